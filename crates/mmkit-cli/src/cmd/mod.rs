@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod elf;
+pub mod maps;
+pub mod mmio;
+pub mod residency;
+pub mod tour;

@@ -1,0 +1,48 @@
+//! `mmkit`: a tour of mmap on this machine, and tools to see and measure mapped memory.
+//!
+//! The binary is thin: each subcommand lives in `cmd/<name>.rs` and calls the libraries.
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
+
+mod cmd;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+/// The whole of mmap: file-backed, anonymous and device mappings, and the tools to see them.
+#[derive(Debug, Parser)]
+#[command(name = "mmkit", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Demonstrate and measure mmap on this machine (the main job).
+    Tour(cmd::tour::Args),
+    /// Page-cache residency of files (a vmtouch/fincore peer): count, touch, evict, lock.
+    Residency(cmd::residency::Args),
+    /// A process's mappings with their memory cost (a `pmap -X` peer).
+    Maps(cmd::maps::Args),
+    /// Plan, load and call into ELF shared objects, from files or APK entries.
+    #[command(subcommand)]
+    Elf(cmd::elf::Command),
+    /// Read and write device registers (UIO, PCI sysfs, /dev/mem), list devices, wait for IRQs.
+    #[command(subcommand)]
+    Mmio(cmd::mmio::Command),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tour(args) => cmd::tour::run(args),
+        Command::Residency(args) => cmd::residency::run(args),
+        Command::Maps(args) => cmd::maps::run(args),
+        Command::Elf(command) => cmd::elf::run(command),
+        Command::Mmio(command) => cmd::mmio::run(command),
+    };
+    if let Err(err) = result {
+        eprintln!("mmkit: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,143 @@
+//! Reports that print as an aligned table for people or as JSON for programs.
+//!
+//! Every report command builds a [`Report`] of [`Section`]s of facts and prints it once, so the
+//! human and `--json` outputs always carry the same facts.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One measured or observed fact: a stable key for JSON, a label and a rendering for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fact {
+    /// Stable snake_case key used in JSON.
+    pub key: String,
+    /// What a person reads in the left column.
+    #[serde(skip)]
+    pub label: String,
+    /// The value for programs (numbers stay numbers).
+    pub value: Value,
+    /// The value for people (units, thousands separators, context).
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// A titled group of facts, with free-text notes that explain them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    /// Stable key of the section.
+    pub id: String,
+    /// Title shown to people.
+    pub title: String,
+    /// The facts, in order.
+    pub facts: Vec<Fact>,
+    /// Explanations shown under the facts.
+    pub notes: Vec<String>,
+}
+
+impl Section {
+    /// Starts an empty section.
+    pub fn new(id: &str, title: &str) -> Self {
+        Section { id: id.to_owned(), title: title.to_owned(), facts: Vec::new(), notes: Vec::new() }
+    }
+
+    /// Adds a fact whose JSON value is `value` and whose human text is `text`.
+    pub fn fact(&mut self, key: &str, label: &str, value: impl Into<Value>, text: impl Into<String>) {
+        self.facts.push(Fact {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            value: value.into(),
+            text: text.into(),
+        });
+    }
+
+    /// Adds a note.
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// The facts as a JSON object keyed by fact key.
+    pub fn to_json(&self) -> Value {
+        let mut facts = serde_json::Map::new();
+        for f in &self.facts {
+            facts.insert(f.key.clone(), f.value.clone());
+        }
+        serde_json::json!({ "id": self.id, "title": self.title, "facts": facts, "notes": self.notes })
+    }
+
+    /// Renders the section for people: a title, aligned `label  value` rows, then notes.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("== {} ==\n", self.title));
+        let width = self.facts.iter().map(|f| f.label.chars().count()).max().unwrap_or(0);
+        for f in &self.facts {
+            out.push_str(&format!("  {:<width$}  {}\n", f.label, f.text, width = width));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("  - {n}\n"));
+        }
+        out
+    }
+}
+
+/// Formats a byte count with binary units (`1.5 MiB`).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Formats a duration in the most readable unit.
+pub fn duration(d: std::time::Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 10_000 {
+        format!("{ns} ns")
+    } else if ns < 10_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else if ns < 10_000_000_000 {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.2} s", ns as f64 / 1e9)
+    }
+}
+
+/// Formats a throughput in GiB/s or MiB/s.
+pub fn throughput(bytes: u64, d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64().max(1e-9);
+    let per = bytes as f64 / secs;
+    if per >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB/s", per / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB/s", per / (1u64 << 20) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(256 << 20), "256.0 MiB");
+    }
+
+    #[test]
+    fn render_aligns_labels() {
+        let mut s = Section::new("x", "X");
+        s.fact("a", "short", 1, "1");
+        s.fact("b", "a longer label", 2, "2");
+        let text = s.render();
+        assert!(text.contains("  short           1\n"), "{text}");
+        assert_eq!(s.to_json()["facts"]["b"], 2);
+    }
+}
