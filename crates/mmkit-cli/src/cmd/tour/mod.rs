@@ -5,6 +5,11 @@
 
 use crate::report::Section;
 
+mod anon;
+mod elf;
+mod file;
+mod mmio;
+
 /// Arguments of `mmkit tour`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,7 +51,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 type SectionFn = fn(&Args) -> anyhow::Result<Section>;
 
-const SECTIONS: &[(&str, SectionFn)] = &[];
+const SECTIONS: &[(&str, SectionFn)] = &[
+    ("file", file::section),
+    ("anon", anon::section),
+    ("elf", elf::section),
+    ("mmio", mmio::section),
+];
 
 /// Runs `mmkit tour`.
 pub fn run(args: Args) -> anyhow::Result<()> {
