@@ -1,0 +1,139 @@
+//! Page-cache counts of a whole file: `cachestat(2)` (Linux 6.5+), or `mincore(2)` before that.
+
+#![deny(unsafe_code)]
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::io::Errno;
+use serde::Serialize;
+
+use super::residency::{open, regular_file_len, residency_of_file};
+use crate::error::{Error, Result};
+
+/// Where a [`CacheStat`]'s numbers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatSource {
+    /// `cachestat(2)`: every count is known.
+    Cachestat,
+    /// `mincore(2)` (the kernel lacks `cachestat`): only `cached` is known.
+    Mincore,
+}
+
+/// Page-cache counts of a file, in pages of [`page_size`](crate::page_size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheStat {
+    /// Size of the file in bytes.
+    pub len: u64,
+    /// Pages of the file (`len` rounded up).
+    pub pages: u64,
+    /// Pages in the page cache (what `vmtouch` calls resident).
+    pub cached: u64,
+    /// Dirty pages (not yet written back).
+    pub dirty: Option<u64>,
+    /// Pages being written back.
+    pub writeback: Option<u64>,
+    /// Pages evicted from the cache whose shadow entries remain.
+    pub evicted: Option<u64>,
+    /// Evicted pages that would have stayed with a slightly bigger cache (refaults to come).
+    pub recently_evicted: Option<u64>,
+    /// Which call produced the numbers.
+    pub source: CacheStatSource,
+}
+
+/// Set once `cachestat` said `ENOSYS`, so later calls go straight to `mincore`.
+static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+
+/// Page-cache counts of the file at `path`.
+///
+/// Uses `cachestat(2)`, which needs no mapping and reports dirty, writeback and eviction counts
+/// too; falls back to counting `mincore(2)` bits when the kernel lacks it (`ENOSYS`) or the file
+/// system does not support it (`EOPNOTSUPP`, e.g. hugetlbfs). An empty file has 0 pages.
+pub fn cachestat(path: impl AsRef<Path>) -> Result<CacheStat> {
+    let path = path.as_ref();
+    let file = open(path)?;
+    cachestat_of(&file).map_err(|e| e.with_path(path))
+}
+
+/// Page-cache counts of an open file (see [`cachestat`]).
+pub fn cachestat_of(file: &File) -> Result<CacheStat> {
+    let len = regular_file_len(file)?;
+    let page = crate::page::page_size() as u64;
+    let pages = len.div_ceil(page);
+    if pages == 0 {
+        return Ok(CacheStat {
+            len,
+            pages,
+            cached: 0,
+            dirty: Some(0),
+            writeback: Some(0),
+            evicted: Some(0),
+            recently_evicted: Some(0),
+            source: CacheStatSource::Cachestat,
+        });
+    }
+    if !NO_CACHESTAT.load(Ordering::Relaxed) {
+        // The range is the file's pages exactly, as mincore and vmtouch count them.
+        match crate::sys::inspect::cachestat(file, 0, pages * page) {
+            Ok(cs) => {
+                return Ok(CacheStat {
+                    len,
+                    pages,
+                    cached: cs.nr_cache.min(pages),
+                    dirty: Some(cs.nr_dirty),
+                    writeback: Some(cs.nr_writeback),
+                    evicted: Some(cs.nr_evicted),
+                    recently_evicted: Some(cs.nr_recently_evicted),
+                    source: CacheStatSource::Cachestat,
+                })
+            }
+            Err(Errno::NOSYS) => NO_CACHESTAT.store(true, Ordering::Relaxed),
+            Err(Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(Error::os("cachestat", e).with_range(0, pages * page)),
+        }
+    }
+    let r = residency_of_file(file)?;
+    Ok(CacheStat {
+        len,
+        pages,
+        cached: r.resident_pages(),
+        dirty: None,
+        writeback: None,
+        evicted: None,
+        recently_evicted: None,
+        source: CacheStatSource::Mincore,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn agrees_with_mincore_after_write_and_evict() {
+        let page = crate::page::page_size();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![1u8; page * 5 + 10]).unwrap();
+        f.as_file().sync_all().unwrap();
+        let cs = cachestat(f.path()).unwrap();
+        let r = super::super::residency(f.path()).unwrap();
+        assert_eq!(cs.pages, 6);
+        assert_eq!(cs.len, (page * 5 + 10) as u64);
+        assert_eq!(cs.cached, r.resident_pages());
+        assert_eq!(cs.dirty.unwrap_or(0), 0, "synced");
+        super::super::evict(f.path()).unwrap();
+        let cs = cachestat(f.path()).unwrap();
+        assert_eq!(cs.cached, 0);
+        assert_eq!(super::super::residency(f.path()).unwrap().resident_pages(), 0);
+    }
+
+    #[test]
+    fn empty_file_is_zero_pages() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let cs = cachestat(f.path()).unwrap();
+        assert_eq!((cs.pages, cs.cached), (0, 0));
+    }
+}

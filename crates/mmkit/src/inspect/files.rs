@@ -1,0 +1,123 @@
+//! Expanding paths into the regular files to look at, as `vmtouch` does.
+
+#![deny(unsafe_code)]
+
+use std::collections::HashSet;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::residency::io_error;
+use crate::error::{Error, ErrorKind};
+
+/// A regular file found by [`collect_files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Its path (as given, or joined under a given directory).
+    pub path: PathBuf,
+    /// Its size in bytes when it was found.
+    pub len: u64,
+}
+
+/// Expands `paths` into regular files: directories recursively (sorted by name), each inode
+/// once (hard links count once, like `vmtouch` without `-h`).
+///
+/// A symbolic link given as an argument is followed; links met inside directories are not (so
+/// trees are walked as `vmtouch` walks them, without loops). Paths that cannot be read, and
+/// arguments that are neither regular files nor directories, become errors in the second list
+/// while the walk goes on.
+pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> (Vec<FileEntry>, Vec<Error>) {
+    let mut walk = Walk { files: Vec::new(), errors: Vec::new(), seen: HashSet::new() };
+    for p in paths {
+        let p = p.as_ref();
+        match std::fs::metadata(p) {
+            Ok(meta) if meta.is_dir() => walk.dir(p),
+            Ok(meta) if meta.is_file() => walk.file(p.to_owned(), &meta),
+            Ok(_) => walk.errors.push(not_regular(p)),
+            Err(e) => walk.errors.push(io_error("stat", e).with_path(p)),
+        }
+    }
+    (walk.files, walk.errors)
+}
+
+struct Walk {
+    files: Vec<FileEntry>,
+    errors: Vec<Error>,
+    seen: HashSet<(u64, u64)>,
+}
+
+impl Walk {
+    fn file(&mut self, path: PathBuf, meta: &Metadata) {
+        if meta.nlink() > 1 && !self.seen.insert((meta.dev(), meta.ino())) {
+            return;
+        }
+        self.files.push(FileEntry { path, len: meta.len() });
+    }
+
+    fn dir(&mut self, dir: &Path) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => return self.errors.push(io_error("opendir", e).with_path(dir)),
+        };
+        let mut entries: Vec<_> = entries
+            .filter_map(|e| match e {
+                Ok(e) => Some(e),
+                Err(err) => {
+                    self.errors.push(io_error("readdir", err).with_path(dir));
+                    None
+                }
+            })
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                self.dir(&path);
+            } else if ft.is_file() {
+                match e.metadata() {
+                    Ok(meta) => self.file(path, &meta),
+                    Err(err) => self.errors.push(io_error("stat", err).with_path(path)),
+                }
+            }
+            // Symbolic links, sockets, pipes and devices inside directories are skipped.
+        }
+    }
+}
+
+fn not_regular(p: &Path) -> Error {
+    Error::new("residency", ErrorKind::InvalidArgument)
+        .with_path(p)
+        .with_detail("not a regular file or directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_dirs_dedups_hard_links_and_skips_inner_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/one"), b"1").unwrap();
+        std::fs::write(root.join("a/b/two with space"), b"22").unwrap();
+        std::fs::hard_link(root.join("a/one"), root.join("a/b/one-link")).unwrap();
+        std::os::unix::fs::symlink(root.join("a/one"), root.join("a/link")).unwrap();
+        std::os::unix::fs::symlink(root, root.join("a/loop")).unwrap();
+
+        let (files, errors) = collect_files(&[root]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<_> = files.iter().map(|f| f.path.strip_prefix(root).unwrap().to_owned()).collect();
+        assert_eq!(names, vec![PathBuf::from("a/b/one-link"), PathBuf::from("a/b/two with space")]);
+        assert_eq!(files[1].len, 2);
+
+        // A symlink given explicitly is followed; a missing path is an error, the rest goes on.
+        let (files, errors) = collect_files(&[root.join("a/link"), root.join("nope")]);
+        assert_eq!(files.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].errno(), Some(libc::ENOENT));
+        let (_, errors) = collect_files(&["/dev/null"]);
+        assert_eq!(errors[0].kind(), ErrorKind::InvalidArgument);
+    }
+}

@@ -1,0 +1,829 @@
+//! Parsers of `/proc/<pid>/maps`, `/proc/<pid>/smaps` and `/proc/<pid>/smaps_rollup`.
+//!
+//! The text formats are the kernel's (`fs/proc/task_mmu.c`, documented in
+//! [proc_pid_maps(5)](https://man7.org/linux/man-pages/man5/proc_pid_maps.5.html) and
+//! `Documentation/filesystems/proc.rst`). The parsers are pure: they take bytes and return typed
+//! records or a [`ParseError`] naming the line; they never panic on any input.
+//!
+//! A maps line reads
+//! `start-end perms offset major:minor inode   pathname`. The pathname column is padded with
+//! spaces; a file path is absolute (it starts with `/`), so the padding never eats part of it,
+//! and a path may itself contain spaces. The kernel appends ` (deleted)` to unlinked files and
+//! escapes a newline in a path as `\012`.
+
+#![deny(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A line of `/proc` text that did not parse: where, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {what} in {text:?}")]
+pub struct ParseError {
+    /// 1-based line number in the parsed text.
+    pub line: usize,
+    /// What was expected and not found.
+    pub what: &'static str,
+    /// The offending line, cut to at most 120 bytes (lossy UTF-8).
+    pub text: String,
+}
+
+impl ParseError {
+    fn new(line: usize, what: &'static str, text: &[u8]) -> Self {
+        let cut = &text[..text.len().min(120)];
+        ParseError { line, what, text: String::from_utf8_lossy(cut).into_owned() }
+    }
+}
+
+/// Access bits of a mapping: the `rwxp` / `rwxs` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Perms {
+    /// `r`: readable.
+    pub read: bool,
+    /// `w`: writable.
+    pub write: bool,
+    /// `x`: executable.
+    pub exec: bool,
+    /// `s`: shared (`MAP_SHARED`); `p` when private (copy-on-write).
+    pub shared: bool,
+}
+
+impl Perms {
+    fn parse(field: &[u8]) -> Option<Perms> {
+        let [r, w, x, s] = field else { return None };
+        let flag = |c: u8, yes: u8| match c {
+            b'-' => Some(false),
+            c if c == yes => Some(true),
+            _ => None,
+        };
+        Some(Perms {
+            read: flag(*r, b'r')?,
+            write: flag(*w, b'w')?,
+            exec: flag(*x, b'x')?,
+            shared: match s {
+                b's' => true,
+                b'p' => false,
+                _ => return None,
+            },
+        })
+    }
+}
+
+impl fmt::Display for Perms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = |on: bool, ch: char| if on { ch } else { '-' };
+        write!(
+            f,
+            "{}{}{}{}",
+            c(self.read, 'r'),
+            c(self.write, 'w'),
+            c(self.exec, 'x'),
+            if self.shared { 's' } else { 'p' }
+        )
+    }
+}
+
+/// The device holding the backing file, as `major:minor` (both `0` for anonymous memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct DeviceId {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02x}:{:02x}", self.major, self.minor)
+    }
+}
+
+/// What a mapping's pathname column says about its backing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Backing {
+    /// No pathname: private or shared anonymous memory without a name.
+    Anonymous,
+    /// A file, named by an absolute path (a `\012` escape is kept as the kernel wrote it).
+    File {
+        /// The path with any ` (deleted)` suffix removed.
+        path: PathBuf,
+        /// The kernel marked the file ` (deleted)`: it was unlinked after being mapped.
+        deleted: bool,
+    },
+    /// A pseudo-path: `[heap]`, `[stack]`, `[vdso]`, `[anon:name]`, `anon_inode:[...]`, ...,
+    /// kept verbatim.
+    Pseudo(String),
+}
+
+impl Backing {
+    fn parse(text: &[u8]) -> Backing {
+        if text.is_empty() {
+            return Backing::Anonymous;
+        }
+        if text[0] == b'/' {
+            const DELETED: &[u8] = b" (deleted)";
+            let (path, deleted) = match text.strip_suffix(DELETED) {
+                Some(rest) => (rest, true),
+                None => (text, false),
+            };
+            return Backing::File { path: PathBuf::from(OsStr::from_bytes(path)), deleted };
+        }
+        Backing::Pseudo(String::from_utf8_lossy(text).into_owned())
+    }
+
+    /// The pathname column as the kernel prints it (empty for anonymous memory).
+    pub fn display(&self) -> String {
+        match self {
+            Backing::Anonymous => String::new(),
+            Backing::File { path, deleted } => {
+                let mut s = path.to_string_lossy().into_owned();
+                if *deleted {
+                    s.push_str(" (deleted)");
+                }
+                s
+            }
+            Backing::Pseudo(p) => p.clone(),
+        }
+    }
+
+    /// The file path, for file-backed mappings.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Backing::File { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The name given with `PR_SET_VMA_ANON_NAME`, for `[anon:name]` and `[anon_shmem:name]`.
+    pub fn anon_name(&self) -> Option<&str> {
+        let Backing::Pseudo(p) = self else { return None };
+        p.strip_prefix("[anon:")
+            .or_else(|| p.strip_prefix("[anon_shmem:"))
+            .and_then(|rest| rest.strip_suffix(']'))
+    }
+}
+
+/// The kind of a mapping, for grouping and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapKind {
+    /// A regular file (including memfd, SysV shm and deleted files).
+    File,
+    /// Anonymous memory without a name.
+    Anonymous,
+    /// Anonymous memory named with `PR_SET_VMA_ANON_NAME` (`[anon:name]`).
+    NamedAnonymous,
+    /// The brk heap (`[heap]`).
+    Heap,
+    /// The main thread's stack (`[stack]`, or `[stack:tid]` on old kernels).
+    Stack,
+    /// A device node mapped from `/dev` (not `/dev/shm`): `/dev/zero`, UIO, `/dev/mem`, DRM...
+    Device,
+    /// Kernel-provided special mappings: `[vdso]`, `[vvar]`, `[vsyscall]`, `anon_inode:...`.
+    Special,
+}
+
+impl MapKind {
+    /// All kinds, in display order.
+    pub const ALL: [MapKind; 7] = [
+        MapKind::File,
+        MapKind::Anonymous,
+        MapKind::NamedAnonymous,
+        MapKind::Heap,
+        MapKind::Stack,
+        MapKind::Device,
+        MapKind::Special,
+    ];
+
+    /// The snake_case name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapKind::File => "file",
+            MapKind::Anonymous => "anonymous",
+            MapKind::NamedAnonymous => "named_anonymous",
+            MapKind::Heap => "heap",
+            MapKind::Stack => "stack",
+            MapKind::Device => "device",
+            MapKind::Special => "special",
+        }
+    }
+}
+
+impl fmt::Display for MapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One line of `/proc/<pid>/maps`: a virtual memory area.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MapsEntry {
+    /// First address of the area.
+    pub start: u64,
+    /// One past the last address of the area.
+    pub end: u64,
+    /// Access bits and sharing.
+    pub perms: Perms,
+    /// Offset into the backing file, in bytes.
+    pub offset: u64,
+    /// Device of the backing file.
+    pub device: DeviceId,
+    /// Inode of the backing file (0 for anonymous memory).
+    pub inode: u64,
+    /// The pathname column.
+    pub backing: Backing,
+}
+
+impl MapsEntry {
+    /// Length of the area in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the area is empty (never true for areas the kernel reports).
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The area's kind, for grouping.
+    pub fn kind(&self) -> MapKind {
+        match &self.backing {
+            Backing::Anonymous => MapKind::Anonymous,
+            Backing::File { path, .. } => {
+                let p = path.as_os_str().as_bytes();
+                if p.starts_with(b"/dev/") && !p.starts_with(b"/dev/shm/") {
+                    MapKind::Device
+                } else {
+                    MapKind::File
+                }
+            }
+            Backing::Pseudo(p) => {
+                if self.backing.anon_name().is_some() {
+                    MapKind::NamedAnonymous
+                } else if p == "[heap]" {
+                    MapKind::Heap
+                } else if p == "[stack]" || p.starts_with("[stack:") {
+                    MapKind::Stack
+                } else {
+                    MapKind::Special
+                }
+            }
+        }
+    }
+
+    /// Parses one maps line (without its newline). `line_no` is used in errors.
+    pub fn parse_line(line: &[u8], line_no: usize) -> Result<MapsEntry, ParseError> {
+        let err = |what| ParseError::new(line_no, what, line);
+        if !line.first().is_some_and(u8::is_ascii_hexdigit) {
+            return Err(err("address range"));
+        }
+        let mut rest = line;
+        let mut field = |what| -> Result<&[u8], ParseError> {
+            let (f, r) = next_field(rest).ok_or_else(|| err(what))?;
+            rest = r;
+            Ok(f)
+        };
+        let range = field("address range")?;
+        let perms = field("permissions")?;
+        let offset = field("offset")?;
+        let device = field("device")?;
+        let inode = field("inode")?;
+
+        let (start, end) = split_once(range, b'-').ok_or_else(|| err("address range"))?;
+        let start = parse_hex(start).ok_or_else(|| err("start address"))?;
+        let end = parse_hex(end).ok_or_else(|| err("end address"))?;
+        if start > end {
+            return Err(err("start address after end address"));
+        }
+        let perms = Perms::parse(perms).ok_or_else(|| err("permissions"))?;
+        let offset = parse_hex(offset).ok_or_else(|| err("offset"))?;
+        let (major, minor) = split_once(device, b':').ok_or_else(|| err("device"))?;
+        let device = DeviceId {
+            major: parse_hex(major).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| err("device major"))?,
+            minor: parse_hex(minor).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| err("device minor"))?,
+        };
+        let inode = parse_dec(inode).ok_or_else(|| err("inode"))?;
+        // After the inode comes padding, then the pathname (which may contain spaces).
+        let path = trim_start(rest);
+        Ok(MapsEntry { start, end, perms, offset, device, inode, backing: Backing::parse(path) })
+    }
+}
+
+/// Memory counters of one area (from `smaps`) or a whole process (from `smaps_rollup`), in KiB.
+///
+/// Counters a kernel does not print stay 0; counters this version does not know are kept in
+/// [`other`](Self::other).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct MemStats {
+    /// `Size`: virtual size.
+    pub size: u64,
+    /// `KernelPageSize`.
+    pub kernel_page_size: u64,
+    /// `MMUPageSize`.
+    pub mmu_page_size: u64,
+    /// `Rss`: resident.
+    pub rss: u64,
+    /// `Pss`: proportional set size (resident, shared pages divided among their mappers).
+    pub pss: u64,
+    /// `Pss_Dirty`.
+    pub pss_dirty: u64,
+    /// `Pss_Anon` (rollup only).
+    pub pss_anon: u64,
+    /// `Pss_File` (rollup only).
+    pub pss_file: u64,
+    /// `Pss_Shmem` (rollup only).
+    pub pss_shmem: u64,
+    /// `Shared_Clean`.
+    pub shared_clean: u64,
+    /// `Shared_Dirty`.
+    pub shared_dirty: u64,
+    /// `Private_Clean`.
+    pub private_clean: u64,
+    /// `Private_Dirty`.
+    pub private_dirty: u64,
+    /// `Referenced`.
+    pub referenced: u64,
+    /// `Anonymous`.
+    pub anonymous: u64,
+    /// `KSM`.
+    pub ksm: u64,
+    /// `LazyFree`.
+    pub lazy_free: u64,
+    /// `AnonHugePages`: anonymous memory backed by transparent huge pages.
+    pub anon_huge_pages: u64,
+    /// `ShmemPmdMapped`.
+    pub shmem_pmd_mapped: u64,
+    /// `FilePmdMapped`: file memory mapped with PMD (huge) entries.
+    pub file_pmd_mapped: u64,
+    /// `Shared_Hugetlb`.
+    pub shared_hugetlb: u64,
+    /// `Private_Hugetlb`.
+    pub private_hugetlb: u64,
+    /// `Swap`.
+    pub swap: u64,
+    /// `SwapPss`.
+    pub swap_pss: u64,
+    /// `Locked`: mlocked.
+    pub locked: u64,
+    /// Other `Name: N kB` counters, in the order read.
+    pub other: Vec<(String, u64)>,
+}
+
+impl MemStats {
+    /// Sets the counter named `key` (as the kernel spells it); false if the name is unknown
+    /// to this struct (the caller keeps it in `other`).
+    fn set(&mut self, key: &[u8], kib: u64) -> bool {
+        let slot = match key {
+            b"Size" => &mut self.size,
+            b"KernelPageSize" => &mut self.kernel_page_size,
+            b"MMUPageSize" => &mut self.mmu_page_size,
+            b"Rss" => &mut self.rss,
+            b"Pss" => &mut self.pss,
+            b"Pss_Dirty" => &mut self.pss_dirty,
+            b"Pss_Anon" => &mut self.pss_anon,
+            b"Pss_File" => &mut self.pss_file,
+            b"Pss_Shmem" => &mut self.pss_shmem,
+            b"Shared_Clean" => &mut self.shared_clean,
+            b"Shared_Dirty" => &mut self.shared_dirty,
+            b"Private_Clean" => &mut self.private_clean,
+            b"Private_Dirty" => &mut self.private_dirty,
+            b"Referenced" => &mut self.referenced,
+            b"Anonymous" => &mut self.anonymous,
+            b"KSM" => &mut self.ksm,
+            b"LazyFree" => &mut self.lazy_free,
+            b"AnonHugePages" => &mut self.anon_huge_pages,
+            b"ShmemPmdMapped" => &mut self.shmem_pmd_mapped,
+            b"FilePmdMapped" => &mut self.file_pmd_mapped,
+            b"Shared_Hugetlb" => &mut self.shared_hugetlb,
+            b"Private_Hugetlb" => &mut self.private_hugetlb,
+            b"Swap" => &mut self.swap,
+            b"SwapPss" => &mut self.swap_pss,
+            b"Locked" => &mut self.locked,
+            _ => return false,
+        };
+        *slot = kib;
+        true
+    }
+
+    /// Adds `other`'s counters to these (saturating); page sizes and `other` are not summed.
+    pub fn add(&mut self, o: &MemStats) {
+        let pairs: [(&mut u64, u64); 22] = [
+            (&mut self.size, o.size),
+            (&mut self.rss, o.rss),
+            (&mut self.pss, o.pss),
+            (&mut self.pss_dirty, o.pss_dirty),
+            (&mut self.pss_anon, o.pss_anon),
+            (&mut self.pss_file, o.pss_file),
+            (&mut self.pss_shmem, o.pss_shmem),
+            (&mut self.shared_clean, o.shared_clean),
+            (&mut self.shared_dirty, o.shared_dirty),
+            (&mut self.private_clean, o.private_clean),
+            (&mut self.private_dirty, o.private_dirty),
+            (&mut self.referenced, o.referenced),
+            (&mut self.anonymous, o.anonymous),
+            (&mut self.ksm, o.ksm),
+            (&mut self.lazy_free, o.lazy_free),
+            (&mut self.anon_huge_pages, o.anon_huge_pages),
+            (&mut self.shmem_pmd_mapped, o.shmem_pmd_mapped),
+            (&mut self.file_pmd_mapped, o.file_pmd_mapped),
+            (&mut self.shared_hugetlb, o.shared_hugetlb),
+            (&mut self.private_hugetlb, o.private_hugetlb),
+            (&mut self.swap, o.swap),
+            (&mut self.swap_pss, o.swap_pss),
+        ];
+        for (a, b) in pairs {
+            *a = a.saturating_add(b);
+        }
+        self.locked = self.locked.saturating_add(o.locked);
+    }
+}
+
+/// One area of `/proc/<pid>/smaps`: its maps line and its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmapsEntry {
+    /// The maps line.
+    pub area: MapsEntry,
+    /// The counters, in KiB.
+    pub stats: MemStats,
+    /// `THPeligible`: whether the area may be backed by transparent huge pages
+    /// (`None` when the kernel does not print it).
+    pub thp_eligible: Option<bool>,
+    /// `ProtectionKey`, on kernels and CPUs with memory protection keys.
+    pub protection_key: Option<u32>,
+    /// `VmFlags`: two-letter flags such as `rd`, `wr`, `lo` (locked), `hg` (huge advised).
+    pub vm_flags: Vec<String>,
+}
+
+impl SmapsEntry {
+    /// Whether `VmFlags` holds `flag` (e.g. `"lo"`).
+    pub fn has_vm_flag(&self, flag: &str) -> bool {
+        self.vm_flags.iter().any(|f| f == flag)
+    }
+}
+
+/// `/proc/<pid>/smaps_rollup`: the process's counters summed by the kernel over all areas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmapsRollup {
+    /// Lowest start address of any area.
+    pub start: u64,
+    /// Highest end address of any area.
+    pub end: u64,
+    /// The summed counters, in KiB.
+    pub stats: MemStats,
+}
+
+/// Parses the whole text of `/proc/<pid>/maps`.
+pub fn parse_maps(text: &[u8]) -> Result<Vec<MapsEntry>, ParseError> {
+    lines(text).map(|(no, line)| MapsEntry::parse_line(line, no)).collect()
+}
+
+/// Parses the whole text of `/proc/<pid>/smaps`.
+pub fn parse_smaps(text: &[u8]) -> Result<Vec<SmapsEntry>, ParseError> {
+    let mut out: Vec<SmapsEntry> = Vec::new();
+    for (no, line) in lines(text) {
+        if is_header(line) {
+            out.push(SmapsEntry {
+                area: MapsEntry::parse_line(line, no)?,
+                stats: MemStats::default(),
+                thp_eligible: None,
+                protection_key: None,
+                vm_flags: Vec::new(),
+            });
+            continue;
+        }
+        let entry = out.last_mut().ok_or_else(|| ParseError::new(no, "a maps line first", line))?;
+        let (key, value) = split_once(line, b':').ok_or_else(|| ParseError::new(no, "`Name: value`", line))?;
+        match key {
+            b"VmFlags" => {
+                entry.vm_flags = value
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|f| !f.is_empty())
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect();
+            }
+            b"THPeligible" => {
+                entry.thp_eligible = Some(match trim(value) {
+                    b"0" => false,
+                    b"1" => true,
+                    _ => return Err(ParseError::new(no, "THPeligible 0 or 1", line)),
+                });
+            }
+            b"ProtectionKey" => {
+                let v = parse_dec(trim(value)).and_then(|v| u32::try_from(v).ok());
+                entry.protection_key = Some(v.ok_or_else(|| ParseError::new(no, "protection key", line))?);
+            }
+            _ => set_counter(&mut entry.stats, key, value, no, line)?,
+        }
+    }
+    Ok(out)
+}
+
+/// Parses the whole text of `/proc/<pid>/smaps_rollup`.
+pub fn parse_smaps_rollup(text: &[u8]) -> Result<SmapsRollup, ParseError> {
+    let mut it = lines(text);
+    let (no, header) = it.next().ok_or_else(|| ParseError::new(1, "a rollup header", b""))?;
+    if !is_header(header) {
+        return Err(ParseError::new(no, "a rollup header", header));
+    }
+    let area = MapsEntry::parse_line(header, no)?;
+    let mut stats = MemStats::default();
+    for (no, line) in it {
+        let (key, value) = split_once(line, b':').ok_or_else(|| ParseError::new(no, "`Name: value`", line))?;
+        set_counter(&mut stats, key, value, no, line)?;
+    }
+    Ok(SmapsRollup { start: area.start, end: area.end, stats })
+}
+
+fn set_counter(stats: &mut MemStats, key: &[u8], value: &[u8], no: usize, line: &[u8]) -> Result<(), ParseError> {
+    if key.is_empty() || !key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return Err(ParseError::new(no, "a counter name", line));
+    }
+    let kib = parse_kib(value).ok_or_else(|| ParseError::new(no, "a number of kB", line))?;
+    if !stats.set(key, kib) {
+        stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
+    }
+    Ok(())
+}
+
+/// `"   1234 kB"` → 1234.
+fn parse_kib(value: &[u8]) -> Option<u64> {
+    let v = trim(value);
+    let number = v.strip_suffix(b"kB").map(trim).unwrap_or(v);
+    parse_dec(number)
+}
+
+/// Whether a smaps line is a maps header (`start-end ...`) rather than a `Name: value` counter.
+fn is_header(line: &[u8]) -> bool {
+    match line.iter().position(|b| *b == b' ') {
+        Some(sp) => line[..sp].contains(&b'-') && !line[..sp].contains(&b':'),
+        None => false,
+    }
+}
+
+/// Non-empty lines with their 1-based numbers.
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    text.split(|b| *b == b'\n').enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.is_empty())
+}
+
+/// Splits off the next space-delimited field (after skipping leading spaces).
+fn next_field(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let s = trim_start(s);
+    if s.is_empty() {
+        return None;
+    }
+    let end = s.iter().position(|b| *b == b' ').unwrap_or(s.len());
+    Some((&s[..end], &s[end..]))
+}
+
+fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|b| *b == sep)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let i = s.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(s.len());
+    &s[i..]
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let s = trim_start(s);
+    let end = s.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(0, |i| i + 1);
+    &s[..end]
+}
+
+fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, b| Some((acc << 4) | u64::from((*b as char).to_digit(16)?)))
+}
+
+fn parse_dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, b| {
+        let d = (*b as char).to_digit(10)?;
+        acc.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SAMPLE: &str = "\
+55e1095b1000-55e1095b3000 r--p 00000000 fe:00 247030                     /usr/bin/cat
+56237c62c000-56237c64d000 rw-p 00000000 00:00 0                          [heap]
+7f64f024a000-7f64f030e000 rw-p 00000000 00:00 0 
+7f64f0400000-7f64f0401000 rw-s 00000000 00:01 1034                       /memfd:my pool (deleted)
+7f64f0500000-7f64f0501000 r--p 00001000 fe:00 12                         /data/my file with spaces.bin
+7f64f0502000-7f64f0503000 rw-p 00000000 00:00 0                          [anon:jemalloc pages]
+7f64f0504000-7f64f0505000 rw-s 00000000 00:06 5                          /dev/uio0
+7f64f0564000-7f64f0566000 r-xp 00000000 00:00 0                          [vdso]
+7ffd7f526000-7ffd7f547000 rw-p 00000000 00:00 0                          [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+";
+
+    #[test]
+    fn parses_sample() {
+        let m = parse_maps(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(m.len(), 10);
+        assert_eq!(m[0].start, 0x55e1095b1000);
+        assert_eq!(m[0].len(), 0x2000);
+        assert_eq!(m[0].device, DeviceId { major: 0xfe, minor: 0 });
+        assert_eq!(m[0].inode, 247030);
+        assert_eq!(m[0].backing.path(), Some(Path::new("/usr/bin/cat")));
+        assert_eq!(m[0].kind(), MapKind::File);
+        assert_eq!(m[1].kind(), MapKind::Heap);
+        assert_eq!(m[2].backing, Backing::Anonymous);
+        assert_eq!(m[2].kind(), MapKind::Anonymous);
+        assert_eq!(
+            m[3].backing,
+            Backing::File { path: PathBuf::from("/memfd:my pool"), deleted: true }
+        );
+        assert!(m[3].perms.shared && m[3].perms.write && !m[3].perms.exec);
+        assert_eq!(m[4].backing.path(), Some(Path::new("/data/my file with spaces.bin")));
+        assert_eq!(m[4].offset, 0x1000);
+        assert_eq!(m[5].backing.anon_name(), Some("jemalloc pages"));
+        assert_eq!(m[5].kind(), MapKind::NamedAnonymous);
+        assert_eq!(m[6].kind(), MapKind::Device);
+        assert_eq!(m[7].kind(), MapKind::Special);
+        assert_eq!(m[8].kind(), MapKind::Stack);
+        assert_eq!(m[9].end, 0xffffffffff601000);
+        assert_eq!(m[9].perms.to_string(), "--xp");
+    }
+
+    #[test]
+    fn parses_own_maps_smaps_and_rollup() {
+        let maps = parse_maps(&std::fs::read("/proc/self/maps").unwrap()).unwrap();
+        assert!(maps.iter().any(|m| m.kind() == MapKind::Stack));
+        let smaps = parse_smaps(&std::fs::read("/proc/self/smaps").unwrap()).unwrap();
+        assert!(!smaps.is_empty());
+        assert!(smaps.iter().all(|s| s.stats.size * 1024 == s.area.len()));
+        assert!(smaps.iter().any(|s| s.has_vm_flag("rd")));
+        let rollup = parse_smaps_rollup(&std::fs::read("/proc/self/smaps_rollup").unwrap()).unwrap();
+        assert!(rollup.stats.rss > 0);
+        assert!(rollup.stats.pss <= rollup.stats.rss);
+    }
+
+    #[test]
+    fn smaps_counters_and_flags() {
+        let text = "\
+7f00-8f00 rw-p 00000000 00:00 0 
+Size:                  4 kB
+Rss:                   4 kB
+Pss:                   2 kB
+AnonHugePages:      2048 kB
+FilePmdMapped:         0 kB
+Swap:                  8 kB
+Locked:                4 kB
+Brand_New_Counter:    12 kB
+THPeligible:           1
+ProtectionKey:         0
+VmFlags: rd wr mr mw me lo ac 
+";
+        let s = parse_smaps(text.as_bytes()).unwrap();
+        assert_eq!(s.len(), 1);
+        let e = &s[0];
+        assert_eq!((e.stats.rss, e.stats.pss, e.stats.anon_huge_pages), (4, 2, 2048));
+        assert_eq!((e.stats.swap, e.stats.locked), (8, 4));
+        assert_eq!(e.stats.other, vec![("Brand_New_Counter".to_owned(), 12)]);
+        assert_eq!(e.thp_eligible, Some(true));
+        assert_eq!(e.protection_key, Some(0));
+        assert!(e.has_vm_flag("lo") && !e.has_vm_flag("ex"));
+    }
+
+    #[test]
+    fn rejects_bad_lines() {
+        for bad in [
+            "7f00 rw-p 00000000 00:00 0",
+            "7f00-7e00 rw-p 00000000 00:00 0",
+            "7f00-8f00 rwzp 00000000 00:00 0",
+            "7f00-8f00 rw-p 0000000g 00:00 0",
+            "7f00-8f00 rw-p 00000000 0000 0",
+            "7f00-8f00 rw-p 00000000 00:00 -1",
+            "7f00-8f00 rw-p 00000000 00:00",
+            "7f00-8f00 rw-p 11112222333344445 00:00 0",
+            "7f00-8f00 rw-p 0 00:00 99999999999999999999999",
+        ] {
+            assert!(parse_maps(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(parse_smaps(b"Rss: 4 kB\n").is_err());
+        assert!(parse_smaps(b"7f00-8f00 rw-p 0 00:00 0\nRss: four kB\n").is_err());
+        assert!(parse_smaps(b"7f00-8f00 rw-p 0 00:00 0\nTHPeligible: 2\n").is_err());
+        assert!(parse_smaps_rollup(b"").is_err());
+        assert!(parse_smaps_rollup(b"Rss: 4 kB\n").is_err());
+        let e = parse_maps(b"7f00-8f00 rw-p 0 00:00 0\nnot a line\n").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    /// A path the kernel could print: absolute, no newline, any other bytes including spaces.
+    fn file_path() -> impl Strategy<Value = String> {
+        proptest::collection::vec("[a-zA-Z0-9 ._\\-()\\[\\]:é]{1,12}", 1..5)
+            .prop_map(|parts| format!("/{}", parts.join("/")))
+            .prop_filter("no trailing deleted marker", |p| !p.ends_with(" (deleted)"))
+    }
+
+    fn backing() -> impl Strategy<Value = Backing> {
+        prop_oneof![
+            Just(Backing::Anonymous),
+            (file_path(), any::<bool>())
+                .prop_map(|(p, deleted)| Backing::File { path: PathBuf::from(p), deleted }),
+            "[a-zA-Z0-9 _.\\-]{0,20}".prop_map(|n| Backing::Pseudo(format!("[anon:{n}]"))),
+            prop_oneof![
+                Just("[heap]"),
+                Just("[stack]"),
+                Just("[vdso]"),
+                Just("[vvar]"),
+                Just("[vsyscall]"),
+                Just("anon_inode:[perf_event]")
+            ]
+            .prop_map(|s| Backing::Pseudo(s.to_owned())),
+        ]
+    }
+
+    prop_compose! {
+        fn entry()(start in any::<u64>(), len in any::<u64>(), r in any::<bool>(), w in any::<bool>(),
+                   x in any::<bool>(), s in any::<bool>(), offset in any::<u64>(),
+                   major in 0u32..4096, minor in 0u32..(1 << 20), inode in any::<u64>(),
+                   backing in backing()) -> MapsEntry {
+            let end = start.saturating_add(len);
+            MapsEntry { start, end, perms: Perms { read: r, write: w, exec: x, shared: s },
+                        offset, device: DeviceId { major, minor }, inode, backing }
+        }
+    }
+
+    /// Formats an entry exactly as `show_vma_header_prefix` + `seq_pad` do.
+    fn kernel_format(e: &MapsEntry) -> String {
+        let mut line = format!(
+            "{:08x}-{:08x} {} {:08x} {} {} ",
+            e.start, e.end, e.perms, e.offset, e.device, e.inode
+        );
+        let name = e.backing.display();
+        if !name.is_empty() {
+            while line.len() < 73 {
+                line.push(' ');
+            }
+            line.push_str(&name);
+        }
+        line
+    }
+
+    proptest! {
+        #[test]
+        fn maps_line_round_trips(e in entry()) {
+            let line = kernel_format(&e);
+            let parsed = MapsEntry::parse_line(line.as_bytes(), 1).unwrap();
+            prop_assert_eq!(parsed, e);
+        }
+
+        #[test]
+        fn maps_text_round_trips(es in proptest::collection::vec(entry(), 0..20)) {
+            let text: String = es.iter().map(|e| kernel_format(e) + "\n").collect();
+            prop_assert_eq!(parse_maps(text.as_bytes()).unwrap(), es);
+        }
+
+        #[test]
+        fn truncated_header_is_an_error(e in entry(), cut in 0usize..5) {
+            // Dropping any of the first five fields leaves a line that must not parse.
+            let line = kernel_format(&e);
+            let fields: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).take(5).collect();
+            let truncated = fields[..cut].join(" ");
+            prop_assert!(MapsEntry::parse_line(truncated.as_bytes(), 1).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_maps(&bytes);
+            let _ = parse_smaps(&bytes);
+            let _ = parse_smaps_rollup(&bytes);
+        }
+
+        #[test]
+        fn garbage_lines_are_errors(s in "[^0-9a-fA-F\n][^\n]{0,80}") {
+            // A line that does not start with a hex digit can be no maps line.
+            prop_assert!(parse_maps(s.as_bytes()).is_err());
+        }
+
+        #[test]
+        fn smaps_counters_round_trip(rss in any::<u64>(), pss in any::<u64>(), swap in any::<u64>(),
+                                     thp in any::<bool>(), e in entry()) {
+            let text = format!(
+                "{}\nRss: {:>8} kB\nPss: {:>8} kB\nSwap: {:>8} kB\nTHPeligible: {:>8}\nVmFlags: rd mr \n",
+                kernel_format(&e), rss, pss, swap, u8::from(thp)
+            );
+            let s = parse_smaps(text.as_bytes()).unwrap();
+            prop_assert_eq!(s.len(), 1);
+            prop_assert_eq!(&s[0].area, &e);
+            prop_assert_eq!((s[0].stats.rss, s[0].stats.pss, s[0].stats.swap), (rss, pss, swap));
+            prop_assert_eq!(s[0].thp_eligible, Some(thp));
+            prop_assert_eq!(&s[0].vm_flags, &vec!["rd".to_owned(), "mr".to_owned()]);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Seeing mapped memory: page-cache residency of files and the mappings of processes.
+//!
+//! Two themes, one module each:
+//!
+//! | question | functions | kernel source |
+//! |---|---|---|
+//! | which pages of a file are in the page cache? | [`residency`], [`residency_of`], [`cachestat`] | `mincore(2)` on a read-only window map, `cachestat(2)` |
+//! | bring a file in, push it out, keep it in | [`touch`], [`touch_files`], [`evict`], [`lock`] | `MADV_POPULATE_READ`, `POSIX_FADV_DONTNEED`, `mlock(2)` |
+//! | which mappings does a process hold, and what do they cost? | [`maps`], [`smaps`], [`smaps_rollup`] | `/proc/<pid>/maps`, `smaps`, `smaps_rollup` |
+//!
+//! Files are looked at through windows of at most [`WINDOW`] bytes, so a terabyte file needs
+//! little address space. An empty file has 0 pages; that is not an error.
+//!
+//! [`collect_files`] expands directories the way `vmtouch` does (recursively, not following
+//! symbolic links inside directories, counting each inode once), so that counts compare.
+//!
+//! ```no_run
+//! # fn main() -> mmkit::Result<()> {
+//! let r = mmkit::inspect::residency("/usr/bin/ls")?;
+//! println!("{}/{} pages resident", r.resident_pages(), r.pages());
+//! let stat = mmkit::inspect::cachestat("/usr/bin/ls")?;
+//! println!("{} cached, {:?} dirty", stat.cached, stat.dirty);
+//! let rollup = mmkit::inspect::smaps_rollup(std::process::id())?;
+//! println!("Rss {} KiB, Pss {} KiB", rollup.stats.rss, rollup.stats.pss);
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
+
+mod cachestat;
+mod files;
+pub mod maps;
+mod process;
+mod residency;
+mod touch;
+
+pub use cachestat::{cachestat, cachestat_of, CacheStat, CacheStatSource};
+pub use files::{collect_files, FileEntry};
+pub use maps::{
+    Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup,
+};
+pub use process::{maps, smaps, smaps_rollup};
+pub use residency::{residency, residency_of, residency_of_file, PageBitmap, Residency};
+pub use touch::{
+    evict, lock, touch, touch_files, wait_for_termination_signal, LockedFile, TouchOptions,
+};
+
+/// Largest window mapped at once to look at a file (1 GiB).
+pub const WINDOW: u64 = 1 << 30;
+
+/// Runs `f` on every item with up to `threads` scoped threads taking items in order; returns the
+/// results in item order.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, f(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    let mut all: Vec<(usize, R)> = parts.iter_mut().flat_map(std::mem::take).collect();
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The default number of worker threads: the CPUs this process may run on.
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_map_keeps_order() {
+        let items: Vec<u32> = (0..1000).collect();
+        for threads in [0, 1, 2, 7] {
+            let out = parallel_map(&items, threads, |x| x * 2);
+            assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        }
+        assert!(parallel_map(&[] as &[u32], 4, |x| *x).is_empty());
+    }
+}

@@ -1,0 +1,253 @@
+//! Changing residency: read files into the page cache (touch), drop them (evict), pin them (lock).
+
+#![deny(unsafe_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+
+use super::residency::{open, regular_file_len};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::inspect::{fadvise, pread_full, FileAdvice, ReadAdvice, Window};
+
+/// How [`touch_files`] splits and spreads its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TouchOptions {
+    /// Worker threads (0: one per CPU this process may use).
+    pub threads: usize,
+    /// Bytes per work item: large files are split into chunks of this size (rounded to pages)
+    /// that the threads read concurrently.
+    pub chunk: u64,
+}
+
+impl Default for TouchOptions {
+    fn default() -> Self {
+        TouchOptions { threads: 0, chunk: 32 << 20 }
+    }
+}
+
+/// Reads the whole file at `path` into the page cache and returns its page count.
+///
+/// Equivalent to `touch_files(&[path], &TouchOptions::default(), &|_| ())`.
+pub fn touch(path: impl AsRef<Path>) -> Result<u64> {
+    let path = path.as_ref();
+    touch_files(&[path], &TouchOptions::default(), &|_| ())
+        .pop()
+        .unwrap_or_else(|| Err(Error::new("touch", ErrorKind::InvalidArgument).with_path(path)))
+}
+
+/// Reads each file into the page cache, in parallel across files and across chunks of large
+/// files; returns each file's page count (or its error) in the order given. `progress` is
+/// called with the number of bytes of each finished chunk, from the worker threads.
+///
+/// Each chunk is mapped read-only and populated with `MADV_POPULATE_READ` (Linux 5.14+), which
+/// reads the pages in and waits for them without a page fault per page. Older kernels get
+/// `POSIX_FADV_WILLNEED` followed by `pread` of the chunk.
+pub fn touch_files<P: AsRef<Path> + Sync>(
+    paths: &[P],
+    options: &TouchOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Result<u64>> {
+    let threads = if options.threads == 0 { super::default_threads() } else { options.threads };
+    let page = crate::page::page_size() as u64;
+    let chunk = options.chunk.max(page) / page * page;
+
+    let opened: Vec<Result<(File, u64)>> = super::parallel_map(paths, threads, |p| {
+        let p = p.as_ref();
+        let f = open(p)?;
+        let len = regular_file_len(&f).map_err(|e| e.with_path(p))?;
+        Ok((f, len))
+    });
+    let mut work: Vec<(usize, u64, u64)> = Vec::new();
+    for (i, o) in opened.iter().enumerate() {
+        if let Ok((_, len)) = o {
+            let mut off = 0;
+            while off < *len {
+                let this = (*len - off).min(chunk);
+                work.push((i, off, this));
+                off += this;
+            }
+        }
+    }
+    let done = super::parallel_map(&work, threads, |&(i, off, len)| {
+        let Ok((file, _)) = &opened[i] else { unreachable!("only opened files have work") };
+        let r = touch_range(file, off, len).map_err(|e| e.with_path(paths[i].as_ref()));
+        progress(len);
+        (i, r)
+    });
+    let mut results: Vec<Result<u64>> =
+        opened.into_iter().map(|o| o.map(|(_, len)| len.div_ceil(page))).collect();
+    for (i, r) in done {
+        if let (Err(e), Ok(_)) = (r, &results[i]) {
+            results[i] = Err(e);
+        }
+    }
+    results
+}
+
+/// Reads `[off, off + len)` of `file` into the page cache and waits for it.
+fn touch_range(file: &File, off: u64, len: u64) -> Result<()> {
+    let w = Window::map(file, off, len as usize)
+        .map_err(|e| Error::os("mmap", e).with_range(off, len))?;
+    match w.advise(0, w.len(), ReadAdvice::PopulateRead) {
+        Ok(()) => Ok(()),
+        // EINVAL: a kernel before 5.14 that does not know MADV_POPULATE_READ.
+        Err(Errno::INVAL) => {
+            drop(w);
+            touch_range_by_reading(file, off, len)
+        }
+        // EFAULT: the pages past the file's end (it was truncated since we looked).
+        Err(Errno::FAULT) => Err(Error::os("madvise(MADV_POPULATE_READ)", Errno::FAULT)
+            .with_kind(ErrorKind::Truncated)
+            .with_range(off, len)),
+        Err(e) => Err(Error::os("madvise(MADV_POPULATE_READ)", e).with_range(off, len)),
+    }
+}
+
+fn touch_range_by_reading(file: &File, off: u64, len: u64) -> Result<()> {
+    fadvise(file, off, len, FileAdvice::WillNeed)
+        .map_err(|e| Error::os("posix_fadvise(POSIX_FADV_WILLNEED)", e).with_range(off, len))?;
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut pos = off;
+    while pos < off + len {
+        let want = ((off + len - pos) as usize).min(buf.len());
+        let n = pread_full(file, &mut buf[..want], pos)
+            .map_err(|e| Error::os("pread", e).with_range(pos, want as u64))?;
+        if n == 0 {
+            break;
+        }
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Drops the file's clean pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`),
+/// as `vmtouch -e` does.
+///
+/// Dirty pages are scheduled for writeback but stay (sync the file first to drop them too);
+/// pages mapped by some process stay as well.
+pub fn evict(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let file = open(path)?;
+    regular_file_len(&file).map_err(|e| e.with_path(path))?;
+    fadvise(&file, 0, 0, FileAdvice::DontNeed)
+        .map_err(|e| Error::os("posix_fadvise(POSIX_FADV_DONTNEED)", e).with_path(path))
+}
+
+/// A file mapped and `mlock`ed into memory; unlocked and unmapped on drop.
+#[derive(Debug)]
+pub struct LockedFile {
+    path: PathBuf,
+    pages: u64,
+    _windows: Vec<Window>,
+}
+
+impl LockedFile {
+    /// The locked file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pages held resident.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+}
+
+/// Maps the file at `path` read-only and locks all its pages in memory (`mlock(2)`), reading
+/// them in first; they stay resident until the returned guard is dropped. Needs
+/// `CAP_IPC_LOCK` or a large enough `RLIMIT_MEMLOCK`.
+///
+/// To hold files until the user presses Ctrl-C, as `vmtouch -l` does, lock them and then call
+/// [`wait_for_termination_signal`].
+pub fn lock(path: impl AsRef<Path>) -> Result<LockedFile> {
+    let path = path.as_ref();
+    let file = open(path)?;
+    let len = regular_file_len(&file).map_err(|e| e.with_path(path))?;
+    let page = crate::page::page_size() as u64;
+    let window = super::WINDOW - super::WINDOW % page;
+    let mut windows = Vec::new();
+    let mut off = 0;
+    while off < len {
+        let this = (len - off).min(window);
+        let w = Window::map(&file, off, this as usize)
+            .map_err(|e| Error::os("mmap", e).with_path(path).with_range(off, this))?;
+        w.lock().map_err(|e| Error::os("mlock", e).with_path(path).with_range(off, this))?;
+        windows.push(w);
+        off += this;
+    }
+    Ok(LockedFile { path: path.to_owned(), pages: len.div_ceil(page), _windows: windows })
+}
+
+/// Blocks `SIGINT` and `SIGTERM` in the calling thread and waits until one arrives; returns
+/// its number. Call it from a single-threaded process (or before starting threads), so the
+/// signal is not delivered elsewhere and kills the process.
+pub fn wait_for_termination_signal() -> Result<i32> {
+    crate::sys::inspect::wait_for_termination_signal().map_err(|e| Error::os("sigwait", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::residency;
+    use std::io::Write;
+
+    fn file_of(pages: usize) -> tempfile::NamedTempFile {
+        let page = crate::page::page_size();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![3u8; pages * page - 100]).unwrap();
+        f.as_file().sync_all().unwrap();
+        f
+    }
+
+    #[test]
+    fn evict_then_touch_in_small_chunks_then_lock() {
+        let f = file_of(37);
+        evict(f.path()).unwrap();
+        assert_eq!(residency(f.path()).unwrap().resident_pages(), 0);
+        let page = crate::page::page_size() as u64;
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let opts = TouchOptions { threads: 3, chunk: 4 * page };
+        let r = touch_files(&[f.path()], &opts, &|n| {
+            seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(r.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(), vec![37]);
+        assert_eq!(seen.into_inner(), 37 * page - 100);
+        assert_eq!(residency(f.path()).unwrap().resident_pages(), 37);
+
+        evict(f.path()).unwrap();
+        let locked = lock(f.path()).unwrap();
+        assert_eq!(locked.pages(), 37);
+        assert_eq!(residency(f.path()).unwrap().resident_pages(), 37);
+        // Locked (mapped) pages survive eviction.
+        evict(f.path()).unwrap();
+        assert_eq!(residency(f.path()).unwrap().resident_pages(), 37);
+        drop(locked);
+        evict(f.path()).unwrap();
+        assert_eq!(residency(f.path()).unwrap().resident_pages(), 0);
+    }
+
+    #[test]
+    fn reading_fallback_touches_everything() {
+        let f = file_of(9);
+        evict(f.path()).unwrap();
+        let file = File::open(f.path()).unwrap();
+        let len = file.metadata().unwrap().len();
+        touch_range_by_reading(&file, 0, len).unwrap();
+        assert_eq!(residency(f.path()).unwrap().resident_pages(), 9);
+    }
+
+    #[test]
+    fn errors_are_per_file() {
+        let f = file_of(2);
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        let missing = f.path().with_extension("missing");
+        let r = touch_files(&[f.path(), &missing, empty.path()], &TouchOptions::default(), &|_| ());
+        assert_eq!(r[0].as_ref().unwrap(), &2);
+        assert_eq!(r[1].as_ref().unwrap_err().errno(), Some(libc::ENOENT));
+        assert_eq!(r[2].as_ref().unwrap(), &0);
+        assert!(lock(empty.path()).unwrap().pages() == 0);
+        assert!(evict(&missing).is_err());
+    }
+}
