@@ -1,1 +1,73 @@
-//! placeholder
+//! # mmkit: the whole of `mmap`, safely
+//!
+//! `mmap(addr, length, prot, flags, fd, offset)` answers three questions, and mmkit names them:
+//!
+//! | question | mmap's parameter | mmkit |
+//! |---|---|---|
+//! | **what** is mapped | `fd`, `offset`, `MAP_ANONYMOUS` | a file ([`Mmap`], [`MmapMut`], [`MmapRaw`], [`GrowableMmap`]), anonymous memory ([`MapOptions::map_anon`]) |
+//! | **where** it goes | `addr`, `MAP_FIXED*` | [`Placement`], or a range inside an owned [`Reservation`] (the only place `MAP_FIXED` is used) |
+//! | **how** it is accessed | `prot`, `MAP_SHARED`/`MAP_PRIVATE`, ... | [`Protection`], [`Sharing`], [`Populate`], [`Lock`], [`HugePages`], [`Advice`], names |
+//!
+//! A successful map returns an owner that unmaps on drop. Range operations (advise, protect,
+//! lock, flush, residency, populate, resize) take byte ranges relative to the mapping and are
+//! bounds-checked with overflow-safe arithmetic. Every error names the operation, the path,
+//! the range and the errno ([`Error`]).
+//!
+//! ## Contents
+//! - [`page`]: the kernel's page size (never a literal 4096) and alignment arithmetic.
+//! - [`options`]: [`MapOptions`], mmap's parameters as a builder.
+//! - [`mapping`]: [`Mapping`], the owned region and its range operations.
+//! - [`file`]: file-backed faces and the [file-mapping safety contract](file#safety-the-file-mapping-contract).
+//! - [`anon`]: anonymous memory.
+//! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.
+//! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
+//! - [`error`]: the [`Error`] type.
+//!
+//! ## File-backed: read a file like an array
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?; let path = dir.path().join("large_data.bin");
+//! # std::fs::write(&path, vec![1u8; 1 << 20])?;
+//! let file = std::fs::File::open(&path)?;
+//! // SAFETY: nobody truncates or rewrites the file while it is mapped.
+//! let map = unsafe { mmkit::Mmap::map(&file) }?;
+//! assert_eq!(map.residency(..)?.total(), (1 << 20) / mmkit::page_size());
+//! let sum: u64 = map.iter().map(|&b| b as u64).sum(); // pages fault in on demand
+//! assert_eq!(sum, 1 << 20);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Anonymous: zeroed memory, reserved address space
+//! ```
+//! # fn main() -> Result<(), mmkit::Error> {
+//! let mut mem = mmkit::MapOptions::new().len(1 << 20).map_anon()?;
+//! mem[0] = 1;
+//! let heap = mmkit::Reservation::new(1 << 30)?;
+//! heap.commit(0, 1 << 20, mmkit::Protection::READ_WRITE)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Platform
+//! Linux (and, by design, Android: the kernel interface is the same, and the page size is
+//! always asked of the kernel). Android builds are not checked by this project's CI.
+
+#![deny(missing_docs)]
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
+pub mod anon;
+pub mod error;
+pub mod file;
+pub mod inspect;
+pub mod mapping;
+pub mod options;
+pub mod page;
+pub mod reserve;
+pub(crate) mod sys;
+
+pub use error::{Error, ErrorKind, Result};
+pub use file::{GrowableMmap, Mmap, MmapMut, MmapRaw};
+pub use mapping::{Mapping, PageOutcome, Residency};
+pub use options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
+pub use page::page_size;
+pub use reserve::Reservation;
+pub use sys::page_faults;

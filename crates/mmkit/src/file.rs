@@ -1,0 +1,522 @@
+//! File-backed faces: [`Mmap`] (read-only), [`MmapMut`] (writable: shared or private
+//! copy-on-write), [`MmapRaw`] (pointer access), and [`GrowableMmap`] (append-style files with a
+//! base address that never moves).
+//!
+//! # Safety: the file-mapping contract
+//! A slice of a file map is only as stable as the file. Creating [`Mmap`] or [`MmapMut`] from a
+//! file is `unsafe` because mmkit cannot stop another process (or this one, through another
+//! handle) from:
+//! - **truncating** the file: touching a page past the new end raises `SIGBUS` and kills the
+//!   process;
+//! - **modifying** it: the bytes behind a `&[u8]` change, which Rust's aliasing rules forbid.
+//!
+//! The caller promises neither happens while the map lives (e.g. the file is private to the
+//! program, or locked by convention). The safe routes are:
+//! - [`MmapRaw`], which hands out raw pointers only, with
+//!   [`copy_from_mapping`](MmapRaw::copy_from_mapping), which turns a would-be `SIGBUS` into an
+//!   [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) error;
+//! - a sealed memfd (`F_SEAL_SHRINK` and `F_SEAL_WRITE`), which the kernel guarantees cannot
+//!   shrink or change: see [`SharedMemory`](crate::SharedMemory).
+
+use std::fs::File;
+use std::ops::{Deref, DerefMut, RangeBounds};
+use std::os::fd::AsFd;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::{Backing, Mapping, PageOutcome, Residency};
+use crate::options::{Advice, MapOptions, Protection, Sharing};
+use crate::page::align_up;
+use crate::reserve::Reservation;
+use crate::sys;
+
+/// Forwards the range operations every face shares to its [`Mapping`].
+macro_rules! forward_mapping_ops {
+    ($face:ty) => {
+        impl $face {
+            /// The underlying [`Mapping`].
+            pub fn mapping(&self) -> &Mapping {
+                &self.map
+            }
+
+            /// `madvise(2)` with advice that keeps contents; see [`Mapping::advise`].
+            pub fn advise(&self, range: impl RangeBounds<usize>, advice: Advice) -> Result<()> {
+                self.map.advise(range, advice)
+            }
+
+            /// Locks the pages of `range` in RAM; see [`Mapping::lock`].
+            pub fn lock(&self, range: impl RangeBounds<usize>) -> Result<()> {
+                self.map.lock(range)
+            }
+
+            /// Locks pages as they fault in; see [`Mapping::lock_on_fault`].
+            pub fn lock_on_fault(&self, range: impl RangeBounds<usize>) -> Result<()> {
+                self.map.lock_on_fault(range)
+            }
+
+            /// Unlocks the pages of `range`; see [`Mapping::unlock`].
+            pub fn unlock(&self, range: impl RangeBounds<usize>) -> Result<()> {
+                self.map.unlock(range)
+            }
+
+            /// Which pages of `range` are resident (`mincore`); see [`Mapping::residency`].
+            pub fn residency(&self, range: impl RangeBounds<usize>) -> Result<Residency> {
+                self.map.residency(range)
+            }
+
+            /// Faults in the pages of `range` for reading; see [`Mapping::populate`].
+            pub fn populate(&self, range: impl RangeBounds<usize>) -> Result<()> {
+                self.map.populate(range, false)
+            }
+
+            /// The page size the mapping got; see [`Mapping::page_outcome`].
+            pub fn page_outcome(&self) -> &PageOutcome {
+                self.map.page_outcome()
+            }
+
+            /// Truncation-safe copy; see [`Mapping::copy_from_mapping`].
+            pub fn copy_from_mapping(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+                self.map.copy_from_mapping(offset, dst)
+            }
+        }
+    };
+}
+
+/// Forwards write-back to the mapping (shared file maps).
+macro_rules! forward_flush {
+    ($face:ty) => {
+        impl $face {
+            /// Writes the dirty pages of `range` to the file and waits (`msync(MS_SYNC)`); the
+            /// range widens to whole pages. A no-op for private and anonymous maps.
+            pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
+                self.map.flush(range)
+            }
+
+            /// Starts writing back the dirty pages of `range` (`msync(MS_ASYNC)`).
+            pub fn flush_async(&self, range: impl RangeBounds<usize>) -> Result<()> {
+                self.map.flush_async(range)
+            }
+        }
+    };
+}
+
+fn layout_error(op: &'static str, detail: String) -> Error {
+    Error::new(op, ErrorKind::Layout).with_detail(detail)
+}
+
+/// Typed zero-copy views over a face's bytes (`zerocopy` types: checked size and alignment).
+macro_rules! typed_views {
+    ($face:ty) => {
+        impl $face {
+            /// The whole mapping as a slice of `T`: its length must be a multiple of
+            /// `size_of::<T>()` and its address aligned for `T`.
+            pub fn as_slice_of<T: FromBytes + Immutable + KnownLayout>(&self) -> Result<&[T]> {
+                <[T]>::ref_from_bytes(&self[..]).map_err(|e| {
+                    layout_error("as_slice_of", format!("{} bytes as [{}]: {e}", self.len(), std::any::type_name::<T>()))
+                })
+            }
+
+            /// A `&T` at byte `offset`, checked for bounds and alignment.
+            pub fn as_ref_of<T: FromBytes + Immutable + KnownLayout>(&self, offset: usize) -> Result<&T> {
+                let bytes = self.get(offset..).ok_or_else(|| {
+                    Error::new("as_ref_of", ErrorKind::OutOfBounds)
+                        .with_range(offset as u64, std::mem::size_of::<T>() as u64)
+                        .with_detail(format!("offset is past the mapping (len {:#x})", self.len()))
+                })?;
+                T::ref_from_prefix(bytes).map(|(t, _)| t).map_err(|e| {
+                    layout_error("as_ref_of", format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>()))
+                })
+            }
+        }
+    };
+}
+
+/// A read-only memory map (`Deref<Target = [u8]>`).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let file = std::fs::File::open("large_data.bin")?;
+/// // SAFETY: nobody truncates or rewrites large_data.bin while we read it.
+/// let map = unsafe { mmkit::Mmap::map(&file) }?;
+/// println!("{} bytes, first {:?}, {} pages resident", map.len(), map.first(), map.residency(..)?.resident);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Mmap {
+    map: Mapping,
+}
+
+impl Mmap {
+    /// Maps the whole file read-only.
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](self#safety-the-file-mapping-contract).
+    pub unsafe fn map(file: &impl AsFd) -> Result<Mmap> {
+        // SAFETY: forwarded contract.
+        unsafe { MapOptions::new().map(file) }
+    }
+
+    /// Re-protects the whole map read-write, turning it into an [`MmapMut`]. Needs a file opened
+    /// for writing when shared.
+    pub fn make_mut(mut self) -> Result<MmapMut> {
+        let prot = self.map.protection() | Protection::WRITE;
+        // SAFETY: we give up the read-only face; adding a permission breaks no reference.
+        unsafe { self.map.protect(.., prot) }?;
+        Ok(MmapMut { map: self.map })
+    }
+}
+
+impl Deref for Mmap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the face is readable by construction; stability is the creation contract.
+        unsafe { self.map.as_slice() }
+    }
+}
+
+impl AsRef<[u8]> for Mmap {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+forward_mapping_ops!(Mmap);
+typed_views!(Mmap);
+
+/// A writable memory map: shared (writes reach the file and every other mapping of it) or
+/// private copy-on-write (writes stay in this process), or anonymous memory.
+#[derive(Debug)]
+pub struct MmapMut {
+    map: Mapping,
+}
+
+impl MmapMut {
+    /// Maps the whole file shared and writable (the file must be open read-write).
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](self#safety-the-file-mapping-contract).
+    pub unsafe fn map_mut(file: &impl AsFd) -> Result<MmapMut> {
+        // SAFETY: forwarded contract.
+        unsafe { MapOptions::new().map_mut(file) }
+    }
+
+    /// Anonymous zero-filled private memory of `len` bytes.
+    pub fn map_anon(len: usize) -> Result<MmapMut> {
+        MapOptions::new().len(len).map_anon()
+    }
+
+    pub(crate) fn from_mapping(map: Mapping) -> MmapMut {
+        MmapMut { map }
+    }
+
+    /// The underlying mapping, mutably (for [`Mapping::discard`], [`Mapping::resize`],
+    /// [`Mapping::protect`]).
+    pub fn mapping_mut(&mut self) -> &mut Mapping {
+        &mut self.map
+    }
+
+    /// Drops the pages of `range` (`MADV_DONTNEED`): see [`Mapping::discard`].
+    pub fn discard(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.map.discard(range)
+    }
+
+    /// Faults in the pages of `range` writable (`MADV_POPULATE_WRITE`).
+    pub fn populate_write(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.map.populate(range, true)
+    }
+
+    /// Makes the whole map read-only, turning it into an [`Mmap`].
+    pub fn make_read_only(mut self) -> Result<Mmap> {
+        // SAFETY: `self` is consumed, so no `&mut [u8]` into it is alive; removing write
+        // permission breaks no shared reference.
+        unsafe { self.map.protect(.., Protection::READ) }?;
+        Ok(Mmap { map: self.map })
+    }
+
+    /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].
+    pub fn as_mut_slice_of<T: FromBytes + IntoBytes + KnownLayout>(&mut self) -> Result<&mut [T]> {
+        let len = self.len();
+        <[T]>::mut_from_bytes(&mut self[..])
+            .map_err(|e| layout_error("as_mut_slice_of", format!("{len} bytes as [{}]: {e}", std::any::type_name::<T>())))
+    }
+
+    /// A typed `&mut T` at byte `offset`, checked for bounds and alignment.
+    pub fn as_mut_of<T: FromBytes + IntoBytes + KnownLayout>(&mut self, offset: usize) -> Result<&mut T> {
+        let len = self.len();
+        let bytes = self.get_mut(offset..).ok_or_else(|| {
+            Error::new("as_mut_of", ErrorKind::OutOfBounds)
+                .with_range(offset as u64, std::mem::size_of::<T>() as u64)
+                .with_detail(format!("offset is past the mapping (len {len:#x})"))
+        })?;
+        T::mut_from_prefix(bytes)
+            .map(|(t, _)| t)
+            .map_err(|e| layout_error("as_mut_of", format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>())))
+    }
+}
+
+impl Deref for MmapMut {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: readable and writable by construction; stability is the creation contract.
+        unsafe { self.map.as_slice() }
+    }
+}
+
+impl DerefMut for MmapMut {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; `&mut self` excludes other borrows.
+        unsafe { self.map.as_mut_slice() }
+    }
+}
+
+impl AsRef<[u8]> for MmapMut {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl AsMut<[u8]> for MmapMut {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+forward_mapping_ops!(MmapMut);
+forward_flush!(MmapMut);
+typed_views!(MmapMut);
+
+/// A map that hands out raw pointers only: for atomics and volatile access over shared memory,
+/// and for files that others may truncate (read them with
+/// [`copy_from_mapping`](MmapRaw::copy_from_mapping)). Creating it is safe.
+#[derive(Debug)]
+pub struct MmapRaw {
+    map: Mapping,
+}
+
+impl MmapRaw {
+    /// Address of the first byte.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
+    /// Address of the first byte, for writing.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Changes the protection of `range` (whole pages). Safe: no reference into the map exists.
+    pub fn protect(&mut self, range: impl RangeBounds<usize>, prot: Protection) -> Result<()> {
+        // SAFETY: MmapRaw never hands out references, so no reference relies on the old
+        // permissions; raw-pointer users check protection themselves.
+        unsafe { self.map.protect(range, prot) }
+    }
+}
+
+forward_mapping_ops!(MmapRaw);
+forward_flush!(MmapRaw);
+
+impl MapOptions {
+    /// Maps `file` read-only as an [`Mmap`].
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract).
+    pub unsafe fn map(&self, file: &impl AsFd) -> Result<Mmap> {
+        // SAFETY: forwarded contract.
+        let map = unsafe { Mapping::new(self, Backing::File(file.as_fd()), Protection::READ) }?;
+        if !map.protection().readable() && !map.is_empty() {
+            return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_detail("Mmap needs a readable protection"));
+        }
+        Ok(Mmap { map })
+    }
+
+    /// Maps `file` writable as an [`MmapMut`]: shared by default, or private copy-on-write
+    /// with [`Sharing::Private`] (see [`map_copy`](Self::map_copy)).
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract).
+    pub unsafe fn map_mut(&self, file: &impl AsFd) -> Result<MmapMut> {
+        let mut opts = self.clone();
+        opts.protection = Some(self.protection.unwrap_or(Protection::READ_WRITE) | Protection::READ_WRITE);
+        // SAFETY: forwarded contract.
+        let map = unsafe { Mapping::new(&opts, Backing::File(file.as_fd()), Protection::READ_WRITE) }?;
+        Ok(MmapMut { map })
+    }
+
+    /// Maps `file` private and writable (copy-on-write): writes stay in this process and never
+    /// reach the file; the file may be open read-only.
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): pages not
+    /// yet written still show the file's current bytes.
+    pub unsafe fn map_copy(&self, file: &impl AsFd) -> Result<MmapMut> {
+        let mut opts = self.clone();
+        opts.sharing = Sharing::Private;
+        // SAFETY: forwarded contract.
+        unsafe { opts.map_mut(file) }
+    }
+
+    /// Maps `file` as an [`MmapRaw`] (read-write unless a protection is set). Safe: no
+    /// references are handed out.
+    pub fn map_raw(&self, file: &impl AsFd) -> Result<MmapRaw> {
+        // SAFETY: MmapRaw hands out raw pointers only, so a truncated or modified file cannot
+        // break a Rust reference; reads go through volatile/atomic access or
+        // `copy_from_mapping`, which reports truncation as an error.
+        let map = unsafe { Mapping::new(self, Backing::File(file.as_fd()), Protection::READ_WRITE) }?;
+        Ok(MmapRaw { map })
+    }
+
+    /// Maps `file` read-only as an [`MmapRaw`] (for files opened read-only).
+    pub fn map_raw_read_only(&self, file: &impl AsFd) -> Result<MmapRaw> {
+        let mut opts = self.clone();
+        opts.protection = Some(Protection::READ);
+        opts.map_raw(file)
+    }
+}
+
+/// An append-style file map whose base address never moves: address space for `capacity`
+/// bytes is reserved once (`PROT_NONE`), and [`grow`](GrowableMmap::grow) extends the file and
+/// maps the new pages in place (`MAP_FIXED` inside the owned reservation).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let file = tempfile::tempfile()?;
+/// // SAFETY: the temporary file is ours alone.
+/// let mut log = unsafe { mmkit::GrowableMmap::new(file, 1 << 30) }?;
+/// let base = log.as_ptr();
+/// log.append(b"hello ")?;
+/// log.append(&vec![b'x'; 3 * mmkit::page_size()])?;
+/// assert_eq!(&log[..6], b"hello ");
+/// assert_eq!(log.as_ptr(), base); // never moves
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct GrowableMmap {
+    res: Reservation,
+    file: File,
+    /// Bytes of the reservation mapped from the file (a page multiple).
+    mapped: usize,
+    /// Logical length (the file's length).
+    len: usize,
+}
+
+impl GrowableMmap {
+    /// Reserves `capacity` bytes of address space and maps the file's current contents
+    /// shared and writable at its start. The file must be open read-write.
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): the
+    /// file must only change through this map.
+    pub unsafe fn new(file: File, capacity: usize) -> Result<GrowableMmap> {
+        let res = Reservation::new(capacity)?;
+        let len = sys::file_len(file.as_fd()).map_err(|e| Error::os("fstat", e).with_opt_path(sys::fd_path(file.as_fd()).as_deref()))?;
+        let len = usize::try_from(len).ok().filter(|&l| l <= capacity).ok_or_else(|| {
+            Error::new("GrowableMmap::new", ErrorKind::OutOfBounds)
+                .with_opt_path(sys::fd_path(file.as_fd()).as_deref())
+                .with_range(0, len)
+                .with_detail(format!("the file is larger than the capacity ({capacity:#x})"))
+        })?;
+        let mut g = GrowableMmap { res, file, mapped: 0, len: 0 };
+        g.map_to(len)?;
+        g.len = len;
+        Ok(g)
+    }
+
+    fn map_to(&mut self, len: usize) -> Result<()> {
+        let page = sys::page_size() as u64;
+        let want = align_up(len as u64, page).expect("len <= capacity") as usize;
+        if want > self.mapped {
+            // SAFETY: the range lies inside our reservation and nothing else refers to it; the
+            // file contract was accepted in `new`.
+            unsafe {
+                self.res.map_file_at(
+                    self.mapped,
+                    want - self.mapped,
+                    Protection::READ_WRITE,
+                    Sharing::Shared,
+                    self.file.as_fd(),
+                    self.mapped as u64,
+                )
+            }?;
+            self.mapped = want;
+        }
+        Ok(())
+    }
+
+    /// Extends the file to `new_len` bytes (zero-filled) and maps the new pages in place.
+    pub fn grow(&mut self, new_len: usize) -> Result<()> {
+        if new_len > self.res.len() {
+            return Err(Error::new("GrowableMmap::grow", ErrorKind::OutOfBounds)
+                .with_opt_path(sys::fd_path(self.file.as_fd()).as_deref())
+                .with_range(0, new_len as u64)
+                .with_detail(format!("beyond the reserved capacity ({:#x})", self.res.len())));
+        }
+        if new_len <= self.len {
+            return Ok(());
+        }
+        sys::set_file_len(self.file.as_fd(), new_len as u64).map_err(|e| {
+            Error::os("ftruncate", e).with_opt_path(sys::fd_path(self.file.as_fd()).as_deref()).with_range(0, new_len as u64)
+        })?;
+        self.map_to(new_len)?;
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Appends `data` at the end, growing the file; returns the offset it was written at.
+    pub fn append(&mut self, data: &[u8]) -> Result<usize> {
+        let at = self.len;
+        let end = at.checked_add(data.len()).ok_or_else(|| {
+            Error::new("GrowableMmap::append", ErrorKind::OutOfBounds).with_detail("length overflows")
+        })?;
+        self.grow(end)?;
+        self[at..end].copy_from_slice(data);
+        Ok(at)
+    }
+
+    /// The reserved capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.res.len()
+    }
+
+    /// Address of the first byte (stable for the map's life).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.res.as_ptr()
+    }
+
+    /// Writes dirty pages of `range` back to the file and waits.
+    pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        let (off, len) = crate::mapping::resolve_range("msync", range, self.len)?;
+        self.res.flush(off, len)
+    }
+
+    /// The file behind the map.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Deref for GrowableMmap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes are mapped readable from the file (len <= mapped);
+        // stability is the creation contract.
+        unsafe { std::slice::from_raw_parts(self.res.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for GrowableMmap {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, mapped writable; `&mut self` excludes other borrows.
+        unsafe { std::slice::from_raw_parts_mut(self.res.as_mut_ptr(), self.len) }
+    }
+}

@@ -1,0 +1,854 @@
+//! [`Mapping`]: an owned region of the address space and its range operations.
+//!
+//! A `Mapping` is what one successful `mmap` returns: it unmaps on drop. It remembers the
+//! page-aligned region the kernel gave (`base`, `map_len`) and the bytes the caller asked for
+//! (`delta` bytes in, `len` long), so an unaligned file offset exposes exactly the requested
+//! bytes. Range operations take byte ranges relative to the requested bytes, check them with
+//! overflow-safe arithmetic, and widen them to whole pages for the kernel.
+//!
+//! The typed faces ([`Mmap`](crate::Mmap), [`MmapMut`](crate::MmapMut),
+//! [`MmapRaw`](crate::MmapRaw)) wrap a `Mapping` and decide what is safe to hand out.
+
+use std::ffi::CString;
+use std::ops::{Bound, RangeBounds};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
+use crate::page::{align_up, page_span};
+use crate::sys;
+
+/// What page size a mapping really got, and why it fell back when it did not get what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// What was asked for.
+    pub requested: HugePages,
+    /// The page size backing the mapping, in bytes: the base page, the THP (PMD) size when
+    /// `MADV_HUGEPAGE` was accepted on an aligned region, or the hugetlb size.
+    pub page_size: usize,
+    /// Why the request fell back to base pages (`None` when it did not).
+    pub fallback: Option<String>,
+}
+
+/// Page residency of a byte range, from `mincore(2)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Residency {
+    /// The page size the bitmap counts in.
+    pub page_size: usize,
+    /// One entry per page spanned by the range: `true` when the page is resident.
+    pub pages: Vec<bool>,
+    /// Number of resident pages.
+    pub resident: usize,
+}
+
+impl Residency {
+    /// Number of pages spanned by the range.
+    pub fn total(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Resident fraction in `[0, 1]` (1 for an empty range).
+    pub fn fraction(&self) -> f64 {
+        if self.pages.is_empty() {
+            1.0
+        } else {
+            self.resident as f64 / self.pages.len() as f64
+        }
+    }
+}
+
+/// An owned mapping; unmaps on drop. See the [module docs](self).
+///
+/// `Mapping` hands out raw pointers only; the faces build safe slices on top. It is `Send` and
+/// `Sync`: it owns its region like a `Box<[u8]>` owns its heap block, and every operation on
+/// `&self` is one the kernel performs atomically.
+pub struct Mapping {
+    /// Page-aligned start of the kernel's mapping (dangling when `map_len == 0`).
+    base: NonNull<u8>,
+    /// Length of the kernel's mapping (a multiple of the page size; 0 for an empty map).
+    map_len: usize,
+    /// Offset of the first requested byte from `base`.
+    delta: usize,
+    /// Requested length.
+    len: usize,
+    prot: Protection,
+    sharing: Sharing,
+    file_offset: Option<u64>,
+    path: Option<PathBuf>,
+    pages: PageOutcome,
+    name_applied: bool,
+}
+
+// SAFETY: a Mapping exclusively owns its address range (like Box<[u8]>); the raw pointer is not
+// shared with any other owner, and the kernel calls made through `&self` are thread-safe.
+unsafe impl Send for Mapping {}
+// SAFETY: `&Mapping` only exposes raw pointers and kernel range operations that do not change
+// contents (content-changing ones take `&mut self` or are `unsafe`).
+unsafe impl Sync for Mapping {}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("addr", &self.as_ptr())
+            .field("len", &self.len)
+            .field("prot", &self.prot)
+            .field("sharing", &self.sharing)
+            .field("file_offset", &self.file_offset)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The backing handed to [`Mapping::new`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Backing<'a> {
+    Anonymous,
+    File(BorrowedFd<'a>),
+}
+
+fn pmd_size(page: usize) -> usize {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        // One page-table page of 8-byte entries maps `page / 8` pages.
+        .unwrap_or(page * (page / 8))
+}
+
+/// THP mode from sysfs: `Some("always" | "madvise" | "never")`.
+pub(crate) fn thp_mode() -> Option<String> {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    let start = s.find('[')?;
+    let end = s[start..].find(']')? + start;
+    Some(s[start + 1..end].to_owned())
+}
+
+fn hugetlb_free_pages(size: usize) -> Option<u64> {
+    let p = format!("/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages", size / 1024);
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn default_hugetlb_size() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("Hugepagesize:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl Mapping {
+    /// Maps `backing` as `opts` say. `default_prot` applies when the options name none.
+    ///
+    /// # Safety
+    /// For a file backing, the caller accepts the file-mapping contract of [`crate::file`]:
+    /// the file may not be truncated or modified by others while slices of the map are alive.
+    pub(crate) unsafe fn new(opts: &MapOptions, backing: Backing<'_>, default_prot: Protection) -> Result<Mapping> {
+        let page = sys::page_size();
+        let prot = opts.protection.unwrap_or(default_prot);
+        let (fd, path) = match backing {
+            Backing::Anonymous => (None, None),
+            Backing::File(fd) => (Some(fd), sys::fd_path(fd)),
+        };
+        let offset = if fd.is_some() { opts.offset } else { 0 };
+        let len = match (fd, opts.len) {
+            (Some(fd), len) => {
+                let file_len = sys::file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?;
+                match len {
+                    None => file_len.checked_sub(offset).ok_or_else(|| {
+                        Error::new("mmap", ErrorKind::OutOfBounds)
+                            .with_opt_path(path.as_deref())
+                            .with_range(offset, 0)
+                            .with_detail(format!("offset is past the end of the file (len {file_len:#x})"))
+                    })?,
+                    Some(len) => {
+                        let end = offset.checked_add(len as u64);
+                        if end.is_none_or(|end| end > file_len) {
+                            return Err(Error::new("mmap", ErrorKind::OutOfBounds)
+                                .with_opt_path(path.as_deref())
+                                .with_range(offset, len as u64)
+                                .with_detail(format!(
+                                    "range ends past the end of the file (len {file_len:#x}); \
+                                     touching it would raise SIGBUS"
+                                )));
+                        }
+                        len as u64
+                    }
+                }
+            }
+            (None, Some(len)) => len as u64,
+            (None, None) => {
+                return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                    .with_detail("an anonymous mapping needs a length (MapOptions::len)"))
+            }
+        };
+        let len = usize::try_from(len).map_err(|_| {
+            Error::new("mmap", ErrorKind::OutOfBounds)
+                .with_opt_path(path.as_deref())
+                .with_range(offset, len)
+                .with_detail("length does not fit in the address space")
+        })?;
+        let too_big = || {
+            Error::new("mmap", ErrorKind::OutOfBounds)
+                .with_opt_path(path.as_deref())
+                .with_range(offset, len as u64)
+                .with_detail("length overflows when rounded to whole pages")
+        };
+        let delta = (offset % page as u64) as usize;
+        let aligned_offset = offset - delta as u64;
+        let map_len = align_up(delta as u64 + len as u64, page as u64).ok_or_else(too_big)? as usize;
+
+        let mut pages = PageOutcome { requested: opts.huge, page_size: page, fallback: None };
+        if map_len == 0 {
+            return Ok(Mapping {
+                base: NonNull::dangling(),
+                map_len: 0,
+                delta: 0,
+                len: 0,
+                prot,
+                sharing: opts.sharing,
+                file_offset: fd.map(|_| offset),
+                path,
+                pages,
+                name_applied: false,
+            });
+        }
+
+        let mut flags = match opts.sharing {
+            Sharing::Shared => libc::MAP_SHARED,
+            Sharing::SharedValidate => libc::MAP_SHARED_VALIDATE,
+            Sharing::Private => libc::MAP_PRIVATE,
+        };
+        if opts.no_reserve {
+            flags |= libc::MAP_NORESERVE;
+        }
+        if opts.populate == Populate::MapPopulate {
+            flags |= libc::MAP_POPULATE;
+        }
+        let mut addr = std::ptr::null_mut();
+        match opts.placement {
+            Placement::Anywhere => {}
+            Placement::Hint(a) => addr = a as *mut libc::c_void,
+            Placement::FixedNoReplace(a) => {
+                if a % page != 0 {
+                    return Err(Error::new("mmap", ErrorKind::Unaligned)
+                        .with_addr(a)
+                        .with_detail(format!("fixed address is not page-aligned (page size {page:#x})")));
+                }
+                addr = a as *mut libc::c_void;
+                flags |= libc::MAP_FIXED_NOREPLACE;
+            }
+        }
+
+        // Huge pages: hugetlb asks the kernel directly; THP over-maps to align to the PMD size.
+        let mut want_len = map_len;
+        let mut thp_align = 0usize;
+        match opts.huge {
+            HugePages::No => {}
+            HugePages::Hugetlb(size) => match size.or_else(default_hugetlb_size) {
+                Some(hsize) if hsize.is_power_of_two() && hsize >= page => {
+                    let hlen = align_up(map_len as u64, hsize as u64).ok_or_else(too_big)? as usize;
+                    let hflags = flags | libc::MAP_HUGETLB | ((hsize.trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT);
+                    // SAFETY: no MAP_FIXED: the kernel picks fresh address space (or honours
+                    // MAP_FIXED_NOREPLACE, which never replaces).
+                    let r = unsafe { sys::mmap(addr, hlen, prot.bits(), hflags, fd, aligned_offset) };
+                    match r {
+                        Ok(base) => {
+                            pages.page_size = hsize;
+                            return Self::finish(
+                                base, hlen, delta, len, prot, opts, fd.map(|_| offset), path, pages,
+                            );
+                        }
+                        Err(e) => {
+                            let free = hugetlb_free_pages(hsize)
+                                .map_or("no pool of that size".to_owned(), |n| format!("{n} free"));
+                            pages.fallback = Some(format!(
+                                "hugetlb mmap of {} KiB pages failed: {} ({}); pool: {free}",
+                                hsize / 1024,
+                                crate::error::strerror(e.raw_os_error()),
+                                crate::error::errno_name(e.raw_os_error())
+                            ));
+                        }
+                    }
+                }
+                _ => pages.fallback = Some("no hugetlb page size is configured on this system".to_owned()),
+            },
+            HugePages::Transparent => match thp_mode().as_deref() {
+                Some("never") => {
+                    pages.fallback =
+                        Some("transparent huge pages are disabled (/sys/kernel/mm/transparent_hugepage/enabled = never)".into())
+                }
+                None => pages.fallback = Some("this kernel has no transparent huge page support".into()),
+                Some(_) => {
+                    let pmd = pmd_size(page);
+                    if fd.is_none() && opts.placement == Placement::Anywhere && map_len >= pmd {
+                        thp_align = pmd;
+                        want_len = map_len.checked_add(pmd).ok_or_else(too_big)?;
+                    } else if map_len < pmd {
+                        pages.fallback = Some(format!(
+                            "region ({map_len:#x} bytes) is smaller than one huge page ({pmd:#x})"
+                        ));
+                    } else if fd.is_some() {
+                        thp_align = 0;
+                        pages.fallback = None;
+                    }
+                }
+            },
+        }
+
+        // SAFETY: no MAP_FIXED in `flags`: the kernel picks fresh address space or honours
+        // MAP_FIXED_NOREPLACE, which fails instead of replacing anything.
+        let mut base = unsafe { sys::mmap(addr, want_len, prot.bits(), flags, fd, aligned_offset) }.map_err(|e| {
+            Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64)
+        })?;
+        if let Placement::FixedNoReplace(a) = opts.placement {
+            if base as usize != a {
+                // Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a hint.
+                // SAFETY: we just mapped `base..base+want_len`; nothing else refers to it.
+                let _ = unsafe { sys::munmap(base, want_len) };
+                return Err(Error::from_raw_errno("mmap", libc::EEXIST)
+                    .with_addr(a)
+                    .with_detail("the kernel placed the mapping elsewhere (MAP_FIXED_NOREPLACE unsupported)"));
+            }
+        }
+        if thp_align != 0 {
+            // Trim the over-mapped head and tail so the region starts on a PMD boundary.
+            let start = base as usize;
+            let aligned = align_up(start as u64, thp_align as u64).ok_or_else(too_big)? as usize;
+            let head = aligned - start;
+            let tail = want_len - head - map_len;
+            // SAFETY: both pieces lie inside the region we just mapped and nothing refers to them.
+            unsafe {
+                if head > 0 {
+                    let _ = sys::munmap(base, head);
+                }
+                if tail > 0 {
+                    let _ = sys::munmap((aligned + map_len) as *mut u8, tail);
+                }
+            }
+            base = aligned as *mut u8;
+            want_len = map_len;
+        }
+        let mapping = Self::finish(base, want_len, delta, len, prot, opts, fd.map(|_| offset), path, pages)?;
+        Ok(mapping)
+    }
+
+    /// Wraps a fresh kernel mapping and applies the post-mmap options; on any failure the
+    /// mapping is dropped (unmapped) before the error returns.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        base: *mut u8,
+        map_len: usize,
+        delta: usize,
+        len: usize,
+        prot: Protection,
+        opts: &MapOptions,
+        file_offset: Option<u64>,
+        path: Option<PathBuf>,
+        pages: PageOutcome,
+    ) -> Result<Mapping> {
+        let mut m = Mapping {
+            base: NonNull::new(base).expect("mmap returned NULL"),
+            map_len,
+            delta,
+            len,
+            prot,
+            sharing: opts.sharing,
+            file_offset,
+            path,
+            pages,
+            name_applied: false,
+        };
+        if opts.huge == HugePages::Transparent && m.pages.fallback.is_none() {
+            match m.advise(.., Advice::HugePage) {
+                Ok(()) => m.pages.page_size = pmd_size(sys::page_size()),
+                Err(e) => m.pages.fallback = Some(format!("MADV_HUGEPAGE refused: {e}")),
+            }
+        }
+        if let (Some(name), None) = (&opts.name, m.file_offset) {
+            m.name_applied = m.set_name(name)?;
+        }
+        if let Some(advice) = opts.advice {
+            m.advise(.., advice)?;
+        }
+        match opts.populate {
+            Populate::Read => m.populate(.., false)?,
+            Populate::Write => m.populate(.., true)?,
+            Populate::No | Populate::MapPopulate => {}
+        }
+        match opts.lock {
+            Lock::No => {}
+            Lock::OnFault => m.lock_range(.., true)?,
+            Lock::Full => m.lock_range(.., false)?,
+        }
+        Ok(m)
+    }
+
+    /// Address of the first requested byte.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.as_mut_ptr()
+    }
+
+    /// Address of the first requested byte, for writing through raw pointers.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        if self.map_len == 0 {
+            return NonNull::<u8>::dangling().as_ptr();
+        }
+        // SAFETY: `delta < page size <= map_len`, so the result stays inside the mapping.
+        unsafe { self.base.as_ptr().add(self.delta) }
+    }
+
+    /// Requested length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (nothing was mapped).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The page-aligned region the kernel mapped: `(address, length)`.
+    pub fn kernel_region(&self) -> (usize, usize) {
+        (self.base.as_ptr() as usize, self.map_len)
+    }
+
+    /// Protection the mapping was created with (or last set for the whole of it).
+    pub fn protection(&self) -> Protection {
+        self.prot
+    }
+
+    /// Shared or private.
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
+    }
+
+    /// File offset of the first byte, for file-backed mappings.
+    pub fn file_offset(&self) -> Option<u64> {
+        self.file_offset
+    }
+
+    /// Path of the mapped file as `/proc/self/fd` named it when it was mapped.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The page size the mapping really got, and why it fell back if it did.
+    pub fn page_outcome(&self) -> &PageOutcome {
+        &self.pages
+    }
+
+    /// Whether a name given with [`MapOptions::name`] was applied (the kernel needs
+    /// `CONFIG_ANON_VMA_NAME`, Linux 5.17+; elsewhere naming is a reported no-op).
+    pub fn name_applied(&self) -> bool {
+        self.name_applied
+    }
+
+    /// Resolves a byte range relative to the requested bytes into `(offset, len)`, checking it.
+    pub fn check_range(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize)> {
+        resolve_range(op, range, self.len).map_err(|e| e.with_opt_path(self.path.as_deref()))
+    }
+
+    /// The whole pages holding `range`: `(address, length)`; length 0 for an empty range.
+    fn pages_of(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize, *mut u8, usize)> {
+        let (off, len) = self.check_range(op, range)?;
+        let page = sys::page_size() as u64;
+        // Cannot overflow: `delta + off + len <= map_len`, which fits in usize.
+        let (start, span) = page_span((self.delta + off) as u64, len as u64, page).expect("range inside mapping");
+        // SAFETY: `start + span <= map_len` because the range is inside the mapping and the
+        // mapping is a whole number of pages.
+        let ptr = unsafe { self.base.as_ptr().add(start as usize) };
+        Ok((off, len, ptr, span as usize))
+    }
+
+    fn range_error(&self, op: impl Into<std::borrow::Cow<'static, str>>, e: rustix::io::Errno, off: usize, len: usize) -> Error {
+        Error::os(op, e)
+            .with_opt_path(self.path.as_deref())
+            .with_addr(self.as_ptr() as usize + off)
+            .with_range(off as u64, len as u64)
+    }
+
+    /// `madvise(2)` with advice that never changes contents. The range widens to whole pages.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let map = mmkit::MapOptions::new().len(1 << 20).map_anon()?;
+    /// map.advise(.., mmkit::Advice::Random)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn advise(&self, range: impl RangeBounds<usize>, advice: Advice) -> Result<()> {
+        let (value, name) = advice.raw();
+        let (off, len, ptr, span) = self.pages_of("madvise", range)?;
+        if span == 0 {
+            return Ok(());
+        }
+        // SAFETY: the pages are inside our mapping; this advice does not change contents.
+        unsafe { sys::madvise(ptr, span, value) }
+            .map_err(|e| self.range_error(format!("madvise({name})"), e, off, len))
+    }
+
+    /// `madvise(2)` with advice that may change what the range reads back.
+    ///
+    /// # Safety
+    /// No live reference (`&[u8]` from a face) may rely on the range's current contents, and
+    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later.
+    pub unsafe fn advise_unchecked(&self, range: impl RangeBounds<usize>, advice: UncheckedAdvice) -> Result<()> {
+        let (value, name) = advice.raw();
+        let (off, len, ptr, span) = self.pages_of("madvise", range)?;
+        if span == 0 {
+            return Ok(());
+        }
+        // SAFETY: the pages are inside our mapping; the content contract is the caller's.
+        unsafe { sys::madvise(ptr, span, value) }
+            .map_err(|e| self.range_error(format!("madvise({name})"), e, off, len))
+    }
+
+    /// Drops the pages of `range` (`MADV_DONTNEED`): anonymous and private pages read back as
+    /// zeros (or the file's bytes), shared file pages re-read from the file. Needs `&mut self`,
+    /// so no slice of the mapping is alive.
+    pub fn discard(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
+        // SAFETY: `&mut self` guarantees no reference into the mapping is alive.
+        unsafe { self.advise_unchecked(range, UncheckedAdvice::DontNeed) }
+    }
+
+    /// `mprotect(2)` on `range`, which must start on a page boundary (relative to the kernel
+    /// region) and end on one or at the end of the mapping.
+    ///
+    /// # Safety
+    /// No live reference into the range may rely on a permission that is removed (a `&[u8]`
+    /// into a range made `PROT_NONE` would fault on use).
+    pub unsafe fn protect(&mut self, range: impl RangeBounds<usize>, prot: Protection) -> Result<()> {
+        let (off, len) = self.check_range("mprotect", range)?;
+        let page = sys::page_size();
+        let start = self.delta + off;
+        let end = start + len;
+        let at_end = off + len == self.len;
+        if start % page != 0 || (end % page != 0 && !at_end) {
+            return Err(Error::new("mprotect", ErrorKind::Unaligned)
+                .with_opt_path(self.path.as_deref())
+                .with_range(off as u64, len as u64)
+                .with_detail(format!(
+                    "protection changes whole pages: the range must start and end on a page boundary (page size {page:#x})"
+                )));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let span = align_up(len as u64, page as u64).expect("inside mapping") as usize;
+        // SAFETY: `start` is page-aligned and `start + span <= map_len`.
+        let ptr = unsafe { self.base.as_ptr().add(start) };
+        // SAFETY: the pages are ours; the reference contract is the caller's.
+        unsafe { sys::mprotect(ptr, span, prot.bits()) }.map_err(|e| self.range_error("mprotect", e, off, len))?;
+        if off == 0 && len == self.len {
+            self.prot = prot;
+        }
+        Ok(())
+    }
+
+    fn lock_range(&self, range: impl RangeBounds<usize>, on_fault: bool) -> Result<()> {
+        let (off, len, ptr, span) = self.pages_of("mlock", range)?;
+        if span == 0 {
+            return Ok(());
+        }
+        // SAFETY: the pages are inside our mapping; locking does not change contents.
+        unsafe { sys::mlock(ptr, span, on_fault) }
+            .map_err(|e| self.range_error(if on_fault { "mlock2(MLOCK_ONFAULT)" } else { "mlock" }, e, off, len))
+    }
+
+    /// Locks the pages of `range` in RAM, faulting them in now (`mlock`).
+    pub fn lock(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.lock_range(range, false)
+    }
+
+    /// Locks the pages of `range` as they are faulted in (`mlock2(MLOCK_ONFAULT)`).
+    pub fn lock_on_fault(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.lock_range(range, true)
+    }
+
+    /// Unlocks the pages of `range` (`munlock`).
+    pub fn unlock(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        let (off, len, ptr, span) = self.pages_of("munlock", range)?;
+        if span == 0 {
+            return Ok(());
+        }
+        // SAFETY: the pages are inside our mapping.
+        unsafe { sys::munlock(ptr, span) }.map_err(|e| self.range_error("munlock", e, off, len))
+    }
+
+    /// Which pages of `range` are resident in memory (`mincore`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mut map = mmkit::MapOptions::new().len(4 * mmkit::page_size()).map_anon()?;
+    /// assert_eq!(map.residency(..)?.resident, 0);
+    /// map[0] = 1;
+    /// assert_eq!(map.residency(..)?.pages[..2], [true, false]);
+    /// # Ok(()) }
+    /// ```
+    pub fn residency(&self, range: impl RangeBounds<usize>) -> Result<Residency> {
+        let page = sys::page_size();
+        let (off, len, ptr, span) = self.pages_of("mincore", range)?;
+        let mut vec = vec![0u8; span / page];
+        if span > 0 {
+            // SAFETY: `ptr` is page-aligned, the range is inside our mapping, and `vec` has one
+            // byte per page.
+            unsafe { sys::mincore(ptr, span, &mut vec) }.map_err(|e| self.range_error("mincore", e, off, len))?;
+        }
+        let pages: Vec<bool> = vec.iter().map(|b| b & 1 == 1).collect();
+        let resident = pages.iter().filter(|&&r| r).count();
+        Ok(Residency { page_size: page, pages, resident })
+    }
+
+    /// Faults in the pages of `range` (`MADV_POPULATE_READ`, or `_WRITE` when `write`), so later
+    /// accesses take no page faults. On kernels before 5.14, reading falls back to
+    /// `MADV_WILLNEED` and writing to touching each page.
+    pub fn populate(&self, range: impl RangeBounds<usize>, write: bool) -> Result<()> {
+        let (off, len, ptr, span) = self.pages_of("madvise", range)?;
+        if span == 0 {
+            return Ok(());
+        }
+        if write && !self.prot.writable() {
+            return Err(Error::new("madvise(MADV_POPULATE_WRITE)", ErrorKind::InvalidArgument)
+                .with_opt_path(self.path.as_deref())
+                .with_range(off as u64, len as u64)
+                .with_detail("the mapping is not writable"));
+        }
+        let (advice, name) = if write {
+            (libc::MADV_POPULATE_WRITE, "madvise(MADV_POPULATE_WRITE)")
+        } else {
+            (libc::MADV_POPULATE_READ, "madvise(MADV_POPULATE_READ)")
+        };
+        // SAFETY: the pages are inside our mapping; populating does not change contents.
+        match unsafe { sys::madvise(ptr, span, advice) } {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::INVAL => {
+                let page = sys::page_size();
+                if write {
+                    // Touch each page with a volatile read-modify-write of its first byte.
+                    for p in (0..span).step_by(page) {
+                        // SAFETY: the page is inside our writable mapping; writing back the
+                        // byte just read leaves the contents unchanged.
+                        unsafe {
+                            let b = ptr.add(p);
+                            b.write_volatile(b.read_volatile());
+                        }
+                    }
+                    Ok(())
+                } else {
+                    // SAFETY: as above; WILLNEED does not change contents.
+                    unsafe { sys::madvise(ptr, span, libc::MADV_WILLNEED) }
+                        .map_err(|e| self.range_error("madvise(MADV_WILLNEED)", e, off, len))
+                }
+            }
+            Err(e) => Err(self.range_error(name, e, off, len)),
+        }
+    }
+
+    /// Writes the dirty pages of `range` back to the file and waits (`msync(MS_SYNC)`). The
+    /// range widens to whole pages; on anonymous or private maps this is a no-op.
+    pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.sync_range(range, true)
+    }
+
+    /// Starts writing the dirty pages of `range` back (`msync(MS_ASYNC)`) without waiting.
+    pub fn flush_async(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.sync_range(range, false)
+    }
+
+    fn sync_range(&self, range: impl RangeBounds<usize>, sync: bool) -> Result<()> {
+        let (off, len, ptr, span) = self.pages_of("msync", range)?;
+        if span == 0 {
+            return Ok(());
+        }
+        // SAFETY: the pages are inside our mapping; msync does not change contents.
+        unsafe { sys::msync(ptr, span, sync) }
+            .map_err(|e| self.range_error(if sync { "msync(MS_SYNC)" } else { "msync(MS_ASYNC)" }, e, off, len))
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`, turning what would be a
+    /// `SIGBUS` (the file was truncated under the map) into an [`ErrorKind::Truncated`] error.
+    /// This is the safe way to read a file map when another process may shrink the file.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::io::Write;
+    /// let mut file = tempfile::tempfile()?;
+    /// file.write_all(&vec![7u8; 3 * mmkit::page_size()])?;
+    /// let raw = mmkit::MapOptions::new().map_raw(&file)?;
+    /// file.set_len(mmkit::page_size() as u64)?; // another process shrinks the file
+    /// let mut buf = [0u8; 16];
+    /// raw.copy_from_mapping(0, &mut buf)?; // still inside the file
+    /// let err = raw.copy_from_mapping(2 * mmkit::page_size(), &mut buf).unwrap_err();
+    /// assert_eq!(err.kind(), mmkit::ErrorKind::Truncated);
+    /// # Ok(()) }
+    /// ```
+    pub fn copy_from_mapping(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        let (off, len) = self.check_range("copy_from_mapping", offset..offset.saturating_add(dst.len()))?;
+        if offset.checked_add(dst.len()).is_none() {
+            return Err(Error::new("copy_from_mapping", ErrorKind::OutOfBounds).with_detail("offset + len overflows"));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `off + len <= self.len`, so the source lies inside our mapping.
+        let src = unsafe { self.as_ptr().add(off) };
+        let mut done = 0;
+        while done < len {
+            // SAFETY: source inside our mapping (it may be unreadable, which the kernel reports).
+            let n = match unsafe { sys::read_self(src.add(done), &mut dst[done..len]) } {
+                Ok(0) | Err(rustix::io::Errno::FAULT) => 0,
+                Ok(n) => n,
+                Err(e) => return Err(self.range_error("process_vm_readv", e, off + done, len - done)),
+            };
+            if n == 0 {
+                return Err(Error::new("copy_from_mapping", ErrorKind::Truncated)
+                    .with_opt_path(self.path.as_deref())
+                    .with_range((off + done) as u64, (len - done) as u64)
+                    .with_detail(
+                        "the page cannot be read: the file was truncated under the mapping (this would have been SIGBUS)",
+                    ));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Grows or shrinks the mapping with `mremap(2)`. With `may_move` the kernel may move it
+    /// (every pointer into it then dangles, hence `&mut self`); without, growing fails with
+    /// `ENOMEM` when the next pages are taken. For file maps the new bytes must exist in the file.
+    pub fn resize(&mut self, new_len: usize, may_move: bool) -> Result<()> {
+        let page = sys::page_size() as u64;
+        let new_map_len = align_up(self.delta as u64 + new_len as u64, page).ok_or_else(|| {
+            Error::new("mremap", ErrorKind::OutOfBounds).with_range(0, new_len as u64).with_detail("length overflows")
+        })? as usize;
+        if self.map_len == 0 || new_map_len == 0 {
+            return Err(Error::new("mremap", ErrorKind::InvalidArgument)
+                .with_opt_path(self.path.as_deref())
+                .with_detail("cannot resize from or to an empty mapping"));
+        }
+        if self.pages.page_size != sys::page_size() && self.pages.fallback.is_none() && self.pages.requested != HugePages::Transparent {
+            return Err(Error::new("mremap", ErrorKind::Unsupported).with_detail("hugetlb mappings cannot be resized"));
+        }
+        // SAFETY: the region is ours; `&mut self` means no reference into it is alive.
+        let base = unsafe { sys::mremap(self.base.as_ptr(), self.map_len, new_map_len, may_move) }.map_err(|e| {
+            Error::os("mremap", e)
+                .with_opt_path(self.path.as_deref())
+                .with_addr(self.base.as_ptr() as usize)
+                .with_range(0, new_len as u64)
+        })?;
+        self.base = NonNull::new(base).expect("mremap returned NULL");
+        self.map_len = new_map_len;
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`). Returns `false`
+    /// (a no-op) when the kernel lacks `CONFIG_ANON_VMA_NAME`.
+    pub fn set_name(&self, name: &str) -> Result<bool> {
+        if self.file_offset.is_some() {
+            return Err(Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument)
+                .with_opt_path(self.path.as_deref())
+                .with_detail("only anonymous mappings can be named"));
+        }
+        let c = CString::new(name).map_err(|_| {
+            Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument).with_detail("name contains NUL")
+        })?;
+        if self.map_len == 0 {
+            return Ok(false);
+        }
+        // SAFETY: the region is an anonymous mapping we own; naming changes no contents.
+        match unsafe { sys::set_anon_name(self.base.as_ptr(), self.map_len, Some(&c)) } {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::INVAL) if name.len() <= 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b)) => Ok(false),
+            Err(e) => Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
+                .with_addr(self.base.as_ptr() as usize)
+                .with_detail(format!("name {name:?} (at most 80 printable characters, none of [ ] \\ $ `)"))),
+        }
+    }
+
+    /// The requested bytes as a slice.
+    ///
+    /// # Safety
+    /// The mapping must be readable, and for as long as the slice lives nobody (this process
+    /// through raw pointers, or another process through a shared mapping or the file) may
+    /// modify or truncate the bytes.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the pointer is valid for `len` bytes of our mapping (or dangling with len 0);
+        // the aliasing contract is the caller's.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The requested bytes as a mutable slice.
+    ///
+    /// # Safety
+    /// The mapping must be readable and writable, and nobody else may access the bytes while
+    /// the slice lives.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as for `as_slice`; `&mut self` excludes other borrows of this owner.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.map_len > 0 {
+            // SAFETY: we own `base..base+map_len` and no borrow of it outlives `self`.
+            let _ = unsafe { sys::munmap(self.base.as_ptr(), self.map_len) };
+        }
+    }
+}
+
+/// Resolves `range` against a length, overflow-safe: `(offset, len)`.
+pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, total: usize) -> Result<(usize, usize)> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => Some(s),
+        Bound::Excluded(&s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.checked_add(1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => Some(total),
+    };
+    let err = |detail: String, s: u64, e: u64| {
+        Error::new(op, ErrorKind::OutOfBounds).with_range(s, e.saturating_sub(s)).with_detail(detail)
+    };
+    match (start, end) {
+        (Some(s), Some(e)) if s <= e && e <= total => Ok((s, e - s)),
+        (Some(s), Some(e)) if s > e => Err(err(format!("range starts after it ends ({s:#x} > {e:#x})"), s as u64, s as u64)),
+        (Some(s), Some(e)) => Err(err(format!("range ends past the mapping (len {total:#x})"), s as u64, e as u64)),
+        _ => Err(Error::new(op, ErrorKind::OutOfBounds).with_detail("range bound overflows")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ranges_resolve() {
+        assert_eq!(resolve_range("t", .., 10).unwrap(), (0, 10));
+        assert_eq!(resolve_range("t", 2..=4, 10).unwrap(), (2, 3));
+        assert_eq!(resolve_range("t", 10..10, 10).unwrap(), (10, 0));
+        assert_eq!(resolve_range("t", 3.., 10).unwrap(), (3, 7));
+        let e = resolve_range("advise", 5..11, 10).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfBounds);
+        assert!(e.to_string().contains("ends past the mapping"), "{e}");
+        assert!(resolve_range("t", ..=usize::MAX, 10).is_err());
+        #[allow(clippy::reversed_empty_ranges)]
+        let r = resolve_range("t", 6..5, 10);
+        assert!(r.is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn resolve_never_exceeds_total(s in any::<usize>(), e in any::<usize>(), total in 0usize..1 << 40) {
+            if let Ok((off, len)) = resolve_range("t", s..e, total) {
+                prop_assert!(off.checked_add(len).is_some_and(|end| end <= total));
+                prop_assert_eq!((off, len), (s, e - s));
+            } else {
+                prop_assert!(s > e || e > total);
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The only module that calls the kernel.
+//!
+//! Thin wrappers over the system calls mmkit uses, through `rustix` where it has them and
+//! `libc` where it does not (`mincore`, `prctl(PR_SET_VMA_ANON_NAME)`, `process_vm_readv`,
+//! raw `madvise` values). Each wrapper returns the raw errno; callers add the context (path,
+//! range) to build an [`Error`](crate::Error). Submodules hold the calls of one theme.
+
+pub(crate) mod inspect;
+
+use std::ffi::{c_void, CStr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::PathBuf;
+
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, MprotectFlags, MsyncFlags, ProtFlags};
+
+/// Result of a raw kernel call.
+pub(crate) type SysResult<T> = Result<T, Errno>;
+
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// `sysconf(_SC_PAGESIZE)`, read once from the auxiliary vector.
+#[doc(alias = "getpagesize")]
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// `mmap(2)`: maps `len` bytes of `fd` at `offset` (or anonymous memory when `fd` is `None`).
+///
+/// # Safety
+/// With `MAP_FIXED` in `flags`, `addr..addr+len` must be address space the caller owns
+/// (a reservation); it is replaced.
+pub(crate) unsafe fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: Option<BorrowedFd<'_>>,
+    offset: u64,
+) -> SysResult<*mut u8> {
+    let prot = ProtFlags::from_bits_retain(prot as u32);
+    let flags = MapFlags::from_bits_retain(flags as u32);
+    // SAFETY: forwarded contract: the caller owns `addr..addr+len` when MAP_FIXED is set;
+    // otherwise the kernel picks fresh address space and nothing existing is touched.
+    let ptr = unsafe {
+        match fd {
+            Some(fd) => rustix::mm::mmap(addr, len, prot, flags, fd, offset)?,
+            None => rustix::mm::mmap_anonymous(addr, len, prot, flags)?,
+        }
+    };
+    Ok(ptr.cast())
+}
+
+/// `munmap(2)`.
+///
+/// # Safety
+/// `addr..addr+len` must be a mapping the caller owns, with no live references into it.
+pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::munmap(addr.cast(), len) }
+}
+
+/// `mprotect(2)`.
+///
+/// # Safety
+/// The range must be owned by the caller, and no reference into it may rely on a permission
+/// that is removed.
+pub(crate) unsafe fn mprotect(addr: *mut u8, len: usize, prot: i32) -> SysResult<()> {
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::mprotect(addr.cast(), len, MprotectFlags::from_bits_retain(prot as u32)) }
+}
+
+/// `madvise(2)` with a raw `MADV_*` value (rustix lacks some, e.g. `MADV_COLLAPSE`).
+///
+/// # Safety
+/// The range must be owned by the caller; advice that changes contents (`DONTNEED`, `FREE`,
+/// `REMOVE`, `WIPEONFORK`) must not invalidate data a live reference relies on.
+pub(crate) unsafe fn madvise(addr: *mut u8, len: usize, advice: i32) -> SysResult<()> {
+    // SAFETY: forwarded contract; madvise reads no memory through the pointer.
+    let rc = unsafe { libc::madvise(addr.cast(), len, advice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// `msync(2)`: `MS_SYNC` (waits for the write-back) or `MS_ASYNC`.
+///
+/// # Safety
+/// The range must be a mapping the caller owns.
+pub(crate) unsafe fn msync(addr: *mut u8, len: usize, sync: bool) -> SysResult<()> {
+    let flags = if sync { MsyncFlags::SYNC } else { MsyncFlags::ASYNC };
+    // SAFETY: forwarded contract; msync does not change contents.
+    unsafe { rustix::mm::msync(addr.cast(), len, flags) }
+}
+
+/// `mlock2(2)` (`MLOCK_ONFAULT` when `on_fault`) or `mlock(2)`.
+///
+/// # Safety
+/// The range must be a mapping the caller owns.
+#[doc(alias = "mlock2")]
+pub(crate) unsafe fn mlock(addr: *mut u8, len: usize, on_fault: bool) -> SysResult<()> {
+    // SAFETY: forwarded contract; locking does not change contents.
+    unsafe {
+        if on_fault {
+            rustix::mm::mlock_with(addr.cast(), len, rustix::mm::MlockFlags::ONFAULT)
+        } else {
+            rustix::mm::mlock(addr.cast(), len)
+        }
+    }
+}
+
+/// `munlock(2)`.
+///
+/// # Safety
+/// The range must be a mapping the caller owns.
+pub(crate) unsafe fn munlock(addr: *mut u8, len: usize) -> SysResult<()> {
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::munlock(addr.cast(), len) }
+}
+
+/// `mincore(2)`: one byte per page of `addr..addr+len`, bit 0 set when resident.
+///
+/// # Safety
+/// `addr` must be page-aligned and the range mapped by the caller.
+pub(crate) unsafe fn mincore(addr: *mut u8, len: usize, vec: &mut [u8]) -> SysResult<()> {
+    let page = page_size();
+    assert!(vec.len() >= len.div_ceil(page), "mincore vector too short");
+    // SAFETY: the vector holds one byte per page of the range (checked above); the kernel only
+    // reads page-table state for the range.
+    let rc = unsafe { libc::mincore(addr.cast(), len, vec.as_mut_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// `mremap(2)` without `MREMAP_FIXED`; may move the mapping when `may_move`.
+///
+/// # Safety
+/// The old range must be a mapping the caller owns; when it moves, every pointer into it dangles.
+pub(crate) unsafe fn mremap(addr: *mut u8, old_len: usize, new_len: usize, may_move: bool) -> SysResult<*mut u8> {
+    let flags = if may_move { rustix::mm::MremapFlags::MAYMOVE } else { rustix::mm::MremapFlags::empty() };
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::mremap(addr.cast(), old_len, new_len, flags).map(|p| p.cast()) }
+}
+
+/// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name)` (Linux 5.17+ with
+/// `CONFIG_ANON_VMA_NAME`). `None` clears the name.
+///
+/// # Safety
+/// The range must be an anonymous mapping the caller owns.
+#[doc(alias = "prctl")]
+pub(crate) unsafe fn set_anon_name(addr: *mut u8, len: usize, name: Option<&CStr>) -> SysResult<()> {
+    const PR_SET_VMA: libc::c_int = 0x53564d41;
+    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    let name_ptr = name.map_or(std::ptr::null(), |n| n.as_ptr());
+    // SAFETY: the name is a valid NUL-terminated string (or null) that outlives the call; the
+    // kernel copies it. The range only gets a label.
+    let rc = unsafe { libc::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr as libc::c_ulong, len, name_ptr) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// Copies `dst.len()` bytes from `src` in this process with `process_vm_readv(2)`, which reports
+/// an unreadable page (a file truncated under its mapping, `PROT_NONE`) as a short count or
+/// `EFAULT` instead of raising `SIGBUS`/`SIGSEGV`. Returns the bytes copied.
+///
+/// # Safety
+/// `src..src+dst.len()` must be address space the caller owns (it may be unreadable).
+#[doc(alias = "process_vm_readv")]
+pub(crate) unsafe fn read_self(src: *const u8, dst: &mut [u8]) -> SysResult<usize> {
+    let local = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
+    let remote = libc::iovec { iov_base: src as *mut c_void, iov_len: dst.len() };
+    // SAFETY: `local` describes `dst`, which we borrow mutably; `remote` is read by the kernel
+    // with fault handling, so an unreadable page yields an error, never a signal.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Page faults of this process so far, from `getrusage(RUSAGE_SELF)`: `(minor, major)`.
+#[doc(alias = "getrusage")]
+pub fn page_faults() -> (u64, u64) {
+    // SAFETY: an all-zero rusage is a valid value (plain integers).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage; RUSAGE_SELF cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_minflt as u64, usage.ru_majflt as u64)
+}
+
+/// The length of the file behind `fd` (`fstat`).
+#[doc(alias = "fstat")]
+pub(crate) fn file_len(fd: BorrowedFd<'_>) -> SysResult<u64> {
+    Ok(rustix::fs::fstat(fd)?.st_size as u64)
+}
+
+/// Sets the length of the file behind `fd` (`ftruncate`).
+#[doc(alias = "ftruncate")]
+pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: u64) -> SysResult<()> {
+    rustix::fs::ftruncate(fd, len)
+}
+
+/// The path of an open descriptor, as `/proc/self/fd` shows it (used for error messages).
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}
