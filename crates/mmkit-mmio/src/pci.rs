@@ -1,0 +1,392 @@
+//! PCI devices through sysfs: `/sys/bus/pci/devices/<address>/{resourceN,config,enable}`.
+//!
+//! Mapping `resourceN` gives a BAR's registers without any driver bound (the kernel maps it
+//! uncached); `config` reads and writes configuration space (the command register, IDs).
+#![deny(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::access::{AccessRules, Width};
+use crate::error::{Error, ErrorKind, Result};
+use crate::region::{map_shared, MapRequest, MmioRegion};
+use crate::sysfs::{parse_hex, parse_pci_resources, PciAddress, PciId, PciResource, PciSelector};
+use crate::uio::read_attr;
+
+/// Where PCI devices are listed.
+pub const SYS_BUS_PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// Offset of the command register in configuration space.
+pub const PCI_COMMAND: u64 = 0x04;
+/// Command register: respond to memory-space accesses.
+pub const PCI_COMMAND_MEMORY: u16 = 1 << 1;
+/// Command register: bus mastering (DMA).
+pub const PCI_COMMAND_MASTER: u16 = 1 << 2;
+/// Command register: INTx emulation disabled (bit 10).
+pub const PCI_COMMAND_INTX_DISABLE: u16 = 1 << 10;
+
+/// A PCI device as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciDevice {
+    address: PciAddress,
+    id: PciId,
+    class: u32,
+    sys_path: PathBuf,
+}
+
+impl PciDevice {
+    /// The device at `address`.
+    pub fn open(address: PciAddress) -> Result<Self> {
+        Self::open_in(Path::new(SYS_BUS_PCI_DEVICES), address)
+    }
+
+    /// The device at `address`, listed under `devices` (normally [`SYS_BUS_PCI_DEVICES`]).
+    pub fn open_in(devices: &Path, address: PciAddress) -> Result<Self> {
+        let sys_path = devices.join(address.to_string());
+        if !sys_path.exists() {
+            return Err(Error::new("open PCI device", ErrorKind::NotFound)
+                .with_path(&sys_path)
+                .detail("no such PCI device"));
+        }
+        let hex = |name: &str| -> Result<u64> {
+            let path = sys_path.join(name);
+            let text = read_attr(&path)?;
+            parse_hex(&text).ok_or_else(|| {
+                Error::new("parse", ErrorKind::Parse)
+                    .with_path(&path)
+                    .detail(format!("{text:?}"))
+            })
+        };
+        let id = PciId {
+            vendor: hex("vendor")? as u16,
+            device: hex("device")? as u16,
+        };
+        let class = hex("class").unwrap_or(0) as u32;
+        Ok(PciDevice {
+            address,
+            id,
+            class,
+            sys_path,
+        })
+    }
+
+    /// The first device (in address order) with ID `id`.
+    pub fn find(id: PciId) -> Result<Self> {
+        Self::find_in(Path::new(SYS_BUS_PCI_DEVICES), id)
+    }
+
+    /// The first device with ID `id` under `devices`.
+    pub fn find_in(devices: &Path, id: PciId) -> Result<Self> {
+        list_in(devices)?
+            .into_iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| {
+                Error::new("find PCI device", ErrorKind::NotFound)
+                    .target(id.to_string())
+                    .detail(format!("no PCI device {id}"))
+            })
+    }
+
+    /// The device a user named by address or ID.
+    pub fn select(selector: PciSelector) -> Result<Self> {
+        match selector {
+            PciSelector::Address(a) => Self::open(a),
+            PciSelector::Id(id) => Self::find(id),
+        }
+    }
+
+    /// The device's address.
+    pub fn address(&self) -> PciAddress {
+        self.address
+    }
+
+    /// The device's vendor and device ID.
+    pub fn id(&self) -> PciId {
+        self.id
+    }
+
+    /// The class code (`0xCCSSPP`).
+    pub fn class(&self) -> u32 {
+        self.class
+    }
+
+    /// Its sysfs directory.
+    pub fn sys_path(&self) -> &Path {
+        &self.sys_path
+    }
+
+    /// The bound driver's name, if any.
+    pub fn driver(&self) -> Option<String> {
+        let link = std::fs::read_link(self.sys_path.join("driver")).ok()?;
+        Some(link.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// The resources (BARs 0-5, then the ROM and bridge windows).
+    pub fn resources(&self) -> Result<Vec<PciResource>> {
+        let path = self.sys_path.join("resource");
+        parse_pci_resources(&read_attr(&path)?).map_err(|e| e.with_path(&path))
+    }
+
+    /// Enables the device (`echo 1 > enable`): memory decoding on, so BARs answer.
+    pub fn enable(&self) -> Result<()> {
+        let path = self.sys_path.join("enable");
+        std::fs::write(&path, "1").map_err(|e| Error::io("enable PCI device", &e).with_path(&path))
+    }
+
+    /// Whether the device is enabled.
+    pub fn is_enabled(&self) -> Result<bool> {
+        let path = self.sys_path.join("enable");
+        Ok(read_attr(&path)?.trim() != "0")
+    }
+
+    /// Maps memory BAR `bar` through `resourceN`, with the device's width rules.
+    #[doc(alias = "mmap")]
+    pub fn map_bar(&self, bar: usize) -> Result<MmioRegion> {
+        let path = self.sys_path.join(format!("resource{bar}"));
+        let target = format!("(BAR{bar})");
+        let resources = self.resources()?;
+        let res = resources
+            .get(bar)
+            .filter(|_| bar < 6)
+            .copied()
+            .unwrap_or_default();
+        if !res.is_memory() {
+            let what = if res.is_io() {
+                "an I/O port BAR (not mappable)"
+            } else {
+                "not an assigned memory BAR"
+            };
+            let kind = if res.is_io() {
+                ErrorKind::Unsupported
+            } else {
+                ErrorKind::NotFound
+            };
+            return Err(Error::new("mmap", kind)
+                .with_path(&path)
+                .detail(format!("BAR{bar} of {} is {what}", self.address)));
+        }
+        let len = usize::try_from(res.size())
+            .map_err(|_| Error::new("mmap", ErrorKind::InvalidArgument).with_path(&path))?;
+        let page = crate::page_size();
+        let map_len = len.div_ceil(page) * page;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &e).with_path(&path))?;
+        map_shared(
+            std::os::fd::AsFd::as_fd(&file),
+            MapRequest {
+                path: &path,
+                target: Some(target),
+                mmap_offset: 0,
+                map_len,
+                start: 0,
+                len,
+                rules: AccessRules::for_pci_id(self.id.vendor, self.id.device),
+                phys: Some(res.start),
+            },
+        )
+    }
+
+    fn config_file(&self, write: bool) -> Result<(File, PathBuf)> {
+        let path = self.sys_path.join("config");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&path)
+            .map_err(|e| Error::io("open", &e).with_path(&path))?;
+        Ok((file, path))
+    }
+
+    /// Reads `width` bits of configuration space at `offset` (little-endian).
+    pub fn config_read(&self, offset: u64, width: Width) -> Result<u64> {
+        let (file, path) = self.config_file(false)?;
+        let mut buf = [0u8; 8];
+        file.read_exact_at(&mut buf[..width.bytes()], offset)
+            .map_err(|e| {
+                Error::io("read config space of", &e)
+                    .with_path(&path)
+                    .with_range(offset, width.bytes() as u64)
+            })?;
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    /// Writes the low `width` bits of `value` to configuration space at `offset`.
+    pub fn config_write(&self, offset: u64, width: Width, value: u64) -> Result<()> {
+        let (file, path) = self.config_file(true)?;
+        let err = |e: &std::io::Error| {
+            Error::io("write config space of", e)
+                .with_path(&path)
+                .with_range(offset, width.bytes() as u64)
+        };
+        if value > width.max_value() {
+            return Err(
+                Error::new("write config space of", ErrorKind::InvalidArgument)
+                    .with_path(&path)
+                    .detail(format!("value {value:#x} does not fit in {width}")),
+            );
+        }
+        file.write_all_at(&value.to_le_bytes()[..width.bytes()], offset)
+            .map_err(|e| err(&e))
+    }
+
+    /// Reads a byte of configuration space.
+    pub fn config_read_u8(&self, offset: u64) -> Result<u8> {
+        self.config_read(offset, Width::W8).map(|v| v as u8)
+    }
+
+    /// Reads 16 bits of configuration space.
+    pub fn config_read_u16(&self, offset: u64) -> Result<u16> {
+        self.config_read(offset, Width::W16).map(|v| v as u16)
+    }
+
+    /// Reads 32 bits of configuration space.
+    pub fn config_read_u32(&self, offset: u64) -> Result<u32> {
+        self.config_read(offset, Width::W32).map(|v| v as u32)
+    }
+
+    /// Writes a byte of configuration space.
+    pub fn config_write_u8(&self, offset: u64, value: u8) -> Result<()> {
+        self.config_write(offset, Width::W8, value.into())
+    }
+
+    /// Writes 16 bits of configuration space.
+    pub fn config_write_u16(&self, offset: u64, value: u16) -> Result<()> {
+        self.config_write(offset, Width::W16, value.into())
+    }
+
+    /// Writes 32 bits of configuration space.
+    pub fn config_write_u32(&self, offset: u64, value: u32) -> Result<()> {
+        self.config_write(offset, Width::W32, value.into())
+    }
+
+    /// The command register.
+    pub fn command(&self) -> Result<u16> {
+        self.config_read_u16(PCI_COMMAND)
+    }
+
+    /// Sets or clears the INTx-disable bit of the command register (read-modify-write).
+    pub fn set_intx_disabled(&self, disabled: bool) -> Result<()> {
+        let cmd = self.command()?;
+        let new = if disabled {
+            cmd | PCI_COMMAND_INTX_DISABLE
+        } else {
+            cmd & !PCI_COMMAND_INTX_DISABLE
+        };
+        if new != cmd {
+            self.config_write_u16(PCI_COMMAND, new)?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists the PCI devices under `devices` (normally [`SYS_BUS_PCI_DEVICES`]) in address order.
+pub fn list_in(devices: &Path) -> Result<Vec<PciDevice>> {
+    let entries = match std::fs::read_dir(devices) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", &e).with_path(devices)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &e).with_path(devices))?;
+        let Some(address) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<PciAddress>().ok())
+        else {
+            continue;
+        };
+        found.push(PciDevice::open_in(devices, address)?);
+    }
+    found.sort_by_key(|d| d.address);
+    Ok(found)
+}
+
+/// Lists the PCI devices of this machine.
+pub fn list() -> Result<Vec<PciDevice>> {
+    list_in(Path::new(SYS_BUS_PCI_DEVICES))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn fake_devices() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (addr, vendor, device) in [
+            ("0000:00:04.0", "0x1234", "0x11e8"),
+            ("0000:00:01.0", "0x8086", "0x7000"),
+        ] {
+            let d = root.path().join(addr);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("vendor"), format!("{vendor}\n")).unwrap();
+            fs::write(d.join("device"), format!("{device}\n")).unwrap();
+            fs::write(d.join("class"), "0x00ff00\n").unwrap();
+            fs::write(
+                d.join("resource"),
+                "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n\
+                 0x000000000000c000 0x000000000000c01f 0x0000000000040101\n\
+                 0x0000000000000000 0x0000000000000000 0x0000000000000000\n",
+            )
+            .unwrap();
+            let mut config = vec![0u8; 256];
+            config[4] = 0x03;
+            config[5] = 0x04; // INTx disabled
+            fs::write(d.join("config"), config).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn lists_finds_and_reads_resources() {
+        let root = fake_devices();
+        let all = list_in(root.path()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].address().to_string(), "0000:00:01.0");
+        let edu = PciDevice::find_in(root.path(), PciId::EDU).unwrap();
+        assert_eq!(edu.address().to_string(), "0000:00:04.0");
+        assert_eq!(edu.class(), 0xff00);
+        let r = edu.resources().unwrap();
+        assert!(r[0].is_memory() && r[1].is_io());
+        let err = PciDevice::find_in(
+            root.path(),
+            PciId {
+                vendor: 1,
+                device: 2,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn io_and_missing_bars_are_refused_before_mapping() {
+        let root = fake_devices();
+        let edu = PciDevice::find_in(root.path(), PciId::EDU).unwrap();
+        assert_eq!(edu.map_bar(1).unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(edu.map_bar(2).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(edu.map_bar(9).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn config_space_and_intx_bit() {
+        let root = fake_devices();
+        let edu = PciDevice::find_in(root.path(), PciId::EDU).unwrap();
+        assert_eq!(edu.command().unwrap(), 0x0403);
+        edu.set_intx_disabled(false).unwrap();
+        assert_eq!(edu.command().unwrap(), 0x0003);
+        edu.set_intx_disabled(true).unwrap();
+        assert_eq!(edu.command().unwrap(), 0x0403);
+        edu.config_write_u32(0x40, 0xdead_beef).unwrap();
+        assert_eq!(edu.config_read_u32(0x40).unwrap(), 0xdead_beef);
+        assert_eq!(edu.config_read_u8(0x41).unwrap(), 0xbe);
+        assert_eq!(
+            edu.config_write(0x40, Width::W8, 0x100).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! Physical memory through `/dev/mem`: a page-aligned window around any physical address.
+//!
+//! Needs root (`CAP_SYS_RAWIO`), and kernels built with `CONFIG_STRICT_DEVMEM` only allow
+//! device memory, not RAM; with `CONFIG_IO_STRICT_DEVMEM` not even memory a driver claimed.
+//! Opened with `O_SYNC`, so the kernel maps it uncached.
+#![deny(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::access::AccessRules;
+use crate::error::{Error, ErrorKind, Result};
+use crate::region::{map_shared, MapRequest, MmioRegion};
+
+/// An open `/dev/mem` (or another file of physical memory).
+#[derive(Debug)]
+pub struct PhysicalMemory {
+    file: File,
+    path: PathBuf,
+}
+
+impl PhysicalMemory {
+    /// Opens `/dev/mem` for reading and writing, uncached (`O_SYNC`).
+    pub fn open() -> Result<Self> {
+        Self::open_path(Path::new("/dev/mem"))
+    }
+
+    /// Opens `path` as physical memory (e.g. a test file standing in for `/dev/mem`).
+    pub fn open_path(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_SYNC)
+            .open(path)
+            .map_err(|e| Error::io("open", &e).with_path(path))?;
+        Ok(PhysicalMemory {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Maps the `len` bytes at physical address `addr` (through the page-aligned window that
+    /// contains them), accepting any width. Offset 0 of the region is `addr`.
+    #[doc(alias = "mmap")]
+    pub fn map(&self, addr: u64, len: usize) -> Result<MmioRegion> {
+        self.map_with_rules(addr, len, AccessRules::any())
+    }
+
+    /// Like [`PhysicalMemory::map`], with the device's width `rules`.
+    pub fn map_with_rules(&self, addr: u64, len: usize, rules: AccessRules) -> Result<MmioRegion> {
+        let page = crate::page_size() as u64;
+        let bad = || {
+            Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_path(&self.path)
+                .with_range(addr, len as u64)
+                .detail("empty or overflowing range")
+        };
+        let base = addr - addr % page;
+        let start = addr - base;
+        let end = start
+            .checked_add(len as u64)
+            .filter(|_| len > 0)
+            .ok_or_else(bad)?;
+        let map_len = end.checked_add(page - 1).ok_or_else(bad)? / page * page;
+        map_shared(
+            std::os::fd::AsFd::as_fd(&self.file),
+            MapRequest {
+                path: &self.path,
+                target: None,
+                mmap_offset: base,
+                map_len: usize::try_from(map_len).map_err(|_| bad())?,
+                start: start as usize,
+                len,
+                rules,
+                phys: Some(addr),
+            },
+        )
+    }
+}

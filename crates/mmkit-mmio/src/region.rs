@@ -1,0 +1,361 @@
+//! The register access module: the owned [`MmioRegion`] and every volatile access to device
+//! memory.
+//!
+//! This is the only module of the crate with `unsafe` code. Its contract:
+//! - A region is created only by [`map_shared`], which maps a device file with `MAP_SHARED`
+//!   and keeps the mapping until the region is dropped.
+//! - Device memory is only ever touched through raw pointers with `read_volatile` and
+//!   `write_volatile`, after [`check_access`] (bounds, alignment, width rules) passed. No Rust
+//!   reference to device memory is ever created, so the compiler may not invent, merge or
+//!   elide accesses.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::access::{check_access, AccessRules, Width};
+use crate::error::{Error, ErrorKind, Result};
+use crate::registers::Registers;
+
+/// An owned, mapped window of device registers; unmapped on drop.
+///
+/// Obtained from [`Uio::map`](crate::Uio::map), [`PciDevice::map_bar`](crate::PciDevice::map_bar)
+/// or [`PhysicalMemory::map`](crate::PhysicalMemory::map). Offsets are relative to the start
+/// of the device memory (the UIO map's `offset` attribute and the sub-page offset of a
+/// physical address are already applied).
+///
+/// Every access is volatile, goes through a raw pointer (never a Rust reference), and is
+/// checked first: outside the region, misaligned, or of a width the device does not accept
+/// (see [`AccessRules`]) is an [`Error`], not undefined behaviour.
+///
+/// ```no_run
+/// # fn main() -> Result<(), mmkit_mmio::Error> {
+/// let uio = mmkit_mmio::Uio::open(0)?;
+/// let regs = uio.map(0)?;
+/// let ident = regs.read_u32(0x00)?;
+/// regs.write_u32(0x04, 0x1234_5678)?;
+/// assert_eq!(regs.read_u32(0x04)?, !0x1234_5678);
+/// # Ok(()) }
+/// ```
+pub struct MmioRegion {
+    /// Start of the device memory inside the mapping.
+    ptr: NonNull<u8>,
+    /// Usable bytes from `ptr`.
+    len: usize,
+    /// The whole mapping, as returned by `mmap`, for `munmap`.
+    map_base: NonNull<c_void>,
+    map_len: usize,
+    rules: AccessRules,
+    path: PathBuf,
+    target: Option<String>,
+    phys: Option<u64>,
+}
+
+// SAFETY: the region owns its mapping exclusively (no other owner unmaps it), and all accesses
+// are volatile reads and writes through raw pointers, which are sound from any thread; what
+// concurrent register accesses mean is the device's business, exactly as for a kernel driver.
+unsafe impl Send for MmioRegion {}
+// SAFETY: as for `Send`: `&MmioRegion` only allows checked volatile accesses through raw
+// pointers, never references, so sharing it creates no aliasing `&`/`&mut` to device memory.
+unsafe impl Sync for MmioRegion {}
+
+/// Where in a device file to map, and which part of the mapping is the device's memory.
+#[derive(Debug, Clone)]
+pub(crate) struct MapRequest<'a> {
+    /// The device file (for error messages).
+    pub path: &'a Path,
+    /// A qualifier such as `map0` or `BAR0` (for error messages).
+    pub target: Option<String>,
+    /// The `mmap` offset (page-aligned).
+    pub mmap_offset: u64,
+    /// Bytes to map (a multiple of the page size).
+    pub map_len: usize,
+    /// Where the device memory starts inside the mapping.
+    pub start: usize,
+    /// Usable bytes from `start`.
+    pub len: usize,
+    /// The width rules of the device.
+    pub rules: AccessRules,
+    /// The physical address of the device memory, if known.
+    pub phys: Option<u64>,
+}
+
+/// Maps `req` from `fd` readable, writable and shared, and wraps it in a [`MmioRegion`].
+#[doc(alias = "mmap")]
+pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<MmioRegion> {
+    let page = crate::page_size();
+    let err = |kind| {
+        Error::new("mmap", kind)
+            .with_path(req.path)
+            .with_range(req.mmap_offset, req.map_len as u64)
+            .with_source_name(None, req.target.as_deref())
+    };
+    if req.map_len == 0 || req.len == 0 {
+        return Err(err(ErrorKind::InvalidArgument).detail("the device region is empty"));
+    }
+    if req.mmap_offset % page as u64 != 0 || req.map_len % page != 0 {
+        return Err(err(ErrorKind::Misaligned)
+            .detail(format!("not aligned to the {page:#x}-byte page size")));
+    }
+    if req
+        .start
+        .checked_add(req.len)
+        .map_or(true, |end| end > req.map_len)
+    {
+        return Err(err(ErrorKind::OutOfBounds).detail(format!(
+            "device memory [{:#x}, +{:#x}) does not fit in the mapping",
+            req.start, req.len
+        )));
+    }
+    // SAFETY: a fresh mapping at an address the kernel chooses (null hint, no MAP_FIXED) cannot
+    // overlap any existing Rust object. The result is owned by the returned region and
+    // unmapped exactly once, in its `Drop`.
+    let base = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            req.map_len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            fd,
+            req.mmap_offset,
+        )
+    }
+    .map_err(|e| {
+        Error::os("mmap", e)
+            .with_path(req.path)
+            .with_range(req.mmap_offset, req.map_len as u64)
+            .with_source_name(None, req.target.as_deref())
+    })?;
+    let map_base =
+        NonNull::new(base).ok_or_else(|| err(ErrorKind::Io).detail("mmap returned null"))?;
+    // SAFETY: `start < map_len` (checked above), so the pointer stays inside the mapping.
+    let ptr = unsafe { NonNull::new_unchecked(base.cast::<u8>().add(req.start)) };
+    Ok(MmioRegion {
+        ptr,
+        len: req.len,
+        map_base,
+        map_len: req.map_len,
+        rules: req.rules,
+        path: req.path.to_owned(),
+        target: req.target,
+        phys: req.phys,
+    })
+}
+
+impl MmioRegion {
+    /// Usable bytes of device memory.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty (never true for a mapped region).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device file this region was mapped from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A description of the source, e.g. `/dev/uio0 map0` or
+    /// `/sys/bus/pci/devices/0000:00:04.0/resource0`.
+    pub fn source(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{} {t}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The physical address of offset 0, when the source knows it.
+    pub fn physical_address(&self) -> Option<u64> {
+        self.phys
+    }
+
+    /// The width rules applied to every access.
+    pub fn rules(&self) -> &AccessRules {
+        &self.rules
+    }
+
+    /// Replaces the width rules (e.g. to describe a device this crate does not know).
+    pub fn set_rules(&mut self, rules: AccessRules) {
+        self.rules = rules;
+    }
+
+    /// The start of the device memory, for code that must do its own raw accesses.
+    ///
+    /// Getting the pointer is safe; using it is not: access it only with
+    /// `read_volatile`/`write_volatile`, inside `len()` bytes, while the region is alive.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Checks an access of `width` at `offset` without performing it.
+    pub fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
+        let named = |e: Error| e.with_source_name(Some(&self.path), self.target.as_deref());
+        check_access(op, self.len, &self.rules, offset, width).map_err(named)?;
+        // The region start may itself be unaligned (a UIO map with an odd `offset`); a
+        // misaligned volatile access through a typed pointer would be undefined behaviour.
+        if (self.ptr.as_ptr() as usize + offset) % width.bytes() != 0 {
+            return Err(named(
+                Error::new(op, ErrorKind::Misaligned)
+                    .with_range(offset as u64, width.bytes() as u64)
+                    .detail("the address is not aligned to the access width"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads `width` bits at `offset` (volatile), zero-extended to `u64`.
+    pub fn read(&self, offset: usize, width: Width) -> Result<u64> {
+        self.check("read", offset, width)?;
+        // SAFETY: `check` proved `offset..offset + width` lies inside the live mapping and the
+        // address is aligned for the access type; the access is volatile and via raw pointer
+        // (the region's contract, see the module docs).
+        let value = unsafe {
+            let p = self.ptr.as_ptr().add(offset);
+            match width {
+                Width::W8 => u64::from(p.read_volatile()),
+                Width::W16 => u64::from(p.cast::<u16>().read_volatile()),
+                Width::W32 => u64::from(p.cast::<u32>().read_volatile()),
+                Width::W64 => p.cast::<u64>().read_volatile(),
+            }
+        };
+        Ok(value)
+    }
+
+    /// Writes the low `width` bits of `value` at `offset` (volatile).
+    ///
+    /// A `value` wider than `width` is an [`ErrorKind::InvalidArgument`] error, not a
+    /// truncation.
+    pub fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        self.check("write", offset, width)?;
+        if value > width.max_value() {
+            return Err(Error::new("write", ErrorKind::InvalidArgument)
+                .with_source_name(Some(&self.path), self.target.as_deref())
+                .with_range(offset as u64, width.bytes() as u64)
+                .detail(format!("value {value:#x} does not fit in a {width} access")));
+        }
+        // SAFETY: as in `read`: checked in bounds and aligned, volatile, raw pointer only.
+        unsafe {
+            let p = self.ptr.as_ptr().add(offset);
+            match width {
+                Width::W8 => p.write_volatile(value as u8),
+                Width::W16 => p.cast::<u16>().write_volatile(value as u16),
+                Width::W32 => p.cast::<u32>().write_volatile(value as u32),
+                Width::W64 => p.cast::<u64>().write_volatile(value),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the byte at `offset`.
+    pub fn read_u8(&self, offset: usize) -> Result<u8> {
+        self.read(offset, Width::W8).map(|v| v as u8)
+    }
+
+    /// Reads the 16-bit register at `offset`.
+    pub fn read_u16(&self, offset: usize) -> Result<u16> {
+        self.read(offset, Width::W16).map(|v| v as u16)
+    }
+
+    /// Reads the 32-bit register at `offset`.
+    pub fn read_u32(&self, offset: usize) -> Result<u32> {
+        self.read(offset, Width::W32).map(|v| v as u32)
+    }
+
+    /// Reads the 64-bit register at `offset`.
+    pub fn read_u64(&self, offset: usize) -> Result<u64> {
+        self.read(offset, Width::W64)
+    }
+
+    /// Writes the byte at `offset`.
+    pub fn write_u8(&self, offset: usize, value: u8) -> Result<()> {
+        self.write(offset, Width::W8, value.into())
+    }
+
+    /// Writes the 16-bit register at `offset`.
+    pub fn write_u16(&self, offset: usize, value: u16) -> Result<()> {
+        self.write(offset, Width::W16, value.into())
+    }
+
+    /// Writes the 32-bit register at `offset`.
+    pub fn write_u32(&self, offset: usize, value: u32) -> Result<()> {
+        self.write(offset, Width::W32, value.into())
+    }
+
+    /// Writes the 64-bit register at `offset`.
+    pub fn write_u64(&self, offset: usize, value: u64) -> Result<()> {
+        self.write(offset, Width::W64, value)
+    }
+}
+
+impl Registers for MmioRegion {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
+        MmioRegion::check(self, op, offset, width)
+    }
+
+    fn read(&self, offset: usize, width: Width) -> Result<u64> {
+        MmioRegion::read(self, offset, width)
+    }
+
+    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        MmioRegion::write(self, offset, width, value)
+    }
+}
+
+impl fmt::Debug for MmioRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MmioRegion")
+            .field("source", &self.source())
+            .field("ptr", &self.ptr)
+            .field("len", &format_args!("{:#x}", self.len))
+            .field("phys", &self.phys.map(|p| format!("{p:#x}")))
+            .field("rules", &self.rules)
+            .finish()
+    }
+}
+
+impl Drop for MmioRegion {
+    #[doc(alias = "munmap")]
+    fn drop(&mut self) {
+        // SAFETY: `map_base`/`map_len` are exactly what `mmap` returned in `map_shared`; this
+        // region is their only owner, and no reference into device memory can outlive it.
+        // A failing munmap leaves the mapping in place, which is a leak, not unsoundness.
+        let _ = unsafe { rustix::mm::munmap(self.map_base.as_ptr(), self.map_len) };
+    }
+}
+
+/// Ordering helpers for handing buffers to and from a device doing DMA.
+///
+/// Volatile accesses are not reordered against each other by the compiler, but ordinary
+/// memory accesses (the DMA buffer) may be reordered around them, by the compiler and by the
+/// CPU. These are the user-space counterparts of Linux's `wmb()`, `rmb()` and `mb()`.
+pub mod fence {
+    use std::sync::atomic::{fence, Ordering};
+
+    /// Call after filling a buffer the device will read, before the register write that
+    /// tells the device to start (the doorbell). Linux: `wmb()`.
+    pub fn to_device() {
+        fence(Ordering::SeqCst);
+    }
+
+    /// Call after a register read that says the device finished writing a buffer, before
+    /// reading the buffer. Linux: `rmb()`.
+    pub fn from_device() {
+        fence(Ordering::SeqCst);
+    }
+
+    /// A full barrier: no memory access moves across it in either direction. Linux: `mb()`.
+    pub fn full() {
+        fence(Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,506 @@
+//! UIO devices: `/dev/uioN` with its maps described under `/sys/class/uio/uioN/`.
+//!
+//! A UIO driver (`uio_pci_generic`, `uio_pdrv_genirq`, or one of the many board drivers)
+//! exports a device's register regions as *maps* and its interrupt as a counter read from
+//! `/dev/uioN`. Map `N` is mapped at `mmap` offset `N * page_size`; the device memory starts
+//! `offset` bytes into the mapping (the map's `offset` attribute), which this module applies.
+#![deny(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::access::AccessRules;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pci::PciDevice;
+use crate::region::{map_shared, MapRequest, MmioRegion};
+use crate::sysfs::{parse_hex, parse_number, PciAddress, PciId, UioMapInfo};
+
+/// Where UIO devices are described.
+pub const SYS_CLASS_UIO: &str = "/sys/class/uio";
+
+/// Reads a sysfs attribute as text.
+pub(crate) fn read_attr(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io("read", &e).with_path(path))
+}
+
+/// What sysfs says about one UIO device, read without opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UioInfo {
+    /// The `N` of `uioN`.
+    pub number: u32,
+    /// The driver-given name (`uio_pci_generic` for PCI devices bound to it).
+    pub name: String,
+    /// The driver version string.
+    pub version: String,
+    /// Interrupts counted so far.
+    pub event_count: u32,
+    /// The memory maps, by index.
+    pub maps: Vec<UioMapInfo>,
+    /// The PCI device behind it, when it is one: its address and ID.
+    pub pci: Option<(PciAddress, PciId)>,
+}
+
+impl UioInfo {
+    /// Reads `dir` (a `/sys/class/uio/uioN` directory) for device number `number`.
+    pub fn read(dir: &Path, number: u32) -> Result<Self> {
+        let attr = |name: &str| read_attr(&dir.join(name));
+        let maps = read_maps(&dir.join("maps"))?;
+        let event_count = attr("event")
+            .ok()
+            .and_then(|t| parse_number(&t))
+            .unwrap_or(0) as u32;
+        let pci = read_pci_link(&dir.join("device"));
+        Ok(UioInfo {
+            number,
+            name: attr("name")?.trim().to_owned(),
+            version: attr("version")
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default(),
+            event_count,
+            maps,
+            pci,
+        })
+    }
+
+    /// The width rules of the device behind this UIO (known PCI devices), else any width.
+    pub fn rules(&self) -> AccessRules {
+        match self.pci {
+            Some((_, id)) => AccessRules::for_pci_id(id.vendor, id.device),
+            None => AccessRules::any(),
+        }
+    }
+}
+
+fn read_maps(dir: &Path) -> Result<Vec<UioMapInfo>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", &e).with_path(dir)),
+    };
+    let mut maps = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &e).with_path(dir))?;
+        let file_name = entry.file_name();
+        let Some(index) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix("map"))
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        let map_dir = entry.path();
+        let attr = |name: &str| read_attr(&map_dir.join(name));
+        let name = attr("name").unwrap_or_default();
+        let offset = attr("offset").ok();
+        let info = UioMapInfo::parse(
+            index,
+            &name,
+            &attr("addr")?,
+            &attr("size")?,
+            offset.as_deref(),
+        )
+        .map_err(|e| e.with_path(&map_dir))?;
+        maps.push(info);
+    }
+    maps.sort_by_key(|m| m.index);
+    Ok(maps)
+}
+
+/// The PCI address and ID of the device behind a `device` link, if it is a PCI device.
+fn read_pci_link(device: &Path) -> Option<(PciAddress, PciId)> {
+    let target = std::fs::canonicalize(device).ok()?;
+    let address: PciAddress = target.file_name()?.to_str()?.parse().ok()?;
+    let id = |name: &str| {
+        read_attr(&target.join(name))
+            .ok()
+            .and_then(|t| parse_hex(&t))
+            .map(|v| v as u16)
+    };
+    Some((
+        address,
+        PciId {
+            vendor: id("vendor")?,
+            device: id("device")?,
+        },
+    ))
+}
+
+/// Lists the UIO devices under `dir` (normally [`SYS_CLASS_UIO`]), by number.
+pub fn list_in(dir: &Path) -> Result<Vec<UioInfo>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", &e).with_path(dir)),
+    };
+    let mut devices = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &e).with_path(dir))?;
+        let name = entry.file_name();
+        let Some(number) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("uio"))
+            .and_then(|n| n.parse().ok())
+        else {
+            continue;
+        };
+        devices.push(UioInfo::read(&entry.path(), number)?);
+    }
+    devices.sort_by_key(|d| d.number);
+    Ok(devices)
+}
+
+/// How [`Uio::enable_irq`] enabled the interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqEnable {
+    /// The driver's `irqcontrol`: a 4-byte write of 1 to `/dev/uioN`.
+    IrqControl,
+    /// The driver has no `irqcontrol` (`ENOSYS`, as `uio_pci_generic`): the INTx-disable bit
+    /// (bit 10) of the PCI command register was cleared through config space.
+    PciCommand,
+}
+
+/// One interrupt (or more) observed by [`Uio::wait_irq`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IrqEvent {
+    /// The driver's interrupt count after this wait.
+    pub count: u32,
+    /// Interrupts that happened since the previous wait beyond the one reported (0 when none
+    /// were missed).
+    pub missed: u32,
+}
+
+/// An open UIO device: maps its memory regions and waits for its interrupts.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// # fn main() -> Result<(), mmkit_mmio::Error> {
+/// let mut uio = mmkit_mmio::Uio::find_pci("1234:11e8".parse()?)?;
+/// let regs = uio.map(0)?;                       // BAR0 of the edu device
+/// uio.enable_irq()?;
+/// regs.write_u32(0x60, 1)?;                     // raise an interrupt
+/// let irq = uio.wait_irq(Some(Duration::from_secs(1)))?;
+/// regs.write_u32(0x64, 1)?;                     // acknowledge it
+/// println!("interrupt #{} ({} missed)", irq.count, irq.missed);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Uio {
+    info: UioInfo,
+    sys_path: PathBuf,
+    dev_path: PathBuf,
+    file: File,
+    last_count: u32,
+}
+
+impl Uio {
+    /// Opens `/dev/uioN`.
+    pub fn open(number: u32) -> Result<Self> {
+        Self::open_at(Path::new(SYS_CLASS_UIO), Path::new("/dev"), number)
+    }
+
+    /// Opens device `number` described under `sys_class_uio` with its node in `dev`.
+    pub fn open_at(sys_class_uio: &Path, dev: &Path, number: u32) -> Result<Self> {
+        let sys_path = sys_class_uio.join(format!("uio{number}"));
+        if !sys_path.exists() {
+            return Err(Error::new("open", ErrorKind::NotFound)
+                .with_path(&sys_path)
+                .detail(format!(
+                    "no UIO device uio{number} (is a UIO driver bound?)"
+                )));
+        }
+        // Read the count before opening: interrupts after this point are seen by the wait.
+        let info = UioInfo::read(&sys_path, number)?;
+        let dev_path = dev.join(format!("uio{number}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dev_path)
+            .map_err(|e| Error::io("open", &e).with_path(&dev_path))?;
+        Ok(Uio {
+            last_count: info.event_count,
+            info,
+            sys_path,
+            dev_path,
+            file,
+        })
+    }
+
+    /// Opens the first UIO device whose driver-given name is `name`.
+    pub fn find(name: &str) -> Result<Self> {
+        let devices = list()?;
+        let found = devices.iter().find(|d| d.name == name).ok_or_else(|| {
+            Error::new("find UIO device", ErrorKind::NotFound)
+                .target(name)
+                .detail(format!(
+                    "no UIO device named {name:?} (found: {})",
+                    names(&devices)
+                ))
+        })?;
+        Self::open(found.number)
+    }
+
+    /// Opens the first UIO device backed by the PCI device `id` (e.g. `1234:11e8`).
+    pub fn find_pci(id: PciId) -> Result<Self> {
+        let devices = list()?;
+        let found = devices
+            .iter()
+            .find(|d| d.pci.is_some_and(|(_, i)| i == id))
+            .ok_or_else(|| {
+                Error::new("find UIO device for", ErrorKind::NotFound)
+                    .target(format!("PCI {id}"))
+                    .detail(format!(
+                        "no UIO device is bound to PCI {id} (found: {})",
+                        names(&devices)
+                    ))
+            })?;
+        Self::open(found.number)
+    }
+
+    /// What sysfs said about the device when it was opened.
+    pub fn info(&self) -> &UioInfo {
+        &self.info
+    }
+
+    /// The device node, `/dev/uioN`.
+    pub fn path(&self) -> &Path {
+        &self.dev_path
+    }
+
+    /// The maps the device exports.
+    pub fn maps(&self) -> &[UioMapInfo] {
+        &self.info.maps
+    }
+
+    /// Maps region `index` with the device's width rules (known PCI devices such as edu get
+    /// theirs; others accept any width).
+    #[doc(alias = "mmap")]
+    pub fn map(&self, index: usize) -> Result<MmioRegion> {
+        let page = crate::page_size();
+        let target = format!("map{index}");
+        let info = self
+            .info
+            .maps
+            .iter()
+            .find(|m| m.index == index)
+            .ok_or_else(|| {
+                Error::new("mmap", ErrorKind::NotFound)
+                    .with_path(&self.dev_path)
+                    .target(&target)
+                    .detail(format!(
+                        "uio{} has {} map(s)",
+                        self.info.number,
+                        self.info.maps.len()
+                    ))
+            })?;
+        let bad = || {
+            Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_path(&self.dev_path)
+                .target(&target)
+                .detail(format!(
+                    "map attributes do not describe a mappable window: {info:?}"
+                ))
+        };
+        let map_len = info.mmap_len(page).ok_or_else(bad)?;
+        let (start, len) = info.window(page).ok_or_else(bad)?;
+        map_shared(
+            std::os::fd::AsFd::as_fd(&self.file),
+            MapRequest {
+                path: &self.dev_path,
+                target: Some(target.clone()),
+                mmap_offset: (index as u64) * page as u64,
+                map_len,
+                start,
+                len,
+                rules: self.info.rules(),
+                phys: Some(info.addr + (info.offset % page as u64))
+                    .filter(|_| self.info.pci.is_some()),
+            },
+        )
+    }
+
+    /// The PCI device behind this UIO device (for config space), if it is one.
+    pub fn pci_device(&self) -> Result<PciDevice> {
+        match self.info.pci {
+            Some((address, _)) => PciDevice::open(address),
+            None => Err(Error::new("find PCI device of", ErrorKind::NotFound)
+                .with_path(&self.dev_path)
+                .detail("not a PCI device")),
+        }
+    }
+
+    /// The driver's interrupt count now (the `event` attribute).
+    pub fn irq_count(&self) -> Result<u32> {
+        let path = self.sys_path.join("event");
+        let text = read_attr(&path)?;
+        parse_number(&text).map(|n| n as u32).ok_or_else(|| {
+            Error::new("parse", ErrorKind::Parse)
+                .with_path(&path)
+                .detail(format!("{text:?}"))
+        })
+    }
+
+    /// Enables (unmasks) the interrupt: through the driver's `irqcontrol`, or, when the driver
+    /// has none (`ENOSYS`, `uio_pci_generic`), by clearing the INTx-disable bit of the PCI
+    /// command register. Call it before each wait: drivers mask the interrupt when it fires.
+    pub fn enable_irq(&self) -> Result<IrqEnable> {
+        self.irq_control(true)
+    }
+
+    /// Disables (masks) the interrupt, the same two ways as [`Uio::enable_irq`].
+    pub fn disable_irq(&self) -> Result<IrqEnable> {
+        self.irq_control(false)
+    }
+
+    fn irq_control(&self, enable: bool) -> Result<IrqEnable> {
+        let op = if enable {
+            "enable interrupt of"
+        } else {
+            "disable interrupt of"
+        };
+        let value = u32::from(enable).to_ne_bytes();
+        match (&self.file).write(&value) {
+            Ok(4) => Ok(IrqEnable::IrqControl),
+            Ok(n) => Err(Error::new(op, ErrorKind::Io)
+                .with_path(&self.dev_path)
+                .detail(format!("short write ({n} bytes)"))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                let pci = self.pci_device().map_err(|_| {
+                    Error::io(op, &e)
+                        .with_path(&self.dev_path)
+                        .detail("the driver has no irqcontrol and the device is not PCI")
+                })?;
+                pci.set_intx_disabled(!enable)?;
+                Ok(IrqEnable::PciCommand)
+            }
+            Err(e) => Err(Error::io(op, &e).with_path(&self.dev_path)),
+        }
+    }
+
+    /// Waits for an interrupt, at most `timeout` (`None`: forever), and returns the new count
+    /// and how many interrupts were missed since the last wait. Enable the interrupt first
+    /// ([`Uio::enable_irq`]). No interrupt in time is an [`ErrorKind::TimedOut`] error.
+    #[doc(alias = "poll")]
+    pub fn wait_irq(&mut self, timeout: Option<Duration>) -> Result<IrqEvent> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let ts = remaining.map(|r| rustix::event::Timespec {
+                tv_sec: r.as_secs() as _,
+                tv_nsec: r.subsec_nanos() as _,
+            });
+            let mut fds = [rustix::event::PollFd::new(
+                &self.file,
+                rustix::event::PollFlags::IN,
+            )];
+            match rustix::event::poll(&mut fds, ts.as_ref()) {
+                Ok(0) => {
+                    let ms = timeout.unwrap_or_default().as_millis();
+                    return Err(Error::new("wait for interrupt on", ErrorKind::TimedOut)
+                        .with_path(&self.dev_path)
+                        .detail(format!("no interrupt within {ms} ms")));
+                }
+                Ok(_) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    return Err(Error::os("wait for interrupt on", e).with_path(&self.dev_path))
+                }
+            }
+        }
+        let mut buf = [0u8; 4];
+        (&self.file)
+            .read_exact(&mut buf)
+            .map_err(|e| Error::io("read interrupt count of", &e).with_path(&self.dev_path))?;
+        let count = u32::from_ne_bytes(buf);
+        let missed = count.wrapping_sub(self.last_count).saturating_sub(1);
+        self.last_count = count;
+        Ok(IrqEvent { count, missed })
+    }
+}
+
+fn names(devices: &[UioInfo]) -> String {
+    if devices.is_empty() {
+        return "none".to_owned();
+    }
+    devices
+        .iter()
+        .map(|d| format!("uio{} {:?}", d.number, d.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Lists the UIO devices of this machine (an empty list when there are none).
+pub fn list() -> Result<Vec<UioInfo>> {
+    list_in(Path::new(SYS_CLASS_UIO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// Builds a sysfs-like tree: /class/uio/uio0 -> a PCI device directory.
+    fn fake_sysfs() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let pci = root.path().join("devices/pci0000:00/0000:00:04.0");
+        fs::create_dir_all(&pci).unwrap();
+        fs::write(pci.join("vendor"), "0x1234\n").unwrap();
+        fs::write(pci.join("device"), "0x11e8\n").unwrap();
+        let uio = root.path().join("class/uio/uio0");
+        let map0 = uio.join("maps/map0");
+        fs::create_dir_all(&map0).unwrap();
+        fs::write(uio.join("name"), "uio_pci_generic\n").unwrap();
+        fs::write(uio.join("version"), "0.01.0\n").unwrap();
+        fs::write(uio.join("event"), "3\n").unwrap();
+        std::os::unix::fs::symlink(&pci, uio.join("device")).unwrap();
+        fs::write(map0.join("name"), "edu\n").unwrap();
+        fs::write(map0.join("addr"), "0x00000000fea00000\n").unwrap();
+        fs::write(map0.join("size"), "0x0000000000100000\n").unwrap();
+        fs::write(map0.join("offset"), "0x0\n").unwrap();
+        let map1 = uio.join("maps/map1");
+        fs::create_dir_all(&map1).unwrap();
+        fs::write(map1.join("addr"), "0xfe001000\n").unwrap();
+        fs::write(map1.join("size"), "0x100\n").unwrap();
+        // a non-UIO entry is ignored
+        fs::create_dir_all(root.path().join("class/uio/power")).unwrap();
+        root
+    }
+
+    #[test]
+    fn reads_a_uio_tree() {
+        let root = fake_sysfs();
+        let devices = list_in(&root.path().join("class/uio")).unwrap();
+        assert_eq!(devices.len(), 1);
+        let d = &devices[0];
+        assert_eq!(d.number, 0);
+        assert_eq!(d.name, "uio_pci_generic");
+        assert_eq!(d.version, "0.01.0");
+        assert_eq!(d.event_count, 3);
+        assert_eq!(d.maps.len(), 2);
+        assert_eq!(d.maps[0].name, "edu");
+        assert_eq!(d.maps[0].size, 0x10_0000);
+        assert_eq!(d.maps[1].name, "");
+        assert_eq!(d.maps[1].offset, 0);
+        assert_eq!(d.pci, Some(("0000:00:04.0".parse().unwrap(), PciId::EDU)));
+        assert_eq!(d.rules(), AccessRules::edu());
+    }
+
+    #[test]
+    fn missing_device_is_not_found() {
+        let root = fake_sysfs();
+        let err = Uio::open_at(&root.path().join("class/uio"), root.path(), 7).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.to_string().contains("no UIO device uio7"), "{err}");
+        // The sysfs entry exists but the device node does not.
+        let err = Uio::open_at(&root.path().join("class/uio"), root.path(), 0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.errno(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn no_uio_class_is_an_empty_list() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(list_in(&root.path().join("class/uio")).unwrap().is_empty());
+    }
+}
