@@ -1,1 +1,67 @@
-//! placeholder
+//! Load ELF shared objects the way Android's linker does: from files, from stored,
+//! page-aligned APK/zip entries (mapped in place, never extracted) and from memory.
+//!
+//! The loader reads only the headers, then maps each `PT_LOAD` segment `MAP_PRIVATE` from the
+//! source file, so pages load on demand: a library mapped from an APK costs the pages the
+//! program touches, not the file. The page size is the kernel's, never a hard-coded 4096, and
+//! the [planner](plan) can plan for any page size (4 KiB, 16 KiB, 64 KiB) without a syscall.
+//!
+//! # Contents
+//! - [`Source`]: a path, `app.apk!/lib/x86_64/libfoo.so`, or bytes (a sealed memfd).
+//! - [`Plan`]: the pure planner — ELF header and program headers + a page size → reservation
+//!   span, per-segment file ranges, addresses, protections, `.bss`, RELRO; one [`ErrorKind`]
+//!   per check (magic, class, endianness, `ET_DYN`, machine, table bounds, `p_vaddr ≡
+//!   p_offset`, bounds in the source, `p_filesz ≤ p_memsz`, W+X, `p_align`).
+//! - [`Library`]: the executor's result. [`Library::open`] reserves the span `PROT_NONE`, maps
+//!   the segments `MAP_FIXED | MAP_PRIVATE`, zeroes and maps `.bss`, loads missing
+//!   `DT_NEEDED` libraries, relocates (x86_64: `RELATIVE`, `RELR`, `64`, `GLOB_DAT`,
+//!   `JUMP_SLOT`, `IRELATIVE`, `DTPMOD64`/`DTPOFF64` with mmkit's own `__tls_get_addr`),
+//!   protects RELRO and runs `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
+//!   symbols borrowed from the library; [`Library::segments`] and [`Library::verify`] show
+//!   and check the mappings against the kernel's view. Drop runs the finalizers and unmaps.
+//! - [`Error`]: one opaque error naming the operation, path, range and errno.
+//!
+//! # Example
+//! ```no_run
+//! use mmkit_elf::{Library, Source};
+//!
+//! # fn main() -> Result<(), mmkit_elf::Error> {
+//! // Plan first (pure): what would be mapped where, for 16 KiB pages.
+//! let plan = mmkit_elf::plan(&Source::parse("app.apk!/lib/x86_64/libfoo.so"), 16384)?;
+//! println!("reserve {:#x} bytes for {} segments", plan.span_len, plan.segments.len());
+//!
+//! // SAFETY: loading runs the library's initializers; we trust libfoo.so.
+//! let lib = unsafe { Library::open("app.apk!/lib/x86_64/libfoo.so")? };
+//! // SAFETY: `add` is `int64_t add(int64_t, int64_t)`.
+//! let add = unsafe { lib.symbol::<extern "C" fn(i64, i64) -> i64>("add")? };
+//! assert_eq!(add(2, 3), 5);
+//! for m in lib.segments()? {
+//!     println!("{:#x} {} {}/{} pages resident", m.start, m.prot.rwx(), m.resident_pages, m.pages);
+//! }
+//! lib.verify()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Not (yet) supported
+//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr`, so C++ exceptions and
+//! backtraces cannot unwind through them; lazy binding; `TLSDESC`/initial-exec TLS; copy
+//! relocations; libraries that need each other (each `Library` loads its own copy of the
+//! `DT_NEEDED` libraries glibc has not already loaded).
+#![deny(missing_docs)]
+
+pub mod error;
+mod executor;
+pub mod plan;
+pub mod source;
+
+mod dynamic;
+mod library;
+mod relocate;
+mod symbols;
+
+pub use error::{Error, ErrorKind, Result};
+pub use executor::Symbol;
+pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
+pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};
+pub use source::{OpenSource, Source};

@@ -1,0 +1,236 @@
+//! The crate's one error type: the operation that failed, the path, the byte range, the errno.
+#![deny(unsafe_code)]
+
+use std::fmt;
+
+/// What went wrong, for callers that branch on the cause. Each planner check has its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The source is shorter than the structure being read (ELF header, program headers).
+    Truncated,
+    /// The first four bytes are not `\x7fELF`.
+    BadMagic,
+    /// Not a 64-bit ELF file (`EI_CLASS`).
+    BadClass,
+    /// Not little-endian (`EI_DATA`).
+    BadEndianness,
+    /// `EI_VERSION`/`e_version` is not `EV_CURRENT`.
+    BadVersion,
+    /// Not a shared object (`e_type` is not `ET_DYN`).
+    NotSharedObject,
+    /// Built for another machine (`e_machine` is not `EM_X86_64`).
+    WrongMachine,
+    /// `e_phentsize`, `e_phnum` or the program header table's bounds are invalid.
+    BadProgramHeaders,
+    /// No `PT_LOAD` segment.
+    NoLoadSegments,
+    /// `p_vaddr` and `p_offset` differ modulo the page size.
+    OffsetNotCongruent,
+    /// `p_offset + p_filesz` lies outside the source.
+    SegmentOutsideSource,
+    /// `p_filesz > p_memsz`.
+    FileSizeExceedsMemSize,
+    /// A segment is both writable and executable.
+    WritableAndExecutable,
+    /// `p_align` is not a power of two, or is smaller than the page size.
+    BadAlignment,
+    /// `PT_LOAD` segments are out of order or share pages, or addresses overflow.
+    SegmentsOverlap,
+    /// The page size given to the planner is not a power of two ≥ 4096.
+    BadPageSize,
+    /// The zip archive could not be read (bad central directory, bad local header, ...).
+    BadArchive,
+    /// The zip archive has no such entry.
+    EntryMissing,
+    /// The zip entry is compressed; only stored entries can be mapped.
+    EntryCompressed,
+    /// The zip entry is encrypted.
+    EntryEncrypted,
+    /// The zip entry's data offset is not a multiple of the page size.
+    EntryMisaligned,
+    /// The zip entry's data extends past the end of the archive.
+    EntryTruncated,
+    /// A system call failed (see [`Error::errno`]).
+    Io,
+    /// The dynamic section, symbol table, hash table or version tables are malformed.
+    BadDynamic,
+    /// A relocation type the loader does not implement.
+    UnsupportedRelocation,
+    /// A symbol that a relocation needs is defined nowhere.
+    UndefinedSymbol,
+    /// [`Library::symbol`](crate::Library::symbol) found no such symbol.
+    SymbolNotFound,
+    /// A `DT_NEEDED` library could not be found or loaded.
+    DependencyNotFound,
+    /// The mappings do not match `/proc/self/maps`.
+    VerifyFailed,
+}
+
+/// An error from planning, mapping, relocating or inspecting a library.
+///
+/// It reads like `mmap of /data/app.apk [offset 0x1000, len 0x3000] failed: Permission denied
+/// (EACCES)`: the operation, the path, the byte range and the cause.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    op: String,
+    path: Option<String>,
+    range: Option<(u64, u64)>,
+    errno: Option<rustix::io::Errno>,
+    detail: String,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, op: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }
+    }
+
+    pub(crate) fn io(op: impl Into<String>, errno: rustix::io::Errno) -> Self {
+        Error {
+            kind: ErrorKind::Io,
+            op: op.into(),
+            path: None,
+            range: None,
+            errno: Some(errno),
+            detail: String::new(),
+        }
+    }
+
+    pub(crate) fn from_std_io(op: impl Into<String>, err: &std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(raw) => Error::io(op, rustix::io::Errno::from_raw_os_error(raw)),
+            None => Error::new(ErrorKind::Io, op, err.to_string()),
+        }
+    }
+
+    pub(crate) fn with_range(mut self, offset: u64, len: u64) -> Self {
+        self.range = Some((offset, len));
+        self
+    }
+
+    /// Sets the path unless one is already set (inner errors name the more precise file).
+    pub(crate) fn with_path(mut self, path: impl Into<String>) -> Self {
+        if self.path.is_none() {
+            self.path = Some(path.into());
+        }
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The operation that failed (`mmap`, `plan`, `open zip entry`, `relocate`, ...).
+    pub fn operation(&self) -> &str {
+        &self.op
+    }
+
+    /// The file (or `archive.apk!/entry`, or `memfd:name`) the operation was about.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// The byte range `(offset, len)` the operation was about: a file range for sources, an
+    /// address range for mappings.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        self.range
+    }
+
+    /// The errno of a failed system call.
+    pub fn errno(&self) -> Option<rustix::io::Errno> {
+        self.errno
+    }
+
+    /// The explanation without the operation, path and range.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.op)?;
+        if let Some(path) = &self.path {
+            write!(f, " of {path}")?;
+        }
+        if let Some((offset, len)) = self.range {
+            write!(f, " [offset {offset:#x}, len {len:#x}]")?;
+        }
+        write!(f, " failed")?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(errno) = self.errno {
+            write!(f, ": {}", errno_text(errno))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Permission denied (EACCES)`.
+pub(crate) fn errno_text(errno: rustix::io::Errno) -> String {
+    use rustix::io::Errno as E;
+    let name = match errno {
+        E::PERM => "EPERM",
+        E::NOENT => "ENOENT",
+        E::IO => "EIO",
+        E::BADF => "EBADF",
+        E::NOMEM => "ENOMEM",
+        E::ACCESS => "EACCES",
+        E::FAULT => "EFAULT",
+        E::BUSY => "EBUSY",
+        E::EXIST => "EEXIST",
+        E::NODEV => "ENODEV",
+        E::NOTDIR => "ENOTDIR",
+        E::ISDIR => "EISDIR",
+        E::INVAL => "EINVAL",
+        E::NFILE => "ENFILE",
+        E::MFILE => "EMFILE",
+        E::FBIG => "EFBIG",
+        E::NOSPC => "ENOSPC",
+        E::NXIO => "ENXIO",
+        E::OVERFLOW => "EOVERFLOW",
+        E::AGAIN => "EAGAIN",
+        E::NOSYS => "ENOSYS",
+        E::OPNOTSUPP => "EOPNOTSUPP",
+        E::TXTBSY => "ETXTBSY",
+        _ => "",
+    };
+    let text = std::io::Error::from_raw_os_error(errno.raw_os_error()).to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+    if name.is_empty() {
+        format!("{text} (errno {})", errno.raw_os_error())
+    } else {
+        format!("{text} ({name})")
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_operation_path_range_and_errno() {
+        let e = Error::io("mmap", rustix::io::Errno::ACCESS)
+            .with_range(0x1000, 0x3000)
+            .with_path("/data/app.apk");
+        assert_eq!(
+            e.to_string(),
+            "mmap of /data/app.apk [offset 0x1000, len 0x3000] failed: Permission denied (EACCES)"
+        );
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert_eq!(e.errno(), Some(rustix::io::Errno::ACCESS));
+        assert_eq!(e.path(), Some("/data/app.apk"));
+        assert_eq!(e.range(), Some((0x1000, 0x3000)));
+        // The innermost path wins.
+        let e = e.with_path("outer");
+        assert_eq!(e.path(), Some("/data/app.apk"));
+    }
+}

@@ -1,0 +1,464 @@
+//! The executor: carries out a [`Plan`] with `mmap`/`mprotect`/`munmap`, and owns the result.
+//!
+//! Phases, as in bionic's linker: reserve the whole span `PROT_NONE` ([`Image::load`]), map
+//! each `PT_LOAD` with `MAP_FIXED | MAP_PRIVATE` from the source's fd, zero the tail of the last
+//! file page of writable segments, map the rest of `.bss` anonymous (named `mmkit .bss <lib>`
+//! in `/proc/self/maps` where the kernel supports `PR_SET_VMA_ANON_NAME`); after relocation,
+//! [`Image::protect_relro`] and [`Image::call_initializer`]. Dropping the image unmaps it.
+//!
+//! This is one of the two modules of the crate that contain `unsafe` (with the relocation
+//! module): everything that touches the loaded image's memory goes through [`Image`], whose
+//! accessors are bounds-checked against the mapped segments.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{Plan, Protection};
+use crate::source::{OpenSource, Source};
+use crate::dynamic::Dynamic;
+use crate::relocate::Target;
+use crate::Library;
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+use std::ffi::c_void;
+use std::marker::PhantomData;
+
+fn prot_flags(p: Protection) -> ProtFlags {
+    let mut f = ProtFlags::empty();
+    if p.read {
+        f |= ProtFlags::READ;
+    }
+    if p.write {
+        f |= ProtFlags::WRITE;
+    }
+    if p.exec {
+        f |= ProtFlags::EXEC;
+    }
+    f
+}
+
+/// A loaded image: the reservation holding all segments of one library.
+///
+/// # Safety (the shared contract of the raw accesses below)
+/// `base..base+len` is a private mapping this value created and owns until drop; every access
+/// is bounds-checked against the `PT_LOAD` ranges of the plan, which lie inside it. The loader
+/// only writes while the library is being relocated, before any of its code runs.
+#[derive(Debug)]
+pub(crate) struct Image {
+    /// Run-time address of the reservation.
+    base: usize,
+    /// Bytes reserved.
+    len: usize,
+    /// Load bias: run-time address = link-time address + bias.
+    bias: u64,
+    /// Link-time `[start, end)` of mapped pages with their protection (after RELRO, the RELRO
+    /// pages are read-only; `writes_done` forbids further writes).
+    ranges: Vec<(u64, u64, Protection)>,
+    writes_done: bool,
+}
+
+impl Image {
+    /// Reserves the span and maps every segment of `plan` from `src`.
+    pub(crate) fn load(plan: &Plan, src: &OpenSource, name: &str) -> Result<Image> {
+        let page = plan.page_size;
+        let align = plan.max_align.max(page);
+        let span = usize::try_from(plan.span_len)
+            .map_err(|_| Error::new(ErrorKind::Io, "reserve", "span too large"))?;
+        let extra = (align - page) as usize;
+        let total = span.checked_add(extra).ok_or_else(|| {
+            Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len)
+        })?;
+        // SAFETY: a fresh anonymous PROT_NONE mapping at an address the kernel chooses cannot
+        // alias anything.
+        let raw = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                total,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|e| Error::io("mmap (reserve)", e).with_range(0, total as u64))?
+            as usize;
+        // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod align).
+        let skew = (plan.span_vaddr as usize).wrapping_sub(raw) & (align as usize - 1);
+        let base = raw + skew;
+        if skew > 0 {
+            // SAFETY: [raw, raw+skew) is the unused head of the reservation made above.
+            let _ = unsafe { rustix::mm::munmap(raw as *mut c_void, skew) };
+        }
+        let tail = extra - skew;
+        if tail > 0 {
+            // SAFETY: [base+span, raw+total) is the unused tail of the reservation made above.
+            let _ = unsafe { rustix::mm::munmap((base + span) as *mut c_void, tail) };
+        }
+        let mut image = Image {
+            base,
+            len: span,
+            bias: (base as u64).wrapping_sub(plan.span_vaddr),
+            ranges: Vec::new(),
+            writes_done: false,
+        };
+        for seg in &plan.segments {
+            if seg.map_file_len > 0 {
+                let addr = image.addr(seg.map_vaddr);
+                let offset = src.offset() + seg.map_offset;
+                // SAFETY: the target lies inside our reservation (the planner keeps segments
+                // inside the span), so MAP_FIXED replaces only pages we own.
+                unsafe {
+                    rustix::mm::mmap(
+                        addr as *mut c_void,
+                        seg.map_file_len as usize,
+                        prot_flags(seg.prot),
+                        MapFlags::PRIVATE | MapFlags::FIXED,
+                        src.fd(),
+                        offset,
+                    )
+                }
+                .map_err(|e| {
+                    Error::io(format!("mmap of segment {}", seg.phdr_index), e)
+                        .with_range(offset, seg.map_file_len)
+                        .with_path(src.label())
+                })?;
+                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
+            }
+            if seg.zero_len > 0 {
+                let at = image.addr(seg.vaddr + seg.file_size);
+                // SAFETY: the planner only asks for zeroing in writable segments, within the
+                // last file page just mapped read-write and private.
+                unsafe { std::ptr::write_bytes(at as *mut u8, 0, seg.zero_len as usize) };
+            }
+            if seg.bss_len > 0 {
+                let addr = image.addr(seg.bss_vaddr);
+                // SAFETY: inside our reservation, as above.
+                unsafe {
+                    rustix::mm::mmap_anonymous(
+                        addr as *mut c_void,
+                        seg.bss_len as usize,
+                        prot_flags(seg.prot),
+                        MapFlags::PRIVATE | MapFlags::FIXED,
+                    )
+                }
+                .map_err(|e| {
+                    Error::io(format!("mmap of .bss of segment {}", seg.phdr_index), e)
+                        .with_range(addr, seg.bss_len)
+                })?;
+                // SAFETY: the slice covers exactly the anonymous pages just mapped; the kernel
+                // only reads its bounds.
+                let region =
+                    unsafe { std::slice::from_raw_parts(addr as *const u8, seg.bss_len as usize) };
+                let vma_name = format!("mmkit .bss {name}");
+                let vma_name: String = vma_name
+                    .chars()
+                    .map(|c| if c.is_ascii_graphic() && !"[]\\`$".contains(c) { c } else { '_' })
+                    .take(79)
+                    .collect();
+                if let Ok(cname) = std::ffi::CString::new(vma_name) {
+                    // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL: the name is optional.
+                    let _ = rustix::process::set_virtual_memory_region_name(region, Some(&cname));
+                }
+                image.ranges.push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
+            }
+        }
+        Ok(image)
+    }
+
+    /// Run-time address of link-time address `vaddr`.
+    pub(crate) fn addr(&self, vaddr: u64) -> u64 {
+        vaddr.wrapping_add(self.bias)
+    }
+
+    /// The load bias (`l_addr` in glibc).
+    pub(crate) fn bias(&self) -> u64 {
+        self.bias
+    }
+
+    /// Run-time start and length of the reservation.
+    pub(crate) fn span(&self) -> (u64, u64) {
+        (self.base as u64, self.len as u64)
+    }
+
+    /// Whether link-time `[vaddr, vaddr+len)` lies in mapped pages with the wanted access.
+    fn check(&self, op: &str, vaddr: u64, len: u64, write: bool) -> Result<()> {
+        let end = vaddr.checked_add(len);
+        let ok = end.is_some_and(|end| {
+            self.ranges.iter().any(|&(s, e, p)| {
+                vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done))
+            })
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::BadDynamic,
+                op.to_owned(),
+                format!(
+                    "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
+                    if write { "writable" } else { "readable" }
+                ),
+            )
+            .with_range(vaddr, len))
+        }
+    }
+
+    /// Copies `len` bytes at link-time address `vaddr`.
+    pub(crate) fn read(&self, vaddr: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.check("read", vaddr, len, false)?;
+        let mut out = vec![0u8; len as usize];
+        // SAFETY: checked above to lie in readable pages of this image (type contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.addr(vaddr) as *const u8, out.as_mut_ptr(), out.len())
+        };
+        Ok(out)
+    }
+
+    /// Reads a little-endian u64 at link-time address `vaddr`.
+    pub(crate) fn read_u64(&self, vaddr: u64) -> Result<u64> {
+        self.check("read", vaddr, 8, false)?;
+        // SAFETY: checked above (type contract); unaligned reads are allowed.
+        Ok(unsafe { std::ptr::read_unaligned(self.addr(vaddr) as *const u64) })
+    }
+
+    /// Reads a NUL-terminated string at link-time address `vaddr` (at most `max` bytes).
+    pub(crate) fn read_cstr(&self, vaddr: u64, max: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = vaddr;
+        while (out.len() as u64) < max {
+            self.check("read string", at, 1, false)?;
+            // SAFETY: checked above (type contract).
+            let b = unsafe { std::ptr::read(self.addr(at) as *const u8) };
+            if b == 0 {
+                return Ok(out);
+            }
+            out.push(b);
+            at += 1;
+        }
+        Err(Error::new(ErrorKind::BadDynamic, "read string", "unterminated string")
+            .with_range(vaddr, max))
+    }
+
+    /// Writes a u64 at link-time address `vaddr` (relocation); only before [`Self::protect_relro`].
+    pub(crate) fn write_u64(&self, vaddr: u64, value: u64) -> Result<()> {
+        self.check("relocate", vaddr, 8, true).map_err(|e| {
+            Error::new(
+                ErrorKind::UnsupportedRelocation,
+                "relocate",
+                format!("{} (text relocations are not supported)", e.detail()),
+            )
+            .with_range(vaddr, 8)
+        })?;
+        // SAFETY: checked above to lie in writable pages of this image; no code of the library
+        // runs yet (type contract).
+        unsafe { std::ptr::write_unaligned(self.addr(vaddr) as *mut u64, value) };
+        Ok(())
+    }
+
+    /// Makes the RELRO pages read-only and forbids further writes.
+    pub(crate) fn protect_relro(&mut self, plan: &Plan) -> Result<()> {
+        self.writes_done = true;
+        let Some((start, len)) = plan.relro else { return Ok(()) };
+        let addr = self.addr(start);
+        if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
+            return Err(Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span")
+                .with_range(start, len));
+        }
+        // SAFETY: the RELRO range lies inside our reservation; making pages read-only cannot
+        // break Rust aliasing, and the loader holds no references into them.
+        unsafe { rustix::mm::mprotect(addr as *mut c_void, len as usize, MprotectFlags::READ) }
+            .map_err(|e| Error::io("mprotect (RELRO)", e).with_range(addr, len))?;
+        Ok(())
+    }
+
+    /// Resident pages of run-time `[addr, addr+len)` (inside the image), via `mincore`.
+    pub(crate) fn resident_pages(&self, addr: u64, len: u64, page: u64) -> Result<u64> {
+        let base = self.base as u64;
+        if addr < base || addr.saturating_add(len) > base + self.len as u64 || len == 0 {
+            return Ok(0);
+        }
+        let mut vec = vec![0u8; len.div_ceil(page) as usize];
+        // SAFETY: the range lies in our reservation (checked above) and `vec` has one byte per
+        // page; mincore only writes `vec`.
+        let rc = unsafe { libc::mincore(addr as *mut c_void, len as usize, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(Error::io("mincore", rustix::io::Errno::from_raw_os_error(errno()))
+                .with_range(addr, len));
+        }
+        Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
+    }
+
+    /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc does:
+    /// `f(argc, argv, envp)`.
+    ///
+    /// # Safety
+    /// `vaddr` must be the address of a function of the loaded library that is safe to call now
+    /// (the library is relocated and its dependencies are initialized).
+    pub(crate) unsafe fn call_initializer(&self, vaddr: u64, absolute: bool) -> Result<()> {
+        let addr = if absolute { vaddr } else { self.addr(vaddr) };
+        if addr == 0 || addr == u64::MAX {
+            return Ok(());
+        }
+        let link = addr.wrapping_sub(self.bias);
+        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.exec) {
+            return Err(Error::new(
+                ErrorKind::BadDynamic,
+                "run initializer",
+                format!("{link:#x} is not in an executable segment"),
+            ));
+        }
+        type Init = unsafe extern "C" fn(i32, *const *const u8, *const *const u8);
+        static NO_ARGS: [usize; 1] = [0];
+        // SAFETY: an executable address of the library (checked above) called with the
+        // initializer signature glibc uses; the caller vouches it may run now.
+        unsafe {
+            let f: Init = std::mem::transmute::<usize, Init>(addr as usize);
+            f(0, NO_ARGS.as_ptr().cast(), environ_ptr());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // SAFETY: the reservation is ours; Library drops its Image only after running the
+        // finalizers, and Symbols borrow the Library so none outlive it.
+        let _ = unsafe { rustix::mm::munmap(self.base as *mut c_void, self.len) };
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn environ_ptr() -> *const *const u8 {
+    extern "C" {
+        static environ: *const *const u8;
+    }
+    // SAFETY: glibc's `environ` is always defined; reading the pointer value is a plain load.
+    unsafe { environ }
+}
+
+/// A typed symbol of a [`Library`], valid while the library is loaded.
+///
+/// It derefs to `T` (usually an `extern "C" fn` pointer type) and borrows the library, so it
+/// cannot outlive the mapping it points into.
+#[derive(Debug, Clone, Copy)]
+pub struct Symbol<'lib, T> {
+    value: T,
+    address: u64,
+    _lib: PhantomData<&'lib Library>,
+}
+
+impl<T> Symbol<'_, T> {
+    /// The symbol's run-time address.
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+}
+
+impl<T> std::ops::Deref for Symbol<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl Library {
+    /// Loads a shared object from a file, a stored APK entry or memory, like `dlopen(RTLD_NOW |
+    /// RTLD_LOCAL)`: reads the headers, plans, reserves the span, maps the segments, loads
+    /// missing `DT_NEEDED` libraries, relocates eagerly, protects RELRO and runs the
+    /// initializers.
+    ///
+    /// # Safety
+    /// Loading runs the library's initializers and IFUNC resolvers, and later calls run its
+    /// code: the library must be trustworthy, as with `dlopen`. Its file must not be truncated
+    /// or modified while loaded (the pages are mapped from it; memory sources are sealed).
+    #[doc(alias = "dlopen")]
+    pub unsafe fn open(source: impl Into<Source>) -> Result<Library> {
+        Library::load(&source.into(), 0)
+    }
+
+    /// Looks up `name` (its default version) in the library, then its dependencies, and
+    /// returns it typed as `T`: an `extern "C" fn` pointer, or a raw pointer to data.
+    ///
+    /// # Safety
+    /// `T` must be the symbol's true type (as with `dlsym` + a cast): calling a function
+    /// through a wrong signature, or reading data as the wrong type, is undefined behavior.
+    /// `T` must be pointer-sized.
+    #[doc(alias = "dlsym")]
+    pub unsafe fn symbol<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
+        if std::mem::size_of::<T>() != std::mem::size_of::<usize>() {
+            return Err(Error::new(
+                ErrorKind::SymbolNotFound,
+                format!("symbol {name}"),
+                format!(
+                    "the requested type is {} bytes; symbols are pointer-sized",
+                    std::mem::size_of::<T>()
+                ),
+            ));
+        }
+        let address = match self.find(name, crate::symbols::Want::Default) {
+            Some(Target::Addr(a)) => a,
+            // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
+            Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
+            Some(Target::Tls { .. }) => {
+                return Err(self.not_found(name, "it is a thread-local variable"));
+            }
+            None => return Err(self.not_found(name, "no such exported symbol")),
+        };
+        let raw = address as usize;
+        // SAFETY: T is pointer-sized (checked above); the caller vouches T is the symbol's type.
+        let value = unsafe { std::mem::transmute_copy::<usize, T>(&raw) };
+        Ok(Symbol { value, address, _lib: PhantomData })
+    }
+}
+
+/// Relocates the image of a library being loaded (see [`crate::relocate::relocate`]).
+pub(crate) fn relocate_image(
+    image: &Image,
+    dynamic: &Dynamic,
+    resolve: &mut dyn FnMut(u32) -> Result<Target>,
+    tls_module: Option<u64>,
+) -> Result<()> {
+    // SAFETY: called by `Library::load` after every segment is mapped and every dependency is
+    // loaded, relocated and initialized; `Library::open`'s caller vouched for the library.
+    unsafe { crate::relocate::relocate(image, dynamic, resolve, tls_module) }
+}
+
+/// Runs `DT_INIT`, then `DT_INIT_ARRAY` in order.
+pub(crate) fn run_initializers(lib: &Library) -> Result<()> {
+    let (image, dy) = (lib.image(), lib.dynamic());
+    if let Some(init) = dy.init {
+        // SAFETY: DT_INIT of a relocated library whose dependencies are initialized; the caller
+        // of `Library::open` vouched for the library.
+        unsafe { image.call_initializer(init, false)? };
+    }
+    if let Some((array, count)) = dy.init_array {
+        for i in 0..count {
+            let f = image.read_u64(array + i * 8)?;
+            // SAFETY: as above; entries are relocated run-time addresses.
+            unsafe { image.call_initializer(f, true)? };
+        }
+    }
+    Ok(())
+}
+
+/// Runs `DT_FINI_ARRAY` in reverse order, then `DT_FINI`. Errors are ignored (nothing left to
+/// report them to during drop).
+pub(crate) fn run_finalizers(lib: &Library) {
+    if !lib.is_initialized() {
+        return;
+    }
+    let (image, dy) = (lib.image(), lib.dynamic());
+    if let Some((array, count)) = dy.fini_array {
+        for i in (0..count).rev() {
+            if let Ok(f) = image.read_u64(array + i * 8) {
+                // SAFETY: a finalizer of an initialized library, run once from Drop.
+                let _ = unsafe { image.call_initializer(f, true) };
+            }
+        }
+    }
+    if let Some(fini) = dy.fini {
+        // SAFETY: as above.
+        let _ = unsafe { image.call_initializer(fini, false) };
+    }
+}

@@ -1,0 +1,563 @@
+//! [`Library`]: open (read headers, plan, reserve, load, relocate, protect RELRO, initialize),
+//! look symbols up, list and verify mappings, and unload on drop.
+#![deny(unsafe_code)]
+
+use crate::dynamic::{Dynamic, Sym};
+use crate::error::{Error, ErrorKind, Result};
+use crate::executor::Image;
+use crate::plan::{self, Plan, Protection};
+use crate::relocate::external::{self, SystemLibrary};
+use crate::relocate::tls::{self, TlsModule};
+use crate::relocate::Target;
+use crate::source::{OpenSource, Source};
+use crate::symbols::{self, Want};
+use object::elf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Directories searched for `DT_NEEDED` libraries after the library's own directory,
+/// `RUNPATH` and `LD_LIBRARY_PATH`.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// How deep `DT_NEEDED` chains may go before the loader assumes a cycle.
+const MAX_DEPTH: usize = 32;
+
+/// The runtime page size, from the kernel (`AT_PAGESZ`).
+pub fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// Reads the ELF header and program headers of an opened source and plans its mappings for
+/// `page_size`-byte pages (no mapping is made).
+pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
+    let head = src.read_at(0, plan::EHDR_SIZE.min(src.len()))?;
+    let need = plan::headers_len(&head).unwrap_or(plan::EHDR_SIZE).min(src.len());
+    let need = need.min(plan::EHDR_SIZE + plan::MAX_PHNUM * plan::PHDR_SIZE + (1 << 20));
+    let bytes = if need > head.len() as u64 { src.read_at(0, need)? } else { head };
+    Plan::new(&bytes, src.len(), page_size).map_err(|e| e.with_path(src.label()))
+}
+
+/// Opens `source` and plans it for `page_size`-byte pages: what `mmkit elf plan` prints.
+pub fn plan(source: &Source, page_size: u64) -> Result<Plan> {
+    let src = source.open(page_size)?;
+    plan_source(&src, page_size)
+}
+
+/// A dependency: loaded by mmkit, or already loaded by glibc.
+#[derive(Debug)]
+enum Dependency {
+    Mmkit(Library),
+    System(SystemLibrary),
+}
+
+/// What a mapping of a loaded library holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingKind {
+    /// File pages of a `PT_LOAD` segment.
+    Segment {
+        /// The segment's program header index.
+        phdr_index: usize,
+    },
+    /// File pages of a segment made read-only after relocation (`PT_GNU_RELRO`).
+    Relro {
+        /// The segment's program header index.
+        phdr_index: usize,
+    },
+    /// Anonymous zero pages: the part of `.bss` past the file pages.
+    Bss {
+        /// The segment's program header index.
+        phdr_index: usize,
+    },
+    /// Reserved, inaccessible address space between segments.
+    Gap,
+}
+
+/// One mapping of a loaded library, as `/proc/self/maps` should show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mapping {
+    /// Run-time start address.
+    pub start: u64,
+    /// Length in bytes (a multiple of the page size).
+    pub len: u64,
+    /// Access rights now.
+    pub prot: Protection,
+    /// What the mapping holds.
+    pub kind: MappingKind,
+    /// Offset in the source file (for an APK entry: inside the archive), for file pages.
+    pub file_offset: Option<u64>,
+    /// Pages in the mapping.
+    pub pages: u64,
+    /// Pages resident in memory now (`mincore`).
+    pub resident_pages: u64,
+}
+
+/// A shared object loaded by mmkit. Dropping it runs `DT_FINI_ARRAY`/`DT_FINI` and unmaps it.
+#[derive(Debug)]
+pub struct Library {
+    label: String,
+    name: String,
+    plan: Plan,
+    dev_ino: (u64, u64),
+    source_offset: u64,
+    initialized: bool,
+    // Drop order matters: the image is unmapped before the dependencies are released, the TLS
+    // module is unregistered after the image is gone.
+    image: Image,
+    dynamic: Dynamic,
+    tls: Option<TlsModule>,
+    deps: Vec<Dependency>,
+}
+
+impl Library {
+    pub(crate) fn load(source: &Source, depth: usize) -> Result<Library> {
+        let page = page_size();
+        let src = source.open(page)?;
+        let label = src.label().to_owned();
+        let plan = plan_source(&src, page)?;
+        let name = match source {
+            Source::Path(p) => file_name(p),
+            Source::ZipEntry { entry, .. } => file_name(Path::new(entry)),
+            Source::Memory { name, .. } => name.clone(),
+        };
+        let image = Image::load(&plan, &src, &name).map_err(|e| e.with_path(&label))?;
+        let dynamic = Dynamic::read(&image, &plan).map_err(|e| e.with_path(&label))?;
+        let tls = match &plan.tls {
+            Some(t) => {
+                let init = image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
+                Some(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
+                    Error::new(ErrorKind::BadDynamic, "register TLS", "bad PT_TLS size or alignment")
+                        .with_path(&label)
+                })?)
+            }
+            None => None,
+        };
+        let mut lib = Library {
+            dev_ino: src.dev_ino()?,
+            source_offset: src.offset(),
+            label,
+            name,
+            plan,
+            initialized: false,
+            image,
+            dynamic,
+            tls,
+            deps: Vec::new(),
+        };
+        lib.load_dependencies(source, &src, depth)?;
+        let mut cache: HashMap<u32, Target> = HashMap::new();
+        let result = {
+            let lib_ref = &lib;
+            let mut resolve = |index: u32| -> Result<Target> {
+                if let Some(t) = cache.get(&index) {
+                    return Ok(*t);
+                }
+                let t = lib_ref.resolve(index)?;
+                cache.insert(index, t);
+                Ok(t)
+            };
+            crate::executor::relocate_image(&lib.image, &lib.dynamic, &mut resolve, lib.tls.as_ref().map(TlsModule::id))
+        };
+        result.map_err(|e| e.with_path(&lib.label))?;
+        lib.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
+        lib.initialized = true;
+        crate::executor::run_initializers(&lib).map_err(|e| e.with_path(&lib.label))?;
+        Ok(lib)
+    }
+
+    fn load_dependencies(&mut self, source: &Source, src: &OpenSource, depth: usize) -> Result<()> {
+        let needed = self.dynamic.needed.clone();
+        for name in needed {
+            if let Some(sys) = SystemLibrary::if_loaded(&name) {
+                self.deps.push(Dependency::System(sys));
+                continue;
+            }
+            if depth >= MAX_DEPTH {
+                return Err(Error::new(
+                    ErrorKind::DependencyNotFound,
+                    format!("load dependency {name}"),
+                    "DT_NEEDED chain too deep (a cycle?)",
+                )
+                .with_path(&self.label));
+            }
+            let dep_source = self.find_dependency(&name, source, src)?;
+            let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
+                let msg = format!("{e}");
+                Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)
+                    .with_path(&self.label)
+            })?;
+            self.deps.push(Dependency::Mmkit(dep));
+        }
+        Ok(())
+    }
+
+    /// Where `DT_NEEDED` `name` is: the same directory (inside the archive for an APK entry,
+    /// then beside it), `RUNPATH`/`RPATH` (`$ORIGIN` expanded), `LD_LIBRARY_PATH`, system dirs.
+    fn find_dependency(&self, name: &str, source: &Source, src: &OpenSource) -> Result<Source> {
+        if name.contains('/') {
+            return Ok(Source::Path(name.into()));
+        }
+        if let Source::ZipEntry { archive, entry } = source {
+            let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let candidate = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+            let s = Source::zip_entry(archive.clone(), candidate);
+            match s.open(page_size()) {
+                Ok(_) => return Ok(s),
+                Err(e) if e.kind() == ErrorKind::EntryMissing => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let origin = src.dir().map(Path::to_path_buf);
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        dirs.extend(origin.clone());
+        for rp in &self.dynamic.runpath {
+            let o = origin.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            dirs.push(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into());
+        }
+        if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
+            dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        }
+        dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+        for d in &dirs {
+            let p = d.join(name);
+            if p.is_file() {
+                return Ok(Source::Path(p));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::DependencyNotFound,
+            format!("find dependency {name}"),
+            format!(
+                "not loaded and not found in {}",
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+            ),
+        )
+        .with_path(&self.label))
+    }
+
+    /// What this library's own definition `sym` binds to.
+    fn own_target(&self, sym: &Sym) -> Target {
+        match sym.kind() {
+            elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, TlsModule::id), offset: sym.value },
+            elf::STT_GNU_IFUNC => Target::Ifunc(self.image.addr(sym.value)),
+            _ if sym.shndx == elf::SHN_ABS => Target::Addr(sym.value),
+            _ => Target::Addr(self.image.addr(sym.value)),
+        }
+    }
+
+    /// Finds an exported definition in this library, then its dependencies (what `dlsym` on a
+    /// handle does).
+    pub(crate) fn find(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        if let Some(i) = symbols::lookup(&self.dynamic, name, want) {
+            return Some(self.own_target(&self.dynamic.syms[i as usize]));
+        }
+        let version = match want {
+            Want::Exact(v) => Some(v),
+            Want::Default => None,
+        };
+        self.deps.iter().find_map(|d| match d {
+            Dependency::Mmkit(lib) => lib.find(name, want),
+            Dependency::System(sys) => sys.symbol(name, version).map(Target::Addr),
+        })
+    }
+
+    /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
+    /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
+    fn resolve(&self, index: u32) -> Result<Target> {
+        let dy = &self.dynamic;
+        let sym = *dy.syms.get(index as usize).ok_or_else(|| {
+            Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
+        })?;
+        let name = dy.sym_name(index)?;
+        if sym.is_defined()
+            && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
+        {
+            return Ok(self.own_target(&sym));
+        }
+        if name == "__tls_get_addr" {
+            return Ok(Target::Addr(tls::tls_get_addr as usize as u64));
+        }
+        let version = dy.version_of(index).map(|(v, _)| v.name.as_str());
+        let want = version.map_or(Want::Default, Want::Exact);
+        if sym.kind() != elf::STT_TLS {
+            if let Some(a) = external::global_symbol(name, version) {
+                return Ok(Target::Addr(a));
+            }
+        }
+        if sym.is_defined() {
+            return Ok(self.own_target(&sym));
+        }
+        if let Some(t) = self.deps.iter().find_map(|d| match d {
+            Dependency::Mmkit(lib) => lib.find(name, want),
+            Dependency::System(sys) => sys.symbol(name, version).map(Target::Addr),
+        }) {
+            return Ok(t);
+        }
+        if sym.bind() == elf::STB_WEAK {
+            return Ok(Target::Addr(0));
+        }
+        let ver = match dy.version_of(index) {
+            Some((v, _)) => format!(" version {}{}", v.name, v.file.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default()),
+            None => String::new(),
+        };
+        Err(Error::new(
+            ErrorKind::UndefinedSymbol,
+            "relocate",
+            format!("undefined symbol `{name}`{ver}: not in the process, the library or its dependencies"),
+        ))
+    }
+
+    /// The library's file name (`libfoo.so`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it was loaded from: `path`, `archive!/entry`, `memfd:name`.
+    pub fn source(&self) -> &str {
+        &self.label
+    }
+
+    /// The plan it was loaded with (page size from the kernel).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The load bias: run-time address minus link-time address.
+    pub fn bias(&self) -> u64 {
+        self.image.bias()
+    }
+
+    /// Run-time `(start, len)` of the whole reservation.
+    pub fn span(&self) -> (u64, u64) {
+        self.image.span()
+    }
+
+    /// `DT_SONAME`, if any.
+    pub fn soname(&self) -> Option<&str> {
+        self.dynamic.soname.as_deref()
+    }
+
+    /// `DT_NEEDED` names, in order.
+    pub fn needed(&self) -> &[String] {
+        &self.dynamic.needed
+    }
+
+    /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc had it loaded already.
+    pub fn dependencies(&self) -> Vec<(String, bool)> {
+        self.deps
+            .iter()
+            .map(|d| match d {
+                Dependency::Mmkit(l) => (l.name.clone(), true),
+                Dependency::System(s) => (s.name().to_owned(), false),
+            })
+            .collect()
+    }
+
+    /// Dependencies loaded by mmkit.
+    pub fn loaded_dependencies(&self) -> impl Iterator<Item = &Library> {
+        self.deps.iter().filter_map(|d| match d {
+            Dependency::Mmkit(l) => Some(l),
+            Dependency::System(_) => None,
+        })
+    }
+
+    /// The run-time address of an exported symbol (default version) that is not an IFUNC or
+    /// TLS symbol. Use [`Library::symbol`] for a typed, callable value.
+    pub fn address_of(&self, name: &str) -> Result<u64> {
+        match self.find(name, Want::Default) {
+            Some(Target::Addr(a)) => Ok(a),
+            Some(Target::Ifunc(_)) => Err(self.not_found(name, "it is an IFUNC; use Library::symbol")),
+            Some(Target::Tls { .. }) => Err(self.not_found(name, "it is a thread-local variable")),
+            None => Err(self.not_found(name, "no such exported symbol")),
+        }
+    }
+
+    pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
+        Error::new(ErrorKind::SymbolNotFound, format!("symbol lookup of `{name}`"), why).with_path(&self.label)
+    }
+
+    pub(crate) fn dynamic(&self) -> &Dynamic {
+        &self.dynamic
+    }
+
+    pub(crate) fn image(&self) -> &Image {
+        &self.image
+    }
+
+    pub(crate) fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// The mappings, in address order, with resident pages counted by `mincore`.
+    pub fn segments(&self) -> Result<Vec<Mapping>> {
+        let page = self.plan.page_size;
+        let mut out = self.expected_mappings();
+        for m in &mut out {
+            m.resident_pages = self.image.resident_pages(m.start, m.len, page)?;
+        }
+        Ok(out)
+    }
+
+    fn expected_mappings(&self) -> Vec<Mapping> {
+        let plan = &self.plan;
+        let page = plan.page_size;
+        let relro = plan.relro.map(|(s, l)| (s, s + l));
+        let mut out: Vec<Mapping> = Vec::new();
+        let mut push = |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
+            // Split at the RELRO boundaries.
+            let mut cuts = vec![start, end];
+            if let Some((rs, re)) = relro {
+                for c in [rs, re] {
+                    if c > start && c < end {
+                        cuts.push(c);
+                    }
+                }
+            }
+            cuts.sort_unstable();
+            for w in cuts.windows(2) {
+                let (s, e) = (w[0], w[1]);
+                let in_relro = relro.is_some_and(|(rs, re)| s >= rs && e <= re);
+                let (prot, kind) = match (in_relro, kind) {
+                    (true, MappingKind::Segment { phdr_index }) => (Protection::READ, MappingKind::Relro { phdr_index }),
+                    (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
+                    _ => (prot, kind),
+                };
+                out.push(Mapping {
+                    start: self.image.addr(s),
+                    len: e - s,
+                    prot,
+                    kind,
+                    file_offset: off.map(|o| o + (s - start)),
+                    pages: (e - s) / page,
+                    resident_pages: 0,
+                });
+            }
+        };
+        let mut prev_end: Option<u64> = None;
+        for seg in &plan.segments {
+            if let Some(pe) = prev_end {
+                if seg.map_vaddr > pe {
+                    push(pe, seg.map_vaddr, Protection::NONE, MappingKind::Gap, None);
+                }
+            }
+            if seg.map_file_len > 0 {
+                push(
+                    seg.map_vaddr,
+                    seg.map_vaddr + seg.map_file_len,
+                    seg.prot,
+                    MappingKind::Segment { phdr_index: seg.phdr_index },
+                    Some(self.source_offset + seg.map_offset),
+                );
+            }
+            if seg.bss_len > 0 {
+                push(seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot, MappingKind::Bss { phdr_index: seg.phdr_index }, None);
+            }
+            prev_end = Some(seg.map_end());
+        }
+        out
+    }
+
+    /// Checks the mappings against `/proc/self/maps`: every page of the reservation is mapped
+    /// with the planned access rights, file pages from this library's file at the planned
+    /// offsets, `.bss` and gaps anonymous.
+    pub fn verify(&self) -> Result<()> {
+        let text = std::fs::read_to_string("/proc/self/maps")
+            .map_err(|e| Error::from_std_io("read", &e).with_path("/proc/self/maps"))?;
+        let lines: Vec<MapsLine> = text.lines().filter_map(MapsLine::parse).collect();
+        let (dev, ino) = self.dev_ino;
+        let want_dev = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let mut problems = Vec::new();
+        for m in self.expected_mappings() {
+            let end = m.start + m.len;
+            let mut at = m.start;
+            for l in lines.iter().filter(|l| l.end > m.start && l.start < end) {
+                if l.start > at {
+                    problems.push(format!("{at:#x}-{:#x} is not mapped", l.start));
+                }
+                at = l.end;
+                let perms = format!("{}p", m.prot.rwx());
+                if l.perms != perms {
+                    problems.push(format!("{:#x}-{:#x}: {} where {perms} was planned ({:?})", l.start, l.end, l.perms, m.kind));
+                }
+                match m.file_offset {
+                    Some(off) => {
+                        let from = l.start.max(m.start);
+                        let want_off = off + (from - m.start);
+                        let got_off = l.offset + (from - l.start);
+                        if l.inode != ino || l.dev != want_dev {
+                            problems.push(format!("{:#x}-{:#x}: maps inode {} dev {:x}:{:x}, expected {ino} {:x}:{:x}", l.start, l.end, l.inode, l.dev.0, l.dev.1, want_dev.0, want_dev.1));
+                        } else if got_off != want_off {
+                            problems.push(format!("{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"));
+                        }
+                    }
+                    None => {
+                        if l.inode != 0 {
+                            problems.push(format!("{:#x}-{:#x}: expected anonymous memory, found inode {}", l.start, l.end, l.inode));
+                        }
+                    }
+                }
+            }
+            if at < end {
+                problems.push(format!("{at:#x}-{end:#x} is not mapped"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            let (s, l) = self.span();
+            Err(Error::new(ErrorKind::VerifyFailed, "verify against /proc/self/maps", problems.join("; "))
+                .with_range(s, l)
+                .with_path(&self.label))
+        }
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        if self.initialized {
+            crate::executor::run_finalizers(self);
+        }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+}
+
+/// One line of `/proc/self/maps`.
+#[derive(Debug)]
+struct MapsLine {
+    start: u64,
+    end: u64,
+    perms: String,
+    offset: u64,
+    dev: (u32, u32),
+    inode: u64,
+}
+
+impl MapsLine {
+    fn parse(line: &str) -> Option<MapsLine> {
+        let mut it = line.split_whitespace();
+        let (s, e) = it.next()?.split_once('-')?;
+        let perms = it.next()?.to_owned();
+        let offset = u64::from_str_radix(it.next()?, 16).ok()?;
+        let (ma, mi) = it.next()?.split_once(':')?;
+        let inode = it.next()?.parse().ok()?;
+        Some(MapsLine {
+            start: u64::from_str_radix(s, 16).ok()?,
+            end: u64::from_str_radix(e, 16).ok()?,
+            perms,
+            offset,
+            dev: (u32::from_str_radix(ma, 16).ok()?, u32::from_str_radix(mi, 16).ok()?),
+            inode,
+        })
+    }
+}

@@ -1,0 +1,476 @@
+//! The planner: ELF header + program headers + a page size → where every byte goes.
+//!
+//! Pure: no system calls, the page size is a parameter, so a plan for 16 KiB or 64 KiB pages can
+//! be made (and tested) on a 4 KiB machine. The phases follow bionic's `ElfReader`: read headers
+//! ([`Plan::new`] validates them), plan (this module), then the executor reserves the span, loads
+//! the segments, relocates, protects RELRO and runs the initializers.
+#![deny(unsafe_code)]
+
+use crate::error::{Error, ErrorKind, Result};
+use object::elf;
+use object::pod;
+use object::LittleEndian as LE;
+
+/// Size of the 64-bit ELF header.
+pub const EHDR_SIZE: u64 = 64;
+/// Size of one 64-bit program header.
+pub const PHDR_SIZE: u64 = 56;
+/// The most program headers the planner accepts (bionic uses the same bound: 64 KiB of headers).
+pub const MAX_PHNUM: u64 = 65536 / PHDR_SIZE;
+
+/// Access rights of a mapping, from a segment's `p_flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub struct Protection {
+    /// `PF_R`: readable.
+    pub read: bool,
+    /// `PF_W`: writable.
+    pub write: bool,
+    /// `PF_X`: executable.
+    pub exec: bool,
+}
+
+impl Protection {
+    /// No access (`PROT_NONE`): the reservation between segments.
+    pub const NONE: Protection = Protection { read: false, write: false, exec: false };
+    /// Read-only (`PROT_READ`): RELRO after relocation.
+    pub const READ: Protection = Protection { read: true, write: false, exec: false };
+
+    /// From `p_flags`.
+    pub fn from_flags(p_flags: u32) -> Self {
+        Protection {
+            read: p_flags & elf::PF_R != 0,
+            write: p_flags & elf::PF_W != 0,
+            exec: p_flags & elf::PF_X != 0,
+        }
+    }
+
+    /// `r-x` as `/proc/self/maps` writes it (without the sharing letter).
+    pub fn rwx(&self) -> String {
+        format!(
+            "{}{}{}",
+            if self.read { 'r' } else { '-' },
+            if self.write { 'w' } else { '-' },
+            if self.exec { 'x' } else { '-' }
+        )
+    }
+}
+
+/// One `PT_LOAD` segment and the page arithmetic that maps it.
+///
+/// Addresses are link-time virtual addresses (add the load bias to get run-time addresses);
+/// offsets are relative to the start of the ELF image in its source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentPlan {
+    /// Index of the program header.
+    pub phdr_index: usize,
+    /// `p_vaddr`.
+    pub vaddr: u64,
+    /// `p_memsz`.
+    pub mem_size: u64,
+    /// `p_offset`.
+    pub file_offset: u64,
+    /// `p_filesz`.
+    pub file_size: u64,
+    /// `p_align`.
+    pub align: u64,
+    /// From `p_flags`.
+    pub prot: Protection,
+    /// First page of the segment: `p_vaddr` rounded down to the page size.
+    pub map_vaddr: u64,
+    /// File offset mapped at `map_vaddr`: `p_offset` rounded down to the page size.
+    pub map_offset: u64,
+    /// Bytes mapped from the file: from `map_vaddr` to `p_vaddr + p_filesz` rounded up.
+    pub map_file_len: u64,
+    /// Bytes to zero after the file data in the last file page (writable segments only):
+    /// `[p_vaddr + p_filesz, p_vaddr + p_filesz + zero_len)`.
+    pub zero_len: u64,
+    /// Anonymous pages after the file pages (the rest of `.bss`): start address.
+    pub bss_vaddr: u64,
+    /// Anonymous pages after the file pages: length (0 if none).
+    pub bss_len: u64,
+}
+
+impl SegmentPlan {
+    /// End of the segment's pages: `p_vaddr + p_memsz` rounded up.
+    pub fn map_end(&self) -> u64 {
+        self.bss_vaddr + self.bss_len
+    }
+}
+
+/// The `PT_TLS` template.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TlsPlan {
+    /// `p_vaddr` of the initialization image (`.tdata`).
+    pub vaddr: u64,
+    /// Bytes of initialized data.
+    pub file_size: u64,
+    /// Size of the whole block (`.tdata` + `.tbss`).
+    pub mem_size: u64,
+    /// Alignment of the block.
+    pub align: u64,
+}
+
+/// A mapping plan for one ELF shared object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    /// The page size the plan was made for.
+    pub page_size: u64,
+    /// First reserved link-time address (lowest `p_vaddr` rounded down).
+    pub span_vaddr: u64,
+    /// Bytes of address space to reserve (highest `p_vaddr + p_memsz` rounded up, minus start).
+    pub span_len: u64,
+    /// Largest `p_align` of the `PT_LOAD` segments (the reservation is aligned to it).
+    pub max_align: u64,
+    /// The `PT_LOAD` segments in address order.
+    pub segments: Vec<SegmentPlan>,
+    /// Page range made read-only after relocation (`PT_GNU_RELRO`, start rounded down, end
+    /// rounded down as glibc does): `(vaddr, len)`.
+    pub relro: Option<(u64, u64)>,
+    /// `PT_DYNAMIC`: `(vaddr, size)`.
+    pub dynamic: Option<(u64, u64)>,
+    /// `PT_TLS`.
+    pub tls: Option<TlsPlan>,
+    /// `PT_GNU_STACK` asks for an executable stack.
+    pub exec_stack: bool,
+    /// `e_entry`.
+    pub entry: u64,
+    /// `e_phoff` and `e_phnum`.
+    pub phdrs: (u64, u64),
+}
+
+/// Page arithmetic with overflow checks.
+fn down(x: u64, page: u64) -> u64 {
+    x & !(page - 1)
+}
+
+fn up(x: u64, page: u64) -> Option<u64> {
+    x.checked_add(page - 1).map(|v| v & !(page - 1))
+}
+
+fn plan_err(kind: ErrorKind, detail: String) -> Error {
+    Error::new(kind, "plan", detail)
+}
+
+/// How many bytes of the source [`Plan::new`] needs: the ELF header and the program header
+/// table. Returns `None` when `bytes` (at least the 64-byte header) says the table is absurd.
+pub fn headers_len(ehdr: &[u8]) -> Option<u64> {
+    let hdr: &elf::FileHeader64<LE> = pod::from_bytes(ehdr.get(..EHDR_SIZE as usize)?).ok()?.0;
+    let phoff = hdr.e_phoff.get(LE);
+    let phnum = u64::from(hdr.e_phnum.get(LE));
+    let phentsize = u64::from(hdr.e_phentsize.get(LE));
+    phoff.checked_add(phnum.checked_mul(phentsize)?).map(|end| end.max(EHDR_SIZE))
+}
+
+impl Plan {
+    /// Validates the ELF header and program headers in `bytes` (a prefix of the image holding at
+    /// least the header and the program header table) for an image of `source_len` bytes, and
+    /// plans its mappings for pages of `page_size` bytes.
+    pub fn new(bytes: &[u8], source_len: u64, page_size: u64) -> Result<Plan> {
+        if page_size < 4096 || !page_size.is_power_of_two() {
+            return Err(plan_err(
+                ErrorKind::BadPageSize,
+                format!("page size {page_size:#x} is not a power of two ≥ 4 KiB"),
+            ));
+        }
+        let avail = (bytes.len() as u64).min(source_len);
+        if avail < 4 {
+            return Err(plan_err(
+                ErrorKind::Truncated,
+                format!("{avail} bytes is too short for an ELF header"),
+            )
+            .with_range(0, EHDR_SIZE));
+        }
+        if bytes[..4] != elf::ELFMAG {
+            return Err(plan_err(
+                ErrorKind::BadMagic,
+                format!("bad magic {:02x?}, expected 7f 45 4c 46 (\\x7fELF)", &bytes[..4]),
+            )
+            .with_range(0, 4));
+        }
+        if avail < EHDR_SIZE {
+            return Err(plan_err(
+                ErrorKind::Truncated,
+                format!("{avail} bytes is too short for a 64-byte ELF header"),
+            )
+            .with_range(0, EHDR_SIZE));
+        }
+        let (hdr, _) = pod::from_bytes::<elf::FileHeader64<LE>>(&bytes[..EHDR_SIZE as usize])
+            .map_err(|()| plan_err(ErrorKind::Truncated, "unreadable ELF header".into()))?;
+        let ident = &hdr.e_ident;
+        if ident.class != elf::ELFCLASS64 {
+            return Err(plan_err(
+                ErrorKind::BadClass,
+                format!("EI_CLASS is {}, expected ELFCLASS64 (2)", ident.class),
+            )
+            .with_range(4, 1));
+        }
+        if ident.data != elf::ELFDATA2LSB {
+            return Err(plan_err(
+                ErrorKind::BadEndianness,
+                format!("EI_DATA is {}, expected ELFDATA2LSB (1)", ident.data),
+            )
+            .with_range(5, 1));
+        }
+        if ident.version != elf::EV_CURRENT || hdr.e_version.get(LE) != u32::from(elf::EV_CURRENT)
+        {
+            return Err(plan_err(
+                ErrorKind::BadVersion,
+                format!("ELF version is {}, expected EV_CURRENT (1)", ident.version),
+            )
+            .with_range(6, 1));
+        }
+        let e_type = hdr.e_type.get(LE);
+        if e_type != elf::ET_DYN {
+            let what = match e_type {
+                elf::ET_REL => "a relocatable object (ET_REL)",
+                elf::ET_EXEC => "a position-dependent executable (ET_EXEC)",
+                elf::ET_CORE => "a core file (ET_CORE)",
+                _ => "not ET_DYN",
+            };
+            return Err(plan_err(
+                ErrorKind::NotSharedObject,
+                format!("e_type {e_type} is {what}; only shared objects (ET_DYN) load"),
+            )
+            .with_range(16, 2));
+        }
+        let machine = hdr.e_machine.get(LE);
+        if machine != elf::EM_X86_64 {
+            return Err(plan_err(
+                ErrorKind::WrongMachine,
+                format!("e_machine is {machine}, expected EM_X86_64 (62)"),
+            )
+            .with_range(18, 2));
+        }
+        let phoff = hdr.e_phoff.get(LE);
+        let phnum = u64::from(hdr.e_phnum.get(LE));
+        let phentsize = u64::from(hdr.e_phentsize.get(LE));
+        if phentsize != PHDR_SIZE {
+            return Err(plan_err(
+                ErrorKind::BadProgramHeaders,
+                format!("e_phentsize is {phentsize}, expected {PHDR_SIZE}"),
+            )
+            .with_range(54, 2));
+        }
+        if phnum == 0 || phnum > MAX_PHNUM {
+            return Err(plan_err(
+                ErrorKind::BadProgramHeaders,
+                format!("e_phnum is {phnum}, expected 1..={MAX_PHNUM}"),
+            )
+            .with_range(56, 2));
+        }
+        let table_len = phnum * PHDR_SIZE;
+        let table_end = phoff.checked_add(table_len).filter(|&end| end <= source_len);
+        let Some(table_end) = table_end else {
+            return Err(plan_err(
+                ErrorKind::BadProgramHeaders,
+                format!("program header table lies outside the {source_len}-byte source"),
+            )
+            .with_range(phoff, table_len));
+        };
+        if phoff % 8 != 0 {
+            return Err(plan_err(
+                ErrorKind::BadProgramHeaders,
+                format!("e_phoff {phoff:#x} is not 8-byte aligned"),
+            )
+            .with_range(phoff, table_len));
+        }
+        if table_end > bytes.len() as u64 {
+            return Err(plan_err(
+                ErrorKind::Truncated,
+                format!("only {} header bytes were read", bytes.len()),
+            )
+            .with_range(phoff, table_len));
+        }
+        let (phdrs, _) = pod::slice_from_bytes::<elf::ProgramHeader64<LE>>(
+            &bytes[phoff as usize..table_end as usize],
+            phnum as usize,
+        )
+        .map_err(|()| plan_err(ErrorKind::BadProgramHeaders, "unreadable table".into()))?;
+
+        let mut plan = Plan {
+            page_size,
+            span_vaddr: 0,
+            span_len: 0,
+            max_align: page_size,
+            segments: Vec::new(),
+            relro: None,
+            dynamic: None,
+            tls: None,
+            exec_stack: false,
+            entry: hdr.e_entry.get(LE),
+            phdrs: (phoff, phnum),
+        };
+        let page = page_size;
+        for (i, ph) in phdrs.iter().enumerate() {
+            let p_type = ph.p_type.get(LE);
+            let vaddr = ph.p_vaddr.get(LE);
+            let offset = ph.p_offset.get(LE);
+            let filesz = ph.p_filesz.get(LE);
+            let memsz = ph.p_memsz.get(LE);
+            let align = ph.p_align.get(LE);
+            let flags = ph.p_flags.get(LE);
+            let range = |e: Error| e.with_range(offset, filesz);
+            match p_type {
+                elf::PT_LOAD => {}
+                elf::PT_DYNAMIC => {
+                    plan.dynamic = Some((vaddr, memsz));
+                    continue;
+                }
+                elf::PT_GNU_RELRO => {
+                    let start = down(vaddr, page);
+                    let end = vaddr.checked_add(memsz).map(|e| down(e, page));
+                    match end {
+                        Some(end) if end > start => plan.relro = Some((start, end - start)),
+                        Some(_) => {}
+                        None => {
+                            return Err(range(plan_err(
+                                ErrorKind::SegmentsOverlap,
+                                format!("PT_GNU_RELRO (phdr {i}) end overflows"),
+                            )))
+                        }
+                    }
+                    continue;
+                }
+                elf::PT_TLS => {
+                    if filesz > memsz || (align > 1 && !align.is_power_of_two()) {
+                        return Err(range(plan_err(
+                            ErrorKind::BadProgramHeaders,
+                            format!("PT_TLS (phdr {i}) has p_filesz > p_memsz or a bad p_align"),
+                        )));
+                    }
+                    plan.tls = Some(TlsPlan {
+                        vaddr,
+                        file_size: filesz,
+                        mem_size: memsz,
+                        align: align.max(1),
+                    });
+                    continue;
+                }
+                elf::PT_GNU_STACK => {
+                    plan.exec_stack = flags & elf::PF_X != 0;
+                    continue;
+                }
+                _ => continue,
+            }
+            let prot = Protection::from_flags(flags);
+            if align > 1 && !align.is_power_of_two() {
+                return Err(range(plan_err(
+                    ErrorKind::BadAlignment,
+                    format!("segment {i}: p_align {align:#x} is not a power of two"),
+                )));
+            }
+            if align < page {
+                return Err(range(plan_err(
+                    ErrorKind::BadAlignment,
+                    format!(
+                        "segment {i}: p_align {align:#x} is smaller than the {page:#x}-byte page \
+                         (relink with -z max-page-size={page})"
+                    ),
+                )));
+            }
+            if vaddr % page != offset % page {
+                return Err(range(plan_err(
+                    ErrorKind::OffsetNotCongruent,
+                    format!(
+                        "segment {i}: p_vaddr {vaddr:#x} and p_offset {offset:#x} differ modulo \
+                         the page size {page:#x}"
+                    ),
+                )));
+            }
+            if offset.checked_add(filesz).is_none_or(|end| end > source_len) {
+                return Err(range(plan_err(
+                    ErrorKind::SegmentOutsideSource,
+                    format!(
+                        "segment {i}: file range lies outside the {source_len:#x}-byte source"
+                    ),
+                )));
+            }
+            if filesz > memsz {
+                return Err(range(plan_err(
+                    ErrorKind::FileSizeExceedsMemSize,
+                    format!("segment {i}: p_filesz {filesz:#x} > p_memsz {memsz:#x}"),
+                )));
+            }
+            if prot.write && prot.exec {
+                return Err(range(plan_err(
+                    ErrorKind::WritableAndExecutable,
+                    format!("segment {i} is writable and executable (W+X)"),
+                )));
+            }
+            let overflow = || {
+                range(plan_err(
+                    ErrorKind::SegmentsOverlap,
+                    format!("segment {i}: address {vaddr:#x} + {memsz:#x} overflows"),
+                ))
+            };
+            // Keep every address below 2^47 - so bias arithmetic never overflows.
+            let mem_end = vaddr.checked_add(memsz).filter(|&e| e < 1 << 47).ok_or_else(overflow)?;
+            let map_vaddr = down(vaddr, page);
+            let map_offset = down(offset, page);
+            let file_end = vaddr + filesz;
+            let file_page_end = up(file_end, page).ok_or_else(overflow)?;
+            let mem_page_end = up(mem_end, page).ok_or_else(overflow)?;
+            let map_file_len = if filesz == 0 { 0 } else { file_page_end - map_vaddr };
+            // Where anonymous pages begin: after the file pages, or at the first page when the
+            // segment has no file data.
+            let bss_vaddr = if filesz == 0 { map_vaddr } else { file_page_end };
+            // Like glibc and bionic: when a writable segment has .bss, the file page holding the
+            // end of its data is zeroed from there to the end of the page.
+            let zero_len = if prot.write && filesz > 0 && memsz > filesz {
+                file_page_end - file_end
+            } else {
+                0
+            };
+            let bss_len = mem_page_end.saturating_sub(bss_vaddr);
+            if let Some(prev) = plan.segments.last() {
+                if map_vaddr < prev.map_end() {
+                    return Err(range(plan_err(
+                        ErrorKind::SegmentsOverlap,
+                        format!(
+                            "segment {i} at {vaddr:#x} overlaps or precedes the pages of \
+                             segment {} (ending at {:#x})",
+                            prev.phdr_index,
+                            prev.map_end()
+                        ),
+                    )));
+                }
+            }
+            plan.max_align = plan.max_align.max(align);
+            plan.segments.push(SegmentPlan {
+                phdr_index: i,
+                vaddr,
+                mem_size: memsz,
+                file_offset: offset,
+                file_size: filesz,
+                align,
+                prot,
+                map_vaddr,
+                map_offset,
+                map_file_len,
+                zero_len,
+                bss_vaddr,
+                bss_len,
+            });
+        }
+        let (Some(first), Some(last)) = (plan.segments.first(), plan.segments.last()) else {
+            return Err(plan_err(ErrorKind::NoLoadSegments, "no PT_LOAD segment".into()));
+        };
+        plan.span_vaddr = first.map_vaddr;
+        plan.span_len = last.map_end() - first.map_vaddr;
+        if plan.span_len == 0 {
+            return Err(plan_err(ErrorKind::NoLoadSegments, "PT_LOAD segments are empty".into()));
+        }
+        if plan.max_align > 1 << 30 {
+            return Err(plan_err(
+                ErrorKind::BadAlignment,
+                format!("p_align {:#x} is larger than 1 GiB", plan.max_align),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The segment whose pages contain link-time address `vaddr`.
+    pub fn segment_at(&self, vaddr: u64) -> Option<&SegmentPlan> {
+        self.segments.iter().find(|s| vaddr >= s.map_vaddr && vaddr < s.map_end())
+    }
+}

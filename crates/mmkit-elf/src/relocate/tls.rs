@@ -1,0 +1,125 @@
+//! Thread-local storage for mmkit-loaded libraries: module ids and mmkit's own
+//! `__tls_get_addr`.
+//!
+//! A library compiled with `-fPIC` reaches its `__thread` variables through the
+//! general-dynamic model: a GOT pair filled by `R_X86_64_DTPMOD64`/`R_X86_64_DTPOFF64` and a
+//! call to `__tls_get_addr(&pair)`. glibc's `__tls_get_addr` only knows modules glibc loaded,
+//! so the loader binds that symbol to [`tls_get_addr`] instead, which hands each thread its own
+//! block per module, allocated on first use from the module's `PT_TLS` template.
+//!
+//! Module ids are never reused. A block lives until its thread exits (the current thread's
+//! block is freed when the library unloads); other threads keep stale blocks until they exit.
+
+use std::alloc::Layout;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The `tls_index` a general-dynamic access passes to `__tls_get_addr`.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct TlsIndex {
+    module: u64,
+    offset: u64,
+}
+
+#[derive(Debug)]
+struct Template {
+    init: Vec<u8>,
+    layout: Layout,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static TEMPLATES: Mutex<Option<HashMap<u64, Arc<Template>>>> = Mutex::new(None);
+
+struct Block {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // SAFETY: ptr was allocated with this layout in `block_for` and is freed once.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+thread_local! {
+    static BLOCKS: RefCell<HashMap<u64, Block>> = RefCell::new(HashMap::new());
+}
+
+/// A registered TLS module; unregisters on drop.
+#[derive(Debug)]
+pub(crate) struct TlsModule {
+    id: u64,
+}
+
+impl TlsModule {
+    /// Registers a `PT_TLS` template: `init` is `.tdata`, `mem_size` the whole block.
+    pub(crate) fn register(init: Vec<u8>, mem_size: u64, align: u64) -> Option<TlsModule> {
+        let size = usize::try_from(mem_size.max(1)).ok()?;
+        let layout = Layout::from_size_align(size, usize::try_from(align.max(16)).ok()?).ok()?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+        map.get_or_insert_with(HashMap::new).insert(id, Arc::new(Template { init, layout }));
+        Some(TlsModule { id })
+    }
+
+    /// The module id stored by `R_X86_64_DTPMOD64`.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for TlsModule {
+    fn drop(&mut self) {
+        let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = map.as_mut() {
+            map.remove(&self.id);
+        }
+        let _ = BLOCKS.try_with(|b| b.borrow_mut().remove(&self.id));
+    }
+}
+
+fn block_for(module: u64) -> Option<*mut u8> {
+    BLOCKS
+        .try_with(|blocks| {
+            if let Some(b) = blocks.borrow().get(&module) {
+                return Some(b.ptr);
+            }
+            let template = {
+                let map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+                map.as_ref()?.get(&module)?.clone()
+            };
+            // SAFETY: the layout has a non-zero size (register uses at least 1 byte).
+            let ptr = unsafe { std::alloc::alloc_zeroed(template.layout) };
+            if ptr.is_null() {
+                return None;
+            }
+            let n = template.init.len().min(template.layout.size());
+            // SAFETY: ptr has layout.size() ≥ n bytes; the template is a separate allocation.
+            unsafe { std::ptr::copy_nonoverlapping(template.init.as_ptr(), ptr, n) };
+            blocks.borrow_mut().insert(module, Block { ptr, layout: template.layout });
+            Some(ptr)
+        })
+        .ok()
+        .flatten()
+}
+
+/// mmkit's `__tls_get_addr`: the address of `offset` in this thread's block of `module`.
+///
+/// # Safety
+/// `index` must point to a `tls_index` filled by the loader's DTPMOD64/DTPOFF64 relocations
+/// (this is only ever called by code of mmkit-loaded libraries).
+pub(crate) unsafe extern "C" fn tls_get_addr(index: *const TlsIndex) -> *mut u8 {
+    // SAFETY: the caller passes a pointer to a live GOT pair (function contract).
+    let (module, offset) = unsafe { ((*index).module, (*index).offset) };
+    match block_for(module) {
+        Some(ptr) => ptr.wrapping_add(offset as usize),
+        None => {
+            eprintln!("mmkit-elf: __tls_get_addr: unknown TLS module {module} (library unloaded?)");
+            std::process::abort()
+        }
+    }
+}

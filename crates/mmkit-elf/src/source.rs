@@ -1,0 +1,280 @@
+//! Where a library's bytes come from: a file, a stored entry of a zip/APK, or bytes in memory.
+//!
+//! Every source ends up as a file descriptor plus the offset and length of the ELF image inside
+//! it, so the executor can `mmap` segments straight from the file (for an APK entry: the entry's
+//! data offset + `p_offset`). Nothing is extracted and nothing falls back silently: a deflated,
+//! encrypted, misaligned, truncated or missing entry is an error of its own kind.
+#![deny(unsafe_code)]
+
+use crate::error::{Error, ErrorKind, Result};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// A library to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file on disk.
+    Path(PathBuf),
+    /// A stored (uncompressed), page-aligned entry of a zip archive such as an APK.
+    ZipEntry {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's name inside the archive, e.g. `lib/x86_64/libfoo.so`.
+        entry: String,
+    },
+    /// Bytes in memory, copied into a sealed memfd.
+    Memory {
+        /// A name for messages and `/proc/self/maps` (`/memfd:<name>`).
+        name: String,
+        /// The ELF image.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Source {
+    /// Parses `path` or `archive.apk!/entry/in/zip`.
+    pub fn parse(s: &str) -> Source {
+        match s.split_once("!/") {
+            Some((archive, entry)) => {
+                Source::ZipEntry { archive: archive.into(), entry: entry.to_owned() }
+            }
+            None => Source::Path(s.into()),
+        }
+    }
+
+    /// A file on disk.
+    pub fn path(path: impl Into<PathBuf>) -> Source {
+        Source::Path(path.into())
+    }
+
+    /// A stored entry of a zip archive.
+    pub fn zip_entry(archive: impl Into<PathBuf>, entry: impl Into<String>) -> Source {
+        Source::ZipEntry { archive: archive.into(), entry: entry.into() }
+    }
+
+    /// Bytes in memory.
+    pub fn memory(name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Source {
+        Source::Memory { name: name.into(), bytes: bytes.into() }
+    }
+
+    /// How the source is written in messages: `path`, `archive!/entry`, `memfd:name`.
+    pub fn display(&self) -> String {
+        match self {
+            Source::Path(p) => p.display().to_string(),
+            Source::ZipEntry { archive, entry } => format!("{}!/{entry}", archive.display()),
+            Source::Memory { name, .. } => format!("memfd:{name}"),
+        }
+    }
+
+    /// Opens the source for an image that will be mapped with pages of `page_size` bytes.
+    pub fn open(&self, page_size: u64) -> Result<OpenSource> {
+        let label = self.display();
+        match self {
+            Source::Path(path) => {
+                let file =
+                    File::open(path).map_err(|e| Error::from_std_io("open", &e).with_path(&label))?;
+                let len = file_len(&file, &label)?;
+                Ok(OpenSource {
+                    fd: file.into(),
+                    offset: 0,
+                    len,
+                    label,
+                    dir: path.parent().map(Path::to_path_buf),
+                })
+            }
+            Source::ZipEntry { archive, entry } => open_zip_entry(archive, entry, page_size),
+            Source::Memory { name, bytes } => {
+                let err = |op: &str, e| Error::io(op, e).with_path(&label);
+                let fd = rustix::fs::memfd_create(
+                    name.as_str(),
+                    rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+                )
+                .map_err(|e| err("memfd_create", e))?;
+                let mut done = 0;
+                while done < bytes.len() {
+                    let n = rustix::io::write(&fd, &bytes[done..]).map_err(|e| err("write", e))?;
+                    done += n;
+                }
+                // Sealed, the contents cannot change under the mapping.
+                rustix::fs::fcntl_add_seals(
+                    &fd,
+                    rustix::fs::SealFlags::SHRINK
+                        | rustix::fs::SealFlags::GROW
+                        | rustix::fs::SealFlags::WRITE
+                        | rustix::fs::SealFlags::SEAL,
+                )
+                .map_err(|e| err("fcntl(F_ADD_SEALS)", e))?;
+                Ok(OpenSource { fd, offset: 0, len: bytes.len() as u64, label, dir: None })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+impl From<&Path> for Source {
+    fn from(p: &Path) -> Source {
+        Source::Path(p.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Source {
+    fn from(p: PathBuf) -> Source {
+        Source::Path(p)
+    }
+}
+
+impl From<&str> for Source {
+    /// Same as [`Source::parse`].
+    fn from(s: &str) -> Source {
+        Source::parse(s)
+    }
+}
+
+/// An opened source: a file descriptor and where the ELF image lies in it.
+#[derive(Debug)]
+pub struct OpenSource {
+    fd: OwnedFd,
+    offset: u64,
+    len: u64,
+    label: String,
+    dir: Option<PathBuf>,
+}
+
+impl OpenSource {
+    /// The file descriptor to map from.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Offset of the ELF image in the file (non-zero for a zip entry; always page-aligned).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Length of the ELF image: segments are bounds-checked against it, not the whole file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the image is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How the source is written in messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The directory `DT_NEEDED` libraries are searched in first (the file's or archive's
+    /// directory; none for memory).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Reads `len` bytes at `offset` inside the image (bounds-checked against the image).
+    pub fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len).ok_or_else(|| {
+            Error::new(ErrorKind::Truncated, "read", format!("image is {:#x} bytes", self.len))
+                .with_range(offset, len)
+                .with_path(&self.label)
+        })?;
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = self.offset + offset + done as u64;
+            let n = rustix::io::pread(&self.fd, &mut buf[done..], at).map_err(|e| {
+                Error::io("pread", e).with_range(self.offset + offset, len).with_path(&self.label)
+            })?;
+            if n == 0 {
+                return Err(Error::new(ErrorKind::Truncated, "pread", "unexpected end of file")
+                    .with_range(self.offset + offset, len)
+                    .with_path(&self.label));
+            }
+            done += n;
+        }
+        Ok(buf)
+    }
+
+    /// `(st_dev, st_ino)` of the file, to recognize it in `/proc/self/maps`.
+    pub fn dev_ino(&self) -> Result<(u64, u64)> {
+        let st = rustix::fs::fstat(&self.fd).map_err(|e| Error::io("fstat", e).with_path(&self.label))?;
+        Ok((st.st_dev, st.st_ino))
+    }
+}
+
+fn file_len(file: &File, label: &str) -> Result<u64> {
+    let meta = file.metadata().map_err(|e| Error::from_std_io("fstat", &e).with_path(label))?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::Io, "open", "not a regular file").with_path(label));
+    }
+    Ok(meta.len())
+}
+
+fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {
+    let label = format!("{}!/{entry}", archive.display());
+    let apath = archive.display().to_string();
+    let file = File::open(archive).map_err(|e| Error::from_std_io("open", &e).with_path(&apath))?;
+    let file_size = file_len(&file, &apath)?;
+    let bad = |kind, detail: String| Error::new(kind, "open zip entry", detail).with_path(&label);
+    // The zip crate parses the central directory and the local header; mmkit checks the rest.
+    // Parsing untrusted archives must never take the process down, so a panic is an error too.
+    let located = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut zip = zip::ZipArchive::new(&file)
+            .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {e}")))?;
+        let index = zip.index_for_name(entry).ok_or_else(|| {
+            bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}"))
+        })?;
+        let raw = zip
+            .by_index_raw(index)
+            .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {e}")))?;
+        Ok::<_, Error>((raw.compression(), raw.encrypted(), raw.data_start(), raw.compressed_size(), raw.size()))
+    }))
+    .map_err(|_| bad(ErrorKind::BadArchive, "the zip parser panicked on this archive".into()))??;
+    let (method, encrypted, data_start, compressed, size) = located;
+    if encrypted {
+        return Err(bad(ErrorKind::EntryEncrypted, "the entry is encrypted".into()));
+    }
+    if method != zip::CompressionMethod::Stored {
+        return Err(bad(
+            ErrorKind::EntryCompressed,
+            format!("the entry is compressed ({method}); only stored entries can be mapped"),
+        ));
+    }
+    if compressed != size {
+        return Err(bad(
+            ErrorKind::BadArchive,
+            format!("stored entry has compressed size {compressed} ≠ size {size}"),
+        ));
+    }
+    if data_start % page_size != 0 {
+        return Err(bad(
+            ErrorKind::EntryMisaligned,
+            format!(
+                "entry data starts at offset {data_start:#x}, not a multiple of the {page_size:#x}-byte \
+                 page (align it when building the archive, e.g. zipalign -p)"
+            ),
+        )
+        .with_range(data_start, size));
+    }
+    if data_start.checked_add(size).is_none_or(|end| end > file_size) {
+        return Err(bad(
+            ErrorKind::EntryTruncated,
+            format!("entry data extends past the end of the {file_size}-byte archive"),
+        )
+        .with_range(data_start, size));
+    }
+    Ok(OpenSource {
+        fd: file.into(),
+        offset: data_start,
+        len: size,
+        label,
+        dir: archive.parent().map(Path::to_path_buf),
+    })
+}

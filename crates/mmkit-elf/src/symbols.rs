@@ -1,0 +1,119 @@
+//! Symbol lookup in a library's own dynamic symbol table: GNU hash (or SysV hash), versions.
+#![deny(unsafe_code)]
+
+use crate::dynamic::{Dynamic, Sym};
+use object::elf;
+
+/// The GNU hash function (`dl_new_hash`).
+pub(crate) fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
+}
+
+/// The SysV ELF hash function.
+pub(crate) fn sysv_hash(name: &[u8]) -> u32 {
+    let mut h = 0u32;
+    for &c in name {
+        h = (h << 4).wrapping_add(u32::from(c));
+        let g = h & 0xf000_0000;
+        if g != 0 {
+            h ^= g >> 24;
+        }
+        h &= !g;
+    }
+    h
+}
+
+/// Which version a lookup asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Want<'a> {
+    /// The default (non-hidden) version, or an unversioned symbol — what `dlsym` returns.
+    Default,
+    /// Exactly this version name (what a versioned reference asks for), as `dlvsym` does.
+    Exact(&'a str),
+}
+
+/// Whether symbol `index` is a definition that a lookup may bind to.
+fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> bool {
+    if !sym.is_defined() || sym.bind() == elf::STB_LOCAL {
+        return false;
+    }
+    if !matches!(sym.kind(), elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE | elf::STT_TLS | elf::STT_COMMON) {
+        return false;
+    }
+    if sym.visibility() == elf::STV_HIDDEN || sym.visibility() == elf::STV_INTERNAL {
+        return false;
+    }
+    if dy.str_at(sym.name).ok().map(str::as_bytes) != Some(name) {
+        return false;
+    }
+    match (want, dy.version_of(index)) {
+        (_, None) => true,
+        (Want::Default, Some((_, hidden))) => !hidden,
+        (Want::Exact(v), Some((ver, _))) => ver.name == v,
+    }
+}
+
+/// Finds the definition of `name` in the library's own table; returns the symbol index.
+pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<u32> {
+    let bytes = name.as_bytes();
+    if let Some(gh) = &dy.gnu_hash {
+        let h = gnu_hash(bytes);
+        let words = gh.bloom.len() as u32;
+        let word = gh.bloom[((h / 64) % words) as usize];
+        let mask = (1u64 << (h % 64)) | (1u64 << ((h >> (gh.bloom_shift % 32)) % 64));
+        if word & mask != mask {
+            return None;
+        }
+        let mut i = *gh.buckets.get((h % gh.buckets.len().max(1) as u32) as usize)?;
+        if i == 0 || i < gh.symoffset {
+            return None;
+        }
+        loop {
+            let chain = *gh.chains.get((i - gh.symoffset) as usize)?;
+            if chain | 1 == h | 1 {
+                let sym = dy.syms.get(i as usize)?;
+                if matches(dy, i, sym, bytes, want) {
+                    return Some(i);
+                }
+            }
+            if chain & 1 != 0 {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    if let Some(sh) = &dy.sysv_hash {
+        if sh.buckets.is_empty() {
+            return None;
+        }
+        let h = sysv_hash(bytes);
+        let mut i = sh.buckets[(h % sh.buckets.len() as u32) as usize];
+        let mut steps = 0;
+        while i != 0 && steps <= sh.chains.len() {
+            let sym = dy.syms.get(i as usize)?;
+            if matches(dy, i, sym, bytes, want) {
+                return Some(i);
+            }
+            i = *sh.chains.get(i as usize)?;
+            steps += 1;
+        }
+        return None;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_the_reference_values() {
+        // Values from the GNU hash and SysV hash specifications' examples.
+        assert_eq!(gnu_hash(b""), 0x0000_1505);
+        assert_eq!(gnu_hash(b"printf"), 0x156b_2bb8);
+        assert_eq!(gnu_hash(b"exit"), 0x7c96_7e3f);
+        assert_eq!(sysv_hash(b""), 0);
+        assert_eq!(sysv_hash(b"printf"), 0x0779_05a6);
+        assert_eq!(sysv_hash(b"exit"), 0x0006_cf04);
+    }
+}

@@ -1,0 +1,202 @@
+//! Shared test helpers: compile C fixtures with gcc, build APKs, call through glibc's dlopen
+//! (the oracle), synthesize ELF headers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::{c_void, CString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+pub fn fixture_src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn out_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures");
+    std::fs::create_dir_all(&root).expect("create fixture dir");
+    root
+}
+
+/// Compiles `src` (in tests/fixtures) into `lib<name>.so` with extra gcc `flags`, in a
+/// directory named after `variant`; cached per process, built atomically across processes.
+pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, ()>>> = OnceLock::new();
+    let dir = out_root().join(variant);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("lib{name}.so"));
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.contains_key(&out) {
+        return out;
+    }
+    let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-shared", "-fPIC", "-O1", "-o"]).arg(&tmp).arg(fixture_src(src));
+    cmd.args(flags);
+    let output = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run gcc ({e}): the ELF tests compile C fixtures; install gcc")
+    });
+    assert!(
+        output.status.success(),
+        "gcc failed for {src} {flags:?}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    guard.insert(out.clone(), ());
+    out
+}
+
+/// The default-built fixture.
+pub fn lib(src: &str, name: &str) -> PathBuf {
+    build("default", src, name, &[])
+}
+
+/// The fixture variants the loader must handle the same way as glibc.
+pub const VARIANTS: &[(&str, &[&str])] = &[
+    ("default", &[]),
+    ("now", &["-Wl,-z,now"]),
+    ("relr", &["-Wl,-z,pack-relative-relocs"]),
+    ("lazy-norelro", &["-Wl,-z,lazy", "-Wl,-z,norelro"]),
+    ("page16k", &["-Wl,-z,max-page-size=16384"]),
+    ("page64k", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"]),
+];
+
+/// Writes a zip with the given entries: `(name, bytes, alignment)`; alignment 0 = stored
+/// without alignment padding.
+pub fn write_zip(path: &Path, entries: &[(&str, &[u8], u16)]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    for (name, bytes, align) in entries {
+        let mut opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        if *align > 0 {
+            opts = opts.with_alignment(*align);
+        }
+        zip.start_file(*name, opts).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// Page size as u16 for the zip writer's alignment.
+pub fn page_u16() -> u16 {
+    u16::try_from(rustix::param::page_size()).expect("page size fits the zip alignment field")
+}
+
+/// glibc's dlopen: the oracle.
+pub struct Dl(*mut c_void);
+
+impl Dl {
+    pub fn open(path: &Path) -> Dl {
+        let c = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: loading a trusted test fixture.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!h.is_null(), "dlopen {path:?} failed");
+        Dl(h)
+    }
+
+    pub fn addr(&self, name: &str) -> *mut c_void {
+        let c = CString::new(name).unwrap();
+        // SAFETY: live handle.
+        let p = unsafe { libc::dlsym(self.0, c.as_ptr()) };
+        assert!(!p.is_null(), "dlsym {name} failed");
+        p
+    }
+
+    pub fn call(&self, name: &str, args: &[i64]) -> i64 {
+        call_addr(self.addr(name) as u64, args)
+    }
+}
+
+impl Drop for Dl {
+    fn drop(&mut self) {
+        // SAFETY: handle from dlopen.
+        unsafe { libc::dlclose(self.0) };
+    }
+}
+
+/// Calls `extern "C" fn(i64 x n) -> i64` at `addr`.
+pub fn call_addr(addr: u64, args: &[i64]) -> i64 {
+    type F0 = extern "C" fn() -> i64;
+    type F1 = extern "C" fn(i64) -> i64;
+    type F2 = extern "C" fn(i64, i64) -> i64;
+    type F3 = extern "C" fn(i64, i64, i64) -> i64;
+    type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+    let a = |i: usize| args.get(i).copied().unwrap_or(0);
+    // SAFETY: test fixtures' functions take int64_t arguments and return int64_t.
+    unsafe {
+        match args.len() {
+            0 => std::mem::transmute::<u64, F0>(addr)(),
+            1 => std::mem::transmute::<u64, F1>(addr)(a(0)),
+            2 => std::mem::transmute::<u64, F2>(addr)(a(0), a(1)),
+            3 => std::mem::transmute::<u64, F3>(addr)(a(0), a(1), a(2)),
+            _ => std::mem::transmute::<u64, F6>(addr)(a(0), a(1), a(2), a(3), a(4), a(5)),
+        }
+    }
+}
+
+/// Calls a symbol of an mmkit-loaded library like `call_addr`.
+pub fn call(lib: &mmkit_elf::Library, name: &str, args: &[i64]) -> i64 {
+    // SAFETY: fixture functions are `int64_t f(int64_t...)`; a pointer-sized fn type.
+    let f = unsafe { lib.symbol::<extern "C" fn()>(name) }.unwrap_or_else(|e| panic!("{e}"));
+    call_addr(f.address(), args)
+}
+
+/// Opens with mmkit, panicking with the error's message.
+pub fn open(source: impl Into<mmkit_elf::Source>) -> mmkit_elf::Library {
+    // SAFETY: test fixtures are trusted.
+    unsafe { mmkit_elf::Library::open(source) }.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Opens with mmkit, returning the error.
+pub fn try_open(source: impl Into<mmkit_elf::Source>) -> Result<mmkit_elf::Library, mmkit_elf::Error> {
+    // SAFETY: test fixtures are trusted (negative tests fail before running any code).
+    unsafe { mmkit_elf::Library::open(source) }
+}
+
+/// One program header for `synth_elf`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ph {
+    pub p_type: u32,
+    pub flags: u32,
+    pub offset: u64,
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+    pub align: u64,
+}
+
+impl Ph {
+    pub fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64, align: u64) -> Ph {
+        Ph { p_type: 1, flags, offset, vaddr, filesz, memsz, align }
+    }
+}
+
+/// A minimal x86_64 ET_DYN header + program header table, padded to `len` bytes.
+pub fn synth_elf(phdrs: &[Ph], len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2; // ELFCLASS64
+    b[5] = 1; // little-endian
+    b[6] = 1; // EV_CURRENT
+    b[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+    b[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    b[20..24].copy_from_slice(&1u32.to_le_bytes());
+    b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    b[52..54].copy_from_slice(&64u16.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+    for p in phdrs {
+        b.extend_from_slice(&p.p_type.to_le_bytes());
+        b.extend_from_slice(&p.flags.to_le_bytes());
+        for v in [p.offset, p.vaddr, p.vaddr, p.filesz, p.memsz, p.align] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    if b.len() < len {
+        b.resize(len, 0);
+    }
+    b
+}

@@ -1,0 +1,310 @@
+//! Loading fixtures with mmkit and with glibc's dlopen (the oracle): same results.
+
+mod common;
+
+use common::*;
+use mmkit_elf::{ErrorKind, Library, MappingKind, Source};
+
+/// The calls every variant of basic.c must answer like glibc's copy.
+const BASIC_CALLS: &[(&str, &[i64])] = &[
+    ("fx_add", &[2, 40]),
+    ("fx_sub", &[2, 40]),
+    ("fx_mul", &[-6, 7]),
+    ("fx_apply", &[0, 5, 6]),
+    ("fx_apply", &[1, 5, 6]),
+    ("fx_apply", &[2, 5, 6]),
+    ("fx_name_len", &[0]),
+    ("fx_name_len", &[3]),
+    ("fx_bump", &[5]),
+    ("fx_bump", &[5]),
+    ("fx_format_len", &[123456]),
+    ("fx_format_len", &[-7]),
+    ("fx_sum6", &[1, 2, 3, 4, 5, 6]),
+    ("fx_weak_is_null", &[]),
+];
+
+#[test]
+fn basic_fixture_matches_dlopen_in_every_link_variant() {
+    for (variant, flags) in VARIANTS {
+        let path = build(variant, "basic.c", "fxbasic", flags);
+        let ours = open(path.as_path());
+        let oracle = Dl::open(&path);
+        for (name, args) in BASIC_CALLS {
+            let want = oracle.call(name, args);
+            let got = call(&ours, name, args);
+            assert_eq!(got, want, "{variant}: {name}{args:?}");
+        }
+        // glibc's IFUNC-selected strlen, bound with the version the library asked for.
+        assert_eq!(call(&ours, "fx_strlen_addr", &[]), oracle.call("fx_strlen_addr", &[]), "{variant}");
+        ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
+    }
+}
+
+#[test]
+fn relr_variant_really_has_packed_relocations() {
+    // Guards the test above: the RELR build must contain DT_RELR, the default one must not.
+    let has_relr = |p: &std::path::Path| {
+        let out = std::process::Command::new("readelf").arg("-d").arg(p).output();
+        match out {
+            Ok(o) => Some(String::from_utf8_lossy(&o.stdout).contains("(RELR)")),
+            Err(_) => None,
+        }
+    };
+    let relr = build("relr", "basic.c", "fxbasic", &["-Wl,-z,pack-relative-relocs"]);
+    let plain = lib("basic.c", "fxbasic");
+    if let (Some(a), Some(b)) = (has_relr(&relr), has_relr(&plain)) {
+        assert!(a && !b, "RELR build has DT_RELR: {a}, default build: {b}");
+    }
+}
+
+#[test]
+fn segments_are_mapped_from_the_file_with_planned_rights() {
+    let path = lib("basic.c", "fxbasic");
+    let ours = open(path.as_path());
+    let page = mmkit_elf::page_size();
+    assert_eq!(ours.plan().page_size, page);
+    let maps = ours.segments().unwrap();
+    assert!(maps.iter().any(|m| m.prot.exec && !m.prot.write && m.file_offset.is_some()));
+    assert!(maps.iter().all(|m| !(m.prot.write && m.prot.exec)));
+    // RELRO became read-only.
+    assert!(maps.iter().any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.write));
+    for m in &maps {
+        assert_eq!(m.start % page, 0);
+        assert_eq!(m.len % page, 0);
+        assert!(m.resident_pages <= m.pages);
+    }
+    let (start, len) = ours.span();
+    assert_eq!(maps.first().unwrap().start, start);
+    assert_eq!(maps.iter().map(|m| m.len).sum::<u64>(), len);
+    ours.verify().unwrap();
+}
+
+#[test]
+fn verify_notices_a_changed_mapping() {
+    let path = lib("basic.c", "fxbasic");
+    let ours = open(path.as_path());
+    ours.verify().unwrap();
+    // Make the text pages writable behind the loader's back: verify must object.
+    let text = ours.segments().unwrap().into_iter().find(|m| m.prot.exec).unwrap();
+    // SAFETY: the pages stay mapped; only their protection changes; nothing runs meanwhile.
+    unsafe {
+        rustix::mm::mprotect(
+            text.start as *mut _,
+            text.len as usize,
+            rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+        )
+        .unwrap();
+    }
+    let err = ours.verify().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::VerifyFailed);
+    assert!(err.to_string().contains("rw-p"), "{err}");
+    // SAFETY: restore.
+    unsafe {
+        rustix::mm::mprotect(
+            text.start as *mut _,
+            text.len as usize,
+            rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC,
+        )
+        .unwrap();
+    }
+    ours.verify().unwrap();
+}
+
+#[test]
+fn unloading_unmaps_the_span() {
+    let path = lib("basic.c", "fxbasic");
+    let ours = open(path.as_path());
+    let (start, _) = ours.span();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = format!("{start:x}-");
+    assert!(maps.lines().any(|l| l.starts_with(&line)));
+    drop(ours);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.lines().any(|l| l.starts_with(&line)), "span still mapped after drop");
+}
+
+#[test]
+fn multi_page_bss_is_zero_and_writable() {
+    for (variant, flags) in VARIANTS {
+        let path = build(variant, "bss.c", "fxbss", flags);
+        let ours = open(path.as_path());
+        let oracle = Dl::open(&path);
+        assert_eq!(call(&ours, "fx_bss_size", &[]), 5 * 65536 + 123);
+        assert_eq!(call(&ours, "fx_bss_sum", &[]), oracle.call("fx_bss_sum", &[]), "{variant}");
+        assert_eq!(call(&ours, "fx_bss_sum", &[]), 6);
+        assert_eq!(call(&ours, "fx_bss_set", &[300_000, 9]), 15);
+        let maps = ours.segments().unwrap();
+        let bss: u64 = maps.iter().filter(|m| matches!(m.kind, MappingKind::Bss { .. })).map(|m| m.len).sum();
+        assert!(bss >= 4 * 65536, "{variant}: anonymous .bss is only {bss} bytes");
+        ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
+    }
+}
+
+#[test]
+fn bss_is_named_in_proc_maps_where_supported() {
+    let path = lib("bss.c", "fxbss");
+    let ours = open(path.as_path());
+    let bss = ours.segments().unwrap().into_iter().find(|m| matches!(m.kind, MappingKind::Bss { .. })).unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps.lines().find(|l| l.starts_with(&format!("{:x}-", bss.start))).unwrap().to_owned();
+    // Kernels without CONFIG_ANON_VMA_NAME show no name; with it, ours.
+    if line.contains("[anon:") {
+        assert!(line.contains("[anon:mmkit .bss libfxbss.so]"), "{line}");
+    }
+}
+
+#[test]
+fn constructors_run_in_order_and_destructors_on_drop() {
+    for (variant, flags) in VARIANTS {
+        let path = build(variant, "ctors.c", "fxctors", flags);
+        let ours = open(path.as_path());
+        let oracle = Dl::open(&path);
+        assert_eq!(call(&ours, "fx_ctor_order", &[]), 123, "{variant}");
+        assert_eq!(call(&ours, "fx_ctor_order", &[]), oracle.call("fx_ctor_order", &[]));
+        let flag = Box::new(0i64);
+        let p = &*flag as *const i64 as i64;
+        call(&ours, "fx_set_flag", &[p]);
+        assert_eq!(*flag, 0);
+        drop(ours);
+        // fini_a (priority 300) runs before fini_b (200): 0*10+7 = 7, then 7*10+8 = 78.
+        // SAFETY: the destructor wrote through the pointer; read it back.
+        let got = unsafe { std::ptr::read_volatile(&*flag) };
+        assert_eq!(got, 78, "{variant}");
+    }
+}
+
+#[test]
+fn ifuncs_resolve_like_glibc() {
+    for (variant, flags) in VARIANTS {
+        let path = build(variant, "ifunc.c", "fxifunc", flags);
+        let ours = open(path.as_path());
+        let oracle = Dl::open(&path);
+        for (name, args) in [("fx_scale", &[7i64][..]), ("fx_call_scale", &[7]), ("fx_call_local", &[7]), ("fx_via_ptr", &[7])] {
+            assert_eq!(call(&ours, name, args), oracle.call(name, args), "{variant}: {name}");
+        }
+        assert_eq!(call(&ours, "fx_scale", &[7]), 21);
+        assert_eq!(call(&ours, "fx_call_local", &[7]), 107);
+    }
+}
+
+#[test]
+fn thread_locals_are_per_thread() {
+    for (variant, flags) in VARIANTS {
+        let path = build(variant, "tls.c", "fxtls", flags);
+        let ours = open(path.as_path());
+        let oracle = Dl::open(&path);
+        assert_eq!(call(&ours, "fx_tls_bump", &[1]), oracle.call("fx_tls_bump", &[1]), "{variant}");
+        assert_eq!(call(&ours, "fx_tls_bump", &[10]), 16);
+        assert_eq!(call(&ours, "fx_tls_local_count", &[]), 2);
+        let here = call(&ours, "fx_tls_addr", &[]);
+        std::thread::scope(|s| {
+            let ours = &ours;
+            let h = s.spawn(move || {
+                // A new thread starts from the template: 5.
+                let first = call(ours, "fx_tls_bump", &[100]);
+                (first, call(ours, "fx_tls_addr", &[]), call(ours, "fx_tls_local_count", &[]))
+            });
+            let (first, addr, count) = h.join().unwrap();
+            assert_eq!(first, 105, "{variant}");
+            assert_ne!(addr, here, "{variant}: threads share a TLS block");
+            assert_eq!(count, 1);
+        });
+        assert_eq!(call(&ours, "fx_tls_bump", &[0]), 16, "{variant}: another thread changed ours");
+    }
+}
+
+#[test]
+fn dependencies_are_loaded_from_the_same_directory() {
+    for (variant, flags) in VARIANTS {
+        let base = build(variant, "base.c", "fxbase", flags);
+        let dir = base.parent().unwrap();
+        let mut dep_flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        dep_flags.push(format!("-L{}", dir.display()));
+        dep_flags.push("-lfxbase".into());
+        let dep_flags: Vec<&str> = dep_flags.iter().map(String::as_str).collect();
+        let dep = build(variant, "dep.c", "fxdep", &dep_flags);
+        let ours = open(dep.as_path());
+        assert_eq!(ours.needed().iter().filter(|n| n.as_str() == "libfxbase.so").count(), 1);
+        assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2010, "{variant}");
+        assert_eq!(call(&ours, "fx_dep_counter", &[]), 1000);
+        // glibc needs LD_LIBRARY_PATH or RUNPATH for it; mmkit looks beside the library.
+        // The base library's symbols are reachable from the dependent's handle, as with dlsym.
+        assert_eq!(call(&ours, "fx_base_value", &[1]), 1001);
+    }
+}
+
+#[test]
+fn missing_dependency_is_an_error_naming_it() {
+    let base = build("lonely-base", "base.c", "fxbase", &[]);
+    let dir = base.parent().unwrap().to_path_buf();
+    let dep = build("lonely", "dep.c", "fxdep", &[&format!("-L{}", dir.display()), "-lfxbase"]);
+    assert_ne!(dep.parent(), base.parent());
+    let err = try_open(dep.as_path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("libfxbase.so"), "{err}");
+}
+
+#[test]
+fn loads_from_memory() {
+    let path = lib("basic.c", "fxbasic");
+    let bytes = std::fs::read(&path).unwrap();
+    let ours = open(Source::memory("fxbasic-mem", bytes));
+    assert_eq!(call(&ours, "fx_add", &[20, 22]), 42);
+    assert!(ours.source().starts_with("memfd:"));
+    ours.verify().unwrap();
+}
+
+#[test]
+fn symbols_are_typed_and_missing_ones_are_errors() {
+    let path = lib("basic.c", "fxbasic");
+    let ours = open(path.as_path());
+    // SAFETY: fx_add is int64_t(int64_t, int64_t).
+    let add = unsafe { ours.symbol::<extern "C" fn(i64, i64) -> i64>("fx_add") }.unwrap();
+    assert_eq!(add(1, 2), 3);
+    // SAFETY: fx_counter is an int64_t.
+    let counter = unsafe { ours.symbol::<*const i64>("fx_counter") }.unwrap();
+    // SAFETY: points into the loaded .data.
+    assert_eq!(unsafe { **counter }, 10);
+    // SAFETY: never called.
+    let err = unsafe { ours.symbol::<extern "C" fn()>("no_such_symbol") }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SymbolNotFound);
+    assert!(err.to_string().contains("no_such_symbol"), "{err}");
+    // Wrong-size type.
+    // SAFETY: rejected before use.
+    let err = unsafe { ours.symbol::<u8>("fx_add") }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SymbolNotFound);
+    // Static (local) functions are not exported.
+    assert!(ours.address_of("first").is_err());
+}
+
+#[test]
+fn initial_exec_tls_is_a_clear_error() {
+    let path = build("ie", "tls_ie.c", "fxtlsie", &[]);
+    let err = try_open(path.as_path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedRelocation, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("R_X86_64_TPOFF64") && msg.contains("`fx_external_tls`"), "{msg}");
+    // Local initial-exec TLS has no symbol; the message still names the relocation.
+    let path = build("ie", "tls.c", "fxtlsie2", &["-ftls-model=initial-exec"]);
+    let err = try_open(path.as_path()).unwrap_err();
+    assert!(err.to_string().contains("R_X86_64_TPOFF64"), "{err}");
+}
+
+#[test]
+fn large_page_builds_load_on_this_kernel() {
+    let path = build("page64k", "basic.c", "fxbasic", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"]);
+    let ours = open(path.as_path());
+    // The reservation honors p_align: the bias is a multiple of 64 KiB.
+    assert_eq!(ours.bias() % 65536, 0);
+    assert_eq!(call(&ours, "fx_add", &[1, 1]), 2);
+}
+
+#[test]
+fn many_libraries_load_and_unload() {
+    let path = lib("basic.c", "fxbasic");
+    for i in 0..50 {
+        let l = open(path.as_path());
+        assert_eq!(call(&l, "fx_bump", &[i]), 10 + i);
+    }
+    let _: Option<Library> = None;
+}
