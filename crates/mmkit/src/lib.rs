@@ -21,6 +21,7 @@
 //! - [`anon`]: anonymous memory.
 //! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.
 //! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
+//! - [`process`]: fork probes, to see a mapping from another process.
 //! - [`error`]: the [`Error`] type.
 //!
 //! ## File-backed: read a file like an array
@@ -61,6 +62,7 @@ pub mod inspect;
 pub mod mapping;
 pub mod options;
 pub mod page;
+pub mod process;
 pub mod reserve;
 pub(crate) mod sys;
 

@@ -215,3 +215,66 @@ pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: u64) -> SysResult<()> {
 pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
 }
+
+/// Number of threads in this process, from `/proc/self/status` (`None` if unreadable).
+pub(crate) fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs `f` in a child made by `fork(2)` and returns the `u64` it produced (sent back over a
+/// pipe), after reaping the child. A child that dies of a signal yields `Err` with the signal
+/// number in the detail (`Ok(Err(signal))`).
+///
+/// # Safety
+/// In a multi-threaded process the child may only do async-signal-safe work: `f` must not
+/// allocate, lock, or touch state another thread may hold a lock on.
+#[doc(alias = "fork")]
+pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<Result<u64, i32>> {
+    let (rd, wr) = rustix::pipe::pipe()?;
+    // SAFETY: fork has no memory-safety preconditions of its own; the child's obligations are
+    // forwarded to the caller.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_errno());
+    }
+    if pid == 0 {
+        drop(rd);
+        let value = f();
+        let bytes = value.to_ne_bytes();
+        let _ = rustix::io::write(&wr, &bytes);
+        // SAFETY: `_exit` ends the child without running atexit handlers or destructors that
+        // belong to the parent's state.
+        unsafe { libc::_exit(0) };
+    }
+    drop(wr);
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match rustix::io::read(&rd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; `status` is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc >= 0 {
+            break;
+        }
+        let e = last_errno();
+        if e != Errno::INTR {
+            return Err(e);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        return Ok(Err(libc::WTERMSIG(status)));
+    }
+    if got < 8 {
+        return Err(Errno::PIPE);
+    }
+    Ok(Ok(u64::from_ne_bytes(buf)))
+}
