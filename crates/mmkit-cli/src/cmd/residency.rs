@@ -1,14 +1,284 @@
-//! `mmkit residency` (placeholder until its issue lands).
+//! `mmkit residency`: page-cache residency of files, a `vmtouch`/`fincore` peer.
+//!
+//! Counts with `cachestat(2)` (falling back to `mincore(2)`), and optionally first evicts
+//! (`--evict`), reads in (`--touch`) or locks (`--lock`, held until Ctrl-C / SIGTERM).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use mmkit::inspect::{self, CacheStat, TouchOptions};
+use serde::Serialize;
 
 /// Arguments of `mmkit residency`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Files or directories (walked recursively; symbolic links inside are not followed, each
+    /// inode is counted once).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Read the files into the page cache first (MADV_POPULATE_READ, in parallel).
+    #[arg(long, short = 't', conflicts_with_all = ["evict", "lock"])]
+    pub touch: bool,
+    /// Drop the files' clean pages from the page cache first (POSIX_FADV_DONTNEED).
+    #[arg(long, short = 'e', conflicts_with = "lock")]
+    pub evict: bool,
+    /// Lock the files in memory (mlock) and hold them until SIGINT or SIGTERM.
+    #[arg(long, short = 'l')]
+    pub lock: bool,
+    /// Print only the totals, not a row per file.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Worker threads for counting and touching (default: one per CPU).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
+#[derive(Debug, Serialize)]
+struct FileJson {
+    path: String,
+    size: u64,
+    pages: u64,
+    resident_pages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dirty_pages: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct TotalJson {
+    files: u64,
+    size: u64,
+    pages: u64,
+    resident_pages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dirty_pages: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportJson {
+    files: Vec<FileJson>,
+    total: TotalJson,
+}
+
 /// Runs `mmkit residency`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`mmkit residency` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if args.lock {
+        // Before any thread starts and before we announce the lock, so that a SIGINT/SIGTERM
+        // sent at any point waits for us instead of killing the process.
+        inspect::block_termination_signals()?;
+    }
+    let (files, mut errors) = inspect::collect_files(&args.paths);
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let total_bytes: u64 = files.iter().map(|f| f.len).sum();
+
+    if args.evict {
+        let bar = progress(paths.len() as u64, "evicting", false);
+        for p in &paths {
+            if let Err(e) = inspect::evict(p) {
+                errors.push(e);
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+    if args.touch {
+        let bar = progress(total_bytes, "touching", true);
+        let opts = TouchOptions { threads: args.threads, ..TouchOptions::default() };
+        let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
+        bar.finish_and_clear();
+        errors.extend(results.into_iter().filter_map(Result::err));
+    }
+    let mut locked = Vec::new();
+    if args.lock {
+        let bar = progress(paths.len() as u64, "locking", false);
+        for p in &paths {
+            match inspect::lock(p) {
+                Ok(l) => locked.push(l),
+                Err(e) => errors.push(e),
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+
+    let bar = progress(paths.len() as u64, "counting", false);
+    let stats = inspect::cachestat_files(&paths, args.threads, &|| bar.inc(1));
+    bar.finish_and_clear();
+    let mut rows: Vec<(PathBuf, CacheStat)> = Vec::new();
+    for (p, s) in paths.into_iter().zip(stats) {
+        match s {
+            Ok(s) => rows.push((p, s)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let report = build_report(&rows);
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report, args.quiet, started);
+    }
+    for e in &errors {
+        eprintln!("mmkit: warning: {e}");
+    }
+
+    if args.lock && !locked.is_empty() {
+        let pages: u64 = locked.iter().map(|l| l.pages()).sum();
+        eprintln!(
+            "mmkit: locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release",
+            locked.len()
+        );
+        let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
+        drop(locked);
+        eprintln!("mmkit: released after signal {sig}");
+    }
+    if !errors.is_empty() {
+        bail!("{} of the paths could not be processed", errors.len());
+    }
+    Ok(())
+}
+
+fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {
+    let mut total = TotalJson { dirty_pages: Some(0), ..TotalJson::default() };
+    let files = rows
+        .iter()
+        .map(|(p, s)| {
+            total.files += 1;
+            total.size += s.len;
+            total.pages += s.pages;
+            total.resident_pages += s.cached;
+            total.dirty_pages = match (total.dirty_pages, s.dirty) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            FileJson {
+                path: p.to_string_lossy().into_owned(),
+                size: s.len,
+                pages: s.pages,
+                resident_pages: s.cached,
+                dirty_pages: s.dirty,
+            }
+        })
+        .collect();
+    ReportJson { files, total }
+}
+
+fn print_table(report: &ReportJson, quiet: bool, started: Instant) {
+    let page = mmkit::page_size() as u64;
+    if !quiet && !report.files.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+        table.set_header(vec!["Resident Pages", "Resident", "Size", "%", "Dirty", "File"]);
+        for f in &report.files {
+            table.add_row(vec![
+                format!("{}/{}", f.resident_pages, f.pages),
+                human(f.resident_pages * page),
+                human(f.size),
+                percent(f.resident_pages, f.pages),
+                f.dirty_pages.map_or_else(|| "-".to_owned(), |d| d.to_string()),
+                f.path.clone(),
+            ]);
+        }
+        for c in 0..5 {
+            if let Some(col) = table.column_mut(c) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        println!("{table}");
+        println!();
+    }
+    let t = &report.total;
+    println!("          Files: {}", t.files);
+    println!(
+        " Resident Pages: {}/{}  {}/{}  {}",
+        t.resident_pages,
+        t.pages,
+        human(t.resident_pages * page),
+        human(t.pages * page),
+        percent(t.resident_pages, t.pages)
+    );
+    if let Some(d) = t.dirty_pages {
+        println!("    Dirty Pages: {d}  {}", human(d * page));
+    }
+    println!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64());
+}
+
+/// A progress bar on stderr, or a hidden one when stderr is not a terminal or the work is short.
+fn progress(len: u64, what: &str, bytes: bool) -> ProgressBar {
+    let long = if bytes { len >= 256 << 20 } else { len >= 2000 };
+    if !long || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let template = if bytes {
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})"
+    } else {
+        "{msg} [{bar:40}] {pos}/{len} files ({eta})"
+    };
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Sizes as `vmtouch` prints them (truncated to a whole unit): 0, 4K, 150M, 1G.
+fn human(bytes: u64) -> String {
+    let mut v = bytes;
+    for unit in ["", "K", "M"] {
+        if v < 1024 {
+            return format!("{v}{unit}");
+        }
+        v /= 1024;
+    }
+    format!("{v}G")
+}
+
+/// A percentage with three significant digits, as `vmtouch`'s `%.3g%%`.
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 || part == 0 {
+        return "0%".to_owned();
+    }
+    let p = part as f64 * 100.0 / whole as f64;
+    let decimals = if p >= 100.0 {
+        0
+    } else if p >= 10.0 {
+        1
+    } else if p >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{p:.decimals$}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    format!("{s}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes_read_like_vmtouch() {
+        assert_eq!(human(0), "0");
+        assert_eq!(human(4096), "4K");
+        assert_eq!(human(1 << 30), "1G");
+        assert_eq!(human(1536 << 10), "1M");
+        assert_eq!(human(1023), "1023");
+        assert_eq!(human(150 << 20), "150M");
+        assert_eq!(human(5 << 40), "5120G");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(188295, 1076753), "17.5%");
+        assert_eq!(percent(1, 1000), "0.1%");
+        assert_eq!(percent(1, 7), "14.3%");
+        assert_eq!(percent(0, 0), "0%");
+        assert_eq!(percent(5, 5), "100%");
+    }
 }

@@ -57,6 +57,21 @@ pub fn cachestat(path: impl AsRef<Path>) -> Result<CacheStat> {
     cachestat_of(&file).map_err(|e| e.with_path(path))
 }
 
+/// [`cachestat`] of many files, spread over `threads` threads (0: one per CPU); results in the
+/// order given. `progress` is called once per file done, from the worker threads.
+pub fn cachestat_files<P: AsRef<Path> + Sync>(
+    paths: &[P],
+    threads: usize,
+    progress: &(dyn Fn() + Sync),
+) -> Vec<Result<CacheStat>> {
+    let threads = if threads == 0 { super::default_threads() } else { threads };
+    super::parallel_map(paths, threads, |p| {
+        let r = cachestat(p);
+        progress();
+        r
+    })
+}
+
 /// Page-cache counts of an open file (see [`cachestat`]).
 pub fn cachestat_of(file: &File) -> Result<CacheStat> {
     let len = regular_file_len(file)?;
@@ -135,5 +150,13 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         let cs = cachestat(f.path()).unwrap();
         assert_eq!((cs.pages, cs.cached), (0, 0));
+        let missing = f.path().with_extension("missing");
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let all = cachestat_files(&[f.path(), &missing], 2, &|| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(all[0].as_ref().unwrap(), &cs);
+        assert_eq!(all[1].as_ref().unwrap_err().path(), Some(missing.as_path()));
+        assert_eq!(count.into_inner(), 2);
     }
 }

@@ -34,7 +34,7 @@ mod process;
 mod residency;
 mod touch;
 
-pub use cachestat::{cachestat, cachestat_of, CacheStat, CacheStatSource};
+pub use cachestat::{cachestat, cachestat_files, cachestat_of, CacheStat, CacheStatSource};
 pub use files::{collect_files, FileEntry};
 pub use maps::{
     Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup,
@@ -42,7 +42,8 @@ pub use maps::{
 pub use process::{maps, smaps, smaps_rollup};
 pub use residency::{residency, residency_of, residency_of_file, PageBitmap, Residency};
 pub use touch::{
-    evict, lock, touch, touch_files, wait_for_termination_signal, LockedFile, TouchOptions,
+    block_termination_signals, evict, lock, touch, touch_files, wait_for_termination_signal,
+    LockedFile, TouchOptions,
 };
 
 /// Largest window mapped at once to look at a file (1 GiB).

@@ -180,9 +180,17 @@ pub fn lock(path: impl AsRef<Path>) -> Result<LockedFile> {
     Ok(LockedFile { path: path.to_owned(), pages: len.div_ceil(page), _windows: windows })
 }
 
-/// Blocks `SIGINT` and `SIGTERM` in the calling thread and waits until one arrives; returns
-/// its number. Call it from a single-threaded process (or before starting threads), so the
-/// signal is not delivered elsewhere and kills the process.
+/// Holds `SIGINT` and `SIGTERM` pending in the calling thread (and threads it starts later)
+/// instead of letting them terminate the process, so that [`wait_for_termination_signal`]
+/// receives one sent at any time after this call. Call it before starting threads.
+pub fn block_termination_signals() -> Result<()> {
+    crate::sys::inspect::block_termination_signals().map_err(|e| Error::os("pthread_sigmask", e))
+}
+
+/// Blocks `SIGINT` and `SIGTERM` in the calling thread (if not already) and waits until one
+/// arrives; returns its number. Every thread of the process should have them blocked (call
+/// [`block_termination_signals`] before starting threads), or a signal may be delivered to
+/// another thread and terminate the process.
 pub fn wait_for_termination_signal() -> Result<i32> {
     crate::sys::inspect::wait_for_termination_signal().map_err(|e| Error::os("sigwait", e))
 }

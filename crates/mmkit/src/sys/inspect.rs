@@ -233,35 +233,49 @@ pub(crate) fn pread_full(fd: impl AsFd, buf: &mut [u8], mut offset: u64) -> Resu
     Ok(done)
 }
 
-/// Blocks `SIGINT` and `SIGTERM` in the calling thread (`pthread_sigmask(SIG_BLOCK)`) and waits
-/// for one of them (`sigwait`); returns the signal number. The signals stay blocked afterwards,
-/// so the caller decides how to exit.
-///
-/// Call it before spawning threads that should not receive these signals, or from a
-/// single-threaded process: a thread that does not block them may still be chosen to take the
-/// default action (termination).
-/// See [sigwait(3)](https://man7.org/linux/man-pages/man3/sigwait.3.html).
-#[doc(alias = "sigwait")]
-#[doc(alias = "pthread_sigmask")]
-pub(crate) fn wait_for_termination_signal() -> Result<i32, Errno> {
+/// The set `{SIGINT, SIGTERM}`.
+fn termination_set() -> libc::sigset_t {
     // SAFETY: `sigset_t` is plain data; an all-zero value is a valid (if unspecified) set that
     // sigemptyset then initialises.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, exclusively borrowed sigset_t for each call; the signal numbers
-    // are valid; `sig` is a valid out-pointer; blocking signals in this thread has no effect
-    // on memory safety.
-    let (rc, sig) = unsafe {
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t; the signal numbers are valid.
+    unsafe {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(Errno::from_raw_os_error(rc));
-        }
-        let mut sig: libc::c_int = 0;
-        let rc = libc::sigwait(&set, &mut sig);
-        (rc, sig)
-    };
+    }
+    set
+}
+
+/// `pthread_sigmask(SIG_BLOCK, {SIGINT, SIGTERM})`: holds these signals pending for the calling
+/// thread (and threads it starts later) instead of letting them terminate the process.
+/// See [pthread_sigmask(3)](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html).
+#[doc(alias = "pthread_sigmask")]
+pub(crate) fn block_termination_signals() -> Result<(), Errno> {
+    let set = termination_set();
+    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed; changing
+    // this thread's signal mask has no effect on memory safety.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(rc))
+    }
+}
+
+/// Blocks `SIGINT` and `SIGTERM` (see [`block_termination_signals`]) and waits for one of them
+/// (`sigwait`); returns the signal number. The signals stay blocked afterwards.
+///
+/// Every thread of the process should have them blocked (block before starting threads): a
+/// thread that does not may be chosen to take the default action, termination.
+/// See [sigwait(3)](https://man7.org/linux/man-pages/man3/sigwait.3.html).
+#[doc(alias = "sigwait")]
+pub(crate) fn wait_for_termination_signal() -> Result<i32, Errno> {
+    block_termination_signals()?;
+    let set = termination_set();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is an initialised sigset_t and `sig` a valid out-pointer for the call.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
     if rc == 0 {
         Ok(sig)
     } else {
