@@ -88,7 +88,8 @@ pub use registers::{
 };
 pub use uio::{list as list_uio_devices, IrqEnable, IrqEvent, Uio, UioInfo, SYS_CLASS_UIO};
 
-/// The size of a page on this machine, in bytes (never assumed to be 4096).
+/// The size of a page on this machine, in bytes (never assumed to be 4096); the same as
+/// [`mmkit::page_size`].
 pub fn page_size() -> usize {
-    rustix::param::page_size()
+    mmkit::page_size()
 }

@@ -58,10 +58,10 @@ impl PhysicalMemory {
         };
         let base = addr - addr % page;
         let start = addr - base;
-        let end = start
-            .checked_add(len as u64)
+        addr.checked_add(len as u64)
             .filter(|_| len > 0)
             .ok_or_else(bad)?;
+        let end = start + len as u64;
         let map_len = end.checked_add(page - 1).ok_or_else(bad)? / page * page;
         map_shared(
             std::os::fd::AsFd::as_fd(&self.file),

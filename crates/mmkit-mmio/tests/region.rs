@@ -1,0 +1,149 @@
+//! A real `MmioRegion` over a mapped file standing in for `/dev/mem` (host): volatile access
+//! through an actual mapping, windows that start inside a page, checks, unmapping on drop.
+
+use mmkit_mmio::{AccessRules, ErrorKind, PhysicalMemory, Width, Widths};
+
+fn backing(len: usize) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    std::fs::write(file.path(), bytes).unwrap();
+    file
+}
+
+fn mapped(path: &std::path::Path) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
+}
+
+#[test]
+fn reads_and_writes_reach_the_backing() {
+    let page = mmkit_mmio::page_size();
+    let file = backing(2 * page);
+    let mem = PhysicalMemory::open_path(file.path()).unwrap();
+    let region = mem.map(0, 2 * page).unwrap();
+    assert_eq!(region.len(), 2 * page);
+    assert_eq!(region.read_u8(3).unwrap(), 3);
+    assert_eq!(region.read_u16(2).unwrap(), 0x0302);
+    assert_eq!(region.read_u32(4).unwrap(), 0x0706_0504);
+    assert_eq!(region.read_u64(8).unwrap(), 0x0f0e_0d0c_0b0a_0908);
+    region.write_u32(page, 0xdead_beef).unwrap();
+    region.write_u64(page + 8, 0x1122_3344_5566_7788).unwrap();
+    drop(region);
+    let bytes = std::fs::read(file.path()).unwrap();
+    assert_eq!(&bytes[page..page + 4], &0xdead_beef_u32.to_le_bytes());
+    assert_eq!(
+        &bytes[page + 8..page + 16],
+        &0x1122_3344_5566_7788_u64.to_le_bytes()
+    );
+}
+
+#[test]
+fn a_window_inside_a_page_starts_at_the_address() {
+    let page = mmkit_mmio::page_size();
+    let file = backing(2 * page);
+    let mem = PhysicalMemory::open_path(file.path()).unwrap();
+    let region = mem.map(0x10, 0x20).unwrap();
+    assert_eq!(region.physical_address(), Some(0x10));
+    assert_eq!(region.read_u8(0).unwrap(), 0x10);
+    assert_eq!(region.read_u8(0x1f).unwrap(), 0x2f);
+    assert_eq!(
+        region.read_u8(0x20).unwrap_err().kind(),
+        ErrorKind::OutOfBounds
+    );
+    // Straddling a page boundary maps two pages.
+    let region = mem.map(page as u64 - 4, 8).unwrap();
+    assert_eq!(
+        region.read_u64(0).unwrap_err().kind(),
+        ErrorKind::Misaligned
+    );
+    assert_eq!(
+        region.read_u32(4).unwrap(),
+        u32::from_le_bytes([0, 1, 2, 3])
+    );
+}
+
+#[test]
+fn checks_refuse_before_touching_memory() {
+    let page = mmkit_mmio::page_size();
+    let file = backing(page);
+    let mem = PhysicalMemory::open_path(file.path()).unwrap();
+    let mut region = mem.map(0, 0x100).unwrap();
+    let err = region.read_u32(0x100).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds);
+    assert_eq!(err.path(), Some(file.path()));
+    assert_eq!(err.range(), Some((0x100, 4)));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "read of {} [offset 0x100, len 0x4] failed",
+            file.path().display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        region.read_u32(usize::MAX - 1).unwrap_err().kind(),
+        ErrorKind::OutOfBounds
+    );
+    assert_eq!(
+        region.write_u16(0x3, 1).unwrap_err().kind(),
+        ErrorKind::Misaligned
+    );
+    assert_eq!(
+        region.write(0, Width::W8, 0x100).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    region.set_rules(
+        AccessRules::any()
+            .named("dev")
+            .allow(0..0x40, Widths::only(Width::W32)),
+    );
+    assert_eq!(
+        region.read_u8(0x3c).unwrap_err().kind(),
+        ErrorKind::WidthNotAllowed
+    );
+    assert_eq!(region.read_u8(0x40).unwrap(), 0x40);
+    // Nothing was written by the refused accesses.
+    drop(region);
+    let bytes = std::fs::read(file.path()).unwrap();
+    assert_eq!(bytes[0], 0);
+    assert_eq!(bytes[3], 3);
+}
+
+#[test]
+fn dropping_the_region_unmaps_it() {
+    let page = mmkit_mmio::page_size();
+    let file = backing(page);
+    let mem = PhysicalMemory::open_path(file.path()).unwrap();
+    let region = mem.map(0, page).unwrap();
+    assert!(mapped(file.path()));
+    drop(region);
+    assert!(!mapped(file.path()));
+}
+
+#[test]
+fn mapping_errors_name_the_file_and_range() {
+    let mem = PhysicalMemory::open_path(std::path::Path::new("/proc/self/status")).unwrap();
+    let err = mem.map(0, 16).unwrap_err();
+    assert_eq!(err.operation(), "mmap");
+    assert!(err.errno().is_some(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("mmap of /proc/self/status [offset 0x0, len 0x"),
+        "{err}"
+    );
+    let err = PhysicalMemory::open_path(std::path::Path::new("/nonexistent/mem")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "open of /nonexistent/mem failed: No such file or directory (ENOENT)"
+    );
+    let file = backing(16);
+    let mem = PhysicalMemory::open_path(file.path()).unwrap();
+    assert_eq!(
+        mem.map(0, 0).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        mem.map(u64::MAX - 2, 8).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}

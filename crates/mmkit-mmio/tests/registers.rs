@@ -1,0 +1,160 @@
+//! Typed registers: access markers, bit fields, side effects, layout checks (host).
+
+use mmkit_mmio::{
+    bitfields, register_block, DeviceModel, ErrorKind, FakeRegisters, ReadOnly, ReadWrite,
+    Registers, SideEffects, Store, Width, WriteOnly,
+};
+
+bitfields! {
+    /// Control.
+    pub struct Control(u16) {
+        /// Enable.
+        ENABLE: 0;
+        /// Mode, bits 4-6.
+        MODE: 4..=6;
+        /// Top bit.
+        TOP: 15;
+    }
+}
+
+register_block! {
+    /// A block with every kind of register.
+    pub struct Block {
+        /// Pure read-only.
+        0x0 => id: ReadOnly<u32>,
+        /// A FIFO whose reads pop.
+        0x4 => fifo: ReadOnly<u32, SideEffects>,
+        /// 16-bit control with fields.
+        0x8 => control: ReadWrite<Control>,
+        /// Byte-wide write-only doorbell.
+        0xa => doorbell: WriteOnly<u8>,
+        /// 64-bit counter.
+        0x10 => counter: ReadWrite<u64>,
+        /// Read-write with read side effects (read-to-clear status).
+        0x18 => events: ReadWrite<u32, SideEffects>,
+    }
+}
+
+/// Counts reads of the FIFO and the events register; each FIFO read returns the next number.
+#[derive(Default)]
+struct Fifo {
+    next: u32,
+}
+
+impl DeviceModel for Fifo {
+    fn read(&mut self, store: &mut Store, offset: usize, width: Width) -> u64 {
+        match offset {
+            0x4 => {
+                self.next += 1;
+                u64::from(self.next)
+            }
+            0x18 => {
+                let v = store.get(0x18, width);
+                store.set(0x18, width, 0);
+                v
+            }
+            _ => store.get(offset, width),
+        }
+    }
+}
+
+#[test]
+fn fields_get_set_modify() {
+    let block = Block::new(FakeRegisters::new(0x20)).unwrap();
+    block.control().set(Control::MODE, 5).unwrap();
+    block.control().set(Control::ENABLE, 1).unwrap();
+    assert_eq!(block.registers().read_u16(0x8).unwrap(), 0x51);
+    assert_eq!(block.control().get(Control::MODE).unwrap(), 5);
+    block
+        .control()
+        .modify(|c| c.with(Control::MODE, 2).with(Control::TOP, 1))
+        .unwrap();
+    let c = block.control().read().unwrap();
+    assert_eq!(
+        (
+            c.get(Control::ENABLE),
+            c.get(Control::MODE),
+            c.get(Control::TOP)
+        ),
+        (1, 2, 1)
+    );
+    assert_eq!(c.0, 0x8021);
+    // A value wider than the field is refused, not truncated into neighbours.
+    let err = block.control().set(Control::MODE, 8).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(block.control().read().unwrap().0, 0x8021);
+    // Writes are exactly the register's width.
+    block.doorbell().write(0xff).unwrap();
+    assert_eq!(block.registers().read_u8(0xa).unwrap(), 0xff);
+    assert_eq!(block.registers().read_u16(0x8).unwrap(), 0x8021);
+    block.counter().write(u64::MAX - 1).unwrap();
+    assert_eq!(block.counter().read().unwrap(), u64::MAX - 1);
+}
+
+#[test]
+fn side_effect_reads_happen_only_when_asked() {
+    let fake = FakeRegisters::with_model(0x20, Fifo::default());
+    let block = Block::new(&fake).unwrap();
+    assert_eq!(block.fifo().read().unwrap(), 1);
+    assert_eq!(block.fifo().read().unwrap(), 2);
+    // dump skips the FIFO, the events register and the write-only doorbell.
+    let dumped: Vec<_> = block
+        .dump()
+        .unwrap()
+        .iter()
+        .map(|d| (d.info.name, d.info.width))
+        .collect();
+    assert_eq!(
+        dumped,
+        [
+            ("id", Width::W32),
+            ("control", Width::W16),
+            ("counter", Width::W64)
+        ]
+    );
+    assert_eq!(
+        block.fifo().read().unwrap(),
+        3,
+        "dump must not have popped the FIFO"
+    );
+    fake.write_u32(0x18, 0x5).unwrap();
+    block.dump().unwrap();
+    assert_eq!(
+        block.events().read().unwrap(),
+        0x5,
+        "dump must not have cleared the events"
+    );
+    assert_eq!(block.events().read().unwrap(), 0);
+}
+
+#[test]
+fn layout_is_listed_and_checked() {
+    let layout = Block::<FakeRegisters>::LAYOUT;
+    assert_eq!(layout.len(), 6);
+    let fifo = layout.iter().find(|r| r.name == "fifo").unwrap();
+    assert!(fifo.readable && !fifo.writable && fifo.read_side_effects);
+    let doorbell = layout.iter().find(|r| r.name == "doorbell").unwrap();
+    assert_eq!(
+        (doorbell.offset, doorbell.width, doorbell.readable),
+        (0xa, Width::W8, false)
+    );
+    // 0x18 + 4 = 0x1c bytes needed.
+    assert!(Block::new(FakeRegisters::new(0x1c)).is_ok());
+    let err = Block::new(FakeRegisters::new(0x1b)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds);
+    assert!(err.to_string().contains("Block::events"), "{err}");
+}
+
+register_block! {
+    /// A misaligned layout: a 32-bit register at 0x2.
+    pub struct Misaligned {
+        /// Bad.
+        0x2 => bad: ReadOnly<u32>,
+    }
+}
+
+#[test]
+fn misaligned_layouts_are_refused() {
+    let err = Misaligned::new(FakeRegisters::new(0x10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Misaligned);
+}
