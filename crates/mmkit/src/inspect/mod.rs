@@ -4,7 +4,7 @@
 //!
 //! | question | functions | kernel source |
 //! |---|---|---|
-//! | which pages of a file are in the page cache? | [`residency`], [`residency_of`], [`cachestat`] | `mincore(2)` on a read-only window map, `cachestat(2)` |
+//! | which pages of a file are in the page cache? | [`residency`], [`residency_of_mapping`], [`cachestat`] | `mincore(2)` on a read-only window map, `cachestat(2)` |
 //! | bring a file in, push it out, keep it in | [`touch`], [`touch_files`], [`evict`], [`lock`] | `MADV_POPULATE_READ`, `POSIX_FADV_DONTNEED`, `mlock(2)` |
 //! | which mappings does a process hold, and what do they cost? | [`maps`], [`smaps`], [`smaps_rollup`] | `/proc/<pid>/maps`, `smaps`, `smaps_rollup` |
 //!
@@ -40,7 +40,7 @@ pub use maps::{
     Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup,
 };
 pub use process::{maps, smaps, smaps_rollup};
-pub use residency::{residency, residency_of, residency_of_file, PageBitmap, Residency};
+pub use residency::{residency, residency_of_file, residency_of_mapping, PageBitmap, Residency};
 pub use touch::{
     block_termination_signals, evict, lock, touch, touch_files, wait_for_termination_signal,
     LockedFile, TouchOptions,

@@ -160,18 +160,25 @@ pub fn residency_of_file(file: &File) -> Result<Residency> {
     Ok(Residency { page_size: page, len, resident, bitmap })
 }
 
-/// Residency of the pages of a mapping of this process, `[addr, addr + len)`.
+/// Residency of the pages spanned by a mapping of this process, in the same form as a file's.
 ///
-/// `addr` must be page-aligned and the whole range mapped (`ENOMEM` otherwise).
-pub fn residency_of(addr: usize, len: usize) -> Result<Residency> {
+/// ([`Mapping::residency`](crate::Mapping::residency) answers the same question for a byte
+/// range, as one `bool` per page.) An empty mapping has 0 pages.
+pub fn residency_of_mapping(map: &crate::Mapping) -> Result<Residency> {
     let page = crate::page::page_size();
-    let pages = len.div_ceil(page);
+    if map.is_empty() {
+        return Ok(Residency { page_size: page as u64, len: 0, resident: 0, bitmap: PageBitmap::new(0) });
+    }
+    let addr = map.as_ptr() as usize;
+    let start = addr - addr % page;
+    let span = (addr + map.len()).div_ceil(page) * page - start;
+    let pages = span / page;
     let mut vec = vec![0u8; pages];
-    crate::sys::inspect::mincore(addr, len, &mut vec)
-        .map_err(|e| Error::os("mincore", e).with_addr(addr).with_range(0, len as u64))?;
+    crate::sys::inspect::mincore(start, span, &mut vec)
+        .map_err(|e| Error::os("mincore", e).with_addr(start).with_range(0, map.len() as u64))?;
     let mut bitmap = PageBitmap::new(pages as u64);
     let resident = bitmap.fill_from_mincore(0, &vec);
-    Ok(Residency { page_size: page as u64, len: len as u64, resident, bitmap })
+    Ok(Residency { page_size: page as u64, len: map.len() as u64, resident, bitmap })
 }
 
 /// Opens `path` read-only, with the path in the error.
