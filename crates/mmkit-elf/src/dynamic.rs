@@ -38,7 +38,6 @@ pub(crate) struct Sym {
     pub other: u8,
     pub shndx: u16,
     pub value: u64,
-    pub size: u64,
 }
 
 impl Sym {
@@ -102,7 +101,6 @@ pub(crate) struct Dynamic {
     pub fini: Option<u64>,
     pub fini_array: Option<(u64, u64)>,
     pub textrel: bool,
-    pub bind_now: bool,
 }
 
 impl Dynamic {
@@ -112,13 +110,19 @@ impl Dynamic {
             .strtab
             .get(off as usize..)
             .ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
-        let end = bytes.iter().position(|&b| b == 0).ok_or_else(|| bad("unterminated string".into()))?;
+        let end = bytes
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| bad("unterminated string".into()))?;
         std::str::from_utf8(&bytes[..end]).map_err(|_| bad("string is not UTF-8".into()))
     }
 
     /// Name of symbol `index`.
     pub fn sym_name(&self, index: u32) -> Result<&str> {
-        let sym = self.syms.get(index as usize).ok_or_else(|| bad(format!("symbol {index} out of range")))?;
+        let sym = self
+            .syms
+            .get(index as usize)
+            .ok_or_else(|| bad(format!("symbol {index} out of range")))?;
         self.str_at(sym.name)
     }
 
@@ -136,7 +140,6 @@ impl Dynamic {
         let mut tags: HashMap<u32, u64> = HashMap::new();
         let mut needed_offs = Vec::new();
         let mut flags = 0u64;
-        let mut flags1 = 0u64;
         for d in entries {
             let tag = d.d_tag.get(LE) as u32;
             let val = d.d_val.get(LE);
@@ -144,7 +147,6 @@ impl Dynamic {
                 elf::DT_NULL => break,
                 elf::DT_NEEDED => needed_offs.push(val),
                 elf::DT_FLAGS => flags = val,
-                elf::DT_FLAGS_1 => flags1 = val,
                 _ => {
                     tags.insert(tag, val);
                 }
@@ -153,9 +155,6 @@ impl Dynamic {
         let get = |t: u32| tags.get(&t).copied();
         let mut dy = Dynamic {
             textrel: get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0,
-            bind_now: get(elf::DT_BIND_NOW).is_some()
-                || flags & u64::from(elf::DF_BIND_NOW) != 0
-                || flags1 & u64::from(elf::DF_1_NOW) != 0,
             ..Dynamic::default()
         };
         if dy.textrel {
@@ -179,7 +178,12 @@ impl Dynamic {
             dy.soname = Some(dy.str_at(off as u32)?.to_owned());
         }
         if let Some(off) = get(elf::DT_RUNPATH).or(get(elf::DT_RPATH)) {
-            dy.runpath = dy.str_at(off as u32)?.split(':').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            dy.runpath = dy
+                .str_at(off as u32)?
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         // Hash tables tell how many symbols there are.
         if let Some(addr) = get(elf::DT_GNU_HASH) {
@@ -198,7 +202,10 @@ impl Dynamic {
             if syment != 24 {
                 return Err(bad(format!("DT_SYMENT is {syment}, expected 24")));
             }
-            let len = nsyms.checked_mul(24).filter(|&l| l <= MAX_TABLE).ok_or_else(|| bad("symbol table too large".into()))?;
+            let len = nsyms
+                .checked_mul(24)
+                .filter(|&l| l <= MAX_TABLE)
+                .ok_or_else(|| bad("symbol table too large".into()))?;
             let raw = image.read(symtab, len)?;
             let (syms, _) = pod::slice_from_bytes::<elf::Sym64<LE>>(&raw, nsyms as usize)
                 .map_err(|()| bad("unreadable symbol table".into()))?;
@@ -210,13 +217,15 @@ impl Dynamic {
                     other: s.st_other,
                     shndx: s.st_shndx.get(LE),
                     value: s.st_value.get(LE),
-                    size: s.st_size.get(LE),
                 })
                 .collect();
         }
         if let Some(addr) = get(elf::DT_VERSYM) {
             let raw = image.read(addr, nsyms * 2)?;
-            dy.versym = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            dy.versym = raw
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
         }
         if let (Some(addr), Some(num)) = (get(elf::DT_VERDEF), get(elf::DT_VERDEFNUM)) {
             read_verdef(image, &mut dy, addr, num)?;
@@ -250,7 +259,10 @@ impl Dynamic {
                 return Err(bad(format!("DT_RELRSZ {size:#x}")));
             }
             let raw = image.read(addr, size)?;
-            dy.relr = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+            dy.relr = raw
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
         }
         dy.init = get(elf::DT_INIT);
         dy.fini = get(elf::DT_FINI);
@@ -298,7 +310,10 @@ fn read_rela(image: &Image, addr: u64, size: u64) -> Result<Vec<Rela>> {
 }
 
 fn u32s(bytes: &[u8]) -> Vec<u32> {
-    bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn read_sysv_hash(image: &Image, addr: u64) -> Result<SysvHash> {
@@ -344,20 +359,30 @@ fn read_gnu_hash(image: &Image, addr: u64) -> Result<GnuHash> {
     }
     let chains = u32s(&image.read(chains_at, nchains * 4)?);
     if bloom_size == 0 || !bloom_size.is_power_of_two() {
-        return Err(bad(format!("DT_GNU_HASH bloom size {bloom_size} is not a power of two")));
+        return Err(bad(format!(
+            "DT_GNU_HASH bloom size {bloom_size} is not a power of two"
+        )));
     }
-    Ok(GnuHash { symoffset, bloom_shift, bloom, buckets, chains })
+    Ok(GnuHash {
+        symoffset,
+        bloom_shift,
+        bloom,
+        buckets,
+        chains,
+    })
 }
 
 fn read_verdef(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
     let mut at = addr;
     for _ in 0..num.min(65535) {
         let raw = image.read(at, 20)?;
-        let (vd, _) = pod::from_bytes::<elf::Verdef<LE>>(&raw).map_err(|()| bad("verdef".into()))?;
+        let (vd, _) =
+            pod::from_bytes::<elf::Verdef<LE>>(&raw).map_err(|()| bad("verdef".into()))?;
         let idx = vd.vd_ndx.get(LE);
         let aux = vd.vd_aux.get(LE);
         let raw = image.read(at + u64::from(aux), 8)?;
-        let (va, _) = pod::from_bytes::<elf::Verdaux<LE>>(&raw).map_err(|()| bad("verdaux".into()))?;
+        let (va, _) =
+            pod::from_bytes::<elf::Verdaux<LE>>(&raw).map_err(|()| bad("verdaux".into()))?;
         let name = dy.str_at(va.vda_name.get(LE))?.to_owned();
         if vd.vd_flags.get(LE) & elf::VER_FLG_BASE == 0 {
             dy.versions.insert(idx, Version { name, file: None });
@@ -375,14 +400,22 @@ fn read_verneed(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<
     let mut at = addr;
     for _ in 0..num.min(65535) {
         let raw = image.read(at, 16)?;
-        let (vn, _) = pod::from_bytes::<elf::Verneed<LE>>(&raw).map_err(|()| bad("verneed".into()))?;
+        let (vn, _) =
+            pod::from_bytes::<elf::Verneed<LE>>(&raw).map_err(|()| bad("verneed".into()))?;
         let file = dy.str_at(vn.vn_file.get(LE))?.to_owned();
         let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
         for _ in 0..vn.vn_cnt.get(LE) {
             let raw = image.read(aux_at, 16)?;
-            let (va, _) = pod::from_bytes::<elf::Vernaux<LE>>(&raw).map_err(|()| bad("vernaux".into()))?;
+            let (va, _) =
+                pod::from_bytes::<elf::Vernaux<LE>>(&raw).map_err(|()| bad("vernaux".into()))?;
             let name = dy.str_at(va.vna_name.get(LE))?.to_owned();
-            dy.versions.insert(va.vna_other.get(LE), Version { name, file: Some(file.clone()) });
+            dy.versions.insert(
+                va.vna_other.get(LE),
+                Version {
+                    name,
+                    file: Some(file.clone()),
+                },
+            );
             let next = va.vna_next.get(LE);
             if next == 0 {
                 break;

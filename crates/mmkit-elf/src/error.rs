@@ -83,7 +83,14 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, op: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }
+        Error {
+            kind,
+            op: op.into(),
+            path: None,
+            range: None,
+            errno: None,
+            detail: detail.into(),
+        }
     }
 
     pub(crate) fn io(op: impl Into<String>, errno: rustix::io::Errno) -> Self {

@@ -10,11 +10,11 @@
 //! module): everything that touches the loaded image's memory goes through [`Image`], whose
 //! accessors are bounds-checked against the mapped segments.
 
+use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Plan, Protection};
-use crate::source::{OpenSource, Source};
-use crate::dynamic::Dynamic;
 use crate::relocate::Target;
+use crate::source::{OpenSource, Source};
 use crate::Library;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use std::ffi::c_void;
@@ -117,7 +117,9 @@ impl Image {
                         .with_range(offset, seg.map_file_len)
                         .with_path(src.label())
                 })?;
-                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
+                image
+                    .ranges
+                    .push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
             }
             if seg.zero_len > 0 {
                 let at = image.addr(seg.vaddr + seg.file_size);
@@ -147,14 +149,22 @@ impl Image {
                 let vma_name = format!("mmkit .bss {name}");
                 let vma_name: String = vma_name
                     .chars()
-                    .map(|c| if c.is_ascii_graphic() && !"[]\\`$".contains(c) { c } else { '_' })
+                    .map(|c| {
+                        if c.is_ascii_graphic() && !"[]\\`$".contains(c) {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
                     .take(79)
                     .collect();
                 if let Ok(cname) = std::ffi::CString::new(vma_name) {
                     // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL: the name is optional.
                     let _ = rustix::process::set_virtual_memory_region_name(region, Some(&cname));
                 }
-                image.ranges.push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
+                image
+                    .ranges
+                    .push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
             }
         }
         Ok(image)
@@ -207,7 +217,11 @@ impl Image {
         let mut out = vec![0u8; len as usize];
         // SAFETY: checked above to lie in readable pages of this image (type contract).
         unsafe {
-            std::ptr::copy_nonoverlapping(self.addr(vaddr) as *const u8, out.as_mut_ptr(), out.len())
+            std::ptr::copy_nonoverlapping(
+                self.addr(vaddr) as *const u8,
+                out.as_mut_ptr(),
+                out.len(),
+            )
         };
         Ok(out)
     }
@@ -217,24 +231,6 @@ impl Image {
         self.check("read", vaddr, 8, false)?;
         // SAFETY: checked above (type contract); unaligned reads are allowed.
         Ok(unsafe { std::ptr::read_unaligned(self.addr(vaddr) as *const u64) })
-    }
-
-    /// Reads a NUL-terminated string at link-time address `vaddr` (at most `max` bytes).
-    pub(crate) fn read_cstr(&self, vaddr: u64, max: u64) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut at = vaddr;
-        while (out.len() as u64) < max {
-            self.check("read string", at, 1, false)?;
-            // SAFETY: checked above (type contract).
-            let b = unsafe { std::ptr::read(self.addr(at) as *const u8) };
-            if b == 0 {
-                return Ok(out);
-            }
-            out.push(b);
-            at += 1;
-        }
-        Err(Error::new(ErrorKind::BadDynamic, "read string", "unterminated string")
-            .with_range(vaddr, max))
     }
 
     /// Writes a u64 at link-time address `vaddr` (relocation); only before [`Self::protect_relro`].
@@ -256,11 +252,17 @@ impl Image {
     /// Makes the RELRO pages read-only and forbids further writes.
     pub(crate) fn protect_relro(&mut self, plan: &Plan) -> Result<()> {
         self.writes_done = true;
-        let Some((start, len)) = plan.relro else { return Ok(()) };
+        let Some((start, len)) = plan.relro else {
+            return Ok(());
+        };
         let addr = self.addr(start);
         if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
-            return Err(Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span")
-                .with_range(start, len));
+            return Err(Error::new(
+                ErrorKind::BadDynamic,
+                "mprotect (RELRO)",
+                "outside the span",
+            )
+            .with_range(start, len));
         }
         // SAFETY: the RELRO range lies inside our reservation; making pages read-only cannot
         // break Rust aliasing, and the loader holds no references into them.
@@ -280,8 +282,10 @@ impl Image {
         // page; mincore only writes `vec`.
         let rc = unsafe { libc::mincore(addr as *mut c_void, len as usize, vec.as_mut_ptr()) };
         if rc != 0 {
-            return Err(Error::io("mincore", rustix::io::Errno::from_raw_os_error(errno()))
-                .with_range(addr, len));
+            return Err(
+                Error::io("mincore", rustix::io::Errno::from_raw_os_error(errno()))
+                    .with_range(addr, len),
+            );
         }
         Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
     }
@@ -298,7 +302,11 @@ impl Image {
             return Ok(());
         }
         let link = addr.wrapping_sub(self.bias);
-        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.exec) {
+        if !self
+            .ranges
+            .iter()
+            .any(|&(s, e, p)| link >= s && link < e && p.exec)
+        {
             return Err(Error::new(
                 ErrorKind::BadDynamic,
                 "run initializer",
@@ -399,7 +407,9 @@ impl Library {
         let address = match self.find(name, crate::symbols::Want::Default) {
             Some(Target::Addr(a)) => a,
             // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
-            Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
+            Some(Target::Ifunc(resolver)) => unsafe {
+                crate::relocate::call_ifunc_resolver(resolver)
+            },
             Some(Target::Tls { .. }) => {
                 return Err(self.not_found(name, "it is a thread-local variable"));
             }
@@ -408,7 +418,11 @@ impl Library {
         let raw = address as usize;
         // SAFETY: T is pointer-sized (checked above); the caller vouches T is the symbol's type.
         let value = unsafe { std::mem::transmute_copy::<usize, T>(&raw) };
-        Ok(Symbol { value, address, _lib: PhantomData })
+        Ok(Symbol {
+            value,
+            address,
+            _lib: PhantomData,
+        })
     }
 }
 

@@ -39,9 +39,15 @@ pub fn page_size() -> u64 {
 /// `page_size`-byte pages (no mapping is made).
 pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
     let head = src.read_at(0, plan::EHDR_SIZE.min(src.len()))?;
-    let need = plan::headers_len(&head).unwrap_or(plan::EHDR_SIZE).min(src.len());
+    let need = plan::headers_len(&head)
+        .unwrap_or(plan::EHDR_SIZE)
+        .min(src.len());
     let need = need.min(plan::EHDR_SIZE + plan::MAX_PHNUM * plan::PHDR_SIZE + (1 << 20));
-    let bytes = if need > head.len() as u64 { src.read_at(0, need)? } else { head };
+    let bytes = if need > head.len() as u64 {
+        src.read_at(0, need)?
+    } else {
+        head
+    };
     Plan::new(&bytes, src.len(), page_size).map_err(|e| e.with_path(src.label()))
 }
 
@@ -54,7 +60,7 @@ pub fn plan(source: &Source, page_size: u64) -> Result<Plan> {
 /// A dependency: loaded by mmkit, or already loaded by glibc.
 #[derive(Debug)]
 enum Dependency {
-    Mmkit(Library),
+    Mmkit(Box<Library>),
     System(SystemLibrary),
 }
 
@@ -132,11 +138,19 @@ impl Library {
         let dynamic = Dynamic::read(&image, &plan).map_err(|e| e.with_path(&label))?;
         let tls = match &plan.tls {
             Some(t) => {
-                let init = image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
-                Some(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
-                    Error::new(ErrorKind::BadDynamic, "register TLS", "bad PT_TLS size or alignment")
+                let init = image
+                    .read(t.vaddr, t.file_size)
+                    .map_err(|e| e.with_path(&label))?;
+                Some(
+                    TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::BadDynamic,
+                            "register TLS",
+                            "bad PT_TLS size or alignment",
+                        )
                         .with_path(&label)
-                })?)
+                    })?,
+                )
             }
             None => None,
         };
@@ -164,10 +178,17 @@ impl Library {
                 cache.insert(index, t);
                 Ok(t)
             };
-            crate::executor::relocate_image(&lib.image, &lib.dynamic, &mut resolve, lib.tls.as_ref().map(TlsModule::id))
+            crate::executor::relocate_image(
+                &lib.image,
+                &lib.dynamic,
+                &mut resolve,
+                lib.tls.as_ref().map(TlsModule::id),
+            )
         };
         result.map_err(|e| e.with_path(&lib.label))?;
-        lib.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
+        lib.image
+            .protect_relro(&lib.plan)
+            .map_err(|e| e.with_path(&lib.label))?;
         lib.initialized = true;
         crate::executor::run_initializers(&lib).map_err(|e| e.with_path(&lib.label))?;
         Ok(lib)
@@ -191,10 +212,14 @@ impl Library {
             let dep_source = self.find_dependency(&name, source, src)?;
             let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
                 let msg = format!("{e}");
-                Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)
-                    .with_path(&self.label)
+                Error::new(
+                    ErrorKind::DependencyNotFound,
+                    format!("load dependency {name}"),
+                    msg,
+                )
+                .with_path(&self.label)
             })?;
-            self.deps.push(Dependency::Mmkit(dep));
+            self.deps.push(Dependency::Mmkit(Box::new(dep)));
         }
         Ok(())
     }
@@ -207,7 +232,11 @@ impl Library {
         }
         if let Source::ZipEntry { archive, entry } = source {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let candidate = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+            let candidate = if dir.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{dir}/{name}")
+            };
             let s = Source::zip_entry(archive.clone(), candidate);
             match s.open(page_size()) {
                 Ok(_) => return Ok(s),
@@ -219,7 +248,10 @@ impl Library {
         let mut dirs: Vec<PathBuf> = Vec::new();
         dirs.extend(origin.clone());
         for rp in &self.dynamic.runpath {
-            let o = origin.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            let o = origin
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             dirs.push(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into());
         }
         if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
@@ -237,7 +269,10 @@ impl Library {
             format!("find dependency {name}"),
             format!(
                 "not loaded and not found in {}",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
             ),
         )
         .with_path(&self.label))
@@ -246,7 +281,10 @@ impl Library {
     /// What this library's own definition `sym` binds to.
     fn own_target(&self, sym: &Sym) -> Target {
         match sym.kind() {
-            elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, TlsModule::id), offset: sym.value },
+            elf::STT_TLS => Target::Tls {
+                module: self.tls.as_ref().map_or(0, TlsModule::id),
+                offset: sym.value,
+            },
             elf::STT_GNU_IFUNC => Target::Ifunc(self.image.addr(sym.value)),
             _ if sym.shndx == elf::SHN_ABS => Target::Addr(sym.value),
             _ => Target::Addr(self.image.addr(sym.value)),
@@ -274,16 +312,22 @@ impl Library {
     fn resolve(&self, index: u32) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = *dy.syms.get(index as usize).ok_or_else(|| {
-            Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
+            Error::new(
+                ErrorKind::BadDynamic,
+                "relocate",
+                format!("symbol index {index} out of range"),
+            )
         })?;
         let name = dy.sym_name(index)?;
         if sym.is_defined()
-            && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
+            && (sym.bind() == elf::STB_LOCAL
+                || sym.visibility() == elf::STV_PROTECTED
+                || sym.kind() == elf::STT_TLS)
         {
             return Ok(self.own_target(&sym));
         }
         if name == "__tls_get_addr" {
-            return Ok(Target::Addr(tls::tls_get_addr as usize as u64));
+            return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
         }
         let version = dy.version_of(index).map(|(v, _)| v.name.as_str());
         let want = version.map_or(Want::Default, Want::Exact);
@@ -305,7 +349,14 @@ impl Library {
             return Ok(Target::Addr(0));
         }
         let ver = match dy.version_of(index) {
-            Some((v, _)) => format!(" version {}{}", v.name, v.file.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default()),
+            Some((v, _)) => format!(
+                " version {}{}",
+                v.name,
+                v.file
+                    .as_ref()
+                    .map(|f| format!(" (from {f})"))
+                    .unwrap_or_default()
+            ),
             None => String::new(),
         };
         Err(Error::new(
@@ -364,7 +415,7 @@ impl Library {
     /// Dependencies loaded by mmkit.
     pub fn loaded_dependencies(&self) -> impl Iterator<Item = &Library> {
         self.deps.iter().filter_map(|d| match d {
-            Dependency::Mmkit(l) => Some(l),
+            Dependency::Mmkit(l) => Some(&**l),
             Dependency::System(_) => None,
         })
     }
@@ -374,14 +425,21 @@ impl Library {
     pub fn address_of(&self, name: &str) -> Result<u64> {
         match self.find(name, Want::Default) {
             Some(Target::Addr(a)) => Ok(a),
-            Some(Target::Ifunc(_)) => Err(self.not_found(name, "it is an IFUNC; use Library::symbol")),
+            Some(Target::Ifunc(_)) => {
+                Err(self.not_found(name, "it is an IFUNC; use Library::symbol"))
+            }
             Some(Target::Tls { .. }) => Err(self.not_found(name, "it is a thread-local variable")),
             None => Err(self.not_found(name, "no such exported symbol")),
         }
     }
 
     pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
-        Error::new(ErrorKind::SymbolNotFound, format!("symbol lookup of `{name}`"), why).with_path(&self.label)
+        Error::new(
+            ErrorKind::SymbolNotFound,
+            format!("symbol lookup of `{name}`"),
+            why,
+        )
+        .with_path(&self.label)
     }
 
     pub(crate) fn dynamic(&self) -> &Dynamic {
@@ -411,36 +469,39 @@ impl Library {
         let page = plan.page_size;
         let relro = plan.relro.map(|(s, l)| (s, s + l));
         let mut out: Vec<Mapping> = Vec::new();
-        let mut push = |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
-            // Split at the RELRO boundaries.
-            let mut cuts = vec![start, end];
-            if let Some((rs, re)) = relro {
-                for c in [rs, re] {
-                    if c > start && c < end {
-                        cuts.push(c);
+        let mut push =
+            |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
+                // Split at the RELRO boundaries.
+                let mut cuts = vec![start, end];
+                if let Some((rs, re)) = relro {
+                    for c in [rs, re] {
+                        if c > start && c < end {
+                            cuts.push(c);
+                        }
                     }
                 }
-            }
-            cuts.sort_unstable();
-            for w in cuts.windows(2) {
-                let (s, e) = (w[0], w[1]);
-                let in_relro = relro.is_some_and(|(rs, re)| s >= rs && e <= re);
-                let (prot, kind) = match (in_relro, kind) {
-                    (true, MappingKind::Segment { phdr_index }) => (Protection::READ, MappingKind::Relro { phdr_index }),
-                    (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
-                    _ => (prot, kind),
-                };
-                out.push(Mapping {
-                    start: self.image.addr(s),
-                    len: e - s,
-                    prot,
-                    kind,
-                    file_offset: off.map(|o| o + (s - start)),
-                    pages: (e - s) / page,
-                    resident_pages: 0,
-                });
-            }
-        };
+                cuts.sort_unstable();
+                for w in cuts.windows(2) {
+                    let (s, e) = (w[0], w[1]);
+                    let in_relro = relro.is_some_and(|(rs, re)| s >= rs && e <= re);
+                    let (prot, kind) = match (in_relro, kind) {
+                        (true, MappingKind::Segment { phdr_index }) => {
+                            (Protection::READ, MappingKind::Relro { phdr_index })
+                        }
+                        (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
+                        _ => (prot, kind),
+                    };
+                    out.push(Mapping {
+                        start: self.image.addr(s),
+                        len: e - s,
+                        prot,
+                        kind,
+                        file_offset: off.map(|o| o + (s - start)),
+                        pages: (e - s) / page,
+                        resident_pages: 0,
+                    });
+                }
+            };
         let mut prev_end: Option<u64> = None;
         for seg in &plan.segments {
             if let Some(pe) = prev_end {
@@ -453,12 +514,22 @@ impl Library {
                     seg.map_vaddr,
                     seg.map_vaddr + seg.map_file_len,
                     seg.prot,
-                    MappingKind::Segment { phdr_index: seg.phdr_index },
+                    MappingKind::Segment {
+                        phdr_index: seg.phdr_index,
+                    },
                     Some(self.source_offset + seg.map_offset),
                 );
             }
             if seg.bss_len > 0 {
-                push(seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot, MappingKind::Bss { phdr_index: seg.phdr_index }, None);
+                push(
+                    seg.bss_vaddr,
+                    seg.bss_vaddr + seg.bss_len,
+                    seg.prot,
+                    MappingKind::Bss {
+                        phdr_index: seg.phdr_index,
+                    },
+                    None,
+                );
             }
             prev_end = Some(seg.map_end());
         }
@@ -485,7 +556,10 @@ impl Library {
                 at = l.end;
                 let perms = format!("{}p", m.prot.rwx());
                 if l.perms != perms {
-                    problems.push(format!("{:#x}-{:#x}: {} where {perms} was planned ({:?})", l.start, l.end, l.perms, m.kind));
+                    problems.push(format!(
+                        "{:#x}-{:#x}: {} where {perms} was planned ({:?})",
+                        l.start, l.end, l.perms, m.kind
+                    ));
                 }
                 match m.file_offset {
                     Some(off) => {
@@ -495,12 +569,17 @@ impl Library {
                         if l.inode != ino || l.dev != want_dev {
                             problems.push(format!("{:#x}-{:#x}: maps inode {} dev {:x}:{:x}, expected {ino} {:x}:{:x}", l.start, l.end, l.inode, l.dev.0, l.dev.1, want_dev.0, want_dev.1));
                         } else if got_off != want_off {
-                            problems.push(format!("{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"));
+                            problems.push(format!(
+                                "{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"
+                            ));
                         }
                     }
                     None => {
                         if l.inode != 0 {
-                            problems.push(format!("{:#x}-{:#x}: expected anonymous memory, found inode {}", l.start, l.end, l.inode));
+                            problems.push(format!(
+                                "{:#x}-{:#x}: expected anonymous memory, found inode {}",
+                                l.start, l.end, l.inode
+                            ));
                         }
                     }
                 }
@@ -513,9 +592,13 @@ impl Library {
             Ok(())
         } else {
             let (s, l) = self.span();
-            Err(Error::new(ErrorKind::VerifyFailed, "verify against /proc/self/maps", problems.join("; "))
-                .with_range(s, l)
-                .with_path(&self.label))
+            Err(Error::new(
+                ErrorKind::VerifyFailed,
+                "verify against /proc/self/maps",
+                problems.join("; "),
+            )
+            .with_range(s, l)
+            .with_path(&self.label))
         }
     }
 }
@@ -529,7 +612,9 @@ impl Drop for Library {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// One line of `/proc/self/maps`.
@@ -556,7 +641,10 @@ impl MapsLine {
             end: u64::from_str_radix(e, 16).ok()?,
             perms,
             offset,
-            dev: (u32::from_str_radix(ma, 16).ok()?, u32::from_str_radix(mi, 16).ok()?),
+            dev: (
+                u32::from_str_radix(ma, 16).ok()?,
+                u32::from_str_radix(mi, 16).ok()?,
+            ),
             inode,
         })
     }

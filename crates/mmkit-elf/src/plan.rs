@@ -31,9 +31,17 @@ pub struct Protection {
 
 impl Protection {
     /// No access (`PROT_NONE`): the reservation between segments.
-    pub const NONE: Protection = Protection { read: false, write: false, exec: false };
+    pub const NONE: Protection = Protection {
+        read: false,
+        write: false,
+        exec: false,
+    };
     /// Read-only (`PROT_READ`): RELRO after relocation.
-    pub const READ: Protection = Protection { read: true, write: false, exec: false };
+    pub const READ: Protection = Protection {
+        read: true,
+        write: false,
+        exec: false,
+    };
 
     /// From `p_flags`.
     pub fn from_flags(p_flags: u32) -> Self {
@@ -158,7 +166,9 @@ pub fn headers_len(ehdr: &[u8]) -> Option<u64> {
     let phoff = hdr.e_phoff.get(LE);
     let phnum = u64::from(hdr.e_phnum.get(LE));
     let phentsize = u64::from(hdr.e_phentsize.get(LE));
-    phoff.checked_add(phnum.checked_mul(phentsize)?).map(|end| end.max(EHDR_SIZE))
+    phoff
+        .checked_add(phnum.checked_mul(phentsize)?)
+        .map(|end| end.max(EHDR_SIZE))
 }
 
 impl Plan {
@@ -183,7 +193,10 @@ impl Plan {
         if bytes[..4] != elf::ELFMAG {
             return Err(plan_err(
                 ErrorKind::BadMagic,
-                format!("bad magic {:02x?}, expected 7f 45 4c 46 (\\x7fELF)", &bytes[..4]),
+                format!(
+                    "bad magic {:02x?}, expected 7f 45 4c 46 (\\x7fELF)",
+                    &bytes[..4]
+                ),
             )
             .with_range(0, 4));
         }
@@ -211,8 +224,7 @@ impl Plan {
             )
             .with_range(5, 1));
         }
-        if ident.version != elf::EV_CURRENT || hdr.e_version.get(LE) != u32::from(elf::EV_CURRENT)
-        {
+        if ident.version != elf::EV_CURRENT || hdr.e_version.get(LE) != u32::from(elf::EV_CURRENT) {
             return Err(plan_err(
                 ErrorKind::BadVersion,
                 format!("ELF version is {}, expected EV_CURRENT (1)", ident.version),
@@ -259,7 +271,9 @@ impl Plan {
             .with_range(56, 2));
         }
         let table_len = phnum * PHDR_SIZE;
-        let table_end = phoff.checked_add(table_len).filter(|&end| end <= source_len);
+        let table_end = phoff
+            .checked_add(table_len)
+            .filter(|&end| end <= source_len);
         let Some(table_end) = table_end else {
             return Err(plan_err(
                 ErrorKind::BadProgramHeaders,
@@ -377,12 +391,13 @@ impl Plan {
                     ),
                 )));
             }
-            if offset.checked_add(filesz).is_none_or(|end| end > source_len) {
+            if offset
+                .checked_add(filesz)
+                .map_or(true, |end| end > source_len)
+            {
                 return Err(range(plan_err(
                     ErrorKind::SegmentOutsideSource,
-                    format!(
-                        "segment {i}: file range lies outside the {source_len:#x}-byte source"
-                    ),
+                    format!("segment {i}: file range lies outside the {source_len:#x}-byte source"),
                 )));
             }
             if filesz > memsz {
@@ -404,16 +419,27 @@ impl Plan {
                 ))
             };
             // Keep every address below 2^47 - so bias arithmetic never overflows.
-            let mem_end = vaddr.checked_add(memsz).filter(|&e| e < 1 << 47).ok_or_else(overflow)?;
+            let mem_end = vaddr
+                .checked_add(memsz)
+                .filter(|&e| e < 1 << 47)
+                .ok_or_else(overflow)?;
             let map_vaddr = down(vaddr, page);
             let map_offset = down(offset, page);
             let file_end = vaddr + filesz;
             let file_page_end = up(file_end, page).ok_or_else(overflow)?;
             let mem_page_end = up(mem_end, page).ok_or_else(overflow)?;
-            let map_file_len = if filesz == 0 { 0 } else { file_page_end - map_vaddr };
+            let map_file_len = if filesz == 0 {
+                0
+            } else {
+                file_page_end - map_vaddr
+            };
             // Where anonymous pages begin: after the file pages, or at the first page when the
             // segment has no file data.
-            let bss_vaddr = if filesz == 0 { map_vaddr } else { file_page_end };
+            let bss_vaddr = if filesz == 0 {
+                map_vaddr
+            } else {
+                file_page_end
+            };
             // Like glibc and bionic: when a writable segment has .bss, the file page holding the
             // end of its data is zeroed from there to the end of the page.
             let zero_len = if prot.write && filesz > 0 && memsz > filesz {
@@ -453,12 +479,55 @@ impl Plan {
             });
         }
         let (Some(first), Some(last)) = (plan.segments.first(), plan.segments.last()) else {
-            return Err(plan_err(ErrorKind::NoLoadSegments, "no PT_LOAD segment".into()));
+            return Err(plan_err(
+                ErrorKind::NoLoadSegments,
+                "no PT_LOAD segment".into(),
+            ));
         };
         plan.span_vaddr = first.map_vaddr;
         plan.span_len = last.map_end() - first.map_vaddr;
         if plan.span_len == 0 {
-            return Err(plan_err(ErrorKind::NoLoadSegments, "PT_LOAD segments are empty".into()));
+            return Err(plan_err(
+                ErrorKind::NoLoadSegments,
+                "PT_LOAD segments are empty".into(),
+            ));
+        }
+        // Tables the executor will touch must lie inside loaded memory.
+        let inside = |start: u64, len: u64| {
+            start.checked_add(len).is_some_and(|end| {
+                plan.segments
+                    .iter()
+                    .any(|s| start >= s.map_vaddr && end <= s.map_end())
+            })
+        };
+        if let Some((start, len)) = plan.relro {
+            if !inside(start, len) {
+                return Err(plan_err(
+                    ErrorKind::BadProgramHeaders,
+                    format!(
+                        "PT_GNU_RELRO pages {start:#x}+{len:#x} lie outside the PT_LOAD segments"
+                    ),
+                ));
+            }
+        }
+        if let Some((start, len)) = plan.dynamic {
+            if !inside(start, len) {
+                return Err(plan_err(
+                    ErrorKind::BadProgramHeaders,
+                    format!("PT_DYNAMIC {start:#x}+{len:#x} lies outside the PT_LOAD segments"),
+                ));
+            }
+        }
+        if let Some(tls) = &plan.tls {
+            if !inside(tls.vaddr, tls.file_size) {
+                return Err(plan_err(
+                    ErrorKind::BadProgramHeaders,
+                    format!(
+                        "PT_TLS image {:#x}+{:#x} lies outside the PT_LOAD segments",
+                        tls.vaddr, tls.file_size
+                    ),
+                ));
+            }
         }
         if plan.max_align > 1 << 30 {
             return Err(plan_err(
@@ -471,6 +540,8 @@ impl Plan {
 
     /// The segment whose pages contain link-time address `vaddr`.
     pub fn segment_at(&self, vaddr: u64) -> Option<&SegmentPlan> {
-        self.segments.iter().find(|s| vaddr >= s.map_vaddr && vaddr < s.map_end())
+        self.segments
+            .iter()
+            .find(|s| vaddr >= s.map_vaddr && vaddr < s.map_end())
     }
 }

@@ -6,7 +6,9 @@ use object::elf;
 
 /// The GNU hash function (`dl_new_hash`).
 pub(crate) fn gnu_hash(name: &[u8]) -> u32 {
-    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
+    name.iter().fold(5381u32, |h, &c| {
+        h.wrapping_mul(33).wrapping_add(u32::from(c))
+    })
 }
 
 /// The SysV ELF hash function.
@@ -37,7 +39,15 @@ fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> 
     if !sym.is_defined() || sym.bind() == elf::STB_LOCAL {
         return false;
     }
-    if !matches!(sym.kind(), elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE | elf::STT_TLS | elf::STT_COMMON) {
+    if !matches!(
+        sym.kind(),
+        elf::STT_FUNC
+            | elf::STT_OBJECT
+            | elf::STT_GNU_IFUNC
+            | elf::STT_NOTYPE
+            | elf::STT_TLS
+            | elf::STT_COMMON
+    ) {
         return false;
     }
     if sym.visibility() == elf::STV_HIDDEN || sym.visibility() == elf::STV_INTERNAL {
@@ -64,7 +74,9 @@ pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<u32> {
         if word & mask != mask {
             return None;
         }
-        let mut i = *gh.buckets.get((h % gh.buckets.len().max(1) as u32) as usize)?;
+        let mut i = *gh
+            .buckets
+            .get((h % gh.buckets.len().max(1) as u32) as usize)?;
         if i == 0 || i < gh.symoffset {
             return None;
         }

@@ -35,7 +35,11 @@ fn basic_fixture_matches_dlopen_in_every_link_variant() {
             assert_eq!(got, want, "{variant}: {name}{args:?}");
         }
         // glibc's IFUNC-selected strlen, bound with the version the library asked for.
-        assert_eq!(call(&ours, "fx_strlen_addr", &[]), oracle.call("fx_strlen_addr", &[]), "{variant}");
+        assert_eq!(
+            call(&ours, "fx_strlen_addr", &[]),
+            oracle.call("fx_strlen_addr", &[]),
+            "{variant}"
+        );
         ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
     }
 }
@@ -44,13 +48,21 @@ fn basic_fixture_matches_dlopen_in_every_link_variant() {
 fn relr_variant_really_has_packed_relocations() {
     // Guards the test above: the RELR build must contain DT_RELR, the default one must not.
     let has_relr = |p: &std::path::Path| {
-        let out = std::process::Command::new("readelf").arg("-d").arg(p).output();
+        let out = std::process::Command::new("readelf")
+            .arg("-d")
+            .arg(p)
+            .output();
         match out {
             Ok(o) => Some(String::from_utf8_lossy(&o.stdout).contains("(RELR)")),
             Err(_) => None,
         }
     };
-    let relr = build("relr", "basic.c", "fxbasic", &["-Wl,-z,pack-relative-relocs"]);
+    let relr = build(
+        "relr",
+        "basic.c",
+        "fxbasic",
+        &["-Wl,-z,pack-relative-relocs"],
+    );
     let plain = lib("basic.c", "fxbasic");
     if let (Some(a), Some(b)) = (has_relr(&relr), has_relr(&plain)) {
         assert!(a && !b, "RELR build has DT_RELR: {a}, default build: {b}");
@@ -64,10 +76,14 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
     let page = mmkit_elf::page_size();
     assert_eq!(ours.plan().page_size, page);
     let maps = ours.segments().unwrap();
-    assert!(maps.iter().any(|m| m.prot.exec && !m.prot.write && m.file_offset.is_some()));
+    assert!(maps
+        .iter()
+        .any(|m| m.prot.exec && !m.prot.write && m.file_offset.is_some()));
     assert!(maps.iter().all(|m| !(m.prot.write && m.prot.exec)));
     // RELRO became read-only.
-    assert!(maps.iter().any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.write));
+    assert!(maps
+        .iter()
+        .any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.write));
     for m in &maps {
         assert_eq!(m.start % page, 0);
         assert_eq!(m.len % page, 0);
@@ -85,7 +101,12 @@ fn verify_notices_a_changed_mapping() {
     let ours = open(path.as_path());
     ours.verify().unwrap();
     // Make the text pages writable behind the loader's back: verify must object.
-    let text = ours.segments().unwrap().into_iter().find(|m| m.prot.exec).unwrap();
+    let text = ours
+        .segments()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.prot.exec)
+        .unwrap();
     // SAFETY: the pages stay mapped; only their protection changes; nothing runs meanwhile.
     unsafe {
         rustix::mm::mprotect(
@@ -120,7 +141,10 @@ fn unloading_unmaps_the_span() {
     assert!(maps.lines().any(|l| l.starts_with(&line)));
     drop(ours);
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    assert!(!maps.lines().any(|l| l.starts_with(&line)), "span still mapped after drop");
+    assert!(
+        !maps.lines().any(|l| l.starts_with(&line)),
+        "span still mapped after drop"
+    );
 }
 
 #[test]
@@ -130,12 +154,23 @@ fn multi_page_bss_is_zero_and_writable() {
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
         assert_eq!(call(&ours, "fx_bss_size", &[]), 5 * 65536 + 123);
-        assert_eq!(call(&ours, "fx_bss_sum", &[]), oracle.call("fx_bss_sum", &[]), "{variant}");
+        assert_eq!(
+            call(&ours, "fx_bss_sum", &[]),
+            oracle.call("fx_bss_sum", &[]),
+            "{variant}"
+        );
         assert_eq!(call(&ours, "fx_bss_sum", &[]), 6);
         assert_eq!(call(&ours, "fx_bss_set", &[300_000, 9]), 15);
         let maps = ours.segments().unwrap();
-        let bss: u64 = maps.iter().filter(|m| matches!(m.kind, MappingKind::Bss { .. })).map(|m| m.len).sum();
-        assert!(bss >= 4 * 65536, "{variant}: anonymous .bss is only {bss} bytes");
+        let bss: u64 = maps
+            .iter()
+            .filter(|m| matches!(m.kind, MappingKind::Bss { .. }))
+            .map(|m| m.len)
+            .sum();
+        assert!(
+            bss >= 4 * 65536,
+            "{variant}: anonymous .bss is only {bss} bytes"
+        );
         ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
     }
 }
@@ -144,9 +179,18 @@ fn multi_page_bss_is_zero_and_writable() {
 fn bss_is_named_in_proc_maps_where_supported() {
     let path = lib("bss.c", "fxbss");
     let ours = open(path.as_path());
-    let bss = ours.segments().unwrap().into_iter().find(|m| matches!(m.kind, MappingKind::Bss { .. })).unwrap();
+    let bss = ours
+        .segments()
+        .unwrap()
+        .into_iter()
+        .find(|m| matches!(m.kind, MappingKind::Bss { .. }))
+        .unwrap();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = maps.lines().find(|l| l.starts_with(&format!("{:x}-", bss.start))).unwrap().to_owned();
+    let line = maps
+        .lines()
+        .find(|l| l.starts_with(&format!("{:x}-", bss.start)))
+        .unwrap()
+        .to_owned();
     // Kernels without CONFIG_ANON_VMA_NAME show no name; with it, ours.
     if line.contains("[anon:") {
         assert!(line.contains("[anon:mmkit .bss libfxbss.so]"), "{line}");
@@ -160,7 +204,10 @@ fn constructors_run_in_order_and_destructors_on_drop() {
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
         assert_eq!(call(&ours, "fx_ctor_order", &[]), 123, "{variant}");
-        assert_eq!(call(&ours, "fx_ctor_order", &[]), oracle.call("fx_ctor_order", &[]));
+        assert_eq!(
+            call(&ours, "fx_ctor_order", &[]),
+            oracle.call("fx_ctor_order", &[])
+        );
         let flag = Box::new(0i64);
         let p = &*flag as *const i64 as i64;
         call(&ours, "fx_set_flag", &[p]);
@@ -179,8 +226,17 @@ fn ifuncs_resolve_like_glibc() {
         let path = build(variant, "ifunc.c", "fxifunc", flags);
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
-        for (name, args) in [("fx_scale", &[7i64][..]), ("fx_call_scale", &[7]), ("fx_call_local", &[7]), ("fx_via_ptr", &[7])] {
-            assert_eq!(call(&ours, name, args), oracle.call(name, args), "{variant}: {name}");
+        for (name, args) in [
+            ("fx_scale", &[7i64][..]),
+            ("fx_call_scale", &[7]),
+            ("fx_call_local", &[7]),
+            ("fx_via_ptr", &[7]),
+        ] {
+            assert_eq!(
+                call(&ours, name, args),
+                oracle.call(name, args),
+                "{variant}: {name}"
+            );
         }
         assert_eq!(call(&ours, "fx_scale", &[7]), 21);
         assert_eq!(call(&ours, "fx_call_local", &[7]), 107);
@@ -193,7 +249,11 @@ fn thread_locals_are_per_thread() {
         let path = build(variant, "tls.c", "fxtls", flags);
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
-        assert_eq!(call(&ours, "fx_tls_bump", &[1]), oracle.call("fx_tls_bump", &[1]), "{variant}");
+        assert_eq!(
+            call(&ours, "fx_tls_bump", &[1]),
+            oracle.call("fx_tls_bump", &[1]),
+            "{variant}"
+        );
         assert_eq!(call(&ours, "fx_tls_bump", &[10]), 16);
         assert_eq!(call(&ours, "fx_tls_local_count", &[]), 2);
         let here = call(&ours, "fx_tls_addr", &[]);
@@ -202,14 +262,22 @@ fn thread_locals_are_per_thread() {
             let h = s.spawn(move || {
                 // A new thread starts from the template: 5.
                 let first = call(ours, "fx_tls_bump", &[100]);
-                (first, call(ours, "fx_tls_addr", &[]), call(ours, "fx_tls_local_count", &[]))
+                (
+                    first,
+                    call(ours, "fx_tls_addr", &[]),
+                    call(ours, "fx_tls_local_count", &[]),
+                )
             });
             let (first, addr, count) = h.join().unwrap();
             assert_eq!(first, 105, "{variant}");
             assert_ne!(addr, here, "{variant}: threads share a TLS block");
             assert_eq!(count, 1);
         });
-        assert_eq!(call(&ours, "fx_tls_bump", &[0]), 16, "{variant}: another thread changed ours");
+        assert_eq!(
+            call(&ours, "fx_tls_bump", &[0]),
+            16,
+            "{variant}: another thread changed ours"
+        );
     }
 }
 
@@ -224,7 +292,13 @@ fn dependencies_are_loaded_from_the_same_directory() {
         let dep_flags: Vec<&str> = dep_flags.iter().map(String::as_str).collect();
         let dep = build(variant, "dep.c", "fxdep", &dep_flags);
         let ours = open(dep.as_path());
-        assert_eq!(ours.needed().iter().filter(|n| n.as_str() == "libfxbase.so").count(), 1);
+        assert_eq!(
+            ours.needed()
+                .iter()
+                .filter(|n| n.as_str() == "libfxbase.so")
+                .count(),
+            1
+        );
         assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2010, "{variant}");
         assert_eq!(call(&ours, "fx_dep_counter", &[]), 1000);
         // glibc needs LD_LIBRARY_PATH or RUNPATH for it; mmkit looks beside the library.
@@ -237,7 +311,12 @@ fn dependencies_are_loaded_from_the_same_directory() {
 fn missing_dependency_is_an_error_naming_it() {
     let base = build("lonely-base", "base.c", "fxbase", &[]);
     let dir = base.parent().unwrap().to_path_buf();
-    let dep = build("lonely", "dep.c", "fxdep", &[&format!("-L{}", dir.display()), "-lfxbase"]);
+    let dep = build(
+        "lonely",
+        "dep.c",
+        "fxdep",
+        &[&format!("-L{}", dir.display()), "-lfxbase"],
+    );
     assert_ne!(dep.parent(), base.parent());
     let err = try_open(dep.as_path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
@@ -283,7 +362,10 @@ fn initial_exec_tls_is_a_clear_error() {
     let err = try_open(path.as_path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedRelocation, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("R_X86_64_TPOFF64") && msg.contains("`fx_external_tls`"), "{msg}");
+    assert!(
+        msg.contains("R_X86_64_TPOFF64") && msg.contains("`fx_external_tls`"),
+        "{msg}"
+    );
     // Local initial-exec TLS has no symbol; the message still names the relocation.
     let path = build("ie", "tls.c", "fxtlsie2", &["-ftls-model=initial-exec"]);
     let err = try_open(path.as_path()).unwrap_err();
@@ -292,7 +374,12 @@ fn initial_exec_tls_is_a_clear_error() {
 
 #[test]
 fn large_page_builds_load_on_this_kernel() {
-    let path = build("page64k", "basic.c", "fxbasic", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"]);
+    let path = build(
+        "page64k",
+        "basic.c",
+        "fxbasic",
+        &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"],
+    );
     let ours = open(path.as_path());
     // The reservation honors p_align: the bias is a multiple of 64 KiB.
     assert_eq!(ours.bias() % 65536, 0);

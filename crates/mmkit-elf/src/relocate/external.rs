@@ -20,7 +20,10 @@ impl SystemLibrary {
         if handle.is_null() {
             None
         } else {
-            Some(SystemLibrary { handle: handle as usize, name: name.to_owned() })
+            Some(SystemLibrary {
+                handle: handle as usize,
+                name: name.to_owned(),
+            })
         }
     }
 

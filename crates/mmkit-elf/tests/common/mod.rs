@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 pub fn fixture_src(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn out_root() -> PathBuf {
@@ -33,7 +35,9 @@ pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
     }
     let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
     let mut cmd = Command::new("gcc");
-    cmd.args(["-shared", "-fPIC", "-O1", "-o"]).arg(&tmp).arg(fixture_src(src));
+    cmd.args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&tmp)
+        .arg(fixture_src(src));
     cmd.args(flags);
     let output = cmd.output().unwrap_or_else(|e| {
         panic!("cannot run gcc ({e}): the ELF tests compile C fixtures; install gcc")
@@ -60,7 +64,10 @@ pub const VARIANTS: &[(&str, &[&str])] = &[
     ("relr", &["-Wl,-z,pack-relative-relocs"]),
     ("lazy-norelro", &["-Wl,-z,lazy", "-Wl,-z,norelro"]),
     ("page16k", &["-Wl,-z,max-page-size=16384"]),
-    ("page64k", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"]),
+    (
+        "page64k",
+        &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"],
+    ),
 ];
 
 /// Writes a zip with the given entries: `(name, bytes, alignment)`; alignment 0 = stored
@@ -151,7 +158,9 @@ pub fn open(source: impl Into<mmkit_elf::Source>) -> mmkit_elf::Library {
 }
 
 /// Opens with mmkit, returning the error.
-pub fn try_open(source: impl Into<mmkit_elf::Source>) -> Result<mmkit_elf::Library, mmkit_elf::Error> {
+pub fn try_open(
+    source: impl Into<mmkit_elf::Source>,
+) -> Result<mmkit_elf::Library, mmkit_elf::Error> {
     // SAFETY: test fixtures are trusted (negative tests fail before running any code).
     unsafe { mmkit_elf::Library::open(source) }
 }
@@ -170,7 +179,15 @@ pub struct Ph {
 
 impl Ph {
     pub fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64, align: u64) -> Ph {
-        Ph { p_type: 1, flags, offset, vaddr, filesz, memsz, align }
+        Ph {
+            p_type: 1,
+            flags,
+            offset,
+            vaddr,
+            filesz,
+            memsz,
+            align,
+        }
     }
 }
 

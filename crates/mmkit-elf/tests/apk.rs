@@ -1,0 +1,329 @@
+//! Loading from APK/zip entries: stored + page-aligned loads in place; every other case is its
+//! own error. The zip source is fuzzed with mutated archives.
+
+mod common;
+
+use common::*;
+use mmkit_elf::{ErrorKind, MappingKind, Source};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+const ENTRY: &str = "lib/x86_64/libfxbasic.so";
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn basic_bytes() -> Vec<u8> {
+    std::fs::read(lib("basic.c", "fxbasic")).unwrap()
+}
+
+/// An APK with a small file first (so offsets are not accidentally aligned), the library, and
+/// a file after it.
+fn apk(dir: &Path, so: &[u8], align: u16) -> PathBuf {
+    let path = dir.join("app.apk");
+    write_zip(
+        &path,
+        &[
+            ("AndroidManifest.xml", b"<manifest/>", 0),
+            (ENTRY, so, align),
+            ("assets/after.bin", &[7u8; 5000], 0),
+        ],
+    );
+    path
+}
+
+fn entry_offset(apk: &Path, entry: &str) -> u64 {
+    let f = std::fs::File::open(apk).unwrap();
+    let mut z = zip::ZipArchive::new(f).unwrap();
+    let i = z.index_for_name(entry).unwrap();
+    let e = z.by_index_raw(i).unwrap();
+    e.data_start()
+}
+
+#[test]
+fn stored_aligned_entry_loads_in_place() {
+    let dir = tmp();
+    let path = apk(dir.path(), &basic_bytes(), page_u16());
+    let off = entry_offset(&path, ENTRY);
+    assert_eq!(off % mmkit_elf::page_size(), 0);
+    assert!(off > 0);
+    let spec = format!("{}!/{ENTRY}", path.display());
+    let ours = open(spec.as_str());
+    assert_eq!(ours.source(), spec);
+    assert_eq!(call(&ours, "fx_add", &[40, 2]), 42);
+    assert_eq!(call(&ours, "fx_format_len", &[5]), 8);
+    // Segments are mapped from the archive at entry offset + segment offset.
+    let maps = ours.segments().unwrap();
+    let first = maps.iter().find(|m| m.file_offset.is_some()).unwrap();
+    assert_eq!(first.file_offset, Some(off));
+    assert!(maps
+        .iter()
+        .all(|m| m.file_offset.map_or(true, |o| o >= off)));
+    // /proc/self/maps agrees: the APK's inode at those offsets.
+    ours.verify().unwrap();
+    let text = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{:x}-", first.start)))
+        .unwrap();
+    assert!(line.ends_with("app.apk"), "{line}");
+    // Only what was touched is resident: far fewer pages than the library has.
+    let resident: u64 = maps.iter().map(|m| m.resident_pages).sum();
+    let pages: u64 = maps
+        .iter()
+        .filter(|m| !matches!(m.kind, MappingKind::Gap))
+        .map(|m| m.pages)
+        .sum();
+    assert!(resident <= pages);
+}
+
+#[test]
+fn dependencies_load_from_the_same_apk_directory() {
+    let base = build("default", "base.c", "fxbase", &[]);
+    let dep = build(
+        "default",
+        "dep.c",
+        "fxdep",
+        &[
+            &format!("-L{}", base.parent().unwrap().display()),
+            "-lfxbase",
+        ],
+    );
+    let dir = tmp();
+    let path = dir.path().join("deps.apk");
+    let (b, d) = (std::fs::read(&base).unwrap(), std::fs::read(&dep).unwrap());
+    write_zip(
+        &path,
+        &[
+            ("lib/x86_64/libfxdep.so", &d, page_u16()),
+            ("lib/x86_64/libfxbase.so", &b, page_u16()),
+        ],
+    );
+    let ours = open(format!("{}!/lib/x86_64/libfxdep.so", path.display()).as_str());
+    assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002);
+    let deps: Vec<_> = ours
+        .loaded_dependencies()
+        .map(|l| l.source().to_owned())
+        .collect();
+    assert_eq!(
+        deps,
+        vec![format!("{}!/lib/x86_64/libfxbase.so", path.display())]
+    );
+}
+
+fn open_err(spec: &str) -> mmkit_elf::Error {
+    try_open(spec).map(|_| ()).unwrap_err()
+}
+
+/// Sets the compression method of every entry named `entry` (local and central headers).
+fn set_method(bytes: &mut [u8], method: u16) {
+    let mut i = 0;
+    while i + 12 < bytes.len() {
+        if bytes[i..i + 4] == [0x50, 0x4b, 0x03, 0x04] && i + 30 < bytes.len() {
+            let name_len = u16::from_le_bytes([bytes[i + 26], bytes[i + 27]]) as usize;
+            if bytes.get(i + 30..i + 30 + name_len) == Some(ENTRY.as_bytes()) {
+                bytes[i + 8..i + 10].copy_from_slice(&method.to_le_bytes());
+            }
+        }
+        if bytes[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] && i + 46 < bytes.len() {
+            let name_len = u16::from_le_bytes([bytes[i + 28], bytes[i + 29]]) as usize;
+            if bytes.get(i + 46..i + 46 + name_len) == Some(ENTRY.as_bytes()) {
+                bytes[i + 10..i + 12].copy_from_slice(&method.to_le_bytes());
+            }
+        }
+        i += 1;
+    }
+}
+
+#[test]
+fn deflated_entry_is_an_error() {
+    let dir = tmp();
+    let path = apk(dir.path(), &basic_bytes(), page_u16());
+    let mut bytes = std::fs::read(&path).unwrap();
+    set_method(&mut bytes, 8);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::EntryCompressed, "{err}");
+    assert!(
+        err.to_string().contains("Deflated") || err.to_string().contains("compressed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn misaligned_entry_is_an_error() {
+    let dir = tmp();
+    let path = apk(dir.path(), &basic_bytes(), 0);
+    let off = entry_offset(&path, ENTRY);
+    assert_ne!(
+        off % mmkit_elf::page_size(),
+        0,
+        "fixture must be misaligned"
+    );
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::EntryMisaligned, "{err}");
+    assert_eq!(err.range().map(|r| r.0), Some(off));
+}
+
+#[test]
+fn truncated_archive_is_an_error() {
+    let dir = tmp();
+    let path = apk(dir.path(), &basic_bytes(), page_u16());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
+}
+
+#[test]
+fn entry_past_the_end_of_the_archive_is_an_error() {
+    // Claim a larger entry in the central directory than the archive holds.
+    let dir = tmp();
+    let so = basic_bytes();
+    let path = dir.path().join("big.apk");
+    write_zip(&path, &[(ENTRY, &so, page_u16())]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let size = (so.len() as u32).to_le_bytes();
+    let big = (so.len() as u32 + 1_000_000).to_le_bytes();
+    // Central directory header: compressed size at +20, size at +24.
+    let cd = (0..bytes.len() - 4)
+        .rev()
+        .find(|&i| bytes[i..i + 4] == [0x50, 0x4b, 0x01, 0x02])
+        .unwrap();
+    assert_eq!(bytes[cd + 20..cd + 24], size);
+    bytes[cd + 20..cd + 24].copy_from_slice(&big);
+    bytes[cd + 24..cd + 28].copy_from_slice(&big);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::EntryTruncated, "{err}");
+}
+
+#[test]
+fn missing_entry_is_an_error() {
+    let dir = tmp();
+    let path = apk(dir.path(), &basic_bytes(), page_u16());
+    let err = open_err(&format!("{}!/lib/arm64-v8a/libfxbasic.so", path.display()));
+    assert_eq!(err.kind(), ErrorKind::EntryMissing, "{err}");
+    assert!(
+        err.to_string().contains("lib/arm64-v8a/libfxbasic.so"),
+        "{err}"
+    );
+    let err = open_err(&format!(
+        "{}!/{ENTRY}",
+        dir.path().join("nope.apk").display()
+    ));
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert_eq!(err.errno(), Some(rustix::io::Errno::NOENT));
+}
+
+#[test]
+fn entry_that_is_not_elf_is_an_error() {
+    let dir = tmp();
+    let path = apk(dir.path(), &[0x50u8; 9000], page_u16());
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::BadMagic, "{err}");
+    assert!(err.to_string().contains(ENTRY), "{err}");
+}
+
+/// Offset of the first program header with `p_flags` == `flags`.
+fn phdr_with_flags(so: &[u8], flags: u32) -> usize {
+    let phoff = u64::from_le_bytes(so[32..40].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes([so[56], so[57]]) as usize;
+    (0..phnum)
+        .map(|i| phoff + i * 56)
+        .find(|&p| {
+            u32::from_le_bytes(so[p..p + 4].try_into().unwrap()) == 1
+                && u32::from_le_bytes(so[p + 4..p + 8].try_into().unwrap()) == flags
+        })
+        .unwrap()
+}
+
+#[test]
+fn writable_executable_segment_is_an_error() {
+    let mut so = basic_bytes();
+    let p = phdr_with_flags(&so, 5); // R+X
+    so[p + 4..p + 8].copy_from_slice(&7u32.to_le_bytes());
+    let dir = tmp();
+    let path = apk(dir.path(), &so, page_u16());
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::WritableAndExecutable, "{err}");
+}
+
+#[test]
+fn segments_are_bounds_checked_against_the_entry_not_the_archive() {
+    // Cut the library short inside the archive; the bytes after it (another entry) must not
+    // count as library bytes.
+    let so = basic_bytes();
+    let cut = &so[..so.len() / 2];
+    let dir = tmp();
+    let path = apk(dir.path(), cut, page_u16());
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::SegmentOutsideSource, "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Mutated archives: opening the entry and planning it answer Ok or Err, never panic.
+    #[test]
+    fn mutated_archives_never_panic(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+                                    cut in proptest::option::of(any::<prop::sample::Index>())) {
+        thread_local! {
+            static BASE: (tempfile::TempDir, Vec<u8>) = {
+                let dir = tempfile::tempdir().unwrap();
+                let so = std::fs::read(lib("basic.c", "fxbasic")).unwrap();
+                let p = apk(dir.path(), &so, page_u16());
+                let bytes = std::fs::read(p).unwrap();
+                (dir, bytes)
+            };
+        }
+        BASE.with(|(dir, orig)| {
+            let mut bytes = orig.clone();
+            // Bias half the edits toward the headers at both ends, where the parsers look.
+            for (i, (at, v)) in edits.iter().enumerate() {
+                let n = bytes.len();
+                let pos = match i % 3 {
+                    0 => at.index(n),
+                    1 => at.index(200.min(n)),
+                    _ => n - 1 - at.index(300.min(n)),
+                };
+                bytes[pos] = *v;
+            }
+            if let Some(c) = cut {
+                let n = bytes.len();
+                bytes.truncate(c.index(n));
+            }
+            let path = dir.path().join(format!("fuzz-{:?}.apk", std::thread::current().id()));
+            std::fs::write(&path, &bytes).unwrap();
+            let source = Source::zip_entry(&path, ENTRY);
+            if let Ok(src) = source.open(mmkit_elf::page_size()) {
+                prop_assert!(src.offset() + src.len() <= bytes.len() as u64);
+                let _ = mmkit_elf::plan_source(&src, mmkit_elf::page_size());
+            }
+            Ok(())
+        })?;
+    }
+
+    /// Random bytes as an archive.
+    #[test]
+    fn random_archives_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.apk");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Source::zip_entry(&path, ENTRY).open(4096).map(|_| ()).unwrap_err();
+        prop_assert!(matches!(err.kind(), ErrorKind::BadArchive | ErrorKind::EntryMissing | ErrorKind::EntryCompressed | ErrorKind::EntryMisaligned | ErrorKind::EntryTruncated | ErrorKind::EntryEncrypted));
+    }
+}
+
+#[test]
+fn source_parse_splits_on_bang_slash() {
+    assert_eq!(
+        Source::parse("a/b.apk!/lib/x/libc.so"),
+        Source::zip_entry("a/b.apk", "lib/x/libc.so")
+    );
+    assert_eq!(
+        Source::parse("/usr/lib/libz.so.1"),
+        Source::path("/usr/lib/libz.so.1")
+    );
+}
