@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
 
 mod cmd;
+mod progress;
 mod report;
 
 use clap::{Parser, Subcommand};
