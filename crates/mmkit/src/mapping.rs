@@ -101,6 +101,10 @@ impl std::fmt::Debug for Mapping {
     }
 }
 
+/// The alignment of the dangling pointer an empty mapping reports.
+#[repr(align(4096))]
+struct PageAligned;
+
 /// The backing handed to [`Mapping::new`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Backing<'a> {
@@ -391,7 +395,9 @@ impl Mapping {
     /// Address of the first requested byte, for writing through raw pointers.
     pub fn as_mut_ptr(&self) -> *mut u8 {
         if self.map_len == 0 {
-            return NonNull::<u8>::dangling().as_ptr();
+            // Dangling, but aligned for any type a typed view may ask for, so an empty map is
+            // an empty slice of every `T`.
+            return NonNull::<PageAligned>::dangling().as_ptr().cast();
         }
         // SAFETY: `delta < page size <= map_len`, so the result stays inside the mapping.
         unsafe { self.base.as_ptr().add(self.delta) }
@@ -510,8 +516,10 @@ impl Mapping {
         unsafe { self.advise_unchecked(range, UncheckedAdvice::DontNeed) }
     }
 
-    /// `mprotect(2)` on `range`, which must start on a page boundary (relative to the kernel
-    /// region) and end on one or at the end of the mapping.
+    /// `mprotect(2)` on `range`. Protection changes whole pages, so the range must start on a
+    /// page boundary (relative to the kernel region) or at the first byte of the mapping, and
+    /// end on one or at the last byte: the bytes of a page that lie outside the requested
+    /// window (an unaligned file offset) go along. `protect(.., prot)` always works.
     ///
     /// # Safety
     /// No live reference into the range may rely on a permission that is removed (a `&[u8]`
@@ -521,8 +529,9 @@ impl Mapping {
         let page = sys::page_size();
         let start = self.delta + off;
         let end = start + len;
+        let at_start = off == 0;
         let at_end = off + len == self.len;
-        if start % page != 0 || (end % page != 0 && !at_end) {
+        if (start % page != 0 && !at_start) || (end % page != 0 && !at_end) {
             return Err(Error::new("mprotect", ErrorKind::Unaligned)
                 .with_opt_path(self.path.as_deref())
                 .with_range(off as u64, len as u64)
@@ -533,7 +542,9 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        let span = align_up(len as u64, page as u64).expect("inside mapping") as usize;
+        // Cannot overflow: the range is inside the mapping, a whole number of pages.
+        let (start, span) = page_span(start as u64, len as u64, page as u64).expect("inside mapping");
+        let (start, span) = (start as usize, span as usize);
         // SAFETY: `start` is page-aligned and `start + span <= map_len`.
         let ptr = unsafe { self.base.as_ptr().add(start) };
         // SAFETY: the pages are ours; the reference contract is the caller's.

@@ -1,0 +1,711 @@
+//! File-backed mappings, checked against what the kernel shows: a forked child's view of shared
+//! and private writes, `mincore` residency, `/proc/self/maps`, the file's bytes through `std::fs`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use mmkit::{ErrorKind, GrowableMmap, MapOptions, Mmap, MmapMut, MmapRaw, Protection, Sharing};
+
+fn page() -> usize {
+    mmkit::page_size()
+}
+
+/// A byte pattern with no period that is a multiple of the page size.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ (i / 4096) as u8).collect()
+}
+
+fn file_with(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = File::create(&path).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+    path
+}
+
+fn rw(path: &Path) -> File {
+    OpenOptions::new().read(true).write(true).open(path).unwrap()
+}
+
+/// Drops the file's clean pages from the page cache (`fsync` then `POSIX_FADV_DONTNEED`) until
+/// `mincore` shows none, so the file is cold. A fresh temp file is mapped by nobody else, so
+/// this converges; it is retried because write-back may still hold a page for a moment.
+fn make_cold(file: &File) {
+    file.sync_all().unwrap();
+    for _ in 0..50 {
+        // SAFETY: plain syscall on a valid fd.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0);
+        let probe = MapOptions::new().map_raw_read_only(file).unwrap();
+        if probe.residency(..).unwrap().resident == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("could not evict the test file from the page cache");
+}
+
+// ---------------------------------------------------------------------------------------------
+// fork: a child process is the oracle for MAP_SHARED vs MAP_PRIVATE
+
+/// Runs `child` in a forked child, which reports one byte through a pipe and `_exit`s. The
+/// child waits for the parent's go-ahead (after `parent_before_go` ran) before running.
+fn fork_report(parent_before_go: impl FnOnce(), child: impl FnOnce() -> u8) -> u8 {
+    let mut go = [0i32; 2];
+    let mut back = [0i32; 2];
+    // SAFETY: valid out-arrays of two fds each.
+    unsafe {
+        assert_eq!(libc::pipe(go.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(back.as_mut_ptr()), 0);
+    }
+    // SAFETY: the child only reads/writes memory and pipes, then `_exit`s: no allocation, no
+    // locks, nothing that is unsafe after fork in a multi-threaded process.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut b = [0u8; 1];
+        // SAFETY: valid fds and buffers; `_exit` never returns.
+        unsafe {
+            libc::read(go[0], b.as_mut_ptr().cast(), 1);
+            let v = child();
+            libc::write(back[1], (&v as *const u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    parent_before_go();
+    let mut b = [0u8; 1];
+    // SAFETY: valid fds and buffers.
+    unsafe {
+        assert_eq!(libc::write(go[1], b.as_ptr().cast(), 1), 1);
+        assert_eq!(libc::read(back[0], b.as_mut_ptr().cast(), 1), 1, "child did not report");
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed: {status:#x}");
+        for fd in [go[0], go[1], back[0], back[1]] {
+            libc::close(fd);
+        }
+    }
+    b[0]
+}
+
+fn map_for(path: &Path, sharing: Sharing) -> MmapMut {
+    let opts = MapOptions::new().sharing(sharing).clone();
+    // SAFETY: the temp file is only changed through this test's maps.
+    unsafe { opts.map_mut(&rw(path)) }.unwrap()
+}
+
+#[test]
+fn shared_write_after_fork_is_seen_by_child_private_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sharing, expect) in [(Sharing::Shared, 0xAB), (Sharing::SharedValidate, 0xAB), (Sharing::Private, 0x11)] {
+        let path = file_with(dir.path(), "f", &vec![0x11u8; 3 * page()]);
+        let mut map = map_for(&path, sharing);
+        let at = page() + 7;
+        let ptr = map.as_mut_ptr();
+        let seen = fork_report(
+            // The parent writes after the fork; only a shared page is the same page in the child.
+            // SAFETY: `at` is inside the map; the child reads it only after the go-ahead.
+            || unsafe { ptr.add(at).write_volatile(0xAB) },
+            // SAFETY: `at` is inside the map, which the child inherited.
+            || unsafe { ptr.add(at).read_volatile() },
+        );
+        assert_eq!(seen, expect, "{sharing:?}: child saw {seen:#x}");
+        assert_eq!(map[at], 0xAB);
+        let on_disk = std::fs::read(&path).unwrap()[at];
+        assert_eq!(on_disk, expect, "{sharing:?}: file holds {on_disk:#x}");
+    }
+}
+
+#[test]
+fn shared_write_by_child_reaches_parent_and_file_private_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sharing, expect) in [(Sharing::Shared, 0xCD), (Sharing::Private, 0x22)] {
+        let path = file_with(dir.path(), "g", &vec![0x22u8; 2 * page()]);
+        let map = map_for(&path, sharing);
+        let at = 2 * page() - 1; // last byte
+        let ptr = map.as_ptr() as *mut u8;
+        let echoed = fork_report(
+            || {},
+            || {
+                // SAFETY: `at` is inside the inherited map.
+                unsafe { ptr.add(at).write_volatile(0xCD) };
+                // SAFETY: as above.
+                unsafe { ptr.add(at).read_volatile() }
+            },
+        );
+        assert_eq!(echoed, 0xCD, "the child's own view has its write");
+        assert_eq!(map[at], expect, "{sharing:?}: parent sees {:#x}", map[at]);
+        assert_eq!(std::fs::read(&path).unwrap()[at], expect, "{sharing:?}: file");
+    }
+}
+
+#[test]
+fn private_copy_of_a_read_only_file_never_reaches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "ro", &vec![5u8; page()]);
+    let file = File::open(&path).unwrap();
+    // SAFETY: the temp file is not changed by anyone else.
+    let mut map = unsafe { MapOptions::new().map_copy(&file) }.unwrap();
+    map[..4].copy_from_slice(b"copy");
+    map.flush(..).unwrap(); // a no-op on a private map
+    assert_eq!(&map[..4], b"copy");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![5u8; page()]);
+    assert_eq!(map.mapping().sharing(), Sharing::Private);
+}
+
+// ---------------------------------------------------------------------------------------------
+// residency
+
+#[test]
+fn cold_file_map_has_no_resident_pages_until_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 64;
+    let path = file_with(dir.path(), "cold", &pattern(n * page()));
+    let file = File::open(&path).unwrap();
+    make_cold(&file);
+    // SAFETY: the temp file is not changed while mapped.
+    let map = unsafe { MapOptions::new().advice(mmkit::Advice::Random).map(&file) }.unwrap();
+    let before = map.residency(..).unwrap();
+    assert_eq!((before.total(), before.resident), (n, 0), "{before:?}");
+    let target = 40;
+    let b = map[target * page() + 3];
+    assert_eq!(b, pattern(n * page())[target * page() + 3]);
+    let after = map.residency(..).unwrap();
+    assert!(after.pages[target], "the touched page is resident: {after:?}");
+    assert!(after.resident >= 1);
+    // With MADV_RANDOM there is no read-ahead: far pages stay out.
+    assert!(!after.pages[0] && !after.pages[n - 1], "{:?}", after.pages);
+    // Sub-ranges count in whole pages.
+    let one = map.residency(target * page() + 1..target * page() + 2).unwrap();
+    assert_eq!((one.total(), one.resident), (1, 1));
+}
+
+#[test]
+fn populate_strategies_make_a_cold_file_map_fully_resident() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 32;
+    let path = file_with(dir.path(), "pop", &pattern(n * page()));
+    for populate in [mmkit::Populate::MapPopulate, mmkit::Populate::Read] {
+        let file = File::open(&path).unwrap();
+        make_cold(&file);
+        // SAFETY: the temp file is not changed while mapped.
+        let map = unsafe { MapOptions::new().populate(populate).map(&file) }.unwrap();
+        let r = map.residency(..).unwrap();
+        assert_eq!(r.resident, n, "{populate:?}: {r:?}");
+        map.populate(..).unwrap(); // idempotent
+    }
+    // Write population needs a writable map; on a read-only one it is a clear error.
+    let file = File::open(&path).unwrap();
+    // SAFETY: as above.
+    let err = unsafe { MapOptions::new().populate(mmkit::Populate::Write).map(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let file = rw(&path);
+    make_cold(&file);
+    // SAFETY: as above.
+    let map = unsafe { MapOptions::new().populate(mmkit::Populate::Write).map_mut(&file) }.unwrap();
+    assert_eq!(map.residency(..).unwrap().resident, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// offsets and lengths
+
+#[test]
+fn unaligned_offsets_return_the_right_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let len = 3 * p + 100;
+    let data = pattern(len);
+    let path = file_with(dir.path(), "u", &data);
+    let file = File::open(&path).unwrap();
+    for off in [0, 1, p - 1, p, p + 1, 2 * p + 4095.min(p - 1), len - 1, len] {
+        // To the end of the file.
+        // SAFETY: the temp file is not changed while mapped.
+        let map = unsafe { MapOptions::new().offset(off as u64).map(&file) }.unwrap();
+        assert_eq!(&map[..], &data[off..], "offset {off}");
+        assert_eq!(map.mapping().file_offset(), Some(off as u64));
+        if off < len {
+            assert_eq!(map.as_ptr() as usize % p, off % p, "offset {off} lands at its page offset");
+            let (kbase, klen) = map.mapping().kernel_region();
+            assert_eq!(kbase % p, 0);
+            assert!(klen % p == 0 && klen >= map.len() + off % p);
+        }
+        // A short window.
+        for n in [1usize, 2, p] {
+            if off + n <= len {
+                // SAFETY: as above.
+                let map = unsafe { MapOptions::new().offset(off as u64).len(n).map(&file) }.unwrap();
+                assert_eq!(&map[..], &data[off..off + n], "offset {off} len {n}");
+                let r = map.residency(..).unwrap();
+                assert_eq!(r.total(), (off % p + n).div_ceil(p));
+            }
+        }
+    }
+    // The last byte, alone, through every face.
+    // SAFETY: as above.
+    let last = unsafe { MapOptions::new().offset(len as u64 - 1).map_copy(&file) }.unwrap();
+    assert_eq!(&last[..], &data[len - 1..]);
+    let raw = MapOptions::new().offset(len as u64 - 1).map_raw_read_only(&file).unwrap();
+    let mut b = [0u8; 1];
+    raw.copy_from_mapping(0, &mut b).unwrap();
+    assert_eq!(b[0], data[len - 1]);
+}
+
+#[test]
+fn unaligned_shared_write_lands_at_the_right_file_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let path = file_with(dir.path(), "w", &vec![0u8; 2 * p]);
+    // SAFETY: the temp file is only changed through this map.
+    let mut map = unsafe { MapOptions::new().offset(p as u64 - 2).len(4).map_mut(&rw(&path)) }.unwrap();
+    map.copy_from_slice(b"ABCD"); // straddles the page boundary
+    map.flush(1..3).unwrap(); // widened to both pages
+    drop(map);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[p - 2..p + 2], b"ABCD");
+    assert_eq!(bytes.iter().filter(|&&b| b != 0).count(), 4);
+}
+
+#[test]
+fn zero_length_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = file_with(dir.path(), "empty", b"");
+    let file = rw(&empty);
+    // SAFETY: the temp file is not changed while mapped.
+    let map = unsafe { Mmap::map(&file) }.unwrap();
+    assert!(map.is_empty() && map.len() == 0 && map[..].is_empty());
+    assert_eq!(map.residency(..).unwrap().total(), 0);
+    map.advise(.., mmkit::Advice::Sequential).unwrap();
+    map.lock(..).unwrap();
+    map.populate(..).unwrap();
+    let mut nothing = [0u8; 0];
+    map.copy_from_mapping(0, &mut nothing).unwrap();
+    assert_eq!(map.as_slice_of::<u64>().unwrap().len(), 0, "an empty map is an empty slice of any type");
+    assert_eq!(map.residency(1..).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    // SAFETY: as above.
+    let mut m = unsafe { MmapMut::map_mut(&file) }.unwrap();
+    assert!(m.is_empty());
+    m.flush(..).unwrap();
+    m.flush_async(..).unwrap();
+    m.discard(..).unwrap();
+    assert_eq!(m.as_mut_slice_of::<u32>().unwrap().len(), 0);
+    let m = m.make_read_only().unwrap();
+    assert!(m.is_empty());
+    let raw = MapOptions::new().map_raw(&file).unwrap();
+    assert!(raw.is_empty());
+    // An explicit len 0 on a non-empty file, and at its end.
+    let full = file_with(dir.path(), "full", &pattern(100));
+    let full = File::open(&full).unwrap();
+    // SAFETY: as above.
+    let z = unsafe { MapOptions::new().len(0).map(&full) }.unwrap();
+    assert!(z.is_empty());
+    // SAFETY: as above.
+    let z = unsafe { MapOptions::new().offset(100).map(&full) }.unwrap();
+    assert!(z.is_empty());
+    // Anonymous len 0.
+    let a = MapOptions::new().len(0).map_anon().unwrap();
+    assert!(a.is_empty());
+}
+
+#[test]
+fn offset_past_eof_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "short.bin", &pattern(5000));
+    let file = File::open(&path).unwrap();
+    // SAFETY: mapping fails; nothing is mapped.
+    let err = unsafe { MapOptions::new().offset(8192).map(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    assert_eq!(err.path(), Some(path.as_path()));
+    assert_eq!(err.range().map(|r| r.0), Some(8192));
+    let msg = err.to_string();
+    assert!(msg.starts_with("mmap of "), "{msg}");
+    assert!(msg.contains(path.to_str().unwrap()) && msg.contains("offset 0x2000") && msg.contains("0x1388"), "{msg}");
+    // A window that runs past the end.
+    // SAFETY: as above.
+    let err = unsafe { MapOptions::new().offset(4096).len(1000).map(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    assert!(err.to_string().contains("[offset 0x1000, len 0x3e8]"), "{err}");
+    // Overflowing offset + len.
+    // SAFETY: as above.
+    let err = unsafe { MapOptions::new().offset(u64::MAX).len(2).map(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    let err = MapOptions::new().offset(u64::MAX - 1).map_raw_read_only(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+}
+
+#[test]
+fn writable_shared_map_of_a_read_only_fd_is_eacces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "readonly.bin", &pattern(3 * page()));
+    let file = File::open(&path).unwrap();
+    // SAFETY: mapping fails; nothing is mapped.
+    let err = unsafe { MapOptions::new().offset(page() as u64).len(2 * page()).map_mut(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Os, "{err}");
+    assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
+    assert_eq!(err.path(), Some(path.as_path()));
+    let want = format!(
+        "mmap of {} [offset {:#x}, len {:#x}] failed: Permission denied (EACCES)",
+        path.display(),
+        page(),
+        2 * page()
+    );
+    assert_eq!(err.to_string(), want);
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+    // map_raw defaults to read-write: the same error; read-only raw works.
+    assert_eq!(MapOptions::new().map_raw(&file).unwrap_err().errno(), Some(libc::EACCES));
+    MapOptions::new().map_raw_read_only(&file).unwrap();
+    // Making a read-only shared map writable is refused by mprotect.
+    // SAFETY: the temp file is not changed while mapped.
+    let ro = unsafe { Mmap::map(&file) }.unwrap();
+    let err = ro.make_mut().unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
+    // A private copy is fine.
+    // SAFETY: as above.
+    unsafe { MapOptions::new().map_copy(&file) }.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// flush, drop
+
+#[test]
+fn flush_persists_across_unmap_and_remap() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let path = file_with(dir.path(), "persist", &vec![0u8; 4 * p]);
+    {
+        // SAFETY: the temp file is only changed through this map.
+        let mut map = unsafe { MmapMut::map_mut(&rw(&path)) }.unwrap();
+        map[10..15].copy_from_slice(b"hello");
+        map[3 * p + 1..3 * p + 6].copy_from_slice(b"world");
+        map.flush(10..15).unwrap();
+        map.flush_async(3 * p + 1..3 * p + 6).unwrap();
+        map.flush(..).unwrap();
+    }
+    // The file, read with std::fs (no map alive).
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[10..15], b"hello");
+    assert_eq!(&bytes[3 * p + 1..3 * p + 6], b"world");
+    // Dropped from the page cache and read back from disk.
+    let file = File::open(&path).unwrap();
+    make_cold(&file);
+    // SAFETY: as above.
+    let map = unsafe { Mmap::map(&file) }.unwrap();
+    assert_eq!(&map[10..15], b"hello");
+    assert_eq!(&map[3 * p + 1..3 * p + 6], b"world");
+}
+
+fn maps_lines_mentioning(path: &Path) -> Vec<String> {
+    let name = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_range(line: &str) -> (usize, usize) {
+    let r = line.split_whitespace().next().unwrap();
+    let (a, b) = r.split_once('-').unwrap();
+    (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap())
+}
+
+#[test]
+fn drop_really_unmaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "drop-check.bin", &pattern(5 * page() + 1));
+    let file = File::open(&path).unwrap();
+    // SAFETY: the temp file is not changed while mapped.
+    let map = unsafe { MapOptions::new().offset(page() as u64 + 5).map(&file) }.unwrap();
+    let (base, len) = map.mapping().kernel_region();
+    let lines = maps_lines_mentioning(&path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(parse_range(&lines[0]), (base, base + len), "{}", lines[0]);
+    let fields: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(fields[1], "r--s");
+    assert_eq!(u64::from_str_radix(fields[2], 16).unwrap(), page() as u64, "file offset of the page below");
+    drop(map);
+    assert_eq!(maps_lines_mentioning(&path), Vec::<String>::new());
+
+    // Every face unmaps.
+    let file = rw(&path);
+    // SAFETY: as above (for the three unsafe constructors below).
+    let (a, b, d) = unsafe {
+        (MmapMut::map_mut(&file).unwrap(), MapOptions::new().map_copy(&file).unwrap(), GrowableMmap::new(rw(&path), 1 << 24).unwrap())
+    };
+    let c = MapOptions::new().map_raw(&file).unwrap();
+    let faces: Vec<Box<dyn std::any::Any>> = vec![Box::new(a), Box::new(b), Box::new(c), Box::new(d)];
+    assert_eq!(maps_lines_mentioning(&path).len(), 4);
+    drop(faces);
+    assert_eq!(maps_lines_mentioning(&path), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// growable
+
+#[test]
+fn growable_map_keeps_its_base_and_data_reaches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "log.bin", b"head:");
+    // SAFETY: the temp file is only changed through this map.
+    let mut log = unsafe { GrowableMmap::new(rw(&path), 64 << 20) }.unwrap();
+    let base = log.as_ptr();
+    assert_eq!(log.capacity(), 64 << 20);
+    assert_eq!(&log[..], b"head:");
+    let mut expect = b"head:".to_vec();
+    let mut rng = 0x1234_5678u32;
+    for i in 0..200 {
+        rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let n = (rng >> 8) as usize % (3 * page());
+        let chunk: Vec<u8> = (0..n).map(|j| (i + j) as u8).collect();
+        let at = log.append(&chunk).unwrap();
+        assert_eq!(at, expect.len());
+        expect.extend_from_slice(&chunk);
+        assert_eq!(log.as_ptr(), base, "the base moved at append {i}");
+    }
+    assert_eq!(&log[..], &expect[..]);
+    log.grow(expect.len() + 10).unwrap(); // zero-filled
+    expect.extend_from_slice(&[0; 10]);
+    log.grow(5).unwrap(); // never shrinks
+    assert_eq!(log.len(), expect.len());
+    assert_eq!(log.file().metadata().unwrap().len(), expect.len() as u64);
+    log.flush(..).unwrap();
+    log.flush(3..page() + 9).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), expect);
+    // One contiguous range in /proc/self/maps starts at the base.
+    let lines = maps_lines_mentioning(&path);
+    assert!(lines.iter().any(|l| parse_range(l).0 == base as usize), "{lines:?}");
+    // Past the capacity: an error, and nothing changes.
+    let err = log.grow((64 << 20) + 1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    let err = log.append(&vec![0u8; 64 << 20]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    assert_eq!(log.len(), expect.len());
+    assert_eq!(log.flush(..usize::MAX).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    // Up to exactly the capacity.
+    log.grow(64 << 20).unwrap();
+    log[(64 << 20) - 1] = 9;
+    assert_eq!(log.as_ptr(), base);
+    drop(log);
+    let f = std::fs::read(&path).unwrap();
+    assert_eq!(f.len(), 64 << 20);
+    assert_eq!(f[(64 << 20) - 1], 9);
+    // A file larger than the capacity is refused.
+    // SAFETY: as above.
+    let err = unsafe { GrowableMmap::new(rw(&path), 1 << 20) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// truncation
+
+#[test]
+fn copy_from_a_truncated_file_is_an_error_not_sigbus() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let data = pattern(4 * p);
+    let path = file_with(dir.path(), "trunc.bin", &data);
+    let file = rw(&path);
+    let raw = MapOptions::new().map_raw(&file).unwrap();
+    let mut buf = vec![0u8; 4 * p];
+    raw.copy_from_mapping(0, &mut buf).unwrap();
+    assert_eq!(buf, data);
+    // Another handle shrinks the file to 1.5 pages.
+    rw(&path).set_len((p + p / 2) as u64).unwrap();
+    let mut b = vec![0u8; 16];
+    raw.copy_from_mapping(p, &mut b).unwrap();
+    assert_eq!(b, data[p..p + 16]);
+    // The tail of a page that still exists reads as zeros.
+    raw.copy_from_mapping(2 * p - 16, &mut b).unwrap();
+    assert_eq!(b, vec![0u8; 16]);
+    // Whole pages past the end: Truncated, with the range.
+    let err = raw.copy_from_mapping(2 * p, &mut b).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert_eq!(err.range(), Some((2 * p as u64, 16)));
+    assert_eq!(err.path(), Some(path.as_path()));
+    // A copy that starts inside and runs past: Truncated at the first missing byte.
+    let mut big = vec![0u8; 2 * p];
+    let err = raw.copy_from_mapping(p, &mut big).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert_eq!(err.range(), Some((2 * p as u64, p as u64)));
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+    // Truncated to nothing.
+    rw(&path).set_len(0).unwrap();
+    assert_eq!(raw.copy_from_mapping(0, &mut b).unwrap_err().kind(), ErrorKind::Truncated);
+    // The same through the safe-to-read faces of a map created under the contract.
+    rw(&path).set_len(4 * p as u64).unwrap();
+    // SAFETY: we only read through copy_from_mapping after the truncation below.
+    let map = unsafe { Mmap::map(&file) }.unwrap();
+    rw(&path).set_len(p as u64).unwrap();
+    assert_eq!(map.copy_from_mapping(3 * p, &mut b).unwrap_err().kind(), ErrorKind::Truncated);
+    // Out of bounds and overflow are OutOfBounds, not Truncated.
+    assert_eq!(raw.copy_from_mapping(4 * p, &mut b).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(raw.copy_from_mapping(usize::MAX, &mut b).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(raw.copy_from_mapping(usize::MAX - 3, &mut b).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    // And the process is still alive.
+}
+
+// ---------------------------------------------------------------------------------------------
+// typed views
+
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout, Debug, PartialEq)]
+#[repr(C)]
+struct Header {
+    magic: u32,
+    count: u32,
+    total: u64,
+}
+
+#[test]
+fn typed_views_check_size_and_alignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let words: Vec<u64> = (0..1024u64).map(|i| i * 0x0101_0101 + 7).collect();
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let path = file_with(dir.path(), "typed", &bytes);
+    let file = rw(&path);
+    // SAFETY: the temp file is only changed through these maps.
+    let map = unsafe { Mmap::map(&file) }.unwrap();
+    assert_eq!(map.as_slice_of::<u64>().unwrap(), &words[..]);
+    assert_eq!(map.as_slice_of::<u32>().unwrap().len(), 2048);
+    assert_eq!(*map.as_ref_of::<u64>(8 * 5).unwrap(), words[5]);
+    let h = map.as_ref_of::<Header>(16).unwrap();
+    assert_eq!((h.magic as u64, h.count, h.total), (words[2] & 0xffff_ffff, (words[2] >> 32) as u32, words[3]));
+    // Misaligned, too short, past the end.
+    let e = map.as_ref_of::<u64>(4).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Layout, "{e}");
+    let e = map.as_ref_of::<u64>(bytes.len() - 4).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Layout, "{e}");
+    let e = map.as_ref_of::<u8>(bytes.len() + 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{e}");
+    let e = map.as_ref_of::<u8>(usize::MAX).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{e}");
+    map.as_ref_of::<u8>(bytes.len() - 1).unwrap();
+    // A length that is not a multiple of the element size.
+    // SAFETY: as above.
+    let short = unsafe { MapOptions::new().len(bytes.len() - 1).map(&file) }.unwrap();
+    let e = short.as_slice_of::<u64>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Layout, "{e}");
+    assert!(e.to_string().contains("as_slice_of"), "{e}");
+    // An unaligned file offset gives an unaligned address.
+    // SAFETY: as above.
+    let odd = unsafe { MapOptions::new().offset(4).len(16).map(&file) }.unwrap();
+    assert_eq!(odd.as_slice_of::<u64>().unwrap_err().kind(), ErrorKind::Layout);
+    assert_eq!(odd.as_slice_of::<u32>().unwrap(), &[(words[0] >> 32) as u32, words[1] as u32, (words[1] >> 32) as u32, words[2] as u32]);
+    // Mutable views write through to the file.
+    // SAFETY: as above.
+    let mut m = unsafe { MmapMut::map_mut(&file) }.unwrap();
+    m.as_mut_slice_of::<u64>().unwrap()[1] = 0xdead_beef;
+    *m.as_mut_of::<Header>(32).unwrap() = Header { magic: 1, count: 2, total: 3 };
+    assert_eq!(m.as_mut_of::<u64>(1).unwrap_err().kind(), ErrorKind::Layout);
+    assert_eq!(m.as_mut_of::<u64>(bytes.len()).unwrap_err().kind(), ErrorKind::Layout);
+    assert_eq!(m.as_mut_of::<u64>(bytes.len() + 8).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(*m.as_ref_of::<Header>(32).unwrap(), Header { magic: 1, count: 2, total: 3 });
+    m.flush(..).unwrap();
+    drop(m);
+    let f = std::fs::read(&path).unwrap();
+    assert_eq!(u64::from_ne_bytes(f[8..16].try_into().unwrap()), 0xdead_beef);
+    assert_eq!(u32::from_ne_bytes(f[36..40].try_into().unwrap()), 2);
+    // The read-only map sees it too (the same page cache pages).
+    assert_eq!(map.as_slice_of::<u64>().unwrap()[1], 0xdead_beef);
+}
+
+// ---------------------------------------------------------------------------------------------
+// face conversions
+
+#[test]
+fn make_mut_and_make_read_only_work_on_unaligned_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let path = file_with(dir.path(), "conv", &pattern(3 * p));
+    let file = rw(&path);
+    for off in [0u64, 1, p as u64 + 17] {
+        // SAFETY: the temp file is only changed through this map.
+        let ro = unsafe { MapOptions::new().offset(off).len(p).map(&file) }.unwrap();
+        let mut m = ro.make_mut().unwrap_or_else(|e| panic!("offset {off}: {e}"));
+        m[0] = 0xEE;
+        assert_eq!(m.mapping().protection(), Protection::READ_WRITE);
+        let ro = m.make_read_only().unwrap_or_else(|e| panic!("offset {off}: {e}"));
+        assert_eq!(ro[0], 0xEE);
+        assert_eq!(ro.mapping().protection(), Protection::READ);
+        let line = maps_lines_mentioning(&path).into_iter().find(|l| parse_range(l).0 == ro.mapping().kernel_region().0).unwrap();
+        assert_eq!(line.split_whitespace().nth(1), Some("r--s"), "{line}");
+        drop(ro);
+        assert_eq!(std::fs::read(&path).unwrap()[off as usize], 0xEE);
+    }
+}
+
+#[test]
+fn protect_on_an_unaligned_window_covers_its_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = page();
+    let path = file_with(dir.path(), "prot", &pattern(4 * p));
+    let file = rw(&path);
+    let mut raw = MapOptions::new().offset(p as u64 - 10).len(2 * p).map_raw(&file).unwrap();
+    // From the first byte to the first page boundary: the page below goes along.
+    raw.protect(..10, Protection::NONE).unwrap();
+    let mut b = [0u8; 4];
+    assert!(raw.copy_from_mapping(0, &mut b).is_err());
+    raw.copy_from_mapping(10, &mut b).unwrap();
+    assert_eq!(b, pattern(4 * p)[p..p + 4]);
+    // From a page boundary to the last byte.
+    raw.protect(p + 10.., Protection::READ).unwrap();
+    raw.protect(.., Protection::READ).unwrap();
+    raw.copy_from_mapping(0, &mut b).unwrap();
+    assert_eq!(b, pattern(4 * p)[p - 10..p - 6]);
+    // Not on a boundary and not at an end.
+    assert_eq!(raw.protect(1..10, Protection::NONE).unwrap_err().kind(), ErrorKind::Unaligned);
+    assert_eq!(raw.protect(..11, Protection::NONE).unwrap_err().kind(), ErrorKind::Unaligned);
+}
+
+#[test]
+fn raw_maps_share_atomics_with_a_forked_child() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "atomics", &vec![0u8; page()]);
+    let raw: MmapRaw = MapOptions::new().map_raw(&rw(&path)).unwrap();
+    // SAFETY: the map is page-aligned, writable, shared and lives for the whole test; all access
+    // to these bytes is atomic.
+    let counter = unsafe { AtomicU64::from_ptr(raw.as_mut_ptr().cast()) };
+    counter.store(41, Ordering::SeqCst);
+    let v = fork_report(
+        || {},
+        || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            0
+        },
+    );
+    assert_eq!(v, 0);
+    assert_eq!(counter.load(Ordering::SeqCst), 42);
+    raw.flush(..).unwrap();
+    assert_eq!(u64::from_ne_bytes(std::fs::read(&path).unwrap()[..8].try_into().unwrap()), 42);
+}
+
+// ---------------------------------------------------------------------------------------------
+// compile-time Send/Sync
+
+#[allow(dead_code)]
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn faces_are_send_and_sync() {
+    assert_send_sync::<Mmap>();
+    assert_send_sync::<MmapMut>();
+    assert_send_sync::<MmapRaw>();
+    assert_send_sync::<mmkit::Mapping>();
+    assert_send_sync::<mmkit::Reservation>();
+    assert_send_sync::<GrowableMmap>();
+    assert_send_sync::<mmkit::Error>();
+    // And they really move across threads.
+    let map = MapOptions::new().len(page()).map_anon().unwrap();
+    let map = std::thread::spawn(move || {
+        let mut map = map;
+        map[0] = 3;
+        map
+    })
+    .join()
+    .unwrap();
+    assert_eq!(map[0], 3);
+}

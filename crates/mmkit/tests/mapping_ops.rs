@@ -1,0 +1,460 @@
+//! `Mapping`'s range operations and map-time options, checked against the kernel: bounds and
+//! overflow, `mprotect` alignment, placement, populate, lock, huge pages, fault counts.
+
+use std::ops::Bound;
+
+use mmkit::{Advice, ErrorKind, HugePages, Lock, MapOptions, MmapMut, Placement, Populate, Protection, UncheckedAdvice};
+use proptest::prelude::*;
+
+fn page() -> usize {
+    mmkit::page_size()
+}
+
+fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The `/proc/self/smaps` block (header line and fields) of the VMA starting at `addr`.
+fn smaps_block(addr: usize) -> Option<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut out: Option<String> = None;
+    for line in smaps.lines() {
+        let is_header = line.split_whitespace().next().is_some_and(|r| r.contains('-') && r.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        if is_header {
+            if out.is_some() {
+                break;
+            }
+            let start = usize::from_str_radix(line.split('-').next().unwrap(), 16).unwrap();
+            if start == addr {
+                out = Some(String::new());
+            }
+        }
+        if let Some(o) = out.as_mut() {
+            o.push_str(line);
+            o.push('\n');
+        }
+    }
+    out
+}
+
+fn smaps_field_kb(block: &str, field: &str) -> u64 {
+    block
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {block}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// bounds and overflow
+
+type Ranges = Vec<(Bound<usize>, Bound<usize>)>;
+
+fn bad_ranges(len: usize) -> Ranges {
+    use Bound::*;
+    vec![
+        (Included(0), Excluded(len + 1)),
+        (Included(len + 1), Unbounded),
+        (Included(usize::MAX), Unbounded),
+        (Excluded(usize::MAX), Unbounded),
+        (Unbounded, Included(usize::MAX)),
+        (Unbounded, Excluded(usize::MAX)),
+        (Included(usize::MAX - 1), Excluded(usize::MAX)),
+        (Included(1), Included(len)),
+        (Included(5), Excluded(4)),
+    ]
+}
+
+#[test]
+fn every_range_operation_rejects_out_of_bounds_and_overflow() {
+    let len = 3 * page() + 5;
+    let mut map = MapOptions::new().len(len).map_anon().unwrap();
+    for r in bad_ranges(len) {
+        let check = |what: &str, res: mmkit::Result<()>| {
+            let e = res.expect_err(&format!("{what} {r:?} must fail"));
+            assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{what} {r:?}: {e}");
+            assert!(!e.to_string().is_empty());
+        };
+        check("advise", map.advise(r, Advice::Normal));
+        check("residency", map.residency(r).map(|_| ()));
+        check("populate", map.populate(r));
+        check("populate_write", map.populate_write(r));
+        check("lock", map.lock(r));
+        check("lock_on_fault", map.lock_on_fault(r));
+        check("unlock", map.unlock(r));
+        check("flush", map.flush(r));
+        check("flush_async", map.flush_async(r));
+        check("discard", map.discard(r));
+        // SAFETY: the call fails before touching anything.
+        check("advise_unchecked", unsafe { map.mapping().advise_unchecked(r, UncheckedAdvice::DontNeed) });
+        // SAFETY: as above.
+        check("protect", unsafe { map.mapping_mut().protect(r, Protection::READ) });
+        check("check_range", map.mapping().check_range("t", r).map(|_| ()));
+    }
+    let mut b = [0u8; 8];
+    for off in [len - 7, len + 1, usize::MAX, usize::MAX - 7] {
+        let e = map.copy_from_mapping(off, &mut b).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{off:#x}: {e}");
+    }
+    // The message says what was wrong.
+    let e = map.advise(0..len + 1, Advice::Normal).unwrap_err();
+    assert!(e.to_string().contains("ends past the mapping"), "{e}");
+    assert_eq!(e.range(), Some((0, len as u64 + 1)));
+    // And the edges that are in bounds work.
+    map.advise(len..len, Advice::Normal).unwrap();
+    map.advise(len - 1.., Advice::Normal).unwrap();
+    map.residency(..=len - 1).unwrap();
+    map.copy_from_mapping(len - 8, &mut b).unwrap();
+}
+
+#[test]
+fn protect_requires_page_alignment_and_changes_the_kernel_view() {
+    let p = page();
+    let len = 3 * p + 100;
+    let mut map = MapOptions::new().len(len).map_anon().unwrap();
+    map[p] = 1;
+    let m = map.mapping_mut();
+    for r in [(1, p), (0, p - 1), (p / 2, 2 * p), (p, p + 1)] {
+        // SAFETY: the call fails before changing anything.
+        let e = unsafe { m.protect(r.0..r.1, Protection::READ) }.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unaligned, "{r:?}: {e}");
+        assert!(e.to_string().contains("page boundary"), "{e}");
+    }
+    // Whole pages, and the partial last page at the end of the mapping.
+    // SAFETY: no reference into the map is alive (we hold `&mut`).
+    unsafe { m.protect(p..2 * p, Protection::READ) }.unwrap();
+    // SAFETY: as above.
+    unsafe { m.protect(3 * p.., Protection::NONE) }.unwrap();
+    let base = m.kernel_region().0;
+    let perms = |addr: usize| smaps_block(addr).map(|b| b.lines().next().unwrap().split_whitespace().nth(1).unwrap().to_owned());
+    assert_eq!(perms(base).as_deref(), Some("rw-p"));
+    assert_eq!(perms(base + p).as_deref(), Some("r--p"));
+    assert_eq!(perms(base + 2 * p).as_deref(), Some("rw-p"));
+    assert_eq!(perms(base + 3 * p).as_deref(), Some("---p"));
+    // Reading the PROT_NONE page through the safe copy is an error, not a SIGSEGV.
+    let mut b = [0u8; 4];
+    assert!(map.copy_from_mapping(3 * p, &mut b).is_err());
+    map.copy_from_mapping(p, &mut b).unwrap();
+    assert_eq!(b, [1, 0, 0, 0]);
+    // Empty ranges are fine anywhere on a page boundary.
+    // SAFETY: no-op.
+    unsafe { map.mapping_mut().protect(p..p, Protection::NONE) }.unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    /// Random (offset, len) pairs on a small real mapping: Ok exactly when in bounds.
+    #[test]
+    fn range_ops_ok_iff_in_bounds(
+        off in prop_oneof![0usize..20_000, any::<usize>(), (usize::MAX - 20_000)..=usize::MAX],
+        len in prop_oneof![0usize..20_000, any::<usize>(), (usize::MAX - 20_000)..=usize::MAX],
+        total in 1usize..5 * 4096,
+    ) {
+        let map = MapOptions::new().len(total).map_anon().unwrap();
+        let in_bounds = off.checked_add(len).is_some_and(|e| e <= total);
+        let end = off.saturating_add(len);
+        let r = map.residency(off..end);
+        prop_assert_eq!(r.is_ok(), in_bounds && end == off + len, "residency {}..{} of {}", off, end, total);
+        if let Ok(r) = r {
+            let p = page();
+            let want = if len == 0 { 0 } else { (off + len).div_ceil(p) - off / p };
+            prop_assert_eq!(r.total(), want);
+        } else {
+            prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::OutOfBounds);
+        }
+        let a = map.advise(off..end, Advice::WillNeed);
+        prop_assert_eq!(a.is_ok(), in_bounds);
+        let f = map.flush(off..end);
+        prop_assert_eq!(f.is_ok(), in_bounds);
+        let mut buf = vec![0u8; len.min(64)];
+        let c = map.copy_from_mapping(off, &mut buf);
+        prop_assert_eq!(c.is_ok(), off.checked_add(buf.len()).is_some_and(|e| e <= total));
+    }
+
+    /// Unaligned file-style windows on anonymous memory: the exposed pointer sits at the right
+    /// page offset and ranges count the right pages.
+    #[test]
+    fn inclusive_ranges_match_exclusive(s in 0usize..10_000, e in 0usize..10_000) {
+        let map = MapOptions::new().len(8192).map_anon().unwrap();
+        let a = map.residency(s..=e).map(|r| r.total());
+        let b = map.residency(s..e + 1).map(|r| r.total());
+        prop_assert_eq!(a.is_ok(), b.is_ok());
+        if let (Ok(a), Ok(b)) = (a, b) { prop_assert_eq!(a, b); }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// residency, populate and faults on anonymous memory
+
+#[test]
+fn anon_residency_follows_touches() {
+    let p = page();
+    let mut map = MapOptions::new().len(8 * p).map_anon().unwrap();
+    map.advise(.., Advice::NoHugePage).unwrap();
+    assert_eq!(map.residency(..).unwrap().resident, 0);
+    map[3 * p + 9] = 1;
+    map[7 * p] = 1;
+    let r = map.residency(..).unwrap();
+    assert_eq!(r.pages, [false, false, false, true, false, false, false, true]);
+    assert_eq!((r.resident, r.total(), r.page_size), (2, 8, p));
+    assert!((r.fraction() - 0.25).abs() < 1e-9);
+    // Discarding drops them (and they read back as zeros).
+    map.discard(3 * p..4 * p).unwrap();
+    assert_eq!(map.residency(..).unwrap().resident, 1);
+    assert_eq!(map[3 * p + 9], 0);
+}
+
+#[test]
+fn populate_options_make_anon_residency_full() {
+    let n = 16;
+    for populate in [Populate::MapPopulate, Populate::Read, Populate::Write] {
+        let map = MapOptions::new().len(n * page()).populate(populate).map_anon().unwrap();
+        let r = map.residency(..).unwrap();
+        assert_eq!(r.resident, n, "{populate:?}: {r:?}");
+    }
+    // After mapping, too.
+    let map = MapOptions::new().len(n * page()).map_anon().unwrap();
+    map.populate_write(page()..3 * page()).unwrap();
+    assert_eq!(map.residency(..).unwrap().resident, 2);
+    // Writing population on a read-only mapping is refused.
+    let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon().unwrap();
+    assert_eq!(ro.populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn touching_a_cold_mapping_takes_minor_faults() {
+    let n = 256;
+    let mut map = MapOptions::new().len(n * page()).map_anon().unwrap();
+    // Base pages only, so one fault per page.
+    map.advise(.., Advice::NoHugePage).unwrap();
+    let (minor0, _) = mmkit::page_faults();
+    for i in 0..n {
+        map[i * page()] = 1;
+    }
+    let (minor1, _) = mmkit::page_faults();
+    assert!(minor1 - minor0 >= n as u64, "{} minor faults for {n} pages", minor1 - minor0);
+    // A populated mapping takes (almost) none: the populate faults happen in madvise, before.
+    let mut hot = MapOptions::new().len(n * page()).populate(Populate::Write).map_anon().unwrap();
+    let (minor0, _) = mmkit::page_faults();
+    for i in 0..n {
+        hot[i * page()] = 1;
+    }
+    let (minor1, _) = mmkit::page_faults();
+    // Other test threads may fault meanwhile; they cannot add up to one per page here.
+    assert!(minor1 - minor0 < n as u64 / 2, "{} minor faults on a populated map", minor1 - minor0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// placement
+
+#[test]
+fn fixed_no_replace_onto_an_occupied_address_is_eexist() {
+    let occupied = MapOptions::new().len(4 * page()).map_anon().unwrap();
+    let addr = occupied.as_ptr() as usize + page();
+    let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(addr)).map_anon().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Os, "{err}");
+    assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
+    assert!(err.to_string().contains("EEXIST"), "{err}");
+    // Unaligned fixed addresses are refused before the kernel is asked.
+    let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(addr + 1)).map_anon().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+    assert_eq!(err.addr(), Some(addr + 1));
+}
+
+/// A page-aligned address that is free right now: the middle of a hole we punch ourselves.
+/// Another thread could take it before we use it, so callers retry.
+fn free_address(pages: usize) -> usize {
+    let len = (pages + 2) * page();
+    // SAFETY: fresh anonymous mapping chosen by the kernel, unmapped right away.
+    unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        assert_ne!(p, libc::MAP_FAILED);
+        libc::munmap(p, len);
+        p as usize + page()
+    }
+}
+
+#[test]
+fn fixed_no_replace_and_hint_on_a_free_address_are_honoured() {
+    for placement in 0..2 {
+        let mut last = None;
+        for _ in 0..20 {
+            let addr = free_address(4);
+            let pl = if placement == 0 { Placement::FixedNoReplace(addr) } else { Placement::Hint(addr) };
+            match MapOptions::new().len(4 * page()).placement(pl).map_anon() {
+                Ok(m) if m.as_ptr() as usize == addr => {
+                    last = Some(Ok(()));
+                    break;
+                }
+                Ok(m) => last = Some(Err(format!("{pl:?} placed at {:p}", m.as_ptr()))),
+                Err(e) if e.errno() == Some(libc::EEXIST) => last = Some(Err(e.to_string())), // raced
+                Err(e) => panic!("{pl:?}: {e}"),
+            }
+        }
+        assert_eq!(last, Some(Ok(())), "case {placement}");
+    }
+    // A hint onto an occupied range is not an error: the kernel puts the map elsewhere.
+    let occupied = MapOptions::new().len(2 * page()).map_anon().unwrap();
+    let m = MapOptions::new().len(page()).placement(Placement::Hint(occupied.as_ptr() as usize)).map_anon().unwrap();
+    assert_ne!(m.as_ptr(), occupied.as_ptr());
+}
+
+// ---------------------------------------------------------------------------------------------
+// locking
+
+fn skip_lock(e: &mmkit::Error) -> bool {
+    if matches!(e.errno(), Some(libc::EPERM) | Some(libc::ENOMEM) | Some(libc::EAGAIN)) && !is_ci() {
+        eprintln!("skipping: locking memory is not allowed here ({e}); raise RLIMIT_MEMLOCK or run as root");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn lock_full_makes_everything_resident_and_locked() {
+    let n = 16;
+    let map = match MapOptions::new().len(n * page()).lock(Lock::Full).map_anon() {
+        Ok(m) => m,
+        Err(e) if skip_lock(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(map.residency(..).unwrap().resident, n);
+    let block = smaps_block(map.as_ptr() as usize).unwrap();
+    assert_eq!(smaps_field_kb(&block, "Locked"), (n * page() / 1024) as u64, "{block}");
+    assert!(block.contains("VmFlags:") && block.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "lo")), "{block}");
+    map.unlock(..).unwrap();
+    let block = smaps_block(map.as_ptr() as usize).unwrap();
+    assert_eq!(smaps_field_kb(&block, "Locked"), 0, "{block}");
+}
+
+#[test]
+fn lock_on_fault_locks_pages_as_they_are_touched() {
+    let n = 16;
+    let mut map = match MapOptions::new().len(n * page()).lock(Lock::OnFault).map_anon() {
+        Ok(m) => m,
+        Err(e) if skip_lock(&e) => return,
+        Err(e) => panic!("{e}"),
+    };
+    map.advise(.., Advice::NoHugePage).unwrap();
+    assert_eq!(map.residency(..).unwrap().resident, 0, "on-fault locking faults nothing in");
+    let block = smaps_block(map.as_ptr() as usize).unwrap();
+    let flags = block.lines().find(|l| l.starts_with("VmFlags:")).unwrap().to_owned();
+    assert!(flags.split_whitespace().any(|f| f == "lf"), "{flags}");
+    map[0] = 1;
+    map[5 * page()] = 1;
+    assert_eq!(map.residency(..).unwrap().resident, 2);
+    let block = smaps_block(map.as_ptr() as usize).unwrap();
+    assert_eq!(smaps_field_kb(&block, "Locked"), (2 * page() / 1024) as u64, "{block}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// huge pages
+
+fn free_hugetlb_pages() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let size_kb: u64 = meminfo.lines().find(|l| l.starts_with("Hugepagesize:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/hugepages-{size_kb}kB/free_hugepages")).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn hugetlb_reports_the_page_size_it_got_or_why_it_fell_back() {
+    let len = 4 << 20;
+    let mut map = MapOptions::new().len(len).huge_pages(HugePages::Hugetlb(None)).map_anon().unwrap();
+    let out = map.page_outcome().clone();
+    assert_eq!(out.requested, HugePages::Hugetlb(None));
+    match free_hugetlb_pages() {
+        Some(free) if free >= 2 && out.fallback.is_none() => {
+            assert!(out.page_size > page(), "{out:?}");
+            assert_eq!(map.as_ptr() as usize % out.page_size, 0);
+        }
+        Some(free) if free < 2 => {
+            assert_eq!(out.page_size, page(), "{out:?}");
+            let why = out.fallback.as_deref().expect("a fallback reason");
+            assert!(why.contains("hugetlb") && why.contains(&format!("pool: {free} free")), "{why}");
+            assert!(why.contains("ENOMEM"), "{why}");
+        }
+        Some(_) => {} // pages were free when we looked but taken when we mapped: a race, not a bug
+        None => assert!(out.fallback.is_some(), "{out:?}"),
+    }
+    // Either way the memory works.
+    map[len - 1] = 1;
+    assert_eq!(map.len(), len);
+    // A size the machine does not have.
+    let map = MapOptions::new().len(1 << 20).huge_pages(HugePages::Hugetlb(Some(1 << 40))).map_anon().unwrap();
+    assert!(map.page_outcome().fallback.is_some());
+    assert_eq!(map.page_outcome().page_size, page());
+}
+
+fn thp_mode() -> Option<String> {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    Some(s[s.find('[')? + 1..s.find(']')?].to_owned())
+}
+
+#[test]
+fn transparent_huge_pages_give_an_aligned_region() {
+    let pmd: usize = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(2 << 20);
+    let len = 4 << 20;
+    let mut map = MapOptions::new().len(len).huge_pages(HugePages::Transparent).map_anon().unwrap();
+    let out = map.page_outcome().clone();
+    match thp_mode().as_deref() {
+        Some("always") | Some("madvise") => {
+            assert_eq!(out.fallback, None);
+            assert_eq!(out.page_size, pmd, "{out:?}");
+            assert_eq!(map.as_ptr() as usize % pmd, 0, "{:p}", map.as_ptr());
+            assert_eq!(map.mapping().kernel_region(), (map.as_ptr() as usize, len));
+            let block = smaps_block(map.as_ptr() as usize).unwrap();
+            assert!(block.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg")), "{block}");
+            // The over-mapped head and tail were given back: the VMA is exactly the region.
+            let range = block.split_whitespace().next().unwrap().to_owned();
+            assert_eq!(range, format!("{:x}-{:x}", map.as_ptr() as usize, map.as_ptr() as usize + len));
+            map.fill(1);
+            let huge = smaps_field_kb(&smaps_block(map.as_ptr() as usize).unwrap(), "AnonHugePages");
+            eprintln!("AnonHugePages after touching 4 MiB: {huge} kB");
+        }
+        _ => {
+            assert!(out.fallback.is_some(), "{out:?}");
+            assert_eq!(out.page_size, page());
+        }
+    }
+    // Too small for one huge page: falls back and says why.
+    let small = MapOptions::new().len(pmd / 2).huge_pages(HugePages::Transparent).map_anon().unwrap();
+    assert!(small.page_outcome().fallback.as_deref().is_some_and(|w| w.contains("smaller")), "{:?}", small.page_outcome());
+    assert_eq!(small.page_outcome().page_size, page());
+}
+
+#[test]
+fn names_show_in_proc_maps() {
+    let map = MapOptions::new().len(page()).name("mmkit-test-name").map_anon().unwrap();
+    let line = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .find(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap() == map.as_ptr() as usize)
+        .unwrap()
+        .to_owned();
+    if map.mapping().name_applied() {
+        assert!(line.ends_with("[anon:mmkit-test-name]"), "{line}");
+    } else {
+        assert!(!line.contains("anon:"), "{line}");
+    }
+}
+
+#[test]
+fn resize_grows_and_shrinks_with_mremap() {
+    let p = page();
+    let mut map: MmapMut = MapOptions::new().len(2 * p).map_anon().unwrap();
+    map[p] = 5;
+    map.mapping_mut().resize(10 * p, true).unwrap();
+    assert_eq!(map.len(), 10 * p);
+    assert_eq!(map[p], 5);
+    map[10 * p - 1] = 6;
+    map.mapping_mut().resize(p + 1, false).unwrap();
+    assert_eq!(map.len(), p + 1);
+    assert_eq!(map[p], 5);
+    assert_eq!(map.mapping().kernel_region().1, 2 * p);
+    assert_eq!(map.mapping_mut().resize(usize::MAX, true).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(map.mapping_mut().resize(0, true).unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
