@@ -1,0 +1,377 @@
+//! `mmkit residency` and `mmkit maps` against the reference tools on the same inputs:
+//! `vmtouch` and `fincore` count the same resident pages, `smaps_rollup` holds the same totals.
+//!
+//! The tests install nothing. `vmtouch` is a Debian package (`scripts/test` installs it); when it
+//! is missing, the comparison fails under `CI=true` and is skipped with a notice elsewhere.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const MMKIT: &str = env!("CARGO_BIN_EXE_mmkit");
+
+fn page() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+fn mmkit(args: &[&str]) -> Output {
+    Command::new(MMKIT).args(args).output().expect("run mmkit")
+}
+
+fn mmkit_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = mmkit(&all);
+    assert!(out.status.success(), "mmkit {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("mmkit prints JSON")
+}
+
+/// Whether a reference tool can run; missing is a failure under `CI=true`, a skip elsewhere.
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(if tool == "vmtouch" { "-h" } else { "--version" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("`{tool}` is required under CI=true (scripts/test installs it)");
+        }
+        eprintln!("SKIP: `{tool}` is not installed; the comparison with it is skipped");
+    }
+    ok
+}
+
+/// A directory on a disk-backed file system (eviction means nothing on tmpfs).
+fn disk_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fs = rustix::fs::statfs(d.path()).unwrap();
+    assert_ne!(fs.f_type as i64, 0x0102_1994, "{} is on tmpfs", d.path().display());
+    d
+}
+
+fn write_file(path: &Path, len: u64) {
+    let mut f = File::create(path).unwrap();
+    let chunk: Vec<u8> = (0..1u32 << 16).map(|i| (i % 253) as u8).collect();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.sync_all().unwrap();
+}
+
+/// A tree with files of many sizes (empty, sub-page, spaces in names, nested), some evicted,
+/// some partly read, so that the resident counts are neither 0 nor everything.
+fn mixed_tree() -> (tempfile::TempDir, Vec<PathBuf>) {
+    let d = disk_dir();
+    let root = d.path();
+    std::fs::create_dir_all(root.join("sub dir/deeper")).unwrap();
+    let specs: [(&str, u64); 8] = [
+        ("empty", 0),
+        ("tiny", 10),
+        ("one page", page()),
+        ("sub dir/a.bin", 37 * page() + 5),
+        ("sub dir/b (deleted).bin", 200 * page()),
+        ("sub dir/deeper/c", 513 * page()),
+        ("sub dir/deeper/d", 3 * page() - 1),
+        ("big", 2048 * page()),
+    ];
+    let mut paths = Vec::new();
+    for (i, (name, len)) in specs.iter().enumerate() {
+        let p = root.join(name);
+        write_file(&p, *len);
+        let f = File::open(&p).unwrap();
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        // Read every third file's pages at a stride (readahead off), so residency is partial.
+        if i % 3 == 1 && *len > 0 {
+            rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::Random).unwrap();
+            let mut off = 0;
+            while off < *len {
+                f.read_at(&mut [0u8; 1], off).unwrap();
+                off += 7 * page();
+            }
+        }
+        paths.push(p);
+    }
+    // The big file: its first quarter.
+    let f = File::open(root.join("big")).unwrap();
+    let mut buf = vec![0u8; (512 * page()) as usize];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    (d, paths)
+}
+
+/// `vmtouch`'s `Resident Pages: a/b` line.
+fn vmtouch_counts(args: &[&Path]) -> (u64, u64) {
+    let out = Command::new("vmtouch").args(args).output().expect("run vmtouch");
+    assert!(out.status.success(), "vmtouch: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("Resident Pages:")).expect("vmtouch summary");
+    let counts = line.split_whitespace().nth(2).unwrap();
+    let (a, b) = counts.split_once('/').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// `fincore`'s resident pages per file, in argument order.
+fn fincore_pages(paths: &[PathBuf]) -> Vec<u64> {
+    let out = Command::new("fincore")
+        .args(["--raw", "--noheadings", "--bytes", "--output", "PAGES"])
+        .args(paths)
+        .output()
+        .expect("run fincore");
+    assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+fn total(v: &Value, key: &str) -> u64 {
+    v["total"][key].as_u64().unwrap_or_else(|| panic!("total.{key} in {v}"))
+}
+
+fn per_file(v: &Value) -> Vec<(String, u64, u64)> {
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["pages"].as_u64().unwrap(),
+                f["resident_pages"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn residency_equals_vmtouch_and_fincore_on_the_same_files() {
+    let (d, paths) = mixed_tree();
+    let root = d.path().to_str().unwrap();
+    let ours = mmkit_json(&["residency", root]);
+    let files = per_file(&ours);
+    assert_eq!(files.len(), paths.len());
+    let resident = total(&ours, "resident_pages");
+    assert!(resident > 0 && resident < total(&ours, "pages"), "the tree is partly resident: {ours}");
+
+    // fincore, file by file (it prints one line per file, in argument order).
+    let ours_paths: Vec<PathBuf> = files.iter().map(|f| PathBuf::from(&f.0)).collect();
+    let theirs = fincore_pages(&ours_paths);
+    let ours_res: Vec<u64> = files.iter().map(|f| f.2).collect();
+    assert_eq!(ours_res, theirs, "per-file resident pages vs fincore");
+
+    if have("vmtouch") {
+        assert_eq!(vmtouch_counts(&[d.path()]), (resident, total(&ours, "pages")));
+        for p in &paths {
+            let one = mmkit_json(&["residency", p.to_str().unwrap()]);
+            assert_eq!(vmtouch_counts(&[p]), (total(&one, "resident_pages"), total(&one, "pages")), "{}", p.display());
+        }
+    }
+    // The table's summary line carries the same numbers.
+    let out = mmkit(&["residency", "-q", root]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("Resident Pages: {}/{}", resident, total(&ours, "pages"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn evict_empties_and_touch_fills_as_vmtouch_sees_it() {
+    let (d, _) = mixed_tree();
+    let root = d.path().to_str().unwrap();
+    let evicted = mmkit_json(&["residency", "--evict", root]);
+    assert_eq!(total(&evicted, "resident_pages"), 0, "{evicted}");
+    assert!(per_file(&evicted).iter().all(|f| f.2 == 0));
+    if have("vmtouch") {
+        assert_eq!(vmtouch_counts(&[d.path()]).0, 0);
+    }
+
+    let touched = mmkit_json(&["residency", "--touch", root]);
+    let pages = total(&touched, "pages");
+    assert_eq!(total(&touched, "resident_pages"), pages, "{touched}");
+    assert!(per_file(&touched).iter().all(|f| f.1 == f.2));
+    if have("vmtouch") {
+        assert_eq!(vmtouch_counts(&[d.path()]), (pages, pages));
+    }
+    let again = mmkit_json(&["residency", "--evict", root]);
+    assert_eq!(total(&again, "resident_pages"), 0);
+}
+
+#[test]
+fn lock_holds_pages_until_sigterm() {
+    let d = disk_dir();
+    let path = d.path().join("locked file");
+    write_file(&path, 100 * page() + 1);
+    let p = path.to_str().unwrap();
+    mmkit_json(&["residency", "--evict", p]);
+
+    let mut child = Command::new(MMKIT)
+        .args(["residency", "--lock", p])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("locked 101 pages"), "{line}");
+
+    // Eviction cannot drop locked pages.
+    let v = mmkit_json(&["residency", "--evict", p]);
+    assert_eq!(total(&v, "resident_pages"), 101);
+
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{status:?} {rest}");
+    assert!(rest.contains("released after signal 15"), "{rest}");
+    let v = mmkit_json(&["residency", "--evict", p]);
+    assert_eq!(total(&v, "resident_pages"), 0, "unlocked on exit");
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    // 300 MiB of holes: long enough for a bar, quick to touch.
+    let d = disk_dir();
+    let path = d.path().join("sparse");
+    File::create(&path).unwrap().set_len(300 << 20).unwrap();
+    let out = mmkit(&["residency", "--touch", "--threads", "2", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "stderr: {:?}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Resident Pages: 76800/76800"));
+}
+
+#[test]
+fn residency_failures_exit_1_with_context() {
+    let d = disk_dir();
+    write_file(&d.path().join("ok"), 10);
+    let missing = d.path().join("missing");
+    let out = mmkit(&["residency", "--json", d.path().join("ok").to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing") && err.contains("ENOENT"), "{err}");
+    assert!(err.starts_with("mmkit: "), "{err}");
+    // The readable file is still reported.
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(total(&v, "files"), 1);
+    // Usage errors are clap's: exit 2.
+    assert_eq!(mmkit(&["residency", "--touch", "--evict", "x"]).status.code(), Some(2));
+}
+
+/// `/proc/<pid>/smaps_rollup` read by hand: `Name: N kB` → N.
+fn rollup(pid: u32) -> std::collections::HashMap<String, u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_owned(), v.trim().trim_end_matches("kB").trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn maps_totals_equal_smaps_rollup_of_the_same_process() {
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id();
+    let ours = mmkit_json(&["maps", &pid.to_string()]);
+    let kernel = rollup(pid);
+    let table = mmkit(&["maps", &pid.to_string()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    for (ours_key, kernel_key) in [
+        ("rss_kib", "Rss"),
+        ("anonymous_kib", "Anonymous"),
+        ("shared_clean_kib", "Shared_Clean"),
+        ("shared_dirty_kib", "Shared_Dirty"),
+        ("private_clean_kib", "Private_Clean"),
+        ("private_dirty_kib", "Private_Dirty"),
+        ("referenced_kib", "Referenced"),
+        ("anon_huge_pages_kib", "AnonHugePages"),
+        ("file_pmd_mapped_kib", "FilePmdMapped"),
+        ("swap_kib", "Swap"),
+        ("locked_kib", "Locked"),
+    ] {
+        assert_eq!(total(&ours, ours_key), kernel[kernel_key], "{ours_key} vs {kernel_key}");
+    }
+    // Pss: the kernel sums in fixed point and rounds once; per mapping it rounds down.
+    let n = ours["mappings"].as_array().unwrap().len() as u64;
+    let (pss, kpss) = (total(&ours, "pss_kib"), kernel["Pss"]);
+    assert!(pss <= kpss && kpss - pss <= n, "pss {pss} vs rollup {kpss}");
+    assert!(total(&ours, "rss_kib") > 0);
+
+    // Records carry what the issue promises, and the groups add up to the total.
+    let maps = ours["mappings"].as_array().unwrap();
+    assert!(maps.iter().any(|m| m["path"] == "[stack]" && m["kind"] == "stack"));
+    assert!(maps.iter().any(|m| m["path"].as_str().unwrap().ends_with("/sleep") && m["kind"] == "file"));
+    assert!(maps.iter().all(|m| m["start"].as_u64().unwrap() < m["end"].as_u64().unwrap()));
+    let by_kind_rss: u64 = ours["by_kind"].as_object().unwrap().values().map(|g| g["rss_kib"].as_u64().unwrap()).sum();
+    assert_eq!(by_kind_rss, total(&ours, "rss_kib"));
+
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("[stack]") && text.contains(" total "), "{text}");
+}
+
+#[test]
+fn maps_filters_by_name_and_kind() {
+    let me = mmkit_json(&["maps", "--filter", "libc"]);
+    let maps = me["mappings"].as_array().unwrap();
+    assert!(!maps.is_empty());
+    assert!(maps.iter().all(|m| m["path"].as_str().unwrap().contains("libc")));
+    let heap = mmkit_json(&["maps", "--kind", "stack"]);
+    let maps = heap["mappings"].as_array().unwrap();
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0]["path"], "[stack]");
+    assert_eq!(heap["total"]["mappings"], 1);
+
+    let out = mmkit(&["maps", "4294967295"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("process 4294967295") && err.contains("ENOENT"), "{err}");
+}
+
+#[test]
+fn maps_rows_agree_with_pmap() {
+    if !have("pmap") {
+        return;
+    }
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id().to_string();
+    let ours = mmkit_json(&["maps", &pid]);
+    let out = Command::new("pmap").args(["-X", &pid]).output().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // pmap -X rows: Address Perm Offset Device Inode Size Rss ...; compare address, size, rss.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<(u64, u64, u64)> = text
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Mapping rows have a 4-letter permission column; the totals line does not.
+            let perms = f.get(1)?;
+            if perms.len() != 4 || !perms.chars().all(|c| "rwxsp-".contains(c)) {
+                return None;
+            }
+            let addr = u64::from_str_radix(f.first()?, 16).ok()?;
+            Some((addr, f.get(5)?.parse().ok()?, f.get(6)?.parse().ok()?))
+        })
+        .collect();
+    let ours: Vec<(u64, u64, u64)> = ours["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["start"].as_u64().unwrap(), m["size_kib"].as_u64().unwrap(), m["rss_kib"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(ours, rows);
+}
