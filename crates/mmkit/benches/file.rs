@@ -1,0 +1,282 @@
+//! File-backed reads: mmkit against `read()`/`pread()` and memmap2, in one criterion group.
+//!
+//! - `seq/*`: sum a cached file as `u64` words. Every peer opens nothing new per iteration but
+//!   does include its own setup: `read()` loops with a 1 MiB buffer; the map peers map, sum and
+//!   unmap in each iteration.
+//! - `rand/*`: `RANDOM_READS` random 8-byte reads: `pread` against a map created in the
+//!   iteration (cold: its page tables are empty) and one populated before measuring.
+//!
+//! The file (default 1 GiB, `MMKIT_BENCH_SIZE` bytes, or suffixes `k`/`m`/`g`) lives in the
+//! system temp dir and is re-read into the page cache before the group. After criterion, the
+//! same peers run again interleaved (round-robin) and the medians and ratios against the
+//! targets are printed: that table is the one quoted in BENCHMARKS-file.md.
+//!
+//! ```text
+//! cargo bench -p mmkit --bench file
+//! MMKIT_BENCH_SIZE=256m cargo bench -p mmkit --bench file
+//! ```
+
+use std::fs::File;
+use std::hint::black_box;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode};
+use mmkit::{Advice, MapOptions, Populate};
+
+const RANDOM_READS: usize = 1 << 16;
+const BUF: usize = 1 << 20;
+
+/// The one summing loop every peer uses: native-endian `u64` words, wrapping.
+#[inline(never)]
+fn sum_words(bytes: &[u8]) -> u64 {
+    let mut acc = [0u64; 4];
+    let mut chunks = bytes.chunks_exact(32);
+    for c in &mut chunks {
+        for (a, w) in acc.iter_mut().zip(c.chunks_exact(8)) {
+            *a = a.wrapping_add(u64::from_ne_bytes(w.try_into().unwrap()));
+        }
+    }
+    let mut s = acc.iter().fold(0u64, |s, &a| s.wrapping_add(a));
+    for w in chunks.remainder().chunks(8) {
+        let mut b = [0u8; 8];
+        b[..w.len()].copy_from_slice(w);
+        s = s.wrapping_add(u64::from_ne_bytes(b));
+    }
+    s
+}
+
+fn bench_size(bench_mode: bool) -> usize {
+    let Ok(v) = std::env::var("MMKIT_BENCH_SIZE") else {
+        // `cargo test --benches` runs each benchmark once: keep that quick.
+        return if bench_mode { 1 << 30 } else { 16 << 20 };
+    };
+    let v = v.trim().to_ascii_lowercase();
+    let (num, shift) = match v.as_bytes().last() {
+        Some(b'k') => (&v[..v.len() - 1], 10),
+        Some(b'm') => (&v[..v.len() - 1], 20),
+        Some(b'g') => (&v[..v.len() - 1], 30),
+        _ => (&v[..], 0),
+    };
+    let n: usize = num.parse().expect("MMKIT_BENCH_SIZE: a number of bytes, optionally with k/m/g");
+    (n << shift).max(1 << 20)
+}
+
+/// Creates (or reuses) the bench file of `size` bytes with non-trivial contents.
+fn bench_file(size: usize) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("mmkit-bench-file-{size}.bin"));
+    if std::fs::metadata(&path).map(|m| m.len() == size as u64).unwrap_or(false) {
+        return path;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).unwrap();
+    let mut chunk = vec![0u8; BUF];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut written = 0;
+    while written < size {
+        for w in chunk.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_ne_bytes());
+        }
+        let n = BUF.min(size - written);
+        f.write_all(&chunk[..n]).unwrap();
+        written += n;
+    }
+    f.sync_all().unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Reads the whole file so it is in the page cache (the VMs reclaim it after ~60 s idle);
+/// returns its word sum, the answer every sequential peer must give.
+fn rewarm(file: &File) -> u64 {
+    seq_read(file, &mut vec![0u8; BUF])
+}
+
+// ---- the peers ------------------------------------------------------------------------------
+
+fn seq_read(file: &File, buf: &mut [u8]) -> u64 {
+    let mut s = 0u64;
+    let mut off = 0u64;
+    loop {
+        // read() at an explicit offset (pread), so the peers share one fd without seeking.
+        let n = file.read_at(buf, off).unwrap();
+        if n == 0 {
+            return s;
+        }
+        // Buffer sizes are multiples of 8 and so is the file: no word straddles two reads.
+        s = s.wrapping_add(sum_words(&buf[..n]));
+        off += n as u64;
+    }
+}
+
+fn seq_memmap2(file: &File) -> u64 {
+    // SAFETY: the bench file is not modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(file) }.unwrap();
+    sum_words(&map)
+}
+
+fn seq_mmkit(file: &File, opts: &MapOptions) -> u64 {
+    // SAFETY: as above.
+    let map = unsafe { opts.map(file) }.unwrap();
+    sum_words(&map)
+}
+
+/// `RANDOM_READS` offsets of 8-byte words, from a fixed-seed generator.
+fn random_offsets(size: usize) -> Vec<usize> {
+    let words = size / 8;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..RANDOM_READS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x as usize % words) * 8
+        })
+        .collect()
+}
+
+fn rand_pread(file: &File, offs: &[usize]) -> u64 {
+    let mut s = 0u64;
+    let mut b = [0u8; 8];
+    for &o in offs {
+        file.read_exact_at(&mut b, o as u64).unwrap();
+        s = s.wrapping_add(u64::from_ne_bytes(b));
+    }
+    s
+}
+
+fn rand_mapped(bytes: &[u8], offs: &[usize]) -> u64 {
+    let mut s = 0u64;
+    for &o in offs {
+        s = s.wrapping_add(u64::from_ne_bytes(bytes[o..o + 8].try_into().unwrap()));
+    }
+    s
+}
+
+fn rand_mmkit_cold(file: &File, offs: &[usize]) -> u64 {
+    // SAFETY: as above.
+    let map = unsafe { MapOptions::new().map(file) }.unwrap();
+    rand_mapped(&map, offs)
+}
+
+// ---- the run --------------------------------------------------------------------------------
+
+struct Peer<'a> {
+    name: &'static str,
+    run: Box<dyn FnMut() -> u64 + 'a>,
+}
+
+fn peers<'a>(file: &'a File, offs: &'a [usize], hot: &'a mmkit::Mmap) -> Vec<Peer<'a>> {
+    let mut buf = vec![0u8; BUF];
+    let populate = MapOptions::new().populate(Populate::MapPopulate).clone();
+    let populate_read = MapOptions::new().populate(Populate::Read).clone();
+    let sequential = MapOptions::new().advice(Advice::Sequential).clone();
+    let default = MapOptions::new();
+    vec![
+        Peer { name: "seq/read_1MiB", run: Box::new(move || seq_read(file, &mut buf)) },
+        Peer { name: "seq/memmap2", run: Box::new(move || seq_memmap2(file)) },
+        Peer { name: "seq/mmkit_default", run: Box::new(move || seq_mmkit(file, &default)) },
+        Peer { name: "seq/mmkit_map_populate", run: Box::new(move || seq_mmkit(file, &populate)) },
+        Peer { name: "seq/mmkit_populate_read", run: Box::new(move || seq_mmkit(file, &populate_read)) },
+        Peer { name: "seq/mmkit_sequential", run: Box::new(move || seq_mmkit(file, &sequential)) },
+        Peer { name: "rand/pread", run: Box::new(move || rand_pread(file, offs)) },
+        Peer { name: "rand/mmkit_cold", run: Box::new(move || rand_mmkit_cold(file, offs)) },
+        Peer { name: "rand/mmkit_populated", run: Box::new(move || rand_mapped(hot, offs)) },
+    ]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Round-robin: every round runs each peer once, so drift (page cache, frequency, neighbours)
+/// hits all peers alike. Returns each peer's median seconds.
+fn interleaved(peers: &mut [Peer<'_>], rounds: usize) -> Vec<f64> {
+    let mut times = vec![Vec::with_capacity(rounds); peers.len()];
+    for _ in 0..rounds {
+        for (p, t) in peers.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            black_box((p.run)());
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.iter_mut().map(|t| median(t)).collect()
+}
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let size = bench_size(bench_mode);
+    let path = bench_file(size);
+    let file = File::open(&path).unwrap();
+    let expect = rewarm(&file);
+    let offs = random_offsets(size);
+    // SAFETY: as above.
+    let hot = unsafe { MapOptions::new().populate(Populate::MapPopulate).map(&file) }.unwrap();
+
+    let mut peers = peers(&file, &offs, &hot);
+    // Every peer computes the same thing.
+    let want_rand = rand_pread(&file, &offs);
+    for p in peers.iter_mut() {
+        let got = (p.run)();
+        let want = if p.name.starts_with("seq/") { expect } else { want_rand };
+        assert_eq!(got, want, "{} disagrees", p.name);
+    }
+
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+    rewarm(&file);
+    {
+        let mut g = c.benchmark_group(format!("file_{}MiB", size >> 20));
+        g.sampling_mode(SamplingMode::Flat);
+        for p in peers.iter_mut() {
+            g.bench_function(p.name, |b| b.iter(|| black_box((p.run)())));
+        }
+        g.finish();
+    }
+    c.final_summary();
+
+    if !bench_mode {
+        return;
+    }
+    rewarm(&file);
+    let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(15);
+    let med = interleaved(&mut peers, rounds);
+    let by = |n: &str| med[peers.iter().position(|p| p.name == n).unwrap()];
+    let gib = size as f64 / (1u64 << 30) as f64;
+    println!("\ninterleaved medians over {rounds} rounds, {} MiB file, {RANDOM_READS} random reads:", size >> 20);
+    println!("{:<26} {:>12} {:>12}", "peer", "median", "throughput");
+    for (p, m) in peers.iter().zip(&med) {
+        let tp = if p.name.starts_with("seq/") {
+            format!("{:.2} GiB/s", gib / m)
+        } else {
+            format!("{:.1} ns/read", m * 1e9 / RANDOM_READS as f64)
+        };
+        println!("{:<26} {:>9.3} ms {:>12}", p.name, m * 1e3, tp);
+    }
+    let seq_mmkit = ["seq/mmkit_default", "seq/mmkit_map_populate", "seq/mmkit_populate_read", "seq/mmkit_sequential"];
+    let (best_name, best) = seq_mmkit.iter().map(|n| (*n, by(n))).min_by(|a, b| a.1.partial_cmp(&b.1).unwrap()).unwrap();
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let r_read = by("seq/read_1MiB") / best;
+    let r_mm2 = by("seq/memmap2") / best;
+    let r_cold = by("rand/pread") / by("rand/mmkit_cold");
+    let r_hot = by("rand/pread") / by("rand/mmkit_populated");
+    println!("\nratios (peer time / mmkit time; higher is better for mmkit):");
+    println!("  best sequential mmkit ({best_name}) vs read():   {r_read:.2}x  (target >= 1.35x: {})", verdict(r_read >= 1.35));
+    println!("  best sequential mmkit ({best_name}) vs memmap2:  {r_mm2:.2}x  (target >= 1.0x: {})", verdict(r_mm2 >= 1.0));
+    println!("  random 8-byte reads, populated map vs pread:  {r_hot:.1}x  (target >= 20x: {})", verdict(r_hot >= 20.0));
+    println!("  random 8-byte reads, cold map vs pread:       {r_cold:.1}x  (map + faults included)");
+}
