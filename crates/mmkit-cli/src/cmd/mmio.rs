@@ -1,13 +1,476 @@
-//! `mmkit mmio` (placeholder until its issue lands).
+//! `mmkit mmio`: read and write device registers in the manner of busybox `devmem`, list UIO
+//! devices and PCI memory BARs, wait for UIO interrupts.
+//!
+//! Sources: `--uio N[:MAP]` (`/dev/uioN`, map `MAP`, default 0), `--pci BDF|VENDOR:DEVICE
+//! [--bar N]` (sysfs `resourceN`), `--phys ADDR` (`/dev/mem`). Offsets and values are hex
+//! (`0x..`) or decimal. Accesses are checked: outside the region, misaligned, or of a width the
+//! device does not accept (QEMU's edu: 32-bit only below 0x80) is an error, never an access.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use mmkit_mmio::sysfs::{parse_number, PciSelector};
+use mmkit_mmio::{MmioRegion, PciDevice, PhysicalMemory, Uio, Width};
+use serde::Serialize;
 
 /// Subcommands of `mmkit mmio`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Placeholder.
-    List,
+    /// Read a register: `mmkit mmio read --uio 0 0x0`.
+    Read(ReadArgs),
+    /// Write a register: `mmkit mmio write --uio 0 0x4 0x12345678`.
+    Write(WriteArgs),
+    /// List UIO devices with their maps, and PCI devices with their memory BARs.
+    List(ListArgs),
+    /// Wait for interrupts of a UIO device: `mmkit mmio irq --uio 0 --count 3 --timeout 5`.
+    Irq(IrqArgs),
+}
+
+/// Where the registers are.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct SourceArgs {
+    /// A UIO device and map: `N` or `N:MAP` (`/dev/uioN`, map MAP, default 0).
+    #[arg(long, value_name = "N[:MAP]", value_parser = parse_uio)]
+    pub uio: Option<(u32, usize)>,
+    /// A PCI device by address (`0000:00:04.0`, `00:04.0`) or ID (`1234:11e8`); see `--bar`.
+    #[arg(long, value_name = "BDF|VENDOR:DEVICE", value_parser = parse_pci)]
+    pub pci: Option<PciSelector>,
+    /// A physical address, mapped through `/dev/mem`; OFFSET is relative to it.
+    #[arg(long, value_name = "ADDR", value_parser = parse_u64)]
+    pub phys: Option<u64>,
+}
+
+/// Arguments shared by `read` and `write`.
+#[derive(Debug, clap::Args)]
+pub struct AccessArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The BAR to map with `--pci`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub bar: usize,
+    /// Access width in bits.
+    #[arg(long, short = 'w', default_value_t = 32, value_parser = parse_width_bits)]
+    pub width: u32,
+    /// Print JSON: `{"source": ..., "offset": N, "width": 32, "value": N}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `mmkit mmio read`.
+#[derive(Debug, clap::Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// Byte offset of the register in the region (hex or decimal).
+    #[arg(default_value = "0", value_parser = parse_usize)]
+    pub offset: usize,
+}
+
+/// Arguments of `mmkit mmio write`.
+#[derive(Debug, clap::Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// Byte offset of the register in the region (hex or decimal).
+    #[arg(value_parser = parse_usize)]
+    pub offset: usize,
+    /// The value to write (hex or decimal); must fit in the width.
+    #[arg(value_parser = parse_u64)]
+    pub value: u64,
+}
+
+/// Arguments of `mmkit mmio list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `mmkit mmio irq`.
+#[derive(Debug, clap::Args)]
+pub struct IrqArgs {
+    /// The UIO device number (`/dev/uioN`).
+    #[arg(long, value_name = "N")]
+    pub uio: u32,
+    /// How many interrupts to wait for.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Seconds to wait for each interrupt (fractions allowed).
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    parse_number(s).ok_or_else(|| format!("not a number: {s:?} (use hex 0x.. or decimal)"))
+}
+
+fn parse_usize(s: &str) -> Result<usize, String> {
+    parse_u64(s).and_then(|n| usize::try_from(n).map_err(|_| format!("{s:?} is too large")))
+}
+
+fn parse_width_bits(s: &str) -> Result<u32, String> {
+    let bits: u32 = s.parse().map_err(|_| format!("not a width: {s:?}"))?;
+    Width::from_bits(bits)
+        .map(|_| bits)
+        .ok_or_else(|| format!("width must be 8, 16, 32 or 64, not {bits}"))
+}
+
+fn parse_uio(s: &str) -> Result<(u32, usize), String> {
+    let s = s
+        .trim()
+        .trim_start_matches("/dev/")
+        .trim_start_matches("uio");
+    let (n, map) = s.split_once(':').unwrap_or((s, "0"));
+    let n = n
+        .parse()
+        .map_err(|_| format!("not a UIO device number: {n:?}"))?;
+    let map = map
+        .parse()
+        .map_err(|_| format!("not a map index: {map:?}"))?;
+    Ok((n, map))
+}
+
+fn parse_pci(s: &str) -> Result<PciSelector, String> {
+    s.parse().map_err(|e: mmkit_mmio::Error| e.to_string())
+}
+
+/// Maps the region the source arguments name, large enough for `offset + width` with `--phys`.
+fn open_region(
+    args: &AccessArgs,
+    offset: usize,
+    width: Width,
+) -> anyhow::Result<(MmioRegion, usize)> {
+    let s = &args.source;
+    if let Some((n, map)) = s.uio {
+        let uio = Uio::open(n).with_context(|| format!("cannot open UIO device {n}"))?;
+        let region = uio
+            .map(map)
+            .with_context(|| format!("cannot map map{map} of /dev/uio{n}"))?;
+        return Ok((region, offset));
+    }
+    if let Some(sel) = s.pci {
+        let dev =
+            PciDevice::select(sel).with_context(|| format!("cannot find PCI device {sel}"))?;
+        let region = dev
+            .map_bar(args.bar)
+            .with_context(|| format!("cannot map BAR{} of {}", args.bar, dev.address()))?;
+        return Ok((region, offset));
+    }
+    if let Some(addr) = s.phys {
+        let at = addr
+            .checked_add(offset as u64)
+            .context("address overflows")?;
+        let mem = PhysicalMemory::open().context("cannot open /dev/mem")?;
+        let region = mem
+            .map(at, width.bytes())
+            .with_context(|| format!("cannot map physical address {at:#x}"))?;
+        return Ok((region, 0));
+    }
+    bail!("name a source: --uio, --pci or --phys")
+}
+
+#[derive(Serialize)]
+struct AccessReport {
+    source: String,
+    offset: u64,
+    width: u32,
+    value: u64,
+}
+
+fn source_name(region: &MmioRegion, args: &AccessArgs, offset: usize) -> String {
+    match args.source.phys {
+        Some(addr) => format!("/dev/mem {:#x}", addr + offset as u64),
+        None => region.source(),
+    }
+}
+
+fn print_access(report: &AccessReport, json: bool, read: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else if read {
+        let digits = (report.width / 4) as usize;
+        println!("0x{:0digits$x}", report.value, digits = digits);
+    }
+    Ok(())
+}
+
+fn read(args: ReadArgs) -> anyhow::Result<()> {
+    let width = Width::from_bits(args.access.width).context("bad width")?;
+    let (region, at) = open_region(&args.access, args.offset, width)?;
+    let value = region
+        .read(at, width)
+        .with_context(|| format!("cannot read {width} register at {:#x}", args.offset))?;
+    let report = AccessReport {
+        source: source_name(&region, &args.access, args.offset),
+        offset: args.offset as u64,
+        width: args.access.width,
+        value,
+    };
+    print_access(&report, args.access.json, true)
+}
+
+fn write(args: WriteArgs) -> anyhow::Result<()> {
+    let width = Width::from_bits(args.access.width).context("bad width")?;
+    if args.value > width.max_value() {
+        bail!("value {:#x} does not fit in a {width} register", args.value);
+    }
+    let (region, at) = open_region(&args.access, args.offset, width)?;
+    region
+        .write(at, width, args.value)
+        .with_context(|| format!("cannot write {width} register at {:#x}", args.offset))?;
+    let report = AccessReport {
+        source: source_name(&region, &args.access, args.offset),
+        offset: args.offset as u64,
+        width: args.access.width,
+        value: args.value,
+    };
+    print_access(&report, args.access.json, false)
+}
+
+#[derive(Serialize)]
+struct UioMapReport {
+    index: usize,
+    name: String,
+    addr: u64,
+    size: u64,
+    offset: u64,
+}
+
+#[derive(Serialize)]
+struct UioReport {
+    number: u32,
+    device: String,
+    name: String,
+    version: String,
+    event_count: u32,
+    pci: Option<String>,
+    id: Option<String>,
+    maps: Vec<UioMapReport>,
+}
+
+#[derive(Serialize)]
+struct BarReport {
+    index: usize,
+    start: u64,
+    size: u64,
+    prefetchable: bool,
+    #[serde(rename = "64bit")]
+    is_64bit: bool,
+}
+
+#[derive(Serialize)]
+struct PciReport {
+    address: String,
+    id: String,
+    class: u32,
+    driver: Option<String>,
+    bars: Vec<BarReport>,
+}
+
+#[derive(Serialize)]
+struct ListReport {
+    uio: Vec<UioReport>,
+    pci: Vec<PciReport>,
+}
+
+fn list(args: ListArgs) -> anyhow::Result<()> {
+    let uio = mmkit_mmio::list_uio_devices()
+        .context("cannot list UIO devices")?
+        .into_iter()
+        .map(|d| UioReport {
+            number: d.number,
+            device: format!("/dev/uio{}", d.number),
+            name: d.name,
+            version: d.version,
+            event_count: d.event_count,
+            pci: d.pci.map(|(a, _)| a.to_string()),
+            id: d.pci.map(|(_, id)| id.to_string()),
+            maps: d
+                .maps
+                .into_iter()
+                .map(|m| UioMapReport {
+                    index: m.index,
+                    name: m.name,
+                    addr: m.addr,
+                    size: m.size,
+                    offset: m.offset,
+                })
+                .collect(),
+        })
+        .collect();
+    let mut pci = Vec::new();
+    for dev in mmkit_mmio::list_pci_devices().context("cannot list PCI devices")? {
+        let resources = dev
+            .resources()
+            .with_context(|| format!("cannot read the resources of {}", dev.address()))?;
+        let bars: Vec<BarReport> = resources
+            .iter()
+            .take(6)
+            .enumerate()
+            .filter(|(_, r)| r.is_memory())
+            .map(|(index, r)| BarReport {
+                index,
+                start: r.start,
+                size: r.size(),
+                prefetchable: r.is_prefetchable(),
+                is_64bit: r.is_64bit(),
+            })
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        pci.push(PciReport {
+            address: dev.address().to_string(),
+            id: dev.id().to_string(),
+            class: dev.class(),
+            driver: dev.driver(),
+            bars,
+        });
+    }
+    let report = ListReport { uio, pci };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("UIO devices:");
+    if report.uio.is_empty() {
+        println!("  none (bind a device to a UIO driver, e.g. uio_pci_generic)");
+    }
+    for d in &report.uio {
+        let pci = match (&d.pci, &d.id) {
+            (Some(a), Some(id)) => format!("  pci {a} [{id}]"),
+            _ => String::new(),
+        };
+        println!(
+            "  {}  {}{pci}  interrupts {}",
+            d.device, d.name, d.event_count
+        );
+        for m in &d.maps {
+            println!(
+                "    map{}  addr {:#x}  size {:#x} ({})  offset {:#x}{}",
+                m.index,
+                m.addr,
+                m.size,
+                crate::report::bytes(m.size),
+                m.offset,
+                if m.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", m.name)
+                }
+            );
+        }
+    }
+    println!("PCI memory BARs:");
+    if report.pci.is_empty() {
+        println!("  none");
+    }
+    for d in &report.pci {
+        println!(
+            "  {} [{}] class {:#08x} driver {}",
+            d.address,
+            d.id,
+            d.class,
+            d.driver.as_deref().unwrap_or("-")
+        );
+        for b in &d.bars {
+            println!(
+                "    BAR{}  {:#x}  size {:#x} ({})  {}{}",
+                b.index,
+                b.start,
+                b.size,
+                crate::report::bytes(b.size),
+                if b.is_64bit { "64-bit" } else { "32-bit" },
+                if b.prefetchable { " prefetchable" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct IrqReport {
+    device: String,
+    enabled_by: &'static str,
+    interrupts: Vec<IrqEventReport>,
+}
+
+#[derive(Serialize)]
+struct IrqEventReport {
+    count: u32,
+    missed: u32,
+}
+
+fn irq(args: IrqArgs) -> anyhow::Result<()> {
+    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
+        bail!("--timeout must be a non-negative number of seconds");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut uio =
+        Uio::open(args.uio).with_context(|| format!("cannot open UIO device {}", args.uio))?;
+    let mut report = IrqReport {
+        device: uio.path().display().to_string(),
+        enabled_by: "",
+        interrupts: Vec::new(),
+    };
+    for i in 1..=args.count {
+        let how = uio.enable_irq().context("cannot enable the interrupt")?;
+        report.enabled_by = match how {
+            mmkit_mmio::IrqEnable::IrqControl => "irqcontrol",
+            mmkit_mmio::IrqEnable::PciCommand => "pci-command",
+        };
+        let event = uio
+            .wait_irq(Some(timeout))
+            .with_context(|| format!("interrupt {i} of {} did not arrive", args.count))?;
+        if !args.json {
+            println!(
+                "interrupt {i}: count {} (missed {})",
+                event.count, event.missed
+            );
+        }
+        report.interrupts.push(IrqEventReport {
+            count: event.count,
+            missed: event.missed,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }
 
 /// Runs `mmkit mmio`.
-pub fn run(_command: Command) -> anyhow::Result<()> {
-    anyhow::bail!("`mmkit mmio` is not implemented yet")
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Read(args) => read(args),
+        Command::Write(args) => write(args),
+        Command::List(args) => list(args),
+        Command::Irq(args) => irq(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_parsers() {
+        assert_eq!(parse_uio("0"), Ok((0, 0)));
+        assert_eq!(parse_uio("3:1"), Ok((3, 1)));
+        assert_eq!(parse_uio("/dev/uio2"), Ok((2, 0)));
+        assert!(parse_uio("x").is_err());
+        assert_eq!(parse_u64("0x10"), Ok(16));
+        assert_eq!(parse_u64("16"), Ok(16));
+        assert!(parse_u64("0xg").is_err());
+        assert_eq!(parse_width_bits("64"), Ok(64));
+        assert!(parse_width_bits("24").is_err());
+        assert!(parse_pci("1234:11e8").is_ok());
+        assert!(parse_pci("00:04.0").is_ok());
+        assert!(parse_pci("nope").is_err());
+    }
 }

@@ -1,0 +1,112 @@
+#!/bin/sh
+# CLI checks run inside the vmtest VM, against QEMU's edu device bound to uio_pci_generic as
+# /dev/uio0. Prints one line per check and a cargo-test-style summary; exits 1 on any failure.
+
+passed=0
+failed=0
+OUT=/tmp/cli-out
+ERR=/tmp/cli-err
+
+ok() { passed=$((passed + 1)); echo "test cli::$1 ... ok"; }
+bad() {
+    failed=$((failed + 1))
+    echo "test cli::$1 ... FAILED"
+    echo "    command: $2"
+    echo "    expected: $3"
+    echo "    stdout: $(cat $OUT)"
+    echo "    stderr: $(cat $ERR)"
+}
+
+# expect_out NAME EXPECTED_STDOUT CMD...: exit 0 and exactly this output.
+expect_out() {
+    name=$1 expected=$2
+    shift 2
+    if "$@" >$OUT 2>$ERR && [ "$(cat $OUT)" = "$expected" ]; then ok "$name"; else bad "$name" "$*" "exit 0, stdout '$expected'"; fi
+}
+
+# expect_has NAME TEXT CMD...: exit 0 and stdout contains TEXT.
+expect_has() {
+    name=$1 text=$2
+    shift 2
+    if "$@" >$OUT 2>$ERR && grep -qF -- "$text" $OUT; then ok "$name"; else bad "$name" "$*" "exit 0, stdout containing '$text'"; fi
+}
+
+# expect_fail NAME TEXT CMD...: exit 1 and stderr contains TEXT.
+expect_fail() {
+    name=$1 text=$2
+    shift 2
+    "$@" >$OUT 2>$ERR
+    rc=$?
+    if [ "$rc" -eq 1 ] && grep -qF -- "$text" $ERR; then ok "$name"; else bad "$name" "$*" "exit 1 (got $rc), stderr containing '$text'"; fi
+}
+
+EDU=
+for dev in /sys/bus/pci/devices/*; do
+    [ "$(cat "$dev/vendor")" = "0x1234" ] && [ "$(cat "$dev/device")" = "0x11e8" ] && EDU=$(basename "$dev")
+done
+BAR0=$(head -n1 /sys/bus/pci/devices/$EDU/resource | cut -d' ' -f1)
+BAR0=$(printf '0x%x' "$BAR0")
+
+# read: ident through each source, text and JSON.
+expect_out read_uio "0x010000ed" mmkit mmio read --uio 0 0x0
+expect_out read_uio_map "0x010000ed" mmkit mmio read --uio 0:0 0
+expect_out read_pci_id "0x010000ed" mmkit mmio read --pci 1234:11e8 0x0
+expect_out read_pci_bdf "0x010000ed" mmkit mmio read --pci "$EDU" --bar 0 0x0
+expect_out read_phys "0x010000ed" mmkit mmio read --phys "$BAR0" 0x0
+expect_out read_json '{"source":"/dev/uio0 map0","offset":0,"width":32,"value":16777453}' mmkit mmio read --uio 0 0x0 --json
+expect_out read_phys_json "{\"source\":\"/dev/mem $BAR0\",\"offset\":0,\"width\":32,\"value\":16777453}" mmkit mmio read --phys "$BAR0" --json
+
+# write + read: liveness, decimal and hex values, across sources.
+expect_out write_silent "" mmkit mmio write --uio 0 0x4 0x12345678
+expect_out liveness_uio "0xedcba987" mmkit mmio read --uio 0 0x4
+expect_out write_json '{"source":"/dev/uio0 map0","offset":4,"width":32,"value":255}' mmkit mmio write --uio 0 4 255 --json
+expect_out liveness_pci "0xffffff00" mmkit mmio read --pci 1234:11e8 4
+expect_out liveness_phys_json "{\"source\":\"/dev/mem $(printf '0x%x' $((BAR0 + 4)))\",\"offset\":4,\"width\":32,\"value\":4294967040}" mmkit mmio read --phys "$BAR0" 4 --json
+
+# factorial: write 5 to 0x08, read 120 back once computed.
+mmkit mmio write --uio 0 0x8 5 >$OUT 2>$ERR
+sleep 0.2
+expect_out factorial "0x00000078" mmkit mmio read --uio 0 0x8
+expect_out read_64bit_dma "0x0000000000000000" mmkit mmio read --uio 0 0x98 --width 64
+
+# errors: width rules, bounds, alignment, value range, missing devices.
+expect_fail width_8_refused "8-bit access not allowed: edu accepts only 32-bit accesses at 0x0" mmkit mmio read --uio 0 0x0 --width 8
+expect_fail width_64_refused "64-bit access not allowed" mmkit mmio write --uio 0 0x4 1 --width 64
+expect_fail out_of_bounds "read of /dev/uio0 map0 [offset 0x100000, len 0x4] failed" mmkit mmio read --uio 0 0x100000
+expect_fail misaligned "not aligned to 4 bytes" mmkit mmio read --uio 0 0x6
+expect_fail value_too_wide "does not fit in a 32-bit register" mmkit mmio write --uio 0 0x4 0x100000000
+expect_fail no_such_uio "mmkit: cannot open UIO device 7" mmkit mmio read --uio 7 0
+expect_fail no_such_map "cannot map map3 of /dev/uio0" mmkit mmio read --uio 0:3 0
+expect_fail no_such_bar "BAR2" mmkit mmio read --pci 1234:11e8 --bar 2 0
+"$(command -v mmkit)" mmio read 0 >$OUT 2>$ERR
+if [ $? -eq 2 ]; then ok usage_error_exit_2; else bad usage_error_exit_2 "mmkit mmio read 0" "exit 2 without a source"; fi
+
+# list: text and JSON.
+expect_has list_uio "/dev/uio0  uio_pci_generic  pci $EDU [1234:11e8]" mmkit mmio list
+expect_has list_map "map0  addr $BAR0  size 0x100000 (1.0 MiB)" mmkit mmio list
+expect_has list_bar "BAR0  $BAR0  size 0x100000" mmkit mmio list
+expect_has list_json_size '"size": 1048576' mmkit mmio list --json
+expect_has list_json_id '"id": "1234:11e8"' mmkit mmio list --json
+
+# irq: a raised interrupt arrives; none times out.
+mmkit mmio write --uio 0 0x64 0xffffffff
+before=$(cat /sys/class/uio/uio0/event)
+(sleep 0.5; mmkit mmio write --uio 0 0x60 0x8) &
+expect_out irq_one "interrupt 1: count $((before + 1)) (missed 0)" mmkit mmio irq --uio 0 --count 1 --timeout 10
+wait
+# The line stays raised until acknowledged, so every re-enable brings the next interrupt.
+expect_out irq_json "{\"device\":\"/dev/uio0\",\"enabled_by\":\"pci-command\",\"interrupts\":[{\"count\":$((before + 2)),\"missed\":0},{\"count\":$((before + 3)),\"missed\":0}]}" mmkit mmio irq --uio 0 --count 2 --timeout 5 --json
+mmkit mmio write --uio 0 0x64 0x8
+expect_fail irq_timeout "interrupt 1 of 1 did not arrive" mmkit mmio irq --uio 0 --count 1 --timeout 0.3
+
+# the edu example and the tour section run on the device.
+expect_has edu_example "factorial  12! = 479001600 (interrupt #" edu
+expect_has tour_ident "0x010000ed" mmkit tour --only mmio
+expect_has tour_json '"ident": 16777453' mmkit tour --only mmio --json
+
+if [ "$failed" -eq 0 ]; then
+    echo "test result: ok. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
+else
+    echo "test result: FAILED. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
+    exit 1
+fi
