@@ -1,11 +1,39 @@
-//! Anonymous memory: zero-filled maps, private or shared across `fork`.
+//! Anonymous memory: zero-filled maps, private or shared across `fork`, named, guarded, purged,
+//! and backed by huge pages.
+//!
+//! | want | call | kernel |
+//! |---|---|---|
+//! | zeroed private memory | [`MapOptions::map_anon`] | `mmap(MAP_PRIVATE \| MAP_ANONYMOUS)` |
+//! | memory a forked child shares | [`MapOptions::map_anon_shared`] | `MAP_SHARED \| MAP_ANONYMOUS` |
+//! | a name in `/proc/self/maps` | [`MapOptions::name`], [`Mapping::set_name`], [`region_name`] | `PR_SET_VMA_ANON_NAME` (5.17+) |
+//! | guard pages around it | [`MapOptions::map_anon_guarded`] | `MADV_GUARD_INSTALL` (6.13+) or `PROT_NONE` |
+//! | a child sees zeros / nothing | [`MmapMut::wipe_on_fork`], [`MmapMut::dont_fork`] | `MADV_WIPEONFORK`, `MADV_DONTFORK` |
+//! | give the memory back | [`MmapMut::purge`], [`MmapMut::purge_lazy`] | `MADV_DONTNEED`/`MADV_REMOVE`, `MADV_FREE` |
+//! | huge pages, and proof | [`HugePages`](crate::HugePages), [`MmapMut::collapse`], [`huge_page_bytes`] | `MADV_HUGEPAGE`, `MADV_COLLAPSE`, `smaps` |
+//!
+//! ```
+//! # fn main() -> Result<(), mmkit::Error> {
+//! use mmkit::{MapOptions, HugePages};
+//! let mut mem = MapOptions::new().len(4 << 20).name("demo-heap").huge_pages(HugePages::Transparent).map_anon()?;
+//! assert!(mem.iter().all(|&b| b == 0));
+//! mem.fill(1);
+//! println!("page size {} ({:?})", mem.page_outcome().page_size, mem.page_outcome().fallback);
+//! println!("named: {:?}", mmkit::anon::region_name(mem.mapping())?);
+//! mem.purge(..)?; // the memory goes back to the kernel; the bytes read back as zeros
+//! assert_eq!(mem[0], 0);
+//! # Ok(()) }
+//! ```
 
 #![deny(unsafe_code)]
 
-use crate::error::Result;
+use std::ops::{Deref, DerefMut, RangeBounds};
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::file::MmapMut;
 use crate::mapping::{Backing, Mapping};
-use crate::options::{MapOptions, Protection};
+use crate::options::{Advice, MapOptions, Protection, Sharing, UncheckedAdvice};
+use crate::page::align_up;
+use crate::sys;
 
 impl MapOptions {
     /// Maps zero-filled anonymous memory of [`len`](MapOptions::len) bytes: private by default
@@ -27,6 +55,247 @@ impl MapOptions {
         let map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         Ok(MmapMut::from_mapping(map))
     }
+
+    /// Maps zero-filled anonymous memory shared with forked children (`MAP_SHARED |
+    /// MAP_ANONYMOUS`): a write in the parent or a child is seen by the other.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mem = mmkit::MapOptions::new().len(4096).map_anon_shared()?;
+    /// assert_eq!(mem.mapping().sharing(), mmkit::Sharing::Shared);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_anon_shared(&self) -> Result<MmapMut> {
+        let mut opts = self.clone();
+        opts.sharing(Sharing::Shared);
+        opts.map_anon()
+    }
+
+    /// Maps anonymous memory of [`len`](MapOptions::len) bytes between two guard regions of
+    /// `guard_len` bytes each (rounded up to whole pages, at least one page): touching a guard
+    /// raises `SIGSEGV` instead of silently reading or corrupting a neighbour. Guards are
+    /// `MADV_GUARD_INSTALL` markers where the kernel has them (Linux 6.13+; one VMA, no extra
+    /// kernel objects), else `PROT_NONE` pages; [`GuardedMmap::guard_kind`] says which.
+    ///
+    /// The usable bytes start right after the head guard, so an overflow past the end of a
+    /// page-multiple `len` hits the tail guard at once.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mut stack = mmkit::MapOptions::new().len(64 << 10).map_anon_guarded(1)?;
+    /// stack[0] = 1;
+    /// let (start, len) = stack.mapping().kernel_region();
+    /// assert_eq!(len, (64 << 10) + 2 * mmkit::page_size());
+    /// assert_eq!(stack.as_ptr() as usize, start + mmkit::page_size());
+    /// # Ok(()) }
+    /// ```
+    pub fn map_anon_guarded(&self, guard_len: usize) -> Result<GuardedMmap> {
+        let page = sys::page_size();
+        let len = self.len.ok_or_else(|| {
+            Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_detail("an anonymous mapping needs a length (MapOptions::len)")
+        })?;
+        let too_big = || {
+            Error::new("mmap", ErrorKind::OutOfBounds)
+                .with_range(0, len as u64)
+                .with_detail("length plus guard pages overflows the address space")
+        };
+        let guard = align_up(guard_len.max(1) as u64, page as u64).ok_or_else(too_big)? as usize;
+        let body = align_up(len as u64, page as u64).ok_or_else(too_big)? as usize;
+        let total = body.checked_add(2 * guard).filter(|&t| t <= isize::MAX as usize).ok_or_else(too_big)?;
+        let mut opts = self.clone();
+        if !self.sharing_set {
+            opts.sharing = Sharing::Private;
+        }
+        opts.len = Some(total);
+        let mut map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
+        let guard_err = |e, off: usize| {
+            Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(off as u64, guard as u64)
+        };
+        // Guard markers need a private mapping before Linux 6.15; shared ones use PROT_NONE.
+        let allow_madvise = opts.sharing == Sharing::Private;
+        let kind = sys::anon::install_guard(&mut map, 0, guard, allow_madvise).map_err(|e| guard_err(e, 0))?;
+        sys::anon::install_guard(&mut map, guard + body, guard, kind == GuardKind::Madvise)
+            .map_err(|e| guard_err(e, guard + body))?;
+        map.set_window(guard, len);
+        Ok(GuardedMmap { map: MmapMut::from_mapping(map), guard_len: guard, kind })
+    }
+}
+
+/// How guard pages were made inaccessible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuardKind {
+    /// `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): page-table markers, no extra VMA.
+    Madvise,
+    /// `mprotect(PROT_NONE)`: the portable way, at the cost of splitting the VMA.
+    ProtNone,
+}
+
+/// Anonymous memory between two guard regions; see [`MapOptions::map_anon_guarded`].
+///
+/// Dereferences to the usable bytes only. It does not hand out the inner [`MmapMut`] mutably,
+/// because resizing it would move the tail guard into the usable bytes.
+#[derive(Debug)]
+pub struct GuardedMmap {
+    map: MmapMut,
+    guard_len: usize,
+    kind: GuardKind,
+}
+
+impl GuardedMmap {
+    /// How the guards were installed.
+    pub fn guard_kind(&self) -> GuardKind {
+        self.kind
+    }
+
+    /// Length of each guard region in bytes (whole pages).
+    pub fn guard_len(&self) -> usize {
+        self.guard_len
+    }
+
+    /// The mapping: range operations apply to the usable bytes; [`Mapping::kernel_region`]
+    /// includes the guards.
+    pub fn mapping(&self) -> &Mapping {
+        self.map.mapping()
+    }
+
+    /// Drops the pages of `range` (zeros read back); see [`MmapMut::purge`].
+    pub fn purge(&mut self, range: impl RangeBounds<usize>) -> Result<Purged> {
+        self.map.purge(range)
+    }
+}
+
+impl Deref for GuardedMmap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl DerefMut for GuardedMmap {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
+
+/// Which advice a purge used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purged {
+    /// `MADV_DONTNEED` (private memory): freed now; reads back zeros.
+    DontNeed,
+    /// `MADV_REMOVE` (shared memory): the backing pages are freed; reads back zeros.
+    Remove,
+    /// `MADV_FREE` (private memory): freed lazily under memory pressure.
+    Free,
+}
+
+/// What [`MmapMut::collapse`] achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collapse {
+    /// `MADV_COLLAPSE` succeeded: the range is backed by huge pages now.
+    Collapsed,
+    /// The kernel could not or would not collapse; the reason says why.
+    NotCollapsed(String),
+}
+
+impl MmapMut {
+    /// Gives the memory of `range` back to the kernel now; it reads back as zeros. Private
+    /// memory uses `MADV_DONTNEED`; shared anonymous memory `MADV_REMOVE` (which frees the
+    /// shared pages for every process that maps them). Needs `&mut self`: no slice is alive.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mut mem = mmkit::MapOptions::new().len(1 << 20).map_anon()?;
+    /// mem.fill(7);
+    /// mem.purge(..)?;
+    /// assert_eq!(mem.residency(..)?.resident, 0);
+    /// assert!(mem.iter().all(|&b| b == 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn purge(&mut self, range: impl RangeBounds<usize>) -> Result<Purged> {
+        let shared = self.mapping().sharing() != Sharing::Private;
+        let (advice, purged) =
+            if shared { (UncheckedAdvice::Remove, Purged::Remove) } else { (UncheckedAdvice::DontNeed, Purged::DontNeed) };
+        #[allow(unsafe_code)]
+        // SAFETY: `&mut self` proves no slice of the mapping is alive; zeros are valid bytes.
+        unsafe {
+            self.mapping().advise_unchecked(range, advice)?;
+        }
+        Ok(purged)
+    }
+
+    /// Lets the kernel free the memory of `range` lazily (`MADV_FREE`, private memory): cheap,
+    /// and the pages stay resident until memory is short. Until a page is written again, it
+    /// reads back as either its old bytes or zeros. Shared memory falls back to
+    /// [`purge`](Self::purge).
+    ///
+    /// # Safety
+    /// The bytes of a purged page may change from their old value to zero at any moment until
+    /// the page is written: do not read `range` through a reference before writing it.
+    #[allow(unsafe_code)]
+    pub unsafe fn purge_lazy(&mut self, range: impl RangeBounds<usize> + Clone) -> Result<Purged> {
+        if self.mapping().sharing() != Sharing::Private {
+            return self.purge(range);
+        }
+        // SAFETY: forwarded contract.
+        match unsafe { self.mapping().advise_unchecked(range.clone(), UncheckedAdvice::Free) } {
+            Ok(()) => Ok(Purged::Free),
+            Err(e) if e.errno() == Some(libc::EINVAL) => self.purge(range),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A forked child sees zeros in `range` (`MADV_WIPEONFORK`, Linux 4.14+, private memory):
+    /// for secrets and per-process state such as random-number-generator seeds.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mut secret = mmkit::MapOptions::new().len(4096).map_anon()?;
+    /// secret.wipe_on_fork(..)?;
+    /// secret[0] = 42; // the parent keeps it; a child would read 0
+    /// # Ok(()) }
+    /// ```
+    pub fn wipe_on_fork(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
+        #[allow(unsafe_code)]
+        // SAFETY: this process's contents do not change; the child's copy starts zeroed,
+        // before any code in the child has read it.
+        unsafe {
+            self.mapping().advise_unchecked(range, UncheckedAdvice::WipeOnFork)
+        }
+    }
+
+    /// Undoes [`wipe_on_fork`](Self::wipe_on_fork) (`MADV_KEEPONFORK`).
+    pub fn keep_on_fork(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
+        #[allow(unsafe_code)]
+        // SAFETY: keeping contents across fork changes nothing in this process.
+        unsafe {
+            self.mapping().advise_unchecked(range, UncheckedAdvice::KeepOnFork)
+        }
+    }
+
+    /// A forked child does not inherit `range` at all (`MADV_DONTFORK`): it is unmapped there.
+    pub fn dont_fork(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.mapping().advise(range, Advice::DontFork)
+    }
+
+    /// Asks the kernel to back `range` with transparent huge pages now (`MADV_COLLAPSE`,
+    /// Linux 6.1+), synchronously. Returns why not when it cannot (an old kernel, THP
+    /// disabled, no free huge page, a range smaller than a huge page).
+    pub fn collapse(&self, range: impl RangeBounds<usize>) -> Result<Collapse> {
+        match self.mapping().advise(range, Advice::Collapse) {
+            Ok(()) => Ok(Collapse::Collapsed),
+            Err(e) => match e.errno() {
+                Some(libc::EINVAL) => Ok(Collapse::NotCollapsed(format!(
+                    "MADV_COLLAPSE refused with EINVAL: the kernel lacks it (Linux 6.1+) or THP is disabled ({})",
+                    crate::mapping::thp_mode().unwrap_or_else(|| "no THP support".into())
+                ))),
+                Some(libc::EAGAIN) | Some(libc::ENOMEM) => Ok(Collapse::NotCollapsed(format!(
+                    "no huge page could be allocated now: {e}"
+                ))),
+                _ => Err(e),
+            },
+        }
+    }
 }
 
 impl Mapping {
@@ -37,4 +306,35 @@ impl Mapping {
             Mapping::new(opts, Backing::Anonymous, default_prot)
         }
     }
+}
+
+fn overlapping_smaps(map: &Mapping) -> Result<Vec<crate::inspect::SmapsEntry>> {
+    let (start, len) = map.kernel_region();
+    let (start, end) = (start as u64, (start + len) as u64);
+    Ok(crate::inspect::smaps(std::process::id())?
+        .into_iter()
+        .filter(|e| e.area.start < end && e.area.end > start)
+        .collect())
+}
+
+/// Bytes of `map` backed by transparent huge pages now: the `AnonHugePages` counters of the
+/// areas of `/proc/self/smaps` that overlap its kernel region. This is the proof that
+/// [`HugePages::Transparent`](crate::HugePages::Transparent) got huge pages.
+pub fn huge_page_bytes(map: &Mapping) -> Result<u64> {
+    Ok(overlapping_smaps(map)?.iter().map(|e| e.stats.anon_huge_pages * 1024).sum())
+}
+
+/// Resident bytes of `map` as `/proc/self/smaps` counts them (`Rss` of the overlapping areas).
+pub fn resident_bytes(map: &Mapping) -> Result<u64> {
+    Ok(overlapping_smaps(map)?.iter().map(|e| e.stats.rss * 1024).sum())
+}
+
+/// The name `/proc/self/maps` shows for the area holding `map`'s first byte (`[anon:NAME]`
+/// gives `Some("NAME")`); `None` when unnamed or the kernel lacks names.
+pub fn region_name(map: &Mapping) -> Result<Option<String>> {
+    let addr = map.as_ptr() as u64;
+    Ok(crate::inspect::maps(std::process::id())?
+        .into_iter()
+        .find(|e| e.start <= addr && addr < e.end)
+        .and_then(|e| e.backing.anon_name().map(str::to_owned)))
 }

@@ -20,6 +20,7 @@
 //! - [`file`]: file-backed faces and the [file-mapping safety contract](file#safety-the-file-mapping-contract).
 //! - [`anon`]: anonymous memory.
 //! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.
+//! - [`shm`]: [`SharedMemory`] (memfd): seals, passing it to another process, a ring buffer.
 //! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
 //! - [`process`]: fork probes, to see a mapping from another process.
 //! - [`error`]: the [`Error`] type.
@@ -64,6 +65,7 @@ pub mod options;
 pub mod page;
 pub mod process;
 pub mod reserve;
+pub mod shm;
 pub(crate) mod sys;
 
 pub use error::{Error, ErrorKind, Result};
@@ -71,5 +73,6 @@ pub use file::{GrowableMmap, Mmap, MmapMut, MmapRaw};
 pub use mapping::{Mapping, PageOutcome, Residency};
 pub use options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
 pub use page::page_size;
-pub use reserve::Reservation;
+pub use reserve::{Reservation, ReserveOptions};
+pub use shm::SharedMemory;
 pub use sys::page_faults;

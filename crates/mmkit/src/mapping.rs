@@ -387,6 +387,14 @@ impl Mapping {
         Ok(m)
     }
 
+    /// Narrows the exposed bytes to `[delta, delta + len)` of the kernel region; the rest stays
+    /// mapped and owned (unmapped on drop) but outside every slice (guard pages).
+    pub(crate) fn set_window(&mut self, delta: usize, len: usize) {
+        assert!(delta.checked_add(len).is_some_and(|end| end <= self.map_len), "window inside the mapping");
+        self.delta = delta;
+        self.len = len;
+    }
+
     /// Address of the first requested byte.
     pub fn as_ptr(&self) -> *const u8 {
         self.as_mut_ptr()

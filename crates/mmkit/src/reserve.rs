@@ -5,14 +5,134 @@
 //! are made usable later. Because mmkit owns the whole range, it is the one place `MAP_FIXED`
 //! is used: replacing pages inside our own reservation cannot clobber anyone else's mapping.
 //! Dropping the reservation unmaps everything inside it.
+//!
+//! | want | call |
+//! |---|---|
+//! | reserve, aligned, low 4 GiB, named | [`ReserveOptions`], [`Reservation::new`] |
+//! | make a range usable / give it back | [`Reservation::commit`], [`Reservation::decommit`] |
+//! | map a file or a memfd into it | [`Reservation::map_file_at`], [`Reservation::map_shared_memory_at`] |
+//! | hand part of it to another owner | [`Reservation::carve`] |
+//! | guard pages inside it | [`Reservation::guard`], [`Reservation::unguard`] |
+//!
+//! # Sub-reservations
+//! [`carve`](Reservation::carve) moves ownership of a page-aligned sub-range to a new
+//! `Reservation`. The parent keeps a list of carved ranges: its operations refuse them and its
+//! drop unmaps only what it still owns, so each byte is unmapped exactly once, whichever is
+//! dropped first.
 
+use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
+use crate::anon::GuardKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Protection, Sharing};
 use crate::page::{align_up, is_aligned, range_within};
+use crate::shm::SharedMemory;
 use crate::sys;
+
+/// How to reserve address space: length, alignment, placement, name.
+///
+/// ```
+/// # fn main() -> Result<(), mmkit::Error> {
+/// use mmkit::reserve::ReserveOptions;
+/// let heap = ReserveOptions::new(1 << 30).align(2 << 20).name("java-heap").reserve()?;
+/// assert_eq!(heap.as_ptr() as usize % (2 << 20), 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReserveOptions {
+    len: usize,
+    align: usize,
+    low_4gib: bool,
+    name: Option<String>,
+}
+
+impl ReserveOptions {
+    /// Reserve `len` bytes (rounded up to whole pages).
+    pub fn new(len: usize) -> ReserveOptions {
+        ReserveOptions { len, align: 0, low_4gib: false, name: None }
+    }
+
+    /// Start address aligned to `align` bytes (a power of two; at most the page size means
+    /// page-aligned, which every reservation is). The kernel is asked for `len + align` bytes
+    /// and the unaligned head and tail are unmapped.
+    pub fn align(&mut self, align: usize) -> &mut Self {
+        self.align = align;
+        self
+    }
+
+    /// Place the reservation in the low 4 GiB of the address space (`MAP_32BIT`, x86_64 only,
+    /// where the kernel actually uses the low 2 GiB): for 32-bit compressed pointers, as ART
+    /// does for its heap. Elsewhere [`reserve`](Self::reserve) fails with
+    /// [`ErrorKind::Unsupported`].
+    pub fn low_4gib(&mut self, yes: bool) -> &mut Self {
+        self.low_4gib = yes;
+        self
+    }
+
+    /// Name the reserved range (`[anon:NAME]` in `/proc/self/maps`, Linux 5.17+; a no-op
+    /// elsewhere, see [`Reservation::name_applied`]).
+    pub fn name(&mut self, name: &str) -> &mut Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Reserves the address space.
+    pub fn reserve(&self) -> Result<Reservation> {
+        let page = sys::page_size();
+        let bad = |detail: &str| {
+            Error::new("reserve", ErrorKind::InvalidArgument).with_range(0, self.len as u64).with_detail(detail.to_owned())
+        };
+        let len = align_up(self.len as u64, page as u64)
+            .filter(|&l| l > 0 && l <= isize::MAX as u64)
+            .ok_or_else(|| bad("length must be non-zero and fit in the address space"))? as usize;
+        if self.align != 0 && !self.align.is_power_of_two() {
+            return Err(bad("alignment must be a power of two"));
+        }
+        let align = self.align.max(page);
+        let extra = align - page;
+        let want = len.checked_add(extra).filter(|&w| w <= isize::MAX as usize).ok_or_else(|| bad("length plus alignment overflows"))?;
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+        if self.low_4gib {
+            match sys::anon::MAP_32BIT {
+                Some(f) => flags |= f,
+                None => {
+                    return Err(Error::new("reserve", ErrorKind::Unsupported)
+                        .with_detail("low-4 GiB placement needs MAP_32BIT, which only x86_64 has"))
+                }
+            }
+        }
+        let op = if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
+        // SAFETY: no MAP_FIXED: fresh address space chosen by the kernel.
+        let raw = unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_NONE, flags, None, 0) }
+            .map_err(|e| Error::os(op, e).with_range(0, want as u64))?;
+        let start = raw as usize;
+        let aligned = align_up(start as u64, align as u64).expect("address fits") as usize;
+        let head = aligned - start;
+        let tail = want - head - len;
+        // SAFETY: both pieces lie inside the range we just mapped and nothing refers to them.
+        unsafe {
+            if head > 0 {
+                let _ = sys::munmap(raw, head);
+            }
+            if tail > 0 {
+                let _ = sys::munmap((aligned + len) as *mut u8, tail);
+            }
+        }
+        let mut r = Reservation {
+            base: NonNull::new(aligned as *mut u8).expect("mmap returned NULL"),
+            len,
+            carved: Vec::new(),
+            name: None,
+            name_applied: false,
+        };
+        if let Some(name) = &self.name {
+            r.set_name(name)?;
+        }
+        Ok(r)
+    }
+}
 
 /// Reserved address space; see the [module docs](self).
 ///
@@ -29,36 +149,36 @@ use crate::sys;
 pub struct Reservation {
     base: NonNull<u8>,
     len: usize,
+    /// Sub-ranges `(offset, len)` owned by carved sub-reservations, sorted by offset.
+    carved: Vec<(usize, usize)>,
+    name: Option<CString>,
+    name_applied: bool,
 }
 
-// SAFETY: a Reservation exclusively owns its address range; operations through `&self` are
-// kernel calls on that range, which are thread-safe.
+// SAFETY: a Reservation exclusively owns its address range (minus carved ranges, which it
+// never touches); operations through `&self` are kernel calls on that range, which are
+// thread-safe.
 unsafe impl Send for Reservation {}
 // SAFETY: as above; no references into the range are handed out.
 unsafe impl Sync for Reservation {}
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reservation").field("base", &self.base).field("len", &self.len).finish()
+        f.debug_struct("Reservation")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("carved", &self.carved)
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl Reservation {
-    /// Reserves `len` bytes (rounded up to whole pages) of inaccessible address space.
+    /// Reserves `len` bytes (rounded up to whole pages) of inaccessible address space
+    /// (`PROT_NONE`, `MAP_NORESERVE`: no memory, no commit charge). See [`ReserveOptions`] for
+    /// alignment, low-4 GiB placement and names.
     pub fn new(len: usize) -> Result<Reservation> {
-        let page = sys::page_size() as u64;
-        let len = align_up(len as u64, page)
-            .filter(|&l| l > 0 && l <= isize::MAX as u64)
-            .ok_or_else(|| {
-                Error::new("reserve", ErrorKind::InvalidArgument)
-                    .with_range(0, len as u64)
-                    .with_detail("length must be non-zero and fit in the address space")
-            })? as usize;
-        let flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
-        // SAFETY: no MAP_FIXED: fresh address space chosen by the kernel.
-        let base = unsafe { sys::mmap(std::ptr::null_mut(), len, libc::PROT_NONE, flags, None, 0) }
-            .map_err(|e| Error::os("mmap(PROT_NONE, MAP_NORESERVE)", e).with_range(0, len as u64))?;
-        Ok(Reservation { base: NonNull::new(base).expect("mmap returned NULL"), len })
+        ReserveOptions::new(len).reserve()
     }
 
     /// First byte of the reservation.
@@ -71,7 +191,7 @@ impl Reservation {
         self.base.as_ptr()
     }
 
-    /// Reserved length in bytes.
+    /// Reserved length in bytes (including carved ranges).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -79,6 +199,17 @@ impl Reservation {
     /// Always `false`: a reservation has at least one page.
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// The ranges `(offset, len)` handed to sub-reservations by [`carve`](Self::carve).
+    pub fn carved(&self) -> &[(usize, usize)] {
+        &self.carved
+    }
+
+    /// Whether the name is shown in `/proc/self/maps` (false when the kernel lacks
+    /// `CONFIG_ANON_VMA_NAME`, or no name was given).
+    pub fn name_applied(&self) -> bool {
+        self.name_applied
     }
 
     fn check(&self, op: &'static str, offset: usize, len: usize) -> Result<*mut u8> {
@@ -94,6 +225,12 @@ impl Reservation {
                 .with_addr(self.base.as_ptr() as usize)
                 .with_range(offset as u64, len as u64)
                 .with_detail(format!("offset and length must be page multiples (page size {page:#x})")));
+        }
+        if let Some(&(o, l)) = self.carved.iter().find(|&&(o, l)| len > 0 && offset < o + l && o < offset + len) {
+            return Err(Error::new(op, ErrorKind::OutOfBounds)
+                .with_addr(self.base.as_ptr() as usize)
+                .with_range(offset as u64, len as u64)
+                .with_detail(format!("range overlaps [{o:#x}, {:#x}), carved out to a sub-reservation", o + l)));
         }
         // SAFETY: `offset <= len` of our reservation (checked above).
         Ok(unsafe { self.base.as_ptr().add(offset) })
@@ -114,7 +251,8 @@ impl Reservation {
     }
 
     /// Returns `[offset, offset + len)` to the reserved state: its memory is freed (RSS drops),
-    /// its contents are lost, and touching it faults.
+    /// its contents are lost, guard markers and file mappings in it are removed, and touching
+    /// it faults.
     pub fn decommit(&self, offset: usize, len: usize) -> Result<()> {
         let ptr = self.check("decommit", offset, len)?;
         if len == 0 {
@@ -126,6 +264,11 @@ impl Reservation {
         unsafe { sys::mmap(ptr.cast(), len, libc::PROT_NONE, flags, None, 0) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
         })?;
+        if let Some(name) = &self.name {
+            // The fresh pages are a new area: name them like the rest.
+            // SAFETY: an anonymous range inside our reservation; naming changes no contents.
+            let _ = unsafe { sys::set_anon_name(ptr, len, Some(name)) };
+        }
         Ok(())
     }
 
@@ -165,6 +308,179 @@ impl Reservation {
         Ok(())
     }
 
+    /// Maps `len` bytes of `shm` from `shm_offset` at `offset` inside the reservation, shared
+    /// (`MAP_SHARED | MAP_FIXED`). Safe: a reservation hands out raw pointers only, and the
+    /// range must lie inside the memfd now. Mapping the same memfd twice back to back is how
+    /// [`shm::MirroredBuffer`](crate::shm::MirroredBuffer) builds a ring without wrap-around.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use mmkit::{Protection, Reservation, shm::SharedMemory};
+    /// let page = mmkit::page_size();
+    /// let shm = SharedMemory::create("twice", page as u64)?;
+    /// let r = Reservation::new(2 * page)?;
+    /// r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0)?;
+    /// r.map_shared_memory_at(page, page, Protection::READ_WRITE, &shm, 0)?;
+    /// // SAFETY: both pages are mapped read-write; raw-pointer access only.
+    /// unsafe {
+    ///     r.as_mut_ptr().write(7);
+    ///     assert_eq!(r.as_ptr().add(page).read(), 7); // the same byte, seen twice
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn map_shared_memory_at(
+        &self,
+        offset: usize,
+        len: usize,
+        prot: Protection,
+        shm: &SharedMemory,
+        shm_offset: u64,
+    ) -> Result<()> {
+        let size = shm.len()?;
+        if shm_offset.checked_add(len as u64).is_none_or(|end| end > size) {
+            return Err(Error::new("map_shared_memory_at", ErrorKind::OutOfBounds)
+                .with_range(shm_offset, len as u64)
+                .with_detail(format!("range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS")));
+        }
+        // SAFETY: the reservation only hands out raw pointers, whose users take on the access
+        // contract; the replaced range is ours (checked inside map_file_at).
+        unsafe { self.map_file_at(offset, len, prot, Sharing::Shared, shm, shm_offset) }
+    }
+
+    /// Makes `[offset, offset + len)` a guard region: touching it raises `SIGSEGV`.
+    /// `MADV_GUARD_INSTALL` markers where the kernel has them (Linux 6.13+; committed pages
+    /// keep their protection and no VMA is split), else `mprotect(PROT_NONE)`. The contents
+    /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
+    pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
+        let ptr = self.check("guard", offset, len)?;
+        if len == 0 {
+            return Ok(GuardKind::Madvise);
+        }
+        // SAFETY: the range is inside our reservation and only raw pointers into it exist;
+        // the guard zaps its pages.
+        match unsafe { sys::madvise(ptr, len, sys::anon::MADV_GUARD_INSTALL) } {
+            Ok(()) => return Ok(GuardKind::Madvise),
+            Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(Error::os("madvise(MADV_GUARD_INSTALL)", e).with_range(offset as u64, len as u64)),
+        }
+        // SAFETY: as above.
+        unsafe { sys::mprotect(ptr, len, libc::PROT_NONE) }
+            .map_err(|e| Error::os("mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64))?;
+        Ok(GuardKind::ProtNone)
+    }
+
+    /// Removes guard markers from `[offset, offset + len)` (`MADV_GUARD_REMOVE`); the pages
+    /// then read back as zeros with the range's protection. For a
+    /// [`GuardKind::ProtNone`] guard, [`commit`](Self::commit) the range instead.
+    pub fn unguard(&self, offset: usize, len: usize) -> Result<()> {
+        let ptr = self.check("unguard", offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range is inside our reservation; removing markers changes no contents.
+        unsafe { sys::madvise(ptr, len, sys::anon::MADV_GUARD_REMOVE) }
+            .map_err(|e| Error::os("madvise(MADV_GUARD_REMOVE)", e).with_range(offset as u64, len as u64))
+    }
+
+    /// Resident pages of `[offset, offset + len)` (`mincore`).
+    pub fn resident_pages(&self, offset: usize, len: usize) -> Result<usize> {
+        let ptr = self.check("mincore", offset, len)?;
+        let page = sys::page_size();
+        let span = align_up(len as u64, page as u64).expect("inside reservation") as usize;
+        let mut resident = 0;
+        let mut vec = [0u8; 4096];
+        let mut done = 0;
+        while done < span {
+            let chunk = (span - done).min(vec.len() * page);
+            // SAFETY: page-aligned range inside our reservation; `vec` has a byte per page.
+            unsafe { sys::mincore(ptr.add(done), chunk, &mut vec) }
+                .map_err(|e| Error::os("mincore", e).with_range((offset + done) as u64, chunk as u64))?;
+            resident += vec[..chunk / page].iter().filter(|&&b| b & 1 == 1).count();
+            done += chunk;
+        }
+        Ok(resident)
+    }
+
+    /// Names the ranges this reservation owns (`[anon:NAME]` in `/proc/self/maps`). Returns
+    /// `false` (a no-op) when the kernel lacks `CONFIG_ANON_VMA_NAME`. File maps inside keep
+    /// their file's name.
+    pub fn set_name(&mut self, name: &str) -> Result<bool> {
+        let c = CString::new(name).map_err(|_| {
+            Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument).with_detail("name contains NUL")
+        })?;
+        let mut applied = true;
+        for (off, len) in self.owned_segments() {
+            // SAFETY: the segment is ours; naming changes no contents.
+            match unsafe { sys::set_anon_name(self.base.as_ptr().add(off), len, Some(&c)) } {
+                Ok(()) => {}
+                // EBADF: a file map inside; names only apply to anonymous areas.
+                Err(rustix::io::Errno::BADF) => {}
+                Err(rustix::io::Errno::INVAL) => applied = false,
+                Err(e) => {
+                    return Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
+                        .with_range(off as u64, len as u64)
+                        .with_detail(format!("name {name:?} (at most 80 printable characters, none of [ ] \\ $ `)")))
+                }
+            }
+        }
+        self.name = Some(c);
+        self.name_applied = applied;
+        Ok(applied)
+    }
+
+    /// Moves ownership of `[offset, offset + len)` (page multiples) to a new sub-reservation,
+    /// which keeps the range's current state (committed pages, contents, maps). This
+    /// reservation then refuses operations on the range and does not unmap it on drop; the
+    /// sub-reservation unmaps it when it is dropped, before or after its parent.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use mmkit::{Protection, Reservation};
+    /// let mut heap = Reservation::new(64 << 20)?;
+    /// let young = heap.carve(0, 16 << 20)?; // the young generation, owned separately
+    /// young.commit(0, 1 << 20, Protection::READ_WRITE)?;
+    /// assert!(heap.commit(0, 4096.max(mmkit::page_size()), Protection::READ_WRITE).is_err());
+    /// drop(heap); // unmaps the remaining 48 MiB only
+    /// // SAFETY: committed read-write above; still mapped because `young` owns it.
+    /// unsafe { young.as_mut_ptr().write(1) };
+    /// # Ok(()) }
+    /// ```
+    pub fn carve(&mut self, offset: usize, len: usize) -> Result<Reservation> {
+        let page = sys::page_size();
+        self.check("carve", offset, len)?;
+        if len == 0 || len % page != 0 {
+            return Err(Error::new("carve", ErrorKind::InvalidArgument)
+                .with_range(offset as u64, len as u64)
+                .with_detail("a sub-reservation needs a non-zero page-multiple length"));
+        }
+        let pos = self.carved.partition_point(|&(o, _)| o < offset);
+        self.carved.insert(pos, (offset, len));
+        Ok(Reservation {
+            // SAFETY: `offset < self.len` (checked), so the pointer stays in our range.
+            base: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(offset)) },
+            len,
+            carved: Vec::new(),
+            name: self.name.clone(),
+            name_applied: self.name_applied,
+        })
+    }
+
+    /// The ranges `(offset, len)` this reservation still owns: everything minus carved ranges.
+    fn owned_segments(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::with_capacity(self.carved.len() + 1);
+        let mut at = 0;
+        for &(o, l) in &self.carved {
+            if o > at {
+                out.push((at, o - at));
+            }
+            at = o + l;
+        }
+        if at < self.len {
+            out.push((at, self.len - at));
+        }
+        out
+    }
+
     /// Writes back dirty shared file pages in `[offset, offset + len)` (widened to pages).
     pub fn flush(&self, offset: usize, len: usize) -> Result<()> {
         let page = sys::page_size() as u64;
@@ -183,7 +499,10 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        // SAFETY: we own the whole range and everything mapped inside it.
-        let _ = unsafe { sys::munmap(self.base.as_ptr(), self.len) };
+        for (off, len) in self.owned_segments() {
+            // SAFETY: we own this segment and everything mapped inside it; carved ranges are
+            // skipped (their sub-reservations unmap them).
+            let _ = unsafe { sys::munmap(self.base.as_ptr().add(off), len) };
+        }
     }
 }

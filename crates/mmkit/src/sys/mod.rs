@@ -5,7 +5,9 @@
 //! raw `madvise` values). Each wrapper returns the raw errno; callers add the context (path,
 //! range) to build an [`Error`](crate::Error). Submodules hold the calls of one theme.
 
+pub(crate) mod anon;
 pub(crate) mod inspect;
+pub(crate) mod shm;
 
 use std::ffi::{c_void, CStr};
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -1,0 +1,686 @@
+//! Shared memory between processes: [`SharedMemory`] (a memfd), its seals, passing it over a
+//! Unix socket, a safe view for cross-process data, and a double-mapped ring buffer.
+//!
+//! A memfd is an anonymous file in RAM. Any process that holds its descriptor can map it, so
+//! two unrelated processes share memory by sending the descriptor over a Unix socket
+//! ([`SharedMemory::send`], [`SharedMemory::recv`]: `SCM_RIGHTS`).
+//!
+//! # Which map is safe
+//! Another process may write or shrink a memfd at any time, so a plain `&[u8]` into it is
+//! unsound unless the kernel forbids that. mmkit offers:
+//! - [`SharedMemory::map_read_only`]: a safe [`Mmap`] once `F_SEAL_WRITE` and
+//!   `F_SEAL_SHRINK` are set (nobody can change or shrink the bytes any more);
+//! - [`SharedMemory::view`]: a safe [`SharedView`] of atomics and volatile copies, which
+//!   tolerate concurrent writers (it sets `F_SEAL_SHRINK` so no access can hit `SIGBUS`);
+//! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`].
+//!
+//! ```
+//! # fn main() -> Result<(), mmkit::Error> {
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use mmkit::shm::{Seals, SharedMemory};
+//! let shm = SharedMemory::create("counters", 4096)?;
+//! let view = shm.view()?;
+//! view.atomic::<AtomicU64>(0)?.fetch_add(1, Ordering::SeqCst);
+//! // (send `shm` to another process with `shm.send(&socket)`; it maps the same bytes)
+//! assert_eq!(shm.set_len(0).unwrap_err().errno(), Some(libc::EPERM)); // the view sealed SHRINK
+//! assert!(shm.seals()?.contains(Seals::SHRINK));
+//! # Ok(()) }
+//! ```
+
+use std::ffi::CString;
+use std::mem::size_of;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{self, Ordering};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::file::{Mmap, MmapMut, MmapRaw};
+use crate::options::{MapOptions, Protection};
+use crate::page::align_up;
+use crate::reserve::Reservation;
+use crate::sys;
+
+/// File seals (`F_SEAL_*`): restrictions on a memfd that, once added, cannot be removed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Seals(u32);
+
+impl Seals {
+    /// No seals.
+    pub const NONE: Seals = Seals(0);
+    /// `F_SEAL_SEAL`: no more seals may be added.
+    pub const SEAL: Seals = Seals(libc::F_SEAL_SEAL as u32);
+    /// `F_SEAL_SHRINK`: the size may not shrink (so no mapping can hit `SIGBUS`).
+    pub const SHRINK: Seals = Seals(libc::F_SEAL_SHRINK as u32);
+    /// `F_SEAL_GROW`: the size may not grow.
+    pub const GROW: Seals = Seals(libc::F_SEAL_GROW as u32);
+    /// `F_SEAL_WRITE`: the contents may not change (fails with `EBUSY` while writable shared
+    /// mappings exist).
+    pub const WRITE: Seals = Seals(libc::F_SEAL_WRITE as u32);
+    /// `F_SEAL_FUTURE_WRITE` (Linux 5.1): no new writes or writable maps; existing writable
+    /// maps keep writing.
+    pub const FUTURE_WRITE: Seals = Seals(0x0010);
+
+    /// The kernel's bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Seals from the kernel's bits.
+    pub const fn from_bits(bits: u32) -> Seals {
+        Seals(bits)
+    }
+
+    /// Whether every seal of `other` is set.
+    pub const fn contains(self, other: Seals) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Seals {
+    type Output = Seals;
+    fn bitor(self, rhs: Seals) -> Seals {
+        Seals(self.0 | rhs.0)
+    }
+}
+
+impl std::fmt::Debug for Seals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (Seals::SEAL, "SEAL"),
+            (Seals::SHRINK, "SHRINK"),
+            (Seals::GROW, "GROW"),
+            (Seals::WRITE, "WRITE"),
+            (Seals::FUTURE_WRITE, "FUTURE_WRITE"),
+        ];
+        let set: Vec<&str> = names.iter().filter(|(s, _)| self.contains(*s)).map(|(_, n)| *n).collect();
+        write!(f, "Seals({})", if set.is_empty() { "NONE".to_owned() } else { set.join(" | ") })
+    }
+}
+
+/// A memfd: shared memory with a name and a size, sealable, passable to other processes.
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct SharedMemory {
+    fd: OwnedFd,
+    name: String,
+}
+
+impl SharedMemory {
+    /// Creates a memfd named `name` (`/memfd:NAME` in `/proc/<pid>/maps`, at most 249 bytes)
+    /// of `len` zero bytes, close-on-exec and sealable (`memfd_create(MFD_CLOEXEC |
+    /// MFD_ALLOW_SEALING)` + `ftruncate`).
+    #[doc(alias = "memfd_create")]
+    pub fn create(name: &str, len: u64) -> Result<SharedMemory> {
+        let c = CString::new(name).map_err(|_| {
+            Error::new("memfd_create", ErrorKind::InvalidArgument).with_detail("name contains NUL")
+        })?;
+        let fd = sys::shm::memfd_create(&c)
+            .map_err(|e| Error::os("memfd_create", e).with_detail(format!("name {name:?}")))?;
+        let shm = SharedMemory { fd, name: name.to_owned() };
+        shm.set_len(len)?;
+        Ok(shm)
+    }
+
+    /// Wraps a descriptor received from elsewhere. It must be a memfd (or another shmem file
+    /// that supports seals); its name is read from `/proc/self/fd`.
+    pub fn from_fd(fd: OwnedFd) -> Result<SharedMemory> {
+        sys::shm::get_seals(fd.as_fd()).map_err(|e| {
+            Error::os("fcntl(F_GET_SEALS)", e).with_detail("the descriptor is not a memfd")
+        })?;
+        let link = sys::fd_path(fd.as_fd()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = link
+            .strip_prefix("/memfd:")
+            .map(|n| n.strip_suffix(" (deleted)").unwrap_or(n).to_owned())
+            .unwrap_or(link);
+        Ok(SharedMemory { fd, name })
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Current size in bytes (`fstat`); another process may change it unless sealed.
+    pub fn len(&self) -> Result<u64> {
+        sys::file_len(self.fd.as_fd()).map_err(|e| Error::os("fstat", e).with_detail(format!("memfd {:?}", self.name)))
+    }
+
+    /// Whether the size is 0.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Grows or shrinks to `len` bytes (`ftruncate`); fails with `EPERM` when a seal forbids it.
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        sys::set_file_len(self.fd.as_fd(), len).map_err(|e| {
+            Error::os("ftruncate", e).with_range(0, len).with_detail(format!("memfd {:?}", self.name))
+        })
+    }
+
+    /// The seals set now.
+    pub fn seals(&self) -> Result<Seals> {
+        sys::shm::get_seals(self.fd.as_fd()).map(Seals).map_err(|e| Error::os("fcntl(F_GET_SEALS)", e))
+    }
+
+    /// Adds `seals` (`fcntl(F_ADD_SEALS)`). `EPERM` once [`Seals::SEAL`] is set; `EBUSY` for
+    /// [`Seals::WRITE`] while a writable shared mapping of the memfd exists.
+    pub fn add_seals(&self, seals: Seals) -> Result<()> {
+        sys::shm::add_seals(self.fd.as_fd(), seals.0)
+            .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e).with_detail(format!("{seals:?} on memfd {:?}", self.name)))
+    }
+
+    /// A second handle to the same memory (`dup`).
+    pub fn try_clone(&self) -> Result<SharedMemory> {
+        let fd = sys::shm::dup(&self.fd).map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC)", e))?;
+        Ok(SharedMemory { fd, name: self.name.clone() })
+    }
+
+    /// Maps the whole memfd read-only as a safe [`Mmap`]. Needs [`Seals::WRITE`] and
+    /// [`Seals::SHRINK`] (add them with [`seal_read_only`](Self::seal_read_only)): then no
+    /// process can change or shrink the bytes, so a `&[u8]` is sound.
+    pub fn map_read_only(&self) -> Result<Mmap> {
+        let seals = self.seals()?;
+        if !seals.contains(Seals::WRITE | Seals::SHRINK) {
+            return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_detail(format!(
+                "a safe read-only map of memfd {:?} needs the WRITE and SHRINK seals (it has {seals:?})",
+                self.name
+            )));
+        }
+        // SAFETY: with F_SEAL_WRITE and F_SEAL_SHRINK nobody can modify or truncate the memfd,
+        // which is the whole file-mapping contract.
+        unsafe { MapOptions::new().map(&self.fd) }
+    }
+
+    /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for [`map_read_only`]
+    /// (Self::map_read_only). Fails with `EBUSY` while writable shared mappings exist.
+    pub fn seal_read_only(&self) -> Result<()> {
+        self.add_seals(Seals::SHRINK | Seals::GROW | Seals::WRITE)
+    }
+
+    /// Maps the whole memfd shared and writable, handing out raw pointers only (safe).
+    pub fn map_raw(&self) -> Result<MmapRaw> {
+        MapOptions::new().map_raw(&self.fd)
+    }
+
+    /// Maps the whole memfd shared and writable as a byte slice.
+    ///
+    /// # Safety
+    /// While the map is alive nobody else (another process, or another map of the memfd) may
+    /// write or shrink it; see the [file-mapping contract](crate::file#safety-the-file-mapping-contract).
+    pub unsafe fn map_mut(&self) -> Result<MmapMut> {
+        // SAFETY: forwarded contract.
+        unsafe { MapOptions::new().map_mut(&self.fd) }
+    }
+
+    /// A safe view of the memfd for data shared with other processes: atomics and volatile
+    /// copies. Adds [`Seals::SHRINK`] first (so no access can ever raise `SIGBUS`).
+    pub fn view(&self) -> Result<SharedView> {
+        if !self.seals()?.contains(Seals::SHRINK) {
+            self.add_seals(Seals::SHRINK)?;
+        }
+        Ok(SharedView { raw: self.map_raw()? })
+    }
+
+    /// Sends the descriptor over the Unix socket `sock` (`SCM_RIGHTS`), with the name as payload.
+    pub fn send(&self, sock: impl AsFd) -> Result<()> {
+        send_fd(sock, &self.fd, self.name.as_bytes())
+    }
+
+    /// Receives a memfd sent with [`send`](Self::send) from the Unix socket `sock`.
+    pub fn recv(sock: impl AsFd) -> Result<SharedMemory> {
+        let mut buf = [0u8; 256];
+        let (n, fd) = recv_fd(sock, &mut buf)?;
+        let mut shm = SharedMemory::from_fd(fd)?;
+        if let Ok(name) = std::str::from_utf8(&buf[..n]) {
+            shm.name = name.to_owned();
+        }
+        Ok(shm)
+    }
+}
+
+impl AsFd for SharedMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<SharedMemory> for OwnedFd {
+    fn from(shm: SharedMemory) -> OwnedFd {
+        shm.fd
+    }
+}
+
+/// Sends `fd` over the Unix socket `sock` with `payload` (at least one byte is sent; an empty
+/// payload sends one zero byte), as `SCM_RIGHTS` ancillary data.
+#[doc(alias = "sendmsg")]
+#[doc(alias = "SCM_RIGHTS")]
+pub fn send_fd(sock: impl AsFd, fd: impl AsFd, payload: &[u8]) -> Result<()> {
+    let payload = if payload.is_empty() { &[0u8][..] } else { payload };
+    sys::shm::send_fds(sock.as_fd(), &[fd.as_fd()], payload).map_err(|e| Error::os("sendmsg(SCM_RIGHTS)", e))?;
+    Ok(())
+}
+
+/// Receives one descriptor sent with [`send_fd`] from `sock`, and the payload into `buf`.
+/// Returns the payload length and the descriptor (close-on-exec).
+#[doc(alias = "recvmsg")]
+pub fn recv_fd(sock: impl AsFd, buf: &mut [u8]) -> Result<(usize, OwnedFd)> {
+    let (n, mut fds) = sys::shm::recv_fds(sock.as_fd(), buf).map_err(|e| Error::os("recvmsg(SCM_RIGHTS)", e))?;
+    if fds.is_empty() {
+        return Err(Error::new("recvmsg(SCM_RIGHTS)", ErrorKind::InvalidArgument).with_detail(if n == 0 {
+            "the peer closed the socket without sending a descriptor"
+        } else {
+            "the message carried no descriptor"
+        }));
+    }
+    Ok((n, fds.swap_remove(0)))
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Atomic types a [`SharedView`] can hand out references to.
+pub trait SharedAtomic: sealed::Sealed + Sync {}
+
+macro_rules! shared_atomics {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl SharedAtomic for $t {}
+    )*};
+}
+shared_atomics!(
+    atomic::AtomicU8,
+    atomic::AtomicU16,
+    atomic::AtomicU32,
+    atomic::AtomicU64,
+    atomic::AtomicUsize,
+    atomic::AtomicI32,
+    atomic::AtomicI64,
+    atomic::AtomicBool
+);
+
+/// A safe view of shared memory that other processes write concurrently: references to
+/// atomics, and volatile copies in and out. It never hands out `&[u8]`. See
+/// [`SharedMemory::view`].
+#[derive(Debug)]
+pub struct SharedView {
+    raw: MmapRaw,
+}
+
+impl SharedView {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// First byte, for raw access.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.raw.as_mut_ptr()
+    }
+
+    fn at(&self, op: &'static str, offset: usize, size: usize, align: usize) -> Result<*mut u8> {
+        if offset.checked_add(size).is_none_or(|end| end > self.len()) {
+            return Err(Error::new(op, ErrorKind::OutOfBounds)
+                .with_range(offset as u64, size as u64)
+                .with_detail(format!("past the end of the view (len {:#x})", self.len())));
+        }
+        let addr = self.raw.as_mut_ptr() as usize + offset;
+        if addr % align != 0 {
+            return Err(Error::new(op, ErrorKind::Layout)
+                .with_range(offset as u64, size as u64)
+                .with_detail(format!("offset is not aligned to {align} bytes")));
+        }
+        Ok(addr as *mut u8)
+    }
+
+    /// A reference to the atomic `A` at byte `offset` (bounds and alignment checked). Every
+    /// process must access these bytes atomically, with the same size.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let view = mmkit::shm::SharedMemory::create("flag", 64)?.view()?;
+    /// view.atomic::<AtomicU32>(8)?.store(1, Ordering::Release);
+    /// assert!(view.atomic::<AtomicU32>(2).is_err()); // misaligned
+    /// # Ok(()) }
+    /// ```
+    pub fn atomic<A: SharedAtomic>(&self, offset: usize) -> Result<&A> {
+        let p = self.at("atomic", offset, size_of::<A>(), std::mem::align_of::<A>())?;
+        // SAFETY: `p` is in bounds and aligned for `A` (checked); the memory lives as long as
+        // `self` (the map is not unmapped or shrunk: SHRINK is sealed); atomics are valid for
+        // any bit pattern and tolerate concurrent atomic access from other processes.
+        Ok(unsafe { &*p.cast::<A>() })
+    }
+
+    /// Reads a `T` at byte `offset` with a volatile copy (no alignment needed). Another
+    /// process writing at the same time may leave the value torn, never invalid.
+    pub fn read<T: FromBytes>(&self, offset: usize) -> Result<T> {
+        let p = self.at("read", offset, size_of::<T>(), 1)?;
+        // SAFETY: in bounds (checked); `T: FromBytes` accepts any bytes; unaligned read.
+        Ok(unsafe { volatile_copy_in::<T>(p) })
+    }
+
+    /// Writes `value` at byte `offset` with a volatile copy.
+    pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) -> Result<()> {
+        self.write_bytes(offset, value.as_bytes())
+    }
+
+    /// Copies `buf.len()` bytes from `offset` into `buf` (volatile reads).
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let p = self.at("read_bytes", offset, buf.len(), 1)?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `p + i` is in bounds (checked for the whole buffer).
+            *b = unsafe { p.add(i).read_volatile() };
+        }
+        atomic::fence(Ordering::Acquire);
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` (volatile writes).
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
+        let p = self.at("write_bytes", offset, data.len(), 1)?;
+        atomic::fence(Ordering::Release);
+        for (i, &b) in data.iter().enumerate() {
+            // SAFETY: `p + i` is in bounds (checked) and the map is writable.
+            unsafe { p.add(i).write_volatile(b) };
+        }
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `p..p + size_of::<T>()` must be readable.
+unsafe fn volatile_copy_in<T: FromBytes>(p: *const u8) -> T {
+    let mut out = T::new_zeroed();
+    let dst = (&mut out as *mut T).cast::<u8>();
+    for i in 0..size_of::<T>() {
+        // SAFETY: in bounds of the source (caller) and of `out`; `T: FromBytes` accepts any bytes.
+        unsafe { dst.add(i).write(p.add(i).read_volatile()) };
+    }
+    atomic::fence(Ordering::Acquire);
+    out
+}
+
+/// The same memfd mapped twice, back to back, inside one [`Reservation`]: byte `i` and byte
+/// `i + capacity` are the same memory, so any `capacity`-byte window starting in the first
+/// copy is contiguous. This makes a ring buffer without wrap-around copies.
+///
+/// ```
+/// # fn main() -> Result<(), mmkit::Error> {
+/// let ring = mmkit::shm::MirroredBuffer::new("ring", 1)?; // one page
+/// let cap = ring.capacity();
+/// // SAFETY: raw access to bytes this process owns alone.
+/// unsafe {
+///     ring.as_ptr().add(cap - 1).write(1);
+///     ring.as_ptr().add(cap).write(2); // wraps to byte 0
+///     assert_eq!(ring.as_ptr().read(), 2);
+///     assert_eq!(ring.as_ptr().add(2 * cap - 1).read(), 1);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct MirroredBuffer {
+    shm: SharedMemory,
+    offset: u64,
+    cap: usize,
+    // Declared last: unmapped after the fields above are dropped (order is irrelevant to
+    // soundness, but keeps the memfd open while mapped).
+    res: Reservation,
+}
+
+impl MirroredBuffer {
+    /// A new memfd of `capacity` bytes (rounded up to whole pages), mapped twice.
+    pub fn new(name: &str, capacity: usize) -> Result<MirroredBuffer> {
+        let page = sys::page_size();
+        let cap = align_up(capacity.max(1) as u64, page as u64).ok_or_else(|| {
+            Error::new("MirroredBuffer::new", ErrorKind::OutOfBounds).with_detail("capacity overflows")
+        })?;
+        let shm = SharedMemory::create(name, cap)?;
+        shm.add_seals(Seals::SHRINK | Seals::GROW)?;
+        MirroredBuffer::from_shared(shm, 0, cap as usize)
+    }
+
+    /// Maps `capacity` bytes of `shm` from `offset` (page multiples) twice back to back.
+    pub fn from_shared(shm: SharedMemory, offset: u64, capacity: usize) -> Result<MirroredBuffer> {
+        let page = sys::page_size();
+        if capacity == 0 || capacity % page != 0 || offset % page as u64 != 0 {
+            return Err(Error::new("MirroredBuffer", ErrorKind::Unaligned)
+                .with_range(offset, capacity as u64)
+                .with_detail("offset and capacity must be non-zero page multiples"));
+        }
+        let total = capacity.checked_mul(2).ok_or_else(|| {
+            Error::new("MirroredBuffer", ErrorKind::OutOfBounds).with_detail("capacity overflows")
+        })?;
+        let res = Reservation::new(total)?;
+        res.map_shared_memory_at(0, capacity, Protection::READ_WRITE, &shm, offset)?;
+        res.map_shared_memory_at(capacity, capacity, Protection::READ_WRITE, &shm, offset)?;
+        Ok(MirroredBuffer { shm, offset, cap: capacity, res })
+    }
+
+    /// Bytes of distinct memory (half of the mapped length).
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// First byte; `2 * capacity` bytes are mapped from here.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.res.as_mut_ptr()
+    }
+
+    /// The memfd behind the buffer (send it to another process to share the ring).
+    pub fn shared_memory(&self) -> &SharedMemory {
+        &self.shm
+    }
+
+    /// Offset of the ring's bytes inside the memfd.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+/// Header of a [`RingBuffer`] in the first page of its memfd: total bytes written and read.
+#[repr(C)]
+struct RingHeader {
+    head: atomic::AtomicU64,
+    tail: atomic::AtomicU64,
+    capacity: atomic::AtomicU64,
+}
+
+/// A single-producer single-consumer byte queue in shared memory, zero-copy both ways: the
+/// producer writes straight into [`writable`](RingProducer::writable) and the consumer reads
+/// straight from [`readable`](RingConsumer::readable), each a contiguous slice thanks to the
+/// [`MirroredBuffer`]. The memfd holds a header page and then the data; either end can live
+/// in another process ([`RingProducer::attach`], [`RingConsumer::attach`]).
+///
+/// ```
+/// # fn main() -> Result<(), mmkit::Error> {
+/// let (mut tx, mut rx) = mmkit::shm::RingBuffer::create("queue", 1)?;
+/// let cap = tx.capacity();
+/// assert_eq!(tx.push(&vec![1u8; cap - 10]), cap - 10);
+/// let mut buf = vec![0u8; cap - 20];
+/// assert_eq!(rx.pop(&mut buf), cap - 20);
+/// assert_eq!(tx.push(&[2u8; 30]), 30); // wraps around the end, still one contiguous write
+/// assert_eq!(rx.readable(), &[&[1u8; 10][..], &[2u8; 30][..]].concat()[..]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RingBuffer;
+
+struct RingEnd {
+    header: MmapRaw,
+    data: MirroredBuffer,
+}
+
+impl std::fmt::Debug for RingEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingEnd").field("capacity", &self.data.capacity()).finish()
+    }
+}
+
+impl RingEnd {
+    fn open(shm: SharedMemory) -> Result<RingEnd> {
+        let page = sys::page_size();
+        let len = shm.len()?;
+        if len < 2 * page as u64 {
+            return Err(Error::new("RingBuffer", ErrorKind::InvalidArgument)
+                .with_detail("the memfd is too small for a ring (header page + data)"));
+        }
+        if !shm.seals()?.contains(Seals::SHRINK) {
+            shm.add_seals(Seals::SHRINK)?;
+        }
+        let header = MapOptions::new().len(page).map_raw(&shm)?;
+        let cap = (len - page as u64) as usize / page * page;
+        let end = RingEnd { header, data: MirroredBuffer::from_shared(shm, page as u64, cap)? };
+        let stored = end.header().capacity.load(Ordering::Acquire);
+        if stored != cap as u64 {
+            return Err(Error::new("RingBuffer", ErrorKind::InvalidArgument)
+                .with_detail(format!("header says capacity {stored:#x}, the memfd holds {cap:#x}")));
+        }
+        Ok(end)
+    }
+
+    fn header(&self) -> &RingHeader {
+        // SAFETY: the header page is mapped read-write for as long as `self`, page-aligned, and
+        // holds only atomics (valid for any bytes, shared with the other end atomically).
+        unsafe { &*self.header.as_ptr().cast::<RingHeader>() }
+    }
+}
+
+impl RingBuffer {
+    /// Creates a ring of `capacity` bytes (rounded up to pages) and returns both ends.
+    pub fn create(name: &str, capacity: usize) -> Result<(RingProducer, RingConsumer)> {
+        let page = sys::page_size() as u64;
+        let cap = align_up(capacity.max(1) as u64, page)
+            .ok_or_else(|| Error::new("RingBuffer::create", ErrorKind::OutOfBounds).with_detail("capacity overflows"))?;
+        let shm = SharedMemory::create(name, page + cap)?;
+        shm.add_seals(Seals::SHRINK | Seals::GROW)?;
+        let view = shm.view()?;
+        view.atomic::<atomic::AtomicU64>(16)?.store(cap, Ordering::Release);
+        drop(view);
+        let other = shm.try_clone()?;
+        Ok((RingProducer { end: RingEnd::open(shm)? }, RingConsumer { end: RingEnd::open(other)? }))
+    }
+}
+
+/// The writing end of a [`RingBuffer`].
+#[derive(Debug)]
+pub struct RingProducer {
+    end: RingEnd,
+}
+
+impl RingProducer {
+    /// Attaches to a ring made by [`RingBuffer::create`] in another process (send it
+    /// [`shared_memory`](Self::shared_memory)).
+    ///
+    /// # Safety
+    /// At most one producer may be attached to the ring at a time, and the consumer must be
+    /// an mmkit [`RingConsumer`] (it only reads bytes the producer has committed).
+    pub unsafe fn attach(shm: SharedMemory) -> Result<RingProducer> {
+        Ok(RingProducer { end: RingEnd::open(shm)? })
+    }
+
+    /// The memfd behind the ring.
+    pub fn shared_memory(&self) -> &SharedMemory {
+        self.end.data.shared_memory()
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.end.data.capacity()
+    }
+
+    /// The free space, as one contiguous slice (possibly empty): write into it, then
+    /// [`commit`](Self::commit) what was written.
+    pub fn writable(&mut self) -> &mut [u8] {
+        let h = self.end.header();
+        let head = h.head.load(Ordering::Relaxed);
+        let tail = h.tail.load(Ordering::Acquire);
+        let cap = self.capacity() as u64;
+        let free = (cap - (head - tail).min(cap)) as usize;
+        let start = (head % cap) as usize;
+        // SAFETY: `start + free <= 2 * cap`, inside the double mapping. The consumer reads only
+        // `[tail, head)`, which is disjoint from `[head, tail + cap)`; it advances `tail`
+        // only after it is done with bytes, and we have `&mut self` (the only producer).
+        unsafe { std::slice::from_raw_parts_mut(self.end.data.as_ptr().add(start), free) }
+    }
+
+    /// Publishes `n` bytes written into [`writable`](Self::writable).
+    ///
+    /// # Panics
+    /// If `n` exceeds the free space.
+    pub fn commit(&mut self, n: usize) {
+        let free = self.writable().len();
+        assert!(n <= free, "commit of {n} bytes with only {free} free");
+        let h = self.end.header();
+        h.head.fetch_add(n as u64, Ordering::Release);
+    }
+
+    /// Copies as much of `data` as fits; returns the bytes queued.
+    pub fn push(&mut self, data: &[u8]) -> usize {
+        let w = self.writable();
+        let n = w.len().min(data.len());
+        w[..n].copy_from_slice(&data[..n]);
+        self.commit(n);
+        n
+    }
+}
+
+/// The reading end of a [`RingBuffer`].
+#[derive(Debug)]
+pub struct RingConsumer {
+    end: RingEnd,
+}
+
+impl RingConsumer {
+    /// Attaches to a ring made by [`RingBuffer::create`] in another process.
+    ///
+    /// # Safety
+    /// At most one consumer may be attached at a time, and the producer must be an mmkit
+    /// [`RingProducer`] (it only writes bytes the consumer has released).
+    pub unsafe fn attach(shm: SharedMemory) -> Result<RingConsumer> {
+        Ok(RingConsumer { end: RingEnd::open(shm)? })
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.end.data.capacity()
+    }
+
+    /// The queued bytes, as one contiguous slice: read them, then [`consume`](Self::consume).
+    pub fn readable(&mut self) -> &[u8] {
+        let h = self.end.header();
+        let tail = h.tail.load(Ordering::Relaxed);
+        let head = h.head.load(Ordering::Acquire);
+        let cap = self.capacity() as u64;
+        let used = (head - tail).min(cap) as usize;
+        let start = (tail % cap) as usize;
+        // SAFETY: `start + used <= 2 * cap`, inside the double mapping. The producer writes
+        // only outside `[tail, head)` until we advance `tail`, which needs `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.end.data.as_ptr().add(start), used) }
+    }
+
+    /// Releases `n` bytes of [`readable`](Self::readable) to the producer.
+    ///
+    /// # Panics
+    /// If `n` exceeds the queued bytes.
+    pub fn consume(&mut self, n: usize) {
+        let used = self.readable().len();
+        assert!(n <= used, "consume of {n} bytes with only {used} queued");
+        self.end.header().tail.fetch_add(n as u64, Ordering::Release);
+    }
+
+    /// Copies up to `buf.len()` queued bytes out; returns the count.
+    pub fn pop(&mut self, buf: &mut [u8]) -> usize {
+        let r = self.readable();
+        let n = r.len().min(buf.len());
+        buf[..n].copy_from_slice(&r[..n]);
+        self.consume(n);
+        n
+    }
+}

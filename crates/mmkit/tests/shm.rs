@@ -1,0 +1,207 @@
+//! Shared memory against the kernel: an unrelated process sees the memfd, seals are enforced,
+//! the double mapping aliases, the ring buffer keeps bytes in order.
+
+use std::io::Read;
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mmkit::shm::{MirroredBuffer, RingBuffer, Seals, SharedMemory};
+use mmkit::{page_size, ErrorKind};
+
+/// Spawns `shm_peer` (a separate binary: no inherited descriptors or mappings), sends it `shm`
+/// over a Unix socket and returns what it printed.
+fn run_peer(shm: &SharedMemory, mode: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shm_peer"))
+        .arg(&path)
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    shm.send(&sock).unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "shm_peer failed: {status} {err}");
+    out.trim().to_owned()
+}
+
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key} in {out:?}"))
+}
+
+#[test]
+fn unrelated_process_sees_and_writes_the_memfd() {
+    let shm = SharedMemory::create("mmkit-test-peer", 8192).unwrap();
+    let view = shm.view().unwrap();
+    let msg = b"hello from the parent";
+    view.write(60, &(msg.len() as u32)).unwrap();
+    view.write_bytes(64, msg).unwrap();
+    view.atomic::<AtomicU64>(0).unwrap().store(41, Ordering::SeqCst);
+
+    let out = run_peer(&shm, "view");
+    assert_eq!(field(&out, "name"), "mmkit-test-peer");
+    assert_eq!(field(&out, "len"), "8192");
+    assert_eq!(field(&out, "msg"), "hello"); // split on whitespace: first word
+    assert!(out.contains("msg=hello from the parent"), "{out}");
+    // The view sealed SHRINK, so the peer's ftruncate(0) failed with EPERM.
+    assert_eq!(field(&out, "shrink_errno"), libc::EPERM.to_string());
+
+    // The peer's writes are in our memory.
+    assert_eq!(view.atomic::<AtomicU64>(0).unwrap().load(Ordering::SeqCst), 42);
+    let mut back = vec![0u8; msg.len()];
+    view.read_bytes(1024, &mut back).unwrap();
+    let rev: Vec<u8> = msg.iter().rev().copied().collect();
+    assert_eq!(back, rev);
+}
+
+#[test]
+fn write_seal_is_enforced_in_another_process() {
+    let shm = SharedMemory::create("sealed", 4096).unwrap();
+    shm.seal_read_only().unwrap();
+    let out = run_peer(&shm, "write");
+    assert_eq!(field(&out, "write_errno"), libc::EPERM.to_string());
+    assert_eq!(field(&out, "map_errno"), libc::EPERM.to_string());
+}
+
+#[test]
+fn seals_are_enforced() {
+    let page = page_size() as u64;
+    let shm = SharedMemory::create("seals", 2 * page).unwrap();
+    assert_eq!(shm.seals().unwrap(), Seals::NONE);
+    shm.set_len(3 * page).unwrap();
+    shm.add_seals(Seals::GROW).unwrap();
+    assert_eq!(shm.set_len(4 * page).unwrap_err().errno(), Some(libc::EPERM));
+    shm.set_len(page).unwrap(); // shrinking is still allowed
+    shm.add_seals(Seals::SHRINK).unwrap();
+    assert_eq!(shm.set_len(0).unwrap_err().errno(), Some(libc::EPERM));
+    assert_eq!(shm.len().unwrap(), page);
+
+    // Without the WRITE seal a read-only map would not be safe: refused.
+    assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::InvalidArgument);
+
+    // F_SEAL_WRITE fails with EBUSY while a writable shared mapping exists.
+    let raw = shm.map_raw().unwrap();
+    // SAFETY: the map is ours and in bounds.
+    unsafe { raw.as_mut_ptr().write(9) };
+    assert_eq!(shm.add_seals(Seals::WRITE).unwrap_err().errno(), Some(libc::EBUSY));
+    drop(raw);
+    shm.add_seals(Seals::WRITE | Seals::SEAL).unwrap();
+    let ro = shm.map_read_only().unwrap();
+    assert_eq!(ro[0], 9);
+    assert_eq!(ro.len() as u64, page);
+    // Now writes fail, and no more seals can be added.
+    assert_eq!(shm.map_raw().unwrap_err().errno(), Some(libc::EPERM));
+    assert_eq!(shm.add_seals(Seals::GROW).unwrap_err().errno(), Some(libc::EPERM));
+    assert_eq!(shm.seals().unwrap(), Seals::GROW | Seals::SHRINK | Seals::WRITE | Seals::SEAL);
+}
+
+#[test]
+fn future_write_seal_keeps_existing_maps_writable() {
+    let shm = SharedMemory::create("future", 4096).unwrap();
+    let raw = shm.map_raw().unwrap();
+    shm.add_seals(Seals::FUTURE_WRITE).unwrap();
+    // SAFETY: mapped read-write before the seal; the existing map may keep writing.
+    unsafe { raw.as_mut_ptr().write(5) };
+    assert_eq!(shm.map_raw().unwrap_err().errno(), Some(libc::EPERM));
+    let view = SharedMemory::from_fd(shm.try_clone().unwrap().into()).unwrap();
+    assert_eq!(view.name(), "future");
+}
+
+#[test]
+fn memfd_is_named_in_proc_maps() {
+    let shm = SharedMemory::create("mmkit-named-memfd", 4096).unwrap();
+    let raw = shm.map_raw().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.starts_with(&format!("{:x}-", raw.as_ptr() as usize)))
+        .expect("the map is listed");
+    assert!(line.contains("/memfd:mmkit-named-memfd"), "{line}");
+}
+
+#[test]
+fn view_checks_bounds_and_alignment() {
+    let view = SharedMemory::create("v", 64).unwrap().view().unwrap();
+    assert_eq!(view.len(), 64);
+    assert_eq!(view.atomic::<AtomicU64>(60).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(view.atomic::<AtomicU64>(4).unwrap_err().kind(), ErrorKind::Layout);
+    assert_eq!(view.read::<u64>(usize::MAX).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    view.write(3, &0x1122_3344u32).unwrap(); // unaligned volatile copies are fine
+    assert_eq!(view.read::<u32>(3).unwrap(), 0x1122_3344);
+}
+
+#[test]
+fn mirrored_buffer_aliases_its_halves() {
+    let ring = MirroredBuffer::new("mirror", 3 * page_size()).unwrap();
+    let cap = ring.capacity();
+    assert_eq!(cap, 3 * page_size());
+    let p = ring.as_ptr();
+    // SAFETY: `2 * cap` bytes are mapped read-write from `p`; raw access only.
+    unsafe {
+        for i in 0..cap {
+            p.add(i).write((i % 251) as u8);
+        }
+        for i in 0..cap {
+            assert_eq!(p.add(cap + i).read(), (i % 251) as u8);
+        }
+        // A write through the second copy shows in the first.
+        p.add(cap + 5).write(0xAA);
+        assert_eq!(p.add(5).read(), 0xAA);
+    }
+    // The memfd is mapped twice, at consecutive addresses.
+    let maps = mmkit::inspect::maps(std::process::id()).unwrap();
+    let areas: Vec<_> =
+        maps.iter().filter(|e| e.start >= p as u64 && e.end <= (p as usize + 2 * cap) as u64).collect();
+    assert_eq!(areas.len(), 2, "{areas:?}");
+    assert_eq!(areas[0].offset, areas[1].offset);
+}
+
+#[test]
+fn ring_buffer_keeps_bytes_in_order_across_wraps() {
+    let (mut tx, mut rx) = RingBuffer::create("ring", page_size()).unwrap();
+    let cap = tx.capacity();
+    let mut next_in = 0u32;
+    let mut next_out = 0u32;
+    let mut rng = 12345u64;
+    for _ in 0..2000 {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let n = (rng >> 33) as usize % (cap / 2);
+        let w = tx.writable();
+        let n = n.min(w.len());
+        for b in &mut w[..n] {
+            *b = (next_in % 256) as u8;
+            next_in += 1;
+        }
+        tx.commit(n);
+        let r = rx.readable();
+        let take = ((rng >> 13) as usize % (cap / 2)).min(r.len());
+        for &b in &r[..take] {
+            assert_eq!(b, (next_out % 256) as u8);
+            next_out += 1;
+        }
+        rx.consume(take);
+    }
+    assert!(next_out as usize > 4 * cap, "the test wrapped around several times");
+    let queued = rx.readable().len();
+    assert_eq!(tx.push(&vec![0u8; 2 * cap]), cap - queued); // fills up to capacity, no more
+    assert_eq!(rx.readable().len(), cap);
+    assert!(tx.writable().is_empty());
+}
+
+#[test]
+fn recv_without_descriptor_is_an_error() {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(a);
+    let e = SharedMemory::recv(&b).unwrap_err();
+    assert!(e.to_string().contains("closed"), "{e}");
+}
