@@ -43,6 +43,7 @@ pub struct Error {
     addr: Option<usize>,
     range: Option<(u64, u64)>,
     detail: Option<String>,
+    signal: Option<i32>,
 }
 
 /// `Result` with mmkit's [`Error`].
@@ -51,7 +52,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` from operation `op`, with no errno.
     pub fn new(op: impl Into<Cow<'static, str>>, kind: ErrorKind) -> Self {
-        Error { op: op.into(), kind, errno: None, path: None, addr: None, range: None, detail: None }
+        Error { op: op.into(), kind, errno: None, path: None, addr: None, range: None, detail: None, signal: None }
     }
 
     /// A kernel error from operation `op` (e.g. `"mmap"`).
@@ -107,6 +108,17 @@ impl Error {
     pub fn with_kind(mut self, kind: ErrorKind) -> Self {
         self.kind = kind;
         self
+    }
+
+    /// Records the signal that ended a child process (see [`crate::process`]).
+    pub fn with_signal(mut self, signal: i32) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    /// The signal that killed a probed child process, if that is what failed.
+    pub fn signal(&self) -> Option<i32> {
+        self.signal
     }
 
     /// The operation that failed (`"mmap"`, `"madvise(MADV_HUGEPAGE)"`, ...).

@@ -23,7 +23,7 @@ use crate::sys;
 
 /// Runs `f` in a forked child and returns what it computed. A child killed by a signal
 /// (e.g. `SIGSEGV` from touching a guard page) gives an error whose [`Error::errno`] is `None`
-/// and whose message names the signal; see [`child_signal`].
+/// and whose [`Error::signal`] is the signal (its message names it too).
 ///
 /// # Safety
 /// In a multi-threaded process (a test harness, a program with worker threads), the child may
@@ -35,6 +35,7 @@ pub unsafe fn in_forked_child<F: FnOnce() -> u64>(f: F) -> Result<u64> {
     match unsafe { sys::fork_with(f) } {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(sig)) => Err(Error::new("fork probe", ErrorKind::Os)
+            .with_signal(sig)
             .with_detail(format!("the child was killed by signal {sig} ({})", signal_name(sig)))),
         Err(e) => Err(Error::os("fork probe", e)),
     }
@@ -56,13 +57,6 @@ pub fn in_forked_child_single_threaded<F: FnOnce() -> u64>(f: F) -> Result<u64> 
             n.map_or("an unknown number of".to_owned(), |n| n.to_string())
         ))),
     }
-}
-
-/// The signal that killed the child, if `err` came from a fork probe whose child died of one.
-pub fn child_signal(err: &Error) -> Option<i32> {
-    let msg = err.to_string();
-    let rest = msg.split("killed by signal ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 fn signal_name(sig: i32) -> &'static str {
