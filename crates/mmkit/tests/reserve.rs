@@ -1,0 +1,199 @@
+//! Reservations against the kernel: address space without memory, commit/decommit and RSS
+//! (smaps), alignment, low-4 GiB placement, names, sub-reservations, guards, maps inside.
+
+#[path = "support/fork.rs"]
+mod fork;
+
+use std::io::Write;
+
+use fork::{in_child, rss_in};
+use mmkit::reserve::ReserveOptions;
+use mmkit::shm::SharedMemory;
+use mmkit::{page_size, ErrorKind, Protection, Reservation, Sharing};
+
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+
+fn areas_in(start: usize, len: usize) -> Vec<mmkit::inspect::MapsEntry> {
+    mmkit::inspect::maps(std::process::id())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.start < (start + len) as u64 && e.end > start as u64)
+        .collect()
+}
+
+fn touch(r: &Reservation, off: usize, len: usize, v: u8) {
+    for i in (off..off + len).step_by(page_size()) {
+        // SAFETY: the caller committed `[off, off + len)` read-write.
+        unsafe { r.as_mut_ptr().add(i).write_volatile(v) };
+    }
+}
+
+#[test]
+fn sixty_four_gib_costs_nothing_until_committed_and_touched() {
+    let heap = Reservation::new(64 * GIB).unwrap();
+    let base = heap.as_ptr() as usize;
+    let smaps: Vec<_> = mmkit::inspect::smaps(std::process::id())
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.area.start < (base + heap.len()) as u64 && a.area.end > base as u64)
+        .collect();
+    let size: u64 = smaps.iter().map(|a| a.stats.size * 1024).sum();
+    assert_eq!(size, 64 * GIB as u64);
+    assert_eq!(rss_in(base, heap.len()), 0);
+    assert!(smaps.iter().all(|a| !a.area.perms.read && !a.area.perms.write), "PROT_NONE");
+
+    heap.commit(0, 8 * MIB, Protection::READ_WRITE).unwrap();
+    assert_eq!(rss_in(base, heap.len()), 0, "committed but untouched: no memory yet");
+    touch(&heap, 0, 8 * MIB, 1);
+    assert_eq!(rss_in(base, heap.len()), 8 * MIB as u64);
+    assert_eq!(heap.resident_pages(0, 8 * MIB).unwrap(), 8 * MIB / page_size());
+
+    heap.decommit(0, 4 * MIB).unwrap();
+    assert_eq!(rss_in(base, heap.len()), 4 * MIB as u64, "decommit frees memory");
+    heap.decommit(0, 8 * MIB).unwrap();
+    assert_eq!(rss_in(base, heap.len()), 0);
+    // Decommitted pages are inaccessible again, and come back zeroed when recommitted.
+    let p = heap.as_ptr();
+    // SAFETY: the child touches a decommitted (PROT_NONE) page and dies of SIGSEGV.
+    assert_eq!(in_child(|| unsafe { p.read_volatile() }), Err(libc::SIGSEGV));
+    heap.commit(0, MIB, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write just above.
+    assert_eq!(unsafe { p.read_volatile() }, 0);
+}
+
+#[test]
+fn alignment_is_honoured() {
+    for align in [2 * MIB, GIB] {
+        let r = ReserveOptions::new(3 * MIB).align(align).reserve().unwrap();
+        assert_eq!(r.as_ptr() as usize % align, 0, "aligned to {align:#x}");
+        assert_eq!(r.len(), 3 * MIB);
+        // Only the reservation itself stays mapped: head and tail were trimmed.
+        let areas = areas_in(r.as_ptr() as usize - page_size(), r.len() + 2 * page_size());
+        let total: u64 = areas.iter().filter(|a| !a.perms.read).map(|a| {
+            a.end.min((r.as_ptr() as usize + r.len()) as u64) - a.start.max(r.as_ptr() as u64)
+        }).sum();
+        assert_eq!(total, r.len() as u64);
+    }
+    let e = ReserveOptions::new(MIB).align(3 * MIB).reserve().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn low_4gib_placement() {
+    let res = ReserveOptions::new(16 * MIB).low_4gib(true).reserve();
+    if cfg!(target_arch = "x86_64") {
+        let r = res.unwrap();
+        assert!((r.as_ptr() as usize + r.len()) <= 4 * GIB, "{:p}", r.as_ptr());
+        let a = ReserveOptions::new(4 * MIB).low_4gib(true).align(2 * MIB).reserve().unwrap();
+        assert!((a.as_ptr() as usize) < 4 * GIB && a.as_ptr() as usize % (2 * MIB) == 0);
+    } else {
+        assert_eq!(res.unwrap_err().kind(), ErrorKind::Unsupported);
+    }
+}
+
+#[test]
+fn names_apply_or_report_a_no_op() {
+    let mut r = ReserveOptions::new(4 * MIB).name("mmkit-heap").reserve().unwrap();
+    let named = r.name_applied();
+    r.commit(0, MIB, Protection::READ_WRITE).unwrap();
+    r.decommit(0, MIB).unwrap();
+    for a in areas_in(r.as_ptr() as usize, r.len()) {
+        assert_eq!(a.backing.anon_name(), if named { Some("mmkit-heap") } else { None }, "{a:?}");
+    }
+    assert_eq!(r.set_name("x").unwrap(), named);
+    assert!(r.set_name("no$pe").is_err() || !named);
+}
+
+#[test]
+fn carved_sub_reservations_own_their_range() {
+    let page = page_size();
+    let mut heap = Reservation::new(16 * page).unwrap();
+    let base = heap.as_ptr() as usize;
+    heap.commit(4 * page, 4 * page, Protection::READ_WRITE).unwrap();
+    touch(&heap, 4 * page, 4 * page, 9);
+    let sub = heap.carve(4 * page, 4 * page).unwrap();
+    assert_eq!(sub.as_ptr() as usize, base + 4 * page);
+    assert_eq!(heap.carved(), &[(4 * page, 4 * page)]);
+    // The sub-reservation keeps the state: committed and holding the bytes.
+    // SAFETY: committed read-write before the carve; `sub` owns it now.
+    assert_eq!(unsafe { sub.as_ptr().read() }, 9);
+    // The parent refuses the carved range, and overlapping carves.
+    assert_eq!(heap.commit(4 * page, page, Protection::READ).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(heap.decommit(0, 8 * page).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert!(heap.carve(7 * page, 2 * page).is_err());
+    heap.commit(0, 4 * page, Protection::READ_WRITE).unwrap();
+    let tail = heap.carve(12 * page, 4 * page).unwrap();
+
+    // Dropping the parent unmaps only what it still owns.
+    drop(heap);
+    let areas = areas_in(base, 16 * page);
+    let covered: u64 = areas.iter().map(|a| a.end.min((base + 16 * page) as u64) - a.start.max(base as u64)).sum();
+    assert_eq!(covered, 8 * page as u64, "{areas:?}");
+    // SAFETY: still mapped and committed: `sub` owns it.
+    assert_eq!(unsafe { sub.as_ptr().add(page).read() }, 9);
+    drop(sub);
+    drop(tail);
+    assert!(areas_in(base, 16 * page).is_empty(), "everything unmapped exactly once");
+}
+
+#[test]
+fn guard_inside_a_reservation_faults() {
+    let page = page_size();
+    let r = Reservation::new(4 * page).unwrap();
+    r.commit(0, 4 * page, Protection::READ_WRITE).unwrap();
+    touch(&r, 0, 4 * page, 1);
+    r.guard(page, page).unwrap();
+    let p = r.as_ptr();
+    // SAFETY: a child touches the guard page and dies.
+    assert_eq!(in_child(|| unsafe { p.add(page).read_volatile() }), Err(libc::SIGSEGV));
+    // SAFETY: its neighbours stay usable.
+    assert_eq!(in_child(|| unsafe { p.add(2 * page).read_volatile() }), Ok(1));
+    match r.guard(page, page).unwrap() {
+        mmkit::anon::GuardKind::Madvise => r.unguard(page, page).unwrap(),
+        mmkit::anon::GuardKind::ProtNone => r.commit(page, page, Protection::READ_WRITE).unwrap(),
+    }
+    // SAFETY: the guard was removed; the page reads back zero.
+    assert_eq!(unsafe { p.add(page).read_volatile() }, 0);
+}
+
+#[test]
+fn files_and_memfds_map_inside() {
+    let page = page_size();
+    let mut file = tempfile::tempfile().unwrap();
+    let data: Vec<u8> = (0..2 * page).map(|i| (i % 253) as u8).collect();
+    file.write_all(&data).unwrap();
+    let r = Reservation::new(8 * page).unwrap();
+    // SAFETY: the temp file is ours alone and read through raw pointers only.
+    unsafe { r.map_file_at(2 * page, page, Protection::READ, Sharing::Private, &file, page as u64) }.unwrap();
+    // SAFETY: mapped read-only just above.
+    let got = unsafe { std::slice::from_raw_parts(r.as_ptr().add(2 * page), page) }.to_vec();
+    assert_eq!(got, &data[page..]);
+
+    let shm = SharedMemory::create("inside", 2 * page as u64).unwrap();
+    r.map_shared_memory_at(4 * page, 2 * page, Protection::READ_WRITE, &shm, 0).unwrap();
+    let other = shm.map_raw().unwrap();
+    // SAFETY: both maps of the memfd are read-write; raw accesses.
+    unsafe {
+        r.as_mut_ptr().add(5 * page).write(77);
+        assert_eq!(other.as_ptr().add(page).read_volatile(), 77);
+    }
+    let e = r.map_shared_memory_at(6 * page, 2 * page, Protection::READ, &shm, page as u64).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfBounds);
+    // Decommit replaces the file map with inaccessible anonymous pages.
+    r.decommit(2 * page, page).unwrap();
+    let a = areas_in(r.as_ptr() as usize + 2 * page, page);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].inode, 0);
+}
+
+#[test]
+fn bad_ranges_are_errors() {
+    let page = page_size();
+    let r = Reservation::new(4 * page).unwrap();
+    assert_eq!(r.commit(0, 5 * page, Protection::READ).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(r.commit(1, page, Protection::READ).unwrap_err().kind(), ErrorKind::Unaligned);
+    assert_eq!(r.commit(usize::MAX - page, 2 * page, Protection::READ).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert!(Reservation::new(0).is_err());
+    assert!(Reservation::new(usize::MAX).is_err());
+}
