@@ -102,8 +102,12 @@ pub struct Mapping {
     pub file_offset: Option<u64>,
     /// Pages in the mapping.
     pub pages: u64,
-    /// Pages resident in memory now (`mincore`).
+    /// Pages resident in memory now (`mincore`): for file pages this is the page cache, which
+    /// includes what the kernel read ahead around a fault.
     pub resident_pages: u64,
+    /// Pages mapped into this process's page tables now (`/proc/self/pagemap`): what the
+    /// library's code and the loader actually touched (plus fault-around).
+    pub present_pages: u64,
 }
 
 /// A shared object loaded by mmkit. Dropping it runs `DT_FINI_ARRAY`/`DT_FINI` and unmaps it.
@@ -458,8 +462,12 @@ impl Library {
     pub fn segments(&self) -> Result<Vec<Mapping>> {
         let page = self.plan.page_size;
         let mut out = self.expected_mappings();
+        let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
         for m in &mut out {
             m.resident_pages = self.image.resident_pages(m.start, m.len, page)?;
+            m.present_pages = pagemap
+                .as_ref()
+                .map_or(0, |f| present_pages(f, m.start, m.len, page));
         }
         Ok(out)
     }
@@ -499,6 +507,7 @@ impl Library {
                         file_offset: off.map(|o| o + (s - start)),
                         pages: (e - s) / page,
                         resident_pages: 0,
+                        present_pages: 0,
                     });
                 }
             };
@@ -609,6 +618,17 @@ impl Drop for Library {
             crate::executor::run_finalizers(self);
         }
     }
+}
+
+/// Pages of `[start, start+len)` present in this process's page tables (pagemap bit 63).
+fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let n = (len / page) as usize;
+    let mut buf = vec![0u8; n * 8];
+    if pagemap.read_exact_at(&mut buf, start / page * 8).is_err() {
+        return 0;
+    }
+    buf.chunks_exact(8).filter(|c| c[7] & 0x80 != 0).count() as u64
 }
 
 fn file_name(p: &Path) -> String {

@@ -73,6 +73,7 @@ fn relr_variant_really_has_packed_relocations() {
 fn segments_are_mapped_from_the_file_with_planned_rights() {
     let path = lib("basic.c", "fxbasic");
     let ours = open(path.as_path());
+    assert_eq!(call(&ours, "fx_add", &[1, 2]), 3);
     let page = mmkit_elf::page_size();
     assert_eq!(ours.plan().page_size, page);
     let maps = ours.segments().unwrap();
@@ -88,7 +89,15 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
         assert_eq!(m.start % page, 0);
         assert_eq!(m.len % page, 0);
         assert!(m.resident_pages <= m.pages);
+        assert!(m.present_pages <= m.pages);
     }
+    // The code just called is present in our page tables; the gap never is.
+    let text = maps.iter().find(|m| m.prot.exec).unwrap();
+    assert!(text.present_pages >= 1);
+    assert!(maps
+        .iter()
+        .filter(|m| m.kind == MappingKind::Gap)
+        .all(|m| m.present_pages == 0));
     let (start, len) = ours.span();
     assert_eq!(maps.first().unwrap().start, start);
     assert_eq!(maps.iter().map(|m| m.len).sum::<u64>(), len);

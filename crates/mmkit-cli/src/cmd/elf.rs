@@ -1,13 +1,321 @@
-//! `mmkit elf` (placeholder until its issue lands).
+//! `mmkit elf`: plan, load and call into ELF shared objects from files, APK entries or memory.
+//!
+//! `plan` is pure (it reads the headers and does the page arithmetic for any page size);
+//! `load` and `call` map the library with `mmkit-elf`'s loader. Calling a function of a
+//! user-supplied library cannot be proven safe, so this is the one CLI module with `unsafe`.
+
+use anyhow::Context;
+use mmkit_elf::{Library, MappingKind, Plan, Source};
+use serde_json::json;
 
 /// Subcommands of `mmkit elf`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Placeholder.
-    List,
+    /// Show how SOURCE would be mapped: its program headers (like `readelf -l`) and the page
+    /// arithmetic of the plan. SOURCE is a path or `app.apk!/lib/x86_64/libfoo.so`.
+    Plan {
+        /// A path, or `archive.apk!/entry` (a stored, page-aligned zip entry).
+        source: String,
+        /// Plan for this page size (4k, 16k, 64k); default: this kernel's.
+        #[arg(long, value_parser = parse_page_size)]
+        page_size: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load SOURCE and print its mappings as /proc/self/maps shows them, with resident pages.
+    Load {
+        /// A path, or `archive.apk!/entry`.
+        source: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load SOURCE and call SYMBOL as `int64_t SYMBOL(int64_t, ...)` with up to six integers.
+    Call {
+        /// A path, or `archive.apk!/entry`.
+        source: String,
+        /// The function to call.
+        symbol: String,
+        /// Integer arguments (decimal or 0x hex), at most six.
+        #[arg(allow_negative_numbers = true, value_parser = parse_int)]
+        args: Vec<i64>,
+        /// Print `{"symbol": .., "args": [..], "result": N}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_page_size(s: &str) -> Result<u64, String> {
+    let n = crate::cmd::tour::parse_size(s)?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("page size {s} must be a power of two ≥ 4k"));
+    }
+    Ok(n)
+}
+
+fn parse_int(s: &str) -> Result<i64, String> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let v = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => digits.parse::<i64>(),
+    }
+    .map_err(|e| format!("not an integer: {s:?} ({e})"))?;
+    Ok(if neg { -v } else { v })
 }
 
 /// Runs `mmkit elf`.
-pub fn run(_command: Command) -> anyhow::Result<()> {
-    anyhow::bail!("`mmkit elf` is not implemented yet")
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Plan {
+            source,
+            page_size,
+            json,
+        } => plan(&source, page_size, json),
+        Command::Load { source, json } => load(&source, json),
+        Command::Call {
+            source,
+            symbol,
+            args,
+            json,
+        } => call(&source, &symbol, &args, json),
+    }
+}
+
+fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let page = page_size.unwrap_or_else(mmkit_elf::page_size);
+    let src = Source::parse(source);
+    let opened = src.open(page)?;
+    let plan = mmkit_elf::plan_source(&opened, page)?;
+    if json {
+        let doc = json!({
+            "source": src.display(),
+            "image_offset": opened.offset(),
+            "image_len": opened.len(),
+            "plan": plan,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        render_plan(&src.display(), opened.offset(), opened.len(), &plan)
+    );
+    Ok(())
+}
+
+/// The plan as text: the program headers, then what the loader will do with each page.
+pub fn render_plan(label: &str, offset: u64, len: u64, plan: &Plan) -> String {
+    let mut out = String::new();
+    let page = plan.page_size;
+    out.push_str(&format!(
+        "{label}: ELF image of {len} bytes at offset {offset:#x}\n"
+    ));
+    out.push_str(&format!(
+        "page size {page:#x} ({} KiB); reserve {:#x} bytes ({} pages) from link address {:#x}, aligned to {:#x}\n\n",
+        page / 1024,
+        plan.span_len,
+        plan.span_len / page,
+        plan.span_vaddr,
+        plan.max_align
+    ));
+    out.push_str("Program headers (PT_LOAD):\n");
+    out.push_str(&format!(
+        "  {:>3}  {:<10} {:<18} {:<10} {:<10} {:<4} {:<8}\n",
+        "#", "Offset", "VirtAddr", "FileSiz", "MemSiz", "Flg", "Align"
+    ));
+    for s in &plan.segments {
+        out.push_str(&format!(
+            "  {:>3}  {:#010x} {:#018x} {:#010x} {:#010x} {:<4} {:#x}\n",
+            s.phdr_index,
+            s.file_offset,
+            s.vaddr,
+            s.file_size,
+            s.mem_size,
+            flags(s.prot),
+            s.align
+        ));
+    }
+    out.push_str("\nMappings (link addresses; add the load bias at run time):\n");
+    for s in &plan.segments {
+        let prot = s.prot.rwx();
+        if s.map_file_len > 0 {
+            out.push_str(&format!(
+                "  seg {:>2}: {:#010x}-{:#010x} {prot}p  file [{:#x}, +{:#x}) in {} pages  (MAP_FIXED|MAP_PRIVATE)\n",
+                s.phdr_index,
+                s.map_vaddr,
+                s.map_vaddr + s.map_file_len,
+                offset + s.map_offset,
+                s.map_file_len,
+                s.map_file_len / page
+            ));
+        }
+        if s.zero_len > 0 {
+            out.push_str(&format!(
+                "          zero {:#x} bytes at {:#x} (tail of the last file page)\n",
+                s.zero_len,
+                s.vaddr + s.file_size
+            ));
+        }
+        if s.bss_len > 0 {
+            out.push_str(&format!(
+                "  bss {:>2}: {:#010x}-{:#010x} {prot}p  anonymous, {} pages\n",
+                s.phdr_index,
+                s.bss_vaddr,
+                s.bss_vaddr + s.bss_len,
+                s.bss_len / page
+            ));
+        }
+    }
+    if let Some((start, len)) = plan.relro {
+        out.push_str(&format!(
+            "  RELRO:  {:#010x}-{:#010x} r--p  made read-only after relocation\n",
+            start,
+            start + len
+        ));
+    }
+    if let Some((addr, size)) = plan.dynamic {
+        out.push_str(&format!("  DYNAMIC at {addr:#x}, {size:#x} bytes\n"));
+    }
+    if let Some(tls) = &plan.tls {
+        out.push_str(&format!(
+            "  TLS template at {:#x}: {:#x} initialized of {:#x} bytes, align {:#x}\n",
+            tls.vaddr, tls.file_size, tls.mem_size, tls.align
+        ));
+    }
+    out
+}
+
+fn flags(p: mmkit_elf::Protection) -> String {
+    format!(
+        "{}{}{}",
+        if p.read { "R" } else { " " },
+        if p.write { "W" } else { " " },
+        if p.exec { "E" } else { " " }
+    )
+}
+
+fn open(source: &str) -> anyhow::Result<Library> {
+    // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
+    // would); mmkit trusts what it is told to load.
+    unsafe { Library::open(Source::parse(source)) }.with_context(|| format!("loading {source}"))
+}
+
+fn kind_name(k: MappingKind) -> &'static str {
+    match k {
+        MappingKind::Segment { .. } => "segment",
+        MappingKind::Relro { .. } => "relro",
+        MappingKind::Bss { .. } => "bss",
+        MappingKind::Gap => "gap",
+    }
+}
+
+fn load(source: &str, json: bool) -> anyhow::Result<()> {
+    let lib = open(source)?;
+    let maps = lib.segments()?;
+    let verified = lib.verify();
+    let path = match Source::parse(source) {
+        Source::ZipEntry { archive, .. } => archive.display().to_string(),
+        other => other.display(),
+    };
+    if json {
+        let mappings: Vec<_> = maps
+            .iter()
+            .map(|m| {
+                json!({
+                    "start": m.start, "end": m.start + m.len, "perms": format!("{}p", m.prot.rwx()),
+                    "offset": m.file_offset, "kind": kind_name(m.kind),
+                    "pages": m.pages, "resident_pages": m.resident_pages,
+                    "present_pages": m.present_pages,
+                })
+            })
+            .collect();
+        let deps: Vec<_> = lib
+            .dependencies()
+            .into_iter()
+            .map(|(name, by_mmkit)| json!({"name": name, "loaded_by": if by_mmkit { "mmkit" } else { "glibc" }}))
+            .collect();
+        let doc = json!({
+            "source": lib.source(), "page_size": lib.plan().page_size, "bias": lib.bias(),
+            "span": {"start": lib.span().0, "len": lib.span().1},
+            "mappings": mappings, "dependencies": deps,
+            "verified": verified.is_ok(),
+            "verify_error": verified.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{} loaded at {:#x} (page size {:#x})",
+            lib.source(),
+            lib.bias(),
+            lib.plan().page_size
+        );
+        for m in &maps {
+            let name = match (m.kind, m.file_offset) {
+                (_, Some(_)) => path.clone(),
+                (MappingKind::Bss { .. }, None) => format!("[anon:mmkit .bss {}]", lib.name()),
+                _ => String::new(),
+            };
+            println!(
+                "{:x}-{:x} {}p {:08x} {:<40} {:>5}/{:<5} pages resident ({} mapped in)  {}",
+                m.start,
+                m.start + m.len,
+                m.prot.rwx(),
+                m.file_offset.unwrap_or(0),
+                name,
+                m.resident_pages,
+                m.pages,
+                m.present_pages,
+                kind_name(m.kind)
+            );
+        }
+        for (name, by_mmkit) in lib.dependencies() {
+            println!(
+                "needs {name} ({})",
+                if by_mmkit {
+                    "loaded by mmkit"
+                } else {
+                    "already loaded by glibc"
+                }
+            );
+        }
+        match &verified {
+            Ok(()) => println!("verified against /proc/self/maps"),
+            Err(e) => println!("verification FAILED: {e}"),
+        }
+    }
+    verified.context("the mappings do not match /proc/self/maps")?;
+    Ok(())
+}
+
+fn call(source: &str, symbol: &str, args: &[i64], json: bool) -> anyhow::Result<()> {
+    if args.len() > 6 {
+        anyhow::bail!("at most six integer arguments (got {})", args.len());
+    }
+    let lib = open(source)?;
+    // SAFETY: the user asserts SYMBOL is `int64_t SYMBOL(int64_t...)`; we only read its
+    // address here and call it below with that signature.
+    let f = unsafe { lib.symbol::<extern "C" fn()>(symbol) }?;
+    let addr = f.address() as usize;
+    let a = |i: usize| args.get(i).copied().unwrap_or(0);
+    type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+    // SAFETY: see above. The System V x86_64 ABI passes the first six integer arguments in
+    // registers, so a function taking fewer simply ignores the extra (zero) ones.
+    let result =
+        unsafe { std::mem::transmute::<usize, F6>(addr)(a(0), a(1), a(2), a(3), a(4), a(5)) };
+    if json {
+        println!(
+            "{}",
+            json!({"symbol": symbol, "args": args, "result": result})
+        );
+    } else {
+        println!("{result}");
+    }
+    Ok(())
 }

@@ -1,0 +1,213 @@
+//! `mmkit elf plan|load|call` and the tour's elf section, run as a user would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mmkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(args)
+        .output()
+        .expect("run mmkit")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Builds the loader's basic fixture with gcc into `dir`.
+fn build(dir: &Path, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
+    let out = dir.join("libfxbasic.so");
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(flags)
+        .status()
+        .expect("the ELF CLI tests compile a C fixture: install gcc");
+    assert!(status.success());
+    out
+}
+
+fn apk(dir: &Path, so: &Path) -> String {
+    let path = dir.join("app.apk");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("AndroidManifest.xml", stored).unwrap();
+    zip.write_all(b"<manifest/>").unwrap();
+    let page = u16::try_from(rustix::param::page_size()).unwrap();
+    zip.start_file("lib/x86_64/libfxbasic.so", stored.with_alignment(page))
+        .unwrap();
+    zip.write_all(&std::fs::read(so).unwrap()).unwrap();
+    zip.finish().unwrap();
+    format!("{}!/lib/x86_64/libfxbasic.so", path.display())
+}
+
+#[test]
+fn plan_prints_headers_and_page_arithmetic() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let so = so.to_str().unwrap();
+    let o = mmkit(&["elf", "plan", so, "--page-size", "4k"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("page size 0x1000"), "{text}");
+    assert!(text.contains("Program headers (PT_LOAD)"), "{text}");
+    assert!(text.contains("r-xp"), "{text}");
+    assert!(text.contains("RELRO"), "{text}");
+    // A 4 KiB-aligned library cannot be planned for 16 KiB pages: exit 1 and say why.
+    let o = mmkit(&["elf", "plan", so, "--page-size", "16k"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("mmkit: "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max-page-size=16384"), "{}", stderr(&o));
+    // Not a page size: usage error.
+    let o = mmkit(&["elf", "plan", so, "--page-size", "3000"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn plan_json_for_16k_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &["-Wl,-z,max-page-size=16384"]);
+    let o = mmkit(&[
+        "elf",
+        "plan",
+        so.to_str().unwrap(),
+        "--page-size",
+        "16k",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["plan"]["page_size"], 16384);
+    let segs = v["plan"]["segments"].as_array().unwrap();
+    assert!(segs.len() >= 2);
+    for s in segs {
+        assert_eq!(s["map_vaddr"].as_u64().unwrap() % 16384, 0);
+    }
+}
+
+#[test]
+fn load_prints_mappings_with_residency_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let o = mmkit(&["elf", "load", so.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("r-xp"), "{text}");
+    assert!(text.contains("pages resident"), "{text}");
+    assert!(text.contains("libfxbasic.so"), "{text}");
+    assert!(
+        text.contains("needs libc.so.6 (already loaded by glibc)"),
+        "{text}"
+    );
+    assert!(text.contains("verified against /proc/self/maps"), "{text}");
+    let o = mmkit(&["elf", "load", so.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    let maps = v["mappings"].as_array().unwrap();
+    assert!(maps
+        .iter()
+        .any(|m| m["perms"] == "r-xp" && m["kind"] == "segment"));
+    assert!(maps
+        .iter()
+        .all(|m| m["resident_pages"].as_u64() <= m["pages"].as_u64()));
+}
+
+#[test]
+fn call_prints_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let so = so.to_str().unwrap();
+    let o = mmkit(&["elf", "call", so, "fx_add", "2", "40"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "42");
+    let o = mmkit(&["elf", "call", so, "fx_sub", "-5", "0x3"]);
+    assert_eq!(stdout(&o).trim(), "-8", "{}", stderr(&o));
+    let o = mmkit(&[
+        "elf", "call", so, "fx_sum6", "1", "2", "3", "4", "5", "6", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"symbol": "fx_sum6", "args": [1, 2, 3, 4, 5, 6], "result": 91})
+    );
+    let o = mmkit(&["elf", "call", so, "fx_format_len", "12345"]);
+    assert_eq!(stdout(&o).trim(), "12");
+}
+
+#[test]
+fn call_from_an_apk_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let spec = apk(dir.path(), &so);
+    let o = mmkit(&["elf", "call", &spec, "fx_mul", "6", "7", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], 42);
+    let o = mmkit(&["elf", "load", &spec]);
+    assert!(stdout(&o).contains("app.apk"), "{}", stdout(&o));
+}
+
+#[test]
+fn call_errors_exit_1_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let so = so.to_str().unwrap();
+    let o = mmkit(&["elf", "call", so, "no_such_fn"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no_such_fn"), "{}", stderr(&o));
+    let o = mmkit(&[
+        "elf", "call", so, "fx_add", "1", "2", "3", "4", "5", "6", "7",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("at most six"), "{}", stderr(&o));
+    let missing = dir.path().join("missing.apk");
+    let o = mmkit(&["elf", "load", &format!("{}!/lib/x.so", missing.display())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("No such file or directory (ENOENT)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn tour_elf_section_loads_from_an_apk() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mmkit(&[
+        "tour",
+        "--only",
+        "elf",
+        "--json",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v["sections"][0];
+    assert_eq!(s["id"], "elf");
+    let f = &s["facts"];
+    assert_eq!(f["calls"]["tour_add(2,40)"], 42);
+    assert_eq!(f["verified"], true);
+    let page = rustix::param::page_size() as u64;
+    assert_eq!(f["entry_offset"].as_u64().unwrap() % page, 0);
+    let resident = f["resident_pages"]["present"].as_u64().unwrap();
+    let mapped = f["resident_pages"]["mapped"].as_u64().unwrap();
+    assert!(
+        mapped >= 256,
+        "the 1 MiB table alone is 256 pages: {mapped}"
+    );
+    assert!(
+        resident < mapped / 2,
+        "{resident} of {mapped} pages resident"
+    );
+    // The temporary files are gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
