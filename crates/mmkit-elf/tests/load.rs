@@ -404,3 +404,95 @@ fn many_libraries_load_and_unload() {
     }
     let _: Option<Library> = None;
 }
+
+#[test]
+fn symbol_versions_bind_like_glibc() {
+    for (variant, flags) in VARIANTS {
+        let map = format!("-Wl,--version-script={}", fixture_src("ver.map").display());
+        let mut f: Vec<&str> = flags.to_vec();
+        f.push(&map);
+        let ver = build(variant, "ver.c", "fxver", &f);
+        let dir = format!("-L{}", ver.parent().unwrap().display());
+        let mut f: Vec<&str> = flags.to_vec();
+        f.extend([dir.as_str(), "-lfxver", "-Wl,-rpath,$ORIGIN"]);
+        let old = build(variant, "verdep.c", "fxverold", &f);
+        f.push("-DNEW");
+        let new = build(variant, "verdep.c", "fxvernew", &f);
+        // dlsym-style lookup picks the default version, VER_2.
+        let ours = open(ver.as_path());
+        assert_eq!(call(&ours, "fx_ver", &[]), 2, "{variant}");
+        // References to fx_ver@VER_1 and fx_ver@VER_2 bind to their own implementations.
+        // mmkit first, while glibc has not loaded libfxver.so (so mmkit's own version
+        // matching does the work), then the oracle.
+        for (lib, want) in [(&old, 1), (&new, 2)] {
+            let ours = open(lib.as_path());
+            assert_eq!(ours.dependencies(), vec![("libfxver.so".to_owned(), true)]);
+            assert_eq!(call(&ours, "fx_which_ver", &[]), want, "{variant}");
+        }
+        for (lib, want) in [(&ver, 2), (&old, 1), (&new, 2)] {
+            let oracle = Dl::open(lib);
+            let name = if lib == &ver {
+                "fx_ver"
+            } else {
+                "fx_which_ver"
+            };
+            assert_eq!(oracle.call(name, &[]), want, "{variant}");
+        }
+    }
+}
+
+#[test]
+fn system_library_dependency_is_found_in_system_dirs() {
+    let zuse = build("default", "zuse.c", "fxzuse", &["-lz"]);
+    let ours = open(zuse.as_path());
+    let oracle = Dl::open(&zuse);
+    for n in [0, 1, 77] {
+        assert_eq!(call(&ours, "fx_crc", &[n]), oracle.call("fx_crc", &[n]));
+    }
+    assert_eq!(
+        call(&ours, "fx_zlib_major", &[]),
+        oracle.call("fx_zlib_major", &[])
+    );
+    let deps = ours.dependencies();
+    assert!(
+        deps.iter().any(|(n, _)| n.starts_with("libz.so")),
+        "{deps:?}"
+    );
+}
+
+#[test]
+fn system_libz_loads_directly() {
+    let path = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib64/libz.so.1",
+    ]
+    .into_iter()
+    .map(std::path::Path::new)
+    .find(|p| p.exists());
+    let Some(path) = path else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "libz.so.1 is missing (install zlib1g)"
+        );
+        eprintln!("skipping: no libz.so.1");
+        return;
+    };
+    let ours = open(path);
+    let oracle = Dl::open(path);
+    // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
+    let v = unsafe { ours.symbol::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }
+        .unwrap();
+    // SAFETY: both return static NUL-terminated strings.
+    let (a, b) = unsafe {
+        let theirs: extern "C" fn() -> *const std::ffi::c_char =
+            std::mem::transmute(oracle.addr("zlibVersion"));
+        (
+            std::ffi::CStr::from_ptr(v()).to_owned(),
+            std::ffi::CStr::from_ptr(theirs()).to_owned(),
+        )
+    };
+    assert_eq!(a, b);
+    assert!(a.to_str().unwrap().starts_with('1'));
+    ours.verify().unwrap();
+}
