@@ -4,7 +4,7 @@
 //! The loader reads only the headers, then maps each `PT_LOAD` segment `MAP_PRIVATE` from the
 //! source file, so pages load on demand: a library mapped from an APK costs the pages the
 //! program touches, not the file. The page size is the kernel's, never a hard-coded 4096, and
-//! the [planner](plan) can plan for any page size (4 KiB, 16 KiB, 64 KiB) without a syscall.
+//! the [planner](mod@plan) can plan for any page size (4 KiB, 16 KiB, 64 KiB) without a syscall.
 //!
 //! # Contents
 //! - [`Source`]: a path, `app.apk!/lib/x86_64/libfoo.so`, or bytes (a sealed memfd).
