@@ -19,6 +19,7 @@
 //! - [`mapping`]: [`Mapping`], the owned region and its range operations.
 //! - [`file`]: file-backed faces and the [file-mapping safety contract](file#safety-the-file-mapping-contract).
 //! - [`anon`]: anonymous memory.
+//! - [`alloc`]: [`MapAlloc`](alloc::MapAlloc), a large-block allocator on anonymous mappings.
 //! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.
 //! - [`shm`]: [`SharedMemory`] (memfd): seals, passing it to another process, a ring buffer.
 //! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
@@ -56,6 +57,7 @@
 #![deny(missing_docs)]
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
+pub mod alloc;
 pub mod anon;
 pub mod error;
 pub mod file;

@@ -58,3 +58,31 @@ pub(crate) fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_mad
     unsafe { super::mprotect(ptr, len, libc::PROT_NONE) }?;
     Ok(GuardKind::ProtNone)
 }
+
+/// `mremap(2)` with `MREMAP_MAYMOVE | MREMAP_FIXED`: moves (and resizes) the mapping at
+/// `old..old+old_len` to exactly `new_addr..new_addr+new_len`, replacing whatever was there.
+///
+/// # Safety
+/// The old range must be a mapping the caller owns (every pointer into it dangles after), and
+/// the new range must be address space the caller owns (a reservation it is giving up).
+#[doc(alias = "mremap")]
+pub(crate) unsafe fn mremap_fixed(old: *mut u8, old_len: usize, new_len: usize, new_addr: *mut u8) -> SysResult<*mut u8> {
+    // SAFETY: forwarded contract.
+    unsafe {
+        rustix::mm::mremap_fixed(
+            old.cast(),
+            old_len,
+            new_len,
+            rustix::mm::MremapFlags::MAYMOVE,
+            new_addr.cast(),
+        )
+        .map(|p| p.cast())
+    }
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC_COARSE)` in nanoseconds: cheap (vDSO), never allocates.
+#[doc(alias = "clock_gettime")]
+pub(crate) fn coarse_now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
