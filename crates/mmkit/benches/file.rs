@@ -19,12 +19,13 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use mmkit::{Advice, MapOptions, Populate};
+use mmkit::{Advice, HugePages, MapOptions, Populate};
 
 const RANDOM_READS: usize = 1 << 16;
 const BUF: usize = 1 << 20;
@@ -91,10 +92,60 @@ fn bench_file(size: usize) -> PathBuf {
     path
 }
 
-/// Reads the whole file so it is in the page cache (the VMs reclaim it after ~60 s idle);
-/// returns its word sum, the answer every sequential peer must give.
-fn rewarm(file: &File) -> u64 {
-    seq_read(file, &mut vec![0u8; BUF])
+/// How the page cache is re-warmed before the group (`MMKIT_BENCH_WARM`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Warm {
+    /// Evict, then read the file with `read()`: the cache holds small folios (as big as the
+    /// read-ahead window), which maps can only map with 4 KiB page-table entries.
+    Read,
+    /// Evict, then read it through an mmkit map with `HugePages::Transparent`: the kernel's
+    /// fault read-ahead fills the cache with 2 MiB folios, which every later map (mmkit's or
+    /// memmap2's) maps with PMD entries. This is the default.
+    Thp,
+}
+
+fn warm_mode() -> Warm {
+    match std::env::var("MMKIT_BENCH_WARM").as_deref() {
+        Ok("read") => Warm::Read,
+        Ok("thp") | Err(_) => Warm::Thp,
+        Ok(other) => panic!("MMKIT_BENCH_WARM={other}: use read or thp"),
+    }
+}
+
+/// Drops the file from the page cache (nothing may map it now).
+fn evict(file: &File) {
+    // SAFETY: plain syscall on a valid descriptor.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+/// Re-reads the file into the page cache (the VMs reclaim it after ~60 s idle); returns its
+/// word sum, the answer every sequential peer must give.
+fn rewarm(file: &File, how: Warm) -> u64 {
+    match how {
+        Warm::Read => seq_read(file, &mut vec![0u8; BUF]),
+        Warm::Thp => {
+            let opts = MapOptions::new().huge_pages(HugePages::Transparent).populate(Populate::Read).clone();
+            seq_mmkit(file, &opts)
+        }
+    }
+}
+
+/// `FilePmdMapped` of the VMA at `addr` in `/proc/self/smaps` (kB): how much of a file map the
+/// kernel maps with 2 MiB entries.
+fn file_pmd_mapped_kb(addr: usize) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let head = format!("{addr:x}-");
+    // Block headers start with a (lower-case hex) address, fields with a capitalised name.
+    let is_header = |l: &str| l.starts_with(|c: char| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    smaps
+        .lines()
+        .skip_while(|l| !l.starts_with(&head))
+        .skip(1)
+        .take_while(|l| !is_header(l))
+        .find(|l| l.starts_with("FilePmdMapped:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 // ---- the peers ------------------------------------------------------------------------------
@@ -176,6 +227,7 @@ fn peers<'a>(file: &'a File, offs: &'a [usize], hot: &'a mmkit::Mmap) -> Vec<Pee
     let populate = MapOptions::new().populate(Populate::MapPopulate).clone();
     let populate_read = MapOptions::new().populate(Populate::Read).clone();
     let sequential = MapOptions::new().advice(Advice::Sequential).clone();
+    let thp = MapOptions::new().huge_pages(HugePages::Transparent).clone();
     let default = MapOptions::new();
     vec![
         Peer { name: "seq/read_1MiB", run: Box::new(move || seq_read(file, &mut buf)) },
@@ -184,6 +236,7 @@ fn peers<'a>(file: &'a File, offs: &'a [usize], hot: &'a mmkit::Mmap) -> Vec<Pee
         Peer { name: "seq/mmkit_map_populate", run: Box::new(move || seq_mmkit(file, &populate)) },
         Peer { name: "seq/mmkit_populate_read", run: Box::new(move || seq_mmkit(file, &populate_read)) },
         Peer { name: "seq/mmkit_sequential", run: Box::new(move || seq_mmkit(file, &sequential)) },
+        Peer { name: "seq/mmkit_thp", run: Box::new(move || seq_mmkit(file, &thp)) },
         Peer { name: "rand/pread", run: Box::new(move || rand_pread(file, offs)) },
         Peer { name: "rand/mmkit_cold", run: Box::new(move || rand_mmkit_cold(file, offs)) },
         Peer { name: "rand/mmkit_populated", run: Box::new(move || rand_mapped(hot, offs)) },
@@ -219,10 +272,20 @@ fn main() {
     let size = bench_size(bench_mode);
     let path = bench_file(size);
     let file = File::open(&path).unwrap();
-    let expect = rewarm(&file);
+    let warm = warm_mode();
+    evict(&file);
+    let expect = rewarm(&file, warm);
     let offs = random_offsets(size);
     // SAFETY: as above.
     let hot = unsafe { MapOptions::new().populate(Populate::MapPopulate).map(&file) }.unwrap();
+    let pmd_kb = file_pmd_mapped_kb(hot.mapping().kernel_region().0);
+    println!(
+        "bench file {} ({} MiB), page cache warmed by {warm:?}: a populated map has {} of {} MiB mapped with 2 MiB entries",
+        path.display(),
+        size >> 20,
+        pmd_kb >> 10,
+        size >> 20
+    );
 
     let mut peers = peers(&file, &offs, &hot);
     // Every peer computes the same thing.
@@ -238,7 +301,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    rewarm(&file);
+    rewarm(&file, warm);
     {
         let mut g = c.benchmark_group(format!("file_{}MiB", size >> 20));
         g.sampling_mode(SamplingMode::Flat);
@@ -252,12 +315,16 @@ fn main() {
     if !bench_mode {
         return;
     }
-    rewarm(&file);
+    rewarm(&file, warm);
     let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(15);
     let med = interleaved(&mut peers, rounds);
     let by = |n: &str| med[peers.iter().position(|p| p.name == n).unwrap()];
     let gib = size as f64 / (1u64 << 30) as f64;
-    println!("\ninterleaved medians over {rounds} rounds, {} MiB file, {RANDOM_READS} random reads:", size >> 20);
+    println!(
+        "\ninterleaved medians over {rounds} rounds, {} MiB file warmed by {warm:?} ({} MiB PMD-mapped), {RANDOM_READS} random reads:",
+        size >> 20,
+        pmd_kb >> 10
+    );
     println!("{:<26} {:>12} {:>12}", "peer", "median", "throughput");
     for (p, m) in peers.iter().zip(&med) {
         let tp = if p.name.starts_with("seq/") {
@@ -267,7 +334,8 @@ fn main() {
         };
         println!("{:<26} {:>9.3} ms {:>12}", p.name, m * 1e3, tp);
     }
-    let seq_mmkit = ["seq/mmkit_default", "seq/mmkit_map_populate", "seq/mmkit_populate_read", "seq/mmkit_sequential"];
+    let seq_mmkit =
+        ["seq/mmkit_default", "seq/mmkit_map_populate", "seq/mmkit_populate_read", "seq/mmkit_sequential", "seq/mmkit_thp"];
     let (best_name, best) = seq_mmkit.iter().map(|n| (*n, by(n))).min_by(|a, b| a.1.partial_cmp(&b.1).unwrap()).unwrap();
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let r_read = by("seq/read_1MiB") / best;
