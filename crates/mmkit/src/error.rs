@@ -35,7 +35,11 @@ pub enum ErrorKind {
 
 /// An mmkit error: operation, path, range and errno. See the [module docs](self).
 #[derive(Clone)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// The fields of an [`Error`], boxed so that `Result<T, Error>` stays one pointer wide.
+#[derive(Clone)]
+struct Inner {
     op: Cow<'static, str>,
     kind: ErrorKind,
     errno: Option<i32>,
@@ -52,7 +56,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` from operation `op`, with no errno.
     pub fn new(op: impl Into<Cow<'static, str>>, kind: ErrorKind) -> Self {
-        Error { op: op.into(), kind, errno: None, path: None, addr: None, range: None, detail: None, signal: None }
+        Error(Box::new(Inner {
+            op: op.into(),
+            kind,
+            errno: None,
+            path: None,
+            addr: None,
+            range: None,
+            detail: None,
+            signal: None,
+        }))
     }
 
     /// A kernel error from operation `op` (e.g. `"mmap"`).
@@ -63,7 +76,7 @@ impl Error {
     /// A kernel error from operation `op` with a raw errno value.
     pub fn from_raw_errno(op: impl Into<Cow<'static, str>>, errno: i32) -> Self {
         let mut e = Self::new(op, ErrorKind::Os);
-        e.errno = Some(errno);
+        e.0.errno = Some(errno);
         e
     }
 
@@ -74,102 +87,102 @@ impl Error {
 
     /// Adds the path the operation was about.
     pub fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.path = Some(path.into());
+        self.0.path = Some(path.into());
         self
     }
 
     /// Adds the path if there is one.
     pub fn with_opt_path(mut self, path: Option<&Path>) -> Self {
         if let Some(p) = path {
-            self.path = Some(p.to_owned());
+            self.0.path = Some(p.to_owned());
         }
         self
     }
 
     /// Adds the byte range `[offset, offset + len)` the operation was about.
     pub fn with_range(mut self, offset: u64, len: u64) -> Self {
-        self.range = Some((offset, len));
+        self.0.range = Some((offset, len));
         self
     }
 
     /// Adds the address the operation was about.
     pub fn with_addr(mut self, addr: usize) -> Self {
-        self.addr = Some(addr);
+        self.0.addr = Some(addr);
         self
     }
 
     /// Adds an explanation (shown after the errno, or instead of it).
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// Replaces the kind (e.g. an `EINVAL` that means "unsupported" here).
     pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.kind = kind;
+        self.0.kind = kind;
         self
     }
 
     /// Records the signal that ended a child process (see [`crate::process`]).
     pub fn with_signal(mut self, signal: i32) -> Self {
-        self.signal = Some(signal);
+        self.0.signal = Some(signal);
         self
     }
 
     /// The signal that killed a probed child process, if that is what failed.
     pub fn signal(&self) -> Option<i32> {
-        self.signal
+        self.0.signal
     }
 
     /// The operation that failed (`"mmap"`, `"madvise(MADV_HUGEPAGE)"`, ...).
     pub fn operation(&self) -> &str {
-        &self.op
+        &self.0.op
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The raw errno, when the kernel refused the call.
     pub fn errno(&self) -> Option<i32> {
-        self.errno
+        self.0.errno
     }
 
     /// The path the operation was about, if any.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.0.path.as_deref()
     }
 
     /// The byte range `(offset, len)` the operation was about, if any.
     pub fn range(&self) -> Option<(u64, u64)> {
-        self.range
+        self.0.range
     }
 
     /// The address the operation was about, if any.
     pub fn addr(&self) -> Option<usize> {
-        self.addr
+        self.0.addr
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.op)?;
-        if let Some(p) = &self.path {
+        write!(f, "{}", self.0.op)?;
+        if let Some(p) = &self.0.path {
             write!(f, " of {}", p.display())?;
         }
-        if let Some(a) = self.addr {
+        if let Some(a) = self.0.addr {
             write!(f, " at {a:#x}")?;
         }
-        if let Some((off, len)) = self.range {
+        if let Some((off, len)) = self.0.range {
             write!(f, " [offset {off:#x}, len {len:#x}]")?;
         }
         f.write_str(" failed: ")?;
-        match (self.errno, &self.detail) {
+        match (self.0.errno, &self.0.detail) {
             (Some(e), Some(d)) => write!(f, "{} ({}): {d}", strerror(e), errno_name(e)),
             (Some(e), None) => write!(f, "{} ({})", strerror(e), errno_name(e)),
             (None, Some(d)) => f.write_str(d),
-            (None, None) => write!(f, "{:?}", self.kind),
+            (None, None) => write!(f, "{:?}", self.0.kind),
         }
     }
 }
@@ -177,7 +190,7 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The message is the useful part; `unwrap()` on an mmkit error should print it.
-        write!(f, "Error({self}, kind: {:?})", self.kind)
+        write!(f, "Error({self}, kind: {:?})", self.0.kind)
     }
 }
 
@@ -185,9 +198,9 @@ impl std::error::Error for Error {}
 
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
-        let kind = match e.kind {
+        let kind = match e.0.kind {
             ErrorKind::Os => {
-                return match e.errno {
+                return match e.0.errno {
                     Some(n) => std::io::Error::new(
                         std::io::Error::from_raw_os_error(n).kind(),
                         e.to_string(),
@@ -288,6 +301,13 @@ mod tests {
         );
         let io: std::io::Error = e.into();
         assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn error_is_one_pointer_wide() {
+        // clippy's result_large_err fires at 128 bytes; every fallible mmkit call returns this.
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<Result<()>>(), std::mem::size_of::<usize>());
     }
 
     #[test]

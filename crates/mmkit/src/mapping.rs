@@ -166,7 +166,7 @@ impl Mapping {
                     })?,
                     Some(len) => {
                         let end = offset.checked_add(len as u64);
-                        if end.is_none_or(|end| end > file_len) {
+                        if !matches!(end, Some(end) if end <= file_len) {
                             return Err(Error::new("mmap", ErrorKind::OutOfBounds)
                                 .with_opt_path(path.as_deref())
                                 .with_range(offset, len as u64)
