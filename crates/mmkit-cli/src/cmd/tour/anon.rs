@@ -53,8 +53,8 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     let mut mem = MapOptions::new().len(MIB).map_anon()?;
     // Residency from mincore: exact for this range (smaps areas may merge with neighbours).
     let resident = |m: &mmkit::MmapMut| m.residency(..).map(|r| (r.resident * page) as u64);
-    let zero = mem.iter().all(|&b| b == 0);
     let rss_before = resident(&mem)?;
+    let zero = mem.iter().all(|&b| b == 0);
     for i in (0..MIB).step_by(page) {
         mem[i] = 1;
     }
