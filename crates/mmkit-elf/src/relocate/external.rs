@@ -1,7 +1,9 @@
 //! Symbols and libraries of the process that glibc loaded: `dlopen(RTLD_NOLOAD)`, `dlsym`,
 //! `dlvsym`, `dlclose`.
 
-use std::ffi::{c_void, CString};
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void, CString};
+use std::sync::Mutex;
 
 /// A library glibc has loaded, held open (`dlopen(RTLD_NOLOAD)` took a reference).
 #[derive(Debug)]
@@ -51,7 +53,62 @@ pub(crate) fn global_symbol(name: &str, version: Option<&str>) -> Option<u64> {
     lookup(libc::RTLD_DEFAULT, name, version)
 }
 
+/// glibc's load and unload counters (`dlpi_adds`, `dlpi_subs`): while they are unchanged, the
+/// set of glibc-loaded objects is unchanged, so earlier lookups in it still hold.
+fn generation() -> Option<(u64, u64)> {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Option<(u64, u64)>` below.
+        unsafe {
+            let out = &mut *data.cast::<Option<(u64, u64)>>();
+            *out = Some(((*info).dlpi_adds, (*info).dlpi_subs));
+        }
+        1 // stop after the first object
+    }
+    let mut out: Option<(u64, u64)> = None;
+    // SAFETY: the callback only writes `out`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut out as *mut Option<(u64, u64)>).cast()) };
+    out
+}
+
+type Key = (usize, String, Option<String>);
+
+/// Lookups in glibc's objects, valid for one [`generation`]. Failed `dlsym` calls are costly
+/// (glibc formats an error message), and every library asks for the same libc symbols.
+/// Known gap: `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` promotes a loaded library into the global
+/// scope without changing the counters; lookups cached before that miss it.
+static CACHE: Mutex<Option<((u64, u64), HashMap<Key, Option<u64>>)>> = Mutex::new(None);
+
 fn lookup(handle: *mut c_void, name: &str, version: Option<&str>) -> Option<u64> {
+    let Some(generation) = generation() else {
+        return lookup_uncached(handle, name, version);
+    };
+    let key: Key = (handle as usize, name.to_owned(), version.map(str::to_owned));
+    {
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.as_mut() {
+            Some((g, map)) if *g == generation => {
+                if let Some(hit) = map.get(&key) {
+                    return *hit;
+                }
+            }
+            _ => *cache = Some((generation, HashMap::new())),
+        }
+    }
+    let found = lookup_uncached(handle, name, version);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((g, map)) = cache.as_mut() {
+        if *g == generation {
+            map.insert(key, found);
+        }
+    }
+    found
+}
+
+fn lookup_uncached(handle: *mut c_void, name: &str, version: Option<&str>) -> Option<u64> {
     let cname = CString::new(name).ok()?;
     let p = match version {
         Some(v) => {
