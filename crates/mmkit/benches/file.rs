@@ -14,6 +14,7 @@
 //! ```text
 //! cargo bench -p mmkit --bench file
 //! MMKIT_BENCH_SIZE=256m cargo bench -p mmkit --bench file
+//! MMKIT_BENCH_WARM=small cargo bench -p mmkit --bench file   # or read, thp (default)
 //! ```
 
 use std::fs::File;
@@ -98,6 +99,9 @@ enum Warm {
     /// Evict, then read the file with `read()`: the cache holds small folios (as big as the
     /// read-ahead window), which maps can only map with 4 KiB page-table entries.
     Read,
+    /// Evict, then read it with `POSIX_FADV_RANDOM` set: no read-ahead, so the cache holds
+    /// 4 KiB folios, as after small random reads. The worst case for maps.
+    Small,
     /// Evict, then read it through an mmkit map with `HugePages::Transparent`: the kernel's
     /// fault read-ahead fills the cache with 2 MiB folios, which every later map (mmkit's or
     /// memmap2's) maps with PMD entries. This is the default.
@@ -107,8 +111,9 @@ enum Warm {
 fn warm_mode() -> Warm {
     match std::env::var("MMKIT_BENCH_WARM").as_deref() {
         Ok("read") => Warm::Read,
+        Ok("small") => Warm::Small,
         Ok("thp") | Err(_) => Warm::Thp,
-        Ok(other) => panic!("MMKIT_BENCH_WARM={other}: use read or thp"),
+        Ok(other) => panic!("MMKIT_BENCH_WARM={other}: use read, small or thp"),
     }
 }
 
@@ -124,6 +129,14 @@ fn evict(file: &File) {
 fn rewarm(file: &File, how: Warm) -> u64 {
     match how {
         Warm::Read => seq_read(file, &mut vec![0u8; BUF]),
+        Warm::Small => {
+            // SAFETY: plain syscalls on a valid descriptor.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+            let sum = seq_read(file, &mut vec![0u8; BUF]);
+            // SAFETY: as above.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_NORMAL) };
+            sum
+        }
         Warm::Thp => {
             let opts = MapOptions::new().huge_pages(HugePages::Transparent).populate(Populate::Read).clone();
             seq_mmkit(file, &opts)
