@@ -364,7 +364,32 @@ impl Mapping {
         };
         if opts.huge == HugePages::Transparent && m.pages.fallback.is_none() {
             match m.advise(.., Advice::HugePage) {
-                Ok(()) => m.pages.page_size = pmd_size(sys::page_size()),
+                Ok(()) => {
+                    // The kernel maps a huge page only where a PMD-aligned, PMD-sized piece of
+                    // the region lies (for a file, at a PMD-aligned file offset too); say so
+                    // when there is none rather than claim huge pages.
+                    let pmd = pmd_size(sys::page_size()) as u64;
+                    let base = m.base.as_ptr() as u64;
+                    let end = base + m.map_len as u64;
+                    let fits = align_up(base, pmd).is_some_and(|first| first.checked_add(pmd).is_some_and(|e| e <= end));
+                    let file_base = m.file_offset.map(|o| o - m.delta as u64);
+                    let congruent = file_base.map_or(true, |fb| base.wrapping_sub(fb) % pmd == 0);
+                    if fits && congruent {
+                        m.pages.page_size = pmd as usize;
+                    } else {
+                        m.pages.fallback = Some(if fits {
+                            format!(
+                                "MADV_HUGEPAGE applied, but the address {base:#x} and the file offset differ modulo \
+                                 the huge page size ({pmd:#x}), so no huge page can map the file"
+                            )
+                        } else {
+                            format!(
+                                "MADV_HUGEPAGE applied, but the region {base:#x}..{end:#x} holds no {pmd:#x}-aligned \
+                                 huge page"
+                            )
+                        });
+                    }
+                }
                 Err(e) => m.pages.fallback = Some(format!("MADV_HUGEPAGE refused: {e}")),
             }
         }

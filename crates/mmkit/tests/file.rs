@@ -710,3 +710,31 @@ fn faces_are_send_and_sync() {
     .unwrap();
     assert_eq!(map[0], 3);
 }
+
+#[test]
+fn transparent_huge_pages_on_a_file_map_report_honestly() {
+    let pmd: usize = match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") {
+        Ok(s) => s.trim().parse().unwrap(),
+        Err(_) => return, // no THP in this kernel: Transparent falls back, tested elsewhere
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with(dir.path(), "thp.bin", &pattern(2 * pmd + 3 * page()));
+    let file = File::open(&path).unwrap();
+    for off in [0u64, page() as u64, pmd as u64] {
+        // SAFETY: the temp file is not changed while mapped.
+        let map = unsafe { MapOptions::new().offset(off).huge_pages(mmkit::HugePages::Transparent).map(&file) }.unwrap();
+        assert_eq!(&map[..], &pattern(2 * pmd + 3 * page())[off as usize..]);
+        let out = map.page_outcome();
+        let (base, len) = map.mapping().kernel_region();
+        let file_base = off as usize; // page-aligned offsets: the kernel region starts at `off`
+        let aligned_piece = base.div_ceil(pmd) * pmd + pmd <= base + len;
+        let congruent = (base.wrapping_sub(file_base)) % pmd == 0;
+        if out.fallback.is_none() {
+            assert_eq!(out.page_size, pmd, "{out:?}");
+            assert!(aligned_piece && congruent, "offset {off:#x} at {base:#x}: {out:?}");
+        } else {
+            assert_eq!(out.page_size, page(), "{out:?}");
+            assert!(!(aligned_piece && congruent), "offset {off:#x} at {base:#x}: {out:?}");
+        }
+    }
+}

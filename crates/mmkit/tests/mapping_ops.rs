@@ -458,3 +458,34 @@ fn resize_grows_and_shrinks_with_mremap() {
     assert_eq!(map.mapping_mut().resize(usize::MAX, true).unwrap_err().kind(), ErrorKind::OutOfBounds);
     assert_eq!(map.mapping_mut().resize(0, true).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
+
+#[test]
+fn transparent_huge_pages_report_no_huge_page_for_an_unaligned_region() {
+    if !matches!(thp_mode().as_deref(), Some("always") | Some("madvise")) {
+        return;
+    }
+    let pmd: usize = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(2 << 20);
+    // A hint one page past a huge page boundary: the 2 MiB region then holds no aligned huge page.
+    let mut honoured = false;
+    for _ in 0..20 {
+        let hole = free_address(3 * pmd / page());
+        let hint = (hole + pmd - 1) / pmd * pmd + page();
+        let map = MapOptions::new().len(pmd).placement(Placement::Hint(hint)).huge_pages(HugePages::Transparent).map_anon().unwrap();
+        let base = map.as_ptr() as usize;
+        let out = map.page_outcome();
+        // Whatever the kernel did, the report matches the address.
+        if base % pmd == 0 {
+            assert_eq!((out.page_size, out.fallback.as_deref()), (pmd, None), "{base:#x}: {out:?}");
+        } else {
+            assert_eq!(out.page_size, page(), "{base:#x}: {out:?}");
+            assert!(out.fallback.as_deref().is_some_and(|w| w.contains("no") && w.contains("aligned")), "{out:?}");
+        }
+        if base == hint {
+            honoured = true;
+            break;
+        }
+    }
+    assert!(honoured, "the kernel never honoured a hint into a free hole");
+}
