@@ -80,7 +80,10 @@ type Key = (usize, String, Option<String>);
 /// (glibc formats an error message), and every library asks for the same libc symbols.
 /// Known gap: `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` promotes a loaded library into the global
 /// scope without changing the counters; lookups cached before that miss it.
-static CACHE: Mutex<Option<((u64, u64), HashMap<Key, Option<u64>>)>> = Mutex::new(None);
+static CACHE: Mutex<Option<Generation>> = Mutex::new(None);
+
+/// The cached lookups of one generation.
+type Generation = ((u64, u64), HashMap<Key, Option<u64>>);
 
 fn lookup(handle: *mut c_void, name: &str, version: Option<&str>) -> Option<u64> {
     let Some(generation) = generation() else {
