@@ -211,17 +211,18 @@ fn build_report(pid: u32, entries: &[&SmapsEntry]) -> ReportJson {
 fn print_tables(report: &ReportJson, summary_only: bool) {
     println!("{}:   {}", report.pid, process_name(report.pid));
     if !summary_only {
-        let mut t = table(&[
+        let header = [
             "Address", "Perm", "Offset", "Device", "Inode", "Size", "Rss", "Pss", "Anonymous",
             "AnonHuge", "FilePmd", "Swap", "Locked", "THP", "Mapping",
-        ]);
+        ];
+        let mut rows: Vec<Vec<String>> = Vec::with_capacity(report.mappings.len() + 2);
         for m in &report.mappings {
             let k = &m.kib;
             let mut name = m.path.clone();
             if m.deleted {
                 name.push_str(" (deleted)");
             }
-            t.add_row(vec![
+            rows.push(vec![
                 format!("{:012x}", m.start),
                 m.perms.clone(),
                 format!("{:08x}", m.offset),
@@ -240,42 +241,19 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
             ]);
         }
         let k = &report.total.kib;
-        t.add_row(vec![
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "=====".into(),
-            "=====".into(),
-            "=====".into(),
-            "=====".into(),
-            "=====".into(),
-            "=====".into(),
-            "=====".into(),
-            "=====".into(),
-            String::new(),
-            String::new(),
-        ]);
-        t.add_row(vec![
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            k.size_kib.to_string(),
-            k.rss_kib.to_string(),
-            k.pss_kib.to_string(),
-            k.anonymous_kib.to_string(),
-            k.anon_huge_pages_kib.to_string(),
-            k.file_pmd_mapped_kib.to_string(),
-            k.swap_kib.to_string(),
-            k.locked_kib.to_string(),
-            String::new(),
-            "KiB".into(),
-        ]);
-        right_align(&mut t, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
-        println!("{t}");
+        let sums = [
+            k.size_kib, k.rss_kib, k.pss_kib, k.anonymous_kib, k.anon_huge_pages_kib,
+            k.file_pmd_mapped_kib, k.swap_kib, k.locked_kib,
+        ];
+        let mut rule = vec![String::new(); 5];
+        rule.extend(sums.iter().map(|_| "=====".to_owned()));
+        rule.extend([String::new(), String::new()]);
+        rows.push(rule);
+        let mut total = vec![String::new(); 5];
+        total.extend(sums.iter().map(u64::to_string));
+        total.extend([String::new(), "KiB".to_owned()]);
+        rows.push(total);
+        print!("{}", render_columns(&header, &rows, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]));
         println!();
     }
     let mut s = table(&["Kind", "Mappings", "Size KiB", "Rss KiB", "Pss KiB", "Anonymous KiB", "Swap KiB", "Locked KiB"]);
@@ -295,6 +273,47 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
     }
     right_align(&mut s, &[1, 2, 3, 4, 5, 6, 7]);
     println!("{s}");
+}
+
+/// Renders rows as space-separated columns padded to their widest cell (right-aligned where
+/// `right` says), the last column unpadded. Used for the long per-mapping and per-file tables,
+/// where a general table layout would cost more than reading `/proc` does.
+pub(crate) fn render_columns(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::with_capacity((rows.len() + 1) * (widths.iter().sum::<usize>() + 2 * widths.len() + 1));
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut first = true;
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if !first {
+                out.push_str("  ");
+            }
+            first = false;
+            let pad = w.saturating_sub(cell.chars().count());
+            let last = i + 1 == widths.len();
+            if right.contains(&i) {
+                out.extend(std::iter::repeat(' ').take(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if !last {
+                    out.extend(std::iter::repeat(' ').take(pad));
+                }
+            }
+        }
+        let trimmed = out.trim_end_matches(' ').len();
+        out.truncate(trimmed);
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
 }
 
 fn table(header: &[&str]) -> Table {
@@ -324,5 +343,20 @@ fn process_name(pid: u32) -> String {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
     } else {
         words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_pad_to_the_widest_cell() {
+        let rows = vec![
+            vec!["a".to_owned(), "1".to_owned(), "x y".to_owned()],
+            vec!["bbb".to_owned(), "22".to_owned(), String::new()],
+        ];
+        let text = render_columns(&["K", "N", "Path"], &rows, &[1]);
+        assert_eq!(text, "K     N  Path\na     1  x y\nbbb  22\n");
     }
 }

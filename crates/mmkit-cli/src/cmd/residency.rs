@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmkit::inspect::{self, CacheStat, TouchOptions};
 use serde::Serialize;
@@ -32,9 +31,10 @@ pub struct Args {
     /// Print only the totals, not a row per file.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Worker threads for counting and touching (default: one per CPU).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
+    /// Worker threads. Touching defaults to one per CPU; counting defaults to 1 (it is a few
+    /// cheap system calls per file, and threads only pay off on idle cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.touch {
         let bar = progress(total_bytes, "touching", true);
-        let opts = TouchOptions { threads: args.threads, ..TouchOptions::default() };
+        let opts = TouchOptions { threads: args.threads.unwrap_or(0), ..TouchOptions::default() };
         let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
         errors.extend(results.into_iter().filter_map(Result::err));
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let bar = progress(paths.len() as u64, "counting", false);
-    let stats = inspect::cachestat_files(&paths, args.threads, &|| bar.inc(1));
+    let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(1), &|| bar.inc(1));
     bar.finish_and_clear();
     let mut rows: Vec<(PathBuf, CacheStat)> = Vec::new();
     for (p, s) in paths.into_iter().zip(stats) {
@@ -173,25 +173,22 @@ fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {
 fn print_table(report: &ReportJson, quiet: bool, started: Instant) {
     let page = mmkit::page_size() as u64;
     if !quiet && !report.files.is_empty() {
-        let mut table = Table::new();
-        table.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
-        table.set_header(vec!["Resident Pages", "Resident", "Size", "%", "Dirty", "File"]);
-        for f in &report.files {
-            table.add_row(vec![
-                format!("{}/{}", f.resident_pages, f.pages),
-                human(f.resident_pages * page),
-                human(f.size),
-                percent(f.resident_pages, f.pages),
-                f.dirty_pages.map_or_else(|| "-".to_owned(), |d| d.to_string()),
-                f.path.clone(),
-            ]);
-        }
-        for c in 0..5 {
-            if let Some(col) = table.column_mut(c) {
-                col.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-        println!("{table}");
+        let rows: Vec<Vec<String>> = report
+            .files
+            .iter()
+            .map(|f| {
+                vec![
+                    format!("{}/{}", f.resident_pages, f.pages),
+                    human(f.resident_pages * page),
+                    human(f.size),
+                    percent(f.resident_pages, f.pages),
+                    f.dirty_pages.map_or_else(|| "-".to_owned(), |d| d.to_string()),
+                    f.path.clone(),
+                ]
+            })
+            .collect();
+        let header = ["Resident Pages", "Resident", "Size", "%", "Dirty", "File"];
+        print!("{}", super::maps::render_columns(&header, &rows, &[0, 1, 2, 3, 4]));
         println!();
     }
     let t = &report.total;

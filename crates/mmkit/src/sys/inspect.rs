@@ -59,7 +59,7 @@ impl Window {
     }
 
     /// `madvise(addr + offset, len, advice)` on a sub-range of the window (bounds-checked).
-    /// Only non-destructive advice is accepted (`WILLNEED`, `POPULATE_READ`, `COLD`, ...);
+    /// Only non-destructive advice is accepted ([`ReadAdvice`]);
     /// see [madvise(2)](https://man7.org/linux/man-pages/man2/madvise.2.html).
     #[doc(alias = "madvise")]
     pub(crate) fn advise(&self, offset: usize, len: usize, advice: ReadAdvice) -> Result<(), Errno> {
@@ -68,7 +68,6 @@ impl Window {
             return Err(Errno::INVAL);
         }
         let advice = match advice {
-            ReadAdvice::WillNeed => rustix::mm::Advice::WillNeed,
             ReadAdvice::PopulateRead => rustix::mm::Advice::LinuxPopulateRead,
         };
         // SAFETY: the range lies inside this window (checked above); the advice kinds allowed
@@ -99,8 +98,6 @@ impl Drop for Window {
 /// Read-side advice accepted by [`Window::advise`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadAdvice {
-    /// `MADV_WILLNEED`: start reading the range into the page cache, do not wait.
-    WillNeed,
     /// `MADV_POPULATE_READ` (Linux 5.14+): read the range in and map it, waiting for the I/O.
     PopulateRead,
 }
@@ -304,7 +301,7 @@ mod tests {
         }
         assert_eq!(mincore(page + 1, page, &mut v), Err(Errno::INVAL));
         assert_eq!(w.mincore(&mut [0u8; 2]), Err(Errno::INVAL));
-        assert_eq!(w.advise(page, page * 3, ReadAdvice::WillNeed), Err(Errno::INVAL));
+        assert_eq!(w.advise(page, page * 3, ReadAdvice::PopulateRead), Err(Errno::INVAL));
         w.advise(0, page * 3, ReadAdvice::PopulateRead).unwrap();
     }
 
