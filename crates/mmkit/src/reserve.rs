@@ -337,7 +337,7 @@ impl Reservation {
         shm_offset: u64,
     ) -> Result<()> {
         let size = shm.len()?;
-        if shm_offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        if !shm_offset.checked_add(len as u64).is_some_and(|end| end <= size) {
             return Err(Error::new("map_shared_memory_at", ErrorKind::OutOfBounds)
                 .with_range(shm_offset, len as u64)
                 .with_detail(format!("range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS")));

@@ -325,7 +325,7 @@ impl SharedView {
     }
 
     fn at(&self, op: &'static str, offset: usize, size: usize, align: usize) -> Result<*mut u8> {
-        if offset.checked_add(size).is_none_or(|end| end > self.len()) {
+        if !offset.checked_add(size).is_some_and(|end| end <= self.len()) {
             return Err(Error::new(op, ErrorKind::OutOfBounds)
                 .with_range(offset as u64, size as u64)
                 .with_detail(format!("past the end of the view (len {:#x})", self.len())));

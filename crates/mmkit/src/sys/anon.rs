@@ -36,7 +36,7 @@ pub(crate) const MAP_32BIT: Option<i32> = {
 pub(crate) fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_madvise: bool) -> SysResult<GuardKind> {
     let (base, map_len) = map.kernel_region();
     let page = super::page_size();
-    if off % page != 0 || len % page != 0 || off.checked_add(len).is_none_or(|end| end > map_len) {
+    if off % page != 0 || len % page != 0 || !off.checked_add(len).is_some_and(|end| end <= map_len) {
         return Err(Errno::INVAL);
     }
     if len == 0 {
