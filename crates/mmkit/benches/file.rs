@@ -6,8 +6,9 @@
 //! - `rand/*`: `RANDOM_READS` random 8-byte reads: `pread` against a map created in the
 //!   iteration (cold: its page tables are empty) and one populated before measuring.
 //!
-//! The file (default 1 GiB, `MMKIT_BENCH_SIZE` bytes, or suffixes `k`/`m`/`g`) lives in the
-//! system temp dir and is re-read into the page cache before the group. After criterion, the
+//! The file (default 1 GiB, `MMKIT_BENCH_SIZE` bytes, or suffixes `k`/`m`/`g`) lives in Cargo's
+//! target tmp dir (kept between runs) and is evicted and re-read into the page cache before the
+//! group, as `MMKIT_BENCH_WARM` says (see [`Warm`]). After criterion, the
 //! same peers run again interleaved (round-robin) and the medians and ratios against the
 //! targets are printed: that table is the one quoted in BENCHMARKS-file.md.
 //!
@@ -68,7 +69,9 @@ fn bench_size(bench_mode: bool) -> usize {
 
 /// Creates (or reuses) the bench file of `size` bytes with non-trivial contents.
 fn bench_file(size: usize) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("mmkit-bench-file-{size}.bin"));
+    // Cargo's per-target tmp dir lives on the build disk (the system temp dir may be a tmpfs,
+    // whose pages cannot be evicted, which the warm modes need).
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mmkit-bench-file-{size}.bin"));
     if std::fs::metadata(&path).map(|m| m.len() == size as u64).unwrap_or(false) {
         return path;
     }

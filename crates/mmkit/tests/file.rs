@@ -18,7 +18,8 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 fn file_with(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let path = dir.join(name);
+    // Canonical, as /proc/self/maps and error messages name it.
+    let path = dir.canonicalize().unwrap().join(name);
     let mut f = File::create(&path).unwrap();
     f.write_all(data).unwrap();
     f.sync_all().unwrap();
@@ -27,6 +28,12 @@ fn file_with(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 
 fn rw(path: &Path) -> File {
     OpenOptions::new().read(true).write(true).open(path).unwrap()
+}
+
+/// A temporary directory under Cargo's per-target tmp dir, which lives on the build disk: the
+/// system temp dir may be a tmpfs, whose pages cannot be dropped from the page cache.
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 /// Drops the file's clean pages from the page cache (`fsync` then `POSIX_FADV_DONTNEED`) until
@@ -44,7 +51,10 @@ fn make_cold(file: &File) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    panic!("could not evict the test file from the page cache");
+    panic!(
+        "could not evict a test file under {} from the page cache (is the target dir on tmpfs?)",
+        env!("CARGO_TARGET_TMPDIR")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,7 +108,7 @@ fn map_for(path: &Path, sharing: Sharing) -> MmapMut {
 
 #[test]
 fn shared_write_after_fork_is_seen_by_child_private_is_not() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     for (sharing, expect) in [(Sharing::Shared, 0xAB), (Sharing::SharedValidate, 0xAB), (Sharing::Private, 0x11)] {
         let path = file_with(dir.path(), "f", &vec![0x11u8; 3 * page()]);
         let mut map = map_for(&path, sharing);
@@ -120,7 +130,7 @@ fn shared_write_after_fork_is_seen_by_child_private_is_not() {
 
 #[test]
 fn shared_write_by_child_reaches_parent_and_file_private_does_not() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     for (sharing, expect) in [(Sharing::Shared, 0xCD), (Sharing::Private, 0x22)] {
         let path = file_with(dir.path(), "g", &vec![0x22u8; 2 * page()]);
         let map = map_for(&path, sharing);
@@ -143,7 +153,7 @@ fn shared_write_by_child_reaches_parent_and_file_private_does_not() {
 
 #[test]
 fn private_copy_of_a_read_only_file_never_reaches_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "ro", &vec![5u8; page()]);
     let file = File::open(&path).unwrap();
     // SAFETY: the temp file is not changed by anyone else.
@@ -160,7 +170,7 @@ fn private_copy_of_a_read_only_file_never_reaches_the_file() {
 
 #[test]
 fn cold_file_map_has_no_resident_pages_until_touched() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let n = 64;
     let path = file_with(dir.path(), "cold", &pattern(n * page()));
     let file = File::open(&path).unwrap();
@@ -184,7 +194,7 @@ fn cold_file_map_has_no_resident_pages_until_touched() {
 
 #[test]
 fn populate_strategies_make_a_cold_file_map_fully_resident() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let n = 32;
     let path = file_with(dir.path(), "pop", &pattern(n * page()));
     for populate in [mmkit::Populate::MapPopulate, mmkit::Populate::Read] {
@@ -213,7 +223,7 @@ fn populate_strategies_make_a_cold_file_map_fully_resident() {
 
 #[test]
 fn unaligned_offsets_return_the_right_bytes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = page();
     let len = 3 * p + 100;
     let data = pattern(len);
@@ -254,7 +264,7 @@ fn unaligned_offsets_return_the_right_bytes() {
 
 #[test]
 fn unaligned_shared_write_lands_at_the_right_file_offset() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = page();
     let path = file_with(dir.path(), "w", &vec![0u8; 2 * p]);
     // SAFETY: the temp file is only changed through this map.
@@ -269,7 +279,7 @@ fn unaligned_shared_write_lands_at_the_right_file_offset() {
 
 #[test]
 fn zero_length_maps() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let empty = file_with(dir.path(), "empty", b"");
     let file = rw(&empty);
     // SAFETY: the temp file is not changed while mapped.
@@ -311,7 +321,7 @@ fn zero_length_maps() {
 
 #[test]
 fn offset_past_eof_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "short.bin", &pattern(5000));
     let file = File::open(&path).unwrap();
     // SAFETY: mapping fails; nothing is mapped.
@@ -337,7 +347,7 @@ fn offset_past_eof_is_a_clear_error() {
 
 #[test]
 fn writable_shared_map_of_a_read_only_fd_is_eacces() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "readonly.bin", &pattern(3 * page()));
     let file = File::open(&path).unwrap();
     // SAFETY: mapping fails; nothing is mapped.
@@ -372,7 +382,7 @@ fn writable_shared_map_of_a_read_only_fd_is_eacces() {
 
 #[test]
 fn flush_persists_across_unmap_and_remap() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = page();
     let path = file_with(dir.path(), "persist", &vec![0u8; 4 * p]);
     {
@@ -415,7 +425,7 @@ fn parse_range(line: &str) -> (usize, usize) {
 
 #[test]
 fn drop_really_unmaps() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "drop-check.bin", &pattern(5 * page() + 1));
     let file = File::open(&path).unwrap();
     // SAFETY: the temp file is not changed while mapped.
@@ -448,7 +458,7 @@ fn drop_really_unmaps() {
 
 #[test]
 fn growable_map_keeps_its_base_and_data_reaches_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "log.bin", b"head:");
     // SAFETY: the temp file is only changed through this map.
     let mut log = unsafe { GrowableMmap::new(rw(&path), 64 << 20) }.unwrap();
@@ -504,7 +514,7 @@ fn growable_map_keeps_its_base_and_data_reaches_the_file() {
 
 #[test]
 fn copy_from_a_truncated_file_is_an_error_not_sigbus() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = page();
     let data = pattern(4 * p);
     let path = file_with(dir.path(), "trunc.bin", &data);
@@ -562,7 +572,7 @@ struct Header {
 
 #[test]
 fn typed_views_check_size_and_alignment() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let words: Vec<u64> = (0..1024u64).map(|i| i * 0x0101_0101 + 7).collect();
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
     let path = file_with(dir.path(), "typed", &bytes);
@@ -618,7 +628,7 @@ fn typed_views_check_size_and_alignment() {
 
 #[test]
 fn make_mut_and_make_read_only_work_on_unaligned_maps() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = page();
     let path = file_with(dir.path(), "conv", &pattern(3 * p));
     let file = rw(&path);
@@ -640,7 +650,7 @@ fn make_mut_and_make_read_only_work_on_unaligned_maps() {
 
 #[test]
 fn protect_on_an_unaligned_window_covers_its_pages() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = page();
     let path = file_with(dir.path(), "prot", &pattern(4 * p));
     let file = rw(&path);
@@ -664,7 +674,7 @@ fn protect_on_an_unaligned_window_covers_its_pages() {
 #[test]
 fn raw_maps_share_atomics_with_a_forked_child() {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "atomics", &vec![0u8; page()]);
     let raw: MmapRaw = MapOptions::new().map_raw(&rw(&path)).unwrap();
     // SAFETY: the map is page-aligned, writable, shared and lives for the whole test; all access
@@ -717,7 +727,7 @@ fn transparent_huge_pages_on_a_file_map_report_honestly() {
         Ok(s) => s.trim().parse().unwrap(),
         Err(_) => return, // no THP in this kernel: Transparent falls back, tested elsewhere
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let path = file_with(dir.path(), "thp.bin", &pattern(2 * pmd + 3 * page()));
     let file = File::open(&path).unwrap();
     for off in [0u64, page() as u64, pmd as u64] {
