@@ -489,7 +489,7 @@ fn transparent_huge_pages_report_no_huge_page_for_an_unaligned_region() {
     let mut honoured = false;
     for _ in 0..20 {
         let hole = free_address(3 * pmd / page());
-        let hint = (hole + pmd - 1) / pmd * pmd + page();
+        let hint = hole.div_ceil(pmd) * pmd + page();
         let map = MapOptions::new().len(pmd).placement(Placement::Hint(hint)).huge_pages(HugePages::Transparent).map_anon().unwrap();
         let base = map.as_ptr() as usize;
         let out = map.page_outcome();
