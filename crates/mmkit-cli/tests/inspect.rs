@@ -174,10 +174,7 @@ fn residency_equals_vmtouch_and_fincore_on_the_same_files() {
     // The table's summary line carries the same numbers.
     let out = mmkit(&["residency", "-q", root]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&format!("Resident Pages: {}/{}", resident, total(&ours, "pages"))),
-        "{text}"
-    );
+    assert!(text.contains(&format!("Resident Pages: {}/{}", resident, total(&ours, "pages"))), "{text}");
 }
 
 #[test]

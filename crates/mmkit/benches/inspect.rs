@@ -28,7 +28,11 @@ fn mmkit_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("mmkit");
-    assert!(bin.exists(), "{} not found: run `cargo build --release -p mmkit-cli` first (or set MMKIT_BIN)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --release -p mmkit-cli` first (or set MMKIT_BIN)",
+        bin.display()
+    );
     bin
 }
 
@@ -134,13 +138,23 @@ fn touch(c: &mut Criterion) {
     g.sample_size(10);
     if have("vmtouch") {
         g.bench_function("vmtouch -t", |b| {
-            b.iter_batched(evict, |()| run(Command::new("vmtouch").args(["-q", "-t", "-m", "2G"]).arg(&big)), BatchSize::PerIteration)
+            b.iter_batched(
+                evict,
+                |()| run(Command::new("vmtouch").args(["-q", "-t", "-m", "2G"]).arg(&big)),
+                BatchSize::PerIteration,
+            )
         });
     }
     g.bench_function("mmkit residency --touch", |b| {
-        b.iter_batched(evict, |()| run(Command::new(&mm).args(["residency", "-q", "--touch"]).arg(&big)), BatchSize::PerIteration)
+        b.iter_batched(
+            evict,
+            |()| run(Command::new(&mm).args(["residency", "-q", "--touch"]).arg(&big)),
+            BatchSize::PerIteration,
+        )
     });
-    g.bench_function("lib touch", |b| b.iter_batched(evict, |()| inspect::touch(&big).unwrap(), BatchSize::PerIteration));
+    g.bench_function("lib touch", |b| {
+        b.iter_batched(evict, |()| inspect::touch(&big).unwrap(), BatchSize::PerIteration)
+    });
     g.finish();
 }
 

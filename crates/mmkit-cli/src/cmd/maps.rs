@@ -200,10 +200,7 @@ fn build_report(pid: u32, entries: &[&SmapsEntry]) -> ReportJson {
     ReportJson {
         pid,
         mappings,
-        by_kind: by_kind
-            .into_iter()
-            .map(|(k, (n, s))| (k, GroupJson { mappings: n, kib: Kib::of(&s) }))
-            .collect(),
+        by_kind: by_kind.into_iter().map(|(k, (n, s))| (k, GroupJson { mappings: n, kib: Kib::of(&s) })).collect(),
         total: GroupJson { mappings: entries.len() as u64, kib: Kib::of(&total) },
     }
 }
@@ -212,8 +209,21 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
     println!("{}:   {}", report.pid, process_name(report.pid));
     if !summary_only {
         let header = [
-            "Address", "Perm", "Offset", "Device", "Inode", "Size", "Rss", "Pss", "Anonymous",
-            "AnonHuge", "FilePmd", "Swap", "Locked", "THP", "Mapping",
+            "Address",
+            "Perm",
+            "Offset",
+            "Device",
+            "Inode",
+            "Size",
+            "Rss",
+            "Pss",
+            "Anonymous",
+            "AnonHuge",
+            "FilePmd",
+            "Swap",
+            "Locked",
+            "THP",
+            "Mapping",
         ];
         let mut rows: Vec<Vec<String>> = Vec::with_capacity(report.mappings.len() + 2);
         for m in &report.mappings {
@@ -242,8 +252,14 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
         }
         let k = &report.total.kib;
         let sums = [
-            k.size_kib, k.rss_kib, k.pss_kib, k.anonymous_kib, k.anon_huge_pages_kib,
-            k.file_pmd_mapped_kib, k.swap_kib, k.locked_kib,
+            k.size_kib,
+            k.rss_kib,
+            k.pss_kib,
+            k.anonymous_kib,
+            k.anon_huge_pages_kib,
+            k.file_pmd_mapped_kib,
+            k.swap_kib,
+            k.locked_kib,
         ];
         let mut rule = vec![String::new(); 5];
         rule.extend(sums.iter().map(|_| "=====".to_owned()));
@@ -256,7 +272,8 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
         print!("{}", render_columns(&header, &rows, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]));
         println!();
     }
-    let mut s = table(&["Kind", "Mappings", "Size KiB", "Rss KiB", "Pss KiB", "Anonymous KiB", "Swap KiB", "Locked KiB"]);
+    let mut s =
+        table(&["Kind", "Mappings", "Size KiB", "Rss KiB", "Pss KiB", "Anonymous KiB", "Swap KiB", "Locked KiB"]);
     let groups = report.by_kind.iter().map(|(k, g)| (k.name(), g)).chain([("total", &report.total)]);
     for (name, g) in groups {
         let k = &g.kib;
@@ -334,11 +351,8 @@ fn right_align(t: &mut Table, columns: &[usize]) {
 /// The process's command line (as `pmap` prints it), or its `comm` name.
 fn process_name(pid: u32) -> String {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let words: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
+    let words: Vec<String> =
+        cmdline.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
     if words.is_empty() {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
     } else {

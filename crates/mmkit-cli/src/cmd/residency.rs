@@ -131,10 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     if args.lock && !locked.is_empty() {
         let pages: u64 = locked.iter().map(|l| l.pages()).sum();
-        eprintln!(
-            "mmkit: locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release",
-            locked.len()
-        );
+        eprintln!("mmkit: locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release", locked.len());
         let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
         drop(locked);
         eprintln!("mmkit: released after signal {sig}");

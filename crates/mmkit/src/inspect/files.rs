@@ -86,9 +86,7 @@ impl Walk {
 }
 
 fn not_regular(p: &Path) -> Error {
-    Error::new("residency", ErrorKind::InvalidArgument)
-        .with_path(p)
-        .with_detail("not a regular file or directory")
+    Error::new("residency", ErrorKind::InvalidArgument).with_path(p).with_detail("not a regular file or directory")
 }
 
 #[cfg(test)]

@@ -161,9 +161,7 @@ impl Backing {
     /// The name given with `PR_SET_VMA_ANON_NAME`, for `[anon:name]` and `[anon_shmem:name]`.
     pub fn anon_name(&self) -> Option<&str> {
         let Backing::Pseudo(p) = self else { return None };
-        p.strip_prefix("[anon:")
-            .or_else(|| p.strip_prefix("[anon_shmem:"))
-            .and_then(|rest| rest.strip_suffix(']'))
+        p.strip_prefix("[anon:").or_else(|| p.strip_prefix("[anon_shmem:")).and_then(|rest| rest.strip_suffix(']'))
     }
 }
 
@@ -643,10 +641,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(m[1].kind(), MapKind::Heap);
         assert_eq!(m[2].backing, Backing::Anonymous);
         assert_eq!(m[2].kind(), MapKind::Anonymous);
-        assert_eq!(
-            m[3].backing,
-            Backing::File { path: PathBuf::from("/memfd:my pool"), deleted: true }
-        );
+        assert_eq!(m[3].backing, Backing::File { path: PathBuf::from("/memfd:my pool"), deleted: true });
         assert!(m[3].perms.shared && m[3].perms.write && !m[3].perms.exec);
         assert_eq!(m[4].backing.path(), Some(Path::new("/data/my file with spaces.bin")));
         assert_eq!(m[4].offset, 0x1000);
@@ -733,8 +728,7 @@ VmFlags: rd wr mr mw me lo ac
     fn backing() -> impl Strategy<Value = Backing> {
         prop_oneof![
             Just(Backing::Anonymous),
-            (file_path(), any::<bool>())
-                .prop_map(|(p, deleted)| Backing::File { path: PathBuf::from(p), deleted }),
+            (file_path(), any::<bool>()).prop_map(|(p, deleted)| Backing::File { path: PathBuf::from(p), deleted }),
             "[a-zA-Z0-9 _.\\-]{0,20}".prop_map(|n| Backing::Pseudo(format!("[anon:{n}]"))),
             prop_oneof![
                 Just("[heap]"),
@@ -761,10 +755,7 @@ VmFlags: rd wr mr mw me lo ac
 
     /// Formats an entry exactly as `show_vma_header_prefix` + `seq_pad` do.
     fn kernel_format(e: &MapsEntry) -> String {
-        let mut line = format!(
-            "{:08x}-{:08x} {} {:08x} {} {} ",
-            e.start, e.end, e.perms, e.offset, e.device, e.inode
-        );
+        let mut line = format!("{:08x}-{:08x} {} {:08x} {} {} ", e.start, e.end, e.perms, e.offset, e.device, e.inode);
         let name = e.backing.display();
         if !name.is_empty() {
             while line.len() < 73 {

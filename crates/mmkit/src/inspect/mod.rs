@@ -36,14 +36,11 @@ mod touch;
 
 pub use cachestat::{cachestat, cachestat_files, cachestat_of, CacheStat, CacheStatSource};
 pub use files::{collect_files, FileEntry};
-pub use maps::{
-    Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup,
-};
+pub use maps::{Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup};
 pub use process::{maps, smaps, smaps_rollup};
 pub use residency::{residency, residency_of_file, residency_of_mapping, PageBitmap, Residency};
 pub use touch::{
-    block_termination_signals, evict, lock, touch, touch_files, wait_for_termination_signal,
-    LockedFile, TouchOptions,
+    block_termination_signals, evict, lock, touch, touch_files, wait_for_termination_signal, LockedFile, TouchOptions,
 };
 
 /// Largest window mapped at once to look at a file (1 GiB).
@@ -51,11 +48,7 @@ pub const WINDOW: u64 = 1 << 30;
 
 /// Runs `f` on every item with up to `threads` scoped threads taking items in order; returns the
 /// results in item order.
-pub(crate) fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = threads.clamp(1, items.len().max(1));
     if threads == 1 {
@@ -76,10 +69,7 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
     let mut all: Vec<(usize, R)> = parts.iter_mut().flat_map(std::mem::take).collect();
     all.sort_unstable_by_key(|(i, _)| *i);

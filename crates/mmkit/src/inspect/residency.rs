@@ -150,10 +150,8 @@ pub fn residency_of_file(file: &File) -> Result<Residency> {
     while offset < len {
         let this = (len - offset).min(window);
         let this_pages = this.div_ceil(page) as usize;
-        let w = Window::map(file, offset, this as usize)
-            .map_err(|e| Error::os("mmap", e).with_range(offset, this))?;
-        w.mincore(&mut vec[..this_pages])
-            .map_err(|e| Error::os("mincore", e).with_range(offset, this))?;
+        let w = Window::map(file, offset, this as usize).map_err(|e| Error::os("mmap", e).with_range(offset, this))?;
+        w.mincore(&mut vec[..this_pages]).map_err(|e| Error::os("mincore", e).with_range(offset, this))?;
         resident += bitmap.fill_from_mincore(offset / page, &vec[..this_pages]);
         offset += this;
     }

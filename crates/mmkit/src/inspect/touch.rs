@@ -76,8 +76,7 @@ pub fn touch_files<P: AsRef<Path> + Sync>(
         progress(len);
         (i, r)
     });
-    let mut results: Vec<Result<u64>> =
-        opened.into_iter().map(|o| o.map(|(_, len)| len.div_ceil(page))).collect();
+    let mut results: Vec<Result<u64>> = opened.into_iter().map(|o| o.map(|(_, len)| len.div_ceil(page))).collect();
     for (i, r) in done {
         if let (Err(e), Ok(_)) = (r, &results[i]) {
             results[i] = Err(e);
@@ -88,8 +87,7 @@ pub fn touch_files<P: AsRef<Path> + Sync>(
 
 /// Reads `[off, off + len)` of `file` into the page cache and waits for it.
 fn touch_range(file: &File, off: u64, len: u64) -> Result<()> {
-    let w = Window::map(file, off, len as usize)
-        .map_err(|e| Error::os("mmap", e).with_range(off, len))?;
+    let w = Window::map(file, off, len as usize).map_err(|e| Error::os("mmap", e).with_range(off, len))?;
     match w.advise(0, w.len(), ReadAdvice::PopulateRead) {
         Ok(()) => Ok(()),
         // EINVAL: a kernel before 5.14 that does not know MADV_POPULATE_READ.
@@ -112,8 +110,8 @@ fn touch_range_by_reading(file: &File, off: u64, len: u64) -> Result<()> {
     let mut pos = off;
     while pos < off + len {
         let want = ((off + len - pos) as usize).min(buf.len());
-        let n = pread_full(file, &mut buf[..want], pos)
-            .map_err(|e| Error::os("pread", e).with_range(pos, want as u64))?;
+        let n =
+            pread_full(file, &mut buf[..want], pos).map_err(|e| Error::os("pread", e).with_range(pos, want as u64))?;
         if n == 0 {
             break;
         }

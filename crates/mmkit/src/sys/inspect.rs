@@ -40,9 +40,8 @@ impl Window {
         // SAFETY: a new read-only mapping at an address the kernel chooses cannot alias any
         // Rust object; the window owns it and unmaps it on drop, and its memory is only ever
         // passed to the kernel (module contract).
-        let ptr = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, fd, offset)?
-        };
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, fd, offset)? };
         let ptr = NonNull::new(ptr).ok_or(Errno::NOMEM)?;
         Ok(Window { ptr, len })
     }
@@ -153,12 +152,7 @@ struct CacheStatRange {
     len: u64,
 }
 
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "loongarch64"
-))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64", target_arch = "loongarch64"))]
 const SYS_CACHESTAT: Option<libc::c_long> = Some(451);
 #[cfg(not(any(
     target_arch = "x86_64",
@@ -180,7 +174,13 @@ pub(crate) fn cachestat(fd: impl AsFd, off: u64, len: u64) -> Result<CacheStatRa
     // SAFETY: both pointers are to live, properly laid out `#[repr(C)]` values matching the
     // kernel's structs; the kernel reads `range` and writes `out` only for the call's duration.
     let rc = unsafe {
-        libc::syscall(nr, fd as libc::c_uint, &range as *const CacheStatRange, &mut out as *mut CacheStatRaw, 0 as libc::c_uint)
+        libc::syscall(
+            nr,
+            fd as libc::c_uint,
+            &range as *const CacheStatRange,
+            &mut out as *mut CacheStatRaw,
+            0 as libc::c_uint,
+        )
     };
     if rc == 0 {
         Ok(out)
