@@ -71,7 +71,7 @@ expect_out read_64bit_dma "0x0000000000000000" mmkit mmio read --uio 0 0x98 --wi
 
 # errors: width rules, bounds, alignment, value range, missing devices.
 expect_fail width_8_refused "8-bit access not allowed: edu accepts only 32-bit accesses at 0x0" mmkit mmio read --uio 0 0x0 --width 8
-expect_fail width_64_refused "64-bit access not allowed" mmkit mmio write --uio 0 0x4 1 --width 64
+expect_fail width_64_refused "64-bit access not allowed" mmkit mmio write --uio 0 0x8 1 --width 64
 expect_fail out_of_bounds "read of /dev/uio0 map0 [offset 0x100000, len 0x4] failed" mmkit mmio read --uio 0 0x100000
 expect_fail misaligned "not aligned to 4 bytes" mmkit mmio read --uio 0 0x6
 expect_fail value_too_wide "does not fit in a 32-bit register" mmkit mmio write --uio 0 0x4 0x100000000

@@ -20,8 +20,8 @@
 use std::time::{Duration, Instant};
 
 use mmkit_mmio::{
-    bitfields, register_block, sysfs::PciId, AccessRules, DeviceModel, FakeRegisters, ReadOnly,
-    ReadWrite, Registers, Store, Uio, Width, WriteOnly,
+    bitfields, register_block, sysfs::PciId, AccessRules, DeviceModel, FakeRegisters, ReadOnly, ReadWrite, Registers,
+    Store, Uio, Width, WriteOnly,
 };
 
 bitfields! {
@@ -84,9 +84,7 @@ pub struct Edu<R: Registers> {
 impl<R: Registers> Edu<R> {
     /// Checks the register block against `regs` and the identification register.
     pub fn new(regs: R) -> Result<Self, mmkit_mmio::Error> {
-        let edu = Edu {
-            regs: EduRegisters::new(regs)?,
-        };
+        let edu = Edu { regs: EduRegisters::new(regs)? };
         Ok(edu)
     }
 
@@ -120,9 +118,7 @@ impl<R: Registers> Edu<R> {
 
     /// Starts computing `n!` (the device computes in the background).
     pub fn start_factorial(&self, n: u32, interrupt: bool) -> Result<(), mmkit_mmio::Error> {
-        self.regs
-            .status()
-            .set(Status::IRQ_ON_FACTORIAL, u64::from(interrupt))?;
+        self.regs.status().set(Status::IRQ_ON_FACTORIAL, u64::from(interrupt))?;
         self.regs.factorial().write(n)
     }
 
@@ -137,11 +133,7 @@ impl<R: Registers> Edu<R> {
     }
 
     /// Computes `n!` by polling the status register; `None` after `timeout`.
-    pub fn factorial_polled(
-        &self,
-        n: u32,
-        timeout: Duration,
-    ) -> Result<Option<u32>, mmkit_mmio::Error> {
+    pub fn factorial_polled(&self, n: u32, timeout: Duration) -> Result<Option<u32>, mmkit_mmio::Error> {
         self.start_factorial(n, false)?;
         let deadline = Instant::now() + timeout;
         while self.computing()? {
@@ -191,14 +183,8 @@ pub struct EduModel {
 impl EduModel {
     /// A fake edu device: 1 MiB, edu's width rules.
     pub fn fake(compute_reads: u32) -> FakeRegisters {
-        let fake = FakeRegisters::with_model(
-            0x10_0000,
-            EduModel {
-                compute_reads,
-                ..EduModel::default()
-            },
-        )
-        .rules(AccessRules::edu());
+        let fake = FakeRegisters::with_model(0x10_0000, EduModel { compute_reads, ..EduModel::default() })
+            .rules(AccessRules::edu());
         fake.poke(0x00, 0x0100_00ed);
         fake
     }
@@ -259,41 +245,23 @@ impl DeviceModel for EduModel {
     }
 }
 
-fn run<R: Registers>(
-    edu: &Edu<R>,
-    mut uio: Option<&mut Uio>,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn run<R: Registers>(edu: &Edu<R>, uio: Option<&mut Uio>) -> Result<(), Box<dyn std::error::Error>> {
     let (major, minor) = edu.version()?.ok_or("not an edu device")?;
     println!("ident      {:#010x} (edu v{major}.{minor})", edu.ident()?);
-    println!(
-        "liveness   wrote 0x12345678, read {:#010x}",
-        edu.liveness(0x1234_5678)?
-    );
-    let f = edu
-        .factorial_polled(10, Duration::from_secs(5))?
-        .ok_or("factorial timed out")?;
+    println!("liveness   wrote 0x12345678, read {:#010x}", edu.liveness(0x1234_5678)?);
+    let f = edu.factorial_polled(10, Duration::from_secs(5))?.ok_or("factorial timed out")?;
     println!("factorial  10! = {f} (polled)");
-    if let Some(uio) = uio.as_deref_mut() {
+    if let Some(uio) = uio {
         uio.enable_irq()?;
         edu.start_factorial(12, true)?;
         let irq = uio.wait_irq(Some(Duration::from_secs(5)))?;
         let status = edu.irq_status()?;
         edu.ack_irq(status.0)?;
-        println!(
-            "factorial  12! = {} (interrupt #{}, status {:#x})",
-            edu.factorial_result()?,
-            irq.count,
-            status.0
-        );
+        println!("factorial  12! = {} (interrupt #{}, status {:#x})", edu.factorial_result()?, irq.count, status.0);
         uio.enable_irq()?;
         edu.raise_irq(0x4)?;
         let irq = uio.wait_irq(Some(Duration::from_secs(5)))?;
-        println!(
-            "interrupt  raised 0x4: #{} (missed {}), status {:#x}",
-            irq.count,
-            irq.missed,
-            edu.irq_status()?.0
-        );
+        println!("interrupt  raised 0x4: #{} (missed {}), status {:#x}", irq.count, irq.missed, edu.irq_status()?.0);
         edu.ack_irq(0x4)?;
     } else {
         edu.raise_irq(0x4)?;

@@ -107,11 +107,8 @@ impl fmt::Debug for Widths {
 
 impl fmt::Display for Widths {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> = Width::ALL
-            .iter()
-            .filter(|w| self.contains(**w))
-            .map(|w| w.bits().to_string())
-            .collect();
+        let names: Vec<String> =
+            Width::ALL.iter().filter(|w| self.contains(**w)).map(|w| w.bits().to_string()).collect();
         match names.len() {
             0 => f.write_str("no"),
             1 => write!(f, "{}-bit", names[0]),
@@ -183,10 +180,7 @@ impl AccessRules {
 
     /// The widths allowed at `offset`.
     pub fn widths_at(&self, offset: u64) -> Widths {
-        self.rules
-            .iter()
-            .find(|(range, _)| range.contains(&offset))
-            .map_or(Widths::ANY, |(_, widths)| *widths)
+        self.rules.iter().find(|(range, _)| range.contains(&offset)).map_or(Widths::ANY, |(_, widths)| *widths)
     }
 
     /// Whether an access of `width` at `offset` is allowed (ignoring bounds and alignment).
@@ -199,32 +193,23 @@ impl AccessRules {
 ///
 /// The returned error names the operation (`op`) and the byte range; the caller adds the
 /// region's path.
-pub fn check_access(
-    op: &'static str,
-    len: usize,
-    rules: &AccessRules,
-    offset: usize,
-    width: Width,
-) -> Result<()> {
+pub fn check_access(op: &'static str, len: usize, rules: &AccessRules, offset: usize, width: Width) -> Result<()> {
     let size = width.bytes();
     let err = |kind| Error::new(op, kind).with_range(offset as u64, size as u64);
     match offset.checked_add(size) {
         Some(end) if end <= len => {}
         _ => {
-            return Err(err(ErrorKind::OutOfBounds)
-                .detail(format!("past the end of the {len:#x}-byte region")));
+            return Err(err(ErrorKind::OutOfBounds).detail(format!("past the end of the {len:#x}-byte region")));
         }
     }
-    if offset % size != 0 {
-        return Err(err(ErrorKind::Misaligned)
-            .detail(format!("offset {offset:#x} is not aligned to {size} bytes")));
+    if offset & (size - 1) != 0 {
+        return Err(err(ErrorKind::Misaligned).detail(format!("offset {offset:#x} is not aligned to {size} bytes")));
     }
     let allowed = rules.widths_at(offset as u64);
     if !allowed.contains(width) {
         let who = rules.name().unwrap_or("the device");
-        return Err(err(ErrorKind::WidthNotAllowed).detail(format!(
-            "{width} access not allowed: {who} accepts only {allowed} accesses at {offset:#x}"
-        )));
+        return Err(err(ErrorKind::WidthNotAllowed)
+            .detail(format!("{width} access not allowed: {who} accepts only {allowed} accesses at {offset:#x}")));
     }
     Ok(())
 }
@@ -275,10 +260,7 @@ mod tests {
 
     #[test]
     fn widths_display() {
-        assert_eq!(
-            Widths::only(Width::W32).and(Width::W64).to_string(),
-            "32/64-bit"
-        );
+        assert_eq!(Widths::only(Width::W32).and(Width::W64).to_string(), "32/64-bit");
         assert_eq!(Widths::ANY.to_string(), "8/16/32/64-bit");
         assert_eq!(Width::from_bits(16), Some(Width::W16));
         assert_eq!(Width::from_bits(12), None);

@@ -56,6 +56,13 @@ impl ErrorKind {
 /// [`Error::range`] and [`Error::operation`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
+    // Boxed: keeps `Result<u32, Error>` two words, so the success path of a register access
+    // stays cheap.
+    inner: Box<Inner>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Inner {
     op: &'static str,
     kind: ErrorKind,
     errno: Option<i32>,
@@ -68,15 +75,7 @@ pub struct Error {
 impl Error {
     /// A failure of `op` (a short verb phrase such as `"mmap"`) of kind `kind`.
     pub(crate) fn new(op: &'static str, kind: ErrorKind) -> Self {
-        Error {
-            op,
-            kind,
-            errno: None,
-            path: None,
-            target: None,
-            range: None,
-            detail: None,
-        }
+        Error { inner: Box::new(Inner { op, kind, errno: None, path: None, target: None, range: None, detail: None }) }
     }
 
     /// A failure of `op` reported by the kernel as `errno`.
@@ -93,10 +92,9 @@ impl Error {
             libc::ETIMEDOUT => ErrorKind::TimedOut,
             _ => ErrorKind::Io,
         };
-        Error {
-            errno: Some(errno),
-            ..Self::new(op, kind)
-        }
+        let mut err = Self::new(op, kind);
+        err.inner.errno = Some(errno);
+        err
     }
 
     /// A failure of `op` from a `std::io::Error`.
@@ -109,97 +107,94 @@ impl Error {
 
     /// Names the file the operation was on.
     pub(crate) fn with_path(mut self, path: impl AsRef<Path>) -> Self {
-        self.path = Some(path.as_ref().to_owned());
+        self.inner.path = Some(path.as_ref().to_owned());
         self
     }
 
     /// Names the target when it is not a file (e.g. `"fake registers"`), or qualifies the
     /// path (e.g. `"map0"`).
     pub(crate) fn target(mut self, target: impl Into<String>) -> Self {
-        self.target = Some(target.into());
+        self.inner.target = Some(target.into());
         self
     }
 
     /// The byte range the operation covered.
     pub(crate) fn with_range(mut self, offset: u64, len: u64) -> Self {
-        self.range = Some((offset, len));
+        self.inner.range = Some((offset, len));
         self
     }
 
     /// Explains the failure (used when there is no errno, or in addition to it).
     pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.inner.detail = Some(detail.into());
         self
     }
 
     /// Puts `context` before the detail (e.g. the register the access was for).
     pub(crate) fn context(mut self, context: impl std::fmt::Display) -> Self {
-        let base = self
-            .detail
-            .take()
-            .unwrap_or_else(|| self.kind.describe().to_owned());
-        self.detail = Some(format!("{context}: {base}"));
+        let base = self.inner.detail.take().unwrap_or_else(|| self.inner.kind.describe().to_owned());
+        self.inner.detail = Some(format!("{context}: {base}"));
         self
     }
 
     /// Sets the path and target of an error that was built without them.
     pub(crate) fn with_source_name(mut self, path: Option<&Path>, target: Option<&str>) -> Self {
-        if self.path.is_none() {
-            self.path = path.map(Path::to_owned);
+        if self.inner.path.is_none() {
+            self.inner.path = path.map(Path::to_owned);
         }
-        if self.target.is_none() {
-            self.target = target.map(str::to_owned);
+        if self.inner.target.is_none() {
+            self.inner.target = target.map(str::to_owned);
         }
         self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The OS error number, when the kernel reported the failure.
     pub fn errno(&self) -> Option<i32> {
-        self.errno
+        self.inner.errno
     }
 
     /// The file the operation was on, if any.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.inner.path.as_deref()
     }
 
     /// The byte range `(offset, len)` the operation covered, if any.
     pub fn range(&self) -> Option<(u64, u64)> {
-        self.range
+        self.inner.range
     }
 
     /// The operation that failed, e.g. `"mmap"`, `"read"`, `"wait for interrupt on"`.
     pub fn operation(&self) -> &'static str {
-        self.op
+        self.inner.op
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.op)?;
+        f.write_str(self.inner.op)?;
         // "mmap of /dev/uio0", but "wait for interrupt on /dev/uio0".
-        let joiner = match self.op.rsplit(' ').next() {
+        let joiner = match self.inner.op.rsplit(' ').next() {
             Some("of" | "on" | "for" | "to" | "from" | "in") => " ",
             _ => " of ",
         };
         let mut named = false;
-        if let Some(path) = &self.path {
+        if let Some(path) = &self.inner.path {
             write!(f, "{joiner}{}", path.display())?;
             named = true;
         }
-        if let Some(target) = &self.target {
+        if let Some(target) = &self.inner.target {
             write!(f, "{}{}", if named { " " } else { joiner }, target)?;
         }
-        if let Some((offset, len)) = self.range {
+        if let Some((offset, len)) = self.inner.range {
             write!(f, " [offset {offset:#x}, len {len:#x}]")?;
         }
         f.write_str(" failed: ")?;
-        match (self.errno, &self.detail) {
+        match (self.inner.errno, &self.inner.detail) {
             (Some(n), detail) => {
                 write!(f, "{} ({})", strerror(n), errno_name(n))?;
                 if let Some(d) = detail {
@@ -207,7 +202,7 @@ impl fmt::Display for Error {
                 }
             }
             (None, Some(d)) => f.write_str(d)?,
-            (None, None) => f.write_str(self.kind.describe())?,
+            (None, None) => f.write_str(self.inner.kind.describe())?,
         }
         Ok(())
     }
@@ -217,8 +212,8 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
             .field("message", &self.to_string())
-            .field("kind", &self.kind)
-            .field("errno", &self.errno)
+            .field("kind", &self.inner.kind)
+            .field("errno", &self.inner.errno)
             .finish()
     }
 }
@@ -272,13 +267,8 @@ mod tests {
 
     #[test]
     fn message_names_operation_path_range_and_errno() {
-        let err = Error::from_raw_os("mmap", libc::EACCES)
-            .with_path("/dev/uio0")
-            .with_range(0, 0x100000);
-        assert_eq!(
-            err.to_string(),
-            "mmap of /dev/uio0 [offset 0x0, len 0x100000] failed: Permission denied (EACCES)"
-        );
+        let err = Error::from_raw_os("mmap", libc::EACCES).with_path("/dev/uio0").with_range(0, 0x100000);
+        assert_eq!(err.to_string(), "mmap of /dev/uio0 [offset 0x0, len 0x100000] failed: Permission denied (EACCES)");
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         assert_eq!(err.errno(), Some(libc::EACCES));
         assert_eq!(err.path(), Some(Path::new("/dev/uio0")));
@@ -299,27 +289,16 @@ mod tests {
              past the end of the 0x100000-byte region"
         );
         let bare = Error::new("wait for interrupt on", ErrorKind::TimedOut).target("uio0");
-        assert_eq!(
-            bare.to_string(),
-            "wait for interrupt on uio0 failed: timed out"
-        );
+        assert_eq!(bare.to_string(), "wait for interrupt on uio0 failed: timed out");
         assert_eq!(bare.errno(), None);
     }
 
     #[test]
     fn errno_kinds() {
-        assert_eq!(
-            Error::from_raw_os("x", libc::ENOENT).kind(),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            Error::from_raw_os("x", libc::ENOSYS).kind(),
-            ErrorKind::Unsupported
-        );
+        assert_eq!(Error::from_raw_os("x", libc::ENOENT).kind(), ErrorKind::NotFound);
+        assert_eq!(Error::from_raw_os("x", libc::ENOSYS).kind(), ErrorKind::Unsupported);
         assert_eq!(Error::from_raw_os("x", libc::EIO).kind(), ErrorKind::Io);
         assert_eq!(errno_name(9999), "errno 9999");
-        assert!(Error::from_raw_os("x", libc::ENOSYS)
-            .to_string()
-            .ends_with("(ENOSYS)"));
+        assert!(Error::from_raw_os("x", libc::ENOSYS).to_string().ends_with("(ENOSYS)"));
     }
 }

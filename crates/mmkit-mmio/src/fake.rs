@@ -22,9 +22,7 @@ pub struct Store {
 impl Store {
     /// `len` zero bytes.
     pub fn new(len: usize) -> Self {
-        Store {
-            bytes: vec![0; len],
-        }
+        Store { bytes: vec![0; len] }
     }
 
     /// Size in bytes.
@@ -134,11 +132,7 @@ impl FakeRegisters {
         FakeRegisters {
             len,
             rules: AccessRules::any(),
-            state: Mutex::new(State {
-                store: Store::new(len),
-                model: Box::new(model),
-                log: Vec::new(),
-            }),
+            state: Mutex::new(State { store: Store::new(len), model: Box::new(model), log: Vec::new() }),
         }
     }
 
@@ -150,9 +144,7 @@ impl FakeRegisters {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic in a model while locked leaves the state usable for assertions.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The 32 bits at `offset`, bypassing the model, the rules and the log.
@@ -182,8 +174,7 @@ impl Registers for FakeRegisters {
     }
 
     fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        check_access(op, self.len, &self.rules, offset, width)
-            .map_err(|e| e.target("fake registers"))
+        check_access(op, self.len, &self.rules, offset, width).map_err(|e| e.target("fake registers"))
     }
 
     fn read(&self, offset: usize, width: Width) -> Result<u64> {
@@ -191,12 +182,7 @@ impl Registers for FakeRegisters {
         let mut state = self.state();
         let State { store, model, log } = &mut *state;
         let value = model.read(store, offset, width) & width.max_value();
-        log.push(Access {
-            kind: AccessKind::Read,
-            offset,
-            width,
-            value,
-        });
+        log.push(Access { kind: AccessKind::Read, offset, width, value });
         Ok(value)
     }
 
@@ -211,12 +197,7 @@ impl Registers for FakeRegisters {
         let mut state = self.state();
         let State { store, model, log } = &mut *state;
         model.write(store, offset, width, value);
-        log.push(Access {
-            kind: AccessKind::Write,
-            offset,
-            width,
-            value,
-        });
+        log.push(Access { kind: AccessKind::Write, offset, width, value });
         Ok(())
     }
 }
@@ -262,26 +243,11 @@ mod tests {
     #[test]
     fn checks_like_a_real_region() {
         let fake = FakeRegisters::new(0x100).rules(AccessRules::edu());
-        assert_eq!(
-            fake.read_u8(0).unwrap_err().kind(),
-            ErrorKind::WidthNotAllowed
-        );
-        assert_eq!(
-            fake.read_u32(0x100).unwrap_err().kind(),
-            ErrorKind::OutOfBounds
-        );
-        assert_eq!(
-            fake.read_u32(0x102).unwrap_err().kind(),
-            ErrorKind::OutOfBounds
-        );
-        assert_eq!(
-            fake.read_u32(0x82).unwrap_err().kind(),
-            ErrorKind::Misaligned
-        );
-        assert_eq!(
-            fake.write(0x80, Width::W32, 1 << 32).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
-        );
+        assert_eq!(fake.read_u8(0).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
+        assert_eq!(fake.read_u32(0x100).unwrap_err().kind(), ErrorKind::OutOfBounds);
+        assert_eq!(fake.read_u32(0x102).unwrap_err().kind(), ErrorKind::OutOfBounds);
+        assert_eq!(fake.read_u32(0x82).unwrap_err().kind(), ErrorKind::Misaligned);
+        assert_eq!(fake.write(0x80, Width::W32, 1 << 32).unwrap_err().kind(), ErrorKind::InvalidArgument);
         let e = fake.read_u16(0x10).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -300,18 +266,8 @@ mod tests {
         assert_eq!(
             fake.accesses(),
             vec![
-                Access {
-                    kind: AccessKind::Write,
-                    offset: 4,
-                    width: Width::W32,
-                    value: 9
-                },
-                Access {
-                    kind: AccessKind::Read,
-                    offset: 4,
-                    width: Width::W32,
-                    value: 9
-                },
+                Access { kind: AccessKind::Write, offset: 4, width: Width::W32, value: 9 },
+                Access { kind: AccessKind::Read, offset: 4, width: Width::W32, value: 9 },
             ]
         );
         fake.clear_accesses();

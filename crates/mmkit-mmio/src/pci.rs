@@ -52,23 +52,12 @@ impl PciDevice {
         let hex = |name: &str| -> Result<u64> {
             let path = sys_path.join(name);
             let text = read_attr(&path)?;
-            parse_hex(&text).ok_or_else(|| {
-                Error::new("parse", ErrorKind::Parse)
-                    .with_path(&path)
-                    .detail(format!("{text:?}"))
-            })
+            parse_hex(&text)
+                .ok_or_else(|| Error::new("parse", ErrorKind::Parse).with_path(&path).detail(format!("{text:?}")))
         };
-        let id = PciId {
-            vendor: hex("vendor")? as u16,
-            device: hex("device")? as u16,
-        };
+        let id = PciId { vendor: hex("vendor")? as u16, device: hex("device")? as u16 };
         let class = hex("class").unwrap_or(0) as u32;
-        Ok(PciDevice {
-            address,
-            id,
-            class,
-            sys_path,
-        })
+        Ok(PciDevice { address, id, class, sys_path })
     }
 
     /// The first device (in address order) with ID `id`.
@@ -78,14 +67,11 @@ impl PciDevice {
 
     /// The first device with ID `id` under `devices`.
     pub fn find_in(devices: &Path, id: PciId) -> Result<Self> {
-        list_in(devices)?
-            .into_iter()
-            .find(|d| d.id == id)
-            .ok_or_else(|| {
-                Error::new("find PCI device", ErrorKind::NotFound)
-                    .target(id.to_string())
-                    .detail(format!("no PCI device {id}"))
-            })
+        list_in(devices)?.into_iter().find(|d| d.id == id).ok_or_else(|| {
+            Error::new("find PCI device", ErrorKind::NotFound)
+                .target(id.to_string())
+                .detail(format!("no PCI device {id}"))
+        })
     }
 
     /// The device a user named by address or ID.
@@ -128,8 +114,12 @@ impl PciDevice {
         parse_pci_resources(&read_attr(&path)?).map_err(|e| e.with_path(&path))
     }
 
-    /// Enables the device (`echo 1 > enable`): memory decoding on, so BARs answer.
+    /// Enables the device (`echo 1 > enable`): memory decoding on, so BARs answer. Nothing to
+    /// do when it is already enabled (the kernel answers `EBUSY` when a driver is bound).
     pub fn enable(&self) -> Result<()> {
+        if self.is_enabled()? {
+            return Ok(());
+        }
         let path = self.sys_path.join("enable");
         std::fs::write(&path, "1").map_err(|e| Error::io("enable PCI device", &e).with_path(&path))
     }
@@ -146,28 +136,16 @@ impl PciDevice {
         let path = self.sys_path.join(format!("resource{bar}"));
         let target = format!("(BAR{bar})");
         let resources = self.resources()?;
-        let res = resources
-            .get(bar)
-            .filter(|_| bar < 6)
-            .copied()
-            .unwrap_or_default();
+        let res = resources.get(bar).filter(|_| bar < 6).copied().unwrap_or_default();
         if !res.is_memory() {
-            let what = if res.is_io() {
-                "an I/O port BAR (not mappable)"
-            } else {
-                "not an assigned memory BAR"
-            };
-            let kind = if res.is_io() {
-                ErrorKind::Unsupported
-            } else {
-                ErrorKind::NotFound
-            };
+            let what = if res.is_io() { "an I/O port BAR (not mappable)" } else { "not an assigned memory BAR" };
+            let kind = if res.is_io() { ErrorKind::Unsupported } else { ErrorKind::NotFound };
             return Err(Error::new("mmap", kind)
                 .with_path(&path)
                 .detail(format!("BAR{bar} of {} is {what}", self.address)));
         }
-        let len = usize::try_from(res.size())
-            .map_err(|_| Error::new("mmap", ErrorKind::InvalidArgument).with_path(&path))?;
+        let len =
+            usize::try_from(res.size()).map_err(|_| Error::new("mmap", ErrorKind::InvalidArgument).with_path(&path))?;
         let page = crate::page_size();
         let map_len = len.div_ceil(page) * page;
         let file = OpenOptions::new()
@@ -204,12 +182,9 @@ impl PciDevice {
     pub fn config_read(&self, offset: u64, width: Width) -> Result<u64> {
         let (file, path) = self.config_file(false)?;
         let mut buf = [0u8; 8];
-        file.read_exact_at(&mut buf[..width.bytes()], offset)
-            .map_err(|e| {
-                Error::io("read config space of", &e)
-                    .with_path(&path)
-                    .with_range(offset, width.bytes() as u64)
-            })?;
+        file.read_exact_at(&mut buf[..width.bytes()], offset).map_err(|e| {
+            Error::io("read config space of", &e).with_path(&path).with_range(offset, width.bytes() as u64)
+        })?;
         Ok(u64::from_le_bytes(buf))
     }
 
@@ -217,19 +192,14 @@ impl PciDevice {
     pub fn config_write(&self, offset: u64, width: Width, value: u64) -> Result<()> {
         let (file, path) = self.config_file(true)?;
         let err = |e: &std::io::Error| {
-            Error::io("write config space of", e)
-                .with_path(&path)
-                .with_range(offset, width.bytes() as u64)
+            Error::io("write config space of", e).with_path(&path).with_range(offset, width.bytes() as u64)
         };
         if value > width.max_value() {
-            return Err(
-                Error::new("write config space of", ErrorKind::InvalidArgument)
-                    .with_path(&path)
-                    .detail(format!("value {value:#x} does not fit in {width}")),
-            );
+            return Err(Error::new("write config space of", ErrorKind::InvalidArgument)
+                .with_path(&path)
+                .detail(format!("value {value:#x} does not fit in {width}")));
         }
-        file.write_all_at(&value.to_le_bytes()[..width.bytes()], offset)
-            .map_err(|e| err(&e))
+        file.write_all_at(&value.to_le_bytes()[..width.bytes()], offset).map_err(|e| err(&e))
     }
 
     /// Reads a byte of configuration space.
@@ -270,11 +240,7 @@ impl PciDevice {
     /// Sets or clears the INTx-disable bit of the command register (read-modify-write).
     pub fn set_intx_disabled(&self, disabled: bool) -> Result<()> {
         let cmd = self.command()?;
-        let new = if disabled {
-            cmd | PCI_COMMAND_INTX_DISABLE
-        } else {
-            cmd & !PCI_COMMAND_INTX_DISABLE
-        };
+        let new = if disabled { cmd | PCI_COMMAND_INTX_DISABLE } else { cmd & !PCI_COMMAND_INTX_DISABLE };
         if new != cmd {
             self.config_write_u16(PCI_COMMAND, new)?;
         }
@@ -292,11 +258,7 @@ pub fn list_in(devices: &Path) -> Result<Vec<PciDevice>> {
     let mut found = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", &e).with_path(devices))?;
-        let Some(address) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<PciAddress>().ok())
-        else {
+        let Some(address) = entry.file_name().to_str().and_then(|n| n.parse::<PciAddress>().ok()) else {
             continue;
         };
         found.push(PciDevice::open_in(devices, address)?);
@@ -317,10 +279,7 @@ mod tests {
 
     fn fake_devices() -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
-        for (addr, vendor, device) in [
-            ("0000:00:04.0", "0x1234", "0x11e8"),
-            ("0000:00:01.0", "0x8086", "0x7000"),
-        ] {
+        for (addr, vendor, device) in [("0000:00:04.0", "0x1234", "0x11e8"), ("0000:00:01.0", "0x8086", "0x7000")] {
             let d = root.path().join(addr);
             fs::create_dir_all(&d).unwrap();
             fs::write(d.join("vendor"), format!("{vendor}\n")).unwrap();
@@ -352,14 +311,7 @@ mod tests {
         assert_eq!(edu.class(), 0xff00);
         let r = edu.resources().unwrap();
         assert!(r[0].is_memory() && r[1].is_io());
-        let err = PciDevice::find_in(
-            root.path(),
-            PciId {
-                vendor: 1,
-                device: 2,
-            },
-        )
-        .unwrap_err();
+        let err = PciDevice::find_in(root.path(), PciId { vendor: 1, device: 2 }).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
     }
 
@@ -384,9 +336,6 @@ mod tests {
         edu.config_write_u32(0x40, 0xdead_beef).unwrap();
         assert_eq!(edu.config_read_u32(0x40).unwrap(), 0xdead_beef);
         assert_eq!(edu.config_read_u8(0x41).unwrap(), 0xbe);
-        assert_eq!(
-            edu.config_write(0x40, Width::W8, 0x100).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
-        );
+        assert_eq!(edu.config_write(0x40, Width::W8, 0x100).unwrap_err().kind(), ErrorKind::InvalidArgument);
     }
 }

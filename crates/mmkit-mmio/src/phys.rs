@@ -34,10 +34,7 @@ impl PhysicalMemory {
             .custom_flags(libc::O_SYNC)
             .open(path)
             .map_err(|e| Error::io("open", &e).with_path(path))?;
-        Ok(PhysicalMemory {
-            file,
-            path: path.to_owned(),
-        })
+        Ok(PhysicalMemory { file, path: path.to_owned() })
     }
 
     /// Maps the `len` bytes at physical address `addr` (through the page-aligned window that
@@ -58,9 +55,7 @@ impl PhysicalMemory {
         };
         let base = addr - addr % page;
         let start = addr - base;
-        addr.checked_add(len as u64)
-            .filter(|_| len > 0)
-            .ok_or_else(bad)?;
+        addr.checked_add(len as u64).filter(|_| len > 0).ok_or_else(bad)?;
         let end = start + len as u64;
         let map_len = end.checked_add(page - 1).ok_or_else(bad)? / page * page;
         map_shared(

@@ -98,18 +98,11 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
         return Err(err(ErrorKind::InvalidArgument).detail("the device region is empty"));
     }
     if req.mmap_offset % page as u64 != 0 || req.map_len % page != 0 {
-        return Err(err(ErrorKind::Misaligned)
-            .detail(format!("not aligned to the {page:#x}-byte page size")));
+        return Err(err(ErrorKind::Misaligned).detail(format!("not aligned to the {page:#x}-byte page size")));
     }
-    if req
-        .start
-        .checked_add(req.len)
-        .map_or(true, |end| end > req.map_len)
-    {
-        return Err(err(ErrorKind::OutOfBounds).detail(format!(
-            "device memory [{:#x}, +{:#x}) does not fit in the mapping",
-            req.start, req.len
-        )));
+    if req.start.checked_add(req.len).map_or(true, |end| end > req.map_len) {
+        return Err(err(ErrorKind::OutOfBounds)
+            .detail(format!("device memory [{:#x}, +{:#x}) does not fit in the mapping", req.start, req.len)));
     }
     // SAFETY: a fresh mapping at an address the kernel chooses (null hint, no MAP_FIXED) cannot
     // overlap any existing Rust object. The result is owned by the returned region and
@@ -130,8 +123,7 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
             .with_range(req.mmap_offset, req.map_len as u64)
             .with_source_name(None, req.target.as_deref())
     })?;
-    let map_base =
-        NonNull::new(base).ok_or_else(|| err(ErrorKind::Io).detail("mmap returned null"))?;
+    let map_base = NonNull::new(base).ok_or_else(|| err(ErrorKind::Io).detail("mmap returned null"))?;
     // SAFETY: `start < map_len` (checked above), so the pointer stays inside the mapping.
     let ptr = unsafe { NonNull::new_unchecked(base.cast::<u8>().add(req.start)) };
     Ok(MmioRegion {
@@ -200,7 +192,7 @@ impl MmioRegion {
         check_access(op, self.len, &self.rules, offset, width).map_err(named)?;
         // The region start may itself be unaligned (a UIO map with an odd `offset`); a
         // misaligned volatile access through a typed pointer would be undefined behaviour.
-        if (self.ptr.as_ptr() as usize + offset) % width.bytes() != 0 {
+        if (self.ptr.as_ptr() as usize).wrapping_add(offset) & (width.bytes() - 1) != 0 {
             return Err(named(
                 Error::new(op, ErrorKind::Misaligned)
                     .with_range(offset as u64, width.bytes() as u64)
@@ -210,13 +202,35 @@ impl MmioRegion {
         Ok(())
     }
 
+    /// Whether an access of `width` at `offset` is inside the region and aligned: the part of
+    /// [`MmioRegion::check`] that memory safety rests on, in a few instructions.
+    #[inline(always)]
+    fn in_bounds_and_aligned(&self, offset: usize, width: Width) -> bool {
+        let size = width.bytes();
+        offset <= self.len.wrapping_sub(size)
+            && size <= self.len
+            && (self.ptr.as_ptr() as usize).wrapping_add(offset) & (size - 1) == 0
+    }
+
     /// Reads `width` bits at `offset` (volatile), zero-extended to `u64`.
     pub fn read(&self, offset: usize, width: Width) -> Result<u64> {
         self.check("read", offset, width)?;
-        // SAFETY: `check` proved `offset..offset + width` lies inside the live mapping and the
-        // address is aligned for the access type; the access is volatile and via raw pointer
-        // (the region's contract, see the module docs).
-        let value = unsafe {
+        // SAFETY: `check` passed: in bounds and aligned.
+        Ok(unsafe { self.read_volatile(offset, width) })
+    }
+
+    /// The volatile read itself.
+    ///
+    /// # Safety
+    /// `offset..offset + width.bytes()` must lie inside the region and the address must be
+    /// aligned to the width ([`MmioRegion::in_bounds_and_aligned`]).
+    #[inline(always)]
+    unsafe fn read_volatile(&self, offset: usize, width: Width) -> u64 {
+        debug_assert!(self.in_bounds_and_aligned(offset, width));
+        // SAFETY: the caller guarantees the access lies inside the live mapping (owned by
+        // `self`) and is aligned for the access type; it is volatile and via raw pointer (the
+        // region's contract, see the module docs).
+        unsafe {
             let p = self.ptr.as_ptr().add(offset);
             match width {
                 Width::W8 => u64::from(p.read_volatile()),
@@ -224,8 +238,7 @@ impl MmioRegion {
                 Width::W32 => u64::from(p.cast::<u32>().read_volatile()),
                 Width::W64 => p.cast::<u64>().read_volatile(),
             }
-        };
-        Ok(value)
+        }
     }
 
     /// Writes the low `width` bits of `value` at `offset` (volatile).
@@ -240,7 +253,20 @@ impl MmioRegion {
                 .with_range(offset as u64, width.bytes() as u64)
                 .detail(format!("value {value:#x} does not fit in a {width} access")));
         }
-        // SAFETY: as in `read`: checked in bounds and aligned, volatile, raw pointer only.
+        // SAFETY: `check` passed: in bounds and aligned.
+        unsafe { self.write_volatile(offset, width, value) };
+        Ok(())
+    }
+
+    /// The volatile write itself.
+    ///
+    /// # Safety
+    /// As for [`MmioRegion::read_volatile`]: in bounds and aligned.
+    #[inline(always)]
+    unsafe fn write_volatile(&self, offset: usize, width: Width, value: u64) {
+        debug_assert!(self.in_bounds_and_aligned(offset, width));
+        // SAFETY: as in `read_volatile`: the caller guarantees bounds and alignment; volatile,
+        // raw pointer only.
         unsafe {
             let p = self.ptr.as_ptr().add(offset);
             match width {
@@ -250,7 +276,6 @@ impl MmioRegion {
                 Width::W64 => p.cast::<u64>().write_volatile(value),
             }
         }
-        Ok(())
     }
 
     /// Reads the byte at `offset`.
@@ -309,6 +334,25 @@ impl Registers for MmioRegion {
 
     fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
         MmioRegion::write(self, offset, width, value)
+    }
+
+    #[inline]
+    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
+        if !self.in_bounds_and_aligned(offset, width) {
+            return MmioRegion::read(self, offset, width); // the full check, for its error
+        }
+        // SAFETY: just checked: in bounds and aligned.
+        Ok(unsafe { self.read_volatile(offset, width) })
+    }
+
+    #[inline]
+    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        if !self.in_bounds_and_aligned(offset, width) || value > width.max_value() {
+            return MmioRegion::write(self, offset, width, value);
+        }
+        // SAFETY: just checked: in bounds and aligned.
+        unsafe { self.write_volatile(offset, width, value) };
+        Ok(())
     }
 }
 

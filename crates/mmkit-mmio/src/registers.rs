@@ -45,6 +45,18 @@ pub trait Registers {
     /// Writes the low `width` bits of `value` at `offset`; a wider `value` is an error.
     fn write(&self, offset: usize, width: Width, value: u64) -> Result<()>;
 
+    /// Reads a register whose width was already checked against the device's rules (by a
+    /// register block's `new`): only bounds and alignment are checked again, which real regions
+    /// do in a few instructions. Defaults to [`Registers::read`].
+    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
+        self.read(offset, width)
+    }
+
+    /// Writes a register whose width was already checked; see [`Registers::read_in_layout`].
+    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        self.write(offset, width, value)
+    }
+
     /// Reads the byte at `offset`.
     fn read_u8(&self, offset: usize) -> Result<u8> {
         self.read(offset, Width::W8).map(|v| v as u8)
@@ -92,6 +104,12 @@ impl<R: Registers + ?Sized> Registers for &R {
     fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
         (**self).write(offset, width, value)
     }
+    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
+        (**self).read_in_layout(offset, width)
+    }
+    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        (**self).write_in_layout(offset, width, value)
+    }
 }
 
 impl<R: Registers + ?Sized> Registers for Box<R> {
@@ -107,6 +125,12 @@ impl<R: Registers + ?Sized> Registers for Box<R> {
     fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
         (**self).write(offset, width, value)
     }
+    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
+        (**self).read_in_layout(offset, width)
+    }
+    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        (**self).write_in_layout(offset, width, value)
+    }
 }
 
 impl<R: Registers + ?Sized> Registers for std::sync::Arc<R> {
@@ -121,6 +145,12 @@ impl<R: Registers + ?Sized> Registers for std::sync::Arc<R> {
     }
     fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
         (**self).write(offset, width, value)
+    }
+    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
+        (**self).read_in_layout(offset, width)
+    }
+    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        (**self).write_in_layout(offset, width, value)
     }
 }
 
@@ -283,11 +313,7 @@ impl RegisterInfo {
 /// Checks every register of `layout` against `regs` (bounds, alignment, width rules).
 ///
 /// Called by the `new` function that [`register_block!`](crate::register_block) generates.
-pub fn check_layout<R: Registers + ?Sized>(
-    regs: &R,
-    block: &str,
-    layout: &[RegisterInfo],
-) -> Result<()> {
+pub fn check_layout<R: Registers + ?Sized>(regs: &R, block: &str, layout: &[RegisterInfo]) -> Result<()> {
     for info in layout {
         regs.check("map register block on", info.offset, info.width)
             .map_err(|e| e.context(format_args!("register {block}::{}", info.name)))?;
@@ -305,19 +331,11 @@ pub struct DumpedRegister {
 }
 
 /// Reads every side-effect-free readable register of `layout`.
-pub fn dump_layout<R: Registers + ?Sized>(
-    regs: &R,
-    layout: &[RegisterInfo],
-) -> Result<Vec<DumpedRegister>> {
+pub fn dump_layout<R: Registers + ?Sized>(regs: &R, layout: &[RegisterInfo]) -> Result<Vec<DumpedRegister>> {
     layout
         .iter()
         .filter(|info| info.dumpable())
-        .map(|info| {
-            Ok(DumpedRegister {
-                info: *info,
-                value: regs.read(info.offset, info.width)?,
-            })
-        })
+        .map(|info| Ok(DumpedRegister { info: *info, value: regs.read(info.offset, info.width)? }))
         .collect()
 }
 
@@ -331,22 +349,14 @@ pub struct Reg<'a, R: ?Sized, S> {
 
 impl<R: ?Sized, S> fmt::Debug for Reg<'_, R, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reg")
-            .field("name", &self.name)
-            .field("offset", &self.offset)
-            .finish()
+        f.debug_struct("Reg").field("name", &self.name).field("offset", &self.offset).finish()
     }
 }
 
 impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
     /// A handle to the register `name` at `offset` of `regs`; used by generated code.
     pub fn new(regs: &'a R, offset: usize, name: &'static str) -> Self {
-        Reg {
-            regs,
-            offset,
-            name,
-            spec: PhantomData,
-        }
+        Reg { regs, offset, name, spec: PhantomData }
     }
 
     /// The register's byte offset.
@@ -363,16 +373,21 @@ impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
         <<S::Value as RegisterValue>::Raw as Primitive>::WIDTH
     }
 
+    // The block's `new` checked this register's width against the device's rules, so the
+    // accesses take the lighter `*_in_layout` path (still bounds- and alignment-checked).
+    #[inline]
     fn read_raw(&self) -> Result<<S::Value as RegisterValue>::Raw> {
-        let v = self.regs.read(self.offset, Self::width())?;
+        let v = self.regs.read_in_layout(self.offset, Self::width())?;
         Ok(Primitive::from_u64(v))
     }
 
+    #[inline]
     fn write_raw(&self, raw: <S::Value as RegisterValue>::Raw) -> Result<()> {
-        self.regs.write(self.offset, Self::width(), raw.to_u64())
+        self.regs.write_in_layout(self.offset, Self::width(), raw.to_u64())
     }
 
     /// Reads the register.
+    #[inline]
     pub fn read(&self) -> Result<S::Value>
     where
         S: Readable,
@@ -381,6 +396,7 @@ impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
     }
 
     /// Writes the register.
+    #[inline]
     pub fn write(&self, value: S::Value) -> Result<()>
     where
         S: Writable,
@@ -414,10 +430,7 @@ impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
         if value > field.max() {
             return Err(Error::new("set field of", ErrorKind::InvalidArgument)
                 .target(self.name)
-                .detail(format!(
-                    "value {value:#x} does not fit in {} bits",
-                    field.bits()
-                )));
+                .detail(format!("value {value:#x} does not fit in {} bits", field.bits())));
         }
         let raw = self.read_raw()?.to_u64();
         self.write_raw(Primitive::from_u64(field.insert(raw, value)))
@@ -458,11 +471,7 @@ impl<V> Field<V> {
     pub const fn from_spec(lo: u32, hi: &[u32]) -> Self {
         let hi = if hi.is_empty() { lo } else { hi[0] };
         assert!(hi >= lo && hi < 64, "a bit field needs lo <= hi <= 63");
-        Field {
-            shift: lo,
-            bits: hi - lo + 1,
-            value: PhantomData,
-        }
+        Field { shift: lo, bits: hi - lo + 1, value: PhantomData }
     }
 
     /// The lowest bit.

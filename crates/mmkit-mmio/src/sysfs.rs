@@ -27,10 +27,7 @@ pub fn parse_number(s: &str) -> Option<u64> {
 /// Parses a hex number with or without `0x` (PCI IDs in `vendor`, `device`, `uevent`).
 pub fn parse_hex(s: &str) -> Option<u64> {
     let s = s.trim();
-    let digits = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
+    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
@@ -56,11 +53,7 @@ pub struct PciAddress {
 
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
+        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
     }
 }
 
@@ -104,10 +97,7 @@ pub struct PciId {
 
 impl PciId {
     /// QEMU's edu device, `1234:11e8`.
-    pub const EDU: PciId = PciId {
-        vendor: 0x1234,
-        device: 0x11e8,
-    };
+    pub const EDU: PciId = PciId { vendor: 0x1234, device: 0x11e8 };
 }
 
 impl fmt::Display for PciId {
@@ -124,10 +114,7 @@ impl FromStr for PciId {
         let bad = || parse_error("not a PCI ID (expected VENDOR:DEVICE in hex)", s);
         let (v, d) = s.trim().split_once(':').ok_or_else(bad)?;
         let id = |t: &str| parse_hex(t).filter(|n| *n <= 0xffff).map(|n| n as u16);
-        Ok(PciId {
-            vendor: id(v).ok_or_else(bad)?,
-            device: id(d).ok_or_else(bad)?,
-        })
+        Ok(PciId { vendor: id(v).ok_or_else(bad)?, device: id(d).ok_or_else(bad)? })
     }
 }
 
@@ -223,19 +210,10 @@ pub fn parse_pci_resources(text: &str) -> Result<Vec<PciResource>> {
                 .split_whitespace()
                 .map(parse_number)
                 .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    parse_error("not a PCI resource line (expected START END FLAGS)", line)
-                })?;
+                .ok_or_else(|| parse_error("not a PCI resource line (expected START END FLAGS)", line))?;
             match nums.as_slice() {
-                [start, end, flags] => Ok(PciResource {
-                    start: *start,
-                    end: *end,
-                    flags: *flags,
-                }),
-                _ => Err(parse_error(
-                    "not a PCI resource line (expected START END FLAGS)",
-                    line,
-                )),
+                [start, end, flags] => Ok(PciResource { start: *start, end: *end, flags: *flags }),
+                _ => Err(parse_error("not a PCI resource line (expected START END FLAGS)", line)),
             }
         })
         .collect()
@@ -260,16 +238,9 @@ pub struct UioMapInfo {
 impl UioMapInfo {
     /// Builds the map from the texts of its `name`, `addr`, `size` and optional `offset`
     /// attributes.
-    pub fn parse(
-        index: usize,
-        name: &str,
-        addr: &str,
-        size: &str,
-        offset: Option<&str>,
-    ) -> Result<Self> {
+    pub fn parse(index: usize, name: &str, addr: &str, size: &str, offset: Option<&str>) -> Result<Self> {
         let num = |what: &str, text: &str| {
-            parse_number(text)
-                .ok_or_else(|| parse_error(&format!("UIO map{index} {what} is not a number"), text))
+            parse_number(text).ok_or_else(|| parse_error(&format!("UIO map{index} {what} is not a number"), text))
         };
         Ok(UioMapInfo {
             index,
@@ -298,10 +269,7 @@ impl UioMapInfo {
             return None;
         }
         let len = self.size.min(map_len - self.offset);
-        Some((
-            usize::try_from(self.offset).ok()?,
-            usize::try_from(len).ok()?,
-        ))
+        Some((usize::try_from(self.offset).ok()?, usize::try_from(len).ok()?))
     }
 }
 
@@ -326,34 +294,17 @@ mod tests {
     #[test]
     fn pci_names() {
         let a: PciAddress = "0000:00:04.0".parse().unwrap();
-        assert_eq!(
-            a,
-            PciAddress {
-                domain: 0,
-                bus: 0,
-                device: 4,
-                function: 0
-            }
-        );
+        assert_eq!(a, PciAddress { domain: 0, bus: 0, device: 4, function: 0 });
         assert_eq!("00:04.0".parse::<PciAddress>().unwrap(), a);
         assert_eq!(a.to_string(), "0000:00:04.0");
-        assert!(
-            "00:20.0".parse::<PciAddress>().is_err(),
-            "device numbers stop at 0x1f"
-        );
+        assert!("00:20.0".parse::<PciAddress>().is_err(), "device numbers stop at 0x1f");
         assert!("00:04.8".parse::<PciAddress>().is_err());
         assert!("00:04".parse::<PciAddress>().is_err());
         let id: PciId = "1234:11e8".parse().unwrap();
         assert_eq!(id, PciId::EDU);
         assert!("1234:11e8a".parse::<PciId>().is_err());
-        assert_eq!(
-            "1234:11e8".parse::<PciSelector>().unwrap(),
-            PciSelector::Id(PciId::EDU)
-        );
-        assert_eq!(
-            "00:04.0".parse::<PciSelector>().unwrap(),
-            PciSelector::Address(a)
-        );
+        assert_eq!("1234:11e8".parse::<PciSelector>().unwrap(), PciSelector::Id(PciId::EDU));
+        assert_eq!("00:04.0".parse::<PciSelector>().unwrap(), PciSelector::Address(a));
         let e = "xyz".parse::<PciSelector>().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Parse);
     }
@@ -375,14 +326,7 @@ mod tests {
 
     #[test]
     fn uio_map_window() {
-        let m = UioMapInfo::parse(
-            0,
-            "edu\n",
-            "0x00000000fea00000\n",
-            "0x0000000000100000\n",
-            Some("0x0\n"),
-        )
-        .unwrap();
+        let m = UioMapInfo::parse(0, "edu\n", "0x00000000fea00000\n", "0x0000000000100000\n", Some("0x0\n")).unwrap();
         assert_eq!(m.mmap_len(4096), Some(0x10_0000));
         assert_eq!(m.window(4096), Some((0, 0x10_0000)));
         // A register block that starts inside its page: the pointer must move by `offset`.

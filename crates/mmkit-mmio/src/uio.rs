@@ -47,17 +47,12 @@ impl UioInfo {
     pub fn read(dir: &Path, number: u32) -> Result<Self> {
         let attr = |name: &str| read_attr(&dir.join(name));
         let maps = read_maps(&dir.join("maps"))?;
-        let event_count = attr("event")
-            .ok()
-            .and_then(|t| parse_number(&t))
-            .unwrap_or(0) as u32;
+        let event_count = attr("event").ok().and_then(|t| parse_number(&t)).unwrap_or(0) as u32;
         let pci = read_pci_link(&dir.join("device"));
         Ok(UioInfo {
             number,
             name: attr("name")?.trim().to_owned(),
-            version: attr("version")
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default(),
+            version: attr("version").map(|v| v.trim().to_owned()).unwrap_or_default(),
             event_count,
             maps,
             pci,
@@ -83,25 +78,15 @@ fn read_maps(dir: &Path) -> Result<Vec<UioMapInfo>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", &e).with_path(dir))?;
         let file_name = entry.file_name();
-        let Some(index) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix("map"))
-            .and_then(|n| n.parse().ok())
-        else {
+        let Some(index) = file_name.to_str().and_then(|n| n.strip_prefix("map")).and_then(|n| n.parse().ok()) else {
             continue;
         };
         let map_dir = entry.path();
         let attr = |name: &str| read_attr(&map_dir.join(name));
         let name = attr("name").unwrap_or_default();
         let offset = attr("offset").ok();
-        let info = UioMapInfo::parse(
-            index,
-            &name,
-            &attr("addr")?,
-            &attr("size")?,
-            offset.as_deref(),
-        )
-        .map_err(|e| e.with_path(&map_dir))?;
+        let info = UioMapInfo::parse(index, &name, &attr("addr")?, &attr("size")?, offset.as_deref())
+            .map_err(|e| e.with_path(&map_dir))?;
         maps.push(info);
     }
     maps.sort_by_key(|m| m.index);
@@ -112,19 +97,8 @@ fn read_maps(dir: &Path) -> Result<Vec<UioMapInfo>> {
 fn read_pci_link(device: &Path) -> Option<(PciAddress, PciId)> {
     let target = std::fs::canonicalize(device).ok()?;
     let address: PciAddress = target.file_name()?.to_str()?.parse().ok()?;
-    let id = |name: &str| {
-        read_attr(&target.join(name))
-            .ok()
-            .and_then(|t| parse_hex(&t))
-            .map(|v| v as u16)
-    };
-    Some((
-        address,
-        PciId {
-            vendor: id("vendor")?,
-            device: id("device")?,
-        },
-    ))
+    let id = |name: &str| read_attr(&target.join(name)).ok().and_then(|t| parse_hex(&t)).map(|v| v as u16);
+    Some((address, PciId { vendor: id("vendor")?, device: id("device")? }))
 }
 
 /// Lists the UIO devices under `dir` (normally [`SYS_CLASS_UIO`]), by number.
@@ -138,11 +112,7 @@ pub fn list_in(dir: &Path) -> Result<Vec<UioInfo>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", &e).with_path(dir))?;
         let name = entry.file_name();
-        let Some(number) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("uio"))
-            .and_then(|n| n.parse().ok())
-        else {
+        let Some(number) = name.to_str().and_then(|n| n.strip_prefix("uio")).and_then(|n| n.parse().ok()) else {
             continue;
         };
         devices.push(UioInfo::read(&entry.path(), number)?);
@@ -206,9 +176,7 @@ impl Uio {
         if !sys_path.exists() {
             return Err(Error::new("open", ErrorKind::NotFound)
                 .with_path(&sys_path)
-                .detail(format!(
-                    "no UIO device uio{number} (is a UIO driver bound?)"
-                )));
+                .detail(format!("no UIO device uio{number} (is a UIO driver bound?)")));
         }
         // Read the count before opening: interrupts after this point are seen by the wait.
         let info = UioInfo::read(&sys_path, number)?;
@@ -218,13 +186,7 @@ impl Uio {
             .write(true)
             .open(&dev_path)
             .map_err(|e| Error::io("open", &e).with_path(&dev_path))?;
-        Ok(Uio {
-            last_count: info.event_count,
-            info,
-            sys_path,
-            dev_path,
-            file,
-        })
+        Ok(Uio { last_count: info.event_count, info, sys_path, dev_path, file })
     }
 
     /// Opens the first UIO device whose driver-given name is `name`.
@@ -233,10 +195,7 @@ impl Uio {
         let found = devices.iter().find(|d| d.name == name).ok_or_else(|| {
             Error::new("find UIO device", ErrorKind::NotFound)
                 .target(name)
-                .detail(format!(
-                    "no UIO device named {name:?} (found: {})",
-                    names(&devices)
-                ))
+                .detail(format!("no UIO device named {name:?} (found: {})", names(&devices)))
         })?;
         Self::open(found.number)
     }
@@ -244,17 +203,11 @@ impl Uio {
     /// Opens the first UIO device backed by the PCI device `id` (e.g. `1234:11e8`).
     pub fn find_pci(id: PciId) -> Result<Self> {
         let devices = list()?;
-        let found = devices
-            .iter()
-            .find(|d| d.pci.is_some_and(|(_, i)| i == id))
-            .ok_or_else(|| {
-                Error::new("find UIO device for", ErrorKind::NotFound)
-                    .target(format!("PCI {id}"))
-                    .detail(format!(
-                        "no UIO device is bound to PCI {id} (found: {})",
-                        names(&devices)
-                    ))
-            })?;
+        let found = devices.iter().find(|d| d.pci.is_some_and(|(_, i)| i == id)).ok_or_else(|| {
+            Error::new("find UIO device for", ErrorKind::NotFound)
+                .target(format!("PCI {id}"))
+                .detail(format!("no UIO device is bound to PCI {id} (found: {})", names(&devices)))
+        })?;
         Self::open(found.number)
     }
 
@@ -279,28 +232,18 @@ impl Uio {
     pub fn map(&self, index: usize) -> Result<MmioRegion> {
         let page = crate::page_size();
         let target = format!("map{index}");
-        let info = self
-            .info
-            .maps
-            .iter()
-            .find(|m| m.index == index)
-            .ok_or_else(|| {
-                Error::new("mmap", ErrorKind::NotFound)
-                    .with_path(&self.dev_path)
-                    .target(&target)
-                    .detail(format!(
-                        "uio{} has {} map(s)",
-                        self.info.number,
-                        self.info.maps.len()
-                    ))
-            })?;
+        let info = self.info.maps.iter().find(|m| m.index == index).ok_or_else(|| {
+            Error::new("mmap", ErrorKind::NotFound).with_path(&self.dev_path).target(&target).detail(format!(
+                "uio{} has {} map(s)",
+                self.info.number,
+                self.info.maps.len()
+            ))
+        })?;
         let bad = || {
             Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_path(&self.dev_path)
                 .target(&target)
-                .detail(format!(
-                    "map attributes do not describe a mappable window: {info:?}"
-                ))
+                .detail(format!("map attributes do not describe a mappable window: {info:?}"))
         };
         let map_len = info.mmap_len(page).ok_or_else(bad)?;
         let (start, len) = info.window(page).ok_or_else(bad)?;
@@ -314,8 +257,7 @@ impl Uio {
                 start,
                 len,
                 rules: self.info.rules(),
-                phys: Some(info.addr + (info.offset % page as u64))
-                    .filter(|_| self.info.pci.is_some()),
+                phys: Some(info.addr + (info.offset % page as u64)).filter(|_| self.info.pci.is_some()),
             },
         )
     }
@@ -334,11 +276,9 @@ impl Uio {
     pub fn irq_count(&self) -> Result<u32> {
         let path = self.sys_path.join("event");
         let text = read_attr(&path)?;
-        parse_number(&text).map(|n| n as u32).ok_or_else(|| {
-            Error::new("parse", ErrorKind::Parse)
-                .with_path(&path)
-                .detail(format!("{text:?}"))
-        })
+        parse_number(&text)
+            .map(|n| n as u32)
+            .ok_or_else(|| Error::new("parse", ErrorKind::Parse).with_path(&path).detail(format!("{text:?}")))
     }
 
     /// Enables (unmasks) the interrupt: through the driver's `irqcontrol`, or, when the driver
@@ -354,17 +294,13 @@ impl Uio {
     }
 
     fn irq_control(&self, enable: bool) -> Result<IrqEnable> {
-        let op = if enable {
-            "enable interrupt of"
-        } else {
-            "disable interrupt of"
-        };
+        let op = if enable { "enable interrupt of" } else { "disable interrupt of" };
         let value = u32::from(enable).to_ne_bytes();
         match (&self.file).write(&value) {
             Ok(4) => Ok(IrqEnable::IrqControl),
-            Ok(n) => Err(Error::new(op, ErrorKind::Io)
-                .with_path(&self.dev_path)
-                .detail(format!("short write ({n} bytes)"))),
+            Ok(n) => {
+                Err(Error::new(op, ErrorKind::Io).with_path(&self.dev_path).detail(format!("short write ({n} bytes)")))
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 let pci = self.pci_device().map_err(|_| {
                     Error::io(op, &e)
@@ -386,14 +322,9 @@ impl Uio {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ts = remaining.map(|r| rustix::event::Timespec {
-                tv_sec: r.as_secs() as _,
-                tv_nsec: r.subsec_nanos() as _,
-            });
-            let mut fds = [rustix::event::PollFd::new(
-                &self.file,
-                rustix::event::PollFlags::IN,
-            )];
+            let ts =
+                remaining.map(|r| rustix::event::Timespec { tv_sec: r.as_secs() as _, tv_nsec: r.subsec_nanos() as _ });
+            let mut fds = [rustix::event::PollFd::new(&self.file, rustix::event::PollFlags::IN)];
             match rustix::event::poll(&mut fds, ts.as_ref()) {
                 Ok(0) => {
                     let ms = timeout.unwrap_or_default().as_millis();
@@ -403,9 +334,7 @@ impl Uio {
                 }
                 Ok(_) => break,
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(Error::os("wait for interrupt on", e).with_path(&self.dev_path))
-                }
+                Err(e) => return Err(Error::os("wait for interrupt on", e).with_path(&self.dev_path)),
             }
         }
         let mut buf = [0u8; 4];
@@ -423,11 +352,7 @@ fn names(devices: &[UioInfo]) -> String {
     if devices.is_empty() {
         return "none".to_owned();
     }
-    devices
-        .iter()
-        .map(|d| format!("uio{} {:?}", d.number, d.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    devices.iter().map(|d| format!("uio{} {:?}", d.number, d.name)).collect::<Vec<_>>().join(", ")
 }
 
 /// Lists the UIO devices of this machine (an empty list when there are none).

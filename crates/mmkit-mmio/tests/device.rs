@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use edu::{factorial_u32, Edu, EduRegisters, IrqStatus};
 use mmkit_mmio::sysfs::PciId;
 use mmkit_mmio::{
-    AccessRules, ErrorKind, IrqEnable, MmioRegion, PciDevice, PhysicalMemory, Uio, Width,
-    PCI_COMMAND_INTX_DISABLE,
+    AccessRules, ErrorKind, IrqEnable, MmioRegion, PciDevice, PhysicalMemory, Uio, Width, PCI_COMMAND_INTX_DISABLE,
 };
 
 const VM: &str = "needs QEMU's edu device bound to uio_pci_generic: run vmtest/run";
@@ -67,11 +66,7 @@ fn sysfs_resource0_ident_and_liveness() {
     pci.enable().unwrap();
     let regs = pci.map_bar(0).unwrap();
     assert_eq!(regs.len(), 0x10_0000);
-    assert!(
-        regs.source().ends_with("resource0 (BAR0)"),
-        "{}",
-        regs.source()
-    );
+    assert!(regs.source().ends_with("resource0 (BAR0)"), "{}", regs.source());
     check_edu_functions(&regs);
     // The same device through two sources: a write through one is seen through the other.
     let via_uio = uio().map(0).unwrap();
@@ -85,21 +80,15 @@ fn sysfs_resource0_ident_and_liveness() {
 fn dev_mem_at_the_bar_address() {
     let bar0 = pci().resources().unwrap()[0];
     let mem = PhysicalMemory::open().unwrap();
-    let regs = mem
-        .map_with_rules(bar0.start, 0x1000, AccessRules::edu())
-        .unwrap();
+    let regs = mem.map_with_rules(bar0.start, 0x1000, AccessRules::edu()).unwrap();
     assert_eq!(regs.physical_address(), Some(bar0.start));
     check_edu_functions(&regs);
     // A window that starts inside the page: offset 0 is the liveness register.
-    let window = mem
-        .map_with_rules(bar0.start + 4, 4, AccessRules::any())
-        .unwrap();
+    let window = mem.map_with_rules(bar0.start + 4, 4, AccessRules::any()).unwrap();
     window.write_u32(0, 0x5555_aaaa).unwrap();
     assert_eq!(regs.read_u32(0x04).unwrap(), 0xaaaa_5555);
     // A window too small for the register block is refused when the block is created.
-    let small = mem
-        .map_with_rules(bar0.start, 0x40, AccessRules::edu())
-        .unwrap();
+    let small = mem.map_with_rules(bar0.start, 0x40, AccessRules::edu()).unwrap();
     let err = EduRegisters::new(small).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds);
     assert!(err.to_string().contains("EduRegisters::irq_raise"), "{err}");
@@ -143,11 +132,7 @@ fn interrupts_count_1_2_3_with_acks() {
     let start = uio.irq_count().unwrap();
     for k in 1..=3u32 {
         assert_eq!(uio.enable_irq().unwrap(), IrqEnable::PciCommand);
-        assert_eq!(
-            pci.command().unwrap() & PCI_COMMAND_INTX_DISABLE,
-            0,
-            "enable clears INTx-disable"
-        );
+        assert_eq!(pci.command().unwrap() & PCI_COMMAND_INTX_DISABLE, 0, "enable clears INTx-disable");
         edu.raise_irq(1 << k).unwrap();
         let irq = uio.wait_irq(Some(TIMEOUT)).unwrap();
         assert_eq!(irq.count, start + k, "interrupt {k}");
@@ -155,11 +140,7 @@ fn interrupts_count_1_2_3_with_acks() {
         assert_eq!(uio.irq_count().unwrap(), start + k);
         assert_eq!(edu.irq_status().unwrap().0, 1 << k);
         // uio_pci_generic masks INTx when the interrupt fires.
-        assert_ne!(
-            pci.command().unwrap() & PCI_COMMAND_INTX_DISABLE,
-            0,
-            "masked after the interrupt"
-        );
+        assert_ne!(pci.command().unwrap() & PCI_COMMAND_INTX_DISABLE, 0, "masked after the interrupt");
         edu.ack_irq(1 << k).unwrap();
         assert_eq!(edu.irq_status().unwrap().0, 0);
     }
@@ -199,11 +180,7 @@ fn no_interrupt_times_out() {
     let err = uio.wait_irq(Some(Duration::from_millis(200))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert!(t.elapsed() >= Duration::from_millis(190));
-    assert!(
-        err.to_string()
-            .starts_with("wait for interrupt on /dev/uio"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("wait for interrupt on /dev/uio"), "{err}");
 }
 
 #[test]
@@ -212,42 +189,19 @@ fn bounds_and_width_errors_on_the_device() {
     let regs = uio().map(0).unwrap();
     let e = regs.read_u8(0x00).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WidthNotAllowed);
-    assert!(
-        e.to_string()
-            .contains("edu accepts only 32-bit accesses at 0x0"),
-        "{e}"
-    );
-    assert_eq!(
-        regs.read_u16(0x04).unwrap_err().kind(),
-        ErrorKind::WidthNotAllowed
-    );
-    assert_eq!(
-        regs.write_u64(0x08, 1).unwrap_err().kind(),
-        ErrorKind::WidthNotAllowed
-    );
-    assert_eq!(
-        regs.read_u32(0x02).unwrap_err().kind(),
-        ErrorKind::Misaligned
-    );
+    assert!(e.to_string().contains("edu accepts only 32-bit accesses at 0x0"), "{e}");
+    assert_eq!(regs.read_u16(0x04).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
+    assert_eq!(regs.write_u64(0x08, 1).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
+    assert_eq!(regs.read_u32(0x02).unwrap_err().kind(), ErrorKind::Misaligned);
     let e = regs.read_u32(0x10_0000).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OutOfBounds);
     assert_eq!(e.range(), Some((0x10_0000, 4)));
-    assert!(
-        e.to_string()
-            .starts_with("read of /dev/uio0 map0 [offset 0x100000, len 0x4] failed"),
-        "{e}"
-    );
-    assert_eq!(
-        regs.read_u64(0x10_0000 - 4).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
+    assert!(e.to_string().starts_with("read of /dev/uio0 map0 [offset 0x100000, len 0x4] failed"), "{e}");
+    assert_eq!(regs.read_u64(0x10_0000 - 4).unwrap_err().kind(), ErrorKind::OutOfBounds);
     // 64-bit accesses are fine on the DMA registers.
     regs.write_u64(0x80, 0x1_2345_6780).unwrap();
     assert_eq!(regs.read_u64(0x80).unwrap(), 0x1_2345_6780);
-    assert_eq!(
-        regs.read(0x88, Width::W32).unwrap(),
-        regs.read_u64(0x88).unwrap() & 0xffff_ffff
-    );
+    assert_eq!(regs.read(0x88, Width::W32).unwrap(), regs.read_u64(0x88).unwrap() & 0xffff_ffff);
     // The refused accesses did not disturb the device.
     assert_eq!(regs.read_u32(0x00).unwrap(), IDENT);
 }
@@ -261,10 +215,7 @@ fn config_space_identifies_the_device() {
     assert_eq!(pci.config_read_u32(0x00).unwrap(), 0x11e8_1234);
     assert_eq!(pci.driver().as_deref(), Some("uio_pci_generic"));
     let bar0 = pci.config_read_u32(0x10).unwrap() & !0xf;
-    assert_eq!(
-        u64::from(bar0),
-        pci.resources().unwrap()[0].start & 0xffff_fff0
-    );
+    assert_eq!(u64::from(bar0), pci.resources().unwrap()[0].start & 0xffff_fff0);
 }
 
 /// 1M register reads through the typed API vs a raw volatile loop, interleaved in rounds;
@@ -301,9 +252,6 @@ fn bench_typed_reads_cost_what_raw_reads_cost() {
     };
     let (typed, raw) = (median(&mut typed_ns), median(&mut raw_ns));
     let ratio = typed / raw;
-    println!(
-        "bench: typed {typed:.1} ns/read, raw {raw:.1} ns/read, ratio {ratio:.3} ({} reads each)",
-        ROUNDS * READS
-    );
+    println!("bench: typed {typed:.1} ns/read, raw {raw:.1} ns/read, ratio {ratio:.3} ({} reads each)", ROUNDS * READS);
     assert!(ratio <= 1.05, "typed reads cost {ratio:.3}x raw reads");
 }

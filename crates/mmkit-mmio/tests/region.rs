@@ -31,10 +31,7 @@ fn reads_and_writes_reach_the_backing() {
     drop(region);
     let bytes = std::fs::read(file.path()).unwrap();
     assert_eq!(&bytes[page..page + 4], &0xdead_beef_u32.to_le_bytes());
-    assert_eq!(
-        &bytes[page + 8..page + 16],
-        &0x1122_3344_5566_7788_u64.to_le_bytes()
-    );
+    assert_eq!(&bytes[page + 8..page + 16], &0x1122_3344_5566_7788_u64.to_le_bytes());
 }
 
 #[test]
@@ -46,20 +43,11 @@ fn a_window_inside_a_page_starts_at_the_address() {
     assert_eq!(region.physical_address(), Some(0x10));
     assert_eq!(region.read_u8(0).unwrap(), 0x10);
     assert_eq!(region.read_u8(0x1f).unwrap(), 0x2f);
-    assert_eq!(
-        region.read_u8(0x20).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
+    assert_eq!(region.read_u8(0x20).unwrap_err().kind(), ErrorKind::OutOfBounds);
     // Straddling a page boundary maps two pages.
     let region = mem.map(page as u64 - 4, 8).unwrap();
-    assert_eq!(
-        region.read_u64(0).unwrap_err().kind(),
-        ErrorKind::Misaligned
-    );
-    assert_eq!(
-        region.read_u32(4).unwrap(),
-        u32::from_le_bytes([0, 1, 2, 3])
-    );
+    assert_eq!(region.read_u64(0).unwrap_err().kind(), ErrorKind::Misaligned);
+    assert_eq!(region.read_u32(4).unwrap(), u32::from_le_bytes([0, 1, 2, 3]));
 }
 
 #[test]
@@ -73,33 +61,14 @@ fn checks_refuse_before_touching_memory() {
     assert_eq!(err.path(), Some(file.path()));
     assert_eq!(err.range(), Some((0x100, 4)));
     assert!(
-        err.to_string().starts_with(&format!(
-            "read of {} [offset 0x100, len 0x4] failed",
-            file.path().display()
-        )),
+        err.to_string().starts_with(&format!("read of {} [offset 0x100, len 0x4] failed", file.path().display())),
         "{err}"
     );
-    assert_eq!(
-        region.read_u32(usize::MAX - 1).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
-    assert_eq!(
-        region.write_u16(0x3, 1).unwrap_err().kind(),
-        ErrorKind::Misaligned
-    );
-    assert_eq!(
-        region.write(0, Width::W8, 0x100).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
-    region.set_rules(
-        AccessRules::any()
-            .named("dev")
-            .allow(0..0x40, Widths::only(Width::W32)),
-    );
-    assert_eq!(
-        region.read_u8(0x3c).unwrap_err().kind(),
-        ErrorKind::WidthNotAllowed
-    );
+    assert_eq!(region.read_u32(usize::MAX - 1).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(region.write_u16(0x3, 1).unwrap_err().kind(), ErrorKind::Misaligned);
+    assert_eq!(region.write(0, Width::W8, 0x100).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    region.set_rules(AccessRules::any().named("dev").allow(0..0x40, Widths::only(Width::W32)));
+    assert_eq!(region.read_u8(0x3c).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
     assert_eq!(region.read_u8(0x40).unwrap(), 0x40);
     // Nothing was written by the refused accesses.
     drop(region);
@@ -125,25 +94,12 @@ fn mapping_errors_name_the_file_and_range() {
     let err = mem.map(0, 16).unwrap_err();
     assert_eq!(err.operation(), "mmap");
     assert!(err.errno().is_some(), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with("mmap of /proc/self/status [offset 0x0, len 0x"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("mmap of /proc/self/status [offset 0x0, len 0x"), "{err}");
     let err = PhysicalMemory::open_path(std::path::Path::new("/nonexistent/mem")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_eq!(
-        err.to_string(),
-        "open of /nonexistent/mem failed: No such file or directory (ENOENT)"
-    );
+    assert_eq!(err.to_string(), "open of /nonexistent/mem failed: No such file or directory (ENOENT)");
     let file = backing(16);
     let mem = PhysicalMemory::open_path(file.path()).unwrap();
-    assert_eq!(
-        mem.map(0, 0).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
-    assert_eq!(
-        mem.map(u64::MAX - 2, 8).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
+    assert_eq!(mem.map(0, 0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(mem.map(u64::MAX - 2, 8).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }

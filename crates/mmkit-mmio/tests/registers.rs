@@ -1,8 +1,8 @@
 //! Typed registers: access markers, bit fields, side effects, layout checks (host).
 
 use mmkit_mmio::{
-    bitfields, register_block, DeviceModel, ErrorKind, FakeRegisters, ReadOnly, ReadWrite,
-    Registers, SideEffects, Store, Width, WriteOnly,
+    bitfields, register_block, DeviceModel, ErrorKind, FakeRegisters, ReadOnly, ReadWrite, Registers, SideEffects,
+    Store, Width, WriteOnly,
 };
 
 bitfields! {
@@ -65,19 +65,9 @@ fn fields_get_set_modify() {
     block.control().set(Control::ENABLE, 1).unwrap();
     assert_eq!(block.registers().read_u16(0x8).unwrap(), 0x51);
     assert_eq!(block.control().get(Control::MODE).unwrap(), 5);
-    block
-        .control()
-        .modify(|c| c.with(Control::MODE, 2).with(Control::TOP, 1))
-        .unwrap();
+    block.control().modify(|c| c.with(Control::MODE, 2).with(Control::TOP, 1)).unwrap();
     let c = block.control().read().unwrap();
-    assert_eq!(
-        (
-            c.get(Control::ENABLE),
-            c.get(Control::MODE),
-            c.get(Control::TOP)
-        ),
-        (1, 2, 1)
-    );
+    assert_eq!((c.get(Control::ENABLE), c.get(Control::MODE), c.get(Control::TOP)), (1, 2, 1));
     assert_eq!(c.0, 0x8021);
     // A value wider than the field is refused, not truncated into neighbours.
     let err = block.control().set(Control::MODE, 8).unwrap_err();
@@ -98,32 +88,12 @@ fn side_effect_reads_happen_only_when_asked() {
     assert_eq!(block.fifo().read().unwrap(), 1);
     assert_eq!(block.fifo().read().unwrap(), 2);
     // dump skips the FIFO, the events register and the write-only doorbell.
-    let dumped: Vec<_> = block
-        .dump()
-        .unwrap()
-        .iter()
-        .map(|d| (d.info.name, d.info.width))
-        .collect();
-    assert_eq!(
-        dumped,
-        [
-            ("id", Width::W32),
-            ("control", Width::W16),
-            ("counter", Width::W64)
-        ]
-    );
-    assert_eq!(
-        block.fifo().read().unwrap(),
-        3,
-        "dump must not have popped the FIFO"
-    );
+    let dumped: Vec<_> = block.dump().unwrap().iter().map(|d| (d.info.name, d.info.width)).collect();
+    assert_eq!(dumped, [("id", Width::W32), ("control", Width::W16), ("counter", Width::W64)]);
+    assert_eq!(block.fifo().read().unwrap(), 3, "dump must not have popped the FIFO");
     fake.write_u32(0x18, 0x5).unwrap();
     block.dump().unwrap();
-    assert_eq!(
-        block.events().read().unwrap(),
-        0x5,
-        "dump must not have cleared the events"
-    );
+    assert_eq!(block.events().read().unwrap(), 0x5, "dump must not have cleared the events");
     assert_eq!(block.events().read().unwrap(), 0);
 }
 
@@ -134,10 +104,7 @@ fn layout_is_listed_and_checked() {
     let fifo = layout.iter().find(|r| r.name == "fifo").unwrap();
     assert!(fifo.readable && !fifo.writable && fifo.read_side_effects);
     let doorbell = layout.iter().find(|r| r.name == "doorbell").unwrap();
-    assert_eq!(
-        (doorbell.offset, doorbell.width, doorbell.readable),
-        (0xa, Width::W8, false)
-    );
+    assert_eq!((doorbell.offset, doorbell.width, doorbell.readable), (0xa, Width::W8, false));
     // 0x18 + 4 = 0x1c bytes needed.
     assert!(Block::new(FakeRegisters::new(0x1c)).is_ok());
     let err = Block::new(FakeRegisters::new(0x1b)).unwrap_err();
