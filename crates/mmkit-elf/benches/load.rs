@@ -1,6 +1,12 @@
 //! open + two symbol lookups + close: mmkit-elf vs glibc `dlopen(RTLD_NOW)`/`dlsym`/`dlclose`,
 //! interleaved in one criterion group, for a small fixture and the system `libz.so.1`.
 //!
+//! Before the timed group it prints, for each library, the pages of its `PT_LOAD` ranges right
+//! after loading (open + the two lookups): `resident` = in memory per `mincore` (page cache
+//! included) and `present` = mapped in this process's page tables per `/proc/self/pagemap`,
+//! for mmkit's copy ([`mmkit_elf::Library::segments`]) and glibc's copy (ranges from
+//! `dl_iterate_phdr`, counted the same way).
+//!
 //! Run: `cargo bench -p mmkit-elf --bench load`. Needs gcc (the fixture is compiled here).
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -43,6 +49,90 @@ fn glibc_cycle(path: &CString, a: &CString, b: &CString) -> usize {
     }
 }
 
+/// `(resident, present, total)` pages of run-time ranges `[start, end)`.
+fn count_pages(ranges: &[(u64, u64)]) -> (u64, u64, u64) {
+    use std::os::unix::fs::FileExt;
+    let page = mmkit_elf::page_size();
+    let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
+    let (mut resident, mut present, mut total) = (0, 0, 0);
+    for &(s, e) in ranges {
+        let (s, e) = (s & !(page - 1), e.div_ceil(page) * page);
+        let n = ((e - s) / page) as usize;
+        total += n as u64;
+        let mut vec = vec![0u8; n];
+        // SAFETY: the range is mapped (a loaded library's PT_LOAD pages); mincore writes `vec`.
+        if unsafe { libc::mincore(s as *mut libc::c_void, (e - s) as usize, vec.as_mut_ptr()) } == 0 {
+            resident += vec.iter().filter(|&&b| b & 1 != 0).count() as u64;
+        }
+        if let Some(f) = &pagemap {
+            let mut buf = vec![0u8; n * 8];
+            if f.read_exact_at(&mut buf, s / page * 8).is_ok() {
+                present += buf.chunks_exact(8).filter(|c| c[7] & 0x80 != 0).count() as u64;
+            }
+        }
+    }
+    (resident, present, total)
+}
+
+/// `PT_LOAD` ranges of the object glibc loaded from `path`.
+fn glibc_ranges(path: &CString) -> Vec<(u64, u64)> {
+    struct Find<'a>(&'a CString, Vec<(u64, u64)>);
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Find` below.
+        unsafe {
+            let find = &mut *data.cast::<Find>();
+            let info = &*info;
+            if info.dlpi_name.is_null() || std::ffi::CStr::from_ptr(info.dlpi_name) != find.0.as_c_str() {
+                return 0;
+            }
+            for i in 0..info.dlpi_phnum as usize {
+                let ph = &*info.dlpi_phdr.add(i);
+                if ph.p_type == libc::PT_LOAD {
+                    let s = info.dlpi_addr + ph.p_vaddr;
+                    find.1.push((s, s + ph.p_memsz));
+                }
+            }
+        }
+        0
+    }
+    let mut find = Find(path, Vec::new());
+    // SAFETY: the callback only reads glibc's info and writes `find`.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut find as *mut Find).cast()) };
+    find.1
+}
+
+/// Prints resident/present pages after load for mmkit's and glibc's copies.
+fn residency(path: &Path, a: &str, b: &str) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    // SAFETY: trusted fixture / system library.
+    let lib = unsafe { mmkit_elf::Library::open(path) }.unwrap();
+    let _ = (lib.address_of(a).unwrap(), lib.address_of(b).unwrap());
+    let segs = lib.segments().unwrap();
+    let ranges: Vec<(u64, u64)> = segs
+        .iter()
+        .filter(|m| !matches!(m.kind, mmkit_elf::MappingKind::Gap))
+        .map(|m| (m.start, m.start + m.len))
+        .collect();
+    let (mr, mp, mt) = count_pages(&ranges);
+    drop(lib);
+    let cp = CString::new(path.to_str().unwrap()).unwrap();
+    let (ca, cb) = (CString::new(a).unwrap(), CString::new(b).unwrap());
+    // SAFETY: as in glibc_cycle; closed below.
+    let (gr, gp, gt) = unsafe {
+        let h = libc::dlopen(cp.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        assert!(!h.is_null());
+        let _ = (libc::dlsym(h, ca.as_ptr()), libc::dlsym(h, cb.as_ptr()));
+        let counted = count_pages(&glibc_ranges(&cp));
+        libc::dlclose(h);
+        counted
+    };
+    println!(
+        "resident after load, {name}: mmkit {mr}/{mt} resident (mincore), {mp} present (pagemap); \
+         glibc {gr}/{gt} resident, {gp} present; present ratio {:.2}",
+        mp as f64 / gp.max(1) as f64
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let mut cases = vec![(fixture(), "fx_add", "fx_counter")];
     for p in ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"] {
@@ -51,22 +141,19 @@ fn bench(c: &mut Criterion) {
             break;
         }
     }
+    for (path, a, b) in &cases {
+        let _warm = std::fs::read(path).unwrap();
+        residency(path, a, b);
+    }
     let mut group = c.benchmark_group("open_lookup2_close");
     for (path, a, b) in &cases {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let (cp, ca, cb) = (
-            CString::new(path.to_str().unwrap()).unwrap(),
-            CString::new(*a).unwrap(),
-            CString::new(*b).unwrap(),
-        );
+        let (cp, ca, cb) =
+            (CString::new(path.to_str().unwrap()).unwrap(), CString::new(*a).unwrap(), CString::new(*b).unwrap());
         // Keep the file in the page cache for both.
         let _warm = std::fs::read(path).unwrap();
-        group.bench_function(format!("mmkit/{name}"), |bn| {
-            bn.iter(|| mmkit_cycle(path, a, b))
-        });
-        group.bench_function(format!("glibc/{name}"), |bn| {
-            bn.iter(|| glibc_cycle(&cp, &ca, &cb))
-        });
+        group.bench_function(format!("mmkit/{name}"), |bn| bn.iter(|| mmkit_cycle(path, a, b)));
+        group.bench_function(format!("glibc/{name}"), |bn| bn.iter(|| glibc_cycle(&cp, &ca, &cb)));
     }
     group.finish();
 }

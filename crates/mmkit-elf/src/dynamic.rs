@@ -6,9 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::executor::Image;
 use crate::plan::Plan;
 use object::elf;
-use object::pod;
 use object::LittleEndian as LE;
-use std::collections::HashMap;
 
 /// Upper bound on any one table the loader copies (64 MiB): larger is malformed.
 const MAX_TABLE: u64 = 64 << 20;
@@ -74,11 +72,12 @@ pub(crate) struct SysvHash {
 }
 
 /// What a version index (`DT_VERSYM`) means.
-#[derive(Debug, Clone)]
+/// Names are offsets into `.dynstr`, checked (terminated, UTF-8) when the table is read.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Version {
-    pub name: String,
+    name: u32,
     /// For versions this library needs (`DT_VERNEED`): the library that provides it.
-    pub file: Option<String>,
+    file: Option<u32>,
 }
 
 /// The parsed dynamic section.
@@ -92,7 +91,8 @@ pub(crate) struct Dynamic {
     pub gnu_hash: Option<GnuHash>,
     pub sysv_hash: Option<SysvHash>,
     pub versym: Vec<u16>,
-    pub versions: HashMap<u16, Version>,
+    /// Indexed by version index (`DT_VERSYM` values without the hidden bit).
+    pub versions: Vec<Option<Version>>,
     pub rela: Vec<Rela>,
     pub jmprel: Vec<Rela>,
     pub relr: Vec<u64>,
@@ -106,23 +106,49 @@ pub(crate) struct Dynamic {
 impl Dynamic {
     /// The NUL-terminated string at `off` in `.dynstr`.
     pub fn str_at(&self, off: u32) -> Result<&str> {
-        let bytes = self
-            .strtab
-            .get(off as usize..)
-            .ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
-        let end = bytes
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| bad("unterminated string".into()))?;
+        let bytes =
+            self.strtab.get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
+        let end = bytes.iter().position(|&b| b == 0).ok_or_else(|| bad("unterminated string".into()))?;
         std::str::from_utf8(&bytes[..end]).map_err(|_| bad("string is not UTF-8".into()))
+    }
+
+    /// The NUL-terminated string at `off` in `.dynstr`, as a C string (no copy, no UTF-8
+    /// check: what `dlsym` takes).
+    pub fn cstr_at(&self, off: u32) -> Result<&std::ffi::CStr> {
+        let bytes =
+            self.strtab.get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
+        std::ffi::CStr::from_bytes_until_nul(bytes).map_err(|_| bad("unterminated string".into()))
+    }
+
+    /// The raw bytes of the string at `off` (without the NUL); `None` if out of range.
+    pub fn bytes_at(&self, off: u32) -> Option<&[u8]> {
+        self.cstr_at(off).ok().map(std::ffi::CStr::to_bytes)
+    }
+
+    /// A version's name (checked when the version table was read).
+    pub fn version_name(&self, v: &Version) -> &str {
+        self.str_at(v.name).unwrap_or_default()
+    }
+
+    /// A version's name as a C string (for `dlvsym`).
+    pub fn version_cname(&self, v: &Version) -> &std::ffi::CStr {
+        self.cstr_at(v.name).unwrap_or_default()
+    }
+
+    /// For a needed version: the library `DT_VERNEED` names as its provider.
+    pub fn version_file(&self, v: &Version) -> Option<&str> {
+        v.file.and_then(|f| self.str_at(f).ok())
+    }
+
+    /// Name of symbol `index`, as a C string.
+    pub fn sym_cname(&self, index: u32) -> Result<&std::ffi::CStr> {
+        let sym = self.syms.get(index as usize).ok_or_else(|| bad(format!("symbol {index} out of range")))?;
+        self.cstr_at(sym.name)
     }
 
     /// Name of symbol `index`.
     pub fn sym_name(&self, index: u32) -> Result<&str> {
-        let sym = self
-            .syms
-            .get(index as usize)
-            .ok_or_else(|| bad(format!("symbol {index} out of range")))?;
+        let sym = self.syms.get(index as usize).ok_or_else(|| bad(format!("symbol {index} out of range")))?;
         self.str_at(sym.name)
     }
 
@@ -134,10 +160,8 @@ impl Dynamic {
         if dyn_size > MAX_TABLE {
             return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
         }
-        let raw = image.read(dyn_vaddr, dyn_size - dyn_size % 16)?;
-        let (entries, _) = pod::slice_from_bytes::<elf::Dyn64<LE>>(&raw, raw.len() / 16)
-            .map_err(|()| bad("unreadable dynamic section".into()))?;
-        let mut tags: HashMap<u32, u64> = HashMap::new();
+        let entries = image.read_pods(dyn_vaddr, dyn_size / 16, |d: elf::Dyn64<LE>| d)?;
+        let mut tags = Tags::default();
         let mut needed_offs = Vec::new();
         let mut flags = 0u64;
         for d in entries {
@@ -147,12 +171,10 @@ impl Dynamic {
                 elf::DT_NULL => break,
                 elf::DT_NEEDED => needed_offs.push(val),
                 elf::DT_FLAGS => flags = val,
-                _ => {
-                    tags.insert(tag, val);
-                }
+                _ => tags.insert(tag, val),
             }
         }
-        let get = |t: u32| tags.get(&t).copied();
+        let get = |t: u32| tags.get(t);
         let mut dy = Dynamic {
             textrel: get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0,
             ..Dynamic::default()
@@ -178,12 +200,7 @@ impl Dynamic {
             dy.soname = Some(dy.str_at(off as u32)?.to_owned());
         }
         if let Some(off) = get(elf::DT_RUNPATH).or(get(elf::DT_RPATH)) {
-            dy.runpath = dy
-                .str_at(off as u32)?
-                .split(':')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
+            dy.runpath = dy.str_at(off as u32)?.split(':').filter(|s| !s.is_empty()).map(str::to_owned).collect();
         }
         // Hash tables tell how many symbols there are.
         if let Some(addr) = get(elf::DT_GNU_HASH) {
@@ -206,26 +223,17 @@ impl Dynamic {
                 .checked_mul(24)
                 .filter(|&l| l <= MAX_TABLE)
                 .ok_or_else(|| bad("symbol table too large".into()))?;
-            let raw = image.read(symtab, len)?;
-            let (syms, _) = pod::slice_from_bytes::<elf::Sym64<LE>>(&raw, nsyms as usize)
-                .map_err(|()| bad("unreadable symbol table".into()))?;
-            dy.syms = syms
-                .iter()
-                .map(|s| Sym {
-                    name: s.st_name.get(LE),
-                    info: s.st_info,
-                    other: s.st_other,
-                    shndx: s.st_shndx.get(LE),
-                    value: s.st_value.get(LE),
-                })
-                .collect();
+            debug_assert_eq!(len, nsyms * 24);
+            dy.syms = image.read_pods(symtab, nsyms, |s: elf::Sym64<LE>| Sym {
+                name: s.st_name.get(LE),
+                info: s.st_info,
+                other: s.st_other,
+                shndx: s.st_shndx.get(LE),
+                value: s.st_value.get(LE),
+            })?;
         }
         if let Some(addr) = get(elf::DT_VERSYM) {
-            let raw = image.read(addr, nsyms * 2)?;
-            dy.versym = raw
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
+            dy.versym = image.read_pods(addr, nsyms, u16::from_le_bytes)?;
         }
         if let (Some(addr), Some(num)) = (get(elf::DT_VERDEF), get(elf::DT_VERDEFNUM)) {
             read_verdef(image, &mut dy, addr, num)?;
@@ -258,11 +266,7 @@ impl Dynamic {
             if size > MAX_TABLE || size % 8 != 0 {
                 return Err(bad(format!("DT_RELRSZ {size:#x}")));
             }
-            let raw = image.read(addr, size)?;
-            dy.relr = raw
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect();
+            dy.relr = image.read_pods(addr, size / 8, u64::from_le_bytes)?;
         }
         dy.init = get(elf::DT_INIT);
         dy.fini = get(elf::DT_FINI);
@@ -284,7 +288,7 @@ impl Dynamic {
         if idx <= 1 {
             return None;
         }
-        self.versions.get(&idx).map(|ver| (ver, hidden))
+        self.versions.get(usize::from(idx))?.as_ref().map(|ver| (ver, hidden))
     }
 }
 
@@ -292,55 +296,38 @@ fn read_rela(image: &Image, addr: u64, size: u64) -> Result<Vec<Rela>> {
     if size > MAX_TABLE || size % 24 != 0 {
         return Err(bad(format!("relocation table size {size:#x}")));
     }
-    let raw = image.read(addr, size)?;
-    let (relas, _) = pod::slice_from_bytes::<elf::Rela64<LE>>(&raw, (size / 24) as usize)
-        .map_err(|()| bad("unreadable relocation table".into()))?;
-    Ok(relas
-        .iter()
-        .map(|r| {
-            let info = r.r_info.get(LE);
-            Rela {
-                offset: r.r_offset.get(LE),
-                r_type: (info & 0xffff_ffff) as u32,
-                sym: (info >> 32) as u32,
-                addend: r.r_addend.get(LE),
-            }
-        })
-        .collect())
-}
-
-fn u32s(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    image.read_pods(addr, size / 24, |r: elf::Rela64<LE>| {
+        let info = r.r_info.get(LE);
+        Rela {
+            offset: r.r_offset.get(LE),
+            r_type: (info & 0xffff_ffff) as u32,
+            sym: (info >> 32) as u32,
+            addend: r.r_addend.get(LE),
+        }
+    })
 }
 
 fn read_sysv_hash(image: &Image, addr: u64) -> Result<SysvHash> {
-    let head = u32s(&image.read(addr, 8)?);
+    let head: [u32; 2] = image.read_pod::<[[u8; 4]; 2]>(addr)?.map(u32::from_le_bytes);
     let (nbucket, nchain) = (u64::from(head[0]), u64::from(head[1]));
     if (nbucket + nchain) * 4 > MAX_TABLE {
         return Err(bad("DT_HASH too large".into()));
     }
-    let buckets = u32s(&image.read(addr + 8, nbucket * 4)?);
-    let chains = u32s(&image.read(addr + 8 + nbucket * 4, nchain * 4)?);
+    let buckets = image.read_pods(addr + 8, nbucket, u32::from_le_bytes)?;
+    let chains = image.read_pods(addr + 8 + nbucket * 4, nchain, u32::from_le_bytes)?;
     Ok(SysvHash { buckets, chains })
 }
 
 fn read_gnu_hash(image: &Image, addr: u64) -> Result<GnuHash> {
-    let head = u32s(&image.read(addr, 16)?);
+    let head: [u32; 4] = image.read_pod::<[[u8; 4]; 4]>(addr)?.map(u32::from_le_bytes);
     let (nbuckets, symoffset, bloom_size, bloom_shift) = (head[0], head[1], head[2], head[3]);
     if u64::from(nbuckets) * 4 > MAX_TABLE || u64::from(bloom_size) * 8 > MAX_TABLE {
         return Err(bad("DT_GNU_HASH too large".into()));
     }
     let bloom_at = addr + 16;
-    let bloom: Vec<u64> = image
-        .read(bloom_at, u64::from(bloom_size) * 8)?
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect();
+    let bloom: Vec<u64> = image.read_pods(bloom_at, u64::from(bloom_size), u64::from_le_bytes)?;
     let buckets_at = bloom_at + u64::from(bloom_size) * 8;
-    let buckets = u32s(&image.read(buckets_at, u64::from(nbuckets) * 4)?);
+    let buckets = image.read_pods(buckets_at, u64::from(nbuckets), u32::from_le_bytes)?;
     let chains_at = buckets_at + u64::from(nbuckets) * 4;
     // The chain array has no stored length: walk from the last bucket to a chain end.
     let mut nchains = 0u64;
@@ -348,7 +335,7 @@ fn read_gnu_hash(image: &Image, addr: u64) -> Result<GnuHash> {
         if max >= symoffset {
             let mut i = u64::from(max - symoffset);
             loop {
-                let v = u32s(&image.read(chains_at + i * 4, 4)?)[0];
+                let v = u32::from_le_bytes(image.read_pod::<[u8; 4]>(chains_at + i * 4)?);
                 i += 1;
                 if v & 1 != 0 || i * 4 > MAX_TABLE {
                     break;
@@ -357,35 +344,24 @@ fn read_gnu_hash(image: &Image, addr: u64) -> Result<GnuHash> {
             nchains = i;
         }
     }
-    let chains = u32s(&image.read(chains_at, nchains * 4)?);
+    let chains = image.read_pods(chains_at, nchains, u32::from_le_bytes)?;
     if bloom_size == 0 || !bloom_size.is_power_of_two() {
-        return Err(bad(format!(
-            "DT_GNU_HASH bloom size {bloom_size} is not a power of two"
-        )));
+        return Err(bad(format!("DT_GNU_HASH bloom size {bloom_size} is not a power of two")));
     }
-    Ok(GnuHash {
-        symoffset,
-        bloom_shift,
-        bloom,
-        buckets,
-        chains,
-    })
+    Ok(GnuHash { symoffset, bloom_shift, bloom, buckets, chains })
 }
 
 fn read_verdef(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
     let mut at = addr;
     for _ in 0..num.min(65535) {
-        let raw = image.read(at, 20)?;
-        let (vd, _) =
-            pod::from_bytes::<elf::Verdef<LE>>(&raw).map_err(|()| bad("verdef".into()))?;
+        let vd = image.read_pod::<elf::Verdef<LE>>(at)?;
         let idx = vd.vd_ndx.get(LE);
         let aux = vd.vd_aux.get(LE);
-        let raw = image.read(at + u64::from(aux), 8)?;
-        let (va, _) =
-            pod::from_bytes::<elf::Verdaux<LE>>(&raw).map_err(|()| bad("verdaux".into()))?;
-        let name = dy.str_at(va.vda_name.get(LE))?.to_owned();
+        let va = image.read_pod::<elf::Verdaux<LE>>(at + u64::from(aux))?;
         if vd.vd_flags.get(LE) & elf::VER_FLG_BASE == 0 {
-            dy.versions.insert(idx, Version { name, file: None });
+            let name = va.vda_name.get(LE);
+            dy.str_at(name)?;
+            set_version(dy, idx, Version { name, file: None });
         }
         let next = vd.vd_next.get(LE);
         if next == 0 {
@@ -396,26 +372,59 @@ fn read_verdef(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<(
     Ok(())
 }
 
+/// Records version index `idx` (the hidden bit is not part of an index).
+fn set_version(dy: &mut Dynamic, idx: u16, v: Version) {
+    let i = usize::from(idx & 0x7fff);
+    if dy.versions.len() <= i {
+        dy.versions.resize_with(i + 1, || None);
+    }
+    dy.versions[i] = Some(v);
+}
+
+/// The dynamic tags seen once each (`DT_NEEDED` and `DT_FLAGS` are kept apart): the standard
+/// ones in an array, the few OS-specific ones (versions, GNU hash) in a short list.
+struct Tags {
+    low: [Option<u64>; 64],
+    high: Vec<(u32, u64)>,
+}
+
+impl Default for Tags {
+    fn default() -> Tags {
+        Tags { low: [None; 64], high: Vec::new() }
+    }
+}
+
+impl Tags {
+    fn insert(&mut self, tag: u32, val: u64) {
+        match self.low.get_mut(tag as usize) {
+            Some(slot) => *slot = Some(val),
+            None => match self.high.iter_mut().find(|(t, _)| *t == tag) {
+                Some(e) => e.1 = val,
+                None => self.high.push((tag, val)),
+            },
+        }
+    }
+
+    fn get(&self, tag: u32) -> Option<u64> {
+        match self.low.get(tag as usize) {
+            Some(v) => *v,
+            None => self.high.iter().find(|(t, _)| *t == tag).map(|&(_, v)| v),
+        }
+    }
+}
+
 fn read_verneed(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
     let mut at = addr;
     for _ in 0..num.min(65535) {
-        let raw = image.read(at, 16)?;
-        let (vn, _) =
-            pod::from_bytes::<elf::Verneed<LE>>(&raw).map_err(|()| bad("verneed".into()))?;
-        let file = dy.str_at(vn.vn_file.get(LE))?.to_owned();
+        let vn = image.read_pod::<elf::Verneed<LE>>(at)?;
+        let file = vn.vn_file.get(LE);
+        dy.str_at(file)?;
         let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
         for _ in 0..vn.vn_cnt.get(LE) {
-            let raw = image.read(aux_at, 16)?;
-            let (va, _) =
-                pod::from_bytes::<elf::Vernaux<LE>>(&raw).map_err(|()| bad("vernaux".into()))?;
-            let name = dy.str_at(va.vna_name.get(LE))?.to_owned();
-            dy.versions.insert(
-                va.vna_other.get(LE),
-                Version {
-                    name,
-                    file: Some(file.clone()),
-                },
-            );
+            let va = image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
+            let name = va.vna_name.get(LE);
+            dy.str_at(name)?;
+            set_version(dy, va.vna_other.get(LE), Version { name, file: Some(file) });
             let next = va.vna_next.get(LE);
             if next == 0 {
                 break;

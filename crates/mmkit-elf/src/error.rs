@@ -83,25 +83,11 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, op: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error {
-            kind,
-            op: op.into(),
-            path: None,
-            range: None,
-            errno: None,
-            detail: detail.into(),
-        }
+        Error { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }
     }
 
     pub(crate) fn io(op: impl Into<String>, errno: rustix::io::Errno) -> Self {
-        Error {
-            kind: ErrorKind::Io,
-            op: op.into(),
-            path: None,
-            range: None,
-            errno: Some(errno),
-            detail: String::new(),
-        }
+        Error { kind: ErrorKind::Io, op: op.into(), path: None, range: None, errno: Some(errno), detail: String::new() }
     }
 
     pub(crate) fn from_std_io(op: impl Into<String>, err: &std::io::Error) -> Self {
@@ -225,9 +211,7 @@ mod tests {
 
     #[test]
     fn message_names_operation_path_range_and_errno() {
-        let e = Error::io("mmap", rustix::io::Errno::ACCESS)
-            .with_range(0x1000, 0x3000)
-            .with_path("/data/app.apk");
+        let e = Error::io("mmap", rustix::io::Errno::ACCESS).with_range(0x1000, 0x3000).with_path("/data/app.apk");
         assert_eq!(
             e.to_string(),
             "mmap of /data/app.apk [offset 0x1000, len 0x3000] failed: Permission denied (EACCES)"

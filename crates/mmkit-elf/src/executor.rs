@@ -59,36 +59,43 @@ impl Image {
     pub(crate) fn load(plan: &Plan, src: &OpenSource, name: &str) -> Result<Image> {
         let page = plan.page_size;
         let align = plan.max_align.max(page);
-        let span = usize::try_from(plan.span_len)
-            .map_err(|_| Error::new(ErrorKind::Io, "reserve", "span too large"))?;
+        let span =
+            usize::try_from(plan.span_len).map_err(|_| Error::new(ErrorKind::Io, "reserve", "span too large"))?;
         let extra = (align - page) as usize;
-        let total = span.checked_add(extra).ok_or_else(|| {
-            Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len)
-        })?;
-        // SAFETY: a fresh anonymous PROT_NONE mapping at an address the kernel chooses cannot
-        // alias anything.
-        let raw = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                total,
-                ProtFlags::empty(),
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )
-        }
-        .map_err(|e| Error::io("mmap (reserve)", e).with_range(0, total as u64))?
-            as usize;
-        // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod align).
-        let skew = (plan.span_vaddr as usize).wrapping_sub(raw) & (align as usize - 1);
-        let base = raw + skew;
-        if skew > 0 {
-            // SAFETY: [raw, raw+skew) is the unused head of the reservation made above.
-            let _ = unsafe { rustix::mm::munmap(raw as *mut c_void, skew) };
-        }
-        let tail = extra - skew;
-        if tail > 0 {
-            // SAFETY: [base+span, raw+total) is the unused tail of the reservation made above.
-            let _ = unsafe { rustix::mm::munmap((base + span) as *mut c_void, tail) };
-        }
+        let total = span
+            .checked_add(extra)
+            .ok_or_else(|| Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len))?;
+        // When no alignment beyond the page is needed and the first segment starts the span and
+        // is not writable, the reservation is the first segment itself, mapped over the whole
+        // span (as glibc does): one mmap fewer. The rest of the span is mapped over below and
+        // any holes between segments are turned back into anonymous PROT_NONE pages.
+        let first = plan.segments.first().filter(|f| {
+            extra == 0 && f.map_vaddr == plan.span_vaddr && f.map_file_len > 0 && !f.prot.write && f.bss_len == 0
+        });
+        let (base, first_mapped) = match first {
+            Some(f) => {
+                let offset = src.offset() + f.map_offset;
+                // SAFETY: a fresh private mapping at an address the kernel chooses cannot alias
+                // anything; pages past the segment are replaced before the image is used.
+                let raw = unsafe {
+                    rustix::mm::mmap(
+                        std::ptr::null_mut(),
+                        span,
+                        prot_flags(f.prot),
+                        MapFlags::PRIVATE,
+                        src.fd(),
+                        offset,
+                    )
+                }
+                .map_err(|e| {
+                    Error::io(format!("mmap of segment {}", f.phdr_index), e)
+                        .with_range(offset, plan.span_len)
+                        .with_path(src.label())
+                })? as usize;
+                (raw, true)
+            }
+            None => (Image::reserve(plan, total, align)?, false),
+        };
         let mut image = Image {
             base,
             len: span,
@@ -96,7 +103,11 @@ impl Image {
             ranges: Vec::new(),
             writes_done: false,
         };
-        for seg in &plan.segments {
+        for (i, seg) in plan.segments.iter().enumerate() {
+            if i == 0 && first_mapped {
+                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
+                continue;
+            }
             if seg.map_file_len > 0 {
                 let addr = image.addr(seg.map_vaddr);
                 let offset = src.offset() + seg.map_offset;
@@ -117,9 +128,7 @@ impl Image {
                         .with_range(offset, seg.map_file_len)
                         .with_path(src.label())
                 })?;
-                image
-                    .ranges
-                    .push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
+                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
             }
             if seg.zero_len > 0 {
                 let at = image.addr(seg.vaddr + seg.file_size);
@@ -139,35 +148,86 @@ impl Image {
                     )
                 }
                 .map_err(|e| {
-                    Error::io(format!("mmap of .bss of segment {}", seg.phdr_index), e)
-                        .with_range(addr, seg.bss_len)
+                    Error::io(format!("mmap of .bss of segment {}", seg.phdr_index), e).with_range(addr, seg.bss_len)
                 })?;
                 // SAFETY: the slice covers exactly the anonymous pages just mapped; the kernel
                 // only reads its bounds.
-                let region =
-                    unsafe { std::slice::from_raw_parts(addr as *const u8, seg.bss_len as usize) };
+                let region = unsafe { std::slice::from_raw_parts(addr as *const u8, seg.bss_len as usize) };
                 let vma_name = format!("mmkit .bss {name}");
                 let vma_name: String = vma_name
                     .chars()
-                    .map(|c| {
-                        if c.is_ascii_graphic() && !"[]\\`$".contains(c) {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
+                    .map(|c| if c.is_ascii_graphic() && !"[]\\`$".contains(c) { c } else { '_' })
                     .take(79)
                     .collect();
                 if let Ok(cname) = std::ffi::CString::new(vma_name) {
                     // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL: the name is optional.
                     let _ = rustix::process::set_virtual_memory_region_name(region, Some(&cname));
                 }
-                image
-                    .ranges
-                    .push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
+                image.ranges.push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
             }
         }
+        if first_mapped {
+            image.unmap_holes(plan)?;
+        }
         Ok(image)
+    }
+
+    /// Reserves `total` bytes `PROT_NONE` and trims them to the span, aligned to `align`;
+    /// returns the span's run-time start.
+    fn reserve(plan: &Plan, total: usize, align: u64) -> Result<usize> {
+        let page = plan.page_size;
+        let span = plan.span_len as usize;
+        let extra = (align - page) as usize;
+        // SAFETY: a fresh anonymous PROT_NONE mapping at an address the kernel chooses cannot
+        // alias anything.
+        let raw = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                total,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|e| Error::io("mmap (reserve)", e).with_range(0, total as u64))? as usize;
+        // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod align).
+        let skew = (plan.span_vaddr as usize).wrapping_sub(raw) & (align as usize - 1);
+        let base = raw + skew;
+        if skew > 0 {
+            // SAFETY: [raw, raw+skew) is the unused head of the reservation made above.
+            let _ = unsafe { rustix::mm::munmap(raw as *mut c_void, skew) };
+        }
+        let tail = extra - skew;
+        if tail > 0 {
+            // SAFETY: [base+span, raw+total) is the unused tail of the reservation made above.
+            let _ = unsafe { rustix::mm::munmap((base + span) as *mut c_void, tail) };
+        }
+        Ok(base)
+    }
+
+    /// After the first segment was mapped over the whole span: turns every page of the span
+    /// that no segment covers back into an anonymous `PROT_NONE` hole.
+    fn unmap_holes(&self, plan: &Plan) -> Result<()> {
+        let mut covered: Vec<(u64, u64)> = self.ranges.iter().map(|&(s, e, _)| (s, e)).collect();
+        covered.sort_unstable();
+        let mut at = plan.span_vaddr;
+        let end = plan.span_vaddr + plan.span_len;
+        for (s, e) in covered.into_iter().chain(std::iter::once((end, end))) {
+            if s > at {
+                let addr = self.addr(at);
+                // SAFETY: a hole inside our span (between mapped segments); nothing refers to it.
+                unsafe {
+                    rustix::mm::mmap_anonymous(
+                        addr as *mut c_void,
+                        (s - at) as usize,
+                        ProtFlags::empty(),
+                        MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
+                    )
+                }
+                .map_err(|e| Error::io("mmap (hole)", e).with_range(addr, s - at))?;
+            }
+            at = at.max(e);
+        }
+        Ok(())
     }
 
     /// Run-time address of link-time address `vaddr`.
@@ -189,9 +249,9 @@ impl Image {
     fn check(&self, op: &str, vaddr: u64, len: u64, write: bool) -> Result<()> {
         let end = vaddr.checked_add(len);
         let ok = end.is_some_and(|end| {
-            self.ranges.iter().any(|&(s, e, p)| {
-                vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done))
-            })
+            self.ranges
+                .iter()
+                .any(|&(s, e, p)| vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done)))
         });
         if ok {
             Ok(())
@@ -216,14 +276,43 @@ impl Image {
         self.check("read", vaddr, len, false)?;
         let mut out = vec![0u8; len as usize];
         // SAFETY: checked above to lie in readable pages of this image (type contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.addr(vaddr) as *const u8,
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(self.addr(vaddr) as *const u8, out.as_mut_ptr(), out.len()) };
         Ok(out)
+    }
+
+    /// Copies a plain-data value (an ELF structure) from link-time address `vaddr`.
+    pub(crate) fn read_pod<T: object::pod::Pod>(&self, vaddr: u64) -> Result<T> {
+        self.check("read", vaddr, std::mem::size_of::<T>() as u64, false)?;
+        // SAFETY: checked above to lie in readable pages of this image (type contract); `T` is
+        // plain data (any bit pattern is valid) and the read is unaligned.
+        Ok(unsafe { std::ptr::read_unaligned(self.addr(vaddr) as *const T) })
+    }
+
+    /// Reads `count` consecutive plain-data values at link-time address `vaddr`, converting
+    /// each with `f` (one allocation: the result).
+    pub(crate) fn read_pods<T: object::pod::Pod, U>(
+        &self,
+        vaddr: u64,
+        count: u64,
+        f: impl FnMut(T) -> U,
+    ) -> Result<Vec<U>> {
+        let size = std::mem::size_of::<T>() as u64;
+        let len = count
+            .checked_mul(size)
+            .ok_or_else(|| Error::new(ErrorKind::BadDynamic, "read", "table too large").with_range(vaddr, count))?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.check("read", vaddr, len, false)?;
+        let at = self.addr(vaddr) as usize;
+        Ok((0..count as usize)
+            .map(|i| {
+                // SAFETY: element i lies in the range checked above (type contract); `T` is
+                // plain data and the read is unaligned.
+                unsafe { std::ptr::read_unaligned((at + i * size as usize) as *const T) }
+            })
+            .map(f)
+            .collect())
     }
 
     /// Reads a little-endian u64 at link-time address `vaddr`.
@@ -257,12 +346,9 @@ impl Image {
         };
         let addr = self.addr(start);
         if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
-            return Err(Error::new(
-                ErrorKind::BadDynamic,
-                "mprotect (RELRO)",
-                "outside the span",
-            )
-            .with_range(start, len));
+            return Err(
+                Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span").with_range(start, len)
+            );
         }
         // SAFETY: the RELRO range lies inside our reservation; making pages read-only cannot
         // break Rust aliasing, and the loader holds no references into them.
@@ -282,10 +368,7 @@ impl Image {
         // page; mincore only writes `vec`.
         let rc = unsafe { libc::mincore(addr as *mut c_void, len as usize, vec.as_mut_ptr()) };
         if rc != 0 {
-            return Err(
-                Error::io("mincore", rustix::io::Errno::from_raw_os_error(errno()))
-                    .with_range(addr, len),
-            );
+            return Err(Error::io("mincore", rustix::io::Errno::from_raw_os_error(errno())).with_range(addr, len));
         }
         Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
     }
@@ -302,11 +385,7 @@ impl Image {
             return Ok(());
         }
         let link = addr.wrapping_sub(self.bias);
-        if !self
-            .ranges
-            .iter()
-            .any(|&(s, e, p)| link >= s && link < e && p.exec)
-        {
+        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.exec) {
             return Err(Error::new(
                 ErrorKind::BadDynamic,
                 "run initializer",
@@ -398,18 +477,13 @@ impl Library {
             return Err(Error::new(
                 ErrorKind::SymbolNotFound,
                 format!("symbol {name}"),
-                format!(
-                    "the requested type is {} bytes; symbols are pointer-sized",
-                    std::mem::size_of::<T>()
-                ),
+                format!("the requested type is {} bytes; symbols are pointer-sized", std::mem::size_of::<T>()),
             ));
         }
         let address = match self.find(name, crate::symbols::Want::Default) {
             Some(Target::Addr(a)) => a,
             // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
-            Some(Target::Ifunc(resolver)) => unsafe {
-                crate::relocate::call_ifunc_resolver(resolver)
-            },
+            Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
             Some(Target::Tls { .. }) => {
                 return Err(self.not_found(name, "it is a thread-local variable"));
             }
@@ -418,11 +492,7 @@ impl Library {
         let raw = address as usize;
         // SAFETY: T is pointer-sized (checked above); the caller vouches T is the symbol's type.
         let value = unsafe { std::mem::transmute_copy::<usize, T>(&raw) };
-        Ok(Symbol {
-            value,
-            address,
-            _lib: PhantomData,
-        })
+        Ok(Symbol { value, address, _lib: PhantomData })
     }
 }
 

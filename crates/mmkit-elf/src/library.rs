@@ -12,7 +12,6 @@ use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::symbols::{self, Want};
 use object::elf;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Directories searched for `DT_NEEDED` libraries after the library's own directory,
@@ -27,6 +26,9 @@ pub const SYSTEM_DIRS: &[&str] = &[
     "/usr/local/lib",
 ];
 
+/// Bytes read at the start of a source before planning.
+const FIRST_READ: u64 = 1024;
+
 /// How deep `DT_NEEDED` chains may go before the loader assumes a cycle.
 const MAX_DEPTH: usize = 32;
 
@@ -38,16 +40,12 @@ pub fn page_size() -> u64 {
 /// Reads the ELF header and program headers of an opened source and plans its mappings for
 /// `page_size`-byte pages (no mapping is made).
 pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
-    let head = src.read_at(0, plan::EHDR_SIZE.min(src.len()))?;
-    let need = plan::headers_len(&head)
-        .unwrap_or(plan::EHDR_SIZE)
-        .min(src.len());
+    // One read usually covers the header and the program header table (glibc reads 832
+    // bytes for the same reason); a second one follows only for unusual layouts.
+    let head = src.read_at(0, FIRST_READ.min(src.len()))?;
+    let need = plan::headers_len(&head).unwrap_or(plan::EHDR_SIZE).min(src.len());
     let need = need.min(plan::EHDR_SIZE + plan::MAX_PHNUM * plan::PHDR_SIZE + (1 << 20));
-    let bytes = if need > head.len() as u64 {
-        src.read_at(0, need)?
-    } else {
-        head
-    };
+    let bytes = if need > head.len() as u64 { src.read_at(0, need)? } else { head };
     Plan::new(&bytes, src.len(), page_size).map_err(|e| e.with_path(src.label()))
 }
 
@@ -142,24 +140,15 @@ impl Library {
         let dynamic = Dynamic::read(&image, &plan).map_err(|e| e.with_path(&label))?;
         let tls = match &plan.tls {
             Some(t) => {
-                let init = image
-                    .read(t.vaddr, t.file_size)
-                    .map_err(|e| e.with_path(&label))?;
-                Some(
-                    TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::BadDynamic,
-                            "register TLS",
-                            "bad PT_TLS size or alignment",
-                        )
-                        .with_path(&label)
-                    })?,
-                )
+                let init = image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
+                Some(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
+                    Error::new(ErrorKind::BadDynamic, "register TLS", "bad PT_TLS size or alignment").with_path(&label)
+                })?)
             }
             None => None,
         };
         let mut lib = Library {
-            dev_ino: src.dev_ino()?,
+            dev_ino: src.dev_ino(),
             source_offset: src.offset(),
             label,
             name,
@@ -171,28 +160,26 @@ impl Library {
             deps: Vec::new(),
         };
         lib.load_dependencies(source, &src, depth)?;
-        let mut cache: HashMap<u32, Target> = HashMap::new();
+        // One binding per symbol index (many relocations name the same symbol), and one
+        // snapshot of glibc's scope for the whole pass.
+        let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.syms.len()];
+        let scope = external::Scope::now();
         let result = {
             let lib_ref = &lib;
             let mut resolve = |index: u32| -> Result<Target> {
-                if let Some(t) = cache.get(&index) {
+                if let Some(Some(t)) = cache.get(index as usize) {
                     return Ok(*t);
                 }
-                let t = lib_ref.resolve(index)?;
-                cache.insert(index, t);
+                let t = lib_ref.resolve(index, &scope)?;
+                if let Some(slot) = cache.get_mut(index as usize) {
+                    *slot = Some(t);
+                }
                 Ok(t)
             };
-            crate::executor::relocate_image(
-                &lib.image,
-                &lib.dynamic,
-                &mut resolve,
-                lib.tls.as_ref().map(TlsModule::id),
-            )
+            crate::executor::relocate_image(&lib.image, &lib.dynamic, &mut resolve, lib.tls.as_ref().map(TlsModule::id))
         };
         result.map_err(|e| e.with_path(&lib.label))?;
-        lib.image
-            .protect_relro(&lib.plan)
-            .map_err(|e| e.with_path(&lib.label))?;
+        lib.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
         lib.initialized = true;
         crate::executor::run_initializers(&lib).map_err(|e| e.with_path(&lib.label))?;
         Ok(lib)
@@ -216,12 +203,7 @@ impl Library {
             let dep_source = self.find_dependency(&name, source, src)?;
             let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
                 let msg = format!("{e}");
-                Error::new(
-                    ErrorKind::DependencyNotFound,
-                    format!("load dependency {name}"),
-                    msg,
-                )
-                .with_path(&self.label)
+                Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg).with_path(&self.label)
             })?;
             self.deps.push(Dependency::Mmkit(Box::new(dep)));
         }
@@ -236,11 +218,7 @@ impl Library {
         }
         if let Source::ZipEntry { archive, entry } = source {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let candidate = if dir.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{dir}/{name}")
-            };
+            let candidate = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
             let s = Source::zip_entry(archive.clone(), candidate);
             match s.open(page_size()) {
                 Ok(_) => return Ok(s),
@@ -252,10 +230,7 @@ impl Library {
         let mut dirs: Vec<PathBuf> = Vec::new();
         dirs.extend(origin.clone());
         for rp in &self.dynamic.runpath {
-            let o = origin
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
+            let o = origin.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             dirs.push(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into());
         }
         if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
@@ -273,10 +248,7 @@ impl Library {
             format!("find dependency {name}"),
             format!(
                 "not loaded and not found in {}",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(":")
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
             ),
         )
         .with_path(&self.label))
@@ -285,10 +257,7 @@ impl Library {
     /// What this library's own definition `sym` binds to.
     fn own_target(&self, sym: &Sym) -> Target {
         match sym.kind() {
-            elf::STT_TLS => Target::Tls {
-                module: self.tls.as_ref().map_or(0, TlsModule::id),
-                offset: sym.value,
-            },
+            elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, TlsModule::id), offset: sym.value },
             elf::STT_GNU_IFUNC => Target::Ifunc(self.image.addr(sym.value)),
             _ if sym.shndx == elf::SHN_ABS => Target::Addr(sym.value),
             _ => Target::Addr(self.image.addr(sym.value)),
@@ -313,39 +282,36 @@ impl Library {
 
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
     /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
-    fn resolve(&self, index: u32) -> Result<Target> {
+    fn resolve(&self, index: u32, scope: &external::Scope) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = *dy.syms.get(index as usize).ok_or_else(|| {
-            Error::new(
-                ErrorKind::BadDynamic,
-                "relocate",
-                format!("symbol index {index} out of range"),
-            )
+            Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
         })?;
-        let name = dy.sym_name(index)?;
+        let name = dy.sym_cname(index)?;
         if sym.is_defined()
-            && (sym.bind() == elf::STB_LOCAL
-                || sym.visibility() == elf::STV_PROTECTED
-                || sym.kind() == elf::STT_TLS)
+            && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
         {
             return Ok(self.own_target(&sym));
         }
-        if name == "__tls_get_addr" {
+        if name.to_bytes() == b"__tls_get_addr" {
             return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
         }
-        let version = dy.version_of(index).map(|(v, _)| v.name.as_str());
-        let want = version.map_or(Want::Default, Want::Exact);
+        let version = dy.version_of(index).map(|(v, _)| v);
+        let cversion = version.map(|v| dy.version_cname(v));
         if sym.kind() != elf::STT_TLS {
-            if let Some(a) = external::global_symbol(name, version) {
+            if let Some(a) = scope.global_symbol(name, cversion) {
                 return Ok(Target::Addr(a));
             }
         }
         if sym.is_defined() {
             return Ok(self.own_target(&sym));
         }
+        let name = dy.sym_name(index)?;
+        let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
+        let cname = dy.sym_cname(index)?;
         if let Some(t) = self.deps.iter().find_map(|d| match d {
             Dependency::Mmkit(lib) => lib.find(name, want),
-            Dependency::System(sys) => sys.symbol(name, version).map(Target::Addr),
+            Dependency::System(sys) => sys.symbol_in(scope, cname, cversion).map(Target::Addr),
         }) {
             return Ok(t);
         }
@@ -355,11 +321,8 @@ impl Library {
         let ver = match dy.version_of(index) {
             Some((v, _)) => format!(
                 " version {}{}",
-                v.name,
-                v.file
-                    .as_ref()
-                    .map(|f| format!(" (from {f})"))
-                    .unwrap_or_default()
+                dy.version_name(v),
+                dy.version_file(v).map(|f| format!(" (from {f})")).unwrap_or_default()
             ),
             None => String::new(),
         };
@@ -429,21 +392,14 @@ impl Library {
     pub fn address_of(&self, name: &str) -> Result<u64> {
         match self.find(name, Want::Default) {
             Some(Target::Addr(a)) => Ok(a),
-            Some(Target::Ifunc(_)) => {
-                Err(self.not_found(name, "it is an IFUNC; use Library::symbol"))
-            }
+            Some(Target::Ifunc(_)) => Err(self.not_found(name, "it is an IFUNC; use Library::symbol")),
             Some(Target::Tls { .. }) => Err(self.not_found(name, "it is a thread-local variable")),
             None => Err(self.not_found(name, "no such exported symbol")),
         }
     }
 
     pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
-        Error::new(
-            ErrorKind::SymbolNotFound,
-            format!("symbol lookup of `{name}`"),
-            why,
-        )
-        .with_path(&self.label)
+        Error::new(ErrorKind::SymbolNotFound, format!("symbol lookup of `{name}`"), why).with_path(&self.label)
     }
 
     pub(crate) fn dynamic(&self) -> &Dynamic {
@@ -465,9 +421,7 @@ impl Library {
         let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
         for m in &mut out {
             m.resident_pages = self.image.resident_pages(m.start, m.len, page)?;
-            m.present_pages = pagemap
-                .as_ref()
-                .map_or(0, |f| present_pages(f, m.start, m.len, page));
+            m.present_pages = pagemap.as_ref().map_or(0, |f| present_pages(f, m.start, m.len, page));
         }
         Ok(out)
     }
@@ -477,40 +431,39 @@ impl Library {
         let page = plan.page_size;
         let relro = plan.relro.map(|(s, l)| (s, s + l));
         let mut out: Vec<Mapping> = Vec::new();
-        let mut push =
-            |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
-                // Split at the RELRO boundaries.
-                let mut cuts = vec![start, end];
-                if let Some((rs, re)) = relro {
-                    for c in [rs, re] {
-                        if c > start && c < end {
-                            cuts.push(c);
-                        }
+        let mut push = |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
+            // Split at the RELRO boundaries.
+            let mut cuts = vec![start, end];
+            if let Some((rs, re)) = relro {
+                for c in [rs, re] {
+                    if c > start && c < end {
+                        cuts.push(c);
                     }
                 }
-                cuts.sort_unstable();
-                for w in cuts.windows(2) {
-                    let (s, e) = (w[0], w[1]);
-                    let in_relro = relro.is_some_and(|(rs, re)| s >= rs && e <= re);
-                    let (prot, kind) = match (in_relro, kind) {
-                        (true, MappingKind::Segment { phdr_index }) => {
-                            (Protection::READ, MappingKind::Relro { phdr_index })
-                        }
-                        (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
-                        _ => (prot, kind),
-                    };
-                    out.push(Mapping {
-                        start: self.image.addr(s),
-                        len: e - s,
-                        prot,
-                        kind,
-                        file_offset: off.map(|o| o + (s - start)),
-                        pages: (e - s) / page,
-                        resident_pages: 0,
-                        present_pages: 0,
-                    });
-                }
-            };
+            }
+            cuts.sort_unstable();
+            for w in cuts.windows(2) {
+                let (s, e) = (w[0], w[1]);
+                let in_relro = relro.is_some_and(|(rs, re)| s >= rs && e <= re);
+                let (prot, kind) = match (in_relro, kind) {
+                    (true, MappingKind::Segment { phdr_index }) => {
+                        (Protection::READ, MappingKind::Relro { phdr_index })
+                    }
+                    (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
+                    _ => (prot, kind),
+                };
+                out.push(Mapping {
+                    start: self.image.addr(s),
+                    len: e - s,
+                    prot,
+                    kind,
+                    file_offset: off.map(|o| o + (s - start)),
+                    pages: (e - s) / page,
+                    resident_pages: 0,
+                    present_pages: 0,
+                });
+            }
+        };
         let mut prev_end: Option<u64> = None;
         for seg in &plan.segments {
             if let Some(pe) = prev_end {
@@ -523,9 +476,7 @@ impl Library {
                     seg.map_vaddr,
                     seg.map_vaddr + seg.map_file_len,
                     seg.prot,
-                    MappingKind::Segment {
-                        phdr_index: seg.phdr_index,
-                    },
+                    MappingKind::Segment { phdr_index: seg.phdr_index },
                     Some(self.source_offset + seg.map_offset),
                 );
             }
@@ -534,9 +485,7 @@ impl Library {
                     seg.bss_vaddr,
                     seg.bss_vaddr + seg.bss_len,
                     seg.prot,
-                    MappingKind::Bss {
-                        phdr_index: seg.phdr_index,
-                    },
+                    MappingKind::Bss { phdr_index: seg.phdr_index },
                     None,
                 );
             }
@@ -576,11 +525,12 @@ impl Library {
                         let want_off = off + (from - m.start);
                         let got_off = l.offset + (from - l.start);
                         if l.inode != ino || l.dev != want_dev {
-                            problems.push(format!("{:#x}-{:#x}: maps inode {} dev {:x}:{:x}, expected {ino} {:x}:{:x}", l.start, l.end, l.inode, l.dev.0, l.dev.1, want_dev.0, want_dev.1));
-                        } else if got_off != want_off {
                             problems.push(format!(
-                                "{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"
+                                "{:#x}-{:#x}: maps inode {} dev {:x}:{:x}, expected {ino} {:x}:{:x}",
+                                l.start, l.end, l.inode, l.dev.0, l.dev.1, want_dev.0, want_dev.1
                             ));
+                        } else if got_off != want_off {
+                            problems.push(format!("{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"));
                         }
                     }
                     None => {
@@ -601,13 +551,9 @@ impl Library {
             Ok(())
         } else {
             let (s, l) = self.span();
-            Err(Error::new(
-                ErrorKind::VerifyFailed,
-                "verify against /proc/self/maps",
-                problems.join("; "),
-            )
-            .with_range(s, l)
-            .with_path(&self.label))
+            Err(Error::new(ErrorKind::VerifyFailed, "verify against /proc/self/maps", problems.join("; "))
+                .with_range(s, l)
+                .with_path(&self.label))
         }
     }
 }
@@ -632,9 +578,7 @@ fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u6
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
 }
 
 /// One line of `/proc/self/maps`.
@@ -661,10 +605,7 @@ impl MapsLine {
             end: u64::from_str_radix(e, 16).ok()?,
             perms,
             offset,
-            dev: (
-                u32::from_str_radix(ma, 16).ok()?,
-                u32::from_str_radix(mi, 16).ok()?,
-            ),
+            dev: (u32::from_str_radix(ma, 16).ok()?, u32::from_str_radix(mi, 16).ok()?),
             inode,
         })
     }

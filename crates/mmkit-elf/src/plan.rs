@@ -31,25 +31,13 @@ pub struct Protection {
 
 impl Protection {
     /// No access (`PROT_NONE`): the reservation between segments.
-    pub const NONE: Protection = Protection {
-        read: false,
-        write: false,
-        exec: false,
-    };
+    pub const NONE: Protection = Protection { read: false, write: false, exec: false };
     /// Read-only (`PROT_READ`): RELRO after relocation.
-    pub const READ: Protection = Protection {
-        read: true,
-        write: false,
-        exec: false,
-    };
+    pub const READ: Protection = Protection { read: true, write: false, exec: false };
 
     /// From `p_flags`.
     pub fn from_flags(p_flags: u32) -> Self {
-        Protection {
-            read: p_flags & elf::PF_R != 0,
-            write: p_flags & elf::PF_W != 0,
-            exec: p_flags & elf::PF_X != 0,
-        }
+        Protection { read: p_flags & elf::PF_R != 0, write: p_flags & elf::PF_W != 0, exec: p_flags & elf::PF_X != 0 }
     }
 
     /// `r-x` as `/proc/self/maps` writes it (without the sharing letter).
@@ -166,9 +154,7 @@ pub fn headers_len(ehdr: &[u8]) -> Option<u64> {
     let phoff = hdr.e_phoff.get(LE);
     let phnum = u64::from(hdr.e_phnum.get(LE));
     let phentsize = u64::from(hdr.e_phentsize.get(LE));
-    phoff
-        .checked_add(phnum.checked_mul(phentsize)?)
-        .map(|end| end.max(EHDR_SIZE))
+    phoff.checked_add(phnum.checked_mul(phentsize)?).map(|end| end.max(EHDR_SIZE))
 }
 
 impl Plan {
@@ -184,38 +170,26 @@ impl Plan {
         }
         let avail = (bytes.len() as u64).min(source_len);
         if avail < 4 {
-            return Err(plan_err(
-                ErrorKind::Truncated,
-                format!("{avail} bytes is too short for an ELF header"),
-            )
-            .with_range(0, EHDR_SIZE));
+            return Err(plan_err(ErrorKind::Truncated, format!("{avail} bytes is too short for an ELF header"))
+                .with_range(0, EHDR_SIZE));
         }
         if bytes[..4] != elf::ELFMAG {
             return Err(plan_err(
                 ErrorKind::BadMagic,
-                format!(
-                    "bad magic {:02x?}, expected 7f 45 4c 46 (\\x7fELF)",
-                    &bytes[..4]
-                ),
+                format!("bad magic {:02x?}, expected 7f 45 4c 46 (\\x7fELF)", &bytes[..4]),
             )
             .with_range(0, 4));
         }
         if avail < EHDR_SIZE {
-            return Err(plan_err(
-                ErrorKind::Truncated,
-                format!("{avail} bytes is too short for a 64-byte ELF header"),
-            )
-            .with_range(0, EHDR_SIZE));
+            return Err(plan_err(ErrorKind::Truncated, format!("{avail} bytes is too short for a 64-byte ELF header"))
+                .with_range(0, EHDR_SIZE));
         }
         let (hdr, _) = pod::from_bytes::<elf::FileHeader64<LE>>(&bytes[..EHDR_SIZE as usize])
             .map_err(|()| plan_err(ErrorKind::Truncated, "unreadable ELF header".into()))?;
         let ident = &hdr.e_ident;
         if ident.class != elf::ELFCLASS64 {
-            return Err(plan_err(
-                ErrorKind::BadClass,
-                format!("EI_CLASS is {}, expected ELFCLASS64 (2)", ident.class),
-            )
-            .with_range(4, 1));
+            return Err(plan_err(ErrorKind::BadClass, format!("EI_CLASS is {}, expected ELFCLASS64 (2)", ident.class))
+                .with_range(4, 1));
         }
         if ident.data != elf::ELFDATA2LSB {
             return Err(plan_err(
@@ -247,11 +221,8 @@ impl Plan {
         }
         let machine = hdr.e_machine.get(LE);
         if machine != elf::EM_X86_64 {
-            return Err(plan_err(
-                ErrorKind::WrongMachine,
-                format!("e_machine is {machine}, expected EM_X86_64 (62)"),
-            )
-            .with_range(18, 2));
+            return Err(plan_err(ErrorKind::WrongMachine, format!("e_machine is {machine}, expected EM_X86_64 (62)"))
+                .with_range(18, 2));
         }
         let phoff = hdr.e_phoff.get(LE);
         let phnum = u64::from(hdr.e_phnum.get(LE));
@@ -271,9 +242,7 @@ impl Plan {
             .with_range(56, 2));
         }
         let table_len = phnum * PHDR_SIZE;
-        let table_end = phoff
-            .checked_add(table_len)
-            .filter(|&end| end <= source_len);
+        let table_end = phoff.checked_add(table_len).filter(|&end| end <= source_len);
         let Some(table_end) = table_end else {
             return Err(plan_err(
                 ErrorKind::BadProgramHeaders,
@@ -282,18 +251,12 @@ impl Plan {
             .with_range(phoff, table_len));
         };
         if phoff % 8 != 0 {
-            return Err(plan_err(
-                ErrorKind::BadProgramHeaders,
-                format!("e_phoff {phoff:#x} is not 8-byte aligned"),
-            )
-            .with_range(phoff, table_len));
+            return Err(plan_err(ErrorKind::BadProgramHeaders, format!("e_phoff {phoff:#x} is not 8-byte aligned"))
+                .with_range(phoff, table_len));
         }
         if table_end > bytes.len() as u64 {
-            return Err(plan_err(
-                ErrorKind::Truncated,
-                format!("only {} header bytes were read", bytes.len()),
-            )
-            .with_range(phoff, table_len));
+            return Err(plan_err(ErrorKind::Truncated, format!("only {} header bytes were read", bytes.len()))
+                .with_range(phoff, table_len));
         }
         let (phdrs, _) = pod::slice_from_bytes::<elf::ProgramHeader64<LE>>(
             &bytes[phoff as usize..table_end as usize],
@@ -352,12 +315,7 @@ impl Plan {
                             format!("PT_TLS (phdr {i}) has p_filesz > p_memsz or a bad p_align"),
                         )));
                     }
-                    plan.tls = Some(TlsPlan {
-                        vaddr,
-                        file_size: filesz,
-                        mem_size: memsz,
-                        align: align.max(1),
-                    });
+                    plan.tls = Some(TlsPlan { vaddr, file_size: filesz, mem_size: memsz, align: align.max(1) });
                     continue;
                 }
                 elf::PT_GNU_STACK => {
@@ -391,10 +349,7 @@ impl Plan {
                     ),
                 )));
             }
-            if offset
-                .checked_add(filesz)
-                .map_or(true, |end| end > source_len)
-            {
+            if offset.checked_add(filesz).map_or(true, |end| end > source_len) {
                 return Err(range(plan_err(
                     ErrorKind::SegmentOutsideSource,
                     format!("segment {i}: file range lies outside the {source_len:#x}-byte source"),
@@ -419,34 +374,19 @@ impl Plan {
                 ))
             };
             // Keep every address below 2^47 - so bias arithmetic never overflows.
-            let mem_end = vaddr
-                .checked_add(memsz)
-                .filter(|&e| e < 1 << 47)
-                .ok_or_else(overflow)?;
+            let mem_end = vaddr.checked_add(memsz).filter(|&e| e < 1 << 47).ok_or_else(overflow)?;
             let map_vaddr = down(vaddr, page);
             let map_offset = down(offset, page);
             let file_end = vaddr + filesz;
             let file_page_end = up(file_end, page).ok_or_else(overflow)?;
             let mem_page_end = up(mem_end, page).ok_or_else(overflow)?;
-            let map_file_len = if filesz == 0 {
-                0
-            } else {
-                file_page_end - map_vaddr
-            };
+            let map_file_len = if filesz == 0 { 0 } else { file_page_end - map_vaddr };
             // Where anonymous pages begin: after the file pages, or at the first page when the
             // segment has no file data.
-            let bss_vaddr = if filesz == 0 {
-                map_vaddr
-            } else {
-                file_page_end
-            };
+            let bss_vaddr = if filesz == 0 { map_vaddr } else { file_page_end };
             // Like glibc and bionic: when a writable segment has .bss, the file page holding the
             // end of its data is zeroed from there to the end of the page.
-            let zero_len = if prot.write && filesz > 0 && memsz > filesz {
-                file_page_end - file_end
-            } else {
-                0
-            };
+            let zero_len = if prot.write && filesz > 0 && memsz > filesz { file_page_end - file_end } else { 0 };
             let bss_len = mem_page_end.saturating_sub(bss_vaddr);
             if let Some(prev) = plan.segments.last() {
                 if map_vaddr < prev.map_end() {
@@ -479,34 +419,24 @@ impl Plan {
             });
         }
         let (Some(first), Some(last)) = (plan.segments.first(), plan.segments.last()) else {
-            return Err(plan_err(
-                ErrorKind::NoLoadSegments,
-                "no PT_LOAD segment".into(),
-            ));
+            return Err(plan_err(ErrorKind::NoLoadSegments, "no PT_LOAD segment".into()));
         };
         plan.span_vaddr = first.map_vaddr;
         plan.span_len = last.map_end() - first.map_vaddr;
         if plan.span_len == 0 {
-            return Err(plan_err(
-                ErrorKind::NoLoadSegments,
-                "PT_LOAD segments are empty".into(),
-            ));
+            return Err(plan_err(ErrorKind::NoLoadSegments, "PT_LOAD segments are empty".into()));
         }
         // Tables the executor will touch must lie inside loaded memory.
         let inside = |start: u64, len: u64| {
-            start.checked_add(len).is_some_and(|end| {
-                plan.segments
-                    .iter()
-                    .any(|s| start >= s.map_vaddr && end <= s.map_end())
-            })
+            start
+                .checked_add(len)
+                .is_some_and(|end| plan.segments.iter().any(|s| start >= s.map_vaddr && end <= s.map_end()))
         };
         if let Some((start, len)) = plan.relro {
             if !inside(start, len) {
                 return Err(plan_err(
                     ErrorKind::BadProgramHeaders,
-                    format!(
-                        "PT_GNU_RELRO pages {start:#x}+{len:#x} lie outside the PT_LOAD segments"
-                    ),
+                    format!("PT_GNU_RELRO pages {start:#x}+{len:#x} lie outside the PT_LOAD segments"),
                 ));
             }
         }
@@ -522,10 +452,7 @@ impl Plan {
             if !inside(tls.vaddr, tls.file_size) {
                 return Err(plan_err(
                     ErrorKind::BadProgramHeaders,
-                    format!(
-                        "PT_TLS image {:#x}+{:#x} lies outside the PT_LOAD segments",
-                        tls.vaddr, tls.file_size
-                    ),
+                    format!("PT_TLS image {:#x}+{:#x} lies outside the PT_LOAD segments", tls.vaddr, tls.file_size),
                 ));
             }
         }
@@ -540,8 +467,6 @@ impl Plan {
 
     /// The segment whose pages contain link-time address `vaddr`.
     pub fn segment_at(&self, vaddr: u64) -> Option<&SegmentPlan> {
-        self.segments
-            .iter()
-            .find(|s| vaddr >= s.map_vaddr && vaddr < s.map_end())
+        self.segments.iter().find(|s| vaddr >= s.map_vaddr && vaddr < s.map_end())
     }
 }

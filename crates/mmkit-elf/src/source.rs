@@ -36,10 +36,7 @@ impl Source {
     /// Parses `path` or `archive.apk!/entry/in/zip`.
     pub fn parse(s: &str) -> Source {
         match s.split_once("!/") {
-            Some((archive, entry)) => Source::ZipEntry {
-                archive: archive.into(),
-                entry: entry.to_owned(),
-            },
+            Some((archive, entry)) => Source::ZipEntry { archive: archive.into(), entry: entry.to_owned() },
             None => Source::Path(s.into()),
         }
     }
@@ -51,18 +48,12 @@ impl Source {
 
     /// A stored entry of a zip archive.
     pub fn zip_entry(archive: impl Into<PathBuf>, entry: impl Into<String>) -> Source {
-        Source::ZipEntry {
-            archive: archive.into(),
-            entry: entry.into(),
-        }
+        Source::ZipEntry { archive: archive.into(), entry: entry.into() }
     }
 
     /// Bytes in memory.
     pub fn memory(name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Source {
-        Source::Memory {
-            name: name.into(),
-            bytes: bytes.into(),
-        }
+        Source::Memory { name: name.into(), bytes: bytes.into() }
     }
 
     /// How the source is written in messages: `path`, `archive!/entry`, `memfd:name`.
@@ -79,13 +70,13 @@ impl Source {
         let label = self.display();
         match self {
             Source::Path(path) => {
-                let file = File::open(path)
-                    .map_err(|e| Error::from_std_io("open", &e).with_path(&label))?;
-                let len = file_len(&file, &label)?;
+                let file = File::open(path).map_err(|e| Error::from_std_io("open", &e).with_path(&label))?;
+                let (len, dev_ino) = file_len(&file, &label)?;
                 Ok(OpenSource {
                     fd: file.into(),
                     offset: 0,
                     len,
+                    dev_ino,
                     label,
                     dir: path.parent().map(Path::to_path_buf),
                 })
@@ -112,10 +103,12 @@ impl Source {
                         | rustix::fs::SealFlags::SEAL,
                 )
                 .map_err(|e| err("fcntl(F_ADD_SEALS)", e))?;
+                let st = rustix::fs::fstat(&fd).map_err(|e| err("fstat", e))?;
                 Ok(OpenSource {
                     fd,
                     offset: 0,
                     len: bytes.len() as u64,
+                    dev_ino: (st.st_dev, st.st_ino),
                     label,
                     dir: None,
                 })
@@ -155,6 +148,8 @@ pub struct OpenSource {
     fd: OwnedFd,
     offset: u64,
     len: u64,
+    /// `(st_dev, st_ino)`, from the one `fstat` made when opening.
+    dev_ino: (u64, u64),
     label: String,
     dir: Option<PathBuf>,
 }
@@ -193,33 +188,21 @@ impl OpenSource {
 
     /// Reads `len` bytes at `offset` inside the image (bounds-checked against the image).
     pub fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Truncated,
-                    "read",
-                    format!("image is {:#x} bytes", self.len),
-                )
+        let end = offset.checked_add(len).filter(|&e| e <= self.len).ok_or_else(|| {
+            Error::new(ErrorKind::Truncated, "read", format!("image is {:#x} bytes", self.len))
                 .with_range(offset, len)
                 .with_path(&self.label)
-            })?;
+        })?;
         let mut buf = vec![0u8; (end - offset) as usize];
         let mut done = 0usize;
         while done < buf.len() {
             let at = self.offset + offset + done as u64;
-            let n = rustix::io::pread(&self.fd, &mut buf[done..], at).map_err(|e| {
-                Error::io("pread", e)
-                    .with_range(self.offset + offset, len)
-                    .with_path(&self.label)
-            })?;
+            let n = rustix::io::pread(&self.fd, &mut buf[done..], at)
+                .map_err(|e| Error::io("pread", e).with_range(self.offset + offset, len).with_path(&self.label))?;
             if n == 0 {
-                return Err(
-                    Error::new(ErrorKind::Truncated, "pread", "unexpected end of file")
-                        .with_range(self.offset + offset, len)
-                        .with_path(&self.label),
-                );
+                return Err(Error::new(ErrorKind::Truncated, "pread", "unexpected end of file")
+                    .with_range(self.offset + offset, len)
+                    .with_path(&self.label));
             }
             done += n;
         }
@@ -227,70 +210,42 @@ impl OpenSource {
     }
 
     /// `(st_dev, st_ino)` of the file, to recognize it in `/proc/self/maps`.
-    pub fn dev_ino(&self) -> Result<(u64, u64)> {
-        let st = rustix::fs::fstat(&self.fd)
-            .map_err(|e| Error::io("fstat", e).with_path(&self.label))?;
-        Ok((st.st_dev, st.st_ino))
+    pub fn dev_ino(&self) -> (u64, u64) {
+        self.dev_ino
     }
 }
 
-fn file_len(file: &File, label: &str) -> Result<u64> {
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::from_std_io("fstat", &e).with_path(label))?;
-    if !meta.is_file() {
+/// Length and `(st_dev, st_ino)` of a regular file, from one `fstat`.
+fn file_len(file: &File, label: &str) -> Result<(u64, (u64, u64))> {
+    let st = rustix::fs::fstat(file).map_err(|e| Error::io("fstat", e).with_path(label))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(Error::new(ErrorKind::Io, "open", "not a regular file").with_path(label));
     }
-    Ok(meta.len())
+    Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
 }
 
 fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {
     let label = format!("{}!/{entry}", archive.display());
     let apath = archive.display().to_string();
     let file = File::open(archive).map_err(|e| Error::from_std_io("open", &e).with_path(&apath))?;
-    let file_size = file_len(&file, &apath)?;
+    let (file_size, dev_ino) = file_len(&file, &apath)?;
     let bad = |kind, detail: String| Error::new(kind, "open zip entry", detail).with_path(&label);
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.
     let located = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut zip = zip::ZipArchive::new(&file).map_err(|e| {
-            bad(
-                ErrorKind::BadArchive,
-                format!("not a readable zip archive: {e}"),
-            )
-        })?;
-        let index = zip.index_for_name(entry).ok_or_else(|| {
-            bad(
-                ErrorKind::EntryMissing,
-                format!("the archive has no entry named {entry:?}"),
-            )
-        })?;
-        let raw = zip.by_index_raw(index).map_err(|e| {
-            bad(
-                ErrorKind::BadArchive,
-                format!("unreadable local header: {e}"),
-            )
-        })?;
-        Ok::<_, Error>((
-            raw.compression(),
-            raw.encrypted(),
-            raw.data_start(),
-            raw.compressed_size(),
-            raw.size(),
-        ))
+        let mut zip = zip::ZipArchive::new(&file)
+            .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {e}")))?;
+        let index = zip
+            .index_for_name(entry)
+            .ok_or_else(|| bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}")))?;
+        let raw =
+            zip.by_index_raw(index).map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {e}")))?;
+        Ok::<_, Error>((raw.compression(), raw.encrypted(), raw.data_start(), raw.compressed_size(), raw.size()))
     }))
-    .map_err(|_| {
-        bad(
-            ErrorKind::BadArchive,
-            "the zip parser panicked on this archive".into(),
-        )
-    })??;
+    .map_err(|_| bad(ErrorKind::BadArchive, "the zip parser panicked on this archive".into()))??;
     let (method, encrypted, data_start, compressed, size) = located;
     if encrypted {
-        return Err(bad(
-            ErrorKind::EntryEncrypted,
-            "the entry is encrypted".into(),
-        ));
+        return Err(bad(ErrorKind::EntryEncrypted, "the entry is encrypted".into()));
     }
     if method != zip::CompressionMethod::Stored {
         return Err(bad(
@@ -299,10 +254,7 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         ));
     }
     if compressed != size {
-        return Err(bad(
-            ErrorKind::BadArchive,
-            format!("stored entry has compressed size {compressed} ≠ size {size}"),
-        ));
+        return Err(bad(ErrorKind::BadArchive, format!("stored entry has compressed size {compressed} ≠ size {size}")));
     }
     if data_start % page_size != 0 {
         return Err(bad(
@@ -314,10 +266,7 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         )
         .with_range(data_start, size));
     }
-    if data_start
-        .checked_add(size)
-        .map_or(true, |end| end > file_size)
-    {
+    if data_start.checked_add(size).map_or(true, |end| end > file_size) {
         return Err(bad(
             ErrorKind::EntryTruncated,
             format!("entry data extends past the end of the {file_size}-byte archive"),
@@ -328,6 +277,7 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         fd: file.into(),
         offset: data_start,
         len: size,
+        dev_ino,
         label,
         dir: archive.parent().map(Path::to_path_buf),
     })

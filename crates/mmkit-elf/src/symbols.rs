@@ -6,9 +6,7 @@ use object::elf;
 
 /// The GNU hash function (`dl_new_hash`).
 pub(crate) fn gnu_hash(name: &[u8]) -> u32 {
-    name.iter().fold(5381u32, |h, &c| {
-        h.wrapping_mul(33).wrapping_add(u32::from(c))
-    })
+    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
 }
 
 /// The SysV ELF hash function.
@@ -41,25 +39,20 @@ fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> 
     }
     if !matches!(
         sym.kind(),
-        elf::STT_FUNC
-            | elf::STT_OBJECT
-            | elf::STT_GNU_IFUNC
-            | elf::STT_NOTYPE
-            | elf::STT_TLS
-            | elf::STT_COMMON
+        elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE | elf::STT_TLS | elf::STT_COMMON
     ) {
         return false;
     }
     if sym.visibility() == elf::STV_HIDDEN || sym.visibility() == elf::STV_INTERNAL {
         return false;
     }
-    if dy.str_at(sym.name).ok().map(str::as_bytes) != Some(name) {
+    if dy.bytes_at(sym.name) != Some(name) {
         return false;
     }
     match (want, dy.version_of(index)) {
         (_, None) => true,
         (Want::Default, Some((_, hidden))) => !hidden,
-        (Want::Exact(v), Some((ver, _))) => ver.name == v,
+        (Want::Exact(v), Some((ver, _))) => dy.version_name(ver) == v,
     }
 }
 
@@ -74,9 +67,7 @@ pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<u32> {
         if word & mask != mask {
             return None;
         }
-        let mut i = *gh
-            .buckets
-            .get((h % gh.buckets.len().max(1) as u32) as usize)?;
+        let mut i = *gh.buckets.get((h % gh.buckets.len().max(1) as u32) as usize)?;
         if i == 0 || i < gh.symoffset {
             return None;
         }

@@ -24,11 +24,7 @@ fn apk(dir: &Path, so: &[u8], align: u16) -> PathBuf {
     let path = dir.join("app.apk");
     write_zip(
         &path,
-        &[
-            ("AndroidManifest.xml", b"<manifest/>", 0),
-            (ENTRY, so, align),
-            ("assets/after.bin", &[7u8; 5000], 0),
-        ],
+        &[("AndroidManifest.xml", b"<manifest/>", 0), (ENTRY, so, align), ("assets/after.bin", &[7u8; 5000], 0)],
     );
     path
 }
@@ -57,59 +53,30 @@ fn stored_aligned_entry_loads_in_place() {
     let maps = ours.segments().unwrap();
     let first = maps.iter().find(|m| m.file_offset.is_some()).unwrap();
     assert_eq!(first.file_offset, Some(off));
-    assert!(maps
-        .iter()
-        .all(|m| m.file_offset.map_or(true, |o| o >= off)));
+    assert!(maps.iter().all(|m| m.file_offset.map_or(true, |o| o >= off)));
     // /proc/self/maps agrees: the APK's inode at those offsets.
     ours.verify().unwrap();
     let text = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{:x}-", first.start)))
-        .unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{:x}-", first.start))).unwrap();
     assert!(line.ends_with("app.apk"), "{line}");
     // Only what was touched is resident: far fewer pages than the library has.
     let resident: u64 = maps.iter().map(|m| m.resident_pages).sum();
-    let pages: u64 = maps
-        .iter()
-        .filter(|m| !matches!(m.kind, MappingKind::Gap))
-        .map(|m| m.pages)
-        .sum();
+    let pages: u64 = maps.iter().filter(|m| !matches!(m.kind, MappingKind::Gap)).map(|m| m.pages).sum();
     assert!(resident <= pages);
 }
 
 #[test]
 fn dependencies_load_from_the_same_apk_directory() {
     let base = build("default", "base.c", "fxbase", &[]);
-    let dep = build(
-        "default",
-        "dep.c",
-        "fxdep",
-        &[
-            &format!("-L{}", base.parent().unwrap().display()),
-            "-lfxbase",
-        ],
-    );
+    let dep = build("default", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
     let dir = tmp();
     let path = dir.path().join("deps.apk");
     let (b, d) = (std::fs::read(&base).unwrap(), std::fs::read(&dep).unwrap());
-    write_zip(
-        &path,
-        &[
-            ("lib/x86_64/libfxdep.so", &d, page_u16()),
-            ("lib/x86_64/libfxbase.so", &b, page_u16()),
-        ],
-    );
+    write_zip(&path, &[("lib/x86_64/libfxdep.so", &d, page_u16()), ("lib/x86_64/libfxbase.so", &b, page_u16())]);
     let ours = open(format!("{}!/lib/x86_64/libfxdep.so", path.display()).as_str());
     assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002);
-    let deps: Vec<_> = ours
-        .loaded_dependencies()
-        .map(|l| l.source().to_owned())
-        .collect();
-    assert_eq!(
-        deps,
-        vec![format!("{}!/lib/x86_64/libfxbase.so", path.display())]
-    );
+    let deps: Vec<_> = ours.loaded_dependencies().map(|l| l.source().to_owned()).collect();
+    assert_eq!(deps, vec![format!("{}!/lib/x86_64/libfxbase.so", path.display())]);
 }
 
 fn open_err(spec: &str) -> mmkit_elf::Error {
@@ -145,10 +112,7 @@ fn deflated_entry_is_an_error() {
     std::fs::write(&path, &bytes).unwrap();
     let err = open_err(&format!("{}!/{ENTRY}", path.display()));
     assert_eq!(err.kind(), ErrorKind::EntryCompressed, "{err}");
-    assert!(
-        err.to_string().contains("Deflated") || err.to_string().contains("compressed"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("Deflated") || err.to_string().contains("compressed"), "{err}");
 }
 
 #[test]
@@ -156,11 +120,7 @@ fn misaligned_entry_is_an_error() {
     let dir = tmp();
     let path = apk(dir.path(), &basic_bytes(), 0);
     let off = entry_offset(&path, ENTRY);
-    assert_ne!(
-        off % mmkit_elf::page_size(),
-        0,
-        "fixture must be misaligned"
-    );
+    assert_ne!(off % mmkit_elf::page_size(), 0, "fixture must be misaligned");
     let err = open_err(&format!("{}!/{ENTRY}", path.display()));
     assert_eq!(err.kind(), ErrorKind::EntryMisaligned, "{err}");
     assert_eq!(err.range().map(|r| r.0), Some(off));
@@ -187,10 +147,7 @@ fn entry_past_the_end_of_the_archive_is_an_error() {
     let size = (so.len() as u32).to_le_bytes();
     let big = (so.len() as u32 + 1_000_000).to_le_bytes();
     // Central directory header: compressed size at +20, size at +24.
-    let cd = (0..bytes.len() - 4)
-        .rev()
-        .find(|&i| bytes[i..i + 4] == [0x50, 0x4b, 0x01, 0x02])
-        .unwrap();
+    let cd = (0..bytes.len() - 4).rev().find(|&i| bytes[i..i + 4] == [0x50, 0x4b, 0x01, 0x02]).unwrap();
     assert_eq!(bytes[cd + 20..cd + 24], size);
     bytes[cd + 20..cd + 24].copy_from_slice(&big);
     bytes[cd + 24..cd + 28].copy_from_slice(&big);
@@ -205,14 +162,8 @@ fn missing_entry_is_an_error() {
     let path = apk(dir.path(), &basic_bytes(), page_u16());
     let err = open_err(&format!("{}!/lib/arm64-v8a/libfxbasic.so", path.display()));
     assert_eq!(err.kind(), ErrorKind::EntryMissing, "{err}");
-    assert!(
-        err.to_string().contains("lib/arm64-v8a/libfxbasic.so"),
-        "{err}"
-    );
-    let err = open_err(&format!(
-        "{}!/{ENTRY}",
-        dir.path().join("nope.apk").display()
-    ));
+    assert!(err.to_string().contains("lib/arm64-v8a/libfxbasic.so"), "{err}");
+    let err = open_err(&format!("{}!/{ENTRY}", dir.path().join("nope.apk").display()));
     assert_eq!(err.kind(), ErrorKind::Io);
     assert_eq!(err.errno(), Some(rustix::io::Errno::NOENT));
 }
@@ -318,12 +269,6 @@ proptest! {
 
 #[test]
 fn source_parse_splits_on_bang_slash() {
-    assert_eq!(
-        Source::parse("a/b.apk!/lib/x/libc.so"),
-        Source::zip_entry("a/b.apk", "lib/x/libc.so")
-    );
-    assert_eq!(
-        Source::parse("/usr/lib/libz.so.1"),
-        Source::path("/usr/lib/libz.so.1")
-    );
+    assert_eq!(Source::parse("a/b.apk!/lib/x/libc.so"), Source::zip_entry("a/b.apk", "lib/x/libc.so"));
+    assert_eq!(Source::parse("/usr/lib/libz.so.1"), Source::path("/usr/lib/libz.so.1"));
 }

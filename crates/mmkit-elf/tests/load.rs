@@ -35,11 +35,7 @@ fn basic_fixture_matches_dlopen_in_every_link_variant() {
             assert_eq!(got, want, "{variant}: {name}{args:?}");
         }
         // glibc's IFUNC-selected strlen, bound with the version the library asked for.
-        assert_eq!(
-            call(&ours, "fx_strlen_addr", &[]),
-            oracle.call("fx_strlen_addr", &[]),
-            "{variant}"
-        );
+        assert_eq!(call(&ours, "fx_strlen_addr", &[]), oracle.call("fx_strlen_addr", &[]), "{variant}");
         ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
     }
 }
@@ -55,12 +51,7 @@ fn relr_variant_really_has_packed_relocations() {
             .expect("readelf (binutils, installed with gcc)");
         String::from_utf8_lossy(&out.stdout).contains("(RELR)")
     };
-    let relr = build(
-        "relr",
-        "basic.c",
-        "fxbasic",
-        &["-Wl,-z,pack-relative-relocs"],
-    );
+    let relr = build("relr", "basic.c", "fxbasic", &["-Wl,-z,pack-relative-relocs"]);
     let plain = lib("basic.c", "fxbasic");
     assert!(has_relr(&relr), "the RELR build has no DT_RELR");
     assert!(!has_relr(&plain), "the default build has DT_RELR");
@@ -74,14 +65,10 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
     let page = mmkit_elf::page_size();
     assert_eq!(ours.plan().page_size, page);
     let maps = ours.segments().unwrap();
-    assert!(maps
-        .iter()
-        .any(|m| m.prot.exec && !m.prot.write && m.file_offset.is_some()));
+    assert!(maps.iter().any(|m| m.prot.exec && !m.prot.write && m.file_offset.is_some()));
     assert!(maps.iter().all(|m| !(m.prot.write && m.prot.exec)));
     // RELRO became read-only.
-    assert!(maps
-        .iter()
-        .any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.write));
+    assert!(maps.iter().any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.write));
     for m in &maps {
         assert_eq!(m.start % page, 0);
         assert_eq!(m.len % page, 0);
@@ -91,10 +78,7 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
     // The code just called is present in our page tables; the gap never is.
     let text = maps.iter().find(|m| m.prot.exec).unwrap();
     assert!(text.present_pages >= 1);
-    assert!(maps
-        .iter()
-        .filter(|m| m.kind == MappingKind::Gap)
-        .all(|m| m.present_pages == 0));
+    assert!(maps.iter().filter(|m| m.kind == MappingKind::Gap).all(|m| m.present_pages == 0));
     let (start, len) = ours.span();
     assert_eq!(maps.first().unwrap().start, start);
     assert_eq!(maps.iter().map(|m| m.len).sum::<u64>(), len);
@@ -107,12 +91,7 @@ fn verify_notices_a_changed_mapping() {
     let ours = open(path.as_path());
     ours.verify().unwrap();
     // Make the text pages writable behind the loader's back: verify must object.
-    let text = ours
-        .segments()
-        .unwrap()
-        .into_iter()
-        .find(|m| m.prot.exec)
-        .unwrap();
+    let text = ours.segments().unwrap().into_iter().find(|m| m.prot.exec).unwrap();
     // SAFETY: the pages stay mapped; only their protection changes; nothing runs meanwhile.
     unsafe {
         rustix::mm::mprotect(
@@ -147,10 +126,7 @@ fn unloading_unmaps_the_span() {
     assert!(maps.lines().any(|l| l.starts_with(&line)));
     drop(ours);
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    assert!(
-        !maps.lines().any(|l| l.starts_with(&line)),
-        "span still mapped after drop"
-    );
+    assert!(!maps.lines().any(|l| l.starts_with(&line)), "span still mapped after drop");
 }
 
 #[test]
@@ -160,23 +136,12 @@ fn multi_page_bss_is_zero_and_writable() {
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
         assert_eq!(call(&ours, "fx_bss_size", &[]), 5 * 65536 + 123);
-        assert_eq!(
-            call(&ours, "fx_bss_sum", &[]),
-            oracle.call("fx_bss_sum", &[]),
-            "{variant}"
-        );
+        assert_eq!(call(&ours, "fx_bss_sum", &[]), oracle.call("fx_bss_sum", &[]), "{variant}");
         assert_eq!(call(&ours, "fx_bss_sum", &[]), 6);
         assert_eq!(call(&ours, "fx_bss_set", &[300_000, 9]), 15);
         let maps = ours.segments().unwrap();
-        let bss: u64 = maps
-            .iter()
-            .filter(|m| matches!(m.kind, MappingKind::Bss { .. }))
-            .map(|m| m.len)
-            .sum();
-        assert!(
-            bss >= 4 * 65536,
-            "{variant}: anonymous .bss is only {bss} bytes"
-        );
+        let bss: u64 = maps.iter().filter(|m| matches!(m.kind, MappingKind::Bss { .. })).map(|m| m.len).sum();
+        assert!(bss >= 4 * 65536, "{variant}: anonymous .bss is only {bss} bytes");
         ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
     }
 }
@@ -185,18 +150,9 @@ fn multi_page_bss_is_zero_and_writable() {
 fn bss_is_named_in_proc_maps_where_supported() {
     let path = lib("bss.c", "fxbss");
     let ours = open(path.as_path());
-    let bss = ours
-        .segments()
-        .unwrap()
-        .into_iter()
-        .find(|m| matches!(m.kind, MappingKind::Bss { .. }))
-        .unwrap();
+    let bss = ours.segments().unwrap().into_iter().find(|m| matches!(m.kind, MappingKind::Bss { .. })).unwrap();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = maps
-        .lines()
-        .find(|l| l.starts_with(&format!("{:x}-", bss.start)))
-        .unwrap()
-        .to_owned();
+    let line = maps.lines().find(|l| l.starts_with(&format!("{:x}-", bss.start))).unwrap().to_owned();
     // Does this kernel name anonymous mappings (CONFIG_ANON_VMA_NAME)? Probe a scratch page.
     let page = rustix::param::page_size();
     // SAFETY: a fresh private anonymous page, unmapped below.
@@ -217,9 +173,7 @@ fn bss_is_named_in_proc_maps_where_supported() {
     if supported {
         assert!(line.contains("[anon:mmkit .bss libfxbss.so]"), "{line}");
     } else {
-        eprintln!(
-            "this kernel cannot name anonymous mappings (PR_SET_VMA_ANON_NAME); name not checked"
-        );
+        eprintln!("this kernel cannot name anonymous mappings (PR_SET_VMA_ANON_NAME); name not checked");
         assert!(!line.contains("[anon:"), "{line}");
     }
 }
@@ -231,10 +185,7 @@ fn constructors_run_in_order_and_destructors_on_drop() {
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
         assert_eq!(call(&ours, "fx_ctor_order", &[]), 123, "{variant}");
-        assert_eq!(
-            call(&ours, "fx_ctor_order", &[]),
-            oracle.call("fx_ctor_order", &[])
-        );
+        assert_eq!(call(&ours, "fx_ctor_order", &[]), oracle.call("fx_ctor_order", &[]));
         let flag = Box::new(0i64);
         let p = &*flag as *const i64 as i64;
         call(&ours, "fx_set_flag", &[p]);
@@ -253,17 +204,10 @@ fn ifuncs_resolve_like_glibc() {
         let path = build(variant, "ifunc.c", "fxifunc", flags);
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
-        for (name, args) in [
-            ("fx_scale", &[7i64][..]),
-            ("fx_call_scale", &[7]),
-            ("fx_call_local", &[7]),
-            ("fx_via_ptr", &[7]),
-        ] {
-            assert_eq!(
-                call(&ours, name, args),
-                oracle.call(name, args),
-                "{variant}: {name}"
-            );
+        for (name, args) in
+            [("fx_scale", &[7i64][..]), ("fx_call_scale", &[7]), ("fx_call_local", &[7]), ("fx_via_ptr", &[7])]
+        {
+            assert_eq!(call(&ours, name, args), oracle.call(name, args), "{variant}: {name}");
         }
         assert_eq!(call(&ours, "fx_scale", &[7]), 21);
         assert_eq!(call(&ours, "fx_call_local", &[7]), 107);
@@ -276,11 +220,7 @@ fn thread_locals_are_per_thread() {
         let path = build(variant, "tls.c", "fxtls", flags);
         let ours = open(path.as_path());
         let oracle = Dl::open(&path);
-        assert_eq!(
-            call(&ours, "fx_tls_bump", &[1]),
-            oracle.call("fx_tls_bump", &[1]),
-            "{variant}"
-        );
+        assert_eq!(call(&ours, "fx_tls_bump", &[1]), oracle.call("fx_tls_bump", &[1]), "{variant}");
         assert_eq!(call(&ours, "fx_tls_bump", &[10]), 16);
         assert_eq!(call(&ours, "fx_tls_local_count", &[]), 2);
         let here = call(&ours, "fx_tls_addr", &[]);
@@ -289,22 +229,14 @@ fn thread_locals_are_per_thread() {
             let h = s.spawn(move || {
                 // A new thread starts from the template: 5.
                 let first = call(ours, "fx_tls_bump", &[100]);
-                (
-                    first,
-                    call(ours, "fx_tls_addr", &[]),
-                    call(ours, "fx_tls_local_count", &[]),
-                )
+                (first, call(ours, "fx_tls_addr", &[]), call(ours, "fx_tls_local_count", &[]))
             });
             let (first, addr, count) = h.join().unwrap();
             assert_eq!(first, 105, "{variant}");
             assert_ne!(addr, here, "{variant}: threads share a TLS block");
             assert_eq!(count, 1);
         });
-        assert_eq!(
-            call(&ours, "fx_tls_bump", &[0]),
-            16,
-            "{variant}: another thread changed ours"
-        );
+        assert_eq!(call(&ours, "fx_tls_bump", &[0]), 16, "{variant}: another thread changed ours");
     }
 }
 
@@ -319,13 +251,7 @@ fn dependencies_are_loaded_from_the_same_directory() {
         let dep_flags: Vec<&str> = dep_flags.iter().map(String::as_str).collect();
         let dep = build(variant, "dep.c", "fxdep", &dep_flags);
         let ours = open(dep.as_path());
-        assert_eq!(
-            ours.needed()
-                .iter()
-                .filter(|n| n.as_str() == "libfxbase.so")
-                .count(),
-            1
-        );
+        assert_eq!(ours.needed().iter().filter(|n| n.as_str() == "libfxbase.so").count(), 1);
         assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2010, "{variant}");
         assert_eq!(call(&ours, "fx_dep_counter", &[]), 1000);
         // glibc needs LD_LIBRARY_PATH or RUNPATH for it; mmkit looks beside the library.
@@ -338,12 +264,7 @@ fn dependencies_are_loaded_from_the_same_directory() {
 fn missing_dependency_is_an_error_naming_it() {
     let base = build("lonely-base", "base.c", "fxbase", &[]);
     let dir = base.parent().unwrap().to_path_buf();
-    let dep = build(
-        "lonely",
-        "dep.c",
-        "fxdep",
-        &[&format!("-L{}", dir.display()), "-lfxbase"],
-    );
+    let dep = build("lonely", "dep.c", "fxdep", &[&format!("-L{}", dir.display()), "-lfxbase"]);
     assert_ne!(dep.parent(), base.parent());
     let err = try_open(dep.as_path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
@@ -389,10 +310,7 @@ fn initial_exec_tls_is_a_clear_error() {
     let err = try_open(path.as_path()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedRelocation, "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("R_X86_64_TPOFF64") && msg.contains("`fx_external_tls`"),
-        "{msg}"
-    );
+    assert!(msg.contains("R_X86_64_TPOFF64") && msg.contains("`fx_external_tls`"), "{msg}");
     // Local initial-exec TLS has no symbol; the message still names the relocation.
     let path = build("ie", "tls.c", "fxtlsie2", &["-ftls-model=initial-exec"]);
     let err = try_open(path.as_path()).unwrap_err();
@@ -401,12 +319,7 @@ fn initial_exec_tls_is_a_clear_error() {
 
 #[test]
 fn large_page_builds_load_on_this_kernel() {
-    let path = build(
-        "page64k",
-        "basic.c",
-        "fxbasic",
-        &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"],
-    );
+    let path = build("page64k", "basic.c", "fxbasic", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"]);
     let ours = open(path.as_path());
     // The reservation honors p_align: the bias is a multiple of 64 KiB.
     assert_eq!(ours.bias() % 65536, 0);
@@ -449,11 +362,7 @@ fn symbol_versions_bind_like_glibc() {
         }
         for (lib, want) in [(&ver, 2), (&old, 1), (&new, 2)] {
             let oracle = Dl::open(lib);
-            let name = if lib == &ver {
-                "fx_ver"
-            } else {
-                "fx_which_ver"
-            };
+            let name = if lib == &ver { "fx_ver" } else { "fx_which_ver" };
             assert_eq!(oracle.call(name, &[]), want, "{variant}");
         }
     }
@@ -467,48 +376,30 @@ fn system_library_dependency_is_found_in_system_dirs() {
     for n in [0, 1, 77] {
         assert_eq!(call(&ours, "fx_crc", &[n]), oracle.call("fx_crc", &[n]));
     }
-    assert_eq!(
-        call(&ours, "fx_zlib_major", &[]),
-        oracle.call("fx_zlib_major", &[])
-    );
+    assert_eq!(call(&ours, "fx_zlib_major", &[]), oracle.call("fx_zlib_major", &[]));
     let deps = ours.dependencies();
-    assert!(
-        deps.iter().any(|(n, _)| n.starts_with("libz.so")),
-        "{deps:?}"
-    );
+    assert!(deps.iter().any(|(n, _)| n.starts_with("libz.so")), "{deps:?}");
 }
 
 #[test]
 fn system_libz_loads_directly() {
-    let path = [
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/usr/lib/x86_64-linux-gnu/libz.so.1",
-        "/usr/lib64/libz.so.1",
-    ]
-    .into_iter()
-    .map(std::path::Path::new)
-    .find(|p| p.exists());
+    let path = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists());
     let Some(path) = path else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "libz.so.1 is missing (install zlib1g)"
-        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "libz.so.1 is missing (install zlib1g)");
         eprintln!("skipping: no libz.so.1");
         return;
     };
     let ours = open(path);
     let oracle = Dl::open(path);
     // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
-    let v = unsafe { ours.symbol::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }
-        .unwrap();
+    let v = unsafe { ours.symbol::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.unwrap();
     // SAFETY: both return static NUL-terminated strings.
     let (a, b) = unsafe {
-        let theirs: extern "C" fn() -> *const std::ffi::c_char =
-            std::mem::transmute(oracle.addr("zlibVersion"));
-        (
-            std::ffi::CStr::from_ptr(v()).to_owned(),
-            std::ffi::CStr::from_ptr(theirs()).to_owned(),
-        )
+        let theirs: extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(oracle.addr("zlibVersion"));
+        (std::ffi::CStr::from_ptr(v()).to_owned(), std::ffi::CStr::from_ptr(theirs()).to_owned())
     };
     assert_eq!(a, b);
     assert!(a.to_str().unwrap().starts_with('1'));

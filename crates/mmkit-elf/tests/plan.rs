@@ -60,11 +60,7 @@ fn fixtures_plan_at_the_page_sizes_they_were_linked_for() {
     let cases: [(&str, &[&str], u64); 3] = [
         ("default", &[], 4096),
         ("page16k", &["-Wl,-z,max-page-size=16384"], 16384),
-        (
-            "page64k",
-            &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"],
-            65536,
-        ),
+        ("page64k", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"], 65536),
     ];
     for (variant, flags, max) in cases {
         for src in ["basic.c", "bss.c", "tls.c"] {
@@ -81,11 +77,7 @@ fn fixtures_plan_at_the_page_sizes_they_were_linked_for() {
                     check_invariants(&plan, len);
                 } else {
                     let err = result.unwrap_err();
-                    assert_eq!(
-                        err.kind(),
-                        ErrorKind::BadAlignment,
-                        "{variant} at {page}: {err}"
-                    );
+                    assert_eq!(err.kind(), ErrorKind::BadAlignment, "{variant} at {page}: {err}");
                     assert!(err.to_string().contains("max-page-size"), "{err}");
                 }
             }
@@ -95,12 +87,7 @@ fn fixtures_plan_at_the_page_sizes_they_were_linked_for() {
 
 #[test]
 fn tls_and_relro_are_planned() {
-    let path = build(
-        "page16k",
-        "tls.c",
-        "tlsplan",
-        &["-Wl,-z,max-page-size=16384"],
-    );
+    let path = build("page16k", "tls.c", "tlsplan", &["-Wl,-z,max-page-size=16384"]);
     let plan = plan_file(&path, 16384).unwrap();
     let tls = plan.tls.as_ref().expect("PT_TLS");
     assert_eq!(tls.file_size, 8);
@@ -114,28 +101,19 @@ fn tls_and_relro_are_planned() {
 fn page_arithmetic_at_16k() {
     // A RW segment whose data ends mid-page and whose .bss spans further pages.
     let elf = synth_elf(
-        &[
-            Ph::load(R | X, 0, 0, 0x1000, 0x1000, 0x4000),
-            Ph::load(R | W, 0x4010, 0x8010, 0x100, 0x9000, 0x4000),
-        ],
+        &[Ph::load(R | X, 0, 0, 0x1000, 0x1000, 0x4000), Ph::load(R | W, 0x4010, 0x8010, 0x100, 0x9000, 0x4000)],
         0x5000,
     );
     let plan = Plan::new(&elf, elf.len() as u64, 0x4000).unwrap();
     let s = &plan.segments[1];
-    assert_eq!(
-        (s.map_vaddr, s.map_offset, s.map_file_len),
-        (0x8000, 0x4000, 0x4000)
-    );
+    assert_eq!((s.map_vaddr, s.map_offset, s.map_file_len), (0x8000, 0x4000, 0x4000));
     assert_eq!(s.zero_len, 0xc000 - 0x8110);
     assert_eq!((s.bss_vaddr, s.bss_len), (0xc000, 0x8000));
     assert_eq!((plan.span_vaddr, plan.span_len), (0, 0x14000));
     // The same file at 4 KiB pages: finer arithmetic.
     let plan = Plan::new(&elf, elf.len() as u64, 0x1000).unwrap();
     let s = &plan.segments[1];
-    assert_eq!(
-        (s.map_vaddr, s.map_offset, s.map_file_len),
-        (0x8000, 0x4000, 0x1000)
-    );
+    assert_eq!((s.map_vaddr, s.map_offset, s.map_file_len), (0x8000, 0x4000, 0x1000));
     assert_eq!(s.zero_len, 0x9000 - 0x8110);
     assert_eq!((s.bss_vaddr, s.bss_len), (0x9000, 0x9000 - 0x1000 + 0x1000));
     // At 64 KiB the 16 KiB alignment is too small.
@@ -146,27 +124,18 @@ fn page_arithmetic_at_16k() {
 #[test]
 fn a_segment_without_file_data_is_all_bss() {
     let elf = synth_elf(
-        &[
-            Ph::load(R | X, 0, 0, 0x800, 0x800, 0x1000),
-            Ph::load(R | W, 0, 0x3000, 0, 0x2500, 0x1000),
-        ],
+        &[Ph::load(R | X, 0, 0, 0x800, 0x800, 0x1000), Ph::load(R | W, 0, 0x3000, 0, 0x2500, 0x1000)],
         0x1000,
     );
     let plan = Plan::new(&elf, 0x1000, 0x1000).unwrap();
     let s = &plan.segments[1];
-    assert_eq!(
-        (s.map_file_len, s.zero_len, s.bss_vaddr, s.bss_len),
-        (0, 0, 0x3000, 0x3000)
-    );
+    assert_eq!((s.map_file_len, s.zero_len, s.bss_vaddr, s.bss_len), (0, 0, 0x3000, 0x3000));
 }
 
 /// Each check has its own error kind.
 #[test]
 fn every_check_has_its_own_error() {
-    let good = [
-        Ph::load(R | X, 0, 0, 0x800, 0x800, 0x1000),
-        Ph::load(R | W, 0x800, 0x1800, 0x100, 0x200, 0x1000),
-    ];
+    let good = [Ph::load(R | X, 0, 0, 0x800, 0x800, 0x1000), Ph::load(R | W, 0x800, 0x1800, 0x100, 0x200, 0x1000)];
     let base = synth_elf(&good, 0x1000);
     assert!(Plan::new(&base, 0x1000, 0x1000).is_ok());
     let kind = |bytes: &[u8], len: u64, page: u64| Plan::new(bytes, len, page).unwrap_err().kind();
@@ -175,77 +144,35 @@ fn every_check_has_its_own_error() {
         b[at..at + v.len()].copy_from_slice(v);
         b
     };
-    assert_eq!(
-        kind(&patched(0, b"\x7fELG"), 0x1000, 0x1000),
-        ErrorKind::BadMagic
-    );
+    assert_eq!(kind(&patched(0, b"\x7fELG"), 0x1000, 0x1000), ErrorKind::BadMagic);
     assert_eq!(kind(&patched(4, &[1]), 0x1000, 0x1000), ErrorKind::BadClass);
-    assert_eq!(
-        kind(&patched(5, &[2]), 0x1000, 0x1000),
-        ErrorKind::BadEndianness
-    );
-    assert_eq!(
-        kind(&patched(6, &[0]), 0x1000, 0x1000),
-        ErrorKind::BadVersion
-    );
-    assert_eq!(
-        kind(&patched(16, &2u16.to_le_bytes()), 0x1000, 0x1000),
-        ErrorKind::NotSharedObject
-    );
-    assert_eq!(
-        kind(&patched(18, &183u16.to_le_bytes()), 0x1000, 0x1000),
-        ErrorKind::WrongMachine
-    );
-    assert_eq!(
-        kind(&patched(54, &32u16.to_le_bytes()), 0x1000, 0x1000),
-        ErrorKind::BadProgramHeaders
-    );
-    assert_eq!(
-        kind(&patched(56, &0u16.to_le_bytes()), 0x1000, 0x1000),
-        ErrorKind::BadProgramHeaders
-    );
-    assert_eq!(
-        kind(&patched(32, &0xff8u64.to_le_bytes()), 0x1000, 0x1000),
-        ErrorKind::BadProgramHeaders
-    );
+    assert_eq!(kind(&patched(5, &[2]), 0x1000, 0x1000), ErrorKind::BadEndianness);
+    assert_eq!(kind(&patched(6, &[0]), 0x1000, 0x1000), ErrorKind::BadVersion);
+    assert_eq!(kind(&patched(16, &2u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::NotSharedObject);
+    assert_eq!(kind(&patched(18, &183u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::WrongMachine);
+    assert_eq!(kind(&patched(54, &32u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::BadProgramHeaders);
+    assert_eq!(kind(&patched(56, &0u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::BadProgramHeaders);
+    assert_eq!(kind(&patched(32, &0xff8u64.to_le_bytes()), 0x1000, 0x1000), ErrorKind::BadProgramHeaders);
     assert_eq!(kind(&base[..40], 0x1000, 0x1000), ErrorKind::Truncated);
     assert_eq!(kind(&base, 0x1000, 3000), ErrorKind::BadPageSize);
     let with = |phs: &[Ph]| synth_elf(phs, 0x1000);
     let mut ph = good;
     ph[1].vaddr = 0x1900;
-    assert_eq!(
-        kind(&with(&ph), 0x1000, 0x1000),
-        ErrorKind::OffsetNotCongruent
-    );
+    assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::OffsetNotCongruent);
     let mut ph = good;
     ph[1].filesz = 0x900;
     ph[1].memsz = 0x900;
-    assert_eq!(
-        kind(&with(&ph), 0x1000, 0x1000),
-        ErrorKind::SegmentOutsideSource
-    );
+    assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::SegmentOutsideSource);
     let mut ph = good;
     ph[1].offset = u64::MAX - 0x7ff;
     ph[1].vaddr = 0x1800;
-    assert_ne!(
-        Plan::new(&with(&ph), 0x1000, 0x1000)
-            .map(|_| ())
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Io
-    );
+    assert_ne!(Plan::new(&with(&ph), 0x1000, 0x1000).map(|_| ()).unwrap_err().kind(), ErrorKind::Io);
     let mut ph = good;
     ph[1].memsz = 0x80;
-    assert_eq!(
-        kind(&with(&ph), 0x1000, 0x1000),
-        ErrorKind::FileSizeExceedsMemSize
-    );
+    assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::FileSizeExceedsMemSize);
     let mut ph = good;
     ph[1].flags = R | W | X;
-    assert_eq!(
-        kind(&with(&ph), 0x1000, 0x1000),
-        ErrorKind::WritableAndExecutable
-    );
+    assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::WritableAndExecutable);
     let mut ph = good;
     ph[1].align = 0x3000;
     assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::BadAlignment);
@@ -258,10 +185,7 @@ fn every_check_has_its_own_error() {
     let mut ph = good;
     ph[1].vaddr = u64::MAX - 0x7ff;
     assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::SegmentsOverlap);
-    let ph = [Ph {
-        p_type: 4,
-        ..good[0]
-    }];
+    let ph = [Ph { p_type: 4, ..good[0] }];
     assert_eq!(kind(&with(&ph), 0x1000, 0x1000), ErrorKind::NoLoadSegments);
     // Source shorter than the program header table.
     assert_eq!(kind(&base, 100, 0x1000), ErrorKind::BadProgramHeaders);
@@ -278,14 +202,7 @@ fn errors_name_the_check_and_the_range() {
 
 fn arb_ph() -> impl Strategy<Value = Ph> {
     (
-        prop_oneof![
-            Just(1u32),
-            Just(1u32),
-            Just(2),
-            Just(7),
-            Just(0x6474e552),
-            any::<u32>()
-        ],
+        prop_oneof![Just(1u32), Just(1u32), Just(2), Just(7), Just(0x6474e552), any::<u32>()],
         0u32..8,
         prop_oneof![0u64..0x10000, any::<u64>()],
         prop_oneof![0u64..0x40000, any::<u64>()],
@@ -330,24 +247,18 @@ fn mutated_fixture_headers_never_panic() {
     let orig = std::fs::read(&path).unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(3000));
     runner
-        .run(
-            &(
-                proptest::collection::vec((0usize..0x300, any::<u8>()), 1..8),
-                any::<bool>(),
-            ),
-            |(edits, truncate)| {
-                let mut b = orig.clone();
-                for (at, v) in edits {
-                    b[at] = v;
+        .run(&(proptest::collection::vec((0usize..0x300, any::<u8>()), 1..8), any::<bool>()), |(edits, truncate)| {
+            let mut b = orig.clone();
+            for (at, v) in edits {
+                b[at] = v;
+            }
+            let len = if truncate { 0x200 } else { b.len() as u64 };
+            for page in PAGES {
+                if let Ok(plan) = Plan::new(&b, len, page) {
+                    check_invariants(&plan, len);
                 }
-                let len = if truncate { 0x200 } else { b.len() as u64 };
-                for page in PAGES {
-                    if let Ok(plan) = Plan::new(&b, len, page) {
-                        check_invariants(&plan, len);
-                    }
-                }
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
         .unwrap();
 }

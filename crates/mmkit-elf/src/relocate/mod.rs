@@ -51,19 +51,12 @@ pub(crate) fn reloc_name(t: u32) -> String {
 }
 
 fn unsupported(dy: &Dynamic, r: &Rela, why: &str) -> Error {
-    let sym = if r.sym == 0 {
-        "no symbol".to_owned()
-    } else {
-        format!("symbol `{}`", dy.sym_name(r.sym).unwrap_or("?"))
-    };
+    let sym =
+        if r.sym == 0 { "no symbol".to_owned() } else { format!("symbol `{}`", dy.sym_name(r.sym).unwrap_or("?")) };
     Error::new(
         ErrorKind::UnsupportedRelocation,
         "relocate",
-        format!(
-            "{} against {sym} at {:#x} is not supported{why}",
-            reloc_name(r.r_type),
-            r.offset
-        ),
+        format!("{} against {sym} at {:#x} is not supported{why}", reloc_name(r.r_type), r.offset),
     )
     .with_range(r.offset, 8)
 }
@@ -132,16 +125,8 @@ pub(crate) unsafe fn relocate(
                 deferred.push((r.offset, bias.wrapping_add(r.addend as u64), 0));
             }
             elf::R_X86_64_64 | elf::R_X86_64_GLOB_DAT | elf::R_X86_64_JUMP_SLOT => {
-                let addend = if r.r_type == elf::R_X86_64_64 {
-                    r.addend
-                } else {
-                    0
-                };
-                let target = if r.sym == 0 {
-                    Target::Addr(0)
-                } else {
-                    resolve(r.sym)?
-                };
+                let addend = if r.r_type == elf::R_X86_64_64 { r.addend } else { 0 };
+                let target = if r.sym == 0 { Target::Addr(0) } else { resolve(r.sym)? };
                 match target {
                     Target::Addr(a) => image.write_u64(r.offset, a.wrapping_add(addend as u64))?,
                     Target::Ifunc(resolver) => deferred.push((r.offset, resolver, addend)),
@@ -159,13 +144,8 @@ pub(crate) unsafe fn relocate(
                         _ => None,
                     }
                 };
-                let module = module.ok_or_else(|| {
-                    unsupported(
-                        dy,
-                        r,
-                        " (no TLS module of an mmkit-loaded library defines it)",
-                    )
-                })?;
+                let module = module
+                    .ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library defines it)"))?;
                 image.write_u64(r.offset, module)?;
             }
             elf::R_X86_64_DTPOFF64 => {
@@ -180,11 +160,7 @@ pub(crate) unsafe fn relocate(
                 image.write_u64(r.offset, offset.wrapping_add(r.addend as u64))?;
             }
             elf::R_X86_64_COPY => {
-                return Err(unsupported(
-                    dy,
-                    r,
-                    " (copy relocations belong in executables)",
-                ));
+                return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
             }
             elf::R_X86_64_TPOFF64 => {
                 return Err(unsupported(
@@ -195,11 +171,7 @@ pub(crate) unsafe fn relocate(
                 ));
             }
             elf::R_X86_64_TLSDESC => {
-                return Err(unsupported(
-                    dy,
-                    r,
-                    " (TLS descriptors; build with -mtls-dialect=gnu)",
-                ));
+                return Err(unsupported(dy, r, " (TLS descriptors; build with -mtls-dialect=gnu)"));
             }
             _ => return Err(unsupported(dy, r, "")),
         }

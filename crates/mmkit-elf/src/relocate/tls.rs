@@ -62,8 +62,7 @@ impl TlsModule {
         let layout = Layout::from_size_align(size, usize::try_from(align.max(16)).ok()?).ok()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
-        map.get_or_insert_with(HashMap::new)
-            .insert(id, Arc::new(Template { init, layout }));
+        map.get_or_insert_with(HashMap::new).insert(id, Arc::new(Template { init, layout }));
         Some(TlsModule { id })
     }
 
@@ -101,13 +100,7 @@ fn block_for(module: u64) -> Option<*mut u8> {
             let n = template.init.len().min(template.layout.size());
             // SAFETY: ptr has layout.size() ≥ n bytes; the template is a separate allocation.
             unsafe { std::ptr::copy_nonoverlapping(template.init.as_ptr(), ptr, n) };
-            blocks.borrow_mut().insert(
-                module,
-                Block {
-                    ptr,
-                    layout: template.layout,
-                },
-            );
+            blocks.borrow_mut().insert(module, Block { ptr, layout: template.layout });
             Some(ptr)
         })
         .ok()

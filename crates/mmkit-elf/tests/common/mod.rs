@@ -10,9 +10,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 pub fn fixture_src(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn out_root() -> PathBuf {
@@ -35,18 +33,11 @@ pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
     }
     let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
     let mut cmd = Command::new("gcc");
-    cmd.args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&tmp)
-        .arg(fixture_src(src));
+    cmd.args(["-shared", "-fPIC", "-O1", "-o"]).arg(&tmp).arg(fixture_src(src));
     cmd.args(flags);
-    let output = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run gcc ({e}): the ELF tests compile C fixtures; install gcc")
-    });
-    assert!(
-        output.status.success(),
-        "gcc failed for {src} {flags:?}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        cmd.output().unwrap_or_else(|e| panic!("cannot run gcc ({e}): the ELF tests compile C fixtures; install gcc"));
+    assert!(output.status.success(), "gcc failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
     std::fs::rename(&tmp, &out).unwrap();
     guard.insert(out.clone(), ());
     out
@@ -64,10 +55,7 @@ pub const VARIANTS: &[(&str, &[&str])] = &[
     ("relr", &["-Wl,-z,pack-relative-relocs"]),
     ("lazy-norelro", &["-Wl,-z,lazy", "-Wl,-z,norelro"]),
     ("page16k", &["-Wl,-z,max-page-size=16384"]),
-    (
-        "page64k",
-        &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"],
-    ),
+    ("page64k", &["-Wl,-z,max-page-size=65536", "-Wl,-z,separate-code"]),
 ];
 
 /// Writes a zip with the given entries: `(name, bytes, alignment)`; alignment 0 = stored
@@ -76,8 +64,7 @@ pub fn write_zip(path: &Path, entries: &[(&str, &[u8], u16)]) {
     let file = std::fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
     for (name, bytes, align) in entries {
-        let mut opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
+        let mut opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
         if *align > 0 {
             opts = opts.with_alignment(*align);
         }
@@ -158,9 +145,7 @@ pub fn open(source: impl Into<mmkit_elf::Source>) -> mmkit_elf::Library {
 }
 
 /// Opens with mmkit, returning the error.
-pub fn try_open(
-    source: impl Into<mmkit_elf::Source>,
-) -> Result<mmkit_elf::Library, mmkit_elf::Error> {
+pub fn try_open(source: impl Into<mmkit_elf::Source>) -> Result<mmkit_elf::Library, mmkit_elf::Error> {
     // SAFETY: test fixtures are trusted (negative tests fail before running any code).
     unsafe { mmkit_elf::Library::open(source) }
 }
@@ -179,15 +164,7 @@ pub struct Ph {
 
 impl Ph {
     pub fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64, align: u64) -> Ph {
-        Ph {
-            p_type: 1,
-            flags,
-            offset,
-            vaddr,
-            filesz,
-            memsz,
-            align,
-        }
+        Ph { p_type: 1, flags, offset, vaddr, filesz, memsz, align }
     }
 }
 
