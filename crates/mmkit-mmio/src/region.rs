@@ -19,7 +19,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::access::{check_access, AccessRules, Width};
 use crate::error::{Error, ErrorKind, Result};
-use crate::registers::Registers;
+use crate::registers::{Primitive, Reg, RegisterSpec, RegisterValue};
 
 /// An owned, mapped window of device registers; unmapped on drop.
 ///
@@ -82,6 +82,151 @@ pub(crate) struct MapRequest<'a> {
     pub rules: AccessRules,
     /// The physical address of the device memory, if known.
     pub phys: Option<u64>,
+}
+
+/// Checked register access: implemented by [`MmioRegion`](crate::MmioRegion) (real device
+/// memory) and [`FakeRegisters`](crate::FakeRegisters) (a model for unit tests), so drivers
+/// written against it run on both.
+pub trait Registers {
+    /// Bytes of register space.
+    fn len(&self) -> usize;
+
+    /// Whether the register space is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks that an access of `width` at `offset` is in bounds, aligned and allowed,
+    /// without performing it. `op` names the operation in the error.
+    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()>;
+
+    /// Reads `width` bits at `offset`, zero-extended.
+    fn read(&self, offset: usize, width: Width) -> Result<u64>;
+
+    /// Writes the low `width` bits of `value` at `offset`; a wider `value` is an error.
+    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()>;
+
+    /// Reads without checking; used by typed registers, whose layout was checked once when
+    /// their block was created. Defaults to the checked [`Registers::read`]; real regions skip
+    /// the checks, so a typed read costs what a raw volatile load costs.
+    ///
+    /// # Safety
+    /// [`Registers::check`] of this `offset` and `width` must have succeeded on this same
+    /// object (implementations may rely on their length and alignment never changing).
+    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
+        self.read(offset, width)
+    }
+
+    /// Writes the low `width` bits of `value` without checking; see
+    /// [`Registers::read_unchecked`].
+    ///
+    /// # Safety
+    /// As for [`Registers::read_unchecked`].
+    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        self.write(offset, width, value)
+    }
+
+    /// Reads the byte at `offset`.
+    fn read_u8(&self, offset: usize) -> Result<u8> {
+        self.read(offset, Width::W8).map(|v| v as u8)
+    }
+    /// Reads the 16-bit register at `offset`.
+    fn read_u16(&self, offset: usize) -> Result<u16> {
+        self.read(offset, Width::W16).map(|v| v as u16)
+    }
+    /// Reads the 32-bit register at `offset`.
+    fn read_u32(&self, offset: usize) -> Result<u32> {
+        self.read(offset, Width::W32).map(|v| v as u32)
+    }
+    /// Reads the 64-bit register at `offset`.
+    fn read_u64(&self, offset: usize) -> Result<u64> {
+        self.read(offset, Width::W64)
+    }
+    /// Writes the byte at `offset`.
+    fn write_u8(&self, offset: usize, value: u8) -> Result<()> {
+        self.write(offset, Width::W8, value.into())
+    }
+    /// Writes the 16-bit register at `offset`.
+    fn write_u16(&self, offset: usize, value: u16) -> Result<()> {
+        self.write(offset, Width::W16, value.into())
+    }
+    /// Writes the 32-bit register at `offset`.
+    fn write_u32(&self, offset: usize, value: u32) -> Result<()> {
+        self.write(offset, Width::W32, value.into())
+    }
+    /// Writes the 64-bit register at `offset`.
+    fn write_u64(&self, offset: usize, value: u64) -> Result<()> {
+        self.write(offset, Width::W64, value)
+    }
+}
+
+impl<R: Registers + ?Sized> Registers for &R {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
+        (**self).check(op, offset, width)
+    }
+    fn read(&self, offset: usize, width: Width) -> Result<u64> {
+        (**self).read(offset, width)
+    }
+    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        (**self).write(offset, width, value)
+    }
+    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
+        // SAFETY: forwarded contract: the check succeeded on the same object.
+        unsafe { (**self).read_unchecked(offset, width) }
+    }
+    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        // SAFETY: forwarded contract: the check succeeded on the same object.
+        unsafe { (**self).write_unchecked(offset, width, value) }
+    }
+}
+
+impl<R: Registers + ?Sized> Registers for Box<R> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
+        (**self).check(op, offset, width)
+    }
+    fn read(&self, offset: usize, width: Width) -> Result<u64> {
+        (**self).read(offset, width)
+    }
+    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        (**self).write(offset, width, value)
+    }
+    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
+        // SAFETY: forwarded contract: the check succeeded on the same object.
+        unsafe { (**self).read_unchecked(offset, width) }
+    }
+    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        // SAFETY: forwarded contract: the check succeeded on the same object.
+        unsafe { (**self).write_unchecked(offset, width, value) }
+    }
+}
+
+impl<R: Registers + ?Sized> Registers for std::sync::Arc<R> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
+        (**self).check(op, offset, width)
+    }
+    fn read(&self, offset: usize, width: Width) -> Result<u64> {
+        (**self).read(offset, width)
+    }
+    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        (**self).write(offset, width, value)
+    }
+    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
+        // SAFETY: forwarded contract: the check succeeded on the same object.
+        unsafe { (**self).read_unchecked(offset, width) }
+    }
+    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        // SAFETY: forwarded contract: the check succeeded on the same object.
+        unsafe { (**self).write_unchecked(offset, width, value) }
+    }
 }
 
 /// Maps `req` from `fd` readable, writable and shared, and wraps it in a [`MmioRegion`].
@@ -337,22 +482,36 @@ impl Registers for MmioRegion {
     }
 
     #[inline]
-    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
-        if !self.in_bounds_and_aligned(offset, width) {
-            return MmioRegion::read(self, offset, width); // the full check, for its error
-        }
-        // SAFETY: just checked: in bounds and aligned.
+    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
+        // SAFETY: the caller guarantees `check` of this access succeeded on this region, whose
+        // pointer and length never change: in bounds and aligned.
         Ok(unsafe { self.read_volatile(offset, width) })
     }
 
     #[inline]
-    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        if !self.in_bounds_and_aligned(offset, width) || value > width.max_value() {
-            return MmioRegion::write(self, offset, width, value);
-        }
-        // SAFETY: just checked: in bounds and aligned.
+    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+        // SAFETY: as in `read_unchecked`.
         unsafe { self.write_volatile(offset, width, value) };
         Ok(())
+    }
+}
+
+// Typed register accesses: a `Reg` exists only for a register of a `Checked` layout, i.e. one
+// whose offset and width `check` accepted on this very register space.
+impl<R: Registers + ?Sized, S: RegisterSpec> Reg<'_, R, S> {
+    #[inline]
+    pub(crate) fn read_raw(&self) -> Result<<S::Value as RegisterValue>::Raw> {
+        // SAFETY: `Checked::reg` hands out `Reg`s only for registers of its layout, all of which
+        // passed `check` on `self.regs` in `Checked::new` (and the width is `S`'s, checked at
+        // compile time there).
+        let v = unsafe { self.regs.read_unchecked(self.offset, Self::width()) }?;
+        Ok(Primitive::from_u64(v))
+    }
+
+    #[inline]
+    pub(crate) fn write_raw(&self, raw: <S::Value as RegisterValue>::Raw) -> Result<()> {
+        // SAFETY: as in `read_raw`; the value is a primitive of exactly the register's width.
+        unsafe { self.regs.write_unchecked(self.offset, Self::width(), raw.to_u64()) }
     }
 }
 

@@ -22,137 +22,7 @@ use std::marker::PhantomData;
 
 use crate::access::Width;
 use crate::error::{Error, ErrorKind, Result};
-
-/// Checked register access: implemented by [`MmioRegion`](crate::MmioRegion) (real device
-/// memory) and [`FakeRegisters`](crate::FakeRegisters) (a model for unit tests), so drivers
-/// written against it run on both.
-pub trait Registers {
-    /// Bytes of register space.
-    fn len(&self) -> usize;
-
-    /// Whether the register space is empty.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Checks that an access of `width` at `offset` is in bounds, aligned and allowed,
-    /// without performing it. `op` names the operation in the error.
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()>;
-
-    /// Reads `width` bits at `offset`, zero-extended.
-    fn read(&self, offset: usize, width: Width) -> Result<u64>;
-
-    /// Writes the low `width` bits of `value` at `offset`; a wider `value` is an error.
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()>;
-
-    /// Reads a register whose width was already checked against the device's rules (by a
-    /// register block's `new`): only bounds and alignment are checked again, which real regions
-    /// do in a few instructions. Defaults to [`Registers::read`].
-    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
-        self.read(offset, width)
-    }
-
-    /// Writes a register whose width was already checked; see [`Registers::read_in_layout`].
-    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        self.write(offset, width, value)
-    }
-
-    /// Reads the byte at `offset`.
-    fn read_u8(&self, offset: usize) -> Result<u8> {
-        self.read(offset, Width::W8).map(|v| v as u8)
-    }
-    /// Reads the 16-bit register at `offset`.
-    fn read_u16(&self, offset: usize) -> Result<u16> {
-        self.read(offset, Width::W16).map(|v| v as u16)
-    }
-    /// Reads the 32-bit register at `offset`.
-    fn read_u32(&self, offset: usize) -> Result<u32> {
-        self.read(offset, Width::W32).map(|v| v as u32)
-    }
-    /// Reads the 64-bit register at `offset`.
-    fn read_u64(&self, offset: usize) -> Result<u64> {
-        self.read(offset, Width::W64)
-    }
-    /// Writes the byte at `offset`.
-    fn write_u8(&self, offset: usize, value: u8) -> Result<()> {
-        self.write(offset, Width::W8, value.into())
-    }
-    /// Writes the 16-bit register at `offset`.
-    fn write_u16(&self, offset: usize, value: u16) -> Result<()> {
-        self.write(offset, Width::W16, value.into())
-    }
-    /// Writes the 32-bit register at `offset`.
-    fn write_u32(&self, offset: usize, value: u32) -> Result<()> {
-        self.write(offset, Width::W32, value.into())
-    }
-    /// Writes the 64-bit register at `offset`.
-    fn write_u64(&self, offset: usize, value: u64) -> Result<()> {
-        self.write(offset, Width::W64, value)
-    }
-}
-
-impl<R: Registers + ?Sized> Registers for &R {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        (**self).check(op, offset, width)
-    }
-    fn read(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read(offset, width)
-    }
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write(offset, width, value)
-    }
-    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read_in_layout(offset, width)
-    }
-    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write_in_layout(offset, width, value)
-    }
-}
-
-impl<R: Registers + ?Sized> Registers for Box<R> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        (**self).check(op, offset, width)
-    }
-    fn read(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read(offset, width)
-    }
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write(offset, width, value)
-    }
-    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read_in_layout(offset, width)
-    }
-    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write_in_layout(offset, width, value)
-    }
-}
-
-impl<R: Registers + ?Sized> Registers for std::sync::Arc<R> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        (**self).check(op, offset, width)
-    }
-    fn read(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read(offset, width)
-    }
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write(offset, width, value)
-    }
-    fn read_in_layout(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read_in_layout(offset, width)
-    }
-    fn write_in_layout(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write_in_layout(offset, width, value)
-    }
-}
+pub use crate::region::Registers;
 
 mod sealed {
     pub trait Sealed {}
@@ -321,6 +191,85 @@ pub fn check_layout<R: Registers + ?Sized>(regs: &R, block: &str, layout: &[Regi
     Ok(())
 }
 
+/// The layout of a register block: implemented by [`register_block!`](crate::register_block).
+pub trait Layout {
+    /// The block's name (for error messages).
+    const NAME: &'static str;
+    /// Every register of the block.
+    const LAYOUT: &'static [RegisterInfo];
+}
+
+/// Whether `layout` has a register at `offset` of `width` (usable in constants).
+pub const fn layout_has(layout: &[RegisterInfo], offset: usize, width: Width) -> bool {
+    let mut i = 0;
+    while i < layout.len() {
+        if layout[i].offset == offset && layout[i].width as u8 == width as u8 {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// A register space whose every register of layout `L` was checked — in bounds, aligned, of a
+/// width the device accepts — once, when it was created. It hands out [`Reg`] handles only for
+/// those registers (a compile-time check), so typed accesses cost no run-time checks.
+///
+/// ```compile_fail
+/// use mmkit_mmio::{register_block, FakeRegisters, ReadOnly};
+/// register_block! {
+///     /// One register.
+///     pub struct One {
+///         /// The only register.
+///         0x0 => id: ReadOnly<u32>,
+///     }
+/// }
+/// let checked = mmkit_mmio::registers::Checked::<_, One<FakeRegisters>>::new(FakeRegisters::new(4)).unwrap();
+/// // 0x100 is not a register of `One`: this does not compile.
+/// let _ = checked.reg::<ReadOnly<u32>, 0x100>("bogus").read();
+/// ```
+pub struct Checked<R, L> {
+    regs: R,
+    layout: PhantomData<fn() -> L>,
+}
+
+impl<R: Registers, L: Layout> Checked<R, L> {
+    /// Checks every register of `L` against `regs`.
+    pub fn new(regs: R) -> Result<Self> {
+        check_layout(&regs, L::NAME, L::LAYOUT)?;
+        Ok(Checked { regs, layout: PhantomData })
+    }
+
+    /// The register space.
+    pub fn registers(&self) -> &R {
+        &self.regs
+    }
+
+    /// Gives back the register space.
+    pub fn into_inner(self) -> R {
+        self.regs
+    }
+
+    /// The register of `L` at `OFFSET` with access `S`; a register that is not in the layout
+    /// (with `S`'s width) does not compile.
+    #[inline]
+    pub fn reg<S: RegisterSpec, const OFFSET: usize>(&self, name: &'static str) -> Reg<'_, R, S> {
+        const {
+            assert!(
+                layout_has(L::LAYOUT, OFFSET, <<S::Value as RegisterValue>::Raw as Primitive>::WIDTH),
+                "the register is not in the checked layout"
+            )
+        };
+        Reg { regs: &self.regs, offset: OFFSET, name, spec: PhantomData }
+    }
+}
+
+impl<R: fmt::Debug, L> fmt::Debug for Checked<R, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.regs.fmt(f)
+    }
+}
+
 /// One value read by a register block's `dump`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpedRegister {
@@ -340,10 +289,13 @@ pub fn dump_layout<R: Registers + ?Sized>(regs: &R, layout: &[RegisterInfo]) -> 
 }
 
 /// A handle to one typed register of a block; what it allows follows from its marker `S`.
+///
+/// Only a [`Checked`] register space hands them out, for registers of its validated layout, so
+/// their accesses need no further checks.
 pub struct Reg<'a, R: ?Sized, S> {
-    regs: &'a R,
-    offset: usize,
-    name: &'static str,
+    pub(crate) regs: &'a R,
+    pub(crate) offset: usize,
+    pub(crate) name: &'static str,
     spec: PhantomData<S>,
 }
 
@@ -354,11 +306,6 @@ impl<R: ?Sized, S> fmt::Debug for Reg<'_, R, S> {
 }
 
 impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
-    /// A handle to the register `name` at `offset` of `regs`; used by generated code.
-    pub fn new(regs: &'a R, offset: usize, name: &'static str) -> Self {
-        Reg { regs, offset, name, spec: PhantomData }
-    }
-
     /// The register's byte offset.
     pub fn offset(&self) -> usize {
         self.offset
@@ -369,21 +316,8 @@ impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
         self.name
     }
 
-    fn width() -> Width {
+    pub(crate) fn width() -> Width {
         <<S::Value as RegisterValue>::Raw as Primitive>::WIDTH
-    }
-
-    // The block's `new` checked this register's width against the device's rules, so the
-    // accesses take the lighter `*_in_layout` path (still bounds- and alignment-checked).
-    #[inline]
-    fn read_raw(&self) -> Result<<S::Value as RegisterValue>::Raw> {
-        let v = self.regs.read_in_layout(self.offset, Self::width())?;
-        Ok(Primitive::from_u64(v))
-    }
-
-    #[inline]
-    fn write_raw(&self, raw: <S::Value as RegisterValue>::Raw) -> Result<()> {
-        self.regs.write_in_layout(self.offset, Self::width(), raw.to_u64())
     }
 
     /// Reads the register.
@@ -569,30 +503,35 @@ macro_rules! register_block {
     ) => {
         $(#[$meta])*
         $vis struct $name<R: $crate::Registers = $crate::MmioRegion> {
-            regs: R,
+            regs: $crate::registers::Checked<R, $name<R>>,
+        }
+
+        impl<R: $crate::Registers> $crate::registers::Layout for $name<R> {
+            const NAME: &'static str = stringify!($name);
+            const LAYOUT: &'static [$crate::RegisterInfo] = &[
+                $( $crate::RegisterInfo::of::<$spec>(stringify!($reg), $offset) ),*
+            ];
         }
 
         impl<R: $crate::Registers> $name<R> {
             /// Every register of the block: name, offset, width and access.
-            pub const LAYOUT: &'static [$crate::RegisterInfo] = &[
-                $( $crate::RegisterInfo::of::<$spec>(stringify!($reg), $offset) ),*
-            ];
+            pub const LAYOUT: &'static [$crate::RegisterInfo] =
+                <Self as $crate::registers::Layout>::LAYOUT;
 
             /// Wraps `regs` after checking that every register fits, is aligned and has a
             /// width the device accepts.
             pub fn new(regs: R) -> ::core::result::Result<Self, $crate::Error> {
-                $crate::registers::check_layout(&regs, stringify!($name), Self::LAYOUT)?;
-                Ok($name { regs })
+                Ok($name { regs: $crate::registers::Checked::new(regs)? })
             }
 
             /// The underlying register space.
             pub fn registers(&self) -> &R {
-                &self.regs
+                self.regs.registers()
             }
 
             /// Gives back the underlying register space.
             pub fn into_registers(self) -> R {
-                self.regs
+                self.regs.into_inner()
             }
 
             /// Reads every register that is readable without side effects.
@@ -600,13 +539,14 @@ macro_rules! register_block {
                 ::std::vec::Vec<$crate::registers::DumpedRegister>,
                 $crate::Error,
             > {
-                $crate::registers::dump_layout(&self.regs, Self::LAYOUT)
+                $crate::registers::dump_layout(self.regs.registers(), Self::LAYOUT)
             }
 
             $(
                 $(#[$rmeta])*
+                #[inline]
                 pub fn $reg(&self) -> $crate::Reg<'_, R, $spec> {
-                    $crate::Reg::new(&self.regs, $offset, stringify!($reg))
+                    self.regs.reg::<$spec, $offset>(stringify!($reg))
                 }
             )*
         }
