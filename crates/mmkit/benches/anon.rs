@@ -1,6 +1,11 @@
 //! Anonymous-memory benchmarks: THP vs 4 KiB first touch, MapAlloc vs glibc malloc on a mixed
-//! large-allocation workload (time, and peak RSS measured in forked children), and realloc
-//! growth by doubling. Run: `cargo bench -p mmkit --bench anon`.
+//! large-allocation workload (time and peak RSS), and realloc growth by doubling.
+//!
+//! Run: `cargo bench -p mmkit --bench anon`. First comes the interleaved report (the numbers
+//! BENCHMARKS-anon.md quotes): peers alternate round by round in this one process, each round
+//! gives a time (and for the mixed workload a peak RSS), and the medians and the median of the
+//! per-round ratios are printed. `MMKIT_BENCH_ROUNDS` sets the rounds (default 15). Then the
+//! criterion groups run the same work (sample_size 10) for criterion's own statistics.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
@@ -8,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mmkit::alloc::MapAlloc;
-use mmkit::{page_size, Advice, HugePages, MapOptions};
+use mmkit::{page_size, Advice, HugePages, MapOptions, Populate};
 
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
@@ -21,20 +26,45 @@ fn touch(p: *mut u8, from: usize, to: usize) {
     }
 }
 
-fn first_touch(huge: bool) -> Duration {
+#[derive(Clone, Copy, PartialEq)]
+enum Touch {
+    /// 4 KiB pages (`MADV_NOHUGEPAGE`, so a THP `always` machine does not blur it), one byte
+    /// written per page.
+    Base,
+    /// `HugePages::Transparent` (2 MiB-aligned, `MADV_HUGEPAGE`), one byte written per 4 KiB.
+    Thp,
+    /// `HugePages::Transparent` plus `Populate::Write` (`MADV_POPULATE_WRITE`): the map call
+    /// faults the huge pages in; timed from the map call, then the same touch loop.
+    ThpPopulate,
+}
+
+/// Time to first-touch 1 GiB (a fresh map each call; the map call is timed only when it does
+/// the populating). With `check`, also returns the huge page bytes and alignment seen in smaps.
+fn first_touch(kind: Touch, check: bool) -> (Duration, Option<(u64, bool)>) {
     let mut o = MapOptions::new();
     o.len(GIB);
-    if huge {
-        o.huge_pages(HugePages::Transparent);
-    } else {
-        o.advice(Advice::NoHugePage);
+    match kind {
+        Touch::Base => {
+            o.advice(Advice::NoHugePage);
+        }
+        Touch::Thp => {
+            o.huge_pages(HugePages::Transparent);
+        }
+        Touch::ThpPopulate => {
+            o.huge_pages(HugePages::Transparent).populate(Populate::Write);
+        }
     }
-    let mut m = o.map_anon().unwrap();
     let t = Instant::now();
+    let mut m = o.map_anon().unwrap();
+    let t = if kind == Touch::ThpPopulate { t } else { Instant::now() };
     touch(m.as_mut_ptr(), 0, GIB);
     let d = t.elapsed();
+    let seen = check.then(|| {
+        let huge = mmkit::anon::huge_page_bytes(m.mapping()).unwrap_or(0);
+        (huge, m.as_ptr() as usize % (2 * MIB) == 0)
+    });
     drop(black_box(m));
-    d
+    (d, seen)
 }
 
 /// Which allocator a workload uses.
@@ -75,8 +105,10 @@ impl Alloc for MapAlloc {
     }
 }
 
+const MIXED_STEPS: usize = 120;
+
 /// Sizes 128 KiB–64 MiB (log-uniform), random lifetimes (a random one of 8 slots is replaced
-/// each step), every page touched.
+/// each step), every page touched. The same seed for every allocator.
 fn mixed(a: &dyn Alloc, steps: usize) {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut slots: [(usize, usize); 8] = [(0, 0); 8];
@@ -104,6 +136,23 @@ fn mixed(a: &dyn Alloc, steps: usize) {
     }
 }
 
+/// The workload's floor: the most page-rounded bytes live at once.
+fn live_set_kib(steps: usize) -> usize {
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut slots = [0usize; 8];
+    let mut max = 0;
+    for _ in 0..steps {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let bits = 17 + (rng % 9) as u32;
+        let size = ((1usize << bits) + ((rng >> 16) as usize % (1usize << bits))).min(64 * MIB);
+        slots[(rng >> 8) as usize % slots.len()] = size.next_multiple_of(page_size());
+        max = max.max(slots.iter().sum());
+    }
+    max >> 10
+}
+
 fn growth(a: &dyn Alloc) {
     let mut len = 4 << 10;
     let mut p = a.alloc(len);
@@ -117,43 +166,244 @@ fn growth(a: &dyn Alloc) {
     a.free(p, len);
 }
 
+/// The bench's MapAlloc: THP for blocks of 2 MiB and up, a 64 MiB cache of address space whose
+/// pages are dropped on free (the default: no RSS held by the cache).
 fn mapalloc() -> MapAlloc {
-    MapAlloc::new().with_thp(2 * MIB).with_max_cached(8 * MIB)
+    MapAlloc::new().with_thp(2 * MIB).with_max_cached(64 * MIB)
 }
 
-/// Peak RSS (KiB) of a forked child that runs `f` (`wait4` → `ru_maxrss`).
-fn peak_rss_kib(f: impl FnOnce()) -> i64 {
-    // SAFETY: the bench process is single-threaded here; the child runs the workload (which
-    // may allocate) and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        f();
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
+/// The same with a 64 MiB resident cache: faster reuse, more RSS (shown for the trade-off).
+fn mapalloc_resident() -> MapAlloc {
+    mapalloc().with_resident_cache(64 * MIB)
+}
+
+/// A field of /proc/self/status in KiB.
+fn status_kib(field: &str) -> i64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with(field)).unwrap();
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+/// Runs `f` in this process and returns its time and peak RSS above the RSS at its start:
+/// `echo 5 > /proc/self/clear_refs` resets VmHWM to the current RSS, then VmHWM after the run
+/// minus VmRSS before it. Also returns the RSS the run left behind (after minus before).
+fn measured(f: impl FnOnce()) -> (Duration, i64, i64) {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let rss0 = status_kib("VmRSS:");
+    let t = Instant::now();
+    f();
+    let d = t.elapsed();
+    let hwm = status_kib("VmHWM:");
+    let rss1 = status_kib("VmRSS:");
+    (d, hwm - rss0, rss1 - rss0)
+}
+
+fn median<T: PartialOrd + Copy>(v: &[T]) -> T {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn vmstat(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+/// The interleaved report: medians of per-round times and ratios. `MMKIT_BENCH_ONLY` = `touch`,
+/// `mixed` or `growth` runs one part.
+fn paired_report() {
+    let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let only = std::env::var("MMKIT_BENCH_ONLY").unwrap_or_default();
+    println!("== interleaved report ({rounds} rounds; medians) ==");
+    if only.is_empty() || only == "touch" {
+        report_touch(rounds);
     }
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child with valid out-pointers.
-    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-    ru.ru_maxrss
+    if only.is_empty() || only == "mixed" {
+        report_mixed(rounds);
+    }
+    if only.is_empty() || only == "growth" {
+        report_growth(rounds);
+    }
+}
+
+fn round(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| (x * 100.0).round() / 100.0).collect()
+}
+
+fn report_touch(rounds: usize) {
+    // First touch of 1 GiB. A memset of 1 GiB already resident is the floor for THP (the
+    // kernel clears each 2 MiB page, then the loop writes one byte per 4 KiB).
+    let mut resident = MapOptions::new().len(GIB).huge_pages(HugePages::Transparent).map_anon().unwrap();
+    resident.fill(1);
+    let memset: Vec<f64> = (0..5)
+        .map(|i| {
+            let t = Instant::now();
+            black_box(&mut resident[..]).fill(i as u8);
+            ms(t.elapsed())
+        })
+        .collect();
+    drop(resident);
+    let (alloc0, fallback0, stall0) =
+        (vmstat("thp_fault_alloc"), vmstat("thp_fault_fallback"), vmstat("compact_stall"));
+    let (mut base, mut thp, mut pop, mut r_thp, mut r_pop) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut seen = None;
+    for r in 0..rounds {
+        // Alternate the order so neither side always runs right after the other's munmap.
+        let order = if r % 2 == 0 {
+            [Touch::Base, Touch::Thp, Touch::ThpPopulate]
+        } else {
+            [Touch::ThpPopulate, Touch::Thp, Touch::Base]
+        };
+        let (mut b, mut h, mut p) = (0.0, 0.0, 0.0);
+        for k in order {
+            let (d, s) = first_touch(k, r == 0 && k == Touch::Thp);
+            if s.is_some() {
+                seen = s;
+            }
+            match k {
+                Touch::Base => b = ms(d),
+                Touch::Thp => h = ms(d),
+                Touch::ThpPopulate => p = ms(d),
+            }
+        }
+        base.push(b);
+        thp.push(h);
+        pop.push(p);
+        r_thp.push(b / h);
+        r_pop.push(b / p);
+    }
+    let (huge, aligned) = seen.unwrap_or((0, false));
+    println!(
+        "first_touch_1GiB: base_4KiB {:.1} ms | mmkit_thp {:.1} ms, ratio {:.2}x | mmkit_thp_populate {:.1} ms, ratio {:.2}x",
+        median(&base),
+        median(&thp),
+        median(&r_thp),
+        median(&pop),
+        median(&r_pop)
+    );
+    println!(
+        "  THP region: 2 MiB-aligned {aligned}, AnonHugePages after touch {} MiB of 1024; thp_fault_alloc +{}, \
+         thp_fault_fallback +{}, compact_stall +{}; memset of 1 GiB resident: {:.1} ms",
+        huge >> 20,
+        vmstat("thp_fault_alloc") - alloc0,
+        vmstat("thp_fault_fallback") - fallback0,
+        vmstat("compact_stall") - stall0,
+        median(&memset)
+    );
+    println!("  per round: base ms {:?}", round(&base));
+    println!("  per round: thp ms {:?}", round(&thp));
+    println!("  per round: base/thp {:?}", round(&r_thp));
+}
+
+fn report_mixed(rounds: usize) {
+    // Mixed workload: time and peak RSS of the same runs. A first run of each (printed as
+    // "cold": glibc starts with its initial mmap threshold), then two interleaved passes:
+    // "steady" runs back to back, as criterion does; "trimmed" first lets each allocator drop
+    // the free memory it retained (`malloc_trim(0)` / `purge_all()`, untimed), so the RSS at
+    // the start of the run holds no reusable memory of either and the peak above it is the
+    // run's whole footprint. In the steady pass glibc reuses heap pages that were already
+    // resident (and so already in the baseline), which can put its figure below the
+    // workload's live-set floor.
+    let (a, ar) = (mapalloc(), mapalloc_resident());
+    let peers: [(&str, &dyn Alloc); 3] = [("glibc_malloc", &Glibc), ("mapalloc", &a), ("mapalloc_resident64M", &ar)];
+    let trim = |k: usize| match k {
+        // SAFETY: malloc_trim only returns free memory.
+        0 => unsafe {
+            libc::malloc_trim(0);
+        },
+        1 => a.purge_all(),
+        _ => ar.purge_all(),
+    };
+    println!("  mixed workload: max live set {} KiB (sum of the live blocks' pages)", live_set_kib(MIXED_STEPS));
+    for (name, p) in peers {
+        let (d, peak, left) = measured(|| mixed(p, MIXED_STEPS));
+        println!("  cold {name}: {:.1} ms, peak RSS +{peak} KiB, left resident +{left} KiB", ms(d));
+    }
+    for pass in ["steady", "trimmed"] {
+        let mut res: Vec<Vec<(f64, i64, i64)>> = vec![vec![]; peers.len()];
+        for r in 0..rounds {
+            for k in 0..peers.len() {
+                let k = if r % 2 == 0 { k } else { peers.len() - 1 - k };
+                if pass == "trimmed" {
+                    trim(k);
+                }
+                let (d, peak, left) = measured(|| mixed(peers[k].1, MIXED_STEPS));
+                res[k].push((ms(d), peak, left));
+            }
+        }
+        let g = &res[0];
+        for (k, (name, _)) in peers.iter().enumerate() {
+            let v = &res[k];
+            let t_ratio: Vec<f64> = v.iter().zip(g).map(|(m, g)| m.0 / g.0).collect();
+            let rss_ratio: Vec<f64> = v.iter().zip(g).map(|(m, g)| m.1 as f64 / g.1 as f64).collect();
+            println!(
+                "mixed_large_allocs [{pass}] {name}: {:.1} ms (time ratio vs glibc {:.3}), peak RSS +{} KiB \
+                 (ratio {:.3}), left resident +{} KiB",
+                median(&v.iter().map(|x| x.0).collect::<Vec<_>>()),
+                median(&t_ratio),
+                median(&v.iter().map(|x| x.1).collect::<Vec<_>>()),
+                median(&rss_ratio),
+                median(&v.iter().map(|x| x.2).collect::<Vec<_>>()),
+            );
+        }
+    }
+    let s = a.stats();
+    println!(
+        "  mapalloc stats after the runs: maps {}, unmaps {}, remaps {}, purges {}, cache hits {}, cached {} KiB \
+         (resident {} KiB)",
+        s.maps,
+        s.unmaps,
+        s.remaps,
+        s.purges,
+        s.cache_hits,
+        s.cached_bytes >> 10,
+        s.cached_resident_bytes >> 10
+    );
+}
+
+fn report_growth(rounds: usize) {
+    let a = mapalloc();
+    let (mut gl, mut ma, mut ratio) = (vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let (x, y) = if r % 2 == 0 {
+            let x = measured(|| growth(&Glibc)).0;
+            (x, measured(|| growth(&a)).0)
+        } else {
+            let y = measured(|| growth(&a)).0;
+            (measured(|| growth(&Glibc)).0, y)
+        };
+        gl.push(ms(x));
+        ma.push(ms(y));
+        ratio.push(ms(x) / ms(y));
+    }
+    println!(
+        "realloc_growth_4KiB_to_1GiB: glibc {:.1} ms | mapalloc {:.1} ms, ratio (glibc/mapalloc) {:.2}x",
+        median(&gl),
+        median(&ma),
+        median(&ratio)
+    );
+    println!("  per round: glibc ms {:?}", round(&gl));
+    println!("  per round: mapalloc ms {:?}", round(&ma));
 }
 
 fn benches(c: &mut Criterion) {
+    paired_report();
+
     let mut g = c.benchmark_group("first_touch_1GiB");
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    g.bench_function("base_4KiB", |b| b.iter_custom(|n| (0..n).map(|_| first_touch(false)).sum()));
-    g.bench_function("mmkit_thp", |b| b.iter_custom(|n| (0..n).map(|_| first_touch(true)).sum()));
+    g.bench_function("base_4KiB", |b| b.iter_custom(|n| (0..n).map(|_| first_touch(Touch::Base, false).0).sum()));
+    g.bench_function("mmkit_thp", |b| b.iter_custom(|n| (0..n).map(|_| first_touch(Touch::Thp, false).0).sum()));
     g.finish();
 
-    let steps = 120;
     let mut g = c.benchmark_group("mixed_large_allocs");
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
-    g.bench_function("glibc_malloc", |b| b.iter(|| mixed(&Glibc, steps)));
+    g.bench_function("glibc_malloc", |b| b.iter(|| mixed(&Glibc, MIXED_STEPS)));
     let a = mapalloc();
-    g.bench_function("mapalloc", |b| b.iter(|| mixed(&a, steps)));
+    g.bench_function("mapalloc", |b| b.iter(|| mixed(&a, MIXED_STEPS)));
     g.finish();
 
     let mut g = c.benchmark_group("realloc_growth_4KiB_to_1GiB");
@@ -161,19 +411,6 @@ fn benches(c: &mut Criterion) {
     g.bench_function("glibc_realloc", |b| b.iter(|| growth(&Glibc)));
     g.bench_function("mapalloc", |b| b.iter(|| growth(&a)));
     g.finish();
-
-    // Peak RSS of the mixed workload, each in a fresh forked child (3 runs, medians).
-    let base = peak_rss_kib(|| {});
-    let mut glibc: Vec<i64> = (0..3).map(|_| peak_rss_kib(|| mixed(&Glibc, steps)) - base).collect();
-    let mut mapa: Vec<i64> = (0..3).map(|_| peak_rss_kib(|| mixed(&mapalloc(), steps)) - base).collect();
-    glibc.sort();
-    mapa.sort();
-    println!(
-        "peak RSS above the process baseline, mixed workload (median of 3): glibc {} KiB, MapAlloc {} KiB, ratio {:.3}",
-        glibc[1],
-        mapa[1],
-        mapa[1] as f64 / glibc[1] as f64
-    );
 }
 
 criterion_group!(anon, benches);

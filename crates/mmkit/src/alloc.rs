@@ -1,13 +1,21 @@
 //! [`MapAlloc`]: a large-block allocator on anonymous mappings.
 //!
 //! Every block of at least [`threshold`](MapAlloc::with_threshold) bytes is its own anonymous
-//! mapping; smaller ones go to [`std::alloc::System`]. Freed mappings are kept in a small cache
-//! and handed out again (split or grown with `mremap`) so a busy program does not pay for
-//! `mmap`, page faults and zeroing on every allocation; a cached mapping unused for the
-//! [decay time](MapAlloc::with_decay) is unmapped, returning its memory to the kernel.
-//! `realloc` grows with `mremap` (pages move, bytes are not copied). Blocks of at least
-//! [`with_thp`](MapAlloc::with_thp) bytes are aligned to the huge page size and advised
-//! `MADV_HUGEPAGE`, so touching them costs one fault per 2 MiB instead of 512.
+//! mapping; smaller ones go to [`std::alloc::System`]. Freed mappings are kept in a cache of
+//! address space and handed out again (best fit, split), so a busy program does not pay for
+//! `mmap`/`munmap` and re-alignment on every allocation. By default a freed block's pages are
+//! dropped (`MADV_DONTNEED`) as it enters the cache: the cache holds address space, not memory,
+//! so the allocator's RSS is that of its live blocks, and a block from the cache reads back as
+//! zeros (so `alloc_zeroed` costs nothing extra). [`with_resident_cache`](MapAlloc::with_resident_cache)
+//! lets up to a budget of cached blocks keep their pages instead: reuse then skips the page
+//! faults and zeroing, at the price of that much extra RSS. A cached mapping unused for the
+//! [decay time](MapAlloc::with_decay) is unmapped.
+//!
+//! `realloc` grows and shrinks with `mremap` (pages move, bytes are not copied; a shrink frees
+//! the tail's pages at once). Blocks of at least [`with_thp`](MapAlloc::with_thp) bytes are
+//! aligned to the huge page size and advised `MADV_HUGEPAGE`, so touching them costs one fault
+//! (and one 2 MiB clear) per 2 MiB instead of 512 faults. Blocks are never rounded up beyond
+//! whole base pages, so THP adds no RSS slack: the partial 2 MiB at a block's end uses base pages.
 //!
 //! It works as the global allocator and as a standalone arena:
 //!
@@ -22,18 +30,21 @@
 //! block.grow(8 << 20).expect("grown with mremap");
 //! assert_eq!(block[0], 1);
 //! drop(block);
-//! assert_eq!(arena.stats().cached_bytes, 8 << 20); // kept for reuse...
+//! let s = arena.stats();
+//! assert_eq!(s.cached_bytes, 8 << 20); // the address space is kept for reuse...
+//! assert_eq!(s.cached_resident_bytes, 0); // ...without its memory
 //! std::thread::sleep(std::time::Duration::from_millis(30));
 //! arena.purge_expired();
-//! assert_eq!(arena.stats().cached_bytes, 0); // ...until the decay time passed
+//! assert_eq!(arena.stats().cached_bytes, 0); // unmapped once the decay time passed
 //! ```
 //!
 //! # Inside the allocator
-//! The alloc paths never allocate: the cache and the table of live blocks are fixed-size
-//! arrays behind a spin lock (held only for table updates, never across a system call that
-//! unmaps), and the counters are atomics. The table of live blocks only serves
-//! [`stats`](MapAlloc::stats); when it is full, further blocks still work but are not counted
-//! as resident.
+//! The cache is a fixed-size array and the table of live blocks a growable array allocated
+//! from [`System`] (never from this allocator), both behind a spin lock held only for table
+//! updates, never across a system call that unmaps or purges; the counters are atomics. The
+//! live table serves [`stats`](MapAlloc::stats), so every block is counted there; only if
+//! `System` cannot grow the table is a block left out (see
+//! [`MapAllocStats::untracked_blocks`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -45,7 +56,6 @@ use std::time::Duration;
 use crate::sys;
 
 const CACHE_SLOTS: usize = 64;
-const LIVE_SLOTS: usize = 1024;
 const THP_SIZE: usize = 2 << 20;
 
 #[derive(Clone, Copy)]
@@ -54,37 +64,117 @@ struct Block {
     len: usize,
     /// When it was freed (cache) — unused for live blocks.
     at: u64,
+    /// Cache only: its pages were kept (not purged).
+    resident: bool,
+    /// Cache only: the range is advised `MADV_HUGEPAGE`.
+    thp: bool,
 }
 
-const EMPTY: Block = Block { ptr: 0, len: 0, at: 0 };
+const EMPTY: Block = Block { ptr: 0, len: 0, at: 0, resident: false, thp: false };
+
+/// Live blocks, in an array from `System` that grows by doubling.
+struct Live {
+    ptr: *mut Block,
+    cap: usize,
+    len: usize,
+}
+
+impl Live {
+    fn as_slice(&self) -> &[Block] {
+        if self.ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: `ptr` holds `cap >= len` blocks from `System`, the first `len` initialized.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Block] {
+        if self.ptr.is_null() {
+            return &mut [];
+        }
+        // SAFETY: as above, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Appends `b`; false when `System` cannot grow the array.
+    fn push(&mut self, b: Block) -> bool {
+        if self.len == self.cap {
+            let cap = (self.cap * 2).max(64);
+            let Ok(layout) = Layout::array::<Block>(cap) else { return false };
+            // SAFETY: a non-zero layout; `System` never calls back into this allocator.
+            let p = unsafe { System.alloc(layout) }.cast::<Block>();
+            if p.is_null() {
+                return false;
+            }
+            if !self.ptr.is_null() {
+                // SAFETY: the old array holds `len` initialized blocks and the new one has room
+                // for `cap > len`; the old one came from `System` with `Layout::array(self.cap)`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.ptr, p, self.len);
+                    System.dealloc(self.ptr.cast(), Layout::array::<Block>(self.cap).expect("allocated before"));
+                }
+            }
+            self.ptr = p;
+            self.cap = cap;
+        }
+        // SAFETY: `len < cap` after growing.
+        unsafe { self.ptr.add(self.len).write(b) };
+        self.len += 1;
+        true
+    }
+
+    /// Removes the block at `ptr`; false when it is not in the table.
+    fn remove(&mut self, ptr: usize) -> bool {
+        let s = self.as_mut_slice();
+        // Recent blocks are freed first more often: search from the end.
+        let Some(i) = s.iter().rposition(|b| b.ptr == ptr) else { return false };
+        let last = s.len() - 1;
+        s.swap(i, last);
+        self.len -= 1;
+        true
+    }
+
+    fn release(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: allocated from `System` with this layout in `push`.
+            unsafe { System.dealloc(self.ptr.cast(), Layout::array::<Block>(self.cap).expect("allocated before")) };
+        }
+        *self = Live { ptr: std::ptr::null_mut(), cap: 0, len: 0 };
+    }
+}
 
 struct Tables {
     cache: [Block; CACHE_SLOTS],
-    live: [Block; LIVE_SLOTS],
-    live_count: usize,
+    live: Live,
 }
 
 /// What [`MapAlloc::stats`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MapAllocStats {
-    /// Bytes of mappings handed out and not yet freed.
+    /// Bytes of mappings handed out and not yet freed (whole pages).
     pub live_bytes: usize,
-    /// Bytes of freed mappings kept for reuse.
+    /// Bytes of address space of freed mappings kept for reuse.
     pub cached_bytes: usize,
     /// `live_bytes + cached_bytes`: address space this allocator holds.
     pub mapped_bytes: usize,
-    /// Resident bytes of the tracked live blocks and the cached blocks (`mincore`).
+    /// Resident bytes (`mincore`) of every live and cached block: the RAM this allocator's
+    /// mappings use. Blocks smaller than the threshold live in the system allocator and are
+    /// not counted. A snapshot: other threads may allocate and free while it is taken.
     pub resident_bytes: usize,
-    /// Resident bytes of the cached blocks alone.
+    /// Resident bytes of the cached blocks alone (0 unless
+    /// [`with_resident_cache`](MapAlloc::with_resident_cache) lets cached blocks keep pages).
     pub cached_resident_bytes: usize,
-    /// Live blocks not in the tracking table (their residency is not counted).
+    /// Live blocks left out of `resident_bytes` because the system allocator could not grow
+    /// the live table (0 unless memory ran out).
     pub untracked_blocks: usize,
     /// `mmap` calls made.
     pub maps: u64,
     /// `munmap` calls made.
     pub unmaps: u64,
-    /// `mremap` calls made (realloc growth and cache reuse).
+    /// `mremap` calls made (realloc growth and shrink, cache reuse).
     pub remaps: u64,
+    /// `madvise(MADV_DONTNEED)` calls that dropped a freed block's pages.
+    pub purges: u64,
     /// Allocations served from the cache.
     pub cache_hits: u64,
 }
@@ -95,20 +185,25 @@ pub struct MapAlloc {
     thp_min: usize,
     decay_ns: u64,
     max_cached: usize,
+    max_cached_resident: usize,
     lock: AtomicBool,
     tables: UnsafeCell<Tables>,
     live_bytes: AtomicUsize,
     cached_bytes: AtomicUsize,
+    /// Bytes of cached blocks that kept their pages (changed only with the lock held).
+    cached_resident: AtomicUsize,
     untracked: AtomicUsize,
     maps: AtomicU64,
     unmaps: AtomicU64,
     remaps: AtomicU64,
+    purges: AtomicU64,
     hits: AtomicU64,
 }
 
 // SAFETY: `tables` is only accessed with `lock` held (see `Guard`); everything else is atomic.
 unsafe impl Sync for MapAlloc {}
-// SAFETY: the allocator owns its cached mappings; moving it between threads is fine.
+// SAFETY: the allocator owns its cached mappings and its live table; moving it between threads
+// is fine.
 unsafe impl Send for MapAlloc {}
 
 impl std::fmt::Debug for MapAlloc {
@@ -118,6 +213,7 @@ impl std::fmt::Debug for MapAlloc {
             .field("thp_min", &self.thp_min)
             .field("decay_ns", &self.decay_ns)
             .field("max_cached", &self.max_cached)
+            .field("max_cached_resident", &self.max_cached_resident)
             .field("stats", &self.counters())
             .finish()
     }
@@ -163,21 +259,27 @@ impl Evicted {
 
 impl MapAlloc {
     /// An allocator with the defaults: blocks of 128 KiB and up are mapped, no THP, freed
-    /// mappings cached for up to 1 s and 256 MiB.
+    /// mappings cached (pages dropped) for up to 1 s and 256 MiB of address space.
     pub const fn new() -> MapAlloc {
         MapAlloc {
             threshold: 128 << 10,
             thp_min: 0,
             decay_ns: 1_000_000_000,
             max_cached: 256 << 20,
+            max_cached_resident: 0,
             lock: AtomicBool::new(false),
-            tables: UnsafeCell::new(Tables { cache: [EMPTY; CACHE_SLOTS], live: [EMPTY; LIVE_SLOTS], live_count: 0 }),
+            tables: UnsafeCell::new(Tables {
+                cache: [EMPTY; CACHE_SLOTS],
+                live: Live { ptr: std::ptr::null_mut(), cap: 0, len: 0 },
+            }),
             live_bytes: AtomicUsize::new(0),
             cached_bytes: AtomicUsize::new(0),
+            cached_resident: AtomicUsize::new(0),
             untracked: AtomicUsize::new(0),
             maps: AtomicU64::new(0),
             unmaps: AtomicU64::new(0),
             remaps: AtomicU64::new(0),
+            purges: AtomicU64::new(0),
             hits: AtomicU64::new(0),
         }
     }
@@ -201,9 +303,18 @@ impl MapAlloc {
         self
     }
 
-    /// Cache at most `bytes` of freed mappings (0 disables the cache).
+    /// Cache at most `bytes` of freed mappings' address space (0 disables the cache).
     pub const fn with_max_cached(mut self, bytes: usize) -> Self {
         self.max_cached = bytes;
+        self
+    }
+
+    /// Let up to `bytes` of cached blocks keep their pages (default 0: every freed block's
+    /// pages are dropped with `MADV_DONTNEED`). Reusing a resident block skips page faults and
+    /// zeroing; the price is up to `bytes` of RSS held by memory nobody uses. Also capped by
+    /// [`with_max_cached`](Self::with_max_cached).
+    pub const fn with_resident_cache(mut self, bytes: usize) -> Self {
+        self.max_cached_resident = bytes;
         self
     }
 
@@ -239,7 +350,8 @@ impl MapAlloc {
         let want = if thp { len + THP_SIZE } else { len };
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         // SAFETY: no MAP_FIXED: fresh address space.
-        let Ok(p) = (unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_READ | libc::PROT_WRITE, flags, None, 0) })
+        let Ok(p) =
+            (unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_READ | libc::PROT_WRITE, flags, None, 0) })
         else {
             return std::ptr::null_mut();
         };
@@ -270,11 +382,19 @@ impl MapAlloc {
         self.unmaps.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Takes a cache entry out of the accounting (the caller empties or replaces its slot).
+    fn uncount(&self, b: &Block) {
+        self.cached_bytes.fetch_sub(b.len, Ordering::Relaxed);
+        if b.resident {
+            self.cached_resident.fetch_sub(b.len, Ordering::Relaxed);
+        }
+    }
+
     /// Moves expired cache entries (and, with `all`, every entry) into `out`.
     fn evict_locked(&self, t: &mut Tables, now: u64, all: bool, out: &mut Evicted) {
         for slot in t.cache.iter_mut() {
             if slot.ptr != 0 && (all || now.saturating_sub(slot.at) >= self.decay_ns) {
-                self.cached_bytes.fetch_sub(slot.len, Ordering::Relaxed);
+                self.uncount(slot);
                 out.push(*slot);
                 *slot = EMPTY;
             }
@@ -282,122 +402,136 @@ impl MapAlloc {
     }
 
     fn track(&self, t: &mut Tables, ptr: usize, len: usize) {
-        if t.live_count < LIVE_SLOTS {
-            t.live[t.live_count] = Block { ptr, len, at: 0 };
-            t.live_count += 1;
-        } else {
+        if !t.live.push(Block { ptr, len, ..EMPTY }) {
             self.untracked.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn untrack(&self, t: &mut Tables, ptr: usize) {
-        let n = t.live_count;
-        if let Some(i) = t.live[..n].iter().position(|b| b.ptr == ptr) {
-            t.live[i] = t.live[n - 1];
-            t.live[n - 1] = EMPTY;
-            t.live_count -= 1;
-        } else {
+        if !t.live.remove(ptr) {
             let _ = self.untracked.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| u.checked_sub(1));
         }
     }
 
-    /// A mapped block of exactly `len` bytes: from the cache (split or grown) or fresh.
-    /// Returns the pointer and whether its bytes are known to be zero.
+    /// A mapped block of exactly `len` bytes: from the cache (best fit, split; a resident
+    /// block may be grown) or fresh. Returns the pointer and whether its bytes are known to be
+    /// zero.
     fn take(&self, len: usize) -> (*mut u8, bool) {
         let now = sys::anon::coarse_now_ns();
+        let thp = self.wants_thp(len);
         let mut evicted = Evicted::new();
         let mut found = EMPTY;
+        let mut grow = EMPTY;
         {
             let mut g = self.lock();
             let t = g.tables();
             self.evict_locked(t, now, false, &mut evicted);
-            // Best fit: the smallest cached block that is big enough; else the largest one
-            // at least half the size (grown with mremap, keeping its resident pages).
-            let mut best: Option<usize> = None;
-            for (i, b) in t.cache.iter().enumerate() {
-                if b.ptr == 0 {
-                    continue;
-                }
-                best = match best {
-                    None if b.len >= len / 2 => Some(i),
-                    None => None,
-                    Some(j) => {
-                        let c = t.cache[j];
-                        let better = match (b.len >= len, c.len >= len) {
-                            (true, true) => b.len < c.len,
-                            (true, false) => true,
-                            (false, true) => false,
-                            (false, false) => b.len > c.len,
-                        };
-                        Some(if better { i } else { j })
-                    }
-                };
-            }
-            if let Some(i) = best {
+            // Best fit: the smallest cached block that is big enough (for a THP block, one
+            // that starts on a huge page boundary), resident ones first on a tie.
+            let fit = t
+                .cache
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % THP_SIZE == 0))
+                .min_by_key(|(_, b)| (b.len, !b.resident))
+                .map(|(i, _)| i);
+            if let Some(i) = fit {
                 found = t.cache[i];
+                self.uncount(&found);
                 t.cache[i] = EMPTY;
-                self.cached_bytes.fetch_sub(found.len, Ordering::Relaxed);
+                if found.len > len {
+                    let tail = Block { ptr: found.ptr + len, len: found.len - len, ..found };
+                    if found.thp {
+                        // Unmapped, not cached: while the tail shared the block's VMA, a touch
+                        // of the block's last partial 2 MiB would fault in a whole huge page,
+                        // part of it in the (unused) tail.
+                        evicted.push(tail);
+                    } else {
+                        // The tail stays cached in the same slot: whole pages of a mapping we own.
+                        self.cached_bytes.fetch_add(tail.len, Ordering::Relaxed);
+                        if tail.resident {
+                            self.cached_resident.fetch_add(tail.len, Ordering::Relaxed);
+                        }
+                        t.cache[i] = tail;
+                    }
+                    found.len = len;
+                }
+            } else if let Some((i, _)) = t
+                .cache
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.ptr != 0 && b.resident && b.len >= len / 2)
+                .max_by_key(|(_, b)| b.len)
+            {
+                // Too small, but its resident pages are worth keeping: grow it with mremap.
+                grow = t.cache[i];
+                self.uncount(&grow);
+                t.cache[i] = EMPTY;
             }
         }
         for b in &evicted.blocks[..evicted.n] {
             self.unmap(*b);
         }
-        if found.ptr == 0 {
-            return (self.map_fresh(len), true);
-        }
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        let p = found.ptr as *mut u8;
-        if found.len == len {
-            return (p, false);
-        }
-        if found.len > len {
-            // Keep the tail cached: it is whole pages of a mapping we own.
-            let tail = Block { ptr: found.ptr + len, len: found.len - len, at: found.at };
-            if !self.cache_insert(tail, now) {
-                self.unmap(tail);
+        if found.ptr != 0 {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            if thp && !found.thp {
+                // SAFETY: our block; advice changes no contents.
+                let _ = unsafe { sys::madvise(found.ptr as *mut u8, len, libc::MADV_HUGEPAGE) };
             }
-            return (p, false);
+            return (found.ptr as *mut u8, !found.resident);
         }
-        // SAFETY: the cached block is ours and unreferenced; it may move.
-        match unsafe { sys::mremap(p, found.len, len, true) } {
-            Ok(q) => {
-                self.remaps.fetch_add(1, Ordering::Relaxed);
-                if self.wants_thp(len) {
-                    // SAFETY: our block; advice changes no contents.
-                    let _ = unsafe { sys::madvise(q, len, libc::MADV_HUGEPAGE) };
-                }
-                (q, false)
+        if grow.ptr != 0 {
+            let q = self.remap(grow.ptr as *mut u8, grow.len, len);
+            if !q.is_null() {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return (q, false);
             }
-            Err(_) => {
-                self.unmap(found);
-                (self.map_fresh(len), true)
-            }
+            self.unmap(grow);
         }
+        (self.map_fresh(len), true)
     }
 
     /// Puts `b` in the cache (evicting the oldest entries if needed); false if it does not fit.
-    fn cache_insert(&self, b: Block, _now: u64) -> bool {
-        if b.len > self.max_cached {
+    /// A resident block must fit the resident budget too.
+    fn cache_insert(&self, b: Block) -> bool {
+        if b.len > self.max_cached || (b.resident && b.len > self.max_cached_resident) {
             return false;
         }
         let mut evicted = Evicted::new();
         let ok = {
             let mut g = self.lock();
             let t = g.tables();
-            while self.cached_bytes.load(Ordering::Relaxed) + b.len > self.max_cached || t.cache.iter().all(|s| s.ptr != 0)
-            {
-                let Some((i, _)) = t.cache.iter().enumerate().filter(|(_, s)| s.ptr != 0).min_by_key(|(_, s)| s.at)
+            loop {
+                let over_bytes = self.cached_bytes.load(Ordering::Relaxed) + b.len > self.max_cached;
+                let over_resident =
+                    b.resident && self.cached_resident.load(Ordering::Relaxed) + b.len > self.max_cached_resident;
+                let full = t.cache.iter().all(|s| s.ptr != 0);
+                if !(over_bytes || over_resident || full) {
+                    break;
+                }
+                // Evict the oldest entry (a resident one when over the resident budget).
+                let Some((i, _)) = t
+                    .cache
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.ptr != 0 && (over_bytes || full || s.resident))
+                    .min_by_key(|(_, s)| s.at)
                 else {
                     break;
                 };
-                self.cached_bytes.fetch_sub(t.cache[i].len, Ordering::Relaxed);
+                self.uncount(&t.cache[i]);
                 evicted.push(t.cache[i]);
                 t.cache[i] = EMPTY;
             }
+            let fits = self.cached_bytes.load(Ordering::Relaxed) + b.len <= self.max_cached
+                && (!b.resident || self.cached_resident.load(Ordering::Relaxed) + b.len <= self.max_cached_resident);
             match t.cache.iter_mut().find(|s| s.ptr == 0) {
-                Some(slot) if self.cached_bytes.load(Ordering::Relaxed) + b.len <= self.max_cached => {
+                Some(slot) if fits => {
                     *slot = b;
                     self.cached_bytes.fetch_add(b.len, Ordering::Relaxed);
+                    if b.resident {
+                        self.cached_resident.fetch_add(b.len, Ordering::Relaxed);
+                    }
                     true
                 }
                 _ => false,
@@ -433,16 +567,29 @@ impl MapAlloc {
     fn free_mapped(&self, p: *mut u8, size: usize) {
         let len = Self::len_for(size);
         self.live_bytes.fetch_sub(len, Ordering::Relaxed);
-        {
+        let now = sys::anon::coarse_now_ns();
+        let thp = self.wants_thp(len);
+        let keep = {
             let mut g = self.lock();
             self.untrack(g.tables(), p as usize);
-        }
-        let now = sys::anon::coarse_now_ns();
-        let b = Block { ptr: p as usize, len, at: now };
-        if !self.cache_insert(b, now) {
+            len <= self.max_cached && self.cached_resident.load(Ordering::Relaxed) + len <= self.max_cached_resident
+        };
+        let b = Block { ptr: p as usize, len, at: now, resident: keep, thp };
+        let cached = if len > self.max_cached {
+            false
+        } else if keep && self.cache_insert(b) {
+            true
+        } else {
+            // Keep the address space, drop the memory.
+            // SAFETY: the block was freed by its owner, so nothing refers to it; zeros are fine.
+            let purged = unsafe { sys::madvise(p, len, libc::MADV_DONTNEED) }.is_ok();
+            self.purges.fetch_add(1, Ordering::Relaxed);
+            purged && self.cache_insert(Block { resident: false, ..b })
+        };
+        if !cached {
             self.unmap(b);
         }
-        // Expired entries go now, so an idle program returns its memory after `decay`.
+        // Expired entries go now, so an idle program returns its address space after `decay`.
         self.purge_older_than(now);
     }
 
@@ -488,18 +635,19 @@ impl MapAlloc {
             maps: self.maps.load(Ordering::Relaxed),
             unmaps: self.unmaps.load(Ordering::Relaxed),
             remaps: self.remaps.load(Ordering::Relaxed),
+            purges: self.purges.load(Ordering::Relaxed),
             cache_hits: self.hits.load(Ordering::Relaxed),
         }
     }
 
-    /// Counters, and the resident bytes of the tracked blocks (`mincore`; this holds the lock
-    /// for a moment per block, so call it from outside hot paths).
+    /// Counters, and the resident bytes of every live and cached block (`mincore` over each;
+    /// this holds the allocator's lock meanwhile, so call it from outside hot paths).
     pub fn stats(&self) -> MapAllocStats {
         let mut s = self.counters();
         let mut g = self.lock();
         let t = g.tables();
         let cached_res: usize = t.cache.iter().filter(|b| b.ptr != 0).map(|b| resident(*b)).sum();
-        let live_res: usize = t.live[..t.live_count].iter().map(|b| resident(*b)).sum();
+        let live_res: usize = t.live.as_slice().iter().map(|b| resident(*b)).sum();
         s.cached_resident_bytes = cached_res;
         s.resident_bytes = cached_res + live_res;
         s
@@ -536,6 +684,7 @@ fn resident(b: Block) -> usize {
 impl Drop for MapAlloc {
     fn drop(&mut self) {
         self.purge_all();
+        self.tables.get_mut().live.release();
     }
 }
 
@@ -633,7 +782,7 @@ impl MapAlloc {
                         let _ = unsafe { sys::madvise(q, new_len, libc::MADV_HUGEPAGE) };
                         return q;
                     }
-                    Err(_) => self.unmap(Block { ptr: dest as usize, len: new_len, at: 0 }),
+                    Err(_) => self.unmap(Block { ptr: dest as usize, len: new_len, ..EMPTY }),
                 }
             }
         }

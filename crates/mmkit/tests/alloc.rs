@@ -33,8 +33,9 @@ fn global_allocator_serves_large_vectors_from_mappings() {
     assert!(GLOBAL.stats().remaps > before.remaps);
     let z = vec![0u8; 5 * MIB]; // alloc_zeroed
     assert!(z.iter().all(|&b| b == 0));
-    let small = vec![1u8; 100]; // system allocator
-    assert_eq!(small.len(), 100);
+    let mut small = Vec::with_capacity(100); // system allocator
+    small.resize(100, 1u8);
+    assert_eq!(small.iter().map(|&b| b as usize).sum::<usize>(), 100);
 }
 
 #[test]
@@ -82,19 +83,25 @@ fn freed_memory_is_returned_after_decay() {
     let s = arena.stats();
     assert_eq!(s.live_bytes, 8 * MIB);
     assert_eq!(s.resident_bytes, 8 * MIB);
+    assert_eq!(fork::rss_in(p as usize, 8 * MIB), 8 * MIB as u64, "smaps agrees");
     // SAFETY: freed once with its layout.
     unsafe { arena.dealloc(p, layout) };
     let s = arena.stats();
     assert_eq!((s.live_bytes, s.cached_bytes), (0, 8 * MIB));
-    assert_eq!(s.cached_resident_bytes, 8 * MIB, "cached memory stays resident for reuse");
+    assert_eq!((s.resident_bytes, s.cached_resident_bytes), (0, 0), "the cache keeps address space, not memory");
+    assert_eq!(s.purges, 1);
     assert!(is_mapped(p as usize));
-    // Reuse within the decay time is a cache hit at the same address, with no new mmap.
+    assert_eq!(fork::rss_in(p as usize, 8 * MIB), 0, "the kernel took the pages back at once");
+    // Reuse within the decay time is a cache hit at the same address, with no new mmap, and
+    // the purged block reads back as zeros.
     let maps = s.maps;
     // SAFETY: as above.
     let q = unsafe { arena.alloc(layout) };
     assert_eq!(q, p);
     assert_eq!(arena.stats().maps, maps);
     assert_eq!(arena.stats().cache_hits, 1);
+    // SAFETY: a live block of 8 MiB.
+    assert!(unsafe { std::slice::from_raw_parts(q, 8 * MIB) }.iter().all(|&b| b == 0));
     // SAFETY: freed once.
     unsafe { arena.dealloc(q, layout) };
 
@@ -102,22 +109,85 @@ fn freed_memory_is_returned_after_decay() {
     arena.purge_expired();
     let s = arena.stats();
     assert_eq!((s.cached_bytes, s.resident_bytes), (0, 0));
-    assert!(!is_mapped(p as usize), "the mapping is gone: its memory went back to the kernel");
+    assert!(!is_mapped(p as usize), "the mapping is gone: its address space went back to the kernel");
+}
+
+#[test]
+fn resident_cache_keeps_pages_within_its_budget() {
+    let arena = MapAlloc::new().with_resident_cache(8 * MIB);
+    let mut a = arena.alloc_block(8 * MIB).unwrap();
+    a.fill(5);
+    let pa = a.as_ptr() as usize;
+    let mut b = arena.alloc_block(8 * MIB).unwrap();
+    b.fill(6);
+    drop(a); // fits the resident budget: keeps its pages
+    drop(b); // the budget is full: its pages are dropped
+    let s = arena.stats();
+    assert_eq!((s.cached_bytes, s.cached_resident_bytes, s.resident_bytes), (16 * MIB, 8 * MIB, 8 * MIB));
+    assert_eq!(s.purges, 1);
+    assert_eq!(fork::rss_in(pa, 8 * MIB), 8 * MIB as u64);
+    // The resident block is preferred, and alloc_zeroed still gets zeros from it.
+    let layout = Layout::from_size_align(8 * MIB, 8).unwrap();
+    // SAFETY: a valid layout; the block is read within bounds and freed once.
+    unsafe {
+        let z = arena.alloc_zeroed(layout);
+        assert_eq!(z as usize, pa);
+        assert!(std::slice::from_raw_parts(z, 8 * MIB).iter().all(|&b| b == 0));
+        arena.dealloc(z, layout);
+    }
+}
+
+#[test]
+fn stats_count_every_live_block() {
+    // More live blocks than the old fixed-size table held (1024).
+    let arena = MapAlloc::new().with_max_cached(0);
+    let page = mmkit::page_size();
+    let mut blocks: Vec<_> = (0..1500).map(|_| arena.alloc_block(128 * KIB).unwrap()).collect();
+    for b in blocks.iter_mut() {
+        b[0] = 1; // one resident page each
+    }
+    let s = arena.stats();
+    assert_eq!(s.untracked_blocks, 0);
+    assert_eq!(s.live_bytes, 1500 * 128 * KIB);
+    assert_eq!(s.resident_bytes, 1500 * page);
+    blocks.truncate(500);
+    let s = arena.stats();
+    assert_eq!((s.live_bytes, s.resident_bytes, s.cached_bytes), (500 * 128 * KIB, 500 * page, 0));
+    drop(blocks);
+    assert_eq!(arena.stats().resident_bytes, 0);
+}
+
+#[test]
+fn thp_block_split_from_the_cache_ends_its_mapping() {
+    let arena = MapAlloc::new().with_thp(2 * MIB);
+    let big = arena.alloc_block(8 * MIB).unwrap();
+    let p = big.as_ptr() as u64;
+    drop(big);
+    let mut b = arena.alloc_block(3 * MIB).unwrap();
+    assert_eq!(b.as_ptr() as u64, p, "best fit from the cache");
+    b.fill(1);
+    // The rest of the old mapping is gone, so no huge page can straddle the block's end and
+    // put bytes nobody uses in RSS.
+    let maps = mmkit::inspect::maps(std::process::id()).unwrap();
+    let area = maps.iter().find(|e| e.start <= p && p < e.end).unwrap();
+    assert_eq!(area.end, p + 3 * MIB as u64);
+    assert_eq!(arena.stats().resident_bytes, 3 * MIB);
 }
 
 #[test]
 fn zeroed_allocations_from_the_cache_are_zero() {
-    let arena = MapAlloc::new();
-    let layout = Layout::from_size_align(MIB, 8).unwrap();
-    // SAFETY: valid layouts, in-bounds writes, each block freed once.
-    unsafe {
-        let p = arena.alloc(layout);
-        p.write_bytes(0xFF, MIB);
-        arena.dealloc(p, layout);
-        let q = arena.alloc_zeroed(layout);
-        assert_eq!(q, p, "served from the cache");
-        assert!(std::slice::from_raw_parts(q, MIB).iter().all(|&b| b == 0));
-        arena.dealloc(q, layout);
+    for arena in [MapAlloc::new(), MapAlloc::new().with_resident_cache(MIB)] {
+        let layout = Layout::from_size_align(MIB, 8).unwrap();
+        // SAFETY: valid layouts, in-bounds writes, each block freed once.
+        unsafe {
+            let p = arena.alloc(layout);
+            p.write_bytes(0xFF, MIB);
+            arena.dealloc(p, layout);
+            let q = arena.alloc_zeroed(layout);
+            assert_eq!(q, p, "served from the cache");
+            assert!(std::slice::from_raw_parts(q, MIB).iter().all(|&b| b == 0));
+            arena.dealloc(q, layout);
+        }
     }
 }
 
@@ -217,8 +287,13 @@ proptest! {
     /// Random allocations, frees and reallocs (crossing the mapping threshold both ways):
     /// every live block keeps its bytes, and after the decay everything cached is returned.
     #[test]
-    fn arena_keeps_every_block(ops in proptest::collection::vec(op(), 1..60)) {
-        let arena = MapAlloc::new().with_threshold(64 * KIB).with_decay(Duration::from_millis(5)).with_max_cached(16 * MIB);
+    fn arena_keeps_every_block(ops in proptest::collection::vec(op(), 1..60), keep in any::<bool>()) {
+        let arena = MapAlloc::new()
+            .with_threshold(64 * KIB)
+            .with_thp(MIB)
+            .with_decay(Duration::from_millis(5))
+            .with_max_cached(16 * MIB)
+            .with_resident_cache(if keep { 4 * MIB } else { 0 });
         let mut live: Vec<(*mut u8, Layout, u8)> = Vec::new();
         let mut tag = 0u8;
         for op in ops {
@@ -237,7 +312,7 @@ proptest! {
                     let (p, layout, t) = live.swap_remove(i % live.len());
                     // SAFETY: a live block of `layout.size()` bytes.
                     let ok = unsafe { check(p, layout.size(), t) };
-                    prop_assert!(ok);
+            prop_assert!(ok);
                     // SAFETY: freed once with its layout.
                     unsafe { arena.dealloc(p, layout) };
                 }
@@ -261,7 +336,7 @@ proptest! {
         for (p, layout, t) in live.drain(..) {
             // SAFETY: live blocks, checked then freed once.
             let ok = unsafe { check(p, layout.size(), t) };
-                    prop_assert!(ok);
+            prop_assert!(ok);
             // SAFETY: freed once.
             unsafe { arena.dealloc(p, layout) };
         }
