@@ -115,23 +115,14 @@ fn parse_usize(s: &str) -> Result<usize, String> {
 
 fn parse_width_bits(s: &str) -> Result<u32, String> {
     let bits: u32 = s.parse().map_err(|_| format!("not a width: {s:?}"))?;
-    Width::from_bits(bits)
-        .map(|_| bits)
-        .ok_or_else(|| format!("width must be 8, 16, 32 or 64, not {bits}"))
+    Width::from_bits(bits).map(|_| bits).ok_or_else(|| format!("width must be 8, 16, 32 or 64, not {bits}"))
 }
 
 fn parse_uio(s: &str) -> Result<(u32, usize), String> {
-    let s = s
-        .trim()
-        .trim_start_matches("/dev/")
-        .trim_start_matches("uio");
+    let s = s.trim().trim_start_matches("/dev/").trim_start_matches("uio");
     let (n, map) = s.split_once(':').unwrap_or((s, "0"));
-    let n = n
-        .parse()
-        .map_err(|_| format!("not a UIO device number: {n:?}"))?;
-    let map = map
-        .parse()
-        .map_err(|_| format!("not a map index: {map:?}"))?;
+    let n = n.parse().map_err(|_| format!("not a UIO device number: {n:?}"))?;
+    let map = map.parse().map_err(|_| format!("not a map index: {map:?}"))?;
     Ok((n, map))
 }
 
@@ -140,35 +131,23 @@ fn parse_pci(s: &str) -> Result<PciSelector, String> {
 }
 
 /// Maps the region the source arguments name, large enough for `offset + width` with `--phys`.
-fn open_region(
-    args: &AccessArgs,
-    offset: usize,
-    width: Width,
-) -> anyhow::Result<(MmioRegion, usize)> {
+fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result<(MmioRegion, usize)> {
     let s = &args.source;
     if let Some((n, map)) = s.uio {
         let uio = Uio::open(n).with_context(|| format!("cannot open UIO device {n}"))?;
-        let region = uio
-            .map(map)
-            .with_context(|| format!("cannot map map{map} of /dev/uio{n}"))?;
+        let region = uio.map(map).with_context(|| format!("cannot map map{map} of /dev/uio{n}"))?;
         return Ok((region, offset));
     }
     if let Some(sel) = s.pci {
-        let dev =
-            PciDevice::select(sel).with_context(|| format!("cannot find PCI device {sel}"))?;
-        let region = dev
-            .map_bar(args.bar)
-            .with_context(|| format!("cannot map BAR{} of {}", args.bar, dev.address()))?;
+        let dev = PciDevice::select(sel).with_context(|| format!("cannot find PCI device {sel}"))?;
+        let region =
+            dev.map_bar(args.bar).with_context(|| format!("cannot map BAR{} of {}", args.bar, dev.address()))?;
         return Ok((region, offset));
     }
     if let Some(addr) = s.phys {
-        let at = addr
-            .checked_add(offset as u64)
-            .context("address overflows")?;
+        let at = addr.checked_add(offset as u64).context("address overflows")?;
         let mem = PhysicalMemory::open().context("cannot open /dev/mem")?;
-        let region = mem
-            .map(at, width.bytes())
-            .with_context(|| format!("cannot map physical address {at:#x}"))?;
+        let region = mem.map(at, width.bytes()).with_context(|| format!("cannot map physical address {at:#x}"))?;
         return Ok((region, 0));
     }
     bail!("name a source: --uio, --pci or --phys")
@@ -202,9 +181,8 @@ fn print_access(report: &AccessReport, json: bool, read: bool) -> anyhow::Result
 fn read(args: ReadArgs) -> anyhow::Result<()> {
     let width = Width::from_bits(args.access.width).context("bad width")?;
     let (region, at) = open_region(&args.access, args.offset, width)?;
-    let value = region
-        .read(at, width)
-        .with_context(|| format!("cannot read {width} register at {:#x}", args.offset))?;
+    let value =
+        region.read(at, width).with_context(|| format!("cannot read {width} register at {:#x}", args.offset))?;
     let report = AccessReport {
         source: source_name(&region, &args.access, args.offset),
         offset: args.offset as u64,
@@ -293,21 +271,13 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             maps: d
                 .maps
                 .into_iter()
-                .map(|m| UioMapReport {
-                    index: m.index,
-                    name: m.name,
-                    addr: m.addr,
-                    size: m.size,
-                    offset: m.offset,
-                })
+                .map(|m| UioMapReport { index: m.index, name: m.name, addr: m.addr, size: m.size, offset: m.offset })
                 .collect(),
         })
         .collect();
     let mut pci = Vec::new();
     for dev in mmkit_mmio::list_pci_devices().context("cannot list PCI devices")? {
-        let resources = dev
-            .resources()
-            .with_context(|| format!("cannot read the resources of {}", dev.address()))?;
+        let resources = dev.resources().with_context(|| format!("cannot read the resources of {}", dev.address()))?;
         let bars: Vec<BarReport> = resources
             .iter()
             .take(6)
@@ -346,10 +316,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             (Some(a), Some(id)) => format!("  pci {a} [{id}]"),
             _ => String::new(),
         };
-        println!(
-            "  {}  {}{pci}  interrupts {}",
-            d.device, d.name, d.event_count
-        );
+        println!("  {}  {}{pci}  interrupts {}", d.device, d.name, d.event_count);
         for m in &d.maps {
             println!(
                 "    map{}  addr {:#x}  size {:#x} ({})  offset {:#x}{}",
@@ -358,11 +325,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                 m.size,
                 crate::report::bytes(m.size),
                 m.offset,
-                if m.name.is_empty() {
-                    String::new()
-                } else {
-                    format!("  {}", m.name)
-                }
+                if m.name.is_empty() { String::new() } else { format!("  {}", m.name) }
             );
         }
     }
@@ -371,13 +334,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         println!("  none");
     }
     for d in &report.pci {
-        println!(
-            "  {} [{}] class {:#08x} driver {}",
-            d.address,
-            d.id,
-            d.class,
-            d.driver.as_deref().unwrap_or("-")
-        );
+        println!("  {} [{}] class {:#08x} driver {}", d.address, d.id, d.class, d.driver.as_deref().unwrap_or("-"));
         for b in &d.bars {
             println!(
                 "    BAR{}  {:#x}  size {:#x} ({})  {}{}",
@@ -411,32 +368,20 @@ fn irq(args: IrqArgs) -> anyhow::Result<()> {
         bail!("--timeout must be a non-negative number of seconds");
     }
     let timeout = Duration::from_secs_f64(args.timeout);
-    let mut uio =
-        Uio::open(args.uio).with_context(|| format!("cannot open UIO device {}", args.uio))?;
-    let mut report = IrqReport {
-        device: uio.path().display().to_string(),
-        enabled_by: "",
-        interrupts: Vec::new(),
-    };
+    let mut uio = Uio::open(args.uio).with_context(|| format!("cannot open UIO device {}", args.uio))?;
+    let mut report = IrqReport { device: uio.path().display().to_string(), enabled_by: "", interrupts: Vec::new() };
     for i in 1..=args.count {
         let how = uio.enable_irq().context("cannot enable the interrupt")?;
         report.enabled_by = match how {
             mmkit_mmio::IrqEnable::IrqControl => "irqcontrol",
             mmkit_mmio::IrqEnable::PciCommand => "pci-command",
         };
-        let event = uio
-            .wait_irq(Some(timeout))
-            .with_context(|| format!("interrupt {i} of {} did not arrive", args.count))?;
+        let event =
+            uio.wait_irq(Some(timeout)).with_context(|| format!("interrupt {i} of {} did not arrive", args.count))?;
         if !args.json {
-            println!(
-                "interrupt {i}: count {} (missed {})",
-                event.count, event.missed
-            );
+            println!("interrupt {i}: count {} (missed {})", event.count, event.missed);
         }
-        report.interrupts.push(IrqEventReport {
-            count: event.count,
-            missed: event.missed,
-        });
+        report.interrupts.push(IrqEventReport { count: event.count, missed: event.missed });
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

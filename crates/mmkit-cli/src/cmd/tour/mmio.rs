@@ -39,31 +39,15 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
 fn absent(s: &mut Section) -> anyhow::Result<()> {
     let devices = mmkit_mmio::list_uio_devices().context("cannot list UIO devices")?;
     s.fact("edu_present", "QEMU edu device", false, "not present");
-    s.fact(
-        "uio_devices",
-        "UIO devices",
-        devices.len(),
-        devices.len().to_string(),
-    );
+    s.fact("uio_devices", "UIO devices", devices.len(), devices.len().to_string());
     for d in &devices {
-        let maps: Vec<String> = d
-            .maps
-            .iter()
-            .map(|m| format!("map{} {}", m.index, crate::report::bytes(m.size)))
-            .collect();
+        let maps: Vec<String> =
+            d.maps.iter().map(|m| format!("map{} {}", m.index, crate::report::bytes(m.size))).collect();
         s.fact(
             &format!("uio{}", d.number),
             &format!("/dev/uio{}", d.number),
             d.name.clone(),
-            format!(
-                "{} ({})",
-                d.name,
-                if maps.is_empty() {
-                    "no maps".to_owned()
-                } else {
-                    maps.join(", ")
-                }
-            ),
+            format!("{} ({})", d.name, if maps.is_empty() { "no maps".to_owned() } else { maps.join(", ") }),
         );
     }
     s.note(
@@ -96,11 +80,7 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
         "ident",
         "identification (0x00)",
         ident,
-        format!(
-            "{ident:#010x} (edu v{}.{})",
-            ident >> 24,
-            (ident >> 16) & 0xff
-        ),
+        format!("{ident:#010x} (edu v{}.{})", ident >> 24, (ident >> 16) & 0xff),
     );
 
     let probe = 0x1234_5678u32;
@@ -110,14 +90,7 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
         "liveness_ok",
         "liveness (0x04)",
         back == !probe,
-        format!(
-            "wrote {probe:#010x}, read {back:#010x} ({})",
-            if back == !probe {
-                "= !written"
-            } else {
-                "WRONG"
-            }
-        ),
+        format!("wrote {probe:#010x}, read {back:#010x} ({})", if back == !probe { "= !written" } else { "WRONG" }),
     );
 
     // Factorial by polling the status register.
@@ -125,19 +98,11 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
     let t = Instant::now();
     regs.write_u32(FACTORIAL, 12)?;
     while regs.read_u32(STATUS)? & STATUS_COMPUTING != 0 {
-        anyhow::ensure!(
-            t.elapsed() < TIMEOUT,
-            "the factorial did not finish within {TIMEOUT:?}"
-        );
+        anyhow::ensure!(t.elapsed() < TIMEOUT, "the factorial did not finish within {TIMEOUT:?}");
     }
     let polled = t.elapsed();
     let f = regs.read_u32(FACTORIAL)?;
-    s.fact(
-        "factorial_12",
-        "factorial (0x08), polled",
-        f,
-        format!("12! = {f} in {}", duration(polled)),
-    );
+    s.fact("factorial_12", "factorial (0x08), polled", f, format!("12! = {f} in {}", duration(polled)));
 
     // Register read cost.
     const READS: u32 = 100_000;
@@ -148,12 +113,7 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
     }
     let per_read = t.elapsed() / READS;
     anyhow::ensure!(acc == 0, "ident changed while reading it");
-    s.fact(
-        "read_ns",
-        "one 32-bit register read",
-        per_read.as_nanos() as u64,
-        duration(per_read),
-    );
+    s.fact("read_ns", "one 32-bit register read", per_read.as_nanos() as u64, duration(per_read));
 
     // Interrupt round trips: raise, wait on /dev/uioN, acknowledge.
     let mut trips = Vec::new();
@@ -166,37 +126,21 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
     }
     trips.sort();
     let median = trips[trips.len() / 2];
-    s.fact(
-        "irq_round_trip_ns",
-        "interrupt round trip (median of 20)",
-        median.as_nanos() as u64,
-        duration(median),
-    );
-    s.fact(
-        "irq_count",
-        "interrupts counted by the driver",
-        count,
-        count.to_string(),
-    );
+    s.fact("irq_round_trip_ns", "interrupt round trip (median of 20)", median.as_nanos() as u64, duration(median));
+    s.fact("irq_count", "interrupts counted by the driver", count, count.to_string());
 
     // Factorial with an interrupt instead of polling.
     uio.enable_irq()?;
     let t = Instant::now();
     regs.write_u32(STATUS, STATUS_IRQ_ON_FACTORIAL)?;
     regs.write_u32(FACTORIAL, 10)?;
-    uio.wait_irq(Some(TIMEOUT))
-        .context("the factorial interrupt did not arrive")?;
+    uio.wait_irq(Some(TIMEOUT)).context("the factorial interrupt did not arrive")?;
     let by_irq = t.elapsed();
     let status = regs.read_u32(IRQ_STATUS)?;
     regs.write_u32(IRQ_ACK, status)?;
     regs.write_u32(STATUS, 0)?;
     let f = regs.read_u32(FACTORIAL)?;
-    s.fact(
-        "factorial_10_irq",
-        "factorial, by interrupt",
-        f,
-        format!("10! = {f} in {}", duration(by_irq)),
-    );
+    s.fact("factorial_10_irq", "factorial, by interrupt", f, format!("10! = {f} in {}", duration(by_irq)));
 
     s.note(
         "Every access above is a volatile load or store through the mapping of /dev/uio0 (BAR0), \
@@ -215,9 +159,7 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
 fn irq_round_trip(uio: &mut Uio, regs: &MmioRegion) -> anyhow::Result<u32> {
     uio.enable_irq()?;
     regs.write_u32(IRQ_RAISE, 0x2)?;
-    let event = uio
-        .wait_irq(Some(TIMEOUT))
-        .context("the raised interrupt did not arrive")?;
+    let event = uio.wait_irq(Some(TIMEOUT)).context("the raised interrupt did not arrive")?;
     regs.write_u32(IRQ_ACK, 0x2)?;
     Ok(event.count)
 }
