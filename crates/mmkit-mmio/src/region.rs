@@ -1,7 +1,9 @@
-//! The register access module: the owned [`MmioRegion`] and every volatile access to device
-//! memory.
+//! The register access module: the [`Registers`] access trait, the owned [`MmioRegion`], and
+//! every volatile access to device memory (raw, and for typed registers).
 //!
-//! This is the only module of the crate with `unsafe` code. Its contract:
+//! This is the only module of the crate with `unsafe` code. It maps with `rustix::mm::mmap`
+//! itself: `mmkit::MapOptions::map_raw` checks the length against the file size, which is 0
+//! for `/dev/uioN` and `/dev/mem`. Its contract:
 //! - A region is created only by [`map_shared`], which maps a device file with `MAP_SHARED`
 //!   and keeps the mapping until the region is dropped.
 //! - Device memory is only ever touched through raw pointers with `read_volatile` and
