@@ -516,11 +516,20 @@ impl Mapping {
     /// ```
     pub fn advise(&self, range: impl RangeBounds<usize>, advice: Advice) -> Result<()> {
         let (value, name) = advice.raw();
+        // SAFETY: this advice does not change contents.
+        unsafe { self.madvise(range, value, name) }
+    }
+
+    /// `madvise(value)` on the whole pages of `range`, with errors naming `name`.
+    ///
+    /// # Safety
+    /// If the advice changes contents, no live reference may rely on them.
+    unsafe fn madvise(&self, range: impl RangeBounds<usize>, value: i32, name: &str) -> Result<()> {
         let (off, len, ptr, span) = self.pages_of("madvise", range)?;
         if span == 0 {
             return Ok(());
         }
-        // SAFETY: the pages are inside our mapping; this advice does not change contents.
+        // SAFETY: the pages are inside our mapping; the content contract is the caller's.
         unsafe { sys::madvise(ptr, span, value) }
             .map_err(|e| self.range_error(format!("madvise({name})"), e, off, len))
     }
@@ -532,13 +541,8 @@ impl Mapping {
     /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later.
     pub unsafe fn advise_unchecked(&self, range: impl RangeBounds<usize>, advice: UncheckedAdvice) -> Result<()> {
         let (value, name) = advice.raw();
-        let (off, len, ptr, span) = self.pages_of("madvise", range)?;
-        if span == 0 {
-            return Ok(());
-        }
-        // SAFETY: the pages are inside our mapping; the content contract is the caller's.
-        unsafe { sys::madvise(ptr, span, value) }
-            .map_err(|e| self.range_error(format!("madvise({name})"), e, off, len))
+        // SAFETY: forwarded contract.
+        unsafe { self.madvise(range, value, name) }
     }
 
     /// Drops the pages of `range` (`MADV_DONTNEED`): anonymous and private pages read back as
