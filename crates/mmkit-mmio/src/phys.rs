@@ -21,7 +21,8 @@ pub struct PhysicalMemory {
 }
 
 impl PhysicalMemory {
-    /// Opens `/dev/mem` for reading and writing, uncached (`O_SYNC`).
+    /// Opens `/dev/mem` for reading and writing, uncached (`O_SYNC`); see
+    /// [mem(4)](https://man7.org/linux/man-pages/man4/mem.4.html).
     pub fn open() -> Result<Self> {
         Self::open_path(Path::new("/dev/mem"))
     }

@@ -232,6 +232,9 @@ impl<R: Registers + ?Sized> Registers for std::sync::Arc<R> {
 }
 
 /// Maps `req` from `fd` readable, writable and shared, and wraps it in a [`MmioRegion`].
+///
+/// Wraps `mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, mmap_offset)`; see
+/// [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html).
 #[doc(alias = "mmap")]
 pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<MmioRegion> {
     let page = crate::page_size();

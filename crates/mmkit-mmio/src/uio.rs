@@ -284,6 +284,10 @@ impl Uio {
     /// Enables (unmasks) the interrupt: through the driver's `irqcontrol`, or, when the driver
     /// has none (`ENOSYS`, `uio_pci_generic`), by clearing the INTx-disable bit of the PCI
     /// command register. Call it before each wait: drivers mask the interrupt when it fires.
+    ///
+    /// Wraps a 4-byte [write(2)](https://man7.org/linux/man-pages/man2/write.2.html) of 1 to
+    /// `/dev/uioN`, or a `pwrite` of the command register to the device's sysfs `config` file.
+    #[doc(alias = "irqcontrol")]
     pub fn enable_irq(&self) -> Result<IrqEnable> {
         self.irq_control(true)
     }
@@ -317,6 +321,10 @@ impl Uio {
     /// Waits for an interrupt, at most `timeout` (`None`: forever), and returns the new count
     /// and how many interrupts were missed since the last wait. Enable the interrupt first
     /// ([`Uio::enable_irq`]). No interrupt in time is an [`ErrorKind::TimedOut`] error.
+    ///
+    /// Wraps [poll(2)](https://man7.org/linux/man-pages/man2/poll.2.html) on `/dev/uioN`, then a
+    /// 4-byte `read` of the count (the kernel's
+    /// [UIO HOWTO](https://www.kernel.org/doc/html/latest/driver-api/uio-howto.html)).
     #[doc(alias = "poll")]
     pub fn wait_irq(&mut self, timeout: Option<Duration>) -> Result<IrqEvent> {
         let deadline = timeout.map(|t| Instant::now() + t);
