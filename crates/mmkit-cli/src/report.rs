@@ -42,12 +42,7 @@ impl Section {
 
     /// Adds a fact whose JSON value is `value` and whose human text is `text`.
     pub fn fact(&mut self, key: &str, label: &str, value: impl Into<Value>, text: impl Into<String>) {
-        self.facts.push(Fact {
-            key: key.to_owned(),
-            label: label.to_owned(),
-            value: value.into(),
-            text: text.into(),
-        });
+        self.facts.push(Fact { key: key.to_owned(), label: label.to_owned(), value: value.into(), text: text.into() });
     }
 
     /// Adds a note.

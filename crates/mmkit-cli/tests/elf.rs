@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn mmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
-        .args(args)
-        .output()
-        .expect("run mmkit")
+    Command::new(env!("CARGO_BIN_EXE_mmkit")).args(args).output().expect("run mmkit")
 }
 
 fn stdout(o: &Output) -> String {
@@ -37,13 +34,11 @@ fn build(dir: &Path, flags: &[&str]) -> PathBuf {
 fn apk(dir: &Path, so: &Path) -> String {
     let path = dir.join("app.apk");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("AndroidManifest.xml", stored).unwrap();
     zip.write_all(b"<manifest/>").unwrap();
     let page = u16::try_from(rustix::param::page_size()).unwrap();
-    zip.start_file("lib/x86_64/libfxbasic.so", stored.with_alignment(page))
-        .unwrap();
+    zip.start_file("lib/x86_64/libfxbasic.so", stored.with_alignment(page)).unwrap();
     zip.write_all(&std::fs::read(so).unwrap()).unwrap();
     zip.finish().unwrap();
     format!("{}!/lib/x86_64/libfxbasic.so", path.display())
@@ -75,14 +70,7 @@ fn plan_prints_headers_and_page_arithmetic() {
 fn plan_json_for_16k_pages() {
     let dir = tempfile::tempdir().unwrap();
     let so = build(dir.path(), &["-Wl,-z,max-page-size=16384"]);
-    let o = mmkit(&[
-        "elf",
-        "plan",
-        so.to_str().unwrap(),
-        "--page-size",
-        "16k",
-        "--json",
-    ]);
+    let o = mmkit(&["elf", "plan", so.to_str().unwrap(), "--page-size", "16k", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["plan"]["page_size"], 16384);
@@ -103,21 +91,14 @@ fn load_prints_mappings_with_residency_and_verifies() {
     assert!(text.contains("r-xp"), "{text}");
     assert!(text.contains("pages resident"), "{text}");
     assert!(text.contains("libfxbasic.so"), "{text}");
-    assert!(
-        text.contains("needs libc.so.6 (already loaded by glibc)"),
-        "{text}"
-    );
+    assert!(text.contains("needs libc.so.6 (already loaded by glibc)"), "{text}");
     assert!(text.contains("verified against /proc/self/maps"), "{text}");
     let o = mmkit(&["elf", "load", so.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"], true);
     let maps = v["mappings"].as_array().unwrap();
-    assert!(maps
-        .iter()
-        .any(|m| m["perms"] == "r-xp" && m["kind"] == "segment"));
-    assert!(maps
-        .iter()
-        .all(|m| m["resident_pages"].as_u64() <= m["pages"].as_u64()));
+    assert!(maps.iter().any(|m| m["perms"] == "r-xp" && m["kind"] == "segment"));
+    assert!(maps.iter().all(|m| m["resident_pages"].as_u64() <= m["pages"].as_u64()));
 }
 
 #[test]
@@ -130,14 +111,9 @@ fn call_prints_the_result() {
     assert_eq!(stdout(&o).trim(), "42");
     let o = mmkit(&["elf", "call", so, "fx_sub", "-5", "0x3"]);
     assert_eq!(stdout(&o).trim(), "-8", "{}", stderr(&o));
-    let o = mmkit(&[
-        "elf", "call", so, "fx_sum6", "1", "2", "3", "4", "5", "6", "--json",
-    ]);
+    let o = mmkit(&["elf", "call", so, "fx_sum6", "1", "2", "3", "4", "5", "6", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!({"symbol": "fx_sum6", "args": [1, 2, 3, 4, 5, 6], "result": 91})
-    );
+    assert_eq!(v, serde_json::json!({"symbol": "fx_sum6", "args": [1, 2, 3, 4, 5, 6], "result": 91}));
     let o = mmkit(&["elf", "call", so, "fx_format_len", "12345"]);
     assert_eq!(stdout(&o).trim(), "12");
 }
@@ -163,32 +139,19 @@ fn call_errors_exit_1_with_a_message() {
     let o = mmkit(&["elf", "call", so, "no_such_fn"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no_such_fn"), "{}", stderr(&o));
-    let o = mmkit(&[
-        "elf", "call", so, "fx_add", "1", "2", "3", "4", "5", "6", "7",
-    ]);
+    let o = mmkit(&["elf", "call", so, "fx_add", "1", "2", "3", "4", "5", "6", "7"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("at most six"), "{}", stderr(&o));
     let missing = dir.path().join("missing.apk");
     let o = mmkit(&["elf", "load", &format!("{}!/lib/x.so", missing.display())]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("No such file or directory (ENOENT)"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("No such file or directory (ENOENT)"), "{}", stderr(&o));
 }
 
 #[test]
 fn tour_elf_section_loads_from_an_apk() {
     let dir = tempfile::tempdir().unwrap();
-    let o = mmkit(&[
-        "tour",
-        "--only",
-        "elf",
-        "--json",
-        "--dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let o = mmkit(&["tour", "--only", "elf", "--json", "--dir", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let s = &v["sections"][0];
@@ -200,14 +163,8 @@ fn tour_elf_section_loads_from_an_apk() {
     assert_eq!(f["entry_offset"].as_u64().unwrap() % page, 0);
     let resident = f["resident_pages"]["present"].as_u64().unwrap();
     let mapped = f["resident_pages"]["mapped"].as_u64().unwrap();
-    assert!(
-        mapped >= 256,
-        "the 1 MiB table alone is 256 pages: {mapped}"
-    );
-    assert!(
-        resident < mapped / 2,
-        "{resident} of {mapped} pages resident"
-    );
+    assert!(mapped >= 256, "the 1 MiB table alone is 256 pages: {mapped}");
+    assert!(resident < mapped / 2, "{resident} of {mapped} pages resident");
     // The temporary files are gone.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

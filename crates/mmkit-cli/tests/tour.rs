@@ -9,11 +9,8 @@ fn mmkit() -> Command {
 #[test]
 fn file_section_reports_kernel_facts_as_json() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let out = mmkit()
-        .args(["tour", "--only", "file", "--size", "8M", "--json", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out =
+        mmkit().args(["tour", "--only", "file", "--size", "8M", "--json", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let facts = &doc["sections"][0]["facts"];

@@ -63,9 +63,7 @@ fn bench_size(bench_mode: bool) -> usize {
         Some(b'g') => (&v[..v.len() - 1], 30),
         _ => (&v[..], 0),
     };
-    let n: usize = num
-        .parse()
-        .expect("MMKIT_BENCH_SIZE: a number of bytes, optionally with k/m/g");
+    let n: usize = num.parse().expect("MMKIT_BENCH_SIZE: a number of bytes, optionally with k/m/g");
     (n << shift).max(1 << 20)
 }
 
@@ -73,12 +71,8 @@ fn bench_size(bench_mode: bool) -> usize {
 fn bench_file(size: usize) -> PathBuf {
     // Cargo's per-target tmp dir lives on the build disk (the system temp dir may be a tmpfs,
     // whose pages cannot be evicted, which the warm modes need).
-    let path =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mmkit-bench-file-{size}.bin"));
-    if std::fs::metadata(&path)
-        .map(|m| m.len() == size as u64)
-        .unwrap_or(false)
-    {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mmkit-bench-file-{size}.bin"));
+    if std::fs::metadata(&path).map(|m| m.len() == size as u64).unwrap_or(false) {
         return path;
     }
     let tmp = path.with_extension("tmp");
@@ -147,10 +141,7 @@ fn rewarm(file: &File, how: Warm) -> u64 {
             sum
         }
         Warm::Thp => {
-            let opts = MapOptions::new()
-                .huge_pages(HugePages::Transparent)
-                .populate(Populate::Read)
-                .clone();
+            let opts = MapOptions::new().huge_pages(HugePages::Transparent).populate(Populate::Read).clone();
             seq_mmkit(file, &opts)
         }
     }
@@ -162,8 +153,7 @@ fn file_pmd_mapped_kb(addr: usize) -> u64 {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
     let head = format!("{addr:x}-");
     // Block headers start with a (lower-case hex) address, fields with a capitalised name.
-    let is_header =
-        |l: &str| l.starts_with(|c: char| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let is_header = |l: &str| l.starts_with(|c: char| c.is_ascii_digit() || ('a'..='f').contains(&c));
     smaps
         .lines()
         .skip_while(|l| !l.starts_with(&head))
@@ -256,46 +246,16 @@ fn peers<'a>(file: &'a File, offs: &'a [usize], hot: &'a mmkit::Mmap) -> Vec<Pee
     let thp = MapOptions::new().huge_pages(HugePages::Transparent).clone();
     let default = MapOptions::new();
     vec![
-        Peer {
-            name: "seq/read_1MiB",
-            run: Box::new(move || seq_read(file, &mut buf)),
-        },
-        Peer {
-            name: "seq/memmap2",
-            run: Box::new(move || seq_memmap2(file)),
-        },
-        Peer {
-            name: "seq/mmkit_default",
-            run: Box::new(move || seq_mmkit(file, &default)),
-        },
-        Peer {
-            name: "seq/mmkit_map_populate",
-            run: Box::new(move || seq_mmkit(file, &populate)),
-        },
-        Peer {
-            name: "seq/mmkit_populate_read",
-            run: Box::new(move || seq_mmkit(file, &populate_read)),
-        },
-        Peer {
-            name: "seq/mmkit_sequential",
-            run: Box::new(move || seq_mmkit(file, &sequential)),
-        },
-        Peer {
-            name: "seq/mmkit_thp",
-            run: Box::new(move || seq_mmkit(file, &thp)),
-        },
-        Peer {
-            name: "rand/pread",
-            run: Box::new(move || rand_pread(file, offs)),
-        },
-        Peer {
-            name: "rand/mmkit_cold",
-            run: Box::new(move || rand_mmkit_cold(file, offs)),
-        },
-        Peer {
-            name: "rand/mmkit_populated",
-            run: Box::new(move || rand_mapped(hot, offs)),
-        },
+        Peer { name: "seq/read_1MiB", run: Box::new(move || seq_read(file, &mut buf)) },
+        Peer { name: "seq/memmap2", run: Box::new(move || seq_memmap2(file)) },
+        Peer { name: "seq/mmkit_default", run: Box::new(move || seq_mmkit(file, &default)) },
+        Peer { name: "seq/mmkit_map_populate", run: Box::new(move || seq_mmkit(file, &populate)) },
+        Peer { name: "seq/mmkit_populate_read", run: Box::new(move || seq_mmkit(file, &populate_read)) },
+        Peer { name: "seq/mmkit_sequential", run: Box::new(move || seq_mmkit(file, &sequential)) },
+        Peer { name: "seq/mmkit_thp", run: Box::new(move || seq_mmkit(file, &thp)) },
+        Peer { name: "rand/pread", run: Box::new(move || rand_pread(file, offs)) },
+        Peer { name: "rand/mmkit_cold", run: Box::new(move || rand_mmkit_cold(file, offs)) },
+        Peer { name: "rand/mmkit_populated", run: Box::new(move || rand_mapped(hot, offs)) },
     ]
 }
 
@@ -348,11 +308,7 @@ fn main() {
     let want_rand = rand_pread(&file, &offs);
     for p in peers.iter_mut() {
         let got = (p.run)();
-        let want = if p.name.starts_with("seq/") {
-            expect
-        } else {
-            want_rand
-        };
+        let want = if p.name.starts_with("seq/") { expect } else { want_rand };
         assert_eq!(got, want, "{} disagrees", p.name);
     }
 
@@ -376,10 +332,7 @@ fn main() {
         return;
     }
     rewarm(&file, warm);
-    let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(15);
+    let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(15);
     let med = interleaved(&mut peers, rounds);
     let by = |n: &str| med[peers.iter().position(|p| p.name == n).unwrap()];
     let gib = size as f64 / (1u64 << 30) as f64;
@@ -404,11 +357,8 @@ fn main() {
         "seq/mmkit_sequential",
         "seq/mmkit_thp",
     ];
-    let (best_name, best) = seq_mmkit
-        .iter()
-        .map(|n| (*n, by(n)))
-        .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap())
-        .unwrap();
+    let (best_name, best) =
+        seq_mmkit.iter().map(|n| (*n, by(n))).min_by(|a, b| a.1.partial_cmp(&b.1).unwrap()).unwrap();
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let r_read = by("seq/read_1MiB") / best;
     let r_mm2 = by("seq/memmap2") / best;
@@ -427,7 +377,5 @@ fn main() {
         "  random 8-byte reads, populated map vs pread:  {r_hot:.1}x  (target >= 20x: {})",
         verdict(r_hot >= 20.0)
     );
-    println!(
-        "  random 8-byte reads, cold map vs pread:       {r_cold:.1}x  (map + faults included)"
-    );
+    println!("  random 8-byte reads, cold map vs pread:       {r_cold:.1}x  (map + faults included)");
 }

@@ -12,16 +12,9 @@ fn maps_line_and_rss(addr: usize) -> (String, String) {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
     let mut lines = smaps.lines();
     while let Some(l) = lines.next() {
-        if l.split('-')
-            .next()
-            .and_then(|a| usize::from_str_radix(a, 16).ok())
-            == Some(addr)
-        {
+        if l.split('-').next().and_then(|a| usize::from_str_radix(a, 16).ok()) == Some(addr) {
             let rss = lines.find(|f| f.starts_with("Rss:")).unwrap_or("Rss: ?");
-            return (
-                l.to_owned(),
-                rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
-            );
+            return (l.to_owned(), rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
         }
     }
     ("(not found)".to_owned(), "?".to_owned())
@@ -39,10 +32,7 @@ fn process_rss() -> String {
 
 fn main() -> Result<(), mmkit::Error> {
     // The C original: mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-    let mut mem = MapOptions::new()
-        .len(1 << 20)
-        .name("anon_1mib")
-        .map_anon()?;
+    let mut mem = MapOptions::new().len(1 << 20).name("anon_1mib").map_anon()?;
     let addr = mem.as_ptr() as usize;
     let report = |what: &str, mem: &mmkit::MmapMut| -> Result<(), mmkit::Error> {
         let r = mem.residency(..)?;
@@ -56,20 +46,13 @@ fn main() -> Result<(), mmkit::Error> {
         );
         Ok(())
     };
-    println!(
-        "1 MiB anonymous private map at {:p} (page size {})",
-        mem.as_ptr(),
-        mmkit::page_size()
-    );
+    println!("1 MiB anonymous private map at {:p} (page size {})", mem.as_ptr(), mmkit::page_size());
     println!("/proc/self/maps: {}", maps_line_and_rss(addr).0);
     if !mem.mapping().name_applied() {
         println!("  (this kernel cannot name anonymous maps, so the kernel may merge it with neighbours: the line can be wider)");
     }
     report("before touching:", &mem)?;
-    assert!(
-        mem.iter().all(|&b| b == 0),
-        "anonymous memory starts zeroed"
-    );
+    assert!(mem.iter().all(|&b| b == 0), "anonymous memory starts zeroed");
     // Reads map the kernel's shared zero page: mincore counts the pages, but Rss does not grow.
     report("after reading it all:", &mem)?;
     mem[0] = 1;

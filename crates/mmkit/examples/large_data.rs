@@ -31,20 +31,13 @@ fn maps_line(addr: usize) -> String {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap_or_default()
         .lines()
-        .find(|l| {
-            l.split('-')
-                .next()
-                .and_then(|a| usize::from_str_radix(a, 16).ok())
-                == Some(addr)
-        })
+        .find(|l| l.split('-').next().and_then(|a| usize::from_str_radix(a, 16).ok()) == Some(addr))
         .unwrap_or("(not found)")
         .to_owned()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "large_data.bin".to_owned());
+    let path = std::env::args().nth(1).unwrap_or_else(|| "large_data.bin".to_owned());
     if std::fs::metadata(&path).is_err() {
         println!("creating {path}: {WORDS} u64 words (element i holds i * 3)");
         let mut f = std::io::BufWriter::new(File::create(&path)?);
@@ -60,21 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // SAFETY: nobody truncates or rewrites the file while it is mapped.
     let map = unsafe { Mmap::map(&file) }?;
-    println!(
-        "mapped {path}: {} bytes at {:p}, page size {}",
-        map.len(),
-        map.as_ptr(),
-        mmkit::page_size()
-    );
-    println!(
-        "/proc/self/maps: {}",
-        maps_line(map.mapping().kernel_region().0)
-    );
-    show(
-        "before touching:",
-        &map.residency(..)?,
-        mmkit::page_faults(),
-    );
+    println!("mapped {path}: {} bytes at {:p}, page size {}", map.len(), map.as_ptr(), mmkit::page_size());
+    println!("/proc/self/maps: {}", maps_line(map.mapping().kernel_region().0));
+    show("before touching:", &map.residency(..)?, mmkit::page_faults());
 
     // Read it like an array: a typed view (size and alignment checked), indexed directly.
     let words: &[u64] = match map.as_slice_of::<u64>() {
@@ -83,28 +64,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("not a whole number of u64 words ({e}); reading bytes instead");
             let middle = map.len() / 2;
             println!("byte[{middle}] = {}", map[middle]);
-            show(
-                "after reading one byte:",
-                &map.residency(..)?,
-                mmkit::page_faults(),
-            );
+            show("after reading one byte:", &map.residency(..)?, mmkit::page_faults());
             return Ok(());
         }
     };
     let middle = words.len() / 2;
     println!("words[{middle}] = {}", words[middle]);
-    show(
-        "after reading one element:",
-        &map.residency(..)?,
-        mmkit::page_faults(),
-    );
+    show("after reading one element:", &map.residency(..)?, mmkit::page_faults());
 
     let sum = words.iter().fold(0u64, |s, &w| s.wrapping_add(w));
     println!("sum of all {} elements = {sum}", words.len());
-    show(
-        "after reading every element:",
-        &map.residency(..)?,
-        mmkit::page_faults(),
-    );
+    show("after reading every element:", &map.residency(..)?, mmkit::page_faults());
     Ok(())
 }

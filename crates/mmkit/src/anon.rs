@@ -214,8 +214,11 @@ impl MmapMut {
     /// ```
     pub fn purge(&mut self, range: impl RangeBounds<usize>) -> Result<Purged> {
         let shared = self.mapping().sharing() != Sharing::Private;
-        let (advice, purged) =
-            if shared { (UncheckedAdvice::Remove, Purged::Remove) } else { (UncheckedAdvice::DontNeed, Purged::DontNeed) };
+        let (advice, purged) = if shared {
+            (UncheckedAdvice::Remove, Purged::Remove)
+        } else {
+            (UncheckedAdvice::DontNeed, Purged::DontNeed)
+        };
         #[allow(unsafe_code)]
         // SAFETY: `&mut self` proves no slice of the mapping is alive; zeros are valid bytes.
         unsafe {
@@ -289,9 +292,9 @@ impl MmapMut {
                     "MADV_COLLAPSE refused with EINVAL: the kernel lacks it (Linux 6.1+) or THP is disabled ({})",
                     crate::mapping::thp_mode().unwrap_or_else(|| "no THP support".into())
                 ))),
-                Some(libc::EAGAIN) | Some(libc::ENOMEM) => Ok(Collapse::NotCollapsed(format!(
-                    "no huge page could be allocated now: {e}"
-                ))),
+                Some(libc::EAGAIN) | Some(libc::ENOMEM) => {
+                    Ok(Collapse::NotCollapsed(format!("no huge page could be allocated now: {e}")))
+                }
                 _ => Err(e),
             },
         }

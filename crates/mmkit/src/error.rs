@@ -201,10 +201,7 @@ impl From<Error> for std::io::Error {
         let kind = match e.0.kind {
             ErrorKind::Os => {
                 return match e.0.errno {
-                    Some(n) => std::io::Error::new(
-                        std::io::Error::from_raw_os_error(n).kind(),
-                        e.to_string(),
-                    ),
+                    Some(n) => std::io::Error::new(std::io::Error::from_raw_os_error(n).kind(), e.to_string()),
                     None => std::io::Error::other(e.to_string()),
                 }
             }
@@ -278,9 +275,7 @@ mod tests {
 
     #[test]
     fn message_names_operation_path_range_and_errno() {
-        let e = Error::from_raw_errno("mmap", libc::EACCES)
-            .with_path("/data/app.apk")
-            .with_range(0x1000, 0x3000);
+        let e = Error::from_raw_errno("mmap", libc::EACCES).with_path("/data/app.apk").with_range(0x1000, 0x3000);
         assert_eq!(
             e.to_string(),
             "mmap of /data/app.apk [offset 0x1000, len 0x3000] failed: Permission denied (EACCES)"
@@ -295,10 +290,7 @@ mod tests {
         let e = Error::new("advise", ErrorKind::OutOfBounds)
             .with_range(0x10, 0x2000)
             .with_detail("range ends past the mapping (len 0x1000)");
-        assert_eq!(
-            e.to_string(),
-            "advise [offset 0x10, len 0x2000] failed: range ends past the mapping (len 0x1000)"
-        );
+        assert_eq!(e.to_string(), "advise [offset 0x10, len 0x2000] failed: range ends past the mapping (len 0x1000)");
         let io: std::io::Error = e.into();
         assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     }

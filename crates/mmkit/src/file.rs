@@ -113,7 +113,10 @@ macro_rules! typed_views {
             /// `size_of::<T>()` and its address aligned for `T`.
             pub fn as_slice_of<T: FromBytes + Immutable + KnownLayout>(&self) -> Result<&[T]> {
                 <[T]>::ref_from_bytes(&self[..]).map_err(|e| {
-                    layout_error("as_slice_of", format!("{} bytes as [{}]: {e}", self.len(), std::any::type_name::<T>()))
+                    layout_error(
+                        "as_slice_of",
+                        format!("{} bytes as [{}]: {e}", self.len(), std::any::type_name::<T>()),
+                    )
                 })
             }
 
@@ -237,8 +240,9 @@ impl MmapMut {
     /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].
     pub fn as_mut_slice_of<T: FromBytes + IntoBytes + KnownLayout>(&mut self) -> Result<&mut [T]> {
         let len = self.len();
-        <[T]>::mut_from_bytes(&mut self[..])
-            .map_err(|e| layout_error("as_mut_slice_of", format!("{len} bytes as [{}]: {e}", std::any::type_name::<T>())))
+        <[T]>::mut_from_bytes(&mut self[..]).map_err(|e| {
+            layout_error("as_mut_slice_of", format!("{len} bytes as [{}]: {e}", std::any::type_name::<T>()))
+        })
     }
 
     /// A typed `&mut T` at byte `offset`, checked for bounds and alignment.
@@ -249,9 +253,9 @@ impl MmapMut {
                 .with_range(offset as u64, std::mem::size_of::<T>() as u64)
                 .with_detail(format!("offset is past the mapping (len {len:#x})"))
         })?;
-        T::mut_from_prefix(bytes)
-            .map(|(t, _)| t)
-            .map_err(|e| layout_error("as_mut_of", format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>())))
+        T::mut_from_prefix(bytes).map(|(t, _)| t).map_err(|e| {
+            layout_error("as_mut_of", format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>()))
+        })
     }
 }
 
@@ -419,7 +423,8 @@ impl GrowableMmap {
     /// file must only change through this map.
     pub unsafe fn new(file: File, capacity: usize) -> Result<GrowableMmap> {
         let res = Reservation::new(capacity)?;
-        let len = sys::file_len(file.as_fd()).map_err(|e| Error::os("fstat", e).with_opt_path(sys::fd_path(file.as_fd()).as_deref()))?;
+        let len = sys::file_len(file.as_fd())
+            .map_err(|e| Error::os("fstat", e).with_opt_path(sys::fd_path(file.as_fd()).as_deref()))?;
         let len = usize::try_from(len).ok().filter(|&l| l <= capacity).ok_or_else(|| {
             Error::new("GrowableMmap::new", ErrorKind::OutOfBounds)
                 .with_opt_path(sys::fd_path(file.as_fd()).as_deref())
@@ -465,7 +470,9 @@ impl GrowableMmap {
             return Ok(());
         }
         sys::set_file_len(self.file.as_fd(), new_len as u64).map_err(|e| {
-            Error::os("ftruncate", e).with_opt_path(sys::fd_path(self.file.as_fd()).as_deref()).with_range(0, new_len as u64)
+            Error::os("ftruncate", e)
+                .with_opt_path(sys::fd_path(self.file.as_fd()).as_deref())
+                .with_range(0, new_len as u64)
         })?;
         self.map_to(new_len)?;
         self.len = new_len;

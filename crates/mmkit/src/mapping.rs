@@ -258,9 +258,7 @@ impl Mapping {
                     match r {
                         Ok(base) => {
                             pages.page_size = hsize;
-                            return Self::finish(
-                                base, hlen, delta, len, prot, opts, fd.map(|_| offset), path, pages,
-                            );
+                            return Self::finish(base, hlen, delta, len, prot, opts, fd.map(|_| offset), path, pages);
                         }
                         Err(e) => {
                             let free = hugetlb_free_pages(hsize)
@@ -278,8 +276,10 @@ impl Mapping {
             },
             HugePages::Transparent => match thp_mode().as_deref() {
                 Some("never") => {
-                    pages.fallback =
-                        Some("transparent huge pages are disabled (/sys/kernel/mm/transparent_hugepage/enabled = never)".into())
+                    pages.fallback = Some(
+                        "transparent huge pages are disabled (/sys/kernel/mm/transparent_hugepage/enabled = never)"
+                            .into(),
+                    )
                 }
                 None => pages.fallback = Some("this kernel has no transparent huge page support".into()),
                 Some(_) => {
@@ -288,9 +288,8 @@ impl Mapping {
                         thp_align = pmd;
                         want_len = map_len.checked_add(pmd).ok_or_else(too_big)?;
                     } else if map_len < pmd {
-                        pages.fallback = Some(format!(
-                            "region ({map_len:#x} bytes) is smaller than one huge page ({pmd:#x})"
-                        ));
+                        pages.fallback =
+                            Some(format!("region ({map_len:#x} bytes) is smaller than one huge page ({pmd:#x})"));
                     } else if fd.is_some() {
                         thp_align = 0;
                         pages.fallback = None;
@@ -301,9 +300,8 @@ impl Mapping {
 
         // SAFETY: no MAP_FIXED in `flags`: the kernel picks fresh address space or honours
         // MAP_FIXED_NOREPLACE, which fails instead of replacing anything.
-        let mut base = unsafe { sys::mmap(addr, want_len, prot.bits(), flags, fd, aligned_offset) }.map_err(|e| {
-            Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64)
-        })?;
+        let mut base = unsafe { sys::mmap(addr, want_len, prot.bits(), flags, fd, aligned_offset) }
+            .map_err(|e| Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64))?;
         if let Placement::FixedNoReplace(a) = opts.placement {
             if base as usize != a {
                 // Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a hint.
@@ -371,7 +369,8 @@ impl Mapping {
                     let pmd = pmd_size(sys::page_size()) as u64;
                     let base = m.base.as_ptr() as u64;
                     let end = base + m.map_len as u64;
-                    let fits = align_up(base, pmd).is_some_and(|first| first.checked_add(pmd).is_some_and(|e| e <= end));
+                    let fits =
+                        align_up(base, pmd).is_some_and(|first| first.checked_add(pmd).is_some_and(|e| e <= end));
                     let file_base = m.file_offset.map(|o| o - m.delta as u64);
                     let congruent = file_base.map_or(true, |fb| base.wrapping_sub(fb) % pmd == 0);
                     if fits && congruent {
@@ -499,7 +498,13 @@ impl Mapping {
         Ok((off, len, ptr, span as usize))
     }
 
-    fn range_error(&self, op: impl Into<std::borrow::Cow<'static, str>>, e: rustix::io::Errno, off: usize, len: usize) -> Error {
+    fn range_error(
+        &self,
+        op: impl Into<std::borrow::Cow<'static, str>>,
+        e: rustix::io::Errno,
+        off: usize,
+        len: usize,
+    ) -> Error {
         Error::os(op, e)
             .with_opt_path(self.path.as_deref())
             .with_addr(self.as_ptr() as usize + off)
@@ -530,8 +535,7 @@ impl Mapping {
             return Ok(());
         }
         // SAFETY: the pages are inside our mapping; the content contract is the caller's.
-        unsafe { sys::madvise(ptr, span, value) }
-            .map_err(|e| self.range_error(format!("madvise({name})"), e, off, len))
+        unsafe { sys::madvise(ptr, span, value) }.map_err(|e| self.range_error(format!("madvise({name})"), e, off, len))
     }
 
     /// `madvise(2)` with advice that may change what the range reads back.
@@ -773,7 +777,10 @@ impl Mapping {
                 .with_opt_path(self.path.as_deref())
                 .with_detail("cannot resize from or to an empty mapping"));
         }
-        if self.pages.page_size != sys::page_size() && self.pages.fallback.is_none() && self.pages.requested != HugePages::Transparent {
+        if self.pages.page_size != sys::page_size()
+            && self.pages.fallback.is_none()
+            && self.pages.requested != HugePages::Transparent
+        {
             return Err(Error::new("mremap", ErrorKind::Unsupported).with_detail("hugetlb mappings cannot be resized"));
         }
         // SAFETY: the region is ours; `&mut self` means no reference into it is alive.
@@ -806,7 +813,11 @@ impl Mapping {
         // SAFETY: the region is an anonymous mapping we own; naming changes no contents.
         match unsafe { sys::set_anon_name(self.base.as_ptr(), self.map_len, Some(&c)) } {
             Ok(()) => Ok(true),
-            Err(rustix::io::Errno::INVAL) if name.len() <= 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b)) => Ok(false),
+            Err(rustix::io::Errno::INVAL)
+                if name.len() <= 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b)) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                 .with_addr(self.base.as_ptr() as usize)
                 .with_detail(format!("name {name:?} (at most 80 printable characters, none of [ ] \\ $ `)"))),
@@ -862,7 +873,9 @@ pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, to
     };
     match (start, end) {
         (Some(s), Some(e)) if s <= e && e <= total => Ok((s, e - s)),
-        (Some(s), Some(e)) if s > e => Err(err(format!("range starts after it ends ({s:#x} > {e:#x})"), s as u64, s as u64)),
+        (Some(s), Some(e)) if s > e => {
+            Err(err(format!("range starts after it ends ({s:#x} > {e:#x})"), s as u64, s as u64))
+        }
         (Some(s), Some(e)) => Err(err(format!("range ends past the mapping (len {total:#x})"), s as u64, e as u64)),
         _ => Err(Error::new(op, ErrorKind::OutOfBounds).with_detail("range bound overflows")),
     }

@@ -82,7 +82,9 @@ impl ReserveOptions {
     pub fn reserve(&self) -> Result<Reservation> {
         let page = sys::page_size();
         let bad = |detail: &str| {
-            Error::new("reserve", ErrorKind::InvalidArgument).with_range(0, self.len as u64).with_detail(detail.to_owned())
+            Error::new("reserve", ErrorKind::InvalidArgument)
+                .with_range(0, self.len as u64)
+                .with_detail(detail.to_owned())
         };
         let len = align_up(self.len as u64, page as u64)
             .filter(|&l| l > 0 && l <= isize::MAX as u64)
@@ -92,7 +94,10 @@ impl ReserveOptions {
         }
         let align = self.align.max(page);
         let extra = align - page;
-        let want = len.checked_add(extra).filter(|&w| w <= isize::MAX as usize).ok_or_else(|| bad("length plus alignment overflows"))?;
+        let want = len
+            .checked_add(extra)
+            .filter(|&w| w <= isize::MAX as usize)
+            .ok_or_else(|| bad("length plus alignment overflows"))?;
         let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
         if self.low_4gib {
             match sys::anon::MAP_32BIT {
@@ -103,7 +108,8 @@ impl ReserveOptions {
                 }
             }
         }
-        let op = if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
+        let op =
+            if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
         // SAFETY: no MAP_FIXED: fresh address space chosen by the kernel.
         let raw = unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_NONE, flags, None, 0) }
             .map_err(|e| Error::os(op, e).with_range(0, want as u64))?;
@@ -245,9 +251,8 @@ impl Reservation {
         }
         // SAFETY: the range is inside our reservation; no references into it exist (we hand
         // out raw pointers only).
-        unsafe { sys::mprotect(ptr, len, prot.bits()) }.map_err(|e| {
-            Error::os("mprotect", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
-        })
+        unsafe { sys::mprotect(ptr, len, prot.bits()) }
+            .map_err(|e| Error::os("mprotect", e).with_addr(ptr as usize).with_range(offset as u64, len as u64))
     }
 
     /// Returns `[offset, offset + len)` to the reserved state: its memory is freed (RSS drops),
@@ -340,7 +345,9 @@ impl Reservation {
         if !shm_offset.checked_add(len as u64).is_some_and(|end| end <= size) {
             return Err(Error::new("map_shared_memory_at", ErrorKind::OutOfBounds)
                 .with_range(shm_offset, len as u64)
-                .with_detail(format!("range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS")));
+                .with_detail(format!(
+                    "range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS"
+                )));
         }
         // SAFETY: the reservation only hands out raw pointers, whose users take on the access
         // contract; the replaced range is ours (checked inside map_file_at).
@@ -484,9 +491,8 @@ impl Reservation {
     /// Writes back dirty shared file pages in `[offset, offset + len)` (widened to pages).
     pub fn flush(&self, offset: usize, len: usize) -> Result<()> {
         let page = sys::page_size() as u64;
-        let (start, span) = crate::page::page_span(offset as u64, len as u64, page).ok_or_else(|| {
-            Error::new("msync", ErrorKind::OutOfBounds).with_range(offset as u64, len as u64)
-        })?;
+        let (start, span) = crate::page::page_span(offset as u64, len as u64, page)
+            .ok_or_else(|| Error::new("msync", ErrorKind::OutOfBounds).with_range(offset as u64, len as u64))?;
         let ptr = self.check("msync", start as usize, span as usize)?;
         if span == 0 {
             return Ok(());

@@ -112,9 +112,8 @@ impl SharedMemory {
     /// MFD_ALLOW_SEALING)` + `ftruncate`).
     #[doc(alias = "memfd_create")]
     pub fn create(name: &str, len: u64) -> Result<SharedMemory> {
-        let c = CString::new(name).map_err(|_| {
-            Error::new("memfd_create", ErrorKind::InvalidArgument).with_detail("name contains NUL")
-        })?;
+        let c = CString::new(name)
+            .map_err(|_| Error::new("memfd_create", ErrorKind::InvalidArgument).with_detail("name contains NUL"))?;
         let fd = sys::shm::memfd_create(&c)
             .map_err(|e| Error::os("memfd_create", e).with_detail(format!("name {name:?}")))?;
         let shm = SharedMemory { fd, name: name.to_owned() };
@@ -125,14 +124,11 @@ impl SharedMemory {
     /// Wraps a descriptor received from elsewhere. It must be a memfd (or another shmem file
     /// that supports seals); its name is read from `/proc/self/fd`.
     pub fn from_fd(fd: OwnedFd) -> Result<SharedMemory> {
-        sys::shm::get_seals(fd.as_fd()).map_err(|e| {
-            Error::os("fcntl(F_GET_SEALS)", e).with_detail("the descriptor is not a memfd")
-        })?;
+        sys::shm::get_seals(fd.as_fd())
+            .map_err(|e| Error::os("fcntl(F_GET_SEALS)", e).with_detail("the descriptor is not a memfd"))?;
         let link = sys::fd_path(fd.as_fd()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let name = link
-            .strip_prefix("/memfd:")
-            .map(|n| n.strip_suffix(" (deleted)").unwrap_or(n).to_owned())
-            .unwrap_or(link);
+        let name =
+            link.strip_prefix("/memfd:").map(|n| n.strip_suffix(" (deleted)").unwrap_or(n).to_owned()).unwrap_or(link);
         Ok(SharedMemory { fd, name })
     }
 
@@ -153,9 +149,8 @@ impl SharedMemory {
 
     /// Grows or shrinks to `len` bytes (`ftruncate`); fails with `EPERM` when a seal forbids it.
     pub fn set_len(&self, len: u64) -> Result<()> {
-        sys::set_file_len(self.fd.as_fd(), len).map_err(|e| {
-            Error::os("ftruncate", e).with_range(0, len).with_detail(format!("memfd {:?}", self.name))
-        })
+        sys::set_file_len(self.fd.as_fd(), len)
+            .map_err(|e| Error::os("ftruncate", e).with_range(0, len).with_detail(format!("memfd {:?}", self.name)))
     }
 
     /// The seals set now.
@@ -454,9 +449,9 @@ impl MirroredBuffer {
                 .with_range(offset, capacity as u64)
                 .with_detail("offset and capacity must be non-zero page multiples"));
         }
-        let total = capacity.checked_mul(2).ok_or_else(|| {
-            Error::new("MirroredBuffer", ErrorKind::OutOfBounds).with_detail("capacity overflows")
-        })?;
+        let total = capacity
+            .checked_mul(2)
+            .ok_or_else(|| Error::new("MirroredBuffer", ErrorKind::OutOfBounds).with_detail("capacity overflows"))?;
         let res = Reservation::new(total)?;
         res.map_shared_memory_at(0, capacity, Protection::READ_WRITE, &shm, offset)?;
         res.map_shared_memory_at(capacity, capacity, Protection::READ_WRITE, &shm, offset)?;
@@ -556,8 +551,9 @@ impl RingBuffer {
     /// Creates a ring of `capacity` bytes (rounded up to pages) and returns both ends.
     pub fn create(name: &str, capacity: usize) -> Result<(RingProducer, RingConsumer)> {
         let page = sys::page_size() as u64;
-        let cap = align_up(capacity.max(1) as u64, page)
-            .ok_or_else(|| Error::new("RingBuffer::create", ErrorKind::OutOfBounds).with_detail("capacity overflows"))?;
+        let cap = align_up(capacity.max(1) as u64, page).ok_or_else(|| {
+            Error::new("RingBuffer::create", ErrorKind::OutOfBounds).with_detail("capacity overflows")
+        })?;
         let shm = SharedMemory::create(name, page + cap)?;
         shm.add_seals(Seals::SHRINK | Seals::GROW)?;
         let view = shm.view()?;

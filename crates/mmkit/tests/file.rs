@@ -14,9 +14,7 @@ fn page() -> usize {
 
 /// A byte pattern with no period that is a multiple of the page size.
 fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
-        .collect()
+    (0..len).map(|i| (i % 251) as u8 ^ (i / 4096) as u8).collect()
 }
 
 fn file_with(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
@@ -29,11 +27,7 @@ fn file_with(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 }
 
 fn rw(path: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
+    OpenOptions::new().read(true).write(true).open(path).unwrap()
 }
 
 /// A temporary directory under Cargo's per-target tmp dir, which lives on the build disk: the
@@ -95,17 +89,10 @@ fn fork_report(parent_before_go: impl FnOnce(), child: impl FnOnce() -> u8) -> u
     // SAFETY: valid fds and buffers.
     unsafe {
         assert_eq!(libc::write(go[1], b.as_ptr().cast(), 1), 1);
-        assert_eq!(
-            libc::read(back[0], b.as_mut_ptr().cast(), 1),
-            1,
-            "child did not report"
-        );
+        assert_eq!(libc::read(back[0], b.as_mut_ptr().cast(), 1), 1, "child did not report");
         let mut status = 0;
         assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child failed: {status:#x}"
-        );
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed: {status:#x}");
         for fd in [go[0], go[1], back[0], back[1]] {
             libc::close(fd);
         }
@@ -122,11 +109,7 @@ fn map_for(path: &Path, sharing: Sharing) -> MmapMut {
 #[test]
 fn shared_write_after_fork_is_seen_by_child_private_is_not() {
     let dir = tmpdir();
-    for (sharing, expect) in [
-        (Sharing::Shared, 0xAB),
-        (Sharing::SharedValidate, 0xAB),
-        (Sharing::Private, 0x11),
-    ] {
+    for (sharing, expect) in [(Sharing::Shared, 0xAB), (Sharing::SharedValidate, 0xAB), (Sharing::Private, 0x11)] {
         let path = file_with(dir.path(), "f", &vec![0x11u8; 3 * page()]);
         let mut map = map_for(&path, sharing);
         let at = page() + 7;
@@ -164,11 +147,7 @@ fn shared_write_by_child_reaches_parent_and_file_private_does_not() {
         );
         assert_eq!(echoed, 0xCD, "the child's own view has its write");
         assert_eq!(map[at], expect, "{sharing:?}: parent sees {:#x}", map[at]);
-        assert_eq!(
-            std::fs::read(&path).unwrap()[at],
-            expect,
-            "{sharing:?}: file"
-        );
+        assert_eq!(std::fs::read(&path).unwrap()[at], expect, "{sharing:?}: file");
     }
 }
 
@@ -204,17 +183,12 @@ fn cold_file_map_has_no_resident_pages_until_touched() {
     let b = map[target * page() + 3];
     assert_eq!(b, pattern(n * page())[target * page() + 3]);
     let after = map.residency(..).unwrap();
-    assert!(
-        after.pages[target],
-        "the touched page is resident: {after:?}"
-    );
+    assert!(after.pages[target], "the touched page is resident: {after:?}");
     assert!(after.resident >= 1);
     // With MADV_RANDOM there is no read-ahead: far pages stay out.
     assert!(!after.pages[0] && !after.pages[n - 1], "{:?}", after.pages);
     // Sub-ranges count in whole pages.
-    let one = map
-        .residency(target * page() + 1..target * page() + 2)
-        .unwrap();
+    let one = map.residency(target * page() + 1..target * page() + 2).unwrap();
     assert_eq!((one.total(), one.resident), (1, 1));
 }
 
@@ -235,22 +209,12 @@ fn populate_strategies_make_a_cold_file_map_fully_resident() {
     // Write population needs a writable map; on a read-only one it is a clear error.
     let file = File::open(&path).unwrap();
     // SAFETY: as above.
-    let err = unsafe {
-        MapOptions::new()
-            .populate(mmkit::Populate::Write)
-            .map(&file)
-    }
-    .unwrap_err();
+    let err = unsafe { MapOptions::new().populate(mmkit::Populate::Write).map(&file) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     let file = rw(&path);
     make_cold(&file);
     // SAFETY: as above.
-    let map = unsafe {
-        MapOptions::new()
-            .populate(mmkit::Populate::Write)
-            .map_mut(&file)
-    }
-    .unwrap();
+    let map = unsafe { MapOptions::new().populate(mmkit::Populate::Write).map_mut(&file) }.unwrap();
     assert_eq!(map.residency(..).unwrap().resident, n);
 }
 
@@ -272,11 +236,7 @@ fn unaligned_offsets_return_the_right_bytes() {
         assert_eq!(&map[..], &data[off..], "offset {off}");
         assert_eq!(map.mapping().file_offset(), Some(off as u64));
         if off < len {
-            assert_eq!(
-                map.as_ptr() as usize % p,
-                off % p,
-                "offset {off} lands at its page offset"
-            );
+            assert_eq!(map.as_ptr() as usize % p, off % p, "offset {off} lands at its page offset");
             let (kbase, klen) = map.mapping().kernel_region();
             assert_eq!(kbase % p, 0);
             assert!(klen % p == 0 && klen >= map.len() + off % p);
@@ -285,8 +245,7 @@ fn unaligned_offsets_return_the_right_bytes() {
         for n in [1usize, 2, p] {
             if off + n <= len {
                 // SAFETY: as above.
-                let map =
-                    unsafe { MapOptions::new().offset(off as u64).len(n).map(&file) }.unwrap();
+                let map = unsafe { MapOptions::new().offset(off as u64).len(n).map(&file) }.unwrap();
                 assert_eq!(&map[..], &data[off..off + n], "offset {off} len {n}");
                 let r = map.residency(..).unwrap();
                 assert_eq!(r.total(), (off % p + n).div_ceil(p));
@@ -297,10 +256,7 @@ fn unaligned_offsets_return_the_right_bytes() {
     // SAFETY: as above.
     let last = unsafe { MapOptions::new().offset(len as u64 - 1).map_copy(&file) }.unwrap();
     assert_eq!(&last[..], &data[len - 1..]);
-    let raw = MapOptions::new()
-        .offset(len as u64 - 1)
-        .map_raw_read_only(&file)
-        .unwrap();
+    let raw = MapOptions::new().offset(len as u64 - 1).map_raw_read_only(&file).unwrap();
     let mut b = [0u8; 1];
     raw.copy_from_mapping(0, &mut b).unwrap();
     assert_eq!(b[0], data[len - 1]);
@@ -312,13 +268,7 @@ fn unaligned_shared_write_lands_at_the_right_file_offset() {
     let p = page();
     let path = file_with(dir.path(), "w", &vec![0u8; 2 * p]);
     // SAFETY: the temp file is only changed through this map.
-    let mut map = unsafe {
-        MapOptions::new()
-            .offset(p as u64 - 2)
-            .len(4)
-            .map_mut(&rw(&path))
-    }
-    .unwrap();
+    let mut map = unsafe { MapOptions::new().offset(p as u64 - 2).len(4).map_mut(&rw(&path)) }.unwrap();
     map.copy_from_slice(b"ABCD"); // straddles the page boundary
     map.flush(1..3).unwrap(); // widened to both pages
     drop(map);
@@ -342,15 +292,8 @@ fn zero_length_maps() {
     map.populate(..).unwrap();
     let mut nothing = [0u8; 0];
     map.copy_from_mapping(0, &mut nothing).unwrap();
-    assert_eq!(
-        map.as_slice_of::<u64>().unwrap().len(),
-        0,
-        "an empty map is an empty slice of any type"
-    );
-    assert_eq!(
-        map.residency(1..).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
+    assert_eq!(map.as_slice_of::<u64>().unwrap().len(), 0, "an empty map is an empty slice of any type");
+    assert_eq!(map.residency(1..).unwrap_err().kind(), ErrorKind::OutOfBounds);
     // SAFETY: as above.
     let mut m = unsafe { MmapMut::map_mut(&file) }.unwrap();
     assert!(m.is_empty());
@@ -388,28 +331,17 @@ fn offset_past_eof_is_a_clear_error() {
     assert_eq!(err.range().map(|r| r.0), Some(8192));
     let msg = err.to_string();
     assert!(msg.starts_with("mmap of "), "{msg}");
-    assert!(
-        msg.contains(path.to_str().unwrap())
-            && msg.contains("offset 0x2000")
-            && msg.contains("0x1388"),
-        "{msg}"
-    );
+    assert!(msg.contains(path.to_str().unwrap()) && msg.contains("offset 0x2000") && msg.contains("0x1388"), "{msg}");
     // A window that runs past the end.
     // SAFETY: as above.
     let err = unsafe { MapOptions::new().offset(4096).len(1000).map(&file) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
-    assert!(
-        err.to_string().contains("[offset 0x1000, len 0x3e8]"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("[offset 0x1000, len 0x3e8]"), "{err}");
     // Overflowing offset + len.
     // SAFETY: as above.
     let err = unsafe { MapOptions::new().offset(u64::MAX).len(2).map(&file) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
-    let err = MapOptions::new()
-        .offset(u64::MAX - 1)
-        .map_raw_read_only(&file)
-        .unwrap_err();
+    let err = MapOptions::new().offset(u64::MAX - 1).map_raw_read_only(&file).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
 }
 
@@ -419,13 +351,7 @@ fn writable_shared_map_of_a_read_only_fd_is_eacces() {
     let path = file_with(dir.path(), "readonly.bin", &pattern(3 * page()));
     let file = File::open(&path).unwrap();
     // SAFETY: mapping fails; nothing is mapped.
-    let err = unsafe {
-        MapOptions::new()
-            .offset(page() as u64)
-            .len(2 * page())
-            .map_mut(&file)
-    }
-    .unwrap_err();
+    let err = unsafe { MapOptions::new().offset(page() as u64).len(2 * page()).map_mut(&file) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Os, "{err}");
     assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
     assert_eq!(err.path(), Some(path.as_path()));
@@ -439,10 +365,7 @@ fn writable_shared_map_of_a_read_only_fd_is_eacces() {
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
     // map_raw defaults to read-write: the same error; read-only raw works.
-    assert_eq!(
-        MapOptions::new().map_raw(&file).unwrap_err().errno(),
-        Some(libc::EACCES)
-    );
+    assert_eq!(MapOptions::new().map_raw(&file).unwrap_err().errno(), Some(libc::EACCES));
     MapOptions::new().map_raw_read_only(&file).unwrap();
     // Making a read-only shared map writable is refused by mprotect.
     // SAFETY: the temp file is not changed while mapped.
@@ -497,10 +420,7 @@ fn maps_lines_mentioning(path: &Path) -> Vec<String> {
 fn parse_range(line: &str) -> (usize, usize) {
     let r = line.split_whitespace().next().unwrap();
     let (a, b) = r.split_once('-').unwrap();
-    (
-        usize::from_str_radix(a, 16).unwrap(),
-        usize::from_str_radix(b, 16).unwrap(),
-    )
+    (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap())
 }
 
 #[test]
@@ -516,11 +436,7 @@ fn drop_really_unmaps() {
     assert_eq!(parse_range(&lines[0]), (base, base + len), "{}", lines[0]);
     let fields: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(fields[1], "r--s");
-    assert_eq!(
-        u64::from_str_radix(fields[2], 16).unwrap(),
-        page() as u64,
-        "file offset of the page below"
-    );
+    assert_eq!(u64::from_str_radix(fields[2], 16).unwrap(), page() as u64, "file offset of the page below");
     drop(map);
     assert_eq!(maps_lines_mentioning(&path), Vec::<String>::new());
 
@@ -535,8 +451,7 @@ fn drop_really_unmaps() {
         )
     };
     let c = MapOptions::new().map_raw(&file).unwrap();
-    let faces: Vec<Box<dyn std::any::Any>> =
-        vec![Box::new(a), Box::new(b), Box::new(c), Box::new(d)];
+    let faces: Vec<Box<dyn std::any::Any>> = vec![Box::new(a), Box::new(b), Box::new(c), Box::new(d)];
     assert_eq!(maps_lines_mentioning(&path).len(), 4);
     drop(faces);
     assert_eq!(maps_lines_mentioning(&path), Vec::<String>::new());
@@ -576,20 +491,14 @@ fn growable_map_keeps_its_base_and_data_reaches_the_file() {
     assert_eq!(std::fs::read(&path).unwrap(), expect);
     // One contiguous range in /proc/self/maps starts at the base.
     let lines = maps_lines_mentioning(&path);
-    assert!(
-        lines.iter().any(|l| parse_range(l).0 == base as usize),
-        "{lines:?}"
-    );
+    assert!(lines.iter().any(|l| parse_range(l).0 == base as usize), "{lines:?}");
     // Past the capacity: an error, and nothing changes.
     let err = log.grow((64 << 20) + 1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
     let err = log.append(&vec![0u8; 64 << 20]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
     assert_eq!(log.len(), expect.len());
-    assert_eq!(
-        log.flush(..usize::MAX).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
+    assert_eq!(log.flush(..usize::MAX).unwrap_err().kind(), ErrorKind::OutOfBounds);
     // Up to exactly the capacity.
     log.grow(64 << 20).unwrap();
     log[(64 << 20) - 1] = 9;
@@ -640,50 +549,24 @@ fn copy_from_a_truncated_file_is_an_error_not_sigbus() {
     assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
     // Truncated to nothing.
     rw(&path).set_len(0).unwrap();
-    assert_eq!(
-        raw.copy_from_mapping(0, &mut b).unwrap_err().kind(),
-        ErrorKind::Truncated
-    );
+    assert_eq!(raw.copy_from_mapping(0, &mut b).unwrap_err().kind(), ErrorKind::Truncated);
     // The same through the safe-to-read faces of a map created under the contract.
     rw(&path).set_len(4 * p as u64).unwrap();
     // SAFETY: we only read through copy_from_mapping after the truncation below.
     let map = unsafe { Mmap::map(&file) }.unwrap();
     rw(&path).set_len(p as u64).unwrap();
-    assert_eq!(
-        map.copy_from_mapping(3 * p, &mut b).unwrap_err().kind(),
-        ErrorKind::Truncated
-    );
+    assert_eq!(map.copy_from_mapping(3 * p, &mut b).unwrap_err().kind(), ErrorKind::Truncated);
     // Out of bounds and overflow are OutOfBounds, not Truncated.
-    assert_eq!(
-        raw.copy_from_mapping(4 * p, &mut b).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
-    assert_eq!(
-        raw.copy_from_mapping(usize::MAX, &mut b)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::OutOfBounds
-    );
-    assert_eq!(
-        raw.copy_from_mapping(usize::MAX - 3, &mut b)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::OutOfBounds
-    );
+    assert_eq!(raw.copy_from_mapping(4 * p, &mut b).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(raw.copy_from_mapping(usize::MAX, &mut b).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(raw.copy_from_mapping(usize::MAX - 3, &mut b).unwrap_err().kind(), ErrorKind::OutOfBounds);
     // And the process is still alive.
 }
 
 // ---------------------------------------------------------------------------------------------
 // typed views
 
-#[derive(
-    zerocopy::FromBytes,
-    zerocopy::IntoBytes,
-    zerocopy::Immutable,
-    zerocopy::KnownLayout,
-    Debug,
-    PartialEq,
-)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout, Debug, PartialEq)]
 #[repr(C)]
 struct Header {
     magic: u32,
@@ -704,10 +587,7 @@ fn typed_views_check_size_and_alignment() {
     assert_eq!(map.as_slice_of::<u32>().unwrap().len(), 2048);
     assert_eq!(*map.as_ref_of::<u64>(8 * 5).unwrap(), words[5]);
     let h = map.as_ref_of::<Header>(16).unwrap();
-    assert_eq!(
-        (h.magic as u64, h.count, h.total),
-        (words[2] & 0xffff_ffff, (words[2] >> 32) as u32, words[3])
-    );
+    assert_eq!((h.magic as u64, h.count, h.total), (words[2] & 0xffff_ffff, (words[2] >> 32) as u32, words[3]));
     // Misaligned, too short, past the end.
     let e = map.as_ref_of::<u64>(4).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Layout, "{e}");
@@ -727,52 +607,24 @@ fn typed_views_check_size_and_alignment() {
     // An unaligned file offset gives an unaligned address.
     // SAFETY: as above.
     let odd = unsafe { MapOptions::new().offset(4).len(16).map(&file) }.unwrap();
-    assert_eq!(
-        odd.as_slice_of::<u64>().unwrap_err().kind(),
-        ErrorKind::Layout
-    );
+    assert_eq!(odd.as_slice_of::<u64>().unwrap_err().kind(), ErrorKind::Layout);
     assert_eq!(
         odd.as_slice_of::<u32>().unwrap(),
-        &[
-            (words[0] >> 32) as u32,
-            words[1] as u32,
-            (words[1] >> 32) as u32,
-            words[2] as u32
-        ]
+        &[(words[0] >> 32) as u32, words[1] as u32, (words[1] >> 32) as u32, words[2] as u32]
     );
     // Mutable views write through to the file.
     // SAFETY: as above.
     let mut m = unsafe { MmapMut::map_mut(&file) }.unwrap();
     m.as_mut_slice_of::<u64>().unwrap()[1] = 0xdead_beef;
-    *m.as_mut_of::<Header>(32).unwrap() = Header {
-        magic: 1,
-        count: 2,
-        total: 3,
-    };
+    *m.as_mut_of::<Header>(32).unwrap() = Header { magic: 1, count: 2, total: 3 };
     assert_eq!(m.as_mut_of::<u64>(1).unwrap_err().kind(), ErrorKind::Layout);
-    assert_eq!(
-        m.as_mut_of::<u64>(bytes.len()).unwrap_err().kind(),
-        ErrorKind::Layout
-    );
-    assert_eq!(
-        m.as_mut_of::<u64>(bytes.len() + 8).unwrap_err().kind(),
-        ErrorKind::OutOfBounds
-    );
-    assert_eq!(
-        *m.as_ref_of::<Header>(32).unwrap(),
-        Header {
-            magic: 1,
-            count: 2,
-            total: 3
-        }
-    );
+    assert_eq!(m.as_mut_of::<u64>(bytes.len()).unwrap_err().kind(), ErrorKind::Layout);
+    assert_eq!(m.as_mut_of::<u64>(bytes.len() + 8).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(*m.as_ref_of::<Header>(32).unwrap(), Header { magic: 1, count: 2, total: 3 });
     m.flush(..).unwrap();
     drop(m);
     let f = std::fs::read(&path).unwrap();
-    assert_eq!(
-        u64::from_ne_bytes(f[8..16].try_into().unwrap()),
-        0xdead_beef
-    );
+    assert_eq!(u64::from_ne_bytes(f[8..16].try_into().unwrap()), 0xdead_beef);
     assert_eq!(u32::from_ne_bytes(f[36..40].try_into().unwrap()), 2);
     // The read-only map sees it too (the same page cache pages).
     assert_eq!(map.as_slice_of::<u64>().unwrap()[1], 0xdead_beef);
@@ -790,14 +642,10 @@ fn make_mut_and_make_read_only_work_on_unaligned_maps() {
     for off in [0u64, 1, p as u64 + 17] {
         // SAFETY: the temp file is only changed through this map.
         let ro = unsafe { MapOptions::new().offset(off).len(p).map(&file) }.unwrap();
-        let mut m = ro
-            .make_mut()
-            .unwrap_or_else(|e| panic!("offset {off}: {e}"));
+        let mut m = ro.make_mut().unwrap_or_else(|e| panic!("offset {off}: {e}"));
         m[0] = 0xEE;
         assert_eq!(m.mapping().protection(), Protection::READ_WRITE);
-        let ro = m
-            .make_read_only()
-            .unwrap_or_else(|e| panic!("offset {off}: {e}"));
+        let ro = m.make_read_only().unwrap_or_else(|e| panic!("offset {off}: {e}"));
         assert_eq!(ro[0], 0xEE);
         assert_eq!(ro.mapping().protection(), Protection::READ);
         let line = maps_lines_mentioning(&path)
@@ -816,11 +664,7 @@ fn protect_on_an_unaligned_window_covers_its_pages() {
     let p = page();
     let path = file_with(dir.path(), "prot", &pattern(4 * p));
     let file = rw(&path);
-    let mut raw = MapOptions::new()
-        .offset(p as u64 - 10)
-        .len(2 * p)
-        .map_raw(&file)
-        .unwrap();
+    let mut raw = MapOptions::new().offset(p as u64 - 10).len(2 * p).map_raw(&file).unwrap();
     // From the first byte to the first page boundary: the page below goes along.
     raw.protect(..10, Protection::NONE).unwrap();
     let mut b = [0u8; 4];
@@ -833,14 +677,8 @@ fn protect_on_an_unaligned_window_covers_its_pages() {
     raw.copy_from_mapping(0, &mut b).unwrap();
     assert_eq!(b, pattern(4 * p)[p - 10..p - 6]);
     // Not on a boundary and not at an end.
-    assert_eq!(
-        raw.protect(1..10, Protection::NONE).unwrap_err().kind(),
-        ErrorKind::Unaligned
-    );
-    assert_eq!(
-        raw.protect(..11, Protection::NONE).unwrap_err().kind(),
-        ErrorKind::Unaligned
-    );
+    assert_eq!(raw.protect(1..10, Protection::NONE).unwrap_err().kind(), ErrorKind::Unaligned);
+    assert_eq!(raw.protect(..11, Protection::NONE).unwrap_err().kind(), ErrorKind::Unaligned);
 }
 
 #[test]
@@ -863,10 +701,7 @@ fn raw_maps_share_atomics_with_a_forked_child() {
     assert_eq!(v, 0);
     assert_eq!(counter.load(Ordering::SeqCst), 42);
     raw.flush(..).unwrap();
-    assert_eq!(
-        u64::from_ne_bytes(std::fs::read(&path).unwrap()[..8].try_into().unwrap()),
-        42
-    );
+    assert_eq!(u64::from_ne_bytes(std::fs::read(&path).unwrap()[..8].try_into().unwrap()), 42);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -898,23 +733,17 @@ fn faces_are_send_and_sync() {
 
 #[test]
 fn transparent_huge_pages_on_a_file_map_report_honestly() {
-    let pmd: usize =
-        match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") {
-            Ok(s) => s.trim().parse().unwrap(),
-            Err(_) => return, // no THP in this kernel: Transparent falls back, tested elsewhere
-        };
+    let pmd: usize = match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") {
+        Ok(s) => s.trim().parse().unwrap(),
+        Err(_) => return, // no THP in this kernel: Transparent falls back, tested elsewhere
+    };
     let dir = tmpdir();
     let path = file_with(dir.path(), "thp.bin", &pattern(2 * pmd + 3 * page()));
     let file = File::open(&path).unwrap();
     for off in [0u64, page() as u64, pmd as u64] {
         // SAFETY: the temp file is not changed while mapped.
-        let map = unsafe {
-            MapOptions::new()
-                .offset(off)
-                .huge_pages(mmkit::HugePages::Transparent)
-                .map(&file)
-        }
-        .unwrap();
+        let map =
+            unsafe { MapOptions::new().offset(off).huge_pages(mmkit::HugePages::Transparent).map(&file) }.unwrap();
         assert_eq!(&map[..], &pattern(2 * pmd + 3 * page())[off as usize..]);
         let out = map.page_outcome();
         let (base, len) = map.mapping().kernel_region();
@@ -923,16 +752,10 @@ fn transparent_huge_pages_on_a_file_map_report_honestly() {
         let congruent = (base.wrapping_sub(file_base)) % pmd == 0;
         if out.fallback.is_none() {
             assert_eq!(out.page_size, pmd, "{out:?}");
-            assert!(
-                aligned_piece && congruent,
-                "offset {off:#x} at {base:#x}: {out:?}"
-            );
+            assert!(aligned_piece && congruent, "offset {off:#x} at {base:#x}: {out:?}");
         } else {
             assert_eq!(out.page_size, page(), "{out:?}");
-            assert!(
-                !(aligned_piece && congruent),
-                "offset {off:#x} at {base:#x}: {out:?}"
-            );
+            assert!(!(aligned_piece && congruent), "offset {off:#x} at {base:#x}: {out:?}");
         }
     }
 }

@@ -4,8 +4,7 @@
 use std::ops::Bound;
 
 use mmkit::{
-    Advice, ErrorKind, HugePages, Lock, MapOptions, MmapMut, Placement, Populate, Protection,
-    UncheckedAdvice,
+    Advice, ErrorKind, HugePages, Lock, MapOptions, MmapMut, Placement, Populate, Protection, UncheckedAdvice,
 };
 use proptest::prelude::*;
 
@@ -47,10 +46,7 @@ fn smaps_block(addr: usize) -> Option<String> {
 fn vma_range(header: &str) -> (usize, usize) {
     let r = header.split_whitespace().next().unwrap();
     let (a, b) = r.split_once('-').unwrap();
-    (
-        usize::from_str_radix(a, 16).unwrap(),
-        usize::from_str_radix(b, 16).unwrap(),
-    )
+    (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap())
 }
 
 fn smaps_field_kb(block: &str, field: &str) -> u64 {
@@ -103,13 +99,9 @@ fn every_range_operation_rejects_out_of_bounds_and_overflow() {
         check("flush_async", map.flush_async(r));
         check("discard", map.discard(r));
         // SAFETY: the call fails before touching anything.
-        check("advise_unchecked", unsafe {
-            map.mapping().advise_unchecked(r, UncheckedAdvice::DontNeed)
-        });
+        check("advise_unchecked", unsafe { map.mapping().advise_unchecked(r, UncheckedAdvice::DontNeed) });
         // SAFETY: as above.
-        check("protect", unsafe {
-            map.mapping_mut().protect(r, Protection::READ)
-        });
+        check("protect", unsafe { map.mapping_mut().protect(r, Protection::READ) });
         check("check_range", map.mapping().check_range("t", r).map(|_| ()));
     }
     let mut b = [0u8; 8];
@@ -148,15 +140,7 @@ fn protect_requires_page_alignment_and_changes_the_kernel_view() {
     unsafe { m.protect(3 * p.., Protection::NONE) }.unwrap();
     let base = m.kernel_region().0;
     let perms = |addr: usize| {
-        smaps_block(addr).map(|b| {
-            b.lines()
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .nth(1)
-                .unwrap()
-                .to_owned()
-        })
+        smaps_block(addr).map(|b| b.lines().next().unwrap().split_whitespace().nth(1).unwrap().to_owned())
     };
     assert_eq!(perms(base).as_deref(), Some("rw-p"));
     assert_eq!(perms(base + p).as_deref(), Some("r--p"));
@@ -227,10 +211,7 @@ fn anon_residency_follows_touches() {
     map[3 * p + 9] = 1;
     map[7 * p] = 1;
     let r = map.residency(..).unwrap();
-    assert_eq!(
-        r.pages,
-        [false, false, false, true, false, false, false, true]
-    );
+    assert_eq!(r.pages, [false, false, false, true, false, false, false, true]);
     assert_eq!((r.resident, r.total(), r.page_size), (2, 8, p));
     assert!((r.fraction() - 0.25).abs() < 1e-9);
     // Discarding drops them (and they read back as zeros).
@@ -243,11 +224,7 @@ fn anon_residency_follows_touches() {
 fn populate_options_make_anon_residency_full() {
     let n = 16;
     for populate in [Populate::MapPopulate, Populate::Read, Populate::Write] {
-        let map = MapOptions::new()
-            .len(n * page())
-            .populate(populate)
-            .map_anon()
-            .unwrap();
+        let map = MapOptions::new().len(n * page()).populate(populate).map_anon().unwrap();
         let r = map.residency(..).unwrap();
         assert_eq!(r.resident, n, "{populate:?}: {r:?}");
     }
@@ -256,15 +233,8 @@ fn populate_options_make_anon_residency_full() {
     map.populate_write(page()..3 * page()).unwrap();
     assert_eq!(map.residency(..).unwrap().resident, 2);
     // Writing population on a read-only mapping is refused.
-    let ro = MapOptions::new()
-        .len(page())
-        .protection(Protection::READ)
-        .map_anon()
-        .unwrap();
-    assert_eq!(
-        ro.populate_write(..).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
+    let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon().unwrap();
+    assert_eq!(ro.populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]
@@ -278,11 +248,7 @@ fn touching_a_cold_mapping_takes_minor_faults() {
         map[i * page()] = 1;
     }
     let (minor1, _) = mmkit::page_faults();
-    assert!(
-        minor1 - minor0 >= n as u64,
-        "{} minor faults for {n} pages",
-        minor1 - minor0
-    );
+    assert!(minor1 - minor0 >= n as u64, "{} minor faults for {n} pages", minor1 - minor0);
     // A populated mapping takes none: the populate faults happen in madvise, before. Counted
     // for this thread only, as other tests fault concurrently.
     let thread_minor = || {
@@ -292,21 +258,13 @@ fn touching_a_cold_mapping_takes_minor_faults() {
         assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
         u.ru_minflt as u64
     };
-    let mut hot = MapOptions::new()
-        .len(n * page())
-        .populate(Populate::Write)
-        .map_anon()
-        .unwrap();
+    let mut hot = MapOptions::new().len(n * page()).populate(Populate::Write).map_anon().unwrap();
     let minor0 = thread_minor();
     for i in 0..n {
         hot[i * page()] = 1;
     }
     let minor1 = thread_minor();
-    assert!(
-        minor1 - minor0 < 8,
-        "{} minor faults on a populated map",
-        minor1 - minor0
-    );
+    assert!(minor1 - minor0 < 8, "{} minor faults on a populated map", minor1 - minor0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,20 +274,12 @@ fn touching_a_cold_mapping_takes_minor_faults() {
 fn fixed_no_replace_onto_an_occupied_address_is_eexist() {
     let occupied = MapOptions::new().len(4 * page()).map_anon().unwrap();
     let addr = occupied.as_ptr() as usize + page();
-    let err = MapOptions::new()
-        .len(page())
-        .placement(Placement::FixedNoReplace(addr))
-        .map_anon()
-        .unwrap_err();
+    let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(addr)).map_anon().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Os, "{err}");
     assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
     assert!(err.to_string().contains("EEXIST"), "{err}");
     // Unaligned fixed addresses are refused before the kernel is asked.
-    let err = MapOptions::new()
-        .len(page())
-        .placement(Placement::FixedNoReplace(addr + 1))
-        .map_anon()
-        .unwrap_err();
+    let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(addr + 1)).map_anon().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
     assert_eq!(err.addr(), Some(addr + 1));
 }
@@ -340,14 +290,7 @@ fn free_address(pages: usize) -> usize {
     let len = (pages + 2) * page();
     // SAFETY: fresh anonymous mapping chosen by the kernel, unmapped right away.
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
+        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
         assert_ne!(p, libc::MAP_FAILED);
         libc::munmap(p, len);
         p as usize + page()
@@ -360,11 +303,7 @@ fn fixed_no_replace_and_hint_on_a_free_address_are_honoured() {
         let mut last = None;
         for _ in 0..20 {
             let addr = free_address(4);
-            let pl = if placement == 0 {
-                Placement::FixedNoReplace(addr)
-            } else {
-                Placement::Hint(addr)
-            };
+            let pl = if placement == 0 { Placement::FixedNoReplace(addr) } else { Placement::Hint(addr) };
             match MapOptions::new().len(4 * page()).placement(pl).map_anon() {
                 Ok(m) if m.as_ptr() as usize == addr => {
                     last = Some(Ok(()));
@@ -379,11 +318,7 @@ fn fixed_no_replace_and_hint_on_a_free_address_are_honoured() {
     }
     // A hint onto an occupied range is not an error: the kernel puts the map elsewhere.
     let occupied = MapOptions::new().len(2 * page()).map_anon().unwrap();
-    let m = MapOptions::new()
-        .len(page())
-        .placement(Placement::Hint(occupied.as_ptr() as usize))
-        .map_anon()
-        .unwrap();
+    let m = MapOptions::new().len(page()).placement(Placement::Hint(occupied.as_ptr() as usize)).map_anon().unwrap();
     assert_ne!(m.as_ptr(), occupied.as_ptr());
 }
 
@@ -391,11 +326,7 @@ fn fixed_no_replace_and_hint_on_a_free_address_are_honoured() {
 // locking
 
 fn skip_lock(e: &mmkit::Error) -> bool {
-    if matches!(
-        e.errno(),
-        Some(libc::EPERM) | Some(libc::ENOMEM) | Some(libc::EAGAIN)
-    ) && !is_ci()
-    {
+    if matches!(e.errno(), Some(libc::EPERM) | Some(libc::ENOMEM) | Some(libc::EAGAIN)) && !is_ci() {
         eprintln!("skipping: locking memory is not allowed here ({e}); raise RLIMIT_MEMLOCK or run as root");
         return true;
     }
@@ -405,27 +336,17 @@ fn skip_lock(e: &mmkit::Error) -> bool {
 #[test]
 fn lock_full_makes_everything_resident_and_locked() {
     let n = 16;
-    let map = match MapOptions::new()
-        .len(n * page())
-        .lock(Lock::Full)
-        .map_anon()
-    {
+    let map = match MapOptions::new().len(n * page()).lock(Lock::Full).map_anon() {
         Ok(m) => m,
         Err(e) if skip_lock(&e) => return,
         Err(e) => panic!("{e}"),
     };
     assert_eq!(map.residency(..).unwrap().resident, n);
     let block = smaps_block(map.as_ptr() as usize).unwrap();
-    assert_eq!(
-        smaps_field_kb(&block, "Locked"),
-        (n * page() / 1024) as u64,
-        "{block}"
-    );
+    assert_eq!(smaps_field_kb(&block, "Locked"), (n * page() / 1024) as u64, "{block}");
     assert!(
         block.contains("VmFlags:")
-            && block
-                .lines()
-                .any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "lo")),
+            && block.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "lo")),
         "{block}"
     );
     map.unlock(..).unwrap();
@@ -436,37 +357,21 @@ fn lock_full_makes_everything_resident_and_locked() {
 #[test]
 fn lock_on_fault_locks_pages_as_they_are_touched() {
     let n = 16;
-    let mut map = match MapOptions::new()
-        .len(n * page())
-        .lock(Lock::OnFault)
-        .map_anon()
-    {
+    let mut map = match MapOptions::new().len(n * page()).lock(Lock::OnFault).map_anon() {
         Ok(m) => m,
         Err(e) if skip_lock(&e) => return,
         Err(e) => panic!("{e}"),
     };
     map.advise(.., Advice::NoHugePage).unwrap();
-    assert_eq!(
-        map.residency(..).unwrap().resident,
-        0,
-        "on-fault locking faults nothing in"
-    );
+    assert_eq!(map.residency(..).unwrap().resident, 0, "on-fault locking faults nothing in");
     let block = smaps_block(map.as_ptr() as usize).unwrap();
-    let flags = block
-        .lines()
-        .find(|l| l.starts_with("VmFlags:"))
-        .unwrap()
-        .to_owned();
+    let flags = block.lines().find(|l| l.starts_with("VmFlags:")).unwrap().to_owned();
     assert!(flags.split_whitespace().any(|f| f == "lf"), "{flags}");
     map[0] = 1;
     map[5 * page()] = 1;
     assert_eq!(map.residency(..).unwrap().resident, 2);
     let block = smaps_block(map.as_ptr() as usize).unwrap();
-    assert_eq!(
-        smaps_field_kb(&block, "Locked"),
-        (2 * page() / 1024) as u64,
-        "{block}"
-    );
+    assert_eq!(smaps_field_kb(&block, "Locked"), (2 * page() / 1024) as u64, "{block}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,30 +379,19 @@ fn lock_on_fault_locks_pages_as_they_are_touched() {
 
 fn free_hugetlb_pages() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let size_kb: u64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("Hugepagesize:"))?
-        .split_whitespace()
-        .nth(1)?
+    let size_kb: u64 =
+        meminfo.lines().find(|l| l.starts_with("Hugepagesize:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/hugepages-{size_kb}kB/free_hugepages"))
+        .ok()?
+        .trim()
         .parse()
-        .ok()?;
-    std::fs::read_to_string(format!(
-        "/sys/kernel/mm/hugepages/hugepages-{size_kb}kB/free_hugepages"
-    ))
-    .ok()?
-    .trim()
-    .parse()
-    .ok()
+        .ok()
 }
 
 #[test]
 fn hugetlb_reports_the_page_size_it_got_or_why_it_fell_back() {
     let len = 4 << 20;
-    let mut map = MapOptions::new()
-        .len(len)
-        .huge_pages(HugePages::Hugetlb(None))
-        .map_anon()
-        .unwrap();
+    let mut map = MapOptions::new().len(len).huge_pages(HugePages::Hugetlb(None)).map_anon().unwrap();
     let out = map.page_outcome().clone();
     assert_eq!(out.requested, HugePages::Hugetlb(None));
     match free_hugetlb_pages() {
@@ -508,10 +402,7 @@ fn hugetlb_reports_the_page_size_it_got_or_why_it_fell_back() {
         Some(free) if free < 2 => {
             assert_eq!(out.page_size, page(), "{out:?}");
             let why = out.fallback.as_deref().expect("a fallback reason");
-            assert!(
-                why.contains("hugetlb") && why.contains(&format!("pool: {free} free")),
-                "{why}"
-            );
+            assert!(why.contains("hugetlb") && why.contains(&format!("pool: {free} free")), "{why}");
             assert!(why.contains("ENOMEM"), "{why}");
         }
         Some(_) => {} // pages were free when we looked but taken when we mapped: a race, not a bug
@@ -521,11 +412,7 @@ fn hugetlb_reports_the_page_size_it_got_or_why_it_fell_back() {
     map[len - 1] = 1;
     assert_eq!(map.len(), len);
     // A size the machine does not have.
-    let map = MapOptions::new()
-        .len(1 << 20)
-        .huge_pages(HugePages::Hugetlb(Some(1 << 40)))
-        .map_anon()
-        .unwrap();
+    let map = MapOptions::new().len(1 << 20).huge_pages(HugePages::Hugetlb(Some(1 << 40))).map_anon().unwrap();
     assert!(map.page_outcome().fallback.is_some());
     assert_eq!(map.page_outcome().page_size, page());
 }
@@ -541,11 +428,7 @@ fn transparent_huge_pages_give_an_aligned_region() {
         .map(|s| s.trim().parse().unwrap())
         .unwrap_or(2 << 20);
     let len = 4 << 20;
-    let mut map = MapOptions::new()
-        .len(len)
-        .huge_pages(HugePages::Transparent)
-        .map_anon()
-        .unwrap();
+    let mut map = MapOptions::new().len(len).huge_pages(HugePages::Transparent).map_anon().unwrap();
     let out = map.page_outcome().clone();
     match thp_mode().as_deref() {
         Some("always") | Some("madvise") => {
@@ -555,9 +438,7 @@ fn transparent_huge_pages_give_an_aligned_region() {
             assert_eq!(map.mapping().kernel_region(), (map.as_ptr() as usize, len));
             let block = smaps_block(map.as_ptr() as usize).unwrap();
             assert!(
-                block
-                    .lines()
-                    .any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg")),
+                block.lines().any(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg")),
                 "{block}"
             );
             // The over-mapped head and tail were given back: the VMA is exactly the region,
@@ -566,15 +447,10 @@ fn transparent_huge_pages_give_an_aligned_region() {
             let base = map.as_ptr() as usize;
             assert!(start <= base && end >= base + len, "{block}");
             if (start, end) != (base, base + len) {
-                eprintln!(
-                    "THP map merged with a neighbour: {start:#x}-{end:#x} holds {base:#x}+{len:#x}"
-                );
+                eprintln!("THP map merged with a neighbour: {start:#x}-{end:#x} holds {base:#x}+{len:#x}");
             }
             map.fill(1);
-            let huge = smaps_field_kb(
-                &smaps_block(map.as_ptr() as usize).unwrap(),
-                "AnonHugePages",
-            );
+            let huge = smaps_field_kb(&smaps_block(map.as_ptr() as usize).unwrap(), "AnonHugePages");
             eprintln!("AnonHugePages after touching 4 MiB: {huge} kB");
         }
         _ => {
@@ -583,17 +459,9 @@ fn transparent_huge_pages_give_an_aligned_region() {
         }
     }
     // Too small for one huge page: falls back and says why.
-    let small = MapOptions::new()
-        .len(pmd / 2)
-        .huge_pages(HugePages::Transparent)
-        .map_anon()
-        .unwrap();
+    let small = MapOptions::new().len(pmd / 2).huge_pages(HugePages::Transparent).map_anon().unwrap();
     assert!(
-        small
-            .page_outcome()
-            .fallback
-            .as_deref()
-            .is_some_and(|w| w.contains("smaller")),
+        small.page_outcome().fallback.as_deref().is_some_and(|w| w.contains("smaller")),
         "{:?}",
         small.page_outcome()
     );
@@ -602,11 +470,7 @@ fn transparent_huge_pages_give_an_aligned_region() {
 
 #[test]
 fn names_show_in_proc_maps() {
-    let map = MapOptions::new()
-        .len(page())
-        .name("mmkit-test-name")
-        .map_anon()
-        .unwrap();
+    let map = MapOptions::new().len(page()).name("mmkit-test-name").map_anon().unwrap();
     let block = smaps_block(map.as_ptr() as usize).unwrap();
     let line = block.lines().next().unwrap();
     if map.mapping().name_applied() {
@@ -629,17 +493,8 @@ fn resize_grows_and_shrinks_with_mremap() {
     assert_eq!(map.len(), p + 1);
     assert_eq!(map[p], 5);
     assert_eq!(map.mapping().kernel_region().1, 2 * p);
-    assert_eq!(
-        map.mapping_mut()
-            .resize(usize::MAX, true)
-            .unwrap_err()
-            .kind(),
-        ErrorKind::OutOfBounds
-    );
-    assert_eq!(
-        map.mapping_mut().resize(0, true).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
+    assert_eq!(map.mapping_mut().resize(usize::MAX, true).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(map.mapping_mut().resize(0, true).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]
@@ -665,27 +520,15 @@ fn transparent_huge_pages_report_no_huge_page_for_an_unaligned_region() {
         let out = map.page_outcome();
         // Whatever the kernel did, the report matches the address.
         if base % pmd == 0 {
-            assert_eq!(
-                (out.page_size, out.fallback.as_deref()),
-                (pmd, None),
-                "{base:#x}: {out:?}"
-            );
+            assert_eq!((out.page_size, out.fallback.as_deref()), (pmd, None), "{base:#x}: {out:?}");
         } else {
             assert_eq!(out.page_size, page(), "{base:#x}: {out:?}");
-            assert!(
-                out.fallback
-                    .as_deref()
-                    .is_some_and(|w| w.contains("no") && w.contains("aligned")),
-                "{out:?}"
-            );
+            assert!(out.fallback.as_deref().is_some_and(|w| w.contains("no") && w.contains("aligned")), "{out:?}");
         }
         if base == hint {
             honoured = true;
             break;
         }
     }
-    assert!(
-        honoured,
-        "the kernel never honoured a hint into a free hole"
-    );
+    assert!(honoured, "the kernel never honoured a hint into a free hole");
 }

@@ -70,9 +70,11 @@ fn alignment_is_honoured() {
         assert_eq!(r.len(), 3 * MIB);
         // Only the reservation itself stays mapped: head and tail were trimmed.
         let areas = areas_in(r.as_ptr() as usize - page_size(), r.len() + 2 * page_size());
-        let total: u64 = areas.iter().filter(|a| !a.perms.read).map(|a| {
-            a.end.min((r.as_ptr() as usize + r.len()) as u64) - a.start.max(r.as_ptr() as u64)
-        }).sum();
+        let total: u64 = areas
+            .iter()
+            .filter(|a| !a.perms.read)
+            .map(|a| a.end.min((r.as_ptr() as usize + r.len()) as u64) - a.start.max(r.as_ptr() as u64))
+            .sum();
         assert_eq!(total, r.len() as u64);
     }
     let e = ReserveOptions::new(MIB).align(3 * MIB).reserve().unwrap_err();

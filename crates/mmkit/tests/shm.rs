@@ -122,10 +122,8 @@ fn memfd_is_named_in_proc_maps() {
     let shm = SharedMemory::create("mmkit-named-memfd", 4096).unwrap();
     let raw = shm.map_raw().unwrap();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let line = maps
-        .lines()
-        .find(|l| l.starts_with(&format!("{:x}-", raw.as_ptr() as usize)))
-        .expect("the map is listed");
+    let line =
+        maps.lines().find(|l| l.starts_with(&format!("{:x}-", raw.as_ptr() as usize))).expect("the map is listed");
     assert!(line.contains("/memfd:mmkit-named-memfd"), "{line}");
 }
 
@@ -160,8 +158,7 @@ fn mirrored_buffer_aliases_its_halves() {
     }
     // The memfd is mapped twice, at consecutive addresses.
     let maps = mmkit::inspect::maps(std::process::id()).unwrap();
-    let areas: Vec<_> =
-        maps.iter().filter(|e| e.start >= p as u64 && e.end <= (p as usize + 2 * cap) as u64).collect();
+    let areas: Vec<_> = maps.iter().filter(|e| e.start >= p as u64 && e.end <= (p as usize + 2 * cap) as u64).collect();
     assert_eq!(areas.len(), 2, "{areas:?}");
     assert_eq!(areas[0].offset, areas[1].offset);
 }

@@ -59,10 +59,7 @@ fn parse_int(s: &str) -> Result<i64, String> {
         Some(rest) => (true, rest),
         None => (false, s),
     };
-    let v = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         Some(hex) => i64::from_str_radix(hex, 16),
         None => digits.parse::<i64>(),
     }
@@ -73,18 +70,9 @@ fn parse_int(s: &str) -> Result<i64, String> {
 /// Runs `mmkit elf`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Plan {
-            source,
-            page_size,
-            json,
-        } => plan(&source, page_size, json),
+        Command::Plan { source, page_size, json } => plan(&source, page_size, json),
         Command::Load { source, json } => load(&source, json),
-        Command::Call {
-            source,
-            symbol,
-            args,
-            json,
-        } => call(&source, &symbol, &args, json),
+        Command::Call { source, symbol, args, json } => call(&source, &symbol, &args, json),
     }
 }
 
@@ -103,10 +91,7 @@ fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    print!(
-        "{}",
-        render_plan(&src.display(), opened.offset(), opened.len(), &plan)
-    );
+    print!("{}", render_plan(&src.display(), opened.offset(), opened.len(), &plan));
     Ok(())
 }
 
@@ -114,9 +99,7 @@ fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> 
 pub fn render_plan(label: &str, offset: u64, len: u64, plan: &Plan) -> String {
     let mut out = String::new();
     let page = plan.page_size;
-    out.push_str(&format!(
-        "{label}: ELF image of {len} bytes at offset {offset:#x}\n"
-    ));
+    out.push_str(&format!("{label}: ELF image of {len} bytes at offset {offset:#x}\n"));
     out.push_str(&format!(
         "page size {page:#x} ({} KiB); reserve {:#x} bytes ({} pages) from link address {:#x}, aligned to {:#x}\n\n",
         page / 1024,
@@ -193,12 +176,7 @@ pub fn render_plan(label: &str, offset: u64, len: u64, plan: &Plan) -> String {
 }
 
 fn flags(p: mmkit_elf::Protection) -> String {
-    format!(
-        "{}{}{}",
-        if p.read { "R" } else { " " },
-        if p.write { "W" } else { " " },
-        if p.exec { "E" } else { " " }
-    )
+    format!("{}{}{}", if p.read { "R" } else { " " }, if p.write { "W" } else { " " }, if p.exec { "E" } else { " " })
 }
 
 fn open(source: &str) -> anyhow::Result<Library> {
@@ -250,12 +228,7 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!(
-            "{} loaded at {:#x} (page size {:#x})",
-            lib.source(),
-            lib.bias(),
-            lib.plan().page_size
-        );
+        println!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size);
         for m in &maps {
             let name = match (m.kind, m.file_offset) {
                 (_, Some(_)) => path.clone(),
@@ -276,14 +249,7 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             );
         }
         for (name, by_mmkit) in lib.dependencies() {
-            println!(
-                "needs {name} ({})",
-                if by_mmkit {
-                    "loaded by mmkit"
-                } else {
-                    "already loaded by glibc"
-                }
-            );
+            println!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "already loaded by glibc" });
         }
         match &verified {
             Ok(()) => println!("verified against /proc/self/maps"),
@@ -307,13 +273,9 @@ fn call(source: &str, symbol: &str, args: &[i64], json: bool) -> anyhow::Result<
     type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
     // SAFETY: see above. The System V x86_64 ABI passes the first six integer arguments in
     // registers, so a function taking fewer simply ignores the extra (zero) ones.
-    let result =
-        unsafe { std::mem::transmute::<usize, F6>(addr)(a(0), a(1), a(2), a(3), a(4), a(5)) };
+    let result = unsafe { std::mem::transmute::<usize, F6>(addr)(a(0), a(1), a(2), a(3), a(4), a(5)) };
     if json {
-        println!(
-            "{}",
-            json!({"symbol": symbol, "args": args, "result": result})
-        );
+        println!("{}", json!({"symbol": symbol, "args": args, "result": result}));
     } else {
         println!("{result}");
     }

@@ -66,17 +66,16 @@ pub(crate) fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_mad
 /// The old range must be a mapping the caller owns (every pointer into it dangles after), and
 /// the new range must be address space the caller owns (a reservation it is giving up).
 #[doc(alias = "mremap")]
-pub(crate) unsafe fn mremap_fixed(old: *mut u8, old_len: usize, new_len: usize, new_addr: *mut u8) -> SysResult<*mut u8> {
+pub(crate) unsafe fn mremap_fixed(
+    old: *mut u8,
+    old_len: usize,
+    new_len: usize,
+    new_addr: *mut u8,
+) -> SysResult<*mut u8> {
     // SAFETY: forwarded contract.
     unsafe {
-        rustix::mm::mremap_fixed(
-            old.cast(),
-            old_len,
-            new_len,
-            rustix::mm::MremapFlags::MAYMOVE,
-            new_addr.cast(),
-        )
-        .map(|p| p.cast())
+        rustix::mm::mremap_fixed(old.cast(), old_len, new_len, rustix::mm::MremapFlags::MAYMOVE, new_addr.cast())
+            .map(|p| p.cast())
     }
 }
 

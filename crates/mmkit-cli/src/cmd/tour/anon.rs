@@ -77,9 +77,18 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     let (heap_rss, _) = smaps_of(heap.as_ptr() as usize, heap.len())?;
     let total_ram = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024);
-    s.fact("reservation_virtual", "64 GiB reservation: virtual size", heap.len() as u64, format!("{} (machine RAM {})", bytes(heap.len() as u64), bytes(total_ram)));
+    s.fact(
+        "reservation_virtual",
+        "64 GiB reservation: virtual size",
+        heap.len() as u64,
+        format!("{} (machine RAM {})", bytes(heap.len() as u64), bytes(total_ram)),
+    );
     s.fact("reservation_rss", "  RSS with 8 MiB committed and touched", heap_rss, bytes(heap_rss));
     heap.decommit(0, 8 * MIB)?;
     let (heap_rss_after, _) = smaps_of(heap.as_ptr() as usize, heap.len())?;
@@ -100,9 +109,22 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     }?;
     let (shared_seen, private_seen) = (shared[0] == 7, private[0] == 7);
     let yes = |b: bool| if b { "yes" } else { "no" };
-    s.fact("shared_anon_seen_across_fork", "MAP_SHARED|MAP_ANONYMOUS: child's write seen", shared_seen, yes(shared_seen));
-    s.fact("private_anon_seen_across_fork", "MAP_PRIVATE|MAP_ANONYMOUS: child's write seen", private_seen, yes(private_seen));
-    anyhow::ensure!(shared_seen && !private_seen, "the kernel did not behave as shared/private anonymous memory promise");
+    s.fact(
+        "shared_anon_seen_across_fork",
+        "MAP_SHARED|MAP_ANONYMOUS: child's write seen",
+        shared_seen,
+        yes(shared_seen),
+    );
+    s.fact(
+        "private_anon_seen_across_fork",
+        "MAP_PRIVATE|MAP_ANONYMOUS: child's write seen",
+        private_seen,
+        yes(private_seen),
+    );
+    anyhow::ensure!(
+        shared_seen && !private_seen,
+        "the kernel did not behave as shared/private anonymous memory promise"
+    );
     private[0] = 0;
     drop((shared, private));
 
@@ -124,20 +146,42 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     base_t.sort();
     thp_t.sort();
     let (b, t) = (base_t[1], thp_t[1]);
-    s.fact("first_touch_base_ns", "first touch of 256 MiB, 4 KiB pages", b.as_nanos() as u64, format!("{:>10}  {base_faults} minor faults", duration(b)));
-    s.fact("first_touch_thp_ns", "  with transparent huge pages", t.as_nanos() as u64, format!("{:>10}  {thp_faults} minor faults  ({:.2}x faster)", duration(t), b.as_secs_f64() / t.as_secs_f64().max(1e-9)));
+    s.fact(
+        "first_touch_base_ns",
+        "first touch of 256 MiB, 4 KiB pages",
+        b.as_nanos() as u64,
+        format!("{:>10}  {base_faults} minor faults", duration(b)),
+    );
+    s.fact(
+        "first_touch_thp_ns",
+        "  with transparent huge pages",
+        t.as_nanos() as u64,
+        format!(
+            "{:>10}  {thp_faults} minor faults  ({:.2}x faster)",
+            duration(t),
+            b.as_secs_f64() / t.as_secs_f64().max(1e-9)
+        ),
+    );
     s.fact("thp_anon_huge_pages", "  AnonHugePages after the touch (smaps)", thp_huge, bytes(thp_huge));
     match fallback {
         Some(why) => s.note(format!("THP fell back: {why}")),
-        None => s.note("the THP region is 2 MiB-aligned and advised MADV_HUGEPAGE (THP mode here: madvise); each fault maps 2 MiB"),
+        None => s.note(
+            "the THP region is 2 MiB-aligned and advised MADV_HUGEPAGE (THP mode here: madvise); each fault maps 2 MiB",
+        ),
     }
 
     // 5. A named region in /proc/self/maps.
     let named = MapOptions::new().len(2 * page).name("mmkit-tour").map_anon()?;
     let addr = format!("{:x}-", named.as_ptr() as usize);
     let maps = std::fs::read_to_string("/proc/self/maps")?;
-    let line = maps.lines().find(|l| l.starts_with(&addr)).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
-    s.fact("named_region_applied", "named anonymous region (PR_SET_VMA_ANON_NAME)", named.mapping().name_applied(), if named.mapping().name_applied() { "applied" } else { "no-op: kernel lacks CONFIG_ANON_VMA_NAME" });
+    let line =
+        maps.lines().find(|l| l.starts_with(&addr)).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
+    s.fact(
+        "named_region_applied",
+        "named anonymous region (PR_SET_VMA_ANON_NAME)",
+        named.mapping().name_applied(),
+        if named.mapping().name_applied() { "applied" } else { "no-op: kernel lacks CONFIG_ANON_VMA_NAME" },
+    );
     s.fact("named_region_maps_line", "  its /proc/self/maps line", line.clone(), line);
     let shm = mmkit::SharedMemory::create("mmkit-tour", page as u64)?;
     let raw = shm.map_raw()?;

@@ -37,24 +37,13 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
     let out = dir.join("libtour.so");
     let max_page = page.max(16384);
     let output = std::process::Command::new("gcc")
-        .args([
-            "-shared",
-            "-fPIC",
-            "-O2",
-            &format!("-Wl,-z,max-page-size={max_page}"),
-            "-o",
-        ])
+        .args(["-shared", "-fPIC", "-O2", &format!("-Wl,-z,max-page-size={max_page}"), "-o"])
         .arg(&out)
         .arg(&src)
         .output()
-        .context(
-            "the elf section builds a small library with gcc, which could not be run (install gcc)",
-        )?;
+        .context("the elf section builds a small library with gcc, which could not be run (install gcc)")?;
     if !output.status.success() {
-        anyhow::bail!(
-            "gcc failed to build the tour library:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        anyhow::bail!("gcc failed to build the tour library:\n{}", String::from_utf8_lossy(&output.stderr));
     }
     Ok(out)
 }
@@ -64,8 +53,7 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
 fn build_apk(path: &Path, so: &[u8], page: u64) -> anyhow::Result<()> {
     let align = u16::try_from(page).context("page size too large for zip alignment padding")?;
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("AndroidManifest.xml", stored)?;
     zip.write_all(b"<manifest package=\"dev.mmkit.tour\"/>")?;
     zip.start_file("classes.dex", stored)?;
@@ -113,12 +101,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let source = mmkit_elf::Source::parse(&spec);
     let opened = source.open(page)?;
     let plan = mmkit_elf::plan_source(&opened, page)?;
-    s.fact(
-        "page_size",
-        "page size (from the kernel)",
-        page,
-        bytes(page),
-    );
+    s.fact("page_size", "page size (from the kernel)", page, bytes(page));
     s.fact(
         "library",
         "library built with gcc",
@@ -134,25 +117,15 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         "entry_offset",
         "stored in the APK at",
         opened.offset(),
-        format!(
-            "offset {:#x} of the {} APK (page-aligned, not compressed)",
-            opened.offset(),
-            bytes(apk_len)
-        ),
+        format!("offset {:#x} of the {} APK (page-aligned, not compressed)", opened.offset(), bytes(apk_len)),
     );
     drop(opened);
 
     let t0 = Instant::now();
     // SAFETY: we just built this library from the source above; its code is trusted.
-    let lib = unsafe { mmkit_elf::Library::open(source) }
-        .context("loading the tour library from the APK")?;
+    let lib = unsafe { mmkit_elf::Library::open(source) }.context("loading the tour library from the APK")?;
     let load_time = t0.elapsed();
-    s.fact(
-        "load_time_ns",
-        "loaded from the APK in",
-        load_time.as_nanos() as u64,
-        duration(load_time),
-    );
+    s.fact("load_time_ns", "loaded from the APK in", load_time.as_nanos() as u64, duration(load_time));
 
     // SAFETY: the three functions are `int64_t f(int64_t[, int64_t])`, as in SOURCE.
     let (add, fib, lookup) = unsafe {
@@ -163,10 +136,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         )
     };
     let results = (add(2, 40), fib(50), lookup(1));
-    anyhow::ensure!(
-        results == (42, 12_586_269_025, 3),
-        "the tour library computed {results:?}"
-    );
+    anyhow::ensure!(results == (42, 12_586_269_025, 3), "the tour library computed {results:?}");
     s.fact(
         "calls",
         "calls",
@@ -175,11 +145,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     );
 
     let maps = lib.segments()?;
-    let mapped: u64 = maps
-        .iter()
-        .filter(|m| m.kind != mmkit_elf::MappingKind::Gap)
-        .map(|m| m.pages)
-        .sum();
+    let mapped: u64 = maps.iter().filter(|m| m.kind != mmkit_elf::MappingKind::Gap).map(|m| m.pages).sum();
     let resident: u64 = maps.iter().map(|m| m.resident_pages).sum();
     let present: u64 = maps.iter().map(|m| m.present_pages).sum();
     s.fact(
@@ -220,8 +186,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         "checked against /proc/self/maps",
         verified.is_ok(),
         match &verified {
-            Ok(()) => "every page mapped as planned, from the APK's inode at the planned offsets"
-                .to_owned(),
+            Ok(()) => "every page mapped as planned, from the APK's inode at the planned offsets".to_owned(),
             Err(e) => format!("MISMATCH: {e}"),
         },
     );
@@ -233,6 +198,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     } else {
         s.note("The APK could not be evicted from the page cache, so resident counts include pages cached when it was written.");
     }
-    s.note(format!("Try: mmkit elf plan 'APK!/{ENTRY}' --page-size 16k  (the plan for 16 KiB pages, as on recent Android devices)"));
+    s.note(format!(
+        "Try: mmkit elf plan 'APK!/{ENTRY}' --page-size 16k  (the plan for 16 KiB pages, as on recent Android devices)"
+    ));
     Ok(s)
 }

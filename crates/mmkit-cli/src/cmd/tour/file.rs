@@ -96,7 +96,12 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let t0 = Instant::now();
     let expected = fill(&mut file, size, args.json).with_context(|| format!("writing {}", path.display()))?;
     s.fact("page_size", "page size (from the kernel)", page, bytes(page as u64));
-    s.fact("file_size", "file size", size, format!("{} ({} pages), written in {}", bytes(size), size / page as u64, duration(t0.elapsed())));
+    s.fact(
+        "file_size",
+        "file size",
+        size,
+        format!("{} ({} pages), written in {}", bytes(size), size / page as u64, duration(t0.elapsed())),
+    );
 
     // 1. A fresh map of a cold file: nothing is resident until touched.
     mmkit::inspect::evict(&path)?;
@@ -104,7 +109,12 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     // written while mapped.
     let map = unsafe { Mmap::map(&file) }?;
     let before = map.residency(..)?;
-    s.fact("fresh_map_resident_pages", "fresh read-only map, resident", before.resident, format!("{} of {} pages", before.resident, before.total()));
+    s.fact(
+        "fresh_map_resident_pages",
+        "fresh read-only map, resident",
+        before.resident,
+        format!("{} of {} pages", before.resident, before.total()),
+    );
     let (min0, maj0) = mmkit::page_faults();
     let middle = map.len() / 2;
     black_box(map[middle]);
@@ -115,10 +125,24 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         "touch_one_page_resident_pages",
         "after touching 1 byte, resident",
         after.resident,
-        format!("{} pages ({}): read-ahead and fault-around bring neighbours in", after.resident, bytes((after.resident * page) as u64)),
+        format!(
+            "{} pages ({}): read-ahead and fault-around bring neighbours in",
+            after.resident,
+            bytes((after.resident * page) as u64)
+        ),
     );
-    s.fact("touch_one_page_faults", "  page faults for that touch", serde_json::json!({"minor": min1 - min0, "major": maj1 - maj0}), format!("{} minor, {} major", min1 - min0, maj1 - maj0));
-    s.fact("touch_one_page_window_resident", "  resident within +-64 pages of it", around.resident, format!("{} of {}", around.resident, around.total()));
+    s.fact(
+        "touch_one_page_faults",
+        "  page faults for that touch",
+        serde_json::json!({"minor": min1 - min0, "major": maj1 - maj0}),
+        format!("{} minor, {} major", min1 - min0, maj1 - maj0),
+    );
+    s.fact(
+        "touch_one_page_window_resident",
+        "  resident within +-64 pages of it",
+        around.resident,
+        format!("{} of {}", around.resident, around.total()),
+    );
     drop(map);
 
     // 2. Sequential scan of a cached file: read() into a 1 MiB buffer vs mapping it.
@@ -141,16 +165,51 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         let c = map_sum(&file, Populate::MapPopulate)?;
         t_pop.push(t.elapsed());
         let f3 = mmkit::page_faults();
-        anyhow::ensure!(a == expected && b == expected && c == expected, "checksums differ: read {a}, mmap {b}, populated {c}, expected {expected}");
+        anyhow::ensure!(
+            a == expected && b == expected && c == expected,
+            "checksums differ: read {a}, mmap {b}, populated {c}, expected {expected}"
+        );
         faults[0] = (f1.0 - f0.0, f1.1 - f0.1);
         faults[1] = (f2.0 - f1.0, f2.1 - f1.1);
         faults[2] = (f3.0 - f2.0, f3.1 - f2.1);
     }
     let (r, m, p) = (median(t_read), median(t_map), median(t_pop));
-    s.fact("scan_read_ns", "sequential sum via read() (1 MiB buffer)", r.as_nanos() as u64, format!("{:>10}  {:>12}  {} minor faults", duration(r), throughput(size, r), faults[0].0));
-    s.fact("scan_mmap_ns", "  via mmap, demand-paged", m.as_nanos() as u64, format!("{:>10}  {:>12}  {} minor faults  ({:.2}x read)", duration(m), throughput(size, m), faults[1].0, r.as_secs_f64() / m.as_secs_f64()));
-    s.fact("scan_mmap_populate_ns", "  via mmap, MAP_POPULATE", p.as_nanos() as u64, format!("{:>10}  {:>12}  {} minor faults  ({:.2}x read)", duration(p), throughput(size, p), faults[2].0, r.as_secs_f64() / p.as_secs_f64()));
-    s.fact("scan_minor_faults", "  minor faults (read, mmap, populate)", serde_json::json!([faults[0].0, faults[1].0, faults[2].0]), format!("{}, {}, {}", faults[0].0, faults[1].0, faults[2].0));
+    s.fact(
+        "scan_read_ns",
+        "sequential sum via read() (1 MiB buffer)",
+        r.as_nanos() as u64,
+        format!("{:>10}  {:>12}  {} minor faults", duration(r), throughput(size, r), faults[0].0),
+    );
+    s.fact(
+        "scan_mmap_ns",
+        "  via mmap, demand-paged",
+        m.as_nanos() as u64,
+        format!(
+            "{:>10}  {:>12}  {} minor faults  ({:.2}x read)",
+            duration(m),
+            throughput(size, m),
+            faults[1].0,
+            r.as_secs_f64() / m.as_secs_f64()
+        ),
+    );
+    s.fact(
+        "scan_mmap_populate_ns",
+        "  via mmap, MAP_POPULATE",
+        p.as_nanos() as u64,
+        format!(
+            "{:>10}  {:>12}  {} minor faults  ({:.2}x read)",
+            duration(p),
+            throughput(size, p),
+            faults[2].0,
+            r.as_secs_f64() / p.as_secs_f64()
+        ),
+    );
+    s.fact(
+        "scan_minor_faults",
+        "  minor faults (read, mmap, populate)",
+        serde_json::json!([faults[0].0, faults[1].0, faults[2].0]),
+        format!("{}, {}, {}", faults[0].0, faults[1].0, faults[2].0),
+    );
     s.note("medians of 3 interleaved runs; map and unmap are inside the timed region; the page cache was warm");
 
     // 3. MAP_SHARED vs MAP_PRIVATE across fork and in the file.
@@ -178,9 +237,22 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let yes = |b: bool| if b { "yes" } else { "no" };
     s.fact("shared_write_seen_across_fork", "MAP_SHARED: child's write seen by parent", shared_seen, yes(shared_seen));
     s.fact("shared_write_in_file_after_flush", "MAP_SHARED: write in the file after flush", in_file, yes(in_file));
-    s.fact("private_write_seen_across_fork", "MAP_PRIVATE: child's write seen by parent", private_seen, yes(private_seen));
-    s.fact("private_write_in_file", "MAP_PRIVATE: parent's write reached the file", private_in_file, yes(private_in_file));
-    anyhow::ensure!(shared_seen && in_file && !private_seen && !private_in_file, "the kernel did not behave as MAP_SHARED/MAP_PRIVATE promise (word was {before_shared:#x})");
+    s.fact(
+        "private_write_seen_across_fork",
+        "MAP_PRIVATE: child's write seen by parent",
+        private_seen,
+        yes(private_seen),
+    );
+    s.fact(
+        "private_write_in_file",
+        "MAP_PRIVATE: parent's write reached the file",
+        private_in_file,
+        yes(private_in_file),
+    );
+    anyhow::ensure!(
+        shared_seen && in_file && !private_seen && !private_in_file,
+        "the kernel did not behave as MAP_SHARED/MAP_PRIVATE promise (word was {before_shared:#x})"
+    );
     s.note("a forked child inherits both maps; its MAP_SHARED store lands in the page cache the parent maps, its MAP_PRIVATE store in its own copy-on-write page");
     Ok(s)
 }

@@ -51,12 +51,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 type SectionFn = fn(&Args) -> anyhow::Result<Section>;
 
-const SECTIONS: &[(&str, SectionFn)] = &[
-    ("file", file::section),
-    ("anon", anon::section),
-    ("elf", elf::section),
-    ("mmio", mmio::section),
-];
+const SECTIONS: &[(&str, SectionFn)] =
+    &[("file", file::section), ("anon", anon::section), ("elf", elf::section), ("mmio", mmio::section)];
 
 /// Runs `mmkit tour`.
 pub fn run(args: Args) -> anyhow::Result<()> {
