@@ -220,43 +220,8 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {}
 
-/// The C library's description of `errno`, without Rust's `(os error N)` suffix.
-fn strerror(errno: i32) -> String {
-    let text = std::io::Error::from_raw_os_error(errno).to_string();
-    match text.rfind(" (os error ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
-}
-
-/// The symbolic name of `errno` (`EACCES`), or `errno N` for ones this crate does not name.
-pub(crate) fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::ENXIO => "ENXIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOVERFLOW => "EOVERFLOW",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_owned()
-}
+// errno names and messages are mmkit's, so both crates word them alike.
+use mmkit::error::{errno_name, strerror};
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
