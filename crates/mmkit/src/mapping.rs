@@ -155,6 +155,18 @@ impl Mapping {
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
         let len = match (fd, opts.len) {
+            (Some(fd), len) if !sys::is_regular_file(fd) => match len {
+                // Devices (`/dev/uioN`, `/dev/mem`, PCI `resourceN` is regular) and other special
+                // files have no meaningful size: the driver checks the range, so the caller must
+                // say how much to map.
+                Some(len) => len as u64,
+                None => {
+                    return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                        .with_opt_path(path.as_deref())
+                        .with_range(offset, 0)
+                        .with_detail("not a regular file: give the length to map (MapOptions::len)"))
+                }
+            },
             (Some(fd), len) => {
                 let file_len = sys::file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?;
                 match len {

@@ -759,3 +759,19 @@ fn transparent_huge_pages_on_a_file_map_report_honestly() {
         }
     }
 }
+
+/// Regression: device files have size 0, so a map of `/dev/zero` (or `/dev/uio0`) was refused as
+/// "past the end of the file". Special files map with an explicit length and are not size-checked.
+#[test]
+fn character_devices_map_with_an_explicit_length() {
+    let page = mmkit::page_size();
+    let zero = std::fs::OpenOptions::new().read(true).write(true).open("/dev/zero").unwrap();
+    let raw = mmkit::MapOptions::new().len(3 * page).sharing(mmkit::Sharing::Private).map_raw(&zero).unwrap();
+    assert_eq!(raw.len(), 3 * page);
+    let mut buf = vec![1u8; 3 * page];
+    raw.copy_from_mapping(0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    let err = mmkit::MapOptions::new().map_raw(&zero).unwrap_err();
+    assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("/dev/zero") && err.to_string().contains("not a regular file"), "{err}");
+}

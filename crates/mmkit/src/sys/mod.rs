@@ -207,6 +207,12 @@ pub(crate) fn file_len(fd: BorrowedFd<'_>) -> SysResult<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
+/// Whether `fd` is a regular file (`fstat`; `true` when fstat fails, so the size check reports it).
+pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd)
+        .map_or(true, |st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+}
+
 /// Sets the length of the file behind `fd` (`ftruncate`).
 #[doc(alias = "ftruncate")]
 pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: u64) -> SysResult<()> {
