@@ -1,9 +1,8 @@
 //! The register access module: the [`Registers`] access trait, the owned [`MmioRegion`], and
 //! every volatile access to device memory (raw, and for typed registers).
 //!
-//! This is the only module of the crate with `unsafe` code. It maps with `rustix::mm::mmap`
-//! itself: `mmkit::MapOptions::map_raw` checks the length against the file size, which is 0
-//! for `/dev/uioN` and `/dev/mem`. Its contract:
+//! This is the only module of the crate with `unsafe` code. The mapping itself is mmkit's
+//! [`MmapRaw`](mmkit::MmapRaw) (`MAP_SHARED`, raw pointers only, unmapped on drop). Its contract:
 //! - A region is created only by [`map_shared`], which maps a device file with `MAP_SHARED`
 //!   and keeps the mapping until the region is dropped.
 //! - Device memory is only ever touched through raw pointers with `read_volatile` and
@@ -11,13 +10,12 @@
 //!   reference to device memory is ever created, so the compiler may not invent, merge or
 //!   elide accesses.
 
-use std::ffi::c_void;
 use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
-use rustix::mm::{MapFlags, ProtFlags};
+use mmkit::{MapOptions, MmapRaw, Protection, Sharing};
 
 use crate::access::{check_access, AccessRules, Width};
 use crate::error::{Error, ErrorKind, Result};
@@ -48,9 +46,8 @@ pub struct MmioRegion {
     ptr: NonNull<u8>,
     /// Usable bytes from `ptr`.
     len: usize,
-    /// The whole mapping, as returned by `mmap`, for `munmap`.
-    map_base: NonNull<c_void>,
-    map_len: usize,
+    /// The whole mapping (page-aligned); held only so that it is unmapped when the region drops.
+    _map: MmapRaw,
     rules: AccessRules,
     path: PathBuf,
     target: Option<String>,
@@ -254,33 +251,28 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
         return Err(err(ErrorKind::OutOfBounds)
             .detail(format!("device memory [{:#x}, +{:#x}) does not fit in the mapping", req.start, req.len)));
     }
-    // SAFETY: a fresh mapping at an address the kernel chooses (null hint, no MAP_FIXED) cannot
-    // overlap any existing Rust object. The result is owned by the returned region and
-    // unmapped exactly once, in its `Drop`.
-    let base = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            req.map_len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            fd,
-            req.mmap_offset,
-        )
-    }
-    .map_err(|e| {
-        Error::os("mmap", e)
-            .with_path(req.path)
-            .with_range(req.mmap_offset, req.map_len as u64)
-            .with_source_name(None, req.target.as_deref())
-    })?;
-    let map_base = NonNull::new(base).ok_or_else(|| err(ErrorKind::Io).detail("mmap returned null"))?;
-    // SAFETY: `start < map_len` (checked above), so the pointer stays inside the mapping.
-    let ptr = unsafe { NonNull::new_unchecked(base.cast::<u8>().add(req.start)) };
+    let map = MapOptions::new()
+        .len(req.map_len)
+        .offset(req.mmap_offset)
+        .protection(Protection::READ_WRITE)
+        .sharing(Sharing::Shared)
+        .map_raw(&fd)
+        .map_err(|e| {
+            let base = match e.errno() {
+                Some(n) => Error::os("mmap", rustix::io::Errno::from_raw_os_error(n)),
+                None => err(ErrorKind::OutOfBounds).detail(e.detail().unwrap_or("refused by mmkit").to_owned()),
+            };
+            base.with_path(req.path)
+                .with_range(req.mmap_offset, req.map_len as u64)
+                .with_source_name(None, req.target.as_deref())
+        })?;
+    // SAFETY: `start < map_len` (checked above) and the offset is page-aligned, so mmkit mapped
+    // exactly `map_len` bytes from `as_mut_ptr()`; the pointer stays inside the mapping.
+    let ptr = unsafe { NonNull::new_unchecked(map.as_mut_ptr().add(req.start)) };
     Ok(MmioRegion {
         ptr,
         len: req.len,
-        map_base,
-        map_len: req.map_len,
+        _map: map,
         rules: req.rules,
         path: req.path.to_owned(),
         target: req.target,
@@ -529,16 +521,6 @@ impl fmt::Debug for MmioRegion {
             .field("phys", &self.phys.map(|p| format!("{p:#x}")))
             .field("rules", &self.rules)
             .finish()
-    }
-}
-
-impl Drop for MmioRegion {
-    #[doc(alias = "munmap")]
-    fn drop(&mut self) {
-        // SAFETY: `map_base`/`map_len` are exactly what `mmap` returned in `map_shared`; this
-        // region is their only owner, and no reference into device memory can outlive it.
-        // A failing munmap leaves the mapping in place, which is a leak, not unsoundness.
-        let _ = unsafe { rustix::mm::munmap(self.map_base.as_ptr(), self.map_len) };
     }
 }
 

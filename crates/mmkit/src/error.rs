@@ -159,6 +159,11 @@ impl Error {
         self.0.range
     }
 
+    /// The explanation added to the error, if any (what is wrong beyond the errno).
+    pub fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
+    }
+
     /// The address the operation was about, if any.
     pub fn addr(&self) -> Option<usize> {
         self.0.addr
