@@ -242,6 +242,18 @@ fn block_growth_keeps_contents() {
     assert!(b.iter().all(|&x| x == 3));
 }
 
+#[test]
+fn shrinking_a_block_returns_its_tail_pages() {
+    let arena = MapAlloc::new().with_thp(2 * MIB);
+    let mut b = arena.alloc_block(8 * MIB).unwrap();
+    b.fill(2);
+    assert_eq!(arena.stats().resident_bytes, 8 * MIB);
+    b.grow(MIB + 4 * KIB).unwrap(); // mremap shrink: the tail is unmapped, a huge page split
+    assert!(b.iter().all(|&x| x == 2));
+    let s = arena.stats();
+    assert_eq!((s.live_bytes, s.resident_bytes, s.cached_bytes), (MIB + 4 * KIB, MIB + 4 * KIB, 0));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Alloc(usize),
