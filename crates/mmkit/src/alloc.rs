@@ -441,10 +441,11 @@ impl MapAlloc {
                 t.cache[i] = EMPTY;
                 if found.len > len {
                     let tail = Block { ptr: found.ptr + len, len: found.len - len, ..found };
-                    if found.thp {
+                    if found.thp || found.len >= THP_SIZE {
                         // Unmapped, not cached: while the tail shared the block's VMA, a touch
-                        // of the block's last partial 2 MiB would fault in a whole huge page,
-                        // part of it in the (unused) tail.
+                        // of the block's last partial 2 MiB could fault in a whole huge page
+                        // (advised, or any VMA in THP `always` mode), part of it in the unused
+                        // tail. Tails are kept only from blocks smaller than a huge page.
                         evicted.push(tail);
                     } else {
                         // The tail stays cached in the same slot: whole pages of a mapping we own.
