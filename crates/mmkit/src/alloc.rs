@@ -40,8 +40,9 @@
 //!
 //! # Inside the allocator
 //! The cache is a fixed-size array and the table of live blocks a growable array allocated
-//! from [`System`] (never from this allocator), both behind a spin lock held only for table
-//! updates, never across a system call that unmaps or purges; the counters are atomics. The
+//! from [`System`] (never from this allocator), both behind a spin lock held for table updates
+//! (and for `mincore` in [`stats`](MapAlloc::stats)), never across `mmap`, `munmap`, `mremap`
+//! or `madvise`; the counters are atomics. The
 //! live table serves [`stats`](MapAlloc::stats), so every block is counted there; only if
 //! `System` cannot grow the table is a block left out (see
 //! [`MapAllocStats::untracked_blocks`]).
