@@ -125,6 +125,21 @@ impl Dynamic {
         self.cstr_at(off).ok().map(std::ffi::CStr::to_bytes)
     }
 
+    /// The GNU hash of the string at `off` and whether it equals `other`, in one pass over its
+    /// bytes; `None` if out of range or unterminated.
+    pub fn gnu_hash_at(&self, off: u32, other: &[u8]) -> Option<(u32, bool)> {
+        let mut h = 5381u32;
+        let mut same = true;
+        for (n, &c) in self.strtab.get(off as usize..)?.iter().enumerate() {
+            if c == 0 {
+                return Some((h, same && n == other.len()));
+            }
+            same &= other.get(n) == Some(&c);
+            h = h.wrapping_mul(33).wrapping_add(u32::from(c));
+        }
+        None
+    }
+
     /// A version's name (checked when the version table was read).
     pub fn version_name(&self, v: &Version) -> &str {
         self.str_at(v.name).unwrap_or_default()

@@ -163,7 +163,7 @@ impl Library {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.syms.len()];
-        let scope = external::Scope::now();
+        let scope = external::Scope::now(&lib.global_lookups());
         let result = {
             let lib_ref = &lib;
             let mut resolve = |index: u32| -> Result<Target> {
@@ -280,6 +280,34 @@ impl Library {
         })
     }
 
+    /// Per symbol index: the GNU hash of the name when the relocation pass looks the symbol up
+    /// in the global scope (a symbol-based relocation names it and [`Library::resolve`] asks
+    /// the global scope), `None` otherwise.
+    fn global_lookups(&self) -> Vec<Option<u32>> {
+        let dy = &self.dynamic;
+        let mut out = vec![None; dy.syms.len()];
+        for r in dy.rela.iter().chain(dy.jmprel.iter()) {
+            if r.sym == 0 || !matches!(r.r_type, elf::R_X86_64_64 | elf::R_X86_64_GLOB_DAT | elf::R_X86_64_JUMP_SLOT) {
+                continue;
+            }
+            let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.syms.get(r.sym as usize)) else {
+                continue;
+            };
+            // The symbols `resolve` binds without asking the global scope.
+            if slot.is_some()
+                || sym.kind() == elf::STT_TLS
+                || (sym.is_defined() && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED))
+            {
+                continue;
+            }
+            *slot = match dy.gnu_hash_at(sym.name, b"__tls_get_addr") {
+                Some((h, false)) => Some(h),
+                _ => None,
+            };
+        }
+        out
+    }
+
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
     /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
     fn resolve(&self, index: u32, scope: &external::Scope) -> Result<Target> {
@@ -299,7 +327,7 @@ impl Library {
         let version = dy.version_of(index).map(|(v, _)| v);
         let cversion = version.map(|v| dy.version_cname(v));
         if sym.kind() != elf::STT_TLS {
-            if let Some(a) = scope.global_symbol(name, cversion) {
+            if let Some(a) = scope.global_symbol(index, name, cversion) {
                 return Ok(Target::Addr(a));
             }
         }

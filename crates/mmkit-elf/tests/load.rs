@@ -241,6 +241,26 @@ fn thread_locals_are_per_thread() {
 }
 
 #[test]
+fn global_scope_interposes_like_glibc() {
+    // Binds its own definition while nothing else defines the name.
+    let lib = build("interpose", "interpose.c", "fxip", &[]);
+    assert_eq!(call(&open(lib.as_path()), "fx_ip_call", &[]), 1);
+    // An RTLD_LOCAL library is not in the global scope: still its own definition.
+    let local = build("interpose-local", "interposer.c", "fxipr", &[]);
+    let local = Dl::open(&local);
+    assert_eq!(call(&open(lib.as_path()), "fx_ip_call", &[]), 1);
+    assert_eq!(Dl::open(&lib).call("fx_ip_call", &[]), 1);
+    drop(local);
+    // An RTLD_GLOBAL one comes first in the scope, for glibc's copy and for mmkit's.
+    let global = build("interpose-global", "interposer.c", "fxipr", &[]);
+    let global = Dl::open_global(&global);
+    let oracle = Dl::open(&lib).call("fx_ip_call", &[]);
+    assert_eq!(oracle, 2);
+    assert_eq!(call(&open(lib.as_path()), "fx_ip_call", &[]), oracle);
+    drop(global);
+}
+
+#[test]
 fn dependencies_are_loaded_from_the_same_directory() {
     for (variant, flags) in VARIANTS {
         let base = build(variant, "base.c", "fxbase", flags);

@@ -59,22 +59,226 @@ impl Drop for SystemLibrary {
 /// library is relocated nothing is loaded or unloaded by glibc (dependencies are loaded and
 /// initialized before, IFUNC resolvers and initializers run after), so one generation check
 /// serves every symbol of the pass.
-#[derive(Debug, Clone, Copy)]
+///
+/// The snapshot also records which of the pass's symbol names some glibc-loaded object may
+/// define: one `dl_iterate_phdr` walk tests every name against every object's GNU hash table
+/// (bloom filter, then the hash chain), as glibc's `do_lookup_x` does. Every object glibc has
+/// loaded is walked, a superset of its global scope, and a hash match counts as "may define";
+/// so a name no object may define is certainly not in `RTLD_DEFAULT` and needs no `dlsym`,
+/// while the others still go to glibc (which applies scope order, versions and IFUNCs).
+#[derive(Debug, Clone)]
 pub(crate) struct Scope {
     generation: Option<(u64, u64)>,
+    /// Per symbol index: `false` only when no loaded object defines the name.
+    maybe: Vec<bool>,
 }
 
 impl Scope {
-    /// Takes the snapshot.
-    pub(crate) fn now() -> Scope {
-        Scope { generation: generation() }
+    /// Takes the snapshot. `hashes[i]` is the GNU hash of symbol `i`'s name when the pass will
+    /// look symbol `i` up in the global scope, `None` otherwise.
+    pub(crate) fn now(hashes: &[Option<u32>]) -> Scope {
+        // Symbols that were not announced are looked up in glibc as before.
+        let maybe = hashes.iter().map(Option::is_none).collect();
+        let mut walk = Walk { hashes, maybe, generation: None, first: true, left: 0, all: false };
+        walk.left = hashes.iter().filter(|h| h.is_some()).count();
+        // SAFETY: the callback only reads what glibc passes for the duration of the call (the
+        // program headers and, through them, the mapped dynamic section and GNU hash table of
+        // an object glibc keeps loaded while it holds its load lock) and writes `walk`, which
+        // outlives the call.
+        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk<'_>).cast()) };
+        if walk.all {
+            walk.maybe.fill(true);
+        }
+        Scope { generation: walk.generation, maybe: walk.maybe }
     }
 
-    /// Looks `name` up in the process's global scope (`RTLD_DEFAULT`), with the version the
-    /// library asked for so that glibc picks the right implementation (and resolves its
-    /// IFUNCs).
-    pub(crate) fn global_symbol(&self, name: &CStr, version: Option<&CStr>) -> Option<u64> {
+    /// Looks symbol `index` (`name`) up in the process's global scope (`RTLD_DEFAULT`), with
+    /// the version the library asked for so that glibc picks the right implementation (and
+    /// resolves its IFUNCs).
+    pub(crate) fn global_symbol(&self, index: u32, name: &CStr, version: Option<&CStr>) -> Option<u64> {
+        if !self.maybe.get(index as usize).copied().unwrap_or(true) {
+            return None;
+        }
         lookup(self.generation, libc::RTLD_DEFAULT, name, version)
+    }
+}
+
+/// State of the [`Scope::now`] walk.
+struct Walk<'a> {
+    hashes: &'a [Option<u32>],
+    maybe: Vec<bool>,
+    generation: Option<(u64, u64)>,
+    first: bool,
+    /// Names not yet known to be "maybe".
+    left: usize,
+    /// An object could not be checked: every name is "maybe".
+    all: bool,
+}
+
+/// The GNU hash table of a loaded object, at run-time addresses.
+struct GnuTable {
+    nbuckets: u32,
+    symoffset: u32,
+    bloom_mask: u32,
+    bloom_shift: u32,
+    bloom: *const u64,
+    buckets: *const u32,
+    chains: *const u32,
+    /// End of the mapped segment holding the table: chain reads stay below it.
+    end: usize,
+}
+
+impl GnuTable {
+    /// Whether the table has a symbol whose hash is `h` (the name is not compared: a hash
+    /// collision answers "maybe", which only costs a `dlsym`).
+    ///
+    /// # Safety
+    /// The table must be mapped (see [`gnu_table`]).
+    unsafe fn may_define(&self, h: u32) -> bool {
+        // SAFETY: indices are reduced modulo the sizes `gnu_table` checked against the
+        // segment; chain reads are bounded by `end`.
+        unsafe {
+            let word = *self.bloom.add(((h / 64) & self.bloom_mask) as usize);
+            let mask = (1u64 << (h % 64)) | (1u64 << ((h >> self.bloom_shift) % 64));
+            if word & mask != mask {
+                return false;
+            }
+            let i = *self.buckets.add((h % self.nbuckets) as usize);
+            if i < self.symoffset {
+                return false;
+            }
+            let mut p = self.chains.add((i - self.symoffset) as usize);
+            loop {
+                if p as usize + 4 > self.end {
+                    return true; // malformed: let glibc decide
+                }
+                let c = *p;
+                if c | 1 == h | 1 {
+                    return true;
+                }
+                if c & 1 != 0 {
+                    return false;
+                }
+                p = p.add(1);
+            }
+        }
+    }
+}
+
+/// Finds the GNU hash table of the object `info` describes; `Err` when the object has symbols
+/// that cannot be checked this way (no `DT_GNU_HASH`, or addresses outside its segments),
+/// `Ok(None)` when it has no dynamic symbols.
+///
+/// # Safety
+/// `info` must be what `dl_iterate_phdr` passed to its callback, during the callback.
+unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
+    if info.dlpi_phdr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: glibc's program header table of a loaded object (function contract).
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let base = info.dlpi_addr as usize;
+    let loads = || {
+        phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD).map(|p| {
+            let s = base.wrapping_add(p.p_vaddr as usize);
+            (s, s.wrapping_add(p.p_memsz as usize))
+        })
+    };
+    let segment_of =
+        |a: usize, len: usize| loads().find(|&(s, e)| a >= s && a.checked_add(len).is_some_and(|x| x <= e));
+    let Some(dynamic) = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC) else {
+        return Ok(None);
+    };
+    let dyn_at = base.wrapping_add(dynamic.p_vaddr as usize);
+    let ndyn = dynamic.p_memsz as usize / 16;
+    if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || dyn_at % 8 != 0 {
+        return Err(());
+    }
+    let mut gnu_hash = None;
+    for k in 0..ndyn {
+        // SAFETY: inside the object's mapped PT_DYNAMIC (checked above), 8-byte aligned.
+        let (tag, val) = unsafe {
+            let p = (dyn_at as *const u64).add(2 * k);
+            (*p, *p.add(1))
+        };
+        if tag == 0 {
+            break; // DT_NULL
+        }
+        if tag == DT_GNU_HASH {
+            gnu_hash = Some(val as usize);
+        }
+    }
+    let Some(v) = gnu_hash else { return Err(()) };
+    // glibc relocates the d_ptr entries of the dynamic sections it can write; read-only ones
+    // (the vDSO's) keep link-time values.
+    let at = if segment_of(v, 16).is_some() { v } else { v.wrapping_add(base) };
+    let Some((_, end)) = segment_of(at, 16) else { return Err(()) };
+    if at % 8 != 0 {
+        return Err(());
+    }
+    // SAFETY: the 16-byte header is inside a mapped segment (checked).
+    let head = unsafe { std::slice::from_raw_parts(at as *const u32, 4) };
+    let (nbuckets, symoffset, bloom_size, bloom_shift) = (head[0], head[1], head[2], head[3]);
+    if nbuckets == 0 {
+        return Ok(None);
+    }
+    if !bloom_size.is_power_of_two() || bloom_shift >= 32 {
+        return Err(());
+    }
+    let bloom = at + 16;
+    let buckets = bloom + bloom_size as usize * 8;
+    let chains = buckets + nbuckets as usize * 4;
+    if chains > end {
+        return Err(());
+    }
+    Ok(Some(GnuTable {
+        nbuckets,
+        symoffset,
+        bloom_mask: bloom_size - 1,
+        bloom_shift,
+        bloom: bloom as *const u64,
+        buckets: buckets as *const u32,
+        chains: chains as *const u32,
+        end,
+    }))
+}
+
+/// `DT_GNU_HASH`.
+const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
+
+unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    // SAFETY: glibc passes a valid info; `data` is the `Walk` of `Scope::now`.
+    let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk<'_>>()) };
+    if walk.first {
+        walk.first = false;
+        walk.generation = Some((info.dlpi_adds, info.dlpi_subs));
+    }
+    if walk.left == 0 {
+        return 1;
+    }
+    // SAFETY: `info` is the callback's argument, used during the callback.
+    match unsafe { gnu_table(info) } {
+        Ok(None) => {}
+        Ok(Some(table)) => {
+            for (h, maybe) in walk.hashes.iter().zip(walk.maybe.iter_mut()) {
+                if let (Some(h), false) = (h, *maybe) {
+                    // SAFETY: `gnu_table` checked the table lies in the object's segments.
+                    if unsafe { table.may_define(*h) } {
+                        *maybe = true;
+                        walk.left -= 1;
+                    }
+                }
+            }
+        }
+        Err(()) => {
+            walk.all = true;
+            walk.left = 0;
+        }
+    }
+    if walk.left == 0 {
+        1
+    } else {
+        0
     }
 }
 

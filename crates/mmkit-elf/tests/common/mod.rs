@@ -84,9 +84,18 @@ pub struct Dl(*mut c_void);
 
 impl Dl {
     pub fn open(path: &Path) -> Dl {
+        Dl::open_with(path, libc::RTLD_NOW | libc::RTLD_LOCAL)
+    }
+
+    /// `dlopen(RTLD_NOW | RTLD_GLOBAL)`: the library joins glibc's global scope.
+    pub fn open_global(path: &Path) -> Dl {
+        Dl::open_with(path, libc::RTLD_NOW | libc::RTLD_GLOBAL)
+    }
+
+    fn open_with(path: &Path, flags: i32) -> Dl {
         let c = CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: loading a trusted test fixture.
-        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        let h = unsafe { libc::dlopen(c.as_ptr(), flags) };
         assert!(!h.is_null(), "dlopen {path:?} failed");
         Dl(h)
     }
