@@ -163,7 +163,7 @@ impl Library {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.syms.len()];
-        let scope = external::Scope::now(&lib.global_lookups());
+        let scope = external::Scope::now(lib.global_lookups());
         let result = {
             let lib_ref = &lib;
             let mut resolve = |index: u32| -> Result<Target> {
@@ -315,12 +315,16 @@ impl Library {
         let sym = *dy.syms.get(index as usize).ok_or_else(|| {
             Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
         })?;
-        let name = dy.sym_cname(index)?;
         if sym.is_defined()
-            && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
+            && (sym.bind() == elf::STB_LOCAL
+                || sym.visibility() == elf::STV_PROTECTED
+                || sym.kind() == elf::STT_TLS
+                || scope.certainly_absent(index))
         {
+            // Not interposable, or no object in the global scope defines the name.
             return Ok(self.own_target(&sym));
         }
+        let name = dy.sym_cname(index)?;
         if name.to_bytes() == b"__tls_get_addr" {
             return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
         }

@@ -39,12 +39,12 @@ impl SystemLibrary {
             Some(v) => Some(CString::new(v).ok()?),
             None => None,
         };
-        lookup(generation(), self.handle as *mut c_void, &name, version.as_deref())
+        lookup(generation(), self.handle as *mut c_void, &name, None, version.as_deref())
     }
 
     /// [`SystemLibrary::symbol`] during a relocation pass that took a [`Scope`] snapshot.
     pub(crate) fn symbol_in(&self, scope: &Scope, name: &CStr, version: Option<&CStr>) -> Option<u64> {
-        lookup(scope.generation, self.handle as *mut c_void, name, version)
+        lookup(scope.generation, self.handle as *mut c_void, name, None, version)
     }
 }
 
@@ -71,15 +71,17 @@ pub(crate) struct Scope {
     generation: Option<(u64, u64)>,
     /// Per symbol index: `false` only when no loaded object defines the name.
     maybe: Vec<bool>,
+    /// The GNU hashes the pass announced (see [`Scope::now`]), reused as cache keys.
+    hashes: Vec<Option<u32>>,
 }
 
 impl Scope {
     /// Takes the snapshot. `hashes[i]` is the GNU hash of symbol `i`'s name when the pass will
     /// look symbol `i` up in the global scope, `None` otherwise.
-    pub(crate) fn now(hashes: &[Option<u32>]) -> Scope {
+    pub(crate) fn now(hashes: Vec<Option<u32>>) -> Scope {
         // Symbols that were not announced are looked up in glibc as before.
         let maybe = hashes.iter().map(Option::is_none).collect();
-        let mut walk = Walk { hashes, maybe, generation: None, first: true, left: 0, all: false };
+        let mut walk = Walk { hashes: &hashes, maybe, generation: None, first: true, left: 0, all: false };
         walk.left = hashes.iter().filter(|h| h.is_some()).count();
         // SAFETY: the callback only reads what glibc passes for the duration of the call (the
         // program headers and, through them, the mapped dynamic section and GNU hash table of
@@ -89,17 +91,25 @@ impl Scope {
         if walk.all {
             walk.maybe.fill(true);
         }
-        Scope { generation: walk.generation, maybe: walk.maybe }
+        let (generation, maybe) = (walk.generation, walk.maybe);
+        Scope { generation, maybe, hashes }
+    }
+
+    /// Whether no glibc-loaded object defines symbol `index`'s name (so the global scope
+    /// certainly does not), as the walk found it.
+    pub(crate) fn certainly_absent(&self, index: u32) -> bool {
+        !self.maybe.get(index as usize).copied().unwrap_or(true)
     }
 
     /// Looks symbol `index` (`name`) up in the process's global scope (`RTLD_DEFAULT`), with
     /// the version the library asked for so that glibc picks the right implementation (and
     /// resolves its IFUNCs).
     pub(crate) fn global_symbol(&self, index: u32, name: &CStr, version: Option<&CStr>) -> Option<u64> {
-        if !self.maybe.get(index as usize).copied().unwrap_or(true) {
+        if self.certainly_absent(index) {
             return None;
         }
-        lookup(self.generation, libc::RTLD_DEFAULT, name, version)
+        let hash = self.hashes.get(index as usize).copied().flatten();
+        lookup(self.generation, libc::RTLD_DEFAULT, name, hash, version)
     }
 }
 
@@ -335,18 +345,26 @@ impl Hasher for PreHashed {
     }
 }
 
-/// GNU hash of the name and the version, mixed with the handle.
-fn key_hash(handle: usize, name: &CStr, version: Option<&CStr>) -> u64 {
+/// GNU hash of the name (`name_hash` when the caller has it) and the version, mixed with the
+/// handle.
+fn key_hash(handle: usize, name: &CStr, name_hash: Option<u32>, version: Option<&CStr>) -> u64 {
     let h = |b: &[u8]| b.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)));
     let v = version.map_or(0, |v| h(v.to_bytes()));
-    (u64::from(h(name.to_bytes())) | u64::from(v) << 32) ^ (handle as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    let n = name_hash.unwrap_or_else(|| h(name.to_bytes()));
+    (u64::from(n) | u64::from(v) << 32) ^ (handle as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-fn lookup(generation: Option<(u64, u64)>, handle: *mut c_void, name: &CStr, version: Option<&CStr>) -> Option<u64> {
+fn lookup(
+    generation: Option<(u64, u64)>,
+    handle: *mut c_void,
+    name: &CStr,
+    name_hash: Option<u32>,
+    version: Option<&CStr>,
+) -> Option<u64> {
     let Some(generation) = generation else {
         return lookup_uncached(handle, name, version);
     };
-    let hash = key_hash(handle as usize, name, version);
+    let hash = key_hash(handle as usize, name, name_hash, version);
     let same = |e: &Entry| e.handle == handle as usize && *e.name == *name && e.version.as_deref() == version;
     {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
