@@ -125,16 +125,13 @@ impl Dynamic {
         self.cstr_at(off).ok().map(std::ffi::CStr::to_bytes)
     }
 
-    /// The GNU hash of the string at `off` and whether it equals `other`, in one pass over its
-    /// bytes; `None` if out of range or unterminated.
-    pub fn gnu_hash_at(&self, off: u32, other: &[u8]) -> Option<(u32, bool)> {
+    /// The GNU hash of the string at `off`; `None` if out of range or unterminated.
+    pub fn gnu_hash_at(&self, off: u32) -> Option<u32> {
         let mut h = 5381u32;
-        let mut same = true;
-        for (n, &c) in self.strtab.get(off as usize..)?.iter().enumerate() {
+        for &c in self.strtab.get(off as usize..)? {
             if c == 0 {
-                return Some((h, same && n == other.len()));
+                return Some(h);
             }
-            same &= other.get(n) == Some(&c);
             h = h.wrapping_mul(33).wrapping_add(u32::from(c));
         }
         None

@@ -29,6 +29,9 @@ pub const SYSTEM_DIRS: &[&str] = &[
 /// Bytes read at the start of a source before planning.
 const FIRST_READ: u64 = 1024;
 
+/// GNU hash of `__tls_get_addr` (bound to mmkit's own, never looked up).
+const TLS_GET_ADDR_HASH: u32 = symbols::gnu_hash(b"__tls_get_addr");
+
 /// How deep `DT_NEEDED` chains may go before the loader assumes a cycle.
 const MAX_DEPTH: usize = 32;
 
@@ -300,10 +303,9 @@ impl Library {
             {
                 continue;
             }
-            *slot = match dy.gnu_hash_at(sym.name, b"__tls_get_addr") {
-                Some((h, false)) => Some(h),
-                _ => None,
-            };
+            *slot = dy
+                .gnu_hash_at(sym.name)
+                .filter(|&h| h != TLS_GET_ADDR_HASH || dy.bytes_at(sym.name) != Some(b"__tls_get_addr"));
         }
         out
     }

@@ -5,8 +5,14 @@ use crate::dynamic::{Dynamic, Sym};
 use object::elf;
 
 /// The GNU hash function (`dl_new_hash`).
-pub(crate) fn gnu_hash(name: &[u8]) -> u32 {
-    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
+pub(crate) const fn gnu_hash(name: &[u8]) -> u32 {
+    let mut h = 5381u32;
+    let mut i = 0;
+    while i < name.len() {
+        h = h.wrapping_mul(33).wrapping_add(name[i] as u32);
+        i += 1;
+    }
+    h
 }
 
 /// The SysV ELF hash function.

@@ -81,13 +81,17 @@ impl Scope {
     pub(crate) fn now(hashes: Vec<Option<u32>>) -> Scope {
         // Symbols that were not announced are looked up in glibc as before.
         let maybe = hashes.iter().map(Option::is_none).collect();
-        let mut walk = Walk { hashes: &hashes, maybe, generation: None, first: true, left: 0, all: false };
-        walk.left = hashes.iter().filter(|h| h.is_some()).count();
+        let pending = hashes.iter().enumerate().filter_map(|(i, h)| Some((i, (*h)?))).collect();
+        let mut walk =
+            Walk { pending, maybe, generation: None, first: true, tables: Some(Vec::new()), all: false, cached: false };
         // SAFETY: the callback only reads what glibc passes for the duration of the call (the
         // program headers and, through them, the mapped dynamic section and GNU hash table of
-        // an object glibc keeps loaded while it holds its load lock) and writes `walk`, which
-        // outlives the call.
-        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk<'_>).cast()) };
+        // an object glibc keeps loaded while it holds its load lock, or the tables recorded for
+        // the same generation of loaded objects) and writes `walk`, which outlives the call.
+        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk).cast()) };
+        if let (false, Some(g)) = (walk.cached, walk.generation) {
+            *TABLES.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, walk.tables.take()));
+        }
         if walk.all {
             walk.maybe.fill(true);
         }
@@ -114,26 +118,58 @@ impl Scope {
 }
 
 /// State of the [`Scope::now`] walk.
-struct Walk<'a> {
-    hashes: &'a [Option<u32>],
+struct Walk {
+    /// `(symbol index, GNU hash)` of the names no object walked so far may define.
+    pending: Vec<(usize, u32)>,
     maybe: Vec<bool>,
     generation: Option<(u64, u64)>,
     first: bool,
-    /// Names not yet known to be "maybe".
-    left: usize,
+    /// The tables of the objects walked, in order, for [`TABLES`]; `None` once an object
+    /// could not be checked.
+    tables: Option<Vec<GnuTable>>,
     /// An object could not be checked: every name is "maybe".
     all: bool,
+    /// Answered from [`TABLES`] (the generation had not changed).
+    cached: bool,
+}
+
+/// The GNU hash tables of glibc's loaded objects (those that have one), recorded by the last
+/// full walk for its generation, so that later walks skip reading program headers and dynamic
+/// sections. The addresses are only read inside a `dl_iterate_phdr` callback (glibc's load
+/// lock held) that saw the same generation: the same objects, still mapped.
+static TABLES: Mutex<Option<Tables>> = Mutex::new(None);
+
+/// A generation and its objects' GNU hash tables (`None`: some object has none).
+type Tables = ((u64, u64), Option<Vec<GnuTable>>);
+
+impl Walk {
+    /// Marks the pending names `table` may define.
+    ///
+    /// # Safety
+    /// As [`GnuTable::may_define`].
+    unsafe fn check(&mut self, table: &GnuTable) {
+        let maybe = &mut self.maybe;
+        self.pending.retain(|&(i, h)| {
+            // SAFETY: function contract.
+            let found = unsafe { table.may_define(h) };
+            if found {
+                maybe[i] = true;
+            }
+            !found
+        });
+    }
 }
 
 /// The GNU hash table of a loaded object, at run-time addresses.
+#[derive(Debug)]
 struct GnuTable {
     nbuckets: u32,
     symoffset: u32,
     bloom_mask: u32,
     bloom_shift: u32,
-    bloom: *const u64,
-    buckets: *const u32,
-    chains: *const u32,
+    bloom: usize,
+    buckets: usize,
+    chains: usize,
     /// End of the mapped segment holding the table: chain reads stay below it.
     end: usize,
 }
@@ -143,21 +179,24 @@ impl GnuTable {
     /// collision answers "maybe", which only costs a `dlsym`).
     ///
     /// # Safety
-    /// The table must be mapped (see [`gnu_table`]).
+    /// The table must be mapped (see [`gnu_table`]): called during a `dl_iterate_phdr` callback
+    /// of the generation the table was read in.
     unsafe fn may_define(&self, h: u32) -> bool {
+        let (bloom, buckets, chains) =
+            (self.bloom as *const u64, self.buckets as *const u32, self.chains as *const u32);
         // SAFETY: indices are reduced modulo the sizes `gnu_table` checked against the
         // segment; chain reads are bounded by `end`.
         unsafe {
-            let word = *self.bloom.add(((h / 64) & self.bloom_mask) as usize);
+            let word = *bloom.add(((h / 64) & self.bloom_mask) as usize);
             let mask = (1u64 << (h % 64)) | (1u64 << ((h >> self.bloom_shift) % 64));
             if word & mask != mask {
                 return false;
             }
-            let i = *self.buckets.add((h % self.nbuckets) as usize);
+            let i = *buckets.add((h % self.nbuckets) as usize);
             if i < self.symoffset {
                 return false;
             }
-            let mut p = self.chains.add((i - self.symoffset) as usize);
+            let mut p = chains.add((i - self.symoffset) as usize);
             loop {
                 if p as usize + 4 > self.end {
                     return true; // malformed: let glibc decide
@@ -241,16 +280,7 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
     if chains > end {
         return Err(());
     }
-    Ok(Some(GnuTable {
-        nbuckets,
-        symoffset,
-        bloom_mask: bloom_size - 1,
-        bloom_shift,
-        bloom: bloom as *const u64,
-        buckets: buckets as *const u32,
-        chains: chains as *const u32,
-        end,
-    }))
+    Ok(Some(GnuTable { nbuckets, symoffset, bloom_mask: bloom_size - 1, bloom_shift, bloom, buckets, chains, end }))
 }
 
 /// `DT_GNU_HASH`.
@@ -258,38 +288,50 @@ const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
 
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
     // SAFETY: glibc passes a valid info; `data` is the `Walk` of `Scope::now`.
-    let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk<'_>>()) };
+    let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk>()) };
     if walk.first {
         walk.first = false;
-        walk.generation = Some((info.dlpi_adds, info.dlpi_subs));
-    }
-    if walk.left == 0 {
-        return 1;
+        let generation = (info.dlpi_adds, info.dlpi_subs);
+        walk.generation = Some(generation);
+        let cache = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, tables)) = cache.as_ref() {
+            if *g == generation {
+                match tables {
+                    Some(tables) => {
+                        for t in tables {
+                            if walk.pending.is_empty() {
+                                break;
+                            }
+                            // SAFETY: recorded in this generation; glibc holds its load lock.
+                            unsafe { walk.check(t) };
+                        }
+                    }
+                    None => walk.all = true,
+                }
+                walk.cached = true;
+                return 1;
+            }
+        }
     }
     // SAFETY: `info` is the callback's argument, used during the callback.
     match unsafe { gnu_table(info) } {
         Ok(None) => {}
         Ok(Some(table)) => {
-            for (h, maybe) in walk.hashes.iter().zip(walk.maybe.iter_mut()) {
-                if let (Some(h), false) = (h, *maybe) {
-                    // SAFETY: `gnu_table` checked the table lies in the object's segments.
-                    if unsafe { table.may_define(*h) } {
-                        *maybe = true;
-                        walk.left -= 1;
-                    }
-                }
+            if !walk.pending.is_empty() {
+                // SAFETY: `gnu_table` checked the table lies in the object's segments.
+                unsafe { walk.check(&table) };
+            }
+            if let Some(tables) = walk.tables.as_mut() {
+                tables.push(table);
             }
         }
         Err(()) => {
             walk.all = true;
-            walk.left = 0;
+            walk.tables = None;
+            walk.pending.clear();
         }
     }
-    if walk.left == 0 {
-        1
-    } else {
-        0
-    }
+    0 // every object, so that the recorded tables are complete
 }
 
 /// glibc's load and unload counters (`dlpi_adds`, `dlpi_subs`): while they are unchanged, the
