@@ -345,6 +345,9 @@ impl Library {
         let cname = dy.sym_cname(index)?;
         if let Some(t) = self.deps.iter().find_map(|d| match d {
             Dependency::Mmkit(lib) => lib.find(name, want),
+            // A glibc-loaded library and its dependencies are among the objects the scope
+            // walk checked.
+            Dependency::System(_) if scope.certainly_absent(index) => None,
             Dependency::System(sys) => sys.symbol_in(scope, cname, cversion).map(Target::Addr),
         }) {
             return Ok(t);

@@ -59,7 +59,7 @@ impl Source {
     /// How the source is written in messages: `path`, `archive!/entry`, `memfd:name`.
     pub fn display(&self) -> String {
         match self {
-            Source::Path(p) => p.display().to_string(),
+            Source::Path(p) => p.to_string_lossy().into_owned(),
             Source::ZipEntry { archive, entry } => format!("{}!/{entry}", archive.display()),
             Source::Memory { name, .. } => format!("memfd:{name}"),
         }
