@@ -37,7 +37,7 @@ use crate::sys;
 
 impl MapOptions {
     /// Maps zero-filled anonymous memory of [`len`](MapOptions::len) bytes: private by default
-    /// ([`Sharing::Private`](crate::Sharing::Private) is implied unless `Shared` was set
+    /// ([`Sharing::Private`] is implied unless `Shared` was set
     /// explicitly, in which case a forked child shares it).
     ///
     /// ```

@@ -14,7 +14,7 @@
 //! program, or locked by convention). The safe routes are:
 //! - [`MmapRaw`], which hands out raw pointers only, with
 //!   [`copy_from_mapping`](MmapRaw::copy_from_mapping), which turns a would-be `SIGBUS` into an
-//!   [`ErrorKind::Truncated`](crate::ErrorKind::Truncated) error;
+//!   [`ErrorKind::Truncated`] error;
 //! - a sealed memfd (`F_SEAL_SHRINK` and `F_SEAL_WRITE`), which the kernel guarantees cannot
 //!   shrink or change: see [`SharedMemory`](crate::SharedMemory).
 

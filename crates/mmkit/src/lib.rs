@@ -17,7 +17,7 @@
 //! - [`page`]: the kernel's page size (never a literal 4096) and alignment arithmetic.
 //! - [`options`]: [`MapOptions`], mmap's parameters as a builder.
 //! - [`mapping`]: [`Mapping`], the owned region and its range operations.
-//! - [`file`]: file-backed faces and the [file-mapping safety contract](file#safety-the-file-mapping-contract).
+//! - [`file`](mod@file): file-backed faces and the [file-mapping safety contract](mod@file#safety-the-file-mapping-contract).
 //! - [`anon`]: anonymous memory.
 //! - [`alloc`]: [`MapAlloc`](alloc::MapAlloc), a large-block allocator on anonymous mappings.
 //! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.

@@ -187,7 +187,7 @@ impl SharedMemory {
         unsafe { MapOptions::new().map(&self.fd) }
     }
 
-    /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for [`map_read_only`]
+    /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for [`map_read_only`](Self::map_read_only)
     /// (Self::map_read_only). Fails with `EBUSY` while writable shared mappings exist.
     pub fn seal_read_only(&self) -> Result<()> {
         self.add_seals(Seals::SHRINK | Seals::GROW | Seals::WRITE)

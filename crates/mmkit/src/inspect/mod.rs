@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | which pages of a file are in the page cache? | [`residency`], [`residency_of_mapping`], [`cachestat`] | `mincore(2)` on a read-only window map, `cachestat(2)` |
 //! | bring a file in, push it out, keep it in | [`touch`], [`touch_files`], [`evict`], [`lock`] | `MADV_POPULATE_READ`, `POSIX_FADV_DONTNEED`, `mlock(2)` |
-//! | which mappings does a process hold, and what do they cost? | [`maps`], [`smaps`], [`smaps_rollup`] | `/proc/<pid>/maps`, `smaps`, `smaps_rollup` |
+//! | which mappings does a process hold, and what do they cost? | [`maps()`], [`smaps`], [`smaps_rollup`] | `/proc/<pid>/maps`, `smaps`, `smaps_rollup` |
 //!
 //! Files are looked at through windows of at most [`WINDOW`] bytes, so a terabyte file needs
 //! little address space. An empty file has 0 pages; that is not an error.
