@@ -39,8 +39,8 @@ fn main() -> Result<(), mmkit::Error> {
         let (_, rss) = maps_line_and_rss(addr);
         println!(
             "{what:<22} {:>3} of {} pages resident, mapping Rss {rss}, process VmRSS {}, minor faults {}",
-            r.resident,
-            r.total(),
+            r.resident_pages(),
+            r.pages(),
             process_rss(),
             mmkit::page_faults().0
         );

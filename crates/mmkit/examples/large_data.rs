@@ -19,8 +19,8 @@ const WORDS: u64 = 8 << 20; // 64 MiB of u64 words when the file is created here
 fn show(what: &str, r: &Residency, faults: (u64, u64)) {
     println!(
         "{what:<34} {:>6} of {} pages resident ({:>5.1}%), page faults so far: {} minor, {} major",
-        r.resident,
-        r.total(),
+        r.resident_pages(),
+        r.pages(),
         r.fraction() * 100.0,
         faults.0,
         faults.1

@@ -208,7 +208,7 @@ impl MmapMut {
     /// let mut mem = mmkit::MapOptions::new().len(1 << 20).map_anon()?;
     /// mem.fill(7);
     /// mem.purge(..)?;
-    /// assert_eq!(mem.residency(..)?.resident, 0);
+    /// assert_eq!(mem.residency(..)?.resident_pages(), 0);
     /// assert!(mem.iter().all(|&b| b == 0));
     /// # Ok(()) }
     /// ```

@@ -25,10 +25,11 @@ use std::os::fd::AsFd;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::{Backing, Mapping, PageOutcome, Residency};
+use crate::mapping::{Backing, Mapping, PageOutcome};
 use crate::options::{Advice, MapOptions, Protection, Sharing};
 use crate::page::align_up;
 use crate::reserve::Reservation;
+use crate::residency::Residency;
 use crate::sys;
 
 /// Forwards the range operations every face shares to its [`Mapping`].
@@ -142,7 +143,7 @@ macro_rules! typed_views {
 /// let file = std::fs::File::open("large_data.bin")?;
 /// // SAFETY: nobody truncates or rewrites large_data.bin while we read it.
 /// let map = unsafe { mmkit::Mmap::map(&file) }?;
-/// println!("{} bytes, first {:?}, {} pages resident", map.len(), map.first(), map.residency(..)?.resident);
+/// println!("{} bytes, first {:?}, {} pages resident", map.len(), map.first(), map.residency(..)?.resident_pages());
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

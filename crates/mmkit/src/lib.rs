@@ -22,6 +22,7 @@
 //! - [`alloc`]: [`MapAlloc`](alloc::MapAlloc), a large-block allocator on anonymous mappings.
 //! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.
 //! - [`shm`]: [`SharedMemory`] (memfd): seals, passing it to another process, a ring buffer.
+//! - [`residency`](mod@residency): [`Residency`], which pages were resident, one bit per page.
 //! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
 //! - [`process`]: fork probes, to see a mapping from another process.
 //! - [`error`]: the [`Error`] type.
@@ -34,7 +35,7 @@
 //! let file = std::fs::File::open(&path)?;
 //! // SAFETY: nobody truncates or rewrites the file while it is mapped.
 //! let map = unsafe { mmkit::Mmap::map(&file) }?;
-//! assert_eq!(map.residency(..)?.total(), (1 << 20) / mmkit::page_size());
+//! assert_eq!(map.residency(..)?.pages(), (1 << 20) / mmkit::page_size() as u64);
 //! let sum: u64 = map.iter().map(|&b| b as u64).sum(); // pages fault in on demand
 //! assert_eq!(sum, 1 << 20);
 //! # Ok(()) }
@@ -67,14 +68,16 @@ pub mod options;
 pub mod page;
 pub mod process;
 pub mod reserve;
+pub mod residency;
 pub mod shm;
 pub(crate) mod sys;
 
 pub use error::{Error, ErrorKind, Result};
 pub use file::{GrowableMmap, Mmap, MmapMut, MmapRaw};
-pub use mapping::{Mapping, PageOutcome, Residency};
+pub use mapping::{Mapping, PageOutcome};
 pub use options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
 pub use page::page_size;
 pub use reserve::{Reservation, ReserveOptions};
+pub use residency::{PageBitmap, Residency};
 pub use shm::SharedMemory;
 pub use sys::page_faults;

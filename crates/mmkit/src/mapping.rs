@@ -18,6 +18,7 @@ use std::ptr::NonNull;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
 use crate::page::{align_up, page_span};
+use crate::residency::Residency;
 use crate::sys;
 
 /// What page size a mapping really got, and why it fell back when it did not get what was asked.
@@ -30,33 +31,6 @@ pub struct PageOutcome {
     pub page_size: usize,
     /// Why the request fell back to base pages (`None` when it did not).
     pub fallback: Option<String>,
-}
-
-/// Page residency of a byte range, from `mincore(2)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Residency {
-    /// The page size the bitmap counts in.
-    pub page_size: usize,
-    /// One entry per page spanned by the range: `true` when the page is resident.
-    pub pages: Vec<bool>,
-    /// Number of resident pages.
-    pub resident: usize,
-}
-
-impl Residency {
-    /// Number of pages spanned by the range.
-    pub fn total(&self) -> usize {
-        self.pages.len()
-    }
-
-    /// Resident fraction in `[0, 1]` (1 for an empty range).
-    pub fn fraction(&self) -> f64 {
-        if self.pages.is_empty() {
-            1.0
-        } else {
-            self.resident as f64 / self.pages.len() as f64
-        }
-    }
 }
 
 /// An owned mapping; unmaps on drop. See the [module docs](self).
@@ -638,14 +612,16 @@ impl Mapping {
         unsafe { sys::munlock(ptr, span) }.map_err(|e| self.range_error("munlock", e, off, len))
     }
 
-    /// Which pages of `range` are resident in memory (`mincore`).
+    /// Which pages of `range` are resident in memory (`mincore`): one bit per page spanned by
+    /// the range, page 0 being the page of its first byte.
     ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {
     /// let mut map = mmkit::MapOptions::new().len(4 * mmkit::page_size()).map_anon()?;
-    /// assert_eq!(map.residency(..)?.resident, 0);
+    /// assert_eq!(map.residency(..)?.resident_pages(), 0);
     /// map[0] = 1;
-    /// assert_eq!(map.residency(..)?.pages[..2], [true, false]);
+    /// let r = map.residency(..)?;
+    /// assert!(r.is_resident(0) && !r.is_resident(1));
     /// # Ok(()) }
     /// ```
     pub fn residency(&self, range: impl RangeBounds<usize>) -> Result<Residency> {
@@ -657,9 +633,7 @@ impl Mapping {
             // byte per page.
             unsafe { sys::mincore(ptr, span, &mut vec) }.map_err(|e| self.range_error("mincore", e, off, len))?;
         }
-        let pages: Vec<bool> = vec.iter().map(|b| b & 1 == 1).collect();
-        let resident = pages.iter().filter(|&&r| r).count();
-        Ok(Residency { page_size: page, pages, resident })
+        Ok(Residency::from_mincore(page as u64, len as u64, &vec))
     }
 
     /// Faults in the pages of `range` (`MADV_POPULATE_READ`, or `_WRITE` when `write`), so later

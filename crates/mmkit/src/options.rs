@@ -265,7 +265,7 @@ pub(crate) const MADV_COLLAPSE: i32 = 25;
 /// // 1 MiB of zeroed private memory, faulted in up front.
 /// let mut mem = MapOptions::new().len(1 << 20).populate(Populate::Write).map_anon()?;
 /// mem[0] = 7;
-/// assert_eq!(mem.residency(..)?.resident, mem.len() / mmkit::page_size());
+/// assert_eq!(mem.residency(..)?.resident_pages(), (mem.len() / mmkit::page_size()) as u64);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]

@@ -27,7 +27,7 @@ fn zero_filled_and_rss_grows_only_on_touch() {
     let mut mem = MapOptions::new().len(MIB).map_anon().unwrap();
     let (start, len) = mem.mapping().kernel_region();
     assert_eq!(rss_in(start, len), 0);
-    assert_eq!(mem.residency(..).unwrap().resident, 0);
+    assert_eq!(mem.residency(..).unwrap().resident_pages(), 0);
     // Reading zero pages maps the shared zero page: still all zeros.
     assert!(mem.iter().all(|&b| b == 0));
     for i in (0..MIB).step_by(page_size()) {

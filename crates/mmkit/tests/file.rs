@@ -46,7 +46,7 @@ fn make_cold(file: &File) {
         let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         assert_eq!(rc, 0);
         let probe = MapOptions::new().map_raw_read_only(file).unwrap();
-        if probe.residency(..).unwrap().resident == 0 {
+        if probe.residency(..).unwrap().resident_pages() == 0 {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -178,18 +178,18 @@ fn cold_file_map_has_no_resident_pages_until_touched() {
     // SAFETY: the temp file is not changed while mapped.
     let map = unsafe { MapOptions::new().advice(mmkit::Advice::Random).map(&file) }.unwrap();
     let before = map.residency(..).unwrap();
-    assert_eq!((before.total(), before.resident), (n, 0), "{before:?}");
+    assert_eq!((before.pages(), before.resident_pages()), (n as u64, 0), "{before:?}");
     let target = 40;
     let b = map[target * page() + 3];
     assert_eq!(b, pattern(n * page())[target * page() + 3]);
     let after = map.residency(..).unwrap();
-    assert!(after.pages[target], "the touched page is resident: {after:?}");
-    assert!(after.resident >= 1);
+    assert!(after.is_resident(target as u64), "the touched page is resident: {after:?}");
+    assert!(after.resident_pages() >= 1);
     // With MADV_RANDOM there is no read-ahead: far pages stay out.
-    assert!(!after.pages[0] && !after.pages[n - 1], "{:?}", after.pages);
+    assert!(!after.is_resident(0) && !after.is_resident(n as u64 - 1), "{:?}", after.bitmap());
     // Sub-ranges count in whole pages.
     let one = map.residency(target * page() + 1..target * page() + 2).unwrap();
-    assert_eq!((one.total(), one.resident), (1, 1));
+    assert_eq!((one.pages(), one.resident_pages()), (1, 1));
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn populate_strategies_make_a_cold_file_map_fully_resident() {
         // SAFETY: the temp file is not changed while mapped.
         let map = unsafe { MapOptions::new().populate(populate).map(&file) }.unwrap();
         let r = map.residency(..).unwrap();
-        assert_eq!(r.resident, n, "{populate:?}: {r:?}");
+        assert_eq!(r.resident_pages(), n as u64, "{populate:?}: {r:?}");
         map.populate(..).unwrap(); // idempotent
     }
     // Write population needs a writable map; on a read-only one it is a clear error.
@@ -215,7 +215,7 @@ fn populate_strategies_make_a_cold_file_map_fully_resident() {
     make_cold(&file);
     // SAFETY: as above.
     let map = unsafe { MapOptions::new().populate(mmkit::Populate::Write).map_mut(&file) }.unwrap();
-    assert_eq!(map.residency(..).unwrap().resident, n);
+    assert_eq!(map.residency(..).unwrap().resident_pages(), n as u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ fn unaligned_offsets_return_the_right_bytes() {
                 let map = unsafe { MapOptions::new().offset(off as u64).len(n).map(&file) }.unwrap();
                 assert_eq!(&map[..], &data[off..off + n], "offset {off} len {n}");
                 let r = map.residency(..).unwrap();
-                assert_eq!(r.total(), (off % p + n).div_ceil(p));
+                assert_eq!(r.pages(), (off % p + n).div_ceil(p) as u64);
             }
         }
     }
@@ -286,7 +286,7 @@ fn zero_length_maps() {
     let map = unsafe { Mmap::map(&file) }.unwrap();
     assert!(map.is_empty() && map[..].is_empty());
     assert_eq!(map.len(), 0);
-    assert_eq!(map.residency(..).unwrap().total(), 0);
+    assert_eq!(map.residency(..).unwrap().pages(), 0);
     map.advise(.., mmkit::Advice::Sequential).unwrap();
     map.lock(..).unwrap();
     map.populate(..).unwrap();

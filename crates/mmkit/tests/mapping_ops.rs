@@ -174,7 +174,7 @@ proptest! {
         if let Ok(r) = r {
             let p = page();
             let want = if len == 0 { 0 } else { (off + len).div_ceil(p) - off / p };
-            prop_assert_eq!(r.total(), want);
+            prop_assert_eq!(r.pages(), want as u64);
         } else {
             prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::OutOfBounds);
         }
@@ -192,8 +192,8 @@ proptest! {
     #[test]
     fn inclusive_ranges_match_exclusive(s in 0usize..10_000, e in 0usize..10_000) {
         let map = MapOptions::new().len(8192).map_anon().unwrap();
-        let a = map.residency(s..=e).map(|r| r.total());
-        let b = map.residency(s..e + 1).map(|r| r.total());
+        let a = map.residency(s..=e).map(|r| r.pages());
+        let b = map.residency(s..e + 1).map(|r| r.pages());
         prop_assert_eq!(a.is_ok(), b.is_ok());
         if let (Ok(a), Ok(b)) = (a, b) { prop_assert_eq!(a, b); }
     }
@@ -207,16 +207,16 @@ fn anon_residency_follows_touches() {
     let p = page();
     let mut map = MapOptions::new().len(8 * p).map_anon().unwrap();
     map.advise(.., Advice::NoHugePage).unwrap();
-    assert_eq!(map.residency(..).unwrap().resident, 0);
+    assert_eq!(map.residency(..).unwrap().resident_pages(), 0);
     map[3 * p + 9] = 1;
     map[7 * p] = 1;
     let r = map.residency(..).unwrap();
-    assert_eq!(r.pages, [false, false, false, true, false, false, false, true]);
-    assert_eq!((r.resident, r.total(), r.page_size), (2, 8, p));
+    assert_eq!(r.bitmap().iter().collect::<Vec<_>>(), [false, false, false, true, false, false, false, true]);
+    assert_eq!((r.resident_pages(), r.pages(), r.page_size()), (2, 8, p as u64));
     assert!((r.fraction() - 0.25).abs() < 1e-9);
     // Discarding drops them (and they read back as zeros).
     map.discard(3 * p..4 * p).unwrap();
-    assert_eq!(map.residency(..).unwrap().resident, 1);
+    assert_eq!(map.residency(..).unwrap().resident_pages(), 1);
     assert_eq!(map[3 * p + 9], 0);
 }
 
@@ -226,12 +226,12 @@ fn populate_options_make_anon_residency_full() {
     for populate in [Populate::MapPopulate, Populate::Read, Populate::Write] {
         let map = MapOptions::new().len(n * page()).populate(populate).map_anon().unwrap();
         let r = map.residency(..).unwrap();
-        assert_eq!(r.resident, n, "{populate:?}: {r:?}");
+        assert_eq!(r.resident_pages(), n as u64, "{populate:?}: {r:?}");
     }
     // After mapping, too.
     let map = MapOptions::new().len(n * page()).map_anon().unwrap();
     map.populate_write(page()..3 * page()).unwrap();
-    assert_eq!(map.residency(..).unwrap().resident, 2);
+    assert_eq!(map.residency(..).unwrap().resident_pages(), 2);
     // Writing population on a read-only mapping is refused.
     let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon().unwrap();
     assert_eq!(ro.populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
@@ -341,7 +341,7 @@ fn lock_full_makes_everything_resident_and_locked() {
         Err(e) if skip_lock(&e) => return,
         Err(e) => panic!("{e}"),
     };
-    assert_eq!(map.residency(..).unwrap().resident, n);
+    assert_eq!(map.residency(..).unwrap().resident_pages(), n as u64);
     let block = smaps_block(map.as_ptr() as usize).unwrap();
     assert_eq!(smaps_field_kb(&block, "Locked"), (n * page() / 1024) as u64, "{block}");
     assert!(
@@ -363,13 +363,13 @@ fn lock_on_fault_locks_pages_as_they_are_touched() {
         Err(e) => panic!("{e}"),
     };
     map.advise(.., Advice::NoHugePage).unwrap();
-    assert_eq!(map.residency(..).unwrap().resident, 0, "on-fault locking faults nothing in");
+    assert_eq!(map.residency(..).unwrap().resident_pages(), 0, "on-fault locking faults nothing in");
     let block = smaps_block(map.as_ptr() as usize).unwrap();
     let flags = block.lines().find(|l| l.starts_with("VmFlags:")).unwrap().to_owned();
     assert!(flags.split_whitespace().any(|f| f == "lf"), "{flags}");
     map[0] = 1;
     map[5 * page()] = 1;
-    assert_eq!(map.residency(..).unwrap().resident, 2);
+    assert_eq!(map.residency(..).unwrap().resident_pages(), 2);
     let block = smaps_block(map.as_ptr() as usize).unwrap();
     assert_eq!(smaps_field_kb(&block, "Locked"), (2 * page() / 1024) as u64, "{block}");
 }

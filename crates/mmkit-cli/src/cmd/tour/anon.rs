@@ -52,7 +52,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     // 1. 1 MiB of zero-filled memory: RSS before and after touching it.
     let mut mem = MapOptions::new().len(MIB).map_anon()?;
     // Residency from mincore: exact for this range (smaps areas may merge with neighbours).
-    let resident = |m: &mmkit::MmapMut| m.residency(..).map(|r| (r.resident * page) as u64);
+    let resident = |m: &mmkit::MmapMut| m.residency(..).map(|r| r.resident_pages() * page as u64);
     let rss_before = resident(&mem)?;
     let zero = mem.iter().all(|&b| b == 0);
     for i in (0..MIB).step_by(page) {

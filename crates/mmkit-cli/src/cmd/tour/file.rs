@@ -112,8 +112,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     s.fact(
         "fresh_map_resident_pages",
         "fresh read-only map, resident",
-        before.resident,
-        format!("{} of {} pages", before.resident, before.total()),
+        before.resident_pages(),
+        format!("{} of {} pages", before.resident_pages(), before.pages()),
     );
     let (min0, maj0) = mmkit::page_faults();
     let middle = map.len() / 2;
@@ -124,11 +124,11 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     s.fact(
         "touch_one_page_resident_pages",
         "after touching 1 byte, resident",
-        after.resident,
+        after.resident_pages(),
         format!(
             "{} pages ({}): read-ahead and fault-around bring neighbours in",
-            after.resident,
-            bytes((after.resident * page) as u64)
+            after.resident_pages(),
+            bytes(after.resident_pages() * page as u64)
         ),
     );
     s.fact(
@@ -140,8 +140,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     s.fact(
         "touch_one_page_window_resident",
         "  resident within +-64 pages of it",
-        around.resident,
-        format!("{} of {}", around.resident, around.total()),
+        around.resident_pages(),
+        format!("{} of {}", around.resident_pages(), around.pages()),
     );
     drop(map);
 
