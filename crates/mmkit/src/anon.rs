@@ -328,6 +328,10 @@ pub fn huge_page_bytes(map: &Mapping) -> Result<u64> {
 }
 
 /// Resident bytes of `map` as `/proc/self/smaps` counts them (`Rss` of the overlapping areas).
+///
+/// smaps counts whole areas: when the kernel has merged the mapping with an adjacent anonymous
+/// mapping of identical flags, the neighbour's pages count too. For an exact per-range count
+/// use [`Mapping::residency`] (`mincore`).
 pub fn resident_bytes(map: &Mapping) -> Result<u64> {
     Ok(overlapping_smaps(map)?.iter().map(|e| e.stats.rss * 1024).sum())
 }

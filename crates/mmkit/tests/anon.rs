@@ -25,6 +25,9 @@ fn thp_mode() -> Option<String> {
 #[test]
 fn zero_filled_and_rss_grows_only_on_touch() {
     let mut mem = MapOptions::new().len(MIB).map_anon().unwrap();
+    // smaps counts whole areas: keep ours from merging with a neighbouring anonymous area that
+    // another test thread touches (a distinct VM flag prevents the merge).
+    mem.advise(.., Advice::DontDump).unwrap();
     let (start, len) = mem.mapping().kernel_region();
     assert_eq!(rss_in(start, len), 0);
     assert_eq!(mem.residency(..).unwrap().resident_pages(), 0);
@@ -226,7 +229,18 @@ fn collapse_turns_base_pages_into_huge_pages() {
     let mem2 = mem;
     // Advice::Normal does not clear VM_NOHUGEPAGE; MADV_HUGEPAGE does.
     mem2.advise(.., Advice::HugePage).unwrap();
-    match mem2.collapse(..).unwrap() {
+    // MADV_COLLAPSE may fail transiently (EAGAIN) when no free 2 MiB block is at hand; retry.
+    let mut outcome = mem2.collapse(..).unwrap();
+    for _ in 0..10 {
+        match &outcome {
+            Collapse::NotCollapsed(why) if why.contains("could be allocated now") => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                outcome = mem2.collapse(..).unwrap();
+            }
+            _ => break,
+        }
+    }
+    match outcome {
         Collapse::Collapsed => {
             let huge = anon::huge_page_bytes(mem2.mapping()).unwrap();
             assert!(huge >= 2 * MIB as u64, "AnonHugePages {huge} after MADV_COLLAPSE");
