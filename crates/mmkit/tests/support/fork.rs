@@ -37,13 +37,28 @@ pub fn in_child(f: impl FnOnce() -> u8) -> Result<u8, i32> {
     Ok(b)
 }
 
-/// `Rss` in bytes of the areas of /proc/self/smaps inside `[start, start + len)`.
+/// `Rss` in bytes of `[start, start + len)`, from /proc/self/smaps.
+///
+/// smaps counts whole areas, and the kernel merges an anonymous area with a neighbour of the
+/// same flags (another test thread's memory, say). So the range is first made an area of its
+/// own: `MADV_DONTDUMP` gives it a flag its neighbours lack (the split is harmless for tests).
+/// The areas measured must then lie inside the range, or the figure would include others' pages.
 pub fn rss_in(start: usize, len: usize) -> u64 {
+    // SAFETY: DONTDUMP only changes a VMA flag (core dumps); no contents or permissions change.
+    unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTDUMP) };
     let (s, e) = (start as u64, (start + len) as u64);
-    mmkit::inspect::smaps(std::process::id())
+    let areas: Vec<_> = mmkit::inspect::smaps(std::process::id())
         .unwrap()
-        .iter()
+        .into_iter()
         .filter(|a| a.area.start < e && a.area.end > s)
-        .map(|a| a.stats.rss * 1024)
-        .sum()
+        .collect();
+    for a in &areas {
+        assert!(
+            a.area.start >= s && a.area.end <= e,
+            "area {:#x}-{:#x} extends past the measured range {s:#x}-{e:#x}",
+            a.area.start,
+            a.area.end
+        );
+    }
+    areas.iter().map(|a| a.stats.rss * 1024).sum()
 }
