@@ -159,74 +159,35 @@ pub trait Registers {
     }
 }
 
-impl<R: Registers + ?Sized> Registers for &R {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        (**self).check(op, offset, width)
-    }
-    fn read(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read(offset, width)
-    }
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write(offset, width, value)
-    }
-    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
-        // SAFETY: forwarded contract: the check succeeded on the same object.
-        unsafe { (**self).read_unchecked(offset, width) }
-    }
-    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        // SAFETY: forwarded contract: the check succeeded on the same object.
-        unsafe { (**self).write_unchecked(offset, width, value) }
-    }
+/// `Registers` through a pointer to registers: `&R`, `Box<R>`, `Arc<R>`.
+macro_rules! forward_registers {
+    ($($ptr:ty),*) => {$(
+        impl<R: Registers + ?Sized> Registers for $ptr {
+            fn len(&self) -> usize {
+                (**self).len()
+            }
+            fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
+                (**self).check(op, offset, width)
+            }
+            fn read(&self, offset: usize, width: Width) -> Result<u64> {
+                (**self).read(offset, width)
+            }
+            fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+                (**self).write(offset, width, value)
+            }
+            unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
+                // SAFETY: forwarded contract: the check succeeded on the same object.
+                unsafe { (**self).read_unchecked(offset, width) }
+            }
+            unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
+                // SAFETY: forwarded contract: the check succeeded on the same object.
+                unsafe { (**self).write_unchecked(offset, width, value) }
+            }
+        }
+    )*};
 }
 
-impl<R: Registers + ?Sized> Registers for Box<R> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        (**self).check(op, offset, width)
-    }
-    fn read(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read(offset, width)
-    }
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write(offset, width, value)
-    }
-    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
-        // SAFETY: forwarded contract: the check succeeded on the same object.
-        unsafe { (**self).read_unchecked(offset, width) }
-    }
-    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        // SAFETY: forwarded contract: the check succeeded on the same object.
-        unsafe { (**self).write_unchecked(offset, width, value) }
-    }
-}
-
-impl<R: Registers + ?Sized> Registers for std::sync::Arc<R> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        (**self).check(op, offset, width)
-    }
-    fn read(&self, offset: usize, width: Width) -> Result<u64> {
-        (**self).read(offset, width)
-    }
-    fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        (**self).write(offset, width, value)
-    }
-    unsafe fn read_unchecked(&self, offset: usize, width: Width) -> Result<u64> {
-        // SAFETY: forwarded contract: the check succeeded on the same object.
-        unsafe { (**self).read_unchecked(offset, width) }
-    }
-    unsafe fn write_unchecked(&self, offset: usize, width: Width, value: u64) -> Result<()> {
-        // SAFETY: forwarded contract: the check succeeded on the same object.
-        unsafe { (**self).write_unchecked(offset, width, value) }
-    }
-}
+forward_registers!(&R, Box<R>, std::sync::Arc<R>);
 
 /// Maps `req` from `fd` readable, writable and shared, and wraps it in a [`MmioRegion`].
 ///
