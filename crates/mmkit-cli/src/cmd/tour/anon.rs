@@ -46,7 +46,7 @@ fn first_touch(len: usize, huge: bool) -> anyhow::Result<(Duration, u64, u64, Op
 
 /// Builds the `anon` section.
 pub fn section(_args: &Args) -> anyhow::Result<Section> {
-    let mut s = Section::new("anon", "anonymous memory");
+    let mut s = Section::new("anon", "Anonymous memory: zeroed pages, reservations, fork, huge pages, names");
     let page = page_size();
 
     // 1. 1 MiB of zero-filled memory: RSS before and after touching it.
