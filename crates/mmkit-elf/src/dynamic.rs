@@ -108,8 +108,8 @@ impl Dynamic {
     pub fn str_at(&self, off: u32) -> Result<&str> {
         let bytes =
             self.strtab.get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
-        let end = bytes.iter().position(|&b| b == 0).ok_or_else(|| bad("unterminated string".into()))?;
-        std::str::from_utf8(&bytes[..end]).map_err(|_| bad("string is not UTF-8".into()))
+        let s = std::ffi::CStr::from_bytes_until_nul(bytes).map_err(|_| bad("unterminated string".into()))?;
+        std::str::from_utf8(s.to_bytes()).map_err(|_| bad("string is not UTF-8".into()))
     }
 
     /// The NUL-terminated string at `off` in `.dynstr`, as a C string (no copy, no UTF-8

@@ -274,10 +274,8 @@ impl Image {
             return Ok(Vec::new());
         }
         self.check("read", vaddr, len, false)?;
-        let mut out = vec![0u8; len as usize];
         // SAFETY: checked above to lie in readable pages of this image (type contract).
-        unsafe { std::ptr::copy_nonoverlapping(self.addr(vaddr) as *const u8, out.as_mut_ptr(), out.len()) };
-        Ok(out)
+        Ok(unsafe { std::slice::from_raw_parts(self.addr(vaddr) as *const u8, len as usize) }.to_vec())
     }
 
     /// Copies a plain-data value (an ELF structure) from link-time address `vaddr`.

@@ -189,9 +189,15 @@ impl Library {
     }
 
     fn load_dependencies(&mut self, source: &Source, src: &OpenSource, depth: usize) -> Result<()> {
-        let needed = self.dynamic.needed.clone();
+        let needed = std::mem::take(&mut self.dynamic.needed);
+        let result = self.load_needed(&needed, source, src, depth);
+        self.dynamic.needed = needed;
+        result
+    }
+
+    fn load_needed(&mut self, needed: &[String], source: &Source, src: &OpenSource, depth: usize) -> Result<()> {
         for name in needed {
-            if let Some(sys) = SystemLibrary::if_loaded(&name) {
+            if let Some(sys) = SystemLibrary::if_loaded(name) {
                 self.deps.push(Dependency::System(sys));
                 continue;
             }
@@ -203,7 +209,7 @@ impl Library {
                 )
                 .with_path(&self.label));
             }
-            let dep_source = self.find_dependency(&name, source, src)?;
+            let dep_source = self.find_dependency(name, source, src)?;
             let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
                 let msg = format!("{e}");
                 Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg).with_path(&self.label)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A library glibc has loaded, held open (`dlopen(RTLD_NOLOAD)` took a reference).
 #[derive(Debug)]
@@ -44,7 +44,7 @@ impl SystemLibrary {
 
     /// [`SystemLibrary::symbol`] during a relocation pass that took a [`Scope`] snapshot.
     pub(crate) fn symbol_in(&self, scope: &Scope, name: &CStr, version: Option<&CStr>) -> Option<u64> {
-        lookup(scope.generation, self.handle as *mut c_void, name, None, version)
+        scope.lookup(self.handle as *mut c_void, name, None, version)
     }
 }
 
@@ -73,6 +73,8 @@ pub(crate) struct Scope {
     maybe: Vec<bool>,
     /// The GNU hashes the pass announced (see [`Scope::now`]), reused as cache keys.
     hashes: Vec<Option<u32>>,
+    /// The lookup cache of this generation as the pass began: probed without the lock.
+    snapshot: Option<Arc<Generation>>,
 }
 
 impl Scope {
@@ -96,7 +98,11 @@ impl Scope {
             walk.maybe.fill(true);
         }
         let (generation, maybe) = (walk.generation, walk.maybe);
-        Scope { generation, maybe, hashes }
+        let snapshot = generation.and_then(|g| {
+            let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            cache.as_ref().filter(|c| c.0 == g).cloned()
+        });
+        Scope { generation, maybe, hashes, snapshot }
     }
 
     /// Whether no glibc-loaded object defines symbol `index`'s name (so the global scope
@@ -113,7 +119,21 @@ impl Scope {
             return None;
         }
         let hash = self.hashes.get(index as usize).copied().flatten();
-        lookup(self.generation, libc::RTLD_DEFAULT, name, hash, version)
+        self.lookup(libc::RTLD_DEFAULT, name, hash, version)
+    }
+
+    /// [`lookup`] in the snapshot's generation: a hit in the snapshot takes no lock (the
+    /// snapshot is immutable; new entries go to the shared cache, copied on write).
+    fn lookup(&self, handle: *mut c_void, name: &CStr, name_hash: Option<u32>, version: Option<&CStr>) -> Option<u64> {
+        if let (Some(snap), Some(g)) = (&self.snapshot, self.generation) {
+            if snap.0 == g {
+                let hash = key_hash(handle as usize, name, name_hash, version);
+                if let Some(hit) = probe(&snap.1, hash, handle, name, version) {
+                    return hit.found;
+                }
+            }
+        }
+        lookup(self.generation, handle, name, name_hash, version)
     }
 }
 
@@ -355,10 +375,10 @@ fn generation() -> Option<(u64, u64)> {
 /// (glibc formats an error message), and every library asks for the same libc symbols.
 /// Known gap: `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` promotes a loaded library into the global
 /// scope without changing the counters; lookups cached before that miss it.
-static CACHE: Mutex<Option<Generation>> = Mutex::new(None);
+static CACHE: Mutex<Option<Arc<Generation>>> = Mutex::new(None);
 
 /// One cached lookup.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     handle: usize,
     name: Box<CStr>,
@@ -370,7 +390,7 @@ struct Entry {
 type Generation = ((u64, u64), HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>);
 
 /// The keys are already hashes: pass them through.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct PreHashed(u64);
 
 impl Hasher for PreHashed {
@@ -410,21 +430,23 @@ fn lookup(
     let same = |e: &Entry| e.handle == handle as usize && *e.name == *name && e.version.as_deref() == version;
     {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.as_mut() {
-            Some((g, map)) if *g == generation => {
-                if let Some(hit) = map.get(&hash).and_then(|b| b.iter().find(|e| same(e))) {
+        match cache.as_ref() {
+            Some(c) if c.0 == generation => {
+                if let Some(hit) = probe(&c.1, hash, handle, name, version) {
                     return hit.found;
                 }
             }
-            _ => *cache = Some((generation, HashMap::default())),
+            _ => *cache = Some(Arc::new((generation, HashMap::default()))),
         }
     }
     // The lock is not held across dlsym: glibc takes its own lock there, and a library
     // constructor running under that lock may load a library with mmkit.
     let found = lookup_uncached(handle, name, version);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((g, map)) = cache.as_mut() {
-        if *g == generation {
+    if let Some(c) = cache.as_mut() {
+        if c.0 == generation && probe(&c.1, hash, handle, name, version).is_none() {
+            // Copies the map if a pass's snapshot still shares it (only on misses).
+            let map = &mut Arc::make_mut(c).1;
             let bucket = map.entry(hash).or_default();
             if !bucket.iter().any(same) {
                 bucket.push(Entry {
@@ -437,6 +459,17 @@ fn lookup(
         }
     }
     found
+}
+
+/// The entry for `(handle, name, version)` in `map`, if cached.
+fn probe<'m>(
+    map: &'m HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>,
+    hash: u64,
+    handle: *mut c_void,
+    name: &CStr,
+    version: Option<&CStr>,
+) -> Option<&'m Entry> {
+    map.get(&hash)?.iter().find(|e| e.handle == handle as usize && *e.name == *name && e.version.as_deref() == version)
 }
 
 fn lookup_uncached(handle: *mut c_void, name: &CStr, version: Option<&CStr>) -> Option<u64> {
