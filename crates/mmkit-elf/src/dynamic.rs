@@ -172,20 +172,21 @@ impl Dynamic {
         if dyn_size > MAX_TABLE {
             return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
         }
-        let entries = image.read_pods(dyn_vaddr, dyn_size / 16, |d: elf::Dyn64<LE>| d)?;
         let mut tags = Tags::default();
-        let mut needed_offs = Vec::new();
+        let mut nneeded = 0usize;
         let mut flags = 0u64;
-        for d in entries {
+        // Walked in place, twice (`DT_NEEDED` names are read once `.dynstr` is known).
+        image.for_each_pod(dyn_vaddr, dyn_size / 16, |d: elf::Dyn64<LE>| {
             let tag = d.d_tag.get(LE) as u32;
             let val = d.d_val.get(LE);
             match tag {
-                elf::DT_NULL => break,
-                elf::DT_NEEDED => needed_offs.push(val),
+                elf::DT_NULL => return false,
+                elf::DT_NEEDED => nneeded += 1,
                 elf::DT_FLAGS => flags = val,
                 _ => tags.insert(tag, val),
             }
-        }
+            true
+        })?;
         let get = |t: u32| tags.get(t);
         let mut dy = Dynamic {
             textrel: get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0,
@@ -204,9 +205,31 @@ impl Dynamic {
             return Err(bad(format!("DT_STRSZ {strsz:#x} is too large")));
         }
         dy.strtab = image.read(strtab, strsz)?;
-        for off in needed_offs {
-            let off = u32::try_from(off).map_err(|_| bad("DT_NEEDED offset".into()))?;
-            dy.needed.push(dy.str_at(off)?.to_owned());
+        if nneeded > 0 {
+            dy.needed.reserve_exact(nneeded);
+            let mut failed = None;
+            image.for_each_pod(dyn_vaddr, dyn_size / 16, |d: elf::Dyn64<LE>| {
+                match d.d_tag.get(LE) as u32 {
+                    elf::DT_NULL => return false,
+                    elf::DT_NEEDED => {
+                        let name = u32::try_from(d.d_val.get(LE))
+                            .map_err(|_| bad("DT_NEEDED offset".into()))
+                            .and_then(|off| dy.str_at(off).map(str::to_owned));
+                        match name {
+                            Ok(n) => dy.needed.push(n),
+                            Err(e) => {
+                                failed = Some(e);
+                                return false;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                true
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
         if let Some(off) = get(elf::DT_SONAME) {
             dy.soname = Some(dy.str_at(off as u32)?.to_owned());
@@ -388,39 +411,53 @@ fn read_verdef(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<(
 fn set_version(dy: &mut Dynamic, idx: u16, v: Version) {
     let i = usize::from(idx & 0x7fff);
     if dy.versions.len() <= i {
+        if dy.versions.capacity() <= i {
+            dy.versions.reserve((i + 1).max(16) - dy.versions.len());
+        }
         dy.versions.resize_with(i + 1, || None);
     }
     dy.versions[i] = Some(v);
 }
 
 /// The dynamic tags seen once each (`DT_NEEDED` and `DT_FLAGS` are kept apart): the standard
-/// ones in an array, the few OS-specific ones (versions, GNU hash) in a short list.
+/// ones in an array, the few OS-specific ones (versions, GNU hash) in a short inline list that
+/// spills to the heap only past [`HIGH_INLINE`] distinct tags.
 struct Tags {
     low: [Option<u64>; 64],
-    high: Vec<(u32, u64)>,
+    high: [(u32, u64); HIGH_INLINE],
+    nhigh: usize,
+    more: Vec<(u32, u64)>,
 }
+
+/// OS-specific tags kept without allocating.
+const HIGH_INLINE: usize = 24;
 
 impl Default for Tags {
     fn default() -> Tags {
-        Tags { low: [None; 64], high: Vec::new() }
+        Tags { low: [None; 64], high: [(0, 0); HIGH_INLINE], nhigh: 0, more: Vec::new() }
     }
 }
 
 impl Tags {
     fn insert(&mut self, tag: u32, val: u64) {
-        match self.low.get_mut(tag as usize) {
-            Some(slot) => *slot = Some(val),
-            None => match self.high.iter_mut().find(|(t, _)| *t == tag) {
-                Some(e) => e.1 = val,
-                None => self.high.push((tag, val)),
-            },
+        if let Some(slot) = self.low.get_mut(tag as usize) {
+            *slot = Some(val);
+            return;
+        }
+        if let Some(e) = self.high[..self.nhigh].iter_mut().chain(self.more.iter_mut()).find(|(t, _)| *t == tag) {
+            e.1 = val;
+        } else if self.nhigh < HIGH_INLINE {
+            self.high[self.nhigh] = (tag, val);
+            self.nhigh += 1;
+        } else {
+            self.more.push((tag, val));
         }
     }
 
     fn get(&self, tag: u32) -> Option<u64> {
         match self.low.get(tag as usize) {
             Some(v) => *v,
-            None => self.high.iter().find(|(t, _)| *t == tag).map(|&(_, v)| v),
+            None => self.high[..self.nhigh].iter().chain(self.more.iter()).find(|(t, _)| *t == tag).map(|&(_, v)| v),
         }
     }
 }

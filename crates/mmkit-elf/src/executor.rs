@@ -313,6 +313,33 @@ impl Image {
             .collect())
     }
 
+    /// Calls `f` on `count` consecutive plain-data values at link-time address `vaddr`, in
+    /// place (no allocation), until it returns `false`.
+    pub(crate) fn for_each_pod<T: object::pod::Pod>(
+        &self,
+        vaddr: u64,
+        count: u64,
+        mut f: impl FnMut(T) -> bool,
+    ) -> Result<()> {
+        let size = std::mem::size_of::<T>() as u64;
+        let len = count
+            .checked_mul(size)
+            .ok_or_else(|| Error::new(ErrorKind::BadDynamic, "read", "table too large").with_range(vaddr, count))?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.check("read", vaddr, len, false)?;
+        let at = self.addr(vaddr) as usize;
+        for i in 0..count as usize {
+            // SAFETY: element i lies in the range checked above (type contract); `T` is plain
+            // data and the read is unaligned.
+            if !f(unsafe { std::ptr::read_unaligned((at + i * size as usize) as *const T) }) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a little-endian u64 at link-time address `vaddr`.
     pub(crate) fn read_u64(&self, vaddr: u64) -> Result<u64> {
         self.check("read", vaddr, 8, false)?;
