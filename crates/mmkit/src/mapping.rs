@@ -86,12 +86,16 @@ pub(crate) enum Backing<'a> {
     File(BorrowedFd<'a>),
 }
 
+/// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel.
 fn pmd_size(page: usize) -> usize {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        // One page-table page of 8-byte entries maps `page / 8` pages.
-        .unwrap_or(page * (page / 8))
+    static PMD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PMD.get_or_init(|| {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            // One page-table page of 8-byte entries maps `page / 8` pages.
+            .unwrap_or(page * (page / 8))
+    })
 }
 
 /// THP mode from sysfs: `Some("always" | "madvise" | "never")`.
@@ -128,45 +132,44 @@ impl Mapping {
             Backing::File(fd) => (Some(fd), sys::fd_path(fd)),
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
-        let len = match (fd, opts.len) {
-            (Some(fd), len) if !sys::is_regular_file(fd) => match len {
-                // Devices (`/dev/uioN`, `/dev/mem`, PCI `resourceN` is regular) and other special
-                // files have no meaningful size: the driver checks the range, so the caller must
-                // say how much to map.
-                Some(len) => len as u64,
-                None => {
-                    return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+        let file_len = match fd {
+            Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?,
+            None => None,
+        };
+        let len = match (fd, file_len, opts.len) {
+            // Devices (`/dev/uioN`, `/dev/mem`; PCI `resourceN` is regular) and other special
+            // files have no meaningful size: the driver checks the range, so the caller must say
+            // how much to map.
+            (Some(_), None, Some(len)) => len as u64,
+            (Some(_), None, None) => {
+                return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                    .with_opt_path(path.as_deref())
+                    .with_range(offset, 0)
+                    .with_detail("not a regular file: give the length to map (MapOptions::len)"))
+            }
+            (Some(_), Some(file_len), len) => match len {
+                None => file_len.checked_sub(offset).ok_or_else(|| {
+                    Error::new("mmap", ErrorKind::OutOfBounds)
                         .with_opt_path(path.as_deref())
                         .with_range(offset, 0)
-                        .with_detail("not a regular file: give the length to map (MapOptions::len)"))
+                        .with_detail(format!("offset is past the end of the file (len {file_len:#x})"))
+                })?,
+                Some(len) => {
+                    let end = offset.checked_add(len as u64);
+                    if !matches!(end, Some(end) if end <= file_len) {
+                        return Err(Error::new("mmap", ErrorKind::OutOfBounds)
+                            .with_opt_path(path.as_deref())
+                            .with_range(offset, len as u64)
+                            .with_detail(format!(
+                                "range ends past the end of the file (len {file_len:#x}); \
+                                     touching it would raise SIGBUS"
+                            )));
+                    }
+                    len as u64
                 }
             },
-            (Some(fd), len) => {
-                let file_len = sys::file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?;
-                match len {
-                    None => file_len.checked_sub(offset).ok_or_else(|| {
-                        Error::new("mmap", ErrorKind::OutOfBounds)
-                            .with_opt_path(path.as_deref())
-                            .with_range(offset, 0)
-                            .with_detail(format!("offset is past the end of the file (len {file_len:#x})"))
-                    })?,
-                    Some(len) => {
-                        let end = offset.checked_add(len as u64);
-                        if !matches!(end, Some(end) if end <= file_len) {
-                            return Err(Error::new("mmap", ErrorKind::OutOfBounds)
-                                .with_opt_path(path.as_deref())
-                                .with_range(offset, len as u64)
-                                .with_detail(format!(
-                                    "range ends past the end of the file (len {file_len:#x}); \
-                                     touching it would raise SIGBUS"
-                                )));
-                        }
-                        len as u64
-                    }
-                }
-            }
-            (None, Some(len)) => len as u64,
-            (None, None) => {
+            (None, _, Some(len)) => len as u64,
+            (None, _, None) => {
                 return Err(Error::new("mmap", ErrorKind::InvalidArgument)
                     .with_detail("an anonymous mapping needs a length (MapOptions::len)"))
             }

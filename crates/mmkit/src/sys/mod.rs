@@ -207,10 +207,13 @@ pub(crate) fn file_len(fd: BorrowedFd<'_>) -> SysResult<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)
 }
 
-/// Whether `fd` is a regular file (`fstat`; `true` when fstat fails, so the size check reports it).
-pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd)
-        .map_or(true, |st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+/// The size of a regular file behind `fd`, or `None` for devices and other special files,
+/// whose `st_size` means nothing (one `fstat`).
+#[doc(alias = "fstat")]
+pub(crate) fn regular_file_len(fd: BorrowedFd<'_>) -> SysResult<Option<u64>> {
+    let st = rustix::fs::fstat(fd)?;
+    let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    Ok(regular.then_some(st.st_size as u64))
 }
 
 /// Sets the length of the file behind `fd` (`ftruncate`).
