@@ -20,9 +20,10 @@ pub struct Args {
     /// `anon:`).
     #[arg(long, short = 'f', value_name = "TEXT")]
     pub filter: Option<String>,
-    /// Show only mappings of this kind.
-    #[arg(long, short = 'k', value_enum)]
-    pub kind: Option<KindArg>,
+    /// Show only mappings of this kind: file, anonymous, named_anonymous, heap, stack, device,
+    /// special.
+    #[arg(long, short = 'k', value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<MapKind>,
     /// Print only the summary by kind and the totals.
     #[arg(long, short = 's')]
     pub summary: bool,
@@ -31,37 +32,13 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A mapping kind on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KindArg {
-    /// Regular files.
-    File,
-    /// Anonymous memory without a name.
-    Anonymous,
-    /// `[anon:name]` memory.
-    NamedAnonymous,
-    /// `[heap]`.
-    Heap,
-    /// `[stack]`.
-    Stack,
-    /// Device nodes under /dev.
-    Device,
-    /// `[vdso]`, `[vvar]`, `anon_inode:...`.
-    Special,
-}
-
-impl From<KindArg> for MapKind {
-    fn from(k: KindArg) -> MapKind {
-        match k {
-            KindArg::File => MapKind::File,
-            KindArg::Anonymous => MapKind::Anonymous,
-            KindArg::NamedAnonymous => MapKind::NamedAnonymous,
-            KindArg::Heap => MapKind::Heap,
-            KindArg::Stack => MapKind::Stack,
-            KindArg::Device => MapKind::Device,
-            KindArg::Special => MapKind::Special,
-        }
-    }
+/// Parses a mapping kind by its table/JSON name (`named_anonymous`; `named-anonymous` too).
+fn parse_kind(s: &str) -> Result<MapKind, String> {
+    let want = s.replace('-', "_");
+    MapKind::ALL.into_iter().find(|k| k.name() == want).ok_or_else(|| {
+        let names: Vec<_> = MapKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown kind {s:?} (one of: {})", names.join(", "))
+    })
 }
 
 /// Counters of a mapping or a group, in KiB (JSON keys end in `_kib`).
@@ -152,7 +129,7 @@ struct ReportJson {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = args.pid.unwrap_or_else(std::process::id);
     let smaps = inspect::smaps(pid).with_context(|| format!("reading the mappings of process {pid}"))?;
-    let kind = args.kind.map(MapKind::from);
+    let kind = args.kind;
     let selected: Vec<&SmapsEntry> = smaps
         .iter()
         .filter(|e| kind.map_or(true, |k| e.area.kind() == k))
@@ -372,5 +349,13 @@ mod tests {
         ];
         let text = render_columns(&["K", "N", "Path"], &rows, &[1]);
         assert_eq!(text, "K     N  Path\na     1  x y\nbbb  22\n");
+    }
+
+    #[test]
+    fn kinds_parse_by_their_table_names() {
+        assert_eq!(parse_kind("named_anonymous"), Ok(MapKind::NamedAnonymous));
+        assert_eq!(parse_kind("named-anonymous"), Ok(MapKind::NamedAnonymous));
+        assert_eq!(parse_kind("stack"), Ok(MapKind::Stack));
+        assert!(parse_kind("nope").unwrap_err().contains("one of: file, anonymous"));
     }
 }
