@@ -20,6 +20,26 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use std::ffi::c_void;
 use std::marker::PhantomData;
 
+/// Maps `len` bytes of the source at file `offset` `MAP_PRIVATE` (plus `flags`), for segment
+/// `phdr_index`; errors name the segment, the file range and the source.
+///
+/// # Safety
+/// With `MAP_FIXED` in `flags`, `addr..addr + len` must lie inside the image's own reservation.
+unsafe fn map_segment(
+    addr: *mut c_void,
+    len: usize,
+    prot: Protection,
+    flags: MapFlags,
+    src: &OpenSource,
+    offset: u64,
+    phdr_index: usize,
+) -> Result<*mut c_void> {
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::mmap(addr, len, prot_flags(prot), MapFlags::PRIVATE | flags, src.fd(), offset) }.map_err(|e| {
+        Error::io(format!("mmap of segment {phdr_index}"), e).with_range(offset, len as u64).with_path(src.label())
+    })
+}
+
 fn prot_flags(p: Protection) -> ProtFlags {
     let mut f = ProtFlags::empty();
     if p.read {
@@ -75,23 +95,12 @@ impl Image {
         let (base, first_mapped) = match first {
             Some(f) => {
                 let offset = src.offset() + f.map_offset;
-                // SAFETY: a fresh private mapping at an address the kernel chooses cannot alias
-                // anything; pages past the segment are replaced before the image is used.
+                // SAFETY: no MAP_FIXED: a fresh private mapping at an address the kernel chooses
+                // cannot alias anything; pages past the segment are replaced before the image is
+                // used.
                 let raw = unsafe {
-                    rustix::mm::mmap(
-                        std::ptr::null_mut(),
-                        span,
-                        prot_flags(f.prot),
-                        MapFlags::PRIVATE,
-                        src.fd(),
-                        offset,
-                    )
-                }
-                .map_err(|e| {
-                    Error::io(format!("mmap of segment {}", f.phdr_index), e)
-                        .with_range(offset, plan.span_len)
-                        .with_path(src.label())
-                })? as usize;
+                    map_segment(std::ptr::null_mut(), span, f.prot, MapFlags::empty(), src, offset, f.phdr_index)
+                }? as usize;
                 (raw, true)
             }
             None => (Image::reserve(plan, total, align)?, false),
@@ -114,20 +123,16 @@ impl Image {
                 // SAFETY: the target lies inside our reservation (the planner keeps segments
                 // inside the span), so MAP_FIXED replaces only pages we own.
                 unsafe {
-                    rustix::mm::mmap(
+                    map_segment(
                         addr as *mut c_void,
                         seg.map_file_len as usize,
-                        prot_flags(seg.prot),
-                        MapFlags::PRIVATE | MapFlags::FIXED,
-                        src.fd(),
+                        seg.prot,
+                        MapFlags::FIXED,
+                        src,
                         offset,
+                        seg.phdr_index,
                     )
-                }
-                .map_err(|e| {
-                    Error::io(format!("mmap of segment {}", seg.phdr_index), e)
-                        .with_range(offset, seg.map_file_len)
-                        .with_path(src.label())
-                })?;
+                }?;
                 image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
             }
             if seg.zero_len > 0 {
