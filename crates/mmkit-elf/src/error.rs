@@ -37,7 +37,7 @@ pub enum ErrorKind {
     BadAlignment,
     /// `PT_LOAD` segments are out of order or share pages, or addresses overflow.
     SegmentsOverlap,
-    /// The page size given to the planner is not a power of two ≥ 4096.
+    /// The page size given to the planner is not a power of two ≥ [`MIN_PAGE_SIZE`](crate::plan::MIN_PAGE_SIZE).
     BadPageSize,
     /// The zip archive could not be read (bad central directory, bad local header, ...).
     BadArchive,
@@ -211,15 +211,15 @@ mod tests {
 
     #[test]
     fn message_names_operation_path_range_and_errno() {
-        let e = Error::io("mmap", rustix::io::Errno::ACCESS).with_range(0x1000, 0x3000).with_path("/data/app.apk");
+        let e = Error::io("mmap", rustix::io::Errno::ACCESS).with_range(0x4000, 0x3000).with_path("/data/app.apk");
         assert_eq!(
             e.to_string(),
-            "mmap of /data/app.apk [offset 0x1000, len 0x3000] failed: Permission denied (EACCES)"
+            "mmap of /data/app.apk [offset 0x4000, len 0x3000] failed: Permission denied (EACCES)"
         );
         assert_eq!(e.kind(), ErrorKind::Io);
         assert_eq!(e.errno(), Some(rustix::io::Errno::ACCESS));
         assert_eq!(e.path(), Some("/data/app.apk"));
-        assert_eq!(e.range(), Some((0x1000, 0x3000)));
+        assert_eq!(e.range(), Some((0x4000, 0x3000)));
         // The innermost path wins.
         let e = e.with_path("outer");
         assert_eq!(e.path(), Some("/data/app.apk"));

@@ -157,12 +157,16 @@ pub fn headers_len(ehdr: &[u8]) -> Option<u64> {
     phoff.checked_add(phnum.checked_mul(phentsize)?).map(|end| end.max(EHDR_SIZE))
 }
 
+/// The smallest base page any Linux architecture uses. The planner plans for any page size at or
+/// above it (it may be planning for another machine, so it cannot ask the kernel).
+pub const MIN_PAGE_SIZE: u64 = 4 << 10;
+
 impl Plan {
     /// Validates the ELF header and program headers in `bytes` (a prefix of the image holding at
     /// least the header and the program header table) for an image of `source_len` bytes, and
     /// plans its mappings for pages of `page_size` bytes.
     pub fn new(bytes: &[u8], source_len: u64, page_size: u64) -> Result<Plan> {
-        if page_size < 4096 || !page_size.is_power_of_two() {
+        if page_size < MIN_PAGE_SIZE || !page_size.is_power_of_two() {
             return Err(plan_err(
                 ErrorKind::BadPageSize,
                 format!("page size {page_size:#x} is not a power of two ≥ 4 KiB"),

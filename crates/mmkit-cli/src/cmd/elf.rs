@@ -48,7 +48,7 @@ pub enum Command {
 
 fn parse_page_size(s: &str) -> Result<u64, String> {
     let n = crate::cmd::tour::parse_size(s)?;
-    if n < 4096 || !n.is_power_of_two() {
+    if n < mmkit_elf::plan::MIN_PAGE_SIZE || !n.is_power_of_two() {
         return Err(format!("page size {s} must be a power of two ≥ 4k"));
     }
     Ok(n)

@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn human_sizes_read_like_vmtouch() {
         assert_eq!(human(0), "0");
-        assert_eq!(human(4096), "4K");
+        assert_eq!(human(8 << 10), "8K");
         assert_eq!(human(1 << 30), "1G");
         assert_eq!(human(1536 << 10), "1M");
         assert_eq!(human(1023), "1023");

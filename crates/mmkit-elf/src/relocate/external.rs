@@ -86,10 +86,11 @@ impl Scope {
         let pending = hashes.iter().enumerate().filter_map(|(i, h)| Some((i, (*h)?))).collect();
         let mut walk =
             Walk { pending, maybe, generation: None, first: true, tables: Some(Vec::new()), all: false, cached: false };
-        // SAFETY: the callback only reads what glibc passes for the duration of the call (the
-        // program headers and, through them, the mapped dynamic section and GNU hash table of
-        // an object glibc keeps loaded while it holds its load lock, or the tables recorded for
-        // the same generation of loaded objects) and writes `walk`, which outlives the call.
+        // The callback only reads what glibc passes for the duration of the call (the program
+        // headers and, through them, the mapped dynamic section and GNU hash table of an object
+        // glibc keeps loaded while it holds its load lock, or the tables recorded for the same
+        // generation of loaded objects), and writes `walk`.
+        // SAFETY: as above; `walk` outlives the call.
         unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk).cast()) };
         if let (false, Some(g)) = (walk.cached, walk.generation) {
             *TABLES.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, walk.tables.take()));

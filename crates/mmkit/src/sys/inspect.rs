@@ -37,11 +37,11 @@ impl Window {
         if len == 0 {
             return Err(Errno::INVAL);
         }
+        let anywhere = std::ptr::null_mut();
         // SAFETY: a new read-only mapping at an address the kernel chooses cannot alias any
         // Rust object; the window owns it and unmaps it on drop, and its memory is only ever
         // passed to the kernel (module contract).
-        let ptr =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::SHARED, fd, offset)? };
+        let ptr = unsafe { rustix::mm::mmap(anywhere, len, ProtFlags::READ, MapFlags::SHARED, fd, offset)? };
         let ptr = NonNull::new(ptr).ok_or(Errno::NOMEM)?;
         Ok(Window { ptr, len })
     }

@@ -15,10 +15,11 @@ const SOURCE: &str = r#"
 #include <stdint.h>
 #define N (1 << 17)
 static const int64_t table[N] = { [0] = 1, [1] = 2, [N - 1] = 3 };
-static int64_t scratch[4096];
+#define SCRATCH (1 << 12) /* words of .bss: 32 KiB, several pages at any page size */
+static int64_t scratch[SCRATCH];
 int64_t tour_add(int64_t a, int64_t b) { return a + b; }
 int64_t tour_fib(int64_t n) { int64_t a = 0, b = 1; while (n-- > 0) { int64_t t = a + b; a = b; b = t; } return a; }
-int64_t tour_lookup(int64_t i) { scratch[i & 4095] += 1; return table[i & (N - 1)] + scratch[i & 4095]; }
+int64_t tour_lookup(int64_t i) { scratch[i & (SCRATCH - 1)] += 1; return table[i & (N - 1)] + scratch[i & (SCRATCH - 1)]; }
 "#;
 
 const ENTRY: &str = "lib/x86_64/libtour.so";

@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn sizes_parse_with_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("12345"), Ok(12345));
         assert_eq!(parse_size("64K"), Ok(64 << 10));
         assert_eq!(parse_size("256M"), Ok(256 << 20));
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
