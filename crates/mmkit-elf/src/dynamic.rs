@@ -1,14 +1,17 @@
 //! The dynamic section and the tables it points to: strings, symbols, hash tables, versions,
-//! relocation tables, initializers. Read from the loaded image, bounds-checked, copied.
+//! relocation tables, initializers. Bounds-checked once, then read in place from the loaded
+//! image (which a [`Dynamic`] owns, so the tables cannot outlive the mapping).
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::executor::Image;
+use crate::executor::{Image, Table};
 use crate::plan::Plan;
+use crate::relocate::external::Name;
 use object::elf;
 use object::LittleEndian as LE;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Upper bound on any one table the loader copies (64 MiB): larger is malformed.
+/// Upper bound on any one table the loader reads (64 MiB): larger is malformed.
 const MAX_TABLE: u64 = 64 << 20;
 
 /// `DT_RELR`/`DT_RELRSZ` (packed relative relocations; not in object 0.36).
@@ -28,6 +31,18 @@ pub(crate) struct Rela {
     pub addend: i64,
 }
 
+impl From<elf::Rela64<LE>> for Rela {
+    fn from(r: elf::Rela64<LE>) -> Rela {
+        let info = r.r_info.get(LE);
+        Rela {
+            offset: r.r_offset.get(LE),
+            r_type: (info & 0xffff_ffff) as u32,
+            sym: (info >> 32) as u32,
+            addend: r.r_addend.get(LE),
+        }
+    }
+}
+
 /// A dynamic symbol.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sym {
@@ -36,6 +51,18 @@ pub(crate) struct Sym {
     pub other: u8,
     pub shndx: u16,
     pub value: u64,
+}
+
+impl From<elf::Sym64<LE>> for Sym {
+    fn from(s: elf::Sym64<LE>) -> Sym {
+        Sym {
+            name: s.st_name.get(LE),
+            info: s.st_info,
+            other: s.st_other,
+            shndx: s.st_shndx.get(LE),
+            value: s.st_value.get(LE),
+        }
+    }
 }
 
 impl Sym {
@@ -54,69 +81,77 @@ impl Sym {
 }
 
 /// The GNU hash table (`DT_GNU_HASH`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct GnuHash {
     pub symoffset: u32,
     pub bloom_shift: u32,
-    pub bloom: Vec<u64>,
-    pub buckets: Vec<u32>,
+    pub bloom: Table<u64>,
+    pub buckets: Table<u32>,
     /// Chain values for symbols `symoffset..`.
-    pub chains: Vec<u32>,
+    pub chains: Table<u32>,
 }
 
 /// The SysV hash table (`DT_HASH`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SysvHash {
-    pub buckets: Vec<u32>,
-    pub chains: Vec<u32>,
+    pub buckets: Table<u32>,
+    pub chains: Table<u32>,
 }
 
 /// What a version index (`DT_VERSYM`) means.
-/// Names are offsets into `.dynstr`, checked (terminated, UTF-8) when the table is read.
-#[derive(Debug, Clone, Copy)]
+/// Names are offsets into `.dynstr`, checked to lie inside it when the table is read.
+#[derive(Debug)]
 pub(crate) struct Version {
     name: u32,
+    /// The ELF hash of the name, as `DT_VERDEF`/`DT_VERNEED` record it.
+    hash: u32,
+    /// Length of the name, found on first use (`u32::MAX` until then).
+    len: AtomicU32,
     /// For versions this library needs (`DT_VERNEED`): the library that provides it.
     file: Option<u32>,
 }
 
-/// The parsed dynamic section.
-#[derive(Debug, Default)]
+/// The parsed dynamic section of a loaded image, and the image.
+#[derive(Debug)]
 pub(crate) struct Dynamic {
-    pub needed: Vec<String>,
-    pub soname: Option<String>,
-    pub runpath: Vec<String>,
-    pub strtab: Vec<u8>,
-    pub syms: Vec<Sym>,
+    /// The loaded image every table lies in.
+    pub image: Image,
+    /// `DT_NEEDED` names (offsets in `.dynstr`).
+    needed: Vec<u32>,
+    soname: Option<u32>,
+    runpath: Option<u32>,
+    strtab: Table<u8>,
+    syms: Table<elf::Sym64<LE>>,
     pub gnu_hash: Option<GnuHash>,
     pub sysv_hash: Option<SysvHash>,
-    pub versym: Vec<u16>,
+    versym: Table<u16>,
     /// Indexed by version index (`DT_VERSYM` values without the hidden bit).
-    pub versions: Vec<Option<Version>>,
-    pub rela: Vec<Rela>,
-    pub jmprel: Vec<Rela>,
-    pub relr: Vec<u64>,
+    versions: Vec<Option<Version>>,
+    rela: Table<elf::Rela64<LE>>,
+    jmprel: Table<elf::Rela64<LE>>,
+    pub relr: Table<u64>,
     pub init: Option<u64>,
     pub init_array: Option<(u64, u64)>,
     pub fini: Option<u64>,
     pub fini_array: Option<(u64, u64)>,
-    pub textrel: bool,
 }
 
 impl Dynamic {
+    /// `.dynstr`, borrowed from the image.
+    fn strings(&self) -> &[u8] {
+        self.image.bytes(&self.strtab)
+    }
+
     /// The NUL-terminated string at `off` in `.dynstr`.
     pub fn str_at(&self, off: u32) -> Result<&str> {
-        let bytes =
-            self.strtab.get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
-        let s = std::ffi::CStr::from_bytes_until_nul(bytes).map_err(|_| bad("unterminated string".into()))?;
-        std::str::from_utf8(s.to_bytes()).map_err(|_| bad("string is not UTF-8".into()))
+        std::str::from_utf8(self.cstr_at(off)?.to_bytes()).map_err(|_| bad("string is not UTF-8".into()))
     }
 
     /// The NUL-terminated string at `off` in `.dynstr`, as a C string (no copy, no UTF-8
     /// check: what `dlsym` takes).
     pub fn cstr_at(&self, off: u32) -> Result<&std::ffi::CStr> {
         let bytes =
-            self.strtab.get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
+            self.strings().get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
         std::ffi::CStr::from_bytes_until_nul(bytes).map_err(|_| bad("unterminated string".into()))
     }
 
@@ -125,26 +160,46 @@ impl Dynamic {
         self.cstr_at(off).ok().map(std::ffi::CStr::to_bytes)
     }
 
-    /// The GNU hash of the string at `off`; `None` if out of range or unterminated.
-    pub fn gnu_hash_at(&self, off: u32) -> Option<u32> {
+    /// The symbol name at `off` with its GNU hash, found in one pass over its bytes.
+    pub fn symbol_name(&self, off: u32) -> Result<Name<'_>> {
+        let bytes =
+            self.strings().get(off as usize..).ok_or_else(|| bad(format!("string offset {off:#x} outside .dynstr")))?;
         let mut h = 5381u32;
-        for &c in self.strtab.get(off as usize..)? {
+        for (i, &c) in bytes.iter().enumerate() {
             if c == 0 {
-                return Some(h);
+                return Ok(Name::new(&bytes[..=i], h));
             }
             h = h.wrapping_mul(33).wrapping_add(u32::from(c));
         }
-        None
+        Err(bad("unterminated string".into()))
     }
 
-    /// A version's name (checked when the version table was read).
+    /// A version's name and recorded hash, for lookups.
+    pub fn version_key(&self, v: &Version) -> Name<'_> {
+        let strings = self.strings();
+        let tail = strings.get(v.name as usize..).unwrap_or_default();
+        let mut len = v.len.load(Ordering::Relaxed);
+        if len == u32::MAX {
+            len = tail.iter().position(|&b| b == 0).unwrap_or(0) as u32;
+            v.len.store(len, Ordering::Relaxed);
+        }
+        Name::new(tail.get(..=len as usize).unwrap_or(b"\0"), v.hash)
+    }
+
+    /// Checks that `off` is a string offset of `.dynstr` (every one is terminated: the table
+    /// ends with a NUL, checked when it was read).
+    fn check_str(&self, off: u32) -> Result<()> {
+        if (off as usize) < self.strtab.len() {
+            Ok(())
+        } else {
+            Err(bad(format!("string offset {off:#x} outside .dynstr")))
+        }
+    }
+
+    /// A version's name (its offset was checked when the version table was read; a name that
+    /// is not UTF-8 reads as empty).
     pub fn version_name(&self, v: &Version) -> &str {
         self.str_at(v.name).unwrap_or_default()
-    }
-
-    /// A version's name as a C string (for `dlvsym`).
-    pub fn version_cname(&self, v: &Version) -> &std::ffi::CStr {
-        self.cstr_at(v.name).unwrap_or_default()
     }
 
     /// For a needed version: the library `DT_VERNEED` names as its provider.
@@ -152,20 +207,52 @@ impl Dynamic {
         v.file.and_then(|f| self.str_at(f).ok())
     }
 
-    /// Name of symbol `index`, as a C string.
-    pub fn sym_cname(&self, index: u32) -> Result<&std::ffi::CStr> {
-        let sym = self.syms.get(index as usize).ok_or_else(|| bad(format!("symbol {index} out of range")))?;
-        self.cstr_at(sym.name)
+    /// Number of dynamic symbols (as the hash table tells).
+    pub fn sym_count(&self) -> usize {
+        self.syms.len()
+    }
+
+    /// Symbol `index`.
+    pub fn sym(&self, index: u32) -> Option<Sym> {
+        self.image.get(&self.syms, index as usize).map(Sym::from)
+    }
+
+    /// Symbol `index`, or an error naming it.
+    pub fn sym_or_err(&self, index: u32) -> Result<Sym> {
+        self.sym(index).ok_or_else(|| bad(format!("symbol {index} out of range")))
     }
 
     /// Name of symbol `index`.
     pub fn sym_name(&self, index: u32) -> Result<&str> {
-        let sym = self.syms.get(index as usize).ok_or_else(|| bad(format!("symbol {index} out of range")))?;
-        self.str_at(sym.name)
+        self.str_at(self.sym_or_err(index)?.name)
     }
 
-    /// Reads the dynamic section of a loaded image.
-    pub fn read(image: &Image, plan: &Plan) -> Result<Dynamic> {
+    /// The relocations with addends: `DT_RELA`, then `DT_JMPREL`.
+    pub fn relocations(&self) -> impl Iterator<Item = Rela> + '_ {
+        let (image, rela, jmprel) = (&self.image, &self.rela, &self.jmprel);
+        (0..rela.len())
+            .map_while(move |i| image.get(rela, i))
+            .chain((0..jmprel.len()).map_while(move |i| image.get(jmprel, i)))
+            .map(Rela::from)
+    }
+
+    /// `DT_NEEDED` names, in order.
+    pub fn needed(&self) -> impl Iterator<Item = Result<&str>> + '_ {
+        self.needed.iter().map(|&off| self.str_at(off))
+    }
+
+    /// `DT_SONAME`, if any.
+    pub fn soname(&self) -> Option<&str> {
+        self.soname.and_then(|off| self.str_at(off).ok())
+    }
+
+    /// `DT_RUNPATH` (or `DT_RPATH`) directories, unexpanded.
+    pub fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
+        self.runpath.and_then(|off| self.str_at(off).ok()).unwrap_or("").split(':').filter(|s| !s.is_empty())
+    }
+
+    /// Reads the dynamic section of a loaded image; the result owns the image.
+    pub fn read(image: Image, plan: &Plan) -> Result<Dynamic> {
         let Some((dyn_vaddr, dyn_size)) = plan.dynamic else {
             return Err(bad("no PT_DYNAMIC segment".into()));
         };
@@ -173,115 +260,29 @@ impl Dynamic {
             return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
         }
         let mut tags = Tags::default();
-        let mut nneeded = 0usize;
+        let mut needed = Vec::new();
         let mut flags = 0u64;
-        // Walked in place, twice (`DT_NEEDED` names are read once `.dynstr` is known).
-        image.for_each_pod(dyn_vaddr, dyn_size / 16, |d: elf::Dyn64<LE>| {
+        let entries: Table<elf::Dyn64<LE>> = image.table(dyn_vaddr, dyn_size / 16, false)?;
+        for i in 0..entries.len() {
+            let Some(d) = image.get(&entries, i) else { break };
             let tag = d.d_tag.get(LE) as u32;
             let val = d.d_val.get(LE);
             match tag {
-                elf::DT_NULL => return false,
-                elf::DT_NEEDED => nneeded += 1,
+                elf::DT_NULL => break,
+                elf::DT_NEEDED => {
+                    needed.push(u32::try_from(val).map_err(|_| bad(format!("DT_NEEDED offset {val:#x}")))?)
+                }
                 elf::DT_FLAGS => flags = val,
                 _ => tags.insert(tag, val),
             }
-            true
-        })?;
+        }
         let get = |t: u32| tags.get(t);
-        let mut dy = Dynamic {
-            textrel: get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0,
-            ..Dynamic::default()
-        };
-        if dy.textrel {
+        if get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0 {
             return Err(Error::new(
                 ErrorKind::UnsupportedRelocation,
                 "relocate",
                 "the library has text relocations (DT_TEXTREL); rebuild it with -fPIC",
             ));
-        }
-        let strtab = get(elf::DT_STRTAB).ok_or_else(|| bad("no DT_STRTAB".into()))?;
-        let strsz = get(elf::DT_STRSZ).ok_or_else(|| bad("no DT_STRSZ".into()))?;
-        if strsz > MAX_TABLE {
-            return Err(bad(format!("DT_STRSZ {strsz:#x} is too large")));
-        }
-        dy.strtab = image.read(strtab, strsz)?;
-        if nneeded > 0 {
-            dy.needed.reserve_exact(nneeded);
-            let mut failed = None;
-            image.for_each_pod(dyn_vaddr, dyn_size / 16, |d: elf::Dyn64<LE>| {
-                match d.d_tag.get(LE) as u32 {
-                    elf::DT_NULL => return false,
-                    elf::DT_NEEDED => {
-                        let name = u32::try_from(d.d_val.get(LE))
-                            .map_err(|_| bad("DT_NEEDED offset".into()))
-                            .and_then(|off| dy.str_at(off).map(str::to_owned));
-                        match name {
-                            Ok(n) => dy.needed.push(n),
-                            Err(e) => {
-                                failed = Some(e);
-                                return false;
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                true
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
-        if let Some(off) = get(elf::DT_SONAME) {
-            dy.soname = Some(dy.str_at(off as u32)?.to_owned());
-        }
-        if let Some(off) = get(elf::DT_RUNPATH).or(get(elf::DT_RPATH)) {
-            dy.runpath = dy.str_at(off as u32)?.split(':').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        }
-        // Hash tables tell how many symbols there are.
-        if let Some(addr) = get(elf::DT_GNU_HASH) {
-            dy.gnu_hash = Some(read_gnu_hash(image, addr)?);
-        }
-        if let Some(addr) = get(elf::DT_HASH) {
-            dy.sysv_hash = Some(read_sysv_hash(image, addr)?);
-        }
-        let nsyms = match (&dy.gnu_hash, &dy.sysv_hash) {
-            (_, Some(h)) => h.chains.len() as u64,
-            (Some(g), None) => u64::from(g.symoffset) + g.chains.len() as u64,
-            (None, None) => 0,
-        };
-        if let Some(symtab) = get(elf::DT_SYMTAB) {
-            let syment = get(elf::DT_SYMENT).unwrap_or(24);
-            if syment != 24 {
-                return Err(bad(format!("DT_SYMENT is {syment}, expected 24")));
-            }
-            let len = nsyms
-                .checked_mul(24)
-                .filter(|&l| l <= MAX_TABLE)
-                .ok_or_else(|| bad("symbol table too large".into()))?;
-            debug_assert_eq!(len, nsyms * 24);
-            dy.syms = image.read_pods(symtab, nsyms, |s: elf::Sym64<LE>| Sym {
-                name: s.st_name.get(LE),
-                info: s.st_info,
-                other: s.st_other,
-                shndx: s.st_shndx.get(LE),
-                value: s.st_value.get(LE),
-            })?;
-        }
-        if let Some(addr) = get(elf::DT_VERSYM) {
-            dy.versym = image.read_pods(addr, nsyms, u16::from_le_bytes)?;
-        }
-        if let (Some(addr), Some(num)) = (get(elf::DT_VERDEF), get(elf::DT_VERDEFNUM)) {
-            read_verdef(image, &mut dy, addr, num)?;
-        }
-        if let (Some(addr), Some(num)) = (get(elf::DT_VERNEED), get(elf::DT_VERNEEDNUM)) {
-            read_verneed(image, &mut dy, addr, num)?;
-        }
-        if let Some(addr) = get(elf::DT_RELA) {
-            let size = get(elf::DT_RELASZ).unwrap_or(0);
-            if get(elf::DT_RELAENT).is_some_and(|e| e != 24) {
-                return Err(bad("DT_RELAENT is not 24".into()));
-            }
-            dy.rela = read_rela(image, addr, size)?;
         }
         if get(elf::DT_REL).is_some() {
             return Err(Error::new(
@@ -290,26 +291,100 @@ impl Dynamic {
                 "DT_REL tables (without addends) are not used on x86_64",
             ));
         }
-        if let Some(addr) = get(elf::DT_JMPREL) {
-            if get(elf::DT_PLTREL).is_some_and(|t| t != u64::from(elf::DT_RELA)) {
-                return Err(bad("DT_PLTREL is not DT_RELA".into()));
+        let strtab = get(elf::DT_STRTAB).ok_or_else(|| bad("no DT_STRTAB".into()))?;
+        let strsz = get(elf::DT_STRSZ).ok_or_else(|| bad("no DT_STRSZ".into()))?;
+        if strsz > MAX_TABLE {
+            return Err(bad(format!("DT_STRSZ {strsz:#x} is too large")));
+        }
+        let strtab = image.table::<u8>(strtab, strsz, true)?;
+        if image.bytes(&strtab).last().is_some_and(|&b| b != 0) {
+            return Err(bad("the last string of .dynstr is not terminated".into()));
+        }
+        let offset = |t: u32| -> Result<Option<u32>> {
+            get(t).map(|v| u32::try_from(v).map_err(|_| bad(format!("string offset {v:#x}")))).transpose()
+        };
+        let (soname, runpath) = (offset(elf::DT_SONAME)?, offset(elf::DT_RUNPATH)?.or(offset(elf::DT_RPATH)?));
+        // Hash tables tell how many symbols there are.
+        let gnu_hash = get(elf::DT_GNU_HASH).map(|addr| read_gnu_hash(&image, addr)).transpose()?;
+        let sysv_hash = get(elf::DT_HASH).map(|addr| read_sysv_hash(&image, addr)).transpose()?;
+        let nsyms = match (&gnu_hash, &sysv_hash) {
+            (_, Some(h)) => h.chains.len() as u64,
+            (Some(g), None) => u64::from(g.symoffset) + g.chains.len() as u64,
+            (None, None) => 0,
+        };
+        let mut syms = Table::empty();
+        if let Some(symtab) = get(elf::DT_SYMTAB) {
+            let syment = get(elf::DT_SYMENT).unwrap_or(24);
+            if syment != 24 {
+                return Err(bad(format!("DT_SYMENT is {syment}, expected 24")));
             }
-            dy.jmprel = read_rela(image, addr, get(elf::DT_PLTRELSZ).unwrap_or(0))?;
-        }
-        if let Some(addr) = get(DT_RELR) {
-            let size = get(DT_RELRSZ).unwrap_or(0);
-            if size > MAX_TABLE || size % 8 != 0 {
-                return Err(bad(format!("DT_RELRSZ {size:#x}")));
+            if nsyms.saturating_mul(24) > MAX_TABLE {
+                return Err(bad("symbol table too large".into()));
             }
-            dy.relr = image.read_pods(addr, size / 8, u64::from_le_bytes)?;
+            syms = image.table(symtab, nsyms, false)?;
         }
-        dy.init = get(elf::DT_INIT);
-        dy.fini = get(elf::DT_FINI);
-        if let Some(addr) = get(elf::DT_INIT_ARRAY) {
-            dy.init_array = Some((addr, get(elf::DT_INIT_ARRAYSZ).unwrap_or(0) / 8));
+        let versym = match get(elf::DT_VERSYM) {
+            Some(addr) => image.table(addr, nsyms, false)?,
+            None => Table::empty(),
+        };
+        let rela = match get(elf::DT_RELA) {
+            Some(addr) => {
+                if get(elf::DT_RELAENT).is_some_and(|e| e != 24) {
+                    return Err(bad("DT_RELAENT is not 24".into()));
+                }
+                rela_table(&image, addr, get(elf::DT_RELASZ).unwrap_or(0))?
+            }
+            None => Table::empty(),
+        };
+        let jmprel = match get(elf::DT_JMPREL) {
+            Some(addr) => {
+                if get(elf::DT_PLTREL).is_some_and(|t| t != u64::from(elf::DT_RELA)) {
+                    return Err(bad("DT_PLTREL is not DT_RELA".into()));
+                }
+                rela_table(&image, addr, get(elf::DT_PLTRELSZ).unwrap_or(0))?
+            }
+            None => Table::empty(),
+        };
+        let relr = match get(DT_RELR) {
+            Some(addr) => {
+                let size = get(DT_RELRSZ).unwrap_or(0);
+                if size > MAX_TABLE || size % 8 != 0 {
+                    return Err(bad(format!("DT_RELRSZ {size:#x}")));
+                }
+                image.table(addr, size / 8, false)?
+            }
+            None => Table::empty(),
+        };
+        let mut dy = Dynamic {
+            needed,
+            soname,
+            runpath,
+            strtab,
+            syms,
+            gnu_hash,
+            sysv_hash,
+            versym,
+            versions: Vec::new(),
+            rela,
+            jmprel,
+            relr,
+            init: get(elf::DT_INIT),
+            fini: get(elf::DT_FINI),
+            init_array: get(elf::DT_INIT_ARRAY).map(|a| (a, get(elf::DT_INIT_ARRAYSZ).unwrap_or(0) / 8)),
+            fini_array: get(elf::DT_FINI_ARRAY).map(|a| (a, get(elf::DT_FINI_ARRAYSZ).unwrap_or(0) / 8)),
+            image,
+        };
+        for &off in &dy.needed {
+            dy.check_str(off)?;
         }
-        if let Some(addr) = get(elf::DT_FINI_ARRAY) {
-            dy.fini_array = Some((addr, get(elf::DT_FINI_ARRAYSZ).unwrap_or(0) / 8));
+        for off in [dy.soname, dy.runpath].into_iter().flatten() {
+            dy.check_str(off)?;
+        }
+        if let (Some(addr), Some(num)) = (get(elf::DT_VERDEF), get(elf::DT_VERDEFNUM)) {
+            read_verdef(&mut dy, addr, num)?;
+        }
+        if let (Some(addr), Some(num)) = (get(elf::DT_VERNEED), get(elf::DT_VERNEEDNUM)) {
+            read_verneed(&mut dy, addr, num)?;
         }
         Ok(dy)
     }
@@ -317,7 +392,7 @@ impl Dynamic {
     /// The version that symbol `index` has (defined) or asks for (undefined); `None` for
     /// unversioned (local/global) symbols.
     pub fn version_of(&self, index: u32) -> Option<(&Version, bool)> {
-        let v = *self.versym.get(index as usize)?;
+        let v = u16::from_le(self.image.get(&self.versym, index as usize)?);
         let hidden = v & 0x8000 != 0;
         let idx = v & 0x7fff;
         if idx <= 1 {
@@ -327,29 +402,25 @@ impl Dynamic {
     }
 }
 
-fn read_rela(image: &Image, addr: u64, size: u64) -> Result<Vec<Rela>> {
+fn rela_table(image: &Image, addr: u64, size: u64) -> Result<Table<elf::Rela64<LE>>> {
     if size > MAX_TABLE || size % 24 != 0 {
         return Err(bad(format!("relocation table size {size:#x}")));
     }
-    image.read_pods(addr, size / 24, |r: elf::Rela64<LE>| {
-        let info = r.r_info.get(LE);
-        Rela {
-            offset: r.r_offset.get(LE),
-            r_type: (info & 0xffff_ffff) as u32,
-            sym: (info >> 32) as u32,
-            addend: r.r_addend.get(LE),
-        }
-    })
+    image.table(addr, size / 24, false)
+}
+
+/// A little-endian u32 at link-time `vaddr`.
+fn read_u32(image: &Image, vaddr: u64) -> Result<u32> {
+    Ok(u32::from_le_bytes(image.read_pod::<[u8; 4]>(vaddr)?))
 }
 
 fn read_sysv_hash(image: &Image, addr: u64) -> Result<SysvHash> {
-    let head: [u32; 2] = image.read_pod::<[[u8; 4]; 2]>(addr)?.map(u32::from_le_bytes);
-    let (nbucket, nchain) = (u64::from(head[0]), u64::from(head[1]));
+    let (nbucket, nchain) = (u64::from(read_u32(image, addr)?), u64::from(read_u32(image, addr + 4)?));
     if (nbucket + nchain) * 4 > MAX_TABLE {
         return Err(bad("DT_HASH too large".into()));
     }
-    let buckets = image.read_pods(addr + 8, nbucket, u32::from_le_bytes)?;
-    let chains = image.read_pods(addr + 8 + nbucket * 4, nchain, u32::from_le_bytes)?;
+    let buckets = image.table(addr + 8, nbucket, false)?;
+    let chains = image.table(addr + 8 + nbucket * 4, nchain, false)?;
     Ok(SysvHash { buckets, chains })
 }
 
@@ -359,44 +430,44 @@ fn read_gnu_hash(image: &Image, addr: u64) -> Result<GnuHash> {
     if u64::from(nbuckets) * 4 > MAX_TABLE || u64::from(bloom_size) * 8 > MAX_TABLE {
         return Err(bad("DT_GNU_HASH too large".into()));
     }
-    let bloom_at = addr + 16;
-    let bloom: Vec<u64> = image.read_pods(bloom_at, u64::from(bloom_size), u64::from_le_bytes)?;
-    let buckets_at = bloom_at + u64::from(bloom_size) * 8;
-    let buckets = image.read_pods(buckets_at, u64::from(nbuckets), u32::from_le_bytes)?;
-    let chains_at = buckets_at + u64::from(nbuckets) * 4;
-    // The chain array has no stored length: walk from the last bucket to a chain end.
-    let mut nchains = 0u64;
-    if let Some(&max) = buckets.iter().max() {
-        if max >= symoffset {
-            let mut i = u64::from(max - symoffset);
-            loop {
-                let v = u32::from_le_bytes(image.read_pod::<[u8; 4]>(chains_at + i * 4)?);
-                i += 1;
-                if v & 1 != 0 || i * 4 > MAX_TABLE {
-                    break;
-                }
-            }
-            nchains = i;
-        }
-    }
-    let chains = image.read_pods(chains_at, nchains, u32::from_le_bytes)?;
     if bloom_size == 0 || !bloom_size.is_power_of_two() {
         return Err(bad(format!("DT_GNU_HASH bloom size {bloom_size} is not a power of two")));
     }
+    let bloom_at = addr + 16;
+    let bloom = image.table(bloom_at, u64::from(bloom_size), false)?;
+    let buckets_at = bloom_at + u64::from(bloom_size) * 8;
+    let buckets: Table<u32> = image.table(buckets_at, u64::from(nbuckets), false)?;
+    let chains_at = buckets_at + u64::from(nbuckets) * 4;
+    // The chain array has no stored length: walk from the last bucket to a chain end.
+    let max = (0..buckets.len()).filter_map(|i| image.get(&buckets, i)).map(u32::from_le).max();
+    let mut nchains = 0u64;
+    if let Some(max) = max.filter(|&m| m >= symoffset) {
+        let mut i = u64::from(max - symoffset);
+        loop {
+            let v = read_u32(image, chains_at + i * 4)?;
+            i += 1;
+            if v & 1 != 0 || i * 4 > MAX_TABLE {
+                break;
+            }
+        }
+        nchains = i;
+    }
+    let chains = image.table(chains_at, nchains, false)?;
     Ok(GnuHash { symoffset, bloom_shift, bloom, buckets, chains })
 }
 
-fn read_verdef(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
+fn read_verdef(dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
     let mut at = addr;
     for _ in 0..num.min(65535) {
-        let vd = image.read_pod::<elf::Verdef<LE>>(at)?;
+        let vd = dy.image.read_pod::<elf::Verdef<LE>>(at)?;
         let idx = vd.vd_ndx.get(LE);
         let aux = vd.vd_aux.get(LE);
-        let va = image.read_pod::<elf::Verdaux<LE>>(at + u64::from(aux))?;
+        let va = dy.image.read_pod::<elf::Verdaux<LE>>(at + u64::from(aux))?;
         if vd.vd_flags.get(LE) & elf::VER_FLG_BASE == 0 {
             let name = va.vda_name.get(LE);
-            dy.str_at(name)?;
-            set_version(dy, idx, Version { name, file: None });
+            dy.check_str(name)?;
+            let hash = vd.vd_hash.get(LE);
+            set_version(dy, idx, Version { name, hash, len: AtomicU32::new(u32::MAX), file: None });
         }
         let next = vd.vd_next.get(LE);
         if next == 0 {
@@ -419,61 +490,79 @@ fn set_version(dy: &mut Dynamic, idx: u16, v: Version) {
     dy.versions[i] = Some(v);
 }
 
-/// The dynamic tags seen once each (`DT_NEEDED` and `DT_FLAGS` are kept apart): the standard
-/// ones in an array, the few OS-specific ones (versions, GNU hash) in a short inline list that
-/// spills to the heap only past [`HIGH_INLINE`] distinct tags.
-struct Tags {
-    low: [Option<u64>; 64],
-    high: [(u32, u64); HIGH_INLINE],
-    nhigh: usize,
-    more: Vec<(u32, u64)>,
-}
-
-/// OS-specific tags kept without allocating.
-const HIGH_INLINE: usize = 24;
-
-impl Default for Tags {
-    fn default() -> Tags {
-        Tags { low: [None; 64], high: [(0, 0); HIGH_INLINE], nhigh: 0, more: Vec::new() }
-    }
-}
+/// The dynamic tags the loader reads (`DT_NEEDED` and `DT_FLAGS` are handled apart), each
+/// kept once: a later entry of the same tag replaces an earlier one.
+#[derive(Default)]
+struct Tags([Option<u64>; 30]);
 
 impl Tags {
+    /// Where `tag` is kept, if the loader reads it.
+    fn slot(tag: u32) -> Option<usize> {
+        Some(match tag {
+            elf::DT_TEXTREL => 0,
+            elf::DT_REL => 1,
+            elf::DT_STRTAB => 2,
+            elf::DT_STRSZ => 3,
+            elf::DT_SONAME => 4,
+            elf::DT_RUNPATH => 5,
+            elf::DT_RPATH => 6,
+            elf::DT_GNU_HASH => 7,
+            elf::DT_HASH => 8,
+            elf::DT_SYMTAB => 9,
+            elf::DT_SYMENT => 10,
+            elf::DT_VERSYM => 11,
+            elf::DT_RELA => 12,
+            elf::DT_RELAENT => 13,
+            elf::DT_RELASZ => 14,
+            elf::DT_JMPREL => 15,
+            elf::DT_PLTREL => 16,
+            elf::DT_PLTRELSZ => 17,
+            DT_RELR => 18,
+            DT_RELRSZ => 19,
+            elf::DT_INIT => 20,
+            elf::DT_FINI => 21,
+            elf::DT_INIT_ARRAY => 22,
+            elf::DT_INIT_ARRAYSZ => 23,
+            elf::DT_FINI_ARRAY => 24,
+            elf::DT_FINI_ARRAYSZ => 25,
+            elf::DT_VERDEF => 26,
+            elf::DT_VERDEFNUM => 27,
+            elf::DT_VERNEED => 28,
+            elf::DT_VERNEEDNUM => 29,
+            _ => return None,
+        })
+    }
+
     fn insert(&mut self, tag: u32, val: u64) {
-        if let Some(slot) = self.low.get_mut(tag as usize) {
-            *slot = Some(val);
-            return;
-        }
-        if let Some(e) = self.high[..self.nhigh].iter_mut().chain(self.more.iter_mut()).find(|(t, _)| *t == tag) {
-            e.1 = val;
-        } else if self.nhigh < HIGH_INLINE {
-            self.high[self.nhigh] = (tag, val);
-            self.nhigh += 1;
-        } else {
-            self.more.push((tag, val));
+        if let Some(i) = Tags::slot(tag) {
+            self.0[i] = Some(val);
         }
     }
 
     fn get(&self, tag: u32) -> Option<u64> {
-        match self.low.get(tag as usize) {
-            Some(v) => *v,
-            None => self.high[..self.nhigh].iter().chain(self.more.iter()).find(|(t, _)| *t == tag).map(|&(_, v)| v),
-        }
+        let slot = Tags::slot(tag);
+        debug_assert!(slot.is_some(), "dynamic tag {tag:#x} is read but not kept");
+        self.0[slot?]
     }
 }
 
-fn read_verneed(image: &Image, dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
+fn read_verneed(dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
     let mut at = addr;
     for _ in 0..num.min(65535) {
-        let vn = image.read_pod::<elf::Verneed<LE>>(at)?;
+        let vn = dy.image.read_pod::<elf::Verneed<LE>>(at)?;
         let file = vn.vn_file.get(LE);
-        dy.str_at(file)?;
+        dy.check_str(file)?;
         let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
         for _ in 0..vn.vn_cnt.get(LE) {
-            let va = image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
+            let va = dy.image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
             let name = va.vna_name.get(LE);
-            dy.str_at(name)?;
-            set_version(dy, va.vna_other.get(LE), Version { name, file: Some(file) });
+            dy.check_str(name)?;
+            let hash = va.vna_hash.get(LE);
+            set_version(
+                dy,
+                va.vna_other.get(LE),
+                Version { name, hash, len: AtomicU32::new(u32::MAX), file: Some(file) },
+            );
             let next = va.vna_next.get(LE);
             if next == 0 {
                 break;

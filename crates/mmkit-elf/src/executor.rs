@@ -19,6 +19,7 @@ use crate::Library;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Maps `len` bytes of the source at file `offset` `MAP_PRIVATE` (plus `flags`), for segment
 /// `phdr_index`; errors name the segment, the file range and the source.
@@ -62,6 +63,8 @@ fn prot_flags(p: Protection) -> ProtFlags {
 /// only writes while the library is being relocated, before any of its code runs.
 #[derive(Debug)]
 pub(crate) struct Image {
+    /// Unique among the images of the process (ties a [`Table`] to the image it was made in).
+    id: u64,
     /// Run-time address of the reservation.
     base: usize,
     /// Bytes reserved.
@@ -71,7 +74,45 @@ pub(crate) struct Image {
     /// Link-time `[start, end)` of mapped pages with their protection (after RELRO, the RELRO
     /// pages are read-only; `writes_done` forbids further writes).
     ranges: Vec<(u64, u64, Protection)>,
+    /// Index in `ranges` of the last range an access fell in.
+    last_range: AtomicUsize,
     writes_done: bool,
+}
+
+/// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
+static NEXT_IMAGE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// `len` consecutive plain-data values (ELF structures) at a place in one [`Image`], checked
+/// once, when made by [`Image::table`], to lie in its readable pages; read in place with
+/// [`Image::get`] (and [`Image::bytes`] for strings), which check that the image is the same.
+#[derive(Debug)]
+pub(crate) struct Table<T> {
+    /// Id of the image the table lies in.
+    image: u64,
+    /// Run-time address of the first value.
+    at: usize,
+    len: usize,
+    /// Checked to lie in pages the loader never writes.
+    immutable: bool,
+    _values: PhantomData<fn() -> T>,
+}
+
+impl<T> Table<T> {
+    /// A table of no values.
+    pub(crate) const fn empty() -> Table<T> {
+        Table { image: 0, at: 0, len: 0, immutable: true, _values: PhantomData }
+    }
+
+    /// Number of values.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Table<T> {
+        Table::empty()
+    }
 }
 
 impl Image {
@@ -106,10 +147,12 @@ impl Image {
             None => (Image::reserve(plan, total, align)?, false),
         };
         let mut image = Image {
+            id: NEXT_IMAGE_ID.fetch_add(1, Ordering::Relaxed),
             base,
             len: span,
             bias: (base as u64).wrapping_sub(plan.span_vaddr),
             ranges: Vec::new(),
+            last_range: AtomicUsize::new(0),
             writes_done: false,
         };
         for (i, seg) in plan.segments.iter().enumerate() {
@@ -127,7 +170,7 @@ impl Image {
                         addr as *mut c_void,
                         seg.map_file_len as usize,
                         seg.prot,
-                        MapFlags::FIXED,
+                        if seg.prefault { MapFlags::FIXED | MapFlags::POPULATE } else { MapFlags::FIXED },
                         src,
                         offset,
                         seg.phdr_index,
@@ -251,14 +294,27 @@ impl Image {
     }
 
     /// Whether link-time `[vaddr, vaddr+len)` lies in mapped pages with the wanted access.
+    #[inline]
+    fn fits(&self, vaddr: u64, len: u64, write: bool) -> bool {
+        let Some(end) = vaddr.checked_add(len) else { return false };
+        let fits = |&(s, e, p): &(u64, u64, Protection)| {
+            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done))
+        };
+        // Accesses come in runs within one segment (a relocation table, then its targets):
+        // the range that answered last is tried first.
+        let last = self.last_range.load(Ordering::Relaxed);
+        self.ranges.get(last).is_some_and(fits) || {
+            let found = self.ranges.iter().position(fits);
+            if let Some(i) = found {
+                self.last_range.store(i, Ordering::Relaxed);
+            }
+            found.is_some()
+        }
+    }
+
+    /// [`Image::fits`], or an error naming `op` and the range.
     fn check(&self, op: &str, vaddr: u64, len: u64, write: bool) -> Result<()> {
-        let end = vaddr.checked_add(len);
-        let ok = end.is_some_and(|end| {
-            self.ranges
-                .iter()
-                .any(|&(s, e, p)| vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done)))
-        });
-        if ok {
+        if self.fits(vaddr, len, write) {
             Ok(())
         } else {
             Err(Error::new(
@@ -291,58 +347,55 @@ impl Image {
         Ok(unsafe { std::ptr::read_unaligned(self.addr(vaddr) as *const T) })
     }
 
-    /// Reads `count` consecutive plain-data values at link-time address `vaddr`, converting
-    /// each with `f` (one allocation: the result).
-    pub(crate) fn read_pods<T: object::pod::Pod, U>(
-        &self,
-        vaddr: u64,
-        count: u64,
-        f: impl FnMut(T) -> U,
-    ) -> Result<Vec<U>> {
+    /// The table of `count` plain-data values at link-time address `vaddr`, checked to lie in
+    /// readable pages, and with `immutable`, in pages the loader never writes (required of the
+    /// tables [`Image::bytes`] lends out).
+    pub(crate) fn table<T: object::pod::Pod>(&self, vaddr: u64, count: u64, immutable: bool) -> Result<Table<T>> {
         let size = std::mem::size_of::<T>() as u64;
         let len = count
             .checked_mul(size)
             .ok_or_else(|| Error::new(ErrorKind::BadDynamic, "read", "table too large").with_range(vaddr, count))?;
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(Table::empty());
         }
         self.check("read", vaddr, len, false)?;
-        let at = self.addr(vaddr) as usize;
-        Ok((0..count as usize)
-            .map(|i| {
-                // SAFETY: element i lies in the range checked above (type contract); `T` is
-                // plain data and the read is unaligned.
-                unsafe { std::ptr::read_unaligned((at + i * size as usize) as *const T) }
-            })
-            .map(f)
-            .collect())
+        if immutable && self.fits(vaddr, len, true) {
+            return Err(Error::new(
+                ErrorKind::BadDynamic,
+                "read",
+                format!("the table at {vaddr:#x} lies in a writable segment"),
+            )
+            .with_range(vaddr, len));
+        }
+        Ok(Table {
+            image: self.id,
+            at: self.addr(vaddr) as usize,
+            len: count as usize,
+            immutable,
+            _values: PhantomData,
+        })
     }
 
-    /// Calls `f` on `count` consecutive plain-data values at link-time address `vaddr`, in
-    /// place (no allocation), until it returns `false`.
-    pub(crate) fn for_each_pod<T: object::pod::Pod>(
-        &self,
-        vaddr: u64,
-        count: u64,
-        mut f: impl FnMut(T) -> bool,
-    ) -> Result<()> {
-        let size = std::mem::size_of::<T>() as u64;
-        let len = count
-            .checked_mul(size)
-            .ok_or_else(|| Error::new(ErrorKind::BadDynamic, "read", "table too large").with_range(vaddr, count))?;
-        if len == 0 {
-            return Ok(());
+    /// Value `i` of `table`; `None` past its end or if the table is not this image's.
+    #[inline]
+    pub(crate) fn get<T: object::pod::Pod>(&self, table: &Table<T>, i: usize) -> Option<T> {
+        if table.image != self.id || i >= table.len {
+            return None;
         }
-        self.check("read", vaddr, len, false)?;
-        let at = self.addr(vaddr) as usize;
-        for i in 0..count as usize {
-            // SAFETY: element i lies in the range checked above (type contract); `T` is plain
-            // data and the read is unaligned.
-            if !f(unsafe { std::ptr::read_unaligned((at + i * size as usize) as *const T) }) {
-                break;
-            }
+        // SAFETY: `Image::table` checked that `len` values at `at` lie in readable pages of this
+        // image (same id), which stay mapped while `self` lives (type contract); `T` is plain
+        // data and the read is unaligned.
+        Some(unsafe { std::ptr::read_unaligned((table.at as *const T).wrapping_add(i)) })
+    }
+
+    /// The bytes of `table` (empty if it is not this image's), borrowed from the mapping.
+    pub(crate) fn bytes<'a>(&'a self, table: &Table<u8>) -> &'a [u8] {
+        if table.image != self.id || !table.immutable {
+            return &[];
         }
-        Ok(())
+        // SAFETY: `Image::table` checked the range lies in readable pages of this image that the
+        // loader never writes (`immutable`); they stay mapped while `self` lives.
+        unsafe { std::slice::from_raw_parts(table.at as *const u8, table.len) }
     }
 
     /// Reads a little-endian u64 at link-time address `vaddr`.
@@ -353,19 +406,22 @@ impl Image {
     }
 
     /// Writes a u64 at link-time address `vaddr` (relocation); only before [`Self::protect_relro`].
+    #[inline]
     pub(crate) fn write_u64(&self, vaddr: u64, value: u64) -> Result<()> {
-        self.check("relocate", vaddr, 8, true).map_err(|e| {
-            Error::new(
-                ErrorKind::UnsupportedRelocation,
-                "relocate",
-                format!("{} (text relocations are not supported)", e.detail()),
-            )
-            .with_range(vaddr, 8)
-        })?;
+        if !self.fits(vaddr, 8, true) {
+            return Err(self.write_error(vaddr));
+        }
         // SAFETY: checked above to lie in writable pages of this image; no code of the library
         // runs yet (type contract).
         unsafe { std::ptr::write_unaligned(self.addr(vaddr) as *mut u64, value) };
         Ok(())
+    }
+
+    #[cold]
+    fn write_error(&self, vaddr: u64) -> Error {
+        let e = self.check("relocate", vaddr, 8, true).err().map(|e| e.detail().to_owned()).unwrap_or_default();
+        Error::new(ErrorKind::UnsupportedRelocation, "relocate", format!("{e} (text relocations are not supported)"))
+            .with_range(vaddr, 8)
     }
 
     /// Makes the RELRO pages read-only and forbids further writes.
@@ -528,14 +584,13 @@ impl Library {
 
 /// Relocates the image of a library being loaded (see [`crate::relocate::relocate`]).
 pub(crate) fn relocate_image(
-    image: &Image,
     dynamic: &Dynamic,
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls_module: Option<u64>,
 ) -> Result<()> {
     // SAFETY: called by `Library::load` after every segment is mapped and every dependency is
     // loaded, relocated and initialized; `Library::open`'s caller vouched for the library.
-    unsafe { crate::relocate::relocate(image, dynamic, resolve, tls_module) }
+    unsafe { crate::relocate::relocate(dynamic, resolve, tls_module) }
 }
 
 /// Runs `DT_INIT`, then `DT_INIT_ARRAY` in order.

@@ -27,7 +27,7 @@ pub const SYSTEM_DIRS: &[&str] = &[
 ];
 
 /// Bytes read at the start of a source before planning.
-const FIRST_READ: u64 = 1024;
+const FIRST_READ: usize = 1024;
 
 /// GNU hash of `__tls_get_addr` (bound to mmkit's own, never looked up).
 const TLS_GET_ADDR_HASH: u32 = symbols::gnu_hash(b"__tls_get_addr");
@@ -45,11 +45,19 @@ pub fn page_size() -> u64 {
 pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
     // One read usually covers the header and the program header table (glibc reads 832
     // bytes for the same reason); a second one follows only for unusual layouts.
-    let head = src.read_at(0, FIRST_READ.min(src.len()))?;
-    let need = plan::headers_len(&head).unwrap_or(plan::EHDR_SIZE).min(src.len());
+    let mut first = [0u8; FIRST_READ];
+    let head = &mut first[..FIRST_READ.min(src.len() as usize)];
+    src.read_exact_at(0, head)?;
+    let need = plan::headers_len(head).unwrap_or(plan::EHDR_SIZE).min(src.len());
     let need = need.min(plan::EHDR_SIZE + plan::MAX_PHNUM * plan::PHDR_SIZE + (1 << 20));
-    let bytes = if need > head.len() as u64 { src.read_at(0, need)? } else { head };
-    Plan::new(&bytes, src.len(), page_size).map_err(|e| e.with_path(src.label()))
+    let more;
+    let bytes: &[u8] = if need > head.len() as u64 {
+        more = src.read_at(0, need)?;
+        &more
+    } else {
+        head
+    };
+    Plan::new(bytes, src.len(), page_size).map_err(|e| e.with_path(src.label()))
 }
 
 /// Opens `source` and plans it for `page_size`-byte pages: what `mmkit elf plan` prints.
@@ -115,14 +123,14 @@ pub struct Mapping {
 #[derive(Debug)]
 pub struct Library {
     label: String,
-    name: String,
+    /// Where the file name starts in `label`.
+    name_at: usize,
     plan: Plan,
     dev_ino: (u64, u64),
     source_offset: u64,
     initialized: bool,
-    // Drop order matters: the image is unmapped before the dependencies are released, the TLS
-    // module is unregistered after the image is gone.
-    image: Image,
+    // Drop order matters: the image (owned by `dynamic`) is unmapped before the dependencies
+    // are released, the TLS module is unregistered after the image is gone.
     dynamic: Dynamic,
     tls: Option<TlsModule>,
     deps: Vec<Dependency>,
@@ -131,19 +139,21 @@ pub struct Library {
 impl Library {
     pub(crate) fn load(source: &Source, depth: usize) -> Result<Library> {
         let page = page_size();
-        let src = source.open(page)?;
-        let label = src.label().to_owned();
+        let mut src = source.open(page)?;
         let plan = plan_source(&src, page)?;
-        let name = match source {
-            Source::Path(p) => file_name(p),
-            Source::ZipEntry { entry, .. } => file_name(Path::new(entry)),
-            Source::Memory { name, .. } => name.clone(),
+        let label = src.label();
+        // The file name is the end of the label: after its last `/` (a file or an entry opened
+        // as one has no trailing `/`), or after `memfd:`.
+        let name_at = match source {
+            Source::Memory { .. } => label.find(':').map_or(0, |i| i + 1),
+            _ => label.rfind('/').map_or(0, |i| i + 1),
         };
-        let image = Image::load(&plan, &src, &name).map_err(|e| e.with_path(&label))?;
-        let dynamic = Dynamic::read(&image, &plan).map_err(|e| e.with_path(&label))?;
+        let image = Image::load(&plan, &src, &label[name_at..]).map_err(|e| e.with_path(label))?;
+        let label = src.take_label();
+        let dynamic = Dynamic::read(image, &plan).map_err(|e| e.with_path(&label))?;
         let tls = match &plan.tls {
             Some(t) => {
-                let init = image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
+                let init = dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
                 Some(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
                     Error::new(ErrorKind::BadDynamic, "register TLS", "bad PT_TLS size or alignment").with_path(&label)
                 })?)
@@ -154,19 +164,18 @@ impl Library {
             dev_ino: src.dev_ino(),
             source_offset: src.offset(),
             label,
-            name,
+            name_at,
             plan,
             initialized: false,
-            image,
             dynamic,
             tls,
             deps: Vec::new(),
         };
-        lib.load_dependencies(source, &src, depth)?;
+        lib.load_dependencies(source, depth)?;
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
-        let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.syms.len()];
-        let scope = external::Scope::now(lib.global_lookups());
+        let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.sym_count()];
+        let scope = external::Scope::now();
         let result = {
             let lib_ref = &lib;
             let mut resolve = |index: u32| -> Result<Target> {
@@ -179,26 +188,21 @@ impl Library {
                 }
                 Ok(t)
             };
-            crate::executor::relocate_image(&lib.image, &lib.dynamic, &mut resolve, lib.tls.as_ref().map(TlsModule::id))
+            crate::executor::relocate_image(&lib.dynamic, &mut resolve, lib.tls.as_ref().map(TlsModule::id))
         };
         result.map_err(|e| e.with_path(&lib.label))?;
-        lib.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
+        lib.dynamic.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
         lib.initialized = true;
         crate::executor::run_initializers(&lib).map_err(|e| e.with_path(&lib.label))?;
         Ok(lib)
     }
 
-    fn load_dependencies(&mut self, source: &Source, src: &OpenSource, depth: usize) -> Result<()> {
-        let needed = std::mem::take(&mut self.dynamic.needed);
-        let result = self.load_needed(&needed, source, src, depth);
-        self.dynamic.needed = needed;
-        result
-    }
-
-    fn load_needed(&mut self, needed: &[String], source: &Source, src: &OpenSource, depth: usize) -> Result<()> {
-        for name in needed {
+    fn load_dependencies(&mut self, source: &Source, depth: usize) -> Result<()> {
+        let mut deps = Vec::new();
+        for name in self.dynamic.needed() {
+            let name = name?;
             if let Some(sys) = SystemLibrary::if_loaded(name) {
-                self.deps.push(Dependency::System(sys));
+                deps.push(Dependency::System(sys));
                 continue;
             }
             if depth >= MAX_DEPTH {
@@ -209,19 +213,20 @@ impl Library {
                 )
                 .with_path(&self.label));
             }
-            let dep_source = self.find_dependency(name, source, src)?;
+            let dep_source = self.find_dependency(name, source)?;
             let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
                 let msg = format!("{e}");
                 Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg).with_path(&self.label)
             })?;
-            self.deps.push(Dependency::Mmkit(Box::new(dep)));
+            deps.push(Dependency::Mmkit(Box::new(dep)));
         }
+        self.deps = deps;
         Ok(())
     }
 
     /// Where `DT_NEEDED` `name` is: the same directory (inside the archive for an APK entry,
     /// then beside it), `RUNPATH`/`RPATH` (`$ORIGIN` expanded), `LD_LIBRARY_PATH`, system dirs.
-    fn find_dependency(&self, name: &str, source: &Source, src: &OpenSource) -> Result<Source> {
+    fn find_dependency(&self, name: &str, source: &Source) -> Result<Source> {
         if name.contains('/') {
             return Ok(Source::Path(name.into()));
         }
@@ -235,10 +240,10 @@ impl Library {
                 Err(e) => return Err(e),
             }
         }
-        let origin = src.dir().map(Path::to_path_buf);
+        let origin = source.dir().map(Path::to_path_buf);
         let mut dirs: Vec<PathBuf> = Vec::new();
         dirs.extend(origin.clone());
-        for rp in &self.dynamic.runpath {
+        for rp in self.dynamic.runpath() {
             let o = origin.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             dirs.push(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into());
         }
@@ -267,17 +272,17 @@ impl Library {
     fn own_target(&self, sym: &Sym) -> Target {
         match sym.kind() {
             elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, TlsModule::id), offset: sym.value },
-            elf::STT_GNU_IFUNC => Target::Ifunc(self.image.addr(sym.value)),
+            elf::STT_GNU_IFUNC => Target::Ifunc(self.dynamic.image.addr(sym.value)),
             _ if sym.shndx == elf::SHN_ABS => Target::Addr(sym.value),
-            _ => Target::Addr(self.image.addr(sym.value)),
+            _ => Target::Addr(self.dynamic.image.addr(sym.value)),
         }
     }
 
     /// Finds an exported definition in this library, then its dependencies (what `dlsym` on a
     /// handle does).
     pub(crate) fn find(&self, name: &str, want: Want<'_>) -> Option<Target> {
-        if let Some(i) = symbols::lookup(&self.dynamic, name, want) {
-            return Some(self.own_target(&self.dynamic.syms[i as usize]));
+        if let Some((_, sym)) = symbols::lookup(&self.dynamic, name, want) {
+            return Some(self.own_target(&sym));
         }
         let version = match want {
             Want::Exact(v) => Some(v),
@@ -294,12 +299,12 @@ impl Library {
     /// the global scope), `None` otherwise.
     fn global_lookups(&self) -> Vec<Option<u32>> {
         let dy = &self.dynamic;
-        let mut out = vec![None; dy.syms.len()];
-        for r in dy.rela.iter().chain(dy.jmprel.iter()) {
+        let mut out = vec![None; dy.sym_count()];
+        for r in dy.relocations() {
             if r.sym == 0 || !matches!(r.r_type, elf::R_X86_64_64 | elf::R_X86_64_GLOB_DAT | elf::R_X86_64_JUMP_SLOT) {
                 continue;
             }
-            let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.syms.get(r.sym as usize)) else {
+            let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.sym(r.sym)) else {
                 continue;
             };
             // The symbols `resolve` binds without asking the global scope.
@@ -310,8 +315,10 @@ impl Library {
                 continue;
             }
             *slot = dy
-                .gnu_hash_at(sym.name)
-                .filter(|&h| h != TLS_GET_ADDR_HASH || dy.bytes_at(sym.name) != Some(b"__tls_get_addr"));
+                .symbol_name(sym.name)
+                .ok()
+                .filter(|n| n.hash() != TLS_GET_ADDR_HASH || n.text() != b"__tls_get_addr")
+                .map(|n| n.hash());
         }
         out
     }
@@ -320,26 +327,24 @@ impl Library {
     /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
     fn resolve(&self, index: u32, scope: &external::Scope) -> Result<Target> {
         let dy = &self.dynamic;
-        let sym = *dy.syms.get(index as usize).ok_or_else(|| {
+        let sym = dy.sym(index).ok_or_else(|| {
             Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
         })?;
         if sym.is_defined()
-            && (sym.bind() == elf::STB_LOCAL
-                || sym.visibility() == elf::STV_PROTECTED
-                || sym.kind() == elf::STT_TLS
-                || scope.certainly_absent(index))
+            && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
         {
-            // Not interposable, or no object in the global scope defines the name.
+            // Not interposable.
             return Ok(self.own_target(&sym));
         }
-        let name = dy.sym_cname(index)?;
-        if name.to_bytes() == b"__tls_get_addr" {
+        let key = dy.symbol_name(sym.name)?;
+        if key.hash() == TLS_GET_ADDR_HASH && key.text() == b"__tls_get_addr" {
             return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
         }
         let version = dy.version_of(index).map(|(v, _)| v);
-        let cversion = version.map(|v| dy.version_cname(v));
+        let version_key = version.map(|v| dy.version_key(v));
+        let announce = || self.global_lookups();
         if sym.kind() != elf::STT_TLS {
-            if let Some(a) = scope.global_symbol(index, name, cversion) {
+            if let Some(a) = scope.global_symbol(index, key, version_key, &announce) {
                 return Ok(Target::Addr(a));
             }
         }
@@ -348,13 +353,9 @@ impl Library {
         }
         let name = dy.sym_name(index)?;
         let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
-        let cname = dy.sym_cname(index)?;
         if let Some(t) = self.deps.iter().find_map(|d| match d {
             Dependency::Mmkit(lib) => lib.find(name, want),
-            // A glibc-loaded library and its dependencies are among the objects the scope
-            // walk checked.
-            Dependency::System(_) if scope.certainly_absent(index) => None,
-            Dependency::System(sys) => sys.symbol_in(scope, cname, cversion).map(Target::Addr),
+            Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
         }) {
             return Ok(t);
         }
@@ -378,7 +379,7 @@ impl Library {
 
     /// The library's file name (`libfoo.so`).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.label[self.name_at..]
     }
 
     /// Where it was loaded from: `path`, `archive!/entry`, `memfd:name`.
@@ -393,22 +394,22 @@ impl Library {
 
     /// The load bias: run-time address minus link-time address.
     pub fn bias(&self) -> u64 {
-        self.image.bias()
+        self.dynamic.image.bias()
     }
 
     /// Run-time `(start, len)` of the whole reservation.
     pub fn span(&self) -> (u64, u64) {
-        self.image.span()
+        self.dynamic.image.span()
     }
 
     /// `DT_SONAME`, if any.
     pub fn soname(&self) -> Option<&str> {
-        self.dynamic.soname.as_deref()
+        self.dynamic.soname()
     }
 
-    /// `DT_NEEDED` names, in order.
-    pub fn needed(&self) -> &[String] {
-        &self.dynamic.needed
+    /// `DT_NEEDED` names, in order (names that are not UTF-8 are left out).
+    pub fn needed(&self) -> Vec<&str> {
+        self.dynamic.needed().filter_map(Result::ok).collect()
     }
 
     /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc had it loaded already.
@@ -416,7 +417,7 @@ impl Library {
         self.deps
             .iter()
             .map(|d| match d {
-                Dependency::Mmkit(l) => (l.name.clone(), true),
+                Dependency::Mmkit(l) => (l.name().to_owned(), true),
                 Dependency::System(s) => (s.name().to_owned(), false),
             })
             .collect()
@@ -450,7 +451,7 @@ impl Library {
     }
 
     pub(crate) fn image(&self) -> &Image {
-        &self.image
+        &self.dynamic.image
     }
 
     pub(crate) fn is_initialized(&self) -> bool {
@@ -463,7 +464,7 @@ impl Library {
         let mut out = self.expected_mappings();
         let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
         for m in &mut out {
-            m.resident_pages = self.image.resident_pages(m.start, m.len, page)?;
+            m.resident_pages = self.dynamic.image.resident_pages(m.start, m.len, page)?;
             m.present_pages = pagemap.as_ref().map_or(0, |f| present_pages(f, m.start, m.len, page));
         }
         Ok(out)
@@ -496,7 +497,7 @@ impl Library {
                     _ => (prot, kind),
                 };
                 out.push(Mapping {
-                    start: self.image.addr(s),
+                    start: self.dynamic.image.addr(s),
                     len: e - s,
                     prot,
                     kind,
@@ -618,10 +619,6 @@ fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u6
         return 0;
     }
     buf.chunks_exact(8).filter(|c| c[7] & 0x80 != 0).count() as u64
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
 }
 
 /// One line of `/proc/self/maps`.

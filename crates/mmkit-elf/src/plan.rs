@@ -84,6 +84,13 @@ pub struct SegmentPlan {
     pub bss_vaddr: u64,
     /// Anonymous pages after the file pages: length (0 if none).
     pub bss_len: u64,
+    /// Every file page of this writable segment is one the loader writes before the library
+    /// runs: RELRO pages (the data the linker put there is what relocations write) and the
+    /// page whose tail it zeroes. Such a segment is mapped prefaulted (`MAP_POPULATE`): each
+    /// page is copied once in the `mmap` call rather than by a read fault (the loader reads
+    /// `PT_DYNAMIC` there) and then a copy-on-write fault. The pages are the ones `dlopen`
+    /// copies too, so no memory is spent that demand paging would save.
+    pub prefault: bool,
 }
 
 impl SegmentPlan {
@@ -420,11 +427,20 @@ impl Plan {
                 zero_len,
                 bss_vaddr,
                 bss_len,
+                prefault: false,
             });
         }
-        let (Some(first), Some(last)) = (plan.segments.first(), plan.segments.last()) else {
+        if plan.segments.is_empty() {
             return Err(plan_err(ErrorKind::NoLoadSegments, "no PT_LOAD segment".into()));
-        };
+        }
+        for seg in plan.segments.iter_mut().filter(|s| s.prot.write && s.map_file_len > 0) {
+            let file_end = seg.map_vaddr + seg.map_file_len;
+            // Pages before the zeroed one must all be RELRO.
+            let relro_needed_to = if seg.zero_len > 0 { file_end - page } else { file_end };
+            seg.prefault = relro_needed_to <= seg.map_vaddr
+                || plan.relro.is_some_and(|(rs, rl)| rs <= seg.map_vaddr && rs.saturating_add(rl) >= relro_needed_to);
+        }
+        let (first, last) = (&plan.segments[0], &plan.segments[plan.segments.len() - 1]);
         plan.span_vaddr = first.map_vaddr;
         plan.span_len = last.map_end() - first.map_vaddr;
         if plan.span_len == 0 {

@@ -35,9 +35,20 @@ pub enum Source {
 impl Source {
     /// Parses `path` or `archive.apk!/entry/in/zip`.
     pub fn parse(s: &str) -> Source {
-        match s.split_once("!/") {
-            Some((archive, entry)) => Source::ZipEntry { archive: archive.into(), entry: entry.to_owned() },
+        // A byte scan: `split_once("!/")` sets up a substring searcher, costly on a hot path.
+        match s.as_bytes().windows(2).position(|w| w == b"!/") {
+            Some(i) => Source::ZipEntry { archive: s[..i].into(), entry: s[i + 2..].to_owned() },
             None => Source::Path(s.into()),
+        }
+    }
+
+    /// The directory `DT_NEEDED` libraries are searched in first: the file's or the archive's
+    /// directory (none for memory).
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Source::Path(p) => p.parent(),
+            Source::ZipEntry { archive, .. } => archive.parent(),
+            Source::Memory { .. } => None,
         }
     }
 
@@ -72,14 +83,7 @@ impl Source {
             Source::Path(path) => {
                 let file = File::open(path).map_err(|e| Error::from_std_io("open", &e).with_path(&label))?;
                 let (len, dev_ino) = file_len(&file, &label)?;
-                Ok(OpenSource {
-                    fd: file.into(),
-                    offset: 0,
-                    len,
-                    dev_ino,
-                    label,
-                    dir: path.parent().map(Path::to_path_buf),
-                })
+                Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label })
             }
             Source::ZipEntry { archive, entry } => open_zip_entry(archive, entry, page_size),
             Source::Memory { name, bytes } => {
@@ -104,14 +108,7 @@ impl Source {
                 )
                 .map_err(|e| err("fcntl(F_ADD_SEALS)", e))?;
                 let st = rustix::fs::fstat(&fd).map_err(|e| err("fstat", e))?;
-                Ok(OpenSource {
-                    fd,
-                    offset: 0,
-                    len: bytes.len() as u64,
-                    dev_ino: (st.st_dev, st.st_ino),
-                    label,
-                    dir: None,
-                })
+                Ok(OpenSource { fd, offset: 0, len: bytes.len() as u64, dev_ino: (st.st_dev, st.st_ino), label })
             }
         }
     }
@@ -151,7 +148,6 @@ pub struct OpenSource {
     /// `(st_dev, st_ino)`, from the one `fstat` made when opening.
     dev_ino: (u64, u64),
     label: String,
-    dir: Option<PathBuf>,
 }
 
 impl OpenSource {
@@ -180,20 +176,31 @@ impl OpenSource {
         &self.label
     }
 
-    /// The directory `DT_NEEDED` libraries are searched in first (the file's or archive's
-    /// directory; none for memory).
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
+    /// Takes the label out (the source keeps an empty one).
+    pub(crate) fn take_label(&mut self) -> String {
+        std::mem::take(&mut self.label)
     }
 
     /// Reads `len` bytes at `offset` inside the image (bounds-checked against the image).
     pub fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let end = offset.checked_add(len).filter(|&e| e <= self.len).ok_or_else(|| {
-            Error::new(ErrorKind::Truncated, "read", format!("image is {:#x} bytes", self.len))
-                .with_range(offset, len)
-                .with_path(&self.label)
-        })?;
-        let mut buf = vec![0u8; (end - offset) as usize];
+        let len = usize::try_from(len).map_err(|_| self.outside(offset, len))?;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn outside(&self, offset: u64, len: u64) -> Error {
+        Error::new(ErrorKind::Truncated, "read", format!("image is {:#x} bytes", self.len))
+            .with_range(offset, len)
+            .with_path(&self.label)
+    }
+
+    /// Fills `buf` from `offset` inside the image (bounds-checked against the image).
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len() as u64;
+        if !offset.checked_add(len).is_some_and(|e| e <= self.len) {
+            return Err(self.outside(offset, len));
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let at = self.offset + offset + done as u64;
@@ -206,7 +213,7 @@ impl OpenSource {
             }
             done += n;
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// `(st_dev, st_ino)` of the file, to recognize it in `/proc/self/maps`.
@@ -273,12 +280,5 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         )
         .with_range(data_start, size));
     }
-    Ok(OpenSource {
-        fd: file.into(),
-        offset: data_start,
-        len: size,
-        dev_ino,
-        label,
-        dir: archive.parent().map(Path::to_path_buf),
-    })
+    Ok(OpenSource { fd: file.into(), offset: data_start, len: size, dev_ino, label })
 }

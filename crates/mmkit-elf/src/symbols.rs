@@ -62,27 +62,30 @@ fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> 
     }
 }
 
-/// Finds the definition of `name` in the library's own table; returns the symbol index.
-pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<u32> {
+/// Finds the definition of `name` in the library's own table; returns the symbol index and
+/// the symbol.
+pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<(u32, Sym)> {
     let bytes = name.as_bytes();
+    let image = &dy.image;
     if let Some(gh) = &dy.gnu_hash {
         let h = gnu_hash(bytes);
         let words = gh.bloom.len() as u32;
-        let word = gh.bloom[((h / 64) % words) as usize];
+        let word = u64::from_le(image.get(&gh.bloom, ((h / 64) % words.max(1)) as usize)?);
         let mask = (1u64 << (h % 64)) | (1u64 << ((h >> (gh.bloom_shift % 32)) % 64));
         if word & mask != mask {
             return None;
         }
-        let mut i = *gh.buckets.get((h % gh.buckets.len().max(1) as u32) as usize)?;
+        let nbuckets = gh.buckets.len().max(1) as u32;
+        let mut i = u32::from_le(image.get(&gh.buckets, (h % nbuckets) as usize)?);
         if i == 0 || i < gh.symoffset {
             return None;
         }
         loop {
-            let chain = *gh.chains.get((i - gh.symoffset) as usize)?;
+            let chain = u32::from_le(image.get(&gh.chains, (i - gh.symoffset) as usize)?);
             if chain | 1 == h | 1 {
-                let sym = dy.syms.get(i as usize)?;
-                if matches(dy, i, sym, bytes, want) {
-                    return Some(i);
+                let sym = dy.sym(i)?;
+                if matches(dy, i, &sym, bytes, want) {
+                    return Some((i, sym));
                 }
             }
             if chain & 1 != 0 {
@@ -92,18 +95,19 @@ pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<u32> {
         }
     }
     if let Some(sh) = &dy.sysv_hash {
-        if sh.buckets.is_empty() {
+        let nbuckets = sh.buckets.len() as u32;
+        if nbuckets == 0 {
             return None;
         }
         let h = sysv_hash(bytes);
-        let mut i = sh.buckets[(h % sh.buckets.len() as u32) as usize];
+        let mut i = u32::from_le(image.get(&sh.buckets, (h % nbuckets) as usize)?);
         let mut steps = 0;
         while i != 0 && steps <= sh.chains.len() {
-            let sym = dy.syms.get(i as usize)?;
-            if matches(dy, i, sym, bytes, want) {
-                return Some(i);
+            let sym = dy.sym(i)?;
+            if matches(dy, i, &sym, bytes, want) {
+                return Some((i, sym));
             }
-            i = *sh.chains.get(i as usize)?;
+            i = u32::from_le(image.get(&sh.chains, i as usize)?);
             steps += 1;
         }
         return None;

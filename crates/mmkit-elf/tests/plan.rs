@@ -132,6 +132,39 @@ fn a_segment_without_file_data_is_all_bss() {
     assert_eq!((s.map_file_len, s.zero_len, s.bss_vaddr, s.bss_len), (0, 0, 0x3000, 0x3000));
 }
 
+/// A writable segment is prefaulted only when the loader writes every one of its file pages:
+/// RELRO pages and the page whose tail it zeroes.
+#[test]
+fn prefault_only_when_the_loader_writes_every_file_page() {
+    let relro =
+        |vaddr, memsz| Ph { p_type: 0x6474_e552, flags: R, offset: vaddr, vaddr, filesz: memsz, memsz, align: 1 };
+    let text = Ph::load(R | X, 0, 0, 0x1000, 0x1000, 0x1000);
+    // RELRO page + the zeroed page (data ends mid-page, .bss follows): prefaulted.
+    let elf = synth_elf(&[text, Ph::load(R | W, 0x1d90, 0x1d90, 0x1100, 0x1200, 0x1000), relro(0x1d90, 0x270)], 0x3000);
+    let plan = Plan::new(&elf, elf.len() as u64, 0x1000).unwrap();
+    assert!(!plan.segments[0].prefault, "read-only segments are never prefaulted");
+    let s = &plan.segments[1];
+    assert_eq!((s.map_vaddr, s.map_file_len), (0x1000, 0x2000));
+    assert!(s.zero_len > 0 && s.prefault, "{s:?}");
+    // A plain .data page between RELRO and the zeroed page: demand-paged.
+    let elf = synth_elf(&[text, Ph::load(R | W, 0x1d90, 0x1d90, 0x2100, 0x2200, 0x1000), relro(0x1d90, 0x270)], 0x4000);
+    let plan = Plan::new(&elf, elf.len() as u64, 0x1000).unwrap();
+    assert!(!plan.segments[1].prefault, "{:?}", plan.segments[1]);
+    // No RELRO and no .bss: nothing says the loader writes it.
+    let elf = synth_elf(&[text, Ph::load(R | W, 0x1d90, 0x1d90, 0x100, 0x100, 0x1000)], 0x2000);
+    let plan = Plan::new(&elf, elf.len() as u64, 0x1000).unwrap();
+    assert!(!plan.segments[1].prefault);
+    // Only the zeroed page, no RELRO: prefaulted.
+    let elf = synth_elf(&[text, Ph::load(R | W, 0x1d90, 0x1d90, 0x100, 0x300, 0x1000)], 0x2000);
+    let plan = Plan::new(&elf, elf.len() as u64, 0x1000).unwrap();
+    assert!(plan.segments[1].prefault);
+    // RELRO covering the whole segment (-z now layouts without .data): prefaulted.
+    let elf =
+        synth_elf(&[text, Ph::load(R | W, 0x1000, 0x1000, 0x2000, 0x2000, 0x1000), relro(0x1000, 0x2000)], 0x3000);
+    let plan = Plan::new(&elf, elf.len() as u64, 0x1000).unwrap();
+    assert!(plan.segments[1].prefault);
+}
+
 /// Each check has its own error kind.
 #[test]
 fn every_check_has_its_own_error() {

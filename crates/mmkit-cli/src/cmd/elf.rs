@@ -130,13 +130,14 @@ pub fn render_plan(label: &str, offset: u64, len: u64, plan: &Plan) -> String {
         let prot = s.prot.rwx();
         if s.map_file_len > 0 {
             out.push_str(&format!(
-                "  seg {:>2}: {:#010x}-{:#010x} {prot}p  file [{:#x}, +{:#x}) in {} pages  (MAP_FIXED|MAP_PRIVATE)\n",
+                "  seg {:>2}: {:#010x}-{:#010x} {prot}p  file [{:#x}, +{:#x}) in {} pages  (MAP_FIXED|MAP_PRIVATE{})\n",
                 s.phdr_index,
                 s.map_vaddr,
                 s.map_vaddr + s.map_file_len,
                 offset + s.map_offset,
                 s.map_file_len,
-                s.map_file_len / page
+                s.map_file_len / page,
+                if s.prefault { "|MAP_POPULATE: the loader writes every page" } else { "" }
             ));
         }
         if s.zero_len > 0 {

@@ -1,6 +1,8 @@
 //! Symbols and libraries of the process that glibc loaded: `dlopen(RTLD_NOLOAD)`, `dlsym`,
 //! `dlvsym`, `dlclose`.
 
+use crate::symbols;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -39,12 +41,9 @@ impl SystemLibrary {
             Some(v) => Some(CString::new(v).ok()?),
             None => None,
         };
-        lookup(generation(), self.handle as *mut c_void, &name, None, version.as_deref())
-    }
-
-    /// [`SystemLibrary::symbol`] during a relocation pass that took a [`Scope`] snapshot.
-    pub(crate) fn symbol_in(&self, scope: &Scope, name: &CStr, version: Option<&CStr>) -> Option<u64> {
-        scope.lookup(self.handle as *mut c_void, name, None, version)
+        let name = Name::new(name.as_bytes_with_nul(), symbols::gnu_hash(name.as_bytes()));
+        let version = version.as_ref().map(|v| Name::new(v.as_bytes_with_nul(), symbols::sysv_hash(v.as_bytes())));
+        lookup(generation(), self.handle as *mut c_void, name, version)
     }
 }
 
@@ -60,85 +59,127 @@ impl Drop for SystemLibrary {
 /// initialized before, IFUNC resolvers and initializers run after), so one generation check
 /// serves every symbol of the pass.
 ///
-/// The snapshot also records which of the pass's symbol names some glibc-loaded object may
-/// define: one `dl_iterate_phdr` walk tests every name against every object's GNU hash table
-/// (bloom filter, then the hash chain), as glibc's `do_lookup_x` does. Every object glibc has
-/// loaded is walked, a superset of its global scope, and a hash match counts as "may define";
-/// so a name no object may define is certainly not in `RTLD_DEFAULT` and needs no `dlsym`,
-/// while the others still go to glibc (which applies scope order, versions and IFUNCs).
-#[derive(Debug, Clone)]
+/// Lookups are answered from the cache of the generation first (a snapshot of it is probed
+/// without the lock). Only on a miss does the pass walk the loaded objects, once, to learn
+/// which of its symbol names some glibc-loaded object may define: one `dl_iterate_phdr` walk
+/// tests every name against every object's GNU hash table (bloom filter, then the hash chain),
+/// as glibc's `do_lookup_x` does. Every object glibc has loaded is walked, a superset of its
+/// global scope, and a hash match counts as "may define"; so a name no object may define is
+/// certainly not in `RTLD_DEFAULT` and needs no `dlsym` (the answer is cached too), while the
+/// others still go to glibc (which applies scope order, versions and IFUNCs).
+#[derive(Debug)]
 pub(crate) struct Scope {
     generation: Option<(u64, u64)>,
-    /// Per symbol index: `false` only when no loaded object defines the name.
-    maybe: Vec<bool>,
-    /// The GNU hashes the pass announced (see [`Scope::now`]), reused as cache keys.
-    hashes: Vec<Option<u32>>,
+    /// Per symbol index: `false` only when no loaded object defines the name; computed by the
+    /// first lookup that needs it.
+    maybe: OnceCell<Vec<bool>>,
     /// The lookup cache of this generation as the pass began: probed without the lock.
     snapshot: Option<Arc<Generation>>,
 }
 
 impl Scope {
-    /// Takes the snapshot. `hashes[i]` is the GNU hash of symbol `i`'s name when the pass will
-    /// look symbol `i` up in the global scope, `None` otherwise.
-    pub(crate) fn now(hashes: Vec<Option<u32>>) -> Scope {
-        // Symbols that were not announced are looked up in glibc as before.
-        let maybe = hashes.iter().map(Option::is_none).collect();
-        let pending = hashes.iter().enumerate().filter_map(|(i, h)| Some((i, (*h)?))).collect();
-        let mut walk =
-            Walk { pending, maybe, generation: None, first: true, tables: Some(Vec::new()), all: false, cached: false };
-        // The callback only reads what glibc passes for the duration of the call (the program
-        // headers and, through them, the mapped dynamic section and GNU hash table of an object
-        // glibc keeps loaded while it holds its load lock, or the tables recorded for the same
-        // generation of loaded objects), and writes `walk`.
-        // SAFETY: as above; `walk` outlives the call.
-        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk).cast()) };
-        if let (false, Some(g)) = (walk.cached, walk.generation) {
-            *TABLES.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, walk.tables.take()));
-        }
-        if walk.all {
-            walk.maybe.fill(true);
-        }
-        let (generation, maybe) = (walk.generation, walk.maybe);
+    /// Takes the snapshot: glibc's generation and the lookup cache of that generation.
+    pub(crate) fn now() -> Scope {
+        let generation = generation();
         let snapshot = generation.and_then(|g| {
             let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
             cache.as_ref().filter(|c| c.0 == g).cloned()
         });
-        Scope { generation, maybe, hashes, snapshot }
+        Scope { generation, maybe: OnceCell::new(), snapshot }
     }
 
     /// Whether no glibc-loaded object defines symbol `index`'s name (so the global scope
-    /// certainly does not), as the walk found it.
-    pub(crate) fn certainly_absent(&self, index: u32) -> bool {
-        !self.maybe.get(index as usize).copied().unwrap_or(true)
+    /// certainly does not). The first call walks the loaded objects with the names `announce`
+    /// gives: per symbol index, the GNU hash of its name when the pass looks it up in the
+    /// global scope, `None` otherwise (those count as "maybe").
+    pub(crate) fn certainly_absent(&self, index: u32, announce: &dyn Fn() -> Vec<Option<u32>>) -> bool {
+        let maybe = self.maybe.get_or_init(|| {
+            let (generation, maybe) = walk(announce());
+            if generation.is_some() && generation == self.generation {
+                maybe
+            } else {
+                Vec::new() // glibc's objects changed since the snapshot: everything is "maybe"
+            }
+        });
+        !maybe.get(index as usize).copied().unwrap_or(true)
     }
 
-    /// Looks symbol `index` (`name`) up in the process's global scope (`RTLD_DEFAULT`), with
-    /// the version the library asked for so that glibc picks the right implementation (and
-    /// resolves its IFUNCs).
-    pub(crate) fn global_symbol(&self, index: u32, name: &CStr, version: Option<&CStr>) -> Option<u64> {
-        if self.certainly_absent(index) {
-            return None;
-        }
-        let hash = self.hashes.get(index as usize).copied().flatten();
-        self.lookup(libc::RTLD_DEFAULT, name, hash, version)
+    /// Looks symbol `index` (`name`) up in the process's global scope (`RTLD_DEFAULT`), with the
+    /// version the library asked for so that glibc picks the right implementation (and
+    /// resolves its IFUNCs). `announce` is as for [`Scope::certainly_absent`].
+    pub(crate) fn global_symbol(
+        &self,
+        index: u32,
+        name: Name<'_>,
+        version: Option<Name<'_>>,
+        announce: &dyn Fn() -> Vec<Option<u32>>,
+    ) -> Option<u64> {
+        self.symbol(libc::RTLD_DEFAULT, index, name, version, announce)
     }
 
-    /// [`lookup`] in the snapshot's generation: a hit in the snapshot takes no lock (the
-    /// snapshot is immutable; new entries go to the shared cache, copied on write).
-    fn lookup(&self, handle: *mut c_void, name: &CStr, name_hash: Option<u32>, version: Option<&CStr>) -> Option<u64> {
+    /// [`Scope::global_symbol`] in one glibc-loaded library (and its dependencies).
+    pub(crate) fn symbol_in(
+        &self,
+        library: &SystemLibrary,
+        index: u32,
+        name: Name<'_>,
+        version: Option<Name<'_>>,
+        announce: &dyn Fn() -> Vec<Option<u32>>,
+    ) -> Option<u64> {
+        self.symbol(library.handle as *mut c_void, index, name, version, announce)
+    }
+
+    /// The cached answer, else none if no loaded object may define the name (cached too), else
+    /// `dlsym`/`dlvsym` on `handle` (cached).
+    fn symbol(
+        &self,
+        handle: *mut c_void,
+        index: u32,
+        name: Name<'_>,
+        version: Option<Name<'_>>,
+        announce: &dyn Fn() -> Vec<Option<u32>>,
+    ) -> Option<u64> {
+        let key = key_hash(handle as usize, name, version);
         if let (Some(snap), Some(g)) = (&self.snapshot, self.generation) {
-            if snap.0 == g {
-                let hash = key_hash(handle as usize, name, name_hash, version);
-                if let Some(hit) = probe(&snap.1, hash, handle, name, version) {
-                    return hit.found;
-                }
+            // The snapshot is immutable: a hit takes no lock.
+            if let Some(hit) = probe(&snap.1, key, handle, name, version).filter(|_| snap.0 == g) {
+                return hit.found;
             }
         }
-        lookup(self.generation, handle, name, name_hash, version)
+        if self.certainly_absent(index, announce) {
+            if let Some(g) = self.generation {
+                remember(g, key, handle, name, version, None);
+            }
+            return None;
+        }
+        lookup(self.generation, handle, name, version)
     }
 }
 
-/// State of the [`Scope::now`] walk.
+/// Walks glibc's loaded objects (or the tables recorded for the same generation) and returns
+/// the generation and, per symbol index, whether some object may define the name whose GNU
+/// hash is `hashes[i]` (`true` for indices without a hash).
+fn walk(hashes: Vec<Option<u32>>) -> (Option<(u64, u64)>, Vec<bool>) {
+    let maybe = hashes.iter().map(Option::is_none).collect();
+    let pending = hashes.iter().enumerate().filter_map(|(i, h)| Some((i, (*h)?))).collect();
+    let mut walk =
+        Walk { pending, maybe, generation: None, first: true, tables: Some(Vec::new()), all: false, cached: false };
+    // The callback only reads what glibc passes for the duration of the call (the program
+    // headers and, through them, the mapped dynamic section and GNU hash table of an object
+    // glibc keeps loaded while it holds its load lock, or the tables recorded for the same
+    // generation of loaded objects), and writes `walk`.
+    // SAFETY: as above; `walk` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk).cast()) };
+    if let (false, Some(g)) = (walk.cached, walk.generation) {
+        *TABLES.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, walk.tables.take()));
+    }
+    if walk.all {
+        walk.maybe.fill(true);
+    }
+    (walk.generation, walk.maybe)
+}
+
+/// State of a [`walk`].
 struct Walk {
     /// `(symbol index, GNU hash)` of the names no object walked so far may define.
     pending: Vec<(usize, u32)>,
@@ -382,9 +423,19 @@ static CACHE: Mutex<Option<Arc<Generation>>> = Mutex::new(None);
 #[derive(Debug, Clone)]
 struct Entry {
     handle: usize,
-    name: Box<CStr>,
-    version: Option<Box<CStr>>,
+    /// The name, with its NUL.
+    name: Box<[u8]>,
+    /// The version, with its NUL.
+    version: Option<Box<[u8]>>,
     found: Option<u64>,
+}
+
+impl Entry {
+    fn is(&self, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
+        self.handle == handle as usize
+            && *self.name == *name.bytes
+            && self.version.as_deref() == version.map(|v| v.bytes)
+    }
 }
 
 /// The cached lookups of one generation, bucketed by [`key_hash`] (no allocation to probe).
@@ -408,32 +459,59 @@ impl Hasher for PreHashed {
     }
 }
 
-/// GNU hash of the name (`name_hash` when the caller has it) and the version, mixed with the
-/// handle.
-fn key_hash(handle: usize, name: &CStr, name_hash: Option<u32>, version: Option<&CStr>) -> u64 {
-    let h = |b: &[u8]| b.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)));
-    let v = version.map_or(0, |v| h(v.to_bytes()));
-    let n = name_hash.unwrap_or_else(|| h(name.to_bytes()));
-    (u64::from(n) | u64::from(v) << 32) ^ (handle as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+/// A symbol or version name as lookups take it: its bytes with the terminating NUL (and no
+/// other), and a hash of it (the GNU hash for symbol names, the ELF hash for versions, as
+/// `DT_VERNEED`/`DT_VERDEF` record them). Equal names must come with equal hashes for the
+/// cache to find them; the bytes decide.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Name<'a> {
+    bytes: &'a [u8],
+    hash: u32,
+}
+
+impl<'a> Name<'a> {
+    /// `bytes` ends with its only NUL.
+    pub(crate) fn new(bytes: &'a [u8], hash: u32) -> Name<'a> {
+        Name { bytes, hash }
+    }
+
+    /// The hash it came with.
+    pub(crate) fn hash(&self) -> u32 {
+        self.hash
+    }
+
+    /// The name without its NUL.
+    pub(crate) fn text(&self) -> &'a [u8] {
+        &self.bytes[..self.bytes.len().saturating_sub(1)]
+    }
+
+    /// As a C string, for `dlsym`.
+    fn cstr(&self) -> Option<&'a CStr> {
+        CStr::from_bytes_with_nul(self.bytes).ok()
+    }
+}
+
+/// The name's and the version's hashes, mixed with the handle.
+fn key_hash(handle: usize, name: Name<'_>, version: Option<Name<'_>>) -> u64 {
+    let v = version.map_or(0, |v| v.hash);
+    (u64::from(name.hash) | u64::from(v) << 32) ^ (handle as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 fn lookup(
     generation: Option<(u64, u64)>,
     handle: *mut c_void,
-    name: &CStr,
-    name_hash: Option<u32>,
-    version: Option<&CStr>,
+    name: Name<'_>,
+    version: Option<Name<'_>>,
 ) -> Option<u64> {
     let Some(generation) = generation else {
         return lookup_uncached(handle, name, version);
     };
-    let hash = key_hash(handle as usize, name, name_hash, version);
-    let same = |e: &Entry| e.handle == handle as usize && *e.name == *name && e.version.as_deref() == version;
+    let key = key_hash(handle as usize, name, version);
     {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         match cache.as_ref() {
             Some(c) if c.0 == generation => {
-                if let Some(hit) = probe(&c.1, hash, handle, name, version) {
+                if let Some(hit) = probe(&c.1, key, handle, name, version) {
                     return hit.found;
                 }
             }
@@ -443,37 +521,54 @@ fn lookup(
     // The lock is not held across dlsym: glibc takes its own lock there, and a library
     // constructor running under that lock may load a library with mmkit.
     let found = lookup_uncached(handle, name, version);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = cache.as_mut() {
-        if c.0 == generation && probe(&c.1, hash, handle, name, version).is_none() {
-            // Copies the map if a pass's snapshot still shares it (only on misses).
-            let map = &mut Arc::make_mut(c).1;
-            let bucket = map.entry(hash).or_default();
-            if !bucket.iter().any(same) {
-                bucket.push(Entry {
-                    handle: handle as usize,
-                    name: name.into(),
-                    version: version.map(Into::into),
-                    found,
-                });
-            }
-        }
-    }
+    remember(generation, key, handle, name, version, found);
     found
+}
+
+/// Caches `found` for `(handle, name, version)` (key hash `key`) in `generation`, unless the
+/// cache already has the entry.
+fn remember(
+    generation: (u64, u64),
+    key: u64,
+    handle: *mut c_void,
+    name: Name<'_>,
+    version: Option<Name<'_>>,
+    found: Option<u64>,
+) {
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = match cache.as_mut() {
+        Some(c) if c.0 == generation => c,
+        // No cache yet, or one of another generation (its answers no longer hold).
+        _ => cache.insert(Arc::new((generation, HashMap::default()))),
+    };
+    if probe(&cache.1, key, handle, name, version).is_none() {
+        // Copies the map if a pass's snapshot still shares it (only on misses).
+        Arc::make_mut(cache).1.entry(key).or_default().push(Entry {
+            handle: handle as usize,
+            name: name.bytes.into(),
+            version: version.map(|v| v.bytes.into()),
+            found,
+        });
+    }
 }
 
 /// The entry for `(handle, name, version)` in `map`, if cached.
 fn probe<'m>(
     map: &'m HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>,
-    hash: u64,
+    key: u64,
     handle: *mut c_void,
-    name: &CStr,
-    version: Option<&CStr>,
+    name: Name<'_>,
+    version: Option<Name<'_>>,
 ) -> Option<&'m Entry> {
-    map.get(&hash)?.iter().find(|e| e.handle == handle as usize && *e.name == *name && e.version.as_deref() == version)
+    map.get(&key)?.iter().find(|e| e.is(handle, name, version))
 }
 
-fn lookup_uncached(handle: *mut c_void, name: &CStr, version: Option<&CStr>) -> Option<u64> {
+fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> Option<u64> {
+    let name = name.cstr()?;
+    let version = match version {
+        Some(v) => Some(v.cstr()?),
+        None => None,
+    };
     let p = match version {
         // SAFETY: handle is RTLD_DEFAULT or a live dlopen handle; strings are NUL-terminated.
         Some(v) => unsafe { libc::dlvsym(handle, name.as_ptr(), v.as_ptr()) },

@@ -10,7 +10,7 @@ pub(crate) mod tls;
 
 use crate::dynamic::{Dynamic, Rela};
 use crate::error::{Error, ErrorKind, Result};
-use crate::executor::Image;
+use crate::executor::{Image, Table};
 use object::elf;
 
 /// What a symbol reference resolved to.
@@ -62,10 +62,10 @@ fn unsupported(dy: &Dynamic, r: &Rela, why: &str) -> Error {
 }
 
 /// Applies `DT_RELR`: packed relative relocations (`-z pack-relative-relocs`).
-fn apply_relr(image: &Image, relr: &[u64]) -> Result<()> {
+fn apply_relr(image: &Image, relr: &Table<u64>) -> Result<()> {
     let bias = image.bias();
     let mut next = 0u64;
-    for &entry in relr {
+    for entry in (0..relr.len()).map_while(|i| image.get(relr, i)).map(u64::from_le) {
         if entry & 1 == 0 {
             image.write_u64(entry, image.read_u64(entry)?.wrapping_add(bias))?;
             next = entry.wrapping_add(8);
@@ -105,17 +105,18 @@ pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
 /// IFUNC resolvers of the library (and resolved IFUNC symbols of its dependencies) are called:
 /// the image must be fully mapped and its dependencies relocated.
 pub(crate) unsafe fn relocate(
-    image: &Image,
     dy: &Dynamic,
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls_module: Option<u64>,
 ) -> Result<()> {
+    let image = &dy.image;
     apply_relr(image, &dy.relr)?;
     let bias = image.bias();
     // IRELATIVE and IFUNC-bound references run resolver code: do them last, when every other
     // relocation (the data a resolver may read) is in place.
     let mut deferred: Vec<(u64, u64, i64)> = Vec::new();
-    for r in dy.rela.iter().chain(dy.jmprel.iter()) {
+    for r in dy.relocations() {
+        let r = &r;
         match r.r_type {
             elf::R_X86_64_NONE => {}
             elf::R_X86_64_RELATIVE => {
