@@ -27,7 +27,7 @@ fn cycle(which: &str, path: &str, a: &str, b: &str) -> u64 {
     }
 }
 
-fn cpu_times() -> (Duration, Duration) {
+fn cpu_times() -> (Duration, Duration, u64) {
     // SAFETY: getrusage only writes the zeroed struct it is given.
     let u = unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
@@ -35,12 +35,12 @@ fn cpu_times() -> (Duration, Duration) {
         u
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(u.ru_utime), tv(u.ru_stime))
+    (tv(u.ru_utime), tv(u.ru_stime), u.ru_minflt as u64)
 }
 
-/// `(wall, user, system)` per cycle over `n` cycles.
-fn round(which: &str, path: &str, a: &str, b: &str, n: u32) -> [f64; 3] {
-    let (u0, s0) = cpu_times();
+/// `(wall, user, system, page faults)` per cycle over `n` cycles.
+fn round(which: &str, path: &str, a: &str, b: &str, n: u32) -> [f64; 4] {
+    let (u0, s0, f0) = cpu_times();
     let t = Instant::now();
     let mut acc = 0u64;
     for _ in 0..n {
@@ -48,9 +48,9 @@ fn round(which: &str, path: &str, a: &str, b: &str, n: u32) -> [f64; 3] {
     }
     std::hint::black_box(acc);
     let wall = t.elapsed();
-    let (u1, s1) = cpu_times();
+    let (u1, s1, f1) = cpu_times();
     let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
-    [us(wall), us(u1 - u0), us(s1 - s0)]
+    [us(wall), us(u1 - u0), us(s1 - s0), (f1 - f0) as f64 / f64::from(n)]
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -70,20 +70,23 @@ fn main() {
     for l in loaders {
         round(l, path, a, b, n / 10 + 1); // warm-up
     }
-    let mut results: Vec<Vec<[f64; 3]>> = vec![Vec::new(); loaders.len()];
+    let mut results: Vec<Vec<[f64; 4]>> = vec![Vec::new(); loaders.len()];
     for r in 0..rounds {
         // Alternate which loader goes first.
         for k in 0..loaders.len() {
             let i = (k + r) % loaders.len();
             let t = round(loaders[i], path, a, b, n);
-            println!("{} {path}: {:.2} µs per cycle (user {:.2}, system {:.2})", loaders[i], t[0], t[1], t[2]);
+            println!(
+                "{} {path}: {:.2} µs per cycle (user {:.2}, system {:.2}; {:.2} page faults)",
+                loaders[i], t[0], t[1], t[2], t[3]
+            );
             results[i].push(t);
         }
     }
     let mut medians = Vec::new();
     for (l, res) in loaders.iter().zip(&results) {
-        let m: Vec<f64> = (0..3).map(|k| median(&mut res.iter().map(|t| t[k]).collect::<Vec<_>>())).collect();
-        println!("median {l}: {:.2} µs (user {:.2}, system {:.2})", m[0], m[1], m[2]);
+        let m: Vec<f64> = (0..4).map(|k| median(&mut res.iter().map(|t| t[k]).collect::<Vec<_>>())).collect();
+        println!("median {l}: {:.2} µs (user {:.2}, system {:.2}; {:.2} page faults)", m[0], m[1], m[2], m[3]);
         medians.push(m);
     }
     if medians.len() == 2 {
