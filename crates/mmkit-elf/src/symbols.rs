@@ -91,7 +91,7 @@ pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<(u32, S
             if chain & 1 != 0 {
                 return None;
             }
-            i += 1;
+            i = i.checked_add(1)?;
         }
     }
     if let Some(sh) = &dy.sysv_hash {
