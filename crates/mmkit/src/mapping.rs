@@ -476,9 +476,31 @@ impl Mapping {
     }
 
     /// The whole pages holding `range`: `(address, length)`; length 0 for an empty range.
+    /// The unit the kernel applies range operations in: the huge page size of a hugetlb-backed
+    /// mapping (its areas cannot be split inside a huge page, and `MADV_DONTNEED` would quietly
+    /// skip a partial one), the base page otherwise (a transparent huge page is split as needed).
+    fn op_page_size(&self) -> usize {
+        match (self.pages.requested, &self.pages.fallback) {
+            (HugePages::Hugetlb(_), None) => self.pages.page_size,
+            _ => sys::page_size(),
+        }
+    }
+
+    /// `range` widened to whole [`op_page_size`](Self::op_page_size) pages: `(offset, len, start
+    /// pointer, span)`.
     fn pages_of(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize, *mut u8, usize)> {
+        self.pages_of_in(op, range, self.op_page_size())
+    }
+
+    /// `range` widened to whole pages of `page` bytes.
+    fn pages_of_in(
+        &self,
+        op: &'static str,
+        range: impl RangeBounds<usize>,
+        page: usize,
+    ) -> Result<(usize, usize, *mut u8, usize)> {
         let (off, len) = self.check_range(op, range)?;
-        let page = sys::page_size() as u64;
+        let page = page as u64;
         // Cannot overflow: `delta + off + len <= map_len`, which fits in usize.
         let (start, span) = page_span((self.delta + off) as u64, len as u64, page).expect("range inside mapping");
         // SAFETY: `start + span <= map_len` because the range is inside the mapping and the
@@ -532,10 +554,43 @@ impl Mapping {
     /// # Safety
     /// No live reference (`&[u8]` from a face) may rely on the range's current contents, and
     /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later.
+    ///
+    /// On a hugetlb mapping the range must cover whole huge pages (or run to an end of the
+    /// mapping): widening it would change a whole huge page for a few bytes asked for, and the
+    /// kernel would quietly skip a partial one.
     pub unsafe fn advise_unchecked(&self, range: impl RangeBounds<usize>, advice: UncheckedAdvice) -> Result<()> {
         let (value, name) = advice.raw();
+        if self.op_page_size() != sys::page_size() {
+            let (off, len) = self.check_range("madvise", (range.start_bound().cloned(), range.end_bound().cloned()))?;
+            self.require_whole_pages(
+                format!("madvise({name})"),
+                "on a hugetlb mapping this advice applies to whole huge pages",
+                off,
+                len,
+            )?;
+        }
         // SAFETY: forwarded contract.
         unsafe { self.madvise(range, value, name) }
+    }
+
+    /// Checks that `[off, off + len)` starts and ends on an [`op_page_size`](Self::op_page_size)
+    /// boundary of the kernel region, or at the first or last byte of the mapping.
+    fn require_whole_pages(
+        &self,
+        op: impl Into<std::borrow::Cow<'static, str>>,
+        why: &str,
+        off: usize,
+        len: usize,
+    ) -> Result<()> {
+        let page = self.op_page_size();
+        let (start, end) = (self.delta + off, self.delta + off + len);
+        if (start % page != 0 && off != 0) || (end % page != 0 && off + len != self.len) {
+            return Err(Error::new(op, ErrorKind::Unaligned)
+                .with_opt_path(self.path.as_deref())
+                .with_range(off as u64, len as u64)
+                .with_detail(format!("{why}: the range must start and end on a page boundary (page size {page:#x})")));
+        }
+        Ok(())
     }
 
     /// Drops the pages of `range` (`MADV_DONTNEED`): anonymous and private pages read back as
@@ -556,19 +611,9 @@ impl Mapping {
     /// into a range made `PROT_NONE` would fault on use).
     pub unsafe fn protect(&mut self, range: impl RangeBounds<usize>, prot: Protection) -> Result<()> {
         let (off, len) = self.check_range("mprotect", range)?;
-        let page = sys::page_size();
+        let page = self.op_page_size();
+        self.require_whole_pages("mprotect", "protection changes whole pages", off, len)?;
         let start = self.delta + off;
-        let end = start + len;
-        let at_start = off == 0;
-        let at_end = off + len == self.len;
-        if (start % page != 0 && !at_start) || (end % page != 0 && !at_end) {
-            return Err(Error::new("mprotect", ErrorKind::Unaligned)
-                .with_opt_path(self.path.as_deref())
-                .with_range(off as u64, len as u64)
-                .with_detail(format!(
-                    "protection changes whole pages: the range must start and end on a page boundary (page size {page:#x})"
-                )));
-        }
         if len == 0 {
             return Ok(());
         }
@@ -629,7 +674,8 @@ impl Mapping {
     /// ```
     pub fn residency(&self, range: impl RangeBounds<usize>) -> Result<Residency> {
         let page = sys::page_size();
-        let (off, len, ptr, span) = self.pages_of("mincore", range)?;
+        // mincore reports base pages, hugetlb ones included.
+        let (off, len, ptr, span) = self.pages_of_in("mincore", range, page)?;
         let mut vec = vec![0u8; span / page];
         if span > 0 {
             // SAFETY: `ptr` is page-aligned, the range is inside our mapping, and `vec` has one

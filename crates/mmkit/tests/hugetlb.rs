@@ -1,0 +1,134 @@
+//! hugetlb pages against the kernel: the success path, which needs a pool of reserved huge
+//! pages. This machine's pool is empty and tests do not change sysctls on the host, so these
+//! tests are `#[ignore]`d here and run by `vmtest/run`, whose VM reserves a pool
+//! (`vm.nr_hugepages`) before running every test binary with `--include-ignored`. The fallback
+//! path (empty pool) is tested on the host in `anon.rs` and `mapping_ops.rs`.
+
+#[path = "support/fork.rs"]
+mod fork;
+
+use fork::in_child;
+use mmkit::anon::Purged;
+use mmkit::{page_size, Advice, ErrorKind, HugePages, MapOptions, Protection};
+
+/// A counter of `/proc/meminfo` (`HugePages_Free`, `Hugepagesize` in KiB, ...).
+fn meminfo(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+}
+
+/// The default huge page size in bytes, and the free pages of the pool, which must hold at
+/// least `need` pages for the test to mean anything.
+fn pool(need: u64) -> (usize, u64) {
+    let size = meminfo("Hugepagesize") as usize * 1024;
+    let free = meminfo("HugePages_Free");
+    assert!(
+        free >= need,
+        "the hugetlb pool has {free} free pages, the test needs {need}: reserve some (vm.nr_hugepages)"
+    );
+    (size, free)
+}
+
+/// The smaps entry of the area starting at `start`.
+fn smaps_at(start: usize) -> mmkit::inspect::SmapsEntry {
+    mmkit::inspect::smaps(std::process::id())
+        .unwrap()
+        .into_iter()
+        .find(|a| a.area.start == start as u64)
+        .unwrap_or_else(|| panic!("no smaps area at {start:#x}"))
+}
+
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn huge_pages_back_the_mapping_and_return_to_the_pool() {
+    let (huge, free) = pool(2);
+    // 1.5 huge pages asked for: the kernel maps two, the mapping still reports what was asked.
+    let len = huge + huge / 2;
+    let mut map = MapOptions::new().len(len).huge_pages(HugePages::Hugetlb(None)).map_anon().unwrap();
+    let out = map.page_outcome().clone();
+    assert_eq!(out.fallback, None, "{out:?}");
+    assert_eq!(out.page_size, huge);
+    assert_eq!(map.len(), len);
+    let (start, kernel_len) = map.mapping().kernel_region();
+    assert_eq!((start % huge, kernel_len), (0, 2 * huge));
+    // Reserved at mmap, allocated at first touch.
+    assert_eq!(map.residency(..).unwrap().resident_pages(), 0);
+    map[0] = 1;
+    map[len - 1] = 2;
+    assert_eq!(meminfo("HugePages_Free"), free - 2);
+    let area = smaps_at(start);
+    assert_eq!(area.stats.kernel_page_size, huge as u64 / 1024, "{area:?}");
+    assert_eq!(area.stats.private_hugetlb, 2 * huge as u64 / 1024, "{area:?}");
+    assert_eq!(area.stats.anonymous, 0, "hugetlb pages are not counted as anonymous base pages");
+    let r = map.residency(..).unwrap();
+    assert_eq!(r.resident_pages(), r.pages(), "every base page of both huge pages is resident");
+    assert_eq!((map[0], map[len - 1]), (1, 2));
+    drop(map);
+    assert_eq!(meminfo("HugePages_Free"), free, "unmapping returned both pages to the pool");
+}
+
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn shared_huge_pages_are_visible_across_fork() {
+    let (huge, _) = pool(1);
+    let mut map = MapOptions::new().len(huge).huge_pages(HugePages::Hugetlb(None)).map_anon_shared().unwrap();
+    assert_eq!(map.page_outcome().page_size, huge);
+    map[huge - 1] = 5;
+    let p = map.as_mut_ptr();
+    // SAFETY: the shared huge page is inherited by the child; plain byte accesses.
+    let seen = in_child(|| unsafe {
+        let seen = p.add(huge - 1).read();
+        p.write(9);
+        seen
+    });
+    assert_eq!(seen, Ok(5), "the child sees the parent's write");
+    assert_eq!(map[0], 9, "the child's write reaches the parent through the shared huge page");
+    let area = smaps_at(map.mapping().kernel_region().0);
+    assert_eq!(area.stats.shared_hugetlb + area.stats.private_hugetlb, huge as u64 / 1024, "{area:?}");
+}
+
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn an_exhausted_pool_falls_back_to_base_pages_with_the_reason() {
+    let (huge, free) = pool(1);
+    let len = (free as usize + 1) * huge;
+    let mut map = MapOptions::new().len(len).huge_pages(HugePages::Hugetlb(None)).map_anon().unwrap();
+    let out = map.page_outcome().clone();
+    assert_eq!(out.page_size, page_size(), "{out:?}");
+    let why = out.fallback.expect("a fallback reason");
+    assert!(why.contains("ENOMEM") && why.contains(&format!("pool: {free} free")), "{why}");
+    map[len - 1] = 1;
+    assert_eq!(meminfo("HugePages_Free"), free, "the fallback took nothing from the pool");
+}
+
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn operations_on_part_of_a_huge_page_are_refused_naming_the_range() {
+    let (huge, _) = pool(1);
+    let mut map = MapOptions::new().len(huge).huge_pages(HugePages::Hugetlb(None)).map_anon().unwrap();
+    assert_eq!(map.page_outcome().page_size, huge);
+    map[0] = 1;
+    // The kernel works in whole huge pages (and would quietly skip a partial one for
+    // MADV_DONTNEED): a base-page range is refused before the call, naming range and page size.
+    let err = map.purge(0..page_size()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+    assert_eq!(err.range(), Some((0, page_size() as u64)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("MADV_DONTNEED") && msg.contains(&format!("{huge:#x}")), "{msg}");
+    assert_eq!(map[0], 1, "the refused purge changed nothing");
+    // SAFETY: no reference into the map is alive across the (refused) protection change.
+    let err = unsafe { map.mapping_mut().protect(0..page_size(), Protection::READ) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+    // Harmless advice widens to whole huge pages, as it widens to whole base pages elsewhere.
+    map.advise(0..page_size(), Advice::WillNeed).unwrap();
+    // Whole huge pages work.
+    assert_eq!(map.purge(..).unwrap(), Purged::DontNeed);
+    assert_eq!(map[0], 0, "DONTNEED on a private huge page gives back zeros");
+    // Huge mappings cannot move or grow with mremap here.
+    let err = map.mapping_mut().resize(2 * huge, true).unwrap_err();
+    assert!(err.to_string().contains("hugetlb"), "{err}");
+}
