@@ -18,7 +18,10 @@ use std::ptr::NonNull;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
 use crate::page::{align_up, page_span};
-use crate::residency::Residency;
+use crate::residency::{PageBitmap, Residency};
+
+/// Pages per `mincore` call of [`Mapping::residency`] (its byte-per-page buffer is this long).
+const RESIDENCY_WINDOW_PAGES: usize = 1 << 16;
 use crate::sys;
 
 /// What page size a mapping really got, and why it fell back when it did not get what was asked.
@@ -676,13 +679,22 @@ impl Mapping {
         let page = sys::page_size();
         // mincore reports base pages, hugetlb ones included.
         let (off, len, ptr, span) = self.pages_of_in("mincore", range, page)?;
-        let mut vec = vec![0u8; span / page];
-        if span > 0 {
-            // SAFETY: `ptr` is page-aligned, the range is inside our mapping, and `vec` has one
-            // byte per page.
-            unsafe { sys::mincore(ptr, span, &mut vec) }.map_err(|e| self.range_error("mincore", e, off, len))?;
+        // The kernel's answer (a byte per page) is taken a window at a time into the packed
+        // bitmap: a 64 GiB reservation costs a 2 MiB bitmap, not a 16 MiB vector.
+        let pages = span / page;
+        let mut bitmap = PageBitmap::new(pages as u64);
+        let mut vec = vec![0u8; pages.min(RESIDENCY_WINDOW_PAGES)];
+        let mut done = 0;
+        while done < pages {
+            let n = (pages - done).min(RESIDENCY_WINDOW_PAGES);
+            // SAFETY: `ptr + done pages` is page-aligned and the `n` pages lie inside our mapping
+            // (`span` covers them); `vec` has at least one byte per page.
+            unsafe { sys::mincore(ptr.add(done * page), n * page, &mut vec[..n]) }
+                .map_err(|e| self.range_error("mincore", e, off, len))?;
+            bitmap.fill_from_mincore(done as u64, &vec[..n]);
+            done += n;
         }
-        Ok(Residency::from_mincore(page as u64, len as u64, &vec))
+        Ok(Residency::from_bitmap(page as u64, len as u64, bitmap))
     }
 
     /// Faults in the pages of `range` (`MADV_POPULATE_READ`, or `_WRITE` when `write`), so later

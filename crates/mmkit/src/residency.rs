@@ -120,6 +120,7 @@ impl Residency {
     }
 
     /// A residency from one `mincore` vector covering all the pages of `len` bytes.
+    #[cfg(test)]
     pub(crate) fn from_mincore(page_size: u64, len: u64, vec: &[u8]) -> Self {
         let mut bitmap = PageBitmap::new(vec.len() as u64);
         let resident = bitmap.fill_from_mincore(0, vec);

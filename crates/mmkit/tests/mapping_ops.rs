@@ -221,6 +221,30 @@ fn anon_residency_follows_touches() {
 }
 
 #[test]
+fn residency_of_a_mapping_spanning_several_mincore_windows() {
+    // Mapping::residency asks the kernel 65,536 pages at a time: the pages touched here sit in
+    // the first, second and last window, and at the window boundary.
+    let p = page();
+    let pages = 2 * 65_536 + 10;
+    let mut map = MapOptions::new().len(pages * p).no_reserve(true).map_anon().unwrap();
+    map.advise(.., Advice::NoHugePage).unwrap();
+    let touched = [0, 65_535, 65_536, 70_000, pages - 1];
+    for &t in &touched {
+        map[t * p] = 1;
+    }
+    let r = map.residency(..).unwrap();
+    assert_eq!((r.pages(), r.resident_pages()), (pages as u64, touched.len() as u64));
+    for &t in &touched {
+        assert!(r.is_resident(t as u64), "page {t}");
+    }
+    assert!(!r.is_resident(65_537) && !r.is_resident(pages as u64 - 2));
+    // A sub-range starting inside the second window counts from its own first page.
+    let r = map.residency(65_536 * p..).unwrap();
+    assert_eq!(r.resident_pages(), 3);
+    assert!(r.is_resident(0) && r.is_resident(70_000 - 65_536));
+}
+
+#[test]
 fn populate_options_make_anon_residency_full() {
     let n = 16;
     for populate in [Populate::MapPopulate, Populate::Read, Populate::Write] {
