@@ -12,18 +12,25 @@ use mmkit::{page_size, ErrorKind};
 /// Spawns `shm_peer` (a separate binary: no inherited descriptors or mappings), sends it `shm`
 /// over a Unix socket and returns what it printed.
 fn run_peer(shm: &SharedMemory, mode: &str) -> String {
+    run_peer_with(shm, &[mode], || {})
+}
+
+/// [`run_peer`] with more arguments, running `meanwhile` after the memfd is sent and before
+/// the peer's output is read (the two processes work at the same time).
+fn run_peer_with(shm: &SharedMemory, args: &[&str], meanwhile: impl FnOnce()) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sock");
     let listener = UnixListener::bind(&path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shm_peer"))
         .arg(&path)
-        .arg(mode)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (sock, _) = listener.accept().unwrap();
     shm.send(&sock).unwrap();
+    meanwhile();
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     let mut err = String::new();
@@ -193,6 +200,44 @@ fn ring_buffer_keeps_bytes_in_order_across_wraps() {
     assert_eq!(tx.push(&vec![0u8; 2 * cap]), cap - queued); // fills up to capacity, no more
     assert_eq!(rx.readable().len(), cap);
     assert!(tx.writable().is_empty());
+}
+
+/// Stream byte `i` of the cross-process ring test (the peer checks the same function).
+fn ring_byte(i: u64) -> u8 {
+    (i.wrapping_mul(7) % 251) as u8
+}
+
+#[test]
+fn ring_buffer_carries_a_stream_to_another_process() {
+    let (mut tx, rx) = RingBuffer::create("mmkit-test-ring", page_size()).unwrap();
+    drop(rx); // the consumer lives in the peer
+    let cap = tx.capacity();
+    let total = 64 * cap as u64;
+    let shm = tx.shared_memory().try_clone().unwrap();
+    let out = run_peer_with(&shm, &["ring", &total.to_string()], || {
+        let (mut at, mut rng) = (0u64, 99u64);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while at < total {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let want = 1 + (rng >> 33) as usize % cap;
+            let w = tx.writable();
+            let n = w.len().min(want).min((total - at) as usize);
+            if n == 0 {
+                assert!(std::time::Instant::now() < deadline, "the peer stopped reading at {at} bytes");
+                std::thread::yield_now();
+                continue;
+            }
+            for (k, b) in w[..n].iter_mut().enumerate() {
+                *b = ring_byte(at + k as u64);
+            }
+            tx.commit(n);
+            at += n as u64;
+        }
+    });
+    assert_eq!(field(&out, "bytes"), total.to_string(), "{out}");
+    assert_eq!(field(&out, "first_bad"), "none", "{out}");
+    // The consumer's progress came back through the shared header: the ring is empty again.
+    assert_eq!(tx.writable().len(), cap, "{out}");
 }
 
 #[test]

@@ -7,11 +7,20 @@
 //!
 //! `shm_peer <socket-path> write`: receives a memfd and tries to write to it through a
 //! descriptor write and a writable map, printing `write_errno=<n> map_errno=<n>`.
+//!
+//! `shm_peer <socket-path> ring <bytes>`: receives a ring buffer's memfd, attaches as its
+//! consumer and reads `<bytes>` bytes as the producer commits them, checking that byte `i` is
+//! `ring_byte(i)`; prints `bytes=<n> reads=<reads> first_bad=<index or none>`.
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mmkit::shm::SharedMemory;
+use mmkit::shm::{RingConsumer, SharedMemory};
+
+/// The byte a ring test writes at stream position `i` (period 251, prime to page sizes).
+fn ring_byte(i: u64) -> u8 {
+    (i.wrapping_mul(7) % 251) as u8
+}
 
 fn main() {
     if let Err(e) = run() {
@@ -55,6 +64,35 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => e.errno().unwrap_or(-1),
             };
             println!("write_errno={write_errno} map_errno={map_errno}");
+        }
+        "ring" => {
+            let total: u64 = args.next().ok_or("ring needs a byte count")?.parse()?;
+            // SAFETY: the test attaches exactly one consumer (this one) to a ring whose
+            // producer is an mmkit RingProducer.
+            let mut rx = unsafe { RingConsumer::attach(shm)? };
+            let (mut at, mut reads, mut first_bad) = (0u64, 0u64, None);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while at < total {
+                let r = rx.readable();
+                if r.is_empty() {
+                    if std::time::Instant::now() > deadline {
+                        return Err(format!("stalled after {at} of {total} bytes").into());
+                    }
+                    std::thread::yield_now();
+                    continue;
+                }
+                let n = r.len().min((total - at) as usize);
+                for (k, &b) in r[..n].iter().enumerate() {
+                    if first_bad.is_none() && b != ring_byte(at + k as u64) {
+                        first_bad = Some(at + k as u64);
+                    }
+                }
+                rx.consume(n);
+                at += n as u64;
+                reads += 1;
+            }
+            let bad = first_bad.map_or("none".to_owned(), |i| i.to_string());
+            println!("bytes={at} reads={reads} first_bad={bad}");
         }
         other => return Err(format!("unknown mode {other:?}").into()),
     }
