@@ -65,3 +65,10 @@ pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
 pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};
 pub use source::{OpenSource, Source};
+
+// A loaded library can be shared by threads (its lookups take `&self`; the process-wide
+// lookup cache is behind a mutex): checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Library>();
+};

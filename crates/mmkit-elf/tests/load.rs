@@ -424,6 +424,31 @@ fn many_libraries_load_and_unload() {
 }
 
 #[test]
+fn threads_load_look_up_and_call_at_once() {
+    // Loads in parallel (the process-wide lookup cache, the scope walk and glibc's generation
+    // counters are shared) and one library shared by every thread.
+    let path = lib("basic.c", "fxbasic");
+    let shared = open(path.as_path());
+    let expect_add = call(&shared, "fx_add", &[20, 22]);
+    std::thread::scope(|s| {
+        for t in 0..4i64 {
+            let (path, shared) = (&path, &shared);
+            s.spawn(move || {
+                for i in 0..25 {
+                    let own = open(path.as_path());
+                    assert_eq!(call(&own, "fx_bump", &[i]), 10 + i, "thread {t}");
+                    assert_eq!(call(shared, "fx_add", &[20, 22]), expect_add);
+                    assert_eq!(call(shared, "fx_mul", &[t, 3]), t * 3);
+                    let counter = own.address_of("fx_counter").unwrap();
+                    assert!(counter >= own.span().0 && counter < own.span().0 + own.span().1);
+                }
+            });
+        }
+    });
+    shared.verify().unwrap();
+}
+
+#[test]
 fn symbol_versions_bind_like_glibc() {
     for (variant, flags) in VARIANTS {
         let map = format!("-Wl,--version-script={}", fixture_src("ver.map").display());
