@@ -167,6 +167,9 @@ fn smaps_types_named_anonymous_deleted_files_and_counts_rss() {
     let pages = 64;
     let len = pages * mmkit::page_size();
     let mut named = mmkit::MapOptions::new().len(len).name("mmkit test pool").map_anon().unwrap();
+    // An area of its own: without a name (kernels lacking CONFIG_ANON_VMA_NAME) it could merge
+    // with another test thread's anonymous memory; MADV_DONTDUMP sets a flag the others lack.
+    named.advise(.., mmkit::Advice::DontDump).unwrap();
     named.fill(7);
     let d = disk_dir();
     let path = d.path().join("gone soon (x).bin");
