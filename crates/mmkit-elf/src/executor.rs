@@ -443,6 +443,50 @@ impl Image {
         Ok(())
     }
 
+    /// Registers the library's unwind tables with the process's unwinder (libgcc's
+    /// `__register_frame`, which `_Unwind_*` consult before `dl_iterate_phdr`, where an
+    /// mmkit-loaded library does not appear): C++ exceptions and backtraces then unwind through
+    /// its frames. `hdr` is the link-time `.eh_frame_hdr` (`PT_GNU_EH_FRAME`), whose
+    /// `eh_frame_ptr` gives `.eh_frame`. Returns the run-time `.eh_frame` address registered,
+    /// for [`Image::deregister_unwind_info`]; `None` when the header is not one this reads
+    /// (then unwinding stops at the library, as before).
+    pub(crate) fn register_unwind_info(&self, hdr: u64, len: u64) -> Option<u64> {
+        let version = self.read_pod::<u8>(hdr).ok()?;
+        let enc = self.read_pod::<u8>(hdr + 1).ok()?;
+        if version != 1 || len < 8 {
+            return None;
+        }
+        let field = hdr + 4;
+        let value = match enc & 0x0f {
+            0x00 | 0x04 | 0x0c => self.read_pod::<u64>(field).ok()?, // 8 bytes
+            0x03 => u64::from(self.read_pod::<u32>(field).ok()?),
+            0x0b => self.read_pod::<u32>(field).ok()? as i32 as i64 as u64, // sign-extended
+            _ => return None,
+        };
+        let eh_frame = match enc & 0x70 {
+            0x00 => value,                     // absolute (link-time)
+            0x10 => field.wrapping_add(value), // pc-relative
+            0x30 => hdr.wrapping_add(value),   // relative to .eh_frame_hdr
+            _ => return None,
+        };
+        // The terminating zero-length entry at least must be readable.
+        if !self.fits(eh_frame, 4, false) {
+            return None;
+        }
+        let at = self.addr(eh_frame);
+        // SAFETY: `at` is the start of the library's `.eh_frame` in readable pages of this image,
+        // which stays mapped until `deregister_unwind_info` runs (Library's drop order); libgcc
+        // reads the entries up to the zero terminator the linker puts at the end.
+        unsafe { __register_frame(at as *const c_void) };
+        Some(at)
+    }
+
+    /// Undoes [`Image::register_unwind_info`] (before the image is unmapped).
+    pub(crate) fn deregister_unwind_info(&self, eh_frame: u64) {
+        // SAFETY: `eh_frame` is exactly what `register_unwind_info` registered, once.
+        unsafe { __deregister_frame(eh_frame as *const c_void) };
+    }
+
     /// Resident pages of run-time `[addr, addr+len)` (inside the image), via `mincore`.
     pub(crate) fn resident_pages(&self, addr: u64, len: u64, page: u64) -> Result<u64> {
         let base = self.base as u64;
@@ -496,6 +540,12 @@ impl Drop for Image {
         // finalizers, and Symbols borrow the Library so none outlive it.
         let _ = unsafe { rustix::mm::munmap(self.base as *mut c_void, self.len) };
     }
+}
+
+extern "C" {
+    /// libgcc's unwinder (`libgcc_s`, linked by Rust's standard library on glibc targets).
+    fn __register_frame(begin: *const c_void);
+    fn __deregister_frame(begin: *const c_void);
 }
 
 fn errno() -> i32 {

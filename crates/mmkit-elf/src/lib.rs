@@ -44,8 +44,11 @@
 //! ```
 //!
 //! # Not (yet) supported
-//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr`, so C++ exceptions and
-//! backtraces cannot unwind through them; lazy binding; `TLSDESC`/initial-exec TLS; copy
+//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and `dladdr`. The unwind tables
+//! of those that link the unwinder or a C++ runtime (libgcc_s, libstdc++, libc++, libunwind)
+//! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
+//! backtraces taken there, unwind through their frames; a plain C library's frames stop an
+//! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS; copy
 //! relocations; libraries that need each other (each `Library` loads its own copy of the
 //! `DT_NEEDED` libraries glibc has not already loaded).
 #![deny(missing_docs)]

@@ -129,6 +129,8 @@ pub struct Library {
     dev_ino: (u64, u64),
     source_offset: u64,
     initialized: bool,
+    /// The `.eh_frame` registered with the unwinder, deregistered on drop.
+    unwind: Option<u64>,
     // Drop order matters: the image (owned by `dynamic`) is unmapped before the dependencies
     // are released, the TLS module is unregistered after the image is gone.
     dynamic: Dynamic,
@@ -167,6 +169,7 @@ impl Library {
             name_at,
             plan,
             initialized: false,
+            unwind: None,
             dynamic,
             tls,
             deps: Vec::new(),
@@ -192,6 +195,10 @@ impl Library {
         };
         result.map_err(|e| e.with_path(&lib.label))?;
         lib.dynamic.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
+        // Before the initializers: a C++ constructor may throw and catch inside the library.
+        if lib.uses_the_unwinder() {
+            lib.unwind = lib.plan.eh_frame_hdr.and_then(|(hdr, len)| lib.dynamic.image.register_unwind_info(hdr, len));
+        }
         lib.initialized = true;
         crate::executor::run_initializers(&lib).map_err(|e| e.with_path(&lib.label))?;
         Ok(lib)
@@ -266,6 +273,21 @@ impl Library {
             ),
         )
         .with_path(&self.label))
+    }
+
+    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
+    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack, whose
+    /// unwind tables the loader registers (a fault and a libgcc lock a load that other
+    /// libraries are spared).
+    fn uses_the_unwinder(&self) -> bool {
+        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
+        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
+    }
+
+    /// Whether the library's unwind tables are registered with the process's unwinder (see
+    /// the crate docs): C++ exceptions and backtraces then unwind through its frames.
+    pub fn unwind_tables_registered(&self) -> bool {
+        self.unwind.is_some()
     }
 
     /// What this library's own definition `sym` binds to.
@@ -606,6 +628,9 @@ impl Drop for Library {
     fn drop(&mut self) {
         if self.initialized {
             crate::executor::run_finalizers(self);
+        }
+        if let Some(eh_frame) = self.unwind.take() {
+            self.dynamic.image.deregister_unwind_info(eh_frame);
         }
     }
 }

@@ -135,6 +135,9 @@ pub struct Plan {
     pub tls: Option<TlsPlan>,
     /// `PT_GNU_STACK` asks for an executable stack.
     pub exec_stack: bool,
+    /// `PT_GNU_EH_FRAME` (`.eh_frame_hdr`): `(vaddr, size)`. The loader registers the unwind
+    /// tables it points to, so unwinders find the library's frames.
+    pub eh_frame_hdr: Option<(u64, u64)>,
     /// `e_entry`.
     pub entry: u64,
     /// `e_phoff` and `e_phnum`.
@@ -285,6 +288,7 @@ impl Plan {
             dynamic: None,
             tls: None,
             exec_stack: false,
+            eh_frame_hdr: None,
             entry: hdr.e_entry.get(LE),
             phdrs: (phoff, phnum),
         };
@@ -331,6 +335,10 @@ impl Plan {
                 }
                 elf::PT_GNU_STACK => {
                     plan.exec_stack = flags & elf::PF_X != 0;
+                    continue;
+                }
+                elf::PT_GNU_EH_FRAME => {
+                    plan.eh_frame_hdr = Some((vaddr, memsz));
                     continue;
                 }
                 _ => continue,
@@ -465,6 +473,14 @@ impl Plan {
                 return Err(plan_err(
                     ErrorKind::BadProgramHeaders,
                     format!("PT_DYNAMIC {start:#x}+{len:#x} lies outside the PT_LOAD segments"),
+                ));
+            }
+        }
+        if let Some((start, len)) = plan.eh_frame_hdr {
+            if !inside(start, len) {
+                return Err(plan_err(
+                    ErrorKind::BadProgramHeaders,
+                    format!("PT_GNU_EH_FRAME {start:#x}+{len:#x} lies outside the PT_LOAD segments"),
                 ));
             }
         }

@@ -449,6 +449,30 @@ fn threads_load_look_up_and_call_at_once() {
 }
 
 #[test]
+fn the_unwinder_walks_through_the_library_like_through_dlopens_copy() {
+    // _Unwind_Backtrace from inside the library counts frames: without the library's unwind
+    // tables it stops at the library's first frame; glibc's copy is found by dl_iterate_phdr,
+    // mmkit's through the tables the loader registered.
+    let path = build("unwind", "unwind.c", "fxunwind", &["-fno-optimize-sibling-calls"]);
+    let oracle = Dl::open(&path);
+    let theirs = oracle.call("fx_unwind_frames", &[]);
+    let ours = open(path.as_path());
+    assert!(ours.unwind_tables_registered(), "it links libgcc_s: {:?}", ours.needed());
+    let frames = call(&ours, "fx_unwind_frames", &[]);
+    assert!(theirs > 3, "glibc's copy: {theirs} frames");
+    // Past the library's three frames and into the Rust test's own: within a frame or two of
+    // what glibc's copy sees (the two are called through different helpers).
+    assert!(frames > 3 && frames.abs_diff(theirs) <= 2, "mmkit's copy: {frames} frames, glibc's: {theirs}");
+    // Unloading deregisters the tables (libgcc aborts on an unknown one), and loading again
+    // registers them afresh.
+    drop(ours);
+    let again = open(path.as_path());
+    assert_eq!(call(&again, "fx_unwind_frames", &[]), frames);
+    // A plain C library (no unwinder, no C++ runtime) is spared the registration.
+    assert!(!open(lib("basic.c", "fxbasic").as_path()).unwind_tables_registered());
+}
+
+#[test]
 fn symbol_versions_bind_like_glibc() {
     for (variant, flags) in VARIANTS {
         let map = format!("-Wl,--version-script={}", fixture_src("ver.map").display());

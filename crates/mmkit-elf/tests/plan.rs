@@ -132,6 +132,18 @@ fn a_segment_without_file_data_is_all_bss() {
     assert_eq!((s.map_file_len, s.zero_len, s.bss_vaddr, s.bss_len), (0, 0, 0x3000, 0x3000));
 }
 
+#[test]
+fn eh_frame_header_is_planned_and_must_lie_in_a_segment() {
+    let eh = |vaddr, memsz| Ph { p_type: 0x6474_e550, flags: R, offset: vaddr, vaddr, filesz: memsz, memsz, align: 4 };
+    let text = Ph::load(R | X, 0, 0, 0x1000, 0x1000, 0x1000);
+    let elf = synth_elf(&[text, eh(0x800, 0x40)], 0x1000);
+    assert_eq!(Plan::new(&elf, 0x1000, 0x1000).unwrap().eh_frame_hdr, Some((0x800, 0x40)));
+    let elf = synth_elf(&[text, eh(0x5000, 0x40)], 0x1000);
+    let err = Plan::new(&elf, 0x1000, 0x1000).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadProgramHeaders, "{err}");
+    assert!(err.to_string().contains("PT_GNU_EH_FRAME"), "{err}");
+}
+
 /// A writable segment is prefaulted only when the loader writes every one of its file pages:
 /// RELRO pages and the page whose tail it zeroes.
 #[test]
