@@ -131,9 +131,11 @@ pub(crate) struct Dynamic {
     jmprel: Table<elf::Rela64<LE>>,
     pub relr: Table<u64>,
     pub init: Option<u64>,
-    pub init_array: Option<(u64, u64)>,
+    /// `DT_INIT_ARRAY`, checked to lie in the image (entries are relocated run-time addresses).
+    pub init_array: Table<u64>,
     pub fini: Option<u64>,
-    pub fini_array: Option<(u64, u64)>,
+    /// `DT_FINI_ARRAY`, checked the same way.
+    pub fini_array: Table<u64>,
 }
 
 impl Dynamic {
@@ -355,6 +357,21 @@ impl Dynamic {
             }
             None => Table::empty(),
         };
+        // Checked here, once: a bad size is an error at load, not a walk of an absurd count later.
+        let array = |tag: u32, size_tag: u32| -> Result<Table<u64>> {
+            match get(tag) {
+                Some(addr) => {
+                    let size = get(size_tag).unwrap_or(0);
+                    if size > MAX_TABLE {
+                        return Err(bad(format!("array size {size:#x} (tag {tag:#x})")));
+                    }
+                    image.table(addr, size / 8, false)
+                }
+                None => Ok(Table::empty()),
+            }
+        };
+        let init_array = array(elf::DT_INIT_ARRAY, elf::DT_INIT_ARRAYSZ)?;
+        let fini_array = array(elf::DT_FINI_ARRAY, elf::DT_FINI_ARRAYSZ)?;
         let mut dy = Dynamic {
             needed,
             soname,
@@ -370,8 +387,8 @@ impl Dynamic {
             relr,
             init: get(elf::DT_INIT),
             fini: get(elf::DT_FINI),
-            init_array: get(elf::DT_INIT_ARRAY).map(|a| (a, get(elf::DT_INIT_ARRAYSZ).unwrap_or(0) / 8)),
-            fini_array: get(elf::DT_FINI_ARRAY).map(|a| (a, get(elf::DT_FINI_ARRAYSZ).unwrap_or(0) / 8)),
+            init_array,
+            fini_array,
             image,
         };
         for &off in &dy.needed {

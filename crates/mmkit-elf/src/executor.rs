@@ -651,12 +651,10 @@ pub(crate) fn run_initializers(lib: &Library) -> Result<()> {
         // of `Library::open` vouched for the library.
         unsafe { image.call_initializer(init, false)? };
     }
-    if let Some((array, count)) = dy.init_array {
-        for i in 0..count {
-            let f = image.read_u64(array + i * 8)?;
-            // SAFETY: as above; entries are relocated run-time addresses.
-            unsafe { image.call_initializer(f, true)? };
-        }
+    for i in 0..dy.init_array.len() {
+        let Some(f) = image.get(&dy.init_array, i) else { break };
+        // SAFETY: as above; entries are relocated run-time addresses.
+        unsafe { image.call_initializer(f, true)? };
     }
     Ok(())
 }
@@ -668,12 +666,10 @@ pub(crate) fn run_finalizers(lib: &Library) {
         return;
     }
     let (image, dy) = (lib.image(), lib.dynamic());
-    if let Some((array, count)) = dy.fini_array {
-        for i in (0..count).rev() {
-            if let Ok(f) = image.read_u64(array + i * 8) {
-                // SAFETY: a finalizer of an initialized library, run once from Drop.
-                let _ = unsafe { image.call_initializer(f, true) };
-            }
+    for i in (0..dy.fini_array.len()).rev() {
+        if let Some(f) = image.get(&dy.fini_array, i) {
+            // SAFETY: a finalizer of an initialized library, run once from Drop.
+            let _ = unsafe { image.call_initializer(f, true) };
         }
     }
     if let Some(fini) = dy.fini {

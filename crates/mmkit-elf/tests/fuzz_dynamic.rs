@@ -1,0 +1,195 @@
+//! Mutated dynamic sections and dynamic tables: the loader answers with an error or a loaded
+//! library, never a panic or a hang.
+//!
+//! A mutated library that loads may run mutated code (its initializers, relocated through
+//! mutated tables), so each case runs in a child process: this test binary again, running the
+//! ignored `worker` test with the case in its environment. A child killed by a signal is a
+//! library crashing, which the loader cannot prevent; a child that panics (exit status 101)
+//! or hangs is a loader bug.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CASES: u64 = 300;
+
+/// A small deterministic generator (the case number is the seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// File offset and entry count of the dynamic section, and the file range of the first
+/// segment's tables (after the program headers).
+fn layout(bytes: &[u8]) -> ((usize, usize), (usize, usize)) {
+    let plan = mmkit_elf::Plan::new(bytes, bytes.len() as u64, 4096).unwrap();
+    let (dyn_vaddr, dyn_size) = plan.dynamic.unwrap();
+    let seg = plan.segments.iter().find(|s| dyn_vaddr >= s.vaddr && dyn_vaddr < s.vaddr + s.file_size).unwrap();
+    let dyn_off = (seg.file_offset + dyn_vaddr - seg.vaddr) as usize;
+    let first = &plan.segments[0];
+    let tables_from = 64 + 56 * 16; // past the ELF header and a generous program header table
+    ((dyn_off, dyn_size as usize / 16), (tables_from, first.file_size as usize))
+}
+
+/// Tags whose values the loader follows (initializers are left alone: changing them only runs
+/// arbitrary code, which proves nothing about the loader).
+const TAGS: [u64; 19] =
+    [1, 4, 5, 6, 7, 8, 9, 10, 11, 23, 2, 20, 35, 36, 0x6fff_fef5, 0x6fff_fffc, 0x6fff_fffe, 0x6fff_fff0, 0];
+
+/// Applies case `seed`'s mutation to a copy of `bytes`.
+fn mutate(bytes: &[u8], seed: u64) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let ((dyn_off, ndyn), (t_from, t_to)) = layout(bytes);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let entry = |out: &[u8], i: usize| {
+        let at = dyn_off + 16 * i;
+        (
+            u64::from_le_bytes(out[at..at + 8].try_into().unwrap()),
+            u64::from_le_bytes(out[at + 8..at + 16].try_into().unwrap()),
+        )
+    };
+    let live: Vec<usize> = (0..ndyn)
+        .take_while(|&i| entry(&out, i).0 != 0)
+        .filter(|&i| ![12, 13, 25, 26].contains(&entry(&out, i).0))
+        .collect();
+    for _ in 0..1 + rng.below(3) {
+        match rng.below(3) {
+            0 => {
+                // A followed tag gets an interesting value.
+                let i = live[rng.below(live.len() as u64) as usize];
+                let (_, val) = entry(&out, i);
+                let other = entry(&out, live[rng.below(live.len() as u64) as usize]).1;
+                let v = match rng.below(8) {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => u64::MAX - 7,
+                    3 => 1 << 46,
+                    4 => val.wrapping_add(rng.below(64)).wrapping_sub(32),
+                    5 => other,
+                    6 => rng.below(1 << 32),
+                    _ => val.wrapping_mul(2),
+                };
+                let at = dyn_off + 16 * i + 8;
+                out[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            1 => {
+                // An entry changes its tag.
+                let i = live[rng.below(live.len() as u64) as usize];
+                let tag = TAGS[rng.below(TAGS.len() as u64) as usize];
+                let at = dyn_off + 16 * i;
+                out[at..at + 8].copy_from_slice(&tag.to_le_bytes());
+            }
+            _ => {
+                // Bytes of the tables (symbols, strings, hash tables, versions, relocations).
+                for _ in 0..1 + rng.below(8) {
+                    let at = t_from + rng.below((t_to - t_from) as u64) as usize;
+                    out[at] = rng.next() as u8;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "the child of mutated_dynamic_tables_are_errors_never_panics (needs its environment)"]
+fn worker() {
+    let (Ok(path), Ok(seed)) = (std::env::var("MMKIT_FUZZ_LIB"), std::env::var("MMKIT_FUZZ_CASE")) else {
+        panic!("run by mutated_dynamic_tables_are_errors_never_panics, which sets MMKIT_FUZZ_LIB and MMKIT_FUZZ_CASE");
+    };
+    let bytes = mutate(&std::fs::read(path).unwrap(), seed.parse().unwrap());
+    // SAFETY: the library is mutated on purpose and may run broken code: this is a child
+    // process whose crash the parent expects and tolerates.
+    match unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("fuzz", bytes)) } {
+        Ok(lib) => println!("fuzz-result: loaded {}", lib.name()),
+        Err(e) => println!("fuzz-result: error {:?}: {e}", e.kind()),
+    }
+}
+
+/// The fixtures mutated: a plain one, and one with symbol versions and packed relocations.
+fn fixtures() -> Vec<std::path::PathBuf> {
+    let map = format!("-Wl,--version-script={}", fixture_src("ver.map").display());
+    vec![lib("basic.c", "fxbasic"), build("relr", "ver.c", "fxver", &["-Wl,-z,pack-relative-relocs", &map])]
+}
+
+#[test]
+fn mutated_dynamic_tables_are_errors_never_panics() {
+    let exe = std::env::current_exe().unwrap();
+    for path in fixtures() {
+        let (mut loaded, mut errors, mut crashed) = (0, 0, 0);
+        for seed in 0..CASES {
+            let mut child = Command::new(&exe)
+                .args(["--ignored", "--exact", "worker", "--nocapture", "--test-threads=1"])
+                .env("MMKIT_FUZZ_LIB", &path)
+                .env("MMKIT_FUZZ_CASE", seed.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                if Instant::now() > deadline {
+                    child.kill().unwrap();
+                    panic!("{} case {seed}: the loader hung", path.display());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(0), _) if stdout.contains("fuzz-result: loaded") => loaded += 1,
+                (Some(0), _) if stdout.contains("fuzz-result: error") => errors += 1,
+                (None, Some(_)) => crashed += 1,
+                _ => panic!(
+                    "{} case {seed}: the loader panicked or failed ({status}):\n{stdout}\n{}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+        println!(
+            "{}: {CASES} mutations: {loaded} loaded, {errors} errors, {crashed} crashed in their own code",
+            path.display()
+        );
+        assert!(errors > CASES / 4, "most mutations must be caught: {errors} errors of {CASES}");
+    }
+}
+
+/// Sets the value of dynamic tag `tag` in a copy of the library.
+fn with_dynamic_value(bytes: &[u8], tag: u64, value: u64) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let ((dyn_off, ndyn), _) = layout(bytes);
+    let i = (0..ndyn)
+        .find(|&i| out[dyn_off + 16 * i..dyn_off + 16 * i + 8] == tag.to_le_bytes())
+        .unwrap_or_else(|| panic!("no dynamic tag {tag:#x}"));
+    out[dyn_off + 16 * i + 8..dyn_off + 16 * i + 16].copy_from_slice(&value.to_le_bytes());
+    out
+}
+
+/// Regression (found by the test above): an absurd `DT_FINI_ARRAYSZ` made the finalizers walk
+/// 2^37 entries at unload. The arrays are now checked at load.
+#[test]
+fn absurd_initializer_array_sizes_are_errors_at_load() {
+    let bytes = std::fs::read(lib("basic.c", "fxbasic")).unwrap();
+    for tag in [27u64 /* DT_INIT_ARRAYSZ */, 28 /* DT_FINI_ARRAYSZ */] {
+        for size in [1u64 << 40, 1 << 20] {
+            let bad = with_dynamic_value(&bytes, tag, size);
+            // SAFETY: the library is refused before any of its code runs.
+            let err = unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("bad-array", bad)) }.unwrap_err();
+            assert_eq!(err.kind(), mmkit_elf::ErrorKind::BadDynamic, "tag {tag} size {size:#x}: {err}");
+        }
+    }
+}
