@@ -224,6 +224,7 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             "source": lib.source(), "page_size": lib.plan().page_size, "bias": lib.bias(),
             "span": {"start": lib.span().0, "len": lib.span().1},
             "mappings": mappings, "dependencies": deps,
+            "unwind_tables_registered": lib.unwind_tables_registered(),
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
@@ -251,6 +252,9 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
         }
         for (name, by_mmkit) in lib.dependencies() {
             println!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "already loaded by glibc" });
+        }
+        if lib.unwind_tables_registered() {
+            println!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)");
         }
         match &verified {
             Ok(()) => println!("verified against /proc/self/maps"),
