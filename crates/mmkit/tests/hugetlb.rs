@@ -61,6 +61,9 @@ fn huge_pages_back_the_mapping_and_return_to_the_pool() {
     map[len - 1] = 2;
     assert_eq!(meminfo("HugePages_Free"), free - 2);
     let area = smaps_at(start);
+    // The pathname column names an unlinked hugetlbfs file; mmkit still calls it anonymous.
+    assert_eq!(area.area.backing.display(), "/anon_hugepage (deleted)", "{area:?}");
+    assert_eq!(area.area.kind(), mmkit::inspect::MapKind::Anonymous);
     assert_eq!(area.stats.kernel_page_size, huge as u64 / 1024, "{area:?}");
     assert_eq!(area.stats.private_hugetlb, 2 * huge as u64 / 1024, "{area:?}");
     assert_eq!(area.stats.anonymous, 0, "hugetlb pages are not counted as anonymous base pages");

@@ -163,6 +163,19 @@ fn residency_of_a_mapping_follows_its_writes() {
 }
 
 #[test]
+fn shared_anonymous_memory_is_anonymous_whatever_its_pathname() {
+    // The kernel backs MAP_SHARED|MAP_ANONYMOUS with an unlinked /dev/zero shmem file, and
+    // says so in the pathname column; it is still anonymous memory, not a device.
+    let mem = mmkit::MapOptions::new().len(mmkit::page_size()).map_anon_shared().unwrap();
+    let start = mem.mapping().kernel_region().0 as u64;
+    let maps = inspect::maps(std::process::id()).unwrap();
+    let area = maps.iter().find(|e| e.start <= start && start < e.end).unwrap();
+    assert_eq!(area.backing, Backing::File { path: "/dev/zero".into(), deleted: true }, "{area:?}");
+    assert!(area.perms.shared);
+    assert_eq!(area.kind(), MapKind::Anonymous);
+}
+
+#[test]
 fn smaps_types_named_anonymous_deleted_files_and_counts_rss() {
     let pages = 64;
     let len = pages * mmkit::page_size();

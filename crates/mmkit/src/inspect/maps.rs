@@ -171,7 +171,8 @@ impl Backing {
 pub enum MapKind {
     /// A regular file (including memfd, SysV shm and deleted files).
     File,
-    /// Anonymous memory without a name.
+    /// Anonymous memory without a name: private, shared (`/dev/zero (deleted)` in the maps
+    /// file) and hugetlb (`/anon_hugepage (deleted)`).
     Anonymous,
     /// Anonymous memory named with `PR_SET_VMA_ANON_NAME` (`[anon:name]`).
     NamedAnonymous,
@@ -251,9 +252,14 @@ impl MapsEntry {
     pub fn kind(&self) -> MapKind {
         match &self.backing {
             Backing::Anonymous => MapKind::Anonymous,
-            Backing::File { path, .. } => {
+            Backing::File { path, deleted } => {
                 let p = path.as_os_str().as_bytes();
-                if p.starts_with(b"/dev/") && !p.starts_with(b"/dev/shm/") {
+                // The kernel backs shared anonymous memory with an unlinked `/dev/zero` shmem
+                // file and anonymous hugetlb memory with an unlinked `/anon_hugepage`: both are
+                // anonymous memory, whatever the pathname column says.
+                if *deleted && (p == b"/dev/zero" || p == b"/anon_hugepage") {
+                    MapKind::Anonymous
+                } else if p.starts_with(b"/dev/") && !p.starts_with(b"/dev/shm/") {
                     MapKind::Device
                 } else {
                     MapKind::File
@@ -623,6 +629,8 @@ mod tests {
 7f64f0500000-7f64f0501000 r--p 00001000 fe:00 12                         /data/my file with spaces.bin
 7f64f0502000-7f64f0503000 rw-p 00000000 00:00 0                          [anon:jemalloc pages]
 7f64f0504000-7f64f0505000 rw-s 00000000 00:06 5                          /dev/uio0
+7f64f0506000-7f64f0507000 rw-s 00000000 00:01 2052                       /dev/zero (deleted)
+7f64f0600000-7f64f0800000 rw-p 00000000 00:0f 4096                       /anon_hugepage (deleted)
 7f64f0564000-7f64f0566000 r-xp 00000000 00:00 0                          [vdso]
 7ffd7f526000-7ffd7f547000 rw-p 00000000 00:00 0                          [stack]
 ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
@@ -631,7 +639,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     #[test]
     fn parses_sample() {
         let m = parse_maps(SAMPLE.as_bytes()).unwrap();
-        assert_eq!(m.len(), 10);
+        assert_eq!(m.len(), 12);
         assert_eq!(m[0].start, 0x55e1095b1000);
         assert_eq!(m[0].len(), 0x2000);
         assert_eq!(m[0].device, DeviceId { major: 0xfe, minor: 0 });
@@ -648,10 +656,12 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(m[5].backing.anon_name(), Some("jemalloc pages"));
         assert_eq!(m[5].kind(), MapKind::NamedAnonymous);
         assert_eq!(m[6].kind(), MapKind::Device);
-        assert_eq!(m[7].kind(), MapKind::Special);
-        assert_eq!(m[8].kind(), MapKind::Stack);
-        assert_eq!(m[9].end, 0xffffffffff601000);
-        assert_eq!(m[9].perms.to_string(), "--xp");
+        assert_eq!(m[7].kind(), MapKind::Anonymous, "shared anonymous memory");
+        assert_eq!(m[8].kind(), MapKind::Anonymous, "anonymous hugetlb memory");
+        assert_eq!(m[9].kind(), MapKind::Special);
+        assert_eq!(m[10].kind(), MapKind::Stack);
+        assert_eq!(m[11].end, 0xffffffffff601000);
+        assert_eq!(m[11].perms.to_string(), "--xp");
     }
 
     #[test]
