@@ -349,7 +349,7 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
 const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
 
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
-    // SAFETY: glibc passes a valid info; `data` is the `Walk` of `Scope::now`.
+    // SAFETY: glibc passes a valid info; `data` is the `Walk` of `walk`.
     let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk>()) };
     if walk.first {
         walk.first = false;
