@@ -525,7 +525,8 @@ impl Mapping {
             .with_range(off as u64, len as u64)
     }
 
-    /// `madvise(2)` with advice that never changes contents. The range widens to whole pages.
+    /// `madvise(2)` with advice that never changes contents. The range widens to whole pages
+    /// (huge pages on a hugetlb mapping).
     ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {
@@ -604,10 +605,11 @@ impl Mapping {
         unsafe { self.advise_unchecked(range, UncheckedAdvice::DontNeed) }
     }
 
-    /// `mprotect(2)` on `range`. Protection changes whole pages, so the range must start on a
-    /// page boundary (relative to the kernel region) or at the first byte of the mapping, and
-    /// end on one or at the last byte: the bytes of a page that lie outside the requested
-    /// window (an unaligned file offset) go along. `protect(.., prot)` always works.
+    /// `mprotect(2)` on `range`. Protection changes whole pages (huge pages on a hugetlb
+    /// mapping), so the range must start on a page boundary (relative to the kernel region) or
+    /// at the first byte of the mapping, and end on one or at the last byte: the bytes of a page
+    /// that lie outside the requested window (an unaligned file offset) go along.
+    /// `protect(.., prot)` always works.
     ///
     /// # Safety
     /// No live reference into the range may rely on a permission that is removed (a `&[u8]`
