@@ -317,15 +317,7 @@ impl Image {
         if self.fits(vaddr, len, write) {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::BadDynamic,
-                op.to_owned(),
-                format!(
-                    "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
-                    if write { "writable" } else { "readable" }
-                ),
-            )
-            .with_range(vaddr, len))
+            Err(Error::new(ErrorKind::BadDynamic, op.to_owned(), outside(vaddr, len, write)).with_range(vaddr, len))
         }
     }
 
@@ -419,9 +411,8 @@ impl Image {
 
     #[cold]
     fn write_error(&self, vaddr: u64) -> Error {
-        let e = self.check("relocate", vaddr, 8, true).err().map(|e| e.detail().to_owned()).unwrap_or_default();
-        Error::new(ErrorKind::UnsupportedRelocation, "relocate", format!("{e} (text relocations are not supported)"))
-            .with_range(vaddr, 8)
+        let why = format!("{} (text relocations are not supported)", outside(vaddr, 8, true));
+        Error::new(ErrorKind::UnsupportedRelocation, "relocate", why).with_range(vaddr, 8)
     }
 
     /// Makes the RELRO pages read-only and forbids further writes.
@@ -540,6 +531,14 @@ impl Drop for Image {
         // finalizers, and Symbols borrow the Library so none outlive it.
         let _ = unsafe { rustix::mm::munmap(self.base as *mut c_void, self.len) };
     }
+}
+
+/// Why an access of `len` bytes at link-time `vaddr` was refused.
+fn outside(vaddr: u64, len: u64, write: bool) -> String {
+    format!(
+        "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
+        if write { "writable" } else { "readable" }
+    )
 }
 
 extern "C" {

@@ -18,10 +18,7 @@ use std::ptr::NonNull;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
 use crate::page::{align_up, page_span};
-use crate::residency::{PageBitmap, Residency};
-
-/// Pages per `mincore` call of [`Mapping::residency`] (its byte-per-page buffer is this long).
-const RESIDENCY_WINDOW_PAGES: usize = 1 << 16;
+use crate::residency::{PageBitmap, Residency, MINCORE_WINDOW_PAGES};
 use crate::sys;
 
 /// What page size a mapping really got, and why it fell back when it did not get what was asked.
@@ -537,15 +534,24 @@ impl Mapping {
     pub fn advise(&self, range: impl RangeBounds<usize>, advice: Advice) -> Result<()> {
         let (value, name) = advice.raw();
         // SAFETY: this advice does not change contents.
-        unsafe { self.madvise(range, value, name) }
+        unsafe { self.madvise(range, value, name, false) }
     }
 
-    /// `madvise(value)` on the whole pages of `range`, with errors naming `name`.
+    /// `madvise(value)` on the whole pages of `range`, with errors naming `name`. Advice that
+    /// `changes` contents must cover whole huge pages on a hugetlb mapping.
     ///
     /// # Safety
     /// If the advice changes contents, no live reference may rely on them.
-    unsafe fn madvise(&self, range: impl RangeBounds<usize>, value: i32, name: &str) -> Result<()> {
+    unsafe fn madvise(&self, range: impl RangeBounds<usize>, value: i32, name: &str, changes: bool) -> Result<()> {
         let (off, len, ptr, span) = self.pages_of("madvise", range)?;
+        if changes && self.op_page_size() != sys::page_size() {
+            self.require_whole_pages(
+                format!("madvise({name})"),
+                "on a hugetlb mapping this advice applies to whole huge pages",
+                off,
+                len,
+            )?;
+        }
         if span == 0 {
             return Ok(());
         }
@@ -564,17 +570,8 @@ impl Mapping {
     /// kernel would quietly skip a partial one.
     pub unsafe fn advise_unchecked(&self, range: impl RangeBounds<usize>, advice: UncheckedAdvice) -> Result<()> {
         let (value, name) = advice.raw();
-        if self.op_page_size() != sys::page_size() {
-            let (off, len) = self.check_range("madvise", (range.start_bound().cloned(), range.end_bound().cloned()))?;
-            self.require_whole_pages(
-                format!("madvise({name})"),
-                "on a hugetlb mapping this advice applies to whole huge pages",
-                off,
-                len,
-            )?;
-        }
         // SAFETY: forwarded contract.
-        unsafe { self.madvise(range, value, name) }
+        unsafe { self.madvise(range, value, name, true) }
     }
 
     /// Checks that `[off, off + len)` starts and ends on an [`op_page_size`](Self::op_page_size)
@@ -685,10 +682,10 @@ impl Mapping {
         // bitmap: a 64 GiB reservation costs a 2 MiB bitmap, not a 16 MiB vector.
         let pages = span / page;
         let mut bitmap = PageBitmap::new(pages as u64);
-        let mut vec = vec![0u8; pages.min(RESIDENCY_WINDOW_PAGES)];
+        let mut vec = vec![0u8; pages.min(MINCORE_WINDOW_PAGES)];
         let mut done = 0;
         while done < pages {
-            let n = (pages - done).min(RESIDENCY_WINDOW_PAGES);
+            let n = (pages - done).min(MINCORE_WINDOW_PAGES);
             // SAFETY: `ptr + done pages` is page-aligned and the `n` pages lie inside our mapping
             // (`span` covers them); `vec` has at least one byte per page.
             unsafe { sys::mincore(ptr.add(done * page), n * page, &mut vec[..n]) }

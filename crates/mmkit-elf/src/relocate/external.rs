@@ -508,14 +508,11 @@ fn lookup(
     };
     let key = key_hash(handle as usize, name, version);
     {
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.as_ref() {
-            Some(c) if c.0 == generation => {
-                if let Some(hit) = probe(&c.1, key, handle, name, version) {
-                    return hit.found;
-                }
-            }
-            _ => *cache = Some(Arc::new((generation, HashMap::default()))),
+        let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) =
+            cache.as_ref().filter(|c| c.0 == generation).and_then(|c| probe(&c.1, key, handle, name, version))
+        {
+            return hit.found;
         }
     }
     // The lock is not held across dlsym: glibc takes its own lock there, and a library
