@@ -282,7 +282,7 @@ mod tests {
     fn numbers() {
         assert_eq!(parse_number("0x00000000fea00000\n"), Some(0xfea0_0000));
         assert_eq!(parse_number(" 42 "), Some(42));
-        assert_eq!(parse_number("0X1_000"), Some(0x1000));
+        assert_eq!(parse_number("0X4_000"), Some(0x4000));
         assert_eq!(parse_number("0x"), None);
         assert_eq!(parse_number("-1"), None);
         assert_eq!(parse_number("12a"), None);
@@ -326,17 +326,19 @@ mod tests {
 
     #[test]
     fn uio_map_window() {
-        let m = UioMapInfo::parse(0, "edu\n", "0x00000000fea00000\n", "0x0000000000100000\n", Some("0x0\n")).unwrap();
-        assert_eq!(m.mmap_len(4096), Some(0x10_0000));
-        assert_eq!(m.window(4096), Some((0, 0x10_0000)));
+        let bar = UioMapInfo::parse(0, "edu\n", "0x00000000fea00000\n", "0x0000000000100000\n", Some("0x0\n")).unwrap();
         // A register block that starts inside its page: the pointer must move by `offset`.
-        let m = UioMapInfo::parse(1, "", "0xfe001100", "0x100", Some("0x100")).unwrap();
-        assert_eq!(m.mmap_len(4096), Some(4096));
-        assert_eq!(m.window(4096), Some((0x100, 0x100)));
-        assert_eq!(m.window(65536), Some((0x100, 0x100)));
-        let old_kernel = UioMapInfo::parse(0, "x", "0x1000", "0x1000", None).unwrap();
+        let block = UioMapInfo::parse(1, "", "0xfe001100", "0x100", Some("0x100")).unwrap();
+        // At the page sizes Linux runs with (4, 16 and 64 KiB).
+        for page in [4 << 10, 16 << 10, 64 << 10] {
+            assert_eq!(bar.mmap_len(page), Some(0x10_0000));
+            assert_eq!(bar.window(page), Some((0, 0x10_0000)));
+            assert_eq!(block.mmap_len(page), Some(page));
+            assert_eq!(block.window(page), Some((0x100, 0x100)));
+        }
+        let old_kernel = UioMapInfo::parse(0, "x", "0x4000", "0x4000", None).unwrap();
         assert_eq!(old_kernel.offset, 0);
-        assert!(UioMapInfo::parse(0, "x", "zz", "0x1000", None).is_err());
+        assert!(UioMapInfo::parse(0, "x", "zz", "0x4000", None).is_err());
     }
 
     proptest! {

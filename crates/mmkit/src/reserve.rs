@@ -28,6 +28,7 @@ use crate::anon::GuardKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Protection, Sharing};
 use crate::page::{align_up, is_aligned, range_within};
+use crate::residency::MINCORE_WINDOW_PAGES;
 use crate::shm::SharedMemory;
 use crate::sys;
 
@@ -395,12 +396,12 @@ impl Reservation {
         let page = sys::page_size();
         let span = align_up(len as u64, page as u64).expect("inside reservation") as usize;
         let mut resident = 0;
-        let mut vec = [0u8; 4096];
+        let mut vec = vec![0u8; (span / page).clamp(1, MINCORE_WINDOW_PAGES)];
         let mut done = 0;
         while done < span {
             let chunk = (span - done).min(vec.len() * page);
             // SAFETY: page-aligned range inside our reservation; `vec` has a byte per page.
-            unsafe { sys::mincore(ptr.add(done), chunk, &mut vec) }
+            unsafe { sys::mincore(ptr.add(done), chunk, &mut vec[..chunk / page]) }
                 .map_err(|e| Error::os("mincore", e).with_range((offset + done) as u64, chunk as u64))?;
             resident += vec[..chunk / page].iter().filter(|&&b| b & 1 == 1).count();
             done += chunk;
@@ -446,7 +447,7 @@ impl Reservation {
     /// let mut heap = Reservation::new(64 << 20)?;
     /// let young = heap.carve(0, 16 << 20)?; // the young generation, owned separately
     /// young.commit(0, 1 << 20, Protection::READ_WRITE)?;
-    /// assert!(heap.commit(0, 4096.max(mmkit::page_size()), Protection::READ_WRITE).is_err());
+    /// assert!(heap.commit(0, mmkit::page_size(), Protection::READ_WRITE).is_err());
     /// drop(heap); // unmaps the remaining 48 MiB only
     /// // SAFETY: committed read-write above; still mapped because `young` owns it.
     /// unsafe { young.as_mut_ptr().write(1) };

@@ -11,6 +11,10 @@
 
 use std::ops::Range;
 
+/// Pages per `mincore` call when residency is counted over a range of this process: the
+/// byte-per-page buffer the kernel fills is at most this long (64 KiB), whatever the range.
+pub(crate) const MINCORE_WINDOW_PAGES: usize = 1 << 16;
+
 /// One bit per page: set when the page was resident.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PageBitmap {
