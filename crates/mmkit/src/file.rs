@@ -300,6 +300,10 @@ pub struct MmapRaw {
 }
 
 impl MmapRaw {
+    pub(crate) fn from_mapping(map: Mapping) -> MmapRaw {
+        MmapRaw { map }
+    }
+
     /// Address of the first byte.
     pub fn as_ptr(&self) -> *const u8 {
         self.map.as_ptr()

@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
-use crate::page::{align_up, page_span};
+use crate::page::{align_up, check_len, check_page_len, page_span};
 use crate::residency::{PageBitmap, Residency, MINCORE_WINDOW_PAGES};
 use crate::sys;
 
@@ -174,21 +174,19 @@ impl Mapping {
                     .with_detail("an anonymous mapping needs a length (MapOptions::len)"))
             }
         };
-        let len = usize::try_from(len).map_err(|_| {
-            Error::new("mmap", ErrorKind::OutOfBounds)
-                .with_opt_path(path.as_deref())
-                .with_range(offset, len)
-                .with_detail("length does not fit in the address space")
-        })?;
+        // No slice longer than isize::MAX may exist: neither the requested bytes nor the whole
+        // pages the kernel maps for them (checked before anything reaches the kernel).
+        let at_offset = |e: Error| e.with_opt_path(path.as_deref()).with_range(offset, len);
+        let delta = (offset % page as u64) as usize;
+        let len = check_len("mmap", len).map_err(at_offset)?;
+        let aligned_offset = offset - delta as u64;
+        let map_len = check_page_len("mmap", delta as u64 + len as u64, page as u64).map_err(at_offset)?;
         let too_big = || {
             Error::new("mmap", ErrorKind::OutOfBounds)
                 .with_opt_path(path.as_deref())
                 .with_range(offset, len as u64)
                 .with_detail("length overflows when rounded to whole pages")
         };
-        let delta = (offset % page as u64) as usize;
-        let aligned_offset = offset - delta as u64;
-        let map_len = align_up(delta as u64 + len as u64, page as u64).ok_or_else(too_big)? as usize;
 
         let mut pages = PageOutcome { requested: opts.huge, page_size: page, fallback: None };
         if map_len == 0 {
@@ -563,7 +561,10 @@ impl Mapping {
     ///
     /// # Safety
     /// No live reference (`&[u8]` from a face) may rely on the range's current contents, and
-    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later.
+    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later. For `DontFork`, no
+    /// forked child may touch the range or use (or drop) the face that owns it, and no child
+    /// may map something else at its address while the face's copy exists there; see
+    /// [`MmapMut::dont_fork`](crate::MmapMut::dont_fork).
     ///
     /// On a hugetlb mapping the range must cover whole huge pages (or run to an end of the
     /// mapping): widening it would change a whole huge page for a few bytes asked for, and the

@@ -180,9 +180,8 @@ pub enum Advice {
     HugePage,
     /// `MADV_NOHUGEPAGE`.
     NoHugePage,
-    /// `MADV_DONTFORK`: a child does not inherit the range.
-    DontFork,
-    /// `MADV_DOFORK`: undo `DontFork`.
+    /// `MADV_DOFORK`: a forked child inherits the range again (undoes
+    /// [`UncheckedAdvice::DontFork`]).
     DoFork,
     /// `MADV_DONTDUMP`: exclude from core dumps.
     DontDump,
@@ -200,7 +199,8 @@ pub enum Advice {
     Collapse,
 }
 
-/// Advice that may change what the range reads back, so it needs `&mut` or `unsafe`.
+/// Advice that may change what the range reads back (here or in a forked child), so it needs
+/// `&mut` or `unsafe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UncheckedAdvice {
@@ -212,8 +212,15 @@ pub enum UncheckedAdvice {
     Free,
     /// `MADV_REMOVE`: free the range and its backing store (punches a hole in shared memory).
     Remove,
-    /// `MADV_WIPEONFORK` (4.14+): a child sees zeros here.
+    /// `MADV_WIPEONFORK` (4.14+): a child sees zeros here. Zeros are valid bytes for every
+    /// face and typed view, so the safe [`MmapMut::wipe_on_fork`](crate::MmapMut::wipe_on_fork)
+    /// offers it too.
     WipeOnFork,
+    /// `MADV_DONTFORK`: a forked child does not inherit the range; it is unmapped there,
+    /// while the child's copy of the owning face still points at it. Unchecked because safe
+    /// code in the child (a [fork probe](crate::process)) could then read unmapped memory, or
+    /// map something else at the same address and own it twice.
+    DontFork,
     /// `MADV_KEEPONFORK`: undo `WipeOnFork`.
     KeepOnFork,
 }
@@ -228,7 +235,6 @@ impl Advice {
             Advice::WillNeed => (libc::MADV_WILLNEED, "MADV_WILLNEED"),
             Advice::HugePage => (libc::MADV_HUGEPAGE, "MADV_HUGEPAGE"),
             Advice::NoHugePage => (libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"),
-            Advice::DontFork => (libc::MADV_DONTFORK, "MADV_DONTFORK"),
             Advice::DoFork => (libc::MADV_DOFORK, "MADV_DOFORK"),
             Advice::DontDump => (libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
             Advice::DoDump => (libc::MADV_DODUMP, "MADV_DODUMP"),
@@ -250,6 +256,7 @@ impl UncheckedAdvice {
             UncheckedAdvice::Remove => (libc::MADV_REMOVE, "MADV_REMOVE"),
             UncheckedAdvice::WipeOnFork => (libc::MADV_WIPEONFORK, "MADV_WIPEONFORK"),
             UncheckedAdvice::KeepOnFork => (libc::MADV_KEEPONFORK, "MADV_KEEPONFORK"),
+            UncheckedAdvice::DontFork => (libc::MADV_DONTFORK, "MADV_DONTFORK"),
         }
     }
 }

@@ -257,8 +257,8 @@ fn populate_options_make_anon_residency_full() {
     map.populate_write(page()..3 * page()).unwrap();
     assert_eq!(map.residency(..).unwrap().resident_pages(), 2);
     // Writing population on a read-only mapping is refused.
-    let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon().unwrap();
-    assert_eq!(ro.populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon_raw().unwrap();
+    assert_eq!(ro.mapping().populate(.., true).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]
