@@ -181,6 +181,13 @@ pub struct MapAllocStats {
 }
 
 /// A large-block allocator on anonymous mappings; see the [module docs](self).
+///
+/// # Invariant
+/// Every mapped block is a private read-write anonymous mapping of `len_for(size)` bytes
+/// (whole pages, at most `isize::MAX`; a longer request gets null or `None`), owned by
+/// exactly one holder: a caller (a [`MapBlock`] or a `GlobalAlloc` user) while live, the cache
+/// while freed. A block leaves the cache before it is handed out, and each mapping is
+/// unmapped exactly once. The table of live blocks and the cache change only under the lock.
 pub struct MapAlloc {
     threshold: usize,
     thp_min: usize,

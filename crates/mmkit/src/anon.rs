@@ -175,6 +175,12 @@ pub enum GuardKind {
 ///
 /// Dereferences to the usable bytes only. It does not hand out the inner [`MmapMut`] mutably,
 /// because resizing it would move the tail guard into the usable bytes.
+///
+/// # Invariant
+/// The usable bytes are readable and writable (the inner [`MmapMut`]'s invariant: a
+/// protection without both is refused) and the `guard_len` bytes on each side stay
+/// inaccessible for its life, since nothing hands out the mapping mutably. Its window lies
+/// inside the kernel region and the whole is at most `isize::MAX` bytes.
 #[derive(Debug)]
 pub struct GuardedMmap {
     map: MmapMut,

@@ -146,6 +146,12 @@ macro_rules! typed_views {
 /// println!("{} bytes, first {:?}, {} pages resident", map.len(), map.first(), map.residency(..)?.resident_pages());
 /// # Ok(()) }
 /// ```
+///
+/// # Invariant
+/// The whole [`Mapping`] is readable for the life of the value (constructors refuse an
+/// unreadable protection; protection only changes through `unsafe` calls or by consuming it
+/// in [`make_mut`](Mmap::make_mut)), and its bytes do not change while it lives: for a file,
+/// by the creation contract; for a sealed memfd, by the kernel. `Deref` relies on both.
 #[derive(Debug)]
 pub struct Mmap {
     map: Mapping,
@@ -190,6 +196,15 @@ typed_views!(Mmap);
 
 /// A writable memory map: shared (writes reach the file and every other mapping of it) or
 /// private copy-on-write (writes stay in this process), or anonymous memory.
+///
+/// # Invariant
+/// The whole [`Mapping`] is readable and writable for the life of the value, in this process
+/// and in any forked child that holds a copy of it: every constructor asks for (or refuses
+/// anything but) `PROT_READ | PROT_WRITE`, removing a permission needs the `unsafe`
+/// [`Mapping::protect`], and taking the memory away from a child needs the `unsafe`
+/// [`dont_fork`](MmapMut::dont_fork). Nobody else writes its bytes while a slice lives (the
+/// file-mapping contract for files; anonymous private memory has no other writer). `Deref`
+/// and `DerefMut` rely on this.
 #[derive(Debug)]
 pub struct MmapMut {
     map: Mapping,
@@ -294,6 +309,12 @@ typed_views!(MmapMut);
 /// A map that hands out raw pointers only: for atomics and volatile access over shared memory,
 /// and for files that others may truncate (read them with
 /// [`copy_from_mapping`](MmapRaw::copy_from_mapping)). Creating it is safe.
+///
+/// # Invariant
+/// Only the [`Mapping`]'s: the region is owned and at most `isize::MAX` bytes. Its protection
+/// may be anything and its bytes may change or be truncated away, which is why it never hands
+/// out a reference and why changing its protection is safe; whoever dereferences its pointers
+/// checks access themselves.
 #[derive(Debug)]
 pub struct MmapRaw {
     map: Mapping,
@@ -409,6 +430,13 @@ impl MapOptions {
 /// assert_eq!(log.as_ptr(), base); // never moves
 /// # Ok(()) }
 /// ```
+///
+/// # Invariant
+/// The first `mapped` bytes of the reservation (at most its capacity, at most `isize::MAX`)
+/// are mapped shared and read-write from the file, `len <= mapped`, and the file is at least
+/// `len` bytes long: [`grow`](GrowableMmap::grow) extends the file before it maps or exposes
+/// new bytes, and takes `&mut self`, so no slice is alive across it. With the creation
+/// contract (the file changes only through this map) every exposed byte is backed by the file.
 #[derive(Debug)]
 pub struct GrowableMmap {
     res: Reservation,

@@ -38,6 +38,17 @@ pub struct PageOutcome {
 /// `Mapping` hands out raw pointers only; the faces build safe slices on top. It is `Send` and
 /// `Sync`: it owns its region like a `Box<[u8]>` owns its heap block, and every operation on
 /// `&self` is one the kernel performs atomically.
+///
+/// # Invariant
+/// A `Mapping` exclusively owns the kernel region `[base, base + map_len)` (nothing when
+/// `map_len` is 0) until it is dropped: nothing else in this process unmaps or replaces it
+/// (`MAP_FIXED` is only used inside an owned [`Reservation`](crate::Reservation), and
+/// `MADV_DONTFORK`, which takes it away from a child, is `unsafe`). The requested bytes lie
+/// inside it (`delta + len <= map_len`), and `map_len <= isize::MAX`
+/// ([`check_len`](crate::page) is applied before `mmap`). Its protection changes only
+/// through the `unsafe` [`protect`](Self::protect) or faces that hand out no references, and
+/// its contents only through `&mut self` or `unsafe` calls. The faces' `// SAFETY:` comments
+/// add what each needs on top (readable, writable, stable).
 pub struct Mapping {
     /// Page-aligned start of the kernel's mapping (dangling when `map_len == 0`).
     base: NonNull<u8>,

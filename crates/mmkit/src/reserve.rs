@@ -153,6 +153,13 @@ impl ReserveOptions {
 /// heap.decommit(0, 8 << 20)?; // and give their memory back
 /// # Ok(()) }
 /// ```
+///
+/// # Invariant
+/// A reservation exclusively owns `[base, base + len)` minus its carved ranges (each owned by
+/// exactly one sub-reservation); `len` is a non-zero page multiple of at most `isize::MAX`.
+/// It hands out raw pointers only, never a reference, so the operations that change what is
+/// mapped there (commit, decommit, guard, mapping a memfd) are safe: they are the only place
+/// mmkit uses `MAP_FIXED`, and only on address space this value owns.
 pub struct Reservation {
     base: NonNull<u8>,
     len: usize,
