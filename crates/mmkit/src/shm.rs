@@ -173,18 +173,11 @@ impl SharedMemory {
 
     /// Maps the whole memfd read-only as a safe [`Mmap`]. Needs [`Seals::WRITE`] and
     /// [`Seals::SHRINK`] (add them with [`seal_read_only`](Self::seal_read_only)): then no
-    /// process can change or shrink the bytes, so a `&[u8]` is sound.
+    /// process can change or shrink the bytes, so a `&[u8]` is sound. Otherwise the error is
+    /// [`ErrorKind::NotSafe`]. For a part, use [`MapOptions::map_if_safe`] with an offset and
+    /// a length.
     pub fn map_read_only(&self) -> Result<Mmap> {
-        let seals = self.seals()?;
-        if !seals.contains(Seals::WRITE | Seals::SHRINK) {
-            return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_detail(format!(
-                "a safe read-only map of memfd {:?} needs the WRITE and SHRINK seals (it has {seals:?})",
-                self.name
-            )));
-        }
-        // SAFETY: with F_SEAL_WRITE and F_SEAL_SHRINK nobody can modify or truncate the memfd,
-        // which is the whole file-mapping contract.
-        unsafe { MapOptions::new().map(&self.fd) }
+        MapOptions::new().map_if_safe(&self.fd)
     }
 
     /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for [`map_read_only`](Self::map_read_only)

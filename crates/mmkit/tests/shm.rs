@@ -94,7 +94,7 @@ fn seals_are_enforced() {
     assert_eq!(shm.len().unwrap(), page);
 
     // Without the WRITE seal a read-only map would not be safe: refused.
-    assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::NotSafe);
 
     // F_SEAL_WRITE fails with EBUSY while a writable shared mapping exists.
     let raw = shm.map_raw().unwrap();
