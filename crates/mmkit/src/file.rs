@@ -248,8 +248,9 @@ impl MmapMut {
         MmapMut { map }
     }
 
-    /// The underlying mapping, mutably (for [`Mapping::discard`], [`Mapping::resize`],
-    /// [`Mapping::protect`]).
+    /// The underlying mapping, mutably (for [`Mapping::discard`], and the `unsafe`
+    /// [`Mapping::protect`] and [`Mapping::resize`]; [`remap_anon`](Self::remap_anon) and
+    /// [`remap`](Self::remap) are the face's own resizes).
     pub fn mapping_mut(&mut self) -> &mut Mapping {
         &mut self.map
     }
