@@ -568,6 +568,23 @@ struct RingHeader {
 #[derive(Debug)]
 pub struct RingBuffer;
 
+/// Which header index an end owns.
+#[derive(Clone, Copy)]
+enum RingField {
+    Head,
+    Tail,
+}
+
+impl RingField {
+    /// What the limit on advancing this index counts.
+    fn allows(self) -> &'static str {
+        match self {
+            RingField::Head => "free",
+            RingField::Tail => "queued",
+        }
+    }
+}
+
 struct RingEnd {
     header: MmapRaw,
     data: MirroredBuffer,
@@ -617,6 +634,23 @@ impl RingEnd {
         (d <= self.data.capacity() as u64).then_some(d as usize)
     }
 
+    /// Moves this end's own index `pos` on by `n` bytes, at most `limit` (what the other end's
+    /// index allows now), and publishes it in the header field `field` (`head` or `tail`).
+    fn advance(&self, op: &'static str, pos: &mut u64, field: RingField, n: usize, limit: usize) -> Result<()> {
+        if n > limit {
+            return Err(Error::new(op, ErrorKind::OutOfBounds)
+                .with_range(0, n as u64)
+                .with_detail(format!("only {limit} bytes are {}", field.allows())));
+        }
+        *pos = pos.wrapping_add(n as u64);
+        let h = self.header();
+        match field {
+            RingField::Head => h.head.store(*pos, Ordering::Release),
+            RingField::Tail => h.tail.store(*pos, Ordering::Release),
+        }
+        Ok(())
+    }
+
     /// Address of stream position `pos` in the double mapping: `n <= capacity` bytes from here
     /// are mapped.
     fn at(&self, pos: u64) -> *mut u8 {
@@ -642,7 +676,7 @@ impl RingBuffer {
         view.atomic::<atomic::AtomicU64>(16)?.store(cap, Ordering::Release);
         drop(view);
         let other = shm.try_clone()?;
-        Ok((RingProducer::open(shm)?, RingConsumer::open(other)?))
+        Ok((RingProducer::attach(shm)?, RingConsumer::attach(other)?))
     }
 }
 
@@ -655,17 +689,13 @@ pub struct RingProducer {
 }
 
 impl RingProducer {
-    fn open(shm: SharedMemory) -> Result<RingProducer> {
-        let end = RingEnd::open(shm)?;
-        let head = end.header().head.load(Ordering::Acquire);
-        Ok(RingProducer { end, head })
-    }
-
     /// Attaches to a ring made by [`RingBuffer::create`] in another process (send it
     /// [`shared_memory`](Self::shared_memory)). Safe: the ring trusts nothing the other end
     /// writes (see [`RingBuffer`]); with two producers the stream is garbage, never unsound.
     pub fn attach(shm: SharedMemory) -> Result<RingProducer> {
-        RingProducer::open(shm)
+        let end = RingEnd::open(shm)?;
+        let head = end.header().head.load(Ordering::Acquire);
+        Ok(RingProducer { end, head })
     }
 
     /// The memfd behind the ring. Every route to its memory is safe: views and raw maps never
@@ -700,14 +730,7 @@ impl RingProducer {
     /// [`ErrorKind::OutOfBounds`] when `n` exceeds the free space.
     pub fn commit(&mut self, n: usize) -> Result<()> {
         let free = self.free();
-        if n > free {
-            return Err(Error::new("RingProducer::commit", ErrorKind::OutOfBounds)
-                .with_range(0, n as u64)
-                .with_detail(format!("only {free} bytes are free")));
-        }
-        self.head = self.head.wrapping_add(n as u64);
-        self.end.header().head.store(self.head, Ordering::Release);
-        Ok(())
+        self.end.advance("RingProducer::commit", &mut self.head, RingField::Head, n, free)
     }
 
     /// Copies as much of `data` as fits and publishes it; returns the bytes queued.
@@ -716,9 +739,8 @@ impl RingProducer {
         let n = free.min(data.len());
         // SAFETY: `dst..dst + n` lies in the double mapping (`n <= capacity`), mapped writable.
         unsafe { shared_copy_to(dst, &data[..n]) };
-        self.head = self.head.wrapping_add(n as u64);
-        self.end.header().head.store(self.head, Ordering::Release);
-        n
+        // Cannot fail: `n <= free`.
+        self.end.advance("RingProducer::push", &mut self.head, RingField::Head, n, free).map_or(0, |()| n)
     }
 }
 
@@ -731,16 +753,12 @@ pub struct RingConsumer {
 }
 
 impl RingConsumer {
-    fn open(shm: SharedMemory) -> Result<RingConsumer> {
-        let end = RingEnd::open(shm)?;
-        let tail = end.header().tail.load(Ordering::Acquire);
-        Ok(RingConsumer { end, tail })
-    }
-
     /// Attaches to a ring made by [`RingBuffer::create`] in another process. Safe: the ring
     /// trusts nothing the other end writes (see [`RingBuffer`]).
     pub fn attach(shm: SharedMemory) -> Result<RingConsumer> {
-        RingConsumer::open(shm)
+        let end = RingEnd::open(shm)?;
+        let tail = end.header().tail.load(Ordering::Acquire);
+        Ok(RingConsumer { end, tail })
     }
 
     /// Capacity in bytes.
@@ -766,14 +784,7 @@ impl RingConsumer {
     /// [`ErrorKind::OutOfBounds`] when `n` exceeds the queued bytes.
     pub fn consume(&mut self, n: usize) -> Result<()> {
         let queued = self.available();
-        if n > queued {
-            return Err(Error::new("RingConsumer::consume", ErrorKind::OutOfBounds)
-                .with_range(0, n as u64)
-                .with_detail(format!("only {queued} bytes are queued")));
-        }
-        self.tail = self.tail.wrapping_add(n as u64);
-        self.end.header().tail.store(self.tail, Ordering::Release);
-        Ok(())
+        self.end.advance("RingConsumer::consume", &mut self.tail, RingField::Tail, n, queued)
     }
 
     /// Copies up to `buf.len()` queued bytes out and releases them; returns the count.
@@ -782,8 +793,7 @@ impl RingConsumer {
         let n = queued.min(buf.len());
         // SAFETY: `src..src + n` lies in the double mapping (`n <= capacity`), mapped readable.
         unsafe { shared_copy_from(src, &mut buf[..n]) };
-        self.tail = self.tail.wrapping_add(n as u64);
-        self.end.header().tail.store(self.tail, Ordering::Release);
-        n
+        // Cannot fail: `n <= queued`.
+        self.end.advance("RingConsumer::pop", &mut self.tail, RingField::Tail, n, queued).map_or(0, |()| n)
     }
 }
