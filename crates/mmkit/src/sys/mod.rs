@@ -7,6 +7,7 @@
 
 pub(crate) mod anon;
 pub(crate) mod inspect;
+pub(crate) mod probe;
 pub(crate) mod shm;
 
 use std::ffi::{c_void, CStr};
