@@ -289,3 +289,11 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<Result<u64
     }
     Ok(Ok(u64::from_ne_bytes(buf)))
 }
+
+/// `fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)`: makes reads through `fd` wait again (used after
+/// an `O_NONBLOCK` open that only guarded against FIFOs and devices).
+#[doc(alias = "fcntl")]
+pub(crate) fn clear_nonblock(fd: BorrowedFd<'_>) -> SysResult<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)
+}
