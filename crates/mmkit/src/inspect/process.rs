@@ -61,10 +61,15 @@ impl Identity {
         // `pid (comm) state ...`: the command may hold spaces and parentheses; the last `)` ends it.
         let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
         let fields: Vec<&[u8]> = rest.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()).collect();
-        // Field 3 is the state, field 22 the start time (proc(5)); `rest` starts at field 3.
-        let state = *fields.first()?.first()?;
-        let start_time = std::str::from_utf8(fields.get(22 - 3)?).ok()?.parse().ok()?;
-        Some(Identity { start_time, alive: !matches!(state, b'Z' | b'X' | b'x') })
+        // Field 3 is the state, 9 the flags, 22 the start time (proc(5)); `rest` starts at 3.
+        let field = |n: usize| fields.get(n - 3).copied();
+        let number = |n: usize| std::str::from_utf8(field(n)?).ok()?.parse::<u64>().ok();
+        let state = *field(3)?.first()?;
+        // PF_EXITING is set as exit begins, before the memory goes: a read that ended early
+        // because of the exit sees it afterwards, even while the state is not yet a zombie.
+        const PF_EXITING: u64 = 0x4;
+        let exiting = number(9)? & PF_EXITING != 0;
+        Some(Identity { start_time: number(22)?, alive: !exiting && !matches!(state, b'Z' | b'X' | b'x') })
     }
 }
 
