@@ -137,18 +137,18 @@ fn check_all(cases: &[(Vec<OsString>, Expect)]) {
     assert!(problems.is_empty(), "{} of {} runs misbehaved:\n{}", problems.len(), cases.len(), problems.join("\n"));
 }
 
-/// Builds the loader's basic fixture with gcc.
+/// Compiles the C file `src` into `dir/name` with gcc and `flags`.
+fn gcc(dir: &Path, name: &str, src: &Path, flags: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("gcc").args(flags).arg("-O1").arg("-o").arg(&out).arg(src).status();
+    assert!(status.expect("the corpus compiles C fixtures: install gcc").success(), "gcc {}", src.display());
+    out
+}
+
+/// The loader's basic fixture library.
 fn build_so(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
-    let out = dir.join("libfxbasic.so");
-    let status = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("the corpus compiles a C fixture: install gcc");
-    assert!(status.success());
-    out
+    gcc(dir, "libfxbasic.so", &src, &["-shared", "-fPIC"])
 }
 
 /// A zip with `entries` (name, bytes), stored and page-aligned.
@@ -653,9 +653,7 @@ int main(int argc, char **argv) {
 "#,
     )
     .unwrap();
-    let exe = d.path().join("many_maps");
-    let status = Command::new("gcc").arg("-O1").arg("-o").arg(&exe).arg(&src).status().expect("gcc");
-    assert!(status.success());
+    let exe = gcc(d.path(), "many_maps", &src, &[]);
     const PAIRS: u64 = 3000;
     let (mut whole, mut exited) = (0, 0);
     for round in 0..16u64 {
