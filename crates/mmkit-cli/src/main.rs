@@ -1,8 +1,11 @@
 //! `mmkit`: a tour of mmap on this machine, and tools to see and measure mapped memory.
 //!
 //! The binary is thin: each subcommand lives in `cmd/<name>.rs` and calls the libraries.
-//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
+//! Exit codes: 0 success (and a reader that closed the pipe early), 1 failure, 2 usage error;
+//! every failure is one `mmkit: <message>` line on stderr (see [`output`]).
 
+#[macro_use]
+mod output;
 mod cmd;
 mod progress;
 mod report;
@@ -34,7 +37,7 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| output::usage_error(err));
     let result = match cli.command {
         Command::Tour(args) => cmd::tour::run(args),
         Command::Residency(args) => cmd::residency::run(args),
@@ -42,8 +45,5 @@ fn main() {
         Command::Elf(command) => cmd::elf::run(command),
         Command::Mmio(command) => cmd::mmio::run(command),
     };
-    if let Err(err) = result {
-        eprintln!("mmkit: {err:#}");
-        std::process::exit(1);
-    }
+    output::finish(result)
 }

@@ -81,8 +81,7 @@ impl Source {
         let label = self.display();
         match self {
             Source::Path(path) => {
-                let file = File::open(path).map_err(|e| Error::from_std_io("open", &e).with_path(&label))?;
-                let (len, dev_ino) = file_len(&file, &label)?;
+                let (file, len, dev_ino) = open_regular(path, &label)?;
                 Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label })
             }
             Source::ZipEntry { archive, entry } => open_zip_entry(archive, entry, page_size),
@@ -222,20 +221,46 @@ impl OpenSource {
     }
 }
 
-/// Length and `(st_dev, st_ino)` of a regular file, from one `fstat`.
-fn file_len(file: &File, label: &str) -> Result<(u64, (u64, u64))> {
-    let st = rustix::fs::fstat(file).map_err(|e| Error::io("fstat", e).with_path(label))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(Error::new(ErrorKind::Io, "open", "not a regular file").with_path(label));
+/// Opens the regular file at `path` read-only: its length and `(st_dev, st_ino)` too.
+///
+/// Never blocks and never opens anything else: `stat(2)` refuses FIFOs, sockets, directories
+/// and devices before the open (a FIFO's `open(2)` waits for a writer forever; opening a device
+/// can act on it); the open itself uses `O_NONBLOCK` in case the path changed meanwhile, `fstat`
+/// checks what was opened, then `O_NONBLOCK` is cleared.
+fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
+    use rustix::fs::{FileType, OFlags};
+    let check = |st: &rustix::fs::Stat| match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Ok(()),
+        other => Err(Error::new(ErrorKind::Io, "open", format!("not a regular file: {}", file_type_name(other)))
+            .with_path(label)),
+    };
+    check(&rustix::fs::stat(path).map_err(|e| Error::io("stat", e).with_path(label))?)?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, 0.into())
+        .map_err(|e| Error::io("open", e).with_path(label))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e).with_path(label))?;
+    check(&st)?;
+    let flags = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::io("fcntl(F_GETFL)", e).with_path(label))?;
+    rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)
+        .map_err(|e| Error::io("fcntl(F_SETFL)", e).with_path(label))?;
+    Ok((File::from(fd), st.st_size as u64, (st.st_dev, st.st_ino)))
+}
+
+fn file_type_name(t: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType;
+    match t {
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "not a file",
     }
-    Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
 }
 
 fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {
     let label = format!("{}!/{entry}", archive.display());
     let apath = archive.display().to_string();
-    let file = File::open(archive).map_err(|e| Error::from_std_io("open", &e).with_path(&apath))?;
-    let (file_size, dev_ino) = file_len(&file, &apath)?;
+    let (file, file_size, dev_ino) = open_regular(archive, &apath)?;
     let bad = |kind, detail: String| Error::new(kind, "open zip entry", detail).with_path(&label);
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.

@@ -46,25 +46,34 @@ pub enum Command {
     },
 }
 
+/// The largest base page of any Linux architecture is 256 KiB; beyond 1 MiB is a typo.
+const MAX_PAGE_SIZE: u64 = 1 << 20;
+
 fn parse_page_size(s: &str) -> Result<u64, String> {
     let n = crate::cmd::tour::parse_size(s)?;
-    if n < mmkit_elf::plan::MIN_PAGE_SIZE || !n.is_power_of_two() {
-        return Err(format!("page size {s} must be a power of two ≥ 4k"));
+    if !(mmkit_elf::plan::MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("page size {s} must be a power of two from 4k to 1M"));
     }
     Ok(n)
 }
 
+/// Parses a decimal or `0x` hex integer with an optional `-`; all of `i64`, nothing else.
 fn parse_int(s: &str) -> Result<i64, String> {
+    let bad = || format!("not a 64-bit integer: {s:?} (decimal or 0x hex)");
     let (neg, digits) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s),
     };
-    let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        Some(hex) => i64::from_str_radix(hex, 16),
-        None => digits.parse::<i64>(),
+    let (digits, radix) = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (digits, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(bad());
     }
-    .map_err(|e| format!("not an integer: {s:?} ({e})"))?;
-    Ok(if neg { -v } else { v })
+    // Through i128 so that -0x8000000000000000 (i64::MIN) parses and nothing wraps.
+    let v = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
+    i64::try_from(if neg { -v } else { v }).map_err(|_| bad())
 }
 
 /// Runs `mmkit elf`.
@@ -88,10 +97,10 @@ fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> 
             "image_len": opened.len(),
             "plan": plan,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
         return Ok(());
     }
-    print!("{}", render_plan(&src.display(), opened.offset(), opened.len(), &plan));
+    out!("{}", render_plan(&src.display(), opened.offset(), opened.len(), &plan))?;
     Ok(())
 }
 
@@ -228,16 +237,16 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        println!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size);
+        outln!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size)?;
         for m in &maps {
             let name = match (m.kind, m.file_offset) {
                 (_, Some(_)) => path.clone(),
                 (MappingKind::Bss { .. }, None) => format!("[anon:mmkit .bss {}]", lib.name()),
                 _ => String::new(),
             };
-            println!(
+            outln!(
                 "{:x}-{:x} {}p {:08x} {:<40} {:>5}/{:<5} pages resident ({} mapped in)  {}",
                 m.start,
                 m.start + m.len,
@@ -248,17 +257,17 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
                 m.pages,
                 m.present_pages,
                 kind_name(m.kind)
-            );
+            )?;
         }
         for (name, by_mmkit) in lib.dependencies() {
-            println!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "already loaded by glibc" });
+            outln!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "already loaded by glibc" })?;
         }
         if lib.unwind_tables_registered() {
-            println!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)");
+            outln!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)")?;
         }
         match &verified {
-            Ok(()) => println!("verified against /proc/self/maps"),
-            Err(e) => println!("verification FAILED: {e}"),
+            Ok(()) => outln!("verified against /proc/self/maps")?,
+            Err(e) => outln!("verification FAILED: {e}")?,
         }
     }
     verified.context("the mappings do not match /proc/self/maps")?;
@@ -280,9 +289,29 @@ fn call(source: &str, symbol: &str, args: &[i64], json: bool) -> anyhow::Result<
     // registers, so a function taking fewer simply ignores the extra (zero) ones.
     let result = unsafe { std::mem::transmute::<usize, F6>(addr)(a(0), a(1), a(2), a(3), a(4), a(5)) };
     if json {
-        println!("{}", json!({"symbol": symbol, "args": args, "result": result}));
+        outln!("{}", json!({"symbol": symbol, "args": args, "result": result}))?;
     } else {
-        println!("{result}");
+        outln!("{result}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_arguments_are_checked() {
+        assert_eq!(parse_int("-0x8000000000000000"), Ok(i64::MIN));
+        assert_eq!(parse_int("9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(parse_int("-12"), Ok(-12));
+        assert_eq!(parse_int("0X1f"), Ok(31));
+        for bad in ["--5", "-+5", "+5", "9223372036854775808", "0x", "", "1e3", "nan", " 1"] {
+            assert!(parse_int(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_page_size("16k"), Ok(16 << 10));
+        for bad in ["0", "4095", "12k", "2M", "1T", "8388608T", "-4k"] {
+            assert!(parse_page_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -137,9 +137,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let report = build_report(pid, &selected);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_tables(&report, args.summary);
+        print_tables(&report, args.summary)?;
     }
     Ok(())
 }
@@ -182,8 +182,8 @@ fn build_report(pid: u32, entries: &[&SmapsEntry]) -> ReportJson {
     }
 }
 
-fn print_tables(report: &ReportJson, summary_only: bool) {
-    println!("{}:   {}", report.pid, process_name(report.pid));
+fn print_tables(report: &ReportJson, summary_only: bool) -> anyhow::Result<()> {
+    outln!("{}:   {}", report.pid, process_name(report.pid))?;
     if !summary_only {
         let header = [
             "Address",
@@ -246,8 +246,8 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
         total.extend(sums.iter().map(u64::to_string));
         total.extend([String::new(), "KiB".to_owned()]);
         rows.push(total);
-        print!("{}", render_columns(&header, &rows, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]));
-        println!();
+        out!("{}", render_columns(&header, &rows, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]))?;
+        outln!()?;
     }
     let mut s =
         table(&["Kind", "Mappings", "Size KiB", "Rss KiB", "Pss KiB", "Anonymous KiB", "Swap KiB", "Locked KiB"]);
@@ -266,7 +266,7 @@ fn print_tables(report: &ReportJson, summary_only: bool) {
         ]);
     }
     right_align(&mut s, &[1, 2, 3, 4, 5, 6, 7]);
-    println!("{s}");
+    outln!("{s}")
 }
 
 /// Renders rows as space-separated columns padded to their widest cell (right-aligned where

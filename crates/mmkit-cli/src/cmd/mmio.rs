@@ -46,8 +46,8 @@ pub struct SourceArgs {
 pub struct AccessArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// The BAR to map with `--pci`.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// The BAR to map with `--pci` (0 to 5).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = parse_bar)]
     pub bar: usize,
     /// Access width in bits.
     #[arg(long, short = 'w', default_value_t = 32, value_parser = parse_width_bits)]
@@ -94,19 +94,37 @@ pub struct IrqArgs {
     /// The UIO device number (`/dev/uioN`).
     #[arg(long, value_name = "N")]
     pub uio: u32,
-    /// How many interrupts to wait for.
-    #[arg(long, default_value_t = 1)]
+    /// How many interrupts to wait for (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
-    /// Seconds to wait for each interrupt (fractions allowed).
-    #[arg(long, default_value_t = 10.0)]
-    pub timeout: f64,
+    /// Seconds to wait for each interrupt (fractions allowed, at most a day).
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: Duration,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
-    parse_number(s).ok_or_else(|| format!("not a number: {s:?} (use hex 0x.. or decimal)"))
+    parse_number(s).ok_or_else(|| format!("not a 64-bit number: {s:?} (use hex 0x.. or decimal)"))
+}
+
+/// Longest `--timeout`: a day (an absurd wait is a mistyped argument, not a plan).
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if !(0.0..=MAX_TIMEOUT_SECS).contains(&secs) {
+        return Err(format!("{s} is not between 0 and {MAX_TIMEOUT_SECS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_bar(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(bar) if bar < 6 => Ok(bar),
+        _ => Err(format!("not a BAR number: {s:?} (0 to 5)")),
+    }
 }
 
 fn parse_usize(s: &str) -> Result<usize, String> {
@@ -145,7 +163,9 @@ fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result
         return Ok((region, offset));
     }
     if let Some(addr) = s.phys {
-        let at = addr.checked_add(offset as u64).context("address overflows")?;
+        let at = addr
+            .checked_add(offset as u64)
+            .with_context(|| format!("--phys {addr:#x} + offset {offset:#x} overflows 64 bits"))?;
         let mem = PhysicalMemory::open().context("cannot open /dev/mem")?;
         let region = mem.map(at, width.bytes()).with_context(|| format!("cannot map physical address {at:#x}"))?;
         return Ok((region, 0));
@@ -170,10 +190,10 @@ fn source_name(region: &MmioRegion, args: &AccessArgs, offset: usize) -> String 
 
 fn print_access(report: &AccessReport, json: bool, read: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        outln!("{}", serde_json::to_string(report)?)?;
     } else if read {
         let digits = (report.width / 4) as usize;
-        println!("0x{:0digits$x}", report.value, digits = digits);
+        outln!("0x{:0digits$x}", report.value, digits = digits)?;
     }
     Ok(())
 }
@@ -304,21 +324,21 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     }
     let report = ListReport { uio, pci };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
-    println!("UIO devices:");
+    outln!("UIO devices:")?;
     if report.uio.is_empty() {
-        println!("  none (bind a device to a UIO driver, e.g. uio_pci_generic)");
+        outln!("  none (bind a device to a UIO driver, e.g. uio_pci_generic)")?;
     }
     for d in &report.uio {
         let pci = match (&d.pci, &d.id) {
             (Some(a), Some(id)) => format!("  pci {a} [{id}]"),
             _ => String::new(),
         };
-        println!("  {}  {}{pci}  interrupts {}", d.device, d.name, d.event_count);
+        outln!("  {}  {}{pci}  interrupts {}", d.device, d.name, d.event_count)?;
         for m in &d.maps {
-            println!(
+            outln!(
                 "    map{}  addr {:#x}  size {:#x} ({})  offset {:#x}{}",
                 m.index,
                 m.addr,
@@ -326,17 +346,17 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                 crate::report::bytes(m.size),
                 m.offset,
                 if m.name.is_empty() { String::new() } else { format!("  {}", m.name) }
-            );
+            )?;
         }
     }
-    println!("PCI memory BARs:");
+    outln!("PCI memory BARs:")?;
     if report.pci.is_empty() {
-        println!("  none");
+        outln!("  none")?;
     }
     for d in &report.pci {
-        println!("  {} [{}] class {:#08x} driver {}", d.address, d.id, d.class, d.driver.as_deref().unwrap_or("-"));
+        outln!("  {} [{}] class {:#08x} driver {}", d.address, d.id, d.class, d.driver.as_deref().unwrap_or("-"))?;
         for b in &d.bars {
-            println!(
+            outln!(
                 "    BAR{}  {:#x}  size {:#x} ({})  {}{}",
                 b.index,
                 b.start,
@@ -344,7 +364,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                 crate::report::bytes(b.size),
                 if b.is_64bit { "64-bit" } else { "32-bit" },
                 if b.prefetchable { " prefetchable" } else { "" }
-            );
+            )?;
         }
     }
     Ok(())
@@ -364,10 +384,7 @@ struct IrqEventReport {
 }
 
 fn irq(args: IrqArgs) -> anyhow::Result<()> {
-    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
-        bail!("--timeout must be a non-negative number of seconds");
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let timeout = args.timeout;
     let mut uio = Uio::open(args.uio).with_context(|| format!("cannot open UIO device {}", args.uio))?;
     let mut report = IrqReport { device: uio.path().display().to_string(), enabled_by: "", interrupts: Vec::new() };
     for i in 1..=args.count {
@@ -379,12 +396,12 @@ fn irq(args: IrqArgs) -> anyhow::Result<()> {
         let event =
             uio.wait_irq(Some(timeout)).with_context(|| format!("interrupt {i} of {} did not arrive", args.count))?;
         if !args.json {
-            println!("interrupt {i}: count {} (missed {})", event.count, event.missed);
+            outln!("interrupt {i}: count {} (missed {})", event.count, event.missed)?;
         }
         report.interrupts.push(IrqEventReport { count: event.count, missed: event.missed });
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     }
     Ok(())
 }
@@ -417,5 +434,12 @@ mod tests {
         assert!(parse_pci("1234:11e8").is_ok());
         assert!(parse_pci("00:04.0").is_ok());
         assert!(parse_pci("nope").is_err());
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
+        for bad in ["nan", "NaN", "-1", "-0.5", "inf", "-inf", "1e300", "86401", "", "5s"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_bar("5"), Ok(5));
+        assert!(parse_bar("6").is_err() && parse_bar("-1").is_err() && parse_bar("99999999999999999999").is_err());
     }
 }

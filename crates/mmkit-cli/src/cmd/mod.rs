@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
+// Commands print through `crate::output` (`outln!`): `println!` panics on a closed pipe.
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod elf;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod maps;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod mmio;
 pub mod residency;
 pub mod tour;

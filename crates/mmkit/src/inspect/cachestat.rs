@@ -18,7 +18,12 @@ use crate::error::{Error, Result};
 pub enum CacheStatSource {
     /// `cachestat(2)`: every count is known.
     Cachestat,
-    /// `mincore(2)` (the kernel lacks `cachestat`): only `cached` is known.
+    /// `mincore(2)` (the kernel lacks `cachestat`, the file system does not support it, or the
+    /// caller may not ask it about this file): only `cached` is known.
+    ///
+    /// For a file the caller could not open for writing, the kernel's `mincore` reports every
+    /// page resident (it does not reveal the page cache of such files since Linux 5.0); `vmtouch`
+    /// and `fincore` print the same count.
     Mincore,
 }
 
@@ -49,8 +54,10 @@ static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
 /// Page-cache counts of the file at `path`.
 ///
 /// Uses `cachestat(2)`, which needs no mapping and reports dirty, writeback and eviction counts
-/// too; falls back to counting `mincore(2)` bits when the kernel lacks it (`ENOSYS`) or the file
-/// system does not support it (`EOPNOTSUPP`, e.g. hugetlbfs). An empty file has 0 pages.
+/// too; falls back to counting `mincore(2)` bits when the kernel lacks it (`ENOSYS`), the file
+/// system does not support it (`EOPNOTSUPP`, e.g. hugetlbfs), or the kernel refuses it for this
+/// file (`EPERM`: current kernels answer only for files the caller opened for writing, owns, or
+/// could write). An empty file has 0 pages.
 pub fn cachestat(path: impl AsRef<Path>) -> Result<CacheStat> {
     let path = path.as_ref();
     let file = open(path)?;
@@ -105,7 +112,8 @@ pub fn cachestat_of(file: &File) -> Result<CacheStat> {
                 })
             }
             Err(Errno::NOSYS) => NO_CACHESTAT.store(true, Ordering::Relaxed),
-            Err(Errno::OPNOTSUPP) => {}
+            // Per file (ownership and permissions), so no global switch as for ENOSYS.
+            Err(Errno::OPNOTSUPP | Errno::PERM) => {}
             Err(e) => return Err(Error::os("cachestat", e).with_range(0, pages * page)),
         }
     }
@@ -143,6 +151,23 @@ mod tests {
         let cs = cachestat(f.path()).unwrap();
         assert_eq!(cs.cached, 0);
         assert_eq!(super::super::residency(f.path()).unwrap().resident_pages(), 0);
+    }
+
+    /// Run as an unprivileged user by `scripts/test`: current kernels answer `cachestat` with
+    /// EPERM for a file the caller cannot write, and the count falls back to mincore's.
+    #[test]
+    fn files_the_caller_cannot_write_are_counted_too() {
+        let path = std::path::Path::new("/etc/passwd");
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0, "/etc/passwd is root's");
+        let cs = cachestat(path).expect("cachestat of a file the caller may not write");
+        let r = super::super::residency(path).unwrap();
+        assert_eq!((cs.len, cs.pages), (meta.len(), r.pages()));
+        if !rustix::process::geteuid().is_root() && cs.source == CacheStatSource::Mincore {
+            // The kernel hides the page cache of such files from mincore: all pages "resident".
+            assert_eq!(cs.cached, cs.pages);
+        }
+        assert_eq!(cs.cached, r.resident_pages());
     }
 
     #[test]

@@ -25,10 +25,52 @@ pub fn smaps_rollup(pid: u32) -> Result<SmapsRollup> {
     read_and_parse(pid, "smaps_rollup", parse_smaps_rollup)
 }
 
+/// Reads `/proc/<pid>/<file>` and parses it, or fails when the process exited meanwhile.
+///
+/// The kernel ends the text early, without an error, once the process's memory is torn down
+/// (exit, or a zombie from the start), so a read alone cannot tell a complete list from a cut
+/// one. The process's identity (`/proc/<pid>/stat`: state and start time) is checked before and
+/// after the read: gone, a zombie, or another process under the same PID means the text may be
+/// incomplete, reported as `ESRCH` rather than returned.
 fn read_and_parse<T>(pid: u32, file: &str, parse: impl FnOnce(&[u8]) -> Result<T, ParseError>) -> Result<T> {
     let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    let before = Identity::of(pid);
     let text = std::fs::read(&path).map_err(|e| io_error("read", e).with_path(&path))?;
+    let after = Identity::of(pid);
+    match (before, after) {
+        (Some(b), Some(a)) if b.start_time == a.start_time && b.alive && a.alive => {}
+        _ => {
+            return Err(Error::from_raw_errno("read", libc::ESRCH).with_path(&path).with_detail(format!(
+                "process {pid} exited while its {file} was read (the answer would be incomplete)"
+            )))
+        }
+    }
     parse(&text).map_err(|e| parse_error(&path, &e))
+}
+
+/// Who a PID is at one moment: the start time tells a reused PID apart, the state a zombie.
+struct Identity {
+    start_time: u64,
+    alive: bool,
+}
+
+impl Identity {
+    /// From `/proc/<pid>/stat`; `None` when the process is gone or the text is unreadable.
+    fn of(pid: u32) -> Option<Identity> {
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ...`: the command may hold spaces and parentheses; the last `)` ends it.
+        let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+        let fields: Vec<&[u8]> = rest.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()).collect();
+        // Field 3 is the state, 9 the flags, 22 the start time (proc(5)); `rest` starts at 3.
+        let field = |n: usize| fields.get(n - 3).copied();
+        let number = |n: usize| std::str::from_utf8(field(n)?).ok()?.parse::<u64>().ok();
+        let state = *field(3)?.first()?;
+        // PF_EXITING is set as exit begins, before the memory goes: a read that ended early
+        // because of the exit sees it afterwards, even while the state is not yet a zombie.
+        const PF_EXITING: u64 = 0x4;
+        let exiting = number(9)? & PF_EXITING != 0;
+        Some(Identity { start_time: number(22)?, alive: !exiting && !matches!(state, b'Z' | b'X' | b'x') })
+    }
 }
 
 fn parse_error(path: &Path, e: &ParseError) -> Error {
@@ -50,6 +92,26 @@ mod tests {
         let rollup = smaps_rollup(pid).unwrap();
         assert!(rollup.stats.rss > 0);
         assert!(rollup.start <= s[0].area.start);
+    }
+
+    #[test]
+    fn a_process_that_exited_is_an_error_not_an_empty_list() {
+        // A zombie's smaps and maps read as empty, without an error from the kernel.
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().expect("run sleep");
+        let pid = child.id();
+        assert!(!smaps(pid).unwrap().is_empty(), "sleep has mappings while it runs");
+        child.kill().unwrap();
+        // Killed, not yet reaped: wait until the kernel has made it a zombie.
+        while Identity::of(pid).is_some_and(|i| i.alive) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for e in [smaps(pid).map(|_| ()).unwrap_err(), maps(pid).map(|_| ()).unwrap_err()] {
+            assert_eq!(e.errno(), Some(libc::ESRCH), "{e}");
+            assert!(e.to_string().contains(&format!("process {pid} exited while its")), "{e}");
+        }
+        assert_eq!(smaps_rollup(pid).unwrap_err().errno(), Some(libc::ESRCH));
+        child.wait().unwrap();
+        assert!(smaps(pid).is_err(), "reaped");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 #![deny(unsafe_code)]
 
-use std::fs::File;
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -48,18 +50,53 @@ pub fn residency_of_mapping(map: &crate::Mapping) -> Result<Residency> {
     map.residency(..)
 }
 
-/// Opens `path` read-only, with the path in the error.
+/// Opens the regular file at `path` read-only, with the path in the error.
+///
+/// Anything else is refused without blocking or side effects: the type is checked with
+/// `stat(2)` before the open (opening a device can act on it), the open uses `O_NONBLOCK` (a FIFO
+/// put in the path's place meanwhile would otherwise wait for a writer forever) and `O_NOCTTY`,
+/// `fstat(2)` checks the file actually opened, then `O_NONBLOCK` is cleared.
 pub(crate) fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| io_error("open", e).with_path(path))
+    let meta = std::fs::metadata(path).map_err(|e| io_error("stat", e).with_path(path))?;
+    if !meta.is_file() {
+        return Err(not_regular("open", &meta).with_path(path));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| io_error("open", e).with_path(path))?;
+    regular_file_len(&file).map_err(|e| e.with_path(path))?;
+    crate::sys::clear_nonblock(file.as_fd()).map_err(|e| Error::os("fcntl(F_SETFL)", e).with_path(path))?;
+    Ok(file)
 }
 
 /// The size of a regular file; an error for directories, devices, pipes...
 pub(crate) fn regular_file_len(file: &File) -> Result<u64> {
     let meta = file.metadata().map_err(|e| io_error("fstat", e))?;
     if !meta.is_file() {
-        return Err(Error::new("residency", ErrorKind::InvalidArgument).with_detail("not a regular file"));
+        return Err(not_regular("residency", &meta));
     }
     Ok(meta.len())
+}
+
+/// The error for a file that is not a regular file, naming what it is.
+fn not_regular(op: &'static str, meta: &Metadata) -> Error {
+    let ft = meta.file_type();
+    let what = if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    };
+    Error::new(op, ErrorKind::InvalidArgument).with_detail(format!("not a regular file: {what}"))
 }
 
 /// A `std::io::Error` from operation `op` as an mmkit [`Error`].
@@ -90,5 +127,32 @@ mod tests {
         assert_eq!(e.path(), Some(d.path()));
         let e = residency(d.path().join("missing")).unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn fifos_sockets_and_devices_are_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let sock = d.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        // Before the fix the FIFO's open(2) waited for a writer forever: run in a thread and
+        // give up (failing) after a while instead of hanging the test binary.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let paths = [fifo.clone(), sock.clone(), "/dev/null".into(), d.path().into()];
+        std::thread::spawn(move || {
+            for p in paths {
+                let r = residency(&p).map(|_| ()).map_err(|e| e.to_string());
+                let c = super::super::cachestat(&p).map(|_| ()).map_err(|e| e.to_string());
+                tx.send((p, r, c)).unwrap();
+            }
+        });
+        for what in ["a FIFO", "a socket", "a character device", "a directory"] {
+            let (p, r, c) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("open blocked on a FIFO");
+            for e in [r.unwrap_err(), c.unwrap_err()] {
+                assert!(e.contains(&format!("not a regular file: {what}")), "{}: {e}", p.display());
+                assert!(e.contains(&p.display().to_string()), "{e}");
+            }
+        }
     }
 }

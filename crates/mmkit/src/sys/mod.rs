@@ -327,3 +327,11 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<ChildEnd> 
         (code, _) => ChildEnd::Exited(code),
     })
 }
+
+/// `fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)`: makes reads through `fd` wait again (used after
+/// an `O_NONBLOCK` open that only guarded against FIFOs and devices).
+#[doc(alias = "fcntl")]
+pub(crate) fn clear_nonblock(fd: BorrowedFd<'_>) -> SysResult<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)
+}

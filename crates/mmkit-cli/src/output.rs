@@ -1,0 +1,133 @@
+//! The one way commands print, and the one way `mmkit` ends.
+//!
+//! `println!` panics when stdout fails: a closed pipe (`mmkit maps | head -1`) or a full disk
+//! (`> /dev/full`). Commands print with [`outln!`] and [`out!`], which return an error instead;
+//! [`finish`] ends the process: 0 on success and on a broken pipe (quietly, as ripgrep does),
+//! `mmkit: <message>` and 1 on failure, `mmkit: <message>` and 2 on a usage error.
+
+use std::fmt;
+use std::io::Write;
+
+/// Prints to stdout like `print!`, returning `anyhow::Result<()>` instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_fmt(format_args!($($arg)*)) };
+}
+
+/// Prints a line to stdout like `println!`, returning `anyhow::Result<()>` instead of panicking.
+macro_rules! outln {
+    () => { $crate::output::write_fmt(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writing to stdout failed.
+#[derive(Debug)]
+pub struct StdoutError(std::io::Error);
+
+impl fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.raw_os_error() {
+            Some(errno) => write!(
+                f,
+                "write to stdout failed: {} ({})",
+                mmkit::error::strerror(errno),
+                mmkit::error::errno_name(errno)
+            ),
+            None => write!(f, "write to stdout failed: {}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+/// Writes formatted text to stdout (what [`out!`] and [`outln!`] call).
+pub fn write_fmt(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    std::io::stdout().lock().write_fmt(args).map_err(|e| StdoutError(e).into())
+}
+
+/// Ends the process with the outcome of a command: flushes stdout, then exits 0, or prints
+/// `mmkit: <error with causes>` and exits 1. A broken pipe on stdout is a quiet exit 0: the
+/// reader has all it wanted.
+pub fn finish(result: anyhow::Result<()>) -> ! {
+    let result = result.and_then(|()| std::io::stdout().flush().map_err(|e| StdoutError(e).into()));
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(err) if is_broken_pipe(&err) => std::process::exit(0),
+        Err(err) => fail(1, &format!("{err:#}"), None),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<StdoutError>().is_some_and(|s| s.0.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Ends the process after clap refused the command line: help and version print as usual
+/// (exit 0); anything else is one `mmkit: <message>` line, clap's usage line, and exit 2.
+pub fn usage_error(err: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // A closed stdout loses the help, nothing more.
+            let _ = err.print();
+            std::process::exit(0)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let text = err.render().to_string();
+            let usage = text.lines().find(|l| l.starts_with("Usage:")).map(str::to_owned);
+            fail(2, "a subcommand is required (see --help)", usage.as_deref())
+        }
+        _ => {
+            let (message, usage) = one_line(&err.render().to_string());
+            fail(2, &message, usage.as_deref())
+        }
+    }
+}
+
+/// clap's rendered error as one message line (without `error: `) and its `Usage:` line.
+fn one_line(text: &str) -> (String, Option<String>) {
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") {
+            usage = Some(line.to_owned());
+        } else if usage.is_none() && !line.is_empty() && !line.starts_with("For more information") {
+            message.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    (message.join(" "), usage)
+}
+
+/// Prints `mmkit: <message>` (and an optional second line) to stderr and exits with `code`.
+fn fail(code: i32, message: &str, then: Option<&str>) -> ! {
+    let mut err = std::io::stderr().lock();
+    // Nothing is left to tell anyone when stderr itself fails.
+    let _ = writeln!(err, "mmkit: {message}");
+    if let Some(line) = then {
+        let _ = writeln!(err, "{line}");
+    }
+    std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let text = "error: the following required arguments were not provided:\n  --uio <N>\n\n\
+                    Usage: mmkit mmio irq --uio <N>\n\nFor more information, try '--help'.\n";
+        let (message, usage) = one_line(text);
+        assert_eq!(message, "the following required arguments were not provided: --uio <N>");
+        assert_eq!(usage.as_deref(), Some("Usage: mmkit mmio irq --uio <N>"));
+        let (message, usage) =
+            one_line("error: invalid value 'x' for '<PID>': bad\n\nFor more information, try '--help'.\n");
+        assert_eq!((message.as_str(), usage), ("invalid value 'x' for '<PID>': bad", None));
+    }
+
+    #[test]
+    fn stdout_errors_name_the_errno() {
+        let e = StdoutError(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(e.to_string(), "write to stdout failed: No space left on device (ENOSPC)");
+        let broken: anyhow::Error = StdoutError(std::io::Error::from_raw_os_error(libc::EPIPE)).into();
+        assert!(is_broken_pipe(&broken.context("printing the table")));
+    }
+}
