@@ -50,9 +50,17 @@ fn bad_arguments_are_usage_errors() {
     let out = mmkit().args(["tour", "--size", "12Q"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit"));
-    let out = mmkit().args(["tour", "--only", "nosuch"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("mmkit: unknown tour section"));
+    let out = mmkit().args(["tour", "--only", "file,nosuch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    // Sizes below 4 pages were silently raised to 4 pages; they are refused, naming the minimum.
+    let min = 4 * rustix::param::page_size();
+    for small in ["0", "1", "4095", &(min - 1).to_string()] {
+        let out = mmkit().args(["tour", "--only", "file", "--size", small]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "--size {small}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("too small") && err.contains(&min.to_string()), "{err}");
+    }
 }
 
 #[test]

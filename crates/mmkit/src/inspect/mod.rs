@@ -49,6 +49,10 @@ pub const WINDOW: u64 = 1 << 30;
 
 /// Runs `f` on every item with up to `threads` scoped threads taking items in order; returns the
 /// results in item order.
+///
+/// The calling thread is one of the workers. A thread the system refuses to start
+/// (`EAGAIN` under `RLIMIT_NPROC`, `ENOMEM` for its stack under `RLIMIT_AS`) means fewer
+/// workers, never a panic: with none started, the caller does all the work.
 pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = threads.clamp(1, items.len().max(1));
@@ -56,26 +60,45 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: imp
         return items.iter().map(f).collect();
     }
     let next = AtomicUsize::new(0);
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            out.push((i, f(item)));
+        }
+        out
+    };
     let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        out.push((i, f(item)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        let handles = spawn_workers(s, threads - 1, &work);
+        let mut parts = vec![work()];
+        parts.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        parts
     });
     let mut all: Vec<(usize, R)> = parts.iter_mut().flat_map(std::mem::take).collect();
     all.sort_unstable_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, r)| r).collect()
 }
+
+/// Starts up to `n` scoped threads running `work`; stops at the first the system refuses.
+pub(crate) fn spawn_workers<'scope, 'env, R: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    n: usize,
+    work: &'scope (impl Fn() -> R + Sync),
+) -> Vec<std::thread::ScopedJoinHandle<'scope, R>> {
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        match std::thread::Builder::new().stack_size(WORKER_STACK).spawn_scoped(s, work) {
+            Ok(h) => handles.push(h),
+            Err(_) => break,
+        }
+    }
+    handles
+}
+
+/// Stack of a worker thread: they make system calls and keep nothing large on the stack, so
+/// 256 KiB instead of std's 2 MiB lets many more start under a low `RLIMIT_AS`.
+const WORKER_STACK: usize = 256 << 10;
 
 /// The default number of worker threads: the CPUs this process may run on.
 pub(crate) fn default_threads() -> usize {
@@ -93,6 +116,7 @@ mod tests {
             let out = parallel_map(&items, threads, |x| x * 2);
             assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         }
+
         assert!(parallel_map(&[] as &[u32], 4, |x| *x).is_empty());
     }
 }

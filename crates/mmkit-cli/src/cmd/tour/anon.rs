@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mmkit::reserve::ReserveOptions;
 use mmkit::{anon, page_size, HugePages, MapOptions, Protection};
 
-use super::Args;
+use super::{check_interrupted, Args};
 use crate::report::{bytes, duration, Section};
 
 const MIB: usize = 1 << 20;
@@ -134,6 +134,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     let mut thp_t = Vec::new();
     let (mut base_faults, mut thp_faults, mut thp_huge, mut fallback) = (0, 0, 0, None);
     for _ in 0..3 {
+        check_interrupted()?;
         let (d, f, _, _) = first_touch(len, false)?;
         base_t.push(d);
         base_faults = f;
