@@ -31,8 +31,10 @@ pub struct Args {
     /// Print only the totals, not a row per file.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Worker threads. Touching defaults to one per CPU; counting defaults to 1 (it is a few
-    /// cheap system calls per file, and threads only pay off on idle cores).
+    /// Worker threads. Touching defaults to 2 (1 on a single CPU): measured against 1, 4 and 8
+    /// threads (BENCHMARKS.md); counting defaults to 1 (it is a few cheap system calls per file,
+    /// and threads only pay off on idle cores). Threads the system refuses to start (ulimit -u,
+    /// ulimit -v) mean fewer threads.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print JSON instead of a table.
@@ -90,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.touch {
         let bar = progress(total_bytes, "touching", true);
-        let opts = TouchOptions { threads: args.threads.unwrap_or(0), ..TouchOptions::default() };
+        let threads = args.threads.unwrap_or_else(|| TOUCH_THREADS.min(cpus()));
+        let opts = TouchOptions { threads, ..TouchOptions::default() };
         let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
         errors.extend(results.into_iter().filter_map(Result::err));
@@ -140,6 +143,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{} of the paths could not be processed", errors.len());
     }
     Ok(())
+}
+
+/// Default threads of `--touch`: two concurrent reads were as fast as four or eight on an evicted
+/// 1 GiB file, and slightly faster than one (BENCHMARKS.md, "residency --touch threads").
+const TOUCH_THREADS: usize = 2;
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {

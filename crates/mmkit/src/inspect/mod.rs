@@ -80,12 +80,14 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: imp
     all.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Starts up to `n` scoped threads running `work`; stops at the first the system refuses.
+/// Starts up to `n` scoped threads running `work`; stops at the first the system refuses, and
+/// before they would use more than half the address space left under `RLIMIT_AS`.
 pub(crate) fn spawn_workers<'scope, 'env, R: Send + 'scope>(
     s: &'scope std::thread::Scope<'scope, 'env>,
     n: usize,
     work: &'scope (impl Fn() -> R + Sync),
 ) -> Vec<std::thread::ScopedJoinHandle<'scope, R>> {
+    let n = n.min(workers_that_fit(crate::sys::inspect::address_space_left()));
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
         match std::thread::Builder::new().stack_size(WORKER_STACK).spawn_scoped(s, work) {
@@ -97,8 +99,29 @@ pub(crate) fn spawn_workers<'scope, 'env, R: Send + 'scope>(
 }
 
 /// Stack of a worker thread: they make system calls and keep nothing large on the stack, so
-/// 256 KiB instead of std's 2 MiB lets many more start under a low `RLIMIT_AS`.
+/// 256 KiB instead of std's 2 MiB.
 const WORKER_STACK: usize = 256 << 10;
+
+/// Address space a worker's first allocation may reserve: glibc gives each new thread its own
+/// malloc arena, a 64 MiB reservation (up to 8 arenas per CPU).
+const WORKER_ARENA: u64 = 64 << 20;
+
+/// How many workers fit in half of `left` bytes of address space (`None`: no limit). A thread
+/// that cannot start is an error we handle, but an allocation that fails after threads took the
+/// address space aborts the process, so the workers leave the other half to the allocator.
+fn workers_that_fit(left: Option<u64>) -> usize {
+    let Some(left) = left else { return usize::MAX };
+    let arenas = 8 * default_threads() as u64;
+    let mut n = 0u64;
+    loop {
+        let next = n + 1;
+        let cost = next * (WORKER_STACK as u64 + crate::page::page_size() as u64) + next.min(arenas) * WORKER_ARENA;
+        if cost > left / 2 {
+            return usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        n = next;
+    }
+}
 
 /// The default number of worker threads: the CPUs this process may run on.
 pub(crate) fn default_threads() -> usize {
@@ -118,5 +141,10 @@ mod tests {
         }
 
         assert!(parallel_map(&[] as &[u32], 4, |x| *x).is_empty());
+        // Under RLIMIT_AS workers leave half the address space left to the allocator.
+        assert_eq!(workers_that_fit(None), usize::MAX);
+        assert_eq!(workers_that_fit(Some(100 << 20)), 0);
+        assert_eq!(workers_that_fit(Some(150 << 20)), 1);
+        assert!(workers_that_fit(Some(1 << 40)) > 1000);
     }
 }

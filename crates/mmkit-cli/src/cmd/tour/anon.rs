@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use mmkit::reserve::ReserveOptions;
 use mmkit::{anon, page_size, HugePages, MapOptions, Protection};
 
@@ -68,7 +69,10 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     drop(mem);
 
     // 2. A 64 GiB reservation with 8 MiB committed.
-    let heap = ReserveOptions::new(64 << 30).align(2 * MIB).reserve()?;
+    let heap = ReserveOptions::new(64 << 30)
+        .align(2 * MIB)
+        .reserve()
+        .context("the anon section reserves 64 GiB of address space (is `ulimit -v` lower?)")?;
     heap.commit(0, 8 * MIB, Protection::READ_WRITE)?;
     for i in (0..8 * MIB).step_by(page) {
         // SAFETY: the first 8 MiB were committed read-write just above; raw access only.
@@ -106,7 +110,8 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
             pp.write_volatile(7);
             0
         })
-    }?;
+    }
+    .context("the anon section forks a child to write to shared and private memory")?;
     let (shared_seen, private_seen) = (shared[0] == 7, private[0] == 7);
     let yes = |b: bool| if b { "yes" } else { "no" };
     s.fact(

@@ -36,7 +36,10 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
         .output()
         .context("the elf section builds a small library with gcc, which could not be run (install gcc)")?;
     if !output.status.success() {
-        anyhow::bail!("gcc failed to build the tour library:\n{}", String::from_utf8_lossy(&output.stderr));
+        // One line, as every mmkit error: gcc's messages joined.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        anyhow::bail!("gcc failed to build the tour library ({}): {}", output.status, said.join("; "));
     }
     Ok(out)
 }

@@ -235,7 +235,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         shared[..8].copy_from_slice(&marker.to_ne_bytes());
         private[8..16].copy_from_slice(&marker.to_ne_bytes());
         0
-    })?;
+    })
+    .context("the file section forks a child to write through both maps")?;
     let shared_seen = u64::from_ne_bytes(shared[..8].try_into()?) == marker;
     let private_seen = u64::from_ne_bytes(private[8..16].try_into()?) == marker;
     shared.flush(..8)?;
