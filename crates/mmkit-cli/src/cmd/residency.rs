@@ -31,10 +31,10 @@ pub struct Args {
     /// Print only the totals, not a row per file.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Worker threads. Touching defaults to 2 (1 on a single CPU): measured against 1, 4 and 8
-    /// threads (BENCHMARKS.md); counting defaults to 1 (it is a few cheap system calls per file,
-    /// and threads only pay off on idle cores). Threads the system refuses to start (ulimit -u,
-    /// ulimit -v) mean fewer threads.
+    /// Worker threads (default 1). Touching an evicted file with 2, 4 or 8 threads was no
+    /// faster than with one (BENCHMARKS.md): more help only on devices that serve parallel reads
+    /// faster than one stream. Counting is a few cheap system calls per file. Threads the system
+    /// refuses to start (ulimit -u, ulimit -v) mean fewer threads.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print JSON instead of a table.
@@ -92,8 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.touch {
         let bar = progress(total_bytes, "touching", true);
-        let threads = args.threads.unwrap_or_else(|| TOUCH_THREADS.min(cpus()));
-        let opts = TouchOptions { threads, ..TouchOptions::default() };
+        let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
         let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
         errors.extend(results.into_iter().filter_map(Result::err));
@@ -145,13 +144,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Default threads of `--touch`: two concurrent reads were as fast as four or eight on an evicted
-/// 1 GiB file, and slightly faster than one (BENCHMARKS.md, "residency --touch threads").
-const TOUCH_THREADS: usize = 2;
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+/// Default threads of `--touch`: 1, 2, 4 and 8 threads touched an evicted 1 GiB file in the
+/// same time within noise (BENCHMARKS.md, "`residency --touch`: how many threads"), and an
+/// earlier report had 2 threads 1.5x slower than 1; one thread is the cheapest.
+const TOUCH_THREADS: usize = 1;
 
 fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {
     let mut total = TotalJson { dirty_pages: Some(0), ..TotalJson::default() };

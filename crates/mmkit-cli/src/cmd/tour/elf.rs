@@ -36,6 +36,8 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
         .output()
         .context("the elf section builds a small library with gcc, which could not be run (install gcc)")?;
     if !output.status.success() {
+        // Ctrl-C at a terminal reaches gcc too: say that, not how gcc died.
+        check_interrupted()?;
         // One line, as every mmkit error: gcc's messages joined.
         let stderr = String::from_utf8_lossy(&output.stderr);
         let said: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
