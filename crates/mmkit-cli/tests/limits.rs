@@ -74,7 +74,7 @@ fn assert_success(out: &Output, what: &str) {
 /// A directory of `n` one-page files, readable (and owned, for `cachestat`) by the throwaway
 /// uid when running as root.
 fn many_files(n: usize) -> tempfile::TempDir {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let page = rustix::param::page_size();
     for i in 0..n {
         std::fs::write(dir.path().join(format!("f{i:05}")), vec![i as u8; page]).unwrap();
@@ -169,7 +169,7 @@ fn maps_under_low_limits() {
 #[test]
 fn tour_with_a_small_file_under_low_limits() {
     for limit in [Limit::AddressSpace(64 << 20), Limit::AddressSpace(512 << 20), Limit::Files(8), Limit::OneTask] {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         give_away(dir.path());
         let out = run(limit, &["tour", "--size", "64K", "--dir", dir.path().to_str().unwrap()]);
         assert_clean(&out, true, &format!("tour under {limit:?}"));
@@ -180,7 +180,7 @@ fn tour_with_a_small_file_under_low_limits() {
 
 #[test]
 fn elf_load_under_low_limits() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
     let so = dir.path().join("libfxbasic.so");
     let status = Command::new("gcc")
