@@ -111,16 +111,15 @@ const WORKER_ARENA: u64 = 64 << 20;
 /// address space aborts the process, so the workers leave the other half to the allocator.
 fn workers_that_fit(left: Option<u64>) -> usize {
     let Some(left) = left else { return usize::MAX };
+    let half = left / 2;
+    let stack = WORKER_STACK as u64 + crate::page::page_size() as u64; // and its guard page
     let arenas = 8 * default_threads() as u64;
-    let mut n = 0u64;
-    loop {
-        let next = n + 1;
-        let cost = next * (WORKER_STACK as u64 + crate::page::page_size() as u64) + next.min(arenas) * WORKER_ARENA;
-        if cost > left / 2 {
-            return usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        n = next;
-    }
+    // Each of the first `arenas` workers costs a stack and an arena, each later one a stack.
+    let n = match half / (stack + WORKER_ARENA) {
+        n if n < arenas => n,
+        _ => (half - arenas * (stack + WORKER_ARENA)) / stack + arenas,
+    };
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// The default number of worker threads: the CPUs this process may run on.
@@ -146,5 +145,6 @@ mod tests {
         assert_eq!(workers_that_fit(Some(100 << 20)), 0);
         assert_eq!(workers_that_fit(Some(150 << 20)), 1);
         assert!(workers_that_fit(Some(1 << 40)) > 1000);
+        assert!(workers_that_fit(Some(u64::MAX)) > 1 << 30);
     }
 }
