@@ -6,9 +6,15 @@ fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
 }
 
+/// A directory on disk for the tour's files: under the target dir, or the system temp dir when
+/// that is not writable (the unprivileged run).
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempdir()).unwrap()
+}
+
 #[test]
 fn file_section_reports_kernel_facts_as_json() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = scratch_dir();
     let out =
         mmkit().args(["tour", "--only", "file", "--size", "8M", "--json", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
@@ -78,7 +84,7 @@ fn leftovers(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn size_beyond_free_space_fails_before_writing() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = scratch_dir();
     let vfs = rustix::fs::statvfs(dir.path()).unwrap();
     let free = vfs.f_bavail * vfs.f_frsize;
     // Twice the free space (it wrote until ENOSPC).
@@ -98,7 +104,7 @@ fn size_beyond_free_space_fails_before_writing() {
 fn sigint_and_sigterm_mid_run_leave_no_temporary_files() {
     use rustix::process::{kill_process, Pid, Signal};
     for signal in [Signal::INT, Signal::TERM] {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = scratch_dir();
         let mut child = mmkit()
             .args(["tour", "--only", "file,elf", "--size", "512M", "--dir"])
             .arg(dir.path())
