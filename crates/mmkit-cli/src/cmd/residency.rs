@@ -77,8 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         inspect::block_termination_signals()?;
     }
     let (files, mut errors) = inspect::collect_files(&args.paths);
-    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     let total_bytes: u64 = files.iter().map(|f| f.len).sum();
+    // One copy of each path, moved from list to list (memory per file matters in large trees).
+    let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
 
     if args.evict {
         let bar = progress(paths.len() as u64, "evicting", false);
@@ -120,7 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => errors.push(e),
         }
     }
-    let report = build_report(&rows);
+    // `--quiet` tables print only the totals: no per-file rows kept.
+    let report = build_report(rows, args.json || !args.quiet);
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -149,11 +151,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// earlier report had 2 threads 1.5x slower than 1; one thread is the cheapest.
 const TOUCH_THREADS: usize = 1;
 
-fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {
+fn build_report(rows: Vec<(PathBuf, CacheStat)>, keep_rows: bool) -> ReportJson {
     let mut total = TotalJson { dirty_pages: Some(0), ..TotalJson::default() };
     let files = rows
-        .iter()
-        .map(|(p, s)| {
+        .into_iter()
+        .filter_map(|(p, s)| {
             total.files += 1;
             total.size += s.len;
             total.pages += s.pages;
@@ -162,13 +164,13 @@ fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,
             };
-            FileJson {
-                path: p.to_string_lossy().into_owned(),
+            keep_rows.then(|| FileJson {
+                path: p.into_os_string().into_string().unwrap_or_else(|p| p.to_string_lossy().into_owned()),
                 size: s.len,
                 pages: s.pages,
                 resident_pages: s.cached,
                 dirty_pages: s.dirty,
-            }
+            })
         })
         .collect();
     ReportJson { files, total }
