@@ -74,7 +74,15 @@ fn unwritable_directory_is_a_clear_error() {
     let out = mmkit().args(["tour", "--only", "file", "--dir", "/nonexistent/dir"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/dir"), "{err}");
+    assert!(err.contains("/nonexistent/dir") && err.contains("(ENOENT)"), "{err}");
+    // A file where a directory should be: named, with its errno, on one line, before writing.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    for only in ["file", "elf"] {
+        let out = mmkit().args(["tour", "--only", only, "--dir"]).arg(file.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("mmkit: ") && err.lines().count() == 1 && err.contains("(ENOTDIR)"), "{err}");
+    }
 }
 
 /// The entries left in `dir`.

@@ -67,12 +67,25 @@ fn signal_name(sig: i32) -> String {
     }
 }
 
+/// Fails unless `dir` is a directory this process may create files in, with the errno the
+/// kernel gives (`ENOENT`, `ENOTDIR`, `EACCES`, `EROFS`).
+pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    let what = "tour: the directory for temporary files (--dir)";
+    let meta = rustix::fs::stat(dir).map_err(|e| mmkit::Error::os("stat", e).with_path(dir)).context(what)?;
+    if rustix::fs::FileType::from_raw_mode(meta.st_mode) != rustix::fs::FileType::Directory {
+        return Err(mmkit::Error::os("stat", rustix::io::Errno::NOTDIR).with_path(dir)).context(what);
+    }
+    let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+    rustix::fs::access(dir, access).map_err(|e| mmkit::Error::os("access(W_OK | X_OK)", e).with_path(dir)).context(what)
+}
+
 /// Fails when `dir` has less than `needed` bytes free for an unprivileged writer
 /// (`f_bavail * f_frsize`), or when it is memory-backed (tmpfs, ramfs) and the machine has
 /// less than that available.
 pub fn check_disk(dir: &Path, needed: u64, what: &str) -> anyhow::Result<()> {
     let vfs = rustix::fs::statvfs(dir)
-        .with_context(|| format!("tour: statvfs of {} (the directory for temporary files)", dir.display()))?;
+        .map_err(|e| mmkit::Error::os("statvfs", e).with_path(dir))
+        .context("tour: checking the free space of the directory for temporary files")?;
     let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
     anyhow::ensure!(
         free >= needed,
@@ -81,7 +94,9 @@ pub fn check_disk(dir: &Path, needed: u64, what: &str) -> anyhow::Result<()> {
         dir.display(),
         bytes(free),
     );
-    let fs = rustix::fs::statfs(dir).with_context(|| format!("tour: statfs of {}", dir.display()))?;
+    let fs = rustix::fs::statfs(dir)
+        .map_err(|e| mmkit::Error::os("statfs", e).with_path(dir))
+        .context("tour: checking the file system of the directory for temporary files")?;
     // TMPFS_MAGIC and RAMFS_MAGIC from linux/magic.h: their files live in memory.
     if matches!(fs.f_type as u64, 0x0102_1994 | 0x8584_58f6) {
         check_memory(needed, &format!("{what} (in {}, which lives in memory)", dir.display()))?;

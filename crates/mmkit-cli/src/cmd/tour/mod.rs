@@ -82,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let disk = if chosen("file") { args.size } else { 0 } + if chosen("elf") { limits::ELF_DISK } else { 0 };
     if disk > 0 {
+        limits::check_dir(&dir)?;
         let what = if chosen("file") {
             format!("the file section's --size {} file", args.size)
         } else {
