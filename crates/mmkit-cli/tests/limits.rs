@@ -22,6 +22,8 @@ enum Limit {
     Files(u64),
     /// `RLIMIT_NPROC` of 1: no thread or child can start.
     OneTask,
+    /// `RLIMIT_DATA` in bytes (heap and other private writable memory).
+    Data(u64),
 }
 
 fn is_root() -> bool {
@@ -43,6 +45,7 @@ fn run(limit: Limit, args: &[&str]) -> Output {
         Limit::AddressSpace(bytes) => cmd.arg(format!("--as={bytes}")),
         Limit::Files(n) => cmd.arg(format!("--nofile={n}")),
         Limit::OneTask => cmd.arg("--nproc=1"),
+        Limit::Data(bytes) => cmd.arg(format!("--data={bytes}")),
     };
     let out = cmd.arg("--").arg(MMKIT).args(args).output().expect("run prlimit (util-linux)");
     assert_ne!(out.status.code(), Some(127), "prlimit or setpriv could not run mmkit: {out:?}");
@@ -142,6 +145,27 @@ fn residency_touch_of_many_files_under_low_nofile() {
         let out = run(Limit::Files(24), &["residency", "--touch", "--threads", threads, "--json", d]);
         assert_success(&out, &format!("touch with {threads} threads and 24 descriptors"));
         assert_touched(&out, 2000, &format!("{threads} threads"));
+    }
+}
+
+#[test]
+fn residency_memory_does_not_grow_with_the_tree() {
+    // 20,000 files in 4 directories. The paths were all collected (and counted, and listed)
+    // before any was touched: 8 MiB of heap was not enough, and the allocation failure aborted.
+    let dir = tempfile::tempdir().unwrap();
+    for d in 0..4 {
+        let sub = dir.path().join(format!("d{d}"));
+        std::fs::create_dir(&sub).unwrap();
+        for i in 0..5000 {
+            std::fs::write(sub.join(format!("file-with-a-longish-name-{i:05}")), b"x").unwrap();
+        }
+    }
+    let d = dir.path().to_str().unwrap();
+    for args in [&["residency", "--quiet", "--touch", d][..], &["residency", "--quiet", d]] {
+        let out = run(Limit::Data(8 << 20), args);
+        assert_success(&out, &format!("{args:?} with 8 MiB of data"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Files: 20000"), "{text}");
     }
 }
 

@@ -36,7 +36,7 @@ mod touch;
 
 pub use crate::residency::{PageBitmap, Residency};
 pub use cachestat::{cachestat, cachestat_files, cachestat_of, CacheStat, CacheStatSource};
-pub use files::{collect_files, FileEntry};
+pub use files::{collect_files, walk_files, FileEntry};
 pub use maps::{Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup};
 pub use process::{maps, smaps, smaps_rollup};
 pub use residency::{residency, residency_of_file, residency_of_mapping};
