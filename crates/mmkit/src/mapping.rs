@@ -84,6 +84,10 @@ struct PageAligned;
 pub(crate) enum Backing<'a> {
     Anonymous,
     File(BorrowedFd<'a>),
+    /// A device file whose driver checks the range itself (PCI `resourceN` in sysfs, whose
+    /// `st_size` is the BAR's size while the kernel maps it as whole pages): mapped like a
+    /// special file, with the length the caller gives and no check against `st_size`.
+    Device(BorrowedFd<'a>),
 }
 
 /// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel.
@@ -129,12 +133,14 @@ impl Mapping {
         let prot = opts.protection.unwrap_or(default_prot);
         let (fd, path) = match backing {
             Backing::Anonymous => (None, None),
-            Backing::File(fd) => (Some(fd), sys::fd_path(fd)),
+            Backing::File(fd) | Backing::Device(fd) => (Some(fd), sys::fd_path(fd)),
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
-        let file_len = match fd {
-            Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?,
-            None => None,
+        let file_len = match (fd, backing) {
+            (_, Backing::Device(_)) | (None, _) => None,
+            (Some(fd), _) => {
+                sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?
+            }
         };
         let len = match (fd, file_len, opts.len) {
             // Devices (`/dev/uioN`, `/dev/mem`; PCI `resourceN` is regular) and other special

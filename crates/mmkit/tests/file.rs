@@ -775,3 +775,31 @@ fn character_devices_map_with_an_explicit_length() {
     assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("/dev/zero") && err.to_string().contains("not a regular file"), "{err}");
 }
+
+/// `map_device` is the route for device files whose `st_size` is smaller than what the kernel
+/// maps (sysfs `resourceN` of a sub-page BAR): it maps whole pages without the file-size check
+/// that `map_raw` applies, and stays safe (a page past the end reads as an error, not SIGBUS).
+#[test]
+fn map_device_maps_whole_pages_past_a_short_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(page())[..0x100].to_vec();
+    let path = file_with(dir.path(), "bar0", &data);
+    let file = rw(&path);
+    let err = MapOptions::new().len(page()).map_raw(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+
+    let map = MapOptions::new().len(2 * page()).map_device(&file).unwrap();
+    assert_eq!(map.len(), 2 * page());
+    let mut got = vec![0xaa; page()];
+    map.copy_from_mapping(0, &mut got).unwrap();
+    assert_eq!(&got[..0x100], &data[..]);
+    // The kernel zero-fills the rest of the file's last page.
+    assert!(got[0x100..].iter().all(|&b| b == 0));
+    // The second page has no file behind it: an error, not a signal.
+    let err = map.copy_from_mapping(page(), &mut got).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+
+    let err = MapOptions::new().map_device(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("MapOptions::len"), "{err}");
+}
