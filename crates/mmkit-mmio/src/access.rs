@@ -170,12 +170,40 @@ impl AccessRules {
             .allow(0x80..u64::MAX, Widths::only(Width::W32).and(Width::W64))
     }
 
-    /// The rules for a known PCI device, by vendor and device ID, or [`AccessRules::any`].
+    /// QEMU's `ivshmem` register BAR0 (PCI `1af4:1110`, 256 bytes): 32-bit registers only
+    /// (interrupt mask and status, IV position, doorbell).
+    pub fn ivshmem_registers() -> Self {
+        AccessRules::any().named("ivshmem registers").allow(0..0x100, Widths::only(Width::W32))
+    }
+
+    /// QEMU's `ivshmem` BAR2: plain shared memory, every width.
+    pub fn ivshmem_memory() -> Self {
+        AccessRules::any().named("ivshmem shared memory")
+    }
+
+    /// The rules for BAR0 of a known PCI device, by vendor and device ID, or
+    /// [`AccessRules::any`] (see [`AccessRules::for_pci_bar`]).
     pub fn for_pci_id(vendor: u16, device: u16) -> Self {
-        match (vendor, device) {
-            (0x1234, 0x11e8) => Self::edu(),
+        Self::for_pci_bar(vendor, device, 0)
+    }
+
+    /// The rules for BAR `bar` of a known PCI device (edu, ivshmem), or [`AccessRules::any`]
+    /// (unknown: see [`AccessRules::is_known`]).
+    pub fn for_pci_bar(vendor: u16, device: u16, bar: usize) -> Self {
+        match (vendor, device, bar) {
+            (0x1234, 0x11e8, 0) => Self::edu(),
+            (0x1af4, 0x1110, 0) => Self::ivshmem_registers(),
+            (0x1af4, 0x1110, 2) => Self::ivshmem_memory(),
             _ => Self::any(),
         }
+    }
+
+    /// Whether these rules describe a device (they were [`named`](AccessRules::named): a
+    /// built-in device, a register block's layout or a loaded profile), so that the widths
+    /// they allow are known to be valid. [`AccessRules::any`] alone is not known: it allows
+    /// every width because nothing says otherwise.
+    pub fn is_known(&self) -> bool {
+        self.name.is_some()
     }
 
     /// The widths allowed at `offset`.
