@@ -146,6 +146,25 @@ impl PciDevice {
         Ok(res)
     }
 
+    /// The device and memory BAR that contain physical address `phys` (e.g. an address given
+    /// to `/dev/mem`), searched among the devices under `devices`; `None` when no BAR does.
+    pub fn with_bar_containing_in(devices: &Path, phys: u64) -> Result<Option<(PciDevice, usize, PciResource)>> {
+        for dev in list_in(devices)? {
+            let Ok(resources) = dev.resources() else { continue };
+            let found = resources.iter().take(6).position(|r| r.is_memory() && r.start <= phys && phys <= r.end);
+            if let Some(bar) = found {
+                let res = resources[bar];
+                return Ok(Some((dev, bar, res)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`PciDevice::with_bar_containing_in`] on this machine's devices.
+    pub fn with_bar_containing(phys: u64) -> Result<Option<(PciDevice, usize, PciResource)>> {
+        Self::with_bar_containing_in(Path::new(SYS_BUS_PCI_DEVICES), phys)
+    }
+
     /// Maps memory BAR `bar` through `resourceN` (uncached), with the device's width rules.
     ///
     /// The region is exactly the BAR: a BAR smaller than a page (16 or 256 bytes of
@@ -408,6 +427,16 @@ mod bar_tests {
         }
         let dev = PciDevice::find_in(root.path(), PciId::IVSHMEM).unwrap();
         (root, dev)
+    }
+
+    #[test]
+    fn finds_the_bar_containing_a_physical_address() {
+        let (root, _dev) = fake_ivshmem(false);
+        let (dev, bar, res) = PciDevice::with_bar_containing_in(root.path(), 0xfeb0_00ff).unwrap().unwrap();
+        assert_eq!((dev.id(), bar, res.size()), (PciId::IVSHMEM, 0, 0x100));
+        let (_, bar, _) = PciDevice::with_bar_containing_in(root.path(), 0x40_0000_0000).unwrap().unwrap();
+        assert_eq!(bar, 2);
+        assert!(PciDevice::with_bar_containing_in(root.path(), 0xfeb0_0100).unwrap().is_none());
     }
 
     #[test]
