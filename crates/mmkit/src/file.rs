@@ -383,11 +383,13 @@ impl MapOptions {
 
     /// Maps a device file as an [`MmapRaw`] (read-write unless a protection is set): the route
     /// for device memory such as a PCI BAR's sysfs `resourceN` / `resourceN_wc`, `/dev/uioN`
-    /// or `/dev/mem`. The length must be given ([`MapOptions::len`]) and is not checked
-    /// against the file's size: sysfs reports a BAR's true size (e.g. 0x100 bytes) as
-    /// `st_size`, while the kernel maps it as whole pages and checks the range itself. Bounding
-    /// accesses to the device's size is the caller's job (`mmkit-mmio`'s regions do it).
-    /// Safe for the same reason as [`map_raw`](Self::map_raw): no references are handed out.
+    /// or `/dev/mem`. The length must be given ([`MapOptions::len`]). For a regular file the
+    /// range may run to the end of the file's last page, not just its last byte: sysfs reports
+    /// a BAR's true size (e.g. 0x100 bytes) as `st_size` while the kernel maps it as a whole
+    /// page, and the rest of a file's last page never raises `SIGBUS`; past that page it is
+    /// refused as in [`map_raw`](Self::map_raw). Character devices are not checked (their
+    /// driver checks the range). Bounding accesses to the device's size is the caller's job
+    /// (`mmkit-mmio`'s regions do it). Safe for the same reason as `map_raw`.
     #[doc(alias = "mmap")]
     pub fn map_device(&self, file: &impl AsFd) -> Result<MmapRaw> {
         if self.len.is_none() {
@@ -395,7 +397,7 @@ impl MapOptions {
                 .with_detail("a device mapping needs a length (MapOptions::len)"));
         }
         // SAFETY: as in `map_raw`: MmapRaw hands out raw pointers only, so nothing relies on
-        // the range being backed; the device's driver refuses ranges it cannot map.
+        // the range being backed; a regular file is mapped no further than its last page.
         let map = unsafe { Mapping::new(self, Backing::Device(file.as_fd()), Protection::READ_WRITE) }?;
         Ok(MmapRaw { map })
     }

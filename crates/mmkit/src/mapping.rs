@@ -84,9 +84,9 @@ struct PageAligned;
 pub(crate) enum Backing<'a> {
     Anonymous,
     File(BorrowedFd<'a>),
-    /// A device file whose driver checks the range itself (PCI `resourceN` in sysfs, whose
-    /// `st_size` is the BAR's size while the kernel maps it as whole pages): mapped like a
-    /// special file, with the length the caller gives and no check against `st_size`.
+    /// A device file that the kernel maps in whole pages while its `st_size` is the device's
+    /// size (PCI `resourceN` in sysfs of a BAR smaller than a page): a regular one may be
+    /// mapped to the end of its last page instead of its last byte.
     Device(BorrowedFd<'a>),
 }
 
@@ -136,11 +136,14 @@ impl Mapping {
             Backing::File(fd) | Backing::Device(fd) => (Some(fd), sys::fd_path(fd)),
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
-        let file_len = match (fd, backing) {
-            (_, Backing::Device(_)) | (None, _) => None,
-            (Some(fd), _) => {
-                sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?
-            }
+        let file_len = match fd {
+            Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?,
+            None => None,
+        };
+        // A device file may be mapped to the end of its last page (never a SIGBUS there).
+        let file_len = match backing {
+            Backing::Device(_) => file_len.map(|l| align_up(l, page as u64).unwrap_or(l)),
+            _ => file_len,
         };
         let len = match (fd, file_len, opts.len) {
             // Devices (`/dev/uioN`, `/dev/mem`; PCI `resourceN` is regular) and other special
