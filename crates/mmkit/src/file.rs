@@ -596,6 +596,27 @@ impl MapOptions {
         Ok(MmapRaw { map })
     }
 
+    /// Maps a device file as an [`MmapRaw`] (read-write unless a protection is set): the route
+    /// for device memory such as a PCI BAR's sysfs `resourceN` / `resourceN_wc`, `/dev/uioN`
+    /// or `/dev/mem`. The length must be given ([`MapOptions::len`]). For a regular file the
+    /// range may run to the end of the file's last page, not just its last byte: sysfs reports
+    /// a BAR's true size (e.g. 0x100 bytes) as `st_size` while the kernel maps it as a whole
+    /// page, and the rest of a file's last page never raises `SIGBUS`; past that page it is
+    /// refused as in [`map_raw`](Self::map_raw). Character devices are not checked (their
+    /// driver checks the range). Bounding accesses to the device's size is the caller's job
+    /// (`mmkit-mmio`'s regions do it). Safe for the same reason as `map_raw`.
+    #[doc(alias = "mmap")]
+    pub fn map_device(&self, file: &impl AsFd) -> Result<MmapRaw> {
+        if self.len.is_none() {
+            return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_detail("a device mapping needs a length (MapOptions::len)"));
+        }
+        // SAFETY: as in `map_raw`: MmapRaw hands out raw pointers only, so nothing relies on
+        // the range being backed; a regular file is mapped no further than its last page.
+        let map = unsafe { Mapping::new(self, Backing::Device(file.as_fd()), Protection::READ_WRITE) }?;
+        Ok(MmapRaw { map })
+    }
+
     /// Maps `file` read-only as an [`MmapRaw`] (for files opened read-only).
     pub fn map_raw_read_only(&self, file: &impl AsFd) -> Result<MmapRaw> {
         let mut opts = self.clone();

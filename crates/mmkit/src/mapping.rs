@@ -95,6 +95,10 @@ struct PageAligned;
 pub(crate) enum Backing<'a> {
     Anonymous,
     File(BorrowedFd<'a>),
+    /// A device file that the kernel maps in whole pages while its `st_size` is the device's
+    /// size (PCI `resourceN` in sysfs of a BAR smaller than a page): a regular one may be
+    /// mapped to the end of its last page instead of its last byte.
+    Device(BorrowedFd<'a>),
 }
 
 /// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel.
@@ -140,12 +144,17 @@ impl Mapping {
         let prot = opts.protection.unwrap_or(default_prot);
         let (fd, path) = match backing {
             Backing::Anonymous => (None, None),
-            Backing::File(fd) => (Some(fd), sys::fd_path(fd)),
+            Backing::File(fd) | Backing::Device(fd) => (Some(fd), sys::fd_path(fd)),
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
         let file_len = match fd {
             Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?,
             None => None,
+        };
+        // A device file may be mapped to the end of its last page (never a SIGBUS there).
+        let file_len = match backing {
+            Backing::Device(_) => file_len.map(|l| align_up(l, page as u64).unwrap_or(l)),
+            _ => file_len,
         };
         let len = match (fd, file_len, opts.len) {
             // Devices (`/dev/uioN`, `/dev/mem`; PCI `resourceN` is regular) and other special

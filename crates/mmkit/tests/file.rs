@@ -775,3 +775,32 @@ fn character_devices_map_with_an_explicit_length() {
     assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("/dev/zero") && err.to_string().contains("not a regular file"), "{err}");
 }
+
+/// `map_device` is the route for device files whose `st_size` is smaller than what the kernel
+/// maps (sysfs `resourceN` of a sub-page BAR): a regular file maps to the end of its last page,
+/// not just its last byte (which `map_raw` requires), and no further (that would `SIGBUS`).
+#[test]
+fn map_device_maps_the_whole_last_page_of_a_short_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(page())[..0x100].to_vec();
+    let path = file_with(dir.path(), "bar0", &data);
+    let file = rw(&path);
+    let err = MapOptions::new().len(page()).map_raw(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+
+    let map = MapOptions::new().len(page()).map_device(&file).unwrap();
+    assert_eq!(map.len(), page());
+    let mut got = vec![0xaa; page()];
+    map.copy_from_mapping(0, &mut got).unwrap();
+    assert_eq!(&got[..0x100], &data[..]);
+    // The kernel zero-fills the rest of the file's last page.
+    assert!(got[0x100..].iter().all(|&b| b == 0));
+
+    // A page with no file behind it is refused, as by map_raw.
+    let err = MapOptions::new().len(2 * page()).map_device(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    assert!(err.to_string().contains("SIGBUS"), "{err}");
+    let err = MapOptions::new().map_device(&file).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("MapOptions::len"), "{err}");
+}
