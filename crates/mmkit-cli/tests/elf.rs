@@ -18,7 +18,8 @@ fn stderr(o: &Output) -> String {
 
 /// Builds the loader's basic fixture with gcc into `dir`.
 fn build(dir: &Path, flags: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
+    // A symlink to mmkit-elf's fixture: `cargo package` copies its target into this crate's package.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic.c");
     let out = dir.join("libfxbasic.so");
     let status = Command::new("gcc")
         .args(["-shared", "-fPIC", "-O1", "-o"])

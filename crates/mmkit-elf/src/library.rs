@@ -74,8 +74,9 @@ enum Dependency {
 }
 
 /// What a mapping of a loaded library holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum MappingKind {
     /// File pages of a `PT_LOAD` segment.
     Segment {
@@ -97,7 +98,8 @@ pub enum MappingKind {
 }
 
 /// One mapping of a loaded library, as `/proc/self/maps` should show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Mapping {
     /// Run-time start address.
     pub start: u64,

@@ -19,7 +19,8 @@ pub const PHDR_SIZE: u64 = 56;
 pub const MAX_PHNUM: u64 = 65536 / PHDR_SIZE;
 
 /// Access rights of a mapping, from a segment's `p_flags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Protection {
     /// `PF_R`: readable.
     pub read: bool,
@@ -55,7 +56,8 @@ impl Protection {
 ///
 /// Addresses are link-time virtual addresses (add the load bias to get run-time addresses);
 /// offsets are relative to the start of the ELF image in its source.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentPlan {
     /// Index of the program header.
     pub phdr_index: usize,
@@ -101,7 +103,8 @@ impl SegmentPlan {
 }
 
 /// The `PT_TLS` template.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TlsPlan {
     /// `p_vaddr` of the initialization image (`.tdata`).
     pub vaddr: u64,
@@ -114,7 +117,8 @@ pub struct TlsPlan {
 }
 
 /// A mapping plan for one ELF shared object.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Plan {
     /// The page size the plan was made for.
     pub page_size: u64,
