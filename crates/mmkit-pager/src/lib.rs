@@ -12,6 +12,8 @@
 //!   [failure semantics](region#failure-semantics), fork and drop.
 //! - [`source`]: [`PageSource`](source::PageSource) and the sources shipped: zeros, a closure,
 //!   a file read with `pread`.
+//! - [`snapshot`]: write a region or any mapping to a sparse snapshot file; restore it lazily
+//!   into a region (Firecracker-style) or eagerly.
 //! - [`uffd`]: privilege detection ([`capabilities`](uffd::capabilities)): the full mode, the
 //!   `/dev/userfaultfd` device, `UFFD_USER_MODE_ONLY`.
 //! - [`Error`]: mmkit's error (operation, address, range, errno).
@@ -33,11 +35,13 @@
 #![deny(missing_docs)]
 
 pub mod region;
+pub mod snapshot;
 pub mod source;
 mod sys;
 pub mod uffd;
 
 pub use mmkit::{Error, ErrorKind, Result};
 pub use region::{Fence, PageFailure, PagedRegion, PagedRegionBuilder, Stats};
+pub use snapshot::{SnapshotInfo, SnapshotSource};
 pub use source::{FileSource, Filled, FnSource, PageSource, ZeroSource};
 pub use uffd::{capabilities, Capabilities, FaultMode, OpenedVia};
