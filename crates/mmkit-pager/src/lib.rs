@@ -12,6 +12,8 @@
 //!   [failure semantics](region#failure-semantics), fork and drop.
 //! - [`source`]: [`PageSource`](source::PageSource) and the sources shipped: zeros, a closure,
 //!   a file read with `pread`.
+//! - [`seekable`]: zstd seekable-format files: [`pack`](seekable::pack) one, and map it lazily
+//!   with [`SeekableSource`](seekable::SeekableSource) (only the frames touched are decompressed).
 //! - [`snapshot`]: write a region or any mapping to a sparse snapshot file; restore it lazily
 //!   into a region (Firecracker-style) or eagerly.
 //! - [`uffd`]: privilege detection ([`capabilities`](uffd::capabilities)): the full mode, the
@@ -35,6 +37,7 @@
 #![deny(missing_docs)]
 
 pub mod region;
+pub mod seekable;
 pub mod snapshot;
 pub mod source;
 mod sys;
@@ -42,6 +45,7 @@ pub mod uffd;
 
 pub use mmkit::{Error, ErrorKind, Result};
 pub use region::{Fence, PageFailure, PagedRegion, PagedRegionBuilder, Stats};
+pub use seekable::{PackInfo, PackOptions, SeekableSource};
 pub use snapshot::{SnapshotInfo, SnapshotSource};
 pub use source::{FileSource, Filled, FnSource, PageSource, ZeroSource};
 pub use uffd::{capabilities, Capabilities, FaultMode, OpenedVia};
