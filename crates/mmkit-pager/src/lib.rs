@@ -16,6 +16,8 @@
 //!   with [`SeekableSource`](seekable::SeekableSource) (only the frames touched are decompressed).
 //! - [`snapshot`]: write a region or any mapping to a sparse snapshot file; restore it lazily
 //!   into a region (Firecracker-style) or eagerly.
+//! - [`dirty`]: which pages were written since a point in time: `PAGEMAP_SCAN`,
+//!   `UFFDIO_WRITEPROTECT` or soft-dirty bits, and which one ran.
 //! - [`uffd`]: privilege detection ([`capabilities`](uffd::capabilities)): the full mode, the
 //!   `/dev/userfaultfd` device, `UFFD_USER_MODE_ONLY`.
 //! - [`Error`]: mmkit's error (operation, address, range, errno).
@@ -36,6 +38,7 @@
 
 #![deny(missing_docs)]
 
+pub mod dirty;
 pub mod region;
 pub mod seekable;
 pub mod snapshot;
@@ -43,6 +46,7 @@ pub mod source;
 mod sys;
 pub mod uffd;
 
+pub use dirty::{DirtyMechanism, DirtyPages};
 pub use mmkit::{Error, ErrorKind, Result};
 pub use region::{Fence, PageFailure, PagedRegion, PagedRegionBuilder, Stats};
 pub use seekable::{PackInfo, PackOptions, SeekableSource};

@@ -44,6 +44,7 @@ use std::time::Duration;
 use mmkit::{Error, ErrorKind, MapOptions, MmapMut, Result};
 use rustix::io::Errno;
 
+use crate::dirty::{DirtyMechanism, DirtyPages, Tracker};
 use crate::source::{Filled, PageSource};
 use crate::sys;
 use crate::uffd::{self, FaultMode};
@@ -114,6 +115,7 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     scratch: Mutex<Vec<MmapMut>>,
     handler_error: Mutex<Option<Error>>,
+    tracker: Option<Tracker>,
 }
 
 impl Shared {
@@ -171,7 +173,17 @@ impl Shared {
         if let Some(c) = counter {
             c.fetch_add(1, Ordering::Relaxed);
         }
+        // With write-protect dirty tracking every page goes in protected (zeros too, as a
+        // copy: a shared zero page cannot carry the protection), so a read is never a write.
+        let wp = self.tracker.as_ref().is_some_and(|t| t.mechanism.uses_write_protect());
+        if wp && matches!(filled, Ok(Filled::Zero)) {
+            scratch.fill(0);
+        }
         let installed = match filled {
+            Ok(Filled::Data) | Ok(Filled::Zero) if wp => self.install(|| {
+                // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
+                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, sys::COPY_MODE_WP) }.map(drop)
+            }),
             Ok(Filled::Data) => self.install(|| {
                 // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
                 unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, 0) }.map(drop)
@@ -253,6 +265,12 @@ impl Shared {
                     continue;
                 }
                 let index = (addr - self.base) / self.page;
+                if m.flags & sys::UFFD_PAGEFAULT_FLAG_WP != 0 {
+                    if let Some(t) = &self.tracker {
+                        t.on_write_fault(self.uffd.as_fd(), self.base + index * self.page, self.page, index as u64);
+                    }
+                    continue;
+                }
                 self.serve(index, scratch);
             }
         }
@@ -289,6 +307,7 @@ pub struct PagedRegionBuilder {
     threads: usize,
     retry: (u32, Duration),
     fence: Option<Fence>,
+    dirty: Option<Option<DirtyMechanism>>,
 }
 
 impl PagedRegionBuilder {
@@ -310,6 +329,20 @@ impl PagedRegionBuilder {
     /// Asking for `Poison` on a kernel without it is an [`ErrorKind::Unsupported`] error.
     pub fn fence(&mut self, fence: Fence) -> &mut Self {
         self.fence = Some(fence);
+        self
+    }
+
+    /// Tracks the pages written, with the best mechanism the kernel offers
+    /// (see [`dirty`](crate::dirty)); collect them with [`PagedRegion::collect_dirty`].
+    pub fn track_dirty(&mut self) -> &mut Self {
+        self.dirty = Some(None);
+        self
+    }
+
+    /// Tracks the pages written with `mechanism`; an [`ErrorKind::Unsupported`] error at
+    /// [`build`](Self::build) when the kernel lacks it.
+    pub fn track_dirty_with(&mut self, mechanism: DirtyMechanism) -> &mut Self {
+        self.dirty = Some(Some(mechanism));
         self
     }
 
@@ -349,7 +382,7 @@ impl PagedRegion {
 
     /// A builder for a region of `len` bytes.
     pub fn builder(len: usize) -> PagedRegionBuilder {
-        PagedRegionBuilder { len, threads: 1, retry: (1, Duration::ZERO), fence: None }
+        PagedRegionBuilder { len, threads: 1, retry: (1, Duration::ZERO), fence: None, dirty: None }
     }
 
     fn create(b: &PagedRegionBuilder, source: Box<dyn PageSource>) -> Result<PagedRegion> {
@@ -366,13 +399,29 @@ impl PagedRegion {
             (None, true) => Fence::Poison,
             (None, false) => Fence::ProtNone,
         };
-        let (fd, mode, _features) = uffd::open_with(if fence == Fence::Poison { sys::FEATURE_POISON } else { 0 })?;
+        let dirty = match b.dirty {
+            None => None,
+            Some(None) => Some(DirtyMechanism::best(&caps)),
+            Some(Some(m)) if m.available(&caps) => Some(m),
+            Some(Some(m)) => {
+                return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+                    .with_detail(format!("the kernel lacks dirty tracking by {}", m.name())))
+            }
+        };
+        let features = if fence == Fence::Poison { sys::FEATURE_POISON } else { 0 } | dirty.map_or(0, |m| m.features());
+        let (fd, mode, _features) = uffd::open_with(features)?;
+        let tracker = dirty.map(Tracker::new).transpose()?;
+        let reg_mode = if dirty.is_some_and(|m| m.uses_write_protect()) {
+            sys::REGISTER_MODE_MISSING | sys::REGISTER_MODE_WP
+        } else {
+            sys::REGISTER_MODE_MISSING
+        };
         let map = MapOptions::new().len(b.len).map_anon()?;
         map.dont_fork(..)?;
         let page = mmkit::page_size();
         let (base, span) = map.mapping().kernel_region();
         // SAFETY: the range is the mapping we just created and own; its pages are missing.
-        unsafe { sys::register(fd.as_fd(), base, span, sys::REGISTER_MODE_MISSING) }
+        unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
             .map_err(|e| Error::os("ioctl(UFFDIO_REGISTER)", e).with_addr(base).with_range(0, span as u64))?;
         let shared = Arc::new(Shared {
             uffd: fd,
@@ -388,7 +437,11 @@ impl PagedRegion {
             stopping: AtomicBool::new(false),
             scratch: Mutex::new(Vec::new()),
             handler_error: Mutex::new(None),
+            tracker,
         });
+        if let Some(t) = &shared.tracker {
+            t.start(shared.uffd.as_fd(), base, span)?;
+        }
         let (stop_r, stop_w) = sys::stop_pipe().map_err(|e| Error::os("pipe", e))?;
         let stop_r = Arc::new(stop_r);
         let mut region = PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new() };
@@ -509,6 +562,23 @@ impl PagedRegion {
         e.with_addr(self.shared.base + index * self.shared.page)
             .with_range(offset, self.shared.page as u64)
             .with_detail(f.map_or_else(|| "the page source failed".to_owned(), |f| f.message.clone()))
+    }
+
+    /// The dirty-tracking mechanism running, if the region was built with
+    /// [`track_dirty`](PagedRegionBuilder::track_dirty).
+    pub fn dirty_mechanism(&self) -> Option<DirtyMechanism> {
+        self.shared.tracker.as_ref().map(|t| t.mechanism)
+    }
+
+    /// The pages written since the region was built or since the last call, and the start of a
+    /// new interval. An [`ErrorKind::InvalidArgument`] error when the region does not track.
+    pub fn collect_dirty(&self) -> Result<DirtyPages> {
+        let s = &self.shared;
+        let t = s.tracker.as_ref().ok_or_else(|| {
+            Error::new("PagedRegion::collect_dirty", ErrorKind::InvalidArgument)
+                .with_detail("the region was built without track_dirty()")
+        })?;
+        t.collect(s.uffd.as_fd(), s.base, s.len, s.page)
     }
 
     /// The checked read: copies `buf.len()` bytes at `offset` into `buf`, supplying missing

@@ -98,6 +98,44 @@ pub fn write_region(region: &PagedRegion, path: impl AsRef<Path>) -> Result<Snap
     info_of(&file, path)
 }
 
+/// Writes an **incremental** snapshot: updates the snapshot at `path` (taken earlier of the same
+/// memory) with the pages `dirty` lists, read from `region` through its checked read. A page
+/// that became all zeros is punched out as a hole (`FALLOC_FL_PUNCH_HOLE`; written as zeros on a
+/// filesystem without it).
+pub fn update(region: &PagedRegion, dirty: &crate::DirtyPages, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
+    let path = path.as_ref();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| snap_err("open of a snapshot", path, e))?;
+    let page = dirty.page_size;
+    let mut buf = vec![0u8; page];
+    for &p in &dirty.pages {
+        let off = p as usize * page;
+        let n = page.min(region.len().saturating_sub(off));
+        if n == 0 {
+            continue;
+        }
+        region.read(off, &mut buf[..n])?;
+        let zero = buf[..n].iter().all(|&b| b == 0);
+        let punched = zero
+            && rustix::fs::fallocate(
+                &file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                off as u64,
+                n as u64,
+            )
+            .is_ok();
+        if !punched {
+            file.write_all_at(&buf[..n], off as u64)
+                .map_err(|e| snap_err("write of a snapshot", path, e).with_range(off as u64, n as u64))?;
+        }
+    }
+    file.sync_data().map_err(|e| snap_err("fdatasync of a snapshot", path, e))?;
+    info_of(&file, path)
+}
+
 /// The data extents of `file` (`SEEK_DATA`/`SEEK_HOLE`), widened to whole pages. A filesystem
 /// without hole support reports one extent: the whole file.
 fn data_extents(file: &File, path: &Path, len: u64, page: u64) -> Result<Vec<(u64, u64)>> {

@@ -26,17 +26,25 @@ pub const UFFD_USER_MODE_ONLY: i32 = 1;
 /// `UFFD_EVENT_PAGEFAULT`.
 pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
 
+/// `UFFD_PAGEFAULT_FLAG_WP`: a write hit a write-protected page.
+pub const UFFD_PAGEFAULT_FLAG_WP: u64 = 1 << 1;
+
+/// `UFFDIO_REGISTER_MODE_WP`.
+pub const REGISTER_MODE_WP: u64 = 1 << 1;
 /// `UFFDIO_REGISTER_MODE_MISSING`.
 pub const REGISTER_MODE_MISSING: u64 = 1 << 0;
 
 /// `UFFD_FEATURE_PAGEFAULT_FLAG_WP`.
 pub const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
-/// `UFFD_FEATURE_WP_UNPOPULATED` (Linux ≥ 6.4).
-pub const FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
 /// `UFFD_FEATURE_POISON` (Linux ≥ 6.6): `UFFDIO_POISON` is available.
 pub const FEATURE_POISON: u64 = 1 << 14;
 /// `UFFD_FEATURE_WP_ASYNC` (Linux ≥ 6.7): write-protect faults resolved by the kernel.
 pub const FEATURE_WP_ASYNC: u64 = 1 << 15;
+
+/// `UFFDIO_COPY_MODE_WP`: install the page write-protected.
+pub const COPY_MODE_WP: u64 = 1 << 1;
+/// `UFFDIO_WRITEPROTECT_MODE_WP`.
+const WRITEPROTECT_MODE_WP: u64 = 1 << 0;
 
 /// `struct uffdio_api`.
 #[repr(C)]
@@ -92,6 +100,14 @@ struct UffdioZeropage {
     zeropage: i64,
 }
 
+/// `struct uffdio_writeprotect`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct UffdioWriteprotect {
+    range: UffdioRange,
+    mode: u64,
+}
+
 /// `struct uffdio_poison`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -126,6 +142,7 @@ const UFFDIO_UNREGISTER: u32 = opcode::read::<UffdioRange>(UFFDIO, 0x01) as u32;
 const UFFDIO_WAKE: u32 = opcode::read::<UffdioRange>(UFFDIO, 0x02) as u32;
 const UFFDIO_COPY: u32 = opcode::read_write::<UffdioCopy>(UFFDIO, 0x03) as u32;
 const UFFDIO_ZEROPAGE: u32 = opcode::read_write::<UffdioZeropage>(UFFDIO, 0x04) as u32;
+const UFFDIO_WRITEPROTECT: u32 = opcode::read_write::<UffdioWriteprotect>(UFFDIO, 0x06) as u32;
 const UFFDIO_POISON: u32 = opcode::read_write::<UffdioPoison>(UFFDIO, 0x08) as u32;
 const USERFAULTFD_IOC_NEW: u32 = opcode::none(UFFDIO, 0x00) as u32;
 
@@ -239,6 +256,79 @@ pub fn poison(fd: BorrowedFd<'_>, start: usize, len: usize) -> Result<(), Errno>
     let mut arg = UffdioPoison { range: UffdioRange { start: start as u64, len: len as u64 }, mode: 0, updated: 0 };
     // SAFETY: a `uffdio_poison`; only missing pages of a registered range are marked.
     unsafe { ioctl(fd, UFFDIO_POISON, &mut arg) }.map(drop)
+}
+
+/// `UFFDIO_WRITEPROTECT`: sets (`protect`) or clears write protection on the range; clearing
+/// wakes the threads waiting on it.
+pub fn writeprotect(fd: BorrowedFd<'_>, start: usize, len: usize, protect: bool) -> Result<(), Errno> {
+    let mut arg = UffdioWriteprotect {
+        range: UffdioRange { start: start as u64, len: len as u64 },
+        mode: if protect { WRITEPROTECT_MODE_WP } else { 0 },
+    };
+    // SAFETY: a `uffdio_writeprotect`; protection changes no page contents.
+    unsafe { ioctl(fd, UFFDIO_WRITEPROTECT, &mut arg) }.map(drop)
+}
+
+/// `struct pm_scan_arg` of `PAGEMAP_SCAN` (`<linux/fs.h>`, Linux ≥ 6.7).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// `struct page_region`: a run of pages with the same categories.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageRegion {
+    /// Start address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// `PAGE_IS_*` bits.
+    pub categories: u64,
+}
+
+const PAGEMAP_SCAN: u32 = opcode::read_write::<PmScanArg>(b'f', 16) as u32;
+const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+/// `PAGE_IS_WRITTEN`: written since write protection was last set.
+pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+
+/// `ioctl(pagemap, PAGEMAP_SCAN)` over `[start, end)` with `PM_SCAN_WP_MATCHING`: returns the
+/// written runs (into `out`) and write-protects them again, atomically. Returns the runs found
+/// and the address where the walk stopped (before `end` when `out` was full).
+pub fn pagemap_scan_written(
+    pagemap: BorrowedFd<'_>,
+    start: usize,
+    end: usize,
+    out: &mut [PageRegion],
+) -> Result<(usize, u64), Errno> {
+    let mut arg = PmScanArg {
+        size: std::mem::size_of::<PmScanArg>() as u64,
+        flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        start: start as u64,
+        end: end as u64,
+        vec: out.as_mut_ptr() as u64,
+        vec_len: out.len() as u64,
+        category_mask: PAGE_IS_WRITTEN,
+        return_mask: PAGE_IS_WRITTEN,
+        ..PmScanArg::default()
+    };
+    // SAFETY: a `pm_scan_arg` whose `vec` points at `out.len()` writable `page_region`s; the
+    // scan only write-protects pages of a range registered with async write protection.
+    let n = unsafe { ioctl(pagemap, PAGEMAP_SCAN, &mut arg) }?;
+    Ok((n as usize, arg.walk_end))
 }
 
 /// Reads up to `msgs.len()` fault messages (non-blocking: `EAGAIN` when there are none).

@@ -61,7 +61,7 @@ impl Capabilities {
     /// Asynchronous write protection (`UFFD_FEATURE_WP_ASYNC`, Linux ≥ 6.7), which
     /// `PAGEMAP_SCAN` needs.
     pub fn wp_async(&self) -> bool {
-        self.features & sys::FEATURE_WP_ASYNC != 0 && self.features & sys::FEATURE_WP_UNPOPULATED != 0
+        self.features & sys::FEATURE_WP_ASYNC != 0
     }
 
     /// Synchronous write protection of anonymous memory (`UFFDIO_WRITEPROTECT`, Linux ≥ 5.7).

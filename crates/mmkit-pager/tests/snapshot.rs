@@ -126,3 +126,23 @@ fn missing_and_empty_snapshots_are_errors() {
     assert!(snapshot::restore_eager(&empty).is_err());
     assert!(snapshot::restore_lazy(&empty, 1).is_err());
 }
+
+#[test]
+fn incremental_snapshot_of_the_dirty_pages() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.snap");
+        let mem = memory();
+        snapshot::write(&mem, &path).unwrap();
+        let source = SnapshotSource::open(&path).unwrap();
+        let mut region = PagedRegion::builder(mem.len()).track_dirty().build(source).unwrap();
+        region.as_mut_slice()[page()] = 0x11; // a hole gets data
+        region.as_mut_slice()[100 * page() + 5] = 0x22;
+        region.as_mut_slice()[8 * page()..9 * page()].fill(0); // a data page becomes zeros
+        let dirty = region.collect_dirty().unwrap();
+        assert_eq!(dirty.pages, vec![1, 8, 100]);
+        let info = snapshot::update(&region, &dirty, &path).unwrap();
+        assert_eq!(info.data_pages, 32 + 2 - 1, "pages 1 and 100 gained data, page 8 became a hole: {info:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), region.as_slice());
+    });
+}
