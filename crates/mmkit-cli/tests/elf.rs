@@ -150,6 +150,27 @@ fn call_errors_exit_1_with_a_message() {
 }
 
 #[test]
+fn call_refuses_symbols_that_are_not_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let mut cases = vec![(so.to_str().unwrap().to_owned(), "fx_counter", "data object")];
+    // libz's version-name symbols are absolute (SHN_ABS), value 0: calling one jumped to 0.
+    if let Some(z) = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    {
+        cases.push((z.to_owned(), "ZLIB_1.2.2", "absolute symbol"));
+    }
+    for (lib, symbol, what) in &cases {
+        let o = mmkit(&["elf", "call", lib, symbol]);
+        assert_eq!(o.status.code(), Some(1), "{lib} {symbol}: {o:?}");
+        let err = stderr(&o);
+        assert!(err.starts_with("mmkit: ") && err.contains(symbol) && err.contains(what), "{err}");
+        assert!(err.contains("not a function"), "{err}");
+    }
+}
+
+#[test]
 fn tour_elf_section_loads_from_an_apk() {
     let dir = tempfile::tempdir().unwrap();
     let o = mmkit(&["tour", "--only", "elf", "--json", "--dir", dir.path().to_str().unwrap()]);

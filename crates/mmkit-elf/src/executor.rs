@@ -608,6 +608,38 @@ impl Library {
     /// `T` must be pointer-sized.
     #[doc(alias = "dlsym")]
     pub unsafe fn symbol<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.typed_symbol(name, false) }
+    }
+
+    /// Looks up the function `name` like [`Library::symbol`], and refuses a symbol that is
+    /// not code (`STT_FUNC` or `STT_GNU_IFUNC`; see [`Library::symbol_kind`]): data objects,
+    /// thread-locals, absolute symbols such as version names (libz's `ZLIB_1.2.2`), untyped
+    /// symbols. Calling one of those would jump into data or to a small number.
+    ///
+    /// # Safety
+    /// `T` must be the function's true signature, an `extern "C" fn` pointer type.
+    pub unsafe fn function<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.typed_symbol(name, true) }
+    }
+
+    /// [`Library::symbol`], or [`Library::function`] when `function` is set.
+    ///
+    /// # Safety
+    /// As for [`Library::symbol`].
+    unsafe fn typed_symbol<T: Copy>(&self, name: &str, function: bool) -> Result<Symbol<'_, T>> {
+        if function {
+            let kind = self.symbol_kind(name)?;
+            if !kind.is_function() {
+                return Err(Error::new(
+                    ErrorKind::NotAFunction,
+                    format!("function lookup of `{name}`"),
+                    format!("it is {}, not a function (STT_FUNC or STT_GNU_IFUNC)", kind.describe()),
+                )
+                .with_path(self.source()));
+            }
+        }
         if std::mem::size_of::<T>() != std::mem::size_of::<usize>() {
             return Err(Error::new(
                 ErrorKind::SymbolNotFound,

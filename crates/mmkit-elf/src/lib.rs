@@ -68,6 +68,7 @@ pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
 pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};
 pub use source::{OpenSource, Source};
+pub use symbols::SymbolKind;
 
 // A loaded library can be shared by threads (its lookups take `&self`; the process-wide
 // lookup cache is behind a mutex): checked at compile time.

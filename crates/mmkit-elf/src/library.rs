@@ -10,7 +10,7 @@ use crate::relocate::external::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
-use crate::symbols::{self, Want};
+use crate::symbols::{self, SymbolKind, Want};
 use object::elf;
 use std::path::{Path, PathBuf};
 
@@ -303,17 +303,36 @@ impl Library {
     /// Finds an exported definition in this library, then its dependencies (what `dlsym` on a
     /// handle does).
     pub(crate) fn find(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        self.find_typed(name, want).map(|(t, _)| t)
+    }
+
+    /// [`Library::find`], with the definition's kind when it is in a library mmkit loaded
+    /// (`None`: glibc's library defines it; [`external::kind_at`] tells from its address).
+    pub(crate) fn find_typed(&self, name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
         if let Some((_, sym)) = symbols::lookup(&self.dynamic, name, want) {
-            return Some(self.own_target(&sym));
+            return Some((self.own_target(&sym), Some(SymbolKind::of(&sym))));
         }
         let version = match want {
             Want::Exact(v) => Some(v),
             Want::Default => None,
         };
         self.deps.iter().find_map(|d| match d {
-            Dependency::Mmkit(lib) => lib.find(name, want),
-            Dependency::System(sys) => sys.symbol(name, version).map(Target::Addr),
+            Dependency::Mmkit(lib) => lib.find_typed(name, want),
+            Dependency::System(sys) => sys.symbol(name, version).map(|a| (Target::Addr(a), None)),
         })
+    }
+
+    /// The kind of the exported symbol `name` (default version): whether it is a function,
+    /// data, thread-local, absolute. For a definition in a library glibc loaded, the kind
+    /// glibc's symbol table gives (`dladdr1`), else [`SymbolKind::Function`] when the address
+    /// is in an executable segment.
+    pub fn symbol_kind(&self, name: &str) -> Result<SymbolKind> {
+        match self.find_typed(name, Want::Default) {
+            Some((_, Some(kind))) => Ok(kind),
+            Some((Target::Addr(a), None)) => Ok(external::kind_at(a)),
+            Some((_, None)) => Ok(SymbolKind::Untyped),
+            None => Err(self.not_found(name, "no such exported symbol")),
+        }
     }
 
     /// Per symbol index: the GNU hash of the name when the relocation pass looks the symbol up
