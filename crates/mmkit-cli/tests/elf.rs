@@ -91,7 +91,7 @@ fn load_prints_mappings_with_residency_and_verifies() {
     assert!(text.contains("r-xp"), "{text}");
     assert!(text.contains("pages resident"), "{text}");
     assert!(text.contains("libfxbasic.so"), "{text}");
-    assert!(text.contains("needs libc.so.6 (already loaded by glibc)"), "{text}");
+    assert!(text.contains("needs libc.so.6 (loaded by glibc's linker)"), "{text}");
     assert!(text.contains("verified against /proc/self/maps"), "{text}");
     let o = mmkit(&["elf", "load", so.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -168,6 +168,27 @@ fn call_refuses_symbols_that_are_not_functions() {
         assert!(err.starts_with("mmkit: ") && err.contains(symbol) && err.contains(what), "{err}");
         assert!(err.contains("not a function"), "{err}");
     }
+}
+
+#[test]
+fn call_finds_a_bare_soname() {
+    if !["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"].iter().any(|p| Path::new(p).exists())
+    {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "libz.so.1 is missing (install zlib1g)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Run where no file of that name exists: the soname is searched for as dlopen would.
+    let o = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(["elf", "call", "libz.so.1", "adler32", "1", "0", "0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "1");
+    let o = mmkit(&["elf", "call", "libno-such-soname.so.9", "f"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("libno-such-soname.so.9"), "{}", stderr(&o));
 }
 
 #[test]

@@ -596,7 +596,8 @@ impl Library {
     /// or modified while loaded (the pages are mapped from it; memory sources are sealed).
     #[doc(alias = "dlopen")]
     pub unsafe fn open(source: impl Into<Source>) -> Result<Library> {
-        Library::load(&source.into(), 0)
+        // SAFETY: the caller's contract is this function's.
+        unsafe { crate::Namespace::global_default().open(source) }
     }
 
     /// Looks up `name` (its default version) in the library, then its dependencies, and
@@ -663,6 +664,19 @@ impl Library {
     }
 }
 
+impl crate::Namespace {
+    /// Loads `source` in this namespace: its dependencies are found and loaded by this
+    /// namespace's rules. A bare soname (`libz.so.1`, no `/`, not a file in the current
+    /// directory) is searched for as a dependency would be, and mapped by mmkit-elf.
+    ///
+    /// # Safety
+    /// As for [`Library::open`](crate::Library::open): the library must be trustworthy.
+    pub unsafe fn open(&self, source: impl Into<Source>) -> Result<crate::Library> {
+        let source = self.top_level(source.into())?;
+        Library::load(&source, 0, self)
+    }
+}
+
 /// Relocates the image of a library being loaded (see [`crate::relocate::relocate`]).
 pub(crate) fn relocate_image(
     dynamic: &Dynamic,
@@ -707,4 +721,12 @@ pub(crate) fn run_finalizers(lib: &Library) {
         // SAFETY: as above.
         let _ = unsafe { image.call_initializer(fini, false) };
     }
+}
+
+/// Has the system linker load the system library at `path` (a dependency the namespace
+/// routes to it; see [`crate::Namespace`]).
+pub(crate) fn load_system_library(path: &str) -> std::result::Result<crate::relocate::external::SystemLibrary, String> {
+    // SAFETY: called by `Library::load` for a dependency of a library whose loading the caller
+    // of `Library::open`/`Namespace::open` vouched for (dlopen would load it as well).
+    unsafe { crate::relocate::external::SystemLibrary::load(path) }
 }

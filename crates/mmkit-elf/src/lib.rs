@@ -19,6 +19,12 @@
 //!   protects RELRO and runs `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
 //!   symbols borrowed from the library; [`Library::segments`] and [`Library::verify`] show
 //!   and check the mappings against the kernel's view. Drop runs the finalizers and unmaps.
+//! - [`Namespace`]: where dependencies come from (Android's linker namespaces): a search path
+//!   (directories and `app.apk!/lib/x86_64`), links to other namespaces for sonames, and a
+//!   [`SystemPolicy`]. The default maps the caller's own libraries and has the system linker
+//!   (`dlopen`, never unloaded) load system libraries (glibc, libm, libstdc++, anything in
+//!   [`SYSTEM_DIRS`]) that are not loaded yet. Bare sonames (`libz.so.1`) are searched for.
+//! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
 //! # Example
@@ -48,9 +54,11 @@
 //! of those that link the unwinder or a C++ runtime (libgcc_s, libstdc++, libc++, libunwind)
 //! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
 //! backtraces taken there, unwind through their frames; a plain C library's frames stop an
-//! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS; copy
-//! relocations; libraries that need each other (each `Library` loads its own copy of the
-//! `DT_NEEDED` libraries glibc has not already loaded).
+//! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
+//! mmkit maps (system libraries that need them go to the system linker); copy relocations;
+//! libraries that need each other (each `Library` loads its own copy of the `DT_NEEDED`
+//! libraries mmkit maps). A library opened directly (not as a dependency) is always mapped by
+//! mmkit, even from a system directory.
 #![deny(missing_docs)]
 
 pub mod error;
@@ -60,12 +68,14 @@ pub mod source;
 
 mod dynamic;
 mod library;
+mod namespace;
 mod relocate;
 mod symbols;
 
 pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
+pub use namespace::{Namespace, SearchDir, SystemPolicy};
 pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};
 pub use source::{OpenSource, Source};
 pub use symbols::SymbolKind;

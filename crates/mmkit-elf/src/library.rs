@@ -5,6 +5,7 @@
 use crate::dynamic::{Dynamic, Sym};
 use crate::error::{Error, ErrorKind, Result};
 use crate::executor::Image;
+use crate::namespace::{Namespace, Resolved};
 use crate::plan::{self, Plan, Protection};
 use crate::relocate::external::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
@@ -12,7 +13,6 @@ use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::symbols::{self, SymbolKind, Want};
 use object::elf;
-use std::path::{Path, PathBuf};
 
 /// Directories searched for `DT_NEEDED` libraries after the library's own directory,
 /// `RUNPATH` and `LD_LIBRARY_PATH`.
@@ -66,7 +66,7 @@ pub fn plan(source: &Source, page_size: u64) -> Result<Plan> {
     plan_source(&src, page_size)
 }
 
-/// A dependency: loaded by mmkit, or already loaded by glibc.
+/// A dependency: loaded by mmkit, or by glibc (already, or through the namespace's system policy).
 #[derive(Debug)]
 enum Dependency {
     Mmkit(Box<Library>),
@@ -139,7 +139,7 @@ pub struct Library {
 }
 
 impl Library {
-    pub(crate) fn load(source: &Source, depth: usize) -> Result<Library> {
+    pub(crate) fn load(source: &Source, depth: usize, ns: &Namespace) -> Result<Library> {
         let page = page_size();
         let mut src = source.open(page)?;
         let plan = plan_source(&src, page)?;
@@ -174,7 +174,7 @@ impl Library {
             tls,
             deps: Vec::new(),
         };
-        lib.load_dependencies(source, depth)?;
+        lib.load_dependencies(source, depth, ns)?;
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.sym_count()];
@@ -204,7 +204,7 @@ impl Library {
         Ok(lib)
     }
 
-    fn load_dependencies(&mut self, source: &Source, depth: usize) -> Result<()> {
+    fn load_dependencies(&mut self, source: &Source, depth: usize, ns: &Namespace) -> Result<()> {
         let mut deps = Vec::new();
         for name in self.dynamic.needed() {
             let name = name?;
@@ -212,67 +212,33 @@ impl Library {
                 deps.push(Dependency::System(sys));
                 continue;
             }
-            if depth >= MAX_DEPTH {
-                return Err(Error::new(
-                    ErrorKind::DependencyNotFound,
-                    format!("load dependency {name}"),
-                    "DT_NEEDED chain too deep (a cycle?)",
-                )
-                .with_path(&self.label));
+            match ns.resolve(name, source, &mut self.dynamic.runpath(), &self.label)? {
+                Resolved::SystemLinker(path) => {
+                    let sys = crate::executor::load_system_library(&path).map_err(|msg| {
+                        Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)
+                            .with_path(&self.label)
+                    })?;
+                    deps.push(Dependency::System(sys));
+                }
+                Resolved::Map { source: dep_source, ns: dep_ns } => {
+                    if depth >= MAX_DEPTH {
+                        return Err(Error::new(
+                            ErrorKind::DependencyNotFound,
+                            format!("load dependency {name}"),
+                            "DT_NEEDED chain too deep (a cycle?)",
+                        )
+                        .with_path(&self.label));
+                    }
+                    let dep = Library::load(&dep_source, depth + 1, dep_ns).map_err(|e| {
+                        Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), e.to_string())
+                            .with_path(&self.label)
+                    })?;
+                    deps.push(Dependency::Mmkit(Box::new(dep)));
+                }
             }
-            let dep_source = self.find_dependency(name, source)?;
-            let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
-                let msg = format!("{e}");
-                Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg).with_path(&self.label)
-            })?;
-            deps.push(Dependency::Mmkit(Box::new(dep)));
         }
         self.deps = deps;
         Ok(())
-    }
-
-    /// Where `DT_NEEDED` `name` is: the same directory (inside the archive for an APK entry,
-    /// then beside it), `RUNPATH`/`RPATH` (`$ORIGIN` expanded), `LD_LIBRARY_PATH`, system dirs.
-    fn find_dependency(&self, name: &str, source: &Source) -> Result<Source> {
-        if name.contains('/') {
-            return Ok(Source::Path(name.into()));
-        }
-        if let Source::ZipEntry { archive, entry } = source {
-            let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let candidate = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
-            let s = Source::zip_entry(archive.clone(), candidate);
-            match s.open(page_size()) {
-                Ok(_) => return Ok(s),
-                Err(e) if e.kind() == ErrorKind::EntryMissing => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let origin = source.dir().map(Path::to_path_buf);
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        dirs.extend(origin.clone());
-        for rp in self.dynamic.runpath() {
-            let o = origin.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            dirs.push(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into());
-        }
-        if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
-            dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
-        }
-        dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
-        for d in &dirs {
-            let p = d.join(name);
-            if p.is_file() {
-                return Ok(Source::Path(p));
-            }
-        }
-        Err(Error::new(
-            ErrorKind::DependencyNotFound,
-            format!("find dependency {name}"),
-            format!(
-                "not loaded and not found in {}",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
-            ),
-        )
-        .with_path(&self.label))
     }
 
     /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
@@ -453,7 +419,8 @@ impl Library {
         self.dynamic.needed().filter_map(Result::ok).collect()
     }
 
-    /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc had it loaded already.
+    /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc loaded it (it was loaded
+    /// already, or the namespace sent it to the system linker: see [`crate::Namespace`]).
     pub fn dependencies(&self) -> Vec<(String, bool)> {
         self.deps
             .iter()

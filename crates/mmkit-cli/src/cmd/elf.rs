@@ -251,7 +251,7 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             );
         }
         for (name, by_mmkit) in lib.dependencies() {
-            println!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "already loaded by glibc" });
+            println!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "loaded by glibc's linker" });
         }
         if lib.unwind_tables_registered() {
             println!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)");

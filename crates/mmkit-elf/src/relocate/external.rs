@@ -29,6 +29,32 @@ impl SystemLibrary {
         }
     }
 
+    /// `dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)`: has the system linker load a
+    /// system library (glibc's libraries, libstdc++, anything in the default directories) that
+    /// only it can load correctly (static TLS, `STB_GNU_UNIQUE`, libc's internal state). It is
+    /// never unloaded: `RTLD_NODELETE`, as glibc never unloads libc or libstdc++ either.
+    ///
+    /// # Safety
+    /// Loading runs the library's initializers (and those of its dependencies).
+    pub(crate) unsafe fn load(path: &str) -> std::result::Result<SystemLibrary, String> {
+        let cpath = CString::new(path).map_err(|_| format!("{path:?} contains a NUL byte"))?;
+        // SAFETY: the caller vouches for the library (function contract).
+        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | RTLD_NODELETE) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns null or a NUL-terminated message valid until the next dl*
+            // call on this thread; it is copied at once.
+            let msg = unsafe { libc::dlerror() };
+            let msg = if msg.is_null() {
+                "dlopen failed".to_owned()
+            } else {
+                // SAFETY: as above.
+                unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+            };
+            return Err(msg);
+        }
+        Ok(SystemLibrary { handle: handle as usize, name: path.rsplit('/').next().unwrap_or(path).to_owned() })
+    }
+
     /// The name it was found under.
     pub(crate) fn name(&self) -> &str {
         &self.name
@@ -578,6 +604,9 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
         Some(p as u64)
     }
 }
+
+/// `RTLD_NODELETE` of glibc's `<dlfcn.h>` (the libc crate has it for other targets only).
+const RTLD_NODELETE: c_int = 0x1000;
 
 /// `RTLD_DL_SYMENT` of glibc's `<dlfcn.h>`: `dladdr1` returns the `ElfW(Sym)` it found.
 const RTLD_DL_SYMENT: c_int = 1;
