@@ -76,7 +76,7 @@ pub(crate) struct Image {
     ranges: Vec<(u64, u64, Protection)>,
     /// Index in `ranges` of the last range an access fell in.
     last_range: AtomicUsize,
-    writes_done: bool,
+    writes_done: std::sync::atomic::AtomicBool,
 }
 
 /// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
@@ -153,7 +153,7 @@ impl Image {
             bias: (base as u64).wrapping_sub(plan.span_vaddr),
             ranges: Vec::new(),
             last_range: AtomicUsize::new(0),
-            writes_done: false,
+            writes_done: std::sync::atomic::AtomicBool::new(false),
         };
         for (i, seg) in plan.segments.iter().enumerate() {
             if i == 0 && first_mapped {
@@ -298,7 +298,7 @@ impl Image {
     fn fits(&self, vaddr: u64, len: u64, write: bool) -> bool {
         let Some(end) = vaddr.checked_add(len) else { return false };
         let fits = |&(s, e, p): &(u64, u64, Protection)| {
-            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done))
+            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done.load(Ordering::Acquire)))
         };
         // Accesses come in runs within one segment (a relocation table, then its targets):
         // the range that answered last is tried first.
@@ -416,8 +416,8 @@ impl Image {
     }
 
     /// Makes the RELRO pages read-only and forbids further writes.
-    pub(crate) fn protect_relro(&mut self, plan: &Plan) -> Result<()> {
-        self.writes_done = true;
+    pub(crate) fn protect_relro(&self, plan: &Plan) -> Result<()> {
+        self.writes_done.store(true, Ordering::Release);
         let Some((start, len)) = plan.relro else {
             return Ok(());
         };
@@ -648,14 +648,14 @@ impl Library {
                 format!("the requested type is {} bytes; symbols are pointer-sized", std::mem::size_of::<T>()),
             ));
         }
-        let address = match self.find(name, crate::symbols::Want::Default) {
+        let address = match self.object().find(name, crate::symbols::Want::Default) {
             Some(Target::Addr(a)) => a,
             // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
             Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
             Some(Target::Tls { .. }) => {
-                return Err(self.not_found(name, "it is a thread-local variable"));
+                return Err(self.object().not_found(name, "it is a thread-local variable"));
             }
-            None => return Err(self.not_found(name, "no such exported symbol")),
+            None => return Err(self.object().not_found(name, "no such exported symbol")),
         };
         let raw = address as usize;
         // SAFETY: T is pointer-sized (checked above); the caller vouches T is the symbol's type.
@@ -673,7 +673,7 @@ impl crate::Namespace {
     /// As for [`Library::open`](crate::Library::open): the library must be trustworthy.
     pub unsafe fn open(&self, source: impl Into<Source>) -> Result<crate::Library> {
         let source = self.top_level(source.into())?;
-        Library::load(&source, 0, self)
+        crate::group::open(self, &source)
     }
 }
 
@@ -689,7 +689,7 @@ pub(crate) fn relocate_image(
 }
 
 /// Runs `DT_INIT`, then `DT_INIT_ARRAY` in order.
-pub(crate) fn run_initializers(lib: &Library) -> Result<()> {
+pub(crate) fn run_initializers(lib: &crate::library::Object) -> Result<()> {
     let (image, dy) = (lib.image(), lib.dynamic());
     if let Some(init) = dy.init {
         // SAFETY: DT_INIT of a relocated library whose dependencies are initialized; the caller
@@ -706,7 +706,7 @@ pub(crate) fn run_initializers(lib: &Library) -> Result<()> {
 
 /// Runs `DT_FINI_ARRAY` in reverse order, then `DT_FINI`. Errors are ignored (nothing left to
 /// report them to during drop).
-pub(crate) fn run_finalizers(lib: &Library) {
+pub(crate) fn run_finalizers(lib: &crate::library::Object) {
     if !lib.is_initialized() {
         return;
     }

@@ -24,6 +24,10 @@
 //!   [`SystemPolicy`]. The default maps the caller's own libraries and has the system linker
 //!   (`dlopen`, never unloaded) load system libraries (glibc, libm, libstdc++, anything in
 //!   [`SYSTEM_DIRS`]) that are not loaded yet. Bare sonames (`libz.so.1`) are searched for.
+//!   A file is loaded once per namespace (by device, inode and offset) and shared by
+//!   reference: opening it again, or needing it from several libraries (diamonds, cycles),
+//!   reaches the same copy; the last handle unloads what nothing else needs, finalizers in the
+//!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library.
 //! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
@@ -55,10 +59,12 @@
 //! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
 //! backtraces taken there, unwind through their frames; a plain C library's frames stop an
 //! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
-//! mmkit maps (system libraries that need them go to the system linker); copy relocations;
-//! libraries that need each other (each `Library` loads its own copy of the `DT_NEEDED`
-//! libraries mmkit maps). A library opened directly (not as a dependency) is always mapped by
-//! mmkit, even from a system directory.
+//! mmkit maps (system libraries that need them go to the system linker); copy relocations.
+//! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
+//! system directory. A namespace's loads and unloads are serialized by one lock held while
+//! initializers run: an initializer that opens a library in the same namespace deadlocks
+//! (glibc's lock is recursive). A `thread_local` destructor registered by a library mmkit
+//! mapped (`__cxa_thread_atexit_impl`) does not keep it loaded yet.
 #![deny(missing_docs)]
 
 pub mod error;
@@ -67,6 +73,7 @@ pub mod plan;
 pub mod source;
 
 mod dynamic;
+mod group;
 mod library;
 mod namespace;
 mod relocate;

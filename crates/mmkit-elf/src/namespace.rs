@@ -90,6 +90,8 @@ pub struct Namespace {
     ld_library_path: bool,
     system_dirs: bool,
     links: Vec<Link>,
+    /// The libraries loaded in this namespace (shared by its clones).
+    registry: Arc<crate::group::Registry>,
 }
 
 impl Default for Namespace {
@@ -120,6 +122,7 @@ impl Namespace {
             ld_library_path: true,
             system_dirs: true,
             links: Vec::new(),
+            registry: Arc::default(),
         }
     }
 
@@ -176,6 +179,16 @@ impl Namespace {
     /// The policy for system libraries.
     pub fn system_policy(&self) -> SystemPolicy {
         self.system
+    }
+
+    /// How many libraries mmkit has mapped in this namespace now (each once, however often it
+    /// was opened or needed).
+    pub fn loaded_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<crate::group::Registry> {
+        &self.registry
     }
 
     /// A bare soname that is not a file here becomes the file the search finds.

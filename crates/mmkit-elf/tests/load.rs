@@ -441,9 +441,19 @@ fn threads_load_look_up_and_call_at_once() {
     let path = lib("basic.c", "fxbasic");
     let shared = open(path.as_path());
     let expect_add = call(&shared, "fx_add", &[20, 22]);
+    // One file per thread: a file is loaded once per namespace, so each thread's copy is its
+    // own, loaded and unloaded every round while the shared one stays.
+    let dir = tempfile::tempdir().unwrap();
+    let copies: Vec<_> = (0..4)
+        .map(|t| {
+            let p = dir.path().join(format!("libfxbasic{t}.so"));
+            std::fs::copy(&path, &p).unwrap();
+            p
+        })
+        .collect();
     std::thread::scope(|s| {
         for t in 0..4i64 {
-            let (path, shared) = (&path, &shared);
+            let (path, shared) = (&copies[t as usize], &shared);
             s.spawn(move || {
                 for i in 0..25 {
                     let own = open(path.as_path());
