@@ -192,6 +192,25 @@ fn call_finds_a_bare_soname() {
 }
 
 #[test]
+fn call_into_a_library_with_a_thread_local_destructor_exits_cleanly() {
+    // The destructor runs at exit, after the library's handle is gone: it must still be mapped.
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/tlsdtor.cpp");
+    let so = dir.path().join("libtl.so");
+    let status = Command::new("g++")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("this test compiles a C++ fixture: install g++");
+    assert!(status.success());
+    let o = mmkit(&["elf", "call", so.to_str().unwrap(), "fx_tl_fill", "42", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], 42);
+}
+
+#[test]
 fn tour_elf_section_loads_from_an_apk() {
     let dir = tempfile::tempdir().unwrap();
     let o = mmkit(&["tour", "--only", "elf", "--json", "--dir", dir.path().to_str().unwrap()]);

@@ -16,7 +16,7 @@ use crate::relocate::external::SystemLibrary;
 use crate::source::{OpenSource, Source};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// The process-wide initialization counter: unload order is the reverse of it.
 static INIT_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -68,7 +68,11 @@ impl Registry {
 
 /// Removes and returns the libraries no handle, pin or remaining library needs.
 fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
-    let mut live: Vec<Key> = map.iter().filter(|(_, e)| e.handles > 0 || e.obj.pinned).map(|(k, _)| *k).collect();
+    let mut live: Vec<Key> = map
+        .iter()
+        .filter(|(_, e)| e.handles > 0 || e.obj.pinned || e.obj.pins.load(Ordering::Acquire) > 0)
+        .map(|(k, _)| *k)
+        .collect();
     let mut i = 0;
     while i < live.len() {
         if let Some(e) = map.get(&live[i]) {
@@ -92,13 +96,74 @@ fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
 fn drop_in_reverse_init_order(mut objs: Vec<Arc<Object>>) {
     objs.sort_by_key(|o| std::cmp::Reverse(o.init_seq.load(Ordering::Acquire)));
     for o in objs {
+        forget_span(&o);
         drop(o);
     }
+}
+
+/// A library mmkit mapped, in any namespace: its span, for questions by address (which
+/// library holds this address, for `thread_local` destructors and `addr_info`).
+struct Span {
+    start: u64,
+    end: u64,
+    obj: Weak<Object>,
+    registry: Weak<Registry>,
+}
+
+static SPANS: Mutex<Vec<Span>> = Mutex::new(Vec::new());
+
+fn spans() -> MutexGuard<'static, Vec<Span>> {
+    SPANS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn remember_span(obj: &Arc<Object>, registry: &Arc<Registry>) {
+    let (start, len) = obj.span();
+    spans().push(Span { start, end: start + len, obj: Arc::downgrade(obj), registry: Arc::downgrade(registry) });
+}
+
+fn forget_span(obj: &Arc<Object>) {
+    let start = obj.span().0;
+    spans().retain(|s| s.start != start);
+}
+
+/// The loaded library whose span holds `addr`, and its namespace's registry.
+pub(crate) fn containing(addr: u64) -> Option<(Arc<Object>, Arc<Registry>)> {
+    let spans = spans();
+    let s = spans.iter().find(|s| addr >= s.start && addr < s.end)?;
+    Some((s.obj.upgrade()?, s.registry.upgrade()?))
+}
+
+/// Keeps a library loaded while it lives, without the registry's lock (it may be taken while
+/// the registry is locked: a constructor that registers a `thread_local` destructor).
+struct ObjectPin {
+    obj: Option<Arc<Object>>,
+    registry: Weak<Registry>,
+}
+
+impl Drop for ObjectPin {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            let key = obj.key;
+            obj.pins.fetch_sub(1, Ordering::AcqRel);
+            drop(obj);
+            if let Some(r) = self.registry.upgrade() {
+                r.release(key);
+            }
+        }
+    }
+}
+
+/// A pin on the library holding `addr` (the `thread_local` destructor hook).
+fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
+    let (obj, registry) = containing(addr)?;
+    obj.pins.fetch_add(1, Ordering::AcqRel);
+    Some(Box::new(ObjectPin { obj: Some(obj), registry: Arc::downgrade(&registry) }))
 }
 
 /// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
 /// copy already loaded there.
 pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
+    crate::relocate::atexit::set_pin_hook(pin_containing);
     let registry = ns.registry();
     // Identity first: an already loaded copy is shared.
     let src = source.open(crate::library::page_size())?;
@@ -108,7 +173,7 @@ pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
         return Ok(Library::new(e.obj.clone(), registry.clone()));
     }
     let mut group = Group { new: Vec::new(), rules: Vec::new() };
-    let result = load_group(ns, source, src, &mut map, &mut group);
+    let result = load_group(ns, registry, source, src, &mut map, &mut group);
     match result {
         Ok(root) => {
             if let Some(e) = map.get_mut(&root.key) {
@@ -143,6 +208,7 @@ struct Group<'ns> {
 
 fn load_group<'ns>(
     ns: &'ns Namespace,
+    registry: &Arc<Registry>,
     source: &Source,
     src: OpenSource,
     map: &mut HashMap<Key, Entry>,
@@ -150,6 +216,7 @@ fn load_group<'ns>(
 ) -> Result<Arc<Object>> {
     let root = Arc::new(Object::map(source, src)?);
     map.insert(root.key, Entry { obj: root.clone(), handles: 0 });
+    remember_span(&root, registry);
     group.new.push(root.clone());
     group.rules.push(ns);
     let mut sources: Vec<Source> = vec![source.clone()];
@@ -184,6 +251,7 @@ fn load_group<'ns>(
                         None => {
                             let dep = Arc::new(Object::map(&dep_source, src).map_err(wrap)?);
                             map.insert(dep.key, Entry { obj: dep.clone(), handles: 0 });
+                            remember_span(&dep, registry);
                             group.new.push(dep.clone());
                             group.rules.push(dep_ns);
                             sources.push(dep_source);

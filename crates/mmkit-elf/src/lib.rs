@@ -27,7 +27,9 @@
 //!   A file is loaded once per namespace (by device, inode and offset) and shared by
 //!   reference: opening it again, or needing it from several libraries (diamonds, cycles),
 //!   reaches the same copy; the last handle unloads what nothing else needs, finalizers in the
-//!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library.
+//!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
+//!   and a pending `thread_local` destructor keeps it until the destructor has run
+//!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
 //! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
@@ -63,8 +65,7 @@
 //! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
 //! system directory. A namespace's loads and unloads are serialized by one lock held while
 //! initializers run: an initializer that opens a library in the same namespace deadlocks
-//! (glibc's lock is recursive). A `thread_local` destructor registered by a library mmkit
-//! mapped (`__cxa_thread_atexit_impl`) does not keep it loaded yet.
+//! (glibc's lock is recursive).
 #![deny(missing_docs)]
 
 pub mod error;

@@ -12,7 +12,7 @@ use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::symbols::{self, SymbolKind, Want};
 use object::elf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Directories searched for `DT_NEEDED` libraries after the library's own directory,
@@ -135,6 +135,8 @@ pub(crate) struct Object {
     pub(crate) key: Key,
     /// `DF_1_NODELETE`, or a `STB_GNU_UNIQUE` definition: never unloaded (as glibc does).
     pub(crate) pinned: bool,
+    /// Pending `thread_local` destructors registered from this library: it stays loaded.
+    pub(crate) pins: AtomicUsize,
     initialized: AtomicBool,
     /// Position in the process's initialization order (unloading goes in reverse).
     pub(crate) init_seq: AtomicU64,
@@ -182,6 +184,7 @@ impl Object {
             source_offset: src.offset(),
             key: (dev, ino, src.offset()),
             pinned,
+            pins: AtomicUsize::new(0),
             label,
             name_at,
             plan,
@@ -391,6 +394,9 @@ impl Object {
         let key = dy.symbol_name(sym.name)?;
         if key.hash() == TLS_GET_ADDR_HASH && key.text() == b"__tls_get_addr" {
             return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
+        }
+        if crate::relocate::atexit::INTERPOSED.contains(&key.text()) {
+            return Ok(Target::Addr(crate::relocate::atexit::thread_atexit as *const () as usize as u64));
         }
         let version = dy.version_of(index).map(|(v, _)| v);
         let version_key = version.map(|v| dy.version_key(v));

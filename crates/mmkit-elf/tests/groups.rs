@@ -218,3 +218,35 @@ fn ten_thousand_rounds_of_a_cxx_library_leave_nothing_behind() {
     assert_eq!(maps_after, maps, "mappings");
     assert!(rss_after < rss + 2048, "RSS grew from {rss} to {rss_after} KiB");
 }
+
+#[test]
+fn a_pending_thread_local_destructor_keeps_its_library_loaded() {
+    if !in_fresh_process("a_pending_thread_local_destructor_keeps_its_library_loaded") {
+        return;
+    }
+    let so = build("default", "tlsdtor.cpp", "fxtlsdtor", &["-lstdc++"]);
+    let ns = fresh_ns("tls-dtor");
+    take_log();
+    // Another thread touches the thread_local; the last handle goes while that thread lives.
+    let lib = ns_open(&ns, &so);
+    // SAFETY: fx_tl_fill is int64_t(int64_t).
+    let f = *unsafe { lib.function::<extern "C" fn(i64) -> i64>("fx_tl_fill") }.unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        assert_eq!(f(1000), 1000);
+        wait.recv().unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(lib);
+    assert_eq!(ns.loaded_count(), 1, "the worker's destructor is pending");
+    go.send(()).unwrap();
+    worker.join().unwrap();
+    assert_eq!(take_log(), "~N", "the destructor ran at thread exit");
+    assert_eq!(ns.loaded_count(), 0, "then the library was unloaded");
+    // The main thread's destructor runs at exit, after every handle is gone: the process must
+    // exit cleanly (this child's status is checked), not crash in __call_tls_dtors.
+    let lib = ns_open(&ns, &so);
+    assert_eq!(call(&lib, "fx_tl_fill", &[7]), 7);
+    drop(lib);
+    assert_eq!(ns.loaded_count(), 1);
+}
