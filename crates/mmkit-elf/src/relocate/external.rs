@@ -1,7 +1,7 @@
 //! Symbols and libraries of the process that glibc loaded: `dlopen(RTLD_NOLOAD)`, `dlsym`,
 //! `dlvsym`, `dlclose`.
 
-use crate::symbols;
+use crate::symbols::{self, SymbolKind};
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
@@ -27,6 +27,32 @@ impl SystemLibrary {
         } else {
             Some(SystemLibrary { handle: handle as usize, name: name.to_owned() })
         }
+    }
+
+    /// `dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)`: has the system linker load a
+    /// system library (glibc's libraries, libstdc++, anything in the default directories) that
+    /// only it can load correctly (static TLS, `STB_GNU_UNIQUE`, libc's internal state). It is
+    /// never unloaded: `RTLD_NODELETE`, as glibc never unloads libc or libstdc++ either.
+    ///
+    /// # Safety
+    /// Loading runs the library's initializers (and those of its dependencies).
+    pub(crate) unsafe fn load(path: &str) -> std::result::Result<SystemLibrary, String> {
+        let cpath = CString::new(path).map_err(|_| format!("{path:?} contains a NUL byte"))?;
+        // SAFETY: the caller vouches for the library (function contract).
+        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | RTLD_NODELETE) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns null or a NUL-terminated message valid until the next dl*
+            // call on this thread; it is copied at once.
+            let msg = unsafe { libc::dlerror() };
+            let msg = if msg.is_null() {
+                "dlopen failed".to_owned()
+            } else {
+                // SAFETY: as above.
+                unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+            };
+            return Err(msg);
+        }
+        Ok(SystemLibrary { handle: handle as usize, name: path.rsplit('/').next().unwrap_or(path).to_owned() })
     }
 
     /// The name it was found under.
@@ -577,4 +603,70 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
     } else {
         Some(p as u64)
     }
+}
+
+/// `RTLD_NODELETE` of glibc's `<dlfcn.h>` (the libc crate has it for other targets only).
+const RTLD_NODELETE: c_int = 0x1000;
+
+/// `RTLD_DL_SYMENT` of glibc's `<dlfcn.h>`: `dladdr1` returns the `ElfW(Sym)` it found.
+const RTLD_DL_SYMENT: c_int = 1;
+
+/// The kind of the definition at run-time address `addr` in a library glibc loaded: the type
+/// glibc's dynamic symbol table gives when a symbol starts exactly there (`dladdr1`), else
+/// [`SymbolKind::Function`] when `addr` lies in an executable `PT_LOAD` segment (an IFUNC's
+/// chosen implementation is often a local symbol), else [`SymbolKind::Untyped`].
+pub(crate) fn kind_at(addr: u64) -> SymbolKind {
+    // SAFETY: an all-zero Dl_info (null pointers, zero addresses) is a valid value to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut sym: *mut c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 only reads the address (it is not dereferenced) and writes `info` and
+    // `sym`, which live across the call.
+    let found = unsafe { libc::dladdr1(addr as *const c_void, &mut info, &mut sym, RTLD_DL_SYMENT) };
+    if found == 0 {
+        return SymbolKind::Untyped;
+    }
+    if !sym.is_null() && info.dli_saddr as u64 == addr {
+        // SAFETY: with RTLD_DL_SYMENT, a non-null `sym` points at the symbol table entry of a
+        // loaded object, which stays mapped while the caller holds its library.
+        let s = unsafe { &*(sym as *const libc::Elf64_Sym) };
+        return SymbolKind::from_st_info(s.st_info, s.st_shndx);
+    }
+    if in_executable_segment(addr) {
+        SymbolKind::Function
+    } else {
+        SymbolKind::Untyped
+    }
+}
+
+/// Whether `addr` lies in an executable `PT_LOAD` segment of an object glibc has loaded.
+fn in_executable_segment(addr: u64) -> bool {
+    struct Probe {
+        addr: u64,
+        found: bool,
+    }
+    unsafe extern "C" fn visit_exec(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid `info` for the call; `data` is the `Probe` below.
+        let (info, probe) = unsafe { (&*info, &mut *data.cast::<Probe>()) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let hit = phdrs.iter().any(|p| {
+            let start = info.dlpi_addr.wrapping_add(p.p_vaddr);
+            p.p_type == libc::PT_LOAD
+                && p.p_flags & libc::PF_X != 0
+                && probe.addr >= start
+                && probe.addr - start < p.p_memsz
+        });
+        if hit {
+            probe.found = true;
+            return 1;
+        }
+        0
+    }
+    let mut probe = Probe { addr, found: false };
+    // SAFETY: the callback reads only what glibc passes for the call and writes `probe`.
+    unsafe { libc::dl_iterate_phdr(Some(visit_exec), (&mut probe as *mut Probe).cast()) };
+    probe.found
 }

@@ -1,0 +1,203 @@
+//! Real libraries and their system dependencies, each test in a fresh process that does not
+//! link libm (so nothing is preloaded for mmkit), with glibc's `dlopen` of the same file as the
+//! oracle (opened after mmkit's load, so it cannot pre-load a dependency either).
+
+mod common;
+
+use common::*;
+use mmkit_elf::{ErrorKind, Namespace, Source, SystemPolicy};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::path::{Path, PathBuf};
+
+/// Whether glibc has loaded an object whose file name starts with `prefix`.
+fn process_maps(prefix: &str) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .any(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
+}
+
+/// A system library's path, or a skip (a failure under CI=true).
+fn system_lib(soname: &str) -> Option<PathBuf> {
+    let found = mmkit_elf::SYSTEM_DIRS.iter().map(|d| Path::new(d).join(soname)).find(|p| p.exists());
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{soname} is missing (scripts/test installs it)");
+        eprintln!("skipping: no {soname}");
+    }
+    found
+}
+
+/// `bytes` as a page-aligned stored APK entry `lib/x86_64/<name>`; returns the source.
+fn apk_with(dir: &Path, name: &str, so: &Path) -> Source {
+    let apk = dir.join("app.apk");
+    let bytes = std::fs::read(so).unwrap();
+    let entry = format!("lib/x86_64/{name}");
+    write_zip(&apk, &[("AndroidManifest.xml", b"<manifest/>", 0), (&entry, &bytes, page_u16())]);
+    Source::zip_entry(apk, entry)
+}
+
+#[test]
+fn libm_dependency_is_loaded_by_the_system_linker() {
+    if !in_fresh_process("libm_dependency_is_loaded_by_the_system_linker") {
+        return;
+    }
+    assert!(!process_maps("libm.so"), "the test process must not link libm");
+    let so = build("default", "mathuse.c", "fxmath", &["-lm"]);
+    let dir = tempfile::tempdir().unwrap();
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxmath.so", &so)] {
+        let ours = open(source.clone());
+        let deps = ours.dependencies();
+        assert!(deps.iter().any(|(n, by_mmkit)| n.starts_with("libm.so") && !by_mmkit), "{deps:?}");
+        assert!(process_maps("libm.so"), "libm is loaded by glibc now");
+        let oracle = Dl::open(&so);
+        for x in [0, 1, 27, 1000, -8, 123_456] {
+            assert_eq!(call(&ours, "fx_cbrt_milli", &[x]), oracle.call("fx_cbrt_milli", &[x]), "cbrt {x}");
+        }
+        for x in [1, 2, 10, 50] {
+            assert_eq!(call(&ours, "fx_lgamma_milli", &[x]), oracle.call("fx_lgamma_milli", &[x]), "lgamma {x}");
+        }
+        assert_eq!(call(&ours, "fx_hypot", &[3, 4]), 5);
+        ours.verify().unwrap();
+    }
+    // Dropping the libraries never unloads libm (RTLD_NODELETE).
+    assert!(process_maps("libm.so"));
+}
+
+#[test]
+fn cxx_library_through_libstdcxx_throws_catches_and_formats() {
+    if !in_fresh_process("cxx_library_through_libstdcxx_throws_catches_and_formats") {
+        return;
+    }
+    assert!(!process_maps("libstdc++"), "the test process must not link libstdc++");
+    let so = build("default", "cxxuse.cpp", "fxcxx", &["-lstdc++"]);
+    let dir = tempfile::tempdir().unwrap();
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxcxx.so", &so)] {
+        let ours = open(source);
+        assert!(ours.unwind_tables_registered());
+        let oracle = Dl::open(&so);
+        for f in ["fx_cxx_sum_sorted", "fx_cxx_catch", "fx_cxx_format_len"] {
+            for x in [0, 5, 11, 1000] {
+                assert_eq!(call(&ours, f, &[x]), oracle.call(f, &[x]), "{f}({x})");
+            }
+        }
+        assert_eq!(call(&ours, "fx_cxx_catch", &[11]), -(("too big: 11").len() as i64));
+    }
+}
+
+type Sqlite3Callback = extern "C" fn(*mut c_void, c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+
+extern "C" fn first_column(out: *mut c_void, n: c_int, values: *mut *mut c_char, _names: *mut *mut c_char) -> c_int {
+    if n > 0 {
+        // SAFETY: sqlite passes `n` column values; `out` is the String given to sqlite3_exec.
+        unsafe {
+            let v = *values;
+            if !v.is_null() {
+                (*out.cast::<String>()).push_str(&CStr::from_ptr(v).to_string_lossy());
+            }
+        }
+    }
+    0
+}
+
+/// Runs `sql` with the sqlite3 functions at the given addresses; returns the first column.
+fn sqlite_query(open: u64, exec: u64, close: u64, sql: &CStr) -> String {
+    type Open = extern "C" fn(*const c_char, *mut *mut c_void) -> c_int;
+    type Exec = extern "C" fn(*mut c_void, *const c_char, Sqlite3Callback, *mut c_void, *mut *mut c_char) -> c_int;
+    type Close = extern "C" fn(*mut c_void) -> c_int;
+    // SAFETY: the addresses are sqlite3_open, sqlite3_exec and sqlite3_close of libsqlite3.
+    let (open, exec, close) = unsafe {
+        (
+            std::mem::transmute::<u64, Open>(open),
+            std::mem::transmute::<u64, Exec>(exec),
+            std::mem::transmute::<u64, Close>(close),
+        )
+    };
+    let mut db = std::ptr::null_mut();
+    assert_eq!(open(c":memory:".as_ptr(), &mut db), 0);
+    let mut out = String::new();
+    let rc = exec(db, sql.as_ptr(), first_column, (&mut out as *mut String).cast(), std::ptr::null_mut());
+    assert_eq!(rc, 0, "sqlite3_exec {sql:?}");
+    assert_eq!(close(db), 0);
+    out
+}
+
+#[test]
+fn sqlite_reaches_libm_and_answers_like_glibcs_copy() {
+    if !in_fresh_process("sqlite_reaches_libm_and_answers_like_glibcs_copy") {
+        return;
+    }
+    let Some(path) = system_lib("libsqlite3.so.0") else { return };
+    assert!(!process_maps("libm.so"));
+    let ours = open(path.as_path());
+    let addr = |name: &str| {
+        // SAFETY: only the address is used, with the function's true signature.
+        unsafe { ours.function::<extern "C" fn()>(name) }.unwrap().address()
+    };
+    let sql = c"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+                SELECT printf('%.6f', sum(sqrt(i)) + exp(1.5)) || ':' || group_concat(i % 7, '') FROM n";
+    let got = sqlite_query(addr("sqlite3_open"), addr("sqlite3_exec"), addr("sqlite3_close"), sql);
+    let oracle = Dl::open(&path);
+    let want = sqlite_query(
+        oracle.addr("sqlite3_open") as u64,
+        oracle.addr("sqlite3_exec") as u64,
+        oracle.addr("sqlite3_close") as u64,
+        sql,
+    );
+    assert_eq!(got, want);
+    assert!(got.starts_with("675."), "{got}");
+    assert_eq!(call(&ours, "sqlite3_libversion_number", &[]), oracle.call("sqlite3_libversion_number", &[]));
+}
+
+#[test]
+fn policies_refuse_or_map_system_libraries_privately() {
+    if !in_fresh_process("policies_refuse_or_map_system_libraries_privately") {
+        return;
+    }
+    let so = build("default", "mathuse.c", "fxmath", &["-lm"]);
+    let refuse = Namespace::new("strict").system_libraries(SystemPolicy::Refuse);
+    // SAFETY: a test fixture.
+    let err = unsafe { refuse.open(so.as_path()) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("strict"), "{err}");
+    // A private copy of libm cannot be made (initial-exec TLS for errno): the error says so.
+    let private = Namespace::new("private").system_libraries(SystemPolicy::MapPrivately);
+    // SAFETY: as above.
+    let err = unsafe { private.open(so.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("TPOFF64"), "{err}");
+    assert!(!process_maps("libm.so"), "neither policy let glibc load libm");
+    // The default does.
+    let ours = open(so.as_path());
+    assert_eq!(call(&ours, "fx_hypot", &[5, 12]), 13);
+}
+
+#[test]
+fn bare_sonames_are_searched_for() {
+    let Some(path) = system_lib("libz.so.1") else { return };
+    let ours = open(Source::path("libz.so.1"));
+    assert!(ours.source().ends_with("/libz.so.1"), "{}", ours.source());
+    let oracle = Dl::open(&path);
+    assert_eq!(call(&ours, "adler32", &[1, 0, 0]), oracle.call("adler32", &[1, 0, 0]));
+    let err = try_open(Source::path("libno-such-library.so.7")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound);
+    assert!(err.to_string().contains("libno-such-library.so.7"), "{err}");
+}
+
+#[test]
+fn namespace_search_path_reaches_into_an_apk_directory() {
+    // libfxdep (a file) needs libfxbase.so, which is only in an APK on the namespace's path.
+    let base = build("ns-base", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let dep = build("ns-dep", "dep.c", "fxdep", &[&format!("-L{base_dir}"), "-lfxbase"]);
+    let dir = tempfile::tempdir().unwrap();
+    let apk = dir.path().join("libs.apk");
+    write_zip(&apk, &[("lib/x86_64/libfxbase.so", &std::fs::read(&base).unwrap(), page_u16())]);
+    let err = try_open(dep.as_path()).unwrap_err();
+    assert!(err.to_string().contains("libfxbase.so"), "{err}");
+    let ns = Namespace::new("app").search([format!("{}!/lib/x86_64", apk.display())]);
+    // SAFETY: test fixtures.
+    let ours = unsafe { ns.open(dep.as_path()) }.unwrap();
+    let base_lib = ours.loaded_dependencies().into_iter().next().expect("libfxbase loaded by mmkit");
+    assert!(base_lib.source().ends_with("libs.apk!/lib/x86_64/libfxbase.so"), "{}", base_lib.source());
+    assert_eq!(call(&ours, "fx_dep_twice", &[20]), 2 * call(&base_lib, "fx_base_value", &[20]));
+}
