@@ -417,7 +417,10 @@ impl PagedRegion {
             sys::REGISTER_MODE_MISSING
         };
         let map = MapOptions::new().len(b.len).map_anon()?;
-        map.dont_fork(..)?;
+        // SAFETY: `map` stays private to this region for its whole life, and the region's fork
+        // contract (module docs) is that a forked child has no such pages: any access there ends
+        // the child with SIGSEGV, which is the documented outcome (never zeros as data).
+        unsafe { map.dont_fork(..) }?;
         let page = mmkit::page_size();
         let (base, span) = map.mapping().kernel_region();
         // SAFETY: the range is the mapping we just created and own; its pages are missing.

@@ -177,8 +177,8 @@ fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result
         region.set_rules(rules);
     }
     if !region.rules().is_known() {
-        eprintln!(
-            "mmkit: warning: no width rules are known for {}: a {width} access may not be one the device \
+        warn_line!(
+            "no width rules are known for {}: a {width} access may not be one the device \
              answers (it may read 0 or be dropped); state its widths with --profile FILE",
             source_name(&region, args, offset)
         );
