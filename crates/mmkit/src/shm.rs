@@ -268,7 +268,16 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// Atomic types a [`SharedView`] can hand out references to.
+/// Atomic types a [`SharedView`] can hand out references to: integers only, valid for every
+/// bit pattern another process may write. `AtomicBool` is not one (a peer writing `2` into its
+/// byte would make a `bool` that is neither `true` nor `false`):
+///
+/// ```compile_fail
+/// # fn main() -> Result<(), mmkit::Error> {
+/// let view = mmkit::shm::SharedMemory::create("flags", 64)?.view()?;
+/// let flag = view.atomic::<std::sync::atomic::AtomicBool>(0)?; // not a SharedAtomic
+/// # Ok(()) }
+/// ```
 pub trait SharedAtomic: sealed::Sealed + Sync {}
 
 macro_rules! shared_atomics {
@@ -284,8 +293,7 @@ shared_atomics!(
     atomic::AtomicU64,
     atomic::AtomicUsize,
     atomic::AtomicI32,
-    atomic::AtomicI64,
-    atomic::AtomicBool
+    atomic::AtomicI64
 );
 
 /// A safe view of shared memory that other processes write concurrently: references to
