@@ -109,6 +109,9 @@ fn make_exec_flips_anonymous_code_from_writable_to_executable() {
         let f: extern "C" fn() -> u32 = unsafe { std::mem::transmute(code.as_ptr()) };
         assert_eq!(f(), 42);
     }
+    // Back to writable drops execute (W^X both ways), as memmap2's make_mut.
+    let again = code.make_mut().unwrap();
+    assert_eq!(perms_at(again.as_ptr()), "rw-p");
     // An executable Mmap can be flipped again (e.g. a read-only map made executable).
     let ro = MmapMut::map_anon(page()).unwrap().make_read_only().unwrap().make_exec().unwrap();
     assert_eq!(perms_at(ro.as_ptr()), "r-xp");
