@@ -15,9 +15,10 @@ fn page() -> usize {
     mmkit::page_size()
 }
 
-/// A read-write temporary file on the build disk (the system temp dir may be `noexec` tmpfs).
+/// A read-write temporary file on the build disk (the system temp dir may be `noexec` tmpfs),
+/// or in the system temp dir when an unprivileged run cannot write the build disk.
 fn temp_file(len: u64) -> File {
-    let f = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let f = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempfile()).unwrap();
     f.set_len(len).unwrap();
     f
 }
@@ -352,7 +353,7 @@ fn a_file_with_fs_verity_maps_safely() {
         let file = File::open(&path).ok()?;
         enable_verity(&file).then_some(file)
     };
-    let build = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let build = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempdir()).unwrap();
     let mut _mount = None;
     let file = match try_dir(build.path()) {
         Some(f) => f,
