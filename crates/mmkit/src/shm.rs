@@ -9,10 +9,14 @@
 //! Another process may write or shrink a memfd at any time, so a plain `&[u8]` into it is
 //! unsound unless the kernel forbids that. mmkit offers:
 //! - [`SharedMemory::map_read_only`]: a safe [`Mmap`] once `F_SEAL_WRITE` and
-//!   `F_SEAL_SHRINK` are set (nobody can change or shrink the bytes any more);
+//!   `F_SEAL_SHRINK` are set (nobody can change or shrink the bytes any more); for a part,
+//!   [`MapOptions::map_if_safe`] with an offset and a length. `F_SEAL_FUTURE_WRITE` is not
+//!   enough: writable maps made before it keep writing;
 //! - [`SharedMemory::view`]: a safe [`SharedView`] of atomics and atomic byte copies, which
 //!   tolerate concurrent writers (it sets `F_SEAL_SHRINK` so no access can hit `SIGBUS`);
-//! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`].
+//! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`];
+//! - [`RingBuffer`]: a byte queue whose ends copy in and out and treat everything the other
+//!   end writes (its index, the bytes) as untrusted input.
 //!
 //! ```
 //! # fn main() -> Result<(), mmkit::Error> {

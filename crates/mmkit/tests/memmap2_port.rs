@@ -72,6 +72,24 @@ fn anonymous_maps_start_zeroed_and_need_a_length() {
 }
 
 #[test]
+fn huge_lengths_are_errors_not_maps() {
+    // memmap2: map_anon_len_overflow, remap_len_overflow (there on 32-bit targets).
+    for len in [usize::MAX, usize::MAX - page(), isize::MAX as usize + 1] {
+        assert!(MapOptions::new().len(len).map_anon().is_err(), "anonymous {len:#x}");
+    }
+    let file = temp_file(128);
+    // SAFETY: the temporary file is ours alone; nothing is mapped.
+    let err = unsafe { MapOptions::new().len(usize::MAX).map(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    // SAFETY: as above.
+    let mut map = unsafe { MapOptions::new().map(&file) }.unwrap();
+    // SAFETY: as above; the calls are refused.
+    let err = unsafe { map.remap(isize::MAX as usize + 1, RemapOptions::new().may_move(true)) }.unwrap_err();
+    assert!(err.to_string().contains("isize::MAX"), "{err}");
+    assert_eq!(map.len(), 128);
+}
+
+#[test]
 fn map_copy_read_only_is_private_and_turns_copy_on_write() {
     // memmap2: map_copy_read_only, mprotect_copy.
     let mut file = temp_file(0);
