@@ -193,12 +193,13 @@ impl Mmap {
         unsafe { MapOptions::new().map(file) }
     }
 
-    /// Re-protects the whole map read-write, turning it into an [`MmapMut`]. Needs a file opened
-    /// for writing when shared.
+    /// Re-protects the whole map read-write (`PROT_READ | PROT_WRITE`, as memmap2), turning it
+    /// into an [`MmapMut`]. An executable map loses `PROT_EXEC` (W^X). Needs a file opened for
+    /// writing when shared.
     pub fn make_mut(mut self) -> Result<MmapMut> {
-        let prot = self.map.protection() | Protection::WRITE;
-        // SAFETY: we give up the read-only face; adding a permission breaks no reference.
-        unsafe { self.map.protect(.., prot) }?;
+        // SAFETY: we give up the read-only face; the bytes stay readable, and no reference
+        // relies on execute permission.
+        unsafe { self.map.protect(.., Protection::READ_WRITE) }?;
         Ok(MmapMut { map: self.map })
     }
 

@@ -863,8 +863,8 @@ impl Mapping {
         };
         let new_map_len = align_up(self.delta as u64 + new_len as u64, page)
             .ok_or_else(|| fail(ErrorKind::OutOfBounds, "length overflows when rounded to whole pages".into()))?;
-        crate::page::check_isize_len(new_map_len).map_err(|d| fail(ErrorKind::OutOfBounds, d))?;
-        let new_map_len = new_map_len as usize;
+        let new_map_len =
+            check_len("mremap", new_map_len).map_err(|e| e.with_opt_path(path.as_deref()).with_addr(addr))?;
         if self.map_len == 0 || new_len == 0 {
             return Err(fail(ErrorKind::InvalidArgument, "cannot resize from or to an empty mapping".into()));
         }
