@@ -861,7 +861,9 @@ impl Mapping {
                 .with_range(0, new_len as u64)
                 .with_detail(detail)
         };
-        let new_map_len = align_up(self.delta as u64 + new_len as u64, page)
+        let new_map_len = (self.delta as u64)
+            .checked_add(new_len as u64)
+            .and_then(|end| align_up(end, page))
             .ok_or_else(|| fail(ErrorKind::OutOfBounds, "length overflows when rounded to whole pages".into()))?;
         let new_map_len =
             check_len("mremap", new_map_len).map_err(|e| e.with_opt_path(path.as_deref()).with_addr(addr))?;

@@ -112,6 +112,21 @@ fn names_apply_or_report_a_no_op() {
 
 #[test]
 fn carved_sub_reservations_own_their_range() {
+    // Other test threads map memory too, and may be given the address space the parent frees
+    // between its drop and our look at /proc/self/maps: such a foreign area only adds to what is
+    // covered. Too little covered is a failure at once; too much is retried with a fresh layout.
+    for attempt in 1..=5 {
+        match carve_and_drop() {
+            Ok(()) => return,
+            Err(areas) if attempt < 5 => eprintln!("attempt {attempt}: foreign areas in the range? {areas}"),
+            Err(areas) => panic!("dropping the parent left more than the carved ranges mapped: {areas}"),
+        }
+    }
+}
+
+/// Carves two sub-reservations and drops the parent: `Err` with the areas when more than the
+/// carved 8 pages are still mapped in the range (a foreign mapping, or the parent's pages).
+fn carve_and_drop() -> Result<(), String> {
     let page = page_size();
     let mut heap = Reservation::new(16 * page).unwrap();
     let base = heap.as_ptr() as usize;
@@ -134,12 +149,19 @@ fn carved_sub_reservations_own_their_range() {
     drop(heap);
     let areas = areas_in(base, 16 * page);
     let covered: u64 = areas.iter().map(|a| a.end.min((base + 16 * page) as u64) - a.start.max(base as u64)).sum();
-    assert_eq!(covered, 8 * page as u64, "{areas:?}");
+    assert!(covered >= 8 * page as u64, "the carved ranges were unmapped too: {areas:?}");
     // SAFETY: still mapped and committed: `sub` owns it.
     assert_eq!(unsafe { sub.as_ptr().add(page).read() }, 9);
+    let (sub_start, tail_start) = (sub.as_ptr() as usize, tail.as_ptr() as usize);
     drop(sub);
     drop(tail);
-    assert!(areas_in(base, 16 * page).is_empty(), "everything unmapped exactly once");
+    // The carved ranges are gone (a foreign area may sit in the parent's old pages, not in these).
+    assert!(areas_in(sub_start, 4 * page).is_empty() || covered > 8 * page as u64, "sub unmapped on drop");
+    assert!(areas_in(tail_start, 4 * page).is_empty() || covered > 8 * page as u64, "tail unmapped on drop");
+    if covered > 8 * page as u64 {
+        return Err(format!("{areas:?}"));
+    }
+    Ok(())
 }
 
 #[test]
