@@ -79,6 +79,8 @@ struct Outcome {
     total: TotalJson,
     failures: usize,
     locked: Vec<LockedFile>,
+    /// Files handed to [`process`] so far.
+    walked: usize,
 }
 
 impl Outcome {
@@ -124,6 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         total: TotalJson { dirty_pages: Some(0), ..TotalJson::default() },
         failures: 0,
         locked: Vec::new(),
+        walked: 0,
     };
     let mut batch = Vec::new();
     inspect::walk_files(&args.paths, &mut |found| match found {
@@ -166,9 +169,19 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     }
     let total_bytes: u64 = batch.iter().map(|f| f.len).sum();
     let paths: Vec<PathBuf> = batch.into_iter().map(|f| f.path).collect();
+    let first = out.walked + 1;
+    out.walked += paths.len();
+    // Progress bars are per batch: say which files when there are several.
+    let label = |what: &str| {
+        if first == 1 && paths.len() < BATCH {
+            what.to_owned()
+        } else {
+            format!("{what} files {first}-{}", out.walked)
+        }
+    };
     let mut failed = Vec::new();
     if args.evict {
-        let bar = progress(paths.len() as u64, "evicting", false);
+        let bar = progress(paths.len() as u64, &label("evicting"), false);
         for p in &paths {
             if let Err(e) = inspect::evict(p) {
                 failed.push(e);
@@ -178,14 +191,14 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         bar.finish_and_clear();
     }
     if args.touch {
-        let bar = progress(total_bytes, "touching", true);
+        let bar = progress(total_bytes, &label("touching"), true);
         let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
         let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
         failed.extend(results.into_iter().filter_map(Result::err));
     }
     if args.lock {
-        let bar = progress(paths.len() as u64, "locking", false);
+        let bar = progress(paths.len() as u64, &label("locking"), false);
         for p in &paths {
             match inspect::lock(p) {
                 Ok(l) => out.locked.push(l),
@@ -195,7 +208,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         }
         bar.finish_and_clear();
     }
-    let bar = progress(paths.len() as u64, "counting", false);
+    let bar = progress(paths.len() as u64, &label("counting"), false);
     let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(1), &|| bar.inc(1));
     bar.finish_and_clear();
     for e in failed {
