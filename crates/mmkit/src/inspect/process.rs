@@ -109,8 +109,13 @@ mod tests {
         // A zombie's smaps and maps read as empty, without an error from the kernel.
         let mut child = std::process::Command::new("sleep").arg("60").spawn().expect("run sleep");
         let pid = child.id();
-        // Until the child's execve is done, a read may see the memory replaced (and fail so).
-        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "sleep\n" {
+        // Until the child's execve is done and it sleeps, a read may see the memory replaced or
+        // its code and stack addresses not yet set (and fail so).
+        let asleep = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.contains("(sleep)") && stat.rsplit_once(')').is_some_and(|(_, rest)| rest.starts_with(" S "))
+        };
+        while !asleep() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(!smaps(pid).unwrap().is_empty(), "sleep has mappings while it runs");
