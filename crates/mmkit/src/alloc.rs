@@ -181,6 +181,13 @@ pub struct MapAllocStats {
 }
 
 /// A large-block allocator on anonymous mappings; see the [module docs](self).
+///
+/// # Invariant
+/// Every mapped block is a private read-write anonymous mapping of `len_for(size)` bytes
+/// (whole pages, at most `isize::MAX`; a longer request gets null or `None`), owned by
+/// exactly one holder: a caller (a [`MapBlock`] or a `GlobalAlloc` user) while live, the cache
+/// while freed. A block leaves the cache before it is handed out, and each mapping is
+/// unmapped exactly once. The table of live blocks and the cache change only under the lock.
 pub struct MapAlloc {
     threshold: usize,
     thp_min: usize,
@@ -336,9 +343,15 @@ impl MapAlloc {
         layout.size() >= self.threshold && layout.align() <= sys::page_size()
     }
 
-    fn len_for(size: usize) -> usize {
-        let page = sys::page_size();
-        (size + page - 1) & !(page - 1)
+    /// The mapping length for a block of `size` bytes: whole pages, at most `isize::MAX`
+    /// bytes (`None` when rounding overflows or the result would be too long to exist).
+    fn len_for(size: usize) -> Option<usize> {
+        crate::page::check_page_len("MapAlloc", size as u64, sys::page_size() as u64).ok()
+    }
+
+    /// [`len_for`](Self::len_for) of a size that was allocated, so it fitted then.
+    fn live_len(size: usize) -> usize {
+        Self::len_for(size).expect("the block was allocated with this size")
     }
 
     fn wants_thp(&self, len: usize) -> bool {
@@ -348,7 +361,14 @@ impl MapAlloc {
     /// A fresh mapping of `len` bytes (THP-aligned when wanted); null on failure.
     fn map_fresh(&self, len: usize) -> *mut u8 {
         let thp = self.wants_thp(len);
-        let want = if thp { len + THP_SIZE } else { len };
+        let want = if thp {
+            match len.checked_add(THP_SIZE).filter(|&w| w <= isize::MAX as usize) {
+                Some(w) => w,
+                None => return std::ptr::null_mut(),
+            }
+        } else {
+            len
+        };
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         // SAFETY: no MAP_FIXED: fresh address space.
         let Ok(p) =
@@ -546,7 +566,7 @@ impl MapAlloc {
     }
 
     fn alloc_mapped(&self, size: usize, zeroed: bool) -> *mut u8 {
-        let len = Self::len_for(size);
+        let Some(len) = Self::len_for(size) else { return std::ptr::null_mut() };
         let (p, is_zero) = self.take(len);
         if p.is_null() {
             return p;
@@ -567,7 +587,7 @@ impl MapAlloc {
     }
 
     fn free_mapped(&self, p: *mut u8, size: usize) {
-        let len = Self::len_for(size);
+        let len = Self::live_len(size);
         self.live_bytes.fetch_sub(len, Ordering::Relaxed);
         let now = sys::anon::coarse_now_ns();
         let thp = self.wants_thp(len);
@@ -656,7 +676,8 @@ impl MapAlloc {
     }
 
     /// A block of at least `size` bytes (rounded up to pages) from this allocator, always
-    /// mapped whatever the threshold; freed (cached) on drop. `None` when mapping fails.
+    /// mapped whatever the threshold; freed (cached) on drop. `None` when mapping fails or
+    /// `size` rounded up to pages is longer than `isize::MAX`.
     pub fn alloc_block(&self, size: usize) -> Option<MapBlock<'_>> {
         let size = size.max(1);
         let p = self.alloc_mapped(size, false);
@@ -728,7 +749,8 @@ unsafe impl GlobalAlloc for MapAlloc {
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
         if old_mapped && new_mapped {
-            let (old_len, new_len) = (Self::len_for(layout.size()), Self::len_for(new_size));
+            let old_len = Self::live_len(layout.size());
+            let Some(new_len) = Self::len_for(new_size) else { return std::ptr::null_mut() };
             if old_len == new_len {
                 return ptr;
             }
@@ -818,10 +840,10 @@ unsafe impl Sync for MapBlock<'_> {}
 impl MapBlock<'_> {
     /// Grows or shrinks the block to `new_len` bytes with `mremap` (the contents up to the
     /// smaller length are kept; new bytes are unspecified but initialized). `None` (and the
-    /// block unchanged) when the kernel refuses.
+    /// block unchanged) when the kernel refuses or `new_len` is longer than `isize::MAX`.
     pub fn grow(&mut self, new_len: usize) -> Option<()> {
         let new_len = new_len.max(1);
-        let (old, new) = (MapAlloc::len_for(self.len), MapAlloc::len_for(new_len));
+        let (old, new) = (MapAlloc::live_len(self.len), MapAlloc::len_for(new_len)?);
         if old != new {
             let q = NonNull::new(self.alloc.remap(self.ptr.as_ptr(), old, new))?;
             self.alloc.live_bytes.fetch_add(new, Ordering::Relaxed);

@@ -7,7 +7,7 @@
 //! | memory a forked child shares | [`MapOptions::map_anon_shared`] | `MAP_SHARED \| MAP_ANONYMOUS` |
 //! | a name in `/proc/self/maps` | [`MapOptions::name`], [`Mapping::set_name`], [`region_name`] | `PR_SET_VMA_ANON_NAME` (5.17+) |
 //! | guard pages around it | [`MapOptions::map_anon_guarded`] | `MADV_GUARD_INSTALL` (6.13+) or `PROT_NONE` |
-//! | a child sees zeros / nothing | [`MmapMut::wipe_on_fork`], [`MmapMut::dont_fork`] | `MADV_WIPEONFORK`, `MADV_DONTFORK` |
+//! | a child sees zeros / nothing | [`MmapMut::wipe_on_fork`], `unsafe` [`MmapMut::dont_fork`] | `MADV_WIPEONFORK`, `MADV_DONTFORK` |
 //! | give the memory back | [`MmapMut::purge`], [`MmapMut::purge_lazy`] | `MADV_DONTNEED`/`MADV_REMOVE`, `MADV_FREE` |
 //! | huge pages, and proof | [`HugePages`](crate::HugePages), [`MmapMut::collapse`], [`huge_page_bytes`] | `MADV_HUGEPAGE`, `MADV_COLLAPSE`, `smaps` |
 //!
@@ -29,10 +29,10 @@
 use std::ops::{Deref, DerefMut, RangeBounds};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::file::MmapMut;
+use crate::file::{MmapMut, MmapRaw};
 use crate::mapping::{Backing, Mapping};
 use crate::options::{Advice, MapOptions, Protection, Sharing, UncheckedAdvice};
-use crate::page::align_up;
+use crate::page::{check_len, check_page_len};
 use crate::sys;
 
 impl MapOptions {
@@ -47,13 +47,48 @@ impl MapOptions {
     /// mem[4096] = 1;
     /// # Ok(()) }
     /// ```
+    ///
+    /// An [`MmapMut`] only ever exists over readable and writable memory: a
+    /// [`protection`](MapOptions::protection) without both `READ` and `WRITE` is refused with
+    /// [`ErrorKind::InvalidArgument`] (use [`map_anon_raw`](Self::map_anon_raw) for those).
     pub fn map_anon(&self) -> Result<MmapMut> {
+        let prot = self.protection.unwrap_or(Protection::READ_WRITE);
+        if !prot.contains(Protection::READ_WRITE) {
+            return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_range(0, self.len.unwrap_or(0) as u64)
+                .with_detail(format!(
+                    "an MmapMut needs a readable and writable protection, not {} (map_anon_raw maps any \
+                     protection and hands out raw pointers)",
+                    prot.as_rwx()
+                )));
+        }
         let mut opts = self.clone();
         if !self.sharing_set {
             opts.sharing = crate::Sharing::Private;
         }
         let map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         Ok(MmapMut::from_mapping(map))
+    }
+
+    /// Maps zero-filled anonymous memory with any [`protection`](MapOptions::protection)
+    /// (read-write when none is set) as an [`MmapRaw`], which hands out raw pointers only: for
+    /// `PROT_NONE` address space, read-only or execute-only memory, and memory whose
+    /// protection changes later ([`MmapRaw::protect`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use mmkit::{MapOptions, Protection};
+    /// let ro = MapOptions::new().len(mmkit::page_size()).protection(Protection::READ).map_anon_raw()?;
+    /// // SAFETY: the page is mapped readable (zero-filled) for as long as `ro` lives.
+    /// assert_eq!(unsafe { ro.as_ptr().read() }, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_anon_raw(&self) -> Result<MmapRaw> {
+        let mut opts = self.clone();
+        if !self.sharing_set {
+            opts.sharing = crate::Sharing::Private;
+        }
+        Ok(MmapRaw::from_mapping(Mapping::new_anon(&opts, Protection::READ_WRITE)?))
     }
 
     /// Maps zero-filled anonymous memory shared with forked children (`MAP_SHARED |
@@ -95,14 +130,19 @@ impl MapOptions {
             Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_detail("an anonymous mapping needs a length (MapOptions::len)")
         })?;
-        let too_big = || {
-            Error::new("mmap", ErrorKind::OutOfBounds)
-                .with_range(0, len as u64)
-                .with_detail("length plus guard pages overflows the address space")
-        };
-        let guard = align_up(guard_len.max(1) as u64, page as u64).ok_or_else(too_big)? as usize;
-        let body = align_up(len as u64, page as u64).ok_or_else(too_big)? as usize;
-        let total = body.checked_add(2 * guard).filter(|&t| t <= isize::MAX as usize).ok_or_else(too_big)?;
+        let prot = self.protection.unwrap_or(Protection::READ_WRITE);
+        if !prot.contains(Protection::READ_WRITE) {
+            return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_range(0, len as u64).with_detail(format!(
+                "a GuardedMmap needs a readable and writable protection, not {}",
+                prot.as_rwx()
+            )));
+        }
+        let page = page as u64;
+        let guard = check_page_len("mmap", guard_len.max(1) as u64, page)?;
+        let body = check_page_len("mmap", len as u64, page)?;
+        // Each is at most isize::MAX, so the sum fits in a u64.
+        let total = check_len("mmap", body as u64 + 2 * guard as u64)
+            .map_err(|e| e.with_detail("length plus guard pages is longer than isize::MAX"))?;
         let mut opts = self.clone();
         if !self.sharing_set {
             opts.sharing = Sharing::Private;
@@ -135,6 +175,12 @@ pub enum GuardKind {
 ///
 /// Dereferences to the usable bytes only. It does not hand out the inner [`MmapMut`] mutably,
 /// because resizing it would move the tail guard into the usable bytes.
+///
+/// # Invariant
+/// The usable bytes are readable and writable (the inner [`MmapMut`]'s invariant: a
+/// protection without both is refused) and the `guard_len` bytes on each side stay
+/// inaccessible for its life, since nothing hands out the mapping mutably. Its window lies
+/// inside the kernel region and the whole is at most `isize::MAX` bytes.
 #[derive(Debug)]
 pub struct GuardedMmap {
     map: MmapMut,
@@ -277,8 +323,30 @@ impl MmapMut {
     }
 
     /// A forked child does not inherit `range` at all (`MADV_DONTFORK`): it is unmapped there.
-    pub fn dont_fork(&self, range: impl RangeBounds<usize>) -> Result<()> {
-        self.mapping().advise(range, Advice::DontFork)
+    /// For memory a child must never see (DMA buffers, secrets when the child `exec`s at once).
+    /// [`DoFork`](crate::Advice::DoFork) undoes it.
+    ///
+    /// # Safety
+    /// The child still holds its copy of this `MmapMut`, over memory that is gone there. Until
+    /// the range is inherited again, no forked child (in particular a
+    /// [fork probe](crate::process::in_forked_child_single_threaded)) may read or write the
+    /// range, call any method of this map, drop it, or map anything at its address (a
+    /// [`Placement::FixedNoReplace`](crate::Placement::FixedNoReplace) map there would give two
+    /// owners of one page). A child that only calls `exec` or `_exit` is fine.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mut dma = mmkit::MapOptions::new().len(mmkit::page_size()).map_anon()?;
+    /// // SAFETY: this program's children only `exec` (std::process::Command).
+    /// unsafe { dma.dont_fork(..) }?;
+    /// dma[0] = 1;
+    /// # Ok(()) }
+    /// ```
+    #[allow(unsafe_code)]
+    pub unsafe fn dont_fork(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        // SAFETY: forwarded contract (nothing changes in this process; the child side is the
+        // caller's).
+        unsafe { self.mapping().advise_unchecked(range, UncheckedAdvice::DontFork) }
     }
 
     /// Asks the kernel to back `range` with transparent huge pages now (`MADV_COLLAPSE`,

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     Truncated,
     /// The kernel or the machine lacks the feature (and no fallback was possible).
     Unsupported,
+    /// A safe map was refused because the file cannot be proven immutable (a memfd without
+    /// the `WRITE` and `SHRINK` seals, a file without fs-verity): map it with the `unsafe`
+    /// constructors if the caller can vouch for it.
+    NotSafe,
 }
 
 /// An mmkit error: operation, path, range and errno. See the [module docs](self).
@@ -215,6 +219,7 @@ impl From<Error> for std::io::Error {
             }
             ErrorKind::Truncated => std::io::ErrorKind::UnexpectedEof,
             ErrorKind::Unsupported => std::io::ErrorKind::Unsupported,
+            ErrorKind::NotSafe => std::io::ErrorKind::PermissionDenied,
         };
         std::io::Error::new(kind, e.to_string())
     }

@@ -20,13 +20,13 @@
 
 use std::fs::File;
 use std::ops::{Deref, DerefMut, RangeBounds};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{Backing, Mapping, PageOutcome};
-use crate::options::{Advice, MapOptions, Protection, Sharing};
+use crate::options::{Advice, MapOptions, Protection, RemapOptions, Sharing};
 use crate::page::align_up;
 use crate::reserve::Reservation;
 use crate::residency::Residency;
@@ -102,6 +102,32 @@ macro_rules! forward_flush {
     };
 }
 
+/// memmap2's `remap`: resizes a face's mapping with `mremap(2)`; see [`Mapping::resize`].
+macro_rules! remap_face {
+    ($face:ty) => {
+        impl $face {
+            /// Grows or shrinks the map to `new_len` bytes (`mremap(2)`), in place unless
+            /// [`RemapOptions::may_move`] allows a move (then the address changes; `&mut self`
+            /// guarantees no reference into the map is alive, raw pointers dangle).
+            ///
+            /// Growth never exposes unbacked bytes: past the end of the file (or of a shared
+            /// memory object) it is refused with [`ErrorKind::OutOfBounds`] and the map keeps
+            /// its old size. Anonymous private memory grows with zeros; for it
+            /// [`MmapMut::remap_anon`] is the safe call.
+            ///
+            /// # Safety
+            /// For a file-backed map, the
+            /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) now covers
+            /// the new length: nobody may truncate the file below it or modify it while the map
+            /// lives.
+            pub unsafe fn remap(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
+                // SAFETY: forwarded contract.
+                unsafe { self.map.resize(new_len, options.may_move) }
+            }
+        }
+    };
+}
+
 fn layout_error(op: &'static str, detail: String) -> Error {
     Error::new(op, ErrorKind::Layout).with_detail(detail)
 }
@@ -146,6 +172,12 @@ macro_rules! typed_views {
 /// println!("{} bytes, first {:?}, {} pages resident", map.len(), map.first(), map.residency(..)?.resident_pages());
 /// # Ok(()) }
 /// ```
+///
+/// # Invariant
+/// The whole [`Mapping`] is readable for the life of the value (constructors refuse an
+/// unreadable protection; protection only changes through `unsafe` calls or by consuming it
+/// in [`make_mut`](Mmap::make_mut)), and its bytes do not change while it lives: for a file,
+/// by the creation contract; for a sealed memfd, by the kernel. `Deref` relies on both.
 #[derive(Debug)]
 pub struct Mmap {
     map: Mapping,
@@ -169,6 +201,14 @@ impl Mmap {
         unsafe { self.map.protect(.., prot) }?;
         Ok(MmapMut { map: self.map })
     }
+
+    /// Re-protects the whole map readable and executable (`PROT_READ | PROT_EXEC`), as
+    /// memmap2's `Mmap::make_exec`. A file map needs a file on a mount without `noexec`.
+    pub fn make_exec(mut self) -> Result<Mmap> {
+        // SAFETY: the map stays readable, so no `&[u8]` into it is broken.
+        unsafe { self.map.protect(.., Protection::READ | Protection::EXEC) }?;
+        Ok(self)
+    }
 }
 
 impl Deref for Mmap {
@@ -190,6 +230,15 @@ typed_views!(Mmap);
 
 /// A writable memory map: shared (writes reach the file and every other mapping of it) or
 /// private copy-on-write (writes stay in this process), or anonymous memory.
+///
+/// # Invariant
+/// The whole [`Mapping`] is readable and writable for the life of the value, in this process
+/// and in any forked child that holds a copy of it: every constructor asks for (or refuses
+/// anything but) `PROT_READ | PROT_WRITE`, removing a permission needs the `unsafe`
+/// [`Mapping::protect`], and taking the memory away from a child needs the `unsafe`
+/// [`dont_fork`](MmapMut::dont_fork). Nobody else writes its bytes while a slice lives (the
+/// file-mapping contract for files; anonymous private memory has no other writer). `Deref`
+/// and `DerefMut` rely on this.
 #[derive(Debug)]
 pub struct MmapMut {
     map: Mapping,
@@ -214,8 +263,9 @@ impl MmapMut {
         MmapMut { map }
     }
 
-    /// The underlying mapping, mutably (for [`Mapping::discard`], [`Mapping::resize`],
-    /// [`Mapping::protect`]).
+    /// The underlying mapping, mutably (for [`Mapping::discard`], and the `unsafe`
+    /// [`Mapping::protect`] and [`Mapping::resize`]; [`remap_anon`](Self::remap_anon) and
+    /// [`remap`](Self::remap) are the face's own resizes).
     pub fn mapping_mut(&mut self) -> &mut Mapping {
         &mut self.map
     }
@@ -236,6 +286,52 @@ impl MmapMut {
         // permission breaks no shared reference.
         unsafe { self.map.protect(.., Protection::READ) }?;
         Ok(Mmap { map: self.map })
+    }
+
+    /// Flips the whole map from writable to executable (`PROT_READ | PROT_EXEC`, never both
+    /// writable and executable: W^X), turning it into an [`Mmap`]: how a JIT publishes the
+    /// code it wrote. On CPUs with separate instruction caches (arm64) the caller still has
+    /// to synchronise them before running the code.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let mut code = mmkit::MmapMut::map_anon(mmkit::page_size())?;
+    /// code[0] = 0xc3; // x86 `ret`
+    /// let code = code.make_exec()?;
+    /// assert!(code.mapping().protection().executable());
+    /// # Ok(()) }
+    /// ```
+    pub fn make_exec(mut self) -> Result<Mmap> {
+        // SAFETY: `self` is consumed, so no `&mut [u8]` into it is alive; the map stays readable.
+        unsafe { self.map.protect(.., Protection::READ | Protection::EXEC) }?;
+        Ok(Mmap { map: self.map })
+    }
+
+    /// Grows or shrinks anonymous memory (`mremap(2)`); the new bytes are zero. Safe, unlike
+    /// [`remap`](Self::remap): a map of a file is refused with [`ErrorKind::InvalidArgument`].
+    /// Shared anonymous memory cannot grow past the size it was created with (its memory
+    /// object keeps that size): such growth is refused with [`ErrorKind::OutOfBounds`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use mmkit::RemapOptions;
+    /// let page = mmkit::page_size();
+    /// let mut mem = mmkit::MmapMut::map_anon(page)?;
+    /// mem[0] = 1;
+    /// mem.remap_anon(4 * page, RemapOptions::new().may_move(true))?;
+    /// assert_eq!((mem.len(), mem[0], mem[3 * page]), (4 * page, 1, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn remap_anon(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
+        if self.map.file_offset().is_some() {
+            return Err(Error::new("mremap", ErrorKind::InvalidArgument)
+                .with_opt_path(self.map.path())
+                .with_range(0, new_len as u64)
+                .with_detail("remap_anon resizes anonymous memory only; a file map needs the unsafe remap"));
+        }
+        // SAFETY: anonymous memory has no file whose contract could be extended; growth past
+        // a shared memory object's size is refused by `resize`.
+        unsafe { self.map.resize(new_len, options.may_move) }
     }
 
     /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].
@@ -294,12 +390,22 @@ typed_views!(MmapMut);
 /// A map that hands out raw pointers only: for atomics and volatile access over shared memory,
 /// and for files that others may truncate (read them with
 /// [`copy_from_mapping`](MmapRaw::copy_from_mapping)). Creating it is safe.
+///
+/// # Invariant
+/// Only the [`Mapping`]'s: the region is owned and at most `isize::MAX` bytes. Its protection
+/// may be anything and its bytes may change or be truncated away, which is why it never hands
+/// out a reference and why changing its protection is safe; whoever dereferences its pointers
+/// checks access themselves.
 #[derive(Debug)]
 pub struct MmapRaw {
     map: Mapping,
 }
 
 impl MmapRaw {
+    pub(crate) fn from_mapping(map: Mapping) -> MmapRaw {
+        MmapRaw { map }
+    }
+
     /// Address of the first byte.
     pub fn as_ptr(&self) -> *const u8 {
         self.map.as_ptr()
@@ -330,6 +436,66 @@ impl MmapRaw {
 
 forward_mapping_ops!(MmapRaw);
 forward_flush!(MmapRaw);
+remap_face!(Mmap);
+remap_face!(MmapMut);
+remap_face!(MmapRaw);
+
+impl From<Mmap> for MmapRaw {
+    /// Hands a typed map to pointer-based code (memmap2's `From<Mmap> for MmapRaw`).
+    fn from(map: Mmap) -> MmapRaw {
+        MmapRaw { map: map.map }
+    }
+}
+
+impl From<MmapMut> for MmapRaw {
+    /// Hands a typed map to pointer-based code (memmap2's `From<MmapMut> for MmapRaw`).
+    fn from(map: MmapMut) -> MmapRaw {
+        MmapRaw { map: map.map }
+    }
+}
+
+// SAFETY: the slice a map dereferences to lives as long as the map and does not move when the
+// map value moves (the kernel region is fixed); only `&mut self` methods (`remap` with
+// `may_move`) can move it, which `StableDeref` allows, as for `Vec`.
+#[cfg(feature = "stable_deref_trait")]
+unsafe impl stable_deref_trait::StableDeref for Mmap {}
+// SAFETY: as for `Mmap`.
+#[cfg(feature = "stable_deref_trait")]
+unsafe impl stable_deref_trait::StableDeref for MmapMut {}
+
+/// Whether the kernel guarantees that the bytes behind `fd` can never change or shrink: a memfd
+/// with the `WRITE` and `SHRINK` seals, or a file with fs-verity. Seals and verity can only be
+/// added, never removed, so the answer cannot turn false later.
+fn check_immutable(fd: BorrowedFd<'_>) -> Result<()> {
+    let not_safe = |detail: String| {
+        Error::new("mmap", ErrorKind::NotSafe).with_opt_path(sys::fd_path(fd).as_deref()).with_detail(detail)
+    };
+    if let Ok(seals) = sys::shm::get_seals(fd) {
+        let need = (libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK) as u32;
+        let missing: Vec<&str> = [(libc::F_SEAL_WRITE as u32, "WRITE"), (libc::F_SEAL_SHRINK as u32, "SHRINK")]
+            .into_iter()
+            .filter(|(bit, _)| seals & bit == 0)
+            .map(|(_, name)| name)
+            .collect();
+        if seals & need == need {
+            return Ok(());
+        }
+        return Err(not_safe(format!(
+            "a safe map of a memfd needs the WRITE and SHRINK seals; it lacks {} (FUTURE_WRITE is not \
+             enough: writable maps made before it keep writing)",
+            missing.join(" and ")
+        )));
+    }
+    match sys::probe::has_fs_verity(fd) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_safe(
+            "the file is neither a memfd sealed against WRITE and SHRINK nor protected by fs-verity, so \
+             another process may change or truncate it"
+                .into(),
+        )),
+        Err(e) => Err(Error::os("ioctl(FS_IOC_MEASURE_VERITY)", e).with_opt_path(sys::fd_path(fd).as_deref())),
+    }
+}
 
 impl MapOptions {
     /// Maps `file` read-only as an [`Mmap`].
@@ -371,6 +537,55 @@ impl MapOptions {
         unsafe { opts.map_mut(file) }
     }
 
+    /// Maps `file` read-only and private (`MAP_PRIVATE`, `PROT_READ`) as an [`Mmap`]: memmap2's
+    /// `map_copy_read_only`. It can later become a copy-on-write [`MmapMut`] with
+    /// [`Mmap::make_mut`] whose writes never reach the file.
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): pages not
+    /// yet written still show the file's current bytes.
+    pub unsafe fn map_copy_read_only(&self, file: &impl AsFd) -> Result<Mmap> {
+        let mut opts = self.clone();
+        opts.sharing = Sharing::Private;
+        opts.protection = Some(Protection::READ);
+        // SAFETY: forwarded contract.
+        unsafe { opts.map(file) }
+    }
+
+    /// Maps `file` readable and executable (`PROT_READ | PROT_EXEC`) as an [`Mmap`]: memmap2's
+    /// `map_exec`. The file must be on a mount without `noexec`.
+    ///
+    /// # Safety
+    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract).
+    pub unsafe fn map_exec(&self, file: &impl AsFd) -> Result<Mmap> {
+        let mut opts = self.clone();
+        opts.protection = Some(Protection::READ | Protection::EXEC);
+        // SAFETY: forwarded contract.
+        unsafe { opts.map(file) }
+    }
+
+    /// Maps `file` read-only as an [`Mmap`] without `unsafe`, after proving that nobody can
+    /// change or shrink it: a memfd sealed with `F_SEAL_WRITE` and `F_SEAL_SHRINK`, or a file
+    /// with fs-verity enabled (memmap2's `map_if_safe`). [`offset`](Self::offset) and
+    /// [`len`](Self::len) select a part; the range must lie inside the file. Anything else is
+    /// refused with [`ErrorKind::NotSafe`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// let page = mmkit::page_size();
+    /// let shm = mmkit::SharedMemory::create("table", 4 * page as u64)?;
+    /// shm.seal_read_only()?;
+    /// let part = mmkit::MapOptions::new().offset(page as u64).len(2 * page).map_if_safe(&shm)?;
+    /// assert_eq!(part.len(), 2 * page);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_if_safe(&self, file: &impl AsFd) -> Result<Mmap> {
+        check_immutable(file.as_fd())?;
+        // SAFETY: the kernel forbids every change to the file's bytes and size (seals or
+        // fs-verity, which cannot be removed), which is the whole file-mapping contract.
+        unsafe { self.map(file) }
+    }
+
     /// Maps `file` as an [`MmapRaw`] (read-write unless a protection is set). Safe: no
     /// references are handed out.
     pub fn map_raw(&self, file: &impl AsFd) -> Result<MmapRaw> {
@@ -405,6 +620,13 @@ impl MapOptions {
 /// assert_eq!(log.as_ptr(), base); // never moves
 /// # Ok(()) }
 /// ```
+///
+/// # Invariant
+/// The first `mapped` bytes of the reservation (at most its capacity, at most `isize::MAX`)
+/// are mapped shared and read-write from the file, `len <= mapped`, and the file is at least
+/// `len` bytes long: [`grow`](GrowableMmap::grow) extends the file before it maps or exposes
+/// new bytes, and takes `&mut self`, so no slice is alive across it. With the creation
+/// contract (the file changes only through this map) every exposed byte is backed by the file.
 #[derive(Debug)]
 pub struct GrowableMmap {
     res: Reservation,

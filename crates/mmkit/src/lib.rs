@@ -75,7 +75,9 @@ pub(crate) mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use file::{GrowableMmap, Mmap, MmapMut, MmapRaw};
 pub use mapping::{Mapping, PageOutcome};
-pub use options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
+pub use options::{
+    Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, RemapOptions, Sharing, UncheckedAdvice,
+};
 pub use page::page_size;
 pub use reserve::{Reservation, ReserveOptions};
 pub use residency::{PageBitmap, Residency};

@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
-use crate::page::{align_up, page_span};
+use crate::page::{align_up, check_len, check_page_len, page_span};
 use crate::residency::{PageBitmap, Residency, MINCORE_WINDOW_PAGES};
 use crate::sys;
 
@@ -38,6 +38,17 @@ pub struct PageOutcome {
 /// `Mapping` hands out raw pointers only; the faces build safe slices on top. It is `Send` and
 /// `Sync`: it owns its region like a `Box<[u8]>` owns its heap block, and every operation on
 /// `&self` is one the kernel performs atomically.
+///
+/// # Invariant
+/// A `Mapping` exclusively owns the kernel region `[base, base + map_len)` (nothing when
+/// `map_len` is 0) until it is dropped: nothing else in this process unmaps or replaces it
+/// (`MAP_FIXED` is only used inside an owned [`Reservation`](crate::Reservation), and
+/// `MADV_DONTFORK`, which takes it away from a child, is `unsafe`). The requested bytes lie
+/// inside it (`delta + len <= map_len`), and `map_len <= isize::MAX`
+/// ([`check_len`](crate::page) is applied before `mmap`). Its protection changes only
+/// through the `unsafe` [`protect`](Self::protect) or faces that hand out no references, and
+/// its contents only through `&mut self` or `unsafe` calls. The faces' `// SAFETY:` comments
+/// add what each needs on top (readable, writable, stable).
 pub struct Mapping {
     /// Page-aligned start of the kernel's mapping (dangling when `map_len == 0`).
     base: NonNull<u8>,
@@ -174,21 +185,19 @@ impl Mapping {
                     .with_detail("an anonymous mapping needs a length (MapOptions::len)"))
             }
         };
-        let len = usize::try_from(len).map_err(|_| {
-            Error::new("mmap", ErrorKind::OutOfBounds)
-                .with_opt_path(path.as_deref())
-                .with_range(offset, len)
-                .with_detail("length does not fit in the address space")
-        })?;
+        // No slice longer than isize::MAX may exist: neither the requested bytes nor the whole
+        // pages the kernel maps for them (checked before anything reaches the kernel).
+        let at_offset = |e: Error| e.with_opt_path(path.as_deref()).with_range(offset, len);
+        let delta = (offset % page as u64) as usize;
+        let len = check_len("mmap", len).map_err(at_offset)?;
+        let aligned_offset = offset - delta as u64;
+        let map_len = check_page_len("mmap", delta as u64 + len as u64, page as u64).map_err(at_offset)?;
         let too_big = || {
             Error::new("mmap", ErrorKind::OutOfBounds)
                 .with_opt_path(path.as_deref())
                 .with_range(offset, len as u64)
                 .with_detail("length overflows when rounded to whole pages")
         };
-        let delta = (offset % page as u64) as usize;
-        let aligned_offset = offset - delta as u64;
-        let map_len = align_up(delta as u64 + len as u64, page as u64).ok_or_else(too_big)? as usize;
 
         let mut pages = PageOutcome { requested: opts.huge, page_size: page, fallback: None };
         if map_len == 0 {
@@ -213,6 +222,9 @@ impl Mapping {
         };
         if opts.no_reserve {
             flags |= libc::MAP_NORESERVE;
+        }
+        if opts.stack && fd.is_none() {
+            flags |= libc::MAP_STACK;
         }
         if opts.populate == Populate::MapPopulate {
             flags |= libc::MAP_POPULATE;
@@ -563,7 +575,10 @@ impl Mapping {
     ///
     /// # Safety
     /// No live reference (`&[u8]` from a face) may rely on the range's current contents, and
-    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later.
+    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later. For `DontFork`, no
+    /// forked child may touch the range or use (or drop) the face that owns it, and no child
+    /// may map something else at its address while the face's copy exists there; see
+    /// [`MmapMut::dont_fork`](crate::MmapMut::dont_fork).
     ///
     /// On a hugetlb mapping the range must cover whole huge pages (or run to an end of the
     /// mapping): widening it would change a whole huge page for a few bytes asked for, and the
@@ -812,34 +827,95 @@ impl Mapping {
 
     /// Grows or shrinks the mapping with `mremap(2)`. With `may_move` the kernel may move it
     /// (every pointer into it then dangles, hence `&mut self`); without, growing fails with
-    /// `ENOMEM` when the next pages are taken. For file maps the new bytes must exist in the file.
-    pub fn resize(&mut self, new_len: usize, may_move: bool) -> Result<()> {
+    /// `ENOMEM` when the next pages are taken.
+    ///
+    /// Growth never hands out bytes nothing backs. Private anonymous memory grows with zero
+    /// pages. Any other mapping (a file, or shared anonymous memory, whose memory object keeps
+    /// its size) is probed after the kernel grows it: the last new page is read with
+    /// `process_vm_readv`, which reports a page that would raise `SIGBUS` as an error. When the
+    /// file does not reach that page, the mapping is shrunk back and the call fails with
+    /// [`ErrorKind::OutOfBounds`]. (Like `mmap`, the check is per page: bytes between the end of
+    /// the file and the end of its last page read as zeros and never reach the file.)
+    /// Hugetlb mappings and mappings with guard pages after the window cannot be resized.
+    ///
+    /// # Safety
+    /// For a file-backed mapping the caller extends the
+    /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) to the new length:
+    /// nobody truncates the file below it (or modifies it) while slices of the mapping are alive.
+    pub unsafe fn resize(&mut self, new_len: usize, may_move: bool) -> Result<()> {
         let page = sys::page_size() as u64;
-        let new_map_len = align_up(self.delta as u64 + new_len as u64, page).ok_or_else(|| {
-            Error::new("mremap", ErrorKind::OutOfBounds).with_range(0, new_len as u64).with_detail("length overflows")
-        })? as usize;
-        if self.map_len == 0 || new_map_len == 0 {
-            return Err(Error::new("mremap", ErrorKind::InvalidArgument)
-                .with_opt_path(self.path.as_deref())
-                .with_detail("cannot resize from or to an empty mapping"));
+        let (path, addr) = (self.path.clone(), self.base.as_ptr() as usize);
+        let fail = |kind: ErrorKind, detail: String| {
+            Error::new("mremap", kind)
+                .with_opt_path(path.as_deref())
+                .with_addr(addr)
+                .with_range(0, new_len as u64)
+                .with_detail(detail)
+        };
+        let new_map_len = align_up(self.delta as u64 + new_len as u64, page)
+            .ok_or_else(|| fail(ErrorKind::OutOfBounds, "length overflows when rounded to whole pages".into()))?;
+        crate::page::check_isize_len(new_map_len).map_err(|d| fail(ErrorKind::OutOfBounds, d))?;
+        let new_map_len = new_map_len as usize;
+        if self.map_len == 0 || new_len == 0 {
+            return Err(fail(ErrorKind::InvalidArgument, "cannot resize from or to an empty mapping".into()));
         }
         if self.pages.page_size != sys::page_size()
             && self.pages.fallback.is_none()
             && self.pages.requested != HugePages::Transparent
         {
-            return Err(Error::new("mremap", ErrorKind::Unsupported).with_detail("hugetlb mappings cannot be resized"));
+            return Err(fail(ErrorKind::Unsupported, "hugetlb mappings cannot be resized".into()));
         }
+        if align_up((self.delta + self.len) as u64, page) != Some(self.map_len as u64) {
+            return Err(fail(
+                ErrorKind::Unsupported,
+                "the mapping has pages after its window (guard pages): resizing would expose them".into(),
+            ));
+        }
+        let old = (self.base.as_ptr(), self.map_len);
         // SAFETY: the region is ours; `&mut self` means no reference into it is alive.
-        let base = unsafe { sys::mremap(self.base.as_ptr(), self.map_len, new_map_len, may_move) }.map_err(|e| {
+        let base = unsafe { sys::mremap(old.0, old.1, new_map_len, may_move) }.map_err(|e| {
             Error::os("mremap", e)
                 .with_opt_path(self.path.as_deref())
-                .with_addr(self.base.as_ptr() as usize)
+                .with_addr(old.0 as usize)
                 .with_range(0, new_len as u64)
         })?;
-        self.base = NonNull::new(base).expect("mremap returned NULL");
+        let base = NonNull::new(base).ok_or_else(|| fail(ErrorKind::Os, "mremap returned NULL".into()))?;
+        self.base = base;
         self.map_len = new_map_len;
+        let private_anon = self.file_offset.is_none() && self.sharing == Sharing::Private;
+        if new_map_len > old.1 && !private_anon && !self.last_page_backed() {
+            // Shrinking in place always succeeds; the old bytes stay where they are now.
+            // SAFETY: the region is ours and no reference into it is alive.
+            let back = unsafe { sys::mremap(base.as_ptr(), new_map_len, old.1, false) };
+            if let Ok(b) = back {
+                self.map_len = old.1;
+                self.base = NonNull::new(b).unwrap_or(base);
+            } else {
+                // Keep owning the whole region, but expose only the old bytes.
+                self.len = self.len.min(new_len);
+            }
+            return Err(fail(
+                ErrorKind::OutOfBounds,
+                format!(
+                    "the new bytes are not backed: the {} ends before byte {:#x} (touching it would raise SIGBUS), \
+                     or the mapping is not readable so it cannot be checked",
+                    if self.file_offset.is_some() { "file" } else { "shared memory object" },
+                    new_len - 1
+                ),
+            ));
+        }
         self.len = new_len;
         Ok(())
+    }
+
+    /// Whether the last page of the kernel region can be read without a fault (`SIGBUS` past
+    /// the end of a file, `PROT_NONE`): `process_vm_readv` reports such a page as an error.
+    fn last_page_backed(&self) -> bool {
+        let mut byte = [0u8; 1];
+        // SAFETY: the byte lies inside our mapping; `read_self` tolerates unreadable pages.
+        let src = unsafe { self.base.as_ptr().add(self.map_len - 1) };
+        // SAFETY: as above.
+        matches!(unsafe { sys::read_self(src, &mut byte) }, Ok(1))
     }
 
     /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`). Returns `false`

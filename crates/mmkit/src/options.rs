@@ -11,6 +11,8 @@
 //! | `mlock2` | [`Lock`] |
 //! | `MAP_HUGETLB`, `MADV_HUGEPAGE` | [`HugePages`] |
 //! | `madvise` after mapping | [`Advice`] |
+//! | `MAP_STACK` | [`MapOptions::stack`] |
+//! | `mremap` | [`RemapOptions`] |
 
 #![deny(unsafe_code)]
 
@@ -180,9 +182,8 @@ pub enum Advice {
     HugePage,
     /// `MADV_NOHUGEPAGE`.
     NoHugePage,
-    /// `MADV_DONTFORK`: a child does not inherit the range.
-    DontFork,
-    /// `MADV_DOFORK`: undo `DontFork`.
+    /// `MADV_DOFORK`: a forked child inherits the range again (undoes
+    /// [`UncheckedAdvice::DontFork`]).
     DoFork,
     /// `MADV_DONTDUMP`: exclude from core dumps.
     DontDump,
@@ -200,7 +201,8 @@ pub enum Advice {
     Collapse,
 }
 
-/// Advice that may change what the range reads back, so it needs `&mut` or `unsafe`.
+/// Advice that may change what the range reads back (here or in a forked child), so it needs
+/// `&mut` or `unsafe`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UncheckedAdvice {
@@ -212,8 +214,15 @@ pub enum UncheckedAdvice {
     Free,
     /// `MADV_REMOVE`: free the range and its backing store (punches a hole in shared memory).
     Remove,
-    /// `MADV_WIPEONFORK` (4.14+): a child sees zeros here.
+    /// `MADV_WIPEONFORK` (4.14+): a child sees zeros here. Zeros are valid bytes for every
+    /// face and typed view, so the safe [`MmapMut::wipe_on_fork`](crate::MmapMut::wipe_on_fork)
+    /// offers it too.
     WipeOnFork,
+    /// `MADV_DONTFORK`: a forked child does not inherit the range; it is unmapped there,
+    /// while the child's copy of the owning face still points at it. Unchecked because safe
+    /// code in the child (a [fork probe](crate::process)) could then read unmapped memory, or
+    /// map something else at the same address and own it twice.
+    DontFork,
     /// `MADV_KEEPONFORK`: undo `WipeOnFork`.
     KeepOnFork,
 }
@@ -228,7 +237,6 @@ impl Advice {
             Advice::WillNeed => (libc::MADV_WILLNEED, "MADV_WILLNEED"),
             Advice::HugePage => (libc::MADV_HUGEPAGE, "MADV_HUGEPAGE"),
             Advice::NoHugePage => (libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"),
-            Advice::DontFork => (libc::MADV_DONTFORK, "MADV_DONTFORK"),
             Advice::DoFork => (libc::MADV_DOFORK, "MADV_DOFORK"),
             Advice::DontDump => (libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
             Advice::DoDump => (libc::MADV_DODUMP, "MADV_DODUMP"),
@@ -250,7 +258,69 @@ impl UncheckedAdvice {
             UncheckedAdvice::Remove => (libc::MADV_REMOVE, "MADV_REMOVE"),
             UncheckedAdvice::WipeOnFork => (libc::MADV_WIPEONFORK, "MADV_WIPEONFORK"),
             UncheckedAdvice::KeepOnFork => (libc::MADV_KEEPONFORK, "MADV_KEEPONFORK"),
+            UncheckedAdvice::DontFork => (libc::MADV_DONTFORK, "MADV_DONTFORK"),
         }
+    }
+}
+
+/// Whether the running kernel knows `madvise` advice `value`: probed once per value
+/// (`madvise(NULL, 0, value)`) and cached for the life of the process.
+fn advice_supported(value: i32) -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // 0 = not probed yet, 1 = supported, 2 = not supported; indexed by the MADV_* value.
+    static CACHE: [AtomicU8; 64] = [const { AtomicU8::new(0) }; 64];
+    let Some(slot) = usize::try_from(value).ok().and_then(|i| CACHE.get(i)) else {
+        return crate::sys::probe::madvise_supported(value);
+    };
+    match slot.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let yes = crate::sys::probe::madvise_supported(value);
+            slot.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
+impl Advice {
+    /// Whether the running kernel supports this advice (memmap2's `Advice::is_supported`). The
+    /// kernel is asked once per advice (`madvise(NULL, 0, advice)`, which rejects unknown
+    /// advice with `EINVAL`) and the answer is cached.
+    ///
+    /// ```
+    /// assert!(mmkit::Advice::Random.is_supported());
+    /// ```
+    pub fn is_supported(self) -> bool {
+        advice_supported(self.raw().0)
+    }
+}
+
+impl UncheckedAdvice {
+    /// Whether the running kernel supports this advice; see [`Advice::is_supported`].
+    pub fn is_supported(self) -> bool {
+        advice_supported(self.raw().0)
+    }
+}
+
+/// How [`remap`](crate::MmapMut::remap) may resize a mapping (memmap2's `RemapOptions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RemapOptions {
+    pub(crate) may_move: bool,
+}
+
+impl RemapOptions {
+    /// Resize in place only (the default): growing fails with `ENOMEM` when the pages after
+    /// the mapping are taken.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Let the kernel move the mapping when it cannot grow in place (`MREMAP_MAYMOVE`); the
+    /// address changes, which `&mut self` makes safe for references (raw pointers dangle).
+    pub fn may_move(mut self, may_move: bool) -> Self {
+        self.may_move = may_move;
+        self
     }
 }
 
@@ -282,6 +352,7 @@ pub struct MapOptions {
     pub(crate) huge: HugePages,
     pub(crate) advice: Option<Advice>,
     pub(crate) name: Option<String>,
+    pub(crate) stack: bool,
 }
 
 impl MapOptions {
@@ -352,6 +423,14 @@ impl MapOptions {
     /// Access-pattern advice applied right after mapping.
     pub fn advice(&mut self, advice: Advice) -> &mut Self {
         self.advice = Some(advice);
+        self
+    }
+
+    /// `MAP_STACK`: the anonymous memory is a thread, coroutine or fiber stack (memmap2's
+    /// `stack()`). Since Linux 6.7 the kernel then never backs it with transparent huge pages
+    /// (`nh` in `/proc/self/smaps`); older kernels accept and ignore the flag. Ignored for files.
+    pub fn stack(&mut self) -> &mut Self {
+        self.stack = true;
         self
     }
 

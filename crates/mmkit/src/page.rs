@@ -6,6 +6,33 @@
 
 #![deny(unsafe_code)]
 
+use crate::error::{Error, ErrorKind, Result};
+
+/// The longest mapping, reservation, allocation or slice mmkit creates: `isize::MAX` bytes.
+/// Rust forbids a slice (or any object) longer than that, and on 32-bit targets the kernel
+/// would happily map `0x8000_0000` bytes, so every constructor checks with [`check_len`].
+pub(crate) const MAX_LEN: u64 = isize::MAX as u64;
+
+/// Checks that an object of `len` bytes may exist in Rust (`len <= isize::MAX`) and returns it
+/// as a `usize`. Every constructor of a mapping, reservation or block calls this on the length
+/// it is about to ask the kernel for (after rounding to pages), so an over-long request is an
+/// [`ErrorKind::OutOfBounds`] error naming `op` and the length, and never reaches the kernel.
+pub(crate) fn check_len(op: &'static str, len: u64) -> Result<usize> {
+    match usize::try_from(len) {
+        Ok(l) if len <= MAX_LEN => Ok(l),
+        _ => Err(Error::new(op, ErrorKind::OutOfBounds).with_range(0, len).with_detail(format!(
+            "length {len:#x} is longer than isize::MAX ({MAX_LEN:#x}), the largest object Rust allows"
+        ))),
+    }
+}
+
+/// `len` rounded up to whole pages of `page` bytes, checked with [`check_len`] (the rounding
+/// may not overflow either).
+pub(crate) fn check_page_len(op: &'static str, len: u64, page: u64) -> Result<usize> {
+    check_len(op, len)?;
+    check_len(op, align_up(len, page).unwrap_or(u64::MAX))
+}
+
 /// The size of a base page, as the kernel reports it (`sysconf(_SC_PAGESIZE)`).
 ///
 /// ```
@@ -78,6 +105,17 @@ pub const fn range_within(offset: u64, len: u64, total: u64) -> bool {
     }
 }
 
+/// Checks that a mapping of `len` bytes fits in `isize::MAX` (no Rust slice or pointer offset
+/// may span more): `Err(detail)` when it does not. The kernel would accept such a length on
+/// 32-bit targets, so the check runs before any syscall.
+pub(crate) fn check_isize_len(len: u64) -> Result<(), String> {
+    if len > isize::MAX as u64 {
+        Err(format!("length {len:#x} exceeds isize::MAX ({:#x}), the largest object Rust allows", isize::MAX))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +129,22 @@ mod tests {
     }
 
     #[test]
+    fn lengths_past_isize_max_are_refused() {
+        let max = isize::MAX as u64;
+        assert_eq!(check_len("t", max).unwrap(), isize::MAX as usize);
+        assert_eq!(check_len("t", 0).unwrap(), 0);
+        for bad in [max + 1, u64::MAX, 1 << 63] {
+            let e = check_len("mmap", bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::OutOfBounds);
+            assert_eq!(e.errno(), None);
+            assert!(e.to_string().contains("isize::MAX"), "{e}");
+        }
+        // Rounding up past isize::MAX is refused too.
+        assert!(check_page_len("t", max - 5, 4096).is_err());
+        assert_eq!(check_page_len("t", 1, 16384).unwrap(), 16384);
+    }
+
+    #[test]
     fn edges() {
         assert_eq!(align_up(u64::MAX, 4096), None);
         assert_eq!(align_up(0, 16384), Some(0));
@@ -99,6 +153,8 @@ mod tests {
         assert_eq!(pages_for(1, 65536), Some(1));
         assert!(!range_within(u64::MAX, 1, u64::MAX));
         assert!(range_within(0, 0, 0));
+        assert!(check_isize_len(isize::MAX as u64).is_ok());
+        assert!(check_isize_len(isize::MAX as u64 + 1).unwrap_err().contains("isize::MAX"));
     }
 
     fn pages() -> impl Strategy<Value = u64> {
@@ -135,6 +191,15 @@ mod tests {
                     }
                 }
                 None => prop_assert!(off.checked_add(len).and_then(|e| align_up(e, p)).is_none()),
+            }
+        }
+
+        #[test]
+        fn check_len_matches_isize(len in prop_oneof![any::<u64>(), (isize::MAX as u64 - 70000)..=(isize::MAX as u64 + 70000)], p in pages()) {
+            prop_assert_eq!(check_len("t", len).is_ok(), len <= isize::MAX as u64);
+            match check_page_len("t", len, p) {
+                Ok(l) => { prop_assert!(l as u64 >= len && l as u64 - len < p && l as u64 <= isize::MAX as u64); }
+                Err(_) => prop_assert!(len as u128 + (p as u128 - 1) > isize::MAX as u128),
             }
         }
 

@@ -19,24 +19,30 @@
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys;
+use crate::sys::{self, ChildEnd};
 
 /// Runs `f` in a forked child and returns what it computed. A child killed by a signal
 /// (e.g. `SIGSEGV` from touching a guard page) gives an error whose [`Error::errno`] is `None`
-/// and whose [`Error::signal`] is the signal (its message names it too).
+/// and whose [`Error::signal`] is the signal (its message names it too). The child always
+/// ends inside this call: a panic in `f` is caught in the child, which `_exit`s, and the
+/// parent gets an error saying the closure panicked.
 ///
 /// # Safety
 /// In a multi-threaded process (a test harness, a program with worker threads), the child may
-/// only do async-signal-safe work: `f` must not allocate, take locks, or print. In a
+/// only do async-signal-safe work: `f` must not allocate, take locks, print, or panic. In a
 /// single-threaded process use the safe [`in_forked_child_single_threaded`].
 #[allow(unsafe_code)]
 pub unsafe fn in_forked_child<F: FnOnce() -> u64>(f: F) -> Result<u64> {
     // SAFETY: forwarded contract.
     match unsafe { sys::fork_with(f) } {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(sig)) => Err(Error::new("fork probe", ErrorKind::Os)
+        Ok(ChildEnd::Value(v)) => Ok(v),
+        Ok(ChildEnd::Signal(sig)) => Err(Error::new("fork probe", ErrorKind::Os)
             .with_signal(sig)
             .with_detail(format!("the child was killed by signal {sig} ({})", signal_name(sig)))),
+        Ok(ChildEnd::Panicked) => Err(Error::new("fork probe", ErrorKind::Os)
+            .with_detail("the closure panicked in the child (the child exited; its panic message went to stderr)")),
+        Ok(ChildEnd::Exited(code)) => Err(Error::new("fork probe", ErrorKind::Os)
+            .with_detail(format!("the child exited with status {code} without sending its value"))),
         Err(e) => Err(Error::os("fork probe", e)),
     }
 }

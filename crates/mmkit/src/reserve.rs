@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use crate::anon::GuardKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Protection, Sharing};
-use crate::page::{align_up, is_aligned, range_within};
+use crate::page::{align_up, check_len, check_page_len, is_aligned, range_within};
 use crate::residency::MINCORE_WINDOW_PAGES;
 use crate::shm::SharedMemory;
 use crate::sys;
@@ -87,18 +87,18 @@ impl ReserveOptions {
                 .with_range(0, self.len as u64)
                 .with_detail(detail.to_owned())
         };
-        let len = align_up(self.len as u64, page as u64)
-            .filter(|&l| l > 0 && l <= isize::MAX as u64)
-            .ok_or_else(|| bad("length must be non-zero and fit in the address space"))? as usize;
+        if self.len == 0 {
+            return Err(bad("length must be non-zero"));
+        }
+        let len = check_page_len("reserve", self.len as u64, page as u64)?;
         if self.align != 0 && !self.align.is_power_of_two() {
             return Err(bad("alignment must be a power of two"));
         }
         let align = self.align.max(page);
         let extra = align - page;
-        let want = len
-            .checked_add(extra)
-            .filter(|&w| w <= isize::MAX as usize)
-            .ok_or_else(|| bad("length plus alignment overflows"))?;
+        // `len + extra` fits in u64: both are at most usize::MAX.
+        let want = check_len("reserve", len as u64 + extra as u64)
+            .map_err(|e| e.with_detail(format!("length plus alignment ({align:#x}) is longer than isize::MAX")))?;
         let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
         if self.low_4gib {
             match sys::anon::MAP_32BIT {
@@ -153,6 +153,13 @@ impl ReserveOptions {
 /// heap.decommit(0, 8 << 20)?; // and give their memory back
 /// # Ok(()) }
 /// ```
+///
+/// # Invariant
+/// A reservation exclusively owns `[base, base + len)` minus its carved ranges (each owned by
+/// exactly one sub-reservation); `len` is a non-zero page multiple of at most `isize::MAX`.
+/// It hands out raw pointers only, never a reference, so the operations that change what is
+/// mapped there (commit, decommit, guard, mapping a memfd) are safe: they are the only place
+/// mmkit uses `MAP_FIXED`, and only on address space this value owns.
 pub struct Reservation {
     base: NonNull<u8>,
     len: usize,

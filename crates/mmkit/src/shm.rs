@@ -10,7 +10,7 @@
 //! unsound unless the kernel forbids that. mmkit offers:
 //! - [`SharedMemory::map_read_only`]: a safe [`Mmap`] once `F_SEAL_WRITE` and
 //!   `F_SEAL_SHRINK` are set (nobody can change or shrink the bytes any more);
-//! - [`SharedMemory::view`]: a safe [`SharedView`] of atomics and volatile copies, which
+//! - [`SharedMemory::view`]: a safe [`SharedView`] of atomics and atomic byte copies, which
 //!   tolerate concurrent writers (it sets `F_SEAL_SHRINK` so no access can hit `SIGBUS`);
 //! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`].
 //!
@@ -173,18 +173,11 @@ impl SharedMemory {
 
     /// Maps the whole memfd read-only as a safe [`Mmap`]. Needs [`Seals::WRITE`] and
     /// [`Seals::SHRINK`] (add them with [`seal_read_only`](Self::seal_read_only)): then no
-    /// process can change or shrink the bytes, so a `&[u8]` is sound.
+    /// process can change or shrink the bytes, so a `&[u8]` is sound. Otherwise the error is
+    /// [`ErrorKind::NotSafe`]. For a part, use [`MapOptions::map_if_safe`] with an offset and
+    /// a length.
     pub fn map_read_only(&self) -> Result<Mmap> {
-        let seals = self.seals()?;
-        if !seals.contains(Seals::WRITE | Seals::SHRINK) {
-            return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_detail(format!(
-                "a safe read-only map of memfd {:?} needs the WRITE and SHRINK seals (it has {seals:?})",
-                self.name
-            )));
-        }
-        // SAFETY: with F_SEAL_WRITE and F_SEAL_SHRINK nobody can modify or truncate the memfd,
-        // which is the whole file-mapping contract.
-        unsafe { MapOptions::new().map(&self.fd) }
+        MapOptions::new().map_if_safe(&self.fd)
     }
 
     /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for [`map_read_only`](Self::map_read_only)
@@ -208,7 +201,7 @@ impl SharedMemory {
         unsafe { MapOptions::new().map_mut(&self.fd) }
     }
 
-    /// A safe view of the memfd for data shared with other processes: atomics and volatile
+    /// A safe view of the memfd for data shared with other processes: atomics and atomic
     /// copies. Adds [`Seals::SHRINK`] first (so no access can ever raise `SIGBUS`).
     pub fn view(&self) -> Result<SharedView> {
         if !self.seals()?.contains(Seals::SHRINK) {
@@ -296,7 +289,8 @@ shared_atomics!(
 );
 
 /// A safe view of shared memory that other processes write concurrently: references to
-/// atomics, and volatile copies in and out. It never hands out `&[u8]`. See
+/// atomics, and atomic byte copies in and out (defined under races, unlike plain or volatile
+/// copies). It never hands out `&[u8]`. See
 /// [`SharedMemory::view`].
 #[derive(Debug)]
 pub struct SharedView {
@@ -353,50 +347,96 @@ impl SharedView {
         Ok(unsafe { &*p.cast::<A>() })
     }
 
-    /// Reads a `T` at byte `offset` with a volatile copy (no alignment needed). Another
+    /// Reads a `T` at byte `offset` with an atomic byte copy (no alignment needed). Another
     /// process writing at the same time may leave the value torn, never invalid.
     pub fn read<T: FromBytes>(&self, offset: usize) -> Result<T> {
         let p = self.at("read", offset, size_of::<T>(), 1)?;
         // SAFETY: in bounds (checked); `T: FromBytes` accepts any bytes; unaligned read.
-        Ok(unsafe { volatile_copy_in::<T>(p) })
+        Ok(unsafe { shared_copy_in::<T>(p) })
     }
 
-    /// Writes `value` at byte `offset` with a volatile copy.
+    /// Writes `value` at byte `offset` with an atomic byte copy.
     pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) -> Result<()> {
         self.write_bytes(offset, value.as_bytes())
     }
 
-    /// Copies `buf.len()` bytes from `offset` into `buf` (volatile reads).
+    /// Copies `buf.len()` bytes from `offset` into `buf` (atomic reads).
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let p = self.at("read_bytes", offset, buf.len(), 1)?;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `p + i` is in bounds (checked for the whole buffer).
-            *b = unsafe { p.add(i).read_volatile() };
-        }
-        atomic::fence(Ordering::Acquire);
+        // SAFETY: `p..p + buf.len()` is in bounds (checked) and mapped readable.
+        unsafe { shared_copy_from(p, buf) };
         Ok(())
     }
 
-    /// Copies `data` to `offset` (volatile writes).
+    /// Copies `data` to `offset` (atomic writes).
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
         let p = self.at("write_bytes", offset, data.len(), 1)?;
-        atomic::fence(Ordering::Release);
-        for (i, &b) in data.iter().enumerate() {
-            // SAFETY: `p + i` is in bounds (checked) and the map is writable.
-            unsafe { p.add(i).write_volatile(b) };
-        }
+        // SAFETY: `p..p + data.len()` is in bounds (checked) and the map is writable.
+        unsafe { shared_copy_to(p, data) };
         Ok(())
+    }
+}
+
+/// Copies `dst.len()` bytes from `src` with relaxed atomic loads (8 bytes at a time where `src`
+/// is aligned), then an acquire fence: the way to read memory another process or thread may
+/// write at the same time. Atomic accesses are defined under races, so a concurrent writer can
+/// tear the copy, never cause undefined behaviour; no reference to the shared bytes is formed.
+///
+/// # Safety
+/// `src..src + dst.len()` must be mapped readable and live for the call.
+unsafe fn shared_copy_from(src: *const u8, dst: &mut [u8]) {
+    let mut i = 0;
+    while i < dst.len() {
+        // SAFETY: `i < dst.len()`, in bounds of the source (caller).
+        let p = unsafe { src.add(i) };
+        if p as usize % 8 == 0 && dst.len() - i >= 8 {
+            // SAFETY: 8 bytes in bounds, aligned (checked); this process accesses shared bytes
+            // only atomically, and atomics are defined while another process writes them.
+            let w = unsafe { atomic::AtomicU64::from_ptr(p as *mut u64) }.load(Ordering::Relaxed);
+            dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+            i += 8;
+        } else {
+            // SAFETY: as above, one byte.
+            dst[i] = unsafe { atomic::AtomicU8::from_ptr(p as *mut u8) }.load(Ordering::Relaxed);
+            i += 1;
+        }
+    }
+    atomic::fence(Ordering::Acquire);
+}
+
+/// Copies `src` to `dst` after a release fence, with relaxed atomic stores (8 bytes at a time
+/// where `dst` is aligned); see [`shared_copy_from`].
+///
+/// # Safety
+/// `dst..dst + src.len()` must be mapped writable and live for the call.
+unsafe fn shared_copy_to(dst: *mut u8, src: &[u8]) {
+    atomic::fence(Ordering::Release);
+    let mut i = 0;
+    while i < src.len() {
+        // SAFETY: `i < src.len()`, in bounds of the destination (caller).
+        let p = unsafe { dst.add(i) };
+        if p as usize % 8 == 0 && src.len() - i >= 8 {
+            let w = u64::from_ne_bytes(src[i..i + 8].try_into().expect("8 bytes"));
+            // SAFETY: as in `shared_copy_from`, and the memory is writable.
+            unsafe { atomic::AtomicU64::from_ptr(p as *mut u64) }.store(w, Ordering::Relaxed);
+            i += 8;
+        } else {
+            // SAFETY: as above, one byte.
+            unsafe { atomic::AtomicU8::from_ptr(p) }.store(src[i], Ordering::Relaxed);
+            i += 1;
+        }
     }
 }
 
 /// # Safety
 /// `p..p + size_of::<T>()` must be readable.
-unsafe fn volatile_copy_in<T: FromBytes>(p: *const u8) -> T {
+unsafe fn shared_copy_in<T: FromBytes>(p: *const u8) -> T {
     let mut out = T::new_zeroed();
     let dst = (&mut out as *mut T).cast::<u8>();
     for i in 0..size_of::<T>() {
-        // SAFETY: in bounds of the source (caller) and of `out`; `T: FromBytes` accepts any bytes.
-        unsafe { dst.add(i).write(p.add(i).read_volatile()) };
+        // SAFETY: in bounds of the source (caller) and of `out`; `T: FromBytes` accepts any
+        // bytes; an atomic byte load is defined while another process writes the byte.
+        unsafe { dst.add(i).write(atomic::AtomicU8::from_ptr(p.add(i).cast_mut()).load(Ordering::Relaxed)) };
     }
     atomic::fence(Ordering::Acquire);
     out
@@ -452,6 +492,12 @@ impl MirroredBuffer {
         let total = capacity
             .checked_mul(2)
             .ok_or_else(|| Error::new("MirroredBuffer", ErrorKind::OutOfBounds).with_detail("capacity overflows"))?;
+        let len = shm.len()?;
+        if !crate::page::range_within(offset, capacity as u64, len) {
+            return Err(Error::new("MirroredBuffer", ErrorKind::OutOfBounds)
+                .with_range(offset, capacity as u64)
+                .with_detail(format!("past the end of memfd {:?} (len {len:#x})", shm.name())));
+        }
         let res = Reservation::new(total)?;
         res.map_shared_memory_at(0, capacity, Protection::READ_WRITE, &shm, offset)?;
         res.map_shared_memory_at(capacity, capacity, Protection::READ_WRITE, &shm, offset)?;
@@ -480,6 +526,10 @@ impl MirroredBuffer {
 }
 
 /// Header of a [`RingBuffer`] in the first page of its memfd: total bytes written and read.
+///
+/// The other end (or anyone holding the memfd) can write these fields at any time: each end
+/// keeps its own index locally, publishes it here, and treats the other end's index as
+/// untrusted input (see [`RingBuffer`]).
 #[repr(C)]
 struct RingHeader {
     head: atomic::AtomicU64,
@@ -487,11 +537,20 @@ struct RingHeader {
     capacity: atomic::AtomicU64,
 }
 
-/// A single-producer single-consumer byte queue in shared memory, zero-copy both ways: the
-/// producer writes straight into [`writable`](RingProducer::writable) and the consumer reads
-/// straight from [`readable`](RingConsumer::readable), each a contiguous slice thanks to the
-/// [`MirroredBuffer`]. The memfd holds a header page and then the data; either end can live
-/// in another process ([`RingProducer::attach`], [`RingConsumer::attach`]).
+/// A single-producer single-consumer byte queue in shared memory. The memfd holds a header page
+/// and then the data, mapped twice back to back ([`MirroredBuffer`]) so every read and write is
+/// one contiguous copy, also across the wrap. Either end can live in another process
+/// ([`RingProducer::attach`], [`RingConsumer::attach`]).
+///
+/// # Safety: the other end is untrusted
+/// Another process (or a [`SharedMemory::view`] of the memfd) can write the header and the data
+/// at any time, so the ring never hands out a `&[u8]` or `&mut [u8]` over its memory:
+/// [`push`](RingProducer::push) and [`pop`](RingConsumer::pop) copy with atomic accesses (defined under races), and
+/// the zero-copy windows ([`write_window`](RingProducer::write_window),
+/// [`read_window`](RingConsumer::read_window)) are raw pointers. Each end keeps its own index
+/// and only reads the other's: an index that is behind its own, or more than the capacity
+/// ahead, is nonsense and reads as a full ring (producer) or an empty one (consumer), so a
+/// hostile peer can stall the ring or feed it garbage bytes, never move an access out of bounds.
 ///
 /// ```
 /// # fn main() -> Result<(), mmkit::Error> {
@@ -501,11 +560,30 @@ struct RingHeader {
 /// let mut buf = vec![0u8; cap - 20];
 /// assert_eq!(rx.pop(&mut buf), cap - 20);
 /// assert_eq!(tx.push(&[2u8; 30]), 30); // wraps around the end, still one contiguous write
-/// assert_eq!(rx.readable(), &[&[1u8; 10][..], &[2u8; 30][..]].concat()[..]);
+/// let mut out = [0u8; 64];
+/// assert_eq!(rx.pop(&mut out), 40);
+/// assert_eq!(&out[..40], &[&[1u8; 10][..], &[2u8; 30][..]].concat()[..]);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct RingBuffer;
+
+/// Which header index an end owns.
+#[derive(Clone, Copy)]
+enum RingField {
+    Head,
+    Tail,
+}
+
+impl RingField {
+    /// What the limit on advancing this index counts.
+    fn allows(self) -> &'static str {
+        match self {
+            RingField::Head => "free",
+            RingField::Tail => "queued",
+        }
+    }
+}
 
 struct RingEnd {
     header: MmapRaw,
@@ -521,16 +599,19 @@ impl std::fmt::Debug for RingEnd {
 impl RingEnd {
     fn open(shm: SharedMemory) -> Result<RingEnd> {
         let page = sys::page_size();
+        // Seal first, then read the size: a peer cannot shrink it between the two.
+        if !shm.seals()?.contains(Seals::SHRINK) {
+            shm.add_seals(Seals::SHRINK)?;
+        }
         let len = shm.len()?;
         if len < 2 * page as u64 {
             return Err(Error::new("RingBuffer", ErrorKind::InvalidArgument)
                 .with_detail("the memfd is too small for a ring (header page + data)"));
         }
-        if !shm.seals()?.contains(Seals::SHRINK) {
-            shm.add_seals(Seals::SHRINK)?;
-        }
         let header = MapOptions::new().len(page).map_raw(&shm)?;
-        let cap = (len - page as u64) as usize / page * page;
+        let cap = usize::try_from((len - page as u64) / page as u64 * page as u64).map_err(|_| {
+            Error::new("RingBuffer", ErrorKind::OutOfBounds).with_detail("the memfd is larger than the address space")
+        })?;
         let end = RingEnd { header, data: MirroredBuffer::from_shared(shm, page as u64, cap)? };
         let stored = end.header().capacity.load(Ordering::Acquire);
         if stored != cap as u64 {
@@ -545,6 +626,38 @@ impl RingEnd {
         // holds only atomics (valid for any bytes, shared with the other end atomically).
         unsafe { &*self.header.as_ptr().cast::<RingHeader>() }
     }
+
+    /// Bytes between `behind` and `ahead` (stream positions), or `None` when the distance is
+    /// impossible (more than the capacity: `ahead` is behind `behind`, or corrupt).
+    fn distance(&self, behind: u64, ahead: u64) -> Option<usize> {
+        let d = ahead.wrapping_sub(behind);
+        (d <= self.data.capacity() as u64).then_some(d as usize)
+    }
+
+    /// Moves this end's own index `pos` on by `n` bytes, at most `limit` (what the other end's
+    /// index allows now), and publishes it in the header field `field` (`head` or `tail`).
+    fn advance(&self, op: &'static str, pos: &mut u64, field: RingField, n: usize, limit: usize) -> Result<()> {
+        if n > limit {
+            return Err(Error::new(op, ErrorKind::OutOfBounds)
+                .with_range(0, n as u64)
+                .with_detail(format!("only {limit} bytes are {}", field.allows())));
+        }
+        *pos = pos.wrapping_add(n as u64);
+        let h = self.header();
+        match field {
+            RingField::Head => h.head.store(*pos, Ordering::Release),
+            RingField::Tail => h.tail.store(*pos, Ordering::Release),
+        }
+        Ok(())
+    }
+
+    /// Address of stream position `pos` in the double mapping: `n <= capacity` bytes from here
+    /// are mapped.
+    fn at(&self, pos: u64) -> *mut u8 {
+        let start = (pos % self.data.capacity() as u64) as usize;
+        // SAFETY: `start < capacity`, and `2 * capacity` bytes are mapped from `as_ptr()`.
+        unsafe { self.data.as_ptr().add(start) }
+    }
 }
 
 impl RingBuffer {
@@ -554,13 +667,16 @@ impl RingBuffer {
         let cap = align_up(capacity.max(1) as u64, page).ok_or_else(|| {
             Error::new("RingBuffer::create", ErrorKind::OutOfBounds).with_detail("capacity overflows")
         })?;
-        let shm = SharedMemory::create(name, page + cap)?;
+        let total = cap.checked_add(page).ok_or_else(|| {
+            Error::new("RingBuffer::create", ErrorKind::OutOfBounds).with_detail("capacity overflows")
+        })?;
+        let shm = SharedMemory::create(name, total)?;
         shm.add_seals(Seals::SHRINK | Seals::GROW)?;
         let view = shm.view()?;
         view.atomic::<atomic::AtomicU64>(16)?.store(cap, Ordering::Release);
         drop(view);
         let other = shm.try_clone()?;
-        Ok((RingProducer { end: RingEnd::open(shm)? }, RingConsumer { end: RingEnd::open(other)? }))
+        Ok((RingProducer::attach(shm)?, RingConsumer::attach(other)?))
     }
 }
 
@@ -568,20 +684,23 @@ impl RingBuffer {
 #[derive(Debug)]
 pub struct RingProducer {
     end: RingEnd,
+    /// Total bytes written: ours, published to the header, never read back from it.
+    head: u64,
 }
 
 impl RingProducer {
     /// Attaches to a ring made by [`RingBuffer::create`] in another process (send it
-    /// [`shared_memory`](Self::shared_memory)).
-    ///
-    /// # Safety
-    /// At most one producer may be attached to the ring at a time, and the consumer must be
-    /// an mmkit [`RingConsumer`] (it only reads bytes the producer has committed).
-    pub unsafe fn attach(shm: SharedMemory) -> Result<RingProducer> {
-        Ok(RingProducer { end: RingEnd::open(shm)? })
+    /// [`shared_memory`](Self::shared_memory)). Safe: the ring trusts nothing the other end
+    /// writes (see [`RingBuffer`]); with two producers the stream is garbage, never unsound.
+    pub fn attach(shm: SharedMemory) -> Result<RingProducer> {
+        let end = RingEnd::open(shm)?;
+        let head = end.header().head.load(Ordering::Acquire);
+        Ok(RingProducer { end, head })
     }
 
-    /// The memfd behind the ring.
+    /// The memfd behind the ring. Every route to its memory is safe: views and raw maps never
+    /// form references, and a safe `&[u8]` map needs the `WRITE` seal, which the kernel refuses
+    /// while the ring's writable maps exist.
     pub fn shared_memory(&self) -> &SharedMemory {
         self.end.data.shared_memory()
     }
@@ -591,39 +710,37 @@ impl RingProducer {
         self.end.data.capacity()
     }
 
-    /// The free space, as one contiguous slice (possibly empty): write into it, then
-    /// [`commit`](Self::commit) what was written.
-    pub fn writable(&mut self) -> &mut [u8] {
-        let h = self.end.header();
-        let head = h.head.load(Ordering::Relaxed);
-        let tail = h.tail.load(Ordering::Acquire);
-        let cap = self.capacity() as u64;
-        let free = (cap - (head - tail).min(cap)) as usize;
-        let start = (head % cap) as usize;
-        // SAFETY: `start + free <= 2 * cap`, inside the double mapping. The consumer reads only
-        // `[tail, head)`, which is disjoint from `[head, tail + cap)`; it advances `tail`
-        // only after it is done with bytes, and we have `&mut self` (the only producer).
-        unsafe { std::slice::from_raw_parts_mut(self.end.data.as_ptr().add(start), free) }
+    /// Bytes that can be written now: the capacity minus what the consumer has not released.
+    /// A tail the consumer could not have written (ahead of our head, or more than the capacity
+    /// behind it) reads as a full ring.
+    pub fn free(&self) -> usize {
+        let tail = self.end.header().tail.load(Ordering::Acquire);
+        self.end.distance(tail, self.head).map_or(0, |used| self.capacity() - used)
     }
 
-    /// Publishes `n` bytes written into [`writable`](Self::writable).
-    ///
-    /// # Panics
-    /// If `n` exceeds the free space.
-    pub fn commit(&mut self, n: usize) {
-        let free = self.writable().len();
-        assert!(n <= free, "commit of {n} bytes with only {free} free");
-        let h = self.end.header();
-        h.head.fetch_add(n as u64, Ordering::Release);
+    /// The free space as a raw window: `(first byte, length)`, contiguous. Write into it (the
+    /// consumer does not read it until [`commit`](Self::commit)), then commit what was written.
+    /// It is raw because another process may write the same memory: copy in with
+    /// atomic or volatile writes, never through a `&mut [u8]`.
+    pub fn write_window(&mut self) -> (*mut u8, usize) {
+        (self.end.at(self.head), self.free())
     }
 
-    /// Copies as much of `data` as fits; returns the bytes queued.
+    /// Publishes `n` bytes written into [`write_window`](Self::write_window). Fails with
+    /// [`ErrorKind::OutOfBounds`] when `n` exceeds the free space.
+    pub fn commit(&mut self, n: usize) -> Result<()> {
+        let free = self.free();
+        self.end.advance("RingProducer::commit", &mut self.head, RingField::Head, n, free)
+    }
+
+    /// Copies as much of `data` as fits and publishes it; returns the bytes queued.
     pub fn push(&mut self, data: &[u8]) -> usize {
-        let w = self.writable();
-        let n = w.len().min(data.len());
-        w[..n].copy_from_slice(&data[..n]);
-        self.commit(n);
-        n
+        let (dst, free) = self.write_window();
+        let n = free.min(data.len());
+        // SAFETY: `dst..dst + n` lies in the double mapping (`n <= capacity`), mapped writable.
+        unsafe { shared_copy_to(dst, &data[..n]) };
+        // Cannot fail: `n <= free`.
+        self.end.advance("RingProducer::push", &mut self.head, RingField::Head, n, free).map_or(0, |()| n)
     }
 }
 
@@ -631,16 +748,17 @@ impl RingProducer {
 #[derive(Debug)]
 pub struct RingConsumer {
     end: RingEnd,
+    /// Total bytes read: ours, published to the header, never read back from it.
+    tail: u64,
 }
 
 impl RingConsumer {
-    /// Attaches to a ring made by [`RingBuffer::create`] in another process.
-    ///
-    /// # Safety
-    /// At most one consumer may be attached at a time, and the producer must be an mmkit
-    /// [`RingProducer`] (it only writes bytes the consumer has released).
-    pub unsafe fn attach(shm: SharedMemory) -> Result<RingConsumer> {
-        Ok(RingConsumer { end: RingEnd::open(shm)? })
+    /// Attaches to a ring made by [`RingBuffer::create`] in another process. Safe: the ring
+    /// trusts nothing the other end writes (see [`RingBuffer`]).
+    pub fn attach(shm: SharedMemory) -> Result<RingConsumer> {
+        let end = RingEnd::open(shm)?;
+        let tail = end.header().tail.load(Ordering::Acquire);
+        Ok(RingConsumer { end, tail })
     }
 
     /// Capacity in bytes.
@@ -648,35 +766,34 @@ impl RingConsumer {
         self.end.data.capacity()
     }
 
-    /// The queued bytes, as one contiguous slice: read them, then [`consume`](Self::consume).
-    pub fn readable(&mut self) -> &[u8] {
-        let h = self.end.header();
-        let tail = h.tail.load(Ordering::Relaxed);
-        let head = h.head.load(Ordering::Acquire);
-        let cap = self.capacity() as u64;
-        let used = (head - tail).min(cap) as usize;
-        let start = (tail % cap) as usize;
-        // SAFETY: `start + used <= 2 * cap`, inside the double mapping. The producer writes
-        // only outside `[tail, head)` until we advance `tail`, which needs `&mut self`.
-        unsafe { std::slice::from_raw_parts(self.end.data.as_ptr().add(start), used) }
+    /// Bytes queued now. A head the producer could not have written (behind our tail, or more
+    /// than the capacity ahead) reads as an empty ring.
+    pub fn available(&self) -> usize {
+        let head = self.end.header().head.load(Ordering::Acquire);
+        self.end.distance(self.tail, head).unwrap_or(0)
     }
 
-    /// Releases `n` bytes of [`readable`](Self::readable) to the producer.
-    ///
-    /// # Panics
-    /// If `n` exceeds the queued bytes.
-    pub fn consume(&mut self, n: usize) {
-        let used = self.readable().len();
-        assert!(n <= used, "consume of {n} bytes with only {used} queued");
-        self.end.header().tail.fetch_add(n as u64, Ordering::Release);
+    /// The queued bytes as a raw window: `(first byte, length)`, contiguous. Read them (copy
+    /// out with atomic or volatile reads; another process may write the
+    /// same memory, so never through a `&[u8]`), then [`consume`](Self::consume).
+    pub fn read_window(&mut self) -> (*const u8, usize) {
+        (self.end.at(self.tail), self.available())
     }
 
-    /// Copies up to `buf.len()` queued bytes out; returns the count.
+    /// Releases `n` bytes of [`read_window`](Self::read_window) to the producer. Fails with
+    /// [`ErrorKind::OutOfBounds`] when `n` exceeds the queued bytes.
+    pub fn consume(&mut self, n: usize) -> Result<()> {
+        let queued = self.available();
+        self.end.advance("RingConsumer::consume", &mut self.tail, RingField::Tail, n, queued)
+    }
+
+    /// Copies up to `buf.len()` queued bytes out and releases them; returns the count.
     pub fn pop(&mut self, buf: &mut [u8]) -> usize {
-        let r = self.readable();
-        let n = r.len().min(buf.len());
-        buf[..n].copy_from_slice(&r[..n]);
-        self.consume(n);
-        n
+        let (src, queued) = self.read_window();
+        let n = queued.min(buf.len());
+        // SAFETY: `src..src + n` lies in the double mapping (`n <= capacity`), mapped readable.
+        unsafe { shared_copy_from(src, &mut buf[..n]) };
+        // Cannot fail: `n <= queued`.
+        self.end.advance("RingConsumer::pop", &mut self.tail, RingField::Tail, n, queued).map_or(0, |()| n)
     }
 }

@@ -132,6 +132,6 @@ fn operations_on_part_of_a_huge_page_are_refused_naming_the_range() {
     assert_eq!(map.purge(..).unwrap(), Purged::DontNeed);
     assert_eq!(map[0], 0, "DONTNEED on a private huge page gives back zeros");
     // Huge mappings cannot move or grow with mremap here.
-    let err = map.mapping_mut().resize(2 * huge, true).unwrap_err();
+    let err = map.remap_anon(2 * huge, mmkit::RemapOptions::new().may_move(true)).unwrap_err();
     assert!(err.to_string().contains("hugetlb"), "{err}");
 }

@@ -4,7 +4,8 @@
 use std::ops::Bound;
 
 use mmkit::{
-    Advice, ErrorKind, HugePages, Lock, MapOptions, MmapMut, Placement, Populate, Protection, UncheckedAdvice,
+    Advice, ErrorKind, HugePages, Lock, MapOptions, MmapMut, Placement, Populate, Protection, RemapOptions,
+    UncheckedAdvice,
 };
 use proptest::prelude::*;
 
@@ -257,8 +258,8 @@ fn populate_options_make_anon_residency_full() {
     map.populate_write(page()..3 * page()).unwrap();
     assert_eq!(map.residency(..).unwrap().resident_pages(), 2);
     // Writing population on a read-only mapping is refused.
-    let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon().unwrap();
-    assert_eq!(ro.populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon_raw().unwrap();
+    assert_eq!(ro.mapping().populate(.., true).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]
@@ -509,16 +510,17 @@ fn resize_grows_and_shrinks_with_mremap() {
     let p = page();
     let mut map: MmapMut = MapOptions::new().len(2 * p).map_anon().unwrap();
     map[p] = 5;
-    map.mapping_mut().resize(10 * p, true).unwrap();
+    let moving = RemapOptions::new().may_move(true);
+    map.remap_anon(10 * p, moving).unwrap();
     assert_eq!(map.len(), 10 * p);
     assert_eq!(map[p], 5);
     map[10 * p - 1] = 6;
-    map.mapping_mut().resize(p + 1, false).unwrap();
+    map.remap_anon(p + 1, RemapOptions::new()).unwrap();
     assert_eq!(map.len(), p + 1);
     assert_eq!(map[p], 5);
     assert_eq!(map.mapping().kernel_region().1, 2 * p);
-    assert_eq!(map.mapping_mut().resize(usize::MAX, true).unwrap_err().kind(), ErrorKind::OutOfBounds);
-    assert_eq!(map.mapping_mut().resize(0, true).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(map.remap_anon(usize::MAX, moving).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    assert_eq!(map.remap_anon(0, moving).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn seals_are_enforced() {
     assert_eq!(shm.len().unwrap(), page);
 
     // Without the WRITE seal a read-only map would not be safe: refused.
-    assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::NotSafe);
 
     // F_SEAL_WRITE fails with EBUSY while a writable shared mapping exists.
     let raw = shm.map_raw().unwrap();
@@ -177,29 +177,50 @@ fn ring_buffer_keeps_bytes_in_order_across_wraps() {
     let mut next_in = 0u32;
     let mut next_out = 0u32;
     let mut rng = 12345u64;
+    let mut out = vec![0u8; cap];
     for _ in 0..2000 {
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let n = (rng >> 33) as usize % (cap / 2);
-        let w = tx.writable();
-        let n = n.min(w.len());
-        for b in &mut w[..n] {
-            *b = (next_in % 256) as u8;
-            next_in += 1;
-        }
-        tx.commit(n);
-        let r = rx.readable();
-        let take = ((rng >> 13) as usize % (cap / 2)).min(r.len());
-        for &b in &r[..take] {
+        let n = ((rng >> 33) as usize % (cap / 2)).min(tx.free());
+        let data: Vec<u8> = (0..n).map(|k| ((next_in as usize + k) % 256) as u8).collect();
+        assert_eq!(tx.push(&data), n);
+        next_in += n as u32;
+        let take = (rng >> 13) as usize % (cap / 2);
+        let got = rx.pop(&mut out[..take]);
+        assert_eq!(got, take.min(rx.available() + got));
+        for &b in &out[..got] {
             assert_eq!(b, (next_out % 256) as u8);
             next_out += 1;
         }
-        rx.consume(take);
     }
     assert!(next_out as usize > 4 * cap, "the test wrapped around several times");
-    let queued = rx.readable().len();
+    let queued = rx.available();
     assert_eq!(tx.push(&vec![0u8; 2 * cap]), cap - queued); // fills up to capacity, no more
-    assert_eq!(rx.readable().len(), cap);
-    assert!(tx.writable().is_empty());
+    assert_eq!(rx.available(), cap);
+    assert_eq!(tx.free(), 0);
+    assert_eq!(tx.commit(1).unwrap_err().kind(), ErrorKind::OutOfBounds);
+}
+
+#[test]
+fn ring_windows_are_raw_and_commit_checks_the_count() {
+    let (mut tx, mut rx) = RingBuffer::create("ring-window", 1).unwrap();
+    let cap = tx.capacity();
+    let (dst, free) = tx.write_window();
+    assert_eq!(free, cap);
+    // SAFETY: `free` bytes from `dst` are mapped and not read by the consumer until committed;
+    // nobody else holds the memfd.
+    unsafe { std::ptr::copy_nonoverlapping(b"hello".as_ptr(), dst, 5) };
+    tx.commit(5).unwrap();
+    let (src, queued) = rx.read_window();
+    assert_eq!(queued, 5);
+    let mut got = [0u8; 5];
+    // SAFETY: `queued` bytes from `src` are mapped; the producer does not write them until
+    // they are consumed.
+    unsafe { std::ptr::copy_nonoverlapping(src, got.as_mut_ptr(), 5) };
+    assert_eq!(&got, b"hello");
+    assert_eq!(rx.consume(6).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    rx.consume(5).unwrap();
+    assert_eq!(rx.available(), 0);
+    assert_eq!(tx.free(), cap);
 }
 
 /// Stream byte `i` of the cross-process ring test (the peer checks the same function).
@@ -220,24 +241,21 @@ fn ring_buffer_carries_a_stream_to_another_process() {
         while at < total {
             rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let want = 1 + (rng >> 33) as usize % cap;
-            let w = tx.writable();
-            let n = w.len().min(want).min((total - at) as usize);
+            let n = tx.free().min(want).min((total - at) as usize);
             if n == 0 {
                 assert!(std::time::Instant::now() < deadline, "the peer stopped reading at {at} bytes");
                 std::thread::yield_now();
                 continue;
             }
-            for (k, b) in w[..n].iter_mut().enumerate() {
-                *b = ring_byte(at + k as u64);
-            }
-            tx.commit(n);
+            let data: Vec<u8> = (0..n).map(|k| ring_byte(at + k as u64)).collect();
+            assert_eq!(tx.push(&data), n);
             at += n as u64;
         }
     });
     assert_eq!(field(&out, "bytes"), total.to_string(), "{out}");
     assert_eq!(field(&out, "first_bad"), "none", "{out}");
     // The consumer's progress came back through the shared header: the ring is empty again.
-    assert_eq!(tx.writable().len(), cap, "{out}");
+    assert_eq!(tx.free(), cap, "{out}");
 }
 
 #[test]

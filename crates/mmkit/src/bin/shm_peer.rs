@@ -67,27 +67,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         "ring" => {
             let total: u64 = args.next().ok_or("ring needs a byte count")?.parse()?;
-            // SAFETY: the test attaches exactly one consumer (this one) to a ring whose
-            // producer is an mmkit RingProducer.
-            let mut rx = unsafe { RingConsumer::attach(shm)? };
+            let mut rx = RingConsumer::attach(shm)?;
             let (mut at, mut reads, mut first_bad) = (0u64, 0u64, None);
+            let mut buf = vec![0u8; rx.capacity()];
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while at < total {
-                let r = rx.readable();
-                if r.is_empty() {
+                let want = buf.len().min((total - at) as usize);
+                let n = rx.pop(&mut buf[..want]);
+                if n == 0 {
                     if std::time::Instant::now() > deadline {
                         return Err(format!("stalled after {at} of {total} bytes").into());
                     }
                     std::thread::yield_now();
                     continue;
                 }
-                let n = r.len().min((total - at) as usize);
-                for (k, &b) in r[..n].iter().enumerate() {
+                for (k, &b) in buf[..n].iter().enumerate() {
                     if first_bad.is_none() && b != ring_byte(at + k as u64) {
                         first_bad = Some(at + k as u64);
                     }
                 }
-                rx.consume(n);
                 at += n as u64;
                 reads += 1;
             }

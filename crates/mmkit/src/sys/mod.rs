@@ -7,6 +7,7 @@
 
 pub(crate) mod anon;
 pub(crate) mod inspect;
+pub(crate) mod probe;
 pub(crate) mod shm;
 
 use std::ffi::{c_void, CStr};
@@ -233,15 +234,33 @@ pub(crate) fn thread_count() -> Option<usize> {
     status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
 }
 
-/// Runs `f` in a child made by `fork(2)` and returns the `u64` it produced (sent back over a
-/// pipe), after reaping the child. A child that dies of a signal yields `Err` with the signal
-/// number in the detail (`Ok(Err(signal))`).
+/// How a child made by [`fork_with`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildEnd {
+    /// It returned this value.
+    Value(u64),
+    /// A signal killed it.
+    Signal(i32),
+    /// `f` panicked; the child caught the panic and `_exit`ed.
+    Panicked,
+    /// It exited with this status without sending a value.
+    Exited(i32),
+}
+
+/// The exit status of a child whose `f` panicked (Rust's own panic status).
+const CHILD_PANICKED: i32 = 101;
+
+/// Runs `f` in a child made by `fork(2)` and returns how it ended: the `u64` it produced (sent
+/// back over a pipe), the signal that killed it, or a panic. The child never returns into the
+/// caller's code: a panic in `f` is caught there and the child `_exit`s, so no second copy of
+/// the program runs on; the parent always reaps it.
 ///
 /// # Safety
 /// In a multi-threaded process the child may only do async-signal-safe work: `f` must not
-/// allocate, lock, or touch state another thread may hold a lock on.
+/// allocate, lock, panic (a panic message allocates), or touch state another thread may hold
+/// a lock on.
 #[doc(alias = "fork")]
-pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<Result<u64, i32>> {
+pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<ChildEnd> {
     let (rd, wr) = rustix::pipe::pipe()?;
     // SAFETY: fork has no memory-safety preconditions of its own; the child's obligations are
     // forwarded to the caller.
@@ -251,22 +270,36 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<Result<u64
     }
     if pid == 0 {
         drop(rd);
-        let value = f();
-        let bytes = value.to_ne_bytes();
-        let _ = rustix::io::write(&wr, &bytes);
+        // The child must end here whatever `f` does: an unwinding panic would run the caller's
+        // code (and destructors of the parent's state) a second time in this process.
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(value) => match rustix::io::write(&wr, &value.to_ne_bytes()) {
+                Ok(8) => 0,
+                _ => 1,
+            },
+            Err(payload) => {
+                // Dropping the payload could panic again: leak it (the process ends now).
+                std::mem::forget(payload);
+                CHILD_PANICKED
+            }
+        };
         // SAFETY: `_exit` ends the child without running atexit handlers or destructors that
         // belong to the parent's state.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(code) };
     }
     drop(wr);
     let mut buf = [0u8; 8];
     let mut got = 0;
+    let mut read_err = None;
     while got < 8 {
         match rustix::io::read(&rd, &mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                read_err = Some(e);
+                break;
+            }
         }
     }
     let mut status = 0;
@@ -282,12 +315,17 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<Result<u64
         }
     }
     if libc::WIFSIGNALED(status) {
-        return Ok(Err(libc::WTERMSIG(status)));
+        return Ok(ChildEnd::Signal(libc::WTERMSIG(status)));
     }
-    if got < 8 {
-        return Err(Errno::PIPE);
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    if let Some(e) = read_err {
+        return Err(e);
     }
-    Ok(Ok(u64::from_ne_bytes(buf)))
+    Ok(match (code, got) {
+        (0, 8) => ChildEnd::Value(u64::from_ne_bytes(buf)),
+        (CHILD_PANICKED, _) => ChildEnd::Panicked,
+        (code, _) => ChildEnd::Exited(code),
+    })
 }
 
 /// `fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)`: makes reads through `fd` wait again (used after

@@ -1,0 +1,78 @@
+//! Soundness of the safe fork probe ([`mmkit::process::in_forked_child_single_threaded`]).
+//!
+//! The probe is only safe in a single-threaded process, so this test binary has no test
+//! harness (`harness = false` in Cargo.toml): `main` runs each check on the only thread.
+//! The oracle is a `MAP_SHARED` anonymous counter that parent and child both see.
+
+use mmkit::process::in_forked_child_single_threaded;
+use mmkit::{page_size, MapOptions};
+
+/// A panic in the closure ends the child there: it must not unwind into the caller's code and
+/// run the rest of the program a second time (issue 10, item 6).
+fn a_panic_in_the_child_never_unwinds_into_the_caller() {
+    let mut runs = MapOptions::new().len(page_size()).map_anon_shared().unwrap();
+    // The child inherits this hook: its panic prints one line instead of a backtrace.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| eprintln!("(expected, in the probe's child) {info}")));
+    let result = std::panic::catch_unwind(|| in_forked_child_single_threaded(|| panic!("boom in the child")));
+    std::panic::set_hook(default_hook);
+    // This line runs once per process that returns here: the parent only.
+    runs[0] += 1;
+    let result = result.expect("the parent's call itself never panics");
+    let err = result.expect_err("a panicking closure gives an error");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_eq!(err.signal(), None, "{err}");
+    // Give a runaway child (the bug) time to reach the increment too; the correct child has
+    // already been reaped by the probe.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(runs[0], 1, "the caller's code ran in the child too");
+}
+
+/// A closure that returns gives its value; one that dies of a signal gives the signal.
+fn values_and_signals_are_reported() {
+    assert_eq!(in_forked_child_single_threaded(|| 42).unwrap(), 42);
+    let raw = mmkit::MapOptions::new().len(page_size()).protection(mmkit::Protection::NONE).map_anon_raw().unwrap();
+    let p = raw.as_ptr() as usize;
+    // SAFETY: the child reads an inaccessible page through a raw pointer and dies of SIGSEGV;
+    // nothing else happens in it.
+    let err = in_forked_child_single_threaded(|| unsafe { (p as *const u8).read_volatile() } as u64).unwrap_err();
+    assert_eq!(err.signal(), Some(libc::SIGSEGV), "{err}");
+}
+
+/// A private `MmapMut` advised `MADV_WIPEONFORK` reads back zeros in a probe (valid bytes),
+/// while the parent keeps its data: the safe `wipe_on_fork` cannot make a face unreadable.
+fn wipe_on_fork_gives_the_child_zeros() {
+    let mut secret = MapOptions::new().len(page_size()).map_anon().unwrap();
+    secret.fill(7);
+    secret.wipe_on_fork(..).unwrap();
+    let child = in_forked_child_single_threaded(|| secret.iter().map(|&b| b as u64).sum()).unwrap();
+    assert_eq!(child, 0);
+    assert!(secret.iter().all(|&b| b == 7));
+}
+
+/// With the (now `unsafe`) `dont_fork`, the probe's child dies when it breaks the contract and
+/// touches the range: the kernel really unmaps it there, which is why the call is `unsafe`.
+fn dont_fork_is_what_its_safety_section_says() {
+    let mut mem = MapOptions::new().len(page_size()).map_anon().unwrap();
+    mem[0] = 3;
+    // SAFETY: the child below only reads the address through a raw pointer (and dies).
+    unsafe { mem.dont_fork(..) }.unwrap();
+    let p = mem.as_ptr() as usize;
+    // SAFETY: a raw read of an address unmapped in the child.
+    let err = in_forked_child_single_threaded(|| unsafe { (p as *const u8).read_volatile() } as u64).unwrap_err();
+    assert_eq!(err.signal(), Some(libc::SIGSEGV), "{err}");
+    assert_eq!(mem[0], 3);
+}
+
+fn main() {
+    let checks: [(&str, fn()); 4] = [
+        ("a_panic_in_the_child_never_unwinds_into_the_caller", a_panic_in_the_child_never_unwinds_into_the_caller),
+        ("values_and_signals_are_reported", values_and_signals_are_reported),
+        ("wipe_on_fork_gives_the_child_zeros", wipe_on_fork_gives_the_child_zeros),
+        ("dont_fork_is_what_its_safety_section_says", dont_fork_is_what_its_safety_section_says),
+    ];
+    for (name, check) in checks {
+        check();
+        println!("test {name} ... ok");
+    }
+}
