@@ -27,10 +27,11 @@ pub fn smaps_rollup(pid: u32) -> Result<SmapsRollup> {
 
 /// Reads `/proc/<pid>/<file>` and parses it, or fails when the process exited meanwhile.
 ///
-/// The kernel ends the text early, without an error, once the process's memory is torn down
-/// (exit, or a zombie from the start), so a read alone cannot tell a complete list from a cut
-/// one. The process's identity (`/proc/<pid>/stat`: state and start time) is checked before and
-/// after the read: gone, a zombie, or another process under the same PID means the text may be
+/// The kernel ends the text early, without an error, once the memory it reads is torn down
+/// (exit, `execve`, or a zombie from the start), so a read alone cannot tell a complete list from
+/// a cut one. The process's identity (`/proc/<pid>/stat`: state, exit flag, start time and the
+/// code and stack addresses of its memory) is checked before and after the read: gone, exiting,
+/// a zombie, another program, or another process under the same PID means the text may be
 /// incomplete, reported as `ESRCH` rather than returned.
 fn read_and_parse<T>(pid: u32, file: &str, parse: impl FnOnce(&[u8]) -> Result<T, ParseError>) -> Result<T> {
     let path = PathBuf::from(format!("/proc/{pid}/{file}"));
@@ -38,20 +39,24 @@ fn read_and_parse<T>(pid: u32, file: &str, parse: impl FnOnce(&[u8]) -> Result<T
     let text = std::fs::read(&path).map_err(|e| io_error("read", e).with_path(&path))?;
     let after = Identity::of(pid);
     match (before, after) {
-        (Some(b), Some(a)) if b.start_time == a.start_time && b.alive && a.alive => {}
+        (Some(b), Some(a)) if b == a && a.alive => {}
         _ => {
             return Err(Error::from_raw_errno("read", libc::ESRCH).with_path(&path).with_detail(format!(
-                "process {pid} exited while its {file} was read (the answer would be incomplete)"
+                "process {pid} exited (or ran another program) while its {file} was read (the answer \
+                 would be incomplete)"
             )))
         }
     }
     parse(&text).map_err(|e| parse_error(&path, &e))
 }
 
-/// Who a PID is at one moment: the start time tells a reused PID apart, the state a zombie.
+/// Who a PID is at one moment: the start time tells a reused PID apart, the state and flags an
+/// exit, the addresses of code and stack a new program (`execve` replaces the memory).
+#[derive(PartialEq, Eq)]
 struct Identity {
     start_time: u64,
     alive: bool,
+    memory: [u64; 3],
 }
 
 impl Identity {
@@ -61,7 +66,8 @@ impl Identity {
         // `pid (comm) state ...`: the command may hold spaces and parentheses; the last `)` ends it.
         let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
         let fields: Vec<&[u8]> = rest.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()).collect();
-        // Field 3 is the state, 9 the flags, 22 the start time (proc(5)); `rest` starts at 3.
+        // Field 3 is the state, 9 the flags, 22 the start time, 26 to 28 the start and end of
+        // the code and the start of the stack (proc(5)); `rest` starts at field 3.
         let field = |n: usize| fields.get(n - 3).copied();
         let number = |n: usize| std::str::from_utf8(field(n)?).ok()?.parse::<u64>().ok();
         let state = *field(3)?.first()?;
@@ -69,7 +75,11 @@ impl Identity {
         // because of the exit sees it afterwards, even while the state is not yet a zombie.
         const PF_EXITING: u64 = 0x4;
         let exiting = number(9)? & PF_EXITING != 0;
-        Some(Identity { start_time: number(22)?, alive: !exiting && !matches!(state, b'Z' | b'X' | b'x') })
+        Some(Identity {
+            start_time: number(22)?,
+            alive: !exiting && !matches!(state, b'Z' | b'X' | b'x'),
+            memory: [number(26)?, number(27)?, number(28)?],
+        })
     }
 }
 
@@ -99,6 +109,15 @@ mod tests {
         // A zombie's smaps and maps read as empty, without an error from the kernel.
         let mut child = std::process::Command::new("sleep").arg("60").spawn().expect("run sleep");
         let pid = child.id();
+        // Until the child's execve is done and it sleeps, a read may see the memory replaced or
+        // its code and stack addresses not yet set (and fail so).
+        let asleep = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.contains("(sleep)") && stat.rsplit_once(')').is_some_and(|(_, rest)| rest.starts_with(" S "))
+        };
+        while !asleep() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(!smaps(pid).unwrap().is_empty(), "sleep has mappings while it runs");
         child.kill().unwrap();
         // Killed, not yet reaped: wait until the kernel has made it a zombie.
@@ -107,7 +126,7 @@ mod tests {
         }
         for e in [smaps(pid).map(|_| ()).unwrap_err(), maps(pid).map(|_| ()).unwrap_err()] {
             assert_eq!(e.errno(), Some(libc::ESRCH), "{e}");
-            assert!(e.to_string().contains(&format!("process {pid} exited while its")), "{e}");
+            assert!(e.to_string().contains(&format!("process {pid} exited (or ran another program) while its")), "{e}");
         }
         assert_eq!(smaps_rollup(pid).unwrap_err().errno(), Some(libc::ESRCH));
         child.wait().unwrap();
