@@ -208,7 +208,7 @@ impl Mapping {
 
         let mut flags = match opts.sharing {
             Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => libc::MAP_SHARED_VALIDATE,
+            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
             Sharing::Private => libc::MAP_PRIVATE,
         };
         if opts.no_reserve {
@@ -228,7 +228,7 @@ impl Mapping {
                         .with_detail(format!("fixed address is not page-aligned (page size {page:#x})")));
                 }
                 addr = a as *mut libc::c_void;
-                flags |= libc::MAP_FIXED_NOREPLACE;
+                flags |= sys::kconst::MAP_FIXED_NOREPLACE;
             }
         }
 

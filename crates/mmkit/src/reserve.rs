@@ -301,7 +301,7 @@ impl Reservation {
         let mut flags = libc::MAP_FIXED;
         flags |= match sharing {
             Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => libc::MAP_SHARED_VALIDATE,
+            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
             Sharing::Private => libc::MAP_PRIVATE,
         };
         let fd = fd.as_fd();
