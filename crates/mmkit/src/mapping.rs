@@ -226,7 +226,7 @@ impl Mapping {
 
         let mut flags = match opts.sharing {
             Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => libc::MAP_SHARED_VALIDATE,
+            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
             Sharing::Private => libc::MAP_PRIVATE,
         };
         if opts.no_reserve {
@@ -249,7 +249,7 @@ impl Mapping {
                         .with_detail(format!("fixed address is not page-aligned (page size {page:#x})")));
                 }
                 addr = a as *mut libc::c_void;
-                flags |= libc::MAP_FIXED_NOREPLACE;
+                flags |= sys::kconst::MAP_FIXED_NOREPLACE;
             }
         }
 
@@ -1036,7 +1036,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn resolve_never_exceeds_total(s in any::<usize>(), e in any::<usize>(), total in 0usize..1 << 40) {
+        fn resolve_never_exceeds_total(s in any::<usize>(), e in any::<usize>(), total in 0..(1u64 << 40).min(usize::MAX as u64) as usize) {
             if let Ok((off, len)) = resolve_range("t", s..e, total) {
                 prop_assert!(off.checked_add(len).is_some_and(|end| end <= total));
                 prop_assert_eq!((off, len), (s, e - s));

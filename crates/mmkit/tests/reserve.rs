@@ -29,9 +29,15 @@ fn touch(r: &Reservation, off: usize, len: usize, v: u8) {
     }
 }
 
+/// ART's heap reservation: 64 GiB of address space (1 GiB where a process has only 4 GiB).
+#[cfg(target_pointer_width = "64")]
+const HEAP: usize = 64 * GIB;
+#[cfg(not(target_pointer_width = "64"))]
+const HEAP: usize = GIB;
+
 #[test]
 fn sixty_four_gib_costs_nothing_until_committed_and_touched() {
-    let heap = Reservation::new(64 * GIB).unwrap();
+    let heap = Reservation::new(HEAP).unwrap();
     let base = heap.as_ptr() as usize;
     let smaps: Vec<_> = mmkit::inspect::smaps(std::process::id())
         .unwrap()
@@ -42,7 +48,7 @@ fn sixty_four_gib_costs_nothing_until_committed_and_touched() {
     // thread's reservation) may have merged with ours, so the areas are clipped to our range.
     let (lo, hi) = (base as u64, (base + heap.len()) as u64);
     let size: u64 = smaps.iter().map(|a| a.area.end.min(hi) - a.area.start.max(lo)).sum();
-    assert_eq!(size, 64 * GIB as u64);
+    assert_eq!(size, HEAP as u64);
     assert_eq!(rss_in(base, heap.len()), 0);
     assert!(smaps.iter().all(|a| !a.area.perms.read && !a.area.perms.write), "PROT_NONE");
 
@@ -89,9 +95,9 @@ fn low_4gib_placement() {
     let res = ReserveOptions::new(16 * MIB).low_4gib(true).reserve();
     if cfg!(target_arch = "x86_64") {
         let r = res.unwrap();
-        assert!((r.as_ptr() as usize + r.len()) <= 4 * GIB, "{:p}", r.as_ptr());
+        assert!(r.as_ptr() as u64 + r.len() as u64 <= 4 << 30, "{:p}", r.as_ptr());
         let a = ReserveOptions::new(4 * MIB).low_4gib(true).align(2 * MIB).reserve().unwrap();
-        assert!((a.as_ptr() as usize) < 4 * GIB && a.as_ptr() as usize % (2 * MIB) == 0);
+        assert!((a.as_ptr() as u64) < 4 << 30 && a.as_ptr() as usize % (2 * MIB) == 0);
     } else {
         assert_eq!(res.unwrap_err().kind(), ErrorKind::Unsupported);
     }

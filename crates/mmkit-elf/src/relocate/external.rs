@@ -593,8 +593,14 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
         None => None,
     };
     let p = match version {
+        #[cfg(not(target_os = "android"))]
         // SAFETY: handle is RTLD_DEFAULT or a live dlopen handle; strings are NUL-terminated.
         Some(v) => unsafe { libc::dlvsym(handle, name.as_ptr(), v.as_ptr()) },
+        // Android: the `libc` crate binds no `dlvsym` (bionic has it from API 24 only), so a
+        // versioned reference falls back to the default version, which `dlsym` finds.
+        #[cfg(target_os = "android")]
+        // SAFETY: as above.
+        Some(_) => unsafe { libc::dlsym(handle, name.as_ptr()) },
         // SAFETY: as above.
         None => unsafe { libc::dlsym(handle, name.as_ptr()) },
     };
