@@ -31,6 +31,9 @@ enum Command {
     /// Read and write device registers (UIO, PCI sysfs, /dev/mem), list devices, wait for IRQs.
     #[command(subcommand)]
     Mmio(cmd::mmio::Command),
+    /// Pack files into the zstd seekable format; report a snapshot's or seekable file's pages.
+    #[command(subcommand)]
+    Pager(cmd::pager::Command),
 }
 
 fn main() {
@@ -41,6 +44,7 @@ fn main() {
         Command::Maps(args) => cmd::maps::run(args),
         Command::Elf(command) => cmd::elf::run(command),
         Command::Mmio(command) => cmd::mmio::run(command),
+        Command::Pager(command) => cmd::pager::run(command),
     };
     if let Err(err) = result {
         eprintln!("mmkit: {err:#}");

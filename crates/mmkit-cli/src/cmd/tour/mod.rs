@@ -9,6 +9,7 @@ mod anon;
 mod elf;
 mod file;
 mod mmio;
+mod pager;
 
 /// Arguments of `mmkit tour`.
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,7 @@ pub struct Args {
     /// Directory for temporary files (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
-    /// Run only these sections (file, anon, elf, mmio); default: all.
+    /// Run only these sections (file, anon, elf, mmio, pager); default: all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Print one JSON document instead of the report.
@@ -51,8 +52,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 type SectionFn = fn(&Args) -> anyhow::Result<Section>;
 
-const SECTIONS: &[(&str, SectionFn)] =
-    &[("file", file::section), ("anon", anon::section), ("elf", elf::section), ("mmio", mmio::section)];
+const SECTIONS: &[(&str, SectionFn)] = &[
+    ("file", file::section),
+    ("anon", anon::section),
+    ("elf", elf::section),
+    ("mmio", mmio::section),
+    ("pager", pager::section),
+];
 
 /// Runs `mmkit tour`.
 pub fn run(args: Args) -> anyhow::Result<()> {
