@@ -138,7 +138,8 @@ fn report_fault(rounds: usize) {
     let mut tput = [vec![], vec![]];
     for _ in 0..rounds {
         for (k, handlers) in [1usize, 2].into_iter().enumerate() {
-            let region = PagedRegion::builder(len).handler_threads(handlers).build(memory_source(data.clone())).unwrap();
+            let region =
+                PagedRegion::builder(len).handler_threads(handlers).build(memory_source(data.clone())).unwrap();
             let base = region.as_ptr() as usize;
             let t = Instant::now();
             std::thread::scope(|s| {
@@ -320,7 +321,10 @@ fn report_dirty(rounds: usize, mib: usize) {
                 let mut raw = vec![0u8; pages * 8];
                 f.seek(SeekFrom::Start((region.as_ptr() as usize / page * 8) as u64)).unwrap();
                 f.read_exact(&mut raw).unwrap();
-                let n = raw.chunks_exact(8).filter(|e| u64::from_ne_bytes((*e).try_into().unwrap()) & (1 << 55) != 0).count();
+                let n = raw
+                    .chunks_exact(8)
+                    .filter(|e| u64::from_ne_bytes((*e).try_into().unwrap()) & (1 << 55) != 0)
+                    .count();
                 black_box(n);
                 scan.push(t.elapsed().as_secs_f64() * 1e3);
             }
