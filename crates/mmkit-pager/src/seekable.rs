@@ -35,6 +35,9 @@ use zeekstd::{EncodeOptions, FrameSizePolicy, SeekTable};
 
 use crate::source::{Filled, PageSource};
 
+/// The largest frame the format allows (1 GiB of uncompressed bytes).
+pub const MAX_FRAME_SIZE: u32 = zeekstd::SEEKABLE_MAX_FRAME_SIZE as u32;
+
 /// How [`pack`] compresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackOptions {
@@ -73,8 +76,9 @@ fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
 /// Compresses `input` into the zstd seekable format at `output`.
 pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOptions) -> Result<PackInfo> {
     let (input, output) = (input.as_ref(), output.as_ref());
-    if opts.frame_size == 0 {
-        return Err(Error::new("pack", ErrorKind::InvalidArgument).with_detail("frame size is zero"));
+    if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_detail(format!("frame size {} is not between 1 and {MAX_FRAME_SIZE}", opts.frame_size)));
     }
     let mut src = File::open(input).map_err(|e| ioerr("open of the input", input, e))?;
     let dst = File::create(output).map_err(|e| ioerr("create of the output", output, e))?;

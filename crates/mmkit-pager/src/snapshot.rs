@@ -60,40 +60,39 @@ fn snap_err(op: &'static str, path: &Path, e: impl Into<io::Error>) -> Error {
 /// Writes `memory` (any mapping's bytes, a region's [`as_slice`](PagedRegion::as_slice)...) to
 /// a new snapshot file at `path`, leaving a hole for every all-zero page.
 pub fn write(memory: &[u8], path: impl AsRef<Path>) -> Result<SnapshotInfo> {
-    let path = path.as_ref();
-    let file = File::create(path).map_err(|e| snap_err("create of a snapshot", path, e))?;
-    let page = mmkit::page_size();
-    for (i, chunk) in memory.chunks(page).enumerate() {
-        if chunk.iter().all(|&b| b == 0) {
-            continue;
-        }
-        let at = (i * page) as u64;
-        file.write_all_at(chunk, at)
-            .map_err(|e| snap_err("write of a snapshot", path, e).with_range(at, chunk.len() as u64))?;
-    }
-    file.set_len(memory.len() as u64).map_err(|e| snap_err("ftruncate of a snapshot", path, e))?;
-    file.sync_data().map_err(|e| snap_err("fdatasync of a snapshot", path, e))?;
-    info_of(&file, path)
+    write_with(path.as_ref(), memory.len(), |off, buf| {
+        buf.copy_from_slice(&memory[off..off + buf.len()]);
+        Ok(())
+    })
 }
 
 /// Writes a [`PagedRegion`] to a snapshot through its checked [`read`](PagedRegion::read): a
 /// page its source failed to supply is an error, not a signal.
 pub fn write_region(region: &PagedRegion, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
-    let path = path.as_ref();
+    write_with(path.as_ref(), region.len(), |off, buf| region.read(off, buf))
+}
+
+/// Creates the snapshot file: `page_at(offset, buf)` gives each page's bytes; all-zero pages
+/// stay holes.
+fn write_with(
+    path: &Path,
+    len: usize,
+    mut page_at: impl FnMut(usize, &mut [u8]) -> Result<()>,
+) -> Result<SnapshotInfo> {
     let page = mmkit::page_size();
     let mut buf = vec![0u8; page];
     let file = File::create(path).map_err(|e| snap_err("create of a snapshot", path, e))?;
     let mut off = 0;
-    while off < region.len() {
-        let n = page.min(region.len() - off);
-        region.read(off, &mut buf[..n])?;
+    while off < len {
+        let n = page.min(len - off);
+        page_at(off, &mut buf[..n])?;
         if buf[..n].iter().any(|&b| b != 0) {
             file.write_all_at(&buf[..n], off as u64)
                 .map_err(|e| snap_err("write of a snapshot", path, e).with_range(off as u64, n as u64))?;
         }
         off += n;
     }
-    file.set_len(region.len() as u64).map_err(|e| snap_err("ftruncate of a snapshot", path, e))?;
+    file.set_len(len as u64).map_err(|e| snap_err("ftruncate of a snapshot", path, e))?;
     file.sync_data().map_err(|e| snap_err("fdatasync of a snapshot", path, e))?;
     info_of(&file, path)
 }

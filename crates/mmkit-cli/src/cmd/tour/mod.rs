@@ -10,6 +10,7 @@ mod elf;
 mod file;
 mod limits;
 mod mmio;
+mod pager;
 
 pub use limits::check_interrupted;
 
@@ -23,7 +24,7 @@ pub struct Args {
     /// Directory for temporary files (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
-    /// Run only these sections (file, anon, elf, mmio); default: all.
+    /// Run only these sections (file, anon, elf, mmio, pager); default: all.
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTION_NAMES))]
     pub only: Vec<String>,
     /// Print one JSON document instead of the report.
@@ -70,10 +71,15 @@ fn parse_file_size(s: &str) -> Result<u64, String> {
 
 type SectionFn = fn(&Args) -> anyhow::Result<Section>;
 
-const SECTIONS: &[(&str, SectionFn)] =
-    &[("file", file::section), ("anon", anon::section), ("elf", elf::section), ("mmio", mmio::section)];
+const SECTIONS: &[(&str, SectionFn)] = &[
+    ("file", file::section),
+    ("anon", anon::section),
+    ("elf", elf::section),
+    ("mmio", mmio::section),
+    ("pager", pager::section),
+];
 
-const SECTION_NAMES: [&str; 4] = ["file", "anon", "elf", "mmio"];
+const SECTION_NAMES: [&str; 5] = ["file", "anon", "elf", "mmio", "pager"];
 
 /// Runs `mmkit tour`.
 pub fn run(args: Args) -> anyhow::Result<()> {
