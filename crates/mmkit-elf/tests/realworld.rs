@@ -201,3 +201,57 @@ fn namespace_search_path_reaches_into_an_apk_directory() {
     assert!(base_lib.source().ends_with("libs.apk!/lib/x86_64/libfxbase.so"), "{}", base_lib.source());
     assert_eq!(call(&ours, "fx_dep_twice", &[20]), 2 * call(&base_lib, "fx_base_value", &[20]));
 }
+
+#[test]
+fn an_ld_preload_interposer_with_a_version_table_wins_as_with_glibc() {
+    const CHILD: &str = "MMKIT_ELF_PRELOAD_CHILD";
+    let so = lib("callpid.c", "fxcallpid");
+    if std::env::var(CHILD).is_ok() {
+        let ours = open(so.as_path());
+        let oracle = Dl::open(&so);
+        let theirs = oracle.call("fx_pid", &[]);
+        assert_eq!(theirs, 4242, "glibc binds getpid@GLIBC_2.2.5 to the interposer");
+        assert_eq!(call(&ours, "fx_pid", &[]), theirs);
+        return;
+    }
+    let preload = build("preload", "preload_getpid.c", "fxpreload", &[]);
+    let dynamic = std::process::Command::new("readelf").arg("-d").arg(&preload).output().map(|o| o.stdout);
+    if let Ok(text) = dynamic {
+        assert!(String::from_utf8_lossy(&text).contains("VERSYM"), "the interposer must have a version table");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["an_ld_preload_interposer_with_a_version_table_wins_as_with_glibc", "--exact", "--nocapture"])
+        .env(CHILD, "1")
+        .env("LD_PRELOAD", &preload)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+fn origin_in_an_apk_runpath_is_the_entry_directory() {
+    // lib/x86_64/libfxdep.so has RUNPATH $ORIGIN/../common, where libfxbase.so is.
+    let base = build("apk-origin-base", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let dep = build(
+        "apk-origin",
+        "dep.c",
+        "fxdep",
+        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../common"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let apk = dir.path().join("app.apk");
+    write_zip(
+        &apk,
+        &[
+            ("lib/x86_64/libfxdep.so", &std::fs::read(&dep).unwrap(), page_u16()),
+            ("lib/common/libfxbase.so", &std::fs::read(&base).unwrap(), page_u16()),
+        ],
+    );
+    let ours = open(Source::zip_entry(&apk, "lib/x86_64/libfxdep.so"));
+    let deps = ours.loaded_dependencies();
+    assert_eq!(deps.len(), 1);
+    assert!(deps[0].source().ends_with("app.apk!/lib/common/libfxbase.so"), "{}", deps[0].source());
+    assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2 * call(&deps[0], "fx_base_value", &[5]));
+}
