@@ -30,6 +30,8 @@
 //!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
 //!   and a pending `thread_local` destructor keeps it until the destructor has run
 //!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
+//! - [`addr_info`]: `dladdr`'s answer (library, base, nearest symbol), also for libraries
+//!   mmkit mapped.
 //! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
@@ -56,7 +58,8 @@
 //! ```
 //!
 //! # Not (yet) supported
-//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and `dladdr`. The unwind tables
+//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and glibc's `dladdr` (ask
+//! [`addr_info`]). The unwind tables
 //! of those that link the unwinder or a C++ runtime (libgcc_s, libstdc++, libc++, libunwind)
 //! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
 //! backtraces taken there, unwind through their frames; a plain C library's frames stop an
@@ -68,6 +71,7 @@
 //! (glibc's lock is recursive).
 #![deny(missing_docs)]
 
+mod addr;
 pub mod error;
 mod executor;
 pub mod plan;
@@ -80,6 +84,7 @@ mod namespace;
 mod relocate;
 mod symbols;
 
+pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};

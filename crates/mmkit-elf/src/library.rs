@@ -249,6 +249,31 @@ impl Object {
         self.dynamic.runpath()
     }
 
+    /// The exported symbol that `addr` (run-time) lies in, as `dladdr` answers: the nearest
+    /// defined function or object at or below it whose extent covers it (a size-0 symbol only
+    /// at its exact address). Returns its name and run-time address.
+    pub(crate) fn symbol_at(&self, addr: u64) -> Option<(String, u64)> {
+        let link = addr.checked_sub(self.bias())?;
+        let dy = &self.dynamic;
+        let mut best: Option<(u32, Sym)> = None;
+        for i in 1..dy.sym_count() as u32 {
+            let Some(sym) = dy.sym(i) else { break };
+            if !sym.is_defined()
+                || sym.shndx == elf::SHN_ABS
+                || !matches!(sym.kind(), elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE)
+                || sym.value > link
+            {
+                continue;
+            }
+            let covers = if sym.size == 0 { sym.value == link } else { link - sym.value < sym.size };
+            if covers && best.as_ref().is_none_or(|(_, b)| sym.value > b.value) {
+                best = Some((i, sym));
+            }
+        }
+        let (i, sym) = best?;
+        Some((dy.sym_name(i).ok()?.to_owned(), self.dynamic.image.addr(sym.value)))
+    }
+
     /// The label, for messages.
     pub(crate) fn label(&self) -> &str {
         &self.label

@@ -255,3 +255,40 @@ fn origin_in_an_apk_runpath_is_the_entry_directory() {
     assert!(deps[0].source().ends_with("app.apk!/lib/common/libfxbase.so"), "{}", deps[0].source());
     assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2 * call(&deps[0], "fx_base_value", &[5]));
 }
+
+#[test]
+fn addr_info_answers_like_dladdr_for_mmkit_libraries() {
+    let so = lib("basic.c", "fxbasic");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxbasic.so");
+    std::fs::copy(&so, &copy).unwrap();
+    let ours = open(copy.as_path());
+    let oracle = Dl::open(&so);
+    for name in ["fx_add", "fx_mul", "fx_counter"] {
+        let ours_at = ours.address_of(name).unwrap();
+        let theirs_at = oracle.addr(name) as u64;
+        for delta in [0u64, 1, 3] {
+            let info = mmkit_elf::addr_info(ours_at + delta).expect("an mmkit library holds it");
+            let mut want = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+            // SAFETY: dladdr fills the zeroed Dl_info.
+            assert_ne!(unsafe { libc::dladdr((theirs_at + delta) as *const c_void, want.as_mut_ptr()) }, 0);
+            // SAFETY: filled above.
+            let want = unsafe { want.assume_init() };
+            // SAFETY: glibc's symbol name string.
+            let want_name = unsafe { CStr::from_ptr(want.dli_sname) }.to_str().unwrap();
+            assert!(info.loaded_by_mmkit);
+            assert_eq!(info.library, copy.display().to_string());
+            assert_eq!(info.base, ours.span().0);
+            assert_eq!(info.symbol.as_deref(), Some(want_name), "{name}+{delta}");
+            assert_eq!(info.symbol_addr, Some(ours_at));
+            assert_eq!(ours_at - info.base, theirs_at - want.dli_fbase as u64, "same offset in the file");
+        }
+    }
+    // Other addresses go to glibc's dladdr.
+    let getpid = libc::getpid as usize as u64;
+    let info = mmkit_elf::addr_info(getpid).unwrap();
+    assert!(!info.loaded_by_mmkit && info.library.contains("libc.so"), "{info:?}");
+    let gone = ours.address_of("fx_add").unwrap();
+    drop(ours);
+    assert!(mmkit_elf::addr_info(gone).is_none_or(|i| !i.loaded_by_mmkit));
+}
