@@ -33,12 +33,12 @@ pub fn addr_info(addr: u64) -> Option<AddrInfo> {
             loaded_by_mmkit: true,
         });
     }
-    let (library, base, symbol) = crate::relocate::external::dladdr(addr)?;
+    let found = crate::relocate::external::dladdr(addr)?;
     Some(AddrInfo {
-        library,
-        base,
-        symbol_addr: symbol.as_ref().map(|s| s.1),
-        symbol: symbol.map(|s| s.0),
+        library: found.library,
+        base: found.base,
+        symbol_addr: found.symbol.as_ref().map(|s| s.1),
+        symbol: found.symbol.map(|s| s.0),
         loaded_by_mmkit: false,
     })
 }

@@ -796,20 +796,30 @@ fn in_executable_segment(addr: u64) -> bool {
     probe.found
 }
 
-/// glibc's `dladdr(addr)`: the object's path and base, and the nearest symbol with its address.
-pub(crate) fn dladdr(addr: u64) -> Option<(String, u64, Option<(String, u64)>)> {
+/// What glibc's `dladdr` answers: the object's path and base, and the nearest symbol with its
+/// address.
+pub(crate) struct DlAddr {
+    pub(crate) library: String,
+    pub(crate) base: u64,
+    pub(crate) symbol: Option<(String, u64)>,
+}
+
+/// glibc's `dladdr(addr)`.
+pub(crate) fn dladdr(addr: u64) -> Option<DlAddr> {
     // SAFETY: an all-zero Dl_info is a valid value to fill.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the address value and writes `info`.
     if unsafe { libc::dladdr(addr as *const c_void, &mut info) } == 0 {
         return None;
     }
-    // SAFETY: glibc's strings (the object's name, a symbol name) stay valid while the object is
-    // loaded; they are copied at once.
     let text = |p: *const std::ffi::c_char| {
+        // SAFETY: glibc's strings (the object's name, a symbol name) stay valid while the
+        // object is loaded; they are copied at once.
         (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     };
-    let library = text(info.dli_fname).unwrap_or_default();
-    let symbol = text(info.dli_sname).map(|s| (s, info.dli_saddr as u64));
-    Some((library, info.dli_fbase as u64, symbol))
+    Some(DlAddr {
+        library: text(info.dli_fname).unwrap_or_default(),
+        base: info.dli_fbase as u64,
+        symbol: text(info.dli_sname).map(|s| (s, info.dli_saddr as u64)),
+    })
 }
