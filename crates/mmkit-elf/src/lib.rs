@@ -30,6 +30,9 @@
 //!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
 //!   and a pending `thread_local` destructor keeps it until the destructor has run
 //!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
+//! - Debuggers see the libraries mmkit maps: each is announced through glibc's `r_debug`
+//!   protocol (a link-map namespace of mmkit's own, glibc 2.35+), so `gdb` lists them, sets
+//!   breakpoints in them by name and backtraces through them.
 //! - [`addr_info`]: `dladdr`'s answer (library, base, nearest symbol), also for libraries
 //!   mmkit mapped.
 //! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).

@@ -10,6 +10,8 @@
 //! module): everything that touches the loaded image's memory goes through [`Image`], whose
 //! accessors are bounds-checked against the mapped segments.
 
+pub(crate) mod debugger;
+
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Plan, Protection};
