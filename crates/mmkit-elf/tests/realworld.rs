@@ -292,3 +292,205 @@ fn addr_info_answers_like_dladdr_for_mmkit_libraries() {
     drop(ours);
     assert!(mmkit_elf::addr_info(gone).map_or(true, |i| !i.loaded_by_mmkit));
 }
+
+/// Looks a function up by name (in mmkit's copy or glibc's) and returns its address.
+type Lookup<'a> = &'a dyn Fn(&str) -> u64;
+
+/// `addr` as a function pointer of type `F`.
+///
+/// # Safety
+/// `F` must be the function's true signature.
+unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
+    let addr = lookup(name);
+    assert_ne!(addr, 0, "{name}");
+    assert_eq!(std::mem::size_of::<F>(), 8);
+    // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
+    unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
+}
+
+/// Runs `exercise` on mmkit's copy from the file, mmkit's copy from an APK entry, and glibc's
+/// copy, in a fresh process without libm, and checks the three answers agree.
+fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> String) {
+    if !in_fresh_process(test) {
+        return;
+    }
+    let Some(path) = system_lib(soname) else { return };
+    assert!(!process_maps("libm.so"), "the test process must not link libm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = Vec::new();
+    for source in [Source::path(&path), apk_with(dir.path(), soname, &path)] {
+        let ours = open(source.clone());
+        // SAFETY: only the address is taken; `exercise` calls it with its true signature.
+        let lookup = |name: &str| unsafe { ours.function::<extern "C" fn()>(name) }.unwrap().address();
+        answers.push((source.display(), exercise(&lookup)));
+        ours.verify().unwrap();
+    }
+    let oracle = Dl::open(&path);
+    let theirs = exercise(&|name: &str| oracle.addr(name) as u64);
+    assert!(!theirs.is_empty());
+    for (source, ours) in answers {
+        assert_eq!(ours, theirs, "{source}");
+    }
+}
+
+#[test]
+fn zlib_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("zlib_from_file_and_apk_answers_like_glibcs_copy", "libz.so.1", |l| {
+        type Compress2 = extern "C" fn(*mut u8, *mut u64, *const u8, u64, c_int) -> c_int;
+        type Crc = extern "C" fn(u64, *const u8, u32) -> u64;
+        let src: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut out = vec![0u8; 8192];
+        let mut len = out.len() as u64;
+        // SAFETY: zlib's compress2 and crc32 signatures.
+        let (compress2, crc32) = unsafe { (func::<Compress2>(l, "compress2"), func::<Crc>(l, "crc32")) };
+        assert_eq!(compress2(out.as_mut_ptr(), &mut len, src.as_ptr(), src.len() as u64, 9), 0);
+        format!("{:x} {}", crc32(0, out.as_ptr(), len as u32), len)
+    });
+}
+
+#[test]
+fn zstd_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("zstd_from_file_and_apk_answers_like_glibcs_copy", "libzstd.so.1", |l| {
+        type Compress = extern "C" fn(*mut u8, usize, *const u8, usize, c_int) -> usize;
+        type Decompress = extern "C" fn(*mut u8, usize, *const u8, usize) -> usize;
+        let src: Vec<u8> = (0..20000u32).map(|i| (i / 13 % 256) as u8).collect();
+        let mut out = vec![0u8; 32768];
+        let mut back = vec![0u8; src.len()];
+        // SAFETY: ZSTD_compress and ZSTD_decompress signatures.
+        let (c, d) = unsafe { (func::<Compress>(l, "ZSTD_compress"), func::<Decompress>(l, "ZSTD_decompress")) };
+        let n = c(out.as_mut_ptr(), out.len(), src.as_ptr(), src.len(), 19);
+        assert!(n < out.len());
+        assert_eq!(d(back.as_mut_ptr(), back.len(), out.as_ptr(), n), src.len());
+        assert_eq!(back, src);
+        format!("{n} {:?}", &out[..n.min(64)])
+    });
+}
+
+#[test]
+fn lz4_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("lz4_from_file_and_apk_answers_like_glibcs_copy", "liblz4.so.1", |l| {
+        type Compress = extern "C" fn(*const u8, *mut u8, c_int, c_int) -> c_int;
+        let src: Vec<u8> = b"mmkit maps libraries ".iter().copied().cycle().take(5000).collect();
+        let mut out = vec![0u8; 8192];
+        // SAFETY: LZ4_compress_default's signature.
+        let c = unsafe { func::<Compress>(l, "LZ4_compress_default") };
+        let n = c(src.as_ptr(), out.as_mut_ptr(), src.len() as c_int, out.len() as c_int);
+        assert!(n > 0);
+        format!("{n} {:?}", &out[..n as usize])
+    });
+}
+
+#[test]
+fn libcrypto_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("libcrypto_from_file_and_apk_answers_like_glibcs_copy", "libcrypto.so.3", |l| {
+        type Sha = extern "C" fn(*const u8, usize, *mut u8) -> *mut u8;
+        let mut md = [0u8; 64];
+        // SAFETY: SHA256 and SHA512 signatures.
+        let (s256, s512) = unsafe { (func::<Sha>(l, "SHA256"), func::<Sha>(l, "SHA512")) };
+        s256(b"abc".as_ptr(), 3, md.as_mut_ptr());
+        let a: String = md[..32].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        s512(b"mmkit".as_ptr(), 5, md.as_mut_ptr());
+        let b: String = md.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{a} {b}")
+    });
+}
+
+/// Counts elements and sums their name lengths (expat's start-element callback).
+extern "C" fn on_start(user: *mut c_void, name: *const c_char, _attrs: *mut *const c_char) {
+    // SAFETY: `user` is the `(u64, u64)` given to XML_SetUserData; expat's name is NUL-terminated.
+    unsafe {
+        let acc = &mut *user.cast::<(u64, u64)>();
+        acc.0 += 1;
+        acc.1 += CStr::from_ptr(name).to_bytes().len() as u64;
+    }
+}
+
+extern "C" fn on_end(_user: *mut c_void, _name: *const c_char) {}
+
+#[test]
+fn expat_from_file_and_apk_calls_back_like_glibcs_copy() {
+    same_answers_as_glibc("expat_from_file_and_apk_calls_back_like_glibcs_copy", "libexpat.so.1", |l| {
+        type Create = extern "C" fn(*const c_char) -> *mut c_void;
+        type SetUser = extern "C" fn(*mut c_void, *mut c_void);
+        type SetHandlers = extern "C" fn(
+            *mut c_void,
+            extern "C" fn(*mut c_void, *const c_char, *mut *const c_char),
+            extern "C" fn(*mut c_void, *const c_char),
+        );
+        type Parse = extern "C" fn(*mut c_void, *const c_char, c_int, c_int) -> c_int;
+        type Free = extern "C" fn(*mut c_void);
+        // SAFETY: expat's signatures.
+        let (create, set_user, set_handlers, parse, free) = unsafe {
+            (
+                func::<Create>(l, "XML_ParserCreate"),
+                func::<SetUser>(l, "XML_SetUserData"),
+                func::<SetHandlers>(l, "XML_SetElementHandler"),
+                func::<Parse>(l, "XML_Parse"),
+                func::<Free>(l, "XML_ParserFree"),
+            )
+        };
+        let doc = b"<lib><seg prot='r-x'/><seg prot='rw-'/><relro/><bss pages='3'/></lib>";
+        let mut acc = (0u64, 0u64);
+        let p = create(std::ptr::null());
+        set_user(p, (&mut acc as *mut (u64, u64)).cast());
+        set_handlers(p, on_start, on_end);
+        assert_eq!(parse(p, doc.as_ptr().cast(), doc.len() as c_int, 1), 1);
+        free(p);
+        format!("{acc:?}")
+    });
+}
+
+#[test]
+fn libpng_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("libpng_from_file_and_apk_answers_like_glibcs_copy", "libpng16.so.16", |l| {
+        type Version = extern "C" fn() -> u32;
+        type Create = extern "C" fn(*const c_char, *mut c_void, *mut c_void, *mut c_void) -> *mut c_void;
+        type Destroy = extern "C" fn(*mut *mut c_void, *mut *mut c_void, *mut *mut c_void);
+        type VerString = extern "C" fn(*mut c_void) -> *const c_char;
+        // SAFETY: libpng's signatures.
+        let (version, create, destroy, ver) = unsafe {
+            (
+                func::<Version>(l, "png_access_version_number"),
+                func::<Create>(l, "png_create_read_struct"),
+                func::<Destroy>(l, "png_destroy_read_struct"),
+                func::<VerString>(l, "png_get_libpng_ver"),
+            )
+        };
+        // SAFETY: a static NUL-terminated version string.
+        let text = unsafe { CStr::from_ptr(ver(std::ptr::null_mut())) }.to_string_lossy().into_owned();
+        let ctext = std::ffi::CString::new(text.clone()).unwrap();
+        let mut png = create(ctext.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        assert!(!png.is_null());
+        destroy(&mut png, std::ptr::null_mut(), std::ptr::null_mut());
+        format!("{} {text}", version())
+    });
+}
+
+#[test]
+fn libxml2_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("libxml2_from_file_and_apk_answers_like_glibcs_copy", "libxml2.so.2", |l| {
+        type Read = extern "C" fn(*const c_char, c_int, *const c_char, *const c_char, c_int) -> *mut c_void;
+        type Root = extern "C" fn(*mut c_void) -> *mut c_void;
+        type Count = extern "C" fn(*mut c_void) -> u64;
+        type Free = extern "C" fn(*mut c_void);
+        // SAFETY: libxml2's signatures.
+        let (read, root, count, free) = unsafe {
+            (
+                func::<Read>(l, "xmlReadMemory"),
+                func::<Root>(l, "xmlDocGetRootElement"),
+                func::<Count>(l, "xmlChildElementCount"),
+                func::<Free>(l, "xmlFreeDoc"),
+            )
+        };
+        let doc = b"<maps><m a='1'/><m a='2'/><m a='3'/></maps>";
+        let d = read(doc.as_ptr().cast(), doc.len() as c_int, c"m.xml".as_ptr(), std::ptr::null(), 0);
+        assert!(!d.is_null());
+        let r = root(d);
+        // SAFETY: xmlNode's `name` is its third pointer-sized field (_private, type, name).
+        let name = unsafe { CStr::from_ptr(*(r as *const *const c_char).add(2)) }.to_string_lossy().into_owned();
+        let n = count(r);
+        free(d);
+        format!("{name} {n}")
+    });
+}
