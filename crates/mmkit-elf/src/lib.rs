@@ -63,10 +63,9 @@
 //! # Not (yet) supported
 //! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and glibc's `dladdr` (ask
 //! [`addr_info`]). The unwind tables
-//! of those that link the unwinder or a C++ runtime (libgcc_s, libstdc++, libc++, libunwind)
-//! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
-//! backtraces taken there, unwind through their frames; a plain C library's frames stop an
-//! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
+//! of every library mmkit maps are registered with libgcc's unwinder, so exceptions thrown and
+//! caught in them, and backtraces taken there or in a callback they make, unwind through their
+//! frames. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
 //! mmkit maps (system libraries that need them go to the system linker); copy relocations.
 //! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
 //! system directory. A namespace's loads and unloads are serialized by one lock held while

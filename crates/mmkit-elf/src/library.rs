@@ -220,12 +220,13 @@ impl Object {
             .map_err(|e| e.with_path(&self.label))?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
-        if self.uses_the_unwinder() {
-            if let Some(eh) =
-                self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
-            {
-                let _ = self.unwind.set(eh);
-            }
+        // Every library's tables are registered, so that backtraces taken in a callback from a
+        // plain C library also cross its frames (libgcc's registration is a list insertion;
+        // the tables are read when an unwinder first looks there).
+        if let Some(eh) =
+            self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
+        {
+            let _ = self.unwind.set(eh);
         }
         Ok(())
     }
@@ -309,15 +310,6 @@ impl Object {
             }
             out
         })
-    }
-
-    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
-    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack, whose
-    /// unwind tables the loader registers (a fault and a libgcc lock a load that other
-    /// libraries are spared).
-    fn uses_the_unwinder(&self) -> bool {
-        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
-        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see

@@ -494,3 +494,62 @@ fn libxml2_from_file_and_apk_answers_like_glibcs_copy() {
         format!("{name} {n}")
     });
 }
+
+/// Captures a backtrace from inside expat's callback.
+extern "C" fn capture_backtrace(user: *mut c_void, _name: *const c_char, _attrs: *mut *const c_char) {
+    // SAFETY: `user` is the String given to XML_SetUserData.
+    let out = unsafe { &mut *user.cast::<String>() };
+    if out.is_empty() {
+        *out = std::backtrace::Backtrace::force_capture().to_string();
+    }
+}
+
+/// Parses a document with expat's functions (found by `l`) with a callback that takes a
+/// backtrace; returns it. Not inlined: its name must appear in the backtrace.
+#[inline(never)]
+fn parse_from_marked_frame(l: Lookup<'_>) -> String {
+    type Create = extern "C" fn(*const c_char) -> *mut c_void;
+    type SetUser = extern "C" fn(*mut c_void, *mut c_void);
+    type SetHandlers = extern "C" fn(
+        *mut c_void,
+        extern "C" fn(*mut c_void, *const c_char, *mut *const c_char),
+        extern "C" fn(*mut c_void, *const c_char),
+    );
+    type Parse = extern "C" fn(*mut c_void, *const c_char, c_int, c_int) -> c_int;
+    type Free = extern "C" fn(*mut c_void);
+    // SAFETY: expat's signatures.
+    let (create, set_user, set_handlers, parse, free) = unsafe {
+        (
+            func::<Create>(l, "XML_ParserCreate"),
+            func::<SetUser>(l, "XML_SetUserData"),
+            func::<SetHandlers>(l, "XML_SetElementHandler"),
+            func::<Parse>(l, "XML_Parse"),
+            func::<Free>(l, "XML_ParserFree"),
+        )
+    };
+    let mut trace = String::new();
+    let p = create(std::ptr::null());
+    set_user(p, (&mut trace as *mut String).cast());
+    set_handlers(p, capture_backtrace, on_end);
+    let doc = b"<a><b/></a>";
+    assert_eq!(parse(p, doc.as_ptr().cast(), doc.len() as c_int, 1), 1);
+    free(p);
+    trace
+}
+
+#[test]
+fn backtraces_from_a_c_library_callback_reach_the_caller() {
+    if !in_fresh_process("backtraces_from_a_c_library_callback_reach_the_caller") {
+        return;
+    }
+    let Some(path) = system_lib("libexpat.so.1") else { return };
+    let oracle = Dl::open(&path);
+    let theirs = parse_from_marked_frame(&|n: &str| oracle.addr(n) as u64);
+    assert!(theirs.contains("parse_from_marked_frame"), "glibc's copy:\n{theirs}");
+    let ours = open(path.as_path());
+    assert!(ours.unwind_tables_registered());
+    // SAFETY: only addresses are taken; called with expat's signatures.
+    let lookup = |n: &str| unsafe { ours.function::<extern "C" fn()>(n) }.unwrap().address();
+    let trace = parse_from_marked_frame(&lookup);
+    assert!(trace.contains("parse_from_marked_frame"), "the unwinder stopped inside mmkit's expat:\n{trace}");
+}

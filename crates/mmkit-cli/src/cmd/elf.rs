@@ -254,7 +254,7 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             println!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "loaded by glibc's linker" });
         }
         if lib.unwind_tables_registered() {
-            println!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)");
+            println!("unwind tables registered with the unwinder");
         }
         match &verified {
             Ok(()) => println!("verified against /proc/self/maps"),
