@@ -553,3 +553,26 @@ fn backtraces_from_a_c_library_callback_reach_the_caller() {
     let trace = parse_from_marked_frame(&lookup);
     assert!(trace.contains("parse_from_marked_frame"), "the unwinder stopped inside mmkit's expat:\n{trace}");
 }
+
+#[test]
+fn an_isolated_namespace_reaches_system_libraries_only_through_its_links() {
+    if !in_fresh_process("an_isolated_namespace_reaches_system_libraries_only_through_its_links") {
+        return;
+    }
+    if system_lib("libz.so.1").is_none() {
+        return;
+    }
+    let zuse = build("default", "zuse.c", "fxzuse", &["-lz"]);
+    assert!(!process_maps("libz.so"), "the test process must not have libz loaded");
+    let isolated = Namespace::isolated("isolated");
+    // SAFETY: a test fixture.
+    let err = unsafe { isolated.open(zuse.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libz.so.1") && err.to_string().contains("isolated"), "{err}");
+    let system = std::sync::Arc::new(Namespace::new("system"));
+    let linked = Namespace::isolated("app").link(system, ["libz.so.1"]);
+    // SAFETY: as above.
+    let ours = unsafe { linked.open(zuse.as_path()) }.unwrap();
+    assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libz.so") && !by_mmkit));
+    let oracle = Dl::open(&zuse);
+    assert_eq!(call(&ours, "fx_crc", &[77]), oracle.call("fx_crc", &[77]));
+}
