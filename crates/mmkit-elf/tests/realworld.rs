@@ -408,35 +408,39 @@ extern "C" fn on_start(user: *mut c_void, name: *const c_char, _attrs: *mut *con
 
 extern "C" fn on_end(_user: *mut c_void, _name: *const c_char) {}
 
+type StartHandler = extern "C" fn(*mut c_void, *const c_char, *mut *const c_char);
+
+/// Parses `doc` with expat's functions (found by `l`), calling `on_start` with `user` for
+/// every element.
+fn expat_parse(l: Lookup<'_>, doc: &[u8], on_start: StartHandler, user: *mut c_void) {
+    type Create = extern "C" fn(*const c_char) -> *mut c_void;
+    type SetUser = extern "C" fn(*mut c_void, *mut c_void);
+    type SetHandlers = extern "C" fn(*mut c_void, StartHandler, extern "C" fn(*mut c_void, *const c_char));
+    type Parse = extern "C" fn(*mut c_void, *const c_char, c_int, c_int) -> c_int;
+    type Free = extern "C" fn(*mut c_void);
+    // SAFETY: expat's signatures.
+    let (create, set_user, set_handlers, parse, free) = unsafe {
+        (
+            func::<Create>(l, "XML_ParserCreate"),
+            func::<SetUser>(l, "XML_SetUserData"),
+            func::<SetHandlers>(l, "XML_SetElementHandler"),
+            func::<Parse>(l, "XML_Parse"),
+            func::<Free>(l, "XML_ParserFree"),
+        )
+    };
+    let p = create(std::ptr::null());
+    set_user(p, user);
+    set_handlers(p, on_start, on_end);
+    assert_eq!(parse(p, doc.as_ptr().cast(), doc.len() as c_int, 1), 1);
+    free(p);
+}
+
 #[test]
 fn expat_from_file_and_apk_calls_back_like_glibcs_copy() {
     same_answers_as_glibc("expat_from_file_and_apk_calls_back_like_glibcs_copy", "libexpat.so.1", |l| {
-        type Create = extern "C" fn(*const c_char) -> *mut c_void;
-        type SetUser = extern "C" fn(*mut c_void, *mut c_void);
-        type SetHandlers = extern "C" fn(
-            *mut c_void,
-            extern "C" fn(*mut c_void, *const c_char, *mut *const c_char),
-            extern "C" fn(*mut c_void, *const c_char),
-        );
-        type Parse = extern "C" fn(*mut c_void, *const c_char, c_int, c_int) -> c_int;
-        type Free = extern "C" fn(*mut c_void);
-        // SAFETY: expat's signatures.
-        let (create, set_user, set_handlers, parse, free) = unsafe {
-            (
-                func::<Create>(l, "XML_ParserCreate"),
-                func::<SetUser>(l, "XML_SetUserData"),
-                func::<SetHandlers>(l, "XML_SetElementHandler"),
-                func::<Parse>(l, "XML_Parse"),
-                func::<Free>(l, "XML_ParserFree"),
-            )
-        };
         let doc = b"<lib><seg prot='r-x'/><seg prot='rw-'/><relro/><bss pages='3'/></lib>";
         let mut acc = (0u64, 0u64);
-        let p = create(std::ptr::null());
-        set_user(p, (&mut acc as *mut (u64, u64)).cast());
-        set_handlers(p, on_start, on_end);
-        assert_eq!(parse(p, doc.as_ptr().cast(), doc.len() as c_int, 1), 1);
-        free(p);
+        expat_parse(l, doc, on_start, (&mut acc as *mut (u64, u64)).cast());
         format!("{acc:?}")
     });
 }
@@ -508,32 +512,8 @@ extern "C" fn capture_backtrace(user: *mut c_void, _name: *const c_char, _attrs:
 /// backtrace; returns it. Not inlined: its name must appear in the backtrace.
 #[inline(never)]
 fn parse_from_marked_frame(l: Lookup<'_>) -> String {
-    type Create = extern "C" fn(*const c_char) -> *mut c_void;
-    type SetUser = extern "C" fn(*mut c_void, *mut c_void);
-    type SetHandlers = extern "C" fn(
-        *mut c_void,
-        extern "C" fn(*mut c_void, *const c_char, *mut *const c_char),
-        extern "C" fn(*mut c_void, *const c_char),
-    );
-    type Parse = extern "C" fn(*mut c_void, *const c_char, c_int, c_int) -> c_int;
-    type Free = extern "C" fn(*mut c_void);
-    // SAFETY: expat's signatures.
-    let (create, set_user, set_handlers, parse, free) = unsafe {
-        (
-            func::<Create>(l, "XML_ParserCreate"),
-            func::<SetUser>(l, "XML_SetUserData"),
-            func::<SetHandlers>(l, "XML_SetElementHandler"),
-            func::<Parse>(l, "XML_Parse"),
-            func::<Free>(l, "XML_ParserFree"),
-        )
-    };
     let mut trace = String::new();
-    let p = create(std::ptr::null());
-    set_user(p, (&mut trace as *mut String).cast());
-    set_handlers(p, capture_backtrace, on_end);
-    let doc = b"<a><b/></a>";
-    assert_eq!(parse(p, doc.as_ptr().cast(), doc.len() as c_int, 1), 1);
-    free(p);
+    expat_parse(l, b"<a><b/></a>", capture_backtrace, (&mut trace as *mut String).cast());
     trace
 }
 
