@@ -278,3 +278,22 @@ fn eight_threads_load_one_copy_and_their_own_at_once() {
     drop(keep);
     assert_eq!(ns.loaded_count(), 0);
 }
+
+#[test]
+fn a_failed_load_leaves_nothing_loaded() {
+    // a needs b (present) and libfxgmissing.so (absent): b is mapped, then everything goes.
+    let variant = "failed-load";
+    let b = graph_lib(variant, 'b', &[], &[]);
+    let dir = b.parent().unwrap().to_path_buf();
+    let missing = graph_lib("failed-load-gone", 'm', &[], &[]);
+    std::fs::copy(&missing, dir.join("libfxgm.so")).unwrap();
+    let a = graph_lib(variant, 'a', &['b', 'm'], &[]);
+    std::fs::remove_file(dir.join("libfxgm.so")).unwrap();
+    let ns = fresh_ns("failed");
+    // SAFETY: test fixtures.
+    let err = unsafe { ns.open(a.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libfxgm.so"), "{err}");
+    assert_eq!(ns.loaded_count(), 0);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.contains(&*dir.join("libfxgb.so").to_string_lossy()), "b was unmapped");
+}
