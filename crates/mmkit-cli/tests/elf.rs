@@ -97,7 +97,7 @@ fn load_prints_mappings_with_residency_and_verifies() {
     let o = mmkit(&["elf", "load", so.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"], true);
-    assert_eq!(v["unwind_tables_registered"], false, "a plain C library links no unwinder");
+    assert_eq!(v["unwind_tables_registered"], true, "every library's tables are registered");
     let maps = v["mappings"].as_array().unwrap();
     assert!(maps.iter().any(|m| m["perms"] == "r-xp" && m["kind"] == "segment"));
     assert!(maps.iter().all(|m| m["resident_pages"].as_u64() <= m["pages"].as_u64()));
@@ -209,6 +209,43 @@ fn call_into_a_library_with_a_thread_local_destructor_exits_cleanly() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["result"], 42);
+}
+
+#[test]
+fn gdb_lists_breaks_in_and_forgets_an_mmkit_loaded_library() {
+    if Command::new("gdb").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "gdb is missing (scripts/test installs it)");
+        eprintln!("skipping: no gdb");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &["-g"]);
+    let so = so.to_str().unwrap();
+    let o = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", "set breakpoint pending on", "-ex", "break fx_add", "-ex", "run"])
+        .args(["-ex", "info sharedlibrary", "-ex", "bt 1", "-ex", "break exit", "-ex", "continue"])
+        .args([
+            "-ex",
+            "info sharedlibrary",
+            "--args",
+            env!("CARGO_BIN_EXE_mmkit"),
+            "elf",
+            "call",
+            so,
+            "fx_add",
+            "1",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    // Stopped in the library by name: gdb found it through the r_debug announcement.
+    assert!(text.contains("Breakpoint 1, fx_add (a=1, b=2)"), "{text}\n{}", stderr(&o));
+    let tables: Vec<&str> = text.split("Shared Object Library").skip(1).collect();
+    assert_eq!(tables.len(), 2, "{text}");
+    assert!(tables[0].contains(so), "listed while loaded:\n{text}");
+    let at_exit = tables[1].split("Breakpoint").next().unwrap_or("");
+    assert!(!at_exit.contains(so), "withdrawn once unloaded:\n{text}");
 }
 
 #[test]

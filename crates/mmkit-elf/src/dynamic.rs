@@ -51,6 +51,7 @@ pub(crate) struct Sym {
     pub other: u8,
     pub shndx: u16,
     pub value: u64,
+    pub size: u64,
 }
 
 impl From<elf::Sym64<LE>> for Sym {
@@ -61,6 +62,7 @@ impl From<elf::Sym64<LE>> for Sym {
             other: s.st_other,
             shndx: s.st_shndx.get(LE),
             value: s.st_value.get(LE),
+            size: s.st_size.get(LE),
         }
     }
 }

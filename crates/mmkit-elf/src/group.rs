@@ -116,12 +116,16 @@ fn spans() -> MutexGuard<'static, Vec<Span>> {
     SPANS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Records a newly mapped library for questions by address, and announces it to debuggers.
 fn remember_span(obj: &Arc<Object>, registry: &Arc<Registry>) {
     let (start, len) = obj.span();
     spans().push(Span { start, end: start + len, obj: Arc::downgrade(obj), registry: Arc::downgrade(registry) });
+    let l_ld = obj.plan().dynamic.map_or(0, |(vaddr, _)| obj.bias().wrapping_add(vaddr));
+    crate::executor::debugger::announce(obj.bias(), obj.source(), l_ld);
 }
 
 fn forget_span(obj: &Arc<Object>) {
+    crate::executor::debugger::retract(obj.bias());
     let start = obj.span().0;
     spans().retain(|s| s.start != start);
 }

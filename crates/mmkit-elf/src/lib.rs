@@ -30,6 +30,11 @@
 //!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
 //!   and a pending `thread_local` destructor keeps it until the destructor has run
 //!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
+//! - Debuggers see the libraries mmkit maps: each is announced through glibc's `r_debug`
+//!   protocol (a link-map namespace of mmkit's own, glibc 2.35+), so `gdb` lists them, sets
+//!   breakpoints in them by name and backtraces through them.
+//! - [`addr_info`]: `dladdr`'s answer (library, base, nearest symbol), also for libraries
+//!   mmkit mapped.
 //! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
@@ -56,11 +61,11 @@
 //! ```
 //!
 //! # Not (yet) supported
-//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and `dladdr`. The unwind tables
-//! of those that link the unwinder or a C++ runtime (libgcc_s, libstdc++, libc++, libunwind)
-//! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
-//! backtraces taken there, unwind through their frames; a plain C library's frames stop an
-//! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
+//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and glibc's `dladdr` (ask
+//! [`addr_info`]). The unwind tables
+//! of every library mmkit maps are registered with libgcc's unwinder, so exceptions thrown and
+//! caught in them, and backtraces taken there or in a callback they make, unwind through their
+//! frames. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
 //! mmkit maps (system libraries that need them go to the system linker); copy relocations.
 //! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
 //! system directory. A namespace's loads and unloads are serialized by one lock held while
@@ -68,6 +73,7 @@
 //! (glibc's lock is recursive).
 #![deny(missing_docs)]
 
+mod addr;
 pub mod error;
 mod executor;
 pub mod plan;
@@ -80,6 +86,7 @@ mod namespace;
 mod relocate;
 mod symbols;
 
+pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};

@@ -222,12 +222,13 @@ impl Object {
             .map_err(|e| e.with_path(&self.label))?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
-        if self.uses_the_unwinder() {
-            if let Some(eh) =
-                self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
-            {
-                let _ = self.unwind.set(eh);
-            }
+        // Every library's tables are registered, so that backtraces taken in a callback from a
+        // plain C library also cross its frames (libgcc's registration is a list insertion;
+        // the tables are read when an unwinder first looks there).
+        if let Some(eh) =
+            self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
+        {
+            let _ = self.unwind.set(eh);
         }
         Ok(())
     }
@@ -249,6 +250,31 @@ impl Object {
     /// `DT_RUNPATH`/`DT_RPATH` entries, unexpanded.
     pub(crate) fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
         self.dynamic.runpath()
+    }
+
+    /// The exported symbol that `addr` (run-time) lies in, as `dladdr` answers: the nearest
+    /// defined function or object at or below it whose extent covers it (a size-0 symbol only
+    /// at its exact address). Returns its name and run-time address.
+    pub(crate) fn symbol_at(&self, addr: u64) -> Option<(String, u64)> {
+        let link = addr.checked_sub(self.bias())?;
+        let dy = &self.dynamic;
+        let mut best: Option<(u32, Sym)> = None;
+        for i in 1..dy.sym_count() as u32 {
+            let Some(sym) = dy.sym(i) else { break };
+            if !sym.is_defined()
+                || sym.shndx == elf::SHN_ABS
+                || !matches!(sym.kind(), elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE)
+                || sym.value > link
+            {
+                continue;
+            }
+            let covers = if sym.size == 0 { sym.value == link } else { link - sym.value < sym.size };
+            if covers && best.as_ref().map_or(true, |(_, b)| sym.value > b.value) {
+                best = Some((i, sym));
+            }
+        }
+        let (i, sym) = best?;
+        Some((dy.sym_name(i).ok()?.to_owned(), self.dynamic.image.addr(sym.value)))
     }
 
     /// The label, for messages.
@@ -286,15 +312,6 @@ impl Object {
             }
             out
         })
-    }
-
-    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
-    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack, whose
-    /// unwind tables the loader registers (a fault and a libgcc lock a load that other
-    /// libraries are spared).
-    fn uses_the_unwinder(&self) -> bool {
-        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
-        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see

@@ -82,6 +82,9 @@ struct Link {
 /// the links; then, with [`SystemPolicy::SystemLinker`], the system linker's own search
 /// (`ld.so.cache`). A file found in a system directory is a system library (see
 /// [`SystemPolicy`]).
+///
+/// The namespace also keeps the libraries loaded in it (one copy per file); its clones share
+/// them.
 #[derive(Debug, Clone)]
 pub struct Namespace {
     name: String,

@@ -250,3 +250,50 @@ fn a_pending_thread_local_destructor_keeps_its_library_loaded() {
     drop(lib);
     assert_eq!(ns.loaded_count(), 1);
 }
+
+#[test]
+fn eight_threads_load_one_copy_and_their_own_at_once() {
+    // Every thread opens the shared counter library (one copy for all: the counter counts every
+    // call of every thread) and a diamond of its own copies, 40 times.
+    let shared = lib("counter.c", "fxcounter");
+    graph_lib("threads-diamond", 'c', &[], &[]);
+    graph_lib("threads-diamond", 'b', &['c'], &[]);
+    let a = graph_lib("threads-diamond", 'a', &['c', 'b'], &[]);
+    let ns = fresh_ns("threads");
+    let keep = ns_open(&ns, &shared);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..40 {
+                    let lib = ns_open(&ns, &shared);
+                    assert!(call(&lib, "fx_next", &[]) >= 1);
+                    let d = ns_open(&ns, &a);
+                    assert!(call(&d, "fx_a_next_all", &[]) > 100);
+                    assert!(ns.loaded_count() <= 4, "one copy of each");
+                }
+            });
+        }
+    });
+    assert_eq!(call(&keep, "fx_next", &[]), 8 * 40 + 1);
+    drop(keep);
+    assert_eq!(ns.loaded_count(), 0);
+}
+
+#[test]
+fn a_failed_load_leaves_nothing_loaded() {
+    // a needs b (present) and libfxgmissing.so (absent): b is mapped, then everything goes.
+    let variant = "failed-load";
+    let b = graph_lib(variant, 'b', &[], &[]);
+    let dir = b.parent().unwrap().to_path_buf();
+    let missing = graph_lib("failed-load-gone", 'm', &[], &[]);
+    std::fs::copy(&missing, dir.join("libfxgm.so")).unwrap();
+    let a = graph_lib(variant, 'a', &['b', 'm'], &[]);
+    std::fs::remove_file(dir.join("libfxgm.so")).unwrap();
+    let ns = fresh_ns("failed");
+    // SAFETY: test fixtures.
+    let err = unsafe { ns.open(a.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libfxgm.so"), "{err}");
+    assert_eq!(ns.loaded_count(), 0);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.contains(&*dir.join("libfxgb.so").to_string_lossy()), "b was unmapped");
+}

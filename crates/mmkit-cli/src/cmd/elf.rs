@@ -263,7 +263,7 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             outln!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "loaded by glibc's linker" })?;
         }
         if lib.unwind_tables_registered() {
-            outln!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)")?;
+            outln!("unwind tables registered with the unwinder")?;
         }
         match &verified {
             Ok(()) => outln!("verified against /proc/self/maps")?,

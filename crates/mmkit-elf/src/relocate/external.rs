@@ -604,11 +604,136 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
         // SAFETY: as above.
         None => unsafe { libc::dlsym(handle, name.as_ptr()) },
     };
-    if p.is_null() {
-        None
-    } else {
-        Some(p as u64)
+    let versioned = (!p.is_null()).then_some(p as u64);
+    if version.is_none() {
+        return versioned;
     }
+    // A versioned reference also binds to an *unversioned* definition in an object that comes
+    // first in the scope (an LD_PRELOADed interposer with a version table of its own, as
+    // jemalloc, tcmalloc and ASan have): glibc's relocation processing accepts it, dlvsym
+    // does not. dlsym finds the first default or unversioned definition.
+    // SAFETY: as above.
+    let d = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    if d.is_null() || Some(d as u64) == versioned {
+        return versioned;
+    }
+    if unversioned_and_first(d as u64, versioned) {
+        Some(d as u64)
+    } else {
+        versioned
+    }
+}
+
+/// Whether the definition glibc's `dlsym` found at `d` is unversioned (no `DT_VERSYM`, or
+/// version index 0 or 1, not hidden) and lies in an object loaded before the one holding
+/// `versioned` (the scope order of the objects glibc loaded at start-up and `RTLD_GLOBAL`).
+fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
+    // SAFETY: an all-zero Dl_info is a valid value to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut sym: *mut c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 writes `info` and `sym`, which live across the call.
+    let found = unsafe { libc::dladdr1(d as *const c_void, &mut info, &mut sym, RTLD_DL_SYMENT) };
+    if found == 0 || sym.is_null() || info.dli_saddr as u64 != d {
+        return false; // an IFUNC's implementation, or unknown: keep the versioned answer
+    }
+    struct Probe {
+        d: u64,
+        versioned: Option<u64>,
+        sym: u64,
+        index: usize,
+        d_index: Option<usize>,
+        v_index: Option<usize>,
+        /// `Some(None)`: the object has no `DT_VERSYM`.
+        versym: Option<Option<u16>>,
+    }
+    unsafe extern "C" fn visit_order(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid `info` for the call; `data` is the `Probe` below.
+        let (info, p) = unsafe { (&*info, &mut *data.cast::<Probe>()) };
+        let i = p.index;
+        p.index += 1;
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let base = info.dlpi_addr;
+        let contains = |a: u64| {
+            phdrs.iter().any(|ph| {
+                let s = base.wrapping_add(ph.p_vaddr);
+                ph.p_type == libc::PT_LOAD && a >= s && a - s < ph.p_memsz
+            })
+        };
+        if p.v_index.is_none() && p.versioned.is_some_and(contains) {
+            p.v_index = Some(i);
+        }
+        if p.d_index.is_none() && contains(p.d) {
+            p.d_index = Some(i);
+            // SAFETY: this object's program headers, during the callback.
+            p.versym = Some(unsafe { versym_of(info, phdrs, p.sym) });
+        }
+        0
+    }
+    let mut probe = Probe { d, versioned, sym: sym as u64, index: 0, d_index: None, v_index: None, versym: None };
+    // SAFETY: the callback reads only what glibc passes for the call and writes `probe`.
+    unsafe { libc::dl_iterate_phdr(Some(visit_order), (&mut probe as *mut Probe).cast()) };
+    let unversioned = match probe.versym {
+        Some(None) => true,
+        Some(Some(v)) => v & 0x8000 == 0 && v & 0x7fff <= 1,
+        None => false,
+    };
+    let first = match (probe.d_index, probe.v_index) {
+        (Some(di), Some(vi)) => di < vi,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    unversioned && first
+}
+
+/// The `DT_VERSYM` entry of the symbol table entry at `sym` in the object `info` describes:
+/// `None` when the object has no `DT_VERSYM` (or it cannot be read: then treated the same).
+///
+/// # Safety
+/// `info` and `phdrs` must be what `dl_iterate_phdr` passed, during the callback.
+unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: u64) -> Option<u16> {
+    let base = info.dlpi_addr;
+    let mapped = |a: u64, len: u64| {
+        phdrs.iter().any(|ph| {
+            let s = base.wrapping_add(ph.p_vaddr);
+            ph.p_type == libc::PT_LOAD && a >= s && a.checked_add(len).is_some_and(|e| e <= s + ph.p_memsz)
+        })
+    };
+    let dynamic = phdrs.iter().find(|ph| ph.p_type == libc::PT_DYNAMIC)?;
+    let dyn_at = base.wrapping_add(dynamic.p_vaddr);
+    let ndyn = dynamic.p_memsz / 16;
+    if ndyn == 0 || !mapped(dyn_at, ndyn * 16) || dyn_at % 8 != 0 {
+        return None;
+    }
+    let (mut symtab, mut versym) = (None, None);
+    for k in 0..ndyn {
+        // SAFETY: inside the object's mapped PT_DYNAMIC (checked above), 8-byte aligned.
+        let (tag, val) = unsafe {
+            let p = (dyn_at as *const u64).add(2 * k as usize);
+            (*p, *p.add(1))
+        };
+        match tag {
+            0 => break,
+            t if t == u64::from(object::elf::DT_SYMTAB) => symtab = Some(val),
+            t if t == u64::from(object::elf::DT_VERSYM) => versym = Some(val),
+            _ => {}
+        }
+    }
+    // glibc relocates d_ptr entries of writable dynamic sections; others keep link-time values.
+    let fix = |v: u64| if mapped(v, 1) { v } else { v.wrapping_add(base) };
+    let (symtab, versym) = (fix(symtab?), fix(versym?));
+    if sym < symtab || (sym - symtab) % 24 != 0 {
+        return None;
+    }
+    let at = versym + (sym - symtab) / 24 * 2;
+    if !mapped(at, 2) {
+        return None;
+    }
+    // SAFETY: inside a mapped segment of the object (checked); u16 reads may be unaligned.
+    Some(unsafe { std::ptr::read_unaligned(at as *const u16) })
 }
 
 /// `RTLD_NODELETE` of glibc's `<dlfcn.h>` (the libc crate has it for other targets only).
@@ -675,4 +800,32 @@ fn in_executable_segment(addr: u64) -> bool {
     // SAFETY: the callback reads only what glibc passes for the call and writes `probe`.
     unsafe { libc::dl_iterate_phdr(Some(visit_exec), (&mut probe as *mut Probe).cast()) };
     probe.found
+}
+
+/// What glibc's `dladdr` answers: the object's path and base, and the nearest symbol with its
+/// address.
+pub(crate) struct DlAddr {
+    pub(crate) library: String,
+    pub(crate) base: u64,
+    pub(crate) symbol: Option<(String, u64)>,
+}
+
+/// glibc's `dladdr(addr)`.
+pub(crate) fn dladdr(addr: u64) -> Option<DlAddr> {
+    // SAFETY: an all-zero Dl_info is a valid value to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address value and writes `info`.
+    if unsafe { libc::dladdr(addr as *const c_void, &mut info) } == 0 {
+        return None;
+    }
+    let text = |p: *const std::ffi::c_char| {
+        // SAFETY: glibc's strings (the object's name, a symbol name) stay valid while the
+        // object is loaded; they are copied at once.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    };
+    Some(DlAddr {
+        library: text(info.dli_fname).unwrap_or_default(),
+        base: info.dli_fbase as u64,
+        symbol: text(info.dli_sname).map(|s| (s, info.dli_saddr as u64)),
+    })
 }

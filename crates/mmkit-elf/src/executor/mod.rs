@@ -10,6 +10,8 @@
 //! module): everything that touches the loaded image's memory goes through [`Image`], whose
 //! accessors are bounds-checked against the mapped segments.
 
+pub(crate) mod debugger;
+
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Plan, Protection};
@@ -588,7 +590,10 @@ impl Library {
     /// Loads a shared object from a file, a stored APK entry or memory, like `dlopen(RTLD_NOW |
     /// RTLD_LOCAL)`: reads the headers, plans, reserves the span, maps the segments, loads
     /// missing `DT_NEEDED` libraries, relocates eagerly, protects RELRO and runs the
-    /// initializers.
+    /// initializers. It loads in the process's default [`crate::Namespace`]: system
+    /// libraries go to the system linker, and a file already loaded there is not loaded again
+    /// (the result is another handle to the same copy, as with `dlopen`). A bare soname
+    /// (`libz.so.1`) that is not a file in the current directory is searched for.
     ///
     /// # Safety
     /// Loading runs the library's initializers and IFUNC resolvers, and later calls run its
