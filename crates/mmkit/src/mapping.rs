@@ -961,7 +961,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn resolve_never_exceeds_total(s in any::<usize>(), e in any::<usize>(), total in 0usize..1 << 40) {
+        fn resolve_never_exceeds_total(s in any::<usize>(), e in any::<usize>(), total in any::<usize>()) {
             if let Ok((off, len)) = resolve_range("t", s..e, total) {
                 prop_assert!(off.checked_add(len).is_some_and(|end| end <= total));
                 prop_assert_eq!((off, len), (s, e - s));
