@@ -176,6 +176,23 @@ mod mmap_raw {
         assert_eq!(area_of(raw.as_ptr() as usize + page_size()).unwrap().perms.to_string(), "---p");
         assert_eq!(raw.copy_from_mapping(usize::MAX, &mut buf).unwrap_err().kind(), ErrorKind::OutOfBounds);
     }
+
+    /// `populate(.., write)` over a range with a page made inaccessible (safe on an `MmapRaw`)
+    /// is an error: the kernel refuses `MADV_POPULATE_WRITE` with `EINVAL`, and the old
+    /// fallback then wrote to every page itself, a `SIGSEGV` from safe code (and a write under
+    /// live `&[u8]`s of other faces, through `&self`).
+    #[test]
+    fn populate_never_writes_pages_itself() {
+        let page = page_size();
+        let mut raw = MapOptions::new().len(2 * page).map_anon_raw().unwrap();
+        raw.protect(page.., Protection::NONE).unwrap();
+        let e = raw.mapping().populate(.., true).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
+        // The writable page alone populates (and becomes resident), the other stays untouched.
+        raw.mapping().populate(..page, true).unwrap();
+        assert_eq!(raw.residency(..).unwrap().resident_pages(), 1);
+        assert_eq!(area_of(raw.as_ptr() as usize + page).unwrap().perms.to_string(), "---p");
+    }
 }
 
 mod typed_views {
