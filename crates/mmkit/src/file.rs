@@ -260,7 +260,9 @@ impl MmapMut {
         MapOptions::new().len(len).map_anon()
     }
 
+    /// Wraps a mapping the caller made read-write (the type's invariant).
     pub(crate) fn from_mapping(map: Mapping) -> MmapMut {
+        debug_assert!(map.is_empty() || map.protection().contains(Protection::READ_WRITE), "MmapMut over {map:?}");
         MmapMut { map }
     }
 
