@@ -274,7 +274,8 @@ fn load_group<'ns>(
     let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
     scope.extend(root.search_list().iter().cloned());
     for obj in &order {
-        obj.relocate(&scope)?;
+        let i = group.new.iter().position(|n| Arc::ptr_eq(n, obj)).unwrap_or(0);
+        obj.relocate(&scope, group.rules[i].registers_all_unwind_tables())?;
     }
     for obj in &order {
         obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;

@@ -201,7 +201,7 @@ impl Object {
     /// Relocates the object, binding its references in glibc's order: the global scope, then
     /// `scope` (the search list of the library being opened), then its own definition.
     /// Protects RELRO and registers the unwind tables.
-    pub(crate) fn relocate(&self, scope_list: &[Dependency]) -> Result<()> {
+    pub(crate) fn relocate(&self, scope_list: &[Dependency], unwind_all: bool) -> Result<()> {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
@@ -220,13 +220,16 @@ impl Object {
             .map_err(|e| e.with_path(&self.label))?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
-        // Every library's tables are registered, so that backtraces taken in a callback from a
-        // plain C library also cross its frames (libgcc's registration is a list insertion;
-        // the tables are read when an unwinder first looks there).
-        if let Some(eh) =
-            self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
-        {
-            let _ = self.unwind.set(eh);
+        // With `unwind_all`, every library's tables are registered, so that backtraces taken
+        // in a callback from a plain C library also cross its frames; it costs a page fault
+        // (libgcc reads the header and the first word of `.eh_frame`) that libraries which do
+        // not link the unwinder or a C++ runtime are otherwise spared.
+        if unwind_all || self.uses_the_unwinder() {
+            if let Some(eh) =
+                self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
+            {
+                let _ = self.unwind.set(eh);
+            }
         }
         Ok(())
     }
@@ -310,6 +313,13 @@ impl Object {
             }
             out
         })
+    }
+
+    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
+    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack.
+    fn uses_the_unwinder(&self) -> bool {
+        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
+        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see

@@ -93,6 +93,7 @@ pub struct Namespace {
     ld_library_path: bool,
     system_dirs: bool,
     links: Vec<Link>,
+    unwind_all: bool,
     /// The libraries loaded in this namespace (shared by its clones).
     registry: Arc<crate::group::Registry>,
 }
@@ -125,6 +126,7 @@ impl Namespace {
             ld_library_path: true,
             system_dirs: true,
             links: Vec::new(),
+            unwind_all: true,
             registry: Arc::default(),
         }
     }
@@ -167,6 +169,19 @@ impl Namespace {
     pub fn link<I: IntoIterator<Item = S>, S: Into<String>>(mut self, target: Arc<Namespace>, sonames: I) -> Namespace {
         self.links.push(Link { target, sonames: sonames.into_iter().map(Into::into).collect() });
         self
+    }
+
+    /// Whether the unwind tables of every library are registered with the unwinder (the
+    /// default), or only those of libraries that link the unwinder or a C++ runtime
+    /// (libgcc_s, libstdc++, libc++, libunwind). Registering costs a page fault per library;
+    /// without it a backtrace taken in a callback from a plain C library stops inside it.
+    pub fn unwind_tables_for_every_library(mut self, on: bool) -> Namespace {
+        self.unwind_all = on;
+        self
+    }
+
+    pub(crate) fn registers_all_unwind_tables(&self) -> bool {
+        self.unwind_all
     }
 
     /// The namespace's name.
