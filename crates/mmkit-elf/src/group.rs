@@ -70,7 +70,7 @@ impl Registry {
 fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
     let mut live: Vec<Key> = map
         .iter()
-        .filter(|(_, e)| e.handles > 0 || e.obj.pinned || e.obj.pins.load(Ordering::Acquire) > 0)
+        .filter(|(_, e)| e.handles > 0 || e.obj.is_pinned() || e.obj.pins.load(Ordering::Acquire) > 0)
         .map(|(k, _)| *k)
         .collect();
     let mut i = 0;

@@ -133,8 +133,9 @@ pub(crate) struct Object {
     dev_ino: (u64, u64),
     source_offset: u64,
     pub(crate) key: Key,
-    /// `DF_1_NODELETE`, or a `STB_GNU_UNIQUE` definition: never unloaded (as glibc does).
-    pub(crate) pinned: bool,
+    /// `DF_1_NODELETE`, or a reference bound to its `STB_GNU_UNIQUE` definition: never
+    /// unloaded (as glibc does).
+    pub(crate) pinned: AtomicBool,
     /// Pending `thread_local` destructors registered from this library: it stays loaded.
     pub(crate) pins: AtomicUsize,
     initialized: AtomicBool,
@@ -178,7 +179,7 @@ impl Object {
             None => None,
         };
         let (dev, ino) = src.dev_ino();
-        let pinned = dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0 || dynamic.defines_unique();
+        let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0);
         Ok(Object {
             dev_ino: (dev, ino),
             source_offset: src.offset(),
@@ -241,6 +242,16 @@ impl Object {
         }
         self.init_seq.store(seq, Ordering::Release);
         crate::executor::run_initializers(self).map_err(|e| e.with_path(&self.label))
+    }
+
+    /// Keeps the library loaded for the life of the process.
+    pub(crate) fn pin(&self) {
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    /// Whether it stays loaded for the life of the process.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
     }
 
     /// The `DT_NEEDED` names.
@@ -412,6 +423,11 @@ impl Object {
         let sym = dy.sym(index).ok_or_else(|| {
             Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
         })?;
+        if sym.is_defined() && sym.bind() == elf::STB_GNU_UNIQUE {
+            // glibc never unloads a library once a reference binds to its unique symbol (the
+            // library's own references do, through its GOT).
+            self.pin();
+        }
         if sym.is_defined()
             && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
         {
@@ -438,7 +454,11 @@ impl Object {
         if let Some(t) = list.iter().find_map(|d| match d {
             Dependency::Mmkit(w) => {
                 let o = w.upgrade()?;
-                symbols::lookup(&o.dynamic, name, want).map(|(_, s)| o.own_target(&s))
+                let (_, s) = symbols::lookup(&o.dynamic, name, want)?;
+                if s.bind() == elf::STB_GNU_UNIQUE {
+                    o.pin();
+                }
+                Some(o.own_target(&s))
             }
             Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
         }) {
@@ -767,7 +787,7 @@ impl Library {
     /// Whether this copy stays loaded for the life of the process (`DF_1_NODELETE`, or it
     /// defines `STB_GNU_UNIQUE` symbols), as glibc keeps it.
     pub fn is_pinned(&self) -> bool {
-        self.object().pinned
+        self.object().is_pinned()
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see

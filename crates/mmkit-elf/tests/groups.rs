@@ -164,6 +164,13 @@ fn gnu_unique_definitions_pin_a_library_as_glibc_does() {
     assert!(lib.is_pinned());
     drop(lib);
     assert_eq!(ns.loaded_count(), 1);
+    // glibc keeps its copy (of another file, so that the two cannot be confused) after dlclose.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxcxxcopy.so");
+    std::fs::copy(&path, &copy).unwrap();
+    drop(Dl::open(&copy));
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(maps.contains(&*copy.to_string_lossy()), "glibc pins it too");
 }
 
 #[test]
