@@ -165,7 +165,8 @@ impl Namespace {
 
     /// Links this namespace to `target` for `sonames`: those names, when this namespace's own
     /// search does not find them, are resolved by `target`'s rules (Android's
-    /// `android_link_namespaces`).
+    /// `android_link_namespaces`). A library mmkit maps through a link is loaded into, and
+    /// shared within, the namespace that asked for it.
     pub fn link<I: IntoIterator<Item = S>, S: Into<String>>(mut self, target: Arc<Namespace>, sonames: I) -> Namespace {
         self.links.push(Link { target, sonames: sonames.into_iter().map(Into::into).collect() });
         self
@@ -207,6 +208,13 @@ impl Namespace {
 
     pub(crate) fn registry(&self) -> &Arc<crate::group::Registry> {
         &self.registry
+    }
+
+    /// Where `source` is loaded from: itself, or for a bare soname (`libz.so.1`: no `/`, not a
+    /// file in the current directory), the file this namespace's search finds (what
+    /// [`Namespace::open`] and `mmkit elf plan|load|call` use).
+    pub fn locate(&self, source: Source) -> Result<Source> {
+        self.top_level(source)
     }
 
     /// A bare soname that is not a file here becomes the file the search finds.
