@@ -784,6 +784,11 @@ impl Library {
         .collect()
     }
 
+    /// Keeps this copy loaded for the life of the process, as `RTLD_NODELETE` does.
+    pub fn pin(&self) {
+        self.object().pin();
+    }
+
     /// Whether this copy stays loaded for the life of the process (`DF_1_NODELETE`, or it
     /// defines `STB_GNU_UNIQUE` symbols), as glibc keeps it.
     pub fn is_pinned(&self) -> bool {

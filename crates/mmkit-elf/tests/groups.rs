@@ -184,6 +184,14 @@ fn nodelete_libraries_stay_loaded() {
     assert_eq!(ns.loaded_count(), 1, "DF_1_NODELETE keeps it");
     let again = ns_open(&ns, &path);
     assert_eq!(call(&again, "fx_next", &[]), 2, "the same copy, its state kept");
+    // RTLD_NODELETE-style: a library pinned by its user.
+    let counter = lib("counter.c", "fxcounter");
+    let plain = ns_open(&ns, &counter);
+    assert!(!plain.is_pinned());
+    plain.pin();
+    assert_eq!(call(&plain, "fx_next", &[]), 1);
+    drop(plain);
+    assert_eq!(call(&ns_open(&ns, &counter), "fx_next", &[]), 2, "kept");
 }
 
 fn proc_status(field: &str) -> u64 {
