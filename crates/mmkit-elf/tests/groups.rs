@@ -185,7 +185,7 @@ fn nodelete_libraries_stay_loaded() {
     let again = ns_open(&ns, &path);
     assert_eq!(call(&again, "fx_next", &[]), 2, "the same copy, its state kept");
     // RTLD_NODELETE-style: a library pinned by its user.
-    let counter = lib("counter.c", "fxcounter");
+    let counter = common::lib("counter.c", "fxcounter");
     let plain = ns_open(&ns, &counter);
     assert!(!plain.is_pinned());
     plain.pin();
