@@ -187,6 +187,12 @@ fn call_finds_a_bare_soname() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "1");
+    let o = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(["elf", "plan", "libz.so.1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success() && stdout(&o).contains("/libz.so.1: ELF image"), "{}", stderr(&o));
     let o = mmkit(&["elf", "call", "libno-such-soname.so.9", "f"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("libno-such-soname.so.9"), "{}", stderr(&o));

@@ -143,13 +143,6 @@ pub(crate) struct Dynamic {
 }
 
 impl Dynamic {
-    /// Whether the library defines a `STB_GNU_UNIQUE` symbol (glibc then never unloads it).
-    pub fn defines_unique(&self) -> bool {
-        (0..self.syms.len())
-            .map_while(|i| self.image.get(&self.syms, i))
-            .any(|s| s.st_info >> 4 == elf::STB_GNU_UNIQUE && s.st_shndx.get(LE) != elf::SHN_UNDEF)
-    }
-
     /// `.dynstr`, borrowed from the image.
     fn strings(&self) -> &[u8] {
         self.image.bytes(&self.strtab)

@@ -70,7 +70,7 @@ impl Registry {
 fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
     let mut live: Vec<Key> = map
         .iter()
-        .filter(|(_, e)| e.handles > 0 || e.obj.pinned || e.obj.pins.load(Ordering::Acquire) > 0)
+        .filter(|(_, e)| e.handles > 0 || e.obj.is_pinned() || e.obj.pins.load(Ordering::Acquire) > 0)
         .map(|(k, _)| *k)
         .collect();
     let mut i = 0;
@@ -274,7 +274,8 @@ fn load_group<'ns>(
     let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
     scope.extend(root.search_list().iter().cloned());
     for obj in &order {
-        obj.relocate(&scope)?;
+        let i = group.new.iter().position(|n| Arc::ptr_eq(n, obj)).unwrap_or(0);
+        obj.relocate(&scope, group.rules[i].registers_all_unwind_tables())?;
     }
     for obj in &order {
         obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;

@@ -65,7 +65,8 @@
 //! [`addr_info`]). The unwind tables
 //! of every library mmkit maps are registered with libgcc's unwinder, so exceptions thrown and
 //! caught in them, and backtraces taken there or in a callback they make, unwind through their
-//! frames. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
+//! frames (a page fault per library; [`Namespace::unwind_tables_for_every_library`] can limit
+//! it to libraries that link the unwinder or a C++ runtime). Lazy binding; `TLSDESC`/initial-exec TLS in libraries
 //! mmkit maps (system libraries that need them go to the system linker); copy relocations.
 //! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
 //! system directory. A namespace's loads and unloads are serialized by one lock held while

@@ -135,8 +135,9 @@ pub(crate) struct Object {
     dev_ino: (u64, u64),
     source_offset: u64,
     pub(crate) key: Key,
-    /// `DF_1_NODELETE`, or a `STB_GNU_UNIQUE` definition: never unloaded (as glibc does).
-    pub(crate) pinned: bool,
+    /// `DF_1_NODELETE`, or a reference bound to its `STB_GNU_UNIQUE` definition: never
+    /// unloaded (as glibc does).
+    pub(crate) pinned: AtomicBool,
     /// Pending `thread_local` destructors registered from this library: it stays loaded.
     pub(crate) pins: AtomicUsize,
     initialized: AtomicBool,
@@ -180,7 +181,7 @@ impl Object {
             None => None,
         };
         let (dev, ino) = src.dev_ino();
-        let pinned = dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0 || dynamic.defines_unique();
+        let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0);
         Ok(Object {
             dev_ino: (dev, ino),
             source_offset: src.offset(),
@@ -203,7 +204,7 @@ impl Object {
     /// Relocates the object, binding its references in glibc's order: the global scope, then
     /// `scope` (the search list of the library being opened), then its own definition.
     /// Protects RELRO and registers the unwind tables.
-    pub(crate) fn relocate(&self, scope_list: &[Dependency]) -> Result<()> {
+    pub(crate) fn relocate(&self, scope_list: &[Dependency], unwind_all: bool) -> Result<()> {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
@@ -222,13 +223,16 @@ impl Object {
             .map_err(|e| e.with_path(&self.label))?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
-        // Every library's tables are registered, so that backtraces taken in a callback from a
-        // plain C library also cross its frames (libgcc's registration is a list insertion;
-        // the tables are read when an unwinder first looks there).
-        if let Some(eh) =
-            self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
-        {
-            let _ = self.unwind.set(eh);
+        // With `unwind_all`, every library's tables are registered, so that backtraces taken
+        // in a callback from a plain C library also cross its frames; it costs a page fault
+        // (libgcc reads the header and the first word of `.eh_frame`) that libraries which do
+        // not link the unwinder or a C++ runtime are otherwise spared.
+        if unwind_all || self.uses_the_unwinder() {
+            if let Some(eh) =
+                self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
+            {
+                let _ = self.unwind.set(eh);
+            }
         }
         Ok(())
     }
@@ -240,6 +244,16 @@ impl Object {
         }
         self.init_seq.store(seq, Ordering::Release);
         crate::executor::run_initializers(self).map_err(|e| e.with_path(&self.label))
+    }
+
+    /// Keeps the library loaded for the life of the process.
+    pub(crate) fn pin(&self) {
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    /// Whether it stays loaded for the life of the process.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
     }
 
     /// The `DT_NEEDED` names.
@@ -312,6 +326,13 @@ impl Object {
             }
             out
         })
+    }
+
+    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
+    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack.
+    fn uses_the_unwinder(&self) -> bool {
+        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
+        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see
@@ -404,6 +425,11 @@ impl Object {
         let sym = dy.sym(index).ok_or_else(|| {
             Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
         })?;
+        if sym.is_defined() && sym.bind() == elf::STB_GNU_UNIQUE {
+            // glibc never unloads a library once a reference binds to its unique symbol (the
+            // library's own references do, through its GOT).
+            self.pin();
+        }
         if sym.is_defined()
             && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED || sym.kind() == elf::STT_TLS)
         {
@@ -430,7 +456,11 @@ impl Object {
         if let Some(t) = list.iter().find_map(|d| match d {
             Dependency::Mmkit(w) => {
                 let o = w.upgrade()?;
-                symbols::lookup(&o.dynamic, name, want).map(|(_, s)| o.own_target(&s))
+                let (_, s) = symbols::lookup(&o.dynamic, name, want)?;
+                if s.bind() == elf::STB_GNU_UNIQUE {
+                    o.pin();
+                }
+                Some(o.own_target(&s))
             }
             Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
         }) {
@@ -756,10 +786,15 @@ impl Library {
         .collect()
     }
 
+    /// Keeps this copy loaded for the life of the process, as `RTLD_NODELETE` does.
+    pub fn pin(&self) {
+        self.object().pin();
+    }
+
     /// Whether this copy stays loaded for the life of the process (`DF_1_NODELETE`, or it
     /// defines `STB_GNU_UNIQUE` symbols), as glibc keeps it.
     pub fn is_pinned(&self) -> bool {
-        self.object().pinned
+        self.object().is_pinned()
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see

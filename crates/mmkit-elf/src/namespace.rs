@@ -93,6 +93,7 @@ pub struct Namespace {
     ld_library_path: bool,
     system_dirs: bool,
     links: Vec<Link>,
+    unwind_all: bool,
     /// The libraries loaded in this namespace (shared by its clones).
     registry: Arc<crate::group::Registry>,
 }
@@ -125,6 +126,7 @@ impl Namespace {
             ld_library_path: true,
             system_dirs: true,
             links: Vec::new(),
+            unwind_all: true,
             registry: Arc::default(),
         }
     }
@@ -163,10 +165,24 @@ impl Namespace {
 
     /// Links this namespace to `target` for `sonames`: those names, when this namespace's own
     /// search does not find them, are resolved by `target`'s rules (Android's
-    /// `android_link_namespaces`).
+    /// `android_link_namespaces`). A library mmkit maps through a link is loaded into, and
+    /// shared within, the namespace that asked for it.
     pub fn link<I: IntoIterator<Item = S>, S: Into<String>>(mut self, target: Arc<Namespace>, sonames: I) -> Namespace {
         self.links.push(Link { target, sonames: sonames.into_iter().map(Into::into).collect() });
         self
+    }
+
+    /// Whether the unwind tables of every library are registered with the unwinder (the
+    /// default), or only those of libraries that link the unwinder or a C++ runtime
+    /// (libgcc_s, libstdc++, libc++, libunwind). Registering costs a page fault per library;
+    /// without it a backtrace taken in a callback from a plain C library stops inside it.
+    pub fn unwind_tables_for_every_library(mut self, on: bool) -> Namespace {
+        self.unwind_all = on;
+        self
+    }
+
+    pub(crate) fn registers_all_unwind_tables(&self) -> bool {
+        self.unwind_all
     }
 
     /// The namespace's name.
@@ -192,6 +208,13 @@ impl Namespace {
 
     pub(crate) fn registry(&self) -> &Arc<crate::group::Registry> {
         &self.registry
+    }
+
+    /// Where `source` is loaded from: itself, or for a bare soname (`libz.so.1`: no `/`, not a
+    /// file in the current directory), the file this namespace's search finds (what
+    /// [`Namespace::open`] and `mmkit elf plan|load|call` use).
+    pub fn locate(&self, source: Source) -> Result<Source> {
+        self.top_level(source)
     }
 
     /// A bare soname that is not a file here becomes the file the search finds.

@@ -164,6 +164,13 @@ fn gnu_unique_definitions_pin_a_library_as_glibc_does() {
     assert!(lib.is_pinned());
     drop(lib);
     assert_eq!(ns.loaded_count(), 1);
+    // glibc keeps its copy (of another file, so that the two cannot be confused) after dlclose.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxcxxcopy.so");
+    std::fs::copy(&path, &copy).unwrap();
+    drop(Dl::open(&copy));
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(maps.contains(&*copy.to_string_lossy()), "glibc pins it too");
 }
 
 #[test]
@@ -177,6 +184,14 @@ fn nodelete_libraries_stay_loaded() {
     assert_eq!(ns.loaded_count(), 1, "DF_1_NODELETE keeps it");
     let again = ns_open(&ns, &path);
     assert_eq!(call(&again, "fx_next", &[]), 2, "the same copy, its state kept");
+    // RTLD_NODELETE-style: a library pinned by its user.
+    let counter = common::lib("counter.c", "fxcounter");
+    let plain = ns_open(&ns, &counter);
+    assert!(!plain.is_pinned());
+    plain.pin();
+    assert_eq!(call(&plain, "fx_next", &[]), 1);
+    drop(plain);
+    assert_eq!(call(&ns_open(&ns, &counter), "fx_next", &[]), 2, "kept");
 }
 
 fn proc_status(field: &str) -> u64 {

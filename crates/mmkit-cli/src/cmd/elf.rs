@@ -87,7 +87,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 
 fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> {
     let page = page_size.unwrap_or_else(mmkit_elf::page_size);
-    let src = Source::parse(source);
+    let src = mmkit_elf::Namespace::global_default().locate(Source::parse(source))?;
     let opened = src.open(page)?;
     let plan = mmkit_elf::plan_source(&opened, page)?;
     if json {
