@@ -278,6 +278,8 @@ impl Specials {
             "/proc/self/maps".into(),
             "/proc/self/mem".into(),
             "/proc/self/status".into(),
+            "/proc/self/pagemap".into(),
+            "/proc/kcore".into(),
             "/sys/kernel/mm/transparent_hugepage/enabled".into(),
         ];
         if !is_root() {
@@ -381,6 +383,8 @@ fn truncated_and_mutated_elf_files() {
         ));
         cases.push((vec!["elf".into(), "load".into(), p.clone().into()], Expect::NoCrash));
     }
+    // An executable (ET_DYN like a library, with an interpreter): planned, or refused.
+    cases.push((os(&["elf", "plan", "/proc/self/exe"]), Expect::NoCrash));
     // Symbols and arguments that are not there.
     let so = so.into_os_string();
     cases.push((vec!["elf".into(), "call".into(), so.clone(), "no_such_symbol".into()], Expect::Fail));
