@@ -1,6 +1,6 @@
 #!/bin/sh
 # CLI checks run inside the vmtest VM, against QEMU's edu device bound to uio_pci_generic as
-# /dev/uio0. Prints one line per check and a cargo-test-style summary; exits 1 on any failure.
+# /dev/uio0 and QEMU's ivshmem-plain (256-byte BAR0 as /dev/uio1, 1 MiB prefetchable BAR2). Prints one line per check and a cargo-test-style summary; exits 1 on any failure.
 
 passed=0
 failed=0
@@ -103,6 +103,52 @@ expect_fail irq_timeout "interrupt 1 of 1 did not arrive" mmkit mmio irq --uio 0
 expect_has edu_example "factorial  12! = 479001600 (interrupt #" edu
 expect_has tour_ident "0x010000ed" mmkit tour --only mmio
 expect_has tour_json '"ident": 16777453' mmkit tour --only mmio --json
+
+# The second device, ivshmem-plain: a sub-page BAR0 through every source, bounds at the BAR's
+# size, write-combining on the prefetchable BAR2 (vmtest/run checks on the host what
+# ivshmem_write_wc wrote at 0x2000), width warnings and profiles.
+IVSHMEM=
+for dev in /sys/bus/pci/devices/*; do
+    [ "$(cat "$dev/vendor")" = "0x1af4" ] && [ "$(cat "$dev/device")" = "0x1110" ] && IVSHMEM=$(basename "$dev")
+done
+IV0=$(printf '0x%x' "$(sed -n 1p /sys/bus/pci/devices/$IVSHMEM/resource | cut -d' ' -f1)")
+expect_out ivshmem_pci_bar0 "" mmkit mmio write --pci 1af4:1110 0x0 0x5a5aa5a5
+expect_out ivshmem_uio_bar0 "0x5a5aa5a5" mmkit mmio read --uio 1 0x0
+expect_out ivshmem_phys_bar0 "0x5a5aa5a5" mmkit mmio read --phys "$IV0" 0x0
+mmkit mmio write --uio 1 0x0 0 >$OUT 2>$ERR
+expect_out ivshmem_last_register "0x00000000" mmkit mmio read --pci "$IVSHMEM" --bar 0 0xfc
+expect_fail ivshmem_pci_past_bar0 "past the end of the 0x100-byte region" mmkit mmio read --pci 1af4:1110 0x100
+expect_fail ivshmem_uio_past_bar0 "read of /dev/uio1 map0 [offset 0x100, len 0x4] failed" mmkit mmio read --uio 1 0x100
+expect_fail ivshmem_phys_past_bar0 "past the end of the 0x100-byte region" mmkit mmio read --phys "$IV0" 0x100
+expect_fail ivshmem_width "ivshmem registers accepts only 32-bit accesses" mmkit mmio read --pci 1af4:1110 --width 8 0x0
+expect_out ivshmem_write_wc "" mmkit mmio write --pci 1af4:1110 --bar 2 --wc 0x2000 0x3cc3a55a
+expect_out ivshmem_read_uc "0x3cc3a55a" mmkit mmio read --pci 1af4:1110 --bar 2 0x2000
+expect_out ivshmem_read_wc_byte "0x5a" mmkit mmio read --pci 1af4:1110 --bar 2 --wc --width 8 0x2000
+expect_fail ivshmem_wc_not_prefetchable "BAR0 of $IVSHMEM is not prefetchable" mmkit mmio read --pci 1af4:1110 --wc 0x0
+expect_fail ivshmem_past_bar2 "past the end of the 0x100000-byte region" mmkit mmio read --pci 1af4:1110 --bar 2 --wc 0x100000
+expect_has ivshmem_list_bar0 "BAR0  $IV0  size 0x100 (256 B)" mmkit mmio list
+expect_has ivshmem_list_bar2 "64-bit prefetchable" mmkit mmio list
+# Known devices read silently; an address in no BAR warns that the width may not be valid, and a
+# profile states the widths.
+mmkit mmio read --pci 1af4:1110 0x0 >$OUT 2>$ERR
+if [ ! -s $ERR ]; then ok no_warning_for_known_device; else bad no_warning_for_known_device "mmkit mmio read --pci 1af4:1110 0x0" "empty stderr"; fi
+echo "name ivshmem-test" >/tmp/iv.profile
+echo "0x0..0x100 32/64" >>/tmp/iv.profile
+expect_fail profile_applies "ivshmem-test accepts only 32/64-bit accesses" mmkit mmio read --pci 1af4:1110 --width 16 --profile /tmp/iv.profile 0x0
+# A device mmkit has no rules for: the first memory BAR of another PCI device (q35's own).
+OTHER=$(mmkit mmio list | awk '/^  [0-9a-f]+:/ { dev = $1; id = $2; next }
+    /^    BAR/ && id != "[1234:11e8]" && id != "[1af4:1110]" && dev != "" { sub("BAR", "", $1); print dev, $1; exit }')
+if [ -n "$OTHER" ]; then
+    set -- $OTHER
+    mmkit mmio read --pci "$1" --bar "$2" 0x0 >$OUT 2>$ERR
+    if grep -qF "mmkit: warning: no width rules are known for /sys/bus/pci/devices/$1/resource$2 (BAR$2)" $ERR; then
+        ok width_warning_unknown_device
+    else
+        bad width_warning_unknown_device "mmkit mmio read --pci $1 --bar $2 0x0" "a width warning on stderr"
+    fi
+else
+    bad width_warning_unknown_device "mmkit mmio list" "a PCI device other than edu and ivshmem with a memory BAR"
+fi
 
 if [ "$failed" -eq 0 ]; then
     echo "test result: ok. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"

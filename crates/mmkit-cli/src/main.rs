@@ -34,6 +34,9 @@ enum Command {
     /// Read and write device registers (UIO, PCI sysfs, /dev/mem), list devices, wait for IRQs.
     #[command(subcommand)]
     Mmio(cmd::mmio::Command),
+    /// Pack files into the zstd seekable format; report a snapshot's or seekable file's pages.
+    #[command(subcommand)]
+    Pager(cmd::pager::Command),
 }
 
 fn main() {
@@ -44,6 +47,7 @@ fn main() {
         Command::Maps(args) => cmd::maps::run(args),
         Command::Elf(command) => cmd::elf::run(command),
         Command::Mmio(command) => cmd::mmio::run(command),
+        Command::Pager(command) => cmd::pager::run(command),
     };
     output::finish(result)
 }

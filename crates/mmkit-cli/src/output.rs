@@ -19,6 +19,12 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::output::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// Prints `mmkit: warning: <message>` to stderr like `eprintln!`, without panicking when stderr
+/// is closed.
+macro_rules! warn_line {
+    ($($arg:tt)*) => { $crate::output::warn(format_args!($($arg)*)) };
+}
+
 /// Writing to stdout failed.
 #[derive(Debug)]
 pub struct StdoutError(std::io::Error);
@@ -42,6 +48,12 @@ impl std::error::Error for StdoutError {}
 /// Writes formatted text to stdout (what [`out!`] and [`outln!`] call).
 pub fn write_fmt(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
     std::io::stdout().lock().write_fmt(args).map_err(|e| StdoutError(e).into())
+}
+
+/// Writes `mmkit: warning: <message>` to stderr (what [`warn_line!`] calls); a failing stderr
+/// loses the warning, nothing more.
+pub fn warn(args: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "mmkit: warning: {args}");
 }
 
 /// Ends the process with the outcome of a command: flushes stdout, then exits 0, or prints

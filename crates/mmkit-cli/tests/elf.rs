@@ -18,7 +18,8 @@ fn stderr(o: &Output) -> String {
 
 /// Builds the loader's basic fixture with gcc into `dir`.
 fn build(dir: &Path, flags: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
+    // A symlink to mmkit-elf's fixture: `cargo package` copies its target into this crate's package.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic.c");
     let out = dir.join("libfxbasic.so");
     let status = Command::new("gcc")
         .args(["-shared", "-fPIC", "-O1", "-o"])
@@ -91,12 +92,12 @@ fn load_prints_mappings_with_residency_and_verifies() {
     assert!(text.contains("r-xp"), "{text}");
     assert!(text.contains("pages resident"), "{text}");
     assert!(text.contains("libfxbasic.so"), "{text}");
-    assert!(text.contains("needs libc.so.6 (already loaded by glibc)"), "{text}");
+    assert!(text.contains("needs libc.so.6 (loaded by glibc's linker)"), "{text}");
     assert!(text.contains("verified against /proc/self/maps"), "{text}");
     let o = mmkit(&["elf", "load", so.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"], true);
-    assert_eq!(v["unwind_tables_registered"], false, "a plain C library links no unwinder");
+    assert_eq!(v["unwind_tables_registered"], true, "every library's tables are registered");
     let maps = v["mappings"].as_array().unwrap();
     assert!(maps.iter().any(|m| m["perms"] == "r-xp" && m["kind"] == "segment"));
     assert!(maps.iter().all(|m| m["resident_pages"].as_u64() <= m["pages"].as_u64()));
@@ -147,6 +148,104 @@ fn call_errors_exit_1_with_a_message() {
     let o = mmkit(&["elf", "load", &format!("{}!/lib/x.so", missing.display())]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("No such file or directory (ENOENT)"), "{}", stderr(&o));
+}
+
+#[test]
+fn call_refuses_symbols_that_are_not_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let mut cases = vec![(so.to_str().unwrap().to_owned(), "fx_counter", "data object")];
+    // libz's version-name symbols are absolute (SHN_ABS), value 0: calling one jumped to 0.
+    if let Some(z) = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    {
+        cases.push((z.to_owned(), "ZLIB_1.2.2", "absolute symbol"));
+    }
+    for (lib, symbol, what) in &cases {
+        let o = mmkit(&["elf", "call", lib, symbol]);
+        assert_eq!(o.status.code(), Some(1), "{lib} {symbol}: {o:?}");
+        let err = stderr(&o);
+        assert!(err.starts_with("mmkit: ") && err.contains(symbol) && err.contains(what), "{err}");
+        assert!(err.contains("not a function"), "{err}");
+    }
+}
+
+#[test]
+fn call_finds_a_bare_soname() {
+    if !["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"].iter().any(|p| Path::new(p).exists())
+    {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "libz.so.1 is missing (install zlib1g)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Run where no file of that name exists: the soname is searched for as dlopen would.
+    let o = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+        .args(["elf", "call", "libz.so.1", "adler32", "1", "0", "0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "1");
+    let o = mmkit(&["elf", "call", "libno-such-soname.so.9", "f"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("libno-such-soname.so.9"), "{}", stderr(&o));
+}
+
+#[test]
+fn call_into_a_library_with_a_thread_local_destructor_exits_cleanly() {
+    // The destructor runs at exit, after the library's handle is gone: it must still be mapped.
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/tlsdtor.cpp");
+    let so = dir.path().join("libtl.so");
+    let status = Command::new("g++")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("this test compiles a C++ fixture: install g++");
+    assert!(status.success());
+    let o = mmkit(&["elf", "call", so.to_str().unwrap(), "fx_tl_fill", "42", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], 42);
+}
+
+#[test]
+fn gdb_lists_breaks_in_and_forgets_an_mmkit_loaded_library() {
+    if Command::new("gdb").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "gdb is missing (scripts/test installs it)");
+        eprintln!("skipping: no gdb");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &["-g"]);
+    let so = so.to_str().unwrap();
+    let o = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", "set breakpoint pending on", "-ex", "break fx_add", "-ex", "run"])
+        .args(["-ex", "info sharedlibrary", "-ex", "bt 1", "-ex", "break exit", "-ex", "continue"])
+        .args([
+            "-ex",
+            "info sharedlibrary",
+            "--args",
+            env!("CARGO_BIN_EXE_mmkit"),
+            "elf",
+            "call",
+            so,
+            "fx_add",
+            "1",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    // Stopped in the library by name: gdb found it through the r_debug announcement.
+    assert!(text.contains("Breakpoint 1, fx_add (a=1, b=2)"), "{text}\n{}", stderr(&o));
+    let tables: Vec<&str> = text.split("Shared Object Library").skip(1).collect();
+    assert_eq!(tables.len(), 2, "{text}");
+    assert!(tables[0].contains(so), "listed while loaded:\n{text}");
+    let at_exit = tables[1].split("Breakpoint").next().unwrap_or("");
+    assert!(!at_exit.contains(so), "withdrawn once unloaded:\n{text}");
 }
 
 #[test]

@@ -79,3 +79,20 @@ fn tour_section_explains_how_to_run_in_the_vm() {
         assert!(section["notes"][0].as_str().unwrap().contains("vmtest/run"), "{section}");
     }
 }
+
+#[test]
+fn wc_needs_pci_and_profiles_are_checked_before_mapping() {
+    let out = mmkit(&["mmio", "read", "--uio", "0", "--wc", "0"]);
+    assert_eq!(out.status.code(), Some(2), "--wc without --pci: {}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.profile");
+    let out = mmkit(&["mmio", "read", "--uio", "99", "--profile", missing.to_str().unwrap(), "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("mmkit: cannot read device profile "), "{}", stderr(&out));
+    let bad = dir.path().join("bad.profile");
+    std::fs::write(&bad, "name dev\n0x0..0x10 24\n").unwrap();
+    let out = mmkit(&["mmio", "read", "--uio", "99", "--profile", bad.to_str().unwrap(), "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 2: widths are `any` or 8/16/32/64"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}

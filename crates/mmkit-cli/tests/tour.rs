@@ -6,9 +6,15 @@ fn mmkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mmkit"))
 }
 
+/// A directory on disk for the tour's files: under the target dir, or the system temp dir when
+/// that is not writable (the unprivileged run).
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempdir()).unwrap()
+}
+
 #[test]
 fn file_section_reports_kernel_facts_as_json() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = scratch_dir();
     let out =
         mmkit().args(["tour", "--only", "file", "--size", "8M", "--json", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
@@ -50,9 +56,17 @@ fn bad_arguments_are_usage_errors() {
     let out = mmkit().args(["tour", "--size", "12Q"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit"));
-    let out = mmkit().args(["tour", "--only", "nosuch"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("mmkit: unknown tour section"));
+    let out = mmkit().args(["tour", "--only", "file,nosuch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    // Sizes below 4 pages were silently raised to 4 pages; they are refused, naming the minimum.
+    let min = 4 * rustix::param::page_size();
+    for small in ["0", "1", "4095", &(min - 1).to_string()] {
+        let out = mmkit().args(["tour", "--only", "file", "--size", small]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "--size {small}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("too small") && err.contains(&min.to_string()), "{err}");
+    }
 }
 
 #[test]
@@ -60,5 +74,69 @@ fn unwritable_directory_is_a_clear_error() {
     let out = mmkit().args(["tour", "--only", "file", "--dir", "/nonexistent/dir"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/dir"), "{err}");
+    assert!(err.contains("/nonexistent/dir") && err.contains("(ENOENT)"), "{err}");
+    // A file where a directory should be: named, with its errno, on one line, before writing.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    for only in ["file", "elf"] {
+        let out = mmkit().args(["tour", "--only", only, "--dir"]).arg(file.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("mmkit: ") && err.lines().count() == 1 && err.contains("(ENOTDIR)"), "{err}");
+    }
+}
+
+/// The entries left in `dir`.
+fn leftovers(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()
+}
+
+#[test]
+fn size_beyond_free_space_fails_before_writing() {
+    let dir = scratch_dir();
+    let vfs = rustix::fs::statvfs(dir.path()).unwrap();
+    let free = vfs.f_bavail * vfs.f_frsize;
+    // Twice the free space (it wrote until ENOSPC).
+    let size = (2 * free).to_string();
+    let out = mmkit().args(["tour", "--only", "file", "--size", &size, "--dir"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("mmkit: ") && err.contains(&size) && err.contains("free"), "{err}");
+    // Both numbers: what it needs and what there is (to the nearest 1%, the disk is shared).
+    let said: u64 = err.split(" bytes) free").next().unwrap().rsplit('(').next().unwrap().parse().unwrap();
+    assert!(said.abs_diff(free) < free / 100 + (64 << 20), "said {said} free, statvfs {free}: {err}");
+    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+}
+
+#[test]
+fn sigint_and_sigterm_mid_run_leave_no_temporary_files() {
+    use rustix::process::{kill_process, Pid, Signal};
+    for signal in [Signal::INT, Signal::TERM] {
+        let dir = scratch_dir();
+        let mut child = mmkit()
+            .args(["tour", "--only", "file,elf", "--size", "512M", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the file section is writing its file.
+        let started = std::time::Instant::now();
+        loop {
+            let writing = leftovers(dir.path()).iter().any(|p| p.metadata().is_ok_and(|m| m.len() > 0));
+            if writing {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the tour ended before it wrote its file");
+            assert!(started.elapsed().as_secs() < 120, "the tour wrote nothing in 120 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let pid = Pid::from_raw(child.id() as i32).unwrap();
+        kill_process(pid, signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{signal:?}: {:?} {err}", out.status);
+        assert!(err.starts_with("mmkit: ") && err.contains("interrupted by SIG"), "{err}");
+        assert!(leftovers(dir.path()).is_empty(), "{signal:?} left {:?}", leftovers(dir.path()));
+    }
 }

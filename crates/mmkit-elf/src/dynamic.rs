@@ -51,6 +51,7 @@ pub(crate) struct Sym {
     pub other: u8,
     pub shndx: u16,
     pub value: u64,
+    pub size: u64,
 }
 
 impl From<elf::Sym64<LE>> for Sym {
@@ -61,6 +62,7 @@ impl From<elf::Sym64<LE>> for Sym {
             other: s.st_other,
             shndx: s.st_shndx.get(LE),
             value: s.st_value.get(LE),
+            size: s.st_size.get(LE),
         }
     }
 }
@@ -136,9 +138,18 @@ pub(crate) struct Dynamic {
     pub fini: Option<u64>,
     /// `DT_FINI_ARRAY`, checked the same way.
     pub fini_array: Table<u64>,
+    /// `DT_FLAGS_1` (`DF_1_NODELETE`, ...).
+    pub flags_1: u64,
 }
 
 impl Dynamic {
+    /// Whether the library defines a `STB_GNU_UNIQUE` symbol (glibc then never unloads it).
+    pub fn defines_unique(&self) -> bool {
+        (0..self.syms.len())
+            .map_while(|i| self.image.get(&self.syms, i))
+            .any(|s| s.st_info >> 4 == elf::STB_GNU_UNIQUE && s.st_shndx.get(LE) != elf::SHN_UNDEF)
+    }
+
     /// `.dynstr`, borrowed from the image.
     fn strings(&self) -> &[u8] {
         self.image.bytes(&self.strtab)
@@ -264,6 +275,7 @@ impl Dynamic {
         let mut tags = Tags::default();
         let mut needed = Vec::new();
         let mut flags = 0u64;
+        let mut flags_1 = 0u64;
         let entries: Table<elf::Dyn64<LE>> = image.table(dyn_vaddr, dyn_size / 16, false)?;
         for i in 0..entries.len() {
             let Some(d) = image.get(&entries, i) else { break };
@@ -275,6 +287,7 @@ impl Dynamic {
                     needed.push(u32::try_from(val).map_err(|_| bad(format!("DT_NEEDED offset {val:#x}")))?)
                 }
                 elf::DT_FLAGS => flags = val,
+                elf::DT_FLAGS_1 => flags_1 = val,
                 _ => tags.insert(tag, val),
             }
         }
@@ -389,6 +402,7 @@ impl Dynamic {
             fini: get(elf::DT_FINI),
             init_array,
             fini_array,
+            flags_1,
             image,
         };
         for &off in &dy.needed {

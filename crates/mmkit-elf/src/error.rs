@@ -61,6 +61,8 @@ pub enum ErrorKind {
     UndefinedSymbol,
     /// [`Library::symbol`](crate::Library::symbol) found no such symbol.
     SymbolNotFound,
+    /// [`Library::function`](crate::Library::function) found a symbol that is not code.
+    NotAFunction,
     /// A `DT_NEEDED` library could not be found or loaded.
     DependencyNotFound,
     /// The mappings do not match `/proc/self/maps`.

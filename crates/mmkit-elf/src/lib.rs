@@ -19,6 +19,23 @@
 //!   protects RELRO and runs `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
 //!   symbols borrowed from the library; [`Library::segments`] and [`Library::verify`] show
 //!   and check the mappings against the kernel's view. Drop runs the finalizers and unmaps.
+//! - [`Namespace`]: where dependencies come from (Android's linker namespaces): a search path
+//!   (directories and `app.apk!/lib/x86_64`), links to other namespaces for sonames, and a
+//!   [`SystemPolicy`]. The default maps the caller's own libraries and has the system linker
+//!   (`dlopen`, never unloaded) load system libraries (glibc, libm, libstdc++, anything in
+//!   [`SYSTEM_DIRS`]) that are not loaded yet. Bare sonames (`libz.so.1`) are searched for.
+//!   A file is loaded once per namespace (by device, inode and offset) and shared by
+//!   reference: opening it again, or needing it from several libraries (diamonds, cycles),
+//!   reaches the same copy; the last handle unloads what nothing else needs, finalizers in the
+//!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
+//!   and a pending `thread_local` destructor keeps it until the destructor has run
+//!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
+//! - Debuggers see the libraries mmkit maps: each is announced through glibc's `r_debug`
+//!   protocol (a link-map namespace of mmkit's own, glibc 2.35+), so `gdb` lists them, sets
+//!   breakpoints in them by name and backtraces through them.
+//! - [`addr_info`]: `dladdr`'s answer (library, base, nearest symbol), also for libraries
+//!   mmkit mapped.
+//! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
 //! # Example
@@ -44,30 +61,39 @@
 //! ```
 //!
 //! # Not (yet) supported
-//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and `dladdr`. The unwind tables
-//! of those that link the unwinder or a C++ runtime (libgcc_s, libstdc++, libc++, libunwind)
-//! are registered with libgcc's unwinder, so exceptions thrown and caught in them, and
-//! backtraces taken there, unwind through their frames; a plain C library's frames stop an
-//! unwinder that comes from outside. Lazy binding; `TLSDESC`/initial-exec TLS; copy
-//! relocations; libraries that need each other (each `Library` loads its own copy of the
-//! `DT_NEEDED` libraries glibc has not already loaded).
+//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and glibc's `dladdr` (ask
+//! [`addr_info`]). The unwind tables
+//! of every library mmkit maps are registered with libgcc's unwinder, so exceptions thrown and
+//! caught in them, and backtraces taken there or in a callback they make, unwind through their
+//! frames. Lazy binding; `TLSDESC`/initial-exec TLS in libraries
+//! mmkit maps (system libraries that need them go to the system linker); copy relocations.
+//! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
+//! system directory. A namespace's loads and unloads are serialized by one lock held while
+//! initializers run: an initializer that opens a library in the same namespace deadlocks
+//! (glibc's lock is recursive).
 #![deny(missing_docs)]
 
+mod addr;
 pub mod error;
 mod executor;
 pub mod plan;
 pub mod source;
 
 mod dynamic;
+mod group;
 mod library;
+mod namespace;
 mod relocate;
 mod symbols;
 
+pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
+pub use namespace::{Namespace, SearchDir, SystemPolicy};
 pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};
 pub use source::{OpenSource, Source};
+pub use symbols::SymbolKind;
 
 // A loaded library can be shared by threads (its lookups take `&self`; the process-wide
 // lookup cache is behind a mutex): checked at compile time.

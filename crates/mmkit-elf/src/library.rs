@@ -10,9 +10,10 @@ use crate::relocate::external::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
-use crate::symbols::{self, Want};
+use crate::symbols::{self, SymbolKind, Want};
 use object::elf;
-use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// Directories searched for `DT_NEEDED` libraries after the library's own directory,
 /// `RUNPATH` and `LD_LIBRARY_PATH`.
@@ -31,9 +32,6 @@ const FIRST_READ: usize = 1024;
 
 /// GNU hash of `__tls_get_addr` (bound to mmkit's own, never looked up).
 const TLS_GET_ADDR_HASH: u32 = symbols::gnu_hash(b"__tls_get_addr");
-
-/// How deep `DT_NEEDED` chains may go before the loader assumes a cycle.
-const MAX_DEPTH: usize = 32;
 
 /// The runtime page size, from the kernel (`AT_PAGESZ`).
 pub fn page_size() -> u64 {
@@ -66,16 +64,22 @@ pub fn plan(source: &Source, page_size: u64) -> Result<Plan> {
     plan_source(&src, page_size)
 }
 
-/// A dependency: loaded by mmkit, or already loaded by glibc.
-#[derive(Debug)]
-enum Dependency {
-    Mmkit(Box<Library>),
-    System(SystemLibrary),
+/// A dependency: mapped by mmkit (kept loaded by its namespace's registry, which unloads a
+/// library only when no loaded library needs it), or loaded by glibc (already, or through the
+/// namespace's system policy).
+#[derive(Debug, Clone)]
+pub(crate) enum Dependency {
+    Mmkit(Weak<Object>),
+    System(Arc<SystemLibrary>),
 }
 
+/// Identity of a mapped library in a namespace: device, inode, offset of the image in the file.
+pub(crate) type Key = (u64, u64, u64);
+
 /// What a mapping of a loaded library holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum MappingKind {
     /// File pages of a `PT_LOAD` segment.
     Segment {
@@ -97,7 +101,8 @@ pub enum MappingKind {
 }
 
 /// One mapping of a loaded library, as `/proc/self/maps` should show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Mapping {
     /// Run-time start address.
     pub start: u64,
@@ -119,29 +124,41 @@ pub struct Mapping {
     pub present_pages: u64,
 }
 
-/// A shared object loaded by mmkit. Dropping it runs `DT_FINI_ARRAY`/`DT_FINI` and unmaps it.
+/// One shared object mapped by mmkit, shared by every [`Library`] handle and every library that
+/// needs it in its namespace. Dropping it runs `DT_FINI_ARRAY`/`DT_FINI` and unmaps it.
 #[derive(Debug)]
-pub struct Library {
+pub(crate) struct Object {
     label: String,
     /// Where the file name starts in `label`.
     name_at: usize,
     plan: Plan,
     dev_ino: (u64, u64),
     source_offset: u64,
-    initialized: bool,
+    pub(crate) key: Key,
+    /// `DF_1_NODELETE`, or a `STB_GNU_UNIQUE` definition: never unloaded (as glibc does).
+    pub(crate) pinned: bool,
+    /// Pending `thread_local` destructors registered from this library: it stays loaded.
+    pub(crate) pins: AtomicUsize,
+    initialized: AtomicBool,
+    /// Position in the process's initialization order (unloading goes in reverse).
+    pub(crate) init_seq: AtomicU64,
     /// The `.eh_frame` registered with the unwinder, deregistered on drop.
-    unwind: Option<u64>,
+    unwind: OnceLock<u64>,
     // Drop order matters: the image (owned by `dynamic`) is unmapped before the dependencies
     // are released, the TLS module is unregistered after the image is gone.
     dynamic: Dynamic,
     tls: Option<TlsModule>,
-    deps: Vec<Dependency>,
+    pub(crate) deps: OnceLock<Vec<Dependency>>,
+    /// The dependencies breadth-first, each once, without this object (glibc's `l_searchlist`
+    /// after the object itself): where `dlsym` on a handle looks.
+    search: OnceLock<Vec<Dependency>>,
 }
 
-impl Library {
-    pub(crate) fn load(source: &Source, depth: usize) -> Result<Library> {
+impl Object {
+    /// Plans `source` (opened as `src`), maps it and reads its dynamic section; registers its
+    /// TLS block. Nothing is relocated or run yet.
+    pub(crate) fn map(source: &Source, mut src: OpenSource) -> Result<Object> {
         let page = page_size();
-        let mut src = source.open(page)?;
         let plan = plan_source(&src, page)?;
         let label = src.label();
         // The file name is the end of the label: after its last `/` (a file or an entry opened
@@ -162,132 +179,145 @@ impl Library {
             }
             None => None,
         };
-        let mut lib = Library {
-            dev_ino: src.dev_ino(),
+        let (dev, ino) = src.dev_ino();
+        let pinned = dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0 || dynamic.defines_unique();
+        Ok(Object {
+            dev_ino: (dev, ino),
             source_offset: src.offset(),
+            key: (dev, ino, src.offset()),
+            pinned,
+            pins: AtomicUsize::new(0),
             label,
             name_at,
             plan,
-            initialized: false,
-            unwind: None,
+            initialized: AtomicBool::new(false),
+            init_seq: AtomicU64::new(0),
+            unwind: OnceLock::new(),
             dynamic,
             tls,
-            deps: Vec::new(),
-        };
-        lib.load_dependencies(source, depth)?;
-        // One binding per symbol index (many relocations name the same symbol), and one
-        // snapshot of glibc's scope for the whole pass.
-        let mut cache: Vec<Option<Target>> = vec![None; lib.dynamic.sym_count()];
-        let scope = external::Scope::now();
-        let result = {
-            let lib_ref = &lib;
-            let mut resolve = |index: u32| -> Result<Target> {
-                if let Some(Some(t)) = cache.get(index as usize) {
-                    return Ok(*t);
-                }
-                let t = lib_ref.resolve(index, &scope)?;
-                if let Some(slot) = cache.get_mut(index as usize) {
-                    *slot = Some(t);
-                }
-                Ok(t)
-            };
-            crate::executor::relocate_image(&lib.dynamic, &mut resolve, lib.tls.as_ref().map(TlsModule::id))
-        };
-        result.map_err(|e| e.with_path(&lib.label))?;
-        lib.dynamic.image.protect_relro(&lib.plan).map_err(|e| e.with_path(&lib.label))?;
-        // Before the initializers: a C++ constructor may throw and catch inside the library.
-        if lib.uses_the_unwinder() {
-            lib.unwind = lib.plan.eh_frame_hdr.and_then(|(hdr, len)| lib.dynamic.image.register_unwind_info(hdr, len));
-        }
-        lib.initialized = true;
-        crate::executor::run_initializers(&lib).map_err(|e| e.with_path(&lib.label))?;
-        Ok(lib)
+            deps: OnceLock::new(),
+            search: OnceLock::new(),
+        })
     }
 
-    fn load_dependencies(&mut self, source: &Source, depth: usize) -> Result<()> {
-        let mut deps = Vec::new();
-        for name in self.dynamic.needed() {
-            let name = name?;
-            if let Some(sys) = SystemLibrary::if_loaded(name) {
-                deps.push(Dependency::System(sys));
-                continue;
+    /// Relocates the object, binding its references in glibc's order: the global scope, then
+    /// `scope` (the search list of the library being opened), then its own definition.
+    /// Protects RELRO and registers the unwind tables.
+    pub(crate) fn relocate(&self, scope_list: &[Dependency]) -> Result<()> {
+        // One binding per symbol index (many relocations name the same symbol), and one
+        // snapshot of glibc's scope for the whole pass.
+        let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
+        let scope = external::Scope::now();
+        let mut resolve = |index: u32| -> Result<Target> {
+            if let Some(Some(t)) = cache.get(index as usize) {
+                return Ok(*t);
             }
-            if depth >= MAX_DEPTH {
-                return Err(Error::new(
-                    ErrorKind::DependencyNotFound,
-                    format!("load dependency {name}"),
-                    "DT_NEEDED chain too deep (a cycle?)",
-                )
-                .with_path(&self.label));
+            let t = self.resolve(index, &scope, scope_list)?;
+            if let Some(slot) = cache.get_mut(index as usize) {
+                *slot = Some(t);
             }
-            let dep_source = self.find_dependency(name, source)?;
-            let dep = Library::load(&dep_source, depth + 1).map_err(|e| {
-                let msg = format!("{e}");
-                Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg).with_path(&self.label)
-            })?;
-            deps.push(Dependency::Mmkit(Box::new(dep)));
+            Ok(t)
+        };
+        crate::executor::relocate_image(&self.dynamic, &mut resolve, self.tls.as_ref().map(TlsModule::id))
+            .map_err(|e| e.with_path(&self.label))?;
+        self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
+        // Before the initializers: a C++ constructor may throw and catch inside the library.
+        // Every library's tables are registered, so that backtraces taken in a callback from a
+        // plain C library also cross its frames (libgcc's registration is a list insertion;
+        // the tables are read when an unwinder first looks there).
+        if let Some(eh) =
+            self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
+        {
+            let _ = self.unwind.set(eh);
         }
-        self.deps = deps;
         Ok(())
     }
 
-    /// Where `DT_NEEDED` `name` is: the same directory (inside the archive for an APK entry,
-    /// then beside it), `RUNPATH`/`RPATH` (`$ORIGIN` expanded), `LD_LIBRARY_PATH`, system dirs.
-    fn find_dependency(&self, name: &str, source: &Source) -> Result<Source> {
-        if name.contains('/') {
-            return Ok(Source::Path(name.into()));
+    /// Runs the initializers (once); `seq` is its place in the initialization order.
+    pub(crate) fn initialize(&self, seq: u64) -> Result<()> {
+        if self.initialized.swap(true, Ordering::AcqRel) {
+            return Ok(());
         }
-        if let Source::ZipEntry { archive, entry } = source {
-            let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let candidate = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
-            let s = Source::zip_entry(archive.clone(), candidate);
-            match s.open(page_size()) {
-                Ok(_) => return Ok(s),
-                Err(e) if e.kind() == ErrorKind::EntryMissing => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let origin = source.dir().map(Path::to_path_buf);
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        dirs.extend(origin.clone());
-        for rp in self.dynamic.runpath() {
-            let o = origin.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            dirs.push(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into());
-        }
-        if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
-            dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
-        }
-        dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
-        for d in &dirs {
-            let p = d.join(name);
-            if p.is_file() {
-                return Ok(Source::Path(p));
-            }
-        }
-        Err(Error::new(
-            ErrorKind::DependencyNotFound,
-            format!("find dependency {name}"),
-            format!(
-                "not loaded and not found in {}",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
-            ),
-        )
-        .with_path(&self.label))
+        self.init_seq.store(seq, Ordering::Release);
+        crate::executor::run_initializers(self).map_err(|e| e.with_path(&self.label))
     }
 
-    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
-    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack, whose
-    /// unwind tables the loader registers (a fault and a libgcc lock a load that other
-    /// libraries are spared).
-    fn uses_the_unwinder(&self) -> bool {
-        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
-        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
+    /// The `DT_NEEDED` names.
+    pub(crate) fn needed_names(&self) -> impl Iterator<Item = Result<&str>> + '_ {
+        self.dynamic.needed()
+    }
+
+    /// `DT_RUNPATH`/`DT_RPATH` entries, unexpanded.
+    pub(crate) fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
+        self.dynamic.runpath()
+    }
+
+    /// The exported symbol that `addr` (run-time) lies in, as `dladdr` answers: the nearest
+    /// defined function or object at or below it whose extent covers it (a size-0 symbol only
+    /// at its exact address). Returns its name and run-time address.
+    pub(crate) fn symbol_at(&self, addr: u64) -> Option<(String, u64)> {
+        let link = addr.checked_sub(self.bias())?;
+        let dy = &self.dynamic;
+        let mut best: Option<(u32, Sym)> = None;
+        for i in 1..dy.sym_count() as u32 {
+            let Some(sym) = dy.sym(i) else { break };
+            if !sym.is_defined()
+                || sym.shndx == elf::SHN_ABS
+                || !matches!(sym.kind(), elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE)
+                || sym.value > link
+            {
+                continue;
+            }
+            let covers = if sym.size == 0 { sym.value == link } else { link - sym.value < sym.size };
+            if covers && best.as_ref().map_or(true, |(_, b)| sym.value > b.value) {
+                best = Some((i, sym));
+            }
+        }
+        let (i, sym) = best?;
+        Some((dy.sym_name(i).ok()?.to_owned(), self.dynamic.image.addr(sym.value)))
+    }
+
+    /// The label, for messages.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The dependencies breadth-first, each once, without this object.
+    pub(crate) fn search_list(&self) -> &[Dependency] {
+        self.search.get_or_init(|| {
+            let mut out: Vec<Dependency> = Vec::new();
+            let mut seen_mmkit: Vec<*const Object> = vec![self as *const Object];
+            let mut seen_sys: Vec<*const SystemLibrary> = Vec::new();
+            let mut queue: std::collections::VecDeque<Dependency> =
+                self.deps.get().map(|d| d.iter().cloned().collect()).unwrap_or_default();
+            while let Some(d) = queue.pop_front() {
+                match &d {
+                    Dependency::Mmkit(w) => {
+                        if seen_mmkit.contains(&w.as_ptr()) {
+                            continue;
+                        }
+                        seen_mmkit.push(w.as_ptr());
+                        if let Some(o) = w.upgrade() {
+                            queue.extend(o.deps.get().into_iter().flatten().cloned());
+                        }
+                    }
+                    Dependency::System(s) => {
+                        if seen_sys.contains(&Arc::as_ptr(s)) {
+                            continue;
+                        }
+                        seen_sys.push(Arc::as_ptr(s));
+                    }
+                }
+                out.push(d);
+            }
+            out
+        })
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see
     /// the crate docs): C++ exceptions and backtraces then unwind through its frames.
     pub fn unwind_tables_registered(&self) -> bool {
-        self.unwind.is_some()
+        self.unwind.get().is_some()
     }
 
     /// What this library's own definition `sym` binds to.
@@ -303,17 +333,39 @@ impl Library {
     /// Finds an exported definition in this library, then its dependencies (what `dlsym` on a
     /// handle does).
     pub(crate) fn find(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        self.find_typed(name, want).map(|(t, _)| t)
+    }
+
+    /// [`Library::find`], with the definition's kind when it is in a library mmkit loaded
+    /// (`None`: glibc's library defines it; [`external::kind_at`] tells from its address).
+    pub(crate) fn find_typed(&self, name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
         if let Some((_, sym)) = symbols::lookup(&self.dynamic, name, want) {
-            return Some(self.own_target(&sym));
+            return Some((self.own_target(&sym), Some(SymbolKind::of(&sym))));
         }
         let version = match want {
             Want::Exact(v) => Some(v),
             Want::Default => None,
         };
-        self.deps.iter().find_map(|d| match d {
-            Dependency::Mmkit(lib) => lib.find(name, want),
-            Dependency::System(sys) => sys.symbol(name, version).map(Target::Addr),
+        self.search_list().iter().find_map(|d| match d {
+            Dependency::Mmkit(w) => {
+                let o = w.upgrade()?;
+                symbols::lookup(&o.dynamic, name, want).map(|(_, sym)| (o.own_target(&sym), Some(SymbolKind::of(&sym))))
+            }
+            Dependency::System(sys) => sys.symbol(name, version).map(|a| (Target::Addr(a), None)),
         })
+    }
+
+    /// The kind of the exported symbol `name` (default version): whether it is a function,
+    /// data, thread-local, absolute. For a definition in a library glibc loaded, the kind
+    /// glibc's symbol table gives (`dladdr1`), else [`SymbolKind::Function`] when the address
+    /// is in an executable segment.
+    pub fn symbol_kind(&self, name: &str) -> Result<SymbolKind> {
+        match self.find_typed(name, Want::Default) {
+            Some((_, Some(kind))) => Ok(kind),
+            Some((Target::Addr(a), None)) => Ok(external::kind_at(a)),
+            Some((_, None)) => Ok(SymbolKind::Untyped),
+            None => Err(self.not_found(name, "no such exported symbol")),
+        }
     }
 
     /// Per symbol index: the GNU hash of the name when the relocation pass looks the symbol up
@@ -347,7 +399,7 @@ impl Library {
 
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
     /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
-    fn resolve(&self, index: u32, scope: &external::Scope) -> Result<Target> {
+    fn resolve(&self, index: u32, scope: &external::Scope, list: &[Dependency]) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = dy.sym(index).ok_or_else(|| {
             Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
@@ -362,6 +414,9 @@ impl Library {
         if key.hash() == TLS_GET_ADDR_HASH && key.text() == b"__tls_get_addr" {
             return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
         }
+        if crate::relocate::atexit::INTERPOSED.contains(&key.text()) {
+            return Ok(Target::Addr(crate::relocate::atexit::thread_atexit as *const () as usize as u64));
+        }
         let version = dy.version_of(index).map(|(v, _)| v);
         let version_key = version.map(|v| dy.version_key(v));
         let announce = || self.global_lookups();
@@ -370,16 +425,19 @@ impl Library {
                 return Ok(Target::Addr(a));
             }
         }
-        if sym.is_defined() {
-            return Ok(self.own_target(&sym));
-        }
         let name = dy.sym_name(index)?;
         let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
-        if let Some(t) = self.deps.iter().find_map(|d| match d {
-            Dependency::Mmkit(lib) => lib.find(name, want),
+        if let Some(t) = list.iter().find_map(|d| match d {
+            Dependency::Mmkit(w) => {
+                let o = w.upgrade()?;
+                symbols::lookup(&o.dynamic, name, want).map(|(_, s)| o.own_target(&s))
+            }
             Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
         }) {
             return Ok(t);
+        }
+        if sym.is_defined() {
+            return Ok(self.own_target(&sym));
         }
         if sym.bind() == elf::STB_WEAK {
             return Ok(Target::Addr(0));
@@ -434,23 +492,18 @@ impl Library {
         self.dynamic.needed().filter_map(Result::ok).collect()
     }
 
-    /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc had it loaded already.
+    /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc loaded it (it was loaded
+    /// already, or the namespace sent it to the system linker: see [`crate::Namespace`]).
     pub fn dependencies(&self) -> Vec<(String, bool)> {
         self.deps
-            .iter()
-            .map(|d| match d {
-                Dependency::Mmkit(l) => (l.name().to_owned(), true),
-                Dependency::System(s) => (s.name().to_owned(), false),
+            .get()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| match d {
+                Dependency::Mmkit(l) => Some((l.upgrade()?.name().to_owned(), true)),
+                Dependency::System(s) => Some((s.name().to_owned(), false)),
             })
             .collect()
-    }
-
-    /// Dependencies loaded by mmkit.
-    pub fn loaded_dependencies(&self) -> impl Iterator<Item = &Library> {
-        self.deps.iter().filter_map(|d| match d {
-            Dependency::Mmkit(l) => Some(&**l),
-            Dependency::System(_) => None,
-        })
     }
 
     /// The run-time address of an exported symbol (default version) that is not an IFUNC or
@@ -477,7 +530,7 @@ impl Library {
     }
 
     pub(crate) fn is_initialized(&self) -> bool {
-        self.initialized
+        self.initialized.load(Ordering::Acquire)
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
@@ -624,13 +677,130 @@ impl Library {
     }
 }
 
-impl Drop for Library {
+impl Drop for Object {
     fn drop(&mut self) {
-        if self.initialized {
-            crate::executor::run_finalizers(self);
-        }
+        crate::executor::run_finalizers(self);
         if let Some(eh_frame) = self.unwind.take() {
             self.dynamic.image.deregister_unwind_info(eh_frame);
+        }
+    }
+}
+
+/// A shared object loaded by mmkit: a handle, like the one `dlopen` returns. The same file
+/// opened again in the same [`Namespace`](crate::Namespace) gives another handle to the same copy; the copy is
+/// unloaded (its finalizers run, then it is unmapped) when the last handle is dropped and no
+/// other loaded library needs it, unless it is pinned (`DF_1_NODELETE`, `STB_GNU_UNIQUE`).
+#[derive(Debug)]
+pub struct Library {
+    obj: Option<Arc<Object>>,
+    registry: Arc<crate::group::Registry>,
+}
+
+impl Library {
+    pub(crate) fn new(obj: Arc<Object>, registry: Arc<crate::group::Registry>) -> Library {
+        Library { obj: Some(obj), registry }
+    }
+
+    pub(crate) fn object(&self) -> &Object {
+        self.obj.as_deref().expect("a live handle has its object")
+    }
+
+    /// The library's file name (`libfoo.so`).
+    pub fn name(&self) -> &str {
+        self.object().name()
+    }
+
+    /// Where it was loaded from: `path`, `archive!/entry`, `memfd:name`.
+    pub fn source(&self) -> &str {
+        self.object().source()
+    }
+
+    /// The plan it was loaded with (page size from the kernel).
+    pub fn plan(&self) -> &Plan {
+        self.object().plan()
+    }
+
+    /// The load bias: run-time address minus link-time address.
+    pub fn bias(&self) -> u64 {
+        self.object().bias()
+    }
+
+    /// Run-time `(start, len)` of the whole reservation.
+    pub fn span(&self) -> (u64, u64) {
+        self.object().span()
+    }
+
+    /// `DT_SONAME`, if any.
+    pub fn soname(&self) -> Option<&str> {
+        self.object().soname()
+    }
+
+    /// `DT_NEEDED` names, in order (names that are not UTF-8 are left out).
+    pub fn needed(&self) -> Vec<&str> {
+        self.object().needed()
+    }
+
+    /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc loaded it (it was loaded
+    /// already, or the namespace sent it to the system linker: see [`crate::Namespace`]).
+    pub fn dependencies(&self) -> Vec<(String, bool)> {
+        self.object().dependencies()
+    }
+
+    /// Handles to the direct dependencies mmkit mapped (each keeps its library loaded).
+    pub fn loaded_dependencies(&self) -> Vec<Library> {
+        let deps = self.object().deps.get().into_iter().flatten();
+        deps.filter_map(|d| match d {
+            Dependency::Mmkit(w) => self.registry.handle(w.upgrade()?, &self.registry),
+            Dependency::System(_) => None,
+        })
+        .collect()
+    }
+
+    /// Whether this copy stays loaded for the life of the process (`DF_1_NODELETE`, or it
+    /// defines `STB_GNU_UNIQUE` symbols), as glibc keeps it.
+    pub fn is_pinned(&self) -> bool {
+        self.object().pinned
+    }
+
+    /// Whether the library's unwind tables are registered with the process's unwinder (see
+    /// the crate docs): C++ exceptions and backtraces then unwind through its frames.
+    pub fn unwind_tables_registered(&self) -> bool {
+        self.object().unwind_tables_registered()
+    }
+
+    /// The run-time address of an exported symbol (default version) that is not an IFUNC or
+    /// TLS symbol. Use [`Library::symbol`] for a typed, callable value.
+    pub fn address_of(&self, name: &str) -> Result<u64> {
+        self.object().address_of(name)
+    }
+
+    /// The kind of the exported symbol `name` (default version): whether it is a function,
+    /// data, thread-local, absolute. For a definition in a library glibc loaded, the kind
+    /// glibc's symbol table gives (`dladdr1`), else [`SymbolKind::Function`] when the address
+    /// is in an executable segment.
+    pub fn symbol_kind(&self, name: &str) -> Result<SymbolKind> {
+        self.object().symbol_kind(name)
+    }
+
+    /// The mappings, in address order, with resident pages counted by `mincore`.
+    pub fn segments(&self) -> Result<Vec<Mapping>> {
+        self.object().segments()
+    }
+
+    /// Checks the mappings against `/proc/self/maps`: every page of the reservation is mapped
+    /// with the planned access rights, file pages from this library's file at the planned
+    /// offsets, `.bss` and gaps anonymous.
+    pub fn verify(&self) -> Result<()> {
+        self.object().verify()
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            let key = obj.key;
+            drop(obj);
+            self.registry.release(key);
         }
     }
 }

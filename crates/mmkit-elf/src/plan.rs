@@ -19,7 +19,8 @@ pub const PHDR_SIZE: u64 = 56;
 pub const MAX_PHNUM: u64 = 65536 / PHDR_SIZE;
 
 /// Access rights of a mapping, from a segment's `p_flags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Protection {
     /// `PF_R`: readable.
     pub read: bool,
@@ -55,7 +56,8 @@ impl Protection {
 ///
 /// Addresses are link-time virtual addresses (add the load bias to get run-time addresses);
 /// offsets are relative to the start of the ELF image in its source.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentPlan {
     /// Index of the program header.
     pub phdr_index: usize,
@@ -101,7 +103,8 @@ impl SegmentPlan {
 }
 
 /// The `PT_TLS` template.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TlsPlan {
     /// `p_vaddr` of the initialization image (`.tdata`).
     pub vaddr: u64,
@@ -114,7 +117,8 @@ pub struct TlsPlan {
 }
 
 /// A mapping plan for one ELF shared object.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Plan {
     /// The page size the plan was made for.
     pub page_size: u64,
@@ -153,6 +157,17 @@ fn up(x: u64, page: u64) -> Option<u64> {
     x.checked_add(page - 1).map(|v| v & !(page - 1))
 }
 
+/// Copies an ELF structure (at most 64 bytes, the ELF header) from the start of `bytes`,
+/// whatever their alignment: `object`'s casts need an aligned buffer, and a caller's slice
+/// (a prefix read into a `Vec<u8>`, bytes inside a larger buffer) need not be.
+fn read_struct<T: pod::Pod>(bytes: &[u8]) -> Option<T> {
+    let mut words = [0u64; (EHDR_SIZE / 8) as usize];
+    let size = std::mem::size_of::<T>();
+    let dst = pod::bytes_of_slice_mut(&mut words).get_mut(..size)?;
+    dst.copy_from_slice(bytes.get(..size)?);
+    pod::from_bytes::<T>(pod::bytes_of_slice(&words)).ok().map(|(t, _)| *t)
+}
+
 fn plan_err(kind: ErrorKind, detail: String) -> Error {
     Error::new(kind, "plan", detail)
 }
@@ -160,7 +175,7 @@ fn plan_err(kind: ErrorKind, detail: String) -> Error {
 /// How many bytes of the source [`Plan::new`] needs: the ELF header and the program header
 /// table. Returns `None` when `bytes` (at least the 64-byte header) says the table is absurd.
 pub fn headers_len(ehdr: &[u8]) -> Option<u64> {
-    let hdr: &elf::FileHeader64<LE> = pod::from_bytes(ehdr.get(..EHDR_SIZE as usize)?).ok()?.0;
+    let hdr: elf::FileHeader64<LE> = read_struct(ehdr)?;
     let phoff = hdr.e_phoff.get(LE);
     let phnum = u64::from(hdr.e_phnum.get(LE));
     let phentsize = u64::from(hdr.e_phentsize.get(LE));
@@ -198,8 +213,8 @@ impl Plan {
             return Err(plan_err(ErrorKind::Truncated, format!("{avail} bytes is too short for a 64-byte ELF header"))
                 .with_range(0, EHDR_SIZE));
         }
-        let (hdr, _) = pod::from_bytes::<elf::FileHeader64<LE>>(&bytes[..EHDR_SIZE as usize])
-            .map_err(|()| plan_err(ErrorKind::Truncated, "unreadable ELF header".into()))?;
+        let hdr = read_struct::<elf::FileHeader64<LE>>(&bytes[..EHDR_SIZE as usize])
+            .ok_or_else(|| plan_err(ErrorKind::Truncated, "unreadable ELF header".into()))?;
         let ident = &hdr.e_ident;
         if ident.class != elf::ELFCLASS64 {
             return Err(plan_err(ErrorKind::BadClass, format!("EI_CLASS is {}, expected ELFCLASS64 (2)", ident.class))
@@ -272,11 +287,11 @@ impl Plan {
             return Err(plan_err(ErrorKind::Truncated, format!("only {} header bytes were read", bytes.len()))
                 .with_range(phoff, table_len));
         }
-        let (phdrs, _) = pod::slice_from_bytes::<elf::ProgramHeader64<LE>>(
-            &bytes[phoff as usize..table_end as usize],
-            phnum as usize,
-        )
-        .map_err(|()| plan_err(ErrorKind::BadProgramHeaders, "unreadable table".into()))?;
+        let phdrs = bytes[phoff as usize..table_end as usize]
+            .chunks_exact(PHDR_SIZE as usize)
+            .map(read_struct::<elf::ProgramHeader64<LE>>)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| plan_err(ErrorKind::BadProgramHeaders, "unreadable table".into()))?;
 
         let mut plan = Plan {
             page_size,

@@ -29,6 +29,62 @@ pub(crate) fn sysv_hash(name: &[u8]) -> u32 {
     h
 }
 
+/// What an exported symbol defines (its `STT_*` type, and `SHN_ABS`): what may be called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SymbolKind {
+    /// Code (`STT_FUNC`).
+    Function,
+    /// Code chosen at load time by a resolver (`STT_GNU_IFUNC`).
+    Ifunc,
+    /// Data (`STT_OBJECT`, `STT_COMMON`).
+    Object,
+    /// A thread-local variable (`STT_TLS`).
+    ThreadLocal,
+    /// An absolute value, not an address in the library (`SHN_ABS`: version names such as
+    /// libz's `ZLIB_1.2.2`, link-time constants).
+    Absolute,
+    /// No type (`STT_NOTYPE`), or a definition of a library glibc loaded whose type it does not
+    /// tell (its address is in no executable segment).
+    Untyped,
+}
+
+impl SymbolKind {
+    /// The kind of a defined symbol.
+    pub(crate) fn of(sym: &Sym) -> SymbolKind {
+        SymbolKind::from_st_info(sym.info, sym.shndx)
+    }
+
+    /// The kind from a symbol's `st_info` and `st_shndx`.
+    pub(crate) fn from_st_info(info: u8, shndx: u16) -> SymbolKind {
+        match info & 0xf {
+            elf::STT_TLS => SymbolKind::ThreadLocal,
+            _ if shndx == elf::SHN_ABS => SymbolKind::Absolute,
+            elf::STT_FUNC => SymbolKind::Function,
+            elf::STT_GNU_IFUNC => SymbolKind::Ifunc,
+            elf::STT_OBJECT | elf::STT_COMMON => SymbolKind::Object,
+            _ => SymbolKind::Untyped,
+        }
+    }
+
+    /// Whether the symbol is code that may be called (`STT_FUNC` or `STT_GNU_IFUNC`).
+    pub fn is_function(self) -> bool {
+        matches!(self, SymbolKind::Function | SymbolKind::Ifunc)
+    }
+
+    /// What it is, for messages: "a data object", "an absolute symbol", ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            SymbolKind::Function => "a function",
+            SymbolKind::Ifunc => "an IFUNC",
+            SymbolKind::Object => "a data object (STT_OBJECT)",
+            SymbolKind::ThreadLocal => "a thread-local variable (STT_TLS)",
+            SymbolKind::Absolute => "an absolute symbol (SHN_ABS: a version name or a constant)",
+            SymbolKind::Untyped => "a symbol without a type (STT_NOTYPE)",
+        }
+    }
+}
+
 /// Which version a lookup asks for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Want<'a> {

@@ -75,7 +75,7 @@ fn dependencies_load_from_the_same_apk_directory() {
     write_zip(&path, &[("lib/x86_64/libfxdep.so", &d, page_u16()), ("lib/x86_64/libfxbase.so", &b, page_u16())]);
     let ours = open(format!("{}!/lib/x86_64/libfxdep.so", path.display()).as_str());
     assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002);
-    let deps: Vec<_> = ours.loaded_dependencies().map(|l| l.source().to_owned()).collect();
+    let deps: Vec<_> = ours.loaded_dependencies().iter().map(|l| l.source().to_owned()).collect();
     assert_eq!(deps, vec![format!("{}!/lib/x86_64/libfxbase.so", path.display())]);
 }
 

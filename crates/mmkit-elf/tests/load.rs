@@ -441,9 +441,19 @@ fn threads_load_look_up_and_call_at_once() {
     let path = lib("basic.c", "fxbasic");
     let shared = open(path.as_path());
     let expect_add = call(&shared, "fx_add", &[20, 22]);
+    // One file per thread: a file is loaded once per namespace, so each thread's copy is its
+    // own, loaded and unloaded every round while the shared one stays.
+    let dir = tempfile::tempdir().unwrap();
+    let copies: Vec<_> = (0..4)
+        .map(|t| {
+            let p = dir.path().join(format!("libfxbasic{t}.so"));
+            std::fs::copy(&path, &p).unwrap();
+            p
+        })
+        .collect();
     std::thread::scope(|s| {
         for t in 0..4i64 {
-            let (path, shared) = (&path, &shared);
+            let (path, shared) = (&copies[t as usize], &shared);
             s.spawn(move || {
                 for i in 0..25 {
                     let own = open(path.as_path());
@@ -479,8 +489,8 @@ fn the_unwinder_walks_through_the_library_like_through_dlopens_copy() {
     drop(ours);
     let again = open(path.as_path());
     assert_eq!(call(&again, "fx_unwind_frames", &[]), frames);
-    // A plain C library (no unwinder, no C++ runtime) is spared the registration.
-    assert!(!open(lib("basic.c", "fxbasic").as_path()).unwind_tables_registered());
+    // A plain C library's tables are registered too (backtraces from its callbacks).
+    assert!(open(lib("basic.c", "fxbasic").as_path()).unwind_tables_registered());
 }
 
 #[test]
@@ -530,15 +540,7 @@ fn system_library_dependency_is_found_in_system_dirs() {
 
 #[test]
 fn system_libz_loads_directly() {
-    let path = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
-        .into_iter()
-        .map(std::path::Path::new)
-        .find(|p| p.exists());
-    let Some(path) = path else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "libz.so.1 is missing (install zlib1g)");
-        eprintln!("skipping: no libz.so.1");
-        return;
-    };
+    let Some(path) = system_libz() else { return };
     let ours = open(path);
     let oracle = Dl::open(path);
     // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
@@ -551,4 +553,69 @@ fn system_libz_loads_directly() {
     assert_eq!(a, b);
     assert!(a.to_str().unwrap().starts_with('1'));
     ours.verify().unwrap();
+}
+
+#[test]
+fn function_lookup_refuses_symbols_that_are_not_code() {
+    use mmkit_elf::SymbolKind;
+    let path = lib("symkinds.c", "fxkinds");
+    let ours = open(path.as_path());
+    // SAFETY: fx_kind_fn is int64_t(int64_t).
+    let f = unsafe { ours.function::<extern "C" fn(i64) -> i64>("fx_kind_fn") }.unwrap();
+    assert_eq!(f(41), 41);
+    assert_eq!(ours.symbol_kind("fx_kind_fn").unwrap(), SymbolKind::Function);
+    for (name, kind) in [
+        ("fx_kind_data", SymbolKind::Object),
+        ("fx_kind_tls", SymbolKind::ThreadLocal),
+        ("fx_kind_abs", SymbolKind::Absolute),
+        ("fx_kind_notype", SymbolKind::Untyped),
+    ] {
+        assert_eq!(ours.symbol_kind(name).unwrap(), kind, "{name}");
+        // SAFETY: refused before use.
+        let err = unsafe { ours.function::<extern "C" fn()>(name) }.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotAFunction, "{name}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(name) && msg.contains("fxkinds") && msg.contains("not a function"), "{msg}");
+    }
+    // Definitions in libraries glibc loaded (libc, a dependency): data is refused, code (also
+    // an IFUNC's chosen implementation, strlen) is accepted.
+    assert_eq!(ours.symbol_kind("environ").unwrap(), SymbolKind::Object);
+    // SAFETY: refused before use.
+    assert_eq!(unsafe { ours.function::<extern "C" fn()>("environ") }.unwrap_err().kind(), ErrorKind::NotAFunction);
+    // SAFETY: getpid is pid_t(void); strlen is size_t(const char *).
+    let getpid = unsafe { ours.function::<extern "C" fn() -> i32>("getpid") }.unwrap();
+    assert_eq!(getpid(), std::process::id() as i32);
+    // SAFETY: as above.
+    let strlen = unsafe { ours.function::<extern "C" fn(*const std::ffi::c_char) -> usize>("strlen") }.unwrap();
+    assert_eq!(strlen(c"four".as_ptr()), 4);
+    // A missing symbol is still "not found".
+    // SAFETY: never called.
+    let err = unsafe { ours.function::<extern "C" fn()>("no_such_symbol") }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SymbolNotFound);
+}
+
+#[test]
+fn version_name_symbols_of_libz_are_not_functions() {
+    let Some(path) = system_libz() else { return };
+    let ours = open(path);
+    assert_eq!(ours.symbol_kind("ZLIB_1.2.2").unwrap(), mmkit_elf::SymbolKind::Absolute);
+    // SAFETY: refused before use.
+    let err = unsafe { ours.function::<extern "C" fn()>("ZLIB_1.2.2") }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAFunction, "{err}");
+    assert!(err.to_string().contains("absolute"), "{err}");
+    // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
+    assert!(unsafe { ours.function::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.is_ok());
+}
+
+/// The system's libz.so.1 (skipping the test without it, failing under CI=true).
+fn system_libz() -> Option<&'static std::path::Path> {
+    let path = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists());
+    if path.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "libz.so.1 is missing (install zlib1g)");
+        eprintln!("skipping: no libz.so.1");
+    }
+    path
 }

@@ -286,6 +286,58 @@ proptest! {
     }
 }
 
+/// `bytes` copied to offset `shift` of an 8-byte-aligned buffer: a slice at every alignment.
+fn at_offset(bytes: &[u8], shift: usize, f: impl FnOnce(&[u8]) -> String) -> String {
+    let mut words = vec![0u64; bytes.len() / 8 + 2];
+    // SAFETY: u64 → u8 reinterpretation of an owned, initialized buffer of the right length.
+    let buf = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) };
+    buf[shift..shift + bytes.len()].copy_from_slice(bytes);
+    let slice = &buf[shift..shift + bytes.len()];
+    assert_eq!(slice.as_ptr() as usize % 8, shift);
+    f(slice)
+}
+
+/// The plan (or the error) as text, for comparing outcomes.
+fn outcome(bytes: &[u8], len: u64, page: u64) -> String {
+    match Plan::new(bytes, len, page) {
+        Ok(plan) => format!("{plan:?}"),
+        Err(e) => format!("error {:?}: {e}", e.kind()),
+    }
+}
+
+#[test]
+fn a_real_library_plans_identically_at_every_buffer_alignment() {
+    let bytes = std::fs::read(lib("basic.c", "fxbasic")).unwrap();
+    let len = bytes.len() as u64;
+    let head = &bytes[..bytes.len().min(4096)];
+    let aligned = Plan::new(head, len, 4096).expect("plans from an aligned buffer");
+    for shift in 0..8 {
+        let got = at_offset(head, shift, |b| outcome(b, len, 4096));
+        assert_eq!(got, format!("{aligned:?}"), "buffer at offset {shift} mod 8");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn the_same_bytes_plan_identically_at_every_offset(phs in proptest::collection::vec(arb_ph(), 1..6),
+                                                       len in 0u64..0x20000,
+                                                       page in prop_oneof![Just(4096u64), Just(16384), Just(65536)]) {
+        let elf = synth_elf(&phs, 0);
+        let len = len.max(elf.len() as u64);
+        let first = at_offset(&elf, 0, |b| outcome(b, len, page));
+        for shift in 1..8 {
+            prop_assert_eq!(&at_offset(&elf, shift, |b| outcome(b, len, page)), &first, "offset {}", shift);
+        }
+        // headers_len reads the same header.
+        let want = mmkit_elf::plan::headers_len(&elf);
+        for shift in 1..8 {
+            prop_assert_eq!(at_offset(&elf, shift, |b| format!("{:?}", mmkit_elf::plan::headers_len(b))), format!("{want:?}"));
+        }
+    }
+}
+
 #[test]
 fn mutated_fixture_headers_never_panic() {
     let path = lib("basic.c", "fxbasic");

@@ -170,12 +170,40 @@ impl AccessRules {
             .allow(0x80..u64::MAX, Widths::only(Width::W32).and(Width::W64))
     }
 
-    /// The rules for a known PCI device, by vendor and device ID, or [`AccessRules::any`].
+    /// QEMU's `ivshmem` register BAR0 (PCI `1af4:1110`, 256 bytes): 32-bit registers only
+    /// (interrupt mask and status, IV position, doorbell).
+    pub fn ivshmem_registers() -> Self {
+        AccessRules::any().named("ivshmem registers").allow(0..0x100, Widths::only(Width::W32))
+    }
+
+    /// QEMU's `ivshmem` BAR2: plain shared memory, every width.
+    pub fn ivshmem_memory() -> Self {
+        AccessRules::any().named("ivshmem shared memory")
+    }
+
+    /// The rules for BAR0 of a known PCI device, by vendor and device ID, or
+    /// [`AccessRules::any`] (see [`AccessRules::for_pci_bar`]).
     pub fn for_pci_id(vendor: u16, device: u16) -> Self {
-        match (vendor, device) {
-            (0x1234, 0x11e8) => Self::edu(),
+        Self::for_pci_bar(vendor, device, 0)
+    }
+
+    /// The rules for BAR `bar` of a known PCI device (edu, ivshmem), or [`AccessRules::any`]
+    /// (unknown: see [`AccessRules::is_known`]).
+    pub fn for_pci_bar(vendor: u16, device: u16, bar: usize) -> Self {
+        match (vendor, device, bar) {
+            (0x1234, 0x11e8, 0) => Self::edu(),
+            (0x1af4, 0x1110, 0) => Self::ivshmem_registers(),
+            (0x1af4, 0x1110, 2) => Self::ivshmem_memory(),
             _ => Self::any(),
         }
+    }
+
+    /// Whether these rules describe a device (they were [`named`](AccessRules::named): a
+    /// built-in device, a register block's layout or a loaded profile), so that the widths
+    /// they allow are known to be valid. [`AccessRules::any`] alone is not known: it allows
+    /// every width because nothing says otherwise.
+    pub fn is_known(&self) -> bool {
+        self.name.is_some()
     }
 
     /// The widths allowed at `offset`.
@@ -186,6 +214,61 @@ impl AccessRules {
     /// Whether an access of `width` at `offset` is allowed (ignoring bounds and alignment).
     pub fn allows(&self, offset: u64, width: Width) -> bool {
         self.widths_at(offset).contains(width)
+    }
+}
+
+impl AccessRules {
+    /// Parses a device profile: the width rules of one register region, as a user writes them
+    /// for a device this crate does not know (`mmkit mmio --profile FILE`).
+    ///
+    /// One item per line; `#` starts a comment. `name NAME` names the device (default
+    /// `profile`); `START..END WIDTHS` (or `START..` to the end) allows `WIDTHS` in the byte
+    /// range, where `WIDTHS` is `any` or bit counts joined by `/` (`32`, `32/64`). Offsets are
+    /// hex (`0x..`) or decimal. The first matching range wins; offsets no range covers accept
+    /// every width. Parsed rules are [known](AccessRules::is_known).
+    ///
+    /// ```
+    /// use mmkit_mmio::{AccessRules, Width};
+    /// let rules = AccessRules::parse_profile("name ivshmem\n0x0..0x100 32  # registers\n")?;
+    /// assert!(rules.allows(0xc, Width::W32) && !rules.allows(0xc, Width::W8));
+    /// assert_eq!(rules.name(), Some("ivshmem"));
+    /// # Ok::<(), mmkit_mmio::Error>(())
+    /// ```
+    pub fn parse_profile(text: &str) -> Result<Self> {
+        let mut rules = AccessRules::any().named("profile");
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |what: &str| {
+                Error::new("parse device profile", ErrorKind::Parse).detail(format!("line {}: {what}: {raw:?}", n + 1))
+            };
+            let (first, rest) = line.split_once(char::is_whitespace).ok_or_else(|| bad("expected two fields"))?;
+            let rest = rest.trim();
+            if first == "name" {
+                rules.name = Some(rest.to_owned());
+                continue;
+            }
+            let (start, end) = first.split_once("..").ok_or_else(|| bad("expected a range START..END"))?;
+            let start = crate::sysfs::parse_number(start).ok_or_else(|| bad("bad range start"))?;
+            let end = match end {
+                "" => u64::MAX,
+                e => crate::sysfs::parse_number(e).ok_or_else(|| bad("bad range end"))?,
+            };
+            if end <= start {
+                return Err(bad("empty range"));
+            }
+            let widths = match rest {
+                "any" => Widths::ANY,
+                list => list.split('/').try_fold(Widths::NONE, |acc, bits| {
+                    let w = bits.trim().parse().ok().and_then(Width::from_bits);
+                    w.map(|w| acc.and(w)).ok_or_else(|| bad("widths are `any` or 8/16/32/64 joined by `/`"))
+                })?,
+            };
+            rules.rules.push((start..end, widths));
+        }
+        Ok(rules)
     }
 }
 
@@ -256,6 +339,29 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::OutOfBounds);
         assert!(check_access("read", 0x100, &r, 0xf8, Width::W64).is_ok());
         assert!(check_access("read", 0x100, &AccessRules::any(), 0x3, Width::W8).is_ok());
+    }
+
+    #[test]
+    fn profiles_parse_and_errors_name_the_line() {
+        let r = AccessRules::parse_profile("# ivshmem\nname ivshmem regs\n0x0..0x10 32\n16.. 8/16/32/64\n").unwrap();
+        assert_eq!(r.name(), Some("ivshmem regs"));
+        assert!(r.is_known());
+        assert!(r.allows(0x8, Width::W32) && !r.allows(0x8, Width::W16));
+        assert!(r.allows(0x10, Width::W8) && r.allows(u64::MAX - 1, Width::W64));
+        let unnamed = AccessRules::parse_profile("").unwrap();
+        assert!(unnamed.is_known() && unnamed.allows(0, Width::W8));
+        assert!(!AccessRules::any().is_known());
+        for (text, what) in [
+            ("0x0..0x10 24", "line 1: widths"),
+            ("name x\n0x10..0x10 32", "line 2: empty range"),
+            ("0x10 32", "expected a range"),
+            ("0x0..zz 32", "bad range end"),
+            ("lonely", "expected two fields"),
+        ] {
+            let e = AccessRules::parse_profile(text).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Parse);
+            assert!(e.to_string().contains(what), "{text:?}: {e}");
+        }
     }
 
     #[test]

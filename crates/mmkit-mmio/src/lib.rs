@@ -12,9 +12,10 @@
 //!
 //! | theme | items |
 //! |---|---|
-//! | sources | [`Uio`] (`/dev/uioN` + `/sys/class/uio`), [`PciDevice`] (`/sys/bus/pci/devices/*/resourceN`, config space), [`PhysicalMemory`] (`/dev/mem`) |
+//! | sources | [`Uio`] (`/dev/uioN` + `/sys/class/uio`), [`PciDevice`] (`/sys/bus/pci/devices/*/resourceN`, [`PciDevice::map_bar_wc`] for `resourceN_wc`, config space), [`PhysicalMemory`] (`/dev/mem`, [`PhysicalMemory::map_pci_bar`]) |
+//! | bounds | every region is exactly the device's memory: a BAR smaller than a page is mapped as its page but bounded at the BAR's size, whichever the source |
 //! | the region | [`MmioRegion`]: owned mapping, `read_u8..u64` / `write_u8..u64`, unmapped on drop |
-//! | checks | [`Width`], [`AccessRules`] (e.g. [`AccessRules::edu`]), [`ErrorKind::OutOfBounds`], [`ErrorKind::Misaligned`], [`ErrorKind::WidthNotAllowed`] |
+//! | checks | [`Width`], [`AccessRules`] (built in: [`AccessRules::edu`], [`AccessRules::ivshmem_registers`]; from a profile: [`AccessRules::parse_profile`]; from a register block: `Block::access_rules()`; [`AccessRules::is_known`]), [`ErrorKind::OutOfBounds`], [`ErrorKind::Misaligned`], [`ErrorKind::WidthNotAllowed`] |
 //! | typed registers | [`register_block!`], [`bitfields!`], [`Reg`], [`ReadOnly`], [`WriteOnly`], [`ReadWrite`], [`SideEffects`] |
 //! | interrupts | [`Uio::enable_irq`], [`Uio::wait_irq`] → [`IrqEvent`] |
 //! | ordering | [`fence`]: `to_device`, `from_device`, `full` for DMA hand-off |

@@ -130,11 +130,10 @@ impl PciDevice {
         Ok(read_attr(&path)?.trim() != "0")
     }
 
-    /// Maps memory BAR `bar` through `resourceN`, with the device's width rules.
-    #[doc(alias = "mmap")]
-    pub fn map_bar(&self, bar: usize) -> Result<MmioRegion> {
+    /// Memory BAR `bar` as the `resource` file lists it; an I/O port BAR, an unassigned one
+    /// or a number past 5 is an error naming `path`.
+    pub fn memory_bar(&self, bar: usize) -> Result<PciResource> {
         let path = self.sys_path.join(format!("resource{bar}"));
-        let target = format!("(BAR{bar})");
         let resources = self.resources()?;
         let res = resources.get(bar).filter(|_| bar < 6).copied().unwrap_or_default();
         if !res.is_memory() {
@@ -144,15 +143,73 @@ impl PciDevice {
                 .with_path(&path)
                 .detail(format!("BAR{bar} of {} is {what}", self.address)));
         }
+        Ok(res)
+    }
+
+    /// The device and memory BAR that contain physical address `phys` (e.g. an address given
+    /// to `/dev/mem`), searched among the devices under `devices`; `None` when no BAR does.
+    pub fn with_bar_containing_in(devices: &Path, phys: u64) -> Result<Option<(PciDevice, usize, PciResource)>> {
+        for dev in list_in(devices)? {
+            let Ok(resources) = dev.resources() else { continue };
+            let found = resources.iter().take(6).position(|r| r.is_memory() && r.start <= phys && phys <= r.end);
+            if let Some(bar) = found {
+                let res = resources[bar];
+                return Ok(Some((dev, bar, res)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`PciDevice::with_bar_containing_in`] on this machine's devices.
+    pub fn with_bar_containing(phys: u64) -> Result<Option<(PciDevice, usize, PciResource)>> {
+        Self::with_bar_containing_in(Path::new(SYS_BUS_PCI_DEVICES), phys)
+    }
+
+    /// Maps memory BAR `bar` through `resourceN` (uncached), with the device's width rules.
+    ///
+    /// The region is exactly the BAR: a BAR smaller than a page (16 or 256 bytes of
+    /// registers) is mapped as the whole page the kernel maps, and every access past the
+    /// BAR's size is an [`ErrorKind::OutOfBounds`] error (on real hardware the rest of that
+    /// page may be another device's registers).
+    #[doc(alias = "mmap")]
+    pub fn map_bar(&self, bar: usize) -> Result<MmioRegion> {
+        self.map_bar_file(bar, false)
+    }
+
+    /// Maps prefetchable memory BAR `bar` write-combining, through `resourceN_wc`: stores may
+    /// be merged and reordered into bursts until a [`fence`](crate::fence) (frame buffers,
+    /// descriptor rings, apertures). A BAR that is not prefetchable is an
+    /// [`ErrorKind::Unsupported`] error (the kernel only offers `_wc` for prefetchable BARs);
+    /// a kernel or architecture without write-combining mappings (no `resourceN_wc`) is an
+    /// [`ErrorKind::NotFound`] error that says so.
+    #[doc(alias = "resource_wc")]
+    pub fn map_bar_wc(&self, bar: usize) -> Result<MmioRegion> {
+        self.map_bar_file(bar, true)
+    }
+
+    fn map_bar_file(&self, bar: usize, wc: bool) -> Result<MmioRegion> {
+        let res = self.memory_bar(bar)?;
+        let suffix = if wc { "_wc" } else { "" };
+        let path = self.sys_path.join(format!("resource{bar}{suffix}"));
+        let target = format!("(BAR{bar}{})", if wc { ", write-combining" } else { "" });
+        if wc && !res.is_prefetchable() {
+            return Err(Error::new("mmap", ErrorKind::Unsupported).with_path(&path).detail(format!(
+                "BAR{bar} of {} is not prefetchable: write-combining is only offered for prefetchable BARs \
+                 (map it uncached instead)",
+                self.address
+            )));
+        }
         let len =
             usize::try_from(res.size()).map_err(|_| Error::new("mmap", ErrorKind::InvalidArgument).with_path(&path))?;
         let page = crate::page_size();
         let map_len = len.div_ceil(page) * page;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("open", &e).with_path(&path))?;
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
+            let err = Error::io("open", &e).with_path(&path);
+            if wc && e.kind() == std::io::ErrorKind::NotFound {
+                return err.detail("this kernel offers no write-combining mapping of the BAR (PAT off?)");
+            }
+            err
+        })?;
         map_shared(
             std::os::fd::AsFd::as_fd(&file),
             MapRequest {
@@ -162,7 +219,7 @@ impl PciDevice {
                 map_len,
                 start: 0,
                 len,
-                rules: AccessRules::for_pci_id(self.id.vendor, self.id.device),
+                rules: AccessRules::for_pci_bar(self.id.vendor, self.id.device, bar),
                 phys: Some(res.start),
             },
         )
@@ -337,5 +394,86 @@ mod tests {
         assert_eq!(edu.config_read_u32(0x40).unwrap(), 0xdead_beef);
         assert_eq!(edu.config_read_u8(0x41).unwrap(), 0xbe);
         assert_eq!(edu.config_write(0x40, Width::W8, 0x100).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+}
+
+#[cfg(test)]
+mod bar_tests {
+    use super::*;
+    use std::fs;
+
+    /// An ivshmem-like device: a 256-byte BAR0 and a 1 MiB prefetchable 64-bit BAR2, with
+    /// regular files standing in for sysfs `resourceN` (whose size is the BAR's, as sysfs
+    /// reports it).
+    fn fake_ivshmem(with_wc: bool) -> (tempfile::TempDir, PciDevice) {
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path().join("0000:00:05.0");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("vendor"), "0x1af4\n").unwrap();
+        fs::write(d.join("device"), "0x1110\n").unwrap();
+        fs::write(
+            d.join("resource"),
+            "0x00000000feb00000 0x00000000feb000ff 0x0000000000040200\n\
+             0x0000000000000000 0x0000000000000000 0x0000000000000000\n\
+             0x0000004000000000 0x00000040000fffff 0x000000000014220c\n",
+        )
+        .unwrap();
+        let regs: Vec<u8> = (0..0x100u32).map(|i| i as u8).collect();
+        fs::write(d.join("resource0"), regs).unwrap();
+        let mem = fs::File::create(d.join("resource2")).unwrap();
+        mem.set_len(0x10_0000).unwrap();
+        if with_wc {
+            fs::hard_link(d.join("resource2"), d.join("resource2_wc")).unwrap();
+        }
+        let dev = PciDevice::find_in(root.path(), PciId::IVSHMEM).unwrap();
+        (root, dev)
+    }
+
+    #[test]
+    fn finds_the_bar_containing_a_physical_address() {
+        let (root, _dev) = fake_ivshmem(false);
+        let (dev, bar, res) = PciDevice::with_bar_containing_in(root.path(), 0xfeb0_00ff).unwrap().unwrap();
+        assert_eq!((dev.id(), bar, res.size()), (PciId::IVSHMEM, 0, 0x100));
+        let (_, bar, _) = PciDevice::with_bar_containing_in(root.path(), 0x40_0000_0000).unwrap().unwrap();
+        assert_eq!(bar, 2);
+        assert!(PciDevice::with_bar_containing_in(root.path(), 0xfeb0_0100).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_sub_page_bar_maps_and_is_bounded_at_its_size() {
+        let (_root, dev) = fake_ivshmem(false);
+        let bar0 = dev.map_bar(0).unwrap();
+        assert_eq!(bar0.len(), 0x100);
+        assert_eq!(bar0.read_u32(0xfc).unwrap(), u32::from_le_bytes([0xfc, 0xfd, 0xfe, 0xff]));
+        let err = bar0.read_u32(0x100).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+        assert!(err.to_string().contains("0x100-byte region"), "{err}");
+        // ivshmem's registers are 32-bit.
+        assert_eq!(bar0.read_u8(0).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
+        assert!(bar0.rules().is_known());
+    }
+
+    #[test]
+    fn write_combining_needs_a_prefetchable_bar_and_resource_wc() {
+        let (_root, dev) = fake_ivshmem(true);
+        let err = dev.map_bar_wc(0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("BAR0 of 0000:00:05.0 is not prefetchable"), "{err}");
+        assert!(err.to_string().contains("resource0_wc"), "{err}");
+        let wc = dev.map_bar_wc(2).unwrap();
+        assert_eq!(wc.len(), 0x10_0000);
+        assert!(wc.path().ends_with("resource2_wc"));
+        assert!(wc.source().contains("write-combining"), "{}", wc.source());
+        wc.write_u64(0xf_fff8, 0x0123_4567_89ab_cdef).unwrap();
+        assert_eq!(wc.read_u8(0xf_fff8).unwrap(), 0xef);
+        assert_eq!(wc.read_u8(0x10_0000).unwrap_err().kind(), ErrorKind::OutOfBounds);
+        // Through the uncached file: the same bytes.
+        let uc = dev.map_bar(2).unwrap();
+        assert_eq!(uc.read_u64(0xf_fff8).unwrap(), 0x0123_4567_89ab_cdef);
+
+        let (_root, dev) = fake_ivshmem(false);
+        let err = dev.map_bar_wc(2).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(err.to_string().contains("no write-combining"), "{err}");
     }
 }

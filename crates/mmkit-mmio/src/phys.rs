@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::access::AccessRules;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pci::PciDevice;
 use crate::region::{map_shared, MapRequest, MmioRegion};
 
 /// An open `/dev/mem` (or another file of physical memory).
@@ -43,6 +44,18 @@ impl PhysicalMemory {
     #[doc(alias = "mmap")]
     pub fn map(&self, addr: u64, len: usize) -> Result<MmioRegion> {
         self.map_with_rules(addr, len, AccessRules::any())
+    }
+
+    /// Maps memory BAR `bar` of `device` through `/dev/mem`: the region is exactly the BAR
+    /// (bounded at its size from the device's `resource` file, even when smaller than a page)
+    /// with the device's width rules for that BAR.
+    pub fn map_pci_bar(&self, device: &PciDevice, bar: usize) -> Result<MmioRegion> {
+        let res = device.memory_bar(bar)?;
+        let len = usize::try_from(res.size()).map_err(|_| {
+            Error::new("mmap", ErrorKind::InvalidArgument).with_path(&self.path).with_range(res.start, res.size())
+        })?;
+        let id = device.id();
+        self.map_with_rules(res.start, len, AccessRules::for_pci_bar(id.vendor, id.device, bar))
     }
 
     /// Like [`PhysicalMemory::map`], with the device's width `rules`.

@@ -217,7 +217,9 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
         .offset(req.mmap_offset)
         .protection(Protection::READ_WRITE)
         .sharing(Sharing::Shared)
-        .map_raw(&fd)
+        // The device route: sysfs `resourceN` of a sub-page BAR reports the BAR's size, not
+        // the whole page the kernel maps; the region's own bounds are the device's size.
+        .map_device(&fd)
         .map_err(|e| {
             let base = match e.errno() {
                 Some(n) => Error::os("mmap", rustix::io::Errno::from_raw_os_error(n)),

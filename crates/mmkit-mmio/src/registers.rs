@@ -191,6 +191,16 @@ pub fn check_layout<R: Registers + ?Sized>(regs: &R, block: &str, layout: &[Regi
     Ok(())
 }
 
+/// The width rules a register block's layout states: inside each register only its width is
+/// allowed; offsets between registers accept any width. Named `name`, so the rules are
+/// [known](crate::AccessRules::is_known). `register_block!` generates `access_rules()` with it.
+pub fn layout_rules(name: &str, layout: &[RegisterInfo]) -> crate::AccessRules {
+    layout.iter().fold(crate::AccessRules::any().named(name), |rules, r| {
+        let start = r.offset as u64;
+        rules.allow(start..start + r.width.bytes() as u64, crate::Widths::only(r.width))
+    })
+}
+
 /// The layout of a register block: implemented by [`register_block!`](crate::register_block).
 pub trait Layout {
     /// The block's name (for error messages).
@@ -517,6 +527,13 @@ macro_rules! register_block {
             /// Every register of the block: name, offset, width and access.
             pub const LAYOUT: &'static [$crate::RegisterInfo] =
                 <Self as $crate::registers::Layout>::LAYOUT;
+
+            /// The width rules the layout states (each register answers only its own
+            /// width), for a raw region of the same device:
+            /// [`MmioRegion::set_rules`](crate::MmioRegion::set_rules).
+            pub fn access_rules() -> $crate::AccessRules {
+                $crate::registers::layout_rules(stringify!($name), Self::LAYOUT)
+            }
 
             /// Wraps `regs` after checking that every register fits, is aligned and has a
             /// width the device accepts.

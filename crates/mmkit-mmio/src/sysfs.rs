@@ -98,6 +98,9 @@ pub struct PciId {
 impl PciId {
     /// QEMU's edu device, `1234:11e8`.
     pub const EDU: PciId = PciId { vendor: 0x1234, device: 0x11e8 };
+    /// QEMU's inter-VM shared memory device (`ivshmem-plain`), `1af4:1110`: a 256-byte
+    /// register BAR0 and a prefetchable 64-bit shared-memory BAR2.
+    pub const IVSHMEM: PciId = PciId { vendor: 0x1af4, device: 0x1110 };
 }
 
 impl fmt::Display for PciId {

@@ -15,7 +15,7 @@ use crate::access::AccessRules;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pci::PciDevice;
 use crate::region::{map_shared, MapRequest, MmioRegion};
-use crate::sysfs::{parse_hex, parse_number, PciAddress, PciId, UioMapInfo};
+use crate::sysfs::{parse_hex, parse_number, parse_pci_resources, PciAddress, PciId, PciResource, UioMapInfo};
 
 /// Where UIO devices are described.
 pub const SYS_CLASS_UIO: &str = "/sys/class/uio";
@@ -247,6 +247,16 @@ impl Uio {
         };
         let map_len = info.mmap_len(page).ok_or_else(bad)?;
         let (start, len) = info.window(page).ok_or_else(bad)?;
+        let phys = info.addr + (info.offset % page as u64);
+        // uio_pci_generic rounds a BAR's map up to whole pages; the device's true size is the
+        // BAR's, from the PCI device's `resource` file.
+        let (len, rules) = match self.pci_bar_at(phys) {
+            Some((bar, res, id)) => (
+                len.min(usize::try_from(res.size()).unwrap_or(usize::MAX)),
+                AccessRules::for_pci_bar(id.vendor, id.device, bar),
+            ),
+            None => (len, self.info.rules()),
+        };
         map_shared(
             std::os::fd::AsFd::as_fd(&self.file),
             MapRequest {
@@ -256,10 +266,21 @@ impl Uio {
                 map_len,
                 start,
                 len,
-                rules: self.info.rules(),
-                phys: Some(info.addr + (info.offset % page as u64)).filter(|_| self.info.pci.is_some()),
+                rules,
+                phys: Some(phys).filter(|_| self.info.pci.is_some()),
             },
         )
+    }
+
+    /// The memory BAR of the PCI device behind this UIO device that starts at physical
+    /// address `phys`: its number, its resource line and the device's ID.
+    fn pci_bar_at(&self, phys: u64) -> Option<(usize, PciResource, PciId)> {
+        let (_, id) = self.info.pci?;
+        let device = std::fs::canonicalize(self.sys_path.join("device")).ok()?;
+        let text = read_attr(&device.join("resource")).ok()?;
+        let resources = parse_pci_resources(&text).ok()?;
+        let bar = resources.iter().take(6).position(|r| r.is_memory() && r.start == phys)?;
+        Some((bar, resources[bar], id))
     }
 
     /// The PCI device behind this UIO device (for config space), if it is one.
@@ -435,5 +456,33 @@ mod tests {
     fn no_uio_class_is_an_empty_list() {
         let root = tempfile::tempdir().unwrap();
         assert!(list_in(&root.path().join("class/uio")).unwrap().is_empty());
+    }
+
+    /// uio_pci_generic rounds a 256-byte BAR up to a page-sized map: the region is bounded at
+    /// the BAR's size from the PCI device's `resource` file, not at the page.
+    #[test]
+    fn a_pci_map_is_bounded_at_the_bar_size() {
+        let root = fake_sysfs();
+        let pci = root.path().join("devices/pci0000:00/0000:00:04.0");
+        fs::write(
+            pci.join("resource"),
+            "0x00000000fea00000 0x00000000fea000ff 0x0000000000040200\n\
+             0x0000000000000000 0x0000000000000000 0x0000000000000000\n",
+        )
+        .unwrap();
+        let page = crate::page_size();
+        let map0 = root.path().join("class/uio/uio0/maps/map0");
+        fs::write(map0.join("size"), format!("{page:#x}\n")).unwrap();
+        // A regular file stands in for /dev/uio0 (map 0 is at mmap offset 0).
+        let node = fs::File::create(root.path().join("uio0")).unwrap();
+        node.set_len(page as u64).unwrap();
+        let uio = Uio::open_at(&root.path().join("class/uio"), root.path(), 0).unwrap();
+        let regs = uio.map(0).unwrap();
+        assert_eq!(regs.len(), 0x100);
+        assert_eq!(regs.physical_address(), Some(0xfea0_0000));
+        crate::Registers::read_u32(&regs, 0xfc).unwrap();
+        let err = crate::Registers::read_u32(&regs, 0x100).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+        assert!(err.to_string().contains("/uio0 map0"), "{err}");
     }
 }

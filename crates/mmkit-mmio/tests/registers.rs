@@ -125,3 +125,24 @@ fn misaligned_layouts_are_refused() {
     let err = Misaligned::new(FakeRegisters::new(0x10)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Misaligned);
 }
+
+/// A register block states the widths its device accepts: the rules from its layout refuse a
+/// byte read inside a 32-bit register, allow each register's own width, and are known.
+#[test]
+fn a_block_layout_states_the_device_widths() {
+    let rules = Block::<FakeRegisters>::access_rules();
+    assert!(rules.is_known());
+    assert_eq!(rules.name(), Some("Block"));
+    assert!(rules.allows(0x0, Width::W32));
+    assert!(!rules.allows(0x0, Width::W8));
+    assert!(!rules.allows(0x2, Width::W16));
+    assert!(rules.allows(0x8, Width::W16) && !rules.allows(0x8, Width::W32));
+    assert!(rules.allows(0xa, Width::W8));
+    assert!(rules.allows(0x10, Width::W64) && !rules.allows(0x14, Width::W32));
+    // Between registers nothing is stated: any width.
+    assert!(rules.allows(0xc, Width::W8));
+    // Applied to a raw region, a wrong-width access is an error, not a silent 0.
+    let fake = FakeRegisters::new(0x20).rules(rules);
+    assert_eq!(fake.read_u8(0x1).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
+    assert!(Block::new(&fake).is_ok());
+}

@@ -880,3 +880,33 @@ impl Drop for MapBlock<'_> {
         self.alloc.free_mapped(self.ptr.as_ptr(), self.len);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Block lengths are whole pages covering the size, never longer than `isize::MAX`,
+        /// and `None` exactly when the rounded length would be.
+        #[test]
+        fn len_for_is_checked(size in prop_oneof![any::<usize>(), (isize::MAX as usize - (1 << 20))..=usize::MAX]) {
+            let page = sys::page_size();
+            match MapAlloc::len_for(size) {
+                Some(len) => {
+                    prop_assert!(len >= size && len - size < page && len % page == 0);
+                    prop_assert!(len <= isize::MAX as usize);
+                }
+                None => prop_assert!(size as u128 + page as u128 - 1 > isize::MAX as u128),
+            }
+        }
+    }
+
+    #[test]
+    fn huge_sizes_give_no_block() {
+        let arena = MapAlloc::new();
+        for size in [usize::MAX, usize::MAX - 1, isize::MAX as usize + 1, isize::MAX as usize] {
+            assert!(arena.alloc_block(size).is_none(), "{size:#x}");
+        }
+    }
+}

@@ -52,22 +52,29 @@ impl MapOptions {
     /// [`protection`](MapOptions::protection) without both `READ` and `WRITE` is refused with
     /// [`ErrorKind::InvalidArgument`] (use [`map_anon_raw`](Self::map_anon_raw) for those).
     pub fn map_anon(&self) -> Result<MmapMut> {
-        let prot = self.protection.unwrap_or(Protection::READ_WRITE);
-        if !prot.contains(Protection::READ_WRITE) {
-            return Err(Error::new("mmap", ErrorKind::InvalidArgument)
-                .with_range(0, self.len.unwrap_or(0) as u64)
-                .with_detail(format!(
-                    "an MmapMut needs a readable and writable protection, not {} (map_anon_raw maps any \
-                     protection and hands out raw pointers)",
-                    prot.as_rwx()
-                )));
-        }
+        self.require_read_write("an MmapMut")?;
         let mut opts = self.clone();
         if !self.sharing_set {
             opts.sharing = crate::Sharing::Private;
         }
         let map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         Ok(MmapMut::from_mapping(map))
+    }
+
+    /// Refuses a protection without both `READ` and `WRITE` for `face`, which hands out
+    /// `&mut [u8]` (the faces' invariant).
+    fn require_read_write(&self, face: &str) -> Result<()> {
+        let prot = self.protection.unwrap_or(Protection::READ_WRITE);
+        if prot.contains(Protection::READ_WRITE) {
+            return Ok(());
+        }
+        Err(Error::new("mmap", ErrorKind::InvalidArgument).with_range(0, self.len.unwrap_or(0) as u64).with_detail(
+            format!(
+                "{face} needs a readable and writable protection, not {} (map_anon_raw maps any protection \
+                 and hands out raw pointers)",
+                prot.as_rwx()
+            ),
+        ))
     }
 
     /// Maps zero-filled anonymous memory with any [`protection`](MapOptions::protection)
@@ -130,13 +137,7 @@ impl MapOptions {
             Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_detail("an anonymous mapping needs a length (MapOptions::len)")
         })?;
-        let prot = self.protection.unwrap_or(Protection::READ_WRITE);
-        if !prot.contains(Protection::READ_WRITE) {
-            return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_range(0, len as u64).with_detail(format!(
-                "a GuardedMmap needs a readable and writable protection, not {}",
-                prot.as_rwx()
-            )));
-        }
+        self.require_read_write("a GuardedMmap")?;
         let page = page as u64;
         let guard = check_page_len("mmap", guard_len.max(1) as u64, page)?;
         let body = check_page_len("mmap", len as u64, page)?;

@@ -271,7 +271,7 @@ pub fn errno_name(errno: i32) -> Cow<'static, str> {
         libc::EOVERFLOW => "EOVERFLOW",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EHWPOISON => "EHWPOISON",
+        crate::sys::kconst::EHWPOISON => "EHWPOISON",
         libc::ENOTTY => "ENOTTY",
         libc::ELOOP => "ELOOP",
         _ => return Cow::Owned(format!("errno {errno}")),

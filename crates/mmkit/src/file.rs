@@ -193,12 +193,13 @@ impl Mmap {
         unsafe { MapOptions::new().map(file) }
     }
 
-    /// Re-protects the whole map read-write, turning it into an [`MmapMut`]. Needs a file opened
-    /// for writing when shared.
+    /// Re-protects the whole map read-write (`PROT_READ | PROT_WRITE`, as memmap2), turning it
+    /// into an [`MmapMut`]. An executable map loses `PROT_EXEC` (W^X). Needs a file opened for
+    /// writing when shared.
     pub fn make_mut(mut self) -> Result<MmapMut> {
-        let prot = self.map.protection() | Protection::WRITE;
-        // SAFETY: we give up the read-only face; adding a permission breaks no reference.
-        unsafe { self.map.protect(.., prot) }?;
+        // SAFETY: we give up the read-only face; the bytes stay readable, and no reference
+        // relies on execute permission.
+        unsafe { self.map.protect(.., Protection::READ_WRITE) }?;
         Ok(MmapMut { map: self.map })
     }
 
@@ -259,7 +260,9 @@ impl MmapMut {
         MapOptions::new().len(len).map_anon()
     }
 
+    /// Wraps a mapping the caller made read-write (the type's invariant).
     pub(crate) fn from_mapping(map: Mapping) -> MmapMut {
+        debug_assert!(map.is_empty() || map.protection().contains(Protection::READ_WRITE), "MmapMut over {map:?}");
         MmapMut { map }
     }
 
@@ -593,6 +596,27 @@ impl MapOptions {
         // break a Rust reference; reads go through volatile/atomic access or
         // `copy_from_mapping`, which reports truncation as an error.
         let map = unsafe { Mapping::new(self, Backing::File(file.as_fd()), Protection::READ_WRITE) }?;
+        Ok(MmapRaw { map })
+    }
+
+    /// Maps a device file as an [`MmapRaw`] (read-write unless a protection is set): the route
+    /// for device memory such as a PCI BAR's sysfs `resourceN` / `resourceN_wc`, `/dev/uioN`
+    /// or `/dev/mem`. The length must be given ([`MapOptions::len`]). For a regular file the
+    /// range may run to the end of the file's last page, not just its last byte: sysfs reports
+    /// a BAR's true size (e.g. 0x100 bytes) as `st_size` while the kernel maps it as a whole
+    /// page, and the rest of a file's last page never raises `SIGBUS`; past that page it is
+    /// refused as in [`map_raw`](Self::map_raw). Character devices are not checked (their
+    /// driver checks the range). Bounding accesses to the device's size is the caller's job
+    /// (`mmkit-mmio`'s regions do it). Safe for the same reason as `map_raw`.
+    #[doc(alias = "mmap")]
+    pub fn map_device(&self, file: &impl AsFd) -> Result<MmapRaw> {
+        if self.len.is_none() {
+            return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_detail("a device mapping needs a length (MapOptions::len)"));
+        }
+        // SAFETY: as in `map_raw`: MmapRaw hands out raw pointers only, so nothing relies on
+        // the range being backed; a regular file is mapped no further than its last page.
+        let map = unsafe { Mapping::new(self, Backing::Device(file.as_fd()), Protection::READ_WRITE) }?;
         Ok(MmapRaw { map })
     }
 

@@ -105,17 +105,6 @@ pub const fn range_within(offset: u64, len: u64, total: u64) -> bool {
     }
 }
 
-/// Checks that a mapping of `len` bytes fits in `isize::MAX` (no Rust slice or pointer offset
-/// may span more): `Err(detail)` when it does not. The kernel would accept such a length on
-/// 32-bit targets, so the check runs before any syscall.
-pub(crate) fn check_isize_len(len: u64) -> Result<(), String> {
-    if len > isize::MAX as u64 {
-        Err(format!("length {len:#x} exceeds isize::MAX ({:#x}), the largest object Rust allows", isize::MAX))
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,8 +142,6 @@ mod tests {
         assert_eq!(pages_for(1, 65536), Some(1));
         assert!(!range_within(u64::MAX, 1, u64::MAX));
         assert!(range_within(0, 0, 0));
-        assert!(check_isize_len(isize::MAX as u64).is_ok());
-        assert!(check_isize_len(isize::MAX as u64 + 1).unwrap_err().contains("isize::MAX"));
     }
 
     fn pages() -> impl Strategy<Value = u64> {

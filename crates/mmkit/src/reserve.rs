@@ -145,6 +145,7 @@ impl ReserveOptions {
 ///
 /// ```
 /// # fn main() -> Result<(), mmkit::Error> {
+/// # if cfg!(target_pointer_width = "32") { return Ok(()) } // 4 GiB of address space in all
 /// use mmkit::{Protection, Reservation};
 /// let heap = Reservation::new(64 << 30)?; // 64 GiB of address space, no memory
 /// heap.commit(0, 8 << 20, Protection::READ_WRITE)?; // the first 8 MiB become usable
@@ -307,7 +308,7 @@ impl Reservation {
         let mut flags = libc::MAP_FIXED;
         flags |= match sharing {
             Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => libc::MAP_SHARED_VALIDATE,
+            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
             Sharing::Private => libc::MAP_PRIVATE,
         };
         let fd = fd.as_fd();

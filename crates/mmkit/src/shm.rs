@@ -9,10 +9,14 @@
 //! Another process may write or shrink a memfd at any time, so a plain `&[u8]` into it is
 //! unsound unless the kernel forbids that. mmkit offers:
 //! - [`SharedMemory::map_read_only`]: a safe [`Mmap`] once `F_SEAL_WRITE` and
-//!   `F_SEAL_SHRINK` are set (nobody can change or shrink the bytes any more);
+//!   `F_SEAL_SHRINK` are set (nobody can change or shrink the bytes any more); for a part,
+//!   [`MapOptions::map_if_safe`] with an offset and a length. `F_SEAL_FUTURE_WRITE` is not
+//!   enough: writable maps made before it keep writing;
 //! - [`SharedMemory::view`]: a safe [`SharedView`] of atomics and atomic byte copies, which
 //!   tolerate concurrent writers (it sets `F_SEAL_SHRINK` so no access can hit `SIGBUS`);
-//! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`].
+//! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`];
+//! - [`RingBuffer`]: a byte queue whose ends copy in and out and treat everything the other
+//!   end writes (its index, the bytes) as untrusted input.
 //!
 //! ```
 //! # fn main() -> Result<(), mmkit::Error> {
@@ -268,7 +272,16 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// Atomic types a [`SharedView`] can hand out references to.
+/// Atomic types a [`SharedView`] can hand out references to: integers only, valid for every
+/// bit pattern another process may write. `AtomicBool` is not one (a peer writing `2` into its
+/// byte would make a `bool` that is neither `true` nor `false`):
+///
+/// ```compile_fail
+/// # fn main() -> Result<(), mmkit::Error> {
+/// let view = mmkit::shm::SharedMemory::create("flags", 64)?.view()?;
+/// let flag = view.atomic::<std::sync::atomic::AtomicBool>(0)?; // not a SharedAtomic
+/// # Ok(()) }
+/// ```
 pub trait SharedAtomic: sealed::Sealed + Sync {}
 
 macro_rules! shared_atomics {
@@ -284,8 +297,7 @@ shared_atomics!(
     atomic::AtomicU64,
     atomic::AtomicUsize,
     atomic::AtomicI32,
-    atomic::AtomicI64,
-    atomic::AtomicBool
+    atomic::AtomicI64
 );
 
 /// A safe view of shared memory that other processes write concurrently: references to

@@ -15,9 +15,10 @@ fn page() -> usize {
     mmkit::page_size()
 }
 
-/// A read-write temporary file on the build disk (the system temp dir may be `noexec` tmpfs).
+/// A read-write temporary file on the build disk (the system temp dir may be `noexec` tmpfs),
+/// or in the system temp dir when an unprivileged run cannot write the build disk.
 fn temp_file(len: u64) -> File {
-    let f = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let f = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempfile()).unwrap();
     f.set_len(len).unwrap();
     f
 }
@@ -71,6 +72,24 @@ fn anonymous_maps_start_zeroed_and_need_a_length() {
 }
 
 #[test]
+fn huge_lengths_are_errors_not_maps() {
+    // memmap2: map_anon_len_overflow, remap_len_overflow (there on 32-bit targets).
+    for len in [usize::MAX, usize::MAX - page(), isize::MAX as usize + 1] {
+        assert!(MapOptions::new().len(len).map_anon().is_err(), "anonymous {len:#x}");
+    }
+    let file = temp_file(128);
+    // SAFETY: the temporary file is ours alone; nothing is mapped.
+    let err = unsafe { MapOptions::new().len(usize::MAX).map(&file) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    // SAFETY: as above.
+    let mut map = unsafe { MapOptions::new().map(&file) }.unwrap();
+    // SAFETY: as above; the calls are refused.
+    let err = unsafe { map.remap(isize::MAX as usize + 1, RemapOptions::new().may_move(true)) }.unwrap_err();
+    assert!(err.to_string().contains("isize::MAX"), "{err}");
+    assert_eq!(map.len(), 128);
+}
+
+#[test]
 fn map_copy_read_only_is_private_and_turns_copy_on_write() {
     // memmap2: map_copy_read_only, mprotect_copy.
     let mut file = temp_file(0);
@@ -109,6 +128,9 @@ fn make_exec_flips_anonymous_code_from_writable_to_executable() {
         let f: extern "C" fn() -> u32 = unsafe { std::mem::transmute(code.as_ptr()) };
         assert_eq!(f(), 42);
     }
+    // Back to writable drops execute (W^X both ways), as memmap2's make_mut.
+    let again = code.make_mut().unwrap();
+    assert_eq!(perms_at(again.as_ptr()), "rw-p");
     // An executable Mmap can be flipped again (e.g. a read-only map made executable).
     let ro = MmapMut::map_anon(page()).unwrap().make_read_only().unwrap().make_exec().unwrap();
     assert_eq!(perms_at(ro.as_ptr()), "r-xp");
@@ -348,7 +370,7 @@ fn a_file_with_fs_verity_maps_safely() {
         let file = File::open(&path).ok()?;
         enable_verity(&file).then_some(file)
     };
-    let build = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let build = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).or_else(|_| tempfile::tempdir()).unwrap();
     let mut _mount = None;
     let file = match try_dir(build.path()) {
         Some(f) => f,

@@ -29,9 +29,15 @@ fn touch(r: &Reservation, off: usize, len: usize, v: u8) {
     }
 }
 
+/// ART's heap reservation: 64 GiB of address space (1 GiB where a process has only 4 GiB).
+#[cfg(target_pointer_width = "64")]
+const HEAP: usize = 64 * GIB;
+#[cfg(not(target_pointer_width = "64"))]
+const HEAP: usize = GIB;
+
 #[test]
 fn sixty_four_gib_costs_nothing_until_committed_and_touched() {
-    let heap = Reservation::new(64 * GIB).unwrap();
+    let heap = Reservation::new(HEAP).unwrap();
     let base = heap.as_ptr() as usize;
     let smaps: Vec<_> = mmkit::inspect::smaps(std::process::id())
         .unwrap()
@@ -42,7 +48,7 @@ fn sixty_four_gib_costs_nothing_until_committed_and_touched() {
     // thread's reservation) may have merged with ours, so the areas are clipped to our range.
     let (lo, hi) = (base as u64, (base + heap.len()) as u64);
     let size: u64 = smaps.iter().map(|a| a.area.end.min(hi) - a.area.start.max(lo)).sum();
-    assert_eq!(size, 64 * GIB as u64);
+    assert_eq!(size, HEAP as u64);
     assert_eq!(rss_in(base, heap.len()), 0);
     assert!(smaps.iter().all(|a| !a.area.perms.read && !a.area.perms.write), "PROT_NONE");
 
@@ -89,9 +95,9 @@ fn low_4gib_placement() {
     let res = ReserveOptions::new(16 * MIB).low_4gib(true).reserve();
     if cfg!(target_arch = "x86_64") {
         let r = res.unwrap();
-        assert!((r.as_ptr() as usize + r.len()) <= 4 * GIB, "{:p}", r.as_ptr());
+        assert!(r.as_ptr() as u64 + r.len() as u64 <= 4 << 30, "{:p}", r.as_ptr());
         let a = ReserveOptions::new(4 * MIB).low_4gib(true).align(2 * MIB).reserve().unwrap();
-        assert!((a.as_ptr() as usize) < 4 * GIB && a.as_ptr() as usize % (2 * MIB) == 0);
+        assert!((a.as_ptr() as u64) < 4 << 30 && a.as_ptr() as usize % (2 * MIB) == 0);
     } else {
         assert_eq!(res.unwrap_err().kind(), ErrorKind::Unsupported);
     }
@@ -112,6 +118,21 @@ fn names_apply_or_report_a_no_op() {
 
 #[test]
 fn carved_sub_reservations_own_their_range() {
+    // Other test threads map memory too, and may be given the address space the parent frees
+    // between its drop and our look at /proc/self/maps: such a foreign area only adds to what is
+    // covered. Too little covered is a failure at once; too much is retried with a fresh layout.
+    for attempt in 1..=5 {
+        match carve_and_drop() {
+            Ok(()) => return,
+            Err(areas) if attempt < 5 => eprintln!("attempt {attempt}: foreign areas in the range? {areas}"),
+            Err(areas) => panic!("dropping the parent left more than the carved ranges mapped: {areas}"),
+        }
+    }
+}
+
+/// Carves two sub-reservations and drops the parent: `Err` with the areas when more than the
+/// carved 8 pages are still mapped in the range (a foreign mapping, or the parent's pages).
+fn carve_and_drop() -> Result<(), String> {
     let page = page_size();
     let mut heap = Reservation::new(16 * page).unwrap();
     let base = heap.as_ptr() as usize;
@@ -134,12 +155,19 @@ fn carved_sub_reservations_own_their_range() {
     drop(heap);
     let areas = areas_in(base, 16 * page);
     let covered: u64 = areas.iter().map(|a| a.end.min((base + 16 * page) as u64) - a.start.max(base as u64)).sum();
-    assert_eq!(covered, 8 * page as u64, "{areas:?}");
+    assert!(covered >= 8 * page as u64, "the carved ranges were unmapped too: {areas:?}");
     // SAFETY: still mapped and committed: `sub` owns it.
     assert_eq!(unsafe { sub.as_ptr().add(page).read() }, 9);
+    let (sub_start, tail_start) = (sub.as_ptr() as usize, tail.as_ptr() as usize);
     drop(sub);
     drop(tail);
-    assert!(areas_in(base, 16 * page).is_empty(), "everything unmapped exactly once");
+    // The carved ranges are gone (a foreign area may sit in the parent's old pages, not in these).
+    assert!(areas_in(sub_start, 4 * page).is_empty() || covered > 8 * page as u64, "sub unmapped on drop");
+    assert!(areas_in(tail_start, 4 * page).is_empty() || covered > 8 * page as u64, "tail unmapped on drop");
+    if covered > 8 * page as u64 {
+        return Err(format!("{areas:?}"));
+    }
+    Ok(())
 }
 
 #[test]

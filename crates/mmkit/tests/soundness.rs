@@ -73,6 +73,18 @@ mod mmap {
         assert_eq!(e.errno(), Some(libc::EACCES), "{e}");
     }
 
+    /// A safe `Mmap` of a write-sealed memfd cannot be turned writable with `make_mut`: other
+    /// holders rely on the bytes never changing (the kernel drops `VM_MAYWRITE` on such maps).
+    #[test]
+    fn make_mut_of_a_sealed_memfd_is_refused() {
+        let shm = mmkit::SharedMemory::create("sealed", page_size() as u64).unwrap();
+        shm.seal_read_only().unwrap();
+        let ro = shm.map_read_only().unwrap();
+        let held = shm.map_read_only().unwrap();
+        assert!(ro.make_mut().is_err());
+        assert_eq!(held[0], 0);
+    }
+
     /// An offset plus a length past `isize::MAX` is refused before the kernel sees it.
     #[test]
     fn lengths_past_isize_max_are_refused() {
@@ -127,9 +139,12 @@ mod mmap_mut {
             assert_too_long(&MapOptions::new().len(len).map_anon().unwrap_err());
             assert_too_long(&MapOptions::new().len(len).map_anon_raw().unwrap_err());
         }
-        // Just inside the limit the request reaches the kernel, which says no by itself.
-        let e = MapOptions::new().len(isize::MAX as usize + 1 - page_size()).map_anon().unwrap_err();
-        assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
+        // Just inside the limit the request reaches the kernel: a 64-bit one says no by itself
+        // (ENOMEM); a 32-bit process may get the 2 GiB.
+        match MapOptions::new().len(isize::MAX as usize + 1 - page_size()).no_reserve(true).map_anon_raw() {
+            Ok(m) => assert_eq!(m.len(), isize::MAX as usize + 1 - page_size()),
+            Err(e) => assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}"),
+        }
     }
 
     /// The child of a `dont_fork` map loses the memory, so the call is `unsafe`; a
@@ -160,6 +175,23 @@ mod mmap_raw {
         assert!(raw.copy_from_mapping(page_size(), &mut buf).is_err());
         assert_eq!(area_of(raw.as_ptr() as usize + page_size()).unwrap().perms.to_string(), "---p");
         assert_eq!(raw.copy_from_mapping(usize::MAX, &mut buf).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    }
+
+    /// `populate(.., write)` over a range with a page made inaccessible (safe on an `MmapRaw`)
+    /// is an error: the kernel refuses `MADV_POPULATE_WRITE` with `EINVAL`, and the old
+    /// fallback then wrote to every page itself, a `SIGSEGV` from safe code (and a write under
+    /// live `&[u8]`s of other faces, through `&self`).
+    #[test]
+    fn populate_never_writes_pages_itself() {
+        let page = page_size();
+        let mut raw = MapOptions::new().len(2 * page).map_anon_raw().unwrap();
+        raw.protect(page.., Protection::NONE).unwrap();
+        let e = raw.mapping().populate(.., true).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
+        // The writable page alone populates (and becomes resident), the other stays untouched.
+        raw.mapping().populate(..page, true).unwrap();
+        assert_eq!(raw.residency(..).unwrap().resident_pages(), 1);
+        assert_eq!(area_of(raw.as_ptr() as usize + page).unwrap().perms.to_string(), "---p");
     }
 }
 
@@ -196,7 +228,10 @@ mod reservation {
             assert_too_long(&Reservation::new(len).unwrap_err());
         }
         // Length plus alignment slack past the limit is refused too.
-        let e = ReserveOptions::new(isize::MAX as usize - (4 << 20)).align(1 << 40).reserve().unwrap_err();
+        let e = ReserveOptions::new(isize::MAX as usize - 4 * MIB)
+            .align(isize::MAX as usize / 2 + 1)
+            .reserve()
+            .unwrap_err();
         assert_too_long(&e);
     }
 

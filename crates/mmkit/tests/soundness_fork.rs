@@ -64,8 +64,27 @@ fn dont_fork_is_what_its_safety_section_says() {
     assert_eq!(mem[0], 3);
 }
 
+/// In a probe's child every face's memory is still mapped, so a `FixedNoReplace` map at its
+/// address fails (`EEXIST`) instead of making a second owner of the page (issue 10, item 4:
+/// with a safe `dont_fork` it succeeded).
+fn a_child_cannot_map_a_second_owner_over_a_face() {
+    let mut mem = MapOptions::new().len(page_size()).map_anon().unwrap();
+    mem[0] = 5;
+    let at = mem.as_ptr() as usize;
+    let errno = in_forked_child_single_threaded(|| {
+        match MapOptions::new().len(page_size()).placement(mmkit::Placement::FixedNoReplace(at)).map_anon() {
+            Ok(_) => 0,
+            Err(e) => e.errno().unwrap_or(-1) as u64,
+        }
+    })
+    .unwrap();
+    assert_eq!(errno, libc::EEXIST as u64);
+    assert_eq!(mem[0], 5);
+}
+
 fn main() {
-    let checks: [(&str, fn()); 4] = [
+    let checks: [(&str, fn()); 5] = [
+        ("a_child_cannot_map_a_second_owner_over_a_face", a_child_cannot_map_a_second_owner_over_a_face),
         ("a_panic_in_the_child_never_unwinds_into_the_caller", a_panic_in_the_child_never_unwinds_into_the_caller),
         ("values_and_signals_are_reported", values_and_signals_are_reported),
         ("wipe_on_fork_gives_the_child_zeros", wipe_on_fork_gives_the_child_zeros),

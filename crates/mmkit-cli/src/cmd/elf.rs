@@ -260,10 +260,10 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             )?;
         }
         for (name, by_mmkit) in lib.dependencies() {
-            outln!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "already loaded by glibc" })?;
+            outln!("needs {name} ({})", if by_mmkit { "loaded by mmkit" } else { "loaded by glibc's linker" })?;
         }
         if lib.unwind_tables_registered() {
-            outln!("unwind tables registered with the unwinder (it links a C++ runtime or the unwinder)")?;
+            outln!("unwind tables registered with the unwinder")?;
         }
         match &verified {
             Ok(()) => outln!("verified against /proc/self/maps")?,
@@ -280,8 +280,9 @@ fn call(source: &str, symbol: &str, args: &[i64], json: bool) -> anyhow::Result<
     }
     let lib = open(source)?;
     // SAFETY: the user asserts SYMBOL is `int64_t SYMBOL(int64_t...)`; we only read its
-    // address here and call it below with that signature.
-    let f = unsafe { lib.symbol::<extern "C" fn()>(symbol) }?;
+    // address here (data, thread-local and absolute symbols are refused: `function`) and
+    // call it below with that signature.
+    let f = unsafe { lib.function::<extern "C" fn()>(symbol) }?;
     let addr = f.address() as usize;
     let a = |i: usize| args.get(i).copied().unwrap_or(0);
     type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;

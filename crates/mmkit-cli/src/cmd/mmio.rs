@@ -5,12 +5,16 @@
 //! [--bar N]` (sysfs `resourceN`), `--phys ADDR` (`/dev/mem`). Offsets and values are hex
 //! (`0x..`) or decimal. Accesses are checked: outside the region, misaligned, or of a width the
 //! device does not accept (QEMU's edu: 32-bit only below 0x80) is an error, never an access.
+//! A region is bounded at the device's size (a 256-byte BAR is 256 bytes, whatever the page
+//! size); `--phys` inside a PCI BAR is bounded at that BAR. `--wc` maps a prefetchable BAR
+//! write-combining (`resourceN_wc`). Widths come from the built-in devices (edu, ivshmem) or a
+//! `--profile FILE`; when none is known, `read`/`write` warn that the width may not be valid.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use mmkit_mmio::sysfs::{parse_number, PciSelector};
-use mmkit_mmio::{MmioRegion, PciDevice, PhysicalMemory, Uio, Width};
+use mmkit_mmio::{AccessRules, MmioRegion, PciDevice, PhysicalMemory, Uio, Width};
 use serde::Serialize;
 
 /// Subcommands of `mmkit mmio`.
@@ -49,6 +53,13 @@ pub struct AccessArgs {
     /// The BAR to map with `--pci` (0 to 5).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = parse_bar)]
     pub bar: usize,
+    /// With `--pci`: map the BAR write-combining (`resourceN_wc`; prefetchable BARs only).
+    #[arg(long, conflicts_with_all = ["uio", "phys"])]
+    pub wc: bool,
+    /// The device's width rules, one `START..END WIDTHS` per line (e.g. `0x0..0x100 32`),
+    /// optionally `name NAME`; replaces the built-in rules.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<std::path::PathBuf>,
     /// Access width in bits.
     #[arg(long, short = 'w', default_value_t = 32, value_parser = parse_width_bits)]
     pub width: u32,
@@ -148,8 +159,34 @@ fn parse_pci(s: &str) -> Result<PciSelector, String> {
     s.parse().map_err(|e: mmkit_mmio::Error| e.to_string())
 }
 
-/// Maps the region the source arguments name, large enough for `offset + width` with `--phys`.
+/// Maps the region the source arguments name and the offset to access in it, with the rules
+/// of `--profile` when given; warns when no width rules are known for the device.
 fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result<(MmioRegion, usize)> {
+    let profile = match &args.profile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read device profile {}", path.display()))?;
+            let rules = AccessRules::parse_profile(&text)
+                .with_context(|| format!("cannot load device profile {}", path.display()))?;
+            Some(rules)
+        }
+        None => None,
+    };
+    let (mut region, at) = map_source(args, offset, width)?;
+    if let Some(rules) = profile {
+        region.set_rules(rules);
+    }
+    if !region.rules().is_known() {
+        warn_line!(
+            "no width rules are known for {}: a {width} access may not be one the device \
+             answers (it may read 0 or be dropped); state its widths with --profile FILE",
+            source_name(&region, args, offset)
+        );
+    }
+    Ok((region, at))
+}
+
+fn map_source(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result<(MmioRegion, usize)> {
     let s = &args.source;
     if let Some((n, map)) = s.uio {
         let uio = Uio::open(n).with_context(|| format!("cannot open UIO device {n}"))?;
@@ -158,8 +195,9 @@ fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result
     }
     if let Some(sel) = s.pci {
         let dev = PciDevice::select(sel).with_context(|| format!("cannot find PCI device {sel}"))?;
-        let region =
-            dev.map_bar(args.bar).with_context(|| format!("cannot map BAR{} of {}", args.bar, dev.address()))?;
+        let (region, how) =
+            if args.wc { (dev.map_bar_wc(args.bar), " write-combining") } else { (dev.map_bar(args.bar), "") };
+        let region = region.with_context(|| format!("cannot map BAR{} of {}{how}", args.bar, dev.address()))?;
         return Ok((region, offset));
     }
     if let Some(addr) = s.phys {
@@ -167,6 +205,14 @@ fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result
             .checked_add(offset as u64)
             .with_context(|| format!("--phys {addr:#x} + offset {offset:#x} overflows 64 bits"))?;
         let mem = PhysicalMemory::open().context("cannot open /dev/mem")?;
+        // Inside a PCI BAR: the region is that BAR (its size, its device's width rules).
+        if let Ok(Some((dev, bar, res))) = PciDevice::with_bar_containing(addr) {
+            let region = mem
+                .map_pci_bar(&dev, bar)
+                .with_context(|| format!("cannot map BAR{bar} of {} through /dev/mem", dev.address()))?;
+            let at = usize::try_from(at - res.start).context("offset overflows")?;
+            return Ok((region, at));
+        }
         let region = mem.map(at, width.bytes()).with_context(|| format!("cannot map physical address {at:#x}"))?;
         return Ok((region, 0));
     }

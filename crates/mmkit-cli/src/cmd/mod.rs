@@ -7,5 +7,6 @@ pub mod elf;
 pub mod maps;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod mmio;
+pub mod pager;
 pub mod residency;
 pub mod tour;

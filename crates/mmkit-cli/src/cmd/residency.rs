@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use mmkit::inspect::{self, CacheStat, TouchOptions};
+use mmkit::inspect::{self, CacheStat, FileEntry, LockedFile, TouchOptions};
 use serde::Serialize;
 
 /// Arguments of `mmkit residency`.
@@ -31,8 +31,10 @@ pub struct Args {
     /// Print only the totals, not a row per file.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Worker threads. Touching defaults to one per CPU; counting defaults to 1 (it is a few
-    /// cheap system calls per file, and threads only pay off on idle cores).
+    /// Worker threads (default 1). Touching an evicted file with 2, 4 or 8 threads was no
+    /// faster than with one (BENCHMARKS.md): more help only on devices that serve parallel reads
+    /// faster than one stream. Counting is a few cheap system calls per file. Threads the system
+    /// refuses to start (ulimit -u, ulimit -v) mean fewer threads.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print JSON instead of a table.
@@ -66,6 +68,50 @@ struct ReportJson {
     total: TotalJson,
 }
 
+/// Files handled together: each batch is evicted, touched, locked and counted before the walk
+/// goes on, so memory does not grow with the tree (except the rows a table or JSON prints).
+const BATCH: usize = 4096;
+
+/// What the batches add up to.
+struct Outcome {
+    /// Per-file rows, kept only when they are printed.
+    rows: Option<Vec<FileJson>>,
+    total: TotalJson,
+    failures: usize,
+    locked: Vec<LockedFile>,
+    /// Files handed to [`process`] so far.
+    walked: usize,
+}
+
+impl Outcome {
+    /// A warning on stderr as soon as it is known (as vmtouch does); the run ends with exit 1.
+    fn warn(&mut self, e: mmkit::Error) {
+        eprintln!("mmkit: warning: {e}");
+        self.failures += 1;
+    }
+
+    fn count(&mut self, path: PathBuf, s: &CacheStat) {
+        let t = &mut self.total;
+        t.files += 1;
+        t.size += s.len;
+        t.pages += s.pages;
+        t.resident_pages += s.cached;
+        t.dirty_pages = match (t.dirty_pages, s.dirty) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        if let Some(rows) = &mut self.rows {
+            rows.push(FileJson {
+                path: path.into_os_string().into_string().unwrap_or_else(|p| p.to_string_lossy().into_owned()),
+                size: s.len,
+                pages: s.pages,
+                resident_pages: s.cached,
+                dirty_pages: s.dirty,
+            });
+        }
+    }
+}
+
 /// Runs `mmkit residency`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -74,98 +120,112 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // sent at any point waits for us instead of killing the process.
         inspect::block_termination_signals()?;
     }
-    let (files, mut errors) = inspect::collect_files(&args.paths);
-    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let total_bytes: u64 = files.iter().map(|f| f.len).sum();
+    let mut out = Outcome {
+        // `--quiet` tables print only the totals: no per-file rows kept.
+        rows: (args.json || !args.quiet).then(Vec::new),
+        total: TotalJson { dirty_pages: Some(0), ..TotalJson::default() },
+        failures: 0,
+        locked: Vec::new(),
+        walked: 0,
+    };
+    let mut batch = Vec::new();
+    inspect::walk_files(&args.paths, &mut |found| match found {
+        Ok(file) => {
+            batch.push(file);
+            if batch.len() == BATCH {
+                process(&args, std::mem::take(&mut batch), &mut out);
+            }
+        }
+        Err(e) => out.warn(e),
+    });
+    process(&args, batch, &mut out);
 
+    let report = ReportJson { files: out.rows.take().unwrap_or_default(), total: std::mem::take(&mut out.total) };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report, args.quiet, started);
+    }
+    if args.lock && !out.locked.is_empty() {
+        let pages: u64 = out.locked.iter().map(|l| l.pages()).sum();
+        eprintln!(
+            "mmkit: locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release",
+            out.locked.len()
+        );
+        let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
+        out.locked.clear();
+        eprintln!("mmkit: released after signal {sig}");
+    }
+    if out.failures > 0 {
+        bail!("{} of the paths could not be processed", out.failures);
+    }
+    Ok(())
+}
+
+/// Evicts, touches, locks (as asked) and counts one batch of files.
+fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
+    if batch.is_empty() {
+        return;
+    }
+    let total_bytes: u64 = batch.iter().map(|f| f.len).sum();
+    let paths: Vec<PathBuf> = batch.into_iter().map(|f| f.path).collect();
+    let first = out.walked + 1;
+    out.walked += paths.len();
+    // Progress bars are per batch: say which files when there are several.
+    let label = |what: &str| {
+        if first == 1 && paths.len() < BATCH {
+            what.to_owned()
+        } else {
+            format!("{what} files {first}-{}", out.walked)
+        }
+    };
+    let mut failed = Vec::new();
     if args.evict {
-        let bar = progress(paths.len() as u64, "evicting", false);
+        let bar = progress(paths.len() as u64, &label("evicting"), false);
         for p in &paths {
             if let Err(e) = inspect::evict(p) {
-                errors.push(e);
+                failed.push(e);
             }
             bar.inc(1);
         }
         bar.finish_and_clear();
     }
     if args.touch {
-        let bar = progress(total_bytes, "touching", true);
-        let opts = TouchOptions { threads: args.threads.unwrap_or(0), ..TouchOptions::default() };
+        let bar = progress(total_bytes, &label("touching"), true);
+        let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
         let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
-        errors.extend(results.into_iter().filter_map(Result::err));
+        failed.extend(results.into_iter().filter_map(Result::err));
     }
-    let mut locked = Vec::new();
     if args.lock {
-        let bar = progress(paths.len() as u64, "locking", false);
+        let bar = progress(paths.len() as u64, &label("locking"), false);
         for p in &paths {
             match inspect::lock(p) {
-                Ok(l) => locked.push(l),
-                Err(e) => errors.push(e),
+                Ok(l) => out.locked.push(l),
+                Err(e) => failed.push(e),
             }
             bar.inc(1);
         }
         bar.finish_and_clear();
     }
-
-    let bar = progress(paths.len() as u64, "counting", false);
+    let bar = progress(paths.len() as u64, &label("counting"), false);
     let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(1), &|| bar.inc(1));
     bar.finish_and_clear();
-    let mut rows: Vec<(PathBuf, CacheStat)> = Vec::new();
+    for e in failed {
+        out.warn(e);
+    }
     for (p, s) in paths.into_iter().zip(stats) {
         match s {
-            Ok(s) => rows.push((p, s)),
-            Err(e) => errors.push(e),
+            Ok(s) => out.count(p, &s),
+            Err(e) => out.warn(e),
         }
     }
-    let report = build_report(&rows);
-
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report, args.quiet, started);
-    }
-    for e in &errors {
-        eprintln!("mmkit: warning: {e}");
-    }
-
-    if args.lock && !locked.is_empty() {
-        let pages: u64 = locked.iter().map(|l| l.pages()).sum();
-        eprintln!("mmkit: locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release", locked.len());
-        let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
-        drop(locked);
-        eprintln!("mmkit: released after signal {sig}");
-    }
-    if !errors.is_empty() {
-        bail!("{} of the paths could not be processed", errors.len());
-    }
-    Ok(())
 }
 
-fn build_report(rows: &[(PathBuf, CacheStat)]) -> ReportJson {
-    let mut total = TotalJson { dirty_pages: Some(0), ..TotalJson::default() };
-    let files = rows
-        .iter()
-        .map(|(p, s)| {
-            total.files += 1;
-            total.size += s.len;
-            total.pages += s.pages;
-            total.resident_pages += s.cached;
-            total.dirty_pages = match (total.dirty_pages, s.dirty) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
-            FileJson {
-                path: p.to_string_lossy().into_owned(),
-                size: s.len,
-                pages: s.pages,
-                resident_pages: s.cached,
-                dirty_pages: s.dirty,
-            }
-        })
-        .collect();
-    ReportJson { files, total }
-}
+/// Default threads of `--touch`: 1, 2, 4 and 8 threads touched an evicted 1 GiB file in the
+/// same time within noise (BENCHMARKS.md, "`residency --touch`: how many threads"), and an
+/// earlier report had 2 threads 1.5x slower than 1; one thread is the cheapest.
+const TOUCH_THREADS: usize = 1;
 
 fn print_table(report: &ReportJson, quiet: bool, started: Instant) {
     let page = mmkit::page_size() as u64;

@@ -1,7 +1,7 @@
 //! Symbols and libraries of the process that glibc loaded: `dlopen(RTLD_NOLOAD)`, `dlsym`,
 //! `dlvsym`, `dlclose`.
 
-use crate::symbols;
+use crate::symbols::{self, SymbolKind};
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
@@ -27,6 +27,32 @@ impl SystemLibrary {
         } else {
             Some(SystemLibrary { handle: handle as usize, name: name.to_owned() })
         }
+    }
+
+    /// `dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)`: has the system linker load a
+    /// system library (glibc's libraries, libstdc++, anything in the default directories) that
+    /// only it can load correctly (static TLS, `STB_GNU_UNIQUE`, libc's internal state). It is
+    /// never unloaded: `RTLD_NODELETE`, as glibc never unloads libc or libstdc++ either.
+    ///
+    /// # Safety
+    /// Loading runs the library's initializers (and those of its dependencies).
+    pub(crate) unsafe fn load(path: &str) -> std::result::Result<SystemLibrary, String> {
+        let cpath = CString::new(path).map_err(|_| format!("{path:?} contains a NUL byte"))?;
+        // SAFETY: the caller vouches for the library (function contract).
+        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | RTLD_NODELETE) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns null or a NUL-terminated message valid until the next dl*
+            // call on this thread; it is copied at once.
+            let msg = unsafe { libc::dlerror() };
+            let msg = if msg.is_null() {
+                "dlopen failed".to_owned()
+            } else {
+                // SAFETY: as above.
+                unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+            };
+            return Err(msg);
+        }
+        Ok(SystemLibrary { handle: handle as usize, name: path.rsplit('/').next().unwrap_or(path).to_owned() })
     }
 
     /// The name it was found under.
@@ -567,14 +593,239 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
         None => None,
     };
     let p = match version {
+        #[cfg(not(target_os = "android"))]
         // SAFETY: handle is RTLD_DEFAULT or a live dlopen handle; strings are NUL-terminated.
         Some(v) => unsafe { libc::dlvsym(handle, name.as_ptr(), v.as_ptr()) },
+        // Android: the `libc` crate binds no `dlvsym` (bionic has it from API 24 only), so a
+        // versioned reference falls back to the default version, which `dlsym` finds.
+        #[cfg(target_os = "android")]
+        // SAFETY: as above.
+        Some(_) => unsafe { libc::dlsym(handle, name.as_ptr()) },
         // SAFETY: as above.
         None => unsafe { libc::dlsym(handle, name.as_ptr()) },
     };
-    if p.is_null() {
-        None
-    } else {
-        Some(p as u64)
+    let versioned = (!p.is_null()).then_some(p as u64);
+    if version.is_none() {
+        return versioned;
     }
+    // A versioned reference also binds to an *unversioned* definition in an object that comes
+    // first in the scope (an LD_PRELOADed interposer with a version table of its own, as
+    // jemalloc, tcmalloc and ASan have): glibc's relocation processing accepts it, dlvsym
+    // does not. dlsym finds the first default or unversioned definition.
+    // SAFETY: as above.
+    let d = unsafe { libc::dlsym(handle, name.as_ptr()) };
+    if d.is_null() || Some(d as u64) == versioned {
+        return versioned;
+    }
+    if unversioned_and_first(d as u64, versioned) {
+        Some(d as u64)
+    } else {
+        versioned
+    }
+}
+
+/// Whether the definition glibc's `dlsym` found at `d` is unversioned (no `DT_VERSYM`, or
+/// version index 0 or 1, not hidden) and lies in an object loaded before the one holding
+/// `versioned` (the scope order of the objects glibc loaded at start-up and `RTLD_GLOBAL`).
+fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
+    // SAFETY: an all-zero Dl_info is a valid value to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut sym: *mut c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 writes `info` and `sym`, which live across the call.
+    let found = unsafe { libc::dladdr1(d as *const c_void, &mut info, &mut sym, RTLD_DL_SYMENT) };
+    if found == 0 || sym.is_null() || info.dli_saddr as u64 != d {
+        return false; // an IFUNC's implementation, or unknown: keep the versioned answer
+    }
+    struct Probe {
+        d: u64,
+        versioned: Option<u64>,
+        sym: u64,
+        index: usize,
+        d_index: Option<usize>,
+        v_index: Option<usize>,
+        /// `Some(None)`: the object has no `DT_VERSYM`.
+        versym: Option<Option<u16>>,
+    }
+    unsafe extern "C" fn visit_order(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid `info` for the call; `data` is the `Probe` below.
+        let (info, p) = unsafe { (&*info, &mut *data.cast::<Probe>()) };
+        let i = p.index;
+        p.index += 1;
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let base = info.dlpi_addr;
+        let contains = |a: u64| {
+            phdrs.iter().any(|ph| {
+                let s = base.wrapping_add(ph.p_vaddr);
+                ph.p_type == libc::PT_LOAD && a >= s && a - s < ph.p_memsz
+            })
+        };
+        if p.v_index.is_none() && p.versioned.is_some_and(contains) {
+            p.v_index = Some(i);
+        }
+        if p.d_index.is_none() && contains(p.d) {
+            p.d_index = Some(i);
+            // SAFETY: this object's program headers, during the callback.
+            p.versym = Some(unsafe { versym_of(info, phdrs, p.sym) });
+        }
+        0
+    }
+    let mut probe = Probe { d, versioned, sym: sym as u64, index: 0, d_index: None, v_index: None, versym: None };
+    // SAFETY: the callback reads only what glibc passes for the call and writes `probe`.
+    unsafe { libc::dl_iterate_phdr(Some(visit_order), (&mut probe as *mut Probe).cast()) };
+    let unversioned = match probe.versym {
+        Some(None) => true,
+        Some(Some(v)) => v & 0x8000 == 0 && v & 0x7fff <= 1,
+        None => false,
+    };
+    let first = match (probe.d_index, probe.v_index) {
+        (Some(di), Some(vi)) => di < vi,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    unversioned && first
+}
+
+/// The `DT_VERSYM` entry of the symbol table entry at `sym` in the object `info` describes:
+/// `None` when the object has no `DT_VERSYM` (or it cannot be read: then treated the same).
+///
+/// # Safety
+/// `info` and `phdrs` must be what `dl_iterate_phdr` passed, during the callback.
+unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: u64) -> Option<u16> {
+    let base = info.dlpi_addr;
+    let mapped = |a: u64, len: u64| {
+        phdrs.iter().any(|ph| {
+            let s = base.wrapping_add(ph.p_vaddr);
+            ph.p_type == libc::PT_LOAD && a >= s && a.checked_add(len).is_some_and(|e| e <= s + ph.p_memsz)
+        })
+    };
+    let dynamic = phdrs.iter().find(|ph| ph.p_type == libc::PT_DYNAMIC)?;
+    let dyn_at = base.wrapping_add(dynamic.p_vaddr);
+    let ndyn = dynamic.p_memsz / 16;
+    if ndyn == 0 || !mapped(dyn_at, ndyn * 16) || dyn_at % 8 != 0 {
+        return None;
+    }
+    let (mut symtab, mut versym) = (None, None);
+    for k in 0..ndyn {
+        // SAFETY: inside the object's mapped PT_DYNAMIC (checked above), 8-byte aligned.
+        let (tag, val) = unsafe {
+            let p = (dyn_at as *const u64).add(2 * k as usize);
+            (*p, *p.add(1))
+        };
+        match tag {
+            0 => break,
+            t if t == u64::from(object::elf::DT_SYMTAB) => symtab = Some(val),
+            t if t == u64::from(object::elf::DT_VERSYM) => versym = Some(val),
+            _ => {}
+        }
+    }
+    // glibc relocates d_ptr entries of writable dynamic sections; others keep link-time values.
+    let fix = |v: u64| if mapped(v, 1) { v } else { v.wrapping_add(base) };
+    let (symtab, versym) = (fix(symtab?), fix(versym?));
+    if sym < symtab || (sym - symtab) % 24 != 0 {
+        return None;
+    }
+    let at = versym + (sym - symtab) / 24 * 2;
+    if !mapped(at, 2) {
+        return None;
+    }
+    // SAFETY: inside a mapped segment of the object (checked); u16 reads may be unaligned.
+    Some(unsafe { std::ptr::read_unaligned(at as *const u16) })
+}
+
+/// `RTLD_NODELETE` of glibc's `<dlfcn.h>` (the libc crate has it for other targets only).
+const RTLD_NODELETE: c_int = 0x1000;
+
+/// `RTLD_DL_SYMENT` of glibc's `<dlfcn.h>`: `dladdr1` returns the `ElfW(Sym)` it found.
+const RTLD_DL_SYMENT: c_int = 1;
+
+/// The kind of the definition at run-time address `addr` in a library glibc loaded: the type
+/// glibc's dynamic symbol table gives when a symbol starts exactly there (`dladdr1`), else
+/// [`SymbolKind::Function`] when `addr` lies in an executable `PT_LOAD` segment (an IFUNC's
+/// chosen implementation is often a local symbol), else [`SymbolKind::Untyped`].
+pub(crate) fn kind_at(addr: u64) -> SymbolKind {
+    // SAFETY: an all-zero Dl_info (null pointers, zero addresses) is a valid value to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut sym: *mut c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 only reads the address (it is not dereferenced) and writes `info` and
+    // `sym`, which live across the call.
+    let found = unsafe { libc::dladdr1(addr as *const c_void, &mut info, &mut sym, RTLD_DL_SYMENT) };
+    if found == 0 {
+        return SymbolKind::Untyped;
+    }
+    if !sym.is_null() && info.dli_saddr as u64 == addr {
+        // SAFETY: with RTLD_DL_SYMENT, a non-null `sym` points at the symbol table entry of a
+        // loaded object, which stays mapped while the caller holds its library.
+        let s = unsafe { &*(sym as *const libc::Elf64_Sym) };
+        return SymbolKind::from_st_info(s.st_info, s.st_shndx);
+    }
+    if in_executable_segment(addr) {
+        SymbolKind::Function
+    } else {
+        SymbolKind::Untyped
+    }
+}
+
+/// Whether `addr` lies in an executable `PT_LOAD` segment of an object glibc has loaded.
+fn in_executable_segment(addr: u64) -> bool {
+    struct Probe {
+        addr: u64,
+        found: bool,
+    }
+    unsafe extern "C" fn visit_exec(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid `info` for the call; `data` is the `Probe` below.
+        let (info, probe) = unsafe { (&*info, &mut *data.cast::<Probe>()) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let hit = phdrs.iter().any(|p| {
+            let start = info.dlpi_addr.wrapping_add(p.p_vaddr);
+            p.p_type == libc::PT_LOAD
+                && p.p_flags & libc::PF_X != 0
+                && probe.addr >= start
+                && probe.addr - start < p.p_memsz
+        });
+        if hit {
+            probe.found = true;
+            return 1;
+        }
+        0
+    }
+    let mut probe = Probe { addr, found: false };
+    // SAFETY: the callback reads only what glibc passes for the call and writes `probe`.
+    unsafe { libc::dl_iterate_phdr(Some(visit_exec), (&mut probe as *mut Probe).cast()) };
+    probe.found
+}
+
+/// What glibc's `dladdr` answers: the object's path and base, and the nearest symbol with its
+/// address.
+pub(crate) struct DlAddr {
+    pub(crate) library: String,
+    pub(crate) base: u64,
+    pub(crate) symbol: Option<(String, u64)>,
+}
+
+/// glibc's `dladdr(addr)`.
+pub(crate) fn dladdr(addr: u64) -> Option<DlAddr> {
+    // SAFETY: an all-zero Dl_info is a valid value to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address value and writes `info`.
+    if unsafe { libc::dladdr(addr as *const c_void, &mut info) } == 0 {
+        return None;
+    }
+    let text = |p: *const std::ffi::c_char| {
+        // SAFETY: glibc's strings (the object's name, a symbol name) stay valid while the
+        // object is loaded; they are copied at once.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    };
+    Some(DlAddr {
+        library: text(info.dli_fname).unwrap_or_default(),
+        base: info.dli_fbase as u64,
+        symbol: text(info.dli_sname).map(|s| (s, info.dli_saddr as u64)),
+    })
 }

@@ -5,6 +5,7 @@
 //! that names the relocation and its symbol. This module and the executor are the only ones
 //! with `unsafe`: here, calling IFUNC resolvers.
 
+pub(crate) mod atexit;
 pub(crate) mod external;
 pub(crate) mod tls;
 

@@ -79,6 +79,37 @@ pub fn page_u16() -> u16 {
     u16::try_from(rustix::param::page_size()).expect("page size fits the zip alignment field")
 }
 
+/// Runs test `name` again in a fresh child process and checks that it passed there; returns
+/// `true` in the child, where the body runs. The child's `MMKIT_FX_LOG` names a file the
+/// graph fixtures log their constructors and destructors to (see [`take_log`]).
+pub fn in_fresh_process(name: &str) -> bool {
+    if std::env::var("MMKIT_ELF_FRESH").as_deref() == Ok(name) {
+        return true;
+    }
+    let log = std::env::temp_dir().join(format!("mmkit-fx-log-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("MMKIT_FX_LOG", &log)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("MMKIT_ELF_FRESH", name)
+        .output()
+        .expect("re-run the test binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name} failed in a fresh process ({:?}):\n{text}", out.status);
+    assert!(text.contains("1 passed"), "{name} did not run in the child:\n{text}");
+    let _ = std::fs::remove_file(&log);
+    false
+}
+
+/// What the fixtures logged since the last call (`+a` constructor of a, `-a` destructor), and
+/// a fresh start.
+pub fn take_log() -> String {
+    let path = std::env::var("MMKIT_FX_LOG").expect("run in_fresh_process");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, b"").unwrap();
+    text
+}
+
 /// glibc's dlopen: the oracle.
 pub struct Dl(*mut c_void);
 

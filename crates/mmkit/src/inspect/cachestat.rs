@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
-use serde::Serialize;
 
 use super::residency::{open, regular_file_len, residency_of_file};
 use crate::error::{Error, Result};
 
 /// Where a [`CacheStat`]'s numbers came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum CacheStatSource {
     /// `cachestat(2)`: every count is known.
     Cachestat,
@@ -28,7 +28,8 @@ pub enum CacheStatSource {
 }
 
 /// Page-cache counts of a file, in pages of [`page_size`](crate::page_size).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CacheStat {
     /// Size of the file in bytes.
     pub len: u64,

@@ -26,44 +26,58 @@ pub struct FileEntry {
 /// trees are walked as `vmtouch` walks them, without loops). Paths that cannot be read, and
 /// arguments that are neither regular files nor directories, become errors in the second list
 /// while the walk goes on.
+///
+/// The lists grow with the tree; [`walk_files`] hands each file on as it is found instead.
 pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> (Vec<FileEntry>, Vec<Error>) {
-    let mut walk = Walk { files: Vec::new(), errors: Vec::new(), seen: HashSet::new() };
+    let (mut files, mut errors) = (Vec::new(), Vec::new());
+    walk_files(paths, &mut |found| match found {
+        Ok(f) => files.push(f),
+        Err(e) => errors.push(e),
+    });
+    (files, errors)
+}
+
+/// Walks `paths` as [`collect_files`] does, calling `found` with each regular file (or error) in
+/// order as it is met. Memory stays bounded by the depth of the tree and the largest directory
+/// (plus the inodes of files with several hard links, to count each once), however many files
+/// there are.
+pub fn walk_files<P: AsRef<Path>>(paths: &[P], found: &mut dyn FnMut(Result<FileEntry, Error>)) {
+    let mut walk = Walk { found, seen: HashSet::new() };
     for p in paths {
         let p = p.as_ref();
         match std::fs::metadata(p) {
             Ok(meta) if meta.is_dir() => walk.dir(p),
             Ok(meta) if meta.is_file() => walk.file(p.to_owned(), &meta),
-            Ok(_) => walk.errors.push(not_regular(p)),
-            Err(e) => walk.errors.push(io_error("stat", e).with_path(p)),
+            Ok(_) => (walk.found)(Err(not_regular(p))),
+            Err(e) => (walk.found)(Err(io_error("stat", e).with_path(p))),
         }
     }
-    (walk.files, walk.errors)
 }
 
-struct Walk {
-    files: Vec<FileEntry>,
-    errors: Vec<Error>,
+struct Walk<'a> {
+    found: &'a mut dyn FnMut(Result<FileEntry, Error>),
     seen: HashSet<(u64, u64)>,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn file(&mut self, path: PathBuf, meta: &Metadata) {
         if meta.nlink() > 1 && !self.seen.insert((meta.dev(), meta.ino())) {
             return;
         }
-        self.files.push(FileEntry { path, len: meta.len() });
+        (self.found)(Ok(FileEntry { path, len: meta.len() }));
     }
 
     fn dir(&mut self, dir: &Path) {
         let entries = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
-            Err(e) => return self.errors.push(io_error("opendir", e).with_path(dir)),
+            Err(e) => return (self.found)(Err(io_error("opendir", e).with_path(dir))),
         };
+        // Read whole (and closed) before going down: one descriptor at a time, whatever the depth.
         let mut entries: Vec<_> = entries
             .filter_map(|e| match e {
                 Ok(e) => Some(e),
                 Err(err) => {
-                    self.errors.push(io_error("readdir", err).with_path(dir));
+                    (self.found)(Err(io_error("readdir", err).with_path(dir)));
                     None
                 }
             })
@@ -77,7 +91,7 @@ impl Walk {
             } else if ft.is_file() {
                 match e.metadata() {
                     Ok(meta) => self.file(path, &meta),
-                    Err(err) => self.errors.push(io_error("stat", err).with_path(path)),
+                    Err(err) => (self.found)(Err(io_error("stat", err).with_path(path))),
                 }
             }
             // Symbolic links, sockets, pipes and devices inside directories are skipped.
@@ -117,5 +131,10 @@ mod tests {
         assert_eq!(errors[0].errno(), Some(libc::ENOENT));
         let (_, errors) = collect_files(&["/dev/null"]);
         assert_eq!(errors[0].kind(), ErrorKind::InvalidArgument);
+
+        // walk_files meets the same files, in the same order, as they are found.
+        let mut met = Vec::new();
+        walk_files(&[root], &mut |f| met.push(f.unwrap().path));
+        assert_eq!(met, collect_files(&[root]).0.into_iter().map(|f| f.path).collect::<Vec<_>>());
     }
 }

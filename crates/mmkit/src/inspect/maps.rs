@@ -18,8 +18,6 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 /// A line of `/proc` text that did not parse: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {what} in {text:?}")]
@@ -40,7 +38,8 @@ impl ParseError {
 }
 
 /// Access bits of a mapping: the `rwxp` / `rwxs` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Perms {
     /// `r`: readable.
     pub read: bool,
@@ -88,7 +87,8 @@ impl fmt::Display for Perms {
 }
 
 /// The device holding the backing file, as `major:minor` (both `0` for anonymous memory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DeviceId {
     /// Major number.
     pub major: u32,
@@ -166,8 +166,9 @@ impl Backing {
 }
 
 /// The kind of a mapping, for grouping and summaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum MapKind {
     /// A regular file (including memfd, SysV shm and deleted files).
     File,
@@ -321,7 +322,8 @@ impl MapsEntry {
 ///
 /// Counters a kernel does not print stay 0; counters this version does not know are kept in
 /// [`other`](Self::other).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MemStats {
     /// `Size`: virtual size.
     pub size: u64,

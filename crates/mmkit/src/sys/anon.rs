@@ -72,10 +72,19 @@ pub(crate) unsafe fn mremap_fixed(
     new_len: usize,
     new_addr: *mut u8,
 ) -> SysResult<*mut u8> {
-    // SAFETY: forwarded contract.
-    unsafe {
-        rustix::mm::mremap_fixed(old.cast(), old_len, new_len, rustix::mm::MremapFlags::MAYMOVE, new_addr.cast())
-            .map(|p| p.cast())
+    #[cfg(target_os = "android")]
+    {
+        use super::kconst::{MREMAP_FIXED, MREMAP_MAYMOVE};
+        // SAFETY: forwarded contract.
+        unsafe { super::android_mremap(old, old_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr) }
+    }
+    #[cfg(not(target_os = "android"))]
+    {
+        // SAFETY: forwarded contract.
+        unsafe {
+            rustix::mm::mremap_fixed(old.cast(), old_len, new_len, rustix::mm::MremapFlags::MAYMOVE, new_addr.cast())
+                .map(|p| p.cast())
+        }
     }
 }
 

@@ -280,6 +280,17 @@ pub(crate) fn wait_for_termination_signal() -> Result<i32, Errno> {
     }
 }
 
+/// Address space this process may still map under its `RLIMIT_AS` soft limit (the limit minus
+/// `VmSize` from `/proc/self/statm`), or `None` when there is no limit (or it cannot be read).
+/// See [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html).
+#[doc(alias = "getrlimit")]
+pub(crate) fn address_space_left() -> Option<u64> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::As).current?;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().next()?.parse().ok()?;
+    Some(limit.saturating_sub(pages.saturating_mul(rustix::param::page_size() as u64)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

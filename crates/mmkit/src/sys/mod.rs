@@ -24,6 +24,53 @@ fn last_errno() -> Errno {
     Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// Kernel constants the `libc` crate defines for Linux but not for Android. Bionic's headers and
+/// the kernel have them; the values are the kernel's (the same on every Android architecture).
+#[cfg(target_os = "android")]
+pub(crate) mod kconst {
+    /// `MAP_SHARED_VALIDATE` (Linux 4.15).
+    pub(crate) const MAP_SHARED_VALIDATE: libc::c_int = 0x03;
+    /// `MAP_FIXED_NOREPLACE` (Linux 4.17).
+    pub(crate) const MAP_FIXED_NOREPLACE: libc::c_int = 0x10_0000;
+    /// `EHWPOISON`: memory page has hardware error.
+    pub(crate) const EHWPOISON: libc::c_int = 133;
+    /// `MREMAP_MAYMOVE`.
+    pub(crate) const MREMAP_MAYMOVE: libc::c_int = 1;
+    /// `MREMAP_FIXED`.
+    pub(crate) const MREMAP_FIXED: libc::c_int = 2;
+}
+/// Kernel constants the `libc` crate defines for Linux but not for Android (see the Android
+/// definition).
+#[cfg(not(target_os = "android"))]
+pub(crate) mod kconst {
+    pub(crate) use libc::{EHWPOISON, MAP_FIXED_NOREPLACE, MAP_SHARED_VALIDATE};
+}
+
+/// `mremap(2)` as a raw `syscall(SYS_mremap, ...)`: neither rustix (whose Android build uses its
+/// libc backend) nor the `libc` crate bind `mremap` for Android, though bionic and the kernel
+/// have it. `new_addr` is used only with `MREMAP_FIXED`.
+///
+/// # Safety
+/// As [`mremap`]; with `MREMAP_FIXED`, as [`anon::mremap_fixed`].
+#[cfg(target_os = "android")]
+#[doc(alias = "mremap")]
+pub(crate) unsafe fn android_mremap(
+    addr: *mut u8,
+    old_len: usize,
+    new_len: usize,
+    flags: libc::c_int,
+    new_addr: *mut u8,
+) -> SysResult<*mut u8> {
+    // SAFETY: forwarded contract; the kernel validates the arguments and returns an address or
+    // an error (the libc wrapper turns the latter into -1 and errno).
+    let rc = unsafe { libc::syscall(libc::SYS_mremap, addr, old_len, new_len, flags, new_addr) };
+    if rc == -1 {
+        Err(last_errno())
+    } else {
+        Ok(rc as usize as *mut u8)
+    }
+}
+
 /// `sysconf(_SC_PAGESIZE)`, read once from the auxiliary vector.
 #[doc(alias = "getpagesize")]
 pub(crate) fn page_size() -> usize {
@@ -147,9 +194,18 @@ pub(crate) unsafe fn mincore(addr: *mut u8, len: usize, vec: &mut [u8]) -> SysRe
 /// # Safety
 /// The old range must be a mapping the caller owns; when it moves, every pointer into it dangles.
 pub(crate) unsafe fn mremap(addr: *mut u8, old_len: usize, new_len: usize, may_move: bool) -> SysResult<*mut u8> {
-    let flags = if may_move { rustix::mm::MremapFlags::MAYMOVE } else { rustix::mm::MremapFlags::empty() };
-    // SAFETY: forwarded contract.
-    unsafe { rustix::mm::mremap(addr.cast(), old_len, new_len, flags).map(|p| p.cast()) }
+    #[cfg(target_os = "android")]
+    {
+        let flags = if may_move { kconst::MREMAP_MAYMOVE } else { 0 };
+        // SAFETY: forwarded contract.
+        unsafe { android_mremap(addr, old_len, new_len, flags, std::ptr::null_mut()) }
+    }
+    #[cfg(not(target_os = "android"))]
+    {
+        let flags = if may_move { rustix::mm::MremapFlags::MAYMOVE } else { rustix::mm::MremapFlags::empty() };
+        // SAFETY: forwarded contract.
+        unsafe { rustix::mm::mremap(addr.cast(), old_len, new_len, flags).map(|p| p.cast()) }
+    }
 }
 
 /// `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name)` (Linux 5.17+ with

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use mmkit::reserve::ReserveOptions;
 use mmkit::{anon, page_size, HugePages, MapOptions, Protection};
 
-use super::Args;
+use super::{check_interrupted, Args};
 use crate::report::{bytes, duration, Section};
 
 const MIB: usize = 1 << 20;
@@ -68,7 +69,10 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     drop(mem);
 
     // 2. A 64 GiB reservation with 8 MiB committed.
-    let heap = ReserveOptions::new(64 << 30).align(2 * MIB).reserve()?;
+    let heap = ReserveOptions::new(64 << 30)
+        .align(2 * MIB)
+        .reserve()
+        .context("the anon section reserves 64 GiB of address space (is `ulimit -v` lower?)")?;
     heap.commit(0, 8 * MIB, Protection::READ_WRITE)?;
     for i in (0..8 * MIB).step_by(page) {
         // SAFETY: the first 8 MiB were committed read-write just above; raw access only.
@@ -106,7 +110,8 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
             pp.write_volatile(7);
             0
         })
-    }?;
+    }
+    .context("the anon section forks a child to write to shared and private memory")?;
     let (shared_seen, private_seen) = (shared[0] == 7, private[0] == 7);
     let yes = |b: bool| if b { "yes" } else { "no" };
     s.fact(
@@ -134,6 +139,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     let mut thp_t = Vec::new();
     let (mut base_faults, mut thp_faults, mut thp_huge, mut fallback) = (0, 0, 0, None);
     for _ in 0..3 {
+        check_interrupted()?;
         let (d, f, _, _) = first_touch(len, false)?;
         base_t.push(d);
         base_faults = f;

@@ -2,7 +2,7 @@
 //! load it from the APK without extracting it, call it, and count the pages that became
 //! resident.
 
-use super::Args;
+use super::{check_interrupted, Args};
 use crate::report::{bytes, duration, Section};
 use anyhow::Context;
 use std::io::Write;
@@ -24,14 +24,6 @@ int64_t tour_lookup(int64_t i) { scratch[i & (SCRATCH - 1)] += 1; return table[i
 
 const ENTRY: &str = "lib/x86_64/libtour.so";
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
     let src = dir.join("tour.c");
     std::fs::write(&src, SOURCE)?;
@@ -44,7 +36,12 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
         .output()
         .context("the elf section builds a small library with gcc, which could not be run (install gcc)")?;
     if !output.status.success() {
-        anyhow::bail!("gcc failed to build the tour library:\n{}", String::from_utf8_lossy(&output.stderr));
+        // Ctrl-C at a terminal reaches gcc too: say that, not how gcc died.
+        check_interrupted()?;
+        // One line, as every mmkit error: gcc's messages joined.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        anyhow::bail!("gcc failed to build the tour library ({}): {}", output.status, said.join("; "));
     }
     Ok(out)
 }
@@ -85,12 +82,16 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let mut s = Section::new("elf", "ELF from an APK: mapped in place, paged on demand");
     let page = mmkit_elf::page_size();
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = TempDir(base.join(format!("mmkit-tour-elf-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
-
-    let so_path = build_library(&dir.0, page)?;
+    // A fresh directory inside an existing one (removed with everything in it on drop): never
+    // a predictable name, never parents created that would stay behind.
+    let dir = tempfile::Builder::new()
+        .prefix("mmkit-tour-elf-")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a temporary directory in {}", base.display()))?;
+    let so_path = build_library(dir.path(), page)?;
+    check_interrupted()?;
     let so = std::fs::read(&so_path)?;
-    let apk = dir.0.join("tour.apk");
+    let apk = dir.path().join("tour.apk");
     build_apk(&apk, &so, page)?;
     let apk_len = std::fs::metadata(&apk)?.len();
     // Drop the APK from the page cache so residency shows what loading and calling bring in.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mmkit::{MapOptions, Mmap, Populate};
 
-use super::Args;
+use super::{check_interrupted, Args};
 use crate::report::{bytes, duration, throughput, Section};
 
 const CHUNK: usize = 1 << 20;
@@ -37,6 +37,7 @@ fn fill(file: &mut File, size: u64, json: bool) -> anyhow::Result<u64> {
     let mut expected = 0u64;
     let mut left = size;
     while left > 0 {
+        check_interrupted()?;
         let n = left.min(CHUNK as u64) as usize;
         for w in buf[..n].chunks_exact_mut(8) {
             w.copy_from_slice(&word.to_ne_bytes());
@@ -60,6 +61,7 @@ fn read_sum(file: &mut File) -> anyhow::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut sum = 0u64;
     loop {
+        check_interrupted()?;
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
@@ -73,7 +75,12 @@ fn map_sum(file: &File, populate: Populate) -> anyhow::Result<u64> {
     // SAFETY: the tour's temporary file is private to this process and never truncated or
     // written while mapped.
     let map = unsafe { MapOptions::new().populate(populate).map(file) }?;
-    Ok(sum_words(&map))
+    let mut sum = 0u64;
+    for chunk in map.chunks(CHUNK) {
+        check_interrupted()?;
+        sum = sum.wrapping_add(sum_words(chunk));
+    }
+    Ok(sum)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -85,7 +92,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 pub fn section(args: &Args) -> anyhow::Result<Section> {
     let mut s = Section::new("file", "File-backed mappings: demand paging, mmap vs read(), shared vs private");
     let page = mmkit::page_size();
-    let size = args.size.max(page as u64 * 4);
+    let size = args.size;
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::Builder::new()
         .prefix("mmkit-tour-")
@@ -144,6 +151,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         format!("{} of {}", around.resident_pages(), around.pages()),
     );
     drop(map);
+
+    check_interrupted()?;
 
     // 2. Sequential scan of a cached file: read() into a 1 MiB buffer vs mapping it.
     read_sum(&mut file)?; // warm the page cache
@@ -212,6 +221,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     );
     s.note("medians of 3 interleaved runs; map and unmap are inside the timed region; the page cache was warm");
 
+    check_interrupted()?;
+
     // 3. MAP_SHARED vs MAP_PRIVATE across fork and in the file.
     let rw = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
     // SAFETY: as above: the file is ours alone, and it is not truncated while mapped.
@@ -224,7 +235,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         shared[..8].copy_from_slice(&marker.to_ne_bytes());
         private[8..16].copy_from_slice(&marker.to_ne_bytes());
         0
-    })?;
+    })
+    .context("the file section forks a child to write through both maps")?;
     let shared_seen = u64::from_ne_bytes(shared[..8].try_into()?) == marker;
     let private_seen = u64::from_ne_bytes(private[8..16].try_into()?) == marker;
     shared.flush(..8)?;

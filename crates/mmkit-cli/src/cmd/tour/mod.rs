@@ -8,19 +8,24 @@ use crate::report::Section;
 mod anon;
 mod elf;
 mod file;
+mod limits;
 mod mmio;
+mod pager;
+
+pub use limits::check_interrupted;
 
 /// Arguments of `mmkit tour`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Size of the temporary file used by the file-backed section (e.g. 256M, 1G, 4096).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    /// Size of the temporary file used by the file-backed section (e.g. 256M, 1G, 64K; at
+    /// least 4 pages). The temp dir must have that much free space.
+    #[arg(long, default_value = "256M", value_parser = parse_file_size)]
     pub size: u64,
     /// Directory for temporary files (default: the system temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
-    /// Run only these sections (file, anon, elf, mmio); default: all.
-    #[arg(long, value_delimiter = ',')]
+    /// Run only these sections (file, anon, elf, mmio, pager); default: all.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTION_NAMES))]
     pub only: Vec<String>,
     /// Print one JSON document instead of the report.
     #[arg(long)]
@@ -49,24 +54,59 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("size {s:?} overflows"))
 }
 
+/// Fewest pages in the file section's file: it maps, touches and forks over distinct pages.
+const MIN_FILE_PAGES: u64 = 4;
+
+/// Parses `--size`: a size (see [`parse_size`]) of at least [`MIN_FILE_PAGES`] pages.
+fn parse_file_size(s: &str) -> Result<u64, String> {
+    let size = parse_size(s)?;
+    let min = MIN_FILE_PAGES * mmkit::page_size() as u64;
+    if size < min {
+        return Err(format!(
+            "{size} bytes is too small: the file section needs at least {MIN_FILE_PAGES} pages ({min} bytes here)"
+        ));
+    }
+    Ok(size)
+}
+
 type SectionFn = fn(&Args) -> anyhow::Result<Section>;
 
-const SECTIONS: &[(&str, SectionFn)] =
-    &[("file", file::section), ("anon", anon::section), ("elf", elf::section), ("mmio", mmio::section)];
+const SECTIONS: &[(&str, SectionFn)] = &[
+    ("file", file::section),
+    ("anon", anon::section),
+    ("elf", elf::section),
+    ("mmio", mmio::section),
+    ("pager", pager::section),
+];
+
+const SECTION_NAMES: [&str; 5] = ["file", "anon", "elf", "mmio", "pager"];
 
 /// Runs `mmkit tour`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    for name in &args.only {
-        if !SECTIONS.iter().any(|(id, _)| id == name) {
-            anyhow::bail!("unknown tour section {name:?}");
-        }
+    let chosen = |id: &str| args.only.is_empty() || args.only.iter().any(|o| o == id);
+    // Before anything is written: room for the files, memory for the anon section.
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let disk = if chosen("file") { args.size } else { 0 } + if chosen("elf") { limits::ELF_DISK } else { 0 };
+    if disk > 0 {
+        limits::check_dir(&dir)?;
+        let what = if chosen("file") {
+            format!("the file section's --size {} file", args.size)
+        } else {
+            "the elf section".to_owned()
+        };
+        limits::check_disk(&dir, disk, &what)?;
     }
+    if chosen("anon") {
+        limits::check_memory(limits::ANON_MEMORY, "the anon section")?;
+    }
+    limits::catch_termination_signals()?;
     let mut sections = Vec::new();
     for (id, section) in SECTIONS {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == id) {
+        if !chosen(id) {
             continue;
         }
         let s = section(&args)?;
+        check_interrupted()?;
         if !args.json {
             println!("{}", s.render());
         }
@@ -94,5 +134,10 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());
+        let page = mmkit::page_size() as u64;
+        for small in ["0", "1", "4095"] {
+            assert!(super::parse_file_size(small).unwrap_err().contains("too small"));
+        }
+        assert_eq!(super::parse_file_size(&(4 * page).to_string()), Ok(4 * page));
     }
 }

@@ -10,6 +10,8 @@
 //! module): everything that touches the loaded image's memory goes through [`Image`], whose
 //! accessors are bounds-checked against the mapped segments.
 
+pub(crate) mod debugger;
+
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Plan, Protection};
@@ -76,7 +78,7 @@ pub(crate) struct Image {
     ranges: Vec<(u64, u64, Protection)>,
     /// Index in `ranges` of the last range an access fell in.
     last_range: AtomicUsize,
-    writes_done: bool,
+    writes_done: std::sync::atomic::AtomicBool,
 }
 
 /// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
@@ -153,7 +155,7 @@ impl Image {
             bias: (base as u64).wrapping_sub(plan.span_vaddr),
             ranges: Vec::new(),
             last_range: AtomicUsize::new(0),
-            writes_done: false,
+            writes_done: std::sync::atomic::AtomicBool::new(false),
         };
         for (i, seg) in plan.segments.iter().enumerate() {
             if i == 0 && first_mapped {
@@ -298,7 +300,7 @@ impl Image {
     fn fits(&self, vaddr: u64, len: u64, write: bool) -> bool {
         let Some(end) = vaddr.checked_add(len) else { return false };
         let fits = |&(s, e, p): &(u64, u64, Protection)| {
-            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done))
+            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done.load(Ordering::Acquire)))
         };
         // Accesses come in runs within one segment (a relocation table, then its targets):
         // the range that answered last is tried first.
@@ -416,8 +418,8 @@ impl Image {
     }
 
     /// Makes the RELRO pages read-only and forbids further writes.
-    pub(crate) fn protect_relro(&mut self, plan: &Plan) -> Result<()> {
-        self.writes_done = true;
+    pub(crate) fn protect_relro(&self, plan: &Plan) -> Result<()> {
+        self.writes_done.store(true, Ordering::Release);
         let Some((start, len)) = plan.relro else {
             return Ok(());
         };
@@ -588,7 +590,10 @@ impl Library {
     /// Loads a shared object from a file, a stored APK entry or memory, like `dlopen(RTLD_NOW |
     /// RTLD_LOCAL)`: reads the headers, plans, reserves the span, maps the segments, loads
     /// missing `DT_NEEDED` libraries, relocates eagerly, protects RELRO and runs the
-    /// initializers.
+    /// initializers. It loads in the process's default [`crate::Namespace`]: system
+    /// libraries go to the system linker, and a file already loaded there is not loaded again
+    /// (the result is another handle to the same copy, as with `dlopen`). A bare soname
+    /// (`libz.so.1`) that is not a file in the current directory is searched for.
     ///
     /// # Safety
     /// Loading runs the library's initializers and IFUNC resolvers, and later calls run its
@@ -596,7 +601,8 @@ impl Library {
     /// or modified while loaded (the pages are mapped from it; memory sources are sealed).
     #[doc(alias = "dlopen")]
     pub unsafe fn open(source: impl Into<Source>) -> Result<Library> {
-        Library::load(&source.into(), 0)
+        // SAFETY: the caller's contract is this function's.
+        unsafe { crate::Namespace::global_default().open(source) }
     }
 
     /// Looks up `name` (its default version) in the library, then its dependencies, and
@@ -608,6 +614,38 @@ impl Library {
     /// `T` must be pointer-sized.
     #[doc(alias = "dlsym")]
     pub unsafe fn symbol<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.typed_symbol(name, false) }
+    }
+
+    /// Looks up the function `name` like [`Library::symbol`], and refuses a symbol that is
+    /// not code (`STT_FUNC` or `STT_GNU_IFUNC`; see [`Library::symbol_kind`]): data objects,
+    /// thread-locals, absolute symbols such as version names (libz's `ZLIB_1.2.2`), untyped
+    /// symbols. Calling one of those would jump into data or to a small number.
+    ///
+    /// # Safety
+    /// `T` must be the function's true signature, an `extern "C" fn` pointer type.
+    pub unsafe fn function<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.typed_symbol(name, true) }
+    }
+
+    /// [`Library::symbol`], or [`Library::function`] when `function` is set.
+    ///
+    /// # Safety
+    /// As for [`Library::symbol`].
+    unsafe fn typed_symbol<T: Copy>(&self, name: &str, function: bool) -> Result<Symbol<'_, T>> {
+        if function {
+            let kind = self.symbol_kind(name)?;
+            if !kind.is_function() {
+                return Err(Error::new(
+                    ErrorKind::NotAFunction,
+                    format!("function lookup of `{name}`"),
+                    format!("it is {}, not a function (STT_FUNC or STT_GNU_IFUNC)", kind.describe()),
+                )
+                .with_path(self.source()));
+            }
+        }
         if std::mem::size_of::<T>() != std::mem::size_of::<usize>() {
             return Err(Error::new(
                 ErrorKind::SymbolNotFound,
@@ -615,19 +653,32 @@ impl Library {
                 format!("the requested type is {} bytes; symbols are pointer-sized", std::mem::size_of::<T>()),
             ));
         }
-        let address = match self.find(name, crate::symbols::Want::Default) {
+        let address = match self.object().find(name, crate::symbols::Want::Default) {
             Some(Target::Addr(a)) => a,
             // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
             Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
             Some(Target::Tls { .. }) => {
-                return Err(self.not_found(name, "it is a thread-local variable"));
+                return Err(self.object().not_found(name, "it is a thread-local variable"));
             }
-            None => return Err(self.not_found(name, "no such exported symbol")),
+            None => return Err(self.object().not_found(name, "no such exported symbol")),
         };
         let raw = address as usize;
         // SAFETY: T is pointer-sized (checked above); the caller vouches T is the symbol's type.
         let value = unsafe { std::mem::transmute_copy::<usize, T>(&raw) };
         Ok(Symbol { value, address, _lib: PhantomData })
+    }
+}
+
+impl crate::Namespace {
+    /// Loads `source` in this namespace: its dependencies are found and loaded by this
+    /// namespace's rules. A bare soname (`libz.so.1`, no `/`, not a file in the current
+    /// directory) is searched for as a dependency would be, and mapped by mmkit-elf.
+    ///
+    /// # Safety
+    /// As for [`Library::open`](crate::Library::open): the library must be trustworthy.
+    pub unsafe fn open(&self, source: impl Into<Source>) -> Result<crate::Library> {
+        let source = self.top_level(source.into())?;
+        crate::group::open(self, &source)
     }
 }
 
@@ -643,7 +694,7 @@ pub(crate) fn relocate_image(
 }
 
 /// Runs `DT_INIT`, then `DT_INIT_ARRAY` in order.
-pub(crate) fn run_initializers(lib: &Library) -> Result<()> {
+pub(crate) fn run_initializers(lib: &crate::library::Object) -> Result<()> {
     let (image, dy) = (lib.image(), lib.dynamic());
     if let Some(init) = dy.init {
         // SAFETY: DT_INIT of a relocated library whose dependencies are initialized; the caller
@@ -660,7 +711,7 @@ pub(crate) fn run_initializers(lib: &Library) -> Result<()> {
 
 /// Runs `DT_FINI_ARRAY` in reverse order, then `DT_FINI`. Errors are ignored (nothing left to
 /// report them to during drop).
-pub(crate) fn run_finalizers(lib: &Library) {
+pub(crate) fn run_finalizers(lib: &crate::library::Object) {
     if !lib.is_initialized() {
         return;
     }
@@ -675,4 +726,12 @@ pub(crate) fn run_finalizers(lib: &Library) {
         // SAFETY: as above.
         let _ = unsafe { image.call_initializer(fini, false) };
     }
+}
+
+/// Has the system linker load the system library at `path` (a dependency the namespace
+/// routes to it; see [`crate::Namespace`]).
+pub(crate) fn load_system_library(path: &str) -> std::result::Result<crate::relocate::external::SystemLibrary, String> {
+    // SAFETY: called by `Library::load` for a dependency of a library whose loading the caller
+    // of `Library::open`/`Namespace::open` vouched for (dlopen would load it as well).
+    unsafe { crate::relocate::external::SystemLibrary::load(path) }
 }

@@ -1,0 +1,122 @@
+//! `mmkit pager`: pack a file into the zstd seekable format, report a snapshot's or a
+//! seekable file's pages.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use mmkit_pager::seekable::{self, PackOptions};
+use mmkit_pager::{snapshot, SeekableSource};
+use serde_json::json;
+
+use crate::report::bytes;
+
+/// Subcommands of `mmkit pager`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Compress INPUT into the zstd seekable format (independent frames + a seek table; any
+    /// `zstd -d` reads it), so that a PagedRegion maps it lazily.
+    Pack {
+        /// The file to compress.
+        input: PathBuf,
+        /// The seekable file to write.
+        output: PathBuf,
+        /// Uncompressed bytes per frame: what one fault decompresses (e.g. 64K, 1M).
+        #[arg(long, default_value = "64K", value_parser = crate::cmd::tour::parse_size)]
+        frame_size: u64,
+        /// zstd compression level (1-22).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+        level: i32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report a file's pages: a zstd seekable file's frames, or a snapshot's data and holes.
+    Info {
+        /// A zstd seekable file or a snapshot (raw memory bytes, holes for zero pages).
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `mmkit pager`.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Pack { input, output, frame_size, level, json } => {
+            let frame_size = u32::try_from(frame_size)
+                .ok()
+                .filter(|&f| f > 0 && f <= seekable::MAX_FRAME_SIZE)
+                .with_context(|| format!("frame size {frame_size} must be between 1 and 1 GiB"))?;
+            let info = seekable::pack(&input, &output, &PackOptions { frame_size, level })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "input": input, "output": output, "input_bytes": info.input_bytes,
+                        "output_bytes": info.output_bytes, "frames": info.frames, "frame_size": frame_size,
+                        "level": level,
+                    }))?
+                );
+            } else {
+                let ratio = info.input_bytes as f64 / info.output_bytes.max(1) as f64;
+                println!(
+                    "{} -> {}: {} -> {} ({ratio:.2}x), {} frames of {}",
+                    input.display(),
+                    output.display(),
+                    bytes(info.input_bytes),
+                    bytes(info.output_bytes),
+                    info.frames,
+                    bytes(frame_size as u64)
+                );
+            }
+        }
+        Command::Info { path, json } => match SeekableSource::open(&path) {
+            Ok(src) => {
+                let frames = src.frames();
+                let table = src.seek_table();
+                let max_frame = (0..frames).filter_map(|i| table.frame_size_decomp(i).ok()).max().unwrap_or(0);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json!({
+                            "path": path, "kind": "zstd-seekable", "frames": frames,
+                            "decompressed_bytes": src.len(), "compressed_bytes": src.compressed_len(),
+                            "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
+                            "pages": src.len().div_ceil(mmkit::page_size() as u64),
+                        }))?
+                    );
+                } else {
+                    println!("{}: zstd seekable file", path.display());
+                    println!("  decompressed   {}", bytes(src.len()));
+                    println!("  compressed     {}", bytes(src.compressed_len()));
+                    println!("  frames         {frames} (largest {})", bytes(max_frame));
+                    println!("  pages          {}", src.len().div_ceil(mmkit::page_size() as u64));
+                }
+            }
+            Err(_) => {
+                let info = snapshot::info(&path)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json!({
+                            "path": path, "kind": "snapshot", "len": info.len, "page_size": info.page_size,
+                            "pages": info.pages, "data_pages": info.data_pages, "hole_pages": info.hole_pages,
+                            "disk_bytes": info.disk_bytes,
+                            "data_extents": info.data_extents.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>(),
+                        }))?
+                    );
+                } else {
+                    println!("{}: snapshot (raw memory, holes for zero pages)", path.display());
+                    println!("  length         {}", bytes(info.len));
+                    println!("  pages          {} of {}", info.pages, bytes(info.page_size));
+                    println!("  data pages     {}", info.data_pages);
+                    println!("  hole pages     {}", info.hole_pages);
+                    println!("  on disk        {}", bytes(info.disk_bytes));
+                    println!("  data extents   {}", info.data_extents.len());
+                }
+            }
+        },
+    }
+    Ok(())
+}

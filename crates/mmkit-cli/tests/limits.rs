@@ -1,0 +1,225 @@
+//! The CLI under low resource limits: `RLIMIT_AS`, `RLIMIT_NOFILE` and `RLIMIT_NPROC`, set with
+//! `prlimit` (util-linux) on the command. Every command either succeeds or fails with exit 1
+//! and `mmkit:` lines on stderr; none panics (exit 101), aborts or dies of a signal.
+//!
+//! `RLIMIT_NPROC` does not bind root, so as root those runs drop to a throwaway uid with
+//! `setpriv` (util-linux) first; the files they read are given to that uid.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MMKIT: &str = env!("CARGO_BIN_EXE_mmkit");
+
+/// A uid (and gid) with no other processes, for the `RLIMIT_NPROC` runs as root.
+const THROWAWAY_ID: u32 = 64_999;
+
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// `RLIMIT_AS` in bytes.
+    AddressSpace(u64),
+    /// `RLIMIT_NOFILE`.
+    Files(u64),
+    /// `RLIMIT_NPROC` of 1: no thread or child can start.
+    OneTask,
+    /// `RLIMIT_DATA` in bytes (heap and other private writable memory).
+    Data(u64),
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs `mmkit ARGS` under `limit`.
+fn run(limit: Limit, args: &[&str]) -> Output {
+    let mut cmd = match limit {
+        Limit::OneTask if is_root() => {
+            let mut c = Command::new("setpriv");
+            let id = THROWAWAY_ID.to_string();
+            c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "prlimit"]);
+            c
+        }
+        _ => Command::new("prlimit"),
+    };
+    match limit {
+        Limit::AddressSpace(bytes) => cmd.arg(format!("--as={bytes}")),
+        Limit::Files(n) => cmd.arg(format!("--nofile={n}")),
+        Limit::OneTask => cmd.arg("--nproc=1"),
+        Limit::Data(bytes) => cmd.arg(format!("--data={bytes}")),
+    };
+    let out = cmd.arg("--").arg(MMKIT).args(args).output().expect("run prlimit (util-linux)");
+    assert_ne!(out.status.code(), Some(127), "prlimit or setpriv could not run mmkit: {out:?}");
+    out
+}
+
+/// Asserts the run ended in success, or in exit 1 with `mmkit:` lines only (`one_line`: just
+/// one), never in a panic, an abort or another signal.
+fn assert_clean(out: &Output, one_line: bool, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("memory allocation of"), "{what}: {err}");
+    match out.status.code() {
+        Some(0) => {}
+        Some(1) => {
+            let lines: Vec<&str> = err.lines().collect();
+            assert!(!lines.is_empty() && lines.iter().all(|l| l.starts_with("mmkit: ")), "{what}: {err}");
+            if one_line {
+                assert_eq!(lines.len(), 1, "{what}: {err}");
+            }
+        }
+        _ => panic!("{what}: ended with {:?}: {err}", out.status),
+    }
+}
+
+fn assert_success(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what}: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+/// A directory of `n` one-page files, readable (and owned, for `cachestat`) by the throwaway
+/// uid when running as root.
+fn many_files(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let page = rustix::param::page_size();
+    for i in 0..n {
+        std::fs::write(dir.path().join(format!("f{i:05}")), vec![i as u8; page]).unwrap();
+    }
+    give_away(dir.path());
+    dir
+}
+
+/// As root, hands `dir` and what is in it to the throwaway uid.
+fn give_away(dir: &Path) {
+    if !is_root() {
+        return;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = Some(THROWAWAY_ID);
+    for e in std::fs::read_dir(dir).unwrap() {
+        std::os::unix::fs::chown(e.unwrap().path(), id, id).unwrap();
+    }
+    std::os::unix::fs::chown(dir, id, id).unwrap();
+}
+
+/// `residency --json` totals: (files, pages, resident pages).
+fn totals(out: &Output) -> (u64, u64, u64) {
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &doc["total"];
+    (t["files"].as_u64().unwrap(), t["pages"].as_u64().unwrap(), t["resident_pages"].as_u64().unwrap())
+}
+
+/// Asserts a successful `residency --touch --json` of `files` one-page files left them in the
+/// page cache. Exit 0 already says every file was touched without error; the count allows for
+/// the machine reclaiming a few pages between the touch and the count (the page cache here is
+/// shared with other tests and trimmed when idle).
+fn assert_touched(out: &Output, files: u64, what: &str) {
+    let (n, pages, resident) = totals(out);
+    assert_eq!((n, pages), (files, files), "{what}");
+    assert!(resident >= pages * 9 / 10, "{what}: {resident} of {pages} pages resident after the touch");
+}
+
+#[test]
+fn residency_with_500_threads_under_low_address_space_uses_fewer() {
+    let dir = many_files(300);
+    let d = dir.path().to_str().unwrap();
+    for mib in [24u64, 48, 96, 192, 384] {
+        let limit = Limit::AddressSpace(mib << 20);
+        // It panicked ("failed to spawn thread", exit 101), or aborted when an allocation
+        // failed after the threads had taken the address space.
+        let out = run(limit, &["residency", "--threads", "500", "--json", d]);
+        assert_success(&out, &format!("count, {mib} MiB of address space"));
+        assert_eq!(totals(&out).0, 300);
+        let out = run(limit, &["residency", "--touch", "--threads", "500", "--json", d]);
+        assert_success(&out, &format!("touch, {mib} MiB of address space"));
+        assert_touched(&out, 300, &format!("{mib} MiB"));
+    }
+}
+
+#[test]
+fn residency_touch_of_many_files_under_low_nofile() {
+    // vmtouch -t handles this; mmkit opened every file before touching any and failed on
+    // all but the first few dozen.
+    let dir = many_files(2000);
+    let d = dir.path().to_str().unwrap();
+    for threads in ["1", "4", "16"] {
+        let out = run(Limit::Files(24), &["residency", "--evict", "--quiet", d]);
+        assert_success(&out, "evict");
+        let out = run(Limit::Files(24), &["residency", "--touch", "--threads", threads, "--json", d]);
+        assert_success(&out, &format!("touch with {threads} threads and 24 descriptors"));
+        assert_touched(&out, 2000, &format!("{threads} threads"));
+    }
+}
+
+#[test]
+fn residency_memory_does_not_grow_with_the_tree() {
+    // 20,000 files in 4 directories. The paths were all collected (and counted, and listed)
+    // before any was touched: 8 MiB of heap was not enough, and the allocation failure aborted.
+    let dir = tempfile::tempdir().unwrap();
+    for d in 0..4 {
+        let sub = dir.path().join(format!("d{d}"));
+        std::fs::create_dir(&sub).unwrap();
+        for i in 0..5000 {
+            std::fs::write(sub.join(format!("file-with-a-longish-name-{i:05}")), b"x").unwrap();
+        }
+    }
+    let d = dir.path().to_str().unwrap();
+    for args in [&["residency", "--quiet", "--touch", d][..], &["residency", "--quiet", d]] {
+        let out = run(Limit::Data(8 << 20), args);
+        assert_success(&out, &format!("{args:?} with 8 MiB of data"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Files: 20000"), "{text}");
+    }
+}
+
+#[test]
+fn residency_when_no_thread_can_start() {
+    let dir = many_files(200);
+    let d = dir.path().to_str().unwrap();
+    let out = run(Limit::OneTask, &["residency", "--touch", "--threads", "8", "--json", d]);
+    assert_success(&out, "touch under RLIMIT_NPROC=1");
+    assert_touched(&out, 200, "RLIMIT_NPROC=1");
+    let out = run(Limit::OneTask, &["residency", "--threads", "8", "--json", d]);
+    assert_success(&out, "count under RLIMIT_NPROC=1");
+}
+
+#[test]
+fn maps_under_low_limits() {
+    for limit in [Limit::AddressSpace(24 << 20), Limit::Files(4), Limit::Files(8), Limit::OneTask] {
+        for args in [&["maps"][..], &["maps", "--json"], &["maps", "--summary"]] {
+            let out = run(limit, args);
+            assert_clean(&out, true, &format!("{args:?} under {limit:?}"));
+        }
+    }
+}
+
+#[test]
+fn tour_with_a_small_file_under_low_limits() {
+    for limit in [Limit::AddressSpace(64 << 20), Limit::AddressSpace(512 << 20), Limit::Files(8), Limit::OneTask] {
+        let dir = tempfile::tempdir().unwrap();
+        give_away(dir.path());
+        let out = run(limit, &["tour", "--size", "64K", "--dir", dir.path().to_str().unwrap()]);
+        assert_clean(&out, true, &format!("tour under {limit:?}"));
+        let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(left.is_empty(), "tour under {limit:?} left {left:?}");
+    }
+}
+
+#[test]
+fn elf_load_under_low_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
+    let so = dir.path().join("libfxbasic.so");
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("the limits tests compile a C fixture: install gcc");
+    assert!(status.success());
+    give_away(dir.path());
+    let so = so.to_str().unwrap();
+    for limit in [Limit::AddressSpace(24 << 20), Limit::Files(4), Limit::Files(8), Limit::OneTask] {
+        for args in [&["elf", "load", so][..], &["elf", "plan", so], &["elf", "call", so, "fx_add", "2", "3"]] {
+            let out = run(limit, args);
+            assert_clean(&out, true, &format!("{args:?} under {limit:?}"));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `mmkit pager pack|info` and the tour's pager section, run as a user would.
+
+use std::os::unix::fs::FileExt;
+use std::process::{Command, Output};
+
+fn mmkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmkit")).args(args).output().expect("run mmkit")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn pack_then_info_reports_frames_and_zstd_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, packed) = (dir.path().join("data"), dir.path().join("data.zst"));
+    let content: Vec<u8> = (0..1_000_000u32).map(|i| (i % 97) as u8 ^ (i / 4096) as u8).collect();
+    std::fs::write(&raw, &content).unwrap();
+    let p = json(&mmkit(&[
+        "pager",
+        "pack",
+        raw.to_str().unwrap(),
+        packed.to_str().unwrap(),
+        "--frame-size",
+        "128K",
+        "--json",
+    ]));
+    assert_eq!(p["input_bytes"], 1_000_000);
+    assert_eq!(p["frames"], 8);
+    assert_eq!(p["output_bytes"], std::fs::metadata(&packed).unwrap().len());
+    let i = json(&mmkit(&["pager", "info", packed.to_str().unwrap(), "--json"]));
+    assert_eq!(i["kind"], "zstd-seekable");
+    assert_eq!(i["frames"], 8);
+    assert_eq!(i["decompressed_bytes"], 1_000_000);
+    assert_eq!(i["max_frame_bytes"], 128 * 1024);
+    let text = mmkit(&["pager", "info", packed.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("zstd seekable file"));
+    if Command::new("zstd").arg("--version").output().is_ok() {
+        let back = dir.path().join("back");
+        let st = Command::new("zstd").arg("-dqf").arg(&packed).arg("-o").arg(&back).status().unwrap();
+        assert!(st.success());
+        assert_eq!(std::fs::read(&back).unwrap(), content);
+    }
+}
+
+#[test]
+fn info_reports_a_snapshots_data_and_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("mem.snap");
+    let page = rustix::param::page_size() as u64;
+    let f = std::fs::File::create(&snap).unwrap();
+    f.set_len(100 * page).unwrap();
+    f.write_all_at(&[1; 10], 3 * page).unwrap();
+    f.write_all_at(&[2; 10], 50 * page + 1).unwrap();
+    drop(f);
+    let i = json(&mmkit(&["pager", "info", snap.to_str().unwrap(), "--json"]));
+    assert_eq!(i["kind"], "snapshot");
+    assert_eq!(i["pages"], 100);
+    assert_eq!(i["data_pages"], 2);
+    assert_eq!(i["hole_pages"], 98);
+    assert_eq!(i["data_extents"][0], serde_json::json!([3 * page, 4 * page]));
+}
+
+#[test]
+fn bad_input_is_one_mmkit_line_and_exit_1_or_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let o = mmkit(&["pager", "info", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("mmkit: ") && err.contains("missing") && err.lines().count() == 1, "{err}");
+    let o = mmkit(&["pager", "pack", missing.to_str().unwrap(), dir.path().join("x").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = mmkit(&["pager", "pack", "a", "b", "--level", "99"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = mmkit(&["pager", "pack", "a", "b", "--frame-size", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn tour_pager_section_reports_lazy_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mmkit(&["tour", "--only", "pager", "--size", "8M", "--json", "--dir", dir.path().to_str().unwrap()]);
+    let doc = json(&o);
+    let f = &doc["sections"][0]["facts"];
+    let page = rustix::param::page_size() as u64;
+    assert_eq!(f["bytes_touched"], 16 * page);
+    let decompressed = f["bytes_decompressed"].as_u64().unwrap();
+    assert!(decompressed > 0 && decompressed <= 16 * 64 * 1024, "{f}");
+    assert!(f["lazy_pages_read"].as_u64().unwrap() <= 2, "{f}");
+    assert_eq!(f["pages_written"], 10);
+    assert_eq!(f["dirty_pages_found"], 10);
+}

@@ -1,0 +1,307 @@
+//! Loading a library with its dependencies as one group, and unloading what nothing needs:
+//! one copy per (device, inode, offset) per namespace, shared by reference, the way glibc's
+//! `dlopen`/`dlclose` do it.
+//!
+//! Loading maps the new libraries breadth-first (each `DT_NEEDED` name once; cycles are
+//! allowed), then relocates and initializes them dependencies first (a depth-first post-order;
+//! a cycle is broken where it closes, as glibc does). Unloading is a mark and sweep: a library
+//! stays while a handle holds it, it is pinned, or a library that stays needs it; the rest are
+//! finalized and unmapped in the reverse of their initialization order.
+#![deny(unsafe_code)]
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::library::{Dependency, Key, Library, Object};
+use crate::namespace::{Namespace, Resolved};
+use crate::relocate::external::SystemLibrary;
+use crate::source::{OpenSource, Source};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// The process-wide initialization counter: unload order is the reverse of it.
+static INIT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The libraries a namespace has mapped, by identity, with their handle counts.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    loaded: Mutex<HashMap<Key, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    obj: Arc<Object>,
+    /// Live [`Library`] handles.
+    handles: usize,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new handle to `obj` if it is still loaded here.
+    pub(crate) fn handle(&self, obj: Arc<Object>, me: &Arc<Registry>) -> Option<Library> {
+        let mut map = self.lock();
+        let e = map.get_mut(&obj.key).filter(|e| Arc::ptr_eq(&e.obj, &obj))?;
+        e.handles += 1;
+        Some(Library::new(obj, me.clone()))
+    }
+
+    /// Drops a handle of `key`; unloads what is no longer needed.
+    pub(crate) fn release(&self, key: Key) {
+        let doomed = {
+            let mut map = self.lock();
+            if let Some(e) = map.get_mut(&key) {
+                e.handles = e.handles.saturating_sub(1);
+            }
+            sweep(&mut map)
+        };
+        // Finalizers run outside the lock (they may open or close libraries themselves).
+        drop_in_reverse_init_order(doomed);
+    }
+
+    /// How many libraries this namespace has mapped now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Removes and returns the libraries no handle, pin or remaining library needs.
+fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
+    let mut live: Vec<Key> = map
+        .iter()
+        .filter(|(_, e)| e.handles > 0 || e.obj.pinned || e.obj.pins.load(Ordering::Acquire) > 0)
+        .map(|(k, _)| *k)
+        .collect();
+    let mut i = 0;
+    while i < live.len() {
+        if let Some(e) = map.get(&live[i]) {
+            for d in e.obj.deps.get().into_iter().flatten() {
+                if let Dependency::Mmkit(w) = d {
+                    if let Some(o) = w.upgrade() {
+                        if !live.contains(&o.key) {
+                            live.push(o.key);
+                        }
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    let dead: Vec<Key> = map.keys().filter(|k| !live.contains(k)).copied().collect();
+    dead.into_iter().filter_map(|k| map.remove(&k)).map(|e| e.obj).collect()
+}
+
+/// Finalizes and unmaps `objs`, the last initialized first.
+fn drop_in_reverse_init_order(mut objs: Vec<Arc<Object>>) {
+    objs.sort_by_key(|o| std::cmp::Reverse(o.init_seq.load(Ordering::Acquire)));
+    for o in objs {
+        forget_span(&o);
+        drop(o);
+    }
+}
+
+/// A library mmkit mapped, in any namespace: its span, for questions by address (which
+/// library holds this address, for `thread_local` destructors and `addr_info`).
+struct Span {
+    start: u64,
+    end: u64,
+    obj: Weak<Object>,
+    registry: Weak<Registry>,
+}
+
+static SPANS: Mutex<Vec<Span>> = Mutex::new(Vec::new());
+
+fn spans() -> MutexGuard<'static, Vec<Span>> {
+    SPANS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a newly mapped library for questions by address, and announces it to debuggers.
+fn remember_span(obj: &Arc<Object>, registry: &Arc<Registry>) {
+    let (start, len) = obj.span();
+    spans().push(Span { start, end: start + len, obj: Arc::downgrade(obj), registry: Arc::downgrade(registry) });
+    let l_ld = obj.plan().dynamic.map_or(0, |(vaddr, _)| obj.bias().wrapping_add(vaddr));
+    crate::executor::debugger::announce(obj.bias(), obj.source(), l_ld);
+}
+
+fn forget_span(obj: &Arc<Object>) {
+    crate::executor::debugger::retract(obj.bias());
+    let start = obj.span().0;
+    spans().retain(|s| s.start != start);
+}
+
+/// The loaded library whose span holds `addr`, and its namespace's registry.
+pub(crate) fn containing(addr: u64) -> Option<(Arc<Object>, Arc<Registry>)> {
+    let spans = spans();
+    let s = spans.iter().find(|s| addr >= s.start && addr < s.end)?;
+    Some((s.obj.upgrade()?, s.registry.upgrade()?))
+}
+
+/// Keeps a library loaded while it lives, without the registry's lock (it may be taken while
+/// the registry is locked: a constructor that registers a `thread_local` destructor).
+struct ObjectPin {
+    obj: Option<Arc<Object>>,
+    registry: Weak<Registry>,
+}
+
+impl Drop for ObjectPin {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            let key = obj.key;
+            obj.pins.fetch_sub(1, Ordering::AcqRel);
+            drop(obj);
+            if let Some(r) = self.registry.upgrade() {
+                r.release(key);
+            }
+        }
+    }
+}
+
+/// A pin on the library holding `addr` (the `thread_local` destructor hook).
+fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
+    let (obj, registry) = containing(addr)?;
+    obj.pins.fetch_add(1, Ordering::AcqRel);
+    Some(Box::new(ObjectPin { obj: Some(obj), registry: Arc::downgrade(&registry) }))
+}
+
+/// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
+/// copy already loaded there.
+pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
+    crate::relocate::atexit::set_pin_hook(pin_containing);
+    let registry = ns.registry();
+    // Identity first: an already loaded copy is shared.
+    let src = source.open(crate::library::page_size())?;
+    let mut map = registry.lock();
+    if let Some(e) = map.get_mut(&key_of(&src)) {
+        e.handles += 1;
+        return Ok(Library::new(e.obj.clone(), registry.clone()));
+    }
+    let mut group = Group { new: Vec::new(), rules: Vec::new() };
+    let result = load_group(ns, registry, source, src, &mut map, &mut group);
+    match result {
+        Ok(root) => {
+            if let Some(e) = map.get_mut(&root.key) {
+                e.handles += 1;
+            }
+            Ok(Library::new(root, registry.clone()))
+        }
+        Err(e) => {
+            // Take the group back out (pinned members too: they never worked).
+            let failed: Vec<Arc<Object>> = group.new.iter().filter_map(|o| map.remove(&o.key)).map(|e| e.obj).collect();
+            let doomed = sweep(&mut map);
+            drop(map);
+            drop(group);
+            drop_in_reverse_init_order(failed.into_iter().chain(doomed).collect());
+            Err(e)
+        }
+    }
+}
+
+/// A library's identity: the device and inode of its file and the image's offset in it.
+fn key_of(src: &OpenSource) -> Key {
+    let (dev, ino) = src.dev_ino();
+    (dev, ino, src.offset())
+}
+
+/// The libraries mapped by one `open`, breadth-first, and the namespace whose rules find each
+/// one's dependencies.
+struct Group<'ns> {
+    new: Vec<Arc<Object>>,
+    rules: Vec<&'ns Namespace>,
+}
+
+fn load_group<'ns>(
+    ns: &'ns Namespace,
+    registry: &Arc<Registry>,
+    source: &Source,
+    src: OpenSource,
+    map: &mut HashMap<Key, Entry>,
+    group: &mut Group<'ns>,
+) -> Result<Arc<Object>> {
+    let root = Arc::new(Object::map(source, src)?);
+    map.insert(root.key, Entry { obj: root.clone(), handles: 0 });
+    remember_span(&root, registry);
+    group.new.push(root.clone());
+    group.rules.push(ns);
+    let mut sources: Vec<Source> = vec![source.clone()];
+    // Map breadth-first; every name once per library, every file once per namespace.
+    let mut i = 0;
+    while i < group.new.len() {
+        let obj = group.new[i].clone();
+        let rules = group.rules[i];
+        let mut deps = Vec::new();
+        for name in obj.needed_names() {
+            let name = name?;
+            if let Some(sys) = SystemLibrary::if_loaded(name) {
+                deps.push(Dependency::System(Arc::new(sys)));
+                continue;
+            }
+            match rules.resolve(name, &sources[i], &mut obj.runpath(), obj.label())? {
+                Resolved::SystemLinker(path) => {
+                    let sys = crate::executor::load_system_library(&path).map_err(|msg| {
+                        Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)
+                            .with_path(obj.label())
+                    })?;
+                    deps.push(Dependency::System(Arc::new(sys)));
+                }
+                Resolved::Map { source: dep_source, ns: dep_ns } => {
+                    let wrap = |e: Error| {
+                        Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), e.to_string())
+                            .with_path(obj.label())
+                    };
+                    let src = dep_source.open(crate::library::page_size()).map_err(wrap)?;
+                    let dep = match map.get(&key_of(&src)) {
+                        Some(e) => e.obj.clone(),
+                        None => {
+                            let dep = Arc::new(Object::map(&dep_source, src).map_err(wrap)?);
+                            map.insert(dep.key, Entry { obj: dep.clone(), handles: 0 });
+                            remember_span(&dep, registry);
+                            group.new.push(dep.clone());
+                            group.rules.push(dep_ns);
+                            sources.push(dep_source);
+                            dep
+                        }
+                    };
+                    deps.push(Dependency::Mmkit(Arc::downgrade(&dep)));
+                }
+            }
+        }
+        let _ = obj.deps.set(deps);
+        i += 1;
+    }
+    // Relocate, then initialize, dependencies first.
+    let order = init_order(&root, &group.new);
+    let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
+    scope.extend(root.search_list().iter().cloned());
+    for obj in &order {
+        obj.relocate(&scope)?;
+    }
+    for obj in &order {
+        obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;
+    }
+    Ok(root)
+}
+
+/// The new libraries in a depth-first post-order from `root`: every library after the
+/// libraries it needs (a cycle is cut where it closes).
+fn init_order(root: &Arc<Object>, new: &[Arc<Object>]) -> Vec<Arc<Object>> {
+    fn visit(o: &Arc<Object>, new: &[Arc<Object>], seen: &mut Vec<*const Object>, out: &mut Vec<Arc<Object>>) {
+        if seen.contains(&Arc::as_ptr(o)) {
+            return;
+        }
+        seen.push(Arc::as_ptr(o));
+        for d in o.deps.get().into_iter().flatten() {
+            if let Dependency::Mmkit(w) = d {
+                if let Some(dep) = w.upgrade() {
+                    visit(&dep, new, seen, out);
+                }
+            }
+        }
+        if new.iter().any(|n| Arc::ptr_eq(n, o)) {
+            out.push(o.clone());
+        }
+    }
+    let mut out = Vec::new();
+    visit(root, new, &mut Vec::new(), &mut out);
+    out
+}

@@ -1,0 +1,391 @@
+//! [`Namespace`]: where a library's dependencies come from, the way Android's linker has it.
+//!
+//! A namespace owns a search path and a policy for system libraries, and may be linked to other
+//! namespaces for a list of sonames. The default namespace ([`Namespace::default`], used by
+//! [`Library::open`](crate::Library::open)) maps the caller's own libraries (files, APK
+//! entries, memory) with mmkit-elf and hands the libraries of the system (glibc, libm,
+//! libstdc++, libgcc_s, anything in the default library directories or already loaded) to the
+//! system linker (`dlopen`), exactly as an Android app namespace links to the system namespace
+//! for its public libraries: those need static TLS, `STB_GNU_UNIQUE` and libc's internal state,
+//! which only the system linker has.
+#![deny(unsafe_code)]
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::library::{page_size, SYSTEM_DIRS};
+use crate::source::Source;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// What a namespace does with a dependency that is a system library (found in one of
+/// [`SYSTEM_DIRS`], or known only to the system linker's own search) and not already loaded.
+/// Libraries the process has already loaded are always used as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SystemPolicy {
+    /// `dlopen` it (`RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE`): the system linker loads it once
+    /// for the process and never unloads it. The default.
+    #[default]
+    SystemLinker,
+    /// Map a private copy with mmkit-elf, as for the caller's own libraries (fails for the
+    /// libraries that need static TLS, such as libc and libm).
+    MapPrivately,
+    /// Refuse: loading fails with [`ErrorKind::DependencyNotFound`] naming the library.
+    Refuse,
+}
+
+/// One entry of a namespace's search path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchDir {
+    /// A directory on disk.
+    Dir(PathBuf),
+    /// A directory inside a zip/APK: `app.apk!/lib/x86_64`.
+    Archive {
+        /// The archive.
+        archive: PathBuf,
+        /// The directory inside it (no leading or trailing `/`).
+        dir: String,
+    },
+}
+
+impl SearchDir {
+    /// Parses `dir` or `archive.apk!/dir/in/zip`.
+    pub fn parse(s: &str) -> SearchDir {
+        match Source::parse(s) {
+            Source::ZipEntry { archive, entry } => {
+                SearchDir::Archive { archive, dir: entry.trim_matches('/').to_owned() }
+            }
+            _ => SearchDir::Dir(s.into()),
+        }
+    }
+
+    fn display(&self) -> String {
+        match self {
+            SearchDir::Dir(d) => d.display().to_string(),
+            SearchDir::Archive { archive, dir } => format!("{}!/{dir}", archive.display()),
+        }
+    }
+}
+
+/// A link to another namespace: these sonames are resolved there.
+#[derive(Debug, Clone)]
+struct Link {
+    target: Arc<Namespace>,
+    sonames: Vec<String>,
+}
+
+/// A set of rules for finding and loading libraries: a search path, a policy for system
+/// libraries, and links to other namespaces for named sonames.
+///
+/// Search order for a `DT_NEEDED` name (or a bare soname given to [`Namespace::open`]): a name
+/// with a `/` is a path; else the requesting library's own directory (inside an APK: the
+/// entry's directory, then the archive's), its `DT_RUNPATH`/`DT_RPATH` (`$ORIGIN` expanded),
+/// the namespace's search path, `LD_LIBRARY_PATH` (unless turned off), [`SYSTEM_DIRS`]; then
+/// the links; then, with [`SystemPolicy::SystemLinker`], the system linker's own search
+/// (`ld.so.cache`). A file found in a system directory is a system library (see
+/// [`SystemPolicy`]).
+///
+/// The namespace also keeps the libraries loaded in it (one copy per file); its clones share
+/// them.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    name: String,
+    search_path: Vec<SearchDir>,
+    system: SystemPolicy,
+    ld_library_path: bool,
+    system_dirs: bool,
+    links: Vec<Link>,
+    /// The libraries loaded in this namespace (shared by its clones).
+    registry: Arc<crate::group::Registry>,
+}
+
+impl Default for Namespace {
+    /// The default namespace: no extra search path, `LD_LIBRARY_PATH` and [`SYSTEM_DIRS`]
+    /// searched, system libraries through the system linker.
+    fn default() -> Namespace {
+        Namespace::new("default")
+    }
+}
+
+/// Where a dependency comes from.
+#[derive(Debug)]
+pub(crate) enum Resolved<'ns> {
+    /// Mapped by mmkit-elf, its own dependencies resolved in `ns`.
+    Map { source: Source, ns: &'ns Namespace },
+    /// Loaded by the system linker from this path (or bare name: its own search).
+    SystemLinker(String),
+}
+
+impl Namespace {
+    /// A namespace named `name` (for messages) with the default rules (see
+    /// [`Namespace::default`]).
+    pub fn new(name: impl Into<String>) -> Namespace {
+        Namespace {
+            name: name.into(),
+            search_path: Vec::new(),
+            system: SystemPolicy::default(),
+            ld_library_path: true,
+            system_dirs: true,
+            links: Vec::new(),
+            registry: Arc::default(),
+        }
+    }
+
+    /// An isolated namespace: only its search path (and the requesting library's own
+    /// directory and `RUNPATH`) is searched, not `LD_LIBRARY_PATH` nor the system
+    /// directories, and system libraries are refused unless already loaded or reached
+    /// through a link (Android's isolated app namespace).
+    pub fn isolated(name: impl Into<String>) -> Namespace {
+        Namespace { ld_library_path: false, system_dirs: false, system: SystemPolicy::Refuse, ..Namespace::new(name) }
+    }
+
+    /// The process-wide default namespace that [`Library::open`](crate::Library::open) uses.
+    pub fn global_default() -> &'static Namespace {
+        static DEFAULT: OnceLock<Namespace> = OnceLock::new();
+        DEFAULT.get_or_init(Namespace::default)
+    }
+
+    /// Appends directories to the search path: `dir` or `app.apk!/lib/x86_64`.
+    pub fn search<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, dirs: I) -> Namespace {
+        self.search_path.extend(dirs.into_iter().map(|d| SearchDir::parse(d.as_ref())));
+        self
+    }
+
+    /// Sets the policy for system libraries.
+    pub fn system_libraries(mut self, policy: SystemPolicy) -> Namespace {
+        self.system = policy;
+        self
+    }
+
+    /// Whether `LD_LIBRARY_PATH` is searched (default: yes; not for an isolated namespace).
+    pub fn ld_library_path(mut self, on: bool) -> Namespace {
+        self.ld_library_path = on;
+        self
+    }
+
+    /// Links this namespace to `target` for `sonames`: those names, when this namespace's own
+    /// search does not find them, are resolved by `target`'s rules (Android's
+    /// `android_link_namespaces`).
+    pub fn link<I: IntoIterator<Item = S>, S: Into<String>>(mut self, target: Arc<Namespace>, sonames: I) -> Namespace {
+        self.links.push(Link { target, sonames: sonames.into_iter().map(Into::into).collect() });
+        self
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The search path.
+    pub fn search_path(&self) -> &[SearchDir] {
+        &self.search_path
+    }
+
+    /// The policy for system libraries.
+    pub fn system_policy(&self) -> SystemPolicy {
+        self.system
+    }
+
+    /// How many libraries mmkit has mapped in this namespace now (each once, however often it
+    /// was opened or needed).
+    pub fn loaded_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<crate::group::Registry> {
+        &self.registry
+    }
+
+    /// A bare soname that is not a file here becomes the file the search finds.
+    pub(crate) fn top_level(&self, source: Source) -> Result<Source> {
+        let Source::Path(p) = &source else { return Ok(source) };
+        let Some(name) = p.to_str().filter(|n| !n.contains('/')) else { return Ok(source) };
+        if p.exists() {
+            return Ok(source);
+        }
+        let mut tried = Vec::new();
+        for dir in self.dirs(None, &mut std::iter::empty()) {
+            if let Some(found) = candidate(&dir, name)? {
+                return Ok(found);
+            }
+            tried.push(dir.display());
+        }
+        Err(Error::new(
+            ErrorKind::DependencyNotFound,
+            format!("find library {name}"),
+            format!("not a file here and not found in {} (namespace {})", tried.join(":"), self.name),
+        ))
+    }
+
+    /// The directories searched for a dependency of a library loaded from `origin` with
+    /// `runpath` (unexpanded `DT_RUNPATH`/`DT_RPATH` entries).
+    fn dirs(&self, origin: Option<&Source>, runpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
+        let mut dirs = Vec::new();
+        if let Some(Source::ZipEntry { archive, entry }) = origin {
+            let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            dirs.push(SearchDir::Archive { archive: archive.clone(), dir: dir.to_owned() });
+        }
+        let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
+        dirs.extend(origin_dir.clone().map(SearchDir::Dir));
+        for rp in runpath {
+            dirs.push(expand_origin(rp, origin, origin_dir.as_deref()));
+        }
+        dirs.extend(self.search_path.iter().cloned());
+        if self.ld_library_path {
+            if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
+                dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(|d| SearchDir::Dir(d.into())));
+            }
+        }
+        if self.system_dirs {
+            dirs.extend(SYSTEM_DIRS.iter().map(|d| SearchDir::Dir(d.into())));
+        }
+        dirs
+    }
+
+    /// Finds `DT_NEEDED` `name` of the library `label` loaded from `origin` with `runpath`, and
+    /// says who loads it.
+    pub(crate) fn resolve(
+        &self,
+        name: &str,
+        origin: &Source,
+        runpath: &mut dyn Iterator<Item = &str>,
+        label: &str,
+    ) -> Result<Resolved<'_>> {
+        let found = if name.contains('/') {
+            Some(Source::Path(name.into()))
+        } else {
+            let mut found = None;
+            for dir in self.dirs(Some(origin), runpath) {
+                if let Some(s) = candidate(&dir, name)? {
+                    found = Some(s);
+                    break;
+                }
+            }
+            found
+        };
+        if let Some(source) = found {
+            return self.route(name, source, label);
+        }
+        if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
+            return link.target.resolve(name, origin, &mut std::iter::empty(), label);
+        }
+        match self.system {
+            // glibc's own search (ld.so.cache, its configured directories) may know it.
+            SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(name.to_owned())),
+            _ => {
+                let dirs: Vec<String> =
+                    self.dirs(Some(origin), &mut std::iter::empty()).iter().map(SearchDir::display).collect();
+                Err(Error::new(
+                    ErrorKind::DependencyNotFound,
+                    format!("find dependency {name}"),
+                    format!("not loaded and not found in {} (namespace {})", dirs.join(":"), self.name),
+                )
+                .with_path(label))
+            }
+        }
+    }
+
+    /// Who loads the file `source` found for `name`: a system library goes by the policy.
+    fn route(&self, name: &str, source: Source, label: &str) -> Result<Resolved<'_>> {
+        let Source::Path(path) = &source else { return Ok(Resolved::Map { source, ns: self }) };
+        if !is_system_library(path) {
+            return Ok(Resolved::Map { source, ns: self });
+        }
+        match self.system {
+            SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned())),
+            SystemPolicy::MapPrivately => Ok(Resolved::Map { source, ns: self }),
+            SystemPolicy::Refuse => Err(Error::new(
+                ErrorKind::DependencyNotFound,
+                format!("load dependency {name}"),
+                format!("{} is a system library and namespace {} refuses system libraries", path.display(), self.name),
+            )
+            .with_path(label)),
+        }
+    }
+}
+
+/// `dir` with `$ORIGIN`/`${ORIGIN}` replaced by the requesting library's directory (inside an
+/// APK: the entry's directory in the archive, so an APK's libraries find each other).
+fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -> SearchDir {
+    if let Some(Source::ZipEntry { archive, entry }) = origin {
+        if let Some(rest) = rp.strip_prefix("${ORIGIN}").or_else(|| rp.strip_prefix("$ORIGIN")) {
+            let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let joined = format!("{dir}{rest}");
+            return SearchDir::Archive { archive: archive.clone(), dir: normalize(&joined) };
+        }
+    }
+    let o = origin_dir.map(|p| p.display().to_string()).unwrap_or_default();
+    SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into())
+}
+
+/// `a/b/../c/./d` → `a/c/d` (zip entry names have no `..`).
+fn normalize(dir: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in dir.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// `name` in `dir`, if it is there.
+fn candidate(dir: &SearchDir, name: &str) -> Result<Option<Source>> {
+    match dir {
+        SearchDir::Dir(d) => {
+            let p = d.join(name);
+            Ok(p.is_file().then_some(Source::Path(p)))
+        }
+        SearchDir::Archive { archive, dir } => {
+            let entry = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+            let s = Source::zip_entry(archive.clone(), entry);
+            match s.open(page_size()) {
+                Ok(_) => Ok(Some(s)),
+                Err(e) if matches!(e.kind(), ErrorKind::EntryMissing) => Ok(None),
+                Err(e) if e.kind() == ErrorKind::Io && !archive.exists() => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Whether `path` is in one of [`SYSTEM_DIRS`] (compared after resolving symlinks, so that
+/// `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are one directory on merged-`/usr`
+/// systems).
+pub(crate) fn is_system_library(path: &Path) -> bool {
+    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let dirs = DIRS.get_or_init(|| SYSTEM_DIRS.iter().filter_map(|d| std::fs::canonicalize(d).ok()).collect());
+    let Some(parent) = path.parent() else { return false };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    std::fs::canonicalize(parent).is_ok_and(|p| dirs.contains(&p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_inside_an_apk_is_the_entry_directory() {
+        let origin = Source::zip_entry("/a/app.apk", "lib/x86_64/libx.so");
+        let d = expand_origin("$ORIGIN/../common", Some(&origin), Some(Path::new("/a")));
+        assert_eq!(d, SearchDir::Archive { archive: "/a/app.apk".into(), dir: "lib/common".into() });
+        let d = expand_origin("${ORIGIN}", Some(&origin), Some(Path::new("/a")));
+        assert_eq!(d, SearchDir::Archive { archive: "/a/app.apk".into(), dir: "lib/x86_64".into() });
+        let file = Source::path("/opt/x/libx.so");
+        assert_eq!(
+            expand_origin("$ORIGIN/sub", Some(&file), Some(Path::new("/opt/x"))),
+            SearchDir::Dir("/opt/x/sub".into())
+        );
+    }
+
+    #[test]
+    fn search_dirs_parse_apk_directories() {
+        assert_eq!(
+            SearchDir::parse("app.apk!/lib/x86_64/"),
+            SearchDir::Archive { archive: "app.apk".into(), dir: "lib/x86_64".into() }
+        );
+        assert_eq!(SearchDir::parse("/usr/local/lib"), SearchDir::Dir("/usr/local/lib".into()));
+    }
+}

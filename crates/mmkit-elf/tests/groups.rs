@@ -1,0 +1,299 @@
+//! Identity and lifetime, as glibc's `dlopen`/`dlclose` have them: one copy per file per
+//! namespace, diamonds and cycles loaded once, constructors dependencies first and destructors
+//! in reverse, pins, and no growth over many load/unload rounds. glibc is the oracle: the same
+//! calls on its copy give the same answers and the same constructor/destructor order.
+
+mod common;
+
+use common::*;
+use mmkit_elf::{Library, Namespace};
+use std::path::{Path, PathBuf};
+
+/// Builds graph.c as `libfxg<role>.so` in `variant`, needing the libraries in `needs` (in that
+/// `DT_NEEDED` order) and calling their counters.
+fn graph_lib(variant: &str, role: char, needs: &[char], extra: &[&str]) -> PathBuf {
+    let dir = build(variant, "counter.c", "fxdirprobe", &[]).parent().unwrap().to_path_buf();
+    let mut flags: Vec<String> = vec![format!("-DROLE={role}"), format!("-DROLE_CHAR='{role}'")];
+    if !needs.is_empty() {
+        let calls: Vec<String> = needs.iter().map(|n| format!("X({n})")).collect();
+        flags.push(format!("-DCALLS={}", calls.join(" ")));
+        flags.push(format!("-L{}", dir.display()));
+        flags.push("-Wl,-rpath,$ORIGIN".into());
+        flags.extend(needs.iter().map(|n| format!("-lfxg{n}")));
+    }
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    build(variant, "graph.c", &format!("fxg{role}"), &flags)
+}
+
+fn fresh_ns(name: &str) -> Namespace {
+    Namespace::new(name)
+}
+
+fn ns_open(ns: &Namespace, path: &Path) -> Library {
+    // SAFETY: test fixtures.
+    unsafe { ns.open(path) }.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn opening_a_file_twice_shares_one_copy_like_glibc() {
+    let path = lib("counter.c", "fxcounter");
+    let ns = fresh_ns("twice");
+    let first = ns_open(&ns, &path);
+    let second = ns_open(&ns, &path);
+    let ours: Vec<i64> =
+        vec![call(&first, "fx_next", &[]), call(&second, "fx_next", &[]), call(&first, "fx_next", &[])];
+    assert_eq!(first.span(), second.span());
+    assert_eq!(ns.loaded_count(), 1);
+    let a = Dl::open(&path);
+    let b = Dl::open(&path);
+    let theirs = vec![a.call("fx_next", &[]), b.call("fx_next", &[]), a.call("fx_next", &[])];
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, [1, 2, 3]);
+    drop(first);
+    assert_eq!(ns.loaded_count(), 1, "a handle is left");
+    assert_eq!(call(&second, "fx_next", &[]), 4);
+    drop(second);
+    assert_eq!(ns.loaded_count(), 0, "the last handle unloads it");
+    // Another namespace has its own copy.
+    let other = fresh_ns("other");
+    let again = ns_open(&other, &path);
+    assert_eq!(call(&again, "fx_next", &[]), 1);
+}
+
+/// Runs the diamond (a needs `order`, b needs c) through mmkit and through glibc; returns both
+/// (counter answers, constructor/destructor log).
+fn diamond(variant: &str, order: &[char]) -> [(Vec<i64>, String); 2] {
+    graph_lib(variant, 'c', &[], &[]);
+    graph_lib(variant, 'b', &['c'], &[]);
+    let a = graph_lib(variant, 'a', order, &[]);
+    take_log();
+    let ns = fresh_ns(variant);
+    let ours = {
+        let lib = ns_open(&ns, &a);
+        assert_eq!(ns.loaded_count(), 3, "c is loaded once");
+        let deps = lib.loaded_dependencies();
+        assert_eq!(deps.len(), 2);
+        let got =
+            vec![call(&lib, "fx_a_next_all", &[]), call(&lib, "fx_b_next_all", &[]), call(&lib, "fx_a_next_all", &[])];
+        drop(deps);
+        got
+    };
+    assert_eq!(ns.loaded_count(), 0);
+    let our_log = take_log();
+    let theirs = {
+        let lib = Dl::open(&a);
+        vec![lib.call("fx_a_next_all", &[]), lib.call("fx_b_next_all", &[]), lib.call("fx_a_next_all", &[])]
+    };
+    [(ours, our_log), (theirs, take_log())]
+}
+
+#[test]
+fn diamond_c_first_loads_c_once_and_orders_like_glibc() {
+    if !in_fresh_process("diamond_c_first_loads_c_once_and_orders_like_glibc") {
+        return;
+    }
+    let [ours, theirs] = diamond("diamond-cb", &['c', 'b']);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.0, [101, 2, 302]);
+    assert_eq!(ours.1, "+c+b+a-a-b-c");
+}
+
+#[test]
+fn diamond_b_first_loads_c_once_and_orders_like_glibc() {
+    if !in_fresh_process("diamond_b_first_loads_c_once_and_orders_like_glibc") {
+        return;
+    }
+    let [ours, theirs] = diamond("diamond-bc", &['b', 'c']);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.1, "+c+b+a-a-b-c");
+}
+
+#[test]
+fn mutually_dependent_libraries_load_once_each_and_unload() {
+    if !in_fresh_process("mutually_dependent_libraries_load_once_each_and_unload") {
+        return;
+    }
+    // b is built first without a, then a against b, then b again against a.
+    let variant = "cycle";
+    let first_b = graph_lib("cycle-seed", 'b', &[], &[]);
+    let dir = build(variant, "counter.c", "fxdirprobe", &[]).parent().unwrap().to_path_buf();
+    std::fs::copy(&first_b, dir.join("libfxgb.so")).unwrap();
+    let a = {
+        let flags = [
+            "-DROLE=a".to_string(),
+            "-DROLE_CHAR='a'".into(),
+            "-DCALLS=X(b)".into(),
+            format!("-L{}", dir.display()),
+            "-Wl,-rpath,$ORIGIN".into(),
+            "-lfxgb".into(),
+        ];
+        build(variant, "graph.c", "fxga", &flags.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    std::fs::remove_file(dir.join("libfxgb.so")).unwrap();
+    let b = graph_lib(variant, 'b', &['a'], &[]);
+    assert!(b.exists());
+    take_log();
+    let ns = fresh_ns("cycle");
+    let ours = {
+        let lib = ns_open(&ns, &a);
+        assert_eq!(ns.loaded_count(), 2);
+        vec![call(&lib, "fx_a_next_all", &[]), call(&lib, "fx_b_next_all", &[]), call(&lib, "fx_a_next_all", &[])]
+    };
+    assert_eq!(ns.loaded_count(), 0, "a cycle is unloaded as a whole");
+    let our_log = take_log();
+    let theirs = {
+        let lib = Dl::open(&a);
+        vec![lib.call("fx_a_next_all", &[]), lib.call("fx_b_next_all", &[]), lib.call("fx_a_next_all", &[])]
+    };
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, [1, 1, 2]);
+    // Constructors as glibc runs them (the root last); destructors in the reverse of that
+    // (glibc's own cycle sort finalizes b first: "+b+a-b-a").
+    let their_log = take_log();
+    assert_eq!(our_log[..4], their_log[..4], "constructor order");
+    assert_eq!(our_log, "+b+a-a-b");
+}
+
+#[test]
+fn gnu_unique_definitions_pin_a_library_as_glibc_does() {
+    // std::to_string's digit table is an STB_GNU_UNIQUE object.
+    let path = build("default", "cxxuse.cpp", "fxcxx", &["-lstdc++"]);
+    let ns = fresh_ns("unique");
+    let lib = ns_open(&ns, &path);
+    assert!(lib.is_pinned());
+    drop(lib);
+    assert_eq!(ns.loaded_count(), 1);
+}
+
+#[test]
+fn nodelete_libraries_stay_loaded() {
+    let path = build("nodelete", "counter.c", "fxnodelete", &["-Wl,-z,nodelete"]);
+    let ns = fresh_ns("nodelete");
+    let lib = ns_open(&ns, &path);
+    assert!(lib.is_pinned());
+    assert_eq!(call(&lib, "fx_next", &[]), 1);
+    drop(lib);
+    assert_eq!(ns.loaded_count(), 1, "DF_1_NODELETE keeps it");
+    let again = ns_open(&ns, &path);
+    assert_eq!(call(&again, "fx_next", &[]), 2, "the same copy, its state kept");
+}
+
+fn proc_status(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn counts() -> (usize, usize) {
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    (fds, maps)
+}
+
+#[test]
+fn ten_thousand_rounds_of_a_cxx_library_leave_nothing_behind() {
+    if !in_fresh_process("ten_thousand_rounds_of_a_cxx_library_leave_nothing_behind") {
+        return;
+    }
+    let so = build("default", "cxxloop.cpp", "fxcxxloop", &["-lstdc++"]);
+    let ns = fresh_ns("rounds");
+    let round = || {
+        let lib = ns_open(&ns, &so);
+        assert!(!lib.is_pinned());
+        assert_eq!(call(&lib, "fx_loop_catch", &[12]), -12);
+    };
+    for _ in 0..200 {
+        round(); // warm: libstdc++ loaded by glibc once, allocator pools grown
+    }
+    let (fds, maps) = counts();
+    let rss = proc_status("VmRSS:");
+    for _ in 0..10_000 {
+        round();
+    }
+    assert_eq!(ns.loaded_count(), 0);
+    let (fds_after, maps_after) = counts();
+    let rss_after = proc_status("VmRSS:");
+    assert_eq!(fds_after, fds, "file descriptors");
+    assert_eq!(maps_after, maps, "mappings");
+    assert!(rss_after < rss + 2048, "RSS grew from {rss} to {rss_after} KiB");
+}
+
+#[test]
+fn a_pending_thread_local_destructor_keeps_its_library_loaded() {
+    if !in_fresh_process("a_pending_thread_local_destructor_keeps_its_library_loaded") {
+        return;
+    }
+    let so = build("default", "tlsdtor.cpp", "fxtlsdtor", &["-lstdc++"]);
+    let ns = fresh_ns("tls-dtor");
+    take_log();
+    // Another thread touches the thread_local; the last handle goes while that thread lives.
+    let lib = ns_open(&ns, &so);
+    // SAFETY: fx_tl_fill is int64_t(int64_t).
+    let f = *unsafe { lib.function::<extern "C" fn(i64) -> i64>("fx_tl_fill") }.unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        assert_eq!(f(1000), 1000);
+        wait.recv().unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(lib);
+    assert_eq!(ns.loaded_count(), 1, "the worker's destructor is pending");
+    go.send(()).unwrap();
+    worker.join().unwrap();
+    assert_eq!(take_log(), "~N", "the destructor ran at thread exit");
+    assert_eq!(ns.loaded_count(), 0, "then the library was unloaded");
+    // The main thread's destructor runs at exit, after every handle is gone: the process must
+    // exit cleanly (this child's status is checked), not crash in __call_tls_dtors.
+    let lib = ns_open(&ns, &so);
+    assert_eq!(call(&lib, "fx_tl_fill", &[7]), 7);
+    drop(lib);
+    assert_eq!(ns.loaded_count(), 1);
+}
+
+#[test]
+fn eight_threads_load_one_copy_and_their_own_at_once() {
+    // Every thread opens the shared counter library (one copy for all: the counter counts every
+    // call of every thread) and a diamond of its own copies, 40 times.
+    let shared = lib("counter.c", "fxcounter");
+    graph_lib("threads-diamond", 'c', &[], &[]);
+    graph_lib("threads-diamond", 'b', &['c'], &[]);
+    let a = graph_lib("threads-diamond", 'a', &['c', 'b'], &[]);
+    let ns = fresh_ns("threads");
+    let keep = ns_open(&ns, &shared);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..40 {
+                    let lib = ns_open(&ns, &shared);
+                    assert!(call(&lib, "fx_next", &[]) >= 1);
+                    let d = ns_open(&ns, &a);
+                    assert!(call(&d, "fx_a_next_all", &[]) > 100);
+                    assert!(ns.loaded_count() <= 4, "one copy of each");
+                }
+            });
+        }
+    });
+    assert_eq!(call(&keep, "fx_next", &[]), 8 * 40 + 1);
+    drop(keep);
+    assert_eq!(ns.loaded_count(), 0);
+}
+
+#[test]
+fn a_failed_load_leaves_nothing_loaded() {
+    // a needs b (present) and libfxgmissing.so (absent): b is mapped, then everything goes.
+    let variant = "failed-load";
+    let b = graph_lib(variant, 'b', &[], &[]);
+    let dir = b.parent().unwrap().to_path_buf();
+    let missing = graph_lib("failed-load-gone", 'm', &[], &[]);
+    std::fs::copy(&missing, dir.join("libfxgm.so")).unwrap();
+    let a = graph_lib(variant, 'a', &['b', 'm'], &[]);
+    std::fs::remove_file(dir.join("libfxgm.so")).unwrap();
+    let ns = fresh_ns("failed");
+    // SAFETY: test fixtures.
+    let err = unsafe { ns.open(a.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libfxgm.so"), "{err}");
+    assert_eq!(ns.loaded_count(), 0);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.contains(&*dir.join("libfxgb.so").to_string_lossy()), "b was unmapped");
+}

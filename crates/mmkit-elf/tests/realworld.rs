@@ -1,0 +1,558 @@
+//! Real libraries and their system dependencies, each test in a fresh process that does not
+//! link libm (so nothing is preloaded for mmkit), with glibc's `dlopen` of the same file as the
+//! oracle (opened after mmkit's load, so it cannot pre-load a dependency either).
+
+mod common;
+
+use common::*;
+use mmkit_elf::{ErrorKind, Namespace, Source, SystemPolicy};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::path::{Path, PathBuf};
+
+/// Whether glibc has loaded an object whose file name starts with `prefix`.
+fn process_maps(prefix: &str) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .any(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
+}
+
+/// A system library's path, or a skip (a failure under CI=true).
+fn system_lib(soname: &str) -> Option<PathBuf> {
+    let found = mmkit_elf::SYSTEM_DIRS.iter().map(|d| Path::new(d).join(soname)).find(|p| p.exists());
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{soname} is missing (scripts/test installs it)");
+        eprintln!("skipping: no {soname}");
+    }
+    found
+}
+
+/// `bytes` as a page-aligned stored APK entry `lib/x86_64/<name>`; returns the source.
+fn apk_with(dir: &Path, name: &str, so: &Path) -> Source {
+    let apk = dir.join("app.apk");
+    let bytes = std::fs::read(so).unwrap();
+    let entry = format!("lib/x86_64/{name}");
+    write_zip(&apk, &[("AndroidManifest.xml", b"<manifest/>", 0), (&entry, &bytes, page_u16())]);
+    Source::zip_entry(apk, entry)
+}
+
+#[test]
+fn libm_dependency_is_loaded_by_the_system_linker() {
+    if !in_fresh_process("libm_dependency_is_loaded_by_the_system_linker") {
+        return;
+    }
+    assert!(!process_maps("libm.so"), "the test process must not link libm");
+    let so = build("default", "mathuse.c", "fxmath", &["-lm"]);
+    let dir = tempfile::tempdir().unwrap();
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxmath.so", &so)] {
+        let ours = open(source.clone());
+        let deps = ours.dependencies();
+        assert!(deps.iter().any(|(n, by_mmkit)| n.starts_with("libm.so") && !by_mmkit), "{deps:?}");
+        assert!(process_maps("libm.so"), "libm is loaded by glibc now");
+        let oracle = Dl::open(&so);
+        for x in [0, 1, 27, 1000, -8, 123_456] {
+            assert_eq!(call(&ours, "fx_cbrt_milli", &[x]), oracle.call("fx_cbrt_milli", &[x]), "cbrt {x}");
+        }
+        for x in [1, 2, 10, 50] {
+            assert_eq!(call(&ours, "fx_lgamma_milli", &[x]), oracle.call("fx_lgamma_milli", &[x]), "lgamma {x}");
+        }
+        assert_eq!(call(&ours, "fx_hypot", &[3, 4]), 5);
+        ours.verify().unwrap();
+    }
+    // Dropping the libraries never unloads libm (RTLD_NODELETE).
+    assert!(process_maps("libm.so"));
+}
+
+#[test]
+fn cxx_library_through_libstdcxx_throws_catches_and_formats() {
+    if !in_fresh_process("cxx_library_through_libstdcxx_throws_catches_and_formats") {
+        return;
+    }
+    assert!(!process_maps("libstdc++"), "the test process must not link libstdc++");
+    let so = build("default", "cxxuse.cpp", "fxcxx", &["-lstdc++"]);
+    let dir = tempfile::tempdir().unwrap();
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxcxx.so", &so)] {
+        let ours = open(source);
+        assert!(ours.unwind_tables_registered());
+        let oracle = Dl::open(&so);
+        for f in ["fx_cxx_sum_sorted", "fx_cxx_catch", "fx_cxx_format_len"] {
+            for x in [0, 5, 11, 1000] {
+                assert_eq!(call(&ours, f, &[x]), oracle.call(f, &[x]), "{f}({x})");
+            }
+        }
+        assert_eq!(call(&ours, "fx_cxx_catch", &[11]), -(("too big: 11").len() as i64));
+    }
+}
+
+type Sqlite3Callback = extern "C" fn(*mut c_void, c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+
+extern "C" fn first_column(out: *mut c_void, n: c_int, values: *mut *mut c_char, _names: *mut *mut c_char) -> c_int {
+    if n > 0 {
+        // SAFETY: sqlite passes `n` column values; `out` is the String given to sqlite3_exec.
+        unsafe {
+            let v = *values;
+            if !v.is_null() {
+                (*out.cast::<String>()).push_str(&CStr::from_ptr(v).to_string_lossy());
+            }
+        }
+    }
+    0
+}
+
+/// Runs `sql` with the sqlite3 functions at the given addresses; returns the first column.
+fn sqlite_query(open: u64, exec: u64, close: u64, sql: &CStr) -> String {
+    type Open = extern "C" fn(*const c_char, *mut *mut c_void) -> c_int;
+    type Exec = extern "C" fn(*mut c_void, *const c_char, Sqlite3Callback, *mut c_void, *mut *mut c_char) -> c_int;
+    type Close = extern "C" fn(*mut c_void) -> c_int;
+    // SAFETY: the addresses are sqlite3_open, sqlite3_exec and sqlite3_close of libsqlite3.
+    let (open, exec, close) = unsafe {
+        (
+            std::mem::transmute::<u64, Open>(open),
+            std::mem::transmute::<u64, Exec>(exec),
+            std::mem::transmute::<u64, Close>(close),
+        )
+    };
+    let mut db = std::ptr::null_mut();
+    assert_eq!(open(c":memory:".as_ptr(), &mut db), 0);
+    let mut out = String::new();
+    let rc = exec(db, sql.as_ptr(), first_column, (&mut out as *mut String).cast(), std::ptr::null_mut());
+    assert_eq!(rc, 0, "sqlite3_exec {sql:?}");
+    assert_eq!(close(db), 0);
+    out
+}
+
+#[test]
+fn sqlite_reaches_libm_and_answers_like_glibcs_copy() {
+    if !in_fresh_process("sqlite_reaches_libm_and_answers_like_glibcs_copy") {
+        return;
+    }
+    let Some(path) = system_lib("libsqlite3.so.0") else { return };
+    assert!(!process_maps("libm.so"));
+    let ours = open(path.as_path());
+    let addr = |name: &str| {
+        // SAFETY: only the address is used, with the function's true signature.
+        unsafe { ours.function::<extern "C" fn()>(name) }.unwrap().address()
+    };
+    let sql = c"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+                SELECT printf('%.6f', sum(sqrt(i)) + exp(1.5)) || ':' || group_concat(i % 7, '') FROM n";
+    let got = sqlite_query(addr("sqlite3_open"), addr("sqlite3_exec"), addr("sqlite3_close"), sql);
+    let oracle = Dl::open(&path);
+    let want = sqlite_query(
+        oracle.addr("sqlite3_open") as u64,
+        oracle.addr("sqlite3_exec") as u64,
+        oracle.addr("sqlite3_close") as u64,
+        sql,
+    );
+    assert_eq!(got, want);
+    assert!(got.starts_with("675."), "{got}");
+    assert_eq!(call(&ours, "sqlite3_libversion_number", &[]), oracle.call("sqlite3_libversion_number", &[]));
+}
+
+#[test]
+fn policies_refuse_or_map_system_libraries_privately() {
+    if !in_fresh_process("policies_refuse_or_map_system_libraries_privately") {
+        return;
+    }
+    let so = build("default", "mathuse.c", "fxmath", &["-lm"]);
+    let refuse = Namespace::new("strict").system_libraries(SystemPolicy::Refuse);
+    // SAFETY: a test fixture.
+    let err = unsafe { refuse.open(so.as_path()) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("strict"), "{err}");
+    // A private copy of libm cannot be made (initial-exec TLS for errno): the error says so.
+    let private = Namespace::new("private").system_libraries(SystemPolicy::MapPrivately);
+    // SAFETY: as above.
+    let err = unsafe { private.open(so.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("TPOFF64"), "{err}");
+    assert!(!process_maps("libm.so"), "neither policy let glibc load libm");
+    // The default does.
+    let ours = open(so.as_path());
+    assert_eq!(call(&ours, "fx_hypot", &[5, 12]), 13);
+}
+
+#[test]
+fn bare_sonames_are_searched_for() {
+    let Some(path) = system_lib("libz.so.1") else { return };
+    let ours = open(Source::path("libz.so.1"));
+    assert!(ours.source().ends_with("/libz.so.1"), "{}", ours.source());
+    let oracle = Dl::open(&path);
+    assert_eq!(call(&ours, "adler32", &[1, 0, 0]), oracle.call("adler32", &[1, 0, 0]));
+    let err = try_open(Source::path("libno-such-library.so.7")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound);
+    assert!(err.to_string().contains("libno-such-library.so.7"), "{err}");
+}
+
+#[test]
+fn namespace_search_path_reaches_into_an_apk_directory() {
+    // libfxdep (a file) needs libfxbase.so, which is only in an APK on the namespace's path.
+    let base = build("ns-base", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let dep = build("ns-dep", "dep.c", "fxdep", &[&format!("-L{base_dir}"), "-lfxbase"]);
+    let dir = tempfile::tempdir().unwrap();
+    let apk = dir.path().join("libs.apk");
+    write_zip(&apk, &[("lib/x86_64/libfxbase.so", &std::fs::read(&base).unwrap(), page_u16())]);
+    let err = try_open(dep.as_path()).unwrap_err();
+    assert!(err.to_string().contains("libfxbase.so"), "{err}");
+    let ns = Namespace::new("app").search([format!("{}!/lib/x86_64", apk.display())]);
+    // SAFETY: test fixtures.
+    let ours = unsafe { ns.open(dep.as_path()) }.unwrap();
+    let base_lib = ours.loaded_dependencies().into_iter().next().expect("libfxbase loaded by mmkit");
+    assert!(base_lib.source().ends_with("libs.apk!/lib/x86_64/libfxbase.so"), "{}", base_lib.source());
+    assert_eq!(call(&ours, "fx_dep_twice", &[20]), 2 * call(&base_lib, "fx_base_value", &[20]));
+}
+
+#[test]
+fn an_ld_preload_interposer_with_a_version_table_wins_as_with_glibc() {
+    const CHILD: &str = "MMKIT_ELF_PRELOAD_CHILD";
+    let so = lib("callpid.c", "fxcallpid");
+    if std::env::var(CHILD).is_ok() {
+        let ours = open(so.as_path());
+        let oracle = Dl::open(&so);
+        let theirs = oracle.call("fx_pid", &[]);
+        assert_eq!(theirs, 4242, "glibc binds getpid@GLIBC_2.2.5 to the interposer");
+        assert_eq!(call(&ours, "fx_pid", &[]), theirs);
+        return;
+    }
+    let preload = build("preload", "preload_getpid.c", "fxpreload", &[]);
+    let dynamic = std::process::Command::new("readelf").arg("-d").arg(&preload).output().map(|o| o.stdout);
+    if let Ok(text) = dynamic {
+        assert!(String::from_utf8_lossy(&text).contains("VERSYM"), "the interposer must have a version table");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["an_ld_preload_interposer_with_a_version_table_wins_as_with_glibc", "--exact", "--nocapture"])
+        .env(CHILD, "1")
+        .env("LD_PRELOAD", &preload)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+fn origin_in_an_apk_runpath_is_the_entry_directory() {
+    // lib/x86_64/libfxdep.so has RUNPATH $ORIGIN/../common, where libfxbase.so is.
+    let base = build("apk-origin-base", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let dep = build(
+        "apk-origin",
+        "dep.c",
+        "fxdep",
+        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../common"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let apk = dir.path().join("app.apk");
+    write_zip(
+        &apk,
+        &[
+            ("lib/x86_64/libfxdep.so", &std::fs::read(&dep).unwrap(), page_u16()),
+            ("lib/common/libfxbase.so", &std::fs::read(&base).unwrap(), page_u16()),
+        ],
+    );
+    let ours = open(Source::zip_entry(&apk, "lib/x86_64/libfxdep.so"));
+    let deps = ours.loaded_dependencies();
+    assert_eq!(deps.len(), 1);
+    assert!(deps[0].source().ends_with("app.apk!/lib/common/libfxbase.so"), "{}", deps[0].source());
+    assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2 * call(&deps[0], "fx_base_value", &[5]));
+}
+
+#[test]
+fn addr_info_answers_like_dladdr_for_mmkit_libraries() {
+    let so = lib("basic.c", "fxbasic");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxbasic.so");
+    std::fs::copy(&so, &copy).unwrap();
+    let ours = open(copy.as_path());
+    let oracle = Dl::open(&so);
+    for name in ["fx_add", "fx_mul", "fx_counter"] {
+        let ours_at = ours.address_of(name).unwrap();
+        let theirs_at = oracle.addr(name) as u64;
+        for delta in [0u64, 1, 3] {
+            let info = mmkit_elf::addr_info(ours_at + delta).expect("an mmkit library holds it");
+            let mut want = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+            // SAFETY: dladdr fills the zeroed Dl_info.
+            assert_ne!(unsafe { libc::dladdr((theirs_at + delta) as *const c_void, want.as_mut_ptr()) }, 0);
+            // SAFETY: filled above.
+            let want = unsafe { want.assume_init() };
+            // SAFETY: glibc's symbol name string.
+            let want_name = unsafe { CStr::from_ptr(want.dli_sname) }.to_str().unwrap();
+            assert!(info.loaded_by_mmkit);
+            assert_eq!(info.library, copy.display().to_string());
+            assert_eq!(info.base, ours.span().0);
+            assert_eq!(info.symbol.as_deref(), Some(want_name), "{name}+{delta}");
+            assert_eq!(info.symbol_addr, Some(ours_at));
+            assert_eq!(ours_at - info.base, theirs_at - want.dli_fbase as u64, "same offset in the file");
+        }
+    }
+    // Other addresses go to glibc's dladdr.
+    let getpid = libc::getpid as *const () as u64;
+    let info = mmkit_elf::addr_info(getpid).unwrap();
+    assert!(!info.loaded_by_mmkit && info.library.contains("libc.so"), "{info:?}");
+    let gone = ours.address_of("fx_add").unwrap();
+    drop(ours);
+    assert!(mmkit_elf::addr_info(gone).map_or(true, |i| !i.loaded_by_mmkit));
+}
+
+/// Looks a function up by name (in mmkit's copy or glibc's) and returns its address.
+type Lookup<'a> = &'a dyn Fn(&str) -> u64;
+
+/// `addr` as a function pointer of type `F`.
+///
+/// # Safety
+/// `F` must be the function's true signature.
+unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
+    let addr = lookup(name);
+    assert_ne!(addr, 0, "{name}");
+    assert_eq!(std::mem::size_of::<F>(), 8);
+    // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
+    unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
+}
+
+/// Runs `exercise` on mmkit's copy from the file, mmkit's copy from an APK entry, and glibc's
+/// copy, in a fresh process without libm, and checks the three answers agree.
+fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> String) {
+    if !in_fresh_process(test) {
+        return;
+    }
+    let Some(path) = system_lib(soname) else { return };
+    assert!(!process_maps("libm.so"), "the test process must not link libm");
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = Vec::new();
+    for source in [Source::path(&path), apk_with(dir.path(), soname, &path)] {
+        let ours = open(source.clone());
+        // SAFETY: only the address is taken; `exercise` calls it with its true signature.
+        let lookup = |name: &str| unsafe { ours.function::<extern "C" fn()>(name) }.unwrap().address();
+        answers.push((source.display(), exercise(&lookup)));
+        ours.verify().unwrap();
+    }
+    let oracle = Dl::open(&path);
+    let theirs = exercise(&|name: &str| oracle.addr(name) as u64);
+    assert!(!theirs.is_empty());
+    for (source, ours) in answers {
+        assert_eq!(ours, theirs, "{source}");
+    }
+}
+
+#[test]
+fn zlib_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("zlib_from_file_and_apk_answers_like_glibcs_copy", "libz.so.1", |l| {
+        type Compress2 = extern "C" fn(*mut u8, *mut u64, *const u8, u64, c_int) -> c_int;
+        type Crc = extern "C" fn(u64, *const u8, u32) -> u64;
+        let src: Vec<u8> = (0..4000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut out = vec![0u8; 8192];
+        let mut len = out.len() as u64;
+        // SAFETY: zlib's compress2 and crc32 signatures.
+        let (compress2, crc32) = unsafe { (func::<Compress2>(l, "compress2"), func::<Crc>(l, "crc32")) };
+        assert_eq!(compress2(out.as_mut_ptr(), &mut len, src.as_ptr(), src.len() as u64, 9), 0);
+        format!("{:x} {}", crc32(0, out.as_ptr(), len as u32), len)
+    });
+}
+
+#[test]
+fn zstd_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("zstd_from_file_and_apk_answers_like_glibcs_copy", "libzstd.so.1", |l| {
+        type Compress = extern "C" fn(*mut u8, usize, *const u8, usize, c_int) -> usize;
+        type Decompress = extern "C" fn(*mut u8, usize, *const u8, usize) -> usize;
+        let src: Vec<u8> = (0..20000u32).map(|i| (i / 13 % 256) as u8).collect();
+        let mut out = vec![0u8; 32768];
+        let mut back = vec![0u8; src.len()];
+        // SAFETY: ZSTD_compress and ZSTD_decompress signatures.
+        let (c, d) = unsafe { (func::<Compress>(l, "ZSTD_compress"), func::<Decompress>(l, "ZSTD_decompress")) };
+        let n = c(out.as_mut_ptr(), out.len(), src.as_ptr(), src.len(), 19);
+        assert!(n < out.len());
+        assert_eq!(d(back.as_mut_ptr(), back.len(), out.as_ptr(), n), src.len());
+        assert_eq!(back, src);
+        format!("{n} {:?}", &out[..n.min(64)])
+    });
+}
+
+#[test]
+fn lz4_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("lz4_from_file_and_apk_answers_like_glibcs_copy", "liblz4.so.1", |l| {
+        type Compress = extern "C" fn(*const u8, *mut u8, c_int, c_int) -> c_int;
+        let src: Vec<u8> = b"mmkit maps libraries ".iter().copied().cycle().take(5000).collect();
+        let mut out = vec![0u8; 8192];
+        // SAFETY: LZ4_compress_default's signature.
+        let c = unsafe { func::<Compress>(l, "LZ4_compress_default") };
+        let n = c(src.as_ptr(), out.as_mut_ptr(), src.len() as c_int, out.len() as c_int);
+        assert!(n > 0);
+        format!("{n} {:?}", &out[..n as usize])
+    });
+}
+
+#[test]
+fn libcrypto_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("libcrypto_from_file_and_apk_answers_like_glibcs_copy", "libcrypto.so.3", |l| {
+        type Sha = extern "C" fn(*const u8, usize, *mut u8) -> *mut u8;
+        let mut md = [0u8; 64];
+        // SAFETY: SHA256 and SHA512 signatures.
+        let (s256, s512) = unsafe { (func::<Sha>(l, "SHA256"), func::<Sha>(l, "SHA512")) };
+        s256(b"abc".as_ptr(), 3, md.as_mut_ptr());
+        let a: String = md[..32].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        s512(b"mmkit".as_ptr(), 5, md.as_mut_ptr());
+        let b: String = md.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{a} {b}")
+    });
+}
+
+/// Counts elements and sums their name lengths (expat's start-element callback).
+extern "C" fn on_start(user: *mut c_void, name: *const c_char, _attrs: *mut *const c_char) {
+    // SAFETY: `user` is the `(u64, u64)` given to XML_SetUserData; expat's name is NUL-terminated.
+    unsafe {
+        let acc = &mut *user.cast::<(u64, u64)>();
+        acc.0 += 1;
+        acc.1 += CStr::from_ptr(name).to_bytes().len() as u64;
+    }
+}
+
+extern "C" fn on_end(_user: *mut c_void, _name: *const c_char) {}
+
+type StartHandler = extern "C" fn(*mut c_void, *const c_char, *mut *const c_char);
+
+/// Parses `doc` with expat's functions (found by `l`), calling `on_start` with `user` for
+/// every element.
+fn expat_parse(l: Lookup<'_>, doc: &[u8], on_start: StartHandler, user: *mut c_void) {
+    type Create = extern "C" fn(*const c_char) -> *mut c_void;
+    type SetUser = extern "C" fn(*mut c_void, *mut c_void);
+    type SetHandlers = extern "C" fn(*mut c_void, StartHandler, extern "C" fn(*mut c_void, *const c_char));
+    type Parse = extern "C" fn(*mut c_void, *const c_char, c_int, c_int) -> c_int;
+    type Free = extern "C" fn(*mut c_void);
+    // SAFETY: expat's signatures.
+    let (create, set_user, set_handlers, parse, free) = unsafe {
+        (
+            func::<Create>(l, "XML_ParserCreate"),
+            func::<SetUser>(l, "XML_SetUserData"),
+            func::<SetHandlers>(l, "XML_SetElementHandler"),
+            func::<Parse>(l, "XML_Parse"),
+            func::<Free>(l, "XML_ParserFree"),
+        )
+    };
+    let p = create(std::ptr::null());
+    set_user(p, user);
+    set_handlers(p, on_start, on_end);
+    assert_eq!(parse(p, doc.as_ptr().cast(), doc.len() as c_int, 1), 1);
+    free(p);
+}
+
+#[test]
+fn expat_from_file_and_apk_calls_back_like_glibcs_copy() {
+    same_answers_as_glibc("expat_from_file_and_apk_calls_back_like_glibcs_copy", "libexpat.so.1", |l| {
+        let doc = b"<lib><seg prot='r-x'/><seg prot='rw-'/><relro/><bss pages='3'/></lib>";
+        let mut acc = (0u64, 0u64);
+        expat_parse(l, doc, on_start, (&mut acc as *mut (u64, u64)).cast());
+        format!("{acc:?}")
+    });
+}
+
+#[test]
+fn libpng_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("libpng_from_file_and_apk_answers_like_glibcs_copy", "libpng16.so.16", |l| {
+        type Version = extern "C" fn() -> u32;
+        type Create = extern "C" fn(*const c_char, *mut c_void, *mut c_void, *mut c_void) -> *mut c_void;
+        type Destroy = extern "C" fn(*mut *mut c_void, *mut *mut c_void, *mut *mut c_void);
+        type VerString = extern "C" fn(*mut c_void) -> *const c_char;
+        // SAFETY: libpng's signatures.
+        let (version, create, destroy, ver) = unsafe {
+            (
+                func::<Version>(l, "png_access_version_number"),
+                func::<Create>(l, "png_create_read_struct"),
+                func::<Destroy>(l, "png_destroy_read_struct"),
+                func::<VerString>(l, "png_get_libpng_ver"),
+            )
+        };
+        // SAFETY: a static NUL-terminated version string.
+        let text = unsafe { CStr::from_ptr(ver(std::ptr::null_mut())) }.to_string_lossy().into_owned();
+        let ctext = std::ffi::CString::new(text.clone()).unwrap();
+        let mut png = create(ctext.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        assert!(!png.is_null());
+        destroy(&mut png, std::ptr::null_mut(), std::ptr::null_mut());
+        format!("{} {text}", version())
+    });
+}
+
+#[test]
+fn libxml2_from_file_and_apk_answers_like_glibcs_copy() {
+    same_answers_as_glibc("libxml2_from_file_and_apk_answers_like_glibcs_copy", "libxml2.so.2", |l| {
+        type Read = extern "C" fn(*const c_char, c_int, *const c_char, *const c_char, c_int) -> *mut c_void;
+        type Root = extern "C" fn(*mut c_void) -> *mut c_void;
+        type Count = extern "C" fn(*mut c_void) -> u64;
+        type Free = extern "C" fn(*mut c_void);
+        // SAFETY: libxml2's signatures.
+        let (read, root, count, free) = unsafe {
+            (
+                func::<Read>(l, "xmlReadMemory"),
+                func::<Root>(l, "xmlDocGetRootElement"),
+                func::<Count>(l, "xmlChildElementCount"),
+                func::<Free>(l, "xmlFreeDoc"),
+            )
+        };
+        let doc = b"<maps><m a='1'/><m a='2'/><m a='3'/></maps>";
+        let d = read(doc.as_ptr().cast(), doc.len() as c_int, c"m.xml".as_ptr(), std::ptr::null(), 0);
+        assert!(!d.is_null());
+        let r = root(d);
+        // SAFETY: xmlNode's `name` is its third pointer-sized field (_private, type, name).
+        let name = unsafe { CStr::from_ptr(*(r as *const *const c_char).add(2)) }.to_string_lossy().into_owned();
+        let n = count(r);
+        free(d);
+        format!("{name} {n}")
+    });
+}
+
+/// Captures a backtrace from inside expat's callback.
+extern "C" fn capture_backtrace(user: *mut c_void, _name: *const c_char, _attrs: *mut *const c_char) {
+    // SAFETY: `user` is the String given to XML_SetUserData.
+    let out = unsafe { &mut *user.cast::<String>() };
+    if out.is_empty() {
+        *out = std::backtrace::Backtrace::force_capture().to_string();
+    }
+}
+
+/// Parses a document with expat's functions (found by `l`) with a callback that takes a
+/// backtrace; returns it. Not inlined: its name must appear in the backtrace.
+#[inline(never)]
+fn parse_from_marked_frame(l: Lookup<'_>) -> String {
+    let mut trace = String::new();
+    expat_parse(l, b"<a><b/></a>", capture_backtrace, (&mut trace as *mut String).cast());
+    trace
+}
+
+#[test]
+fn backtraces_from_a_c_library_callback_reach_the_caller() {
+    if !in_fresh_process("backtraces_from_a_c_library_callback_reach_the_caller") {
+        return;
+    }
+    let Some(path) = system_lib("libexpat.so.1") else { return };
+    let oracle = Dl::open(&path);
+    let theirs = parse_from_marked_frame(&|n: &str| oracle.addr(n) as u64);
+    assert!(theirs.contains("parse_from_marked_frame"), "glibc's copy:\n{theirs}");
+    let ours = open(path.as_path());
+    assert!(ours.unwind_tables_registered());
+    // SAFETY: only addresses are taken; called with expat's signatures.
+    let lookup = |n: &str| unsafe { ours.function::<extern "C" fn()>(n) }.unwrap().address();
+    let trace = parse_from_marked_frame(&lookup);
+    assert!(trace.contains("parse_from_marked_frame"), "the unwinder stopped inside mmkit's expat:\n{trace}");
+}
+
+#[test]
+fn an_isolated_namespace_reaches_system_libraries_only_through_its_links() {
+    if !in_fresh_process("an_isolated_namespace_reaches_system_libraries_only_through_its_links") {
+        return;
+    }
+    if system_lib("libz.so.1").is_none() {
+        return;
+    }
+    let zuse = build("default", "zuse.c", "fxzuse", &["-lz"]);
+    assert!(!process_maps("libz.so"), "the test process must not have libz loaded");
+    let isolated = Namespace::isolated("isolated");
+    // SAFETY: a test fixture.
+    let err = unsafe { isolated.open(zuse.as_path()) }.unwrap_err();
+    assert!(err.to_string().contains("libz.so.1") && err.to_string().contains("isolated"), "{err}");
+    let system = std::sync::Arc::new(Namespace::new("system"));
+    let linked = Namespace::isolated("app").link(system, ["libz.so.1"]);
+    // SAFETY: as above.
+    let ours = unsafe { linked.open(zuse.as_path()) }.unwrap();
+    assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libz.so") && !by_mmkit));
+    let oracle = Dl::open(&zuse);
+    assert_eq!(call(&ours, "fx_crc", &[77]), oracle.call("fx_crc", &[77]));
+}

@@ -1,0 +1,385 @@
+//! Pager benchmarks: fault service latency and throughput, lazy snapshot restore, compressed
+//! files, dirty tracking — each against the peer a user would otherwise use.
+//!
+//! Run: `cargo bench -p mmkit-pager --bench pager`. First comes the interleaved report (the
+//! numbers BENCHMARKS.md quotes): peers alternate round by round in this one process and the
+//! medians of per-round figures and of per-round ratios are printed. `MMKIT_BENCH_ROUNDS` sets
+//! the rounds (default 7), `MMKIT_BENCH_MIB` the data size of the restore, compressed and dirty
+//! benches (default 256), `MMKIT_BENCH_ONLY` one part (`fault`, `restore`, `zstd`, `dirty`).
+//! Then small criterion groups give criterion's own statistics for the per-fault cost.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mmkit::{page_size, Advice, MapOptions};
+use mmkit_pager::seekable::{self, PackOptions};
+use mmkit_pager::{snapshot, DirtyMechanism, Filled, FnSource, PageSource, PagedRegion, SeekableSource};
+
+const MIB: usize = 1 << 20;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p) as usize]
+}
+
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Text-like data that compresses about 3-4x.
+fn realistic(len: usize) -> Vec<u8> {
+    let words: &[&[u8]] = &[b"page ", b"fault ", b"kernel ", b"mapping ", b"0x7f3a ", b"snapshot ", b"\n"];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        let r = rng(&mut x);
+        out.extend_from_slice(words[(r % words.len() as u64) as usize]);
+        if r % 5 == 0 {
+            out.extend_from_slice(&r.to_le_bytes()[..4]);
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// A memory source: pages copied from a Vec (the cheapest source there is).
+fn memory_source(data: Arc<Vec<u8>>) -> impl PageSource {
+    FnSource(move |off, buf: &mut [u8]| {
+        let o = off as usize;
+        buf.copy_from_slice(&data[o..o + buf.len()]);
+        Ok(Filled::Data)
+    })
+}
+
+/// Per-page first-touch times (ns) of `len` bytes at `p`, reading (or writing) one byte a page.
+fn touch_each(p: *mut u8, len: usize, write: bool) -> Vec<f64> {
+    let page = page_size();
+    let mut out = Vec::with_capacity(len / page);
+    for i in (0..len).step_by(page) {
+        let t = Instant::now();
+        // SAFETY: `p` is a live mapping of `len` bytes, readable (and writable when `write`).
+        unsafe {
+            if write {
+                p.add(i).write_volatile(1);
+            } else {
+                black_box(p.add(i).read_volatile());
+            }
+        }
+        out.push(t.elapsed().as_nanos() as f64);
+    }
+    out
+}
+
+fn report_fault(rounds: usize) {
+    let len = 64 * MIB;
+    let page = page_size();
+    let data = Arc::new(realistic(len));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cached");
+    std::fs::write(&path, &data[..]).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    println!("-- fault service, {} pages per round (64 MiB), one fault per page --", len / page);
+    let (mut pm, mut p99, mut fm, mut f99, mut am, mut a99, mut r_file, mut r_anon) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut file_faults = vec![];
+    for _ in 0..rounds {
+        // Kernel minor fault on a cached file, fault-around off (MADV_RANDOM): one page a fault.
+        mmkit::inspect::touch(&path).ok();
+        let m = MapOptions::new().advice(Advice::Random).map_raw_read_only(&file).unwrap();
+        let (f0, _) = mmkit::page_faults();
+        let mut f = touch_each(m.as_mut_ptr(), len, false);
+        file_faults.push((mmkit::page_faults().0 - f0) as f64);
+        drop(m);
+        // First-touch anonymous fault (write: allocate and zero a page), no THP.
+        let a_map = MapOptions::new().len(len).advice(Advice::NoHugePage).map_anon().unwrap();
+        let mut a = touch_each(a_map.as_ptr() as *mut u8, len, true);
+        drop(a_map);
+        // PagedRegion with a memory source, one handler thread.
+        let region = PagedRegion::new(len, memory_source(data.clone())).unwrap();
+        let mut p = touch_each(region.as_ptr() as *mut u8, len, false);
+        drop(region);
+        let (pmed, fmed, amed) = (median(&mut p), median(&mut f), median(&mut a));
+        pm.push(pmed);
+        p99.push(pct(&mut p, 0.99));
+        fm.push(fmed);
+        f99.push(pct(&mut f, 0.99));
+        am.push(amed);
+        a99.push(pct(&mut a, 0.99));
+        r_file.push(pmed / fmed);
+        r_anon.push(pmed / amed);
+    }
+    println!("  pager (memory source)   median {:>7.0} ns/page  p99 {:>7.0} ns", median(&mut pm), median(&mut p99));
+    println!(
+        "  kernel file minor fault median {:>7.0} ns/page  p99 {:>7.0} ns  ({:.0} faults for {} pages: the kernel maps whole page-cache folios)",
+        median(&mut fm),
+        median(&mut f99),
+        median(&mut file_faults),
+        len / page
+    );
+    println!("  kernel anon first touch median {:>7.0} ns/page  p99 {:>7.0} ns", median(&mut am), median(&mut a99));
+    println!(
+        "  ratio pager/file {:.2}x (rounds {:.2}-{:.2}), pager/anon {:.2}x",
+        median(&mut r_file.clone()),
+        r_file.iter().cloned().fold(f64::MAX, f64::min),
+        r_file.iter().cloned().fold(0.0, f64::max),
+        median(&mut r_anon)
+    );
+    // Throughput: 2 faulting threads, 1 or 2 handler threads.
+    let mut tput = [vec![], vec![]];
+    for _ in 0..rounds {
+        for (k, handlers) in [1usize, 2].into_iter().enumerate() {
+            let region =
+                PagedRegion::builder(len).handler_threads(handlers).build(memory_source(data.clone())).unwrap();
+            let base = region.as_ptr() as usize;
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for half in 0..2 {
+                    s.spawn(move || touch_each((base + half * len / 2) as *mut u8, len / 2, false));
+                }
+            });
+            tput[k].push((len / page) as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "  throughput, 2 faulting threads: 1 handler {:.0} pages/s, 2 handlers {:.0} pages/s",
+        median(&mut tput[0]),
+        median(&mut tput[1])
+    );
+}
+
+fn report_restore(rounds: usize, mib: usize) {
+    let len = mib * MIB;
+    let page = page_size();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mem.snap");
+    {
+        let data = realistic(len);
+        snapshot::write(&data, &path).unwrap();
+    }
+    let touches = len / page / 100;
+    println!("-- lazy restore of a {mib} MiB snapshot, {touches} random pages (1 %) touched --");
+    for evicted in [false, true] {
+        let (mut lf, mut lt, mut ef, mut rf, mut rt) = (vec![], vec![], vec![], vec![], vec![]);
+        for r in 0..rounds {
+            let mut seed = 0x1234_5678 + r as u64;
+            let pages: Vec<usize> = (0..touches).map(|_| rng(&mut seed) as usize % (len / page)).collect();
+            let prep = || {
+                if evicted {
+                    mmkit::inspect::evict(&path).unwrap();
+                } else {
+                    mmkit::inspect::touch(&path).unwrap();
+                }
+            };
+            prep();
+            let t = Instant::now();
+            let region = snapshot::restore_lazy(&path, 1).unwrap();
+            black_box(region.as_slice()[pages[0] * page]);
+            let first = t.elapsed();
+            for &p in &pages[1..] {
+                black_box(region.as_slice()[p * page]);
+            }
+            let total = t.elapsed();
+            drop(region);
+            prep();
+            let t = Instant::now();
+            let mem = snapshot::restore_eager(&path).unwrap();
+            black_box(mem[pages[0] * page]);
+            let efirst = t.elapsed();
+            for &p in &pages[1..] {
+                black_box(mem[p * page]);
+            }
+            let etotal = t.elapsed();
+            drop(mem);
+            lf.push(first.as_secs_f64() * 1e3);
+            lt.push(total.as_secs_f64() * 1e3);
+            ef.push(etotal.as_secs_f64() * 1e3);
+            rf.push(efirst.as_secs_f64() / first.as_secs_f64());
+            rt.push(etotal.as_secs_f64() / total.as_secs_f64());
+        }
+        println!(
+            "  file {}: lazy first access {:.3} ms, lazy total {:.1} ms; eager {:.1} ms; first access {:.0}x sooner (rounds {:.0}-{:.0}), total {:.1}x less",
+            if evicted { "evicted" } else { "cached " },
+            median(&mut lf),
+            median(&mut lt),
+            median(&mut ef),
+            median(&mut rf.clone()),
+            rf.iter().cloned().fold(f64::MAX, f64::min),
+            rf.iter().cloned().fold(0.0, f64::max),
+            median(&mut rt)
+        );
+    }
+}
+
+fn report_zstd(rounds: usize, mib: usize) {
+    let len = mib * MIB;
+    let page = page_size();
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, packed) = (dir.path().join("raw"), dir.path().join("raw.zst"));
+    std::fs::write(&raw, realistic(len)).unwrap();
+    let info = seekable::pack(&raw, &packed, &PackOptions::default()).unwrap();
+    std::fs::remove_file(&raw).unwrap();
+    let reads = 1000;
+    println!(
+        "-- zstd seekable, {mib} MiB -> {:.1} MiB, {} frames of 64 KiB; {reads} random 4 KiB reads; sequential scan --",
+        info.output_bytes as f64 / MIB as f64,
+        info.frames
+    );
+    let (mut rr, mut rw, mut ratio_r, mut sr, mut sw, mut ratio_s) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        mmkit::inspect::touch(&packed).unwrap();
+        let mut seed = 99 + r as u64;
+        let offs: Vec<usize> = (0..reads).map(|_| rng(&mut seed) as usize % (len - page)).collect();
+        let t = Instant::now();
+        let src = SeekableSource::open(&packed).unwrap();
+        let region = PagedRegion::new(len, src).unwrap();
+        let mut buf = vec![0u8; page];
+        for &o in &offs {
+            buf.copy_from_slice(&region.as_slice()[o..o + page]);
+            black_box(&buf);
+        }
+        let t_region = t.elapsed().as_secs_f64();
+        drop(region);
+        let t = Instant::now();
+        let whole = zstd::stream::decode_all(std::fs::File::open(&packed).unwrap()).unwrap();
+        for &o in &offs {
+            buf.copy_from_slice(&whole[o..o + page]);
+            black_box(&buf);
+        }
+        let t_whole = t.elapsed().as_secs_f64();
+        drop(whole);
+        rr.push(t_region * 1e3);
+        rw.push(t_whole * 1e3);
+        ratio_r.push(t_whole / t_region);
+        // Sequential scan: sum every 8th byte through the region vs decode_all then the same sum.
+        let t = Instant::now();
+        let region = PagedRegion::new(len, SeekableSource::open(&packed).unwrap()).unwrap();
+        black_box(region.as_slice().iter().step_by(8).map(|&b| b as u64).sum::<u64>());
+        let t_scan = t.elapsed().as_secs_f64();
+        drop(region);
+        let t = Instant::now();
+        let whole = zstd::stream::decode_all(std::fs::File::open(&packed).unwrap()).unwrap();
+        black_box(whole.iter().step_by(8).map(|&b| b as u64).sum::<u64>());
+        let t_dec = t.elapsed().as_secs_f64();
+        sr.push(len as f64 / MIB as f64 / t_scan);
+        sw.push(len as f64 / MIB as f64 / t_dec);
+        ratio_s.push(t_dec / t_scan);
+    }
+    println!(
+        "  random reads: region {:.1} ms vs decompress-all-first {:.1} ms: {:.1}x faster",
+        median(&mut rr),
+        median(&mut rw),
+        median(&mut ratio_r)
+    );
+    println!(
+        "  sequential scan: region {:.0} MiB/s vs zstd decode_all to memory {:.0} MiB/s: {:.2}x",
+        median(&mut sr),
+        median(&mut sw),
+        median(&mut ratio_s)
+    );
+}
+
+fn report_dirty(rounds: usize, mib: usize) {
+    let len = mib * MIB;
+    let page = page_size();
+    let pages = len / page;
+    let writes = pages / 100;
+    println!("-- dirty tracking of {mib} MiB, {writes} random pages (1 %) written: time to collect --");
+    let mechs: Vec<DirtyMechanism> =
+        DirtyMechanism::ALL.into_iter().filter(|m| m.is_available().unwrap_or(false)).collect();
+    let mut times = vec![vec![]; mechs.len()];
+    let mut scan = vec![];
+    for r in 0..rounds {
+        for (k, &m) in mechs.iter().enumerate() {
+            let mut region = PagedRegion::builder(len).track_dirty_with(m).build(mmkit_pager::ZeroSource).unwrap();
+            region.prefetch(0, len).unwrap();
+            region.collect_dirty().unwrap();
+            let mut seed = 7 + r as u64;
+            for _ in 0..writes {
+                let p = rng(&mut seed) as usize % pages;
+                region.as_mut_slice()[p * page] = 1;
+            }
+            let t = Instant::now();
+            let d = region.collect_dirty().unwrap();
+            times[k].push(t.elapsed().as_secs_f64() * 1e3);
+            black_box(d);
+            if k == 0 {
+                // The peer: reading the range's /proc/self/pagemap entries (what a soft-dirty
+                // scan costs, whether or not the kernel keeps the bits).
+                use std::io::{Read, Seek, SeekFrom};
+                let t = Instant::now();
+                let mut f = std::fs::File::open("/proc/self/pagemap").unwrap();
+                let mut raw = vec![0u8; pages * 8];
+                f.seek(SeekFrom::Start((region.as_ptr() as usize / page * 8) as u64)).unwrap();
+                f.read_exact(&mut raw).unwrap();
+                let n = raw
+                    .chunks_exact(8)
+                    .filter(|e| u64::from_ne_bytes((*e).try_into().unwrap()) & (1 << 55) != 0)
+                    .count();
+                black_box(n);
+                scan.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let scan_med = median(&mut scan);
+    for (k, m) in mechs.iter().enumerate() {
+        let t = median(&mut times[k]);
+        println!("  {:<14} {:.3} ms ({:.2}x the pagemap scan)", m.name(), t, t / scan_med);
+    }
+    println!("  /proc/self/pagemap soft-dirty scan {:.3} ms", scan_med);
+}
+
+fn paired_report() {
+    let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let mib: usize = std::env::var("MMKIT_BENCH_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    let only = std::env::var("MMKIT_BENCH_ONLY").unwrap_or_default();
+    println!("== interleaved report ({rounds} rounds; medians) ==");
+    if only.is_empty() || only == "fault" {
+        report_fault(rounds);
+    }
+    if only.is_empty() || only == "restore" {
+        report_restore(rounds, mib);
+    }
+    if only.is_empty() || only == "zstd" {
+        report_zstd(rounds, mib);
+    }
+    if only.is_empty() || only == "dirty" {
+        report_dirty(rounds, mib);
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    paired_report();
+    if std::env::var("MMKIT_BENCH_ONLY").is_ok() {
+        return;
+    }
+    let len = 16 * MIB;
+    let data = Arc::new(realistic(len));
+    let mut g = c.benchmark_group("fault_16MiB");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.bench_function("paged_region_memory_source", |b| {
+        b.iter(|| {
+            let region = PagedRegion::new(len, memory_source(data.clone())).unwrap();
+            black_box(touch_each(region.as_ptr() as *mut u8, len, false).len())
+        })
+    });
+    g.bench_function("anon_first_touch", |b| {
+        b.iter(|| {
+            let m = MapOptions::new().len(len).advice(Advice::NoHugePage).map_anon().unwrap();
+            black_box(touch_each(m.as_ptr() as *mut u8, len, true).len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(pager, benches);
+criterion_main!(pager);

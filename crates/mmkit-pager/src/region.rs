@@ -1,0 +1,631 @@
+//! [`PagedRegion`]: anonymous memory registered with userfaultfd, whose missing pages a
+//! [`PageSource`] supplies from handler threads.
+//!
+//! A thread touching a missing page blocks (only that thread) while a handler thread asks the
+//! source for the page and installs it atomically with `UFFDIO_COPY` (or `UFFDIO_ZEROPAGE` for
+//! a zero page). Each page is asked of the source at most once: concurrent faults on one page
+//! are served by one fill, the other faulting threads are woken by it.
+//!
+//! # Failure semantics
+//! A source error never hangs the faulting thread and never hands it garbage as data:
+//! 1. the source is asked again as the [retry policy](PagedRegionBuilder::retry) says (default:
+//!    no retry);
+//! 2. then the page is **fenced**: with `UFFDIO_POISON` (Linux ≥ 6.6, [`Fence::Poison`]) an
+//!    access to it raises `SIGBUS`; on older kernels ([`Fence::ProtNone`]) the page is made
+//!    `PROT_NONE` and an access raises `SIGSEGV`. The waiting threads are woken into that signal.
+//!    The error is recorded ([`PagedRegion::failures`]).
+//!
+//! Under this choice the faces are:
+//! - [`PagedRegion::read`]: the **checked** face. It fills missing pages itself (no signal can
+//!   happen) and returns the source's error for a failed page. Use it when the source can fail
+//!   (files, networks, decompression).
+//! - [`PagedRegion::as_slice`] / [`as_mut_slice`](PagedRegion::as_mut_slice): plain `&[u8]`.
+//!   They are memory-safe whatever the source does — the bytes of a present page never change
+//!   behind a shared borrow, and a failed page is never readable — but touching a failed page
+//!   ends the process with `SIGBUS`/`SIGSEGV` (like a stack overflow). Hand them out when the
+//!   source cannot fail (memory, zeros, a verified snapshot) or a crash is the wanted outcome.
+//!
+//! # Fork
+//! The region is `MADV_DONTFORK`: a forked child does not inherit it (its address is unmapped
+//! there, so an access raises `SIGSEGV`), because the child would otherwise read missing pages as
+//! zeros — garbage — with nobody serving its faults.
+//!
+//! # Drop
+//! Dropping the region stops the handler threads (a fill in progress is finished), unregisters
+//! the range (waking any waiter), joins the threads and unmaps. No thread is left blocked.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mmkit::{Error, ErrorKind, MapOptions, MmapMut, Result};
+use rustix::io::Errno;
+
+use crate::dirty::{DirtyMechanism, DirtyPages, Tracker};
+use crate::source::{Filled, PageSource};
+use crate::sys;
+use crate::uffd::{self, FaultMode};
+
+const MISSING: u8 = 0;
+const FILLING: u8 = 1;
+const PRESENT: u8 = 2;
+const FAILED: u8 = 3;
+
+/// How a page whose source failed is made unreadable (see [failure semantics](self#failure-semantics)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// `UFFDIO_POISON`: an access raises `SIGBUS` (Linux ≥ 6.6).
+    Poison,
+    /// `mprotect(PROT_NONE)` of the page: an access raises `SIGSEGV` (older kernels).
+    ProtNone,
+}
+
+/// A page the source failed to supply.
+#[derive(Debug, Clone)]
+pub struct PageFailure {
+    /// Byte offset of the page in the region.
+    pub offset: u64,
+    /// The source's error kind.
+    pub kind: io::ErrorKind,
+    /// The source's errno, when its error carried one.
+    pub errno: Option<i32>,
+    /// The source's error message.
+    pub message: String,
+}
+
+/// Counters of a region's fault service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Fault messages read from the kernel (several per page when threads fault together).
+    pub faults: u64,
+    /// Calls of [`PageSource::fill`] (retries included).
+    pub source_calls: u64,
+    /// Pages installed with `UFFDIO_COPY`.
+    pub data_pages: u64,
+    /// Pages installed with `UFFDIO_ZEROPAGE`.
+    pub zero_pages: u64,
+    /// Pages fenced after a source error.
+    pub failed_pages: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    faults: AtomicU64,
+    source_calls: AtomicU64,
+    data_pages: AtomicU64,
+    zero_pages: AtomicU64,
+    failed_pages: AtomicU64,
+}
+
+/// What the handler threads share with the region.
+pub(crate) struct Shared {
+    pub(crate) uffd: OwnedFd,
+    pub(crate) base: usize,
+    pub(crate) len: usize,
+    pub(crate) page: usize,
+    source: Box<dyn PageSource>,
+    states: Box<[AtomicU8]>,
+    failures: Mutex<Vec<PageFailure>>,
+    fence: Fence,
+    retry: (u32, Duration),
+    counters: Counters,
+    stopping: AtomicBool,
+    scratch: Mutex<Vec<MmapMut>>,
+    handler_error: Mutex<Option<Error>>,
+    tracker: Option<Tracker>,
+}
+
+impl Shared {
+    fn state(&self, page: usize) -> &AtomicU8 {
+        &self.states[page]
+    }
+
+    fn take_scratch(&self) -> Result<MmapMut> {
+        if let Some(m) = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(m);
+        }
+        MapOptions::new().len(self.page).map_anon()
+    }
+
+    fn give_scratch(&self, m: MmapMut) {
+        self.scratch.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+    }
+
+    /// Serves page `index`: fills it if it is missing and nobody else is filling it, else makes
+    /// sure the waiters are woken. Returns the page's state afterwards (`FILLING` when another
+    /// thread is at it).
+    fn serve(&self, index: usize, scratch: &mut MmapMut) -> u8 {
+        let state = self.state(index);
+        match state.compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {}
+            Err(FILLING) => return FILLING,
+            Err(done) => {
+                // Filled or fenced already: this fault was queued before the fill woke the range,
+                // or it raced with it; a wake is harmless either way.
+                let _ = sys::wake(self.uffd.as_fd(), self.base + index * self.page, self.page);
+                return done;
+            }
+        }
+        let offset = (index * self.page) as u64;
+        let addr = self.base + index * self.page;
+        let mut attempt = 0;
+        let filled = loop {
+            self.counters.source_calls.fetch_add(1, Ordering::Relaxed);
+            match self.source.fill(offset, &mut scratch[..]) {
+                Ok(f) => break Ok(f),
+                Err(_) if attempt + 1 < self.retry.0 && !self.stopping.load(Ordering::Relaxed) => {
+                    attempt += 1;
+                    std::thread::sleep(self.retry.1);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // Counted before the install wakes the faulting threads, so that what they see in
+        // `stats()` afterwards includes their page.
+        let counter = match filled {
+            Ok(Filled::Zero) => Some(&self.counters.zero_pages),
+            Ok(Filled::Data) => Some(&self.counters.data_pages),
+            Err(_) => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        // With write-protect dirty tracking every page goes in protected (zeros too, as a
+        // copy: a shared zero page cannot carry the protection), so a read is never a write.
+        let wp = self.tracker.as_ref().is_some_and(|t| t.mechanism.uses_write_protect());
+        if wp && matches!(filled, Ok(Filled::Zero)) {
+            scratch.fill(0);
+        }
+        let installed = match filled {
+            Ok(Filled::Data) | Ok(Filled::Zero) if wp => self.install(|| {
+                // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
+                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, sys::COPY_MODE_WP) }.map(drop)
+            }),
+            Ok(Filled::Data) => self.install(|| {
+                // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
+                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, 0) }.map(drop)
+            }),
+            Ok(Filled::Zero) => self.install(|| sys::zeropage(self.uffd.as_fd(), addr, self.page)),
+            Err(e) => Err(e),
+        };
+        match installed {
+            Ok(()) => {
+                state.store(PRESENT, Ordering::Release);
+                PRESENT
+            }
+            Err(e) => {
+                if let Some(c) = counter {
+                    c.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.fail(index, e);
+                FAILED
+            }
+        }
+    }
+
+    /// Runs an install ioctl, retrying `EAGAIN` (the address space is changing); `EEXIST`
+    /// means the page is there already.
+    fn install(&self, mut op: impl FnMut() -> std::result::Result<(), Errno>) -> io::Result<()> {
+        for _ in 0..1000 {
+            match op() {
+                Ok(()) | Err(Errno::EXIST) => return Ok(()),
+                Err(Errno::AGAIN) => std::thread::yield_now(),
+                Err(e) => return Err(io::Error::from_raw_os_error(e.raw_os_error())),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::WouldBlock, "UFFDIO_COPY kept failing with EAGAIN"))
+    }
+
+    fn fail(&self, index: usize, e: io::Error) {
+        let addr = self.base + index * self.page;
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(PageFailure {
+            offset: (index * self.page) as u64,
+            kind: e.kind(),
+            errno: e.raw_os_error(),
+            message: e.to_string(),
+        });
+        self.counters.failed_pages.fetch_add(1, Ordering::Relaxed);
+        self.state(index).store(FAILED, Ordering::Release);
+        let fenced = match self.fence {
+            Fence::Poison => sys::poison(self.uffd.as_fd(), addr, self.page),
+            // SAFETY: the page is ours and missing; PROT_NONE makes every later access fault
+            // instead of reading a zero page the kernel would otherwise put there.
+            Fence::ProtNone => unsafe { sys::fence(addr, self.page) },
+        };
+        if let Err(e) = fenced {
+            self.record_handler_error(
+                Error::os("fence of a failed page", e).with_addr(addr).with_range(0, self.page as u64),
+            );
+        }
+        let _ = sys::wake(self.uffd.as_fd(), addr, self.page);
+    }
+
+    fn record_handler_error(&self, e: Error) {
+        let mut slot = self.handler_error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    fn handle_messages(&self, scratch: &mut MmapMut, msgs: &mut [sys::UffdMsg]) -> std::result::Result<(), Errno> {
+        loop {
+            let n = match sys::read_msgs(self.uffd.as_fd(), msgs) {
+                Ok(n) => n,
+                Err(Errno::AGAIN) | Err(Errno::INTR) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for m in &msgs[..n] {
+                if m.event != sys::UFFD_EVENT_PAGEFAULT {
+                    continue;
+                }
+                self.counters.faults.fetch_add(1, Ordering::Relaxed);
+                let addr = m.address as usize;
+                if addr < self.base || addr >= self.base + self.len {
+                    continue;
+                }
+                let index = (addr - self.base) / self.page;
+                if m.flags & sys::UFFD_PAGEFAULT_FLAG_WP != 0 {
+                    if let Some(t) = &self.tracker {
+                        t.on_write_fault(self.uffd.as_fd(), self.base + index * self.page, self.page, index as u64);
+                    }
+                    continue;
+                }
+                self.serve(index, scratch);
+            }
+        }
+    }
+
+    fn run_handler(&self, stop: &OwnedFd) {
+        let mut scratch = match self.take_scratch() {
+            Ok(s) => s,
+            Err(e) => return self.record_handler_error(e),
+        };
+        let mut msgs = [sys::UffdMsg::default(); 16];
+        loop {
+            match sys::wait(self.uffd.as_fd(), stop.as_fd()) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    self.record_handler_error(Error::os("poll of the userfaultfd", e));
+                    break;
+                }
+            }
+            if let Err(e) = self.handle_messages(&mut scratch, &mut msgs) {
+                self.record_handler_error(Error::os("read of the userfaultfd", e));
+                break;
+            }
+        }
+        self.give_scratch(scratch);
+    }
+}
+
+/// Builds a [`PagedRegion`]: `PagedRegion::builder(len).handler_threads(2).build(source)`.
+#[derive(Debug, Clone)]
+pub struct PagedRegionBuilder {
+    len: usize,
+    threads: usize,
+    retry: (u32, Duration),
+    fence: Option<Fence>,
+    dirty: Option<Option<DirtyMechanism>>,
+}
+
+impl PagedRegionBuilder {
+    /// Number of handler threads (default 1; at least 1).
+    pub fn handler_threads(&mut self, n: usize) -> &mut Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Asks the source up to `attempts` times for a page (sleeping `delay` between attempts)
+    /// before the page is fenced. Default: 1 attempt.
+    pub fn retry(&mut self, attempts: u32, delay: Duration) -> &mut Self {
+        self.retry = (attempts.max(1), delay);
+        self
+    }
+
+    /// Chooses the fence for failed pages instead of the best the kernel offers
+    /// ([`Fence::Poison`] where `UFFDIO_POISON` exists, else [`Fence::ProtNone`]).
+    /// Asking for `Poison` on a kernel without it is an [`ErrorKind::Unsupported`] error.
+    pub fn fence(&mut self, fence: Fence) -> &mut Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Tracks the pages written, with the best mechanism the kernel offers
+    /// (see [`dirty`](crate::dirty)); collect them with [`PagedRegion::collect_dirty`].
+    pub fn track_dirty(&mut self) -> &mut Self {
+        self.dirty = Some(None);
+        self
+    }
+
+    /// Tracks the pages written with `mechanism`; an [`ErrorKind::Unsupported`] error at
+    /// [`build`](Self::build) when the kernel lacks it.
+    pub fn track_dirty_with(&mut self, mechanism: DirtyMechanism) -> &mut Self {
+        self.dirty = Some(Some(mechanism));
+        self
+    }
+
+    /// Maps the region, registers it and starts the handler threads.
+    pub fn build(&self, source: impl PageSource + 'static) -> Result<PagedRegion> {
+        PagedRegion::create(self, Box::new(source))
+    }
+}
+
+/// Anonymous memory whose missing pages a [`PageSource`] supplies. See the
+/// [module docs](self) for the failure semantics, fork and drop.
+pub struct PagedRegion {
+    map: MmapMut,
+    shared: Arc<Shared>,
+    mode: FaultMode,
+    stop: OwnedFd,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PagedRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagedRegion")
+            .field("base", &format_args!("{:#x}", self.shared.base))
+            .field("len", &self.map.len())
+            .field("mode", &self.mode)
+            .field("fence", &self.shared.fence)
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl PagedRegion {
+    /// A region of `len` bytes served by `source` with one handler thread.
+    pub fn new(len: usize, source: impl PageSource + 'static) -> Result<PagedRegion> {
+        Self::builder(len).build(source)
+    }
+
+    /// A builder for a region of `len` bytes.
+    pub fn builder(len: usize) -> PagedRegionBuilder {
+        PagedRegionBuilder { len, threads: 1, retry: (1, Duration::ZERO), fence: None, dirty: None }
+    }
+
+    fn create(b: &PagedRegionBuilder, source: Box<dyn PageSource>) -> Result<PagedRegion> {
+        if b.len == 0 {
+            return Err(Error::new("PagedRegion::new", ErrorKind::InvalidArgument).with_detail("length is zero"));
+        }
+        let caps = uffd::capabilities()?;
+        let fence = match (b.fence, caps.poison()) {
+            (Some(Fence::Poison), false) => {
+                return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+                    .with_detail("the kernel lacks UFFDIO_POISON (Linux 6.6)"))
+            }
+            (Some(f), _) => f,
+            (None, true) => Fence::Poison,
+            (None, false) => Fence::ProtNone,
+        };
+        let dirty = match b.dirty {
+            None => None,
+            Some(None) => Some(DirtyMechanism::best(&caps)),
+            Some(Some(m)) if m.available(&caps) => Some(m),
+            Some(Some(m)) => {
+                return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+                    .with_detail(format!("the kernel lacks dirty tracking by {}", m.name())))
+            }
+        };
+        let features = if fence == Fence::Poison { sys::FEATURE_POISON } else { 0 } | dirty.map_or(0, |m| m.features());
+        let (fd, mode, _features) = uffd::open_with(features)?;
+        let tracker = dirty.map(Tracker::new).transpose()?;
+        let reg_mode = if dirty.is_some_and(|m| m.uses_write_protect()) {
+            sys::REGISTER_MODE_MISSING | sys::REGISTER_MODE_WP
+        } else {
+            sys::REGISTER_MODE_MISSING
+        };
+        let map = MapOptions::new().len(b.len).map_anon()?;
+        // SAFETY: `map` stays private to this region for its whole life, and the region's fork
+        // contract (module docs) is that a forked child has no such pages: any access there ends
+        // the child with SIGSEGV, which is the documented outcome (never zeros as data).
+        unsafe { map.dont_fork(..) }?;
+        let page = mmkit::page_size();
+        let (base, span) = map.mapping().kernel_region();
+        // SAFETY: the range is the mapping we just created and own; its pages are missing.
+        unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
+            .map_err(|e| Error::os("ioctl(UFFDIO_REGISTER)", e).with_addr(base).with_range(0, span as u64))?;
+        let shared = Arc::new(Shared {
+            uffd: fd,
+            base,
+            len: span,
+            page,
+            source,
+            states: (0..span / page).map(|_| AtomicU8::new(MISSING)).collect(),
+            failures: Mutex::new(Vec::new()),
+            fence,
+            retry: b.retry,
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+            scratch: Mutex::new(Vec::new()),
+            handler_error: Mutex::new(None),
+            tracker,
+        });
+        if let Some(t) = &shared.tracker {
+            t.start(shared.uffd.as_fd(), base, span)?;
+        }
+        let (stop_r, stop_w) = sys::stop_pipe().map_err(|e| Error::os("pipe", e))?;
+        let stop_r = Arc::new(stop_r);
+        let mut region = PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new() };
+        for i in 0..b.threads {
+            let shared = Arc::clone(&region.shared);
+            let stop = Arc::clone(&stop_r);
+            let t = std::thread::Builder::new()
+                .name(format!("mmkit-pager-{i}"))
+                .spawn(move || shared.run_handler(&stop))
+                .map_err(|e| Error::from_raw_errno("spawn of a handler thread", e.raw_os_error().unwrap_or(0)))?;
+            region.threads.push(t);
+        }
+        Ok(region)
+    }
+
+    /// The region's length in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the region is empty (never: a region has at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The first byte.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
+    /// The underlying mapping (for residency and `/proc` inspection).
+    pub fn mapping(&self) -> &mmkit::Mapping {
+        self.map.mapping()
+    }
+
+    /// Which faults the region's userfaultfd handles.
+    pub fn fault_mode(&self) -> FaultMode {
+        self.mode
+    }
+
+    /// How failed pages are fenced.
+    pub fn fence(&self) -> Fence {
+        self.shared.fence
+    }
+
+    /// Counters of the fault service so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            faults: c.faults.load(Ordering::Relaxed),
+            source_calls: c.source_calls.load(Ordering::Relaxed),
+            data_pages: c.data_pages.load(Ordering::Relaxed),
+            zero_pages: c.zero_pages.load(Ordering::Relaxed),
+            failed_pages: c.failed_pages.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The pages the source failed to supply, in the order they failed.
+    pub fn failures(&self) -> Vec<PageFailure> {
+        self.shared.failures.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// An error a handler thread met outside any page (reading the userfaultfd, fencing), if any.
+    pub fn handler_error(&self) -> Option<Error> {
+        self.shared.handler_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether page `index` has been supplied (filled or zero) — the pager's own record, which
+    /// matches `mincore` for pages the source supplied as data.
+    pub fn is_supplied(&self, index: usize) -> bool {
+        self.shared.states.get(index).is_some_and(|s| s.load(Ordering::Acquire) == PRESENT)
+    }
+
+    /// Supplies every missing page of `range` now (from this thread), as a fault would; returns
+    /// the first failure.
+    pub fn prefetch(&self, offset: usize, len: usize) -> Result<()> {
+        let (first, last) = self.pages_of("PagedRegion::prefetch", offset, len)?;
+        let mut scratch = self.shared.take_scratch()?;
+        let mut result = Ok(());
+        for index in first..last {
+            if let Err(e) = self.ensure(index, &mut scratch) {
+                result = result.and(Err(e));
+            }
+        }
+        self.shared.give_scratch(scratch);
+        result
+    }
+
+    fn pages_of(&self, op: &'static str, offset: usize, len: usize) -> Result<(usize, usize)> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len()).ok_or_else(|| {
+            Error::new(op, ErrorKind::OutOfBounds)
+                .with_range(offset as u64, len as u64)
+                .with_detail(format!("the region is {:#x} bytes", self.len()))
+        })?;
+        let page = self.shared.page;
+        Ok((offset / page, end.div_ceil(page)))
+    }
+
+    /// Makes page `index` present (filling it from this thread if needed) or returns its failure.
+    fn ensure(&self, index: usize, scratch: &mut MmapMut) -> Result<()> {
+        loop {
+            match self.shared.serve(index, scratch) {
+                PRESENT => return Ok(()),
+                FAILED => return Err(self.failure_error(index)),
+                _ => std::thread::sleep(Duration::from_micros(50)),
+            }
+        }
+    }
+
+    fn failure_error(&self, index: usize) -> Error {
+        let offset = (index * self.shared.page) as u64;
+        let failures = self.shared.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let f = failures.iter().find(|f| f.offset == offset);
+        let e = match f.and_then(|f| f.errno) {
+            Some(errno) => Error::from_raw_errno("page source fill", errno),
+            None => Error::new("page source fill", ErrorKind::Os),
+        };
+        e.with_addr(self.shared.base + index * self.shared.page)
+            .with_range(offset, self.shared.page as u64)
+            .with_detail(f.map_or_else(|| "the page source failed".to_owned(), |f| f.message.clone()))
+    }
+
+    /// The dirty-tracking mechanism running, if the region was built with
+    /// [`track_dirty`](PagedRegionBuilder::track_dirty).
+    pub fn dirty_mechanism(&self) -> Option<DirtyMechanism> {
+        self.shared.tracker.as_ref().map(|t| t.mechanism)
+    }
+
+    /// The pages written since the region was built or since the last call, and the start of a
+    /// new interval. An [`ErrorKind::InvalidArgument`] error when the region does not track.
+    pub fn collect_dirty(&self) -> Result<DirtyPages> {
+        let s = &self.shared;
+        let t = s.tracker.as_ref().ok_or_else(|| {
+            Error::new("PagedRegion::collect_dirty", ErrorKind::InvalidArgument)
+                .with_detail("the region was built without track_dirty()")
+        })?;
+        t.collect(s.uffd.as_fd(), s.base, s.len, s.page)
+    }
+
+    /// The checked read: copies `buf.len()` bytes at `offset` into `buf`, supplying missing
+    /// pages from this thread; a page whose source failed is an error, never a signal.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let (first, last) = self.pages_of("PagedRegion::read", offset, buf.len())?;
+        let mut scratch = self.shared.take_scratch()?;
+        let mut result = Ok(());
+        for index in first..last {
+            if let Err(e) = self.ensure(index, &mut scratch) {
+                result = Err(e.with_range(offset as u64, buf.len() as u64));
+                break;
+            }
+        }
+        self.shared.give_scratch(scratch);
+        result?;
+        buf.copy_from_slice(&self.map[offset..offset + buf.len()]);
+        Ok(())
+    }
+
+    /// The region as bytes. Touching a page that is missing blocks this thread until the page
+    /// is supplied; touching a page whose source failed raises `SIGBUS` (or `SIGSEGV`), see the
+    /// [failure semantics](self#failure-semantics). Use [`read`](Self::read) to get an error
+    /// instead.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The region as mutable bytes (writes to missing pages fill them from the source first).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+}
+
+impl Drop for PagedRegion {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        for _ in 0..self.threads.len() {
+            let _ = sys::signal_stop(&self.stop);
+        }
+        // Unregistering wakes any thread still waiting on a fault of the range.
+        let _ = sys::unregister(self.shared.uffd.as_fd(), self.shared.base, self.shared.len);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Compressed files mapped lazily: the [zstd seekable format] (independent zstd frames plus a
+//! seek table in a skippable frame, readable by any `zstd -d`), through the `zeekstd` crate.
+//!
+//! [`pack`] compresses a file into the format; [`SeekableSource`] is a [`PageSource`] that
+//! decompresses only the frames holding the pages touched, so a [`PagedRegion`] over it maps a
+//! compressed image lazily.
+//!
+//! [zstd seekable format]: https://github.com/facebook/zstd/blob/dev/contrib/seekable_format/zstd_seekable_compression_format.md
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let (raw, packed) = (dir.path().join("image.bin"), dir.path().join("image.zst"));
+//! std::fs::write(&raw, vec![7u8; 1 << 20])?;
+//! mmkit_pager::seekable::pack(&raw, &packed, &Default::default())?;
+//! let source = std::sync::Arc::new(mmkit_pager::SeekableSource::open(&packed)?);
+//! let region = mmkit_pager::PagedRegion::new(source.len() as usize, source.clone())?;
+//! assert_eq!(region.as_slice()[123_456], 7);
+//! assert_eq!(source.frames_decompressed(), 1); // one frame of the file's 16
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mmkit::{Error, ErrorKind, Result};
+use zeekstd::{EncodeOptions, FrameSizePolicy, SeekTable};
+
+use crate::source::{Filled, PageSource};
+
+/// The largest frame the format allows (1 GiB of uncompressed bytes).
+pub const MAX_FRAME_SIZE: u32 = zeekstd::SEEKABLE_MAX_FRAME_SIZE as u32;
+
+/// How [`pack`] compresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackOptions {
+    /// Uncompressed bytes per frame: the unit a fault decompresses (default 64 KiB). Smaller
+    /// frames waste less work per random access, larger ones compress better.
+    pub frame_size: u32,
+    /// zstd compression level (default 3).
+    pub level: i32,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions { frame_size: 64 * 1024, level: 3 }
+    }
+}
+
+/// What [`pack`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackInfo {
+    /// Bytes read from the input.
+    pub input_bytes: u64,
+    /// Bytes of the seekable output (frames and seek table).
+    pub output_bytes: u64,
+    /// Frames written.
+    pub frames: u32,
+}
+
+fn zerr(op: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::new(op, ErrorKind::InvalidArgument).with_path(path).with_detail(e.to_string())
+}
+
+fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
+    Error::from_raw_errno(op, e.raw_os_error().unwrap_or(libc::EIO)).with_path(path).with_detail(e.to_string())
+}
+
+/// Compresses `input` into the zstd seekable format at `output`.
+pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOptions) -> Result<PackInfo> {
+    let (input, output) = (input.as_ref(), output.as_ref());
+    if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_detail(format!("frame size {} is not between 1 and {MAX_FRAME_SIZE}", opts.frame_size)));
+    }
+    let mut src = File::open(input).map_err(|e| ioerr("open of the input", input, e))?;
+    let dst = File::create(output).map_err(|e| ioerr("create of the output", output, e))?;
+    let mut enc = EncodeOptions::new()
+        .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))
+        .compression_level(opts.level)
+        // A content checksum per frame: a corrupt frame is an error, never garbage as data.
+        .checksum_flag(true)
+        .into_encoder(io::BufWriter::new(dst))
+        .map_err(|e| zerr("zstd seekable encoder", output, e))?;
+    let input_bytes = io::copy(&mut src, &mut enc).map_err(|e| ioerr("compression", input, e))?;
+    let frames = enc.seek_table().num_frames();
+    let output_bytes = enc.finish().map_err(|e| zerr("zstd seekable finish", output, e))?;
+    // `finish` counts the last frame and the seek table; the frame count is final then.
+    let frames = SeekableSource::open(output).map(|s| s.frames()).unwrap_or(frames);
+    Ok(PackInfo { input_bytes, output_bytes, frames })
+}
+
+/// A zstd seekable file as a [`PageSource`]: a page's fill decompresses the frame(s) holding it
+/// (a small cache keeps the last frames, so neighbouring pages cost no second decompression).
+#[derive(Debug)]
+pub struct SeekableSource {
+    file: File,
+    path: PathBuf,
+    table: SeekTable,
+    cache: Mutex<VecDeque<(u32, Arc<[u8]>)>>,
+    frames_decompressed: AtomicU64,
+    bytes_decompressed: AtomicU64,
+}
+
+const CACHED_FRAMES: usize = 8;
+
+impl SeekableSource {
+    /// Opens a seekable file and reads its seek table.
+    pub fn open(path: impl AsRef<Path>) -> Result<SeekableSource> {
+        let path = path.as_ref();
+        let mut file = File::open(path).map_err(|e| ioerr("open of a zstd seekable file", path, e))?;
+        let table = SeekTable::from_seekable(&mut file).map_err(|e| {
+            zerr(
+                "read of the zstd seek table",
+                path,
+                format!("not a zstd seekable file (no valid seek table at its end): {e}"),
+            )
+        })?;
+        Ok(SeekableSource {
+            file,
+            path: path.to_owned(),
+            table,
+            cache: Mutex::new(VecDeque::new()),
+            frames_decompressed: AtomicU64::new(0),
+            bytes_decompressed: AtomicU64::new(0),
+        })
+    }
+
+    /// The decompressed length.
+    pub fn len(&self) -> u64 {
+        self.table.size_decomp()
+    }
+
+    /// Whether the decompressed content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The compressed length of the frames.
+    pub fn compressed_len(&self) -> u64 {
+        self.table.size_comp()
+    }
+
+    /// Number of frames.
+    pub fn frames(&self) -> u32 {
+        self.table.num_frames()
+    }
+
+    /// The seek table.
+    pub fn seek_table(&self) -> &SeekTable {
+        &self.table
+    }
+
+    /// Frames decompressed so far (a frame decompressed again after leaving the cache counts
+    /// again).
+    pub fn frames_decompressed(&self) -> u64 {
+        self.frames_decompressed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes decompressed so far.
+    pub fn bytes_decompressed(&self) -> u64 {
+        self.bytes_decompressed.load(Ordering::Relaxed)
+    }
+
+    fn frame(&self, index: u32) -> io::Result<Arc<[u8]>> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, f)) = cache.iter().find(|(i, _)| *i == index) {
+                return Ok(f.clone());
+            }
+        }
+        let bad = |e: zeekstd::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        let (cs, ce) =
+            (self.table.frame_start_comp(index).map_err(bad)?, self.table.frame_end_comp(index).map_err(bad)?);
+        let dsize = self.table.frame_size_decomp(index).map_err(bad)? as usize;
+        let mut comp = vec![0u8; (ce - cs) as usize];
+        self.file
+            .read_exact_at(&mut comp, cs)
+            .map_err(|e| io::Error::new(e.kind(), format!("pread of {} at {cs:#x}: {e}", self.path.display())))?;
+        let mut out = vec![0u8; dsize];
+        let n = zstd::bulk::decompress_to_buffer(&comp, &mut out[..]).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame {index} of {}: {e}", self.path.display()))
+        })?;
+        if n != dsize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("zstd frame {index} of {}: {n} bytes, the seek table says {dsize}", self.path.display()),
+            ));
+        }
+        self.frames_decompressed.fetch_add(1, Ordering::Relaxed);
+        self.bytes_decompressed.fetch_add(n as u64, Ordering::Relaxed);
+        let frame: Arc<[u8]> = out.into();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() == CACHED_FRAMES {
+            cache.pop_front();
+        }
+        cache.push_back((index, frame.clone()));
+        Ok(frame)
+    }
+}
+
+impl PageSource for SeekableSource {
+    fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled> {
+        let len = self.len();
+        if offset >= len {
+            return Ok(Filled::Zero);
+        }
+        let end = (offset + buf.len() as u64).min(len);
+        let mut pos = offset;
+        while pos < end {
+            let index = self.table.frame_index_decomp(pos);
+            let start = self
+                .table
+                .frame_start_decomp(index)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let frame = self.frame(index)?;
+            let from = (pos - start) as usize;
+            let n = ((end - pos) as usize).min(frame.len() - from);
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "empty zstd frame in the seek table"));
+            }
+            let at = (pos - offset) as usize;
+            buf[at..at + n].copy_from_slice(&frame[from..from + n]);
+            pos += n as u64;
+        }
+        buf[(end - offset) as usize..].fill(0);
+        Ok(Filled::Data)
+    }
+}

@@ -1,0 +1,129 @@
+//! Page sources: where the bytes of a [`PagedRegion`](crate::PagedRegion)'s missing pages come
+//! from.
+//!
+//! A source is asked for one page at a time, at a byte offset that is a multiple of the page
+//! size, and writes the page into the buffer it is given (always exactly one page). It may be
+//! called from several handler threads at once (hence `Send + Sync`), and is never asked twice
+//! for the same page of one region (the region records which pages it filled).
+
+#![deny(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What a [`PageSource::fill`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// The buffer holds the page's bytes.
+    Data,
+    /// The page is all zeros; the buffer was not written (the region maps the shared zero page
+    /// with `UFFDIO_ZEROPAGE`, which costs no memory until written).
+    Zero,
+}
+
+/// Supplies the bytes of missing pages.
+pub trait PageSource: Send + Sync {
+    /// Fills `buf` (one page) with the bytes at `offset` (page-aligned) of the region, or
+    /// reports that the page is all zeros. An error becomes the region's
+    /// [failure outcome](crate::region#failure-semantics) for that page.
+    fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled>;
+}
+
+impl<S: PageSource + ?Sized> PageSource for std::sync::Arc<S> {
+    fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled> {
+        (**self).fill(offset, buf)
+    }
+}
+
+impl<S: PageSource + ?Sized> PageSource for Box<S> {
+    fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled> {
+        (**self).fill(offset, buf)
+    }
+}
+
+/// Every page is zero (the kernel's anonymous memory, but through the pager: useful as a
+/// baseline and for regions that are written before they are read).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ZeroSource;
+
+impl PageSource for ZeroSource {
+    fn fill(&self, _offset: u64, _buf: &mut [u8]) -> io::Result<Filled> {
+        Ok(Filled::Zero)
+    }
+}
+
+/// A closure as a source: `FnSource(|offset, page| { ...; Ok(Filled::Data) })`.
+pub struct FnSource<F>(pub F);
+
+impl<F> std::fmt::Debug for FnSource<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FnSource(..)")
+    }
+}
+
+impl<F> PageSource for FnSource<F>
+where
+    F: Fn(u64, &mut [u8]) -> io::Result<Filled> + Send + Sync,
+{
+    fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled> {
+        (self.0)(offset, buf)
+    }
+}
+
+/// Pages read from a file with `pread(2)` at `base + offset`. Bytes past the end of the file
+/// read as zeros (a page wholly past the end is a zero page), as in a file mapping; a read error
+/// is the page's error. Unlike a file mapping, a file truncated later never raises `SIGBUS`:
+/// pages already filled keep their bytes.
+#[derive(Debug)]
+pub struct FileSource {
+    file: File,
+    path: Option<PathBuf>,
+    base: u64,
+}
+
+impl FileSource {
+    /// Opens `path` read-only.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<FileSource> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+        Ok(FileSource { file, path: Some(path.to_owned()), base: 0 })
+    }
+
+    /// Reads from `file`, region offset 0 being file offset `base`.
+    pub fn new(file: File, base: u64) -> FileSource {
+        FileSource { file, path: None, base }
+    }
+
+    /// The file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl PageSource for FileSource {
+    fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled> {
+        let at = self.base.checked_add(offset).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], at + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let what = self.path.as_ref().map_or_else(|| "file".to_owned(), |p| p.display().to_string());
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("pread of {what} at offset {:#x}: {e}", at + done as u64),
+                    ));
+                }
+            }
+        }
+        if done == 0 {
+            return Ok(Filled::Zero);
+        }
+        buf[done..].fill(0);
+        Ok(Filled::Data)
+    }
+}

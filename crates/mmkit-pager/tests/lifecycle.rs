@@ -1,0 +1,67 @@
+//! Dropping a region: handler threads stop, no thread is left blocked. (Its own test binary:
+//! it counts this process's threads.)
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mmkit_pager::{Filled, FnSource, PagedRegion};
+use support::with_timeout;
+
+fn handler_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.starts_with("mmkit-pager-"))
+        .count()
+}
+
+#[test]
+fn drop_after_concurrent_faults_stops_every_handler_thread() {
+    with_timeout(120, || {
+        let page = mmkit::page_size();
+        for round in 0..20 {
+            let calls = Arc::new(AtomicU64::new(0));
+            let c = calls.clone();
+            let region = PagedRegion::builder(64 * page)
+                .handler_threads(3)
+                .build(FnSource(move |off, buf: &mut [u8]| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_micros(200));
+                    buf.fill(off as u8 ^ 0x5a);
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            // A thread names itself once it runs: wait for the three names.
+            let start = std::time::Instant::now();
+            while handler_threads() != 3 && start.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(handler_threads(), 3);
+            std::thread::scope(|s| {
+                for t in 0..4 {
+                    let region = &region;
+                    s.spawn(move || {
+                        for p in (t..64).step_by(3) {
+                            assert_eq!(region.as_slice()[p * page], (p * page) as u8 ^ 0x5a);
+                        }
+                    });
+                }
+            });
+            // Dropped on another thread than the one that built it, half the time.
+            if round % 2 == 0 {
+                drop(region);
+            } else {
+                std::thread::spawn(move || drop(region)).join().unwrap();
+            }
+            assert_eq!(handler_threads(), 0, "round {round}: handler threads left after drop");
+            assert!(calls.load(Ordering::SeqCst) <= 64);
+        }
+        // Idle handlers, untouched pages.
+        let region = PagedRegion::builder(1 << 20).handler_threads(2).build(mmkit_pager::ZeroSource).unwrap();
+        drop(region);
+        assert_eq!(handler_threads(), 0);
+    });
+}

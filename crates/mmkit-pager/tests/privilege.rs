@@ -1,0 +1,85 @@
+//! Privilege detection: root gets full fault handling; an unprivileged user gets
+//! `UFFD_USER_MODE_ONLY` (or the device / sysctl route when the machine allows it).
+
+mod support;
+
+use mmkit_pager::{FaultMode, Filled, FnSource, OpenedVia, PagedRegion};
+use support::{child_role, run_child};
+
+fn expected_for_this_user() -> (FaultMode, Option<OpenedVia>) {
+    if rustix::process::geteuid().is_root() {
+        return (FaultMode::Full, Some(OpenedVia::Syscall));
+    }
+    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").unwrap_or_default();
+    if sysctl.trim() == "1" {
+        return (FaultMode::Full, Some(OpenedVia::Syscall));
+    }
+    if rustix::fs::access("/dev/userfaultfd", rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK).is_ok() {
+        return (FaultMode::Full, Some(OpenedVia::Device));
+    }
+    (FaultMode::UserModeOnly, None)
+}
+
+fn check_this_user() {
+    let caps = mmkit_pager::capabilities().unwrap();
+    let (mode, via) = expected_for_this_user();
+    assert_eq!(caps.mode, mode, "{caps:?}");
+    if let Some(via) = via {
+        assert_eq!(caps.via, via);
+    }
+    let page = mmkit::page_size();
+    let region = PagedRegion::new(
+        2 * page,
+        FnSource(|_, buf: &mut [u8]| {
+            buf.fill(4);
+            Ok(Filled::Data)
+        }),
+    )
+    .unwrap();
+    assert_eq!(region.fault_mode(), mode);
+    // A system call reading a missing page: full mode waits for the handler; user-mode-only
+    // fails with EFAULT (the documented limit), never garbage.
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let sent = rustix::io::write(&w, &region.as_slice()[page..page + 16]);
+    match mode {
+        FaultMode::Full => {
+            assert_eq!(sent, Ok(16));
+            let mut b = [0u8; 16];
+            rustix::io::read(&r, &mut b).unwrap();
+            assert_eq!(b, [4; 16]);
+        }
+        FaultMode::UserModeOnly => assert_eq!(sent, Err(rustix::io::Errno::FAULT)),
+    }
+    assert_eq!(region.as_slice()[0], 4);
+}
+
+#[test]
+fn this_user_gets_the_mode_its_privileges_allow() {
+    if child_role().is_some() {
+        return;
+    }
+    support::with_timeout(60, check_this_user);
+}
+
+#[test]
+fn an_unprivileged_user_is_detected_and_served() {
+    if child_role().as_deref() == Some("unprivileged") {
+        // Become nobody (65534) before anything opens a userfaultfd; glibc applies the ids to
+        // every thread of this freshly started process.
+        // SAFETY: plain id-changing calls with valid arguments.
+        unsafe {
+            assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        }
+        assert!(!rustix::process::geteuid().is_root());
+        check_this_user();
+        println!("UNPRIVILEGED OK {:?}", mmkit_pager::capabilities().unwrap());
+        return;
+    }
+    if child_role().is_some() || !rustix::process::geteuid().is_root() {
+        return; // the other test covers a non-root run
+    }
+    let (status, out) = run_child(&[], "an_unprivileged_user_is_detected_and_served", "unprivileged", 60);
+    assert!(status.success() && out.contains("UNPRIVILEGED OK"), "{status:?}\n{out}");
+}

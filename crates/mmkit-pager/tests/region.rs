@@ -1,0 +1,263 @@
+//! PagedRegion against the kernel: residency (mincore), source call counts, concurrent faults,
+//! failing sources, fork, files.
+
+mod support;
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mmkit_pager::{FileSource, Filled, FnSource, PagedRegion, ZeroSource};
+use support::{child_role, pattern, run_child, with_timeout};
+
+fn page() -> usize {
+    mmkit::page_size()
+}
+
+/// A source writing `pattern`, recording every offset it is asked for.
+fn pattern_source(calls: Arc<Mutex<Vec<u64>>>) -> impl mmkit_pager::PageSource {
+    FnSource(move |offset, buf: &mut [u8]| {
+        calls.lock().unwrap().push(offset);
+        let p = offset / mmkit::page_size() as u64;
+        for (j, b) in buf.iter_mut().enumerate() {
+            *b = pattern(p, j);
+        }
+        Ok(Filled::Data)
+    })
+}
+
+#[test]
+fn touched_pages_are_filled_once_and_untouched_pages_stay_missing() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let pages = 64;
+        let region = PagedRegion::new(pages * page(), pattern_source(calls.clone())).unwrap();
+        assert_eq!(region.mapping().residency(..).unwrap().resident_pages(), 0);
+        let s = region.as_slice();
+        assert_eq!(s[3 * page() + 5], pattern(3, 5));
+        assert_eq!(s[40 * page() + page() - 1], pattern(40, page() - 1));
+        assert_eq!(s[3 * page() + 7], pattern(3, 7)); // present now: no second call
+        let res = region.mapping().residency(..).unwrap();
+        let resident: Vec<u64> = (0..pages as u64).filter(|&p| res.is_resident(p)).collect();
+        assert_eq!(resident, vec![3, 40], "mincore sees exactly the touched pages");
+        let mut asked = calls.lock().unwrap().clone();
+        asked.sort();
+        assert_eq!(asked, vec![3 * page() as u64, 40 * page() as u64]);
+        let st = region.stats();
+        assert_eq!((st.source_calls, st.data_pages, st.zero_pages, st.failed_pages), (2, 2, 0, 0));
+        assert!(region.handler_error().is_none());
+    });
+}
+
+#[test]
+fn every_page_equals_the_source() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let pages = 32;
+        let region =
+            PagedRegion::builder(pages * page()).handler_threads(2).build(pattern_source(calls.clone())).unwrap();
+        for (i, b) in region.as_slice().iter().enumerate() {
+            assert_eq!(*b, pattern((i / page()) as u64, i % page()), "byte {i:#x}");
+        }
+        assert_eq!(calls.lock().unwrap().len(), pages);
+        assert_eq!(region.mapping().residency(..).unwrap().resident_pages(), pages as u64);
+    });
+}
+
+#[test]
+fn concurrent_faults_on_one_page_are_served_once() {
+    with_timeout(60, || {
+        for round in 0..5 {
+            let calls = Arc::new(AtomicU64::new(0));
+            let c = calls.clone();
+            let region = PagedRegion::builder(4 * page())
+                .handler_threads(2)
+                .build(FnSource(move |_off, buf: &mut [u8]| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30)); // every thread faults meanwhile
+                    buf.fill(0xA5);
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let (region, barrier) = (&region, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let v = if t % 2 == 0 {
+                            region.as_slice()[page() + t]
+                        } else {
+                            let mut b = [0u8; 1];
+                            region.read(page() + t, &mut b).unwrap(); // the checked face races too
+                            b[0]
+                        };
+                        assert_eq!(v, 0xA5);
+                    });
+                }
+            });
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "round {round}: one fill for eight faults");
+            assert_eq!(region.stats().data_pages, 1);
+        }
+    });
+}
+
+#[test]
+fn zero_source_maps_zero_pages() {
+    with_timeout(60, || {
+        let mut region = PagedRegion::new(8 * page(), ZeroSource).unwrap();
+        assert!(region.as_slice()[..2 * page()].iter().all(|&b| b == 0));
+        region.as_mut_slice()[5 * page()] = 9; // a write fault on a missing page: zero, then the write
+        assert_eq!(region.as_slice()[5 * page()], 9);
+        let st = region.stats();
+        assert_eq!((st.zero_pages, st.data_pages), (3, 0));
+    });
+}
+
+#[test]
+fn failing_source_gives_an_error_through_the_checked_read() {
+    with_timeout(60, || {
+        let region = PagedRegion::new(
+            4 * page(),
+            FnSource(|off, buf: &mut [u8]| {
+                if off == 2 * mmkit::page_size() as u64 {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                buf.fill(1);
+                Ok(Filled::Data)
+            }),
+        )
+        .unwrap();
+        let mut buf = vec![0u8; page()];
+        region.read(page(), &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 1));
+        let err = region.read(2 * page() + 8, &mut buf[..16]).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EIO), "{err}");
+        assert!(err.to_string().contains("page source fill"), "{err}");
+        // Asked again, the page stays failed and the source is not asked twice.
+        assert!(region.read(2 * page(), &mut buf[..1]).is_err());
+        assert_eq!(region.stats().source_calls, 2);
+        let f = region.failures();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].offset, 2 * page() as u64);
+        // The other pages are unaffected, and mincore never shows the failed page resident.
+        region.read(3 * page(), &mut buf).unwrap();
+        assert!(!region.mapping().residency(..).unwrap().is_resident(2));
+    });
+}
+
+#[test]
+fn retry_policy_recovers_a_transient_error() {
+    with_timeout(60, || {
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let region = PagedRegion::builder(page())
+            .retry(3, Duration::from_millis(1))
+            .build(FnSource(move |_, buf: &mut [u8]| {
+                if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "flaky store"));
+                }
+                buf.fill(7);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        assert_eq!(region.as_slice()[10], 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(region.failures().is_empty());
+    });
+}
+
+/// Touching a failed page through the plain slice ends the process with the fence's signal:
+/// never a hang, never garbage. Run in a re-executed child, which the parent times out.
+#[test]
+fn touching_a_failed_page_raises_the_fence_signal() {
+    if child_role().as_deref() == Some("touch-failed") {
+        let region = PagedRegion::builder(2 * page())
+            .handler_threads(2)
+            .build(FnSource(|off, buf: &mut [u8]| {
+                if off > 0 {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                buf.fill(3);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        println!("fence {:?}", region.fence());
+        assert_eq!(region.as_slice()[0], 3);
+        let v = std::hint::black_box(region.as_slice()[page()]);
+        println!("GARBAGE read {v}");
+        std::process::exit(0);
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let (status, out) = run_child(&[], "touching_a_failed_page_raises_the_fence_signal", "touch-failed", 60);
+    let expected = if mmkit_pager::capabilities().unwrap().poison() { libc::SIGBUS } else { libc::SIGSEGV };
+    assert_eq!(status.signal(), Some(expected), "status {status:?}, output:\n{out}");
+    assert!(!out.contains("GARBAGE"), "{out}");
+}
+
+#[test]
+fn the_prot_none_fence_works_where_poison_is_missing() {
+    // The fallback of kernels before 6.6 (the CI VM's 6.1), chosen explicitly here.
+    with_timeout(60, || {
+        let region = PagedRegion::builder(2 * page())
+            .fence(mmkit_pager::Fence::ProtNone)
+            .build(FnSource(|_, _: &mut [u8]| Err(io::Error::from_raw_os_error(libc::ENODATA))))
+            .unwrap();
+        let mut b = [0u8; 4];
+        assert_eq!(region.read(page(), &mut b).unwrap_err().errno(), Some(libc::ENODATA));
+        // The kernel now refuses the page to everyone: a copy through process_vm_readv faults.
+        let err = region.mapping().copy_from_mapping(page(), &mut b).unwrap_err();
+        assert_eq!(err.kind(), mmkit::ErrorKind::Truncated, "{err}");
+    });
+}
+
+#[test]
+fn a_forked_child_does_not_inherit_the_region() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let region = PagedRegion::new(4 * page(), pattern_source(calls.clone())).unwrap();
+        assert_eq!(region.as_slice()[0], pattern(0, 0));
+        let p = region.as_ptr();
+        let addr = p as usize;
+        // SAFETY: the child only does a volatile read (async-signal-safe).
+        let r = unsafe { mmkit::process::in_forked_child(|| (addr as *const u8).read_volatile() as u64) };
+        let err = r.unwrap_err();
+        assert_eq!(err.signal(), Some(libc::SIGSEGV), "{err}");
+        // The parent keeps being served.
+        assert_eq!(region.as_slice()[2 * page() + 1], pattern(2, 1));
+        assert_eq!(calls.lock().unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
+    with_timeout(60, || {
+        let mut data = vec![0u8; 2 * page() + 100];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i % 251) as u8 + 1;
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &data).unwrap();
+        let region = PagedRegion::new(4 * page(), FileSource::open(file.path()).unwrap()).unwrap();
+        let s = region.as_slice();
+        assert_eq!(&s[..data.len()], &data[..]);
+        assert!(s[data.len()..3 * page()].iter().all(|&b| b == 0));
+        assert!(s[3 * page()..].iter().all(|&b| b == 0));
+        let st = region.stats();
+        assert_eq!((st.data_pages, st.zero_pages), (3, 1));
+    });
+}
+
+#[test]
+fn out_of_range_reads_are_errors_not_panics() {
+    let region = PagedRegion::new(page(), ZeroSource).unwrap();
+    let mut b = [0u8; 8];
+    let err = region.read(page() - 4, &mut b).unwrap_err();
+    assert_eq!(err.kind(), mmkit::ErrorKind::OutOfBounds);
+    assert!(region.read(usize::MAX, &mut b).is_err());
+    assert_eq!(PagedRegion::new(0, ZeroSource).unwrap_err().kind(), mmkit::ErrorKind::InvalidArgument);
+}

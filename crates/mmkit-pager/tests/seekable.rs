@@ -1,0 +1,115 @@
+//! zstd seekable files mapped lazily: only the frames touched are decompressed; the file is the
+//! standard format (the `zstd` tool decompresses it, when installed).
+
+mod support;
+
+use std::sync::Arc;
+
+use mmkit_pager::seekable::{self, PackOptions};
+use mmkit_pager::{PagedRegion, SeekableSource};
+use support::with_timeout;
+
+/// Text-like data that compresses, not one repeated byte.
+fn data(len: usize) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    (0..len)
+        .map(|i| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            if i % 64 < 40 {
+                b"the quick brown fox jumps over the lazy dog "[i % 44]
+            } else {
+                (x >> 24) as u8
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_compressed_file_maps_lazily_decompressing_only_touched_frames() {
+    with_timeout(120, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (raw, packed) = (dir.path().join("img"), dir.path().join("img.zst"));
+        let content = data(4 << 20);
+        std::fs::write(&raw, &content).unwrap();
+        let opts = PackOptions { frame_size: 256 * 1024, level: 3 };
+        let info = seekable::pack(&raw, &packed, &opts).unwrap();
+        assert_eq!(info.input_bytes, content.len() as u64);
+        assert_eq!(info.frames, 16);
+        assert!(info.output_bytes < info.input_bytes, "{info:?}");
+        let source = Arc::new(SeekableSource::open(&packed).unwrap());
+        assert_eq!(source.len(), content.len() as u64);
+        let region = PagedRegion::builder(content.len()).handler_threads(2).build(source.clone()).unwrap();
+        // Touch two pages in frame 3 and one in frame 10.
+        let s = region.as_slice();
+        for at in [3 * 256 * 1024 + 17, 3 * 256 * 1024 + 100_000, 10 * 256 * 1024 + 5] {
+            assert_eq!(s[at], content[at], "byte {at:#x}");
+        }
+        assert_eq!(source.frames_decompressed(), 2);
+        assert_eq!(source.bytes_decompressed(), 2 * 256 * 1024);
+        assert_eq!(region.stats().data_pages, 3);
+        // The whole region equals the original.
+        assert!(region.as_slice() == &content[..]);
+    });
+}
+
+#[test]
+fn frames_that_do_not_align_with_pages_are_stitched() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (raw, packed) = (dir.path().join("img"), dir.path().join("img.zst"));
+        let content = data(300_001); // not a page multiple; 1000-byte frames straddle pages
+        std::fs::write(&raw, &content).unwrap();
+        seekable::pack(&raw, &packed, &PackOptions { frame_size: 1000, level: 1 }).unwrap();
+        let source = SeekableSource::open(&packed).unwrap();
+        let len = source.len() as usize;
+        let region = PagedRegion::new(len, source).unwrap();
+        assert!(region.as_slice() == &content[..]);
+    });
+}
+
+#[test]
+fn the_zstd_tool_reads_our_output() {
+    if std::process::Command::new("zstd").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "scripts/test installs zstd under CI");
+        eprintln!("zstd not installed: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, packed, back) = (dir.path().join("img"), dir.path().join("img.zst"), dir.path().join("back"));
+    let content = data(1 << 20);
+    std::fs::write(&raw, &content).unwrap();
+    seekable::pack(&raw, &packed, &PackOptions::default()).unwrap();
+    let st = std::process::Command::new("zstd").arg("-dqf").arg(&packed).arg("-o").arg(&back).status().unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(&back).unwrap(), content);
+}
+
+#[test]
+fn a_corrupt_or_foreign_file_is_an_error() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, data(10_000)).unwrap();
+        let err = SeekableSource::open(&plain).unwrap_err();
+        assert!(err.to_string().contains("seek table"), "{err}");
+        // A corrupt frame: the page fails, the checked read says so, nothing else breaks.
+        let (raw, packed) = (dir.path().join("img"), dir.path().join("img.zst"));
+        let content = data(1 << 20);
+        std::fs::write(&raw, &content).unwrap();
+        seekable::pack(&raw, &packed, &PackOptions::default()).unwrap();
+        let mut bytes = std::fs::read(&packed).unwrap();
+        let source = SeekableSource::open(&packed).unwrap();
+        let f2 = source.seek_table().frame_start_comp(2).unwrap() as usize;
+        for b in &mut bytes[f2 + 20..f2 + 60] {
+            *b ^= 0xFF;
+        }
+        std::fs::write(&packed, &bytes).unwrap();
+        let source = SeekableSource::open(&packed).unwrap();
+        let region = PagedRegion::new(source.len() as usize, source).unwrap();
+        let mut b = [0u8; 8];
+        region.read(0, &mut b).unwrap();
+        assert_eq!(&b, &content[..8]);
+        let err = region.read(2 * 64 * 1024 + 10, &mut b).unwrap_err();
+        assert!(err.to_string().contains("zstd frame 2"), "{err}");
+    });
+}

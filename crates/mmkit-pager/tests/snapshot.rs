@@ -1,0 +1,148 @@
+//! Snapshots against the kernel and the filesystem: sparse files (SEEK_HOLE, st_blocks), lazy
+//! restore (mincore, read counts), eager restore, every page equal.
+
+mod support;
+
+use std::sync::Arc;
+
+use mmkit_pager::snapshot::{self, SnapshotSource};
+use mmkit_pager::PagedRegion;
+use support::{pattern, with_timeout};
+
+fn page() -> usize {
+    mmkit::page_size()
+}
+
+/// 256 pages; every 8th holds a pattern, the rest are zero.
+fn memory() -> mmkit::MmapMut {
+    let mut mem = mmkit::MapOptions::new().len(256 * page()).map_anon().unwrap();
+    for p in (0..256).step_by(8) {
+        for j in 0..page() {
+            mem[p * page() + j] = pattern(p as u64, j) | 1;
+        }
+    }
+    mem
+}
+
+#[test]
+fn snapshot_files_are_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mem.snap");
+    let mem = memory();
+    let info = snapshot::write(&mem, &path).unwrap();
+    assert_eq!(info.len, 256 * page() as u64);
+    assert_eq!((info.pages, info.data_pages, info.hole_pages), (256, 32, 224), "{info:?}");
+    assert!(info.disk_bytes <= 40 * page() as u64, "holes cost no blocks: {info:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), &mem[..]);
+    assert_eq!(snapshot::info(&path).unwrap(), info);
+}
+
+#[test]
+fn lazy_restore_reads_only_touched_pages_and_equals_the_snapshot() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.snap");
+        let mem = memory();
+        snapshot::write(&mem, &path).unwrap();
+        let source = Arc::new(SnapshotSource::open(&path).unwrap());
+        let region = PagedRegion::builder(mem.len()).handler_threads(2).build(source.clone()).unwrap();
+        assert_eq!(region.mapping().residency(..).unwrap().resident_pages(), 0);
+        // Touch two data pages and one hole.
+        assert_eq!(region.as_slice()[16 * page() + 3], mem[16 * page() + 3]);
+        assert_eq!(region.as_slice()[200 * page() + 9], mem[200 * page() + 9]);
+        assert_eq!(region.as_slice()[17 * page()], 0);
+        assert_eq!(source.reads(), 2, "the hole is a zero page, not a read");
+        let res = region.mapping().residency(..).unwrap();
+        for p in 0..256u64 {
+            if ![16, 17, 200].contains(&p) {
+                assert!(!res.is_resident(p), "untouched page {p} is resident");
+            }
+        }
+        // Every page equals the snapshot.
+        assert_eq!(region.as_slice(), &mem[..]);
+        assert_eq!(source.reads(), 32);
+        let st = region.stats();
+        assert_eq!((st.data_pages, st.zero_pages), (32, 224));
+    });
+}
+
+#[test]
+fn eager_restore_equals_lazy_restore() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.snap");
+        let mem = memory();
+        snapshot::write(&mem, &path).unwrap();
+        let eager = snapshot::restore_eager(&path).unwrap();
+        let lazy = snapshot::restore_lazy(&path, 1).unwrap();
+        assert_eq!(&eager[..], &mem[..]);
+        assert_eq!(lazy.as_slice(), &eager[..]);
+    });
+}
+
+#[test]
+fn a_region_snapshots_through_its_checked_read() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.snap"), dir.path().join("b.snap"));
+        let mem = memory();
+        snapshot::write(&mem, &a).unwrap();
+        let mut region = snapshot::restore_lazy(&a, 1).unwrap();
+        region.as_mut_slice()[3 * page()] = 0xEE; // a hole page becomes data
+        let info = snapshot::write_region(&region, &b).unwrap();
+        assert_eq!(info.data_pages, 33);
+        let back = std::fs::read(&b).unwrap();
+        assert_eq!(back[3 * page()], 0xEE);
+        assert_eq!(&back[8 * page()..], &mem[8 * page()..]);
+    });
+}
+
+#[test]
+fn a_truncated_snapshot_fails_the_page_not_the_process() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.snap");
+        let mem = memory();
+        snapshot::write(&mem, &path).unwrap();
+        let region = snapshot::restore_lazy(&path, 1).unwrap();
+        // Another process shrinks the file after the restore looked at it.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100 * page() as u64).unwrap();
+        let mut b = [0u8; 8];
+        region.read(8 * page(), &mut b).unwrap();
+        let err = region.read(200 * page(), &mut b).unwrap_err();
+        assert!(err.to_string().contains("snapshot"), "{err}");
+        assert_eq!(region.failures().len(), 1);
+    });
+}
+
+#[test]
+fn missing_and_empty_snapshots_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = snapshot::restore_lazy(dir.path().join("nope"), 1).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::ENOENT));
+    assert!(err.to_string().contains("nope"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(snapshot::restore_eager(&empty).is_err());
+    assert!(snapshot::restore_lazy(&empty, 1).is_err());
+}
+
+#[test]
+fn incremental_snapshot_of_the_dirty_pages() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.snap");
+        let mem = memory();
+        snapshot::write(&mem, &path).unwrap();
+        let source = SnapshotSource::open(&path).unwrap();
+        let mut region = PagedRegion::builder(mem.len()).track_dirty().build(source).unwrap();
+        region.as_mut_slice()[page()] = 0x11; // a hole gets data
+        region.as_mut_slice()[100 * page() + 5] = 0x22;
+        region.as_mut_slice()[8 * page()..9 * page()].fill(0); // a data page becomes zeros
+        let dirty = region.collect_dirty().unwrap();
+        assert_eq!(dirty.pages, vec![1, 8, 100]);
+        let info = snapshot::update(&region, &dirty, &path).unwrap();
+        assert_eq!(info.data_pages, 32 + 2 - 1, "pages 1 and 100 gained data, page 8 became a hole: {info:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), region.as_slice());
+    });
+}

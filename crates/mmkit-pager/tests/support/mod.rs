@@ -1,0 +1,61 @@
+//! Helpers shared by the pager's integration tests.
+#![allow(dead_code)]
+
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Runs `f` on another thread and fails the test if it takes longer than `secs` (a hang).
+pub fn with_timeout<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked (see above)"),
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("timed out after {secs} s: a faulting thread hung"),
+    }
+}
+
+/// The environment variable that tells a re-executed test binary which child role to play.
+pub const CHILD_ENV: &str = "MMKIT_PAGER_TEST_CHILD";
+
+/// Re-runs this test binary's test `name` with `CHILD_ENV=role` (through `prefix`, e.g.
+/// `setpriv ...`), killing it after `secs`; returns its exit status and output.
+pub fn run_child(prefix: &[&str], name: &str, role: &str, secs: u64) -> (ExitStatus, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = if let Some((first, rest)) = prefix.split_first() {
+        let mut c = Command::new(first);
+        c.args(rest).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, role);
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd.stdout(out.reopen().unwrap()).stderr(out.reopen().unwrap()).spawn().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("child {role} hung for {secs} s: {}", std::fs::read_to_string(out.path()).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(out.path()).unwrap())
+}
+
+/// The role this process plays, when it was started by [`run_child`].
+pub fn child_role() -> Option<String> {
+    std::env::var(CHILD_ENV).ok()
+}
+
+/// Page `i`'s expected pattern byte at offset `j`.
+pub fn pattern(page: u64, j: usize) -> u8 {
+    (page as u8).wrapping_mul(31).wrapping_add(j as u8)
+}
