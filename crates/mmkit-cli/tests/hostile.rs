@@ -388,6 +388,10 @@ fn truncated_and_mutated_elf_files() {
     // Symbols and arguments that are not there.
     let so = so.into_os_string();
     cases.push((vec!["elf".into(), "call".into(), so.clone(), "no_such_symbol".into()], Expect::Fail));
+    // Data, not functions: calling them jumped into data (SIGSEGV) before they were refused.
+    for data in ["fx_counter", "fx_counter_ptr"] {
+        cases.push((vec!["elf".into(), "call".into(), so.clone(), data.into(), "1".into()], Expect::Fail));
+    }
     cases.push((vec!["elf".into(), "call".into(), so.clone(), "".into()], Expect::Fail));
     let seven: Vec<OsString> = (0..7).map(|i| i.to_string().into()).collect();
     cases.push(([vec!["elf".into(), "call".into(), so.clone(), "fx_add".into()], seven].concat(), Expect::Fail));
