@@ -464,6 +464,11 @@ fn maps_of_odd_processes() {
     let mut zombie = Command::new("sleep").arg("60").spawn().unwrap();
     zombie.kill().unwrap();
     let zpid = zombie.id().to_string();
+    // SIGKILL is delivered asynchronously: wait until the child is a zombie (not yet reaped).
+    let stat = format!("/proc/{zpid}/stat");
+    while !std::fs::read_to_string(&stat).unwrap().rsplit_once(')').is_some_and(|(_, r)| r.starts_with(" Z ")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut cases = vec![
         (os(&["maps", "0"]), Expect::Fail),
         (os(&["maps", "4294967295"]), Expect::Fail),
