@@ -278,6 +278,8 @@ impl Specials {
             "/proc/self/maps".into(),
             "/proc/self/mem".into(),
             "/proc/self/status".into(),
+            "/proc/self/pagemap".into(),
+            "/proc/kcore".into(),
             "/sys/kernel/mm/transparent_hugepage/enabled".into(),
         ];
         if !is_root() {
@@ -381,9 +383,15 @@ fn truncated_and_mutated_elf_files() {
         ));
         cases.push((vec!["elf".into(), "load".into(), p.clone().into()], Expect::NoCrash));
     }
+    // An executable (ET_DYN like a library, with an interpreter): planned, or refused.
+    cases.push((os(&["elf", "plan", "/proc/self/exe"]), Expect::NoCrash));
     // Symbols and arguments that are not there.
     let so = so.into_os_string();
     cases.push((vec!["elf".into(), "call".into(), so.clone(), "no_such_symbol".into()], Expect::Fail));
+    // Data, not functions: calling them jumped into data (SIGSEGV) before they were refused.
+    for data in ["fx_counter", "fx_counter_ptr"] {
+        cases.push((vec!["elf".into(), "call".into(), so.clone(), data.into(), "1".into()], Expect::Fail));
+    }
     cases.push((vec!["elf".into(), "call".into(), so.clone(), "".into()], Expect::Fail));
     let seven: Vec<OsString> = (0..7).map(|i| i.to_string().into()).collect();
     cases.push(([vec!["elf".into(), "call".into(), so.clone(), "fx_add".into()], seven].concat(), Expect::Fail));
@@ -456,6 +464,11 @@ fn maps_of_odd_processes() {
     let mut zombie = Command::new("sleep").arg("60").spawn().unwrap();
     zombie.kill().unwrap();
     let zpid = zombie.id().to_string();
+    // SIGKILL is delivered asynchronously: wait until the child is a zombie (not yet reaped).
+    let stat = format!("/proc/{zpid}/stat");
+    while !std::fs::read_to_string(&stat).unwrap().rsplit_once(')').is_some_and(|(_, r)| r.starts_with(" Z ")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut cases = vec![
         (os(&["maps", "0"]), Expect::Fail),
         (os(&["maps", "4294967295"]), Expect::Fail),
@@ -524,6 +537,36 @@ fn irq_timeouts_that_are_not_durations_are_usage_errors() {
         assert!(o.problem(Expect::Usage).is_none(), "--timeout {bad:?}: {o:?}");
         assert!(o.stderr.contains("--timeout"), "{}", o.stderr);
     }
+}
+
+#[test]
+fn pager_with_special_files() {
+    // Left out until `mmkit pager` refuses them: a FIFO (its open(2) blocks: `info`, `pack`'s
+    // input and output) and a directory or device (`info` reports them with exit 0).
+    let s = specials();
+    let out = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    for p in [&s.loop_link, &s.dangling, &s.missing] {
+        cases.push((vec!["pager".into(), "info".into(), p.clone().into()], Expect::Fail));
+        cases.push((vec!["pager".into(), "pack".into(), p.clone().into(), out.path().join("o").into()], Expect::Fail));
+    }
+    for p in [&s.empty, &s.sparse, &s.garbage] {
+        cases.push((vec!["pager".into(), "info".into(), p.clone().into()], Expect::NoCrash));
+        cases.push((vec!["pager".into(), "info".into(), p.clone().into(), "--json".into()], Expect::NoCrash));
+    }
+    let input: OsString = s.garbage.clone().into();
+    for (output, expect) in [(s.missing.join("o"), Expect::Fail), (s.loop_link.join("o"), Expect::Fail)] {
+        cases.push((vec!["pager".into(), "pack".into(), input.clone(), output.into()], expect));
+    }
+    for bad in ["0", "nan", "-1", "99999999999T"] {
+        let args = vec!["pager".into(), "pack".into(), input.clone(), out.path().join("o").into()];
+        cases.push(([args, vec!["--frame-size".into(), bad.into()]].concat(), Expect::Fail));
+    }
+    for bad in ["0", "23", "nan"] {
+        let args = vec!["pager".into(), "pack".into(), input.clone(), out.path().join("o").into()];
+        cases.push(([args, vec!["--level".into(), bad.into()]].concat(), Expect::Usage));
+    }
+    check_all(&cases);
 }
 
 #[test]
