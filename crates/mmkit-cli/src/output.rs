@@ -25,6 +25,12 @@ macro_rules! warn_line {
     ($($arg:tt)*) => { $crate::output::warn(format_args!($($arg)*)) };
 }
 
+/// Prints `mmkit: <message>` to stderr (a note, not an error), without panicking when stderr
+/// is closed.
+macro_rules! note_line {
+    ($($arg:tt)*) => { $crate::output::note(format_args!($($arg)*)) };
+}
+
 /// Writing to stdout failed.
 #[derive(Debug)]
 pub struct StdoutError(std::io::Error);
@@ -54,6 +60,11 @@ pub fn write_fmt(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
 /// loses the warning, nothing more.
 pub fn warn(args: fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "mmkit: warning: {args}");
+}
+
+/// Writes `mmkit: <message>` to stderr (what [`note_line!`] calls).
+pub fn note(args: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "mmkit: {args}");
 }
 
 /// Ends the process with the outcome of a command: flushes stdout, then exits 0, or prints

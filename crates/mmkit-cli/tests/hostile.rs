@@ -595,7 +595,11 @@ fn tour_arguments() {
 fn a_closed_stdout_pipe_is_a_quiet_exit() {
     let d = tempfile::tempdir().unwrap();
     let so = build_so(d.path()).into_os_string().into_string().unwrap();
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 12] = [
+        &["residency", &so],
+        &["residency", "--json", &so],
+        &["tour", "--only", "mmio"],
+        &["tour", "--only", "mmio", "--json"],
         &["maps"],
         &["maps", "--json"],
         &["maps", "--summary"],

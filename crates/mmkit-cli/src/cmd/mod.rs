@@ -8,5 +8,7 @@ pub mod maps;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod mmio;
 pub mod pager;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod residency;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod tour;

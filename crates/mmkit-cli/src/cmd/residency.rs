@@ -86,7 +86,7 @@ struct Outcome {
 impl Outcome {
     /// A warning on stderr as soon as it is known (as vmtouch does); the run ends with exit 1.
     fn warn(&mut self, e: mmkit::Error) {
-        eprintln!("mmkit: warning: {e}");
+        warn_line!("{e}");
         self.failures += 1;
     }
 
@@ -142,19 +142,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let report = ReportJson { files: out.rows.take().unwrap_or_default(), total: std::mem::take(&mut out.total) };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_table(&report, args.quiet, started);
+        print_table(&report, args.quiet, started)?;
     }
     if args.lock && !out.locked.is_empty() {
         let pages: u64 = out.locked.iter().map(|l| l.pages()).sum();
-        eprintln!(
-            "mmkit: locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release",
-            out.locked.len()
-        );
+        note_line!("locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release", out.locked.len());
         let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
         out.locked.clear();
-        eprintln!("mmkit: released after signal {sig}");
+        note_line!("released after signal {sig}");
     }
     if out.failures > 0 {
         bail!("{} of the paths could not be processed", out.failures);
@@ -227,7 +224,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
 /// earlier report had 2 threads 1.5x slower than 1; one thread is the cheapest.
 const TOUCH_THREADS: usize = 1;
 
-fn print_table(report: &ReportJson, quiet: bool, started: Instant) {
+fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Result<()> {
     let page = mmkit::page_size() as u64;
     if !quiet && !report.files.is_empty() {
         let rows: Vec<Vec<String>> = report
@@ -245,23 +242,23 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) {
             })
             .collect();
         let header = ["Resident Pages", "Resident", "Size", "%", "Dirty", "File"];
-        print!("{}", super::maps::render_columns(&header, &rows, &[0, 1, 2, 3, 4]));
-        println!();
+        out!("{}", super::maps::render_columns(&header, &rows, &[0, 1, 2, 3, 4]))?;
+        outln!()?;
     }
     let t = &report.total;
-    println!("          Files: {}", t.files);
-    println!(
+    outln!("          Files: {}", t.files)?;
+    outln!(
         " Resident Pages: {}/{}  {}/{}  {}",
         t.resident_pages,
         t.pages,
         human(t.resident_pages * page),
         human(t.pages * page),
         percent(t.resident_pages, t.pages)
-    );
+    )?;
     if let Some(d) = t.dirty_pages {
-        println!("    Dirty Pages: {d}  {}", human(d * page));
+        outln!("    Dirty Pages: {d}  {}", human(d * page))?;
     }
-    println!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64());
+    outln!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64())
 }
 
 /// A progress bar on stderr, or a hidden one when stderr is not a terminal or the work is short.

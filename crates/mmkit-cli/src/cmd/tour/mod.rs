@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let s = section(&args)?;
         check_interrupted()?;
         if !args.json {
-            println!("{}", s.render());
+            outln!("{}", s.render())?;
         }
         sections.push(s);
     }
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "sections": sections.iter().map(Section::to_json).collect::<Vec<_>>()
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
 }
