@@ -16,6 +16,9 @@
 //!    `PROT_NONE` and an access raises `SIGSEGV`. The waiting threads are woken into that signal.
 //!    The error is recorded ([`PagedRegion::failures`]).
 //!
+//! A source that never returns keeps its faulting threads (and the region's drop, which waits for
+//! fills in progress) waiting: sources that do I/O bound it with their own timeouts.
+//!
 //! Under this choice the faces are:
 //! - [`PagedRegion::read`]: the **checked** face. It fills missing pages itself (no signal can
 //!   happen) and returns the source's error for a failed page. Use it when the source can fail
