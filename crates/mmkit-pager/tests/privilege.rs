@@ -53,6 +53,17 @@ fn check_this_user() {
     assert_eq!(region.as_slice()[0], 4);
 }
 
+/// Becomes nobody (65534) before anything opens a userfaultfd; glibc applies the ids to every
+/// thread of this freshly started child process.
+fn become_nobody() {
+    // SAFETY: plain id-changing calls with valid arguments.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+        assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+        assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+    }
+}
+
 #[test]
 fn this_user_gets_the_mode_its_privileges_allow() {
     if child_role().is_some() {
@@ -64,14 +75,7 @@ fn this_user_gets_the_mode_its_privileges_allow() {
 #[test]
 fn an_unprivileged_user_is_detected_and_served() {
     if child_role().as_deref() == Some("unprivileged") {
-        // Become nobody (65534) before anything opens a userfaultfd; glibc applies the ids to
-        // every thread of this freshly started process.
-        // SAFETY: plain id-changing calls with valid arguments.
-        unsafe {
-            assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
-            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
-            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
-        }
+        become_nobody();
         assert!(!rustix::process::geteuid().is_root());
         check_this_user();
         println!("UNPRIVILEGED OK {:?}", mmkit_pager::capabilities().unwrap());
@@ -105,12 +109,7 @@ fn deny_userfaultfd_syscall() {
 #[test]
 fn no_route_to_userfaultfd_is_a_clear_error_naming_the_sysctl_and_the_device() {
     if child_role().as_deref() == Some("denied") {
-        // SAFETY: plain id-changing calls with valid arguments (as in the test above).
-        unsafe {
-            assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
-            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
-            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
-        }
+        become_nobody();
         deny_userfaultfd_syscall();
         let err = PagedRegion::new(mmkit::page_size(), mmkit_pager::ZeroSource).unwrap_err();
         let msg = err.to_string();
