@@ -56,12 +56,21 @@ fn drop_after_concurrent_faults_stops_every_handler_thread() {
             } else {
                 std::thread::spawn(move || drop(region)).join().unwrap();
             }
+            // Joined threads leave /proc/self/task a moment after the join returns.
+            let start = std::time::Instant::now();
+            while handler_threads() != 0 && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             assert_eq!(handler_threads(), 0, "round {round}: handler threads left after drop");
             assert!(calls.load(Ordering::SeqCst) <= 64);
         }
         // Idle handlers, untouched pages.
         let region = PagedRegion::builder(1 << 20).handler_threads(2).build(mmkit_pager::ZeroSource).unwrap();
         drop(region);
+        let start = std::time::Instant::now();
+        while handler_threads() != 0 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(handler_threads(), 0);
     });
 }

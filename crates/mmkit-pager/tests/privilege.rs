@@ -56,11 +56,16 @@ fn check_this_user() {
 /// Becomes nobody (65534) before anything opens a userfaultfd; glibc applies the ids to every
 /// thread of this freshly started child process.
 fn become_nobody() {
-    // SAFETY: plain id-changing calls with valid arguments.
+    // rustix reads /proc/self/auxv for the page size in a static binary (the CI VM's): read it
+    // while /proc/self is still ours.
+    let _ = mmkit::page_size();
+    // SAFETY: plain id-changing calls with valid arguments; PR_SET_DUMPABLE gives /proc/self
+    // back to the new user (changing ids clears it).
     unsafe {
         assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
         assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
         assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
     }
 }
 
