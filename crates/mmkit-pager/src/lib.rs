@@ -8,17 +8,17 @@
 //! documented outcome (never a hang, never garbage as data).
 //!
 //! ## Contents
-//! - [`PagedRegion`](region::PagedRegion): the region, its handler threads, its
+//! - [`PagedRegion`]: the region, its handler threads, its
 //!   [failure semantics](region#failure-semantics), fork and drop.
-//! - [`source`]: [`PageSource`](source::PageSource) and the sources shipped: zeros, a closure,
+//! - [`source`]: [`PageSource`] and the sources shipped: zeros, a closure,
 //!   a file read with `pread`.
 //! - [`seekable`]: zstd seekable-format files: [`pack`](seekable::pack) one, and map it lazily
-//!   with [`SeekableSource`](seekable::SeekableSource) (only the frames touched are decompressed).
+//!   with [`SeekableSource`] (only the frames touched are decompressed).
 //! - [`snapshot`]: write a region or any mapping to a sparse snapshot file; restore it lazily
 //!   into a region (Firecracker-style) or eagerly.
 //! - [`dirty`]: which pages were written since a point in time: `PAGEMAP_SCAN`,
 //!   `UFFDIO_WRITEPROTECT` or soft-dirty bits, and which one ran.
-//! - [`uffd`]: privilege detection ([`capabilities`](uffd::capabilities)): the full mode, the
+//! - [`uffd`]: privilege detection ([`capabilities`]): the full mode, the
 //!   `/dev/userfaultfd` device, `UFFD_USER_MODE_ONLY`.
 //! - [`Error`]: mmkit's error (operation, address, range, errno).
 //!

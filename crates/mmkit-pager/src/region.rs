@@ -7,13 +7,17 @@
 //! are served by one fill, the other faulting threads are woken by it.
 //!
 //! # Failure semantics
-//! A source error never hangs the faulting thread and never hands it garbage as data:
+//! A source error never hangs the faulting thread and never hands it garbage as data (a source
+//! that panics counts as an error; the handler thread lives on):
 //! 1. the source is asked again as the [retry policy](PagedRegionBuilder::retry) says (default:
 //!    no retry);
 //! 2. then the page is **fenced**: with `UFFDIO_POISON` (Linux ≥ 6.6, [`Fence::Poison`]) an
 //!    access to it raises `SIGBUS`; on older kernels ([`Fence::ProtNone`]) the page is made
 //!    `PROT_NONE` and an access raises `SIGSEGV`. The waiting threads are woken into that signal.
 //!    The error is recorded ([`PagedRegion::failures`]).
+//!
+//! A source that never returns keeps its faulting threads (and the region's drop, which waits for
+//! fills in progress) waiting: sources that do I/O bound it with their own timeouts.
 //!
 //! Under this choice the faces are:
 //! - [`PagedRegion::read`]: the **checked** face. It fills missing pages itself (no signal can
@@ -154,7 +158,12 @@ impl Shared {
         let mut attempt = 0;
         let filled = loop {
             self.counters.source_calls.fetch_add(1, Ordering::Relaxed);
-            match self.source.fill(offset, &mut scratch[..]) {
+            // A panicking source must not leave the page FILLING (its waiters would hang):
+            // the panic is the page's error.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, &mut scratch[..])))
+                    .unwrap_or_else(|_| Err(io::Error::other("the page source panicked")));
+            match result {
                 Ok(f) => break Ok(f),
                 Err(_) if attempt + 1 < self.retry.0 && !self.stopping.load(Ordering::Relaxed) => {
                     attempt += 1;
@@ -179,16 +188,13 @@ impl Shared {
         if wp && matches!(filled, Ok(Filled::Zero)) {
             scratch.fill(0);
         }
+        let mode = if wp { sys::COPY_MODE_WP } else { 0 };
         let installed = match filled {
-            Ok(Filled::Data) | Ok(Filled::Zero) if wp => self.install(|| {
+            Ok(Filled::Zero) if !wp => self.install(|| sys::zeropage(self.uffd.as_fd(), addr, self.page)),
+            Ok(_) => self.install(|| {
                 // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
-                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, sys::COPY_MODE_WP) }.map(drop)
+                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, mode) }.map(drop)
             }),
-            Ok(Filled::Data) => self.install(|| {
-                // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
-                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, 0) }.map(drop)
-            }),
-            Ok(Filled::Zero) => self.install(|| sys::zeropage(self.uffd.as_fd(), addr, self.page)),
             Err(e) => Err(e),
         };
         match installed {

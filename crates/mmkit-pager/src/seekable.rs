@@ -2,7 +2,7 @@
 //! seek table in a skippable frame, readable by any `zstd -d`), through the `zeekstd` crate.
 //!
 //! [`pack`] compresses a file into the format; [`SeekableSource`] is a [`PageSource`] that
-//! decompresses only the frames holding the pages touched, so a [`PagedRegion`] over it maps a
+//! decompresses only the frames holding the pages touched, so a [`PagedRegion`](crate::PagedRegion) over it maps a
 //! compressed image lazily.
 //!
 //! [zstd seekable format]: https://github.com/facebook/zstd/blob/dev/contrib/seekable_format/zstd_seekable_compression_format.md

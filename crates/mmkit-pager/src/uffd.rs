@@ -88,7 +88,7 @@ pub(crate) fn open() -> Result<(OwnedFd, FaultMode, OpenedVia)> {
     match sys::userfaultfd(sys::UFFD_USER_MODE_ONLY) {
         Ok(fd) => Ok((fd, FaultMode::UserModeOnly, OpenedVia::Syscall)),
         Err(e) => Err(Error::os("userfaultfd", first).with_detail(format!(
-            "not permitted: set the sysctl vm.unprivileged_userfaultfd=1, or give this user read-write access to \
+            "set the sysctl vm.unprivileged_userfaultfd=1, or give this user read-write access to \
              /dev/userfaultfd (opening it failed with {}), or run with CAP_SYS_PTRACE; \
              UFFD_USER_MODE_ONLY was refused too ({})",
             errno_name(device),

@@ -18,6 +18,16 @@ fn handler_threads() -> usize {
         .count()
 }
 
+/// Waits (up to 20 s) until `n` handler threads are listed: a thread names itself once it runs,
+/// and a joined thread leaves /proc/self/task a moment after the join returns.
+fn wait_for_handler_threads(n: usize) -> usize {
+    let start = std::time::Instant::now();
+    while handler_threads() != n && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handler_threads()
+}
+
 #[test]
 fn drop_after_concurrent_faults_stops_every_handler_thread() {
     with_timeout(120, || {
@@ -34,12 +44,7 @@ fn drop_after_concurrent_faults_stops_every_handler_thread() {
                     Ok(Filled::Data)
                 }))
                 .unwrap();
-            // A thread names itself once it runs: wait for the three names.
-            let start = std::time::Instant::now();
-            while handler_threads() != 3 && start.elapsed() < Duration::from_secs(20) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            assert_eq!(handler_threads(), 3);
+            assert_eq!(wait_for_handler_threads(3), 3);
             std::thread::scope(|s| {
                 for t in 0..4 {
                     let region = &region;
@@ -56,12 +61,12 @@ fn drop_after_concurrent_faults_stops_every_handler_thread() {
             } else {
                 std::thread::spawn(move || drop(region)).join().unwrap();
             }
-            assert_eq!(handler_threads(), 0, "round {round}: handler threads left after drop");
+            assert_eq!(wait_for_handler_threads(0), 0, "round {round}: handler threads left after drop");
             assert!(calls.load(Ordering::SeqCst) <= 64);
         }
         // Idle handlers, untouched pages.
         let region = PagedRegion::builder(1 << 20).handler_threads(2).build(mmkit_pager::ZeroSource).unwrap();
         drop(region);
-        assert_eq!(handler_threads(), 0);
+        assert_eq!(wait_for_handler_threads(0), 0);
     });
 }

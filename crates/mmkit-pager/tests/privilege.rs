@@ -53,6 +53,22 @@ fn check_this_user() {
     assert_eq!(region.as_slice()[0], 4);
 }
 
+/// Becomes nobody (65534) before anything opens a userfaultfd; glibc applies the ids to every
+/// thread of this freshly started child process.
+fn become_nobody() {
+    // rustix reads /proc/self/auxv for the page size in a static binary (the CI VM's): read it
+    // while /proc/self is still ours.
+    let _ = mmkit::page_size();
+    // SAFETY: plain id-changing calls with valid arguments; PR_SET_DUMPABLE gives /proc/self
+    // back to the new user (changing ids clears it).
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+        assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+        assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
+    }
+}
+
 #[test]
 fn this_user_gets_the_mode_its_privileges_allow() {
     if child_role().is_some() {
@@ -64,14 +80,7 @@ fn this_user_gets_the_mode_its_privileges_allow() {
 #[test]
 fn an_unprivileged_user_is_detected_and_served() {
     if child_role().as_deref() == Some("unprivileged") {
-        // Become nobody (65534) before anything opens a userfaultfd; glibc applies the ids to
-        // every thread of this freshly started process.
-        // SAFETY: plain id-changing calls with valid arguments.
-        unsafe {
-            assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
-            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
-            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
-        }
+        become_nobody();
         assert!(!rustix::process::geteuid().is_root());
         check_this_user();
         println!("UNPRIVILEGED OK {:?}", mmkit_pager::capabilities().unwrap());
@@ -82,4 +91,42 @@ fn an_unprivileged_user_is_detected_and_served() {
     }
     let (status, out) = run_child(&[], "an_unprivileged_user_is_detected_and_served", "unprivileged", 60);
     assert!(status.success() && out.contains("UNPRIVILEGED OK"), "{status:?}\n{out}");
+}
+
+/// Installs a seccomp filter on this thread that fails `userfaultfd(2)` with `EPERM`, as a
+/// kernel with `vm.unprivileged_userfaultfd=0` and no `UFFD_USER_MODE_ONLY` would.
+fn deny_userfaultfd_syscall() {
+    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_userfaultfd as u32, 0, 1),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl with valid arguments; the filter outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _), 0);
+    }
+}
+
+#[test]
+fn no_route_to_userfaultfd_is_a_clear_error_naming_the_sysctl_and_the_device() {
+    if child_role().as_deref() == Some("denied") {
+        become_nobody();
+        deny_userfaultfd_syscall();
+        let err = PagedRegion::new(mmkit::page_size(), mmkit_pager::ZeroSource).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.errno(), Some(libc::EPERM), "{msg}");
+        assert!(msg.contains("vm.unprivileged_userfaultfd") && msg.contains("/dev/userfaultfd"), "{msg}");
+        println!("DENIED OK: {msg}");
+        return;
+    }
+    if child_role().is_some() || !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let (status, out) =
+        run_child(&[], "no_route_to_userfaultfd_is_a_clear_error_naming_the_sysctl_and_the_device", "denied", 60);
+    assert!(status.success() && out.contains("DENIED OK"), "{status:?}\n{out}");
 }

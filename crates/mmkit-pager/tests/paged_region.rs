@@ -173,10 +173,15 @@ fn retry_policy_recovers_a_transient_error() {
 /// never a hang, never garbage. Run in a re-executed child, which the parent times out.
 #[test]
 fn touching_a_failed_page_raises_the_fence_signal() {
-    if child_role().as_deref() == Some("touch-failed") {
+    let role = child_role();
+    if role.as_deref() == Some("touch-failed") || role.as_deref() == Some("touch-panicked") {
+        let panics = role.as_deref() == Some("touch-panicked");
         let region = PagedRegion::builder(2 * page())
             .handler_threads(2)
-            .build(FnSource(|off, buf: &mut [u8]| {
+            .build(FnSource(move |off, buf: &mut [u8]| {
+                if off > 0 && panics {
+                    panic!("source bug");
+                }
                 if off > 0 {
                     return Err(io::Error::from_raw_os_error(libc::EIO));
                 }
@@ -193,10 +198,13 @@ fn touching_a_failed_page_raises_the_fence_signal() {
     if child_role().is_some() {
         return;
     }
-    let (status, out) = run_child(&[], "touching_a_failed_page_raises_the_fence_signal", "touch-failed", 60);
     let expected = if mmkit_pager::capabilities().unwrap().poison() { libc::SIGBUS } else { libc::SIGSEGV };
-    assert_eq!(status.signal(), Some(expected), "status {status:?}, output:\n{out}");
-    assert!(!out.contains("GARBAGE"), "{out}");
+    // A source error, and a source that panics in the handler thread: the same outcome.
+    for role in ["touch-failed", "touch-panicked"] {
+        let (status, out) = run_child(&[], "touching_a_failed_page_raises_the_fence_signal", role, 60);
+        assert_eq!(status.signal(), Some(expected), "{role}: status {status:?}, output:\n{out}");
+        assert!(!out.contains("GARBAGE"), "{out}");
+    }
 }
 
 #[test]
@@ -260,4 +268,25 @@ fn out_of_range_reads_are_errors_not_panics() {
     assert_eq!(err.kind(), mmkit::ErrorKind::OutOfBounds);
     assert!(region.read(usize::MAX, &mut b).is_err());
     assert_eq!(PagedRegion::new(0, ZeroSource).unwrap_err().kind(), mmkit::ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn a_panicking_source_fails_the_page_instead_of_hanging_it() {
+    with_timeout(60, || {
+        let region = PagedRegion::builder(2 * page())
+            .handler_threads(1)
+            .build(FnSource(|off, buf: &mut [u8]| {
+                if off > 0 {
+                    panic!("source bug");
+                }
+                buf.fill(5);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        let mut b = [0u8; 4];
+        let err = region.read(page(), &mut b).unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{err}");
+        // The reading thread survived the panic, and the handler thread serves faults.
+        assert_eq!(region.as_slice()[0], 5);
+    });
 }
