@@ -10,7 +10,7 @@
 //! |---|---|
 //! | reserve, aligned, low 4 GiB, named | [`ReserveOptions`], [`Reservation::new`] |
 //! | make a range usable / give it back | [`Reservation::commit`], [`Reservation::decommit`] |
-//! | map a file or a memfd into it | [`Reservation::map_file_at`], [`Reservation::map_shared_memory_at`] |
+//! | map a file or a memfd into it | [`Reservation::map_file_at`], [`Reservation::map_shared_memory_at`] (in [`shm`](crate::shm)) |
 //! | hand part of it to another owner | [`Reservation::carve`] |
 //! | guard pages inside it | [`Reservation::guard`], [`Reservation::unguard`] |
 //!
@@ -29,7 +29,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Protection, Sharing};
 use crate::page::{align_up, check_len, check_page_len, is_aligned, range_within};
 use crate::residency::MINCORE_WINDOW_PAGES;
-use crate::shm::SharedMemory;
 use crate::sys;
 
 /// How to reserve address space: length, alignment, placement, name.
@@ -320,47 +319,6 @@ impl Reservation {
                 .with_range(file_offset, len as u64)
         })?;
         Ok(())
-    }
-
-    /// Maps `len` bytes of `shm` from `shm_offset` at `offset` inside the reservation, shared
-    /// (`MAP_SHARED | MAP_FIXED`). Safe: a reservation hands out raw pointers only, and the
-    /// range must lie inside the memfd now. Mapping the same memfd twice back to back is how
-    /// [`shm::MirroredBuffer`](crate::shm::MirroredBuffer) builds a ring without wrap-around.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), mmkit::Error> {
-    /// use mmkit::{Protection, Reservation, shm::SharedMemory};
-    /// let page = mmkit::page_size();
-    /// let shm = SharedMemory::create("twice", page as u64)?;
-    /// let r = Reservation::new(2 * page)?;
-    /// r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0)?;
-    /// r.map_shared_memory_at(page, page, Protection::READ_WRITE, &shm, 0)?;
-    /// // SAFETY: both pages are mapped read-write; raw-pointer access only.
-    /// unsafe {
-    ///     r.as_mut_ptr().write(7);
-    ///     assert_eq!(r.as_ptr().add(page).read(), 7); // the same byte, seen twice
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn map_shared_memory_at(
-        &self,
-        offset: usize,
-        len: usize,
-        prot: Protection,
-        shm: &SharedMemory,
-        shm_offset: u64,
-    ) -> Result<()> {
-        let size = shm.len()?;
-        if !shm_offset.checked_add(len as u64).is_some_and(|end| end <= size) {
-            return Err(Error::new("map_shared_memory_at", ErrorKind::OutOfBounds)
-                .with_range(shm_offset, len as u64)
-                .with_detail(format!(
-                    "range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS"
-                )));
-        }
-        // SAFETY: the reservation only hands out raw pointers, whose users take on the access
-        // contract; the replaced range is ours (checked inside map_file_at).
-        unsafe { self.map_file_at(offset, len, prot, Sharing::Shared, shm, shm_offset) }
     }
 
     /// Makes `[offset, offset + len)` a guard region: touching it raises `SIGSEGV`.

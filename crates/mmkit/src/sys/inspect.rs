@@ -108,7 +108,7 @@ pub(crate) enum ReadAdvice {
 /// is unmapped), and `out` is checked to hold one byte per page.
 /// See [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html).
 pub(crate) fn mincore(addr: usize, len: usize, out: &mut [u8]) -> Result<(), Errno> {
-    let page = crate::page::page_size();
+    let page = super::page_size();
     if addr % page != 0 {
         return Err(Errno::INVAL);
     }
@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn window_mincore_and_cachestat_agree_on_a_written_file() {
-        let page = crate::page::page_size();
+        let page = crate::sys::page_size();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&vec![7u8; page * 3]).unwrap();
         let w = Window::map(&f, 0, page * 3).unwrap();
