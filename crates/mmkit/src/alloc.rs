@@ -54,6 +54,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use rustix::mm::{MapFlags, ProtFlags};
+
 use crate::sys;
 
 const CACHE_SLOTS: usize = 64;
@@ -361,40 +363,17 @@ impl MapAlloc {
     /// A fresh mapping of `len` bytes (THP-aligned when wanted); null on failure.
     fn map_fresh(&self, len: usize) -> *mut u8 {
         let thp = self.wants_thp(len);
-        let want = if thp {
-            match len.checked_add(THP_SIZE).filter(|&w| w <= isize::MAX as usize) {
-                Some(w) => w,
-                None => return std::ptr::null_mut(),
-            }
-        } else {
-            len
-        };
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-        // SAFETY: no MAP_FIXED: fresh address space.
-        let Ok(p) =
-            (unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_READ | libc::PROT_WRITE, flags, None, 0) })
-        else {
+        let flags = MapFlags::PRIVATE;
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let Ok(p) = sys::mmap_anon_aligned(len, if thp { THP_SIZE } else { 0 }, prot, flags) else {
             return std::ptr::null_mut();
         };
         self.maps.fetch_add(1, Ordering::Relaxed);
-        if !thp {
-            return p;
+        if thp {
+            // SAFETY: the fresh mapping nobody refers to yet; the advice changes no contents.
+            let _ = unsafe { sys::madvise(p, len, libc::MADV_HUGEPAGE) };
         }
-        let start = p as usize;
-        let aligned = (start + THP_SIZE - 1) & !(THP_SIZE - 1);
-        let (head, tail) = (aligned - start, want - (aligned - start) - len);
-        // SAFETY: the trimmed pieces are parts of the fresh mapping nobody refers to; the advice
-        // changes no contents.
-        unsafe {
-            if head > 0 {
-                let _ = sys::munmap(p, head);
-            }
-            if tail > 0 {
-                let _ = sys::munmap((aligned + len) as *mut u8, tail);
-            }
-            let _ = sys::madvise(aligned as *mut u8, len, libc::MADV_HUGEPAGE);
-        }
-        aligned as *mut u8
+        p
     }
 
     fn unmap(&self, b: Block) {

@@ -15,6 +15,8 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
+use rustix::mm::{MapFlags, ProtFlags};
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
 use crate::page::{align_up, check_len, check_page_len, page_span};
@@ -254,7 +256,6 @@ impl Mapping {
         }
 
         // Huge pages: hugetlb asks the kernel directly; THP over-maps to align to the PMD size.
-        let mut want_len = map_len;
         let mut thp_align = 0usize;
         match opts.huge {
             HugePages::No => {}
@@ -296,7 +297,6 @@ impl Mapping {
                     let pmd = pmd_size(page);
                     if fd.is_none() && opts.placement == Placement::Anywhere && map_len >= pmd {
                         thp_align = pmd;
-                        want_len = map_len.checked_add(pmd).ok_or_else(too_big)?;
                     } else if map_len < pmd {
                         pages.fallback =
                             Some(format!("region ({map_len:#x} bytes) is smaller than one huge page ({pmd:#x})"));
@@ -308,39 +308,30 @@ impl Mapping {
             },
         }
 
-        // SAFETY: no MAP_FIXED in `flags`: the kernel picks fresh address space or honours
-        // MAP_FIXED_NOREPLACE, which fails instead of replacing anything.
-        let mut base = unsafe { sys::mmap(addr, want_len, prot.bits(), flags, fd, aligned_offset) }
-            .map_err(|e| Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64))?;
+        let base = if thp_align != 0 {
+            // Over-map and trim so the region starts on a PMD boundary (anonymous, placed
+            // anywhere: checked when `thp_align` was set).
+            let (prot_flags, map_flags) =
+                (ProtFlags::from_bits_retain(prot.bits() as u32), MapFlags::from_bits_retain(flags as u32));
+            sys::mmap_anon_aligned(map_len, thp_align, prot_flags, map_flags)
+                .map_err(|e| Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64))?
+        } else {
+            // SAFETY: no MAP_FIXED in `flags`: the kernel picks fresh address space or honours
+            // MAP_FIXED_NOREPLACE, which fails instead of replacing anything.
+            unsafe { sys::mmap(addr, map_len, prot.bits(), flags, fd, aligned_offset) }
+                .map_err(|e| Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64))?
+        };
         if let Placement::FixedNoReplace(a) = opts.placement {
             if base as usize != a {
                 // Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a hint.
-                // SAFETY: we just mapped `base..base+want_len`; nothing else refers to it.
-                let _ = unsafe { sys::munmap(base, want_len) };
+                // SAFETY: we just mapped `base..base+map_len`; nothing else refers to it.
+                let _ = unsafe { sys::munmap(base, map_len) };
                 return Err(Error::from_raw_errno("mmap", libc::EEXIST)
                     .with_addr(a)
                     .with_detail("the kernel placed the mapping elsewhere (MAP_FIXED_NOREPLACE unsupported)"));
             }
         }
-        if thp_align != 0 {
-            // Trim the over-mapped head and tail so the region starts on a PMD boundary.
-            let start = base as usize;
-            let aligned = align_up(start as u64, thp_align as u64).ok_or_else(too_big)? as usize;
-            let head = aligned - start;
-            let tail = want_len - head - map_len;
-            // SAFETY: both pieces lie inside the region we just mapped and nothing refers to them.
-            unsafe {
-                if head > 0 {
-                    let _ = sys::munmap(base, head);
-                }
-                if tail > 0 {
-                    let _ = sys::munmap((aligned + map_len) as *mut u8, tail);
-                }
-            }
-            base = aligned as *mut u8;
-            want_len = map_len;
-        }
-        let mapping = Self::finish(base, want_len, delta, len, prot, opts, fd.map(|_| offset), path, pages)?;
+        let mapping = Self::finish(base, map_len, delta, len, prot, opts, fd.map(|_| offset), path, pages)?;
         Ok(mapping)
     }
 

@@ -110,22 +110,9 @@ impl ReserveOptions {
         }
         let op =
             if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
-        // SAFETY: no MAP_FIXED: fresh address space chosen by the kernel.
-        let raw = unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_NONE, flags, None, 0) }
-            .map_err(|e| Error::os(op, e).with_range(0, want as u64))?;
-        let start = raw as usize;
-        let aligned = align_up(start as u64, align as u64).expect("address fits") as usize;
-        let head = aligned - start;
-        let tail = want - head - len;
-        // SAFETY: both pieces lie inside the range we just mapped and nothing refers to them.
-        unsafe {
-            if head > 0 {
-                let _ = sys::munmap(raw, head);
-            }
-            if tail > 0 {
-                let _ = sys::munmap((aligned + len) as *mut u8, tail);
-            }
-        }
+        let flags = rustix::mm::MapFlags::from_bits_retain(flags as u32);
+        let aligned = sys::mmap_anon_aligned(len, align, rustix::mm::ProtFlags::empty(), flags)
+            .map_err(|e| Error::os(op, e).with_range(0, want as u64))? as usize;
         let mut r = Reservation {
             base: NonNull::new(aligned as *mut u8).expect("mmap returned NULL"),
             len,

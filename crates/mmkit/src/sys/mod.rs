@@ -103,6 +103,38 @@ pub(crate) unsafe fn mmap(
     Ok(ptr.cast())
 }
 
+/// A fresh anonymous mapping of `len` bytes whose start is a multiple of `align` (a power of
+/// two; at most the page size means no extra alignment): `mmap(2)` of `len + align - page`
+/// bytes, then `munmap(2)` of the unaligned head and tail. The kernel has no flag for it.
+/// `MAP_FIXED` in `flags` is ignored: the kernel picks the place.
+///
+/// The one over-map-and-trim in mmkit (THP regions, aligned reservations, the allocator's
+/// huge blocks). Other crates get it through `ReserveOptions::align`, which owns the result;
+/// mmkit-elf's executor still has its own copy, to be replaced by that route.
+#[doc(alias = "mmap")]
+pub(crate) fn mmap_anon_aligned(len: usize, align: usize, prot: ProtFlags, flags: MapFlags) -> SysResult<*mut u8> {
+    let page = page_size();
+    let extra = align.max(page) - page;
+    let want = len.checked_add(extra).filter(|&w| w <= isize::MAX as usize).ok_or(Errno::NOMEM)?;
+    // SAFETY: no MAP_FIXED (removed above): fresh address space the kernel picks.
+    let raw =
+        unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), want, prot, flags - MapFlags::FIXED) }?.cast::<u8>();
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(align.max(page));
+    let head = aligned - start;
+    let tail = want - head - len;
+    // SAFETY: both pieces lie inside the range just mapped, which nothing refers to yet.
+    unsafe {
+        if head > 0 {
+            let _ = munmap(raw, head);
+        }
+        if tail > 0 {
+            let _ = munmap((aligned + len) as *mut u8, tail);
+        }
+    }
+    Ok(aligned as *mut u8)
+}
+
 /// `munmap(2)`.
 ///
 /// # Safety
