@@ -668,18 +668,11 @@ impl MapAlloc {
 fn resident(b: Block) -> usize {
     let page = sys::page_size();
     let mut vec = [0u8; 1024];
-    let mut done = 0;
     let mut n = 0;
-    while done < b.len {
-        let chunk = (b.len - done).min(vec.len() * page);
-        // SAFETY: page-aligned range of a mapping this allocator tracks (live or cached);
-        // mincore only reads page-table state; `vec` has a byte per page of the chunk.
-        if unsafe { sys::mincore((b.ptr + done) as *mut u8, chunk, &mut vec) }.is_err() {
-            break;
-        }
-        n += vec[..chunk / page].iter().filter(|&&v| v & 1 == 1).count();
-        done += chunk;
-    }
+    // On an error the pages counted so far stand (statistics are best effort).
+    let _ = sys::mincore_windows(b.ptr, b.len, &mut vec, |_, bytes| {
+        n += bytes.iter().filter(|&&v| v & 1 == 1).count();
+    });
     n * page
 }
 

@@ -698,16 +698,10 @@ impl Mapping {
         let pages = span / page;
         let mut bitmap = PageBitmap::new(pages as u64);
         let mut vec = vec![0u8; pages.min(MINCORE_WINDOW_PAGES)];
-        let mut done = 0;
-        while done < pages {
-            let n = (pages - done).min(MINCORE_WINDOW_PAGES);
-            // SAFETY: `ptr + done pages` is page-aligned and the `n` pages lie inside our mapping
-            // (`span` covers them); `vec` has at least one byte per page.
-            unsafe { sys::mincore(ptr.add(done * page), n * page, &mut vec[..n]) }
-                .map_err(|e| self.range_error("mincore", e, off, len))?;
-            bitmap.fill_from_mincore(done as u64, &vec[..n]);
-            done += n;
-        }
+        sys::mincore_windows(ptr as usize, span, &mut vec, |first, bytes| {
+            bitmap.fill_from_mincore(first as u64, bytes);
+        })
+        .map_err(|(e, _, _)| self.range_error("mincore", e, off, len))?;
         Ok(Residency::from_bitmap(page as u64, len as u64, bitmap))
     }
 

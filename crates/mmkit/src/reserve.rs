@@ -350,15 +350,10 @@ impl Reservation {
         let span = align_up(len as u64, page as u64).expect("inside reservation") as usize;
         let mut resident = 0;
         let mut vec = vec![0u8; (span / page).clamp(1, MINCORE_WINDOW_PAGES)];
-        let mut done = 0;
-        while done < span {
-            let chunk = (span - done).min(vec.len() * page);
-            // SAFETY: page-aligned range inside our reservation; `vec` has a byte per page.
-            unsafe { sys::mincore(ptr.add(done), chunk, &mut vec[..chunk / page]) }
-                .map_err(|e| Error::os("mincore", e).with_range((offset + done) as u64, chunk as u64))?;
-            resident += vec[..chunk / page].iter().filter(|&&b| b & 1 == 1).count();
-            done += chunk;
-        }
+        sys::mincore_windows(ptr as usize, span, &mut vec, |_, bytes| {
+            resident += bytes.iter().filter(|&&b| b & 1 == 1).count();
+        })
+        .map_err(|(e, at, chunk)| Error::os("mincore", e).with_range((offset + at) as u64, chunk as u64))?;
         Ok(resident)
     }
 

@@ -204,21 +204,59 @@ pub(crate) unsafe fn munlock(addr: *mut u8, len: usize) -> SysResult<()> {
     unsafe { rustix::mm::munlock(addr.cast(), len) }
 }
 
-/// `mincore(2)`: one byte per page of `addr..addr+len`, bit 0 set when resident.
+/// `mincore(addr, len, vec)`: page-cache residency of `[addr, addr + len)` of this process's
+/// address space, one byte per page into `out`.
 ///
-/// # Safety
-/// `addr` must be page-aligned and the range mapped by the caller.
-pub(crate) unsafe fn mincore(addr: *mut u8, len: usize, vec: &mut [u8]) -> SysResult<()> {
-    let page = page_size();
-    assert!(vec.len() >= len.div_ceil(page), "mincore vector too short");
-    // SAFETY: the vector holds one byte per page of the range (checked above); the kernel only
-    // reads page-table state for the range.
-    let rc = unsafe { libc::mincore(addr.cast(), len, vec.as_mut_ptr()) };
+/// Safe: `mincore` reads no user memory, the kernel validates the range (`ENOMEM` when any of it
+/// is unmapped), and `out` is checked to hold one byte per page.
+/// See [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html).
+pub(crate) fn mincore(addr: usize, len: usize, out: &mut [u8]) -> Result<(), Errno> {
+    let page = super::page_size();
+    if addr % page != 0 {
+        return Err(Errno::INVAL);
+    }
+    let pages = len.div_ceil(page);
+    if out.len() < pages {
+        return Err(Errno::INVAL);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: `out` has room for one byte per page of the range (checked above); mincore does
+    // not access the range's memory, only its page tables and page cache.
+    let rc = unsafe { libc::mincore(addr as *mut c_void, len, out.as_mut_ptr()) };
     if rc == 0 {
         Ok(())
     } else {
         Err(last_errno())
     }
+}
+
+/// The one `mincore` loop: asks about `addr..addr+len` (page-aligned `addr`) a window of at most
+/// `vec.len()` pages at a time, and hands each window's bytes to `each(first_page, bytes)`
+/// (bit 0 of a byte set when its page is resident). `vec` is the caller's scratch, so this
+/// never allocates (the allocator counts residency with it). On failure returns the errno and
+/// the failing window as `(offset from addr, len)`; windows before it were handed out.
+pub(crate) fn mincore_windows(
+    addr: usize,
+    len: usize,
+    vec: &mut [u8],
+    mut each: impl FnMut(usize, &[u8]),
+) -> Result<(), (Errno, usize, usize)> {
+    let page = page_size();
+    let pages = len.div_ceil(page);
+    if pages > 0 && vec.is_empty() {
+        return Err((Errno::INVAL, 0, len));
+    }
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(vec.len());
+        let (at, chunk) = (done * page, (len - done * page).min(n * page));
+        mincore(addr + at, chunk, &mut vec[..n]).map_err(|e| (e, at, chunk))?;
+        each(done, &vec[..n]);
+        done += n;
+    }
+    Ok(())
 }
 
 /// `mremap(2)` without `MREMAP_FIXED`; may move the mapping when `may_move`.
@@ -422,4 +460,37 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<ChildEnd> 
 pub(crate) fn clear_nonblock(fd: BorrowedFd<'_>) -> SysResult<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mincore_windows_walks_every_page_in_windows_and_reports_the_failing_one() {
+        let page = page_size();
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let base = mmap_anon_aligned(5 * page, 0, prot, MapFlags::PRIVATE).unwrap();
+        // SAFETY: pages 0 and 3 of the fresh read-write mapping above.
+        unsafe {
+            base.write(1);
+            base.add(3 * page).write(1);
+        }
+        let (mut firsts, mut resident) = (Vec::new(), Vec::new());
+        let mut vec = [0u8; 2];
+        // The last page is asked about partly: mincore still answers for it.
+        mincore_windows(base as usize, 4 * page + 1, &mut vec, |first, bytes| {
+            firsts.push(first);
+            resident.extend(bytes.iter().enumerate().filter(|(_, &b)| b & 1 == 1).map(|(i, _)| first + i));
+        })
+        .unwrap();
+        assert_eq!(firsts, [0, 2, 4]);
+        assert_eq!(resident, [0, 3]);
+        // SAFETY: the last two pages of our own mapping; nothing refers to them.
+        unsafe { munmap(base.add(3 * page), 2 * page) }.unwrap();
+        let err = mincore_windows(base as usize, 5 * page, &mut vec, |_, _| {}).unwrap_err();
+        assert_eq!(err, (Errno::NOMEM, 2 * page, 2 * page));
+        // SAFETY: the rest of our mapping.
+        unsafe { munmap(base, 3 * page) }.unwrap();
+    }
 }
