@@ -244,7 +244,7 @@ impl Advice {
             Advice::PageOut => (libc::MADV_PAGEOUT, "MADV_PAGEOUT"),
             Advice::PopulateRead => (libc::MADV_POPULATE_READ, "MADV_POPULATE_READ"),
             Advice::PopulateWrite => (libc::MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE"),
-            Advice::Collapse => (MADV_COLLAPSE, "MADV_COLLAPSE"),
+            Advice::Collapse => (crate::sys::kconst::MADV_COLLAPSE, "MADV_COLLAPSE"),
         }
     }
 }
@@ -323,9 +323,6 @@ impl RemapOptions {
         self
     }
 }
-
-/// `MADV_COLLAPSE` (Linux 6.1), not in every libc release.
-pub(crate) const MADV_COLLAPSE: i32 = 25;
 
 /// mmap's parameters as a builder. Build once, map many times.
 ///

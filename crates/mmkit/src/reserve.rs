@@ -100,7 +100,7 @@ impl ReserveOptions {
             .map_err(|e| e.with_detail(format!("length plus alignment ({align:#x}) is longer than isize::MAX")))?;
         let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
         if self.low_4gib {
-            match sys::anon::MAP_32BIT {
+            match sys::kconst::MAP_32BIT {
                 Some(f) => flags |= f,
                 None => {
                     return Err(Error::new("reserve", ErrorKind::Unsupported)
@@ -314,20 +314,11 @@ impl Reservation {
     /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
     pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
         let ptr = self.check("guard", offset, len)?;
-        if len == 0 {
-            return Ok(GuardKind::Madvise);
-        }
-        // SAFETY: the range is inside our reservation and only raw pointers into it exist;
-        // the guard zaps its pages.
-        match unsafe { sys::madvise(ptr, len, sys::anon::MADV_GUARD_INSTALL) } {
-            Ok(()) => return Ok(GuardKind::Madvise),
-            Err(rustix::io::Errno::INVAL) => {}
-            Err(e) => return Err(Error::os("madvise(MADV_GUARD_INSTALL)", e).with_range(offset as u64, len as u64)),
-        }
-        // SAFETY: as above.
-        unsafe { sys::mprotect(ptr, len, libc::PROT_NONE) }
-            .map_err(|e| Error::os("mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64))?;
-        Ok(GuardKind::ProtNone)
+        // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
+        // exist; the guard zaps its pages.
+        unsafe { sys::anon::install_guard(ptr, len, true) }.map_err(|e| {
+            Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64)
+        })
     }
 
     /// Removes guard markers from `[offset, offset + len)` (`MADV_GUARD_REMOVE`); the pages
@@ -339,7 +330,7 @@ impl Reservation {
             return Ok(());
         }
         // SAFETY: the range is inside our reservation; removing markers changes no contents.
-        unsafe { sys::madvise(ptr, len, sys::anon::MADV_GUARD_REMOVE) }
+        unsafe { sys::madvise(ptr, len, sys::kconst::MADV_GUARD_REMOVE) }
             .map_err(|e| Error::os("madvise(MADV_GUARD_REMOVE)", e).with_range(offset as u64, len as u64))
     }
 

@@ -1,27 +1,9 @@
-//! Kernel calls for anonymous memory: guard regions, `MAP_32BIT` placement.
+//! Kernel calls for anonymous memory: guard regions, moving remaps, a cheap clock.
 
 use rustix::io::Errno;
 
+use super::kconst::MADV_GUARD_INSTALL;
 use super::SysResult;
-
-/// `MADV_GUARD_INSTALL` (Linux 6.13): installs guard markers in the page tables; touching them
-/// raises `SIGSEGV`, without splitting the VMA the way `mprotect(PROT_NONE)` does.
-pub(crate) const MADV_GUARD_INSTALL: i32 = 102;
-/// `MADV_GUARD_REMOVE` (Linux 6.13): removes guard markers (the pages read back as zeros).
-pub(crate) const MADV_GUARD_REMOVE: i32 = 103;
-
-/// `MAP_32BIT` where the architecture has it (x86_64 only): the kernel places the mapping in
-/// the low 2 GiB of the address space.
-pub(crate) const MAP_32BIT: Option<i32> = {
-    #[cfg(target_arch = "x86_64")]
-    {
-        Some(libc::MAP_32BIT)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        None
-    }
-};
 
 /// How guard pages were made inaccessible (re-exported as `mmkit::anon::GuardKind`). It lives
 /// here, beside the calls that choose it, because it names a kernel mechanism.
@@ -37,8 +19,8 @@ pub enum GuardKind {
 /// (and `allow_madvise`), else `mprotect(PROT_NONE)`. Returns which one was used.
 ///
 /// # Safety
-/// The range must be whole pages of anonymous address space the caller owns, with no live
-/// reference into it: the guard markers zap the pages and later touches fault.
+/// The range must be whole pages of address space the caller owns, with no live reference into
+/// it: the guard markers zap the pages and later touches fault.
 #[doc(alias = "madvise")]
 #[doc(alias = "MADV_GUARD_INSTALL")]
 pub(crate) unsafe fn install_guard(ptr: *mut u8, len: usize, allow_madvise: bool) -> SysResult<GuardKind> {

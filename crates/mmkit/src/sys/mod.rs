@@ -7,6 +7,7 @@
 
 pub(crate) mod anon;
 pub(crate) mod inspect;
+pub(crate) mod kconst;
 pub(crate) mod probe;
 pub(crate) mod shm;
 
@@ -22,28 +23,6 @@ pub(crate) type SysResult<T> = Result<T, Errno>;
 
 fn last_errno() -> Errno {
     Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
-}
-
-/// Kernel constants the `libc` crate defines for Linux but not for Android. Bionic's headers and
-/// the kernel have them; the values are the kernel's (the same on every Android architecture).
-#[cfg(target_os = "android")]
-pub(crate) mod kconst {
-    /// `MAP_SHARED_VALIDATE` (Linux 4.15).
-    pub(crate) const MAP_SHARED_VALIDATE: libc::c_int = 0x03;
-    /// `MAP_FIXED_NOREPLACE` (Linux 4.17).
-    pub(crate) const MAP_FIXED_NOREPLACE: libc::c_int = 0x10_0000;
-    /// `EHWPOISON`: memory page has hardware error.
-    pub(crate) const EHWPOISON: libc::c_int = 133;
-    /// `MREMAP_MAYMOVE`.
-    pub(crate) const MREMAP_MAYMOVE: libc::c_int = 1;
-    /// `MREMAP_FIXED`.
-    pub(crate) const MREMAP_FIXED: libc::c_int = 2;
-}
-/// Kernel constants the `libc` crate defines for Linux but not for Android (see the Android
-/// definition).
-#[cfg(not(target_os = "android"))]
-pub(crate) mod kconst {
-    pub(crate) use libc::{EHWPOISON, MAP_FIXED_NOREPLACE, MAP_SHARED_VALIDATE};
 }
 
 /// `mremap(2)` as a raw `syscall(SYS_mremap, ...)`: neither rustix (whose Android build uses its
@@ -285,8 +264,7 @@ pub(crate) unsafe fn mremap(addr: *mut u8, old_len: usize, new_len: usize, may_m
 /// The range must be an anonymous mapping the caller owns.
 #[doc(alias = "prctl")]
 pub(crate) unsafe fn set_anon_name(addr: *mut u8, len: usize, name: Option<&CStr>) -> SysResult<()> {
-    const PR_SET_VMA: libc::c_int = 0x53564d41;
-    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    use kconst::{PR_SET_VMA, PR_SET_VMA_ANON_NAME};
     let name_ptr = name.map_or(std::ptr::null(), |n| n.as_ptr());
     // SAFETY: the name is a valid NUL-terminated string (or null) that outlives the call; the
     // kernel copies it. The range only gets a label.
