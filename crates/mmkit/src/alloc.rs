@@ -59,7 +59,6 @@ use rustix::mm::{MapFlags, ProtFlags};
 use crate::sys;
 
 const CACHE_SLOTS: usize = 64;
-const THP_SIZE: usize = 2 << 20;
 
 #[derive(Clone, Copy)]
 struct Block {
@@ -300,7 +299,8 @@ impl MapAlloc {
         self
     }
 
-    /// Back blocks of at least `bytes` with transparent huge pages (aligned to 2 MiB and
+    /// Back blocks of at least `bytes` with transparent huge pages (aligned to the kernel's huge
+    /// page size, `hpage_pmd_size` in sysfs: 2 MiB on x86_64 with 4 KiB pages; and
     /// advised `MADV_HUGEPAGE`); 0 turns it off.
     pub const fn with_thp(mut self, bytes: usize) -> Self {
         self.thp_min = bytes;
@@ -357,7 +357,7 @@ impl MapAlloc {
     }
 
     fn wants_thp(&self, len: usize) -> bool {
-        self.thp_min != 0 && len >= self.thp_min && len >= THP_SIZE
+        self.thp_min != 0 && len >= self.thp_min && len >= sys::thp_size()
     }
 
     /// A fresh mapping of `len` bytes (THP-aligned when wanted); null on failure.
@@ -365,7 +365,7 @@ impl MapAlloc {
         let thp = self.wants_thp(len);
         let flags = MapFlags::PRIVATE;
         let prot = ProtFlags::READ | ProtFlags::WRITE;
-        let Ok(p) = sys::mmap_anon_aligned(len, if thp { THP_SIZE } else { 0 }, prot, flags) else {
+        let Ok(p) = sys::mmap_anon_aligned(len, if thp { sys::thp_size() } else { 0 }, prot, flags) else {
             return std::ptr::null_mut();
         };
         self.maps.fetch_add(1, Ordering::Relaxed);
@@ -432,7 +432,7 @@ impl MapAlloc {
                 .cache
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % THP_SIZE == 0))
+                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % sys::thp_size() == 0))
                 .min_by_key(|(_, b)| (b.len, !b.resident))
                 .map(|(i, _)| i);
             if let Some(i) = fit {
@@ -441,7 +441,7 @@ impl MapAlloc {
                 t.cache[i] = EMPTY;
                 if found.len > len {
                     let tail = Block { ptr: found.ptr + len, len: found.len - len, ..found };
-                    if found.thp || found.len >= THP_SIZE {
+                    if found.thp || found.len >= sys::thp_size() {
                         // Unmapped, not cached: while the tail shared the block's VMA, a touch
                         // of the block's last partial 2 MiB could fault in a whole huge page
                         // (advised, or any VMA in THP `always` mode), part of it in the unused
@@ -753,12 +753,12 @@ unsafe impl GlobalAlloc for MapAlloc {
 
 impl MapAlloc {
     /// Resizes a live mapped block with `mremap`. Growing into THP sizes moves the block to a
-    /// 2 MiB-aligned address so the new pages fault in as huge pages.
+    /// huge-page-aligned address so the new pages fault in as huge pages.
     fn remap(&self, ptr: *mut u8, old_len: usize, new_len: usize) -> *mut u8 {
         self.remaps.fetch_add(1, Ordering::Relaxed);
         if new_len > old_len && self.wants_thp(new_len) {
             // Try in place first when the block is already aligned.
-            if ptr as usize % THP_SIZE == 0 {
+            if ptr as usize % sys::thp_size() == 0 {
                 // SAFETY: our live block; the caller (realloc) gives up `ptr` only on success.
                 if let Ok(q) = unsafe { sys::mremap(ptr, old_len, new_len, false) } {
                     // SAFETY: our block; advice changes no contents.

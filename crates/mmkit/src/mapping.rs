@@ -103,18 +103,6 @@ pub(crate) enum Backing<'a> {
     Device(BorrowedFd<'a>),
 }
 
-/// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel.
-fn pmd_size(page: usize) -> usize {
-    static PMD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *PMD.get_or_init(|| {
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            // One page-table page of 8-byte entries maps `page / 8` pages.
-            .unwrap_or(page * (page / 8))
-    })
-}
-
 /// THP mode from sysfs: `Some("always" | "madvise" | "never")`.
 pub(crate) fn thp_mode() -> Option<String> {
     let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
@@ -294,7 +282,7 @@ impl Mapping {
                 }
                 None => pages.fallback = Some("this kernel has no transparent huge page support".into()),
                 Some(_) => {
-                    let pmd = pmd_size(page);
+                    let pmd = sys::thp_size();
                     if fd.is_none() && opts.placement == Placement::Anywhere && map_len >= pmd {
                         thp_align = pmd;
                     } else if map_len < pmd {
@@ -367,7 +355,7 @@ impl Mapping {
                     // The kernel maps a huge page only where a PMD-aligned, PMD-sized piece of
                     // the region lies (for a file, at a PMD-aligned file offset too); say so
                     // when there is none rather than claim huge pages.
-                    let pmd = pmd_size(sys::page_size()) as u64;
+                    let pmd = sys::thp_size() as u64;
                     let base = m.base.as_ptr() as u64;
                     let end = base + m.map_len as u64;
                     let fits =

@@ -56,6 +56,33 @@ pub(crate) fn page_size() -> usize {
     rustix::param::page_size()
 }
 
+/// The transparent huge page (PMD) size, from
+/// `/sys/kernel/mm/transparent_hugepage/hpage_pmd_size`, read once (it is fixed for the life of
+/// the kernel); where the file is missing, what one page-table page of 8-byte entries maps.
+/// Never allocates: the allocator asks it from inside `GlobalAlloc::alloc`.
+pub(crate) fn thp_size() -> usize {
+    static SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let cached = SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let page = page_size();
+    let size = read_number(c"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .filter(|s| s.is_power_of_two() && *s >= page)
+        .unwrap_or(page * (page / 8));
+    SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+    size
+}
+
+/// A decimal number from a small sysfs file, read into a stack buffer (no allocation).
+fn read_number(path: &CStr) -> Option<usize> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
 /// `mmap(2)`: maps `len` bytes of `fd` at `offset` (or anonymous memory when `fd` is `None`).
 ///
 /// # Safety
@@ -443,6 +470,15 @@ pub(crate) fn clear_nonblock(fd: BorrowedFd<'_>) -> SysResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thp_size_is_the_kernels() {
+        let page = page_size();
+        let sysfs = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+        let expected = sysfs.map_or(page * (page / 8), |s| s.trim().parse().unwrap());
+        assert_eq!(thp_size(), expected);
+        assert_eq!(thp_size(), expected, "the cached value");
+    }
 
     #[test]
     fn mincore_windows_walks_every_page_in_windows_and_reports_the_failing_one() {
