@@ -65,7 +65,7 @@ macro_rules! forward_mapping_ops {
 
             /// Faults in the pages of `range` for reading; see [`Mapping::populate`].
             pub fn populate(&self, range: impl RangeBounds<usize>) -> Result<()> {
-                self.map.populate(range, false)
+                self.map.populate(range)
             }
 
             /// The page size the mapping got; see [`Mapping::page_outcome`].
@@ -277,7 +277,7 @@ impl MmapMut {
 
     /// Faults in the pages of `range` writable (`MADV_POPULATE_WRITE`).
     pub fn populate_write(&self, range: impl RangeBounds<usize>) -> Result<()> {
-        self.map.populate(range, true)
+        self.map.populate_write(range)
     }
 
     /// Makes the whole map read-only, turning it into an [`Mmap`].

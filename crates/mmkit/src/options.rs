@@ -69,6 +69,12 @@ impl Protection {
         b
     }
 
+    /// The kernel's `PROT_*` bits as typed flags, for [`sys::mmap`](crate::sys) and
+    /// `mprotect`.
+    pub(crate) const fn prot_flags(self) -> rustix::mm::ProtFlags {
+        rustix::mm::ProtFlags::from_bits_retain(self.bits() as u32)
+    }
+
     /// The `rwx` string as `/proc/self/maps` shows it (`r-x`).
     pub fn as_rwx(self) -> String {
         let mut s = String::with_capacity(3);

@@ -24,6 +24,8 @@ use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
+use rustix::mm::{MapFlags, ProtFlags};
+
 use crate::anon::GuardKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Protection, Sharing};
@@ -98,10 +100,10 @@ impl ReserveOptions {
         // `len + extra` fits in u64: both are at most usize::MAX.
         let want = check_len("reserve", len as u64 + extra as u64)
             .map_err(|e| e.with_detail(format!("length plus alignment ({align:#x}) is longer than isize::MAX")))?;
-        let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+        let mut flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
         if self.low_4gib {
             match sys::kconst::MAP_32BIT {
-                Some(f) => flags |= f,
+                Some(f) => flags |= MapFlags::from_bits_retain(f as u32),
                 None => {
                     return Err(Error::new("reserve", ErrorKind::Unsupported)
                         .with_detail("low-4 GiB placement needs MAP_32BIT, which only x86_64 has"))
@@ -110,8 +112,7 @@ impl ReserveOptions {
         }
         let op =
             if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
-        let flags = rustix::mm::MapFlags::from_bits_retain(flags as u32);
-        let aligned = sys::mmap_anon_aligned(len, align, rustix::mm::ProtFlags::empty(), flags)
+        let aligned = sys::mmap_anon_aligned(len, align, ProtFlags::empty(), flags)
             .map_err(|e| Error::os(op, e).with_range(0, want as u64))? as usize;
         let mut r = Reservation {
             base: NonNull::new(aligned as *mut u8).expect("mmap returned NULL"),
@@ -246,7 +247,7 @@ impl Reservation {
         }
         // SAFETY: the range is inside our reservation; no references into it exist (we hand
         // out raw pointers only).
-        unsafe { sys::mprotect(ptr, len, prot.bits()) }
+        unsafe { sys::mprotect(ptr, len, prot.prot_flags()) }
             .map_err(|e| Error::os("mprotect", e).with_addr(ptr as usize).with_range(offset as u64, len as u64))
     }
 
@@ -258,10 +259,10 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
-        let flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE | libc::MAP_FIXED;
+        let flags = MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED;
         // SAFETY: MAP_FIXED replaces pages inside our own reservation only; no references into
         // it exist.
-        unsafe { sys::mmap(ptr.cast(), len, libc::PROT_NONE, flags, None, 0) }.map_err(|e| {
+        unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
         })?;
         if let Some(name) = &self.name {
@@ -291,15 +292,15 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
-        let mut flags = libc::MAP_FIXED;
-        flags |= match sharing {
-            Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
-            Sharing::Private => libc::MAP_PRIVATE,
-        };
+        let flags = MapFlags::FIXED
+            | match sharing {
+                Sharing::Shared => MapFlags::SHARED,
+                Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
+                Sharing::Private => MapFlags::PRIVATE,
+            };
         let fd = fd.as_fd();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
-        unsafe { sys::mmap(ptr.cast(), len, prot.bits(), flags, Some(fd), file_offset) }.map_err(|e| {
+        unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED)", e)
                 .with_opt_path(sys::fd_path(fd).as_deref())
                 .with_addr(ptr as usize)

@@ -259,7 +259,7 @@ fn populate_options_make_anon_residency_full() {
     assert_eq!(map.residency(..).unwrap().resident_pages(), 2);
     // Writing population on a read-only mapping is refused.
     let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon_raw().unwrap();
-    assert_eq!(ro.mapping().populate(.., true).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(ro.mapping().populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]

@@ -37,7 +37,7 @@ pub(crate) unsafe fn install_guard(ptr: *mut u8, len: usize, allow_madvise: bool
         }
     }
     // SAFETY: forwarded contract; removing access breaks no live reference.
-    unsafe { super::mprotect(ptr, len, libc::PROT_NONE) }?;
+    unsafe { super::mprotect(ptr, len, rustix::mm::ProtFlags::empty()) }?;
     Ok(GuardKind::ProtNone)
 }
 

@@ -91,13 +91,11 @@ fn read_number(path: &CStr) -> Option<usize> {
 pub(crate) unsafe fn mmap(
     addr: *mut c_void,
     len: usize,
-    prot: i32,
-    flags: i32,
+    prot: ProtFlags,
+    flags: MapFlags,
     fd: Option<BorrowedFd<'_>>,
     offset: u64,
 ) -> SysResult<*mut u8> {
-    let prot = ProtFlags::from_bits_retain(prot as u32);
-    let flags = MapFlags::from_bits_retain(flags as u32);
     // SAFETY: forwarded contract: the caller owns `addr..addr+len` when MAP_FIXED is set;
     // otherwise the kernel picks fresh address space and nothing existing is touched.
     let ptr = unsafe {
@@ -155,9 +153,9 @@ pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
 /// # Safety
 /// The range must be owned by the caller, and no reference into it may rely on a permission
 /// that is removed.
-pub(crate) unsafe fn mprotect(addr: *mut u8, len: usize, prot: i32) -> SysResult<()> {
-    // SAFETY: forwarded contract.
-    unsafe { rustix::mm::mprotect(addr.cast(), len, MprotectFlags::from_bits_retain(prot as u32)) }
+pub(crate) unsafe fn mprotect(addr: *mut u8, len: usize, prot: ProtFlags) -> SysResult<()> {
+    // SAFETY: forwarded contract (PROT_* bits are the same for mmap and mprotect).
+    unsafe { rustix::mm::mprotect(addr.cast(), len, MprotectFlags::from_bits_retain(prot.bits())) }
 }
 
 /// `madvise(2)` with a raw `MADV_*` value (rustix lacks some, e.g. `MADV_COLLAPSE`).
