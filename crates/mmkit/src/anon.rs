@@ -54,9 +54,7 @@ impl MapOptions {
     pub fn map_anon(&self) -> Result<MmapMut> {
         self.require_read_write("an MmapMut")?;
         let mut opts = self.clone();
-        if !self.sharing_set {
-            opts.sharing = crate::Sharing::Private;
-        }
+        opts.sharing.get_or_insert(Sharing::Private);
         let map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         Ok(MmapMut::from_mapping(map))
     }
@@ -92,9 +90,7 @@ impl MapOptions {
     /// ```
     pub fn map_anon_raw(&self) -> Result<MmapRaw> {
         let mut opts = self.clone();
-        if !self.sharing_set {
-            opts.sharing = crate::Sharing::Private;
-        }
+        opts.sharing.get_or_insert(Sharing::Private);
         Ok(MmapRaw::from_mapping(Mapping::new_anon(&opts, Protection::READ_WRITE)?))
     }
 
@@ -145,16 +141,14 @@ impl MapOptions {
         let total = check_len("mmap", body as u64 + 2 * guard as u64)
             .map_err(|e| e.with_detail("length plus guard pages is longer than isize::MAX"))?;
         let mut opts = self.clone();
-        if !self.sharing_set {
-            opts.sharing = Sharing::Private;
-        }
+        opts.sharing.get_or_insert(Sharing::Private);
         opts.len = Some(total);
         let mut map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         let guard_err = |e, off: usize| {
             Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(off as u64, guard as u64)
         };
         // Guard markers need a private mapping before Linux 6.15; shared ones use PROT_NONE.
-        let allow_madvise = opts.sharing == Sharing::Private;
+        let allow_madvise = opts.sharing == Some(Sharing::Private);
         let kind = install_guard(&mut map, 0, guard, allow_madvise).map_err(|e| guard_err(e, 0))?;
         install_guard(&mut map, guard + body, guard, kind == GuardKind::Madvise)
             .map_err(|e| guard_err(e, guard + body))?;

@@ -119,7 +119,7 @@ macro_rules! remap_face {
             /// lives.
             pub unsafe fn remap(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
                 // SAFETY: forwarded contract.
-                unsafe { self.map.resize(new_len, options.may_move) }
+                unsafe { self.map.resize(new_len, options) }
             }
         }
     };
@@ -331,7 +331,7 @@ impl MmapMut {
         }
         // SAFETY: anonymous memory has no file whose contract could be extended; growth past
         // a shared memory object's size is refused by `resize`.
-        unsafe { self.map.resize(new_len, options.may_move) }
+        unsafe { self.map.resize(new_len, options) }
     }
 
     /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].
@@ -532,7 +532,7 @@ impl MapOptions {
     /// yet written still show the file's current bytes.
     pub unsafe fn map_copy(&self, file: &impl AsFd) -> Result<MmapMut> {
         let mut opts = self.clone();
-        opts.sharing = Sharing::Private;
+        opts.sharing = Some(Sharing::Private);
         // SAFETY: forwarded contract.
         unsafe { opts.map_mut(file) }
     }
@@ -546,7 +546,7 @@ impl MapOptions {
     /// yet written still show the file's current bytes.
     pub unsafe fn map_copy_read_only(&self, file: &impl AsFd) -> Result<Mmap> {
         let mut opts = self.clone();
-        opts.sharing = Sharing::Private;
+        opts.sharing = Some(Sharing::Private);
         opts.protection = Some(Protection::READ);
         // SAFETY: forwarded contract.
         unsafe { opts.map(file) }

@@ -18,7 +18,9 @@ use std::ptr::NonNull;
 use rustix::mm::MapFlags;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
+use crate::options::{
+    Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, RemapOptions, Sharing, UncheckedAdvice,
+};
 use crate::page::{align_up, check_len, check_page_len, page_span};
 use crate::residency::{PageBitmap, Residency, MINCORE_WINDOW_PAGES};
 use crate::sys;
@@ -226,7 +228,7 @@ impl<'a> Request<'a> {
 /// `MAP_POPULATE` and placement (`MAP_FIXED_NOREPLACE`, never `MAP_FIXED`).
 fn map_flags(opts: &MapOptions, file: bool) -> Result<(*mut libc::c_void, MapFlags)> {
     let page = sys::page_size();
-    let mut flags = match opts.sharing {
+    let mut flags = match opts.sharing.unwrap_or_default() {
         Sharing::Shared => MapFlags::SHARED,
         Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
         Sharing::Private => MapFlags::PRIVATE,
@@ -303,7 +305,7 @@ impl Mapping {
         let req = Request::resolve(opts, backing, default_prot)?;
         let mut pages = PageOutcome { requested: opts.huge, page_size: sys::page_size(), fallback: None };
         if req.map_len == 0 {
-            return Ok(Mapping::from_kernel(NonNull::dangling(), 0, req, opts.sharing, pages));
+            return Ok(Mapping::from_kernel(NonNull::dangling(), 0, req, opts.sharing.unwrap_or_default(), pages));
         }
         let (addr, flags) = map_flags(opts, req.fd.is_some())?;
         let (base, map_len) = match Self::map_hugetlb(&req, opts, addr, flags, &mut pages)? {
@@ -316,7 +318,7 @@ impl Mapping {
         let base = NonNull::new(base).expect("mmap returned NULL");
         // From here the mapping is owned: on any failure it is dropped (unmapped) before the
         // error returns.
-        let mut m = Mapping::from_kernel(base, map_len, req, opts.sharing, pages);
+        let mut m = Mapping::from_kernel(base, map_len, req, opts.sharing.unwrap_or_default(), pages);
         m.apply_options(opts)?;
         Ok(m)
     }
@@ -880,9 +882,9 @@ impl Mapping {
         Ok(())
     }
 
-    /// Grows or shrinks the mapping with `mremap(2)`. With `may_move` the kernel may move it
-    /// (every pointer into it then dangles, hence `&mut self`); without, growing fails with
-    /// `ENOMEM` when the next pages are taken.
+    /// Grows or shrinks the mapping with `mremap(2)`. With [`RemapOptions::may_move`] the
+    /// kernel may move it (every pointer into it then dangles, hence `&mut self`); without,
+    /// growing fails with `ENOMEM` when the next pages are taken.
     ///
     /// Growth never hands out bytes nothing backs. Private anonymous memory grows with zero
     /// pages. Any other mapping (a file, or shared anonymous memory, whose memory object keeps
@@ -897,7 +899,7 @@ impl Mapping {
     /// For a file-backed mapping the caller extends the
     /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) to the new length:
     /// nobody truncates the file below it (or modifies it) while slices of the mapping are alive.
-    pub unsafe fn resize(&mut self, new_len: usize, may_move: bool) -> Result<()> {
+    pub unsafe fn resize(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
         let page = sys::page_size() as u64;
         let (path, addr) = (self.path.clone(), self.base.as_ptr() as usize);
         let fail = |kind: ErrorKind, detail: String| {
@@ -930,7 +932,7 @@ impl Mapping {
         }
         let old = (self.base.as_ptr(), self.map_len);
         // SAFETY: the region is ours; `&mut self` means no reference into it is alive.
-        let base = unsafe { sys::mremap(old.0, old.1, new_map_len, may_move) }.map_err(|e| {
+        let base = unsafe { sys::mremap(old.0, old.1, new_map_len, options.may_move) }.map_err(|e| {
             Error::os("mremap", e)
                 .with_opt_path(self.path.as_deref())
                 .with_addr(old.0 as usize)

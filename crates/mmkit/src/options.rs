@@ -309,7 +309,8 @@ impl UncheckedAdvice {
     }
 }
 
-/// How [`remap`](crate::MmapMut::remap) may resize a mapping (memmap2's `RemapOptions`).
+/// How [`remap`](crate::MmapMut::remap) and [`Mapping::resize`](crate::Mapping::resize) may
+/// resize a mapping (memmap2's `RemapOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RemapOptions {
     pub(crate) may_move: bool,
@@ -346,8 +347,8 @@ pub struct MapOptions {
     pub(crate) len: Option<usize>,
     pub(crate) offset: u64,
     pub(crate) protection: Option<Protection>,
-    pub(crate) sharing: Sharing,
-    pub(crate) sharing_set: bool,
+    /// `None`: the face's default (shared for files, private for anonymous memory).
+    pub(crate) sharing: Option<Sharing>,
     pub(crate) placement: Placement,
     pub(crate) populate: Populate,
     pub(crate) no_reserve: bool,
@@ -388,8 +389,7 @@ impl MapOptions {
 
     /// Shared or private (copy-on-write).
     pub fn sharing(&mut self, sharing: Sharing) -> &mut Self {
-        self.sharing = sharing;
-        self.sharing_set = true;
+        self.sharing = Some(sharing);
         self
     }
 
