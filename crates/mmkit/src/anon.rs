@@ -70,7 +70,7 @@ impl MapOptions {
             format!(
                 "{face} needs a readable and writable protection, not {} (map_anon_raw maps any protection \
                  and hands out raw pointers)",
-                prot.as_rwx()
+                prot.rwx()
             ),
         ))
     }

@@ -540,7 +540,7 @@ impl Mapping {
     }
 
     /// Resolves a byte range relative to the requested bytes into `(offset, len)`, checking it.
-    pub fn check_range(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize)> {
+    pub(crate) fn check_range(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize)> {
         resolve_range(op, range, self.len).map_err(|e| e.with_opt_path(self.path.as_deref()))
     }
 

@@ -76,7 +76,7 @@ impl Protection {
     }
 
     /// The `rwx` string as `/proc/self/maps` shows it (`r-x`).
-    pub fn as_rwx(self) -> String {
+    pub fn rwx(self) -> String {
         let mut s = String::with_capacity(3);
         s.push(if self.readable() { 'r' } else { '-' });
         s.push(if self.writable() { 'w' } else { '-' });
@@ -100,7 +100,7 @@ impl BitOrAssign for Protection {
 
 impl std::fmt::Debug for Protection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Protection({})", self.as_rwx())
+        write!(f, "Protection({})", self.rwx())
     }
 }
 
@@ -451,7 +451,7 @@ mod tests {
     #[test]
     fn protection_bits_and_text() {
         let p = Protection::READ | Protection::EXEC;
-        assert_eq!(p.as_rwx(), "r-x");
+        assert_eq!(p.rwx(), "r-x");
         assert_eq!(p.bits(), libc::PROT_READ | libc::PROT_EXEC);
         assert!(Protection::READ_WRITE.writable());
         assert_eq!(Protection::NONE.bits(), libc::PROT_NONE);
