@@ -5,8 +5,9 @@ use rustix::io::Errno;
 use super::kconst::MADV_GUARD_INSTALL;
 use super::SysResult;
 
-/// How guard pages were made inaccessible (re-exported as `mmkit::anon::GuardKind`). It lives
-/// here, beside the calls that choose it, because it names a kernel mechanism.
+// Defined here, beside the calls that choose it, because it names a kernel mechanism (sys
+// names no type of a higher layer); re-exported as `mmkit::anon::GuardKind`.
+/// How guard pages were made inaccessible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GuardKind {
     /// `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): page-table markers, no extra VMA.
