@@ -54,10 +54,11 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use rustix::mm::{MapFlags, ProtFlags};
+
 use crate::sys;
 
 const CACHE_SLOTS: usize = 64;
-const THP_SIZE: usize = 2 << 20;
 
 #[derive(Clone, Copy)]
 struct Block {
@@ -298,7 +299,8 @@ impl MapAlloc {
         self
     }
 
-    /// Back blocks of at least `bytes` with transparent huge pages (aligned to 2 MiB and
+    /// Back blocks of at least `bytes` with transparent huge pages (aligned to the kernel's huge
+    /// page size, `hpage_pmd_size` in sysfs: 2 MiB on x86_64 with 4 KiB pages; and
     /// advised `MADV_HUGEPAGE`); 0 turns it off.
     pub const fn with_thp(mut self, bytes: usize) -> Self {
         self.thp_min = bytes;
@@ -355,46 +357,23 @@ impl MapAlloc {
     }
 
     fn wants_thp(&self, len: usize) -> bool {
-        self.thp_min != 0 && len >= self.thp_min && len >= THP_SIZE
+        self.thp_min != 0 && len >= self.thp_min && len >= sys::thp_size()
     }
 
     /// A fresh mapping of `len` bytes (THP-aligned when wanted); null on failure.
     fn map_fresh(&self, len: usize) -> *mut u8 {
         let thp = self.wants_thp(len);
-        let want = if thp {
-            match len.checked_add(THP_SIZE).filter(|&w| w <= isize::MAX as usize) {
-                Some(w) => w,
-                None => return std::ptr::null_mut(),
-            }
-        } else {
-            len
-        };
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-        // SAFETY: no MAP_FIXED: fresh address space.
-        let Ok(p) =
-            (unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_READ | libc::PROT_WRITE, flags, None, 0) })
-        else {
+        let flags = MapFlags::PRIVATE;
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let Ok(p) = sys::mmap_anon_aligned(len, if thp { sys::thp_size() } else { 0 }, prot, flags) else {
             return std::ptr::null_mut();
         };
         self.maps.fetch_add(1, Ordering::Relaxed);
-        if !thp {
-            return p;
+        if thp {
+            // SAFETY: the fresh mapping nobody refers to yet; the advice changes no contents.
+            let _ = unsafe { sys::madvise(p, len, libc::MADV_HUGEPAGE) };
         }
-        let start = p as usize;
-        let aligned = (start + THP_SIZE - 1) & !(THP_SIZE - 1);
-        let (head, tail) = (aligned - start, want - (aligned - start) - len);
-        // SAFETY: the trimmed pieces are parts of the fresh mapping nobody refers to; the advice
-        // changes no contents.
-        unsafe {
-            if head > 0 {
-                let _ = sys::munmap(p, head);
-            }
-            if tail > 0 {
-                let _ = sys::munmap((aligned + len) as *mut u8, tail);
-            }
-            let _ = sys::madvise(aligned as *mut u8, len, libc::MADV_HUGEPAGE);
-        }
-        aligned as *mut u8
+        p
     }
 
     fn unmap(&self, b: Block) {
@@ -453,7 +432,7 @@ impl MapAlloc {
                 .cache
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % THP_SIZE == 0))
+                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % sys::thp_size() == 0))
                 .min_by_key(|(_, b)| (b.len, !b.resident))
                 .map(|(i, _)| i);
             if let Some(i) = fit {
@@ -462,7 +441,7 @@ impl MapAlloc {
                 t.cache[i] = EMPTY;
                 if found.len > len {
                     let tail = Block { ptr: found.ptr + len, len: found.len - len, ..found };
-                    if found.thp || found.len >= THP_SIZE {
+                    if found.thp || found.len >= sys::thp_size() {
                         // Unmapped, not cached: while the tail shared the block's VMA, a touch
                         // of the block's last partial 2 MiB could fault in a whole huge page
                         // (advised, or any VMA in THP `always` mode), part of it in the unused
@@ -689,18 +668,11 @@ impl MapAlloc {
 fn resident(b: Block) -> usize {
     let page = sys::page_size();
     let mut vec = [0u8; 1024];
-    let mut done = 0;
     let mut n = 0;
-    while done < b.len {
-        let chunk = (b.len - done).min(vec.len() * page);
-        // SAFETY: page-aligned range of a mapping this allocator tracks (live or cached);
-        // mincore only reads page-table state; `vec` has a byte per page of the chunk.
-        if unsafe { sys::mincore((b.ptr + done) as *mut u8, chunk, &mut vec) }.is_err() {
-            break;
-        }
-        n += vec[..chunk / page].iter().filter(|&&v| v & 1 == 1).count();
-        done += chunk;
-    }
+    // On an error the pages counted so far stand (statistics are best effort).
+    let _ = sys::mincore_windows(b.ptr, b.len, &mut vec, |_, bytes| {
+        n += bytes.iter().filter(|&&v| v & 1 == 1).count();
+    });
     n * page
 }
 
@@ -781,12 +753,12 @@ unsafe impl GlobalAlloc for MapAlloc {
 
 impl MapAlloc {
     /// Resizes a live mapped block with `mremap`. Growing into THP sizes moves the block to a
-    /// 2 MiB-aligned address so the new pages fault in as huge pages.
+    /// huge-page-aligned address so the new pages fault in as huge pages.
     fn remap(&self, ptr: *mut u8, old_len: usize, new_len: usize) -> *mut u8 {
         self.remaps.fetch_add(1, Ordering::Relaxed);
         if new_len > old_len && self.wants_thp(new_len) {
             // Try in place first when the block is already aligned.
-            if ptr as usize % THP_SIZE == 0 {
+            if ptr as usize % sys::thp_size() == 0 {
                 // SAFETY: our live block; the caller (realloc) gives up `ptr` only on success.
                 if let Ok(q) = unsafe { sys::mremap(ptr, old_len, new_len, false) } {
                     // SAFETY: our block; advice changes no contents.

@@ -54,9 +54,7 @@ impl MapOptions {
     pub fn map_anon(&self) -> Result<MmapMut> {
         self.require_read_write("an MmapMut")?;
         let mut opts = self.clone();
-        if !self.sharing_set {
-            opts.sharing = crate::Sharing::Private;
-        }
+        opts.sharing.get_or_insert(Sharing::Private);
         let map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         Ok(MmapMut::from_mapping(map))
     }
@@ -72,7 +70,7 @@ impl MapOptions {
             format!(
                 "{face} needs a readable and writable protection, not {} (map_anon_raw maps any protection \
                  and hands out raw pointers)",
-                prot.as_rwx()
+                prot.rwx()
             ),
         ))
     }
@@ -92,9 +90,7 @@ impl MapOptions {
     /// ```
     pub fn map_anon_raw(&self) -> Result<MmapRaw> {
         let mut opts = self.clone();
-        if !self.sharing_set {
-            opts.sharing = crate::Sharing::Private;
-        }
+        opts.sharing.get_or_insert(Sharing::Private);
         Ok(MmapRaw::from_mapping(Mapping::new_anon(&opts, Protection::READ_WRITE)?))
     }
 
@@ -145,32 +141,23 @@ impl MapOptions {
         let total = check_len("mmap", body as u64 + 2 * guard as u64)
             .map_err(|e| e.with_detail("length plus guard pages is longer than isize::MAX"))?;
         let mut opts = self.clone();
-        if !self.sharing_set {
-            opts.sharing = Sharing::Private;
-        }
+        opts.sharing.get_or_insert(Sharing::Private);
         opts.len = Some(total);
         let mut map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         let guard_err = |e, off: usize| {
             Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(off as u64, guard as u64)
         };
         // Guard markers need a private mapping before Linux 6.15; shared ones use PROT_NONE.
-        let allow_madvise = opts.sharing == Sharing::Private;
-        let kind = sys::anon::install_guard(&mut map, 0, guard, allow_madvise).map_err(|e| guard_err(e, 0))?;
-        sys::anon::install_guard(&mut map, guard + body, guard, kind == GuardKind::Madvise)
+        let allow_madvise = opts.sharing == Some(Sharing::Private);
+        let kind = install_guard(&mut map, 0, guard, allow_madvise).map_err(|e| guard_err(e, 0))?;
+        install_guard(&mut map, guard + body, guard, kind == GuardKind::Madvise)
             .map_err(|e| guard_err(e, guard + body))?;
         map.set_window(guard, len);
         Ok(GuardedMmap { map: MmapMut::from_mapping(map), guard_len: guard, kind })
     }
 }
 
-/// How guard pages were made inaccessible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GuardKind {
-    /// `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): page-table markers, no extra VMA.
-    Madvise,
-    /// `mprotect(PROT_NONE)`: the portable way, at the cost of splitting the VMA.
-    ProtNone,
-}
+pub use crate::sys::anon::GuardKind;
 
 /// Anonymous memory between two guard regions; see [`MapOptions::map_anon_guarded`].
 ///
@@ -377,6 +364,22 @@ impl Mapping {
         unsafe {
             Mapping::new(opts, Backing::Anonymous, default_prot)
         }
+    }
+}
+
+/// Makes `[off, off + len)` of `map`'s kernel region a guard region (see
+/// [`sys::anon::install_guard`]). `&mut` proves that no reference into the mapping is alive.
+fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_madvise: bool) -> sys::SysResult<GuardKind> {
+    let (base, map_len) = map.kernel_region();
+    let page = sys::page_size();
+    if off % page != 0 || len % page != 0 || !off.checked_add(len).is_some_and(|end| end <= map_len) {
+        return Err(rustix::io::Errno::INVAL);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: whole pages inside the anonymous kernel region `map` owns (checked above), and
+    // `&mut` means no reference into it is alive.
+    unsafe {
+        sys::anon::install_guard((base + off) as *mut u8, len, allow_madvise)
     }
 }
 

@@ -1,6 +1,6 @@
 //! File-backed faces: [`Mmap`] (read-only), [`MmapMut`] (writable: shared or private
-//! copy-on-write), [`MmapRaw`] (pointer access), and [`GrowableMmap`] (append-style files with a
-//! base address that never moves).
+//! copy-on-write) and [`MmapRaw`] (pointer access). Append-style files with a base address that
+//! never moves are [`GrowableMmap`](crate::GrowableMmap), a composite built on a reservation.
 //!
 //! # Safety: the file-mapping contract
 //! A slice of a file map is only as stable as the file. Creating [`Mmap`] or [`MmapMut`] from a
@@ -18,7 +18,6 @@
 //! - a sealed memfd (`F_SEAL_SHRINK` and `F_SEAL_WRITE`), which the kernel guarantees cannot
 //!   shrink or change: see [`SharedMemory`](crate::SharedMemory).
 
-use std::fs::File;
 use std::ops::{Deref, DerefMut, RangeBounds};
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -27,8 +26,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{Backing, Mapping, PageOutcome};
 use crate::options::{Advice, MapOptions, Protection, RemapOptions, Sharing};
-use crate::page::align_up;
-use crate::reserve::Reservation;
 use crate::residency::Residency;
 use crate::sys;
 
@@ -68,7 +65,7 @@ macro_rules! forward_mapping_ops {
 
             /// Faults in the pages of `range` for reading; see [`Mapping::populate`].
             pub fn populate(&self, range: impl RangeBounds<usize>) -> Result<()> {
-                self.map.populate(range, false)
+                self.map.populate(range)
             }
 
             /// The page size the mapping got; see [`Mapping::page_outcome`].
@@ -122,7 +119,7 @@ macro_rules! remap_face {
             /// lives.
             pub unsafe fn remap(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
                 // SAFETY: forwarded contract.
-                unsafe { self.map.resize(new_len, options.may_move) }
+                unsafe { self.map.resize(new_len, options) }
             }
         }
     };
@@ -280,7 +277,7 @@ impl MmapMut {
 
     /// Faults in the pages of `range` writable (`MADV_POPULATE_WRITE`).
     pub fn populate_write(&self, range: impl RangeBounds<usize>) -> Result<()> {
-        self.map.populate(range, true)
+        self.map.populate_write(range)
     }
 
     /// Makes the whole map read-only, turning it into an [`Mmap`].
@@ -334,7 +331,7 @@ impl MmapMut {
         }
         // SAFETY: anonymous memory has no file whose contract could be extended; growth past
         // a shared memory object's size is refused by `resize`.
-        unsafe { self.map.resize(new_len, options.may_move) }
+        unsafe { self.map.resize(new_len, options) }
     }
 
     /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].
@@ -535,7 +532,7 @@ impl MapOptions {
     /// yet written still show the file's current bytes.
     pub unsafe fn map_copy(&self, file: &impl AsFd) -> Result<MmapMut> {
         let mut opts = self.clone();
-        opts.sharing = Sharing::Private;
+        opts.sharing = Some(Sharing::Private);
         // SAFETY: forwarded contract.
         unsafe { opts.map_mut(file) }
     }
@@ -549,7 +546,7 @@ impl MapOptions {
     /// yet written still show the file's current bytes.
     pub unsafe fn map_copy_read_only(&self, file: &impl AsFd) -> Result<Mmap> {
         let mut opts = self.clone();
-        opts.sharing = Sharing::Private;
+        opts.sharing = Some(Sharing::Private);
         opts.protection = Some(Protection::READ);
         // SAFETY: forwarded contract.
         unsafe { opts.map(file) }
@@ -625,152 +622,5 @@ impl MapOptions {
         let mut opts = self.clone();
         opts.protection = Some(Protection::READ);
         opts.map_raw(file)
-    }
-}
-
-/// An append-style file map whose base address never moves: address space for `capacity`
-/// bytes is reserved once (`PROT_NONE`), and [`grow`](GrowableMmap::grow) extends the file and
-/// maps the new pages in place (`MAP_FIXED` inside the owned reservation).
-///
-/// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let file = tempfile::tempfile()?;
-/// // SAFETY: the temporary file is ours alone.
-/// let mut log = unsafe { mmkit::GrowableMmap::new(file, 1 << 30) }?;
-/// let base = log.as_ptr();
-/// log.append(b"hello ")?;
-/// log.append(&vec![b'x'; 3 * mmkit::page_size()])?;
-/// assert_eq!(&log[..6], b"hello ");
-/// assert_eq!(log.as_ptr(), base); // never moves
-/// # Ok(()) }
-/// ```
-///
-/// # Invariant
-/// The first `mapped` bytes of the reservation (at most its capacity, at most `isize::MAX`)
-/// are mapped shared and read-write from the file, `len <= mapped`, and the file is at least
-/// `len` bytes long: [`grow`](GrowableMmap::grow) extends the file before it maps or exposes
-/// new bytes, and takes `&mut self`, so no slice is alive across it. With the creation
-/// contract (the file changes only through this map) every exposed byte is backed by the file.
-#[derive(Debug)]
-pub struct GrowableMmap {
-    res: Reservation,
-    file: File,
-    /// Bytes of the reservation mapped from the file (a page multiple).
-    mapped: usize,
-    /// Logical length (the file's length).
-    len: usize,
-}
-
-impl GrowableMmap {
-    /// Reserves `capacity` bytes of address space and maps the file's current contents
-    /// shared and writable at its start. The file must be open read-write.
-    ///
-    /// # Safety
-    /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): the
-    /// file must only change through this map.
-    pub unsafe fn new(file: File, capacity: usize) -> Result<GrowableMmap> {
-        let res = Reservation::new(capacity)?;
-        let len = sys::file_len(file.as_fd())
-            .map_err(|e| Error::os("fstat", e).with_opt_path(sys::fd_path(file.as_fd()).as_deref()))?;
-        let len = usize::try_from(len).ok().filter(|&l| l <= capacity).ok_or_else(|| {
-            Error::new("GrowableMmap::new", ErrorKind::OutOfBounds)
-                .with_opt_path(sys::fd_path(file.as_fd()).as_deref())
-                .with_range(0, len)
-                .with_detail(format!("the file is larger than the capacity ({capacity:#x})"))
-        })?;
-        let mut g = GrowableMmap { res, file, mapped: 0, len: 0 };
-        g.map_to(len)?;
-        g.len = len;
-        Ok(g)
-    }
-
-    fn map_to(&mut self, len: usize) -> Result<()> {
-        let page = sys::page_size() as u64;
-        let want = align_up(len as u64, page).expect("len <= capacity") as usize;
-        if want > self.mapped {
-            // SAFETY: the range lies inside our reservation and nothing else refers to it; the
-            // file contract was accepted in `new`.
-            unsafe {
-                self.res.map_file_at(
-                    self.mapped,
-                    want - self.mapped,
-                    Protection::READ_WRITE,
-                    Sharing::Shared,
-                    self.file.as_fd(),
-                    self.mapped as u64,
-                )
-            }?;
-            self.mapped = want;
-        }
-        Ok(())
-    }
-
-    /// Extends the file to `new_len` bytes (zero-filled) and maps the new pages in place.
-    pub fn grow(&mut self, new_len: usize) -> Result<()> {
-        if new_len > self.res.len() {
-            return Err(Error::new("GrowableMmap::grow", ErrorKind::OutOfBounds)
-                .with_opt_path(sys::fd_path(self.file.as_fd()).as_deref())
-                .with_range(0, new_len as u64)
-                .with_detail(format!("beyond the reserved capacity ({:#x})", self.res.len())));
-        }
-        if new_len <= self.len {
-            return Ok(());
-        }
-        sys::set_file_len(self.file.as_fd(), new_len as u64).map_err(|e| {
-            Error::os("ftruncate", e)
-                .with_opt_path(sys::fd_path(self.file.as_fd()).as_deref())
-                .with_range(0, new_len as u64)
-        })?;
-        self.map_to(new_len)?;
-        self.len = new_len;
-        Ok(())
-    }
-
-    /// Appends `data` at the end, growing the file; returns the offset it was written at.
-    pub fn append(&mut self, data: &[u8]) -> Result<usize> {
-        let at = self.len;
-        let end = at.checked_add(data.len()).ok_or_else(|| {
-            Error::new("GrowableMmap::append", ErrorKind::OutOfBounds).with_detail("length overflows")
-        })?;
-        self.grow(end)?;
-        self[at..end].copy_from_slice(data);
-        Ok(at)
-    }
-
-    /// The reserved capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.res.len()
-    }
-
-    /// Address of the first byte (stable for the map's life).
-    pub fn as_ptr(&self) -> *const u8 {
-        self.res.as_ptr()
-    }
-
-    /// Writes dirty pages of `range` back to the file and waits.
-    pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
-        let (off, len) = crate::mapping::resolve_range("msync", range, self.len)?;
-        self.res.flush(off, len)
-    }
-
-    /// The file behind the map.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-}
-
-impl Deref for GrowableMmap {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the first `len` bytes are mapped readable from the file (len <= mapped);
-        // stability is the creation contract.
-        unsafe { std::slice::from_raw_parts(self.res.as_ptr(), self.len) }
-    }
-}
-
-impl DerefMut for GrowableMmap {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, mapped writable; `&mut self` excludes other borrows.
-        unsafe { std::slice::from_raw_parts_mut(self.res.as_mut_ptr(), self.len) }
     }
 }

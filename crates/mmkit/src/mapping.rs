@@ -15,8 +15,12 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
+use rustix::mm::MapFlags;
+
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, Sharing, UncheckedAdvice};
+use crate::options::{
+    Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, RemapOptions, Sharing, UncheckedAdvice,
+};
 use crate::page::{align_up, check_len, check_page_len, page_span};
 use crate::residency::{PageBitmap, Residency, MINCORE_WINDOW_PAGES};
 use crate::sys;
@@ -101,18 +105,6 @@ pub(crate) enum Backing<'a> {
     Device(BorrowedFd<'a>),
 }
 
-/// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel.
-fn pmd_size(page: usize) -> usize {
-    static PMD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *PMD.get_or_init(|| {
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            // One page-table page of 8-byte entries maps `page / 8` pages.
-            .unwrap_or(page * (page / 8))
-    })
-}
-
 /// THP mode from sysfs: `Some("always" | "madvise" | "never")`.
 pub(crate) fn thp_mode() -> Option<String> {
     let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
@@ -133,292 +125,348 @@ fn default_hugetlb_size() -> Option<usize> {
     Some(kb * 1024)
 }
 
-impl Mapping {
-    /// Maps `backing` as `opts` say. `default_prot` applies when the options name none.
-    ///
-    /// # Safety
-    /// For a file backing, the caller accepts the file-mapping contract of [`crate::file`]:
-    /// the file may not be truncated or modified by others while slices of the map are alive.
-    pub(crate) unsafe fn new(opts: &MapOptions, backing: Backing<'_>, default_prot: Protection) -> Result<Mapping> {
+/// What [`Mapping::new`] resolved before calling the kernel: the backing, the requested bytes
+/// and the whole pages the kernel maps for them.
+struct Request<'a> {
+    fd: Option<BorrowedFd<'a>>,
+    path: Option<PathBuf>,
+    prot: Protection,
+    /// Requested file offset (0 for anonymous memory).
+    offset: u64,
+    /// `offset` modulo the page size: where the requested bytes start in the first page.
+    delta: usize,
+    /// Requested length.
+    len: usize,
+    /// Page-rounded length of `delta + len`, at most `isize::MAX`.
+    map_len: usize,
+}
+
+impl<'a> Request<'a> {
+    /// Resolves the length (from the options, or the file's size) and checks the range
+    /// against the file and `isize::MAX`, before anything reaches the kernel.
+    fn resolve(opts: &MapOptions, backing: Backing<'a>, default_prot: Protection) -> Result<Request<'a>> {
         let page = sys::page_size();
-        let prot = opts.protection.unwrap_or(default_prot);
         let (fd, path) = match backing {
             Backing::Anonymous => (None, None),
             Backing::File(fd) | Backing::Device(fd) => (Some(fd), sys::fd_path(fd)),
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
+        let len = Self::requested_len(opts, backing, fd, path.as_deref(), offset)?;
+        // No slice longer than isize::MAX may exist: neither the requested bytes nor the whole
+        // pages the kernel maps for them.
+        let at_offset = |e: Error| e.with_opt_path(path.as_deref()).with_range(offset, len);
+        let delta = (offset % page as u64) as usize;
+        let len = check_len("mmap", len).map_err(at_offset)?;
+        let map_len = check_page_len("mmap", delta as u64 + len as u64, page as u64).map_err(at_offset)?;
+        let prot = opts.protection.unwrap_or(default_prot);
+        Ok(Request { fd, path, prot, offset, delta, len, map_len })
+    }
+
+    /// The bytes to map: `MapOptions::len`, or the rest of a regular file from `offset`;
+    /// refuses ranges past a regular file's end (touching them would raise `SIGBUS`).
+    fn requested_len(
+        opts: &MapOptions,
+        backing: Backing<'_>,
+        fd: Option<BorrowedFd<'_>>,
+        path: Option<&Path>,
+        offset: u64,
+    ) -> Result<u64> {
         let file_len = match fd {
-            Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path.as_deref()))?,
+            Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path))?,
             None => None,
         };
         // A device file may be mapped to the end of its last page (never a SIGBUS there).
         let file_len = match backing {
-            Backing::Device(_) => file_len.map(|l| align_up(l, page as u64).unwrap_or(l)),
+            Backing::Device(_) => file_len.map(|l| align_up(l, sys::page_size() as u64).unwrap_or(l)),
             _ => file_len,
         };
-        let len = match (fd, file_len, opts.len) {
+        match (fd, file_len, opts.len) {
             // Devices (`/dev/uioN`, `/dev/mem`; PCI `resourceN` is regular) and other special
             // files have no meaningful size: the driver checks the range, so the caller must say
             // how much to map.
-            (Some(_), None, Some(len)) => len as u64,
-            (Some(_), None, None) => {
-                return Err(Error::new("mmap", ErrorKind::InvalidArgument)
-                    .with_opt_path(path.as_deref())
+            (Some(_), None, Some(len)) => Ok(len as u64),
+            (Some(_), None, None) => Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_opt_path(path)
+                .with_range(offset, 0)
+                .with_detail("not a regular file: give the length to map (MapOptions::len)")),
+            (Some(_), Some(file_len), None) => file_len.checked_sub(offset).ok_or_else(|| {
+                Error::new("mmap", ErrorKind::OutOfBounds)
+                    .with_opt_path(path)
                     .with_range(offset, 0)
-                    .with_detail("not a regular file: give the length to map (MapOptions::len)"))
-            }
-            (Some(_), Some(file_len), len) => match len {
-                None => file_len.checked_sub(offset).ok_or_else(|| {
-                    Error::new("mmap", ErrorKind::OutOfBounds)
-                        .with_opt_path(path.as_deref())
-                        .with_range(offset, 0)
-                        .with_detail(format!("offset is past the end of the file (len {file_len:#x})"))
-                })?,
-                Some(len) => {
-                    let end = offset.checked_add(len as u64);
-                    if !matches!(end, Some(end) if end <= file_len) {
-                        return Err(Error::new("mmap", ErrorKind::OutOfBounds)
-                            .with_opt_path(path.as_deref())
-                            .with_range(offset, len as u64)
-                            .with_detail(format!(
-                                "range ends past the end of the file (len {file_len:#x}); \
-                                     touching it would raise SIGBUS"
-                            )));
-                    }
-                    len as u64
-                }
+                    .with_detail(format!("offset is past the end of the file (len {file_len:#x})"))
+            }),
+            (Some(_), Some(file_len), Some(len)) => match offset.checked_add(len as u64) {
+                Some(end) if end <= file_len => Ok(len as u64),
+                _ => Err(Error::new("mmap", ErrorKind::OutOfBounds)
+                    .with_opt_path(path)
+                    .with_range(offset, len as u64)
+                    .with_detail(format!(
+                        "range ends past the end of the file (len {file_len:#x}); touching it would raise SIGBUS"
+                    ))),
             },
-            (None, _, Some(len)) => len as u64,
-            (None, _, None) => {
-                return Err(Error::new("mmap", ErrorKind::InvalidArgument)
-                    .with_detail("an anonymous mapping needs a length (MapOptions::len)"))
+            (None, _, Some(len)) => Ok(len as u64),
+            (None, _, None) => Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_detail("an anonymous mapping needs a length (MapOptions::len)")),
+        }
+    }
+
+    /// The file offset of the first mapped page.
+    fn aligned_offset(&self) -> u64 {
+        self.offset - self.delta as u64
+    }
+
+    /// The error for a range that overflows when rounded to huge pages.
+    fn too_big(&self) -> Error {
+        Error::new("mmap", ErrorKind::OutOfBounds)
+            .with_opt_path(self.path.as_deref())
+            .with_range(self.offset, self.len as u64)
+            .with_detail("length overflows when rounded to whole pages")
+    }
+}
+
+/// The `mmap` flags and address hint for `opts`: sharing, `MAP_NORESERVE`, `MAP_STACK`,
+/// `MAP_POPULATE` and placement (`MAP_FIXED_NOREPLACE`, never `MAP_FIXED`).
+fn map_flags(opts: &MapOptions, file: bool) -> Result<(*mut libc::c_void, MapFlags)> {
+    let page = sys::page_size();
+    let mut flags = match opts.sharing.unwrap_or_default() {
+        Sharing::Shared => MapFlags::SHARED,
+        Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
+        Sharing::Private => MapFlags::PRIVATE,
+    };
+    if opts.no_reserve {
+        flags |= MapFlags::NORESERVE;
+    }
+    if opts.stack && !file {
+        flags |= MapFlags::STACK;
+    }
+    if opts.populate == Populate::MapPopulate {
+        flags |= MapFlags::POPULATE;
+    }
+    let addr = match opts.placement {
+        Placement::Anywhere => std::ptr::null_mut(),
+        Placement::Hint(a) => a as *mut libc::c_void,
+        Placement::FixedNoReplace(a) => {
+            if a % page != 0 {
+                return Err(Error::new("mmap", ErrorKind::Unaligned)
+                    .with_addr(a)
+                    .with_detail(format!("fixed address is not page-aligned (page size {page:#x})")));
+            }
+            flags |= MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+            a as *mut libc::c_void
+        }
+    };
+    Ok((addr, flags))
+}
+
+/// The alignment the plain path must give a THP request (the PMD size), or 0; records in
+/// `pages.fallback` why THP cannot apply (disabled, no support, a region smaller than one
+/// huge page).
+fn thp_alignment(req: &Request<'_>, opts: &MapOptions, pages: &mut PageOutcome) -> usize {
+    if opts.huge != HugePages::Transparent {
+        return 0;
+    }
+    match thp_mode().as_deref() {
+        Some("never") => {
+            pages.fallback = Some(
+                "transparent huge pages are disabled (/sys/kernel/mm/transparent_hugepage/enabled = never)".into(),
+            );
+            0
+        }
+        None => {
+            pages.fallback = Some("this kernel has no transparent huge page support".into());
+            0
+        }
+        Some(_) => {
+            let pmd = sys::thp_size();
+            if req.map_len < pmd {
+                pages.fallback =
+                    Some(format!("region ({:#x} bytes) is smaller than one huge page ({pmd:#x})", req.map_len));
+                0
+            } else if req.fd.is_none() && opts.placement == Placement::Anywhere {
+                pmd
+            } else {
+                0
+            }
+        }
+    }
+}
+
+impl Mapping {
+    /// Maps `backing` as `opts` say. `default_prot` applies when the options name none.
+    ///
+    /// The phases: [resolve the range](Request::resolve), [build the flags](map_flags), map
+    /// ([hugetlb](Self::map_hugetlb), else plain or [THP-aligned](thp_alignment)), then
+    /// [apply the post-map options](Self::apply_options).
+    ///
+    /// # Safety
+    /// For a file backing, the caller accepts the file-mapping contract of [`crate::file`]:
+    /// the file may not be truncated or modified by others while slices of the map are alive.
+    pub(crate) unsafe fn new(opts: &MapOptions, backing: Backing<'_>, default_prot: Protection) -> Result<Mapping> {
+        let req = Request::resolve(opts, backing, default_prot)?;
+        let mut pages = PageOutcome { requested: opts.huge, page_size: sys::page_size(), fallback: None };
+        if req.map_len == 0 {
+            return Ok(Mapping::from_kernel(NonNull::dangling(), 0, req, opts.sharing.unwrap_or_default(), pages));
+        }
+        let (addr, flags) = map_flags(opts, req.fd.is_some())?;
+        let (base, map_len) = match Self::map_hugetlb(&req, opts, addr, flags, &mut pages)? {
+            Some(mapped) => mapped,
+            None => {
+                let align = thp_alignment(&req, opts, &mut pages);
+                (Self::map_plain(&req, opts, addr, flags, align)?, req.map_len)
             }
         };
-        // No slice longer than isize::MAX may exist: neither the requested bytes nor the whole
-        // pages the kernel maps for them (checked before anything reaches the kernel).
-        let at_offset = |e: Error| e.with_opt_path(path.as_deref()).with_range(offset, len);
-        let delta = (offset % page as u64) as usize;
-        let len = check_len("mmap", len).map_err(at_offset)?;
-        let aligned_offset = offset - delta as u64;
-        let map_len = check_page_len("mmap", delta as u64 + len as u64, page as u64).map_err(at_offset)?;
-        let too_big = || {
-            Error::new("mmap", ErrorKind::OutOfBounds)
-                .with_opt_path(path.as_deref())
-                .with_range(offset, len as u64)
-                .with_detail("length overflows when rounded to whole pages")
-        };
+        let base = NonNull::new(base).expect("mmap returned NULL");
+        // From here the mapping is owned: on any failure it is dropped (unmapped) before the
+        // error returns.
+        let mut m = Mapping::from_kernel(base, map_len, req, opts.sharing.unwrap_or_default(), pages);
+        m.apply_options(opts)?;
+        Ok(m)
+    }
 
-        let mut pages = PageOutcome { requested: opts.huge, page_size: page, fallback: None };
-        if map_len == 0 {
-            return Ok(Mapping {
-                base: NonNull::dangling(),
-                map_len: 0,
-                delta: 0,
-                len: 0,
-                prot,
-                sharing: opts.sharing,
-                file_offset: fd.map(|_| offset),
-                path,
-                pages,
-                name_applied: false,
-            });
-        }
-
-        let mut flags = match opts.sharing {
-            Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
-            Sharing::Private => libc::MAP_PRIVATE,
+    /// Hugetlb pages, when asked for: `Some((base, len))` when the kernel gave them, `None`
+    /// (with the reason in `pages.fallback`) when the plain path must map instead.
+    fn map_hugetlb(
+        req: &Request<'_>,
+        opts: &MapOptions,
+        addr: *mut libc::c_void,
+        flags: MapFlags,
+        pages: &mut PageOutcome,
+    ) -> Result<Option<(*mut u8, usize)>> {
+        let HugePages::Hugetlb(size) = opts.huge else { return Ok(None) };
+        let page = sys::page_size();
+        let Some(hsize) = size.or_else(default_hugetlb_size).filter(|h| h.is_power_of_two() && *h >= page) else {
+            pages.fallback = Some("no hugetlb page size is configured on this system".to_owned());
+            return Ok(None);
         };
-        if opts.no_reserve {
-            flags |= libc::MAP_NORESERVE;
-        }
-        if opts.stack && fd.is_none() {
-            flags |= libc::MAP_STACK;
-        }
-        if opts.populate == Populate::MapPopulate {
-            flags |= libc::MAP_POPULATE;
-        }
-        let mut addr = std::ptr::null_mut();
-        match opts.placement {
-            Placement::Anywhere => {}
-            Placement::Hint(a) => addr = a as *mut libc::c_void,
-            Placement::FixedNoReplace(a) => {
-                if a % page != 0 {
-                    return Err(Error::new("mmap", ErrorKind::Unaligned)
-                        .with_addr(a)
-                        .with_detail(format!("fixed address is not page-aligned (page size {page:#x})")));
-                }
-                addr = a as *mut libc::c_void;
-                flags |= sys::kconst::MAP_FIXED_NOREPLACE;
+        let hlen = align_up(req.map_len as u64, hsize as u64).ok_or_else(|| req.too_big())? as usize;
+        let huge_shift = (hsize.trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT;
+        let hflags = flags | MapFlags::from_bits_retain((libc::MAP_HUGETLB | huge_shift) as u32);
+        // SAFETY: no MAP_FIXED: the kernel picks fresh address space (or honours
+        // MAP_FIXED_NOREPLACE, which never replaces).
+        match unsafe { sys::mmap(addr, hlen, req.prot.prot_flags(), hflags, req.fd, req.aligned_offset()) } {
+            Ok(base) => {
+                pages.page_size = hsize;
+                Ok(Some((base, hlen)))
+            }
+            Err(e) => {
+                let free = hugetlb_free_pages(hsize).map_or("no pool of that size".to_owned(), |n| format!("{n} free"));
+                pages.fallback = Some(format!(
+                    "hugetlb mmap of {} KiB pages failed: {} ({}); pool: {free}",
+                    hsize / 1024,
+                    crate::error::strerror(e.raw_os_error()),
+                    crate::error::errno_name(e.raw_os_error())
+                ));
+                Ok(None)
             }
         }
+    }
 
-        // Huge pages: hugetlb asks the kernel directly; THP over-maps to align to the PMD size.
-        let mut want_len = map_len;
-        let mut thp_align = 0usize;
-        match opts.huge {
-            HugePages::No => {}
-            HugePages::Hugetlb(size) => match size.or_else(default_hugetlb_size) {
-                Some(hsize) if hsize.is_power_of_two() && hsize >= page => {
-                    let hlen = align_up(map_len as u64, hsize as u64).ok_or_else(too_big)? as usize;
-                    let hflags = flags | libc::MAP_HUGETLB | ((hsize.trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT);
-                    // SAFETY: no MAP_FIXED: the kernel picks fresh address space (or honours
-                    // MAP_FIXED_NOREPLACE, which never replaces).
-                    let r = unsafe { sys::mmap(addr, hlen, prot.bits(), hflags, fd, aligned_offset) };
-                    match r {
-                        Ok(base) => {
-                            pages.page_size = hsize;
-                            return Self::finish(base, hlen, delta, len, prot, opts, fd.map(|_| offset), path, pages);
-                        }
-                        Err(e) => {
-                            let free = hugetlb_free_pages(hsize)
-                                .map_or("no pool of that size".to_owned(), |n| format!("{n} free"));
-                            pages.fallback = Some(format!(
-                                "hugetlb mmap of {} KiB pages failed: {} ({}); pool: {free}",
-                                hsize / 1024,
-                                crate::error::strerror(e.raw_os_error()),
-                                crate::error::errno_name(e.raw_os_error())
-                            ));
-                        }
-                    }
-                }
-                _ => pages.fallback = Some("no hugetlb page size is configured on this system".to_owned()),
-            },
-            HugePages::Transparent => match thp_mode().as_deref() {
-                Some("never") => {
-                    pages.fallback = Some(
-                        "transparent huge pages are disabled (/sys/kernel/mm/transparent_hugepage/enabled = never)"
-                            .into(),
-                    )
-                }
-                None => pages.fallback = Some("this kernel has no transparent huge page support".into()),
-                Some(_) => {
-                    let pmd = pmd_size(page);
-                    if fd.is_none() && opts.placement == Placement::Anywhere && map_len >= pmd {
-                        thp_align = pmd;
-                        want_len = map_len.checked_add(pmd).ok_or_else(too_big)?;
-                    } else if map_len < pmd {
-                        pages.fallback =
-                            Some(format!("region ({map_len:#x} bytes) is smaller than one huge page ({pmd:#x})"));
-                    } else if fd.is_some() {
-                        thp_align = 0;
-                        pages.fallback = None;
-                    }
-                }
-            },
-        }
-
-        // SAFETY: no MAP_FIXED in `flags`: the kernel picks fresh address space or honours
-        // MAP_FIXED_NOREPLACE, which fails instead of replacing anything.
-        let mut base = unsafe { sys::mmap(addr, want_len, prot.bits(), flags, fd, aligned_offset) }
-            .map_err(|e| Error::os("mmap", e).with_opt_path(path.as_deref()).with_range(offset, len as u64))?;
+    /// Base pages: `mmap` of the page-rounded range, over-mapped and trimmed to `align` when
+    /// it is non-zero (THP, anonymous and placed anywhere only); refuses a
+    /// `MAP_FIXED_NOREPLACE` the kernel took as a hint.
+    fn map_plain(
+        req: &Request<'_>,
+        opts: &MapOptions,
+        addr: *mut libc::c_void,
+        flags: MapFlags,
+        align: usize,
+    ) -> Result<*mut u8> {
+        let map_err =
+            |e| Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
+        let base = if align != 0 {
+            sys::mmap_anon_aligned(req.map_len, align, req.prot.prot_flags(), flags).map_err(map_err)?
+        } else {
+            // SAFETY: no MAP_FIXED in `flags`: the kernel picks fresh address space or honours
+            // MAP_FIXED_NOREPLACE, which fails instead of replacing anything.
+            unsafe { sys::mmap(addr, req.map_len, req.prot.prot_flags(), flags, req.fd, req.aligned_offset()) }
+                .map_err(map_err)?
+        };
         if let Placement::FixedNoReplace(a) = opts.placement {
             if base as usize != a {
                 // Kernels before 4.17 treat MAP_FIXED_NOREPLACE as a hint.
-                // SAFETY: we just mapped `base..base+want_len`; nothing else refers to it.
-                let _ = unsafe { sys::munmap(base, want_len) };
+                // SAFETY: we just mapped `base..base+map_len`; nothing else refers to it.
+                let _ = unsafe { sys::munmap(base, req.map_len) };
                 return Err(Error::from_raw_errno("mmap", libc::EEXIST)
                     .with_addr(a)
                     .with_detail("the kernel placed the mapping elsewhere (MAP_FIXED_NOREPLACE unsupported)"));
             }
         }
-        if thp_align != 0 {
-            // Trim the over-mapped head and tail so the region starts on a PMD boundary.
-            let start = base as usize;
-            let aligned = align_up(start as u64, thp_align as u64).ok_or_else(too_big)? as usize;
-            let head = aligned - start;
-            let tail = want_len - head - map_len;
-            // SAFETY: both pieces lie inside the region we just mapped and nothing refers to them.
-            unsafe {
-                if head > 0 {
-                    let _ = sys::munmap(base, head);
-                }
-                if tail > 0 {
-                    let _ = sys::munmap((aligned + map_len) as *mut u8, tail);
-                }
-            }
-            base = aligned as *mut u8;
-            want_len = map_len;
-        }
-        let mapping = Self::finish(base, want_len, delta, len, prot, opts, fd.map(|_| offset), path, pages)?;
-        Ok(mapping)
+        Ok(base)
     }
 
-    /// Wraps a fresh kernel mapping and applies the post-mmap options; on any failure the
-    /// mapping is dropped (unmapped) before the error returns.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        base: *mut u8,
+    /// Wraps a fresh kernel mapping of `map_len` bytes at `base` (dangling when 0).
+    fn from_kernel(
+        base: NonNull<u8>,
         map_len: usize,
-        delta: usize,
-        len: usize,
-        prot: Protection,
-        opts: &MapOptions,
-        file_offset: Option<u64>,
-        path: Option<PathBuf>,
+        req: Request<'_>,
+        sharing: Sharing,
         pages: PageOutcome,
-    ) -> Result<Mapping> {
-        let mut m = Mapping {
-            base: NonNull::new(base).expect("mmap returned NULL"),
+    ) -> Mapping {
+        Mapping {
+            base,
             map_len,
-            delta,
-            len,
-            prot,
-            sharing: opts.sharing,
-            file_offset,
-            path,
+            delta: req.delta,
+            len: req.len,
+            prot: req.prot,
+            sharing,
+            file_offset: req.fd.map(|_| req.offset),
+            path: req.path,
             pages,
             name_applied: false,
-        };
-        if opts.huge == HugePages::Transparent && m.pages.fallback.is_none() {
-            match m.advise(.., Advice::HugePage) {
-                Ok(()) => {
-                    // The kernel maps a huge page only where a PMD-aligned, PMD-sized piece of
-                    // the region lies (for a file, at a PMD-aligned file offset too); say so
-                    // when there is none rather than claim huge pages.
-                    let pmd = pmd_size(sys::page_size()) as u64;
-                    let base = m.base.as_ptr() as u64;
-                    let end = base + m.map_len as u64;
-                    let fits =
-                        align_up(base, pmd).is_some_and(|first| first.checked_add(pmd).is_some_and(|e| e <= end));
-                    let file_base = m.file_offset.map(|o| o - m.delta as u64);
-                    let congruent = file_base.map_or(true, |fb| base.wrapping_sub(fb) % pmd == 0);
-                    if fits && congruent {
-                        m.pages.page_size = pmd as usize;
-                    } else {
-                        m.pages.fallback = Some(if fits {
-                            format!(
-                                "MADV_HUGEPAGE applied, but the address {base:#x} and the file offset differ modulo \
-                                 the huge page size ({pmd:#x}), so no huge page can map the file"
-                            )
-                        } else {
-                            format!(
-                                "MADV_HUGEPAGE applied, but the region {base:#x}..{end:#x} holds no {pmd:#x}-aligned \
-                                 huge page"
-                            )
-                        });
-                    }
-                }
-                Err(e) => m.pages.fallback = Some(format!("MADV_HUGEPAGE refused: {e}")),
-            }
         }
-        if let (Some(name), None) = (&opts.name, m.file_offset) {
-            m.name_applied = m.set_name(name)?;
+    }
+
+    /// The options applied after `mmap`: THP advice (and whether it can take), the name,
+    /// access advice, populate and lock.
+    fn apply_options(&mut self, opts: &MapOptions) -> Result<()> {
+        if opts.huge == HugePages::Transparent && self.pages.fallback.is_none() {
+            self.advise_thp();
+        }
+        if let (Some(name), None) = (&opts.name, self.file_offset) {
+            self.name_applied = self.set_name(name)?;
         }
         if let Some(advice) = opts.advice {
-            m.advise(.., advice)?;
+            self.advise(.., advice)?;
         }
         match opts.populate {
-            Populate::Read => m.populate(.., false)?,
-            Populate::Write => m.populate(.., true)?,
+            Populate::Read => self.populate(..)?,
+            Populate::Write => self.populate_write(..)?,
             Populate::No | Populate::MapPopulate => {}
         }
         match opts.lock {
             Lock::No => {}
-            Lock::OnFault => m.lock_range(.., true)?,
-            Lock::Full => m.lock_range(.., false)?,
+            Lock::OnFault => self.lock_range(.., true)?,
+            Lock::Full => self.lock_range(.., false)?,
         }
-        Ok(m)
+        Ok(())
+    }
+
+    /// `MADV_HUGEPAGE` on the whole region, and the page outcome it earns: the kernel maps a
+    /// huge page only where a PMD-aligned, PMD-sized piece of the region lies (for a file, at
+    /// a PMD-aligned file offset too); say so when there is none rather than claim huge pages.
+    fn advise_thp(&mut self) {
+        if let Err(e) = self.advise(.., Advice::HugePage) {
+            self.pages.fallback = Some(format!("MADV_HUGEPAGE refused: {e}"));
+            return;
+        }
+        let pmd = sys::thp_size() as u64;
+        let base = self.base.as_ptr() as u64;
+        let end = base + self.map_len as u64;
+        let fits = align_up(base, pmd).is_some_and(|first| first.checked_add(pmd).is_some_and(|e| e <= end));
+        let file_base = self.file_offset.map(|o| o - self.delta as u64);
+        let congruent = file_base.map_or(true, |fb| base.wrapping_sub(fb) % pmd == 0);
+        if fits && congruent {
+            self.pages.page_size = pmd as usize;
+        } else {
+            self.pages.fallback = Some(if fits {
+                format!(
+                    "MADV_HUGEPAGE applied, but the address {base:#x} and the file offset differ modulo the huge \
+                     page size ({pmd:#x}), so no huge page can map the file"
+                )
+            } else {
+                format!("MADV_HUGEPAGE applied, but the region {base:#x}..{end:#x} holds no {pmd:#x}-aligned huge page")
+            });
+        }
     }
 
     /// Narrows the exposed bytes to `[delta, delta + len)` of the kernel region; the rest stays
@@ -492,7 +540,7 @@ impl Mapping {
     }
 
     /// Resolves a byte range relative to the requested bytes into `(offset, len)`, checking it.
-    pub fn check_range(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize)> {
+    pub(crate) fn check_range(&self, op: &'static str, range: impl RangeBounds<usize>) -> Result<(usize, usize)> {
         resolve_range(op, range, self.len).map_err(|e| e.with_opt_path(self.path.as_deref()))
     }
 
@@ -649,7 +697,8 @@ impl Mapping {
         // SAFETY: `start` is page-aligned and `start + span <= map_len`.
         let ptr = unsafe { self.base.as_ptr().add(start) };
         // SAFETY: the pages are ours; the reference contract is the caller's.
-        unsafe { sys::mprotect(ptr, span, prot.bits()) }.map_err(|e| self.range_error("mprotect", e, off, len))?;
+        unsafe { sys::mprotect(ptr, span, prot.prot_flags()) }
+            .map_err(|e| self.range_error("mprotect", e, off, len))?;
         if off == 0 && len == self.len {
             self.prot = prot;
         }
@@ -707,25 +756,30 @@ impl Mapping {
         let pages = span / page;
         let mut bitmap = PageBitmap::new(pages as u64);
         let mut vec = vec![0u8; pages.min(MINCORE_WINDOW_PAGES)];
-        let mut done = 0;
-        while done < pages {
-            let n = (pages - done).min(MINCORE_WINDOW_PAGES);
-            // SAFETY: `ptr + done pages` is page-aligned and the `n` pages lie inside our mapping
-            // (`span` covers them); `vec` has at least one byte per page.
-            unsafe { sys::mincore(ptr.add(done * page), n * page, &mut vec[..n]) }
-                .map_err(|e| self.range_error("mincore", e, off, len))?;
-            bitmap.fill_from_mincore(done as u64, &vec[..n]);
-            done += n;
-        }
+        sys::mincore_windows(ptr as usize, span, &mut vec, |first, bytes| {
+            bitmap.fill_from_mincore(first as u64, bytes);
+        })
+        .map_err(|(e, _, _)| self.range_error("mincore", e, off, len))?;
         Ok(Residency::from_bitmap(page as u64, len as u64, bitmap))
     }
 
-    /// Faults in the pages of `range` (`MADV_POPULATE_READ`, or `_WRITE` when `write`), so later
-    /// accesses take no page faults. On kernels before 5.14, which lack both, it falls back to
-    /// `MADV_WILLNEED` (read-ahead; a write population then does not break copy-on-write).
+    /// Faults in the pages of `range` for reading (`MADV_POPULATE_READ`), so later reads take
+    /// no page faults. On kernels before 5.14 it falls back to `MADV_WILLNEED` (read-ahead).
     /// It never touches the pages itself: where the kernel refuses (`EINVAL`: a page without
     /// the permission, or an incompatible mapping such as device memory) that is the error.
-    pub fn populate(&self, range: impl RangeBounds<usize>, write: bool) -> Result<()> {
+    pub fn populate(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.populate_for(range, false)
+    }
+
+    /// Faults in the pages of `range` for writing (`MADV_POPULATE_WRITE`: private pages are
+    /// copied now), so later writes take no page faults. On kernels before 5.14 it falls back
+    /// to `MADV_WILLNEED`, which does not break copy-on-write. Errors as
+    /// [`populate`](Self::populate), and for a mapping that is not writable.
+    pub fn populate_write(&self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.populate_for(range, true)
+    }
+
+    fn populate_for(&self, range: impl RangeBounds<usize>, write: bool) -> Result<()> {
         let (off, len, ptr, span) = self.pages_of("madvise", range)?;
         if span == 0 {
             return Ok(());
@@ -828,9 +882,9 @@ impl Mapping {
         Ok(())
     }
 
-    /// Grows or shrinks the mapping with `mremap(2)`. With `may_move` the kernel may move it
-    /// (every pointer into it then dangles, hence `&mut self`); without, growing fails with
-    /// `ENOMEM` when the next pages are taken.
+    /// Grows or shrinks the mapping with `mremap(2)`. With [`RemapOptions::may_move`] the
+    /// kernel may move it (every pointer into it then dangles, hence `&mut self`); without,
+    /// growing fails with `ENOMEM` when the next pages are taken.
     ///
     /// Growth never hands out bytes nothing backs. Private anonymous memory grows with zero
     /// pages. Any other mapping (a file, or shared anonymous memory, whose memory object keeps
@@ -845,7 +899,7 @@ impl Mapping {
     /// For a file-backed mapping the caller extends the
     /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) to the new length:
     /// nobody truncates the file below it (or modifies it) while slices of the mapping are alive.
-    pub unsafe fn resize(&mut self, new_len: usize, may_move: bool) -> Result<()> {
+    pub unsafe fn resize(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
         let page = sys::page_size() as u64;
         let (path, addr) = (self.path.clone(), self.base.as_ptr() as usize);
         let fail = |kind: ErrorKind, detail: String| {
@@ -878,7 +932,7 @@ impl Mapping {
         }
         let old = (self.base.as_ptr(), self.map_len);
         // SAFETY: the region is ours; `&mut self` means no reference into it is alive.
-        let base = unsafe { sys::mremap(old.0, old.1, new_map_len, may_move) }.map_err(|e| {
+        let base = unsafe { sys::mremap(old.0, old.1, new_map_len, options.may_move) }.map_err(|e| {
             Error::os("mremap", e)
                 .with_opt_path(self.path.as_deref())
                 .with_addr(old.0 as usize)

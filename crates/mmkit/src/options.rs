@@ -69,8 +69,14 @@ impl Protection {
         b
     }
 
+    /// The kernel's `PROT_*` bits as typed flags, for [`sys::mmap`](crate::sys) and
+    /// `mprotect`.
+    pub(crate) const fn prot_flags(self) -> rustix::mm::ProtFlags {
+        rustix::mm::ProtFlags::from_bits_retain(self.bits() as u32)
+    }
+
     /// The `rwx` string as `/proc/self/maps` shows it (`r-x`).
-    pub fn as_rwx(self) -> String {
+    pub fn rwx(self) -> String {
         let mut s = String::with_capacity(3);
         s.push(if self.readable() { 'r' } else { '-' });
         s.push(if self.writable() { 'w' } else { '-' });
@@ -94,7 +100,7 @@ impl BitOrAssign for Protection {
 
 impl std::fmt::Debug for Protection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Protection({})", self.as_rwx())
+        write!(f, "Protection({})", self.rwx())
     }
 }
 
@@ -244,7 +250,7 @@ impl Advice {
             Advice::PageOut => (libc::MADV_PAGEOUT, "MADV_PAGEOUT"),
             Advice::PopulateRead => (libc::MADV_POPULATE_READ, "MADV_POPULATE_READ"),
             Advice::PopulateWrite => (libc::MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE"),
-            Advice::Collapse => (MADV_COLLAPSE, "MADV_COLLAPSE"),
+            Advice::Collapse => (crate::sys::kconst::MADV_COLLAPSE, "MADV_COLLAPSE"),
         }
     }
 }
@@ -303,7 +309,8 @@ impl UncheckedAdvice {
     }
 }
 
-/// How [`remap`](crate::MmapMut::remap) may resize a mapping (memmap2's `RemapOptions`).
+/// How [`remap`](crate::MmapMut::remap) and [`Mapping::resize`](crate::Mapping::resize) may
+/// resize a mapping (memmap2's `RemapOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RemapOptions {
     pub(crate) may_move: bool,
@@ -324,9 +331,6 @@ impl RemapOptions {
     }
 }
 
-/// `MADV_COLLAPSE` (Linux 6.1), not in every libc release.
-pub(crate) const MADV_COLLAPSE: i32 = 25;
-
 /// mmap's parameters as a builder. Build once, map many times.
 ///
 /// ```
@@ -343,8 +347,8 @@ pub struct MapOptions {
     pub(crate) len: Option<usize>,
     pub(crate) offset: u64,
     pub(crate) protection: Option<Protection>,
-    pub(crate) sharing: Sharing,
-    pub(crate) sharing_set: bool,
+    /// `None`: the face's default (shared for files, private for anonymous memory).
+    pub(crate) sharing: Option<Sharing>,
     pub(crate) placement: Placement,
     pub(crate) populate: Populate,
     pub(crate) no_reserve: bool,
@@ -385,8 +389,7 @@ impl MapOptions {
 
     /// Shared or private (copy-on-write).
     pub fn sharing(&mut self, sharing: Sharing) -> &mut Self {
-        self.sharing = sharing;
-        self.sharing_set = true;
+        self.sharing = Some(sharing);
         self
     }
 
@@ -448,7 +451,7 @@ mod tests {
     #[test]
     fn protection_bits_and_text() {
         let p = Protection::READ | Protection::EXEC;
-        assert_eq!(p.as_rwx(), "r-x");
+        assert_eq!(p.rwx(), "r-x");
         assert_eq!(p.bits(), libc::PROT_READ | libc::PROT_EXEC);
         assert!(Protection::READ_WRITE.writable());
         assert_eq!(Protection::NONE.bits(), libc::PROT_NONE);

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | reserve, aligned, low 4 GiB, named | [`ReserveOptions`], [`Reservation::new`] |
 //! | make a range usable / give it back | [`Reservation::commit`], [`Reservation::decommit`] |
-//! | map a file or a memfd into it | [`Reservation::map_file_at`], [`Reservation::map_shared_memory_at`] |
+//! | map a file or a memfd into it | [`Reservation::map_file_at`], [`Reservation::map_shared_memory_at`] (in [`shm`](crate::shm)) |
 //! | hand part of it to another owner | [`Reservation::carve`] |
 //! | guard pages inside it | [`Reservation::guard`], [`Reservation::unguard`] |
 //!
@@ -24,12 +24,13 @@ use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
+use rustix::mm::{MapFlags, ProtFlags};
+
 use crate::anon::GuardKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Protection, Sharing};
 use crate::page::{align_up, check_len, check_page_len, is_aligned, range_within};
 use crate::residency::MINCORE_WINDOW_PAGES;
-use crate::shm::SharedMemory;
 use crate::sys;
 
 /// How to reserve address space: length, alignment, placement, name.
@@ -99,10 +100,10 @@ impl ReserveOptions {
         // `len + extra` fits in u64: both are at most usize::MAX.
         let want = check_len("reserve", len as u64 + extra as u64)
             .map_err(|e| e.with_detail(format!("length plus alignment ({align:#x}) is longer than isize::MAX")))?;
-        let mut flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE;
+        let mut flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
         if self.low_4gib {
-            match sys::anon::MAP_32BIT {
-                Some(f) => flags |= f,
+            match sys::kconst::MAP_32BIT {
+                Some(f) => flags |= MapFlags::from_bits_retain(f as u32),
                 None => {
                     return Err(Error::new("reserve", ErrorKind::Unsupported)
                         .with_detail("low-4 GiB placement needs MAP_32BIT, which only x86_64 has"))
@@ -111,22 +112,8 @@ impl ReserveOptions {
         }
         let op =
             if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
-        // SAFETY: no MAP_FIXED: fresh address space chosen by the kernel.
-        let raw = unsafe { sys::mmap(std::ptr::null_mut(), want, libc::PROT_NONE, flags, None, 0) }
-            .map_err(|e| Error::os(op, e).with_range(0, want as u64))?;
-        let start = raw as usize;
-        let aligned = align_up(start as u64, align as u64).expect("address fits") as usize;
-        let head = aligned - start;
-        let tail = want - head - len;
-        // SAFETY: both pieces lie inside the range we just mapped and nothing refers to them.
-        unsafe {
-            if head > 0 {
-                let _ = sys::munmap(raw, head);
-            }
-            if tail > 0 {
-                let _ = sys::munmap((aligned + len) as *mut u8, tail);
-            }
-        }
+        let aligned = sys::mmap_anon_aligned(len, align, ProtFlags::empty(), flags)
+            .map_err(|e| Error::os(op, e).with_range(0, want as u64))? as usize;
         let mut r = Reservation {
             base: NonNull::new(aligned as *mut u8).expect("mmap returned NULL"),
             len,
@@ -260,7 +247,7 @@ impl Reservation {
         }
         // SAFETY: the range is inside our reservation; no references into it exist (we hand
         // out raw pointers only).
-        unsafe { sys::mprotect(ptr, len, prot.bits()) }
+        unsafe { sys::mprotect(ptr, len, prot.prot_flags()) }
             .map_err(|e| Error::os("mprotect", e).with_addr(ptr as usize).with_range(offset as u64, len as u64))
     }
 
@@ -272,10 +259,10 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
-        let flags = libc::MAP_PRIVATE | libc::MAP_NORESERVE | libc::MAP_FIXED;
+        let flags = MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED;
         // SAFETY: MAP_FIXED replaces pages inside our own reservation only; no references into
         // it exist.
-        unsafe { sys::mmap(ptr.cast(), len, libc::PROT_NONE, flags, None, 0) }.map_err(|e| {
+        unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
         })?;
         if let Some(name) = &self.name {
@@ -305,15 +292,15 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
-        let mut flags = libc::MAP_FIXED;
-        flags |= match sharing {
-            Sharing::Shared => libc::MAP_SHARED,
-            Sharing::SharedValidate => sys::kconst::MAP_SHARED_VALIDATE,
-            Sharing::Private => libc::MAP_PRIVATE,
-        };
+        let flags = MapFlags::FIXED
+            | match sharing {
+                Sharing::Shared => MapFlags::SHARED,
+                Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
+                Sharing::Private => MapFlags::PRIVATE,
+            };
         let fd = fd.as_fd();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
-        unsafe { sys::mmap(ptr.cast(), len, prot.bits(), flags, Some(fd), file_offset) }.map_err(|e| {
+        unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED)", e)
                 .with_opt_path(sys::fd_path(fd).as_deref())
                 .with_addr(ptr as usize)
@@ -322,67 +309,17 @@ impl Reservation {
         Ok(())
     }
 
-    /// Maps `len` bytes of `shm` from `shm_offset` at `offset` inside the reservation, shared
-    /// (`MAP_SHARED | MAP_FIXED`). Safe: a reservation hands out raw pointers only, and the
-    /// range must lie inside the memfd now. Mapping the same memfd twice back to back is how
-    /// [`shm::MirroredBuffer`](crate::shm::MirroredBuffer) builds a ring without wrap-around.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), mmkit::Error> {
-    /// use mmkit::{Protection, Reservation, shm::SharedMemory};
-    /// let page = mmkit::page_size();
-    /// let shm = SharedMemory::create("twice", page as u64)?;
-    /// let r = Reservation::new(2 * page)?;
-    /// r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0)?;
-    /// r.map_shared_memory_at(page, page, Protection::READ_WRITE, &shm, 0)?;
-    /// // SAFETY: both pages are mapped read-write; raw-pointer access only.
-    /// unsafe {
-    ///     r.as_mut_ptr().write(7);
-    ///     assert_eq!(r.as_ptr().add(page).read(), 7); // the same byte, seen twice
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn map_shared_memory_at(
-        &self,
-        offset: usize,
-        len: usize,
-        prot: Protection,
-        shm: &SharedMemory,
-        shm_offset: u64,
-    ) -> Result<()> {
-        let size = shm.len()?;
-        if !shm_offset.checked_add(len as u64).is_some_and(|end| end <= size) {
-            return Err(Error::new("map_shared_memory_at", ErrorKind::OutOfBounds)
-                .with_range(shm_offset, len as u64)
-                .with_detail(format!(
-                    "range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS"
-                )));
-        }
-        // SAFETY: the reservation only hands out raw pointers, whose users take on the access
-        // contract; the replaced range is ours (checked inside map_file_at).
-        unsafe { self.map_file_at(offset, len, prot, Sharing::Shared, shm, shm_offset) }
-    }
-
     /// Makes `[offset, offset + len)` a guard region: touching it raises `SIGSEGV`.
     /// `MADV_GUARD_INSTALL` markers where the kernel has them (Linux 6.13+; committed pages
     /// keep their protection and no VMA is split), else `mprotect(PROT_NONE)`. The contents
     /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
     pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
         let ptr = self.check("guard", offset, len)?;
-        if len == 0 {
-            return Ok(GuardKind::Madvise);
-        }
-        // SAFETY: the range is inside our reservation and only raw pointers into it exist;
-        // the guard zaps its pages.
-        match unsafe { sys::madvise(ptr, len, sys::anon::MADV_GUARD_INSTALL) } {
-            Ok(()) => return Ok(GuardKind::Madvise),
-            Err(rustix::io::Errno::INVAL) => {}
-            Err(e) => return Err(Error::os("madvise(MADV_GUARD_INSTALL)", e).with_range(offset as u64, len as u64)),
-        }
-        // SAFETY: as above.
-        unsafe { sys::mprotect(ptr, len, libc::PROT_NONE) }
-            .map_err(|e| Error::os("mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64))?;
-        Ok(GuardKind::ProtNone)
+        // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
+        // exist; the guard zaps its pages.
+        unsafe { sys::anon::install_guard(ptr, len, true) }.map_err(|e| {
+            Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64)
+        })
     }
 
     /// Removes guard markers from `[offset, offset + len)` (`MADV_GUARD_REMOVE`); the pages
@@ -394,7 +331,7 @@ impl Reservation {
             return Ok(());
         }
         // SAFETY: the range is inside our reservation; removing markers changes no contents.
-        unsafe { sys::madvise(ptr, len, sys::anon::MADV_GUARD_REMOVE) }
+        unsafe { sys::madvise(ptr, len, sys::kconst::MADV_GUARD_REMOVE) }
             .map_err(|e| Error::os("madvise(MADV_GUARD_REMOVE)", e).with_range(offset as u64, len as u64))
     }
 
@@ -405,15 +342,10 @@ impl Reservation {
         let span = align_up(len as u64, page as u64).expect("inside reservation") as usize;
         let mut resident = 0;
         let mut vec = vec![0u8; (span / page).clamp(1, MINCORE_WINDOW_PAGES)];
-        let mut done = 0;
-        while done < span {
-            let chunk = (span - done).min(vec.len() * page);
-            // SAFETY: page-aligned range inside our reservation; `vec` has a byte per page.
-            unsafe { sys::mincore(ptr.add(done), chunk, &mut vec[..chunk / page]) }
-                .map_err(|e| Error::os("mincore", e).with_range((offset + done) as u64, chunk as u64))?;
-            resident += vec[..chunk / page].iter().filter(|&&b| b & 1 == 1).count();
-            done += chunk;
-        }
+        sys::mincore_windows(ptr as usize, span, &mut vec, |_, bytes| {
+            resident += bytes.iter().filter(|&&b| b & 1 == 1).count();
+        })
+        .map_err(|(e, at, chunk)| Error::os("mincore", e).with_range((offset + at) as u64, chunk as u64))?;
         Ok(resident)
     }
 

@@ -40,7 +40,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{Mmap, MmapMut, MmapRaw};
-use crate::options::{MapOptions, Protection};
+use crate::options::{MapOptions, Protection, Sharing};
 use crate::page::align_up;
 use crate::reserve::Reservation;
 use crate::sys;
@@ -807,5 +807,50 @@ impl RingConsumer {
         unsafe { shared_copy_from(src, &mut buf[..n]) };
         // Cannot fail: `n <= queued`.
         self.end.advance("RingConsumer::pop", &mut self.tail, RingField::Tail, n, queued).map_or(0, |()| n)
+    }
+}
+
+/// Mapping shared memory into a reservation lives here, above both, so that `reserve` never
+/// names `shm` (imports flow one way; see the crate root).
+impl Reservation {
+    /// Maps `len` bytes of `shm` from `shm_offset` at `offset` inside the reservation, shared
+    /// (`MAP_SHARED | MAP_FIXED`). Safe: a reservation hands out raw pointers only, and the
+    /// range must lie inside the memfd now. Mapping the same memfd twice back to back is how
+    /// [`shm::MirroredBuffer`](crate::shm::MirroredBuffer) builds a ring without wrap-around.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use mmkit::{Protection, Reservation, shm::SharedMemory};
+    /// let page = mmkit::page_size();
+    /// let shm = SharedMemory::create("twice", page as u64)?;
+    /// let r = Reservation::new(2 * page)?;
+    /// r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0)?;
+    /// r.map_shared_memory_at(page, page, Protection::READ_WRITE, &shm, 0)?;
+    /// // SAFETY: both pages are mapped read-write; raw-pointer access only.
+    /// unsafe {
+    ///     r.as_mut_ptr().write(7);
+    ///     assert_eq!(r.as_ptr().add(page).read(), 7); // the same byte, seen twice
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn map_shared_memory_at(
+        &self,
+        offset: usize,
+        len: usize,
+        prot: Protection,
+        shm: &SharedMemory,
+        shm_offset: u64,
+    ) -> Result<()> {
+        let size = shm.len()?;
+        if !shm_offset.checked_add(len as u64).is_some_and(|end| end <= size) {
+            return Err(Error::new("map_shared_memory_at", ErrorKind::OutOfBounds)
+                .with_range(shm_offset, len as u64)
+                .with_detail(format!(
+                    "range ends past the shared memory (len {size:#x}); touching it would raise SIGBUS"
+                )));
+        }
+        // SAFETY: the reservation only hands out raw pointers, whose users take on the access
+        // contract; the replaced range is ours (checked inside map_file_at).
+        unsafe { self.map_file_at(offset, len, prot, Sharing::Shared, shm, shm_offset) }
     }
 }

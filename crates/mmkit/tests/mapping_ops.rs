@@ -103,7 +103,6 @@ fn every_range_operation_rejects_out_of_bounds_and_overflow() {
         check("advise_unchecked", unsafe { map.mapping().advise_unchecked(r, UncheckedAdvice::DontNeed) });
         // SAFETY: as above.
         check("protect", unsafe { map.mapping_mut().protect(r, Protection::READ) });
-        check("check_range", map.mapping().check_range("t", r).map(|_| ()));
     }
     let mut b = [0u8; 8];
     for off in [len - 7, len + 1, usize::MAX, usize::MAX - 7] {
@@ -259,7 +258,7 @@ fn populate_options_make_anon_residency_full() {
     assert_eq!(map.residency(..).unwrap().resident_pages(), 2);
     // Writing population on a read-only mapping is refused.
     let ro = MapOptions::new().len(page()).protection(Protection::READ).map_anon_raw().unwrap();
-    assert_eq!(ro.mapping().populate(.., true).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(ro.mapping().populate_write(..).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
 
 #[test]

@@ -186,10 +186,10 @@ mod mmap_raw {
         let page = page_size();
         let mut raw = MapOptions::new().len(2 * page).map_anon_raw().unwrap();
         raw.protect(page.., Protection::NONE).unwrap();
-        let e = raw.mapping().populate(.., true).unwrap_err();
+        let e = raw.mapping().populate_write(..).unwrap_err();
         assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
         // The writable page alone populates (and becomes resident), the other stays untouched.
-        raw.mapping().populate(..page, true).unwrap();
+        raw.mapping().populate_write(..page).unwrap();
         assert_eq!(raw.residency(..).unwrap().resident_pages(), 1);
         assert_eq!(area_of(raw.as_ptr() as usize + page).unwrap().perms.to_string(), "---p");
     }

@@ -1,52 +1,35 @@
-//! Kernel calls for anonymous memory: guard regions, `MAP_32BIT` placement.
-//!
-//! The guard wrappers take the owning [`Mapping`] by `&mut`, which proves that no reference
-//! into it is alive, so they can be safe.
+//! Kernel calls for anonymous memory: guard regions, moving remaps, a cheap clock.
 
 use rustix::io::Errno;
 
+use super::kconst::MADV_GUARD_INSTALL;
 use super::SysResult;
-use crate::anon::GuardKind;
-use crate::mapping::Mapping;
 
-/// `MADV_GUARD_INSTALL` (Linux 6.13): installs guard markers in the page tables; touching them
-/// raises `SIGSEGV`, without splitting the VMA the way `mprotect(PROT_NONE)` does.
-pub(crate) const MADV_GUARD_INSTALL: i32 = 102;
-/// `MADV_GUARD_REMOVE` (Linux 6.13): removes guard markers (the pages read back as zeros).
-pub(crate) const MADV_GUARD_REMOVE: i32 = 103;
+// Defined here, beside the calls that choose it, because it names a kernel mechanism (sys
+// names no type of a higher layer); re-exported as `mmkit::anon::GuardKind`.
+/// How guard pages were made inaccessible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuardKind {
+    /// `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+): page-table markers, no extra VMA.
+    Madvise,
+    /// `mprotect(PROT_NONE)`: the portable way, at the cost of splitting the VMA.
+    ProtNone,
+}
 
-/// `MAP_32BIT` where the architecture has it (x86_64 only): the kernel places the mapping in
-/// the low 2 GiB of the address space.
-pub(crate) const MAP_32BIT: Option<i32> = {
-    #[cfg(target_arch = "x86_64")]
-    {
-        Some(libc::MAP_32BIT)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        None
-    }
-};
-
-/// Makes `[off, off + len)` of `map`'s kernel region a guard region: `madvise(MADV_GUARD_INSTALL)`
-/// where the kernel has it, else `mprotect(PROT_NONE)`. The range must be whole pages inside
-/// the kernel region of an anonymous mapping.
+/// Makes `ptr..ptr+len` a guard region: `madvise(MADV_GUARD_INSTALL)` where the kernel has it
+/// (and `allow_madvise`), else `mprotect(PROT_NONE)`. Returns which one was used.
+///
+/// # Safety
+/// The range must be whole pages of address space the caller owns, with no live reference into
+/// it: the guard markers zap the pages and later touches fault.
 #[doc(alias = "madvise")]
 #[doc(alias = "MADV_GUARD_INSTALL")]
-pub(crate) fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_madvise: bool) -> SysResult<GuardKind> {
-    let (base, map_len) = map.kernel_region();
-    let page = super::page_size();
-    if off % page != 0 || len % page != 0 || !off.checked_add(len).is_some_and(|end| end <= map_len) {
-        return Err(Errno::INVAL);
-    }
+pub(crate) unsafe fn install_guard(ptr: *mut u8, len: usize, allow_madvise: bool) -> SysResult<GuardKind> {
     if len == 0 {
         return Ok(GuardKind::Madvise);
     }
-    let ptr = (base + off) as *mut u8;
     if allow_madvise {
-        // SAFETY: the range is inside the kernel region `map` owns (checked above), and `&mut`
-        // means no reference into it is alive; the guard markers zap the pages (which nobody
-        // can observe) and make later touches fault.
+        // SAFETY: forwarded contract.
         match unsafe { super::madvise(ptr, len, MADV_GUARD_INSTALL) } {
             Ok(()) => return Ok(GuardKind::Madvise),
             // EINVAL: an older kernel that does not know the advice.
@@ -54,8 +37,8 @@ pub(crate) fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_mad
             Err(e) => return Err(e),
         }
     }
-    // SAFETY: as above; removing access breaks no live reference.
-    unsafe { super::mprotect(ptr, len, libc::PROT_NONE) }?;
+    // SAFETY: forwarded contract; removing access breaks no live reference.
+    unsafe { super::mprotect(ptr, len, rustix::mm::ProtFlags::empty()) }?;
     Ok(GuardKind::ProtNone)
 }
 

@@ -19,6 +19,8 @@ use std::ptr::NonNull;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
+use super::mincore;
+
 /// A read-only shared map of `[offset, offset + len)` of a file. See the
 /// [module docs](self#safety-contract-of-window).
 #[derive(Debug)]
@@ -99,34 +101,6 @@ impl Drop for Window {
 pub(crate) enum ReadAdvice {
     /// `MADV_POPULATE_READ` (Linux 5.14+): read the range in and map it, waiting for the I/O.
     PopulateRead,
-}
-
-/// `mincore(addr, len, vec)`: page-cache residency of `[addr, addr + len)` of this process's
-/// address space, one byte per page into `out`.
-///
-/// Safe: `mincore` reads no user memory, the kernel validates the range (`ENOMEM` when any of it
-/// is unmapped), and `out` is checked to hold one byte per page.
-/// See [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html).
-pub(crate) fn mincore(addr: usize, len: usize, out: &mut [u8]) -> Result<(), Errno> {
-    let page = crate::page::page_size();
-    if addr % page != 0 {
-        return Err(Errno::INVAL);
-    }
-    let pages = len.div_ceil(page);
-    if out.len() < pages {
-        return Err(Errno::INVAL);
-    }
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: `out` has room for one byte per page of the range (checked above); mincore does
-    // not access the range's memory, only its page tables and page cache.
-    let rc = unsafe { libc::mincore(addr as *mut c_void, len, out.as_mut_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)))
-    }
 }
 
 /// `struct cachestat` of `<linux/mman.h>`: page counts of a file range.
@@ -298,7 +272,7 @@ mod tests {
 
     #[test]
     fn window_mincore_and_cachestat_agree_on_a_written_file() {
-        let page = crate::page::page_size();
+        let page = crate::sys::page_size();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&vec![7u8; page * 3]).unwrap();
         let w = Window::map(&f, 0, page * 3).unwrap();

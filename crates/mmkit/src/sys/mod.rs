@@ -7,6 +7,7 @@
 
 pub(crate) mod anon;
 pub(crate) mod inspect;
+pub(crate) mod kconst;
 pub(crate) mod probe;
 pub(crate) mod shm;
 
@@ -22,28 +23,6 @@ pub(crate) type SysResult<T> = Result<T, Errno>;
 
 fn last_errno() -> Errno {
     Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
-}
-
-/// Kernel constants the `libc` crate defines for Linux but not for Android. Bionic's headers and
-/// the kernel have them; the values are the kernel's (the same on every Android architecture).
-#[cfg(target_os = "android")]
-pub(crate) mod kconst {
-    /// `MAP_SHARED_VALIDATE` (Linux 4.15).
-    pub(crate) const MAP_SHARED_VALIDATE: libc::c_int = 0x03;
-    /// `MAP_FIXED_NOREPLACE` (Linux 4.17).
-    pub(crate) const MAP_FIXED_NOREPLACE: libc::c_int = 0x10_0000;
-    /// `EHWPOISON`: memory page has hardware error.
-    pub(crate) const EHWPOISON: libc::c_int = 133;
-    /// `MREMAP_MAYMOVE`.
-    pub(crate) const MREMAP_MAYMOVE: libc::c_int = 1;
-    /// `MREMAP_FIXED`.
-    pub(crate) const MREMAP_FIXED: libc::c_int = 2;
-}
-/// Kernel constants the `libc` crate defines for Linux but not for Android (see the Android
-/// definition).
-#[cfg(not(target_os = "android"))]
-pub(crate) mod kconst {
-    pub(crate) use libc::{EHWPOISON, MAP_FIXED_NOREPLACE, MAP_SHARED_VALIDATE};
 }
 
 /// `mremap(2)` as a raw `syscall(SYS_mremap, ...)`: neither rustix (whose Android build uses its
@@ -77,6 +56,33 @@ pub(crate) fn page_size() -> usize {
     rustix::param::page_size()
 }
 
+/// The transparent huge page (PMD) size, from
+/// `/sys/kernel/mm/transparent_hugepage/hpage_pmd_size`, read once (it is fixed for the life of
+/// the kernel); where the file is missing, what one page-table page of 8-byte entries maps.
+/// Never allocates: the allocator asks it from inside `GlobalAlloc::alloc`.
+pub(crate) fn thp_size() -> usize {
+    static SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let cached = SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let page = page_size();
+    let size = read_number(c"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .filter(|s| s.is_power_of_two() && *s >= page)
+        .unwrap_or(page * (page / 8));
+    SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+    size
+}
+
+/// A decimal number from a small sysfs file, read into a stack buffer (no allocation).
+fn read_number(path: &CStr) -> Option<usize> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
 /// `mmap(2)`: maps `len` bytes of `fd` at `offset` (or anonymous memory when `fd` is `None`).
 ///
 /// # Safety
@@ -85,13 +91,11 @@ pub(crate) fn page_size() -> usize {
 pub(crate) unsafe fn mmap(
     addr: *mut c_void,
     len: usize,
-    prot: i32,
-    flags: i32,
+    prot: ProtFlags,
+    flags: MapFlags,
     fd: Option<BorrowedFd<'_>>,
     offset: u64,
 ) -> SysResult<*mut u8> {
-    let prot = ProtFlags::from_bits_retain(prot as u32);
-    let flags = MapFlags::from_bits_retain(flags as u32);
     // SAFETY: forwarded contract: the caller owns `addr..addr+len` when MAP_FIXED is set;
     // otherwise the kernel picks fresh address space and nothing existing is touched.
     let ptr = unsafe {
@@ -101,6 +105,38 @@ pub(crate) unsafe fn mmap(
         }
     };
     Ok(ptr.cast())
+}
+
+/// A fresh anonymous mapping of `len` bytes whose start is a multiple of `align` (a power of
+/// two; at most the page size means no extra alignment): `mmap(2)` of `len + align - page`
+/// bytes, then `munmap(2)` of the unaligned head and tail. The kernel has no flag for it.
+/// `MAP_FIXED` in `flags` is ignored: the kernel picks the place.
+///
+/// The one over-map-and-trim in mmkit (THP regions, aligned reservations, the allocator's
+/// huge blocks). Other crates get it through `ReserveOptions::align`, which owns the result;
+/// mmkit-elf's executor still has its own copy, to be replaced by that route.
+#[doc(alias = "mmap")]
+pub(crate) fn mmap_anon_aligned(len: usize, align: usize, prot: ProtFlags, flags: MapFlags) -> SysResult<*mut u8> {
+    let page = page_size();
+    let extra = align.max(page) - page;
+    let want = len.checked_add(extra).filter(|&w| w <= isize::MAX as usize).ok_or(Errno::NOMEM)?;
+    // SAFETY: no MAP_FIXED (removed above): fresh address space the kernel picks.
+    let raw =
+        unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), want, prot, flags - MapFlags::FIXED) }?.cast::<u8>();
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(align.max(page));
+    let head = aligned - start;
+    let tail = want - head - len;
+    // SAFETY: both pieces lie inside the range just mapped, which nothing refers to yet.
+    unsafe {
+        if head > 0 {
+            let _ = munmap(raw, head);
+        }
+        if tail > 0 {
+            let _ = munmap((aligned + len) as *mut u8, tail);
+        }
+    }
+    Ok(aligned as *mut u8)
 }
 
 /// `munmap(2)`.
@@ -117,9 +153,9 @@ pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
 /// # Safety
 /// The range must be owned by the caller, and no reference into it may rely on a permission
 /// that is removed.
-pub(crate) unsafe fn mprotect(addr: *mut u8, len: usize, prot: i32) -> SysResult<()> {
-    // SAFETY: forwarded contract.
-    unsafe { rustix::mm::mprotect(addr.cast(), len, MprotectFlags::from_bits_retain(prot as u32)) }
+pub(crate) unsafe fn mprotect(addr: *mut u8, len: usize, prot: ProtFlags) -> SysResult<()> {
+    // SAFETY: forwarded contract (PROT_* bits are the same for mmap and mprotect).
+    unsafe { rustix::mm::mprotect(addr.cast(), len, MprotectFlags::from_bits_retain(prot.bits())) }
 }
 
 /// `madvise(2)` with a raw `MADV_*` value (rustix lacks some, e.g. `MADV_COLLAPSE`).
@@ -172,21 +208,59 @@ pub(crate) unsafe fn munlock(addr: *mut u8, len: usize) -> SysResult<()> {
     unsafe { rustix::mm::munlock(addr.cast(), len) }
 }
 
-/// `mincore(2)`: one byte per page of `addr..addr+len`, bit 0 set when resident.
+/// `mincore(addr, len, vec)`: page-cache residency of `[addr, addr + len)` of this process's
+/// address space, one byte per page into `out`.
 ///
-/// # Safety
-/// `addr` must be page-aligned and the range mapped by the caller.
-pub(crate) unsafe fn mincore(addr: *mut u8, len: usize, vec: &mut [u8]) -> SysResult<()> {
-    let page = page_size();
-    assert!(vec.len() >= len.div_ceil(page), "mincore vector too short");
-    // SAFETY: the vector holds one byte per page of the range (checked above); the kernel only
-    // reads page-table state for the range.
-    let rc = unsafe { libc::mincore(addr.cast(), len, vec.as_mut_ptr()) };
+/// Safe: `mincore` reads no user memory, the kernel validates the range (`ENOMEM` when any of it
+/// is unmapped), and `out` is checked to hold one byte per page.
+/// See [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html).
+pub(crate) fn mincore(addr: usize, len: usize, out: &mut [u8]) -> Result<(), Errno> {
+    let page = super::page_size();
+    if addr % page != 0 {
+        return Err(Errno::INVAL);
+    }
+    let pages = len.div_ceil(page);
+    if out.len() < pages {
+        return Err(Errno::INVAL);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: `out` has room for one byte per page of the range (checked above); mincore does
+    // not access the range's memory, only its page tables and page cache.
+    let rc = unsafe { libc::mincore(addr as *mut c_void, len, out.as_mut_ptr()) };
     if rc == 0 {
         Ok(())
     } else {
         Err(last_errno())
     }
+}
+
+/// The one `mincore` loop: asks about `addr..addr+len` (page-aligned `addr`) a window of at most
+/// `vec.len()` pages at a time, and hands each window's bytes to `each(first_page, bytes)`
+/// (bit 0 of a byte set when its page is resident). `vec` is the caller's scratch, so this
+/// never allocates (the allocator counts residency with it). On failure returns the errno and
+/// the failing window as `(offset from addr, len)`; windows before it were handed out.
+pub(crate) fn mincore_windows(
+    addr: usize,
+    len: usize,
+    vec: &mut [u8],
+    mut each: impl FnMut(usize, &[u8]),
+) -> Result<(), (Errno, usize, usize)> {
+    let page = page_size();
+    let pages = len.div_ceil(page);
+    if pages > 0 && vec.is_empty() {
+        return Err((Errno::INVAL, 0, len));
+    }
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(vec.len());
+        let (at, chunk) = (done * page, (len - done * page).min(n * page));
+        mincore(addr + at, chunk, &mut vec[..n]).map_err(|e| (e, at, chunk))?;
+        each(done, &vec[..n]);
+        done += n;
+    }
+    Ok(())
 }
 
 /// `mremap(2)` without `MREMAP_FIXED`; may move the mapping when `may_move`.
@@ -215,8 +289,7 @@ pub(crate) unsafe fn mremap(addr: *mut u8, old_len: usize, new_len: usize, may_m
 /// The range must be an anonymous mapping the caller owns.
 #[doc(alias = "prctl")]
 pub(crate) unsafe fn set_anon_name(addr: *mut u8, len: usize, name: Option<&CStr>) -> SysResult<()> {
-    const PR_SET_VMA: libc::c_int = 0x53564d41;
-    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    use kconst::{PR_SET_VMA, PR_SET_VMA_ANON_NAME};
     let name_ptr = name.map_or(std::ptr::null(), |n| n.as_ptr());
     // SAFETY: the name is a valid NUL-terminated string (or null) that outlives the call; the
     // kernel copies it. The range only gets a label.
@@ -390,4 +463,46 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<ChildEnd> 
 pub(crate) fn clear_nonblock(fd: BorrowedFd<'_>) -> SysResult<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
     rustix::fs::fcntl_setfl(fd, flags - rustix::fs::OFlags::NONBLOCK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thp_size_is_the_kernels() {
+        let page = page_size();
+        let sysfs = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+        let expected = sysfs.map_or(page * (page / 8), |s| s.trim().parse().unwrap());
+        assert_eq!(thp_size(), expected);
+        assert_eq!(thp_size(), expected, "the cached value");
+    }
+
+    #[test]
+    fn mincore_windows_walks_every_page_in_windows_and_reports_the_failing_one() {
+        let page = page_size();
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let base = mmap_anon_aligned(5 * page, 0, prot, MapFlags::PRIVATE).unwrap();
+        // SAFETY: pages 0 and 3 of the fresh read-write mapping above.
+        unsafe {
+            base.write(1);
+            base.add(3 * page).write(1);
+        }
+        let (mut firsts, mut resident) = (Vec::new(), Vec::new());
+        let mut vec = [0u8; 2];
+        // The last page is asked about partly: mincore still answers for it.
+        mincore_windows(base as usize, 4 * page + 1, &mut vec, |first, bytes| {
+            firsts.push(first);
+            resident.extend(bytes.iter().enumerate().filter(|(_, &b)| b & 1 == 1).map(|(i, _)| first + i));
+        })
+        .unwrap();
+        assert_eq!(firsts, [0, 2, 4]);
+        assert_eq!(resident, [0, 3]);
+        // SAFETY: the last two pages of our own mapping; nothing refers to them.
+        unsafe { munmap(base.add(3 * page), 2 * page) }.unwrap();
+        let err = mincore_windows(base as usize, 5 * page, &mut vec, |_, _| {}).unwrap_err();
+        assert_eq!(err, (Errno::NOMEM, 2 * page, 2 * page));
+        // SAFETY: the rest of our mapping.
+        unsafe { munmap(base, 3 * page) }.unwrap();
+    }
 }
