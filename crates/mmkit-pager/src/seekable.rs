@@ -24,8 +24,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,8 +80,13 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
         return Err(Error::new("pack", ErrorKind::InvalidArgument)
             .with_detail(format!("frame size {} is not between 1 and {MAX_FRAME_SIZE}", opts.frame_size)));
     }
-    let mut src = File::open(input).map_err(|e| ioerr("open of the input", input, e))?;
-    let dst = File::create(output).map_err(|e| ioerr("create of the output", output, e))?;
+    let (src, meta) = mmkit::open::open_regular_with_metadata(input)?;
+    if std::fs::metadata(output).is_ok_and(|out| (out.dev(), out.ino()) == (meta.dev(), meta.ino())) {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_path(output)
+            .with_detail("the output is the input file"));
+    }
+    let dst = mmkit::open::create_regular(output)?;
     let mut enc = EncodeOptions::new()
         .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))
         .compression_level(opts.level)
@@ -89,7 +94,19 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
         .checksum_flag(true)
         .into_encoder(io::BufWriter::new(dst))
         .map_err(|e| zerr("zstd seekable encoder", output, e))?;
-    let input_bytes = io::copy(&mut src, &mut enc).map_err(|e| ioerr("compression", input, e))?;
+    // Exactly the bytes the file's size promises: a file whose size is not its content (a /proc
+    // or /sys file) or that changes meanwhile is refused, never packed in part or endlessly.
+    let input_bytes = io::copy(&mut (&src).take(meta.len()), &mut enc).map_err(|e| ioerr("compression", input, e))?;
+    let mut probe = [0u8; 1];
+    let more = (&src).read(&mut probe).map_err(|e| ioerr("read", input, e))?;
+    if input_bytes != meta.len() || more != 0 {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument).with_path(input).with_detail(format!(
+            "the input's size is {} bytes but {} could be read: it changed while it was packed, or its size \
+             is not its content (a /proc or /sys file)",
+            meta.len(),
+            if more != 0 { format!("more than {input_bytes}") } else { input_bytes.to_string() },
+        )));
+    }
     let frames = enc.seek_table().num_frames();
     let output_bytes = enc.finish().map_err(|e| zerr("zstd seekable finish", output, e))?;
     // `finish` counts the last frame and the seek table; the frame count is final then.
@@ -115,7 +132,7 @@ impl SeekableSource {
     /// Opens a seekable file and reads its seek table.
     pub fn open(path: impl AsRef<Path>) -> Result<SeekableSource> {
         let path = path.as_ref();
-        let mut file = File::open(path).map_err(|e| ioerr("open of a zstd seekable file", path, e))?;
+        let mut file = mmkit::open::open_regular(path)?;
         let table = SeekTable::from_seekable(&mut file).map_err(|e| {
             zerr(
                 "read of the zstd seek table",

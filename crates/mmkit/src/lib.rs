@@ -64,6 +64,7 @@ pub mod error;
 pub mod file;
 pub mod inspect;
 pub mod mapping;
+pub mod open;
 pub mod options;
 pub mod page;
 pub mod process;
