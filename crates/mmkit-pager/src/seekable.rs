@@ -86,6 +86,13 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
             .with_path(output)
             .with_detail("the output is the input file"));
     }
+    // A /proc or /sys file's size is not its content (/proc/kcore claims terabytes).
+    let fs = rustix::fs::fstatfs(&src).map_err(|e| Error::os("fstatfs", e).with_path(input))?;
+    if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type) {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_path(input)
+            .with_detail("a /proc or /sys file: its size is not its content"));
+    }
     let dst = mmkit::open::create_regular(output)?;
     let mut enc = EncodeOptions::new()
         .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))

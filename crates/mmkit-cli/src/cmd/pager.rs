@@ -148,7 +148,10 @@ fn starts_like_zstd(head: &[u8]) -> bool {
 fn kind_of(path: &Path) -> anyhow::Result<Kind> {
     let (file, meta) = mmkit::open::open_regular_with_metadata(path)?;
     if meta.len() == 0 {
-        anyhow::bail!("{}: an empty file is neither a zstd seekable file nor a snapshot", path.display());
+        anyhow::bail!(
+            "info of {} failed: the file is empty (neither a zstd seekable file nor a snapshot)",
+            path.display()
+        );
     }
     let mut head = [0u8; 4];
     let n = file.read_at(&mut head, 0).with_context(|| format!("read of {}", path.display()))?;
