@@ -74,6 +74,11 @@ fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
 }
 
 /// Compresses `input` into the zstd seekable format at `output`.
+///
+/// Both must be regular files (`output` is created or emptied): a FIFO, socket, directory or
+/// device is refused without blocking ([`mmkit::open`]), as are `/proc` and `/sys` files (their
+/// size is not their content), an input whose size changes while it is read, and `output`
+/// naming the input itself.
 pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOptions) -> Result<PackInfo> {
     let (input, output) = (input.as_ref(), output.as_ref());
     if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {

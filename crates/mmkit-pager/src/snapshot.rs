@@ -6,6 +6,9 @@
 //! hole (no disk blocks). Restoring asks the filesystem where the data is (`SEEK_DATA` /
 //! `SEEK_HOLE`) so a hole becomes a zero page without a read.
 //!
+//! Every path here must name a regular file: a FIFO, socket, directory or device is refused
+//! without blocking or writing to it ([`mmkit::open`]).
+//!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?; let path = dir.path().join("mem.snap");
