@@ -541,32 +541,143 @@ fn irq_timeouts_that_are_not_durations_are_usage_errors() {
 
 #[test]
 fn pager_with_special_files() {
-    // Left out until `mmkit pager` refuses them: a FIFO (its open(2) blocks: `info`, `pack`'s
-    // input and output) and a directory or device (`info` reports them with exit 0).
+    // Before mmkit::open: a FIFO hung `info` and `pack` (as input and as output) in open(2);
+    // a directory, a device and an empty file were reported as snapshots with exit 0.
     let s = specials();
     let out = tempfile::tempdir().unwrap();
+    let o: OsString = out.path().join("o").into();
+    let pager = |args: &[&OsString]| -> Vec<OsString> {
+        let mut v = os(&["pager"]);
+        v.extend(args.iter().map(|a| (*a).clone()));
+        v
+    };
+    let (info, pack, json) = (OsString::from("info"), OsString::from("pack"), OsString::from("--json"));
     let mut cases = Vec::new();
-    for p in [&s.loop_link, &s.dangling, &s.missing] {
-        cases.push((vec!["pager".into(), "info".into(), p.clone().into()], Expect::Fail));
-        cases.push((vec!["pager".into(), "pack".into(), p.clone().into(), out.path().join("o").into()], Expect::Fail));
-    }
-    for p in [&s.empty, &s.sparse, &s.garbage] {
-        cases.push((vec!["pager".into(), "info".into(), p.clone().into()], Expect::NoCrash));
-        cases.push((vec!["pager".into(), "info".into(), p.clone().into(), "--json".into()], Expect::NoCrash));
-    }
     let input: OsString = s.garbage.clone().into();
-    for (output, expect) in [(s.missing.join("o"), Expect::Fail), (s.loop_link.join("o"), Expect::Fail)] {
-        cases.push((vec!["pager".into(), "pack".into(), input.clone(), output.into()], expect));
+    for p in s.unusable().into_iter().chain([s.empty.clone()]) {
+        let p = OsString::from(p);
+        cases.push((pager(&[&info, &p]), Expect::Fail));
+        cases.push((pager(&[&info, &p, &json]), Expect::Fail));
+        // An empty input packs into an empty seekable file.
+        let expect = if p == s.empty.as_os_str() { Expect::NoCrash } else { Expect::Fail };
+        cases.push((pager(&[&pack, &p, &o]), expect));
+    }
+    // As the output: refused before anything is opened for writing (never a device). A missing
+    // file or a dangling link's target would be created, as by the shell's `>`.
+    for p in [&s.fifo, &s.socket, &s.dir, &s.loop_link, Path::new("/dev/zero"), Path::new("/dev/null")] {
+        cases.push((pager(&[&pack, &input, &p.into()]), Expect::Fail));
+    }
+    // The output in a directory that is not there, or behind a symbolic-link loop.
+    for output in [s.missing.join("o"), s.loop_link.join("o"), s.fifo.join("o")] {
+        cases.push((pager(&[&pack, &input, &output.into()]), Expect::Fail));
+    }
+    // The input packed onto itself.
+    cases.push((pager(&[&pack, &input, &input]), Expect::Fail));
+    // Regular files that are valid snapshots (raw bytes): reported, or refused.
+    for p in [&s.sparse, &s.garbage] {
+        let p = OsString::from(p);
+        cases.push((pager(&[&info, &p]), Expect::NoCrash));
+        cases.push((pager(&[&info, &p, &json]), Expect::NoCrash));
+    }
+    // /proc and /sys files: their size is not their content; `pack` refuses them all (never
+    // packs /proc/self/maps as empty, nor reads /proc/kcore's terabytes).
+    for p in s.not_elf().into_iter().filter(|p| p.starts_with("/proc") || p.starts_with("/sys")) {
+        let p = OsString::from(p);
+        cases.push((pager(&[&info, &p]), Expect::NoCrash));
+        cases.push((pager(&[&pack, &p, &o]), Expect::Fail));
     }
     for bad in ["0", "nan", "-1", "99999999999T"] {
-        let args = vec!["pager".into(), "pack".into(), input.clone(), out.path().join("o").into()];
+        let args = pager(&[&pack, &input, &o]);
         cases.push(([args, vec!["--frame-size".into(), bad.into()]].concat(), Expect::Fail));
     }
     for bad in ["0", "23", "nan"] {
-        let args = vec!["pager".into(), "pack".into(), input.clone(), out.path().join("o").into()];
+        let args = pager(&[&pack, &input, &o]);
         cases.push(([args, vec!["--level".into(), bad.into()]].concat(), Expect::Usage));
     }
+    cases.push((os(&["pager"]), Expect::Usage));
+    cases.push((os(&["pager", "info"]), Expect::Usage));
     check_all(&cases);
+    // The message says what the file is.
+    let e = run(&pager(&[&info, &s.fifo.clone().into()]));
+    assert!(e.stderr.contains("not a regular file: a FIFO"), "{}", e.stderr);
+    let e = run(&pager(&[&info, &s.empty.clone().into()]));
+    assert!(e.stderr.contains("the file is empty"), "{}", e.stderr);
+}
+
+/// Truncated and mutated zstd seekable files and snapshots: `info` reports them or refuses
+/// them with one line, never a hang, a panic or a truncated seekable file reported as a
+/// snapshot.
+#[test]
+fn truncated_and_mutated_seekable_files_and_snapshots() {
+    let d = tempfile::tempdir().unwrap();
+    let raw = d.path().join("raw");
+    let mut rng = Rng(0x5eed_ab1e);
+    let content: Vec<u8> = (0..40_000).map(|i| if i % 3 == 0 { rng.next() as u8 } else { b'a' }).collect();
+    std::fs::write(&raw, &content).unwrap();
+    let packed = d.path().join("packed.zst");
+    let o =
+        run(&[os(&["pager", "pack", "--frame-size", "4K"]), vec![raw.clone().into(), packed.clone().into()]].concat());
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let image = std::fs::read(&packed).unwrap();
+    let mut cases = Vec::new();
+    let info = |p: &Path, json: bool| {
+        let mut v = os(&["pager", "info"]);
+        v.push(p.into());
+        if json {
+            v.push("--json".into());
+        }
+        v
+    };
+    // Truncated: every cut loses the seek table's footer. Four bytes or more start like zstd:
+    // an error; fewer are a (tiny) snapshot.
+    for cut in [1, 3, 4, 5, 13, image.len() / 2, image.len() - 9, image.len() - 1] {
+        let p = d.path().join(format!("cut-{cut}.zst"));
+        std::fs::write(&p, &image[..cut]).unwrap();
+        let expect = if cut >= 4 { Expect::Fail } else { Expect::NoCrash };
+        cases.push((info(&p, false), expect));
+        cases.push((info(&p, true), expect));
+        let mut pack = os(&["pager", "pack"]);
+        pack.extend([p.into(), d.path().join(format!("repacked-{cut}")).into()]);
+        cases.push((pack, Expect::NoCrash));
+    }
+    // Mutated: bytes anywhere, and bytes of the seek table (the last 9 + 12 per frame bytes).
+    let table = image.len() - 9 - 12 * 10;
+    for i in 0..40 {
+        let mut m = image.clone();
+        for _ in 0..1 + rng.below(3) {
+            let at = if i % 2 == 0 { rng.below(m.len()) } else { table + rng.below(m.len() - table) };
+            m[at] = rng.next() as u8;
+        }
+        let p = d.path().join(format!("mutant-{i}.zst"));
+        std::fs::write(&p, &m).unwrap();
+        cases.push((info(&p, false), Expect::NoCrash));
+        cases.push((info(&p, true), Expect::NoCrash));
+    }
+    // Snapshots are raw bytes: truncated or mutated, still snapshots (a mutant that starts like
+    // zstd is refused).
+    let snap = d.path().join("snap");
+    let page = rustix::param::page_size();
+    let f = std::fs::File::create(&snap).unwrap();
+    f.set_len(8 * page as u64).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &content[..page], 2 * page as u64).unwrap();
+    drop(f);
+    for cut in [1, page - 1, page, 3 * page - 1] {
+        let p = d.path().join(format!("snap-cut-{cut}"));
+        std::fs::write(&p, &std::fs::read(&snap).unwrap()[..cut]).unwrap();
+        cases.push((info(&p, false), Expect::NoCrash));
+    }
+    for i in 0..8 {
+        let mut m = std::fs::read(&snap).unwrap();
+        let at = rng.below(m.len());
+        m[at] = rng.next() as u8;
+        let p = d.path().join(format!("snap-mutant-{i}"));
+        std::fs::write(&p, &m).unwrap();
+        cases.push((info(&p, true), Expect::NoCrash));
+    }
+    check_all(&cases);
+    // A truncated seekable file is not called a snapshot.
+    let e = run(&info(&d.path().join(format!("cut-{}.zst", image.len() - 1)), false));
+    assert!(e.stderr.contains("seek table") && !e.stdout.contains("snapshot"), "{}{}", e.stdout, e.stderr);
 }
 
 #[test]
@@ -595,7 +706,10 @@ fn tour_arguments() {
 fn a_closed_stdout_pipe_is_a_quiet_exit() {
     let d = tempfile::tempdir().unwrap();
     let so = build_so(d.path()).into_os_string().into_string().unwrap();
-    let commands: [&[&str]; 12] = [
+    let snap = d.path().join("snap");
+    std::fs::write(&snap, b"memory").unwrap();
+    let snap = snap.into_os_string().into_string().unwrap();
+    let commands: [&[&str]; 14] = [
         &["residency", &so],
         &["residency", "--json", &so],
         &["tour", "--only", "mmio"],
@@ -608,6 +722,8 @@ fn a_closed_stdout_pipe_is_a_quiet_exit() {
         &["elf", "call", &so, "fx_add", "1", "2"],
         &["mmio", "list"],
         &["mmio", "list", "--json"],
+        &["pager", "info", &snap],
+        &["pager", "info", "--json", &snap],
     ];
     for args in commands {
         let (rd, wr) = rustix::pipe::pipe().unwrap();

@@ -221,40 +221,18 @@ impl OpenSource {
     }
 }
 
-/// Opens the regular file at `path` read-only: its length and `(st_dev, st_ino)` too.
-///
-/// Never blocks and never opens anything else: `stat(2)` refuses FIFOs, sockets, directories
-/// and devices before the open (a FIFO's `open(2)` waits for a writer forever; opening a device
-/// can act on it); the open itself uses `O_NONBLOCK` in case the path changed meanwhile, `fstat`
-/// checks what was opened, then `O_NONBLOCK` is cleared.
+/// Opens the regular file at `path` read-only, never blocking and never opening anything else
+/// (see [`mmkit::open`]): its length and `(st_dev, st_ino)` too, from the one `fstat`.
 fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
-    use rustix::fs::{FileType, OFlags};
-    let check = |st: &rustix::fs::Stat| match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => Ok(()),
-        other => Err(Error::new(ErrorKind::Io, "open", format!("not a regular file: {}", file_type_name(other)))
-            .with_path(label)),
-    };
-    check(&rustix::fs::stat(path).map_err(|e| Error::io("stat", e).with_path(label))?)?;
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, 0.into())
-        .map_err(|e| Error::io("open", e).with_path(label))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e).with_path(label))?;
-    check(&st)?;
-    let flags = rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::io("fcntl(F_GETFL)", e).with_path(label))?;
-    rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)
-        .map_err(|e| Error::io("fcntl(F_SETFL)", e).with_path(label))?;
-    Ok((File::from(fd), st.st_size as u64, (st.st_dev, st.st_ino)))
-}
-
-fn file_type_name(t: rustix::fs::FileType) -> &'static str {
-    use rustix::fs::FileType;
-    match t {
-        FileType::Directory => "a directory",
-        FileType::Fifo => "a FIFO",
-        FileType::Socket => "a socket",
-        FileType::CharacterDevice => "a character device",
-        FileType::BlockDevice => "a block device",
-        _ => "not a file",
-    }
+    use std::os::unix::fs::MetadataExt;
+    let (file, meta) = mmkit::open::open_regular_with_metadata(path).map_err(|e| {
+        let err = match e.errno() {
+            Some(errno) => Error::io(e.operation(), rustix::io::Errno::from_raw_os_error(errno)),
+            None => Error::new(ErrorKind::Io, e.operation(), e.detail().unwrap_or_default()),
+        };
+        err.with_path(label)
+    })?;
+    Ok((file, meta.len(), (meta.dev(), meta.ino())))
 }
 
 fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {

@@ -24,8 +24,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,14 +74,31 @@ fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
 }
 
 /// Compresses `input` into the zstd seekable format at `output`.
+///
+/// Both must be regular files (`output` is created or emptied): a FIFO, socket, directory or
+/// device is refused without blocking ([`mmkit::open`]), as are `/proc` and `/sys` files (their
+/// size is not their content), an input whose size changes while it is read, and `output`
+/// naming the input itself.
 pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOptions) -> Result<PackInfo> {
     let (input, output) = (input.as_ref(), output.as_ref());
     if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
         return Err(Error::new("pack", ErrorKind::InvalidArgument)
             .with_detail(format!("frame size {} is not between 1 and {MAX_FRAME_SIZE}", opts.frame_size)));
     }
-    let mut src = File::open(input).map_err(|e| ioerr("open of the input", input, e))?;
-    let dst = File::create(output).map_err(|e| ioerr("create of the output", output, e))?;
+    let (src, meta) = mmkit::open::open_regular_with_metadata(input)?;
+    if std::fs::metadata(output).is_ok_and(|out| (out.dev(), out.ino()) == (meta.dev(), meta.ino())) {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_path(output)
+            .with_detail("the output is the input file"));
+    }
+    // A /proc or /sys file's size is not its content (/proc/kcore claims terabytes).
+    let fs = rustix::fs::fstatfs(&src).map_err(|e| Error::os("fstatfs", e).with_path(input))?;
+    if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type) {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_path(input)
+            .with_detail("a /proc or /sys file: its size is not its content"));
+    }
+    let dst = mmkit::open::create_regular(output)?;
     let mut enc = EncodeOptions::new()
         .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))
         .compression_level(opts.level)
@@ -89,7 +106,19 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
         .checksum_flag(true)
         .into_encoder(io::BufWriter::new(dst))
         .map_err(|e| zerr("zstd seekable encoder", output, e))?;
-    let input_bytes = io::copy(&mut src, &mut enc).map_err(|e| ioerr("compression", input, e))?;
+    // Exactly the bytes the file's size promises: a file whose size is not its content (a /proc
+    // or /sys file) or that changes meanwhile is refused, never packed in part or endlessly.
+    let input_bytes = io::copy(&mut (&src).take(meta.len()), &mut enc).map_err(|e| ioerr("compression", input, e))?;
+    let mut probe = [0u8; 1];
+    let more = (&src).read(&mut probe).map_err(|e| ioerr("read", input, e))?;
+    if input_bytes != meta.len() || more != 0 {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument).with_path(input).with_detail(format!(
+            "the input's size is {} bytes but {} could be read: it changed while it was packed, or its size \
+             is not its content (a /proc or /sys file)",
+            meta.len(),
+            if more != 0 { format!("more than {input_bytes}") } else { input_bytes.to_string() },
+        )));
+    }
     let frames = enc.seek_table().num_frames();
     let output_bytes = enc.finish().map_err(|e| zerr("zstd seekable finish", output, e))?;
     // `finish` counts the last frame and the seek table; the frame count is final then.
@@ -115,7 +144,7 @@ impl SeekableSource {
     /// Opens a seekable file and reads its seek table.
     pub fn open(path: impl AsRef<Path>) -> Result<SeekableSource> {
         let path = path.as_ref();
-        let mut file = File::open(path).map_err(|e| ioerr("open of a zstd seekable file", path, e))?;
+        let mut file = mmkit::open::open_regular(path)?;
         let table = SeekTable::from_seekable(&mut file).map_err(|e| {
             zerr(
                 "read of the zstd seek table",

@@ -6,6 +6,9 @@
 //! hole (no disk blocks). Restoring asks the filesystem where the data is (`SEEK_DATA` /
 //! `SEEK_HOLE`) so a hole becomes a zero page without a read.
 //!
+//! Every path here must name a regular file: a FIFO, socket, directory or device is refused
+//! without blocking or writing to it ([`mmkit::open`]).
+//!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?; let path = dir.path().join("mem.snap");
@@ -81,7 +84,7 @@ fn write_with(
 ) -> Result<SnapshotInfo> {
     let page = mmkit::page_size();
     let mut buf = vec![0u8; page];
-    let file = File::create(path).map_err(|e| snap_err("create of a snapshot", path, e))?;
+    let file = mmkit::open::create_regular(path)?;
     let mut off = 0;
     while off < len {
         let n = page.min(len - off);
@@ -103,11 +106,7 @@ fn write_with(
 /// filesystem without it).
 pub fn update(region: &PagedRegion, dirty: &crate::DirtyPages, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(path)
-        .map_err(|e| snap_err("open of a snapshot", path, e))?;
+    let file = mmkit::open::open_regular_read_write(path)?;
     let page = dirty.page_size;
     let mut buf = vec![0u8; page];
     for &p in &dirty.pages {
@@ -179,7 +178,7 @@ fn info_of(file: &File, path: &Path) -> Result<SnapshotInfo> {
 /// Reports a snapshot file's pages: data, holes, disk use.
 pub fn info(path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| snap_err("open of a snapshot", path, e))?;
+    let file = mmkit::open::open_regular(path)?;
     info_of(&file, path)
 }
 
@@ -197,7 +196,7 @@ impl SnapshotSource {
     /// Opens a snapshot and finds its data extents.
     pub fn open(path: impl AsRef<Path>) -> Result<SnapshotSource> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| snap_err("open of a snapshot", path, e))?;
+        let file = mmkit::open::open_regular(path)?;
         let info = info_of(&file, path)?;
         Ok(SnapshotSource { file, path: path.to_owned(), info, reads: AtomicU64::new(0) })
     }
@@ -247,7 +246,7 @@ pub fn restore_lazy(path: impl AsRef<Path>, handler_threads: usize) -> Result<Pa
 /// (holes stay untouched zero memory).
 pub fn restore_eager(path: impl AsRef<Path>) -> Result<MmapMut> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| snap_err("open of a snapshot", path, e))?;
+    let file = mmkit::open::open_regular(path)?;
     let info = info_of(&file, path)?;
     let len = usize::try_from(info.len)
         .map_err(|_| Error::new("restore of a snapshot", ErrorKind::OutOfBounds).with_path(path))?;

@@ -84,10 +84,11 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens `path` read-only.
+    /// Opens the regular file at `path` read-only (a FIFO, socket, directory or device is
+    /// refused without blocking: see [`mmkit::open`]).
     pub fn open(path: impl AsRef<Path>) -> io::Result<FileSource> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+        let file = mmkit::open::open_regular(path)?;
         Ok(FileSource { file, path: Some(path.to_owned()), base: 0 })
     }
 

@@ -113,3 +113,74 @@ fn a_corrupt_or_foreign_file_is_an_error() {
         assert!(err.to_string().contains("zstd frame 2"), "{err}");
     });
 }
+
+/// Issue 10 item 8: every path the pager opens must be a regular file. Before `mmkit::open`, a
+/// FIFO's `open(2)` blocked forever (as the input or the output of `pack`, a seekable file or
+/// a snapshot) and a directory or `/dev/zero` read as a snapshot.
+#[test]
+fn fifos_sockets_directories_and_devices_are_refused_without_blocking() {
+    with_timeout(60, || {
+        use mmkit_pager::{snapshot, FileSource};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, data(10_000)).unwrap();
+        let page = mmkit::page_size();
+        let mem = vec![1u8; page];
+        let opts = PackOptions::default();
+        for (p, what) in [
+            (fifo, "a FIFO"),
+            (sock, "a socket"),
+            (dir.path().to_owned(), "a directory"),
+            ("/dev/zero".into(), "a character device"),
+        ] {
+            let errors = [
+                SeekableSource::open(&p).map(drop),
+                snapshot::info(&p).map(drop),
+                snapshot::SnapshotSource::open(&p).map(drop),
+                snapshot::restore_eager(&p).map(drop),
+                seekable::pack(&p, dir.path().join("out"), &opts).map(drop),
+                FileSource::open(&p).map(drop).map_err(|e| mmkit::Error::new(e.to_string(), mmkit::ErrorKind::Os)),
+            ];
+            let mut errors: Vec<String> = errors.into_iter().map(|e| e.unwrap_err().to_string()).collect();
+            if what != "a character device" {
+                // Writes too (never into /dev/zero, even to test).
+                errors.push(seekable::pack(&raw, &p, &opts).unwrap_err().to_string());
+                errors.push(snapshot::write(&mem, &p).unwrap_err().to_string());
+            }
+            for e in errors {
+                assert!(
+                    e.contains(&format!("{}", p.display())) && e.contains(&format!("not a regular file: {what}")),
+                    "{e}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn packing_a_file_onto_itself_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::write(&raw, data(10_000)).unwrap();
+    let err = seekable::pack(&raw, &raw, &PackOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("the output is the input file"), "{err}");
+    assert_eq!(std::fs::read(&raw).unwrap(), data(10_000));
+}
+
+/// A /proc or /sys file's size is not its content (size 0, or /proc/kcore's terabytes): refused,
+/// not packed empty or endlessly.
+#[test]
+fn proc_and_sys_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for p in ["/proc/self/status", "/proc/self/maps", "/sys/kernel/mm/transparent_hugepage/enabled"] {
+        if std::fs::metadata(p).is_err() {
+            continue;
+        }
+        let err = seekable::pack(p, dir.path().join("out"), &PackOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("its size is not its content"), "{err}");
+    }
+}

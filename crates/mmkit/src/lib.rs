@@ -77,6 +77,7 @@ pub mod file;
 pub mod growable;
 pub mod inspect;
 pub mod mapping;
+pub mod open;
 pub mod options;
 pub mod page;
 pub mod process;

@@ -7,6 +7,7 @@ pub mod elf;
 pub mod maps;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod mmio;
+#[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod pager;
 #[deny(clippy::print_stdout, clippy::print_stderr)]
 pub mod residency;

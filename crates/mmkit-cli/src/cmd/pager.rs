@@ -1,7 +1,8 @@
 //! `mmkit pager`: pack a file into the zstd seekable format, report a snapshot's or a
 //! seekable file's pages.
 
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mmkit_pager::seekable::{self, PackOptions};
@@ -50,17 +51,17 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("frame size {frame_size} must be between 1 and 1 GiB"))?;
             let info = seekable::pack(&input, &output, &PackOptions { frame_size, level })?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "input": input, "output": output, "input_bytes": info.input_bytes,
                         "output_bytes": info.output_bytes, "frames": info.frames, "frame_size": frame_size,
                         "level": level,
                     }))?
-                );
+                )?;
             } else {
                 let ratio = info.input_bytes as f64 / info.output_bytes.max(1) as f64;
-                println!(
+                outln!(
                     "{} -> {}: {} -> {} ({ratio:.2}x), {} frames of {}",
                     input.display(),
                     output.display(),
@@ -68,16 +69,17 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     bytes(info.output_bytes),
                     info.frames,
                     bytes(frame_size as u64)
-                );
+                )?;
             }
         }
-        Command::Info { path, json } => match SeekableSource::open(&path) {
-            Ok(src) => {
+        Command::Info { path, json } => match kind_of(&path)? {
+            Kind::Seekable => {
+                let src = SeekableSource::open(&path)?;
                 let frames = src.frames();
                 let table = src.seek_table();
                 let max_frame = (0..frames).filter_map(|i| table.frame_size_decomp(i).ok()).max().unwrap_or(0);
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string_pretty(&json!({
                             "path": path, "kind": "zstd-seekable", "frames": frames,
@@ -85,19 +87,19 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                             "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
                             "pages": src.len().div_ceil(mmkit::page_size() as u64),
                         }))?
-                    );
+                    )?;
                 } else {
-                    println!("{}: zstd seekable file", path.display());
-                    println!("  decompressed   {}", bytes(src.len()));
-                    println!("  compressed     {}", bytes(src.compressed_len()));
-                    println!("  frames         {frames} (largest {})", bytes(max_frame));
-                    println!("  pages          {}", src.len().div_ceil(mmkit::page_size() as u64));
+                    outln!("{}: zstd seekable file", path.display())?;
+                    outln!("  decompressed   {}", bytes(src.len()))?;
+                    outln!("  compressed     {}", bytes(src.compressed_len()))?;
+                    outln!("  frames         {frames} (largest {})", bytes(max_frame))?;
+                    outln!("  pages          {}", src.len().div_ceil(mmkit::page_size() as u64))?;
                 }
             }
-            Err(_) => {
+            Kind::Snapshot => {
                 let info = snapshot::info(&path)?;
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string_pretty(&json!({
                             "path": path, "kind": "snapshot", "len": info.len, "page_size": info.page_size,
@@ -105,18 +107,53 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                             "disk_bytes": info.disk_bytes,
                             "data_extents": info.data_extents.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>(),
                         }))?
-                    );
+                    )?;
                 } else {
-                    println!("{}: snapshot (raw memory, holes for zero pages)", path.display());
-                    println!("  length         {}", bytes(info.len));
-                    println!("  pages          {} of {}", info.pages, bytes(info.page_size));
-                    println!("  data pages     {}", info.data_pages);
-                    println!("  hole pages     {}", info.hole_pages);
-                    println!("  on disk        {}", bytes(info.disk_bytes));
-                    println!("  data extents   {}", info.data_extents.len());
+                    outln!("{}: snapshot (raw memory, holes for zero pages)", path.display())?;
+                    outln!("  length         {}", bytes(info.len))?;
+                    outln!("  pages          {} of {}", info.pages, bytes(info.page_size))?;
+                    outln!("  data pages     {}", info.data_pages)?;
+                    outln!("  hole pages     {}", info.hole_pages)?;
+                    outln!("  on disk        {}", bytes(info.disk_bytes))?;
+                    outln!("  data extents   {}", info.data_extents.len())?;
                 }
             }
         },
     }
     Ok(())
+}
+
+/// What `pager info` was given.
+enum Kind {
+    Seekable,
+    Snapshot,
+}
+
+/// The first four bytes of a zstd frame (`0xFD2FB528`) and of a skippable frame
+/// (`0x184D2A50..=0x184D2A5F`), little-endian.
+fn starts_like_zstd(head: &[u8]) -> bool {
+    match head.get(..4) {
+        Some(m) => {
+            let magic = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+            magic == 0xFD2F_B528 || magic & 0xFFFF_FFF0 == 0x184D_2A50
+        }
+        None => false,
+    }
+}
+
+/// A file that starts like zstd is a seekable file (and an error when its seek table is bad:
+/// truncated or corrupt, never reported as a snapshot); any other non-empty regular file is a
+/// snapshot (raw memory bytes). An empty file is neither: a snapshot of no memory restores to
+/// nothing. FIFOs, sockets, directories and devices are refused without blocking.
+fn kind_of(path: &Path) -> anyhow::Result<Kind> {
+    let (file, meta) = mmkit::open::open_regular_with_metadata(path)?;
+    if meta.len() == 0 {
+        anyhow::bail!(
+            "info of {} failed: the file is empty (neither a zstd seekable file nor a snapshot)",
+            path.display()
+        );
+    }
+    let mut head = [0u8; 4];
+    let n = file.read_at(&mut head, 0).with_context(|| format!("read of {}", path.display()))?;
+    Ok(if starts_like_zstd(&head[..n]) { Kind::Seekable } else { Kind::Snapshot })
 }

@@ -2,12 +2,10 @@
 
 #![deny(unsafe_code)]
 
-use std::fs::{File, Metadata, OpenOptions};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::fs::File;
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::residency::{PageBitmap, Residency};
 use crate::sys::inspect::Window;
 
@@ -50,66 +48,23 @@ pub fn residency_of_mapping(map: &crate::Mapping) -> Result<Residency> {
     map.residency(..)
 }
 
-/// Opens the regular file at `path` read-only, with the path in the error.
-///
-/// Anything else is refused without blocking or side effects: the type is checked with
-/// `stat(2)` before the open (opening a device can act on it), the open uses `O_NONBLOCK` (a FIFO
-/// put in the path's place meanwhile would otherwise wait for a writer forever) and `O_NOCTTY`,
-/// `fstat(2)` checks the file actually opened, then `O_NONBLOCK` is cleared.
-pub(crate) fn open(path: &Path) -> Result<File> {
-    let meta = std::fs::metadata(path).map_err(|e| io_error("stat", e).with_path(path))?;
-    if !meta.is_file() {
-        return Err(not_regular("open", &meta).with_path(path));
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| io_error("open", e).with_path(path))?;
-    regular_file_len(&file).map_err(|e| e.with_path(path))?;
-    crate::sys::clear_nonblock(file.as_fd()).map_err(|e| Error::os("fcntl(F_SETFL)", e).with_path(path))?;
-    Ok(file)
-}
+pub(crate) use crate::open::io_error;
+/// Opens the regular file at `path` read-only, never blocking (see [`crate::open`]).
+pub(crate) use crate::open::open_regular as open;
 
 /// The size of a regular file; an error for directories, devices, pipes...
 pub(crate) fn regular_file_len(file: &File) -> Result<u64> {
     let meta = file.metadata().map_err(|e| io_error("fstat", e))?;
     if !meta.is_file() {
-        return Err(not_regular("residency", &meta));
+        return Err(crate::open::not_regular("residency", &meta));
     }
     Ok(meta.len())
-}
-
-/// The error for a file that is not a regular file, naming what it is.
-fn not_regular(op: &'static str, meta: &Metadata) -> Error {
-    let ft = meta.file_type();
-    let what = if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else {
-        "not a file"
-    };
-    Error::new(op, ErrorKind::InvalidArgument).with_detail(format!("not a regular file: {what}"))
-}
-
-/// A `std::io::Error` from operation `op` as an mmkit [`Error`].
-pub(crate) fn io_error(op: &'static str, e: std::io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(errno) => Error::from_raw_errno(op, errno),
-        None => Error::new(op, ErrorKind::InvalidArgument).with_detail(e.to_string()),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn empty_file_has_no_pages() {
