@@ -26,6 +26,7 @@
 //! - [`residency`](mod@residency): [`Residency`], which pages were resident, one bit per page.
 //! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
 //! - [`process`]: fork probes, to see a mapping from another process.
+//! - [`open`]: opening a path as a regular file without blocking on FIFOs or acting on devices.
 //! - [`error`]: the [`Error`] type.
 //!
 //! ## File-backed: read a file like an array
@@ -59,7 +60,7 @@
 // Layering: imports flow one way, and a lower layer never names an item of a higher one (when
 // it seems to need one, the item belongs lower):
 //   1. `sys`                      the kernel calls and constants; names nothing else in mmkit
-//   2. `page`, `error`, `options`, `residency`   values and arithmetic
+//   2. `page`, `error`, `options`, `residency`, `open`   values, arithmetic, opening files
 //   3. `mapping`                  `Mapping`, the owned region
 //   4. faces: `file`, `anon`, `process`          typed owners over one `Mapping`
 //   5. composites: `reserve`, then `growable`, `shm`, `alloc`, `inspect`
