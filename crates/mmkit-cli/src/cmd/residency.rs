@@ -232,7 +232,7 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) {
             })
             .collect();
         let header = ["Resident Pages", "Resident", "Size", "%", "Dirty", "File"];
-        print!("{}", super::maps::render_columns(&header, &rows, &[0, 1, 2, 3, 4]));
+        print!("{}", super::maps::render_columns(&header, &super::maps::Cells::from(&rows[..]), &[0, 1, 2, 3, 4]));
         println!();
     }
     let t = &report.total;
