@@ -5,7 +5,9 @@
 //! BENCHMARKS-anon.md quotes): peers alternate round by round in this one process, each round
 //! gives a time (and for the mixed workload a peak RSS), and the medians and the median of the
 //! per-round ratios are printed. `MMKIT_BENCH_ROUNDS` sets the rounds (default 15). Then the
-//! criterion groups run the mixed workload and realloc growth (sample_size 10) for criterion's own statistics.
+//! criterion groups run the mixed workload and realloc growth (sample_size 10) for criterion's own statistics
+//! (`MMKIT_BENCH_QUICK=1` skips them). The mixed workload's peers are glibc (run the bench with
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` for its huge-page mode), MapAlloc, jemalloc and mimalloc.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
@@ -103,6 +105,39 @@ impl Alloc for MapAlloc {
         // SAFETY: as above.
         unsafe { GlobalAlloc::realloc(self, p, Layout::from_size_align_unchecked(old, 16), new) }
     }
+}
+
+/// jemalloc and mimalloc through their crates' `GlobalAlloc` types, called directly (not as
+/// the global allocator), so every peer runs in this one process with the same layout.
+struct Global<A>(A);
+impl<A: GlobalAlloc> Alloc for Global<A> {
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: non-zero size, align 16.
+        unsafe { self.0.alloc(Layout::from_size_align_unchecked(size, 16)) }
+    }
+    fn free(&self, p: *mut u8, size: usize) {
+        // SAFETY: `p` came from this allocator with this size.
+        unsafe { self.0.dealloc(p, Layout::from_size_align_unchecked(size, 16)) }
+    }
+    fn realloc(&self, p: *mut u8, old: usize, new: usize) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { self.0.realloc(p, Layout::from_size_align_unchecked(old, 16), new) }
+    }
+}
+
+/// The glibc peer's name: `glibc_malloc_hugetlb` when run with
+/// `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc reads tunables at start-up, so scripts/bench
+/// runs this bench a second time with them).
+fn glibc_name() -> &'static str {
+    match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) if t.contains("glibc.malloc.hugetlb=1") => "glibc_malloc_hugetlb",
+        _ => "glibc_malloc",
+    }
+}
+
+/// A line scripts/bench reads: one peer's per-round figures as JSON.
+fn bench_line(group: &str, peer: &str, time_ms: &[f64], peak_kib: &[i64]) {
+    println!("BENCH {{\"group\":\"{group}\",\"peer\":\"{peer}\",\"time_ms\":{time_ms:?},\"peak_kib\":{peak_kib:?}}}");
 }
 
 const MIXED_STEPS: usize = 120;
@@ -217,6 +252,10 @@ fn vmstat(field: &str) -> u64 {
 /// `mixed` or `growth` runs one part.
 fn paired_report() {
     let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    if let Ok(name) = std::env::var("MMKIT_BENCH_ALLOC") {
+        report_one_alloc(&name);
+        return;
+    }
     let only = std::env::var("MMKIT_BENCH_ONLY").unwrap_or_default();
     println!("== interleaved report ({rounds} rounds; medians) ==");
     if only.is_empty() || only == "touch" {
@@ -344,14 +383,19 @@ fn report_mixed(rounds: usize) {
     // resident (and so already in the baseline), which can put its figure below the
     // workload's live-set floor.
     let (a, ar) = (mapalloc(), mapalloc_resident());
-    let peers: [(&str, &dyn Alloc); 3] = [("glibc_malloc", &Glibc), ("mapalloc", &a), ("mapalloc_resident64M", &ar)];
+    let (je, mi) = (Global(tikv_jemallocator::Jemalloc), Global(mimalloc::MiMalloc));
+    let peers: [(&str, &dyn Alloc); 5] =
+        [(glibc_name(), &Glibc), ("mapalloc", &a), ("mapalloc_resident64M", &ar), ("jemalloc", &je), ("mimalloc", &mi)];
+    // jemalloc and mimalloc have no purge call through their crates: they start each trimmed
+    // run with whatever their own decay policy has kept.
     let trim = |k: usize| match k {
         // SAFETY: malloc_trim only returns free memory.
         0 => unsafe {
             libc::malloc_trim(0);
         },
         1 => a.purge_all(),
-        _ => ar.purge_all(),
+        2 => ar.purge_all(),
+        _ => {}
     };
     println!("  mixed workload: max live set {} KiB (sum of the live blocks' pages)", live_set_kib(MIXED_STEPS));
     for (name, p) in peers {
@@ -384,6 +428,12 @@ fn report_mixed(rounds: usize) {
                 median(&rss_ratio),
                 median(&v.iter().map(|x| x.2).collect::<Vec<_>>()),
             );
+            bench_line(
+                &format!("mixed_{pass}"),
+                name,
+                &v.iter().map(|x| x.0).collect::<Vec<_>>(),
+                &v.iter().map(|x| x.1).collect::<Vec<_>>(),
+            );
         }
     }
     let s = a.stats();
@@ -398,6 +448,32 @@ fn report_mixed(rounds: usize) {
         s.cached_bytes >> 10,
         s.cached_resident_bytes >> 10
     );
+}
+
+/// `MMKIT_BENCH_ALLOC=glibc|mapalloc|jemalloc|mimalloc` (scripts/bench): this process runs the
+/// mixed workload twice with that allocator only (a first run and one reusing what the first
+/// left), and prints the time of both and the process's whole footprint: peak RSS (`VmHWM`)
+/// above the RSS before the first run, memory the allocator retains included. Every allocator
+/// gets the same fresh process layout; scripts/bench alternates them round by round.
+fn report_one_alloc(name: &str) {
+    let a = mapalloc();
+    let (je, mi) = (Global(tikv_jemallocator::Jemalloc), Global(mimalloc::MiMalloc));
+    let alloc: &dyn Alloc = match name {
+        "glibc" => &Glibc,
+        "mapalloc" => &a,
+        "jemalloc" => &je,
+        "mimalloc" => &mi,
+        other => panic!("MMKIT_BENCH_ALLOC={other}: use glibc, mapalloc, jemalloc or mimalloc"),
+    };
+    let peer = if name == "glibc" { glibc_name() } else { name };
+    let rss0 = status_kib("VmRSS:");
+    let t = Instant::now();
+    mixed(alloc, MIXED_STEPS);
+    mixed(alloc, MIXED_STEPS);
+    let d = t.elapsed();
+    let peak = status_kib("VmHWM:") - rss0;
+    println!("mixed workload x2, {peer} in its own process: {:.1} ms, peak RSS +{peak} KiB", ms(d));
+    bench_line("mixed_process", peer, &[ms(d)], &[peak]);
 }
 
 fn report_growth(rounds: usize) {
@@ -427,6 +503,10 @@ fn report_growth(rounds: usize) {
 
 fn benches(c: &mut Criterion) {
     paired_report();
+    if std::env::var_os("MMKIT_BENCH_QUICK").is_some() {
+        // scripts/bench: the interleaved report only.
+        return;
+    }
 
     // First touch has no criterion group: the interleaved report above measures it (criterion
     // would run all of one side, then all of the other).

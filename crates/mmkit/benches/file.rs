@@ -271,7 +271,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Round-robin: every round runs each peer once, so drift (page cache, frequency, neighbours)
 /// hits all peers alike. Returns each peer's median seconds.
-fn interleaved(peers: &mut [Peer<'_>], rounds: usize) -> Vec<f64> {
+/// Also prints each peer's per-round times as a `BENCH` JSON line for scripts/bench.
+fn interleaved(peers: &mut [Peer<'_>], rounds: usize, group: &str) -> Vec<f64> {
     let mut times = vec![Vec::with_capacity(rounds); peers.len()];
     for _ in 0..rounds {
         for (p, t) in peers.iter_mut().zip(&mut times) {
@@ -279,6 +280,10 @@ fn interleaved(peers: &mut [Peer<'_>], rounds: usize) -> Vec<f64> {
             black_box((p.run)());
             t.push(start.elapsed().as_secs_f64());
         }
+    }
+    for (p, t) in peers.iter().zip(&times) {
+        let ms: Vec<f64> = t.iter().map(|s| s * 1e3).collect();
+        println!("BENCH {{\"group\":\"{group}\",\"peer\":\"{}\",\"time_ms\":{ms:?}}}", p.name);
     }
     times.iter_mut().map(|t| median(t)).collect()
 }
@@ -312,13 +317,15 @@ fn main() {
         assert_eq!(got, want, "{} disagrees", p.name);
     }
 
+    // scripts/bench (`MMKIT_BENCH_QUICK=1`): the interleaved rounds only.
+    let quick = std::env::var_os("MMKIT_BENCH_QUICK").is_some();
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
-    rewarm(&file, warm);
-    {
+    if !quick {
+        rewarm(&file, warm);
         let mut g = c.benchmark_group(format!("file_{}MiB", size >> 20));
         g.sampling_mode(SamplingMode::Flat);
         for p in peers.iter_mut() {
@@ -333,7 +340,7 @@ fn main() {
     }
     rewarm(&file, warm);
     let rounds: usize = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(15);
-    let med = interleaved(&mut peers, rounds);
+    let med = interleaved(&mut peers, rounds, &format!("file_{warm:?}").to_lowercase());
     let by = |n: &str| med[peers.iter().position(|p| p.name == n).unwrap()];
     let gib = size as f64 / (1u64 << 30) as f64;
     println!(

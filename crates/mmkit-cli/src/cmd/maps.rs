@@ -3,11 +3,13 @@
 //! Reads `/proc/<pid>/smaps`, prints one row per mapping and a summary grouped by kind (file,
 //! anonymous, named anonymous, heap, stack, device, special), or the same as JSON.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use anyhow::Context;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use mmkit::inspect::{self, MapKind, MemStats, SmapsEntry};
+
+use mmkit::inspect::{self, Backing, DeviceId, MapKind, MemStats, Perms, SmapsEntry};
 use serde::Serialize;
 
 /// Arguments of `mmkit maps`.
@@ -93,21 +95,28 @@ impl Kib {
     }
 }
 
+/// One mapping in the JSON report, borrowed from the parsed smaps (no copies per mapping).
 #[derive(Debug, Serialize)]
-struct MappingJson {
+struct MappingJson<'a> {
     start: u64,
     end: u64,
-    perms: String,
+    #[serde(serialize_with = "as_display")]
+    perms: Perms,
     offset: u64,
-    device: String,
+    #[serde(serialize_with = "as_display")]
+    device: DeviceId,
     inode: u64,
-    path: String,
+    path: Cow<'a, str>,
     deleted: bool,
     kind: MapKind,
     #[serde(flatten)]
     kib: Kib,
     thp_eligible: Option<bool>,
-    vm_flags: Vec<String>,
+    vm_flags: &'a [String],
+}
+
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 #[derive(Debug, Serialize)]
@@ -118,11 +127,21 @@ struct GroupJson {
 }
 
 #[derive(Debug, Serialize)]
-struct ReportJson {
+struct ReportJson<'a> {
     pid: u32,
-    mappings: Vec<MappingJson>,
+    mappings: Vec<MappingJson<'a>>,
     by_kind: BTreeMap<MapKind, GroupJson>,
     total: GroupJson,
+}
+
+/// The pathname column as the kernel prints it, borrowed where it can be.
+fn display_name(b: &Backing) -> Cow<'_, str> {
+    match b {
+        Backing::Anonymous => Cow::Borrowed(""),
+        Backing::File { deleted: true, .. } => Cow::Owned(b.display()),
+        Backing::File { path, deleted: false } => path.to_string_lossy(),
+        Backing::Pseudo(p) => Cow::Borrowed(p),
+    }
 }
 
 /// Runs `mmkit maps`.
@@ -133,57 +152,63 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let selected: Vec<&SmapsEntry> = smaps
         .iter()
         .filter(|e| kind.map_or(true, |k| e.area.kind() == k))
-        .filter(|e| args.filter.as_ref().map_or(true, |f| e.area.backing.display().contains(f.as_str())))
+        .filter(|e| args.filter.as_ref().map_or(true, |f| display_name(&e.area.backing).contains(f.as_str())))
         .collect();
-    let report = build_report(pid, &selected);
+    let (by_kind, total) = summarize(&selected);
     if args.json {
+        let report = ReportJson { pid, mappings: selected.iter().map(|e| mapping_json(e)).collect(), by_kind, total };
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_tables(&report, args.summary)?;
+        print_tables(pid, &selected, &by_kind, &total, args.summary)?;
     }
     Ok(())
 }
 
-fn build_report(pid: u32, entries: &[&SmapsEntry]) -> ReportJson {
+/// The counters summed by kind and over all `entries`.
+fn summarize(entries: &[&SmapsEntry]) -> (BTreeMap<MapKind, GroupJson>, GroupJson) {
     let mut by_kind: BTreeMap<MapKind, (u64, MemStats)> = BTreeMap::new();
     let mut total = MemStats::default();
-    let mappings = entries
-        .iter()
-        .map(|e| {
-            let a = &e.area;
-            let group = by_kind.entry(a.kind()).or_default();
-            group.0 += 1;
-            group.1.add(&e.stats);
-            total.add(&e.stats);
-            MappingJson {
-                start: a.start,
-                end: a.end,
-                perms: a.perms.to_string(),
-                offset: a.offset,
-                device: a.device.to_string(),
-                inode: a.inode,
-                path: match &a.backing {
-                    inspect::Backing::File { path, .. } => path.to_string_lossy().into_owned(),
-                    other => other.display(),
-                },
-                deleted: matches!(a.backing, inspect::Backing::File { deleted: true, .. }),
-                kind: a.kind(),
-                kib: Kib::of(&e.stats),
-                thp_eligible: e.thp_eligible,
-                vm_flags: e.vm_flags.clone(),
-            }
-        })
-        .collect();
-    ReportJson {
-        pid,
-        mappings,
-        by_kind: by_kind.into_iter().map(|(k, (n, s))| (k, GroupJson { mappings: n, kib: Kib::of(&s) })).collect(),
-        total: GroupJson { mappings: entries.len() as u64, kib: Kib::of(&total) },
+    for e in entries {
+        let group = by_kind.entry(e.area.kind()).or_default();
+        group.0 += 1;
+        group.1.add(&e.stats);
+        total.add(&e.stats);
+    }
+    (
+        by_kind.into_iter().map(|(k, (n, s))| (k, GroupJson { mappings: n, kib: Kib::of(&s) })).collect(),
+        GroupJson { mappings: entries.len() as u64, kib: Kib::of(&total) },
+    )
+}
+
+fn mapping_json<'a>(e: &'a SmapsEntry) -> MappingJson<'a> {
+    let a = &e.area;
+    MappingJson {
+        start: a.start,
+        end: a.end,
+        perms: a.perms,
+        offset: a.offset,
+        device: a.device,
+        inode: a.inode,
+        path: match &a.backing {
+            Backing::File { path, .. } => path.to_string_lossy(),
+            other => display_name(other),
+        },
+        deleted: matches!(a.backing, Backing::File { deleted: true, .. }),
+        kind: a.kind(),
+        kib: Kib::of(&e.stats),
+        thp_eligible: e.thp_eligible,
+        vm_flags: &e.vm_flags,
     }
 }
 
-fn print_tables(report: &ReportJson, summary_only: bool) -> anyhow::Result<()> {
-    outln!("{}:   {}", report.pid, process_name(report.pid))?;
+fn print_tables(
+    pid: u32,
+    entries: &[&SmapsEntry],
+    by_kind: &BTreeMap<MapKind, GroupJson>,
+    total: &GroupJson,
+    summary_only: bool,
+) -> anyhow::Result<()> {
+    outln!("{}:   {}", pid, process_name(pid))?;
     if !summary_only {
         let header = [
             "Address",
@@ -202,32 +227,21 @@ fn print_tables(report: &ReportJson, summary_only: bool) -> anyhow::Result<()> {
             "THP",
             "Mapping",
         ];
-        let mut rows: Vec<Vec<String>> = Vec::with_capacity(report.mappings.len() + 2);
-        for m in &report.mappings {
-            let k = &m.kib;
-            let mut name = m.path.clone();
-            if m.deleted {
-                name.push_str(" (deleted)");
+        let mut rows = Cells::new(header.len(), entries.len() + 2);
+        for e in entries {
+            let (a, k) = (&e.area, &e.stats);
+            rows.hex(a.start, 12);
+            rows.display(a.perms);
+            rows.hex(a.offset, 8);
+            rows.display(a.device);
+            rows.dec(a.inode);
+            for v in [k.size, k.rss, k.pss, k.anonymous, k.anon_huge_pages, k.file_pmd_mapped, k.swap, k.locked] {
+                rows.dec(v);
             }
-            rows.push(vec![
-                format!("{:012x}", m.start),
-                m.perms.clone(),
-                format!("{:08x}", m.offset),
-                m.device.clone(),
-                m.inode.to_string(),
-                k.size_kib.to_string(),
-                k.rss_kib.to_string(),
-                k.pss_kib.to_string(),
-                k.anonymous_kib.to_string(),
-                k.anon_huge_pages_kib.to_string(),
-                k.file_pmd_mapped_kib.to_string(),
-                k.swap_kib.to_string(),
-                k.locked_kib.to_string(),
-                m.thp_eligible.map_or("-", |b| if b { "1" } else { "0" }).to_owned(),
-                name,
-            ]);
+            rows.text(e.thp_eligible.map_or("-", |b| if b { "1" } else { "0" }));
+            rows.text(&display_name(&a.backing));
         }
-        let k = &report.total.kib;
+        let k = &total.kib;
         let sums = [
             k.size_kib,
             k.rss_kib,
@@ -238,20 +252,19 @@ fn print_tables(report: &ReportJson, summary_only: bool) -> anyhow::Result<()> {
             k.swap_kib,
             k.locked_kib,
         ];
-        let mut rule = vec![String::new(); 5];
-        rule.extend(sums.iter().map(|_| "=====".to_owned()));
-        rule.extend([String::new(), String::new()]);
-        rows.push(rule);
-        let mut total = vec![String::new(); 5];
-        total.extend(sums.iter().map(u64::to_string));
-        total.extend([String::new(), "KiB".to_owned()]);
-        rows.push(total);
+        for cell in (0..5).map(|_| "").chain(sums.iter().map(|_| "=====")).chain(["", ""]) {
+            rows.text(cell);
+        }
+        (0..5).for_each(|_| rows.text(""));
+        sums.iter().for_each(|v| rows.dec(*v));
+        rows.text("");
+        rows.text("KiB");
         out!("{}", render_columns(&header, &rows, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]))?;
         outln!()?;
     }
     let mut s =
         table(&["Kind", "Mappings", "Size KiB", "Rss KiB", "Pss KiB", "Anonymous KiB", "Swap KiB", "Locked KiB"]);
-    let groups = report.by_kind.iter().map(|(k, g)| (k.name(), g)).chain([("total", &report.total)]);
+    let groups = by_kind.iter().map(|(k, g)| (k.name(), g)).chain([("total", total)]);
     for (name, g) in groups {
         let k = &g.kib;
         s.add_row(vec![
@@ -269,33 +282,107 @@ fn print_tables(report: &ReportJson, summary_only: bool) -> anyhow::Result<()> {
     outln!("{s}")
 }
 
+/// A table's cells kept in one string (a row is `cols` consecutive cells): a long table costs
+/// one growing buffer instead of a `String` per cell.
+pub(crate) struct Cells {
+    text: String,
+    ends: Vec<usize>,
+    cols: usize,
+}
+
+impl Cells {
+    /// An empty table of `cols` columns with room for about `rows` rows.
+    pub(crate) fn new(cols: usize, rows: usize) -> Cells {
+        Cells { text: String::with_capacity(rows * cols * 6), ends: Vec::with_capacity(rows * cols), cols }
+    }
+
+    /// Appends a cell holding `s`.
+    pub(crate) fn text(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+
+    /// Appends a cell holding `v` formatted with `Display`.
+    pub(crate) fn display(&mut self, v: impl std::fmt::Display) {
+        use std::fmt::Write;
+        let _ = write!(self.text, "{v}");
+        self.ends.push(self.text.len());
+    }
+
+    /// Appends a cell holding `v` in decimal.
+    pub(crate) fn dec(&mut self, v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        digits[i..].iter().for_each(|d| self.text.push(char::from(*d)));
+        self.ends.push(self.text.len());
+    }
+
+    /// Appends a cell holding `v` in lowercase hex, zero-padded to `width` digits.
+    pub(crate) fn hex(&mut self, v: u64, width: usize) {
+        let n = (64 - v.leading_zeros() as usize).div_ceil(4).max(width.min(16));
+        self.text.extend((n..width).map(|_| '0'));
+        for i in (0..n).rev() {
+            let d = ((v >> (4 * i)) & 0xf) as u8;
+            self.text.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+        }
+        self.ends.push(self.text.len());
+    }
+
+    fn rows(&self) -> usize {
+        self.ends.len() / self.cols
+    }
+
+    fn cell(&self, row: usize, col: usize) -> &str {
+        let i = row * self.cols + col;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+impl From<&[Vec<String>]> for Cells {
+    fn from(rows: &[Vec<String>]) -> Cells {
+        let cols = rows.first().map_or(1, Vec::len);
+        let mut cells = Cells::new(cols, rows.len());
+        rows.iter().flatten().for_each(|c| cells.text(c));
+        cells
+    }
+}
+
 /// Renders rows as space-separated columns padded to their widest cell (right-aligned where
 /// `right` says), the last column unpadded. Used for the long per-mapping and per-file tables,
 /// where a general table layout would cost more than reading `/proc` does.
-pub(crate) fn render_columns(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+pub(crate) fn render_columns(header: &[&str], rows: &Cells, right: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for r in 0..rows.rows() {
+        for (c, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(width(rows.cell(r, c)));
         }
     }
-    let mut out = String::with_capacity((rows.len() + 1) * (widths.iter().sum::<usize>() + 2 * widths.len() + 1));
+    let is_right: Vec<bool> = (0..widths.len()).map(|c| right.contains(&c)).collect();
+    let mut out = String::with_capacity((rows.rows() + 1) * (widths.iter().sum::<usize>() + 2 * widths.len() + 1));
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut first = true;
         for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            if !first {
+            if i > 0 {
                 out.push_str("  ");
             }
-            first = false;
-            let pad = w.saturating_sub(cell.chars().count());
+            let pad = w.saturating_sub(width(cell));
             let last = i + 1 == widths.len();
-            if right.contains(&i) {
-                out.extend(std::iter::repeat(' ').take(pad));
+            if is_right[i] {
+                out.extend((0..pad).map(|_| ' '));
                 out.push_str(cell);
             } else {
                 out.push_str(cell);
                 if !last {
-                    out.extend(std::iter::repeat(' ').take(pad));
+                    out.extend((0..pad).map(|_| ' '));
                 }
             }
         }
@@ -304,10 +391,19 @@ pub(crate) fn render_columns(header: &[&str], rows: &[Vec<String>], right: &[usi
         out.push('\n');
     };
     line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
+    for r in 0..rows.rows() {
+        line(&mut (0..rows.cols).map(|c| rows.cell(r, c)));
     }
     out
+}
+
+/// Display width of a cell: its bytes when ASCII, else its characters.
+fn width(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
 }
 
 fn table(header: &[&str]) -> Table {
@@ -343,11 +439,11 @@ mod tests {
 
     #[test]
     fn columns_pad_to_the_widest_cell() {
-        let rows = vec![
+        let rows = [
             vec!["a".to_owned(), "1".to_owned(), "x y".to_owned()],
             vec!["bbb".to_owned(), "22".to_owned(), String::new()],
         ];
-        let text = render_columns(&["K", "N", "Path"], &rows, &[1]);
+        let text = render_columns(&["K", "N", "Path"], &Cells::from(&rows[..]), &[1]);
         assert_eq!(text, "K     N  Path\na     1  x y\nbbb  22\n");
     }
 

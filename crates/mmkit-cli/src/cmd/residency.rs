@@ -242,7 +242,7 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Re
             })
             .collect();
         let header = ["Resident Pages", "Resident", "Size", "%", "Dirty", "File"];
-        out!("{}", super::maps::render_columns(&header, &rows, &[0, 1, 2, 3, 4]))?;
+        out!("{}", super::maps::render_columns(&header, &super::maps::Cells::from(&rows[..]), &[0, 1, 2, 3, 4]))?;
         outln!()?;
     }
     let t = &report.total;

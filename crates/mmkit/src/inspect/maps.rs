@@ -379,40 +379,87 @@ pub struct MemStats {
     pub other: Vec<(String, u64)>,
 }
 
+/// The counters [`MemStats`] names, in the order the kernel prints them (`__show_smap` in
+/// `fs/proc/task_mmu.c`; the `Pss_Anon`/`Pss_File`/`Pss_Shmem` trio only in `smaps_rollup`).
+/// A parse looks for each line's name from the slot after the previous one, so a text in the
+/// kernel's order costs one comparison per line.
+const COUNTERS: [&[u8]; 25] = [
+    b"Size",
+    b"KernelPageSize",
+    b"MMUPageSize",
+    b"Rss",
+    b"Pss",
+    b"Pss_Dirty",
+    b"Pss_Anon",
+    b"Pss_File",
+    b"Pss_Shmem",
+    b"Shared_Clean",
+    b"Shared_Dirty",
+    b"Private_Clean",
+    b"Private_Dirty",
+    b"Referenced",
+    b"Anonymous",
+    b"KSM",
+    b"LazyFree",
+    b"AnonHugePages",
+    b"ShmemPmdMapped",
+    b"FilePmdMapped",
+    b"Shared_Hugetlb",
+    b"Private_Hugetlb",
+    b"Swap",
+    b"SwapPss",
+    b"Locked",
+];
+
 impl MemStats {
-    /// Sets the counter named `key` (as the kernel spells it); false if the name is unknown
-    /// to this struct (the caller keeps it in `other`).
-    fn set(&mut self, key: &[u8], kib: u64) -> bool {
-        let slot = match key {
-            b"Size" => &mut self.size,
-            b"KernelPageSize" => &mut self.kernel_page_size,
-            b"MMUPageSize" => &mut self.mmu_page_size,
-            b"Rss" => &mut self.rss,
-            b"Pss" => &mut self.pss,
-            b"Pss_Dirty" => &mut self.pss_dirty,
-            b"Pss_Anon" => &mut self.pss_anon,
-            b"Pss_File" => &mut self.pss_file,
-            b"Pss_Shmem" => &mut self.pss_shmem,
-            b"Shared_Clean" => &mut self.shared_clean,
-            b"Shared_Dirty" => &mut self.shared_dirty,
-            b"Private_Clean" => &mut self.private_clean,
-            b"Private_Dirty" => &mut self.private_dirty,
-            b"Referenced" => &mut self.referenced,
-            b"Anonymous" => &mut self.anonymous,
-            b"KSM" => &mut self.ksm,
-            b"LazyFree" => &mut self.lazy_free,
-            b"AnonHugePages" => &mut self.anon_huge_pages,
-            b"ShmemPmdMapped" => &mut self.shmem_pmd_mapped,
-            b"FilePmdMapped" => &mut self.file_pmd_mapped,
-            b"Shared_Hugetlb" => &mut self.shared_hugetlb,
-            b"Private_Hugetlb" => &mut self.private_hugetlb,
-            b"Swap" => &mut self.swap,
-            b"SwapPss" => &mut self.swap_pss,
-            b"Locked" => &mut self.locked,
-            _ => return false,
+    /// The counter at `COUNTERS[i]`.
+    fn slot(&mut self, i: usize) -> Option<&mut u64> {
+        Some(match i {
+            0 => &mut self.size,
+            1 => &mut self.kernel_page_size,
+            2 => &mut self.mmu_page_size,
+            3 => &mut self.rss,
+            4 => &mut self.pss,
+            5 => &mut self.pss_dirty,
+            6 => &mut self.pss_anon,
+            7 => &mut self.pss_file,
+            8 => &mut self.pss_shmem,
+            9 => &mut self.shared_clean,
+            10 => &mut self.shared_dirty,
+            11 => &mut self.private_clean,
+            12 => &mut self.private_dirty,
+            13 => &mut self.referenced,
+            14 => &mut self.anonymous,
+            15 => &mut self.ksm,
+            16 => &mut self.lazy_free,
+            17 => &mut self.anon_huge_pages,
+            18 => &mut self.shmem_pmd_mapped,
+            19 => &mut self.file_pmd_mapped,
+            20 => &mut self.shared_hugetlb,
+            21 => &mut self.private_hugetlb,
+            22 => &mut self.swap,
+            23 => &mut self.swap_pss,
+            24 => &mut self.locked,
+            _ => return None,
+        })
+    }
+
+    /// Sets the counter named `key` (as the kernel spells it), looking from `*hint` on and
+    /// leaving `*hint` at the slot after it; false if the name is unknown to this struct (the
+    /// caller keeps it in `other`).
+    fn set(&mut self, key: &[u8], kib: u64, hint: &mut usize) -> bool {
+        let n = COUNTERS.len();
+        let Some(i) = (0..n).map(|k| (*hint + k) % n).find(|&i| COUNTERS[i] == key) else {
+            return false;
         };
-        *slot = kib;
-        true
+        *hint = i + 1;
+        match self.slot(i) {
+            Some(slot) => {
+                *slot = kib;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Adds `other`'s counters to these (saturating); page sizes and `other` are not summed.
@@ -489,27 +536,86 @@ pub fn parse_maps(text: &[u8]) -> Result<Vec<MapsEntry>, ParseError> {
 
 /// Parses the whole text of `/proc/<pid>/smaps`.
 pub fn parse_smaps(text: &[u8]) -> Result<Vec<SmapsEntry>, ParseError> {
-    let mut out: Vec<SmapsEntry> = Vec::new();
-    for (no, line) in lines(text) {
+    let mut parser = SmapsParser::default();
+    parser.feed(text)?;
+    Ok(parser.finish())
+}
+
+/// `/proc/<pid>/smaps` parsed piece by piece: each [`feed`](Self::feed) takes whole lines, so
+/// a reader can parse a 40 MB text through a small buffer that stays in the CPU's cache.
+#[derive(Debug, Default)]
+pub(crate) struct SmapsParser {
+    out: Vec<SmapsEntry>,
+    /// Lines seen so far (the number of the last line fed).
+    line: usize,
+    /// Where the next counter name is looked for first (see [`COUNTERS`]).
+    hint: usize,
+}
+
+impl SmapsParser {
+    /// Parses `text`, which ends at a line's end (or at the end of the whole text).
+    pub(crate) fn feed(&mut self, text: &[u8]) -> Result<(), ParseError> {
+        let mut pos = 0;
+        while pos < text.len() {
+            self.line += 1;
+            let no = self.line;
+            let rest = &text[pos..];
+            // Most lines are `Name:   N kB` counters: parsed in one pass that also finds the
+            // line's end.
+            let expected = self.hint % COUNTERS.len();
+            if let Some((key, kib, len, was_expected)) = counter_line(rest, COUNTERS[expected]) {
+                let entry =
+                    self.out.last_mut().ok_or_else(|| ParseError::new(no, "a maps line first", &rest[..len]))?;
+                if was_expected {
+                    if let Some(slot) = entry.stats.slot(expected) {
+                        *slot = kib;
+                    }
+                    self.hint = expected + 1;
+                } else if !entry.stats.set(key, kib, &mut self.hint) {
+                    entry.stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
+                }
+                pos += len + 1;
+                continue;
+            }
+            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let line = &rest[..end];
+            pos += end + 1;
+            if !line.is_empty() {
+                self.line_slow(line, no)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The areas parsed so far.
+    pub(crate) fn finish(self) -> Vec<SmapsEntry> {
+        self.out
+    }
+
+    /// A header, `VmFlags`, `THPeligible`, `ProtectionKey` or an odd counter line.
+    fn line_slow(&mut self, line: &[u8], no: usize) -> Result<(), ParseError> {
         if is_header(line) {
-            out.push(SmapsEntry {
+            self.out.push(SmapsEntry {
                 area: MapsEntry::parse_line(line, no)?,
                 stats: MemStats::default(),
                 thp_eligible: None,
                 protection_key: None,
                 vm_flags: Vec::new(),
             });
-            continue;
+            self.hint = 0;
+            return Ok(());
         }
-        let entry = out.last_mut().ok_or_else(|| ParseError::new(no, "a maps line first", line))?;
+        let entry = self.out.last_mut().ok_or_else(|| ParseError::new(no, "a maps line first", line))?;
         let (key, value) = split_once(line, b':').ok_or_else(|| ParseError::new(no, "`Name: value`", line))?;
         match key {
             b"VmFlags" => {
-                entry.vm_flags = value
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|f| !f.is_empty())
-                    .map(|f| String::from_utf8_lossy(f).into_owned())
-                    .collect();
+                let flags = value.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+                entry.vm_flags = Vec::with_capacity(value.len() / 3);
+                // Flags are two ASCII letters; other bytes are kept lossily rather than refused.
+                entry.vm_flags.extend(flags.map(|f| match std::str::from_utf8(f) {
+                    Ok(f) => f.to_owned(),
+                    Err(_) => String::from_utf8_lossy(f).into_owned(),
+                }));
             }
             b"THPeligible" => {
                 entry.thp_eligible = Some(match trim(value) {
@@ -522,10 +628,10 @@ pub fn parse_smaps(text: &[u8]) -> Result<Vec<SmapsEntry>, ParseError> {
                 let v = parse_dec(trim(value)).and_then(|v| u32::try_from(v).ok());
                 entry.protection_key = Some(v.ok_or_else(|| ParseError::new(no, "protection key", line))?);
             }
-            _ => set_counter(&mut entry.stats, key, value, no, line)?,
+            _ => set_counter(&mut entry.stats, key, value, no, line, &mut self.hint)?,
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Parses the whole text of `/proc/<pid>/smaps_rollup`.
@@ -537,22 +643,66 @@ pub fn parse_smaps_rollup(text: &[u8]) -> Result<SmapsRollup, ParseError> {
     }
     let area = MapsEntry::parse_line(header, no)?;
     let mut stats = MemStats::default();
+    let mut hint = 0;
     for (no, line) in it {
         let (key, value) = split_once(line, b':').ok_or_else(|| ParseError::new(no, "`Name: value`", line))?;
-        set_counter(&mut stats, key, value, no, line)?;
+        set_counter(&mut stats, key, value, no, line, &mut hint)?;
     }
     Ok(SmapsRollup { start: area.start, end: area.end, stats })
 }
 
-fn set_counter(stats: &mut MemStats, key: &[u8], value: &[u8], no: usize, line: &[u8]) -> Result<(), ParseError> {
+fn set_counter(
+    stats: &mut MemStats,
+    key: &[u8],
+    value: &[u8],
+    no: usize,
+    line: &[u8],
+    hint: &mut usize,
+) -> Result<(), ParseError> {
+    let kib = parse_kib(value).ok_or_else(|| ParseError::new(no, "a number of kB", line))?;
+    if stats.set(key, kib, hint) {
+        return Ok(());
+    }
     if key.is_empty() || !key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
         return Err(ParseError::new(no, "a counter name", line));
     }
-    let kib = parse_kib(value).ok_or_else(|| ParseError::new(no, "a number of kB", line))?;
-    if !stats.set(key, kib) {
-        stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
-    }
+    stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
     Ok(())
+}
+
+/// A whole `Name:   N kB` line at the start of `text` (a counter name of letters, digits and
+/// `_`, then a decimal that fits in `u64`): the name, the number and the line's length without
+/// its newline, and whether the name is `expected` (the one the kernel's order makes likely).
+/// `None` for any other line, which the general path then parses (or refuses).
+fn counter_line<'t>(text: &'t [u8], expected: &[u8]) -> Option<(&'t [u8], u64, usize, bool)> {
+    // The kernel prints the counters in a fixed order: try the expected name before scanning.
+    let was_expected = text.starts_with(expected) && text.get(expected.len()) == Some(&b':');
+    let colon = if was_expected {
+        expected.len()
+    } else {
+        text.iter().position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))?
+    };
+    if colon == 0 || text[colon] != b':' {
+        return None;
+    }
+    let mut i = colon + 1;
+    while text.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let digits = i;
+    let mut kib: u64 = 0;
+    while let Some(d) = text.get(i).filter(|b| b.is_ascii_digit()) {
+        kib = kib.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        i += 1;
+    }
+    if i == digits || text.get(i..i + 3) != Some(b" kB") {
+        return None;
+    }
+    i += 3;
+    match text.get(i) {
+        None | Some(b'\n') => Some((&text[..colon], kib, i, was_expected)),
+        Some(_) => None,
+    }
 }
 
 /// `"   1234 kB"` → 1234.
@@ -605,16 +755,26 @@ fn parse_hex(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 16 {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, b| Some((acc << 4) | u64::from((*b as char).to_digit(16)?)))
+    s.iter().try_fold(0u64, |acc, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some((acc << 4) | u64::from(d))
+    })
 }
 
 fn parse_dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, b| {
-        let d = (*b as char).to_digit(10)?;
-        acc.checked_mul(10)?.checked_add(u64::from(d))
+    s.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
     })
 }
 
@@ -704,6 +864,36 @@ VmFlags: rd wr mr mw me lo ac
         assert_eq!(e.thp_eligible, Some(true));
         assert_eq!(e.protection_key, Some(0));
         assert!(e.has_vm_flag("lo") && !e.has_vm_flag("ex"));
+    }
+
+    #[test]
+    fn counters_in_any_order_and_odd_spacing() {
+        // The fast path expects the kernel's order and layout; anything else takes the general
+        // path and must give the same answer.
+        let text = "7f00-8f00 rw-p 0 00:00 0\nLocked: 3 kB\nRss:4 kB\nSize:\t 8 kB\nNew_One:   7 kB\nPss: 2 kB  \n";
+        let e = &parse_smaps(text.as_bytes()).unwrap()[0];
+        assert_eq!((e.stats.locked, e.stats.rss, e.stats.size, e.stats.pss), (3, 4, 8, 2));
+        assert_eq!(e.stats.other, vec![("New_One".to_owned(), 7)]);
+        assert!(parse_smaps(b"7f00-8f00 rw-p 0 00:00 0\nRss: 99999999999999999999 kB\n").is_err());
+        assert!(parse_smaps(b"7f00-8f00 rw-p 0 00:00 0\nR-s: 4 kB\n").is_err());
+    }
+
+    #[test]
+    fn own_smaps_parses_the_same_fed_in_pieces() {
+        let text = std::fs::read("/proc/self/smaps").unwrap();
+        let whole = parse_smaps(&text).unwrap();
+        for piece in [1usize, 7, 100, 4096] {
+            let mut p = SmapsParser::default();
+            let mut rest = &text[..];
+            while !rest.is_empty() {
+                // Cut after the first newline at or beyond `piece` bytes, as the reader does.
+                let cut = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
+                let n = cut.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
+                p.feed(&rest[..n]).unwrap();
+                rest = &rest[n..];
+            }
+            assert_eq!(p.finish(), whole, "pieces of {piece} bytes");
+        }
     }
 
     #[test]
