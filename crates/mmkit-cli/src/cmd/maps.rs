@@ -132,8 +132,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let kind = args.kind;
     let selected: Vec<&SmapsEntry> = smaps
         .iter()
-        .filter(|e| kind.map_or(true, |k| e.area.kind() == k))
-        .filter(|e| args.filter.as_ref().map_or(true, |f| e.area.backing.display().contains(f.as_str())))
+        .filter(|e| kind.is_none_or(|k| e.area.kind() == k))
+        .filter(|e| args.filter.as_ref().is_none_or(|f| e.area.backing.display().contains(f.as_str())))
         .collect();
     let report = build_report(pid, &selected);
     if args.json {
@@ -290,12 +290,12 @@ pub(crate) fn render_columns(header: &[&str], rows: &[Vec<String>], right: &[usi
             let pad = w.saturating_sub(cell.chars().count());
             let last = i + 1 == widths.len();
             if right.contains(&i) {
-                out.extend(std::iter::repeat(' ').take(pad));
+                out.extend(std::iter::repeat_n(' ', pad));
                 out.push_str(cell);
             } else {
                 out.push_str(cell);
                 if !last {
-                    out.extend(std::iter::repeat(' ').take(pad));
+                    out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
         }

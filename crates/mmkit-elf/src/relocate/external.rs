@@ -328,7 +328,7 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
     };
     let dyn_at = base.wrapping_add(dynamic.p_vaddr as usize);
     let ndyn = dynamic.p_memsz as usize / 16;
-    if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || dyn_at % 8 != 0 {
+    if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || !dyn_at.is_multiple_of(8) {
         return Err(());
     }
     let mut gnu_hash = None;
