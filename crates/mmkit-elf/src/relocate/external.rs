@@ -725,7 +725,7 @@ unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: 
     // glibc relocates d_ptr entries of writable dynamic sections; others keep link-time values.
     let fix = |v: u64| if mapped(v, 1) { v } else { v.wrapping_add(base) };
     let (symtab, versym) = (fix(symtab?), fix(versym?));
-    if sym < symtab || (sym - symtab) % 24 != 0 {
+    if sym < symtab || !(sym - symtab).is_multiple_of(24) {
         return None;
     }
     let at = versym + (sym - symtab) / 24 * 2;
