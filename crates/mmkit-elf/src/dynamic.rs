@@ -427,7 +427,7 @@ impl Dynamic {
 }
 
 fn rela_table(image: &Image, addr: u64, size: u64) -> Result<Table<elf::Rela64<LE>>> {
-    if size > MAX_TABLE || size % 24 != 0 {
+    if size > MAX_TABLE || !size.is_multiple_of(24) {
         return Err(bad(format!("relocation table size {size:#x}")));
     }
     image.table(addr, size / 24, false)

@@ -283,7 +283,7 @@ impl Object {
                 continue;
             }
             let covers = if sym.size == 0 { sym.value == link } else { link - sym.value < sym.size };
-            if covers && best.as_ref().map_or(true, |(_, b)| sym.value > b.value) {
+            if covers && best.as_ref().is_none_or(|(_, b)| sym.value > b.value) {
                 best = Some((i, sym));
             }
         }

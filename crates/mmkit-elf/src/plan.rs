@@ -383,7 +383,7 @@ impl Plan {
                     ),
                 )));
             }
-            if offset.checked_add(filesz).map_or(true, |end| end > source_len) {
+            if offset.checked_add(filesz).is_none_or(|end| end > source_len) {
                 return Err(range(plan_err(
                     ErrorKind::SegmentOutsideSource,
                     format!("segment {i}: file range lies outside the {source_len:#x}-byte source"),

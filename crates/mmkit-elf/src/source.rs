@@ -197,7 +197,7 @@ impl OpenSource {
     /// Fills `buf` from `offset` inside the image (bounds-checked against the image).
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let len = buf.len() as u64;
-        if !offset.checked_add(len).is_some_and(|e| e <= self.len) {
+        if offset.checked_add(len).is_none_or(|e| e > self.len) {
             return Err(self.outside(offset, len));
         }
         let mut done = 0usize;
@@ -276,7 +276,7 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         )
         .with_range(data_start, size));
     }
-    if data_start.checked_add(size).map_or(true, |end| end > file_size) {
+    if data_start.checked_add(size).is_none_or(|end| end > file_size) {
         return Err(bad(
             ErrorKind::EntryTruncated,
             format!("entry data extends past the end of the {file_size}-byte archive"),

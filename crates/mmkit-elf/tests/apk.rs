@@ -53,7 +53,7 @@ fn stored_aligned_entry_loads_in_place() {
     let maps = ours.segments().unwrap();
     let first = maps.iter().find(|m| m.file_offset.is_some()).unwrap();
     assert_eq!(first.file_offset, Some(off));
-    assert!(maps.iter().all(|m| m.file_offset.map_or(true, |o| o >= off)));
+    assert!(maps.iter().all(|m| m.file_offset.is_none_or(|o| o >= off)));
     // /proc/self/maps agrees: the APK's inode at those offsets.
     ours.verify().unwrap();
     let text = std::fs::read_to_string("/proc/self/maps").unwrap();

@@ -151,8 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let kind = args.kind;
     let selected: Vec<&SmapsEntry> = smaps
         .iter()
-        .filter(|e| kind.map_or(true, |k| e.area.kind() == k))
-        .filter(|e| args.filter.as_ref().map_or(true, |f| display_name(&e.area.backing).contains(f.as_str())))
+        .filter(|e| kind.is_none_or(|k| e.area.kind() == k))
+        .filter(|e| args.filter.as_ref().is_none_or(|f| display_name(&e.area.backing).contains(f.as_str())))
         .collect();
     let (by_kind, total) = summarize(&selected);
     if args.json {
@@ -377,12 +377,12 @@ pub(crate) fn render_columns(header: &[&str], rows: &Cells, right: &[usize]) -> 
             let pad = w.saturating_sub(width(cell));
             let last = i + 1 == widths.len();
             if is_right[i] {
-                out.extend((0..pad).map(|_| ' '));
+                out.extend(std::iter::repeat_n(' ', pad));
                 out.push_str(cell);
             } else {
                 out.push_str(cell);
                 if !last {
-                    out.extend((0..pad).map(|_| ' '));
+                    out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
         }

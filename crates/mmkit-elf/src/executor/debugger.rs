@@ -8,7 +8,7 @@
 //! `RT_ADD`/`RT_DELETE`, then `RT_CONSISTENT`, as glibc does. Older glibc (no `r_next`): not
 //! announced.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::sync::Mutex;
 
 const RT_CONSISTENT: c_int = 0;
@@ -54,10 +54,17 @@ unsafe impl Send for Debugger {}
 
 static DEBUGGER: Mutex<Option<Debugger>> = Mutex::new(None);
 
+/// Bionic is not glibc: there is no `r_debug_extended` chain to join.
+#[cfg(target_os = "android")]
+fn glibc_has_r_next() -> bool {
+    false
+}
+
 /// glibc's version is at least 2.35 (`r_debug_extended` with `r_next`).
+#[cfg(not(target_os = "android"))]
 fn glibc_has_r_next() -> bool {
     // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
-    let v = unsafe { CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned();
+    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned();
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (major, minor) >= (2, 35)

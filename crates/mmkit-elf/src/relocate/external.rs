@@ -328,7 +328,7 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
     };
     let dyn_at = base.wrapping_add(dynamic.p_vaddr as usize);
     let ndyn = dynamic.p_memsz as usize / 16;
-    if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || dyn_at % 8 != 0 {
+    if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || !dyn_at.is_multiple_of(8) {
         return Err(());
     }
     let mut gnu_hash = None;
@@ -624,9 +624,16 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
     }
 }
 
+/// Android: bionic has no `dladdr1`, so the versioned answer is kept.
+#[cfg(target_os = "android")]
+fn unversioned_and_first(_d: u64, _versioned: Option<u64>) -> bool {
+    false
+}
+
 /// Whether the definition glibc's `dlsym` found at `d` is unversioned (no `DT_VERSYM`, or
 /// version index 0 or 1, not hidden) and lies in an object loaded before the one holding
 /// `versioned` (the scope order of the objects glibc loaded at start-up and `RTLD_GLOBAL`).
+#[cfg(not(target_os = "android"))]
 fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
     // SAFETY: an all-zero Dl_info is a valid value to fill.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -694,6 +701,7 @@ fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
 ///
 /// # Safety
 /// `info` and `phdrs` must be what `dl_iterate_phdr` passed, during the callback.
+#[cfg(not(target_os = "android"))]
 unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: u64) -> Option<u16> {
     let base = info.dlpi_addr;
     let mapped = |a: u64, len: u64| {
@@ -725,7 +733,7 @@ unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: 
     // glibc relocates d_ptr entries of writable dynamic sections; others keep link-time values.
     let fix = |v: u64| if mapped(v, 1) { v } else { v.wrapping_add(base) };
     let (symtab, versym) = (fix(symtab?), fix(versym?));
-    if sym < symtab || (sym - symtab) % 24 != 0 {
+    if sym < symtab || !(sym - symtab).is_multiple_of(24) {
         return None;
     }
     let at = versym + (sym - symtab) / 24 * 2;
@@ -740,12 +748,14 @@ unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: 
 const RTLD_NODELETE: c_int = 0x1000;
 
 /// `RTLD_DL_SYMENT` of glibc's `<dlfcn.h>`: `dladdr1` returns the `ElfW(Sym)` it found.
+#[cfg(not(target_os = "android"))]
 const RTLD_DL_SYMENT: c_int = 1;
 
 /// The kind of the definition at run-time address `addr` in a library glibc loaded: the type
 /// glibc's dynamic symbol table gives when a symbol starts exactly there (`dladdr1`), else
 /// [`SymbolKind::Function`] when `addr` lies in an executable `PT_LOAD` segment (an IFUNC's
 /// chosen implementation is often a local symbol), else [`SymbolKind::Untyped`].
+#[cfg(not(target_os = "android"))]
 pub(crate) fn kind_at(addr: u64) -> SymbolKind {
     // SAFETY: an all-zero Dl_info (null pointers, zero addresses) is a valid value to fill.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -762,6 +772,17 @@ pub(crate) fn kind_at(addr: u64) -> SymbolKind {
         let s = unsafe { &*(sym as *const libc::Elf64_Sym) };
         return SymbolKind::from_st_info(s.st_info, s.st_shndx);
     }
+    if in_executable_segment(addr) {
+        SymbolKind::Function
+    } else {
+        SymbolKind::Untyped
+    }
+}
+
+/// Android (no `dladdr1` in bionic before API 30 nor in the `libc` crate): [`SymbolKind::Function`]
+/// when `addr` lies in an executable `PT_LOAD` segment, else [`SymbolKind::Untyped`].
+#[cfg(target_os = "android")]
+pub(crate) fn kind_at(addr: u64) -> SymbolKind {
     if in_executable_segment(addr) {
         SymbolKind::Function
     } else {
@@ -786,7 +807,7 @@ fn in_executable_segment(addr: u64) -> bool {
         let hit = phdrs.iter().any(|p| {
             let start = info.dlpi_addr.wrapping_add(p.p_vaddr);
             p.p_type == libc::PT_LOAD
-                && p.p_flags & libc::PF_X != 0
+                && p.p_flags & 1 != 0 // PF_X (not in the libc crate for Android)
                 && probe.addr >= start
                 && probe.addr - start < p.p_memsz
         });
