@@ -314,7 +314,7 @@ fn load_group<'ns>(
                 deps.push(Dependency::System(Arc::new(sys)));
                 continue;
             }
-            match rules.resolve(name, &sources[i], &mut obj.runpath(), obj.label())? {
+            match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
                 Resolved::SystemLinker(path) => {
                     let sys = crate::executor::load_system_library(&path).map_err(|msg| {
                         Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)

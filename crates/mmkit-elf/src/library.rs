@@ -15,8 +15,8 @@ use object::elf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-/// Directories searched for `DT_NEEDED` libraries after the library's own directory,
-/// `RUNPATH` and `LD_LIBRARY_PATH`.
+/// Directories searched for `DT_NEEDED` libraries last (after `DT_RPATH`, `LD_LIBRARY_PATH`,
+/// `DT_RUNPATH` and the namespace's search path; see [`crate::Namespace`]).
 pub const SYSTEM_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
@@ -261,9 +261,14 @@ impl Object {
         self.dynamic.needed()
     }
 
-    /// `DT_RUNPATH`/`DT_RPATH` entries, unexpanded.
+    /// `DT_RUNPATH` (or, without it, `DT_RPATH`) entries, unexpanded.
     pub(crate) fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
         self.dynamic.runpath()
+    }
+
+    /// Whether [`Object::runpath`] is a `DT_RPATH`.
+    pub(crate) fn runpath_is_rpath(&self) -> bool {
+        self.dynamic.runpath_is_rpath()
     }
 
     /// The exported symbol that `addr` (run-time) lies in, as `dladdr` answers: the nearest

@@ -77,8 +77,10 @@ struct Link {
 ///
 /// Search order for a `DT_NEEDED` name (or a bare soname given to [`Namespace::open`]): a name
 /// with a `/` is a path; else the requesting library's own directory (inside an APK: the
-/// entry's directory, then the archive's), its `DT_RUNPATH`/`DT_RPATH` (`$ORIGIN` expanded),
-/// the namespace's search path, `LD_LIBRARY_PATH` (unless turned off), [`SYSTEM_DIRS`]; then
+/// entry's directory, then the archive's; glibc does not search it), then as glibc: its
+/// `DT_RPATH` if it has no `DT_RUNPATH`, `LD_LIBRARY_PATH` (unless turned off), its
+/// `DT_RUNPATH` (`$ORIGIN` expanded in both); then the namespace's search path,
+/// [`SYSTEM_DIRS`]; then
 /// the links; then, with [`SystemPolicy::SystemLinker`], the system linker's own search
 /// (`ld.so.cache`). A file found in a system directory is a system library (see
 /// [`SystemPolicy`]).
@@ -225,7 +227,7 @@ impl Namespace {
             return Ok(source);
         }
         let mut tried = Vec::new();
-        for dir in self.dirs(None, &mut std::iter::empty()) {
+        for dir in self.dirs(None, false, &mut std::iter::empty()) {
             if let Some(found) = candidate(&dir, name)? {
                 return Ok(found);
             }
@@ -239,8 +241,8 @@ impl Namespace {
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with
-    /// `runpath` (unexpanded `DT_RUNPATH`/`DT_RPATH` entries).
-    fn dirs(&self, origin: Option<&Source>, runpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
+    /// `runpath` (unexpanded `DT_RUNPATH` entries, or `DT_RPATH` ones when `rpath`).
+    fn dirs(&self, origin: Option<&Source>, rpath: bool, runpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
         let mut dirs = Vec::new();
         if let Some(Source::ZipEntry { archive, entry }) = origin {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -248,27 +250,30 @@ impl Namespace {
         }
         let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
         dirs.extend(origin_dir.clone().map(SearchDir::Dir));
-        for rp in runpath {
-            dirs.push(expand_origin(rp, origin, origin_dir.as_deref()));
-        }
-        dirs.extend(self.search_path.iter().cloned());
+        let runpath: Vec<SearchDir> = runpath.map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
+        // glibc: DT_RPATH (only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
+        let (before, after) = if rpath { (runpath, Vec::new()) } else { (Vec::new(), runpath) };
+        dirs.extend(before);
         if self.ld_library_path {
             if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
                 dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(|d| SearchDir::Dir(d.into())));
             }
         }
+        dirs.extend(after);
+        dirs.extend(self.search_path.iter().cloned());
         if self.system_dirs {
             dirs.extend(SYSTEM_DIRS.iter().map(|d| SearchDir::Dir(d.into())));
         }
         dirs
     }
 
-    /// Finds `DT_NEEDED` `name` of the library `label` loaded from `origin` with `runpath`, and
-    /// says who loads it.
+    /// Finds `DT_NEEDED` `name` of the library `label` loaded from `origin` with `runpath`
+    /// (its `DT_RPATH` when `rpath`), and says who loads it.
     pub(crate) fn resolve(
         &self,
         name: &str,
         origin: &Source,
+        rpath: bool,
         runpath: &mut dyn Iterator<Item = &str>,
         label: &str,
     ) -> Result<Resolved<'_>> {
@@ -276,7 +281,7 @@ impl Namespace {
             Some(Source::Path(name.into()))
         } else {
             let mut found = None;
-            for dir in self.dirs(Some(origin), runpath) {
+            for dir in self.dirs(Some(origin), rpath, runpath) {
                 if let Some(s) = candidate(&dir, name)? {
                     found = Some(s);
                     break;
@@ -288,14 +293,14 @@ impl Namespace {
             return self.route(name, source, label);
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
-            return link.target.resolve(name, origin, &mut std::iter::empty(), label);
+            return link.target.resolve(name, origin, false, &mut std::iter::empty(), label);
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
             SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(name.to_owned())),
             _ => {
                 let dirs: Vec<String> =
-                    self.dirs(Some(origin), &mut std::iter::empty()).iter().map(SearchDir::display).collect();
+                    self.dirs(Some(origin), false, &mut std::iter::empty()).iter().map(SearchDir::display).collect();
                 Err(Error::new(
                     ErrorKind::DependencyNotFound,
                     format!("find dependency {name}"),

@@ -372,3 +372,49 @@ fn a_constructor_that_opens_libraries_does_not_deadlock() {
     drop(hook_lib);
     assert_eq!(ns.loaded_count(), 2, "reenter (its handle is forgotten) and the hook it needs");
 }
+
+/// Builds libfxwhich.so in directories `which-1` (found through the user's `DT_RPATH` or
+/// `DT_RUNPATH`) and `which-2` (in `LD_LIBRARY_PATH`), and the user with `tags`
+/// (`--enable-new-dtags`: RUNPATH, `--disable-new-dtags`: RPATH); returns the user and the
+/// `LD_LIBRARY_PATH` directory.
+fn which_user(variant: &str, tags: &str) -> (PathBuf, String) {
+    let one = build("which-1", "which.c", "fxwhich", &["-DWHICH=1"]);
+    let two = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
+    let one_dir = one.parent().unwrap().display().to_string();
+    let user = build(
+        variant,
+        "which.c",
+        "fxwhichuser",
+        &["-DUSER", &format!("-L{one_dir}"), &format!("-Wl,{tags},-rpath,{one_dir}"), "-lfxwhich"],
+    );
+    (user, two.parent().unwrap().display().to_string())
+}
+
+/// In a child with `LD_LIBRARY_PATH` set: which copy mmkit and then glibc (each once per
+/// process: glibc would reuse a loaded copy by name) bind the user of `variant` to.
+fn which_copy(test: &str, variant: &str, tags: &str) -> Option<(i64, i64)> {
+    let (user, ld_path) = which_user(variant, tags);
+    if !in_fresh_process_with(test, &[("LD_LIBRARY_PATH", &ld_path)]) {
+        return None;
+    }
+    let ns = fresh_ns(variant);
+    let ours = call(&ns_open(&ns, &user), "fx_user_which", &[]);
+    let theirs = Dl::open(&user).call("fx_user_which", &[]);
+    Some((ours, theirs))
+}
+
+#[test]
+fn dt_runpath_is_searched_after_ld_library_path_as_glibc_does() {
+    let test = "dt_runpath_is_searched_after_ld_library_path_as_glibc_does";
+    if let Some((ours, theirs)) = which_copy(test, "which-runpath", "--enable-new-dtags") {
+        assert_eq!((ours, theirs), (2, 2), "LD_LIBRARY_PATH wins over DT_RUNPATH");
+    }
+}
+
+#[test]
+fn dt_rpath_is_searched_before_ld_library_path_as_glibc_does() {
+    let test = "dt_rpath_is_searched_before_ld_library_path_as_glibc_does";
+    if let Some((ours, theirs)) = which_copy(test, "which-rpath", "--disable-new-dtags") {
+        assert_eq!((ours, theirs), (1, 1), "DT_RPATH wins over LD_LIBRARY_PATH");
+    }
+}
