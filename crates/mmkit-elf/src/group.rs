@@ -242,6 +242,10 @@ pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
         e.handles += 1;
         return Ok(Library::new(e.obj.clone(), registry.clone()));
     }
+    // A system library opened directly goes to the system linker, as a dependency does.
+    if let Some(path) = ns.system_linker_file(source) {
+        return Ok(Library::new_system(crate::system::SystemOpened::open(path)?, registry.clone()));
+    }
     let mut group = Group { new: Vec::new(), rules: Vec::new() };
     let result = load_group(ns, registry, source, src, &mut group);
     let mut map = registry.lock();

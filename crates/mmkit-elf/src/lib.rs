@@ -86,6 +86,7 @@ mod library;
 mod namespace;
 mod relocate;
 mod symbols;
+mod system;
 
 pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};

@@ -219,6 +219,13 @@ impl Namespace {
         self.top_level(source)
     }
 
+    /// The file `source` is when this namespace has the system linker load it (a system
+    /// library opened directly, under [`SystemPolicy::SystemLinker`]).
+    pub(crate) fn system_linker_file<'a>(&self, source: &'a Source) -> Option<&'a Path> {
+        let Source::Path(p) = source else { return None };
+        (self.system == SystemPolicy::SystemLinker && is_system_library(p)).then_some(p.as_path())
+    }
+
     /// A bare soname that is not a file here becomes the file the search finds.
     pub(crate) fn top_level(&self, source: Source) -> Result<Source> {
         let Source::Path(p) = &source else { return Ok(source) };
@@ -379,15 +386,18 @@ fn candidate(dir: &SearchDir, name: &str) -> Result<Option<Source>> {
     }
 }
 
-/// Whether `path` is in one of [`SYSTEM_DIRS`] (compared after resolving symlinks, so that
-/// `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are one directory on merged-`/usr`
-/// systems).
+/// Whether `path` is in one of [`SYSTEM_DIRS`] (compared by the directories' device and inode,
+/// so that `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are one directory on
+/// merged-`/usr` systems; one `stat` per question).
 pub(crate) fn is_system_library(path: &Path) -> bool {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    let dirs = DIRS.get_or_init(|| SYSTEM_DIRS.iter().filter_map(|d| std::fs::canonicalize(d).ok()).collect());
+    use std::os::unix::fs::MetadataExt;
+    static DIRS: OnceLock<Vec<(u64, u64)>> = OnceLock::new();
+    let dirs = DIRS.get_or_init(|| {
+        SYSTEM_DIRS.iter().filter_map(|d| std::fs::metadata(d).ok()).map(|m| (m.dev(), m.ino())).collect()
+    });
     let Some(parent) = path.parent() else { return false };
     let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-    std::fs::canonicalize(parent).is_ok_and(|p| dirs.contains(&p))
+    std::fs::metadata(parent).is_ok_and(|m| dirs.contains(&(m.dev(), m.ino())))
 }
 
 #[cfg(test)]
