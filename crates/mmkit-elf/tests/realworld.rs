@@ -85,6 +85,34 @@ fn cxx_library_through_libstdcxx_throws_catches_and_formats() {
     }
 }
 
+/// glibc's `dl_iterate_phdr` does not see mmkit's libraries; libgcc's unwinder finds their
+/// frames through the tables mmkit registers, so an exception crosses from one mmkit-mapped
+/// library into another that catches it.
+#[test]
+fn exceptions_cross_between_libraries_mmkit_mapped() {
+    if !in_fresh_process("exceptions_cross_between_libraries_mmkit_mapped") {
+        return;
+    }
+    let thrower = build("cxxcross", "cxxcross.cpp", "fxcrossthrow", &["-DTHROWER", "-lstdc++"]);
+    let dir = thrower.parent().unwrap().display().to_string();
+    let catcher = build(
+        "cxxcross",
+        "cxxcross.cpp",
+        "fxcrosscatch",
+        &["-DCATCHER", &format!("-L{dir}"), "-Wl,-rpath,$ORIGIN", "-lfxcrossthrow", "-lstdc++"],
+    );
+    let ours = open(catcher.as_path());
+    assert!(ours
+        .loaded_dependencies()
+        .iter()
+        .any(|d| d.name() == "libfxcrossthrow.so" && d.unwind_tables_registered()));
+    let oracle = Dl::open(&catcher);
+    for x in [0, 5, 11, 1000] {
+        assert_eq!(call(&ours, "fx_cross_catch", &[x]), oracle.call("fx_cross_catch", &[x]), "{x}");
+    }
+    assert_eq!(call(&ours, "fx_cross_catch", &[11]), -(("cross: 11").len() as i64));
+}
+
 type Sqlite3Callback = extern "C" fn(*mut c_void, c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
 
 extern "C" fn first_column(out: *mut c_void, n: c_int, values: *mut *mut c_char, _names: *mut *mut c_char) -> c_int {
