@@ -550,8 +550,7 @@ fn system_library_dependency_is_found_in_system_dirs() {
 fn system_libz_loads_directly() {
     let Some(path) = system_libz() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("libz.so.1");
-    std::fs::copy(path, &copy).unwrap();
+    let copy = copy_into(path, dir.path());
     let oracle = Dl::open(path);
     // The system's file goes to the system linker (the default namespace's policy); a copy
     // elsewhere is mapped by mmkit.
@@ -614,9 +613,7 @@ fn function_lookup_refuses_symbols_that_are_not_code() {
 fn version_name_symbols_of_libz_are_not_functions() {
     let Some(path) = system_libz() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("libz.so.1");
-    std::fs::copy(path, &copy).unwrap();
-    let ours = open(copy.as_path());
+    let ours = open(copy_into(path, dir.path()).as_path());
     assert_eq!(ours.symbol_kind("ZLIB_1.2.2").unwrap(), mmkit_elf::SymbolKind::Absolute);
     // SAFETY: refused before use.
     let err = unsafe { ours.function::<extern "C" fn()>("ZLIB_1.2.2") }.unwrap_err();
@@ -624,6 +621,13 @@ fn version_name_symbols_of_libz_are_not_functions() {
     assert!(err.to_string().contains("absolute"), "{err}");
     // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
     assert!(unsafe { ours.function::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.is_ok());
+}
+
+/// A copy of `path` in `dir` (outside the system directories: mmkit maps it).
+fn copy_into(path: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    let copy = dir.join(path.file_name().unwrap());
+    std::fs::copy(path, &copy).unwrap();
+    copy
 }
 
 /// The system's libz.so.1 (skipping the test without it, failing under CI=true).
