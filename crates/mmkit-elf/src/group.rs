@@ -42,11 +42,11 @@ struct Entry {
     loading: bool,
 }
 
-/// The process-wide load lock, re-entrant: held by one thread (its kernel thread id) at a
-/// time, as often as that thread nests loads.
+/// The process-wide load lock, re-entrant: held by one thread at a time, as often as that
+/// thread nests loads.
 struct LoadLock {
-    /// The holder and how deep it has nested.
-    state: Mutex<(Option<i32>, usize)>,
+    /// The holder ([`this_thread`]) and how deep it has nested.
+    state: Mutex<(Option<usize>, usize)>,
     free: Condvar,
 }
 
@@ -55,11 +55,20 @@ static LOAD_LOCK: LoadLock = LoadLock { state: Mutex::new((None, 0)), free: Cond
 /// Holds [`LOAD_LOCK`] once (one level) until dropped.
 struct LoadGuard;
 
-/// Takes the load lock, or another level of it if this thread holds it. The thread is named
-/// by its kernel id, which works even while the thread's Rust thread-locals are being
-/// destroyed (a `thread_local` destructor may drop the last pin of a library at thread exit).
+/// This thread, as a number unique among live threads: the address of a thread-local with a
+/// constant initializer and no destructor, which stays readable while the thread's other
+/// thread-locals are destroyed (a `thread_local` destructor may drop the last pin of a library
+/// at thread exit) and costs no syscall (unlike `gettid`).
+fn this_thread() -> usize {
+    thread_local! {
+        static ME: u8 = const { 0 };
+    }
+    ME.with(|me| std::ptr::from_ref(me) as usize)
+}
+
+/// Takes the load lock, or another level of it if this thread holds it.
 fn load_lock() -> LoadGuard {
-    let me = rustix::thread::gettid().as_raw_nonzero().get();
+    let me = this_thread();
     let mut state = LOAD_LOCK.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         match state.0 {

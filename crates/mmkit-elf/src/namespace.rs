@@ -386,16 +386,22 @@ fn candidate(dir: &SearchDir, name: &str) -> Result<Option<Source>> {
     }
 }
 
-/// Whether `path` is in one of [`SYSTEM_DIRS`] (compared by the directories' device and inode,
-/// so that `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are one directory on
-/// merged-`/usr` systems; one `stat` per question).
+/// Whether `path` is in one of [`SYSTEM_DIRS`]. An absolute path without `.` or `..`
+/// components is compared by name (no syscall: this runs on every first load; both
+/// `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are listed, so merged-`/usr`
+/// systems are covered); other paths (relative, with `..`) by the directories' device and
+/// inode. A directory that is a symlink to a system directory under another name is not one.
 pub(crate) fn is_system_library(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
+    use std::path::Component;
+    let Some(parent) = path.parent() else { return false };
+    if parent.is_absolute() && parent.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
+        return SYSTEM_DIRS.iter().any(|d| Path::new(d) == parent);
+    }
     static DIRS: OnceLock<Vec<(u64, u64)>> = OnceLock::new();
     let dirs = DIRS.get_or_init(|| {
         SYSTEM_DIRS.iter().filter_map(|d| std::fs::metadata(d).ok()).map(|m| (m.dev(), m.ino())).collect()
     });
-    let Some(parent) = path.parent() else { return false };
     let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
     std::fs::metadata(parent).is_ok_and(|m| dirs.contains(&(m.dev(), m.ino())))
 }
@@ -416,6 +422,15 @@ mod tests {
             expand_origin("$ORIGIN/sub", Some(&file), Some(Path::new("/opt/x"))),
             SearchDir::Dir("/opt/x/sub".into())
         );
+    }
+
+    #[test]
+    fn system_libraries_are_told_by_their_directory() {
+        assert!(is_system_library(Path::new("/usr/lib/x86_64-linux-gnu/libm.so.6")));
+        assert!(is_system_library(Path::new("/lib/x86_64-linux-gnu/libm.so.6")));
+        assert!(is_system_library(Path::new("/usr/lib/x86_64-linux-gnu/../x86_64-linux-gnu/libm.so.6")));
+        assert!(!is_system_library(Path::new("/tmp/libm.so.6")));
+        assert!(!is_system_library(Path::new("/usr/lib/x86_64-linux-gnu/sub/libx.so")));
     }
 
     #[test]
