@@ -122,6 +122,8 @@ pub(crate) struct Dynamic {
     needed: Vec<u32>,
     soname: Option<u32>,
     runpath: Option<u32>,
+    /// `runpath` is a `DT_RPATH` (the library has no `DT_RUNPATH`).
+    rpath: bool,
     strtab: Table<u8>,
     syms: Table<elf::Sym64<LE>>,
     pub gnu_hash: Option<GnuHash>,
@@ -252,9 +254,15 @@ impl Dynamic {
         self.soname.and_then(|off| self.str_at(off).ok())
     }
 
-    /// `DT_RUNPATH` (or `DT_RPATH`) directories, unexpanded.
+    /// `DT_RUNPATH` (or, without it, `DT_RPATH`) directories, unexpanded.
     pub fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
         self.runpath.and_then(|off| self.str_at(off).ok()).unwrap_or("").split(':').filter(|s| !s.is_empty())
+    }
+
+    /// Whether [`Dynamic::runpath`] is a `DT_RPATH` (searched before `LD_LIBRARY_PATH`), not a
+    /// `DT_RUNPATH` (searched after it).
+    pub fn runpath_is_rpath(&self) -> bool {
+        self.rpath
     }
 
     /// Reads the dynamic section of a loaded image; the result owns the image.
@@ -311,7 +319,12 @@ impl Dynamic {
         let offset = |t: u32| -> Result<Option<u32>> {
             get(t).map(|v| u32::try_from(v).map_err(|_| bad(format!("string offset {v:#x}")))).transpose()
         };
-        let (soname, runpath) = (offset(elf::DT_SONAME)?, offset(elf::DT_RUNPATH)?.or(offset(elf::DT_RPATH)?));
+        let (soname, runpath) = (offset(elf::DT_SONAME)?, offset(elf::DT_RUNPATH)?);
+        // glibc ignores DT_RPATH when DT_RUNPATH is present.
+        let (runpath, rpath) = match runpath {
+            Some(r) => (Some(r), false),
+            None => (offset(elf::DT_RPATH)?, true),
+        };
         // Hash tables tell how many symbols there are.
         let gnu_hash = get(elf::DT_GNU_HASH).map(|addr| read_gnu_hash(&image, addr)).transpose()?;
         let sysv_hash = get(elf::DT_HASH).map(|addr| read_sysv_hash(&image, addr)).transpose()?;
@@ -382,6 +395,7 @@ impl Dynamic {
             needed,
             soname,
             runpath,
+            rpath,
             strtab,
             syms,
             gnu_hash,

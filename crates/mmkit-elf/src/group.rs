@@ -7,6 +7,12 @@
 //! a cycle is broken where it closes, as glibc does). Unloading is a mark and sweep: a library
 //! stays while a handle holds it, it is pinned, or a library that stays needs it; the rest are
 //! finalized and unmapped in the reverse of their initialization order.
+//!
+//! Loads and unloads take one process-wide lock, re-entrant like glibc's `dl_load_lock`: a
+//! library initializer (or finalizer) that opens or drops a library on the same thread goes
+//! ahead (a library of the group being initialized is handed out as it is, as `dlopen` does),
+//! while other threads wait until the group is initialized. The registry's own mutex is only
+//! held for short updates, never while library code runs.
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
@@ -16,7 +22,7 @@ use crate::relocate::external::SystemLibrary;
 use crate::source::{OpenSource, Source};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 /// The process-wide initialization counter: unload order is the reverse of it.
 static INIT_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -32,6 +38,62 @@ struct Entry {
     obj: Arc<Object>,
     /// Live [`Library`] handles.
     handles: usize,
+    /// Mapped by a load still in progress (relocating or initializing): kept.
+    loading: bool,
+}
+
+/// The process-wide load lock, re-entrant: held by one thread at a time, as often as that
+/// thread nests loads.
+struct LoadLock {
+    /// The holder ([`this_thread`]) and how deep it has nested.
+    state: Mutex<(Option<usize>, usize)>,
+    free: Condvar,
+}
+
+static LOAD_LOCK: LoadLock = LoadLock { state: Mutex::new((None, 0)), free: Condvar::new() };
+
+/// Holds [`LOAD_LOCK`] once (one level) until dropped.
+struct LoadGuard;
+
+/// This thread, as a number unique among live threads: the address of a thread-local with a
+/// constant initializer and no destructor, which stays readable while the thread's other
+/// thread-locals are destroyed (a `thread_local` destructor may drop the last pin of a library
+/// at thread exit) and costs no syscall (unlike `gettid`).
+fn this_thread() -> usize {
+    thread_local! {
+        static ME: u8 = const { 0 };
+    }
+    ME.with(|me| std::ptr::from_ref(me) as usize)
+}
+
+/// Takes the load lock, or another level of it if this thread holds it.
+fn load_lock() -> LoadGuard {
+    let me = this_thread();
+    let mut state = LOAD_LOCK.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        match state.0 {
+            None => {
+                *state = (Some(me), 1);
+                return LoadGuard;
+            }
+            Some(holder) if holder == me => {
+                state.1 += 1;
+                return LoadGuard;
+            }
+            Some(_) => state = LOAD_LOCK.free.wait(state).unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        let mut state = LOAD_LOCK.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 = state.1.saturating_sub(1);
+        if state.1 == 0 {
+            state.0 = None;
+            LOAD_LOCK.free.notify_all();
+        }
+    }
 }
 
 impl Registry {
@@ -49,6 +111,7 @@ impl Registry {
 
     /// Drops a handle of `key`; unloads what is no longer needed.
     pub(crate) fn release(&self, key: Key) {
+        let load = load_lock();
         let doomed = {
             let mut map = self.lock();
             if let Some(e) = map.get_mut(&key) {
@@ -56,7 +119,8 @@ impl Registry {
             }
             sweep(&mut map)
         };
-        // Finalizers run outside the lock (they may open or close libraries themselves).
+        drop(load);
+        // Finalizers run outside the locks (they may open or close libraries themselves).
         drop_in_reverse_init_order(doomed);
     }
 
@@ -68,9 +132,19 @@ impl Registry {
 
 /// Removes and returns the libraries no handle, pin or remaining library needs.
 fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
+    sweep_failed(map, &[])
+}
+
+/// [`sweep`], where the libraries of a failed load (`failed`) do not stay for being pinned.
+fn sweep_failed(map: &mut HashMap<Key, Entry>, failed: &[Key]) -> Vec<Arc<Object>> {
     let mut live: Vec<Key> = map
         .iter()
-        .filter(|(_, e)| e.handles > 0 || e.obj.is_pinned() || e.obj.pins.load(Ordering::Acquire) > 0)
+        .filter(|(k, e)| {
+            e.handles > 0
+                || e.loading
+                || (e.obj.is_pinned() && !failed.contains(k))
+                || e.obj.pins.load(Ordering::Acquire) > 0
+        })
         .map(|(k, _)| *k)
         .collect();
     let mut i = 0;
@@ -169,29 +243,47 @@ fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
 pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
     crate::relocate::atexit::set_pin_hook(pin_containing);
     let registry = ns.registry();
-    // Identity first: an already loaded copy is shared.
     let src = source.open(crate::library::page_size())?;
-    let mut map = registry.lock();
-    if let Some(e) = map.get_mut(&key_of(&src)) {
+    let load = load_lock();
+    // Identity first: an already loaded copy is shared (also one whose group this thread is
+    // still initializing: a constructor that opens its own library, as glibc allows).
+    if let Some(e) = registry.lock().get_mut(&key_of(&src)) {
         e.handles += 1;
         return Ok(Library::new(e.obj.clone(), registry.clone()));
     }
+    // A system library opened directly goes to the system linker, as a dependency does.
+    if let Some(path) = ns.system_linker_file(source) {
+        return Ok(Library::new_system(crate::system::SystemOpened::open(path)?, registry.clone()));
+    }
     let mut group = Group { new: Vec::new(), rules: Vec::new() };
-    let result = load_group(ns, registry, source, src, &mut map, &mut group);
+    let result = load_group(ns, registry, source, src, &mut group);
+    let mut map = registry.lock();
     match result {
         Ok(root) => {
+            for o in &group.new {
+                if let Some(e) = map.get_mut(&o.key) {
+                    e.loading = false;
+                }
+            }
             if let Some(e) = map.get_mut(&root.key) {
                 e.handles += 1;
             }
             Ok(Library::new(root, registry.clone()))
         }
         Err(e) => {
-            // Take the group back out (pinned members too: they never worked).
-            let failed: Vec<Arc<Object>> = group.new.iter().filter_map(|o| map.remove(&o.key)).map(|e| e.obj).collect();
-            let doomed = sweep(&mut map);
+            // Take the group back out, pinned members too (they never worked), unless a library
+            // opened by one of its initializers (and still held) needs them.
+            let failed: Vec<Key> = group.new.iter().map(|o| o.key).collect();
+            for k in &failed {
+                if let Some(e) = map.get_mut(k) {
+                    e.loading = false;
+                }
+            }
+            let doomed = sweep_failed(&mut map, &failed);
             drop(map);
+            drop(load);
             drop(group);
-            drop_in_reverse_init_order(failed.into_iter().chain(doomed).collect());
+            drop_in_reverse_init_order(doomed);
             Err(e)
         }
     }
@@ -215,11 +307,10 @@ fn load_group<'ns>(
     registry: &Arc<Registry>,
     source: &Source,
     src: OpenSource,
-    map: &mut HashMap<Key, Entry>,
     group: &mut Group<'ns>,
 ) -> Result<Arc<Object>> {
     let root = Arc::new(Object::map(source, src)?);
-    map.insert(root.key, Entry { obj: root.clone(), handles: 0 });
+    registry.lock().insert(root.key, Entry { obj: root.clone(), handles: 0, loading: true });
     remember_span(&root, registry);
     group.new.push(root.clone());
     group.rules.push(ns);
@@ -236,7 +327,7 @@ fn load_group<'ns>(
                 deps.push(Dependency::System(Arc::new(sys)));
                 continue;
             }
-            match rules.resolve(name, &sources[i], &mut obj.runpath(), obj.label())? {
+            match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
                 Resolved::SystemLinker(path) => {
                     let sys = crate::executor::load_system_library(&path).map_err(|msg| {
                         Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)
@@ -250,11 +341,12 @@ fn load_group<'ns>(
                             .with_path(obj.label())
                     };
                     let src = dep_source.open(crate::library::page_size()).map_err(wrap)?;
-                    let dep = match map.get(&key_of(&src)) {
-                        Some(e) => e.obj.clone(),
+                    let known = registry.lock().get(&key_of(&src)).map(|e| e.obj.clone());
+                    let dep = match known {
+                        Some(obj) => obj,
                         None => {
                             let dep = Arc::new(Object::map(&dep_source, src).map_err(wrap)?);
-                            map.insert(dep.key, Entry { obj: dep.clone(), handles: 0 });
+                            registry.lock().insert(dep.key, Entry { obj: dep.clone(), handles: 0, loading: true });
                             remember_span(&dep, registry);
                             group.new.push(dep.clone());
                             group.rules.push(dep_ns);

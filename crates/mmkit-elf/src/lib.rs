@@ -60,18 +60,30 @@
 //! # }
 //! ```
 //!
+//! # What the process's tools see
+//! glibc's own `dladdr`, `dl_iterate_phdr` and `dlinfo` do not see the libraries mmkit maps
+//! (they walk glibc's link maps only). What does: [`addr_info`] (`dladdr`'s answer for mmkit's
+//! libraries and glibc's), debuggers (`gdb` through the `r_debug` namespace above), and
+//! libgcc's unwinder: the unwind tables of every library mmkit maps are registered with it
+//! (`__register_frame`), which it consults before `dl_iterate_phdr`, so C++ exceptions thrown
+//! in them are caught (also in another mmkit-mapped library) and backtraces taken there or in
+//! a callback they make unwind through their frames (a page fault per library;
+//! [`Namespace::unwind_tables_for_every_library`] can limit it to libraries that link the
+//! unwinder or a C++ runtime). Code that walks `dl_iterate_phdr` itself (some profilers,
+//! sanitizers, LLVM's libunwind without registration) does not find them.
+//!
+//! A system library opened directly (`Library::open("libm.so.6")`) is loaded by the system
+//! linker under the default [`SystemPolicy`], as a dependency would be; a position-independent
+//! executable is refused, as glibc refuses it.
+//!
+//! Loads and unloads are serialized by one process-wide lock, re-entrant like glibc's: an
+//! initializer that opens a library on the same thread goes ahead.
+//!
 //! # Not (yet) supported
-//! Libraries loaded by mmkit are invisible to `dl_iterate_phdr` and glibc's `dladdr` (ask
-//! [`addr_info`]). The unwind tables
-//! of every library mmkit maps are registered with libgcc's unwinder, so exceptions thrown and
-//! caught in them, and backtraces taken there or in a callback they make, unwind through their
-//! frames (a page fault per library; [`Namespace::unwind_tables_for_every_library`] can limit
-//! it to libraries that link the unwinder or a C++ runtime). Lazy binding; `TLSDESC`/initial-exec TLS in libraries
-//! mmkit maps (system libraries that need them go to the system linker); copy relocations.
-//! A library opened directly (not as a dependency) is always mapped by mmkit, even from a
-//! system directory. A namespace's loads and unloads are serialized by one lock held while
-//! initializers run: an initializer that opens a library in the same namespace deadlocks
-//! (glibc's lock is recursive).
+//! Lazy binding; `TLSDESC`/initial-exec TLS in libraries mmkit maps (system libraries that
+//! need them go to the system linker); copy relocations. Search: `DT_RPATH` of the loading
+//! library only (glibc also searches the `DT_RPATH` of the libraries that loaded it and of the
+//! executable); the requesting library's own directory is searched first (glibc does not).
 #![deny(missing_docs)]
 
 mod addr;
@@ -86,6 +98,7 @@ mod library;
 mod namespace;
 mod relocate;
 mod symbols;
+mod system;
 
 pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};

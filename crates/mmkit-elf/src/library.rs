@@ -11,12 +11,13 @@ use crate::relocate::tls::{self, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::symbols::{self, SymbolKind, Want};
+use crate::system::SystemOpened;
 use object::elf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-/// Directories searched for `DT_NEEDED` libraries after the library's own directory,
-/// `RUNPATH` and `LD_LIBRARY_PATH`.
+/// Directories searched for `DT_NEEDED` libraries last (after `DT_RPATH`, `LD_LIBRARY_PATH`,
+/// `DT_RUNPATH` and the namespace's search path; see [`crate::Namespace`]).
 pub const SYSTEM_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
@@ -171,6 +172,14 @@ impl Object {
         let image = Image::load(&plan, &src, &label[name_at..]).map_err(|e| e.with_path(label))?;
         let label = src.take_label();
         let dynamic = Dynamic::read(image, &plan).map_err(|e| e.with_path(&label))?;
+        if dynamic.flags_1 & u64::from(elf::DF_1_PIE) != 0 {
+            return Err(Error::new(
+                ErrorKind::NotSharedObject,
+                "load",
+                "it is a position-independent executable (DF_1_PIE), not a shared library; glibc's dlopen refuses it too",
+            )
+            .with_path(&label));
+        }
         let tls = match &plan.tls {
             Some(t) => {
                 let init = dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
@@ -261,9 +270,14 @@ impl Object {
         self.dynamic.needed()
     }
 
-    /// `DT_RUNPATH`/`DT_RPATH` entries, unexpanded.
+    /// `DT_RUNPATH` (or, without it, `DT_RPATH`) entries, unexpanded.
     pub(crate) fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
         self.dynamic.runpath()
+    }
+
+    /// Whether [`Object::runpath`] is a `DT_RPATH`.
+    pub(crate) fn runpath_is_rpath(&self) -> bool {
+        self.dynamic.runpath_is_rpath()
     }
 
     /// The exported symbol that `addr` (run-time) lies in, as `dladdr` answers: the nearest
@@ -720,65 +734,120 @@ impl Drop for Object {
 /// opened again in the same [`Namespace`](crate::Namespace) gives another handle to the same copy; the copy is
 /// unloaded (its finalizers run, then it is unmapped) when the last handle is dropped and no
 /// other loaded library needs it, unless it is pinned (`DF_1_NODELETE`, `STB_GNU_UNIQUE`).
+///
+/// A system library opened directly (libm, libstdc++, libc: see
+/// [`SystemPolicy`](crate::SystemPolicy)) is loaded by the system linker, as a dependency
+/// would be: its handle finds symbols in glibc's copy, and [`Library::segments`] and
+/// [`Library::verify`] (which check mmkit's own mappings) return an error for it.
 #[derive(Debug)]
 pub struct Library {
     obj: Option<Arc<Object>>,
+    /// Set instead of `obj` for a system library the system linker loaded.
+    system: Option<Arc<SystemOpened>>,
     registry: Arc<crate::group::Registry>,
+}
+
+/// What a handle holds.
+enum Held<'a> {
+    Mapped(&'a Object),
+    System(&'a SystemOpened),
 }
 
 impl Library {
     pub(crate) fn new(obj: Arc<Object>, registry: Arc<crate::group::Registry>) -> Library {
-        Library { obj: Some(obj), registry }
+        Library { obj: Some(obj), system: None, registry }
     }
 
-    pub(crate) fn object(&self) -> &Object {
-        self.obj.as_deref().expect("a live handle has its object")
+    pub(crate) fn new_system(system: SystemOpened, registry: Arc<crate::group::Registry>) -> Library {
+        Library { obj: None, system: Some(Arc::new(system)), registry }
+    }
+
+    fn held(&self) -> Held<'_> {
+        match (&self.obj, &self.system) {
+            (Some(o), _) => Held::Mapped(o),
+            (None, Some(s)) => Held::System(s),
+            (None, None) => unreachable!("a live handle holds a library"),
+        }
+    }
+
+    /// The object mmkit mapped, or the error for a system library (`what` failed).
+    pub(crate) fn mapped(&self, what: &str) -> Result<&Object> {
+        match self.held() {
+            Held::Mapped(o) => Ok(o),
+            Held::System(s) => Err(s.not_mapped_by_mmkit(what)),
+        }
     }
 
     /// The library's file name (`libfoo.so`).
     pub fn name(&self) -> &str {
-        self.object().name()
+        match self.held() {
+            Held::Mapped(o) => o.name(),
+            Held::System(s) => s.name(),
+        }
     }
 
     /// Where it was loaded from: `path`, `archive!/entry`, `memfd:name`.
     pub fn source(&self) -> &str {
-        self.object().source()
+        match self.held() {
+            Held::Mapped(o) => o.source(),
+            Held::System(s) => &s.path,
+        }
     }
 
-    /// The plan it was loaded with (page size from the kernel).
+    /// The plan it was loaded with (page size from the kernel). For a system library the
+    /// system linker loaded: the plan of its file, as mmkit would have mapped it.
     pub fn plan(&self) -> &Plan {
-        self.object().plan()
+        match self.held() {
+            Held::Mapped(o) => o.plan(),
+            Held::System(s) => &s.plan,
+        }
     }
 
     /// The load bias: run-time address minus link-time address.
     pub fn bias(&self) -> u64 {
-        self.object().bias()
+        match self.held() {
+            Held::Mapped(o) => o.bias(),
+            Held::System(s) => s.bias,
+        }
     }
 
     /// Run-time `(start, len)` of the whole reservation.
     pub fn span(&self) -> (u64, u64) {
-        self.object().span()
+        match self.held() {
+            Held::Mapped(o) => o.span(),
+            Held::System(s) => s.span(),
+        }
     }
 
     /// `DT_SONAME`, if any.
     pub fn soname(&self) -> Option<&str> {
-        self.object().soname()
+        match self.held() {
+            Held::Mapped(o) => o.soname(),
+            Held::System(s) => s.soname.as_deref(),
+        }
     }
 
     /// `DT_NEEDED` names, in order (names that are not UTF-8 are left out).
     pub fn needed(&self) -> Vec<&str> {
-        self.object().needed()
+        match self.held() {
+            Held::Mapped(o) => o.needed(),
+            Held::System(s) => s.needed.iter().map(String::as_str).collect(),
+        }
     }
 
     /// The dependencies: `(name, loaded by mmkit)`; `false` means glibc loaded it (it was loaded
     /// already, or the namespace sent it to the system linker: see [`crate::Namespace`]).
     pub fn dependencies(&self) -> Vec<(String, bool)> {
-        self.object().dependencies()
+        match self.held() {
+            Held::Mapped(o) => o.dependencies(),
+            Held::System(s) => s.needed.iter().map(|n| (n.clone(), false)).collect(),
+        }
     }
 
     /// Handles to the direct dependencies mmkit mapped (each keeps its library loaded).
     pub fn loaded_dependencies(&self) -> Vec<Library> {
-        let deps = self.object().deps.get().into_iter().flatten();
+        let Held::Mapped(o) = self.held() else { return Vec::new() };
+        let deps = o.deps.get().into_iter().flatten();
         deps.filter_map(|d| match d {
             Dependency::Mmkit(w) => self.registry.handle(w.upgrade()?, &self.registry),
             Dependency::System(_) => None,
@@ -786,27 +855,40 @@ impl Library {
         .collect()
     }
 
-    /// Keeps this copy loaded for the life of the process, as `RTLD_NODELETE` does.
+    /// Keeps this copy loaded for the life of the process, as `RTLD_NODELETE` does (a system
+    /// library the system linker loaded is never unloaded anyway).
     pub fn pin(&self) {
-        self.object().pin();
+        if let Held::Mapped(o) = self.held() {
+            o.pin();
+        }
     }
 
     /// Whether this copy stays loaded for the life of the process (`DF_1_NODELETE`, or it
-    /// defines `STB_GNU_UNIQUE` symbols), as glibc keeps it.
+    /// defines `STB_GNU_UNIQUE` symbols, or the system linker loaded it), as glibc keeps it.
     pub fn is_pinned(&self) -> bool {
-        self.object().is_pinned()
+        match self.held() {
+            Held::Mapped(o) => o.is_pinned(),
+            Held::System(_) => true,
+        }
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see
-    /// the crate docs): C++ exceptions and backtraces then unwind through its frames.
+    /// the crate docs): C++ exceptions and backtraces then unwind through its frames. Always
+    /// for a library the system linker loaded (the unwinder finds it through glibc).
     pub fn unwind_tables_registered(&self) -> bool {
-        self.object().unwind_tables_registered()
+        match self.held() {
+            Held::Mapped(o) => o.unwind_tables_registered(),
+            Held::System(_) => true,
+        }
     }
 
     /// The run-time address of an exported symbol (default version) that is not an IFUNC or
     /// TLS symbol. Use [`Library::symbol`] for a typed, callable value.
     pub fn address_of(&self, name: &str) -> Result<u64> {
-        self.object().address_of(name)
+        match self.held() {
+            Held::Mapped(o) => o.address_of(name),
+            Held::System(s) => s.lib.symbol(name, None).ok_or_else(|| self.not_found(name, "no such exported symbol")),
+        }
     }
 
     /// The kind of the exported symbol `name` (default version): whether it is a function,
@@ -814,19 +896,39 @@ impl Library {
     /// glibc's symbol table gives (`dladdr1`), else [`SymbolKind::Function`] when the address
     /// is in an executable segment.
     pub fn symbol_kind(&self, name: &str) -> Result<SymbolKind> {
-        self.object().symbol_kind(name)
+        match self.held() {
+            Held::Mapped(o) => o.symbol_kind(name),
+            Held::System(s) => s
+                .lib
+                .symbol(name, None)
+                .map(external::kind_at)
+                .ok_or_else(|| self.not_found(name, "no such exported symbol")),
+        }
+    }
+
+    /// Where symbol `name` (default version) is: in the library mmkit mapped or its
+    /// dependencies, or through `dlsym` in glibc's copy of a system library.
+    pub(crate) fn find(&self, name: &str) -> Option<Target> {
+        match self.held() {
+            Held::Mapped(o) => o.find(name, Want::Default),
+            Held::System(s) => s.lib.symbol(name, None).map(Target::Addr),
+        }
+    }
+
+    pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
+        Error::new(ErrorKind::SymbolNotFound, format!("symbol lookup of `{name}`"), why).with_path(self.source())
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
     pub fn segments(&self) -> Result<Vec<Mapping>> {
-        self.object().segments()
+        self.mapped("list the mappings")?.segments()
     }
 
     /// Checks the mappings against `/proc/self/maps`: every page of the reservation is mapped
     /// with the planned access rights, file pages from this library's file at the planned
     /// offsets, `.bss` and gaps anonymous.
     pub fn verify(&self) -> Result<()> {
-        self.object().verify()
+        self.mapped("verify against /proc/self/maps")?.verify()
     }
 }
 

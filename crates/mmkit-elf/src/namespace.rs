@@ -77,8 +77,10 @@ struct Link {
 ///
 /// Search order for a `DT_NEEDED` name (or a bare soname given to [`Namespace::open`]): a name
 /// with a `/` is a path; else the requesting library's own directory (inside an APK: the
-/// entry's directory, then the archive's), its `DT_RUNPATH`/`DT_RPATH` (`$ORIGIN` expanded),
-/// the namespace's search path, `LD_LIBRARY_PATH` (unless turned off), [`SYSTEM_DIRS`]; then
+/// entry's directory, then the archive's; glibc does not search it), then as glibc: its
+/// `DT_RPATH` if it has no `DT_RUNPATH`, `LD_LIBRARY_PATH` (unless turned off), its
+/// `DT_RUNPATH` (`$ORIGIN` expanded in both); then the namespace's search path,
+/// [`SYSTEM_DIRS`]; then
 /// the links; then, with [`SystemPolicy::SystemLinker`], the system linker's own search
 /// (`ld.so.cache`). A file found in a system directory is a system library (see
 /// [`SystemPolicy`]).
@@ -217,6 +219,13 @@ impl Namespace {
         self.top_level(source)
     }
 
+    /// The file `source` is when this namespace has the system linker load it (a system
+    /// library opened directly, under [`SystemPolicy::SystemLinker`]).
+    pub(crate) fn system_linker_file<'a>(&self, source: &'a Source) -> Option<&'a Path> {
+        let Source::Path(p) = source else { return None };
+        (self.system == SystemPolicy::SystemLinker && is_system_library(p)).then_some(p.as_path())
+    }
+
     /// A bare soname that is not a file here becomes the file the search finds.
     pub(crate) fn top_level(&self, source: Source) -> Result<Source> {
         let Source::Path(p) = &source else { return Ok(source) };
@@ -225,7 +234,7 @@ impl Namespace {
             return Ok(source);
         }
         let mut tried = Vec::new();
-        for dir in self.dirs(None, &mut std::iter::empty()) {
+        for dir in self.dirs(None, false, &mut std::iter::empty()) {
             if let Some(found) = candidate(&dir, name)? {
                 return Ok(found);
             }
@@ -239,8 +248,8 @@ impl Namespace {
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with
-    /// `runpath` (unexpanded `DT_RUNPATH`/`DT_RPATH` entries).
-    fn dirs(&self, origin: Option<&Source>, runpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
+    /// `runpath` (unexpanded `DT_RUNPATH` entries, or `DT_RPATH` ones when `rpath`).
+    fn dirs(&self, origin: Option<&Source>, rpath: bool, runpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
         let mut dirs = Vec::new();
         if let Some(Source::ZipEntry { archive, entry }) = origin {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -248,27 +257,30 @@ impl Namespace {
         }
         let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
         dirs.extend(origin_dir.clone().map(SearchDir::Dir));
-        for rp in runpath {
-            dirs.push(expand_origin(rp, origin, origin_dir.as_deref()));
-        }
-        dirs.extend(self.search_path.iter().cloned());
+        let runpath: Vec<SearchDir> = runpath.map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
+        // glibc: DT_RPATH (only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
+        let (before, after) = if rpath { (runpath, Vec::new()) } else { (Vec::new(), runpath) };
+        dirs.extend(before);
         if self.ld_library_path {
             if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
                 dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(|d| SearchDir::Dir(d.into())));
             }
         }
+        dirs.extend(after);
+        dirs.extend(self.search_path.iter().cloned());
         if self.system_dirs {
             dirs.extend(SYSTEM_DIRS.iter().map(|d| SearchDir::Dir(d.into())));
         }
         dirs
     }
 
-    /// Finds `DT_NEEDED` `name` of the library `label` loaded from `origin` with `runpath`, and
-    /// says who loads it.
+    /// Finds `DT_NEEDED` `name` of the library `label` loaded from `origin` with `runpath`
+    /// (its `DT_RPATH` when `rpath`), and says who loads it.
     pub(crate) fn resolve(
         &self,
         name: &str,
         origin: &Source,
+        rpath: bool,
         runpath: &mut dyn Iterator<Item = &str>,
         label: &str,
     ) -> Result<Resolved<'_>> {
@@ -276,7 +288,7 @@ impl Namespace {
             Some(Source::Path(name.into()))
         } else {
             let mut found = None;
-            for dir in self.dirs(Some(origin), runpath) {
+            for dir in self.dirs(Some(origin), rpath, runpath) {
                 if let Some(s) = candidate(&dir, name)? {
                     found = Some(s);
                     break;
@@ -288,14 +300,14 @@ impl Namespace {
             return self.route(name, source, label);
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
-            return link.target.resolve(name, origin, &mut std::iter::empty(), label);
+            return link.target.resolve(name, origin, false, &mut std::iter::empty(), label);
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
             SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(name.to_owned())),
             _ => {
                 let dirs: Vec<String> =
-                    self.dirs(Some(origin), &mut std::iter::empty()).iter().map(SearchDir::display).collect();
+                    self.dirs(Some(origin), false, &mut std::iter::empty()).iter().map(SearchDir::display).collect();
                 Err(Error::new(
                     ErrorKind::DependencyNotFound,
                     format!("find dependency {name}"),
@@ -374,15 +386,24 @@ fn candidate(dir: &SearchDir, name: &str) -> Result<Option<Source>> {
     }
 }
 
-/// Whether `path` is in one of [`SYSTEM_DIRS`] (compared after resolving symlinks, so that
-/// `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are one directory on merged-`/usr`
-/// systems).
+/// Whether `path` is in one of [`SYSTEM_DIRS`]. An absolute path without `.` or `..`
+/// components is compared by name (no syscall: this runs on every first load; both
+/// `/lib/x86_64-linux-gnu` and `/usr/lib/x86_64-linux-gnu` are listed, so merged-`/usr`
+/// systems are covered); other paths (relative, with `..`) by the directories' device and
+/// inode. A directory that is a symlink to a system directory under another name is not one.
 pub(crate) fn is_system_library(path: &Path) -> bool {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    let dirs = DIRS.get_or_init(|| SYSTEM_DIRS.iter().filter_map(|d| std::fs::canonicalize(d).ok()).collect());
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Component;
     let Some(parent) = path.parent() else { return false };
+    if parent.is_absolute() && parent.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
+        return SYSTEM_DIRS.iter().any(|d| Path::new(d) == parent);
+    }
+    static DIRS: OnceLock<Vec<(u64, u64)>> = OnceLock::new();
+    let dirs = DIRS.get_or_init(|| {
+        SYSTEM_DIRS.iter().filter_map(|d| std::fs::metadata(d).ok()).map(|m| (m.dev(), m.ino())).collect()
+    });
     let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-    std::fs::canonicalize(parent).is_ok_and(|p| dirs.contains(&p))
+    std::fs::metadata(parent).is_ok_and(|m| dirs.contains(&(m.dev(), m.ino())))
 }
 
 #[cfg(test)]
@@ -401,6 +422,15 @@ mod tests {
             expand_origin("$ORIGIN/sub", Some(&file), Some(Path::new("/opt/x"))),
             SearchDir::Dir("/opt/x/sub".into())
         );
+    }
+
+    #[test]
+    fn system_libraries_are_told_by_their_directory() {
+        assert!(is_system_library(Path::new("/usr/lib/x86_64-linux-gnu/libm.so.6")));
+        assert!(is_system_library(Path::new("/lib/x86_64-linux-gnu/libm.so.6")));
+        assert!(is_system_library(Path::new("/usr/lib/x86_64-linux-gnu/../x86_64-linux-gnu/libm.so.6")));
+        assert!(!is_system_library(Path::new("/tmp/libm.so.6")));
+        assert!(!is_system_library(Path::new("/usr/lib/x86_64-linux-gnu/sub/libx.so")));
     }
 
     #[test]

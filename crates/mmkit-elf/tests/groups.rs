@@ -312,3 +312,109 @@ fn a_failed_load_leaves_nothing_loaded() {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     assert!(!maps.contains(&*dir.join("libfxgb.so").to_string_lossy()), "b was unmapped");
 }
+
+/// The namespace, the libraries its constructor opens, and what it opened.
+type Reenter = (Namespace, Vec<PathBuf>, Vec<Library>);
+
+/// The state of `a_constructor_that_opens_libraries_does_not_deadlock`.
+static REENTER: std::sync::Mutex<Option<Reenter>> = std::sync::Mutex::new(None);
+
+/// Called by reenter.c's constructor: opens each library of [`REENTER`] in its namespace.
+extern "C" fn reenter_hook() {
+    let (ns, paths) = {
+        let guard = REENTER.lock().unwrap();
+        let (ns, paths, _) = guard.as_ref().expect("set by the test");
+        (ns.clone(), paths.clone())
+    };
+    let opened: Vec<Library> = paths.iter().map(|p| ns_open(&ns, p)).collect();
+    REENTER.lock().unwrap().as_mut().unwrap().2.extend(opened);
+}
+
+#[test]
+fn a_constructor_that_opens_libraries_does_not_deadlock() {
+    if !in_fresh_process("a_constructor_that_opens_libraries_does_not_deadlock") {
+        return;
+    }
+    let hook = build("reenter", "inithook.c", "fxinithook", &[]);
+    let dir = hook.parent().unwrap().to_path_buf();
+    let reenter = build(
+        "reenter",
+        "reenter.c",
+        "fxreenter",
+        &[&format!("-L{}", dir.display()), "-Wl,-rpath,$ORIGIN", "-lfxinithook"],
+    );
+    let counter = lib("counter.c", "fxcounter");
+    let ns = fresh_ns("reenter");
+    // The constructor opens a new library, the hook library (loaded: shared) and the library
+    // whose group is being initialized (handed out as it is, as glibc does).
+    *REENTER.lock().unwrap() = Some((ns.clone(), vec![counter.clone(), hook.clone(), reenter.clone()], Vec::new()));
+    let hook_lib = ns_open(&ns, &hook);
+    call(&hook_lib, "fx_set_hook", &[reenter_hook as extern "C" fn() as usize as i64]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker_ns = ns.clone();
+    std::thread::spawn(move || {
+        let lib = ns_open(&worker_ns, &reenter);
+        tx.send(call(&lib, "fx_reenter_ran", &[])).unwrap();
+        std::mem::forget(lib);
+    });
+    let ran = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("Namespace::open from a constructor deadlocked (no answer in 120 s)");
+    assert_eq!(ran, 1);
+    let (_, _, opened) = REENTER.lock().unwrap().take().unwrap();
+    assert_eq!(opened.len(), 3);
+    assert_eq!(call(&opened[0], "fx_next", &[]), 1, "the counter library opened by the constructor works");
+    assert_eq!(opened[1].span(), hook_lib.span(), "the hook library is shared");
+    assert_eq!(ns.loaded_count(), 3, "hook, reenter and counter, once each");
+    // Another thread waits for a load in progress instead of seeing it half initialized:
+    // covered by the 8-thread test; here, dropping everything unloads all but the forgotten.
+    drop(opened);
+    drop(hook_lib);
+    assert_eq!(ns.loaded_count(), 2, "reenter (its handle is forgotten) and the hook it needs");
+}
+
+/// Builds libfxwhich.so in directories `which-1` (found through the user's `DT_RPATH` or
+/// `DT_RUNPATH`) and `which-2` (in `LD_LIBRARY_PATH`), and the user with `tags`
+/// (`--enable-new-dtags`: RUNPATH, `--disable-new-dtags`: RPATH); returns the user and the
+/// `LD_LIBRARY_PATH` directory.
+fn which_user(variant: &str, tags: &str) -> (PathBuf, String) {
+    let one = build("which-1", "which.c", "fxwhich", &["-DWHICH=1"]);
+    let two = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
+    let one_dir = one.parent().unwrap().display().to_string();
+    let user = build(
+        variant,
+        "which.c",
+        "fxwhichuser",
+        &["-DUSER", &format!("-L{one_dir}"), &format!("-Wl,{tags},-rpath,{one_dir}"), "-lfxwhich"],
+    );
+    (user, two.parent().unwrap().display().to_string())
+}
+
+/// In a child with `LD_LIBRARY_PATH` set: which copy mmkit and then glibc (each once per
+/// process: glibc would reuse a loaded copy by name) bind the user of `variant` to.
+fn which_copy(test: &str, variant: &str, tags: &str) -> Option<(i64, i64)> {
+    let (user, ld_path) = which_user(variant, tags);
+    if !in_fresh_process_with(test, &[("LD_LIBRARY_PATH", &ld_path)]) {
+        return None;
+    }
+    let ns = fresh_ns(variant);
+    let ours = call(&ns_open(&ns, &user), "fx_user_which", &[]);
+    let theirs = Dl::open(&user).call("fx_user_which", &[]);
+    Some((ours, theirs))
+}
+
+#[test]
+fn dt_runpath_is_searched_after_ld_library_path_as_glibc_does() {
+    let test = "dt_runpath_is_searched_after_ld_library_path_as_glibc_does";
+    if let Some((ours, theirs)) = which_copy(test, "which-runpath", "--enable-new-dtags") {
+        assert_eq!((ours, theirs), (2, 2), "LD_LIBRARY_PATH wins over DT_RUNPATH");
+    }
+}
+
+#[test]
+fn dt_rpath_is_searched_before_ld_library_path_as_glibc_does() {
+    let test = "dt_rpath_is_searched_before_ld_library_path_as_glibc_does";
+    if let Some((ours, theirs)) = which_copy(test, "which-rpath", "--disable-new-dtags") {
+        assert_eq!((ours, theirs), (1, 1), "DT_RPATH wins over LD_LIBRARY_PATH");
+    }
+}

@@ -549,18 +549,25 @@ fn system_library_dependency_is_found_in_system_dirs() {
 #[test]
 fn system_libz_loads_directly() {
     let Some(path) = system_libz() else { return };
-    let ours = open(path);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = copy_into(path, dir.path());
     let oracle = Dl::open(path);
-    // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
-    let v = unsafe { ours.symbol::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.unwrap();
-    // SAFETY: both return static NUL-terminated strings.
-    let (a, b) = unsafe {
-        let theirs: extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(oracle.addr("zlibVersion"));
-        (std::ffi::CStr::from_ptr(v()).to_owned(), std::ffi::CStr::from_ptr(theirs()).to_owned())
-    };
-    assert_eq!(a, b);
-    assert!(a.to_str().unwrap().starts_with('1'));
-    ours.verify().unwrap();
+    // The system's file goes to the system linker (the default namespace's policy); a copy
+    // elsewhere is mapped by mmkit.
+    for (source, by_mmkit) in [(path, false), (copy.as_path(), true)] {
+        let ours = open(source);
+        // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
+        let v = unsafe { ours.symbol::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.unwrap();
+        // SAFETY: both return static NUL-terminated strings.
+        let (a, b) = unsafe {
+            let theirs: extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(oracle.addr("zlibVersion"));
+            (std::ffi::CStr::from_ptr(v()).to_owned(), std::ffi::CStr::from_ptr(theirs()).to_owned())
+        };
+        assert_eq!(a, b);
+        assert!(a.to_str().unwrap().starts_with('1'));
+        assert_eq!(v.address() == oracle.addr("zlibVersion") as u64, !by_mmkit, "{source:?}");
+        assert_eq!(ours.verify().is_ok(), by_mmkit, "{source:?}");
+    }
 }
 
 #[test]
@@ -605,7 +612,8 @@ fn function_lookup_refuses_symbols_that_are_not_code() {
 #[test]
 fn version_name_symbols_of_libz_are_not_functions() {
     let Some(path) = system_libz() else { return };
-    let ours = open(path);
+    let dir = tempfile::tempdir().unwrap();
+    let ours = open(copy_into(path, dir.path()).as_path());
     assert_eq!(ours.symbol_kind("ZLIB_1.2.2").unwrap(), mmkit_elf::SymbolKind::Absolute);
     // SAFETY: refused before use.
     let err = unsafe { ours.function::<extern "C" fn()>("ZLIB_1.2.2") }.unwrap_err();
@@ -613,6 +621,13 @@ fn version_name_symbols_of_libz_are_not_functions() {
     assert!(err.to_string().contains("absolute"), "{err}");
     // SAFETY: zlibVersion is `const char *zlibVersion(void)`.
     assert!(unsafe { ours.function::<extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.is_ok());
+}
+
+/// A copy of `path` in `dir` (outside the system directories: mmkit maps it).
+fn copy_into(path: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    let copy = dir.join(path.file_name().unwrap());
+    std::fs::copy(path, &copy).unwrap();
+    copy
 }
 
 /// The system's libz.so.1 (skipping the test without it, failing under CI=true).

@@ -85,6 +85,34 @@ fn cxx_library_through_libstdcxx_throws_catches_and_formats() {
     }
 }
 
+/// glibc's `dl_iterate_phdr` does not see mmkit's libraries; libgcc's unwinder finds their
+/// frames through the tables mmkit registers, so an exception crosses from one mmkit-mapped
+/// library into another that catches it.
+#[test]
+fn exceptions_cross_between_libraries_mmkit_mapped() {
+    if !in_fresh_process("exceptions_cross_between_libraries_mmkit_mapped") {
+        return;
+    }
+    let thrower = build("cxxcross", "cxxcross.cpp", "fxcrossthrow", &["-DTHROWER", "-lstdc++"]);
+    let dir = thrower.parent().unwrap().display().to_string();
+    let catcher = build(
+        "cxxcross",
+        "cxxcross.cpp",
+        "fxcrosscatch",
+        &["-DCATCHER", &format!("-L{dir}"), "-Wl,-rpath,$ORIGIN", "-lfxcrossthrow", "-lstdc++"],
+    );
+    let ours = open(catcher.as_path());
+    assert!(ours
+        .loaded_dependencies()
+        .iter()
+        .any(|d| d.name() == "libfxcrossthrow.so" && d.unwind_tables_registered()));
+    let oracle = Dl::open(&catcher);
+    for x in [0, 5, 11, 1000] {
+        assert_eq!(call(&ours, "fx_cross_catch", &[x]), oracle.call("fx_cross_catch", &[x]), "{x}");
+    }
+    assert_eq!(call(&ours, "fx_cross_catch", &[11]), -(("cross: 11").len() as i64));
+}
+
 type Sqlite3Callback = extern "C" fn(*mut c_void, c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
 
 extern "C" fn first_column(out: *mut c_void, n: c_int, values: *mut *mut c_char, _names: *mut *mut c_char) -> c_int {
@@ -169,6 +197,63 @@ fn policies_refuse_or_map_system_libraries_privately() {
     // The default does.
     let ours = open(so.as_path());
     assert_eq!(call(&ours, "fx_hypot", &[5, 12]), 13);
+}
+
+#[test]
+fn libm_opened_directly_goes_to_the_system_linker_and_answers_like_glibc() {
+    let test = "libm_opened_directly_goes_to_the_system_linker_and_answers_like_glibc";
+    if !in_fresh_process(test) {
+        return;
+    }
+    let Some(path) = system_lib("libm.so.6") else { return };
+    assert!(!process_maps("libm.so"), "the test process must not link libm");
+    type F1 = extern "C" fn(f64) -> f64;
+    type F2 = extern "C" fn(f64, f64) -> f64;
+    for source in [Source::path(&path), Source::path("libm.so.6")] {
+        let ours = open(source);
+        assert!(process_maps("libm.so"), "glibc loaded libm");
+        assert!(ours.is_pinned() && ours.source().ends_with("libm.so.6"), "{}", ours.source());
+        assert_eq!(ours.soname(), Some("libm.so.6"));
+        assert!(ours.needed().iter().any(|n| n.starts_with("libc.so")), "{:?}", ours.needed());
+        // Its span holds its functions, as glibc's dladdr says.
+        let cbrt_at = ours.address_of("cbrt").unwrap();
+        let (start, len) = ours.span();
+        assert!(cbrt_at >= start && cbrt_at < start + len, "{cbrt_at:#x} outside {start:#x}+{len:#x}");
+        let info = mmkit_elf::addr_info(cbrt_at).unwrap();
+        assert!(!info.loaded_by_mmkit && info.library.contains("libm.so"), "{info:?}");
+        assert_eq!(info.base, start);
+        let oracle = Dl::open(&path);
+        // SAFETY: libm's cbrt, hypot, lgamma and pow have these signatures.
+        let (cbrt, hypot, pow) = unsafe {
+            (
+                *ours.function::<F1>("cbrt").unwrap(),
+                *ours.function::<F2>("hypot").unwrap(),
+                *ours.function::<F2>("pow").unwrap(),
+            )
+        };
+        // SAFETY: as above.
+        let (gcbrt, ghypot, gpow): (F1, F2, F2) = unsafe {
+            (
+                std::mem::transmute::<*mut c_void, F1>(oracle.addr("cbrt")),
+                std::mem::transmute::<*mut c_void, F2>(oracle.addr("hypot")),
+                std::mem::transmute::<*mut c_void, F2>(oracle.addr("pow")),
+            )
+        };
+        for x in [0.0, 1.0, 27.0, -8.0, 1e300, 0.001] {
+            assert_eq!(cbrt(x).to_bits(), gcbrt(x).to_bits(), "cbrt {x}");
+            assert_eq!(hypot(x, 4.0).to_bits(), ghypot(x, 4.0).to_bits(), "hypot {x}");
+            assert_eq!(pow(x, 0.5).to_bits(), gpow(x, 0.5).to_bits(), "pow {x}");
+        }
+        assert_eq!(ours.symbol_kind("cbrt").unwrap(), mmkit_elf::SymbolKind::Function);
+        // mmkit did not map it: its own mapping checks say so.
+        let err = ours.verify().unwrap_err();
+        assert!(err.to_string().contains("system linker") && err.to_string().contains("libm.so.6"), "{err}");
+        assert!(ours.segments().is_err());
+    }
+    // libc.so.6 likewise: the process's own copy.
+    let Some(libc_path) = system_lib("libc.so.6") else { return };
+    let libc_lib = open(libc_path.as_path());
+    assert_eq!(libc_lib.address_of("getpid").unwrap(), libc::getpid as *const () as u64);
 }
 
 #[test]
@@ -308,8 +393,9 @@ unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
     unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
 }
 
-/// Runs `exercise` on mmkit's copy from the file, mmkit's copy from an APK entry, and glibc's
-/// copy, in a fresh process without libm, and checks the three answers agree.
+/// Runs `exercise` on mmkit's copy from a copy of the file (outside the system directories:
+/// the system library itself goes to the system linker), mmkit's copy from an APK entry, and
+/// glibc's copy, in a fresh process without libm, and checks the three answers agree.
 fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> String) {
     if !in_fresh_process(test) {
         return;
@@ -317,8 +403,10 @@ fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> S
     let Some(path) = system_lib(soname) else { return };
     assert!(!process_maps("libm.so"), "the test process must not link libm");
     let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(soname);
+    std::fs::copy(&path, &copy).unwrap();
     let mut answers = Vec::new();
-    for source in [Source::path(&path), apk_with(dir.path(), soname, &path)] {
+    for source in [Source::path(&copy), apk_with(dir.path(), soname, &path)] {
         let ours = open(source.clone());
         // SAFETY: only the address is taken; `exercise` calls it with its true signature.
         let lookup = |name: &str| unsafe { ours.function::<extern "C" fn()>(name) }.unwrap().address();
@@ -555,4 +643,17 @@ fn an_isolated_namespace_reaches_system_libraries_only_through_its_links() {
     assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libz.so") && !by_mmkit));
     let oracle = Dl::open(&zuse);
     assert_eq!(call(&ours, "fx_crc", &[77]), oracle.call("fx_crc", &[77]));
+}
+
+#[test]
+fn a_position_independent_executable_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("main.c");
+    std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let exe = dir.path().join("pie");
+    let ok = std::process::Command::new("gcc").args(["-fPIE", "-pie", "-o"]).arg(&exe).arg(&src).status().unwrap();
+    assert!(ok.success(), "gcc -pie");
+    let err = try_open(exe.as_path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotSharedObject, "{err}");
+    assert!(err.to_string().contains("DF_1_PIE") && err.to_string().contains("/pie"), "{err}");
 }

@@ -653,14 +653,12 @@ impl Library {
                 format!("the requested type is {} bytes; symbols are pointer-sized", std::mem::size_of::<T>()),
             ));
         }
-        let address = match self.object().find(name, crate::symbols::Want::Default) {
+        let address = match self.find(name) {
             Some(Target::Addr(a)) => a,
             // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
             Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
-            Some(Target::Tls { .. }) => {
-                return Err(self.object().not_found(name, "it is a thread-local variable"));
-            }
-            None => return Err(self.object().not_found(name, "no such exported symbol")),
+            Some(Target::Tls { .. }) => return Err(self.not_found(name, "it is a thread-local variable")),
+            None => return Err(self.not_found(name, "no such exported symbol")),
         };
         let raw = address as usize;
         // SAFETY: T is pointer-sized (checked above); the caller vouches T is the symbol's type.

@@ -60,6 +60,28 @@ impl SystemLibrary {
         &self.name
     }
 
+    /// Its load bias (`l_addr` of glibc's link map, `dlinfo(RTLD_DI_LINKMAP)`).
+    #[cfg(target_env = "gnu")]
+    pub(crate) fn bias(&self) -> Option<u64> {
+        let mut map: *mut c_void = std::ptr::null_mut();
+        // SAFETY: a live handle; dlinfo writes one pointer into `map`.
+        let rc = unsafe {
+            libc::dlinfo(self.handle as *mut c_void, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut c_void).cast())
+        };
+        if rc != 0 || map.is_null() {
+            return None;
+        }
+        // SAFETY: glibc's `struct link_map` begins with `ElfW(Addr) l_addr`; the map lives while
+        // the handle does.
+        Some(unsafe { *(map as *const usize) } as u64)
+    }
+
+    /// Its load bias: unknown without glibc's `dlinfo`.
+    #[cfg(not(target_env = "gnu"))]
+    pub(crate) fn bias(&self) -> Option<u64> {
+        None
+    }
+
     /// `dlvsym(handle, name, version)` or `dlsym(handle, name)`.
     pub(crate) fn symbol(&self, name: &str, version: Option<&str>) -> Option<u64> {
         let name = CString::new(name).ok()?;

@@ -83,6 +83,12 @@ pub fn page_u16() -> u16 {
 /// `true` in the child, where the body runs. The child's `MMKIT_FX_LOG` names a file the
 /// graph fixtures log their constructors and destructors to (see [`take_log`]).
 pub fn in_fresh_process(name: &str) -> bool {
+    in_fresh_process_with(name, &[])
+}
+
+/// [`in_fresh_process`] with more environment variables for the child (`LD_LIBRARY_PATH`,
+/// which glibc reads only at process start).
+pub fn in_fresh_process_with(name: &str, env: &[(&str, &str)]) -> bool {
     if std::env::var("MMKIT_ELF_FRESH").as_deref() == Ok(name) {
         return true;
     }
@@ -90,6 +96,7 @@ pub fn in_fresh_process(name: &str) -> bool {
     let _ = std::fs::remove_file(&log);
     let out = Command::new(std::env::current_exe().unwrap())
         .env("MMKIT_FX_LOG", &log)
+        .envs(env.iter().copied())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("MMKIT_ELF_FRESH", name)
         .output()

@@ -1,0 +1,85 @@
+//! A system library opened directly ([`Library::open`](crate::Library::open) of libm,
+//! libstdc++, libc) in a namespace whose [`SystemPolicy`](crate::SystemPolicy) is the system
+//! linker: glibc loads it (`RTLD_NODELETE`, never unloaded), as it does for a dependency; the
+//! handle answers from glibc's copy and the file's headers.
+#![deny(unsafe_code)]
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::Plan;
+use crate::relocate::external::SystemLibrary;
+use crate::source::Source;
+use object::read::elf::{Dyn as _, FileHeader as _};
+use object::{elf, LittleEndian as LE};
+use std::path::Path;
+
+/// A system library the system linker loaded for a [`crate::Library`] handle.
+#[derive(Debug)]
+pub(crate) struct SystemOpened {
+    pub(crate) lib: SystemLibrary,
+    pub(crate) path: String,
+    pub(crate) plan: Plan,
+    pub(crate) bias: u64,
+    pub(crate) soname: Option<String>,
+    pub(crate) needed: Vec<String>,
+}
+
+impl SystemOpened {
+    /// Has the system linker load the library at `path`.
+    pub(crate) fn open(path: &Path) -> Result<SystemOpened> {
+        let label = path.display().to_string();
+        let plan = crate::library::plan(&Source::Path(path.to_path_buf()), crate::library::page_size())?;
+        let lib = crate::executor::load_system_library(&label).map_err(|msg| {
+            Error::new(ErrorKind::DependencyNotFound, "load system library through the system linker", msg)
+                .with_path(&label)
+        })?;
+        let bias = lib.bias().unwrap_or(0);
+        let (soname, needed) = dynamic_names(path);
+        Ok(SystemOpened { lib, path: label, plan, bias, soname, needed })
+    }
+
+    /// The file name.
+    pub(crate) fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+
+    /// Run-time `(start, len)` of the mapped span, from the plan.
+    pub(crate) fn span(&self) -> (u64, u64) {
+        let start = self.plan.segments.first().map_or(0, |s| s.map_vaddr);
+        let end = self.plan.segments.iter().map(|s| s.map_end()).max().unwrap_or(start);
+        (self.bias.wrapping_add(start), end - start)
+    }
+
+    /// The error of a question only mmkit's own mappings answer.
+    pub(crate) fn not_mapped_by_mmkit(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::DependencyNotFound,
+            what.to_owned(),
+            "the system linker mapped this system library (the namespace's system policy), not mmkit",
+        )
+        .with_path(&self.path)
+    }
+}
+
+/// `DT_SONAME` and the `DT_NEEDED` names, from the file's dynamic section (empty if it cannot
+/// be read: glibc loaded it, so these are informational).
+fn dynamic_names(path: &Path) -> (Option<String>, Vec<String>) {
+    let mut needed = Vec::new();
+    let mut soname = None;
+    let Ok(data) = std::fs::read(path) else { return (soname, needed) };
+    let data = &data[..];
+    let Ok(header) = elf::FileHeader64::<LE>::parse(data) else { return (soname, needed) };
+    let Ok(endian) = header.endian() else { return (soname, needed) };
+    let Ok(sections) = header.sections(endian, data) else { return (soname, needed) };
+    let Ok(Some((dyns, link))) = sections.dynamic(endian, data) else { return (soname, needed) };
+    let Ok(strings) = sections.strings(endian, data, link) else { return (soname, needed) };
+    for d in dyns {
+        let text = || d.string(endian, strings).ok().map(|s| String::from_utf8_lossy(s).into_owned());
+        match d.tag32(endian) {
+            Some(elf::DT_NULL) => break,
+            Some(elf::DT_NEEDED) => needed.extend(text()),
+            Some(elf::DT_SONAME) => soname = text(),
+            _ => {}
+        }
+    }
+    (soname, needed)
+}
