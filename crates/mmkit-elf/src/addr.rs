@@ -4,7 +4,8 @@
 #![deny(unsafe_code)]
 
 /// What [`addr_info`] knows about an address.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct AddrInfo {
     /// The library's path (`archive!/entry` for an APK entry, `memfd:name` for memory).
     pub library: String,

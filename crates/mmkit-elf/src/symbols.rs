@@ -30,8 +30,9 @@ pub(crate) fn sysv_hash(name: &[u8]) -> u32 {
 }
 
 /// What an exported symbol defines (its `STT_*` type, and `SHN_ABS`): what may be called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum SymbolKind {
     /// Code (`STT_FUNC`).
     Function,
