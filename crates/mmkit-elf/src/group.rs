@@ -166,7 +166,7 @@ fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
 
 /// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
 /// copy already loaded there.
-pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
+pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions<'_>) -> Result<Library> {
     crate::relocate::atexit::set_pin_hook(pin_containing);
     let registry = ns.registry();
     // Identity first: an already loaded copy is shared.
@@ -177,7 +177,7 @@ pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
         return Ok(Library::new(e.obj.clone(), registry.clone()));
     }
     let mut group = Group { new: Vec::new(), rules: Vec::new() };
-    let result = load_group(ns, registry, source, src, &mut map, &mut group);
+    let result = load_group(ns, registry, (source, src, options), &mut map, &mut group);
     match result {
         Ok(root) => {
             if let Some(e) = map.get_mut(&root.key) {
@@ -213,12 +213,11 @@ struct Group<'ns> {
 fn load_group<'ns>(
     ns: &'ns Namespace,
     registry: &Arc<Registry>,
-    source: &Source,
-    src: OpenSource,
+    (source, src, options): (&Source, OpenSource, &crate::LoadOptions<'_>),
     map: &mut HashMap<Key, Entry>,
     group: &mut Group<'ns>,
 ) -> Result<Arc<Object>> {
-    let root = Arc::new(Object::map(source, src)?);
+    let root = Arc::new(Object::map(source, src, options)?);
     map.insert(root.key, Entry { obj: root.clone(), handles: 0 });
     remember_span(&root, registry);
     group.new.push(root.clone());
@@ -253,7 +252,8 @@ fn load_group<'ns>(
                     let dep = match map.get(&key_of(&src)) {
                         Some(e) => e.obj.clone(),
                         None => {
-                            let dep = Arc::new(Object::map(&dep_source, src).map_err(wrap)?);
+                            let dep =
+                                Arc::new(Object::map(&dep_source, src, &crate::LoadOptions::new()).map_err(wrap)?);
                             map.insert(dep.key, Entry { obj: dep.clone(), handles: 0 });
                             remember_span(&dep, registry);
                             group.new.push(dep.clone());

@@ -158,7 +158,7 @@ pub(crate) struct Object {
 impl Object {
     /// Plans `source` (opened as `src`), maps it and reads its dynamic section; registers its
     /// TLS block. Nothing is relocated or run yet.
-    pub(crate) fn map(source: &Source, mut src: OpenSource) -> Result<Object> {
+    pub(crate) fn map(source: &Source, mut src: OpenSource, options: &crate::LoadOptions<'_>) -> Result<Object> {
         let page = page_size();
         let plan = plan_source(&src, page)?;
         let label = src.label();
@@ -168,7 +168,7 @@ impl Object {
             Source::Memory { .. } => label.find(':').map_or(0, |i| i + 1),
             _ => label.rfind('/').map_or(0, |i| i + 1),
         };
-        let image = Image::load(&plan, &src, &label[name_at..]).map_err(|e| e.with_path(label))?;
+        let image = Image::load(&plan, &src, &label[name_at..], options).map_err(|e| e.with_path(label))?;
         let label = src.take_label();
         let dynamic = Dynamic::read(image, &plan).map_err(|e| e.with_path(&label))?;
         let tls = match &plan.tls {
@@ -181,7 +181,8 @@ impl Object {
             None => None,
         };
         let (dev, ino) = src.dev_ino();
-        let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0);
+        // A sealed library could not be unmapped: it is pinned.
+        let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0 || options.seal);
         Ok(Object {
             dev_ino: (dev, ino),
             source_offset: src.offset(),

@@ -1,10 +1,13 @@
-//! The executor: carries out a [`Plan`] with `mmap`/`mprotect`/`munmap`, and owns the result.
+//! The executor: carries out a [`Plan`] through mmkit's core, and owns the result.
 //!
-//! Phases, as in bionic's linker: reserve the whole span `PROT_NONE` ([`Image::load`]), map
-//! each `PT_LOAD` with `MAP_FIXED | MAP_PRIVATE` from the source's fd, zero the tail of the last
-//! file page of writable segments, map the rest of `.bss` anonymous (named `mmkit .bss <lib>`
-//! in `/proc/self/maps` where the kernel supports `PR_SET_VMA_ANON_NAME`); after relocation,
-//! [`Image::protect_relro`] and [`Image::call_initializer`]. Dropping the image unmaps it.
+//! Phases, as in bionic's linker: reserve the whole span `PROT_NONE` ([`Image::load`], an
+//! [`mmkit::Reservation`]), map each `PT_LOAD` privately from the source's fd into it, zero the
+//! tail of the last file page of writable segments, commit the rest of `.bss` as anonymous
+//! pages of the reservation (named `mmkit .bss <lib>` in `/proc/self/maps` where the kernel
+//! supports `PR_SET_VMA_ANON_NAME`); after relocation, [`Image::protect_relro`] and
+//! [`Image::call_initializer`]. Dropping the image drops the reservation, which unmaps it. The
+//! executor makes no `mmap`/`mprotect`/`munmap` call of its own: mmkit's core is the one owner
+//! of address space.
 //!
 //! This is one of the two modules of the crate that contain `unsafe` (with the relocation
 //! module): everything that touches the loaded image's memory goes through [`Image`], whose
@@ -14,45 +17,26 @@ pub(crate) mod debugger;
 
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
+use crate::options::{LoadOptions, Place};
 use crate::plan::{Plan, Protection};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::Library;
-use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Maps `len` bytes of the source at file `offset` `MAP_PRIVATE` (plus `flags`), for segment
-/// `phdr_index`; errors name the segment, the file range and the source.
-///
-/// # Safety
-/// With `MAP_FIXED` in `flags`, `addr..addr + len` must lie inside the image's own reservation.
-unsafe fn map_segment(
-    addr: *mut c_void,
-    len: usize,
-    prot: Protection,
-    flags: MapFlags,
-    src: &OpenSource,
-    offset: u64,
-    phdr_index: usize,
-) -> Result<*mut c_void> {
-    // SAFETY: forwarded contract.
-    unsafe { rustix::mm::mmap(addr, len, prot_flags(prot), MapFlags::PRIVATE | flags, src.fd(), offset) }.map_err(|e| {
-        Error::io(format!("mmap of segment {phdr_index}"), e).with_range(offset, len as u64).with_path(src.label())
-    })
-}
-
-fn prot_flags(p: Protection) -> ProtFlags {
-    let mut f = ProtFlags::empty();
+/// mmkit's protection for a segment's.
+fn core_prot(p: Protection) -> mmkit::Protection {
+    let mut f = mmkit::Protection::NONE;
     if p.read {
-        f |= ProtFlags::READ;
+        f |= mmkit::Protection::READ;
     }
     if p.write {
-        f |= ProtFlags::WRITE;
+        f |= mmkit::Protection::WRITE;
     }
     if p.exec {
-        f |= ProtFlags::EXEC;
+        f |= mmkit::Protection::EXEC;
     }
     f
 }
@@ -60,16 +44,22 @@ fn prot_flags(p: Protection) -> ProtFlags {
 /// A loaded image: the reservation holding all segments of one library.
 ///
 /// # Safety (the shared contract of the raw accesses below)
-/// `base..base+len` is a private mapping this value created and owns until drop; every access
+/// `base..base+len` lies in `space`, a reservation this value owns until drop, and every
+/// mapping in it was made by this value through the reservation; every access
 /// is bounds-checked against the `PT_LOAD` ranges of the plan, which lie inside it. The loader
 /// only writes while the library is being relocated, before any of its code runs.
 #[derive(Debug)]
 pub(crate) struct Image {
     /// Unique among the images of the process (ties a [`Table`] to the image it was made in).
     id: u64,
-    /// Run-time address of the reservation.
+    /// The address space of the image: every segment is mapped, committed and protected
+    /// through it (mmkit's core is the one owner of the pages), and dropping it unmaps them.
+    space: mmkit::Reservation,
+    /// Offset of the span in `space` (the head keeps segments aligned to their `p_align`).
+    offset: usize,
+    /// Run-time address of the span.
     base: usize,
-    /// Bytes reserved.
+    /// Bytes of the span.
     len: usize,
     /// Load bias: run-time address = link-time address + bias.
     bias: u64,
@@ -79,6 +69,8 @@ pub(crate) struct Image {
     /// Index in `ranges` of the last range an access fell in.
     last_range: AtomicUsize,
     writes_done: std::sync::atomic::AtomicBool,
+    /// Seal the code and RELRO once relocated ([`LoadOptions::seal`]).
+    seal: bool,
 }
 
 /// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
@@ -118,66 +110,91 @@ impl<T> Default for Table<T> {
 }
 
 impl Image {
-    /// Reserves the span and maps every segment of `plan` from `src`.
-    pub(crate) fn load(plan: &Plan, src: &OpenSource, name: &str) -> Result<Image> {
+    /// Reserves the span and maps every segment of `plan` from `src`, all through an
+    /// [`mmkit::Reservation`]: segments are file maps placed in it, `.bss` is committed
+    /// anonymous pages of it (zero on first touch), holes stay reserved `PROT_NONE`.
+    ///
+    /// With `place` (the caller's reservation, [`crate::LoadOptions::reserved`]), the span is a
+    /// range lent by that reservation instead: dropping the image returns it decommitted.
+    pub(crate) fn load(plan: &Plan, src: &OpenSource, name: &str, options: &LoadOptions<'_>) -> Result<Image> {
+        let mut image = Image::load_placed(plan, src, name, options.place.as_ref())?;
+        image.seal = options.seal;
+        Ok(image)
+    }
+
+    /// [`Image::load`] at `place`, or in a fresh reservation.
+    fn load_placed(plan: &Plan, src: &OpenSource, name: &str, place: Option<&Place<'_>>) -> Result<Image> {
+        if let Some(place) = place {
+            let lent = place.check(plan).and_then(|()| {
+                let (r, offset) = place.range();
+                let op = "load into the reserved address space";
+                // SAFETY: the contract of the `unsafe` open that took the options: the
+                // reservation outlives the library and is not used on its range meanwhile.
+                let lent = unsafe { r.lend(offset, plan.span_len as usize) }.map_err(|e| Error::from_core(op, &e))?;
+                // No pages of an earlier use stay: `.bss` must be fresh zero pages.
+                lent.decommit(0, plan.span_len as usize).map_err(|e| Error::from_core(op, &e))?;
+                Ok(lent)
+            });
+            match lent {
+                Ok(lent) => return Image::load_into(plan, src, name, lent, 0),
+                Err(_) if place.is_hint() => {}
+                Err(e) => return Err(e),
+            }
+        }
         let page = plan.page_size;
         let align = plan.max_align.max(page);
-        let span =
-            usize::try_from(plan.span_len).map_err(|_| Error::new(ErrorKind::Io, "reserve", "span too large"))?;
-        let extra = (align - page) as usize;
-        let total = span
-            .checked_add(extra)
-            .ok_or_else(|| Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len))?;
-        // When no alignment beyond the page is needed and the first segment starts the span and
-        // is not writable, the reservation is the first segment itself, mapped over the whole
-        // span (as glibc does): one mmap fewer. The rest of the span is mapped over below and
-        // any holes between segments are turned back into anonymous PROT_NONE pages.
-        let first = plan.segments.first().filter(|f| {
-            extra == 0 && f.map_vaddr == plan.span_vaddr && f.map_file_len > 0 && !f.prot.write && f.bss_len == 0
-        });
-        let (base, first_mapped) = match first {
-            Some(f) => {
-                let offset = src.offset() + f.map_offset;
-                // SAFETY: no MAP_FIXED: a fresh private mapping at an address the kernel chooses
-                // cannot alias anything; pages past the segment are replaced before the image is
-                // used.
-                let raw = unsafe {
-                    map_segment(std::ptr::null_mut(), span, f.prot, MapFlags::empty(), src, offset, f.phdr_index)
-                }? as usize;
-                (raw, true)
-            }
-            None => (Image::reserve(plan, total, align)?, false),
-        };
+        let too_large = || Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len);
+        let span = usize::try_from(plan.span_len).map_err(|_| too_large())?;
+        // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod
+        // align). An `align`-aligned reservation with this head gives that.
+        let head = (plan.span_vaddr & (align - 1)) as usize;
+        let total = span.checked_add(head).ok_or_else(too_large)?;
+        let space = mmkit::reserve::ReserveOptions::new(total)
+            .align(align as usize)
+            .reserve()
+            .map_err(|e| Error::from_core("reserve", &e).with_range(0, total as u64))?;
+        Image::load_into(plan, src, name, space, head)
+    }
+
+    /// Maps every segment of `plan` from `src` into `space` at `offset` (the span's start),
+    /// which must be reserved `PROT_NONE` and at least the span long.
+    fn load_into(plan: &Plan, src: &OpenSource, name: &str, space: mmkit::Reservation, offset: usize) -> Result<Image> {
+        let base = space.as_ptr() as usize + offset;
         let mut image = Image {
             id: NEXT_IMAGE_ID.fetch_add(1, Ordering::Relaxed),
+            offset,
             base,
-            len: span,
+            len: plan.span_len as usize,
             bias: (base as u64).wrapping_sub(plan.span_vaddr),
+            space,
             ranges: Vec::new(),
             last_range: AtomicUsize::new(0),
             writes_done: std::sync::atomic::AtomicBool::new(false),
+            seal: false,
         };
-        for (i, seg) in plan.segments.iter().enumerate() {
-            if i == 0 && first_mapped {
-                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
-                continue;
-            }
+        for seg in &plan.segments {
             if seg.map_file_len > 0 {
-                let addr = image.addr(seg.map_vaddr);
+                let at = image.space_offset(seg.map_vaddr);
                 let offset = src.offset() + seg.map_offset;
-                // SAFETY: the target lies inside our reservation (the planner keeps segments
-                // inside the span), so MAP_FIXED replaces only pages we own.
+                // SAFETY: the pages replaced lie in our own reservation (the planner keeps
+                // segments inside the span) and nothing refers to them yet; the source's file
+                // contract is the one `Library::open`'s caller accepted.
                 unsafe {
-                    map_segment(
-                        addr as *mut c_void,
+                    image.space.map_file_at_with(
+                        at,
                         seg.map_file_len as usize,
-                        seg.prot,
-                        if seg.prefault { MapFlags::FIXED | MapFlags::POPULATE } else { MapFlags::FIXED },
-                        src,
+                        core_prot(seg.prot),
+                        mmkit::Sharing::Private,
+                        src.fd(),
                         offset,
-                        seg.phdr_index,
+                        seg.prefault,
                     )
-                }?;
+                }
+                .map_err(|e| {
+                    Error::from_core(format!("mmap of segment {}", seg.phdr_index), &e)
+                        .with_range(offset, seg.map_file_len)
+                        .with_path(src.label())
+                })?;
                 image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
             }
             if seg.zero_len > 0 {
@@ -187,97 +204,22 @@ impl Image {
                 unsafe { std::ptr::write_bytes(at as *mut u8, 0, seg.zero_len as usize) };
             }
             if seg.bss_len > 0 {
-                let addr = image.addr(seg.bss_vaddr);
-                // SAFETY: inside our reservation, as above.
-                unsafe {
-                    rustix::mm::mmap_anonymous(
-                        addr as *mut c_void,
-                        seg.bss_len as usize,
-                        prot_flags(seg.prot),
-                        MapFlags::PRIVATE | MapFlags::FIXED,
-                    )
-                }
-                .map_err(|e| {
-                    Error::io(format!("mmap of .bss of segment {}", seg.phdr_index), e).with_range(addr, seg.bss_len)
+                // Reserved pages never touched: committing them gives zero pages.
+                let at = image.space_offset(seg.bss_vaddr);
+                image.space.commit(at, seg.bss_len as usize, core_prot(seg.prot)).map_err(|e| {
+                    Error::from_core(format!("commit of .bss of segment {}", seg.phdr_index), &e)
+                        .with_range(image.addr(seg.bss_vaddr), seg.bss_len)
                 })?;
-                // SAFETY: the slice covers exactly the anonymous pages just mapped; the kernel
-                // only reads its bounds.
-                let region = unsafe { std::slice::from_raw_parts(addr as *const u8, seg.bss_len as usize) };
-                let vma_name = format!("mmkit .bss {name}");
-                let vma_name: String = vma_name
-                    .chars()
-                    .map(|c| if c.is_ascii_graphic() && !"[]\\`$".contains(c) { c } else { '_' })
-                    .take(79)
-                    .collect();
-                if let Ok(cname) = std::ffi::CString::new(vma_name) {
-                    // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL: the name is optional.
-                    let _ = rustix::process::set_virtual_memory_region_name(region, Some(&cname));
-                }
+                name_bss(image.addr(seg.bss_vaddr), seg.bss_len, name);
                 image.ranges.push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
             }
-        }
-        if first_mapped {
-            image.unmap_holes(plan)?;
         }
         Ok(image)
     }
 
-    /// Reserves `total` bytes `PROT_NONE` and trims them to the span, aligned to `align`;
-    /// returns the span's run-time start.
-    fn reserve(plan: &Plan, total: usize, align: u64) -> Result<usize> {
-        let page = plan.page_size;
-        let span = plan.span_len as usize;
-        let extra = (align - page) as usize;
-        // SAFETY: a fresh anonymous PROT_NONE mapping at an address the kernel chooses cannot
-        // alias anything.
-        let raw = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                total,
-                ProtFlags::empty(),
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )
-        }
-        .map_err(|e| Error::io("mmap (reserve)", e).with_range(0, total as u64))? as usize;
-        // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod align).
-        let skew = (plan.span_vaddr as usize).wrapping_sub(raw) & (align as usize - 1);
-        let base = raw + skew;
-        if skew > 0 {
-            // SAFETY: [raw, raw+skew) is the unused head of the reservation made above.
-            let _ = unsafe { rustix::mm::munmap(raw as *mut c_void, skew) };
-        }
-        let tail = extra - skew;
-        if tail > 0 {
-            // SAFETY: [base+span, raw+total) is the unused tail of the reservation made above.
-            let _ = unsafe { rustix::mm::munmap((base + span) as *mut c_void, tail) };
-        }
-        Ok(base)
-    }
-
-    /// After the first segment was mapped over the whole span: turns every page of the span
-    /// that no segment covers back into an anonymous `PROT_NONE` hole.
-    fn unmap_holes(&self, plan: &Plan) -> Result<()> {
-        let mut covered: Vec<(u64, u64)> = self.ranges.iter().map(|&(s, e, _)| (s, e)).collect();
-        covered.sort_unstable();
-        let mut at = plan.span_vaddr;
-        let end = plan.span_vaddr + plan.span_len;
-        for (s, e) in covered.into_iter().chain(std::iter::once((end, end))) {
-            if s > at {
-                let addr = self.addr(at);
-                // SAFETY: a hole inside our span (between mapped segments); nothing refers to it.
-                unsafe {
-                    rustix::mm::mmap_anonymous(
-                        addr as *mut c_void,
-                        (s - at) as usize,
-                        ProtFlags::empty(),
-                        MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
-                    )
-                }
-                .map_err(|e| Error::io("mmap (hole)", e).with_range(addr, s - at))?;
-            }
-            at = at.max(e);
-        }
-        Ok(())
+    /// Offset in `space` of link-time address `vaddr` (inside the span).
+    fn space_offset(&self, vaddr: u64) -> usize {
+        self.offset + (self.addr(vaddr) as usize - self.base)
     }
 
     /// Run-time address of link-time address `vaddr`.
@@ -421,7 +363,7 @@ impl Image {
     pub(crate) fn protect_relro(&self, plan: &Plan) -> Result<()> {
         self.writes_done.store(true, Ordering::Release);
         let Some((start, len)) = plan.relro else {
-            return Ok(());
+            return self.seal_code_and_relro(plan);
         };
         let addr = self.addr(start);
         if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
@@ -429,10 +371,31 @@ impl Image {
                 Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span").with_range(start, len)
             );
         }
-        // SAFETY: the RELRO range lies inside our reservation; making pages read-only cannot
-        // break Rust aliasing, and the loader holds no references into them.
-        unsafe { rustix::mm::mprotect(addr as *mut c_void, len as usize, MprotectFlags::READ) }
-            .map_err(|e| Error::io("mprotect (RELRO)", e).with_range(addr, len))?;
+        // Making pages read-only cannot break Rust aliasing: the loader holds no references
+        // into them.
+        self.space
+            .commit(self.space_offset(start), len as usize, mmkit::Protection::READ)
+            .map_err(|e| Error::from_core("mprotect (RELRO)", &e).with_range(addr, len))?;
+        self.seal_code_and_relro(plan)
+    }
+
+    /// With [`LoadOptions::seal`]: `mseal`s the executable segments and the RELRO range.
+    fn seal_code_and_relro(&self, plan: &Plan) -> Result<()> {
+        if !self.seal {
+            return Ok(());
+        }
+        let code = self.ranges.iter().filter(|r| r.2.exec).map(|&(s, e, _)| (s, e - s));
+        for (start, len) in code.chain(plan.relro) {
+            self.space.seal(self.space_offset(start), len as usize).map_err(|e| {
+                let mut err = Error::from_core("mseal (code and RELRO)", &e).with_range(self.addr(start), len);
+                if e.kind() == mmkit::ErrorKind::Unsupported {
+                    err =
+                        Error::new(ErrorKind::Io, "mseal (code and RELRO)", "the kernel has no mseal(2) (Linux 6.10+)")
+                            .with_range(self.addr(start), len);
+                }
+                err
+            })?;
+        }
         Ok(())
     }
 
@@ -481,19 +444,16 @@ impl Image {
     }
 
     /// Resident pages of run-time `[addr, addr+len)` (inside the image), via `mincore`.
-    pub(crate) fn resident_pages(&self, addr: u64, len: u64, page: u64) -> Result<u64> {
+    pub(crate) fn resident_pages(&self, addr: u64, len: u64, _page: u64) -> Result<u64> {
         let base = self.base as u64;
         if addr < base || addr.saturating_add(len) > base + self.len as u64 || len == 0 {
             return Ok(0);
         }
-        let mut vec = vec![0u8; len.div_ceil(page) as usize];
-        // SAFETY: the range lies in our reservation (checked above) and `vec` has one byte per
-        // page; mincore only writes `vec`.
-        let rc = unsafe { libc::mincore(addr as *mut c_void, len as usize, vec.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(Error::io("mincore", rustix::io::Errno::from_raw_os_error(errno())).with_range(addr, len));
-        }
-        Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
+        let at = self.offset + (addr - base) as usize;
+        self.space
+            .resident_pages(at, len as usize)
+            .map(|n| n as u64)
+            .map_err(|e| Error::from_core("mincore", &e).with_range(addr, len))
     }
 
     /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc does:
@@ -527,11 +487,20 @@ impl Image {
     }
 }
 
-impl Drop for Image {
-    fn drop(&mut self) {
-        // SAFETY: the reservation is ours; Library drops its Image only after running the
-        // finalizers, and Symbols borrow the Library so none outlive it.
-        let _ = unsafe { rustix::mm::munmap(self.base as *mut c_void, self.len) };
+/// Names the `.bss` pages at run-time `[addr, addr+len)` `mmkit .bss <name>` in
+/// `/proc/self/maps` (where the kernel supports `PR_SET_VMA_ANON_NAME`; the name is optional).
+fn name_bss(addr: u64, len: u64, name: &str) {
+    // SAFETY: the slice covers committed anonymous pages of the image; the kernel only reads
+    // its bounds.
+    let region = unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) };
+    let vma_name: String = format!("mmkit .bss {name}")
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && !"[]\\`$".contains(c) { c } else { '_' })
+        .take(79)
+        .collect();
+    if let Ok(cname) = std::ffi::CString::new(vma_name) {
+        // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL.
+        let _ = rustix::process::set_virtual_memory_region_name(region, Some(&cname));
     }
 }
 
@@ -547,10 +516,6 @@ extern "C" {
     /// libgcc's unwinder (`libgcc_s`, linked by Rust's standard library on glibc targets).
     fn __register_frame(begin: *const c_void);
     fn __deregister_frame(begin: *const c_void);
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 fn environ_ptr() -> *const *const u8 {
@@ -603,6 +568,19 @@ impl Library {
     pub unsafe fn open(source: impl Into<Source>) -> Result<Library> {
         // SAFETY: the caller's contract is this function's.
         unsafe { crate::Namespace::global_default().open(source) }
+    }
+
+    /// [`Library::open`] with `android_dlopen_ext`'s options (see [`LoadOptions`]): loads
+    /// into a range of the caller's reservation, and more.
+    ///
+    /// # Safety
+    /// As for [`Library::open`], and the contract of each option: a
+    /// [reserved](LoadOptions::reserved) range's reservation outlives the library and is not
+    /// used on the range meanwhile.
+    #[doc(alias = "android_dlopen_ext")]
+    pub unsafe fn open_with(source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<Library> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { crate::Namespace::global_default().open_with(source, options) }
     }
 
     /// Looks up `name` (its default version) in the library, then its dependencies, and
@@ -677,8 +655,21 @@ impl crate::Namespace {
     /// # Safety
     /// As for [`Library::open`](crate::Library::open): the library must be trustworthy.
     pub unsafe fn open(&self, source: impl Into<Source>) -> Result<crate::Library> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { self.open_with(source, &LoadOptions::new()) }
+    }
+
+    /// [`Namespace::open`](crate::Namespace::open) with `android_dlopen_ext`'s options (see
+    /// [`LoadOptions`]), which apply to `source` itself, not to its dependencies.
+    ///
+    /// # Safety
+    /// As for [`Library::open`](crate::Library::open), and the contract of each option: a
+    /// [reserved](LoadOptions::reserved) range's reservation outlives the library and is not
+    /// used on the range meanwhile.
+    #[doc(alias = "android_dlopen_ext")]
+    pub unsafe fn open_with(&self, source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<crate::Library> {
         let source = self.top_level(source.into())?;
-        crate::group::open(self, &source)
+        crate::group::open(self, &source, options)
     }
 }
 
