@@ -316,3 +316,29 @@ fn load_into_a_reservation_sealed_and_from_an_fd_offset() {
     let err = stderr(&o);
     assert!(err.starts_with("mmkit: ") && err.contains("not a multiple"), "{err}");
 }
+
+#[test]
+fn load_writes_and_uses_a_relro_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &["-Wl,-z,relro,-z,now"]);
+    let so = so.to_str().unwrap();
+    let relro = dir.path().join("relro");
+    let r = relro.to_str().unwrap();
+    let o = mmkit(&["elf", "load", so, "--write-relro", r, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pages = v["relro_sharing"]["shared_pages"].as_u64().unwrap();
+    assert!(pages >= 1);
+    assert_eq!(v["relro_sharing"]["private_pages"], 0);
+    assert_eq!(std::fs::metadata(&relro).unwrap().len(), pages * v["page_size"].as_u64().unwrap());
+    // Another process, another address: every page is counted, shared or private.
+    let o = mmkit(&["elf", "load", so, "--use-relro", r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("pages mapped from the RELRO file") && text.contains("private (they differ)"), "{text}");
+    // A RELRO file of another length: one `mmkit:` line, exit 1.
+    std::fs::write(&relro, b"short").unwrap();
+    let o = mmkit(&["elf", "load", so, "--use-relro", r]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("mmkit: ") && stderr(&o).contains("RELRO"), "{}", stderr(&o));
+}

@@ -670,6 +670,10 @@ impl Object {
                     ));
                 }
                 match m.file_offset {
+                    // RELRO shared through a RELRO file: its pages come from that file.
+                    Some(_)
+                        if matches!(m.kind, MappingKind::Relro { .. })
+                            && self.dynamic.image.relro_sharing().is_some() => {}
                     Some(off) => {
                         let from = l.start.max(m.start);
                         let want_off = off + (from - m.start);

@@ -7,12 +7,15 @@
 //! | `ANDROID_DLEXT_RESERVED_ADDRESS` | [`LoadOptions::reserved`] |
 //! | `ANDROID_DLEXT_RESERVED_ADDRESS_HINT` | [`LoadOptions::reserved_hint`] |
 //! | `ANDROID_DLEXT_USE_LIBRARY_FD(_OFFSET)` | [`Source::fd`](crate::Source::fd) |
+//! | `ANDROID_DLEXT_WRITE_RELRO` | [`LoadOptions::write_relro`] |
+//! | `ANDROID_DLEXT_USE_RELRO` | [`LoadOptions::use_relro`] |
 //! | (glibc 2.41's `glibc.rtld.seal`, Chrome) | [`LoadOptions::seal`] |
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::Plan;
 use mmkit::Reservation;
+use rustix::fd::{AsFd, BorrowedFd};
 
 /// Options for loading one library (the one named; its dependencies load as usual).
 ///
@@ -31,6 +34,16 @@ use mmkit::Reservation;
 pub struct LoadOptions<'r> {
     pub(crate) place: Option<Place<'r>>,
     pub(crate) seal: bool,
+    pub(crate) relro: Option<(RelroMode, BorrowedFd<'r>)>,
+}
+
+/// What to do with a RELRO file ([`LoadOptions::write_relro`], [`LoadOptions::use_relro`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelroMode {
+    /// Write the relocated RELRO pages to the file, then map them from it.
+    Write,
+    /// Map the pages identical to the file's from it; the others stay private.
+    Use,
 }
 
 /// Where to put the library: a range of the caller's reservation.
@@ -82,6 +95,34 @@ impl LoadOptions<'_> {
     #[doc(alias = "mseal")]
     pub fn seal(mut self, yes: bool) -> Self {
         self.seal = yes;
+        self
+    }
+}
+
+impl<'r> LoadOptions<'r> {
+    /// After relocation, writes the library's RELRO pages to `file` (truncated to their
+    /// length) and maps them from it, read-only and private (`ANDROID_DLEXT_WRITE_RELRO`):
+    /// processes that load the same library at the same address then share those pages
+    /// through the page cache with [`use_relro`](Self::use_relro). Chrome's zygote does this
+    /// for WebView. Use it with [`reserved`](Self::reserved): the pages hold absolute
+    /// addresses.
+    ///
+    /// The file must not be modified while any library maps it (the contract of the `unsafe`
+    /// open): its pages are the library's RELRO.
+    #[doc(alias = "ANDROID_DLEXT_WRITE_RELRO")]
+    pub fn write_relro(mut self, file: &'r impl AsFd) -> Self {
+        self.relro = Some((RelroMode::Write, file.as_fd()));
+        self
+    }
+
+    /// After relocation, compares the library's RELRO pages with those of `file` (written by
+    /// [`write_relro`](Self::write_relro) in a process that loaded the library at the same
+    /// address) and maps the identical ones from the file (`ANDROID_DLEXT_USE_RELRO`); pages
+    /// that differ stay private. [`Library::relro_sharing`](crate::Library::relro_sharing)
+    /// counts both. A file of another length is an error.
+    #[doc(alias = "ANDROID_DLEXT_USE_RELRO")]
+    pub fn use_relro(mut self, file: &'r impl AsFd) -> Self {
+        self.relro = Some((RelroMode::Use, file.as_fd()));
         self
     }
 }

@@ -205,3 +205,202 @@ fn sealed_code_and_relro_refuse_mprotect_and_munmap_and_unloading_pins() {
     assert_eq!(areas_of_inode(ino).len(), mapped, "a sealed library was partly unmapped");
     assert_eq!(call_addr(add, &[40, 2]), 42);
 }
+
+/// Sum of `Pss:` (KiB) of process `pid`'s areas inside `[start, end)`, and the inodes backing them.
+fn pss_in(pid: i32, start: u64, end: u64) -> (u64, Vec<u64>) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut pss, mut inodes, mut inside) = (0, Vec::new(), false);
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+            inside = a < end && b > start;
+            if inside {
+                assert!(a >= start && b <= end, "an area straddles the RELRO range: {line}");
+                inodes.push(f.nth(3).unwrap().parse().unwrap());
+            }
+        } else if inside && first == "Pss:" {
+            pss += f.next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    (pss, inodes)
+}
+
+impl Loader {
+    /// Tells the child to exit and returns its wait status.
+    fn finish(mut self) -> i32 {
+        self.release_and_wait()
+    }
+
+    fn release_and_wait(&mut self) -> i32 {
+        if self.pid == 0 {
+            return 0;
+        }
+        // A byte, not EOF: children forked later hold copies of the write end.
+        let _ = std::io::Write::write_all(&mut self.release, b"x");
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        self.pid = 0;
+        status
+    }
+}
+
+impl Drop for Loader {
+    /// No orphans when the test fails half way.
+    fn drop(&mut self) {
+        self.release_and_wait();
+    }
+}
+
+/// A pipe `(read end, write end)`.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two fresh descriptors, owned by nobody else.
+    unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+}
+
+/// A forked process that loaded the library: it reports `(shared, private)` RELRO pages and
+/// waits until told to exit.
+struct Loader {
+    pid: i32,
+    release: std::fs::File,
+}
+
+fn fork_loader(
+    path: &std::path::Path,
+    space: &Reservation,
+    relro: Option<(bool, &std::fs::File)>,
+) -> (Loader, (i64, i64)) {
+    use std::io::{Read, Write};
+    let (mut report_r, mut report_w) = pipe();
+    let (mut release_r, release_w) = pipe();
+    // SAFETY: the test runs in a fresh single-threaded process (in_fresh_process), so the child
+    // may allocate; it ends with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut options = LoadOptions::new().reserved(space, 0);
+        options = match relro {
+            Some((true, f)) => options.write_relro(f),
+            Some((false, f)) => options.use_relro(f),
+            None => options,
+        };
+        let code = match open_with(path, &options) {
+            Ok(lib) => {
+                let sum: i64 = (0..2048).map(|i| call(&lib, "cxx_call", &[i, 3])).sum();
+                let (s, p) = lib.relro_sharing().map_or((-1, -1), |(s, p)| (s as i64, p as i64));
+                let _ = report_w.write_all(format!("{s} {p} {sum}\n").as_bytes());
+                drop(report_w);
+                let _ = release_r.read(&mut [0u8; 1]);
+                std::mem::forget(lib);
+                0
+            }
+            Err(e) => {
+                let _ = report_w.write_all(format!("error {e}\n").as_bytes());
+                1
+            }
+        };
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(report_w);
+    let mut line = String::new();
+    report_r.read_to_string(&mut line).unwrap_or(0);
+    let line = line.trim().to_owned();
+    assert!(!line.starts_with("error") && !line.is_empty(), "child: {line:?}");
+    let v: Vec<i64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (Loader { pid, release: release_w }, (v[0], v[1]))
+}
+
+/// `ANDROID_DLEXT_WRITE_RELRO`/`USE_RELRO`: 8 processes load a C++ library with ~200 KiB of
+/// RELRO (vtables) at the same address; the Pss of its RELRO range, from `/proc/PID/smaps`,
+/// with and without sharing through a RELRO file.
+#[test]
+fn shared_relro_is_paid_for_about_once_by_8_processes() {
+    if !in_fresh_process("shared_relro_is_paid_for_about_once_by_8_processes") {
+        return;
+    }
+    const N: usize = 8;
+    let path = build("dlext", "cxxrelro.cpp", "fxcxxrelro", &["-lstdc++", "-Wl,-z,now"]);
+    // As in Android's zygote, the system libraries are loaded before forking: they are at the
+    // same address in every child, so the relocated RELRO is the same too.
+    let cpath = std::ffi::CString::new("libstdc++.so.6").unwrap();
+    // SAFETY: glibc's dlopen of the C++ runtime; never closed.
+    assert!(!unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW) }.is_null());
+    let plan = mmkit_elf::plan(&Source::path(&path), mmkit::page_size() as u64).unwrap();
+    let (rs, rl) = plan.relro.expect("the fixture has a RELRO segment");
+    assert!(rl >= 128 << 10, "the fixture's RELRO is only {rl:#x} bytes");
+    let space = Reservation::new(plan.span_len as usize).unwrap();
+    let (start, end) =
+        (space.as_ptr() as u64 + rs - plan.span_vaddr, space.as_ptr() as u64 + rs - plan.span_vaddr + rl);
+    let pages = rl / mmkit::page_size() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let relro_path = dir.path().join("relro");
+    let relro_ino = |f: &std::fs::File| f.metadata().unwrap().ino();
+
+    let measure =
+        |loaders: &[Loader]| -> Vec<(u64, Vec<u64>)> { loaders.iter().map(|l| pss_in(l.pid, start, end)).collect() };
+    let finish = |loaders: Vec<Loader>| {
+        for l in loaders {
+            let pid = l.pid;
+            assert_eq!(l.finish(), 0, "child {pid} failed");
+        }
+    };
+
+    // Without sharing: every process has its own relocated copy.
+    let alone: Vec<Loader> = (0..N).map(|_| fork_loader(&path, &space, None).0).collect();
+    let pss_alone = measure(&alone);
+    finish(alone);
+
+    // With sharing: the first writes the RELRO file, the others use it.
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&relro_path).unwrap();
+    let (first, counts) = fork_loader(&path, &space, Some((true, &file)));
+    assert_eq!(counts, (pages as i64, 0), "the writer maps every RELRO page from the file");
+    let mut shared = vec![first];
+    for _ in 1..N {
+        let (l, counts) = fork_loader(&path, &space, Some((false, &file)));
+        assert_eq!(counts, (pages as i64, 0), "a user of the file found pages that differ");
+        shared.push(l);
+    }
+    let pss_shared = measure(&shared);
+    for (pid, (_, inodes)) in shared.iter().map(|l| l.pid).zip(&pss_shared) {
+        assert!(
+            !inodes.is_empty() && inodes.iter().all(|&i| i == relro_ino(&file)),
+            "process {pid}: RELRO backed by {inodes:?}"
+        );
+    }
+
+    // A RELRO file with one page changed: that page stays private, and is counted.
+    let mut bytes = std::fs::read(&relro_path).unwrap();
+    bytes[mmkit::page_size() + 8] ^= 0xff;
+    let other_path = dir.path().join("relro-changed");
+    std::fs::write(&other_path, &bytes).unwrap();
+    let other = std::fs::File::open(&other_path).unwrap();
+    let (odd, counts) = fork_loader(&path, &space, Some((false, &other)));
+    assert_eq!(counts, (pages as i64 - 1, 1), "one page differs");
+    let (_, inodes) = pss_in(odd.pid, start, end);
+    // The differing page keeps the library's own (copied-on-write) mapping.
+    let lib_ino = std::fs::metadata(&path).unwrap().ino();
+    assert!(inodes.contains(&lib_ino) && inodes.contains(&relro_ino(&other)), "{inodes:?}");
+    finish(vec![odd]);
+    finish(shared);
+
+    let sum = |v: &[(u64, Vec<u64>)]| v.iter().map(|p| p.0).sum::<u64>();
+    let (a, s) = (sum(&pss_alone), sum(&pss_shared));
+    eprintln!(
+        "RELRO {} KiB ({pages} pages), {N} processes: Pss without sharing {a} KiB (per process {:?}), \
+         with a RELRO file {s} KiB (per process {:?}); ratio {:.3}",
+        rl >> 10,
+        pss_alone.iter().map(|p| p.0).collect::<Vec<_>>(),
+        pss_shared.iter().map(|p| p.0).collect::<Vec<_>>(),
+        s as f64 / a as f64
+    );
+    assert!(a >= (N as u64) * (rl >> 10) * 9 / 10, "without sharing each process pays for its RELRO: {a} KiB");
+    assert!(s * 4 <= a, "sharing saved less than 3/4: {s} KiB vs {a} KiB");
+}

@@ -62,6 +62,15 @@ pub struct LoadExt {
     /// Seal the library's code and RELRO with mseal(2) after relocation (Linux 6.10+).
     #[arg(long)]
     seal: bool,
+    /// After relocation, write the RELRO pages to FILE and map them from it
+    /// (ANDROID_DLEXT_WRITE_RELRO).
+    #[arg(long, value_name = "FILE", conflicts_with = "use_relro")]
+    write_relro: Option<std::path::PathBuf>,
+    /// After relocation, map the RELRO pages identical to FILE's from it; the others stay
+    /// private (ANDROID_DLEXT_USE_RELRO). Pages are identical only where the library and its
+    /// dependencies are at the same addresses as in the process that wrote FILE.
+    #[arg(long, value_name = "FILE")]
+    use_relro: Option<std::path::PathBuf>,
 }
 
 /// The largest base page of any Linux architecture is 256 KiB; beyond 1 MiB is a typo.
@@ -248,7 +257,27 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let relro_file = match (&ext.write_relro, &ext.use_relro) {
+        (Some(p), _) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)
+                .with_context(|| format!("creating the RELRO file {}", p.display()))?,
+        ),
+        (None, Some(p)) => {
+            Some(std::fs::File::open(p).with_context(|| format!("opening the RELRO file {}", p.display()))?)
+        }
+        (None, None) => None,
+    };
     let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal);
+    options = match &relro_file {
+        Some(f) if ext.write_relro.is_some() => options.write_relro(f),
+        Some(f) => options.use_relro(f),
+        None => options,
+    };
     if let (Some(space), Some(at)) = (&space, reserve_at) {
         options = options.reserved(space, at);
     }
@@ -285,6 +314,7 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             "mappings": mappings, "dependencies": deps,
             "unwind_tables_registered": lib.unwind_tables_registered(),
             "reservation": reservation, "fd_offset": ext.fd_offset, "sealed": ext.seal,
+            "relro_sharing": lib.relro_sharing().map(|(s, p)| json!({"shared_pages": s, "private_pages": p})),
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
@@ -303,6 +333,9 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
         if ext.seal {
             outln!("code and RELRO sealed (mseal)")?;
+        }
+        if let Some((shared, private)) = lib.relro_sharing() {
+            outln!("RELRO: {shared} pages mapped from the RELRO file, {private} private (they differ)")?;
         }
         for m in &maps {
             let name = match (m.kind, m.file_offset) {

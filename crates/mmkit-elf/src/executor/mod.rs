@@ -17,7 +17,7 @@ pub(crate) mod debugger;
 
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{LoadOptions, Place};
+use crate::options::{LoadOptions, Place, RelroMode};
 use crate::plan::{Plan, Protection};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
@@ -71,6 +71,11 @@ pub(crate) struct Image {
     writes_done: std::sync::atomic::AtomicBool,
     /// Seal the code and RELRO once relocated ([`LoadOptions::seal`]).
     seal: bool,
+    /// The RELRO file to write or use once relocated ([`LoadOptions::write_relro`]), taken
+    /// by [`Image::protect_relro`].
+    relro_file: std::sync::Mutex<Option<(RelroMode, rustix::fd::OwnedFd)>>,
+    /// RELRO pages `(mapped from the RELRO file, private)`, once shared.
+    relro_sharing: std::sync::OnceLock<(u64, u64)>,
 }
 
 /// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
@@ -119,6 +124,11 @@ impl Image {
     pub(crate) fn load(plan: &Plan, src: &OpenSource, name: &str, options: &LoadOptions<'_>) -> Result<Image> {
         let mut image = Image::load_placed(plan, src, name, options.place.as_ref())?;
         image.seal = options.seal;
+        if let Some((mode, fd)) = options.relro {
+            let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)
+                .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
+            image.relro_file = std::sync::Mutex::new(Some((mode, fd)));
+        }
         Ok(image)
     }
 
@@ -171,6 +181,8 @@ impl Image {
             last_range: AtomicUsize::new(0),
             writes_done: std::sync::atomic::AtomicBool::new(false),
             seal: false,
+            relro_file: std::sync::Mutex::new(None),
+            relro_sharing: std::sync::OnceLock::new(),
         };
         for seg in &plan.segments {
             if seg.map_file_len > 0 {
@@ -371,12 +383,110 @@ impl Image {
                 Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span").with_range(start, len)
             );
         }
+        let relro_file = self.relro_file.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((mode, fd)) = relro_file {
+            let shared = self.share_relro(mode, &fd, start, len, plan.page_size)?;
+            let _ = self.relro_sharing.set(shared);
+        }
         // Making pages read-only cannot break Rust aliasing: the loader holds no references
         // into them.
         self.space
             .commit(self.space_offset(start), len as usize, mmkit::Protection::READ)
             .map_err(|e| Error::from_core("mprotect (RELRO)", &e).with_range(addr, len))?;
         self.seal_code_and_relro(plan)
+    }
+
+    /// Writes the relocated RELRO pages `[start, start+len)` (link-time) to `fd`, or compares
+    /// them with `fd`'s; then maps from `fd`, read-only and private, every page that is the
+    /// same in both. Returns `(pages mapped from the file, pages left private)`.
+    fn share_relro(
+        &self,
+        mode: RelroMode,
+        fd: &rustix::fd::OwnedFd,
+        start: u64,
+        len: u64,
+        page: u64,
+    ) -> Result<(u64, u64)> {
+        let at = self.addr(start);
+        let file_err = |op: &str, e| Error::io(format!("{op} of the RELRO file"), e).with_range(0, len);
+        // SAFETY: the RELRO range lies in readable, relocated pages of this image (checked by
+        // the caller against the span); the slice is dropped before any page is replaced.
+        let mine = unsafe { std::slice::from_raw_parts(at as *const u8, len as usize) };
+        let theirs = match mode {
+            RelroMode::Write => {
+                rustix::fs::ftruncate(fd, 0).map_err(|e| file_err("ftruncate", e))?;
+                let mut done = 0;
+                while done < mine.len() {
+                    done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| file_err("pwrite", e))?;
+                }
+                None
+            }
+            RelroMode::Use => {
+                let size = rustix::fs::fstat(fd).map_err(|e| file_err("fstat", e))?.st_size as u64;
+                if size != len {
+                    return Err(Error::new(
+                        ErrorKind::BadDynamic,
+                        "use the RELRO file",
+                        format!(
+                            "it holds {size:#x} bytes; this library's RELRO is {len:#x} (another library or build?)"
+                        ),
+                    ));
+                }
+                let mut buf = vec![0u8; len as usize];
+                let mut done = 0;
+                while done < buf.len() {
+                    match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| file_err("pread", e))? {
+                        0 => return Err(Error::new(ErrorKind::Truncated, "read of the RELRO file", "it shrank")),
+                        n => done += n,
+                    }
+                }
+                Some(buf)
+            }
+        };
+        // Runs of identical pages: `(first page, pages)`.
+        let pages = len / page;
+        let same = |i: u64| {
+            let r = (i * page) as usize..((i + 1) * page) as usize;
+            theirs.as_ref().map_or(true, |t| t[r.clone()] == mine[r])
+        };
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < pages {
+            if same(i) {
+                let first = i;
+                while i < pages && same(i) {
+                    i += 1;
+                }
+                runs.push((first, i - first));
+            } else {
+                i += 1;
+            }
+        }
+        let shared: u64 = runs.iter().map(|r| r.1).sum();
+        for (first, n) in runs {
+            let off = first * page;
+            // SAFETY: the pages replaced are RELRO pages of our own reservation, whose contents
+            // the file holds byte for byte (written above, or compared); the loader holds no
+            // reference into them (`mine` is not used past this point). The file's contract
+            // (not modified while mapped) is the one the caller of the open accepted.
+            unsafe {
+                self.space.map_file_at(
+                    self.space_offset(start + off),
+                    (n * page) as usize,
+                    mmkit::Protection::READ,
+                    mmkit::Sharing::Private,
+                    fd,
+                    off,
+                )
+            }
+            .map_err(|e| Error::from_core("mmap of the RELRO file", &e).with_range(off, n * page))?;
+        }
+        Ok((shared, pages - shared))
+    }
+
+    /// RELRO pages `(mapped from the RELRO file, private)`, when one was written or used.
+    pub(crate) fn relro_sharing(&self) -> Option<(u64, u64)> {
+        self.relro_sharing.get().copied()
     }
 
     /// With [`LoadOptions::seal`]: `mseal`s the executable segments and the RELRO range.
@@ -535,6 +645,15 @@ pub struct Symbol<'lib, T> {
     value: T,
     address: u64,
     _lib: PhantomData<&'lib Library>,
+}
+
+impl Library {
+    /// The library's RELRO pages `(mapped from the RELRO file, left private because they
+    /// differ)`, when it was loaded with [`LoadOptions::write_relro`] or
+    /// [`LoadOptions::use_relro`]; `None` otherwise.
+    pub fn relro_sharing(&self) -> Option<(u64, u64)> {
+        self.object().image().relro_sharing()
+    }
 }
 
 impl<T> Symbol<'_, T> {
