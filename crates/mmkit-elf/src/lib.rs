@@ -77,6 +77,7 @@
 mod addr;
 pub mod error;
 mod executor;
+mod image;
 pub mod plan;
 pub mod source;
 

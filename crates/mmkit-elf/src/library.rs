@@ -4,7 +4,7 @@
 
 use crate::dynamic::{Dynamic, Sym};
 use crate::error::{Error, ErrorKind, Result};
-use crate::executor::Image;
+use crate::image::Image;
 use crate::plan::{self, Plan, Protection};
 use crate::relocate::external::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
