@@ -277,3 +277,71 @@ fn tour_elf_section_loads_from_an_apk() {
     // The temporary files are gone.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn load_into_a_reservation_sealed_and_from_an_fd_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &[]);
+    let so = so.to_str().unwrap();
+    // --reserve-at: the span starts at the offset in the reservation the CLI made.
+    let o = mmkit(&["elf", "load", so, "--reserve-at", "0x10000", "--seal", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let start = v["reservation"]["start"].as_u64().unwrap();
+    assert_eq!(v["reservation"]["offset"], 0x10000);
+    assert_eq!(v["span"]["start"].as_u64().unwrap(), start + 0x10000);
+    assert_eq!(v["sealed"], true);
+    assert_eq!(v["verified"], true);
+    let o = mmkit(&["elf", "load", so, "--reserve-at", "0x10000", "--seal"]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.contains("in the caller's reservation") && text.contains("at offset 0x10000"), "{text}");
+    assert!(text.contains("code and RELRO sealed (mseal)"), "{text}");
+    // --fd-offset: the library after a page of other bytes in one file.
+    let page = 65536; // a multiple of every page size
+    let mut bundle = vec![0u8; page];
+    bundle.extend(std::fs::read(so).unwrap());
+    let bundle_path = dir.path().join("bundle.bin");
+    std::fs::write(&bundle_path, bundle).unwrap();
+    let b = bundle_path.to_str().unwrap();
+    let o = mmkit(&["elf", "load", b, "--fd-offset", "65536", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["fd_offset"], 65536);
+    assert_eq!(v["verified"], true);
+    let offsets: Vec<u64> = v["mappings"].as_array().unwrap().iter().filter_map(|m| m["offset"].as_u64()).collect();
+    assert_eq!(offsets.iter().min(), Some(&65536), "{offsets:?}");
+    let o = mmkit(&["elf", "load", b, "--fd-offset", "65536"]);
+    assert!(stdout(&o).contains("from the file's fd at offset 0x10000"), "{}", stdout(&o));
+    // Misaligned: one `mmkit:` line, exit 1.
+    let o = mmkit(&["elf", "load", b, "--fd-offset", "100"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.starts_with("mmkit: ") && err.contains("not a multiple"), "{err}");
+}
+
+#[test]
+fn load_writes_and_uses_a_relro_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = build(dir.path(), &["-Wl,-z,relro,-z,now"]);
+    let so = so.to_str().unwrap();
+    let relro = dir.path().join("relro");
+    let r = relro.to_str().unwrap();
+    let o = mmkit(&["elf", "load", so, "--write-relro", r, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pages = v["relro_sharing"]["shared_pages"].as_u64().unwrap();
+    assert!(pages >= 1);
+    assert_eq!(v["relro_sharing"]["private_pages"], 0);
+    assert_eq!(std::fs::metadata(&relro).unwrap().len(), pages * v["page_size"].as_u64().unwrap());
+    // Another process, another address: every page is counted, shared or private.
+    let o = mmkit(&["elf", "load", so, "--use-relro", r]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("pages mapped from the RELRO file") && text.contains("private (they differ)"), "{text}");
+    // A RELRO file of another length: one `mmkit:` line, exit 1.
+    std::fs::write(&relro, b"short").unwrap();
+    let o = mmkit(&["elf", "load", so, "--use-relro", r]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("mmkit: ") && stderr(&o).contains("RELRO"), "{}", stderr(&o));
+}

@@ -4,9 +4,9 @@
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::executor::{Image, Table};
+use crate::image::Name;
+use crate::image::{Image, Table};
 use crate::plan::Plan;
-use crate::relocate::external::Name;
 use object::elf;
 use object::LittleEndian as LE;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -47,9 +47,11 @@ pub enum ErrorKind {
     EntryCompressed,
     /// The zip entry is encrypted.
     EntryEncrypted,
-    /// The zip entry's data offset is not a multiple of the page size.
+    /// The zip entry's data offset (or a [`Source::fd`](crate::Source::fd) offset) is not a
+    /// multiple of the page size.
     EntryMisaligned,
-    /// The zip entry's data extends past the end of the archive.
+    /// The zip entry's data extends past the end of the archive (or a
+    /// [`Source::fd`](crate::Source::fd) offset lies at or past the end of the file).
     EntryTruncated,
     /// A system call failed (see [`Error::errno`]).
     Io,
@@ -67,6 +69,10 @@ pub enum ErrorKind {
     DependencyNotFound,
     /// The mappings do not match `/proc/self/maps`.
     VerifyFailed,
+    /// The library does not fit in the caller's reservation
+    /// ([`LoadOptions::reserved`](crate::LoadOptions::reserved)); the message says how many
+    /// bytes it needs.
+    ReservationTooSmall,
 }
 
 /// An error from planning, mapping, relocating or inspecting a library.
@@ -97,6 +103,23 @@ impl Error {
             Some(raw) => Error::io(op, rustix::io::Errno::from_raw_os_error(raw)),
             None => Error::new(ErrorKind::Io, op, err.to_string()),
         }
+    }
+
+    /// An error of mmkit's core (a reservation's map, commit or protect), as `op` of the
+    /// loader: keeps its errno and range, and its operation and detail in the detail.
+    pub(crate) fn from_core(op: impl Into<String>, e: &mmkit::Error) -> Self {
+        let mut detail = e.operation().to_owned();
+        if let Some(a) = e.addr() {
+            detail.push_str(&format!(" at {a:#x}"));
+        }
+        if let Some(d) = e.detail() {
+            detail.push_str(": ");
+            detail.push_str(d);
+        }
+        let mut err = Error::new(ErrorKind::Io, op, detail);
+        err.errno = e.errno().map(rustix::io::Errno::from_raw_os_error);
+        err.range = e.range();
+        err
     }
 
     pub(crate) fn with_range(mut self, offset: u64, len: u64) -> Self {

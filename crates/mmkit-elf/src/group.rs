@@ -240,7 +240,7 @@ fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
 
 /// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
 /// copy already loaded there.
-pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
+pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions<'_>) -> Result<Library> {
     crate::relocate::atexit::set_pin_hook(pin_containing);
     let registry = ns.registry();
     let src = source.open(crate::library::page_size())?;
@@ -256,7 +256,7 @@ pub(crate) fn open(ns: &Namespace, source: &Source) -> Result<Library> {
         return Ok(Library::new_system(crate::system::SystemOpened::open(path)?, registry.clone()));
     }
     let mut group = Group { new: Vec::new(), rules: Vec::new() };
-    let result = load_group(ns, registry, source, src, &mut group);
+    let result = load_group(ns, registry, (source, src, options), &mut group);
     let mut map = registry.lock();
     match result {
         Ok(root) => {
@@ -305,11 +305,10 @@ struct Group<'ns> {
 fn load_group<'ns>(
     ns: &'ns Namespace,
     registry: &Arc<Registry>,
-    source: &Source,
-    src: OpenSource,
+    (source, src, options): (&Source, OpenSource, &crate::LoadOptions<'_>),
     group: &mut Group<'ns>,
 ) -> Result<Arc<Object>> {
-    let root = Arc::new(Object::map(source, src)?);
+    let root = Arc::new(Object::map(source, src, options)?);
     registry.lock().insert(root.key, Entry { obj: root.clone(), handles: 0, loading: true });
     remember_span(&root, registry);
     group.new.push(root.clone());
@@ -345,7 +344,8 @@ fn load_group<'ns>(
                     let dep = match known {
                         Some(obj) => obj,
                         None => {
-                            let dep = Arc::new(Object::map(&dep_source, src).map_err(wrap)?);
+                            let dep =
+                                Arc::new(Object::map(&dep_source, src, &crate::LoadOptions::new()).map_err(wrap)?);
                             registry.lock().insert(dep.key, Entry { obj: dep.clone(), handles: 0, loading: true });
                             remember_span(&dep, registry);
                             group.new.push(dep.clone());

@@ -89,6 +89,7 @@
 mod addr;
 pub mod error;
 mod executor;
+mod image;
 pub mod plan;
 pub mod source;
 
@@ -96,6 +97,7 @@ mod dynamic;
 mod group;
 mod library;
 mod namespace;
+mod options;
 mod relocate;
 mod symbols;
 mod system;
@@ -105,8 +107,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
 pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
 pub use namespace::{Namespace, SearchDir, SystemPolicy};
+pub use options::LoadOptions;
 pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};
-pub use source::{OpenSource, Source};
+pub use source::{OpenSource, Source, SourceFd};
 pub use symbols::SymbolKind;
 
 // A loaded library can be shared by threads (its lookups take `&self`; the process-wide

@@ -4,7 +4,7 @@
 
 use crate::dynamic::{Dynamic, Sym};
 use crate::error::{Error, ErrorKind, Result};
-use crate::executor::Image;
+use crate::image::Image;
 use crate::plan::{self, Plan, Protection};
 use crate::relocate::external::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
@@ -159,7 +159,7 @@ pub(crate) struct Object {
 impl Object {
     /// Plans `source` (opened as `src`), maps it and reads its dynamic section; registers its
     /// TLS block. Nothing is relocated or run yet.
-    pub(crate) fn map(source: &Source, mut src: OpenSource) -> Result<Object> {
+    pub(crate) fn map(source: &Source, mut src: OpenSource, options: &crate::LoadOptions<'_>) -> Result<Object> {
         let page = page_size();
         let plan = plan_source(&src, page)?;
         let label = src.label();
@@ -169,7 +169,7 @@ impl Object {
             Source::Memory { .. } => label.find(':').map_or(0, |i| i + 1),
             _ => label.rfind('/').map_or(0, |i| i + 1),
         };
-        let image = Image::load(&plan, &src, &label[name_at..]).map_err(|e| e.with_path(label))?;
+        let image = Image::load(&plan, &src, &label[name_at..], options).map_err(|e| e.with_path(label))?;
         let label = src.take_label();
         let dynamic = Dynamic::read(image, &plan).map_err(|e| e.with_path(&label))?;
         if dynamic.flags_1 & u64::from(elf::DF_1_PIE) != 0 {
@@ -190,7 +190,8 @@ impl Object {
             None => None,
         };
         let (dev, ino) = src.dev_ino();
-        let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0);
+        // A sealed library could not be unmapped: it is pinned.
+        let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0 || options.seal);
         Ok(Object {
             dev_ino: (dev, ino),
             source_offset: src.offset(),
@@ -683,6 +684,10 @@ impl Object {
                     ));
                 }
                 match m.file_offset {
+                    // RELRO shared through a RELRO file: its pages come from that file.
+                    Some(_)
+                        if matches!(m.kind, MappingKind::Relro { .. })
+                            && self.dynamic.image.relro_sharing().is_some() => {}
                     Some(off) => {
                         let from = l.start.max(m.start);
                         let want_off = off + (from - m.start);
@@ -760,6 +765,14 @@ impl Library {
 
     pub(crate) fn new_system(system: SystemOpened, registry: Arc<crate::group::Registry>) -> Library {
         Library { obj: None, system: Some(Arc::new(system)), registry }
+    }
+
+    /// The object mmkit mapped, or `None` for a library the system linker loaded.
+    pub(crate) fn mapped_object(&self) -> Option<&Object> {
+        match self.held() {
+            Held::Mapped(o) => Some(o),
+            Held::System(_) => None,
+        }
     }
 
     fn held(&self) -> Held<'_> {

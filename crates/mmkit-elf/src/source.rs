@@ -1,4 +1,5 @@
-//! Where a library's bytes come from: a file, a stored entry of a zip/APK, or bytes in memory.
+//! Where a library's bytes come from: a file, a stored entry of a zip/APK, an open file
+//! descriptor at an offset (Android's `ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET`), or bytes in memory.
 //!
 //! Every source ends up as a file descriptor plus the offset and length of the ELF image inside
 //! it, so the executor can `mmap` segments straight from the file (for an APK entry: the entry's
@@ -22,6 +23,17 @@ pub enum Source {
         archive: PathBuf,
         /// The entry's name inside the archive, e.g. `lib/x86_64/libfoo.so`.
         entry: String,
+    },
+    /// An open file at an offset: the image starts `offset` bytes into the file (a stored APK
+    /// entry the caller located itself, as with `ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET`). Made by
+    /// [`Source::fd`], which keeps a duplicate of the caller's descriptor.
+    Fd {
+        /// The duplicated descriptor (shared by clones of the source).
+        fd: SourceFd,
+        /// Where the image starts in the file (checked to be page-aligned when opened).
+        offset: u64,
+        /// A name for messages.
+        label: String,
     },
     /// Bytes in memory, copied into a sealed memfd.
     Memory {
@@ -48,7 +60,7 @@ impl Source {
         match self {
             Source::Path(p) => p.parent(),
             Source::ZipEntry { archive, .. } => archive.parent(),
-            Source::Memory { .. } => None,
+            Source::Fd { .. } | Source::Memory { .. } => None,
         }
     }
 
@@ -62,6 +74,18 @@ impl Source {
         Source::ZipEntry { archive: archive.into(), entry: entry.into() }
     }
 
+    /// The image at `offset` in the open file `fd` (`ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET`),
+    /// named `label` in messages. The descriptor is duplicated (`F_DUPFD_CLOEXEC`): the caller
+    /// keeps and closes its own. The file must be a regular file and `offset` a multiple of
+    /// the page size inside it, as for APK entries; [`Source::open`] checks both.
+    #[doc(alias = "ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET")]
+    pub fn fd(fd: impl AsFd, offset: u64, label: impl Into<String>) -> Result<Source> {
+        let label = label.into();
+        let dup = rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)
+            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e).with_path(&label))?;
+        Ok(Source::Fd { fd: SourceFd(std::sync::Arc::new(dup)), offset, label })
+    }
+
     /// Bytes in memory.
     pub fn memory(name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Source {
         Source::Memory { name: name.into(), bytes: bytes.into() }
@@ -72,6 +96,7 @@ impl Source {
         match self {
             Source::Path(p) => p.to_string_lossy().into_owned(),
             Source::ZipEntry { archive, entry } => format!("{}!/{entry}", archive.display()),
+            Source::Fd { label, .. } => label.clone(),
             Source::Memory { name, .. } => format!("memfd:{name}"),
         }
     }
@@ -85,6 +110,7 @@ impl Source {
                 Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label })
             }
             Source::ZipEntry { archive, entry } => open_zip_entry(archive, entry, page_size),
+            Source::Fd { fd, offset, label } => open_fd_offset(&fd.0, *offset, label, page_size),
             Source::Memory { name, bytes } => {
                 let err = |op: &str, e| Error::io(op, e).with_path(&label);
                 let fd = rustix::fs::memfd_create(
@@ -135,6 +161,25 @@ impl From<&str> for Source {
     /// Same as [`Source::parse`].
     fn from(s: &str) -> Source {
         Source::parse(s)
+    }
+}
+
+/// The descriptor of a [`Source::Fd`]: shared by clones, equal when it is the same open
+/// descriptor.
+#[derive(Debug, Clone)]
+pub struct SourceFd(std::sync::Arc<OwnedFd>);
+
+impl PartialEq for SourceFd {
+    fn eq(&self, other: &SourceFd) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SourceFd {}
+
+impl AsFd for SourceFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 
@@ -233,6 +278,46 @@ fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
         err.with_path(label)
     })?;
     Ok((file, meta.len(), (meta.dev(), meta.ino())))
+}
+
+/// Opens the image at `offset` in the open file `fd`, checked like a stored APK entry: a
+/// regular file, a page-aligned offset, inside the file.
+fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Result<OpenSource> {
+    let bad = |kind, detail: String| Error::new(kind, "open fd", detail).with_path(label);
+    let dup = fd.try_clone().map_err(|e| Error::new(ErrorKind::Io, "dup", e.to_string()).with_path(label))?;
+    let meta = std::fs::File::from(dup).metadata().map_err(|e| {
+        Error::io("fstat", rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))).with_path(label)
+    })?;
+    if !meta.is_file() {
+        return Err(bad(
+            ErrorKind::Io,
+            format!("not a regular file: {}", mmkit::open::file_type_name(meta.file_type())),
+        ));
+    }
+    let file_size = meta.len();
+    if !offset.is_multiple_of(page_size) {
+        return Err(bad(
+            ErrorKind::EntryMisaligned,
+            format!("offset {offset:#x} is not a multiple of the {page_size:#x}-byte page"),
+        )
+        .with_range(offset, file_size.saturating_sub(offset)));
+    }
+    if offset >= file_size {
+        return Err(bad(
+            ErrorKind::EntryTruncated,
+            format!("offset {offset:#x} is at or past the end of the {file_size}-byte file"),
+        )
+        .with_range(offset, 0));
+    }
+    let dup =
+        rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e).with_path(label))?;
+    Ok(OpenSource {
+        fd: dup,
+        offset,
+        len: file_size - offset,
+        dev_ino: (std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta)),
+        label: label.to_owned(),
+    })
 }
 
 fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {

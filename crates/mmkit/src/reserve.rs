@@ -12,6 +12,8 @@
 //! | make a range usable / give it back | [`Reservation::commit`], [`Reservation::decommit`] |
 //! | map a file or a memfd into it | [`Reservation::map_file_at`], [`Reservation::map_shared_memory_at`] (in [`shm`](crate::shm)) |
 //! | hand part of it to another owner | [`Reservation::carve`] |
+//! | lend part of it, getting it back decommitted | [`Reservation::lend`] |
+//! | seal part of it for good (`mseal`) | [`Reservation::seal`] |
 //! | guard pages inside it | [`Reservation::guard`], [`Reservation::unguard`] |
 //!
 //! # Sub-reservations
@@ -120,6 +122,7 @@ impl ReserveOptions {
             carved: Vec::new(),
             name: None,
             name_applied: false,
+            lent: false,
         };
         if let Some(name) = &self.name {
             r.set_name(name)?;
@@ -155,6 +158,8 @@ pub struct Reservation {
     carved: Vec<(usize, usize)>,
     name: Option<CString>,
     name_applied: bool,
+    /// Made by [`lend`](Reservation::lend): dropping it decommits instead of unmapping.
+    lent: bool,
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges, which it
@@ -288,11 +293,32 @@ impl Reservation {
         fd: impl AsFd,
         file_offset: u64,
     ) -> Result<()> {
+        // SAFETY: forwarded contract.
+        unsafe { self.map_file_at_with(offset, len, prot, sharing, fd, file_offset, false) }
+    }
+
+    /// [`map_file_at`](Self::map_file_at), prefaulted when `populate` is set (`MAP_POPULATE`:
+    /// the pages are read, and private writable ones copied, in the call instead of by faults).
+    ///
+    /// # Safety
+    /// As for [`map_file_at`](Self::map_file_at).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn map_file_at_with(
+        &self,
+        offset: usize,
+        len: usize,
+        prot: Protection,
+        sharing: Sharing,
+        fd: impl AsFd,
+        file_offset: u64,
+        populate: bool,
+    ) -> Result<()> {
         let ptr = self.check("map_file_at", offset, len)?;
         if len == 0 {
             return Ok(());
         }
         let flags = MapFlags::FIXED
+            | if populate { MapFlags::POPULATE } else { MapFlags::empty() }
             | match sharing {
                 Sharing::Shared => MapFlags::SHARED,
                 Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
@@ -307,6 +333,29 @@ impl Reservation {
                 .with_range(file_offset, len as u64)
         })?;
         Ok(())
+    }
+
+    /// Seals `[offset, offset + len)` (page multiples, all mapped or committed): `mseal(2)`,
+    /// Linux 6.10+. Its pages can then no longer be unmapped, remapped, mapped over or have
+    /// their protection changed (those calls fail with `EPERM`), until the process exits, and
+    /// dropping the reservation leaves them mapped. A kernel without `mseal` answers
+    /// [`ErrorKind::Unsupported`] (`ENOSYS`).
+    #[doc(alias = "mseal")]
+    pub fn seal(&self, offset: usize, len: usize) -> Result<()> {
+        let ptr = self.check("mseal", offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range is inside our reservation; sealing changes no contents, and a
+        // reservation whose unmap fails on drop only leaks address space.
+        unsafe { sys::mseal(ptr, len) }.map_err(|e| {
+            let err = if e == rustix::io::Errno::NOSYS {
+                Error::new("mseal", ErrorKind::Unsupported).with_detail("mseal(2) needs Linux 6.10 or later")
+            } else {
+                Error::os("mseal", e)
+            };
+            err.with_addr(ptr as usize).with_range(offset as u64, len as u64)
+        })
     }
 
     /// Makes `[offset, offset + len)` a guard region: touching it raises `SIGSEGV`.
@@ -396,6 +445,11 @@ impl Reservation {
     pub fn carve(&mut self, offset: usize, len: usize) -> Result<Reservation> {
         let page = sys::page_size();
         self.check("carve", offset, len)?;
+        if self.lent {
+            return Err(Error::new("carve", ErrorKind::InvalidArgument)
+                .with_range(offset as u64, len as u64)
+                .with_detail("a lent reservation goes back whole to its lender; it cannot be carved"));
+        }
         if len == 0 || len % page != 0 {
             return Err(Error::new("carve", ErrorKind::InvalidArgument)
                 .with_range(offset as u64, len as u64)
@@ -410,6 +464,34 @@ impl Reservation {
             carved: Vec::new(),
             name: self.name.clone(),
             name_applied: self.name_applied,
+            lent: false,
+        })
+    }
+
+    /// Lends `[offset, offset + len)` (page multiples) to a new reservation for a while: it
+    /// maps, commits and protects in the range like any reservation, and when it is dropped the
+    /// range is returned decommitted (reserved `PROT_NONE`, no memory) instead of unmapped, so
+    /// this reservation can use it again. This is how a loader places a library in address
+    /// space its caller reserved (`ANDROID_DLEXT_RESERVED_ADDRESS`).
+    ///
+    /// # Safety
+    /// This reservation must outlive the lent one, and must not be used on the range (commit,
+    /// decommit, map, guard, carve) while the lent one lives: both would own the same pages.
+    pub unsafe fn lend(&self, offset: usize, len: usize) -> Result<Reservation> {
+        self.check("lend", offset, len)?;
+        if len == 0 || len % sys::page_size() != 0 {
+            return Err(Error::new("lend", ErrorKind::InvalidArgument)
+                .with_range(offset as u64, len as u64)
+                .with_detail("a lent range needs a non-zero page-multiple length"));
+        }
+        Ok(Reservation {
+            // SAFETY: `offset < self.len` (checked), so the pointer stays in our range.
+            base: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(offset)) },
+            len,
+            carved: Vec::new(),
+            name: self.name.clone(),
+            name_applied: self.name_applied,
+            lent: true,
         })
     }
 
@@ -446,6 +528,11 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if self.lent {
+            // Back to the lender, reserved: a lent reservation has no carved ranges.
+            let _ = self.decommit(0, self.len);
+            return;
+        }
         for (off, len) in self.owned_segments() {
             // SAFETY: we own this segment and everything mapped inside it; carved ranges are
             // skipped (their sub-reservations unmap them).

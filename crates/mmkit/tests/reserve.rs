@@ -230,3 +230,50 @@ fn bad_ranges_are_errors() {
     assert!(Reservation::new(0).is_err());
     assert!(Reservation::new(usize::MAX).is_err());
 }
+
+#[test]
+fn a_lent_range_comes_back_decommitted_and_still_reserved() {
+    let page = page_size();
+    let heap = Reservation::new(8 * page).unwrap();
+    let base = heap.as_ptr() as usize;
+    // SAFETY: `heap` outlives `lent` and is not used on pages 2..6 while `lent` lives.
+    let lent = unsafe { heap.lend(2 * page, 4 * page) }.unwrap();
+    assert_eq!(lent.as_ptr() as usize, base + 2 * page);
+    lent.commit(0, 4 * page, Protection::READ_WRITE).unwrap();
+    touch(&lent, 0, 4 * page, 7);
+    let mut lent = lent;
+    assert_eq!(lent.carve(0, page).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    drop(lent);
+    // Still mapped (reserved, PROT_NONE) in the lender's range: one area covers all 8 pages.
+    let areas = areas_in(base, 8 * page);
+    let covered: u64 = areas.iter().map(|a| a.end.min((base + 8 * page) as u64) - a.start.max(base as u64)).sum();
+    assert_eq!(covered, 8 * page as u64, "the lent range was unmapped: {areas:?}");
+    assert!(
+        areas.iter().all(|a| !a.perms.read && !a.perms.write && !a.perms.exec),
+        "the lent range is not back to PROT_NONE: {areas:?}"
+    );
+    // The lender uses it again: fresh zero pages.
+    heap.commit(2 * page, 4 * page, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write just above.
+    assert_eq!(unsafe { heap.as_ptr().add(3 * page).read() }, 0);
+}
+
+#[test]
+fn sealed_ranges_refuse_changes() {
+    let page = page_size();
+    let r = Reservation::new(4 * page).unwrap();
+    r.commit(page, page, Protection::READ).unwrap();
+    match r.seal(page, page) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::Unsupported => return, // before Linux 6.10
+        Err(e) => panic!("{e}"),
+    }
+    let err = r.commit(page, page, Protection::READ_WRITE).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EPERM), "{err}");
+    let err = r.decommit(page, page).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EPERM), "{err}");
+    // The pages next to it are not sealed.
+    r.commit(2 * page, page, Protection::READ_WRITE).unwrap();
+    assert!(r.seal(0, 5 * page).is_err(), "outside the reservation");
+    // `r` leaks its sealed page on drop (munmap of the range fails as a whole): no crash.
+}

@@ -30,6 +30,8 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        ext: LoadExt,
     },
     /// Load SOURCE and call SYMBOL as `int64_t SYMBOL(int64_t, ...)` with up to six integers.
     Call {
@@ -44,6 +46,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `android_dlopen_ext`'s options for `mmkit elf load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadExt {
+    /// Reserve address space first (the library's span plus OFFSET) and load the library at
+    /// OFFSET in it (ANDROID_DLEXT_RESERVED_ADDRESS); OFFSET is a page multiple (decimal or 0x).
+    #[arg(long, value_name = "OFFSET", value_parser = parse_int)]
+    reserve_at: Option<i64>,
+    /// SOURCE is a plain file holding the library at this byte offset (a page multiple): it is
+    /// opened and loaded from the fd (ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET).
+    #[arg(long, value_name = "OFFSET", value_parser = parse_int)]
+    fd_offset: Option<i64>,
+    /// Seal the library's code and RELRO with mseal(2) after relocation (Linux 6.10+).
+    #[arg(long)]
+    seal: bool,
+    /// After relocation, write the RELRO pages to FILE and map them from it
+    /// (ANDROID_DLEXT_WRITE_RELRO).
+    #[arg(long, value_name = "FILE", conflicts_with = "use_relro")]
+    write_relro: Option<std::path::PathBuf>,
+    /// After relocation, map the RELRO pages identical to FILE's from it; the others stay
+    /// private (ANDROID_DLEXT_USE_RELRO). Pages are identical only where the library and its
+    /// dependencies are at the same addresses as in the process that wrote FILE.
+    #[arg(long, value_name = "FILE")]
+    use_relro: Option<std::path::PathBuf>,
 }
 
 /// The largest base page of any Linux architecture is 256 KiB; beyond 1 MiB is a typo.
@@ -80,7 +107,7 @@ fn parse_int(s: &str) -> Result<i64, String> {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Plan { source, page_size, json } => plan(&source, page_size, json),
-        Command::Load { source, json } => load(&source, json),
+        Command::Load { source, json, ext } => load(&source, json, &ext),
         Command::Call { source, symbol, args, json } => call(&source, &symbol, &args, json),
     }
 }
@@ -204,11 +231,63 @@ fn kind_name(k: MappingKind) -> &'static str {
     }
 }
 
-fn load(source: &str, json: bool) -> anyhow::Result<()> {
-    let lib = open(source)?;
+/// The source `mmkit elf load` was asked for: SOURCE, or the fd of the file SOURCE at
+/// `--fd-offset`.
+fn load_source(source: &str, ext: &LoadExt) -> anyhow::Result<Source> {
+    let Some(offset) = ext.fd_offset else { return Ok(Source::parse(source)) };
+    let offset = u64::try_from(offset).map_err(|_| anyhow::anyhow!("--fd-offset must not be negative"))?;
+    let file = std::fs::File::open(source).with_context(|| format!("opening {source}"))?;
+    Ok(Source::fd(&file, offset, source)?)
+}
+
+fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
+    let src = load_source(source, ext)?;
+    let reserve_at = match ext.reserve_at {
+        Some(at) => Some(usize::try_from(at).map_err(|_| anyhow::anyhow!("--reserve-at must not be negative"))?),
+        None => None,
+    };
+    // The caller's reservation, made before loading and dropped after the library.
+    let space = match reserve_at {
+        Some(at) => {
+            let plan = mmkit_elf::plan(&src, mmkit_elf::page_size())?;
+            let len = (plan.span_len as usize)
+                .checked_add(at)
+                .ok_or_else(|| anyhow::anyhow!("--reserve-at {at:#x} is too large"))?;
+            Some(mmkit::Reservation::new(len).context("reserving address space for --reserve-at")?)
+        }
+        None => None,
+    };
+    let relro_file = match (&ext.write_relro, &ext.use_relro) {
+        (Some(p), _) => Some(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)
+                .with_context(|| format!("creating the RELRO file {}", p.display()))?,
+        ),
+        (None, Some(p)) => {
+            Some(std::fs::File::open(p).with_context(|| format!("opening the RELRO file {}", p.display()))?)
+        }
+        (None, None) => None,
+    };
+    let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal);
+    options = match &relro_file {
+        Some(f) if ext.write_relro.is_some() => options.write_relro(f),
+        Some(f) => options.use_relro(f),
+        None => options,
+    };
+    if let (Some(space), Some(at)) = (&space, reserve_at) {
+        options = options.reserved(space, at);
+    }
+    // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
+    // would); `space` outlives `lib` (declared before it, dropped after).
+    let lib = unsafe { Library::open_with(src.clone(), &options) }.with_context(|| format!("loading {source}"))?;
+    let reservation = space.as_ref().map(|s| json!({"start": s.as_ptr() as u64, "len": s.len(), "offset": reserve_at}));
     let maps = lib.segments()?;
     let verified = lib.verify();
-    let path = match Source::parse(source) {
+    let path = match src {
         Source::ZipEntry { archive, .. } => archive.display().to_string(),
         other => other.display(),
     };
@@ -234,12 +313,30 @@ fn load(source: &str, json: bool) -> anyhow::Result<()> {
             "span": {"start": lib.span().0, "len": lib.span().1},
             "mappings": mappings, "dependencies": deps,
             "unwind_tables_registered": lib.unwind_tables_registered(),
+            "reservation": reservation, "fd_offset": ext.fd_offset, "sealed": ext.seal,
+            "relro_sharing": lib.relro_sharing().map(|(s, p)| json!({"shared_pages": s, "private_pages": p})),
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
         outln!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         outln!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size)?;
+        if let Some(offset) = ext.fd_offset {
+            outln!("from the file's fd at offset {offset:#x}")?;
+        }
+        if let (Some(space), Some(at)) = (&space, reserve_at) {
+            outln!(
+                "in the caller's reservation {:#x}-{:#x}, at offset {at:#x}",
+                space.as_ptr() as usize,
+                space.as_ptr() as usize + space.len()
+            )?;
+        }
+        if ext.seal {
+            outln!("code and RELRO sealed (mseal)")?;
+        }
+        if let Some((shared, private)) = lib.relro_sharing() {
+            outln!("RELRO: {shared} pages mapped from the RELRO file, {private} private (they differ)")?;
+        }
         for m in &maps {
             let name = match (m.kind, m.file_offset) {
                 (_, Some(_)) => path.clone(),

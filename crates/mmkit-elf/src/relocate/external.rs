@@ -1,6 +1,7 @@
 //! Symbols and libraries of the process that glibc loaded: `dlopen(RTLD_NOLOAD)`, `dlsym`,
 //! `dlvsym`, `dlclose`.
 
+pub(crate) use crate::image::Name;
 use crate::symbols::{self, SymbolKind};
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -504,38 +505,6 @@ impl Hasher for PreHashed {
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
-    }
-}
-
-/// A symbol or version name as lookups take it: its bytes with the terminating NUL (and no
-/// other), and a hash of it (the GNU hash for symbol names, the ELF hash for versions, as
-/// `DT_VERNEED`/`DT_VERDEF` record them). Equal names must come with equal hashes for the
-/// cache to find them; the bytes decide.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Name<'a> {
-    bytes: &'a [u8],
-    hash: u32,
-}
-
-impl<'a> Name<'a> {
-    /// `bytes` ends with its only NUL.
-    pub(crate) fn new(bytes: &'a [u8], hash: u32) -> Name<'a> {
-        Name { bytes, hash }
-    }
-
-    /// The hash it came with.
-    pub(crate) fn hash(&self) -> u32 {
-        self.hash
-    }
-
-    /// The name without its NUL.
-    pub(crate) fn text(&self) -> &'a [u8] {
-        &self.bytes[..self.bytes.len().saturating_sub(1)]
-    }
-
-    /// As a C string, for `dlsym`.
-    fn cstr(&self) -> Option<&'a CStr> {
-        CStr::from_bytes_with_nul(self.bytes).ok()
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) mod tls;
 
 use crate::dynamic::{Dynamic, Rela};
 use crate::error::{Error, ErrorKind, Result};
-use crate::executor::{Image, Table};
+use crate::image::{Image, Table};
 use object::elf;
 
 /// What a symbol reference resolved to.

@@ -1,0 +1,671 @@
+//! The loaded image and its checked tables: the bottom of the loader, on which parsing
+//! (`dynamic`, `symbols`), relocation and execution stack, in that order.
+//!
+//! [`Image::load`] carries out a [`Plan`] through mmkit's core, as bionic's linker names the
+//! phases: reserve the whole span `PROT_NONE` (an [`mmkit::Reservation`], or a range lent by
+//! the caller's), map each `PT_LOAD` privately from the source's fd into it, zero the tail of
+//! the last file page of writable segments, commit the rest of `.bss` as anonymous pages of the
+//! reservation (named `mmkit .bss <lib>` in `/proc/self/maps` where the kernel supports
+//! `PR_SET_VMA_ANON_NAME`); after relocation, [`Image::protect_relro`] (sharing and sealing
+//! RELRO on request) and [`Image::call_initializer`]. Dropping the image drops the reservation,
+//! which unmaps it (or returns a lent range decommitted). No `mmap`/`mprotect`/`munmap` call is
+//! made here: mmkit's core is the one owner of address space.
+//!
+//! Everything that touches the loaded image's memory goes through [`Image`], whose accessors
+//! are bounds-checked against the mapped segments; [`Table`]s are checked once, when made.
+//! [`Name`] is a symbol or version name read from those tables, with its hash.
+//!
+//! With the executor and the relocation modules, one of the modules of the crate that contain
+//! `unsafe`.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::{LoadOptions, Place, RelroMode};
+use crate::plan::{Plan, Protection};
+use crate::source::OpenSource;
+use std::ffi::{c_void, CStr};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// mmkit's protection for a segment's.
+fn core_prot(p: Protection) -> mmkit::Protection {
+    let mut f = mmkit::Protection::NONE;
+    if p.read {
+        f |= mmkit::Protection::READ;
+    }
+    if p.write {
+        f |= mmkit::Protection::WRITE;
+    }
+    if p.exec {
+        f |= mmkit::Protection::EXEC;
+    }
+    f
+}
+
+/// A loaded image: the reservation holding all segments of one library.
+///
+/// # Safety (the shared contract of the raw accesses below)
+/// `base..base+len` lies in `space`, a reservation this value owns until drop, and every
+/// mapping in it was made by this value through the reservation; every access
+/// is bounds-checked against the `PT_LOAD` ranges of the plan, which lie inside it. The loader
+/// only writes while the library is being relocated, before any of its code runs.
+#[derive(Debug)]
+pub(crate) struct Image {
+    /// Unique among the images of the process (ties a [`Table`] to the image it was made in).
+    id: u64,
+    /// The address space of the image: every segment is mapped, committed and protected
+    /// through it (mmkit's core is the one owner of the pages), and dropping it unmaps them.
+    space: mmkit::Reservation,
+    /// Offset of the span in `space` (the head keeps segments aligned to their `p_align`).
+    offset: usize,
+    /// Run-time address of the span.
+    base: usize,
+    /// Bytes of the span.
+    len: usize,
+    /// Load bias: run-time address = link-time address + bias.
+    bias: u64,
+    /// Link-time `[start, end)` of mapped pages with their protection (after RELRO, the RELRO
+    /// pages are read-only; `writes_done` forbids further writes).
+    ranges: Vec<(u64, u64, Protection)>,
+    /// Index in `ranges` of the last range an access fell in.
+    last_range: AtomicUsize,
+    writes_done: std::sync::atomic::AtomicBool,
+    /// Seal the code and RELRO once relocated ([`LoadOptions::seal`]).
+    seal: bool,
+    /// The RELRO file to write or use once relocated ([`LoadOptions::write_relro`]), taken
+    /// by [`Image::protect_relro`].
+    relro_file: std::sync::Mutex<Option<(RelroMode, rustix::fd::OwnedFd)>>,
+    /// RELRO pages `(mapped from the RELRO file, private)`, once shared.
+    relro_sharing: std::sync::OnceLock<(u64, u64)>,
+}
+
+/// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
+static NEXT_IMAGE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// `len` consecutive plain-data values (ELF structures) at a place in one [`Image`], checked
+/// once, when made by [`Image::table`], to lie in its readable pages; read in place with
+/// [`Image::get`] (and [`Image::bytes`] for strings), which check that the image is the same.
+#[derive(Debug)]
+pub(crate) struct Table<T> {
+    /// Id of the image the table lies in.
+    image: u64,
+    /// Run-time address of the first value.
+    at: usize,
+    len: usize,
+    /// Checked to lie in pages the loader never writes.
+    immutable: bool,
+    _values: PhantomData<fn() -> T>,
+}
+
+impl<T> Table<T> {
+    /// A table of no values.
+    pub(crate) const fn empty() -> Table<T> {
+        Table { image: 0, at: 0, len: 0, immutable: true, _values: PhantomData }
+    }
+
+    /// Number of values.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Table<T> {
+        Table::empty()
+    }
+}
+
+impl Image {
+    /// Reserves the span and maps every segment of `plan` from `src`, all through an
+    /// [`mmkit::Reservation`]: segments are file maps placed in it, `.bss` is committed
+    /// anonymous pages of it (zero on first touch), holes stay reserved `PROT_NONE`.
+    ///
+    /// With `place` (the caller's reservation, [`crate::LoadOptions::reserved`]), the span is a
+    /// range lent by that reservation instead: dropping the image returns it decommitted.
+    pub(crate) fn load(plan: &Plan, src: &OpenSource, name: &str, options: &LoadOptions<'_>) -> Result<Image> {
+        let mut image = Image::load_placed(plan, src, name, options.place.as_ref())?;
+        image.seal = options.seal;
+        if let Some((mode, fd)) = options.relro {
+            let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)
+                .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
+            image.relro_file = std::sync::Mutex::new(Some((mode, fd)));
+        }
+        Ok(image)
+    }
+
+    /// [`Image::load`] at `place`, or in a fresh reservation.
+    fn load_placed(plan: &Plan, src: &OpenSource, name: &str, place: Option<&Place<'_>>) -> Result<Image> {
+        if let Some(place) = place {
+            let lent = place.check(plan).and_then(|()| {
+                let (r, offset) = place.range();
+                let op = "load into the reserved address space";
+                // SAFETY: the contract of the `unsafe` open that took the options: the
+                // reservation outlives the library and is not used on its range meanwhile.
+                let lent = unsafe { r.lend(offset, plan.span_len as usize) }.map_err(|e| Error::from_core(op, &e))?;
+                // No pages of an earlier use stay: `.bss` must be fresh zero pages.
+                lent.decommit(0, plan.span_len as usize).map_err(|e| Error::from_core(op, &e))?;
+                Ok(lent)
+            });
+            match lent {
+                Ok(lent) => return Image::load_into(plan, src, name, lent, 0),
+                Err(_) if place.is_hint() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let page = plan.page_size;
+        let align = plan.max_align.max(page);
+        let too_large = || Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len);
+        let span = usize::try_from(plan.span_len).map_err(|_| too_large())?;
+        // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod
+        // align). An `align`-aligned reservation with this head gives that.
+        let head = (plan.span_vaddr & (align - 1)) as usize;
+        let total = span.checked_add(head).ok_or_else(too_large)?;
+        let space = mmkit::reserve::ReserveOptions::new(total)
+            .align(align as usize)
+            .reserve()
+            .map_err(|e| Error::from_core("reserve", &e).with_range(0, total as u64))?;
+        Image::load_into(plan, src, name, space, head)
+    }
+
+    /// Maps every segment of `plan` from `src` into `space` at `offset` (the span's start),
+    /// which must be reserved `PROT_NONE` and at least the span long.
+    fn load_into(plan: &Plan, src: &OpenSource, name: &str, space: mmkit::Reservation, offset: usize) -> Result<Image> {
+        let base = space.as_ptr() as usize + offset;
+        let mut image = Image {
+            id: NEXT_IMAGE_ID.fetch_add(1, Ordering::Relaxed),
+            offset,
+            base,
+            len: plan.span_len as usize,
+            bias: (base as u64).wrapping_sub(plan.span_vaddr),
+            space,
+            ranges: Vec::new(),
+            last_range: AtomicUsize::new(0),
+            writes_done: std::sync::atomic::AtomicBool::new(false),
+            seal: false,
+            relro_file: std::sync::Mutex::new(None),
+            relro_sharing: std::sync::OnceLock::new(),
+        };
+        for seg in &plan.segments {
+            if seg.map_file_len > 0 {
+                let at = image.space_offset(seg.map_vaddr);
+                let offset = src.offset() + seg.map_offset;
+                // SAFETY: the pages replaced lie in our own reservation (the planner keeps
+                // segments inside the span) and nothing refers to them yet; the source's file
+                // contract is the one `Library::open`'s caller accepted.
+                unsafe {
+                    image.space.map_file_at_with(
+                        at,
+                        seg.map_file_len as usize,
+                        core_prot(seg.prot),
+                        mmkit::Sharing::Private,
+                        src.fd(),
+                        offset,
+                        seg.prefault,
+                    )
+                }
+                .map_err(|e| {
+                    Error::from_core(format!("mmap of segment {}", seg.phdr_index), &e)
+                        .with_range(offset, seg.map_file_len)
+                        .with_path(src.label())
+                })?;
+                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
+            }
+            if seg.zero_len > 0 {
+                let at = image.addr(seg.vaddr + seg.file_size);
+                // SAFETY: the planner only asks for zeroing in writable segments, within the
+                // last file page just mapped read-write and private.
+                unsafe { std::ptr::write_bytes(at as *mut u8, 0, seg.zero_len as usize) };
+            }
+            if seg.bss_len > 0 {
+                // Reserved pages never touched: committing them gives zero pages.
+                let at = image.space_offset(seg.bss_vaddr);
+                image.space.commit(at, seg.bss_len as usize, core_prot(seg.prot)).map_err(|e| {
+                    Error::from_core(format!("commit of .bss of segment {}", seg.phdr_index), &e)
+                        .with_range(image.addr(seg.bss_vaddr), seg.bss_len)
+                })?;
+                name_bss(image.addr(seg.bss_vaddr), seg.bss_len, name);
+                image.ranges.push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
+            }
+        }
+        Ok(image)
+    }
+
+    /// Offset in `space` of link-time address `vaddr` (inside the span).
+    fn space_offset(&self, vaddr: u64) -> usize {
+        self.offset + (self.addr(vaddr) as usize - self.base)
+    }
+
+    /// Run-time address of link-time address `vaddr`.
+    pub(crate) fn addr(&self, vaddr: u64) -> u64 {
+        vaddr.wrapping_add(self.bias)
+    }
+
+    /// The load bias (`l_addr` in glibc).
+    pub(crate) fn bias(&self) -> u64 {
+        self.bias
+    }
+
+    /// Run-time start and length of the reservation.
+    pub(crate) fn span(&self) -> (u64, u64) {
+        (self.base as u64, self.len as u64)
+    }
+
+    /// Whether link-time `[vaddr, vaddr+len)` lies in mapped pages with the wanted access.
+    #[inline]
+    fn fits(&self, vaddr: u64, len: u64, write: bool) -> bool {
+        let Some(end) = vaddr.checked_add(len) else { return false };
+        let fits = |&(s, e, p): &(u64, u64, Protection)| {
+            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done.load(Ordering::Acquire)))
+        };
+        // Accesses come in runs within one segment (a relocation table, then its targets):
+        // the range that answered last is tried first.
+        let last = self.last_range.load(Ordering::Relaxed);
+        self.ranges.get(last).is_some_and(fits) || {
+            let found = self.ranges.iter().position(fits);
+            if let Some(i) = found {
+                self.last_range.store(i, Ordering::Relaxed);
+            }
+            found.is_some()
+        }
+    }
+
+    /// [`Image::fits`], or an error naming `op` and the range.
+    fn check(&self, op: &str, vaddr: u64, len: u64, write: bool) -> Result<()> {
+        if self.fits(vaddr, len, write) {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::BadDynamic, op.to_owned(), outside(vaddr, len, write)).with_range(vaddr, len))
+        }
+    }
+
+    /// Copies `len` bytes at link-time address `vaddr`.
+    pub(crate) fn read(&self, vaddr: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.check("read", vaddr, len, false)?;
+        // SAFETY: checked above to lie in readable pages of this image (type contract).
+        Ok(unsafe { std::slice::from_raw_parts(self.addr(vaddr) as *const u8, len as usize) }.to_vec())
+    }
+
+    /// Copies a plain-data value (an ELF structure) from link-time address `vaddr`.
+    pub(crate) fn read_pod<T: object::pod::Pod>(&self, vaddr: u64) -> Result<T> {
+        self.check("read", vaddr, std::mem::size_of::<T>() as u64, false)?;
+        // SAFETY: checked above to lie in readable pages of this image (type contract); `T` is
+        // plain data (any bit pattern is valid) and the read is unaligned.
+        Ok(unsafe { std::ptr::read_unaligned(self.addr(vaddr) as *const T) })
+    }
+
+    /// The table of `count` plain-data values at link-time address `vaddr`, checked to lie in
+    /// readable pages, and with `immutable`, in pages the loader never writes (required of the
+    /// tables [`Image::bytes`] lends out).
+    pub(crate) fn table<T: object::pod::Pod>(&self, vaddr: u64, count: u64, immutable: bool) -> Result<Table<T>> {
+        let size = std::mem::size_of::<T>() as u64;
+        let len = count
+            .checked_mul(size)
+            .ok_or_else(|| Error::new(ErrorKind::BadDynamic, "read", "table too large").with_range(vaddr, count))?;
+        if len == 0 {
+            return Ok(Table::empty());
+        }
+        self.check("read", vaddr, len, false)?;
+        if immutable && self.fits(vaddr, len, true) {
+            return Err(Error::new(
+                ErrorKind::BadDynamic,
+                "read",
+                format!("the table at {vaddr:#x} lies in a writable segment"),
+            )
+            .with_range(vaddr, len));
+        }
+        Ok(Table {
+            image: self.id,
+            at: self.addr(vaddr) as usize,
+            len: count as usize,
+            immutable,
+            _values: PhantomData,
+        })
+    }
+
+    /// Value `i` of `table`; `None` past its end or if the table is not this image's.
+    #[inline]
+    pub(crate) fn get<T: object::pod::Pod>(&self, table: &Table<T>, i: usize) -> Option<T> {
+        if table.image != self.id || i >= table.len {
+            return None;
+        }
+        // SAFETY: `Image::table` checked that `len` values at `at` lie in readable pages of this
+        // image (same id), which stay mapped while `self` lives (type contract); `T` is plain
+        // data and the read is unaligned.
+        Some(unsafe { std::ptr::read_unaligned((table.at as *const T).wrapping_add(i)) })
+    }
+
+    /// The bytes of `table` (empty if it is not this image's), borrowed from the mapping.
+    pub(crate) fn bytes<'a>(&'a self, table: &Table<u8>) -> &'a [u8] {
+        if table.image != self.id || !table.immutable {
+            return &[];
+        }
+        // SAFETY: `Image::table` checked the range lies in readable pages of this image that the
+        // loader never writes (`immutable`); they stay mapped while `self` lives.
+        unsafe { std::slice::from_raw_parts(table.at as *const u8, table.len) }
+    }
+
+    /// Reads a little-endian u64 at link-time address `vaddr`.
+    pub(crate) fn read_u64(&self, vaddr: u64) -> Result<u64> {
+        self.check("read", vaddr, 8, false)?;
+        // SAFETY: checked above (type contract); unaligned reads are allowed.
+        Ok(unsafe { std::ptr::read_unaligned(self.addr(vaddr) as *const u64) })
+    }
+
+    /// Writes a u64 at link-time address `vaddr` (relocation); only before [`Self::protect_relro`].
+    #[inline]
+    pub(crate) fn write_u64(&self, vaddr: u64, value: u64) -> Result<()> {
+        if !self.fits(vaddr, 8, true) {
+            return Err(self.write_error(vaddr));
+        }
+        // SAFETY: checked above to lie in writable pages of this image; no code of the library
+        // runs yet (type contract).
+        unsafe { std::ptr::write_unaligned(self.addr(vaddr) as *mut u64, value) };
+        Ok(())
+    }
+
+    #[cold]
+    fn write_error(&self, vaddr: u64) -> Error {
+        let why = format!("{} (text relocations are not supported)", outside(vaddr, 8, true));
+        Error::new(ErrorKind::UnsupportedRelocation, "relocate", why).with_range(vaddr, 8)
+    }
+
+    /// Makes the RELRO pages read-only and forbids further writes.
+    pub(crate) fn protect_relro(&self, plan: &Plan) -> Result<()> {
+        self.writes_done.store(true, Ordering::Release);
+        let Some((start, len)) = plan.relro else {
+            return self.seal_code_and_relro(plan);
+        };
+        let addr = self.addr(start);
+        if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
+            return Err(
+                Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span").with_range(start, len)
+            );
+        }
+        let relro_file = self.relro_file.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((mode, fd)) = relro_file {
+            let shared = self.share_relro(mode, &fd, start, len, plan.page_size)?;
+            let _ = self.relro_sharing.set(shared);
+        }
+        // Making pages read-only cannot break Rust aliasing: the loader holds no references
+        // into them.
+        self.space
+            .commit(self.space_offset(start), len as usize, mmkit::Protection::READ)
+            .map_err(|e| Error::from_core("mprotect (RELRO)", &e).with_range(addr, len))?;
+        self.seal_code_and_relro(plan)
+    }
+
+    /// Writes the relocated RELRO pages `[start, start+len)` (link-time) to `fd`, or compares
+    /// them with `fd`'s; then maps from `fd`, read-only and private, every page that is the
+    /// same in both. Returns `(pages mapped from the file, pages left private)`.
+    fn share_relro(
+        &self,
+        mode: RelroMode,
+        fd: &rustix::fd::OwnedFd,
+        start: u64,
+        len: u64,
+        page: u64,
+    ) -> Result<(u64, u64)> {
+        let at = self.addr(start);
+        let file_err = |op: &str, e| Error::io(format!("{op} of the RELRO file"), e).with_range(0, len);
+        // SAFETY: the RELRO range lies in readable, relocated pages of this image (checked by
+        // the caller against the span); the slice is dropped before any page is replaced.
+        let mine = unsafe { std::slice::from_raw_parts(at as *const u8, len as usize) };
+        let theirs = match mode {
+            RelroMode::Write => {
+                rustix::fs::ftruncate(fd, 0).map_err(|e| file_err("ftruncate", e))?;
+                let mut done = 0;
+                while done < mine.len() {
+                    done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| file_err("pwrite", e))?;
+                }
+                None
+            }
+            RelroMode::Use => {
+                let size = rustix::fs::fstat(fd).map_err(|e| file_err("fstat", e))?.st_size as u64;
+                if size != len {
+                    return Err(Error::new(
+                        ErrorKind::BadDynamic,
+                        "use the RELRO file",
+                        format!(
+                            "it holds {size:#x} bytes; this library's RELRO is {len:#x} (another library or build?)"
+                        ),
+                    ));
+                }
+                let mut buf = vec![0u8; len as usize];
+                let mut done = 0;
+                while done < buf.len() {
+                    match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| file_err("pread", e))? {
+                        0 => return Err(Error::new(ErrorKind::Truncated, "read of the RELRO file", "it shrank")),
+                        n => done += n,
+                    }
+                }
+                Some(buf)
+            }
+        };
+        // Runs of identical pages: `(first page, pages)`.
+        let pages = len / page;
+        let same = |i: u64| {
+            let r = (i * page) as usize..((i + 1) * page) as usize;
+            theirs.as_ref().is_none_or(|t| t[r.clone()] == mine[r])
+        };
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < pages {
+            if same(i) {
+                let first = i;
+                while i < pages && same(i) {
+                    i += 1;
+                }
+                runs.push((first, i - first));
+            } else {
+                i += 1;
+            }
+        }
+        let shared: u64 = runs.iter().map(|r| r.1).sum();
+        for (first, n) in runs {
+            let off = first * page;
+            // SAFETY: the pages replaced are RELRO pages of our own reservation, whose contents
+            // the file holds byte for byte (written above, or compared); the loader holds no
+            // reference into them (`mine` is not used past this point). The file's contract
+            // (not modified while mapped) is the one the caller of the open accepted.
+            unsafe {
+                self.space.map_file_at(
+                    self.space_offset(start + off),
+                    (n * page) as usize,
+                    mmkit::Protection::READ,
+                    mmkit::Sharing::Private,
+                    fd,
+                    off,
+                )
+            }
+            .map_err(|e| Error::from_core("mmap of the RELRO file", &e).with_range(off, n * page))?;
+        }
+        Ok((shared, pages - shared))
+    }
+
+    /// RELRO pages `(mapped from the RELRO file, private)`, when one was written or used.
+    pub(crate) fn relro_sharing(&self) -> Option<(u64, u64)> {
+        self.relro_sharing.get().copied()
+    }
+
+    /// With [`LoadOptions::seal`]: `mseal`s the executable segments and the RELRO range.
+    fn seal_code_and_relro(&self, plan: &Plan) -> Result<()> {
+        if !self.seal {
+            return Ok(());
+        }
+        let code = self.ranges.iter().filter(|r| r.2.exec).map(|&(s, e, _)| (s, e - s));
+        for (start, len) in code.chain(plan.relro) {
+            self.space.seal(self.space_offset(start), len as usize).map_err(|e| {
+                let mut err = Error::from_core("mseal (code and RELRO)", &e).with_range(self.addr(start), len);
+                if e.kind() == mmkit::ErrorKind::Unsupported {
+                    err =
+                        Error::new(ErrorKind::Io, "mseal (code and RELRO)", "the kernel has no mseal(2) (Linux 6.10+)")
+                            .with_range(self.addr(start), len);
+                }
+                err
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Registers the library's unwind tables with the process's unwinder (libgcc's
+    /// `__register_frame`, which `_Unwind_*` consult before `dl_iterate_phdr`, where an
+    /// mmkit-loaded library does not appear): C++ exceptions and backtraces then unwind through
+    /// its frames. `hdr` is the link-time `.eh_frame_hdr` (`PT_GNU_EH_FRAME`), whose
+    /// `eh_frame_ptr` gives `.eh_frame`. Returns the run-time `.eh_frame` address registered,
+    /// for [`Image::deregister_unwind_info`]; `None` when the header is not one this reads
+    /// (then unwinding stops at the library, as before).
+    pub(crate) fn register_unwind_info(&self, hdr: u64, len: u64) -> Option<u64> {
+        let version = self.read_pod::<u8>(hdr).ok()?;
+        let enc = self.read_pod::<u8>(hdr + 1).ok()?;
+        if version != 1 || len < 8 {
+            return None;
+        }
+        let field = hdr + 4;
+        let value = match enc & 0x0f {
+            0x00 | 0x04 | 0x0c => self.read_pod::<u64>(field).ok()?, // 8 bytes
+            0x03 => u64::from(self.read_pod::<u32>(field).ok()?),
+            0x0b => self.read_pod::<u32>(field).ok()? as i32 as i64 as u64, // sign-extended
+            _ => return None,
+        };
+        let eh_frame = match enc & 0x70 {
+            0x00 => value,                     // absolute (link-time)
+            0x10 => field.wrapping_add(value), // pc-relative
+            0x30 => hdr.wrapping_add(value),   // relative to .eh_frame_hdr
+            _ => return None,
+        };
+        // The terminating zero-length entry at least must be readable.
+        if !self.fits(eh_frame, 4, false) {
+            return None;
+        }
+        let at = self.addr(eh_frame);
+        // SAFETY: `at` is the start of the library's `.eh_frame` in readable pages of this image,
+        // which stays mapped until `deregister_unwind_info` runs (Library's drop order); libgcc
+        // reads the entries up to the zero terminator the linker puts at the end.
+        unsafe { __register_frame(at as *const c_void) };
+        Some(at)
+    }
+
+    /// Undoes [`Image::register_unwind_info`] (before the image is unmapped).
+    pub(crate) fn deregister_unwind_info(&self, eh_frame: u64) {
+        // SAFETY: `eh_frame` is exactly what `register_unwind_info` registered, once.
+        unsafe { __deregister_frame(eh_frame as *const c_void) };
+    }
+
+    /// Resident pages of run-time `[addr, addr+len)` (inside the image), via `mincore`.
+    pub(crate) fn resident_pages(&self, addr: u64, len: u64, _page: u64) -> Result<u64> {
+        let base = self.base as u64;
+        if addr < base || addr.saturating_add(len) > base + self.len as u64 || len == 0 {
+            return Ok(0);
+        }
+        let at = self.offset + (addr - base) as usize;
+        self.space
+            .resident_pages(at, len as usize)
+            .map(|n| n as u64)
+            .map_err(|e| Error::from_core("mincore", &e).with_range(addr, len))
+    }
+
+    /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc does:
+    /// `f(argc, argv, envp)`.
+    ///
+    /// # Safety
+    /// `vaddr` must be the address of a function of the loaded library that is safe to call now
+    /// (the library is relocated and its dependencies are initialized).
+    pub(crate) unsafe fn call_initializer(&self, vaddr: u64, absolute: bool) -> Result<()> {
+        let addr = if absolute { vaddr } else { self.addr(vaddr) };
+        if addr == 0 || addr == u64::MAX {
+            return Ok(());
+        }
+        let link = addr.wrapping_sub(self.bias);
+        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.exec) {
+            return Err(Error::new(
+                ErrorKind::BadDynamic,
+                "run initializer",
+                format!("{link:#x} is not in an executable segment"),
+            ));
+        }
+        type Init = unsafe extern "C" fn(i32, *const *const u8, *const *const u8);
+        static NO_ARGS: [usize; 1] = [0];
+        // SAFETY: an executable address of the library (checked above) called with the
+        // initializer signature glibc uses; the caller vouches it may run now.
+        unsafe {
+            let f: Init = std::mem::transmute::<usize, Init>(addr as usize);
+            f(0, NO_ARGS.as_ptr().cast(), environ_ptr());
+        }
+        Ok(())
+    }
+}
+
+/// Names the `.bss` pages at run-time `[addr, addr+len)` `mmkit .bss <name>` in
+/// `/proc/self/maps` (where the kernel supports `PR_SET_VMA_ANON_NAME`; the name is optional).
+fn name_bss(addr: u64, len: u64, name: &str) {
+    // SAFETY: the slice covers committed anonymous pages of the image; the kernel only reads
+    // its bounds.
+    let region = unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) };
+    let vma_name: String = format!("mmkit .bss {name}")
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && !"[]\\`$".contains(c) { c } else { '_' })
+        .take(79)
+        .collect();
+    if let Ok(cname) = std::ffi::CString::new(vma_name) {
+        // Kernels without CONFIG_ANON_VMA_NAME answer EINVAL.
+        let _ = rustix::process::set_virtual_memory_region_name(region, Some(&cname));
+    }
+}
+
+/// Why an access of `len` bytes at link-time `vaddr` was refused.
+fn outside(vaddr: u64, len: u64, write: bool) -> String {
+    format!(
+        "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
+        if write { "writable" } else { "readable" }
+    )
+}
+
+extern "C" {
+    /// libgcc's unwinder (`libgcc_s`, linked by Rust's standard library on glibc targets).
+    fn __register_frame(begin: *const c_void);
+    fn __deregister_frame(begin: *const c_void);
+}
+
+fn environ_ptr() -> *const *const u8 {
+    extern "C" {
+        static environ: *const *const u8;
+    }
+    // SAFETY: glibc's `environ` is always defined; reading the pointer value is a plain load.
+    unsafe { environ }
+}
+
+/// A symbol or version name as lookups take it: its bytes with the terminating NUL (and no
+/// other), and a hash of it (the GNU hash for symbol names, the ELF hash for versions, as
+/// `DT_VERNEED`/`DT_VERDEF` record them). Equal names must come with equal hashes for the
+/// cache to find them; the bytes decide.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Name<'a> {
+    /// The bytes, with the terminating NUL.
+    pub(crate) bytes: &'a [u8],
+    /// See the type's docs.
+    pub(crate) hash: u32,
+}
+
+impl<'a> Name<'a> {
+    /// `bytes` ends with its only NUL.
+    pub(crate) fn new(bytes: &'a [u8], hash: u32) -> Name<'a> {
+        Name { bytes, hash }
+    }
+
+    /// The hash it came with.
+    pub(crate) fn hash(&self) -> u32 {
+        self.hash
+    }
+
+    /// The name without its NUL.
+    pub(crate) fn text(&self) -> &'a [u8] {
+        &self.bytes[..self.bytes.len().saturating_sub(1)]
+    }
+
+    /// As a C string, for `dlsym`.
+    pub(crate) fn cstr(&self) -> Option<&'a CStr> {
+        CStr::from_bytes_with_nul(self.bytes).ok()
+    }
+}

@@ -1,0 +1,170 @@
+//! [`LoadOptions`]: what Android's `android_dlopen_ext` adds to `dlopen`, for
+//! [`Library::open_with`](crate::Library::open_with) and
+//! [`Namespace::open_with`](crate::Namespace::open_with).
+//!
+//! | Android flag | option |
+//! |---|---|
+//! | `ANDROID_DLEXT_RESERVED_ADDRESS` | [`LoadOptions::reserved`] |
+//! | `ANDROID_DLEXT_RESERVED_ADDRESS_HINT` | [`LoadOptions::reserved_hint`] |
+//! | `ANDROID_DLEXT_USE_LIBRARY_FD(_OFFSET)` | [`Source::fd`](crate::Source::fd) |
+//! | `ANDROID_DLEXT_WRITE_RELRO` | [`LoadOptions::write_relro`] |
+//! | `ANDROID_DLEXT_USE_RELRO` | [`LoadOptions::use_relro`] |
+//! | (glibc 2.41's `glibc.rtld.seal`, Chrome) | [`LoadOptions::seal`] |
+#![deny(unsafe_code)]
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::Plan;
+use mmkit::Reservation;
+use rustix::fd::{AsFd, BorrowedFd};
+
+/// Options for loading one library (the one named; its dependencies load as usual).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use mmkit::Reservation;
+/// use mmkit_elf::{Library, LoadOptions};
+/// let space = Reservation::new(64 << 20)?; // address space the caller keeps
+/// // SAFETY: a trusted library; `space` outlives it (it is dropped last).
+/// let lib = unsafe { Library::open_with("libfoo.so", &LoadOptions::new().reserved(&space, 0))? };
+/// assert_eq!(lib.span().0, space.as_ptr() as u64);
+/// drop(lib); // the range is decommitted and stays reserved in `space`
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions<'r> {
+    pub(crate) place: Option<Place<'r>>,
+    pub(crate) seal: bool,
+    pub(crate) relro: Option<(RelroMode, BorrowedFd<'r>)>,
+}
+
+/// What to do with a RELRO file ([`LoadOptions::write_relro`], [`LoadOptions::use_relro`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelroMode {
+    /// Write the relocated RELRO pages to the file, then map them from it.
+    Write,
+    /// Map the pages identical to the file's from it; the others stay private.
+    Use,
+}
+
+/// Where to put the library: a range of the caller's reservation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'r> {
+    reservation: &'r Reservation,
+    offset: usize,
+    /// `_HINT`: fall back to a fresh reservation when the library does not fit.
+    hint: bool,
+}
+
+impl<'r> LoadOptions<'r> {
+    /// Default options: a fresh reservation, as [`Library::open`](crate::Library::open).
+    pub fn new() -> LoadOptions<'r> {
+        LoadOptions::default()
+    }
+
+    /// Loads the library at `offset` (a page multiple) in `reservation`
+    /// (`ANDROID_DLEXT_RESERVED_ADDRESS`); loading fails, saying how many bytes the library
+    /// needs, when it does not fit there. Unloading returns the range decommitted: reserved
+    /// `PROT_NONE` in `reservation`, without memory.
+    ///
+    /// The reservation must outlive the library (every handle to it), and must not be used on
+    /// the library's range meanwhile: part of the contract of the `unsafe` open. A pinned
+    /// library (`DF_1_NODELETE`, [`Library::pin`](crate::Library::pin)) is never unloaded, so
+    /// its reservation must never be dropped. A library already loaded in the namespace is
+    /// returned as it is, where it is (as Android does).
+    #[doc(alias = "ANDROID_DLEXT_RESERVED_ADDRESS")]
+    pub fn reserved(mut self, reservation: &'r Reservation, offset: usize) -> LoadOptions<'r> {
+        self.place = Some(Place { reservation, offset, hint: false });
+        self
+    }
+
+    /// As [`reserved`](Self::reserved), but when the library does not fit there it is loaded
+    /// in a fresh reservation instead (`ANDROID_DLEXT_RESERVED_ADDRESS_HINT`).
+    #[doc(alias = "ANDROID_DLEXT_RESERVED_ADDRESS_HINT")]
+    pub fn reserved_hint(mut self, reservation: &'r Reservation, offset: usize) -> LoadOptions<'r> {
+        self.place = Some(Place { reservation, offset, hint: true });
+        self
+    }
+}
+
+impl LoadOptions<'_> {
+    /// Seals the library's code and RELRO after relocation with `mseal(2)` (Linux 6.10+), as
+    /// glibc 2.41 and Chrome do: `mprotect`, `munmap`, `mremap` or `mmap` over those pages then
+    /// fail with `EPERM`, so an attacker cannot make them writable again. A sealed library is
+    /// pinned (never unloaded: its pages could not be unmapped), and loading fails with
+    /// [`ErrorKind::Io`] naming `mseal` (detail: needs Linux 6.10) where the kernel lacks it.
+    #[doc(alias = "mseal")]
+    pub fn seal(mut self, yes: bool) -> Self {
+        self.seal = yes;
+        self
+    }
+}
+
+impl<'r> LoadOptions<'r> {
+    /// After relocation, writes the library's RELRO pages to `file` (truncated to their
+    /// length) and maps them from it, read-only and private (`ANDROID_DLEXT_WRITE_RELRO`):
+    /// processes that load the same library at the same address then share those pages
+    /// through the page cache with [`use_relro`](Self::use_relro). Chrome's zygote does this
+    /// for WebView. Use it with [`reserved`](Self::reserved): the pages hold absolute
+    /// addresses.
+    ///
+    /// The file must not be modified while any library maps it (the contract of the `unsafe`
+    /// open): its pages are the library's RELRO.
+    #[doc(alias = "ANDROID_DLEXT_WRITE_RELRO")]
+    pub fn write_relro(mut self, file: &'r impl AsFd) -> Self {
+        self.relro = Some((RelroMode::Write, file.as_fd()));
+        self
+    }
+
+    /// After relocation, compares the library's RELRO pages with those of `file` (written by
+    /// [`write_relro`](Self::write_relro) in a process that loaded the library at the same
+    /// address) and maps the identical ones from the file (`ANDROID_DLEXT_USE_RELRO`); pages
+    /// that differ stay private. [`Library::relro_sharing`](crate::Library::relro_sharing)
+    /// counts both. A file of another length is an error.
+    #[doc(alias = "ANDROID_DLEXT_USE_RELRO")]
+    pub fn use_relro(mut self, file: &'r impl AsFd) -> Self {
+        self.relro = Some((RelroMode::Use, file.as_fd()));
+        self
+    }
+}
+
+impl Place<'_> {
+    /// Whether a failure to fit falls back to a fresh reservation.
+    pub(crate) fn is_hint(&self) -> bool {
+        self.hint
+    }
+
+    /// The caller's reservation and the offset of the library's span in it.
+    pub(crate) fn range(&self) -> (&Reservation, usize) {
+        (self.reservation, self.offset)
+    }
+
+    /// Checks that `plan`'s span fits at the place, with its segments aligned to their
+    /// `p_align`; the error says how many bytes the library needs.
+    pub(crate) fn check(&self, plan: &Plan) -> Result<()> {
+        let (r, offset, span) = (self.reservation, self.offset, plan.span_len);
+        let have = (r.len() as u64).saturating_sub(offset as u64);
+        let misfit = |detail: String| {
+            Error::new(ErrorKind::ReservationTooSmall, "load into the reserved address space", detail)
+                .with_range(offset as u64, have)
+        };
+        if have < span {
+            return Err(misfit(format!(
+                "the library needs {span:#x} bytes at offset {offset:#x} of the {:#x}-byte reservation at {:#x}; \
+                 {have:#x} bytes are left there",
+                r.len(),
+                r.as_ptr() as usize
+            )));
+        }
+        // In the reservation (checked above): no overflow.
+        let base = r.as_ptr() as u64 + offset as u64;
+        let align = plan.max_align.max(plan.page_size);
+        if base.wrapping_sub(plan.span_vaddr) & (align - 1) != 0 {
+            return Err(misfit(format!(
+                "address {base:#x} does not keep the segments aligned to their p_align {align:#x} \
+                 (it must be {:#x} modulo {align:#x})",
+                plan.span_vaddr & (align - 1)
+            )));
+        }
+        Ok(())
+    }
+}
