@@ -104,6 +104,7 @@ TMPDIR=$DIR mmkit tour --only file,anon >$OUT 2>$ERR
 rc=$?
 cat $OUT
 if [ "$rc" -eq 0 ] && grep -q 'page size (from the kernel) *16.0 KiB' $OUT; then ok tour_page_size; else bad tour_page_size "mmkit tour --only file,anon" "exit 0, page size 16.0 KiB"; fi
+if grep -q 'first touch of 256 MiB, 16.0 KiB pages' $OUT; then ok tour_first_touch_page_size; else bad tour_first_touch_page_size "mmkit tour --only file,anon" "first touch of 256 MiB, 16.0 KiB pages"; fi
 
 if [ "$failed" -eq 0 ]; then
     echo "test result: ok. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
