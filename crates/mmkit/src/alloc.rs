@@ -57,7 +57,10 @@ use std::time::Duration;
 use crate::sys;
 
 const CACHE_SLOTS: usize = 64;
-const THP_SIZE: usize = 2 << 20;
+/// The THP (PMD) size: 2 MiB with 4 KiB pages, 32 MiB with 16 KiB pages (arm64), from sysfs.
+fn thp_size() -> usize {
+    crate::mapping::pmd_size(sys::page_size())
+}
 
 #[derive(Clone, Copy)]
 struct Block {
@@ -355,14 +358,14 @@ impl MapAlloc {
     }
 
     fn wants_thp(&self, len: usize) -> bool {
-        self.thp_min != 0 && len >= self.thp_min && len >= THP_SIZE
+        self.thp_min != 0 && len >= self.thp_min && len >= thp_size()
     }
 
     /// A fresh mapping of `len` bytes (THP-aligned when wanted); null on failure.
     fn map_fresh(&self, len: usize) -> *mut u8 {
         let thp = self.wants_thp(len);
         let want = if thp {
-            match len.checked_add(THP_SIZE).filter(|&w| w <= isize::MAX as usize) {
+            match len.checked_add(thp_size()).filter(|&w| w <= isize::MAX as usize) {
                 Some(w) => w,
                 None => return std::ptr::null_mut(),
             }
@@ -381,7 +384,7 @@ impl MapAlloc {
             return p;
         }
         let start = p as usize;
-        let aligned = (start + THP_SIZE - 1) & !(THP_SIZE - 1);
+        let aligned = (start + thp_size() - 1) & !(thp_size() - 1);
         let (head, tail) = (aligned - start, want - (aligned - start) - len);
         // SAFETY: the trimmed pieces are parts of the fresh mapping nobody refers to; the advice
         // changes no contents.
@@ -453,7 +456,7 @@ impl MapAlloc {
                 .cache
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % THP_SIZE == 0))
+                .filter(|(_, b)| b.ptr != 0 && b.len >= len && (!thp || b.ptr % thp_size() == 0))
                 .min_by_key(|(_, b)| (b.len, !b.resident))
                 .map(|(i, _)| i);
             if let Some(i) = fit {
@@ -462,7 +465,7 @@ impl MapAlloc {
                 t.cache[i] = EMPTY;
                 if found.len > len {
                     let tail = Block { ptr: found.ptr + len, len: found.len - len, ..found };
-                    if found.thp || found.len >= THP_SIZE {
+                    if found.thp || found.len >= thp_size() {
                         // Unmapped, not cached: while the tail shared the block's VMA, a touch
                         // of the block's last partial 2 MiB could fault in a whole huge page
                         // (advised, or any VMA in THP `always` mode), part of it in the unused
@@ -786,7 +789,7 @@ impl MapAlloc {
         self.remaps.fetch_add(1, Ordering::Relaxed);
         if new_len > old_len && self.wants_thp(new_len) {
             // Try in place first when the block is already aligned.
-            if ptr as usize % THP_SIZE == 0 {
+            if ptr as usize % thp_size() == 0 {
                 // SAFETY: our live block; the caller (realloc) gives up `ptr` only on success.
                 if let Ok(q) = unsafe { sys::mremap(ptr, old_len, new_len, false) } {
                     // SAFETY: our block; advice changes no contents.

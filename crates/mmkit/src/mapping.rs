@@ -101,13 +101,17 @@ pub(crate) enum Backing<'a> {
     Device(BorrowedFd<'a>),
 }
 
-/// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel.
-fn pmd_size(page: usize) -> usize {
+/// The THP (PMD) size: read from sysfs once; it is fixed for the life of the kernel. It reads
+/// into a stack buffer, without allocating: `MapAlloc` asks for it while allocating.
+pub(crate) fn pmd_size(page: usize) -> usize {
     static PMD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *PMD.get_or_init(|| {
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        let mut buf = [0u8; 32];
+        std::fs::File::open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
             .ok()
-            .and_then(|s| s.trim().parse().ok())
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok())
+            .filter(|&pmd: &usize| pmd.is_power_of_two())
             // One page-table page of 8-byte entries maps `page / 8` pages.
             .unwrap_or(page * (page / 8))
     })
