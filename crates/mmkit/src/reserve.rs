@@ -379,9 +379,9 @@ impl Reservation {
             Err(rustix::io::Errno::INVAL) => {}
             Err(e) => return Err(Error::os("madvise(MADV_GUARD_INSTALL)", e).with_range(offset as u64, len as u64)),
         }
-        // SAFETY: as above.
-        unsafe { sys::mprotect(ptr, len, libc::PROT_NONE) }
-            .map_err(|e| Error::os("mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64))?;
+        // Without markers (before 6.13): fresh PROT_NONE pages, so that the contents are lost
+        // here too, as the markers' zap loses them (mprotect alone would keep them).
+        self.decommit(offset, len)?;
         Ok(GuardKind::ProtNone)
     }
 
