@@ -83,7 +83,8 @@ sleep 60 &
 SLEEPER=$!
 sleep 0.3
 mmkit maps "$SLEEPER" --json >$OUT 2>$ERR || bad maps_json "mmkit maps $SLEEPER --json" "exit 0"
-ours=$(sed -n 's/^ *"size_kib": \([0-9]*\),*$/\1/p' $OUT | tr '\n' ' ')
+# The rows' sizes: the "mappings" array comes before "by_kind" and "total", which have sizes too.
+ours=$(sed -n '/"by_kind"/q; s/^ *"size_kib": \([0-9]*\),*$/\1/p' $OUT | tr '\n' ' ')
 kernel=$(while read -r range _; do
     printf '%d ' $(((0x${range#*-} - 0x${range%-*}) / 1024))
 done </proc/$SLEEPER/maps)

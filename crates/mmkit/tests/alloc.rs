@@ -165,19 +165,21 @@ fn stats_count_every_live_block() {
 
 #[test]
 fn thp_block_split_from_the_cache_ends_its_mapping() {
+    // Sizes in units of 1 MiB with 2 MiB huge pages, scaled with the huge page size.
+    let unit = pmd() / 2;
     let arena = MapAlloc::new().with_thp(2 * MIB);
-    let big = arena.alloc_block(8 * MIB).unwrap();
+    let big = arena.alloc_block(8 * unit).unwrap();
     let p = big.as_ptr() as u64;
     drop(big);
-    let mut b = arena.alloc_block(3 * MIB).unwrap();
+    let mut b = arena.alloc_block(3 * unit).unwrap();
     assert_eq!(b.as_ptr() as u64, p, "best fit from the cache");
     b.fill(1);
     // The rest of the old mapping is gone, so no huge page can straddle the block's end and
     // put bytes nobody uses in RSS.
     let maps = mmkit::inspect::maps(std::process::id()).unwrap();
     let area = maps.iter().find(|e| e.start <= p && p < e.end).unwrap();
-    assert_eq!(area.end, p + 3 * MIB as u64);
-    assert_eq!(arena.stats().resident_bytes, 3 * MIB);
+    assert_eq!(area.end, p + 3 * unit as u64);
+    assert_eq!(arena.stats().resident_bytes, 3 * unit);
 }
 
 #[test]
@@ -199,16 +201,18 @@ fn zeroed_allocations_from_the_cache_are_zero() {
 
 #[test]
 fn cache_respects_its_limit_and_thp_blocks_are_aligned() {
-    let arena = MapAlloc::new().with_max_cached(4 * MIB).with_thp(2 * MIB);
-    let big = arena.alloc_block(6 * MIB).unwrap();
-    assert_eq!(big.as_ptr() as usize % (2 * MIB), 0);
+    // Sizes in units of 1 MiB with 2 MiB huge pages, scaled with the huge page size.
+    let (unit, pmd) = (pmd() / 2, pmd());
+    let arena = MapAlloc::new().with_max_cached(4 * unit).with_thp(2 * MIB);
+    let big = arena.alloc_block(6 * unit).unwrap();
+    assert_eq!(big.as_ptr() as usize % pmd, 0);
     drop(big); // larger than the cache: unmapped at once
     assert_eq!(arena.stats().cached_bytes, 0);
-    let a = arena.alloc_block(3 * MIB).unwrap();
-    let b = arena.alloc_block(3 * MIB).unwrap();
+    let a = arena.alloc_block(3 * unit).unwrap();
+    let b = arena.alloc_block(3 * unit).unwrap();
     drop(a);
-    drop(b); // evicts `a` to stay under 4 MiB
-    assert_eq!(arena.stats().cached_bytes, 3 * MIB);
+    drop(b); // evicts `a` to stay under 4 units
+    assert_eq!(arena.stats().cached_bytes, 3 * unit);
     arena.purge_all();
     assert_eq!(arena.stats().mapped_bytes, 0);
 }
