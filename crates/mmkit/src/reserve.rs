@@ -366,9 +366,15 @@ impl Reservation {
         let ptr = self.check("guard", offset, len)?;
         // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
         // exist; the guard zaps its pages.
-        unsafe { sys::anon::install_guard(ptr, len, true) }.map_err(|e| {
+        let kind = unsafe { sys::anon::install_guard(ptr, len, true) }.map_err(|e| {
             Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(offset as u64, len as u64)
-        })
+        })?;
+        if kind == GuardKind::ProtNone && len > 0 {
+            // Without markers (before 6.13) mprotect keeps the contents, but a guard loses them
+            // as the markers' zap does: fresh PROT_NONE pages (found by the arm64 VM's 6.12).
+            self.decommit(offset, len)?;
+        }
+        Ok(kind)
     }
 
     /// Removes guard markers from `[offset, offset + len)` (`MADV_GUARD_REMOVE`); the pages

@@ -16,6 +16,12 @@ static GLOBAL: MapAlloc = MapAlloc::new().with_thp(4 << 20);
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 
+/// The THP (PMD) size: 2 MiB with 4 KiB pages, 32 MiB with 16 KiB pages.
+fn pmd() -> usize {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .map_or(2 * MIB, |s| s.trim().parse().unwrap())
+}
+
 fn is_mapped(addr: usize) -> bool {
     mmkit::inspect::maps(std::process::id()).unwrap().iter().any(|e| e.start <= addr as u64 && (addr as u64) < e.end)
 }
@@ -159,19 +165,21 @@ fn stats_count_every_live_block() {
 
 #[test]
 fn thp_block_split_from_the_cache_ends_its_mapping() {
+    // Sizes in units of 1 MiB with 2 MiB huge pages, scaled with the huge page size.
+    let unit = pmd() / 2;
     let arena = MapAlloc::new().with_thp(2 * MIB);
-    let big = arena.alloc_block(8 * MIB).unwrap();
+    let big = arena.alloc_block(8 * unit).unwrap();
     let p = big.as_ptr() as u64;
     drop(big);
-    let mut b = arena.alloc_block(3 * MIB).unwrap();
+    let mut b = arena.alloc_block(3 * unit).unwrap();
     assert_eq!(b.as_ptr() as u64, p, "best fit from the cache");
     b.fill(1);
     // The rest of the old mapping is gone, so no huge page can straddle the block's end and
     // put bytes nobody uses in RSS.
     let maps = mmkit::inspect::maps(std::process::id()).unwrap();
     let area = maps.iter().find(|e| e.start <= p && p < e.end).unwrap();
-    assert_eq!(area.end, p + 3 * MIB as u64);
-    assert_eq!(arena.stats().resident_bytes, 3 * MIB);
+    assert_eq!(area.end, p + 3 * unit as u64);
+    assert_eq!(arena.stats().resident_bytes, 3 * unit);
 }
 
 #[test]
@@ -193,16 +201,18 @@ fn zeroed_allocations_from_the_cache_are_zero() {
 
 #[test]
 fn cache_respects_its_limit_and_thp_blocks_are_aligned() {
-    let arena = MapAlloc::new().with_max_cached(4 * MIB).with_thp(2 * MIB);
-    let big = arena.alloc_block(6 * MIB).unwrap();
-    assert_eq!(big.as_ptr() as usize % (2 * MIB), 0);
+    // Sizes in units of 1 MiB with 2 MiB huge pages, scaled with the huge page size.
+    let (unit, pmd) = (pmd() / 2, pmd());
+    let arena = MapAlloc::new().with_max_cached(4 * unit).with_thp(2 * MIB);
+    let big = arena.alloc_block(6 * unit).unwrap();
+    assert_eq!(big.as_ptr() as usize % pmd, 0);
     drop(big); // larger than the cache: unmapped at once
     assert_eq!(arena.stats().cached_bytes, 0);
-    let a = arena.alloc_block(3 * MIB).unwrap();
-    let b = arena.alloc_block(3 * MIB).unwrap();
+    let a = arena.alloc_block(3 * unit).unwrap();
+    let b = arena.alloc_block(3 * unit).unwrap();
     drop(a);
-    drop(b); // evicts `a` to stay under 4 MiB
-    assert_eq!(arena.stats().cached_bytes, 3 * MIB);
+    drop(b); // evicts `a` to stay under 4 units
+    assert_eq!(arena.stats().cached_bytes, 3 * unit);
     arena.purge_all();
     assert_eq!(arena.stats().mapped_bytes, 0);
 }
@@ -211,7 +221,8 @@ fn cache_respects_its_limit_and_thp_blocks_are_aligned() {
 fn huge_blocks_get_huge_pages() {
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     let arena = MapAlloc::new().with_thp(2 * MIB);
-    let mut block = arena.alloc_block(8 * MIB).unwrap();
+    // Four huge pages' worth, whatever the huge page size.
+    let mut block = arena.alloc_block(4 * pmd()).unwrap();
     block.fill(1);
     let addr = block.as_ptr() as u64;
     let huge: u64 = mmkit::inspect::smaps(std::process::id())
@@ -221,7 +232,7 @@ fn huge_blocks_get_huge_pages() {
         .map(|a| a.stats.anon_huge_pages)
         .sum();
     if thp.contains("[madvise]") || thp.contains("[always]") {
-        assert!(huge >= 2048, "AnonHugePages {huge} KiB");
+        assert!(huge >= pmd() as u64 / 1024, "AnonHugePages {huge} KiB");
     }
 }
 
@@ -248,10 +259,11 @@ fn shrinking_a_block_returns_its_tail_pages() {
     let mut b = arena.alloc_block(8 * MIB).unwrap();
     b.fill(2);
     assert_eq!(arena.stats().resident_bytes, 8 * MIB);
-    b.grow(MIB + 4 * KIB).unwrap(); // mremap shrink: the tail is unmapped, a huge page split
+    let page = mmkit::page_size();
+    b.grow(MIB + page).unwrap(); // mremap shrink: the tail is unmapped, a huge page split
     assert!(b.iter().all(|&x| x == 2));
     let s = arena.stats();
-    assert_eq!((s.live_bytes, s.resident_bytes, s.cached_bytes), (MIB + 4 * KIB, MIB + 4 * KIB, 0));
+    assert_eq!((s.live_bytes, s.resident_bytes, s.cached_bytes), (MIB + page, MIB + page, 0));
 }
 
 #[derive(Debug, Clone)]

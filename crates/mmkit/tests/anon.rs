@@ -10,6 +10,12 @@ use mmkit::{page_size, Advice, HugePages, MapOptions, Sharing};
 
 const MIB: usize = 1 << 20;
 
+/// The THP (PMD) size: 2 MiB with 4 KiB pages, 32 MiB with 16 KiB pages.
+fn pmd() -> usize {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .map_or(2 * MIB, |s| s.trim().parse().unwrap())
+}
+
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut it = r.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
@@ -202,18 +208,19 @@ fn shared_purge_frees_the_shared_pages() {
 #[test]
 fn transparent_huge_pages_are_observed() {
     let mode = thp_mode();
-    let mut mem = MapOptions::new().len(8 * MIB).huge_pages(HugePages::Transparent).map_anon().unwrap();
+    let pmd = pmd();
+    let mut mem = MapOptions::new().len(4 * pmd).huge_pages(HugePages::Transparent).map_anon().unwrap();
     let outcome = mem.page_outcome().clone();
     match mode.as_deref() {
         Some("always") | Some("madvise") => {
             assert_eq!(outcome.fallback, None);
-            assert_eq!(outcome.page_size, 2 * MIB);
-            assert_eq!(mem.as_ptr() as usize % (2 * MIB), 0, "aligned to the huge page size");
+            assert_eq!(outcome.page_size, pmd);
+            assert_eq!(mem.as_ptr() as usize % pmd, 0, "aligned to the huge page size");
             for i in (0..mem.len()).step_by(page_size()) {
                 mem[i] = 1;
             }
             let huge = anon::huge_page_bytes(mem.mapping()).unwrap();
-            assert!(huge >= 2 * MIB as u64, "AnonHugePages {huge} after MADV_HUGEPAGE + touch");
+            assert!(huge >= pmd as u64, "AnonHugePages {huge} after MADV_HUGEPAGE + touch");
         }
         _ => assert!(outcome.fallback.is_some(), "a fallback reason when THP is off: {outcome:?}"),
     }
@@ -223,7 +230,8 @@ fn transparent_huge_pages_are_observed() {
 fn collapse_turns_base_pages_into_huge_pages() {
     let mode = thp_mode();
     // Base pages first: no MADV_HUGEPAGE, so in `madvise` mode the faults get 4 KiB pages.
-    let mut mem = MapOptions::new().len(8 * MIB).map_anon().unwrap();
+    let pmd = pmd();
+    let mut mem = MapOptions::new().len(4 * pmd).map_anon().unwrap();
     mem.advise(.., Advice::NoHugePage).unwrap();
     mem.fill(3);
     assert_eq!(anon::huge_page_bytes(mem.mapping()).unwrap(), 0);
@@ -245,7 +253,7 @@ fn collapse_turns_base_pages_into_huge_pages() {
     match outcome {
         Collapse::Collapsed => {
             let huge = anon::huge_page_bytes(mem2.mapping()).unwrap();
-            assert!(huge >= 2 * MIB as u64, "AnonHugePages {huge} after MADV_COLLAPSE");
+            assert!(huge >= pmd as u64, "AnonHugePages {huge} after MADV_COLLAPSE");
             assert!(mem2.iter().all(|&b| b == 3), "collapse keeps the contents");
         }
         Collapse::NotCollapsed(why) => {

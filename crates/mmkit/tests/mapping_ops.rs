@@ -455,7 +455,7 @@ fn transparent_huge_pages_give_an_aligned_region() {
     let pmd: usize = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
         .map(|s| s.trim().parse().unwrap())
         .unwrap_or(2 << 20);
-    let len = 4 << 20;
+    let len = 2 * pmd;
     let mut map = MapOptions::new().len(len).huge_pages(HugePages::Transparent).map_anon().unwrap();
     let out = map.page_outcome().clone();
     match thp_mode().as_deref() {

@@ -154,7 +154,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     let (b, t) = (base_t[1], thp_t[1]);
     s.fact(
         "first_touch_base_ns",
-        "first touch of 256 MiB, 4 KiB pages",
+        &format!("first touch of 256 MiB, {} pages", bytes(page as u64)),
         b.as_nanos() as u64,
         format!("{:>10}  {base_faults} minor faults", duration(b)),
     );
@@ -171,9 +171,19 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     s.fact("thp_anon_huge_pages", "  AnonHugePages after the touch (smaps)", thp_huge, bytes(thp_huge));
     match fallback {
         Some(why) => s.note(format!("THP fell back: {why}")),
-        None => s.note(
-            "the THP region is 2 MiB-aligned and advised MADV_HUGEPAGE (THP mode here: madvise); each fault maps 2 MiB",
-        ),
+        None => {
+            // The PMD size follows the page size (2 MiB with 4 KiB pages, 32 MiB with 16 KiB).
+            let thp = |f: &str| std::fs::read_to_string(format!("/sys/kernel/mm/transparent_hugepage/{f}")).ok();
+            let pmd = thp("hpage_pmd_size")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or_else(|| "PMD".to_owned(), bytes);
+            let mode = thp("enabled")
+                .and_then(|v| Some(v.split_once('[')?.1.split_once(']')?.0.to_owned()))
+                .unwrap_or_else(|| "unknown".to_owned());
+            s.note(format!(
+                "the THP region is {pmd}-aligned and advised MADV_HUGEPAGE (THP mode here: {mode}); each fault maps {pmd}"
+            ))
+        }
     }
 
     // 5. A named region in /proc/self/maps.
