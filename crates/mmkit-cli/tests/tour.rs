@@ -140,3 +140,41 @@ fn sigint_and_sigterm_mid_run_leave_no_temporary_files() {
         assert!(leftovers(dir.path()).is_empty(), "{signal:?} left {:?}", leftovers(dir.path()));
     }
 }
+
+/// The elf section's shared-RELRO step: 4 processes load a C++ library at one reserved address;
+/// with a RELRO file (1 writer + 3 users) each pays a fraction of what it pays alone.
+#[test]
+fn elf_section_shows_shared_relro_saving_pss() {
+    let dir = scratch_dir();
+    let out = mmkit().args(["tour", "--only", "elf", "--json", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let facts = &doc["sections"][0]["facts"];
+    if facts["relro_shared"] == "skipped" {
+        assert!(std::env::var_os("CI").is_none(), "g++ is missing under CI: {facts}");
+        eprintln!("skipped: g++ is not installed");
+        return;
+    }
+    let page = rustix::param::page_size() as u64;
+    let relro = facts["relro_size"].as_u64().unwrap();
+    assert!(relro >= 16 * page, "RELRO of {relro} bytes: {facts}");
+    let per_process = |key: &str| -> Vec<u64> {
+        facts[key]["per_process_kib"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+    };
+    let (alone, shared) = (per_process("relro_pss_alone"), per_process("relro_pss_shared"));
+    assert_eq!((alone.len(), shared.len()), (4, 4), "{facts}");
+    // Alone, each process has its own relocated copy of (nearly) every RELRO page.
+    for &kib in &alone {
+        assert!(kib * 1024 >= relro * 9 / 10, "a process alone pays {kib} KiB of {relro} bytes: {facts}");
+    }
+    let (a, s) = (alone.iter().sum::<u64>(), shared.iter().sum::<u64>());
+    assert!(s < a, "Pss with sharing {s} KiB, without {a} KiB: {facts}");
+    assert!(s * 2 <= a, "sharing saved less than half: {s} KiB vs {a} KiB: {facts}");
+    // Every process mapped every RELRO page from the file (the pages are identical).
+    let pages = relro.div_ceil(page);
+    for p in facts["relro_pages"].as_array().unwrap() {
+        assert_eq!((p["from_file"].as_u64(), p["private"].as_u64()), (Some(pages), Some(0)), "{facts}");
+    }
+    // The RELRO file and the build files are gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -1,6 +1,6 @@
 //! The tour's `elf` section: build a small library with gcc, store it page-aligned in an APK,
 //! load it from the APK without extracting it, call it, and count the pages that became
-//! resident.
+//! resident; then shared RELRO between processes (see [`relro`]).
 
 use super::{check_interrupted, Args};
 use crate::report::{bytes, duration, Section};
@@ -8,6 +8,8 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod relro;
 
 /// The library: two functions, one table lookup, and 1 MiB of read-only data that the calls
 /// never touch (so most of the library should stay out of memory).
@@ -193,6 +195,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         },
     );
     drop(lib);
+    check_interrupted()?;
+    relro::step(&mut s, dir.path(), page)?;
     s.note("Like Android's linker, mmkit-elf reads only the ELF headers, then maps each PT_LOAD segment MAP_PRIVATE straight from the APK at (entry offset + p_offset): nothing is extracted or copied.");
     s.note("That only works because the entry is stored (not deflated) and its data starts on a page boundary; the loader refuses anything else with an explicit error.");
     if evicted {
