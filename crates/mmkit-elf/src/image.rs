@@ -465,10 +465,10 @@ impl Image {
         let shared: u64 = runs.iter().map(|r| r.1).sum();
         for (first, n) in runs {
             let off = first * page;
-            // SAFETY: the pages replaced are RELRO pages of our own reservation, whose contents
-            // the file holds byte for byte (written above, or compared); the loader holds no
-            // reference into them (`mine` is not used past this point). The file's contract
-            // (not modified while mapped) is the one the caller of the open accepted.
+            // The file holds these pages byte for byte (written above, or compared), and its
+            // contract (not modified while mapped) is the one the caller of the open accepted.
+            // SAFETY: RELRO pages of our own reservation; no reference into them is held (`mine`
+            // is not used past this point), and the file's bytes are the pages' bytes.
             unsafe {
                 self.space.map_file_at(
                     self.space_offset(start + off),

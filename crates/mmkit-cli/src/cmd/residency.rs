@@ -70,7 +70,7 @@ struct ReportJson {
 
 /// Files handled together: each batch is evicted, touched, locked and counted before the walk
 /// goes on, so memory does not grow with the tree (except the rows a table or JSON prints).
-const BATCH: usize = 4096;
+const BATCH: usize = 4_000;
 
 /// What the batches add up to.
 struct Outcome {

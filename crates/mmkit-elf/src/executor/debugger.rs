@@ -81,10 +81,11 @@ fn init(slot: &mut Option<Debugger>) -> Option<&mut Debugger> {
         if glibc.is_null() {
             return None;
         }
+        // The chain is only extended (never shortened) by glibc's dlmopen, under its load lock,
+        // which a library load in another thread could hold: the append is one pointer store at
+        // the tail, which glibc reads and extends the same way.
         // SAFETY: `_r_debug` is glibc's `r_debug_extended` (version checked above), alive for
-        // the process; the chain is only extended (never shortened) by glibc's dlmopen, under
-        // its load lock, which a library load in another thread could hold: the append is one
-        // pointer store at the tail, which glibc reads and extends the same way.
+        // the process; the append is safe against glibc as said just above.
         let ours = unsafe {
             let ours = Box::into_raw(Box::new(RDebug {
                 r_version: 2,

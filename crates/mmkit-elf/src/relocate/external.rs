@@ -40,7 +40,7 @@ impl SystemLibrary {
     pub(crate) unsafe fn load(path: &str) -> std::result::Result<SystemLibrary, String> {
         let cpath = CString::new(path).map_err(|_| format!("{path:?} contains a NUL byte"))?;
         // SAFETY: the caller vouches for the library (function contract).
-        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | RTLD_NODELETE) };
+        let handle = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE) };
         if handle.is_null() {
             // SAFETY: dlerror returns null or a NUL-terminated message valid until the next dl*
             // call on this thread; it is copied at once.
@@ -734,9 +734,6 @@ unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: 
     // SAFETY: inside a mapped segment of the object (checked); u16 reads may be unaligned.
     Some(unsafe { std::ptr::read_unaligned(at as *const u16) })
 }
-
-/// `RTLD_NODELETE` of glibc's `<dlfcn.h>` (the libc crate has it for other targets only).
-const RTLD_NODELETE: c_int = 0x1000;
 
 /// `RTLD_DL_SYMENT` of glibc's `<dlfcn.h>`: `dladdr1` returns the `ElfW(Sym)` it found.
 #[cfg(not(target_os = "android"))]
