@@ -34,7 +34,7 @@ pub fn addr_info(addr: u64) -> Option<AddrInfo> {
             loaded_by_mmkit: true,
         });
     }
-    let found = crate::relocate::external::dladdr(addr)?;
+    let found = crate::process_scope::dladdr(addr)?;
     Some(AddrInfo {
         library: found.library,
         base: found.base,

@@ -18,7 +18,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::{Dependency, Key, Library, Object};
 use crate::namespace::{Namespace, Resolved};
-use crate::relocate::external::SystemLibrary;
+use crate::process_scope::SystemLibrary;
 use crate::source::{OpenSource, Source};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -98,6 +98,7 @@ mod group;
 mod library;
 mod namespace;
 mod options;
+mod process_scope;
 mod relocate;
 mod symbols;
 mod system;

@@ -6,7 +6,7 @@ use crate::dynamic::{Dynamic, Sym};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::Image;
 use crate::plan::{self, Plan, Protection};
-use crate::relocate::external::{self, SystemLibrary};
+use crate::process_scope::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
@@ -218,7 +218,7 @@ impl Object {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
-        let scope = external::Scope::now();
+        let scope = process_scope::Scope::now();
         let mut resolve = |index: u32| -> Result<Target> {
             if let Some(Some(t)) = cache.get(index as usize) {
                 return Ok(*t);
@@ -373,7 +373,7 @@ impl Object {
     }
 
     /// [`Library::find`], with the definition's kind when it is in a library mmkit loaded
-    /// (`None`: glibc's library defines it; [`external::kind_at`] tells from its address).
+    /// (`None`: glibc's library defines it; [`process_scope::kind_at`] tells from its address).
     pub(crate) fn find_typed(&self, name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
         if let Some((_, sym)) = symbols::lookup(&self.dynamic, name, want) {
             return Some((self.own_target(&sym), Some(SymbolKind::of(&sym))));
@@ -398,7 +398,7 @@ impl Object {
     pub fn symbol_kind(&self, name: &str) -> Result<SymbolKind> {
         match self.find_typed(name, Want::Default) {
             Some((_, Some(kind))) => Ok(kind),
-            Some((Target::Addr(a), None)) => Ok(external::kind_at(a)),
+            Some((Target::Addr(a), None)) => Ok(process_scope::kind_at(a)),
             Some((_, None)) => Ok(SymbolKind::Untyped),
             None => Err(self.not_found(name, "no such exported symbol")),
         }
@@ -435,7 +435,7 @@ impl Object {
 
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
     /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
-    fn resolve(&self, index: u32, scope: &external::Scope, list: &[Dependency]) -> Result<Target> {
+    fn resolve(&self, index: u32, scope: &process_scope::Scope, list: &[Dependency]) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = dy.sym(index).ok_or_else(|| {
             Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
@@ -914,7 +914,7 @@ impl Library {
             Held::System(s) => s
                 .lib
                 .symbol(name, None)
-                .map(external::kind_at)
+                .map(process_scope::kind_at)
                 .ok_or_else(|| self.not_found(name, "no such exported symbol")),
         }
     }

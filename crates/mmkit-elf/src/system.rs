@@ -6,7 +6,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::Plan;
-use crate::relocate::external::SystemLibrary;
+use crate::process_scope::SystemLibrary;
 use crate::source::Source;
 use object::read::elf::{Dyn as _, FileHeader as _};
 use object::{elf, LittleEndian as LE};

@@ -218,8 +218,8 @@ pub(crate) fn run_finalizers(lib: &crate::library::Object) {
 
 /// Has the system linker load the system library at `path` (a dependency the namespace
 /// routes to it; see [`crate::Namespace`]).
-pub(crate) fn load_system_library(path: &str) -> std::result::Result<crate::relocate::external::SystemLibrary, String> {
+pub(crate) fn load_system_library(path: &str) -> std::result::Result<crate::process_scope::SystemLibrary, String> {
     // SAFETY: called by `Library::load` for a dependency of a library whose loading the caller
     // of `Library::open`/`Namespace::open` vouched for (dlopen would load it as well).
-    unsafe { crate::relocate::external::SystemLibrary::load(path) }
+    unsafe { crate::process_scope::SystemLibrary::load(path) }
 }

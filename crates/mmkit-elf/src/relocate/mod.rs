@@ -6,7 +6,6 @@
 //! with `unsafe`: here, calling IFUNC resolvers.
 
 pub(crate) mod atexit;
-pub(crate) mod external;
 pub(crate) mod tls;
 
 use crate::dynamic::{Dynamic, Rela};

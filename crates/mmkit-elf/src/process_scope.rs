@@ -1,5 +1,6 @@
-//! Symbols and libraries of the process that glibc loaded: `dlopen(RTLD_NOLOAD)`, `dlsym`,
-//! `dlvsym`, `dlclose`.
+//! The process's own scope: symbols and libraries that glibc loaded, looked up in glibc's global
+//! order (`dlopen(RTLD_NOLOAD)`, `dlsym`, `dlvsym`, `dladdr1`, `dlclose`). Not relocation: the
+//! relocation modules ask this one what a name binds to.
 
 pub(crate) use crate::image::Name;
 use crate::symbols::{self, SymbolKind};
