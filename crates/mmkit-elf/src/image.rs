@@ -199,7 +199,7 @@ impl Image {
                         mmkit::Sharing::Private,
                         src.fd(),
                         offset,
-                        seg.prefault,
+                        if seg.prefault { mmkit::Populate::MapPopulate } else { mmkit::Populate::No },
                     )
                 }
                 .map_err(|e| {

@@ -190,6 +190,32 @@ pub(crate) unsafe fn madvise(addr: *mut u8, len: usize, advice: i32) -> SysResul
     }
 }
 
+/// Faults in `[addr, addr + len)` for reading or writing: `madvise(MADV_POPULATE_READ)` or
+/// `madvise(MADV_POPULATE_WRITE)` (Linux 5.14+), and on kernels that do not know the advice
+/// `MADV_WILLNEED` (which reads ahead but does not break copy-on-write). The error names the
+/// call that failed.
+///
+/// # Safety
+/// The range must be owned by the caller (populating does not change contents).
+pub(crate) unsafe fn populate(addr: *mut u8, len: usize, write: bool) -> Result<(), (&'static str, Errno)> {
+    let (advice, name) = if write {
+        (libc::MADV_POPULATE_WRITE, "madvise(MADV_POPULATE_WRITE)")
+    } else {
+        (libc::MADV_POPULATE_READ, "madvise(MADV_POPULATE_READ)")
+    };
+    // SAFETY: forwarded contract; populating does not change contents.
+    match unsafe { madvise(addr, len, advice) } {
+        Ok(()) => Ok(()),
+        // An empty range tells a kernel that knows the advice (0) from one that does not.
+        // SAFETY: a zero-length madvise touches nothing.
+        Err(Errno::INVAL) if unsafe { madvise(addr, 0, advice) }.is_err() => {
+            // SAFETY: forwarded contract; WILLNEED does not change contents.
+            unsafe { madvise(addr, len, libc::MADV_WILLNEED) }.map_err(|e| ("madvise(MADV_WILLNEED)", e))
+        }
+        Err(e) => Err((name, e)),
+    }
+}
+
 /// `msync(2)`: `MS_SYNC` (waits for the write-back) or `MS_ASYNC`.
 ///
 /// # Safety
