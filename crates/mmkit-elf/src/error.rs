@@ -98,13 +98,6 @@ impl Error {
         Error { kind: ErrorKind::Io, op: op.into(), path: None, range: None, errno: Some(errno), detail: String::new() }
     }
 
-    pub(crate) fn from_std_io(op: impl Into<String>, err: &std::io::Error) -> Self {
-        match err.raw_os_error() {
-            Some(raw) => Error::io(op, rustix::io::Errno::from_raw_os_error(raw)),
-            None => Error::new(ErrorKind::Io, op, err.to_string()),
-        }
-    }
-
     /// An error of mmkit's core (a reservation's map, commit or protect), as `op` of the
     /// loader: keeps its errno and range, and its operation and detail in the detail.
     pub(crate) fn from_core(op: impl Into<String>, e: &mmkit::Error) -> Self {

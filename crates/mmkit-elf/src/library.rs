@@ -662,11 +662,10 @@ impl Object {
     /// with the planned access rights, file pages from this library's file at the planned
     /// offsets, `.bss` and gaps anonymous.
     pub fn verify(&self) -> Result<()> {
-        let text = std::fs::read_to_string("/proc/self/maps")
-            .map_err(|e| Error::from_std_io("read", &e).with_path("/proc/self/maps"))?;
-        let lines: Vec<MapsLine> = text.lines().filter_map(MapsLine::parse).collect();
+        let lines = mmkit::inspect::maps(std::process::id())
+            .map_err(|e| Error::from_core("read", &e).with_path("/proc/self/maps"))?;
         let (dev, ino) = self.dev_ino;
-        let want_dev = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let want_dev = mmkit::inspect::DeviceId { major: rustix::fs::major(dev), minor: rustix::fs::minor(dev) };
         let mut problems = Vec::new();
         for m in self.expected_mappings() {
             let end = m.start + m.len;
@@ -677,7 +676,7 @@ impl Object {
                 }
                 at = l.end;
                 let perms = format!("{}p", m.prot.rwx());
-                if l.perms != perms {
+                if l.perms.to_string() != perms {
                     problems.push(format!(
                         "{:#x}-{:#x}: {} where {perms} was planned ({:?})",
                         l.start, l.end, l.perms, m.kind
@@ -692,10 +691,10 @@ impl Object {
                         let from = l.start.max(m.start);
                         let want_off = off + (from - m.start);
                         let got_off = l.offset + (from - l.start);
-                        if l.inode != ino || l.dev != want_dev {
+                        if l.inode != ino || l.device != want_dev {
                             problems.push(format!(
-                                "{:#x}-{:#x}: maps inode {} dev {:x}:{:x}, expected {ino} {:x}:{:x}",
-                                l.start, l.end, l.inode, l.dev.0, l.dev.1, want_dev.0, want_dev.1
+                                "{:#x}-{:#x}: maps inode {} dev {}, expected {ino} {want_dev}",
+                                l.start, l.end, l.inode, l.device
                             ));
                         } else if got_off != want_off {
                             problems.push(format!("{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"));
@@ -964,34 +963,4 @@ fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u6
         return 0;
     }
     buf.chunks_exact(8).filter(|c| c[7] & 0x80 != 0).count() as u64
-}
-
-/// One line of `/proc/self/maps`.
-#[derive(Debug)]
-struct MapsLine {
-    start: u64,
-    end: u64,
-    perms: String,
-    offset: u64,
-    dev: (u32, u32),
-    inode: u64,
-}
-
-impl MapsLine {
-    fn parse(line: &str) -> Option<MapsLine> {
-        let mut it = line.split_whitespace();
-        let (s, e) = it.next()?.split_once('-')?;
-        let perms = it.next()?.to_owned();
-        let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-        let (ma, mi) = it.next()?.split_once(':')?;
-        let inode = it.next()?.parse().ok()?;
-        Some(MapsLine {
-            start: u64::from_str_radix(s, 16).ok()?,
-            end: u64::from_str_radix(e, 16).ok()?,
-            perms,
-            offset,
-            dev: (u32::from_str_radix(ma, 16).ok()?, u32::from_str_radix(mi, 16).ok()?),
-            inode,
-        })
-    }
 }
