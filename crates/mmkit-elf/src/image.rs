@@ -126,7 +126,7 @@ impl Image {
         image.seal = options.seal;
         if let Some((mode, fd)) = options.relro {
             let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)
-                .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
+                .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
             image.relro_file = std::sync::Mutex::new(Some((mode, fd)));
         }
         Ok(image)
@@ -408,7 +408,7 @@ impl Image {
         page: u64,
     ) -> Result<(u64, u64)> {
         let at = self.addr(start);
-        let file_err = |op: &str, e| Error::io(format!("{op} of the RELRO file"), e).with_range(0, len);
+        let file_err = |op: &str, e| Error::os(format!("{op} of the RELRO file"), e).with_range(0, len);
         // SAFETY: the RELRO range lies in readable, relocated pages of this image (checked by
         // the caller against the span); the slice is dropped before any page is replaced.
         let mine = unsafe { std::slice::from_raw_parts(at as *const u8, len as usize) };
