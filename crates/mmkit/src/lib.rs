@@ -100,4 +100,4 @@ pub use page::page_size;
 pub use reserve::{Reservation, ReserveOptions};
 pub use residency::{PageBitmap, Residency};
 pub use shm::SharedMemory;
-pub use sys::page_faults;
+pub use process::page_faults;

@@ -365,8 +365,8 @@ pub(crate) unsafe fn read_self(src: *const u8, dst: &mut [u8]) -> SysResult<usiz
 }
 
 /// Page faults of this process so far, from `getrusage(RUSAGE_SELF)`: `(minor, major)`.
-#[doc(alias = "getrusage")]
-pub fn page_faults() -> (u64, u64) {
+/// See [getrusage(2)](https://man7.org/linux/man-pages/man2/getrusage.2.html).
+pub(crate) fn page_faults() -> (u64, u64) {
     // SAFETY: an all-zero rusage is a valid value (plain integers).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage; RUSAGE_SELF cannot fail.
