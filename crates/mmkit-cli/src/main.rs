@@ -2,13 +2,11 @@
 //!
 //! The binary is thin: each subcommand lives in `cmd/<name>.rs` and calls the libraries.
 //! Exit codes: 0 success (and a reader that closed the pipe early), 1 failure, 2 usage error;
-//! every failure is one `mmkit: <message>` line on stderr (see [`output`]).
+//! every failure is one `mmkit: <message>` line on stderr (see [`cli::output`]).
 
 #[macro_use]
-mod output;
+mod cli;
 mod cmd;
-mod progress;
-mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -40,7 +38,7 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::try_parse().unwrap_or_else(|err| output::usage_error(err));
+    let cli = Cli::try_parse().unwrap_or_else(|err| cli::output::usage_error(err));
     let result = match cli.command {
         Command::Tour(args) => cmd::tour::run(args),
         Command::Residency(args) => cmd::residency::run(args),
@@ -49,5 +47,5 @@ fn main() {
         Command::Mmio(command) => cmd::mmio::run(command),
         Command::Pager(command) => cmd::pager::run(command),
     };
-    output::finish(result)
+    cli::output::finish(result)
 }

@@ -77,7 +77,7 @@ pub struct LoadExt {
 const MAX_PAGE_SIZE: u64 = 1 << 20;
 
 fn parse_page_size(s: &str) -> Result<u64, String> {
-    let n = crate::cmd::tour::parse_size(s)?;
+    let n = crate::cli::size::parse_size(s)?;
     if !(mmkit_elf::plan::MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&n) || !n.is_power_of_two() {
         return Err(format!("page size {s} must be a power of two from 4k to 1M"));
     }
@@ -124,7 +124,7 @@ fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> 
             "image_len": opened.len(),
             "plan": plan,
         });
-        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+        crate::cli::json::print(&doc)?;
         return Ok(());
     }
     out!("{}", render_plan(&src.display(), opened.offset(), opened.len(), &plan))?;
@@ -318,7 +318,7 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
-        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+        crate::cli::json::print(&doc)?;
     } else {
         outln!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size)?;
         if let Some(offset) = ext.fd_offset {

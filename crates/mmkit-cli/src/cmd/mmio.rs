@@ -236,7 +236,7 @@ fn source_name(region: &MmioRegion, args: &AccessArgs, offset: usize) -> String 
 
 fn print_access(report: &AccessReport, json: bool, read: bool) -> anyhow::Result<()> {
     if json {
-        outln!("{}", serde_json::to_string(report)?)?;
+        crate::cli::json::print_line(report)?;
     } else if read {
         let digits = (report.width / 4) as usize;
         outln!("0x{:0digits$x}", report.value, digits = digits)?;
@@ -370,7 +370,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     }
     let report = ListReport { uio, pci };
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        crate::cli::json::print(&report)?;
         return Ok(());
     }
     outln!("UIO devices:")?;
@@ -389,7 +389,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                 m.index,
                 m.addr,
                 m.size,
-                crate::report::bytes(m.size),
+                crate::cli::size::bytes(m.size),
                 m.offset,
                 if m.name.is_empty() { String::new() } else { format!("  {}", m.name) }
             )?;
@@ -407,7 +407,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
                 b.index,
                 b.start,
                 b.size,
-                crate::report::bytes(b.size),
+                crate::cli::size::bytes(b.size),
                 if b.is_64bit { "64-bit" } else { "32-bit" },
                 if b.prefetchable { " prefetchable" } else { "" }
             )?;
@@ -447,7 +447,7 @@ fn irq(args: IrqArgs) -> anyhow::Result<()> {
         report.interrupts.push(IrqEventReport { count: event.count, missed: event.missed });
     }
     if args.json {
-        outln!("{}", serde_json::to_string(&report)?)?;
+        crate::cli::json::print_line(&report)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use mmkit_pager::seekable::{self, PackOptions};
 use mmkit_pager::{snapshot, SeekableSource};
 use serde_json::json;
 
-use crate::report::bytes;
+use crate::cli::size::bytes;
 
 /// Subcommands of `mmkit pager`.
 #[derive(Debug, clap::Subcommand)]
@@ -22,7 +22,7 @@ pub enum Command {
         /// The seekable file to write.
         output: PathBuf,
         /// Uncompressed bytes per frame: what one fault decompresses (e.g. 64K, 1M).
-        #[arg(long, default_value = "64K", value_parser = crate::cmd::tour::parse_size)]
+        #[arg(long, default_value = "64K", value_parser = crate::cli::size::parse_size)]
         frame_size: u64,
         /// zstd compression level (1-22).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
@@ -51,14 +51,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("frame size {frame_size} must be between 1 and 1 GiB"))?;
             let info = seekable::pack(&input, &output, &PackOptions { frame_size, level })?;
             if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "input": input, "output": output, "input_bytes": info.input_bytes,
-                        "output_bytes": info.output_bytes, "frames": info.frames, "frame_size": frame_size,
-                        "level": level,
-                    }))?
-                )?;
+                crate::cli::json::print(&json!({
+                    "input": input, "output": output, "input_bytes": info.input_bytes,
+                    "output_bytes": info.output_bytes, "frames": info.frames, "frame_size": frame_size,
+                    "level": level,
+                }))?;
             } else {
                 let ratio = info.input_bytes as f64 / info.output_bytes.max(1) as f64;
                 outln!(
@@ -79,15 +76,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 let table = src.seek_table();
                 let max_frame = (0..frames).filter_map(|i| table.frame_size_decomp(i).ok()).max().unwrap_or(0);
                 if json {
-                    outln!(
-                        "{}",
-                        serde_json::to_string_pretty(&json!({
-                            "path": path, "kind": "zstd-seekable", "frames": frames,
-                            "decompressed_bytes": src.len(), "compressed_bytes": src.compressed_len(),
-                            "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
-                            "pages": src.len().div_ceil(mmkit::page_size() as u64),
-                        }))?
-                    )?;
+                    crate::cli::json::print(&json!({
+                        "path": path, "kind": "zstd-seekable", "frames": frames,
+                        "decompressed_bytes": src.len(), "compressed_bytes": src.compressed_len(),
+                        "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
+                        "pages": src.len().div_ceil(mmkit::page_size() as u64),
+                    }))?;
                 } else {
                     outln!("{}: zstd seekable file", path.display())?;
                     outln!("  decompressed   {}", bytes(src.len()))?;
@@ -99,15 +93,12 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Kind::Snapshot => {
                 let info = snapshot::info(&path)?;
                 if json {
-                    outln!(
-                        "{}",
-                        serde_json::to_string_pretty(&json!({
-                            "path": path, "kind": "snapshot", "len": info.len, "page_size": info.page_size,
-                            "pages": info.pages, "data_pages": info.data_pages, "hole_pages": info.hole_pages,
-                            "disk_bytes": info.disk_bytes,
-                            "data_extents": info.data_extents.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>(),
-                        }))?
-                    )?;
+                    crate::cli::json::print(&json!({
+                        "path": path, "kind": "snapshot", "len": info.len, "page_size": info.page_size,
+                        "pages": info.pages, "data_pages": info.data_pages, "hole_pages": info.hole_pages,
+                        "disk_bytes": info.disk_bytes,
+                        "data_extents": info.data_extents.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>(),
+                    }))?;
                 } else {
                     outln!("{}: snapshot (raw memory, holes for zero pages)", path.display())?;
                     outln!("  length         {}", bytes(info.len))?;

@@ -3,12 +3,14 @@
 //! Counts with `cachestat(2)` (falling back to `mincore(2)`), and optionally first evicts
 //! (`--evict`), reads in (`--touch`) or locks (`--lock`, held until Ctrl-C / SIGTERM).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+
+use crate::cli::progress::{self, Unit};
+use crate::cli::table::{render_columns, Cells};
 use mmkit::inspect::{self, CacheStat, FileEntry, LockedFile, TouchOptions};
 use serde::Serialize;
 
@@ -142,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let report = ReportJson { files: out.rows.take().unwrap_or_default(), total: std::mem::take(&mut out.total) };
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        crate::cli::json::print(&report)?;
     } else {
         print_table(&report, args.quiet, started)?;
     }
@@ -242,7 +244,7 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Re
             })
             .collect();
         let header = ["Resident Pages", "Resident", "Size", "%", "Dirty", "File"];
-        out!("{}", super::maps::render_columns(&header, &super::maps::Cells::from(&rows[..]), &[0, 1, 2, 3, 4]))?;
+        out!("{}", render_columns(&header, &Cells::from(&rows[..]), &[0, 1, 2, 3, 4]))?;
         outln!()?;
     }
     let t = &report.total;
@@ -261,23 +263,10 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Re
     outln!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64())
 }
 
-/// A progress bar on stderr, or a hidden one when stderr is not a terminal or the work is short.
+/// A progress bar on stderr when the work is long (256 MiB, or 2,000 files).
 fn progress(len: u64, what: &str, bytes: bool) -> ProgressBar {
-    let long = if bytes { len >= 256 << 20 } else { len >= 2000 };
-    if !long || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let template = if bytes {
-        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})"
-    } else {
-        "{msg} [{bar:40}] {pos}/{len} files ({eta})"
-    };
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_owned());
-    bar
+    let (unit, long) = if bytes { (Unit::Bytes, len >= 256 << 20) } else { (Unit::Files, len >= 2000) };
+    progress::bar(len, what, unit, long)
 }
 
 /// Sizes as `vmtouch` prints them (truncated to a whole unit): 0, 4K, 150M, 1G.

@@ -8,7 +8,8 @@ use mmkit::reserve::ReserveOptions;
 use mmkit::{anon, page_size, HugePages, MapOptions, Protection};
 
 use super::{check_interrupted, Args};
-use crate::report::{bytes, duration, Section};
+use crate::cli::report::{duration, Section};
+use crate::cli::size::bytes;
 
 const MIB: usize = 1 << 20;
 

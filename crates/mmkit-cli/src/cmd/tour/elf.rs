@@ -3,7 +3,8 @@
 //! resident; then shared RELRO between processes (see [`relro`]).
 
 use super::{check_interrupted, Args};
-use crate::report::{bytes, duration, Section};
+use crate::cli::report::{duration, Section};
+use crate::cli::size::bytes;
 use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,8 @@ use anyhow::Context;
 use mmkit::{MapOptions, Mmap, Populate};
 
 use super::{check_interrupted, Args};
-use crate::report::{bytes, duration, throughput, Section};
+use crate::cli::report::{duration, Section};
+use crate::cli::size::{bytes, throughput};
 
 const CHUNK: usize = 1 << 20;
 
@@ -31,7 +32,7 @@ fn sum_words(bytes: &[u8]) -> u64 {
 
 /// Writes `size` bytes whose `u64` words count up from 0, so every reader can check its sum.
 fn fill(file: &mut File, size: u64, json: bool) -> anyhow::Result<u64> {
-    let bar = crate::progress::bar(size, "writing the tour's file", json);
+    let bar = crate::cli::progress::bar(size, "writing the tour's file", crate::cli::progress::Unit::Bytes, !json);
     let mut buf = vec![0u8; CHUNK];
     let mut word = 0u64;
     let mut expected = 0u64;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::Context;
 
-use crate::report::bytes;
+use crate::cli::size::bytes;
 
 /// Bytes of memory the anon section holds at its peak (a 256 MiB first-touch region, 8 MiB
 /// committed in the reservation, 1 MiB of zero-filled memory), rounded up.

@@ -12,7 +12,7 @@ use mmkit_mmio::sysfs::PciId;
 use mmkit_mmio::{ErrorKind, MmioRegion, Uio};
 
 use super::Args;
-use crate::report::{duration, Section};
+use crate::cli::report::{duration, Section};
 
 const IDENT: usize = 0x00;
 const LIVENESS: usize = 0x04;
@@ -42,7 +42,7 @@ fn absent(s: &mut Section) -> anyhow::Result<()> {
     s.fact("uio_devices", "UIO devices", devices.len(), devices.len().to_string());
     for d in &devices {
         let maps: Vec<String> =
-            d.maps.iter().map(|m| format!("map{} {}", m.index, crate::report::bytes(m.size))).collect();
+            d.maps.iter().map(|m| format!("map{} {}", m.index, crate::cli::size::bytes(m.size))).collect();
         s.fact(
             &format!("uio{}", d.number),
             &format!("/dev/uio{}", d.number),
@@ -71,7 +71,7 @@ fn edu(s: &mut Section, mut uio: Uio) -> anyhow::Result<()> {
             "bar0_phys",
             "BAR0 physical address",
             pa,
-            format!("{pa:#x}, {}", crate::report::bytes(regs.len() as u64)),
+            format!("{pa:#x}, {}", crate::cli::size::bytes(regs.len() as u64)),
         );
     }
 

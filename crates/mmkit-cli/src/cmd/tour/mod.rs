@@ -3,7 +3,7 @@
 //! Each theme is a section in its own module; every section returns facts that print as an
 //! aligned report or, with `--json`, as one JSON document.
 
-use crate::report::Section;
+use crate::cli::report::Section;
 
 mod anon;
 mod elf;
@@ -32,34 +32,12 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Parses sizes like `4096`, `64K`, `256M`, `1G` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (s, 1u64),
-        Some((i, _)) => {
-            let unit = s[i..].trim_end_matches(['i', 'B', 'b']).to_ascii_uppercase();
-            let mult = match unit.as_str() {
-                "" => 1,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "T" => 1 << 40,
-                _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
-            };
-            (&s[..i], mult)
-        }
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} overflows"))
-}
-
 /// Fewest pages in the file section's file: it maps, touches and forks over distinct pages.
 const MIN_FILE_PAGES: u64 = 4;
 
-/// Parses `--size`: a size (see [`parse_size`]) of at least [`MIN_FILE_PAGES`] pages.
+/// Parses `--size`: a size (see [`crate::cli::size::parse_size`]) of at least [`MIN_FILE_PAGES`] pages.
 fn parse_file_size(s: &str) -> Result<u64, String> {
-    let size = parse_size(s)?;
+    let size = crate::cli::size::parse_size(s)?;
     let min = MIN_FILE_PAGES * mmkit::page_size() as u64;
     if size < min {
         return Err(format!(
@@ -116,24 +94,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "sections": sections.iter().map(Section::to_json).collect::<Vec<_>>()
         });
-        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+        crate::cli::json::print(&doc)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
-
     #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("12345"), Ok(12345));
-        assert_eq!(parse_size("64K"), Ok(64 << 10));
-        assert_eq!(parse_size("256M"), Ok(256 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999T").is_err());
+    fn file_sizes_have_a_minimum() {
         let page = mmkit::page_size() as u64;
         for small in ["0", "1", "4095"] {
             assert!(super::parse_file_size(small).unwrap_err().contains("too small"));

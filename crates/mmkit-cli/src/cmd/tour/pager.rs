@@ -10,7 +10,8 @@ use mmkit_pager::seekable::{self, PackOptions};
 use mmkit_pager::{snapshot, PagedRegion, SeekableSource};
 
 use super::Args;
-use crate::report::{bytes, duration, Section};
+use crate::cli::report::{duration, Section};
+use crate::cli::size::bytes;
 
 /// Text-like bytes that compress about as well as real data (not one repeated byte).
 fn realistic(len: usize) -> Vec<u8> {

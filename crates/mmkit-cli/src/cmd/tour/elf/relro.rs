@@ -3,7 +3,8 @@
 //! alive at once, first each on its own, then 1 writer and 3 users of a RELRO file; the Pss of
 //! the RELRO range in each process comes from `/proc/PID/smaps`.
 
-use crate::report::{bytes, Section};
+use crate::cli::report::Section;
+use crate::cli::size::bytes;
 use anyhow::Context;
 use mmkit_elf::{Library, LoadOptions};
 use std::fs::File;

@@ -1,15 +1,7 @@
 //! `mmkit mmio` and the tour's mmio section on a machine without the edu device (host).
 //! The same commands against the real device run in the VM (vmtest/cli-checks.sh).
 
-use std::process::{Command, Output};
-
-fn mmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit")).args(args).output().expect("run mmkit")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::common::*;
 
 fn edu_bound_here() -> bool {
     std::fs::read_dir("/sys/class/uio").map(|d| d.count() > 0).unwrap_or(false)

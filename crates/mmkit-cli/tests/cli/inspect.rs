@@ -4,22 +4,18 @@
 //! The tests install nothing. `vmtouch` is a Debian package (`scripts/test` installs it); when it
 //! is missing, the comparison fails under `CI=true` and is skipped with a notice elsewhere.
 
+use crate::common::*;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const MMKIT: &str = env!("CARGO_BIN_EXE_mmkit");
-
 fn page() -> u64 {
     rustix::param::page_size() as u64
-}
-
-fn mmkit(args: &[&str]) -> Output {
-    Command::new(MMKIT).args(args).output().expect("run mmkit")
 }
 
 fn mmkit_json(args: &[&str]) -> Value {

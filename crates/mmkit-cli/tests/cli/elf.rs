@@ -1,36 +1,10 @@
 //! `mmkit elf plan|load|call` and the tour's elf section, run as a user would.
 
+use crate::common::*;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn mmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit")).args(args).output().expect("run mmkit")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Builds the loader's basic fixture with gcc into `dir`.
-fn build(dir: &Path, flags: &[&str]) -> PathBuf {
-    // A symlink to mmkit-elf's fixture: `cargo package` copies its target into this crate's package.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic.c");
-    let out = dir.join("libfxbasic.so");
-    let status = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .args(flags)
-        .status()
-        .expect("the ELF CLI tests compile a C fixture: install gcc");
-    assert!(status.success());
-    out
-}
+use std::path::Path;
+use std::process::Command;
 
 fn apk(dir: &Path, so: &Path) -> String {
     let path = dir.join("app.apk");
@@ -48,7 +22,7 @@ fn apk(dir: &Path, so: &Path) -> String {
 #[test]
 fn plan_prints_headers_and_page_arithmetic() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let so = so.to_str().unwrap();
     let o = mmkit(&["elf", "plan", so, "--page-size", "4k"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -70,7 +44,7 @@ fn plan_prints_headers_and_page_arithmetic() {
 #[test]
 fn plan_json_for_16k_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &["-Wl,-z,max-page-size=16384"]);
+    let so = fixture_so(dir.path(), &["-Wl,-z,max-page-size=16384"]);
     let o = mmkit(&["elf", "plan", so.to_str().unwrap(), "--page-size", "16k", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -85,7 +59,7 @@ fn plan_json_for_16k_pages() {
 #[test]
 fn load_prints_mappings_with_residency_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let o = mmkit(&["elf", "load", so.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
@@ -106,7 +80,7 @@ fn load_prints_mappings_with_residency_and_verifies() {
 #[test]
 fn call_prints_the_result() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let so = so.to_str().unwrap();
     let o = mmkit(&["elf", "call", so, "fx_add", "2", "40"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -123,7 +97,7 @@ fn call_prints_the_result() {
 #[test]
 fn call_from_an_apk_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let spec = apk(dir.path(), &so);
     let o = mmkit(&["elf", "call", &spec, "fx_mul", "6", "7", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -136,7 +110,7 @@ fn call_from_an_apk_entry() {
 #[test]
 fn call_errors_exit_1_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let so = so.to_str().unwrap();
     let o = mmkit(&["elf", "call", so, "no_such_fn"]);
     assert_eq!(o.status.code(), Some(1));
@@ -153,7 +127,7 @@ fn call_errors_exit_1_with_a_message() {
 #[test]
 fn call_refuses_symbols_that_are_not_functions() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let mut cases = vec![(so.to_str().unwrap().to_owned(), "fx_counter", "data object")];
     // libz's version-name symbols are absolute (SHN_ABS), value 0: calling one jumped to 0. A
     // copy (the system's file itself goes to the system linker).
@@ -183,18 +157,14 @@ fn call_finds_a_bare_soname() {
     }
     let dir = tempfile::tempdir().unwrap();
     // Run where no file of that name exists: the soname is searched for as dlopen would.
-    let o = Command::new(env!("CARGO_BIN_EXE_mmkit"))
+    let o = Command::new(MMKIT)
         .args(["elf", "call", "libz.so.1", "adler32", "1", "0", "0"])
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "1");
-    let o = Command::new(env!("CARGO_BIN_EXE_mmkit"))
-        .args(["elf", "plan", "libz.so.1"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let o = Command::new(MMKIT).args(["elf", "plan", "libz.so.1"]).current_dir(dir.path()).output().unwrap();
     assert!(o.status.success() && stdout(&o).contains("/libz.so.1: ELF image"), "{}", stderr(&o));
     let o = mmkit(&["elf", "call", "libno-such-soname.so.9", "f"]);
     assert_eq!(o.status.code(), Some(1));
@@ -228,23 +198,12 @@ fn gdb_lists_breaks_in_and_forgets_an_mmkit_loaded_library() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &["-g"]);
+    let so = fixture_so(dir.path(), &["-g"]);
     let so = so.to_str().unwrap();
     let o = Command::new("gdb")
         .args(["-nx", "-batch", "-ex", "set breakpoint pending on", "-ex", "break fx_add", "-ex", "run"])
         .args(["-ex", "info sharedlibrary", "-ex", "bt 1", "-ex", "break exit", "-ex", "continue"])
-        .args([
-            "-ex",
-            "info sharedlibrary",
-            "--args",
-            env!("CARGO_BIN_EXE_mmkit"),
-            "elf",
-            "call",
-            so,
-            "fx_add",
-            "1",
-            "2",
-        ])
+        .args(["-ex", "info sharedlibrary", "--args", MMKIT, "elf", "call", so, "fx_add", "1", "2"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -281,7 +240,7 @@ fn tour_elf_section_loads_from_an_apk() {
 #[test]
 fn load_into_a_reservation_sealed_and_from_an_fd_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &[]);
+    let so = fixture_so(dir.path(), &[]);
     let so = so.to_str().unwrap();
     // --reserve-at: the span starts at the offset in the reservation the CLI made.
     let o = mmkit(&["elf", "load", so, "--reserve-at", "0x10000", "--seal", "--json"]);
@@ -323,7 +282,7 @@ fn load_into_a_reservation_sealed_and_from_an_fd_offset() {
 #[test]
 fn load_writes_and_uses_a_relro_file() {
     let dir = tempfile::tempdir().unwrap();
-    let so = build(dir.path(), &["-Wl,-z,relro,-z,now"]);
+    let so = fixture_so(dir.path(), &["-Wl,-z,relro,-z,now"]);
     let so = so.to_str().unwrap();
     let relro = dir.path().join("relro");
     let r = relro.to_str().unwrap();

@@ -8,27 +8,34 @@
 use std::fmt;
 use std::io::Write;
 
+/// Exit code of a command that did what was asked (also when the reader closed the pipe early).
+pub const EXIT_SUCCESS: i32 = 0;
+/// Exit code of a command that failed (after one `mmkit: <message>` line on stderr).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of a command line clap refused.
+pub const EXIT_USAGE: i32 = 2;
+
 /// Prints to stdout like `print!`, returning `anyhow::Result<()>` instead of panicking.
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::output::write_fmt(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::output::write_fmt(format_args!($($arg)*)) };
 }
 
 /// Prints a line to stdout like `println!`, returning `anyhow::Result<()>` instead of panicking.
 macro_rules! outln {
-    () => { $crate::output::write_fmt(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::output::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::cli::output::write_fmt(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::output::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Prints `mmkit: warning: <message>` to stderr like `eprintln!`, without panicking when stderr
 /// is closed.
 macro_rules! warn_line {
-    ($($arg:tt)*) => { $crate::output::warn(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::output::warn(format_args!($($arg)*)) };
 }
 
 /// Prints `mmkit: <message>` to stderr (a note, not an error), without panicking when stderr
 /// is closed.
 macro_rules! note_line {
-    ($($arg:tt)*) => { $crate::output::note(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::output::note(format_args!($($arg)*)) };
 }
 
 /// Writing to stdout failed.
@@ -56,6 +63,16 @@ pub fn write_fmt(args: fmt::Arguments<'_>) -> anyhow::Result<()> {
     std::io::stdout().lock().write_fmt(args).map_err(|e| StdoutError(e).into())
 }
 
+/// Writes `bytes` to stdout as they are (for output built in a buffer).
+pub fn write_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    std::io::stdout().lock().write_all(bytes).map_err(|e| StdoutError(e).into())
+}
+
+/// Wraps a failed write to stdout so that [`finish`] knows it (a broken pipe is a quiet exit).
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    StdoutError(e).into()
+}
+
 /// Writes `mmkit: warning: <message>` to stderr (what [`warn_line!`] calls); a failing stderr
 /// loses the warning, nothing more.
 pub fn warn(args: fmt::Arguments<'_>) {
@@ -73,9 +90,9 @@ pub fn note(args: fmt::Arguments<'_>) {
 pub fn finish(result: anyhow::Result<()>) -> ! {
     let result = result.and_then(|()| std::io::stdout().flush().map_err(|e| StdoutError(e).into()));
     match result {
-        Ok(()) => std::process::exit(0),
-        Err(err) if is_broken_pipe(&err) => std::process::exit(0),
-        Err(err) => fail(1, &format!("{err:#}"), None),
+        Ok(()) => std::process::exit(EXIT_SUCCESS),
+        Err(err) if is_broken_pipe(&err) => std::process::exit(EXIT_SUCCESS),
+        Err(err) => fail(EXIT_FAILURE, &format!("{err:#}"), None),
     }
 }
 
@@ -91,16 +108,16 @@ pub fn usage_error(err: clap::Error) -> ! {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             // A closed stdout loses the help, nothing more.
             let _ = err.print();
-            std::process::exit(0)
+            std::process::exit(EXIT_SUCCESS)
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let text = err.render().to_string();
             let usage = text.lines().find(|l| l.starts_with("Usage:")).map(str::to_owned);
-            fail(2, "a subcommand is required (see --help)", usage.as_deref())
+            fail(EXIT_USAGE, "a subcommand is required (see --help)", usage.as_deref())
         }
         _ => {
             let (message, usage) = one_line(&err.render().to_string());
-            fail(2, &message, usage.as_deref())
+            fail(EXIT_USAGE, &message, usage.as_deref())
         }
     }
 }

@@ -74,22 +74,6 @@ impl Section {
     }
 }
 
-/// Formats a byte count with binary units (`1.5 MiB`).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// Formats a duration in the most readable unit.
 pub fn duration(d: std::time::Duration) -> String {
     let ns = d.as_nanos();
@@ -104,27 +88,9 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
-/// Formats a throughput in GiB/s or MiB/s.
-pub fn throughput(bytes: u64, d: std::time::Duration) -> String {
-    let secs = d.as_secs_f64().max(1e-9);
-    let per = bytes as f64 / secs;
-    if per >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB/s", per / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB/s", per / (1u64 << 20) as f64)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_use_binary_units() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(256 << 20), "256.0 MiB");
-    }
 
     #[test]
     fn render_aligns_labels() {

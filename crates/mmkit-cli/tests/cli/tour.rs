@@ -1,9 +1,11 @@
 //! `mmkit tour` end to end: the facts it reports are the kernel's.
 
+use crate::common::*;
+
 use std::process::Command;
 
 fn mmkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mmkit"))
+    Command::new(MMKIT)
 }
 
 /// A directory on disk for the tour's files: under the target dir, or the system temp dir when

@@ -1,16 +1,9 @@
 //! `mmkit pager pack|info` and the tour's pager section, run as a user would.
 
+use crate::common::*;
+
 use std::os::unix::fs::FileExt;
-use std::process::{Command, Output};
-
-fn mmkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mmkit")).args(args).output().expect("run mmkit")
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
+use std::process::Command;
 
 #[test]
 fn pack_then_info_reports_frames_and_zstd_reads_it() {

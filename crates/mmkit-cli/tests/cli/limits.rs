@@ -5,11 +5,11 @@
 //! `RLIMIT_NPROC` does not bind root, so as root those runs drop to a throwaway uid with
 //! `setpriv` (util-linux) first; the files they read are given to that uid.
 
+use crate::common::*;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const MMKIT: &str = env!("CARGO_BIN_EXE_mmkit");
 
 /// A uid (and gid) with no other processes, for the `RLIMIT_NPROC` runs as root.
 const THROWAWAY_ID: u32 = 64_999;
@@ -24,10 +24,6 @@ enum Limit {
     OneTask,
     /// `RLIMIT_DATA` in bytes (heap and other private writable memory).
     Data(u64),
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// Runs `mmkit ARGS` under `limit`.
@@ -205,15 +201,7 @@ fn tour_with_a_small_file_under_low_limits() {
 #[test]
 fn elf_load_under_low_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
-    let so = dir.path().join("libfxbasic.so");
-    let status = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .status()
-        .expect("the limits tests compile a C fixture: install gcc");
-    assert!(status.success());
+    let so = fixture_so(dir.path(), &[]);
     give_away(dir.path());
     let so = so.to_str().unwrap();
     for limit in [Limit::AddressSpace(24 << 20), Limit::Files(4), Limit::Files(8), Limit::OneTask] {

@@ -11,6 +11,8 @@
 //! about privilege (`residency` of a file the user cannot write) drop to uid 65534 themselves
 //! when they run as root.
 
+use crate::common::*;
+
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -18,17 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MMKIT: &str = env!("CARGO_BIN_EXE_mmkit");
-
 /// How long one run may take before it counts as a hang (generous: the machine is loaded).
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// The unprivileged user the privilege tests run as (`nobody`).
 const NOBODY: u32 = 65534;
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
 
 /// What one run did.
 #[derive(Debug)]
@@ -135,20 +131,6 @@ impl Outcome {
 fn check_all(cases: &[(Vec<OsString>, Expect)]) {
     let problems: Vec<String> = cases.iter().filter_map(|(args, expect)| run(args).problem(*expect)).collect();
     assert!(problems.is_empty(), "{} of {} runs misbehaved:\n{}", problems.len(), cases.len(), problems.join("\n"));
-}
-
-/// Compiles the C file `src` into `dir/name` with gcc and `flags`.
-fn gcc(dir: &Path, name: &str, src: &Path, flags: &[&str]) -> PathBuf {
-    let out = dir.join(name);
-    let status = Command::new("gcc").args(flags).arg("-O1").arg("-o").arg(&out).arg(src).status();
-    assert!(status.expect("the corpus compiles C fixtures: install gcc").success(), "gcc {}", src.display());
-    out
-}
-
-/// The loader's basic fixture library.
-fn build_so(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/basic.c");
-    gcc(dir, "libfxbasic.so", &src, &["-shared", "-fPIC"])
 }
 
 /// A zip with `entries` (name, bytes), stored and page-aligned.
@@ -347,7 +329,7 @@ fn residency_of_special_files() {
 #[test]
 fn truncated_and_mutated_elf_files() {
     let d = tempfile::tempdir().unwrap();
-    let so = build_so(d.path());
+    let so = fixture_so(d.path(), &[]);
     let image = std::fs::read(&so).unwrap();
     let mut cases = Vec::new();
     // Truncated: inside the ELF header, the program headers, the segments, one byte short.
@@ -407,7 +389,7 @@ fn truncated_and_mutated_elf_files() {
 #[test]
 fn broken_and_unusable_apks() {
     let d = tempfile::tempdir().unwrap();
-    let so = std::fs::read(build_so(d.path())).unwrap();
+    let so = std::fs::read(fixture_so(d.path(), &[])).unwrap();
     let entry = "lib/x86_64/libfxbasic.so";
     let good = d.path().join("good.apk");
     zip(&good, &[("AndroidManifest.xml", b"<manifest/>"), (entry, &so)]);
@@ -705,7 +687,7 @@ fn tour_arguments() {
 #[test]
 fn a_closed_stdout_pipe_is_a_quiet_exit() {
     let d = tempfile::tempdir().unwrap();
-    let so = build_so(d.path()).into_os_string().into_string().unwrap();
+    let so = fixture_so(d.path(), &[]).into_os_string().into_string().unwrap();
     let snap = d.path().join("snap");
     std::fs::write(&snap, b"memory").unwrap();
     let snap = snap.into_os_string().into_string().unwrap();
