@@ -1,10 +1,14 @@
-//! [`PagedRegion`]: anonymous memory registered with userfaultfd, whose missing pages a
-//! [`PageSource`] supplies from handler threads.
+//! [`PagedRegion`]: memory registered with userfaultfd, whose missing pages a [`PageSource`]
+//! supplies from handler threads.
 //!
 //! A thread touching a missing page blocks (only that thread) while a handler thread asks the
 //! source for the page and installs it atomically with `UFFDIO_COPY` (or `UFFDIO_ZEROPAGE` for
-//! a zero page). Each page is asked of the source at most once: concurrent faults on one page
-//! are served by one fill, the other faulting threads are woken by it.
+//! a zero page, or `UFFDIO_CONTINUE` for a memfd region filled through its page cache; see
+//! [`backing`](crate::backing)). Each page is asked of the source at most once: concurrent
+//! faults on one page are served by one fill, the other faulting threads are woken by it. With
+//! [`fault_around`](PagedRegionBuilder::fault_around) a fault is served with the missing pages
+//! after it too. "Page" here is the region's [granule](PagedRegion::granule): the huge page
+//! size of a hugetlb region.
 //!
 //! # Failure semantics
 //! A source error never hangs the faulting thread and never hands it garbage as data (a source
@@ -33,6 +37,10 @@
 //! The region is `MADV_DONTFORK`: a forked child does not inherit it (its address is unmapped
 //! there, so an access raises `SIGSEGV`), because the child would otherwise read missing pages as
 //! zeros — garbage — with nobody serving its faults.
+//!
+//! A child (or any process) that should see the pages uses a memfd region and its
+//! [`share`](PagedRegion::share) descriptor instead: it maps the memfd read-only and sees every
+//! page the region was supplied (pages not supplied yet read as zeros there).
 //!
 //! # Drop
 //! Dropping the region stops the handler threads (a fill in progress is finished), unregisters
@@ -250,6 +258,7 @@ impl Shared {
                     n += 1;
                 }
                 Err(_) => {
+                    self.drop_partial(index + n);
                     self.release(index + n, end);
                     break;
                 }
@@ -347,6 +356,14 @@ impl Shared {
         Err(io::Error::new(io::ErrorKind::WouldBlock, "the userfaultfd install kept failing with EAGAIN"))
     }
 
+    /// With `UFFDIO_CONTINUE` a failed fill may have written part of page `index` into the
+    /// memfd's page cache: drop it, so a process the memfd is shared with never sees it.
+    fn drop_partial(&self, index: usize) {
+        if let Install::Continue { memfd, .. } = &self.install {
+            let _ = sys::punch_hole(memfd.as_fd(), (index * self.page) as u64, self.page as u64);
+        }
+    }
+
     fn fail(&self, index: usize, e: io::Error) {
         let addr = self.base + index * self.page;
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(PageFailure {
@@ -357,11 +374,7 @@ impl Shared {
         });
         self.counters.failed_pages.fetch_add(1, Ordering::Relaxed);
         self.state(index).store(FAILED, Ordering::Release);
-        if let Install::Continue { memfd, .. } = &self.install {
-            // The source may have written part of the page into the page cache: drop it, so a
-            // process the memfd is shared with never sees it.
-            let _ = sys::punch_hole(memfd.as_fd(), (index * self.page) as u64, self.page as u64);
-        }
+        self.drop_partial(index);
         let fenced = match self.fence {
             Fence::Poison => sys::poison(self.uffd.as_fd(), addr, self.page),
             // SAFETY: the page is ours and missing; PROT_NONE makes every later access fault
@@ -854,7 +867,7 @@ impl PagedRegion {
                 return Err(Error::new(OP, ErrorKind::InvalidArgument)
                     .with_addr(s.base + index * g)
                     .with_range((index * g) as u64, g as u64)
-                    .with_detail("the page was supplied already"));
+                    .with_detail("the page was supplied already (or its fill failed)"));
             }
             let src = &bytes[(index - first) * g..(index - first + 1) * g];
             // SAFETY: page `index` of the staging mapping (which covers the region) is held
