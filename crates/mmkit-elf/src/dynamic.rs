@@ -316,6 +316,11 @@ impl Dynamic {
         Ok(dy)
     }
 
+    /// Whether the library has a `DT_VERSYM` table (symbol versions).
+    pub fn has_versions(&self) -> bool {
+        self.versym.len() > 0
+    }
+
     /// The version that symbol `index` has (defined) or asks for (undefined); `None` for
     /// unversioned (local/global) symbols.
     pub fn version_of(&self, index: u32) -> Option<(&Version, bool)> {

@@ -466,6 +466,9 @@ impl Object {
                 return Ok(Target::Addr(a));
             }
         }
+        if self.defines_first(&sym, version.is_some(), list) {
+            return Ok(self.own_target(&sym));
+        }
         let name = dy.sym_name(index)?;
         let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
         if let Some(t) = list.iter().find_map(|d| match d {
@@ -500,6 +503,26 @@ impl Object {
             "relocate",
             format!("undefined symbol `{name}`{ver}: not in the process, the library or its dependencies"),
         ))
+    }
+
+    /// Whether the search list's lookup would find `sym` itself, the library's own definition
+    /// that a reference of its own names: the list starts with this library (the library being
+    /// opened binds in its own table first), and `sym` is a definition `symbols::lookup` accepts
+    /// with the reference's own name and version (versioned, or in a library without versions,
+    /// where no other definition of the name can come first). Saves the name and version
+    /// strings and the hash-table walk for every reference to the library's own exports.
+    fn defines_first(&self, sym: &Sym, versioned: bool, list: &[Dependency]) -> bool {
+        let first_is_self = matches!(list.first(), Some(Dependency::Mmkit(w)) if std::ptr::eq(w.as_ptr(), self));
+        first_is_self
+            && sym.is_defined()
+            && sym.bind() != elf::STB_LOCAL
+            && matches!(
+                sym.kind(),
+                elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE | elf::STT_TLS | elf::STT_COMMON
+            )
+            && sym.visibility() != elf::STV_HIDDEN
+            && sym.visibility() != elf::STV_INTERNAL
+            && (versioned || !self.dynamic.has_versions())
     }
 
     /// The library's file name (`libfoo.so`).
