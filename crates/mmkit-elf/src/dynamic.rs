@@ -304,7 +304,7 @@ impl Dynamic {
             return Err(Error::new(
                 ErrorKind::UnsupportedRelocation,
                 "relocate",
-                "DT_REL tables (without addends) are not used on x86_64",
+                "DT_REL tables (without addends) are not used on x86_64 or aarch64",
             ));
         }
         let strtab = get(elf::DT_STRTAB).ok_or_else(|| bad("no DT_STRTAB".into()))?;
