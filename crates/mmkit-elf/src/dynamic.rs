@@ -383,7 +383,7 @@ fn refuse_unsupported_relocations(tags: &Tags, flags: u64) -> Result<()> {
         return Err(Error::new(
             ErrorKind::UnsupportedRelocation,
             "relocate",
-            "DT_REL tables (without addends) are not used on x86_64",
+            "DT_REL tables (without addends) are not used on x86_64 or aarch64",
         ));
     }
     Ok(())

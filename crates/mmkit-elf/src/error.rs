@@ -22,7 +22,8 @@ pub enum ErrorKind {
     BadVersion,
     /// Not a shared object (`e_type` is not `ET_DYN`).
     NotSharedObject,
-    /// Built for another machine (`e_machine` is not `EM_X86_64`).
+    /// Built for another machine than the one planned for or run on (`e_machine`), or the
+    /// loader does not relocate for this architecture ([`Machine::host`](crate::Machine::host)).
     WrongMachine,
     /// `e_phentsize`, `e_phnum` or the program header table's bounds are invalid.
     BadProgramHeaders,

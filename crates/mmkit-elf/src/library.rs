@@ -17,10 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Directories searched for `DT_NEEDED` libraries last (after `DT_RPATH`, `LD_LIBRARY_PATH`,
-/// `DT_RUNPATH` and the namespace's search path; see [`crate::Namespace`]).
+/// `DT_RUNPATH` and the namespace's search path; see [`crate::Namespace`]). The multiarch
+/// directories are the host's (`/lib/aarch64-linux-gnu` on aarch64).
 pub const SYSTEM_DIRS: &[&str] = &[
+    #[cfg(not(target_arch = "aarch64"))]
     "/lib/x86_64-linux-gnu",
+    #[cfg(not(target_arch = "aarch64"))]
     "/usr/lib/x86_64-linux-gnu",
+    #[cfg(target_arch = "aarch64")]
+    "/lib/aarch64-linux-gnu",
+    #[cfg(target_arch = "aarch64")]
+    "/usr/lib/aarch64-linux-gnu",
     "/lib64",
     "/usr/lib64",
     "/lib",
@@ -411,7 +418,7 @@ impl Object {
         let dy = &self.dynamic;
         let mut out = vec![None; dy.sym_count()];
         for r in dy.relocations() {
-            if r.sym == 0 || !matches!(r.r_type, elf::R_X86_64_64 | elf::R_X86_64_GLOB_DAT | elf::R_X86_64_JUMP_SLOT) {
+            if r.sym == 0 || !crate::relocate::host_kind(r.r_type).binds_address() {
                 continue;
             }
             let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.sym(r.sym)) else {

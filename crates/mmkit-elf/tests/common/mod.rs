@@ -13,6 +13,18 @@ pub fn fixture_src(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// The C compiler the fixtures are built with: `MMKIT_ELF_CC`, else `gcc` (set it to
+/// `aarch64-linux-gnu-gcc` when the tests run for aarch64 under qemu-user).
+pub fn cc() -> String {
+    std::env::var("MMKIT_ELF_CC").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "gcc".to_owned())
+}
+
+/// Is the host's gcc building the fixtures (not a cross compiler)? Tests that need the host's
+/// own system libraries (libz, libstdc++ at glibc's paths, gdb) check this.
+pub fn host_cc() -> bool {
+    cc() == "gcc"
+}
+
 fn out_root() -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures");
     std::fs::create_dir_all(&root).expect("create fixture dir");
@@ -22,8 +34,13 @@ fn out_root() -> PathBuf {
 /// Compiles `src` (in tests/fixtures) into `lib<name>.so` with extra gcc `flags`, in a
 /// directory named after `variant`; cached per process, built atomically across processes.
 pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
+    build_with(&cc(), variant, src, name, flags)
+}
+
+/// [`build`] with the compiler `cc` (`aarch64-linux-gnu-gcc` for the cross fixtures).
+pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, ()>>> = OnceLock::new();
-    let dir = out_root().join(variant);
+    let dir = out_root().join(cc).join(variant);
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("lib{name}.so"));
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
@@ -32,12 +49,12 @@ pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
         return out;
     }
     let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
-    let mut cmd = Command::new("gcc");
+    let mut cmd = Command::new(cc);
     cmd.args(["-shared", "-fPIC", "-O1", "-o"]).arg(&tmp).arg(fixture_src(src));
     cmd.args(flags);
     let output =
-        cmd.output().unwrap_or_else(|e| panic!("cannot run gcc ({e}): the ELF tests compile C fixtures; install gcc"));
-    assert!(output.status.success(), "gcc failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
+        cmd.output().unwrap_or_else(|e| panic!("cannot run {cc} ({e}): the ELF tests compile C fixtures; install it"));
+    assert!(output.status.success(), "{cc} failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
     std::fs::rename(&tmp, &out).unwrap();
     guard.insert(out.clone(), ());
     out
