@@ -1298,8 +1298,7 @@ mod tests {
     /// Binding without `dlvsym` gives glibc's answer, for plain functions, data, IFUNCs
     /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
     /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
-    /// version (`clock_gettime`), and a version libc does not have; and it binds nothing in an
-    /// object not yet known to be in the global scope.
+    /// version (`clock_gettime`), and a version libc does not have.
     #[test]
     fn exact_binding_is_dlvsyms_answer() {
         let cases: [(&[u8], &[u8]); 8] = [
