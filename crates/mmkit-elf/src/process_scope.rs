@@ -713,6 +713,10 @@ unsafe fn defs(
     if let Some(d) = tags.verdef {
         let mut at = fix(d);
         let count = tags.verdefnum?;
+        if count > 0x7fff {
+            return None;
+        }
+        versions = vec![None; count + 1];
         // `Elf64_Verdef`: vd_version u16, vd_flags u16, vd_ndx u16, vd_cnt u16, vd_hash u32,
         // vd_aux u32, vd_next u32; `Elf64_Verdaux`: vda_name u32, vda_next u32.
         for _ in 0..count {
@@ -738,9 +742,6 @@ unsafe fn defs(
             let ndx = usize::from(ndx & 0x7fff);
             if ndx > count {
                 return None; // indices run 1..=DT_VERDEFNUM
-            }
-            if versions.len() <= ndx {
-                versions.resize(ndx + 1, None);
             }
             // glibc leaves the base version's (the soname's) slot unnamed: a versioned
             // reference is never matched against it.
@@ -853,26 +854,84 @@ fn generation() -> Option<(u64, u64)> {
 static CACHE: Mutex<Option<Arc<Generation>>> = Mutex::new(None);
 
 /// One cached lookup.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     handle: usize,
-    /// The name, with its NUL.
-    name: Box<[u8]>,
-    /// The version, with its NUL.
-    version: Option<Box<[u8]>>,
+    /// Where the name (with its NUL) starts in [`Lookups::bytes`]; the version (with its NUL)
+    /// follows it.
+    at: usize,
+    name_len: u32,
+    /// 0: no version (a version has at least its NUL).
+    version_len: u32,
     found: Option<u64>,
+    /// The next entry with the same key hash, or `u32::MAX`.
+    next: u32,
 }
 
 impl Entry {
-    fn is(&self, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
+    fn is(&self, bytes: &[u8], handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
+        let (at, n, v) = (self.at, self.name_len as usize, self.version_len as usize);
         self.handle == handle as usize
-            && *self.name == *name.bytes
-            && self.version.as_deref() == version.map(|v| v.bytes)
+            && bytes.get(at..at + n) == Some(name.bytes)
+            && match version {
+                None => v == 0,
+                Some(version) => bytes.get(at + n..at + n + v) == Some(version.bytes),
+            }
     }
 }
 
-/// The cached lookups of one generation, bucketed by [`key_hash`] (no allocation to probe).
-type Generation = ((u64, u64), HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>);
+/// The cached lookups of one generation: the entries in one vector, their names and versions
+/// in one byte buffer, and the newest entry of each [`key_hash`] in a map (so that neither a
+/// probe nor an insertion allocates per entry, and copying the cache for a new entry while a
+/// snapshot shares it is three flat copies).
+#[derive(Debug, Clone)]
+struct Lookups {
+    newest: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    entries: Vec<Entry>,
+    bytes: Vec<u8>,
+}
+
+impl Lookups {
+    /// Sized for a first library's lookups (libz makes ~70).
+    fn new() -> Lookups {
+        Lookups {
+            newest: HashMap::with_capacity_and_hasher(128, BuildHasherDefault::default()),
+            entries: Vec::with_capacity(128),
+            bytes: Vec::with_capacity(2048),
+        }
+    }
+
+    fn get(&self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> Option<&Entry> {
+        let mut i = *self.newest.get(&key)?;
+        while let Some(e) = self.entries.get(i as usize) {
+            if e.is(&self.bytes, handle, name, version) {
+                return Some(e);
+            }
+            i = e.next;
+        }
+        None
+    }
+
+    fn insert(&mut self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>, found: Option<u64>) {
+        let (Ok(index), Ok(name_len), Ok(version_len)) = (
+            u32::try_from(self.entries.len()),
+            u32::try_from(name.bytes.len()),
+            u32::try_from(version.map_or(0, |v| v.bytes.len())),
+        ) else {
+            return; // not cached
+        };
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(name.bytes);
+        if let Some(v) = version {
+            self.bytes.extend_from_slice(v.bytes);
+        }
+        let next = self.newest.insert(key, index).unwrap_or(u32::MAX);
+        self.entries.push(Entry { handle: handle as usize, at, name_len, version_len, found, next });
+    }
+}
+
+/// The cached lookups of a generation.
+type Generation = ((u64, u64), Lookups);
 
 /// The keys are already hashes: pass them through.
 #[derive(Debug, Default, Clone)]
@@ -937,28 +996,23 @@ fn remember(
     let cache = match cache.as_mut() {
         Some(c) if c.0 == generation => c,
         // No cache yet, or one of another generation (its answers no longer hold).
-        _ => cache.insert(Arc::new((generation, HashMap::default()))),
+        _ => cache.insert(Arc::new((generation, Lookups::new()))),
     };
     if probe(&cache.1, key, handle, name, version).is_none() {
-        // Copies the map if a pass's snapshot still shares it (only on misses).
-        Arc::make_mut(cache).1.entry(key).or_default().push(Entry {
-            handle: handle as usize,
-            name: name.bytes.into(),
-            version: version.map(|v| v.bytes.into()),
-            found,
-        });
+        // Copies the cache if a pass's snapshot still shares it (only on misses).
+        Arc::make_mut(cache).1.insert(key, handle, name, version, found);
     }
 }
 
 /// The entry for `(handle, name, version)` in `map`, if cached.
 fn probe<'m>(
-    map: &'m HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>,
+    map: &'m Lookups,
     key: u64,
     handle: *mut c_void,
     name: Name<'_>,
     version: Option<Name<'_>>,
 ) -> Option<&'m Entry> {
-    map.get(&key)?.iter().find(|e| e.is(handle, name, version))
+    map.get(key, handle, name, version)
 }
 
 fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> Option<u64> {
@@ -1244,8 +1298,7 @@ mod tests {
     /// Binding without `dlvsym` gives glibc's answer, for plain functions, data, IFUNCs
     /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
     /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
-    /// version (`clock_gettime`), and a version libc does not have; and it binds nothing in an
-    /// object not yet known to be in the global scope.
+    /// version (`clock_gettime`), and a version libc does not have.
     #[test]
     fn exact_binding_is_dlvsyms_answer() {
         let cases: [(&[u8], &[u8]); 8] = [
