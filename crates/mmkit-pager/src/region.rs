@@ -227,6 +227,14 @@ impl Shared {
         {
             end += 1;
         }
+        if let Install::Continue { staging, .. } = &self.install {
+            if end - index > 1 {
+                // One system call allocates the window's page-cache pages and maps them in the
+                // staging mapping, instead of a write fault per page while the source fills
+                // them (best effort: the fill faults them in otherwise).
+                let _ = staging.mapping().populate_write(index * self.page..end * self.page);
+            }
+        }
         let mut attempt = 0;
         let filled = loop {
             let result = self.call_source(index, self.buffer(scratch, index, 0));
