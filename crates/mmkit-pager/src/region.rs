@@ -805,7 +805,7 @@ impl PagedRegion {
     /// The descriptor is opened again through `/proc/self/fd` with `O_RDONLY`: its holder can
     /// neither write, resize nor seal the memfd.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), mmkit_pager::Error> {
     /// use mmkit_pager::{Backing, FnSource, Filled, PagedRegion, ShmemFill};
     /// let region = PagedRegion::builder(mmkit::page_size())
@@ -842,7 +842,7 @@ impl PagedRegion {
     /// or failed) is an [`ErrorKind::InvalidArgument`] error naming it, and the granules before
     /// it stay staged.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), mmkit_pager::Error> {
     /// use mmkit_pager::{Backing, PagedRegion, ShmemFill, ZeroSource};
     /// let page = mmkit::page_size();
