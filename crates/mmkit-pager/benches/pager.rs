@@ -184,13 +184,19 @@ fn file_peer(path: &std::path::Path, len: usize) -> (Vec<f64>, f64) {
 }
 
 /// Times (ns) of reading one byte of every `stride`-th page of `len` bytes at `p`.
-fn touch_strided(p: *const u8, len: usize, stride: usize) -> Vec<f64> {
+fn touch_strided(p: *mut u8, len: usize, stride: usize, write: bool) -> Vec<f64> {
     let step = stride * page_size();
     let mut out = Vec::with_capacity(len / step);
     for i in (0..len).step_by(step) {
         let t = Instant::now();
-        // SAFETY: `p` is a live, readable mapping of `len` bytes.
-        black_box(unsafe { p.add(i).read_volatile() });
+        // SAFETY: `p` is a live mapping of `len` bytes, readable (and writable when `write`).
+        unsafe {
+            if write {
+                p.add(i).write_volatile(1);
+            } else {
+                black_box(p.add(i).read_volatile());
+            }
+        }
         out.push(t.elapsed().as_nanos() as f64);
     }
     out
@@ -210,12 +216,12 @@ fn report_fault_strided(rounds: usize, len: usize, data: &Arc<Vec<u8>>, shm_path
         let file = std::fs::File::open(shm_path).unwrap();
         let m = MapOptions::new().map_raw_read_only(&file).unwrap();
         let (f0, _) = mmkit::page_faults();
-        med[0].push(median(&mut touch_strided(m.as_ptr(), len, stride)));
+        med[0].push(median(&mut touch_strided(m.as_mut_ptr(), len, stride, false)));
         // Every page of the file gets mapped by the faults of the strided touches.
         mapped[0] = (len / page_size()) as f64 / (mmkit::page_faults().0 - f0).max(1) as f64;
         drop(m);
         let a = MapOptions::new().len(len).advice(Advice::NoHugePage).map_anon().unwrap();
-        med[1].push(median(&mut touch_strided(a.as_ptr(), len, stride)));
+        med[1].push(median(&mut touch_strided(a.as_ptr() as *mut u8, len, stride, true)));
         mapped[1] = 1.0;
         drop(a);
         for (c, case) in cases.iter().enumerate() {
@@ -223,14 +229,14 @@ fn report_fault_strided(rounds: usize, len: usize, data: &Arc<Vec<u8>>, shm_path
                 continue;
             }
             let region = (case.build)(len).build(memory_source(data.clone())).unwrap();
-            med[peers + c].push(median(&mut touch_strided(region.as_ptr(), len, stride)));
+            med[peers + c].push(median(&mut touch_strided(region.as_ptr() as *mut u8, len, stride, false)));
             let st = region.stats();
             mapped[peers + c] = (st.data_pages + st.zero_pages) as f64 / st.faults.max(1) as f64;
         }
     }
     println!("-- one fault per touch: every {stride}th page read; median per touch (= per fault) --");
     let tmpfs = median(&mut med[0].clone());
-    let labels = ["kernel: tmpfs file minor fault", "kernel: anon first touch (read)"];
+    let labels = ["kernel: tmpfs file minor fault", "kernel: anon first touch (write)"];
     for k in 0..peers + cases.len() {
         if med[k].is_empty() {
             continue;

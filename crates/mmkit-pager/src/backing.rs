@@ -23,7 +23,7 @@
 
 /// What memory a region is made of; see the [module docs](self).
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> Result<(), mmkit_pager::Error> {
 /// use mmkit_pager::{Backing, PagedRegion, ShmemFill, ZeroSource};
 /// let region = PagedRegion::builder(1 << 20)

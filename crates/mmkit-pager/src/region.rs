@@ -227,6 +227,14 @@ impl Shared {
         {
             end += 1;
         }
+        if let Install::Continue { staging, .. } = &self.install {
+            if end - index > 1 {
+                // One system call allocates the window's page-cache pages and maps them in the
+                // staging mapping, instead of a write fault per page while the source fills
+                // them (best effort: the fill faults them in otherwise).
+                let _ = staging.mapping().populate_write(index * self.page..end * self.page);
+            }
+        }
         let mut attempt = 0;
         let filled = loop {
             let result = self.call_source(index, self.buffer(scratch, index, 0));
@@ -797,7 +805,7 @@ impl PagedRegion {
     /// The descriptor is opened again through `/proc/self/fd` with `O_RDONLY`: its holder can
     /// neither write, resize nor seal the memfd.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), mmkit_pager::Error> {
     /// use mmkit_pager::{Backing, FnSource, Filled, PagedRegion, ShmemFill};
     /// let region = PagedRegion::builder(mmkit::page_size())
@@ -834,7 +842,7 @@ impl PagedRegion {
     /// or failed) is an [`ErrorKind::InvalidArgument`] error naming it, and the granules before
     /// it stay staged.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), mmkit_pager::Error> {
     /// use mmkit_pager::{Backing, PagedRegion, ShmemFill, ZeroSource};
     /// let page = mmkit::page_size();
