@@ -296,6 +296,45 @@ fn ifuncs_resolve_like_glibc() {
     }
 }
 
+/// aarch64: IFUNC resolvers get glibc's arguments: `AT_HWCAP | _IFUNC_ARG_HWCAP` and an
+/// `__ifunc_arg_t` (size 24, `AT_HWCAP`, `AT_HWCAP2`); glibc's own copy is the oracle.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn ifunc_resolvers_get_hwcap_arguments_like_glibc() {
+    let path = build("default", "ifunc_hwcap.c", "fxifunchwcap", &[]);
+    let ours = open(path.as_path());
+    let oracle = Dl::open(&path);
+    assert_eq!(call(&ours, "fx_call_answer", &[41]), 42);
+    let seen = |i: i64| call(&ours, "fx_seen", &[i]) as u64;
+    assert_ne!(seen(0) & (1 << 62), 0, "_IFUNC_ARG_HWCAP is set: {:#x}", seen(0));
+    assert_eq!(seen(1), 24, "sizeof(__ifunc_arg_t)");
+    for i in 0..4 {
+        assert_eq!(seen(i), oracle.call("fx_seen", &[i]) as u64, "argument word {i}");
+    }
+}
+
+/// Values live in registers across TLS accesses survive them (on aarch64, the TLS descriptor
+/// resolver must preserve every register but x0): the same answers as glibc's copy, on a
+/// thread's first access (which allocates its block) and after.
+#[test]
+fn tls_accesses_preserve_the_callers_registers() {
+    let path = build("default", "tls_regs.c", "fxtlsregs", &[]);
+    let ours = open(path.as_path());
+    let oracle = Dl::open(&path);
+    let args = [3i64, -7, 11, 5, 13, -2];
+    let glibcs = oracle.addr("fx_tls_mix") as u64;
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for round in 0..3 {
+                    let a = args.map(|x| x + round);
+                    assert_eq!(call(&ours, "fx_tls_mix", &a), call_addr(glibcs, &a), "round {round}");
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn thread_locals_are_per_thread() {
     for (variant, flags) in VARIANTS {
