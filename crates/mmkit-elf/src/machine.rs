@@ -245,4 +245,21 @@ mod tests {
         assert_eq!(Machine::X86_64.relocation_name(9999), "relocation type 9999");
         assert_eq!(Machine::Aarch64.to_string(), "EM_AARCH64 (183)");
     }
+
+    #[test]
+    fn the_host_is_named_or_refused_with_its_architecture() {
+        match Machine::HOST {
+            Some(m) => assert_eq!(Machine::host().unwrap(), m),
+            None => {
+                let err = Machine::host().unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::WrongMachine);
+                let arch = if cfg!(target_arch = "x86") { "i386" } else { std::env::consts::ARCH };
+                let want = format!("mmkit-elf relocates x86_64 and aarch64 images; this is {arch}");
+                assert!(err.to_string().contains(&want), "{err}");
+                // The planner refuses the same way: there is no host machine to plan for.
+                let err = crate::Plan::new(&[0x7f, b'E', b'L', b'F'], 4, 4096).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::WrongMachine, "{err}");
+            }
+        }
+    }
 }

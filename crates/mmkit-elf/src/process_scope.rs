@@ -1053,8 +1053,9 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
     }
 }
 
-/// Android: bionic has no `dladdr1`, so the versioned answer is kept.
-#[cfg(target_os = "android")]
+/// Android: bionic has no `dladdr1`, so the versioned answer is kept (also on 32-bit targets,
+/// where the loader does not run: `versym_of` reads 64-bit ELF tables).
+#[cfg(any(target_os = "android", not(target_pointer_width = "64")))]
 fn unversioned_and_first(_d: u64, _versioned: Option<u64>) -> bool {
     false
 }
@@ -1062,7 +1063,7 @@ fn unversioned_and_first(_d: u64, _versioned: Option<u64>) -> bool {
 /// Whether the definition glibc's `dlsym` found at `d` is unversioned (no `DT_VERSYM`, or
 /// version index 0 or 1, not hidden) and lies in an object loaded before the one holding
 /// `versioned` (the scope order of the objects glibc loaded at start-up and `RTLD_GLOBAL`).
-#[cfg(not(target_os = "android"))]
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
 fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
     // SAFETY: an all-zero Dl_info is a valid value to fill.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -1130,7 +1131,7 @@ fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
 ///
 /// # Safety
 /// `info` and `phdrs` must be what `dl_iterate_phdr` passed, during the callback.
-#[cfg(not(target_os = "android"))]
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
 unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: u64) -> Option<u16> {
     let base = info.dlpi_addr;
     let mapped = |a: u64, len: u64| {
@@ -1177,6 +1178,17 @@ unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: 
 #[cfg(not(target_os = "android"))]
 const RTLD_DL_SYMENT: c_int = 1;
 
+/// `ElfW(Sym)`: what `dladdr1` returns with [`RTLD_DL_SYMENT`].
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
+type ElfSym = libc::Elf64_Sym;
+#[cfg(all(not(target_os = "android"), target_pointer_width = "32"))]
+type ElfSym = libc::Elf32_Sym;
+
+/// An `ElfW(Addr)`/`ElfW(Word)` field widened to `u64` (the same type on 64-bit targets).
+fn word<T: Into<u64>>(x: T) -> u64 {
+    x.into()
+}
+
 /// The kind of the definition at run-time address `addr` in a library glibc loaded: the type
 /// glibc's dynamic symbol table gives when a symbol starts exactly there (`dladdr1`), else
 /// [`SymbolKind::Function`] when `addr` lies in an executable `PT_LOAD` segment (an IFUNC's
@@ -1195,7 +1207,7 @@ pub(crate) fn kind_at(addr: u64) -> SymbolKind {
     if !sym.is_null() && info.dli_saddr as u64 == addr {
         // SAFETY: with RTLD_DL_SYMENT, a non-null `sym` points at the symbol table entry of a
         // loaded object, which stays mapped while the caller holds its library.
-        let s = unsafe { &*(sym as *const libc::Elf64_Sym) };
+        let s = unsafe { &*(sym as *const ElfSym) };
         return SymbolKind::from_st_info(s.st_info, s.st_shndx);
     }
     if in_executable_segment(addr) {
@@ -1231,11 +1243,11 @@ fn in_executable_segment(addr: u64) -> bool {
         // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
         let hit = phdrs.iter().any(|p| {
-            let start = info.dlpi_addr.wrapping_add(p.p_vaddr);
+            let start = word(info.dlpi_addr).wrapping_add(word(p.p_vaddr));
             p.p_type == libc::PT_LOAD
                 && p.p_flags & 1 != 0 // PF_X (not in the libc crate for Android)
                 && probe.addr >= start
-                && probe.addr - start < p.p_memsz
+                && probe.addr - start < word(p.p_memsz)
         });
         if hit {
             probe.found = true;
