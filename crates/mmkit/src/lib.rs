@@ -99,8 +99,8 @@ pub use options::{
     Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, RemapOptions, Sharing, UncheckedAdvice,
 };
 pub use page::page_size;
+pub use process::page_faults;
 pub use reserve::{Reservation, ReserveOptions};
 pub use residency::{PageBitmap, Residency};
 pub use scan::Scan;
 pub use shm::SharedMemory;
-pub use process::page_faults;
