@@ -111,7 +111,7 @@ pub enum MappingKind {
 /// One mapping of a loaded library, as `/proc/self/maps` should show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Mapping {
+pub struct LibraryMapping {
     /// Run-time start address.
     pub start: u64,
     /// Length in bytes (a multiple of the page size).
@@ -609,7 +609,7 @@ impl Object {
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
-    pub fn segments(&self) -> Result<Vec<Mapping>> {
+    pub fn segments(&self) -> Result<Vec<LibraryMapping>> {
         let page = self.plan.page_size;
         let mut out = self.expected_mappings();
         let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
@@ -620,11 +620,11 @@ impl Object {
         Ok(out)
     }
 
-    fn expected_mappings(&self) -> Vec<Mapping> {
+    fn expected_mappings(&self) -> Vec<LibraryMapping> {
         let plan = &self.plan;
         let page = plan.page_size;
         let relro = plan.relro.map(|(s, l)| (s, s + l));
-        let mut out: Vec<Mapping> = Vec::new();
+        let mut out: Vec<LibraryMapping> = Vec::new();
         let mut push = |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
             // Split at the RELRO boundaries.
             let mut cuts = vec![start, end];
@@ -646,7 +646,7 @@ impl Object {
                     (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
                     _ => (prot, kind),
                 };
-                out.push(Mapping {
+                out.push(LibraryMapping {
                     start: self.dynamic.image.addr(s),
                     len: e - s,
                     prot,
@@ -962,7 +962,7 @@ impl Library {
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
-    pub fn segments(&self) -> Result<Vec<Mapping>> {
+    pub fn segments(&self) -> Result<Vec<LibraryMapping>> {
         self.mapped("list the mappings")?.segments()
     }
 

@@ -29,20 +29,20 @@
 #![deny(unsafe_code)]
 
 mod cachestat;
+mod file_residency;
 mod files;
 mod mapping;
 pub mod maps;
-mod process;
-mod residency;
+mod procfs;
 mod touch;
 
 pub use crate::residency::{PageBitmap, Residency};
 pub use cachestat::{cachestat, cachestat_files, cachestat_of, CacheStat, CacheStatSource};
+pub use file_residency::{residency, residency_of_file, residency_of_mapping};
 pub use files::{collect_files, walk_files, FileEntry};
 pub use mapping::{huge_page_bytes, region_name, resident_bytes};
 pub use maps::{Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup};
-pub use process::{maps, smaps, smaps_rollup};
-pub use residency::{residency, residency_of_file, residency_of_mapping};
+pub use procfs::{maps, smaps, smaps_rollup};
 pub use touch::{
     block_termination_signals, evict, lock, touch, touch_files, wait_for_termination_signal, LockedFile, TouchOptions,
 };
