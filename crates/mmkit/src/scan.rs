@@ -5,14 +5,15 @@
 //! under the map kills the process with `SIGBUS` at the first page past its new end. A scan
 //! walks the range in **batches** (the PMD size, 2 MiB on x86-64 and 4 KiB-page arm64) and, on
 //! entering each batch:
-//! 1. **probes** that the batch is still backed by the file: the batch's last byte is read
+//! 1. **populates** the batch (`MADV_POPULATE_READ`): the kernel fills the batch's page-table
+//!    entries in one call, without a fault per window, front to back (so read-ahead sees a
+//!    sequential reader when the file is not cached). [`Mmap::scan_ahead`] moves this to a
+//!    helper thread that runs a few batches ahead of the consumer;
+//! 2. **probes** that the batch is still backed by the file: the batch's last byte is read
 //!    with `process_vm_readv(2)` from this process, which reports a page past the end of the
 //!    file as an error instead of raising `SIGBUS` (file truncation only removes a tail, so
 //!    when the last byte is backed, so is the rest of the batch). A truncated file ends the scan
-//!    with an [`ErrorKind::Truncated`] error;
-//! 2. **populates** the batch (`MADV_POPULATE_READ`): the kernel fills the batch's page-table
-//!    entries in one call, without a fault per window. [`Mmap::scan_ahead`] moves this to a
-//!    helper thread that runs a few batches ahead of the consumer.
+//!    with an [`ErrorKind::Truncated`] error (so does a populate that meets such a page).
 //!
 //! The probe narrows the `SIGBUS` window to a truncation that lands, between the probe and the
 //! read, inside the batch being read; it does not lift the
@@ -124,14 +125,11 @@ impl Mmap {
                 .name("mmkit-scan-ahead".into())
                 .spawn_scoped(s, || ahead.run(self, start, end, batch))
                 .ok();
-            let scan =
-                Scan::with(self, start, end, chunk, batch, helper.as_ref().map(|h| (&ahead, h.thread().clone())));
-            let out = f(scan);
-            ahead.stop.store(true, Ordering::Release);
-            if let Some(h) = &helper {
-                h.thread().unpark();
-            }
-            Ok(out)
+            let helper = helper.map(|h| h.thread().clone());
+            // Stops the helper when `f` returns or unwinds (a parked helper would otherwise
+            // wait for a consumer that never comes, and the scope would never join it).
+            let _stop = StopOnDrop(&ahead, helper.clone());
+            Ok(f(Scan::with(self, start, end, chunk, batch, helper.map(|h| (&ahead, h)))))
         })
     }
 }
@@ -142,6 +140,18 @@ struct Ahead {
     /// Index of the batch the consumer is reading.
     consumer: AtomicUsize,
     stop: AtomicBool,
+}
+
+/// Tells the helper to stop, and wakes it, when dropped.
+struct StopOnDrop<'a>(&'a Ahead, Option<Thread>);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Release);
+        if let Some(t) = &self.1 {
+            t.unpark();
+        }
+    }
 }
 
 impl Ahead {
@@ -236,7 +246,7 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Probes the batch `[from, to)` and populates it (or tells the helper where we are).
+    /// Populates the batch `[from, to)` (or tells the helper where we are) and probes it.
     fn enter_batch(&self, from: usize, to: usize) -> Result<()> {
         let truncated = |e: Error| {
             if e.kind() == ErrorKind::Truncated || e.errno() == Some(libc::EFAULT) {
@@ -251,15 +261,19 @@ impl<'a> Scan<'a> {
                 e
             }
         };
-        self.map.copy_from_mapping(to - 1, &mut [0u8]).map_err(truncated)?;
         match &self.ahead {
             Some((ahead, helper)) => {
                 ahead.consumer.store((from - self.start) / self.batch, Ordering::Release);
                 helper.unpark();
-                Ok(())
             }
-            None => self.map.populate(from..to).map_err(truncated),
+            // Populated front to back first, so that the kernel's read-ahead sees a sequential
+            // reader when the file is not cached (a probe of the batch's end first would start
+            // the reading there). A page past the end of the file fails it with EFAULT.
+            None => self.map.populate(from..to).map_err(truncated)?,
         }
+        // The probe: also when populating fell back to MADV_WILLNEED (kernels before 5.14),
+        // which reports nothing, and when the helper has not reached this batch yet.
+        self.map.copy_from_mapping(to - 1, &mut [0u8]).map_err(truncated)
     }
 }
 
