@@ -62,7 +62,7 @@ const AHEAD_BATCHES: usize = 4;
 
 impl Mmap {
     /// Iterates over `range` of the map in slices of `chunk` bytes (the last one may be
-    /// shorter), probing each batch for truncation and populating it before it is read: see
+    /// shorter), populating each batch and probing it for truncation before it is read: see
     /// the [module docs](crate::scan). On a single thread this is the fastest documented way
     /// to read a map front to back, whatever folio sizes the page cache holds.
     ///
@@ -75,8 +75,7 @@ impl Mmap {
     /// # let dir = tempfile::tempdir()?; let path = dir.path().join("data.bin");
     /// # std::fs::write(&path, vec![1u8; 3 << 20])?;
     /// let file = std::fs::File::open(&path)?;
-    /// // SAFETY: nobody rewrites data.bin while it is mapped (a truncation is reported as an error
-    /// // when the scan reaches a batch past the new end).
+    /// // SAFETY: nobody truncates or rewrites data.bin while it is mapped.
     /// let map = unsafe { mmkit::Mmap::map(&file) }?;
     /// let mut sum = 0u64;
     /// for chunk in map.scan(.., 256 << 10)? {
@@ -164,15 +163,14 @@ impl Ahead {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let from = start + next * batch;
-            if from >= end {
+            let Some(from) = next.checked_mul(batch).and_then(|o| o.checked_add(start)).filter(|&f| f < end) else {
                 return;
-            }
+            };
             if next > self.consumer.load(Ordering::Acquire) + AHEAD_BATCHES {
                 std::thread::park();
                 continue;
             }
-            if map.populate(from..end.min(from + batch)).is_err() {
+            if map.populate(from..end.min(from.saturating_add(batch))).is_err() {
                 return;
             }
             next += 1;

@@ -127,6 +127,9 @@ fn unaligned_and_empty_ranges() {
         let got = collect(m.scan(a..b, chunk).unwrap(), chunk);
         assert!(got[..] == data[a..b], "range {a}..{b}, chunk {chunk}");
     }
+    // A chunk as large as the address space: one slice, no overflow in the batch arithmetic.
+    assert!(collect(m.scan(3.., usize::MAX).unwrap(), usize::MAX)[..] == data[3..]);
+    assert!(m.scan_ahead(3.., usize::MAX, |s| collect(s, usize::MAX)).unwrap()[..] == data[3..]);
     let mut empty = m.scan(10..10, 1).unwrap();
     assert_eq!((empty.remaining(), empty.size_hint()), (0, (0, Some(0))));
     assert!(empty.next().is_none());
