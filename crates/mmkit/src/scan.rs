@@ -63,8 +63,9 @@ const AHEAD_BATCHES: usize = 4;
 impl Mmap {
     /// Iterates over `range` of the map in slices of `chunk` bytes (the last one may be
     /// shorter), populating each batch and probing it for truncation before it is read: see
-    /// the [module docs](crate::scan). On a single thread this is the fastest documented way
-    /// to read a map front to back, whatever folio sizes the page cache holds.
+    /// the [module docs](crate::scan). On one thread it reads a map front to back at least as
+    /// fast as plain slice access, and faster than `read()`, whether the page cache holds
+    /// large folios or 4 KiB ones (BENCHMARKS.md); and a truncation becomes an error.
     ///
     /// A chunk of 0 and a range outside the map are refused up front
     /// ([`ErrorKind::InvalidArgument`], [`ErrorKind::OutOfBounds`]). An error during the scan
