@@ -63,9 +63,10 @@ const AHEAD_BATCHES: usize = 4;
 impl Mmap {
     /// Iterates over `range` of the map in slices of `chunk` bytes (the last one may be
     /// shorter), populating each batch and probing it for truncation before it is read: see
-    /// the [module docs](crate::scan). On one thread it reads a map front to back at least as
-    /// fast as plain slice access, and faster than `read()`, whether the page cache holds
-    /// large folios or 4 KiB ones (BENCHMARKS.md); and a truncation becomes an error.
+    /// the [module docs](crate::scan). On one thread it reads a map front to back about as
+    /// fast as plain slice access when the page cache holds large folios, faster when it holds
+    /// 4 KiB ones, and faster than `read()` in both (BENCHMARKS.md); and a truncation becomes
+    /// an error.
     ///
     /// A chunk of 0 and a range outside the map are refused up front
     /// ([`ErrorKind::InvalidArgument`], [`ErrorKind::OutOfBounds`]). An error during the scan
