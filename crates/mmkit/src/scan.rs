@@ -5,14 +5,15 @@
 //! under the map kills the process with `SIGBUS` at the first page past its new end. A scan
 //! walks the range in **batches** (the PMD size, 2 MiB on x86-64 and 4 KiB-page arm64) and, on
 //! entering each batch:
-//! 1. **probes** that the batch is still backed by the file: the batch's last byte is read
+//! 1. **populates** the batch (`MADV_POPULATE_READ`): the kernel fills the batch's page-table
+//!    entries in one call, without a fault per window, front to back (so read-ahead sees a
+//!    sequential reader when the file is not cached). [`Mmap::scan_ahead`] moves this to a
+//!    helper thread that runs a few batches ahead of the consumer;
+//! 2. **probes** that the batch is still backed by the file: the batch's last byte is read
 //!    with `process_vm_readv(2)` from this process, which reports a page past the end of the
 //!    file as an error instead of raising `SIGBUS` (file truncation only removes a tail, so
 //!    when the last byte is backed, so is the rest of the batch). A truncated file ends the scan
-//!    with an [`ErrorKind::Truncated`] error;
-//! 2. **populates** the batch (`MADV_POPULATE_READ`): the kernel fills the batch's page-table
-//!    entries in one call, without a fault per window. [`Mmap::scan_ahead`] moves this to a
-//!    helper thread that runs a few batches ahead of the consumer.
+//!    with an [`ErrorKind::Truncated`] error (so does a populate that meets such a page).
 //!
 //! The probe narrows the `SIGBUS` window to a truncation that lands, between the probe and the
 //! read, inside the batch being read; it does not lift the
@@ -61,9 +62,11 @@ const AHEAD_BATCHES: usize = 4;
 
 impl Mmap {
     /// Iterates over `range` of the map in slices of `chunk` bytes (the last one may be
-    /// shorter), probing each batch for truncation and populating it before it is read: see
-    /// the [module docs](crate::scan). On a single thread this is the fastest documented way
-    /// to read a map front to back, whatever folio sizes the page cache holds.
+    /// shorter), populating each batch and probing it for truncation before it is read: see
+    /// the [module docs](crate::scan). On one thread it reads a map front to back about as
+    /// fast as plain slice access when the page cache holds large folios, faster when it holds
+    /// 4 KiB ones, and faster than `read()` in both (BENCHMARKS.md); and a truncation becomes
+    /// an error.
     ///
     /// A chunk of 0 and a range outside the map are refused up front
     /// ([`ErrorKind::InvalidArgument`], [`ErrorKind::OutOfBounds`]). An error during the scan
@@ -74,8 +77,7 @@ impl Mmap {
     /// # let dir = tempfile::tempdir()?; let path = dir.path().join("data.bin");
     /// # std::fs::write(&path, vec![1u8; 3 << 20])?;
     /// let file = std::fs::File::open(&path)?;
-    /// // SAFETY: nobody rewrites data.bin while it is mapped (a truncation is reported as an error
-    /// // when the scan reaches a batch past the new end).
+    /// // SAFETY: nobody truncates or rewrites data.bin while it is mapped.
     /// let map = unsafe { mmkit::Mmap::map(&file) }?;
     /// let mut sum = 0u64;
     /// for chunk in map.scan(.., 256 << 10)? {
@@ -124,14 +126,11 @@ impl Mmap {
                 .name("mmkit-scan-ahead".into())
                 .spawn_scoped(s, || ahead.run(self, start, end, batch))
                 .ok();
-            let scan =
-                Scan::with(self, start, end, chunk, batch, helper.as_ref().map(|h| (&ahead, h.thread().clone())));
-            let out = f(scan);
-            ahead.stop.store(true, Ordering::Release);
-            if let Some(h) = &helper {
-                h.thread().unpark();
-            }
-            Ok(out)
+            let helper = helper.map(|h| h.thread().clone());
+            // Stops the helper when `f` returns or unwinds (a parked helper would otherwise
+            // wait for a consumer that never comes, and the scope would never join it).
+            let _stop = StopOnDrop(&ahead, helper.clone());
+            Ok(f(Scan::with(self, start, end, chunk, batch, helper.map(|h| (&ahead, h)))))
         })
     }
 }
@@ -144,6 +143,18 @@ struct Ahead {
     stop: AtomicBool,
 }
 
+/// Tells the helper to stop, and wakes it, when dropped.
+struct StopOnDrop<'a>(&'a Ahead, Option<Thread>);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Release);
+        if let Some(t) = &self.1 {
+            t.unpark();
+        }
+    }
+}
+
 impl Ahead {
     /// The helper thread: populates batch after batch, at most [`AHEAD_BATCHES`] ahead of the
     /// consumer, parking when it is that far ahead. Errors end the help only: the consumer's
@@ -154,15 +165,14 @@ impl Ahead {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let from = start + next * batch;
-            if from >= end {
+            let Some(from) = next.checked_mul(batch).and_then(|o| o.checked_add(start)).filter(|&f| f < end) else {
                 return;
-            }
+            };
             if next > self.consumer.load(Ordering::Acquire) + AHEAD_BATCHES {
                 std::thread::park();
                 continue;
             }
-            if map.populate(from..end.min(from + batch)).is_err() {
+            if map.populate(from..end.min(from.saturating_add(batch))).is_err() {
                 return;
             }
             next += 1;
@@ -236,7 +246,7 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// Probes the batch `[from, to)` and populates it (or tells the helper where we are).
+    /// Populates the batch `[from, to)` (or tells the helper where we are) and probes it.
     fn enter_batch(&self, from: usize, to: usize) -> Result<()> {
         let truncated = |e: Error| {
             if e.kind() == ErrorKind::Truncated || e.errno() == Some(libc::EFAULT) {
@@ -251,15 +261,19 @@ impl<'a> Scan<'a> {
                 e
             }
         };
-        self.map.copy_from_mapping(to - 1, &mut [0u8]).map_err(truncated)?;
         match &self.ahead {
             Some((ahead, helper)) => {
                 ahead.consumer.store((from - self.start) / self.batch, Ordering::Release);
                 helper.unpark();
-                Ok(())
             }
-            None => self.map.populate(from..to).map_err(truncated),
+            // Populated front to back first, so that the kernel's read-ahead sees a sequential
+            // reader when the file is not cached (a probe of the batch's end first would start
+            // the reading there). A page past the end of the file fails it with EFAULT.
+            None => self.map.populate(from..to).map_err(truncated)?,
         }
+        // The probe: also when populating fell back to MADV_WILLNEED (kernels before 5.14),
+        // which reports nothing, and when the helper has not reached this batch yet.
+        self.map.copy_from_mapping(to - 1, &mut [0u8]).map_err(truncated)
     }
 }
 

@@ -100,6 +100,14 @@ fn scan_ahead_yields_the_same_bytes_and_stops_its_helper_on_early_exit() {
     assert_eq!(first, chunk);
     // Even when the consumer keeps the scan alive by leaking it.
     m.scan_ahead(.., chunk, |scan| std::mem::forget(scan)).unwrap();
+    // Or panics: the panic reaches the caller, the helper having been stopped and joined.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        m.scan_ahead(.., chunk, |mut scan| {
+            scan.next();
+            panic!("the consumer fails");
+        })
+    }));
+    assert!(panicked.is_err());
     // A sub-range.
     let (a, b) = (pmd() + 5, 7 * pmd() - 3);
     let got = m.scan_ahead(a..b, 10_000, |scan| collect(scan, 10_000)).unwrap();
@@ -119,6 +127,9 @@ fn unaligned_and_empty_ranges() {
         let got = collect(m.scan(a..b, chunk).unwrap(), chunk);
         assert!(got[..] == data[a..b], "range {a}..{b}, chunk {chunk}");
     }
+    // A chunk as large as the address space: one slice, no overflow in the batch arithmetic.
+    assert!(collect(m.scan(3.., usize::MAX).unwrap(), usize::MAX)[..] == data[3..]);
+    assert!(m.scan_ahead(3.., usize::MAX, |s| collect(s, usize::MAX)).unwrap()[..] == data[3..]);
     let mut empty = m.scan(10..10, 1).unwrap();
     assert_eq!((empty.remaining(), empty.size_hint()), (0, (0, Some(0))));
     assert!(empty.next().is_none());
