@@ -207,16 +207,40 @@ impl Shared {
     /// Serves page `index`: fills it if it is missing and nobody else is filling it, else makes
     /// sure the waiters are woken. Returns the page's state afterwards (`FILLING` when another
     /// thread is at it).
+    ///
+    /// Phases: claim the page and the fault-around window, fill the faulting page (with
+    /// retries), fill the rest of the window, install what was filled.
     fn serve(&self, index: usize, scratch: &mut MmapMut) -> u8 {
+        let end = match self.claim(index) {
+            Ok(end) => end,
+            Err(state) => return state,
+        };
+        let first = match self.fill_first(index, scratch) {
+            Ok(f) => f,
+            Err(e) => {
+                self.release(index + 1, end);
+                self.fail(index, e);
+                return FAILED;
+            }
+        };
+        let (n, zeros) = self.fill_around(index, end, first, scratch);
+        self.install_window(scratch, index, n, zeros)
+    }
+
+    /// Claims page `index` (MISSING to FILLING) and the missing pages that follow it, up to the
+    /// fault-around window; returns the end of the claimed window. When the page is not
+    /// missing, returns its state instead (`FILLING`: another thread is at it; filled or
+    /// fenced: its waiters are woken).
+    fn claim(&self, index: usize) -> std::result::Result<usize, u8> {
         let state = self.state(index);
         match state.compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {}
-            Err(FILLING) => return FILLING,
+            Err(FILLING) => return Err(FILLING),
             Err(done) => {
                 // Filled or fenced already: this fault was queued before the fill woke the range,
                 // or it raced with it; a wake is harmless either way.
                 let _ = sys::wake(self.uffd.as_fd(), self.base + index * self.page, self.page);
-                return done;
+                return Err(done);
             }
         }
         // Fault-around: claim the missing pages that follow, up to the window.
@@ -235,8 +259,13 @@ impl Shared {
                 let _ = staging.mapping().populate_write(index * self.page..end * self.page);
             }
         }
+        Ok(end)
+    }
+
+    /// Asks the source for the faulting page `index`, as often as the retry policy says.
+    fn fill_first(&self, index: usize, scratch: &mut MmapMut) -> io::Result<Filled> {
         let mut attempt = 0;
-        let filled = loop {
+        loop {
             let result = self.call_source(index, self.buffer(scratch, index, 0));
             match result {
                 Ok(f) => break Ok(f),
@@ -246,15 +275,13 @@ impl Shared {
                 }
                 Err(e) => break Err(e),
             }
-        };
-        let first = match filled {
-            Ok(f) => f,
-            Err(e) => {
-                self.release(index + 1, end);
-                self.fail(index, e);
-                return FAILED;
-            }
-        };
+        }
+    }
+
+    /// Fills the pages of the window after the faulting one (`index + 1..end`); the faulting
+    /// page was filled as `first`. Returns how many pages of the window are filled and the
+    /// bit set of those that are zeros.
+    fn fill_around(&self, index: usize, end: usize, first: Filled, scratch: &mut MmapMut) -> (usize, u64) {
         // The pages around are asked once each; the first error ends the window there (those
         // pages are asked again when someone touches them).
         let mut zeros: u64 = u64::from(first == Filled::Zero);
@@ -272,6 +299,13 @@ impl Shared {
                 }
             }
         }
+        (n, zeros)
+    }
+
+    /// Counts and installs the `n` filled pages of the window at `index` (`zeros`: which of
+    /// them are zeros), marking them PRESENT, or failing the faulting page (and giving back
+    /// the others) when an install is refused. Returns the faulting page's state.
+    fn install_window(&self, scratch: &mut MmapMut, index: usize, n: usize, zeros: u64) -> u8 {
         // Counted before the install wakes the faulting threads, so that what they see in
         // `stats()` afterwards includes their pages.
         let zero_count = u64::from(zeros.count_ones());
