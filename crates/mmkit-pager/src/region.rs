@@ -61,7 +61,7 @@ use crate::backing::{Backing, ShmemFill};
 use crate::dirty::{DirtyMechanism, DirtyPages, Tracker};
 use crate::source::{Filled, PageSource};
 use crate::sys;
-use crate::uffd::{self, FaultMode};
+use crate::uffd::{self, Capabilities, FaultMode};
 
 const MISSING: u8 = 0;
 const FILLING: u8 = 1;
@@ -602,6 +602,123 @@ impl PagedRegionBuilder {
     }
 }
 
+/// The fence of a new region: the one asked for, else the best the kernel offers.
+fn choose_fence(asked: Option<Fence>, caps: &Capabilities) -> Result<Fence> {
+    match (asked, caps.poison()) {
+        (Some(Fence::Poison), false) => Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+            .with_detail("the kernel lacks UFFDIO_POISON (Linux 6.6)")),
+        (Some(f), _) => Ok(f),
+        (None, true) => Ok(Fence::Poison),
+        (None, false) => Ok(Fence::ProtNone),
+    }
+}
+
+/// The dirty-tracking mechanism of a new region, if it tracks: the one asked for, else the
+/// best the kernel offers; an error when the kernel lacks it or the backing is not anonymous.
+fn choose_dirty(b: &PagedRegionBuilder, caps: &Capabilities) -> Result<Option<DirtyMechanism>> {
+    let dirty = match b.dirty {
+        None => None,
+        Some(None) => Some(DirtyMechanism::best(caps)),
+        Some(Some(m)) if m.available(caps) => Some(m),
+        Some(Some(m)) => {
+            return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+                .with_detail(format!("the kernel lacks dirty tracking by {}", m.name())))
+        }
+    };
+    if dirty.is_some() && b.backing != Backing::Anonymous {
+        return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(format!(
+            "dirty tracking works on anonymous regions only, not on a {} backing (see mmkit_pager::backing)",
+            b.backing.name()
+        )));
+    }
+    Ok(dirty)
+}
+
+/// The `UFFD_FEATURE_*` bits `backing` needs; an error naming the missing one when the kernel
+/// lacks them.
+fn backing_features(backing: Backing, caps: &Capabilities) -> Result<u64> {
+    let (needed, feature) = match backing {
+        Backing::Anonymous => (0, ""),
+        Backing::SharedMemory(ShmemFill::Copy) => {
+            (sys::FEATURE_MISSING_SHMEM, "UFFD_FEATURE_MISSING_SHMEM (Linux 4.11)")
+        }
+        Backing::SharedMemory(ShmemFill::Continue) => (
+            sys::FEATURE_MISSING_SHMEM | sys::FEATURE_MINOR_SHMEM,
+            "UFFD_FEATURE_MINOR_SHMEM (Linux 5.14) and UFFD_FEATURE_MISSING_SHMEM",
+        ),
+        Backing::HugeTlb => (sys::FEATURE_MISSING_HUGETLBFS, "UFFD_FEATURE_MISSING_HUGETLBFS (Linux 4.11)"),
+    };
+    if caps.features & needed != needed {
+        return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(format!(
+            "the kernel lacks {feature}, which a {} backing needs (UFFDIO_API offered {:#x})",
+            backing.name(),
+            caps.features
+        )));
+    }
+    Ok(needed)
+}
+
+/// Maps the memory of a new region as its backing says: returns the mapping, how pages are
+/// installed in it, its fault granule and (for a memfd backing) the memfd. Adds the register
+/// mode the backing needs to `reg_mode`.
+fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, Install, usize, Option<SharedMemory>)> {
+    let page = mmkit::page_size();
+    Ok(match b.backing {
+        Backing::Anonymous => (MapOptions::new().len(b.len).map_anon()?, Install::Copy { zeropage: true }, page, None),
+        Backing::HugeTlb => {
+            let map = MapOptions::new().len(b.len).huge_pages(HugePages::Hugetlb(None)).map_anon()?;
+            let outcome = map.mapping().page_outcome();
+            if let Some(why) = &outcome.fallback {
+                return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+                    .with_range(0, b.len as u64)
+                    .with_detail(format!(
+                        "a hugetlb backing needs free huge pages (reserve them with the sysctl vm.nr_hugepages): {why}"
+                    )));
+            }
+            // UFFDIO_ZEROPAGE does not exist for hugetlb: zeros go in as a copy.
+            let huge = outcome.page_size;
+            (map, Install::Copy { zeropage: false }, huge, None)
+        }
+        Backing::SharedMemory(fill) => {
+            let size = b.len.div_ceil(page) * page;
+            let memfd = SharedMemory::create("mmkit-pager", size as u64)?;
+            memfd.add_seals(Seals::SHRINK | Seals::GROW)?;
+            // SAFETY: the memfd is this region's own: nobody else has a writable descriptor
+            // of it (`share` hands out read-only ones) and its size is sealed. The only other
+            // writer is the staging mapping below, which the handlers write only for pages
+            // not yet mapped here (state FILLING), before UFFDIO_CONTINUE maps them: a page
+            // present in the region never changes behind a borrow.
+            let map = unsafe { MapOptions::new().len(b.len).map_mut(&memfd) }?;
+            let install = match fill {
+                ShmemFill::Copy => Install::Copy { zeropage: true },
+                ShmemFill::Continue => {
+                    *reg_mode |= sys::REGISTER_MODE_MINOR;
+                    let staging = memfd.map_raw()?;
+                    // SAFETY: the staging mapping is the pager's private writer; a forked
+                    // child must not inherit a writable view of the region's pages.
+                    unsafe { staging.mapping().advise_unchecked(.., UncheckedAdvice::DontFork) }?;
+                    Install::Continue { staging, memfd: memfd.try_clone()? }
+                }
+            };
+            (map, install, page, Some(memfd))
+        }
+    })
+}
+
+/// Keeps `map` out of forked children and registers it with the userfaultfd `fd` in
+/// `reg_mode`; returns the registered range (base and length, as the kernel sees the mapping).
+fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, usize)> {
+    // SAFETY: `map` stays private to this region for its whole life, and the region's fork
+    // contract (module docs) is that a forked child has no such pages: any access there ends
+    // the child with SIGSEGV, which is the documented outcome (never zeros as data).
+    unsafe { map.dont_fork(..) }?;
+    let (base, span) = map.mapping().kernel_region();
+    // SAFETY: the range is the mapping we just created and own; its pages are missing.
+    unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
+        .map_err(|e| Error::os("ioctl(UFFDIO_REGISTER)", e).with_addr(base).with_range(0, span as u64))?;
+    Ok((base, span))
+}
+
 /// Anonymous memory whose missing pages a [`PageSource`] supplies. See the
 /// [module docs](self) for the failure semantics, fork and drop.
 pub struct PagedRegion {
@@ -646,53 +763,16 @@ impl PagedRegion {
         }
     }
 
+    /// Phases: check the options against what the kernel offers, open the userfaultfd, map the
+    /// backing, register the range, start the handler threads.
     fn create(b: &PagedRegionBuilder, source: Box<dyn PageSource>) -> Result<PagedRegion> {
         if b.len == 0 {
             return Err(Error::new("PagedRegion::new", ErrorKind::InvalidArgument).with_detail("length is zero"));
         }
         let caps = uffd::capabilities()?;
-        let fence = match (b.fence, caps.poison()) {
-            (Some(Fence::Poison), false) => {
-                return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
-                    .with_detail("the kernel lacks UFFDIO_POISON (Linux 6.6)"))
-            }
-            (Some(f), _) => f,
-            (None, true) => Fence::Poison,
-            (None, false) => Fence::ProtNone,
-        };
-        let dirty = match b.dirty {
-            None => None,
-            Some(None) => Some(DirtyMechanism::best(&caps)),
-            Some(Some(m)) if m.available(&caps) => Some(m),
-            Some(Some(m)) => {
-                return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
-                    .with_detail(format!("the kernel lacks dirty tracking by {}", m.name())))
-            }
-        };
-        if dirty.is_some() && b.backing != Backing::Anonymous {
-            return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(format!(
-                "dirty tracking works on anonymous regions only, not on a {} backing (see mmkit_pager::backing)",
-                b.backing.name()
-            )));
-        }
-        let (needed, feature) = match b.backing {
-            Backing::Anonymous => (0, ""),
-            Backing::SharedMemory(ShmemFill::Copy) => {
-                (sys::FEATURE_MISSING_SHMEM, "UFFD_FEATURE_MISSING_SHMEM (Linux 4.11)")
-            }
-            Backing::SharedMemory(ShmemFill::Continue) => (
-                sys::FEATURE_MISSING_SHMEM | sys::FEATURE_MINOR_SHMEM,
-                "UFFD_FEATURE_MINOR_SHMEM (Linux 5.14) and UFFD_FEATURE_MISSING_SHMEM",
-            ),
-            Backing::HugeTlb => (sys::FEATURE_MISSING_HUGETLBFS, "UFFD_FEATURE_MISSING_HUGETLBFS (Linux 4.11)"),
-        };
-        if caps.features & needed != needed {
-            return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(format!(
-                "the kernel lacks {feature}, which a {} backing needs (UFFDIO_API offered {:#x})",
-                b.backing.name(),
-                caps.features
-            )));
-        }
+        let fence = choose_fence(b.fence, &caps)?;
+        let dirty = choose_dirty(b, &caps)?;
+        let needed = backing_features(b.backing, &caps)?;
         let features =
             if fence == Fence::Poison { sys::FEATURE_POISON } else { 0 } | dirty.map_or(0, |m| m.features()) | needed;
         let (fd, mode, _features) = uffd::open_with(features)?;
@@ -702,58 +782,8 @@ impl PagedRegion {
         } else {
             sys::REGISTER_MODE_MISSING
         };
-        let page = mmkit::page_size();
-        let (map, install, granule, memfd) = match b.backing {
-            Backing::Anonymous => {
-                (MapOptions::new().len(b.len).map_anon()?, Install::Copy { zeropage: true }, page, None)
-            }
-            Backing::HugeTlb => {
-                let map = MapOptions::new().len(b.len).huge_pages(HugePages::Hugetlb(None)).map_anon()?;
-                let outcome = map.mapping().page_outcome();
-                if let Some(why) = &outcome.fallback {
-                    return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
-                        .with_range(0, b.len as u64)
-                        .with_detail(format!(
-                        "a hugetlb backing needs free huge pages (reserve them with the sysctl vm.nr_hugepages): {why}"
-                    )));
-                }
-                // UFFDIO_ZEROPAGE does not exist for hugetlb: zeros go in as a copy.
-                let huge = outcome.page_size;
-                (map, Install::Copy { zeropage: false }, huge, None)
-            }
-            Backing::SharedMemory(fill) => {
-                let size = b.len.div_ceil(page) * page;
-                let memfd = SharedMemory::create("mmkit-pager", size as u64)?;
-                memfd.add_seals(Seals::SHRINK | Seals::GROW)?;
-                // SAFETY: the memfd is this region's own: nobody else has a writable descriptor
-                // of it (`share` hands out read-only ones) and its size is sealed. The only other
-                // writer is the staging mapping below, which the handlers write only for pages
-                // not yet mapped here (state FILLING), before UFFDIO_CONTINUE maps them: a page
-                // present in the region never changes behind a borrow.
-                let map = unsafe { MapOptions::new().len(b.len).map_mut(&memfd) }?;
-                let install = match fill {
-                    ShmemFill::Copy => Install::Copy { zeropage: true },
-                    ShmemFill::Continue => {
-                        reg_mode |= sys::REGISTER_MODE_MINOR;
-                        let staging = memfd.map_raw()?;
-                        // SAFETY: the staging mapping is the pager's private writer; a forked
-                        // child must not inherit a writable view of the region's pages.
-                        unsafe { staging.mapping().advise_unchecked(.., UncheckedAdvice::DontFork) }?;
-                        Install::Continue { staging, memfd: memfd.try_clone()? }
-                    }
-                };
-                (map, install, page, Some(memfd))
-            }
-        };
-        // SAFETY: `map` stays private to this region for its whole life, and the region's fork
-        // contract (module docs) is that a forked child has no such pages: any access there ends
-        // the child with SIGSEGV, which is the documented outcome (never zeros as data).
-        unsafe { map.dont_fork(..) }?;
-        let page = granule;
-        let (base, span) = map.mapping().kernel_region();
-        // SAFETY: the range is the mapping we just created and own; its pages are missing.
-        unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
-            .map_err(|e| Error::os("ioctl(UFFDIO_REGISTER)", e).with_addr(base).with_range(0, span as u64))?;
+        let (map, install, page, memfd) = map_backing(b, &mut reg_mode)?;
+        let (base, span) = register_range(&map, &fd, reg_mode)?;
         let shared = Arc::new(Shared {
             uffd: fd,
             base,
@@ -778,18 +808,26 @@ impl PagedRegion {
         }
         let (stop_r, stop_w) = sys::stop_pipe().map_err(|e| Error::os("pipe", e))?;
         let stop_r = Arc::new(stop_r);
+        // Built before the threads start: if one fails to start, dropping the region stops the
+        // ones already running.
         let mut region =
             PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new(), backing: b.backing, memfd };
         for i in 0..b.threads {
-            let shared = Arc::clone(&region.shared);
-            let stop = Arc::clone(&stop_r);
-            let t = std::thread::Builder::new()
-                .name(format!("mmkit-pager-{i}"))
-                .spawn(move || shared.run_handler(&stop))
-                .map_err(|e| Error::from_raw_errno("spawn of a handler thread", e.raw_os_error().unwrap_or(0)))?;
-            region.threads.push(t);
+            region.start_handler(i, &stop_r)?;
         }
         Ok(region)
+    }
+
+    /// Starts handler thread number `i`, which serves faults until `stop` is readable.
+    fn start_handler(&mut self, i: usize, stop: &Arc<OwnedFd>) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let stop = Arc::clone(stop);
+        let t = std::thread::Builder::new()
+            .name(format!("mmkit-pager-{i}"))
+            .spawn(move || shared.run_handler(&stop))
+            .map_err(|e| Error::from_raw_errno("spawn of a handler thread", e.raw_os_error().unwrap_or(0)))?;
+        self.threads.push(t);
+        Ok(())
     }
 
     /// The region's length in bytes.
