@@ -602,27 +602,9 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
     if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || !dyn_at.is_multiple_of(8) {
         return Err(());
     }
-    let mut tags = Tags::default();
-    for k in 0..ndyn {
-        // SAFETY: inside the object's mapped PT_DYNAMIC (checked above), 8-byte aligned.
-        let (tag, val) = unsafe {
-            let p = (dyn_at as *const u64).add(2 * k);
-            (*p, *p.add(1))
-        };
-        let val = val as usize;
-        match tag {
-            0 => break, // DT_NULL
-            DT_GNU_HASH => tags.gnu_hash = Some(val),
-            DT_SYMTAB => tags.symtab = Some(val),
-            DT_STRTAB => tags.strtab = Some(val),
-            DT_STRSZ => tags.strsz = Some(val),
-            DT_SYMENT => tags.syment = Some(val),
-            DT_VERSYM => tags.versym = Some(val),
-            DT_VERDEF => tags.verdef = Some(val),
-            DT_VERDEFNUM => tags.verdefnum = Some(val),
-            _ => {}
-        }
-    }
+    // SAFETY: `ndyn` entries at `dyn_at` lie in a mapped segment of the object (checked above,
+    // function contract), 8-byte aligned.
+    let tags = unsafe { Tags::read(dyn_at, ndyn) };
     let Some(v) = tags.gnu_hash else { return Err(()) };
     // glibc relocates the d_ptr entries of the dynamic sections it can write; read-only ones
     // (the vDSO's) keep link-time values.
@@ -677,6 +659,39 @@ struct Tags {
     versym: Option<usize>,
     verdef: Option<usize>,
     verdefnum: Option<usize>,
+}
+
+impl Tags {
+    /// Reads the entries of the dynamic section at `dyn_at` this module needs, up to `DT_NULL`
+    /// or the `ndyn`th entry.
+    ///
+    /// # Safety
+    /// `ndyn` 16-byte entries at `dyn_at` must be mapped and readable, and `dyn_at` 8-byte
+    /// aligned.
+    unsafe fn read(dyn_at: usize, ndyn: usize) -> Tags {
+        let mut tags = Tags::default();
+        for k in 0..ndyn {
+            // SAFETY: `k < ndyn`: inside the mapped, aligned entries (function contract).
+            let (tag, val) = unsafe {
+                let p = (dyn_at as *const u64).add(2 * k);
+                (*p, *p.add(1))
+            };
+            let val = val as usize;
+            match tag {
+                0 => break, // DT_NULL
+                DT_GNU_HASH => tags.gnu_hash = Some(val),
+                DT_SYMTAB => tags.symtab = Some(val),
+                DT_STRTAB => tags.strtab = Some(val),
+                DT_STRSZ => tags.strsz = Some(val),
+                DT_SYMENT => tags.syment = Some(val),
+                DT_VERSYM => tags.versym = Some(val),
+                DT_VERDEF => tags.verdef = Some(val),
+                DT_VERDEFNUM => tags.verdefnum = Some(val),
+                _ => {}
+            }
+        }
+        tags
+    }
 }
 
 /// Size of an `Elf64_Sym`.

@@ -114,70 +114,99 @@ pub(crate) unsafe fn relocate(
     tls_module: Option<u64>,
 ) -> Result<()> {
     let machine = Machine::host()?;
-    let image = &dy.image;
-    apply_relr(image, &dy.relr)?;
-    let bias = image.bias();
+    apply_relr(&dy.image, &dy.relr)?;
     // IRELATIVE and IFUNC-bound references run resolver code: do them last, when every other
     // relocation (the data a resolver may read) is in place.
-    let mut deferred: Vec<(u64, u64, i64)> = Vec::new();
+    let mut deferred: Vec<Deferred> = Vec::new();
     for r in dy.relocations() {
-        let r = &r;
-        let kind = machine.relocation_kind(r.r_type);
-        match kind {
-            RelocKind::None => {}
-            RelocKind::Relative => {
-                image.write_u64(r.offset, bias.wrapping_add(r.addend as u64))?;
-            }
-            RelocKind::Irelative => {
-                deferred.push((r.offset, bias.wrapping_add(r.addend as u64), 0));
-            }
-            RelocKind::Abs64 | RelocKind::GlobDat | RelocKind::JumpSlot => {
-                let addend = match machine {
-                    Machine::X86_64 => x86_64::symbol_addend(kind, r.addend),
-                    Machine::Aarch64 => aarch64::symbol_addend(kind, r.addend),
-                };
-                let target = if r.sym == 0 { Target::Addr(0) } else { resolve(r.sym)? };
-                match target {
-                    Target::Addr(a) => image.write_u64(r.offset, a.wrapping_add(addend as u64))?,
-                    Target::Ifunc(resolver) => deferred.push((r.offset, resolver, addend)),
-                    Target::Tls { .. } => {
-                        return Err(unsupported(dy, r, " (it names a TLS symbol)"));
-                    }
+        apply(machine, dy, &r, resolve, tls_module, &mut deferred)?;
+    }
+    // SAFETY: the caller's contract (the image is mapped, its dependencies relocated).
+    unsafe { run_ifunc_resolvers(&dy.image, deferred) }
+}
+
+/// A write that waits for an IFUNC resolver: `(offset, resolver's run-time address, addend)`.
+type Deferred = (u64, u64, i64);
+
+/// Applies one `RELA` relocation of `machine`'s, or defers it to `deferred` when its value
+/// comes from an IFUNC resolver.
+///
+/// One arm per [`RelocKind`], kept whole (as the module documentation lists them) so what each
+/// kind does, or why it is refused, reads in one place.
+fn apply(
+    machine: Machine,
+    dy: &Dynamic,
+    r: &Rela,
+    resolve: &mut dyn FnMut(u32) -> Result<Target>,
+    tls_module: Option<u64>,
+    deferred: &mut Vec<Deferred>,
+) -> Result<()> {
+    let image = &dy.image;
+    let bias = image.bias();
+    let kind = machine.relocation_kind(r.r_type);
+    match kind {
+        RelocKind::None => {}
+        RelocKind::Relative => {
+            image.write_u64(r.offset, bias.wrapping_add(r.addend as u64))?;
+        }
+        RelocKind::Irelative => {
+            deferred.push((r.offset, bias.wrapping_add(r.addend as u64), 0));
+        }
+        RelocKind::Abs64 | RelocKind::GlobDat | RelocKind::JumpSlot => {
+            let addend = match machine {
+                Machine::X86_64 => x86_64::symbol_addend(kind, r.addend),
+                Machine::Aarch64 => aarch64::symbol_addend(kind, r.addend),
+            };
+            let target = if r.sym == 0 { Target::Addr(0) } else { resolve(r.sym)? };
+            match target {
+                Target::Addr(a) => image.write_u64(r.offset, a.wrapping_add(addend as u64))?,
+                Target::Ifunc(resolver) => deferred.push((r.offset, resolver, addend)),
+                Target::Tls { .. } => {
+                    return Err(unsupported(dy, r, " (it names a TLS symbol)"));
                 }
             }
-            RelocKind::DtpMod64 => {
-                let module = tls_module_of(dy, r, resolve, tls_module)?;
-                image.write_u64(r.offset, module)?;
-            }
-            RelocKind::DtpRel64 => {
-                let offset = tls_offset_of(dy, r, resolve)?;
-                image.write_u64(r.offset, offset.wrapping_add(r.addend as u64))?;
-            }
-            RelocKind::TlsDesc if machine == Machine::Aarch64 => {
-                let module = tls_module_of(dy, r, resolve, tls_module)?;
-                let offset = tls_offset_of(dy, r, resolve)?.wrapping_add(r.addend as u64);
-                let [resolver, arg] =
-                    aarch64::tls_descriptor(module, offset).map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
-                image.write_u64(r.offset, resolver)?;
-                image.write_u64(r.offset.wrapping_add(8), arg)?;
-            }
-            RelocKind::TlsDesc => {
-                return Err(unsupported(dy, r, " (TLS descriptors; build with -mtls-dialect=gnu)"));
-            }
-            RelocKind::Copy => {
-                return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
-            }
-            RelocKind::TpRel64 => {
-                return Err(unsupported(
-                    dy,
-                    r,
-                    " (initial-exec TLS needs static TLS space; build with -fPIC and the \
-                     default global-dynamic model)",
-                ));
-            }
-            RelocKind::Other => return Err(unsupported(dy, r, "")),
         }
+        RelocKind::DtpMod64 => {
+            let module = tls_module_of(dy, r, resolve, tls_module)?;
+            image.write_u64(r.offset, module)?;
+        }
+        RelocKind::DtpRel64 => {
+            let offset = tls_offset_of(dy, r, resolve)?;
+            image.write_u64(r.offset, offset.wrapping_add(r.addend as u64))?;
+        }
+        RelocKind::TlsDesc if machine == Machine::Aarch64 => {
+            let module = tls_module_of(dy, r, resolve, tls_module)?;
+            let offset = tls_offset_of(dy, r, resolve)?.wrapping_add(r.addend as u64);
+            let [resolver, arg] =
+                aarch64::tls_descriptor(module, offset).map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
+            image.write_u64(r.offset, resolver)?;
+            image.write_u64(r.offset.wrapping_add(8), arg)?;
+        }
+        RelocKind::TlsDesc => {
+            return Err(unsupported(dy, r, " (TLS descriptors; build with -mtls-dialect=gnu)"));
+        }
+        RelocKind::Copy => {
+            return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
+        }
+        RelocKind::TpRel64 => {
+            return Err(unsupported(
+                dy,
+                r,
+                " (initial-exec TLS needs static TLS space; build with -fPIC and the \
+                 default global-dynamic model)",
+            ));
+        }
+        RelocKind::Other => return Err(unsupported(dy, r, "")),
     }
+    Ok(())
+}
+
+/// Calls the resolvers of the deferred relocations, in order, and writes what they chose.
+///
+/// # Safety
+/// As [`relocate`]: every other relocation of the image is applied and its dependencies are
+/// relocated.
+unsafe fn run_ifunc_resolvers(image: &Image, deferred: Vec<Deferred>) -> Result<()> {
     for (offset, resolver, addend) in deferred {
         // SAFETY: the address came from an IRELATIVE addend or an STT_GNU_IFUNC definition of
         // a relocated library (function contract).
