@@ -599,6 +599,13 @@ pub(crate) struct SmapsParser {
     hint: usize,
     /// [`counter_prefixes`].
     prefixes: [[u8; 16]; COUNTERS.len()],
+    /// The `VmFlags` text `entry.vm_flags` was parsed from.
+    flags_text: Vec<u8>,
+    /// Flag lists parsed before, with their text: areas in a row often alternate between a
+    /// few lists, which are swapped in rather than parsed again.
+    flags_seen_before: [(Vec<u8>, Vec<String>); 3],
+    /// The slot of `flags_seen_before` replaced next.
+    flags_victim: usize,
 }
 
 impl Default for SmapsParser {
@@ -610,6 +617,9 @@ impl Default for SmapsParser {
             line: 0,
             hint: 0,
             prefixes: counter_prefixes(),
+            flags_text: Vec::new(),
+            flags_seen_before: Default::default(),
+            flags_victim: 0,
         }
     }
 }
@@ -703,8 +713,41 @@ impl SmapsParser {
         }
         if !self.flags_seen {
             self.entry.vm_flags.clear();
+            self.flags_text.clear();
         }
-        emit(&mut self.entry)
+        let flow = emit(&mut self.entry);
+        if self.entry.vm_flags.is_empty() {
+            // Taken by a collector (or none): the text no longer describes the list.
+            self.flags_text.clear();
+        }
+        flow
+    }
+
+    /// Sets the open area's flags from the `VmFlags` text `value`: kept when it is the same
+    /// text as the last area's, swapped in when it is one of the few before, else parsed.
+    fn set_flags(&mut self, value: &[u8]) {
+        let flags = &mut self.entry.vm_flags;
+        if self.flags_text == value && !flags.is_empty() {
+            return;
+        }
+        let slots = &mut self.flags_seen_before;
+        let slot = match slots.iter().position(|(text, _)| text == value) {
+            Some(i) => i,
+            None => {
+                let i = self.flags_victim;
+                self.flags_victim = (i + 1) % slots.len();
+                i
+            }
+        };
+        // The current list goes into the slot; the slot's list comes out (parsed again when
+        // its text is not `value`).
+        std::mem::swap(&mut self.flags_text, &mut slots[slot].0);
+        std::mem::swap(flags, &mut slots[slot].1);
+        if self.flags_text != value {
+            set_vm_flags(flags, value);
+            self.flags_text.clear();
+            self.flags_text.extend_from_slice(value);
+        }
     }
 
     /// A header, `VmFlags`, `THPeligible`, `ProtectionKey` or an odd counter line.
@@ -731,7 +774,7 @@ impl SmapsParser {
         let (key, value) = split_once(line, b':').ok_or_else(|| ParseError::new(no, "`Name: value`", line))?;
         match key {
             b"VmFlags" => {
-                set_vm_flags(&mut entry.vm_flags, value);
+                self.set_flags(value);
                 self.flags_seen = true;
             }
             b"THPeligible" => {
@@ -755,16 +798,22 @@ impl SmapsParser {
 /// Flags are two ASCII letters; other bytes are kept lossily rather than refused.
 fn set_vm_flags(flags: &mut Vec<String>, value: &[u8]) {
     let mut n = 0;
-    for f in value.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()) {
+    let mut rest = value;
+    while let Some(start) = rest.iter().position(|b| !b.is_ascii_whitespace()) {
+        rest = &rest[start..];
+        let len = rest.iter().position(u8::is_ascii_whitespace).unwrap_or(rest.len());
+        let (f, after) = rest.split_at(len);
+        rest = after;
         match flags.get_mut(n) {
-            // Areas in a row mostly share their flags: nothing to write.
-            Some(s) if s.as_bytes() == f => {}
+            // Areas in a row often share their flags: nothing to write.
+            Some(s) if s.len() == f.len() && s.bytes().zip(f).all(|(a, b)| a == *b) => {}
+            Some(s) if f.is_ascii() => {
+                s.clear();
+                s.extend(f.iter().map(|&b| char::from(b)));
+            }
             Some(s) => {
                 s.clear();
-                match std::str::from_utf8(f) {
-                    Ok(f) => s.push_str(f),
-                    Err(_) => s.push_str(&String::from_utf8_lossy(f)),
-                }
+                s.push_str(&String::from_utf8_lossy(f));
             }
             None => flags.push(String::from_utf8_lossy(f).into_owned()),
         }
@@ -1091,6 +1140,29 @@ VmFlags: rd wr mr mw me lo ac
             assert!(p.finish(&mut keep).is_continue());
             assert_eq!(got, whole, "pieces of {piece} bytes");
         }
+    }
+
+    #[test]
+    fn reused_flag_lists_are_each_areas_own() {
+        let lists = ["rd mr mw me", "rd wr mr mw me ac", "rd mr mw me", "", "rd ex", "rd wr mr mw me ac", "x", "rd ex"];
+        let mut text = String::new();
+        for (i, l) in lists.iter().enumerate() {
+            text += &format!("{:x}-{:x} rw-p 0 00:00 0\n", i * 16 + 16, i * 16 + 32);
+            if i != 6 {
+                text += &format!("VmFlags: {l} \n");
+            }
+        }
+        let mut seen = Vec::new();
+        let flow = parse_smaps_each(text.as_bytes(), |e| {
+            seen.push(e.vm_flags.join(" "));
+            ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        let want: Vec<String> = lists.iter().enumerate().map(|(i, l)| if i == 6 { "" } else { l }.to_owned()).collect();
+        assert_eq!(seen, want);
+        let collected: Vec<String> =
+            parse_smaps(text.as_bytes()).unwrap().iter().map(|e| e.vm_flags.join(" ")).collect();
+        assert_eq!(collected, want);
     }
 
     #[test]
