@@ -100,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             what
         }));
     }
+    groups.sum();
     match sink {
         Sink::Json(j) => j.finish(&groups),
         Sink::Table(t) => t.print(pid, &groups),
@@ -123,7 +124,8 @@ fn display_name(b: &Backing) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The counters summed by kind (in [`MapKind::ALL`]'s order) and over all mappings shown.
+/// The counters summed by kind (in [`MapKind::ALL`]'s order) and over all mappings shown (the
+/// total is summed from the kinds at the end: one addition per mapping, not two).
 #[derive(Default)]
 struct Groups {
     by_kind: [(u64, MemStats); MapKind::ALL.len()],
@@ -133,10 +135,19 @@ struct Groups {
 impl Groups {
     fn add(&mut self, kind: MapKind, stats: &MemStats) {
         let i = MapKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        for g in [&mut self.by_kind[i], &mut self.total] {
-            g.0 += 1;
-            g.1.add(stats);
+        let g = &mut self.by_kind[i];
+        g.0 += 1;
+        g.1.add(stats);
+    }
+
+    /// Sums the kinds into the total (once, after the last [`add`](Self::add)).
+    fn sum(&mut self) {
+        let mut total = (0, MemStats::default());
+        for (n, s) in &self.by_kind {
+            total.0 += n;
+            total.1.add(s);
         }
+        self.total = total;
     }
 
     /// The kinds that have mappings, in display order, with their counts and sums.
@@ -544,6 +555,7 @@ Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmF
         })
         .unwrap();
         assert!(flow.is_continue());
+        groups.sum();
         j.close(&groups);
         let doc = String::from_utf8(std::mem::take(&mut j.out)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
