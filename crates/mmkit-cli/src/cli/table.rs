@@ -34,14 +34,18 @@ impl Columns {
 
     /// Writes cell `col` of a row: `text`, `width` characters wide, padded to the column.
     pub fn cell(&self, out: &mut Vec<u8>, col: usize, text: &[u8], width: usize) {
-        if col > 0 {
-            out.extend_from_slice(b"  ");
-        }
+        /// The separator and a right-aligned cell's padding are one run of spaces.
+        const SPACES: &[u8; 64] = &[b' '; 64];
+        let sep = if col > 0 { 2 } else { 0 };
         let pad = self.widths[col].saturating_sub(width);
         if self.right[col] {
-            out.resize(out.len() + pad, b' ');
+            match SPACES.get(..sep + pad) {
+                Some(run) => out.extend_from_slice(run),
+                None => out.resize(out.len() + sep + pad, b' '),
+            }
             out.extend_from_slice(text);
         } else {
+            out.extend_from_slice(&SPACES[..sep]);
             out.extend_from_slice(text);
             if col + 1 < self.widths.len() {
                 out.resize(out.len() + pad, b' ');

@@ -493,32 +493,93 @@ fn group(o: &mut Vec<u8>, indent: usize, (n, s): &(u64, MemStats)) {
     o.push(b'}');
 }
 
+/// The counters' names in JSON, in order (see [`kib_values`]).
+const KIB_NAMES: [&str; 20] = [
+    "size_kib",
+    "rss_kib",
+    "pss_kib",
+    "pss_dirty_kib",
+    "shared_clean_kib",
+    "shared_dirty_kib",
+    "private_clean_kib",
+    "private_dirty_kib",
+    "referenced_kib",
+    "anonymous_kib",
+    "ksm_kib",
+    "lazy_free_kib",
+    "anon_huge_pages_kib",
+    "shmem_pmd_mapped_kib",
+    "file_pmd_mapped_kib",
+    "shared_hugetlb_kib",
+    "private_hugetlb_kib",
+    "swap_kib",
+    "swap_pss_kib",
+    "locked_kib",
+];
+
+/// A mapping's counter fields as written, each after a comma on a line indented by 6: the
+/// keys of [`KIB_NAMES`] made once, so a field costs one copy and a number.
+macro_rules! mapping_keys {
+    ($($name:literal),*) => { [$(concat!(",\n      \"", $name, "\": ").as_bytes()),*] };
+}
+const MAPPING_KIB_KEYS: [&[u8]; 20] = mapping_keys!(
+    "size_kib",
+    "rss_kib",
+    "pss_kib",
+    "pss_dirty_kib",
+    "shared_clean_kib",
+    "shared_dirty_kib",
+    "private_clean_kib",
+    "private_dirty_kib",
+    "referenced_kib",
+    "anonymous_kib",
+    "ksm_kib",
+    "lazy_free_kib",
+    "anon_huge_pages_kib",
+    "shmem_pmd_mapped_kib",
+    "file_pmd_mapped_kib",
+    "shared_hugetlb_kib",
+    "private_hugetlb_kib",
+    "swap_kib",
+    "swap_pss_kib",
+    "locked_kib"
+);
+
+/// The counters in [`KIB_NAMES`]' order.
+fn kib_values(s: &MemStats) -> [u64; 20] {
+    [
+        s.size,
+        s.rss,
+        s.pss,
+        s.pss_dirty,
+        s.shared_clean,
+        s.shared_dirty,
+        s.private_clean,
+        s.private_dirty,
+        s.referenced,
+        s.anonymous,
+        s.ksm,
+        s.lazy_free,
+        s.anon_huge_pages,
+        s.shmem_pmd_mapped,
+        s.file_pmd_mapped,
+        s.shared_hugetlb,
+        s.private_hugetlb,
+        s.swap,
+        s.swap_pss,
+        s.locked,
+    ]
+}
+
 /// The counters as `"<name>_kib": N` fields (each after a comma).
 fn kib_fields(o: &mut Vec<u8>, indent: usize, s: &MemStats) {
-    let fields = [
-        ("size_kib", s.size),
-        ("rss_kib", s.rss),
-        ("pss_kib", s.pss),
-        ("pss_dirty_kib", s.pss_dirty),
-        ("shared_clean_kib", s.shared_clean),
-        ("shared_dirty_kib", s.shared_dirty),
-        ("private_clean_kib", s.private_clean),
-        ("private_dirty_kib", s.private_dirty),
-        ("referenced_kib", s.referenced),
-        ("anonymous_kib", s.anonymous),
-        ("ksm_kib", s.ksm),
-        ("lazy_free_kib", s.lazy_free),
-        ("anon_huge_pages_kib", s.anon_huge_pages),
-        ("shmem_pmd_mapped_kib", s.shmem_pmd_mapped),
-        ("file_pmd_mapped_kib", s.file_pmd_mapped),
-        ("shared_hugetlb_kib", s.shared_hugetlb),
-        ("private_hugetlb_kib", s.private_hugetlb),
-        ("swap_kib", s.swap),
-        ("swap_pss_kib", s.swap_pss),
-        ("locked_kib", s.locked),
-    ];
-    for (name, v) in fields {
-        field_u64(o, indent, name, v, true);
+    for (i, v) in kib_values(s).into_iter().enumerate() {
+        if indent == 6 {
+            o.extend_from_slice(MAPPING_KIB_KEYS[i]);
+            push_dec(o, v);
+        } else {
+            field_u64(o, indent, KIB_NAMES[i], v, true);
+        }
     }
 }
 
@@ -562,6 +623,9 @@ Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmF
         assert_eq!(doc, serde_json::to_string_pretty(&v).unwrap() + "\n", "the layout of serde_json's pretty printer");
         assert_eq!(v["total"]["mappings"], 2);
         assert_eq!(v["by_kind"]["file"]["size_kib"], 4);
+        for (key, name) in MAPPING_KIB_KEYS.iter().zip(KIB_NAMES) {
+            assert_eq!(*key, format!(",\n      \"{name}\": ").as_bytes());
+        }
         for (id, p) in [((0xfe, 1), "fe:01"), ((0x103, 0), "103:00")] {
             assert_eq!(device_id(&mut [0; 33], id), p.as_bytes());
         }
