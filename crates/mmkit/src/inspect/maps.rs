@@ -691,7 +691,7 @@ impl SmapsParser {
                 pos += len + 1;
                 continue;
             }
-            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let end = find_newline(rest).unwrap_or(rest.len());
             let line = &rest[..end];
             pos += end + 1;
             if !line.is_empty() && self.line_slow(line, no, emit)?.is_break() {
@@ -822,6 +822,22 @@ fn set_vm_flags(flags: &mut Vec<String>, value: &[u8]) {
     flags.truncate(n);
 }
 
+/// The position of the first `\n` in `s`, looked for eight bytes at a time.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut chunks = s.chunks_exact(8);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?) ^ (ONES * u64::from(b'\n'));
+        // The lowest byte that is zero (a newline) sets its high bit; bytes above it may too.
+        let zero = w.wrapping_sub(ONES) & !w & (ONES * 0x80);
+        if zero != 0 {
+            return Some(i * 8 + (zero.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == b'\n').map(|p| s.len() - tail.len() + p)
+}
+
 /// The first 16 bytes of counter `i`'s line as the kernel prints it: the name and colon,
 /// padded with spaces (`Private_Hugetlb:` fills all 16).
 fn counter_prefix(i: usize) -> Option<[u8; 16]> {
@@ -842,11 +858,14 @@ fn counter_prefixes() -> [[u8; 16]; COUNTERS.len()] {
 /// decides).
 fn fixed_counter_line(text: &[u8], prefix: &[u8; 16]) -> Option<u64> {
     let line: &[u8; COUNTER_LINE + 1] = text.get(..=COUNTER_LINE)?.try_into().ok()?;
-    if line[COUNTER_LINE] != b'\n' || line[COUNTER_LINE - 3..COUNTER_LINE] != *b" kB" || line[..16] != *prefix {
+    let (name, rest) = line.split_at(16);
+    // The name compared as one 128-bit word, the tail (` kB` and the newline) as one 32-bit.
+    let name = u128::from_ne_bytes(name.try_into().ok()?);
+    let tail = u32::from_ne_bytes(rest[8..].try_into().ok()?);
+    if name != u128::from_ne_bytes(*prefix) || tail != u32::from_ne_bytes(*b" kB\n") {
         return None;
     }
-    let field: [u8; 8] = line[16..COUNTER_LINE - 3].try_into().ok()?;
-    eight_digits_right_aligned(field)
+    eight_digits_right_aligned(rest[..8].try_into().ok()?)
 }
 
 /// The number in an 8-byte field holding spaces, then at least one ASCII digit (as
@@ -1139,6 +1158,22 @@ VmFlags: rd wr mr mw me lo ac
             }
             assert!(p.finish(&mut keep).is_continue());
             assert_eq!(got, whole, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn newlines_are_found_eight_bytes_at_a_time() {
+        for len in 0..40 {
+            for nl in (0..len).map(Some).chain([None]) {
+                let mut s: Vec<u8> = (0..len).map(|i| [b'a', 0x8a, 0x0b, 0x09, 0xff][i % 5]).collect();
+                if let Some(i) = nl {
+                    s[i] = b'\n';
+                    if i + 3 < len {
+                        s[i + 3] = b'\n';
+                    }
+                }
+                assert_eq!(find_newline(&s), s.iter().position(|&b| b == b'\n'), "{s:?}");
+            }
         }
     }
 
