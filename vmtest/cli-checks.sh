@@ -2,43 +2,7 @@
 # CLI checks run inside the vmtest VM, against QEMU's edu device bound to uio_pci_generic as
 # /dev/uio0 and QEMU's ivshmem-plain (256-byte BAR0 as /dev/uio1, 1 MiB prefetchable BAR2). Prints one line per check and a cargo-test-style summary; exits 1 on any failure.
 
-passed=0
-failed=0
-OUT=/tmp/cli-out
-ERR=/tmp/cli-err
-
-ok() { passed=$((passed + 1)); echo "test cli::$1 ... ok"; }
-bad() {
-    failed=$((failed + 1))
-    echo "test cli::$1 ... FAILED"
-    echo "    command: $2"
-    echo "    expected: $3"
-    echo "    stdout: $(cat $OUT)"
-    echo "    stderr: $(cat $ERR)"
-}
-
-# expect_out NAME EXPECTED_STDOUT CMD...: exit 0 and exactly this output.
-expect_out() {
-    name=$1 expected=$2
-    shift 2
-    if "$@" >$OUT 2>$ERR && [ "$(cat $OUT)" = "$expected" ]; then ok "$name"; else bad "$name" "$*" "exit 0, stdout '$expected'"; fi
-}
-
-# expect_has NAME TEXT CMD...: exit 0 and stdout contains TEXT.
-expect_has() {
-    name=$1 text=$2
-    shift 2
-    if "$@" >$OUT 2>$ERR && grep -qF -- "$text" $OUT; then ok "$name"; else bad "$name" "$*" "exit 0, stdout containing '$text'"; fi
-}
-
-# expect_fail NAME TEXT CMD...: exit 1 and stderr contains TEXT.
-expect_fail() {
-    name=$1 text=$2
-    shift 2
-    "$@" >$OUT 2>$ERR
-    rc=$?
-    if [ "$rc" -eq 1 ] && grep -qF -- "$text" $ERR; then ok "$name"; else bad "$name" "$*" "exit 1 (got $rc), stderr containing '$text'"; fi
-}
+. "$(dirname "$0")/cli-lib.sh"
 
 EDU=
 for dev in /sys/bus/pci/devices/*; do
@@ -150,9 +114,4 @@ else
     bad width_warning_unknown_device "mmkit mmio list" "a PCI device other than edu and ivshmem with a memory BAR"
 fi
 
-if [ "$failed" -eq 0 ]; then
-    echo "test result: ok. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
-else
-    echo "test result: FAILED. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
-    exit 1
-fi
+cli_summary

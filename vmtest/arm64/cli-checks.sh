@@ -7,36 +7,7 @@
 
 DIR=${1:?usage: cli-checks.sh DIR}/cli-checks
 mkdir -p "$DIR"
-passed=0
-failed=0
-OUT=/tmp/cli-out
-ERR=/tmp/cli-err
-
-ok() { passed=$((passed + 1)); echo "test cli::$1 ... ok"; }
-bad() {
-    failed=$((failed + 1))
-    echo "test cli::$1 ... FAILED"
-    echo "    command: $2"
-    echo "    expected: $3"
-    echo "    stdout: $(head -c 2000 $OUT)"
-    echo "    stderr: $(head -c 2000 $ERR)"
-}
-
-# expect_has NAME TEXT CMD...: exit 0 and stdout contains TEXT.
-expect_has() {
-    name=$1 text=$2
-    shift 2
-    if "$@" >$OUT 2>$ERR && grep -qF -- "$text" $OUT; then ok "$name"; else bad "$name" "$*" "exit 0, stdout containing '$text'"; fi
-}
-
-# expect_fail NAME TEXT CMD...: exit 1 and stderr contains TEXT.
-expect_fail() {
-    name=$1 text=$2
-    shift 2
-    "$@" >$OUT 2>$ERR
-    rc=$?
-    if [ "$rc" -eq 1 ] && grep -qF -- "$text" $ERR; then ok "$name"; else bad "$name" "$*" "exit 1 (got $rc), stderr containing '$text'"; fi
-}
+. "$(dirname "$0")/cli-lib.sh"
 
 # json_total KEY: the "total" object's KEY in $OUT (mmkit residency --json, pretty-printed).
 json_total() { sed -n '/"total"/,$p' $OUT | sed -n "s/^ *\"$1\": \([0-9]*\),*$/\1/p" | head -n1; }
@@ -107,9 +78,4 @@ cat $OUT
 if [ "$rc" -eq 0 ] && grep -q 'page size (from the kernel) *16.0 KiB' $OUT; then ok tour_page_size; else bad tour_page_size "mmkit tour --only file,anon" "exit 0, page size 16.0 KiB"; fi
 if grep -q 'first touch of 256 MiB, 16.0 KiB pages' $OUT; then ok tour_first_touch_page_size; else bad tour_first_touch_page_size "mmkit tour --only file,anon" "first touch of 256 MiB, 16.0 KiB pages"; fi
 
-if [ "$failed" -eq 0 ]; then
-    echo "test result: ok. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
-else
-    echo "test result: FAILED. $passed passed; $failed failed; 0 ignored; 0 measured; 0 filtered out"
-    exit 1
-fi
+cli_summary

@@ -266,150 +266,39 @@ impl Dynamic {
     }
 
     /// Reads the dynamic section of a loaded image; the result owns the image.
+    ///
+    /// In phases: read the entries, refuse relocation kinds the loader does not do, then read
+    /// and bound-check the string table, the symbol and hash tables, the relocation tables and
+    /// the initializer arrays; last, check every string offset and read the version tables.
     pub fn read(image: Image, plan: &Plan) -> Result<Dynamic> {
-        let Some((dyn_vaddr, dyn_size)) = plan.dynamic else {
-            return Err(bad("no PT_DYNAMIC segment".into()));
-        };
-        if dyn_size > MAX_TABLE {
-            return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
-        }
-        let mut tags = Tags::default();
-        let mut needed = Vec::new();
-        let mut flags = 0u64;
-        let mut flags_1 = 0u64;
-        let entries: Table<elf::Dyn64<LE>> = image.table(dyn_vaddr, dyn_size / 16, false)?;
-        for i in 0..entries.len() {
-            let Some(d) = image.get(&entries, i) else { break };
-            let tag = d.d_tag.get(LE) as u32;
-            let val = d.d_val.get(LE);
-            match tag {
-                elf::DT_NULL => break,
-                elf::DT_NEEDED => {
-                    needed.push(u32::try_from(val).map_err(|_| bad(format!("DT_NEEDED offset {val:#x}")))?)
-                }
-                elf::DT_FLAGS => flags = val,
-                elf::DT_FLAGS_1 => flags_1 = val,
-                _ => tags.insert(tag, val),
-            }
-        }
-        let get = |t: u32| tags.get(t);
-        if get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0 {
-            return Err(Error::new(
-                ErrorKind::UnsupportedRelocation,
-                "relocate",
-                "the library has text relocations (DT_TEXTREL); rebuild it with -fPIC",
-            ));
-        }
-        if get(elf::DT_REL).is_some() {
-            return Err(Error::new(
-                ErrorKind::UnsupportedRelocation,
-                "relocate",
-                "DT_REL tables (without addends) are not used on x86_64",
-            ));
-        }
-        let strtab = get(elf::DT_STRTAB).ok_or_else(|| bad("no DT_STRTAB".into()))?;
-        let strsz = get(elf::DT_STRSZ).ok_or_else(|| bad("no DT_STRSZ".into()))?;
-        if strsz > MAX_TABLE {
-            return Err(bad(format!("DT_STRSZ {strsz:#x} is too large")));
-        }
-        let strtab = image.table::<u8>(strtab, strsz, true)?;
-        if image.bytes(&strtab).last().is_some_and(|&b| b != 0) {
-            return Err(bad("the last string of .dynstr is not terminated".into()));
-        }
-        let offset = |t: u32| -> Result<Option<u32>> {
-            get(t).map(|v| u32::try_from(v).map_err(|_| bad(format!("string offset {v:#x}")))).transpose()
-        };
-        let (soname, runpath) = (offset(elf::DT_SONAME)?, offset(elf::DT_RUNPATH)?);
-        // glibc ignores DT_RPATH when DT_RUNPATH is present.
-        let (runpath, rpath) = match runpath {
-            Some(r) => (Some(r), false),
-            None => (offset(elf::DT_RPATH)?, true),
-        };
-        // Hash tables tell how many symbols there are.
-        let gnu_hash = get(elf::DT_GNU_HASH).map(|addr| read_gnu_hash(&image, addr)).transpose()?;
-        let sysv_hash = get(elf::DT_HASH).map(|addr| read_sysv_hash(&image, addr)).transpose()?;
-        let nsyms = match (&gnu_hash, &sysv_hash) {
-            (_, Some(h)) => h.chains.len() as u64,
-            (Some(g), None) => u64::from(g.symoffset) + g.chains.len() as u64,
-            (None, None) => 0,
-        };
-        let mut syms = Table::empty();
-        if let Some(symtab) = get(elf::DT_SYMTAB) {
-            let syment = get(elf::DT_SYMENT).unwrap_or(24);
-            if syment != 24 {
-                return Err(bad(format!("DT_SYMENT is {syment}, expected 24")));
-            }
-            if nsyms.saturating_mul(24) > MAX_TABLE {
-                return Err(bad("symbol table too large".into()));
-            }
-            syms = image.table(symtab, nsyms, false)?;
-        }
-        let versym = match get(elf::DT_VERSYM) {
-            Some(addr) => image.table(addr, nsyms, false)?,
-            None => Table::empty(),
-        };
-        let rela = match get(elf::DT_RELA) {
-            Some(addr) => {
-                if get(elf::DT_RELAENT).is_some_and(|e| e != 24) {
-                    return Err(bad("DT_RELAENT is not 24".into()));
-                }
-                rela_table(&image, addr, get(elf::DT_RELASZ).unwrap_or(0))?
-            }
-            None => Table::empty(),
-        };
-        let jmprel = match get(elf::DT_JMPREL) {
-            Some(addr) => {
-                if get(elf::DT_PLTREL).is_some_and(|t| t != u64::from(elf::DT_RELA)) {
-                    return Err(bad("DT_PLTREL is not DT_RELA".into()));
-                }
-                rela_table(&image, addr, get(elf::DT_PLTRELSZ).unwrap_or(0))?
-            }
-            None => Table::empty(),
-        };
-        let relr = match get(DT_RELR) {
-            Some(addr) => {
-                let size = get(DT_RELRSZ).unwrap_or(0);
-                if size > MAX_TABLE || size % 8 != 0 {
-                    return Err(bad(format!("DT_RELRSZ {size:#x}")));
-                }
-                image.table(addr, size / 8, false)?
-            }
-            None => Table::empty(),
-        };
+        let entries = read_entries(&image, plan)?;
+        let tags = &entries.tags;
+        refuse_unsupported_relocations(tags, entries.flags)?;
+        let strings = read_strings(&image, tags)?;
+        let symbols = read_symbols(&image, tags)?;
+        let relocations = read_relocations(&image, tags)?;
         // Checked here, once: a bad size is an error at load, not a walk of an absurd count later.
-        let array = |tag: u32, size_tag: u32| -> Result<Table<u64>> {
-            match get(tag) {
-                Some(addr) => {
-                    let size = get(size_tag).unwrap_or(0);
-                    if size > MAX_TABLE {
-                        return Err(bad(format!("array size {size:#x} (tag {tag:#x})")));
-                    }
-                    image.table(addr, size / 8, false)
-                }
-                None => Ok(Table::empty()),
-            }
-        };
-        let init_array = array(elf::DT_INIT_ARRAY, elf::DT_INIT_ARRAYSZ)?;
-        let fini_array = array(elf::DT_FINI_ARRAY, elf::DT_FINI_ARRAYSZ)?;
+        let init_array = read_array(&image, tags, elf::DT_INIT_ARRAY, elf::DT_INIT_ARRAYSZ)?;
+        let fini_array = read_array(&image, tags, elf::DT_FINI_ARRAY, elf::DT_FINI_ARRAYSZ)?;
         let mut dy = Dynamic {
-            needed,
-            soname,
-            runpath,
-            rpath,
-            strtab,
-            syms,
-            gnu_hash,
-            sysv_hash,
-            versym,
+            needed: entries.needed,
+            soname: strings.soname,
+            runpath: strings.runpath,
+            rpath: strings.rpath,
+            strtab: strings.strtab,
+            syms: symbols.syms,
+            gnu_hash: symbols.gnu_hash,
+            sysv_hash: symbols.sysv_hash,
+            versym: symbols.versym,
             versions: Vec::new(),
-            rela,
-            jmprel,
-            relr,
-            init: get(elf::DT_INIT),
-            fini: get(elf::DT_FINI),
+            rela: relocations.rela,
+            jmprel: relocations.jmprel,
+            relr: relocations.relr,
+            init: tags.get(elf::DT_INIT),
+            fini: tags.get(elf::DT_FINI),
             init_array,
             fini_array,
-            flags_1,
+            flags_1: entries.flags_1,
             image,
         };
         for &off in &dy.needed {
@@ -418,13 +307,18 @@ impl Dynamic {
         for off in [dy.soname, dy.runpath].into_iter().flatten() {
             dy.check_str(off)?;
         }
-        if let (Some(addr), Some(num)) = (get(elf::DT_VERDEF), get(elf::DT_VERDEFNUM)) {
+        if let (Some(addr), Some(num)) = (tags.get(elf::DT_VERDEF), tags.get(elf::DT_VERDEFNUM)) {
             read_verdef(&mut dy, addr, num)?;
         }
-        if let (Some(addr), Some(num)) = (get(elf::DT_VERNEED), get(elf::DT_VERNEEDNUM)) {
+        if let (Some(addr), Some(num)) = (tags.get(elf::DT_VERNEED), tags.get(elf::DT_VERNEEDNUM)) {
             read_verneed(&mut dy, addr, num)?;
         }
         Ok(dy)
+    }
+
+    /// Whether the library has a `DT_VERSYM` table (symbol versions).
+    pub fn has_versions(&self) -> bool {
+        self.versym.len() > 0
     }
 
     /// The version that symbol `index` has (defined) or asks for (undefined); `None` for
@@ -437,6 +331,182 @@ impl Dynamic {
             return None;
         }
         self.versions.get(usize::from(idx))?.as_ref().map(|ver| (ver, hidden))
+    }
+}
+
+/// The entries of `PT_DYNAMIC` the loader reads: the tags it keeps, `DT_NEEDED` in order,
+/// `DT_FLAGS` and `DT_FLAGS_1`.
+struct Entries {
+    tags: Tags,
+    needed: Vec<u32>,
+    flags: u64,
+    flags_1: u64,
+}
+
+/// Phase 1: the dynamic entries, up to `DT_NULL`.
+fn read_entries(image: &Image, plan: &Plan) -> Result<Entries> {
+    let Some((dyn_vaddr, dyn_size)) = plan.dynamic else {
+        return Err(bad("no PT_DYNAMIC segment".into()));
+    };
+    if dyn_size > MAX_TABLE {
+        return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
+    }
+    let mut out = Entries { tags: Tags::default(), needed: Vec::new(), flags: 0, flags_1: 0 };
+    let entries: Table<elf::Dyn64<LE>> = image.table(dyn_vaddr, dyn_size / 16, false)?;
+    for i in 0..entries.len() {
+        let Some(d) = image.get(&entries, i) else { break };
+        let tag = d.d_tag.get(LE) as u32;
+        let val = d.d_val.get(LE);
+        match tag {
+            elf::DT_NULL => break,
+            elf::DT_NEEDED => {
+                out.needed.push(u32::try_from(val).map_err(|_| bad(format!("DT_NEEDED offset {val:#x}")))?)
+            }
+            elf::DT_FLAGS => out.flags = val,
+            elf::DT_FLAGS_1 => out.flags_1 = val,
+            _ => out.tags.insert(tag, val),
+        }
+    }
+    Ok(out)
+}
+
+/// Phase 2: text relocations and `DT_REL` tables are refused before anything else is read.
+fn refuse_unsupported_relocations(tags: &Tags, flags: u64) -> Result<()> {
+    if tags.get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0 {
+        return Err(Error::new(
+            ErrorKind::UnsupportedRelocation,
+            "relocate",
+            "the library has text relocations (DT_TEXTREL); rebuild it with -fPIC",
+        ));
+    }
+    if tags.get(elf::DT_REL).is_some() {
+        return Err(Error::new(
+            ErrorKind::UnsupportedRelocation,
+            "relocate",
+            "DT_REL tables (without addends) are not used on x86_64 or aarch64",
+        ));
+    }
+    Ok(())
+}
+
+/// `.dynstr` and the offsets of the strings the loader names: `DT_SONAME` and the search path.
+struct Strings {
+    strtab: Table<u8>,
+    soname: Option<u32>,
+    runpath: Option<u32>,
+    rpath: bool,
+}
+
+/// Phase 3: the string table (bounded, terminated) and the name and search-path offsets.
+fn read_strings(image: &Image, tags: &Tags) -> Result<Strings> {
+    let strtab = tags.get(elf::DT_STRTAB).ok_or_else(|| bad("no DT_STRTAB".into()))?;
+    let strsz = tags.get(elf::DT_STRSZ).ok_or_else(|| bad("no DT_STRSZ".into()))?;
+    if strsz > MAX_TABLE {
+        return Err(bad(format!("DT_STRSZ {strsz:#x} is too large")));
+    }
+    let strtab = image.table::<u8>(strtab, strsz, true)?;
+    if image.bytes(&strtab).last().is_some_and(|&b| b != 0) {
+        return Err(bad("the last string of .dynstr is not terminated".into()));
+    }
+    let offset = |t: u32| -> Result<Option<u32>> {
+        tags.get(t).map(|v| u32::try_from(v).map_err(|_| bad(format!("string offset {v:#x}")))).transpose()
+    };
+    let (soname, runpath) = (offset(elf::DT_SONAME)?, offset(elf::DT_RUNPATH)?);
+    // glibc ignores DT_RPATH when DT_RUNPATH is present.
+    let (runpath, rpath) = match runpath {
+        Some(r) => (Some(r), false),
+        None => (offset(elf::DT_RPATH)?, true),
+    };
+    Ok(Strings { strtab, soname, runpath, rpath })
+}
+
+/// The dynamic symbols, the hash tables that count them, and their version indexes.
+struct Symbols {
+    syms: Table<elf::Sym64<LE>>,
+    gnu_hash: Option<GnuHash>,
+    sysv_hash: Option<SysvHash>,
+    versym: Table<u16>,
+}
+
+/// Phase 4: the hash tables (which tell how many symbols there are), the symbol table and
+/// `DT_VERSYM`.
+fn read_symbols(image: &Image, tags: &Tags) -> Result<Symbols> {
+    let gnu_hash = tags.get(elf::DT_GNU_HASH).map(|addr| read_gnu_hash(image, addr)).transpose()?;
+    let sysv_hash = tags.get(elf::DT_HASH).map(|addr| read_sysv_hash(image, addr)).transpose()?;
+    let nsyms = match (&gnu_hash, &sysv_hash) {
+        (_, Some(h)) => h.chains.len() as u64,
+        (Some(g), None) => u64::from(g.symoffset) + g.chains.len() as u64,
+        (None, None) => 0,
+    };
+    let mut syms = Table::empty();
+    if let Some(symtab) = tags.get(elf::DT_SYMTAB) {
+        let syment = tags.get(elf::DT_SYMENT).unwrap_or(24);
+        if syment != 24 {
+            return Err(bad(format!("DT_SYMENT is {syment}, expected 24")));
+        }
+        if nsyms.saturating_mul(24) > MAX_TABLE {
+            return Err(bad("symbol table too large".into()));
+        }
+        syms = image.table(symtab, nsyms, false)?;
+    }
+    let versym = match tags.get(elf::DT_VERSYM) {
+        Some(addr) => image.table(addr, nsyms, false)?,
+        None => Table::empty(),
+    };
+    Ok(Symbols { syms, gnu_hash, sysv_hash, versym })
+}
+
+/// The relocation tables: `DT_RELA`, `DT_JMPREL` and `DT_RELR`.
+struct Relocations {
+    rela: Table<elf::Rela64<LE>>,
+    jmprel: Table<elf::Rela64<LE>>,
+    relr: Table<u64>,
+}
+
+/// Phase 5: the relocation tables, their entry sizes and kinds checked.
+fn read_relocations(image: &Image, tags: &Tags) -> Result<Relocations> {
+    let rela = match tags.get(elf::DT_RELA) {
+        Some(addr) => {
+            if tags.get(elf::DT_RELAENT).is_some_and(|e| e != 24) {
+                return Err(bad("DT_RELAENT is not 24".into()));
+            }
+            rela_table(image, addr, tags.get(elf::DT_RELASZ).unwrap_or(0))?
+        }
+        None => Table::empty(),
+    };
+    let jmprel = match tags.get(elf::DT_JMPREL) {
+        Some(addr) => {
+            if tags.get(elf::DT_PLTREL).is_some_and(|t| t != u64::from(elf::DT_RELA)) {
+                return Err(bad("DT_PLTREL is not DT_RELA".into()));
+            }
+            rela_table(image, addr, tags.get(elf::DT_PLTRELSZ).unwrap_or(0))?
+        }
+        None => Table::empty(),
+    };
+    let relr = match tags.get(DT_RELR) {
+        Some(addr) => {
+            let size = tags.get(DT_RELRSZ).unwrap_or(0);
+            if size > MAX_TABLE || !size.is_multiple_of(8) {
+                return Err(bad(format!("DT_RELRSZ {size:#x}")));
+            }
+            image.table(addr, size / 8, false)?
+        }
+        None => Table::empty(),
+    };
+    Ok(Relocations { rela, jmprel, relr })
+}
+
+/// Phase 6: an initializer or finalizer array (`tag`, its byte size in `size_tag`).
+fn read_array(image: &Image, tags: &Tags, tag: u32, size_tag: u32) -> Result<Table<u64>> {
+    match tags.get(tag) {
+        Some(addr) => {
+            let size = tags.get(size_tag).unwrap_or(0);
+            if size > MAX_TABLE {
+                return Err(bad(format!("array size {size:#x} (tag {tag:#x})")));
+            }
+            image.table(addr, size / 8, false)
+        }
+        None => Ok(Table::empty()),
     }
 }
 

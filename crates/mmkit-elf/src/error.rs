@@ -2,6 +2,9 @@
 #![deny(unsafe_code)]
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+
+use mmkit::error::{errno_name, strerror};
 
 /// What went wrong, for callers that branch on the cause. Each planner check has its own kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,7 +22,8 @@ pub enum ErrorKind {
     BadVersion,
     /// Not a shared object (`e_type` is not `ET_DYN`).
     NotSharedObject,
-    /// Built for another machine (`e_machine` is not `EM_X86_64`).
+    /// Built for another machine than the one planned for or run on (`e_machine`), or the
+    /// loader does not relocate for this architecture ([`Machine::host`](crate::Machine::host)).
     WrongMachine,
     /// `e_phentsize`, `e_phnum` or the program header table's bounds are invalid.
     BadProgramHeaders,
@@ -83,9 +87,9 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     op: String,
-    path: Option<String>,
+    path: Option<PathBuf>,
     range: Option<(u64, u64)>,
-    errno: Option<rustix::io::Errno>,
+    errno: Option<i32>,
     detail: String,
 }
 
@@ -94,15 +98,12 @@ impl Error {
         Error { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }
     }
 
-    pub(crate) fn io(op: impl Into<String>, errno: rustix::io::Errno) -> Self {
-        Error { kind: ErrorKind::Io, op: op.into(), path: None, range: None, errno: Some(errno), detail: String::new() }
+    pub(crate) fn os(op: impl Into<String>, errno: rustix::io::Errno) -> Self {
+        Self::from_raw_errno(op, errno.raw_os_error())
     }
 
-    pub(crate) fn from_std_io(op: impl Into<String>, err: &std::io::Error) -> Self {
-        match err.raw_os_error() {
-            Some(raw) => Error::io(op, rustix::io::Errno::from_raw_os_error(raw)),
-            None => Error::new(ErrorKind::Io, op, err.to_string()),
-        }
+    pub(crate) fn from_raw_errno(op: impl Into<String>, errno: i32) -> Self {
+        Error { kind: ErrorKind::Io, op: op.into(), path: None, range: None, errno: Some(errno), detail: String::new() }
     }
 
     /// An error of mmkit's core (a reservation's map, commit or protect), as `op` of the
@@ -117,7 +118,7 @@ impl Error {
             detail.push_str(d);
         }
         let mut err = Error::new(ErrorKind::Io, op, detail);
-        err.errno = e.errno().map(rustix::io::Errno::from_raw_os_error);
+        err.errno = e.errno();
         err.range = e.range();
         err
     }
@@ -128,9 +129,9 @@ impl Error {
     }
 
     /// Sets the path unless one is already set (inner errors name the more precise file).
-    pub(crate) fn with_path(mut self, path: impl Into<String>) -> Self {
+    pub(crate) fn with_path(mut self, path: impl AsRef<Path>) -> Self {
         if self.path.is_none() {
-            self.path = Some(path.into());
+            self.path = Some(path.as_ref().to_owned());
         }
         self
     }
@@ -146,7 +147,7 @@ impl Error {
     }
 
     /// The file (or `archive.apk!/entry`, or `memfd:name`) the operation was about.
-    pub fn path(&self) -> Option<&str> {
+    pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
@@ -157,13 +158,13 @@ impl Error {
     }
 
     /// The errno of a failed system call.
-    pub fn errno(&self) -> Option<rustix::io::Errno> {
+    pub fn errno(&self) -> Option<i32> {
         self.errno
     }
 
-    /// The explanation without the operation, path and range.
-    pub fn detail(&self) -> &str {
-        &self.detail
+    /// The explanation without the operation, path and range, if any.
+    pub fn detail(&self) -> Option<&str> {
+        Some(self.detail.as_str()).filter(|d| !d.is_empty())
     }
 }
 
@@ -171,7 +172,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.op)?;
         if let Some(path) = &self.path {
-            write!(f, " of {path}")?;
+            write!(f, " of {}", path.display())?;
         }
         if let Some((offset, len)) = self.range {
             write!(f, " [offset {offset:#x}, len {len:#x}]")?;
@@ -181,51 +182,13 @@ impl fmt::Display for Error {
             write!(f, ": {}", self.detail)?;
         }
         if let Some(errno) = self.errno {
-            write!(f, ": {}", errno_text(errno))?;
+            write!(f, ": {} ({})", strerror(errno), errno_name(errno))?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for Error {}
-
-/// `Permission denied (EACCES)`.
-pub(crate) fn errno_text(errno: rustix::io::Errno) -> String {
-    use rustix::io::Errno as E;
-    let name = match errno {
-        E::PERM => "EPERM",
-        E::NOENT => "ENOENT",
-        E::IO => "EIO",
-        E::BADF => "EBADF",
-        E::NOMEM => "ENOMEM",
-        E::ACCESS => "EACCES",
-        E::FAULT => "EFAULT",
-        E::BUSY => "EBUSY",
-        E::EXIST => "EEXIST",
-        E::NODEV => "ENODEV",
-        E::NOTDIR => "ENOTDIR",
-        E::ISDIR => "EISDIR",
-        E::INVAL => "EINVAL",
-        E::NFILE => "ENFILE",
-        E::MFILE => "EMFILE",
-        E::FBIG => "EFBIG",
-        E::NOSPC => "ENOSPC",
-        E::NXIO => "ENXIO",
-        E::OVERFLOW => "EOVERFLOW",
-        E::AGAIN => "EAGAIN",
-        E::NOSYS => "ENOSYS",
-        E::OPNOTSUPP => "EOPNOTSUPP",
-        E::TXTBSY => "ETXTBSY",
-        _ => "",
-    };
-    let text = std::io::Error::from_raw_os_error(errno.raw_os_error()).to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
-    if name.is_empty() {
-        format!("{text} (errno {})", errno.raw_os_error())
-    } else {
-        format!("{text} ({name})")
-    }
-}
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -236,17 +199,19 @@ mod tests {
 
     #[test]
     fn message_names_operation_path_range_and_errno() {
-        let e = Error::io("mmap", rustix::io::Errno::ACCESS).with_range(0x4000, 0x3000).with_path("/data/app.apk");
+        let e = Error::os("mmap", rustix::io::Errno::ACCESS).with_range(0x4000, 0x3000).with_path("/data/app.apk");
         assert_eq!(
             e.to_string(),
             "mmap of /data/app.apk [offset 0x4000, len 0x3000] failed: Permission denied (EACCES)"
         );
         assert_eq!(e.kind(), ErrorKind::Io);
-        assert_eq!(e.errno(), Some(rustix::io::Errno::ACCESS));
-        assert_eq!(e.path(), Some("/data/app.apk"));
+        assert_eq!(e.errno(), Some(libc::EACCES));
+        assert_eq!(e.path(), Some(Path::new("/data/app.apk")));
         assert_eq!(e.range(), Some((0x4000, 0x3000)));
         // The innermost path wins.
         let e = e.with_path("outer");
-        assert_eq!(e.path(), Some("/data/app.apk"));
+        assert_eq!(e.path(), Some(Path::new("/data/app.apk")));
+        assert_eq!(e.detail(), None);
+        assert_eq!(Error::new(ErrorKind::Truncated, "plan", "short").detail(), Some("short"));
     }
 }

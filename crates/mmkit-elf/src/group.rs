@@ -45,12 +45,12 @@ struct Entry {
 /// The process-wide load lock, re-entrant: held by one thread at a time, as often as that
 /// thread nests loads.
 struct LoadLock {
-    /// The holder ([`this_thread`]) and how deep it has nested.
-    state: Mutex<(Option<usize>, usize)>,
+    /// The holder ([`this_thread`]), how deep it has nested, and how many threads wait for it.
+    state: Mutex<(Option<usize>, usize, usize)>,
     free: Condvar,
 }
 
-static LOAD_LOCK: LoadLock = LoadLock { state: Mutex::new((None, 0)), free: Condvar::new() };
+static LOAD_LOCK: LoadLock = LoadLock { state: Mutex::new((None, 0, 0)), free: Condvar::new() };
 
 /// Holds [`LOAD_LOCK`] once (one level) until dropped.
 struct LoadGuard;
@@ -73,14 +73,18 @@ fn load_lock() -> LoadGuard {
     loop {
         match state.0 {
             None => {
-                *state = (Some(me), 1);
+                (state.0, state.1) = (Some(me), 1);
                 return LoadGuard;
             }
             Some(holder) if holder == me => {
                 state.1 += 1;
                 return LoadGuard;
             }
-            Some(_) => state = LOAD_LOCK.free.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(_) => {
+                state.2 += 1;
+                state = LOAD_LOCK.free.wait(state).unwrap_or_else(|e| e.into_inner());
+                state.2 -= 1;
+            }
         }
     }
 }
@@ -91,7 +95,10 @@ impl Drop for LoadGuard {
         state.1 = state.1.saturating_sub(1);
         if state.1 == 0 {
             state.0 = None;
-            LOAD_LOCK.free.notify_all();
+            // `notify_all` is a futex syscall even without waiters: one per load and unload.
+            if state.2 > 0 {
+                LOAD_LOCK.free.notify_all();
+            }
         }
     }
 }

@@ -126,7 +126,7 @@ impl Image {
         image.seal = options.seal;
         if let Some((mode, fd)) = options.relro {
             let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)
-                .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
+                .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
             image.relro_file = std::sync::Mutex::new(Some((mode, fd)));
         }
         Ok(image)
@@ -199,7 +199,7 @@ impl Image {
                         mmkit::Sharing::Private,
                         src.fd(),
                         offset,
-                        seg.prefault,
+                        if seg.prefault { mmkit::Populate::MapPopulate } else { mmkit::Populate::No },
                     )
                 }
                 .map_err(|e| {
@@ -408,60 +408,18 @@ impl Image {
         page: u64,
     ) -> Result<(u64, u64)> {
         let at = self.addr(start);
-        let file_err = |op: &str, e| Error::io(format!("{op} of the RELRO file"), e).with_range(0, len);
         // SAFETY: the RELRO range lies in readable, relocated pages of this image (checked by
         // the caller against the span); the slice is dropped before any page is replaced.
         let mine = unsafe { std::slice::from_raw_parts(at as *const u8, len as usize) };
         let theirs = match mode {
             RelroMode::Write => {
-                rustix::fs::ftruncate(fd, 0).map_err(|e| file_err("ftruncate", e))?;
-                let mut done = 0;
-                while done < mine.len() {
-                    done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| file_err("pwrite", e))?;
-                }
+                write_relro_file(fd, mine)?;
                 None
             }
-            RelroMode::Use => {
-                let size = rustix::fs::fstat(fd).map_err(|e| file_err("fstat", e))?.st_size as u64;
-                if size != len {
-                    return Err(Error::new(
-                        ErrorKind::BadDynamic,
-                        "use the RELRO file",
-                        format!(
-                            "it holds {size:#x} bytes; this library's RELRO is {len:#x} (another library or build?)"
-                        ),
-                    ));
-                }
-                let mut buf = vec![0u8; len as usize];
-                let mut done = 0;
-                while done < buf.len() {
-                    match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| file_err("pread", e))? {
-                        0 => return Err(Error::new(ErrorKind::Truncated, "read of the RELRO file", "it shrank")),
-                        n => done += n,
-                    }
-                }
-                Some(buf)
-            }
+            RelroMode::Use => Some(read_relro_file(fd, len)?),
         };
-        // Runs of identical pages: `(first page, pages)`.
         let pages = len / page;
-        let same = |i: u64| {
-            let r = (i * page) as usize..((i + 1) * page) as usize;
-            theirs.as_ref().is_none_or(|t| t[r.clone()] == mine[r])
-        };
-        let mut runs = Vec::new();
-        let mut i = 0;
-        while i < pages {
-            if same(i) {
-                let first = i;
-                while i < pages && same(i) {
-                    i += 1;
-                }
-                runs.push((first, i - first));
-            } else {
-                i += 1;
-            }
-        }
+        let runs = identical_page_runs(mine, theirs.as_deref(), page);
         let shared: u64 = runs.iter().map(|r| r.1).sum();
         for (first, n) in runs {
             let off = first * page;
@@ -667,5 +625,81 @@ impl<'a> Name<'a> {
     /// As a C string, for `dlsym`.
     pub(crate) fn cstr(&self) -> Option<&'a CStr> {
         CStr::from_bytes_with_nul(self.bytes).ok()
+    }
+}
+
+/// An error of `op` on the RELRO file, over its `len` bytes.
+fn relro_file_err(op: &str, e: rustix::io::Errno, len: u64) -> Error {
+    Error::os(format!("{op} of the RELRO file"), e).with_range(0, len)
+}
+
+/// Writes the relocated RELRO bytes `mine` to `fd`, replacing what it held.
+fn write_relro_file(fd: &rustix::fd::OwnedFd, mine: &[u8]) -> Result<()> {
+    let len = mine.len() as u64;
+    rustix::fs::ftruncate(fd, 0).map_err(|e| relro_file_err("ftruncate", e, len))?;
+    let mut done = 0;
+    while done < mine.len() {
+        done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| relro_file_err("pwrite", e, len))?;
+    }
+    Ok(())
+}
+
+/// Reads the RELRO file `fd`, which must hold exactly this library's `len` RELRO bytes.
+fn read_relro_file(fd: &rustix::fd::OwnedFd, len: u64) -> Result<Vec<u8>> {
+    let size = rustix::fs::fstat(fd).map_err(|e| relro_file_err("fstat", e, len))?.st_size as u64;
+    if size != len {
+        return Err(Error::new(
+            ErrorKind::BadDynamic,
+            "use the RELRO file",
+            format!("it holds {size:#x} bytes; this library's RELRO is {len:#x} (another library or build?)"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| relro_file_err("pread", e, len))? {
+            0 => return Err(Error::new(ErrorKind::Truncated, "read of the RELRO file", "it shrank")),
+            n => done += n,
+        }
+    }
+    Ok(buf)
+}
+
+/// Runs of pages of `mine` that are the same in `theirs` (every page when `theirs` is `None`:
+/// the file was just written from `mine`): `(first page, pages)`.
+fn identical_page_runs(mine: &[u8], theirs: Option<&[u8]>, page: u64) -> Vec<(u64, u64)> {
+    let pages = mine.len() as u64 / page;
+    let same = |i: u64| {
+        let r = (i * page) as usize..((i + 1) * page) as usize;
+        theirs.is_none_or(|t| t[r.clone()] == mine[r])
+    };
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < pages {
+        if same(i) {
+            let first = i;
+            while i < pages && same(i) {
+                i += 1;
+            }
+            runs.push((first, i - first));
+        } else {
+            i += 1;
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identical_page_runs;
+
+    #[test]
+    fn runs_of_identical_pages() {
+        let page = 4u64;
+        let mine = b"aaaabbbbccccddddeeee";
+        assert_eq!(identical_page_runs(mine, None, page), [(0, 5)]);
+        let theirs = b"aaaaXbbbccccddddeeeY";
+        assert_eq!(identical_page_runs(mine, Some(theirs), page), [(0, 1), (2, 2)]);
+        assert_eq!(identical_page_runs(mine, Some(b"XXXXXXXXXXXXXXXXXXXX"), page), []);
     }
 }

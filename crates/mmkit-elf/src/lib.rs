@@ -14,11 +14,17 @@
 //!   p_offset`, bounds in the source, `p_filesz ≤ p_memsz`, W+X, `p_align`).
 //! - [`Library`]: the executor's result. [`Library::open`] reserves the span `PROT_NONE`, maps
 //!   the segments `MAP_FIXED | MAP_PRIVATE`, zeroes and maps `.bss`, loads missing
-//!   `DT_NEEDED` libraries, relocates (x86_64: `RELATIVE`, `RELR`, `64`, `GLOB_DAT`,
-//!   `JUMP_SLOT`, `IRELATIVE`, `DTPMOD64`/`DTPOFF64` with mmkit's own `__tls_get_addr`),
-//!   protects RELRO and runs `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
+//!   `DT_NEEDED` libraries, relocates (x86_64 and aarch64: `RELATIVE`, `RELR`, the absolute
+//!   64-bit type, `GLOB_DAT`, `JUMP_SLOT`, `IRELATIVE`, `DTPMOD64`/`DTPREL64` with mmkit's
+//!   own `__tls_get_addr`; on aarch64 also `TLSDESC` with mmkit's own resolver, and IFUNC
+//!   resolvers get glibc's `hwcap` arguments), protects RELRO and runs
+//!   `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
 //!   symbols borrowed from the library; [`Library::segments`] and [`Library::verify`] show
 //!   and check the mappings against the kernel's view. Drop runs the finalizers and unmaps.
+//! - [`Machine`]: the architectures the loader relocates for (x86_64, aarch64; the host's is
+//!   [`Machine::host`]); [`Plan::for_machine`] plans another machine's image on any host.
+//!   On other architectures (32-bit x86 and ARM) the crate builds and plans, and loading
+//!   fails with [`ErrorKind::WrongMachine`].
 //! - [`Namespace`]: where dependencies come from (Android's linker namespaces): a search path
 //!   (directories and `app.apk!/lib/x86_64`), links to other namespaces for sonames, and a
 //!   [`SystemPolicy`]. The default maps the caller's own libraries and has the system linker
@@ -80,8 +86,8 @@
 //! initializer that opens a library on the same thread goes ahead.
 //!
 //! # Not (yet) supported
-//! Lazy binding; `TLSDESC`/initial-exec TLS in libraries mmkit maps (system libraries that
-//! need them go to the system linker); copy relocations. Search: `DT_RPATH` of the loading
+//! Lazy binding; initial-exec TLS, and `TLSDESC` on x86_64, in libraries mmkit maps (system
+//! libraries that need them go to the system linker); copy relocations. Search: `DT_RPATH` of the loading
 //! library only (glibc also searches the `DT_RPATH` of the libraries that loaded it and of the
 //! executable); the requesting library's own directory is searched first (glibc does not).
 #![deny(missing_docs)]
@@ -96,6 +102,7 @@ pub mod source;
 mod dynamic;
 mod group;
 mod library;
+mod machine;
 mod namespace;
 mod options;
 mod process_scope;
@@ -106,7 +113,8 @@ mod system;
 pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
-pub use library::{page_size, plan, plan_source, Library, Mapping, MappingKind, SYSTEM_DIRS};
+pub use library::{page_size, plan, plan_source, Library, LibraryMapping, MappingKind, SYSTEM_DIRS};
+pub use machine::{Machine, TlsVariant};
 pub use namespace::{Namespace, SearchDir, SystemPolicy};
 pub use options::LoadOptions;
 pub use plan::{Plan, Protection, SegmentPlan, TlsPlan};

@@ -17,10 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Directories searched for `DT_NEEDED` libraries last (after `DT_RPATH`, `LD_LIBRARY_PATH`,
-/// `DT_RUNPATH` and the namespace's search path; see [`crate::Namespace`]).
+/// `DT_RUNPATH` and the namespace's search path; see [`crate::Namespace`]). The multiarch
+/// directories are the host's (`/lib/aarch64-linux-gnu` on aarch64).
 pub const SYSTEM_DIRS: &[&str] = &[
+    #[cfg(not(target_arch = "aarch64"))]
     "/lib/x86_64-linux-gnu",
+    #[cfg(not(target_arch = "aarch64"))]
     "/usr/lib/x86_64-linux-gnu",
+    #[cfg(target_arch = "aarch64")]
+    "/lib/aarch64-linux-gnu",
+    #[cfg(target_arch = "aarch64")]
+    "/usr/lib/aarch64-linux-gnu",
     "/lib64",
     "/usr/lib64",
     "/lib",
@@ -104,7 +111,7 @@ pub enum MappingKind {
 /// One mapping of a loaded library, as `/proc/self/maps` should show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Mapping {
+pub struct LibraryMapping {
     /// Run-time start address.
     pub start: u64,
     /// Length in bytes (a multiple of the page size).
@@ -411,7 +418,7 @@ impl Object {
         let dy = &self.dynamic;
         let mut out = vec![None; dy.sym_count()];
         for r in dy.relocations() {
-            if r.sym == 0 || !matches!(r.r_type, elf::R_X86_64_64 | elf::R_X86_64_GLOB_DAT | elf::R_X86_64_JUMP_SLOT) {
+            if r.sym == 0 || !crate::relocate::host_kind(r.r_type).binds_address() {
                 continue;
             }
             let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.sym(r.sym)) else {
@@ -466,6 +473,9 @@ impl Object {
                 return Ok(Target::Addr(a));
             }
         }
+        if self.defines_first(&sym, version.is_some(), list) {
+            return Ok(self.own_target(&sym));
+        }
         let name = dy.sym_name(index)?;
         let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
         if let Some(t) = list.iter().find_map(|d| match d {
@@ -500,6 +510,26 @@ impl Object {
             "relocate",
             format!("undefined symbol `{name}`{ver}: not in the process, the library or its dependencies"),
         ))
+    }
+
+    /// Whether the search list's lookup would find `sym` itself, the library's own definition
+    /// that a reference of its own names: the list starts with this library (the library being
+    /// opened binds in its own table first), and `sym` is a definition `symbols::lookup` accepts
+    /// with the reference's own name and version (versioned, or in a library without versions,
+    /// where no other definition of the name can come first). Saves the name and version
+    /// strings and the hash-table walk for every reference to the library's own exports.
+    fn defines_first(&self, sym: &Sym, versioned: bool, list: &[Dependency]) -> bool {
+        let first_is_self = matches!(list.first(), Some(Dependency::Mmkit(w)) if std::ptr::eq(w.as_ptr(), self));
+        first_is_self
+            && sym.is_defined()
+            && sym.bind() != elf::STB_LOCAL
+            && matches!(
+                sym.kind(),
+                elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE | elf::STT_TLS | elf::STT_COMMON
+            )
+            && sym.visibility() != elf::STV_HIDDEN
+            && sym.visibility() != elf::STV_INTERNAL
+            && (versioned || !self.dynamic.has_versions())
     }
 
     /// The library's file name (`libfoo.so`).
@@ -579,7 +609,7 @@ impl Object {
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
-    pub fn segments(&self) -> Result<Vec<Mapping>> {
+    pub fn segments(&self) -> Result<Vec<LibraryMapping>> {
         let page = self.plan.page_size;
         let mut out = self.expected_mappings();
         let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
@@ -590,11 +620,11 @@ impl Object {
         Ok(out)
     }
 
-    fn expected_mappings(&self) -> Vec<Mapping> {
+    fn expected_mappings(&self) -> Vec<LibraryMapping> {
         let plan = &self.plan;
         let page = plan.page_size;
         let relro = plan.relro.map(|(s, l)| (s, s + l));
-        let mut out: Vec<Mapping> = Vec::new();
+        let mut out: Vec<LibraryMapping> = Vec::new();
         let mut push = |start: u64, end: u64, prot: Protection, kind: MappingKind, off: Option<u64>| {
             // Split at the RELRO boundaries.
             let mut cuts = vec![start, end];
@@ -616,7 +646,7 @@ impl Object {
                     (true, MappingKind::Bss { .. }) => (Protection::READ, kind),
                     _ => (prot, kind),
                 };
-                out.push(Mapping {
+                out.push(LibraryMapping {
                     start: self.dynamic.image.addr(s),
                     len: e - s,
                     prot,
@@ -662,11 +692,10 @@ impl Object {
     /// with the planned access rights, file pages from this library's file at the planned
     /// offsets, `.bss` and gaps anonymous.
     pub fn verify(&self) -> Result<()> {
-        let text = std::fs::read_to_string("/proc/self/maps")
-            .map_err(|e| Error::from_std_io("read", &e).with_path("/proc/self/maps"))?;
-        let lines: Vec<MapsLine> = text.lines().filter_map(MapsLine::parse).collect();
+        let lines = mmkit::inspect::maps(std::process::id())
+            .map_err(|e| Error::from_core("read", &e).with_path("/proc/self/maps"))?;
         let (dev, ino) = self.dev_ino;
-        let want_dev = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let want_dev = mmkit::inspect::DeviceId { major: rustix::fs::major(dev), minor: rustix::fs::minor(dev) };
         let mut problems = Vec::new();
         for m in self.expected_mappings() {
             let end = m.start + m.len;
@@ -677,7 +706,7 @@ impl Object {
                 }
                 at = l.end;
                 let perms = format!("{}p", m.prot.rwx());
-                if l.perms != perms {
+                if l.perms.to_string() != perms {
                     problems.push(format!(
                         "{:#x}-{:#x}: {} where {perms} was planned ({:?})",
                         l.start, l.end, l.perms, m.kind
@@ -692,10 +721,10 @@ impl Object {
                         let from = l.start.max(m.start);
                         let want_off = off + (from - m.start);
                         let got_off = l.offset + (from - l.start);
-                        if l.inode != ino || l.dev != want_dev {
+                        if l.inode != ino || l.device != want_dev {
                             problems.push(format!(
-                                "{:#x}-{:#x}: maps inode {} dev {:x}:{:x}, expected {ino} {:x}:{:x}",
-                                l.start, l.end, l.inode, l.dev.0, l.dev.1, want_dev.0, want_dev.1
+                                "{:#x}-{:#x}: maps inode {} dev {}, expected {ino} {want_dev}",
+                                l.start, l.end, l.inode, l.device
                             ));
                         } else if got_off != want_off {
                             problems.push(format!("{from:#x}: file offset {got_off:#x}, expected {want_off:#x}"));
@@ -933,7 +962,7 @@ impl Library {
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
-    pub fn segments(&self) -> Result<Vec<Mapping>> {
+    pub fn segments(&self) -> Result<Vec<LibraryMapping>> {
         self.mapped("list the mappings")?.segments()
     }
 
@@ -964,34 +993,4 @@ fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u6
         return 0;
     }
     buf.chunks_exact(8).filter(|c| c[7] & 0x80 != 0).count() as u64
-}
-
-/// One line of `/proc/self/maps`.
-#[derive(Debug)]
-struct MapsLine {
-    start: u64,
-    end: u64,
-    perms: String,
-    offset: u64,
-    dev: (u32, u32),
-    inode: u64,
-}
-
-impl MapsLine {
-    fn parse(line: &str) -> Option<MapsLine> {
-        let mut it = line.split_whitespace();
-        let (s, e) = it.next()?.split_once('-')?;
-        let perms = it.next()?.to_owned();
-        let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-        let (ma, mi) = it.next()?.split_once(':')?;
-        let inode = it.next()?.parse().ok()?;
-        Some(MapsLine {
-            start: u64::from_str_radix(s, 16).ok()?,
-            end: u64::from_str_radix(e, 16).ok()?,
-            perms,
-            offset,
-            dev: (u32::from_str_radix(ma, 16).ok()?, u32::from_str_radix(mi, 16).ok()?),
-            inode,
-        })
-    }
 }

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::machine::Machine;
 use object::elf;
 use object::pod;
 use object::LittleEndian as LE;
@@ -120,6 +121,8 @@ pub struct TlsPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Plan {
+    /// The machine the image is built for (`e_machine`).
+    pub machine: Machine,
     /// The page size the plan was made for.
     pub page_size: u64,
     /// First reserved link-time address (lowest `p_vaddr` rounded down).
@@ -189,8 +192,25 @@ pub const MIN_PAGE_SIZE: u64 = 4 << 10;
 impl Plan {
     /// Validates the ELF header and program headers in `bytes` (a prefix of the image holding at
     /// least the header and the program header table) for an image of `source_len` bytes, and
-    /// plans its mappings for pages of `page_size` bytes.
+    /// plans its mappings for pages of `page_size` bytes. The image must be built for the
+    /// machine the loader runs on ([`Machine::host`]); see [`Plan::for_machine`] to plan for
+    /// another one.
     pub fn new(bytes: &[u8], source_len: u64, page_size: u64) -> Result<Plan> {
+        Plan::for_machine(bytes, source_len, page_size, Machine::host()?)
+    }
+
+    /// [`Plan::new`] for an image built for `machine`, on any host: an aarch64 library can be
+    /// checked on an x86_64 machine (the plan is the same arithmetic; only loading needs the
+    /// machine itself).
+    ///
+    /// ```no_run
+    /// use mmkit_elf::{Machine, Plan};
+    /// let bytes = std::fs::read("lib/arm64-v8a/libfoo.so")?;
+    /// let plan = Plan::for_machine(&bytes, bytes.len() as u64, 16384, Machine::Aarch64)?;
+    /// assert_eq!(plan.machine, Machine::Aarch64);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_machine(bytes: &[u8], source_len: u64, page_size: u64, machine: Machine) -> Result<Plan> {
         if page_size < MIN_PAGE_SIZE || !page_size.is_power_of_two() {
             return Err(plan_err(
                 ErrorKind::BadPageSize,
@@ -248,10 +268,16 @@ impl Plan {
             )
             .with_range(16, 2));
         }
-        let machine = hdr.e_machine.get(LE);
-        if machine != elf::EM_X86_64 {
-            return Err(plan_err(ErrorKind::WrongMachine, format!("e_machine is {machine}, expected EM_X86_64 (62)"))
-                .with_range(18, 2));
+        let e_machine = hdr.e_machine.get(LE);
+        if e_machine != machine.e_machine() {
+            let what = match Machine::from_e_machine(e_machine) {
+                Some(m) => format!("{e_machine} ({})", m.em_name()),
+                None => e_machine.to_string(),
+            };
+            let verb = if Machine::HOST == Some(machine) { "this loader runs" } else { "planning for" };
+            return Err(
+                plan_err(ErrorKind::WrongMachine, format!("e_machine is {what}, {verb} {machine}")).with_range(18, 2)
+            );
         }
         let phoff = hdr.e_phoff.get(LE);
         let phnum = u64::from(hdr.e_phnum.get(LE));
@@ -294,6 +320,7 @@ impl Plan {
             .ok_or_else(|| plan_err(ErrorKind::BadProgramHeaders, "unreadable table".into()))?;
 
         let mut plan = Plan {
+            machine,
             page_size,
             span_vaddr: 0,
             span_len: 0,

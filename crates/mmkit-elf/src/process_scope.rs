@@ -202,7 +202,85 @@ impl Scope {
             }
             return None;
         }
-        lookup(self.generation, handle, name, version)
+        let global = handle == libc::RTLD_DEFAULT;
+        if let (true, Some(g), Some(v)) = (global, self.generation, version) {
+            if let Some(a) = bind_exactly(g, name, v) {
+                remember(g, key, handle, name, version, Some(a));
+                return Some(a);
+            }
+        }
+        let found = lookup(self.generation, handle, name, version);
+        if let (true, Some(g), Some(a)) = (global, self.generation, found) {
+            mark_global(g, a);
+        }
+        found
+    }
+}
+
+/// Binds a versioned reference to `name` in the global scope without asking glibc, when the
+/// answer is certain: among every object glibc has loaded (generation `generation`), exactly
+/// one defines `name` in a way glibc's `check_match` would accept for version `version`, that
+/// definition has exactly that version (not an unversioned definition, which an interposer
+/// may have), it is a function or object (no TLS, `STB_GNU_UNIQUE` or absolute symbol; an
+/// IFUNC's resolver is called as glibc's `dlvsym` calls it), and its object is known to be in
+/// the global scope. Then glibc's scope walk, in whatever order, finds that definition and no
+/// other, so the answer is glibc's. `None`: ask glibc (`dlvsym`).
+fn bind_exactly(generation: (u64, u64), name: Name<'_>, version: Name<'_>) -> Option<u64> {
+    struct Ask<'n> {
+        generation: (u64, u64),
+        name: Name<'n>,
+        version: Name<'n>,
+        found: Option<Def>,
+    }
+    unsafe extern "C" fn visit_one(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Ask` below.
+        let (info, ask) = unsafe { (&*info, &mut *data.cast::<Ask<'_>>()) };
+        if (info.dlpi_adds, info.dlpi_subs) != ask.generation {
+            return 1; // glibc's objects changed: ask glibc
+        }
+        let cache = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, Some(tables))) = cache.as_ref() {
+            if *g == ask.generation {
+                let mut found: Option<(bool, Def)> = None;
+                for t in tables {
+                    // SAFETY: recorded in this generation; glibc holds its load lock, so the
+                    // objects are mapped.
+                    match unsafe { t.definition(ask.name, ask.version) } {
+                        Err(()) => return 1,
+                        Ok(None) => {}
+                        Ok(Some(_)) if found.is_some() => return 1, // two definitions
+                        Ok(Some(a)) => found = Some((t.global, a)),
+                    }
+                }
+                ask.found = found.filter(|f| f.0).map(|f| f.1);
+            }
+        }
+        1
+    }
+    let mut ask = Ask { generation, name, version, found: None };
+    // SAFETY: the callback reads the tables recorded for the generation it sees, during the
+    // callback (glibc's load lock held), and writes `ask`.
+    unsafe { libc::dl_iterate_phdr(Some(visit_one), (&mut ask as *mut Ask<'_>).cast()) };
+    let def = ask.found?;
+    if def.ifunc {
+        // As glibc's `dlvsym` does on x86_64 (`elf_ifunc_invoke`: the resolver, no arguments).
+        // SAFETY: the address of an IFUNC resolver in a relocated object glibc loaded.
+        return Some(unsafe { crate::relocate::call_ifunc_resolver(def.addr) });
+    }
+    Some(def.addr)
+}
+
+/// Records that the object holding `addr`, an answer of glibc's global scope in `generation`,
+/// is in the global scope.
+fn mark_global(generation: (u64, u64), addr: u64) {
+    let addr = addr as usize;
+    let mut cache = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((g, Some(tables))) = cache.as_mut() {
+        if *g == generation {
+            if let Some(t) = tables.iter_mut().find(|t| t.lo <= addr && addr < t.hi) {
+                t.global = true;
+            }
+        }
     }
 }
 
@@ -284,6 +362,35 @@ struct GnuTable {
     chains: usize,
     /// End of the mapped segment holding the table: chain reads stay below it.
     end: usize,
+    /// The object's `PT_LOAD` extent `[lo, hi)`: which object an address lies in.
+    lo: usize,
+    hi: usize,
+    /// What binding a name to this object's definition needs (`None`: its tables could not
+    /// be checked; a name it may define then goes to glibc).
+    defs: Option<Defs>,
+    /// The object is known to be in glibc's global scope: it is the program, or a
+    /// `dlsym`/`dlvsym(RTLD_DEFAULT)` answer of this generation lay in it (objects leave the
+    /// global scope only by being unloaded, which changes the generation).
+    global: bool,
+}
+
+/// An object's dynamic symbol, string and version tables, at run-time addresses, each checked
+/// to lie in a mapped segment of the object.
+#[derive(Debug)]
+struct Defs {
+    /// `dlpi_addr`: run-time minus link-time address.
+    bias: usize,
+    /// `DT_SYMTAB`, and the end of the segment holding it (symbol reads stay below it).
+    symtab: usize,
+    symtab_end: usize,
+    /// `DT_STRTAB` and `DT_STRSZ` (the whole table lies in one segment).
+    strtab: usize,
+    strsz: usize,
+    /// `DT_VERSYM` and the end of its segment, if the object has one.
+    versym: Option<(usize, usize)>,
+    /// Per version index: `vd_hash` and the `.dynstr` offset of the name of the `DT_VERDEF`
+    /// entry (none for the base version, which glibc does not match a version against).
+    versions: Vec<Option<(u32, u32)>>,
 }
 
 impl GnuTable {
@@ -326,6 +433,146 @@ impl GnuTable {
     }
 }
 
+impl GnuTable {
+    /// This object's definition of `name` that a reference with version `version` binds to:
+    /// `Ok(None)` when the object has none glibc would accept, `Err(())` when glibc might
+    /// accept one this code does not bind itself (an unversioned or base-version definition,
+    /// a TLS, `STB_GNU_UNIQUE` or absolute symbol, an IFUNC outside x86_64, two matches,
+    /// tables that cannot be read).
+    ///
+    /// # Safety
+    /// As [`GnuTable::may_define`].
+    unsafe fn definition(&self, name: Name<'_>, version: Name<'_>) -> Result<Option<Def>, ()> {
+        let h = name.hash;
+        let (bloom, buckets, chains) =
+            (self.bloom as *const u64, self.buckets as *const u32, self.chains as *const u32);
+        // SAFETY: indices are reduced modulo the sizes `gnu_table` checked against the
+        // segment; chain reads are bounded by `end`.
+        let (mut index, mut p) = unsafe {
+            let word = *bloom.add(((h / 64) & self.bloom_mask) as usize);
+            let mask = (1u64 << (h % 64)) | (1u64 << ((h >> self.bloom_shift) % 64));
+            if word & mask != mask {
+                return Ok(None);
+            }
+            let i = *buckets.add((h % self.nbuckets) as usize);
+            if i < self.symoffset {
+                return Ok(None);
+            }
+            (i as usize, chains.add((i - self.symoffset) as usize))
+        };
+        let mut found = None;
+        loop {
+            if p as usize + 4 > self.end {
+                return Err(());
+            }
+            // SAFETY: below `end`, in the table's segment (checked).
+            let c = unsafe { *p };
+            if c | 1 == h | 1 {
+                let Some(defs) = &self.defs else { return Err(()) };
+                // SAFETY: function contract.
+                if let Some(a) = unsafe { defs.definition(index, name, version) }? {
+                    if found.is_some() {
+                        return Err(());
+                    }
+                    found = Some(a);
+                }
+            }
+            if c & 1 != 0 {
+                return Ok(found);
+            }
+            // SAFETY: the next chain word; checked against `end` at the top of the loop.
+            p = unsafe { p.add(1) };
+            index += 1;
+        }
+    }
+}
+
+/// A definition [`GnuTable::definition`] found.
+#[derive(Debug, Clone, Copy)]
+struct Def {
+    /// Run-time address (of the resolver, for an IFUNC).
+    addr: u64,
+    /// `STT_GNU_IFUNC`: the address is the resolver's.
+    ifunc: bool,
+}
+
+impl Defs {
+    /// Symbol `index` as a definition of `name` with version `version` (see
+    /// [`GnuTable::definition`]), following glibc's `check_match`.
+    ///
+    /// # Safety
+    /// The object's segments must be mapped (as [`GnuTable::may_define`]).
+    unsafe fn definition(&self, index: usize, name: Name<'_>, version: Name<'_>) -> Result<Option<Def>, ()> {
+        let at = index.checked_mul(SYM_SIZE).and_then(|o| o.checked_add(self.symtab)).ok_or(())?;
+        if at.checked_add(SYM_SIZE).is_none_or(|e| e > self.symtab_end) {
+            return Err(());
+        }
+        // `Elf64_Sym`: st_name u32, st_info u8, st_other u8, st_shndx u16, st_value u64.
+        // SAFETY: inside the symbol table's segment (checked); unaligned reads.
+        let (st_name, info, shndx, value) = unsafe {
+            let p = at as *const u8;
+            (
+                std::ptr::read_unaligned(p.cast::<u32>()),
+                *p.add(4),
+                std::ptr::read_unaligned(p.add(6).cast::<u16>()),
+                std::ptr::read_unaligned(p.add(8).cast::<u64>()),
+            )
+        };
+        let (kind, bind) = (info & 0xf, info >> 4);
+        if shndx == SHN_UNDEF {
+            // Skipped by glibc unless st_value is set (a canonical PLT entry): not ours to bind.
+            return if value == 0 { Ok(None) } else { Err(()) };
+        }
+        if value == 0 && kind != STT_TLS {
+            return Ok(None);
+        }
+        if !matches!(kind, STT_NOTYPE | STT_OBJECT | STT_FUNC | STT_COMMON | STT_TLS | STT_GNU_IFUNC) {
+            return Ok(None);
+        }
+        let st_name = st_name as usize;
+        if st_name >= self.strsz || name.bytes.len() > self.strsz - st_name {
+            return Ok(None);
+        }
+        // SAFETY: inside `.dynstr` (bounds checked above; the table lies in a mapped segment).
+        let text = unsafe { std::slice::from_raw_parts((self.strtab + st_name) as *const u8, name.bytes.len()) };
+        if text != name.bytes {
+            return Ok(None);
+        }
+        match bind {
+            STB_GLOBAL | STB_WEAK => {}
+            STB_GNU_UNIQUE => return Err(()),
+            _ => return Ok(None), // glibc's do_lookup_x skips other bindings
+        }
+        // An object without DT_VERSYM: glibc accepts the definition for any version.
+        let Some((versym, versym_end)) = self.versym else { return Err(()) };
+        let vat = index.checked_mul(2).and_then(|o| o.checked_add(versym)).ok_or(())?;
+        if vat.checked_add(2).is_none_or(|e| e > versym_end) {
+            return Err(());
+        }
+        // SAFETY: inside the version table's segment (checked); unaligned read.
+        let ndx = usize::from(unsafe { std::ptr::read_unaligned(vat as *const u16) } & 0x7fff);
+        // Base or local version (glibc accepts it unless it is hidden) or an index without a
+        // definition: not bound here.
+        let Some(Some((hash, vname))) = self.versions.get(ndx) else { return Err(()) };
+        let vname = *vname as usize;
+        let same = *hash == version.hash
+            && version.bytes.len() <= self.strsz - vname
+            // SAFETY: inside `.dynstr` (`vname < strsz` checked when read; length checked).
+            && unsafe { std::slice::from_raw_parts((self.strtab + vname) as *const u8, version.bytes.len()) }
+                == version.bytes;
+        if !same {
+            return Ok(None); // another version of the name: glibc rejects it
+        }
+        // TLS (an offset, not an address), absolute symbols (no bias), and IFUNCs where
+        // glibc passes its resolvers arguments (every target but x86_64): glibc's answer.
+        let ifunc = kind == STT_GNU_IFUNC;
+        if kind == STT_TLS || shndx == SHN_ABS || (ifunc && !cfg!(target_arch = "x86_64")) {
+            return Err(());
+        }
+        Ok(Some(Def { addr: self.bias.wrapping_add(value as usize) as u64, ifunc }))
+    }
+}
+
 /// Finds the GNU hash table of the object `info` describes; `Err` when the object has symbols
 /// that cannot be checked this way (no `DT_GNU_HASH`, or addresses outside its segments),
 /// `Ok(None)` when it has no dynamic symbols.
@@ -355,23 +602,31 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
     if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || !dyn_at.is_multiple_of(8) {
         return Err(());
     }
-    let mut gnu_hash = None;
+    let mut tags = Tags::default();
     for k in 0..ndyn {
         // SAFETY: inside the object's mapped PT_DYNAMIC (checked above), 8-byte aligned.
         let (tag, val) = unsafe {
             let p = (dyn_at as *const u64).add(2 * k);
             (*p, *p.add(1))
         };
-        if tag == 0 {
-            break; // DT_NULL
-        }
-        if tag == DT_GNU_HASH {
-            gnu_hash = Some(val as usize);
+        let val = val as usize;
+        match tag {
+            0 => break, // DT_NULL
+            DT_GNU_HASH => tags.gnu_hash = Some(val),
+            DT_SYMTAB => tags.symtab = Some(val),
+            DT_STRTAB => tags.strtab = Some(val),
+            DT_STRSZ => tags.strsz = Some(val),
+            DT_SYMENT => tags.syment = Some(val),
+            DT_VERSYM => tags.versym = Some(val),
+            DT_VERDEF => tags.verdef = Some(val),
+            DT_VERDEFNUM => tags.verdefnum = Some(val),
+            _ => {}
         }
     }
-    let Some(v) = gnu_hash else { return Err(()) };
+    let Some(v) = tags.gnu_hash else { return Err(()) };
     // glibc relocates the d_ptr entries of the dynamic sections it can write; read-only ones
     // (the vDSO's) keep link-time values.
+    let fix = |v: usize| if segment_of(v, 1).is_some() { v } else { v.wrapping_add(base) };
     let at = if segment_of(v, 16).is_some() { v } else { v.wrapping_add(base) };
     let Some((_, end)) = segment_of(at, 16) else { return Err(()) };
     if at % 8 != 0 {
@@ -392,15 +647,143 @@ unsafe fn gnu_table(info: &libc::dl_phdr_info) -> Result<Option<GnuTable>, ()> {
     if chains > end {
         return Err(());
     }
-    Ok(Some(GnuTable { nbuckets, symoffset, bloom_mask: bloom_size - 1, bloom_shift, bloom, buckets, chains, end }))
+    let (lo, hi) = loads().fold((usize::MAX, 0), |(lo, hi), (s, e)| (lo.min(s), hi.max(e)));
+    // SAFETY: `info`'s object, during the callback (function contract).
+    let defs = unsafe { defs(&tags, base, &fix, &segment_of) };
+    Ok(Some(GnuTable {
+        nbuckets,
+        symoffset,
+        bloom_mask: bloom_size - 1,
+        bloom_shift,
+        bloom,
+        buckets,
+        chains,
+        end,
+        lo,
+        hi,
+        defs,
+        global: false,
+    }))
+}
+
+/// The dynamic-section entries [`gnu_table`] reads.
+#[derive(Default)]
+struct Tags {
+    gnu_hash: Option<usize>,
+    symtab: Option<usize>,
+    strtab: Option<usize>,
+    strsz: Option<usize>,
+    syment: Option<usize>,
+    versym: Option<usize>,
+    verdef: Option<usize>,
+    verdefnum: Option<usize>,
+}
+
+/// Size of an `Elf64_Sym`.
+const SYM_SIZE: usize = 24;
+
+/// Reads the symbol, string and version tables `tags` name; `None` if one is missing, of an
+/// unexpected layout, or outside the object's segments. `fix` turns a `d_ptr` into a run-time
+/// address; `segment_of(a, len)` is the mapped segment `[start, end)` holding `[a, a + len)`.
+///
+/// # Safety
+/// The segments `segment_of` answers must be mapped (an object glibc keeps loaded during a
+/// `dl_iterate_phdr` callback).
+unsafe fn defs(
+    tags: &Tags,
+    bias: usize,
+    fix: &dyn Fn(usize) -> usize,
+    segment_of: &dyn Fn(usize, usize) -> Option<(usize, usize)>,
+) -> Option<Defs> {
+    if tags.syment.is_some_and(|e| e != SYM_SIZE) {
+        return None;
+    }
+    let symtab = fix(tags.symtab?);
+    let (_, symtab_end) = segment_of(symtab, SYM_SIZE)?;
+    let (strtab, strsz) = (fix(tags.strtab?), tags.strsz?);
+    segment_of(strtab, strsz)?;
+    let versym = match tags.versym {
+        Some(v) => {
+            let v = fix(v);
+            Some((v, segment_of(v, 2)?.1))
+        }
+        None => None,
+    };
+    let mut versions = Vec::new();
+    if let Some(d) = tags.verdef {
+        let mut at = fix(d);
+        let count = tags.verdefnum?;
+        if count > 0x7fff {
+            return None;
+        }
+        versions = vec![None; count + 1];
+        // `Elf64_Verdef`: vd_version u16, vd_flags u16, vd_ndx u16, vd_cnt u16, vd_hash u32,
+        // vd_aux u32, vd_next u32; `Elf64_Verdaux`: vda_name u32, vda_next u32.
+        for _ in 0..count {
+            segment_of(at, 20)?;
+            // SAFETY: 20 bytes inside a mapped segment (checked); unaligned reads.
+            let (flags, ndx, hash, aux, next) = unsafe {
+                let p = at as *const u8;
+                (
+                    std::ptr::read_unaligned(p.add(2).cast::<u16>()),
+                    std::ptr::read_unaligned(p.add(4).cast::<u16>()),
+                    std::ptr::read_unaligned(p.add(8).cast::<u32>()),
+                    std::ptr::read_unaligned(p.add(12).cast::<u32>()),
+                    std::ptr::read_unaligned(p.add(16).cast::<u32>()),
+                )
+            };
+            let name_at = at.checked_add(aux as usize)?;
+            segment_of(name_at, 4)?;
+            // SAFETY: 4 bytes inside a mapped segment (checked).
+            let name = unsafe { std::ptr::read_unaligned(name_at as *const u32) };
+            if name as usize >= strsz {
+                return None;
+            }
+            let ndx = usize::from(ndx & 0x7fff);
+            if ndx > count {
+                return None; // indices run 1..=DT_VERDEFNUM
+            }
+            // glibc leaves the base version's (the soname's) slot unnamed: a versioned
+            // reference is never matched against it.
+            if flags & VER_FLG_BASE == 0 {
+                versions[ndx] = Some((hash, name));
+            }
+            if next == 0 {
+                break;
+            }
+            at = at.checked_add(next as usize)?;
+        }
+    }
+    Some(Defs { bias, symtab, symtab_end, strtab, strsz, versym, versions })
 }
 
 /// `DT_GNU_HASH`.
 const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
+const DT_SYMTAB: u64 = object::elf::DT_SYMTAB as u64;
+const DT_STRTAB: u64 = object::elf::DT_STRTAB as u64;
+const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
+const DT_SYMENT: u64 = object::elf::DT_SYMENT as u64;
+const DT_VERSYM: u64 = object::elf::DT_VERSYM as u64;
+const DT_VERDEF: u64 = object::elf::DT_VERDEF as u64;
+const DT_VERDEFNUM: u64 = object::elf::DT_VERDEFNUM as u64;
+const VER_FLG_BASE: u16 = object::elf::VER_FLG_BASE;
+const SHN_UNDEF: u16 = object::elf::SHN_UNDEF;
+const SHN_ABS: u16 = object::elf::SHN_ABS;
+const STT_NOTYPE: u8 = object::elf::STT_NOTYPE;
+const STT_OBJECT: u8 = object::elf::STT_OBJECT;
+const STT_FUNC: u8 = object::elf::STT_FUNC;
+const STT_COMMON: u8 = object::elf::STT_COMMON;
+const STT_TLS: u8 = object::elf::STT_TLS;
+const STT_GNU_IFUNC: u8 = object::elf::STT_GNU_IFUNC;
+const STB_GLOBAL: u8 = object::elf::STB_GLOBAL;
+const STB_WEAK: u8 = object::elf::STB_WEAK;
+const STB_GNU_UNIQUE: u8 = object::elf::STB_GNU_UNIQUE;
 
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
     // SAFETY: glibc passes a valid info; `data` is the `Walk` of `walk`.
     let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk>()) };
+    // The first object is the program, always in the global scope.
+    let program = walk.first;
     if walk.first {
         walk.first = false;
         let generation = (info.dlpi_adds, info.dlpi_subs);
@@ -428,7 +811,8 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *m
     // SAFETY: `info` is the callback's argument, used during the callback.
     match unsafe { gnu_table(info) } {
         Ok(None) => {}
-        Ok(Some(table)) => {
+        Ok(Some(mut table)) => {
+            table.global = program;
             if !walk.pending.is_empty() {
                 // SAFETY: `gnu_table` checked the table lies in the object's segments.
                 unsafe { walk.check(&table) };
@@ -470,26 +854,84 @@ fn generation() -> Option<(u64, u64)> {
 static CACHE: Mutex<Option<Arc<Generation>>> = Mutex::new(None);
 
 /// One cached lookup.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     handle: usize,
-    /// The name, with its NUL.
-    name: Box<[u8]>,
-    /// The version, with its NUL.
-    version: Option<Box<[u8]>>,
+    /// Where the name (with its NUL) starts in [`Lookups::bytes`]; the version (with its NUL)
+    /// follows it.
+    at: usize,
+    name_len: u32,
+    /// 0: no version (a version has at least its NUL).
+    version_len: u32,
     found: Option<u64>,
+    /// The next entry with the same key hash, or `u32::MAX`.
+    next: u32,
 }
 
 impl Entry {
-    fn is(&self, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
+    fn is(&self, bytes: &[u8], handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
+        let (at, n, v) = (self.at, self.name_len as usize, self.version_len as usize);
         self.handle == handle as usize
-            && *self.name == *name.bytes
-            && self.version.as_deref() == version.map(|v| v.bytes)
+            && bytes.get(at..at + n) == Some(name.bytes)
+            && match version {
+                None => v == 0,
+                Some(version) => bytes.get(at + n..at + n + v) == Some(version.bytes),
+            }
     }
 }
 
-/// The cached lookups of one generation, bucketed by [`key_hash`] (no allocation to probe).
-type Generation = ((u64, u64), HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>);
+/// The cached lookups of one generation: the entries in one vector, their names and versions
+/// in one byte buffer, and the newest entry of each [`key_hash`] in a map (so that neither a
+/// probe nor an insertion allocates per entry, and copying the cache for a new entry while a
+/// snapshot shares it is three flat copies).
+#[derive(Debug, Clone)]
+struct Lookups {
+    newest: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    entries: Vec<Entry>,
+    bytes: Vec<u8>,
+}
+
+impl Lookups {
+    /// Sized for a first library's lookups (libz makes ~70).
+    fn new() -> Lookups {
+        Lookups {
+            newest: HashMap::with_capacity_and_hasher(128, BuildHasherDefault::default()),
+            entries: Vec::with_capacity(128),
+            bytes: Vec::with_capacity(2048),
+        }
+    }
+
+    fn get(&self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> Option<&Entry> {
+        let mut i = *self.newest.get(&key)?;
+        while let Some(e) = self.entries.get(i as usize) {
+            if e.is(&self.bytes, handle, name, version) {
+                return Some(e);
+            }
+            i = e.next;
+        }
+        None
+    }
+
+    fn insert(&mut self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>, found: Option<u64>) {
+        let (Ok(index), Ok(name_len), Ok(version_len)) = (
+            u32::try_from(self.entries.len()),
+            u32::try_from(name.bytes.len()),
+            u32::try_from(version.map_or(0, |v| v.bytes.len())),
+        ) else {
+            return; // not cached
+        };
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(name.bytes);
+        if let Some(v) = version {
+            self.bytes.extend_from_slice(v.bytes);
+        }
+        let next = self.newest.insert(key, index).unwrap_or(u32::MAX);
+        self.entries.push(Entry { handle: handle as usize, at, name_len, version_len, found, next });
+    }
+}
+
+/// The cached lookups of a generation.
+type Generation = ((u64, u64), Lookups);
 
 /// The keys are already hashes: pass them through.
 #[derive(Debug, Default, Clone)]
@@ -554,28 +996,23 @@ fn remember(
     let cache = match cache.as_mut() {
         Some(c) if c.0 == generation => c,
         // No cache yet, or one of another generation (its answers no longer hold).
-        _ => cache.insert(Arc::new((generation, HashMap::default()))),
+        _ => cache.insert(Arc::new((generation, Lookups::new()))),
     };
     if probe(&cache.1, key, handle, name, version).is_none() {
-        // Copies the map if a pass's snapshot still shares it (only on misses).
-        Arc::make_mut(cache).1.entry(key).or_default().push(Entry {
-            handle: handle as usize,
-            name: name.bytes.into(),
-            version: version.map(|v| v.bytes.into()),
-            found,
-        });
+        // Copies the cache if a pass's snapshot still shares it (only on misses).
+        Arc::make_mut(cache).1.insert(key, handle, name, version, found);
     }
 }
 
 /// The entry for `(handle, name, version)` in `map`, if cached.
 fn probe<'m>(
-    map: &'m HashMap<u64, Vec<Entry>, BuildHasherDefault<PreHashed>>,
+    map: &'m Lookups,
     key: u64,
     handle: *mut c_void,
     name: Name<'_>,
     version: Option<Name<'_>>,
 ) -> Option<&'m Entry> {
-    map.get(&key)?.iter().find(|e| e.is(handle, name, version))
+    map.get(key, handle, name, version)
 }
 
 fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> Option<u64> {
@@ -616,8 +1053,9 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
     }
 }
 
-/// Android: bionic has no `dladdr1`, so the versioned answer is kept.
-#[cfg(target_os = "android")]
+/// Android: bionic has no `dladdr1`, so the versioned answer is kept (also on 32-bit targets,
+/// where the loader does not run: `versym_of` reads 64-bit ELF tables).
+#[cfg(any(target_os = "android", not(target_pointer_width = "64")))]
 fn unversioned_and_first(_d: u64, _versioned: Option<u64>) -> bool {
     false
 }
@@ -625,7 +1063,7 @@ fn unversioned_and_first(_d: u64, _versioned: Option<u64>) -> bool {
 /// Whether the definition glibc's `dlsym` found at `d` is unversioned (no `DT_VERSYM`, or
 /// version index 0 or 1, not hidden) and lies in an object loaded before the one holding
 /// `versioned` (the scope order of the objects glibc loaded at start-up and `RTLD_GLOBAL`).
-#[cfg(not(target_os = "android"))]
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
 fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
     // SAFETY: an all-zero Dl_info is a valid value to fill.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -693,7 +1131,7 @@ fn unversioned_and_first(d: u64, versioned: Option<u64>) -> bool {
 ///
 /// # Safety
 /// `info` and `phdrs` must be what `dl_iterate_phdr` passed, during the callback.
-#[cfg(not(target_os = "android"))]
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
 unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: u64) -> Option<u16> {
     let base = info.dlpi_addr;
     let mapped = |a: u64, len: u64| {
@@ -740,6 +1178,17 @@ unsafe fn versym_of(info: &libc::dl_phdr_info, phdrs: &[libc::Elf64_Phdr], sym: 
 #[cfg(not(target_os = "android"))]
 const RTLD_DL_SYMENT: c_int = 1;
 
+/// `ElfW(Sym)`: what `dladdr1` returns with [`RTLD_DL_SYMENT`].
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
+type ElfSym = libc::Elf64_Sym;
+#[cfg(all(not(target_os = "android"), target_pointer_width = "32"))]
+type ElfSym = libc::Elf32_Sym;
+
+/// An `ElfW(Addr)`/`ElfW(Word)` field widened to `u64` (the same type on 64-bit targets).
+fn word<T: Into<u64>>(x: T) -> u64 {
+    x.into()
+}
+
 /// The kind of the definition at run-time address `addr` in a library glibc loaded: the type
 /// glibc's dynamic symbol table gives when a symbol starts exactly there (`dladdr1`), else
 /// [`SymbolKind::Function`] when `addr` lies in an executable `PT_LOAD` segment (an IFUNC's
@@ -758,7 +1207,7 @@ pub(crate) fn kind_at(addr: u64) -> SymbolKind {
     if !sym.is_null() && info.dli_saddr as u64 == addr {
         // SAFETY: with RTLD_DL_SYMENT, a non-null `sym` points at the symbol table entry of a
         // loaded object, which stays mapped while the caller holds its library.
-        let s = unsafe { &*(sym as *const libc::Elf64_Sym) };
+        let s = unsafe { &*(sym as *const ElfSym) };
         return SymbolKind::from_st_info(s.st_info, s.st_shndx);
     }
     if in_executable_segment(addr) {
@@ -794,11 +1243,11 @@ fn in_executable_segment(addr: u64) -> bool {
         // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
         let hit = phdrs.iter().any(|p| {
-            let start = info.dlpi_addr.wrapping_add(p.p_vaddr);
+            let start = word(info.dlpi_addr).wrapping_add(word(p.p_vaddr));
             p.p_type == libc::PT_LOAD
                 && p.p_flags & 1 != 0 // PF_X (not in the libc crate for Android)
                 && probe.addr >= start
-                && probe.addr - start < p.p_memsz
+                && probe.addr - start < word(p.p_memsz)
         });
         if hit {
             probe.found = true;
@@ -838,4 +1287,70 @@ pub(crate) fn dladdr(addr: u64) -> Option<DlAddr> {
         base: info.dli_fbase as u64,
         symbol: text(info.dli_sname).map(|s| (s, info.dli_saddr as u64)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &'static [u8]) -> Name<'static> {
+        Name::new(text, symbols::gnu_hash(&text[..text.len() - 1]))
+    }
+
+    fn version(text: &'static [u8]) -> Name<'static> {
+        Name::new(text, symbols::sysv_hash(&text[..text.len() - 1]))
+    }
+
+    fn dlvsym(n: Name<'_>, v: Name<'_>) -> Option<u64> {
+        // SAFETY: RTLD_DEFAULT; NUL-terminated strings.
+        let p = unsafe { libc::dlvsym(libc::RTLD_DEFAULT, n.cstr()?.as_ptr(), v.cstr()?.as_ptr()) };
+        (!p.is_null()).then_some(p as u64)
+    }
+
+    /// Binding without `dlvsym` gives glibc's answer, for plain functions, data, IFUNCs
+    /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
+    /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
+    /// version (`clock_gettime`), and a version libc does not have.
+    #[test]
+    fn exact_binding_is_dlvsyms_answer() {
+        let cases: [(&[u8], &[u8]); 8] = [
+            (b"malloc\0", b"GLIBC_2.2.5\0"),
+            (b"getpid\0", b"GLIBC_2.2.5\0"),
+            (b"memcpy\0", b"GLIBC_2.14\0"),
+            (b"memcpy\0", b"GLIBC_2.2.5\0"),
+            (b"strlen\0", b"GLIBC_2.2.5\0"),
+            (b"environ\0", b"GLIBC_2.2.5\0"),
+            (b"clock_gettime\0", b"GLIBC_2.17\0"),
+            (b"malloc\0", b"GLIBC_9.99\0"),
+        ];
+        // Other tests of this binary may load libraries meanwhile (a new generation: nothing
+        // is bound exactly); retry until one round sees a single generation throughout.
+        for _ in 0..20 {
+            let Some(g) = generation() else { return };
+            // A full walk records the objects' tables afresh: only the program is known to be
+            // in the global scope then.
+            *TABLES.lock().unwrap() = None;
+            let _ = walk(Vec::new());
+            let before = bind_exactly(g, name(b"malloc\0"), version(b"GLIBC_2.2.5\0"));
+            let Some(m) = dlvsym(name(b"malloc\0"), version(b"GLIBC_2.2.5\0")) else { return };
+            mark_global(g, m); // libc is in the global scope
+            let mut bound = 0;
+            for (n, v) in cases {
+                let (n, v) = (name(n), version(v));
+                let exact = bind_exactly(g, n, v);
+                if let Some(a) = exact {
+                    assert_eq!(Some(a), dlvsym(n, v), "{:?}@{:?}", n.text(), v.text());
+                    bound += 1;
+                }
+            }
+            if generation() == Some(g) {
+                // (Another test's lookup may have shown libc global meanwhile.)
+                assert!(before.is_none() || before == Some(m), "{before:x?} vs {m:x}");
+                // All but the unknown version.
+                assert_eq!(bound, cases.len() - 1);
+                return;
+            }
+        }
+        panic!("the generation changed in every round");
+    }
 }

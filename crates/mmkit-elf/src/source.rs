@@ -82,7 +82,7 @@ impl Source {
     pub fn fd(fd: impl AsFd, offset: u64, label: impl Into<String>) -> Result<Source> {
         let label = label.into();
         let dup = rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)
-            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e).with_path(&label))?;
+            .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC)", e).with_path(&label))?;
         Ok(Source::Fd { fd: SourceFd(std::sync::Arc::new(dup)), offset, label })
     }
 
@@ -112,7 +112,7 @@ impl Source {
             Source::ZipEntry { archive, entry } => open_zip_entry(archive, entry, page_size),
             Source::Fd { fd, offset, label } => open_fd_offset(&fd.0, *offset, label, page_size),
             Source::Memory { name, bytes } => {
-                let err = |op: &str, e| Error::io(op, e).with_path(&label);
+                let err = |op: &str, e| Error::os(op, e).with_path(&label);
                 let fd = rustix::fs::memfd_create(
                     name.as_str(),
                     rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
@@ -249,7 +249,7 @@ impl OpenSource {
         while done < buf.len() {
             let at = self.offset + offset + done as u64;
             let n = rustix::io::pread(&self.fd, &mut buf[done..], at)
-                .map_err(|e| Error::io("pread", e).with_range(self.offset + offset, len).with_path(&self.label))?;
+                .map_err(|e| Error::os("pread", e).with_range(self.offset + offset, len).with_path(&self.label))?;
             if n == 0 {
                 return Err(Error::new(ErrorKind::Truncated, "pread", "unexpected end of file")
                     .with_range(self.offset + offset, len)
@@ -267,12 +267,14 @@ impl OpenSource {
 }
 
 /// Opens the regular file at `path` read-only, never blocking and never opening anything else
-/// (see [`mmkit::open`]): its length and `(st_dev, st_ino)` too, from the one `fstat`.
+/// (see [`mmkit::open`]): its length and `(st_dev, st_ino)` too, from the one `fstat`. The
+/// descriptor keeps `O_NONBLOCK` (no effect on reading and mapping a regular file; two `fcntl`
+/// calls fewer per load).
 fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
     use std::os::unix::fs::MetadataExt;
-    let (file, meta) = mmkit::open::open_regular_with_metadata(path).map_err(|e| {
+    let (file, meta) = mmkit::open::open_regular_nonblocking_with_metadata(path).map_err(|e| {
         let err = match e.errno() {
-            Some(errno) => Error::io(e.operation(), rustix::io::Errno::from_raw_os_error(errno)),
+            Some(errno) => Error::from_raw_errno(e.operation(), errno),
             None => Error::new(ErrorKind::Io, e.operation(), e.detail().unwrap_or_default()),
         };
         err.with_path(label)
@@ -286,7 +288,7 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
     let bad = |kind, detail: String| Error::new(kind, "open fd", detail).with_path(label);
     let dup = fd.try_clone().map_err(|e| Error::new(ErrorKind::Io, "dup", e.to_string()).with_path(label))?;
     let meta = std::fs::File::from(dup).metadata().map_err(|e| {
-        Error::io("fstat", rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))).with_path(label)
+        Error::os("fstat", rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))).with_path(label)
     })?;
     if !meta.is_file() {
         return Err(bad(
@@ -310,7 +312,7 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
         .with_range(offset, 0));
     }
     let dup =
-        rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e).with_path(label))?;
+        rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC)", e).with_path(label))?;
     Ok(OpenSource {
         fd: dup,
         offset,

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const CASES: u64 = 300;
@@ -123,11 +123,10 @@ fn fixtures() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn mutated_dynamic_tables_are_errors_never_panics() {
-    let exe = std::env::current_exe().unwrap();
     for path in fixtures() {
         let (mut loaded, mut errors, mut crashed) = (0, 0, 0);
         for seed in 0..CASES {
-            let mut child = Command::new(&exe)
+            let mut child = common::self_command()
                 .args(["--ignored", "--exact", "worker", "--nocapture", "--test-threads=1"])
                 .env("MMKIT_FUZZ_LIB", &path)
                 .env("MMKIT_FUZZ_CASE", seed.to_string())

@@ -194,7 +194,7 @@ fn every_check_has_its_own_error() {
     assert_eq!(kind(&patched(5, &[2]), 0x1000, 0x1000), ErrorKind::BadEndianness);
     assert_eq!(kind(&patched(6, &[0]), 0x1000, 0x1000), ErrorKind::BadVersion);
     assert_eq!(kind(&patched(16, &2u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::NotSharedObject);
-    assert_eq!(kind(&patched(18, &183u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::WrongMachine);
+    assert_eq!(kind(&patched(18, &40u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::WrongMachine); // EM_ARM
     assert_eq!(kind(&patched(54, &32u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::BadProgramHeaders);
     assert_eq!(kind(&patched(56, &0u16.to_le_bytes()), 0x1000, 0x1000), ErrorKind::BadProgramHeaders);
     assert_eq!(kind(&patched(32, &0xff8u64.to_le_bytes()), 0x1000, 0x1000), ErrorKind::BadProgramHeaders);

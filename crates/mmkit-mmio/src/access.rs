@@ -242,7 +242,8 @@ impl AccessRules {
                 continue;
             }
             let bad = |what: &str| {
-                Error::new("parse device profile", ErrorKind::Parse).detail(format!("line {}: {what}: {raw:?}", n + 1))
+                Error::new("parse device profile", ErrorKind::Parse)
+                    .with_detail(format!("line {}: {what}: {raw:?}", n + 1))
             };
             let (first, rest) = line.split_once(char::is_whitespace).ok_or_else(|| bad("expected two fields"))?;
             let rest = rest.trim();
@@ -282,17 +283,19 @@ pub fn check_access(op: &'static str, len: usize, rules: &AccessRules, offset: u
     match offset.checked_add(size) {
         Some(end) if end <= len => {}
         _ => {
-            return Err(err(ErrorKind::OutOfBounds).detail(format!("past the end of the {len:#x}-byte region")));
+            return Err(err(ErrorKind::OutOfBounds).with_detail(format!("past the end of the {len:#x}-byte region")));
         }
     }
     if offset & (size - 1) != 0 {
-        return Err(err(ErrorKind::Misaligned).detail(format!("offset {offset:#x} is not aligned to {size} bytes")));
+        return Err(
+            err(ErrorKind::Misaligned).with_detail(format!("offset {offset:#x} is not aligned to {size} bytes"))
+        );
     }
     let allowed = rules.widths_at(offset as u64);
     if !allowed.contains(width) {
         let who = rules.name().unwrap_or("the device");
         return Err(err(ErrorKind::WidthNotAllowed)
-            .detail(format!("{width} access not allowed: {who} accepts only {allowed} accesses at {offset:#x}")));
+            .with_detail(format!("{width} access not allowed: {who} accepts only {allowed} accesses at {offset:#x}")));
     }
     Ok(())
 }

@@ -52,8 +52,8 @@ impl ErrorKind {
 ///
 /// Built from the operation that failed; its message reads like
 /// `mmap of /dev/uio0 [offset 0x0, len 0x100000] failed: Permission denied (EACCES)`.
-/// The parts are available through [`Error::kind`], [`Error::errno`], [`Error::path`],
-/// [`Error::range`] and [`Error::operation`].
+/// The parts are available through [`Error::kind`], [`Error::operation`], [`Error::errno`],
+/// [`Error::path`], [`Error::range`], [`Error::detail`] and [`Error::target`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
     // Boxed: keeps `Result<u32, Error>` two words, so the success path of a register access
@@ -80,11 +80,11 @@ impl Error {
 
     /// A failure of `op` reported by the kernel as `errno`.
     pub(crate) fn os(op: &'static str, errno: rustix::io::Errno) -> Self {
-        Self::from_raw_os(op, errno.raw_os_error())
+        Self::from_raw_errno(op, errno.raw_os_error())
     }
 
     /// A failure of `op` from a raw OS error number.
-    pub(crate) fn from_raw_os(op: &'static str, errno: i32) -> Self {
+    pub(crate) fn from_raw_errno(op: &'static str, errno: i32) -> Self {
         let kind = match errno {
             libc::ENOENT | libc::ENODEV | libc::ENXIO => ErrorKind::NotFound,
             libc::EACCES | libc::EPERM => ErrorKind::PermissionDenied,
@@ -100,8 +100,8 @@ impl Error {
     /// A failure of `op` from a `std::io::Error`.
     pub(crate) fn io(op: &'static str, err: &std::io::Error) -> Self {
         match err.raw_os_error() {
-            Some(n) => Self::from_raw_os(op, n),
-            None => Self::new(op, ErrorKind::Io).detail(err.to_string()),
+            Some(n) => Self::from_raw_errno(op, n),
+            None => Self::new(op, ErrorKind::Io).with_detail(err.to_string()),
         }
     }
 
@@ -113,7 +113,7 @@ impl Error {
 
     /// Names the target when it is not a file (e.g. `"fake registers"`), or qualifies the
     /// path (e.g. `"map0"`).
-    pub(crate) fn target(mut self, target: impl Into<String>) -> Self {
+    pub(crate) fn with_target(mut self, target: impl Into<String>) -> Self {
         self.inner.target = Some(target.into());
         self
     }
@@ -125,7 +125,7 @@ impl Error {
     }
 
     /// Explains the failure (used when there is no errno, or in addition to it).
-    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.inner.detail = Some(detail.into());
         self
     }
@@ -169,8 +169,20 @@ impl Error {
     }
 
     /// The operation that failed, e.g. `"mmap"`, `"read"`, `"wait for interrupt on"`.
-    pub fn operation(&self) -> &'static str {
+    pub fn operation(&self) -> &str {
         self.inner.op
+    }
+
+    /// The explanation beyond the errno (or instead of it), if any, e.g. `"past the end of the
+    /// 0x1000-byte region"`.
+    pub fn detail(&self) -> Option<&str> {
+        self.inner.detail.as_deref()
+    }
+
+    /// What the operation was on when it is not (only) a file, e.g. `"map0"` or `"fake
+    /// registers"`, if any.
+    pub fn target(&self) -> Option<&str> {
+        self.inner.target.as_deref()
     }
 }
 
@@ -232,7 +244,7 @@ mod tests {
 
     #[test]
     fn message_names_operation_path_range_and_errno() {
-        let err = Error::from_raw_os("mmap", libc::EACCES).with_path("/dev/uio0").with_range(0, 0x100000);
+        let err = Error::from_raw_errno("mmap", libc::EACCES).with_path("/dev/uio0").with_range(0, 0x100000);
         assert_eq!(err.to_string(), "mmap of /dev/uio0 [offset 0x0, len 0x100000] failed: Permission denied (EACCES)");
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
         assert_eq!(err.errno(), Some(libc::EACCES));
@@ -245,25 +257,27 @@ mod tests {
     fn message_without_errno_uses_detail_or_kind() {
         let err = Error::new("read", ErrorKind::OutOfBounds)
             .with_path("/dev/uio0")
-            .target("map0")
+            .with_target("map0")
             .with_range(0x100000, 4)
-            .detail("past the end of the 0x100000-byte region");
+            .with_detail("past the end of the 0x100000-byte region");
         assert_eq!(
             err.to_string(),
             "read of /dev/uio0 map0 [offset 0x100000, len 0x4] failed: \
              past the end of the 0x100000-byte region"
         );
-        let bare = Error::new("wait for interrupt on", ErrorKind::TimedOut).target("uio0");
+        assert_eq!(err.detail(), Some("past the end of the 0x100000-byte region"));
+        assert_eq!(err.target(), Some("map0"));
+        let bare = Error::new("wait for interrupt on", ErrorKind::TimedOut).with_target("uio0");
         assert_eq!(bare.to_string(), "wait for interrupt on uio0 failed: timed out");
         assert_eq!(bare.errno(), None);
     }
 
     #[test]
     fn errno_kinds() {
-        assert_eq!(Error::from_raw_os("x", libc::ENOENT).kind(), ErrorKind::NotFound);
-        assert_eq!(Error::from_raw_os("x", libc::ENOSYS).kind(), ErrorKind::Unsupported);
-        assert_eq!(Error::from_raw_os("x", libc::EIO).kind(), ErrorKind::Io);
+        assert_eq!(Error::from_raw_errno("x", libc::ENOENT).kind(), ErrorKind::NotFound);
+        assert_eq!(Error::from_raw_errno("x", libc::ENOSYS).kind(), ErrorKind::Unsupported);
+        assert_eq!(Error::from_raw_errno("x", libc::EIO).kind(), ErrorKind::Io);
         assert_eq!(errno_name(9999), "errno 9999");
-        assert!(Error::from_raw_os("x", libc::ENOSYS).to_string().ends_with("(ENOSYS)"));
+        assert!(Error::from_raw_errno("x", libc::ENOSYS).to_string().ends_with("(ENOSYS)"));
     }
 }

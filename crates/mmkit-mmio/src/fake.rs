@@ -174,7 +174,7 @@ impl Registers for FakeRegisters {
     }
 
     fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
-        check_access(op, self.len, &self.rules, offset, width).map_err(|e| e.target("fake registers"))
+        check_access(op, self.len, &self.rules, offset, width).map_err(|e| e.with_target("fake registers"))
     }
 
     fn read(&self, offset: usize, width: Width) -> Result<u64> {
@@ -190,9 +190,9 @@ impl Registers for FakeRegisters {
         self.check("write", offset, width)?;
         if value > width.max_value() {
             return Err(Error::new("write", ErrorKind::InvalidArgument)
-                .target("fake registers")
+                .with_target("fake registers")
                 .with_range(offset as u64, width.bytes() as u64)
-                .detail(format!("value {value:#x} does not fit in a {width} access")));
+                .with_detail(format!("value {value:#x} does not fit in a {width} access")));
         }
         let mut state = self.state();
         let State { store, model, log } = &mut *state;

@@ -47,13 +47,13 @@ impl PciDevice {
         if !sys_path.exists() {
             return Err(Error::new("open PCI device", ErrorKind::NotFound)
                 .with_path(&sys_path)
-                .detail("no such PCI device"));
+                .with_detail("no such PCI device"));
         }
         let hex = |name: &str| -> Result<u64> {
             let path = sys_path.join(name);
             let text = read_attr(&path)?;
             parse_hex(&text)
-                .ok_or_else(|| Error::new("parse", ErrorKind::Parse).with_path(&path).detail(format!("{text:?}")))
+                .ok_or_else(|| Error::new("parse", ErrorKind::Parse).with_path(&path).with_detail(format!("{text:?}")))
         };
         let id = PciId { vendor: hex("vendor")? as u16, device: hex("device")? as u16 };
         let class = hex("class").unwrap_or(0) as u32;
@@ -69,8 +69,8 @@ impl PciDevice {
     pub fn find_in(devices: &Path, id: PciId) -> Result<Self> {
         list_in(devices)?.into_iter().find(|d| d.id == id).ok_or_else(|| {
             Error::new("find PCI device", ErrorKind::NotFound)
-                .target(id.to_string())
-                .detail(format!("no PCI device {id}"))
+                .with_target(id.to_string())
+                .with_detail(format!("no PCI device {id}"))
         })
     }
 
@@ -141,7 +141,7 @@ impl PciDevice {
             let kind = if res.is_io() { ErrorKind::Unsupported } else { ErrorKind::NotFound };
             return Err(Error::new("mmap", kind)
                 .with_path(&path)
-                .detail(format!("BAR{bar} of {} is {what}", self.address)));
+                .with_detail(format!("BAR{bar} of {} is {what}", self.address)));
         }
         Ok(res)
     }
@@ -193,7 +193,7 @@ impl PciDevice {
         let path = self.sys_path.join(format!("resource{bar}{suffix}"));
         let target = format!("(BAR{bar}{})", if wc { ", write-combining" } else { "" });
         if wc && !res.is_prefetchable() {
-            return Err(Error::new("mmap", ErrorKind::Unsupported).with_path(&path).detail(format!(
+            return Err(Error::new("mmap", ErrorKind::Unsupported).with_path(&path).with_detail(format!(
                 "BAR{bar} of {} is not prefetchable: write-combining is only offered for prefetchable BARs \
                  (map it uncached instead)",
                 self.address
@@ -206,7 +206,7 @@ impl PciDevice {
         let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
             let err = Error::io("open", &e).with_path(&path);
             if wc && e.kind() == std::io::ErrorKind::NotFound {
-                return err.detail("this kernel offers no write-combining mapping of the BAR (PAT off?)");
+                return err.with_detail("this kernel offers no write-combining mapping of the BAR (PAT off?)");
             }
             err
         })?;
@@ -254,7 +254,7 @@ impl PciDevice {
         if value > width.max_value() {
             return Err(Error::new("write config space of", ErrorKind::InvalidArgument)
                 .with_path(&path)
-                .detail(format!("value {value:#x} does not fit in {width}")));
+                .with_detail(format!("value {value:#x} does not fit in {width}")));
         }
         file.write_all_at(&value.to_le_bytes()[..width.bytes()], offset).map_err(|e| err(&e))
     }

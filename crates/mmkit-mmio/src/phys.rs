@@ -65,7 +65,7 @@ impl PhysicalMemory {
             Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_path(&self.path)
                 .with_range(addr, len as u64)
-                .detail("empty or overflowing range")
+                .with_detail("empty or overflowing range")
         };
         let base = addr - addr % page;
         let start = addr - base;

@@ -203,14 +203,14 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
             .with_source_name(None, req.target.as_deref())
     };
     if req.map_len == 0 || req.len == 0 {
-        return Err(err(ErrorKind::InvalidArgument).detail("the device region is empty"));
+        return Err(err(ErrorKind::InvalidArgument).with_detail("the device region is empty"));
     }
     if req.mmap_offset % page as u64 != 0 || req.map_len % page != 0 {
-        return Err(err(ErrorKind::Misaligned).detail(format!("not aligned to the {page:#x}-byte page size")));
+        return Err(err(ErrorKind::Misaligned).with_detail(format!("not aligned to the {page:#x}-byte page size")));
     }
     if req.start.checked_add(req.len).map_or(true, |end| end > req.map_len) {
         return Err(err(ErrorKind::OutOfBounds)
-            .detail(format!("device memory [{:#x}, +{:#x}) does not fit in the mapping", req.start, req.len)));
+            .with_detail(format!("device memory [{:#x}, +{:#x}) does not fit in the mapping", req.start, req.len)));
     }
     let map = MapOptions::new()
         .len(req.map_len)
@@ -223,7 +223,7 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
         .map_err(|e| {
             let base = match e.errno() {
                 Some(n) => Error::os("mmap", rustix::io::Errno::from_raw_os_error(n)),
-                None => err(ErrorKind::OutOfBounds).detail(e.detail().unwrap_or("refused by mmkit").to_owned()),
+                None => err(ErrorKind::OutOfBounds).with_detail(e.detail().unwrap_or("refused by mmkit").to_owned()),
             };
             base.with_path(req.path)
                 .with_range(req.mmap_offset, req.map_len as u64)
@@ -301,7 +301,7 @@ impl MmioRegion {
             return Err(named(
                 Error::new(op, ErrorKind::Misaligned)
                     .with_range(offset as u64, width.bytes() as u64)
-                    .detail("the address is not aligned to the access width"),
+                    .with_detail("the address is not aligned to the access width"),
             ));
         }
         Ok(())
@@ -356,7 +356,7 @@ impl MmioRegion {
             return Err(Error::new("write", ErrorKind::InvalidArgument)
                 .with_source_name(Some(&self.path), self.target.as_deref())
                 .with_range(offset as u64, width.bytes() as u64)
-                .detail(format!("value {value:#x} does not fit in a {width} access")));
+                .with_detail(format!("value {value:#x} does not fit in a {width} access")));
         }
         // SAFETY: `check` passed: in bounds and aligned.
         unsafe { self.write_volatile(offset, width, value) };

@@ -373,8 +373,8 @@ impl<'a, R: Registers + ?Sized, S: RegisterSpec> Reg<'a, R, S> {
     {
         if value > field.max() {
             return Err(Error::new("set field of", ErrorKind::InvalidArgument)
-                .target(self.name)
-                .detail(format!("value {value:#x} does not fit in {} bits", field.bits())));
+                .with_target(self.name)
+                .with_detail(format!("value {value:#x} does not fit in {} bits", field.bits())));
         }
         let raw = self.read_raw()?.to_u64();
         self.write_raw(Primitive::from_u64(field.insert(raw, value)))

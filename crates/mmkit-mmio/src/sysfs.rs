@@ -35,7 +35,7 @@ pub fn parse_hex(s: &str) -> Option<u64> {
 }
 
 fn parse_error(what: &str, text: &str) -> Error {
-    Error::new("parse", ErrorKind::Parse).detail(format!("{what}: {text:?}"))
+    Error::new("parse", ErrorKind::Parse).with_detail(format!("{what}: {text:?}"))
 }
 
 /// A PCI device address: `domain:bus:device.function`, e.g. `0000:00:04.0`.

@@ -176,7 +176,7 @@ impl Uio {
         if !sys_path.exists() {
             return Err(Error::new("open", ErrorKind::NotFound)
                 .with_path(&sys_path)
-                .detail(format!("no UIO device uio{number} (is a UIO driver bound?)")));
+                .with_detail(format!("no UIO device uio{number} (is a UIO driver bound?)")));
         }
         // Read the count before opening: interrupts after this point are seen by the wait.
         let info = UioInfo::read(&sys_path, number)?;
@@ -194,8 +194,8 @@ impl Uio {
         let devices = list()?;
         let found = devices.iter().find(|d| d.name == name).ok_or_else(|| {
             Error::new("find UIO device", ErrorKind::NotFound)
-                .target(name)
-                .detail(format!("no UIO device named {name:?} (found: {})", names(&devices)))
+                .with_target(name)
+                .with_detail(format!("no UIO device named {name:?} (found: {})", names(&devices)))
         })?;
         Self::open(found.number)
     }
@@ -205,8 +205,8 @@ impl Uio {
         let devices = list()?;
         let found = devices.iter().find(|d| d.pci.is_some_and(|(_, i)| i == id)).ok_or_else(|| {
             Error::new("find UIO device for", ErrorKind::NotFound)
-                .target(format!("PCI {id}"))
-                .detail(format!("no UIO device is bound to PCI {id} (found: {})", names(&devices)))
+                .with_target(format!("PCI {id}"))
+                .with_detail(format!("no UIO device is bound to PCI {id} (found: {})", names(&devices)))
         })?;
         Self::open(found.number)
     }
@@ -233,7 +233,7 @@ impl Uio {
         let page = crate::page_size();
         let target = format!("map{index}");
         let info = self.info.maps.iter().find(|m| m.index == index).ok_or_else(|| {
-            Error::new("mmap", ErrorKind::NotFound).with_path(&self.dev_path).target(&target).detail(format!(
+            Error::new("mmap", ErrorKind::NotFound).with_path(&self.dev_path).with_target(&target).with_detail(format!(
                 "uio{} has {} map(s)",
                 self.info.number,
                 self.info.maps.len()
@@ -242,8 +242,8 @@ impl Uio {
         let bad = || {
             Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_path(&self.dev_path)
-                .target(&target)
-                .detail(format!("map attributes do not describe a mappable window: {info:?}"))
+                .with_target(&target)
+                .with_detail(format!("map attributes do not describe a mappable window: {info:?}"))
         };
         let map_len = info.mmap_len(page).ok_or_else(bad)?;
         let (start, len) = info.window(page).ok_or_else(bad)?;
@@ -289,7 +289,7 @@ impl Uio {
             Some((address, _)) => PciDevice::open(address),
             None => Err(Error::new("find PCI device of", ErrorKind::NotFound)
                 .with_path(&self.dev_path)
-                .detail("not a PCI device")),
+                .with_detail("not a PCI device")),
         }
     }
 
@@ -299,7 +299,7 @@ impl Uio {
         let text = read_attr(&path)?;
         parse_number(&text)
             .map(|n| n as u32)
-            .ok_or_else(|| Error::new("parse", ErrorKind::Parse).with_path(&path).detail(format!("{text:?}")))
+            .ok_or_else(|| Error::new("parse", ErrorKind::Parse).with_path(&path).with_detail(format!("{text:?}")))
     }
 
     /// Enables (unmasks) the interrupt: through the driver's `irqcontrol`, or, when the driver
@@ -323,14 +323,14 @@ impl Uio {
         let value = u32::from(enable).to_ne_bytes();
         match (&self.file).write(&value) {
             Ok(4) => Ok(IrqEnable::IrqControl),
-            Ok(n) => {
-                Err(Error::new(op, ErrorKind::Io).with_path(&self.dev_path).detail(format!("short write ({n} bytes)")))
-            }
+            Ok(n) => Err(Error::new(op, ErrorKind::Io)
+                .with_path(&self.dev_path)
+                .with_detail(format!("short write ({n} bytes)"))),
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                 let pci = self.pci_device().map_err(|_| {
                     Error::io(op, &e)
                         .with_path(&self.dev_path)
-                        .detail("the driver has no irqcontrol and the device is not PCI")
+                        .with_detail("the driver has no irqcontrol and the device is not PCI")
                 })?;
                 pci.set_intx_disabled(!enable)?;
                 Ok(IrqEnable::PciCommand)
@@ -359,7 +359,7 @@ impl Uio {
                     let ms = timeout.unwrap_or_default().as_millis();
                     return Err(Error::new("wait for interrupt on", ErrorKind::TimedOut)
                         .with_path(&self.dev_path)
-                        .detail(format!("no interrupt within {ms} ms")));
+                        .with_detail(format!("no interrupt within {ms} ms")));
                 }
                 Ok(_) => break,
                 Err(rustix::io::Errno::INTR) => continue,

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use mmkit::{page_size, Advice, MapOptions};
 use mmkit_pager::seekable::{self, PackOptions};
-use mmkit_pager::{snapshot, DirtyMechanism, Filled, FnSource, PageSource, PagedRegion, SeekableSource};
+use mmkit_pager::{
+    snapshot, Backing, DirtyMechanism, Filled, FnSource, PageSource, PagedRegion, PagedRegionBuilder, SeekableSource,
+    ShmemFill,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -80,6 +83,174 @@ fn touch_each(p: *mut u8, len: usize, write: bool) -> Vec<f64> {
     out
 }
 
+/// CPU time of this process so far (user + system, all threads), from `getrusage`.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value (plain integers).
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable rusage; RUSAGE_SELF cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Bytes this process caused to be fetched from storage (`read_bytes` of `/proc/self/io`).
+fn device_read_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("read_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One pager configuration of the fault report: its builder and whether pages are staged
+/// (`PagedRegion::stage`) before they are touched.
+struct Case {
+    label: &'static str,
+    build: fn(usize) -> PagedRegionBuilder,
+    stage: bool,
+}
+
+fn pager_cases() -> Vec<Case> {
+    vec![
+        Case { label: "anonymous, UFFDIO_COPY", build: PagedRegion::builder, stage: false },
+        Case {
+            label: "anonymous, fault_around(16)",
+            build: |len| {
+                let mut b = PagedRegion::builder(len);
+                b.fault_around(16);
+                b
+            },
+            stage: false,
+        },
+        Case {
+            label: "anonymous, spin(200us)",
+            build: |len| {
+                let mut b = PagedRegion::builder(len);
+                b.spin(Duration::from_micros(200));
+                b
+            },
+            stage: false,
+        },
+        Case {
+            label: "memfd, UFFDIO_COPY",
+            build: |len| {
+                let mut b = PagedRegion::builder(len);
+                b.backing(Backing::SharedMemory(ShmemFill::Copy));
+                b
+            },
+            stage: false,
+        },
+        Case {
+            label: "memfd, UFFDIO_CONTINUE",
+            build: |len| {
+                let mut b = PagedRegion::builder(len);
+                b.backing(Backing::SharedMemory(ShmemFill::Continue));
+                b
+            },
+            stage: false,
+        },
+        Case {
+            label: "memfd, CONTINUE, fault_around(16)",
+            build: |len| {
+                let mut b = PagedRegion::builder(len);
+                b.backing(Backing::SharedMemory(ShmemFill::Continue)).fault_around(16);
+                b
+            },
+            stage: false,
+        },
+        Case {
+            label: "memfd, CONTINUE, staged",
+            build: |len| {
+                let mut b = PagedRegion::builder(len);
+                b.backing(Backing::SharedMemory(ShmemFill::Continue));
+                b
+            },
+            stage: true,
+        },
+    ]
+}
+
+/// Per-page cost (ns) of a cached-file peer: every page of `path` read once through a fresh
+/// read-only mapping, fault-around off (`MADV_RANDOM`); returns (per-page times, faults taken).
+fn file_peer(path: &std::path::Path, len: usize) -> (Vec<f64>, f64) {
+    let file = std::fs::File::open(path).unwrap();
+    mmkit::inspect::touch(path).ok();
+    let m = MapOptions::new().advice(Advice::Random).map_raw_read_only(&file).unwrap();
+    let (f0, _) = mmkit::page_faults();
+    let f = touch_each(m.as_mut_ptr(), len, false);
+    let faults = (mmkit::page_faults().0 - f0) as f64;
+    (f, faults)
+}
+
+/// Times (ns) of reading one byte of every `stride`-th page of `len` bytes at `p`.
+fn touch_strided(p: *mut u8, len: usize, stride: usize, write: bool) -> Vec<f64> {
+    let step = stride * page_size();
+    let mut out = Vec::with_capacity(len / step);
+    for i in (0..len).step_by(step) {
+        let t = Instant::now();
+        // SAFETY: `p` is a live mapping of `len` bytes, readable (and writable when `write`).
+        unsafe {
+            if write {
+                p.add(i).write_volatile(1);
+            } else {
+                black_box(p.add(i).read_volatile());
+            }
+        }
+        out.push(t.elapsed().as_nanos() as f64);
+    }
+    out
+}
+
+/// One fault per touch, like for like: every 16th page is read, so each touch is a fault for
+/// the kernel's tmpfs minor fault (whose fault-around maps the 16 pages around it), for
+/// first-touch anonymous memory (one page) and for each pager configuration (one page, or 16
+/// with `fault_around(16)`). The medians are robust to the machine's load, unlike the means.
+fn report_fault_strided(rounds: usize, len: usize, data: &Arc<Vec<u8>>, shm_path: &std::path::Path) {
+    let stride = 16;
+    let cases = pager_cases();
+    let peers = 2;
+    let mut med = vec![vec![]; peers + cases.len()];
+    let mut mapped = vec![0.0; peers + cases.len()];
+    for _ in 0..rounds {
+        let file = std::fs::File::open(shm_path).unwrap();
+        let m = MapOptions::new().map_raw_read_only(&file).unwrap();
+        let (f0, _) = mmkit::page_faults();
+        med[0].push(median(&mut touch_strided(m.as_mut_ptr(), len, stride, false)));
+        // Every page of the file gets mapped by the faults of the strided touches.
+        mapped[0] = (len / page_size()) as f64 / (mmkit::page_faults().0 - f0).max(1) as f64;
+        drop(m);
+        let a = MapOptions::new().len(len).advice(Advice::NoHugePage).map_anon().unwrap();
+        med[1].push(median(&mut touch_strided(a.as_ptr() as *mut u8, len, stride, true)));
+        mapped[1] = 1.0;
+        drop(a);
+        for (c, case) in cases.iter().enumerate() {
+            if case.stage {
+                continue;
+            }
+            let region = (case.build)(len).build(memory_source(data.clone())).unwrap();
+            med[peers + c].push(median(&mut touch_strided(region.as_ptr() as *mut u8, len, stride, false)));
+            let st = region.stats();
+            mapped[peers + c] = (st.data_pages + st.zero_pages) as f64 / st.faults.max(1) as f64;
+        }
+    }
+    println!("-- one fault per touch: every {stride}th page read; median per touch (= per fault) --");
+    let tmpfs = median(&mut med[0].clone());
+    let labels = ["kernel: tmpfs file minor fault", "kernel: anon first touch (write)"];
+    for k in 0..peers + cases.len() {
+        if med[k].is_empty() {
+            continue;
+        }
+        let label = if k < peers { labels[k] } else { cases[k - peers].label };
+        let m = median(&mut med[k]);
+        println!(
+            "  {label:<36} {m:>6.0} ns/fault, {:>4.1} pages mapped per fault: {:.2}x the tmpfs minor fault",
+            mapped[k],
+            m / tmpfs
+        );
+    }
+}
+
 fn report_fault(rounds: usize) {
     let len = 64 * MIB;
     let page = page_size();
@@ -88,52 +259,81 @@ fn report_fault(rounds: usize) {
     let path = dir.path().join("cached");
     std::fs::write(&path, &data[..]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    println!("-- fault service, {} pages per round (64 MiB), one fault per page --", len / page);
-    let (mut pm, mut p99, mut fm, mut f99, mut am, mut a99, mut r_file, mut r_anon) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut file_faults = vec![];
+    // The same bytes in tmpfs: its page cache is in 4 KiB pages (no large folios), so the
+    // kernel's minor fault there maps what fault-around gives it, not a 2 MiB folio.
+    let shm_dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let shm_path = shm_dir.path().join("cached");
+    std::fs::write(&shm_path, &data[..]).unwrap();
+    drop(file);
+    let cases = pager_cases();
+    println!("-- fault service, {} pages per round (64 MiB), every page touched once --", len / page);
+    // Per round medians (ns/page) and fault counts: [disk file, tmpfs file, anon, cases...].
+    let peers = 3;
+    let mut med = vec![vec![]; peers + cases.len()];
+    let mut p99 = vec![vec![]; peers + cases.len()];
+    let mut total = vec![vec![]; peers + cases.len()];
+    let mut faults = vec![vec![]; peers + cases.len()];
+    let mut record = |k: usize, mut t: Vec<f64>, n_faults: f64| {
+        total[k].push(t.iter().sum::<f64>() / t.len() as f64);
+        med[k].push(median(&mut t));
+        p99[k].push(pct(&mut t, 0.99));
+        faults[k].push(n_faults);
+    };
     for _ in 0..rounds {
-        // Kernel minor fault on a cached file, fault-around off (MADV_RANDOM): one page a fault.
-        mmkit::inspect::touch(&path).ok();
-        let m = MapOptions::new().advice(Advice::Random).map_raw_read_only(&file).unwrap();
-        let (f0, _) = mmkit::page_faults();
-        let mut f = touch_each(m.as_mut_ptr(), len, false);
-        file_faults.push((mmkit::page_faults().0 - f0) as f64);
-        drop(m);
+        let (f, n) = file_peer(&path, len);
+        record(0, f, n);
+        let (f, n) = file_peer(&shm_path, len);
+        record(1, f, n);
         // First-touch anonymous fault (write: allocate and zero a page), no THP.
         let a_map = MapOptions::new().len(len).advice(Advice::NoHugePage).map_anon().unwrap();
-        let mut a = touch_each(a_map.as_ptr() as *mut u8, len, true);
+        let (f0, _) = mmkit::page_faults();
+        let a = touch_each(a_map.as_ptr() as *mut u8, len, true);
+        let n = (mmkit::page_faults().0 - f0) as f64;
         drop(a_map);
-        // PagedRegion with a memory source, one handler thread.
-        let region = PagedRegion::new(len, memory_source(data.clone())).unwrap();
-        let mut p = touch_each(region.as_ptr() as *mut u8, len, false);
-        drop(region);
-        let (pmed, fmed, amed) = (median(&mut p), median(&mut f), median(&mut a));
-        pm.push(pmed);
-        p99.push(pct(&mut p, 0.99));
-        fm.push(fmed);
-        f99.push(pct(&mut f, 0.99));
-        am.push(amed);
-        a99.push(pct(&mut a, 0.99));
-        r_file.push(pmed / fmed);
-        r_anon.push(pmed / amed);
+        record(2, a, n);
+        for (c, case) in cases.iter().enumerate() {
+            let region = (case.build)(len).build(memory_source(data.clone())).unwrap();
+            let mut t = if case.stage {
+                // Staging cost per page (the source's bytes copied into the page cache and
+                // mapped with UFFDIO_CONTINUE), then the touch (no fault left).
+                let mut out = Vec::with_capacity(len / page);
+                for i in (0..len).step_by(page) {
+                    let t = Instant::now();
+                    region.stage(i, &data[i..i + page]).unwrap();
+                    out.push(t.elapsed().as_nanos() as f64);
+                }
+                out
+            } else {
+                vec![0.0; len / page]
+            };
+            let touched = touch_each(region.as_ptr() as *mut u8, len, false);
+            for (a, b) in t.iter_mut().zip(touched) {
+                *a += b;
+            }
+            let n = region.stats().faults as f64;
+            drop(region);
+            record(peers + c, t, n);
+        }
     }
-    println!("  pager (memory source)   median {:>7.0} ns/page  p99 {:>7.0} ns", median(&mut pm), median(&mut p99));
-    println!(
-        "  kernel file minor fault median {:>7.0} ns/page  p99 {:>7.0} ns  ({:.0} faults for {} pages: the kernel maps whole page-cache folios)",
-        median(&mut fm),
-        median(&mut f99),
-        median(&mut file_faults),
-        len / page
-    );
-    println!("  kernel anon first touch median {:>7.0} ns/page  p99 {:>7.0} ns", median(&mut am), median(&mut a99));
-    println!(
-        "  ratio pager/file {:.2}x (rounds {:.2}-{:.2}), pager/anon {:.2}x",
-        median(&mut r_file.clone()),
-        r_file.iter().cloned().fold(f64::MAX, f64::min),
-        r_file.iter().cloned().fold(0.0, f64::max),
-        median(&mut r_anon)
-    );
+    let (file_med, shm_med, anon_med) =
+        (median(&mut med[0].clone()), median(&mut med[1].clone()), median(&mut med[2].clone()));
+    let (file_mean, shm_mean, anon_mean) =
+        (median(&mut total[0].clone()), median(&mut total[1].clone()), median(&mut total[2].clone()));
+    let labels = ["kernel: disk file in page cache", "kernel: tmpfs file (4 KiB pages)", "kernel: anon first touch"];
+    let pages = (len / page) as f64;
+    for k in 0..peers + cases.len() {
+        let label = if k < peers { labels[k] } else { cases[k - peers].label };
+        let (m, p, mean, n) = (median(&mut med[k]), median(&mut p99[k]), median(&mut total[k]), median(&mut faults[k]));
+        println!(
+            "  {label:<36} median {m:>6.0} ns/page p99 {p:>6.0} mean {mean:>6.0} ns/page; {n:>6.0} faults ({:>6.0} ns/fault); mean/page vs disk file {:.2}x, tmpfs {:.2}x, anon {:.2}x",
+            mean * pages / n.max(1.0),
+            mean / file_mean,
+            mean / shm_mean,
+            mean / anon_mean,
+        );
+    }
+    println!("  (medians per page: disk file {file_med:.0}, tmpfs {shm_med:.0}, anon {anon_med:.0} ns)");
+    report_fault_strided(rounds, len, &data, &shm_path);
     // Throughput: 2 faulting threads, 1 or 2 handler threads.
     let mut tput = [vec![], vec![]];
     for _ in 0..rounds {
@@ -170,6 +370,7 @@ fn report_restore(rounds: usize, mib: usize) {
     println!("-- lazy restore of a {mib} MiB snapshot, {touches} random pages (1 %) touched --");
     for evicted in [false, true] {
         let (mut lf, mut lt, mut ef, mut rf, mut rt) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut lio, mut eio, mut lcpu, mut ecpu) = (vec![], vec![], vec![], vec![]);
         for r in 0..rounds {
             let mut seed = 0x1234_5678 + r as u64;
             let pages: Vec<usize> = (0..touches).map(|_| rng(&mut seed) as usize % (len / page)).collect();
@@ -181,6 +382,7 @@ fn report_restore(rounds: usize, mib: usize) {
                 }
             };
             prep();
+            let (io0, cpu0) = (device_read_bytes(), cpu_time());
             let t = Instant::now();
             let region = snapshot::restore_lazy(&path, 1).unwrap();
             black_box(region.as_slice()[pages[0] * page]);
@@ -189,8 +391,11 @@ fn report_restore(rounds: usize, mib: usize) {
                 black_box(region.as_slice()[p * page]);
             }
             let total = t.elapsed();
-            drop(region);
+            drop(region); // joins the handler thread: its CPU time is in the count below
+            lio.push((device_read_bytes() - io0) as f64);
+            lcpu.push((cpu_time() - cpu0).as_secs_f64() * 1e3);
             prep();
+            let (io0, cpu0) = (device_read_bytes(), cpu_time());
             let t = Instant::now();
             let mem = snapshot::restore_eager(&path).unwrap();
             black_box(mem[pages[0] * page]);
@@ -200,6 +405,8 @@ fn report_restore(rounds: usize, mib: usize) {
             }
             let etotal = t.elapsed();
             drop(mem);
+            eio.push((device_read_bytes() - io0) as f64);
+            ecpu.push((cpu_time() - cpu0).as_secs_f64() * 1e3);
             lf.push(first.as_secs_f64() * 1e3);
             lt.push(total.as_secs_f64() * 1e3);
             ef.push(etotal.as_secs_f64() * 1e3);
@@ -216,6 +423,14 @@ fn report_restore(rounds: usize, mib: usize) {
             rf.iter().cloned().fold(f64::MAX, f64::min),
             rf.iter().cloned().fold(0.0, f64::max),
             median(&mut rt)
+        );
+        let (li, ei, lc, ec) = (median(&mut lio), median(&mut eio), median(&mut lcpu), median(&mut ecpu));
+        println!(
+            "    work: device reads lazy {:.1} MiB vs eager {:.1} MiB ({}); CPU time lazy {lc:.1} ms vs eager {ec:.1} ms ({:.1}x less)",
+            li / MIB as f64,
+            ei / MIB as f64,
+            if ei > 0.0 { format!("{:.1}x less", ei / li.max(1.0)) } else { "nothing read: cached".to_owned() },
+            ec / lc.max(1e-3),
         );
     }
 }

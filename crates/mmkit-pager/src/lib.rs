@@ -10,6 +10,10 @@
 //! ## Contents
 //! - [`PagedRegion`]: the region, its handler threads, its
 //!   [failure semantics](region#failure-semantics), fork and drop.
+//! - [`backing`]: what the region is made of: anonymous memory, a memfd served with
+//!   `UFFDIO_COPY` or `UFFDIO_CONTINUE` (shareable with other processes, pages
+//!   [staged](PagedRegion::stage) ahead of faults), or hugetlb pages; fault-around and
+//!   spinning handlers are [builder](PagedRegionBuilder) options.
 //! - [`source`]: [`PageSource`] and the sources shipped: zeros, a closure,
 //!   a file read with `pread`.
 //! - [`seekable`]: zstd seekable-format files: [`pack`](seekable::pack) one, and map it lazily
@@ -38,6 +42,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backing;
 pub mod dirty;
 pub mod region;
 pub mod seekable;
@@ -46,6 +51,7 @@ pub mod source;
 mod sys;
 pub mod uffd;
 
+pub use backing::{Backing, ShmemFill};
 pub use dirty::{DirtyMechanism, DirtyPages};
 pub use mmkit::{Error, ErrorKind, Result};
 pub use region::{Fence, PageFailure, PagedRegion, PagedRegionBuilder, Stats};

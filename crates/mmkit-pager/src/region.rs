@@ -1,10 +1,14 @@
-//! [`PagedRegion`]: anonymous memory registered with userfaultfd, whose missing pages a
-//! [`PageSource`] supplies from handler threads.
+//! [`PagedRegion`]: memory registered with userfaultfd, whose missing pages a [`PageSource`]
+//! supplies from handler threads.
 //!
 //! A thread touching a missing page blocks (only that thread) while a handler thread asks the
 //! source for the page and installs it atomically with `UFFDIO_COPY` (or `UFFDIO_ZEROPAGE` for
-//! a zero page). Each page is asked of the source at most once: concurrent faults on one page
-//! are served by one fill, the other faulting threads are woken by it.
+//! a zero page, or `UFFDIO_CONTINUE` for a memfd region filled through its page cache; see
+//! [`backing`](crate::backing)). Each page is asked of the source at most once: concurrent
+//! faults on one page are served by one fill, the other faulting threads are woken by it. With
+//! [`fault_around`](PagedRegionBuilder::fault_around) a fault is served with the missing pages
+//! after it too. "Page" here is the region's [granule](PagedRegion::granule): the huge page
+//! size of a hugetlb region.
 //!
 //! # Failure semantics
 //! A source error never hangs the faulting thread and never hands it garbage as data (a source
@@ -34,6 +38,10 @@
 //! there, so an access raises `SIGSEGV`), because the child would otherwise read missing pages as
 //! zeros — garbage — with nobody serving its faults.
 //!
+//! A child (or any process) that should see the pages uses a memfd region and its
+//! [`share`](PagedRegion::share) descriptor instead: it maps the memfd read-only and sees every
+//! page the region was supplied (pages not supplied yet read as zeros there).
+//!
 //! # Drop
 //! Dropping the region stops the handler threads (a fill in progress is finished), unregisters
 //! the range (waking any waiter), joins the threads and unmaps. No thread is left blocked.
@@ -45,9 +53,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mmkit::{Error, ErrorKind, MapOptions, MmapMut, Result};
+use mmkit::shm::Seals;
+use mmkit::{Error, ErrorKind, HugePages, MapOptions, MmapMut, MmapRaw, Result, SharedMemory, UncheckedAdvice};
 use rustix::io::Errno;
 
+use crate::backing::{Backing, ShmemFill};
 use crate::dirty::{DirtyMechanism, DirtyPages, Tracker};
 use crate::source::{Filled, PageSource};
 use crate::sys;
@@ -93,6 +103,8 @@ pub struct Stats {
     pub zero_pages: u64,
     /// Pages fenced after a source error.
     pub failed_pages: u64,
+    /// Pages supplied by [`PagedRegion::stage`] (no fault, no source call).
+    pub staged_pages: u64,
 }
 
 #[derive(Default)]
@@ -102,6 +114,16 @@ struct Counters {
     data_pages: AtomicU64,
     zero_pages: AtomicU64,
     failed_pages: AtomicU64,
+    staged_pages: AtomicU64,
+}
+
+/// How a filled page gets into the registered range.
+pub(crate) enum Install {
+    /// `UFFDIO_COPY` from a scratch buffer; `zeropage`: `UFFDIO_ZEROPAGE` may install zeros.
+    Copy { zeropage: bool },
+    /// The source writes the memfd's page cache through `staging` (a second, unregistered
+    /// mapping of the memfd), then `UFFDIO_CONTINUE` maps the page.
+    Continue { staging: MmapRaw, memfd: SharedMemory },
 }
 
 /// What the handler threads share with the region.
@@ -120,6 +142,10 @@ pub(crate) struct Shared {
     scratch: Mutex<Vec<MmapMut>>,
     handler_error: Mutex<Option<Error>>,
     tracker: Option<Tracker>,
+    install: Install,
+    /// Granules served per fault (fault-around), at least 1, at most 64.
+    around: usize,
+    spin: Duration,
 }
 
 impl Shared {
@@ -131,7 +157,47 @@ impl Shared {
         if let Some(m) = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(m);
         }
-        MapOptions::new().len(self.page).map_anon()
+        MapOptions::new().len(self.page * self.around).map_anon()
+    }
+
+    /// The buffer page `k` of a fill window starting at `index` is written into: the scratch
+    /// buffer, or (with `UFFDIO_CONTINUE`) the memfd's page cache through the staging mapping.
+    fn buffer<'a>(&'a self, scratch: &'a mut MmapMut, index: usize, k: usize) -> &'a mut [u8] {
+        let g = self.page;
+        match &self.install {
+            Install::Copy { .. } => &mut scratch[k * g..(k + 1) * g],
+            Install::Continue { staging, .. } => {
+                // SAFETY: the staging mapping covers the region's `len` bytes and page
+                // `index + k` is in it. The calling thread holds that page in FILLING state,
+                // which no other thread of the pager writes, and the page is not mapped in the
+                // registered range (nobody in this process reads it there until CONTINUE);
+                // other processes only get read-only descriptors (`share`). The `&mut` lives
+                // until the fill returns.
+                unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr().add((index + k) * g), g) }
+            }
+        }
+    }
+
+    /// Asks the source for page `index` once (a panic is an error).
+    fn call_source(&self, index: usize, buf: &mut [u8]) -> io::Result<Filled> {
+        self.counters.source_calls.fetch_add(1, Ordering::Relaxed);
+        let offset = (index * self.page) as u64;
+        // A panicking source must not leave the page FILLING (its waiters would hang):
+        // the panic is the page's error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, buf)))
+            .unwrap_or_else(|_| Err(io::Error::other("the page source panicked")))
+    }
+
+    /// Gives pages claimed for fault-around back (MISSING) and wakes anyone who faulted on them
+    /// meanwhile (their fault was dropped as "being filled"; woken, they fault again).
+    fn release(&self, first: usize, end: usize) {
+        if first >= end {
+            return;
+        }
+        for i in first..end {
+            self.state(i).store(MISSING, Ordering::Release);
+        }
+        let _ = sys::wake(self.uffd.as_fd(), self.base + first * self.page, (end - first) * self.page);
     }
 
     fn give_scratch(&self, m: MmapMut) {
@@ -153,16 +219,25 @@ impl Shared {
                 return done;
             }
         }
-        let offset = (index * self.page) as u64;
-        let addr = self.base + index * self.page;
+        // Fault-around: claim the missing pages that follow, up to the window.
+        let mut end = index + 1;
+        let limit = (index + self.around).min(self.states.len());
+        while end < limit
+            && self.state(end).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            end += 1;
+        }
+        if let Install::Continue { staging, .. } = &self.install {
+            if end - index > 1 {
+                // One system call allocates the window's page-cache pages and maps them in the
+                // staging mapping, instead of a write fault per page while the source fills
+                // them (best effort: the fill faults them in otherwise).
+                let _ = staging.mapping().populate_write(index * self.page..end * self.page);
+            }
+        }
         let mut attempt = 0;
         let filled = loop {
-            self.counters.source_calls.fetch_add(1, Ordering::Relaxed);
-            // A panicking source must not leave the page FILLING (its waiters would hang):
-            // the panic is the page's error.
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, &mut scratch[..])))
-                    .unwrap_or_else(|_| Err(io::Error::other("the page source panicked")));
+            let result = self.call_source(index, self.buffer(scratch, index, 0));
             match result {
                 Ok(f) => break Ok(f),
                 Err(_) if attempt + 1 < self.retry.0 && !self.stopping.load(Ordering::Relaxed) => {
@@ -172,44 +247,108 @@ impl Shared {
                 Err(e) => break Err(e),
             }
         };
-        // Counted before the install wakes the faulting threads, so that what they see in
-        // `stats()` afterwards includes their page.
-        let counter = match filled {
-            Ok(Filled::Zero) => Some(&self.counters.zero_pages),
-            Ok(Filled::Data) => Some(&self.counters.data_pages),
-            Err(_) => None,
+        let first = match filled {
+            Ok(f) => f,
+            Err(e) => {
+                self.release(index + 1, end);
+                self.fail(index, e);
+                return FAILED;
+            }
         };
-        if let Some(c) = counter {
-            c.fetch_add(1, Ordering::Relaxed);
+        // The pages around are asked once each; the first error ends the window there (those
+        // pages are asked again when someone touches them).
+        let mut zeros: u64 = u64::from(first == Filled::Zero);
+        let mut n = 1;
+        while index + n < end {
+            match self.call_source(index + n, self.buffer(scratch, index, n)) {
+                Ok(f) => {
+                    zeros |= u64::from(f == Filled::Zero) << n;
+                    n += 1;
+                }
+                Err(_) => {
+                    self.drop_partial(index + n);
+                    self.release(index + n, end);
+                    break;
+                }
+            }
         }
+        // Counted before the install wakes the faulting threads, so that what they see in
+        // `stats()` afterwards includes their pages.
+        let zero_count = u64::from(zeros.count_ones());
+        self.counters.zero_pages.fetch_add(zero_count, Ordering::Relaxed);
+        self.counters.data_pages.fetch_add(n as u64 - zero_count, Ordering::Relaxed);
+        // Runs of data pages and of zero pages, each installed with one ioctl.
+        let mut k = 0;
+        let mut result = PRESENT;
+        while k < n {
+            let zero = zeros >> k & 1 == 1;
+            let mut j = k + 1;
+            while j < n && (zeros >> j & 1 == 1) == zero {
+                j += 1;
+            }
+            match self.install_run(scratch, index, k, j, zero) {
+                Ok(()) => {
+                    for i in index + k..index + j {
+                        self.state(i).store(PRESENT, Ordering::Release);
+                    }
+                }
+                Err(e) => {
+                    let c = if zero { &self.counters.zero_pages } else { &self.counters.data_pages };
+                    c.fetch_sub((j - k) as u64, Ordering::Relaxed);
+                    if k == 0 {
+                        self.fail(index, e);
+                        self.release(index + 1, index + j);
+                        result = FAILED;
+                    } else {
+                        self.release(index + k, index + j);
+                    }
+                }
+            }
+            k = j;
+        }
+        result
+    }
+
+    /// Installs pages `k..j` of the window at `index` (all zero, or all data), with one ioctl,
+    /// or page by page when the range one is refused part way.
+    fn install_run(&self, scratch: &mut MmapMut, index: usize, k: usize, j: usize, zero: bool) -> io::Result<()> {
+        let g = self.page;
         // With write-protect dirty tracking every page goes in protected (zeros too, as a
         // copy: a shared zero page cannot carry the protection), so a read is never a write.
         let wp = self.tracker.as_ref().is_some_and(|t| t.mechanism.uses_write_protect());
-        if wp && matches!(filled, Ok(Filled::Zero)) {
-            scratch.fill(0);
-        }
         let mode = if wp { sys::COPY_MODE_WP } else { 0 };
-        let installed = match filled {
-            Ok(Filled::Zero) if !wp => self.install(|| sys::zeropage(self.uffd.as_fd(), addr, self.page)),
-            Ok(_) => self.install(|| {
-                // SAFETY: `scratch` is one readable page; `addr` is a page of our registered range.
-                unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr(), self.page, mode) }.map(drop)
-            }),
-            Err(e) => Err(e),
-        };
-        match installed {
-            Ok(()) => {
-                state.store(PRESENT, Ordering::Release);
-                PRESENT
-            }
-            Err(e) => {
-                if let Some(c) = counter {
-                    c.fetch_sub(1, Ordering::Relaxed);
+        if zero {
+            match &self.install {
+                Install::Copy { zeropage: true } if !wp => {}
+                Install::Copy { .. } => scratch[k * g..j * g].fill(0),
+                Install::Continue { .. } => {
+                    for p in k..j {
+                        self.buffer(scratch, index, p).fill(0);
+                    }
                 }
-                self.fail(index, e);
-                FAILED
             }
         }
+        let one = |from: usize, to: usize| -> std::result::Result<(), Errno> {
+            let addr = self.base + (index + from) * g;
+            let len = (to - from) * g;
+            match &self.install {
+                Install::Copy { zeropage: true } if zero && !wp => sys::zeropage(self.uffd.as_fd(), addr, len),
+                Install::Copy { .. } => {
+                    // SAFETY: `scratch` holds `around` readable granules and `to <= around`;
+                    // `addr..addr + len` are pages of our registered range.
+                    unsafe { sys::copy(self.uffd.as_fd(), addr, scratch.as_ptr().add(from * g), len, mode) }.map(drop)
+                }
+                Install::Continue { .. } => sys::continue_(self.uffd.as_fd(), addr, len),
+            }
+        };
+        if j - k > 1 && one(k, j).is_ok() {
+            return Ok(());
+        }
+        // One granule at a time: `EEXIST` is a granule a partial range call installed already.
+        for p in k..j {
+            self.install(|| one(p, p + 1))?;
+        }
+        Ok(())
     }
 
     /// Runs an install ioctl, retrying `EAGAIN` (the address space is changing); `EEXIST`
@@ -222,7 +361,15 @@ impl Shared {
                 Err(e) => return Err(io::Error::from_raw_os_error(e.raw_os_error())),
             }
         }
-        Err(io::Error::new(io::ErrorKind::WouldBlock, "UFFDIO_COPY kept failing with EAGAIN"))
+        Err(io::Error::new(io::ErrorKind::WouldBlock, "the userfaultfd install kept failing with EAGAIN"))
+    }
+
+    /// With `UFFDIO_CONTINUE` a failed fill may have written part of page `index` into the
+    /// memfd's page cache: drop it, so a process the memfd is shared with never sees it.
+    fn drop_partial(&self, index: usize) {
+        if let Install::Continue { memfd, .. } = &self.install {
+            let _ = sys::punch_hole(memfd.as_fd(), (index * self.page) as u64, self.page as u64);
+        }
     }
 
     fn fail(&self, index: usize, e: io::Error) {
@@ -235,6 +382,7 @@ impl Shared {
         });
         self.counters.failed_pages.fetch_add(1, Ordering::Relaxed);
         self.state(index).store(FAILED, Ordering::Release);
+        self.drop_partial(index);
         let fenced = match self.fence {
             Fence::Poison => sys::poison(self.uffd.as_fd(), addr, self.page),
             // SAFETY: the page is ours and missing; PROT_NONE makes every later access fault
@@ -254,13 +402,16 @@ impl Shared {
         slot.get_or_insert(e);
     }
 
-    fn handle_messages(&self, scratch: &mut MmapMut, msgs: &mut [sys::UffdMsg]) -> std::result::Result<(), Errno> {
+    /// Serves the fault messages queued now; returns how many there were.
+    fn handle_messages(&self, scratch: &mut MmapMut, msgs: &mut [sys::UffdMsg]) -> std::result::Result<usize, Errno> {
+        let mut total = 0;
         loop {
             let n = match sys::read_msgs(self.uffd.as_fd(), msgs) {
                 Ok(n) => n,
-                Err(Errno::AGAIN) | Err(Errno::INTR) => return Ok(()),
+                Err(Errno::AGAIN) | Err(Errno::INTR) => return Ok(total),
                 Err(e) => return Err(e),
             };
+            total += n;
             for m in &msgs[..n] {
                 if m.event != sys::UFFD_EVENT_PAGEFAULT {
                     continue;
@@ -282,6 +433,26 @@ impl Shared {
         }
     }
 
+    /// Serves what is queued, then (with a [`spin`](PagedRegionBuilder::spin) time) keeps
+    /// polling the fd without sleeping until it has been quiet that long.
+    fn spin_and_handle(&self, scratch: &mut MmapMut, msgs: &mut [sys::UffdMsg]) -> std::result::Result<(), Errno> {
+        self.handle_messages(scratch, msgs)?;
+        if self.spin.is_zero() {
+            return Ok(());
+        }
+        let mut quiet_since = std::time::Instant::now();
+        while !self.stopping.load(Ordering::Relaxed) {
+            if self.handle_messages(scratch, msgs)? > 0 {
+                quiet_since = std::time::Instant::now();
+            } else if quiet_since.elapsed() >= self.spin {
+                break;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        Ok(())
+    }
+
     fn run_handler(&self, stop: &OwnedFd) {
         let mut scratch = match self.take_scratch() {
             Ok(s) => s,
@@ -297,7 +468,7 @@ impl Shared {
                     break;
                 }
             }
-            if let Err(e) = self.handle_messages(&mut scratch, &mut msgs) {
+            if let Err(e) = self.spin_and_handle(&mut scratch, &mut msgs) {
                 self.record_handler_error(Error::os("read of the userfaultfd", e));
                 break;
             }
@@ -314,6 +485,9 @@ pub struct PagedRegionBuilder {
     retry: (u32, Duration),
     fence: Option<Fence>,
     dirty: Option<Option<DirtyMechanism>>,
+    backing: Backing,
+    around: usize,
+    spin: Duration,
 }
 
 impl PagedRegionBuilder {
@@ -352,6 +526,42 @@ impl PagedRegionBuilder {
         self
     }
 
+    /// What memory the region is made of (default [`Backing::Anonymous`]); a backing the kernel
+    /// lacks is an [`ErrorKind::Unsupported`] error at [`build`](Self::build) naming the
+    /// missing `UFFD_FEATURE_*`. See [`backing`](crate::backing).
+    pub fn backing(&mut self, backing: Backing) -> &mut Self {
+        self.backing = backing;
+        self
+    }
+
+    /// Fault-around: a fault is served with up to `n` granules (the faulting one and the
+    /// missing ones after it, each asked of the source once), installed with one ioctl per run,
+    /// so a sequential reader faults once per `n` pages. Default 1; at most 64. A source error
+    /// on a page other than the faulting one only ends the window (that page is asked again
+    /// when touched).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit_pager::Error> {
+    /// use mmkit_pager::{PagedRegion, ZeroSource};
+    /// let page = mmkit::page_size();
+    /// let region = PagedRegion::builder(64 * page).fault_around(16).build(ZeroSource)?;
+    /// assert_eq!(region.as_slice()[0], 0);
+    /// assert_eq!(region.stats().zero_pages, 16); // one fault, sixteen pages
+    /// # Ok(()) }
+    /// ```
+    pub fn fault_around(&mut self, n: usize) -> &mut Self {
+        self.around = n.clamp(1, 64);
+        self
+    }
+
+    /// Handler threads poll the userfaultfd without sleeping for `spin` after their last fault
+    /// before they block in `poll(2)` again: lower latency for bursts of faults, at the price
+    /// of a busy core while spinning. Default: zero (block at once).
+    pub fn spin(&mut self, spin: Duration) -> &mut Self {
+        self.spin = spin;
+        self
+    }
+
     /// Maps the region, registers it and starts the handler threads.
     pub fn build(&self, source: impl PageSource + 'static) -> Result<PagedRegion> {
         PagedRegion::create(self, Box::new(source))
@@ -366,6 +576,8 @@ pub struct PagedRegion {
     mode: FaultMode,
     stop: OwnedFd,
     threads: Vec<JoinHandle<()>>,
+    backing: Backing,
+    memfd: Option<SharedMemory>,
 }
 
 impl std::fmt::Debug for PagedRegion {
@@ -388,7 +600,16 @@ impl PagedRegion {
 
     /// A builder for a region of `len` bytes.
     pub fn builder(len: usize) -> PagedRegionBuilder {
-        PagedRegionBuilder { len, threads: 1, retry: (1, Duration::ZERO), fence: None, dirty: None }
+        PagedRegionBuilder {
+            len,
+            threads: 1,
+            retry: (1, Duration::ZERO),
+            fence: None,
+            dirty: None,
+            backing: Backing::Anonymous,
+            around: 1,
+            spin: Duration::ZERO,
+        }
     }
 
     fn create(b: &PagedRegionBuilder, source: Box<dyn PageSource>) -> Result<PagedRegion> {
@@ -414,20 +635,87 @@ impl PagedRegion {
                     .with_detail(format!("the kernel lacks dirty tracking by {}", m.name())))
             }
         };
-        let features = if fence == Fence::Poison { sys::FEATURE_POISON } else { 0 } | dirty.map_or(0, |m| m.features());
+        if dirty.is_some() && b.backing != Backing::Anonymous {
+            return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(format!(
+                "dirty tracking works on anonymous regions only, not on a {} backing (see mmkit_pager::backing)",
+                b.backing.name()
+            )));
+        }
+        let (needed, feature) = match b.backing {
+            Backing::Anonymous => (0, ""),
+            Backing::SharedMemory(ShmemFill::Copy) => {
+                (sys::FEATURE_MISSING_SHMEM, "UFFD_FEATURE_MISSING_SHMEM (Linux 4.11)")
+            }
+            Backing::SharedMemory(ShmemFill::Continue) => (
+                sys::FEATURE_MISSING_SHMEM | sys::FEATURE_MINOR_SHMEM,
+                "UFFD_FEATURE_MINOR_SHMEM (Linux 5.14) and UFFD_FEATURE_MISSING_SHMEM",
+            ),
+            Backing::HugeTlb => (sys::FEATURE_MISSING_HUGETLBFS, "UFFD_FEATURE_MISSING_HUGETLBFS (Linux 4.11)"),
+        };
+        if caps.features & needed != needed {
+            return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(format!(
+                "the kernel lacks {feature}, which a {} backing needs (UFFDIO_API offered {:#x})",
+                b.backing.name(),
+                caps.features
+            )));
+        }
+        let features =
+            if fence == Fence::Poison { sys::FEATURE_POISON } else { 0 } | dirty.map_or(0, |m| m.features()) | needed;
         let (fd, mode, _features) = uffd::open_with(features)?;
         let tracker = dirty.map(Tracker::new).transpose()?;
-        let reg_mode = if dirty.is_some_and(|m| m.uses_write_protect()) {
+        let mut reg_mode = if dirty.is_some_and(|m| m.uses_write_protect()) {
             sys::REGISTER_MODE_MISSING | sys::REGISTER_MODE_WP
         } else {
             sys::REGISTER_MODE_MISSING
         };
-        let map = MapOptions::new().len(b.len).map_anon()?;
+        let page = mmkit::page_size();
+        let (map, install, granule, memfd) = match b.backing {
+            Backing::Anonymous => {
+                (MapOptions::new().len(b.len).map_anon()?, Install::Copy { zeropage: true }, page, None)
+            }
+            Backing::HugeTlb => {
+                let map = MapOptions::new().len(b.len).huge_pages(HugePages::Hugetlb(None)).map_anon()?;
+                let outcome = map.mapping().page_outcome();
+                if let Some(why) = &outcome.fallback {
+                    return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported)
+                        .with_range(0, b.len as u64)
+                        .with_detail(format!(
+                        "a hugetlb backing needs free huge pages (reserve them with the sysctl vm.nr_hugepages): {why}"
+                    )));
+                }
+                // UFFDIO_ZEROPAGE does not exist for hugetlb: zeros go in as a copy.
+                let huge = outcome.page_size;
+                (map, Install::Copy { zeropage: false }, huge, None)
+            }
+            Backing::SharedMemory(fill) => {
+                let size = b.len.div_ceil(page) * page;
+                let memfd = SharedMemory::create("mmkit-pager", size as u64)?;
+                memfd.add_seals(Seals::SHRINK | Seals::GROW)?;
+                // SAFETY: the memfd is this region's own: nobody else has a writable descriptor
+                // of it (`share` hands out read-only ones) and its size is sealed. The only other
+                // writer is the staging mapping below, which the handlers write only for pages
+                // not yet mapped here (state FILLING), before UFFDIO_CONTINUE maps them: a page
+                // present in the region never changes behind a borrow.
+                let map = unsafe { MapOptions::new().len(b.len).map_mut(&memfd) }?;
+                let install = match fill {
+                    ShmemFill::Copy => Install::Copy { zeropage: true },
+                    ShmemFill::Continue => {
+                        reg_mode |= sys::REGISTER_MODE_MINOR;
+                        let staging = memfd.map_raw()?;
+                        // SAFETY: the staging mapping is the pager's private writer; a forked
+                        // child must not inherit a writable view of the region's pages.
+                        unsafe { staging.mapping().advise_unchecked(.., UncheckedAdvice::DontFork) }?;
+                        Install::Continue { staging, memfd: memfd.try_clone()? }
+                    }
+                };
+                (map, install, page, Some(memfd))
+            }
+        };
         // SAFETY: `map` stays private to this region for its whole life, and the region's fork
         // contract (module docs) is that a forked child has no such pages: any access there ends
         // the child with SIGSEGV, which is the documented outcome (never zeros as data).
         unsafe { map.dont_fork(..) }?;
-        let page = mmkit::page_size();
+        let page = granule;
         let (base, span) = map.mapping().kernel_region();
         // SAFETY: the range is the mapping we just created and own; its pages are missing.
         unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
@@ -447,13 +735,17 @@ impl PagedRegion {
             scratch: Mutex::new(Vec::new()),
             handler_error: Mutex::new(None),
             tracker,
+            install,
+            around: b.around,
+            spin: b.spin,
         });
         if let Some(t) = &shared.tracker {
             t.start(shared.uffd.as_fd(), base, span)?;
         }
         let (stop_r, stop_w) = sys::stop_pipe().map_err(|e| Error::os("pipe", e))?;
         let stop_r = Arc::new(stop_r);
-        let mut region = PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new() };
+        let mut region =
+            PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new(), backing: b.backing, memfd };
         for i in 0..b.threads {
             let shared = Arc::clone(&region.shared);
             let stop = Arc::clone(&stop_r);
@@ -491,6 +783,114 @@ impl PagedRegion {
         self.mode
     }
 
+    /// What memory the region is made of.
+    pub fn backing(&self) -> Backing {
+        self.backing
+    }
+
+    /// The fault granule in bytes: the unit the source is asked for and the kernel installs —
+    /// the base page size, or the huge page size of a [`Backing::HugeTlb`] region (as the
+    /// kernel reports it for the mapping).
+    pub fn granule(&self) -> usize {
+        self.shared.page
+    }
+
+    /// A read-only descriptor of the region's memfd, for another process to map
+    /// (`MAP_SHARED`, `PROT_READ`) or `pread`: it sees every page the region was supplied.
+    /// Only [`Backing::SharedMemory`]`(`[`ShmemFill::Continue`]`)` regions share (any other is
+    /// an [`ErrorKind::InvalidArgument`] error): there every first access by the region reaches
+    /// the pager, minor faults included, so a peer touching a page not supplied yet (it reads
+    /// zeros, and the kernel puts a zero page in the memfd's page cache) cannot make the region
+    /// read that zero page; the pager overwrites it with the source's bytes before mapping it.
+    /// The descriptor is opened again through `/proc/self/fd` with `O_RDONLY`: its holder can
+    /// neither write, resize nor seal the memfd.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit_pager::Error> {
+    /// use mmkit_pager::{Backing, FnSource, Filled, PagedRegion, ShmemFill};
+    /// let region = PagedRegion::builder(mmkit::page_size())
+    ///     .backing(Backing::SharedMemory(ShmemFill::Continue))
+    ///     .build(FnSource(|_, buf: &mut [u8]| { buf.fill(7); Ok(Filled::Data) }))?;
+    /// assert_eq!(region.as_slice()[0], 7);
+    /// let fd = region.share()?;
+    /// let mut byte = [0u8];
+    /// rustix::io::pread(&fd, &mut byte, 0).unwrap();
+    /// assert_eq!(byte[0], 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn share(&self) -> Result<OwnedFd> {
+        let memfd = match (&self.memfd, self.backing) {
+            (Some(m), Backing::SharedMemory(ShmemFill::Continue)) => m,
+            _ => {
+                return Err(Error::new("PagedRegion::share", ErrorKind::InvalidArgument).with_detail(format!(
+                    "only a shared memory (UFFDIO_CONTINUE) region can be shared, not a {} one",
+                    self.backing.name()
+                )))
+            }
+        };
+        sys::reopen_read_only(memfd.as_fd()).map_err(|e| {
+            Error::os("open of /proc/self/fd/N (O_RDONLY)", e).with_detail(format!("memfd {:?}", memfd.name()))
+        })
+    }
+
+    /// Supplies the granules of `[offset, offset + bytes.len())` with `bytes` now, without a
+    /// fault and without asking the source: the bytes go into the memfd's page cache through
+    /// the staging mapping and `UFFDIO_CONTINUE` maps them. `offset` and the length must be
+    /// multiples of the [granule](Self::granule). Only for
+    /// [`Backing::SharedMemory`]`(`[`ShmemFill::Continue`]`)` regions
+    /// ([`ErrorKind::InvalidArgument`] otherwise); a granule supplied already (touched, staged,
+    /// or failed) is an [`ErrorKind::InvalidArgument`] error naming it, and the granules before
+    /// it stay staged.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit_pager::Error> {
+    /// use mmkit_pager::{Backing, PagedRegion, ShmemFill, ZeroSource};
+    /// let page = mmkit::page_size();
+    /// let region = PagedRegion::builder(4 * page)
+    ///     .backing(Backing::SharedMemory(ShmemFill::Continue))
+    ///     .build(ZeroSource)?;
+    /// region.stage(page, &vec![9u8; page])?;
+    /// assert_eq!(region.as_slice()[page], 9);
+    /// assert_eq!(region.stats().faults, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn stage(&self, offset: usize, bytes: &[u8]) -> Result<()> {
+        const OP: &str = "PagedRegion::stage";
+        let s = &self.shared;
+        let Install::Continue { staging, .. } = &s.install else {
+            return Err(Error::new(OP, ErrorKind::InvalidArgument).with_detail(format!(
+                "only a shared memory (UFFDIO_CONTINUE) region can stage pages, not a {} one",
+                self.backing.name()
+            )));
+        };
+        let g = s.page;
+        if offset % g != 0 || bytes.len() % g != 0 {
+            return Err(Error::new(OP, ErrorKind::Unaligned)
+                .with_range(offset as u64, bytes.len() as u64)
+                .with_detail(format!("offset and length must be multiples of the granule {g:#x}")));
+        }
+        let (first, last) = self.pages_of(OP, offset, bytes.len())?;
+        for index in first..last {
+            if s.state(index).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                return Err(Error::new(OP, ErrorKind::InvalidArgument)
+                    .with_addr(s.base + index * g)
+                    .with_range((index * g) as u64, g as u64)
+                    .with_detail("the page was supplied already (or its fill failed)"));
+            }
+            let src = &bytes[(index - first) * g..(index - first + 1) * g];
+            // SAFETY: page `index` of the staging mapping (which covers the region) is held
+            // FILLING by this thread and not mapped in the registered range; see `buffer`.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), staging.as_mut_ptr().add(index * g), g) };
+            if let Err(e) = s.install(|| sys::continue_(s.uffd.as_fd(), s.base + index * g, g)) {
+                s.fail(index, e);
+                return Err(self.failure_error(index));
+            }
+            s.counters.staged_pages.fetch_add(1, Ordering::Relaxed);
+            s.state(index).store(PRESENT, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// How failed pages are fenced.
     pub fn fence(&self) -> Fence {
         self.shared.fence
@@ -505,6 +905,7 @@ impl PagedRegion {
             data_pages: c.data_pages.load(Ordering::Relaxed),
             zero_pages: c.zero_pages.load(Ordering::Relaxed),
             failed_pages: c.failed_pages.load(Ordering::Relaxed),
+            staged_pages: c.staged_pages.load(Ordering::Relaxed),
         }
     }
 

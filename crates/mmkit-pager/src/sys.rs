@@ -33,9 +33,20 @@ pub const UFFD_PAGEFAULT_FLAG_WP: u64 = 1 << 1;
 pub const REGISTER_MODE_WP: u64 = 1 << 1;
 /// `UFFDIO_REGISTER_MODE_MISSING`.
 pub const REGISTER_MODE_MISSING: u64 = 1 << 0;
+/// `UFFDIO_REGISTER_MODE_MINOR` (Linux ≥ 5.13): faults on pages present in the page cache but
+/// not mapped here.
+pub const REGISTER_MODE_MINOR: u64 = 1 << 2;
 
 /// `UFFD_FEATURE_PAGEFAULT_FLAG_WP`.
 pub const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
+/// `UFFD_FEATURE_MISSING_HUGETLBFS`: missing faults of hugetlbfs mappings (Linux ≥ 4.11).
+pub const FEATURE_MISSING_HUGETLBFS: u64 = 1 << 4;
+/// `UFFD_FEATURE_MISSING_SHMEM`: missing faults of shmem mappings (Linux ≥ 4.11).
+pub const FEATURE_MISSING_SHMEM: u64 = 1 << 5;
+/// `UFFD_FEATURE_MINOR_HUGETLBFS`: minor faults of hugetlbfs mappings (Linux ≥ 5.13).
+pub const FEATURE_MINOR_HUGETLBFS: u64 = 1 << 9;
+/// `UFFD_FEATURE_MINOR_SHMEM`: minor faults of shmem mappings (Linux ≥ 5.14).
+pub const FEATURE_MINOR_SHMEM: u64 = 1 << 10;
 /// `UFFD_FEATURE_POISON` (Linux ≥ 6.6): `UFFDIO_POISON` is available.
 pub const FEATURE_POISON: u64 = 1 << 14;
 /// `UFFD_FEATURE_WP_ASYNC` (Linux ≥ 6.7): write-protect faults resolved by the kernel.
@@ -108,6 +119,15 @@ struct UffdioWriteprotect {
     mode: u64,
 }
 
+/// `struct uffdio_continue`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct UffdioContinue {
+    range: UffdioRange,
+    mode: u64,
+    mapped: i64,
+}
+
 /// `struct uffdio_poison`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -143,6 +163,7 @@ const UFFDIO_WAKE: u32 = opcode::read::<UffdioRange>(UFFDIO, 0x02) as u32;
 const UFFDIO_COPY: u32 = opcode::read_write::<UffdioCopy>(UFFDIO, 0x03) as u32;
 const UFFDIO_ZEROPAGE: u32 = opcode::read_write::<UffdioZeropage>(UFFDIO, 0x04) as u32;
 const UFFDIO_WRITEPROTECT: u32 = opcode::read_write::<UffdioWriteprotect>(UFFDIO, 0x06) as u32;
+const UFFDIO_CONTINUE: u32 = opcode::read_write::<UffdioContinue>(UFFDIO, 0x07) as u32;
 const UFFDIO_POISON: u32 = opcode::read_write::<UffdioPoison>(UFFDIO, 0x08) as u32;
 const USERFAULTFD_IOC_NEW: u32 = opcode::none(UFFDIO, 0x00) as u32;
 
@@ -248,6 +269,33 @@ pub fn zeropage(fd: BorrowedFd<'_>, start: usize, len: usize) -> Result<(), Errn
     let mut arg = UffdioZeropage { range: UffdioRange { start: start as u64, len: len as u64 }, mode: 0, zeropage: 0 };
     // SAFETY: a `uffdio_zeropage`; only missing pages of a registered range are filled (zeros).
     unsafe { ioctl(fd, UFFDIO_ZEROPAGE, &mut arg) }.map(drop)
+}
+
+/// `UFFDIO_CONTINUE` (Linux ≥ 5.13): maps the pages of `[start, start + len)` that are in the
+/// page cache of the registered (shmem or hugetlbfs) mapping's file, and wakes the waiters.
+/// `EFAULT` when a page is not in the page cache.
+pub fn continue_(fd: BorrowedFd<'_>, start: usize, len: usize) -> Result<(), Errno> {
+    let mut arg = UffdioContinue { range: UffdioRange { start: start as u64, len: len as u64 }, mode: 0, mapped: 0 };
+    // SAFETY: a `uffdio_continue`; it maps pages that already hold the file's bytes into a
+    // registered range, where they were missing (never replaces a mapped page).
+    unsafe { ioctl(fd, UFFDIO_CONTINUE, &mut arg) }.map(drop)
+}
+
+/// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`: drops `[offset, offset + len)` of a
+/// memfd's page cache (a page a failed fill left half written).
+pub fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), Errno> {
+    use rustix::fs::FallocateFlags;
+    rustix::fs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
+}
+
+/// Opens `/proc/self/fd/<fd>` again with `O_RDONLY | O_CLOEXEC`: a read-only descriptor of
+/// the same file (a memfd), whose holder cannot write, resize or seal it.
+pub fn reopen_read_only(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
 }
 
 /// `UFFDIO_POISON` (Linux ≥ 6.6): marks the missing pages of the range poisoned; an access

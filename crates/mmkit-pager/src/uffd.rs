@@ -64,6 +64,28 @@ impl Capabilities {
         self.features & sys::FEATURE_WP_ASYNC != 0
     }
 
+    /// Missing faults of shmem (memfd) mappings, served with `UFFDIO_COPY`
+    /// (`UFFD_FEATURE_MISSING_SHMEM`, Linux ≥ 4.11).
+    pub fn missing_shmem(&self) -> bool {
+        self.features & sys::FEATURE_MISSING_SHMEM != 0
+    }
+
+    /// Minor faults of shmem mappings, served with `UFFDIO_CONTINUE`
+    /// (`UFFD_FEATURE_MINOR_SHMEM`, Linux ≥ 5.14).
+    pub fn minor_shmem(&self) -> bool {
+        self.features & sys::FEATURE_MINOR_SHMEM != 0
+    }
+
+    /// Missing faults of hugetlbfs mappings (`UFFD_FEATURE_MISSING_HUGETLBFS`, Linux ≥ 4.11).
+    pub fn missing_hugetlbfs(&self) -> bool {
+        self.features & sys::FEATURE_MISSING_HUGETLBFS != 0
+    }
+
+    /// Minor faults of hugetlbfs mappings (`UFFD_FEATURE_MINOR_HUGETLBFS`, Linux ≥ 5.13).
+    pub fn minor_hugetlbfs(&self) -> bool {
+        self.features & sys::FEATURE_MINOR_HUGETLBFS != 0
+    }
+
     /// Synchronous write protection of anonymous memory (`UFFDIO_WRITEPROTECT`, Linux ≥ 5.7).
     pub fn write_protect(&self) -> bool {
         self.features & sys::FEATURE_PAGEFAULT_FLAG_WP != 0

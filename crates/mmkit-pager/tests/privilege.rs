@@ -3,7 +3,7 @@
 
 mod support;
 
-use mmkit_pager::{FaultMode, Filled, FnSource, OpenedVia, PagedRegion};
+use mmkit_pager::{Backing, FaultMode, Filled, FnSource, OpenedVia, PagedRegion, ShmemFill};
 use support::{child_role, run_child};
 
 fn expected_for_this_user() -> (FaultMode, Option<OpenedVia>) {
@@ -51,6 +51,18 @@ fn check_this_user() {
         FaultMode::UserModeOnly => assert_eq!(sent, Err(rustix::io::Errno::FAULT)),
     }
     assert_eq!(region.as_slice()[0], 4);
+    // The memfd backing served with UFFDIO_CONTINUE works in every mode too (minor faults of
+    // shmem need no extra privilege), staged and faulted pages alike.
+    let shmem = PagedRegion::builder(2 * page)
+        .backing(Backing::SharedMemory(ShmemFill::Continue))
+        .build(FnSource(|_, buf: &mut [u8]| {
+            buf.fill(6);
+            Ok(Filled::Data)
+        }))
+        .unwrap();
+    shmem.stage(0, &vec![5; page]).unwrap();
+    assert_eq!((shmem.as_slice()[0], shmem.as_slice()[page]), (5, 6));
+    assert_eq!((shmem.stats().staged_pages, shmem.stats().source_calls), (1, 1));
 }
 
 /// Becomes nobody (65534) before anything opens a userfaultfd; glibc applies the ids to every

@@ -62,7 +62,7 @@ fn first_touch(kind: Touch, check: bool) -> (Duration, Option<(u64, bool)>) {
     touch(m.as_mut_ptr(), 0, GIB);
     let d = t.elapsed();
     let seen = check.then(|| {
-        let huge = mmkit::anon::huge_page_bytes(m.mapping()).unwrap_or(0);
+        let huge = mmkit::inspect::huge_page_bytes(m.mapping()).unwrap_or(0);
         (huge, m.as_ptr() as usize % (2 * MIB) == 0)
     });
     drop(black_box(m));

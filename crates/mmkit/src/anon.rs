@@ -5,11 +5,11 @@
 //! |---|---|---|
 //! | zeroed private memory | [`MapOptions::map_anon`] | `mmap(MAP_PRIVATE \| MAP_ANONYMOUS)` |
 //! | memory a forked child shares | [`MapOptions::map_anon_shared`] | `MAP_SHARED \| MAP_ANONYMOUS` |
-//! | a name in `/proc/self/maps` | [`MapOptions::name`], [`Mapping::set_name`], [`region_name`] | `PR_SET_VMA_ANON_NAME` (5.17+) |
+//! | a name in `/proc/self/maps` | [`MapOptions::name`], [`Mapping::set_name`], [`inspect::region_name`](crate::inspect::region_name) | `PR_SET_VMA_ANON_NAME` (5.17+) |
 //! | guard pages around it | [`MapOptions::map_anon_guarded`] | `MADV_GUARD_INSTALL` (6.13+) or `PROT_NONE` |
 //! | a child sees zeros / nothing | [`MmapMut::wipe_on_fork`], `unsafe` [`MmapMut::dont_fork`] | `MADV_WIPEONFORK`, `MADV_DONTFORK` |
 //! | give the memory back | [`MmapMut::purge`], [`MmapMut::purge_lazy`] | `MADV_DONTNEED`/`MADV_REMOVE`, `MADV_FREE` |
-//! | huge pages, and proof | [`HugePages`](crate::HugePages), [`MmapMut::collapse`], [`huge_page_bytes`] | `MADV_HUGEPAGE`, `MADV_COLLAPSE`, `smaps` |
+//! | huge pages, and proof | [`HugePages`](crate::HugePages), [`MmapMut::collapse`], [`inspect::huge_page_bytes`](crate::inspect::huge_page_bytes) | `MADV_HUGEPAGE`, `MADV_COLLAPSE`, `smaps` |
 //!
 //! ```
 //! # fn main() -> Result<(), mmkit::Error> {
@@ -18,7 +18,7 @@
 //! assert!(mem.iter().all(|&b| b == 0));
 //! mem.fill(1);
 //! println!("page size {} ({:?})", mem.page_outcome().page_size, mem.page_outcome().fallback);
-//! println!("named: {:?}", mmkit::anon::region_name(mem.mapping())?);
+//! println!("named: {:?}", mmkit::inspect::region_name(mem.mapping())?);
 //! mem.purge(..)?; // the memory goes back to the kernel; the bytes read back as zeros
 //! assert_eq!(mem[0], 0);
 //! # Ok(()) }
@@ -158,6 +158,11 @@ impl MapOptions {
 }
 
 pub use crate::sys::anon::GuardKind;
+
+/// Where they were first defined: the smaps and maps readings of one mapping live in
+/// [`inspect`](crate::inspect) (a composite), re-exported here so `mmkit::anon::huge_page_bytes`
+/// and its siblings keep working. Nothing in this module calls them.
+pub use crate::inspect::{huge_page_bytes, region_name, resident_bytes};
 
 /// Anonymous memory between two guard regions; see [`MapOptions::map_anon_guarded`].
 ///
@@ -381,39 +386,4 @@ fn install_guard(map: &mut Mapping, off: usize, len: usize, allow_madvise: bool)
     unsafe {
         sys::anon::install_guard((base + off) as *mut u8, len, allow_madvise)
     }
-}
-
-fn overlapping_smaps(map: &Mapping) -> Result<Vec<crate::inspect::SmapsEntry>> {
-    let (start, len) = map.kernel_region();
-    let (start, end) = (start as u64, (start + len) as u64);
-    Ok(crate::inspect::smaps(std::process::id())?
-        .into_iter()
-        .filter(|e| e.area.start < end && e.area.end > start)
-        .collect())
-}
-
-/// Bytes of `map` backed by transparent huge pages now: the `AnonHugePages` counters of the
-/// areas of `/proc/self/smaps` that overlap its kernel region. This is the proof that
-/// [`HugePages::Transparent`](crate::HugePages::Transparent) got huge pages.
-pub fn huge_page_bytes(map: &Mapping) -> Result<u64> {
-    Ok(overlapping_smaps(map)?.iter().map(|e| e.stats.anon_huge_pages * 1024).sum())
-}
-
-/// Resident bytes of `map` as `/proc/self/smaps` counts them (`Rss` of the overlapping areas).
-///
-/// smaps counts whole areas: when the kernel has merged the mapping with an adjacent anonymous
-/// mapping of identical flags, the neighbour's pages count too. For an exact per-range count
-/// use [`Mapping::residency`] (`mincore`).
-pub fn resident_bytes(map: &Mapping) -> Result<u64> {
-    Ok(overlapping_smaps(map)?.iter().map(|e| e.stats.rss * 1024).sum())
-}
-
-/// The name `/proc/self/maps` shows for the area holding `map`'s first byte (`[anon:NAME]`
-/// gives `Some("NAME")`); `None` when unnamed or the kernel lacks names.
-pub fn region_name(map: &Mapping) -> Result<Option<String>> {
-    let addr = map.as_ptr() as u64;
-    Ok(crate::inspect::maps(std::process::id())?
-        .into_iter()
-        .find(|e| e.start <= addr && addr < e.end)
-        .and_then(|e| e.backing.anon_name().map(str::to_owned)))
 }

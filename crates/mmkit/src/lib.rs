@@ -23,6 +23,7 @@
 //! - [`alloc`]: [`MapAlloc`](alloc::MapAlloc), a large-block allocator on anonymous mappings.
 //! - [`reserve`]: [`Reservation`]: reserve address space, commit and decommit parts of it.
 //! - [`shm`]: [`SharedMemory`] (memfd): seals, passing it to another process, a ring buffer.
+//! - [`scan`]: [`Mmap::scan`], sequential reads that probe for truncation and populate ahead.
 //! - [`residency`](mod@residency): [`Residency`], which pages were resident, one bit per page.
 //! - [`inspect`]: page-cache residency of files and `/proc/<pid>/maps`/`smaps`.
 //! - [`process`]: fork probes, to see a mapping from another process.
@@ -64,11 +65,11 @@
 //   1. `sys`                      the kernel calls and constants; names nothing else in mmkit
 //   2. `page`, `error`, `options`, `residency`, `open`   values, arithmetic, opening files
 //   3. `mapping`                  `Mapping`, the owned region
-//   4. faces: `file`, `anon`, `process`          typed owners over one `Mapping`
+//   4. faces: `file`, `anon`, `process`          typed owners over one `Mapping`; `scan` (on `Mmap`)
 //   5. composites: `reserve`, then `growable`, `shm`, `alloc`, `inspect`
 // Within the composites `reserve` is the lowest (`growable` and `shm` build on it).
-// Known exception, left for the `inspect` owner: `anon`'s smaps proofs (`huge_page_bytes`,
-// `resident_bytes`, `region_name`) call `inspect`'s parsers.
+// `anon` re-exports `inspect`'s smaps proofs (`huge_page_bytes`, `resident_bytes`,
+// `region_name`) under their first paths; it calls nothing of `inspect`.
 
 #![deny(missing_docs)]
 #![cfg(any(target_os = "linux", target_os = "android"))]
@@ -86,6 +87,7 @@ pub mod page;
 pub mod process;
 pub mod reserve;
 pub mod residency;
+pub mod scan;
 pub mod shm;
 pub(crate) mod sys;
 
@@ -97,7 +99,8 @@ pub use options::{
     Advice, HugePages, Lock, MapOptions, Placement, Populate, Protection, RemapOptions, Sharing, UncheckedAdvice,
 };
 pub use page::page_size;
+pub use process::page_faults;
 pub use reserve::{Reservation, ReserveOptions};
 pub use residency::{PageBitmap, Residency};
+pub use scan::Scan;
 pub use shm::SharedMemory;
-pub use sys::page_faults;

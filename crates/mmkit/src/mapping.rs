@@ -790,26 +790,14 @@ impl Mapping {
                 .with_range(off as u64, len as u64)
                 .with_detail("the mapping is not writable"));
         }
-        let (advice, name) = if write {
-            (libc::MADV_POPULATE_WRITE, "madvise(MADV_POPULATE_WRITE)")
-        } else {
-            (libc::MADV_POPULATE_READ, "madvise(MADV_POPULATE_READ)")
-        };
         // SAFETY: the pages are inside our mapping; populating does not change contents.
-        match unsafe { sys::madvise(ptr, span, advice) } {
+        match unsafe { sys::populate(ptr, span, write) } {
             Ok(()) => Ok(()),
-            // An empty range tells a kernel that knows the advice (0) from one that does not.
-            // SAFETY: a zero-length madvise touches nothing.
-            Err(rustix::io::Errno::INVAL) if unsafe { sys::madvise(ptr, 0, advice) }.is_err() => {
-                // SAFETY: the pages are inside our mapping; WILLNEED does not change contents.
-                unsafe { sys::madvise(ptr, span, libc::MADV_WILLNEED) }
-                    .map_err(|e| self.range_error("madvise(MADV_WILLNEED)", e, off, len))
-            }
-            Err(rustix::io::Errno::INVAL) => {
+            Err((name, rustix::io::Errno::INVAL)) if name != "madvise(MADV_WILLNEED)" => {
                 let why = "the range holds pages without that permission, or memory that cannot be populated";
                 Err(self.range_error(name, rustix::io::Errno::INVAL, off, len).with_detail(why))
             }
-            Err(e) => Err(self.range_error(name, e, off, len)),
+            Err((name, e)) => Err(self.range_error(name, e, off, len)),
         }
     }
 

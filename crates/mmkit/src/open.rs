@@ -31,13 +31,22 @@ pub fn open_regular(path: impl AsRef<Path>) -> Result<File> {
 /// Opens the regular file at `path` for reading, with the `fstat(2)` of what was opened (its
 /// length, device and inode; see the [module docs](self)).
 pub fn open_regular_with_metadata(path: impl AsRef<Path>) -> Result<(File, Metadata)> {
-    checked_open(path.as_ref(), OpenOptions::new().read(true), true)
+    checked_open(path.as_ref(), OpenOptions::new().read(true), true, true)
+}
+
+/// [`open_regular_with_metadata`] without step 4 of the [module docs](self): the descriptor
+/// keeps `O_NONBLOCK`, which has no effect on `read`, `pread` or `mmap` of a regular file
+/// (`open(2)`: "this flag has no effect for regular files"), for two `fcntl(2)` calls fewer. For
+/// a caller that only reads and maps the file, such as a loader whose first load should make
+/// no more syscalls than glibc's `dlopen`.
+pub fn open_regular_nonblocking_with_metadata(path: impl AsRef<Path>) -> Result<(File, Metadata)> {
+    checked_open(path.as_ref(), OpenOptions::new().read(true), true, false)
 }
 
 /// Opens the regular file at `path` for reading and writing; it must exist (see the
 /// [module docs](self)).
 pub fn open_regular_read_write(path: impl AsRef<Path>) -> Result<File> {
-    checked_open(path.as_ref(), OpenOptions::new().read(true).write(true), true).map(|(file, _)| file)
+    checked_open(path.as_ref(), OpenOptions::new().read(true).write(true), true, true).map(|(file, _)| file)
 }
 
 /// Creates the regular file at `path` for writing, or empties it when it exists; a FIFO,
@@ -45,7 +54,7 @@ pub fn open_regular_read_write(path: impl AsRef<Path>) -> Result<File> {
 /// is truncated before what was opened is known to be a regular file.
 pub fn create_regular(path: impl AsRef<Path>) -> Result<File> {
     let path = path.as_ref();
-    let (file, meta) = checked_open(path, OpenOptions::new().write(true).create(true), false)?;
+    let (file, meta) = checked_open(path, OpenOptions::new().write(true).create(true), false, true)?;
     if meta.len() != 0 {
         file.set_len(0).map_err(|e| io_error("ftruncate", e).with_path(path))?;
     }
@@ -53,8 +62,13 @@ pub fn create_regular(path: impl AsRef<Path>) -> Result<File> {
 }
 
 /// The four steps of the module docs. `must_exist`: a missing path is an error at `stat`
-/// (otherwise `open` creates it, as `options` says).
-fn checked_open(path: &Path, options: &mut OpenOptions, must_exist: bool) -> Result<(File, Metadata)> {
+/// (otherwise `open` creates it, as `options` says); `clear_nonblock`: step 4.
+fn checked_open(
+    path: &Path,
+    options: &mut OpenOptions,
+    must_exist: bool,
+    clear_nonblock: bool,
+) -> Result<(File, Metadata)> {
     match std::fs::metadata(path) {
         Ok(meta) if !meta.is_file() => return Err(not_regular("open", &meta).with_path(path)),
         Ok(_) => {}
@@ -71,7 +85,9 @@ fn checked_open(path: &Path, options: &mut OpenOptions, must_exist: bool) -> Res
     if !meta.is_file() {
         return Err(not_regular("open", &meta).with_path(path));
     }
-    crate::sys::clear_nonblock(file.as_fd()).map_err(|e| Error::os("fcntl(F_SETFL)", e).with_path(path))?;
+    if clear_nonblock {
+        crate::sys::clear_nonblock(file.as_fd()).map_err(|e| Error::os("fcntl(F_SETFL)", e).with_path(path))?;
+    }
     Ok((file, meta))
 }
 
@@ -139,7 +155,12 @@ mod tests {
         for (p, what) in cases {
             let q = p.clone();
             let errors = within_limit(move || {
-                [open_regular(&q).map(drop), open_regular_read_write(&q).map(drop), create_regular(&q).map(drop)]
+                [
+                    open_regular(&q).map(drop),
+                    open_regular_nonblocking_with_metadata(&q).map(drop),
+                    open_regular_read_write(&q).map(drop),
+                    create_regular(&q).map(drop),
+                ]
             });
             for e in errors {
                 let e = e.unwrap_err();
@@ -168,6 +189,23 @@ mod tests {
         let missing = d.path().join("missing");
         assert_eq!(open_regular(&missing).unwrap_err().errno(), Some(libc::ENOENT));
         assert_eq!(open_regular_read_write(&missing).unwrap_err().errno(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn the_nonblocking_open_keeps_o_nonblock_and_reads_all_of_a_regular_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"hello").unwrap();
+        let (mut f, meta) = open_regular_nonblocking_with_metadata(&p).unwrap();
+        assert_eq!(meta.len(), 5);
+        let flags = rustix::fs::fcntl_getfl(&f).unwrap();
+        assert!(flags.contains(rustix::fs::OFlags::NONBLOCK), "{flags:?}");
+        assert!(rustix::io::fcntl_getfd(&f).unwrap().contains(rustix::io::FdFlags::CLOEXEC));
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "hello");
+        let missing = d.path().join("missing");
+        assert_eq!(open_regular_nonblocking_with_metadata(&missing).unwrap_err().errno(), Some(libc::ENOENT));
     }
 
     #[test]

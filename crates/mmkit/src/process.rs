@@ -21,6 +21,22 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, ChildEnd};
 
+/// Page faults this process has taken so far, `(minor, major)` (`getrusage(RUSAGE_SELF)`, all
+/// threads): the kernel's count of what touching a mapping cost. Also `mmkit::page_faults`.
+///
+/// ```
+/// # fn main() -> Result<(), mmkit::Error> {
+/// let mut mem = mmkit::MapOptions::new().len(16 * mmkit::page_size()).map_anon()?;
+/// let (minor0, _) = mmkit::page_faults();
+/// mem.fill(1); // first touch: the kernel faults the zero pages in
+/// assert!(mmkit::page_faults().0 > minor0);
+/// # Ok(()) }
+/// ```
+#[doc(alias = "getrusage")]
+pub fn page_faults() -> (u64, u64) {
+    sys::page_faults()
+}
+
 /// Runs `f` in a forked child and returns what it computed. A child killed by a signal
 /// (e.g. `SIGSEGV` from touching a guard page) gives an error whose [`Error::errno`] is `None`
 /// and whose [`Error::signal`] is the signal (its message names it too). The child always

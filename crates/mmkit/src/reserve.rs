@@ -30,7 +30,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::anon::GuardKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{Protection, Sharing};
+use crate::options::{Populate, Protection, Sharing};
 use crate::page::{align_up, check_len, check_page_len, is_aligned, range_within};
 use crate::residency::MINCORE_WINDOW_PAGES;
 use crate::sys;
@@ -294,11 +294,13 @@ impl Reservation {
         file_offset: u64,
     ) -> Result<()> {
         // SAFETY: forwarded contract.
-        unsafe { self.map_file_at_with(offset, len, prot, sharing, fd, file_offset, false) }
+        unsafe { self.map_file_at_with(offset, len, prot, sharing, fd, file_offset, Populate::No) }
     }
 
-    /// [`map_file_at`](Self::map_file_at), prefaulted when `populate` is set (`MAP_POPULATE`:
-    /// the pages are read, and private writable ones copied, in the call instead of by faults).
+    /// [`map_file_at`](Self::map_file_at), faulted in as `populate` says:
+    /// [`Populate::MapPopulate`] (`MAP_POPULATE`: the pages are read, and private writable ones
+    /// copied, in the call instead of by faults), [`Populate::Read`] / [`Populate::Write`]
+    /// (`MADV_POPULATE_READ` / `_WRITE` after the map, `MADV_WILLNEED` on kernels before 5.14).
     ///
     /// # Safety
     /// As for [`map_file_at`](Self::map_file_at).
@@ -311,14 +313,14 @@ impl Reservation {
         sharing: Sharing,
         fd: impl AsFd,
         file_offset: u64,
-        populate: bool,
+        populate: Populate,
     ) -> Result<()> {
         let ptr = self.check("map_file_at", offset, len)?;
         if len == 0 {
             return Ok(());
         }
         let flags = MapFlags::FIXED
-            | if populate { MapFlags::POPULATE } else { MapFlags::empty() }
+            | if populate == Populate::MapPopulate { MapFlags::POPULATE } else { MapFlags::empty() }
             | match sharing {
                 Sharing::Shared => MapFlags::SHARED,
                 Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
@@ -332,6 +334,16 @@ impl Reservation {
                 .with_addr(ptr as usize)
                 .with_range(file_offset, len as u64)
         })?;
+        if let Populate::Read | Populate::Write = populate {
+            // SAFETY: the range was just mapped inside our reservation; populating does not
+            // change contents.
+            unsafe { sys::populate(ptr, len, populate == Populate::Write) }.map_err(|(name, e)| {
+                Error::os(name, e)
+                    .with_opt_path(sys::fd_path(fd).as_deref())
+                    .with_addr(ptr as usize)
+                    .with_range(file_offset, len as u64)
+            })?;
+        }
         Ok(())
     }
 

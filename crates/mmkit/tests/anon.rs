@@ -5,8 +5,8 @@
 mod fork;
 
 use fork::{in_child, rss_in};
-use mmkit::anon::{self, Collapse, GuardKind, Purged};
-use mmkit::{page_size, Advice, HugePages, MapOptions, Sharing};
+use mmkit::anon::{Collapse, GuardKind, Purged};
+use mmkit::{inspect, page_size, Advice, HugePages, MapOptions, Sharing};
 
 const MIB: usize = 1 << 20;
 
@@ -43,7 +43,7 @@ fn zero_filled_and_rss_grows_only_on_touch() {
         mem[i] = 1;
     }
     assert_eq!(rss_in(start, len), MIB as u64);
-    assert_eq!(anon::resident_bytes(mem.mapping()).unwrap(), MIB as u64);
+    assert_eq!(inspect::resident_bytes(mem.mapping()).unwrap(), MIB as u64);
     assert_eq!(mem.purge(..).unwrap(), Purged::DontNeed);
     assert_eq!(rss_in(start, len), 0);
     assert!(mem.iter().all(|&b| b == 0));
@@ -120,7 +120,7 @@ fn guard_pages_kill_a_child_that_touches_them() {
 
     // Guard markers do not split the VMA; PROT_NONE guards make three areas.
     let (start, len) = mem.mapping().kernel_region();
-    let areas = mmkit::inspect::maps(std::process::id())
+    let areas = inspect::maps(std::process::id())
         .unwrap()
         .into_iter()
         .filter(|e| e.start < (start + len) as u64 && e.end > start as u64)
@@ -161,14 +161,14 @@ fn names_show_in_proc_self_maps_or_are_a_reported_no_op() {
     if kernel_names_anon_areas() {
         assert!(mem.mapping().name_applied());
         assert!(line.ends_with("[anon:mmkit-test-name]"), "{line}");
-        assert_eq!(anon::region_name(mem.mapping()).unwrap().as_deref(), Some("mmkit-test-name"));
+        assert_eq!(inspect::region_name(mem.mapping()).unwrap().as_deref(), Some("mmkit-test-name"));
         assert!(mem.mapping().set_name("renamed").unwrap());
-        assert_eq!(anon::region_name(mem.mapping()).unwrap().as_deref(), Some("renamed"));
+        assert_eq!(inspect::region_name(mem.mapping()).unwrap().as_deref(), Some("renamed"));
     } else {
         // CONFIG_ANON_VMA_NAME is off: naming is a no-op that says so, not an error.
         assert!(!mem.mapping().name_applied());
         assert!(!line.contains("[anon:"), "{line}");
-        assert_eq!(anon::region_name(mem.mapping()).unwrap(), None);
+        assert_eq!(inspect::region_name(mem.mapping()).unwrap(), None);
         assert!(!mem.mapping().set_name("renamed").unwrap());
     }
     // A name the kernel would never accept is an error either way.
@@ -182,7 +182,7 @@ fn lazy_purge_marks_pages_lazy_free() {
     // SAFETY: nothing reads the range before writing it again.
     assert_eq!(unsafe { mem.purge_lazy(..) }.unwrap(), Purged::Free);
     let (start, len) = mem.mapping().kernel_region();
-    let lazy: u64 = mmkit::inspect::smaps(std::process::id())
+    let lazy: u64 = inspect::smaps(std::process::id())
         .unwrap()
         .iter()
         .filter(|a| a.area.start < (start + len) as u64 && a.area.end > start as u64)
@@ -219,7 +219,7 @@ fn transparent_huge_pages_are_observed() {
             for i in (0..mem.len()).step_by(page_size()) {
                 mem[i] = 1;
             }
-            let huge = anon::huge_page_bytes(mem.mapping()).unwrap();
+            let huge = inspect::huge_page_bytes(mem.mapping()).unwrap();
             assert!(huge >= pmd as u64, "AnonHugePages {huge} after MADV_HUGEPAGE + touch");
         }
         _ => assert!(outcome.fallback.is_some(), "a fallback reason when THP is off: {outcome:?}"),
@@ -234,7 +234,7 @@ fn collapse_turns_base_pages_into_huge_pages() {
     let mut mem = MapOptions::new().len(4 * pmd).map_anon().unwrap();
     mem.advise(.., Advice::NoHugePage).unwrap();
     mem.fill(3);
-    assert_eq!(anon::huge_page_bytes(mem.mapping()).unwrap(), 0);
+    assert_eq!(inspect::huge_page_bytes(mem.mapping()).unwrap(), 0);
     mem.advise(.., Advice::Normal).unwrap(); // NoHugePage would forbid the collapse
     let mem2 = mem;
     // Advice::Normal does not clear VM_NOHUGEPAGE; MADV_HUGEPAGE does.
@@ -252,7 +252,7 @@ fn collapse_turns_base_pages_into_huge_pages() {
     }
     match outcome {
         Collapse::Collapsed => {
-            let huge = anon::huge_page_bytes(mem2.mapping()).unwrap();
+            let huge = inspect::huge_page_bytes(mem2.mapping()).unwrap();
             assert!(huge >= pmd as u64, "AnonHugePages {huge} after MADV_COLLAPSE");
             assert!(mem2.iter().all(|&b| b == 3), "collapse keeps the contents");
         }

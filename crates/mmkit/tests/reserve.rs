@@ -9,7 +9,7 @@ use std::io::Write;
 use fork::{in_child, rss_in};
 use mmkit::reserve::ReserveOptions;
 use mmkit::shm::SharedMemory;
-use mmkit::{page_size, ErrorKind, Protection, Reservation, Sharing};
+use mmkit::{page_size, ErrorKind, Populate, Protection, Reservation, Sharing};
 
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
@@ -218,6 +218,56 @@ fn files_and_memfds_map_inside() {
     let a = areas_in(r.as_ptr() as usize + 2 * page, page);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].inode, 0);
+}
+
+/// Minor faults of this thread (other tests fault concurrently).
+fn thread_minor_faults() -> u64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+    u.ru_minflt as u64
+}
+
+#[test]
+fn file_maps_inside_are_populated_as_asked() {
+    let page = page_size();
+    let n = 32;
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&vec![7u8; n * page]).unwrap();
+    // Faults taken by reading, then by writing, every page of a private read-write file map.
+    let faults = |populate: Populate| {
+        let r = Reservation::new(n * page).unwrap();
+        // SAFETY: the temp file is ours alone and accessed through raw pointers only.
+        unsafe { r.map_file_at_with(0, n * page, Protection::READ_WRITE, Sharing::Private, &file, 0, populate) }
+            .unwrap();
+        let f0 = thread_minor_faults();
+        for i in 0..n {
+            // SAFETY: mapped read-write just above.
+            assert_eq!(unsafe { r.as_ptr().add(i * page).read_volatile() }, 7);
+        }
+        let f1 = thread_minor_faults();
+        for i in 0..n {
+            // SAFETY: as above; a private map, the file is unchanged.
+            unsafe { r.as_mut_ptr().add(i * page).write_volatile(1) };
+        }
+        (f1 - f0, thread_minor_faults() - f1)
+    };
+    let (read, write) = faults(Populate::No);
+    assert!(read > 0 && write > 0, "demand paging: {read} read and {write} write faults");
+    // MAP_POPULATE on a private writable map copies the pages in the call.
+    assert_eq!(faults(Populate::MapPopulate), (0, 0));
+    // Populated for reading: reads take no faults, writes still copy on write.
+    let (read, write) = faults(Populate::Read);
+    assert_eq!(read, 0);
+    assert!(write > 0, "no copy-on-write fault after MADV_POPULATE_READ");
+    assert_eq!(faults(Populate::Write), (0, 0));
+    // Population for writing of a read-only map is an error naming the call.
+    let r = Reservation::new(page).unwrap();
+    // SAFETY: as above.
+    let e = unsafe { r.map_file_at_with(0, page, Protection::READ, Sharing::Private, &file, 0, Populate::Write) }
+        .unwrap_err();
+    assert!(e.operation().contains("MADV_POPULATE_WRITE"), "{e}");
 }
 
 #[test]

@@ -1,17 +1,25 @@
-//! Relocation of an x86_64 shared object: `RELR`, `RELATIVE`, `64`, `GLOB_DAT`, `JUMP_SLOT`
-//! (bound eagerly), `IRELATIVE`, and `DTPMOD64`/`DTPOFF64` for general-dynamic TLS.
+//! Relocation of a shared object of the host machine (x86_64 or aarch64): `RELR`, `RELATIVE`,
+//! the absolute 64-bit type, `GLOB_DAT`, `JUMP_SLOT` (bound eagerly), `IRELATIVE`,
+//! `DTPMOD64`/`DTPREL64` for general-dynamic TLS and, on aarch64, `TLSDESC` (the default TLS
+//! dialect there) with a resolver of mmkit's own.
 //!
-//! Everything else (`COPY`, `TPOFF64`, `TLSDESC`, PC-relative text relocations) is an error
-//! that names the relocation and its symbol. This module and the executor are the only ones
-//! with `unsafe`: here, calling IFUNC resolvers.
+//! Everything else (`COPY`, initial-exec `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative
+//! text relocations) is an error that names the relocation and its symbol. Relocation numbers
+//! and names per machine are in [`crate::machine`]; what differs in how they apply is in
+//! `x86_64.rs` and `aarch64.rs`. This module and the executor are the only ones with
+//! `unsafe`: here, calling IFUNC resolvers, and the TLS resolvers.
 
+pub(crate) mod aarch64;
 pub(crate) mod atexit;
 pub(crate) mod tls;
+#[cfg(target_arch = "aarch64")]
+mod tlsdesc;
+pub(crate) mod x86_64;
 
 use crate::dynamic::{Dynamic, Rela};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Image, Table};
-use object::elf;
+use crate::machine::{Machine, RelocKind};
 
 /// What a symbol reference resolved to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,30 +32,18 @@ pub(crate) enum Target {
     Tls { module: u64, offset: u64 },
 }
 
-/// Name of an x86_64 relocation type, for messages.
+/// What relocation type `r_type` of the host machine does ([`RelocKind::Other`] on a host the
+/// loader does not relocate for).
+pub(crate) fn host_kind(r_type: u32) -> RelocKind {
+    Machine::HOST.map_or(RelocKind::Other, |m| m.relocation_kind(r_type))
+}
+
+/// Name of a relocation type of the host machine, for messages.
 pub(crate) fn reloc_name(t: u32) -> String {
-    let name = match t {
-        elf::R_X86_64_NONE => "R_X86_64_NONE",
-        elf::R_X86_64_64 => "R_X86_64_64",
-        elf::R_X86_64_PC32 => "R_X86_64_PC32",
-        elf::R_X86_64_GOT32 => "R_X86_64_GOT32",
-        elf::R_X86_64_PLT32 => "R_X86_64_PLT32",
-        elf::R_X86_64_COPY => "R_X86_64_COPY",
-        elf::R_X86_64_GLOB_DAT => "R_X86_64_GLOB_DAT",
-        elf::R_X86_64_JUMP_SLOT => "R_X86_64_JUMP_SLOT",
-        elf::R_X86_64_RELATIVE => "R_X86_64_RELATIVE",
-        elf::R_X86_64_32 => "R_X86_64_32",
-        elf::R_X86_64_32S => "R_X86_64_32S",
-        elf::R_X86_64_DTPMOD64 => "R_X86_64_DTPMOD64",
-        elf::R_X86_64_DTPOFF64 => "R_X86_64_DTPOFF64",
-        elf::R_X86_64_TPOFF64 => "R_X86_64_TPOFF64",
-        elf::R_X86_64_TLSDESC => "R_X86_64_TLSDESC",
-        elf::R_X86_64_IRELATIVE => "R_X86_64_IRELATIVE",
-        elf::R_X86_64_PC64 => "R_X86_64_PC64",
-        elf::R_X86_64_RELATIVE64 => "R_X86_64_RELATIVE64",
-        _ => return format!("relocation type {t}"),
-    };
-    name.to_owned()
+    match Machine::HOST {
+        Some(m) => m.relocation_name(t),
+        None => format!("relocation type {t}"),
+    }
 }
 
 fn unsupported(dy: &Dynamic, r: &Rela, why: &str) -> Error {
@@ -85,21 +81,29 @@ fn apply_relr(image: &Image, relr: &Table<u64>) -> Result<()> {
     Ok(())
 }
 
-/// Calls an IFUNC resolver and returns the implementation it chose.
+/// Calls an IFUNC resolver and returns the implementation it chose, with the arguments the
+/// host's ABI gives resolvers (none on x86_64; `hwcap` and `__ifunc_arg_t` on aarch64).
 ///
 /// # Safety
 /// `resolver` must be the run-time address of an IFUNC resolver of a relocated library.
 pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
-    type Resolver = unsafe extern "C" fn() -> u64;
-    // SAFETY: the caller vouches this is a resolver (signature `void *(*)(void)`; x86_64
-    // resolvers may take hwcap arguments but ignore extra ones by the ABI).
-    unsafe { std::mem::transmute::<usize, Resolver>(resolver as usize)() }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the caller's contract.
+    let chosen = unsafe { aarch64::call_ifunc_resolver(resolver) };
+    #[cfg(not(target_arch = "aarch64"))]
+    // SAFETY: the caller's contract.
+    let chosen = unsafe { x86_64::call_ifunc_resolver(resolver) };
+    chosen
 }
 
-/// Relocates a loaded image.
+/// Relocates a loaded image of the host machine (the planner checked `e_machine`).
 ///
 /// `resolve(sym_index)` binds a symbol reference (lookup order and versions are the library
 /// module's business); `tls_module` is this library's TLS module id, if it has `PT_TLS`.
+/// The types are the machine's (`relocate/x86_64.rs`, `relocate/aarch64.rs` say what differs);
+/// what each kind does is shared, here. The loader never writes to executable pages (segments
+/// are mapped from the file, relocations write only writable data and RELRO), so no
+/// instruction-cache maintenance is needed on any machine.
 ///
 /// # Safety
 /// IFUNC resolvers of the library (and resolved IFUNC symbols of its dependencies) are called:
@@ -109,6 +113,7 @@ pub(crate) unsafe fn relocate(
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls_module: Option<u64>,
 ) -> Result<()> {
+    let machine = Machine::host()?;
     let image = &dy.image;
     apply_relr(image, &dy.relr)?;
     let bias = image.bias();
@@ -117,16 +122,20 @@ pub(crate) unsafe fn relocate(
     let mut deferred: Vec<(u64, u64, i64)> = Vec::new();
     for r in dy.relocations() {
         let r = &r;
-        match r.r_type {
-            elf::R_X86_64_NONE => {}
-            elf::R_X86_64_RELATIVE => {
+        let kind = machine.relocation_kind(r.r_type);
+        match kind {
+            RelocKind::None => {}
+            RelocKind::Relative => {
                 image.write_u64(r.offset, bias.wrapping_add(r.addend as u64))?;
             }
-            elf::R_X86_64_IRELATIVE => {
+            RelocKind::Irelative => {
                 deferred.push((r.offset, bias.wrapping_add(r.addend as u64), 0));
             }
-            elf::R_X86_64_64 | elf::R_X86_64_GLOB_DAT | elf::R_X86_64_JUMP_SLOT => {
-                let addend = if r.r_type == elf::R_X86_64_64 { r.addend } else { 0 };
+            RelocKind::Abs64 | RelocKind::GlobDat | RelocKind::JumpSlot => {
+                let addend = match machine {
+                    Machine::X86_64 => x86_64::symbol_addend(kind, r.addend),
+                    Machine::Aarch64 => aarch64::symbol_addend(kind, r.addend),
+                };
                 let target = if r.sym == 0 { Target::Addr(0) } else { resolve(r.sym)? };
                 match target {
                     Target::Addr(a) => image.write_u64(r.offset, a.wrapping_add(addend as u64))?,
@@ -136,34 +145,29 @@ pub(crate) unsafe fn relocate(
                     }
                 }
             }
-            elf::R_X86_64_DTPMOD64 => {
-                let module = if r.sym == 0 {
-                    tls_module
-                } else {
-                    match resolve(r.sym)? {
-                        Target::Tls { module, .. } => Some(module),
-                        _ => None,
-                    }
-                };
-                let module = module
-                    .ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library defines it)"))?;
+            RelocKind::DtpMod64 => {
+                let module = tls_module_of(dy, r, resolve, tls_module)?;
                 image.write_u64(r.offset, module)?;
             }
-            elf::R_X86_64_DTPOFF64 => {
-                let offset = if r.sym == 0 {
-                    0
-                } else {
-                    match resolve(r.sym)? {
-                        Target::Tls { offset, .. } => offset,
-                        _ => return Err(unsupported(dy, r, " (the symbol is not TLS)")),
-                    }
-                };
+            RelocKind::DtpRel64 => {
+                let offset = tls_offset_of(dy, r, resolve)?;
                 image.write_u64(r.offset, offset.wrapping_add(r.addend as u64))?;
             }
-            elf::R_X86_64_COPY => {
+            RelocKind::TlsDesc if machine == Machine::Aarch64 => {
+                let module = tls_module_of(dy, r, resolve, tls_module)?;
+                let offset = tls_offset_of(dy, r, resolve)?.wrapping_add(r.addend as u64);
+                let [resolver, arg] =
+                    aarch64::tls_descriptor(module, offset).map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
+                image.write_u64(r.offset, resolver)?;
+                image.write_u64(r.offset.wrapping_add(8), arg)?;
+            }
+            RelocKind::TlsDesc => {
+                return Err(unsupported(dy, r, " (TLS descriptors; build with -mtls-dialect=gnu)"));
+            }
+            RelocKind::Copy => {
                 return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
             }
-            elf::R_X86_64_TPOFF64 => {
+            RelocKind::TpRel64 => {
                 return Err(unsupported(
                     dy,
                     r,
@@ -171,10 +175,7 @@ pub(crate) unsafe fn relocate(
                      default global-dynamic model)",
                 ));
             }
-            elf::R_X86_64_TLSDESC => {
-                return Err(unsupported(dy, r, " (TLS descriptors; build with -mtls-dialect=gnu)"));
-            }
-            _ => return Err(unsupported(dy, r, "")),
+            RelocKind::Other => return Err(unsupported(dy, r, "")),
         }
     }
     for (offset, resolver, addend) in deferred {
@@ -184,4 +185,34 @@ pub(crate) unsafe fn relocate(
         image.write_u64(offset, chosen.wrapping_add(addend as u64))?;
     }
     Ok(())
+}
+
+/// The TLS module a `DTPMOD64`/`TLSDESC` relocation names: this library's for a local
+/// reference (no symbol), else the defining library's.
+fn tls_module_of(
+    dy: &Dynamic,
+    r: &Rela,
+    resolve: &mut dyn FnMut(u32) -> Result<Target>,
+    tls_module: Option<u64>,
+) -> Result<u64> {
+    let module = if r.sym == 0 {
+        tls_module
+    } else {
+        match resolve(r.sym)? {
+            Target::Tls { module, .. } => Some(module),
+            _ => None,
+        }
+    };
+    module.ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library defines it)"))
+}
+
+/// The offset in its module's block of the TLS symbol a relocation names (0 with no symbol).
+fn tls_offset_of(dy: &Dynamic, r: &Rela, resolve: &mut dyn FnMut(u32) -> Result<Target>) -> Result<u64> {
+    if r.sym == 0 {
+        return Ok(0);
+    }
+    match resolve(r.sym)? {
+        Target::Tls { offset, .. } => Ok(offset),
+        _ => Err(unsupported(dy, r, " (the symbol is not TLS)")),
+    }
 }

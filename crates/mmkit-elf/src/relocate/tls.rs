@@ -3,7 +3,8 @@
 //!
 //! A library compiled with `-fPIC` reaches its `__thread` variables through the
 //! general-dynamic model: a GOT pair filled by `R_X86_64_DTPMOD64`/`R_X86_64_DTPOFF64` and a
-//! call to `__tls_get_addr(&pair)`. glibc's `__tls_get_addr` only knows modules glibc loaded,
+//! call to `__tls_get_addr(&pair)` (on aarch64, a TLS descriptor whose resolver,
+//! `relocate/tlsdesc.rs`, ends up here too). glibc's `__tls_get_addr` only knows modules glibc loaded,
 //! so the loader binds that symbol to [`tls_get_addr`] instead, which hands each thread its own
 //! block per module, allocated on first use from the module's `PT_TLS` template.
 //!
@@ -107,6 +108,18 @@ fn block_for(module: u64) -> Option<*mut u8> {
         .flatten()
 }
 
+/// This thread's address of `offset` in the block of TLS `module` (allocated on first use);
+/// aborts with a message naming `who` when the module is unknown (its library was unloaded).
+pub(crate) fn address_in_block(module: u64, offset: u64, who: &str) -> *mut u8 {
+    match block_for(module) {
+        Some(ptr) => ptr.wrapping_add(offset as usize),
+        None => {
+            eprintln!("mmkit-elf: {who}: unknown TLS module {module} (library unloaded?)");
+            std::process::abort()
+        }
+    }
+}
+
 /// mmkit's `__tls_get_addr`: the address of `offset` in this thread's block of `module`.
 ///
 /// # Safety
@@ -115,11 +128,5 @@ fn block_for(module: u64) -> Option<*mut u8> {
 pub(crate) unsafe extern "C" fn tls_get_addr(index: *const TlsIndex) -> *mut u8 {
     // SAFETY: the caller passes a pointer to a live GOT pair (function contract).
     let (module, offset) = unsafe { ((*index).module, (*index).offset) };
-    match block_for(module) {
-        Some(ptr) => ptr.wrapping_add(offset as usize),
-        None => {
-            eprintln!("mmkit-elf: __tls_get_addr: unknown TLS module {module} (library unloaded?)");
-            std::process::abort()
-        }
-    }
+    address_in_block(module, offset, "__tls_get_addr")
 }

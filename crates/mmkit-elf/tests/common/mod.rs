@@ -13,6 +13,18 @@ pub fn fixture_src(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// The C compiler the fixtures are built with: `MMKIT_ELF_CC`, else `gcc` (set it to
+/// `aarch64-linux-gnu-gcc` when the tests run for aarch64 under qemu-user).
+pub fn cc() -> String {
+    std::env::var("MMKIT_ELF_CC").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "gcc".to_owned())
+}
+
+/// Is the host's gcc building the fixtures (not a cross compiler)? Tests that need the host's
+/// own system libraries (libz, libstdc++ at glibc's paths, gdb) check this.
+pub fn host_cc() -> bool {
+    cc() == "gcc"
+}
+
 fn out_root() -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures");
     std::fs::create_dir_all(&root).expect("create fixture dir");
@@ -22,8 +34,13 @@ fn out_root() -> PathBuf {
 /// Compiles `src` (in tests/fixtures) into `lib<name>.so` with extra gcc `flags`, in a
 /// directory named after `variant`; cached per process, built atomically across processes.
 pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
+    build_with(&cc(), variant, src, name, flags)
+}
+
+/// [`build`] with the compiler `cc` (`aarch64-linux-gnu-gcc` for the cross fixtures).
+pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, ()>>> = OnceLock::new();
-    let dir = out_root().join(variant);
+    let dir = out_root().join(cc).join(variant);
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("lib{name}.so"));
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
@@ -32,12 +49,12 @@ pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
         return out;
     }
     let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
-    let mut cmd = Command::new("gcc");
+    let mut cmd = Command::new(cc);
     cmd.args(["-shared", "-fPIC", "-O1", "-o"]).arg(&tmp).arg(fixture_src(src));
     cmd.args(flags);
     let output =
-        cmd.output().unwrap_or_else(|e| panic!("cannot run gcc ({e}): the ELF tests compile C fixtures; install gcc"));
-    assert!(output.status.success(), "gcc failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
+        cmd.output().unwrap_or_else(|e| panic!("cannot run {cc} ({e}): the ELF tests compile C fixtures; install it"));
+    assert!(output.status.success(), "{cc} failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
     std::fs::rename(&tmp, &out).unwrap();
     guard.insert(out.clone(), ());
     out
@@ -79,6 +96,23 @@ pub fn page_u16() -> u16 {
     u16::try_from(rustix::param::page_size()).expect("page size fits the zip alignment field")
 }
 
+/// A command that runs this test binary again: directly, or through `MMKIT_TEST_RUNNER` (the
+/// user-mode emulator when the tests run for another machine, e.g. `qemu-aarch64-static -L
+/// /usr/aarch64-linux-gnu`: without binfmt_misc, the child needs it as cargo's runner did).
+pub fn self_command() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("MMKIT_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// Runs test `name` again in a fresh child process and checks that it passed there; returns
 /// `true` in the child, where the body runs. The child's `MMKIT_FX_LOG` names a file the
 /// graph fixtures log their constructors and destructors to (see [`take_log`]).
@@ -94,7 +128,7 @@ pub fn in_fresh_process_with(name: &str, env: &[(&str, &str)]) -> bool {
     }
     let log = std::env::temp_dir().join(format!("mmkit-fx-log-{name}-{}", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = self_command()
         .env("MMKIT_FX_LOG", &log)
         .envs(env.iter().copied())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
@@ -215,7 +249,7 @@ impl Ph {
     }
 }
 
-/// A minimal x86_64 ET_DYN header + program header table, padded to `len` bytes.
+/// A minimal ET_DYN header of the host's machine (x86_64 elsewhere) + program header table, padded to `len` bytes.
 pub fn synth_elf(phdrs: &[Ph], len: usize) -> Vec<u8> {
     let mut b = vec![0u8; 64];
     b[..4].copy_from_slice(b"\x7fELF");
@@ -223,7 +257,8 @@ pub fn synth_elf(phdrs: &[Ph], len: usize) -> Vec<u8> {
     b[5] = 1; // little-endian
     b[6] = 1; // EV_CURRENT
     b[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
-    b[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    let machine = mmkit_elf::Machine::HOST.unwrap_or(mmkit_elf::Machine::X86_64);
+    b[18..20].copy_from_slice(&machine.e_machine().to_le_bytes()); // EM_X86_64 or EM_AARCH64
     b[20..24].copy_from_slice(&1u32.to_le_bytes());
     b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
     b[52..54].copy_from_slice(&64u16.to_le_bytes());

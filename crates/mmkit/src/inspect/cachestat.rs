@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
 
-use super::residency::{open, regular_file_len, residency_of_file};
+use super::file_residency::{open, regular_file_len, residency_of_file};
 use crate::error::{Error, Result};
 
 /// Where a [`CacheStat`]'s numbers came from.

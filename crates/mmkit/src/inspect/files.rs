@@ -7,7 +7,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::residency::io_error;
+use super::file_residency::io_error;
 use crate::error::{Error, ErrorKind};
 
 /// A regular file found by [`collect_files`].

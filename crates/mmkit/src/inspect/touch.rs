@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::io::Errno;
 
-use super::residency::{open, regular_file_len};
+use super::file_residency::{open, regular_file_len};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::inspect::{fadvise, pread_full, FileAdvice, ReadAdvice, Window};
 

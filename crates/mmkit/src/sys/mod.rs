@@ -190,6 +190,32 @@ pub(crate) unsafe fn madvise(addr: *mut u8, len: usize, advice: i32) -> SysResul
     }
 }
 
+/// Faults in `[addr, addr + len)` for reading or writing: `madvise(MADV_POPULATE_READ)` or
+/// `madvise(MADV_POPULATE_WRITE)` (Linux 5.14+), and on kernels that do not know the advice
+/// `MADV_WILLNEED` (which reads ahead but does not break copy-on-write). The error names the
+/// call that failed.
+///
+/// # Safety
+/// The range must be owned by the caller (populating does not change contents).
+pub(crate) unsafe fn populate(addr: *mut u8, len: usize, write: bool) -> Result<(), (&'static str, Errno)> {
+    let (advice, name) = if write {
+        (libc::MADV_POPULATE_WRITE, "madvise(MADV_POPULATE_WRITE)")
+    } else {
+        (libc::MADV_POPULATE_READ, "madvise(MADV_POPULATE_READ)")
+    };
+    // SAFETY: forwarded contract; populating does not change contents.
+    match unsafe { madvise(addr, len, advice) } {
+        Ok(()) => Ok(()),
+        // An empty range tells a kernel that knows the advice (0) from one that does not.
+        // SAFETY: a zero-length madvise touches nothing.
+        Err(Errno::INVAL) if unsafe { madvise(addr, 0, advice) }.is_err() => {
+            // SAFETY: forwarded contract; WILLNEED does not change contents.
+            unsafe { madvise(addr, len, libc::MADV_WILLNEED) }.map_err(|e| ("madvise(MADV_WILLNEED)", e))
+        }
+        Err(e) => Err((name, e)),
+    }
+}
+
 /// `msync(2)`: `MS_SYNC` (waits for the write-back) or `MS_ASYNC`.
 ///
 /// # Safety
@@ -339,8 +365,8 @@ pub(crate) unsafe fn read_self(src: *const u8, dst: &mut [u8]) -> SysResult<usiz
 }
 
 /// Page faults of this process so far, from `getrusage(RUSAGE_SELF)`: `(minor, major)`.
-#[doc(alias = "getrusage")]
-pub fn page_faults() -> (u64, u64) {
+/// See [getrusage(2)](https://man7.org/linux/man-pages/man2/getrusage.2.html).
+pub(crate) fn page_faults() -> (u64, u64) {
     // SAFETY: an all-zero rusage is a valid value (plain integers).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage; RUSAGE_SELF cannot fail.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::io::Read;
 use std::ops::ControlFlow;
 
+use super::file_residency::io_error;
 use super::maps::{parse_maps, parse_smaps_rollup, Emit, MapsEntry, ParseError, SmapsEntry, SmapsParser, SmapsRollup};
-use super::residency::io_error;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The mappings of process `pid` (`/proc/<pid>/maps`), in address order.
