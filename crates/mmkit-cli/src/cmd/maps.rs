@@ -380,37 +380,41 @@ impl JsonOut {
         o.extend_from_slice(if self.count == 0 { b"\n    {" } else { b",\n    {" });
         self.count += 1;
         let a = &e.area;
-        field_u64(o, 6, "start", a.start, false);
-        field_u64(o, 6, "end", a.end, true);
-        key(o, 6, "perms", true);
+        o.extend_from_slice(b"\n      \"start\": ");
+        push_dec(o, a.start);
+        o.extend_from_slice(b",\n      \"end\": ");
+        push_dec(o, a.end);
+        o.extend_from_slice(b",\n      \"perms\": ");
         o.push(b'"');
         o.extend_from_slice(&perms(a.perms));
         o.push(b'"');
-        field_u64(o, 6, "offset", a.offset, true);
-        key(o, 6, "device", true);
+        o.extend_from_slice(b",\n      \"offset\": ");
+        push_dec(o, a.offset);
+        o.extend_from_slice(b",\n      \"device\": ");
         let mut device = [0u8; 33];
         o.push(b'"');
         o.extend_from_slice(device_id(&mut device, (a.device.major, a.device.minor)));
         o.push(b'"');
-        field_u64(o, 6, "inode", a.inode, true);
-        key(o, 6, "path", true);
+        o.extend_from_slice(b",\n      \"inode\": ");
+        push_dec(o, a.inode);
+        o.extend_from_slice(b",\n      \"path\": ");
         match &a.backing {
             Backing::File { path, .. } => json::push_str(o, &path.to_string_lossy()),
             other => json::push_str(o, &display_name(other)),
         }
-        key(o, 6, "deleted", true);
+        o.extend_from_slice(b",\n      \"deleted\": ");
         let deleted = matches!(a.backing, Backing::File { deleted: true, .. });
         o.extend_from_slice(if deleted { b"true" } else { b"false" });
-        key(o, 6, "kind", true);
+        o.extend_from_slice(b",\n      \"kind\": ");
         json::push_str(o, kind.name());
         kib_fields(o, 6, &e.stats);
-        key(o, 6, "thp_eligible", true);
+        o.extend_from_slice(b",\n      \"thp_eligible\": ");
         o.extend_from_slice(match e.thp_eligible {
             None => b"null",
             Some(true) => b"true",
             Some(false) => b"false",
         });
-        key(o, 6, "vm_flags", true);
+        o.extend_from_slice(b",\n      \"vm_flags\": ");
         if e.vm_flags.is_empty() {
             o.extend_from_slice(b"[]");
         } else {
@@ -479,6 +483,11 @@ fn field_u64(o: &mut Vec<u8>, indent: usize, name: &str, v: u64, comma: bool) {
 }
 
 fn push_dec(o: &mut Vec<u8>, v: u64) {
+    // Most counters are single digits (0, 4): one byte, no copy.
+    if v < 10 {
+        o.push(b'0' + v as u8);
+        return;
+    }
     let mut digits = [0u8; 20];
     o.extend_from_slice(table::dec(&mut digits, v));
 }
