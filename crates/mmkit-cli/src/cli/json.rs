@@ -22,6 +22,37 @@ pub fn print_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     super::output::write_bytes(&line)
 }
 
+/// Appends `s` to `out` as a JSON string (quoted and escaped as RFC 8259 asks), for output
+/// built by hand where a serializer per record would cost more than the record.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// A serializer's error is a stdout error when writing failed (so that a closed pipe stays a
 /// quiet exit), else itself.
 fn into_stdout_error(e: serde_json::Error) -> anyhow::Error {
@@ -29,5 +60,17 @@ fn into_stdout_error(e: serde_json::Error) -> anyhow::Error {
         stdout_error(std::io::Error::from(e))
     } else {
         e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        for s in ["plain", "/a \"q\" b\\c", "tab\tnl\nbell\u{7}", "é [anon:x]", ""] {
+            let mut out = Vec::new();
+            super::push_str(&mut out, s);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
     }
 }

@@ -1,7 +1,126 @@
-//! Tables for people: long tables (a row per mapping or file) as padded columns built from one
-//! buffer of cells, short summaries with comfy-table.
+//! Tables for people: long tables (a row per mapping or file) as padded columns written into
+//! one byte buffer ([`Columns`]), short summaries with comfy-table ([`table`]).
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+
+/// The layout of a long table: each column's width (its widest cell) and alignment. Cells are
+/// written straight into a byte buffer, separated by two spaces; the last column is not
+/// padded and a row's trailing spaces are trimmed, so a table of 60,000 rows costs no
+/// allocation per cell.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    widths: Vec<usize>,
+    right: Vec<bool>,
+}
+
+impl Columns {
+    /// Columns as wide as their `header` names, right-aligned where `right` lists them.
+    pub fn new(header: &[&str], right: &[usize]) -> Columns {
+        Columns {
+            widths: header.iter().map(|h| width(h)).collect(),
+            right: (0..header.len()).map(|c| right.contains(&c)).collect(),
+        }
+    }
+
+    /// Widens column `col` to hold a cell `width` characters wide.
+    pub fn fit(&mut self, col: usize, width: usize) {
+        self.widths[col] = self.widths[col].max(width);
+    }
+
+    /// Widens column `col` to hold `text`.
+    pub fn fit_text(&mut self, col: usize, text: &str) {
+        self.fit(col, width(text));
+    }
+
+    /// Writes cell `col` of a row: `text`, `width` characters wide, padded to the column.
+    pub fn cell(&self, out: &mut Vec<u8>, col: usize, text: &[u8], width: usize) {
+        /// The separator and a right-aligned cell's padding are one run of spaces.
+        const SPACES: &[u8; 64] = &[b' '; 64];
+        let sep = if col > 0 { 2 } else { 0 };
+        let pad = self.widths[col].saturating_sub(width);
+        if self.right[col] {
+            match SPACES.get(..sep + pad) {
+                Some(run) => out.extend_from_slice(run),
+                None => out.resize(out.len() + sep + pad, b' '),
+            }
+            out.extend_from_slice(text);
+        } else {
+            out.extend_from_slice(&SPACES[..sep]);
+            out.extend_from_slice(text);
+            if col + 1 < self.widths.len() {
+                out.resize(out.len() + pad, b' ');
+            }
+        }
+    }
+
+    /// Writes cell `col` holding `text`.
+    pub fn text(&self, out: &mut Vec<u8>, col: usize, text: &str) {
+        self.cell(out, col, text.as_bytes(), width(text));
+    }
+
+    /// Writes cell `col` holding `v` in decimal.
+    pub fn dec(&self, out: &mut Vec<u8>, col: usize, v: u64) {
+        let mut digits = [0u8; 20];
+        let d = dec(&mut digits, v);
+        self.cell(out, col, d, d.len());
+    }
+
+    /// Writes cell `col` holding `v` in lowercase hex, zero-padded to `min` digits.
+    pub fn hex(&self, out: &mut Vec<u8>, col: usize, v: u64, min: usize) {
+        let mut digits = [0u8; 16];
+        let d = hex(&mut digits, v, min);
+        self.cell(out, col, d, d.len());
+    }
+
+    /// Ends a row: trims its trailing spaces and adds the newline.
+    pub fn end_row(&self, out: &mut Vec<u8>) {
+        while out.last() == Some(&b' ') {
+            out.pop();
+        }
+        out.push(b'\n');
+    }
+
+    /// Writes the header row.
+    pub fn header(&self, out: &mut Vec<u8>, header: &[&str]) {
+        for (c, h) in header.iter().enumerate() {
+            self.text(out, c, h);
+        }
+        self.end_row(out);
+    }
+}
+
+/// `v` in decimal, written at the end of `buf`: the digits.
+pub fn dec(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Number of decimal digits of `v`.
+pub fn dec_len(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// `v` in lowercase hex, zero-padded to `min` digits (at most 16), written into `buf`.
+pub fn hex(buf: &mut [u8; 16], v: u64, min: usize) -> &[u8] {
+    let n = hex_len(v, min);
+    for (i, b) in buf[..n].iter_mut().enumerate() {
+        let d = ((v >> (4 * (n - 1 - i))) & 0xf) as u8;
+        *b = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+    }
+    &buf[..n]
+}
+
+/// Number of hex digits of `v`, at least `min` (at most 16).
+pub fn hex_len(v: u64, min: usize) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(4).max(min.min(16)).max(1)
+}
 
 /// A table's cells kept in one string (a row is `cols` consecutive cells): a long table costs
 /// one growing buffer instead of a `String` per cell.
@@ -20,41 +139,6 @@ impl Cells {
     /// Appends a cell holding `s`.
     pub fn text(&mut self, s: &str) {
         self.text.push_str(s);
-        self.ends.push(self.text.len());
-    }
-
-    /// Appends a cell holding `v` formatted with `Display`.
-    pub fn display(&mut self, v: impl std::fmt::Display) {
-        use std::fmt::Write;
-        let _ = write!(self.text, "{v}");
-        self.ends.push(self.text.len());
-    }
-
-    /// Appends a cell holding `v` in decimal.
-    pub fn dec(&mut self, v: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        digits[i..].iter().for_each(|d| self.text.push(char::from(*d)));
-        self.ends.push(self.text.len());
-    }
-
-    /// Appends a cell holding `v` in lowercase hex, zero-padded to `width` digits.
-    pub fn hex(&mut self, v: u64, width: usize) {
-        let n = (64 - v.leading_zeros() as usize).div_ceil(4).max(width.min(16));
-        self.text.extend((n..width).map(|_| '0'));
-        for i in (0..n).rev() {
-            let d = ((v >> (4 * i)) & 0xf) as u8;
-            self.text.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
-        }
         self.ends.push(self.text.len());
     }
 
@@ -78,48 +162,24 @@ impl From<&[Vec<String>]> for Cells {
     }
 }
 
-/// Renders rows as space-separated columns padded to their widest cell (right-aligned where
-/// `right` says), the last column unpadded. Used for the long per-mapping and per-file tables,
-/// where a general table layout would cost more than reading `/proc` does.
+/// Renders `rows` under `header` as [`Columns`] (right-aligned where `right` says).
 pub fn render_columns(header: &[&str], rows: &Cells, right: &[usize]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    let mut columns = Columns::new(header, right);
     for r in 0..rows.rows() {
-        for (c, w) in widths.iter_mut().enumerate() {
-            *w = (*w).max(width(rows.cell(r, c)));
-        }
+        (0..rows.cols).for_each(|c| columns.fit_text(c, rows.cell(r, c)));
     }
-    let is_right: Vec<bool> = (0..widths.len()).map(|c| right.contains(&c)).collect();
-    let mut out = String::with_capacity((rows.rows() + 1) * (widths.iter().sum::<usize>() + 2 * widths.len() + 1));
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            let pad = w.saturating_sub(width(cell));
-            let last = i + 1 == widths.len();
-            if is_right[i] {
-                out.extend(std::iter::repeat_n(' ', pad));
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                if !last {
-                    out.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-        }
-        let trimmed = out.trim_end_matches(' ').len();
-        out.truncate(trimmed);
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
+    let mut out = Vec::new();
+    columns.header(&mut out, header);
     for r in 0..rows.rows() {
-        line(&mut (0..rows.cols).map(|c| rows.cell(r, c)));
+        (0..rows.cols).for_each(|c| columns.text(&mut out, c, rows.cell(r, c)));
+        columns.end_row(&mut out);
     }
-    out
+    // Only whole `&str` cells and ASCII padding were written.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Display width of a cell: its bytes when ASCII, else its characters.
-fn width(s: &str) -> usize {
+pub fn width(s: &str) -> usize {
     if s.is_ascii() {
         s.len()
     } else {
@@ -156,5 +216,19 @@ mod tests {
         ];
         let text = render_columns(&["K", "N", "Path"], &Cells::from(&rows[..]), &[1]);
         assert_eq!(text, "K     N  Path\na     1  x y\nbbb  22\n");
+    }
+
+    #[test]
+    fn numbers_format_in_place() {
+        let (mut d, mut h) = ([0u8; 20], [0u8; 16]);
+        for v in [0, 7, 10, 99, 12345, u64::MAX] {
+            assert_eq!(dec(&mut d, v), v.to_string().as_bytes());
+            assert_eq!(dec_len(v), v.to_string().len());
+            for min in [0, 2, 8, 12] {
+                let want = format!("{v:0min$x}");
+                assert_eq!(hex(&mut h, v, min), want.as_bytes());
+                assert_eq!(hex_len(v, min), want.len());
+            }
+        }
     }
 }

@@ -2,15 +2,24 @@
 //!
 //! Reads `/proc/<pid>/smaps`, prints one row per mapping and a summary grouped by kind (file,
 //! anonymous, named anonymous, heap, stack, device, special), or the same as JSON.
+//!
+//! A process may hold 60,000 mappings (43 MB of smaps text), and the kernel's generation of
+//! that text is most of what any reader of it pays. So the mappings are never collected:
+//! [`mmkit::inspect::smaps_for_each`] hands them over one at a time as smaps is read; the table
+//! keeps a compact row per mapping (the widths of its columns are known only at the end) and
+//! writes it through one byte buffer; the JSON is written as the mappings arrive, into a
+//! buffer flushed to stdout every [`JSON_FLUSH`] bytes.
+//!
+//! A list is only known to be whole once the read ends (the process may exit meanwhile, see
+//! `smaps_for_each`). The table is printed after that. The JSON of a long list has been partly
+//! printed by then: when the read then fails, the document is left unterminated (it never
+//! parses as JSON) and `mmkit: <error>` says the printed JSON is incomplete; exit 1.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use mmkit::inspect::{self, Backing, MapKind, MemStats, Perms, SmapsEntry};
 
-use crate::cli::table::{render_columns, right_align, table, Cells};
-use anyhow::Context;
-
-use mmkit::inspect::{self, Backing, DeviceId, MapKind, MemStats, Perms, SmapsEntry};
-use serde::Serialize;
+use crate::cli::json;
+use crate::cli::output::write_bytes;
+use crate::cli::table::{self, right_align, Columns};
 
 /// Arguments of `mmkit maps`.
 #[derive(Debug, clap::Args)]
@@ -29,7 +38,9 @@ pub struct Args {
     /// Print only the summary by kind and the totals.
     #[arg(long, short = 's')]
     pub summary: bool,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table. The mappings are printed as they are read: if the process
+    /// exits during the read of a long list, the JSON printed so far is left unterminated and
+    /// mmkit exits 1 with an error.
     #[arg(long)]
     pub json: bool,
 }
@@ -43,99 +54,68 @@ fn parse_kind(s: &str) -> Result<MapKind, String> {
     })
 }
 
-/// Counters of a mapping or a group, in KiB (JSON keys end in `_kib`).
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-struct Kib {
-    size_kib: u64,
-    rss_kib: u64,
-    pss_kib: u64,
-    pss_dirty_kib: u64,
-    shared_clean_kib: u64,
-    shared_dirty_kib: u64,
-    private_clean_kib: u64,
-    private_dirty_kib: u64,
-    referenced_kib: u64,
-    anonymous_kib: u64,
-    ksm_kib: u64,
-    lazy_free_kib: u64,
-    anon_huge_pages_kib: u64,
-    shmem_pmd_mapped_kib: u64,
-    file_pmd_mapped_kib: u64,
-    shared_hugetlb_kib: u64,
-    private_hugetlb_kib: u64,
-    swap_kib: u64,
-    swap_pss_kib: u64,
-    locked_kib: u64,
-}
+/// The JSON is written to stdout whenever this much of it is buffered.
+const JSON_FLUSH: usize = 256 << 10;
 
-impl Kib {
-    fn of(s: &MemStats) -> Kib {
-        Kib {
-            size_kib: s.size,
-            rss_kib: s.rss,
-            pss_kib: s.pss,
-            pss_dirty_kib: s.pss_dirty,
-            shared_clean_kib: s.shared_clean,
-            shared_dirty_kib: s.shared_dirty,
-            private_clean_kib: s.private_clean,
-            private_dirty_kib: s.private_dirty,
-            referenced_kib: s.referenced,
-            anonymous_kib: s.anonymous,
-            ksm_kib: s.ksm,
-            lazy_free_kib: s.lazy_free,
-            anon_huge_pages_kib: s.anon_huge_pages,
-            shmem_pmd_mapped_kib: s.shmem_pmd_mapped,
-            file_pmd_mapped_kib: s.file_pmd_mapped,
-            shared_hugetlb_kib: s.shared_hugetlb,
-            private_hugetlb_kib: s.private_hugetlb,
-            swap_kib: s.swap,
-            swap_pss_kib: s.swap_pss,
-            locked_kib: s.locked,
+/// Runs `mmkit maps`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pid = args.pid.unwrap_or_else(std::process::id);
+    let mut sink = if args.json { Sink::Json(JsonOut::start(pid)) } else { Sink::Table(TableOut::new(args.summary)) };
+    let mut groups = Groups::default();
+    let mut failed: Option<anyhow::Error> = None;
+    let read = inspect::smaps_for_each(pid, |e| {
+        let kind = e.area.kind();
+        if args.kind.is_some_and(|k| k != kind) {
+            return std::ops::ControlFlow::Continue(());
         }
+        let name = display_name(&e.area.backing);
+        if args.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            return std::ops::ControlFlow::Continue(());
+        }
+        groups.add(kind, &e.stats);
+        let written = match &mut sink {
+            Sink::Table(t) => {
+                t.add(e, &name);
+                Ok(())
+            }
+            Sink::Json(j) => j.mapping(e, kind),
+        };
+        match written {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(err) => {
+                failed = Some(err);
+                std::ops::ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    if let Err(e) = read {
+        let cut = matches!(&sink, Sink::Json(j) if j.flushed);
+        let what = format!("reading the mappings of process {pid}");
+        return Err(anyhow::Error::new(e).context(if cut {
+            format!("{what} (the JSON printed before this error is incomplete)")
+        } else {
+            what
+        }));
+    }
+    groups.sum();
+    match sink {
+        Sink::Json(j) => j.finish(&groups),
+        Sink::Table(t) => t.print(pid, &groups),
     }
 }
 
-/// One mapping in the JSON report, borrowed from the parsed smaps (no copies per mapping).
-#[derive(Debug, Serialize)]
-struct MappingJson<'a> {
-    start: u64,
-    end: u64,
-    #[serde(serialize_with = "as_display")]
-    perms: Perms,
-    offset: u64,
-    #[serde(serialize_with = "as_display")]
-    device: DeviceId,
-    inode: u64,
-    path: Cow<'a, str>,
-    deleted: bool,
-    kind: MapKind,
-    #[serde(flatten)]
-    kib: Kib,
-    thp_eligible: Option<bool>,
-    vm_flags: &'a [String],
-}
-
-fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-#[derive(Debug, Serialize)]
-struct GroupJson {
-    mappings: u64,
-    #[serde(flatten)]
-    kib: Kib,
-}
-
-#[derive(Debug, Serialize)]
-struct ReportJson<'a> {
-    pid: u32,
-    mappings: Vec<MappingJson<'a>>,
-    by_kind: BTreeMap<MapKind, GroupJson>,
-    total: GroupJson,
+/// Where the mappings go as they are read.
+enum Sink {
+    Table(TableOut),
+    Json(JsonOut),
 }
 
 /// The pathname column as the kernel prints it, borrowed where it can be.
-fn display_name(b: &Backing) -> Cow<'_, str> {
+fn display_name(b: &Backing) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
     match b {
         Backing::Anonymous => Cow::Borrowed(""),
         Backing::File { deleted: true, .. } => Cow::Owned(b.display()),
@@ -144,142 +124,216 @@ fn display_name(b: &Backing) -> Cow<'_, str> {
     }
 }
 
-/// Runs `mmkit maps`.
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let pid = args.pid.unwrap_or_else(std::process::id);
-    let smaps = inspect::smaps(pid).with_context(|| format!("reading the mappings of process {pid}"))?;
-    let kind = args.kind;
-    let selected: Vec<&SmapsEntry> = smaps
-        .iter()
-        .filter(|e| kind.is_none_or(|k| e.area.kind() == k))
-        .filter(|e| args.filter.as_ref().is_none_or(|f| display_name(&e.area.backing).contains(f.as_str())))
-        .collect();
-    let (by_kind, total) = summarize(&selected);
-    if args.json {
-        let report = ReportJson { pid, mappings: selected.iter().map(|e| mapping_json(e)).collect(), by_kind, total };
-        crate::cli::json::print(&report)?;
-    } else {
-        print_tables(pid, &selected, &by_kind, &total, args.summary)?;
-    }
-    Ok(())
+/// The counters summed by kind (in [`MapKind::ALL`]'s order) and over all mappings shown (the
+/// total is summed from the kinds at the end: one addition per mapping, not two).
+#[derive(Default)]
+struct Groups {
+    by_kind: [(u64, MemStats); MapKind::ALL.len()],
+    total: (u64, MemStats),
 }
 
-/// The counters summed by kind and over all `entries`.
-fn summarize(entries: &[&SmapsEntry]) -> (BTreeMap<MapKind, GroupJson>, GroupJson) {
-    let mut by_kind: BTreeMap<MapKind, (u64, MemStats)> = BTreeMap::new();
-    let mut total = MemStats::default();
-    for e in entries {
-        let group = by_kind.entry(e.area.kind()).or_default();
-        group.0 += 1;
-        group.1.add(&e.stats);
-        total.add(&e.stats);
+impl Groups {
+    fn add(&mut self, kind: MapKind, stats: &MemStats) {
+        let i = MapKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let g = &mut self.by_kind[i];
+        g.0 += 1;
+        g.1.add(stats);
     }
-    (
-        by_kind.into_iter().map(|(k, (n, s))| (k, GroupJson { mappings: n, kib: Kib::of(&s) })).collect(),
-        GroupJson { mappings: entries.len() as u64, kib: Kib::of(&total) },
-    )
-}
 
-fn mapping_json<'a>(e: &'a SmapsEntry) -> MappingJson<'a> {
-    let a = &e.area;
-    MappingJson {
-        start: a.start,
-        end: a.end,
-        perms: a.perms,
-        offset: a.offset,
-        device: a.device,
-        inode: a.inode,
-        path: match &a.backing {
-            Backing::File { path, .. } => path.to_string_lossy(),
-            other => display_name(other),
-        },
-        deleted: matches!(a.backing, Backing::File { deleted: true, .. }),
-        kind: a.kind(),
-        kib: Kib::of(&e.stats),
-        thp_eligible: e.thp_eligible,
-        vm_flags: &e.vm_flags,
+    /// Sums the kinds into the total (once, after the last [`add`](Self::add)).
+    fn sum(&mut self) {
+        let mut total = (0, MemStats::default());
+        for (n, s) in &self.by_kind {
+            total.0 += n;
+            total.1.add(s);
+        }
+        self.total = total;
+    }
+
+    /// The kinds that have mappings, in display order, with their counts and sums.
+    fn kinds(&self) -> impl Iterator<Item = (MapKind, &(u64, MemStats))> {
+        MapKind::ALL.into_iter().zip(&self.by_kind).filter(|(_, g)| g.0 > 0)
     }
 }
 
-fn print_tables(
-    pid: u32,
-    entries: &[&SmapsEntry],
-    by_kind: &BTreeMap<MapKind, GroupJson>,
-    total: &GroupJson,
+// ---- the table ----------------------------------------------------------------------------------
+
+const HEADER: [&str; 15] = [
+    "Address",
+    "Perm",
+    "Offset",
+    "Device",
+    "Inode",
+    "Size",
+    "Rss",
+    "Pss",
+    "Anonymous",
+    "AnonHuge",
+    "FilePmd",
+    "Swap",
+    "Locked",
+    "THP",
+    "Mapping",
+];
+/// Right-aligned columns: offset, inode, the counters and THP.
+const RIGHT: [usize; 11] = [2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+/// The first counter column (`Size`); eight follow in [`counters`]'s order.
+const FIRST_COUNTER: usize = 5;
+const THP: usize = 13;
+const MAPPING: usize = 14;
+
+/// The counters the table shows, in its columns' order.
+fn counters(s: &MemStats) -> [u64; 8] {
+    [s.size, s.rss, s.pss, s.anonymous, s.anon_huge_pages, s.file_pmd_mapped, s.swap, s.locked]
+}
+
+/// One row of the per-mapping table, kept compact until the widths are known.
+struct Row {
+    start: u64,
+    offset: u64,
+    inode: u64,
+    device: (u32, u32),
+    perms: Perms,
+    thp: Option<bool>,
+    counters: [u64; 8],
+    /// The mapping's name: `names[name.0..name.1]`.
+    name: (usize, usize),
+}
+
+struct TableOut {
     summary_only: bool,
-) -> anyhow::Result<()> {
-    outln!("{}:   {}", pid, process_name(pid))?;
-    if !summary_only {
-        let header = [
-            "Address",
-            "Perm",
-            "Offset",
-            "Device",
-            "Inode",
-            "Size",
-            "Rss",
-            "Pss",
-            "Anonymous",
-            "AnonHuge",
-            "FilePmd",
-            "Swap",
-            "Locked",
-            "THP",
-            "Mapping",
-        ];
-        let mut rows = Cells::new(header.len(), entries.len() + 2);
-        for e in entries {
-            let (a, k) = (&e.area, &e.stats);
-            rows.hex(a.start, 12);
-            rows.display(a.perms);
-            rows.hex(a.offset, 8);
-            rows.display(a.device);
-            rows.dec(a.inode);
-            for v in [k.size, k.rss, k.pss, k.anonymous, k.anon_huge_pages, k.file_pmd_mapped, k.swap, k.locked] {
-                rows.dec(v);
-            }
-            rows.text(e.thp_eligible.map_or("-", |b| if b { "1" } else { "0" }));
-            rows.text(&display_name(&a.backing));
-        }
-        let k = &total.kib;
-        let sums = [
-            k.size_kib,
-            k.rss_kib,
-            k.pss_kib,
-            k.anonymous_kib,
-            k.anon_huge_pages_kib,
-            k.file_pmd_mapped_kib,
-            k.swap_kib,
-            k.locked_kib,
-        ];
-        for cell in (0..5).map(|_| "").chain(sums.iter().map(|_| "=====")).chain(["", ""]) {
-            rows.text(cell);
-        }
-        (0..5).for_each(|_| rows.text(""));
-        sums.iter().for_each(|v| rows.dec(*v));
-        rows.text("");
-        rows.text("KiB");
-        out!("{}", render_columns(&header, &rows, &[2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]))?;
-        outln!()?;
+    rows: Vec<Row>,
+    names: String,
+    columns: Columns,
+}
+
+impl TableOut {
+    fn new(summary_only: bool) -> TableOut {
+        TableOut { summary_only, rows: Vec::new(), names: String::new(), columns: Columns::new(&HEADER, &RIGHT) }
     }
-    let mut s =
-        table(&["Kind", "Mappings", "Size KiB", "Rss KiB", "Pss KiB", "Anonymous KiB", "Swap KiB", "Locked KiB"]);
-    let groups = by_kind.iter().map(|(k, g)| (k.name(), g)).chain([("total", total)]);
-    for (name, g) in groups {
-        let k = &g.kib;
-        s.add_row(vec![
-            name.to_owned(),
-            g.mappings.to_string(),
-            k.size_kib.to_string(),
-            k.rss_kib.to_string(),
-            k.pss_kib.to_string(),
-            k.anonymous_kib.to_string(),
-            k.swap_kib.to_string(),
-            k.locked_kib.to_string(),
+
+    fn add(&mut self, e: &SmapsEntry, name: &str) {
+        if self.summary_only {
+            return;
+        }
+        let a = &e.area;
+        let c = &mut self.columns;
+        c.fit(0, table::hex_len(a.start, 12));
+        c.fit(2, table::hex_len(a.offset, 8));
+        c.fit(3, table::hex_len(a.device.major.into(), 2) + 1 + table::hex_len(a.device.minor.into(), 2));
+        c.fit(4, table::dec_len(a.inode));
+        let counters = counters(&e.stats);
+        for (i, v) in counters.iter().enumerate() {
+            c.fit(FIRST_COUNTER + i, table::dec_len(*v));
+        }
+        c.fit_text(MAPPING, name);
+        let from = self.names.len();
+        self.names.push_str(name);
+        self.rows.push(Row {
+            start: a.start,
+            offset: a.offset,
+            inode: a.inode,
+            device: (a.device.major, a.device.minor),
+            perms: a.perms,
+            thp: e.thp_eligible,
+            counters,
+            name: (from, self.names.len()),
+        });
+    }
+
+    fn print(mut self, pid: u32, groups: &Groups) -> anyhow::Result<()> {
+        outln!("{}:   {}", pid, process_name(pid))?;
+        if !self.summary_only {
+            self.print_rows(&counters(&groups.total.1))?;
+            outln!()?;
+        }
+        let mut s = table::table(&[
+            "Kind",
+            "Mappings",
+            "Size KiB",
+            "Rss KiB",
+            "Pss KiB",
+            "Anonymous KiB",
+            "Swap KiB",
+            "Locked KiB",
         ]);
+        let rows = groups.kinds().map(|(k, g)| (k.name(), g)).chain([("total", &groups.total)]);
+        for (name, (n, k)) in rows {
+            s.add_row(vec![
+                name.to_owned(),
+                n.to_string(),
+                k.size.to_string(),
+                k.rss.to_string(),
+                k.pss.to_string(),
+                k.anonymous.to_string(),
+                k.swap.to_string(),
+                k.locked.to_string(),
+            ]);
+        }
+        right_align(&mut s, &[1, 2, 3, 4, 5, 6, 7]);
+        outln!("{s}")
     }
-    right_align(&mut s, &[1, 2, 3, 4, 5, 6, 7]);
-    outln!("{s}")
+
+    /// The per-mapping rows and the totals under them, written through one buffer.
+    fn print_rows(&mut self, sums: &[u64; 8]) -> anyhow::Result<()> {
+        for (i, v) in sums.iter().enumerate() {
+            self.columns.fit(FIRST_COUNTER + i, table::dec_len(*v).max(5));
+        }
+        let c = &self.columns;
+        let mut out = Vec::with_capacity(JSON_FLUSH + 4096);
+        c.header(&mut out, &HEADER);
+        for r in &self.rows {
+            c.hex(&mut out, 0, r.start, 12);
+            c.cell(&mut out, 1, &perms(r.perms), 4);
+            c.hex(&mut out, 2, r.offset, 8);
+            let mut device = [0u8; 33];
+            let device = device_id(&mut device, r.device);
+            c.cell(&mut out, 3, device, device.len());
+            c.dec(&mut out, 4, r.inode);
+            for (i, v) in r.counters.iter().enumerate() {
+                c.dec(&mut out, FIRST_COUNTER + i, *v);
+            }
+            c.text(&mut out, THP, r.thp.map_or("-", |b| if b { "1" } else { "0" }));
+            c.text(&mut out, MAPPING, &self.names[r.name.0..r.name.1]);
+            c.end_row(&mut out);
+            if out.len() >= JSON_FLUSH {
+                write_bytes(&out)?;
+                out.clear();
+            }
+        }
+        for col in 0..HEADER.len() {
+            let counter = (FIRST_COUNTER..FIRST_COUNTER + 8).contains(&col);
+            c.text(&mut out, col, if counter { "=====" } else { "" });
+        }
+        c.end_row(&mut out);
+        for col in 0..FIRST_COUNTER {
+            c.text(&mut out, col, "");
+        }
+        for (i, v) in sums.iter().enumerate() {
+            c.dec(&mut out, FIRST_COUNTER + i, *v);
+        }
+        c.text(&mut out, THP, "");
+        c.text(&mut out, MAPPING, "KiB");
+        c.end_row(&mut out);
+        write_bytes(&out)
+    }
+}
+
+/// The `rwxp` column, as [`Perms`]' `Display` writes it.
+fn perms(p: Perms) -> [u8; 4] {
+    let bit = |on: bool, c: u8| if on { c } else { b'-' };
+    [bit(p.read, b'r'), bit(p.write, b'w'), bit(p.exec, b'x'), if p.shared { b's' } else { b'p' }]
+}
+
+/// `major:minor` in hex, at least two digits each, as [`mmkit::inspect::DeviceId`]'s `Display`
+/// writes it, in `buf`.
+fn device_id(buf: &mut [u8; 33], (major, minor): (u32, u32)) -> &[u8] {
+    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    let (a, b) = (table::hex(&mut a, major.into(), 2), table::hex(&mut b, minor.into(), 2));
+    buf[..a.len()].copy_from_slice(a);
+    buf[a.len()] = b':';
+    buf[a.len() + 1..a.len() + 1 + b.len()].copy_from_slice(b);
+    &buf[..a.len() + 1 + b.len()]
 }
 
 /// The process's command line (as `pmap` prints it), or its `comm` name.
@@ -294,6 +348,250 @@ fn process_name(pid: u32) -> String {
     }
 }
 
+// ---- JSON ---------------------------------------------------------------------------------------
+
+/// The JSON document, written by hand in serde_json's pretty layout as the mappings arrive: a
+/// serializer per mapping costs more than reading the mapping does.
+///
+/// ```text
+/// { "pid": N, "mappings": [ {start, end, perms, offset, device, inode, path, deleted, kind,
+///   <counters>_kib, thp_eligible, vm_flags}, ... ], "by_kind": { kind: {mappings,
+///   <counters>_kib} }, "total": {mappings, <counters>_kib} }
+/// ```
+struct JsonOut {
+    out: Vec<u8>,
+    /// Mappings written so far.
+    count: u64,
+    /// Part of the document has gone to stdout.
+    flushed: bool,
+}
+
+impl JsonOut {
+    fn start(pid: u32) -> JsonOut {
+        let mut out = Vec::with_capacity(JSON_FLUSH + 4096);
+        out.extend_from_slice(b"{\n  \"pid\": ");
+        push_dec(&mut out, pid.into());
+        out.extend_from_slice(b",\n  \"mappings\": [");
+        JsonOut { out, count: 0, flushed: false }
+    }
+
+    fn mapping(&mut self, e: &SmapsEntry, kind: MapKind) -> anyhow::Result<()> {
+        let o = &mut self.out;
+        o.extend_from_slice(if self.count == 0 { b"\n    {" } else { b",\n    {" });
+        self.count += 1;
+        let a = &e.area;
+        o.extend_from_slice(b"\n      \"start\": ");
+        push_dec(o, a.start);
+        o.extend_from_slice(b",\n      \"end\": ");
+        push_dec(o, a.end);
+        o.extend_from_slice(b",\n      \"perms\": ");
+        o.push(b'"');
+        o.extend_from_slice(&perms(a.perms));
+        o.push(b'"');
+        o.extend_from_slice(b",\n      \"offset\": ");
+        push_dec(o, a.offset);
+        o.extend_from_slice(b",\n      \"device\": ");
+        let mut device = [0u8; 33];
+        o.push(b'"');
+        o.extend_from_slice(device_id(&mut device, (a.device.major, a.device.minor)));
+        o.push(b'"');
+        o.extend_from_slice(b",\n      \"inode\": ");
+        push_dec(o, a.inode);
+        o.extend_from_slice(b",\n      \"path\": ");
+        match &a.backing {
+            Backing::File { path, .. } => json::push_str(o, &path.to_string_lossy()),
+            other => json::push_str(o, &display_name(other)),
+        }
+        o.extend_from_slice(b",\n      \"deleted\": ");
+        let deleted = matches!(a.backing, Backing::File { deleted: true, .. });
+        o.extend_from_slice(if deleted { b"true" } else { b"false" });
+        o.extend_from_slice(b",\n      \"kind\": ");
+        json::push_str(o, kind.name());
+        kib_fields(o, 6, &e.stats);
+        o.extend_from_slice(b",\n      \"thp_eligible\": ");
+        o.extend_from_slice(match e.thp_eligible {
+            None => b"null",
+            Some(true) => b"true",
+            Some(false) => b"false",
+        });
+        o.extend_from_slice(b",\n      \"vm_flags\": ");
+        if e.vm_flags.is_empty() {
+            o.extend_from_slice(b"[]");
+        } else {
+            o.push(b'[');
+            for (i, f) in e.vm_flags.iter().enumerate() {
+                o.extend_from_slice(if i == 0 { b"\n        " } else { b",\n        " });
+                json::push_str(o, f);
+            }
+            o.extend_from_slice(b"\n      ]");
+        }
+        o.extend_from_slice(b"\n    }");
+        if o.len() >= JSON_FLUSH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.flushed = true;
+        write_bytes(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    fn finish(mut self, groups: &Groups) -> anyhow::Result<()> {
+        self.close(groups);
+        self.flush()
+    }
+
+    /// Ends the document: the mappings' array, the groups and the totals.
+    fn close(&mut self, groups: &Groups) {
+        let o = &mut self.out;
+        o.extend_from_slice(if self.count == 0 { b"]" } else { b"\n  ]" });
+        key(o, 2, "by_kind", true);
+        let mut kinds = groups.kinds().peekable();
+        if kinds.peek().is_none() {
+            o.extend_from_slice(b"{}");
+        } else {
+            o.push(b'{');
+            for (i, (kind, g)) in kinds.enumerate() {
+                key(o, 4, kind.name(), i > 0);
+                group(o, 4, g);
+            }
+            o.extend_from_slice(b"\n  }");
+        }
+        key(o, 2, "total", true);
+        group(o, 2, &groups.total);
+        o.extend_from_slice(b"\n}\n");
+    }
+}
+
+/// Writes `"name": ` on a new line indented by `indent` (at most 8), after a comma when
+/// `comma`. Names are this file's field names and [`MapKind::name`]s: nothing to escape.
+fn key(o: &mut Vec<u8>, indent: usize, name: &str, comma: bool) {
+    const BREAK: &[u8; 10] = b",\n        ";
+    let from = if comma { 0 } else { 1 };
+    o.extend_from_slice(&BREAK[from..2 + indent.min(8)]);
+    o.push(b'"');
+    o.extend_from_slice(name.as_bytes());
+    o.extend_from_slice(b"\": ");
+}
+
+fn field_u64(o: &mut Vec<u8>, indent: usize, name: &str, v: u64, comma: bool) {
+    key(o, indent, name, comma);
+    push_dec(o, v);
+}
+
+fn push_dec(o: &mut Vec<u8>, v: u64) {
+    // Most counters are single digits (0, 4): one byte, no copy.
+    if v < 10 {
+        o.push(b'0' + v as u8);
+        return;
+    }
+    let mut digits = [0u8; 20];
+    o.extend_from_slice(table::dec(&mut digits, v));
+}
+
+/// A group's `mappings` and counters as an object whose closing brace is indented by `indent`.
+fn group(o: &mut Vec<u8>, indent: usize, (n, s): &(u64, MemStats)) {
+    o.push(b'{');
+    field_u64(o, indent + 2, "mappings", *n, false);
+    kib_fields(o, indent + 2, s);
+    o.push(b'\n');
+    o.resize(o.len() + indent, b' ');
+    o.push(b'}');
+}
+
+/// The counters' names in JSON, in order (see [`kib_values`]).
+const KIB_NAMES: [&str; 20] = [
+    "size_kib",
+    "rss_kib",
+    "pss_kib",
+    "pss_dirty_kib",
+    "shared_clean_kib",
+    "shared_dirty_kib",
+    "private_clean_kib",
+    "private_dirty_kib",
+    "referenced_kib",
+    "anonymous_kib",
+    "ksm_kib",
+    "lazy_free_kib",
+    "anon_huge_pages_kib",
+    "shmem_pmd_mapped_kib",
+    "file_pmd_mapped_kib",
+    "shared_hugetlb_kib",
+    "private_hugetlb_kib",
+    "swap_kib",
+    "swap_pss_kib",
+    "locked_kib",
+];
+
+/// A mapping's counter fields as written, each after a comma on a line indented by 6: the
+/// keys of [`KIB_NAMES`] made once, so a field costs one copy and a number.
+macro_rules! mapping_keys {
+    ($($name:literal),*) => { [$(concat!(",\n      \"", $name, "\": ").as_bytes()),*] };
+}
+const MAPPING_KIB_KEYS: [&[u8]; 20] = mapping_keys!(
+    "size_kib",
+    "rss_kib",
+    "pss_kib",
+    "pss_dirty_kib",
+    "shared_clean_kib",
+    "shared_dirty_kib",
+    "private_clean_kib",
+    "private_dirty_kib",
+    "referenced_kib",
+    "anonymous_kib",
+    "ksm_kib",
+    "lazy_free_kib",
+    "anon_huge_pages_kib",
+    "shmem_pmd_mapped_kib",
+    "file_pmd_mapped_kib",
+    "shared_hugetlb_kib",
+    "private_hugetlb_kib",
+    "swap_kib",
+    "swap_pss_kib",
+    "locked_kib"
+);
+
+/// The counters in [`KIB_NAMES`]' order.
+fn kib_values(s: &MemStats) -> [u64; 20] {
+    [
+        s.size,
+        s.rss,
+        s.pss,
+        s.pss_dirty,
+        s.shared_clean,
+        s.shared_dirty,
+        s.private_clean,
+        s.private_dirty,
+        s.referenced,
+        s.anonymous,
+        s.ksm,
+        s.lazy_free,
+        s.anon_huge_pages,
+        s.shmem_pmd_mapped,
+        s.file_pmd_mapped,
+        s.shared_hugetlb,
+        s.private_hugetlb,
+        s.swap,
+        s.swap_pss,
+        s.locked,
+    ]
+}
+
+/// The counters as `"<name>_kib": N` fields (each after a comma).
+fn kib_fields(o: &mut Vec<u8>, indent: usize, s: &MemStats) {
+    for (i, v) in kib_values(s).into_iter().enumerate() {
+        if indent == 6 {
+            o.extend_from_slice(MAPPING_KIB_KEYS[i]);
+            push_dec(o, v);
+        } else {
+            field_u64(o, indent, KIB_NAMES[i], v, true);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +602,61 @@ mod tests {
         assert_eq!(parse_kind("named-anonymous"), Ok(MapKind::NamedAnonymous));
         assert_eq!(parse_kind("stack"), Ok(MapKind::Stack));
         assert!(parse_kind("nope").unwrap_err().contains("one of: file, anonymous"));
+    }
+
+    #[test]
+    fn json_is_serde_jsons_pretty_layout() {
+        let text = b"7f00-8f00 rw-p 00001000 fe:01 42                         /a \"b\" (deleted)\n\
+Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmFlags: rd wr \n\
+9f00-af00 r--p 00000000 00:00 0 \nSize:                  8 kB\n";
+        let mut j = JsonOut::start(7);
+        let empty = {
+            let mut e = JsonOut::start(7);
+            e.close(&Groups::default());
+            String::from_utf8(e.out).unwrap()
+        };
+        let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
+        assert_eq!(empty, serde_json::to_string_pretty(&v).unwrap() + "\n");
+        let mut groups = Groups::default();
+        let flow = mmkit::inspect::maps::parse_smaps_each(text, |e| {
+            groups.add(e.area.kind(), &e.stats);
+            j.mapping(e, e.area.kind()).unwrap();
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!(flow.is_continue());
+        groups.sum();
+        j.close(&groups);
+        let doc = String::from_utf8(std::mem::take(&mut j.out)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(doc, serde_json::to_string_pretty(&v).unwrap() + "\n", "the layout of serde_json's pretty printer");
+        assert_eq!(v["total"]["mappings"], 2);
+        assert_eq!(v["by_kind"]["file"]["size_kib"], 4);
+        for (key, name) in MAPPING_KIB_KEYS.iter().zip(KIB_NAMES) {
+            assert_eq!(*key, format!(",\n      \"{name}\": ").as_bytes());
+        }
+        for (id, p) in [((0xfe, 1), "fe:01"), ((0x103, 0), "103:00")] {
+            assert_eq!(device_id(&mut [0; 33], id), p.as_bytes());
+        }
+        let p = Perms { read: true, write: false, exec: true, shared: true };
+        assert_eq!(perms(p), *p.to_string().as_bytes());
+        let m = &v["mappings"][0];
+        assert_eq!(
+            (m["start"].as_u64(), m["offset"].as_u64(), m["inode"].as_u64()),
+            (Some(0x7f00), Some(0x1000), Some(42))
+        );
+        assert_eq!((m["path"].as_str(), m["deleted"].as_bool()), (Some("/a \"b\""), Some(true)));
+        assert_eq!(
+            (m["device"].as_str(), m["perms"].as_str(), m["kind"].as_str()),
+            (Some("fe:01"), Some("rw-p"), Some("file"))
+        );
+        assert_eq!((m["rss_kib"].as_u64(), m["thp_eligible"].as_bool()), (Some(4), Some(false)));
+        assert_eq!(m["vm_flags"], serde_json::json!(["rd", "wr"]));
+        let m = &v["mappings"][1];
+        assert_eq!(
+            (m["path"].as_str(), m["kind"].as_str(), m["size_kib"].as_u64()),
+            (Some(""), Some("anonymous"), Some(8))
+        );
+        assert!(m["thp_eligible"].is_null() && m["vm_flags"] == serde_json::json!([]));
     }
 }

@@ -832,6 +832,12 @@ int main(int argc, char **argv) {
         } else {
             assert!(o.problem(Expect::Fail).is_none(), "{o:?}");
             assert!(o.stderr.contains("while its smaps was read"), "round {round}: {}", o.stderr);
+            // The JSON is printed as it is read: what came out before the error must not
+            // parse (the document is left open), and the error says so.
+            assert!(serde_json::from_str::<serde_json::Value>(&o.stdout).is_err(), "round {round}: {}", o.stdout);
+            if !o.stdout.is_empty() {
+                assert!(o.stderr.contains("the JSON printed before this error is incomplete"), "{}", o.stderr);
+            }
             exited += 1;
         }
     }

@@ -15,6 +15,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -536,86 +537,245 @@ pub fn parse_maps(text: &[u8]) -> Result<Vec<MapsEntry>, ParseError> {
 
 /// Parses the whole text of `/proc/<pid>/smaps`.
 pub fn parse_smaps(text: &[u8]) -> Result<Vec<SmapsEntry>, ParseError> {
+    let mut out = Vec::new();
     let mut parser = SmapsParser::default();
-    parser.feed(text)?;
-    Ok(parser.finish())
+    let mut keep = |e: &mut SmapsEntry| {
+        out.push(std::mem::replace(e, SmapsEntry::empty()));
+        ControlFlow::Continue(())
+    };
+    let _ = parser.feed(text, &mut keep)?;
+    let _ = parser.finish(&mut keep);
+    Ok(out)
 }
 
+/// Calls `f` with each area of the text of `/proc/<pid>/smaps`, in order, without collecting
+/// them; `f` returns [`ControlFlow::Break`] to stop early. The entry `f` sees is reused for the
+/// next area (its `VmFlags` strings too), so a long text costs no allocation per area.
+///
+/// Areas before a malformed line have been handed to `f` when the error is returned.
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// let text = b"7f00-8f00 rw-p 00000000 00:00 0 \nRss:                   4 kB\n";
+/// let mut rss = 0;
+/// mmkit::inspect::maps::parse_smaps_each(text, |e| {
+///     rss += e.stats.rss;
+///     ControlFlow::Continue(())
+/// })?;
+/// assert_eq!(rss, 4);
+/// # Ok::<(), mmkit::inspect::ParseError>(())
+/// ```
+pub fn parse_smaps_each(
+    text: &[u8],
+    mut f: impl FnMut(&SmapsEntry) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, ParseError> {
+    let mut parser = SmapsParser::default();
+    let mut each = |e: &mut SmapsEntry| f(e);
+    if parser.feed(text, &mut each)?.is_break() {
+        return Ok(ControlFlow::Break(()));
+    }
+    Ok(parser.finish(&mut each))
+}
+
+/// Where [`SmapsParser`] hands each finished area: a `&mut` so that a collector can take it
+/// (and leave an empty one to reuse) and a streaming caller can read it in place.
+pub(crate) type Emit<'a> = dyn FnMut(&mut SmapsEntry) -> ControlFlow<()> + 'a;
+
 /// `/proc/<pid>/smaps` parsed piece by piece: each [`feed`](Self::feed) takes whole lines, so
-/// a reader can parse a 40 MB text through a small buffer that stays in the CPU's cache.
-#[derive(Debug, Default)]
+/// a reader can parse a 40 MB text through a small buffer that stays in the CPU's cache. One
+/// area is open at a time; it is handed out when the next header (or [`finish`](Self::finish))
+/// closes it, and its storage is reused for the next.
+#[derive(Debug)]
 pub(crate) struct SmapsParser {
-    out: Vec<SmapsEntry>,
+    /// The open area (meaningful while `open`).
+    entry: SmapsEntry,
+    /// A header has been seen and its area not yet handed out.
+    open: bool,
+    /// The open area had a `VmFlags` line (else its reused flags are cleared when it closes).
+    flags_seen: bool,
     /// Lines seen so far (the number of the last line fed).
     line: usize,
     /// Where the next counter name is looked for first (see [`COUNTERS`]).
     hint: usize,
+    /// [`counter_prefixes`].
+    prefixes: [[u8; 16]; COUNTERS.len()],
+    /// The `VmFlags` text `entry.vm_flags` was parsed from.
+    flags_text: Vec<u8>,
+    /// Flag lists parsed before, with their text: areas in a row often alternate between a
+    /// few lists, which are swapped in rather than parsed again.
+    flags_seen_before: [(Vec<u8>, Vec<String>); 3],
+    /// The slot of `flags_seen_before` replaced next.
+    flags_victim: usize,
 }
 
+impl Default for SmapsParser {
+    fn default() -> Self {
+        SmapsParser {
+            entry: SmapsEntry::empty(),
+            open: false,
+            flags_seen: false,
+            line: 0,
+            hint: 0,
+            prefixes: counter_prefixes(),
+            flags_text: Vec::new(),
+            flags_seen_before: Default::default(),
+            flags_victim: 0,
+        }
+    }
+}
+
+impl SmapsEntry {
+    /// A placeholder area (no range, no counters).
+    pub(crate) fn empty() -> SmapsEntry {
+        SmapsEntry {
+            area: MapsEntry {
+                start: 0,
+                end: 0,
+                perms: Perms::default(),
+                offset: 0,
+                device: DeviceId::default(),
+                inode: 0,
+                backing: Backing::Anonymous,
+            },
+            stats: MemStats::default(),
+            thp_eligible: None,
+            protection_key: None,
+            vm_flags: Vec::new(),
+        }
+    }
+}
+
+/// Width of a counter line as the kernel prints it when the number has at most 8 digits:
+/// the name and colon padded to 16 bytes, the number right-aligned in 8, then ` kB`
+/// (`seq_put_decimal_ull_width` in `__show_smap`).
+const COUNTER_LINE: usize = 16 + 8 + 3;
+
 impl SmapsParser {
-    /// Parses `text`, which ends at a line's end (or at the end of the whole text).
-    pub(crate) fn feed(&mut self, text: &[u8]) -> Result<(), ParseError> {
+    /// Parses `text`, which ends at a line's end (or at the end of the whole text), handing
+    /// each area it closes to `emit`; stops when `emit` breaks.
+    pub(crate) fn feed(&mut self, text: &[u8], emit: &mut Emit<'_>) -> Result<ControlFlow<()>, ParseError> {
         let mut pos = 0;
         while pos < text.len() {
             self.line += 1;
-            let no = self.line;
             let rest = &text[pos..];
-            // Most lines are `Name:   N kB` counters: parsed in one pass that also finds the
-            // line's end.
-            let expected = self.hint % COUNTERS.len();
+            // Most lines are `Name:   N kB` counters, in the kernel's fixed order and layout:
+            // checked in place, with the line's end known from the layout. The next names
+            // are tried too (smaps skips the rollup's `Pss_Anon`/`Pss_File`/`Pss_Shmem`).
+            let expected = if self.hint < COUNTERS.len() { self.hint } else { 0 };
+            if self.open {
+                let found = (expected..COUNTERS.len().min(expected + 4))
+                    .find_map(|i| Some((i, fixed_counter_line(rest, &self.prefixes[i])?)));
+                if let Some((i, kib)) = found {
+                    if let Some(slot) = self.entry.stats.slot(i) {
+                        *slot = kib;
+                    }
+                    self.hint = i + 1;
+                    pos += COUNTER_LINE + 1;
+                    continue;
+                }
+            }
+            let no = self.line;
             if let Some((key, kib, len, was_expected)) = counter_line(rest, COUNTERS[expected]) {
-                let entry =
-                    self.out.last_mut().ok_or_else(|| ParseError::new(no, "a maps line first", &rest[..len]))?;
+                if !self.open {
+                    return Err(ParseError::new(no, "a maps line first", &rest[..len]));
+                }
+                let stats = &mut self.entry.stats;
                 if was_expected {
-                    if let Some(slot) = entry.stats.slot(expected) {
+                    if let Some(slot) = stats.slot(expected) {
                         *slot = kib;
                     }
                     self.hint = expected + 1;
-                } else if !entry.stats.set(key, kib, &mut self.hint) {
-                    entry.stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
+                } else if !stats.set(key, kib, &mut self.hint) {
+                    stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
                 }
                 pos += len + 1;
                 continue;
             }
-            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let end = find_newline(rest).unwrap_or(rest.len());
             let line = &rest[..end];
             pos += end + 1;
-            if !line.is_empty() {
-                self.line_slow(line, no)?;
+            if !line.is_empty() && self.line_slow(line, no, emit)?.is_break() {
+                return Ok(ControlFlow::Break(()));
             }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 
-    /// The areas parsed so far.
-    pub(crate) fn finish(self) -> Vec<SmapsEntry> {
-        self.out
+    /// Hands out the last area (call after the last [`feed`](Self::feed)).
+    pub(crate) fn finish(&mut self, emit: &mut Emit<'_>) -> ControlFlow<()> {
+        self.close(emit)
+    }
+
+    /// Hands out the open area, if any.
+    fn close(&mut self, emit: &mut Emit<'_>) -> ControlFlow<()> {
+        if !std::mem::replace(&mut self.open, false) {
+            return ControlFlow::Continue(());
+        }
+        if !self.flags_seen {
+            self.entry.vm_flags.clear();
+            self.flags_text.clear();
+        }
+        let flow = emit(&mut self.entry);
+        if self.entry.vm_flags.is_empty() {
+            // Taken by a collector (or none): the text no longer describes the list.
+            self.flags_text.clear();
+        }
+        flow
+    }
+
+    /// Sets the open area's flags from the `VmFlags` text `value`: kept when it is the same
+    /// text as the last area's, swapped in when it is one of the few before, else parsed.
+    fn set_flags(&mut self, value: &[u8]) {
+        let flags = &mut self.entry.vm_flags;
+        if self.flags_text == value && !flags.is_empty() {
+            return;
+        }
+        let slots = &mut self.flags_seen_before;
+        let slot = match slots.iter().position(|(text, _)| text == value) {
+            Some(i) => i,
+            None => {
+                let i = self.flags_victim;
+                self.flags_victim = (i + 1) % slots.len();
+                i
+            }
+        };
+        // The current list goes into the slot; the slot's list comes out (parsed again when
+        // its text is not `value`).
+        std::mem::swap(&mut self.flags_text, &mut slots[slot].0);
+        std::mem::swap(flags, &mut slots[slot].1);
+        if self.flags_text != value {
+            set_vm_flags(flags, value);
+            self.flags_text.clear();
+            self.flags_text.extend_from_slice(value);
+        }
     }
 
     /// A header, `VmFlags`, `THPeligible`, `ProtectionKey` or an odd counter line.
-    fn line_slow(&mut self, line: &[u8], no: usize) -> Result<(), ParseError> {
+    fn line_slow(&mut self, line: &[u8], no: usize, emit: &mut Emit<'_>) -> Result<ControlFlow<()>, ParseError> {
         if is_header(line) {
-            self.out.push(SmapsEntry {
-                area: MapsEntry::parse_line(line, no)?,
-                stats: MemStats::default(),
-                thp_eligible: None,
-                protection_key: None,
-                vm_flags: Vec::new(),
-            });
-            self.hint = 0;
-            return Ok(());
+            let area = MapsEntry::parse_line(line, no)?;
+            if self.close(emit).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+            let e = &mut self.entry;
+            e.area = area;
+            let mut other = std::mem::take(&mut e.stats.other);
+            other.clear();
+            e.stats = MemStats { other, ..MemStats::default() };
+            e.thp_eligible = None;
+            e.protection_key = None;
+            (self.open, self.flags_seen, self.hint) = (true, false, 0);
+            return Ok(ControlFlow::Continue(()));
         }
-        let entry = self.out.last_mut().ok_or_else(|| ParseError::new(no, "a maps line first", line))?;
+        if !self.open {
+            return Err(ParseError::new(no, "a maps line first", line));
+        }
+        let entry = &mut self.entry;
         let (key, value) = split_once(line, b':').ok_or_else(|| ParseError::new(no, "`Name: value`", line))?;
         match key {
             b"VmFlags" => {
-                let flags = value.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
-                entry.vm_flags = Vec::with_capacity(value.len() / 3);
-                // Flags are two ASCII letters; other bytes are kept lossily rather than refused.
-                entry.vm_flags.extend(flags.map(|f| match std::str::from_utf8(f) {
-                    Ok(f) => f.to_owned(),
-                    Err(_) => String::from_utf8_lossy(f).into_owned(),
-                }));
+                self.set_flags(value);
+                self.flags_seen = true;
             }
             b"THPeligible" => {
                 entry.thp_eligible = Some(match trim(value) {
@@ -630,8 +790,107 @@ impl SmapsParser {
             }
             _ => set_counter(&mut entry.stats, key, value, no, line, &mut self.hint)?,
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
+}
+
+/// Sets `flags` to the space-separated `VmFlags` in `value`, reusing the strings already there.
+/// Flags are two ASCII letters; other bytes are kept lossily rather than refused.
+fn set_vm_flags(flags: &mut Vec<String>, value: &[u8]) {
+    let mut n = 0;
+    let mut rest = value;
+    while let Some(start) = rest.iter().position(|b| !b.is_ascii_whitespace()) {
+        rest = &rest[start..];
+        let len = rest.iter().position(u8::is_ascii_whitespace).unwrap_or(rest.len());
+        let (f, after) = rest.split_at(len);
+        rest = after;
+        match flags.get_mut(n) {
+            // Areas in a row often share their flags: nothing to write.
+            Some(s) if s.len() == f.len() && s.bytes().zip(f).all(|(a, b)| a == *b) => {}
+            Some(s) if f.is_ascii() => {
+                s.clear();
+                s.extend(f.iter().map(|&b| char::from(b)));
+            }
+            Some(s) => {
+                s.clear();
+                s.push_str(&String::from_utf8_lossy(f));
+            }
+            None => flags.push(String::from_utf8_lossy(f).into_owned()),
+        }
+        n += 1;
+    }
+    flags.truncate(n);
+}
+
+/// The position of the first `\n` in `s`, looked for eight bytes at a time.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut chunks = s.chunks_exact(8);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?) ^ (ONES * u64::from(b'\n'));
+        // The lowest byte that is zero (a newline) sets its high bit; bytes above it may too.
+        let zero = w.wrapping_sub(ONES) & !w & (ONES * 0x80);
+        if zero != 0 {
+            return Some(i * 8 + (zero.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == b'\n').map(|p| s.len() - tail.len() + p)
+}
+
+/// The first 16 bytes of counter `i`'s line as the kernel prints it: the name and colon,
+/// padded with spaces (`Private_Hugetlb:` fills all 16).
+fn counter_prefix(i: usize) -> Option<[u8; 16]> {
+    let name = COUNTERS.get(i)?;
+    let mut p = [b' '; 16];
+    p.get_mut(..name.len())?.copy_from_slice(name);
+    *p.get_mut(name.len())? = b':';
+    Some(p)
+}
+
+/// [`counter_prefix`] of every counter, computed once per parser.
+fn counter_prefixes() -> [[u8; 16]; COUNTERS.len()] {
+    std::array::from_fn(|i| counter_prefix(i).unwrap_or([0; 16]))
+}
+
+/// A counter line exactly as the kernel lays it out ([`COUNTER_LINE`] bytes and a newline)
+/// whose first 16 bytes are `prefix`: its number. `None` for anything else (the general path
+/// decides).
+fn fixed_counter_line(text: &[u8], prefix: &[u8; 16]) -> Option<u64> {
+    let line: &[u8; COUNTER_LINE + 1] = text.get(..=COUNTER_LINE)?.try_into().ok()?;
+    let (name, rest) = line.split_at(16);
+    // The name compared as one 128-bit word, the tail (` kB` and the newline) as one 32-bit.
+    let name = u128::from_ne_bytes(name.try_into().ok()?);
+    let tail = u32::from_ne_bytes(rest[8..].try_into().ok()?);
+    if name != u128::from_ne_bytes(*prefix) || tail != u32::from_ne_bytes(*b" kB\n") {
+        return None;
+    }
+    eight_digits_right_aligned(rest[..8].try_into().ok()?)
+}
+
+/// The number in an 8-byte field holding spaces, then at least one ASCII digit (as
+/// `seq_put_decimal_ull_width` pads it), parsed eight bytes at a time; `None` for anything else.
+fn eight_digits_right_aligned(field: [u8; 8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let w = u64::from_le_bytes(field);
+    // Leading spaces are the low bytes (the field's first bytes); at least one digit follows.
+    let spaces = ((w ^ (ONES * u64::from(b' '))).trailing_zeros() / 8) as usize;
+    if spaces == 8 {
+        return None;
+    }
+    let digits = u64::MAX << (spaces * 8);
+    // Each byte from the first digit on is 0x30..=0x39: its high nibble is 3, also after +6.
+    let high = ONES * 0xf0;
+    let threes = (ONES * 0x30) & digits;
+    if w & high & digits != threes || (w + ONES * 6) & high & digits != threes {
+        return None;
+    }
+    // "   12345" with spaces as zeros: combine pairs, quads, then halves of the digit values.
+    let mut v = w & (ONES * 0x0f) & digits;
+    v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    v = v.wrapping_mul(10000) + (v >> 32);
+    Some(v & 0xffff_ffff)
 }
 
 /// Parses the whole text of `/proc/<pid>/smaps_rollup`.
@@ -884,15 +1143,102 @@ VmFlags: rd wr mr mw me lo ac
         let whole = parse_smaps(&text).unwrap();
         for piece in [1usize, 7, 100, 4096] {
             let mut p = SmapsParser::default();
+            let mut got = Vec::new();
+            let mut keep = |e: &mut SmapsEntry| {
+                got.push(e.clone());
+                ControlFlow::Continue(())
+            };
             let mut rest = &text[..];
             while !rest.is_empty() {
                 // Cut after the first newline at or beyond `piece` bytes, as the reader does.
                 let cut = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
                 let n = cut.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
-                p.feed(&rest[..n]).unwrap();
+                assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
                 rest = &rest[n..];
             }
-            assert_eq!(p.finish(), whole, "pieces of {piece} bytes");
+            assert!(p.finish(&mut keep).is_continue());
+            assert_eq!(got, whole, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn newlines_are_found_eight_bytes_at_a_time() {
+        for len in 0..40 {
+            for nl in (0..len).map(Some).chain([None]) {
+                let mut s: Vec<u8> = (0..len).map(|i| [b'a', 0x8a, 0x0b, 0x09, 0xff][i % 5]).collect();
+                if let Some(i) = nl {
+                    s[i] = b'\n';
+                    if i + 3 < len {
+                        s[i + 3] = b'\n';
+                    }
+                }
+                assert_eq!(find_newline(&s), s.iter().position(|&b| b == b'\n'), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reused_flag_lists_are_each_areas_own() {
+        let lists = ["rd mr mw me", "rd wr mr mw me ac", "rd mr mw me", "", "rd ex", "rd wr mr mw me ac", "x", "rd ex"];
+        let mut text = String::new();
+        for (i, l) in lists.iter().enumerate() {
+            text += &format!("{:x}-{:x} rw-p 0 00:00 0\n", i * 16 + 16, i * 16 + 32);
+            if i != 6 {
+                text += &format!("VmFlags: {l} \n");
+            }
+        }
+        let mut seen = Vec::new();
+        let flow = parse_smaps_each(text.as_bytes(), |e| {
+            seen.push(e.vm_flags.join(" "));
+            ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        let want: Vec<String> = lists.iter().enumerate().map(|(i, l)| if i == 6 { "" } else { l }.to_owned()).collect();
+        assert_eq!(seen, want);
+        let collected: Vec<String> =
+            parse_smaps(text.as_bytes()).unwrap().iter().map(|e| e.vm_flags.join(" ")).collect();
+        assert_eq!(collected, want);
+    }
+
+    #[test]
+    fn counter_lines_in_the_kernels_layout() {
+        let prefixes = counter_prefixes();
+        let (size, hugetlb) = (&prefixes[0], &prefixes[21]);
+        assert_eq!(size, b"Size:           ");
+        assert_eq!(hugetlb, b"Private_Hugetlb:");
+        let mut v = 0u64;
+        while v < 100_000_000 {
+            let line = format!("Size:           {v:>8} kB\n");
+            assert_eq!(fixed_counter_line(line.as_bytes(), size), Some(v), "{line:?}");
+            let line = format!("Private_Hugetlb:{v:>8} kB\n");
+            assert_eq!(fixed_counter_line(line.as_bytes(), hugetlb), Some(v), "{line:?}");
+            v = v * 3 + 1;
+        }
+        for bad in [
+            "Size:                    kB\n",
+            "Size:           1234 67 kB\n",
+            "Size:           12a45678 kB\n",
+            "Size:           12:45678 kB\n",
+            "Size:           12/45678 kB\n",
+            "Size:           -1234567 kB\n",
+            "Size:            1234567 kb\n",
+            "Size:            1234567 kB \n",
+            "Size:            1234567 kB",
+            "Rss:            1234567 kB\n",
+            "Size:          123456789 kB\n",
+        ] {
+            assert_eq!(fixed_counter_line(bad.as_bytes(), size), None, "{bad:?}");
+        }
+        // Every byte value in every position of the field: only digits after spaces parse.
+        for pos in 0..8 {
+            for b in 0..=255u8 {
+                let mut field = *b"   12345";
+                field[pos] = b;
+                let text = std::str::from_utf8(&field).ok().map(|t| t.trim_start_matches(' '));
+                let want =
+                    text.filter(|t| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit())).map(|t| t.parse().unwrap());
+                assert_eq!(eight_digits_right_aligned(field), want, "{field:?}");
+            }
         }
     }
 

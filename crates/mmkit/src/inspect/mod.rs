@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | which pages of a file are in the page cache? | [`residency`], [`residency_of_mapping`], [`cachestat`] | `mincore(2)` on a read-only window map, `cachestat(2)` |
 //! | bring a file in, push it out, keep it in | [`touch`], [`touch_files`], [`evict`], [`lock`] | `MADV_POPULATE_READ`, `POSIX_FADV_DONTNEED`, `mlock(2)` |
-//! | which mappings does a process hold, and what do they cost? | [`maps()`], [`smaps`], [`smaps_rollup`] | `/proc/<pid>/maps`, `smaps`, `smaps_rollup` |
+//! | which mappings does a process hold, and what do they cost? | [`maps()`], [`smaps`], [`smaps_for_each`], [`smaps_rollup`] | `/proc/<pid>/maps`, `smaps`, `smaps_rollup` |
 //! | did this mapping get huge pages, how much is resident, what is its name? | [`huge_page_bytes`], [`resident_bytes`], [`region_name`] | `/proc/self/smaps`, `/proc/self/maps` |
 //!
 //! Files are looked at through windows of at most [`WINDOW`] bytes, so a terabyte file needs
@@ -42,7 +42,7 @@ pub use file_residency::{residency, residency_of_file, residency_of_mapping};
 pub use files::{collect_files, walk_files, FileEntry};
 pub use mapping::{huge_page_bytes, region_name, resident_bytes};
 pub use maps::{Backing, DeviceId, MapKind, MapsEntry, MemStats, ParseError, Perms, SmapsEntry, SmapsRollup};
-pub use procfs::{maps, smaps, smaps_rollup};
+pub use procfs::{maps, smaps, smaps_for_each, smaps_rollup};
 pub use touch::{
     block_termination_signals, evict, lock, touch, touch_files, wait_for_termination_signal, LockedFile, TouchOptions,
 };

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use std::io::Read;
+use std::ops::ControlFlow;
 
 use super::file_residency::io_error;
-use super::maps::{parse_maps, parse_smaps_rollup, MapsEntry, ParseError, SmapsEntry, SmapsParser, SmapsRollup};
+use super::maps::{parse_maps, parse_smaps_rollup, Emit, MapsEntry, ParseError, SmapsEntry, SmapsParser, SmapsRollup};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The mappings of process `pid` (`/proc/<pid>/maps`), in address order.
@@ -19,19 +20,59 @@ pub fn maps(pid: u32) -> Result<Vec<MapsEntry>> {
 ///
 /// Reading another process's smaps needs `PTRACE_MODE_READ` access to it (same user, or root).
 pub fn smaps(pid: u32) -> Result<Vec<SmapsEntry>> {
+    let mut out = Vec::new();
+    smaps_each(pid, &mut |e: &mut SmapsEntry| {
+        out.push(std::mem::replace(e, SmapsEntry::empty()));
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with each mapping of process `pid` (`/proc/<pid>/smaps`) as it is read, without
+/// collecting them: for a process with many mappings this costs a fixed amount of memory (the
+/// entry `f` sees is reused). `f` returns [`ControlFlow::Break`] to stop reading.
+///
+/// The answer is only known to be complete when this returns `Ok`: when the process exits (or
+/// runs another program) during the read, `f` has seen a cut list and the error is `ESRCH`;
+/// a line that does not parse is an error too, after `f` saw the mappings before it. Callers
+/// that print as they go must therefore be able to take back, or mark as incomplete, what
+/// they printed.
+///
+/// ```no_run
+/// # fn main() -> mmkit::Result<()> {
+/// let mut rss = 0;
+/// mmkit::inspect::smaps_for_each(std::process::id(), |e| {
+///     rss += e.stats.rss;
+///     std::ops::ControlFlow::Continue(())
+/// })?;
+/// println!("{rss} KiB resident");
+/// # Ok(()) }
+/// ```
+pub fn smaps_for_each(pid: u32, mut f: impl FnMut(&SmapsEntry) -> ControlFlow<()>) -> Result<()> {
+    smaps_each(pid, &mut |e: &mut SmapsEntry| f(e))
+}
+
+fn smaps_each(pid: u32, emit: &mut Emit<'_>) -> Result<()> {
     // smaps runs to ~700 bytes per area (40 MB for 60,000 areas): parsed through a 256 KiB
     // buffer as it is read, instead of faulting in and copying a buffer of the whole text.
     let mut parser = SmapsParser::default();
     let mut failed = None;
+    let mut stopped = false;
     read_checked(pid, "smaps", |lines| {
-        if failed.is_none() {
-            failed = parser.feed(lines).err();
+        if failed.is_none() && !stopped {
+            match parser.feed(lines, emit) {
+                Ok(flow) => stopped = flow.is_break(),
+                Err(e) => failed = Some(e),
+            }
         }
     })?;
-    match failed {
-        Some(e) => Err(parse_error(&PathBuf::from(format!("/proc/{pid}/smaps")), &e)),
-        None => Ok(parser.finish()),
+    if let Some(e) = failed {
+        return Err(parse_error(&PathBuf::from(format!("/proc/{pid}/smaps")), &e));
     }
+    if !stopped {
+        let _ = parser.finish(emit);
+    }
+    Ok(())
 }
 
 /// The kernel's sum of all of process `pid`'s counters (`/proc/<pid>/smaps_rollup`, Linux 4.14+).
