@@ -26,21 +26,6 @@ use std::ffi::{c_void, CStr};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// mmkit's protection for a segment's.
-fn core_prot(p: Protection) -> mmkit::Protection {
-    let mut f = mmkit::Protection::NONE;
-    if p.read {
-        f |= mmkit::Protection::READ;
-    }
-    if p.write {
-        f |= mmkit::Protection::WRITE;
-    }
-    if p.exec {
-        f |= mmkit::Protection::EXEC;
-    }
-    f
-}
-
 /// A loaded image: the reservation holding all segments of one library.
 ///
 /// # Safety (the shared contract of the raw accesses below)
@@ -195,7 +180,7 @@ impl Image {
                     image.space.map_file_at_with(
                         at,
                         seg.map_file_len as usize,
-                        core_prot(seg.prot),
+                        seg.prot,
                         mmkit::Sharing::Private,
                         src.fd(),
                         offset,
@@ -218,7 +203,7 @@ impl Image {
             if seg.bss_len > 0 {
                 // Reserved pages never touched: committing them gives zero pages.
                 let at = image.space_offset(seg.bss_vaddr);
-                image.space.commit(at, seg.bss_len as usize, core_prot(seg.prot)).map_err(|e| {
+                image.space.commit(at, seg.bss_len as usize, seg.prot).map_err(|e| {
                     Error::from_core(format!("commit of .bss of segment {}", seg.phdr_index), &e)
                         .with_range(image.addr(seg.bss_vaddr), seg.bss_len)
                 })?;
@@ -254,7 +239,10 @@ impl Image {
     fn fits(&self, vaddr: u64, len: u64, write: bool) -> bool {
         let Some(end) = vaddr.checked_add(len) else { return false };
         let fits = |&(s, e, p): &(u64, u64, Protection)| {
-            vaddr >= s && end <= e && p.read && (!write || (p.write && !self.writes_done.load(Ordering::Acquire)))
+            vaddr >= s
+                && end <= e
+                && p.readable()
+                && (!write || (p.writable() && !self.writes_done.load(Ordering::Acquire)))
         };
         // Accesses come in runs within one segment (a relocation table, then its targets):
         // the range that answered last is tried first.
@@ -452,7 +440,7 @@ impl Image {
         if !self.seal {
             return Ok(());
         }
-        let code = self.ranges.iter().filter(|r| r.2.exec).map(|&(s, e, _)| (s, e - s));
+        let code = self.ranges.iter().filter(|r| r.2.executable()).map(|&(s, e, _)| (s, e - s));
         for (start, len) in code.chain(plan.relro) {
             self.space.seal(self.space_offset(start), len as usize).map_err(|e| {
                 let mut err = Error::from_core("mseal (code and RELRO)", &e).with_range(self.addr(start), len);
@@ -536,7 +524,7 @@ impl Image {
             return Ok(());
         }
         let link = addr.wrapping_sub(self.bias);
-        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.exec) {
+        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.executable()) {
             return Err(Error::new(
                 ErrorKind::BadDynamic,
                 "run initializer",

@@ -19,38 +19,23 @@ pub const PHDR_SIZE: u64 = 56;
 /// The most program headers the planner accepts (bionic uses the same bound: 64 KiB of headers).
 pub const MAX_PHNUM: u64 = 65536 / PHDR_SIZE;
 
-/// Access rights of a mapping, from a segment's `p_flags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Protection {
-    /// `PF_R`: readable.
-    pub read: bool,
-    /// `PF_W`: writable.
-    pub write: bool,
-    /// `PF_X`: executable.
-    pub exec: bool,
-}
+/// Access rights of a mapping: mmkit's own [`Protection`](mmkit::Protection) (one type for
+/// the idea in every crate), here read from a segment's `p_flags`.
+pub use mmkit::Protection;
 
-impl Protection {
-    /// No access (`PROT_NONE`): the reservation between segments.
-    pub const NONE: Protection = Protection { read: false, write: false, exec: false };
-    /// Read-only (`PROT_READ`): RELRO after relocation.
-    pub const READ: Protection = Protection { read: true, write: false, exec: false };
-
-    /// From `p_flags`.
-    pub fn from_flags(p_flags: u32) -> Self {
-        Protection { read: p_flags & elf::PF_R != 0, write: p_flags & elf::PF_W != 0, exec: p_flags & elf::PF_X != 0 }
+/// The protection a segment's `p_flags` ask for (`PF_R`, `PF_W`, `PF_X`).
+pub fn protection_of(p_flags: u32) -> Protection {
+    let mut prot = Protection::NONE;
+    if p_flags & elf::PF_R != 0 {
+        prot |= Protection::READ;
     }
-
-    /// `r-x` as `/proc/self/maps` writes it (without the sharing letter).
-    pub fn rwx(&self) -> String {
-        format!(
-            "{}{}{}",
-            if self.read { 'r' } else { '-' },
-            if self.write { 'w' } else { '-' },
-            if self.exec { 'x' } else { '-' }
-        )
+    if p_flags & elf::PF_W != 0 {
+        prot |= Protection::WRITE;
     }
+    if p_flags & elf::PF_X != 0 {
+        prot |= Protection::EXEC;
+    }
+    prot
 }
 
 /// One `PT_LOAD` segment and the page arithmetic that maps it.
@@ -339,7 +324,7 @@ impl Plan {
     /// writes all of: RELRO up to the page whose tail it zeroes.
     fn mark_prefault(&mut self) {
         let (page, relro) = (self.page_size, self.relro);
-        for seg in self.segments.iter_mut().filter(|s| s.prot.write && s.map_file_len > 0) {
+        for seg in self.segments.iter_mut().filter(|s| s.prot.writable() && s.map_file_len > 0) {
             let file_end = seg.map_vaddr + seg.map_file_len;
             // Pages before the zeroed one must all be RELRO.
             let relro_needed_to = if seg.zero_len > 0 { file_end - page } else { file_end };
@@ -448,7 +433,7 @@ impl SegmentPlan {
             map_file_len: if filesz == 0 { 0 } else { file_page_end - map_vaddr },
             // Like glibc and bionic: when a writable segment has .bss, the file page holding the
             // end of its data is zeroed from there to the end of the page.
-            zero_len: if prot.write && filesz > 0 && memsz > filesz { file_page_end - file_end } else { 0 },
+            zero_len: if prot.writable() && filesz > 0 && memsz > filesz { file_page_end - file_end } else { 0 },
             bss_vaddr,
             bss_len: mem_page_end.saturating_sub(bss_vaddr),
             prefault: false,
@@ -589,7 +574,7 @@ fn read_program_headers(
 /// pushed) and returns its protection.
 fn check_load_segment(ph: &Phdr, page: u64, source_len: u64) -> Result<Protection> {
     let Phdr { index: i, vaddr, offset, filesz, memsz, align, .. } = *ph;
-    let prot = Protection::from_flags(ph.flags);
+    let prot = protection_of(ph.flags);
     let fail = |kind, detail| Err(ph.range(plan_err(kind, detail)));
     if align > 1 && !align.is_power_of_two() {
         return fail(ErrorKind::BadAlignment, format!("segment {i}: p_align {align:#x} is not a power of two"));
@@ -624,7 +609,7 @@ fn check_load_segment(ph: &Phdr, page: u64, source_len: u64) -> Result<Protectio
             format!("segment {i}: p_filesz {filesz:#x} > p_memsz {memsz:#x}"),
         );
     }
-    if prot.write && prot.exec {
+    if prot.writable() && prot.executable() {
         return fail(ErrorKind::WritableAndExecutable, format!("segment {i} is writable and executable (W+X)"));
     }
     Ok(prot)

@@ -59,7 +59,11 @@ fn assert_writes_only_data(bytes: &[u8], plan: &Plan) {
         let len = if name == "R_AARCH64_TLSDESC" { 16 } else { 8 };
         let seg = plan.segments.iter().find(|s| offset >= s.vaddr && offset + len <= s.vaddr + s.mem_size);
         let seg = seg.unwrap_or_else(|| panic!("{name} at {offset:#x} is outside every PT_LOAD segment"));
-        assert!(seg.prot.write && !seg.prot.exec, "{name} at {offset:#x} writes a {} segment", seg.prot.rwx());
+        assert!(
+            seg.prot.writable() && !seg.prot.executable(),
+            "{name} at {offset:#x} writes a {} segment",
+            seg.prot.rwx()
+        );
     }
 }
 

@@ -181,7 +181,7 @@ fn sealed_code_and_relro_refuse_mprotect_and_munmap_and_unloading_pins() {
         Err(e) => panic!("{e}"),
     };
     let maps = lib.segments().unwrap();
-    let code = maps.iter().find(|m| m.prot.exec).expect("a code segment");
+    let code = maps.iter().find(|m| m.prot.executable()).expect("a code segment");
     let relro = maps.iter().find(|m| matches!(m.kind, mmkit_elf::MappingKind::Relro { .. })).expect("RELRO");
     for m in [code, relro] {
         assert!(vm_flags(m.start).split_whitespace().any(|f| f == "sl"), "{m:?} is not sealed: {}", vm_flags(m.start));
@@ -194,7 +194,7 @@ fn sealed_code_and_relro_refuse_mprotect_and_munmap_and_unloading_pins() {
         assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EPERM)), "munmap {m:?}");
     }
     // The writable data after RELRO is not sealed.
-    if let Some(data) = maps.iter().find(|m| m.prot.write) {
+    if let Some(data) = maps.iter().find(|m| m.prot.writable()) {
         assert!(!vm_flags(data.start).split_whitespace().any(|f| f == "sl"), "data sealed: {data:?}");
     }
     // SAFETY: fixture function, `int64_t fx_add(int64_t, int64_t)`.

@@ -65,10 +65,10 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
     let page = mmkit_elf::page_size();
     assert_eq!(ours.plan().page_size, page);
     let maps = ours.segments().unwrap();
-    assert!(maps.iter().any(|m| m.prot.exec && !m.prot.write && m.file_offset.is_some()));
-    assert!(maps.iter().all(|m| !(m.prot.write && m.prot.exec)));
+    assert!(maps.iter().any(|m| m.prot.executable() && !m.prot.writable() && m.file_offset.is_some()));
+    assert!(maps.iter().all(|m| !(m.prot.writable() && m.prot.executable())));
     // RELRO became read-only.
-    assert!(maps.iter().any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.write));
+    assert!(maps.iter().any(|m| matches!(m.kind, MappingKind::Relro { .. }) && !m.prot.writable()));
     for m in &maps {
         assert_eq!(m.start % page, 0);
         assert_eq!(m.len % page, 0);
@@ -76,7 +76,7 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
         assert!(m.present_pages <= m.pages);
     }
     // The code just called is present in our page tables; the gap never is.
-    let text = maps.iter().find(|m| m.prot.exec).unwrap();
+    let text = maps.iter().find(|m| m.prot.executable()).unwrap();
     assert!(text.present_pages >= 1);
     assert!(maps.iter().filter(|m| m.kind == MappingKind::Gap).all(|m| m.present_pages == 0));
     let (start, len) = ours.span();
@@ -91,7 +91,7 @@ fn verify_notices_a_changed_mapping() {
     let ours = open(path.as_path());
     ours.verify().unwrap();
     // Make the text pages writable behind the loader's back: verify must object.
-    let text = ours.segments().unwrap().into_iter().find(|m| m.prot.exec).unwrap();
+    let text = ours.segments().unwrap().into_iter().find(|m| m.prot.executable()).unwrap();
     // SAFETY: the pages stay mapped; only their protection changes; nothing runs meanwhile.
     unsafe {
         rustix::mm::mprotect(
@@ -173,7 +173,7 @@ fn writable_pages_the_loader_writes_are_prefaulted_and_others_demand_paged() {
     // basic.c: the writable segment is RELRO + the page whose tail is zeroed: every page of it
     // is in the page tables as soon as the library is open (mapped with MAP_POPULATE).
     let ours = open(lib("basic.c", "fxbasic").as_path());
-    let rw = ours.plan().segments.iter().find(|s| s.prot.write).expect("a writable segment");
+    let rw = ours.plan().segments.iter().find(|s| s.prot.writable()).expect("a writable segment");
     assert!(rw.prefault, "{rw:?}");
     let start = ours.bias().wrapping_add(rw.map_vaddr);
     for p in 0..rw.map_file_len / page {
@@ -212,7 +212,7 @@ fn writable_pages_the_loader_writes_are_prefaulted_and_others_demand_paged() {
     // data.c: 32 pages of plain initialized data. The loader does not write them, so they are
     // not prefaulted: some page of the table is absent until the library reads it.
     let ours = open(lib("data.c", "fxdata").as_path());
-    let rw = ours.plan().segments.iter().find(|s| s.prot.write).expect("a writable segment");
+    let rw = ours.plan().segments.iter().find(|s| s.prot.writable()).expect("a writable segment");
     assert!(!rw.prefault, "{rw:?}");
     let table = ours.address_of("fx_table").unwrap();
     let len = call(&ours, "fx_table_len", &[]) as u64;

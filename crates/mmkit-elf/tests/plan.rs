@@ -30,7 +30,7 @@ fn check_invariants(plan: &Plan, source_len: u64) {
         assert!(s.map_vaddr >= prev_end, "segments overlap");
         assert!(s.file_offset + s.file_size <= source_len);
         assert!(s.file_size <= s.mem_size);
-        assert!(!(s.prot.write && s.prot.exec));
+        assert!(!(s.prot.writable() && s.prot.executable()));
         assert_eq!(s.map_file_len % page, 0);
         assert_eq!(s.bss_len % page, 0);
         if s.file_size > 0 {
@@ -41,7 +41,7 @@ fn check_invariants(plan: &Plan, source_len: u64) {
         assert!(s.map_end() >= s.vaddr + s.mem_size);
         assert!(s.zero_len < page);
         if s.zero_len > 0 {
-            assert!(s.prot.write);
+            assert!(s.prot.writable());
         }
         prev_end = s.map_end();
     }

@@ -104,6 +104,20 @@ impl std::fmt::Debug for Protection {
     }
 }
 
+/// Serialized as `{"read": bool, "write": bool, "exec": bool}` (the shape mmkit-elf's plans and
+/// mapping reports have always had).
+#[cfg(feature = "serde")]
+impl serde::Serialize for Protection {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Protection", 3)?;
+        s.serialize_field("read", &self.readable())?;
+        s.serialize_field("write", &self.writable())?;
+        s.serialize_field("exec", &self.executable())?;
+        s.end()
+    }
+}
+
 /// Whether writes are shared with the file and other processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Sharing {

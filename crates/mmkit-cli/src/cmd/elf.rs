@@ -213,7 +213,12 @@ pub fn render_plan(label: &str, offset: u64, len: u64, plan: &Plan) -> String {
 }
 
 fn flags(p: mmkit_elf::Protection) -> String {
-    format!("{}{}{}", if p.read { "R" } else { " " }, if p.write { "W" } else { " " }, if p.exec { "E" } else { " " })
+    format!(
+        "{}{}{}",
+        if p.readable() { "R" } else { " " },
+        if p.writable() { "W" } else { " " },
+        if p.executable() { "E" } else { " " }
+    )
 }
 
 fn open(source: &str) -> anyhow::Result<Library> {
