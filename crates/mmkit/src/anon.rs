@@ -159,11 +159,6 @@ impl MapOptions {
 
 pub use crate::sys::anon::GuardKind;
 
-/// Where they were first defined: the smaps and maps readings of one mapping live in
-/// [`inspect`](crate::inspect) (a composite), re-exported here so `mmkit::anon::huge_page_bytes`
-/// and its siblings keep working. Nothing in this module calls them.
-pub use crate::inspect::{huge_page_bytes, region_name, resident_bytes};
-
 /// Anonymous memory between two guard regions; see [`MapOptions::map_anon_guarded`].
 ///
 /// Dereferences to the usable bytes only. It does not hand out the inner [`MmapMut`] mutably,

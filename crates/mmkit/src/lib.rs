@@ -68,8 +68,6 @@
 //   4. faces: `file`, `anon`, `process`          typed owners over one `Mapping`; `scan` (on `Mmap`)
 //   5. composites: `reserve`, then `growable`, `shm`, `alloc`, `inspect`
 // Within the composites `reserve` is the lowest (`growable` and `shm` build on it).
-// `anon` re-exports `inspect`'s smaps proofs (`huge_page_bytes`, `resident_bytes`,
-// `region_name`) under their first paths; it calls nothing of `inspect`.
 
 #![deny(missing_docs)]
 #![cfg(any(target_os = "linux", target_os = "android"))]

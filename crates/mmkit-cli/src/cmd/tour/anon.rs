@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mmkit::reserve::ReserveOptions;
-use mmkit::{anon, page_size, HugePages, MapOptions, Protection};
+use mmkit::{inspect, page_size, HugePages, MapOptions, Protection};
 
 use super::{check_interrupted, Args};
 use crate::cli::report::{duration, Section};
@@ -42,7 +42,7 @@ fn first_touch(len: usize, huge: bool) -> anyhow::Result<(Duration, u64, u64, Op
     }
     let d = t.elapsed();
     let (f1, _) = mmkit::page_faults();
-    let huge_bytes = anon::huge_page_bytes(mem.mapping())?;
+    let huge_bytes = inspect::huge_page_bytes(mem.mapping())?;
     Ok((d, f1 - f0, huge_bytes, fallback))
 }
 
