@@ -113,7 +113,9 @@ mod system;
 pub use addr::{addr_info, AddrInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use executor::Symbol;
-pub use library::{page_size, plan, plan_source, Library, LibraryMapping, MappingKind, SYSTEM_DIRS};
+pub use library::{
+    page_size, plan, plan_source, plan_source_any_machine, Library, LibraryMapping, MappingKind, SYSTEM_DIRS,
+};
 pub use machine::{Machine, TlsVariant};
 pub use namespace::{Namespace, SearchDir, SystemPolicy};
 pub use options::LoadOptions;

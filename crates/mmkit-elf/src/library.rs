@@ -5,6 +5,7 @@
 use crate::dynamic::{Dynamic, Sym};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::Image;
+use crate::machine::Machine;
 use crate::plan::{self, Plan, Protection};
 use crate::process_scope::{self, SystemLibrary};
 use crate::relocate::tls::{self, TlsModule};
@@ -47,8 +48,27 @@ pub fn page_size() -> u64 {
 }
 
 /// Reads the ELF header and program headers of an opened source and plans its mappings for
-/// `page_size`-byte pages (no mapping is made).
+/// `page_size`-byte pages (no mapping is made). The image must be built for the machine the
+/// loader runs on; [`plan_source_any_machine`] plans any machine's image.
 pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
+    plan_source_for(src, page_size, None)
+}
+
+/// [`plan_source`] for an image of any machine the planner knows ([`Machine`]): an aarch64
+/// library (or APK entry) is planned on an x86_64 host, as `mmkit elf plan` does. An unknown
+/// `e_machine` is planned for the host, whose check then names both.
+pub fn plan_source_any_machine(src: &OpenSource, page_size: u64) -> Result<Plan> {
+    let mut e_machine = [0u8; 2];
+    // e_machine is the 16-bit field at offset 18 of the ELF header (both classes).
+    let machine = match src.read_exact_at(18, &mut e_machine) {
+        Ok(()) => Machine::from_e_machine(u16::from_le_bytes(e_machine)),
+        Err(_) => None, // too short: the planner's own header check reports it
+    };
+    plan_source_for(src, page_size, machine)
+}
+
+/// Plans for `machine`, or for the host when `None`.
+fn plan_source_for(src: &OpenSource, page_size: u64, machine: Option<Machine>) -> Result<Plan> {
     // One read usually covers the header and the program header table (glibc reads 832
     // bytes for the same reason); a second one follows only for unusual layouts.
     let mut first = [0u8; FIRST_READ];
@@ -63,13 +83,18 @@ pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
     } else {
         head
     };
-    Plan::new(bytes, src.len(), page_size).map_err(|e| e.with_path(src.label()))
+    match machine {
+        Some(machine) => Plan::for_machine(bytes, src.len(), page_size, machine),
+        None => Plan::new(bytes, src.len(), page_size),
+    }
+    .map_err(|e| e.with_path(src.label()))
 }
 
-/// Opens `source` and plans it for `page_size`-byte pages: what `mmkit elf plan` prints.
+/// Opens `source` and plans it for `page_size`-byte pages: what `mmkit elf plan` prints (for
+/// the machine the image is built for, see [`plan_source_any_machine`]).
 pub fn plan(source: &Source, page_size: u64) -> Result<Plan> {
     let src = source.open(page_size)?;
-    plan_source(&src, page_size)
+    plan_source_any_machine(&src, page_size)
 }
 
 /// A dependency: mapped by mmkit (kept loaded by its namespace's registry, which unloads a

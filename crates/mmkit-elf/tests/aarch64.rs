@@ -178,3 +178,24 @@ fn a_foreign_machine_is_named_in_the_error() {
         assert_eq!(Plan::new(&bytes, len, 4096).unwrap().machine, Machine::Aarch64);
     }
 }
+
+/// `mmkit_elf::plan` (what `mmkit elf plan` prints) plans an image for the machine it was built
+/// for, so an aarch64 library (or APK entry) is checked on an x86_64 host; loading it still
+/// needs that machine.
+#[test]
+fn plan_of_a_source_follows_the_image_machine() {
+    if !cross_cc() {
+        return;
+    }
+    let path = build("basic.c", "a64-16k", &["-Wl,-z,max-page-size=16384", "-Wl,-z,separate-code"]);
+    let plan = mmkit_elf::plan(&mmkit_elf::Source::path(&path), 16384).unwrap();
+    assert_eq!(plan.machine, Machine::Aarch64);
+    assert_eq!(plan.page_size, 16384);
+    if cfg!(not(target_arch = "aarch64")) {
+        // The loader's own path plans for the host and names both machines.
+        let src = mmkit_elf::Source::path(&path).open(16384).unwrap();
+        let err = mmkit_elf::plan_source(&src, 16384).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongMachine, "{err}");
+        assert!(err.to_string().contains("EM_AARCH64"), "{err}");
+    }
+}

@@ -116,7 +116,7 @@ fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> 
     let page = page_size.unwrap_or_else(mmkit_elf::page_size);
     let src = mmkit_elf::Namespace::global_default().locate(Source::parse(source))?;
     let opened = src.open(page)?;
-    let plan = mmkit_elf::plan_source(&opened, page)?;
+    let plan = mmkit_elf::plan_source_any_machine(&opened, page)?;
     if json {
         let doc = json!({
             "source": src.display(),
