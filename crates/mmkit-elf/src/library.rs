@@ -437,7 +437,7 @@ impl Object {
     }
 
     /// Per symbol index: the GNU hash of the name when the relocation pass looks the symbol up
-    /// in the global scope (a symbol-based relocation names it and [`Library::resolve`] asks
+    /// in the global scope (a symbol-based relocation names it and `resolve` asks
     /// the global scope), `None` otherwise.
     fn global_lookups(&self) -> Vec<Option<u32>> {
         let dy = &self.dynamic;

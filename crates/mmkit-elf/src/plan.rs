@@ -19,7 +19,7 @@ pub const PHDR_SIZE: u64 = 56;
 /// The most program headers the planner accepts (bionic uses the same bound: 64 KiB of headers).
 pub const MAX_PHNUM: u64 = 65536 / PHDR_SIZE;
 
-/// Access rights of a mapping: mmkit's own [`Protection`](mmkit::Protection) (one type for
+/// Access rights of a mapping: mmkit's own [`Protection`] (one type for
 /// the idea in every crate), here read from a segment's `p_flags`.
 pub use mmkit::Protection;
 
