@@ -502,36 +502,16 @@ fn group(o: &mut Vec<u8>, indent: usize, (n, s): &(u64, MemStats)) {
     o.push(b'}');
 }
 
-/// The counters' names in JSON, in order (see [`kib_values`]).
-const KIB_NAMES: [&str; 20] = [
-    "size_kib",
-    "rss_kib",
-    "pss_kib",
-    "pss_dirty_kib",
-    "shared_clean_kib",
-    "shared_dirty_kib",
-    "private_clean_kib",
-    "private_dirty_kib",
-    "referenced_kib",
-    "anonymous_kib",
-    "ksm_kib",
-    "lazy_free_kib",
-    "anon_huge_pages_kib",
-    "shmem_pmd_mapped_kib",
-    "file_pmd_mapped_kib",
-    "shared_hugetlb_kib",
-    "private_hugetlb_kib",
-    "swap_kib",
-    "swap_pss_kib",
-    "locked_kib",
-];
-
-/// A mapping's counter fields as written, each after a comma on a line indented by 6: the
-/// keys of [`KIB_NAMES`] made once, so a field costs one copy and a number.
-macro_rules! mapping_keys {
-    ($($name:literal),*) => { [$(concat!(",\n      \"", $name, "\": ").as_bytes()),*] };
+/// The counters' names in JSON, in order (see [`kib_values`]), once: [`KIB_NAMES`] holds the
+/// names and [`MAPPING_KIB_KEYS`] the same keys as a mapping's fields are written, each after a
+/// comma on a line indented by 6, made once so that a field costs one copy and a number.
+macro_rules! kib_fields {
+    ($($name:literal),*) => {
+        const KIB_NAMES: [&str; 20] = [$($name),*];
+        const MAPPING_KIB_KEYS: [&[u8]; 20] = [$(concat!(",\n      \"", $name, "\": ").as_bytes()),*];
+    };
 }
-const MAPPING_KIB_KEYS: [&[u8]; 20] = mapping_keys!(
+kib_fields!(
     "size_kib",
     "rss_kib",
     "pss_kib",
