@@ -56,6 +56,8 @@ fn parse_kind(s: &str) -> Result<MapKind, String> {
 
 /// The JSON is written to stdout whenever this much of it is buffered.
 const JSON_FLUSH: usize = 256 << 10;
+/// Room past [`JSON_FLUSH`] for the mapping being written when the buffer reaches it.
+const JSON_SLACK: usize = 4 << 10;
 
 /// Runs `mmkit maps`.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -280,7 +282,7 @@ impl TableOut {
             self.columns.fit(FIRST_COUNTER + i, table::dec_len(*v).max(5));
         }
         let c = &self.columns;
-        let mut out = Vec::with_capacity(JSON_FLUSH + 4096);
+        let mut out = Vec::with_capacity(JSON_FLUSH + JSON_SLACK);
         c.header(&mut out, &HEADER);
         for r in &self.rows {
             c.hex(&mut out, 0, r.start, 12);
@@ -368,7 +370,7 @@ struct JsonOut {
 
 impl JsonOut {
     fn start(pid: u32) -> JsonOut {
-        let mut out = Vec::with_capacity(JSON_FLUSH + 4096);
+        let mut out = Vec::with_capacity(JSON_FLUSH + JSON_SLACK);
         out.extend_from_slice(b"{\n  \"pid\": ");
         push_dec(&mut out, pid.into());
         out.extend_from_slice(b",\n  \"mappings\": [");
