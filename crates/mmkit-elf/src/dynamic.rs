@@ -19,7 +19,7 @@ const DT_RELR: u32 = 36;
 const DT_RELRSZ: u32 = 35;
 
 fn bad(detail: String) -> Error {
-    Error::new(ErrorKind::BadDynamic, "read dynamic section", detail)
+    Error::new("read dynamic section", ErrorKind::BadDynamic, detail)
 }
 
 /// One relocation with addend.
@@ -374,15 +374,15 @@ fn read_entries(image: &Image, plan: &Plan) -> Result<Entries> {
 fn refuse_unsupported_relocations(tags: &Tags, flags: u64) -> Result<()> {
     if tags.get(elf::DT_TEXTREL).is_some() || flags & u64::from(elf::DF_TEXTREL) != 0 {
         return Err(Error::new(
-            ErrorKind::UnsupportedRelocation,
             "relocate",
+            ErrorKind::UnsupportedRelocation,
             "the library has text relocations (DT_TEXTREL); rebuild it with -fPIC",
         ));
     }
     if tags.get(elf::DT_REL).is_some() {
         return Err(Error::new(
-            ErrorKind::UnsupportedRelocation,
             "relocate",
+            ErrorKind::UnsupportedRelocation,
             "DT_REL tables (without addends) are not used on x86_64 or aarch64",
         ));
     }

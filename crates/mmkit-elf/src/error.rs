@@ -94,7 +94,7 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, op: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(op: impl Into<String>, kind: ErrorKind, detail: impl Into<String>) -> Self {
         Error { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }
     }
 
@@ -117,7 +117,7 @@ impl Error {
             detail.push_str(": ");
             detail.push_str(d);
         }
-        let mut err = Error::new(ErrorKind::Io, op, detail);
+        let mut err = Error::new(op, ErrorKind::Io, detail);
         err.errno = e.errno();
         err.range = e.range();
         err
@@ -212,6 +212,6 @@ mod tests {
         let e = e.with_path("outer");
         assert_eq!(e.path(), Some(Path::new("/data/app.apk")));
         assert_eq!(e.detail(), None);
-        assert_eq!(Error::new(ErrorKind::Truncated, "plan", "short").detail(), Some("short"));
+        assert_eq!(Error::new("plan", ErrorKind::Truncated, "short").detail(), Some("short"));
     }
 }

@@ -336,14 +336,14 @@ fn load_group<'ns>(
             match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
                 Resolved::SystemLinker(path) => {
                     let sys = crate::executor::load_system_library(&path).map_err(|msg| {
-                        Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), msg)
+                        Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, msg)
                             .with_path(obj.label())
                     })?;
                     deps.push(Dependency::System(Arc::new(sys)));
                 }
                 Resolved::Map { source: dep_source, ns: dep_ns } => {
                     let wrap = |e: Error| {
-                        Error::new(ErrorKind::DependencyNotFound, format!("load dependency {name}"), e.to_string())
+                        Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, e.to_string())
                             .with_path(obj.label())
                     };
                     let src = dep_source.open(crate::library::page_size()).map_err(wrap)?;

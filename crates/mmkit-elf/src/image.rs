@@ -138,7 +138,7 @@ impl Image {
         }
         let page = plan.page_size;
         let align = plan.max_align.max(page);
-        let too_large = || Error::new(ErrorKind::Io, "reserve", "span too large").with_range(0, plan.span_len);
+        let too_large = || Error::new("reserve", ErrorKind::Io, "span too large").with_range(0, plan.span_len);
         let span = usize::try_from(plan.span_len).map_err(|_| too_large())?;
         // The bias must keep every segment aligned to its p_align: start ≡ span_vaddr (mod
         // align). An `align`-aligned reservation with this head gives that.
@@ -261,7 +261,7 @@ impl Image {
         if self.fits(vaddr, len, write) {
             Ok(())
         } else {
-            Err(Error::new(ErrorKind::BadDynamic, op.to_owned(), outside(vaddr, len, write)).with_range(vaddr, len))
+            Err(Error::new(op.to_owned(), ErrorKind::BadDynamic, outside(vaddr, len, write)).with_range(vaddr, len))
         }
     }
 
@@ -290,15 +290,15 @@ impl Image {
         let size = std::mem::size_of::<T>() as u64;
         let len = count
             .checked_mul(size)
-            .ok_or_else(|| Error::new(ErrorKind::BadDynamic, "read", "table too large").with_range(vaddr, count))?;
+            .ok_or_else(|| Error::new("read", ErrorKind::BadDynamic, "table too large").with_range(vaddr, count))?;
         if len == 0 {
             return Ok(Table::empty());
         }
         self.check("read", vaddr, len, false)?;
         if immutable && self.fits(vaddr, len, true) {
             return Err(Error::new(
-                ErrorKind::BadDynamic,
                 "read",
+                ErrorKind::BadDynamic,
                 format!("the table at {vaddr:#x} lies in a writable segment"),
             )
             .with_range(vaddr, len));
@@ -356,7 +356,7 @@ impl Image {
     #[cold]
     fn write_error(&self, vaddr: u64) -> Error {
         let why = format!("{} (text relocations are not supported)", outside(vaddr, 8, true));
-        Error::new(ErrorKind::UnsupportedRelocation, "relocate", why).with_range(vaddr, 8)
+        Error::new("relocate", ErrorKind::UnsupportedRelocation, why).with_range(vaddr, 8)
     }
 
     /// Makes the RELRO pages read-only and forbids further writes.
@@ -368,7 +368,7 @@ impl Image {
         let addr = self.addr(start);
         if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
             return Err(
-                Error::new(ErrorKind::BadDynamic, "mprotect (RELRO)", "outside the span").with_range(start, len)
+                Error::new("mprotect (RELRO)", ErrorKind::BadDynamic, "outside the span").with_range(start, len)
             );
         }
         let relro_file = self.relro_file.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -446,7 +446,7 @@ impl Image {
                 let mut err = Error::from_core("mseal (code and RELRO)", &e).with_range(self.addr(start), len);
                 if e.kind() == mmkit::ErrorKind::Unsupported {
                     err =
-                        Error::new(ErrorKind::Io, "mseal (code and RELRO)", "the kernel has no mseal(2) (Linux 6.10+)")
+                        Error::new("mseal (code and RELRO)", ErrorKind::Io, "the kernel has no mseal(2) (Linux 6.10+)")
                             .with_range(self.addr(start), len);
                 }
                 err
@@ -526,8 +526,8 @@ impl Image {
         let link = addr.wrapping_sub(self.bias);
         if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.executable()) {
             return Err(Error::new(
-                ErrorKind::BadDynamic,
                 "run initializer",
+                ErrorKind::BadDynamic,
                 format!("{link:#x} is not in an executable segment"),
             ));
         }
@@ -637,8 +637,8 @@ fn read_relro_file(fd: &rustix::fd::OwnedFd, len: u64) -> Result<Vec<u8>> {
     let size = rustix::fs::fstat(fd).map_err(|e| relro_file_err("fstat", e, len))?.st_size as u64;
     if size != len {
         return Err(Error::new(
-            ErrorKind::BadDynamic,
             "use the RELRO file",
+            ErrorKind::BadDynamic,
             format!("it holds {size:#x} bytes; this library's RELRO is {len:#x} (another library or build?)"),
         ));
     }
@@ -646,7 +646,7 @@ fn read_relro_file(fd: &rustix::fd::OwnedFd, len: u64) -> Result<Vec<u8>> {
     let mut done = 0;
     while done < buf.len() {
         match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| relro_file_err("pread", e, len))? {
-            0 => return Err(Error::new(ErrorKind::Truncated, "read of the RELRO file", "it shrank")),
+            0 => return Err(Error::new("read of the RELRO file", ErrorKind::Truncated, "it shrank")),
             n => done += n,
         }
     }

@@ -206,8 +206,8 @@ impl Object {
         let dynamic = Dynamic::read(image, &plan).map_err(|e| e.with_path(&label))?;
         if dynamic.flags_1 & u64::from(elf::DF_1_PIE) != 0 {
             return Err(Error::new(
-                ErrorKind::NotSharedObject,
                 "load",
+                ErrorKind::NotSharedObject,
                 "it is a position-independent executable (DF_1_PIE), not a shared library; glibc's dlopen refuses it too",
             )
             .with_path(&label));
@@ -216,7 +216,7 @@ impl Object {
             Some(t) => {
                 let init = dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
                 Some(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
-                    Error::new(ErrorKind::BadDynamic, "register TLS", "bad PT_TLS size or alignment").with_path(&label)
+                    Error::new("register TLS", ErrorKind::BadDynamic, "bad PT_TLS size or alignment").with_path(&label)
                 })?)
             }
             None => None,
@@ -470,7 +470,7 @@ impl Object {
     fn resolve(&self, index: u32, scope: &process_scope::Scope, list: &[Dependency]) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = dy.sym(index).ok_or_else(|| {
-            Error::new(ErrorKind::BadDynamic, "relocate", format!("symbol index {index} out of range"))
+            Error::new("relocate", ErrorKind::BadDynamic, format!("symbol index {index} out of range"))
         })?;
         if sym.is_defined() && sym.bind() == elf::STB_GNU_UNIQUE {
             // glibc never unloads a library once a reference binds to its unique symbol (the
@@ -531,8 +531,8 @@ impl Object {
             None => String::new(),
         };
         Err(Error::new(
-            ErrorKind::UndefinedSymbol,
             "relocate",
+            ErrorKind::UndefinedSymbol,
             format!("undefined symbol `{name}`{ver}: not in the process, the library or its dependencies"),
         ))
     }
@@ -618,7 +618,7 @@ impl Object {
     }
 
     pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
-        Error::new(ErrorKind::SymbolNotFound, format!("symbol lookup of `{name}`"), why).with_path(&self.label)
+        Error::new(format!("symbol lookup of `{name}`"), ErrorKind::SymbolNotFound, why).with_path(&self.label)
     }
 
     pub(crate) fn dynamic(&self) -> &Dynamic {
@@ -773,7 +773,7 @@ impl Object {
             Ok(())
         } else {
             let (s, l) = self.span();
-            Err(Error::new(ErrorKind::VerifyFailed, "verify against /proc/self/maps", problems.join("; "))
+            Err(Error::new("verify against /proc/self/maps", ErrorKind::VerifyFailed, problems.join("; "))
                 .with_range(s, l)
                 .with_path(&self.label))
         }
@@ -983,7 +983,7 @@ impl Library {
     }
 
     pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
-        Error::new(ErrorKind::SymbolNotFound, format!("symbol lookup of `{name}`"), why).with_path(self.source())
+        Error::new(format!("symbol lookup of `{name}`"), ErrorKind::SymbolNotFound, why).with_path(self.source())
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.

@@ -130,8 +130,8 @@ impl Machine {
     pub fn host() -> Result<Machine> {
         Machine::HOST.ok_or_else(|| {
             Error::new(
-                ErrorKind::WrongMachine,
                 "load",
+                ErrorKind::WrongMachine,
                 format!(
                     "mmkit-elf relocates x86_64 and aarch64 images; this is {}",
                     if cfg!(target_arch = "x86") { "i386" } else { std::env::consts::ARCH }

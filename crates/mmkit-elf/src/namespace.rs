@@ -241,8 +241,8 @@ impl Namespace {
             tried.push(dir.display());
         }
         Err(Error::new(
-            ErrorKind::DependencyNotFound,
             format!("find library {name}"),
+            ErrorKind::DependencyNotFound,
             format!("not a file here and not found in {} (namespace {})", tried.join(":"), self.name),
         ))
     }
@@ -309,8 +309,8 @@ impl Namespace {
                 let dirs: Vec<String> =
                     self.dirs(Some(origin), false, &mut std::iter::empty()).iter().map(SearchDir::display).collect();
                 Err(Error::new(
-                    ErrorKind::DependencyNotFound,
                     format!("find dependency {name}"),
+                    ErrorKind::DependencyNotFound,
                     format!("not loaded and not found in {} (namespace {})", dirs.join(":"), self.name),
                 )
                 .with_path(label))
@@ -328,8 +328,8 @@ impl Namespace {
             SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned())),
             SystemPolicy::MapPrivately => Ok(Resolved::Map { source, ns: self }),
             SystemPolicy::Refuse => Err(Error::new(
-                ErrorKind::DependencyNotFound,
                 format!("load dependency {name}"),
+                ErrorKind::DependencyNotFound,
                 format!("{} is a system library and namespace {} refuses system libraries", path.display(), self.name),
             )
             .with_path(label)),

@@ -144,7 +144,7 @@ impl Place<'_> {
         let (r, offset, span) = (self.reservation, self.offset, plan.span_len);
         let have = (r.len() as u64).saturating_sub(offset as u64);
         let misfit = |detail: String| {
-            Error::new(ErrorKind::ReservationTooSmall, "load into the reserved address space", detail)
+            Error::new("load into the reserved address space", ErrorKind::ReservationTooSmall, detail)
                 .with_range(offset as u64, have)
         };
         if have < span {

@@ -157,7 +157,7 @@ fn read_struct<T: pod::Pod>(bytes: &[u8]) -> Option<T> {
 }
 
 fn plan_err(kind: ErrorKind, detail: String) -> Error {
-    Error::new(kind, "plan", detail)
+    Error::new("plan", kind, detail)
 }
 
 /// How many bytes of the source [`Plan::new`] needs: the ELF header and the program header

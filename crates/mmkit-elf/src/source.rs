@@ -234,7 +234,7 @@ impl OpenSource {
     }
 
     fn outside(&self, offset: u64, len: u64) -> Error {
-        Error::new(ErrorKind::Truncated, "read", format!("image is {:#x} bytes", self.len))
+        Error::new("read", ErrorKind::Truncated, format!("image is {:#x} bytes", self.len))
             .with_range(offset, len)
             .with_path(&self.label)
     }
@@ -251,7 +251,7 @@ impl OpenSource {
             let n = rustix::io::pread(&self.fd, &mut buf[done..], at)
                 .map_err(|e| Error::os("pread", e).with_range(self.offset + offset, len).with_path(&self.label))?;
             if n == 0 {
-                return Err(Error::new(ErrorKind::Truncated, "pread", "unexpected end of file")
+                return Err(Error::new("pread", ErrorKind::Truncated, "unexpected end of file")
                     .with_range(self.offset + offset, len)
                     .with_path(&self.label));
             }
@@ -275,7 +275,7 @@ fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
     let (file, meta) = mmkit::open::open_regular_nonblocking_with_metadata(path).map_err(|e| {
         let err = match e.errno() {
             Some(errno) => Error::from_raw_errno(e.operation(), errno),
-            None => Error::new(ErrorKind::Io, e.operation(), e.detail().unwrap_or_default()),
+            None => Error::new(e.operation(), ErrorKind::Io, e.detail().unwrap_or_default()),
         };
         err.with_path(label)
     })?;
@@ -285,8 +285,8 @@ fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
 /// Opens the image at `offset` in the open file `fd`, checked like a stored APK entry: a
 /// regular file, a page-aligned offset, inside the file.
 fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Result<OpenSource> {
-    let bad = |kind, detail: String| Error::new(kind, "open fd", detail).with_path(label);
-    let dup = fd.try_clone().map_err(|e| Error::new(ErrorKind::Io, "dup", e.to_string()).with_path(label))?;
+    let bad = |kind, detail: String| Error::new("open fd", kind, detail).with_path(label);
+    let dup = fd.try_clone().map_err(|e| Error::new("dup", ErrorKind::Io, e.to_string()).with_path(label))?;
     let meta = std::fs::File::from(dup).metadata().map_err(|e| {
         Error::os("fstat", rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))).with_path(label)
     })?;
@@ -326,7 +326,7 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
     let label = format!("{}!/{entry}", archive.display());
     let apath = archive.display().to_string();
     let (file, file_size, dev_ino) = open_regular(archive, &apath)?;
-    let bad = |kind, detail: String| Error::new(kind, "open zip entry", detail).with_path(&label);
+    let bad = |kind, detail: String| Error::new("open zip entry", kind, detail).with_path(&label);
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.
     let located = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

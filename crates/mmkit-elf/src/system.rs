@@ -29,7 +29,7 @@ impl SystemOpened {
         let label = path.display().to_string();
         let plan = crate::library::plan(&Source::Path(path.to_path_buf()), crate::library::page_size())?;
         let lib = crate::executor::load_system_library(&label).map_err(|msg| {
-            Error::new(ErrorKind::DependencyNotFound, "load system library through the system linker", msg)
+            Error::new("load system library through the system linker", ErrorKind::DependencyNotFound, msg)
                 .with_path(&label)
         })?;
         let bias = lib.bias().unwrap_or(0);
@@ -52,8 +52,8 @@ impl SystemOpened {
     /// The error of a question only mmkit's own mappings answer.
     pub(crate) fn not_mapped_by_mmkit(&self, what: &str) -> Error {
         Error::new(
-            ErrorKind::DependencyNotFound,
             what.to_owned(),
+            ErrorKind::DependencyNotFound,
             "the system linker mapped this system library (the namespace's system policy), not mmkit",
         )
         .with_path(&self.path)

@@ -116,8 +116,8 @@ impl Library {
             let kind = self.symbol_kind(name)?;
             if !kind.is_function() {
                 return Err(Error::new(
-                    ErrorKind::NotAFunction,
                     format!("function lookup of `{name}`"),
+                    ErrorKind::NotAFunction,
                     format!("it is {}, not a function (STT_FUNC or STT_GNU_IFUNC)", kind.describe()),
                 )
                 .with_path(self.source()));
@@ -125,8 +125,8 @@ impl Library {
         }
         if std::mem::size_of::<T>() != std::mem::size_of::<usize>() {
             return Err(Error::new(
-                ErrorKind::SymbolNotFound,
                 format!("symbol {name}"),
+                ErrorKind::SymbolNotFound,
                 format!("the requested type is {} bytes; symbols are pointer-sized", std::mem::size_of::<T>()),
             ));
         }

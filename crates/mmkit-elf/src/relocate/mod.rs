@@ -50,8 +50,8 @@ fn unsupported(dy: &Dynamic, r: &Rela, why: &str) -> Error {
     let sym =
         if r.sym == 0 { "no symbol".to_owned() } else { format!("symbol `{}`", dy.sym_name(r.sym).unwrap_or("?")) };
     Error::new(
-        ErrorKind::UnsupportedRelocation,
         "relocate",
+        ErrorKind::UnsupportedRelocation,
         format!("{} against {sym} at {:#x} is not supported{why}", reloc_name(r.r_type), r.offset),
     )
     .with_range(r.offset, 8)
