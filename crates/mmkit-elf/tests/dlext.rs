@@ -26,6 +26,14 @@ fn areas_of_inode(ino: u64) -> Vec<mmkit::inspect::MapsEntry> {
     mmkit::inspect::maps(std::process::id()).unwrap().into_iter().filter(|e| e.inode == ino).collect()
 }
 
+/// A reservation of `len` bytes aligned to the fixture's largest `p_align`: the loader keeps
+/// the segments at their alignment, and aarch64's ld aligns them to 64 KiB, more than a 4 or
+/// 16 KiB page (a page-aligned reservation fits there only by chance).
+fn aligned_reservation(path: &std::path::Path, len: usize) -> Reservation {
+    let plan = mmkit_elf::plan(&Source::path(path), mmkit::page_size() as u64).unwrap();
+    mmkit::ReserveOptions::new(len).align(plan.max_align as usize).reserve().unwrap()
+}
+
 fn open_with(source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<Library, mmkit_elf::Error> {
     // SAFETY: trusted fixtures; every reservation passed outlives the library (dropped after).
     unsafe { Library::open_with(source, options) }
@@ -36,7 +44,7 @@ fn reserved_address_places_the_library_in_the_callers_reservation() {
     let path = build("dlext", "basic.c", "fxreserved", &[]);
     let ino = std::fs::metadata(&path).unwrap().ino();
     let page = mmkit::page_size();
-    let space = Reservation::new(256 * page).unwrap();
+    let space = aligned_reservation(&path, 256 * page);
     let base = space.as_ptr() as u64;
     let at = 16 * page;
     let lib = open_with(path.as_path(), &LoadOptions::new().reserved(&space, at)).unwrap_or_else(|e| panic!("{e}"));
@@ -70,7 +78,7 @@ fn reserved_address_too_small_says_how_much_is_needed() {
     let path = build("dlext", "basic.c", "fxsmall", &[]);
     let plan = mmkit_elf::plan(&Source::path(&path), mmkit::page_size() as u64).unwrap();
     let page = mmkit::page_size();
-    let space = Reservation::new(plan.span_len as usize).unwrap();
+    let space = aligned_reservation(&path, plan.span_len as usize);
     // One page short: the library does not fit at offset `page`.
     let err = open_with(path.as_path(), &LoadOptions::new().reserved(&space, page)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ReservationTooSmall, "{err}");
@@ -100,8 +108,8 @@ fn reserved_address_hint_falls_back_to_a_fresh_reservation() {
     assert!(start + len <= base || start >= base + page as u64, "loaded over the too-small reservation");
     assert_eq!(call(&lib, "fx_add", &[40, 2]), 42);
     // And where it fits, the hint is followed.
-    let big = Reservation::new(256 * page).unwrap();
     let path2 = build("dlext", "basic.c", "fxhint2", &[]);
+    let big = aligned_reservation(&path2, 256 * page);
     let lib2 = open_with(path2.as_path(), &LoadOptions::new().reserved_hint(&big, 0)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lib2.span().0, big.as_ptr() as u64);
 }
@@ -335,7 +343,7 @@ fn shared_relro_is_paid_for_about_once_by_8_processes() {
     let plan = mmkit_elf::plan(&Source::path(&path), mmkit::page_size() as u64).unwrap();
     let (rs, rl) = plan.relro.expect("the fixture has a RELRO segment");
     assert!(rl >= 128 << 10, "the fixture's RELRO is only {rl:#x} bytes");
-    let space = Reservation::new(plan.span_len as usize).unwrap();
+    let space = aligned_reservation(&path, plan.span_len as usize);
     let (start, end) =
         (space.as_ptr() as u64 + rs - plan.span_vaddr, space.as_ptr() as u64 + rs - plan.span_vaddr + rl);
     let pages = rl / mmkit::page_size() as u64;

@@ -33,6 +33,12 @@ fn out_root() -> PathBuf {
 
 /// Compiles `src` (in tests/fixtures) into `lib<name>.so` with extra gcc `flags`, in a
 /// directory named after `variant`; cached per process, built atomically across processes.
+///
+/// For a machine without a compiler (the arm64 VM, vmtest/arm64/run): with
+/// `MMKIT_ELF_FIXTURES_SAVE=DIR` each fixture compiled is also stored in DIR, under its variant
+/// and a hash of its compiler, source, name and flags; with `MMKIT_ELF_FIXTURES=DIR` the same
+/// test binary copies the fixtures from such a store instead of compiling them (a missing one
+/// fails naming what it is).
 pub fn build(variant: &str, src: &str, name: &str, flags: &[&str]) -> PathBuf {
     build_with(&cc(), variant, src, name, flags)
 }
@@ -49,15 +55,44 @@ pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]
         return out;
     }
     let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
+    let key = format!("{variant}/lib{name}-{:016x}.so", fixture_key(cc, src, name, flags));
+    if let Some(store) = std::env::var_os("MMKIT_ELF_FIXTURES").filter(|d| !d.is_empty()) {
+        let stored = Path::new(&store).join(&key);
+        std::fs::copy(&stored, &tmp)
+            .unwrap_or_else(|e| panic!("prebuilt fixture {} ({src} {flags:?}, compiler {cc}): {e}", stored.display()));
+        std::fs::rename(&tmp, &out).unwrap();
+        guard.insert(out.clone(), ());
+        return out;
+    }
     let mut cmd = Command::new(cc);
     cmd.args(["-shared", "-fPIC", "-O1", "-o"]).arg(&tmp).arg(fixture_src(src));
     cmd.args(flags);
     let output =
         cmd.output().unwrap_or_else(|e| panic!("cannot run {cc} ({e}): the ELF tests compile C fixtures; install it"));
     assert!(output.status.success(), "{cc} failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
+    if let Some(store) = std::env::var_os("MMKIT_ELF_FIXTURES_SAVE").filter(|d| !d.is_empty()) {
+        let stored = Path::new(&store).join(&key);
+        std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
+        std::fs::copy(&tmp, &stored).unwrap_or_else(|e| panic!("save the fixture as {}: {e}", stored.display()));
+    }
     std::fs::rename(&tmp, &out).unwrap();
     guard.insert(out.clone(), ());
     out
+}
+
+/// The key of a fixture in a store of prebuilt ones: a hash of how it is built (SipHash with
+/// fixed keys, so the same test binary finds what it stored in another run or on another
+/// machine).
+fn fixture_key(cc: &str, src: &str, name: &str, flags: &[&str]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (cc, src, name, flags).hash(&mut h);
+    h.finish()
+}
+
+/// Are the fixtures taken from a store of prebuilt ones (`MMKIT_ELF_FIXTURES`), not compiled?
+pub fn prebuilt_fixtures() -> bool {
+    std::env::var_os("MMKIT_ELF_FIXTURES").is_some_and(|d| !d.is_empty())
 }
 
 /// The default-built fixture.
