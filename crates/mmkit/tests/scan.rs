@@ -249,17 +249,27 @@ fn a_scan_populates_each_batch_before_yielding_from_it() {
     let plain_rss = rss_of_area(plain.mapping().kernel_region().0);
     assert!(plain_rss > 0 && plain_rss < pmd() as u64, "{plain_rss} bytes mapped after reading a byte");
     drop(plain);
-    // One page-long chunk of a scan: the whole first batch is mapped.
+    // One page-long chunk of a scan: the whole first batch is mapped. (The kernel may map a
+    // fault-around window past it, e.g. on i686 where the map is not batch-aligned: up to a
+    // quarter batch of slack; without populating, only ~64 KiB would be mapped.)
     let m = map(&file);
     let mut scan = m.scan(.., page).unwrap();
+    let batch = scan.batch_len() as u64;
+    let mapped = |k: u64| {
+        let rss = rss_of_area(m.mapping().kernel_region().0);
+        assert!(
+            rss >= k * batch && rss <= k * batch + batch / 4,
+            "{rss} bytes mapped, expected {k} batches of {batch}"
+        );
+    };
     assert!(scan.next().unwrap().unwrap() == &data[..page]);
-    assert_eq!(rss_of_area(m.mapping().kernel_region().0), scan.batch_len() as u64);
-    // Reading to the end of the batch maps nothing more; the next chunk maps the next batch.
+    mapped(1);
+    // Reading to the end of the batch maps no further batch; the next chunk maps the next one.
     let batch_pages = scan.batch_len() / page;
     assert_eq!(scan.by_ref().take(batch_pages - 1).count(), batch_pages - 1);
-    assert_eq!(rss_of_area(m.mapping().kernel_region().0), scan.batch_len() as u64);
+    mapped(1);
     scan.next().unwrap().unwrap();
-    assert_eq!(rss_of_area(m.mapping().kernel_region().0), 2 * scan.batch_len() as u64);
+    mapped(2);
 }
 
 /// Truncates the file to `len` through another handle (as another process would).
