@@ -167,12 +167,12 @@ impl Shared {
         match &self.install {
             Install::Copy { .. } => &mut scratch[k * g..(k + 1) * g],
             Install::Continue { staging, .. } => {
-                // SAFETY: the staging mapping covers the region's `len` bytes and page
-                // `index + k` is in it. The calling thread holds that page in FILLING state,
-                // which no other thread of the pager writes, and the page is not mapped in the
-                // registered range (nobody in this process reads it there until CONTINUE);
-                // other processes only get read-only descriptors (`share`). The `&mut` lives
-                // until the fill returns.
+                // The staging mapping covers the region's `len` bytes and page `index + k` is
+                // in it. The calling thread holds that page in FILLING state, which no other
+                // thread of the pager writes, and the page is not mapped in the registered
+                // range (nobody in this process reads it there until CONTINUE); other
+                // processes only get read-only descriptors (`share`).
+                // SAFETY: in bounds and exclusive (above) for as long as the fill runs.
                 unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr().add((index + k) * g), g) }
             }
         }
@@ -683,11 +683,11 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
             let size = b.len.div_ceil(page) * page;
             let memfd = SharedMemory::create("mmkit-pager", size as u64)?;
             memfd.add_seals(Seals::SHRINK | Seals::GROW)?;
-            // SAFETY: the memfd is this region's own: nobody else has a writable descriptor
-            // of it (`share` hands out read-only ones) and its size is sealed. The only other
-            // writer is the staging mapping below, which the handlers write only for pages
-            // not yet mapped here (state FILLING), before UFFDIO_CONTINUE maps them: a page
-            // present in the region never changes behind a borrow.
+            // The memfd is this region's own: nobody else has a writable descriptor of it
+            // (`share` hands out read-only ones) and its size is sealed. The only other writer
+            // is the staging mapping below, which the handlers write only for pages not yet
+            // mapped here (state FILLING), before UFFDIO_CONTINUE maps them.
+            // SAFETY: a page present in the region never changes behind a borrow (above).
             let map = unsafe { MapOptions::new().len(b.len).map_mut(&memfd) }?;
             let install = match fill {
                 ShmemFill::Copy => Install::Copy { zeropage: true },
