@@ -51,24 +51,25 @@ pub fn page_size() -> u64 {
 /// `page_size`-byte pages (no mapping is made). The image must be built for the machine the
 /// loader runs on; [`plan_source_any_machine`] plans any machine's image.
 pub fn plan_source(src: &OpenSource, page_size: u64) -> Result<Plan> {
-    plan_source_for(src, page_size, None)
+    plan_source_for(src, page_size, MachineChoice::Host)
 }
 
 /// [`plan_source`] for an image of any machine the planner knows ([`Machine`]): an aarch64
 /// library (or APK entry) is planned on an x86_64 host, as `mmkit elf plan` does. An unknown
 /// `e_machine` is planned for the host, whose check then names both.
 pub fn plan_source_any_machine(src: &OpenSource, page_size: u64) -> Result<Plan> {
-    let mut e_machine = [0u8; 2];
-    // e_machine is the 16-bit field at offset 18 of the ELF header (both classes).
-    let machine = match src.read_exact_at(18, &mut e_machine) {
-        Ok(()) => Machine::from_e_machine(u16::from_le_bytes(e_machine)),
-        Err(_) => None, // too short: the planner's own header check reports it
-    };
-    plan_source_for(src, page_size, machine)
+    plan_source_for(src, page_size, MachineChoice::TheImages)
 }
 
-/// Plans for `machine`, or for the host when `None`.
-fn plan_source_for(src: &OpenSource, page_size: u64, machine: Option<Machine>) -> Result<Plan> {
+/// Which machine [`plan_source_for`] plans for.
+enum MachineChoice {
+    /// The one the loader runs on.
+    Host,
+    /// The one the image's `e_machine` names, when the planner knows it (else the host).
+    TheImages,
+}
+
+fn plan_source_for(src: &OpenSource, page_size: u64, choice: MachineChoice) -> Result<Plan> {
     // One read usually covers the header and the program header table (glibc reads 832
     // bytes for the same reason); a second one follows only for unusual layouts.
     let mut first = [0u8; FIRST_READ];
@@ -82,6 +83,14 @@ fn plan_source_for(src: &OpenSource, page_size: u64, machine: Option<Machine>) -
         &more
     } else {
         head
+    };
+    // e_machine is the 16-bit field at offset 18 of the ELF header (both classes); a header too
+    // short to hold it is reported by the planner's own check.
+    let machine = match choice {
+        MachineChoice::TheImages => {
+            bytes.get(18..20).and_then(|b| Machine::from_e_machine(u16::from_le_bytes([b[0], b[1]])))
+        }
+        MachineChoice::Host => None,
     };
     match machine {
         Some(machine) => Plan::for_machine(bytes, src.len(), page_size, machine),
