@@ -1,9 +1,11 @@
 //! File-backed mappings, checked against what the kernel shows: a forked child's view of shared
 //! and private writes, `mincore` residency, `/proc/self/maps`, the file's bytes through `std::fs`.
 
+#[path = "support/cold.rs"]
+mod cold;
+use cold::make_cold;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use mmkit::{ErrorKind, GrowableMmap, MapOptions, Mmap, MmapMut, MmapRaw, Protection, Sharing};
@@ -34,27 +36,6 @@ fn rw(path: &Path) -> File {
 /// system temp dir may be a tmpfs, whose pages cannot be dropped from the page cache.
 fn tmpdir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
-
-/// Drops the file's clean pages from the page cache (`fsync` then `POSIX_FADV_DONTNEED`) until
-/// `mincore` shows none, so the file is cold. A fresh temp file is mapped by nobody else, so
-/// this converges; it is retried because write-back may still hold a page for a moment.
-fn make_cold(file: &File) {
-    file.sync_all().unwrap();
-    for _ in 0..50 {
-        // SAFETY: plain syscall on a valid fd.
-        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(rc, 0);
-        let probe = MapOptions::new().map_raw_read_only(file).unwrap();
-        if probe.residency(..).unwrap().resident_pages() == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!(
-        "could not evict a test file under {} from the page cache (is the target dir on tmpfs?)",
-        env!("CARGO_TARGET_TMPDIR")
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 //! through `std::fs::read`, `mincore` residency, the pages this process
 //! has mapped (`Rss` in /proc/self/smaps), and a file truncated under the map mid-scan.
 
+#[path = "support/cold.rs"]
+mod cold;
+use cold::make_cold;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use mmkit::{ErrorKind, MapOptions, Mmap};
+use mmkit::{ErrorKind, Mmap};
 
 /// A temporary directory on the build disk (the system temp dir may be a tmpfs, whose pages
 /// cannot be dropped from the page cache).
@@ -167,22 +170,6 @@ fn a_chunk_of_zero_and_ranges_past_the_end_are_refused() {
         assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{e}");
         assert!(e.to_string().contains("scan"), "{e}");
     }
-}
-
-/// Drops the file's clean pages from the page cache until `mincore` shows none.
-fn make_cold(file: &File) {
-    file.sync_all().unwrap();
-    for _ in 0..50 {
-        // SAFETY: plain syscall on a valid fd.
-        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(rc, 0);
-        let probe = MapOptions::new().map_raw_read_only(file).unwrap();
-        if probe.residency(..).unwrap().resident_pages() == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("could not evict a test file under {} from the page cache", env!("CARGO_TARGET_TMPDIR"));
 }
 
 #[test]
