@@ -136,6 +136,24 @@ impl Backing {
         Backing::Pseudo(String::from_utf8_lossy(text).into_owned())
     }
 
+    /// Whether this is what [`parse`](Self::parse) makes of `text`.
+    fn is(&self, text: &[u8]) -> bool {
+        match self {
+            Backing::Anonymous => text.is_empty(),
+            Backing::File { path, deleted } => {
+                let p = path.as_os_str().as_bytes();
+                text.first() == Some(&b'/')
+                    && text.starts_with(p)
+                    && match &text[p.len()..] {
+                        b"" => !deleted && !p.ends_with(b" (deleted)"),
+                        b" (deleted)" => *deleted,
+                        _ => false,
+                    }
+            }
+            Backing::Pseudo(p) => text.first() != Some(&b'/') && !text.is_empty() && text == p.as_bytes(),
+        }
+    }
+
     /// The pathname column as the kernel prints it (empty for anonymous memory).
     pub fn display(&self) -> String {
         match self {
@@ -283,6 +301,15 @@ impl MapsEntry {
 
     /// Parses one maps line (without its newline). `line_no` is used in errors.
     pub fn parse_line(line: &[u8], line_no: usize) -> Result<MapsEntry, ParseError> {
+        if let Some(h) = HeaderFields::parse(line) {
+            return Ok(h.into_entry());
+        }
+        Self::parse_line_general(line, line_no)
+    }
+
+    /// [`parse_line`](Self::parse_line) for any spacing the kernel does not print, and the
+    /// errors.
+    fn parse_line_general(line: &[u8], line_no: usize) -> Result<MapsEntry, ParseError> {
         let err = |what| ParseError::new(line_no, what, line);
         if !line.first().is_some_and(u8::is_ascii_hexdigit) {
             return Err(err("address range"));
@@ -316,6 +343,122 @@ impl MapsEntry {
         // After the inode comes padding, then the pathname (which may contain spaces).
         let path = trim_start(rest);
         Ok(MapsEntry { start, end, perms, offset, device, inode, backing: Backing::parse(path) })
+    }
+}
+
+/// A maps line exactly as the kernel prints it (one space between the fields, hex digits,
+/// the device numbers at most 8 digits, the inode at most 19), read in one pass. `None` for
+/// anything else, which [`MapsEntry::parse_line`]'s general path then reads (or refuses): what
+/// this reads, that reads alike.
+struct HeaderFields<'a> {
+    start: u64,
+    end: u64,
+    perms: Perms,
+    offset: u64,
+    device: DeviceId,
+    inode: u64,
+    /// The pathname column, padding removed.
+    path: &'a [u8],
+}
+
+/// Each byte's value as a hex digit, or 0xff.
+const HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+impl<'a> HeaderFields<'a> {
+    #[inline]
+    fn parse(line: &'a [u8]) -> Option<HeaderFields<'a>> {
+        let mut i = 0;
+        let start = hex_run(line, &mut i, 16, b'-')?;
+        let end = hex_run(line, &mut i, 16, b' ')?;
+        let perms = Perms::parse(line.get(i..i + 4)?)?;
+        if line.get(i + 4) != Some(&b' ') {
+            return None;
+        }
+        i += 5;
+        let offset = hex_run(line, &mut i, 16, b' ')?;
+        let major = hex_run(line, &mut i, 8, b':')?;
+        let minor = hex_run(line, &mut i, 8, b' ')?;
+        let from = i;
+        let mut inode = 0u64;
+        while let Some(d) = line.get(i).filter(|b| b.is_ascii_digit()) {
+            if i - from == 19 {
+                // Nineteen digits always fit in a u64; more are the general path's to check.
+                return None;
+            }
+            inode = inode * 10 + u64::from(d - b'0');
+            i += 1;
+        }
+        let path = match line.get(i) {
+            _ if i == from => return None,
+            None => &[][..],
+            Some(b' ') => trim_start(&line[i..]),
+            Some(_) => return None,
+        };
+        if start > end {
+            return None;
+        }
+        // Eight hex digits fit in a u32.
+        let device = DeviceId { major: u32::try_from(major).ok()?, minor: u32::try_from(minor).ok()? };
+        Some(HeaderFields { start, end, perms, offset, device, inode, path })
+    }
+
+    fn into_entry(self) -> MapsEntry {
+        MapsEntry {
+            start: self.start,
+            end: self.end,
+            perms: self.perms,
+            offset: self.offset,
+            device: self.device,
+            inode: self.inode,
+            backing: Backing::parse(self.path),
+        }
+    }
+
+    /// Writes these fields into `e`, keeping `e`'s pathname (and its allocation) when it is
+    /// the same: the areas of one file come in a row.
+    fn store(self, e: &mut MapsEntry) {
+        (e.start, e.end, e.perms, e.offset, e.device, e.inode) =
+            (self.start, self.end, self.perms, self.offset, self.device, self.inode);
+        if !e.backing.is(self.path) {
+            e.backing = Backing::parse(self.path);
+        }
+    }
+}
+
+/// The hex number of 1 to `max` digits at `line[*i..]`, which `sep` must follow; `*i` is
+/// left after `sep`.
+#[inline]
+fn hex_run(line: &[u8], i: &mut usize, max: usize, sep: u8) -> Option<u64> {
+    let from = *i;
+    let mut v = 0u64;
+    loop {
+        let b = *line.get(*i)?;
+        let d = HEX_DIGIT[usize::from(b)];
+        if d == 0xff {
+            let n = *i - from;
+            if b != sep || n == 0 || n > max {
+                return None;
+            }
+            *i += 1;
+            return Some(v);
+        }
+        // More than 16 digits are refused above, before the shifted-out bits could matter.
+        v = (v << 4) | u64::from(d);
+        *i += 1;
     }
 }
 
@@ -446,21 +589,14 @@ impl MemStats {
     }
 
     /// Sets the counter named `key` (as the kernel spells it), looking from `*hint` on and
-    /// leaving `*hint` at the slot after it; false if the name is unknown to this struct (the
-    /// caller keeps it in `other`).
-    fn set(&mut self, key: &[u8], kib: u64, hint: &mut usize) -> bool {
+    /// leaving `*hint` at the slot after it: its index in [`COUNTERS`], or `None` if the name
+    /// is unknown to this struct (the caller keeps it in `other`).
+    fn set(&mut self, key: &[u8], kib: u64, hint: &mut usize) -> Option<usize> {
         let n = COUNTERS.len();
-        let Some(i) = (0..n).map(|k| (*hint + k) % n).find(|&i| COUNTERS[i] == key) else {
-            return false;
-        };
+        let i = (0..n).map(|k| (*hint + k) % n).find(|&i| COUNTERS[i] == key)?;
         *hint = i + 1;
-        match self.slot(i) {
-            Some(slot) => {
-                *slot = kib;
-                true
-            }
-            None => false,
-        }
+        *self.slot(i)? = kib;
+        Some(i)
     }
 
     /// Adds `other`'s counters to these (saturating); page sizes and `other` are not summed.
@@ -585,6 +721,14 @@ pub(crate) type Emit<'a> = dyn FnMut(&mut SmapsEntry) -> ControlFlow<()> + 'a;
 /// a reader can parse a 40 MB text through a small buffer that stays in the CPU's cache. One
 /// area is open at a time; it is handed out when the next header (or [`finish`](Self::finish))
 /// closes it, and its storage is reused for the next.
+///
+/// A kernel prints every area's counters in the same order and layout, so the parser learns
+/// that order from the first area (its *layout*) and reads each next counter line by position:
+/// the line's first 16 bytes (the name, colon and padding) compared with the expected ones as
+/// one word, the number parsed from a fixed field. A line that does not match (another order,
+/// a number of more than 8 digits, a counter unknown here, odd spacing) takes the general path,
+/// which gives the same answer; an area whose known counters came in another order teaches
+/// the parser that order for the next areas.
 #[derive(Debug)]
 pub(crate) struct SmapsParser {
     /// The open area (meaningful while `open`).
@@ -595,10 +739,19 @@ pub(crate) struct SmapsParser {
     flags_seen: bool,
     /// Lines seen so far (the number of the last line fed).
     line: usize,
-    /// Where the next counter name is looked for first (see [`COUNTERS`]).
+    /// Where the general path looks for the next counter name first (see [`COUNTERS`]).
     hint: usize,
     /// [`counter_prefixes`].
     prefixes: [[u8; 16]; COUNTERS.len()],
+    /// The counter lines of an area as the kernel printed the last areas, in order.
+    layout: Vec<LayoutLine>,
+    /// The open area's next line in `layout`.
+    at: usize,
+    /// A known counter line of the open area did not match `layout`: `seen` is recording the
+    /// area's order, which becomes the layout when the area closes.
+    relearn: bool,
+    /// The open area's known counters in order (slots of [`COUNTERS`]), while `relearn`.
+    seen: Vec<u8>,
     /// The `VmFlags` text `entry.vm_flags` was parsed from.
     flags_text: Vec<u8>,
     /// Flag lists parsed before, with their text: areas in a row often alternate between a
@@ -606,6 +759,41 @@ pub(crate) struct SmapsParser {
     flags_seen_before: [(Vec<u8>, Vec<String>); 3],
     /// The slot of `flags_seen_before` replaced next.
     flags_victim: usize,
+}
+
+/// One counter line of [`SmapsParser`]'s learned layout, with the last number read there
+/// (most areas repeat their neighbours' numbers: the field is compared before it is parsed).
+#[derive(Debug, Clone, Copy)]
+struct LayoutLine {
+    /// The line's first 16 bytes ([`counter_prefix`]) as one word.
+    prefix: u128,
+    /// The 8-byte number field last read on this line (all zero, never a field, at first).
+    field: u64,
+    /// Its value.
+    value: u64,
+    /// The counter's index in [`COUNTERS`].
+    slot: u8,
+}
+
+impl LayoutLine {
+    /// The number of the counter line at the start of `text` when it is this line in the
+    /// kernel's layout ([`COUNTER_LINE`] bytes and a newline); `None` for anything else.
+    #[inline]
+    fn read(&mut self, text: &[u8]) -> Option<u64> {
+        let line: &[u8; COUNTER_LINE + 1] = text.get(..=COUNTER_LINE)?.try_into().ok()?;
+        let (name, rest) = line.split_first_chunk::<16>()?;
+        let (field, tail) = rest.split_first_chunk::<8>()?;
+        let tail: &[u8; 4] = tail.try_into().ok()?;
+        if u128::from_ne_bytes(*name) != self.prefix || u32::from_ne_bytes(*tail) != u32::from_ne_bytes(*b" kB\n") {
+            return None;
+        }
+        let field_word = u64::from_ne_bytes(*field);
+        if field_word != self.field {
+            self.value = eight_digits_right_aligned(*field)?;
+            self.field = field_word;
+        }
+        Some(self.value)
+    }
 }
 
 impl Default for SmapsParser {
@@ -617,6 +805,10 @@ impl Default for SmapsParser {
             line: 0,
             hint: 0,
             prefixes: counter_prefixes(),
+            layout: Vec::new(),
+            at: 0,
+            relearn: false,
+            seen: Vec::new(),
             flags_text: Vec::new(),
             flags_seen_before: Default::default(),
             flags_victim: 0,
@@ -650,6 +842,11 @@ impl SmapsEntry {
 /// (`seq_put_decimal_ull_width` in `__show_smap`).
 const COUNTER_LINE: usize = 16 + 8 + 3;
 
+/// The start of the `THPeligible` and `ProtectionKey` lines as the kernel prints them
+/// (`"THPeligible:    %8u\n"`, `"ProtectionKey:  %8u\n"`), a number field of 8 bytes following.
+const THP_PREFIX: &[u8; 16] = b"THPeligible:    ";
+const PKEY_PREFIX: &[u8; 16] = b"ProtectionKey:  ";
+
 impl SmapsParser {
     /// Parses `text`, which ends at a line's end (or at the end of the whole text), handing
     /// each area it closes to `emit`; stops when `emit` breaks.
@@ -658,47 +855,83 @@ impl SmapsParser {
         while pos < text.len() {
             self.line += 1;
             let rest = &text[pos..];
-            // Most lines are `Name:   N kB` counters, in the kernel's fixed order and layout:
-            // checked in place, with the line's end known from the layout. The next names
-            // are tried too (smaps skips the rollup's `Pss_Anon`/`Pss_File`/`Pss_Shmem`).
-            let expected = if self.hint < COUNTERS.len() { self.hint } else { 0 };
             if self.open {
-                let found = (expected..COUNTERS.len().min(expected + 4))
-                    .find_map(|i| Some((i, fixed_counter_line(rest, &self.prefixes[i])?)));
-                if let Some((i, kib)) = found {
-                    if let Some(slot) = self.entry.stats.slot(i) {
-                        *slot = kib;
+                // Most lines are the area's counters, in the layout learned from the areas before.
+                if let Some(l) = self.layout.get_mut(self.at) {
+                    if let Some(kib) = l.read(rest) {
+                        let slot = l.slot;
+                        if let Some(counter) = self.entry.stats.slot(usize::from(slot)) {
+                            *counter = kib;
+                        }
+                        self.at += 1;
+                        if self.relearn {
+                            self.seen.push(slot);
+                        }
+                        pos += COUNTER_LINE + 1;
+                        continue;
                     }
-                    self.hint = i + 1;
-                    pos += COUNTER_LINE + 1;
+                }
+                if let Some(len) = self.fixed_tail_line(rest) {
+                    pos += len;
                     continue;
                 }
-            }
-            let no = self.line;
-            if let Some((key, kib, len, was_expected)) = counter_line(rest, COUNTERS[expected]) {
-                if !self.open {
-                    return Err(ParseError::new(no, "a maps line first", &rest[..len]));
-                }
-                let stats = &mut self.entry.stats;
-                if was_expected {
-                    if let Some(slot) = stats.slot(expected) {
-                        *slot = kib;
-                    }
-                    self.hint = expected + 1;
-                } else if !stats.set(key, kib, &mut self.hint) {
-                    stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
-                }
-                pos += len + 1;
-                continue;
             }
             let end = find_newline(rest).unwrap_or(rest.len());
             let line = &rest[..end];
             pos += end + 1;
-            if !line.is_empty() && self.line_slow(line, no, emit)?.is_break() {
+            if line.is_empty() {
+                continue;
+            }
+            let no = self.line;
+            if let Some(h) = HeaderFields::parse(line) {
+                if self.close(emit).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                h.store(&mut self.entry.area);
+                self.open_area();
+                continue;
+            }
+            if self.line_slow(line, no, emit)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// The `THPeligible`, `ProtectionKey` or `VmFlags` line at the start of `text` in the
+    /// kernel's layout, applied to the open area: the bytes it took (with its newline), or
+    /// `None` for any other line (the general path decides).
+    #[inline]
+    fn fixed_tail_line(&mut self, text: &[u8]) -> Option<usize> {
+        const FIXED: usize = 16 + 8;
+        let head: &[u8; 8] = text.first_chunk()?;
+        if head == b"VmFlags:" {
+            // `VmFlags: rd wr ... \n`: the value is what follows the colon, as `line_slow` takes it.
+            let end = find_newline(text)?;
+            self.set_flags(&text[8..end]);
+            self.flags_seen = true;
+            return Some(end + 1);
+        }
+        let line: &[u8; FIXED + 1] = text.get(..=FIXED)?.try_into().ok()?;
+        let (name, field) = line.split_first_chunk::<16>()?;
+        let (field, newline) = field.split_first_chunk::<8>()?;
+        if newline != b"\n" {
+            return None;
+        }
+        if name == THP_PREFIX {
+            self.entry.thp_eligible = Some(match field {
+                b"       0" => false,
+                b"       1" => true,
+                _ => return None,
+            });
+        } else if name == PKEY_PREFIX {
+            // Eight digits fit in a u32.
+            let key = u32::try_from(eight_digits_right_aligned(*field)?).ok()?;
+            self.entry.protection_key = Some(key);
+        } else {
+            return None;
+        }
+        Some(FIXED + 1)
     }
 
     /// Hands out the last area (call after the last [`feed`](Self::feed)).
@@ -706,10 +939,21 @@ impl SmapsParser {
         self.close(emit)
     }
 
-    /// Hands out the open area, if any.
+    /// Hands out the open area, if any; adopts its order of counters as the layout when it
+    /// differed.
     fn close(&mut self, emit: &mut Emit<'_>) -> ControlFlow<()> {
         if !std::mem::replace(&mut self.open, false) {
             return ControlFlow::Continue(());
+        }
+        if std::mem::replace(&mut self.relearn, false) {
+            let prefixes = &self.prefixes;
+            self.layout.clear();
+            self.layout.extend(self.seen.iter().map(|&slot| LayoutLine {
+                prefix: u128::from_ne_bytes(prefixes[usize::from(slot)]),
+                field: 0,
+                value: 0,
+                slot,
+            }));
         }
         if !self.flags_seen {
             self.entry.vm_flags.clear();
@@ -721,6 +965,38 @@ impl SmapsParser {
             self.flags_text.clear();
         }
         flow
+    }
+
+    /// Opens the area whose header was just stored in `entry.area`: its counters start at 0.
+    fn open_area(&mut self) {
+        let e = &mut self.entry;
+        let mut other = std::mem::take(&mut e.stats.other);
+        other.clear();
+        e.stats = MemStats { other, ..MemStats::default() };
+        e.thp_eligible = None;
+        e.protection_key = None;
+        (self.open, self.flags_seen, self.hint, self.at) = (true, false, 0, 0);
+    }
+
+    /// Notes that known counter `slot` came on a line the layout did not expect (read by the
+    /// general path): the open area's order is recorded from here on, and the layout is
+    /// followed again from after `slot`, if it has it.
+    fn off_layout(&mut self, slot: usize, line: &[u8]) {
+        if !self.relearn {
+            self.relearn = true;
+            self.seen.clear();
+            self.seen.extend(self.layout[..self.at.min(self.layout.len())].iter().map(|l| l.slot));
+        }
+        // Only lines whose first 16 bytes are the kernel's can be read by position later.
+        let (Ok(slot8), Some(prefix)) = (u8::try_from(slot), self.prefixes.get(slot)) else { return };
+        if line.get(..16) != Some(&prefix[..]) {
+            return;
+        }
+        self.seen.push(slot8);
+        let from = self.at.min(self.layout.len());
+        if let Some(j) = self.layout[from..].iter().position(|l| l.slot == slot8) {
+            self.at = from + j + 1;
+        }
     }
 
     /// Sets the open area's flags from the `VmFlags` text `value`: kept when it is the same
@@ -750,21 +1026,16 @@ impl SmapsParser {
         }
     }
 
-    /// A header, `VmFlags`, `THPeligible`, `ProtectionKey` or an odd counter line.
+    /// A header, `VmFlags`, `THPeligible`, `ProtectionKey` or a counter line the layout did
+    /// not expect.
     fn line_slow(&mut self, line: &[u8], no: usize, emit: &mut Emit<'_>) -> Result<ControlFlow<()>, ParseError> {
         if is_header(line) {
             let area = MapsEntry::parse_line(line, no)?;
             if self.close(emit).is_break() {
                 return Ok(ControlFlow::Break(()));
             }
-            let e = &mut self.entry;
-            e.area = area;
-            let mut other = std::mem::take(&mut e.stats.other);
-            other.clear();
-            e.stats = MemStats { other, ..MemStats::default() };
-            e.thp_eligible = None;
-            e.protection_key = None;
-            (self.open, self.flags_seen, self.hint) = (true, false, 0);
+            self.entry.area = area;
+            self.open_area();
             return Ok(ControlFlow::Continue(()));
         }
         if !self.open {
@@ -788,7 +1059,11 @@ impl SmapsParser {
                 let v = parse_dec(trim(value)).and_then(|v| u32::try_from(v).ok());
                 entry.protection_key = Some(v.ok_or_else(|| ParseError::new(no, "protection key", line))?);
             }
-            _ => set_counter(&mut entry.stats, key, value, no, line, &mut self.hint)?,
+            _ => {
+                if let Some(slot) = set_counter(&mut entry.stats, key, value, no, line, &mut self.hint)? {
+                    self.off_layout(slot, line);
+                }
+            }
         }
         Ok(ControlFlow::Continue(()))
     }
@@ -853,21 +1128,6 @@ fn counter_prefixes() -> [[u8; 16]; COUNTERS.len()] {
     std::array::from_fn(|i| counter_prefix(i).unwrap_or([0; 16]))
 }
 
-/// A counter line exactly as the kernel lays it out ([`COUNTER_LINE`] bytes and a newline)
-/// whose first 16 bytes are `prefix`: its number. `None` for anything else (the general path
-/// decides).
-fn fixed_counter_line(text: &[u8], prefix: &[u8; 16]) -> Option<u64> {
-    let line: &[u8; COUNTER_LINE + 1] = text.get(..=COUNTER_LINE)?.try_into().ok()?;
-    let (name, rest) = line.split_at(16);
-    // The name compared as one 128-bit word, the tail (` kB` and the newline) as one 32-bit.
-    let name = u128::from_ne_bytes(name.try_into().ok()?);
-    let tail = u32::from_ne_bytes(rest[8..].try_into().ok()?);
-    if name != u128::from_ne_bytes(*prefix) || tail != u32::from_ne_bytes(*b" kB\n") {
-        return None;
-    }
-    eight_digits_right_aligned(rest[..8].try_into().ok()?)
-}
-
 /// The number in an 8-byte field holding spaces, then at least one ASCII digit (as
 /// `seq_put_decimal_ull_width` pads it), parsed eight bytes at a time; `None` for anything else.
 fn eight_digits_right_aligned(field: [u8; 8]) -> Option<u64> {
@@ -910,6 +1170,8 @@ pub fn parse_smaps_rollup(text: &[u8]) -> Result<SmapsRollup, ParseError> {
     Ok(SmapsRollup { start: area.start, end: area.end, stats })
 }
 
+/// Sets the counter `key` from the text `value` (`"   1234 kB"`): the index in [`COUNTERS`] of
+/// a known counter, `None` for one kept in `other`.
 fn set_counter(
     stats: &mut MemStats,
     key: &[u8],
@@ -917,51 +1179,16 @@ fn set_counter(
     no: usize,
     line: &[u8],
     hint: &mut usize,
-) -> Result<(), ParseError> {
+) -> Result<Option<usize>, ParseError> {
     let kib = parse_kib(value).ok_or_else(|| ParseError::new(no, "a number of kB", line))?;
-    if stats.set(key, kib, hint) {
-        return Ok(());
+    if let Some(i) = stats.set(key, kib, hint) {
+        return Ok(Some(i));
     }
     if key.is_empty() || !key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
         return Err(ParseError::new(no, "a counter name", line));
     }
     stats.other.push((String::from_utf8_lossy(key).into_owned(), kib));
-    Ok(())
-}
-
-/// A whole `Name:   N kB` line at the start of `text` (a counter name of letters, digits and
-/// `_`, then a decimal that fits in `u64`): the name, the number and the line's length without
-/// its newline, and whether the name is `expected` (the one the kernel's order makes likely).
-/// `None` for any other line, which the general path then parses (or refuses).
-fn counter_line<'t>(text: &'t [u8], expected: &[u8]) -> Option<(&'t [u8], u64, usize, bool)> {
-    // The kernel prints the counters in a fixed order: try the expected name before scanning.
-    let was_expected = text.starts_with(expected) && text.get(expected.len()) == Some(&b':');
-    let colon = if was_expected {
-        expected.len()
-    } else {
-        text.iter().position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))?
-    };
-    if colon == 0 || text[colon] != b':' {
-        return None;
-    }
-    let mut i = colon + 1;
-    while text.get(i) == Some(&b' ') {
-        i += 1;
-    }
-    let digits = i;
-    let mut kib: u64 = 0;
-    while let Some(d) = text.get(i).filter(|b| b.is_ascii_digit()) {
-        kib = kib.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        i += 1;
-    }
-    if i == digits || text.get(i..i + 3) != Some(b" kB") {
-        return None;
-    }
-    i += 3;
-    match text.get(i) {
-        None | Some(b'\n') => Some((&text[..colon], kib, i, was_expected)),
-        Some(_) => None,
-    }
+    Ok(None)
 }
 
 /// `"   1234 kB"` → 1234.
@@ -1161,6 +1388,125 @@ VmFlags: rd wr mr mw me lo ac
         }
     }
 
+    /// A counter line in the kernel's layout (the name padded to 16 bytes with its colon, the
+    /// number right-aligned in 8, or wider when it has more digits).
+    fn kernel_counter(name: &str, v: u64) -> String {
+        format!("{:<16}{v:>8} kB\n", format!("{name}:"))
+    }
+
+    #[test]
+    fn counter_order_changing_mid_file_parses_the_same() {
+        // The layout is learned from the first area; later areas change the order, drop and
+        // add counters, widen a number past 8 digits, and go back. Each area's counters must
+        // be its own, whole or in pieces.
+        let base: Vec<&str> = COUNTERS.iter().map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let mut reordered = base.clone();
+        reordered.swap(3, 9);
+        reordered.remove(12);
+        let mut with_new = base.clone();
+        with_new.insert(5, "Brand_New");
+        let orders = [&base, &base, &reordered, &reordered, &with_new, &base, &reordered, &base];
+        let (mut text, mut want) = (String::new(), Vec::new());
+        for (a, names) in orders.iter().enumerate() {
+            text += &format!("{:x}-{:x} rw-p 00000000 00:00 0 \n", 0x1000 * (a + 1), 0x1000 * (a + 2));
+            let mut stats = MemStats::default();
+            let mut hint = 0;
+            for (k, name) in names.iter().enumerate() {
+                // Repeated and changing numbers; area 3 has one of 12 digits.
+                let v = if a == 3 && k == 0 { 123_456_789_012 } else { ((a * 7 + k) % 5) as u64 * 4 };
+                text += &kernel_counter(name, v);
+                if stats.set(name.as_bytes(), v, &mut hint).is_none() {
+                    stats.other.push(((*name).to_owned(), v));
+                }
+            }
+            text += "THPeligible:           1\nProtectionKey:         7\nVmFlags: rd wr mr mw me ac \n";
+            want.push(stats);
+        }
+        let got = parse_smaps(text.as_bytes()).unwrap();
+        assert_eq!(got.iter().map(|e| &e.stats).collect::<Vec<_>>(), want.iter().collect::<Vec<_>>());
+        assert!(got.iter().all(|e| e.thp_eligible == Some(true) && e.protection_key == Some(7)));
+        for piece in [1usize, 30, 200] {
+            let mut p = SmapsParser::default();
+            let mut seen = Vec::new();
+            let mut keep = |e: &mut SmapsEntry| {
+                seen.push(e.stats.clone());
+                ControlFlow::Continue(())
+            };
+            let mut rest = text.as_bytes();
+            while !rest.is_empty() {
+                let n = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
+                let n = n.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
+                assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
+                rest = &rest[n..];
+            }
+            assert!(p.finish(&mut keep).is_continue());
+            assert_eq!(seen, want, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn each_areas_pathname_is_its_own() {
+        // Pathnames are kept from one area to the next when they are the same: every variant
+        // next to every other, including paths with spaces and the deleted marker.
+        let names = [
+            "/a b/c d",
+            "/a b/c d",
+            "/a b/c d (deleted)",
+            "/a b/c d (deleted)",
+            "/a b/c d",
+            "/a b/c d (deleted) (deleted)",
+            "/a b/c d (deleted)",
+            "[heap]",
+            "[heap]",
+            "",
+            "",
+            "[anon:x y]",
+            "/[heap]",
+            "[heap]",
+            "/memfd:pool (deleted)",
+        ];
+        let mut text = String::new();
+        for (i, n) in names.iter().enumerate() {
+            let line = format!("{:x}-{:x} r--p 00001000 fe:01 {} ", 0x1000 * (i + 1), 0x1000 * (i + 2), 7 + i);
+            text += &format!("{line:<73}{n}\nSize:                  4 kB\n");
+        }
+        let got = parse_smaps(text.as_bytes()).unwrap();
+        assert_eq!(got.len(), names.len());
+        for ((e, n), line) in got.iter().zip(names).zip(text.lines().step_by(2)) {
+            assert_eq!(e.area, MapsEntry::parse_line_general(line.as_bytes(), 1).unwrap(), "{line}");
+            assert_eq!(e.area.backing.display(), n);
+        }
+        assert_eq!(got[5].area.backing.path(), Some(Path::new("/a b/c d (deleted)")));
+        let mut streamed = Vec::new();
+        let _ = parse_smaps_each(text.as_bytes(), |e| {
+            streamed.push(e.area.clone());
+            ControlFlow::Continue(())
+        });
+        assert_eq!(streamed, got.iter().map(|e| e.area.clone()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn last_line_without_newline_and_no_vm_flags() {
+        let whole = "7f00-8f00 rw-p 00000000 00:00 0 \nSize:                  8 kB\nRss:                   4 kB\n\
+THPeligible:           1\nProtectionKey:        12\n";
+        let e = &parse_smaps(whole.as_bytes()).unwrap()[0];
+        assert_eq!((e.stats.size, e.stats.rss, e.thp_eligible, e.protection_key), (8, 4, Some(true), Some(12)));
+        assert!(e.vm_flags.is_empty());
+        // Cut before each newline: the last line, read without it, says the same.
+        for cut in whole.match_indices('\n').map(|(i, _)| i).skip(1) {
+            let want = parse_smaps(&whole.as_bytes()[..=cut]).unwrap();
+            assert_eq!(parse_smaps(&whole.as_bytes()[..cut]).unwrap(), want, "{:?}", &whole[..cut]);
+        }
+        // A counter cut before its number is an error, not a zero.
+        assert!(parse_smaps(&whole.as_bytes()[..whole.find("Rss:").unwrap() + 10]).is_err());
+        // Flags of an area do not leak into the next that has none.
+        let text = "10-20 rw-p 0 00:00 0\nVmFlags: rd wr \n20-30 rw-p 0 00:00 0\nSize:                  4 kB\n";
+        let got = parse_smaps(text.as_bytes()).unwrap();
+        assert_eq!((got[0].vm_flags.len(), got[1].vm_flags.len()), (2, 0));
+        assert!(parse_smaps(b"10-20 rw-p 0 00:00 0\nTHPeligible:           2\n").is_err());
+        assert!(parse_smaps(b"10-20 rw-p 0 00:00 0\nProtectionKey:        1x\n").is_err());
+    }
+
     #[test]
     fn newlines_are_found_eight_bytes_at_a_time() {
         for len in 0..40 {
@@ -1198,6 +1544,11 @@ VmFlags: rd wr mr mw me lo ac
         let collected: Vec<String> =
             parse_smaps(text.as_bytes()).unwrap().iter().map(|e| e.vm_flags.join(" ")).collect();
         assert_eq!(collected, want);
+    }
+
+    /// A counter line read by position as the layout's line for `prefix`.
+    fn fixed_counter_line(text: &[u8], prefix: &[u8; 16]) -> Option<u64> {
+        LayoutLine { prefix: u128::from_ne_bytes(*prefix), field: 0, value: 0, slot: 0 }.read(text)
     }
 
     #[test]
@@ -1320,6 +1671,27 @@ VmFlags: rd wr mr mw me lo ac
             let line = kernel_format(&e);
             let parsed = MapsEntry::parse_line(line.as_bytes(), 1).unwrap();
             prop_assert_eq!(parsed, e);
+        }
+
+        #[test]
+        fn one_pass_header_reads_as_the_general_path(e in entry(), at in 0usize..120, b in any::<u8>(),
+                                                      insert in any::<bool>()) {
+            let line = kernel_format(&e);
+            let fast = HeaderFields::parse(line.as_bytes()).map(HeaderFields::into_entry);
+            // Inodes of 20 digits are left to the general path (which checks for overflow).
+            prop_assert_eq!(fast.as_ref(), (e.inode < 10u64.pow(19)).then_some(&e));
+            // One byte changed or inserted: the one-pass reader either refuses the line or
+            // reads what the general path reads.
+            let mut bytes = line.into_bytes();
+            let at = at.min(bytes.len());
+            if insert || at == bytes.len() {
+                bytes.insert(at, b);
+            } else {
+                bytes[at] = b;
+            }
+            if let Some(h) = HeaderFields::parse(&bytes) {
+                prop_assert_eq!(Ok(h.into_entry()), MapsEntry::parse_line_general(&bytes, 1));
+            }
         }
 
         #[test]
