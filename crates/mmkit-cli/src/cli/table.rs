@@ -65,13 +65,6 @@ impl Columns {
         self.cell(out, col, d, d.len());
     }
 
-    /// Writes cell `col` holding `v` in lowercase hex, zero-padded to `min` digits.
-    pub fn hex(&self, out: &mut Vec<u8>, col: usize, v: u64, min: usize) {
-        let mut digits = [0u8; 16];
-        let d = hex(&mut digits, v, min);
-        self.cell(out, col, d, d.len());
-    }
-
     /// Ends a row: trims its trailing spaces and adds the newline.
     pub fn end_row(&self, out: &mut Vec<u8>) {
         while out.last() == Some(&b' ') {
@@ -86,6 +79,82 @@ impl Columns {
             self.text(out, c, h);
         }
         self.end_row(out);
+    }
+
+    /// The cells of a row before column `last`, at fixed places (the widths are final): for
+    /// long tables, a row costs one fill with spaces, its digits and one copy, not a padded
+    /// write per cell. `last` is usually the last column, which follows with
+    /// [`FixedRow::line`] and is written as it comes.
+    pub fn fixed_row(&self, last: usize) -> FixedRow {
+        let last = last.min(self.widths.len());
+        let mut fields = Vec::with_capacity(last);
+        let mut at = 0;
+        for col in 0..last {
+            fields.push((at, self.widths[col], self.right[col]));
+            at += self.widths[col] + 2;
+        }
+        FixedRow { line: vec![b' '; at], fields }
+    }
+}
+
+/// A row's leading cells laid out at their places ([`Columns::fixed_row`]), as
+/// [`Columns::cell`] would pad them, the separator before the next column included.
+#[derive(Debug, Clone)]
+pub struct FixedRow {
+    line: Vec<u8>,
+    /// Each column's start, width and alignment.
+    fields: Vec<(usize, usize, bool)>,
+}
+
+impl FixedRow {
+    /// Starts a row: all cells blank.
+    pub fn clear(&mut self) {
+        self.line.fill(b' ');
+    }
+
+    /// The row so far: its cells padded to their columns and the separator after the last.
+    pub fn line(&self) -> &[u8] {
+        &self.line
+    }
+
+    /// The bytes of cell `col` that a cell of `len` bytes fills, as aligned in its column;
+    /// `None` when it does not fit (never, for widths fitted to the cells).
+    fn place(&mut self, col: usize, len: usize) -> Option<&mut [u8]> {
+        let &(start, width, right) = self.fields.get(col)?;
+        let from = if right { start + width.checked_sub(len)? } else { start };
+        self.line.get_mut(from..from + len)
+    }
+
+    /// Writes cell `col` holding ASCII `text`.
+    pub fn text(&mut self, col: usize, text: &[u8]) {
+        if let Some(cell) = self.place(col, text.len()) {
+            cell.copy_from_slice(text);
+        }
+    }
+
+    /// Writes cell `col` holding `v` in decimal.
+    pub fn dec(&mut self, col: usize, v: u64) {
+        if let Some(cell) = self.place(col, dec_len(v)) {
+            write_digits::<10>(cell, v);
+        }
+    }
+
+    /// Writes cell `col` holding `v` in lowercase hex, zero-padded to `min` digits.
+    pub fn hex(&mut self, col: usize, v: u64, min: usize) {
+        if let Some(cell) = self.place(col, hex_len(v, min)) {
+            write_digits::<16>(cell, v);
+        }
+    }
+}
+
+/// Fills `cell` with the last `cell.len()` digits of `v` in base `RADIX` (at most 16), leading
+/// zeros included.
+#[inline]
+fn write_digits<const RADIX: u64>(cell: &mut [u8], mut v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in cell.iter_mut().rev() {
+        *b = DIGITS[(v % RADIX) as usize & 15];
+        v /= RADIX;
     }
 }
 
@@ -216,6 +285,41 @@ mod tests {
         ];
         let text = render_columns(&["K", "N", "Path"], &Cells::from(&rows[..]), &[1]);
         assert_eq!(text, "K     N  Path\na     1  x y\nbbb  22\n");
+    }
+
+    #[test]
+    fn fixed_rows_lay_out_as_cells_do() {
+        let header = ["Addr", "Perm", "N", "Hex", "Name"];
+        let mut c = Columns::new(&header, &[2, 3]);
+        for (col, w) in [(0, 12), (2, 5), (3, 4)] {
+            c.fit(col, w);
+        }
+        let mut row = c.fixed_row(4);
+        for (addr, n, h) in [(0x7f00_1234_5000u64, 0u64, 0xau64), (0x10, 12345, 0xffff), (0, 7, 0)] {
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            let mut digits = [0u8; 16];
+            let d = hex(&mut digits, addr, 12);
+            c.cell(&mut want, 0, d, d.len());
+            c.text(&mut want, 1, "rw-p");
+            c.dec(&mut want, 2, n);
+            let d = hex(&mut digits, h, 2);
+            c.cell(&mut want, 3, d, d.len());
+            c.text(&mut want, 4, "x y");
+            c.end_row(&mut want);
+            row.clear();
+            row.hex(0, addr, 12);
+            row.text(1, b"rw-p");
+            row.dec(2, n);
+            row.hex(3, h, 2);
+            got.extend_from_slice(row.line());
+            got.extend_from_slice(b"x y");
+            c.end_row(&mut got);
+            assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+        }
+        // A cell wider than its column is left out, not a panic.
+        row.dec(2, 1234567);
+        row.text(9, b"x");
+        assert_eq!(row.line().len(), 12 + 2 + 4 + 2 + 5 + 2 + 4 + 2);
     }
 
     #[test]

@@ -207,11 +207,20 @@ struct TableOut {
     rows: Vec<Row>,
     names: String,
     columns: Columns,
+    /// The largest start address, offset, inode and counters (in [`counters`]' order) of the
+    /// rows: their columns are as wide as the largest number's digits, fitted once at the end.
+    largest: [u64; 3 + 8],
 }
 
 impl TableOut {
     fn new(summary_only: bool) -> TableOut {
-        TableOut { summary_only, rows: Vec::new(), names: String::new(), columns: Columns::new(&HEADER, &RIGHT) }
+        TableOut {
+            summary_only,
+            rows: Vec::new(),
+            names: String::new(),
+            columns: Columns::new(&HEADER, &RIGHT),
+            largest: [0; 3 + 8],
+        }
     }
 
     fn add(&mut self, e: &SmapsEntry, name: &str) {
@@ -219,15 +228,13 @@ impl TableOut {
             return;
         }
         let a = &e.area;
-        let c = &mut self.columns;
-        c.fit(0, table::hex_len(a.start, 12));
-        c.fit(2, table::hex_len(a.offset, 8));
-        c.fit(3, table::hex_len(a.device.major.into(), 2) + 1 + table::hex_len(a.device.minor.into(), 2));
-        c.fit(4, table::dec_len(a.inode));
         let counters = counters(&e.stats);
-        for (i, v) in counters.iter().enumerate() {
-            c.fit(FIRST_COUNTER + i, table::dec_len(*v));
+        let l = &mut self.largest;
+        for (m, v) in l.iter_mut().zip([a.start, a.offset, a.inode].iter().chain(&counters)) {
+            *m = (*m).max(*v);
         }
+        let c = &mut self.columns;
+        c.fit(3, table::hex_len(a.device.major.into(), 2) + 1 + table::hex_len(a.device.minor.into(), 2));
         c.fit_text(MAPPING, name);
         let from = self.names.len();
         self.names.push_str(name);
@@ -278,25 +285,46 @@ impl TableOut {
 
     /// The per-mapping rows and the totals under them, written through one buffer.
     fn print_rows(&mut self, sums: &[u64; 8]) -> anyhow::Result<()> {
+        let [start, offset, inode, largest @ ..] = self.largest;
+        let c = &mut self.columns;
+        if !self.rows.is_empty() {
+            c.fit(0, table::hex_len(start, 12));
+            c.fit(2, table::hex_len(offset, 8));
+            c.fit(4, table::dec_len(inode));
+            for (i, v) in largest.iter().enumerate() {
+                c.fit(FIRST_COUNTER + i, table::dec_len(*v));
+            }
+        }
         for (i, v) in sums.iter().enumerate() {
-            self.columns.fit(FIRST_COUNTER + i, table::dec_len(*v).max(5));
+            c.fit(FIRST_COUNTER + i, table::dec_len(*v).max(5));
         }
         let c = &self.columns;
         let mut out = Vec::with_capacity(JSON_FLUSH + JSON_SLACK);
         c.header(&mut out, &HEADER);
+        // Every column but the mapping's name has its final width: those cells are laid out
+        // at their places in one line of spaces, copied whole, and the name follows.
+        let mut row = c.fixed_row(MAPPING);
         for r in &self.rows {
-            c.hex(&mut out, 0, r.start, 12);
-            c.cell(&mut out, 1, &perms(r.perms), 4);
-            c.hex(&mut out, 2, r.offset, 8);
+            row.clear();
+            row.hex(0, r.start, 12);
+            row.text(1, &perms(r.perms));
+            row.hex(2, r.offset, 8);
             let mut device = [0u8; 33];
-            let device = device_id(&mut device, r.device);
-            c.cell(&mut out, 3, device, device.len());
-            c.dec(&mut out, 4, r.inode);
+            row.text(3, device_id(&mut device, r.device));
+            row.dec(4, r.inode);
             for (i, v) in r.counters.iter().enumerate() {
-                c.dec(&mut out, FIRST_COUNTER + i, *v);
+                row.dec(FIRST_COUNTER + i, *v);
             }
-            c.text(&mut out, THP, r.thp.map_or("-", |b| if b { "1" } else { "0" }));
-            c.text(&mut out, MAPPING, &self.names[r.name.0..r.name.1]);
+            row.text(
+                THP,
+                match r.thp {
+                    None => b"-",
+                    Some(true) => b"1",
+                    Some(false) => b"0",
+                },
+            );
+            out.extend_from_slice(row.line());
+            out.extend_from_slice(&self.names.as_bytes()[r.name.0..r.name.1]);
             c.end_row(&mut out);
             if out.len() >= JSON_FLUSH {
                 write_bytes(&out)?;
