@@ -405,57 +405,72 @@ impl JsonOut {
         JsonOut { out, count: 0, flushed: false }
     }
 
+    /// Writes one mapping. Every copy has a size known when compiled (a copy of a few
+    /// moves, no call) or is cut from one (see [`push_prefix`]): a call per field would cost
+    /// more than the field.
     fn mapping(&mut self, e: &SmapsEntry, kind: MapKind) -> anyhow::Result<()> {
         let o = &mut self.out;
-        o.extend_from_slice(if self.count == 0 { b"\n    {" } else { b",\n    {" });
+        if self.count == 0 {
+            o.extend_from_slice(b"\n    {");
+        } else {
+            o.extend_from_slice(b",\n    {");
+        }
         self.count += 1;
         let a = &e.area;
         o.extend_from_slice(b"\n      \"start\": ");
         push_dec(o, a.start);
         o.extend_from_slice(b",\n      \"end\": ");
         push_dec(o, a.end);
-        o.extend_from_slice(b",\n      \"perms\": ");
-        o.push(b'"');
+        o.extend_from_slice(b",\n      \"perms\": \"");
         o.extend_from_slice(&perms(a.perms));
-        o.push(b'"');
-        o.extend_from_slice(b",\n      \"offset\": ");
+        o.extend_from_slice(b"\",\n      \"offset\": ");
         push_dec(o, a.offset);
-        o.extend_from_slice(b",\n      \"device\": ");
+        o.extend_from_slice(b",\n      \"device\": \"");
         let mut device = [0u8; 33];
-        o.push(b'"');
-        o.extend_from_slice(device_id(&mut device, (a.device.major, a.device.minor)));
-        o.push(b'"');
-        o.extend_from_slice(b",\n      \"inode\": ");
+        let n = device_id(&mut device, (a.device.major, a.device.minor)).len();
+        push_prefix(o, &device, n);
+        o.extend_from_slice(b"\",\n      \"inode\": ");
         push_dec(o, a.inode);
         o.extend_from_slice(b",\n      \"path\": ");
         match &a.backing {
+            Backing::Anonymous => o.extend_from_slice(b"\"\""),
             Backing::File { path, .. } => json::push_str(o, &path.to_string_lossy()),
             other => json::push_str(o, &display_name(other)),
         }
-        o.extend_from_slice(b",\n      \"deleted\": ");
-        let deleted = matches!(a.backing, Backing::File { deleted: true, .. });
-        o.extend_from_slice(if deleted { b"true" } else { b"false" });
-        o.extend_from_slice(b",\n      \"kind\": ");
-        json::push_str(o, kind.name());
+        if matches!(a.backing, Backing::File { deleted: true, .. }) {
+            o.extend_from_slice(b",\n      \"deleted\": true,\n      \"kind\": ");
+        } else {
+            o.extend_from_slice(b",\n      \"deleted\": false,\n      \"kind\": ");
+        }
+        // A kind's name has nothing to escape.
+        let (name, len) = &KIND_JSON[kind as usize];
+        push_prefix(o, name, *len);
         kib_fields(o, 6, &e.stats);
-        o.extend_from_slice(b",\n      \"thp_eligible\": ");
-        o.extend_from_slice(match e.thp_eligible {
-            None => b"null",
-            Some(true) => b"true",
-            Some(false) => b"false",
-        });
-        o.extend_from_slice(b",\n      \"vm_flags\": ");
+        match e.thp_eligible {
+            None => o.extend_from_slice(b",\n      \"thp_eligible\": null,\n      \"vm_flags\": "),
+            Some(true) => o.extend_from_slice(b",\n      \"thp_eligible\": true,\n      \"vm_flags\": "),
+            Some(false) => o.extend_from_slice(b",\n      \"thp_eligible\": false,\n      \"vm_flags\": "),
+        }
         if e.vm_flags.is_empty() {
-            o.extend_from_slice(b"[]");
+            o.extend_from_slice(b"[]\n    }");
         } else {
             o.push(b'[');
-            for (i, f) in e.vm_flags.iter().enumerate() {
-                o.extend_from_slice(if i == 0 { b"\n        " } else { b",\n        " });
-                json::push_str(o, f);
+            for f in &e.vm_flags {
+                // Flags are two letters: nothing to escape.
+                match f.as_bytes() {
+                    &[x, y] if x.is_ascii_alphanumeric() && y.is_ascii_alphanumeric() => o.extend_from_slice(&[
+                        b'\n', b' ', b' ', b' ', b' ', b' ', b' ', b' ', b' ', b'"', x, y, b'"', b',',
+                    ]),
+                    _ => {
+                        o.extend_from_slice(b"\n        ");
+                        json::push_str(o, f);
+                        o.push(b',');
+                    }
+                }
             }
-            o.extend_from_slice(b"\n      ]");
+            o.pop();
+            o.extend_from_slice(b"\n      ]\n    }");
         }
-        o.extend_from_slice(b"\n    }");
         if o.len() >= JSON_FLUSH {
             self.flush()?;
         }
@@ -512,14 +527,48 @@ fn field_u64(o: &mut Vec<u8>, indent: usize, name: &str, v: u64, comma: bool) {
     push_dec(o, v);
 }
 
+#[inline]
 fn push_dec(o: &mut Vec<u8>, v: u64) {
     // Most counters are single digits (0, 4): one byte, no copy.
     if v < 10 {
         o.push(b'0' + v as u8);
         return;
     }
+    push_dec_long(o, v);
+}
+
+fn push_dec_long(o: &mut Vec<u8>, v: u64) {
     let mut digits = [0u8; 20];
-    o.extend_from_slice(table::dec(&mut digits, v));
+    let n = table::dec_left(&mut digits, v);
+    push_prefix(o, &digits, n);
+}
+
+/// Each kind's name as a JSON string (in [`MapKind::ALL`]'s order, which is the enum's), in
+/// arrays of one size for [`push_prefix`].
+const KIND_JSON: [([u8; 24], usize); MapKind::ALL.len()] = {
+    let mut t = [([0u8; 24], 0); MapKind::ALL.len()];
+    let mut i = 0;
+    while i < t.len() {
+        let name = MapKind::ALL[i].name().as_bytes();
+        t[i].0[0] = b'"';
+        let mut j = 0;
+        while j < name.len() {
+            t[i].0[j + 1] = name[j];
+            j += 1;
+        }
+        t[i].0[name.len() + 1] = b'"';
+        t[i].1 = name.len() + 2;
+        i += 1;
+    }
+    t
+};
+
+/// Appends the first `n` bytes of `bytes`: one copy of a fixed size (no call) and a cut.
+#[inline]
+fn push_prefix<const N: usize>(o: &mut Vec<u8>, bytes: &[u8; N], n: usize) {
+    let at = o.len();
+    o.extend_from_slice(bytes);
+    o.truncate(at + n.min(N));
 }
 
 /// A group's `mappings` and counters as an object whose closing brace is indented by `indent`.
@@ -539,6 +588,22 @@ macro_rules! kib_fields {
     ($($name:literal),*) => {
         const KIB_NAMES: [&str; 20] = [$($name),*];
         const MAPPING_KIB_KEYS: [&[u8]; 20] = [$(concat!(",\n      \"", $name, "\": ").as_bytes()),*];
+        /// [`MAPPING_KIB_KEYS`] in arrays of one size, for [`push_prefix`].
+        const MAPPING_KIB_KEYS_FIXED: [([u8; 32], usize); 20] = {
+            let mut t = [([0u8; 32], 0); 20];
+            let mut i = 0;
+            while i < 20 {
+                let key = MAPPING_KIB_KEYS[i];
+                let mut j = 0;
+                while j < key.len() {
+                    t[i].0[j] = key[j];
+                    j += 1;
+                }
+                t[i].1 = key.len();
+                i += 1;
+            }
+            t
+        };
     };
 }
 kib_fields!(
@@ -594,7 +659,8 @@ fn kib_values(s: &MemStats) -> [u64; 20] {
 fn kib_fields(o: &mut Vec<u8>, indent: usize, s: &MemStats) {
     for (i, v) in kib_values(s).into_iter().enumerate() {
         if indent == 6 {
-            o.extend_from_slice(MAPPING_KIB_KEYS[i]);
+            let (key, len) = &MAPPING_KIB_KEYS_FIXED[i];
+            push_prefix(o, key, *len);
             push_dec(o, v);
         } else {
             field_u64(o, indent, KIB_NAMES[i], v, true);
@@ -618,7 +684,9 @@ mod tests {
     fn json_is_serde_jsons_pretty_layout() {
         let text = b"7f00-8f00 rw-p 00001000 fe:01 42                         /a \"b\" (deleted)\n\
 Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmFlags: rd wr \n\
-9f00-af00 r--p 00000000 00:00 0 \nSize:                  8 kB\n";
+9f00-af00 r--p 00000000 00:00 0 \nSize:                  8 kB\n\
+af00-bf00 r--p 00000000 00:00 0 \nVmFlags: rd wr \nbf00-cf00 r--p 00000000 00:00 0 \nVmFlags: rd \n\
+cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \n";
         let mut j = JsonOut::start(7);
         let empty = {
             let mut e = JsonOut::start(7);
@@ -640,10 +708,19 @@ Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmF
         let doc = String::from_utf8(std::mem::take(&mut j.out)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
         assert_eq!(doc, serde_json::to_string_pretty(&v).unwrap() + "\n", "the layout of serde_json's pretty printer");
-        assert_eq!(v["total"]["mappings"], 2);
+        assert_eq!(v["total"]["mappings"], 5);
+        let flags: Vec<_> = (0..5).map(|i| v["mappings"][i]["vm_flags"].clone()).collect();
+        let want = [["rd", "wr"].as_slice(), &[], &["rd", "wr"], &["rd"], &["rd"]].map(|f| serde_json::json!(f));
+        assert_eq!(flags, want);
         assert_eq!(v["by_kind"]["file"]["size_kib"], 4);
-        for (key, name) in MAPPING_KIB_KEYS.iter().zip(KIB_NAMES) {
+        for ((key, name), (fixed, len)) in MAPPING_KIB_KEYS.iter().zip(KIB_NAMES).zip(MAPPING_KIB_KEYS_FIXED) {
             assert_eq!(*key, format!(",\n      \"{name}\": ").as_bytes());
+            assert_eq!(&fixed[..len], *key);
+        }
+        for (i, kind) in MapKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i);
+            let (name, len) = &KIND_JSON[i];
+            assert_eq!(&name[..*len], format!("\"{kind}\"").as_bytes());
         }
         for (id, p) in [((0xfe, 1), "fe:01"), ((0x103, 0), "103:00")] {
             assert_eq!(device_id(&mut [0; 33], id), p.as_bytes());

@@ -219,7 +219,7 @@ impl MapKind {
     ];
 
     /// The snake_case name used in tables and JSON.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             MapKind::File => "file",
             MapKind::Anonymous => "anonymous",
