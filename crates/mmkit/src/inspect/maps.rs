@@ -752,6 +752,12 @@ pub(crate) struct SmapsParser {
     relearn: bool,
     /// The open area's known counters in order (slots of [`COUNTERS`]), while `relearn`.
     seen: Vec<u8>,
+    /// The number of the open area's header line.
+    header_line: usize,
+    /// The text of the last area's counter lines when they were all read by the layout,
+    /// right after its header (else empty), and the counters read from it.
+    block: Vec<u8>,
+    block_stats: MemStats,
     /// The `VmFlags` text `entry.vm_flags` was parsed from.
     flags_text: Vec<u8>,
     /// Flag lists parsed before, with their text: areas in a row often alternate between a
@@ -809,6 +815,9 @@ impl Default for SmapsParser {
             at: 0,
             relearn: false,
             seen: Vec::new(),
+            header_line: 0,
+            block: Vec::new(),
+            block_stats: MemStats::default(),
             flags_text: Vec::new(),
             flags_seen_before: Default::default(),
             flags_victim: 0,
@@ -853,24 +862,16 @@ impl SmapsParser {
     pub(crate) fn feed(&mut self, text: &[u8], emit: &mut Emit<'_>) -> Result<ControlFlow<()>, ParseError> {
         let mut pos = 0;
         while pos < text.len() {
+            if self.open && self.at < self.layout.len() {
+                let taken = self.layout_lines(text, pos);
+                if taken > 0 {
+                    pos += taken;
+                    continue;
+                }
+            }
             self.line += 1;
             let rest = &text[pos..];
             if self.open {
-                // Most lines are the area's counters, in the layout learned from the areas before.
-                if let Some(l) = self.layout.get_mut(self.at) {
-                    if let Some(kib) = l.read(rest) {
-                        let slot = l.slot;
-                        if let Some(counter) = self.entry.stats.slot(usize::from(slot)) {
-                            *counter = kib;
-                        }
-                        self.at += 1;
-                        if self.relearn {
-                            self.seen.push(slot);
-                        }
-                        pos += COUNTER_LINE + 1;
-                        continue;
-                    }
-                }
                 if let Some(len) = self.fixed_tail_line(rest) {
                     pos += len;
                     continue;
@@ -896,6 +897,50 @@ impl SmapsParser {
             }
         }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// Reads the open area's counter lines at `text[pos..]` that follow the layout from line
+    /// `at` on: the bytes taken (0 when the first does not).
+    ///
+    /// Most areas are the same size and residency as the ones next to them: when the area's
+    /// counters are, byte for byte, the block of the last area whose counters were all read
+    /// here, that area's counters are taken whole.
+    #[inline]
+    fn layout_lines(&mut self, text: &[u8], pos: usize) -> usize {
+        let first = self.line == self.header_line;
+        let block = &self.block[..];
+        if first && !block.is_empty() && text.get(pos..pos + block.len()) == Some(block) {
+            // Right after the header: nothing of this area has been read yet.
+            let other = std::mem::take(&mut self.entry.stats.other);
+            self.entry.stats = MemStats { other, ..self.block_stats.clone() };
+            self.at = self.layout.len();
+            self.line += self.layout.len();
+            return block.len();
+        }
+        let from = self.at;
+        let mut at = from;
+        let mut end = pos;
+        let stats = &mut self.entry.stats;
+        while let Some(l) = self.layout.get_mut(at) {
+            let Some(kib) = text.get(end..).and_then(|t| l.read(t)) else { break };
+            if let Some(counter) = stats.slot(usize::from(l.slot)) {
+                *counter = kib;
+            }
+            at += 1;
+            end += COUNTER_LINE + 1;
+        }
+        if self.relearn {
+            self.seen.extend(self.layout[from..at].iter().map(|l| l.slot));
+        }
+        self.line += at - from;
+        self.at = at;
+        if first && at == self.layout.len() {
+            // The whole block, right after the header: the next area may repeat it.
+            self.block.clear();
+            self.block.extend_from_slice(&text[pos..end]);
+            self.block_stats.clone_from(&self.entry.stats);
+        }
+        end - pos
     }
 
     /// The `THPeligible`, `ProtectionKey` or `VmFlags` line at the start of `text` in the
@@ -946,6 +991,7 @@ impl SmapsParser {
             return ControlFlow::Continue(());
         }
         if std::mem::replace(&mut self.relearn, false) {
+            self.block.clear();
             let prefixes = &self.prefixes;
             self.layout.clear();
             self.layout.extend(self.seen.iter().map(|&slot| LayoutLine {
@@ -976,6 +1022,7 @@ impl SmapsParser {
         e.thp_eligible = None;
         e.protection_key = None;
         (self.open, self.flags_seen, self.hint, self.at) = (true, false, 0, 0);
+        self.header_line = self.line;
     }
 
     /// Notes that known counter `slot` came on a line the layout did not expect (read by the
@@ -1441,6 +1488,55 @@ VmFlags: rd wr mr mw me lo ac
             }
             assert!(p.finish(&mut keep).is_continue());
             assert_eq!(seen, want, "pieces of {piece} bytes");
+        }
+    }
+
+    #[test]
+    fn repeated_counter_blocks_are_each_areas_own() {
+        // Areas whose counter lines repeat the last area's byte for byte take its counters
+        // whole: each area must still read as it does alone (where nothing is learned yet).
+        let block = |vals: &[(usize, u64)], extra: &str| {
+            let mut t = String::new();
+            for (k, name) in COUNTERS.iter().enumerate() {
+                let name = std::str::from_utf8(name).unwrap();
+                if matches!(name, "Pss_Anon" | "Pss_File" | "Pss_Shmem") {
+                    continue;
+                }
+                let v = vals.iter().find(|(i, _)| *i == k).map_or(4, |(_, v)| *v);
+                t += &kernel_counter(name, v);
+            }
+            t + extra
+        };
+        let x = block(&[], "THPeligible:           0\nVmFlags: rd wr \n");
+        let y = block(&[(24, 8)], "THPeligible:           1\nVmFlags: rd \n");
+        let z = block(&[(0, 123_456_789)], "");
+        let odd = "Brand_New:             4 kB\n".to_owned() + &x;
+        let areas = [&x, &x, &x, &y, &x, &x, &z, &z, &x, &odd, &x, &y, &y, &x];
+        let (mut text, mut want) = (String::new(), Vec::new());
+        for (a, body) in areas.iter().enumerate() {
+            let area = format!("{:x}-{:x} rw-p 00000000 00:00 0 \n{body}", 0x1000 * (a + 1), 0x1000 * (a + 2));
+            want.extend(parse_smaps(area.as_bytes()).unwrap());
+            text += &area;
+        }
+        assert_eq!(parse_smaps(text.as_bytes()).unwrap(), want);
+        assert_eq!((want[3].stats.locked, want[6].stats.size, want[9].stats.other.len()), (8, 123_456_789, 1));
+        // Cut anywhere at a line's end, too.
+        for piece in [1usize, 100, 700] {
+            let mut p = SmapsParser::default();
+            let mut got = Vec::new();
+            let mut keep = |e: &mut SmapsEntry| {
+                got.push(e.clone());
+                ControlFlow::Continue(())
+            };
+            let mut rest = text.as_bytes();
+            while !rest.is_empty() {
+                let n = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
+                let n = n.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
+                assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
+                rest = &rest[n..];
+            }
+            assert!(p.finish(&mut keep).is_continue());
+            assert_eq!(got, want, "pieces of {piece} bytes");
         }
     }
 
