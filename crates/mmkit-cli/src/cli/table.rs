@@ -134,7 +134,9 @@ impl FixedRow {
 
     /// Writes cell `col` holding `v` in decimal.
     pub fn dec(&mut self, col: usize, v: u64) {
-        if let Some(cell) = self.place(col, dec_len(v)) {
+        // Most counters are one digit (0, 4).
+        let len = if v < 10 { 1 } else { dec_len(v) };
+        if let Some(cell) = self.place(col, len) {
             write_digits::<10>(cell, v);
         }
     }

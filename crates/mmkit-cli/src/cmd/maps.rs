@@ -358,6 +358,13 @@ fn perms(p: Perms) -> [u8; 4] {
 /// `major:minor` in hex, at least two digits each, as [`mmkit::inspect::DeviceId`]'s `Display`
 /// writes it, in `buf`.
 fn device_id(buf: &mut [u8; 33], (major, minor): (u32, u32)) -> &[u8] {
+    if major < 0x100 && minor < 0x100 {
+        // Two digits each, as nearly every device is.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digit = |v: u32, shift: u32| HEX[((v >> shift) & 0xf) as usize];
+        buf[..5].copy_from_slice(&[digit(major, 4), digit(major, 0), b':', digit(minor, 4), digit(minor, 0)]);
+        return &buf[..5];
+    }
     let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
     let (a, b) = (table::hex(&mut a, major.into(), 2), table::hex(&mut b, minor.into(), 2));
     buf[..a.len()].copy_from_slice(a);
@@ -722,7 +729,7 @@ cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \n";
             let (name, len) = &KIND_JSON[i];
             assert_eq!(&name[..*len], format!("\"{kind}\"").as_bytes());
         }
-        for (id, p) in [((0xfe, 1), "fe:01"), ((0x103, 0), "103:00")] {
+        for (id, p) in [((0xfe, 1), "fe:01"), ((0x103, 0), "103:00"), ((0, 0), "00:00"), ((0xff, 0x100), "ff:100")] {
             assert_eq!(device_id(&mut [0; 33], id), p.as_bytes());
         }
         let p = Perms { read: true, write: false, exec: true, shared: true };

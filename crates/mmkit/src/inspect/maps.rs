@@ -443,23 +443,20 @@ impl<'a> HeaderFields<'a> {
 /// left after `sep`.
 #[inline]
 fn hex_run(line: &[u8], i: &mut usize, max: usize, sep: u8) -> Option<u64> {
-    let from = *i;
     let mut v = 0u64;
-    loop {
-        let b = *line.get(*i)?;
+    for (n, &b) in line.get(*i..)?.iter().enumerate() {
         let d = HEX_DIGIT[usize::from(b)];
         if d == 0xff {
-            let n = *i - from;
             if b != sep || n == 0 || n > max {
                 return None;
             }
-            *i += 1;
+            *i += n + 1;
             return Some(v);
         }
         // More than 16 digits are refused above, before the shifted-out bits could matter.
         v = (v << 4) | u64::from(d);
-        *i += 1;
     }
+    None
 }
 
 /// Memory counters of one area (from `smaps`) or a whole process (from `smaps_rollup`), in KiB.
