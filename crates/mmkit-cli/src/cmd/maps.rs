@@ -401,6 +401,9 @@ struct JsonOut {
     count: u64,
     /// Part of the document has gone to stdout.
     flushed: bool,
+    /// The last mapping's counters ([`kib_values`]) and their fields as written.
+    last_kib: Option<[u64; 20]>,
+    kib_json: Vec<u8>,
 }
 
 impl JsonOut {
@@ -409,7 +412,7 @@ impl JsonOut {
         out.extend_from_slice(b"{\n  \"pid\": ");
         push_dec(&mut out, pid.into());
         out.extend_from_slice(b",\n  \"mappings\": [");
-        JsonOut { out, count: 0, flushed: false }
+        JsonOut { out, count: 0, flushed: false, last_kib: None, kib_json: Vec::new() }
     }
 
     /// Writes one mapping. Every copy has a size known when compiled (a copy of a few
@@ -452,7 +455,18 @@ impl JsonOut {
         // A kind's name has nothing to escape.
         let (name, len) = &KIND_JSON[kind as usize];
         push_prefix(o, name, *len);
-        kib_fields(o, 6, &e.stats);
+        // Areas in a row often have the same counters: their fields are copied as written
+        // for the last area.
+        let kib = kib_values(&e.stats);
+        if self.last_kib.as_ref() == Some(&kib) {
+            o.extend_from_slice(&self.kib_json);
+        } else {
+            let at = o.len();
+            kib_fields(o, 6, &e.stats);
+            self.kib_json.clear();
+            self.kib_json.extend_from_slice(&o[at..]);
+            self.last_kib = Some(kib);
+        }
         match e.thp_eligible {
             None => o.extend_from_slice(b",\n      \"thp_eligible\": null,\n      \"vm_flags\": "),
             Some(true) => o.extend_from_slice(b",\n      \"thp_eligible\": true,\n      \"vm_flags\": "),
@@ -693,7 +707,7 @@ mod tests {
 Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmFlags: rd wr \n\
 9f00-af00 r--p 00000000 00:00 0 \nSize:                  8 kB\n\
 af00-bf00 r--p 00000000 00:00 0 \nVmFlags: rd wr \nbf00-cf00 r--p 00000000 00:00 0 \nVmFlags: rd \n\
-cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \n";
+cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \ndf00-ef00 r--p 00000000 00:00 0 \nSize:                  8 kB\n";
         let mut j = JsonOut::start(7);
         let empty = {
             let mut e = JsonOut::start(7);
@@ -715,10 +729,14 @@ cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \n";
         let doc = String::from_utf8(std::mem::take(&mut j.out)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
         assert_eq!(doc, serde_json::to_string_pretty(&v).unwrap() + "\n", "the layout of serde_json's pretty printer");
-        assert_eq!(v["total"]["mappings"], 5);
-        let flags: Vec<_> = (0..5).map(|i| v["mappings"][i]["vm_flags"].clone()).collect();
-        let want = [["rd", "wr"].as_slice(), &[], &["rd", "wr"], &["rd"], &["rd"]].map(|f| serde_json::json!(f));
+        assert_eq!(v["total"]["mappings"], 6);
+        let flags: Vec<_> = (0..6).map(|i| v["mappings"][i]["vm_flags"].clone()).collect();
+        let want = [["rd", "wr"].as_slice(), &[], &["rd", "wr"], &["rd"], &["rd"], &[]].map(|f| serde_json::json!(f));
         assert_eq!(flags, want);
+        // Counters repeated from the mapping before, and not.
+        let sizes: Vec<_> = (0..6).map(|i| v["mappings"][i]["size_kib"].as_u64().unwrap()).collect();
+        assert_eq!(sizes, [4, 8, 0, 0, 0, 8]);
+        assert_eq!((v["mappings"][0]["rss_kib"].as_u64(), v["mappings"][1]["rss_kib"].as_u64()), (Some(4), Some(0)));
         assert_eq!(v["by_kind"]["file"]["size_kib"], 4);
         for ((key, name), (fixed, len)) in MAPPING_KIB_KEYS.iter().zip(KIB_NAMES).zip(MAPPING_KIB_KEYS_FIXED) {
             assert_eq!(*key, format!(",\n      \"{name}\": ").as_bytes());
