@@ -1538,6 +1538,29 @@ VmFlags: rd wr mr mw me lo ac
     }
 
     #[test]
+    fn errors_name_their_line_after_lines_read_by_position() {
+        // Lines read by the layout, or taken whole with a repeated block, still count: an
+        // error names the line where it is, whichever path read the lines before it.
+        let mut area = String::from("10-20 rw-p 00000000 00:00 0 \n");
+        for name in ["Size", "KernelPageSize", "MMUPageSize", "Rss", "Pss", "Locked"] {
+            area += &kernel_counter(name, 4);
+        }
+        area += "THPeligible:           0\nVmFlags: rd wr \n";
+        for bad in ["Rss: four kB", "THPeligible:           2", "VmFlags", "Size:                  4 kB junk"] {
+            for before in 1..4 {
+                // The bad line first in its area, after the counters, or last.
+                for at in [1, 7, 9] {
+                    let mut lines: Vec<&str> = area.lines().collect();
+                    lines.insert(at, bad);
+                    let text = format!("{}{}\n", area.repeat(before), lines.join("\n"));
+                    let e = parse_smaps(text.as_bytes()).unwrap_err();
+                    assert_eq!(e.line, before * 9 + at + 1, "{bad:?} at {at} after {before} areas: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn each_areas_pathname_is_its_own() {
         // Pathnames are kept from one area to the next when they are the same: every variant
         // next to every other, including paths with spaces and the deleted marker.
