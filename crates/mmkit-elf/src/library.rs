@@ -449,31 +449,46 @@ impl Object {
         }
     }
 
-    /// Per symbol index: the name (with its GNU hash) and the version when the relocation
-    /// pass looks the symbol up in the global scope (a symbol-based relocation names it and
-    /// `resolve` asks the global scope), `None` otherwise.
-    fn global_lookups(&self) -> Vec<Option<Wanted<'_>>> {
+    /// The symbols the relocation pass looks up in the global scope (a symbol-based relocation
+    /// names it and `resolve` asks the global scope), by increasing index, with their names
+    /// (and GNU hashes) and versions.
+    fn global_lookups(&self) -> Vec<Wanted<'_>> {
         let dy = &self.dynamic;
-        let mut out = vec![None; dy.sym_count()];
+        // The symbols first (a bit each), then their names in index order, in a vector of
+        // the exact size.
+        let mut wanted = vec![0u64; dy.sym_count().div_ceil(64)];
         for r in dy.relocations() {
             if r.sym == 0 || !crate::relocate::host_kind(r.r_type).binds_address() {
                 continue;
             }
-            let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.sym(r.sym)) else {
+            let i = r.sym as usize;
+            let (Some(word), Some(sym)) = (wanted.get_mut(i / 64), dy.sym(r.sym)) else {
                 continue;
             };
             // The symbols `resolve` binds without asking the global scope.
-            if slot.is_some()
-                || sym.kind() == elf::STT_TLS
+            if sym.kind() == elf::STT_TLS
                 || (sym.is_defined() && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED))
             {
                 continue;
             }
-            *slot = dy
-                .symbol_name(sym.name)
-                .ok()
-                .filter(|n| n.hash() != TLS_GET_ADDR_HASH || n.text() != b"__tls_get_addr")
-                .map(|name| Wanted { name, version: dy.version_of(r.sym).map(|(v, _)| dy.version_key(v)) });
+            *word |= 1 << (i % 64);
+        }
+        let mut out = Vec::with_capacity(wanted.iter().map(|w| w.count_ones() as usize).sum());
+        for (k, &word) in wanted.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let index = (k * 64 + bits.trailing_zeros() as usize) as u32;
+                bits &= bits - 1;
+                let Some(sym) = dy.sym(index) else { continue };
+                if let Some(name) = dy
+                    .symbol_name(sym.name)
+                    .ok()
+                    .filter(|n| n.hash() != TLS_GET_ADDR_HASH || n.text() != b"__tls_get_addr")
+                {
+                    let version = dy.version_of(index).map(|(v, _)| dy.version_key(v));
+                    out.push(Wanted { index, name, version });
+                }
+            }
         }
         out
     }
@@ -484,7 +499,7 @@ impl Object {
         &'s self,
         index: u32,
         scope: &process_scope::Scope,
-        wanted: &OnceCell<Vec<Option<Wanted<'s>>>>,
+        wanted: &OnceCell<Vec<Wanted<'s>>>,
         list: &[Dependency],
     ) -> Result<Target> {
         let dy = &self.dynamic;
@@ -503,7 +518,7 @@ impl Object {
             return Ok(self.own_target(&sym));
         }
         // Named once: by the walk of glibc's objects if it ran.
-        let known = wanted.get().and_then(|w| w.get(index as usize).copied().flatten());
+        let known = wanted.get().and_then(|w| w.binary_search_by_key(&index, |w| w.index).ok().map(|at| w[at]));
         let key = match known {
             Some(w) => w.name,
             None => dy.symbol_name(sym.name)?,

@@ -126,8 +126,8 @@ impl Drop for SystemLibrary {
 #[derive(Debug)]
 pub(crate) struct Scope {
     generation: Option<(u64, u64)>,
-    /// Per symbol index: what the walk of glibc's objects found for the name; computed by the
-    /// first lookup that misses the cache.
+    /// Per announced name (see [`Scope::pre`]): what the walk of glibc's objects found for it;
+    /// computed by the first lookup that misses the cache.
     pre: OnceCell<Vec<Pre>>,
     /// The objects (indices into the recorded tables, below 64) known to be in glibc's global
     /// scope.
@@ -139,10 +139,11 @@ pub(crate) struct Scope {
     snapshot: Option<Arc<Generation>>,
 }
 
-/// A name the relocation pass looks up in the global scope: its name and, for a versioned
-/// reference, the version.
+/// A name the relocation pass looks up in the global scope: its symbol index, its name and, for
+/// a versioned reference, the version.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Wanted<'n> {
+    pub(crate) index: u32,
     pub(crate) name: Name<'n>,
     pub(crate) version: Option<Name<'n>>,
 }
@@ -174,11 +175,12 @@ impl Scope {
     }
 
     /// What the walk found for symbol `index`; the first call walks glibc's objects with the
-    /// names `announce` gives (per symbol index, the name and version when the pass looks the
-    /// symbol up in the global scope, `None` otherwise).
-    fn pre<'n>(&self, index: u32, announce: &dyn Fn() -> &'n [Option<Wanted<'n>>]) -> Pre {
+    /// names `announce` gives (the symbols the pass looks up in the global scope, by
+    /// increasing index; the same list on every call).
+    fn pre<'n>(&self, index: u32, announce: &dyn Fn() -> &'n [Wanted<'n>]) -> Pre {
+        let wants = announce();
         let pre = self.pre.get_or_init(|| {
-            let walked = prepass(announce());
+            let walked = prepass(wants);
             if walked.generation.is_some() && walked.generation == self.generation {
                 self.global.set(walked.global);
                 self.fill.set(!walked.fresh);
@@ -187,7 +189,10 @@ impl Scope {
                 Vec::new() // glibc's objects changed since the snapshot: ask glibc
             }
         });
-        pre.get(index as usize).copied().unwrap_or(Pre::Ask)
+        match wants.binary_search_by_key(&index, |w| w.index) {
+            Ok(at) => pre.get(at).copied().unwrap_or(Pre::Ask),
+            Err(_) => Pre::Ask,
+        }
     }
 
     /// Looks symbol `index` (`name`) up in the process's global scope (`RTLD_DEFAULT`), with the
@@ -198,7 +203,7 @@ impl Scope {
         index: u32,
         name: Name<'_>,
         version: Option<Name<'_>>,
-        announce: &dyn Fn() -> &'n [Option<Wanted<'n>>],
+        announce: &dyn Fn() -> &'n [Wanted<'n>],
     ) -> Option<u64> {
         self.symbol(libc::RTLD_DEFAULT, index, name, version, announce)
     }
@@ -210,7 +215,7 @@ impl Scope {
         index: u32,
         name: Name<'_>,
         version: Option<Name<'_>>,
-        announce: &dyn Fn() -> &'n [Option<Wanted<'n>>],
+        announce: &dyn Fn() -> &'n [Wanted<'n>],
     ) -> Option<u64> {
         self.symbol(library.handle as *mut c_void, index, name, version, announce)
     }
@@ -224,7 +229,7 @@ impl Scope {
         index: u32,
         name: Name<'_>,
         version: Option<Name<'_>>,
-        announce: &dyn Fn() -> &'n [Option<Wanted<'n>>],
+        announce: &dyn Fn() -> &'n [Wanted<'n>],
     ) -> Option<u64> {
         let key = key_hash(handle as usize, name, version);
         if let (Some(snap), Some(g)) = (&self.snapshot, self.generation) {
@@ -292,7 +297,7 @@ fn mark_global(generation: (u64, u64), addr: u64) -> Option<u32> {
 /// What [`prepass`] found.
 struct Walked {
     generation: Option<(u64, u64)>,
-    /// Per symbol index.
+    /// Per wanted name.
     pre: Vec<Pre>,
     /// Bit `k`: recorded object `k` is known to be in the global scope.
     global: u64,
@@ -301,28 +306,31 @@ struct Walked {
 }
 
 /// Walks glibc's loaded objects (or the tables recorded for the same generation) once and
-/// says, per symbol index, what they define for the name `wants[i]` (see [`Pre`]).
-fn prepass(wants: &[Option<Wanted<'_>>]) -> Walked {
-    let names = wants.iter().enumerate().filter_map(|(i, w)| Some((i, (*w)?, Pre::Absent))).collect();
-    let mut walk =
-        Walk { names, generation: None, first: true, tables: Some(Vec::new()), cached: false, cached_global: 0 };
+/// says, per wanted name, what they define for it (see [`Pre`]).
+fn prepass(wants: &[Wanted<'_>]) -> Walked {
+    let pre = vec![Pre::Absent; wants.len()];
+    let mut walk = Walk {
+        wants,
+        pre,
+        generation: None,
+        first: true,
+        tables: Some(Vec::with_capacity(8)),
+        cached: false,
+        cached_global: 0,
+    };
     // The callback only reads what glibc passes for the duration of the call (the program
     // headers and, through them, the mapped dynamic section, GNU hash, symbol, string and
     // version tables of an object glibc keeps loaded while it holds its load lock, or the
     // tables recorded for the same generation of loaded objects), and writes `walk`.
     // SAFETY: as above; `walk` outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk<'_>).cast()) };
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut walk as *mut Walk<'_, '_>).cast()) };
     let mut global = walk.cached_global;
     if let (false, Some(g)) = (walk.cached, walk.generation) {
         let tables = walk.tables.take();
         global = tables.as_deref().map_or(0, global_bits);
         *TABLES.lock().unwrap_or_else(|e| e.into_inner()) = Some((g, tables));
     }
-    let mut pre = vec![Pre::Ask; wants.len()];
-    for (i, _, p) in walk.names {
-        pre[i] = p;
-    }
-    Walked { generation: walk.generation, pre, global, fresh: !walk.cached }
+    Walked { generation: walk.generation, pre: walk.pre, global, fresh: !walk.cached }
 }
 
 /// Bit `k` set when `tables[k]` is known to be in the global scope.
@@ -331,9 +339,10 @@ fn global_bits(tables: &[GnuTable]) -> u64 {
 }
 
 /// State of a [`prepass`].
-struct Walk<'n> {
-    /// Symbol index, name, and what the objects walked so far define for it.
-    names: Vec<(usize, Wanted<'n>, Pre)>,
+struct Walk<'w, 'n> {
+    wants: &'w [Wanted<'n>],
+    /// Per wanted name: what the objects walked so far define for it.
+    pre: Vec<Pre>,
     generation: Option<(u64, u64)>,
     first: bool,
     /// The tables of the objects walked, in order, for [`TABLES`]; `None` once an object
@@ -354,10 +363,10 @@ static TABLES: Mutex<Option<Tables>> = Mutex::new(None);
 /// A generation and its objects' GNU hash tables (`None`: some object has none).
 type Tables = ((u64, u64), Option<Vec<GnuTable>>);
 
-impl Walk<'_> {
+impl Walk<'_, '_> {
     /// Every wanted name goes to glibc (an object could not be checked).
     fn ask_all(&mut self) {
-        self.names.iter_mut().for_each(|n| n.2 = Pre::Ask);
+        self.pre.fill(Pre::Ask);
     }
 
     /// Updates what is known of every wanted name with object `object`'s table.
@@ -366,7 +375,7 @@ impl Walk<'_> {
     /// As [`GnuTable::may_define`].
     unsafe fn check(&mut self, table: &GnuTable, object: usize) {
         let object = u32::try_from(object).unwrap_or(u32::MAX);
-        for (_, w, p) in self.names.iter_mut() {
+        for (w, p) in self.wants.iter().zip(self.pre.iter_mut()) {
             // SAFETY: function contract.
             if matches!(p, Pre::Ask) || !unsafe { table.bloom_may_define(w.name.hash) } {
                 continue;
@@ -877,7 +886,7 @@ const STB_GNU_UNIQUE: u8 = object::elf::STB_GNU_UNIQUE;
 
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
     // SAFETY: glibc passes a valid info; `data` is the `Walk` of `prepass`.
-    let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk<'_>>()) };
+    let (info, walk) = unsafe { (&*info, &mut *data.cast::<Walk<'_, '_>>()) };
     // The first object is the program, always in the global scope.
     let program = walk.first;
     if walk.first {
@@ -987,12 +996,14 @@ struct Lookups {
 }
 
 impl Lookups {
-    /// Sized for a first library's lookups (libz makes ~70).
+    /// Small: a process's first load caches only `dlsym`'s answers (a few), and ~10 KiB
+    /// sized for a whole library's lookups would be fresh heap pages (page faults) on the
+    /// first load; the next load of the generation fills it (growing it).
     fn new() -> Lookups {
         Lookups {
-            newest: HashMap::with_capacity_and_hasher(128, BuildHasherDefault::default()),
-            entries: Vec::with_capacity(128),
-            bytes: Vec::with_capacity(2048),
+            newest: HashMap::with_capacity_and_hasher(8, BuildHasherDefault::default()),
+            entries: Vec::with_capacity(8),
+            bytes: Vec::with_capacity(256),
         }
     }
 
@@ -1418,8 +1429,11 @@ mod tests {
             (b"clock_gettime\0", b"GLIBC_2.17\0"),
             (b"malloc\0", b"GLIBC_9.99\0"),
         ];
-        let wants: Vec<Option<Wanted<'_>>> =
-            cases.iter().map(|(n, v)| Some(Wanted { name: name(n), version: Some(version(v)) })).collect();
+        let wants: Vec<Wanted<'_>> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (n, v))| Wanted { index: i as u32, name: name(n), version: Some(version(v)) })
+            .collect();
         // Other tests of this binary may load libraries meanwhile (a new generation: nothing
         // is bound exactly); retry until one round sees a single generation throughout.
         for _ in 0..20 {
@@ -1434,14 +1448,8 @@ mod tests {
             // Through a pass's scope: the answers, cached or not, are dlvsym's.
             let scope = Scope::now();
             let announce = || wants.as_slice();
-            let through_scope: Vec<_> = wants
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let w = w.unwrap();
-                    scope.global_symbol(i as u32, w.name, w.version, &announce)
-                })
-                .collect();
+            let through_scope: Vec<_> =
+                wants.iter().map(|w| scope.global_symbol(w.index, w.name, w.version, &announce)).collect();
             if generation() != Some(g) || first.generation != Some(g) || second.generation != Some(g) {
                 continue;
             }
