@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::image::Image;
 use crate::machine::Machine;
 use crate::plan::{self, Plan, Protection};
-use crate::process_scope::{self, SystemLibrary, Wanted};
+use crate::process_scope::{self, SystemLibrary, Wanted, WantedNames};
 use crate::relocate::tls::{self, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
@@ -452,7 +452,7 @@ impl Object {
     /// The symbols the relocation pass looks up in the global scope (a symbol-based relocation
     /// names it and `resolve` asks the global scope), by increasing index, with their names
     /// (and GNU hashes) and versions.
-    fn global_lookups(&self) -> Vec<Wanted<'_>> {
+    fn global_lookups(&self) -> WantedNames<'_> {
         let dy = &self.dynamic;
         // The symbols first (a bit each), then their names in index order, in a vector of
         // the exact size.
@@ -490,7 +490,7 @@ impl Object {
                 }
             }
         }
-        out
+        WantedNames::new(out, dy.sym_count())
     }
 
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
@@ -499,7 +499,7 @@ impl Object {
         &'s self,
         index: u32,
         scope: &process_scope::Scope,
-        wanted: &OnceCell<Vec<Wanted<'s>>>,
+        wanted: &OnceCell<WantedNames<'s>>,
         list: &[Dependency],
     ) -> Result<Target> {
         let dy = &self.dynamic;
@@ -518,7 +518,7 @@ impl Object {
             return Ok(self.own_target(&sym));
         }
         // Named once: by the walk of glibc's objects if it ran.
-        let known = wanted.get().and_then(|w| w.binary_search_by_key(&index, |w| w.index).ok().map(|at| w[at]));
+        let known = wanted.get().and_then(|w| w.get(index)).map(|(_, w)| w);
         let key = match known {
             Some(w) => w.name,
             None => dy.symbol_name(sym.name)?,
@@ -534,7 +534,7 @@ impl Object {
             Some(w) => w.version,
             None => version.map(|v| dy.version_key(v)),
         };
-        let announce = || wanted.get_or_init(|| self.global_lookups()).as_slice();
+        let announce = || wanted.get_or_init(|| self.global_lookups());
         if sym.kind() != elf::STT_TLS {
             if let Some(a) = scope.global_symbol(index, key, version_key, &announce) {
                 return Ok(Target::Addr(a));

@@ -148,6 +148,34 @@ pub(crate) struct Wanted<'n> {
     pub(crate) version: Option<Name<'n>>,
 }
 
+/// The names a relocation pass looks up in the global scope, by increasing symbol index, and
+/// where each symbol index's name is in that list.
+#[derive(Debug, Default)]
+pub(crate) struct WantedNames<'n> {
+    list: Vec<Wanted<'n>>,
+    /// Per symbol index: its place in `list` plus one, 0 when not looked up.
+    at: Vec<u16>,
+}
+
+impl<'n> WantedNames<'n> {
+    /// The list `list` (by increasing index) for a table of `sym_count` symbols.
+    pub(crate) fn new(list: Vec<Wanted<'n>>, sym_count: usize) -> WantedNames<'n> {
+        let mut at = vec![0u16; sym_count];
+        for (k, w) in list.iter().enumerate() {
+            if let (Some(slot), Ok(k)) = (at.get_mut(w.index as usize), u16::try_from(k + 1)) {
+                *slot = k;
+            }
+        }
+        WantedNames { list, at }
+    }
+
+    /// The place in the list of symbol `index`'s name, and the name.
+    pub(crate) fn get(&self, index: u32) -> Option<(usize, Wanted<'n>)> {
+        let k = usize::from(*self.at.get(index as usize)?).checked_sub(1)?;
+        self.list.get(k).map(|w| (k, *w))
+    }
+}
+
 /// What the walk of glibc's objects says about one name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pre {
@@ -177,10 +205,10 @@ impl Scope {
     /// What the walk found for symbol `index`; the first call walks glibc's objects with the
     /// names `announce` gives (the symbols the pass looks up in the global scope, by
     /// increasing index; the same list on every call).
-    fn pre<'n>(&self, index: u32, announce: &dyn Fn() -> &'n [Wanted<'n>]) -> Pre {
+    fn pre<'n>(&self, index: u32, announce: &dyn Fn() -> &'n WantedNames<'n>) -> Pre {
         let wants = announce();
         let pre = self.pre.get_or_init(|| {
-            let walked = prepass(wants);
+            let walked = prepass(&wants.list);
             if walked.generation.is_some() && walked.generation == self.generation {
                 self.global.set(walked.global);
                 self.fill.set(!walked.fresh);
@@ -189,10 +217,7 @@ impl Scope {
                 Vec::new() // glibc's objects changed since the snapshot: ask glibc
             }
         });
-        match wants.binary_search_by_key(&index, |w| w.index) {
-            Ok(at) => pre.get(at).copied().unwrap_or(Pre::Ask),
-            Err(_) => Pre::Ask,
-        }
+        wants.get(index).and_then(|(k, _)| pre.get(k).copied()).unwrap_or(Pre::Ask)
     }
 
     /// Looks symbol `index` (`name`) up in the process's global scope (`RTLD_DEFAULT`), with the
@@ -203,7 +228,7 @@ impl Scope {
         index: u32,
         name: Name<'_>,
         version: Option<Name<'_>>,
-        announce: &dyn Fn() -> &'n [Wanted<'n>],
+        announce: &dyn Fn() -> &'n WantedNames<'n>,
     ) -> Option<u64> {
         self.symbol(libc::RTLD_DEFAULT, index, name, version, announce)
     }
@@ -215,7 +240,7 @@ impl Scope {
         index: u32,
         name: Name<'_>,
         version: Option<Name<'_>>,
-        announce: &dyn Fn() -> &'n [Wanted<'n>],
+        announce: &dyn Fn() -> &'n WantedNames<'n>,
     ) -> Option<u64> {
         self.symbol(library.handle as *mut c_void, index, name, version, announce)
     }
@@ -229,7 +254,7 @@ impl Scope {
         index: u32,
         name: Name<'_>,
         version: Option<Name<'_>>,
-        announce: &dyn Fn() -> &'n [Wanted<'n>],
+        announce: &dyn Fn() -> &'n WantedNames<'n>,
     ) -> Option<u64> {
         let key = key_hash(handle as usize, name, version);
         if let (Some(snap), Some(g)) = (&self.snapshot, self.generation) {
@@ -1447,7 +1472,8 @@ mod tests {
             let second = prepass(&wants);
             // Through a pass's scope: the answers, cached or not, are dlvsym's.
             let scope = Scope::now();
-            let announce = || wants.as_slice();
+            let names = WantedNames::new(wants.clone(), wants.len());
+            let announce = || &names;
             let through_scope: Vec<_> =
                 wants.iter().map(|w| scope.global_symbol(w.index, w.name, w.version, &announce)).collect();
             if generation() != Some(g) || first.generation != Some(g) || second.generation != Some(g) {
