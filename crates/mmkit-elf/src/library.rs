@@ -43,9 +43,9 @@ const FIRST_READ: usize = 1024;
 /// GNU hash of `__tls_get_addr` (bound to mmkit's own, never looked up).
 const TLS_GET_ADDR_HASH: u32 = symbols::gnu_hash(b"__tls_get_addr");
 
-/// The runtime page size, from the kernel (`AT_PAGESZ`).
+/// The runtime page size, from the kernel (`AT_PAGESZ`, as the C library read it).
 pub fn page_size() -> u64 {
-    rustix::param::page_size() as u64
+    mmkit::page_size() as u64
 }
 
 /// Reads the ELF header and program headers of an opened source and plans its mappings for
