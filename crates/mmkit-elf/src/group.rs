@@ -21,6 +21,7 @@ use crate::namespace::{Namespace, Resolved};
 use crate::process_scope::SystemLibrary;
 use crate::source::{OpenSource, Source};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
@@ -30,7 +31,30 @@ static INIT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// The libraries a namespace has mapped, by identity, with their handle counts.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    loaded: Mutex<HashMap<Key, Entry>>,
+    loaded: Mutex<Loaded>,
+}
+
+/// The libraries of a registry, by identity.
+type Loaded = HashMap<Key, Entry, BuildHasherDefault<IdentityHasher>>;
+
+/// The registry's hasher. Its keys are file identities the kernel gives (device, inode,
+/// offset), which a caller does not choose; std's `RandomState` would cost a `getrandom` system
+/// call on a process's first load.
+#[derive(Debug, Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
 }
 
 #[derive(Debug)]
@@ -104,7 +128,7 @@ impl Drop for LoadGuard {
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Loaded> {
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -138,12 +162,12 @@ impl Registry {
 }
 
 /// Removes and returns the libraries no handle, pin or remaining library needs.
-fn sweep(map: &mut HashMap<Key, Entry>) -> Vec<Arc<Object>> {
+fn sweep(map: &mut Loaded) -> Vec<Arc<Object>> {
     sweep_failed(map, &[])
 }
 
 /// [`sweep`], where the libraries of a failed load (`failed`) do not stay for being pinned.
-fn sweep_failed(map: &mut HashMap<Key, Entry>, failed: &[Key]) -> Vec<Arc<Object>> {
+fn sweep_failed(map: &mut Loaded, failed: &[Key]) -> Vec<Arc<Object>> {
     let mut live: Vec<Key> = map
         .iter()
         .filter(|(k, e)| {

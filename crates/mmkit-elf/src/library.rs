@@ -7,13 +7,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::image::Image;
 use crate::machine::Machine;
 use crate::plan::{self, Plan, Protection};
-use crate::process_scope::{self, SystemLibrary};
+use crate::process_scope::{self, SystemLibrary, Wanted, WantedNames};
 use crate::relocate::tls::{self, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::symbols::{self, SymbolKind, Want};
 use crate::system::SystemOpened;
 use object::elf;
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -42,9 +43,9 @@ const FIRST_READ: usize = 1024;
 /// GNU hash of `__tls_get_addr` (bound to mmkit's own, never looked up).
 const TLS_GET_ADDR_HASH: u32 = symbols::gnu_hash(b"__tls_get_addr");
 
-/// The runtime page size, from the kernel (`AT_PAGESZ`).
+/// The runtime page size, from the kernel (`AT_PAGESZ`, as the C library read it).
 pub fn page_size() -> u64 {
-    rustix::param::page_size() as u64
+    mmkit::page_size() as u64
 }
 
 /// Reads the ELF header and program headers of an opened source and plans its mappings for
@@ -260,11 +261,14 @@ impl Object {
         // snapshot of glibc's scope for the whole pass.
         let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
         let scope = process_scope::Scope::now();
+        // The names the pass looks up in the global scope, named (and hashed) once, when the
+        // first lookup misses the cache.
+        let wanted = OnceCell::new();
         let mut resolve = |index: u32| -> Result<Target> {
             if let Some(Some(t)) = cache.get(index as usize) {
                 return Ok(*t);
             }
-            let t = self.resolve(index, &scope, scope_list)?;
+            let t = self.resolve(index, &scope, &wanted, scope_list)?;
             if let Some(slot) = cache.get_mut(index as usize) {
                 *slot = Some(t);
             }
@@ -445,38 +449,59 @@ impl Object {
         }
     }
 
-    /// Per symbol index: the GNU hash of the name when the relocation pass looks the symbol up
-    /// in the global scope (a symbol-based relocation names it and `resolve` asks
-    /// the global scope), `None` otherwise.
-    fn global_lookups(&self) -> Vec<Option<u32>> {
+    /// The symbols the relocation pass looks up in the global scope (a symbol-based relocation
+    /// names it and `resolve` asks the global scope), by increasing index, with their names
+    /// (and GNU hashes) and versions.
+    fn global_lookups(&self) -> WantedNames<'_> {
         let dy = &self.dynamic;
-        let mut out = vec![None; dy.sym_count()];
+        // The symbols first (a bit each), then their names in index order, in a vector of
+        // the exact size.
+        let mut wanted = vec![0u64; dy.sym_count().div_ceil(64)];
         for r in dy.relocations() {
             if r.sym == 0 || !crate::relocate::host_kind(r.r_type).binds_address() {
                 continue;
             }
-            let (Some(slot), Some(sym)) = (out.get_mut(r.sym as usize), dy.sym(r.sym)) else {
+            let i = r.sym as usize;
+            let (Some(word), Some(sym)) = (wanted.get_mut(i / 64), dy.sym(r.sym)) else {
                 continue;
             };
             // The symbols `resolve` binds without asking the global scope.
-            if slot.is_some()
-                || sym.kind() == elf::STT_TLS
+            if sym.kind() == elf::STT_TLS
                 || (sym.is_defined() && (sym.bind() == elf::STB_LOCAL || sym.visibility() == elf::STV_PROTECTED))
             {
                 continue;
             }
-            *slot = dy
-                .symbol_name(sym.name)
-                .ok()
-                .filter(|n| n.hash() != TLS_GET_ADDR_HASH || n.text() != b"__tls_get_addr")
-                .map(|n| n.hash());
+            *word |= 1 << (i % 64);
         }
-        out
+        let mut out = Vec::with_capacity(wanted.iter().map(|w| w.count_ones() as usize).sum());
+        for (k, &word) in wanted.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let index = (k * 64 + bits.trailing_zeros() as usize) as u32;
+                bits &= bits - 1;
+                let Some(sym) = dy.sym(index) else { continue };
+                if let Some(name) = dy
+                    .symbol_name(sym.name)
+                    .ok()
+                    .filter(|n| n.hash() != TLS_GET_ADDR_HASH || n.text() != b"__tls_get_addr")
+                {
+                    let version = dy.version_of(index).map(|(v, _)| dy.version_key(v));
+                    out.push(Wanted { index, name, version });
+                }
+            }
+        }
+        WantedNames::new(out, dy.sym_count())
     }
 
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
     /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
-    fn resolve(&self, index: u32, scope: &process_scope::Scope, list: &[Dependency]) -> Result<Target> {
+    fn resolve<'s>(
+        &'s self,
+        index: u32,
+        scope: &process_scope::Scope,
+        wanted: &OnceCell<WantedNames<'s>>,
+        list: &[Dependency],
+    ) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = dy.sym(index).ok_or_else(|| {
             Error::new("relocate", ErrorKind::BadDynamic, format!("symbol index {index} out of range"))
@@ -492,7 +517,12 @@ impl Object {
             // Not interposable.
             return Ok(self.own_target(&sym));
         }
-        let key = dy.symbol_name(sym.name)?;
+        // Named once: by the walk of glibc's objects if it ran.
+        let known = wanted.get().and_then(|w| w.get(index)).map(|(_, w)| w);
+        let key = match known {
+            Some(w) => w.name,
+            None => dy.symbol_name(sym.name)?,
+        };
         if key.hash() == TLS_GET_ADDR_HASH && key.text() == b"__tls_get_addr" {
             return Ok(Target::Addr(tls::tls_get_addr as *const () as usize as u64));
         }
@@ -500,14 +530,17 @@ impl Object {
             return Ok(Target::Addr(crate::relocate::atexit::thread_atexit as *const () as usize as u64));
         }
         let version = dy.version_of(index).map(|(v, _)| v);
-        let version_key = version.map(|v| dy.version_key(v));
-        let announce = || self.global_lookups();
+        let version_key = match known {
+            Some(w) => w.version,
+            None => version.map(|v| dy.version_key(v)),
+        };
+        let announce = || wanted.get_or_init(|| self.global_lookups());
         if sym.kind() != elf::STT_TLS {
             if let Some(a) = scope.global_symbol(index, key, version_key, &announce) {
                 return Ok(Target::Addr(a));
             }
         }
-        if self.defines_first(&sym, version.is_some(), list) {
+        if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {
             return Ok(self.own_target(&sym));
         }
         let name = dy.sym_name(index)?;
@@ -548,11 +581,16 @@ impl Object {
 
     /// Whether the search list's lookup would find `sym` itself, the library's own definition
     /// that a reference of its own names: the list starts with this library (the library being
-    /// opened binds in its own table first), and `sym` is a definition `symbols::lookup` accepts
-    /// with the reference's own name and version (versioned, or in a library without versions,
-    /// where no other definition of the name can come first). Saves the name and version
-    /// strings and the hash-table walk for every reference to the library's own exports.
-    fn defines_first(&self, sym: &Sym, versioned: bool, list: &[Dependency]) -> bool {
+    /// opened binds in its own table first), and `sym` (symbol `index`, whose name has GNU hash
+    /// `hash`) is a definition `symbols::lookup` accepts with the reference's own name and
+    /// version, and the first one it meets: versioned (the version names exactly this
+    /// definition), or in a library without versions (no other definition of the name), or
+    /// unversioned with no symbol of the same hash before it in its GNU hash chain (glibc's
+    /// `check_match` accepts a definition without a version at once, as `symbols::lookup`
+    /// does, and only a symbol of the same hash met before could be accepted before it).
+    /// Saves the name and version strings and the hash-table walk for every reference to the
+    /// library's own exports.
+    fn defines_first(&self, index: u32, sym: &Sym, hash: u32, versioned: bool, list: &[Dependency]) -> bool {
         let first_is_self = matches!(list.first(), Some(Dependency::Mmkit(w)) if std::ptr::eq(w.as_ptr(), self));
         first_is_self
             && sym.is_defined()
@@ -563,7 +601,36 @@ impl Object {
             )
             && sym.visibility() != elf::STV_HIDDEN
             && sym.visibility() != elf::STV_INTERNAL
-            && (versioned || !self.dynamic.has_versions())
+            && (versioned || !self.dynamic.has_versions() || self.first_of_its_hash(index, hash))
+    }
+
+    /// Whether symbol `index` is in the GNU hash chain of `hash` and no symbol before it there
+    /// has the same hash.
+    fn first_of_its_hash(&self, index: u32, hash: u32) -> bool {
+        let dy = &self.dynamic;
+        let Some(gh) = &dy.gnu_hash else { return false };
+        let nbuckets = gh.buckets.len() as u32;
+        if nbuckets == 0 {
+            return false;
+        }
+        let Some(mut i) = dy.image.get(&gh.buckets, (hash % nbuckets) as usize).map(u32::from_le) else {
+            return false;
+        };
+        if i < gh.symoffset || i > index {
+            return false;
+        }
+        loop {
+            let Some(chain) = dy.image.get(&gh.chains, (i - gh.symoffset) as usize).map(u32::from_le) else {
+                return false;
+            };
+            if i == index {
+                return chain | 1 == hash | 1;
+            }
+            if chain | 1 == hash | 1 || chain & 1 != 0 {
+                return false;
+            }
+            i += 1;
+        }
     }
 
     /// The library's file name (`libfoo.so`).

@@ -50,10 +50,21 @@ pub(crate) unsafe fn android_mremap(
     }
 }
 
-/// `sysconf(_SC_PAGESIZE)`, read once from the auxiliary vector.
+/// `sysconf(_SC_PAGESIZE)` (the C library's copy of the auxiliary vector's `AT_PAGESZ`), read
+/// once. Not rustix's `param::page_size`: on its raw-Linux backend its first call asks the
+/// kernel (`prctl(PR_GET_AUXV)`), a system call in a process's first library load.
 #[doc(alias = "getpagesize")]
 pub(crate) fn page_size() -> usize {
-    rustix::param::page_size()
+    static PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let cached = PAGE.load(std::sync::atomic::Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf takes no pointer; _SC_PAGESIZE is always answered.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = usize::try_from(page).ok().filter(|p| p.is_power_of_two()).unwrap_or_else(rustix::param::page_size);
+    PAGE.store(page, std::sync::atomic::Ordering::Relaxed);
+    page
 }
 
 /// The transparent huge page (PMD) size, from
