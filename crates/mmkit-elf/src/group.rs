@@ -18,10 +18,10 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::{Dependency, Key, Library, Object};
 use crate::namespace::{Namespace, Resolved};
-use crate::process_scope::SystemLibrary;
+use crate::process_scope::{FxHasher, SystemLibrary};
 use crate::source::{OpenSource, Source};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
@@ -35,27 +35,7 @@ pub(crate) struct Registry {
 }
 
 /// The libraries of a registry, by identity.
-type Loaded = HashMap<Key, Entry, BuildHasherDefault<IdentityHasher>>;
-
-/// The registry's hasher. Its keys are file identities the kernel gives (device, inode,
-/// offset), which a caller does not choose; std's `RandomState` would cost a `getrandom` system
-/// call on a process's first load.
-#[derive(Debug, Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
+type Loaded = HashMap<Key, Entry, BuildHasherDefault<FxHasher>>;
 
 #[derive(Debug)]
 struct Entry {

@@ -1008,7 +1008,7 @@ impl Entry {
 /// snapshot shares it is three flat copies).
 #[derive(Debug, Clone)]
 struct Lookups {
-    newest: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    newest: HashMap<u64, u32, BuildHasherDefault<FxHasher>>,
     entries: Vec<Entry>,
     bytes: Vec<u8>,
 }
@@ -1056,21 +1056,23 @@ impl Lookups {
 /// The cached lookups of a generation.
 type Generation = ((u64, u64), Lookups);
 
-/// The keys are already hashes: pass them through.
+/// The crate's hasher for keys a caller does not choose (symbol hashes here, file identities
+/// in the registry): an Fx-style multiply per word. std's `RandomState` would cost a
+/// `getrandom` system call on a process's first load.
 #[derive(Debug, Default, Clone)]
-struct PreHashed(u64);
+pub(crate) struct FxHasher(u64);
 
-impl Hasher for PreHashed {
+impl Hasher for FxHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+            self.write_u64(u64::from(b));
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 

@@ -1413,23 +1413,28 @@ VmFlags: rd wr mr mw me lo ac
         let text = std::fs::read("/proc/self/smaps").unwrap();
         let whole = parse_smaps(&text).unwrap();
         for piece in [1usize, 7, 100, 4096] {
-            let mut p = SmapsParser::default();
-            let mut got = Vec::new();
-            let mut keep = |e: &mut SmapsEntry| {
-                got.push(e.clone());
-                ControlFlow::Continue(())
-            };
-            let mut rest = &text[..];
-            while !rest.is_empty() {
-                // Cut after the first newline at or beyond `piece` bytes, as the reader does.
-                let cut = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
-                let n = cut.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
-                assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
-                rest = &rest[n..];
-            }
-            assert!(p.finish(&mut keep).is_continue());
-            assert_eq!(got, whole, "pieces of {piece} bytes");
+            assert_eq!(parse_in_pieces(&text, piece), whole, "pieces of {piece} bytes");
         }
+    }
+
+    /// `text` fed to one parser in pieces cut after the first newline at or beyond `piece`
+    /// bytes, as the reader does; the areas it reports.
+    fn parse_in_pieces(text: &[u8], piece: usize) -> Vec<SmapsEntry> {
+        let mut p = SmapsParser::default();
+        let mut got = Vec::new();
+        let mut keep = |e: &mut SmapsEntry| {
+            got.push(e.clone());
+            ControlFlow::Continue(())
+        };
+        let mut rest = text;
+        while !rest.is_empty() {
+            let cut = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
+            let n = cut.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
+            assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
+            rest = &rest[n..];
+        }
+        assert!(p.finish(&mut keep).is_continue());
+        got
     }
 
     /// A counter line in the kernel's layout (the name padded to 16 bytes with its colon, the
@@ -1470,20 +1475,7 @@ VmFlags: rd wr mr mw me lo ac
         assert_eq!(got.iter().map(|e| &e.stats).collect::<Vec<_>>(), want.iter().collect::<Vec<_>>());
         assert!(got.iter().all(|e| e.thp_eligible == Some(true) && e.protection_key == Some(7)));
         for piece in [1usize, 30, 200] {
-            let mut p = SmapsParser::default();
-            let mut seen = Vec::new();
-            let mut keep = |e: &mut SmapsEntry| {
-                seen.push(e.stats.clone());
-                ControlFlow::Continue(())
-            };
-            let mut rest = text.as_bytes();
-            while !rest.is_empty() {
-                let n = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
-                let n = n.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
-                assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
-                rest = &rest[n..];
-            }
-            assert!(p.finish(&mut keep).is_continue());
+            let seen: Vec<_> = parse_in_pieces(text.as_bytes(), piece).into_iter().map(|e| e.stats).collect();
             assert_eq!(seen, want, "pieces of {piece} bytes");
         }
     }
@@ -1519,21 +1511,7 @@ VmFlags: rd wr mr mw me lo ac
         assert_eq!((want[3].stats.locked, want[6].stats.size, want[9].stats.other.len()), (8, 123_456_789, 1));
         // Cut anywhere at a line's end, too.
         for piece in [1usize, 100, 700] {
-            let mut p = SmapsParser::default();
-            let mut got = Vec::new();
-            let mut keep = |e: &mut SmapsEntry| {
-                got.push(e.clone());
-                ControlFlow::Continue(())
-            };
-            let mut rest = text.as_bytes();
-            while !rest.is_empty() {
-                let n = rest.iter().skip(piece.min(rest.len() - 1)).position(|&b| b == b'\n');
-                let n = n.map_or(rest.len(), |i| piece.min(rest.len() - 1) + i + 1);
-                assert!(p.feed(&rest[..n], &mut keep).unwrap().is_continue());
-                rest = &rest[n..];
-            }
-            assert!(p.finish(&mut keep).is_continue());
-            assert_eq!(got, want, "pieces of {piece} bytes");
+            assert_eq!(parse_in_pieces(text.as_bytes(), piece), want, "pieces of {piece} bytes");
         }
     }
 
