@@ -183,16 +183,10 @@ const DIGIT_PAIRS: [u8; 200] = {
 };
 
 /// `v` in decimal, written at the end of `buf`: the digits.
-pub fn dec(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[i..];
-        }
-    }
+pub fn dec(buf: &mut [u8; 20], v: u64) -> &[u8] {
+    let from = buf.len() - dec_len(v);
+    write_digits::<10>(&mut buf[from..], v);
+    &buf[from..]
 }
 
 /// `v` in decimal at the start of `buf`: the number of digits.
@@ -211,10 +205,7 @@ pub fn dec_len(v: u64) -> usize {
 /// `v` in lowercase hex, zero-padded to `min` digits (at most 16), written into `buf`.
 pub fn hex(buf: &mut [u8; 16], v: u64, min: usize) -> &[u8] {
     let n = hex_len(v, min);
-    for (i, b) in buf[..n].iter_mut().enumerate() {
-        let d = ((v >> (4 * (n - 1 - i))) & 0xf) as u8;
-        *b = if d < 10 { b'0' + d } else { b'a' + d - 10 };
-    }
+    write_digits::<16>(&mut buf[..n], v);
     &buf[..n]
 }
 
