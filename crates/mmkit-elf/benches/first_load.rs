@@ -12,7 +12,8 @@
 //! Prints, per library and state, the median and the spread (min..max) of each peer and the
 //! ratio of medians mmkit/glibc. Figures taken on a loaded machine are provisional.
 //!
-//! Run: `cargo bench -p mmkit-elf --bench first_load` (`-- --samples N`, default 31).
+//! Run: `cargo bench -p mmkit-elf --bench first_load` (`-- --samples N`, default 31). Each
+//! peer's samples are also printed as a `BENCH {...}` JSON line, which `scripts/bench` reads.
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -143,6 +144,10 @@ fn main() {
                     };
                     times[peer].push(t);
                 }
+            }
+            // One record per peer, sample by sample, for scripts/bench (ratios per sample).
+            for (peer, t) in ["mmkit", "glibc", "c_program"].iter().zip(&times) {
+                println!("BENCH {{\"case\":\"{label}\",\"state\":\"{state}\",\"peer\":\"{peer}\",\"ns\":{t:?}}}");
             }
             let [m, g, c] = times.map(stats);
             println!(

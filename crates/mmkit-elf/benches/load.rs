@@ -133,6 +133,7 @@ fn residency(path: &Path, a: &str, b: &str) {
         libc::dlclose(h);
         counted
     };
+    println!("BENCH {{\"case\":\"{name}\",\"present_mmkit\":{mp},\"present_glibc\":{gp}}}");
     println!(
         "resident after load, {name}: mmkit {mr}/{mt} resident (mincore), {mp} present (pagemap); \
          glibc {gr}/{gt} resident, {gp} present; present ratio {:.2}",
@@ -154,7 +155,8 @@ fn minflt() -> u64 {
 /// alternating (and alternating which goes first), the median of the per-round ratios; plus
 /// the page faults per cycle, as the kernel counts them.
 fn interleaved(path: &Path, a: &str, b: &str) {
-    const ROUNDS: usize = 31;
+    // scripts/bench sets MMKIT_BENCH_ROUNDS (a short run); 31 by default.
+    let rounds = std::env::var("MMKIT_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(31usize);
     const CYCLES: u32 = 500;
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let (cp, ca, cb) =
@@ -167,7 +169,7 @@ fn interleaved(path: &Path, a: &str, b: &str) {
         (t.elapsed().as_secs_f64() * 1e6 / f64::from(CYCLES), (minflt() - f0) as f64 / f64::from(CYCLES))
     };
     let (mut ours, mut theirs, mut ratios, mut faults) = (Vec::new(), Vec::new(), Vec::new(), (0.0, 0.0));
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let (m, g) = if round % 2 == 0 {
             let m = time(true);
             (m, time(false))
@@ -178,15 +180,19 @@ fn interleaved(path: &Path, a: &str, b: &str) {
         ours.push(m.0);
         theirs.push(g.0);
         ratios.push(m.0 / g.0);
-        faults = (faults.0 + m.1 / ROUNDS as f64, faults.1 + g.1 / ROUNDS as f64);
+        faults = (faults.0 + m.1 / rounds as f64, faults.1 + g.1 / rounds as f64);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2], v[v.len() / 4], v[v.len() * 3 / 4])
     };
+    println!(
+        "BENCH {{\"case\":\"{name}\",\"ratios\":{ratios:?},\"faults_mmkit\":{},\"faults_glibc\":{}}}",
+        faults.0, faults.1
+    );
     let (r, r_lo, r_hi) = median(&mut ratios);
     println!(
-        "interleaved, {name}: mmkit {:.2} µs, glibc {:.2} µs per cycle (medians of {ROUNDS} alternating rounds \
+        "interleaved, {name}: mmkit {:.2} µs, glibc {:.2} µs per cycle (medians of {rounds} alternating rounds \
          of {CYCLES}); ratio {r:.3} (quartiles {r_lo:.3}-{r_hi:.3}); page faults per cycle (getrusage: includes the ones \
          MAP_POPULATE takes inside mmap): mmkit {:.1}, glibc {:.1}",
         median(&mut ours).0,
@@ -228,6 +234,10 @@ fn bench(c: &mut Criterion) {
     }
     for (path, a, b) in &cases {
         interleaved(path, a, b);
+    }
+    if std::env::var_os("MMKIT_BENCH_QUICK").is_some() {
+        // scripts/bench: the interleaved report only.
+        return;
     }
     let mut group = c.benchmark_group("open_lookup2_close");
     // The first benchmark of a group measured slow whichever loader it ran (criterion's own

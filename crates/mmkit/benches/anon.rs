@@ -360,6 +360,8 @@ fn report_touch(rounds: usize) {
         println!("  per round: thp ms {:?}", round(&thp));
         println!("  per round: thp_populate ms {:?}", round(&pop));
         println!("  per round: base/thp {:?}", round(&r_thp));
+        bench_line(&format!("first_touch_{mode}"), "base_4KiB", &base, &[]);
+        bench_line(&format!("first_touch_{mode}"), "mmkit_thp", &thp, &[]);
     }
     let (huge, aligned) = seen.unwrap_or((0, false));
     println!(
@@ -499,6 +501,8 @@ fn report_growth(rounds: usize) {
     );
     println!("  per round: glibc ms {:?}", round(&gl));
     println!("  per round: mapalloc ms {:?}", round(&ma));
+    bench_line("realloc_growth", "glibc", &gl, &[]);
+    bench_line("realloc_growth", "mapalloc", &ma, &[]);
 }
 
 fn benches(c: &mut Criterion) {
