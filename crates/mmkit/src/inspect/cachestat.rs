@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
 
-use super::file_residency::{open, regular_file_len, residency_of_file};
+use super::file_residency::{open, regular_file_len, residency_of_len};
 use crate::error::{Error, Result};
 
 /// Where a [`CacheStat`]'s numbers came from.
@@ -61,8 +61,8 @@ static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
 /// could write). An empty file has 0 pages.
 pub fn cachestat(path: impl AsRef<Path>) -> Result<CacheStat> {
     let path = path.as_ref();
-    let file = open(path)?;
-    cachestat_of(&file).map_err(|e| e.with_path(path))
+    let (file, len) = open(path)?;
+    cachestat_of_len(&file, len).map_err(|e| e.with_path(path))
 }
 
 /// [`cachestat`] of many files, spread over `threads` threads (0: one per CPU); results in the
@@ -82,7 +82,11 @@ pub fn cachestat_files<P: AsRef<Path> + Sync>(
 
 /// Page-cache counts of an open file (see [`cachestat`]).
 pub fn cachestat_of(file: &File) -> Result<CacheStat> {
-    let len = regular_file_len(file)?;
+    cachestat_of_len(file, regular_file_len(file)?)
+}
+
+/// [`cachestat_of`] an open regular file of `len` bytes.
+fn cachestat_of_len(file: &File, len: u64) -> Result<CacheStat> {
     let page = crate::page::page_size() as u64;
     let pages = len.div_ceil(page);
     if pages == 0 {
@@ -118,7 +122,7 @@ pub fn cachestat_of(file: &File) -> Result<CacheStat> {
             Err(e) => return Err(Error::os("cachestat", e).with_range(0, pages * page)),
         }
     }
-    let r = residency_of_file(file)?;
+    let r = residency_of_len(file, len)?;
     Ok(CacheStat {
         len,
         pages,

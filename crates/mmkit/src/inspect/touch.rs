@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::io::Errno;
 
-use super::file_residency::{open, regular_file_len};
+use super::file_residency::open;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::inspect::{fadvise, pread_full, FileAdvice, ReadAdvice, Window};
 
@@ -123,8 +123,7 @@ fn next_chunk<P: AsRef<Path>>(
         let i = q.next_path;
         let p = paths.get(i)?.as_ref();
         q.next_path += 1;
-        let opened = open(p).and_then(|f| regular_file_len(&f).map(|len| (f, len)).map_err(|e| e.with_path(p)));
-        match opened {
+        match open(p) {
             Ok((f, len)) => {
                 record(i, Ok(len.div_ceil(page)));
                 q.current = Some((i, Arc::new(f), len, 0));
@@ -176,8 +175,7 @@ fn touch_range_by_reading(file: &File, off: u64, len: u64) -> Result<()> {
 /// pages mapped by some process stay as well.
 pub fn evict(path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let file = open(path)?;
-    regular_file_len(&file).map_err(|e| e.with_path(path))?;
+    let (file, _) = open(path)?;
     fadvise(&file, 0, 0, FileAdvice::DontNeed)
         .map_err(|e| Error::os("posix_fadvise(POSIX_FADV_DONTNEED)", e).with_path(path))
 }
@@ -210,8 +208,7 @@ impl LockedFile {
 /// [`wait_for_termination_signal`].
 pub fn lock(path: impl AsRef<Path>) -> Result<LockedFile> {
     let path = path.as_ref();
-    let file = open(path)?;
-    let len = regular_file_len(&file).map_err(|e| e.with_path(path))?;
+    let (file, len) = open(path)?;
     let page = crate::page::page_size() as u64;
     let window = super::WINDOW - super::WINDOW % page;
     let mut windows = Vec::new();
