@@ -452,20 +452,25 @@ fn report_mixed(rounds: usize) {
     );
 }
 
-/// `MMKIT_BENCH_ALLOC=glibc|mapalloc|jemalloc|mimalloc` (scripts/bench): this process runs the
+/// `MMKIT_BENCH_ALLOC=glibc|mapalloc|mapalloc_resident|jemalloc|mimalloc` (scripts/bench): this process runs the
 /// mixed workload twice with that allocator only (a first run and one reusing what the first
 /// left), and prints the time of both and the process's whole footprint: peak RSS (`VmHWM`)
 /// above the RSS before the first run, memory the allocator retains included. Every allocator
 /// gets the same fresh process layout; scripts/bench alternates them round by round.
+/// `mapalloc_resident` is MapAlloc with a resident cache of `MMKIT_BENCH_RESIDENT_MIB` MiB
+/// (default 64): freed blocks keep their pages up to that budget, as mimalloc keeps its pages.
 fn report_one_alloc(name: &str) {
     let a = mapalloc();
+    let budget: usize = std::env::var("MMKIT_BENCH_RESIDENT_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let ar = mapalloc().with_resident_cache(budget * MIB).with_max_cached((budget * MIB).max(64 * MIB));
     let (je, mi) = (Global(tikv_jemallocator::Jemalloc), Global(mimalloc::MiMalloc));
     let alloc: &dyn Alloc = match name {
         "glibc" => &Glibc,
         "mapalloc" => &a,
+        "mapalloc_resident" => &ar,
         "jemalloc" => &je,
         "mimalloc" => &mi,
-        other => panic!("MMKIT_BENCH_ALLOC={other}: use glibc, mapalloc, jemalloc or mimalloc"),
+        other => panic!("MMKIT_BENCH_ALLOC={other}: use glibc, mapalloc, mapalloc_resident, jemalloc or mimalloc"),
     };
     let peer = if name == "glibc" { glibc_name() } else { name };
     let rss0 = status_kib("VmRSS:");
