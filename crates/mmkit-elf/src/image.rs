@@ -561,6 +561,7 @@ fn name_bss(addr: u64, len: u64, name: &str) {
 }
 
 /// Why an access of `len` bytes at link-time `vaddr` was refused.
+#[cold]
 fn outside(vaddr: u64, len: u64, write: bool) -> String {
     format!(
         "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
