@@ -258,19 +258,22 @@ impl Object {
     /// Protects RELRO and registers the unwind tables.
     pub(crate) fn relocate(&self, scope_list: &[Dependency], unwind_all: bool) -> Result<()> {
         // One binding per symbol index (many relocations name the same symbol), and one
-        // snapshot of glibc's scope for the whole pass.
-        let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
+        // snapshot of glibc's scope for the whole pass. The binding is kept as the address
+        // (8 bytes a symbol, not a `Target`'s 24: fresh heap pages are page faults on a
+        // process's first load); IFUNC and TLS targets, rarely named twice, are resolved again.
+        const UNBOUND: u64 = u64::MAX;
+        let mut cache: Vec<u64> = vec![UNBOUND; self.dynamic.sym_count()];
         let scope = process_scope::Scope::now();
         // The names the pass looks up in the global scope, named (and hashed) once, when the
         // first lookup misses the cache.
         let wanted = OnceCell::new();
         let mut resolve = |index: u32| -> Result<Target> {
-            if let Some(Some(t)) = cache.get(index as usize) {
-                return Ok(*t);
+            if let Some(&a) = cache.get(index as usize).filter(|&&a| a != UNBOUND) {
+                return Ok(Target::Addr(a));
             }
             let t = self.resolve(index, &scope, &wanted, scope_list)?;
-            if let Some(slot) = cache.get_mut(index as usize) {
-                *slot = Some(t);
+            if let (Target::Addr(a), Some(slot)) = (t, cache.get_mut(index as usize)) {
+                *slot = a;
             }
             Ok(t)
         };

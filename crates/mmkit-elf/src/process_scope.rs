@@ -981,7 +981,7 @@ struct Entry {
     handle: usize,
     /// Where the name (with its NUL) starts in [`Lookups::bytes`]; the version (with its NUL)
     /// follows it.
-    at: usize,
+    at: u32,
     name_len: u32,
     /// 0: no version (a version has at least its NUL).
     version_len: u32,
@@ -992,7 +992,7 @@ struct Entry {
 
 impl Entry {
     fn is(&self, bytes: &[u8], handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
-        let (at, n, v) = (self.at, self.name_len as usize, self.version_len as usize);
+        let (at, n, v) = (self.at as usize, self.name_len as usize, self.version_len as usize);
         self.handle == handle as usize
             && bytes.get(at..at + n) == Some(name.bytes)
             && match version {
@@ -1015,11 +1015,12 @@ struct Lookups {
 
 impl Lookups {
     /// Sized for a small library's lookups (libz makes ~55): larger would be fresh heap pages
-    /// (page faults) on a process's first load.
+    /// (page faults) on a process's first load. The map keeps at most 7/8 of its buckets full:
+    /// 56 entries fill 64 buckets (a capacity of 64 would take 128).
     fn new() -> Lookups {
         Lookups {
-            newest: HashMap::with_capacity_and_hasher(64, BuildHasherDefault::default()),
-            entries: Vec::with_capacity(64),
+            newest: HashMap::with_capacity_and_hasher(56, BuildHasherDefault::default()),
+            entries: Vec::with_capacity(56),
             bytes: Vec::with_capacity(1024),
         }
     }
@@ -1036,14 +1037,14 @@ impl Lookups {
     }
 
     fn insert(&mut self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>, found: Option<u64>) {
-        let (Ok(index), Ok(name_len), Ok(version_len)) = (
+        let (Ok(index), Ok(at), Ok(name_len), Ok(version_len)) = (
             u32::try_from(self.entries.len()),
+            u32::try_from(self.bytes.len()),
             u32::try_from(name.bytes.len()),
             u32::try_from(version.map_or(0, |v| v.bytes.len())),
         ) else {
             return; // not cached
         };
-        let at = self.bytes.len();
         self.bytes.extend_from_slice(name.bytes);
         if let Some(v) = version {
             self.bytes.extend_from_slice(v.bytes);
