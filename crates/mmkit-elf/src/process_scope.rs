@@ -330,7 +330,8 @@ fn prepass(wants: &[Wanted<'_>]) -> Walked {
         pre,
         generation: None,
         first: true,
-        tables: Some(Vec::with_capacity(8)),
+        // A process has a handful of objects (the program, the vDSO, libgcc_s, libc, ld.so).
+        tables: Some(Vec::with_capacity(6)),
         cached: false,
         cached_global: 0,
     };
