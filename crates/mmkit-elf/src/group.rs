@@ -333,8 +333,8 @@ fn load_group<'ns>(
         let mut deps = Vec::new();
         for name in obj.needed_names() {
             let name = name?;
-            if let Some(sys) = SystemLibrary::if_loaded(name) {
-                deps.push(Dependency::System(Arc::new(sys)));
+            if let Some(sys) = SystemLibrary::if_loaded_shared(name) {
+                deps.push(Dependency::System(sys));
                 continue;
             }
             match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
