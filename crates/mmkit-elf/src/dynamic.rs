@@ -18,6 +18,7 @@ const MAX_TABLE: u64 = 64 << 20;
 const DT_RELR: u32 = 36;
 const DT_RELRSZ: u32 = 35;
 
+#[cold]
 fn bad(detail: String) -> Error {
     Error::new("read dynamic section", ErrorKind::BadDynamic, detail)
 }

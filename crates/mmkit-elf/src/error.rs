@@ -83,8 +83,14 @@ pub enum ErrorKind {
 ///
 /// It reads like `mmap of /data/app.apk [offset 0x1000, len 0x3000] failed: Permission denied
 /// (EACCES)`: the operation, the path, the byte range and the cause.
+///
+/// Its fields live in one allocation, so that a `Result` of the loader is small: the success
+/// path of a function with many `?` moves a pointer, not the whole error, and its code stays
+/// small (the first load of a library runs most of the loader's code for the first time).
+pub struct Error(Box<Inner>);
+
 #[derive(Debug)]
-pub struct Error {
+struct Inner {
     kind: ErrorKind,
     op: String,
     path: Option<PathBuf>,
@@ -93,21 +99,52 @@ pub struct Error {
     detail: String,
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.0;
+        f.debug_struct("Error")
+            .field("kind", &e.kind)
+            .field("op", &e.op)
+            .field("path", &e.path)
+            .field("range", &e.range)
+            .field("errno", &e.errno)
+            .field("detail", &e.detail)
+            .finish()
+    }
+}
+
+// The constructors are `#[cold]` and never inlined: the blocks that build an error are then
+// laid out away from the success path, which stays dense in the instruction cache.
 impl Error {
+    #[cold]
+    #[inline(never)]
     pub(crate) fn new(op: impl Into<String>, kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Error { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }
+        Error(Box::new(Inner { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }))
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn os(op: impl Into<String>, errno: rustix::io::Errno) -> Self {
         Self::from_raw_errno(op, errno.raw_os_error())
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn from_raw_errno(op: impl Into<String>, errno: i32) -> Self {
-        Error { kind: ErrorKind::Io, op: op.into(), path: None, range: None, errno: Some(errno), detail: String::new() }
+        Error(Box::new(Inner {
+            kind: ErrorKind::Io,
+            op: op.into(),
+            path: None,
+            range: None,
+            errno: Some(errno),
+            detail: String::new(),
+        }))
     }
 
     /// An error of mmkit's core (a reservation's map, commit or protect), as `op` of the
     /// loader: keeps its errno and range, and its operation and detail in the detail.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn from_core(op: impl Into<String>, e: &mmkit::Error) -> Self {
         let mut detail = e.operation().to_owned();
         if let Some(a) = e.addr() {
@@ -118,70 +155,73 @@ impl Error {
             detail.push_str(d);
         }
         let mut err = Error::new(op, ErrorKind::Io, detail);
-        err.errno = e.errno();
-        err.range = e.range();
+        err.0.errno = e.errno();
+        err.0.range = e.range();
         err
     }
 
+    #[cold]
     pub(crate) fn with_range(mut self, offset: u64, len: u64) -> Self {
-        self.range = Some((offset, len));
+        self.0.range = Some((offset, len));
         self
     }
 
     /// Sets the path unless one is already set (inner errors name the more precise file).
+    #[cold]
     pub(crate) fn with_path(mut self, path: impl AsRef<Path>) -> Self {
-        if self.path.is_none() {
-            self.path = Some(path.as_ref().to_owned());
+        if self.0.path.is_none() {
+            self.0.path = Some(path.as_ref().to_owned());
         }
         self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The operation that failed (`mmap`, `plan`, `open zip entry`, `relocate`, ...).
     pub fn operation(&self) -> &str {
-        &self.op
+        &self.0.op
     }
 
     /// The file (or `archive.apk!/entry`, or `memfd:name`) the operation was about.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.0.path.as_deref()
     }
 
     /// The byte range `(offset, len)` the operation was about: a file range for sources, an
     /// address range for mappings.
     pub fn range(&self) -> Option<(u64, u64)> {
-        self.range
+        self.0.range
     }
 
     /// The errno of a failed system call.
     pub fn errno(&self) -> Option<i32> {
-        self.errno
+        self.0.errno
     }
 
     /// The explanation without the operation, path and range, if any.
     pub fn detail(&self) -> Option<&str> {
-        Some(self.detail.as_str()).filter(|d| !d.is_empty())
+        Some(self.0.detail.as_str()).filter(|d| !d.is_empty())
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.op)?;
-        if let Some(path) = &self.path {
+        let e = &self.0;
+        write!(f, "{}", e.op)?;
+        if let Some(path) = &e.path {
             write!(f, " of {}", path.display())?;
         }
-        if let Some((offset, len)) = self.range {
+        if let Some((offset, len)) = e.range {
             write!(f, " [offset {offset:#x}, len {len:#x}]")?;
         }
         write!(f, " failed")?;
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
+        if !e.detail.is_empty() {
+            write!(f, ": {}", e.detail)?;
         }
-        if let Some(errno) = self.errno {
+        if let Some(errno) = e.errno {
             write!(f, ": {} ({})", strerror(errno), errno_name(errno))?;
         }
         Ok(())

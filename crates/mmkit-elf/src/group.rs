@@ -319,7 +319,7 @@ fn load_group<'ns>(
     (source, src, options): (&Source, OpenSource, &crate::LoadOptions<'_>),
     group: &mut Group<'ns>,
 ) -> Result<Arc<Object>> {
-    let root = Arc::new(Object::map(source, src, options)?);
+    let root = Arc::new(Object::map(source, src, options, ns.registers_all_unwind_tables())?);
     registry.lock().insert(root.key, Entry { obj: root.clone(), handles: 0, loading: true });
     remember_span(&root, registry);
     group.new.push(root.clone());
@@ -333,8 +333,8 @@ fn load_group<'ns>(
         let mut deps = Vec::new();
         for name in obj.needed_names() {
             let name = name?;
-            if let Some(sys) = SystemLibrary::if_loaded(name) {
-                deps.push(Dependency::System(Arc::new(sys)));
+            if let Some(sys) = SystemLibrary::if_loaded_shared(name) {
+                deps.push(Dependency::System(sys));
                 continue;
             }
             match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
@@ -355,8 +355,15 @@ fn load_group<'ns>(
                     let dep = match known {
                         Some(obj) => obj,
                         None => {
-                            let dep =
-                                Arc::new(Object::map(&dep_source, src, &crate::LoadOptions::new()).map_err(wrap)?);
+                            let dep = Arc::new(
+                                Object::map(
+                                    &dep_source,
+                                    src,
+                                    &crate::LoadOptions::new(),
+                                    dep_ns.registers_all_unwind_tables(),
+                                )
+                                .map_err(wrap)?,
+                            );
                             registry.lock().insert(dep.key, Entry { obj: dep.clone(), handles: 0, loading: true });
                             remember_span(&dep, registry);
                             group.new.push(dep.clone());
@@ -377,8 +384,7 @@ fn load_group<'ns>(
     let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
     scope.extend(root.search_list().iter().cloned());
     for obj in &order {
-        let i = group.new.iter().position(|n| Arc::ptr_eq(n, obj)).unwrap_or(0);
-        obj.relocate(&scope, group.rules[i].registers_all_unwind_tables())?;
+        obj.relocate(&scope)?;
     }
     for obj in &order {
         obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;

@@ -455,48 +455,49 @@ impl Image {
         Ok(())
     }
 
-    /// Registers the library's unwind tables with the process's unwinder (libgcc's
-    /// `__register_frame`, which `_Unwind_*` consult before `dl_iterate_phdr`, where an
-    /// mmkit-loaded library does not appear): C++ exceptions and backtraces then unwind through
-    /// its frames. `hdr` is the link-time `.eh_frame_hdr` (`PT_GNU_EH_FRAME`), whose
-    /// `eh_frame_ptr` gives `.eh_frame`. Returns the run-time `.eh_frame` address registered,
-    /// for [`Image::deregister_unwind_info`]; `None` when the header is not one this reads
-    /// (then unwinding stops at the library, as before).
-    pub(crate) fn register_unwind_info(&self, hdr: u64, len: u64) -> Option<u64> {
-        let version = self.read_pod::<u8>(hdr).ok()?;
-        let enc = self.read_pod::<u8>(hdr + 1).ok()?;
-        if version != 1 || len < 8 {
-            return None;
-        }
-        let field = hdr + 4;
-        let value = match enc & 0x0f {
-            0x00 | 0x04 | 0x0c => self.read_pod::<u64>(field).ok()?, // 8 bytes
-            0x03 => u64::from(self.read_pod::<u32>(field).ok()?),
-            0x0b => self.read_pod::<u32>(field).ok()? as i32 as i64 as u64, // sign-extended
-            _ => return None,
-        };
-        let eh_frame = match enc & 0x70 {
-            0x00 => value,                     // absolute (link-time)
-            0x10 => field.wrapping_add(value), // pc-relative
-            0x30 => hdr.wrapping_add(value),   // relative to .eh_frame_hdr
-            _ => return None,
-        };
+    /// Registers the library's `.eh_frame` (link-time `eh_frame`) with the process's unwinder
+    /// (libgcc), which `_Unwind_*` consult before `dl_iterate_phdr`, where an mmkit-loaded
+    /// library does not appear: C++ exceptions and backtraces then unwind through its frames.
+    /// It is registered as a one-entry table (`__register_frame_info_table_bases`) with
+    /// libgcc's bookkeeping in memory of ours: unlike `__register_frame`, that reads nothing
+    /// of the library now (libgcc reads `.eh_frame` when it first unwinds) and allocates
+    /// nothing, so a load takes no page fault for it. Returns the registration, for
+    /// [`Image::deregister_unwind_info`]; `None` when `.eh_frame` does not lie in the image.
+    pub(crate) fn register_unwind_info(&self, eh_frame: u64) -> Option<u64> {
         // The terminating zero-length entry at least must be readable.
         if !self.fits(eh_frame, 4, false) {
             return None;
         }
-        let at = self.addr(eh_frame);
-        // SAFETY: `at` is the start of the library's `.eh_frame` in readable pages of this image,
-        // which stays mapped until `deregister_unwind_info` runs (Library's drop order); libgcc
-        // reads the entries up to the zero terminator the linker puts at the end.
-        unsafe { __register_frame(at as *const c_void) };
-        Some(at)
+        let reg = Box::into_raw(Box::new(UnwindRegistration {
+            table: [self.addr(eh_frame) as usize, 0],
+            object: [0; UNWIND_OBJECT_WORDS],
+        }));
+        // SAFETY: `table` is a null-terminated array holding the start of the library's
+        // `.eh_frame` in readable pages of this image, and `object` is memory for libgcc's
+        // `struct object` (6 words in libgcc 7-14; 16 are given); both live in `reg`, freed
+        // only by `deregister_unwind_info` after libgcc forgets them, which runs before the
+        // image is unmapped (Library's drop order).
+        unsafe {
+            __register_frame_info_table_bases(
+                std::ptr::addr_of_mut!((*reg).table).cast(),
+                std::ptr::addr_of_mut!((*reg).object).cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        Some(reg as usize as u64)
     }
 
     /// Undoes [`Image::register_unwind_info`] (before the image is unmapped).
-    pub(crate) fn deregister_unwind_info(&self, eh_frame: u64) {
-        // SAFETY: `eh_frame` is exactly what `register_unwind_info` registered, once.
-        unsafe { __deregister_frame(eh_frame as *const c_void) };
+    pub(crate) fn deregister_unwind_info(&self, registration: u64) {
+        let reg = registration as usize as *mut UnwindRegistration;
+        // SAFETY: `reg` is exactly what `register_unwind_info` returned, deregistered once:
+        // libgcc finds the object by the table's address and unlinks it; then nothing refers
+        // to the allocation, which is freed.
+        unsafe {
+            __deregister_frame_info(std::ptr::addr_of_mut!((*reg).table).cast());
+            drop(Box::from_raw(reg));
+        }
     }
 
     /// Resident pages of run-time `[addr, addr+len)` (inside the image), via `mincore`.
@@ -561,6 +562,7 @@ fn name_bss(addr: u64, len: u64, name: &str) {
 }
 
 /// Why an access of `len` bytes at link-time `vaddr` was refused.
+#[cold]
 fn outside(vaddr: u64, len: u64, write: bool) -> String {
     format!(
         "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
@@ -568,10 +570,50 @@ fn outside(vaddr: u64, len: u64, write: bool) -> String {
     )
 }
 
+/// Words given to libgcc for its `struct object` (6 in libgcc 7 to 14).
+const UNWIND_OBJECT_WORDS: usize = 16;
+
+/// A registration of `.eh_frame` with libgcc: the null-terminated table of `.eh_frame`
+/// starts it reads when it first unwinds, and its bookkeeping.
+#[repr(C)]
+struct UnwindRegistration {
+    table: [usize; 2],
+    object: [usize; UNWIND_OBJECT_WORDS],
+}
+
 extern "C" {
     /// libgcc's unwinder (`libgcc_s`, linked by Rust's standard library on glibc targets).
-    fn __register_frame(begin: *const c_void);
-    fn __deregister_frame(begin: *const c_void);
+    fn __register_frame_info_table_bases(
+        begin: *mut c_void,
+        object: *mut c_void,
+        tbase: *mut c_void,
+        dbase: *mut c_void,
+    );
+    fn __deregister_frame_info(begin: *const c_void) -> *mut c_void;
+}
+
+/// The link-time address of `.eh_frame`, from the first 12 bytes of `.eh_frame_hdr` (at
+/// link-time `hdr`, `len` bytes): its version and the encoded `eh_frame_ptr`. `None` when the
+/// header is not one this reads (then unwinding stops at the library).
+pub(crate) fn eh_frame_from_header(hdr: u64, len: u64, head: &[u8; 12]) -> Option<u64> {
+    let (version, enc) = (head[0], head[1]);
+    if version != 1 || len < 8 {
+        return None;
+    }
+    let field = hdr + 4;
+    let word = |n: usize| head.get(4..4 + n);
+    let value = match enc & 0x0f {
+        0x00 | 0x04 | 0x0c if len >= 12 => u64::from_le_bytes(word(8)?.try_into().ok()?), // 8 bytes
+        0x03 => u64::from(u32::from_le_bytes(word(4)?.try_into().ok()?)),
+        0x0b => i64::from(i32::from_le_bytes(word(4)?.try_into().ok()?)) as u64, // sign-extended
+        _ => return None,
+    };
+    match enc & 0x70 {
+        0x00 => Some(value),                     // absolute (link-time)
+        0x10 => Some(field.wrapping_add(value)), // pc-relative
+        0x30 => Some(hdr.wrapping_add(value)),   // relative to .eh_frame_hdr
+        _ => None,
+    }
 }
 
 fn environ_ptr() -> *const *const u8 {

@@ -71,9 +71,10 @@
 //! (they walk glibc's link maps only). What does: [`addr_info`] (`dladdr`'s answer for mmkit's
 //! libraries and glibc's), debuggers (`gdb` through the `r_debug` namespace above), and
 //! libgcc's unwinder: the unwind tables of every library mmkit maps are registered with it
-//! (`__register_frame`), which it consults before `dl_iterate_phdr`, so C++ exceptions thrown
-//! in them are caught (also in another mmkit-mapped library) and backtraces taken there or in
-//! a callback they make unwind through their frames (a page fault per library;
+//! (`__register_frame_info_table_bases`), which it consults before `dl_iterate_phdr`, so C++
+//! exceptions thrown in them are caught (also in another mmkit-mapped library) and backtraces
+//! taken there or in a callback they make unwind through their frames (a `pread` of
+//! `.eh_frame_hdr` per library at load; libgcc reads `.eh_frame` when it first unwinds;
 //! [`Namespace::unwind_tables_for_every_library`] can limit it to libraries that link the
 //! unwinder or a C++ runtime). Code that walks `dl_iterate_phdr` itself (some profilers,
 //! sanitizers, LLVM's libunwind without registration) does not find them.

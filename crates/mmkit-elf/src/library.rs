@@ -107,6 +107,26 @@ pub fn plan(source: &Source, page_size: u64) -> Result<Plan> {
     plan_source_any_machine(&src, page_size)
 }
 
+/// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
+/// libstdc++, libc++, libunwind): code that throws, catches or walks the stack.
+fn uses_the_unwinder(dynamic: &Dynamic) -> bool {
+    const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
+    dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
+}
+
+/// The link-time `.eh_frame` address `PT_GNU_EH_FRAME`'s header gives, read from the file
+/// (the header's first 12 bytes, in the file pages of a segment); `None` without one.
+fn eh_frame_of(plan: &Plan, src: &OpenSource) -> Option<u64> {
+    let (hdr, len) = plan.eh_frame_hdr?;
+    let seg = plan
+        .segments
+        .iter()
+        .find(|s| hdr >= s.vaddr && hdr.checked_add(12).is_some_and(|e| e <= s.vaddr + s.file_size))?;
+    let mut head = [0u8; 12];
+    src.read_exact_at(seg.file_offset + (hdr - seg.vaddr), &mut head).ok()?;
+    crate::image::eh_frame_from_header(hdr, len, &head)
+}
+
 /// A dependency: mapped by mmkit (kept loaded by its namespace's registry, which unloads a
 /// library only when no loaded library needs it), or loaded by glibc (already, or through the
 /// namespace's system policy).
@@ -186,7 +206,9 @@ pub(crate) struct Object {
     initialized: AtomicBool,
     /// Position in the process's initialization order (unloading goes in reverse).
     pub(crate) init_seq: AtomicU64,
-    /// The `.eh_frame` registered with the unwinder, deregistered on drop.
+    /// Link-time `.eh_frame`, to register with the unwinder (see [`Object::map`]).
+    eh_frame: Option<u64>,
+    /// The unwind-table registration, undone on drop.
     unwind: OnceLock<u64>,
     // Drop order matters: the image (owned by `dynamic`) is unmapped before the dependencies
     // are released, the TLS module is unregistered after the image is gone.
@@ -201,7 +223,16 @@ pub(crate) struct Object {
 impl Object {
     /// Plans `source` (opened as `src`), maps it and reads its dynamic section; registers its
     /// TLS block. Nothing is relocated or run yet.
-    pub(crate) fn map(source: &Source, mut src: OpenSource, options: &crate::LoadOptions<'_>) -> Result<Object> {
+    ///
+    /// With `unwind_all`, or when the library links the unwinder, the `.eh_frame` address is
+    /// read from the file's `.eh_frame_hdr` (one `pread`; reading it from the mapping would be
+    /// a page fault per load), for [`Object::relocate`] to register.
+    pub(crate) fn map(
+        source: &Source,
+        mut src: OpenSource,
+        options: &crate::LoadOptions<'_>,
+        unwind_all: bool,
+    ) -> Result<Object> {
         let page = page_size();
         let plan = plan_source(&src, page)?;
         let label = src.label();
@@ -231,6 +262,7 @@ impl Object {
             }
             None => None,
         };
+        let eh_frame = if unwind_all || uses_the_unwinder(&dynamic) { eh_frame_of(&plan, &src) } else { None };
         let (dev, ino) = src.dev_ino();
         // A sealed library could not be unmapped: it is pinned.
         let pinned = AtomicBool::new(dynamic.flags_1 & u64::from(elf::DF_1_NODELETE) != 0 || options.seal);
@@ -245,6 +277,7 @@ impl Object {
             plan,
             initialized: AtomicBool::new(false),
             init_seq: AtomicU64::new(0),
+            eh_frame,
             unwind: OnceLock::new(),
             dynamic,
             tls,
@@ -256,21 +289,24 @@ impl Object {
     /// Relocates the object, binding its references in glibc's order: the global scope, then
     /// `scope` (the search list of the library being opened), then its own definition.
     /// Protects RELRO and registers the unwind tables.
-    pub(crate) fn relocate(&self, scope_list: &[Dependency], unwind_all: bool) -> Result<()> {
+    pub(crate) fn relocate(&self, scope_list: &[Dependency]) -> Result<()> {
         // One binding per symbol index (many relocations name the same symbol), and one
-        // snapshot of glibc's scope for the whole pass.
-        let mut cache: Vec<Option<Target>> = vec![None; self.dynamic.sym_count()];
+        // snapshot of glibc's scope for the whole pass. The binding is kept as the address
+        // (8 bytes a symbol, not a `Target`'s 24: fresh heap pages are page faults on a
+        // process's first load); IFUNC and TLS targets, rarely named twice, are resolved again.
+        const UNBOUND: u64 = u64::MAX;
+        let mut cache: Vec<u64> = vec![UNBOUND; self.dynamic.sym_count()];
         let scope = process_scope::Scope::now();
         // The names the pass looks up in the global scope, named (and hashed) once, when the
         // first lookup misses the cache.
         let wanted = OnceCell::new();
         let mut resolve = |index: u32| -> Result<Target> {
-            if let Some(Some(t)) = cache.get(index as usize) {
-                return Ok(*t);
+            if let Some(&a) = cache.get(index as usize).filter(|&&a| a != UNBOUND) {
+                return Ok(Target::Addr(a));
             }
             let t = self.resolve(index, &scope, &wanted, scope_list)?;
-            if let Some(slot) = cache.get_mut(index as usize) {
-                *slot = Some(t);
+            if let (Target::Addr(a), Some(slot)) = (t, cache.get_mut(index as usize)) {
+                *slot = a;
             }
             Ok(t)
         };
@@ -278,16 +314,10 @@ impl Object {
             .map_err(|e| e.with_path(&self.label))?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
-        // With `unwind_all`, every library's tables are registered, so that backtraces taken
-        // in a callback from a plain C library also cross its frames; it costs a page fault
-        // (libgcc reads the header and the first word of `.eh_frame`) that libraries which do
-        // not link the unwinder or a C++ runtime are otherwise spared.
-        if unwind_all || self.uses_the_unwinder() {
-            if let Some(eh) =
-                self.plan.eh_frame_hdr.and_then(|(hdr, len)| self.dynamic.image.register_unwind_info(hdr, len))
-            {
-                let _ = self.unwind.set(eh);
-            }
+        // Which libraries register was decided by `Object::map` (every library's, by default,
+        // so that backtraces taken in a callback from a plain C library also cross its frames).
+        if let Some(reg) = self.eh_frame.and_then(|eh| self.dynamic.image.register_unwind_info(eh)) {
+            let _ = self.unwind.set(reg);
         }
         Ok(())
     }
@@ -386,13 +416,6 @@ impl Object {
             }
             out
         })
-    }
-
-    /// Whether the library links the unwinder or a C++ runtime (`DT_NEEDED` libgcc_s,
-    /// libstdc++, libc++, libunwind): code that throws, catches or walks the stack.
-    fn uses_the_unwinder(&self) -> bool {
-        const RUNTIMES: [&str; 4] = ["libgcc_s.", "libstdc++.", "libc++.", "libunwind."];
-        self.dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
     }
 
     /// Whether the library's unwind tables are registered with the process's unwinder (see
@@ -859,8 +882,8 @@ impl Object {
 impl Drop for Object {
     fn drop(&mut self) {
         crate::executor::run_finalizers(self);
-        if let Some(eh_frame) = self.unwind.take() {
-            self.dynamic.image.deregister_unwind_info(eh_frame);
+        if let Some(reg) = self.unwind.take() {
+            self.dynamic.image.deregister_unwind_info(reg);
         }
     }
 }

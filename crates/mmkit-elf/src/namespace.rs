@@ -176,7 +176,7 @@ impl Namespace {
 
     /// Whether the unwind tables of every library are registered with the unwinder (the
     /// default), or only those of libraries that link the unwinder or a C++ runtime
-    /// (libgcc_s, libstdc++, libc++, libunwind). Registering costs a page fault per library;
+    /// (libgcc_s, libstdc++, libc++, libunwind). Registering costs a `pread` per library;
     /// without it a backtrace taken in a callback from a plain C library stops inside it.
     pub fn unwind_tables_for_every_library(mut self, on: bool) -> Namespace {
         self.unwind_all = on;

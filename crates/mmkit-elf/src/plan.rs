@@ -156,6 +156,7 @@ fn read_struct<T: pod::Pod>(bytes: &[u8]) -> Option<T> {
     pod::from_bytes::<T>(pod::bytes_of_slice(&words)).ok().map(|(t, _)| *t)
 }
 
+#[cold]
 fn plan_err(kind: ErrorKind, detail: String) -> Error {
     Error::new("plan", kind, detail)
 }

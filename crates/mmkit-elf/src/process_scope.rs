@@ -31,6 +31,25 @@ impl SystemLibrary {
         }
     }
 
+    /// [`SystemLibrary::if_loaded`] for a dependency. A name the program itself needs
+    /// (`DT_NEEDED` of the executable: libc, libgcc_s, ...) names an object glibc loaded at
+    /// start-up and never unloads, so its handle is taken once per process and shared by every
+    /// load after: no `dlopen(RTLD_NOLOAD)` and `dlclose` per load and unload. Other names
+    /// take (and release) their own reference, as `if_loaded` does.
+    pub(crate) fn if_loaded_shared(name: &str) -> Option<Arc<SystemLibrary>> {
+        static KEPT: Mutex<Vec<Arc<SystemLibrary>>> = Mutex::new(Vec::new());
+        if !program_needs(name) {
+            return SystemLibrary::if_loaded(name).map(Arc::new);
+        }
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = kept.iter().find(|s| s.name == name) {
+            return Some(s.clone());
+        }
+        let s = Arc::new(SystemLibrary::if_loaded(name)?);
+        kept.push(s.clone());
+        Some(s)
+    }
+
     /// `dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)`: has the system linker load a
     /// system library (glibc's libraries, libstdc++, anything in the default directories) that
     /// only it can load correctly (static TLS, `STB_GNU_UNIQUE`, libc's internal state). It is
@@ -330,7 +349,8 @@ fn prepass(wants: &[Wanted<'_>]) -> Walked {
         pre,
         generation: None,
         first: true,
-        tables: Some(Vec::with_capacity(8)),
+        // A process has a handful of objects (the program, the vDSO, libgcc_s, libc, ld.so).
+        tables: Some(Vec::with_capacity(6)),
         cached: false,
         cached_global: 0,
     };
@@ -884,6 +904,7 @@ impl Defs {
 const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
 const DT_SYMTAB: u64 = object::elf::DT_SYMTAB as u64;
 const DT_STRTAB: u64 = object::elf::DT_STRTAB as u64;
+const DT_NEEDED: u64 = object::elf::DT_NEEDED as u64;
 const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
 const DT_SYMENT: u64 = object::elf::DT_SYMENT as u64;
 const DT_VERSYM: u64 = object::elf::DT_VERSYM as u64;
@@ -952,6 +973,88 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *m
     0 // every object, so that the recorded tables are complete
 }
 
+/// Whether `name` is a `DT_NEEDED` name of the program (the executable glibc started, the
+/// first object `dl_iterate_phdr` reports): glibc loaded that library at start-up, and a
+/// library loaded at start-up is never unloaded (`dlclose` only unloads what `dlopen`
+/// loaded). The names are read once per process.
+fn program_needs(name: &str) -> bool {
+    static NEEDED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NEEDED.get_or_init(program_needed).iter().any(|n| n == name)
+}
+
+/// The program's `DT_NEEDED` names (none if its dynamic section cannot be read).
+fn program_needed() -> Vec<String> {
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info for the duration of the call; `data` is the
+        // `Vec<String>` below.
+        unsafe {
+            let out = &mut *data.cast::<Vec<String>>();
+            if let Some(names) = needed_names(&*info) {
+                *out = names;
+            }
+        }
+        1 // the program only
+    }
+    let mut out: Vec<String> = Vec::new();
+    // SAFETY: the callback reads what glibc passes for the duration of the call and writes
+    // `out`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut out as *mut Vec<String>).cast()) };
+    out
+}
+
+/// The `DT_NEEDED` names of the object `info` describes; `None` if its dynamic section or
+/// string table does not lie in its mapped segments.
+///
+/// # Safety
+/// `info` must be what `dl_iterate_phdr` passed to its callback, during the callback.
+unsafe fn needed_names(info: &libc::dl_phdr_info) -> Option<Vec<String>> {
+    if info.dlpi_phdr.is_null() {
+        return None;
+    }
+    // SAFETY: glibc's program header table of a loaded object (function contract).
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let base = info.dlpi_addr as usize;
+    let segment_of = |a: usize, len: usize| {
+        phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD).find_map(|p| {
+            let s = base.wrapping_add(p.p_vaddr as usize);
+            let e = s.wrapping_add(p.p_memsz as usize);
+            (a >= s && a.checked_add(len).is_some_and(|x| x <= e)).then_some((s, e))
+        })
+    };
+    let dynamic = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC)?;
+    let dyn_at = base.wrapping_add(dynamic.p_vaddr as usize);
+    let ndyn = dynamic.p_memsz as usize / 16;
+    segment_of(dyn_at, ndyn * 16).filter(|_| ndyn > 0 && dyn_at.is_multiple_of(8))?;
+    let (mut strtab, mut needed) = (None, Vec::new());
+    for k in 0..ndyn {
+        // SAFETY: `k < ndyn`: inside the mapped, aligned entries (checked above).
+        let (tag, val) = unsafe {
+            let p = (dyn_at as *const u64).add(2 * k);
+            (*p, *p.add(1))
+        };
+        match tag {
+            0 => break, // DT_NULL
+            DT_NEEDED => needed.push(val as usize),
+            DT_STRTAB => strtab = Some(val as usize),
+            _ => {}
+        }
+    }
+    // glibc relocates the d_ptr entries of the dynamic sections it can write.
+    let strtab = strtab.map(|v| if segment_of(v, 1).is_some() { v } else { v.wrapping_add(base) })?;
+    let (_, end) = segment_of(strtab, 1)?;
+    needed
+        .into_iter()
+        .map(|off| {
+            let at = strtab.checked_add(off).filter(|&a| a < end)?;
+            // SAFETY: `[at, end)` lies in a mapped segment of the object (checked), which glibc
+            // keeps loaded during the callback; the name ends at a NUL inside it or is refused.
+            let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, end - at) };
+            let name = CStr::from_bytes_until_nul(bytes).ok()?;
+            name.to_str().ok().map(str::to_owned)
+        })
+        .collect()
+}
+
 /// glibc's load and unload counters (`dlpi_adds`, `dlpi_subs`): while they are unchanged, the
 /// set of glibc-loaded objects is unchanged, so earlier lookups in it still hold.
 fn generation() -> Option<(u64, u64)> {
@@ -981,7 +1084,7 @@ struct Entry {
     handle: usize,
     /// Where the name (with its NUL) starts in [`Lookups::bytes`]; the version (with its NUL)
     /// follows it.
-    at: usize,
+    at: u32,
     name_len: u32,
     /// 0: no version (a version has at least its NUL).
     version_len: u32,
@@ -992,7 +1095,7 @@ struct Entry {
 
 impl Entry {
     fn is(&self, bytes: &[u8], handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
-        let (at, n, v) = (self.at, self.name_len as usize, self.version_len as usize);
+        let (at, n, v) = (self.at as usize, self.name_len as usize, self.version_len as usize);
         self.handle == handle as usize
             && bytes.get(at..at + n) == Some(name.bytes)
             && match version {
@@ -1015,11 +1118,12 @@ struct Lookups {
 
 impl Lookups {
     /// Sized for a small library's lookups (libz makes ~55): larger would be fresh heap pages
-    /// (page faults) on a process's first load.
+    /// (page faults) on a process's first load. The map keeps at most 7/8 of its buckets full:
+    /// 56 entries fill 64 buckets (a capacity of 64 would take 128).
     fn new() -> Lookups {
         Lookups {
-            newest: HashMap::with_capacity_and_hasher(64, BuildHasherDefault::default()),
-            entries: Vec::with_capacity(64),
+            newest: HashMap::with_capacity_and_hasher(56, BuildHasherDefault::default()),
+            entries: Vec::with_capacity(56),
             bytes: Vec::with_capacity(1024),
         }
     }
@@ -1036,14 +1140,14 @@ impl Lookups {
     }
 
     fn insert(&mut self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>, found: Option<u64>) {
-        let (Ok(index), Ok(name_len), Ok(version_len)) = (
+        let (Ok(index), Ok(at), Ok(name_len), Ok(version_len)) = (
             u32::try_from(self.entries.len()),
+            u32::try_from(self.bytes.len()),
             u32::try_from(name.bytes.len()),
             u32::try_from(version.map_or(0, |v| v.bytes.len())),
         ) else {
             return; // not cached
         };
-        let at = self.bytes.len();
         self.bytes.extend_from_slice(name.bytes);
         if let Some(v) = version {
             self.bytes.extend_from_slice(v.bytes);
@@ -1436,6 +1540,23 @@ mod tests {
     /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
     /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
     /// version (`clock_gettime`), and a version libc does not have.
+    #[test]
+    fn the_programs_own_libraries_are_held_once_per_process() {
+        // This test binary links libc directly (`ldd` lists it) and not libz.
+        assert!(program_needs("libc.so.6"), "the program's DT_NEEDED: {:?}", program_needed());
+        assert!(!program_needs("libz.so.1"));
+        assert!(!program_needs("libc.so"));
+        let (a, b) = (SystemLibrary::if_loaded_shared("libc.so.6"), SystemLibrary::if_loaded_shared("libc.so.6"));
+        let (a, b) = (a.expect("libc is loaded"), b.expect("libc is loaded"));
+        assert!(Arc::ptr_eq(&a, &b), "one handle per process for a start-up library");
+        // A library the program does not need gets its own reference per load.
+        let m = ["libm.so.6", "libgcc_s.so.1"].into_iter().find(|n| !program_needs(n));
+        if let Some(n) = m.filter(|n| SystemLibrary::if_loaded(n).is_some()) {
+            let (a, b) = (SystemLibrary::if_loaded_shared(n).unwrap(), SystemLibrary::if_loaded_shared(n).unwrap());
+            assert!(!Arc::ptr_eq(&a, &b));
+        }
+    }
+
     #[test]
     fn exact_binding_is_dlvsyms_answer() {
         let cases: [(&[u8], &[u8]); 8] = [

@@ -64,8 +64,10 @@ fn glibc_has_r_next() -> bool {
 #[cfg(not(target_os = "android"))]
 fn glibc_has_r_next() -> bool {
     // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
-    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned();
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let v = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) }.to_bytes();
+    // Read in place ("2.36"): no allocation on a process's first load.
+    let number = |p: &[u8]| std::str::from_utf8(p).ok().and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    let mut parts = v.split(|&b| b == b'.').map(number);
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (major, minor) >= (2, 35)
 }

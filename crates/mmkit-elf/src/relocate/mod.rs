@@ -46,6 +46,7 @@ pub(crate) fn reloc_name(t: u32) -> String {
     }
 }
 
+#[cold]
 fn unsupported(dy: &Dynamic, r: &Rela, why: &str) -> Error {
     let sym =
         if r.sym == 0 { "no symbol".to_owned() } else { format!("symbol `{}`", dy.sym_name(r.sym).unwrap_or("?")) };
