@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::options::{LoadOptions, Place, RelroMode};
 use crate::plan::{Plan, Protection};
 use crate::source::OpenSource;
-use std::ffi::{c_void, CStr};
+use std::ffi::CStr;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -455,49 +455,34 @@ impl Image {
         Ok(())
     }
 
-    /// Registers the library's `.eh_frame` (link-time `eh_frame`) with the process's unwinder
-    /// (libgcc), which `_Unwind_*` consult before `dl_iterate_phdr`, where an mmkit-loaded
-    /// library does not appear: C++ exceptions and backtraces then unwind through its frames.
-    /// It is registered as a one-entry table (`__register_frame_info_table_bases`) with
-    /// libgcc's bookkeeping in memory of ours: unlike `__register_frame`, that reads nothing
-    /// of the library now (libgcc reads `.eh_frame` when it first unwinds) and allocates
-    /// nothing, so a load takes no page fault for it. Returns the registration, for
-    /// [`Image::deregister_unwind_info`]; `None` when `.eh_frame` does not lie in the image.
+    /// Registers the library's `.eh_frame` (link-time `eh_frame`) with the process's unwinder,
+    /// which `_Unwind_*` consult before `dl_iterate_phdr`, where an mmkit-loaded library does
+    /// not appear: C++ exceptions and backtraces then unwind through its frames.
+    ///
+    /// With glibc the unwinder is libgcc, and the section is registered as a one-entry table
+    /// (`__register_frame_info_table_bases`) with libgcc's bookkeeping in memory of ours:
+    /// unlike `__register_frame`, libgcc 12 reads nothing of the library then (it reads
+    /// `.eh_frame` when it first unwinds; libgcc 13 and later read it at registration by
+    /// either route) and allocates nothing, so a load takes no page fault for it. Elsewhere
+    /// (Android, musl) the unwinder may be LLVM's libunwind, whose table routes are no-ops:
+    /// there the section is registered whole with `__register_frame`, which both implement.
+    /// Returns the registration, for [`Image::deregister_unwind_info`]; `None` when
+    /// `.eh_frame` does not lie in the image.
     pub(crate) fn register_unwind_info(&self, eh_frame: u64) -> Option<u64> {
         // The terminating zero-length entry at least must be readable.
         if !self.fits(eh_frame, 4, false) {
             return None;
         }
-        let reg = Box::into_raw(Box::new(UnwindRegistration {
-            table: [self.addr(eh_frame) as usize, 0],
-            object: [0; UNWIND_OBJECT_WORDS],
-        }));
-        // SAFETY: `table` is a null-terminated array holding the start of the library's
-        // `.eh_frame` in readable pages of this image, and `object` is memory for libgcc's
-        // `struct object` (6 words in libgcc 7-14; 16 are given); both live in `reg`, freed
-        // only by `deregister_unwind_info` after libgcc forgets them, which runs before the
-        // image is unmapped (Library's drop order).
-        unsafe {
-            __register_frame_info_table_bases(
-                std::ptr::addr_of_mut!((*reg).table).cast(),
-                std::ptr::addr_of_mut!((*reg).object).cast(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        Some(reg as usize as u64)
+        // SAFETY: the run-time `.eh_frame` lies in readable pages of this image, which stays
+        // mapped until `deregister_unwind_info` runs (Library's drop order).
+        Some(unsafe { unwind::register(self.addr(eh_frame) as usize) })
     }
 
     /// Undoes [`Image::register_unwind_info`] (before the image is unmapped).
     pub(crate) fn deregister_unwind_info(&self, registration: u64) {
-        let reg = registration as usize as *mut UnwindRegistration;
-        // SAFETY: `reg` is exactly what `register_unwind_info` returned, deregistered once:
-        // libgcc finds the object by the table's address and unlinks it; then nothing refers
-        // to the allocation, which is freed.
-        unsafe {
-            __deregister_frame_info(std::ptr::addr_of_mut!((*reg).table).cast());
-            drop(Box::from_raw(reg));
-        }
+        // SAFETY: `registration` is what `register_unwind_info` returned, undone once, while
+        // the image is still mapped.
+        unsafe { unwind::deregister(registration) }
     }
 
     /// Resident pages of run-time `[addr, addr+len)` (inside the image), via `mincore`.
@@ -570,26 +555,103 @@ fn outside(vaddr: u64, len: u64, write: bool) -> String {
     )
 }
 
-/// Words given to libgcc for its `struct object` (6 in libgcc 7 to 14).
-const UNWIND_OBJECT_WORDS: usize = 16;
+/// Registration of a loaded library's `.eh_frame` with the process's unwinder (see
+/// [`Image::register_unwind_info`]).
+mod unwind {
+    use std::ffi::c_void;
 
-/// A registration of `.eh_frame` with libgcc: the null-terminated table of `.eh_frame`
-/// starts it reads when it first unwinds, and its bookkeeping.
-#[repr(C)]
-struct UnwindRegistration {
-    table: [usize; 2],
-    object: [usize; UNWIND_OBJECT_WORDS],
-}
+    /// Words given to libgcc for its `struct object` (6 in libgcc 7 to 14).
+    #[cfg(target_env = "gnu")]
+    const OBJECT_WORDS: usize = 16;
 
-extern "C" {
-    /// libgcc's unwinder (`libgcc_s`, linked by Rust's standard library on glibc targets).
-    fn __register_frame_info_table_bases(
-        begin: *mut c_void,
-        object: *mut c_void,
-        tbase: *mut c_void,
-        dbase: *mut c_void,
-    );
-    fn __deregister_frame_info(begin: *const c_void) -> *mut c_void;
+    /// A registration of `.eh_frame` with libgcc: the null-terminated table of `.eh_frame`
+    /// starts it reads when it first unwinds, and its bookkeeping.
+    #[cfg(target_env = "gnu")]
+    #[repr(C)]
+    struct Registration {
+        table: [usize; 2],
+        object: [usize; OBJECT_WORDS],
+    }
+
+    /// Registers the `.eh_frame` section at `eh_frame`; returns what [`deregister`] takes.
+    ///
+    /// # Safety
+    /// `eh_frame` is the start of a well-formed `.eh_frame` section (ended by a zero-length
+    /// entry) in readable memory that stays mapped until [`deregister`] of the result.
+    #[cfg(target_env = "gnu")]
+    pub(super) unsafe fn register(eh_frame: usize) -> u64 {
+        extern "C" {
+            /// libgcc's (`libgcc_s`, linked by Rust's standard library on glibc targets).
+            fn __register_frame_info_table_bases(
+                begin: *mut c_void,
+                object: *mut c_void,
+                tbase: *mut c_void,
+                dbase: *mut c_void,
+            );
+        }
+        let reg = Box::into_raw(Box::new(Registration { table: [eh_frame, 0], object: [0; OBJECT_WORDS] }));
+        // SAFETY: `table` is a null-terminated array holding the start of the section (the
+        // caller's promise), and `object` is memory for libgcc's `struct object` (6 words in
+        // libgcc 7-14; 16 are given); both live in `reg`, freed only by `deregister` after
+        // libgcc forgets them.
+        unsafe {
+            __register_frame_info_table_bases(
+                std::ptr::addr_of_mut!((*reg).table).cast(),
+                std::ptr::addr_of_mut!((*reg).object).cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        reg as usize as u64
+    }
+
+    /// Undoes [`register`].
+    ///
+    /// # Safety
+    /// `registration` is what [`register`] returned, not yet deregistered, and its section is
+    /// still mapped.
+    #[cfg(target_env = "gnu")]
+    pub(super) unsafe fn deregister(registration: u64) {
+        extern "C" {
+            fn __deregister_frame_info(begin: *const c_void) -> *mut c_void;
+        }
+        let reg = registration as usize as *mut Registration;
+        // SAFETY: `reg` is a live registration (the caller's promise): libgcc finds the object
+        // by the table's address and unlinks it; then nothing refers to the allocation, which
+        // is freed.
+        unsafe {
+            __deregister_frame_info(std::ptr::addr_of_mut!((*reg).table).cast());
+            drop(Box::from_raw(reg));
+        }
+    }
+
+    /// Registers the `.eh_frame` section at `eh_frame`; returns what [`deregister`] takes.
+    ///
+    /// # Safety
+    /// As the glibc version: a well-formed section, mapped until [`deregister`].
+    #[cfg(not(target_env = "gnu"))]
+    pub(super) unsafe fn register(eh_frame: usize) -> u64 {
+        extern "C" {
+            /// libgcc's and LLVM libunwind's: given a whole `.eh_frame`, both walk it.
+            fn __register_frame(begin: *const c_void);
+        }
+        // SAFETY: the caller's promise: a whole section, mapped until `deregister`.
+        unsafe { __register_frame(eh_frame as *const c_void) };
+        eh_frame as u64
+    }
+
+    /// Undoes [`register`].
+    ///
+    /// # Safety
+    /// As the glibc version: a live registration whose section is still mapped.
+    #[cfg(not(target_env = "gnu"))]
+    pub(super) unsafe fn deregister(registration: u64) {
+        extern "C" {
+            fn __deregister_frame(begin: *const c_void);
+        }
+        // SAFETY: exactly what `register` registered, once.
+        unsafe { __deregister_frame(registration as usize as *const c_void) };
+    }
 }
 
 /// The link-time address of `.eh_frame`, from the first 12 bytes of `.eh_frame_hdr` (at
