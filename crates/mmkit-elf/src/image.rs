@@ -510,12 +510,20 @@ impl Image {
             return Ok(());
         }
         let link = addr.wrapping_sub(self.bias);
-        if !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.executable()) {
+        let inside = self.ranges.iter().any(|&(s, e, _)| link >= s && link < e);
+        if inside && !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.executable()) {
             return Err(Error::new(
                 "run initializer",
                 ErrorKind::BadDynamic,
                 format!("{link:#x} is not in an executable segment"),
             ));
+        }
+        if !inside {
+            // An entry bound to a definition elsewhere (an `R_X86_64_64` against an exported
+            // function that an earlier library defines too, as a second libgcc_s's
+            // `__cpu_indicator_init`): glibc calls it; so does this, if the process maps that
+            // address executable.
+            executable_elsewhere(addr)?;
         }
         type Init = unsafe extern "C" fn(i32, *const *const u8, *const *const u8);
         static NO_ARGS: [usize; 1] = [0];
@@ -553,6 +561,25 @@ fn outside(vaddr: u64, len: u64, write: bool) -> String {
         "address {vaddr:#x} + {len:#x} is outside the library's {} segments",
         if write { "writable" } else { "readable" }
     )
+}
+
+/// Checks in `/proc/self/maps` that `addr`, outside the library, is in an executable mapping.
+fn executable_elsewhere(addr: u64) -> Result<()> {
+    let maps = mmkit::inspect::maps(std::process::id())
+        .map_err(|e| Error::from_core("read", &e).with_path("/proc/self/maps"))?;
+    match maps.iter().find(|m| m.start <= addr && addr < m.end) {
+        Some(m) if m.perms.exec => Ok(()),
+        Some(m) => Err(Error::new(
+            "run initializer",
+            ErrorKind::BadDynamic,
+            format!("{addr:#x}, outside the library, is in a mapping that is not executable ({})", m.perms),
+        )),
+        None => Err(Error::new(
+            "run initializer",
+            ErrorKind::BadDynamic,
+            format!("{addr:#x}, outside the library, is not mapped"),
+        )),
+    }
 }
 
 /// Registration of a loaded library's `.eh_frame` with the process's unwinder (see

@@ -657,3 +657,20 @@ fn a_position_independent_executable_is_refused_clearly() {
     assert_eq!(err.kind(), ErrorKind::NotSharedObject, "{err}");
     assert!(err.to_string().contains("DF_1_PIE") && err.to_string().contains("/pie"), "{err}");
 }
+
+/// A copy of libgcc_s (outside the system directories, so mmkit maps it) has an `.init_array`
+/// entry that is an `R_X86_64_64` against its exported `__cpu_indicator_init`, which the
+/// global scope binds to the libgcc_s glibc already loaded (Rust's standard library links it):
+/// glibc calls that definition. Before the fix mmkit refused the load: "run initializer ...
+/// failed: 0x... is not in an executable segment".
+#[test]
+fn an_initializer_bound_to_a_definition_in_another_library_runs() {
+    let Some(system) = system_lib("libgcc_s.so.1") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libgcc_s.so.1");
+    std::fs::copy(&system, &copy).unwrap();
+    let ours = open(Source::path(&copy));
+    let unwind = ours.address_of("_Unwind_GetIP").expect("_Unwind_GetIP");
+    let info = mmkit_elf::addr_info(unwind).expect("addr_info of the copy's function");
+    assert!(info.loaded_by_mmkit && info.library.contains(&*dir.path().to_string_lossy()), "{info:?}");
+}
