@@ -45,7 +45,37 @@ pub enum Command {
         /// Print `{"symbol": .., "args": [..], "result": N}`.
         #[arg(long)]
         json: bool,
+        /// Who loads a system library, SOURCE or a dependency.
+        #[arg(long, value_enum, default_value_t = System::Linker)]
+        system: System,
     },
+}
+
+/// Who loads a system library (one in the system's library directories, or already loaded):
+/// mmkit_elf's `SystemPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// The system linker (`dlopen`) loads system libraries, SOURCE too when it is one, as an
+    /// Android app's namespace links to the system's (the default).
+    Linker,
+    /// mmkit maps private copies of system libraries too (fails for those that need static
+    /// TLS, such as libc and libm).
+    Map,
+    /// A system library SOURCE needs is refused, naming it (SOURCE itself, named by its path,
+    /// is mapped by mmkit).
+    Refuse,
+}
+
+impl System {
+    /// The namespace that loads with this policy.
+    fn namespace(self) -> mmkit_elf::Namespace {
+        let policy = match self {
+            System::Linker => mmkit_elf::SystemPolicy::SystemLinker,
+            System::Map => mmkit_elf::SystemPolicy::MapPrivately,
+            System::Refuse => mmkit_elf::SystemPolicy::Refuse,
+        };
+        mmkit_elf::Namespace::default().system_libraries(policy)
+    }
 }
 
 /// `android_dlopen_ext`'s options for `mmkit elf load`.
@@ -71,6 +101,10 @@ pub struct LoadExt {
     /// dependencies are at the same addresses as in the process that wrote FILE.
     #[arg(long, value_name = "FILE")]
     use_relro: Option<std::path::PathBuf>,
+    /// Who loads a system library, SOURCE or a dependency (a system library SOURCE loaded by
+    /// the system linker has no mmkit mappings to show: use `map`).
+    #[arg(long, value_enum, default_value_t = System::Linker)]
+    system: System,
 }
 
 /// The largest base page of any Linux architecture is 256 KiB; beyond 1 MiB is a typo.
@@ -108,7 +142,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Plan { source, page_size, json } => plan(&source, page_size, json),
         Command::Load { source, json, ext } => load(&source, json, &ext),
-        Command::Call { source, symbol, args, json } => call(&source, &symbol, &args, json),
+        Command::Call { source, symbol, args, json, system } => call(&source, &symbol, &args, json, system),
     }
 }
 
@@ -221,10 +255,10 @@ fn flags(p: mmkit_elf::Protection) -> String {
     )
 }
 
-fn open(source: &str) -> anyhow::Result<Library> {
+fn open(source: &str, system: System) -> anyhow::Result<Library> {
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); mmkit trusts what it is told to load.
-    unsafe { Library::open(Source::parse(source)) }.with_context(|| format!("loading {source}"))
+    unsafe { system.namespace().open(Source::parse(source)) }.with_context(|| format!("loading {source}"))
 }
 
 fn kind_name(k: MappingKind) -> &'static str {
@@ -288,9 +322,17 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     }
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); `space` outlives `lib` (declared before it, dropped after).
-    let lib = unsafe { Library::open_with(src.clone(), &options) }.with_context(|| format!("loading {source}"))?;
+    let lib = unsafe { ext.system.namespace().open_with(src.clone(), &options) }
+        .with_context(|| format!("loading {source}"))?;
     let reservation = space.as_ref().map(|s| json!({"start": s.as_ptr() as u64, "len": s.len(), "offset": reserve_at}));
-    let maps = lib.segments()?;
+    let maps = lib.segments().map_err(|e| {
+        let hint = if ext.system == System::Linker && e.kind() == mmkit_elf::ErrorKind::DependencyNotFound {
+            " (`--system map` has mmkit map a private copy)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{e}{hint}")
+    })?;
     let verified = lib.verify();
     let path = match src {
         Source::ZipEntry { archive, .. } => archive.display().to_string(),
@@ -376,11 +418,11 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn call(source: &str, symbol: &str, args: &[i64], json: bool) -> anyhow::Result<()> {
+fn call(source: &str, symbol: &str, args: &[i64], json: bool, system: System) -> anyhow::Result<()> {
     if args.len() > 6 {
         anyhow::bail!("at most six integer arguments (got {})", args.len());
     }
-    let lib = open(source)?;
+    let lib = open(source, system)?;
     // SAFETY: the user asserts SYMBOL is `int64_t SYMBOL(int64_t...)`; we only read its
     // address here (data, thread-local and absolute symbols are refused: `function`) and
     // call it below with that signature.

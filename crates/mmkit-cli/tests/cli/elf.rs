@@ -304,3 +304,48 @@ fn load_writes_and_uses_a_relro_file() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).starts_with("mmkit: ") && stderr(&o).contains("RELRO"), "{}", stderr(&o));
 }
+
+/// `--system`: who loads system libraries. By default the system linker loads a system
+/// library named by path, so `load` has no mmkit mappings to show and says how to get them;
+/// `--system map` maps a private copy (its mappings are listed and verified); `refuse` fails
+/// a library whose dependency is a system library not yet loaded, naming it.
+#[test]
+fn system_policy_is_chosen_with_system() {
+    let libz = [
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("zlib is installed (zlib1g)");
+    let o = mmkit(&["elf", "load", libz]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("the system linker mapped this system library") && stderr(&o).contains("--system map"),
+        "{}",
+        stderr(&o)
+    );
+    let o = mmkit(&["elf", "load", "--system", "map", libz]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("r-xp") && text.contains("libz.so.1") && text.contains("verified against /proc/self/maps"),
+        "{text}"
+    );
+    // adler32(1, NULL, 0) is 1, whoever loaded zlib.
+    for system in ["linker", "map"] {
+        let o = mmkit(&["elf", "call", "--system", system, "libz.so.1", "adler32", "1", "0", "0"]);
+        assert!(o.status.success(), "{system}: {}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), "1", "{system}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &["-Wl,--no-as-needed", "-lz"]);
+    let o = mmkit(&["elf", "call", "--system", "refuse", so.to_str().unwrap(), "fx_add", "1", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("libz.so.1") && stderr(&o).contains("refuses system libraries"), "{}", stderr(&o));
+    let o = mmkit(&["elf", "call", so.to_str().unwrap(), "fx_add", "1", "2"]);
+    assert_eq!(stdout(&o).trim(), "3", "{}", stderr(&o));
+    let o = mmkit(&["elf", "load", "--system", "sometimes", libz]);
+    assert_eq!(o.status.code(), Some(2));
+}
