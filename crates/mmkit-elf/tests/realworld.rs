@@ -674,3 +674,88 @@ fn an_initializer_bound_to_a_definition_in_another_library_runs() {
     let info = mmkit_elf::addr_info(unwind).expect("addr_info of the copy's function");
     assert!(info.loaded_by_mmkit && info.library.contains(&*dir.path().to_string_lossy()), "{info:?}");
 }
+
+/// `std::call_once` reaches libstdc++'s `__thread` variables (`_ZSt15__once_callable`,
+/// `_ZSt11__once_call`) through a general-dynamic GOT pair (`R_X86_64_DTPMOD64` +
+/// `R_X86_64_DTPOFF64`): glibc's libstdc++ defines them, so the pair holds glibc's module id
+/// and mmkit's `__tls_get_addr` forwards it to glibc's. Before the fix the load failed: "no TLS
+/// module of an mmkit-loaded library defines it". libstdc++'s `__once_proxy` reads the
+/// variable through its own TLS access: a wrong address would call garbage.
+#[test]
+fn call_once_reaches_libstdcxx_tls_from_file_and_apk_like_glibcs_copy() {
+    if !in_fresh_process("call_once_reaches_libstdcxx_tls_from_file_and_apk_like_glibcs_copy") {
+        return;
+    }
+    assert!(!process_maps("libstdc++"), "the test process must not link libstdc++");
+    let so = build("default", "cxxonce.cpp", "fxcxxonce", &["-lstdc++"]);
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = Dl::open(&so);
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxcxxonce.so", &so)] {
+        let ours = open(source.clone());
+        assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libstdc++") && !by_mmkit));
+        for x in [21, 5, 1000] {
+            assert_eq!(call(&ours, "fx_once_fresh", &[x]), oracle.call("fx_once_fresh", &[x]), "fresh {x}");
+        }
+        // The first call sets the value; later ones, in any thread, see it.
+        assert_eq!(call(&ours, "fx_once", &[21]), 42, "{}", source.display());
+        assert_eq!(call(&ours, "fx_once", &[5]), 42);
+        let from_thread = std::thread::scope(|s| {
+            s.spawn(|| (call(&ours, "fx_once", &[7]), call(&ours, "fx_once_fresh", &[7]))).join().unwrap()
+        });
+        assert_eq!(from_thread, (42, 8));
+        ours.verify().unwrap();
+    }
+    assert_eq!(oracle.call("fx_once", &[21]), 42);
+    assert_eq!(oracle.call("fx_once", &[5]), 42);
+}
+
+/// An mmkit-loaded library reads and writes a `__thread` variable exported by a library glibc
+/// loaded (its `DT_NEEDED`, found loaded): each thread sees its own copy, the same one glibc's
+/// library's own code sees in that thread. Before the fix the load failed as above.
+#[test]
+fn tls_of_a_glibc_loaded_library_is_per_thread_and_shared_with_its_code() {
+    if !in_fresh_process("tls_of_a_glibc_loaded_library_is_per_thread_and_shared_with_its_code") {
+        return;
+    }
+    let def = build("tlsglibc", "tlsdef.c", "fxtlsdef", &["-Wl,-soname,libfxtlsdef.so"]);
+    let dir = def.parent().unwrap().display().to_string();
+    let user = build("tlsglibc", "tlsuse.c", "fxtlsuse", &[&format!("-L{dir}"), "-lfxtlsdef"]);
+    let theirs = Dl::open(&def);
+    let ours = open(user.as_path());
+    assert!(
+        ours.dependencies().iter().any(|(n, by_mmkit)| n == "libfxtlsdef.so" && !by_mmkit),
+        "{:?}",
+        ours.dependencies()
+    );
+    // This thread: mmkit's code and glibc's library's code see one variable.
+    assert_eq!(call(&ours, "fx_use_get", &[]), 7);
+    assert_eq!(call(&ours, "fx_use_addr", &[]), theirs.call("fx_def_addr", &[]));
+    assert_eq!(call(&ours, "fx_use_set", &[11]), 11);
+    assert_eq!(theirs.call("fx_def_get", &[]), 11);
+    theirs.call("fx_def_set", &[12]);
+    assert_eq!(call(&ours, "fx_use_get", &[]), 12);
+    let main_addr = call(&ours, "fx_use_addr", &[]);
+    let (def_get, def_addr) = (theirs.addr("fx_def_get") as u64, theirs.addr("fx_def_addr") as u64);
+    // Two more threads: each starts from the initial value and has its own address.
+    let seen: Vec<(i64, i64, i64, i64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = [100, 200]
+            .into_iter()
+            .map(|v| {
+                let ours = &ours;
+                s.spawn(move || {
+                    let initial = call(ours, "fx_use_get", &[]);
+                    call(ours, "fx_use_set", &[v]);
+                    let addr = call(ours, "fx_use_addr", &[]);
+                    assert_eq!(addr, call_addr(def_addr, &[]), "thread {v}: the same variable");
+                    (initial, call_addr(def_get, &[]), addr, call(ours, "fx_use_get", &[]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!((seen[0].0, seen[0].1, seen[0].3), (7, 100, 100));
+    assert_eq!((seen[1].0, seen[1].1, seen[1].3), (7, 200, 200));
+    assert!(seen[0].2 != main_addr && seen[1].2 != main_addr, "per-thread addresses");
+    assert_eq!(call(&ours, "fx_use_get", &[]), 12, "other threads left this one's copy alone");
+    ours.verify().unwrap();
+}

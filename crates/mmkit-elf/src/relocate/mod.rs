@@ -1,7 +1,9 @@
 //! Relocation of a shared object of the host machine (x86_64 or aarch64): `RELR`, `RELATIVE`,
 //! the absolute 64-bit type, `GLOB_DAT`, `JUMP_SLOT` (bound eagerly), `IRELATIVE`,
 //! `DTPMOD64`/`DTPREL64` for general-dynamic TLS and, on aarch64, `TLSDESC` (the default TLS
-//! dialect there) with a resolver of mmkit's own.
+//! dialect there) with a resolver of mmkit's own; the TLS symbol may be defined by an
+//! mmkit-loaded library or by an object glibc loaded (glibc's module id and the symbol's
+//! offset in its block, see `tls.rs`).
 //!
 //! Everything else (`COPY`, initial-exec `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative
 //! text relocations) is an error that names the relocation and its symbol. Relocation numbers
@@ -28,7 +30,8 @@ pub(crate) enum Target {
     Addr(u64),
     /// An IFUNC: the run-time address of its resolver, to call once relocation is done.
     Ifunc(u64),
-    /// A TLS symbol: the defining module's id and the symbol's offset in its block.
+    /// A TLS symbol: the defining module's id (mmkit's, tagged with
+    /// [`tls::MMKIT_MODULE`], or glibc's `dlpi_tls_modid`) and the symbol's offset in its block.
     Tls { module: u64, offset: u64 },
 }
 
@@ -218,7 +221,8 @@ unsafe fn run_ifunc_resolvers(image: &Image, deferred: Vec<Deferred>) -> Result<
 }
 
 /// The TLS module a `DTPMOD64`/`TLSDESC` relocation names: this library's for a local
-/// reference (no symbol), else the defining library's.
+/// reference (no symbol), else the defining library's (mmkit's or glibc's; for glibc's, its
+/// `__tls_get_addr`, which mmkit's forwards to, must be known).
 fn tls_module_of(
     dy: &Dynamic,
     r: &Rela,
@@ -233,7 +237,13 @@ fn tls_module_of(
             _ => None,
         }
     };
-    module.ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library defines it)"))
+    let module = module
+        .filter(|&m| m & !tls::MMKIT_MODULE != 0)
+        .ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library or of glibc defines it)"))?;
+    if module & tls::MMKIT_MODULE == 0 {
+        tls::system_tls_ready().map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
+    }
+    Ok(module)
 }
 
 /// The offset in its module's block of the TLS symbol a relocation names (0 with no symbol).
