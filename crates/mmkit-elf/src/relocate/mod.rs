@@ -5,8 +5,10 @@
 //! mmkit-loaded library or by an object glibc loaded (glibc's module id and the symbol's
 //! offset in its block, see `tls.rs`).
 //!
-//! Everything else (`COPY`, initial-exec `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative
-//! text relocations) is an error that names the relocation and its symbol. Relocation numbers
+//! Initial-exec `TPOFF64` binds only a variable in the static TLS of an object glibc loaded at
+//! start-up (x86_64; see `tls::static_tls_offset`). Everything else (`COPY`, other initial-exec
+//! `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative text relocations) is an error that
+//! names the relocation and its symbol. Relocation numbers
 //! and names per machine are in [`crate::machine`]; what differs in how they apply is in
 //! `x86_64.rs` and `aarch64.rs`. This module and the executor are the only ones with
 //! `unsafe`: here, calling IFUNC resolvers, and the TLS resolvers.
@@ -193,6 +195,17 @@ fn apply(
             return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
         }
         RelocKind::TpRel64 => {
+            // A variable in the static TLS of an object glibc loaded at start-up (libc's
+            // `errno`): its offset from the thread pointer, the same in every thread.
+            // An unbound symbol keeps the error below, which says what to rebuild.
+            if r.sym != 0 {
+                if let Ok(Target::Tls { module, offset }) = resolve(r.sym) {
+                    if let Some(v) = tls::static_tls_offset(module, offset.wrapping_add(r.addend as u64)) {
+                        image.write_u64(r.offset, v)?;
+                        return Ok(());
+                    }
+                }
+            }
             return Err(unsupported(
                 dy,
                 r,

@@ -181,3 +181,59 @@ pub(crate) unsafe extern "C" fn tls_get_addr(index: *const TlsIndex) -> *mut u8 
     let (module, offset) = unsafe { ((*index).module, (*index).offset) };
     address(module, offset, "__tls_get_addr")
 }
+
+/// The offset from the thread pointer of `offset` in the block of the system linker's TLS
+/// `module`, when that block is in static TLS (objects glibc loaded at start-up, as libc whose
+/// `errno` glibc's own libraries reach through initial-exec `R_X86_64_TPOFF64`): the same in
+/// every thread. `None` when mmkit cannot tell for sure (an mmkit module, a block outside the
+/// static TLS area, no `_dl_get_tls_static_info`, a host other than x86_64).
+///
+/// x86_64 uses TLS variant II: the static blocks lie just below the thread pointer, inside the
+/// `dl_tls_static_size` bytes glibc allocates with the thread descriptor; a dynamic block
+/// (`malloc`ed on first use) is never there.
+pub(crate) fn static_tls_offset(module: u64, offset: u64) -> Option<u64> {
+    if module & MMKIT_MODULE != 0 || module == 0 || !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    system_tls_ready().ok()?;
+    let size = static_tls_size()?;
+    let addr = address(module, offset, "initial-exec TLS") as u64;
+    let tp = thread_pointer()?;
+    (addr < tp && tp - addr <= size).then(|| addr.wrapping_sub(tp))
+}
+
+/// glibc's `_dl_get_tls_static_info`: the size of the static TLS area (with the surplus and
+/// the thread control block).
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+fn static_tls_size() -> Option<u64> {
+    // SAFETY: NUL-terminated strings; a GLIBC_PRIVATE symbol of ld.so that sanitizers use too.
+    let f = unsafe { libc::dlvsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr(), c"GLIBC_PRIVATE".as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    type Info = unsafe extern "C" fn(*mut usize, *mut usize);
+    let (mut size, mut align) = (0usize, 0usize);
+    // SAFETY: `void _dl_get_tls_static_info (size_t *sizep, size_t *alignp)`; both outlive the call.
+    unsafe { std::mem::transmute::<*mut libc::c_void, Info>(f)(&mut size, &mut align) };
+    (size != 0).then_some(size as u64)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+fn static_tls_size() -> Option<u64> {
+    None
+}
+
+/// The calling thread's thread pointer (`%fs:0`, the TCB's pointer to itself, on x86_64).
+#[cfg(target_arch = "x86_64")]
+fn thread_pointer() -> Option<u64> {
+    let tp: u64;
+    // SAFETY: on x86_64 Linux `%fs:0` holds the thread control block's own address (the ABI's
+    // `tcbhead_t.tcb`), readable in every thread.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    Some(tp)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn thread_pointer() -> Option<u64> {
+    None
+}
