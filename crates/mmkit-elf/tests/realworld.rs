@@ -188,15 +188,24 @@ fn policies_refuse_or_map_system_libraries_privately() {
     let err = unsafe { refuse.open(so.as_path()) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
     assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("strict"), "{err}");
-    // A private copy of libm cannot be made (initial-exec TLS for errno): the error says so.
+    // A private copy of libm: its initial-exec TLS (`R_X86_64_TPOFF64 errno`) binds to libc's
+    // errno in static TLS, so libm's errors land in the caller's errno.
     let private = Namespace::new("private").system_libraries(SystemPolicy::MapPrivately);
     // SAFETY: as above.
-    let err = unsafe { private.open(so.as_path()) }.unwrap_err();
-    assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("TPOFF64"), "{err}");
-    assert!(!process_maps("libm.so"), "neither policy let glibc load libm");
-    // The default does.
+    let mine = unsafe { private.open(so.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert!(mine.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libm.so") && *by_mmkit));
+    let private_answers = (call(&mine, "fx_hypot", &[5, 12]), call(&mine, "fx_log_errno", &[0]));
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD loads nothing.
+    let glibcs = unsafe { libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    assert!(glibcs.is_null(), "neither policy let glibc load libm");
+    drop(mine);
+    // The default has glibc load it.
     let ours = open(so.as_path());
+    let oracle = Dl::open(&so);
     assert_eq!(call(&ours, "fx_hypot", &[5, 12]), 13);
+    assert_eq!(call(&ours, "fx_log_errno", &[0]), i64::from(libc::ERANGE));
+    assert_eq!(oracle.call("fx_log_errno", &[0]), i64::from(libc::ERANGE));
+    assert_eq!(private_answers, (13, i64::from(libc::ERANGE)));
 }
 
 #[test]
