@@ -17,7 +17,11 @@
 //!   `DT_NEEDED` libraries, relocates (x86_64 and aarch64: `RELATIVE`, `RELR`, the absolute
 //!   64-bit type, `GLOB_DAT`, `JUMP_SLOT`, `IRELATIVE`, `DTPMOD64`/`DTPREL64` with mmkit's
 //!   own `__tls_get_addr`; on aarch64 also `TLSDESC` with mmkit's own resolver, and IFUNC
-//!   resolvers get glibc's `hwcap` arguments), protects RELRO and runs
+//!   resolvers get glibc's `hwcap` arguments). A `__thread` variable may be defined by a
+//!   library mmkit maps or by one glibc loaded (libstdc++'s, reached by `std::call_once`):
+//!   for the latter the GOT holds glibc's module id and mmkit's `__tls_get_addr` forwards it to
+//!   glibc's; initial-exec `TPOFF64` on x86_64 binds a variable in glibc's static TLS (libc's
+//!   `errno`). The loader then protects RELRO and runs
 //!   `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
 //!   symbols borrowed from the library; [`Library::segments`] and [`Library::verify`] show
 //!   and check the mappings against the kernel's view. Drop runs the finalizers and unmaps.
@@ -87,8 +91,9 @@
 //! initializer that opens a library on the same thread goes ahead.
 //!
 //! # Not (yet) supported
-//! Lazy binding; initial-exec TLS, and `TLSDESC` on x86_64, in libraries mmkit maps (system
-//! libraries that need them go to the system linker); copy relocations. Search: `DT_RPATH` of the loading
+//! Lazy binding; initial-exec TLS defined by a library mmkit maps or in a dynamic TLS block
+//! (and any initial-exec TLS on aarch64), and `TLSDESC` on x86_64, in libraries mmkit maps
+//! (system libraries that need them go to the system linker); copy relocations. Search: `DT_RPATH` of the loading
 //! library only (glibc also searches the `DT_RPATH` of the libraries that loaded it and of the
 //! executable); the requesting library's own directory is searched first (glibc does not).
 #![deny(missing_docs)]

@@ -577,6 +577,10 @@ impl Object {
                 }
                 Some(o.own_target(&s))
             }
+            Dependency::System(sys) if sym.kind() == elf::STT_TLS => {
+                // A thread-local variable of an object glibc loaded: its module and offset.
+                scope.tls_symbol(Some(sys), key, version_key).map(|(module, offset)| Target::Tls { module, offset })
+            }
             Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
         }) {
             return Ok(t);

@@ -200,7 +200,8 @@ impl Machine {
 
     /// Does the loader apply relocation type `r_type` of this machine in a library it maps?
     /// (`false` for copy relocations, initial-exec TLS (`TPREL64`, which needs static TLS space
-    /// mmkit does not have) and text relocations; on x86_64 also `TLSDESC`.)
+    /// mmkit does not have; only a reference to a variable in glibc's static TLS, such as
+    /// libc's `errno`, binds on x86_64) and text relocations; on x86_64 also `TLSDESC`.)
     pub fn applies_relocation(self, r_type: u32) -> bool {
         match self.relocation_kind(r_type) {
             RelocKind::TpRel64 | RelocKind::Copy | RelocKind::Other => false,

@@ -26,7 +26,8 @@ pub enum SystemPolicy {
     #[default]
     SystemLinker,
     /// Map a private copy with mmkit-elf, as for the caller's own libraries (fails for the
-    /// libraries that need static TLS, such as libc and libm).
+    /// libraries that need static TLS of their own, such as libc; libm, whose initial-exec
+    /// TLS is libc's `errno`, loads on x86_64).
     MapPrivately,
     /// Refuse: loading fails with [`ErrorKind::DependencyNotFound`] naming the library.
     Refuse,

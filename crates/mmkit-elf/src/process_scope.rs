@@ -301,6 +301,53 @@ impl Scope {
     }
 }
 
+impl Scope {
+    /// A reference to the thread-local variable `name` (`version`) in the global scope
+    /// (`handle` none) or in one glibc-loaded library and its dependencies: glibc's
+    /// `dlsym`/`dlvsym` answer, as for any symbol, turned into the defining object's TLS module
+    /// id and the variable's offset in its block ([`tls_module_of_address`]). Never cached:
+    /// `dlsym` answers the calling thread's copy of the variable.
+    pub(crate) fn tls_symbol(
+        &self,
+        library: Option<&SystemLibrary>,
+        name: Name<'_>,
+        version: Option<Name<'_>>,
+    ) -> Option<(u64, u64)> {
+        let handle = library.map_or(libc::RTLD_DEFAULT, |l| l.handle as *mut c_void);
+        tls_module_of_address(lookup_uncached(handle, name, version)?)
+    }
+}
+
+/// The TLS module (glibc's `dlpi_tls_modid`) whose block in the calling thread holds `addr`,
+/// and `addr`'s offset in that block: what a general-dynamic reference stores for a variable
+/// glibc's `dlsym` answered `addr` for, in this thread.
+pub(crate) fn tls_module_of_address(addr: u64) -> Option<(u64, u64)> {
+    struct Find {
+        addr: u64,
+        found: Option<(u64, u64)>,
+    }
+    unsafe extern "C" fn visit_tls(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Find` below.
+        let (info, find) = unsafe { (&*info, &mut *data.cast::<Find>()) };
+        if info.dlpi_tls_modid == 0 || info.dlpi_tls_data.is_null() || info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let Some(tls) = phdrs.iter().find(|p| p.p_type == libc::PT_TLS) else { return 0 };
+        let start = info.dlpi_tls_data as u64;
+        if find.addr >= start && find.addr - start < word(tls.p_memsz).max(1) {
+            find.found = Some((word(info.dlpi_tls_modid as u64), find.addr - start));
+            return 1;
+        }
+        0
+    }
+    let mut find = Find { addr, found: None };
+    // SAFETY: the callback only reads glibc's info and writes `find`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit_tls), (&mut find as *mut Find).cast()) };
+    find.found
+}
+
 impl Def {
     /// The address a reference binds to: the definition's, or for an IFUNC what its resolver
     /// returns, called as glibc's `dlvsym` calls it on x86_64 (`elf_ifunc_invoke`: no

@@ -696,3 +696,84 @@ fn system_libz() -> Option<&'static std::path::Path> {
     }
     path
 }
+
+/// An mmkit-loaded library reads and writes a `__thread` variable exported by a library glibc
+/// loaded (its `DT_NEEDED`, found loaded): each thread sees its own copy, the same one glibc's
+/// library's own code sees in that thread (general-dynamic: `DTPMOD64`/`DTPOFF64` pairs on
+/// x86_64, `TLSDESC` on aarch64, with glibc's module id). Before the fix the load failed: "no TLS
+/// module of an mmkit-loaded library defines it".
+#[test]
+fn tls_of_a_glibc_loaded_library_is_per_thread_and_shared_with_its_code() {
+    let def = build("tlsglibc", "tlsdef.c", "fxtlsdef", &["-Wl,-soname,libfxtlsdef.so"]);
+    let dir = def.parent().unwrap().display().to_string();
+    let user = build("tlsglibc", "tlsuse.c", "fxtlsuse", &[&format!("-L{dir}"), "-lfxtlsdef"]);
+    let theirs = Dl::open(&def);
+    let ours = open(user.as_path());
+    assert!(
+        ours.dependencies().iter().any(|(n, by_mmkit)| n == "libfxtlsdef.so" && !by_mmkit),
+        "{:?}",
+        ours.dependencies()
+    );
+    // This thread: mmkit's code and glibc's library's code see one variable.
+    assert_eq!(call(&ours, "fx_use_get", &[]), 7);
+    assert_eq!(call(&ours, "fx_use_addr", &[]), theirs.call("fx_def_addr", &[]));
+    assert_eq!(call(&ours, "fx_use_set", &[11]), 11);
+    assert_eq!(theirs.call("fx_def_get", &[]), 11);
+    theirs.call("fx_def_set", &[12]);
+    assert_eq!(call(&ours, "fx_use_get", &[]), 12);
+    let main_addr = call(&ours, "fx_use_addr", &[]);
+    let (def_get, def_addr) = (theirs.addr("fx_def_get") as u64, theirs.addr("fx_def_addr") as u64);
+    // Two more threads: each starts from the initial value and has its own address.
+    let seen: Vec<(i64, i64, i64, i64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = [100, 200]
+            .into_iter()
+            .map(|v| {
+                let ours = &ours;
+                s.spawn(move || {
+                    let initial = call(ours, "fx_use_get", &[]);
+                    call(ours, "fx_use_set", &[v]);
+                    let addr = call(ours, "fx_use_addr", &[]);
+                    assert_eq!(addr, call_addr(def_addr, &[]), "thread {v}: the same variable");
+                    (initial, call_addr(def_get, &[]), addr, call(ours, "fx_use_get", &[]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!((seen[0].0, seen[0].1, seen[0].3), (7, 100, 100));
+    assert_eq!((seen[1].0, seen[1].1, seen[1].3), (7, 200, 200));
+    assert!(seen[0].2 != main_addr && seen[1].2 != main_addr, "per-thread addresses");
+    assert_eq!(call(&ours, "fx_use_get", &[]), 12, "other threads left this one's copy alone");
+    ours.verify().unwrap();
+}
+
+/// Initial-exec TLS against libc's `errno` (`R_X86_64_TPOFF64 errno@GLIBC_PRIVATE`, as in
+/// glibc's own libnsl and libresolv): libc's TLS is in static TLS, so the GOT holds the
+/// variable's offset from the thread pointer, the same in every thread. Each thread's accesses
+/// reach its own `errno`, the one `__errno_location` answers. Before the fix the load failed:
+/// "initial-exec TLS needs static TLS space".
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn initial_exec_tls_against_libcs_errno_reaches_each_threads_errno() {
+    let path = build("ie", "tls_errno.c", "fxtlserrno", &[]);
+    let ours = open(path.as_path());
+    let check = |v: i64| {
+        // SAFETY: __errno_location returns this thread's errno, valid for the thread's life.
+        let here = unsafe { libc::__errno_location() };
+        assert_eq!(call(&ours, "fx_errno_addr", &[]), here as i64, "this thread's errno");
+        assert_eq!(call(&ours, "fx_errno_set", &[v]), v);
+        // SAFETY: as above.
+        assert_eq!(unsafe { *here }, v as i32);
+        // SAFETY: as above.
+        unsafe { *here = v as i32 + 1 };
+        let seen = call(&ours, "fx_errno_get", &[]);
+        assert_eq!(seen, v + 1);
+        here as i64
+    };
+    let main = check(1234);
+    let others: Vec<i64> =
+        std::thread::scope(|s| [55, 66].map(|v| s.spawn(move || check(v))).map(|h| h.join().unwrap()).to_vec());
+    assert!(others.iter().all(|&a| a != main) && others[0] != others[1], "per-thread errno");
+    // SAFETY: as above.
+    assert_eq!(unsafe { *libc::__errno_location() }, 1235, "other threads left this one's errno alone");
+}

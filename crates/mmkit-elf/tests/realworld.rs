@@ -188,15 +188,24 @@ fn policies_refuse_or_map_system_libraries_privately() {
     let err = unsafe { refuse.open(so.as_path()) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
     assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("strict"), "{err}");
-    // A private copy of libm cannot be made (initial-exec TLS for errno): the error says so.
+    // A private copy of libm: its initial-exec TLS (`R_X86_64_TPOFF64 errno`) binds to libc's
+    // errno in static TLS, so libm's errors land in the caller's errno.
     let private = Namespace::new("private").system_libraries(SystemPolicy::MapPrivately);
     // SAFETY: as above.
-    let err = unsafe { private.open(so.as_path()) }.unwrap_err();
-    assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("TPOFF64"), "{err}");
-    assert!(!process_maps("libm.so"), "neither policy let glibc load libm");
-    // The default does.
+    let mine = unsafe { private.open(so.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert!(mine.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libm.so") && *by_mmkit));
+    let private_answers = (call(&mine, "fx_hypot", &[5, 12]), call(&mine, "fx_log_errno", &[0]));
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD loads nothing.
+    let glibcs = unsafe { libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    assert!(glibcs.is_null(), "neither policy let glibc load libm");
+    drop(mine);
+    // The default has glibc load it.
     let ours = open(so.as_path());
+    let oracle = Dl::open(&so);
     assert_eq!(call(&ours, "fx_hypot", &[5, 12]), 13);
+    assert_eq!(call(&ours, "fx_log_errno", &[0]), i64::from(libc::ERANGE));
+    assert_eq!(oracle.call("fx_log_errno", &[0]), i64::from(libc::ERANGE));
+    assert_eq!(private_answers, (13, i64::from(libc::ERANGE)));
 }
 
 #[test]
@@ -673,4 +682,38 @@ fn an_initializer_bound_to_a_definition_in_another_library_runs() {
     let unwind = ours.address_of("_Unwind_GetIP").expect("_Unwind_GetIP");
     let info = mmkit_elf::addr_info(unwind).expect("addr_info of the copy's function");
     assert!(info.loaded_by_mmkit && info.library.contains(&*dir.path().to_string_lossy()), "{info:?}");
+}
+
+/// `std::call_once` reaches libstdc++'s `__thread` variables (`_ZSt15__once_callable`,
+/// `_ZSt11__once_call`) through a general-dynamic GOT pair (`R_X86_64_DTPMOD64` +
+/// `R_X86_64_DTPOFF64`): glibc's libstdc++ defines them, so the pair holds glibc's module id
+/// and mmkit's `__tls_get_addr` forwards it to glibc's. Before the fix the load failed: "no TLS
+/// module of an mmkit-loaded library defines it". libstdc++'s `__once_proxy` reads the
+/// variable through its own TLS access: a wrong address would call garbage.
+#[test]
+fn call_once_reaches_libstdcxx_tls_from_file_and_apk_like_glibcs_copy() {
+    if !in_fresh_process("call_once_reaches_libstdcxx_tls_from_file_and_apk_like_glibcs_copy") {
+        return;
+    }
+    assert!(!process_maps("libstdc++"), "the test process must not link libstdc++");
+    let so = build("default", "cxxonce.cpp", "fxcxxonce", &["-lstdc++"]);
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = Dl::open(&so);
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxcxxonce.so", &so)] {
+        let ours = open(source.clone());
+        assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n.starts_with("libstdc++") && !by_mmkit));
+        for x in [21, 5, 1000] {
+            assert_eq!(call(&ours, "fx_once_fresh", &[x]), oracle.call("fx_once_fresh", &[x]), "fresh {x}");
+        }
+        // The first call sets the value; later ones, in any thread, see it.
+        assert_eq!(call(&ours, "fx_once", &[21]), 42, "{}", source.display());
+        assert_eq!(call(&ours, "fx_once", &[5]), 42);
+        let from_thread = std::thread::scope(|s| {
+            s.spawn(|| (call(&ours, "fx_once", &[7]), call(&ours, "fx_once_fresh", &[7]))).join().unwrap()
+        });
+        assert_eq!(from_thread, (42, 8));
+        ours.verify().unwrap();
+    }
+    assert_eq!(oracle.call("fx_once", &[21]), 42);
+    assert_eq!(oracle.call("fx_once", &[5]), 42);
 }

@@ -21,30 +21,42 @@ pub(crate) fn symbol_addend(_kind: RelocKind, addend: i64) -> i64 {
 /// takes the bits above.
 pub(crate) const TLSDESC_OFFSET_BITS: u32 = 40;
 
-/// The two words of a TLS descriptor for `offset` in the block of TLS module `module`: the
-/// address of mmkit's resolver, and its argument (module and offset packed in one word, so
-/// the descriptor needs no storage of its own).
+/// The bit of the argument's module field that marks one of mmkit's own modules (the field's
+/// top bit; [`tls::MMKIT_MODULE`](super::tls::MMKIT_MODULE) in a full module id).
+const TLSDESC_MMKIT_BIT: u64 = 1 << (63 - TLSDESC_OFFSET_BITS);
+
+/// The two words of a TLS descriptor for `offset` in the block of TLS module `module` (one of
+/// mmkit's, tagged, or the system linker's): the address of mmkit's resolver, and its argument
+/// (module and offset packed in one word, so the descriptor needs no storage of its own).
 ///
 /// The resolver returns the variable's offset from the thread pointer (`TPIDR_EL0`): mmkit's
 /// TLS blocks are allocated per thread on first use (`relocate/tls.rs`), wherever the
-/// allocator puts them, and the offset is `block + offset - tp` (AArch64 uses TLS variant I:
-/// `tp` points at a 16-byte thread control block, static blocks follow it; mmkit's dynamic
-/// blocks are elsewhere, which the offset arithmetic wraps around).
+/// allocator puts them, and the system linker's come from its `__tls_get_addr`; the offset
+/// is `address - tp` either way (AArch64 uses TLS variant I: `tp` points at a 16-byte thread
+/// control block, static blocks follow it; dynamic blocks are elsewhere, which the offset
+/// arithmetic wraps around).
 pub(crate) fn tls_descriptor(module: u64, offset: u64) -> Result<[u64; 2], String> {
-    if module >= 1 << (64 - TLSDESC_OFFSET_BITS) || offset >= 1 << TLSDESC_OFFSET_BITS {
-        return Err(format!("TLS module {module} or offset {offset:#x} too large for a descriptor"));
+    let mmkit = module & super::tls::MMKIT_MODULE != 0;
+    let n = module & !super::tls::MMKIT_MODULE;
+    if n >= TLSDESC_MMKIT_BIT || offset >= 1 << TLSDESC_OFFSET_BITS {
+        return Err(format!("TLS module {n} or offset {offset:#x} too large for a descriptor"));
     }
-    let arg = module << TLSDESC_OFFSET_BITS | offset;
+    let field = if mmkit { n | TLSDESC_MMKIT_BIT } else { n };
+    let arg = field << TLSDESC_OFFSET_BITS | offset;
     #[cfg(target_arch = "aarch64")]
     return Ok([super::tlsdesc::resolver_address(), arg]);
     #[cfg(not(target_arch = "aarch64"))]
     return Err(format!("TLS descriptor (argument {arg:#x}) on a host that is not aarch64"));
 }
 
-/// Splits a descriptor argument made by [`tls_descriptor`] into module and offset.
+/// Splits a descriptor argument made by [`tls_descriptor`] into module (tagged again if it is
+/// mmkit's) and offset.
 #[cfg(any(target_arch = "aarch64", test))]
 pub(crate) fn unpack_tls_argument(arg: u64) -> (u64, u64) {
-    (arg >> TLSDESC_OFFSET_BITS, arg & ((1 << TLSDESC_OFFSET_BITS) - 1))
+    let field = arg >> TLSDESC_OFFSET_BITS;
+    let module =
+        if field & TLSDESC_MMKIT_BIT != 0 { (field & !TLSDESC_MMKIT_BIT) | super::tls::MMKIT_MODULE } else { field };
+    (module, arg & ((1 << TLSDESC_OFFSET_BITS) - 1))
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -87,11 +99,19 @@ mod tests {
 
     #[test]
     fn descriptor_arguments_round_trip_and_bounds_are_errors() {
-        let arg = (7u64 << TLSDESC_OFFSET_BITS) | 0x1234;
-        assert_eq!(unpack_tls_argument(arg), (7, 0x1234));
-        assert!(tls_descriptor(1 << 24, 0).is_err());
+        use crate::relocate::tls::MMKIT_MODULE;
+        // One of mmkit's modules and one of the system linker's stay apart.
+        let mine = (7u64 | TLSDESC_MMKIT_BIT) << TLSDESC_OFFSET_BITS | 0x1234;
+        assert_eq!(unpack_tls_argument(mine), (MMKIT_MODULE | 7, 0x1234));
+        let glibcs = (7u64 << TLSDESC_OFFSET_BITS) | 0x1234;
+        assert_eq!(unpack_tls_argument(glibcs), (7, 0x1234));
+        assert!(tls_descriptor(TLSDESC_MMKIT_BIT, 0).is_err());
+        assert!(tls_descriptor(MMKIT_MODULE | TLSDESC_MMKIT_BIT, 0).is_err());
         assert!(tls_descriptor(1, 1 << 40).is_err());
         #[cfg(target_arch = "aarch64")]
-        assert_eq!(tls_descriptor(7, 0x1234).unwrap()[1], arg);
+        {
+            assert_eq!(tls_descriptor(MMKIT_MODULE | 7, 0x1234).unwrap()[1], mine);
+            assert_eq!(tls_descriptor(7, 0x1234).unwrap()[1], glibcs);
+        }
     }
 }

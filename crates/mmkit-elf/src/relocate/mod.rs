@@ -1,10 +1,14 @@
 //! Relocation of a shared object of the host machine (x86_64 or aarch64): `RELR`, `RELATIVE`,
 //! the absolute 64-bit type, `GLOB_DAT`, `JUMP_SLOT` (bound eagerly), `IRELATIVE`,
 //! `DTPMOD64`/`DTPREL64` for general-dynamic TLS and, on aarch64, `TLSDESC` (the default TLS
-//! dialect there) with a resolver of mmkit's own.
+//! dialect there) with a resolver of mmkit's own; the TLS symbol may be defined by an
+//! mmkit-loaded library or by an object glibc loaded (glibc's module id and the symbol's
+//! offset in its block, see `tls.rs`).
 //!
-//! Everything else (`COPY`, initial-exec `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative
-//! text relocations) is an error that names the relocation and its symbol. Relocation numbers
+//! Initial-exec `TPOFF64` binds only a variable in the static TLS of an object glibc loaded at
+//! start-up (x86_64; see `tls::static_tls_offset`). Everything else (`COPY`, other initial-exec
+//! `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative text relocations) is an error that
+//! names the relocation and its symbol. Relocation numbers
 //! and names per machine are in [`crate::machine`]; what differs in how they apply is in
 //! `x86_64.rs` and `aarch64.rs`. This module and the executor are the only ones with
 //! `unsafe`: here, calling IFUNC resolvers, and the TLS resolvers.
@@ -28,7 +32,8 @@ pub(crate) enum Target {
     Addr(u64),
     /// An IFUNC: the run-time address of its resolver, to call once relocation is done.
     Ifunc(u64),
-    /// A TLS symbol: the defining module's id and the symbol's offset in its block.
+    /// A TLS symbol: the defining module's id (mmkit's, tagged with
+    /// [`tls::MMKIT_MODULE`], or glibc's `dlpi_tls_modid`) and the symbol's offset in its block.
     Tls { module: u64, offset: u64 },
 }
 
@@ -190,6 +195,17 @@ fn apply(
             return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
         }
         RelocKind::TpRel64 => {
+            // A variable in the static TLS of an object glibc loaded at start-up (libc's
+            // `errno`): its offset from the thread pointer, the same in every thread.
+            // An unbound symbol keeps the error below, which says what to rebuild.
+            if r.sym != 0 {
+                if let Ok(Target::Tls { module, offset }) = resolve(r.sym) {
+                    if let Some(v) = tls::static_tls_offset(module, offset.wrapping_add(r.addend as u64)) {
+                        image.write_u64(r.offset, v)?;
+                        return Ok(());
+                    }
+                }
+            }
             return Err(unsupported(
                 dy,
                 r,
@@ -218,7 +234,8 @@ unsafe fn run_ifunc_resolvers(image: &Image, deferred: Vec<Deferred>) -> Result<
 }
 
 /// The TLS module a `DTPMOD64`/`TLSDESC` relocation names: this library's for a local
-/// reference (no symbol), else the defining library's.
+/// reference (no symbol), else the defining library's (mmkit's or glibc's; for glibc's, its
+/// `__tls_get_addr`, which mmkit's forwards to, must be known).
 fn tls_module_of(
     dy: &Dynamic,
     r: &Rela,
@@ -233,7 +250,13 @@ fn tls_module_of(
             _ => None,
         }
     };
-    module.ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library defines it)"))
+    let module = module
+        .filter(|&m| m & !tls::MMKIT_MODULE != 0)
+        .ok_or_else(|| unsupported(dy, r, " (no TLS module of an mmkit-loaded library or of glibc defines it)"))?;
+    if module & tls::MMKIT_MODULE == 0 {
+        tls::system_tls_ready().map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
+    }
+    Ok(module)
 }
 
 /// The offset in its module's block of the TLS symbol a relocation names (0 with no symbol).

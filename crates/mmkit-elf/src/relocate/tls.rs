@@ -10,11 +10,17 @@
 //!
 //! Module ids are never reused. A block lives until its thread exits (the current thread's
 //! block is freed when the library unloads); other threads keep stale blocks until they exit.
+//!
+//! A reference to a `__thread` variable *defined by an object glibc loaded* (libstdc++'s
+//! `std::call_once` state, libc's `errno`) stores glibc's module id of that object and the
+//! variable's offset in its block: mmkit's ids carry [`MMKIT_MODULE`] (a high bit glibc's
+//! small counters never reach), so [`address`] tells the two apart and hands glibc's ids to
+//! glibc's own `__tls_get_addr`.
 
 use std::alloc::Layout;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The `tls_index` a general-dynamic access passes to `__tls_get_addr`.
@@ -30,6 +36,9 @@ struct Template {
     init: Vec<u8>,
     layout: Layout,
 }
+
+/// The tag bit of mmkit's own module ids; an id without it is glibc's (`dlpi_tls_modid`).
+pub(crate) const MMKIT_MODULE: u64 = 1 << 63;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static TEMPLATES: Mutex<Option<HashMap<u64, Arc<Template>>>> = Mutex::new(None);
@@ -61,13 +70,13 @@ impl TlsModule {
     pub(crate) fn register(init: Vec<u8>, mem_size: u64, align: u64) -> Option<TlsModule> {
         let size = usize::try_from(mem_size.max(1)).ok()?;
         let layout = Layout::from_size_align(size, usize::try_from(align.max(16)).ok()?).ok()?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = MMKIT_MODULE | NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
         map.get_or_insert_with(HashMap::new).insert(id, Arc::new(Template { init, layout }));
         Some(TlsModule { id })
     }
 
-    /// The module id stored by `R_X86_64_DTPMOD64`.
+    /// The module id stored by `R_X86_64_DTPMOD64` (tagged with [`MMKIT_MODULE`]).
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -114,13 +123,55 @@ pub(crate) fn address_in_block(module: u64, offset: u64, who: &str) -> *mut u8 {
     match block_for(module) {
         Some(ptr) => ptr.wrapping_add(offset as usize),
         None => {
-            eprintln!("mmkit-elf: {who}: unknown TLS module {module} (library unloaded?)");
+            let n = module & !MMKIT_MODULE;
+            eprintln!("mmkit-elf: {who}: unknown TLS module {n} of mmkit (library unloaded?)");
             std::process::abort()
         }
     }
 }
 
-/// mmkit's `__tls_get_addr`: the address of `offset` in this thread's block of `module`.
+/// glibc's (or bionic's) own `__tls_get_addr`, found once by [`system_tls_ready`] (0: not yet).
+static SYSTEM_TLS_GET_ADDR: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes sure the system linker's `__tls_get_addr` is known, so that a module id of glibc's
+/// can be stored (called when a relocation binds one, never from a TLS access: the lookup
+/// takes glibc's lock). `Err` names why not.
+pub(crate) fn system_tls_ready() -> Result<(), String> {
+    if SYSTEM_TLS_GET_ADDR.load(Ordering::Acquire) != 0 {
+        return Ok(());
+    }
+    // SAFETY: RTLD_DEFAULT and a NUL-terminated name; mmkit's own `tls_get_addr` is not
+    // exported under that name, so this is the system linker's.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__tls_get_addr".as_ptr()) };
+    if f.is_null() {
+        return Err("the system linker exports no __tls_get_addr".to_owned());
+    }
+    SYSTEM_TLS_GET_ADDR.store(f as usize, Ordering::Release);
+    Ok(())
+}
+
+/// This thread's address of `offset` in the block of TLS `module`: mmkit's own block for an
+/// id tagged [`MMKIT_MODULE`], else what the system linker's `__tls_get_addr` answers for its
+/// module `module`. Aborts with a message naming `who` when the module is unknown.
+pub(crate) fn address(module: u64, offset: u64, who: &str) -> *mut u8 {
+    if module & MMKIT_MODULE != 0 {
+        return address_in_block(module, offset, who);
+    }
+    let f = SYSTEM_TLS_GET_ADDR.load(Ordering::Acquire);
+    if f == 0 {
+        eprintln!("mmkit-elf: {who}: TLS module {module} of the system linker, whose __tls_get_addr is unknown");
+        std::process::abort()
+    }
+    type TlsGetAddr = unsafe extern "C" fn(*const TlsIndex) -> *mut u8;
+    let index = TlsIndex { module, offset };
+    // SAFETY: `f` is the system linker's `__tls_get_addr` (`system_tls_ready` found it, and
+    // ids without the tag are stored only after that); `module` is the `dlpi_tls_modid` of an
+    // object it loaded and `offset` lies in that object's `PT_TLS` block.
+    unsafe { std::mem::transmute::<usize, TlsGetAddr>(f)(&index) }
+}
+
+/// mmkit's `__tls_get_addr`: the address of `offset` in this thread's block of `module`
+/// (mmkit's, or the system linker's: see [`address`]).
 ///
 /// # Safety
 /// `index` must point to a `tls_index` filled by the loader's DTPMOD64/DTPOFF64 relocations
@@ -128,5 +179,61 @@ pub(crate) fn address_in_block(module: u64, offset: u64, who: &str) -> *mut u8 {
 pub(crate) unsafe extern "C" fn tls_get_addr(index: *const TlsIndex) -> *mut u8 {
     // SAFETY: the caller passes a pointer to a live GOT pair (function contract).
     let (module, offset) = unsafe { ((*index).module, (*index).offset) };
-    address_in_block(module, offset, "__tls_get_addr")
+    address(module, offset, "__tls_get_addr")
+}
+
+/// The offset from the thread pointer of `offset` in the block of the system linker's TLS
+/// `module`, when that block is in static TLS (objects glibc loaded at start-up, as libc whose
+/// `errno` glibc's own libraries reach through initial-exec `R_X86_64_TPOFF64`): the same in
+/// every thread. `None` when mmkit cannot tell for sure (an mmkit module, a block outside the
+/// static TLS area, no `_dl_get_tls_static_info`, a host other than x86_64).
+///
+/// x86_64 uses TLS variant II: the static blocks lie just below the thread pointer, inside the
+/// `dl_tls_static_size` bytes glibc allocates with the thread descriptor; a dynamic block
+/// (`malloc`ed on first use) is never there.
+pub(crate) fn static_tls_offset(module: u64, offset: u64) -> Option<u64> {
+    if module & MMKIT_MODULE != 0 || module == 0 || !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    system_tls_ready().ok()?;
+    let size = static_tls_size()?;
+    let addr = address(module, offset, "initial-exec TLS") as u64;
+    let tp = thread_pointer()?;
+    (addr < tp && tp - addr <= size).then(|| addr.wrapping_sub(tp))
+}
+
+/// glibc's `_dl_get_tls_static_info`: the size of the static TLS area (with the surplus and
+/// the thread control block).
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+fn static_tls_size() -> Option<u64> {
+    // SAFETY: NUL-terminated strings; a GLIBC_PRIVATE symbol of ld.so that sanitizers use too.
+    let f = unsafe { libc::dlvsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr(), c"GLIBC_PRIVATE".as_ptr()) };
+    if f.is_null() {
+        return None;
+    }
+    type Info = unsafe extern "C" fn(*mut usize, *mut usize);
+    let (mut size, mut align) = (0usize, 0usize);
+    // SAFETY: `void _dl_get_tls_static_info (size_t *sizep, size_t *alignp)`; both outlive the call.
+    unsafe { std::mem::transmute::<*mut libc::c_void, Info>(f)(&mut size, &mut align) };
+    (size != 0).then_some(size as u64)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+fn static_tls_size() -> Option<u64> {
+    None
+}
+
+/// The calling thread's thread pointer (`%fs:0`, the TCB's pointer to itself, on x86_64).
+#[cfg(target_arch = "x86_64")]
+fn thread_pointer() -> Option<u64> {
+    let tp: u64;
+    // SAFETY: on x86_64 Linux `%fs:0` holds the thread control block's own address (the ABI's
+    // `tcbhead_t.tcb`), readable in every thread.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    Some(tp)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn thread_pointer() -> Option<u64> {
+    None
 }

@@ -8,7 +8,8 @@
 //! compiler assumes only `x0`, `x30` and the flags change. glibc's static-TLS resolver returns
 //! a constant; mmkit's blocks are per thread and allocated on first use (`relocate/tls.rs`),
 //! so its resolver saves the caller-saved registers, asks [`tls`](super::tls) for this
-//! thread's block, and returns `block + offset - tp`.
+//! thread's address of the variable (in mmkit's block, or from the system linker's
+//! `__tls_get_addr` for a variable of an object glibc loaded), and returns `address - tp`.
 //!
 //! SVE: only the low 128 bits of the vector registers are saved (the Rust code called may
 //! write `v0`–`v31`, which zeroes the upper bits of the `z` registers); code compiled to keep
@@ -20,7 +21,7 @@ use super::tls;
 /// This thread's address of a descriptor's variable; called only by the resolver below.
 extern "C" fn tlsdesc_block(arg: u64) -> *mut u8 {
     let (module, offset) = unpack_tls_argument(arg);
-    tls::address_in_block(module, offset, "TLS descriptor")
+    tls::address(module, offset, "TLS descriptor")
 }
 
 core::arch::global_asm!(
