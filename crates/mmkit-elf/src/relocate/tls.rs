@@ -199,6 +199,10 @@ pub(crate) fn static_tls_offset(module: u64, offset: u64) -> Option<u64> {
     let size = static_tls_size()?;
     let addr = address(module, offset, "initial-exec TLS") as u64;
     let tp = thread_pointer()?;
+    // `size` counts the thread control block (above the thread pointer) too, so the lowest
+    // bytes of `[tp - size, tp)` may precede the static blocks' own allocation; they are then
+    // the thread's stack (threads of `pthread_create`) or ld.so's start-up allocations (the
+    // main thread), never a `malloc`ed dynamic block, so a match still means static TLS.
     (addr < tp && tp - addr <= size).then(|| addr.wrapping_sub(tp))
 }
 
