@@ -33,10 +33,12 @@ pub struct Args {
     /// Print only the totals, not a row per file.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Worker threads (default 1). Touching an evicted file with 2, 4 or 8 threads was no
-    /// faster than with one (BENCHMARKS.md): more help only on devices that serve parallel reads
-    /// faster than one stream. Counting is a few cheap system calls per file. Threads the system
-    /// refuses to start (ulimit -u, ulimit -v) mean fewer threads.
+    /// Worker threads. Counting spreads the files over one per CPU by default (10,000 small
+    /// files: 40 ms with 2 threads, 45 ms with one; a single file is one `cachestat(2)`, and
+    /// its ranges counted on 2 threads were no faster here). Touching uses 1 by default:
+    /// an evicted file touched with 2, 4 or 8 threads was no faster than with one
+    /// (BENCHMARKS.md); more help only on devices that serve parallel reads faster than one
+    /// stream. Threads the system refuses to start (ulimit -u, ulimit -v) mean fewer threads.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print JSON instead of a table.
@@ -208,7 +210,8 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         bar.finish_and_clear();
     }
     let bar = progress(paths.len() as u64, &label("counting"), false);
-    let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(1), &|| bar.inc(1));
+    // 0: one thread per CPU.
+    let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(0), &|| bar.inc(1));
     bar.finish_and_clear();
     for e in failed {
         out.warn(e);
