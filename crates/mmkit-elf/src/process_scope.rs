@@ -1070,19 +1070,21 @@ unsafe fn needed_names(info: &libc::dl_phdr_info) -> Option<Vec<String>> {
     };
     let dynamic = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC)?;
     let dyn_at = base.wrapping_add(dynamic.p_vaddr as usize);
-    let ndyn = dynamic.p_memsz as usize / 16;
-    segment_of(dyn_at, ndyn * 16).filter(|_| ndyn > 0 && dyn_at.is_multiple_of(8))?;
+    // The process's own class: `Elf64_Dyn` (two 8-byte words) or `Elf32_Dyn` (two 4-byte).
+    let word = std::mem::size_of::<usize>();
+    let ndyn = dynamic.p_memsz as usize / (2 * word);
+    segment_of(dyn_at, ndyn * 2 * word).filter(|_| ndyn > 0 && dyn_at.is_multiple_of(word))?;
     let (mut strtab, mut needed) = (None, Vec::new());
     for k in 0..ndyn {
         // SAFETY: `k < ndyn`: inside the mapped, aligned entries (checked above).
         let (tag, val) = unsafe {
-            let p = (dyn_at as *const u64).add(2 * k);
-            (*p, *p.add(1))
+            let p = (dyn_at as *const usize).add(2 * k);
+            (*p as u64, *p.add(1))
         };
         match tag {
             0 => break, // DT_NULL
-            DT_NEEDED => needed.push(val as usize),
-            DT_STRTAB => strtab = Some(val as usize),
+            DT_NEEDED => needed.push(val),
+            DT_STRTAB => strtab = Some(val),
             _ => {}
         }
     }
@@ -1583,10 +1585,8 @@ mod tests {
         (!p.is_null()).then_some(p as u64)
     }
 
-    /// Binding without `dlvsym` gives glibc's answer, for plain functions, data, IFUNCs
-    /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
-    /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
-    /// version (`clock_gettime`), and a version libc does not have.
+    /// The program's `DT_NEEDED` list is read from its dynamic section (in either ELF class), and
+    /// a library in it is held through one handle for the whole process.
     #[test]
     fn the_programs_own_libraries_are_held_once_per_process() {
         // This test binary links libc directly (`ldd` lists it) and not libz.
@@ -1604,6 +1604,10 @@ mod tests {
         }
     }
 
+    /// Binding without `dlvsym` gives glibc's answer, for plain functions, data, IFUNCs
+    /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
+    /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
+    /// version (`clock_gettime`), and a version libc does not have.
     #[test]
     fn exact_binding_is_dlvsyms_answer() {
         let cases: [(&[u8], &[u8]); 8] = [
