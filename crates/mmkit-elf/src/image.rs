@@ -617,10 +617,9 @@ mod unwind {
             );
         }
         let reg = Box::into_raw(Box::new(Registration { table: [eh_frame, 0], object: [0; OBJECT_WORDS] }));
-        // SAFETY: `table` is a null-terminated array holding the start of the section (the
-        // caller's promise), and `object` is memory for libgcc's `struct object` (6 words in
-        // libgcc 7-14; 16 are given); both live in `reg`, freed only by `deregister` after
-        // libgcc forgets them.
+        // `object` is memory for libgcc's `struct object` (6 words in libgcc 7-14; 16 given).
+        // SAFETY: `table` is a null-terminated array holding the section's start (the caller's
+        // promise); both live in `reg`, freed only by `deregister` after libgcc forgets them.
         unsafe {
             __register_frame_info_table_bases(
                 std::ptr::addr_of_mut!((*reg).table).cast(),
