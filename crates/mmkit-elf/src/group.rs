@@ -263,7 +263,7 @@ pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions
         return Ok(Library::new(e.obj.clone(), registry.clone()));
     }
     // A system library opened directly goes to the system linker, as a dependency does.
-    if let Some(path) = ns.system_linker_file(source) {
+    if let Some(path) = ns.system_linker_file(source)? {
         return Ok(Library::new_system(crate::system::SystemOpened::open(path)?, registry.clone()));
     }
     let mut group = Group { new: Vec::new(), rules: Vec::new() };

@@ -16,9 +16,10 @@ use crate::source::Source;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-/// What a namespace does with a dependency that is a system library (found in one of
-/// [`SYSTEM_DIRS`], or known only to the system linker's own search) and not already loaded.
-/// Libraries the process has already loaded are always used as they are.
+/// What a namespace does with a system library (found in one of [`SYSTEM_DIRS`], or known
+/// only to the system linker's own search) that is not already loaded, as a dependency or
+/// opened directly by path. Libraries the process has already loaded are always used as
+/// they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SystemPolicy {
     /// `dlopen` it (`RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE`): the system linker loads it once
@@ -220,11 +221,27 @@ impl Namespace {
         self.top_level(source)
     }
 
-    /// The file `source` is when this namespace has the system linker load it (a system
-    /// library opened directly, under [`SystemPolicy::SystemLinker`]).
-    pub(crate) fn system_linker_file<'a>(&self, source: &'a Source) -> Option<&'a Path> {
-        let Source::Path(p) = source else { return None };
-        (self.system == SystemPolicy::SystemLinker && is_system_library(p)).then_some(p.as_path())
+    /// The file `source` is when this namespace has the system linker load it: a system
+    /// library opened directly, under [`SystemPolicy::SystemLinker`], or under
+    /// [`SystemPolicy::Refuse`] one the process has already loaded (used as it is, as for a
+    /// dependency). Under `Refuse`, any other system library is an error naming it and the
+    /// namespace, as when a dependency is one.
+    pub(crate) fn system_linker_file<'a>(&self, source: &'a Source) -> Result<Option<&'a Path>> {
+        let Source::Path(p) = source else { return Ok(None) };
+        if self.system == SystemPolicy::MapPrivately || !is_system_library(p) {
+            return Ok(None);
+        }
+        if self.system == SystemPolicy::Refuse
+            && crate::process_scope::SystemLibrary::if_loaded(&p.to_string_lossy()).is_none()
+        {
+            return Err(Error::new(
+                "load library",
+                ErrorKind::DependencyNotFound,
+                format!("{} is a system library and namespace {} refuses system libraries", p.display(), self.name),
+            )
+            .with_path(&p.display().to_string()));
+        }
+        Ok(Some(p.as_path()))
     }
 
     /// A bare soname that is not a file here becomes the file the search finds.

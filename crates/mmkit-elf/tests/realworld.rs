@@ -188,6 +188,19 @@ fn policies_refuse_or_map_system_libraries_privately() {
     let err = unsafe { refuse.open(so.as_path()) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
     assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("strict"), "{err}");
+    // Opened directly by path, a system library is refused too, unless the process already
+    // has it (then it is used as it is, as for a dependency).
+    if let (Some(libm), Some(libc_path)) = (system_lib("libm.so.6"), system_lib("libc.so.6")) {
+        // SAFETY: a system library.
+        let err = unsafe { refuse.open(libm.as_path()) }.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+        assert!(err.to_string().contains("libm.so.6") && err.to_string().contains("strict"), "{err}");
+        assert!(!process_maps("libm.so"), "refused, and nobody loaded it");
+        // SAFETY: libc is already loaded; nothing runs.
+        let libc = unsafe { refuse.open(libc_path.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+        assert!(libc.is_pinned(), "the process's own libc, not a copy");
+        assert!(libc.address_of("getpid").is_ok());
+    }
     // A private copy of libm: its initial-exec TLS (`R_X86_64_TPOFF64 errno`) binds to libc's
     // errno in static TLS, so libm's errors land in the caller's errno.
     let private = Namespace::new("private").system_libraries(SystemPolicy::MapPrivately);
