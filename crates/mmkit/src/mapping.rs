@@ -228,11 +228,7 @@ impl<'a> Request<'a> {
 /// `MAP_POPULATE` and placement (`MAP_FIXED_NOREPLACE`, never `MAP_FIXED`).
 fn map_flags(opts: &MapOptions, file: bool) -> Result<(*mut libc::c_void, MapFlags)> {
     let page = sys::page_size();
-    let mut flags = match opts.sharing.unwrap_or_default() {
-        Sharing::Shared => MapFlags::SHARED,
-        Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
-        Sharing::Private => MapFlags::PRIVATE,
-    };
+    let mut flags = opts.sharing.unwrap_or_default().map_flags();
     if opts.no_reserve {
         flags |= MapFlags::NORESERVE;
     }

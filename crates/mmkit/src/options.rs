@@ -130,6 +130,19 @@ pub enum Sharing {
     Private,
 }
 
+impl Sharing {
+    /// The `mmap` flag.
+    pub(crate) fn map_flags(self) -> rustix::mm::MapFlags {
+        match self {
+            Sharing::Shared => rustix::mm::MapFlags::SHARED,
+            Sharing::SharedValidate => {
+                rustix::mm::MapFlags::from_bits_retain(crate::sys::kconst::MAP_SHARED_VALIDATE as u32)
+            }
+            Sharing::Private => rustix::mm::MapFlags::PRIVATE,
+        }
+    }
+}
+
 /// Where the mapping goes in the address space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Placement {

@@ -129,6 +129,62 @@ impl ReserveOptions {
         }
         Ok(r)
     }
+
+    /// Reserves the address space by mapping `fd` from `file_offset` over all of it: one
+    /// `mmap(2)` where [`reserve`](Self::reserve) followed by
+    /// [`Reservation::map_file_at`] at offset 0 makes two. This is how a dynamic linker maps a
+    /// library (glibc maps the first `PT_LOAD` segment over the whole span, then the other
+    /// segments `MAP_FIXED` over the rest): the range past what the caller wants from the file
+    /// holds the file's next pages (or, past its end, pages that raise `SIGBUS` when touched)
+    /// until the caller maps over it, [decommits](Reservation::decommit) it or commits it with
+    /// [`Reservation::commit_zeroed`] ([`Reservation::commit`] would only change the
+    /// protection of the file pages).
+    ///
+    /// Needs an alignment of at most the page size (the file offset fixes the placement
+    /// modulo the page only) and no name or low-4 GiB placement; otherwise it answers
+    /// [`ErrorKind::InvalidArgument`], and the caller reserves and maps in two steps.
+    ///
+    /// # Safety
+    /// As for [`Reservation::map_file_at`]: the
+    /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) applies to
+    /// whoever reads the range.
+    pub unsafe fn reserve_mapping_file(
+        &self,
+        prot: Protection,
+        sharing: Sharing,
+        fd: impl AsFd,
+        file_offset: u64,
+    ) -> Result<Reservation> {
+        let page = sys::page_size();
+        let bad = |detail: &str| {
+            Error::new("reserve mapping a file", ErrorKind::InvalidArgument)
+                .with_range(file_offset, self.len as u64)
+                .with_detail(detail.to_owned())
+        };
+        if self.len == 0 {
+            return Err(bad("length must be non-zero"));
+        }
+        if self.align > page || self.low_4gib || self.name.is_some() {
+            return Err(bad("an alignment above the page size, a name or low-4 GiB placement needs reserve()"));
+        }
+        let len = check_page_len("reserve", self.len as u64, page as u64)?;
+        let flags = sharing.map_flags();
+        let fd = fd.as_fd();
+        // SAFETY: no MAP_FIXED: fresh address space the kernel picks; the reference contract
+        // of the file is the caller's.
+        let ptr = unsafe { sys::mmap(std::ptr::null_mut(), len, prot.prot_flags(), flags, Some(fd), file_offset) }
+            .map_err(|e| {
+                Error::os("mmap", e).with_opt_path(sys::fd_path(fd).as_deref()).with_range(file_offset, len as u64)
+            })?;
+        Ok(Reservation {
+            base: NonNull::new(ptr).expect("mmap returned NULL"),
+            len,
+            carved: Vec::new(),
+            name: None,
+            name_applied: false,
+            lent: false,
+        })
+    }
 }
 
 /// Reserved address space; see the [module docs](self).
@@ -245,6 +301,9 @@ impl Reservation {
 
     /// Makes `[offset, offset + len)` accessible with `prot` (page multiples). Committed pages
     /// are zero-filled on first touch and count toward RSS only once touched.
+    /// (That is what reserved pages give; a range that holds something else, such as the file
+    /// pages of [`ReserveOptions::reserve_mapping_file`], keeps it: see
+    /// [`commit_zeroed`](Self::commit_zeroed).)
     pub fn commit(&self, offset: usize, len: usize, prot: Protection) -> Result<()> {
         let ptr = self.check("commit", offset, len)?;
         if len == 0 {
@@ -254,6 +313,31 @@ impl Reservation {
         // out raw pointers only).
         unsafe { sys::mprotect(ptr, len, prot.prot_flags()) }
             .map_err(|e| Error::os("mprotect", e).with_addr(ptr as usize).with_range(offset as u64, len as u64))
+    }
+
+    /// Makes `[offset, offset + len)` accessible with `prot` as fresh zero pages, whatever it
+    /// held before (file pages of [`ReserveOptions::reserve_mapping_file`], committed data):
+    /// one `mmap(MAP_FIXED | MAP_ANONYMOUS)` where [`decommit`](Self::decommit) then
+    /// [`commit`](Self::commit) make two. [`commit`](Self::commit) only changes the protection
+    /// of what is there.
+    pub fn commit_zeroed(&self, offset: usize, len: usize, prot: Protection) -> Result<()> {
+        let ptr = self.check("commit_zeroed", offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let flags = MapFlags::PRIVATE | MapFlags::FIXED;
+        // SAFETY: MAP_FIXED replaces pages inside our own reservation only; no references into
+        // it exist (we hand out raw pointers only).
+        unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, None, 0) }.map_err(|e| {
+            Error::os("mmap(MAP_FIXED | MAP_ANONYMOUS)", e)
+                .with_addr(ptr as usize)
+                .with_range(offset as u64, len as u64)
+        })?;
+        if let Some(name) = &self.name {
+            // SAFETY: an anonymous range inside our reservation; naming changes no contents.
+            let _ = unsafe { sys::set_anon_name(ptr, len, Some(name)) };
+        }
+        Ok(())
     }
 
     /// Returns `[offset, offset + len)` to the reserved state: its memory is freed (RSS drops),
@@ -321,11 +405,7 @@ impl Reservation {
         }
         let flags = MapFlags::FIXED
             | if populate == Populate::MapPopulate { MapFlags::POPULATE } else { MapFlags::empty() }
-            | match sharing {
-                Sharing::Shared => MapFlags::SHARED,
-                Sharing::SharedValidate => MapFlags::from_bits_retain(sys::kconst::MAP_SHARED_VALIDATE as u32),
-                Sharing::Private => MapFlags::PRIVATE,
-            };
+            | sharing.map_flags();
         let fd = fd.as_fd();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {

@@ -220,6 +220,60 @@ fn files_and_memfds_map_inside() {
     assert_eq!(a[0].inode, 0);
 }
 
+#[test]
+fn a_reservation_made_by_mapping_a_file_is_one_mapping_then_owned_like_any() {
+    let page = page_size();
+    let mut file = tempfile::tempfile().unwrap();
+    let data: Vec<u8> = (0..3 * page).map(|i| (i % 251) as u8).collect();
+    file.write_all(&data).unwrap();
+    // SAFETY: the temp file is ours alone and read through raw pointers only.
+    let r = unsafe {
+        ReserveOptions::new(6 * page).reserve_mapping_file(Protection::READ, Sharing::Private, &file, page as u64)
+    }
+    .unwrap();
+    let start = r.as_ptr() as usize;
+    // One file mapping over the whole range, from the file's second page.
+    let a = areas_in(start, 6 * page);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!((a[0].start as usize, a[0].end as usize, a[0].offset), (start, start + 6 * page, page as u64));
+    assert!(a[0].inode != 0 && !a[0].perms.write, "{a:?}");
+    // SAFETY: mapped read-only, inside the file.
+    let got = unsafe { std::slice::from_raw_parts(r.as_ptr(), 2 * page) }.to_vec();
+    assert_eq!(got, &data[page..]);
+    // The rest is the reservation's: committed, decommitted, mapped over.
+    // Past the file's end: zero pages only once committed afresh.
+    r.commit_zeroed(3 * page, page, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write just above.
+    assert_eq!(unsafe { r.as_ptr().add(3 * page + 5).read_volatile() }, 0);
+    touch(&r, 3 * page, page, 9);
+    // Over data too.
+    r.commit_zeroed(3 * page, page, Protection::READ).unwrap();
+    // SAFETY: committed read-only just above.
+    assert_eq!(unsafe { r.as_ptr().add(3 * page).read_volatile() }, 0);
+    // Inside the file: committed afresh, the file's bytes are gone.
+    r.commit_zeroed(0, page, Protection::READ).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { r.as_ptr().add(1).read_volatile() }, 0);
+    r.decommit(4 * page, 2 * page).unwrap();
+    let a = areas_in(start, 6 * page);
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert!(a[0].inode == 0 && a[2].inode == 0 && a[1].inode != 0, "{a:?}");
+    assert!(!a[3].perms.read && a[3].inode == 0, "{a:?}");
+    drop(r);
+    assert!(areas_in(start, 6 * page).is_empty(), "dropping unmaps all of it");
+    // What it cannot do is refused with a reason; nothing is mapped.
+    for opts in [ReserveOptions::new(4 * page).align(4 * page).clone(), ReserveOptions::new(4 * page).name("x").clone()]
+    {
+        // SAFETY: as above.
+        let e = unsafe { opts.reserve_mapping_file(Protection::READ, Sharing::Private, &file, 0) }.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    }
+    // SAFETY: as above.
+    let e = unsafe { ReserveOptions::new(page).reserve_mapping_file(Protection::READ, Sharing::Private, &file, 1) }
+        .unwrap_err();
+    assert!(e.to_string().contains("mmap"), "{e}");
+}
+
 /// Minor faults of this thread (other tests fault concurrently).
 fn thread_minor_faults() -> u64 {
     // SAFETY: an all-zero rusage is valid; getrusage fills it.
