@@ -2,8 +2,9 @@
 //! (`dynamic`, `symbols`), relocation and execution stack, in that order.
 //!
 //! [`Image::load`] carries out a [`Plan`] through mmkit's core, as bionic's linker names the
-//! phases: reserve the whole span `PROT_NONE` (an [`mmkit::Reservation`], or a range lent by
-//! the caller's), map each `PT_LOAD` privately from the source's fd into it, zero the tail of
+//! phases: reserve the whole span (an [`mmkit::Reservation`]: `PROT_NONE`, a range lent by
+//! the caller's, or, as glibc does, the first segment's file map over the whole span, which
+//! saves an `mmap`), map each `PT_LOAD` privately from the source's fd into it, zero the tail of
 //! the last file page of writable segments, commit the rest of `.bss` as anonymous pages of the
 //! reservation (named `mmkit .bss <lib>` in `/proc/self/maps` where the kernel supports
 //! `PR_SET_VMA_ANON_NAME`); after relocation, [`Image::protect_relro`] (sharing and sealing
@@ -131,7 +132,7 @@ impl Image {
                 Ok(lent)
             });
             match lent {
-                Ok(lent) => return Image::load_into(plan, src, name, lent, 0),
+                Ok(lent) => return Image::load_into(plan, src, name, lent, 0, false),
                 Err(_) if place.is_hint() => {}
                 Err(e) => return Err(e),
             }
@@ -144,16 +145,54 @@ impl Image {
         // align). An `align`-aligned reservation with this head gives that.
         let head = (plan.span_vaddr & (align - 1)) as usize;
         let total = span.checked_add(head).ok_or_else(too_large)?;
+        // As glibc does: the first segment mapped over the whole span is the reservation (one
+        // `mmap` fewer); the other segments replace the rest, holes are decommitted. Only with
+        // page alignment (larger alignment needs an over-reserve and trim) and a first segment
+        // that starts the span and is not prefaulted.
+        if let Some(first) = plan.segments.first().filter(|f| {
+            align as usize == mmkit::page_size()
+                && head == 0
+                && f.map_vaddr == plan.span_vaddr
+                && f.map_file_len > 0
+                && !f.prefault
+        }) {
+            let offset = src.offset() + first.map_offset;
+            // SAFETY: fresh address space the kernel picks; the source's file contract is the
+            // one `Library::open`'s caller accepted.
+            let space = unsafe {
+                mmkit::reserve::ReserveOptions::new(total).reserve_mapping_file(
+                    first.prot,
+                    mmkit::Sharing::Private,
+                    src.fd(),
+                    offset,
+                )
+            }
+            .map_err(|e| {
+                Error::from_core(format!("mmap of segment {}", first.phdr_index), &e)
+                    .with_range(offset, total as u64)
+                    .with_path(src.label())
+            })?;
+            return Image::load_into(plan, src, name, space, 0, true);
+        }
         let space = mmkit::reserve::ReserveOptions::new(total)
             .align(align as usize)
             .reserve()
             .map_err(|e| Error::from_core("reserve", &e).with_range(0, total as u64))?;
-        Image::load_into(plan, src, name, space, head)
+        Image::load_into(plan, src, name, space, head, false)
     }
 
     /// Maps every segment of `plan` from `src` into `space` at `offset` (the span's start),
-    /// which must be reserved `PROT_NONE` and at least the span long.
-    fn load_into(plan: &Plan, src: &OpenSource, name: &str, space: mmkit::Reservation, offset: usize) -> Result<Image> {
+    /// which must be reserved `PROT_NONE` and at least the span long; or, with
+    /// `first_mapped`, hold the first segment's file map over the whole span (then whatever
+    /// no segment covers is decommitted).
+    fn load_into(
+        plan: &Plan,
+        src: &OpenSource,
+        name: &str,
+        space: mmkit::Reservation,
+        offset: usize,
+        first_mapped: bool,
+    ) -> Result<Image> {
         let base = space.as_ptr() as usize + offset;
         let mut image = Image {
             id: NEXT_IMAGE_ID.fetch_add(1, Ordering::Relaxed),
@@ -169,8 +208,16 @@ impl Image {
             relro_file: std::sync::Mutex::new(None),
             relro_sharing: std::sync::OnceLock::new(),
         };
-        for seg in &plan.segments {
-            if seg.map_file_len > 0 {
+        // End of what the segments so far cover (with `first_mapped`, the file holds the rest).
+        let mut covered = plan.span_vaddr;
+        for (i, seg) in plan.segments.iter().enumerate() {
+            if first_mapped && seg.map_vaddr > covered {
+                image.decommit_hole(covered, seg.map_vaddr)?;
+            }
+            covered = covered.max(seg.map_end());
+            if first_mapped && i == 0 {
+                image.ranges.push((seg.map_vaddr, seg.map_vaddr + seg.map_file_len, seg.prot));
+            } else if seg.map_file_len > 0 {
                 let at = image.space_offset(seg.map_vaddr);
                 let offset = src.offset() + seg.map_offset;
                 // SAFETY: the pages replaced lie in our own reservation (the planner keeps
@@ -201,9 +248,11 @@ impl Image {
                 unsafe { std::ptr::write_bytes(at as *mut u8, 0, seg.zero_len as usize) };
             }
             if seg.bss_len > 0 {
-                // Reserved pages never touched: committing them gives zero pages.
+                // Reserved pages never touched: committing them gives zero pages; pages the
+                // first segment's map covered need fresh ones.
                 let at = image.space_offset(seg.bss_vaddr);
-                image.space.commit(at, seg.bss_len as usize, seg.prot).map_err(|e| {
+                let commit = if first_mapped { mmkit::Reservation::commit_zeroed } else { mmkit::Reservation::commit };
+                commit(&image.space, at, seg.bss_len as usize, seg.prot).map_err(|e| {
                     Error::from_core(format!("commit of .bss of segment {}", seg.phdr_index), &e)
                         .with_range(image.addr(seg.bss_vaddr), seg.bss_len)
                 })?;
@@ -212,6 +261,14 @@ impl Image {
             }
         }
         Ok(image)
+    }
+
+    /// Returns link-time `[start, end)` (page-aligned, inside the span: a hole between
+    /// segments) to the reserved state.
+    fn decommit_hole(&self, start: u64, end: u64) -> Result<()> {
+        self.space.decommit(self.space_offset(start), (end - start) as usize).map_err(|e| {
+            Error::from_core("decommit of a hole between segments", &e).with_range(self.addr(start), end - start)
+        })
     }
 
     /// Offset in `space` of link-time address `vaddr` (inside the span).

@@ -239,7 +239,7 @@ impl Namespace {
                 ErrorKind::DependencyNotFound,
                 format!("{} is a system library and namespace {} refuses system libraries", p.display(), self.name),
             )
-            .with_path(&p.display().to_string()));
+            .with_path(p.display().to_string()));
         }
         Ok(Some(p.as_path()))
     }

@@ -86,6 +86,40 @@ fn segments_are_mapped_from_the_file_with_planned_rights() {
 }
 
 #[test]
+fn a_hole_between_segments_stays_inaccessible() {
+    let path = build("hole", "hole.c", "fxhole", &["-Wl,-Tdata=0x40000"]);
+    let ours = open(path.as_path());
+    let oracle = Dl::open(&path);
+    assert_eq!(call(&ours, "fx_hole", &[3]), 82);
+    assert_eq!(call(&ours, "fx_hole", &[3]), 123);
+    assert_eq!(oracle.call("fx_hole", &[3]), 82);
+    if !host_cc() {
+        return; // `segments()` reads /proc/self/maps, which qemu-user does not show as is.
+    }
+    let maps = ours.segments().unwrap();
+    let gaps: Vec<_> = maps.iter().filter(|m| m.kind == MappingKind::Gap).collect();
+    assert!(gaps.iter().map(|g| g.len).sum::<u64>() >= 0x30000, "{maps:?}");
+    // Every area of /proc/self/maps inside a gap is inaccessible and holds no file.
+    let areas = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for g in gaps {
+        let inside: Vec<&str> = areas
+            .lines()
+            .filter(|l| {
+                let (s, e) = l.split_whitespace().next().unwrap().split_once('-').unwrap();
+                let (s, e) = (u64::from_str_radix(s, 16).unwrap(), u64::from_str_radix(e, 16).unwrap());
+                s < g.start + g.len && e > g.start
+            })
+            .collect();
+        assert!(!inside.is_empty(), "{g:?}");
+        for l in inside {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert!(f[1].starts_with("---") && f[4] == "0", "the hole {:#x}+{:#x} is mapped: {l}", g.start, g.len);
+        }
+    }
+    ours.verify().unwrap();
+}
+
+#[test]
 fn verify_notices_a_changed_mapping() {
     let path = lib("basic.c", "fxbasic");
     let ours = open(path.as_path());
