@@ -201,7 +201,8 @@ impl Image {
             len: plan.span_len as usize,
             bias: (base as u64).wrapping_sub(plan.span_vaddr),
             space,
-            ranges: Vec::new(),
+            // A file range and a `.bss` range per segment at most.
+            ranges: Vec::with_capacity(2 * plan.segments.len()),
             last_range: AtomicUsize::new(0),
             writes_done: std::sync::atomic::AtomicBool::new(false),
             seal: false,

@@ -410,11 +410,20 @@ fn candidate(dir: &SearchDir, name: &str) -> Result<Option<Source>> {
 /// systems are covered); other paths (relative, with `..`) by the directories' device and
 /// inode. A directory that is a symlink to a system directory under another name is not one.
 pub(crate) fn is_system_library(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    use std::path::Component;
     let Some(parent) = path.parent() else { return false };
-    if parent.is_absolute() && parent.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
-        return SYSTEM_DIRS.iter().any(|d| Path::new(d) == parent);
+    // Compared as bytes: `Path`'s component-wise comparison cost ~4k instructions a load.
+    let bytes = parent.as_os_str().as_bytes();
+    if SYSTEM_DIRS.iter().any(|d| d.as_bytes() == bytes) {
+        return true;
+    }
+    // An absolute path written plainly (no `.`, `..` or empty components) names another
+    // directory: that settles it without a syscall.
+    let plain =
+        bytes.first() == Some(&b'/') && bytes[1..].split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b".."));
+    if plain {
+        return false;
     }
     static DIRS: OnceLock<Vec<(u64, u64)>> = OnceLock::new();
     let dirs = DIRS.get_or_init(|| {
@@ -451,9 +460,12 @@ mod tests {
         // (-L) it does not).
         if Path::new(&format!("/usr/lib/{triple}")).is_dir() {
             assert!(is_system_library(Path::new(&format!("/usr/lib/{triple}/../{triple}/libm.so.6"))));
+            assert!(is_system_library(Path::new(&format!("/usr//lib/./{triple}/libm.so.6"))));
         }
         assert!(!is_system_library(Path::new("/tmp/libm.so.6")));
         assert!(!is_system_library(Path::new(&format!("/usr/lib/{triple}/sub/libx.so"))));
+        assert!(!is_system_library(Path::new(&format!("/usr/lib/{triple}x/libm.so.6"))));
+        assert!(!is_system_library(Path::new("libm.so.6")));
     }
 
     #[test]

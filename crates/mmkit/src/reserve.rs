@@ -594,19 +594,17 @@ impl Reservation {
     }
 
     /// The ranges `(offset, len)` this reservation still owns: everything minus carved ranges.
-    fn owned_segments(&self) -> Vec<(usize, usize)> {
-        let mut out = Vec::with_capacity(self.carved.len() + 1);
-        let mut at = 0;
-        for &(o, l) in &self.carved {
-            if o > at {
-                out.push((at, o - at));
-            }
-            at = o + l;
-        }
-        if at < self.len {
-            out.push((at, self.len - at));
-        }
-        out
+    fn owned_segments(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        // The gaps between carved ranges (sorted by offset), then the tail: no allocation (a
+        // dropped reservation is on every library unload's path).
+        let bounds = self.carved.iter().map(|&(o, l)| (o, o + l)).chain(std::iter::once((self.len, self.len)));
+        bounds
+            .scan(0usize, |at, (o, end)| {
+                let gap = (o > *at).then(|| (*at, o - *at));
+                *at = end;
+                Some(gap)
+            })
+            .flatten()
     }
 
     /// Writes back dirty shared file pages in `[offset, offset + len)` (widened to pages).
