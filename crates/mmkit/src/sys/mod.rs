@@ -107,6 +107,12 @@ pub(crate) unsafe fn mmap(
     fd: Option<BorrowedFd<'_>>,
     offset: u64,
 ) -> SysResult<*mut u8> {
+    // The kernel answers EINVAL for an offset that is not a page multiple, except through
+    // 32-bit `mmap2`, which takes the offset in 4 KiB units: rustix divides it, so an
+    // unaligned offset would silently map from the page below.
+    if fd.is_some() && !crate::page::is_aligned(offset, page_size() as u64) {
+        return Err(Errno::INVAL);
+    }
     // SAFETY: forwarded contract: the caller owns `addr..addr+len` when MAP_FIXED is set;
     // otherwise the kernel picks fresh address space and nothing existing is touched.
     let ptr = unsafe {
