@@ -34,8 +34,9 @@ pub struct Args {
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Worker threads. Counting spreads the files over one per CPU by default (10,000 small
-    /// files: 40 ms with 2 threads, 45 ms with one; a single file is one `cachestat(2)`, and
-    /// its ranges counted on 2 threads were no faster here). Touching uses 1 by default:
+    /// files: 40 ms with 2 threads, 45 ms with one), and with fewer files than threads splits
+    /// each file of 128 MiB or more over the spare ones (1 GiB cached in 4 KiB pages on a
+    /// 2-vCPU AMD guest: 26 ms with one `cachestat(2)`, 13 ms with two). Touching uses 1 by default:
     /// an evicted file touched with 2, 4 or 8 threads was no faster than with one
     /// (BENCHMARKS.md); more help only on devices that serve parallel reads faster than one
     /// stream. Threads the system refuses to start (ulimit -u, ulimit -v) mean fewer threads.
