@@ -141,6 +141,8 @@ pub(crate) struct Dynamic {
     pub fini: Option<u64>,
     /// `DT_FINI_ARRAY`, checked the same way.
     pub fini_array: Table<u64>,
+    /// `DT_FLAGS` (`DF_STATIC_TLS`, ...).
+    pub flags: u64,
     /// `DT_FLAGS_1` (`DF_1_NODELETE`, ...).
     pub flags_1: u64,
 }
@@ -299,6 +301,7 @@ impl Dynamic {
             fini: tags.get(elf::DT_FINI),
             init_array,
             fini_array,
+            flags: entries.flags,
             flags_1: entries.flags_1,
             image,
         };

@@ -77,6 +77,10 @@ pub enum ErrorKind {
     /// ([`LoadOptions::reserved`](crate::LoadOptions::reserved)); the message says how many
     /// bytes it needs.
     ReservationTooSmall,
+    /// The library is built for initial-exec TLS (`DF_STATIC_TLS`) and glibc's static TLS area
+    /// has no room left for its block (glibc's `dlopen` of it fails the same way), or the
+    /// block could not be set up; or relocations write into its TLS initialization image.
+    StaticTls,
 }
 
 /// An error from planning, mapping, relocating or inspecting a library.

@@ -21,7 +21,10 @@
 //!   library mmkit maps or by one glibc loaded (libstdc++'s, reached by `std::call_once`):
 //!   for the latter the GOT holds glibc's module id and mmkit's `__tls_get_addr` forwards it to
 //!   glibc's; initial-exec `TPOFF64` on x86_64 binds a variable in glibc's static TLS (libc's
-//!   `errno`). The loader then protects RELRO and runs
+//!   `errno`). A library built for initial-exec access to its own variables (`DF_STATIC_TLS`:
+//!   Mesa's GL dispatch, libgomp, libubsan) gets its block in glibc's static TLS area, as
+//!   glibc's `dlopen` gives it, and its initial-exec references (`TPOFF64`/`TPREL64`, and
+//!   x86_64 `TLSDESC`) bind there. The loader then protects RELRO and runs
 //!   `DT_INIT`/`DT_INIT_ARRAY`. [`Library::symbol`] returns typed
 //!   symbols borrowed from the library; [`Library::segments`] and [`Library::verify`] show
 //!   and check the mappings against the kernel's view. Drop runs the finalizers and unmaps.
@@ -91,9 +94,10 @@
 //! initializer that opens a library on the same thread goes ahead.
 //!
 //! # Not (yet) supported
-//! Lazy binding; initial-exec TLS defined by a library mmkit maps or in a dynamic TLS block
-//! (and any initial-exec TLS on aarch64), and `TLSDESC` on x86_64, in libraries mmkit maps
-//! (system libraries that need them go to the system linker); copy relocations. Search: `DT_RPATH` of the loading
+//! Lazy binding; initial-exec TLS of a variable in a dynamic TLS block (a library mmkit maps
+//! without `DF_STATIC_TLS`, or a glibc-loaded one; on aarch64 any other module's), and x86_64
+//! `TLSDESC` of such a variable (system libraries that need them go to the system linker);
+//! copy relocations. Search: `DT_RPATH` of the loading
 //! library only (glibc also searches the `DT_RPATH` of the libraries that loaded it and of the
 //! executable); the requesting library's own directory is searched first (glibc does not).
 #![deny(missing_docs)]

@@ -8,7 +8,8 @@ use crate::image::Image;
 use crate::machine::Machine;
 use crate::plan::{self, Plan, Protection};
 use crate::process_scope::{self, SystemLibrary, Wanted, WantedNames};
-use crate::relocate::tls::{self, TlsModule};
+use crate::relocate::static_tls::StaticTls;
+use crate::relocate::tls::{self, ModuleTls, TlsModule};
 use crate::relocate::Target;
 use crate::source::{OpenSource, Source};
 use crate::symbols::{self, SymbolKind, Want};
@@ -114,6 +115,17 @@ fn uses_the_unwinder(dynamic: &Dynamic) -> bool {
     dynamic.needed().filter_map(Result::ok).any(|n| RUNTIMES.iter().any(|r| n.starts_with(r)))
 }
 
+/// Whether a library's own TLS must be a static block: it says so (`DF_STATIC_TLS`, which
+/// GNU ld sets on x86_64), or an initial-exec reference names its own block (the aarch64
+/// linker does not set the flag).
+fn wants_static_tls(dy: &Dynamic) -> bool {
+    dy.flags & u64::from(elf::DF_STATIC_TLS) != 0
+        || dy.relocations().any(|r| {
+            crate::relocate::host_kind(r.r_type) == crate::machine::RelocKind::TpRel64
+                && (r.sym == 0 || dy.sym(r.sym).is_some_and(|s| s.is_defined() && s.kind() == elf::STT_TLS))
+        })
+}
+
 /// The link-time `.eh_frame` address `PT_GNU_EH_FRAME`'s header gives, read from the file
 /// (the header's first 12 bytes, in the file pages of a segment); `None` without one.
 fn eh_frame_of(plan: &Plan, src: &OpenSource) -> Option<u64> {
@@ -213,7 +225,7 @@ pub(crate) struct Object {
     // Drop order matters: the image (owned by `dynamic`) is unmapped before the dependencies
     // are released, the TLS module is unregistered after the image is gone.
     dynamic: Dynamic,
-    tls: Option<TlsModule>,
+    tls: Option<ModuleTls>,
     pub(crate) deps: OnceLock<Vec<Dependency>>,
     /// The dependencies breadth-first, each once, without this object (glibc's `l_searchlist`
     /// after the object itself): where `dlsym` on a handle looks.
@@ -254,11 +266,16 @@ impl Object {
             .with_path(&label));
         }
         let tls = match &plan.tls {
+            // Built for initial-exec access: a block in glibc's static TLS area, allocated
+            // when the image is relocated (see `Object::relocate`).
+            Some(_) if wants_static_tls(&dynamic) => {
+                Some(ModuleTls::Static { placeholder: tls::placeholder_id(), block: OnceLock::new() })
+            }
             Some(t) => {
                 let init = dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
-                Some(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
+                Some(ModuleTls::Dynamic(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
                     Error::new("register TLS", ErrorKind::BadDynamic, "bad PT_TLS size or alignment").with_path(&label)
-                })?)
+                })?))
             }
             None => None,
         };
@@ -310,14 +327,68 @@ impl Object {
             }
             Ok(t)
         };
-        crate::executor::relocate_image(&self.dynamic, &mut resolve, self.tls.as_ref().map(TlsModule::id))
-            .map_err(|e| e.with_path(&self.label))?;
+        crate::executor::relocate_image(
+            &self.dynamic,
+            &mut resolve,
+            self.tls.as_ref().map(ModuleTls::own),
+            &mut || self.allocate_static_tls(),
+        )
+        .map_err(|e| e.with_path(&self.label))?;
+        self.check_static_tls_image()?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
         // Which libraries register was decided by `Object::map` (every library's, by default,
         // so that backtraces taken in a callback from a plain C library also cross its frames).
         if let Some(reg) = self.eh_frame.and_then(|eh| self.dynamic.image.register_unwind_info(eh)) {
             let _ = self.unwind.set(reg);
+        }
+        Ok(())
+    }
+
+    /// Allocates the library's static TLS block (`DF_STATIC_TLS`) from its relocated
+    /// initialization image, once; called by the relocation pass when every reference that
+    /// does not need the block is applied.
+    fn allocate_static_tls(&self) -> Result<tls::OwnTls> {
+        let (Some(own @ ModuleTls::Static { block, .. }), Some(t)) = (&self.tls, &self.plan.tls) else {
+            return Err(Error::new("allocate static TLS", ErrorKind::StaticTls, "the library has no static TLS block"));
+        };
+        if block.get().is_none() {
+            let init = self.dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&self.label))?;
+            let first_byte = t.vaddr & t.align.max(1).wrapping_sub(1);
+            let allocated = StaticTls::allocate(
+                Machine::host()?,
+                &init,
+                t.mem_size,
+                t.align,
+                first_byte,
+                &self.label[self.name_at..],
+            )
+            .map_err(|why| {
+                Error::new("allocate static TLS (DF_STATIC_TLS)", ErrorKind::StaticTls, why)
+                    .with_range(t.vaddr, t.mem_size)
+                    .with_path(&self.label)
+            })?;
+            let _ = block.set((allocated, init));
+        }
+        Ok(own.own())
+    }
+
+    /// Every thread was given the static TLS block's initialization image as it was when the
+    /// block was allocated; an IFUNC-bound pointer written into it afterwards (a `__thread`
+    /// function pointer initialized with an IFUNC) would leave the threads a stale copy. Refused.
+    fn check_static_tls_image(&self) -> Result<()> {
+        let (Some(ModuleTls::Static { block, .. }), Some(t)) = (&self.tls, &self.plan.tls) else { return Ok(()) };
+        let Some((_, init)) = block.get() else { return Ok(()) };
+        let now = self.dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&self.label))?;
+        if now != *init {
+            return Err(Error::new(
+                "relocate",
+                ErrorKind::StaticTls,
+                "an IFUNC-bound relocation writes into the initialization image of the library's \
+                 static TLS (DF_STATIC_TLS), which every thread was given before",
+            )
+            .with_range(t.vaddr, t.file_size)
+            .with_path(&self.label));
         }
         Ok(())
     }
@@ -427,7 +498,7 @@ impl Object {
     /// What this library's own definition `sym` binds to.
     fn own_target(&self, sym: &Sym) -> Target {
         match sym.kind() {
-            elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, TlsModule::id), offset: sym.value },
+            elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, ModuleTls::id), offset: sym.value },
             elf::STT_GNU_IFUNC => Target::Ifunc(self.dynamic.image.addr(sym.value)),
             _ if sym.shndx == elf::SHN_ABS => Target::Addr(sym.value),
             _ => Target::Addr(self.dynamic.image.addr(sym.value)),

@@ -199,15 +199,12 @@ impl Machine {
     }
 
     /// Does the loader apply relocation type `r_type` of this machine in a library it maps?
-    /// (`false` for copy relocations, initial-exec TLS (`TPREL64`, which needs static TLS space
-    /// mmkit does not have; only a reference to a variable in glibc's static TLS, such as
-    /// libc's `errno`, binds on x86_64) and text relocations; on x86_64 also `TLSDESC`.)
+    /// (`false` for copy relocations and text relocations. Initial-exec TLS (`TPREL64`) and, on
+    /// x86_64, `TLSDESC` apply to a variable whose block is in static TLS: the library's own
+    /// when it is built for it (`DF_STATIC_TLS`), or, on x86_64, one of glibc's static blocks
+    /// (libc's `errno`); any other variable is an error at load.)
     pub fn applies_relocation(self, r_type: u32) -> bool {
-        match self.relocation_kind(r_type) {
-            RelocKind::TpRel64 | RelocKind::Copy | RelocKind::Other => false,
-            RelocKind::TlsDesc => self == Machine::Aarch64,
-            _ => true,
-        }
+        !matches!(self.relocation_kind(r_type), RelocKind::Copy | RelocKind::Other)
     }
 }
 
@@ -241,7 +238,9 @@ mod tests {
             assert_eq!(Machine::Aarch64.relocation_name(n), name);
         }
         assert!(Machine::Aarch64.applies_relocation(1031));
-        assert!(!Machine::Aarch64.applies_relocation(1030));
+        assert!(Machine::Aarch64.applies_relocation(1030));
+        assert!(!Machine::Aarch64.applies_relocation(1024), "R_AARCH64_COPY");
+        assert!(!Machine::X86_64.applies_relocation(elf::R_X86_64_COPY));
         assert!(!Machine::X86_64.applies_relocation(elf::R_X86_64_PC32));
         assert_eq!(Machine::X86_64.relocation_name(9999), "relocation type 9999");
         assert_eq!(Machine::Aarch64.to_string(), "EM_AARCH64 (183)");

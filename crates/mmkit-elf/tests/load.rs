@@ -493,10 +493,112 @@ fn initial_exec_tls_is_a_clear_error() {
     let msg = err.to_string();
     let tprel = if cfg!(target_arch = "aarch64") { "R_AARCH64_TLS_TPREL64" } else { "R_X86_64_TPOFF64" };
     assert!(msg.contains(tprel) && msg.contains("`fx_external_tls`"), "{msg}");
-    // Local initial-exec TLS has no symbol; the message still names the relocation.
-    let path = build("ie", "tls.c", "fxtlsie2", &["-ftls-model=initial-exec"]);
+}
+
+/// Lines of `/proc/self/maps` naming `what`.
+fn maps_lines_with(what: &str) -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().filter(|l| l.contains(what)).count()
+}
+
+#[test]
+fn a_library_built_for_initial_exec_tls_gets_a_block_in_static_tls() {
+    // Mesa's GL dispatch, libgomp and libubsan are built this way (DF_STATIC_TLS): initial-exec
+    // references to their own variables, which glibc's dlopen serves from its static TLS area.
+    let mut cases: Vec<(&str, &[&str])> = vec![("default", &[])];
+    if cfg!(target_arch = "x86_64") {
+        // TLS descriptors (R_X86_64_TLSDESC) for the general-dynamic alias.
+        cases.push(("gnu2", &["-mtls-dialect=gnu2"]));
+    }
+    for (variant, flags) in cases {
+        let path = build(variant, "tls_static.c", "fxtlsstatic", flags);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let loaded: std::sync::OnceLock<Library> = std::sync::OnceLock::new();
+        std::thread::scope(|s| {
+            let go = go; // dropped if an assertion below fails: the thread then ends
+                         // A thread that exists before the load: glibc puts the block into it too.
+            let loaded = &loaded;
+            let early = s.spawn(move || {
+                wait.recv().ok()?;
+                let l = loaded.get().unwrap();
+                Some((
+                    call(l, "fx_static_bump", &[0]),
+                    call(l, "fx_static_addr", &[]),
+                    call(l, "fx_static_addr_dynamic", &[]),
+                ))
+            });
+            let ours = open(path.as_path());
+            let oracle = Dl::open(&path);
+            assert_eq!(maps_lines_with("mmkit-static-tls:libfxtlsstatic.so"), 1, "{variant}: the donor is mapped");
+            for (by, want) in [(1, 6), (10, 16)] {
+                assert_eq!(call(&ours, "fx_static_bump", &[by]), want, "{variant}");
+                assert_eq!(oracle.call("fx_static_bump", &[by]), want, "{variant}: glibc's copy");
+            }
+            assert_eq!(call(&ours, "fx_static_count", &[]), 2, "{variant}: .tbss starts zeroed");
+            let here = call(&ours, "fx_static_addr", &[]);
+            assert_eq!(
+                call(&ours, "fx_static_addr_dynamic", &[]),
+                here,
+                "{variant}: initial-exec and dynamic access differ"
+            );
+            // `.tdata` holds a pointer to a global: relocated before the block was made.
+            assert_eq!(
+                call(&ours, "fx_static_ptr_target", &[]),
+                call(&ours, "fx_static_global_addr", &[]),
+                "{variant}"
+            );
+            loaded.set(ours).ok().unwrap();
+            go.send(()).unwrap();
+            let (first, addr, dynamic) = early.join().unwrap().unwrap();
+            assert_eq!(first, 5, "{variant}: a thread older than the load starts from the image");
+            assert_eq!(addr, dynamic, "{variant}: in the older thread");
+            assert_ne!(addr, here, "{variant}: threads share a block");
+            let ours = loaded.get().unwrap();
+            let late = s.spawn(move || {
+                let l = ours;
+                (
+                    call(l, "fx_static_bump", &[100]),
+                    call(l, "fx_static_addr", &[]),
+                    call(l, "fx_static_addr_dynamic", &[]),
+                )
+            });
+            let (first, addr, dynamic) = late.join().unwrap();
+            assert_eq!(first, 105, "{variant}: a new thread starts from the image");
+            assert_eq!(addr, dynamic, "{variant}: in the new thread");
+            assert_eq!(call(ours, "fx_static_bump", &[0]), 16, "{variant}: another thread changed ours");
+        });
+        drop(loaded);
+        assert_eq!(
+            maps_lines_with("mmkit-static-tls:libfxtlsstatic.so"),
+            0,
+            "{variant}: the donor outlived the library"
+        );
+    }
+}
+
+#[test]
+fn static_tls_is_given_back_when_the_library_unloads() {
+    // glibc's surplus holds about 1.6 KiB: without the block given back (glibc reclaims the end
+    // of the used area when the donor is closed), a few dozen loads would exhaust it.
+    let path = build("default", "tls_static.c", "fxtlsstatic", &[]);
+    for round in 0..300 {
+        let l = open(path.as_path());
+        assert_eq!(call(&l, "fx_static_bump", &[round]), 5 + round);
+    }
+}
+
+#[test]
+fn static_tls_too_large_for_glibc_is_refused_as_glibc_refuses_it() {
+    let path = build("default", "tls_static_big.c", "fxtlsbig", &[]);
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: the fixture has no initializers; a failed dlopen returns null.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(h.is_null(), "glibc loaded 1 MiB of initial-exec TLS");
     let err = try_open(path.as_path()).unwrap_err();
-    assert!(err.to_string().contains(tprel), "{err}");
+    assert_eq!(err.kind(), ErrorKind::StaticTls, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("static TLS") && msg.contains("libfxtlsbig.so"), "{msg}");
+    assert_eq!(maps_lines_with("libfxtlsbig.so"), 0, "nothing of the library stays mapped");
+    assert_eq!(maps_lines_with("mmkit-static-tls:libfxtlsbig"), 0, "nor the donor");
 }
 
 #[test]

@@ -556,6 +556,28 @@ fn expat_from_file_and_apk_calls_back_like_glibcs_copy() {
 }
 
 #[test]
+fn libgomp_with_initial_exec_tls_answers_like_glibcs_copy() {
+    // libgomp is built for initial-exec TLS (DF_STATIC_TLS): its per-thread state
+    // (`gomp_tls_data`) lives in a block of glibc's static TLS area, which these calls read.
+    same_answers_as_glibc("libgomp_with_initial_exec_tls_answers_like_glibcs_copy", "libgomp.so.1", |l| {
+        type Get = extern "C" fn() -> c_int;
+        type Set = extern "C" fn(c_int);
+        // SAFETY: OpenMP's runtime signatures.
+        let (thread_num, in_parallel, set_threads, max_threads, level) = unsafe {
+            (
+                func::<Get>(l, "omp_get_thread_num"),
+                func::<Get>(l, "omp_in_parallel"),
+                func::<Set>(l, "omp_set_num_threads"),
+                func::<Get>(l, "omp_get_max_threads"),
+                func::<Get>(l, "omp_get_level"),
+            )
+        };
+        set_threads(3);
+        format!("{} {} {} {}", thread_num(), in_parallel(), max_threads(), level())
+    });
+}
+
+#[test]
 fn libpng_from_file_and_apk_answers_like_glibcs_copy() {
     same_answers_as_glibc("libpng_from_file_and_apk_answers_like_glibcs_copy", "libpng16.so.16", |l| {
         type Version = extern "C" fn() -> u32;

@@ -174,11 +174,12 @@ impl crate::Namespace {
 pub(crate) fn relocate_image(
     dynamic: &Dynamic,
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
-    tls_module: Option<u64>,
+    tls: Option<crate::relocate::tls::OwnTls>,
+    allocate_static: &mut dyn FnMut() -> Result<crate::relocate::tls::OwnTls>,
 ) -> Result<()> {
     // SAFETY: called by `Library::load` after every segment is mapped and every dependency is
     // loaded, relocated and initialized; `Library::open`'s caller vouched for the library.
-    unsafe { crate::relocate::relocate(dynamic, resolve, tls_module) }
+    unsafe { crate::relocate::relocate(dynamic, resolve, tls, allocate_static) }
 }
 
 /// Runs `DT_INIT`, then `DT_INIT_ARRAY` in order.

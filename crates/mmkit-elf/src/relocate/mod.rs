@@ -5,16 +5,20 @@
 //! mmkit-loaded library or by an object glibc loaded (glibc's module id and the symbol's
 //! offset in its block, see `tls.rs`).
 //!
-//! Initial-exec `TPOFF64` binds only a variable in the static TLS of an object glibc loaded at
-//! start-up (x86_64; see `tls::static_tls_offset`). Everything else (`COPY`, other initial-exec
-//! `TPREL64`/`TPOFF64`, x86_64's `TLSDESC`, PC-relative text relocations) is an error that
-//! names the relocation and its symbol. Relocation numbers
+//! Initial-exec `TPOFF64`/`TPREL64` binds a variable of the library's own TLS when the library
+//! was built for it (`DF_STATIC_TLS`: its block is then in glibc's static TLS area, see
+//! `static_tls.rs`), or a variable in the static TLS of an object glibc loaded at start-up
+//! (x86_64; see `tls::static_tls_offset`); x86_64's `TLSDESC` binds the same variables (a
+//! descriptor that returns their constant offset). Everything else (`COPY`, other initial-exec
+//! references, x86_64 descriptors of dynamic blocks, PC-relative text relocations) is an error
+//! that names the relocation and its symbol. Relocation numbers
 //! and names per machine are in [`crate::machine`]; what differs in how they apply is in
 //! `x86_64.rs` and `aarch64.rs`. This module and the executor are the only ones with
 //! `unsafe`: here, calling IFUNC resolvers, and the TLS resolvers.
 
 pub(crate) mod aarch64;
 pub(crate) mod atexit;
+pub(crate) mod static_tls;
 pub(crate) mod tls;
 #[cfg(target_arch = "aarch64")]
 mod tlsdesc;
@@ -105,7 +109,12 @@ pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
 /// Relocates a loaded image of the host machine (the planner checked `e_machine`).
 ///
 /// `resolve(sym_index)` binds a symbol reference (lookup order and versions are the library
-/// module's business); `tls_module` is this library's TLS module id, if it has `PT_TLS`.
+/// module's business); `tls` is this library's TLS module, if it has `PT_TLS`. When that is a
+/// static block not allocated yet ([`tls::OwnTls::pending`]), the references that need the
+/// block (its module id, its offset from the thread pointer) wait until every other
+/// relocation is applied; then `allocate_static` allocates it from the relocated image (a
+/// `__thread` pointer initialized with an address is relocated like any data) and they are
+/// applied, before any IFUNC resolver runs.
 /// The types are the machine's (`relocate/x86_64.rs`, `relocate/aarch64.rs` say what differs);
 /// what each kind does is shared, here. The loader never writes to executable pages (segments
 /// are mapped from the file, relocations write only writable data and RELRO), so no
@@ -117,15 +126,23 @@ pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
 pub(crate) unsafe fn relocate(
     dy: &Dynamic,
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
-    tls_module: Option<u64>,
+    tls: Option<tls::OwnTls>,
+    allocate_static: &mut dyn FnMut() -> Result<tls::OwnTls>,
 ) -> Result<()> {
     let machine = Machine::host()?;
     apply_relr(&dy.image, &dy.relr)?;
     // IRELATIVE and IFUNC-bound references run resolver code: do them last, when every other
     // relocation (the data a resolver may read) is in place.
     let mut deferred: Vec<Deferred> = Vec::new();
+    let mut waiting: Vec<Rela> = Vec::new();
     for r in dy.relocations() {
-        apply(machine, dy, &r, resolve, tls_module, &mut deferred)?;
+        apply(machine, dy, &r, resolve, tls, &mut deferred, &mut waiting)?;
+    }
+    if tls.is_some_and(|t| t.pending) {
+        let tls = Some(allocate_static()?);
+        for r in waiting {
+            apply(machine, dy, &r, resolve, tls, &mut deferred, &mut Vec::new())?;
+        }
     }
     // SAFETY: the caller's contract (the image is mapped, its dependencies relocated).
     unsafe { run_ifunc_resolvers(&dy.image, deferred) }
@@ -144,9 +161,13 @@ fn apply(
     dy: &Dynamic,
     r: &Rela,
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
-    tls_module: Option<u64>,
+    tls: Option<tls::OwnTls>,
     deferred: &mut Vec<Deferred>,
+    waiting: &mut Vec<Rela>,
 ) -> Result<()> {
+    let tls_module = tls.map(|t| t.module);
+    // A reference to the library's own static block, not allocated yet: later.
+    let pending = |module: u64| tls.is_some_and(|t| t.pending && t.module == module);
     let image = &dy.image;
     let bias = image.bias();
     let kind = machine.relocation_kind(r.r_type);
@@ -174,6 +195,10 @@ fn apply(
         }
         RelocKind::DtpMod64 => {
             let module = tls_module_of(dy, r, resolve, tls_module)?;
+            if pending(module) {
+                waiting.push(*r);
+                return Ok(());
+            }
             image.write_u64(r.offset, module)?;
         }
         RelocKind::DtpRel64 => {
@@ -182,6 +207,10 @@ fn apply(
         }
         RelocKind::TlsDesc if machine == Machine::Aarch64 => {
             let module = tls_module_of(dy, r, resolve, tls_module)?;
+            if pending(module) {
+                waiting.push(*r);
+                return Ok(());
+            }
             let offset = tls_offset_of(dy, r, resolve)?.wrapping_add(r.addend as u64);
             let [resolver, arg] =
                 aarch64::tls_descriptor(module, offset).map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
@@ -189,29 +218,44 @@ fn apply(
             image.write_u64(r.offset.wrapping_add(8), arg)?;
         }
         RelocKind::TlsDesc => {
-            return Err(unsupported(dy, r, " (TLS descriptors; build with -mtls-dialect=gnu)"));
+            // x86_64: a variable at a constant offset from the thread pointer (static TLS)
+            // gets a descriptor that returns that offset, as glibc's `_dl_tlsdesc_return`.
+            match static_tp_value(r, resolve, tls) {
+                TpValue::Pending => waiting.push(*r),
+                #[cfg(target_arch = "x86_64")]
+                TpValue::Known(v) => {
+                    image.write_u64(r.offset, x86_64::tlsdesc_static as *const () as usize as u64)?;
+                    image.write_u64(r.offset.wrapping_add(8), v)?;
+                }
+                _ => {
+                    return Err(unsupported(
+                        dy,
+                        r,
+                        " (x86_64 TLS descriptors of a dynamic TLS block; build with -mtls-dialect=gnu)",
+                    ))
+                }
+            }
         }
         RelocKind::Copy => {
             return Err(unsupported(dy, r, " (copy relocations belong in executables)"));
         }
         RelocKind::TpRel64 => {
-            // A variable in the static TLS of an object glibc loaded at start-up (libc's
-            // `errno`): its offset from the thread pointer, the same in every thread.
-            // An unbound symbol keeps the error below, which says what to rebuild.
-            if r.sym != 0 {
-                if let Ok(Target::Tls { module, offset }) = resolve(r.sym) {
-                    if let Some(v) = tls::static_tls_offset(module, offset.wrapping_add(r.addend as u64)) {
-                        image.write_u64(r.offset, v)?;
-                        return Ok(());
-                    }
+            // A variable in static TLS: of this library when it was built for it, or of an
+            // object glibc loaded at start-up (libc's `errno`): its offset from the thread
+            // pointer, the same in every thread.
+            match static_tp_value(r, resolve, tls) {
+                TpValue::Pending => waiting.push(*r),
+                TpValue::Known(v) => image.write_u64(r.offset, v)?,
+                TpValue::Unknown => {
+                    return Err(unsupported(
+                        dy,
+                        r,
+                        " (initial-exec TLS needs static TLS space: the library does not say \
+                         DF_STATIC_TLS, or the variable's block is not in static TLS; build with \
+                         -fPIC and the default global-dynamic model)",
+                    ))
                 }
             }
-            return Err(unsupported(
-                dy,
-                r,
-                " (initial-exec TLS needs static TLS space; build with -fPIC and the \
-                 default global-dynamic model)",
-            ));
         }
         RelocKind::Other => return Err(unsupported(dy, r, "")),
     }
@@ -257,6 +301,42 @@ fn tls_module_of(
         tls::system_tls_ready().map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
     }
     Ok(module)
+}
+
+/// What [`static_tp_value`] found.
+enum TpValue {
+    /// The offset from the thread pointer.
+    Known(u64),
+    /// The library's own static block, not allocated yet.
+    Pending,
+    /// The variable's block is not in static TLS (or the symbol is unbound: the caller's error
+    /// says what to rebuild).
+    Unknown,
+}
+
+/// The offset from the thread pointer of the variable an initial-exec reference (or an x86_64
+/// descriptor) names, plus the addend: in this library's own static block, or in the static
+/// block of an object glibc loaded.
+fn static_tp_value(r: &Rela, resolve: &mut dyn FnMut(u32) -> Result<Target>, tls: Option<tls::OwnTls>) -> TpValue {
+    let (module, offset) = if r.sym == 0 {
+        match tls {
+            Some(t) => (t.module, 0),
+            None => return TpValue::Unknown,
+        }
+    } else {
+        match resolve(r.sym) {
+            Ok(Target::Tls { module, offset }) => (module, offset),
+            _ => return TpValue::Unknown,
+        }
+    };
+    let at = offset.wrapping_add(r.addend as u64);
+    match tls {
+        Some(t) if t.module == module && t.pending => TpValue::Pending,
+        Some(t) if t.module == module && t.tp_offset.is_some() => {
+            t.tp_offset.map_or(TpValue::Unknown, |tp| TpValue::Known(tp.wrapping_add(at)))
+        }
+        _ => tls::static_tls_offset(module, at).map_or(TpValue::Unknown, TpValue::Known),
+    }
 }
 
 /// The offset in its module's block of the TLS symbol a relocation names (0 with no symbol).

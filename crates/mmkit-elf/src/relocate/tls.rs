@@ -59,6 +59,57 @@ thread_local! {
     static BLOCKS: RefCell<HashMap<u64, Block>> = RefCell::new(HashMap::new());
 }
 
+/// A library's own TLS: a block per thread from mmkit's `__tls_get_addr` (the default), or a
+/// block in glibc's static TLS area for a library built for initial-exec access
+/// (`DF_STATIC_TLS`, see `static_tls.rs`).
+#[derive(Debug)]
+pub(crate) enum ModuleTls {
+    Dynamic(TlsModule),
+    /// The block once allocated (during relocation), with the initialization image glibc
+    /// copied into every thread; until then references name the `placeholder` id.
+    Static {
+        placeholder: u64,
+        block: std::sync::OnceLock<(super::static_tls::StaticTls, Vec<u8>)>,
+    },
+}
+
+impl ModuleTls {
+    /// The module id references store (mmkit's, tagged, or glibc's for a static block).
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            ModuleTls::Dynamic(m) => m.id(),
+            ModuleTls::Static { placeholder, block } => block.get().map_or(*placeholder, |(b, _)| b.module()),
+        }
+    }
+
+    /// What the relocation pass needs to know of it.
+    pub(crate) fn own(&self) -> OwnTls {
+        match self {
+            ModuleTls::Dynamic(m) => OwnTls { module: m.id(), tp_offset: None, pending: false },
+            ModuleTls::Static { placeholder, block } => match block.get() {
+                Some((b, _)) => OwnTls { module: b.module(), tp_offset: Some(b.tp_offset()), pending: false },
+                None => OwnTls { module: *placeholder, tp_offset: None, pending: true },
+            },
+        }
+    }
+}
+
+/// The TLS module of the library being relocated: its id, and for a static block its offset
+/// from the thread pointer, or `pending` while the block is not allocated (`module` is then
+/// the placeholder).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnTls {
+    pub(crate) module: u64,
+    pub(crate) tp_offset: Option<u64>,
+    pub(crate) pending: bool,
+}
+
+/// A fresh id of mmkit's (tagged), never a registered module's: what references to a static
+/// block name until it is allocated.
+pub(crate) fn placeholder_id() -> u64 {
+    MMKIT_MODULE | NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A registered TLS module; unregisters on drop.
 #[derive(Debug)]
 pub(crate) struct TlsModule {

@@ -24,3 +24,16 @@ pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
     // that declare hwcap arguments ignore them on x86_64).
     (unsafe { std::mem::transmute::<usize, Resolver>(resolver as usize)() }) as u64
 }
+
+/// The resolver of an x86_64 TLS descriptor (`R_X86_64_TLSDESC`) whose variable is in static
+/// TLS: returns the descriptor's argument, the variable's offset from the thread pointer, as
+/// glibc's `_dl_tlsdesc_return` does. Called by the library's code with `rax` = the
+/// descriptor's address; every other register is preserved (the descriptor ABI).
+///
+/// # Safety
+/// Never called from Rust: its address is written into descriptors.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn tlsdesc_static() {
+    core::arch::naked_asm!("mov rax, qword ptr [rax + 8]", "ret")
+}
