@@ -217,6 +217,36 @@ fn gdb_lists_breaks_in_and_forgets_an_mmkit_loaded_library() {
 }
 
 #[test]
+fn gdb_reads_the_list_of_a_process_holding_a_static_tls_donor() {
+    // A library built for static TLS gets its block through a donor object glibc loads from a
+    // memfd and lists by that path. Named `/proc/self/fd/N`, gdb opened its own descriptor N
+    // (a pipe) and blocked for ever; `/proc/<pid>/fd/N` is the donor for gdb too.
+    if Command::new("gdb").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "gdb is missing (scripts/test installs it)");
+        eprintln!("skipping: no gdb");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mmkit-elf/tests/fixtures/tls_static.c");
+    let so = gcc(dir.path(), "libfxtlsst.so", &src, &["-shared", "-fPIC", "-g"]);
+    let so = so.to_str().unwrap();
+    // gdb ignores SIGTERM while blocked: a hang is ended by SIGKILL and reported.
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", "120", "gdb", "-nx", "-batch", "-ex", "set breakpoint pending on"])
+        .args(["-ex", "break fx_static_bump", "-ex", "run", "-ex", "info sharedlibrary"])
+        .args(["--args", MMKIT, "elf", "call", so, "fx_static_bump", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_ne!(o.status.code(), None, "gdb was killed after 120 s (blocked?):\n{text}\n{}", stderr(&o));
+    assert!(text.contains("Breakpoint 1, fx_static_bump (by=3)"), "{text}\n{}", stderr(&o));
+    let table = text.split("Shared Object Library").nth(1).unwrap_or_else(|| panic!("{text}"));
+    assert!(table.contains(so), "{text}");
+    assert!(!table.contains("/proc/self/"), "{text}");
+    assert!(table.contains("/fd/"), "the donor is listed: {text}");
+}
+
+#[test]
 fn tour_elf_section_loads_from_an_apk() {
     let dir = tempfile::tempdir().unwrap();
     let o = mmkit(&["tour", "--only", "elf", "--json", "--dir", dir.path().to_str().unwrap()]);

@@ -8,7 +8,7 @@
 //! mmkit-elf asks glibc for it the one way glibc offers: it writes a *donor*, a minimal shared
 //! object holding nothing but a `PT_TLS` segment with the library's initialization image, size
 //! and alignment, and one initial-exec relocation of its own block, into a memfd, and
-//! `dlopen`s it (`/proc/self/fd/N`). glibc then does for the donor what it does for a library
+//! `dlopen`s it (`/proc/<pid>/fd/N`). glibc then does for the donor what it does for a library
 //! built that way: allocates the block in the surplus, copies the image into every running
 //! thread's block and into every later thread's, and writes the block's offset from the
 //! thread pointer into the donor's relocated word, which mmkit-elf reads back. The library's
@@ -18,11 +18,15 @@
 //! ("cannot allocate memory in static TLS block"), as it would for the library itself.
 //!
 //! The donor is `dlclose`d when the library is unloaded. It shows in glibc's list of loaded
-//! objects (`dl_iterate_phdr`, a debugger's `info sharedlibrary`) as `/proc/self/fd/N`.
+//! objects (`dl_iterate_phdr`, a debugger's `info sharedlibrary`) under that path, which is why
+//! it names the process by its id and the memfd stays open while the donor is loaded: a
+//! debugger opens the names in the list *in its own process*, where `/proc/self/fd/N` is one of
+//! the debugger's descriptors (gdb blocked for ever reading its own pipe), while
+//! `/proc/<pid>/fd/N` is the donor itself for anyone allowed to trace the process.
 
 use crate::machine::Machine;
 use std::ffi::{c_void, CStr, CString};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Where the donor's relocated word sits (link-time address = file offset).
 const SLOT: u64 = 0x178;
@@ -38,6 +42,8 @@ pub(crate) struct StaticTls {
     handle: usize,
     module: u64,
     tp_offset: u64,
+    /// The memfd the donor was loaded from: glibc's list names it by this descriptor.
+    _file: Option<OwnedFd>,
 }
 
 // SAFETY: the handle is only passed to `dlclose` once (glibc's handles are process-wide).
@@ -66,10 +72,11 @@ impl StaticTls {
             done +=
                 rustix::io::write(&fd, &bytes[done..]).map_err(|e| format!("write of the static TLS donor: {e}"))?;
         }
-        let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|e| e.to_string())?;
-        let held = load_donor(&path);
-        drop(fd); // glibc has mapped it
-        held
+        let path = CString::new(format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd()))
+            .map_err(|e| e.to_string())?;
+        let mut held = load_donor(&path)?;
+        held._file = Some(fd);
+        Ok(held)
     }
 
     /// glibc's module id of the block (what `DTPMOD64` stores; glibc's `__tls_get_addr`
@@ -90,6 +97,7 @@ impl Drop for StaticTls {
         // SAFETY: the handle `dlopen` returned, closed once; nothing refers to the donor's
         // block any more (the library using it is unmapped first).
         unsafe { libc::dlclose(self.handle as *mut c_void) };
+        // The memfd closes after this, once glibc no longer lists the donor.
     }
 }
 
@@ -103,7 +111,7 @@ fn load_donor(path: &CStr) -> Result<StaticTls, String> {
         return Err(format!("glibc could not load its static TLS donor: {}", dl_error()));
     }
     // Closed on every error path below (dropped), kept on success.
-    let mut held = StaticTls { handle: handle as usize, module: 0, tp_offset: 0 };
+    let mut held = StaticTls { handle: handle as usize, module: 0, tp_offset: 0, _file: None };
     let mut map: *mut c_void = std::ptr::null_mut();
     // SAFETY: a live handle; RTLD_DI_LINKMAP writes one pointer.
     let rc = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut c_void).cast()) };
