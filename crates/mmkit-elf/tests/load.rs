@@ -578,12 +578,30 @@ fn a_library_built_for_initial_exec_tls_gets_a_block_in_static_tls() {
 #[test]
 fn static_tls_is_given_back_when_the_library_unloads() {
     // glibc's surplus holds about 1.6 KiB: without the block given back (glibc reclaims the end
-    // of the used area when the donor is closed), a few dozen loads would exhaust it.
-    let path = build("default", "tls_static.c", "fxtlsstatic", &[]);
+    // of the used area when the donor is closed), a few dozen loads would exhaust it. A file of
+    // its own: the test above, running in another thread, would share this one's copy.
+    let path = build("default", "tls_static.c", "fxtlsstaticloop", &[]);
     for round in 0..300 {
         let l = open(path.as_path());
         assert_eq!(call(&l, "fx_static_bump", &[round]), 5 + round);
     }
+}
+
+#[test]
+fn two_static_tls_libraries_loaded_at_once_get_a_block_each() {
+    // Each library's donor is a memfd that glibc lists by path. With the memfd closed after
+    // the dlopen, the second donor got the first one's descriptor number, hence its path, and
+    // glibc's dlopen answered with the object it already had by that name: one block shared.
+    let a = open(build("default", "tls_static.c", "fxtlsstatica", &[]).as_path());
+    let b = open(build("default", "tls_static.c", "fxtlsstaticb", &[]).as_path());
+    assert_ne!(call(&a, "fx_static_addr", &[]), call(&b, "fx_static_addr", &[]), "one block for two libraries");
+    assert_eq!(call(&a, "fx_static_bump", &[10]), 15);
+    assert_eq!(call(&b, "fx_static_bump", &[1]), 6, "b starts from its own image");
+    assert_eq!(call(&a, "fx_static_bump", &[0]), 15);
+    drop(a);
+    // b's block outlives a's donor.
+    assert_eq!(call(&b, "fx_static_bump", &[1]), 7);
+    assert_eq!(call(&b, "fx_static_addr", &[]), call(&b, "fx_static_addr_dynamic", &[]));
 }
 
 #[test]
