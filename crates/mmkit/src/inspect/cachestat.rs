@@ -105,7 +105,10 @@ fn cachestat_split_from(file: &File, len: u64, parts: usize, min_pages: u64) -> 
         return cachestat_of_len(file, len);
     }
     let per = pages.div_ceil(parts);
-    let range = |i: u64| (i * per * page, per.min(pages - i * per) * page);
+    // Part `i`'s byte range. Rounding up `per` can leave the last parts empty (5 pages in 4
+    // parts: 2, 2, 1, 0); those are skipped, as a length of 0 means "to the end" to cachestat.
+    let range = |i: u64| (i * per * page, per.min(pages.saturating_sub(i * per)) * page);
+    let parts = (0..parts).take_while(|&i| range(i).1 > 0).count() as u64;
     let results: Vec<std::result::Result<crate::sys::inspect::CacheStatRaw, Errno>> = std::thread::scope(|s| {
         let spawned: Vec<_> = (1..parts)
             .map(|i| {
@@ -135,16 +138,23 @@ fn cachestat_split_from(file: &File, len: u64, parts: usize, min_pages: u64) -> 
         sum.nr_evicted += r.nr_evicted;
         sum.nr_recently_evicted += r.nr_recently_evicted;
     }
-    Ok(CacheStat {
-        len,
-        pages,
-        cached: sum.nr_cache.min(pages),
-        dirty: Some(sum.nr_dirty),
-        writeback: Some(sum.nr_writeback),
-        evicted: Some(sum.nr_evicted),
-        recently_evicted: Some(sum.nr_recently_evicted),
-        source: CacheStatSource::Cachestat,
-    })
+    Ok(CacheStat::from_raw(len, pages, sum))
+}
+
+impl CacheStat {
+    /// The counts `cachestat(2)` gave for the `pages` pages of a file of `len` bytes.
+    fn from_raw(len: u64, pages: u64, raw: crate::sys::inspect::CacheStatRaw) -> CacheStat {
+        CacheStat {
+            len,
+            pages,
+            cached: raw.nr_cache.min(pages),
+            dirty: Some(raw.nr_dirty),
+            writeback: Some(raw.nr_writeback),
+            evicted: Some(raw.nr_evicted),
+            recently_evicted: Some(raw.nr_recently_evicted),
+            source: CacheStatSource::Cachestat,
+        }
+    }
 }
 
 /// Page-cache counts of an open file (see [`cachestat`]).
@@ -157,32 +167,12 @@ fn cachestat_of_len(file: &File, len: u64) -> Result<CacheStat> {
     let page = crate::page::page_size() as u64;
     let pages = len.div_ceil(page);
     if pages == 0 {
-        return Ok(CacheStat {
-            len,
-            pages,
-            cached: 0,
-            dirty: Some(0),
-            writeback: Some(0),
-            evicted: Some(0),
-            recently_evicted: Some(0),
-            source: CacheStatSource::Cachestat,
-        });
+        return Ok(CacheStat::from_raw(len, 0, Default::default()));
     }
     if !NO_CACHESTAT.load(Ordering::Relaxed) {
         // The range is the file's pages exactly, as mincore and vmtouch count them.
         match crate::sys::inspect::cachestat(file, 0, pages * page) {
-            Ok(cs) => {
-                return Ok(CacheStat {
-                    len,
-                    pages,
-                    cached: cs.nr_cache.min(pages),
-                    dirty: Some(cs.nr_dirty),
-                    writeback: Some(cs.nr_writeback),
-                    evicted: Some(cs.nr_evicted),
-                    recently_evicted: Some(cs.nr_recently_evicted),
-                    source: CacheStatSource::Cachestat,
-                })
-            }
+            Ok(raw) => return Ok(CacheStat::from_raw(len, pages, raw)),
             Err(Errno::NOSYS) => NO_CACHESTAT.store(true, Ordering::Relaxed),
             // Per file (ownership and permissions), so no global switch as for ENOSYS.
             Err(Errno::OPNOTSUPP | Errno::PERM) => {}
@@ -264,6 +254,12 @@ mod tests {
         for parts in [2, 3, 7] {
             let split = cachestat_split_from(file, len, parts, 4).unwrap();
             assert_eq!(split, whole, "{parts} parts");
+        }
+        // Parts of one page, more parts than rounding up leaves pages for (41 pages in 40
+        // parts of 2: the last 19 empty; they underflowed before).
+        for parts in [40, 41, 64] {
+            let split = cachestat_split_from(file, len, parts, 1).unwrap();
+            assert_eq!(split, whole, "{parts} parts of at least one page");
         }
         assert!(whole.cached >= 13 && whole.dirty >= Some(1), "{whole:?}");
     }
