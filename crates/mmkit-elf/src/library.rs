@@ -364,8 +364,10 @@ impl Object {
                 &self.label[self.name_at..],
             )
             .map_err(|why| {
-                Error::new("allocate static TLS (DF_STATIC_TLS)", ErrorKind::StaticTls, why)
-                    .with_range(t.vaddr, t.mem_size)
+                // The block's size and alignment, not a range: it has no address until glibc
+                // places it.
+                let block = format!("a block of {} bytes aligned to {}", t.mem_size, t.align.max(1));
+                Error::new("allocate static TLS (DF_STATIC_TLS)", ErrorKind::StaticTls, format!("{block}: {why}"))
                     .with_path(&self.label)
             })?;
             let _ = block.set((allocated, init));

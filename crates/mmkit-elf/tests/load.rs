@@ -615,6 +615,7 @@ fn static_tls_too_large_for_glibc_is_refused_as_glibc_refuses_it() {
     assert_eq!(err.kind(), ErrorKind::StaticTls, "{err}");
     let msg = err.to_string();
     assert!(msg.contains("static TLS") && msg.contains("libfxtlsbig.so"), "{msg}");
+    assert!(msg.contains("a block of 1048576 bytes") && err.range().is_none(), "{msg}");
     assert_eq!(maps_lines_with("libfxtlsbig.so"), 0, "nothing of the library stays mapped");
     assert_eq!(maps_lines_with("mmkit-static-tls:libfxtlsbig"), 0, "nor the donor");
 }

@@ -72,8 +72,8 @@ impl StaticTls {
             done +=
                 rustix::io::write(&fd, &bytes[done..]).map_err(|e| format!("write of the static TLS donor: {e}"))?;
         }
-        let path = CString::new(format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd()))
-            .map_err(|e| e.to_string())?;
+        let path =
+            CString::new(format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd())).map_err(|e| e.to_string())?;
         let mut held = load_donor(&path)?;
         held._file = Some(fd);
         Ok(held)
