@@ -8,6 +8,7 @@ use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A library glibc has loaded, held open (`dlopen(RTLD_NOLOAD)` took a reference).
@@ -112,7 +113,8 @@ impl SystemLibrary {
         };
         let name = Name::new(name.as_bytes_with_nul(), symbols::gnu_hash(name.as_bytes()));
         let version = version.as_ref().map(|v| Name::new(v.as_bytes_with_nul(), symbols::sysv_hash(v.as_bytes())));
-        lookup(generation(), self.handle as *mut c_void, name, version)
+        // A library's own scope never changes: every answer holds.
+        lookup(generation(), self.handle as *mut c_void, name, version, &|| true)
     }
 }
 
@@ -152,6 +154,9 @@ pub(crate) struct Scope {
     global: Cell<u64>,
     /// The lookup cache of this generation as the pass began: probed without the lock.
     snapshot: Option<Arc<Generation>>,
+    /// Whether the cached "not in the global scope" answers still hold ([`negatives_hold`]):
+    /// asked once per pass, at its first such answer.
+    negatives: Cell<Option<bool>>,
 }
 
 /// A name the relocation pass looks up in the global scope: its symbol index, its name and, for
@@ -214,7 +219,7 @@ impl Scope {
             let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
             cache.as_ref().filter(|c| c.0 == g).cloned()
         });
-        Scope { generation, pre: OnceCell::new(), global: Cell::new(0), snapshot }
+        Scope { generation, pre: OnceCell::new(), global: Cell::new(0), snapshot, negatives: Cell::new(None) }
     }
 
     /// What the walk found for symbol `index`; the first call walks glibc's objects with the
@@ -274,11 +279,13 @@ impl Scope {
         if let (Some(snap), Some(g)) = (&self.snapshot, self.generation) {
             // The snapshot is immutable: a hit takes no lock.
             if let Some(hit) = probe(&snap.1, key, handle, name, version).filter(|_| snap.0 == g) {
-                return hit.found;
+                if hit.sure || self.negatives_hold() {
+                    return hit.found;
+                }
             }
         }
         let Some(g) = self.generation else {
-            return lookup(None, handle, name, version);
+            return lookup(None, handle, name, version, &|| false);
         };
         let global = handle == libc::RTLD_DEFAULT;
         let found = match self.pre(index, announce) {
@@ -287,7 +294,7 @@ impl Scope {
                 Some(def.bind())
             }
             _ => {
-                let found = lookup(Some(g), handle, name, version);
+                let found = lookup(Some(g), handle, name, version, &|| self.negatives_hold());
                 if let (true, Some(a)) = (global, found) {
                     if let Some(k) = mark_global(g, a).filter(|&k| k < 64) {
                         self.global.set(self.global.get() | 1 << k);
@@ -296,8 +303,22 @@ impl Scope {
                 return found;
             }
         };
-        remember(g, key, handle, name, version, found);
+        // No loaded object defines the name (a promotion loads nothing), or the one definition
+        // is in the global scope: answers that hold for the generation.
+        remember(g, key, handle, name, version, found, None);
         found
+    }
+
+    /// Whether the cached answers "`dlsym(RTLD_DEFAULT)` found nothing" still hold in this
+    /// pass (see [`negatives_hold`]); asked once per pass.
+    fn negatives_hold(&self) -> bool {
+        let Some(g) = self.generation else { return false };
+        if let Some(known) = self.negatives.get() {
+            return known;
+        }
+        let holds = negatives_hold(g);
+        self.negatives.set(Some(holds));
+        holds
     }
 }
 
@@ -636,6 +657,66 @@ impl GnuTable {
     }
 }
 
+impl GnuTable {
+    /// A name this object defines that an unversioned `dlsym(RTLD_DEFAULT)` answers with the
+    /// object's definition when the object is in glibc's global scope (unless an object before
+    /// it defines the name too), and cannot answer with it otherwise: a global function or
+    /// object with a value, exported, of the default version. The first of the hashed
+    /// (exported) symbols that qualifies; `None` if none of the first 256 does.
+    ///
+    /// # Safety
+    /// As [`GnuTable::may_define`].
+    unsafe fn probe_name(&self) -> Option<CString> {
+        let defs = self.defs.as_ref()?;
+        for index in (self.symoffset as usize..).take(256) {
+            let at = index.checked_mul(SYM_SIZE)?.checked_add(defs.symtab)?;
+            if at.checked_add(SYM_SIZE).is_none_or(|e| e > defs.symtab_end) {
+                return None;
+            }
+            // `Elf64_Sym`: st_name u32, st_info u8, st_other u8, st_shndx u16, st_value u64.
+            // SAFETY: inside the symbol table's segment (checked); unaligned reads.
+            let (st_name, info, other, shndx, value) = unsafe {
+                let p = at as *const u8;
+                (
+                    std::ptr::read_unaligned(p.cast::<u32>()) as usize,
+                    *p.add(4),
+                    *p.add(5),
+                    std::ptr::read_unaligned(p.add(6).cast::<u16>()),
+                    std::ptr::read_unaligned(p.add(8).cast::<u64>()),
+                )
+            };
+            let qualifies = info >> 4 == STB_GLOBAL
+                && matches!(info & 0xf, STT_FUNC | STT_OBJECT)
+                && matches!(other & 3, STV_DEFAULT | STV_PROTECTED)
+                && shndx != SHN_UNDEF
+                && shndx != SHN_ABS
+                && value != 0;
+            if !qualifies || st_name == 0 || st_name >= defs.strsz {
+                continue;
+            }
+            if let Some((versym, versym_end)) = defs.versym {
+                let vat = index.checked_mul(2)?.checked_add(versym)?;
+                if vat.checked_add(2).is_none_or(|e| e > versym_end) {
+                    return None;
+                }
+                // SAFETY: inside the version table's segment (checked); unaligned read.
+                let ndx = unsafe { std::ptr::read_unaligned(vat as *const u16) };
+                if ndx & 0x8000 != 0 || ndx == 0 {
+                    continue; // a hidden (non-default) version, or local
+                }
+            }
+            // SAFETY: `[st_name, strsz)` lies in `.dynstr` (checked; the table lies in a
+            // mapped segment).
+            let text =
+                unsafe { std::slice::from_raw_parts((defs.strtab + st_name) as *const u8, defs.strsz - st_name) };
+            if let Ok(name) = CStr::from_bytes_until_nul(text) {
+                return Some(name.to_owned());
+            }
+        }
+        None
+    }
+}
+
 /// A definition [`GnuTable::definition`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Def {
@@ -969,6 +1050,8 @@ const STT_GNU_IFUNC: u8 = object::elf::STT_GNU_IFUNC;
 const STB_GLOBAL: u8 = object::elf::STB_GLOBAL;
 const STB_WEAK: u8 = object::elf::STB_WEAK;
 const STB_GNU_UNIQUE: u8 = object::elf::STB_GNU_UNIQUE;
+const STV_DEFAULT: u8 = object::elf::STV_DEFAULT;
+const STV_PROTECTED: u8 = object::elf::STV_PROTECTED;
 
 unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
     // SAFETY: glibc passes a valid info; `data` is the `Walk` of `prepass`.
@@ -1123,8 +1206,9 @@ fn generation() -> Option<(u64, u64)> {
 
 /// Lookups in glibc's objects, valid for one [`generation`]. Failed `dlsym` calls are costly
 /// (glibc formats an error message), and every library asks for the same libc symbols.
-/// Known gap: `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` promotes a loaded library into the global
-/// scope without changing the counters; lookups cached before that miss it.
+/// `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` promotes a loaded library into the global scope without
+/// changing the counters: the answers that can change then are marked (`Entry::sure` false)
+/// and checked by [`negatives_hold`] before they are used.
 static CACHE: Mutex<Option<Arc<Generation>>> = Mutex::new(None);
 
 /// One cached lookup.
@@ -1138,6 +1222,11 @@ struct Entry {
     /// 0: no version (a version has at least its NUL).
     version_len: u32,
     found: Option<u64>,
+    /// The answer holds for the whole generation. False for a name `dlsym(RTLD_DEFAULT)` did
+    /// not find although a loaded object defines it: promoting that object into the global
+    /// scope (`dlopen(RTLD_NOLOAD | RTLD_GLOBAL)`, or any `dlopen(RTLD_GLOBAL)` of a library
+    /// already loaded) changes the answer without changing glibc's load counters.
+    sure: bool,
     /// The next entry with the same key hash, or `u32::MAX`.
     next: u32,
 }
@@ -1188,7 +1277,18 @@ impl Lookups {
         None
     }
 
-    fn insert(&mut self, key: u64, handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>, found: Option<u64>) {
+    /// Adds an entry; one for the same lookup already there is shadowed (`get` finds the
+    /// newest first).
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        key: u64,
+        handle: *mut c_void,
+        name: Name<'_>,
+        version: Option<Name<'_>>,
+        found: Option<u64>,
+        sure: bool,
+    ) {
         let (Ok(index), Ok(at), Ok(name_len), Ok(version_len)) = (
             u32::try_from(self.entries.len()),
             u32::try_from(self.bytes.len()),
@@ -1202,7 +1302,7 @@ impl Lookups {
             self.bytes.extend_from_slice(v.bytes);
         }
         let next = self.newest.insert(key, index).unwrap_or(u32::MAX);
-        self.entries.push(Entry { handle: handle as usize, at, name_len, version_len, found, next });
+        self.entries.push(Entry { handle: handle as usize, at, name_len, version_len, found, sure, next });
     }
 }
 
@@ -1235,33 +1335,110 @@ fn key_hash(handle: usize, name: Name<'_>, version: Option<Name<'_>>) -> u64 {
     (u64::from(name.hash) | u64::from(v) << 32) ^ (handle as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// `dlsym`/`dlvsym` on `handle`, through the cache of `generation`; a cached answer that is not
+/// [`Entry::sure`] is used only if `negatives_hold` says so.
 fn lookup(
     generation: Option<(u64, u64)>,
     handle: *mut c_void,
     name: Name<'_>,
     version: Option<Name<'_>>,
+    negatives_hold: &dyn Fn() -> bool,
 ) -> Option<u64> {
     let Some(generation) = generation else {
         return lookup_uncached(handle, name, version);
     };
     let key = key_hash(handle as usize, name, version);
-    {
+    let epoch = EPOCH.load(Ordering::Acquire);
+    let hit = {
         let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hit) =
-            cache.as_ref().filter(|c| c.0 == generation).and_then(|c| probe(&c.1, key, handle, name, version))
-        {
-            return hit.found;
-        }
+        cache.as_ref().filter(|c| c.0 == generation).and_then(|c| probe(&c.1, key, handle, name, version)).copied()
+    };
+    // Checked without the lock: the check may empty the cache.
+    if let Some(hit) = hit.filter(|h| h.sure || negatives_hold()) {
+        return hit.found;
     }
     // The lock is not held across dlsym: glibc takes its own lock there, and a library
     // constructor running under that lock may load a library with mmkit.
     let found = lookup_uncached(handle, name, version);
-    remember(generation, key, handle, name, version, found);
+    let sure = found.is_some() || handle != libc::RTLD_DEFAULT;
+    remember(generation, key, handle, name, version, found, (!sure).then_some(epoch));
     found
 }
 
+/// Counts the promotions [`negatives_hold`] found: an answer that is not sure, computed before
+/// one, is not cached after it.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Whether no object of `generation` has joined glibc's global scope since the answers that
+/// are not [`Entry::sure`] were cached: every recorded object not known to be global is asked
+/// about with one name it defines (an unversioned `dlsym(RTLD_DEFAULT)` of that name answers
+/// inside the object exactly when it is global, and nothing when it is not). A promoted object
+/// is marked global and the cache of the generation emptied. False as well when some object
+/// cannot be asked that way (the answers are then not used: every such name goes to glibc).
+/// Costs one failed `dlsym` per object outside the global scope, only in passes that meet
+/// such an answer.
+fn negatives_hold(generation: (u64, u64)) -> bool {
+    let Some(objects) = objects_outside(generation) else { return false };
+    let (mut holds, mut promoted) = (true, false);
+    for (name, lo, hi) in objects {
+        // SAFETY: a NUL-terminated name; dlsym only looks it up.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+        if p == 0 {
+            continue; // still outside the global scope
+        }
+        holds = false; // inside it (promoted, or there from the start), or another object's
+        if (lo..hi).contains(&p) {
+            mark_global(generation, p as u64);
+            promoted = true;
+        }
+    }
+    if promoted {
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.as_ref().is_some_and(|c| c.0 == generation) {
+            *cache = None;
+        }
+    }
+    holds
+}
+
+/// The recorded objects of `generation` not known to be in the global scope, each with a name
+/// for [`negatives_hold`] to ask about and its `PT_LOAD` extent; `None` when the tables are
+/// not of that generation or an object has no such name.
+fn objects_outside(generation: (u64, u64)) -> Option<Vec<(CString, usize, usize)>> {
+    struct Collect {
+        generation: (u64, u64),
+        out: Option<Vec<(CString, usize, usize)>>,
+    }
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Collect` below.
+        let (info, c) = unsafe { (&*info, &mut *data.cast::<Collect>()) };
+        if (info.dlpi_adds, info.dlpi_subs) != c.generation {
+            return 1;
+        }
+        let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((g, Some(tables))) = tables.as_ref() else { return 1 };
+        if *g == c.generation {
+            c.out = tables
+                .iter()
+                .filter(|t| !t.global)
+                // SAFETY: recorded in this generation; glibc holds its load lock.
+                .map(|t| Some((unsafe { t.probe_name() }?, t.lo, t.hi)))
+                .collect();
+        }
+        1 // the recorded tables cover every object
+    }
+    let mut c = Collect { generation, out: None };
+    // SAFETY: the callback reads the recorded tables of the same generation (their objects
+    // are mapped while glibc holds its load lock) and writes `c`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut c as *mut Collect).cast()) };
+    c.out
+}
+
 /// Caches `found` for `(handle, name, version)` (key hash `key`) in `generation`, unless the
-/// cache already has the entry.
+/// cache already has that answer. `unsure`: the answer is not [`Entry::sure`]; it was computed
+/// in this [`EPOCH`], and is not cached if a promotion was found since.
+#[allow(clippy::too_many_arguments)]
 fn remember(
     generation: (u64, u64),
     key: u64,
@@ -1269,16 +1446,21 @@ fn remember(
     name: Name<'_>,
     version: Option<Name<'_>>,
     found: Option<u64>,
+    unsure: Option<u64>,
 ) {
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if unsure.is_some_and(|epoch| epoch != EPOCH.load(Ordering::Acquire)) {
+        return;
+    }
     let cache = match cache.as_mut() {
         Some(c) if c.0 == generation => c,
         // No cache yet, or one of another generation (its answers no longer hold).
         _ => cache.insert(Arc::new((generation, Lookups::new()))),
     };
-    if probe(&cache.1, key, handle, name, version).is_none() {
+    let sure = unsure.is_none();
+    if probe(&cache.1, key, handle, name, version).is_none_or(|e| (e.found, e.sure) != (found, sure)) {
         // Copies the cache if a pass's snapshot still shares it (only on misses).
-        Arc::make_mut(cache).1.insert(key, handle, name, version, found);
+        Arc::make_mut(cache).1.insert(key, handle, name, version, found, sure);
     }
 }
 

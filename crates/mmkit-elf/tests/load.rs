@@ -422,6 +422,24 @@ fn global_scope_interposes_like_glibc() {
 }
 
 #[test]
+fn a_library_promoted_to_the_global_scope_interposes_at_once() {
+    // `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` puts an RTLD_LOCAL library into the global scope
+    // without changing glibc's load counters, so an answer mmkit-elf cached for the same
+    // counters ("no definition in the global scope") no longer holds.
+    // Names of their own: the other interposition test runs beside this one.
+    let names: &[&str] = &["-Dfx_ip_value=fx_pr_value", "-Dfx_ip_call=fx_pr_call"];
+    let lib = build("interpose-promote", "interpose.c", "fxipp", names);
+    let other = build("interpose-promoted", "interposer.c", "fxiprp", names);
+    let local = Dl::open(&other);
+    assert_eq!(call(&open(lib.as_path()), "fx_pr_call", &[]), 1, "an RTLD_LOCAL library does not interpose");
+    let promoted = Dl::promote(&other);
+    assert_eq!(call(&open(lib.as_path()), "fx_pr_call", &[]), 2, "the promoted library interposes");
+    // glibc's answer (its own copy of the library; loaded last, as it changes the counters).
+    assert_eq!(Dl::open(&lib).call("fx_pr_call", &[]), 2);
+    drop((promoted, local));
+}
+
+#[test]
 fn dependencies_are_loaded_from_the_same_directory() {
     for (variant, flags) in VARIANTS {
         let base = build(variant, "base.c", "fxbase", flags);

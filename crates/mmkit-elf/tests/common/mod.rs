@@ -199,6 +199,12 @@ impl Dl {
         Dl::open_with(path, libc::RTLD_NOW | libc::RTLD_GLOBAL)
     }
 
+    /// `dlopen(RTLD_NOLOAD | RTLD_GLOBAL)` of a library glibc has loaded: it joins the global
+    /// scope (glibc's load counters do not change).
+    pub fn promote(path: &Path) -> Dl {
+        Dl::open_with(path, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL)
+    }
+
     fn open_with(path: &Path, flags: i32) -> Dl {
         let c = CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: loading a trusted test fixture.
