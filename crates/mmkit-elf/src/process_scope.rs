@@ -8,6 +8,7 @@ use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -280,7 +281,7 @@ impl Scope {
             // The snapshot is immutable: a hit takes no lock.
             if let Some(hit) = probe(&snap.1, key, handle, name, version).filter(|_| snap.0 == g) {
                 if hit.sure || self.negatives_hold() {
-                    return hit.found;
+                    return hit.found();
                 }
             }
         }
@@ -1221,7 +1222,9 @@ struct Entry {
     name_len: u32,
     /// 0: no version (a version has at least its NUL).
     version_len: u32,
-    found: Option<u64>,
+    /// The address (`dlsym` never answers 0 for a name it found): 8 bytes, so that an entry
+    /// is 40 (the cache's first vector is sized to stay within heap pages a first load has).
+    found: Option<NonZeroU64>,
     /// The answer holds for the whole generation. False for a name `dlsym(RTLD_DEFAULT)` did
     /// not find although a loaded object defines it: promoting that object into the global
     /// scope (`dlopen(RTLD_NOLOAD | RTLD_GLOBAL)`, or any `dlopen(RTLD_GLOBAL)` of a library
@@ -1231,7 +1234,14 @@ struct Entry {
     next: u32,
 }
 
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Entry>() == 40);
+
 impl Entry {
+    fn found(&self) -> Option<u64> {
+        self.found.map(NonZeroU64::get)
+    }
+
     fn is(&self, bytes: &[u8], handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> bool {
         let (at, n, v) = (self.at as usize, self.name_len as usize, self.version_len as usize);
         self.handle == handle as usize
@@ -1302,6 +1312,7 @@ impl Lookups {
             self.bytes.extend_from_slice(v.bytes);
         }
         let next = self.newest.insert(key, index).unwrap_or(u32::MAX);
+        let found = found.and_then(NonZeroU64::new);
         self.entries.push(Entry { handle: handle as usize, at, name_len, version_len, found, sure, next });
     }
 }
@@ -1355,7 +1366,7 @@ fn lookup(
     };
     // Checked without the lock: the check may empty the cache.
     if let Some(hit) = hit.filter(|h| h.sure || negatives_hold()) {
-        return hit.found;
+        return hit.found();
     }
     // The lock is not held across dlsym: glibc takes its own lock there, and a library
     // constructor running under that lock may load a library with mmkit.
@@ -1458,7 +1469,7 @@ fn remember(
         _ => cache.insert(Arc::new((generation, Lookups::new()))),
     };
     let sure = unsure.is_none();
-    if probe(&cache.1, key, handle, name, version).is_none_or(|e| (e.found, e.sure) != (found, sure)) {
+    if probe(&cache.1, key, handle, name, version).is_none_or(|e| (e.found(), e.sure) != (found, sure)) {
         // Copies the cache if a pass's snapshot still shares it (only on misses).
         Arc::make_mut(cache).1.insert(key, handle, name, version, found, sure);
     }
