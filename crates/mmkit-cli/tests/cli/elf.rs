@@ -190,11 +190,19 @@ fn call_into_a_library_with_a_thread_local_destructor_exits_cleanly() {
     assert_eq!(v["result"], 42);
 }
 
-#[test]
-fn gdb_lists_breaks_in_and_forgets_an_mmkit_loaded_library() {
+/// Whether gdb is installed (required in CI, where scripts/test installs it).
+fn have_gdb() -> bool {
     if Command::new("gdb").arg("--version").output().is_err() {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "gdb is missing (scripts/test installs it)");
         eprintln!("skipping: no gdb");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn gdb_lists_breaks_in_and_forgets_an_mmkit_loaded_library() {
+    if !have_gdb() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -221,9 +229,7 @@ fn gdb_reads_the_list_of_a_process_holding_a_static_tls_donor() {
     // A library built for static TLS gets its block through a donor object glibc loads from a
     // memfd and lists by that path. Named `/proc/self/fd/N`, gdb opened its own descriptor N
     // (a pipe) and blocked for ever; `/proc/<pid>/fd/N` is the donor for gdb too.
-    if Command::new("gdb").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "gdb is missing (scripts/test installs it)");
-        eprintln!("skipping: no gdb");
+    if !have_gdb() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
