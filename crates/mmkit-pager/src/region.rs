@@ -399,10 +399,17 @@ impl Shared {
     }
 
     /// With `UFFDIO_CONTINUE` a failed fill may have written part of page `index` into the
-    /// memfd's page cache: drop it, so a process the memfd is shared with never sees it.
+    /// memfd's page cache: drop it, so a process the memfd is shared with never sees it. Once
+    /// [shared](PagedRegion::share) the memfd is sealed `FUTURE_WRITE`, which refuses a hole:
+    /// the page is then zeroed through the staging mapping (made before the seal).
     fn drop_partial(&self, index: usize) {
-        if let Install::Continue { memfd, .. } = &self.install {
-            let _ = sys::punch_hole(memfd.as_fd(), (index * self.page) as u64, self.page as u64);
+        if let Install::Continue { memfd, staging } = &self.install {
+            if sys::punch_hole(memfd.as_fd(), (index * self.page) as u64, self.page as u64).is_err() {
+                // SAFETY: page `index` of the staging mapping (which covers the region) is held
+                // by this thread (FILLING, or FAILED by it) and not mapped in the registered
+                // range; see `buffer`.
+                unsafe { staging.as_mut_ptr().add(index * self.page).write_bytes(0, self.page) };
+            }
         }
     }
 
@@ -874,8 +881,10 @@ impl PagedRegion {
     /// the pager, minor faults included, so a peer touching a page not supplied yet (it reads
     /// zeros, and the kernel puts a zero page in the memfd's page cache) cannot make the region
     /// read that zero page; the pager overwrites it with the source's bytes before mapping it.
-    /// The descriptor is opened again through `/proc/self/fd` with `O_RDONLY`: its holder can
-    /// neither write, resize nor seal the memfd.
+    /// The descriptor is opened again through `/proc/self/fd` with `O_RDONLY`, and the memfd is
+    /// sealed `FUTURE_WRITE` first (the region's own mappings, made before, keep writing): its
+    /// holder can neither write (not even through a descriptor it opens again read-write from
+    /// `/proc/<pid>/fd`), resize nor seal it.
     ///
     /// ```
     /// # fn main() -> Result<(), mmkit_pager::Error> {
@@ -900,6 +909,12 @@ impl PagedRegion {
                 )))
             }
         };
+        // `O_RDONLY` alone would not do: `/proc/<pid>/fd/N` of the descriptor opens again
+        // read-write (a memfd's inode is mode 0777), and a write there would change the bytes
+        // behind `as_slice`. The seal refuses every write and writable mapping made after it.
+        if !memfd.seals()?.contains(Seals::FUTURE_WRITE) {
+            memfd.add_seals(Seals::FUTURE_WRITE)?;
+        }
         sys::reopen_read_only(memfd.as_fd()).map_err(|e| {
             Error::os("open of /proc/self/fd/N (O_RDONLY)", e).with_detail(format!("memfd {:?}", memfd.name()))
         })

@@ -174,6 +174,63 @@ fn the_shared_descriptor_is_read_only() {
     });
 }
 
+/// A read-only descriptor alone does not stop its holder from writing: `/proc/self/fd/N` of it
+/// opens again read-write (a memfd's inode is mode 0777), and a write there would change the
+/// bytes behind the region's `&[u8]`. Once shared, the memfd refuses every new write.
+#[test]
+fn the_shared_descriptor_cannot_be_reopened_for_writing() {
+    with_timeout(60, || {
+        let region = PagedRegion::builder(4 * page())
+            .backing(CONTINUE)
+            .fault_around(2)
+            .build(FnSource(|offset, buf: &mut [u8]| {
+                buf.fill(0xAA); // half-written, then the source fails for page 1
+                if offset == page() as u64 {
+                    Err(io::Error::from_raw_os_error(libc::EIO))
+                } else {
+                    Ok(Filled::Data)
+                }
+            }))
+            .unwrap();
+        let fd = region.share().unwrap();
+        let bytes: &[u8] = region.as_slice();
+        assert_eq!(bytes[2 * page()], 0xAA);
+        let reopened =
+            std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        if let Ok(rw) = reopened {
+            assert!(
+                rustix::io::pwrite(&rw, &[0x55], (2 * page()) as u64).is_err(),
+                "a write through a reopened descriptor"
+            );
+            // SAFETY: a fresh mapping the kernel places; unmapped below when it succeeds.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page(),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    rw.as_raw_fd(),
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                // SAFETY: the mapping made above.
+                unsafe { libc::munmap(p, page()) };
+                panic!("a writable shared mapping through a reopened descriptor");
+            }
+        }
+        assert_eq!(bytes[2 * page()], 0xAA, "the bytes behind the region's &[u8] changed");
+        // Pages are still supplied after the seal (fault-around populates through the staging
+        // mapping), and a page that fails after sharing leaves no garbage for the peer.
+        let mut b = [0u8; 4];
+        region.read(0, &mut b).unwrap();
+        assert_eq!(b, [0xAA; 4]);
+        assert_eq!(region.read(page(), &mut b).unwrap_err().errno(), Some(libc::EIO));
+        rustix::io::pread(&fd, &mut b, page() as u64).unwrap();
+        assert_eq!(b, [0; 4], "the failed page's partial bytes reached the peer");
+    });
+}
+
 #[test]
 fn a_forked_child_reads_the_supplied_pages_through_the_shared_memfd() {
     with_timeout(60, || {
