@@ -158,6 +158,12 @@ pub(crate) struct Scope {
     /// Whether the cached "not in the global scope" answers still hold ([`negatives_hold`]):
     /// asked once per pass, at its first such answer.
     negatives: Cell<Option<bool>>,
+    /// The objects (as `global`) found outside glibc's global scope in this pass
+    /// ([`Scope::in_global_scope`]).
+    outside: Cell<u64>,
+    /// The last library [`Scope::symbol_in`] looked in (its handle) and which recorded object
+    /// it is.
+    own_object: Cell<Option<(usize, Option<u32>)>>,
 }
 
 /// A name the relocation pass looks up in the global scope: its symbol index, its name and, for
@@ -220,7 +226,15 @@ impl Scope {
             let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
             cache.as_ref().filter(|c| c.0 == g).cloned()
         });
-        Scope { generation, pre: OnceCell::new(), global: Cell::new(0), snapshot, negatives: Cell::new(None) }
+        Scope {
+            generation,
+            pre: OnceCell::new(),
+            global: Cell::new(0),
+            snapshot,
+            negatives: Cell::new(None),
+            outside: Cell::new(0),
+            own_object: Cell::new(None),
+        }
     }
 
     /// What the walk found for symbol `index`; the first call walks glibc's objects with the
@@ -289,10 +303,23 @@ impl Scope {
             return lookup(None, handle, name, version, &|| false);
         };
         let global = handle == libc::RTLD_DEFAULT;
+        let epoch = EPOCH.load(Ordering::Acquire);
+        let mut unsure = None;
         let found = match self.pre(index, announce) {
             Pre::Absent => None,
-            Pre::One { def, object } if global && object < 64 && self.global.get() & (1 << object) != 0 => {
+            // The one definition, where glibc's lookup in `handle` finds it: in the global scope,
+            // or in the library `handle` names (first in its own search list).
+            Pre::One { def, object }
+                if (global && self.in_global_scope(g, object) == Some(true))
+                    || (!global && self.own_object(g, handle) == Some(object)) =>
+            {
                 Some(def.bind())
+            }
+            // The one definition is in an object outside the global scope: `dlsym(RTLD_DEFAULT)`
+            // finds nothing, until that object is promoted (an answer that is not sure).
+            Pre::One { object, .. } if global && self.in_global_scope(g, object) == Some(false) => {
+                unsure = Some(epoch);
+                None
             }
             _ => {
                 let found = lookup(Some(g), handle, name, version, &|| self.negatives_hold());
@@ -305,9 +332,47 @@ impl Scope {
             }
         };
         // No loaded object defines the name (a promotion loads nothing), or the one definition
-        // is in the global scope: answers that hold for the generation.
-        remember(g, key, handle, name, version, found, None);
+        // is in the global scope or in `handle`'s library: answers that hold for the generation.
+        remember(g, key, handle, name, version, found, unsure);
         found
+    }
+
+    /// Which recorded object of generation `g` the library `handle` (a `dlopen` handle) is.
+    fn own_object(&self, g: (u64, u64), handle: *mut c_void) -> Option<u32> {
+        match self.own_object.get() {
+            Some((h, object)) if h == handle as usize => object,
+            _ => {
+                let object = link_map_dynamic(handle).and_then(|d| object_at(g, d));
+                self.own_object.set(Some((handle as usize, object)));
+                object
+            }
+        }
+    }
+
+    /// Whether recorded object `object` of generation `g` is in glibc's global scope: known
+    /// in this pass, else asked once with a name it defines (as [`negatives_hold`] asks);
+    /// `None` when that cannot tell (another object answered the name).
+    fn in_global_scope(&self, g: (u64, u64), object: u32) -> Option<bool> {
+        let bit = 1u64.checked_shl(object)?;
+        if self.global.get() & bit != 0 {
+            return Some(true);
+        }
+        if self.outside.get() & bit != 0 {
+            return Some(false);
+        }
+        let (name, lo, hi) = object_probes(g, Some(object))?.pop()?;
+        // SAFETY: a NUL-terminated name; dlsym only looks it up.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+        if p == 0 {
+            self.outside.set(self.outside.get() | bit);
+            Some(false)
+        } else if (lo..hi).contains(&p) {
+            mark_global(g, p as u64);
+            self.global.set(self.global.get() | bit);
+            Some(true)
+        } else {
+            None
+        }
     }
 
     /// Whether the cached answers "`dlsym(RTLD_DEFAULT)` found nothing" still hold in this
@@ -1389,7 +1454,7 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Costs one failed `dlsym` per object outside the global scope, only in passes that meet
 /// such an answer.
 fn negatives_hold(generation: (u64, u64)) -> bool {
-    let Some(objects) = objects_outside(generation) else { return false };
+    let Some(objects) = object_probes(generation, None) else { return false };
     let (mut holds, mut promoted) = (true, false);
     for (name, lo, hi) in objects {
         // SAFETY: a NUL-terminated name; dlsym only looks it up.
@@ -1413,12 +1478,14 @@ fn negatives_hold(generation: (u64, u64)) -> bool {
     holds
 }
 
-/// The recorded objects of `generation` not known to be in the global scope, each with a name
-/// for [`negatives_hold`] to ask about and its `PT_LOAD` extent; `None` when the tables are
-/// not of that generation or an object has no such name.
-fn objects_outside(generation: (u64, u64)) -> Option<Vec<(CString, usize, usize)>> {
+/// The recorded objects of `generation` not known to be in the global scope (`only`: just
+/// object `only`, if it is not), each with a name to ask `dlsym(RTLD_DEFAULT)` about (see
+/// [`negatives_hold`]) and its `PT_LOAD` extent; `None` when the tables are not of that
+/// generation or such an object has no such name.
+fn object_probes(generation: (u64, u64), only: Option<u32>) -> Option<Vec<(CString, usize, usize)>> {
     struct Collect {
         generation: (u64, u64),
+        only: Option<u32>,
         out: Option<Vec<(CString, usize, usize)>>,
     }
     unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
@@ -1430,20 +1497,53 @@ fn objects_outside(generation: (u64, u64)) -> Option<Vec<(CString, usize, usize)
         let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
         let Some((g, Some(tables))) = tables.as_ref() else { return 1 };
         if *g == c.generation {
+            let only = c.only;
             c.out = tables
                 .iter()
-                .filter(|t| !t.global)
+                .enumerate()
+                .filter(|(k, t)| !t.global && only.is_none_or(|o| u32::try_from(*k) == Ok(o)))
                 // SAFETY: recorded in this generation; glibc holds its load lock.
-                .map(|t| Some((unsafe { t.probe_name() }?, t.lo, t.hi)))
+                .map(|(_, t)| Some((unsafe { t.probe_name() }?, t.lo, t.hi)))
                 .collect();
         }
         1 // the recorded tables cover every object
     }
-    let mut c = Collect { generation, out: None };
+    let mut c = Collect { generation, only, out: None };
     // SAFETY: the callback reads the recorded tables of the same generation (their objects
     // are mapped while glibc holds its load lock) and writes `c`, which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(first), (&mut c as *mut Collect).cast()) };
     c.out
+}
+
+/// The run-time address of the dynamic section (`l_ld` of glibc's link map) of the object a
+/// live `dlopen` handle names.
+#[cfg(target_env = "gnu")]
+fn link_map_dynamic(handle: *mut c_void) -> Option<usize> {
+    let mut map: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a live handle (the caller's `SystemLibrary`); dlinfo writes one pointer into `map`.
+    let rc = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut c_void).cast()) };
+    if rc != 0 || map.is_null() {
+        return None;
+    }
+    // SAFETY: glibc's public `struct link_map` begins `l_addr`, `l_name`, `l_ld` (pointer-sized
+    // each); the map lives while the handle does.
+    Some(unsafe { *(map as *const usize).add(2) })
+}
+
+/// Unknown without glibc's `dlinfo`.
+#[cfg(not(target_env = "gnu"))]
+fn link_map_dynamic(_handle: *mut c_void) -> Option<usize> {
+    None
+}
+
+/// The index of the recorded object of `generation` whose `PT_LOAD` extent holds `addr`.
+fn object_at(generation: (u64, u64), addr: usize) -> Option<u32> {
+    let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    let (g, Some(tables)) = tables.as_ref()? else { return None };
+    if *g != generation {
+        return None;
+    }
+    tables.iter().position(|t| t.lo <= addr && addr < t.hi).and_then(|k| u32::try_from(k).ok())
 }
 
 /// Caches `found` for `(handle, name, version)` (key hash `key`) in `generation`, unless the
@@ -1801,8 +1901,12 @@ mod tests {
     /// (`memcpy`, `strlen`), a name with two versions in libc (`memcpy@GLIBC_2.2.5` is
     /// another function than `memcpy@GLIBC_2.14`), one the vDSO also defines under its own
     /// version (`clock_gettime`), and a version libc does not have.
+    /// Serializes the tests that empty or read [`TABLES`] and check which path answered.
+    static WALKS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn exact_binding_is_dlvsyms_answer() {
+        let _serial = WALKS.lock().unwrap_or_else(|e| e.into_inner());
         let cases: [(&[u8], &[u8]); 8] = [
             (b"malloc\0", b"GLIBC_2.2.5\0"),
             (b"getpid\0", b"GLIBC_2.2.5\0"),
@@ -1869,5 +1973,81 @@ mod tests {
             return;
         }
         panic!("the generation changed in every round");
+    }
+
+    /// A versioned name only a library outside the global scope defines (libm, loaded
+    /// `RTLD_LOCAL` as the system linker loads a mapped library's dependency): the global lookup
+    /// answers nothing and the lookup in that library its definition, as glibc's `dlvsym`
+    /// answers, from the walk of glibc's objects and one `dlsym` asking whether libm is global
+    /// (not a `dlvsym` + `dlsym` per name and scope); once libm is promoted to the global scope,
+    /// the global lookup finds the definition.
+    #[test]
+    fn a_definition_outside_the_global_scope_binds_in_its_library_only() {
+        let _serial = WALKS.lock().unwrap_or_else(|e| e.into_inner());
+        let cases: [(&[u8], &[u8]); 4] = [
+            (b"cbrt\0", b"GLIBC_2.2.5\0"),  // a plain function
+            (b"cos\0", b"GLIBC_2.2.5\0"),   // an IFUNC
+            (b"lgamma\0", b"GLIBC_2.23\0"), // the default of two versions
+            (b"erf\0", b"GLIBC_2.2.5\0"),
+        ];
+        let wants: Vec<Wanted<'_>> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (n, v))| Wanted { index: i as u32, name: name(n), version: Some(version(v)) })
+            .collect();
+        let in_handle = |h: usize, (n, v): (&[u8], &[u8])| {
+            // SAFETY: a live handle; NUL-terminated strings.
+            let p = unsafe { libc::dlvsym(h as *mut c_void, n.as_ptr().cast(), v.as_ptr().cast()) };
+            (!p.is_null()).then_some(p as u64)
+        };
+        if SystemLibrary::if_loaded("libm.so.6").is_some() {
+            return; // this binary links libm: nothing to check here
+        }
+        // SAFETY: libm's initializers are glibc's.
+        let libm = unsafe { SystemLibrary::load("libm.so.6") }.expect("libm.so.6 loads");
+        let names = WantedNames::new(wants.clone(), wants.len());
+        let announce = || &names;
+        let mut checked = false;
+        for _ in 0..20 {
+            let Some(g) = generation() else { return };
+            let scope = Scope::now();
+            let global: Vec<_> =
+                wants.iter().map(|w| scope.global_symbol(w.index, w.name, w.version, &announce)).collect();
+            let local: Vec<_> =
+                wants.iter().map(|w| scope.symbol_in(&libm, w.index, w.name, w.version, &announce)).collect();
+            if generation() != Some(g) {
+                continue; // another test loaded or unloaded a library meanwhile
+            }
+            for (i, case) in cases.iter().enumerate() {
+                assert_eq!(global[i], None, "{:?} in the global scope", cases[i].0);
+                assert_eq!(global[i], in_handle(0, *case), "{:?}: dlvsym(RTLD_DEFAULT)", cases[i].0);
+                assert!(local[i].is_some(), "{:?} in libm", cases[i].0);
+                assert_eq!(local[i], in_handle(libm.handle, *case), "{:?}: dlvsym(libm)", cases[i].0);
+            }
+            // Answered by the walk: libm is a recorded object, outside the global scope, and
+            // the one object defining each name.
+            let object = scope.own_object(g, libm.handle as *mut c_void).expect("libm is a recorded object");
+            assert_eq!(scope.in_global_scope(g, object), Some(false));
+            for (w, case) in wants.iter().zip(&cases) {
+                let pre = scope.pre(w.index, &announce);
+                assert!(matches!(pre, Pre::One { object: o, .. } if o == object), "{:?}: {pre:?}", case.0);
+            }
+            checked = true;
+            break;
+        }
+        assert!(checked, "the generation changed in every round");
+        // Promoted: the cached "not found" answers no longer hold.
+        let path = CString::new("libm.so.6").unwrap();
+        // SAFETY: libm is loaded (RTLD_NOLOAD loads nothing); the reference is released below.
+        let promoted = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        assert!(!promoted.is_null());
+        let scope = Scope::now();
+        for (i, w) in wants.iter().enumerate() {
+            let found = scope.global_symbol(w.index, w.name, w.version, &announce);
+            assert!(found.is_some(), "{:?} in the global scope after the promotion", cases[i].0);
+            assert_eq!(found, in_handle(0, cases[i]), "{:?}: dlvsym(RTLD_DEFAULT)", cases[i].0);
+        }
+        // SAFETY: the reference taken above (libm stays: RTLD_NODELETE).
+        unsafe { libc::dlclose(promoted) };
     }
 }
