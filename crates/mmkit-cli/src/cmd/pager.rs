@@ -52,7 +52,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let info = seekable::pack(&input, &output, &PackOptions { frame_size, level })?;
             if json {
                 crate::cli::json::print(&json!({
-                    "input": input, "output": output, "input_bytes": info.input_bytes,
+                    "input": input.to_string_lossy(), "output": output.to_string_lossy(), "input_bytes": info.input_bytes,
                     "output_bytes": info.output_bytes, "frames": info.frames, "frame_size": frame_size,
                     "level": level,
                 }))?;
@@ -77,7 +77,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 let max_frame = (0..frames).filter_map(|i| table.frame_size_decomp(i).ok()).max().unwrap_or(0);
                 if json {
                     crate::cli::json::print(&json!({
-                        "path": path, "kind": "zstd-seekable", "frames": frames,
+                        "path": path.to_string_lossy(), "kind": "zstd-seekable", "frames": frames,
                         "decompressed_bytes": src.len(), "compressed_bytes": src.compressed_len(),
                         "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
                         "pages": src.len().div_ceil(mmkit::page_size() as u64),
@@ -94,7 +94,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 let info = snapshot::info(&path)?;
                 if json {
                     crate::cli::json::print(&json!({
-                        "path": path, "kind": "snapshot", "len": info.len, "page_size": info.page_size,
+                        "path": path.to_string_lossy(), "kind": "snapshot", "len": info.len, "page_size": info.page_size,
                         "pages": info.pages, "data_pages": info.data_pages, "hole_pages": info.hole_pages,
                         "disk_bytes": info.disk_bytes,
                         "data_extents": info.data_extents.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>(),

@@ -86,3 +86,21 @@ fn tour_pager_section_reports_lazy_work() {
     assert_eq!(f["pages_written"], 10);
     assert_eq!(f["dirty_pages_found"], 10);
 }
+
+#[test]
+fn json_of_non_utf8_paths_is_json_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join(std::ffi::OsStr::from_bytes(b"data\xff"));
+    let packed = dir.path().join(std::ffi::OsStr::from_bytes(b"data\xfe.zst"));
+    std::fs::write(&raw, vec![7u8; 10_000]).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| Command::new(MMKIT).args(args).output().unwrap();
+    let pack = ["pager".as_ref(), "pack".as_ref(), raw.as_os_str(), packed.as_os_str(), "--json".as_ref()];
+    let p = json(&run(&pack));
+    assert_eq!(p["input_bytes"], 10_000);
+    assert!(p["input"].as_str().unwrap().ends_with("data\u{fffd}"), "{p}");
+    let i = json(&run(&["pager".as_ref(), "info".as_ref(), packed.as_os_str(), "--json".as_ref()]));
+    assert_eq!(i["kind"], "zstd-seekable");
+    let s = json(&run(&["pager".as_ref(), "info".as_ref(), raw.as_os_str(), "--json".as_ref()]));
+    assert_eq!(s["kind"], "snapshot");
+}
