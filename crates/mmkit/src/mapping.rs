@@ -750,7 +750,12 @@ impl Mapping {
         // The kernel's answer (a byte per page) is taken a window at a time into the packed
         // bitmap: a 64 GiB reservation costs a 2 MiB bitmap, not a 16 MiB vector.
         let pages = span / page;
-        let mut bitmap = PageBitmap::new(pages as u64);
+        let mut bitmap = PageBitmap::try_new(pages as u64).ok_or_else(|| {
+            Error::from_raw_errno("mincore", libc::ENOMEM)
+                .with_opt_path(self.path.as_deref())
+                .with_range(off as u64, len as u64)
+                .with_detail(format!("no memory for a bitmap of {pages} pages"))
+        })?;
         let mut vec = vec![0u8; pages.min(MINCORE_WINDOW_PAGES)];
         sys::mincore_windows(ptr as usize, span, &mut vec, |first, bytes| {
             bitmap.fill_from_mincore(first as u64, bytes);

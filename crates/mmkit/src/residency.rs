@@ -29,6 +29,17 @@ impl PageBitmap {
         PageBitmap { words: vec![0; words], pages }
     }
 
+    /// A bitmap of `pages` pages, none resident, or `None` when there is no memory for it
+    /// (the bitmap of a sparse file of exabytes would be hundreds of terabytes: an allocation
+    /// failure would abort the process).
+    pub(crate) fn try_new(pages: u64) -> Option<Self> {
+        let words = usize::try_from(pages.div_ceil(64)).ok()?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(words).ok()?;
+        v.resize(words, 0);
+        Some(PageBitmap { words: v, pages })
+    }
+
     /// Number of pages the bitmap covers.
     pub fn len(&self) -> u64 {
         self.pages

@@ -242,3 +242,15 @@ fn smaps_sum_equals_the_kernels_rollup() {
     assert!(sum.pss <= r.pss && r.pss - sum.pss <= smaps.len() as u64, "{} vs {}", sum.pss, r.pss);
     assert_eq!(rollup.start, smaps[0].area.start);
 }
+
+/// A sparse file of exabytes (anyone can make one on tmpfs: here a memfd) needs a bitmap of
+/// hundreds of terabytes: residency is an error, not an abort of the process ("memory
+/// allocation failed").
+#[test]
+fn residency_of_a_sparse_exabyte_file_is_an_error_not_an_abort() {
+    let fd = rustix::fs::memfd_create("exabytes", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let file = File::from(fd);
+    file.set_len(1 << 62).unwrap();
+    let e = inspect::residency_of_file(&file).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
+}

@@ -28,7 +28,11 @@ pub fn residency_of_file(file: &File) -> Result<Residency> {
 pub(crate) fn residency_of_len(file: &File, len: u64) -> Result<Residency> {
     let page = crate::page::page_size() as u64;
     let pages = len.div_ceil(page);
-    let mut bitmap = PageBitmap::new(pages);
+    let mut bitmap = PageBitmap::try_new(pages).ok_or_else(|| {
+        Error::from_raw_errno("residency", libc::ENOMEM)
+            .with_range(0, len)
+            .with_detail(format!("no memory for a bitmap of {pages} pages"))
+    })?;
     let window = super::WINDOW - super::WINDOW % page;
     let mut vec = vec![0u8; (window.min(pages * page) / page) as usize];
     let mut offset = 0;
