@@ -275,7 +275,8 @@ fn kind_name(k: MappingKind) -> &'static str {
 fn load_source(source: &str, ext: &LoadExt) -> anyhow::Result<Source> {
     let Some(offset) = ext.fd_offset else { return Ok(Source::parse(source)) };
     let offset = u64::try_from(offset).map_err(|_| anyhow::anyhow!("--fd-offset must not be negative"))?;
-    let file = std::fs::File::open(source).with_context(|| format!("opening {source}"))?;
+    // Not `File::open`: a FIFO would block it forever.
+    let file = mmkit::open::open_regular(source)?;
     Ok(Source::fd(&file, offset, source)?)
 }
 
@@ -307,7 +308,7 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
                 .with_context(|| format!("creating the RELRO file {}", p.display()))?,
         ),
         (None, Some(p)) => {
-            Some(std::fs::File::open(p).with_context(|| format!("opening the RELRO file {}", p.display()))?)
+            Some(mmkit::open::open_regular(p).with_context(|| format!("opening the RELRO file {}", p.display()))?)
         }
         (None, None) => None,
     };

@@ -164,7 +164,14 @@ fn parse_pci(s: &str) -> Result<PciSelector, String> {
 fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result<(MmioRegion, usize)> {
     let profile = match &args.profile {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            // Not `fs::read_to_string`: a FIFO would block its open forever.
+            let text = mmkit::open::open_regular(path)
+                .map_err(anyhow::Error::new)
+                .and_then(|mut f| {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut text)?;
+                    Ok(text)
+                })
                 .with_context(|| format!("cannot read device profile {}", path.display()))?;
             let rules = AccessRules::parse_profile(&text)
                 .with_context(|| format!("cannot load device profile {}", path.display()))?;

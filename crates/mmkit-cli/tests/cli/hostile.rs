@@ -511,6 +511,25 @@ fn mmio_with_garbage_sources() {
     check_all(&cases);
 }
 
+/// Files named by options, not by SOURCE: `elf load --fd-offset`'s SOURCE, `--use-relro` and
+/// `mmio --profile` were opened with `File::open`, which a FIFO blocked forever.
+#[test]
+fn files_named_by_options_are_refused_unless_regular() {
+    let s = specials();
+    let lib_dir = tempfile::tempdir().unwrap();
+    let lib: OsString = fixture_so(lib_dir.path(), &[]).into();
+    let mut cases = Vec::new();
+    for p in s.unusable() {
+        let p: OsString = p.into();
+        cases.push((vec!["elf".into(), "load".into(), p.clone(), "--fd-offset".into(), "0".into()], Expect::Fail));
+        cases.push((vec!["elf".into(), "load".into(), lib.clone(), "--use-relro".into(), p.clone()], Expect::Fail));
+        // No device 99: the profile is read first.
+        let read = ["mmio", "read", "--uio", "99", "--profile"].map(OsString::from);
+        cases.push((read.into_iter().chain([p]).collect(), Expect::Fail));
+    }
+    check_all(&cases);
+}
+
 /// Item 15 of issue 10: `--timeout nan` waited on, now every absurd number is a usage error.
 #[test]
 fn irq_timeouts_that_are_not_durations_are_usage_errors() {
