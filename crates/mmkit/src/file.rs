@@ -307,10 +307,12 @@ impl MmapMut {
         Ok(Mmap { map: self.map })
     }
 
-    /// Grows or shrinks anonymous memory (`mremap(2)`); the new bytes are zero. Safe, unlike
-    /// [`remap`](Self::remap): a map of a file is refused with [`ErrorKind::InvalidArgument`].
-    /// Shared anonymous memory cannot grow past the size it was created with (its memory
-    /// object keeps that size): such growth is refused with [`ErrorKind::OutOfBounds`].
+    /// Grows or shrinks anonymous memory (`mremap(2)`); the new bytes of private memory are
+    /// zero. Safe, unlike [`remap`](Self::remap): a map of a file is refused with
+    /// [`ErrorKind::InvalidArgument`]. Shared anonymous memory cannot grow past the size it was
+    /// created with (its memory object keeps that size): such growth is refused with
+    /// [`ErrorKind::OutOfBounds`]; growing back after a shrink shows the object's bytes (those a
+    /// forked child may still be using), not zeros.
     ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {
@@ -329,9 +331,18 @@ impl MmapMut {
                 .with_range(0, new_len as u64)
                 .with_detail("remap_anon resizes anonymous memory only; a file map needs the unsafe remap"));
         }
+        let old_len = self.len();
         // SAFETY: anonymous memory has no file whose contract could be extended; growth past
         // a shared memory object's size is refused by `resize`.
-        unsafe { self.map.resize(new_len, options) }
+        unsafe { self.map.resize(new_len, options) }?;
+        // A shrink to a length inside a page left the rest of that page mapped with its old
+        // bytes (the kernel unmaps whole pages): the new bytes there must read as zeros too.
+        if self.map.sharing() == Sharing::Private && new_len > old_len {
+            let page = sys::page_size();
+            let stale_end = old_len.next_multiple_of(page).min(new_len);
+            self[old_len..stale_end].fill(0);
+        }
+        Ok(())
     }
 
     /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].

@@ -142,6 +142,22 @@ fn private_anonymous_memory_grows_with_zeros_safely() {
     mem[5 * p - 1] = 1;
 }
 
+/// A shrink to a length inside a page keeps the rest of that page mapped (the kernel unmaps
+/// whole pages): growing again must show zeros there, as `remap_anon` promises, not the bytes
+/// written before the shrink.
+#[test]
+fn a_shrunk_private_map_grows_back_with_zeros() {
+    let p = page();
+    for grow in [RemapOptions::new(), moving()] {
+        let mut mem = MmapMut::map_anon(3 * p).unwrap();
+        mem.fill(7);
+        mem.remap_anon(p + 1, RemapOptions::new()).unwrap();
+        mem.remap_anon(3 * p, grow).unwrap();
+        assert_eq!(mem[p], 7);
+        assert!(mem[p + 1..].iter().all(|&b| b == 0), "stale bytes at {:?}", mem[p + 1..].iter().position(|&b| b != 0));
+    }
+}
+
 #[test]
 fn shared_anonymous_memory_cannot_grow_past_its_memory_object() {
     // MAP_SHARED | MAP_ANONYMOUS is backed by a shmem object of the original size: pages past
