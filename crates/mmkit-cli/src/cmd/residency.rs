@@ -181,12 +181,13 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
             format!("{what} files {first}-{}", out.walked)
         }
     };
+    // Failures of the steps before counting, by the index of their path.
     let mut failed = Vec::new();
     if args.evict {
         let bar = progress(paths.len() as u64, &label("evicting"), false);
-        for p in &paths {
+        for (i, p) in paths.iter().enumerate() {
             if let Err(e) = inspect::evict(p) {
-                failed.push(e);
+                failed.push((i, e));
             }
             bar.inc(1);
         }
@@ -197,14 +198,14 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
         let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
-        failed.extend(results.into_iter().filter_map(Result::err));
+        failed.extend(results.into_iter().enumerate().filter_map(|(i, r)| Some((i, r.err()?))));
     }
     if args.lock {
         let bar = progress(paths.len() as u64, &label("locking"), false);
-        for p in &paths {
+        for (i, p) in paths.iter().enumerate() {
             match inspect::lock(p) {
                 Ok(l) => out.locked.push(l),
-                Err(e) => failed.push(e),
+                Err(e) => failed.push((i, e)),
             }
             bar.inc(1);
         }
@@ -214,13 +215,23 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     // 0: one thread per CPU.
     let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(0), &|| bar.inc(1));
     bar.finish_and_clear();
-    for e in failed {
+    // A path is one failure however many steps failed, and the count's error is not repeated
+    // when the step before failed the same way (`--touch` of a file it cannot open).
+    let mut earlier: Vec<Option<String>> = vec![None; paths.len()];
+    for (i, e) in failed {
+        let message = e.to_string();
         out.warn(e);
+        earlier[i] = Some(message);
     }
-    for (p, s) in paths.into_iter().zip(stats) {
-        match s {
-            Ok(s) => out.count(p, &s),
-            Err(e) => out.warn(e),
+    for ((p, s), earlier) in paths.into_iter().zip(stats).zip(earlier) {
+        match (s, earlier) {
+            (Ok(s), _) => out.count(p, &s),
+            (Err(e), None) => out.warn(e),
+            (Err(e), Some(message)) => {
+                if e.to_string() != message {
+                    warn_line!("{e}");
+                }
+            }
         }
     }
 }

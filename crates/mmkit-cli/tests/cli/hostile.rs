@@ -789,6 +789,28 @@ fn residency_as_an_unprivileged_user_of_files_it_does_not_own() {
     }
 }
 
+/// `residency --touch` of a file it cannot open warned twice (the touch's and the count's
+/// `open` error) and counted it as two of one path ("2 of the paths could not be processed").
+#[test]
+fn residency_counts_a_path_once_when_two_steps_fail() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let (bad, good) = (d.path().join("unreadable"), d.path().join("readable"));
+    std::fs::write(&bad, b"secret").unwrap();
+    std::fs::set_permissions(&bad, PermissionsExt::from_mode(0o000)).unwrap();
+    std::fs::write(&good, b"data").unwrap();
+    std::fs::set_permissions(&good, PermissionsExt::from_mode(0o644)).unwrap();
+    for step in ["--touch", "--evict"] {
+        let args = vec!["residency".into(), step.into(), "-q".into(), bad.clone().into(), good.clone().into()];
+        let o = run_as(&args, is_root().then_some(NOBODY));
+        assert!(o.problem(Expect::Fail).is_none(), "{o:?}");
+        assert_eq!(o.stderr.matches("mmkit: warning: ").count(), 1, "{step}: {}", o.stderr);
+        assert!(o.stderr.contains("mmkit: 1 of the paths could not be processed"), "{step}: {}", o.stderr);
+        assert!(o.stdout.contains("Files: 1"), "{step}: {}", o.stdout);
+    }
+}
+
 /// Item 9 of issue 10: `maps` of a process that exits while its smaps is read. A child with
 /// thousands of mappings exits (or runs another program) after a short, varying delay while
 /// `mmkit maps` reads it; each answer is either the whole list (exit 0) or an error that says
