@@ -208,7 +208,19 @@ impl SeekableSource {
         let bad = |e: zeekstd::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
         let (cs, ce) =
             (self.table.frame_start_comp(index).map_err(bad)?, self.table.frame_end_comp(index).map_err(bad)?);
-        let dsize = self.table.frame_size_decomp(index).map_err(bad)? as usize;
+        let dsize = self.table.frame_size_decomp(index).map_err(bad)?;
+        // The seek table's sizes are untrusted: a few kilobytes of RLE blocks can claim 4 GiB.
+        if dsize > u64::from(MAX_FRAME_SIZE) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "zstd frame {index} of {}: the seek table says {dsize} bytes, more than the format allows \
+                     ({MAX_FRAME_SIZE})",
+                    self.path.display()
+                ),
+            ));
+        }
+        let dsize = dsize as usize;
         let mut comp = vec![0u8; (ce - cs) as usize];
         self.file
             .read_exact_at(&mut comp, cs)

@@ -184,3 +184,42 @@ fn proc_and_sys_files_are_refused() {
         assert!(err.to_string().contains("its size is not its content"), "{err}");
     }
 }
+
+/// A seek table may claim frames of up to 4 GiB, past the format's 1 GiB limit, and zstd's RLE
+/// blocks make such a frame a few kilobytes: a decompression bomb (eight cached frames would
+/// hold 32 GiB). A frame larger than the format allows is refused before it is decompressed.
+#[test]
+fn a_frame_larger_than_the_format_allows_is_refused_not_decompressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.zst");
+    let dsize: u32 = seekable::MAX_FRAME_SIZE + 4096;
+    // One zstd frame: single segment, 4-byte content size, then RLE blocks of zeros.
+    let mut file = vec![0x28, 0xB5, 0x2F, 0xFD, 0xA0];
+    file.extend_from_slice(&dsize.to_le_bytes());
+    let mut left = dsize;
+    while left > 0 {
+        let n = left.min(128 * 1024);
+        left -= n;
+        let header = u32::from(left == 0) | 1 << 1 | n << 3;
+        file.extend_from_slice(&header.to_le_bytes()[..3]);
+        file.push(0);
+    }
+    // The seek table (a skippable frame): one entry, no checksums, then the footer.
+    let mut table = Vec::new();
+    table.extend_from_slice(&(file.len() as u32).to_le_bytes());
+    table.extend_from_slice(&dsize.to_le_bytes());
+    table.extend_from_slice(&1u32.to_le_bytes());
+    table.push(0);
+    table.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    file.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+    file.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    file.extend_from_slice(&table);
+    std::fs::write(&path, &file).unwrap();
+
+    let source = SeekableSource::open(&path).unwrap();
+    assert_eq!(source.len(), u64::from(dsize));
+    let mut page = vec![0u8; mmkit::page_size()];
+    let e = mmkit_pager::PageSource::fill(&source, 0, &mut page).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    assert_eq!(source.bytes_decompressed(), 0);
+}
