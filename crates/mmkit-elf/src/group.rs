@@ -72,6 +72,10 @@ fn this_thread() -> usize {
 
 /// Takes the load lock, or another level of it if this thread holds it.
 fn load_lock() -> LoadGuard {
+    static FORK_HANDLERS: std::sync::Once = std::sync::Once::new();
+    FORK_HANDLERS.call_once(|| {
+        crate::process_scope::at_fork(fork_prepare, fork_parent, fork_child);
+    });
     let me = this_thread();
     let mut state = LOAD_LOCK.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
@@ -104,6 +108,44 @@ impl Drop for LoadGuard {
                 LOAD_LOCK.free.notify_all();
             }
         }
+    }
+}
+
+/// The load lock as the forking thread took it in [`fork_prepare`]: a level of it, and its
+/// state's mutex, held across `fork` so that no other thread is inside a load (or inside the
+/// mutex) when the process is copied.
+type Forking = (LoadGuard, MutexGuard<'static, (Option<usize>, usize, usize)>);
+
+thread_local! {
+    static FORKING: std::cell::RefCell<Option<Forking>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `pthread_atfork` prepare handler: waits for a load in progress on another thread to finish
+/// and holds the load lock across the fork, so that the child's registry is whole and its lock
+/// free. (glibc instead resets its `dl_load_lock` in the child, whatever a dying load left
+/// half done.) A thread forking from inside a load (an initializer) already holds it.
+extern "C" fn fork_prepare() {
+    let guard = load_lock();
+    let state = LOAD_LOCK.state.lock().unwrap_or_else(|e| e.into_inner());
+    // On a thread whose thread-locals are gone, the lock is not held across the fork.
+    let _ = FORKING.try_with(|f| f.borrow_mut().replace((guard, state)));
+}
+
+/// `pthread_atfork` parent handler: releases what [`fork_prepare`] took.
+extern "C" fn fork_parent() {
+    if let Ok(Some((guard, state))) = FORKING.try_with(|f| f.borrow_mut().take()) {
+        drop(state);
+        drop(guard);
+    }
+}
+
+/// `pthread_atfork` child handler: releases what [`fork_prepare`] took; the threads that were
+/// waiting for the lock were not copied into the child.
+extern "C" fn fork_child() {
+    if let Ok(Some((guard, mut state))) = FORKING.try_with(|f| f.borrow_mut().take()) {
+        state.2 = 0;
+        drop(state);
+        drop(guard);
     }
 }
 

@@ -1536,6 +1536,15 @@ fn link_map_dynamic(_handle: *mut c_void) -> Option<usize> {
     None
 }
 
+/// Registers handlers run around every `fork` of the process (`pthread_atfork`): `prepare` in
+/// the forking thread before the copy, `parent` and `child` after it in each process. Whether
+/// they could be registered.
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) -> bool {
+    // SAFETY: the handlers are functions of this program (never unloaded while it runs), safe
+    // to call with no argument from any thread.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
+}
+
 /// The index of the recorded object of `generation` whose `PT_LOAD` extent holds `addr`.
 fn object_at(generation: (u64, u64), addr: usize) -> Option<u32> {
     let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());

@@ -418,3 +418,60 @@ fn dt_rpath_is_searched_before_ld_library_path_as_glibc_does() {
         assert_eq!((ours, theirs), (1, 1), "DT_RPATH wins over LD_LIBRARY_PATH");
     }
 }
+
+/// A process that forks while another of its threads is inside a load (a zygote starting a
+/// worker while a library initializes): the child can load libraries, as it can after glibc's
+/// `dlopen` in the same race (glibc resets its load lock in the child), instead of waiting
+/// forever for a lock whose holder was not forked with it.
+#[test]
+fn a_child_forked_during_another_threads_load_can_load() {
+    if !in_fresh_process("a_child_forked_during_another_threads_load_can_load") {
+        return;
+    }
+    let slow = lib("slowctor.c", "fxslowctor");
+    let quick = lib("counter.c", "fxforkcounter");
+    let mark = std::env::temp_dir().join(format!("mmkit-fx-slow-{}", std::process::id()));
+    let _ = std::fs::remove_file(&mark);
+    std::env::set_var("MMKIT_FX_SLOW_MARK", &mark);
+    std::env::set_var("MMKIT_FX_SLOW_MS", "1500");
+    let ns = fresh_ns("fork");
+    let loader = {
+        let ns = ns.clone();
+        std::thread::spawn(move || call(&ns_open(&ns, &slow), "fx_slow_value", &[]))
+    };
+    // The loader thread is in the slow constructor, holding the load lock.
+    let start = std::time::Instant::now();
+    while !mark.exists() {
+        assert!(start.elapsed().as_secs() < 60, "the slow constructor never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: the child only loads a library, calls it and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = match try_open(quick.as_path()) {
+            Ok(lib) if call(&lib, "fx_next", &[]) == 1 => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    let waited = std::time::Instant::now();
+    loop {
+        // SAFETY: our child; `status` outlives the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if waited.elapsed().as_secs() >= 20 {
+            // SAFETY: our child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the forked child could not load a library within 20 s (it waits for the load lock)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child failed to load: {status:#x}");
+    assert_eq!(loader.join().unwrap(), 7);
+    let _ = std::fs::remove_file(&mark);
+}
