@@ -145,6 +145,25 @@ fn residency_touch_of_many_files_under_low_nofile() {
 }
 
 #[test]
+fn residency_of_a_deep_tree_under_low_nofile() {
+    // The walk kept each level's directory open while it walked the level below (its entries
+    // held the descriptor), so a tree deeper than the free descriptors failed with EMFILE.
+    let dir = tempfile::tempdir().unwrap();
+    let mut at = dir.path().to_path_buf();
+    for level in 0..40 {
+        at.push(format!("level{level}"));
+        std::fs::create_dir(&at).unwrap();
+        std::fs::write(at.join("file"), b"x").unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    for args in [&["residency", "--json", d][..], &["residency", "--touch", "--json", d]] {
+        let out = run(Limit::Files(16), args);
+        assert_success(&out, &format!("{args:?} of 40 levels with 16 descriptors"));
+        assert_eq!(totals(&out).0, 40, "{args:?}");
+    }
+}
+
+#[test]
 fn residency_memory_does_not_grow_with_the_tree() {
     // 20,000 files in 4 directories. The paths were all collected (and counted, and listed)
     // before any was touched: 8 MiB of heap was not enough, and the allocation failure aborted.

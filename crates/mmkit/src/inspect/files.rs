@@ -73,23 +73,23 @@ impl Walk<'_> {
             Err(e) => return (self.found)(Err(io_error("opendir", e).with_path(dir))),
         };
         // Read whole (and closed) before going down: one descriptor at a time, whatever the depth.
-        let mut entries: Vec<_> = entries
+        // Names and types only: a `DirEntry` keeps its directory's descriptor open (it stats
+        // through it), so entries kept while walking a subtree held one descriptor per level.
+        let mut entries: Vec<(PathBuf, std::fs::FileType)> = entries
             .filter_map(|e| match e {
-                Ok(e) => Some(e),
+                Ok(e) => Some((e.path(), e.file_type().ok()?)),
                 Err(err) => {
                     (self.found)(Err(io_error("readdir", err).with_path(dir)));
                     None
                 }
             })
             .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let Ok(ft) = e.file_type() else { continue };
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, ft) in entries {
             if ft.is_dir() {
                 self.dir(&path);
             } else if ft.is_file() {
-                match e.metadata() {
+                match std::fs::symlink_metadata(&path) {
                     Ok(meta) => self.file(path, &meta),
                     Err(err) => (self.found)(Err(io_error("stat", err).with_path(path))),
                 }
