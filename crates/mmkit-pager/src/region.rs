@@ -957,6 +957,15 @@ impl PagedRegion {
                 .with_detail(format!("offset and length must be multiples of the granule {g:#x}")));
         }
         let (first, last) = self.pages_of(OP, offset, bytes.len())?;
+        // Bytes read from the region itself are copied out first: reading a page this call
+        // holds FILLING would wait for a fill that only this thread can finish.
+        let copy;
+        let bytes = if (bytes.as_ptr() as usize) < s.base + s.len && s.base < bytes.as_ptr() as usize + bytes.len() {
+            copy = bytes.to_vec();
+            &copy[..]
+        } else {
+            bytes
+        };
         for index in first..last {
             if s.state(index).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 return Err(Error::new(OP, ErrorKind::InvalidArgument)

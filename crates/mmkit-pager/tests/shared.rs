@@ -124,6 +124,29 @@ fn staged_pages_are_mapped_without_a_fault_or_a_source_call() {
     });
 }
 
+/// Staging a page with bytes of the region itself (its own bytes included) must not wait
+/// forever on a page the call holds: the bytes are read before any page is claimed.
+#[test]
+fn staging_bytes_of_the_region_itself_does_not_hang() {
+    with_timeout(60, || {
+        let region = PagedRegion::builder(4 * page())
+            .backing(CONTINUE)
+            .build(FnSource(|offset, buf: &mut [u8]| {
+                buf.fill((offset / page() as u64) as u8 + 1);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        let bytes = region.as_slice();
+        // Its own bytes: reading them supplies the page, so it is then supplied already.
+        let e = region.stage(2 * page(), &bytes[2 * page()..3 * page()]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(bytes[2 * page()], 3);
+        // Overlapping windows: page 0's bytes become page 1.
+        region.stage(page(), &bytes[..page()]).unwrap();
+        assert_eq!((bytes[0], bytes[page()]), (1, 1));
+    });
+}
+
 #[test]
 fn stage_and_share_are_refused_on_other_backings() {
     with_timeout(60, || {
