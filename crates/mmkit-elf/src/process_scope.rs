@@ -41,6 +41,9 @@ impl SystemLibrary {
     pub(crate) fn if_loaded_shared(name: &str) -> Option<Arc<SystemLibrary>> {
         static KEPT: Mutex<Vec<Arc<SystemLibrary>>> = Mutex::new(Vec::new());
         if !program_needs(name) {
+            if !name.contains('/') && !loaded_under(name) {
+                return None;
+            }
             return SystemLibrary::if_loaded(name).map(Arc::new);
         }
         let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
@@ -1099,6 +1102,7 @@ const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
 const DT_SYMTAB: u64 = object::elf::DT_SYMTAB as u64;
 const DT_STRTAB: u64 = object::elf::DT_STRTAB as u64;
 const DT_NEEDED: u64 = object::elf::DT_NEEDED as u64;
+const DT_SONAME: u64 = object::elf::DT_SONAME as u64;
 const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
 const DT_SYMENT: u64 = object::elf::DT_SYMENT as u64;
 const DT_VERSYM: u64 = object::elf::DT_VERSYM as u64;
@@ -1204,6 +1208,31 @@ fn program_needed() -> Vec<String> {
 /// # Safety
 /// `info` must be what `dl_iterate_phdr` passed to its callback, during the callback.
 unsafe fn needed_names(info: &libc::dl_phdr_info) -> Option<Vec<String>> {
+    let mut needed = Some(Vec::new());
+    // SAFETY: function contract.
+    unsafe {
+        dynamic_strings(info, DT_NEEDED, &mut |name| {
+            match (needed.as_mut(), name.and_then(|n| n.to_str().ok())) {
+                (Some(list), Some(n)) => list.push(n.to_owned()),
+                _ => needed = None,
+            }
+            false
+        })
+    }?;
+    needed
+}
+
+/// Calls `each` with every string of the object `info` describes that a dynamic entry with
+/// tag `tag` names (`None` for one outside the string table's segment), until `each` says
+/// `true`; `None` if the dynamic section or string table does not lie in its mapped segments.
+///
+/// # Safety
+/// `info` must be what `dl_iterate_phdr` passed to its callback, during the callback.
+unsafe fn dynamic_strings(
+    info: &libc::dl_phdr_info,
+    tag: u64,
+    each: &mut dyn FnMut(Option<&CStr>) -> bool,
+) -> Option<()> {
     if info.dlpi_phdr.is_null() {
         return None;
     }
@@ -1223,34 +1252,73 @@ unsafe fn needed_names(info: &libc::dl_phdr_info) -> Option<Vec<String>> {
     let word = std::mem::size_of::<usize>();
     let ndyn = dynamic.p_memsz as usize / (2 * word);
     segment_of(dyn_at, ndyn * 2 * word).filter(|_| ndyn > 0 && dyn_at.is_multiple_of(word))?;
-    let (mut strtab, mut needed) = (None, Vec::new());
-    for k in 0..ndyn {
+    let entry = |k: usize| {
         // SAFETY: `k < ndyn`: inside the mapped, aligned entries (checked above).
-        let (tag, val) = unsafe {
+        unsafe {
             let p = (dyn_at as *const usize).add(2 * k);
             (*p as u64, *p.add(1))
-        };
-        match tag {
-            0 => break, // DT_NULL
-            DT_NEEDED => needed.push(val),
-            DT_STRTAB => strtab = Some(val),
-            _ => {}
         }
-    }
+    };
+    let entries = (0..ndyn).map(entry).take_while(|&(t, _)| t != 0); // up to DT_NULL
+    let strtab = entries.clone().find_map(|(t, v)| (t == DT_STRTAB).then_some(v));
     // glibc relocates the d_ptr entries of the dynamic sections it can write.
     let strtab = strtab.map(|v| if segment_of(v, 1).is_some() { v } else { v.wrapping_add(base) })?;
     let (_, end) = segment_of(strtab, 1)?;
-    needed
-        .into_iter()
-        .map(|off| {
-            let at = strtab.checked_add(off).filter(|&a| a < end)?;
+    for (_, off) in entries.filter(|&(t, _)| t == tag) {
+        let name = strtab.checked_add(off).filter(|&a| a < end).and_then(|at| {
             // SAFETY: `[at, end)` lies in a mapped segment of the object (checked), which glibc
             // keeps loaded during the callback; the name ends at a NUL inside it or is refused.
             let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, end - at) };
-            let name = CStr::from_bytes_until_nul(bytes).ok()?;
-            name.to_str().ok().map(str::to_owned)
-        })
-        .collect()
+            CStr::from_bytes_until_nul(bytes).ok()
+        });
+        if each(name) {
+            break;
+        }
+    }
+    Some(())
+}
+
+/// Whether glibc has loaded an object it knows as `name` (a name without `/`): the file name
+/// of its path or its `DT_SONAME`, the names `dlopen(name, RTLD_NOLOAD)` finds without
+/// searching the file system. That search (`ld.so.cache`, opening the file to compare its
+/// identity: 9 system calls) is only worth making for a name some object has; a library
+/// loaded under a name that is neither, and asked for by this one, is still found by its
+/// identity when the system linker loads the file found for the name.
+fn loaded_under(name: &str) -> bool {
+    struct Find<'a> {
+        name: &'a [u8],
+        found: bool,
+    }
+    unsafe extern "C" fn visit_names(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Find` below.
+        let (info, find) = unsafe { (&*info, &mut *data.cast::<Find<'_>>()) };
+        if !info.dlpi_name.is_null() {
+            // SAFETY: glibc's NUL-terminated name of the object, valid during the callback.
+            let path = unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes();
+            let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+            if file == find.name {
+                find.found = true;
+                return 1;
+            }
+        }
+        let wanted = find.name;
+        let mut found = false;
+        // SAFETY: the callback's own `info`, during the callback.
+        let read = unsafe {
+            dynamic_strings(info, DT_SONAME, &mut |soname| {
+                found = soname.is_some_and(|s| s.to_bytes() == wanted);
+                found
+            })
+        };
+        // An object whose names cannot be read might be it: let glibc tell.
+        find.found = found || read.is_none();
+        c_int::from(find.found)
+    }
+    let mut find = Find { name: name.as_bytes(), found: false };
+    // SAFETY: the callback reads what glibc passes for the duration of the call and writes
+    // `find`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit_names), (&mut find as *mut Find<'_>).cast()) };
+    find.found
 }
 
 /// glibc's load and unload counters (`dlpi_adds`, `dlpi_subs`): while they are unchanged, the
@@ -2058,5 +2126,35 @@ mod tests {
         }
         // SAFETY: the reference taken above (libm stays: RTLD_NODELETE).
         unsafe { libc::dlclose(promoted) };
+    }
+
+    /// The names `dlopen(RTLD_NOLOAD)` finds are names [`loaded_under`] says glibc has (so
+    /// skipping that call for the others loses nothing), by file name and by `DT_SONAME`, and a
+    /// name no object has is not.
+    #[test]
+    fn loaded_under_knows_every_name_glibc_finds_without_searching() {
+        let names = [
+            "libc.so.6",
+            "libgcc_s.so.1",
+            "ld-linux-x86-64.so.2",
+            "ld-linux-aarch64.so.1",
+            "linux-vdso.so.1",
+            "libm.so.6",
+            "libz.so.1",
+            "libstdc++.so.6",
+            "libmmkit-no-such-library.so.3",
+        ];
+        let mut found = 0;
+        for name in names {
+            if SystemLibrary::if_loaded(name).is_some() {
+                assert!(loaded_under(name), "{name}: dlopen(RTLD_NOLOAD) finds it");
+                found += 1;
+            }
+        }
+        assert!(found >= 2, "libc and the dynamic linker are loaded");
+        assert!(!loaded_under("libmmkit-no-such-library.so.3"));
+        // libc by its soname and its path's file name alike (they agree here); ld.so by the file
+        // name of its path.
+        assert!(loaded_under("libc.so.6"));
     }
 }
