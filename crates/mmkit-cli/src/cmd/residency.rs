@@ -98,11 +98,12 @@ impl Outcome {
     fn count(&mut self, path: PathBuf, s: &CacheStat) {
         let t = &mut self.total;
         t.files += 1;
-        t.size += s.len;
-        t.pages += s.pages;
-        t.resident_pages += s.cached;
+        // Saturating: sparse files can add up to more than 2^64 bytes (five of 4 EiB on tmpfs).
+        t.size = t.size.saturating_add(s.len);
+        t.pages = t.pages.saturating_add(s.pages);
+        t.resident_pages = t.resident_pages.saturating_add(s.cached);
         t.dirty_pages = match (t.dirty_pages, s.dirty) {
-            (Some(a), Some(b)) => Some(a + b),
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
             _ => None,
         };
         if let Some(rows) = &mut self.rows {
@@ -152,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print_table(&report, args.quiet, started)?;
     }
     if args.lock && !out.locked.is_empty() {
-        let pages: u64 = out.locked.iter().map(|l| l.pages()).sum();
+        let pages = out.locked.iter().fold(0u64, |sum, l| sum.saturating_add(l.pages()));
         note_line!("locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release", out.locked.len());
         let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
         out.locked.clear();
@@ -169,7 +170,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     if batch.is_empty() {
         return;
     }
-    let total_bytes: u64 = batch.iter().map(|f| f.len).sum();
+    let total_bytes = batch.iter().fold(0u64, |sum, f| sum.saturating_add(f.len));
     let paths: Vec<PathBuf> = batch.into_iter().map(|f| f.path).collect();
     let first = out.walked + 1;
     out.walked += paths.len();
@@ -250,7 +251,7 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Re
             .map(|f| {
                 vec![
                     format!("{}/{}", f.resident_pages, f.pages),
-                    human(f.resident_pages * page),
+                    human(f.resident_pages.saturating_mul(page)),
                     human(f.size),
                     percent(f.resident_pages, f.pages),
                     f.dirty_pages.map_or_else(|| "-".to_owned(), |d| d.to_string()),
@@ -268,12 +269,12 @@ fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Re
         " Resident Pages: {}/{}  {}/{}  {}",
         t.resident_pages,
         t.pages,
-        human(t.resident_pages * page),
-        human(t.pages * page),
+        human(t.resident_pages.saturating_mul(page)),
+        human(t.pages.saturating_mul(page)),
         percent(t.resident_pages, t.pages)
     )?;
     if let Some(d) = t.dirty_pages {
-        outln!("    Dirty Pages: {d}  {}", human(d * page))?;
+        outln!("    Dirty Pages: {d}  {}", human(d.saturating_mul(page)))?;
     }
     outln!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64())
 }

@@ -811,6 +811,35 @@ fn residency_counts_a_path_once_when_two_steps_fail() {
     }
 }
 
+/// Five sparse files of 4 EiB (tmpfs allows them) add up to more than 2^64 bytes: the totals
+/// overflowed (a panic in debug builds, wrapped sums in release).
+#[test]
+fn residency_totals_of_files_larger_than_u64_together() {
+    let Ok(d) = tempfile::tempdir_in("/dev/shm") else {
+        return eprintln!("SKIP: no /dev/shm for sparse files of exabytes");
+    };
+    for i in 0..5 {
+        let f = std::fs::File::create(d.path().join(format!("sparse{i}"))).unwrap();
+        if f.set_len(4 << 60).is_err() {
+            return eprintln!("SKIP: /dev/shm refuses a file of 4 EiB");
+        }
+    }
+    let dir = d.path().as_os_str().to_owned();
+    for json in [false, true] {
+        let mut args = vec!["residency".into(), dir.clone()];
+        if json {
+            args.push("--json".into());
+        }
+        let o = run(&args);
+        assert!(o.problem(Expect::NoCrash).is_none() && o.code == Some(0), "{o:?}");
+        if json {
+            let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+            assert_eq!(doc["total"]["files"], 5);
+            assert_eq!(doc["total"]["size"], u64::MAX, "saturated");
+        }
+    }
+}
+
 /// Item 9 of issue 10: `maps` of a process that exits while its smaps is read. A child with
 /// thousands of mappings exits (or runs another program) after a short, varying delay while
 /// `mmkit maps` reads it; each answer is either the whole list (exit 0) or an error that says
