@@ -106,11 +106,19 @@ fn write_with(
 /// filesystem without it).
 pub fn update(region: &PagedRegion, dirty: &crate::DirtyPages, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
-    let file = mmkit::open::open_regular_read_write(path)?;
     let page = dirty.page_size;
+    // `DirtyPages` has public fields: pages counted in another size than the region's would
+    // write the wrong bytes at the wrong offsets (or allocate an absurd buffer).
+    if page != region.granule() {
+        return Err(Error::new("update of a snapshot", ErrorKind::InvalidArgument)
+            .with_path(path)
+            .with_detail(format!("the dirty pages count in {page}-byte pages, the region in {}", region.granule())));
+    }
+    let file = mmkit::open::open_regular_read_write(path)?;
     let mut buf = vec![0u8; page];
     for &p in &dirty.pages {
-        let off = p as usize * page;
+        // A page index past the region (or past the address space) has nothing to write.
+        let Some(off) = usize::try_from(p).ok().and_then(|p| p.checked_mul(page)) else { continue };
         let n = page.min(region.len().saturating_sub(off));
         if n == 0 {
             continue;

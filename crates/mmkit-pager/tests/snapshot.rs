@@ -144,5 +144,17 @@ fn incremental_snapshot_of_the_dirty_pages() {
         let info = snapshot::update(&region, &dirty, &path).unwrap();
         assert_eq!(info.data_pages, 32 + 2 - 1, "pages 1 and 100 gained data, page 8 became a hole: {info:?}");
         assert_eq!(std::fs::read(&path).unwrap(), region.as_slice());
+        // `DirtyPages`' fields are public: a page size other than the region's is refused (it
+        // wrote the wrong bytes at the wrong offsets, or allocated a buffer of that size), and
+        // indexes past the region or the address space write nothing.
+        for page_size in [0, 1, page() * 2, usize::MAX] {
+            let odd = mmkit_pager::DirtyPages { page_size, ..dirty.clone() };
+            let err = snapshot::update(&region, &odd, &path).unwrap_err();
+            assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument, "{page_size}: {err}");
+            assert!(err.to_string().contains("dirty pages"), "{err}");
+        }
+        let far = mmkit_pager::DirtyPages { pages: vec![1 << 40, u64::MAX], ..dirty.clone() };
+        snapshot::update(&region, &far, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), region.as_slice());
     });
 }
