@@ -87,6 +87,19 @@ fn unwritable_directory_is_a_clear_error() {
     }
 }
 
+/// The pager section writes three files too, but only the file and elf sections' directory and
+/// space were checked: `--only pager` with a bad `--dir` failed with tempfile's bare
+/// `Not a directory (os error 20) at path ...`, and without room with a bare ENOSPC.
+#[test]
+fn pager_section_checks_its_directory_first() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = mmkit().args(["tour", "--only", "pager", "--size", "64K", "--dir"]).arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mmkit: ") && err.lines().count() == 1 && err.contains("(ENOTDIR)"), "{err}");
+    assert!(err.contains("--dir") && err.contains(&*file.path().to_string_lossy()), "{err}");
+}
+
 /// The entries left in `dir`.
 fn leftovers(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()

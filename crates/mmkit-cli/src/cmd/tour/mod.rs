@@ -64,10 +64,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let chosen = |id: &str| args.only.is_empty() || args.only.iter().any(|o| o == id);
     // Before anything is written: room for the files, memory for the anon section.
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let disk = if chosen("file") { args.size } else { 0 } + if chosen("elf") { limits::ELF_DISK } else { 0 };
+    let files = if chosen("file") { args.size } else { 0 } + if chosen("elf") { limits::ELF_DISK } else { 0 };
+    // The pager section runs after the others have removed their files.
+    let pager = if chosen("pager") { pager::disk_needed(args.size) } else { 0 };
+    let disk = files.max(pager);
     if disk > 0 {
         limits::check_dir(&dir)?;
-        let what = if chosen("file") {
+        let what = if pager > files {
+            "the pager section".to_owned()
+        } else if chosen("file") {
             format!("the file section's --size {} file", args.size)
         } else {
             "the elf section".to_owned()

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use mmkit::page_size;
 use mmkit_pager::seekable::{self, PackOptions};
 use mmkit_pager::{snapshot, PagedRegion, SeekableSource};
@@ -31,6 +33,18 @@ fn realistic(len: usize) -> Vec<u8> {
     out
 }
 
+/// The length of the section's image and snapshot: `--size`, at most 64 MiB, at least 64 pages.
+fn image_len(size: u64) -> usize {
+    let page = page_size();
+    (size.min(64 << 20) as usize).max(64 * page) / page * page
+}
+
+/// Bytes the section writes in the temporary directory: the image, its compressed copy (about
+/// as large at worst) and the snapshot.
+pub fn disk_needed(size: u64) -> u64 {
+    3 * image_len(size) as u64
+}
+
 /// Builds the `pager` section.
 pub fn section(args: &Args) -> anyhow::Result<Section> {
     let mut s = Section::new("pager", "Pages the kernel cannot map: userfaultfd regions whose pages code supplies");
@@ -54,15 +68,21 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     s.fact("dirty_mechanism", "dirty tracking mechanism", best.name(), best.name());
 
     let dir = match &args.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
-    };
-    let len = (args.size.min(64 << 20) as usize).max(64 * page) / page * page;
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("tour: creating the pager section's temporary directory")?;
+    let len = image_len(args.size);
 
     // 1. A compressed file mapped lazily.
     let raw = dir.path().join("image.bin");
     let packed = dir.path().join("image.zst");
-    std::fs::write(&raw, realistic(len))?;
+    std::fs::write(&raw, realistic(len))
+        .map_err(|e| match e.raw_os_error() {
+            Some(errno) => mmkit::Error::from_raw_errno("write", errno).with_path(&raw).into(),
+            None => anyhow::Error::new(e),
+        })
+        .context("tour: writing the pager section's image")?;
     let info = seekable::pack(&raw, &packed, &PackOptions::default())?;
     let source = Arc::new(SeekableSource::open(&packed)?);
     let region = PagedRegion::new(len, source.clone())?;
