@@ -123,6 +123,7 @@ impl ReserveOptions {
             name: None,
             name_applied: false,
             lent: false,
+            sealed: Default::default(),
         };
         if let Some(name) = &self.name {
             r.set_name(name)?;
@@ -183,6 +184,7 @@ impl ReserveOptions {
             name: None,
             name_applied: false,
             lent: false,
+            sealed: Default::default(),
         })
     }
 }
@@ -216,6 +218,9 @@ pub struct Reservation {
     name_applied: bool,
     /// Made by [`lend`](Reservation::lend): dropping it decommits instead of unmapping.
     lent: bool,
+    /// Ranges `(offset, len)` sealed by [`seal`](Reservation::seal): dropping the reservation
+    /// unmaps around them (an unmap that touches a sealed page fails as a whole).
+    sealed: std::sync::Mutex<Vec<(usize, usize)>>,
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges, which it
@@ -430,7 +435,7 @@ impl Reservation {
     /// Seals `[offset, offset + len)` (page multiples, all mapped or committed): `mseal(2)`,
     /// Linux 6.10+. Its pages can then no longer be unmapped, remapped, mapped over or have
     /// their protection changed (those calls fail with `EPERM`), until the process exits, and
-    /// dropping the reservation leaves them mapped. A kernel without `mseal` answers
+    /// dropping the reservation leaves them mapped (and unmaps the rest). A kernel without `mseal` answers
     /// [`ErrorKind::Unsupported`] (`ENOSYS`).
     #[doc(alias = "mseal")]
     pub fn seal(&self, offset: usize, len: usize) -> Result<()> {
@@ -438,8 +443,8 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
-        // SAFETY: the range is inside our reservation; sealing changes no contents, and a
-        // reservation whose unmap fails on drop only leaks address space.
+        // SAFETY: the range is inside our reservation; sealing changes no contents, and the
+        // sealed pages are left mapped on drop (only their address space leaks).
         unsafe { sys::mseal(ptr, len) }.map_err(|e| {
             let err = if e == rustix::io::Errno::NOSYS {
                 Error::new("mseal", ErrorKind::Unsupported).with_detail("mseal(2) needs Linux 6.10 or later")
@@ -447,7 +452,9 @@ impl Reservation {
                 Error::os("mseal", e)
             };
             err.with_addr(ptr as usize).with_range(offset as u64, len as u64)
-        })
+        })?;
+        self.sealed.lock().unwrap_or_else(|e| e.into_inner()).push((offset, len));
+        Ok(())
     }
 
     /// Makes `[offset, offset + len)` a guard region: touching it raises `SIGSEGV`.
@@ -563,6 +570,7 @@ impl Reservation {
             name: self.name.clone(),
             name_applied: self.name_applied,
             lent: false,
+            sealed: Default::default(),
         })
     }
 
@@ -590,6 +598,7 @@ impl Reservation {
             name: self.name.clone(),
             name_applied: self.name_applied,
             lent: true,
+            sealed: Default::default(),
         })
     }
 
@@ -629,10 +638,23 @@ impl Drop for Reservation {
             let _ = self.decommit(0, self.len);
             return;
         }
+        let mut sealed = std::mem::take(self.sealed.get_mut().unwrap_or_else(|e| e.into_inner()));
+        sealed.sort_unstable();
         for (off, len) in self.owned_segments() {
-            // SAFETY: we own this segment and everything mapped inside it; carved ranges are
-            // skipped (their sub-reservations unmap them).
-            let _ = unsafe { sys::munmap(self.base.as_ptr().add(off), len) };
+            // Around the sealed ranges: the kernel refuses an unmap touching one as a whole.
+            let mut at = off;
+            for &(s, l) in sealed.iter().filter(|&&(s, l)| s < off + len && s + l > off) {
+                if s > at {
+                    // SAFETY: as below, a part of the segment before a sealed range.
+                    let _ = unsafe { sys::munmap(self.base.as_ptr().add(at), s - at) };
+                }
+                at = at.max(s + l);
+            }
+            if at < off + len {
+                // SAFETY: we own this segment and everything mapped inside it; carved ranges
+                // are skipped (their sub-reservations unmap them), sealed ones left mapped.
+                let _ = unsafe { sys::munmap(self.base.as_ptr().add(at), off + len - at) };
+            }
         }
     }
 }
