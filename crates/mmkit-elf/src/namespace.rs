@@ -26,9 +26,10 @@ pub enum SystemPolicy {
     /// for the process and never unloads it. The default.
     #[default]
     SystemLinker,
-    /// Map a private copy with mmkit-elf, as for the caller's own libraries (fails for the
-    /// libraries that need static TLS of their own, such as libc; libm, whose initial-exec
-    /// TLS is libc's `errno`, loads on x86_64).
+    /// Map a private copy with mmkit-elf, as for the caller's own libraries. A library with
+    /// initial-exec TLS of its own (libc) gets its block from glibc through a donor, and libm's
+    /// initial-exec reference is libc's `errno`; but a private copy of libc or libstdc++ keeps
+    /// internal state of its own (malloc arenas, stdio, locale), apart from the process's.
     MapPrivately,
     /// Refuse: loading fails with [`ErrorKind::DependencyNotFound`] naming the library.
     Refuse,

@@ -99,6 +99,12 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
             .with_detail("a /proc or /sys file: its size is not its content"));
     }
     let dst = mmkit::open::create_regular(output)?;
+    let fs = rustix::fs::fstatfs(&dst).map_err(|e| Error::os("fstatfs", e).with_path(output))?;
+    if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type) {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument)
+            .with_path(output)
+            .with_detail("the output is a /proc or /sys file"));
+    }
     let mut enc = EncodeOptions::new()
         .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))
         .compression_level(opts.level)

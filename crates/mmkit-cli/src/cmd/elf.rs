@@ -58,8 +58,8 @@ pub enum System {
     /// The system linker (`dlopen`) loads system libraries, SOURCE too when it is one, as an
     /// Android app's namespace links to the system's (the default).
     Linker,
-    /// mmkit maps private copies of system libraries too (fails for those that need static
-    /// TLS, such as libc and libm).
+    /// mmkit maps private copies of system libraries too (libc and libm load; a private libc
+    /// or libstdc++ keeps state of its own, apart from the process's: malloc, stdio, locale).
     Map,
     /// A system library SOURCE needs is refused, naming it (SOURCE itself, named by its path,
     /// is mapped by mmkit).

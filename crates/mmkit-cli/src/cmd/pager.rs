@@ -138,6 +138,11 @@ fn starts_like_zstd(head: &[u8]) -> bool {
 /// nothing. FIFOs, sockets, directories and devices are refused without blocking.
 fn kind_of(path: &Path) -> anyhow::Result<Kind> {
     let (file, meta) = mmkit::open::open_regular_with_metadata(path)?;
+    if meta.len() == 0
+        && rustix::fs::fstatfs(&file).is_ok_and(|fs| [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type))
+    {
+        anyhow::bail!("info of {} failed: a /proc or /sys file (its size is not its content)", path.display());
+    }
     if meta.len() == 0 {
         anyhow::bail!(
             "info of {} failed: the file is empty (neither a zstd seekable file nor a snapshot)",

@@ -70,6 +70,17 @@ fn bad_input_is_one_mmkit_line_and_exit_1_or_2() {
     assert_eq!(o.status.code(), Some(2));
     let o = mmkit(&["pager", "pack", "a", "b", "--frame-size", "0"]);
     assert_eq!(o.status.code(), Some(1));
+    // A /proc file: its size (0) is not its content, as input to info or as pack's output.
+    let o = mmkit(&["pager", "info", "/proc/self/status"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("/proc or /sys file"), "{err}");
+    let raw = dir.path().join("raw");
+    std::fs::write(&raw, vec![7u8; 10_000]).unwrap();
+    let o = mmkit(&["pager", "pack", raw.to_str().unwrap(), "/proc/self/status"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("/proc/self/status"), "{err}");
+    // (An unprivileged user cannot open it for writing at all.)
+    assert!(!is_root() || err.contains("the output is a /proc or /sys file"), "{err}");
 }
 
 #[test]
