@@ -68,6 +68,8 @@ pub struct Mapping {
     path: Option<PathBuf>,
     pages: PageOutcome,
     name_applied: bool,
+    /// Maps a file on hugetlbfs: `map_len` and range operations count in its huge pages.
+    hugetlbfs: bool,
 }
 
 // SAFETY: a Mapping exclusively owns its address range (like Box<[u8]>); the raw pointer is not
@@ -116,6 +118,17 @@ pub(crate) fn thp_mode() -> Option<String> {
 fn hugetlb_free_pages(size: usize) -> Option<u64> {
     let p = format!("/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages", size / 1024);
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// The huge page size of a file on hugetlbfs (its `st_blksize`), `None` for any other file.
+fn hugetlbfs_page_size(fd: BorrowedFd<'_>) -> Option<usize> {
+    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    let fs = rustix::fs::fstatfs(fd).ok()?;
+    if fs.f_type as u64 != HUGETLBFS_MAGIC {
+        return None;
+    }
+    let size = usize::try_from(rustix::fs::fstat(fd).ok()?.st_blksize).ok()?;
+    size.is_power_of_two().then_some(size).filter(|&s| s > sys::page_size())
 }
 
 fn default_hugetlb_size() -> Option<usize> {
@@ -304,6 +317,15 @@ impl Mapping {
             return Ok(Mapping::from_kernel(NonNull::dangling(), 0, req, opts.sharing.unwrap_or_default(), pages));
         }
         let (addr, flags) = map_flags(opts, req.fd.is_some())?;
+        // A hugetlbfs file (or `MFD_HUGETLB` memfd) is mapped in whole huge pages whatever the
+        // length asked for, and unmapped only so: record the kernel's length, or the unmap on
+        // drop fails (`EINVAL`) and leaks the mapping.
+        let mut req = req;
+        let hugetlbfs = req.fd.and_then(hugetlbfs_page_size);
+        if let Some(hsize) = hugetlbfs {
+            req.map_len = align_up(req.map_len as u64, hsize as u64).ok_or_else(|| req.too_big())? as usize;
+            pages.page_size = hsize;
+        }
         let (base, map_len) = match Self::map_hugetlb(&req, opts, addr, flags, &mut pages)? {
             Some(mapped) => mapped,
             None => {
@@ -315,6 +337,7 @@ impl Mapping {
         // From here the mapping is owned: on any failure it is dropped (unmapped) before the
         // error returns.
         let mut m = Mapping::from_kernel(base, map_len, req, opts.sharing.unwrap_or_default(), pages);
+        m.hugetlbfs = hugetlbfs.is_some();
         m.apply_options(opts)?;
         Ok(m)
     }
@@ -409,6 +432,7 @@ impl Mapping {
             path: req.path,
             pages,
             name_applied: false,
+            hugetlbfs: false,
         }
     }
 
@@ -546,6 +570,7 @@ impl Mapping {
     /// skip a partial one), the base page otherwise (a transparent huge page is split as needed).
     fn op_page_size(&self) -> usize {
         match (self.pages.requested, &self.pages.fallback) {
+            _ if self.hugetlbfs => self.pages.page_size,
             (HugePages::Hugetlb(_), None) => self.pages.page_size,
             _ => sys::page_size(),
         }

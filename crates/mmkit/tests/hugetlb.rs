@@ -135,3 +135,38 @@ fn operations_on_part_of_a_huge_page_are_refused_naming_the_range() {
     let err = map.remap_anon(2 * huge, mmkit::RemapOptions::new().may_move(true)).unwrap_err();
     assert!(err.to_string().contains("hugetlb"), "{err}");
 }
+
+/// A file on hugetlbfs (here an `MFD_HUGETLB` memfd) mapped with a length shorter than a huge
+/// page: the kernel maps the whole huge page, and the mapping records that length, so dropping
+/// it unmaps it (an unmap of the short length fails with `EINVAL`: the mapping leaked).
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_hugetlbfs_file_mapped_short_is_unmapped_on_drop() {
+    use std::os::fd::FromRawFd;
+    let (huge, _) = pool(1);
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the File below.
+    let fd = unsafe { libc::memfd_create(c"mmkit-hugetlbfs".as_ptr(), libc::MFD_HUGETLB | libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(huge as u64).unwrap();
+    // SAFETY: the memfd is ours alone; nothing truncates it while mapped.
+    let mut map = unsafe { MapOptions::new().len(page_size()).map_mut(&file) }.unwrap();
+    assert_eq!(map.len(), page_size());
+    assert_eq!(map.page_outcome().page_size, huge);
+    let (start, len) = map.mapping().kernel_region();
+    assert_eq!(len, huge, "the kernel maps the whole huge page");
+    map[0] = 7;
+    // A range operation counts in huge pages.
+    assert!(map.advise(.., Advice::WillNeed).is_ok());
+    // Dropped in a forked child, the one thread there: nothing maps the range meanwhile.
+    let unmapped = in_child(move || {
+        drop(map);
+        let mut vec = [0u8; 1];
+        // SAFETY: mincore only reports on the range (ENOMEM where nothing is mapped).
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, page_size(), vec.as_mut_ptr()) };
+        u8::from(rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM))
+    });
+    assert_eq!(unmapped, Ok(1), "dropping unmaps the whole huge page");
+    let _ = len;
+}
