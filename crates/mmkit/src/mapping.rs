@@ -120,15 +120,13 @@ fn hugetlb_free_pages(size: usize) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-/// The huge page size of a file on hugetlbfs (its `st_blksize`), `None` for any other file.
-fn hugetlbfs_page_size(fd: BorrowedFd<'_>) -> Option<usize> {
+/// The huge page size of a file on hugetlbfs (its `st_blksize`, `block`), `None` for any other
+/// file. Only a block size above the base page costs the `fstatfs` that tells.
+fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usize> {
     const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    let size = usize::try_from(block).ok().filter(|s| s.is_power_of_two() && *s > sys::page_size())?;
     let fs = rustix::fs::fstatfs(fd).ok()?;
-    if fs.f_type as u64 != HUGETLBFS_MAGIC {
-        return None;
-    }
-    let size = usize::try_from(rustix::fs::fstat(fd).ok()?.st_blksize).ok()?;
-    size.is_power_of_two().then_some(size).filter(|&s| s > sys::page_size())
+    (fs.f_type as u64 == HUGETLBFS_MAGIC).then_some(size)
 }
 
 fn default_hugetlb_size() -> Option<usize> {
@@ -152,6 +150,8 @@ struct Request<'a> {
     len: usize,
     /// Page-rounded length of `delta + len`, at most `isize::MAX`.
     map_len: usize,
+    /// The file's `st_blksize` (0 without a file): the huge page size on hugetlbfs.
+    block: u64,
 }
 
 impl<'a> Request<'a> {
@@ -164,7 +164,7 @@ impl<'a> Request<'a> {
             Backing::File(fd) | Backing::Device(fd) => (Some(fd), sys::fd_path(fd)),
         };
         let offset = if fd.is_some() { opts.offset } else { 0 };
-        let len = Self::requested_len(opts, backing, fd, path.as_deref(), offset)?;
+        let (len, block) = Self::requested_len(opts, backing, fd, path.as_deref(), offset)?;
         // No slice longer than isize::MAX may exist: neither the requested bytes nor the whole
         // pages the kernel maps for them.
         let at_offset = |e: Error| e.with_opt_path(path.as_deref()).with_range(offset, len);
@@ -172,7 +172,7 @@ impl<'a> Request<'a> {
         let len = check_len("mmap", len).map_err(at_offset)?;
         let map_len = check_page_len("mmap", delta as u64 + len as u64, page as u64).map_err(at_offset)?;
         let prot = opts.protection.unwrap_or(default_prot);
-        Ok(Request { fd, path, prot, offset, delta, len, map_len })
+        Ok(Request { fd, path, prot, offset, delta, len, map_len, block })
     }
 
     /// The bytes to map: `MapOptions::len`, or the rest of a regular file from `offset`;
@@ -183,17 +183,17 @@ impl<'a> Request<'a> {
         fd: Option<BorrowedFd<'_>>,
         path: Option<&Path>,
         offset: u64,
-    ) -> Result<u64> {
-        let file_len = match fd {
-            Some(fd) => sys::regular_file_len(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path))?,
-            None => None,
+    ) -> Result<(u64, u64)> {
+        let (file_len, block) = match fd {
+            Some(fd) => sys::regular_file_len_and_block(fd).map_err(|e| Error::os("fstat", e).with_opt_path(path))?,
+            None => (None, 0),
         };
         // A device file may be mapped to the end of its last page (never a SIGBUS there).
         let file_len = match backing {
             Backing::Device(_) => file_len.map(|l| align_up(l, sys::page_size() as u64).unwrap_or(l)),
             _ => file_len,
         };
-        match (fd, file_len, opts.len) {
+        let len = match (fd, file_len, opts.len) {
             // Devices (`/dev/uioN`, `/dev/mem`; PCI `resourceN` is regular) and other special
             // files have no meaningful size: the driver checks the range, so the caller must say
             // how much to map.
@@ -220,7 +220,8 @@ impl<'a> Request<'a> {
             (None, _, Some(len)) => Ok(len as u64),
             (None, _, None) => Err(Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_detail("an anonymous mapping needs a length (MapOptions::len)")),
-        }
+        }?;
+        Ok((len, block))
     }
 
     /// The file offset of the first mapped page.
@@ -321,7 +322,7 @@ impl Mapping {
         // length asked for, and unmapped only so: record the kernel's length, or the unmap on
         // drop fails (`EINVAL`) and leaks the mapping.
         let mut req = req;
-        let hugetlbfs = req.fd.and_then(hugetlbfs_page_size);
+        let hugetlbfs = req.fd.and_then(|fd| hugetlbfs_page_size(fd, req.block));
         if let Some(hsize) = hugetlbfs {
             req.map_len = align_up(req.map_len as u64, hsize as u64).ok_or_else(|| req.too_big())? as usize;
             pages.page_size = hsize;

@@ -398,12 +398,13 @@ pub(crate) fn file_len(fd: BorrowedFd<'_>) -> SysResult<u64> {
 }
 
 /// The size of a regular file behind `fd`, or `None` for devices and other special files,
-/// whose `st_size` means nothing (one `fstat`).
+/// whose `st_size` means nothing, and the file's preferred I/O block size (`st_blksize`: the
+/// huge page size on hugetlbfs), from one `fstat`.
 #[doc(alias = "fstat")]
-pub(crate) fn regular_file_len(fd: BorrowedFd<'_>) -> SysResult<Option<u64>> {
+pub(crate) fn regular_file_len_and_block(fd: BorrowedFd<'_>) -> SysResult<(Option<u64>, u64)> {
     let st = rustix::fs::fstat(fd)?;
     let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-    Ok(regular.then_some(st.st_size as u64))
+    Ok((regular.then_some(st.st_size as u64), st.st_blksize as u64))
 }
 
 /// Sets the length of the file behind `fd` (`ftruncate`).
