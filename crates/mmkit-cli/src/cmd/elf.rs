@@ -298,18 +298,14 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         None => None,
     };
     let relro_file = match (&ext.write_relro, &ext.use_relro) {
+        // Created (or emptied) only when it is a regular file: a FIFO, device or directory is
+        // refused by name before anything is truncated; then reopened to be read and mapped.
         (Some(p), _) => Some(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(p)
-                .with_context(|| format!("creating the RELRO file {}", p.display()))?,
+            mmkit::open::create_regular(p)
+                .and_then(|_| mmkit::open::open_regular_read_write(p))
+                .context("creating the RELRO file")?,
         ),
-        (None, Some(p)) => {
-            Some(mmkit::open::open_regular(p).with_context(|| format!("opening the RELRO file {}", p.display()))?)
-        }
+        (None, Some(p)) => Some(mmkit::open::open_regular(p).context("opening the RELRO file")?),
         (None, None) => None,
     };
     let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal);

@@ -169,7 +169,8 @@ fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result
                 .map_err(anyhow::Error::new)
                 .and_then(|mut f| {
                     let mut text = String::new();
-                    std::io::Read::read_to_string(&mut f, &mut text)?;
+                    std::io::Read::read_to_string(&mut f, &mut text)
+                        .map_err(|e| crate::cli::io::io_error("read", path, e))?;
                     Ok(text)
                 })
                 .with_context(|| format!("cannot read device profile {}", path.display()))?;

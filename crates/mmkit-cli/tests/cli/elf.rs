@@ -385,3 +385,24 @@ fn system_policy_is_chosen_with_system() {
     let o = mmkit(&["elf", "load", "--system", "sometimes", libz]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `--write-relro` errors name the operation, the path and the errno (never `os error 2`), and a
+/// FIFO is refused as not a regular file before anything is truncated (not `ftruncate ... EINVAL`).
+#[test]
+fn write_relro_errors_name_the_path_and_errno() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &["-Wl,-z,relro,-z,now"]);
+    let so = so.to_str().unwrap();
+    let o = mmkit(&["elf", "load", so, "--write-relro", "/nonexistent/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.starts_with("mmkit: ") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("of /nonexistent/x failed: No such file or directory (ENOENT)"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+    let o = mmkit(&["elf", "load", so, "--write-relro", fifo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("not a regular file: a FIFO") && !err.contains("EINVAL"), "{err}");
+}

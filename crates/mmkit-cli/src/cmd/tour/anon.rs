@@ -1,6 +1,7 @@
 //! The tour's anonymous-memory section: zero-filled memory and RSS, a 64 GiB reservation,
 //! shared vs private across `fork`, THP vs base-page first touch, and a named region.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -8,6 +9,7 @@ use mmkit::reserve::ReserveOptions;
 use mmkit::{inspect, page_size, HugePages, MapOptions, Protection};
 
 use super::{check_interrupted, Args};
+use crate::cli::io::IoResultExt;
 use crate::cli::report::{duration, Section};
 use crate::cli::size::bytes;
 
@@ -190,7 +192,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
     // 5. A named region in /proc/self/maps.
     let named = MapOptions::new().len(2 * page).name("mmkit-tour").map_anon()?;
     let addr = format!("{:x}-", named.as_ptr() as usize);
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let maps = std::fs::read_to_string("/proc/self/maps").on("read", Path::new("/proc/self/maps"))?;
     let line =
         maps.lines().find(|l| l.starts_with(&addr)).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
     s.fact(
@@ -210,6 +212,6 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
 }
 
 fn maps_line(prefix: &str) -> anyhow::Result<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let maps = std::fs::read_to_string("/proc/self/maps").on("read", Path::new("/proc/self/maps"))?;
     Ok(maps.lines().find(|l| l.starts_with(prefix)).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" "))
 }

@@ -3,6 +3,7 @@
 //! resident; then shared RELRO between processes (see [`relro`]).
 
 use super::{check_interrupted, Args};
+use crate::cli::io::IoResultExt;
 use crate::cli::report::{duration, Section};
 use crate::cli::size::bytes;
 use anyhow::Context;
@@ -29,7 +30,7 @@ const ENTRY: &str = "lib/x86_64/libtour.so";
 
 fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
     let src = dir.join("tour.c");
-    std::fs::write(&src, SOURCE)?;
+    std::fs::write(&src, SOURCE).on("write", &src)?;
     let out = dir.join("libtour.so");
     // Linked for Android's 16 KiB pages at least (the tour plans it for 16 KiB too).
     let max_page = page.max(16 << 10);
@@ -54,15 +55,19 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
 /// with extra-field padding, as `zipalign -p` does.
 fn build_apk(path: &Path, so: &[u8], page: u64) -> anyhow::Result<()> {
     let align = u16::try_from(page).context("page size too large for zip alignment padding")?;
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).on("create", path)?);
     let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("AndroidManifest.xml", stored)?;
-    zip.write_all(b"<manifest package=\"dev.mmkit.tour\"/>")?;
-    zip.start_file("classes.dex", stored)?;
-    zip.write_all(&[0u8; 1000])?;
-    zip.start_file(ENTRY, stored.with_alignment(align))?;
-    zip.write_all(so)?;
-    zip.finish()?.sync_all()?;
+    let zip_error = |e: zip::result::ZipError| match e {
+        zip::result::ZipError::Io(e) => crate::cli::io::io_error("write", path, e),
+        e => anyhow::Error::new(e).context(format!("writing {}", path.display())),
+    };
+    zip.start_file("AndroidManifest.xml", stored).map_err(zip_error)?;
+    zip.write_all(b"<manifest package=\"dev.mmkit.tour\"/>").on("write", path)?;
+    zip.start_file("classes.dex", stored).map_err(zip_error)?;
+    zip.write_all(&[0u8; 1000]).on("write", path)?;
+    zip.start_file(ENTRY, stored.with_alignment(align)).map_err(zip_error)?;
+    zip.write_all(so).on("write", path)?;
+    zip.finish().map_err(zip_error)?.sync_all().on("fsync", path)?;
     Ok(())
 }
 
@@ -94,12 +99,12 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         .with_context(|| format!("creating a temporary directory in {}", base.display()))?;
     let so_path = build_library(dir.path(), page)?;
     check_interrupted()?;
-    let so = std::fs::read(&so_path)?;
+    let so = std::fs::read(&so_path).on("read", &so_path)?;
     let apk = dir.path().join("tour.apk");
     build_apk(&apk, &so, page)?;
-    let apk_len = std::fs::metadata(&apk)?.len();
+    let apk_len = std::fs::metadata(&apk).on("stat", &apk)?.len();
     // Drop the APK from the page cache so residency shows what loading and calling bring in.
-    let file = std::fs::File::open(&apk)?;
+    let file = std::fs::File::open(&apk).on("open", &apk)?;
     let evicted = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).is_ok();
     drop(file);
 

@@ -5,12 +5,14 @@ use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mmkit::{MapOptions, Mmap, Populate};
 
 use super::{check_interrupted, Args};
+use crate::cli::io::IoResultExt;
 use crate::cli::report::{duration, Section};
 use crate::cli::size::{bytes, throughput};
 
@@ -31,7 +33,7 @@ fn sum_words(bytes: &[u8]) -> u64 {
 }
 
 /// Writes `size` bytes whose `u64` words count up from 0, so every reader can check its sum.
-fn fill(file: &mut File, size: u64, json: bool) -> anyhow::Result<u64> {
+fn fill(file: &mut File, path: &Path, size: u64, json: bool) -> anyhow::Result<u64> {
     let bar = crate::cli::progress::bar(size, "writing the tour's file", crate::cli::progress::Unit::Bytes, !json);
     let mut buf = vec![0u8; CHUNK];
     let mut word = 0u64;
@@ -48,22 +50,22 @@ fn fill(file: &mut File, size: u64, json: bool) -> anyhow::Result<u64> {
         for &b in buf[..n].chunks_exact(8).remainder() {
             expected = expected.wrapping_add(b as u64);
         }
-        file.write_all(&buf[..n])?;
+        file.write_all(&buf[..n]).on("write", path)?;
         left -= n as u64;
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-    file.sync_all()?;
+    file.sync_all().on("fsync", path)?;
     Ok(expected)
 }
 
-fn read_sum(file: &mut File) -> anyhow::Result<u64> {
-    file.seek(SeekFrom::Start(0))?;
+fn read_sum(file: &mut File, path: &Path) -> anyhow::Result<u64> {
+    file.seek(SeekFrom::Start(0)).on("lseek", path)?;
     let mut buf = vec![0u8; CHUNK];
     let mut sum = 0u64;
     loop {
         check_interrupted()?;
-        let n = file.read(&mut buf)?;
+        let n = file.read(&mut buf).on("read", path)?;
         if n == 0 {
             break;
         }
@@ -100,9 +102,9 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let path = tmp.path().to_owned();
-    let mut file = tmp.reopen().with_context(|| format!("opening {}", path.display()))?;
+    let mut file = tmp.reopen().on("open", &path)?;
     let t0 = Instant::now();
-    let expected = fill(&mut file, size, args.json).with_context(|| format!("writing {}", path.display()))?;
+    let expected = fill(&mut file, &path, size, args.json)?;
     s.fact("page_size", "page size (from the kernel)", page, bytes(page as u64));
     s.fact(
         "file_size",
@@ -156,7 +158,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     check_interrupted()?;
 
     // 2. Sequential scan of a cached file: read() into a 1 MiB buffer vs mapping it.
-    read_sum(&mut file)?; // warm the page cache
+    read_sum(&mut file, &path)?; // warm the page cache
     let mut t_read = Vec::new();
     let mut t_map = Vec::new();
     let mut t_pop = Vec::new();
@@ -164,7 +166,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     for _ in 0..3 {
         let f0 = mmkit::page_faults();
         let t = Instant::now();
-        let a = read_sum(&mut file)?;
+        let a = read_sum(&mut file, &path)?;
         t_read.push(t.elapsed());
         let f1 = mmkit::page_faults();
         let t = Instant::now();
@@ -225,7 +227,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     check_interrupted()?;
 
     // 3. MAP_SHARED vs MAP_PRIVATE across fork and in the file.
-    let rw = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+    let rw = std::fs::OpenOptions::new().read(true).write(true).open(&path).on("open", &path)?;
     // SAFETY: as above: the file is ours alone, and it is not truncated while mapped.
     let mut shared = unsafe { MapOptions::new().len(page).map_mut(&rw) }?;
     // SAFETY: as above.
@@ -242,10 +244,10 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let private_seen = u64::from_ne_bytes(private[8..16].try_into()?) == marker;
     shared.flush(..8)?;
     let mut word = [0u8; 8];
-    rw.read_exact_at(&mut word, 0)?;
+    rw.read_exact_at(&mut word, 0).on("pread", &path)?;
     let in_file = u64::from_ne_bytes(word) == marker;
     private[16..24].copy_from_slice(&marker.to_ne_bytes());
-    rw.read_exact_at(&mut word, 16)?;
+    rw.read_exact_at(&mut word, 16).on("pread", &path)?;
     let private_in_file = u64::from_ne_bytes(word) == marker;
     let yes = |b: bool| if b { "yes" } else { "no" };
     s.fact("shared_write_seen_across_fork", "MAP_SHARED: child's write seen by parent", shared_seen, yes(shared_seen));

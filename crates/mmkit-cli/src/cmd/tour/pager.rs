@@ -78,10 +78,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let raw = dir.path().join("image.bin");
     let packed = dir.path().join("image.zst");
     std::fs::write(&raw, realistic(len))
-        .map_err(|e| match e.raw_os_error() {
-            Some(errno) => mmkit::Error::from_raw_errno("write", errno).with_path(&raw).into(),
-            None => anyhow::Error::new(e),
-        })
+        .map_err(|e| crate::cli::io::io_error("write", &raw, e))
         .context("tour: writing the pager section's image")?;
     let info = seekable::pack(&raw, &packed, &PackOptions::default())?;
     let source = Arc::new(SeekableSource::open(&packed)?);

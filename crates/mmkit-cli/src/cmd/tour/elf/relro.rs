@@ -3,6 +3,7 @@
 //! alive at once, first each on its own, then 1 writer and 3 users of a RELRO file; the Pss of
 //! the RELRO range in each process comes from `/proc/PID/smaps`.
 
+use crate::cli::io::IoResultExt;
 use crate::cli::report::Section;
 use crate::cli::size::bytes;
 use anyhow::Context;
@@ -56,7 +57,7 @@ extern "C" long relro_call(long i, long x) {
 /// child could not unload the copy it inherits to load its own.
 fn build(dir: &Path) -> anyhow::Result<Result<PathBuf, String>> {
     let src = dir.join("relro.cpp");
-    std::fs::write(&src, SOURCE)?;
+    std::fs::write(&src, SOURCE).on("write", &src)?;
     let out = dir.join("librelro.so");
     let output = match std::process::Command::new("g++")
         .args([
@@ -226,10 +227,11 @@ pub fn step(s: &mut Section, dir: &Path, page: u64) -> anyhow::Result<()> {
         .write(true)
         .create_new(true)
         .open(&relro_path)
-        .with_context(|| format!("creating the RELRO file {}", relro_path.display()))?;
+        .on("create", &relro_path)
+        .context("creating the RELRO file")?;
     let shared = measure(&Run { so: &so, space: &space, relro_file: Some(&file), range }, page as usize);
     drop(file);
-    std::fs::remove_file(&relro_path).with_context(|| format!("removing {}", relro_path.display()))?;
+    std::fs::remove_file(&relro_path).on("unlink", &relro_path)?;
     let shared = shared?;
 
     let total = |v: &[(u64, u64, u64)]| v.iter().map(|p| p.0).sum::<u64>();
