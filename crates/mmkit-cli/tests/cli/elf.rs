@@ -406,3 +406,16 @@ fn write_relro_errors_name_the_path_and_errno() {
     let err = stderr(&o);
     assert!(err.contains("not a regular file: a FIFO") && !err.contains("EINVAL"), "{err}");
 }
+
+/// An empty SOURCE is a usage error that says so (exit 2), not a search for a library named ``
+/// that fails with `find library  failed`.
+#[test]
+fn empty_source_is_a_usage_error() {
+    for args in [&["elf", "plan", ""][..], &["elf", "load", ""], &["elf", "call", "", "f"]] {
+        let o = mmkit(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.starts_with("mmkit: ") && err.contains("SOURCE is empty"), "{args:?}: {err}");
+        assert!(!err.contains("find library"), "{err}");
+    }
+}
