@@ -330,7 +330,8 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.
     let located = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut zip = zip::ZipArchive::new(&file)
+        let reader = ReadBudget::new(&file, file_size);
+        let mut zip = zip::ZipArchive::new(reader)
             .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {e}")))?;
         let index = zip
             .index_for_name(entry)
@@ -371,4 +372,43 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         .with_range(data_start, size));
     }
     Ok(OpenSource { fd: file.into(), offset: data_start, len: size, dev_ino, label })
+}
+
+/// The archive as the zip parser reads it, with a budget of bytes it may read. The parser tries
+/// every end-of-central-directory signature in the file, from the end backwards, and scans
+/// forward from each for its central directory: an archive made of such signatures (or one
+/// that ends in many, e.g. in a comment) costs time quadratic in its size. A readable archive
+/// is read about once (its central directory, the end record, one local header), so past a few
+/// times its size the parser is chasing fake records and the archive is refused.
+struct ReadBudget<'a> {
+    file: &'a File,
+    left: u64,
+}
+
+impl<'a> ReadBudget<'a> {
+    /// Each read is charged at least this many bytes, so many tiny reads add up too.
+    const MIN_CHARGE: u64 = 64;
+
+    fn new(file: &'a File, file_size: u64) -> ReadBudget<'a> {
+        ReadBudget { file, left: file_size.saturating_mul(8).saturating_add(1 << 20) }
+    }
+}
+
+impl std::io::Read for ReadBudget<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other(
+                "the zip parser read the archive many times over chasing its end records",
+            ));
+        }
+        let n = (&mut &*self.file).read(buf)?;
+        self.left = self.left.saturating_sub((n as u64).max(Self::MIN_CHARGE));
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ReadBudget<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        (&mut &*self.file).seek(pos)
+    }
 }

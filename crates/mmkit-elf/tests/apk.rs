@@ -136,6 +136,28 @@ fn truncated_archive_is_an_error() {
     assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
 }
 
+/// An archive of nothing but end-of-central-directory records (each naming one file at offset
+/// 0, where there is no central directory): the zip parser tries each from the end and scans
+/// forward from each for the directory, quadratic in the archive's size (minutes for these
+/// 2.2 MB). It is refused quickly.
+#[test]
+fn archive_of_fake_end_records_is_refused_quickly() {
+    let dir = tmp();
+    let path = dir.path().join("eocds.apk");
+    let mut record = b"PK\x05\x06".to_vec();
+    for field in [0u16, 0, 1, 1] {
+        record.extend(field.to_le_bytes());
+    }
+    record.extend([0u8; 10]); // directory size and offset 0, no comment
+    std::fs::write(&path, record.repeat(100_000)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let source = Source::zip_entry(&path, ENTRY);
+    std::thread::spawn(move || tx.send(source.open(mmkit_elf::page_size()).map(|_| ())));
+    let res = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("opening the entry hangs");
+    let err = res.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
+}
+
 #[test]
 fn entry_past_the_end_of_the_archive_is_an_error() {
     // Claim a larger entry in the central directory than the archive holds.
