@@ -84,6 +84,8 @@ struct Outcome {
     total: TotalJson,
     failures: usize,
     locked: Vec<LockedFile>,
+    /// What to do about `mlock` failing at RLIMIT_MEMLOCK, printed once after the warnings.
+    memlock_hint: Option<String>,
     /// Files handed to [`process`] so far.
     walked: usize,
 }
@@ -132,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         total: TotalJson { dirty_pages: Some(0), ..TotalJson::default() },
         failures: 0,
         locked: Vec::new(),
+        memlock_hint: None,
         walked: 0,
     };
     let mut batch = Vec::new();
@@ -158,6 +161,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
         out.locked.clear();
         note_line!("released after signal {sig}");
+    }
+    if let Some(hint) = &out.memlock_hint {
+        note_line!("{hint}");
     }
     if out.failures > 0 {
         bail!("{} of the paths could not be processed", out.failures);
@@ -206,7 +212,12 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         for (i, p) in paths.iter().enumerate() {
             match inspect::lock(p) {
                 Ok(l) => out.locked.push(l),
-                Err(e) => failed.push((i, e)),
+                Err(e) => {
+                    if out.memlock_hint.is_none() {
+                        out.memlock_hint = memlock_hint(&e);
+                    }
+                    failed.push((i, e))
+                }
             }
             bar.inc(1);
         }
@@ -235,6 +246,24 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
             }
         }
     }
+}
+
+/// What to do when `mlock` failed with `e` because of `RLIMIT_MEMLOCK` (`ENOMEM` past the
+/// limit, `EPERM` under a limit of 0 without `CAP_IPC_LOCK`); `None` for any other failure.
+fn memlock_hint(e: &mmkit::Error) -> Option<String> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current?;
+    match e.errno() {
+        Some(libc::ENOMEM) => {}
+        Some(libc::EPERM) if limit == 0 => {}
+        _ => return None,
+    }
+    Some(format!(
+        "hint: locked memory is capped by RLIMIT_MEMLOCK, {} for this process (`ulimit -l`: {} KiB); \
+         raise it (`ulimit -l unlimited` as root, `LimitMEMLOCK=` in a systemd unit, memlock in \
+         /etc/security/limits.conf) or lock fewer files",
+        crate::cli::size::bytes(limit),
+        limit / 1024
+    ))
 }
 
 /// Default threads of `--touch`: 1, 2, 4 and 8 threads touched an evicted 1 GiB file in the

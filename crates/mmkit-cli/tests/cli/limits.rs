@@ -24,12 +24,15 @@ enum Limit {
     OneTask,
     /// `RLIMIT_DATA` in bytes (heap and other private writable memory).
     Data(u64),
+    /// `RLIMIT_MEMLOCK` in bytes (binds only without `CAP_IPC_LOCK`: as root, run as the
+    /// throwaway uid).
+    Memlock(u64),
 }
 
 /// Runs `mmkit ARGS` under `limit`.
 fn run(limit: Limit, args: &[&str]) -> Output {
     let mut cmd = match limit {
-        Limit::OneTask if is_root() => {
+        Limit::OneTask | Limit::Memlock(_) if is_root() => {
             let mut c = Command::new("setpriv");
             let id = THROWAWAY_ID.to_string();
             c.args(["--reuid", &id, "--regid", &id, "--clear-groups", "prlimit"]);
@@ -42,6 +45,7 @@ fn run(limit: Limit, args: &[&str]) -> Output {
         Limit::Files(n) => cmd.arg(format!("--nofile={n}")),
         Limit::OneTask => cmd.arg("--nproc=1"),
         Limit::Data(bytes) => cmd.arg(format!("--data={bytes}")),
+        Limit::Memlock(bytes) => cmd.arg(format!("--memlock={bytes}")),
     };
     let out = cmd.arg("--").arg(MMKIT).args(args).output().expect("run prlimit (util-linux)");
     assert_ne!(out.status.code(), Some(127), "prlimit or setpriv could not run mmkit: {out:?}");
@@ -228,5 +232,23 @@ fn elf_load_under_low_limits() {
             let out = run(limit, args);
             assert_clean(&out, true, &format!("{args:?} under {limit:?}"));
         }
+    }
+}
+
+#[test]
+fn residency_lock_past_rlimit_memlock_says_so() {
+    // `mlock ... (ENOMEM)` alone did not say that the limit was the cause, nor what it was.
+    let dir = many_files(0);
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![7u8; 1 << 20]).unwrap();
+    give_away(dir.path());
+    for (limit, errno) in [(64 << 10, "ENOMEM"), (0, "EPERM")] {
+        let out = run(Limit::Memlock(limit), &["residency", "--lock", "--quiet", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("mlock of {}", file.display())) && err.contains(errno), "{err}");
+        assert!(err.contains("RLIMIT_MEMLOCK") && err.contains("ulimit -l"), "{err}");
+        assert!(err.contains(&format!("(`ulimit -l`: {} KiB)", limit >> 10)), "{err}");
+        assert!(err.lines().all(|l| l.starts_with("mmkit: ")), "{err}");
     }
 }
