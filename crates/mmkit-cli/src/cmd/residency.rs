@@ -155,15 +155,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print_table(&report, args.quiet, started)?;
     }
+    // Before the wait: the files that could be locked are held until a signal.
+    if let Some(hint) = &out.memlock_hint {
+        note_line!("{hint}");
+    }
     if args.lock && !out.locked.is_empty() {
         let pages = out.locked.iter().fold(0u64, |sum, l| sum.saturating_add(l.pages()));
         note_line!("locked {pages} pages of {} file(s); press Ctrl-C (or send SIGTERM) to release", out.locked.len());
         let sig = inspect::wait_for_termination_signal().context("waiting for a signal")?;
         out.locked.clear();
         note_line!("released after signal {sig}");
-    }
-    if let Some(hint) = &out.memlock_hint {
-        note_line!("{hint}");
     }
     if out.failures > 0 {
         bail!("{} of the paths could not be processed", out.failures);
