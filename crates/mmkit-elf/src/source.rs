@@ -333,6 +333,14 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         let reader = ReadBudget::new(&file, file_size);
         let mut zip = zip::ZipArchive::new(reader)
             .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {e}")))?;
+        if let Some(name) = duplicate_name(&file, zip.central_directory_start())
+            .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable central directory: {e}")))?
+        {
+            return Err(bad(
+                ErrorKind::BadArchive,
+                format!("the archive holds two entries named {name:?} (refused, as Android's linker does)"),
+            ));
+        }
         let index = zip
             .index_for_name(entry)
             .ok_or_else(|| bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}")))?;
@@ -410,5 +418,35 @@ impl std::io::Read for ReadBudget<'_> {
 impl std::io::Seek for ReadBudget<'_> {
     fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
         (&mut &*self.file).seek(pos)
+    }
+}
+
+/// The first entry name the central directory at `start` holds twice, if any. The zip parser
+/// keeps the last of such entries, a verifier may check the first: Android refuses such
+/// archives (`kDuplicateEntry`), and so does mmkit. Names are compared as stored (bytes).
+fn duplicate_name(file: &File, start: u64) -> std::io::Result<Option<String>> {
+    use std::io::{Read, Seek};
+    const CDFH_LEN: usize = 46;
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
+    reader.seek(std::io::SeekFrom::Start(start))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut header = [0u8; CDFH_LEN];
+    loop {
+        match reader.read_exact(&mut header) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        if header[..4] != *b"PK\x01\x02" {
+            return Ok(None);
+        }
+        let field = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
+        let (name_len, rest_len) = (field(28), field(30) + field(32));
+        let mut name = vec![0u8; name_len];
+        reader.read_exact(&mut name)?;
+        reader.seek_relative(rest_len as i64)?;
+        if seen.contains(&name) {
+            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
+        }
+        seen.insert(name);
     }
 }

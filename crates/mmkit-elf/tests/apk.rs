@@ -158,6 +158,26 @@ fn archive_of_fake_end_records_is_refused_quickly() {
     assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
 }
 
+/// Two entries of one name (the "master key" trick: a verifier reads one, the loader the
+/// other): the zip parser silently keeps the last; the archive is refused, as Android does.
+#[test]
+fn duplicate_entry_names_are_an_error() {
+    let dir = tmp();
+    let path = dir.path().join("dup.apk");
+    let twin = ENTRY.replace("basic", "basiX");
+    write_zip(&path, &[(ENTRY, &basic_bytes(), page_u16()), (&twin, b"not an ELF image", 0)]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(twin.len()).position(|w| w == twin.as_bytes()) {
+        bytes[at + i..at + i + twin.len()].copy_from_slice(ENTRY.as_bytes());
+        at += i + twin.len();
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
+    assert!(err.to_string().contains("two entries named"), "{err}");
+}
+
 #[test]
 fn entry_past_the_end_of_the_archive_is_an_error() {
     // Claim a larger entry in the central directory than the archive holds.
