@@ -32,12 +32,20 @@ pub struct Section {
     pub facts: Vec<Fact>,
     /// Explanations shown under the facts.
     pub notes: Vec<String>,
+    /// Why the section could not be completed (then it has no facts), if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Section {
     /// Starts an empty section.
     pub fn new(id: &str, title: &str) -> Self {
-        Section { id: id.to_owned(), title: title.to_owned(), facts: Vec::new(), notes: Vec::new() }
+        Section { id: id.to_owned(), title: title.to_owned(), facts: Vec::new(), notes: Vec::new(), error: None }
+    }
+
+    /// A section that failed with `error` (one line): reported in its place, without facts.
+    pub fn failed(id: &str, title: &str, error: &str) -> Self {
+        Section { error: Some(error.to_owned()), ..Section::new(id, title) }
     }
 
     /// Adds a fact whose JSON value is `value` and whose human text is `text`.
@@ -50,19 +58,26 @@ impl Section {
         self.notes.push(note.into());
     }
 
-    /// The facts as a JSON object keyed by fact key.
+    /// The facts as a JSON object keyed by fact key, and `"error"` when the section failed.
     pub fn to_json(&self) -> Value {
         let mut facts = serde_json::Map::new();
         for f in &self.facts {
             facts.insert(f.key.clone(), f.value.clone());
         }
-        serde_json::json!({ "id": self.id, "title": self.title, "facts": facts, "notes": self.notes })
+        let mut doc = serde_json::json!({ "id": self.id, "title": self.title, "facts": facts, "notes": self.notes });
+        if let Some(e) = &self.error {
+            doc["error"] = e.clone().into();
+        }
+        doc
     }
 
     /// Renders the section for people: a title, aligned `label  value` rows, then notes.
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!("== {} ==\n", self.title));
+        if let Some(e) = &self.error {
+            out.push_str(&format!("  FAILED  {e}\n"));
+        }
         let width = self.facts.iter().map(|f| f.label.chars().count()).max().unwrap_or(0);
         for f in &self.facts {
             out.push_str(&format!("  {:<width$}  {}\n", f.label, f.text, width = width));
@@ -100,5 +115,13 @@ mod tests {
         let text = s.render();
         assert!(text.contains("  short           1\n"), "{text}");
         assert_eq!(s.to_json()["facts"]["b"], 2);
+        assert!(s.to_json().get("error").is_none());
+    }
+
+    #[test]
+    fn failed_sections_show_their_error() {
+        let s = Section::failed("x", "X", "mmap of /f failed: Operation not permitted (EPERM)");
+        assert_eq!(s.render(), "== X ==\n  FAILED  mmap of /f failed: Operation not permitted (EPERM)\n");
+        assert_eq!(s.to_json()["error"], "mmap of /f failed: Operation not permitted (EPERM)");
     }
 }

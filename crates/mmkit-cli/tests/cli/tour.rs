@@ -193,3 +193,44 @@ fn elf_section_shows_shared_relro_saving_pss() {
     // The RELRO file and the build files are gone.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A failing section (here elf, with no gcc on PATH; on a noexec `--dir` its load fails) is
+/// reported in its place, with its error, in the table and in the JSON; the sections after it
+/// still run, and the tour exits 1 with one `mmkit:` line naming the section. It stopped at the
+/// first failure, and with `--json` printed nothing.
+#[test]
+fn a_failing_section_is_reported_and_the_others_run() {
+    let dir = scratch_dir();
+    let no_tools = tempfile::tempdir().unwrap();
+    let tour = |json: bool| {
+        let mut cmd = mmkit();
+        cmd.args(["tour", "--only", "file,elf,mmio", "--size", "64K", "--dir"]).arg(dir.path());
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.env("PATH", no_tools.path()).output().unwrap()
+    };
+    let out = tour(false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mmkit: tour: the elf section failed: ") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("gcc") && err.contains("(ENOENT)"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let titles: Vec<&str> = text.lines().filter(|l| l.starts_with("== ")).collect();
+    assert_eq!(titles.len(), 3, "{text}");
+    assert!(titles[0].contains("File-backed") && titles[1].contains("ELF") && titles[2].contains("MMIO"), "{text}");
+    let after_elf = text.lines().skip_while(|l| !l.contains("ELF from an APK")).nth(1).unwrap();
+    assert!(after_elf.starts_with("  FAILED  ") && after_elf.contains("gcc"), "{text}");
+
+    let out = tour(true);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON is printed");
+    let sections = doc["sections"].as_array().unwrap();
+    let ids: Vec<&str> = sections.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["file", "elf", "mmio"]);
+    assert!(sections[0].get("error").is_none() && sections[0]["facts"]["file_size"] == 64 << 10, "{doc}");
+    assert!(sections[1]["error"].as_str().unwrap().contains("gcc"), "{doc}");
+    assert_eq!(sections[1]["facts"], serde_json::json!({}));
+    assert!(sections[2].get("error").is_none(), "{doc}");
+    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+}

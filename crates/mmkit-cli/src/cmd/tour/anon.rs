@@ -48,9 +48,12 @@ fn first_touch(len: usize, huge: bool) -> anyhow::Result<(Duration, u64, u64, Op
     Ok((d, f1 - f0, huge_bytes, fallback))
 }
 
+/// The section's title (also shown when it fails).
+pub const TITLE: &str = "Anonymous memory: zeroed pages, reservations, fork, huge pages, names";
+
 /// Builds the `anon` section.
 pub fn section(_args: &Args) -> anyhow::Result<Section> {
-    let mut s = Section::new("anon", "Anonymous memory: zeroed pages, reservations, fork, huge pages, names");
+    let mut s = Section::new("anon", TITLE);
     let page = page_size();
 
     // 1. 1 MiB of zero-filled memory: RSS before and after touching it.

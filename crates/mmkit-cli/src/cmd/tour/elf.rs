@@ -39,6 +39,7 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
         .arg(&out)
         .arg(&src)
         .output()
+        .map_err(|e| crate::cli::io::io_error("exec", Path::new("gcc"), e))
         .context("the elf section builds a small library with gcc, which could not be run (install gcc)")?;
     if !output.status.success() {
         // Ctrl-C at a terminal reaches gcc too: say that, not how gcc died.
@@ -86,9 +87,12 @@ fn read_ahead() -> String {
     }
 }
 
+/// The section's title (also shown when it fails).
+pub const TITLE: &str = "ELF from an APK: mapped in place, paged on demand";
+
 /// Builds the `elf` section.
 pub fn section(args: &Args) -> anyhow::Result<Section> {
-    let mut s = Section::new("elf", "ELF from an APK: mapped in place, paged on demand");
+    let mut s = Section::new("elf", TITLE);
     let page = mmkit_elf::page_size();
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     // A fresh directory inside an existing one (removed with everything in it on drop): never

@@ -91,9 +91,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The section's title (also shown when it fails).
+pub const TITLE: &str = "File-backed mappings: demand paging, mmap vs read(), shared vs private";
+
 /// Builds the file-backed section.
 pub fn section(args: &Args) -> anyhow::Result<Section> {
-    let mut s = Section::new("file", "File-backed mappings: demand paging, mmap vs read(), shared vs private");
+    let mut s = Section::new("file", TITLE);
     let page = mmkit::page_size();
     let size = args.size;
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);

@@ -25,9 +25,12 @@ const STATUS_COMPUTING: u32 = 0x01;
 const STATUS_IRQ_ON_FACTORIAL: u32 = 0x80;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The section's title (also shown when it fails).
+pub const TITLE: &str = "Device registers (MMIO)";
+
 /// Builds the `mmio` section.
 pub fn section(_args: &Args) -> anyhow::Result<Section> {
-    let mut s = Section::new("mmio", "Device registers (MMIO)");
+    let mut s = Section::new("mmio", TITLE);
     match Uio::find_pci(PciId::EDU) {
         Ok(uio) => edu(&mut s, uio)?,
         Err(e) if e.kind() == ErrorKind::NotFound => absent(&mut s)?,

@@ -1,7 +1,9 @@
 //! `mmkit tour`: demonstrates and measures mmap on this machine.
 //!
 //! Each theme is a section in its own module; every section returns facts that print as an
-//! aligned report or, with `--json`, as one JSON document.
+//! aligned report or, with `--json`, as one JSON document. A section that fails is reported in
+//! its place with its error (and `"error"` in the JSON), the others still run, and the tour
+//! fails at the end with one line naming each failed section.
 
 use crate::cli::report::Section;
 
@@ -49,12 +51,13 @@ fn parse_file_size(s: &str) -> Result<u64, String> {
 
 type SectionFn = fn(&Args) -> anyhow::Result<Section>;
 
-const SECTIONS: &[(&str, SectionFn)] = &[
-    ("file", file::section),
-    ("anon", anon::section),
-    ("elf", elf::section),
-    ("mmio", mmio::section),
-    ("pager", pager::section),
+/// Each section's id, title and function, in the order they run.
+const SECTIONS: &[(&str, &str, SectionFn)] = &[
+    ("file", file::TITLE, file::section),
+    ("anon", anon::TITLE, anon::section),
+    ("elf", elf::TITLE, elf::section),
+    ("mmio", mmio::TITLE, mmio::section),
+    ("pager", pager::TITLE, pager::section),
 ];
 
 const SECTION_NAMES: [&str; 5] = ["file", "anon", "elf", "mmio", "pager"];
@@ -84,12 +87,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     limits::catch_termination_signals()?;
     let mut sections = Vec::new();
-    for (id, section) in SECTIONS {
+    // A failing section is reported in its place and the others still run; the tour fails at
+    // the end. Ctrl-C stops it at once.
+    let mut failed = Vec::new();
+    for (id, title, section) in SECTIONS {
         if !chosen(id) {
             continue;
         }
-        let s = section(&args)?;
+        let result = section(&args);
         check_interrupted()?;
+        let s = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let error = format!("{e:#}").replace('\n', "; ");
+                failed.push(format!("the {id} section failed: {error}"));
+                Section::failed(id, title, &error)
+            }
+        };
         if !args.json {
             outln!("{}", s.render())?;
         }
@@ -100,6 +114,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "sections": sections.iter().map(Section::to_json).collect::<Vec<_>>()
         });
         crate::cli::json::print(&doc)?;
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("tour: {}", failed.join("; "));
     }
     Ok(())
 }

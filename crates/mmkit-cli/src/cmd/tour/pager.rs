@@ -45,9 +45,12 @@ pub fn disk_needed(size: u64) -> u64 {
     3 * image_len(size) as u64
 }
 
+/// The section's title (also shown when it fails).
+pub const TITLE: &str = "Pages the kernel cannot map: userfaultfd regions whose pages code supplies";
+
 /// Builds the `pager` section.
 pub fn section(args: &Args) -> anyhow::Result<Section> {
-    let mut s = Section::new("pager", "Pages the kernel cannot map: userfaultfd regions whose pages code supplies");
+    let mut s = Section::new("pager", TITLE);
     let caps = match mmkit_pager::capabilities() {
         Ok(c) => c,
         Err(e) => {

@@ -80,7 +80,10 @@ fn build(dir: &Path) -> anyhow::Result<Result<PathBuf, String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Err("g++ is not installed (apt-get install g++)".to_owned()))
         }
-        Err(e) => return Err(e).context("running g++ to build the shared-RELRO library"),
+        Err(e) => {
+            return Err(crate::cli::io::io_error("exec", Path::new("g++"), e))
+                .context("running g++ to build the shared-RELRO library")
+        }
     };
     if !output.status.success() {
         super::check_interrupted()?;
