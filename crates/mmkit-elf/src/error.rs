@@ -170,6 +170,15 @@ impl Error {
         self
     }
 
+    /// `self` with `detail` (when it has none yet).
+    #[cold]
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        if self.0.detail.is_empty() {
+            self.0.detail = detail.into();
+        }
+        self
+    }
+
     /// Sets the path unless one is already set (inner errors name the more precise file).
     #[cold]
     pub(crate) fn with_path(mut self, path: impl AsRef<Path>) -> Self {

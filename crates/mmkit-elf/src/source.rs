@@ -325,14 +325,24 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
 fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {
     let label = format!("{}!/{entry}", archive.display());
     let apath = archive.display().to_string();
-    let (file, file_size, dev_ino) = open_regular(archive, &apath)?;
+    let (file, file_size, dev_ino) = open_regular(archive, &apath).map_err(|e| {
+        // `dir!/libfoo.so`, a file in a directory whose name ends in `!`, reads as an entry of
+        // the archive `dir`: say so rather than only that `dir` does not exist.
+        match e.errno() {
+            Some(libc::ENOENT | libc::ENOTDIR) if Path::new(&label).is_file() => e.with_detail(format!(
+                "{label} is a file, but a path holding `!/` names an entry of a zip archive \
+                 (Source::path names the file)"
+            )),
+            _ => e,
+        }
+    })?;
     let bad = |kind, detail: String| Error::new("open zip entry", kind, detail).with_path(&label);
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.
     let located = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let reader = ReadBudget::new(&file, file_size);
         let mut zip = zip::ZipArchive::new(reader)
-            .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {e}")))?;
+            .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {}", zip_detail(&e))))?;
         if let Some(name) = duplicate_name(&file, zip.central_directory_start())
             .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable central directory: {e}")))?
         {
@@ -344,8 +354,9 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         let index = zip
             .index_for_name(entry)
             .ok_or_else(|| bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}")))?;
-        let raw =
-            zip.by_index_raw(index).map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {e}")))?;
+        let raw = zip
+            .by_index_raw(index)
+            .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {}", zip_detail(&e))))?;
         Ok::<_, Error>((raw.compression(), raw.encrypted(), raw.data_start(), raw.compressed_size(), raw.size()))
     }))
     .map_err(|_| bad(ErrorKind::BadArchive, "the zip parser panicked on this archive".into()))??;
@@ -380,6 +391,15 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         .with_range(data_start, size));
     }
     Ok(OpenSource { fd: file.into(), offset: data_start, len: size, dev_ino, label })
+}
+
+/// The zip parser's error with its cause: its own message for a read error is a bare
+/// `i/o error`.
+fn zip_detail(e: &zip::result::ZipError) -> String {
+    match e {
+        zip::result::ZipError::Io(io) => format!("{e}: {io}"),
+        _ => e.to_string(),
+    }
 }
 
 /// The archive as the zip parser reads it, with a budget of bytes it may read. The parser tries

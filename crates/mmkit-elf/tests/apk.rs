@@ -156,6 +156,8 @@ fn archive_of_fake_end_records_is_refused_quickly() {
     let res = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("opening the entry hangs");
     let err = res.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
+    // The message says why (the parser's own read error alone is a bare `i/o error`).
+    assert!(err.to_string().contains("read the archive many times over"), "{err}");
 }
 
 /// Two entries of one name (the "master key" trick: a verifier reads one, the loader the
@@ -307,6 +309,21 @@ proptest! {
         let err = Source::zip_entry(&path, ENTRY).open(4096).map(|_| ()).unwrap_err();
         prop_assert!(matches!(err.kind(), ErrorKind::BadArchive | ErrorKind::EntryMissing | ErrorKind::EntryCompressed | ErrorKind::EntryMisaligned | ErrorKind::EntryTruncated | ErrorKind::EntryEncrypted));
     }
+}
+
+/// A file in a directory whose name ends in `!` (`d!/libfoo.so`) parses as an entry of the
+/// archive `d`; the error says so rather than only that `d` does not exist.
+#[test]
+fn bang_directory_error_names_the_file() {
+    let dir = tmp();
+    let sub = dir.path().join("d!");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("libfoo.so"), basic_bytes()).unwrap();
+    let err = open_err(&format!("{}/d!/libfoo.so", dir.path().display()));
+    assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+    assert!(err.to_string().contains("d!/libfoo.so is a file, but a path holding `!/`"), "{err}");
+    // Named as a path, it loads.
+    assert!(Source::path(sub.join("libfoo.so")).open(mmkit_elf::page_size()).is_ok());
 }
 
 #[test]
