@@ -7,11 +7,32 @@ use std::path::Path;
 /// `e`, from `op` on `path`, as an [`mmkit::Error`] (`op of path failed: ... (EXXX)`); an error
 /// without an errno (a short read, a zip's own error) keeps its message as the detail.
 pub fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> anyhow::Error {
-    let err = match e.raw_os_error() {
+    os_error(op, e).with_path(path).into()
+}
+
+/// `e`, from `op`, as an [`mmkit::Error`] without a path (`op failed: ... (EXXX)`), for an
+/// operation whose path the caller's context names (a temporary file's random name).
+pub fn io_error_no_path(op: &'static str, e: std::io::Error) -> anyhow::Error {
+    os_error(op, e).into()
+}
+
+fn os_error(op: &'static str, e: std::io::Error) -> mmkit::Error {
+    match errno_of(&e) {
         Some(errno) => mmkit::Error::from_raw_errno(op, errno),
         None => mmkit::Error::new(op, io_kind(e.kind())).with_detail(e.to_string()),
-    };
-    err.with_path(path).into()
+    }
+}
+
+/// The errno of `e`, also when it wraps the failed call's error in a message of its own:
+/// `tempfile` makes `No space left on device (os error 28) at path "/d/.tmpX"` of it, a private
+/// type whose `source()` does not lead back to the errno, so the errno is read from std's
+/// ` (os error N)` in the message.
+fn errno_of(e: &std::io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        let message = e.get_ref()?.to_string();
+        let (_, after) = message.split_once(" (os error ")?;
+        after.split_once(')')?.0.parse().ok()
+    })
 }
 
 fn io_kind(kind: std::io::ErrorKind) -> mmkit::ErrorKind {
@@ -45,5 +66,10 @@ mod tests {
         let short = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "failed to fill whole buffer");
         let e = io_error("read", Path::new("/f"), short);
         assert_eq!(e.to_string(), "read of /f failed: failed to fill whole buffer");
+        // tempfile's errors carry the errno inside, with the path in the message.
+        let e = tempfile::tempdir_in("/nonexistent").unwrap_err();
+        assert_eq!(e.raw_os_error(), None, "{e}");
+        let e = io_error_no_path("mkdir", e);
+        assert_eq!(e.to_string(), "mkdir failed: No such file or directory (ENOENT)");
     }
 }

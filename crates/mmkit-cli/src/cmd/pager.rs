@@ -150,6 +150,6 @@ fn kind_of(path: &Path) -> anyhow::Result<Kind> {
         );
     }
     let mut head = [0u8; 4];
-    let n = file.read_at(&mut head, 0).with_context(|| format!("read of {}", path.display()))?;
+    let n = file.read_at(&mut head, 0).map_err(|e| crate::cli::io::io_error("pread", path, e))?;
     Ok(if starts_like_zstd(&head[..n]) { Kind::Seekable } else { Kind::Snapshot })
 }

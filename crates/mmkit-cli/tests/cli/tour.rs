@@ -234,3 +234,43 @@ fn a_failing_section_is_reported_and_the_others_run() {
     assert!(sections[2].get("error").is_none(), "{doc}");
     assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
 }
+
+/// A file system without a free inode (tmpfs `nr_inodes=1`: only its root) has free space, so
+/// the checks pass and creating each section's temporary file or directory fails: the errors
+/// name the errno (they were tempfile's bare `No space left on device (os error 28) at path`),
+/// and each section fails on its own. Mounting needs root; the unprivileged run skips it.
+#[test]
+fn temporary_files_without_an_inode_name_the_errno() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root (the root run covers it)");
+        return;
+    }
+    struct Mounted(tempfile::TempDir);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "nr_inodes=1,size=64m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("run mount (util-linux)");
+    assert!(status.success(), "mount -t tmpfs -o nr_inodes=1 {}", dir.path().display());
+    let mounted = Mounted(dir);
+    let out = mmkit()
+        .args(["tour", "--only", "file,elf,pager", "--size", "64K", "--json", "--dir"])
+        .arg(mounted.0.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mmkit: tour: the file section failed: ") && err.lines().count() == 1, "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON is printed");
+    for s in doc["sections"].as_array().unwrap() {
+        let e = s["error"].as_str().unwrap_or_else(|| panic!("{s}"));
+        assert!(e.contains("No space left on device (ENOSPC)") && !e.contains("os error"), "{e}");
+    }
+    assert_eq!(doc["sections"].as_array().unwrap().len(), 3, "{doc}");
+}

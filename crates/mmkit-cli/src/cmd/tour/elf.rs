@@ -100,6 +100,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let dir = tempfile::Builder::new()
         .prefix("mmkit-tour-elf-")
         .tempdir_in(&base)
+        .map_err(|e| crate::cli::io::io_error_no_path("mkdir", e))
         .with_context(|| format!("creating a temporary directory in {}", base.display()))?;
     let so_path = build_library(dir.path(), page)?;
     check_interrupted()?;

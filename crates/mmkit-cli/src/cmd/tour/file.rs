@@ -103,6 +103,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let tmp = tempfile::Builder::new()
         .prefix("mmkit-tour-")
         .tempfile_in(&dir)
+        .map_err(|e| crate::cli::io::io_error_no_path("open(O_CREAT | O_EXCL)", e))
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let path = tmp.path().to_owned();
     let mut file = tmp.reopen().on("open", &path)?;

@@ -44,7 +44,7 @@ pub fn catch_termination_signals() -> anyhow::Result<()> {
         // async-signal-safe; replacing the disposition of SIGINT/SIGTERM affects no memory.
         let rc = unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
         if rc != 0 {
-            return Err(std::io::Error::last_os_error())
+            return Err(mmkit::Error::last_os_error("sigaction"))
                 .with_context(|| format!("tour: sigaction({}) to remove temporary files on Ctrl-C", signal_name(sig)));
         }
     }
@@ -107,7 +107,9 @@ pub fn check_disk(dir: &Path, needed: u64, what: &str) -> anyhow::Result<()> {
 /// Fails when the kernel estimates less than `needed` bytes available (`MemAvailable`) for new
 /// work without swapping.
 pub fn check_memory(needed: u64, what: &str) -> anyhow::Result<()> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").context("tour: reading /proc/meminfo")?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| crate::cli::io::io_error("read", Path::new("/proc/meminfo"), e))
+        .context("tour: checking the memory available")?;
     let Some(available) = mem_available(&meminfo) else {
         // Kernels before 3.14 lack the line; go on without the check.
         return Ok(());

@@ -74,6 +74,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }
+    .map_err(|e| crate::cli::io::io_error_no_path("mkdir", e))
     .context("tour: creating the pager section's temporary directory")?;
     let len = image_len(args.size);
 
