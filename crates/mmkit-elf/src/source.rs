@@ -357,10 +357,24 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         let raw = zip
             .by_index_raw(index)
             .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {}", zip_detail(&e))))?;
-        Ok::<_, Error>((raw.compression(), raw.encrypted(), raw.data_start(), raw.compressed_size(), raw.size()))
+        let names = (raw.header_start(), raw.name_raw().to_vec());
+        Ok::<_, Error>((raw.compression(), raw.encrypted(), raw.data_start(), raw.compressed_size(), raw.size(), names))
     }))
     .map_err(|_| bad(ErrorKind::BadArchive, "the zip parser panicked on this archive".into()))??;
-    let (method, encrypted, data_start, compressed, size) = located;
+    let (method, encrypted, data_start, compressed, size, (header_start, name)) = located;
+    // The data is found through the local header the central directory points to: it must be
+    // the entry's own (Android refuses a mismatch), not another entry's the offset was bent to.
+    if local_name(&file, header_start)
+        .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {e}")))?
+        != name
+    {
+        return Err(bad(
+            ErrorKind::BadArchive,
+            format!(
+                "the central directory points the entry at a local header of another name (offset {header_start:#x})"
+            ),
+        ));
+    }
     if encrypted {
         return Err(bad(ErrorKind::EntryEncrypted, "the entry is encrypted".into()));
     }
@@ -439,6 +453,16 @@ impl std::io::Seek for ReadBudget<'_> {
     fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
         (&mut &*self.file).seek(pos)
     }
+}
+
+/// The name in the local header at `offset`.
+fn local_name(file: &File, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut header = [0u8; 30];
+    file.read_exact_at(&mut header, offset)?;
+    let mut name = vec![0u8; usize::from(u16::from_le_bytes([header[26], header[27]]))];
+    file.read_exact_at(&mut name, offset + 30)?;
+    Ok(name)
 }
 
 /// The first entry name the central directory at `start` holds twice, if any. The zip parser

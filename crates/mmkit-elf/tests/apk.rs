@@ -180,6 +180,33 @@ fn duplicate_entry_names_are_an_error() {
     assert!(err.to_string().contains("two entries named"), "{err}");
 }
 
+/// The central directory bends the entry's local-header offset to another entry's local
+/// header (page-aligned data too): the zip parser located that entry's data under this name,
+/// which then loaded; the archive is refused, as Android refuses a local header whose name
+/// differs.
+#[test]
+fn entry_pointing_at_another_entrys_local_header_is_an_error() {
+    let dir = tmp();
+    let path = dir.path().join("bent.apk");
+    let other = "lib/x86_64/libother.so";
+    let mut impostor = basic_bytes();
+    impostor.resize(impostor.len() + 4096, 0);
+    write_zip(&path, &[(ENTRY, &basic_bytes(), page_u16()), (other, &impostor, page_u16())]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let find = |bytes: &[u8], sig: &[u8], name_at: usize, name: &str| {
+        (0..bytes.len() - name_at - name.len())
+            .find(|&i| bytes[i..].starts_with(sig) && bytes[i + name_at..].starts_with(name.as_bytes()))
+            .unwrap()
+    };
+    let other_local = find(&bytes, b"PK\x03\x04", 30, other) as u32;
+    let central = find(&bytes, b"PK\x01\x02", 46, ENTRY);
+    bytes[central + 42..central + 46].copy_from_slice(&other_local.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = open_err(&format!("{}!/{ENTRY}", path.display()));
+    assert_eq!(err.kind(), ErrorKind::BadArchive, "{err}");
+    assert!(err.to_string().contains("local header of another name"), "{err}");
+}
+
 #[test]
 fn entry_past_the_end_of_the_archive_is_an_error() {
     // Claim a larger entry in the central directory than the archive holds.
