@@ -15,7 +15,7 @@ pub enum Command {
     /// arithmetic of the plan. SOURCE is a path or `app.apk!/lib/x86_64/libfoo.so`.
     Plan {
         /// A path, or `archive.apk!/entry` (a stored, page-aligned zip entry).
-        #[arg(value_parser = parse_source)]
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         source: String,
         /// Plan for this page size (4k, 16k, 64k); default: this kernel's.
         #[arg(long, value_parser = parse_page_size)]
@@ -27,7 +27,7 @@ pub enum Command {
     /// Load SOURCE and print its mappings as /proc/self/maps shows them, with resident pages.
     Load {
         /// A path, or `archive.apk!/entry`.
-        #[arg(value_parser = parse_source)]
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         source: String,
         /// Print JSON.
         #[arg(long)]
@@ -38,7 +38,7 @@ pub enum Command {
     /// Load SOURCE and call SYMBOL as `int64_t SYMBOL(int64_t, ...)` with up to six integers.
     Call {
         /// A path, or `archive.apk!/entry`.
-        #[arg(value_parser = parse_source)]
+        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         source: String,
         /// The function to call.
         symbol: String,
@@ -112,15 +112,6 @@ pub struct LoadExt {
 
 /// The largest base page of any Linux architecture is 256 KiB; beyond 1 MiB is a typo.
 const MAX_PAGE_SIZE: u64 = 1 << 20;
-
-/// Parses SOURCE: any non-empty string (an empty one would be searched for as a library with
-/// no name, and the error would show an invisible name).
-fn parse_source(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("SOURCE is empty: give a path or `archive.apk!/entry`".to_owned());
-    }
-    Ok(s.to_owned())
-}
 
 fn parse_page_size(s: &str) -> Result<u64, String> {
     let n = crate::cli::size::parse_size(s)?;
