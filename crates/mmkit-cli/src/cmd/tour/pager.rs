@@ -75,7 +75,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         None => tempfile::tempdir(),
     }
     .map_err(|e| crate::cli::io::io_error_no_path("mkdir", e))
-    .context("tour: creating the pager section's temporary directory")?;
+    .context("creating the pager section's temporary directory")?;
     let len = image_len(args.size);
 
     // 1. A compressed file mapped lazily.
@@ -83,7 +83,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let packed = dir.path().join("image.zst");
     std::fs::write(&raw, realistic(len))
         .map_err(|e| crate::cli::io::io_error("write", &raw, e))
-        .context("tour: writing the pager section's image")?;
+        .context("writing the pager section's image")?;
     let info = seekable::pack(&raw, &packed, &PackOptions::default())?;
     let source = Arc::new(SeekableSource::open(&packed)?);
     let region = PagedRegion::new(len, source.clone())?;
