@@ -235,6 +235,28 @@ fn a_failing_section_is_reported_and_the_others_run() {
     assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
 }
 
+/// A tmpfs mounted with `options` on a temporary directory (as root), unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(options: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount (util-linux)");
+        assert!(status.success(), "mount -t tmpfs -o {options} {}", dir.path().display());
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
 /// A file system without a free inode (tmpfs `nr_inodes=1`: only its root) has free space, so
 /// the checks pass and creating each section's temporary file or directory fails: the errors
 /// name the errno (they were tempfile's bare `No space left on device (os error 28) at path`),
@@ -245,20 +267,7 @@ fn temporary_files_without_an_inode_name_the_errno() {
         eprintln!("skipped: mounting a tmpfs needs root (the root run covers it)");
         return;
     }
-    struct Mounted(tempfile::TempDir);
-    impl Drop for Mounted {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0.path()).status();
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "nr_inodes=1,size=64m", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("run mount (util-linux)");
-    assert!(status.success(), "mount -t tmpfs -o nr_inodes=1 {}", dir.path().display());
-    let mounted = Mounted(dir);
+    let mounted = Tmpfs::mount("nr_inodes=1,size=64m");
     let out = mmkit()
         .args(["tour", "--only", "file,elf,pager", "--size", "64K", "--json", "--dir"])
         .arg(mounted.0.path())
@@ -275,4 +284,34 @@ fn temporary_files_without_an_inode_name_the_errno() {
         assert!(!e.starts_with("tour: "), "{e}");
     }
     assert_eq!(doc["sections"].as_array().unwrap().len(), 3, "{doc}");
+}
+
+/// The audit's case: `--dir` on a noexec mount. The elf section fails saying so (it failed at
+/// `mmap ... EPERM`) and the mmio and pager sections after it still run and print (it stopped
+/// there, and `--json` printed nothing). Mounting needs root; the unprivileged run skips it.
+#[test]
+fn elf_section_on_a_noexec_dir_says_so_and_the_tour_goes_on() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root (the root run covers it)");
+        return;
+    }
+    let mounted = Tmpfs::mount("noexec,size=64m");
+    let out = mmkit()
+        .args(["tour", "--only", "file,elf,mmio,pager", "--size", "64K", "--json", "--dir"])
+        .arg(mounted.0.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("mmkit: tour: the elf section failed: ") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("noexec") && err.contains(&*mounted.0.path().to_string_lossy()), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON is printed");
+    let sections = doc["sections"].as_array().unwrap();
+    let ids: Vec<&str> = sections.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["file", "elf", "mmio", "pager"]);
+    assert!(sections[1]["error"].as_str().unwrap().contains("noexec"), "{doc}");
+    for i in [0, 2, 3] {
+        assert!(sections[i].get("error").is_none(), "{}", sections[i]);
+    }
+    assert!(leftovers(mounted.0.path()).is_empty(), "{:?}", leftovers(mounted.0.path()));
 }

@@ -95,6 +95,14 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let mut s = Section::new("elf", TITLE);
     let page = mmkit_elf::page_size();
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    // The library is mapped with PROT_EXEC from a file in `base`, which a noexec mount refuses
+    // (mmap: EPERM, naming neither the mount nor --dir).
+    if rustix::fs::statvfs(&base).is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC)) {
+        anyhow::bail!(
+            "{} is on a file system mounted noexec, where the library the elf section builds cannot be mapped executable; use another --dir",
+            base.display()
+        );
+    }
     // A fresh directory inside an existing one (removed with everything in it on drop): never
     // a predictable name, never parents created that would stay behind.
     let dir = tempfile::Builder::new()
