@@ -659,6 +659,10 @@ impl Tags {
 }
 
 fn read_verneed(dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
+    // Version indices have 15 bits: more records than that in all is a table made to make the
+    // walk long (65535 libraries of 65535 records each sharing one chain: 2^32 steps).
+    const MAX_RECORDS: u32 = 65535;
+    let mut records = 0u32;
     let mut at = addr;
     for _ in 0..num.min(65535) {
         let vn = dy.image.read_pod::<elf::Verneed<LE>>(at)?;
@@ -666,6 +670,10 @@ fn read_verneed(dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
         dy.check_str(file)?;
         let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
         for _ in 0..vn.vn_cnt.get(LE) {
+            records += 1;
+            if records > MAX_RECORDS {
+                return Err(bad(format!("DT_VERNEED holds more than {MAX_RECORDS} version records")));
+            }
             let va = dy.image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
             let name = va.vna_name.get(LE);
             dy.check_str(name)?;

@@ -192,3 +192,57 @@ fn absurd_initializer_array_sizes_are_errors_at_load() {
         }
     }
 }
+
+/// `DT_VERNEED` of 65535 libraries, each with 65535 needed versions all sharing one chain of
+/// records (in an added read-only segment): 2^32 steps of the version walk (well over 30 s)
+/// before any check refused the library. Refused quickly.
+#[test]
+fn a_version_table_made_to_walk_long_is_refused_quickly() {
+    let mut bytes = std::fs::read(lib("basic.c", "fxbasic")).unwrap();
+    let plan = mmkit_elf::Plan::new(&bytes, bytes.len() as u64, 4096).unwrap();
+    let base = plan.segments.last().unwrap().map_end().next_multiple_of(0x10000);
+    let (n, rec) = (65535u64, 16u64);
+    let aux = base + n * rec;
+    let mut blob = Vec::new();
+    for i in 0..n {
+        // Verneed: version 1, 65535 records, file name at .dynstr offset 1, aux, next.
+        blob.extend(1u16.to_le_bytes());
+        blob.extend(0xffffu16.to_le_bytes());
+        blob.extend(1u32.to_le_bytes());
+        blob.extend(((aux - (base + i * rec)) as u32).to_le_bytes());
+        blob.extend(16u32.to_le_bytes());
+    }
+    for i in 0..n {
+        // Vernaux: hash, flags, version index 2, name at offset 1, next (0 ends the chain).
+        blob.extend(0u32.to_le_bytes());
+        blob.extend(0u16.to_le_bytes());
+        blob.extend(2u16.to_le_bytes());
+        blob.extend(1u32.to_le_bytes());
+        blob.extend((if i + 1 < n { 16u32 } else { 0 }).to_le_bytes());
+    }
+    // The blob becomes a new PT_LOAD in place of the PT_NOTE header.
+    let offset = (bytes.len() as u64).next_multiple_of(0x1000);
+    let (phoff, phnum) = plan.phdrs;
+    let note = (0..phnum)
+        .map(|i| (phoff + i * 56) as usize)
+        .find(|&at| bytes[at..at + 4] == 4u32.to_le_bytes())
+        .expect("a PT_NOTE header");
+    let ph = [1u64 | (4 << 32), offset, base, base, blob.len() as u64, blob.len() as u64, 0x1000];
+    for (k, v) in ph.iter().enumerate() {
+        bytes[note + 8 * k..note + 8 * k + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    bytes.resize(offset as usize, 0);
+    bytes.extend(&blob);
+    let bytes = with_dynamic_value(&bytes, 0x6fff_fffe /* DT_VERNEED */, base);
+    let bytes = with_dynamic_value(&bytes, 0x6fff_ffff /* DT_VERNEEDNUM */, n);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: the library is refused before any of its code runs.
+        let res = unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("long-versions", bytes)) };
+        tx.send(res.map(|_| ()))
+    });
+    let res = rx.recv_timeout(Duration::from_secs(30)).expect("reading the version table hangs");
+    let err = res.unwrap_err();
+    assert_eq!(err.kind(), mmkit_elf::ErrorKind::BadDynamic, "{err}");
+    assert!(err.to_string().contains("more than 65535 version records"), "{err}");
+}
