@@ -69,6 +69,23 @@ fn zerr(op: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::new(op, ErrorKind::InvalidArgument).with_path(path).with_detail(e.to_string())
 }
 
+/// The output file, remembering the errno of a failed write (the encoder's own error type
+/// keeps only the message).
+struct Recorded {
+    inner: File,
+    failed: std::rc::Rc<std::cell::Cell<Option<i32>>>,
+}
+
+impl io::Write for Recorded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.failed.set(Some(e.raw_os_error().unwrap_or(libc::EIO))))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.failed.set(Some(e.raw_os_error().unwrap_or(libc::EIO))))
+    }
+}
+
 fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
     Error::from_raw_errno(op, e.raw_os_error().unwrap_or(libc::EIO)).with_path(path).with_detail(e.to_string())
 }
@@ -105,16 +122,25 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
             .with_path(output)
             .with_detail("the output is a /proc or /sys file"));
     }
+    let failed = std::rc::Rc::new(std::cell::Cell::new(None));
     let mut enc = EncodeOptions::new()
         .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))
         .compression_level(opts.level)
         // A content checksum per frame: a corrupt frame is an error, never garbage as data.
         .checksum_flag(true)
-        .into_encoder(io::BufWriter::new(dst))
+        .into_encoder(io::BufWriter::new(Recorded { inner: dst, failed: failed.clone() }))
         .map_err(|e| zerr("zstd seekable encoder", output, e))?;
+    // An error writing the output is the output's (with its errno), not the input's or zstd's.
+    let out_err = |op: &'static str, e: &dyn std::fmt::Display| match failed.get() {
+        Some(errno) => Error::from_raw_errno("write", errno).with_path(output),
+        None => zerr(op, output, e),
+    };
     // Exactly the bytes the file's size promises: a file whose size is not its content (a /proc
     // or /sys file) or that changes meanwhile is refused, never packed in part or endlessly.
-    let input_bytes = io::copy(&mut (&src).take(meta.len()), &mut enc).map_err(|e| ioerr("compression", input, e))?;
+    let input_bytes = io::copy(&mut (&src).take(meta.len()), &mut enc).map_err(|e| match failed.get() {
+        Some(_) => out_err("compression", &e),
+        None => ioerr("compression", input, e),
+    })?;
     let mut probe = [0u8; 1];
     let more = (&src).read(&mut probe).map_err(|e| ioerr("read", input, e))?;
     if input_bytes != meta.len() || more != 0 {
@@ -126,7 +152,7 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
         )));
     }
     let frames = enc.seek_table().num_frames();
-    let output_bytes = enc.finish().map_err(|e| zerr("zstd seekable finish", output, e))?;
+    let output_bytes = enc.finish().map_err(|e| out_err("zstd seekable finish", &e))?;
     // `finish` counts the last frame and the seek table; the frame count is final then.
     let frames = SeekableSource::open(output).map(|s| s.frames()).unwrap_or(frames);
     Ok(PackInfo { input_bytes, output_bytes, frames })

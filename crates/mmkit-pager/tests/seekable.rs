@@ -223,3 +223,42 @@ fn a_frame_larger_than_the_format_allows_is_refused_not_decompressed() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     assert_eq!(source.bytes_decompressed(), 0);
 }
+
+/// A full filesystem under the output: the error is the output's, with its errno (ENOSPC), not
+/// the input's ("compression of INPUT") or a bare message of the encoder. Mounts a small tmpfs,
+/// so root only.
+#[test]
+fn a_full_output_is_named_with_its_errno() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    let mut x: u64 = 1;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&input, noise).unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mount -t tmpfs failed");
+        return;
+    }
+    let output = small.join("out.zst");
+    let err = seekable::pack(&input, &output, &PackOptions::default()).unwrap_err();
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    assert_eq!(err.errno(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(err.path(), Some(output.as_path()), "{err}");
+}
