@@ -109,8 +109,14 @@ impl Source {
                 let (file, len, dev_ino) = open_regular(path, &label)?;
                 Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label })
             }
-            Source::ZipEntry { archive, entry } => open_zip_entry(archive, entry, page_size),
-            Source::Fd { fd, offset, label } => open_fd_offset(&fd.0, *offset, label, page_size),
+            Source::ZipEntry { archive, entry } => {
+                check_page_size(page_size, &label)?;
+                open_zip_entry(archive, entry, page_size)
+            }
+            Source::Fd { fd, offset, label } => {
+                check_page_size(page_size, label)?;
+                open_fd_offset(&fd.0, *offset, label, page_size)
+            }
             Source::Memory { name, bytes } => {
                 let err = |op: &str, e| Error::os(op, e).with_path(&label);
                 let fd = rustix::fs::memfd_create(
@@ -264,6 +270,20 @@ impl OpenSource {
     pub fn dev_ino(&self) -> (u64, u64) {
         self.dev_ino
     }
+}
+
+/// The image's offset is checked against the page size: one the planner would refuse (not a
+/// power of two of at least 4 KiB; 0 divided by zero) is an error here too.
+fn check_page_size(page_size: u64, label: &str) -> Result<()> {
+    if page_size < crate::plan::MIN_PAGE_SIZE || !page_size.is_power_of_two() {
+        return Err(Error::new(
+            "open",
+            ErrorKind::BadPageSize,
+            format!("page size {page_size:#x} is not a power of two ≥ 4 KiB"),
+        )
+        .with_path(label));
+    }
+    Ok(())
 }
 
 /// Opens the regular file at `path` read-only, never blocking and never opening anything else

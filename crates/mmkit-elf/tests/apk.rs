@@ -353,6 +353,24 @@ fn bang_directory_error_names_the_file() {
     assert!(Source::path(sub.join("libfoo.so")).open(mmkit_elf::page_size()).is_ok());
 }
 
+/// A page size the planner refuses is an error when opening an entry or an fd at an offset
+/// too (0 divided by zero: a panic).
+#[test]
+fn absurd_page_sizes_are_errors_when_opening() {
+    let dir = tmp();
+    let path = apk(dir.path(), &basic_bytes(), page_u16());
+    let file = std::fs::File::open(&path).unwrap();
+    let at = Source::fd(&file, entry_offset(&path, ENTRY), "fd").unwrap();
+    for page in [0u64, 1, 4095, 4097, 1 << 13 | 1] {
+        for source in [Source::zip_entry(&path, ENTRY), at.clone()] {
+            let err = source.open(page).map(|_| ()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadPageSize, "{source} page {page:#x}: {err}");
+            let err = mmkit_elf::plan(&source, page).map(|_| ()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::BadPageSize, "{source} page {page:#x}: {err}");
+        }
+    }
+}
+
 #[test]
 fn source_parse_splits_on_bang_slash() {
     assert_eq!(Source::parse("a/b.apk!/lib/x/libc.so"), Source::zip_entry("a/b.apk", "lib/x/libc.so"));
