@@ -179,6 +179,16 @@ impl Error {
         self
     }
 
+    /// `self` with `more` added to its detail.
+    #[cold]
+    pub(crate) fn and_detail(mut self, more: &str) -> Self {
+        if !self.0.detail.is_empty() {
+            self.0.detail.push_str("; ");
+        }
+        self.0.detail.push_str(more);
+        self
+    }
+
     /// Sets the path unless one is already set (inner errors name the more precise file).
     #[cold]
     pub(crate) fn with_path(mut self, path: impl AsRef<Path>) -> Self {

@@ -950,3 +950,31 @@ fn initial_exec_tls_against_libcs_errno_reaches_each_threads_errno() {
     // SAFETY: as above.
     assert_eq!(unsafe { *libc::__errno_location() }, 1235, "other threads left this one's errno alone");
 }
+
+/// A library on a `noexec` mount: the kernel refuses its executable segment with `EPERM`, and
+/// the error says what that likely means. Mounts a small tmpfs, so root only.
+#[test]
+fn a_library_on_a_noexec_mount_says_so() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let lib = lib("basic.c", "fxbasic");
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,noexec", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mount -t tmpfs failed");
+        return;
+    }
+    let copy = dir.path().join("libfxbasic.so");
+    std::fs::copy(&lib, &copy).unwrap();
+    let result = try_open(copy.as_path());
+    let _ = std::process::Command::new("umount").arg(dir.path()).status();
+    let Err(err) = result else { panic!("a library on a noexec mount loaded") };
+    assert_eq!(err.errno(), Some(libc::EPERM), "{err}");
+    assert!(err.to_string().contains("noexec mount"), "{err}");
+}
