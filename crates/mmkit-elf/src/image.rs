@@ -113,6 +113,7 @@ impl Image {
         if let Some((mode, fd)) = options.relro {
             let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)
                 .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC) of the RELRO file", e))?;
+            check_relro_file(&fd, mode)?;
             image.relro_file = std::sync::Mutex::new(Some((mode, fd)));
         }
         Ok(image)
@@ -168,7 +169,7 @@ impl Image {
                 )
             }
             .map_err(|e| {
-                Error::from_core(format!("mmap of segment {}", first.phdr_index), &e)
+                noexec_hint(Error::from_core(format!("mmap of segment {}", first.phdr_index), &e), first.prot)
                     .with_range(offset, total as u64)
                     .with_path(src.label())
             })?;
@@ -236,7 +237,7 @@ impl Image {
                     )
                 }
                 .map_err(|e| {
-                    Error::from_core(format!("mmap of segment {}", seg.phdr_index), &e)
+                    noexec_hint(Error::from_core(format!("mmap of segment {}", seg.phdr_index), &e), seg.prot)
                         .with_range(offset, seg.map_file_len)
                         .with_path(src.label())
                 })?;
@@ -809,6 +810,31 @@ fn relro_file_err(op: &str, e: rustix::io::Errno, len: u64) -> Error {
     Error::os(format!("{op} of the RELRO file"), e).with_range(0, len)
 }
 
+/// The RELRO file must be a regular file open for what `mode` does with it (written then
+/// mapped: read-write; compared then mapped: readable), checked before relocating so the error
+/// says so (was `ftruncate ... EINVAL` for a FIFO or a read-only file, a size mismatch for a
+/// FIFO, `mmap ... EACCES` for a write-only file).
+fn check_relro_file(fd: &rustix::fd::OwnedFd, mode: RelroMode) -> Result<()> {
+    use rustix::fs::OFlags;
+    let bad = |detail: String| Error::new("check the RELRO file", ErrorKind::Io, detail);
+    let dup = fd.try_clone().map_err(|e| bad(format!("dup: {e}")))?;
+    let meta = std::fs::File::from(dup).metadata().map_err(|e| bad(format!("fstat: {e}")))?;
+    if !meta.is_file() {
+        return Err(bad(format!("not a regular file: {}", mmkit::open::file_type_name(meta.file_type()))));
+    }
+    let access =
+        rustix::fs::fcntl_getfl(fd).map_err(|e| Error::os("fcntl(F_GETFL) of the RELRO file", e))? & OFlags::RWMODE;
+    match mode {
+        RelroMode::Write if access != OFlags::RDWR => {
+            Err(bad("write_relro needs it open for reading and writing (it is written, then mapped)".into()))
+        }
+        RelroMode::Use if access == OFlags::WRONLY => {
+            Err(bad("use_relro needs it open for reading (it is compared, then mapped)".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Writes the relocated RELRO bytes `mine` to `fd`, replacing what it held.
 fn write_relro_file(fd: &rustix::fd::OwnedFd, mine: &[u8]) -> Result<()> {
     let len = mine.len() as u64;
@@ -863,6 +889,16 @@ fn identical_page_runs(mine: &[u8], theirs: Option<&[u8]>, page: u64) -> Vec<(u6
         }
     }
     runs
+}
+
+/// An executable segment the kernel refused to map with `EPERM`: the likely cause is a file on
+/// a `noexec` mount (or a security policy), which the bare errno does not say.
+fn noexec_hint(e: Error, prot: mmkit::Protection) -> Error {
+    if prot.executable() && e.errno() == Some(libc::EPERM) {
+        e.and_detail("an executable mapping was refused: is the file on a noexec mount?")
+    } else {
+        e
+    }
 }
 
 #[cfg(test)]

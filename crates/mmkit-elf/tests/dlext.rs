@@ -412,3 +412,33 @@ fn shared_relro_is_paid_for_about_once_by_8_processes() {
     assert!(a >= (N as u64) * (rl >> 10) * 9 / 10, "without sharing each process pays for its RELRO: {a} KiB");
     assert!(s * 4 <= a, "sharing saved less than 3/4: {s} KiB vs {a} KiB");
 }
+
+/// A RELRO file that cannot serve (a FIFO, a read-only file to write, a write-only one to use)
+/// is named as such before relocation: the errors were `ftruncate ... EINVAL`, a size mismatch
+/// ("another library or build?") and `pread ... EBADF`.
+#[test]
+fn relro_files_of_the_wrong_kind_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build("dlext", "basic.c", "fxrelrokind", &[]);
+    let fifo = dir.path().join("relro.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let file = dir.path().join("relro");
+    let read_only = {
+        std::fs::write(&file, b"").unwrap();
+        std::fs::File::open(&file).unwrap()
+    };
+    let write_only = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    let space = aligned_reservation(&path, 64 * mmkit::page_size());
+    let cases: [(&str, LoadOptions<'_>, &str); 4] = [
+        ("write to a FIFO", LoadOptions::new().reserved(&space, 0).write_relro(&fifo), "not a regular file: a FIFO"),
+        ("use a FIFO", LoadOptions::new().reserved(&space, 0).use_relro(&fifo), "not a regular file: a FIFO"),
+        ("write read-only", LoadOptions::new().reserved(&space, 0).write_relro(&read_only), "reading and writing"),
+        ("use write-only", LoadOptions::new().reserved(&space, 0).use_relro(&write_only), "open for reading"),
+    ];
+    for (what, options, says) in cases {
+        let err = open_with(path.as_path(), &options).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{what}: {err}");
+        assert!(err.to_string().contains(says), "{what}: {err}");
+    }
+}
