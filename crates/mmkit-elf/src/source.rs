@@ -316,6 +316,11 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
             format!("not a regular file: {}", mmkit::open::file_type_name(meta.file_type())),
         ));
     }
+    // Read and mapped: a write-only or `O_PATH` descriptor was a bare `pread ... EBADF`.
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| Error::os("fcntl(F_GETFL)", e).with_path(label))?;
+    if flags.contains(rustix::fs::OFlags::PATH) || flags & rustix::fs::OFlags::RWMODE == rustix::fs::OFlags::WRONLY {
+        return Err(bad(ErrorKind::Io, "the descriptor is not open for reading".into()));
+    }
     let file_size = meta.len();
     if !offset.is_multiple_of(page_size) {
         return Err(bad(

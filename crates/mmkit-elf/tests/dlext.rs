@@ -160,6 +160,26 @@ fn fd_offsets_are_validated() {
     assert!(err.to_string().contains("not a regular file: a directory"), "{err}");
 }
 
+/// A descriptor that cannot be read (write-only, `O_PATH`) says so; it was `pread ... EBADF`.
+#[test]
+fn fd_sources_must_be_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libfd.so");
+    std::fs::copy(lib("basic.c", "fxbasic"), &path).unwrap();
+    let write_only = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let o_path =
+        rustix::fs::open(&path, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+            .unwrap();
+    for (what, source) in
+        [("write-only", Source::fd(&write_only, 0, "w").unwrap()), ("O_PATH", Source::fd(&o_path, 0, "p").unwrap())]
+    {
+        let err = try_open(source.clone()).unwrap_err();
+        assert!(err.to_string().contains("not open for reading"), "{what}: {err}");
+        let err = mmkit_elf::plan(&source, mmkit::page_size() as u64).unwrap_err();
+        assert!(err.to_string().contains("not open for reading"), "{what}: {err}");
+    }
+}
+
 /// The `VmFlags` line of the `/proc/self/smaps` area starting at `start`.
 fn vm_flags(start: u64) -> String {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
