@@ -2058,13 +2058,16 @@ mod tests {
     /// answers, from the walk of glibc's objects and one `dlsym` asking whether libm is global
     /// (not a `dlvsym` + `dlsym` per name and scope); once libm is promoted to the global scope,
     /// the global lookup finds the definition.
+    // The walk binds 64-bit objects only (on 32-bit targets every name goes to glibc), and the
+    // versions named below are x86_64's and aarch64's.
+    #[cfg(all(target_pointer_width = "64", any(target_arch = "x86_64", target_arch = "aarch64")))]
     #[test]
     fn a_definition_outside_the_global_scope_binds_in_its_library_only() {
         let _serial = WALKS.lock().unwrap_or_else(|e| e.into_inner());
         // glibc's first version on the machine.
         #[cfg(target_arch = "aarch64")]
         const FIRST: &[u8] = b"GLIBC_2.17\0";
-        #[cfg(not(target_arch = "aarch64"))]
+        #[cfg(target_arch = "x86_64")]
         const FIRST: &[u8] = b"GLIBC_2.2.5\0";
         let cases: [(&[u8], &[u8]); 4] = [
             (b"cbrt\0", FIRST),             // a plain function
