@@ -170,15 +170,6 @@ impl Error {
         self
     }
 
-    /// `self` with `detail` (when it has none yet).
-    #[cold]
-    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        if self.0.detail.is_empty() {
-            self.0.detail = detail.into();
-        }
-        self
-    }
-
     /// `self` with `more` added to its detail.
     #[cold]
     pub(crate) fn and_detail(mut self, more: &str) -> Self {

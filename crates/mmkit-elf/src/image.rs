@@ -817,8 +817,7 @@ fn relro_file_err(op: &str, e: rustix::io::Errno, len: u64) -> Error {
 fn check_relro_file(fd: &rustix::fd::OwnedFd, mode: RelroMode) -> Result<()> {
     use rustix::fs::OFlags;
     let bad = |detail: String| Error::new("check the RELRO file", ErrorKind::Io, detail);
-    let dup = fd.try_clone().map_err(|e| bad(format!("dup: {e}")))?;
-    let meta = std::fs::File::from(dup).metadata().map_err(|e| bad(format!("fstat: {e}")))?;
+    let meta = crate::source::fd_metadata(fd).map_err(|e| bad(format!("fstat: {e}")))?;
     if !meta.is_file() {
         return Err(bad(format!("not a regular file: {}", mmkit::open::file_type_name(meta.file_type()))));
     }

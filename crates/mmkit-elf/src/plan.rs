@@ -443,7 +443,7 @@ impl SegmentPlan {
 }
 
 /// The page size is a power of two at or above [`MIN_PAGE_SIZE`].
-fn check_page_size(page_size: u64) -> Result<()> {
+pub(crate) fn check_page_size(page_size: u64) -> Result<()> {
     if page_size < MIN_PAGE_SIZE || !page_size.is_power_of_two() {
         return Err(plan_err(
             ErrorKind::BadPageSize,

@@ -86,26 +86,9 @@ impl SystemLibrary {
         &self.name
     }
 
-    /// Its load bias (`l_addr` of glibc's link map, `dlinfo(RTLD_DI_LINKMAP)`).
-    #[cfg(target_env = "gnu")]
+    /// Its load bias (`l_addr` of glibc's link map; unknown without glibc's `dlinfo`).
     pub(crate) fn bias(&self) -> Option<u64> {
-        let mut map: *mut c_void = std::ptr::null_mut();
-        // SAFETY: a live handle; dlinfo writes one pointer into `map`.
-        let rc = unsafe {
-            libc::dlinfo(self.handle as *mut c_void, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut c_void).cast())
-        };
-        if rc != 0 || map.is_null() {
-            return None;
-        }
-        // SAFETY: glibc's `struct link_map` begins with `ElfW(Addr) l_addr`; the map lives while
-        // the handle does.
-        Some(unsafe { *(map as *const usize) } as u64)
-    }
-
-    /// Its load bias: unknown without glibc's `dlinfo`.
-    #[cfg(not(target_env = "gnu"))]
-    pub(crate) fn bias(&self) -> Option<u64> {
-        None
+        link_map_word(self.handle as *mut c_void, 0).map(|a| a as u64)
     }
 
     /// `dlvsym(handle, name, version)` or `dlsym(handle, name)`.
@@ -345,7 +328,7 @@ impl Scope {
         match self.own_object.get() {
             Some((h, object)) if h == handle as usize => object,
             _ => {
-                let object = link_map_dynamic(handle).and_then(|d| object_at(g, d));
+                let object = link_map_word(handle, 2).and_then(|l_ld| object_at(g, l_ld));
                 self.own_object.set(Some((handle as usize, object)));
                 object
             }
@@ -1583,10 +1566,12 @@ fn object_probes(generation: (u64, u64), only: Option<u32>) -> Option<Vec<(CStri
     c.out
 }
 
-/// The run-time address of the dynamic section (`l_ld` of glibc's link map) of the object a
-/// live `dlopen` handle names.
+/// Word `index` of glibc's link map of the object a live `dlopen` handle names
+/// (`dlinfo(RTLD_DI_LINKMAP)`): 0 `l_addr`, the load bias; 2 `l_ld`, the run-time address of
+/// its dynamic section. `index` must be 0, 1 or 2.
 #[cfg(target_env = "gnu")]
-fn link_map_dynamic(handle: *mut c_void) -> Option<usize> {
+fn link_map_word(handle: *mut c_void, index: usize) -> Option<usize> {
+    assert!(index <= 2, "struct link_map's public part has three words before its list links");
     let mut map: *mut c_void = std::ptr::null_mut();
     // SAFETY: a live handle (the caller's `SystemLibrary`); dlinfo writes one pointer into `map`.
     let rc = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *mut c_void).cast()) };
@@ -1594,13 +1579,13 @@ fn link_map_dynamic(handle: *mut c_void) -> Option<usize> {
         return None;
     }
     // SAFETY: glibc's public `struct link_map` begins `l_addr`, `l_name`, `l_ld` (pointer-sized
-    // each); the map lives while the handle does.
-    Some(unsafe { *(map as *const usize).add(2) })
+    // each; `index <= 2`); the map lives while the handle does.
+    Some(unsafe { *(map as *const usize).add(index) })
 }
 
 /// Unknown without glibc's `dlinfo`.
 #[cfg(not(target_env = "gnu"))]
-fn link_map_dynamic(_handle: *mut c_void) -> Option<usize> {
+fn link_map_word(_handle: *mut c_void, _index: usize) -> Option<usize> {
     None
 }
 

@@ -110,11 +110,11 @@ impl Source {
                 Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label })
             }
             Source::ZipEntry { archive, entry } => {
-                check_page_size(page_size, &label)?;
+                crate::plan::check_page_size(page_size).map_err(|e| e.with_path(&label))?;
                 open_zip_entry(archive, entry, page_size)
             }
             Source::Fd { fd, offset, label } => {
-                check_page_size(page_size, label)?;
+                crate::plan::check_page_size(page_size).map_err(|e| e.with_path(label))?;
                 open_fd_offset(&fd.0, *offset, label, page_size)
             }
             Source::Memory { name, bytes } => {
@@ -272,20 +272,6 @@ impl OpenSource {
     }
 }
 
-/// The image's offset is checked against the page size: one the planner would refuse (not a
-/// power of two of at least 4 KiB; 0 divided by zero) is an error here too.
-fn check_page_size(page_size: u64, label: &str) -> Result<()> {
-    if page_size < crate::plan::MIN_PAGE_SIZE || !page_size.is_power_of_two() {
-        return Err(Error::new(
-            "open",
-            ErrorKind::BadPageSize,
-            format!("page size {page_size:#x} is not a power of two ≥ 4 KiB"),
-        )
-        .with_path(label));
-    }
-    Ok(())
-}
-
 /// Opens the regular file at `path` read-only, never blocking and never opening anything else
 /// (see [`mmkit::open`]): its length and `(st_dev, st_ino)` too, from the one `fstat`. The
 /// descriptor keeps `O_NONBLOCK` (no effect on reading and mapping a regular file; two `fcntl`
@@ -302,12 +288,16 @@ fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
     Ok((file, meta.len(), (meta.dev(), meta.ino())))
 }
 
+/// `fstat` of `fd` as std's `Metadata` (through a duplicate: std builds it from a `File`).
+pub(crate) fn fd_metadata(fd: &OwnedFd) -> std::io::Result<std::fs::Metadata> {
+    std::fs::File::from(fd.try_clone()?).metadata()
+}
+
 /// Opens the image at `offset` in the open file `fd`, checked like a stored APK entry: a
 /// regular file, a page-aligned offset, inside the file.
 fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Result<OpenSource> {
     let bad = |kind, detail: String| Error::new("open fd", kind, detail).with_path(label);
-    let dup = fd.try_clone().map_err(|e| Error::new("dup", ErrorKind::Io, e.to_string()).with_path(label))?;
-    let meta = std::fs::File::from(dup).metadata().map_err(|e| {
+    let meta = fd_metadata(fd).map_err(|e| {
         Error::os("fstat", rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO))).with_path(label)
     })?;
     if !meta.is_file() {
@@ -354,7 +344,7 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         // `dir!/libfoo.so`, a file in a directory whose name ends in `!`, reads as an entry of
         // the archive `dir`: say so rather than only that `dir` does not exist.
         match e.errno() {
-            Some(libc::ENOENT | libc::ENOTDIR) if Path::new(&label).is_file() => e.with_detail(format!(
+            Some(libc::ENOENT | libc::ENOTDIR) if Path::new(&label).is_file() => e.and_detail(&format!(
                 "{label} is a file, but a path holding `!/` names an entry of a zip archive \
                  (Source::path names the file)"
             )),
@@ -513,9 +503,8 @@ fn duplicate_name(file: &File, start: u64) -> std::io::Result<Option<String>> {
         let mut name = vec![0u8; name_len];
         reader.read_exact(&mut name)?;
         reader.seek_relative(rest_len as i64)?;
-        if seen.contains(&name) {
-            return Ok(Some(String::from_utf8_lossy(&name).into_owned()));
+        if let Some(twice) = seen.replace(name) {
+            return Ok(Some(String::from_utf8_lossy(&twice).into_owned()));
         }
-        seen.insert(name);
     }
 }

@@ -172,6 +172,20 @@ fn dirty_tracking_is_refused_on_shmem_and_hugetlb_backings() {
     });
 }
 
+/// Maps one page of `fd` shared and writable, and unmaps it: `Err(errno)` when refused.
+fn map_shared_writable(fd: std::os::fd::RawFd) -> Result<(), i32> {
+    // SAFETY: a fresh mapping the kernel places, unmapped at once when it succeeds.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), page(), libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    // SAFETY: the mapping made above.
+    unsafe { libc::munmap(p, page()) };
+    Ok(())
+}
+
 #[test]
 fn the_shared_descriptor_is_read_only() {
     with_timeout(60, || {
@@ -179,19 +193,11 @@ fn the_shared_descriptor_is_read_only() {
         let fd = region.share().unwrap();
         let flags = rustix::fs::fcntl_getfl(&fd).unwrap();
         assert_eq!(flags & rustix::fs::OFlags::RWMODE, rustix::fs::OFlags::RDONLY);
-        // SAFETY: a fresh mapping the kernel places; unmapped below when it succeeds.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_eq!(p, libc::MAP_FAILED, "a writable shared mapping of the shared fd must be refused");
-        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::EACCES));
+        assert_eq!(
+            map_shared_writable(fd.as_raw_fd()),
+            Err(libc::EACCES),
+            "a writable shared mapping of the shared fd must be refused"
+        );
         assert!(rustix::io::pwrite(&fd, &[1], 0).is_err());
         assert!(rustix::fs::ftruncate(&fd, 0).is_err());
     });
@@ -225,22 +231,10 @@ fn the_shared_descriptor_cannot_be_reopened_for_writing() {
                 rustix::io::pwrite(&rw, &[0x55], (2 * page()) as u64).is_err(),
                 "a write through a reopened descriptor"
             );
-            // SAFETY: a fresh mapping the kernel places; unmapped below when it succeeds.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    page(),
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    rw.as_raw_fd(),
-                    0,
-                )
-            };
-            if p != libc::MAP_FAILED {
-                // SAFETY: the mapping made above.
-                unsafe { libc::munmap(p, page()) };
-                panic!("a writable shared mapping through a reopened descriptor");
-            }
+            assert!(
+                map_shared_writable(rw.as_raw_fd()).is_err(),
+                "a writable shared mapping through a reopened descriptor"
+            );
         }
         assert_eq!(bytes[2 * page()], 0xAA, "the bytes behind the region's &[u8] changed");
         // Pages are still supplied after the seal (fault-around populates through the staging

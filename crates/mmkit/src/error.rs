@@ -84,6 +84,22 @@ impl Error {
         e
     }
 
+    /// A failed `std` I/O operation `op` (`std::fs`, `std::io`): its errno when it has one,
+    /// else its kind (a short read is [`ErrorKind::Truncated`]) with its message as the detail.
+    pub fn from_io(op: impl Into<Cow<'static, str>>, e: &std::io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(errno) => Self::from_raw_errno(op, errno),
+            None => {
+                let kind = match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => ErrorKind::Truncated,
+                    std::io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                    _ => ErrorKind::InvalidArgument,
+                };
+                Self::new(op, kind).with_detail(e.to_string())
+            }
+        }
+    }
+
     /// A kernel error from the last OS error of this thread.
     pub fn last_os_error(op: impl Into<Cow<'static, str>>) -> Self {
         Self::from_raw_errno(op, std::io::Error::last_os_error().raw_os_error().unwrap_or(0))

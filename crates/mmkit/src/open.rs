@@ -56,7 +56,7 @@ pub fn create_regular(path: impl AsRef<Path>) -> Result<File> {
     let path = path.as_ref();
     let (file, meta) = checked_open(path, OpenOptions::new().write(true).create(true), false, true)?;
     if meta.len() != 0 {
-        file.set_len(0).map_err(|e| io_error("ftruncate", e).with_path(path))?;
+        file.set_len(0).map_err(|e| Error::from_io("ftruncate", &e).with_path(path))?;
     }
     Ok(file)
 }
@@ -73,15 +73,15 @@ fn checked_open(
         Ok(meta) if !meta.is_file() => return Err(not_regular("open", &meta).with_path(path)),
         Ok(_) => {}
         Err(e) if must_exist || e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io_error("stat", e).with_path(path))
+            return Err(Error::from_io("stat", &e).with_path(path))
         }
         Err(_) => {}
     }
     let file = options
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| io_error("open", e).with_path(path))?;
-    let meta = file.metadata().map_err(|e| io_error("fstat", e).with_path(path))?;
+        .map_err(|e| Error::from_io("open", &e).with_path(path))?;
+    let meta = file.metadata().map_err(|e| Error::from_io("fstat", &e).with_path(path))?;
     if !meta.is_file() {
         return Err(not_regular("open", &meta).with_path(path));
     }
@@ -116,14 +116,6 @@ pub fn file_type_name(ft: std::fs::FileType) -> &'static str {
 pub(crate) fn not_regular(op: &'static str, meta: &Metadata) -> Error {
     Error::new(op, ErrorKind::InvalidArgument)
         .with_detail(format!("not a regular file: {}", file_type_name(meta.file_type())))
-}
-
-/// A `std::io::Error` from operation `op` as an mmkit [`Error`].
-pub(crate) fn io_error(op: &'static str, e: std::io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(errno) => Error::from_raw_errno(op, errno),
-        None => Error::new(op, ErrorKind::InvalidArgument).with_detail(e.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub fn io_error_no_path(op: &'static str, e: std::io::Error) -> anyhow::Error {
 fn os_error(op: &'static str, e: std::io::Error) -> mmkit::Error {
     match errno_of(&e) {
         Some(errno) => mmkit::Error::from_raw_errno(op, errno),
-        None => mmkit::Error::new(op, io_kind(e.kind())).with_detail(e.to_string()),
+        None => mmkit::Error::from_io(op, &e),
     }
 }
 
@@ -33,14 +33,6 @@ fn errno_of(e: &std::io::Error) -> Option<i32> {
         let (_, after) = message.split_once(" (os error ")?;
         after.split_once(')')?.0.parse().ok()
     })
-}
-
-fn io_kind(kind: std::io::ErrorKind) -> mmkit::ErrorKind {
-    match kind {
-        std::io::ErrorKind::UnexpectedEof => mmkit::ErrorKind::Truncated,
-        std::io::ErrorKind::Unsupported => mmkit::ErrorKind::Unsupported,
-        _ => mmkit::ErrorKind::InvalidArgument,
-    }
 }
 
 /// `.on(op, path)` on an `io::Result`: the error as [`io_error`] makes it.

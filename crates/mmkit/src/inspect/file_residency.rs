@@ -56,8 +56,6 @@ pub fn residency_of_mapping(map: &crate::Mapping) -> Result<Residency> {
     map.residency(..)
 }
 
-pub(crate) use crate::open::io_error;
-
 /// Opens the regular file at `path` read-only, never blocking, and returns it with its length
 /// (see [`crate::open`]). The descriptor keeps `O_NONBLOCK`, which a regular file ignores
 /// (`open(2)`); these functions only map it, ask the kernel about it and read it, and a tree of
@@ -69,7 +67,7 @@ pub(crate) fn open(path: &Path) -> Result<(File, u64)> {
 
 /// The size of a regular file; an error for directories, devices, pipes...
 pub(crate) fn regular_file_len(file: &File) -> Result<u64> {
-    let meta = file.metadata().map_err(|e| io_error("fstat", e))?;
+    let meta = file.metadata().map_err(|e| Error::from_io("fstat", &e))?;
     if !meta.is_file() {
         return Err(crate::open::not_regular("residency", &meta));
     }

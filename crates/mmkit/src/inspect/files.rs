@@ -7,7 +7,6 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::file_residency::io_error;
 use crate::error::{Error, ErrorKind};
 
 /// A regular file found by [`collect_files`].
@@ -49,7 +48,7 @@ pub fn walk_files<P: AsRef<Path>>(paths: &[P], found: &mut dyn FnMut(Result<File
             Ok(meta) if meta.is_dir() => walk.dir(p),
             Ok(meta) if meta.is_file() => walk.file(p.to_owned(), &meta),
             Ok(_) => (walk.found)(Err(not_regular(p))),
-            Err(e) => (walk.found)(Err(io_error("stat", e).with_path(p))),
+            Err(e) => (walk.found)(Err(Error::from_io("stat", &e).with_path(p))),
         }
     }
 }
@@ -70,7 +69,7 @@ impl Walk<'_> {
     fn dir(&mut self, dir: &Path) {
         let entries = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
-            Err(e) => return (self.found)(Err(io_error("opendir", e).with_path(dir))),
+            Err(e) => return (self.found)(Err(Error::from_io("opendir", &e).with_path(dir))),
         };
         // Read whole (and closed) before going down: one descriptor at a time, whatever the depth.
         // Names and types only: a `DirEntry` keeps its directory's descriptor open (it stats
@@ -79,7 +78,7 @@ impl Walk<'_> {
             .filter_map(|e| match e {
                 Ok(e) => Some((e.path(), e.file_type().ok()?)),
                 Err(err) => {
-                    (self.found)(Err(io_error("readdir", err).with_path(dir)));
+                    (self.found)(Err(Error::from_io("readdir", &err).with_path(dir)));
                     None
                 }
             })
@@ -91,7 +90,7 @@ impl Walk<'_> {
             } else if ft.is_file() {
                 match std::fs::symlink_metadata(&path) {
                     Ok(meta) => self.file(path, &meta),
-                    Err(err) => (self.found)(Err(io_error("stat", err).with_path(path))),
+                    Err(err) => (self.found)(Err(Error::from_io("stat", &err).with_path(path))),
                 }
             }
             // Symbolic links, sockets, pipes and devices inside directories are skipped.

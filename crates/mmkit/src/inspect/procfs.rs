@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::io::Read;
 use std::ops::ControlFlow;
 
-use super::file_residency::io_error;
 use super::maps::{parse_maps, parse_smaps_rollup, Emit, MapsEntry, ParseError, SmapsEntry, SmapsParser, SmapsRollup};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -100,7 +99,7 @@ fn read_checked(pid: u32, file: &str, mut lines: impl FnMut(&[u8])) -> Result<()
     const CHUNK: usize = 256 << 10;
     let path = PathBuf::from(format!("/proc/{pid}/{file}"));
     let before = Identity::of(pid);
-    let mut f = std::fs::File::open(&path).map_err(|e| io_error("read", e).with_path(&path))?;
+    let mut f = std::fs::File::open(&path).map_err(|e| Error::from_io("read", &e).with_path(&path))?;
     let mut buf = vec![0u8; CHUNK];
     let mut held = 0;
     loop {
@@ -111,7 +110,7 @@ fn read_checked(pid: u32, file: &str, mut lines: impl FnMut(&[u8])) -> Result<()
         let n = match f.read(&mut buf[held..]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error("read", e).with_path(&path)),
+            Err(e) => return Err(Error::from_io("read", &e).with_path(&path)),
         };
         if n == 0 {
             break;
