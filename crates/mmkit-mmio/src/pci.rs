@@ -199,10 +199,15 @@ impl PciDevice {
                 self.address
             )));
         }
-        let len =
-            usize::try_from(res.size()).map_err(|_| Error::new("mmap", ErrorKind::InvalidArgument).with_path(&path))?;
         let page = crate::page_size();
-        let map_len = len.div_ceil(page) * page;
+        let too_big = || {
+            Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_path(&path)
+                .with_range(res.start, res.size())
+                .with_detail(format!("BAR{bar} of {} is larger than the address space", self.address))
+        };
+        let len = usize::try_from(res.size()).map_err(|_| too_big())?;
+        let map_len = len.checked_next_multiple_of(page).ok_or_else(too_big)?;
         let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
             let err = Error::io("open", &e).with_path(&path);
             if wc && e.kind() == std::io::ErrorKind::NotFound {

@@ -247,7 +247,10 @@ impl Uio {
         };
         let map_len = info.mmap_len(page).ok_or_else(bad)?;
         let (start, len) = info.window(page).ok_or_else(bad)?;
-        let phys = info.addr + (info.offset % page as u64);
+        // Absurd attributes (an address at the top of the address space, an index past what
+        // an `mmap` offset can express) are refused, not wrapped.
+        let phys = info.addr.checked_add(info.offset % page as u64).ok_or_else(bad)?;
+        let mmap_offset = (index as u64).checked_mul(page as u64).ok_or_else(bad)?;
         // uio_pci_generic rounds a BAR's map up to whole pages; the device's true size is the
         // BAR's, from the PCI device's `resource` file.
         let (len, rules) = match self.pci_bar_at(phys) {
@@ -262,7 +265,7 @@ impl Uio {
             MapRequest {
                 path: &self.dev_path,
                 target: Some(target.clone()),
-                mmap_offset: (index as u64) * page as u64,
+                mmap_offset,
                 map_len,
                 start,
                 len,

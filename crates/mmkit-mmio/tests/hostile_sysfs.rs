@@ -1,0 +1,58 @@
+//! Sources read from a sysfs-like tree whose attributes are absurd (a fake or corrupt
+//! `/sys`): every one is an error, never an arithmetic overflow (a panic in debug builds, a
+//! wrapped offset or address in release builds).
+
+use std::fs;
+use std::path::Path;
+
+use mmkit_mmio::sysfs::PciAddress;
+use mmkit_mmio::{ErrorKind, PciDevice, Uio};
+
+/// A UIO device `uio0` under `root/class` whose only map is `map{index}` with these
+/// attributes, and a regular file standing in for `/dev/uio0` under `root/dev`.
+fn fake_uio(root: &Path, index: &str, addr: &str, size: &str, offset: &str) -> Uio {
+    let uio = root.join("class/uio0");
+    let map = uio.join(format!("maps/map{index}"));
+    fs::create_dir_all(&map).unwrap();
+    fs::write(uio.join("name"), "fake\n").unwrap();
+    fs::write(map.join("addr"), addr).unwrap();
+    fs::write(map.join("size"), size).unwrap();
+    fs::write(map.join("offset"), offset).unwrap();
+    fs::create_dir_all(root.join("dev")).unwrap();
+    fs::write(root.join("dev/uio0"), vec![0u8; mmkit_mmio::page_size()]).unwrap();
+    Uio::open_at(&root.join("class"), &root.join("dev"), 0).unwrap()
+}
+
+#[test]
+fn a_uio_map_at_the_top_of_the_address_space_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let uio = fake_uio(root.path(), "0", "0xffffffffffffffff\n", "0x1\n", "0x1\n");
+    let err = uio.map(0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
+
+#[test]
+fn a_uio_map_index_past_any_mmap_offset_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let index = usize::MAX;
+    let uio = fake_uio(root.path(), &index.to_string(), "0x1000\n", "0x10\n", "0x0\n");
+    let err = uio.map(index).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
+
+#[test]
+fn a_bar_larger_than_the_address_space_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = root.path().join("0000:00:04.0");
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(dev.join("vendor"), "0x1234\n").unwrap();
+    fs::write(dev.join("device"), "0x11e8\n").unwrap();
+    // BAR0: [0, 2^64 - 2], a memory BAR (IORESOURCE_MEM) of 2^64 - 1 bytes.
+    fs::write(dev.join("resource"), "0x0000000000000000 0xfffffffffffffffe 0x0000000000040200\n").unwrap();
+    fs::write(dev.join("resource0"), vec![0u8; mmkit_mmio::page_size()]).unwrap();
+    let address: PciAddress = "0000:00:04.0".parse().unwrap();
+    let pci = PciDevice::open_in(root.path(), address).unwrap();
+    let err = pci.map_bar(0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("larger than the address space"), "{err}");
+}
