@@ -34,10 +34,12 @@ impl PageBitmap {
     /// failure would abort the process).
     pub(crate) fn try_new(pages: u64) -> Option<Self> {
         let words = usize::try_from(pages.div_ceil(64)).ok()?;
-        let mut v = Vec::new();
-        v.try_reserve_exact(words).ok()?;
-        v.resize(words, 0);
-        Some(PageBitmap { words: v, pages })
+        // Asks whether the memory can be had, then takes it zeroed: `vec![0; n]` allocates
+        // with `alloc_zeroed`, which a large bitmap gets as fresh zero pages from the kernel
+        // (no page written until a bit is set: the bitmap of a sparse 64 TiB file, 2 GiB, stays
+        // out of RAM), where filling a reserved vector would write every byte.
+        Vec::<u64>::new().try_reserve_exact(words).ok()?;
+        Some(PageBitmap { words: vec![0; words], pages })
     }
 
     /// Number of pages the bitmap covers.
