@@ -353,12 +353,22 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
-        let flags = MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED;
-        // SAFETY: MAP_FIXED replaces pages inside our own reservation only; no references into
-        // it exist.
-        unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }.map_err(|e| {
+        // SAFETY: the range is inside our reservation (checked) and no references into it exist.
+        unsafe { self.decommit_raw(ptr, len) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
-        })?;
+        })
+    }
+
+    /// Replaces `[ptr, ptr + len)` with fresh reserved pages (`PROT_NONE`, `MAP_NORESERVE`)
+    /// and names them like the rest.
+    ///
+    /// # Safety
+    /// The range must be whole pages this reservation owns, with no reference into it.
+    unsafe fn decommit_raw(&self, ptr: *mut u8, len: usize) -> sys::SysResult<()> {
+        let flags = MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED;
+        // SAFETY: MAP_FIXED replaces pages inside our own reservation only (the caller's
+        // contract); no references into it exist.
+        unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }?;
         if let Some(name) = &self.name {
             // The fresh pages are a new area: name them like the rest.
             // SAFETY: an anonymous range inside our reservation; naming changes no contents.
@@ -570,7 +580,7 @@ impl Reservation {
             name: self.name.clone(),
             name_applied: self.name_applied,
             lent: false,
-            sealed: Default::default(),
+            sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
         })
     }
 
@@ -598,8 +608,55 @@ impl Reservation {
             name: self.name.clone(),
             name_applied: self.name_applied,
             lent: true,
-            sealed: Default::default(),
+            sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
         })
+    }
+
+    /// The ranges sealed with [`seal`](Self::seal) that overlap `[offset, offset + len)`,
+    /// clipped to it and relative to `offset`: what a carved or lent reservation inherits.
+    fn sealed_within(&self, offset: usize, len: usize) -> Vec<(usize, usize)> {
+        let sealed = self.sealed.lock().unwrap_or_else(|e| e.into_inner());
+        sealed
+            .iter()
+            .filter(|&&(s, l)| s < offset + len && s + l > offset)
+            .map(|&(s, l)| {
+                let (start, end) = (s.max(offset), (s + l).min(offset + len));
+                (start - offset, end - start)
+            })
+            .collect()
+    }
+
+    /// Gives `[off, off + len)` (whole pages this value owns) back: unmaps it, or for a lent
+    /// reservation returns it to the lender decommitted. The kernel refuses a call that touches
+    /// a sealed page as a whole (`EPERM`), and pages may be sealed that this value has not
+    /// recorded (sealed by a reservation it lent them to, or with `mseal` directly): then the
+    /// range is split in halves and each retried, so everything but the sealed pages is given
+    /// back, in O(k log n) calls for k such sealed ranges.
+    ///
+    /// # Safety
+    /// Only from `drop`: `[off, off + len)` is whole pages this value owns (no carved range),
+    /// and nothing uses them afterwards.
+    unsafe fn release(&self, off: usize, len: usize) {
+        let page = sys::page_size();
+        // SAFETY: `off + len <= self.len`, so the pointer stays in our range.
+        let ptr = unsafe { self.base.as_ptr().add(off) };
+        let done = if self.lent {
+            // SAFETY: whole pages we own (the caller's contract); no reference into them exists
+            // (we hand out raw pointers only, and the reservation is being dropped).
+            unsafe { self.decommit_raw(ptr, len) }
+        } else {
+            // SAFETY: as above; carved ranges are never passed here (their sub-reservations
+            // unmap them).
+            unsafe { sys::munmap(ptr, len) }
+        };
+        if done == Err(rustix::io::Errno::PERM) && len > page {
+            let half = len / page / 2 * page;
+            // SAFETY: the two halves of our range, whole pages (the caller's contract).
+            unsafe {
+                self.release(off, half);
+                self.release(off + half, len - half);
+            }
+        }
     }
 
     /// The ranges `(offset, len)` this reservation still owns: everything minus carved ranges.
@@ -633,27 +690,24 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.lent {
-            // Back to the lender, reserved: a lent reservation has no carved ranges.
-            let _ = self.decommit(0, self.len);
-            return;
-        }
         let mut sealed = std::mem::take(self.sealed.get_mut().unwrap_or_else(|e| e.into_inner()));
         sealed.sort_unstable();
+        // Every segment we own (a lent reservation has no carved ranges, so it is one), around
+        // the sealed ranges: the kernel refuses a call touching one as a whole. Unmapped, or
+        // decommitted back to the lender when lent.
         for (off, len) in self.owned_segments() {
-            // Around the sealed ranges: the kernel refuses an unmap touching one as a whole.
             let mut at = off;
             for &(s, l) in sealed.iter().filter(|&&(s, l)| s < off + len && s + l > off) {
                 if s > at {
-                    // SAFETY: as below, a part of the segment before a sealed range.
-                    let _ = unsafe { sys::munmap(self.base.as_ptr().add(at), s - at) };
+                    // SAFETY: whole pages of a segment we own, before a sealed range; the
+                    // reservation is being dropped.
+                    unsafe { self.release(at, s - at) };
                 }
                 at = at.max(s + l);
             }
             if at < off + len {
-                // SAFETY: we own this segment and everything mapped inside it; carved ranges
-                // are skipped (their sub-reservations unmap them), sealed ones left mapped.
-                let _ = unsafe { sys::munmap(self.base.as_ptr().add(at), off + len - at) };
+                // SAFETY: as above, the rest of the segment.
+                unsafe { self.release(at, off + len - at) };
             }
         }
     }

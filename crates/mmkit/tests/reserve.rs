@@ -410,3 +410,113 @@ fn sealed_ranges_refuse_changes() {
     });
     assert_eq!(mapped, Ok(0b0010), "only the sealed page stays mapped");
 }
+
+/// Bit `i` set when page `i` from `start` is mapped (`mincore` answers `ENOMEM` where nothing
+/// is), for `n <= 8` pages. Async-signal-safe: for forked children.
+fn mapped_pages(start: usize, n: usize) -> u8 {
+    let page = page_size();
+    let mut vec = 0u8;
+    (0..n).fold(0u8, |bits, i| {
+        // SAFETY: mincore only reports on the range.
+        let rc = unsafe { libc::mincore((start + i * page) as *mut libc::c_void, page, &mut vec) };
+        bits | (u8::from(rc == 0) << i)
+    })
+}
+
+/// Bit `i` set when the first byte of page `i` from `start` can be read (`process_vm_readv`
+/// answers `EFAULT` for a page that is `PROT_NONE` or not mapped), for `n <= 8` pages.
+/// Async-signal-safe: for forked children.
+fn readable_pages(start: usize, n: usize) -> u8 {
+    let page = page_size();
+    (0..n).fold(0u8, |bits, i| {
+        let mut byte = 0u8;
+        let local = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+        let remote = libc::iovec { iov_base: (start + i * page) as *mut libc::c_void, iov_len: 1 };
+        // SAFETY: reads one byte of our own address space into a live local; the kernel
+        // reports an unreadable source as an error instead of faulting.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        bits | (u8::from(n == 1) << i)
+    })
+}
+
+/// What a forked child answers when the kernel has no `mseal` (before Linux 6.10).
+const NO_MSEAL: u8 = 0xff;
+
+#[test]
+fn a_carved_range_holding_a_sealed_page_unmaps_around_it() {
+    let page = page_size();
+    let mut r = Reservation::new(4 * page).unwrap();
+    let start = r.as_ptr() as usize;
+    r.commit(page, page, Protection::READ).unwrap();
+    // Sealing is for good: in a forked child.
+    let got = in_child(move || {
+        match r.seal(page, page) {
+            Ok(()) => {}
+            Err(_) => return NO_MSEAL,
+        }
+        let sub = r.carve(0, 2 * page).unwrap();
+        drop(sub);
+        let after_sub = mapped_pages(start, 4);
+        drop(r);
+        after_sub | mapped_pages(start, 4) << 4
+    });
+    if got == Ok(NO_MSEAL) {
+        return;
+    }
+    // The sub-reservation unmapped its page 0 and left the sealed page 1 (its munmap of both
+    // failed as a whole: it leaked them); the parent then unmapped pages 2 and 3.
+    assert_eq!(got, Ok(0b0010_1110), "bits 0-3: after the sub-reservation's drop, 4-7: after the parent's");
+}
+
+#[test]
+fn a_lent_range_holding_a_sealed_page_comes_back_decommitted_around_it() {
+    let page = page_size();
+    let r = Reservation::new(4 * page).unwrap();
+    let start = r.as_ptr() as usize;
+    r.commit(page, page, Protection::READ).unwrap();
+    let got = in_child(move || {
+        if r.seal(page, page).is_err() {
+            return NO_MSEAL;
+        }
+        // SAFETY: `r` outlives `lent` and is not used on pages 0..2 while `lent` lives.
+        let lent = unsafe { r.lend(0, 2 * page) }.unwrap();
+        lent.commit(0, page, Protection::READ_WRITE).unwrap();
+        touch(&lent, 0, page, 7);
+        drop(lent);
+        let readable = readable_pages(start, 2);
+        drop(r);
+        readable | mapped_pages(start, 4) << 2
+    });
+    if got == Ok(NO_MSEAL) {
+        return;
+    }
+    // Page 0 came back reserved (PROT_NONE; its decommit together with the sealed page failed
+    // as a whole, leaving it read-write and full), the sealed page 1 stays readable; the
+    // lender's drop then leaves only the sealed page mapped.
+    assert_eq!(got, Ok(0b00_1010), "bits 0-1: readable after the lent drop, 2-5: mapped after the lender's");
+}
+
+#[test]
+fn pages_a_borrower_sealed_stay_and_the_lender_unmaps_the_rest() {
+    let page = page_size();
+    let r = Reservation::new(4 * page).unwrap();
+    let start = r.as_ptr() as usize;
+    let got = in_child(move || {
+        // SAFETY: `r` outlives `lent` and is not used on pages 0..2 while `lent` lives.
+        let lent = unsafe { r.lend(0, 2 * page) }.unwrap();
+        lent.commit(0, 2 * page, Protection::READ).unwrap();
+        if lent.seal(page, page).is_err() {
+            return NO_MSEAL;
+        }
+        drop(lent);
+        let readable = readable_pages(start, 2);
+        drop(r);
+        readable | mapped_pages(start, 4) << 2
+    });
+    if got == Ok(NO_MSEAL) {
+        return;
+    }
+    // The lender never heard of the seal: its one munmap of all four pages failed as a whole
+    // and leaked them.
+    assert_eq!(got, Ok(0b00_1010), "bits 0-1: readable after the lent drop, 2-5: mapped after the lender's");
+}
