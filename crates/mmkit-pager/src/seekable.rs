@@ -165,6 +165,8 @@ pub struct SeekableSource {
     file: File,
     path: PathBuf,
     table: SeekTable,
+    /// The file's length when it was opened: no frame's compressed bytes lie past it.
+    file_len: u64,
     cache: Mutex<VecDeque<(u32, Arc<[u8]>)>>,
     frames_decompressed: AtomicU64,
     bytes_decompressed: AtomicU64,
@@ -184,10 +186,12 @@ impl SeekableSource {
                 format!("not a zstd seekable file (no valid seek table at its end): {e}"),
             )
         })?;
+        let file_len = file.metadata().map_err(|e| ioerr("fstat", path, e))?.len();
         Ok(SeekableSource {
             file,
             path: path.to_owned(),
             table,
+            file_len,
             cache: Mutex::new(VecDeque::new()),
             frames_decompressed: AtomicU64::new(0),
             bytes_decompressed: AtomicU64::new(0),
@@ -253,7 +257,20 @@ impl SeekableSource {
             ));
         }
         let dsize = dsize as usize;
-        let mut comp = vec![0u8; (ce - cs) as usize];
+        // So are its compressed sizes: a frame claiming up to 4 GiB would be allocated before
+        // the read found the file shorter. Its bytes must lie inside the file.
+        let csize = ce.checked_sub(cs).filter(|_| ce <= self.file_len).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "zstd frame {index} of {}: the seek table puts it at [{cs:#x}, {ce:#x}), past the end of the \
+                     file ({:#x} bytes)",
+                    self.path.display(),
+                    self.file_len
+                ),
+            )
+        })?;
+        let mut comp = vec![0u8; csize as usize];
         self.file
             .read_exact_at(&mut comp, cs)
             .map_err(|e| io::Error::new(e.kind(), format!("pread of {} at {cs:#x}: {e}", self.path.display())))?;

@@ -224,6 +224,40 @@ fn a_frame_larger_than_the_format_allows_is_refused_not_decompressed() {
     assert_eq!(source.bytes_decompressed(), 0);
 }
 
+/// The seek table's compressed sizes are untrusted too: a frame of a few bytes whose entry
+/// claims almost 4 GiB was allocated at that size before the read found the file shorter
+/// (`UnexpectedEof`). A frame that ends past the end of the file is refused before any of it
+/// is read.
+#[test]
+fn a_frame_claiming_more_compressed_bytes_than_the_file_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("liar.zst");
+    let dsize: u32 = 4096;
+    // One zstd frame: single segment, 4-byte content size, one last RLE block of zeros.
+    let mut file = vec![0x28, 0xB5, 0x2F, 0xFD, 0xA0];
+    file.extend_from_slice(&dsize.to_le_bytes());
+    file.extend_from_slice(&(1 | 1 << 1 | dsize << 3).to_le_bytes()[..3]);
+    file.push(0);
+    // The seek table: one entry whose compressed size is a lie, no checksums, the footer.
+    let mut table = Vec::new();
+    table.extend_from_slice(&0xFFFF_0000u32.to_le_bytes());
+    table.extend_from_slice(&dsize.to_le_bytes());
+    table.extend_from_slice(&1u32.to_le_bytes());
+    table.push(0);
+    table.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    file.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+    file.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    file.extend_from_slice(&table);
+    std::fs::write(&path, &file).unwrap();
+
+    let source = SeekableSource::open(&path).unwrap();
+    let mut page = vec![0u8; mmkit::page_size()];
+    let e = mmkit_pager::PageSource::fill(&source, 0, &mut page).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    assert!(e.to_string().contains("past the end of the file"), "{e}");
+    assert_eq!(source.bytes_decompressed(), 0);
+}
+
 /// A full filesystem under the output: the error is the output's, with its errno (ENOSPC), not
 /// the input's ("compression of INPUT") or a bare message of the encoder. Mounts a small tmpfs,
 /// so root only.
