@@ -95,7 +95,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Err(e) = read {
         let cut = matches!(&sink, Sink::Json(j) if j.flushed);
-        let what = format!("reading the mappings of process {pid}");
+        let what = match e.errno() {
+            // /proc/PID is gone: the process does not exist (or has exited meanwhile).
+            Some(libc::ENOENT | libc::ESRCH) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                format!("reading the mappings of process {pid}: no such process")
+            }
+            Some(libc::EACCES | libc::EPERM) => format!(
+                "reading the mappings of process {pid}: not allowed (reading another process's mappings needs the right to ptrace it: the same user \
+                 and /proc/sys/kernel/yama/ptrace_scope allowing it, or CAP_SYS_PTRACE)"
+            ),
+            _ => format!("reading the mappings of process {pid}"),
+        };
         return Err(anyhow::Error::new(e).context(if cut {
             format!("{what} (the JSON printed before this error is incomplete)")
         } else {

@@ -353,7 +353,20 @@ fn maps_filters_by_name_and_kind() {
     let out = mmkit(&["maps", "4294967295"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("process 4294967295") && err.contains("ENOENT"), "{err}");
+    assert!(err.contains("process 4294967295: no such process") && err.contains("ENOENT"), "{err}");
+}
+
+/// Another user's process: the error says what reading its mappings needs (run by
+/// `scripts/test` as an unprivileged user too; as root there may be no process it cannot read).
+#[test]
+fn maps_of_a_process_not_ours_says_what_it_needs() {
+    if is_root() {
+        return;
+    }
+    let out = mmkit(&["maps", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("process 1: not allowed") && err.contains("CAP_SYS_PTRACE"), "{err}");
 }
 
 #[test]
