@@ -237,6 +237,12 @@ impl MmapMut {
     /// memory uses `MADV_DONTNEED`; shared anonymous memory `MADV_REMOVE` (which frees the
     /// shared pages for every process that maps them). Needs `&mut self`: no slice is alive.
     ///
+    /// Anonymous memory only: a map of a file (a memfd included) is refused with
+    /// [`ErrorKind::InvalidArgument`], since neither advice does what this promises there
+    /// (private pages would read back the file's bytes, not zeros, and `MADV_REMOVE` would
+    /// punch a hole in the file, destroying its data). [`MmapMut::discard`] drops a file map's
+    /// pages (they read back from the file).
+    ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {
     /// let mut mem = mmkit::MapOptions::new().len(1 << 20).map_anon()?;
@@ -247,6 +253,15 @@ impl MmapMut {
     /// # Ok(()) }
     /// ```
     pub fn purge(&mut self, range: impl RangeBounds<usize>) -> Result<Purged> {
+        if self.mapping().file_offset().is_some() {
+            return Err(Error::new("purge", ErrorKind::InvalidArgument)
+                .with_opt_path(self.mapping().path())
+                .with_detail(
+                    "purge gives anonymous memory back; on a file map a private page would read back the \
+                     file's bytes and a shared one would punch a hole in the file (use discard to drop the \
+                     pages)",
+                ));
+        }
         let shared = self.mapping().sharing() != Sharing::Private;
         let (advice, purged) = if shared {
             (UncheckedAdvice::Remove, Purged::Remove)
@@ -264,14 +279,14 @@ impl MmapMut {
     /// Lets the kernel free the memory of `range` lazily (`MADV_FREE`, private memory): cheap,
     /// and the pages stay resident until memory is short. Until a page is written again, it
     /// reads back as either its old bytes or zeros. Shared memory falls back to
-    /// [`purge`](Self::purge).
+    /// [`purge`](Self::purge); a map of a file is refused as there.
     ///
     /// # Safety
     /// The bytes of a purged page may change from their old value to zero at any moment until
     /// the page is written: do not read `range` through a reference before writing it.
     #[allow(unsafe_code)]
     pub unsafe fn purge_lazy(&mut self, range: impl RangeBounds<usize> + Clone) -> Result<Purged> {
-        if self.mapping().sharing() != Sharing::Private {
+        if self.mapping().sharing() != Sharing::Private || self.mapping().file_offset().is_some() {
             return self.purge(range);
         }
         // SAFETY: forwarded contract.

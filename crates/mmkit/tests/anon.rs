@@ -205,6 +205,37 @@ fn shared_purge_frees_the_shared_pages() {
     assert!(mem.iter().all(|&b| b == 0));
 }
 
+/// `purge` promises zeros and memory given back; on a map of a file neither advice does that:
+/// private pages read back the file's bytes (it answered `DontNeed`, "reads back zeros"), and
+/// `MADV_REMOVE` on a shared map punched a hole in the file, destroying its data. Refused.
+#[test]
+fn purge_refuses_file_maps_and_leaves_the_file_alone() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let page = page_size();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&vec![7u8; 2 * page]).unwrap();
+    // SAFETY: the temporary file is ours alone.
+    let mut private = unsafe { MapOptions::new().map_copy(&file) }.unwrap();
+    private[0] = 9;
+    let err = private.purge(..).unwrap_err();
+    assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("discard"), "{err}");
+    // SAFETY: as above; a private file page is never freed lazily.
+    let err = unsafe { private.purge_lazy(..) }.unwrap_err();
+    assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument, "{err}");
+    assert_eq!(private[0], 9, "the refused purge changed nothing");
+    // SAFETY: as above.
+    let mut shared = unsafe { MapOptions::new().map_mut(&file) }.unwrap();
+    shared[page] = 8;
+    let err = shared.purge(..).unwrap_err();
+    assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument, "{err}");
+    drop(shared);
+    let mut bytes = vec![0u8; 2 * page];
+    file.read_exact_at(&mut bytes, 0).unwrap();
+    assert_eq!((bytes[0], bytes[page]), (7, 8), "the file keeps its data");
+}
+
 #[test]
 fn transparent_huge_pages_are_observed() {
     let mode = thp_mode();
