@@ -90,6 +90,29 @@ fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
     Error::from_raw_errno(op, e.raw_os_error().unwrap_or(libc::EIO)).with_path(path).with_detail(e.to_string())
 }
 
+/// A reader that reports how much was read (see [`pack_with_progress`]).
+struct Counted<'p, R> {
+    inner: R,
+    read: u64,
+    /// `read` when `progress` was last called; `u64::MAX` once the end was told.
+    told: u64,
+    total: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        // Every MiB, and once at the end of the input (`told` past any count: told).
+        if (n > 0 && self.read - self.told >= 1 << 20) || (n == 0 && self.told != u64::MAX) {
+            self.told = if n == 0 { u64::MAX } else { self.read };
+            (self.progress)(self.read, self.total);
+        }
+        Ok(n)
+    }
+}
+
 /// Compresses `input` into the zstd seekable format at `output`.
 ///
 /// Both must be regular files (`output` is created or emptied): a FIFO, socket, directory or
@@ -97,6 +120,28 @@ fn ioerr(op: &'static str, path: &Path, e: io::Error) -> Error {
 /// size is not their content), an input whose size changes while it is read, and `output`
 /// naming the input itself.
 pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOptions) -> Result<PackInfo> {
+    pack_with_progress(input, output, opts, &mut |_, _| {})
+}
+
+/// [`pack`], telling `progress(read, total)` how far it is: the input bytes read (and handed
+/// to the compressor) so far and the input's size. Called after every MiB read and once at the
+/// end (`read == total`), on the calling thread; a progress bar's update is what it is for.
+///
+/// ```no_run
+/// use mmkit_pager::seekable::{pack_with_progress, PackOptions};
+///
+/// let info = pack_with_progress("disk.img", "disk.img.zst", &PackOptions::default(), &mut |read, total| {
+///     eprint!("\r{} / {} MiB", read >> 20, total >> 20);
+/// })?;
+/// eprintln!("\n{} frames", info.frames);
+/// # Ok::<(), mmkit::Error>(())
+/// ```
+pub fn pack_with_progress(
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PackInfo> {
     let (input, output) = (input.as_ref(), output.as_ref());
     if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
         return Err(Error::new("pack", ErrorKind::InvalidArgument)
@@ -137,7 +182,8 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
     };
     // Exactly the bytes the file's size promises: a file whose size is not its content (a /proc
     // or /sys file) or that changes meanwhile is refused, never packed in part or endlessly.
-    let input_bytes = io::copy(&mut (&src).take(meta.len()), &mut enc).map_err(|e| match failed.get() {
+    let mut counted = Counted { inner: (&src).take(meta.len()), read: 0, told: 0, total: meta.len(), progress };
+    let input_bytes = io::copy(&mut counted, &mut enc).map_err(|e| match failed.get() {
         Some(_) => out_err("compression", &e),
         None => ioerr("compression", input, e),
     })?;

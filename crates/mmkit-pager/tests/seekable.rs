@@ -296,3 +296,31 @@ fn a_full_output_is_named_with_its_errno() {
     assert_eq!(err.errno(), Some(libc::ENOSPC), "{err}");
     assert_eq!(err.path(), Some(output.as_path()), "{err}");
 }
+
+/// `pack_with_progress` reports every MiB and the end, with the input's size, increasing; an
+/// empty input reports its end once.
+#[test]
+fn pack_reports_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in"), dir.path().join("out.zst"));
+    let len = (5 << 20) + 12345;
+    std::fs::write(&input, data(len)).unwrap();
+    let mut calls = Vec::new();
+    let info = seekable::pack_with_progress(&input, &output, &PackOptions::default(), &mut |read, total| {
+        calls.push((read, total))
+    })
+    .unwrap();
+    assert_eq!(info.input_bytes, len as u64);
+    assert!(calls.len() >= 5 && calls.len() <= 7, "{calls:?}");
+    assert!(calls.iter().all(|&(_, total)| total == len as u64), "{calls:?}");
+    assert!(calls.windows(2).all(|w| w[0].0 < w[1].0), "{calls:?}");
+    assert_eq!(calls.last(), Some(&(len as u64, len as u64)));
+
+    std::fs::write(&input, b"").unwrap();
+    let mut calls = Vec::new();
+    seekable::pack_with_progress(&input, &output, &PackOptions::default(), &mut |read, total| {
+        calls.push((read, total))
+    })
+    .unwrap();
+    assert_eq!(calls, [(0, 0)]);
+}

@@ -9,6 +9,7 @@ use mmkit_pager::seekable::{self, PackOptions};
 use mmkit_pager::{snapshot, SeekableSource};
 use serde_json::json;
 
+use crate::cli::progress::{self, Unit};
 use crate::cli::size::bytes;
 
 /// Subcommands of `mmkit pager`.
@@ -49,7 +50,24 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 .ok()
                 .filter(|&f| f > 0 && f <= seekable::MAX_FRAME_SIZE)
                 .with_context(|| format!("frame size {frame_size} must be between 1 and 1 GiB"))?;
-            let info = seekable::pack(&input, &output, &PackOptions { frame_size, level })?;
+            // A bar on a terminal for inputs worth one (not with --json).
+            let mut bar = None;
+            let info = seekable::pack_with_progress(
+                &input,
+                &output,
+                &PackOptions { frame_size, level },
+                &mut |read, total| {
+                    bar.get_or_insert_with(|| {
+                        let what = format!("packing {}", input.display());
+                        progress::bar(total, &what, Unit::Bytes, !json && total >= 64 << 20)
+                    })
+                    .set_position(read);
+                },
+            );
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            let info = info?;
             if json {
                 crate::cli::json::print(&json!({
                     "input": input.to_string_lossy(), "output": output.to_string_lossy(), "input_bytes": info.input_bytes,
