@@ -56,6 +56,7 @@ impl MapOptions {
         let mut opts = self.clone();
         opts.sharing.get_or_insert(Sharing::Private);
         let map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
+        map.refuse_unreserved_hugetlb(&opts, "an MmapMut")?;
         Ok(MmapMut::from_mapping(map))
     }
 
@@ -144,6 +145,7 @@ impl MapOptions {
         opts.sharing.get_or_insert(Sharing::Private);
         opts.len = Some(total);
         let mut map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
+        map.refuse_unreserved_hugetlb(&opts, "a GuardedMmap")?;
         let guard_err = |e, off: usize| {
             Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(off as u64, guard as u64)
         };

@@ -516,6 +516,7 @@ impl MapOptions {
     pub unsafe fn map(&self, file: &impl AsFd) -> Result<Mmap> {
         // SAFETY: forwarded contract.
         let map = unsafe { Mapping::new(self, Backing::File(file.as_fd()), Protection::READ) }?;
+        map.refuse_unreserved_hugetlb(self, "an Mmap")?;
         if !map.protection().readable() && !map.is_empty() {
             return Err(Error::new("mmap", ErrorKind::InvalidArgument).with_detail("Mmap needs a readable protection"));
         }
@@ -532,6 +533,7 @@ impl MapOptions {
         opts.protection = Some(self.protection.unwrap_or(Protection::READ_WRITE) | Protection::READ_WRITE);
         // SAFETY: forwarded contract.
         let map = unsafe { Mapping::new(&opts, Backing::File(file.as_fd()), Protection::READ_WRITE) }?;
+        map.refuse_unreserved_hugetlb(&opts, "an MmapMut")?;
         Ok(MmapMut { map })
     }
 

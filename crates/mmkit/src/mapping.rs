@@ -490,6 +490,29 @@ impl Mapping {
         }
     }
 
+    /// Whether the mapping is backed by hugetlb pages (an anonymous hugetlb request the kernel
+    /// granted, or a file on hugetlbfs).
+    fn is_hugetlb(&self) -> bool {
+        self.hugetlbfs || (matches!(self.pages.requested, HugePages::Hugetlb(_)) && self.pages.fallback.is_none())
+    }
+
+    /// Refuses a hugetlb mapping made with [`MapOptions::no_reserve`] for a face that hands out
+    /// references (`face`): without a reservation the pool may have no page for a fault (now,
+    /// or for a copy-on-write after `fork`), and the kernel answers that fault with `SIGBUS`, a
+    /// plain slice access killing the process. Raw faces may keep it.
+    pub(crate) fn refuse_unreserved_hugetlb(&self, opts: &MapOptions, face: &str) -> Result<()> {
+        if !(opts.no_reserve && self.is_hugetlb()) {
+            return Ok(());
+        }
+        Err(Error::new("mmap", ErrorKind::InvalidArgument)
+            .with_opt_path(self.path.as_deref())
+            .with_range(self.file_offset.unwrap_or(0), self.len as u64)
+            .with_detail(format!(
+                "no_reserve on hugetlb pages: a page the pool cannot supply raises SIGBUS when touched, so {face} \
+                 (which hands out references) refuses it; drop no_reserve, or map it raw (map_anon_raw, map_raw)"
+            )))
+    }
+
     /// Narrows the exposed bytes to `[delta, delta + len)` of the kernel region; the rest stays
     /// mapped and owned (unmapped on drop) but outside every slice (guard pages).
     pub(crate) fn set_window(&mut self, delta: usize, len: usize) {

@@ -432,7 +432,10 @@ impl MapOptions {
         self
     }
 
-    /// `MAP_NORESERVE`: do not reserve swap/commit charge for the mapping.
+    /// `MAP_NORESERVE`: do not reserve swap/commit charge for the mapping. For hugetlb pages
+    /// it means no huge pages are reserved from the pool, and a fault the pool cannot serve
+    /// raises `SIGBUS`: faces that hand out references (`map_anon`, `map`, `map_if_safe`, ...)
+    /// refuse that combination; the raw ones (`map_anon_raw`, `map_raw`) allow it.
     pub fn no_reserve(&mut self, yes: bool) -> &mut Self {
         self.no_reserve = yes;
         self

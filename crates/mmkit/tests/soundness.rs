@@ -159,6 +159,49 @@ mod mmap_mut {
         assert_eq!(fork::in_child(|| unsafe { p.read_volatile() }), Ok(0));
         assert_eq!(m[0], 9);
     }
+
+    /// Hugetlb pages mapped with `no_reserve` take no huge pages from the pool up front, so a
+    /// fault the pool cannot serve (an empty pool, or a copy-on-write after `fork`) raises
+    /// `SIGBUS`: `map_anon` handed out an `MmapMut` whose first write killed the process. The
+    /// faces that hand out references refuse the combination; the raw one keeps it.
+    #[test]
+    fn unreserved_hugetlb_pages_are_refused_where_references_are_handed_out() {
+        use mmkit::HugePages;
+        let huge = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().find(|l| l.starts_with("Hugepagesize:"))?.split_whitespace().nth(1)?.parse().ok())
+            .map_or(2 << 20, |kib: usize| kib * 1024);
+        let mut opts = MapOptions::new();
+        opts.len(huge).huge_pages(HugePages::Hugetlb(None)).no_reserve(true);
+        let raw = opts.map_anon_raw().unwrap();
+        if raw.page_outcome().fallback.is_some() {
+            return; // no hugetlb pages here: every face falls back to base pages
+        }
+        drop(raw);
+        let errs = [
+            opts.map_anon().map(drop).unwrap_err(),
+            opts.map_anon_shared().map(drop).unwrap_err(),
+            opts.map_anon_guarded(1).map(drop).unwrap_err(),
+        ];
+        for e in errs {
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+            assert!(e.to_string().contains("SIGBUS"), "{e}");
+        }
+        // The safe file route: a sealed hugetlb memfd (unpopulated, so every page is a fault).
+        // SAFETY: a NUL-terminated name and valid flags.
+        let fd = unsafe { libc::memfd_create(c"huge".as_ptr(), libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING) };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: `fd` was just created and is owned here alone.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let shm = mmkit::shm::SharedMemory::from_fd(fd).unwrap();
+        shm.set_len(huge as u64).unwrap();
+        shm.seal_read_only().unwrap();
+        let e = opts.map_if_safe(&shm).map(drop).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("SIGBUS"), "{e}");
+    }
 }
 
 mod mmap_raw {
