@@ -24,6 +24,11 @@ pub struct PageBitmap {
 
 impl PageBitmap {
     /// A bitmap of `pages` pages, none resident.
+    ///
+    /// # Panics
+    /// When the bitmap (a bit per page) cannot be allocated: `pages` past what the address
+    /// space holds panics, and an allocation the system refuses aborts, as for any `Vec`. Use
+    /// [`PageBitmap::try_new`] for a page count that comes from outside (a file's size).
     pub fn new(pages: u64) -> Self {
         let words = usize::try_from(pages.div_ceil(64)).expect("bitmap fits in memory");
         PageBitmap { words: vec![0; words], pages }
@@ -32,7 +37,15 @@ impl PageBitmap {
     /// A bitmap of `pages` pages, none resident, or `None` when there is no memory for it
     /// (the bitmap of a sparse file of exabytes would be hundreds of terabytes: an allocation
     /// failure would abort the process).
-    pub(crate) fn try_new(pages: u64) -> Option<Self> {
+    ///
+    /// ```
+    /// use mmkit::inspect::PageBitmap;
+    ///
+    /// let b = PageBitmap::try_new(1 << 20).expect("128 KiB of bits");
+    /// assert_eq!((b.len(), b.count()), (1 << 20, 0));
+    /// assert!(PageBitmap::try_new(u64::MAX).is_none());
+    /// ```
+    pub fn try_new(pages: u64) -> Option<Self> {
         let words = usize::try_from(pages.div_ceil(64)).ok()?;
         // Asks whether the memory can be had, then takes it zeroed: `vec![0; n]` allocates
         // with `alloc_zeroed`, which a large bitmap gets as fresh zero pages from the kernel
