@@ -380,9 +380,9 @@ fn load_group<'ns>(
                 continue;
             }
             match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
-                Resolved::SystemLinker(path) => {
+                Resolved::SystemLinker(path, skipped) => {
                     let sys = crate::executor::load_system_library(&path).map_err(|msg| {
-                        Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, msg)
+                        Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, msg + &skipped)
                             .with_path(obj.label())
                     })?;
                     deps.push(Dependency::System(Arc::new(sys)));

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::{page_size, SYSTEM_DIRS};
-use crate::source::Source;
+use crate::source::{Source, ZipFailure};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -40,7 +40,8 @@ pub enum SystemPolicy {
 pub enum SearchDir {
     /// A directory on disk.
     Dir(PathBuf),
-    /// A directory inside a zip/APK: `app.apk!/lib/x86_64`.
+    /// A directory inside a zip/APK: `app.apk!/lib/x86_64` (skipped when the archive cannot
+    /// be used).
     Archive {
         /// The archive.
         archive: PathBuf,
@@ -88,6 +89,12 @@ struct Link {
 /// (`ld.so.cache`). A file found in a system directory is a system library (see
 /// [`SystemPolicy`]).
 ///
+/// A directory that cannot be used is passed over, as glibc and bionic do: a missing or
+/// unreadable directory, and an APK directory whose archive is missing, unreadable, not a zip
+/// or truncated; the "not found" error then says why each archive was skipped. A library that
+/// is found but cannot be loaded (an APK entry that is compressed or misaligned, a file that is
+/// not a valid ELF image) fails the load.
+///
 /// The namespace also keeps the libraries loaded in it (one copy per file); its clones share
 /// them.
 #[derive(Debug, Clone)]
@@ -116,8 +123,9 @@ impl Default for Namespace {
 pub(crate) enum Resolved<'ns> {
     /// Mapped by mmkit-elf, its own dependencies resolved in `ns`.
     Map { source: Source, ns: &'ns Namespace },
-    /// Loaded by the system linker from this path (or bare name: its own search).
-    SystemLinker(String),
+    /// Loaded by the system linker from this path (or bare name: its own search), and why
+    /// archives on the search path were skipped (`; skipped ...`, for its error).
+    SystemLinker(String, String),
 }
 
 impl Namespace {
@@ -150,7 +158,10 @@ impl Namespace {
         DEFAULT.get_or_init(Namespace::default)
     }
 
-    /// Appends directories to the search path: `dir` or `app.apk!/lib/x86_64`.
+    /// Appends directories to the search path: `dir` or `app.apk!/lib/x86_64`, searched in
+    /// order (see [`Namespace`] for the whole search). One that cannot be used (missing,
+    /// unreadable, an archive that is not a zip or is truncated) is skipped, as glibc and
+    /// bionic skip it.
     pub fn search<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, dirs: I) -> Namespace {
         self.search_path.extend(dirs.into_iter().map(|d| SearchDir::parse(d.as_ref())));
         self
@@ -252,17 +263,17 @@ impl Namespace {
         if p.exists() {
             return Ok(source);
         }
-        let mut tried = Vec::new();
-        for dir in self.dirs(None, false, &mut std::iter::empty()) {
-            if let Some(found) = candidate(&dir, name)? {
+        let mut skipped = Vec::new();
+        let dirs = self.dirs(None, false, &mut std::iter::empty());
+        for dir in &dirs {
+            if let Some(found) = candidate(dir, name, &mut skipped)? {
                 return Ok(found);
             }
-            tried.push(dir.display());
         }
         Err(Error::new(
             format!("find library {name}"),
             ErrorKind::DependencyNotFound,
-            format!("not a file here and not found in {} (namespace {})", tried.join(":"), self.name),
+            not_found_detail("not a file here and not found in", &dirs, &skipped, &self.name),
         ))
     }
 
@@ -303,12 +314,14 @@ impl Namespace {
         runpath: &mut dyn Iterator<Item = &str>,
         label: &str,
     ) -> Result<Resolved<'_>> {
+        let mut skipped = Vec::new();
+        let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath) };
         let found = if name.contains('/') {
             Some(Source::Path(name.into()))
         } else {
             let mut found = None;
-            for dir in self.dirs(Some(origin), rpath, runpath) {
-                if let Some(s) = candidate(&dir, name)? {
+            for dir in &dirs {
+                if let Some(s) = candidate(dir, name, &mut skipped)? {
                     found = Some(s);
                     break;
                 }
@@ -323,17 +336,13 @@ impl Namespace {
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
-            SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(name.to_owned())),
-            _ => {
-                let dirs: Vec<String> =
-                    self.dirs(Some(origin), false, &mut std::iter::empty()).iter().map(SearchDir::display).collect();
-                Err(Error::new(
-                    format!("find dependency {name}"),
-                    ErrorKind::DependencyNotFound,
-                    format!("not loaded and not found in {} (namespace {})", dirs.join(":"), self.name),
-                )
-                .with_path(label))
-            }
+            SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(name.to_owned(), skipped_note(&skipped))),
+            _ => Err(Error::new(
+                format!("find dependency {name}"),
+                ErrorKind::DependencyNotFound,
+                not_found_detail("not loaded and not found in", &dirs, &skipped, &self.name),
+            )
+            .with_path(label)),
         }
     }
 
@@ -344,7 +353,9 @@ impl Namespace {
             return Ok(Resolved::Map { source, ns: self });
         }
         match self.system {
-            SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned())),
+            SystemPolicy::SystemLinker => {
+                Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned(), String::new()))
+            }
             SystemPolicy::MapPrivately => Ok(Resolved::Map { source, ns: self }),
             SystemPolicy::Refuse => Err(Error::new(
                 format!("load dependency {name}"),
@@ -385,24 +396,41 @@ fn normalize(dir: &str) -> String {
     parts.join("/")
 }
 
-/// `name` in `dir`, if it is there.
-fn candidate(dir: &SearchDir, name: &str) -> Result<Option<Source>> {
-    match dir {
+/// `name` in `search`, if it is there. An archive directory whose archive cannot be used
+/// (missing, unreadable, not a zip, truncated) is skipped, as glibc skips a directory it cannot
+/// use and bionic a zip it cannot open, with why in `skipped`; but an entry that is there and
+/// cannot be mapped (compressed, misaligned, ...) is an error, as a corrupt file found is.
+fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Result<Option<Source>> {
+    match search {
         SearchDir::Dir(d) => {
             let p = d.join(name);
             Ok(p.is_file().then_some(Source::Path(p)))
         }
         SearchDir::Archive { archive, dir } => {
             let entry = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
-            let s = Source::zip_entry(archive.clone(), entry);
-            match s.open(page_size()) {
-                Ok(_) => Ok(Some(s)),
-                Err(e) if matches!(e.kind(), ErrorKind::EntryMissing) => Ok(None),
-                Err(e) if e.kind() == ErrorKind::Io && !archive.exists() => Ok(None),
-                Err(e) => Err(e),
+            match crate::source::open_zip_entry(archive, &entry, page_size()) {
+                Ok(_) => Ok(Some(Source::zip_entry(archive.clone(), entry))),
+                Err(ZipFailure::NoEntry(_)) => Ok(None),
+                Err(ZipFailure::Archive(e)) => {
+                    skipped.push(format!("skipped {}: {e}", search.display()));
+                    Ok(None)
+                }
+                Err(ZipFailure::Entry(e)) => Err(e),
             }
         }
     }
+}
+
+/// The detail of a "not found" error: the directories `tried`, the namespace, and why any were
+/// skipped.
+fn not_found_detail(what: &str, tried: &[SearchDir], skipped: &[String], ns: &str) -> String {
+    let tried: Vec<String> = tried.iter().map(SearchDir::display).collect();
+    format!("{what} {} (namespace {ns}){}", tried.join(":"), skipped_note(skipped))
+}
+
+/// `; skipped ...` for each directory skipped, or nothing.
+fn skipped_note(skipped: &[String]) -> String {
+    skipped.iter().map(|s| format!("; {s}")).collect()
 }
 
 /// Whether `path` is in one of [`SYSTEM_DIRS`]. An absolute path without `.` or `..`

@@ -111,7 +111,7 @@ impl Source {
             }
             Source::ZipEntry { archive, entry } => {
                 crate::plan::check_page_size(page_size).map_err(|e| e.with_path(&label))?;
-                open_zip_entry(archive, entry, page_size)
+                open_zip_entry(archive, entry, page_size).map_err(ZipFailure::into_error)
             }
             Source::Fd { fd, offset, label } => {
                 crate::plan::check_page_size(page_size).map_err(|e| e.with_path(label))?;
@@ -337,53 +337,89 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
     })
 }
 
-fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource> {
+/// Why a zip entry could not be opened. The namespace search goes on past an archive it
+/// cannot use or that lacks the entry, as bionic does, but an entry that is there and cannot
+/// be mapped fails the load.
+#[derive(Debug)]
+pub(crate) enum ZipFailure {
+    /// The archive is unusable: it cannot be opened (missing, unreadable, not a regular file),
+    /// is not a zip (or a truncated one), or holds two entries of one name.
+    Archive(Error),
+    /// The archive has no entry of that name.
+    NoEntry(Error),
+    /// The entry is there but cannot be mapped: compressed, encrypted, misaligned, truncated,
+    /// or its local header is broken.
+    Entry(Error),
+}
+
+impl ZipFailure {
+    /// The error, whatever the stage.
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            ZipFailure::Archive(e) | ZipFailure::NoEntry(e) | ZipFailure::Entry(e) => e,
+        }
+    }
+}
+
+/// Opens the stored entry `entry` of `archive` (`page_size` already checked), saying at which
+/// stage it failed.
+pub(crate) fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource, ZipFailure> {
     let label = format!("{}!/{entry}", archive.display());
     let apath = archive.display().to_string();
     let (file, file_size, dev_ino) = open_regular(archive, &apath).map_err(|e| {
         // `dir!/libfoo.so`, a file in a directory whose name ends in `!`, reads as an entry of
         // the archive `dir`: say so rather than only that `dir` does not exist.
-        match e.errno() {
+        ZipFailure::Archive(match e.errno() {
             Some(libc::ENOENT | libc::ENOTDIR) if Path::new(&label).is_file() => e.and_detail(&format!(
                 "{label} is a file, but a path holding `!/` names an entry of a zip archive \
                  (Source::path names the file)"
             )),
             _ => e,
-        }
+        })
     })?;
     let bad = |kind, detail: String| Error::new("open zip entry", kind, detail).with_path(&label);
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.
     let located = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let reader = ReadBudget::new(&file, file_size);
-        let mut zip = zip::ZipArchive::new(reader)
-            .map_err(|e| bad(ErrorKind::BadArchive, format!("not a readable zip archive: {}", zip_detail(&e))))?;
-        if let Some(name) = duplicate_name(&file, zip.central_directory_start())
-            .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable central directory: {e}")))?
-        {
-            return Err(bad(
+        let mut zip = zip::ZipArchive::new(reader).map_err(|e| {
+            ZipFailure::Archive(bad(ErrorKind::BadArchive, format!("not a readable zip archive: {}", zip_detail(&e))))
+        })?;
+        if let Some(name) = duplicate_name(&file, zip.central_directory_start()).map_err(|e| {
+            ZipFailure::Archive(bad(ErrorKind::BadArchive, format!("unreadable central directory: {e}")))
+        })? {
+            return Err(ZipFailure::Archive(bad(
                 ErrorKind::BadArchive,
                 format!("the archive holds two entries named {name:?} (refused, as Android's linker does)"),
-            ));
+            )));
         }
-        let index = zip
-            .index_for_name(entry)
-            .ok_or_else(|| bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}")))?;
-        let raw = zip
-            .by_index_raw(index)
-            .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {}", zip_detail(&e))))?;
+        let index = zip.index_for_name(entry).ok_or_else(|| {
+            ZipFailure::NoEntry(bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}")))
+        })?;
+        let raw = zip.by_index_raw(index).map_err(|e| {
+            ZipFailure::Entry(bad(ErrorKind::BadArchive, format!("unreadable local header: {}", zip_detail(&e))))
+        })?;
         let names = (raw.header_start(), raw.name_raw().to_vec());
-        Ok::<_, Error>((raw.compression(), raw.encrypted(), raw.data_start(), raw.compressed_size(), raw.size(), names))
+        Ok::<_, ZipFailure>((
+            raw.compression(),
+            raw.encrypted(),
+            raw.data_start(),
+            raw.compressed_size(),
+            raw.size(),
+            names,
+        ))
     }))
-    .map_err(|_| bad(ErrorKind::BadArchive, "the zip parser panicked on this archive".into()))??;
+    .map_err(|_| ZipFailure::Archive(bad(ErrorKind::BadArchive, "the zip parser panicked on this archive".into())))??;
+    // From here on the entry is there: what is wrong is wrong with it.
+    let broken = |kind, detail: String| ZipFailure::Entry(bad(kind, detail));
     let (method, encrypted, data_start, compressed, size, (header_start, name)) = located;
     // The data is found through the local header the central directory points to: it must be
     // the entry's own (Android refuses a mismatch), not another entry's the offset was bent to.
     if local_name(&file, header_start)
-        .map_err(|e| bad(ErrorKind::BadArchive, format!("unreadable local header: {e}")))?
+        .map_err(|e| broken(ErrorKind::BadArchive, format!("unreadable local header: {e}")))?
         != name
     {
-        return Err(bad(
+        return Err(broken(
             ErrorKind::BadArchive,
             format!(
                 "the central directory points the entry at a local header of another name (offset {header_start:#x})"
@@ -391,33 +427,37 @@ fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSou
         ));
     }
     if encrypted {
-        return Err(bad(ErrorKind::EntryEncrypted, "the entry is encrypted".into()));
+        return Err(broken(ErrorKind::EntryEncrypted, "the entry is encrypted".into()));
     }
     if method != zip::CompressionMethod::Stored {
-        return Err(bad(
+        return Err(broken(
             ErrorKind::EntryCompressed,
             format!("the entry is compressed ({method}); only stored entries can be mapped"),
         ));
     }
     if compressed != size {
-        return Err(bad(ErrorKind::BadArchive, format!("stored entry has compressed size {compressed} ≠ size {size}")));
+        return Err(broken(
+            ErrorKind::BadArchive,
+            format!("stored entry has compressed size {compressed} ≠ size {size}"),
+        ));
     }
     if data_start % page_size != 0 {
-        return Err(bad(
-            ErrorKind::EntryMisaligned,
-            format!(
-                "entry data starts at offset {data_start:#x}, not a multiple of the {page_size:#x}-byte \
-                 page (align it when building the archive, e.g. zipalign -p)"
-            ),
-        )
-        .with_range(data_start, size));
+        return Err(ZipFailure::Entry(
+            bad(
+                ErrorKind::EntryMisaligned,
+                format!(
+                    "entry data starts at offset {data_start:#x}, not a multiple of the {page_size:#x}-byte \
+                     page (align it when building the archive, e.g. zipalign -p)"
+                ),
+            )
+            .with_range(data_start, size),
+        ));
     }
     if data_start.checked_add(size).is_none_or(|end| end > file_size) {
-        return Err(bad(
-            ErrorKind::EntryTruncated,
-            format!("entry data extends past the end of the {file_size}-byte archive"),
-        )
-        .with_range(data_start, size));
+        return Err(ZipFailure::Entry(
+            bad(ErrorKind::EntryTruncated, format!("entry data extends past the end of the {file_size}-byte archive"))
+                .with_range(data_start, size),
+        ));
     }
     Ok(OpenSource { fd: file.into(), offset: data_start, len: size, dev_ino, label })
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mmkit_elf::{ErrorKind, MappingKind, Source};
+use mmkit_elf::{ErrorKind, MappingKind, Namespace, Source};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -351,6 +351,70 @@ fn bang_directory_error_names_the_file() {
     assert!(err.to_string().contains("d!/libfoo.so is a file, but a path holding `!/`"), "{err}");
     // Named as a path, it loads.
     assert!(Source::path(sub.join("libfoo.so")).open(mmkit_elf::page_size()).is_ok());
+}
+
+/// An archive on a namespace's search path that cannot be used (not a zip, truncated,
+/// missing, a directory, unreadable) is skipped, as glibc skips a search directory it cannot
+/// use and bionic a zip it cannot open: the next directory supplies the library. When nothing
+/// does, the error lists what was tried and why the archive was skipped. An entry that is found
+/// but cannot be mapped still fails the load.
+#[test]
+fn a_broken_archive_on_the_search_path_is_skipped() {
+    let base = build("ns-base", "base.c", "fxbase", &[]);
+    let dep = build("ns-dep", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
+    let base_bytes = std::fs::read(&base).unwrap();
+    let dir = tmp();
+    let d = dir.path();
+    let good = d.join("good.apk");
+    write_zip(&good, &[("lib/x86_64/libfxbase.so", &base_bytes, page_u16())]);
+    std::fs::write(d.join("notzip.apk"), b"this is not a zip archive").unwrap();
+    let whole = std::fs::read(&good).unwrap();
+    std::fs::write(d.join("truncated.apk"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::create_dir(d.join("dir.apk")).unwrap();
+    // Readable by root, which then finds it has no such entry; refused to anyone else.
+    write_zip(&d.join("unreadable.apk"), &[("lib/x86_64/other.so", b"x", 0)]);
+    std::fs::set_permissions(d.join("unreadable.apk"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let good_dir = format!("{}!/lib/x86_64", good.display());
+    for broken in ["notzip.apk", "truncated.apk", "missing.apk", "dir.apk", "unreadable.apk"] {
+        let broken_dir = format!("{}!/lib/x86_64", d.join(broken).display());
+        let ns = Namespace::isolated(broken).search([&broken_dir, &good_dir]);
+        // SAFETY: test fixtures.
+        let ours = unsafe { ns.open(dep.as_path()) }.unwrap_or_else(|e| panic!("{broken}: {e}"));
+        assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002, "{broken}");
+        let deps: Vec<_> = ours.loaded_dependencies().iter().map(|l| l.source().to_owned()).collect();
+        assert_eq!(deps, vec![format!("{good_dir}/libfxbase.so")], "{broken}");
+        // A bare soname opened directly is searched for the same way.
+        // SAFETY: test fixtures.
+        let lib = unsafe { ns.open("libfxbase.so") }.unwrap_or_else(|e| panic!("{broken}: {e}"));
+        assert_eq!(lib.source(), format!("{good_dir}/libfxbase.so"), "{broken}");
+    }
+    // Nothing found: the error names the directories tried and why the archive was skipped.
+    let notzip_dir = format!("{}!/lib/x86_64", d.join("notzip.apk").display());
+    let ns = Namespace::isolated("none").search([&notzip_dir]);
+    // SAFETY: test fixtures (the load fails before running any code).
+    let err = unsafe { ns.open(dep.as_path()) }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("libfxbase.so") && msg.contains(&notzip_dir), "{msg}");
+    assert!(msg.contains(&format!("skipped {notzip_dir}: open zip entry of")), "{msg}");
+    assert!(msg.contains("not a readable zip archive"), "{msg}");
+    // SAFETY: as above.
+    let err = unsafe { ns.open("libfxbase.so") }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("not a readable zip archive"), "{err}");
+    // With the system linker's own search last, its error says why the archive was skipped too.
+    let ns = Namespace::new("linker").search([&notzip_dir]);
+    // SAFETY: as above.
+    let err = unsafe { ns.open(dep.as_path()) }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains(&format!("skipped {notzip_dir}: open zip entry of")), "{err}");
+    // An entry that is there but cannot be mapped (misaligned) is an error, not skipped.
+    let misaligned = d.join("misaligned.apk");
+    write_zip(&misaligned, &[("AndroidManifest.xml", b"<manifest/>", 0), ("lib/x86_64/libfxbase.so", &base_bytes, 0)]);
+    let ns = Namespace::isolated("misaligned").search([format!("{}!/lib/x86_64", misaligned.display()), good_dir]);
+    // SAFETY: as above.
+    let err = unsafe { ns.open(dep.as_path()) }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EntryMisaligned, "{err}");
 }
 
 /// A page size the planner refuses is an error when opening an entry or an fd at an offset
