@@ -41,7 +41,8 @@ pub enum SearchDir {
     /// A directory on disk.
     Dir(PathBuf),
     /// A directory inside a zip/APK: `app.apk!/lib/x86_64` (skipped when the archive cannot
-    /// be used).
+    /// be used; a file at `app.apk!/lib/x86_64/<name>` is found when the archive does not
+    /// give the entry, as bionic finds it).
     Archive {
         /// The archive.
         archive: PathBuf,
@@ -93,7 +94,9 @@ struct Link {
 /// unreadable directory, and an APK directory whose archive is missing, unreadable, not a zip
 /// or truncated; the "not found" error then says why each archive was skipped. A library that
 /// is found but cannot be loaded (an APK entry that is compressed or misaligned, a file that is
-/// not a valid ELF image) fails the load.
+/// not a valid ELF image) fails the load. As bionic's `open_library_at_path`, a path holding
+/// `!/` (`app.apk!/lib/x86_64/libfoo.so`, given or made from an APK directory) that is no
+/// usable zip entry is opened as the file of that name when there is one.
 ///
 /// The namespace also keeps the libraries loaded in it (one copy per file); its clones share
 /// them.
@@ -161,7 +164,9 @@ impl Namespace {
     /// Appends directories to the search path: `dir` or `app.apk!/lib/x86_64`, searched in
     /// order (see [`Namespace`] for the whole search). One that cannot be used (missing,
     /// unreadable, an archive that is not a zip or is truncated) is skipped, as glibc and
-    /// bionic skip it.
+    /// bionic skip it; `app.apk!/lib/x86_64` names the zip entries `lib/x86_64/<name>` of
+    /// `app.apk`, else (bionic's fallback) the files of the directory
+    /// `app.apk!/lib/x86_64`.
     pub fn search<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, dirs: I) -> Namespace {
         self.search_path.extend(dirs.into_iter().map(|d| SearchDir::parse(d.as_ref())));
         self
@@ -400,6 +405,8 @@ fn normalize(dir: &str) -> String {
 /// (missing, unreadable, not a zip, truncated) is skipped, as glibc skips a directory it cannot
 /// use and bionic a zip it cannot open, with why in `skipped`; but an entry that is there and
 /// cannot be mapped (compressed, misaligned, ...) is an error, as a corrupt file found is.
+/// As bionic's `open_library_at_path`, `archive!/dir/name` that is no usable entry is tried as
+/// a file of that name.
 fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Result<Option<Source>> {
     match search {
         SearchDir::Dir(d) => {
@@ -408,14 +415,21 @@ fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Resul
         }
         SearchDir::Archive { archive, dir } => {
             let entry = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
-            match crate::source::open_zip_entry(archive, &entry, page_size()) {
-                Ok(_) => Ok(Some(Source::zip_entry(archive.clone(), entry))),
-                Err(ZipFailure::NoEntry(_)) => Ok(None),
-                Err(ZipFailure::Archive(e)) => {
+            let failure = match crate::source::open_zip_entry(archive, &entry, page_size()) {
+                Ok(_) => return Ok(Some(Source::zip_entry(archive.clone(), entry))),
+                Err(failure) => failure,
+            };
+            let file = crate::source::bang_path(archive, &entry);
+            if file.is_file() {
+                return Ok(Some(Source::Path(file)));
+            }
+            match failure {
+                ZipFailure::NoEntry(_) => Ok(None),
+                ZipFailure::Archive(e) => {
                     skipped.push(format!("skipped {}: {e}", search.display()));
                     Ok(None)
                 }
-                Err(ZipFailure::Entry(e)) => Err(e),
+                ZipFailure::Entry(e) => Err(e),
             }
         }
     }

@@ -4,7 +4,9 @@
 //! Every source ends up as a file descriptor plus the offset and length of the ELF image inside
 //! it, so the executor can `mmap` segments straight from the file (for an APK entry: the entry's
 //! data offset + `p_offset`). Nothing is extracted and nothing falls back silently: a deflated,
-//! encrypted, misaligned, truncated or missing entry is an error of its own kind.
+//! encrypted, misaligned, truncated or missing entry is an error of its own kind. The one
+//! fallback is bionic's: `archive!/entry` that is no usable entry names the file of that name
+//! when there is one (a directory whose name ends in `!`).
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
@@ -45,7 +47,8 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parses `path` or `archive.apk!/entry/in/zip`.
+    /// Parses `path` or `archive.apk!/entry/in/zip` (opened as the file of that name when it
+    /// is no usable zip entry, see [`Source::open`]).
     pub fn parse(s: &str) -> Source {
         // A byte scan: `split_once("!/")` sets up a substring searcher, costly on a hot path.
         match s.as_bytes().windows(2).position(|w| w == b"!/") {
@@ -102,6 +105,12 @@ impl Source {
     }
 
     /// Opens the source for an image that will be mapped with pages of `page_size` bytes.
+    ///
+    /// A [`Source::ZipEntry`] that cannot be opened as a zip entry (its archive is missing or
+    /// not a zip, it has no such entry, the entry is compressed, ...) is opened as the file
+    /// `archive!/entry` when there is one, as bionic's `open_library_at_path` does: a file in a
+    /// directory whose name ends in `!` (`dir!/libfoo.so`) loads. Without such a file, the
+    /// error is the zip entry's.
     pub fn open(&self, page_size: u64) -> Result<OpenSource> {
         let label = self.display();
         match self {
@@ -111,7 +120,8 @@ impl Source {
             }
             Source::ZipEntry { archive, entry } => {
                 crate::plan::check_page_size(page_size).map_err(|e| e.with_path(&label))?;
-                open_zip_entry(archive, entry, page_size).map_err(ZipFailure::into_error)
+                open_zip_entry(archive, entry, page_size)
+                    .or_else(|failure| open_as_file_instead(archive, entry, label, failure.into_error()))
             }
             Source::Fd { fd, offset, label } => {
                 crate::plan::check_page_size(page_size).map_err(|e| e.with_path(label))?;
@@ -337,6 +347,29 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
     })
 }
 
+/// The file a path holding `!/` names when it is not read as a zip entry: `archive!/entry`.
+pub(crate) fn bang_path(archive: &Path, entry: &str) -> PathBuf {
+    let mut path = archive.as_os_str().to_owned();
+    path.push("!/");
+    path.push(entry);
+    path.into()
+}
+
+/// bionic's `open_library_at_path`: a path holding `!/` that is not a usable zip entry is
+/// opened as a file of that name. When that fails too, `zip_err` stands; if something is at
+/// that path, the error also says why it did not open as a file.
+fn open_as_file_instead(archive: &Path, entry: &str, label: String, zip_err: Error) -> Result<OpenSource> {
+    let path = bang_path(archive, entry);
+    match open_regular(&path, &label) {
+        Ok((file, len, dev_ino)) => Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label }),
+        Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ENOTDIR)) => Err(zip_err),
+        Err(e) => Err(zip_err.and_detail(&format!(
+            "{label} was read as entry {entry} of the zip archive {} (then as a file: {e})",
+            archive.display()
+        ))),
+    }
+}
+
 /// Why a zip entry could not be opened. The namespace search goes on past an archive it
 /// cannot use or that lacks the entry, as bionic does, but an entry that is there and cannot
 /// be mapped fails the load.
@@ -366,17 +399,7 @@ impl ZipFailure {
 pub(crate) fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Result<OpenSource, ZipFailure> {
     let label = format!("{}!/{entry}", archive.display());
     let apath = archive.display().to_string();
-    let (file, file_size, dev_ino) = open_regular(archive, &apath).map_err(|e| {
-        // `dir!/libfoo.so`, a file in a directory whose name ends in `!`, reads as an entry of
-        // the archive `dir`: say so rather than only that `dir` does not exist.
-        ZipFailure::Archive(match e.errno() {
-            Some(libc::ENOENT | libc::ENOTDIR) if Path::new(&label).is_file() => e.and_detail(&format!(
-                "{label} is a file, but a path holding `!/` names an entry of a zip archive \
-                 (Source::path names the file)"
-            )),
-            _ => e,
-        })
-    })?;
+    let (file, file_size, dev_ino) = open_regular(archive, &apath).map_err(ZipFailure::Archive)?;
     let bad = |kind, detail: String| Error::new("open zip entry", kind, detail).with_path(&label);
     // The zip crate parses the central directory and the local header; mmkit checks the rest.
     // Parsing untrusted archives must never take the process down, so a panic is an error too.

@@ -339,18 +339,60 @@ proptest! {
 }
 
 /// A file in a directory whose name ends in `!` (`d!/libfoo.so`) parses as an entry of the
-/// archive `d`; the error says so rather than only that `d` does not exist.
+/// archive `d`; as bionic's `open_library_at_path`, what is no usable zip entry is then opened
+/// as the file of that name. When neither works, the zip entry's error stands and says why the
+/// file did not do either.
 #[test]
-fn bang_directory_error_names_the_file() {
+fn a_file_under_a_bang_directory_loads_as_bionic_opens_it() {
     let dir = tmp();
     let sub = dir.path().join("d!");
     std::fs::create_dir(&sub).unwrap();
     std::fs::write(sub.join("libfoo.so"), basic_bytes()).unwrap();
-    let err = open_err(&format!("{}/d!/libfoo.so", dir.path().display()));
+    let spec = format!("{}/d!/libfoo.so", dir.path().display());
+    let ours = open(spec.as_str());
+    assert_eq!(call(&ours, "fx_add", &[40, 2]), 42);
+    assert_eq!(ours.source(), spec);
+    ours.verify().unwrap();
+    // Also when an archive of the name before `!` exists but has no such entry (bionic tries
+    // the zip first, then the path).
+    let weird = apk(dir.path(), &basic_bytes(), page_u16());
+    let bang = dir.path().join("app.apk!");
+    std::fs::create_dir(&bang).unwrap();
+    std::fs::write(bang.join("libx.so"), basic_bytes()).unwrap();
+    let spec = format!("{}!/libx.so", weird.display());
+    assert_eq!(call(&open(spec.as_str()), "fx_mul", &[6, 7]), 42);
+    // The zip entry wins when it is usable.
+    std::fs::create_dir_all(bang.join("lib/x86_64")).unwrap();
+    std::fs::write(bang.join(ENTRY), b"not an ELF file").unwrap();
+    let spec = format!("{}!/{ENTRY}", weird.display());
+    let ours = open(spec.as_str());
+    assert!(ours.segments().unwrap().iter().any(|m| m.file_offset.is_some_and(|o| o > 0)));
+    // A search directory that reads as an APK directory: the file under it is found.
+    let base = build("ns-base", "base.c", "fxbase", &[]);
+    let dep = build("ns-dep", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
+    let libs = dir.path().join("w.apk!/lib");
+    std::fs::create_dir_all(&libs).unwrap();
+    std::fs::copy(&base, libs.join("libfxbase.so")).unwrap();
+    let ns = Namespace::isolated("bang").search([format!("{}/w.apk!/lib", dir.path().display())]);
+    // SAFETY: test fixtures.
+    let ours = unsafe { ns.open(dep.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002);
+    let deps: Vec<_> = ours.loaded_dependencies().iter().map(|l| l.source().to_owned()).collect();
+    assert_eq!(deps, vec![format!("{}/libfxbase.so", libs.display())]);
+    // Neither: the zip entry's error (no archive `e`), and why the directory at `e!/libfoo.so`
+    // is no library file either.
+    std::fs::create_dir_all(dir.path().join("e!/libfoo.so")).unwrap();
+    let err = open_err(&format!("{}/e!/libfoo.so", dir.path().display()));
     assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
-    assert!(err.to_string().contains("d!/libfoo.so is a file, but a path holding `!/`"), "{err}");
-    // Named as a path, it loads.
-    assert!(Source::path(sub.join("libfoo.so")).open(mmkit_elf::page_size()).is_ok());
+    assert_eq!(err.path(), Some(dir.path().join("e").as_path()), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("e!/libfoo.so was read as entry libfoo.so of the zip archive"), "{msg}");
+    assert!(msg.contains("(then as a file: open of"), "{msg}");
+    assert!(msg.contains("not a regular file"), "{msg}");
+    // Nothing at either: the zip entry's error alone.
+    let err = open_err(&format!("{}/none!/libfoo.so", dir.path().display()));
+    assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+    assert!(!err.to_string().contains("as a file"), "{err}");
 }
 
 /// An archive on a namespace's search path that cannot be used (not a zip, truncated,
