@@ -81,11 +81,11 @@ struct Link {
 /// libraries, and links to other namespaces for named sonames.
 ///
 /// Search order for a `DT_NEEDED` name (or a bare soname given to [`Namespace::open`]): a name
-/// with a `/` is a path; else the requesting library's own directory (inside an APK: the
-/// entry's directory, then the archive's; glibc does not search it), then as glibc: its
-/// `DT_RPATH` if it has no `DT_RUNPATH`, `LD_LIBRARY_PATH` (unless turned off), its
-/// `DT_RUNPATH` (`$ORIGIN` expanded in both); then the namespace's search path,
-/// [`SYSTEM_DIRS`]; then
+/// with a `/` is a path; else (never the current directory, as with glibc) the requesting
+/// library's own directory (inside an APK: the entry's directory, then the archive's; glibc
+/// does not search it), then as glibc: its `DT_RPATH` if it has no `DT_RUNPATH`,
+/// `LD_LIBRARY_PATH` (unless turned off), its `DT_RUNPATH` (`$ORIGIN` expanded in both); then
+/// the namespace's search path, [`SYSTEM_DIRS`]; then
 /// the links; then, with [`SystemPolicy::SystemLinker`], the system linker's own search
 /// (`ld.so.cache`). A file found in a system directory is a system library (see
 /// [`SystemPolicy`]).
@@ -231,9 +231,10 @@ impl Namespace {
         &self.registry
     }
 
-    /// Where `source` is loaded from: itself, or for a bare soname (`libz.so.1`: no `/`, not a
-    /// file in the current directory), the file this namespace's search finds (what
-    /// [`Namespace::open`] and `mmkit elf plan|load|call` use).
+    /// Where `source` is loaded from: itself, or for a bare soname (`libz.so.1`: no `/`), the
+    /// file this namespace's search finds (what [`Namespace::open`] and
+    /// `mmkit elf plan|load|call` use). As with glibc's `dlopen`, a bare soname is never
+    /// opened in the current directory, whatever is there; `./libz.so.1` names that file.
     pub fn locate(&self, source: Source) -> Result<Source> {
         self.top_level(source)
     }
@@ -261,13 +262,12 @@ impl Namespace {
         Ok(Some(p.as_path()))
     }
 
-    /// A bare soname that is not a file here becomes the file the search finds.
+    /// A bare soname becomes the file the search finds. As with glibc's `dlopen`, a name
+    /// without `/` is never opened relative to the current directory, even when something
+    /// there has that name (`./libfoo.so` names that).
     pub(crate) fn top_level(&self, source: Source) -> Result<Source> {
         let Source::Path(p) = &source else { return Ok(source) };
         let Some(name) = p.to_str().filter(|n| !n.contains('/')) else { return Ok(source) };
-        if p.exists() {
-            return Ok(source);
-        }
         let mut skipped = Vec::new();
         let dirs = self.dirs(None, false, &mut std::iter::empty());
         for dir in &dirs {
@@ -275,11 +275,14 @@ impl Namespace {
                 return Ok(found);
             }
         }
-        Err(Error::new(
-            format!("find library {name}"),
-            ErrorKind::DependencyNotFound,
-            not_found_detail("not a file here and not found in", &dirs, &skipped, &self.name),
-        ))
+        let mut detail = not_found_detail("not found in", &dirs, &skipped, &self.name);
+        if p.is_file() {
+            detail.push_str(&format!(
+                "; a name without `/` is searched for, not opened in the current directory \
+                 (./{name} names the file there)"
+            ));
+        }
+        Err(Error::new(format!("find library {name}"), ErrorKind::DependencyNotFound, detail))
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with

@@ -978,3 +978,44 @@ fn a_library_on_a_noexec_mount_says_so() {
     assert_eq!(err.errno(), Some(libc::EPERM), "{err}");
     assert!(err.to_string().contains("noexec mount"), "{err}");
 }
+
+/// A bare soname (no `/`) is searched for, as glibc's `dlopen` does, even when the current
+/// directory holds something of that name: a directory there was an error ("not a regular
+/// file"), a file there was loaded instead of the library the search finds. `./name` names
+/// what is in the current directory.
+#[test]
+fn a_bare_soname_is_searched_for_whatever_the_current_directory_holds() {
+    // Changes the current directory: in a child process of its own.
+    if !in_fresh_process("a_bare_soname_is_searched_for_whatever_the_current_directory_holds") {
+        return;
+    }
+    let base = build("ns-base", "base.c", "fxbase", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let libs = dir.path().join("libs");
+    std::fs::create_dir(&libs).unwrap();
+    std::fs::copy(&base, libs.join("libfxbase.so")).unwrap();
+    let (with_dir, with_file) = (dir.path().join("cwd-dir"), dir.path().join("cwd-file"));
+    std::fs::create_dir_all(with_dir.join("libfxbase.so")).unwrap();
+    std::fs::create_dir(&with_file).unwrap();
+    std::fs::copy(lib("basic.c", "fxbasic"), with_file.join("libfxbase.so")).unwrap();
+    let ns = mmkit_elf::Namespace::isolated("bare").search([libs.display().to_string()]);
+    let found = libs.join("libfxbase.so").display().to_string();
+    for cwd in [&with_dir, &with_file] {
+        std::env::set_current_dir(cwd).unwrap();
+        assert_eq!(ns.locate(Source::path("libfxbase.so")).unwrap(), Source::path(&found), "{}", cwd.display());
+        // SAFETY: test fixtures.
+        let ours = unsafe { ns.open("libfxbase.so") }.unwrap_or_else(|e| panic!("{}: {e}", cwd.display()));
+        assert_eq!(ours.source(), found);
+        assert_eq!(call(&ours, "fx_base_value", &[1]), 1001);
+    }
+    // `./libfxbase.so` is the file here (basic.c's library).
+    // SAFETY: test fixtures.
+    let here = unsafe { ns.open("./libfxbase.so") }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&here, "fx_add", &[40, 2]), 42);
+    // Not found by the search: the error says so, and how to name the file here.
+    let empty = mmkit_elf::Namespace::isolated("empty");
+    // SAFETY: the load fails before running any code.
+    let err = unsafe { empty.open("libfxbase.so") }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("./libfxbase.so names the file there"), "{err}");
+}

@@ -12,9 +12,12 @@ use serde_json::json;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Show how SOURCE would be mapped: its program headers (like `readelf -l`) and the page
-    /// arithmetic of the plan. SOURCE is a path or `app.apk!/lib/x86_64/libfoo.so`.
+    /// arithmetic of the plan. SOURCE is a path or `app.apk!/lib/x86_64/libfoo.so`; a name
+    /// without `/` (`libz.so.1`) is searched for as `dlopen` does, never in the current
+    /// directory (`./libfoo.so` names a file there).
     Plan {
-        /// A path, or `archive.apk!/entry` (a stored, page-aligned zip entry).
+        /// A path, or `archive.apk!/entry` (a stored, page-aligned zip entry); a name without
+        /// `/` is searched for as `dlopen` does (`./libfoo.so` for a file here).
         #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         source: String,
         /// Plan for this page size (4k, 16k, 64k); default: this kernel's.
@@ -26,7 +29,8 @@ pub enum Command {
     },
     /// Load SOURCE and print its mappings as /proc/self/maps shows them, with resident pages.
     Load {
-        /// A path, or `archive.apk!/entry`.
+        /// A path, or `archive.apk!/entry`; a name without `/` is searched for as `dlopen`
+        /// does (`./libfoo.so` for a file here).
         #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         source: String,
         /// Print JSON.
@@ -37,7 +41,8 @@ pub enum Command {
     },
     /// Load SOURCE and call SYMBOL as `int64_t SYMBOL(int64_t, ...)` with up to six integers.
     Call {
-        /// A path, or `archive.apk!/entry`.
+        /// A path, or `archive.apk!/entry`; a name without `/` is searched for as `dlopen`
+        /// does (`./libfoo.so` for a file here).
         #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
         source: String,
         /// The function to call.

@@ -156,7 +156,9 @@ fn call_finds_a_bare_soname() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Run where no file of that name exists: the soname is searched for as dlopen would.
+    // Run where no file of that name exists: the soname is searched for as dlopen would. A
+    // directory of that name here is not looked at (it was opened: "not a regular file").
+    std::fs::create_dir(dir.path().join("libz.so.1")).unwrap();
     let o = Command::new(MMKIT)
         .args(["elf", "call", "libz.so.1", "adler32", "1", "0", "0"])
         .current_dir(dir.path())

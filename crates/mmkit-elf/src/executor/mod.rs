@@ -57,7 +57,8 @@ impl Library {
     /// initializers. It loads in the process's default [`crate::Namespace`]: system
     /// libraries go to the system linker, and a file already loaded there is not loaded again
     /// (the result is another handle to the same copy, as with `dlopen`). A bare soname
-    /// (`libz.so.1`) that is not a file in the current directory is searched for.
+    /// (`libz.so.1`, no `/`) is searched for, never opened in the current directory (as with
+    /// `dlopen`: `./libz.so.1` names that file).
     ///
     /// # Safety
     /// Loading runs the library's initializers and IFUNC resolvers, and later calls run its
@@ -146,8 +147,8 @@ impl Library {
 
 impl crate::Namespace {
     /// Loads `source` in this namespace: its dependencies are found and loaded by this
-    /// namespace's rules. A bare soname (`libz.so.1`, no `/`, not a file in the current
-    /// directory) is searched for as a dependency would be, and mapped by mmkit-elf.
+    /// namespace's rules. A bare soname (`libz.so.1`, no `/`) is searched for as a dependency
+    /// would be (never in the current directory, as with `dlopen`), and mapped by mmkit-elf.
     ///
     /// # Safety
     /// As for [`Library::open`](crate::Library::open): the library must be trustworthy.
