@@ -94,3 +94,24 @@ pub use uio::{list as list_uio_devices, IrqEnable, IrqEvent, Uio, UioInfo, SYS_C
 pub fn page_size() -> usize {
     mmkit::page_size()
 }
+
+/// Stand-ins for device files in unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+
+    /// A memfd holding `bytes`, sealed against shrinking (a plain file could be truncated under
+    /// a region, so regions refuse one), and a symlink at `link` to it (`/proc/self/fd/N`), so
+    /// that opening `link` opens the memfd. Keep the returned descriptor for the test's life.
+    pub(crate) fn sealed_stand_in(link: &Path, bytes: &[u8]) -> OwnedFd {
+        let shm = mmkit::shm::SharedMemory::create("mmio-stand-in", bytes.len() as u64).unwrap();
+        shm.add_seals(mmkit::shm::Seals::SHRINK).unwrap();
+        let file = std::fs::File::from(OwnedFd::from(shm));
+        file.write_all_at(bytes, 0).unwrap();
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        std::os::unix::fs::symlink(fd_path, link).unwrap();
+        file.into()
+    }
+}

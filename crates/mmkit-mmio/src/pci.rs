@@ -408,8 +408,8 @@ mod bar_tests {
     use std::fs;
 
     /// An ivshmem-like device: a 256-byte BAR0 and a 1 MiB prefetchable 64-bit BAR2, with
-    /// regular files standing in for sysfs `resourceN` (whose size is the BAR's, as sysfs
-    /// reports it).
+    /// sealed memfds standing in for sysfs `resourceN` (whose size is the BAR's, as sysfs
+    /// reports it). The memfds stay open for the life of the test process.
     fn fake_ivshmem(with_wc: bool) -> (tempfile::TempDir, PciDevice) {
         let root = tempfile::tempdir().unwrap();
         let d = root.path().join("0000:00:05.0");
@@ -424,12 +424,12 @@ mod bar_tests {
         )
         .unwrap();
         let regs: Vec<u8> = (0..0x100u32).map(|i| i as u8).collect();
-        fs::write(d.join("resource0"), regs).unwrap();
-        let mem = fs::File::create(d.join("resource2")).unwrap();
-        mem.set_len(0x10_0000).unwrap();
+        let bar0 = crate::test_support::sealed_stand_in(&d.join("resource0"), &regs);
+        let bar2 = crate::test_support::sealed_stand_in(&d.join("resource2"), &vec![0u8; 0x10_0000]);
         if with_wc {
             fs::hard_link(d.join("resource2"), d.join("resource2_wc")).unwrap();
         }
+        std::mem::forget((bar0, bar2));
         let dev = PciDevice::find_in(root.path(), PciId::IVSHMEM).unwrap();
         (root, dev)
     }

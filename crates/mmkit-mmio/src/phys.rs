@@ -28,7 +28,9 @@ impl PhysicalMemory {
         Self::open_path(Path::new("/dev/mem"))
     }
 
-    /// Opens `path` as physical memory (e.g. a test file standing in for `/dev/mem`).
+    /// Opens `path` as physical memory. A stand-in for `/dev/mem` (in tests) must be a memfd
+    /// sealed against shrinking (`/proc/self/fd/N`): a region refuses a plain file, which
+    /// could be truncated under it (every access would then raise `SIGBUS`).
     pub fn open_path(path: &Path) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)

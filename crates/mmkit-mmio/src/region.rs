@@ -189,6 +189,26 @@ macro_rules! forward_registers {
 
 forward_registers!(&R, Box<R>, std::sync::Arc<R>);
 
+/// Refuses a backing whose mapped pages could vanish under the region: a regular file that
+/// is neither a sysfs attribute (a PCI `resourceN`, which has no pages to lose) nor a memfd
+/// sealed against shrinking. Such a file (a stand-in for a device, as in tests) could be
+/// truncated by anyone holding it, and every later access, a checked volatile load or store,
+/// would raise `SIGBUS`. Device nodes (`/dev/mem`, `/dev/uioN`) keep their size; their driver
+/// checks the range.
+fn check_backing(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
+    const SYSFS_MAGIC: u64 = 0x6265_6572;
+    let stat = rustix::fs::fstat(fd).map_err(|e| format!("fstat failed: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile
+        || rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as u64 == SYSFS_MAGIC)
+        || rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK))
+    {
+        return Ok(());
+    }
+    Err("a regular file outside sysfs is not device memory: it could be truncated under the region, and every \
+         access would then raise SIGBUS (a stand-in for a device must be a memfd sealed with F_SEAL_SHRINK)"
+        .to_owned())
+}
+
 /// Maps `req` from `fd` readable, writable and shared, and wraps it in a [`MmioRegion`].
 ///
 /// Wraps `mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, mmap_offset)`; see
@@ -229,6 +249,8 @@ pub(crate) fn map_shared(fd: BorrowedFd<'_>, req: MapRequest<'_>) -> Result<Mmio
                 .with_range(req.mmap_offset, req.map_len as u64)
                 .with_source_name(None, req.target.as_deref())
         })?;
+    // After mmkit's own checks (a range past the end of the file is refused there first).
+    check_backing(fd).map_err(|detail| err(ErrorKind::InvalidArgument).with_detail(detail))?;
     // SAFETY: `start < map_len` (checked above) and the offset is page-aligned, so mmkit mapped
     // exactly `map_len` bytes from `as_mut_ptr()`; the pointer stays inside the mapping.
     let ptr = unsafe { NonNull::new_unchecked(map.as_mut_ptr().add(req.start)) };

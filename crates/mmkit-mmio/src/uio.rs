@@ -476,9 +476,8 @@ mod tests {
         let page = crate::page_size();
         let map0 = root.path().join("class/uio/uio0/maps/map0");
         fs::write(map0.join("size"), format!("{page:#x}\n")).unwrap();
-        // A regular file stands in for /dev/uio0 (map 0 is at mmap offset 0).
-        let node = fs::File::create(root.path().join("uio0")).unwrap();
-        node.set_len(page as u64).unwrap();
+        // A sealed memfd stands in for /dev/uio0 (map 0 is at mmap offset 0).
+        let _node = crate::test_support::sealed_stand_in(&root.path().join("uio0"), &vec![0u8; page]);
         let uio = Uio::open_at(&root.path().join("class/uio"), root.path(), 0).unwrap();
         let regs = uio.map(0).unwrap();
         assert_eq!(regs.len(), 0x100);

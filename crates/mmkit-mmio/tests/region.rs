@@ -1,18 +1,44 @@
-//! A real `MmioRegion` over a mapped file standing in for `/dev/mem` (host): volatile access
+//! A real `MmioRegion` over a sealed memfd standing in for `/dev/mem` (host): volatile access
 //! through an actual mapping, windows that start inside a page, checks, unmapping on drop.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mmkit_mmio::{AccessRules, ErrorKind, PhysicalMemory, Width, Widths};
 
-fn backing(len: usize) -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    std::fs::write(file.path(), bytes).unwrap();
-    file
+/// A memfd sealed against shrinking, standing in for `/dev/mem` (a plain file could be
+/// truncated under the region, so regions refuse one), opened through `/proc/self/fd/N`.
+struct Backing {
+    _fd: OwnedFd,
+    path: PathBuf,
+    name: String,
 }
 
-fn mapped(path: &std::path::Path) -> bool {
+impl Backing {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn backing(len: usize) -> Backing {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("mmio-backing-{}", N.fetch_add(1, Ordering::Relaxed));
+    let shm = mmkit::shm::SharedMemory::create(&name, len as u64).unwrap();
+    shm.add_seals(mmkit::shm::Seals::SHRINK).unwrap();
+    let file = std::fs::File::from(OwnedFd::from(shm));
+    let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    file.write_all_at(&bytes, 0).unwrap();
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Backing { _fd: file.into(), path, name }
+}
+
+/// Whether the memfd behind `backing` is mapped in this process.
+fn mapped(backing: &Backing) -> bool {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
+    let name = format!("/memfd:{} (deleted)", backing.name);
+    maps.lines().any(|l| l.ends_with(&name))
 }
 
 #[test]
@@ -83,9 +109,9 @@ fn dropping_the_region_unmaps_it() {
     let file = backing(page);
     let mem = PhysicalMemory::open_path(file.path()).unwrap();
     let region = mem.map(0, page).unwrap();
-    assert!(mapped(file.path()));
+    assert!(mapped(&file));
     drop(region);
-    assert!(!mapped(file.path()));
+    assert!(!mapped(&file));
 }
 
 #[test]
@@ -110,4 +136,24 @@ fn mapping_errors_name_the_file_and_range() {
     let mem = PhysicalMemory::open_path(file.path()).unwrap();
     assert_eq!(mem.map(0, 0).unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(mem.map(u64::MAX - 2, 8).unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
+
+/// A plain file stands in for device memory only if nobody can truncate it: every access
+/// after a truncation raised `SIGBUS` (a checked `read_u32` killed the process). Refused; a
+/// memfd sealed against shrinking is the safe stand-in.
+#[test]
+fn a_plain_file_that_could_be_truncated_is_refused() {
+    let page = mmkit_mmio::page_size();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), vec![1u8; 2 * page]).unwrap();
+    let mem = PhysicalMemory::open_path(file.path()).unwrap();
+    let err = mem.map(0, 2 * page).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("SIGBUS"), "{err}");
+    // The sealed stand-in maps, and cannot be truncated under the region.
+    let sealed = backing(2 * page);
+    let region = PhysicalMemory::open_path(sealed.path()).unwrap().map(0, 2 * page).unwrap();
+    let err = std::fs::OpenOptions::new().write(true).open(sealed.path()).unwrap().set_len(0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    assert_eq!(region.read_u8(page + 1).unwrap(), (page + 1) as u8);
 }
