@@ -351,7 +351,8 @@ impl Uio {
     /// [UIO HOWTO](https://www.kernel.org/doc/html/latest/driver-api/uio-howto.html)).
     #[doc(alias = "poll")]
     pub fn wait_irq(&mut self, timeout: Option<Duration>) -> Result<IrqEvent> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout past what an `Instant` can hold (`Duration::MAX`) waits forever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let ts =

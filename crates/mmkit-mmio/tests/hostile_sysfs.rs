@@ -1,6 +1,6 @@
 //! Sources read from a sysfs-like tree whose attributes are absurd (a fake or corrupt
-//! `/sys`): every one is an error, never an arithmetic overflow (a panic in debug builds, a
-//! wrapped offset or address in release builds).
+//! `/sys`), and absurd arguments: every one is an error or works, never an arithmetic overflow
+//! (a panic in debug builds, a wrapped offset or address in release builds).
 
 use std::fs;
 use std::path::Path;
@@ -55,4 +55,16 @@ fn a_bar_larger_than_the_address_space_is_refused() {
     let err = pci.map_bar(0).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.to_string().contains("larger than the address space"), "{err}");
+}
+
+/// `wait_irq(Some(Duration::MAX))` panicked adding the timeout to `Instant::now()`; a timeout
+/// no clock can reach waits like no timeout. (A regular file standing in for `/dev/uio0` is
+/// always readable: its first 4 bytes are the count.)
+#[test]
+fn a_timeout_past_the_end_of_time_waits_without_panicking() {
+    let root = tempfile::tempdir().unwrap();
+    let mut uio = fake_uio(root.path(), "0", "0x1000\n", "0x10\n", "0x0\n");
+    fs::write(root.path().join("dev/uio0"), 7u32.to_ne_bytes()).unwrap();
+    let event = uio.wait_irq(Some(std::time::Duration::MAX)).unwrap();
+    assert_eq!(event.count, 7);
 }
