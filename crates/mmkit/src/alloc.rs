@@ -307,9 +307,11 @@ impl MapAlloc {
         self
     }
 
-    /// Unmap cached mappings unused for `decay`.
+    /// Unmap cached mappings unused for `decay` (anything past `u64::MAX` nanoseconds, some
+    /// 584 years, means never).
     pub const fn with_decay(mut self, decay: Duration) -> Self {
-        self.decay_ns = decay.as_nanos() as u64;
+        let ns = decay.as_nanos();
+        self.decay_ns = if ns > u64::MAX as u128 { u64::MAX } else { ns as u64 };
         self
     }
 

@@ -118,6 +118,16 @@ fn freed_memory_is_returned_after_decay() {
     assert!(!is_mapped(p as usize), "the mapping is gone: its address space went back to the kernel");
 }
 
+/// A decay past `u64::MAX` nanoseconds was cut to its low 64 bits: 2^64 ns (584 years) became
+/// 0, and every freed block was unmapped at once instead of cached.
+#[test]
+fn a_decay_of_centuries_is_not_cut_to_nothing() {
+    let arena = MapAlloc::new().with_decay(Duration::new(18_446_744_073, 709_551_616));
+    drop(arena.alloc_block(1 << 20).unwrap());
+    arena.purge_expired();
+    assert_eq!(arena.stats().cached_bytes, 1 << 20);
+}
+
 #[test]
 fn resident_cache_keeps_pages_within_its_budget() {
     let arena = MapAlloc::new().with_resident_cache(8 * MIB);
