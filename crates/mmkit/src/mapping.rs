@@ -256,6 +256,13 @@ fn map_flags(opts: &MapOptions, file: bool) -> Result<(*mut libc::c_void, MapFla
         Placement::Anywhere => std::ptr::null_mut(),
         Placement::Hint(a) => a as *mut libc::c_void,
         Placement::FixedNoReplace(a) => {
+            if a == 0 {
+                // A process with CAP_SYS_RAWIO may map page 0, but no owner can hold a mapping
+                // at NULL (its slices would be null pointers).
+                return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                    .with_addr(a)
+                    .with_detail("a mapping cannot be placed at address 0"));
+            }
             if a % page != 0 {
                 return Err(Error::new("mmap", ErrorKind::Unaligned)
                     .with_addr(a)

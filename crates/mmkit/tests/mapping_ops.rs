@@ -308,6 +308,17 @@ fn fixed_no_replace_onto_an_occupied_address_is_eexist() {
     assert_eq!(err.addr(), Some(addr + 1));
 }
 
+/// A process with `CAP_SYS_RAWIO` (root) may map page 0: `map_anon` then panicked ("mmap
+/// returned NULL"), leaking the page, since no owner can hold a mapping at NULL. Refused before
+/// the kernel is asked, whoever runs it.
+#[test]
+fn a_fixed_placement_at_address_0_is_refused() {
+    let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(0)).map_anon().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.lines().any(|l| l.starts_with("00000000-")), "page 0 is mapped:\n{maps}");
+}
+
 /// A page-aligned address that is free right now: the middle of a hole we punch ourselves.
 /// Another thread could take it before we use it, so callers retry.
 fn free_address(pages: usize) -> usize {
