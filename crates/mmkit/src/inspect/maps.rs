@@ -258,14 +258,15 @@ pub struct MapsEntry {
 }
 
 impl MapsEntry {
-    /// Length of the area in bytes.
+    /// Length of the area in bytes (0 for an entry built with `end` before `start`, which the
+    /// parser never returns).
     pub fn len(&self) -> u64 {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
 
     /// Whether the area is empty (never true for areas the kernel reports).
     pub fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.len() == 0
     }
 
     /// The area's kind, for grouping.
@@ -1312,6 +1313,16 @@ fn parse_dec(s: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The fields are public: an entry built with `end` before `start` has length 0 (it
+    /// panicked with an overflow in debug builds).
+    #[test]
+    fn a_hand_built_entry_ending_before_it_starts_is_empty() {
+        let mut e = MapsEntry::parse_line(b"7f64f0504000-7f64f0505000 rw-s 00000000 00:06 5 /dev/uio0", 1).unwrap();
+        assert_eq!((e.len(), e.is_empty()), (0x1000, false));
+        (e.start, e.end) = (e.end, e.start);
+        assert_eq!((e.len(), e.is_empty()), (0, true));
+    }
 
     const SAMPLE: &str = "\
 55e1095b1000-55e1095b3000 r--p 00000000 fe:00 247030                     /usr/bin/cat
