@@ -81,7 +81,7 @@ struct Link {
 /// libraries, and links to other namespaces for named sonames.
 ///
 /// Search order for a `DT_NEEDED` name (or a bare soname given to [`Namespace::open`]): a name
-/// with a `/` is a path; else (never the current directory, as with glibc) the requesting
+/// with a `/` is a path (one holding `!/` a zip entry, as below, also in `DT_NEEDED`); else (never the current directory, as with glibc) the requesting
 /// library's own directory (inside an APK: the entry's directory, then the archive's; glibc
 /// does not search it), then as glibc: its `DT_RPATH` if it has no `DT_RUNPATH`,
 /// `LD_LIBRARY_PATH` (unless turned off), its `DT_RUNPATH` (`$ORIGIN` expanded in both); then
@@ -325,7 +325,9 @@ impl Namespace {
         let mut skipped = Vec::new();
         let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath) };
         let found = if name.contains('/') {
-            Some(Source::Path(name.into()))
+            // A name with `/` is that file, as with glibc; `x.apk!/lib/y.so` that zip entry (or
+            // the file of that name), as bionic's open_library_at_path has it.
+            Some(Source::parse(name))
         } else {
             let mut found = None;
             for dir in &dirs {

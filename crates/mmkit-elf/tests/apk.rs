@@ -482,3 +482,60 @@ fn source_parse_splits_on_bang_slash() {
     assert_eq!(Source::parse("a/b.apk!/lib/x/libc.so"), Source::zip_entry("a/b.apk", "lib/x/libc.so"));
     assert_eq!(Source::parse("/usr/lib/libz.so.1"), Source::path("/usr/lib/libz.so.1"));
 }
+
+/// A `DT_NEEDED` name holding `!/` (`/data/app/x.apk!/lib/x86_64/libfxbase.so`, as an Android
+/// build can record) names that zip entry, as bionic's `open_library_at_path` reads it, and the
+/// file of that name when it is no usable entry; it was opened as a plain path only.
+#[test]
+fn a_dependency_named_by_an_apk_path_loads_from_the_archive() {
+    const HOLDER: &str = "libfxbase-soname-placeholder-that-the-test-overwrites-with-a-path-0123456789-0123456789-0123456789-0123456789-0123456789.so";
+    let base = build("bang-needed-base", "base.c", "fxbase", &[&format!("-Wl,-soname,{HOLDER}")]);
+    let dep =
+        build("bang-needed-dep", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
+    let dir = tmp();
+    // The dependent library with its DT_NEEDED string overwritten in place (NUL-padded).
+    let with_needed = |needed: &str, name: &str| -> PathBuf {
+        assert!(needed.len() < HOLDER.len(), "{needed}");
+        let mut bytes = std::fs::read(&dep).unwrap();
+        let at = bytes.windows(HOLDER.len()).position(|w| w == HOLDER.as_bytes()).expect("DT_NEEDED string");
+        let mut patch = needed.as_bytes().to_vec();
+        patch.resize(HOLDER.len(), 0);
+        bytes[at..at + HOLDER.len()].copy_from_slice(&patch);
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let archive = dir.path().join("n.apk");
+    let base_bytes = std::fs::read(&base).unwrap();
+    write_zip(
+        &archive,
+        &[("AndroidManifest.xml", b"<manifest/>", 0), ("lib/x86_64/libfxbase.so", &base_bytes, page_u16())],
+    );
+    let entry = format!("{}!/lib/x86_64/libfxbase.so", archive.display());
+    let user = with_needed(&entry, "libuser.so");
+    let ns = Namespace::isolated("bang-needed");
+    // SAFETY: test fixtures.
+    let ours = unsafe { ns.open(user.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002);
+    let deps: Vec<_> = ours.loaded_dependencies().iter().map(|l| l.source().to_owned()).collect();
+    assert_eq!(deps, vec![entry.clone()]);
+    let offsets: Vec<_> =
+        ours.loaded_dependencies()[0].segments().unwrap().iter().filter_map(|m| m.file_offset).collect();
+    assert!(offsets.iter().all(|&o| o >= entry_offset(&archive, "lib/x86_64/libfxbase.so")), "{offsets:?}");
+    // No such entry, but a file of that name (a directory `m.apk!`): that file, as bionic.
+    let files = dir.path().join("m.apk!/lib");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("libfxbase.so"), &base_bytes).unwrap();
+    let named = format!("{}/m.apk!/lib/libfxbase.so", dir.path().display());
+    let user = with_needed(&named, "libuser2.so");
+    // SAFETY: test fixtures.
+    let ours = unsafe { ns.open(user.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "fx_dep_twice", &[2]), 2004);
+    assert_eq!(ours.loaded_dependencies()[0].source(), named);
+    // Neither: the entry's error, naming the dependency.
+    let user = with_needed(&format!("{}!/lib/x86_64/libnone.so", archive.display()), "libuser3.so");
+    // SAFETY: test fixtures (the load fails before running any code).
+    let err = unsafe { ns.open(user.as_path()) }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("libnone.so"), "{err}");
+}
