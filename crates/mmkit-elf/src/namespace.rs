@@ -92,7 +92,9 @@ struct Link {
 ///
 /// A directory that cannot be used is passed over, as glibc and bionic do: a missing or
 /// unreadable directory, and an APK directory whose archive is missing, unreadable, not a zip
-/// or truncated; the "not found" error then says why each archive was skipped. A library that
+/// or truncated; and, as glibc's `open_verify`, a file built for another ELF class or
+/// machine (a 32-bit library in a directory of `LD_LIBRARY_PATH`). The "not found" error then
+/// says why each was skipped. A library that
 /// is found but cannot be loaded (an APK entry that is compressed or misaligned, a file that is
 /// not a valid ELF image) fails the load. As bionic's `open_library_at_path`, a path holding
 /// `!/` (`app.apk!/lib/x86_64/libfoo.so`, given or made from an APK directory) that is no
@@ -416,7 +418,14 @@ fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Resul
     match search {
         SearchDir::Dir(d) => {
             let p = d.join(name);
-            Ok(p.is_file().then_some(Source::Path(p)))
+            if !p.is_file() {
+                return Ok(None);
+            }
+            if let Some(why) = built_for_another_machine(&p) {
+                skipped.push(format!("skipped {}: {why}", p.display()));
+                return Ok(None);
+            }
+            Ok(Some(Source::Path(p)))
         }
         SearchDir::Archive { archive, dir } => {
             let entry = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
@@ -438,6 +447,35 @@ fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Resul
             }
         }
     }
+}
+
+/// Why the search passes over the ELF file at `path`, as glibc's `open_verify` does: it is of
+/// another class (a 32-bit library in a directory of `LD_LIBRARY_PATH`) or machine than the
+/// loader's host. Anything else, not an ELF file included, is found (and fails to load
+/// naming its fault, as with glibc).
+fn built_for_another_machine(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let host = crate::Machine::HOST?;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact_at(&mut head, 0).ok()?;
+    if head[..4] != *b"\x7fELF" {
+        return None;
+    }
+    match head[4] {
+        object::elf::ELFCLASS64 => {}
+        object::elf::ELFCLASS32 => return Some("wrong ELF class: ELFCLASS32".to_owned()),
+        _ => return None,
+    }
+    let e_machine = match head[5] {
+        object::elf::ELFDATA2LSB => u16::from_le_bytes([head[18], head[19]]),
+        object::elf::ELFDATA2MSB => u16::from_be_bytes([head[18], head[19]]),
+        _ => return None,
+    };
+    (e_machine != host.e_machine()).then(|| {
+        let what =
+            crate::Machine::from_e_machine(e_machine).map_or_else(|| e_machine.to_string(), |m| m.em_name().to_owned());
+        format!("built for machine {what}, this loader runs {host}")
+    })
 }
 
 /// The detail of a "not found" error: the directories `tried`, the namespace, and why any were

@@ -419,6 +419,54 @@ fn dt_rpath_is_searched_before_ld_library_path_as_glibc_does() {
     }
 }
 
+/// A library of another ELF class or machine in a searched directory (a 32-bit build in a
+/// directory of `LD_LIBRARY_PATH`, an arm64 one on x86_64) is passed over, as glibc's
+/// `open_verify` passes it over: the next directory's copy loads, in mmkit as in glibc; when
+/// no directory has a usable one, the error says why each was skipped. It was found and failed
+/// the load.
+#[test]
+fn a_library_for_another_machine_in_the_search_path_is_skipped_as_glibc_does() {
+    let test = "a_library_for_another_machine_in_the_search_path_is_skipped_as_glibc_does";
+    let one = build("which-1", "which.c", "fxwhich", &["-DWHICH=1"]);
+    let two = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
+    let one_dir = one.parent().unwrap().display().to_string();
+    let user = build("which-plain", "which.c", "fxwhichuser", &["-DUSER", &format!("-L{one_dir}"), "-lfxwhich"]);
+    // Copies of which-1 that say they are 32-bit, and built for another machine; written in
+    // the parent and again in the child (same bytes, same place: the child needs the paths).
+    let other = if cfg!(target_arch = "aarch64") { 62u16 } else { 183u16 }; // EM_X86_64, EM_AARCH64
+    let root = one.parent().unwrap().parent().unwrap();
+    let bytes = std::fs::read(&one).unwrap();
+    let mut dirs = Vec::new();
+    for (name, at, patch) in [("which-elf32", 4, vec![1u8]), ("which-othermachine", 18, other.to_le_bytes().to_vec())] {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = bytes.clone();
+        b[at..at + patch.len()].copy_from_slice(&patch);
+        let tmp = dir.join(format!(".libfxwhich.so.{}", std::process::id()));
+        std::fs::write(&tmp, b).unwrap();
+        std::fs::rename(&tmp, dir.join("libfxwhich.so")).unwrap();
+        dirs.push(dir.display().to_string());
+    }
+    // Nothing usable: the error names each file skipped and why.
+    let ns = Namespace::isolated("skip-none").ld_library_path(false).search(&dirs);
+    // SAFETY: test fixtures (the load fails before running any code).
+    let err = unsafe { ns.open(user.as_path()) }.map(|_| ()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("skipped {}/libfxwhich.so: wrong ELF class: ELFCLASS32", dirs[0])), "{msg}");
+    assert!(msg.contains(&format!("skipped {}/libfxwhich.so: built for machine", dirs[1])), "{msg}");
+    // A bare soname opened directly is searched for the same way.
+    // SAFETY: as above.
+    let err = unsafe { ns.open("libfxwhich.so") }.map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("wrong ELF class: ELFCLASS32"), "{err}");
+    let ld_path = format!("{}:{}:{}", dirs[0], dirs[1], two.parent().unwrap().display());
+    if !in_fresh_process_with(test, &[("LD_LIBRARY_PATH", &ld_path)]) {
+        return;
+    }
+    let ours = ns_open(&fresh_ns("skip"), &user);
+    assert_eq!(call(&ours, "fx_user_which", &[]), 2, "{:?}", ours.loaded_dependencies()[0].source());
+    assert_eq!(Dl::open(&user).call("fx_user_which", &[]), 2, "glibc");
+}
+
 /// A process that forks while another of its threads is inside a load (a zygote starting a
 /// worker while a library initializes): the child can load libraries, as it can after glibc's
 /// `dlopen` in the same race (glibc resets its load lock in the child), instead of waiting
