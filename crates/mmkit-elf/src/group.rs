@@ -291,6 +291,13 @@ fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
     Some(Box::new(ObjectPin { obj: Some(obj), registry: Arc::downgrade(&registry) }))
 }
 
+/// Has the system linker find and load the bare soname `name` that namespace `ns`'s search
+/// did not find (`not_found`, extended with the system linker's error if it fails too).
+pub(crate) fn open_system(ns: &Namespace, name: &str, not_found: Error) -> Result<Library> {
+    let _load = load_lock();
+    Ok(Library::new_system(crate::system::SystemOpened::find(name, not_found)?, ns.registry().clone()))
+}
+
 /// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
 /// copy already loaded there.
 pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions<'_>) -> Result<Library> {

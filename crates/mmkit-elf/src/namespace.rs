@@ -80,14 +80,16 @@ struct Link {
 /// A set of rules for finding and loading libraries: a search path, a policy for system
 /// libraries, and links to other namespaces for named sonames.
 ///
-/// Search order for a `DT_NEEDED` name (or a bare soname given to [`Namespace::open`]): a name
-/// with a `/` is a path (one holding `!/` a zip entry, as below, also in `DT_NEEDED`); else (never the current directory, as with glibc) the requesting
+/// Search order for a `DT_NEEDED` name: a name with a `/` is a path (one holding `!/` a zip
+/// entry, as below); else (never the current directory, as with glibc) the requesting
 /// library's own directory (inside an APK: the entry's directory, then the archive's; glibc
 /// does not search it), then as glibc: its `DT_RPATH` if it has no `DT_RUNPATH`,
 /// `LD_LIBRARY_PATH` (unless turned off), its `DT_RUNPATH` (`$ORIGIN` expanded in both); then
-/// the namespace's search path, [`SYSTEM_DIRS`]; then
-/// the links; then, with [`SystemPolicy::SystemLinker`], the system linker's own search
-/// (`ld.so.cache`). A file found in a system directory is a system library (see
+/// the namespace's search path, [`SYSTEM_DIRS`]; then the links; then, with
+/// [`SystemPolicy::SystemLinker`], the system linker's own search (`ld.so.cache`), and the
+/// system linker loads what it finds. A bare soname given to [`Namespace::open`] is searched
+/// for the same way (`LD_LIBRARY_PATH`, the search path, [`SYSTEM_DIRS`], the system linker),
+/// links aside. A file found in a system directory is a system library (see
 /// [`SystemPolicy`]).
 ///
 /// A directory that cannot be used is passed over, as glibc and bionic do: a missing or
@@ -264,6 +266,24 @@ impl Namespace {
         Ok(Some(p.as_path()))
     }
 
+    /// Where a load of `source` starts: [`Namespace::top_level`]'s answer, or for a bare
+    /// soname no directory has, under [`SystemPolicy::SystemLinker`], the system linker's own
+    /// search (`ld.so.cache`), as for a dependency.
+    pub(crate) fn start(&self, source: Source) -> Result<Start> {
+        let bare = match &source {
+            Source::Path(p) if self.system == SystemPolicy::SystemLinker => {
+                p.to_str().filter(|n| !n.contains('/')).map(str::to_owned)
+            }
+            _ => None,
+        };
+        match (self.top_level(source), bare) {
+            (Err(e), Some(name)) if e.kind() == ErrorKind::DependencyNotFound => {
+                Ok(Start::SystemLinker { name, not_found: e })
+            }
+            (found, _) => found.map(Start::Source),
+        }
+    }
+
     /// A bare soname becomes the file the search finds. As with glibc's `dlopen`, a name
     /// without `/` is never opened relative to the current directory, even when something
     /// there has that name (`./libfoo.so` names that).
@@ -377,6 +397,14 @@ impl Namespace {
             .with_path(label)),
         }
     }
+}
+
+/// Where a load starts (see [`Namespace::start`]).
+pub(crate) enum Start {
+    /// This file, entry, descriptor or memory.
+    Source(Source),
+    /// A bare soname for the system linker to find, and why the namespace's search did not.
+    SystemLinker { name: String, not_found: Error },
 }
 
 /// `dir` with `$ORIGIN`/`${ORIGIN}` replaced by the requesting library's directory (inside an

@@ -91,6 +91,15 @@ impl SystemLibrary {
         link_map_word(self.handle as *mut c_void, 0).map(|a| a as u64)
     }
 
+    /// The file the system linker loaded it from (`l_name` of glibc's link map: what its
+    /// search found for a bare name); unknown without glibc's `dlinfo`.
+    pub(crate) fn path(&self) -> Option<String> {
+        let name = link_map_word(self.handle as *mut c_void, 1).filter(|&p| p != 0)?;
+        // SAFETY: `l_name` of a live link map is a NUL-terminated string glibc keeps while the
+        // object is loaded (this handle holds it); it is copied at once.
+        Some(unsafe { CStr::from_ptr(name as *const std::ffi::c_char) }.to_string_lossy().into_owned())
+    }
+
     /// `dlvsym(handle, name, version)` or `dlsym(handle, name)`.
     pub(crate) fn symbol(&self, name: &str, version: Option<&str>) -> Option<u64> {
         let name = CString::new(name).ok()?;
@@ -1567,8 +1576,8 @@ fn object_probes(generation: (u64, u64), only: Option<u32>) -> Option<Vec<(CStri
 }
 
 /// Word `index` of glibc's link map of the object a live `dlopen` handle names
-/// (`dlinfo(RTLD_DI_LINKMAP)`): 0 `l_addr`, the load bias; 2 `l_ld`, the run-time address of
-/// its dynamic section. `index` must be 0, 1 or 2.
+/// (`dlinfo(RTLD_DI_LINKMAP)`): 0 `l_addr`, the load bias; 1 `l_name`, its file name; 2
+/// `l_ld`, the run-time address of its dynamic section. `index` must be 0, 1 or 2.
 #[cfg(target_env = "gnu")]
 fn link_map_word(handle: *mut c_void, index: usize) -> Option<usize> {
     assert!(index <= 2, "struct link_map's public part has three words before its list links");

@@ -37,6 +37,20 @@ impl SystemOpened {
         Ok(SystemOpened { lib, path: label, plan, bias, soname, needed })
     }
 
+    /// Has the system linker find and load the bare soname `name` that no directory of the
+    /// namespace has (its own search: `LD_LIBRARY_PATH` as the process started, `ld.so.cache`,
+    /// its default directories). `not_found` is the namespace's own search's error, which a
+    /// failure extends with the system linker's.
+    pub(crate) fn find(name: &str, not_found: Error) -> Result<SystemOpened> {
+        let lib = crate::executor::load_system_library(name)
+            .map_err(|msg| not_found.and_detail(&format!("nor by the system linker: {msg}")))?;
+        let path = lib.path().unwrap_or_else(|| name.to_owned());
+        let plan = crate::library::plan(&Source::Path(path.clone().into()), crate::library::page_size())?;
+        let bias = lib.bias().unwrap_or(0);
+        let (soname, needed) = dynamic_names(Path::new(&path));
+        Ok(SystemOpened { lib, path, plan, bias, soname, needed })
+    }
+
     /// The file name.
     pub(crate) fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)

@@ -467,6 +467,44 @@ fn a_library_for_another_machine_in_the_search_path_is_skipped_as_glibc_does() {
     assert_eq!(Dl::open(&user).call("fx_user_which", &[]), 2, "glibc");
 }
 
+/// A bare soname that no directory of the namespace has is left to the system linker's own
+/// search (here `LD_LIBRARY_PATH` as the process started, which the namespace does not read;
+/// `ld.so.cache` and `/usr/local/lib` likewise), which loads it, as it is for a dependency:
+/// `dlopen("libfoo.so.1")` and `Namespace::open("libfoo.so.1")` agree. It was "not found".
+/// A namespace that refuses system libraries does not ask; when neither search finds the
+/// name, the error gives both.
+#[test]
+fn a_bare_soname_only_the_system_linker_finds_is_loaded_by_it() {
+    let test = "a_bare_soname_only_the_system_linker_finds_is_loaded_by_it";
+    let two = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
+    let dir = two.parent().unwrap().display().to_string();
+    if !in_fresh_process_with(test, &[("LD_LIBRARY_PATH", &dir)]) {
+        return;
+    }
+    let ns = Namespace::new("system-search").ld_library_path(false);
+    // SAFETY: test fixtures.
+    let ours = unsafe { ns.open("libfxwhich.so") }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "fx_which", &[]), 2);
+    assert_eq!(ours.source(), two.display().to_string());
+    let err = ours.segments().map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("the system linker mapped this"), "{err}");
+    let theirs = Dl::open(Path::new("libfxwhich.so"));
+    assert_eq!(ours.address_of("fx_which").unwrap(), theirs.addr("fx_which") as u64, "one copy: glibc's");
+    // Refusing system libraries: not asked.
+    let refuse = Namespace::new("refuse").ld_library_path(false).system_libraries(mmkit_elf::SystemPolicy::Refuse);
+    // SAFETY: as above (fails before loading anything).
+    let err = unsafe { refuse.open("libfxwhich.so") }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), mmkit_elf::ErrorKind::DependencyNotFound, "{err}");
+    assert!(!err.to_string().contains("system linker"), "{err}");
+    // Nowhere: both searches' answers.
+    // SAFETY: as above.
+    let err = unsafe { ns.open("libfxnowhere.so") }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), mmkit_elf::ErrorKind::DependencyNotFound, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("not found in") && msg.contains("namespace system-search"), "{msg}");
+    assert!(msg.contains("nor by the system linker: libfxnowhere.so: cannot open shared object file"), "{msg}");
+}
+
 /// A process that forks while another of its threads is inside a load (a zygote starting a
 /// worker while a library initializes): the child can load libraries, as it can after glibc's
 /// `dlopen` in the same race (glibc resets its load lock in the child), instead of waiting

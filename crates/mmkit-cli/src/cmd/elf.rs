@@ -297,7 +297,8 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     // The caller's reservation, made before loading and dropped after the library.
     let space = match reserve_at {
         Some(at) => {
-            let plan = mmkit_elf::plan(&src, mmkit_elf::page_size())?;
+            // A bare soname is planned as the file the namespace's search finds.
+            let plan = mmkit_elf::plan(&ext.system.namespace().locate(src.clone())?, mmkit_elf::page_size())?;
             let len = (plan.span_len as usize)
                 .checked_add(at)
                 .ok_or_else(|| anyhow::anyhow!("--reserve-at {at:#x} is too large"))?;
@@ -341,6 +342,8 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     let verified = lib.verify();
     let path = match src {
         Source::ZipEntry { archive, .. } => archive.display().to_string(),
+        // The file loaded: a bare soname's is the one the search found.
+        Source::Path(_) => lib.source().to_owned(),
         other => other.display(),
     };
     if json {

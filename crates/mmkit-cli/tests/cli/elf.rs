@@ -168,6 +168,17 @@ fn call_finds_a_bare_soname() {
     assert_eq!(stdout(&o).trim(), "1");
     let o = Command::new(MMKIT).args(["elf", "plan", "libz.so.1"]).current_dir(dir.path()).output().unwrap();
     assert!(o.status.success() && stdout(&o).contains("/libz.so.1: ELF image"), "{}", stderr(&o));
+    // Loaded into a reservation, the soname is planned as the file found (it was stat'ed
+    // in the current directory), and the mappings name that file.
+    let o = Command::new(MMKIT)
+        .args(["elf", "load", "libz.so.1", "--system", "map", "--reserve-at", "0x10000"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let segment = text.lines().find(|l| l.contains("r-xp")).unwrap_or_else(|| panic!("{text}"));
+    assert!(segment.contains("/libz.so.1 "), "{text}");
     let o = mmkit(&["elf", "call", "libno-such-soname.so.9", "f"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("libno-such-soname.so.9"), "{}", stderr(&o));

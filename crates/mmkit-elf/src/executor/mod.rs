@@ -148,7 +148,12 @@ impl Library {
 impl crate::Namespace {
     /// Loads `source` in this namespace: its dependencies are found and loaded by this
     /// namespace's rules. A bare soname (`libz.so.1`, no `/`) is searched for as a dependency
-    /// would be (never in the current directory, as with `dlopen`), and mapped by mmkit-elf.
+    /// would be (never in the current directory, as with `dlopen`), and mapped by mmkit-elf;
+    /// one that no directory of the namespace has is, under [`SystemPolicy::SystemLinker`]
+    /// (the default), left to the system linker's own search (`ld.so.cache`, `/usr/local/lib`,
+    /// `LD_LIBRARY_PATH` as the process started), which loads it, as for a dependency.
+    ///
+    /// [`SystemPolicy::SystemLinker`]: crate::SystemPolicy::SystemLinker
     ///
     /// # Safety
     /// As for [`Library::open`](crate::Library::open): the library must be trustworthy.
@@ -166,8 +171,12 @@ impl crate::Namespace {
     /// used on the range meanwhile.
     #[doc(alias = "android_dlopen_ext")]
     pub unsafe fn open_with(&self, source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<crate::Library> {
-        let source = self.top_level(source.into())?;
-        crate::group::open(self, &source, options)
+        match self.start(source.into())? {
+            crate::namespace::Start::Source(source) => crate::group::open(self, &source, options),
+            crate::namespace::Start::SystemLinker { name, not_found } => {
+                crate::group::open_system(self, &name, not_found)
+            }
+        }
     }
 }
 
