@@ -171,12 +171,13 @@ impl crate::Namespace {
     /// used on the range meanwhile.
     #[doc(alias = "android_dlopen_ext")]
     pub unsafe fn open_with(&self, source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<crate::Library> {
-        match self.start(source.into())? {
+        let source = source.into();
+        crate::source::with_archive_cache(|| match self.start(source)? {
             crate::namespace::Start::Source(source) => crate::group::open(self, &source, options),
             crate::namespace::Start::SystemLinker { name, not_found } => {
                 crate::group::open_system(self, &name, not_found)
             }
-        }
+        })
     }
 }
 
