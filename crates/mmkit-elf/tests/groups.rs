@@ -118,7 +118,7 @@ fn mutually_dependent_libraries_load_once_each_and_unload() {
     let variant = "cycle";
     let first_b = graph_lib("cycle-seed", 'b', &[], &[]);
     let dir = build(variant, "counter.c", "fxdirprobe", &[]).parent().unwrap().to_path_buf();
-    std::fs::copy(&first_b, dir.join("libfxgb.so")).unwrap();
+    replace_with_copy(&first_b, &dir.join("libfxgb.so"));
     let a = {
         let flags = [
             "-DROLE=a".to_string(),
@@ -301,7 +301,7 @@ fn a_failed_load_leaves_nothing_loaded() {
     let b = graph_lib(variant, 'b', &[], &[]);
     let dir = b.parent().unwrap().to_path_buf();
     let missing = graph_lib("failed-load-gone", 'm', &[], &[]);
-    std::fs::copy(&missing, dir.join("libfxgm.so")).unwrap();
+    replace_with_copy(&missing, &dir.join("libfxgm.so"));
     let a = graph_lib(variant, 'a', &['b', 'm'], &[]);
     std::fs::remove_file(dir.join("libfxgm.so")).unwrap();
     let ns = fresh_ns("failed");

@@ -116,12 +116,12 @@ fn dropping_the_region_unmaps_it() {
 
 #[test]
 fn mapping_errors_name_the_file_and_range() {
-    let mem = PhysicalMemory::open_path(std::path::Path::new("/proc/self/status")).unwrap();
+    let mem = PhysicalMemory::open_path(std::path::Path::new("/proc/self/comm")).unwrap();
     let err = mem.map(0, 16).unwrap_err();
     assert_eq!(err.operation(), "mmap");
     // A regular file of size 0: refused before mmap, as touching it would raise SIGBUS.
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
-    assert!(err.to_string().starts_with("mmap of /proc/self/status [offset 0x0, len 0x"), "{err}");
+    assert!(err.to_string().starts_with("mmap of /proc/self/comm [offset 0x0, len 0x"), "{err}");
     assert!(err.to_string().contains("past the end of the file"), "{err}");
     assert_eq!(err.to_string().matches("mmap of").count(), 1, "{err}");
     // The kernel's own refusal keeps its errno: /dev/null cannot be mapped (ENODEV).

@@ -90,6 +90,15 @@ fn fixture_key(cc: &str, src: &str, name: &str, flags: &[&str]) -> u64 {
     h.finish()
 }
 
+/// Puts a copy of `from` at `to` by renaming a fresh copy over it: a fixture directory may hold
+/// a file of that name that another user built (the root run, then the unprivileged one), which
+/// `std::fs::copy` cannot overwrite (it sets the permissions of the existing file: EPERM).
+pub fn replace_with_copy(from: &Path, to: &Path) {
+    let tmp = to.with_file_name(format!(".{}.{}", to.file_name().unwrap().to_string_lossy(), std::process::id()));
+    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), tmp.display()));
+    std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), to.display()));
+}
+
 /// Are the fixtures taken from a store of prebuilt ones (`MMKIT_ELF_FIXTURES`), not compiled?
 pub fn prebuilt_fixtures() -> bool {
     std::env::var_os("MMKIT_ELF_FIXTURES").is_some_and(|d| !d.is_empty())
