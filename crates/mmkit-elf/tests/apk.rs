@@ -366,7 +366,10 @@ fn a_file_under_a_bang_directory_loads_as_bionic_opens_it() {
     std::fs::write(bang.join(ENTRY), b"not an ELF file").unwrap();
     let spec = format!("{}!/{ENTRY}", weird.display());
     let ours = open(spec.as_str());
-    assert!(ours.segments().unwrap().iter().any(|m| m.file_offset.is_some_and(|o| o > 0)));
+    // (`segments()` asks mincore, which qemu-user refuses for guest ranges.)
+    if host_cc() {
+        assert!(ours.segments().unwrap().iter().any(|m| m.file_offset.is_some_and(|o| o > 0)));
+    }
     // A search directory that reads as an APK directory: the file under it is found.
     let base = build("ns-base", "base.c", "fxbase", &[]);
     let dep = build("ns-dep", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
@@ -519,9 +522,13 @@ fn a_dependency_named_by_an_apk_path_loads_from_the_archive() {
     assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002);
     let deps: Vec<_> = ours.loaded_dependencies().iter().map(|l| l.source().to_owned()).collect();
     assert_eq!(deps, vec![entry.clone()]);
-    let offsets: Vec<_> =
-        ours.loaded_dependencies()[0].segments().unwrap().iter().filter_map(|m| m.file_offset).collect();
-    assert!(offsets.iter().all(|&o| o >= entry_offset(&archive, "lib/x86_64/libfxbase.so")), "{offsets:?}");
+    // Mapped from the archive, past the entry's start (`segments()` asks mincore, which
+    // qemu-user refuses for guest ranges).
+    if host_cc() {
+        let offsets: Vec<_> =
+            ours.loaded_dependencies()[0].segments().unwrap().iter().filter_map(|m| m.file_offset).collect();
+        assert!(offsets.iter().all(|&o| o >= entry_offset(&archive, "lib/x86_64/libfxbase.so")), "{offsets:?}");
+    }
     // No such entry, but a file of that name (a directory `m.apk!`): that file, as bionic.
     let files = dir.path().join("m.apk!/lib");
     std::fs::create_dir_all(&files).unwrap();
