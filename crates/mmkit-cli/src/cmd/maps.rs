@@ -35,7 +35,8 @@ pub struct Args {
     /// special.
     #[arg(long, short = 'k', value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<MapKind>,
-    /// Print only the summary by kind and the totals.
+    /// Print only the summary by kind and the totals (with --json: `by_kind` and `total`, no
+    /// `mappings`).
     #[arg(long, short = 's')]
     pub summary: bool,
     /// Print JSON instead of a table. The mappings are printed as they are read: if the process
@@ -62,7 +63,11 @@ const JSON_SLACK: usize = 4 << 10;
 /// Runs `mmkit maps`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = args.pid.unwrap_or_else(std::process::id);
-    let mut sink = if args.json { Sink::Json(JsonOut::start(pid)) } else { Sink::Table(TableOut::new(args.summary)) };
+    let mut sink = if args.json {
+        Sink::Json(JsonOut::start(pid, args.summary))
+    } else {
+        Sink::Table(TableOut::new(args.summary))
+    };
     let mut groups = Groups::default();
     let mut failed: Option<anyhow::Error> = None;
     let read = inspect::smaps_for_each(pid, |e| {
@@ -405,10 +410,14 @@ fn process_name(pid: u32) -> String {
 ///   <counters>_kib, thp_eligible, vm_flags}, ... ], "by_kind": { kind: {mappings,
 ///   <counters>_kib} }, "total": {mappings, <counters>_kib} }
 /// ```
+///
+/// With `--summary` the `mappings` array is left out.
 struct JsonOut {
     out: Vec<u8>,
     /// Mappings written so far.
     count: u64,
+    /// `--summary`: no `mappings` array, only the groups and the totals.
+    summary_only: bool,
     /// Part of the document has gone to stdout.
     flushed: bool,
     /// The last mapping's counters ([`kib_values`]) and their fields as written.
@@ -417,18 +426,23 @@ struct JsonOut {
 }
 
 impl JsonOut {
-    fn start(pid: u32) -> JsonOut {
+    fn start(pid: u32, summary_only: bool) -> JsonOut {
         let mut out = Vec::with_capacity(JSON_FLUSH + JSON_SLACK);
         out.extend_from_slice(b"{\n  \"pid\": ");
         push_dec(&mut out, pid.into());
-        out.extend_from_slice(b",\n  \"mappings\": [");
-        JsonOut { out, count: 0, flushed: false, last_kib: None, kib_json: Vec::new() }
+        if !summary_only {
+            out.extend_from_slice(b",\n  \"mappings\": [");
+        }
+        JsonOut { out, count: 0, summary_only, flushed: false, last_kib: None, kib_json: Vec::new() }
     }
 
     /// Writes one mapping. Every copy has a size known when compiled (a copy of a few
     /// moves, no call) or is cut from one (see [`push_prefix`]): a call per field would cost
     /// more than the field.
     fn mapping(&mut self, e: &SmapsEntry, kind: MapKind) -> anyhow::Result<()> {
+        if self.summary_only {
+            return Ok(());
+        }
         let o = &mut self.out;
         if self.count == 0 {
             o.extend_from_slice(b"\n    {");
@@ -523,7 +537,9 @@ impl JsonOut {
     /// Ends the document: the mappings' array, the groups and the totals.
     fn close(&mut self, groups: &Groups) {
         let o = &mut self.out;
-        o.extend_from_slice(if self.count == 0 { b"]" } else { b"\n  ]" });
+        if !self.summary_only {
+            o.extend_from_slice(if self.count == 0 { b"]" } else { b"\n  ]" });
+        }
         key(o, 2, "by_kind", true);
         let mut kinds = groups.kinds().peekable();
         if kinds.peek().is_none() {
@@ -718,14 +734,15 @@ Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmF
 9f00-af00 r--p 00000000 00:00 0 \nSize:                  8 kB\n\
 af00-bf00 r--p 00000000 00:00 0 \nVmFlags: rd wr \nbf00-cf00 r--p 00000000 00:00 0 \nVmFlags: rd \n\
 cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \ndf00-ef00 r--p 00000000 00:00 0 \nSize:                  8 kB\n";
-        let mut j = JsonOut::start(7);
-        let empty = {
-            let mut e = JsonOut::start(7);
+        let mut j = JsonOut::start(7, false);
+        for summary_only in [false, true] {
+            let mut e = JsonOut::start(7, summary_only);
             e.close(&Groups::default());
-            String::from_utf8(e.out).unwrap()
-        };
-        let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
-        assert_eq!(empty, serde_json::to_string_pretty(&v).unwrap() + "\n");
+            let empty = String::from_utf8(e.out).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
+            assert_eq!(empty, serde_json::to_string_pretty(&v).unwrap() + "\n");
+            assert_eq!(v.get("mappings").is_none(), summary_only);
+        }
         let mut groups = Groups::default();
         let flow = mmkit::inspect::maps::parse_smaps_each(text, |e| {
             groups.add(e.area.kind(), &e.stats);

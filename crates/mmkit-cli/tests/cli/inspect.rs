@@ -356,6 +356,21 @@ fn maps_filters_by_name_and_kind() {
     assert!(err.contains("process 4294967295: no such process") && err.contains("ENOENT"), "{err}");
 }
 
+#[test]
+fn maps_summary_json_is_the_summary_only() {
+    // `--summary --json` printed every mapping, as `--json` alone does.
+    let full = mmkit_json(&["maps"]);
+    let summary = mmkit_json(&["maps", "--summary"]);
+    assert!(summary.get("mappings").is_none(), "{summary}");
+    assert!(summary["pid"].as_u64().is_some(), "{summary}");
+    let kinds = |v: &Value| v["by_kind"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(kinds(&summary), kinds(&full));
+    assert!(summary["total"]["mappings"].as_u64().unwrap() > 0, "{summary}");
+    let stack = mmkit_json(&["maps", "--summary", "--kind", "stack"]);
+    assert_eq!(stack["total"]["mappings"], 1, "{stack}");
+    assert!(stack.get("mappings").is_none(), "{stack}");
+}
+
 /// Another user's process: the error says what reading its mappings needs (run by
 /// `scripts/test` as an unprivileged user too; as root there may be no process it cannot read).
 #[test]
