@@ -38,6 +38,7 @@ enum Command {
 }
 
 fn main() {
+    cli::io::ignore_file_size_signal();
     let cli = Cli::try_parse().unwrap_or_else(|err| cli::output::usage_error(err));
     let result = match cli.command {
         Command::Tour(args) => cmd::tour::run(args),

@@ -47,6 +47,15 @@ impl<T> IoResultExt<T> for std::io::Result<T> {
     }
 }
 
+/// Makes a write past `RLIMIT_FSIZE` (`ulimit -f`) fail with `EFBIG` instead of killing the
+/// process with `SIGXFSZ`: the command then reports the write that failed, names its file and
+/// removes what it leaves half-written, as it does for `ENOSPC`. Called once, first in `main`.
+pub fn ignore_file_size_signal() {
+    // SAFETY: `SIG_IGN` runs no code of ours; the disposition of SIGXFSZ affects no memory.
+    // It cannot fail for a valid signal number, and there is nothing to do if it did.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ enum Limit {
     /// `RLIMIT_MEMLOCK` in bytes (binds only without `CAP_IPC_LOCK`: as root, run as the
     /// throwaway uid).
     Memlock(u64),
+    /// `RLIMIT_FSIZE` in bytes (`ulimit -f`): the largest file the command may write.
+    FileSize(u64),
 }
 
 /// Runs `mmkit ARGS` under `limit`.
@@ -46,6 +48,7 @@ fn run(limit: Limit, args: &[&str]) -> Output {
         Limit::OneTask => cmd.arg("--nproc=1"),
         Limit::Data(bytes) => cmd.arg(format!("--data={bytes}")),
         Limit::Memlock(bytes) => cmd.arg(format!("--memlock={bytes}")),
+        Limit::FileSize(bytes) => cmd.arg(format!("--fsize={bytes}")),
     };
     let out = cmd.arg("--").arg(MMKIT).args(args).output().expect("run prlimit (util-linux)");
     assert_ne!(out.status.code(), Some(127), "prlimit or setpriv could not run mmkit: {out:?}");
@@ -251,4 +254,18 @@ fn residency_lock_past_rlimit_memlock_says_so() {
         assert!(err.contains(&format!("(`ulimit -l`: {} KiB)", limit >> 10)), "{err}");
         assert!(err.lines().all(|l| l.starts_with("mmkit: ")), "{err}");
     }
+}
+
+#[test]
+fn tour_past_rlimit_fsize_is_an_error_not_a_signal() {
+    // A write past `ulimit -f` raised SIGXFSZ: the tour died of it (exit 153, no message) and
+    // left its half-written temporary file behind.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run(Limit::FileSize(64 << 10), &["tour", "--only", "file", "--size", "1M", "--dir", d]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean(&out, true, "tour under RLIMIT_FSIZE");
+    assert!(stderr(&out).contains("EFBIG"), "{}", stderr(&out));
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "tour under RLIMIT_FSIZE left {left:?}");
 }
