@@ -118,7 +118,8 @@ impl<R: Read> Read for Counted<'_, R> {
 /// Both must be regular files (`output` is created or emptied): a FIFO, socket, directory or
 /// device is refused without blocking ([`mmkit::open`]), as are `/proc` and `/sys` files (their
 /// size is not their content), an input whose size changes while it is read, and `output`
-/// naming the input itself.
+/// naming the input itself. When packing fails once `output` is created (a full disk, the
+/// input changing), `output` is removed: no half-written file is left behind.
 pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOptions) -> Result<PackInfo> {
     pack_with_progress(input, output, opts, &mut |_, _| {})
 }
@@ -161,6 +162,24 @@ pub fn pack_with_progress(
             .with_detail("a /proc or /sys file: its size is not its content"));
     }
     let dst = mmkit::open::create_regular(output)?;
+    let packed = pack_into(&src, &meta, input, dst, output, opts, progress);
+    if packed.is_err() {
+        // A half-written output is no seekable file: removed, as `zstd` removes its own.
+        let _ = std::fs::remove_file(output);
+    }
+    packed
+}
+
+/// The part of [`pack_with_progress`] after `dst`, the created `output`, is open.
+fn pack_into(
+    src: &File,
+    meta: &std::fs::Metadata,
+    input: &Path,
+    dst: File,
+    output: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PackInfo> {
     let fs = rustix::fs::fstatfs(&dst).map_err(|e| Error::os("fstatfs", e).with_path(output))?;
     if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type) {
         return Err(Error::new("pack", ErrorKind::InvalidArgument)
@@ -182,13 +201,13 @@ pub fn pack_with_progress(
     };
     // Exactly the bytes the file's size promises: a file whose size is not its content (a /proc
     // or /sys file) or that changes meanwhile is refused, never packed in part or endlessly.
-    let mut counted = Counted { inner: (&src).take(meta.len()), read: 0, told: 0, total: meta.len(), progress };
+    let mut counted = Counted { inner: src.take(meta.len()), read: 0, told: 0, total: meta.len(), progress };
     let input_bytes = io::copy(&mut counted, &mut enc).map_err(|e| match failed.get() {
         Some(_) => out_err("compression", &e),
         None => ioerr("compression", input, e),
     })?;
     let mut probe = [0u8; 1];
-    let more = (&src).read(&mut probe).map_err(|e| ioerr("read", input, e))?;
+    let more = (&*src).read(&mut probe).map_err(|e| ioerr("read", input, e))?;
     if input_bytes != meta.len() || more != 0 {
         return Err(Error::new("pack", ErrorKind::InvalidArgument).with_path(input).with_detail(format!(
             "the input's size is {} bytes but {} could be read: it changed while it was packed, or its size \

@@ -269,3 +269,27 @@ fn tour_past_rlimit_fsize_is_an_error_not_a_signal() {
     let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "tour under RLIMIT_FSIZE left {left:?}");
 }
+
+#[test]
+fn pager_pack_past_rlimit_fsize_leaves_no_output() {
+    // A failed pack (here EFBIG; a full disk, too little memory for the level) left its
+    // half-written output, which is no seekable file.
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in"), dir.path().join("out.zst"));
+    let mut x = 1u32;
+    let noise: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&input, noise).unwrap();
+    let out = run(Limit::FileSize(64 << 10), &["pager", "pack", input.to_str().unwrap(), output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean(&out, true, "pack under RLIMIT_FSIZE");
+    let err = stderr(&out);
+    assert!(err.contains(&format!("write of {} failed", output.display())) && err.contains("EFBIG"), "{err}");
+    assert!(!output.exists(), "pack left {}", output.display());
+}
