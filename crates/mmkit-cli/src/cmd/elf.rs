@@ -48,7 +48,7 @@ pub enum Command {
         /// The function to call.
         symbol: String,
         /// Integer arguments (decimal or 0x hex), at most six.
-        #[arg(allow_negative_numbers = true, value_parser = parse_int)]
+        #[arg(allow_negative_numbers = true, value_parser = parse_int, num_args = 0..=6)]
         args: Vec<i64>,
         /// Print `{"symbol": .., "args": [..], "result": N}`.
         #[arg(long)]
@@ -91,12 +91,12 @@ impl System {
 pub struct LoadExt {
     /// Reserve address space first (the library's span plus OFFSET) and load the library at
     /// OFFSET in it (ANDROID_DLEXT_RESERVED_ADDRESS); OFFSET is a page multiple (decimal or 0x).
-    #[arg(long, value_name = "OFFSET", value_parser = parse_int)]
-    reserve_at: Option<i64>,
+    #[arg(long, value_name = "OFFSET", value_parser = parse_offset)]
+    reserve_at: Option<u64>,
     /// SOURCE is a plain file holding the library at this byte offset (a page multiple): it is
     /// opened and loaded from the fd (ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET).
-    #[arg(long, value_name = "OFFSET", value_parser = parse_int)]
-    fd_offset: Option<i64>,
+    #[arg(long, value_name = "OFFSET", value_parser = parse_offset)]
+    fd_offset: Option<u64>,
     /// Seal the library's code and RELRO with mseal(2) after relocation (Linux 6.10+).
     #[arg(long)]
     seal: bool,
@@ -143,6 +143,11 @@ fn parse_int(s: &str) -> Result<i64, String> {
     // Through i128 so that -0x8000000000000000 (i64::MIN) parses and nothing wraps.
     let v = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
     i64::try_from(if neg { -v } else { v }).map_err(|_| bad())
+}
+
+/// Parses an offset: [`parse_int`]'s syntax, not negative.
+fn parse_offset(s: &str) -> Result<u64, String> {
+    u64::try_from(parse_int(s)?).map_err(|_| format!("{s} is negative: an offset is 0 or more"))
 }
 
 /// Runs `mmkit elf`.
@@ -282,7 +287,6 @@ fn kind_name(k: MappingKind) -> &'static str {
 /// `--fd-offset`.
 fn load_source(source: &str, ext: &LoadExt) -> anyhow::Result<Source> {
     let Some(offset) = ext.fd_offset else { return Ok(Source::parse(source)) };
-    let offset = u64::try_from(offset).map_err(|_| anyhow::anyhow!("--fd-offset must not be negative"))?;
     // Not `File::open`: a FIFO would block it forever.
     let file = mmkit::open::open_regular(source)?;
     Ok(Source::fd(&file, offset, source)?)
@@ -291,7 +295,7 @@ fn load_source(source: &str, ext: &LoadExt) -> anyhow::Result<Source> {
 fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     let src = load_source(source, ext)?;
     let reserve_at = match ext.reserve_at {
-        Some(at) => Some(usize::try_from(at).map_err(|_| anyhow::anyhow!("--reserve-at must not be negative"))?),
+        Some(at) => Some(usize::try_from(at).map_err(|_| anyhow::anyhow!("--reserve-at {at:#x} is too large"))?),
         None => None,
     };
     // The caller's reservation, made before loading and dropped after the library.
@@ -462,6 +466,8 @@ mod tests {
         for bad in ["--5", "-+5", "+5", "9223372036854775808", "0x", "", "1e3", "nan", " 1"] {
             assert!(parse_int(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_offset("0x1000"), Ok(4096));
+        assert!(parse_offset("-4096").is_err());
         assert_eq!(parse_page_size("16k"), Ok(16 << 10));
         for bad in ["0", "4095", "12k", "2M", "1T", "8388608T", "-4k"] {
             assert!(parse_page_size(bad).is_err(), "{bad}");

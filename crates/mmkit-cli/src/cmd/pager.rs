@@ -4,7 +4,6 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use mmkit_pager::seekable::{self, PackOptions};
 use mmkit_pager::{snapshot, SeekableSource};
 use serde_json::json;
@@ -23,8 +22,8 @@ pub enum Command {
         /// The seekable file to write.
         output: PathBuf,
         /// Uncompressed bytes per frame: what one fault decompresses (e.g. 64K, 1M).
-        #[arg(long, default_value = "64K", value_parser = crate::cli::size::parse_size)]
-        frame_size: u64,
+        #[arg(long, default_value = "64K", value_parser = parse_frame_size)]
+        frame_size: u32,
         /// zstd compression level (1-22).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
         level: i32,
@@ -42,14 +41,19 @@ pub enum Command {
     },
 }
 
+/// Parses `--frame-size`: a size from 1 byte to [`seekable::MAX_FRAME_SIZE`] (1 GiB).
+fn parse_frame_size(s: &str) -> Result<u32, String> {
+    let n = crate::cli::size::parse_size(s)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|&f| f > 0 && f <= seekable::MAX_FRAME_SIZE)
+        .ok_or_else(|| format!("frame size {s} must be between 1 and 1 GiB"))
+}
+
 /// Runs `mmkit pager`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Pack { input, output, frame_size, level, json } => {
-            let frame_size = u32::try_from(frame_size)
-                .ok()
-                .filter(|&f| f > 0 && f <= seekable::MAX_FRAME_SIZE)
-                .with_context(|| format!("frame size {frame_size} must be between 1 and 1 GiB"))?;
             // A bar on a terminal for inputs worth one (not with --json).
             let mut bar = None;
             let info = seekable::pack_with_progress(

@@ -702,6 +702,28 @@ fn tour_arguments() {
     check_all(&cases);
 }
 
+/// Bad arguments that were checked only after parsing exited 1, as a failure: too many `elf
+/// call` arguments, a negative `--reserve-at`/`--fd-offset`, a `--frame-size` of 0 or past 1 GiB.
+/// Each is a usage error (exit 2) naming the argument.
+#[test]
+fn arguments_checked_after_parsing_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = fixture_so(dir.path(), &[]);
+    let lib = lib.to_str().unwrap();
+    for (args, names) in [
+        (&["elf", "call", lib, "fx_add", "1", "2", "3", "4", "5", "6", "7"][..], "ARGS"),
+        (&["elf", "load", lib, "--reserve-at=-4096"], "--reserve-at"),
+        (&["elf", "load", lib, "--fd-offset=-4096"], "--fd-offset"),
+        (&["pager", "pack", lib, "out.zst", "--frame-size", "0"], "--frame-size"),
+        (&["pager", "pack", lib, "out.zst", "--frame-size", "2G"], "--frame-size"),
+    ] {
+        let o = run(&os(args));
+        assert!(o.problem(Expect::Usage).is_none(), "{o:?}");
+        assert!(o.stderr.contains(names), "{args:?}: {}", o.stderr);
+    }
+    assert!(!Path::new("out.zst").exists());
+}
+
 /// `mmkit ... | head -1`: the reader goes away; the command ends quietly (exit 0, no message).
 #[test]
 fn a_closed_stdout_pipe_is_a_quiet_exit() {

@@ -69,7 +69,7 @@ fn bad_input_is_one_mmkit_line_and_exit_1_or_2() {
     let o = mmkit(&["pager", "pack", "a", "b", "--level", "99"]);
     assert_eq!(o.status.code(), Some(2));
     let o = mmkit(&["pager", "pack", "a", "b", "--frame-size", "0"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     // A /proc file: its size (0) is not its content, as input to info or as pack's output.
     let o = mmkit(&["pager", "info", "/proc/self/status"]);
     let err = String::from_utf8_lossy(&o.stderr);
