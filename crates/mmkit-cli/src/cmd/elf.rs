@@ -101,7 +101,7 @@ pub struct LoadExt {
     #[arg(long)]
     seal: bool,
     /// After relocation, write the RELRO pages to FILE and map them from it
-    /// (ANDROID_DLEXT_WRITE_RELRO).
+    /// (ANDROID_DLEXT_WRITE_RELRO). A FILE this creates is removed again if the load fails.
     #[arg(long, value_name = "FILE", conflicts_with = "use_relro")]
     write_relro: Option<std::path::PathBuf>,
     /// After relocation, map the RELRO pages identical to FILE's from it; the others stay
@@ -310,6 +310,9 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // A --write-relro file this run creates is removed again if the load fails: no empty file
+    // is left behind.
+    let new_relro_file = ext.write_relro.as_ref().filter(|p| std::fs::symlink_metadata(p).is_err());
     let relro_file = match (&ext.write_relro, &ext.use_relro) {
         // Created (or emptied) only when it is a regular file: a FIFO, device or directory is
         // refused by name before anything is truncated; then reopened to be read and mapped.
@@ -332,8 +335,12 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     }
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); `space` outlives `lib` (declared before it, dropped after).
-    let lib = unsafe { ext.system.namespace().open_with(src.clone(), &options) }
-        .with_context(|| format!("loading {source}"))?;
+    let lib = unsafe { ext.system.namespace().open_with(src.clone(), &options) }.map_err(|e| {
+        if let Some(p) = new_relro_file {
+            let _ = std::fs::remove_file(p);
+        }
+        anyhow::Error::new(e).context(format!("loading {source}"))
+    })?;
     let reservation = space.as_ref().map(|s| json!({"start": s.as_ptr() as u64, "len": s.len(), "offset": reserve_at}));
     let maps = lib.segments().map_err(|e| {
         let hint = if ext.system == System::Linker && e.kind() == mmkit_elf::ErrorKind::DependencyNotFound {

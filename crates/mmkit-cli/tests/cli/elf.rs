@@ -421,6 +421,25 @@ fn write_relro_errors_name_the_path_and_errno() {
     assert!(err.contains("not a regular file: a FIFO") && !err.contains("EINVAL"), "{err}");
 }
 
+/// A `--write-relro` file the run created is removed when the load fails: an empty file was
+/// left behind.
+#[test]
+fn write_relro_file_is_not_left_when_the_load_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_elf = dir.path().join("not-elf.so");
+    std::fs::write(&not_elf, b"not an ELF file").unwrap();
+    let relro = dir.path().join("relro");
+    let o = mmkit(&["elf", "load", not_elf.to_str().unwrap(), "--write-relro", relro.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad magic"), "{}", stderr(&o));
+    assert!(!relro.exists(), "the failed load left {}", relro.display());
+    // A file that was there before is not removed.
+    std::fs::write(&relro, b"").unwrap();
+    let o = mmkit(&["elf", "load", not_elf.to_str().unwrap(), "--write-relro", relro.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(relro.exists());
+}
+
 /// An empty SOURCE is a usage error that says so (exit 2), not a search for a library named ``
 /// that fails with `find library  failed`.
 #[test]
