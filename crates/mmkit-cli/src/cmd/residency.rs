@@ -30,7 +30,7 @@ pub struct Args {
     /// Lock the files in memory (mlock) and hold them until SIGINT or SIGTERM.
     #[arg(long, short = 'l')]
     pub lock: bool,
-    /// Print only the totals, not a row per file.
+    /// Print only the totals, not a row per file (with --json: `total`, no `files`).
     #[arg(long, short = 'q')]
     pub quiet: bool,
     /// Worker threads. Counting spreads the files over one per CPU by default (10,000 small
@@ -69,7 +69,9 @@ struct TotalJson {
 
 #[derive(Debug, Serialize)]
 struct ReportJson {
-    files: Vec<FileJson>,
+    /// The per-file rows; none with `--quiet`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileJson>>,
     total: TotalJson,
 }
 
@@ -129,8 +131,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         inspect::block_termination_signals()?;
     }
     let mut out = Outcome {
-        // `--quiet` tables print only the totals: no per-file rows kept.
-        rows: (args.json || !args.quiet).then(Vec::new),
+        // `--quiet` prints only the totals: no per-file rows kept.
+        rows: (!args.quiet).then(Vec::new),
         total: TotalJson { dirty_pages: Some(0), ..TotalJson::default() },
         failures: 0,
         locked: Vec::new(),
@@ -149,11 +151,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     process(&args, batch, &mut out);
 
-    let report = ReportJson { files: out.rows.take().unwrap_or_default(), total: std::mem::take(&mut out.total) };
+    let report = ReportJson { files: out.rows.take(), total: std::mem::take(&mut out.total) };
     if args.json {
         crate::cli::json::print(&report)?;
     } else {
-        print_table(&report, args.quiet, started)?;
+        print_table(&report, started)?;
     }
     // Before the wait: the files that could be locked are held until a signal.
     if let Some(hint) = &out.memlock_hint {
@@ -272,11 +274,10 @@ fn memlock_hint(e: &mmkit::Error) -> Option<String> {
 /// earlier report had 2 threads 1.5x slower than 1; one thread is the cheapest.
 const TOUCH_THREADS: usize = 1;
 
-fn print_table(report: &ReportJson, quiet: bool, started: Instant) -> anyhow::Result<()> {
+fn print_table(report: &ReportJson, started: Instant) -> anyhow::Result<()> {
     let page = mmkit::page_size() as u64;
-    if !quiet && !report.files.is_empty() {
-        let rows: Vec<Vec<String>> = report
-            .files
+    if let Some(files) = report.files.as_ref().filter(|f| !f.is_empty()) {
+        let rows: Vec<Vec<String>> = files
             .iter()
             .map(|f| {
                 vec![

@@ -244,6 +244,22 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
 }
 
 #[test]
+fn residency_quiet_json_is_the_totals_only() {
+    // `--quiet --json` printed a row per file, as `--json` alone does (20,000 files: 20,000 rows).
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        write_file(&dir.path().join(format!("f{i}")), 3 * page());
+    }
+    let d = dir.path().to_str().unwrap();
+    let full = mmkit_json(&["residency", d]);
+    let quiet = mmkit_json(&["residency", "--quiet", d]);
+    assert_eq!(full["files"].as_array().unwrap().len(), 3, "{full}");
+    assert!(quiet.get("files").is_none(), "{quiet}");
+    assert_eq!(quiet["total"]["files"], 3, "{quiet}");
+    assert_eq!(quiet["total"]["pages"], 9, "{quiet}");
+}
+
+#[test]
 fn residency_failures_exit_1_with_context() {
     let d = disk_dir();
     write_file(&d.path().join("ok"), 10);
