@@ -298,6 +298,35 @@ pub(crate) fn open_system(ns: &Namespace, name: &str, not_found: Error) -> Resul
     Ok(Library::new_system(crate::system::SystemOpened::find(name, not_found)?, ns.registry().clone()))
 }
 
+/// Another handle to the library loaded in `ns` whose `DT_SONAME` is the bare name `source`
+/// (`libfoo.so`, no `/`), if there is one: `dlopen` of a soname finds it among the loaded
+/// libraries before searching, as glibc and bionic do (also one loaded from memory or a
+/// descriptor, which no search finds).
+pub(crate) fn open_loaded_soname(ns: &Namespace, source: &Source) -> Option<Library> {
+    let Source::Path(p) = source else { return None };
+    let name = p.to_str().filter(|n| !n.contains('/'))?;
+    let registry = ns.registry();
+    let _load = load_lock();
+    let mut map = registry.lock();
+    let key = loaded_by_soname(&map, name)?.key;
+    let e = map.get_mut(&key)?;
+    e.handles += 1;
+    Some(Library::new(e.obj.clone(), registry.clone()))
+}
+
+/// The library of `map` whose `DT_SONAME` is `name` (the first initialized when several are),
+/// as glibc's `_dl_map_object` and bionic's `find_loaded_library_by_soname` match a
+/// `DT_NEEDED` or `dlopen` name against the libraries loaded before searching for a file.
+fn loaded_by_soname(map: &Loaded, name: &str) -> Option<Arc<Object>> {
+    map.values()
+        .filter(|e| e.obj.soname() == Some(name))
+        .min_by_key(|e| {
+            let seq = e.obj.init_seq.load(Ordering::Acquire);
+            (seq == 0, seq)
+        })
+        .map(|e| e.obj.clone())
+}
+
 /// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
 /// copy already loaded there.
 pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions<'_>) -> Result<Library> {
@@ -384,6 +413,12 @@ fn load_group<'ns>(
             let name = name?;
             if let Some(sys) = SystemLibrary::if_loaded_shared(name) {
                 deps.push(Dependency::System(sys));
+                continue;
+            }
+            // A library loaded here with that soname is it, wherever it came from.
+            let loaded = loaded_by_soname(&registry.lock(), name);
+            if let Some(dep) = loaded {
+                deps.push(Dependency::Mmkit(Arc::downgrade(&dep)));
                 continue;
             }
             match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {

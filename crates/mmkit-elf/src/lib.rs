@@ -36,7 +36,9 @@
 //!   (directories and `app.apk!/lib/x86_64`), links to other namespaces for sonames, and a
 //!   [`SystemPolicy`]. The default maps the caller's own libraries and has the system linker
 //!   (`dlopen`, never unloaded) load system libraries (glibc, libm, libstdc++, anything in
-//!   [`SYSTEM_DIRS`]) that are not loaded yet. Bare sonames (`libz.so.1`) are searched for.
+//!   [`SYSTEM_DIRS`]) that are not loaded yet. Bare sonames (`libz.so.1`) are searched for,
+//!   unless a library loaded in the namespace has that `DT_SONAME` (as glibc and bionic match
+//!   a `DT_NEEDED` or `dlopen` name): then it is that library, wherever it was loaded from.
 //!   A file is loaded once per namespace (by device, inode and offset) and shared by
 //!   reference: opening it again, or needing it from several libraries (diamonds, cycles),
 //!   reaches the same copy; the last handle unloads what nothing else needs, finalizers in the

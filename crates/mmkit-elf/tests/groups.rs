@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use mmkit_elf::{Library, Namespace};
+use mmkit_elf::{Library, Namespace, Source};
 use std::path::{Path, PathBuf};
 
 /// Builds graph.c as `libfxg<role>.so` in `variant`, needing the libraries in `needs` (in that
@@ -59,6 +59,42 @@ fn opening_a_file_twice_shares_one_copy_like_glibc() {
     let other = fresh_ns("other");
     let again = ns_open(&other, &path);
     assert_eq!(call(&again, "fx_next", &[]), 1);
+}
+
+#[test]
+fn a_dependency_is_found_by_the_soname_of_a_loaded_library_like_glibc() {
+    let c = graph_lib("soname", 'c', &[], &["-Wl,-soname,libfxgc.so"]);
+    let b = graph_lib("soname", 'b', &['c'], &[]);
+    // b alone in a directory: no search finds its DT_NEEDED libfxgc.so.
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("libfxgb.so");
+    std::fs::copy(&b, &lone).unwrap();
+    let ns = fresh_ns("soname");
+    // SAFETY: test fixtures.
+    assert!(unsafe { ns.open(lone.as_path()) }.is_err(), "libfxgc.so is nowhere to be found yet");
+    assert_eq!(ns.loaded_count(), 0);
+    // c loaded from memory (no directory a search could find it in), then b: its dependency is
+    // the library loaded with that soname, as glibc and bionic match DT_NEEDED names against
+    // the sonames of the libraries loaded (it was "not found").
+    // SAFETY: test fixtures.
+    let c_lib = unsafe { ns.open(Source::memory("libfxgc.so", std::fs::read(&c).unwrap())) }.unwrap();
+    let b_lib = ns_open(&ns, &lone);
+    assert_eq!(ns.loaded_count(), 2, "c is not loaded twice");
+    let ours = [call(&c_lib, "fx_c_next", &[]), call(&b_lib, "fx_b_next_all", &[]), call(&c_lib, "fx_c_next", &[])];
+    // dlopen of the bare soname hands out the same copy too.
+    // SAFETY: test fixtures.
+    let by_name = unsafe { ns.open("libfxgc.so") }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_name.span(), c_lib.span());
+    assert_eq!(call(&by_name, "fx_c_next", &[]), 4);
+    let theirs = {
+        let c = Dl::open(&c);
+        let b = Dl::open(&lone);
+        [c.call("fx_c_next", &[]), b.call("fx_b_next_all", &[]), c.call("fx_c_next", &[])]
+    };
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, [1, 2, 3]);
+    drop((b_lib, by_name, c_lib));
+    assert_eq!(ns.loaded_count(), 0);
 }
 
 /// Runs the diamond (a needs `order`, b needs c) through mmkit and through glibc; returns both

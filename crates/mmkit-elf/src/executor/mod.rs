@@ -147,8 +147,9 @@ impl Library {
 
 impl crate::Namespace {
     /// Loads `source` in this namespace: its dependencies are found and loaded by this
-    /// namespace's rules. A bare soname (`libz.so.1`, no `/`) is searched for as a dependency
-    /// would be (never in the current directory, as with `dlopen`), and mapped by mmkit-elf;
+    /// namespace's rules. A bare soname (`libz.so.1`, no `/`) is the library loaded in this
+    /// namespace with that `DT_SONAME` if there is one (as with `dlopen`); else it is searched
+    /// for as a dependency would be (never in the current directory), and mapped by mmkit-elf;
     /// one that no directory of the namespace has is, under [`SystemPolicy::SystemLinker`]
     /// (the default), left to the system linker's own search (`ld.so.cache`, `/usr/local/lib`,
     /// `LD_LIBRARY_PATH` as the process started), which loads it, as for a dependency.
@@ -172,6 +173,9 @@ impl crate::Namespace {
     #[doc(alias = "android_dlopen_ext")]
     pub unsafe fn open_with(&self, source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<crate::Library> {
         let source = source.into();
+        if let Some(loaded) = crate::group::open_loaded_soname(self, &source) {
+            return Ok(loaded);
+        }
         crate::source::with_archive_cache(|| match self.start(source)? {
             crate::namespace::Start::Source(source) => crate::group::open(self, &source, options),
             crate::namespace::Start::SystemLinker { name, not_found } => {
