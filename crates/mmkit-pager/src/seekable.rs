@@ -244,6 +244,17 @@ impl SeekableSource {
     pub fn open(path: impl AsRef<Path>) -> Result<SeekableSource> {
         let path = path.as_ref();
         let mut file = mmkit::open::open_regular(path)?;
+        let file_len = file.metadata().map_err(|e| ioerr("fstat", path, e))?.len();
+        // A skippable frame's header and the seek table's footer, with no entry: shorter, the
+        // table's read would seek before the start (`Invalid argument (os error 22)`).
+        let least = 8 + zeekstd::SEEK_TABLE_INTEGRITY_SIZE as u64;
+        if file_len < least {
+            return Err(zerr(
+                "read of the zstd seek table",
+                path,
+                format!("not a zstd seekable file: {file_len} bytes is too short for a seek table (at least {least})"),
+            ));
+        }
         let table = SeekTable::from_seekable(&mut file).map_err(|e| {
             zerr(
                 "read of the zstd seek table",
@@ -251,7 +262,6 @@ impl SeekableSource {
                 format!("not a zstd seekable file (no valid seek table at its end): {e}"),
             )
         })?;
-        let file_len = file.metadata().map_err(|e| ioerr("fstat", path, e))?.len();
         Ok(SeekableSource {
             file,
             path: path.to_owned(),

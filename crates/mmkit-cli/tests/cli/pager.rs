@@ -115,3 +115,27 @@ fn json_of_non_utf8_paths_is_json_not_a_panic() {
     let s = json(&run(&["pager".as_ref(), "info".as_ref(), raw.as_os_str(), "--json".as_ref()]));
     assert_eq!(s["kind"], "snapshot");
 }
+
+#[test]
+fn info_of_a_file_too_short_for_a_seek_table_says_so() {
+    // A file starting with zstd's magic but shorter than a seek table was reported with std's
+    // bare `io error: Invalid argument (os error 22)` (the table's read seeked before the start).
+    let dir = tempfile::tempdir().unwrap();
+    for len in [4usize, 16] {
+        let short = dir.path().join(format!("short{len}.zst"));
+        let mut bytes = vec![0x28, 0xb5, 0x2f, 0xfd];
+        bytes.resize(len, 0);
+        std::fs::write(&short, bytes).unwrap();
+        let o = mmkit(&["pager", "info", short.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("{len} bytes is too short for a seek table")), "{err}");
+        assert!(!err.contains("os error") && err.lines().count() == 1, "{err}");
+    }
+    // The smallest seekable file (an empty input) is not refused.
+    let (empty, packed) = (dir.path().join("empty"), dir.path().join("empty.zst"));
+    std::fs::write(&empty, b"").unwrap();
+    assert!(mmkit(&["pager", "pack", empty.to_str().unwrap(), packed.to_str().unwrap()]).status.success());
+    let i = json(&mmkit(&["pager", "info", packed.to_str().unwrap(), "--json"]));
+    assert_eq!((i["kind"].as_str(), i["decompressed_bytes"].as_u64()), (Some("zstd-seekable"), Some(0)), "{i}");
+}
