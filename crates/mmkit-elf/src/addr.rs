@@ -25,6 +25,10 @@ pub struct AddrInfo {
 #[doc(alias = "dladdr")]
 pub fn addr_info(addr: u64) -> Option<AddrInfo> {
     if let Some((obj, _)) = crate::group::containing(addr) {
+        if !obj.holds(addr) {
+            // In the reservation but past the library's memory (or in a gap): as `dladdr`.
+            return None;
+        }
         let symbol = obj.symbol_at(addr);
         return Some(AddrInfo {
             library: obj.source().to_owned(),

@@ -429,6 +429,17 @@ impl Object {
         self.dynamic.runpath_is_rpath()
     }
 
+    /// Whether `addr` (run-time) lies in the library as glibc's `dladdr` sees one
+    /// (`_dl_find_dso_for_object`): from the first segment's page to the end of the last
+    /// segment's memory (`l_map_start`..`l_map_end`, holes between segments included), not
+    /// the rest of that page nor the reservation's alignment padding.
+    pub(crate) fn holds(&self, addr: u64) -> bool {
+        let Some(link) = addr.checked_sub(self.bias()) else { return false };
+        let (segs, page) = (&self.plan.segments, self.plan.page_size);
+        let (Some(first), Some(last)) = (segs.first(), segs.last()) else { return false };
+        link >= first.vaddr - first.vaddr % page && link < last.vaddr.saturating_add(last.mem_size)
+    }
+
     /// The exported symbol that `addr` (run-time) lies in, as `dladdr` answers: the nearest
     /// defined function or object at or below it whose extent covers it (a size-0 symbol only
     /// at its exact address). Returns its name and run-time address.

@@ -400,6 +400,44 @@ fn addr_info_answers_like_dladdr_for_mmkit_libraries() {
     assert!(mmkit_elf::addr_info(gone).is_none_or(|i| !i.loaded_by_mmkit));
 }
 
+#[test]
+fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
+    // Not for the rest of the last segment's page or the reservation's padding (it answered for
+    // the whole span); for the hole between segments, as glibc does.
+    let hole: &[&str] = &["-Wl,-Tdata=0x40000"];
+    for (src, name, flags, func) in [("basic.c", "fxbasic", &[][..], "fx_add"), ("hole.c", "fxhole", hole, "fx_hole")] {
+        let so = build("addrinfo", src, name, flags);
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join(format!("lib{name}.so"));
+        std::fs::copy(&so, &copy).unwrap();
+        let ours = open(copy.as_path());
+        let oracle = Dl::open(&so);
+        let (start, len) = ours.span();
+        let mut at = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+        // SAFETY: dladdr fills the zeroed Dl_info.
+        assert_ne!(unsafe { libc::dladdr(oracle.addr(func), at.as_mut_ptr()) }, 0);
+        // SAFETY: filled above.
+        let their_base = unsafe { at.assume_init() }.dli_fbase as u64;
+        let mut answered = 0;
+        for off in (0..len + 4096).step_by(16) {
+            let info = mmkit_elf::addr_info(start + off).filter(|i| i.loaded_by_mmkit);
+            let mut want = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+            // SAFETY: dladdr only looks the address up.
+            let found = unsafe { libc::dladdr((their_base + off) as *const c_void, want.as_mut_ptr()) } != 0;
+            // SAFETY: filled when found.
+            let theirs = found.then(|| unsafe { want.assume_init() }).filter(|w| w.dli_fbase as u64 == their_base);
+            assert_eq!(info.is_some(), theirs.is_some(), "{name} + {off:#x}: {info:?}");
+            if let (Some(info), Some(w)) = (info, theirs) {
+                // SAFETY: glibc's symbol name string, when it gives one.
+                let want_name = (!w.dli_sname.is_null()).then(|| unsafe { CStr::from_ptr(w.dli_sname) });
+                assert_eq!(info.symbol.as_deref(), want_name.map(|n| n.to_str().unwrap()), "{name} + {off:#x}");
+                answered += 1;
+            }
+        }
+        assert!(answered > 0);
+    }
+}
+
 /// Looks a function up by name (in mmkit's copy or glibc's) and returns its address.
 type Lookup<'a> = &'a dyn Fn(&str) -> u64;
 
