@@ -196,10 +196,11 @@ forward_registers!(&R, Box<R>, std::sync::Arc<R>);
 /// would raise `SIGBUS`. Device nodes (`/dev/mem`, `/dev/uioN`) keep their size; their driver
 /// checks the range.
 fn check_backing(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
-    const SYSFS_MAGIC: u64 = 0x6265_6572;
+    // linux/magic.h; `f_type` is i64, u64 or u32 by target (and libc's constant may not match it).
+    const SYSFS_MAGIC: i128 = 0x6265_6572;
     let stat = rustix::fs::fstat(fd).map_err(|e| format!("fstat failed: {e}"))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile
-        || rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as u64 == SYSFS_MAGIC)
+        || rustix::fs::fstatfs(fd).is_ok_and(|fs| i128::from(fs.f_type) == SYSFS_MAGIC)
         || rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK))
     {
         return Ok(());
