@@ -313,12 +313,22 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     // A --write-relro file this run creates is removed again if the load fails: no empty file
     // is left behind.
     let new_relro_file = ext.write_relro.as_ref().filter(|p| std::fs::symlink_metadata(p).is_err());
+    let remove_new_relro_file = || {
+        if let Some(p) = new_relro_file {
+            let _ = std::fs::remove_file(p);
+        }
+    };
     let relro_file = match (&ext.write_relro, &ext.use_relro) {
         // Created (or emptied) only when it is a regular file: a FIFO, device or directory is
-        // refused by name before anything is truncated; then reopened to be read and mapped.
+        // refused by name before anything is truncated; then closed and reopened to be read and
+        // mapped.
         (Some(p), _) => Some(
             mmkit::open::create_regular(p)
-                .and_then(|_| mmkit::open::open_regular_read_write(p))
+                .and_then(|created| {
+                    drop(created);
+                    mmkit::open::open_regular_read_write(p)
+                })
+                .inspect_err(|_| remove_new_relro_file())
                 .context("creating the RELRO file")?,
         ),
         (None, Some(p)) => Some(mmkit::open::open_regular(p).context("opening the RELRO file")?),
@@ -336,9 +346,7 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); `space` outlives `lib` (declared before it, dropped after).
     let lib = unsafe { ext.system.namespace().open_with(src.clone(), &options) }.map_err(|e| {
-        if let Some(p) = new_relro_file {
-            let _ = std::fs::remove_file(p);
-        }
+        remove_new_relro_file();
         anyhow::Error::new(e).context(format!("loading {source}"))
     })?;
     let reservation = space.as_ref().map(|s| json!({"start": s.as_ptr() as u64, "len": s.len(), "offset": reserve_at}));

@@ -293,3 +293,22 @@ fn pager_pack_past_rlimit_fsize_leaves_no_output() {
     assert!(err.contains(&format!("write of {} failed", output.display())) && err.contains("EFBIG"), "{err}");
     assert!(!output.exists(), "pack left {}", output.display());
 }
+
+#[test]
+fn elf_load_write_relro_under_low_nofile_leaves_no_file() {
+    // With 4 descriptors the RELRO file was created, its reopening failed (EMFILE: the created
+    // file was still open), and the empty file was left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &["-Wl,-z,relro,-z,now"]);
+    give_away(dir.path());
+    let relro = dir.path().join("relro");
+    for n in [4, 5, 6] {
+        let out =
+            run(Limit::Files(n), &["elf", "load", so.to_str().unwrap(), "--write-relro", relro.to_str().unwrap()]);
+        assert_clean(&out, true, &format!("--write-relro with {n} descriptors"));
+        if !out.status.success() {
+            assert!(!relro.exists(), "the failed load with {n} descriptors left {}", relro.display());
+        }
+        let _ = std::fs::remove_file(&relro);
+    }
+}
