@@ -94,8 +94,9 @@ struct Link {
 ///
 /// A directory that cannot be used is passed over, as glibc and bionic do: a missing or
 /// unreadable directory, and an APK directory whose archive is missing, unreadable, not a zip
-/// or truncated; and, as glibc's `open_verify`, a file built for another ELF class or
-/// machine (a 32-bit library in a directory of `LD_LIBRARY_PATH`). The "not found" error then
+/// or truncated; as glibc's `open_path`, a file the process may not read (`EACCES`); and, as
+/// glibc's `open_verify`, a file built for another ELF class or machine (a 32-bit library in a
+/// directory of `LD_LIBRARY_PATH`). The "not found" error then
 /// says why each was skipped. A library that
 /// is found but cannot be loaded (an APK entry that is compressed or misaligned, a file that is
 /// not a valid ELF image) fails the load. As bionic's `open_library_at_path`, a path holding
@@ -449,7 +450,7 @@ fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Resul
             if !p.is_file() {
                 return Ok(None);
             }
-            if let Some(why) = built_for_another_machine(&p) {
+            if let Some(why) = passed_over(&p) {
                 skipped.push(format!("skipped {}: {why}", p.display()));
                 return Ok(None);
             }
@@ -477,15 +478,23 @@ fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Resul
     }
 }
 
-/// Why the search passes over the ELF file at `path`, as glibc's `open_verify` does: it is of
+/// Why the search passes over the file at `path`, as glibc's `open_path` and `open_verify`
+/// do: it may not be read (`EACCES`: a later directory's copy may be), or it is an ELF file of
 /// another class (a 32-bit library in a directory of `LD_LIBRARY_PATH`) or machine than the
 /// loader's host. Anything else, not an ELF file included, is found (and fails to load
 /// naming its fault, as with glibc).
-fn built_for_another_machine(path: &Path) -> Option<String> {
+fn passed_over(path: &Path) -> Option<String> {
     use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            return Some(Error::from_raw_errno("open", libc::EACCES).to_string());
+        }
+        Err(_) => return None,
+    };
     let host = crate::Machine::HOST?;
     let mut head = [0u8; 20];
-    std::fs::File::open(path).ok()?.read_exact_at(&mut head, 0).ok()?;
+    file.read_exact_at(&mut head, 0).ok()?;
     if head[..4] != *b"\x7fELF" {
         return None;
     }

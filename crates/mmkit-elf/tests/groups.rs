@@ -503,6 +503,44 @@ fn a_library_for_another_machine_in_the_search_path_is_skipped_as_glibc_does() {
     assert_eq!(Dl::open(&user).call("fx_user_which", &[]), 2, "glibc");
 }
 
+/// A library in a searched directory that the user may not read (`EACCES`) is passed over, as
+/// glibc's `open_path` passes it over: the next directory's copy loads, in mmkit as in glibc,
+/// and when none does, the error says why it was skipped. It failed the load ("open ...
+/// Permission denied"). Root reads any file: the unprivileged run checks it.
+#[test]
+fn an_unreadable_library_in_the_search_path_is_skipped_as_glibc_does() {
+    if rustix::process::geteuid().is_root() {
+        eprintln!("skipped: root reads a mode-000 file (the unprivileged run checks this)");
+        return;
+    }
+    let test = "an_unreadable_library_in_the_search_path_is_skipped_as_glibc_does";
+    let one = build("which-1", "which.c", "fxwhich", &["-DWHICH=1"]);
+    let two = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
+    let one_dir = one.parent().unwrap().display().to_string();
+    let user = build("which-plain", "which.c", "fxwhichuser", &["-DUSER", &format!("-L{one_dir}"), "-lfxwhich"]);
+    let dir = tempfile::tempdir().unwrap();
+    let unreadable = dir.path().join("libfxwhich.so");
+    std::fs::copy(&one, &unreadable).unwrap();
+    std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let dirs = [dir.path().display().to_string(), two.parent().unwrap().display().to_string()];
+    let ns = Namespace::isolated("skip-unreadable").ld_library_path(false).search(&dirs);
+    let ours = ns_open(&ns, &user);
+    assert_eq!(call(&ours, "fx_user_which", &[]), 2, "{:?}", ours.loaded_dependencies()[0].source());
+    // Nothing readable: the error names the file skipped and why.
+    let ns = Namespace::isolated("skip-unreadable-only").ld_library_path(false).search(&dirs[..1]);
+    // SAFETY: test fixtures (the load fails before running any code).
+    let err = unsafe { ns.open(user.as_path()) }.map(|_| ()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("skipped {}: open failed: Permission denied (EACCES)", unreadable.display())),
+        "{msg}"
+    );
+    if !in_fresh_process_with(test, &[("LD_LIBRARY_PATH", &dirs.join(":"))]) {
+        return;
+    }
+    assert_eq!(Dl::open(&user).call("fx_user_which", &[]), 2, "glibc");
+}
+
 /// A bare soname that no directory of the namespace has is left to the system linker's own
 /// search (here `LD_LIBRARY_PATH` as the process started, which the namespace does not read;
 /// `ld.so.cache` and `/usr/local/lib` likewise), which loads it, as it is for a dependency:
