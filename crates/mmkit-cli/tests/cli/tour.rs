@@ -87,6 +87,21 @@ fn unwritable_directory_is_a_clear_error() {
     }
 }
 
+/// Without `--dir` the directory is the system temp dir (`TMPDIR`): a bad one was reported as
+/// `the directory for temporary files (--dir)`, an option the user never gave.
+#[test]
+fn a_bad_tmpdir_is_named_as_such() {
+    for only in ["file", "elf", "pager"] {
+        let out =
+            mmkit().args(["tour", "--only", only, "--size", "64K"]).env("TMPDIR", "/nonexistent/tmp").output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("mmkit: ") && err.lines().count() == 1, "{err}");
+        assert!(err.contains("/nonexistent/tmp") && err.contains("(ENOENT)"), "{err}");
+        assert!(err.contains("$TMPDIR") && !err.contains("(--dir)"), "{err}");
+    }
+}
+
 /// The pager section writes three files too, but only the file and elf sections' directory and
 /// space were checked: `--only pager` with a bad `--dir` failed with tempfile's bare
 /// `Not a directory (os error 20) at path ...`, and without room with a bare ENOSPC.

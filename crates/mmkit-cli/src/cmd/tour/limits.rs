@@ -68,9 +68,14 @@ fn signal_name(sig: i32) -> String {
 }
 
 /// Fails unless `dir` is a directory this process may create files in, with the errno the
-/// kernel gives (`ENOENT`, `ENOTDIR`, `EACCES`, `EROFS`).
-pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
-    let what = "tour: the directory for temporary files (--dir)";
+/// kernel gives (`ENOENT`, `ENOTDIR`, `EACCES`, `EROFS`). `from_flag`: `dir` is `--dir`'s (else
+/// the system temp dir, from `TMPDIR`), which the message names.
+pub fn check_dir(dir: &Path, from_flag: bool) -> anyhow::Result<()> {
+    let what = if from_flag {
+        "tour: the directory for temporary files (--dir)"
+    } else {
+        "tour: the directory for temporary files (the system temp dir: $TMPDIR, else /tmp; --dir chooses another)"
+    };
     let meta = rustix::fs::stat(dir).map_err(|e| mmkit::Error::os("stat", e).with_path(dir)).context(what)?;
     if rustix::fs::FileType::from_raw_mode(meta.st_mode) != rustix::fs::FileType::Directory {
         return Err(mmkit::Error::os("stat", rustix::io::Errno::NOTDIR).with_path(dir)).context(what);

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pager = if chosen("pager") { pager::disk_needed(args.size) } else { 0 };
     let disk = files.max(pager);
     if disk > 0 {
-        limits::check_dir(&dir)?;
+        limits::check_dir(&dir, args.dir.is_some())?;
         let what = if pager > files {
             "the pager section".to_owned()
         } else if chosen("file") {
