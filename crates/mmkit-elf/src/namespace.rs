@@ -318,7 +318,8 @@ impl Namespace {
         }
         let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
         dirs.extend(origin_dir.clone().map(SearchDir::Dir));
-        let runpath: Vec<SearchDir> = runpath.map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
+        let runpath: Vec<SearchDir> =
+            runpath.filter_map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
         // glibc: DT_RPATH (only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
         let (before, after) = if rpath { (runpath, Vec::new()) } else { (Vec::new(), runpath) };
         dirs.extend(before);
@@ -409,17 +410,23 @@ pub(crate) enum Start {
 }
 
 /// `dir` with `$ORIGIN`/`${ORIGIN}` replaced by the requesting library's directory (inside an
-/// APK: the entry's directory in the archive, so an APK's libraries find each other).
-fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -> SearchDir {
+/// APK: the entry's directory in the archive, so an APK's libraries find each other). A
+/// library without a directory (loaded from memory or a descriptor) has no `$ORIGIN`: an entry
+/// naming it is dropped, as glibc drops it (it became `""`, the current directory, or a
+/// directory under `/`).
+fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -> Option<SearchDir> {
     if let Some(Source::ZipEntry { archive, entry }) = origin {
         if let Some(rest) = rp.strip_prefix("${ORIGIN}").or_else(|| rp.strip_prefix("$ORIGIN")) {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             let joined = format!("{dir}{rest}");
-            return SearchDir::Archive { archive: archive.clone(), dir: normalize(&joined) };
+            return Some(SearchDir::Archive { archive: archive.clone(), dir: normalize(&joined) });
         }
     }
-    let o = origin_dir.map(|p| p.display().to_string()).unwrap_or_default();
-    SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into())
+    if !rp.contains("$ORIGIN") && !rp.contains("${ORIGIN}") {
+        return Some(SearchDir::Dir(rp.into()));
+    }
+    let o = origin_dir?.display().to_string();
+    Some(SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into()))
 }
 
 /// `a/b/../c/./d` → `a/c/d` (zip entry names have no `..`).
@@ -519,7 +526,8 @@ fn passed_over(path: &Path) -> Option<String> {
 /// skipped.
 fn not_found_detail(what: &str, tried: &[SearchDir], skipped: &[String], ns: &str) -> String {
     let tried: Vec<String> = tried.iter().map(SearchDir::display).collect();
-    format!("{what} {} (namespace {ns}){}", tried.join(":"), skipped_note(skipped))
+    let tried = if tried.is_empty() { "no directory".to_owned() } else { tried.join(":") };
+    format!("{what} {tried} (namespace {ns}){}", skipped_note(skipped))
 }
 
 /// `; skipped ...` for each directory skipped, or nothing.
@@ -564,14 +572,24 @@ mod tests {
     fn origin_inside_an_apk_is_the_entry_directory() {
         let origin = Source::zip_entry("/a/app.apk", "lib/x86_64/libx.so");
         let d = expand_origin("$ORIGIN/../common", Some(&origin), Some(Path::new("/a")));
-        assert_eq!(d, SearchDir::Archive { archive: "/a/app.apk".into(), dir: "lib/common".into() });
+        assert_eq!(d, Some(SearchDir::Archive { archive: "/a/app.apk".into(), dir: "lib/common".into() }));
         let d = expand_origin("${ORIGIN}", Some(&origin), Some(Path::new("/a")));
-        assert_eq!(d, SearchDir::Archive { archive: "/a/app.apk".into(), dir: "lib/x86_64".into() });
+        assert_eq!(d, Some(SearchDir::Archive { archive: "/a/app.apk".into(), dir: "lib/x86_64".into() }));
         let file = Source::path("/opt/x/libx.so");
         assert_eq!(
             expand_origin("$ORIGIN/sub", Some(&file), Some(Path::new("/opt/x"))),
-            SearchDir::Dir("/opt/x/sub".into())
+            Some(SearchDir::Dir("/opt/x/sub".into()))
         );
+    }
+
+    #[test]
+    fn a_library_without_a_directory_has_no_origin() {
+        // From memory: `$ORIGIN` entries are dropped (they were the current directory, or `/..`),
+        // others stay.
+        let memory = Source::memory("libx.so", Vec::new());
+        assert_eq!(expand_origin("$ORIGIN", Some(&memory), None), None);
+        assert_eq!(expand_origin("${ORIGIN}/../lib", Some(&memory), None), None);
+        assert_eq!(expand_origin("/opt/lib", Some(&memory), None), Some(SearchDir::Dir("/opt/lib".into())));
     }
 
     #[test]

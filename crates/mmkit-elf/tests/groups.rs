@@ -97,6 +97,38 @@ fn a_dependency_is_found_by_the_soname_of_a_loaded_library_like_glibc() {
     assert_eq!(ns.loaded_count(), 0);
 }
 
+/// A library loaded from memory or a descriptor has no directory, so no `$ORIGIN`: its
+/// `DT_RUNPATH` entries naming it are dropped, as glibc drops them. `$ORIGIN` became "", and
+/// the dependency was loaded from the current directory (`$ORIGIN/../lib` from `/lib`).
+#[test]
+fn origin_of_a_library_from_memory_or_a_descriptor_is_not_the_current_directory() {
+    let test = "origin_of_a_library_from_memory_or_a_descriptor_is_not_the_current_directory";
+    let c = graph_lib("origin-memory", 'c', &[], &[]);
+    let b = graph_lib("origin-memory", 'b', &['c'], &[]); // DT_RUNPATH $ORIGIN
+                                                          // Changes the current directory: in a child process of its own.
+    if !in_fresh_process(test) {
+        return;
+    }
+    std::env::set_current_dir(c.parent().unwrap()).unwrap();
+    let bytes = std::fs::read(&b).unwrap();
+    let file = std::fs::File::open(&b).unwrap();
+    for source in [Source::memory("libfxgb.so", bytes.clone()), Source::fd(&file, 0, "libfxgb.so").unwrap()] {
+        let ns = Namespace::isolated("origin-memory");
+        // SAFETY: test fixtures (the load fails before running any code).
+        let err = unsafe { ns.open(source.clone()) }.map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), mmkit_elf::ErrorKind::DependencyNotFound, "{source}: {err}");
+        assert!(err.to_string().contains("libfxgc.so"), "{err}");
+        assert_eq!(ns.loaded_count(), 0);
+    }
+    // glibc: the same bytes in a memfd, opened as /proc/self/fd/N ($ORIGIN is /proc/self/fd).
+    let memfd = rustix::fs::memfd_create("libfxgb.so", rustix::fs::MemfdFlags::empty()).unwrap();
+    std::fs::write(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&memfd)), &bytes).unwrap();
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&memfd))).unwrap();
+    // SAFETY: a test fixture; the load fails before running any code.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(handle.is_null(), "glibc found libfxgc.so in the current directory too");
+}
+
 /// Runs the diamond (a needs `order`, b needs c) through mmkit and through glibc; returns both
 /// (counter answers, constructor/destructor log).
 fn diamond(variant: &str, order: &[char]) -> [(Vec<i64>, String); 2] {
