@@ -51,9 +51,10 @@ impl Source {
     /// is no usable zip entry, see [`Source::open`]).
     pub fn parse(s: &str) -> Source {
         // A byte scan: `split_once("!/")` sets up a substring searcher, costly on a hot path.
+        // `!/` first names no archive: the file of that name.
         match s.as_bytes().windows(2).position(|w| w == b"!/") {
-            Some(i) => Source::ZipEntry { archive: s[..i].into(), entry: s[i + 2..].to_owned() },
-            None => Source::Path(s.into()),
+            Some(i) if i > 0 => Source::ZipEntry { archive: s[..i].into(), entry: s[i + 2..].to_owned() },
+            _ => Source::Path(s.into()),
         }
     }
 

@@ -484,6 +484,8 @@ fn absurd_page_sizes_are_errors_when_opening() {
 fn source_parse_splits_on_bang_slash() {
     assert_eq!(Source::parse("a/b.apk!/lib/x/libc.so"), Source::zip_entry("a/b.apk", "lib/x/libc.so"));
     assert_eq!(Source::parse("/usr/lib/libz.so.1"), Source::path("/usr/lib/libz.so.1"));
+    // `!/` first names no archive (it was an empty archive path: "stat of  failed").
+    assert_eq!(Source::parse("!/x"), Source::path("!/x"));
 }
 
 /// A `DT_NEEDED` name holding `!/` (`/data/app/x.apk!/lib/x86_64/libfxbase.so`, as an Android

@@ -193,8 +193,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0.op)?;
-        if let Some(p) = &self.0.path {
-            write!(f, " of {}", p.display())?;
+        match &self.0.path {
+            Some(p) if p.as_os_str().is_empty() => f.write_str(" of \"\" (an empty path)")?,
+            Some(p) => write!(f, " of {}", p.display())?,
+            None => {}
         }
         if let Some(a) = self.0.addr {
             write!(f, " at {a:#x}")?;
@@ -309,6 +311,13 @@ mod tests {
         assert_eq!(e.errno(), Some(libc::EACCES));
         assert_eq!(e.kind(), ErrorKind::Os);
         assert_eq!(e.range(), Some((0x1000, 0x3000)));
+    }
+
+    #[test]
+    fn an_empty_path_is_named_as_one() {
+        // It read "stat of  failed" (mmkit elf plan '!/x').
+        let e = Error::from_raw_errno("stat", libc::ENOENT).with_path("");
+        assert_eq!(e.to_string(), "stat of \"\" (an empty path) failed: No such file or directory (ENOENT)");
     }
 
     #[test]
