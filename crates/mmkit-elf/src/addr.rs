@@ -47,3 +47,27 @@ pub fn addr_info(addr: u64) -> Option<AddrInfo> {
         loaded_by_mmkit: false,
     })
 }
+
+/// `dladdr`'s fields for an address in a library mmkit mapped, pointing into that library's
+/// own memory and bookkeeping (valid while it stays loaded, as glibc's answers are).
+pub(crate) struct CAnswer {
+    pub(crate) fname: *const std::ffi::c_char,
+    pub(crate) fbase: u64,
+    /// Null when no exported symbol holds the address.
+    pub(crate) sname: *const std::ffi::c_char,
+    pub(crate) saddr: u64,
+}
+
+/// The answer of mmkit's `dladdr` (bound in the libraries it maps, see `relocate::dladdr`):
+/// `None` when mmkit mapped no library at `addr` (glibc's `dladdr` answers), `Some(None)` in
+/// a library's reservation outside its memory (no object, as [`addr_info`]).
+pub(crate) fn c_answer(addr: u64) -> Option<Option<CAnswer>> {
+    let (obj, _) = crate::group::containing(addr)?;
+    if !obj.holds(addr) {
+        return Some(None);
+    }
+    let Some(fname) = obj.c_source() else { return Some(None) };
+    let (sname, saddr) = obj.symbol_at_c(addr).map_or((std::ptr::null(), 0), |(n, a)| (n.as_ptr(), a));
+    // The object outlives this `Arc`: the registry holds it while it is loaded.
+    Some(Some(CAnswer { fname: fname.as_ptr(), fbase: obj.span().0, sname, saddr }))
+}

@@ -78,7 +78,9 @@
 //! # What the process's tools see
 //! glibc's own `dladdr`, `dl_iterate_phdr` and `dlinfo` do not see the libraries mmkit maps
 //! (they walk glibc's link maps only). What does: [`addr_info`] (`dladdr`'s answer for mmkit's
-//! libraries and glibc's), debuggers (`gdb` through the `r_debug` namespace above), and
+//! libraries and glibc's; the libraries mmkit maps that call `dladdr` themselves, to find the
+//! files beside them, are bound to a `dladdr` that answers the same way, as under glibc),
+//! debuggers (`gdb` through the `r_debug` namespace above), and
 //! libgcc's unwinder: the unwind tables of every library mmkit maps are registered with it
 //! (`__register_frame_info_table_bases`), which it consults before `dl_iterate_phdr`, so C++
 //! exceptions thrown in them are caught (also in another mmkit-mapped library) and backtraces
@@ -86,7 +88,10 @@
 //! `.eh_frame_hdr` per library at load; libgcc reads `.eh_frame` when it first unwinds;
 //! [`Namespace::unwind_tables_for_every_library`] can limit it to libraries that link the
 //! unwinder or a C++ runtime). Code that walks `dl_iterate_phdr` itself (some profilers,
-//! sanitizers, LLVM's libunwind without registration) does not find them.
+//! sanitizers, LLVM's libunwind without registration) does not find them, nor does glibc's
+//! `dlsym(RTLD_NEXT, ..)` called from one of them (it answers NULL: the caller is in no
+//! object glibc knows), so an interposer-style library (`malloc` wrappers that find the next
+//! definition) must be loaded by glibc.
 //!
 //! A system library opened directly (`Library::open("libm.so.6")`) is loaded by the system
 //! linker under the default [`SystemPolicy`], as a dependency would be; a position-independent

@@ -230,6 +230,8 @@ pub(crate) struct Object {
     /// The dependencies breadth-first, each once, without this object (glibc's `l_searchlist`
     /// after the object itself): where `dlsym` on a handle looks.
     search: OnceLock<Vec<Dependency>>,
+    /// [`Object::source`] as a C string, made when `dladdr` first names the library.
+    c_source: OnceLock<std::ffi::CString>,
 }
 
 impl Object {
@@ -300,6 +302,7 @@ impl Object {
             tls,
             deps: OnceLock::new(),
             search: OnceLock::new(),
+            c_source: OnceLock::new(),
         })
     }
 
@@ -444,6 +447,26 @@ impl Object {
     /// defined function or object at or below it whose extent covers it (a size-0 symbol only
     /// at its exact address). Returns its name and run-time address.
     pub(crate) fn symbol_at(&self, addr: u64) -> Option<(String, u64)> {
+        let (i, at) = self.nearest_symbol(addr)?;
+        Some((self.dynamic.sym_name(i).ok()?.to_owned(), at))
+    }
+
+    /// [`Object::symbol_at`] with the name as the C string in the library's `.dynstr`, as
+    /// `dladdr` answers (valid while the library is loaded).
+    pub(crate) fn symbol_at_c(&self, addr: u64) -> Option<(&std::ffi::CStr, u64)> {
+        let (i, at) = self.nearest_symbol(addr)?;
+        let sym = self.dynamic.sym(i)?;
+        Some((self.dynamic.cstr_at(sym.name).ok()?, at))
+    }
+
+    /// [`Object::source`] as a C string (`None` if it holds a NUL byte).
+    pub(crate) fn c_source(&self) -> Option<&std::ffi::CStr> {
+        let c = self.c_source.get_or_init(|| std::ffi::CString::new(self.label.as_str()).unwrap_or_default());
+        (!c.is_empty()).then_some(c.as_c_str())
+    }
+
+    /// The index and run-time address of the symbol [`Object::symbol_at`] names.
+    fn nearest_symbol(&self, addr: u64) -> Option<(u32, u64)> {
         let link = addr.checked_sub(self.bias())?;
         let dy = &self.dynamic;
         let mut best: Option<(u32, Sym)> = None;
@@ -462,7 +485,7 @@ impl Object {
             }
         }
         let (i, sym) = best?;
-        Some((dy.sym_name(i).ok()?.to_owned(), self.dynamic.image.addr(sym.value)))
+        Some((i, self.dynamic.image.addr(sym.value)))
     }
 
     /// The label, for messages.
@@ -635,6 +658,9 @@ impl Object {
         }
         if crate::relocate::atexit::INTERPOSED.contains(&key.text()) {
             return Ok(Target::Addr(crate::relocate::atexit::thread_atexit as *const () as usize as u64));
+        }
+        if key.text() == crate::relocate::dladdr::INTERPOSED {
+            return Ok(Target::Addr(crate::relocate::dladdr::dladdr as *const () as usize as u64));
         }
         let version = dy.version_of(index).map(|(v, _)| v);
         let version_key = match known {

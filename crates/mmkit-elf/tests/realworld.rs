@@ -400,6 +400,30 @@ fn addr_info_answers_like_dladdr_for_mmkit_libraries() {
     assert!(mmkit_elf::addr_info(gone).is_none_or(|i| !i.loaded_by_mmkit));
 }
 
+/// A library calling `dladdr` about itself (to find its data files, or name itself) got "no
+/// object" from glibc's, which does not know libraries mmkit mapped; mmkit binds its own.
+#[test]
+fn a_library_asking_dladdr_about_itself_is_answered_as_under_glibc() {
+    let so = lib("selfaddr.c", "fxselfaddr");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxselfaddr.so");
+    std::fs::copy(&so, &copy).unwrap();
+    let ours = open(copy.as_path());
+    let oracle = Dl::open(&so);
+    let offset = call(&ours, "fx_self_offset", &[]);
+    assert!(offset > 0, "dladdr in the library answered code {offset}");
+    assert_eq!(offset, oracle.call("fx_self_offset", &[]), "same offset from the base as glibc's copy");
+    assert_eq!(offset as u64, ours.address_of("fx_self_offset").unwrap() - ours.span().0);
+    let fname = call(&ours, "fx_self_file", &[]);
+    // SAFETY: the library's own name, alive while it is loaded.
+    let fname = unsafe { CStr::from_ptr(fname as *const c_char) };
+    assert_eq!(fname.to_str().unwrap(), copy.display().to_string());
+    // Addresses outside mmkit's libraries still reach glibc's dladdr.
+    let getpid = libc::getpid as *const () as i64;
+    assert_eq!(call(&ours, "fx_base_of", &[getpid]), oracle.call("fx_base_of", &[getpid]));
+    assert_ne!(call(&ours, "fx_base_of", &[getpid]), 0);
+}
+
 #[test]
 fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
     // Not for the rest of the last segment's page or the reservation's padding (it answered for
