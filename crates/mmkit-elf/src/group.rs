@@ -120,7 +120,7 @@ thread_local! {
     static FORKING: std::cell::RefCell<Option<Forking>> = const { std::cell::RefCell::new(None) };
 }
 
-/// `pthread_atfork` prepare handler: waits for a load in progress on another thread to finish
+/// `pthread_atfork` prepare handler: waits for a load or unload in progress on another thread to finish
 /// and holds the load lock across the fork, so that the child's registry is whole and its lock
 /// free. (glibc instead resets its `dl_load_lock` in the child, whatever a dying load left
 /// half done.) A thread forking from inside a load (an initializer) already holds it.
@@ -172,9 +172,13 @@ impl Registry {
             }
             sweep(&mut map)
         };
-        drop(load);
-        // Finalizers run outside the locks (they may open or close libraries themselves).
+        // Finalizers and the unmapping run under the load lock (re-entrant: a finalizer may
+        // open or close libraries itself), as glibc's `dlclose` runs them under its
+        // `dl_load_lock`: a `fork` on another thread waits for them (see `fork_prepare`). Run
+        // after the lock, a fork in between copied the span or debugger list's mutex, or
+        // libgcc's, locked into the child, whose next load then waited forever.
         drop_in_reverse_init_order(doomed);
+        drop(load);
     }
 
     /// How many libraries this namespace has mapped now.
@@ -370,9 +374,9 @@ pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions
             }
             let doomed = sweep_failed(&mut map, &failed);
             drop(map);
-            drop(load);
             drop(group);
             drop_in_reverse_init_order(doomed);
+            drop(load);
             Err(e)
         }
     }

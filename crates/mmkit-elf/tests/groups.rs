@@ -615,6 +615,72 @@ fn a_bare_soname_only_the_system_linker_finds_is_loaded_by_it() {
 /// worker while a library initializes): the child can load libraries, as it can after glibc's
 /// `dlopen` in the same race (glibc resets its load lock in the child), instead of waiting
 /// forever for a lock whose holder was not forked with it.
+/// A `fork` while another thread unloads a library waits for the unload to end (as glibc's
+/// `dlclose` holds `dl_load_lock` through it): the finalizers and the unmapping ran after the
+/// load lock was released, so a child forked then kept the half-unloaded library mapped, and
+/// one forked while the span list's mutex was held waited forever in its next load (a CI
+/// failure of the test above).
+#[test]
+fn a_child_forked_during_another_threads_unload_sees_it_finished_and_can_load() {
+    if !in_fresh_process("a_child_forked_during_another_threads_unload_sees_it_finished_and_can_load") {
+        return;
+    }
+    let slow = lib("slowctor.c", "fxslowctor");
+    let quick = lib("counter.c", "fxforkcounter");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxslowfini.so");
+    std::fs::copy(&slow, &copy).unwrap();
+    let mark = dir.path().join("fini-started");
+    std::env::set_var("MMKIT_FX_SLOW_MS", "1500");
+    let ns = fresh_ns("forkunload");
+    let lib = ns_open(&ns, &copy);
+    assert_eq!(call(&lib, "fx_slow_value", &[]), 7);
+    std::env::set_var("MMKIT_FX_SLOW_FINI_MARK", &mark);
+    let unloader = std::thread::spawn(move || drop(lib));
+    let start = std::time::Instant::now();
+    while !mark.exists() {
+        assert!(start.elapsed().as_secs() < 60, "the slow destructor never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let name = copy.display().to_string();
+    // SAFETY: the child reads its maps, loads a library, calls it and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let code = if maps.contains(&name) {
+            2
+        } else {
+            match try_open(quick.as_path()) {
+                Ok(lib) if call(&lib, "fx_next", &[]) == 1 => 0,
+                _ => 1,
+            }
+        };
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    let waited = std::time::Instant::now();
+    loop {
+        // SAFETY: our child; `status` outlives the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if waited.elapsed().as_secs() >= 20 {
+            // SAFETY: our child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the forked child could not load a library within 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::env::remove_var("MMKIT_FX_SLOW_FINI_MARK");
+    unloader.join().unwrap();
+    assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
+    assert_ne!(libc::WEXITSTATUS(status), 2, "the child was forked with the library half unloaded (still mapped)");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "the child failed to load");
+}
+
 #[test]
 fn a_child_forked_during_another_threads_load_can_load() {
     if !in_fresh_process("a_child_forked_during_another_threads_load_can_load") {
