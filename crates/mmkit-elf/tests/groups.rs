@@ -615,6 +615,26 @@ fn a_bare_soname_only_the_system_linker_finds_is_loaded_by_it() {
 /// worker while a library initializes): the child can load libraries, as it can after glibc's
 /// `dlopen` in the same race (glibc resets its load lock in the child), instead of waiting
 /// forever for a lock whose holder was not forked with it.
+/// Waits up to 20 s for the forked child `pid` and returns its wait status; past that, kills it
+/// and panics with `hung`.
+fn wait_for_child(pid: libc::pid_t, hung: &str) -> libc::c_int {
+    let mut status = 0;
+    let waited = std::time::Instant::now();
+    loop {
+        // SAFETY: our child; `status` outlives the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return status;
+        }
+        if waited.elapsed().as_secs() >= 20 {
+            // SAFETY: our child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{hung}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A `fork` while another thread unloads a library waits for the unload to end (as glibc's
 /// `dlclose` holds `dl_load_lock` through it): the finalizers and the unmapping ran after the
 /// load lock was released, so a child forked then kept the half-unloaded library mapped, and
@@ -659,21 +679,7 @@ fn a_child_forked_during_another_threads_unload_sees_it_finished_and_can_load() 
         // SAFETY: ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    let waited = std::time::Instant::now();
-    loop {
-        // SAFETY: our child; `status` outlives the call.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if waited.elapsed().as_secs() >= 20 {
-            // SAFETY: our child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("the forked child could not load a library within 20 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let status = wait_for_child(pid, "the forked child could not load a library within 20 s");
     std::env::remove_var("MMKIT_FX_SLOW_FINI_MARK");
     unloader.join().unwrap();
     assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
@@ -714,21 +720,8 @@ fn a_child_forked_during_another_threads_load_can_load() {
         // SAFETY: ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    let waited = std::time::Instant::now();
-    loop {
-        // SAFETY: our child; `status` outlives the call.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if waited.elapsed().as_secs() >= 20 {
-            // SAFETY: our child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("the forked child could not load a library within 20 s (it waits for the load lock)");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let status =
+        wait_for_child(pid, "the forked child could not load a library within 20 s (it waits for the load lock)");
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child failed to load: {status:#x}");
     assert_eq!(loader.join().unwrap(), 7);
     let _ = std::fs::remove_file(&mark);
