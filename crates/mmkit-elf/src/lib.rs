@@ -88,10 +88,13 @@
 //! `.eh_frame_hdr` per library at load; libgcc reads `.eh_frame` when it first unwinds;
 //! [`Namespace::unwind_tables_for_every_library`] can limit it to libraries that link the
 //! unwinder or a C++ runtime). Code that walks `dl_iterate_phdr` itself (some profilers,
-//! sanitizers, LLVM's libunwind without registration) does not find them, nor does glibc's
-//! `dlsym(RTLD_NEXT, ..)` called from one of them (it answers NULL: the caller is in no
-//! object glibc knows), so an interposer-style library (`malloc` wrappers that find the next
-//! definition) must be loaded by glibc.
+//! sanitizers, LLVM's libunwind without registration) does not find them. glibc's
+//! `dlsym(RTLD_NEXT, ..)` does not know them either (it finds its caller by the return
+//! address), so `dlsym` and `dlvsym` are bound, in the libraries mmkit maps, to entries that
+//! pass the return address on: `RTLD_NEXT` from one of them answers the first definition in
+//! its dependencies, breadth-first, as glibc answers for a library it `dlopen`ed (a wrapper of
+//! `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
+//! not found answers NULL without a `dlerror` message.
 //!
 //! A system library opened directly (`Library::open("libm.so.6")`) is loaded by the system
 //! linker under the default [`SystemPolicy`], as a dependency would be; a position-independent

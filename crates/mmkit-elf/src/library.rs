@@ -553,6 +553,17 @@ impl Object {
         if let Some((_, sym)) = symbols::lookup(&self.dynamic, name, want) {
             return Some((self.own_target(&sym), Some(SymbolKind::of(&sym))));
         }
+        self.find_in_dependencies_typed(name, want)
+    }
+
+    /// Finds an exported definition in this library's dependencies, breadth-first, without
+    /// the library itself (what `dlsym(RTLD_NEXT)` called from it answers).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn find_in_dependencies(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        self.find_in_dependencies_typed(name, want).map(|(t, _)| t)
+    }
+
+    fn find_in_dependencies_typed(&self, name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
         let version = match want {
             Want::Exact(v) => Some(v),
             Want::Default => None,
@@ -661,6 +672,9 @@ impl Object {
         }
         if key.text() == crate::relocate::dladdr::INTERPOSED {
             return Ok(Target::Addr(crate::relocate::dladdr::dladdr as *const () as usize as u64));
+        }
+        if let Some(entry) = crate::relocate::dlsym::bound_to(key.text()) {
+            return Ok(Target::Addr(entry));
         }
         let version = dy.version_of(index).map(|(v, _)| v);
         let version_key = match known {

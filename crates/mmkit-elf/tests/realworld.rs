@@ -424,6 +424,59 @@ fn a_library_asking_dladdr_about_itself_is_answered_as_under_glibc() {
     assert_ne!(call(&ours, "fx_base_of", &[getpid]), 0);
 }
 
+/// A wrapper library finding the function it wraps with `dlsym(RTLD_NEXT)` got NULL: glibc's
+/// `dlsym` finds the caller by its return address, and knows no library mmkit mapped. mmkit
+/// binds `dlsym`/`dlvsym` to entries that pass the return address on; the answers are
+/// compared with glibc's copy of the same files.
+#[test]
+fn rtld_next_from_a_mapped_library_finds_the_next_definition_as_under_glibc() {
+    let base = build("next", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let so = build(
+        "next",
+        "next.c",
+        "fxnext",
+        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxnext.so");
+    std::fs::copy(&so, &copy).unwrap();
+    std::fs::copy(&base, dir.path().join("libfxbase.so")).unwrap();
+    let ours = open(copy.as_path());
+    let oracle = Dl::open(&copy);
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let ask = |f: &str, args: &[&std::ffi::CString]| {
+        let args: Vec<i64> = args.iter().map(|a| a.as_ptr() as i64).collect();
+        (call(&ours, f, &args), oracle.call(f, &args))
+    };
+    // A function of the C library: the same address as glibc answers, the real getpid.
+    let (mine, theirs) = ask("fx_next", &[&c("getpid")]);
+    assert_ne!(theirs, 0);
+    assert_eq!(mine, theirs, "RTLD_NEXT getpid");
+    assert_eq!(mine as usize, libc::getpid as *const () as usize);
+    assert_eq!(call(&ours, "fx_next_getpid", &[]), i64::from(std::process::id()));
+    // A function of its dependency: that dependency's copy (mmkit's, glibc's).
+    let (mine, theirs) = ask("fx_next", &[&c("fx_base_value")]);
+    let base_lib =
+        ours.loaded_dependencies().into_iter().find(|l| l.name().contains("fxbase")).expect("libfxbase mapped");
+    assert_eq!(mine as u64, base_lib.address_of("fx_base_value").unwrap());
+    assert_eq!(theirs as usize, oracle.addr("fx_base_value") as usize);
+    // Defined only by the caller itself, or nowhere: NULL from both.
+    for name in ["fx_next_own", "fx_defined_nowhere"] {
+        assert_eq!(ask("fx_next", &[&c(name)]), (0, 0), "{name}");
+    }
+    // dlvsym: an existing version and one that is not.
+    let version = if cfg!(target_arch = "aarch64") { "GLIBC_2.17" } else { "GLIBC_2.2.5" };
+    let (mine, theirs) = ask("fx_next_versioned", &[&c("getpid"), &c(version)]);
+    assert_ne!(theirs, 0);
+    assert_eq!(mine, theirs, "dlvsym RTLD_NEXT getpid@{version}");
+    assert_eq!(ask("fx_next_versioned", &[&c("getpid"), &c("GLIBC_9.99")]), (0, 0));
+    // Other handles still reach glibc's dlsym.
+    let (mine, theirs) = ask("fx_default", &[&c("getpid")]);
+    assert_ne!(theirs, 0);
+    assert_eq!(mine, theirs, "RTLD_DEFAULT getpid");
+}
+
 #[test]
 fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
     // Not for the rest of the last segment's page or the reservation's padding (it answered for

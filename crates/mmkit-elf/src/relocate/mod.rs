@@ -19,6 +19,7 @@
 pub(crate) mod aarch64;
 pub(crate) mod atexit;
 pub(crate) mod dladdr;
+pub(crate) mod dlsym;
 pub(crate) mod static_tls;
 pub(crate) mod tls;
 #[cfg(target_arch = "aarch64")]
