@@ -247,15 +247,33 @@ fn spans() -> MutexGuard<'static, Vec<Span>> {
     SPANS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Libraries mapped and unmapped in the process so far (`dl_iterate_phdr`'s `dlpi_adds` and
+/// `dlpi_subs` for them).
+static LOAD_COUNTS: Mutex<(u64, u64)> = Mutex::new((0, 0));
+
+/// How many libraries were mapped and unmapped in the process so far.
+#[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
+pub(crate) fn load_counts() -> (u64, u64) {
+    *LOAD_COUNTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The libraries mapped now, in load order (held: they stay mapped while the caller keeps them).
+#[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
+pub(crate) fn mapped_objects() -> Vec<Arc<Object>> {
+    spans().iter().filter_map(|s| s.obj.upgrade()).collect()
+}
+
 /// Records a newly mapped library for questions by address, and announces it to debuggers.
 fn remember_span(obj: &Arc<Object>, registry: &Arc<Registry>) {
     let (start, len) = obj.span();
+    LOAD_COUNTS.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
     spans().push(Span { start, end: start + len, obj: Arc::downgrade(obj), registry: Arc::downgrade(registry) });
     let l_ld = obj.plan().dynamic.map_or(0, |(vaddr, _)| obj.bias().wrapping_add(vaddr));
     crate::executor::debugger::announce(obj.bias(), obj.source(), l_ld);
 }
 
 fn forget_span(obj: &Arc<Object>) {
+    LOAD_COUNTS.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
     crate::executor::debugger::retract(obj.bias());
     let start = obj.span().0;
     spans().retain(|s| s.start != start);

@@ -76,25 +76,32 @@
 //! ```
 //!
 //! # What the process's tools see
-//! glibc's own `dladdr`, `dl_iterate_phdr` and `dlinfo` do not see the libraries mmkit maps
-//! (they walk glibc's link maps only). What does: [`addr_info`] (`dladdr`'s answer for mmkit's
-//! libraries and glibc's; the libraries mmkit maps that call `dladdr` themselves, to find the
-//! files beside them, are bound to a `dladdr` that answers the same way, as under glibc),
-//! debuggers (`gdb` through the `r_debug` namespace above), and
-//! libgcc's unwinder: the unwind tables of every library mmkit maps are registered with it
-//! (`__register_frame_info_table_bases`), which it consults before `dl_iterate_phdr`, so C++
-//! exceptions thrown in them are caught (also in another mmkit-mapped library) and backtraces
-//! taken there or in a callback they make unwind through their frames (a `pread` of
-//! `.eh_frame_hdr` per library at load; libgcc reads `.eh_frame` when it first unwinds;
-//! [`Namespace::unwind_tables_for_every_library`] can limit it to libraries that link the
-//! unwinder or a C++ runtime). Code that walks `dl_iterate_phdr` itself (some profilers,
-//! sanitizers, LLVM's libunwind without registration) does not find them. glibc's
-//! `dlsym(RTLD_NEXT, ..)` does not know them either (it finds its caller by the return
-//! address), so `dlsym` and `dlvsym` are bound, in the libraries mmkit maps, to entries that
-//! pass the return address on: `RTLD_NEXT` from one of them answers the first definition in
-//! its dependencies, breadth-first, as glibc answers for a library it `dlopen`ed (a wrapper of
-//! `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
-//! not found answers NULL without a `dlerror` message.
+//! glibc's own `dladdr`, `dl_iterate_phdr`, `_dl_find_object` and `dlinfo` do not see the
+//! libraries mmkit maps (they walk glibc's link maps only). What does: [`addr_info`]
+//! (`dladdr`'s answer for mmkit's libraries and glibc's), debuggers (`gdb` through the
+//! `r_debug` namespace above), and libgcc's unwinder: the unwind tables of every library
+//! mmkit maps are registered with it (`__register_frame_info_table_bases`), which it consults
+//! before `dl_iterate_phdr`, so C++ exceptions thrown in them are caught (also in another
+//! mmkit-mapped library) and backtraces taken there or in a callback they make unwind through
+//! their frames (a `pread` of `.eh_frame_hdr` per library at load; libgcc reads `.eh_frame`
+//! when it first unwinds; [`Namespace::unwind_tables_for_every_library`] can limit it to
+//! libraries that link the unwinder or a C++ runtime).
+//!
+//! Inside the libraries mmkit maps, these calls are bound to mmkit's own, which answer as
+//! glibc would for a library it loaded:
+//! - `dladdr` answers for them as [`addr_info`] does (a library finding the files beside it);
+//! - `dl_iterate_phdr` (glibc hosts) lists glibc's objects, then mmkit's (program headers,
+//!   name, TLS module and this thread's block), and `_dl_find_object` finds them and their `.eh_frame_hdr`: an
+//!   unwinder linked into the library (`-static-libgcc`, a statically linked libstdc++) catches
+//!   its exceptions, and a Rust `cdylib`'s backtraces name its frames;
+//! - `dlsym` and `dlvsym` get the return address (glibc finds its caller by it and does not
+//!   know them): `RTLD_NEXT` from one of them answers the first definition in its
+//!   dependencies, breadth-first, as glibc answers for a library it `dlopen`ed (a wrapper of
+//!   `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
+//!   not found answers NULL without a `dlerror` message.
+//!
+//! Code outside them that walks `dl_iterate_phdr` (the host program's own backtraces, some
+//! profilers, sanitizers) still sees glibc's objects only.
 //!
 //! A system library opened directly (`Library::open("libm.so.6")`) is loaded by the system
 //! linker under the default [`SystemPolicy`], as a dependency would be; a position-independent

@@ -488,6 +488,37 @@ impl Object {
         Some((i, self.dynamic.image.addr(sym.value)))
     }
 
+    /// Where the program headers are in memory and how many there are (`dl_iterate_phdr`'s
+    /// `dlpi_phdr`, `dlpi_phnum`): inside the loaded segment whose file bytes hold them, as
+    /// every linker places them; `(0, 0)` if no segment does.
+    #[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
+    pub(crate) fn program_headers(&self) -> (u64, u16) {
+        let (off, n) = self.plan.phdrs;
+        let entry = if cfg!(target_pointer_width = "64") { 56 } else { 32 };
+        let (Some(end), Ok(count)) = (n.checked_mul(entry).and_then(|l| l.checked_add(off)), u16::try_from(n)) else {
+            return (0, 0);
+        };
+        self.plan
+            .segments
+            .iter()
+            .find(|s| s.file_offset <= off && end <= s.file_offset.saturating_add(s.file_size))
+            .map_or((0, 0), |s| (self.bias().wrapping_add(s.vaddr + (off - s.file_offset)), count))
+    }
+
+    /// The TLS module id this library's own code uses and this thread's block of it, if
+    /// allocated (`dl_iterate_phdr`'s `dlpi_tls_modid`, `dlpi_tls_data`); `(0, 0)` without TLS.
+    #[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
+    pub(crate) fn tls_for_walk(&self) -> (u64, u64) {
+        match &self.tls {
+            None => (0, 0),
+            Some(ModuleTls::Dynamic(m)) => (m.id(), tls::existing_block(m.id()).map_or(0, |p| p as u64)),
+            Some(t) => match t.own() {
+                tls::OwnTls { pending: true, .. } => (0, 0),
+                tls::OwnTls { module, .. } => (module, tls::address(module, 0, "dl_iterate_phdr") as u64),
+            },
+        }
+    }
+
     /// The label, for messages.
     pub(crate) fn label(&self) -> &str {
         &self.label
@@ -674,6 +705,10 @@ impl Object {
             return Ok(Target::Addr(crate::relocate::dladdr::dladdr as *const () as usize as u64));
         }
         if let Some(entry) = crate::relocate::dlsym::bound_to(key.text()) {
+            return Ok(Target::Addr(entry));
+        }
+        #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+        if let Some(entry) = crate::relocate::phdrs::bound_to(key.text()) {
             return Ok(Target::Addr(entry));
         }
         let version = dy.version_of(index).map(|(v, _)| v);

@@ -477,6 +477,113 @@ fn rtld_next_from_a_mapped_library_finds_the_next_definition_as_under_glibc() {
     assert_eq!(mine, theirs, "RTLD_DEFAULT getpid");
 }
 
+/// glibc's `dl_iterate_phdr` and `_dl_find_object` list only glibc's objects; in a library mmkit
+/// maps they are bound to mmkit's, which list it too: it finds itself, its segments, its
+/// `.eh_frame_hdr` and its TLS block as its copy under glibc does (it found nothing).
+#[test]
+fn a_library_walking_the_loaded_objects_finds_itself_as_under_glibc() {
+    let so = build("walk", "walk.c", "fxwalk", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = Dl::open(&so);
+    // glibc's copy finds itself (under qemu-user on aarch64 without its TLS block: 8).
+    assert_eq!(oracle.call("fx_walk_self", &[5]) | 8, 127, "glibc's copy finds itself");
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxwalk.so", &so)] {
+        let ours = open(source);
+        for tls in [5, -9] {
+            assert_eq!(call(&ours, "fx_walk_self", &[tls]), 127, "which of the bits of fx_walk_self are missing?");
+        }
+    }
+}
+
+/// A library's TLS block outlives the thread's `thread_local` destructors: its own
+/// `pthread_key` destructor reads it at thread exit (a Rust `cdylib`'s std does that for every
+/// `thread_local` with a destructor). It aborted: mmkit's table of blocks was a `thread_local`
+/// already destroyed then.
+#[test]
+fn a_library_reaches_its_tls_from_a_thread_key_destructor_at_thread_exit() {
+    if !in_fresh_process("a_library_reaches_its_tls_from_a_thread_key_destructor_at_thread_exit") {
+        return;
+    }
+    let so = build("walk", "walk.c", "fxwalk", &[]);
+    let ours = open(so.as_path());
+    let oracle = Dl::open(&so);
+    for n in [0, 3, 41] {
+        assert_eq!(oracle.call("fx_walk_key_exit", &[n]), n + 1000);
+        assert_eq!(call(&ours, "fx_walk_key_exit", &[n]), n + 1000);
+    }
+}
+
+/// A C++ library with its own libstdc++ and unwinder (`-static-libgcc`, libstdc++ linked
+/// statically: how portable C++ plug-ins ship) throws and catches: its unwinder asks
+/// `_dl_find_object`, which mmkit answers for it (every throw ended in `std::terminate`).
+#[test]
+fn a_cxx_library_with_its_own_static_unwinder_catches_its_exceptions() {
+    if !host_cc() || !in_fresh_process("a_cxx_library_with_its_own_static_unwinder_catches_its_exceptions") {
+        return;
+    }
+    let flags = ["-static-libgcc", "-Wl,-Bstatic", "-lstdc++", "-Wl,-Bdynamic"];
+    let so = build("cxxstatic", "cxxstatic.cpp", "fxcxxstatic", &flags);
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = Dl::open(&so);
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxcxxstatic.so", &so)] {
+        let ours = open(source);
+        for n in [0, 3, 10, 11, 40] {
+            assert_eq!(call(&ours, "fx_static_catch", &[n]), oracle.call("fx_static_catch", &[n]), "{n}");
+        }
+        assert_eq!(call(&ours, "fx_static_catch", &[11]), -(("too deep: 11").len() as i64));
+    }
+}
+
+/// `tests/fixtures/rustplug.rs` built as a Rust `cdylib` with this toolchain's `rustc`.
+fn rust_plugin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures/rust");
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("libfxrustplug.so");
+            let tmp = dir.join(format!(".libfxrustplug.so.{}", std::process::id()));
+            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+            let status = std::process::Command::new(&rustc)
+                .args(["--edition", "2021", "-C", "opt-level=1", "--crate-type", "cdylib", "-o"])
+                .arg(&tmp)
+                .arg(common::fixture_src("rustplug.rs"))
+                .status()
+                .unwrap_or_else(|e| panic!("run {rustc}: {e}"));
+            assert!(status.success(), "{rustc} failed for rustplug.rs");
+            std::fs::rename(&tmp, &out).unwrap();
+            out
+        })
+        .clone()
+}
+
+/// A Rust `cdylib` plug-in (its own std): `thread_local` destructors in threads it spawns, a
+/// panic caught inside, collections, and a backtrace that names its own frames; from a file and
+/// an APK entry, compared with glibc's copy.
+#[test]
+fn a_rust_cdylib_runs_threads_panics_and_backtraces_as_under_glibc() {
+    if !host_cc() || !in_fresh_process("a_rust_cdylib_runs_threads_panics_and_backtraces_as_under_glibc") {
+        return;
+    }
+    let so = rust_plugin();
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = Dl::open(&so);
+    for source in [Source::path(&so), apk_with(dir.path(), "libfxrustplug.so", &so)] {
+        let ours = open(source);
+        for n in [0, 3] {
+            let theirs = oracle.call("fx_rust_work", &[n]);
+            assert_eq!(theirs, 6 * n + 1000 * i64::from(n > 0) + 100 + 400_000);
+            assert_eq!(call(&ours, "fx_rust_work", &[n]), theirs, "fx_rust_work({n})");
+        }
+        assert_eq!(oracle.call("fx_rust_backtrace_names_itself", &[]), 1);
+        if ours.source().contains(".apk!/") {
+            // The symbolizer reads the file by the name the walk gives: an APK entry is none.
+            continue;
+        }
+        assert_eq!(call(&ours, "fx_rust_backtrace_names_itself", &[]), 1);
+    }
+}
+
 #[test]
 fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
     // Not for the rest of the last segment's page or the reservation's padding (it answered for

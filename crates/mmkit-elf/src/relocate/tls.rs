@@ -8,8 +8,11 @@
 //! so the loader binds that symbol to [`tls_get_addr`] instead, which hands each thread its own
 //! block per module, allocated on first use from the module's `PT_TLS` template.
 //!
-//! Module ids are never reused. A block lives until its thread exits (the current thread's
-//! block is freed when the library unloads); other threads keep stale blocks until they exit.
+//! Module ids are never reused. A block lives until its thread exits, through the thread's
+//! `thread_local` and `pthread_key` destructors, which may still reach it (the current
+//! thread's block is freed when the library unloads); other threads keep stale blocks until
+//! they exit. As with glibc's, a block's first use allocates, so a signal handler must not be
+//! the first to touch a library's TLS on its thread.
 //!
 //! A reference to a `__thread` variable *defined by an object glibc loaded* (libstdc++'s
 //! `std::call_once` state, libc's `errno`) stores glibc's module id of that object and the
@@ -18,10 +21,9 @@
 //! glibc's own `__tls_get_addr`.
 
 use std::alloc::Layout;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The `tls_index` a general-dynamic access passes to `__tls_get_addr`.
 #[repr(C)]
@@ -55,8 +57,78 @@ impl Drop for Block {
     }
 }
 
-thread_local! {
-    static BLOCKS: RefCell<HashMap<u64, Block>> = RefCell::new(HashMap::new());
+/// One thread's blocks, by module id, and how many times the thread-exit destructor ran.
+struct ThreadBlocks {
+    blocks: HashMap<u64, Block>,
+    exit_rounds: u32,
+}
+
+/// How many rounds of `pthread_key` destructors a thread exit runs at most (glibc's and
+/// bionic's `PTHREAD_DESTRUCTOR_ITERATIONS`).
+const DESTRUCTOR_ROUNDS: u32 = 4;
+
+/// The `pthread_key` holding each thread's [`ThreadBlocks`] (`None`: none could be created).
+///
+/// Not a `thread_local!` with a destructor: glibc runs those (`__call_tls_dtors`) *before* the
+/// `pthread_key` destructors, and code of a loaded library still reaches its TLS from its own
+/// key destructors (a Rust `cdylib`'s std runs its `thread_local` destructors from one), so
+/// its blocks must outlive both, as glibc's own dynamic TLS blocks (freed with the thread's
+/// descriptor) do. [`release_blocks`] re-arms itself until the last round, then frees.
+static BLOCKS_KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+
+fn blocks_key() -> Option<libc::pthread_key_t> {
+    *BLOCKS_KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-pointer; `release_blocks` is the destructor for values
+        // this module stores (a `Box<ThreadBlocks>` each).
+        (unsafe { libc::pthread_key_create(&mut key, Some(release_blocks)) } == 0).then_some(key)
+    })
+}
+
+/// The key's destructor at thread exit: puts the blocks back (the next round runs it again)
+/// until the last round, so that other keys' destructors and the `thread_local` destructors
+/// before them still find the library's TLS; then frees them.
+///
+/// # Safety
+/// `value` is the `Box<ThreadBlocks>` pointer [`thread_blocks`] stored under [`BLOCKS_KEY`]
+/// (the system calls this only with such a value, on the exiting thread).
+unsafe extern "C" fn release_blocks(value: *mut std::ffi::c_void) {
+    let tb = value.cast::<ThreadBlocks>();
+    // SAFETY: `value` is this thread's live `ThreadBlocks` (function contract); no other
+    // reference to it exists while a destructor runs on this thread.
+    let rounds = unsafe {
+        (*tb).exit_rounds += 1;
+        (*tb).exit_rounds
+    };
+    if rounds < DESTRUCTOR_ROUNDS {
+        if let Some(key) = blocks_key() {
+            // SAFETY: the key is live; storing the same pointer back keeps it this thread's.
+            if unsafe { libc::pthread_setspecific(key, value) } == 0 {
+                return;
+            }
+        }
+    }
+    // SAFETY: the pointer came from `Box::into_raw` in `thread_blocks` and the key no longer
+    // holds it (the system cleared it before calling), so this is its only owner.
+    drop(unsafe { Box::from_raw(tb) });
+}
+
+/// This thread's blocks, created (and stored under the key) when `create`.
+fn thread_blocks(create: bool) -> Option<*mut ThreadBlocks> {
+    let key = blocks_key()?;
+    // SAFETY: the key is live.
+    let p = unsafe { libc::pthread_getspecific(key) }.cast::<ThreadBlocks>();
+    if !p.is_null() || !create {
+        return (!p.is_null()).then_some(p);
+    }
+    let p = Box::into_raw(Box::new(ThreadBlocks { blocks: HashMap::new(), exit_rounds: 0 }));
+    // SAFETY: the key is live; the value is a `Box<ThreadBlocks>`, as `release_blocks` expects.
+    if unsafe { libc::pthread_setspecific(key, p.cast()) } != 0 {
+        // SAFETY: `p` was just made by `Box::into_raw` and stored nowhere.
+        drop(unsafe { Box::from_raw(p) });
+        return None;
+    }
+    Some(p)
 }
 
 /// A library's own TLS: a block per thread from mmkit's `__tls_get_addr` (the default), or a
@@ -139,33 +211,43 @@ impl Drop for TlsModule {
         if let Some(map) = map.as_mut() {
             map.remove(&self.id);
         }
-        let _ = BLOCKS.try_with(|b| b.borrow_mut().remove(&self.id));
+        if let Some(tb) = thread_blocks(false) {
+            // SAFETY: this thread's `ThreadBlocks`, reached only from this thread and never
+            // while another reference to it is live (the loader and TLS accesses do not nest).
+            unsafe { (*tb).blocks.remove(&self.id) };
+        }
     }
 }
 
 fn block_for(module: u64) -> Option<*mut u8> {
-    BLOCKS
-        .try_with(|blocks| {
-            if let Some(b) = blocks.borrow().get(&module) {
-                return Some(b.ptr);
-            }
-            let template = {
-                let map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
-                map.as_ref()?.get(&module)?.clone()
-            };
-            // SAFETY: the layout has a non-zero size (register uses at least 1 byte).
-            let ptr = unsafe { std::alloc::alloc_zeroed(template.layout) };
-            if ptr.is_null() {
-                return None;
-            }
-            let n = template.init.len().min(template.layout.size());
-            // SAFETY: ptr has layout.size() ≥ n bytes; the template is a separate allocation.
-            unsafe { std::ptr::copy_nonoverlapping(template.init.as_ptr(), ptr, n) };
-            blocks.borrow_mut().insert(module, Block { ptr, layout: template.layout });
-            Some(ptr)
-        })
-        .ok()
-        .flatten()
+    let tb = thread_blocks(true)?;
+    // SAFETY: this thread's `ThreadBlocks`: only this thread reaches it, and not re-entrantly
+    // (nothing below runs a library's code); the `&mut` ends before this returns.
+    let blocks = unsafe { &mut (*tb).blocks };
+    if let Some(b) = blocks.get(&module) {
+        return Some(b.ptr);
+    }
+    let template = {
+        let map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+        map.as_ref()?.get(&module)?.clone()
+    };
+    // SAFETY: the layout has a non-zero size (register uses at least 1 byte).
+    let ptr = unsafe { std::alloc::alloc_zeroed(template.layout) };
+    if ptr.is_null() {
+        return None;
+    }
+    let n = template.init.len().min(template.layout.size());
+    // SAFETY: ptr has layout.size() ≥ n bytes; the template is a separate allocation.
+    unsafe { std::ptr::copy_nonoverlapping(template.init.as_ptr(), ptr, n) };
+    blocks.insert(module, Block { ptr, layout: template.layout });
+    Some(ptr)
+}
+
+/// This thread's block of mmkit's TLS `module`, if it has one (nothing is allocated).
+pub(crate) fn existing_block(module: u64) -> Option<*mut u8> {
+    let tb = thread_blocks(false)?;
+    // SAFETY: this thread's `ThreadBlocks`, read only from this thread (see `block_for`).
+    unsafe { (*tb).blocks.get(&module).map(|b| b.ptr) }
 }
 
 /// This thread's address of `offset` in the block of TLS `module` (allocated on first use);
