@@ -557,8 +557,8 @@ impl Image {
             .map_err(|e| Error::from_core("mincore", &e).with_range(addr, len))
     }
 
-    /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc does:
-    /// `f(argc, argv, envp)`.
+    /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc calls an
+    /// initializer: `f(argc, argv, envp)`, the process's arguments and environment.
     ///
     /// # Safety
     /// `vaddr` must be the address of a function of the loaded library that is safe to call now
@@ -585,12 +585,12 @@ impl Image {
             executable_elsewhere(addr)?;
         }
         type Init = unsafe extern "C" fn(i32, *const *const u8, *const *const u8);
-        static NO_ARGS: [usize; 1] = [0];
+        let (argc, argv) = process_args();
         // SAFETY: an executable address of the library (checked above) called with the
         // initializer signature glibc uses; the caller vouches it may run now.
         unsafe {
             let f: Init = std::mem::transmute::<usize, Init>(addr as usize);
-            f(0, NO_ARGS.as_ptr().cast(), environ_ptr());
+            f(argc, argv, environ_ptr());
         }
         Ok(())
     }
@@ -761,6 +761,21 @@ pub(crate) fn eh_frame_from_header(hdr: u64, len: u64, head: &[u8; 12]) -> Optio
         0x30 => Some(hdr.wrapping_add(value)),   // relative to .eh_frame_hdr
         _ => None,
     }
+}
+
+/// The process's `argc` and `argv`, as glibc passes them to every initializer (a Rust
+/// `cdylib`'s std reads `std::env::args` from them): NUL-terminated copies of the arguments
+/// std captured at start-up, made once and never freed, the array ending in a null pointer.
+fn process_args() -> (i32, *const *const u8) {
+    static ARGS: std::sync::OnceLock<(Vec<std::ffi::CString>, Vec<usize>)> = std::sync::OnceLock::new();
+    let (_, pointers) = ARGS.get_or_init(|| {
+        use std::os::unix::ffi::OsStringExt;
+        let strings: Vec<std::ffi::CString> =
+            std::env::args_os().filter_map(|a| std::ffi::CString::new(a.into_vec()).ok()).collect();
+        let pointers = strings.iter().map(|s| s.as_ptr() as usize).chain([0]).collect();
+        (strings, pointers)
+    });
+    (i32::try_from(pointers.len() - 1).unwrap_or(i32::MAX), pointers.as_ptr().cast())
 }
 
 fn environ_ptr() -> *const *const u8 {

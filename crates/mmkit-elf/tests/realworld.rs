@@ -492,6 +492,9 @@ fn a_library_walking_the_loaded_objects_finds_itself_as_under_glibc() {
         for tls in [5, -9] {
             assert_eq!(call(&ours, "fx_walk_self", &[tls]), 127, "which of the bits of fx_walk_self are missing?");
         }
+        // Its initializer got the process's argc and argv, as glibc gives them (it got none).
+        assert_eq!(call(&ours, "fx_walk_args", &[]), oracle.call("fx_walk_args", &[]));
+        assert_eq!(call(&ours, "fx_walk_args", &[]), expected_args());
     }
 }
 
@@ -532,6 +535,13 @@ fn a_cxx_library_with_its_own_static_unwinder_catches_its_exceptions() {
         }
         assert_eq!(call(&ours, "fx_static_catch", &[11]), -(("too deep: 11").len() as i64));
     }
+}
+
+/// This process's argument count * 1000 + the length of its first argument (at most 999),
+/// as the fixtures report what their initializers were given.
+fn expected_args() -> i64 {
+    let first = std::env::args_os().next().map_or(0, |a| a.len().min(999) as i64);
+    std::env::args_os().count() as i64 * 1000 + first
 }
 
 /// `tests/fixtures/rustplug.rs` built as a Rust `cdylib` with this toolchain's `rustc`.
@@ -575,6 +585,8 @@ fn a_rust_cdylib_runs_threads_panics_and_backtraces_as_under_glibc() {
             assert_eq!(theirs, 6 * n + 1000 * i64::from(n > 0) + 100 + 400_000);
             assert_eq!(call(&ours, "fx_rust_work", &[n]), theirs, "fx_rust_work({n})");
         }
+        assert_eq!(oracle.call("fx_rust_args", &[]), expected_args());
+        assert_eq!(call(&ours, "fx_rust_args", &[]), expected_args(), "std::env::args() in the plug-in");
         assert_eq!(oracle.call("fx_rust_backtrace_names_itself", &[]), 1);
         if ours.source().contains(".apk!/") {
             // The symbolizer reads the file by the name the walk gives: an APK entry is none.
