@@ -492,10 +492,85 @@ fn load_group<'ns>(
     for obj in &order {
         obj.relocate(&scope)?;
     }
+    // Before any initializer runs: it may call `dlopen`.
+    for ((obj, rules), source) in group.new.iter().zip(&group.rules).zip(&sources) {
+        obj.remember_namespace(rules, source);
+    }
     for obj in &order {
         obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;
     }
     Ok(root)
+}
+
+/// What `dlopen(name)` called from a library mmkit mapped opens (see [`open_for`]).
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) enum Opened {
+    /// A library mmkit maps (a new handle to it).
+    Mapped(Library),
+    /// A library the namespace leaves to the system linker: its `dlopen` of this path or name.
+    System(String),
+    /// `RTLD_NOLOAD` and not loaded.
+    NotLoaded,
+}
+
+/// `dlopen(name)` called from the library `obj`, loaded in `ns` from `origin`, as the system
+/// linker answers it for a library it loaded: `$ORIGIN` in `name` is `obj`'s directory (an APK
+/// entry's directory inside its archive); a bare name is a library loaded with that soname, or
+/// what the search for a dependency of `obj` finds (its `DT_RUNPATH`/`DT_RPATH`, then the
+/// namespace's path and links); a system library goes to the system linker by the namespace's
+/// policy. With `no_load`, only a library already loaded is opened.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) fn open_for(obj: &Object, ns: &Namespace, origin: &Source, name: &str, no_load: bool) -> Result<Opened> {
+    let expanded;
+    let name = if name.contains("$ORIGIN") || name.contains("${ORIGIN}") {
+        let dir = match origin {
+            Source::ZipEntry { archive, entry } => {
+                let inner = entry.rsplit_once('/').map_or("", |(d, _)| d);
+                format!("{}!/{inner}", archive.display())
+            }
+            other => match other.dir() {
+                Some(d) => d.display().to_string(),
+                None => {
+                    return Err(Error::new(
+                        format!("dlopen {name}"),
+                        ErrorKind::DependencyNotFound,
+                        "$ORIGIN of a library loaded from memory or a descriptor is unknown",
+                    )
+                    .with_path(obj.label()))
+                }
+            },
+        };
+        expanded = name.replace("${ORIGIN}", &dir).replace("$ORIGIN", &dir);
+        expanded.as_str()
+    } else {
+        name
+    };
+    if !name.contains('/') {
+        if let Some(lib) = open_loaded_soname(ns, &Source::path(name)) {
+            return Ok(Opened::Mapped(lib));
+        }
+    }
+    let (source, rules) = if name.contains('/') {
+        (Source::parse(name), ns)
+    } else {
+        match ns.resolve(name, origin, obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
+            Resolved::Map { source, ns } => (source, ns),
+            Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),
+        }
+    };
+    if let Some(path) = rules.system_linker_file(&source)? {
+        return Ok(Opened::System(path.to_string_lossy().into_owned()));
+    }
+    if no_load {
+        let registry = rules.registry();
+        let src = source.open(crate::library::page_size())?;
+        let _load = load_lock();
+        let mut map = registry.lock();
+        let Some(e) = map.get_mut(&key_of(&src)) else { return Ok(Opened::NotLoaded) };
+        e.handles += 1;
+        return Ok(Opened::Mapped(Library::new(e.obj.clone(), registry.clone())));
+    }
+    crate::source::with_archive_cache(|| open(rules, &source, &crate::LoadOptions::new())).map(Opened::Mapped)
 }
 
 /// The new libraries in a depth-first post-order from `root`: every library after the

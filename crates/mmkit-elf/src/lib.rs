@@ -99,6 +99,12 @@
 //!   dependencies, breadth-first, as glibc answers for a library it `dlopen`ed (a wrapper of
 //!   `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
 //!   not found answers NULL without a `dlerror` message.
+//! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,
+//!   `$ORIGIN` its directory, inside an APK too), in the namespace that loaded it, as bionic's
+//!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library
+//!   mmkit maps gets a handle of mmkit's (`dlsym`, `dlvsym`, `dlclose` and `dlerror` know it;
+//!   `RTLD_NODELETE` pins it; `RTLD_GLOBAL` does not add it to glibc's global scope); one the
+//!   namespace leaves to the system linker is glibc's `dlopen`, with the caller's flags.
 //!
 //! Code outside them that walks `dl_iterate_phdr` (the host program's own backtraces, some
 //! profilers, sanitizers) still sees glibc's objects only.

@@ -232,6 +232,11 @@ pub(crate) struct Object {
     search: OnceLock<Vec<Dependency>>,
     /// [`Object::source`] as a C string, made when `dladdr` first names the library.
     c_source: OnceLock<std::ffi::CString>,
+    /// The library imports `dlopen` (bound to mmkit's): [`Object::loaded_in`] is kept for it.
+    calls_dlopen: AtomicBool,
+    /// The namespace whose rules found this library's dependencies and where it came from,
+    /// for the `dlopen` calls it makes (kept only when it imports `dlopen`).
+    loaded_in: OnceLock<(crate::Namespace, Source)>,
 }
 
 impl Object {
@@ -303,7 +308,23 @@ impl Object {
             deps: OnceLock::new(),
             search: OnceLock::new(),
             c_source: OnceLock::new(),
+            calls_dlopen: AtomicBool::new(false),
+            loaded_in: OnceLock::new(),
         })
+    }
+
+    /// Keeps the namespace `ns` and the source the library was loaded from, if its own
+    /// `dlopen` calls will need them (it imports `dlopen`).
+    pub(crate) fn remember_namespace(&self, ns: &crate::Namespace, source: &Source) {
+        if self.calls_dlopen.load(Ordering::Relaxed) {
+            let _ = self.loaded_in.set((ns.clone(), source.clone()));
+        }
+    }
+
+    /// The namespace and source kept by [`Object::remember_namespace`].
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn loaded_in(&self) -> Option<&(crate::Namespace, Source)> {
+        self.loaded_in.get()
     }
 
     /// Relocates the object, binding its references in glibc's order: the global scope, then
@@ -705,6 +726,9 @@ impl Object {
             return Ok(Target::Addr(crate::relocate::dladdr::dladdr as *const () as usize as u64));
         }
         if let Some(entry) = crate::relocate::dlsym::bound_to(key.text()) {
+            if key.text() == b"dlopen" {
+                self.calls_dlopen.store(true, Ordering::Relaxed);
+            }
             return Ok(Target::Addr(entry));
         }
         #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -1238,9 +1262,20 @@ impl Library {
     /// Where symbol `name` (default version) is: in the library mmkit mapped or its
     /// dependencies, or through `dlsym` in glibc's copy of a system library.
     pub(crate) fn find(&self, name: &str) -> Option<Target> {
+        self.find_wanted(name, Want::Default)
+    }
+
+    /// [`Library::find`] for the version `want`.
+    pub(crate) fn find_wanted(&self, name: &str, want: Want<'_>) -> Option<Target> {
         match self.held() {
-            Held::Mapped(o) => o.find(name, Want::Default),
-            Held::System(s) => s.lib.symbol(name, None).map(Target::Addr),
+            Held::Mapped(o) => o.find(name, want),
+            Held::System(s) => {
+                let version = match want {
+                    Want::Exact(v) => Some(v),
+                    Want::Default => None,
+                };
+                s.lib.symbol(name, version).map(Target::Addr)
+            }
         }
     }
 

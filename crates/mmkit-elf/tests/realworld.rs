@@ -596,6 +596,66 @@ fn a_rust_cdylib_runs_threads_panics_and_backtraces_as_under_glibc() {
     }
 }
 
+/// A library mmkit maps that opens a library beside it with `dlopen` (a bare name found
+/// through its `DT_RUNPATH` `$ORIGIN`, or `$ORIGIN/...`) finds it as under glibc, from a file
+/// and from an APK entry (its directory inside the archive), and the library it opens is mapped
+/// by mmkit in its namespace. It was glibc's search, for the main program: "cannot open shared
+/// object file".
+#[test]
+fn dlopen_from_a_mapped_library_searches_as_for_its_dependencies() {
+    let base = build("opener", "base.c", "fxbase", &[]);
+    let opener = build("opener", "opener.c", "fxopener", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxopener.so");
+    std::fs::copy(&opener, &copy).unwrap();
+    std::fs::copy(&base, dir.path().join("libfxbase.so")).unwrap();
+    let apk = dir.path().join("app.apk");
+    let (opener_bytes, base_bytes) = (std::fs::read(&opener).unwrap(), std::fs::read(&base).unwrap());
+    write_zip(
+        &apk,
+        &[("lib/any/libfxopener.so", &opener_bytes, page_u16()), ("lib/any/libfxbase.so", &base_bytes, page_u16())],
+    );
+    let oracle = Dl::open(&copy);
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (value, base_name, nowhere) = (c("fx_base_value"), c("libfxbase.so"), c("libfxnowhere.so"));
+    let arg = |s: &std::ffi::CString| s.as_ptr() as i64;
+    for source in [Source::path(&copy), Source::zip_entry(&apk, "lib/any/libfxopener.so")] {
+        let from_file = matches!(source, Source::Path(_));
+        let ns = Namespace::new("opener");
+        // SAFETY: the test's own fixtures.
+        let ours = unsafe { ns.open(source) }.unwrap();
+        for name in [c("libfxbase.so"), c("$ORIGIN/libfxbase.so")] {
+            let args = [arg(&name), arg(&value), 5];
+            assert_eq!(call(&ours, "fx_open_call", &args), 1005, "{name:?}");
+            if from_file {
+                assert_eq!(oracle.call("fx_open_call", &args), 1005, "glibc: {name:?}");
+            }
+        }
+        // Closed again: not loaded. Kept open: mapped by mmkit, in the caller's namespace.
+        assert_eq!(call(&ours, "fx_is_loaded", &[arg(&base_name)]), 0);
+        assert_eq!(ns.loaded_count(), 1);
+        let at = call(&ours, "fx_open_keep", &[arg(&base_name), arg(&value)]);
+        assert_eq!(call_addr(at as u64, &[1]), 1001);
+        let info = mmkit_elf::addr_info(at as u64).expect("an mmkit library holds it");
+        assert!(info.loaded_by_mmkit && info.library.ends_with("libfxbase.so"), "{info:?}");
+        assert_eq!(ns.loaded_count(), 2);
+        assert_eq!(call(&ours, "fx_is_loaded", &[arg(&base_name)]), 1);
+        // Found nowhere: NULL, and dlerror names it (glibc's message: the search fell to it).
+        assert_eq!(call(&ours, "fx_open_call", &[arg(&nowhere), arg(&value), 1]), -1);
+        assert!(call(&ours, "fx_last_error", &[arg(&nowhere)]) > 1000);
+        if from_file {
+            // Found and not a library: mmkit's error, which dlerror answers (naming the file).
+            let bad = c("libfxbad.so");
+            std::fs::write(dir.path().join("libfxbad.so"), b"not an ELF file").unwrap();
+            assert_eq!(call(&ours, "fx_open_call", &[arg(&bad), arg(&value), 1]), -1);
+            assert!(call(&ours, "fx_last_error", &[arg(&bad)]) > 1000);
+            assert_eq!(oracle.call("fx_open_call", &[arg(&bad), arg(&value), 1]), -1);
+        }
+    }
+    assert_eq!(oracle.call("fx_open_call", &[arg(&nowhere), arg(&value), 1]), -1);
+    assert!(oracle.call("fx_last_error", &[arg(&nowhere)]) > 1000);
+}
+
 #[test]
 fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
     // Not for the rest of the last segment's page or the reservation's padding (it answered for

@@ -1,44 +1,62 @@
-//! `dlsym` and `dlvsym` for the libraries mmkit maps, for `RTLD_NEXT`.
+//! `dlopen`, `dlsym`, `dlvsym`, `dlclose` and `dlerror` for the libraries mmkit maps.
 //!
-//! `dlsym(RTLD_NEXT, name)` answers the next definition of `name` after the calling object in
-//! that object's lookup scope: how a wrapper (a `malloc`, `open` or `getpid` shim, a tracing
-//! library) finds the function it wraps. The system linker finds the calling object from the
-//! return address, and it does not know the libraries mmkit maps: from one of them it answered
-//! NULL ("RTLD_NEXT used in code not dynamically loaded"). So the loader binds `dlsym` and
-//! `dlvsym`, in the libraries it maps, to the entry points here. A small assembly entry passes
-//! the return address on (as glibc's `dlsym` reads `__builtin_return_address(0)`); with
-//! `RTLD_NEXT` from a library mmkit mapped the answer is the first definition in that
-//! library's dependencies, breadth-first (its own lookup scope after itself: what glibc answers
-//! for a library it loaded with `dlopen`); every other handle, and a caller that is in no
-//! library mmkit mapped, goes to the system linker's `dlsym`/`dlvsym` unchanged.
+//! The system linker answers these calls by the calling object, found from the return
+//! address, and it does not know the libraries mmkit maps. So the loader binds them, in the
+//! libraries it maps, to the entry points here; a small assembly entry passes the return
+//! address on (as glibc's `dlopen` and `dlsym` read `__builtin_return_address(0)`).
 //!
-//! A name not found answers NULL without setting `dlerror`'s message (it is the system
-//! linker's thread state). Only x86_64 and aarch64, the hosts the loader relocates for, have
-//! the entries; elsewhere nothing is bound.
+//! - `dlsym(RTLD_NEXT, name)` answers the next definition of `name` after the calling object:
+//!   how a wrapper (a `malloc`, `open` or `getpid` shim, a tracing library) finds the function
+//!   it wraps. glibc answered NULL ("RTLD_NEXT used in code not dynamically loaded"); from a
+//!   library mmkit mapped the answer is the first definition in that library's dependencies,
+//!   breadth-first (what glibc answers for a library it loaded with `dlopen`).
+//! - `dlopen(name)` searches as for a dependency of the caller (glibc searches the caller's
+//!   `DT_RUNPATH` and expands `$ORIGIN` to the caller's directory; it used the main program's,
+//!   so a plug-in that opens a library beside it did not find it), in the namespace that
+//!   loaded the caller (as bionic's `dlopen` uses the caller's namespace): a library mmkit maps
+//!   gets a handle of mmkit's (`dlsym`, `dlvsym` and `dlclose` know it; `RTLD_NODELETE` pins
+//!   it, `RTLD_GLOBAL` does not add it to glibc's global scope), one the namespace leaves to the
+//!   system linker goes to glibc's `dlopen` with the caller's flags. Its errors are what
+//!   `dlerror` answers next on that thread.
+//! - Every other call (another handle, a caller no library mmkit mapped holds) goes to the
+//!   system linker's function unchanged.
+//!
+//! A name `dlsym` does not find answers NULL without a `dlerror` message. Only x86_64 and
+//! aarch64, the hosts the loader relocates for, have the entries; elsewhere nothing is bound.
 
-/// The entry bound to `name` in libraries mmkit maps, if `name` is `dlsym` or `dlvsym`.
+/// The entry bound to `name` in libraries mmkit maps, if `name` is one of those above.
 pub(crate) fn bound_to(name: &[u8]) -> Option<u64> {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
-        if name == b"dlsym" {
-            return Some(entries::dlsym_entry as *const () as usize as u64);
-        }
-        #[cfg(target_env = "gnu")]
-        if name == b"dlvsym" {
-            return Some(entries::dlvsym_entry as *const () as usize as u64);
-        }
+        let entry = match name {
+            b"dlsym" => entries::dlsym_entry as *const (),
+            #[cfg(target_env = "gnu")]
+            b"dlvsym" => entries::dlvsym_entry as *const (),
+            b"dlopen" => entries::dlopen_entry as *const (),
+            b"dlclose" => entries::dlclose as *const (),
+            b"dlerror" => entries::dlerror as *const (),
+            _ => return None,
+        };
+        return Some(entry as usize as u64);
     }
-    let _ = name;
-    None
+    #[allow(unreachable_code)]
+    {
+        let _ = name;
+        None
+    }
 }
 
 /// The entries and what they answer (on the hosts the loader relocates for).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod entries {
-    use std::ffi::{c_char, c_void, CStr};
+    use std::cell::RefCell;
+    use std::ffi::{c_char, c_int, c_void, CStr, CString};
+    use std::sync::Mutex;
 
     use super::super::Target;
+    use crate::group::Opened;
     use crate::symbols::Want;
+    use crate::Library;
 
     /// `dlsym(handle, name)`, called with the caller's return address in the third argument.
     ///
@@ -93,12 +111,151 @@ mod entries {
         core::arch::naked_asm!("hint #34", "mov x3, x30", "b {f}", f = sym dlvsym_from)
     }
 
+    /// `dlopen(name, flags)`, called with the caller's return address in the third argument.
+    ///
+    /// # Safety
+    /// As [`dlopen_from`]'s; only ever called by code of a library mmkit mapped.
+    #[cfg(target_arch = "x86_64")]
+    #[unsafe(naked)]
+    pub(super) unsafe extern "C" fn dlopen_entry(name: *const c_char, flags: c_int) -> *mut c_void {
+        core::arch::naked_asm!("mov rdx, [rsp]", "jmp {f}", f = sym dlopen_from)
+    }
+
+    /// `dlopen(name, flags)`, called with the caller's return address in the third argument.
+    ///
+    /// # Safety
+    /// As [`dlopen_from`]'s; only ever called by code of a library mmkit mapped.
+    #[cfg(target_arch = "aarch64")]
+    #[unsafe(naked)]
+    pub(super) unsafe extern "C" fn dlopen_entry(name: *const c_char, flags: c_int) -> *mut c_void {
+        core::arch::naked_asm!("hint #34", "mov x2, x30", "b {f}", f = sym dlopen_from)
+    }
+
+    /// The handles mmkit's `dlopen` gave out (each a `Box<Library>` pointer) and not closed.
+    static HANDLES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+    fn handles() -> std::sync::MutexGuard<'static, Vec<usize>> {
+        HANDLES.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where `name` (version `want`) is for `handle`, if it is a handle of mmkit's: `None` for
+    /// another handle, `Some(None)` when not found.
+    fn find_by_handle(handle: *mut c_void, name: &CStr, want: Option<&CStr>) -> Option<Option<Target>> {
+        let handles = handles();
+        if !handles.contains(&(handle as usize)) {
+            return None;
+        }
+        let (Ok(name), Ok(version)) = (name.to_str(), want.map(CStr::to_str).transpose()) else { return Some(None) };
+        // SAFETY: a pointer in HANDLES is a live `Box<Library>` until `dlclose` takes it out,
+        // which needs the lock held here.
+        let lib = unsafe { &*handle.cast::<Library>() };
+        Some(lib.find_wanted(name, version.map_or(Want::Default, Want::Exact)))
+    }
+
+    thread_local! {
+        /// The message of this thread's last failed mmkit `dlopen` not yet read by `dlerror`,
+        /// and the one `dlerror` last answered (kept until the next call, as glibc keeps it).
+        static ERRORS: RefCell<(Option<CString>, Option<CString>)> = const { RefCell::new((None, None)) };
+    }
+
+    /// `dlopen` as called from `caller`.
+    ///
+    /// # Safety
+    /// As the system linker's `dlopen`: `name` is NULL or a NUL-terminated string; the library
+    /// it opens is trusted as [`crate::Library::open`] requires.
+    unsafe extern "C" fn dlopen_from(name: *const c_char, flags: c_int, caller: usize) -> *mut c_void {
+        let from = if name.is_null() { None } else { crate::group::containing(caller as u64) };
+        let Some(((ns, origin), obj)) = from.and_then(|(o, _)| Some((o.loaded_in()?.clone(), o))) else {
+            // SAFETY: the caller's arguments, as the system linker's `dlopen` takes them.
+            return unsafe { libc::dlopen(name, flags) };
+        };
+        // SAFETY: the caller's contract: a NUL-terminated string.
+        let c_name = unsafe { CStr::from_ptr(name) };
+        let opened = match c_name.to_str() {
+            Ok(text) => crate::group::open_for(&obj, &ns, &origin, text, flags & libc::RTLD_NOLOAD != 0),
+            // SAFETY: as above; a name that is no UTF-8 is left to the system linker.
+            Err(_) => return unsafe { libc::dlopen(name, flags) },
+        };
+        drop(obj);
+        match opened {
+            Ok(Opened::Mapped(lib)) => {
+                if flags & libc::RTLD_NODELETE != 0 {
+                    lib.pin();
+                }
+                let handle = Box::into_raw(Box::new(lib));
+                handles().push(handle as usize);
+                handle.cast()
+            }
+            Ok(Opened::NotLoaded) => std::ptr::null_mut(),
+            Ok(Opened::System(path)) => match CString::new(path) {
+                // SAFETY: a NUL-terminated path or name, and the caller's flags.
+                Ok(path) => unsafe { libc::dlopen(path.as_ptr(), flags) },
+                Err(_) => std::ptr::null_mut(),
+            },
+            Err(e) => {
+                let message = CString::new(e.to_string().replace('\0', " ")).ok();
+                let _ = ERRORS.try_with(|errors| errors.borrow_mut().0 = message);
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    /// `dlclose(handle)`: mmkit's handles are released here, the rest by the system linker.
+    ///
+    /// # Safety
+    /// As the system linker's: `handle` came from `dlopen` and is closed once.
+    pub(super) unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+        let mine = {
+            let mut handles = handles();
+            match handles.iter().position(|&h| h == handle as usize) {
+                Some(i) => {
+                    handles.swap_remove(i);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !mine {
+            // SAFETY: the caller's handle, as the system linker's `dlclose` takes it.
+            return unsafe { libc::dlclose(handle) };
+        }
+        // SAFETY: the pointer was made by `Box::into_raw` in `dlopen_from` and was just taken
+        // out of HANDLES, so this is its one release.
+        drop(unsafe { Box::from_raw(handle.cast::<Library>()) });
+        0
+    }
+
+    /// `dlerror()`: the message of this thread's last failed mmkit `dlopen`, else the system
+    /// linker's.
+    ///
+    /// # Safety
+    /// As the system linker's: the string lives until the thread's next `dlerror` call.
+    pub(super) unsafe extern "C" fn dlerror() -> *mut c_char {
+        let mine = ERRORS
+            .try_with(|errors| {
+                let mut errors = errors.borrow_mut();
+                let pending = errors.0.take()?;
+                errors.1 = Some(pending);
+                errors.1.as_ref().map(|m| m.as_ptr().cast_mut())
+            })
+            .ok()
+            .flatten();
+        // SAFETY: no arguments; the system linker's thread state.
+        mine.unwrap_or_else(|| unsafe { libc::dlerror() })
+    }
+
     /// `dlsym` as called from `caller`.
     ///
     /// # Safety
     /// As the system linker's `dlsym`: `name` is a NUL-terminated string, `handle` a handle it
     /// gave, `RTLD_DEFAULT` or `RTLD_NEXT`.
     unsafe extern "C" fn dlsym_from(handle: *mut c_void, name: *const c_char, caller: usize) -> *mut c_void {
+        if !name.is_null() {
+            // SAFETY: the caller's contract: a NUL-terminated string.
+            if let Some(found) = find_by_handle(handle, unsafe { CStr::from_ptr(name) }, None) {
+                return address_of(found).unwrap_or(std::ptr::null_mut());
+            }
+        }
         if handle != libc::RTLD_NEXT || name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them.
             return unsafe { libc::dlsym(handle, name) };
@@ -123,6 +280,13 @@ mod entries {
         version: *const c_char,
         caller: usize,
     ) -> *mut c_void {
+        if !name.is_null() && !version.is_null() {
+            // SAFETY: the caller's contract: NUL-terminated strings.
+            let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
+            if let Some(found) = find_by_handle(handle, n, Some(v)) {
+                return address_of(found).unwrap_or(std::ptr::null_mut());
+            }
+        }
         if handle != libc::RTLD_NEXT || name.is_null() || version.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them.
             return unsafe { libc::dlvsym(handle, name, version) };
@@ -142,13 +306,18 @@ mod entries {
         let not_found = Some(std::ptr::null_mut());
         let (Ok(name), Ok(version)) = (name.to_str(), version.map(CStr::to_str).transpose()) else { return not_found };
         let want = version.map_or(Want::Default, Want::Exact);
-        let address = match obj.find_in_dependencies(name, want) {
-            None => return not_found,
-            Some(Target::Addr(a)) => a,
-            // SAFETY: the resolver of an IFUNC defined by a loaded, relocated library (the
-            // caller's dependency, held by `obj`), called as `dlsym` calls it.
-            Some(Target::Ifunc(resolver)) => unsafe { super::super::call_ifunc_resolver(resolver) },
-            Some(Target::Tls { module, offset }) => super::super::tls::address(module, offset, "dlsym") as usize as u64,
+        Some(address_of(obj.find_in_dependencies(name, want)).unwrap_or(std::ptr::null_mut()))
+    }
+
+    /// The address `dlsym` answers for `target` (an IFUNC's resolver called, a TLS variable's
+    /// address in this thread).
+    fn address_of(target: Option<Target>) -> Option<*mut c_void> {
+        let address = match target? {
+            Target::Addr(a) => a,
+            // SAFETY: the resolver of an IFUNC defined by a loaded, relocated library (held by
+            // the handle or the caller that asked), called as `dlsym` calls it.
+            Target::Ifunc(resolver) => unsafe { super::super::call_ifunc_resolver(resolver) },
+            Target::Tls { module, offset } => super::super::tls::address(module, offset, "dlsym") as usize as u64,
         };
         Some(address as usize as *mut c_void)
     }
