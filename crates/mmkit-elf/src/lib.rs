@@ -102,7 +102,7 @@
 //! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,
 //!   `$ORIGIN` its directory, inside an APK too), in the namespace that loaded it, as bionic's
 //!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library
-//!   mmkit maps gets a handle of mmkit's (`dlsym`, `dlvsym`, `dlclose` and `dlerror` know it;
+//!   mmkit maps gets a handle of mmkit's (`dlsym`, `dlvsym`, `dlclose`, `dlinfo` and `dlerror` know it;
 //!   `RTLD_NODELETE` pins it; `RTLD_GLOBAL` does not add it to glibc's global scope); one the
 //!   namespace leaves to the system linker is glibc's `dlopen`, with the caller's flags.
 //!

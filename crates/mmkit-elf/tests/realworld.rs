@@ -640,6 +640,15 @@ fn dlopen_from_a_mapped_library_searches_as_for_its_dependencies() {
         assert!(info.loaded_by_mmkit && info.library.ends_with("libfxbase.so"), "{info:?}");
         assert_eq!(ns.loaded_count(), 2);
         assert_eq!(call(&ours, "fx_is_loaded", &[arg(&base_name)]), 1);
+        // dlinfo on the handle answers for mmkit's library (glibc's would read it as its own).
+        let expected_dir = match from_file {
+            true => c(&dir.path().display().to_string()),
+            false => c(&format!("{}!/lib/any", apk.display())),
+        };
+        assert_eq!(call(&ours, "fx_open_info", &[arg(&base_name), arg(&expected_dir)]), 15);
+        if from_file {
+            assert_eq!(oracle.call("fx_open_info", &[arg(&base_name), arg(&expected_dir)]), 15, "glibc");
+        }
         // Found nowhere: NULL, and dlerror names it (glibc's message: the search fell to it).
         assert_eq!(call(&ours, "fx_open_call", &[arg(&nowhere), arg(&value), 1]), -1);
         assert!(call(&ours, "fx_last_error", &[arg(&nowhere)]) > 1000);

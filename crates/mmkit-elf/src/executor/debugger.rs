@@ -164,6 +164,15 @@ pub(crate) fn announce(bias: u64, name: &str, l_ld: u64) {
     dbg.change(RT_ADD, |libs| libs.push(Announced { record, _name: cname }));
 }
 
+/// The `link_map` record announced for the library with load bias `bias` (it stays at this
+/// address until the library is withdrawn), if it was announced.
+#[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
+pub(crate) fn link_map_of(bias: u64) -> Option<usize> {
+    let guard = DEBUGGER.lock().unwrap_or_else(|e| e.into_inner());
+    let dbg = guard.as_ref()?;
+    dbg.libraries.iter().find(|a| a.record.l_addr == bias as usize).map(|a| &*a.record as *const LinkMap as usize)
+}
+
 /// Withdraws the library announced with load bias `bias`.
 pub(crate) fn retract(bias: u64) {
     let mut guard = DEBUGGER.lock().unwrap_or_else(|e| e.into_inner());

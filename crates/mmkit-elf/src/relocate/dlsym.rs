@@ -35,6 +35,8 @@ pub(crate) fn bound_to(name: &[u8]) -> Option<u64> {
             b"dlopen" => entries::dlopen_entry as *const (),
             b"dlclose" => entries::dlclose as *const (),
             b"dlerror" => entries::dlerror as *const (),
+            #[cfg(target_env = "gnu")]
+            b"dlinfo" => entries::dlinfo as *const (),
             _ => return None,
         };
         return Some(entry as usize as u64);
@@ -193,11 +195,72 @@ mod entries {
                 Err(_) => std::ptr::null_mut(),
             },
             Err(e) => {
-                let message = CString::new(e.to_string().replace('\0', " ")).ok();
-                let _ = ERRORS.try_with(|errors| errors.borrow_mut().0 = message);
+                set_error(e.to_string());
                 std::ptr::null_mut()
             }
         }
+    }
+
+    /// Makes `message` what this thread's next `dlerror` answers.
+    fn set_error(message: String) {
+        let message = CString::new(message.replace('\0', " ")).ok();
+        let _ = ERRORS.try_with(|errors| errors.borrow_mut().0 = message);
+    }
+
+    /// `dlinfo(handle, request, info)`: for mmkit's handles, the requests that make sense for
+    /// a library mmkit mapped (`RTLD_DI_LMID`: the base namespace, `RTLD_DI_LINKMAP`: the
+    /// record announced to debuggers, `RTLD_DI_ORIGIN`, `RTLD_DI_TLS_MODID`,
+    /// `RTLD_DI_TLS_DATA`); others fail with a `dlerror` message. The rest go to the system
+    /// linker (which would read mmkit's handle as its own `link_map`).
+    ///
+    /// # Safety
+    /// As the system linker's: `info` points to what `request` writes (`RTLD_DI_ORIGIN`: a
+    /// buffer of `PATH_MAX` bytes).
+    #[cfg(target_env = "gnu")]
+    pub(super) unsafe extern "C" fn dlinfo(handle: *mut c_void, request: c_int, info: *mut c_void) -> c_int {
+        let handles = handles();
+        if !handles.contains(&(handle as usize)) {
+            drop(handles);
+            // SAFETY: the caller's arguments, as the system linker's `dlinfo` takes them.
+            return unsafe { libc::dlinfo(handle, request, info) };
+        }
+        // SAFETY: a pointer in HANDLES is a live `Box<Library>` while the lock is held.
+        let lib = unsafe { &*handle.cast::<Library>() };
+        let Some(obj) = lib.mapped_object() else {
+            set_error(format!("dlinfo: {} is not a library mmkit mapped", lib.source()));
+            return -1;
+        };
+        let fail = |what: &str| {
+            set_error(format!("dlinfo of {}: {what}", lib.source()));
+            -1
+        };
+        let word = match request {
+            libc::RTLD_DI_LMID => libc::LM_ID_BASE as usize,
+            libc::RTLD_DI_LINKMAP => match crate::executor::debugger::link_map_of(obj.bias()) {
+                Some(record) => record,
+                None => return fail("no link_map record (the system linker has no debugger list to join)"),
+            },
+            libc::RTLD_DI_ORIGIN => {
+                let source = lib.source();
+                let dir = source.rsplit_once('/').map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
+                let Ok(dir) = CString::new(dir) else { return fail("its directory holds a NUL byte") };
+                let bytes = dir.as_bytes_with_nul();
+                if bytes.len() > libc::PATH_MAX as usize {
+                    return fail("its directory is longer than PATH_MAX");
+                }
+                // SAFETY: `info` is a buffer of PATH_MAX bytes (function contract), and the
+                // name with its NUL fits.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), info.cast::<u8>(), bytes.len()) };
+                return 0;
+            }
+            libc::RTLD_DI_TLS_MODID => obj.tls_for_walk().0 as usize,
+            libc::RTLD_DI_TLS_DATA => obj.tls_for_walk().1 as usize,
+            other => return fail(&format!("request {other} is not answered for libraries mmkit maps")),
+        };
+        // SAFETY: `info` points to what the request writes (function contract): an `Lmid_t`
+        // (a `long`), a `struct link_map *`, a `size_t` or a `void *`, each one word here.
+        unsafe { info.cast::<usize>().write(word) };
+        0
     }
 
     /// `dlclose(handle)`: mmkit's handles are released here, the rest by the system linker.

@@ -14,8 +14,8 @@
 //! in load order, with `dlpi_adds`/`dlpi_subs` counting both (caches keyed on them see every
 //! load and unload); an mmkit library's `dlpi_tls_modid` is mmkit's module id (what its own
 //! `__tls_get_addr` takes) and `dlpi_tls_data` this thread's block if it has one.
-//! `_dl_find_object` answers an mmkit library's span and its `PT_GNU_EH_FRAME`, with no
-//! `link_map` (mmkit's libraries have none of glibc's). glibc only (both are glibc's API), on
+//! `_dl_find_object` answers an mmkit library's span, its `PT_GNU_EH_FRAME` and the `link_map`
+//! record announced to debuggers (the public fields of glibc's). glibc only (both are glibc's API), on
 //! the hosts the loader relocates for.
 
 use std::ffi::{c_int, c_void};
@@ -127,7 +127,7 @@ pub(crate) unsafe extern "C" fn dl_find_object(address: *mut c_void, result: *mu
                 flags: 0,
                 map_start: start as *mut c_void,
                 map_end: start.wrapping_add(len) as *mut c_void,
-                link_map: std::ptr::null_mut(),
+                link_map: crate::executor::debugger::link_map_of(obj.bias()).unwrap_or(0) as *mut c_void,
                 eh_frame: eh_frame as *mut c_void,
                 reserved: [0; 7],
             })
