@@ -53,7 +53,7 @@ pub(crate) fn bound_to(name: &[u8]) -> Option<u64> {
 mod entries {
     use std::cell::RefCell;
     use std::ffi::{c_char, c_int, c_void, CStr, CString};
-    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::super::Target;
     use crate::group::Opened;
@@ -133,24 +133,41 @@ mod entries {
         core::arch::naked_asm!("hint #34", "mov x2, x30", "b {f}", f = sym dlopen_from)
     }
 
-    /// The handles mmkit's `dlopen` gave out (each a `Box<Library>` pointer) and not closed.
-    static HANDLES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    /// A handle mmkit's `dlopen` gives out: a `Box<Handle>` pointer.
+    ///
+    /// Told from glibc's handles (`struct link_map` pointers) by its first word, which is odd:
+    /// a `link_map` starts with `l_addr`, a load bias, always a multiple of the page size. No
+    /// lock and no list: the check is a read of the handle's first word, so it stays safe
+    /// across `fork` and from any thread.
+    #[repr(C)]
+    struct Handle {
+        magic: AtomicUsize,
+        lib: Library,
+    }
 
-    fn handles() -> std::sync::MutexGuard<'static, Vec<usize>> {
-        HANDLES.lock().unwrap_or_else(|e| e.into_inner())
+    /// [`Handle::magic`] of a live handle (odd; "mmkitdl" and a 1).
+    const HANDLE_MAGIC: usize = 0x6d6d_6b69_7464_6c01_u64 as usize;
+
+    /// `handle` as mmkit's, if it is one.
+    fn ours<'a>(handle: *mut c_void) -> Option<&'a Handle> {
+        if handle.is_null() || handle == libc::RTLD_NEXT || handle == libc::RTLD_DEFAULT {
+            return None;
+        }
+        // SAFETY: `handle` came from `dlopen` (glibc's: a `struct link_map`, whose first word
+        // is `l_addr`; or mmkit's: a `Handle`), as `dlsym`, `dlinfo` and `dlclose` require, so
+        // its first word is readable and aligned; a `Handle` with the magic is live (`dlclose`
+        // clears it before freeing).
+        unsafe {
+            let first = handle.cast::<AtomicUsize>();
+            ((*first).load(Ordering::Acquire) == HANDLE_MAGIC).then(|| &*handle.cast::<Handle>())
+        }
     }
 
     /// Where `name` (version `want`) is for `handle`, if it is a handle of mmkit's: `None` for
     /// another handle, `Some(None)` when not found.
     fn find_by_handle(handle: *mut c_void, name: &CStr, want: Option<&CStr>) -> Option<Option<Target>> {
-        let handles = handles();
-        if !handles.contains(&(handle as usize)) {
-            return None;
-        }
+        let lib = &ours(handle)?.lib;
         let (Ok(name), Ok(version)) = (name.to_str(), want.map(CStr::to_str).transpose()) else { return Some(None) };
-        // SAFETY: a pointer in HANDLES is a live `Box<Library>` until `dlclose` takes it out,
-        // which needs the lock held here.
-        let lib = unsafe { &*handle.cast::<Library>() };
         Some(lib.find_wanted(name, version.map_or(Want::Default, Want::Exact)))
     }
 
@@ -184,9 +201,7 @@ mod entries {
                 if flags & libc::RTLD_NODELETE != 0 {
                     lib.pin();
                 }
-                let handle = Box::into_raw(Box::new(lib));
-                handles().push(handle as usize);
-                handle.cast()
+                Box::into_raw(Box::new(Handle { magic: AtomicUsize::new(HANDLE_MAGIC), lib })).cast()
             }
             Ok(Opened::NotLoaded) => std::ptr::null_mut(),
             Ok(Opened::System(path)) => match CString::new(path) {
@@ -218,14 +233,10 @@ mod entries {
     /// buffer of `PATH_MAX` bytes).
     #[cfg(target_env = "gnu")]
     pub(super) unsafe extern "C" fn dlinfo(handle: *mut c_void, request: c_int, info: *mut c_void) -> c_int {
-        let handles = handles();
-        if !handles.contains(&(handle as usize)) {
-            drop(handles);
+        let Some(Handle { lib, .. }) = ours(handle) else {
             // SAFETY: the caller's arguments, as the system linker's `dlinfo` takes them.
             return unsafe { libc::dlinfo(handle, request, info) };
-        }
-        // SAFETY: a pointer in HANDLES is a live `Box<Library>` while the lock is held.
-        let lib = unsafe { &*handle.cast::<Library>() };
+        };
         let Some(obj) = lib.mapped_object() else {
             set_error(format!("dlinfo: {} is not a library mmkit mapped", lib.source()));
             return -1;
@@ -268,23 +279,17 @@ mod entries {
     /// # Safety
     /// As the system linker's: `handle` came from `dlopen` and is closed once.
     pub(super) unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
-        let mine = {
-            let mut handles = handles();
-            match handles.iter().position(|&h| h == handle as usize) {
-                Some(i) => {
-                    handles.swap_remove(i);
-                    true
-                }
-                None => false,
-            }
-        };
-        if !mine {
+        let Some(mine) = ours(handle) else {
             // SAFETY: the caller's handle, as the system linker's `dlclose` takes it.
             return unsafe { libc::dlclose(handle) };
+        };
+        // Only one of two racing `dlclose` calls on the same handle frees it.
+        if mine.magic.swap(0, Ordering::AcqRel) != HANDLE_MAGIC {
+            return 0;
         }
-        // SAFETY: the pointer was made by `Box::into_raw` in `dlopen_from` and was just taken
-        // out of HANDLES, so this is its one release.
-        drop(unsafe { Box::from_raw(handle.cast::<Library>()) });
+        // SAFETY: the pointer was made by `Box::into_raw` in `dlopen_from`; this call cleared
+        // its magic, so this is its one release.
+        drop(unsafe { Box::from_raw(handle.cast::<Handle>()) });
         0
     }
 
