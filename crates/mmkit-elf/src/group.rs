@@ -492,9 +492,10 @@ fn load_group<'ns>(
     for obj in &order {
         obj.relocate(&scope)?;
     }
-    // Before any initializer runs: it may call `dlopen`.
+    // Before any initializer runs: it may call `dlopen` or `dlsym(RTLD_NEXT)`.
     for ((obj, rules), source) in group.new.iter().zip(&group.rules).zip(&sources) {
         obj.remember_namespace(rules, source);
+        obj.set_root(&root);
     }
     for obj in &order {
         obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;

@@ -95,8 +95,9 @@
 //!   unwinder linked into the library (`-static-libgcc`, a statically linked libstdc++) catches
 //!   its exceptions, and a Rust `cdylib`'s backtraces name its frames;
 //! - `dlsym` and `dlvsym` get the return address (glibc finds its caller by it and does not
-//!   know them): `RTLD_NEXT` from one of them answers the first definition in its
-//!   dependencies, breadth-first, as glibc answers for a library it `dlopen`ed (a wrapper of
+//!   know them): `RTLD_NEXT` from one of them answers the first definition after it in the
+//!   lookup scope of the library whose load brought it in (its own dependencies, breadth-first,
+//!   for the library opened), as glibc answers for the libraries it loads (a wrapper of
 //!   `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
 //!   not found answers NULL without a `dlerror` message.
 //! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,

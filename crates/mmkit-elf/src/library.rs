@@ -237,6 +237,8 @@ pub(crate) struct Object {
     /// The namespace whose rules found this library's dependencies and where it came from,
     /// for the `dlopen` calls it makes (kept only when it imports `dlopen`).
     loaded_in: OnceLock<(crate::Namespace, Source)>,
+    /// The library whose load brought this one in (itself for the library opened).
+    root: OnceLock<Weak<Object>>,
 }
 
 impl Object {
@@ -310,6 +312,7 @@ impl Object {
             c_source: OnceLock::new(),
             calls_dlopen: AtomicBool::new(false),
             loaded_in: OnceLock::new(),
+            root: OnceLock::new(),
         })
     }
 
@@ -616,19 +619,50 @@ impl Object {
     }
 
     fn find_in_dependencies_typed(&self, name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
-        let version = match want {
-            Want::Exact(v) => Some(v),
-            Want::Default => None,
-        };
-        self.search_list().iter().find_map(|d| match d {
-            Dependency::Mmkit(w) => {
-                let o = w.upgrade()?;
-                symbols::lookup(&o.dynamic, name, want).map(|(_, sym)| (o.own_target(&sym), Some(SymbolKind::of(&sym))))
-            }
-            Dependency::System(sys) => sys.symbol(name, version).map(|a| (Target::Addr(a), None)),
-        })
+        find_in_list(self.search_list(), name, want)
     }
 
+    /// What `dlsym(RTLD_NEXT, name)` called from this library answers, as glibc answers it:
+    /// the first definition after this library in the lookup scope of the library whose load
+    /// brought it in (the root of its group: glibc's `l_loader` chain), breadth-first. For the
+    /// root itself, its own dependencies. A library whose root was unloaded since searches its
+    /// own dependencies.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn next_definition(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        let root = self.root.get().and_then(Weak::upgrade);
+        let me = self as *const Object;
+        let Some(root) = root.filter(|r| !std::ptr::eq(Arc::as_ptr(r), me)) else {
+            return self.find_in_dependencies(name, want);
+        };
+        let list = root.search_list();
+        match list.iter().position(|d| matches!(d, Dependency::Mmkit(w) if std::ptr::eq(w.as_ptr(), me))) {
+            Some(i) => find_in_list(&list[i + 1..], name, want).map(|(t, _)| t),
+            None => self.find_in_dependencies(name, want),
+        }
+    }
+
+    /// Records the library whose load brought this one in (once: the first load decides).
+    pub(crate) fn set_root(&self, root: &Arc<Object>) {
+        let _ = self.root.set(Arc::downgrade(root));
+    }
+}
+
+/// The first definition of `name` (version `want`) in `list`, in order.
+fn find_in_list(list: &[Dependency], name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
+    let version = match want {
+        Want::Exact(v) => Some(v),
+        Want::Default => None,
+    };
+    list.iter().find_map(|d| match d {
+        Dependency::Mmkit(w) => {
+            let o = w.upgrade()?;
+            symbols::lookup(&o.dynamic, name, want).map(|(_, sym)| (o.own_target(&sym), Some(SymbolKind::of(&sym))))
+        }
+        Dependency::System(sys) => sys.symbol(name, version).map(|a| (Target::Addr(a), None)),
+    })
+}
+
+impl Object {
     /// The kind of the exported symbol `name` (default version): whether it is a function,
     /// data, thread-local, absolute. For a definition in a library glibc loaded, the kind
     /// glibc's symbol table gives (`dladdr1`), else [`SymbolKind::Function`] when the address

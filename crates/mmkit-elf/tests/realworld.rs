@@ -477,6 +477,47 @@ fn rtld_next_from_a_mapped_library_finds_the_next_definition_as_under_glibc() {
     assert_eq!(mine, theirs, "RTLD_DEFAULT getpid");
 }
 
+/// `RTLD_NEXT` from a library loaded as a dependency searches after it in the lookup scope of
+/// the library whose load brought it in, as glibc does (its `l_loader` chain): a wrapper
+/// listed before the library it wraps finds that library's definition, one listed after does
+/// not. mmkit searched the wrapper's own dependencies (found nothing in the first case).
+#[test]
+fn rtld_next_from_a_dependency_searches_after_it_in_its_roots_scope_as_glibc() {
+    let base = build("nextorder", "base.c", "fxbase", &[]);
+    let dir = base.parent().unwrap().display().to_string();
+    let next = build("nextorder", "next.c", "fxnext", &[]);
+    let libs = |first: &str, second: &str| {
+        vec![format!("-L{dir}"), "-Wl,--no-as-needed".to_owned(), format!("-l{first}"), format!("-l{second}")]
+    };
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let value = c("fx_base_value");
+    for (root_name, order, found) in
+        [("fxrootwrapfirst", libs("fxnext", "fxbase"), true), ("fxrootwrapafter", libs("fxbase", "fxnext"), false)]
+    {
+        let mut flags: Vec<&str> = order.iter().map(String::as_str).collect();
+        flags.push("-Wl,--enable-new-dtags,-rpath,$ORIGIN");
+        let root = build("nextorder", "basic.c", root_name, &flags);
+        // Each case in its own directory: a copy loaded once is shared, and its root is the first.
+        let copies = tempfile::tempdir().unwrap();
+        for f in [&base, &next, &root] {
+            std::fs::copy(f, copies.path().join(f.file_name().unwrap())).unwrap();
+        }
+        let root_copy = copies.path().join(root.file_name().unwrap());
+        let ours = open(root_copy.as_path());
+        let wrapper =
+            ours.loaded_dependencies().into_iter().find(|l| l.name() == "libfxnext.so").expect("libfxnext mapped");
+        let mine = call(&wrapper, "fx_next", &[value.as_ptr() as i64]);
+        let oracle = Dl::open(&root_copy);
+        let theirs = oracle.call("fx_next", &[value.as_ptr() as i64]);
+        assert_eq!(theirs != 0, found, "glibc, {root_name}");
+        assert_eq!(mine != 0, found, "{root_name}");
+        if found {
+            let base_lib = ours.loaded_dependencies().into_iter().find(|l| l.name() == "libfxbase.so").unwrap();
+            assert_eq!(mine as u64, base_lib.address_of("fx_base_value").unwrap());
+        }
+    }
+}
+
 /// glibc's `dl_iterate_phdr` and `_dl_find_object` list only glibc's objects; in a library mmkit
 /// maps they are bound to mmkit's, which list it too: it finds itself, its segments, its
 /// `.eh_frame_hdr` and its TLS block as its copy under glibc does (it found nothing).

@@ -8,8 +8,9 @@
 //! - `dlsym(RTLD_NEXT, name)` answers the next definition of `name` after the calling object:
 //!   how a wrapper (a `malloc`, `open` or `getpid` shim, a tracing library) finds the function
 //!   it wraps. glibc answered NULL ("RTLD_NEXT used in code not dynamically loaded"); from a
-//!   library mmkit mapped the answer is the first definition in that library's dependencies,
-//!   breadth-first (what glibc answers for a library it loaded with `dlopen`).
+//!   library mmkit mapped the answer is what glibc answers for a library it loaded: the first
+//!   definition after the caller in the lookup scope (breadth-first) of the library whose load
+//!   brought the caller in, its own dependencies for the library opened.
 //! - `dlopen(name)` searches as for a dependency of the caller (glibc searches the caller's
 //!   `DT_RUNPATH` and expands `$ORIGIN` to the caller's directory; it used the main program's,
 //!   so a plug-in that opens a library beside it did not find it), in the namespace that
@@ -374,7 +375,7 @@ mod entries {
         let not_found = Some(std::ptr::null_mut());
         let (Ok(name), Ok(version)) = (name.to_str(), version.map(CStr::to_str).transpose()) else { return not_found };
         let want = version.map_or(Want::Default, Want::Exact);
-        Some(address_of(obj.find_in_dependencies(name, want)).unwrap_or(std::ptr::null_mut()))
+        Some(address_of(obj.next_definition(name, want)).unwrap_or(std::ptr::null_mut()))
     }
 
     /// The address `dlsym` answers for `target` (an IFUNC's resolver called, a TLS variable's
