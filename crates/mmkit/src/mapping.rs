@@ -129,6 +129,13 @@ fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usize> {
     (fs.f_type as u64 == HUGETLBFS_MAGIC).then_some(size)
 }
 
+/// The huge page size of the file behind `fd` when it lies on hugetlbfs (an `MFD_HUGETLB`
+/// memfd, a file under a hugetlbfs mount), `None` for any other file.
+pub(crate) fn hugetlbfs_page_size_of(fd: BorrowedFd<'_>) -> Option<usize> {
+    let (_, block) = sys::regular_file_len_and_block(fd).ok()?;
+    hugetlbfs_page_size(fd, block)
+}
+
 fn default_hugetlb_size() -> Option<usize> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("Hugepagesize:"))?;

@@ -170,3 +170,46 @@ fn a_hugetlbfs_file_mapped_short_is_unmapped_on_drop() {
     assert_eq!(unmapped, Ok(1), "dropping unmaps the whole huge page");
     let _ = len;
 }
+
+/// Why `SharedMemory::view` refuses a memfd on hugetlbfs (`soundness_shm.rs` checks the
+/// refusal): a hole punched by any holder of the memfd frees the huge page and gives its pool
+/// reservation back, so a map made (and reserved) before it cannot touch the page again once
+/// the pool is empty. A plain access there raises `SIGBUS`; `copy_from_mapping` reports it.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_hole_punched_in_a_hugetlb_memfd_takes_its_reservation_away() {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    let (huge, _) = pool(1);
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(c"peer-hugetlb".as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = mmkit::SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(huge as u64).unwrap();
+    shm.add_seals(mmkit::shm::Seals::SHRINK).unwrap();
+    let raw = shm.map_raw().unwrap(); // reserves the huge page
+                                      // SAFETY: the page is mapped read-write and reserved; a raw write.
+    unsafe { raw.as_mut_ptr().write(7) };
+    let mut b = [0u8];
+    raw.copy_from_mapping(0, &mut b).unwrap();
+    assert_eq!(b[0], 7);
+    // The peer punches a hole (SHRINK does not forbid it; only WRITE would).
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on a descriptor we own; it changes the file, not our memory layout.
+    assert_eq!(unsafe { libc::fallocate(shm.as_fd().as_raw_fd(), mode, 0, huge as libc::off_t) }, 0);
+    // ...and someone takes every free huge page (reserved by a map is enough).
+    let free = meminfo("HugePages_Free") as usize;
+    let hog = (free > 0).then(|| MapOptions::new().len(free * huge).huge_pages(HugePages::Hugetlb(None)).map_anon());
+    if let Some(hog) = &hog {
+        let hog = hog.as_ref().unwrap();
+        assert_eq!(hog.page_outcome().fallback, None, "the hog must hold the pool");
+    }
+    let err = raw.copy_from_mapping(0, &mut b).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "the page is gone for good: {err}");
+    let p = raw.as_ptr();
+    // SAFETY: a raw read the child dies of (SIGBUS), as a SharedView's atomic read would.
+    let seen = in_child(|| unsafe { p.read_volatile() });
+    assert_eq!(seen, Err(libc::SIGBUS));
+    drop(hog);
+}

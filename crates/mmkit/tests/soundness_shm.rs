@@ -266,3 +266,31 @@ fn a_plain_file_is_not_proven_immutable() {
     let msg = err.to_string();
     assert!(msg.contains("fs-verity") || msg.contains("SHRINK"), "{err}");
 }
+
+/// A memfd on hugetlbfs (`MFD_HUGETLB`), as a peer may send one: its `SHRINK` seal does not make
+/// its pages last, since any holder can punch a hole, which frees the huge page and its pool
+/// reservation, and the view's next touch of it then raises `SIGBUS` when the pool is empty
+/// (shown against the kernel in `hugetlb.rs`, which needs a pool). A safe `SharedView` of it is
+/// refused before anything is mapped or sealed, whatever the pool holds.
+#[test]
+fn a_hugetlb_memfd_gets_no_safe_view() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let huge = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("Hugepagesize in /proc/meminfo")
+        * 1024;
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(c"peer-hugetlb".as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(huge).unwrap();
+    let err = shm.view().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotSafe, "{err}");
+    assert!(err.to_string().contains("hugetlbfs"), "{err}");
+    assert!(!shm.seals().unwrap().contains(Seals::SHRINK), "a refused view seals nothing");
+}
