@@ -171,6 +171,12 @@ impl ReserveOptions {
         let len = check_page_len("reserve", self.len as u64, page as u64)?;
         let flags = sharing.map_flags();
         let fd = fd.as_fd();
+        // A file on hugetlbfs is mapped (and must be unmapped) in whole huge pages: own them all,
+        // or the unmap on drop fails and the mapping leaks.
+        let len = match sys::hugetlbfs_page_size_of(fd) {
+            Some(huge) => check_page_len("reserve", len as u64, huge as u64)?,
+            None => len,
+        };
         // SAFETY: no MAP_FIXED: fresh address space the kernel picks; the reference contract
         // of the file is the caller's.
         let ptr = unsafe { sys::mmap(std::ptr::null_mut(), len, prot.prot_flags(), flags, Some(fd), file_offset) }
@@ -418,10 +424,26 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
+        let fd = fd.as_fd();
+        // A file on hugetlbfs (an `MFD_HUGETLB` memfd another process may send) is mapped in
+        // whole huge pages whatever length is asked for: MAP_FIXED would replace the rest of the
+        // last huge page, past `len` and possibly past the reservation (someone else's memory).
+        if let Some(huge) = sys::hugetlbfs_page_size_of(fd) {
+            if ptr as usize % huge != 0 || len % huge != 0 || file_offset % huge as u64 != 0 {
+                return Err(Error::new("map_file_at", ErrorKind::Unaligned)
+                    .with_opt_path(sys::fd_path(fd).as_deref())
+                    .with_addr(ptr as usize)
+                    .with_range(file_offset, len as u64)
+                    .with_detail(format!(
+                        "the file is on hugetlbfs, which maps whole huge pages ({huge:#x} bytes): the address, \
+                         length and file offset must be multiples of that, so the huge pages stay inside the \
+                         range given"
+                    )));
+            }
+        }
         let flags = MapFlags::FIXED
             | if populate == Populate::MapPopulate { MapFlags::POPULATE } else { MapFlags::empty() }
             | sharing.map_flags();
-        let fd = fd.as_fd();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED)", e)

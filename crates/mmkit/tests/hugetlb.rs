@@ -245,3 +245,69 @@ fn a_touch_window_on_hugetlbfs_is_unmapped_whole() {
     let _ = mmkit::inspect::touch_files(&[&path], &opts, &|_| ());
     assert_eq!(memfd_areas(), 0, "a window over the hugetlbfs file is still mapped: it leaked");
 }
+
+/// An `MFD_HUGETLB` memfd, as `tests/soundness.rs` makes one: owned, `len` bytes long.
+fn hugetlb_memfd(name: &std::ffi::CStr, len: usize) -> mmkit::SharedMemory {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = mmkit::SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(len as u64).unwrap();
+    shm
+}
+
+/// `Reservation::map_shared_memory_at` (safe) of one base page of a hugetlb memfd: the kernel
+/// would map the whole huge page with `MAP_FIXED`, replacing the rest of it, here a range a
+/// carved sub-reservation owns (in general whatever follows a short reservation). Refused.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_hugetlb_memfd_mapped_into_a_reservation_never_replaces_a_neighbour() {
+    let (huge, _) = pool(1);
+    let page = page_size();
+    let shm = hugetlb_memfd(c"peer-hugetlb", huge);
+    let mut r = mmkit::reserve::ReserveOptions::new(huge).align(huge).reserve().unwrap();
+    let neighbour = r.carve(page, huge - page).unwrap();
+    neighbour.commit(0, page, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write above, owned by `neighbour`; raw access only.
+    unsafe { neighbour.as_mut_ptr().write_volatile(42) };
+    let err = r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+    // SAFETY: as above: the neighbour's page is still its own committed page.
+    assert_eq!(unsafe { neighbour.as_ptr().read_volatile() }, 42, "the neighbour's page was replaced");
+    // Whole huge pages inside the range are fine.
+    let whole = mmkit::reserve::ReserveOptions::new(huge).align(huge).reserve().unwrap();
+    whole.map_shared_memory_at(0, huge, Protection::READ_WRITE, &shm, 0).unwrap();
+}
+
+/// `ReserveOptions::reserve_mapping_file` of a hugetlbfs file shorter than a huge page: the
+/// kernel maps the whole huge page, which the reservation must own and unmap on drop.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_reservation_mapping_a_hugetlbfs_file_owns_the_whole_huge_page() {
+    let (huge, _) = pool(1);
+    let shm = hugetlb_memfd(c"mmkit-reserve-huge", huge);
+    // SAFETY: the memfd is ours alone; nothing truncates it while mapped.
+    let r = unsafe {
+        mmkit::reserve::ReserveOptions::new(page_size()).reserve_mapping_file(
+            Protection::READ,
+            mmkit::Sharing::Shared,
+            &shm,
+            0,
+        )
+    }
+    .unwrap();
+    assert_eq!(r.len(), huge, "the reservation owns what the kernel mapped");
+    let start = r.as_ptr() as usize;
+    // Dropped in a forked child, the one thread there: nothing maps the range meanwhile.
+    let unmapped = in_child(move || {
+        drop(r);
+        let mut vec = [0u8; 1];
+        // SAFETY: mincore only reports on the range (ENOMEM where nothing is mapped).
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, page_size(), vec.as_mut_ptr()) };
+        u8::from(rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM))
+    });
+    assert_eq!(unmapped, Ok(1), "dropping unmaps the whole huge page");
+}
