@@ -198,8 +198,8 @@ fn a_hole_punched_in_a_hugetlb_memfd_takes_its_reservation_away() {
     let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
     // SAFETY: fallocate on a descriptor we own; it changes the file, not our memory layout.
     assert_eq!(unsafe { libc::fallocate(shm.as_fd().as_raw_fd(), mode, 0, huge as libc::off_t) }, 0);
-    // ...and someone takes every free huge page (reserved by a map is enough).
-    let free = meminfo("HugePages_Free") as usize;
+    // ...and someone takes every free huge page nobody has reserved (a reservation is enough).
+    let free = (meminfo("HugePages_Free") - meminfo("HugePages_Rsvd")) as usize;
     let hog = (free > 0).then(|| MapOptions::new().len(free * huge).huge_pages(HugePages::Hugetlb(None)).map_anon());
     if let Some(hog) = &hog {
         let hog = hog.as_ref().unwrap();
