@@ -311,3 +311,34 @@ fn a_reservation_mapping_a_hugetlbfs_file_owns_the_whole_huge_page() {
     });
     assert_eq!(unmapped, Ok(1), "dropping unmaps the whole huge page");
 }
+
+/// A reservation holding a mapping of a hugetlbfs file (whole huge pages) cannot carve (or
+/// lend) a range that cuts it: the kernel unmaps such a mapping only whole, so the parent's and
+/// the sub-reservation's drops would each fail to unmap their part and the mapping would leak.
+/// Ranges around it, or all of it, carve as before.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_carve_never_cuts_a_hugetlbfs_mapping() {
+    let (huge, _) = pool(1);
+    let page = page_size();
+    let shm = hugetlb_memfd(c"mmkit-carve-huge", huge);
+    let named = || {
+        mmkit::inspect::maps(std::process::id())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.backing.path().is_some_and(|p| p.to_string_lossy().contains("mmkit-carve-huge")))
+            .count()
+    };
+    let mut r = mmkit::reserve::ReserveOptions::new(3 * huge).align(huge).reserve().unwrap();
+    r.map_shared_memory_at(huge, huge, Protection::READ_WRITE, &shm, 0).unwrap();
+    assert_eq!(named(), 1);
+    let cut = r.carve(huge + page, page);
+    let cut_kind = cut.as_ref().map(|_| ()).map_err(|e| e.kind());
+    let around = r.carve(0, huge).unwrap();
+    let whole = r.carve(huge, huge).unwrap();
+    drop((cut, around, r));
+    assert_eq!(named(), 1, "the huge page is owned by `whole` now");
+    drop(whole);
+    assert_eq!(named(), 0, "a mapping of the hugetlbfs file leaked");
+    assert_eq!(cut_kind, Err(ErrorKind::Unaligned));
+}
