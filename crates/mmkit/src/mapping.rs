@@ -502,7 +502,7 @@ impl Mapping {
 
     /// Whether the mapping is backed by hugetlb pages (an anonymous hugetlb request the kernel
     /// granted, or a file on hugetlbfs).
-    fn is_hugetlb(&self) -> bool {
+    pub(crate) fn is_hugetlb(&self) -> bool {
         self.hugetlbfs || (matches!(self.pages.requested, HugePages::Hugetlb(_)) && self.pages.fallback.is_none())
     }
 

@@ -342,3 +342,42 @@ fn a_carve_never_cuts_a_hugetlbfs_mapping() {
     assert_eq!(named(), 0, "a mapping of the hugetlbfs file leaked");
     assert_eq!(cut_kind, Err(ErrorKind::Unaligned));
 }
+
+/// `purge` of shared huge pages would be `MADV_REMOVE`, a hole punched in the hugetlbfs file
+/// behind the map: the page is freed with its pool reservation, so once someone else takes the
+/// pool's free pages, touching it raises `SIGBUS` (shown on a raw map). An `MmapMut` hands out
+/// slices, so its `purge` refuses; `discard` keeps the page and its bytes.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn purging_shared_huge_pages_is_refused_because_it_gives_the_reservation_back() {
+    let (huge, _) = pool(1);
+    let mut mem = MapOptions::new().len(huge).huge_pages(HugePages::Hugetlb(None)).map_anon_shared().unwrap();
+    assert_eq!(mem.page_outcome().fallback, None);
+    mem[0] = 3;
+    let err = mem.purge(..).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(mem[0], 3, "the refused purge changed nothing");
+    mem.discard(..).unwrap();
+    assert_eq!(mem[0], 3, "discard of a shared page keeps its bytes");
+    drop(mem);
+    // The kernel fact, on a raw map (no references).
+    let raw = MapOptions::new()
+        .len(huge)
+        .huge_pages(HugePages::Hugetlb(None))
+        .sharing(mmkit::Sharing::Shared)
+        .map_anon_raw()
+        .unwrap();
+    // SAFETY: the page is mapped read-write and reserved; a raw write.
+    unsafe { raw.as_mut_ptr().write(1) };
+    // SAFETY: nothing refers to the raw map's bytes.
+    unsafe { raw.mapping().advise_unchecked(.., mmkit::UncheckedAdvice::Remove) }.unwrap();
+    let free = (meminfo("HugePages_Free") - meminfo("HugePages_Rsvd")) as usize;
+    let hog = (free > 0).then(|| MapOptions::new().len(free * huge).huge_pages(HugePages::Hugetlb(None)).map_anon());
+    if let Some(hog) = &hog {
+        assert_eq!(hog.as_ref().unwrap().page_outcome().fallback, None, "the hog must hold the pool");
+    }
+    let mut b = [0u8];
+    let err = raw.copy_from_mapping(0, &mut b).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "the removed page has no reservation left: {err}");
+    drop(hog);
+}
