@@ -687,8 +687,17 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
             (map, Install::Copy { zeropage: false }, huge, None)
         }
         Backing::SharedMemory(fill) => {
-            let size = b.len.div_ceil(page) * page;
-            let memfd = SharedMemory::create("mmkit-pager", size as u64)?;
+            // Whole pages, and no longer than any mapping may be (`isize::MAX`): checked before
+            // the memfd is created, as `map_anon` checks the other backings.
+            let size = mmkit::page::align_up(b.len as u64, page as u64)
+                .filter(|&s| s <= isize::MAX as u64)
+                .ok_or_else(|| {
+                    Error::new("PagedRegion::new", ErrorKind::OutOfBounds).with_range(0, b.len as u64).with_detail(
+                        "the length rounded up to whole pages is longer than isize::MAX, the largest object Rust \
+                         allows",
+                    )
+                })?;
+            let memfd = SharedMemory::create("mmkit-pager", size)?;
             memfd.add_seals(Seals::SHRINK | Seals::GROW)?;
             // The memfd is this region's own: nobody else has a writable descriptor of it
             // (`share` hands out read-only ones) and its size is sealed. The only other writer

@@ -485,3 +485,21 @@ fn the_kernel_offers_the_shmem_features_this_file_relies_on() {
     let caps = mmkit_pager::capabilities().unwrap();
     assert!(caps.missing_shmem() && caps.minor_shmem() && caps.missing_hugetlbfs(), "{caps:?}");
 }
+
+/// Lengths whose rounding to whole pages overflows (`usize::MAX`) or that no object may have
+/// (past `isize::MAX`) are errors on every backing, never a panic (the shmem backing sized its
+/// memfd as `len.div_ceil(page) * page`, which overflowed) nor a mapping.
+#[test]
+fn absurd_lengths_are_errors_on_every_backing() {
+    for backing in [Backing::Anonymous, SHMEM[0], SHMEM[1], Backing::HugeTlb] {
+        for len in [usize::MAX, usize::MAX - page() + 2, isize::MAX as usize + 1] {
+            let r = std::panic::catch_unwind(|| PagedRegion::builder(len).backing(backing).build(ZeroSource));
+            let e = r.unwrap_or_else(|_| panic!("{backing:?} of {len:#x} bytes panicked")).unwrap_err();
+            // (Without userfaultfd at all, creating any region fails before the length matters.)
+            if mmkit_pager::capabilities().is_ok() {
+                let kinds = [ErrorKind::OutOfBounds, ErrorKind::Unsupported];
+                assert!(kinds.contains(&e.kind()), "{backing:?} of {len:#x} bytes: {e}");
+            }
+        }
+    }
+}

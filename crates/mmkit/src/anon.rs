@@ -239,6 +239,10 @@ impl MmapMut {
     /// memory uses `MADV_DONTNEED`; shared anonymous memory `MADV_REMOVE` (which frees the
     /// shared pages for every process that maps them). Needs `&mut self`: no slice is alive.
     ///
+    /// Shared hugetlb memory is refused with [`ErrorKind::Unsupported`]: `MADV_REMOVE` frees
+    /// its huge pages together with their reservation in the pool, so the map could no longer
+    /// count on getting them back (a touch would raise `SIGBUS` once the pool is empty).
+    ///
     /// Anonymous memory only: a map of a file (a memfd included) is refused with
     /// [`ErrorKind::InvalidArgument`], since neither advice does what this promises there
     /// (private pages would read back the file's bytes, not zeros, and `MADV_REMOVE` would
@@ -265,6 +269,13 @@ impl MmapMut {
                 ));
         }
         let shared = self.mapping().sharing() != Sharing::Private;
+        if shared && self.mapping().is_hugetlb() {
+            return Err(Error::new("purge", ErrorKind::Unsupported).with_detail(
+                "purge of shared huge pages (MADV_REMOVE) frees them and gives their pool reservation back: \
+                 touching them again would raise SIGBUS once the pool is empty (use discard: the pages stay, \
+                 with their bytes, or drop the map)",
+            ));
+        }
         let (advice, purged) = if shared {
             (UncheckedAdvice::Remove, Purged::Remove)
         } else {

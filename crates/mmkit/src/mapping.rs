@@ -121,12 +121,15 @@ fn hugetlb_free_pages(size: usize) -> Option<u64> {
 }
 
 /// The huge page size of a file on hugetlbfs (its `st_blksize`, `block`), `None` for any other
-/// file. Only a block size above the base page costs the `fstatfs` that tells.
+/// file; see [`sys::hugetlbfs_page_size`].
 fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usize> {
-    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
-    let size = usize::try_from(block).ok().filter(|s| s.is_power_of_two() && *s > sys::page_size())?;
-    let fs = rustix::fs::fstatfs(fd).ok()?;
-    (fs.f_type as u64 == HUGETLBFS_MAGIC).then_some(size)
+    sys::hugetlbfs_page_size(fd, block)
+}
+
+/// The huge page size of the file behind `fd` when it lies on hugetlbfs (an `MFD_HUGETLB`
+/// memfd, a file under a hugetlbfs mount), `None` for any other file.
+pub(crate) fn hugetlbfs_page_size_of(fd: BorrowedFd<'_>) -> Option<usize> {
+    sys::hugetlbfs_page_size_of(fd)
 }
 
 fn default_hugetlb_size() -> Option<usize> {
@@ -499,7 +502,7 @@ impl Mapping {
 
     /// Whether the mapping is backed by hugetlb pages (an anonymous hugetlb request the kernel
     /// granted, or a file on hugetlbfs).
-    fn is_hugetlb(&self) -> bool {
+    pub(crate) fn is_hugetlb(&self) -> bool {
         self.hugetlbfs || (matches!(self.pages.requested, HugePages::Hugetlb(_)) && self.pages.fallback.is_none())
     }
 

@@ -124,6 +124,7 @@ impl ReserveOptions {
             name_applied: false,
             lent: false,
             sealed: Default::default(),
+            huge_maps: Default::default(),
         };
         if let Some(name) = &self.name {
             r.set_name(name)?;
@@ -171,6 +172,13 @@ impl ReserveOptions {
         let len = check_page_len("reserve", self.len as u64, page as u64)?;
         let flags = sharing.map_flags();
         let fd = fd.as_fd();
+        // A file on hugetlbfs is mapped (and must be unmapped) in whole huge pages: own them all,
+        // or the unmap on drop fails and the mapping leaks.
+        let huge = sys::hugetlbfs_page_size_of(fd);
+        let len = match huge {
+            Some(huge) => check_page_len("reserve", len as u64, huge as u64)?,
+            None => len,
+        };
         // SAFETY: no MAP_FIXED: fresh address space the kernel picks; the reference contract
         // of the file is the caller's.
         let ptr = unsafe { sys::mmap(std::ptr::null_mut(), len, prot.prot_flags(), flags, Some(fd), file_offset) }
@@ -185,6 +193,7 @@ impl ReserveOptions {
             name_applied: false,
             lent: false,
             sealed: Default::default(),
+            huge_maps: std::sync::Mutex::new(huge.map(|_| vec![(0, len)]).unwrap_or_default()),
         })
     }
 }
@@ -221,6 +230,10 @@ pub struct Reservation {
     /// Ranges `(offset, len)` sealed by [`seal`](Reservation::seal): dropping the reservation
     /// unmaps around them (an unmap that touches a sealed page fails as a whole).
     sealed: std::sync::Mutex<Vec<(usize, usize)>>,
+    /// Ranges `(offset, len)` mapped from a file on hugetlbfs: the kernel unmaps such a mapping
+    /// only in whole huge pages, so no carve or lend may cut one (the drop of either side would
+    /// fail to unmap its part, and the mapping would leak).
+    huge_maps: std::sync::Mutex<Vec<(usize, usize)>>,
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges, which it
@@ -338,6 +351,7 @@ impl Reservation {
                 .with_addr(ptr as usize)
                 .with_range(offset as u64, len as u64)
         })?;
+        self.replaced(offset, len, false);
         if let Some(name) = &self.name {
             // SAFETY: an anonymous range inside our reservation; naming changes no contents.
             let _ = unsafe { sys::set_anon_name(ptr, len, Some(name)) };
@@ -356,7 +370,9 @@ impl Reservation {
         // SAFETY: the range is inside our reservation (checked) and no references into it exist.
         unsafe { self.decommit_raw(ptr, len) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
-        })
+        })?;
+        self.replaced(offset, len, false);
+        Ok(())
     }
 
     /// Replaces `[ptr, ptr + len)` with fresh reserved pages (`PROT_NONE`, `MAP_NORESERVE`)
@@ -418,10 +434,27 @@ impl Reservation {
         if len == 0 {
             return Ok(());
         }
+        let fd = fd.as_fd();
+        // A file on hugetlbfs (an `MFD_HUGETLB` memfd another process may send) is mapped in
+        // whole huge pages whatever length is asked for: MAP_FIXED would replace the rest of the
+        // last huge page, past `len` and possibly past the reservation (someone else's memory).
+        let huge = sys::hugetlbfs_page_size_of(fd);
+        if let Some(huge) = huge {
+            if ptr as usize % huge != 0 || len % huge != 0 || file_offset % huge as u64 != 0 {
+                return Err(Error::new("map_file_at", ErrorKind::Unaligned)
+                    .with_opt_path(sys::fd_path(fd).as_deref())
+                    .with_addr(ptr as usize)
+                    .with_range(file_offset, len as u64)
+                    .with_detail(format!(
+                        "the file is on hugetlbfs, which maps whole huge pages ({huge:#x} bytes): the address, \
+                         length and file offset must be multiples of that, so the huge pages stay inside the \
+                         range given"
+                    )));
+            }
+        }
         let flags = MapFlags::FIXED
             | if populate == Populate::MapPopulate { MapFlags::POPULATE } else { MapFlags::empty() }
             | sharing.map_flags();
-        let fd = fd.as_fd();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {
             Error::os("mmap(MAP_FIXED)", e)
@@ -429,6 +462,7 @@ impl Reservation {
                 .with_addr(ptr as usize)
                 .with_range(file_offset, len as u64)
         })?;
+        self.replaced(offset, len, huge.is_some());
         if let Populate::Read | Populate::Write = populate {
             // SAFETY: the range was just mapped inside our reservation; populating does not
             // change contents.
@@ -560,6 +594,7 @@ impl Reservation {
     pub fn carve(&mut self, offset: usize, len: usize) -> Result<Reservation> {
         let page = sys::page_size();
         self.check("carve", offset, len)?;
+        self.refuse_cutting_huge_maps("carve", offset, len)?;
         if self.lent {
             return Err(Error::new("carve", ErrorKind::InvalidArgument)
                 .with_range(offset as u64, len as u64)
@@ -581,6 +616,7 @@ impl Reservation {
             name_applied: self.name_applied,
             lent: false,
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
+            huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
         })
     }
 
@@ -595,6 +631,7 @@ impl Reservation {
     /// decommit, map, guard, carve) while the lent one lives: both would own the same pages.
     pub unsafe fn lend(&self, offset: usize, len: usize) -> Result<Reservation> {
         self.check("lend", offset, len)?;
+        self.refuse_cutting_huge_maps("lend", offset, len)?;
         if len == 0 || len % sys::page_size() != 0 {
             return Err(Error::new("lend", ErrorKind::InvalidArgument)
                 .with_range(offset as u64, len as u64)
@@ -609,6 +646,7 @@ impl Reservation {
             name_applied: self.name_applied,
             lent: true,
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
+            huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
         })
     }
 
@@ -624,6 +662,40 @@ impl Reservation {
                 (start - offset, end - start)
             })
             .collect()
+    }
+
+    /// Refuses a sub-range whose start or end falls inside a mapping of a hugetlbfs file.
+    fn refuse_cutting_huge_maps(&self, op: &'static str, offset: usize, len: usize) -> Result<()> {
+        let huge = self.huge_maps.lock().unwrap_or_else(|e| e.into_inner());
+        let inside = |at: usize| huge.iter().find(|&&(o, l)| o < at && at < o + l);
+        if let Some(&(o, l)) = inside(offset).or_else(|| inside(offset + len)) {
+            return Err(Error::new(op, ErrorKind::Unaligned)
+                .with_addr(self.base.as_ptr() as usize)
+                .with_range(offset as u64, len as u64)
+                .with_detail(format!(
+                    "the range cuts [{o:#x}, {:#x}), a mapping of a hugetlbfs file, which the kernel unmaps \
+                     only whole",
+                    o + l
+                )));
+        }
+        Ok(())
+    }
+
+    /// The hugetlbfs mappings inside `[offset, offset + len)`, relative to `offset`: what a
+    /// carved or lent reservation inherits (none is cut: see `refuse_cutting_huge_maps`).
+    fn huge_maps_within(&self, offset: usize, len: usize) -> Vec<(usize, usize)> {
+        let huge = self.huge_maps.lock().unwrap_or_else(|e| e.into_inner());
+        huge.iter().filter(|&&(o, l)| o >= offset && o + l <= offset + len).map(|&(o, l)| (o - offset, l)).collect()
+    }
+
+    /// Forgets the hugetlbfs mappings that `[offset, offset + len)` replaced, and records the
+    /// range when it now holds one (`huge`).
+    fn replaced(&self, offset: usize, len: usize, huge: bool) {
+        let mut maps = self.huge_maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps.retain(|&(o, l)| !(o >= offset && o + l <= offset + len));
+        if huge {
+            maps.push((offset, len));
+        }
     }
 
     /// Gives `[off, off + len)` (whole pages this value owns) back: unmaps it, or for a lent

@@ -13,7 +13,8 @@
 //!   [`MapOptions::map_if_safe`] with an offset and a length. `F_SEAL_FUTURE_WRITE` is not
 //!   enough: writable maps made before it keep writing;
 //! - [`SharedMemory::view`]: a safe [`SharedView`] of atomics and atomic byte copies, which
-//!   tolerate concurrent writers (it sets `F_SEAL_SHRINK` so no access can hit `SIGBUS`);
+//!   tolerate concurrent writers (it sets `F_SEAL_SHRINK` so no access can hit `SIGBUS`, and
+//!   refuses a memfd on hugetlbfs, whose pages a hole punched by any holder takes away);
 //! - [`SharedMemory::map_raw`]: raw pointers; and the `unsafe` [`SharedMemory::map_mut`];
 //! - [`RingBuffer`]: a byte queue whose ends copy in and out and treat everything the other
 //!   end writes (its index, the bytes) as untrusted input.
@@ -207,7 +208,23 @@ impl SharedMemory {
 
     /// A safe view of the memfd for data shared with other processes: atomics and atomic
     /// copies. Adds [`Seals::SHRINK`] first (so no access can ever raise `SIGBUS`).
+    ///
+    /// A memfd on hugetlbfs (`MFD_HUGETLB`, received from another process) is refused with
+    /// [`ErrorKind::NotSafe`]: the seal does not make its pages last. Anyone holding it can
+    /// punch a hole (`fallocate`), which frees the huge page *and* its reservation in the pool,
+    /// so the view's next access to it raises `SIGBUS` when the pool is empty. Map it with
+    /// [`map_raw`](Self::map_raw) and read it with
+    /// [`copy_from_mapping`](MmapRaw::copy_from_mapping), which reports that as an error.
     pub fn view(&self) -> Result<SharedView> {
+        if let Some(huge) = crate::mapping::hugetlbfs_page_size_of(self.fd.as_fd()) {
+            return Err(Error::new("SharedMemory::view", ErrorKind::NotSafe).with_detail(format!(
+                "memfd {:?} is on hugetlbfs ({} KiB pages): any holder can punch a hole in it, which gives \
+                 the huge page's pool reservation back, and touching the page again raises SIGBUS when \
+                 the pool is empty; use map_raw and copy_from_mapping",
+                self.name,
+                huge / 1024
+            )));
+        }
         if !self.seals()?.contains(Seals::SHRINK) {
             self.add_seals(Seals::SHRINK)?;
         }

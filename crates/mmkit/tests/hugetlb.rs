@@ -170,3 +170,214 @@ fn a_hugetlbfs_file_mapped_short_is_unmapped_on_drop() {
     assert_eq!(unmapped, Ok(1), "dropping unmaps the whole huge page");
     let _ = len;
 }
+
+/// Why `SharedMemory::view` refuses a memfd on hugetlbfs (`soundness_shm.rs` checks the
+/// refusal): a hole punched by any holder of the memfd frees the huge page and gives its pool
+/// reservation back, so a map made (and reserved) before it cannot touch the page again once
+/// the pool is empty. A plain access there raises `SIGBUS`; `copy_from_mapping` reports it.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_hole_punched_in_a_hugetlb_memfd_takes_its_reservation_away() {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    let (huge, _) = pool(1);
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(c"peer-hugetlb".as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = mmkit::SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(huge as u64).unwrap();
+    shm.add_seals(mmkit::shm::Seals::SHRINK).unwrap();
+    let raw = shm.map_raw().unwrap(); // reserves the huge page
+                                      // SAFETY: the page is mapped read-write and reserved; a raw write.
+    unsafe { raw.as_mut_ptr().write(7) };
+    let mut b = [0u8];
+    raw.copy_from_mapping(0, &mut b).unwrap();
+    assert_eq!(b[0], 7);
+    // The peer punches a hole (SHRINK does not forbid it; only WRITE would).
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on a descriptor we own; it changes the file, not our memory layout.
+    assert_eq!(unsafe { libc::fallocate(shm.as_fd().as_raw_fd(), mode, 0, huge as libc::off_t) }, 0);
+    // ...and someone takes every free huge page nobody has reserved (a reservation is enough).
+    let free = (meminfo("HugePages_Free") - meminfo("HugePages_Rsvd")) as usize;
+    let hog = (free > 0).then(|| MapOptions::new().len(free * huge).huge_pages(HugePages::Hugetlb(None)).map_anon());
+    if let Some(hog) = &hog {
+        let hog = hog.as_ref().unwrap();
+        assert_eq!(hog.page_outcome().fallback, None, "the hog must hold the pool");
+    }
+    let err = raw.copy_from_mapping(0, &mut b).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "the page is gone for good: {err}");
+    let p = raw.as_ptr();
+    // SAFETY: a raw read the child dies of (SIGBUS), as a SharedView's atomic read would.
+    let seen = in_child(|| unsafe { p.read_volatile() });
+    assert_eq!(seen, Err(libc::SIGBUS));
+    drop(hog);
+}
+
+/// The read-only windows `inspect` maps over a file (`touch_files`, `residency`, `lock`) on
+/// hugetlbfs: the kernel maps whole huge pages whatever length a window asks for, so a window
+/// shorter than a huge page (a touch chunk of one base page here; the default 32 MiB chunk
+/// with 1 GiB huge pages) must unmap the whole huge page on drop, or the unmap fails (`EINVAL`)
+/// and the mapping leaks.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_touch_window_on_hugetlbfs_is_unmapped_whole() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (huge, _) = pool(1);
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the File below.
+    let fd = unsafe { libc::memfd_create(c"mmkit-touch-huge".as_ptr(), libc::MFD_HUGETLB | libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(huge as u64).unwrap();
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let memfd_areas = || {
+        mmkit::inspect::maps(std::process::id())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.backing.path().is_some_and(|p| p.to_string_lossy().contains("mmkit-touch-huge")))
+            .count()
+    };
+    assert_eq!(memfd_areas(), 0);
+    let opts = mmkit::inspect::TouchOptions { threads: 1, chunk: page_size() as u64 };
+    // The chunks after the first start inside a huge page, which hugetlbfs cannot map (an
+    // error); the first maps and populates a whole huge page.
+    let _ = mmkit::inspect::touch_files(&[&path], &opts, &|_| ());
+    assert_eq!(memfd_areas(), 0, "a window over the hugetlbfs file is still mapped: it leaked");
+}
+
+/// An `MFD_HUGETLB` memfd, as `tests/soundness.rs` makes one: owned, `len` bytes long.
+fn hugetlb_memfd(name: &std::ffi::CStr, len: usize) -> mmkit::SharedMemory {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = mmkit::SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(len as u64).unwrap();
+    shm
+}
+
+/// `Reservation::map_shared_memory_at` (safe) of one base page of a hugetlb memfd: the kernel
+/// would map the whole huge page with `MAP_FIXED`, replacing the rest of it, here a range a
+/// carved sub-reservation owns (in general whatever follows a short reservation). Refused.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_hugetlb_memfd_mapped_into_a_reservation_never_replaces_a_neighbour() {
+    let (huge, _) = pool(1);
+    let page = page_size();
+    let shm = hugetlb_memfd(c"peer-hugetlb", huge);
+    let mut r = mmkit::reserve::ReserveOptions::new(huge).align(huge).reserve().unwrap();
+    let neighbour = r.carve(page, huge - page).unwrap();
+    neighbour.commit(0, page, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write above, owned by `neighbour`; raw access only.
+    unsafe { neighbour.as_mut_ptr().write_volatile(42) };
+    let err = r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+    // SAFETY: as above: the neighbour's page is still its own committed page.
+    assert_eq!(unsafe { neighbour.as_ptr().read_volatile() }, 42, "the neighbour's page was replaced");
+    // Whole huge pages inside the range are fine.
+    let whole = mmkit::reserve::ReserveOptions::new(huge).align(huge).reserve().unwrap();
+    whole.map_shared_memory_at(0, huge, Protection::READ_WRITE, &shm, 0).unwrap();
+}
+
+/// `ReserveOptions::reserve_mapping_file` of a hugetlbfs file shorter than a huge page: the
+/// kernel maps the whole huge page, which the reservation must own and unmap on drop.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_reservation_mapping_a_hugetlbfs_file_owns_the_whole_huge_page() {
+    let (huge, _) = pool(1);
+    let shm = hugetlb_memfd(c"mmkit-reserve-huge", huge);
+    // SAFETY: the memfd is ours alone; nothing truncates it while mapped.
+    let r = unsafe {
+        mmkit::reserve::ReserveOptions::new(page_size()).reserve_mapping_file(
+            Protection::READ,
+            mmkit::Sharing::Shared,
+            &shm,
+            0,
+        )
+    }
+    .unwrap();
+    assert_eq!(r.len(), huge, "the reservation owns what the kernel mapped");
+    let start = r.as_ptr() as usize;
+    // Dropped in a forked child, the one thread there: nothing maps the range meanwhile.
+    let unmapped = in_child(move || {
+        drop(r);
+        let mut vec = [0u8; 1];
+        // SAFETY: mincore only reports on the range (ENOMEM where nothing is mapped).
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, page_size(), vec.as_mut_ptr()) };
+        u8::from(rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM))
+    });
+    assert_eq!(unmapped, Ok(1), "dropping unmaps the whole huge page");
+}
+
+/// A reservation holding a mapping of a hugetlbfs file (whole huge pages) cannot carve (or
+/// lend) a range that cuts it: the kernel unmaps such a mapping only whole, so the parent's and
+/// the sub-reservation's drops would each fail to unmap their part and the mapping would leak.
+/// Ranges around it, or all of it, carve as before.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_carve_never_cuts_a_hugetlbfs_mapping() {
+    let (huge, _) = pool(1);
+    let page = page_size();
+    let shm = hugetlb_memfd(c"mmkit-carve-huge", huge);
+    let named = || {
+        mmkit::inspect::maps(std::process::id())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.backing.path().is_some_and(|p| p.to_string_lossy().contains("mmkit-carve-huge")))
+            .count()
+    };
+    let mut r = mmkit::reserve::ReserveOptions::new(3 * huge).align(huge).reserve().unwrap();
+    r.map_shared_memory_at(huge, huge, Protection::READ_WRITE, &shm, 0).unwrap();
+    assert_eq!(named(), 1);
+    let cut = r.carve(huge + page, page);
+    let cut_kind = cut.as_ref().map(|_| ()).map_err(|e| e.kind());
+    let around = r.carve(0, huge).unwrap();
+    let whole = r.carve(huge, huge).unwrap();
+    drop((cut, around, r));
+    assert_eq!(named(), 1, "the huge page is owned by `whole` now");
+    drop(whole);
+    assert_eq!(named(), 0, "a mapping of the hugetlbfs file leaked");
+    assert_eq!(cut_kind, Err(ErrorKind::Unaligned));
+}
+
+/// `purge` of shared huge pages would be `MADV_REMOVE`, a hole punched in the hugetlbfs file
+/// behind the map: the page is freed with its pool reservation, so once someone else takes the
+/// pool's free pages, touching it raises `SIGBUS` (shown on a raw map). An `MmapMut` hands out
+/// slices, so its `purge` refuses; `discard` keeps the page and its bytes.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn purging_shared_huge_pages_is_refused_because_it_gives_the_reservation_back() {
+    let (huge, _) = pool(1);
+    let mut mem = MapOptions::new().len(huge).huge_pages(HugePages::Hugetlb(None)).map_anon_shared().unwrap();
+    assert_eq!(mem.page_outcome().fallback, None);
+    mem[0] = 3;
+    let err = mem.purge(..).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(mem[0], 3, "the refused purge changed nothing");
+    mem.discard(..).unwrap();
+    assert_eq!(mem[0], 3, "discard of a shared page keeps its bytes");
+    drop(mem);
+    // The kernel fact, on a raw map (no references).
+    let raw = MapOptions::new()
+        .len(huge)
+        .huge_pages(HugePages::Hugetlb(None))
+        .sharing(mmkit::Sharing::Shared)
+        .map_anon_raw()
+        .unwrap();
+    // SAFETY: the page is mapped read-write and reserved; a raw write.
+    unsafe { raw.as_mut_ptr().write(1) };
+    // SAFETY: nothing refers to the raw map's bytes.
+    unsafe { raw.mapping().advise_unchecked(.., mmkit::UncheckedAdvice::Remove) }.unwrap();
+    let free = (meminfo("HugePages_Free") - meminfo("HugePages_Rsvd")) as usize;
+    let hog = (free > 0).then(|| MapOptions::new().len(free * huge).huge_pages(HugePages::Hugetlb(None)).map_anon());
+    if let Some(hog) = &hog {
+        assert_eq!(hog.as_ref().unwrap().page_outcome().fallback, None, "the hog must hold the pool");
+    }
+    let mut b = [0u8];
+    let err = raw.copy_from_mapping(0, &mut b).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "the removed page has no reservation left: {err}");
+    drop(hog);
+}

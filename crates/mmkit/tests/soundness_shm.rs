@@ -266,3 +266,59 @@ fn a_plain_file_is_not_proven_immutable() {
     let msg = err.to_string();
     assert!(msg.contains("fs-verity") || msg.contains("SHRINK"), "{err}");
 }
+
+/// A memfd on hugetlbfs (`MFD_HUGETLB`), as a peer may send one: its `SHRINK` seal does not make
+/// its pages last, since any holder can punch a hole, which frees the huge page and its pool
+/// reservation, and the view's next touch of it then raises `SIGBUS` when the pool is empty
+/// (shown against the kernel in `hugetlb.rs`, which needs a pool). A safe `SharedView` of it is
+/// refused before anything is mapped or sealed, whatever the pool holds.
+#[test]
+fn a_hugetlb_memfd_gets_no_safe_view() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let huge = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("Hugepagesize in /proc/meminfo")
+        * 1024;
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(c"peer-hugetlb".as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(huge).unwrap();
+    let err = shm.view().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotSafe, "{err}");
+    assert!(err.to_string().contains("hugetlbfs"), "{err}");
+    assert!(!shm.seals().unwrap().contains(Seals::SHRINK), "a refused view seals nothing");
+}
+
+/// `MmapRaw::protect` is safe, so a read-only shared raw map of a memfd made before it was sealed
+/// could be made writable later and write under a safe `&[u8]` of `map_read_only`. The kernel
+/// closes the route at both ends: the WRITE seal is refused while a shared map that may become
+/// writable exists (read-only or not), and a shared map made after the seal cannot gain write
+/// permission.
+#[test]
+fn a_read_only_raw_map_cannot_become_a_writer_under_a_sealed_slice() {
+    let page = page_size();
+    let shm = SharedMemory::create("mmkit-ro-raw", page as u64).unwrap();
+    let early = MapOptions::new().protection(mmkit::Protection::READ).map_raw(&shm).unwrap();
+    let err = shm.seal_read_only().unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EBUSY), "{err}");
+    assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::NotSafe);
+    drop(early);
+    shm.seal_read_only().unwrap();
+    let slice = shm.map_read_only().unwrap();
+    let mut late = MapOptions::new().protection(mmkit::Protection::READ).map_raw(&shm).unwrap();
+    let err = late.protect(.., mmkit::Protection::READ_WRITE).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
+    // A private raw map may become writable: its writes are copies the slice never sees.
+    let mut private =
+        MapOptions::new().protection(mmkit::Protection::READ).sharing(mmkit::Sharing::Private).map_raw(&shm).unwrap();
+    private.protect(.., mmkit::Protection::READ_WRITE).unwrap();
+    // SAFETY: a raw write into our own private, now writable, copy-on-write map.
+    unsafe { private.as_mut_ptr().write_volatile(5) };
+    assert_eq!(slice[0], 0, "a private write reached the sealed memfd");
+}

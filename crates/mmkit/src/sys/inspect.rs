@@ -27,6 +27,9 @@ use super::mincore;
 pub(crate) struct Window {
     ptr: NonNull<c_void>,
     len: usize,
+    /// The length the kernel mapped: `len`, or for a file on hugetlbfs `len` rounded up to its
+    /// huge page size (the kernel maps whole huge pages and refuses to unmap part of one).
+    map_len: usize,
 }
 
 impl Window {
@@ -40,12 +43,18 @@ impl Window {
             return Err(Errno::INVAL);
         }
         let anywhere = std::ptr::null_mut();
+        // A file on hugetlbfs is mapped in whole huge pages: the unmap on drop must cover them
+        // all, or it fails (EINVAL) and the mapping leaks.
+        let map_len = match super::hugetlbfs_page_size_of(fd.as_fd()) {
+            Some(huge) => len.checked_next_multiple_of(huge).ok_or(Errno::NOMEM)?,
+            None => len,
+        };
         // SAFETY: a new read-only mapping at an address the kernel chooses cannot alias any
         // Rust object; the window owns it and unmaps it on drop, and its memory is only ever
         // passed to the kernel (module contract).
-        let ptr = unsafe { rustix::mm::mmap(anywhere, len, ProtFlags::READ, MapFlags::SHARED, fd, offset)? };
+        let ptr = unsafe { rustix::mm::mmap(anywhere, len, ProtFlags::READ, MapFlags::SHARED, &fd, offset)? };
         let ptr = NonNull::new(ptr).ok_or(Errno::NOMEM)?;
-        Ok(Window { ptr, len })
+        Ok(Window { ptr, len, map_len })
     }
 
     /// Length of the window in bytes.
@@ -91,8 +100,9 @@ impl Window {
 impl Drop for Window {
     #[doc(alias = "munmap")]
     fn drop(&mut self) {
-        // SAFETY: the window owns exactly this mapping and nothing borrows its memory.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.len) };
+        // SAFETY: the window owns exactly this mapping (`map_len` bytes, as the kernel mapped
+        // them) and nothing borrows its memory.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.map_len) };
     }
 }
 

@@ -407,6 +407,23 @@ pub(crate) fn regular_file_len_and_block(fd: BorrowedFd<'_>) -> SysResult<(Optio
     Ok((regular.then_some(st.st_size as u64), st.st_blksize as u64))
 }
 
+/// The huge page size of a file on hugetlbfs, from its block size `block` (`st_blksize`, which
+/// hugetlbfs sets to the huge page size), `None` for any other file. Only a block size above the
+/// base page costs the `fstatfs` that tells. The kernel maps and unmaps such a file in whole
+/// huge pages, whatever length is asked for.
+pub(crate) fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usize> {
+    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    let size = usize::try_from(block).ok().filter(|s| s.is_power_of_two() && *s > page_size())?;
+    let fs = rustix::fs::fstatfs(fd).ok()?;
+    (fs.f_type as u64 == HUGETLBFS_MAGIC).then_some(size)
+}
+
+/// [`hugetlbfs_page_size`] of the file behind `fd`, asking `fstat` for its block size.
+pub(crate) fn hugetlbfs_page_size_of(fd: BorrowedFd<'_>) -> Option<usize> {
+    let (_, block) = regular_file_len_and_block(fd).ok()?;
+    hugetlbfs_page_size(fd, block)
+}
+
 /// Sets the length of the file behind `fd` (`ftruncate`).
 #[doc(alias = "ftruncate")]
 pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: u64) -> SysResult<()> {
