@@ -593,12 +593,21 @@ fn rust_plugin() -> PathBuf {
             let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures/rust");
             std::fs::create_dir_all(&dir).unwrap();
             let out = dir.join("libfxrustplug.so");
+            let src = common::fixture_src("rustplug.rs");
+            // Built already (by this run as root, before the unprivileged run, which cannot run
+            // the toolchain under root's home) from this source: reused.
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if let (Some(built), Some(written)) = (modified(&out), modified(&src)) {
+                if built >= written {
+                    return out;
+                }
+            }
             let tmp = dir.join(format!(".libfxrustplug.so.{}", std::process::id()));
             let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
             let status = std::process::Command::new(&rustc)
                 .args(["--edition", "2021", "-C", "opt-level=1", "--crate-type", "cdylib", "-o"])
                 .arg(&tmp)
-                .arg(common::fixture_src("rustplug.rs"))
+                .arg(&src)
                 .status()
                 .unwrap_or_else(|e| panic!("run {rustc}: {e}"));
             assert!(status.success(), "{rustc} failed for rustplug.rs");
