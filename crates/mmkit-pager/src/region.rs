@@ -237,9 +237,21 @@ impl Shared {
             Ok(_) => {}
             Err(FILLING) => return Err(FILLING),
             Err(done) => {
+                let addr = self.base + index * self.page;
+                // A filled page of a CONTINUE region faults again (a minor fault) when its
+                // page-table entry was dropped since (reclaim to swap, `MADV_PAGEOUT`,
+                // `MADV_DONTNEED`): its bytes are still in the memfd's page cache, and only
+                // CONTINUE maps them back (a wake alone had the thread fault forever). EEXIST:
+                // it is mapped (a fault queued before the fill), so the wake below.
+                if done == PRESENT
+                    && matches!(self.install, Install::Continue { .. })
+                    && sys::continue_(self.uffd.as_fd(), addr, self.page).is_ok()
+                {
+                    return Err(done);
+                }
                 // Filled or fenced already: this fault was queued before the fill woke the range,
                 // or it raced with it; a wake is harmless either way.
-                let _ = sys::wake(self.uffd.as_fd(), self.base + index * self.page, self.page);
+                let _ = sys::wake(self.uffd.as_fd(), addr, self.page);
                 return Err(done);
             }
         }

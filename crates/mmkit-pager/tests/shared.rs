@@ -78,6 +78,34 @@ fn shmem_pages_are_filled_once_and_untouched_pages_are_not_resident() {
     });
 }
 
+/// A filled page of a `UFFDIO_CONTINUE` region whose page-table entry is dropped (reclaim to
+/// swap, `MADV_PAGEOUT`; here `MADV_DONTNEED` on the shared mapping) keeps its bytes in the
+/// memfd's page cache, so the next access is a minor fault for a page the handler filled
+/// already: it maps it back with `UFFDIO_CONTINUE`, without asking the source again (the
+/// handler only woke the thread, which faulted again forever).
+#[test]
+fn a_filled_page_whose_mapping_was_dropped_is_mapped_again_not_refilled() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let region =
+            PagedRegion::builder(8 * page()).backing(CONTINUE).build(pattern_source(calls.clone(), page())).unwrap();
+        let s = region.as_slice();
+        assert_eq!(s[3 * page() + 5], pattern(3, 5));
+        let addr = region.as_ptr() as usize + 3 * page();
+        assert!(pte_present(addr));
+        // SAFETY: drops this process's page-table entry of one page of the shared mapping; the
+        // memfd keeps the page (nothing reads it meanwhile).
+        assert_eq!(unsafe { libc::madvise(addr as *mut libc::c_void, page(), libc::MADV_DONTNEED) }, 0);
+        assert!(!pte_present(addr), "MADV_DONTNEED dropped the entry");
+        assert_eq!(resident(&region), vec![3], "the page stays in the memfd's page cache");
+        assert_eq!(s[3 * page() + 9], pattern(3, 9));
+        assert!(pte_present(addr), "mapped again");
+        assert_eq!(calls.lock().unwrap().len(), 1, "the source is not asked again");
+        assert_eq!(region.stats().source_calls, 1);
+        assert!(region.handler_error().is_none());
+    });
+}
+
 #[test]
 fn zero_pages_of_a_shmem_region_read_zero() {
     with_timeout(60, || {
