@@ -139,7 +139,10 @@ impl GrowableMmap {
         self.res.flush(off, len)
     }
 
-    /// The file behind the map.
+    /// The file behind the map (to read its metadata, lock it or sync it). Resizing or writing
+    /// it through this handle breaks the contract [`GrowableMmap::new`] was called under (the
+    /// file changes only through the map): a shrink makes the map's next access to the lost
+    /// pages raise `SIGBUS`. Grow with [`GrowableMmap::grow`].
     pub fn file(&self) -> &File {
         &self.file
     }
