@@ -58,7 +58,7 @@ pub(crate) struct CAnswer {
     pub(crate) saddr: u64,
 }
 
-/// The answer of mmkit's `dladdr` (bound in the libraries it maps, see `relocate::dladdr`):
+/// The answer of mmkit's `dladdr` (bound in the libraries it maps, see `executor::dladdr`):
 /// `None` when mmkit mapped no library at `addr` (glibc's `dladdr` answers), `Some(None)` in
 /// a library's reservation outside its memory (no object, as [`addr_info`]).
 pub(crate) fn c_answer(addr: u64) -> Option<Option<CAnswer>> {

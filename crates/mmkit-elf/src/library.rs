@@ -756,17 +756,17 @@ impl Object {
         if crate::relocate::atexit::INTERPOSED.contains(&key.text()) {
             return Ok(Target::Addr(crate::relocate::atexit::thread_atexit as *const () as usize as u64));
         }
-        if key.text() == crate::relocate::dladdr::INTERPOSED {
-            return Ok(Target::Addr(crate::relocate::dladdr::dladdr as *const () as usize as u64));
+        if key.text() == crate::executor::dladdr::INTERPOSED {
+            return Ok(Target::Addr(crate::executor::dladdr::dladdr as *const () as usize as u64));
         }
-        if let Some(entry) = crate::relocate::dlsym::bound_to(key.text()) {
+        if let Some(entry) = crate::executor::dlsym::bound_to(key.text()) {
             if key.text() == b"dlopen" {
                 self.calls_dlopen.store(true, Ordering::Relaxed);
             }
             return Ok(Target::Addr(entry));
         }
         #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
-        if let Some(entry) = crate::relocate::phdrs::bound_to(key.text()) {
+        if let Some(entry) = crate::executor::phdrs::bound_to(key.text()) {
             return Ok(Target::Addr(entry));
         }
         let version = dy.version_of(index).map(|(v, _)| v);

@@ -2,11 +2,18 @@
 //! `android_dlopen_ext`'s [`LoadOptions`]), its typed [`Symbol`]s, and the calls into the
 //! loaded code: relocation (through [`crate::relocate`]), initializers and finalizers, system
 //! libraries through the system linker. The image itself, mapped through mmkit's core, is
-//! [`crate::image::Image`], one layer below.
+//! [`crate::image::Image`], one layer below. The `dl*` functions the loader binds in the
+//! libraries it maps (`dladdr`, `dlopen`/`dlsym`/`dlvsym`/`dlclose`/`dlerror`/`dlinfo`,
+//! `dl_iterate_phdr`/`_dl_find_object`) are here too: they answer from the loaded libraries
+//! and namespaces, the layer above relocation.
 //!
 //! One of the modules of the crate that contain `unsafe` (with `image` and `relocate`).
 
 pub(crate) mod debugger;
+pub(crate) mod dladdr;
+pub(crate) mod dlsym;
+#[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) mod phdrs;
 
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};

@@ -18,10 +18,6 @@
 
 pub(crate) mod aarch64;
 pub(crate) mod atexit;
-pub(crate) mod dladdr;
-pub(crate) mod dlsym;
-#[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub(crate) mod phdrs;
 pub(crate) mod static_tls;
 pub(crate) mod tls;
 #[cfg(target_arch = "aarch64")]

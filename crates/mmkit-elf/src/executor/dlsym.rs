@@ -56,8 +56,8 @@ mod entries {
     use std::ffi::{c_char, c_int, c_void, CStr, CString};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use super::super::Target;
     use crate::group::Opened;
+    use crate::relocate::Target;
     use crate::symbols::Want;
     use crate::Library;
 
@@ -385,8 +385,8 @@ mod entries {
             Target::Addr(a) => a,
             // SAFETY: the resolver of an IFUNC defined by a loaded, relocated library (held by
             // the handle or the caller that asked), called as `dlsym` calls it.
-            Target::Ifunc(resolver) => unsafe { super::super::call_ifunc_resolver(resolver) },
-            Target::Tls { module, offset } => super::super::tls::address(module, offset, "dlsym") as usize as u64,
+            Target::Ifunc(resolver) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
+            Target::Tls { module, offset } => crate::relocate::tls::address(module, offset, "dlsym") as usize as u64,
         };
         Some(address as usize as *mut c_void)
     }
