@@ -99,7 +99,7 @@
 //!   lookup scope of the library whose load brought it in (its own dependencies, breadth-first,
 //!   for the library opened), as glibc answers for the libraries it loads (a wrapper of
 //!   `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
-//!   not found answers NULL without a `dlerror` message.
+//!   not found answers NULL, with glibc's `dlerror` message for it.
 //! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,
 //!   `$ORIGIN` its directory, inside an APK too), in the namespace that loaded it, as bionic's
 //!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library

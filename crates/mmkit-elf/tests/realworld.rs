@@ -464,6 +464,9 @@ fn rtld_next_from_a_mapped_library_finds_the_next_definition_as_under_glibc() {
     // Defined only by the caller itself, or nowhere: NULL from both.
     for name in ["fx_next_own", "fx_defined_nowhere"] {
         assert_eq!(ask("fx_next", &[&c(name)]), (0, 0), "{name}");
+        // With a dlerror message naming it, as glibc's.
+        let (mine, theirs) = ask("fx_next_error", &[&c(name)]);
+        assert!(theirs > 1000 && mine > 1000, "dlerror after RTLD_NEXT {name}: {mine} (glibc {theirs})");
     }
     // dlvsym: an existing version and one that is not.
     let version = if cfg!(target_arch = "aarch64") { "GLIBC_2.17" } else { "GLIBC_2.2.5" };
@@ -690,6 +693,13 @@ fn dlopen_from_a_mapped_library_searches_as_for_its_dependencies() {
         assert!(info.loaded_by_mmkit && info.library.ends_with("libfxbase.so"), "{info:?}");
         assert_eq!(ns.loaded_count(), 2);
         assert_eq!(call(&ours, "fx_is_loaded", &[arg(&base_name)]), 1);
+        // A symbol the opened library lacks: NULL, and dlerror names it.
+        let missing = c("fx_not_in_base");
+        assert!(call(&ours, "fx_sym_error", &[arg(&base_name), arg(&missing)]) > 1000);
+        if from_file {
+            assert!(oracle.call("fx_sym_error", &[arg(&base_name), arg(&missing)]) > 1000, "glibc");
+        }
+        assert_eq!(call(&ours, "fx_sym_error", &[arg(&base_name), arg(&value)]), -2);
         // dlinfo on the handle answers for mmkit's library (glibc's would read it as its own).
         let expected_dir = match from_file {
             true => c(&dir.path().display().to_string()),

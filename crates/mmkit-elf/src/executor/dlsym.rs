@@ -22,7 +22,7 @@
 //! - Every other call (another handle, a caller no library mmkit mapped holds) goes to the
 //!   system linker's function unchanged.
 //!
-//! A name `dlsym` does not find answers NULL without a `dlerror` message. Only x86_64 and
+//! A name `dlsym` does not find answers NULL with glibc's `dlerror` message for it. Only x86_64 and
 //! aarch64, the hosts the loader relocates for, have the entries; elsewhere nothing is bound.
 
 /// The entry bound to `name` in libraries mmkit maps, if `name` is one of those above.
@@ -164,12 +164,27 @@ mod entries {
         }
     }
 
-    /// Where `name` (version `want`) is for `handle`, if it is a handle of mmkit's: `None` for
-    /// another handle, `Some(None)` when not found.
-    fn find_by_handle(handle: *mut c_void, name: &CStr, want: Option<&CStr>) -> Option<Option<Target>> {
+    /// `dlsym`'s answer for `handle`, if it is a handle of mmkit's (`None` for another handle).
+    fn by_handle(handle: *mut c_void, name: &CStr, version: Option<&CStr>) -> Option<*mut c_void> {
         let lib = &ours(handle)?.lib;
-        let (Ok(name), Ok(version)) = (name.to_str(), want.map(CStr::to_str).transpose()) else { return Some(None) };
-        Some(lib.find_wanted(name, version.map_or(Want::Default, Want::Exact)))
+        let found = match (name.to_str(), version.map(CStr::to_str).transpose()) {
+            (Ok(n), Ok(v)) => lib.find_wanted(n, v.map_or(Want::Default, Want::Exact)),
+            _ => None,
+        };
+        Some(answer(found, lib.source(), name, version))
+    }
+
+    /// The address for `found`, or NULL with glibc's `dlerror` message naming `who` (the
+    /// handle's library, or the caller of `RTLD_NEXT`), the symbol and its version.
+    fn answer(found: Option<Target>, who: &str, name: &CStr, version: Option<&CStr>) -> *mut c_void {
+        address_of(found).unwrap_or_else(|| {
+            let name = name.to_string_lossy();
+            set_error(match version {
+                Some(v) => format!("{who}: undefined symbol: {name}, version {}", v.to_string_lossy()),
+                None => format!("{who}: undefined symbol: {name}"),
+            });
+            std::ptr::null_mut()
+        })
     }
 
     thread_local! {
@@ -321,8 +336,8 @@ mod entries {
     unsafe extern "C" fn dlsym_from(handle: *mut c_void, name: *const c_char, caller: usize) -> *mut c_void {
         if !name.is_null() {
             // SAFETY: the caller's contract: a NUL-terminated string.
-            if let Some(found) = find_by_handle(handle, unsafe { CStr::from_ptr(name) }, None) {
-                return address_of(found).unwrap_or(std::ptr::null_mut());
+            if let Some(answer) = by_handle(handle, unsafe { CStr::from_ptr(name) }, None) {
+                return answer;
             }
         }
         if handle != libc::RTLD_NEXT || name.is_null() {
@@ -352,8 +367,8 @@ mod entries {
         if !name.is_null() && !version.is_null() {
             // SAFETY: the caller's contract: NUL-terminated strings.
             let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
-            if let Some(found) = find_by_handle(handle, n, Some(v)) {
-                return address_of(found).unwrap_or(std::ptr::null_mut());
+            if let Some(answer) = by_handle(handle, n, Some(v)) {
+                return answer;
             }
         }
         if handle != libc::RTLD_NEXT || name.is_null() || version.is_null() {
@@ -372,10 +387,11 @@ mod entries {
     /// it (the system linker answers), else the next definition, or NULL.
     fn next(name: &CStr, version: Option<&CStr>, caller: usize) -> Option<*mut c_void> {
         let (obj, _registry) = crate::group::containing(caller as u64)?;
-        let not_found = Some(std::ptr::null_mut());
-        let (Ok(name), Ok(version)) = (name.to_str(), version.map(CStr::to_str).transpose()) else { return not_found };
-        let want = version.map_or(Want::Default, Want::Exact);
-        Some(address_of(obj.next_definition(name, want)).unwrap_or(std::ptr::null_mut()))
+        let found = match (name.to_str(), version.map(CStr::to_str).transpose()) {
+            (Ok(n), Ok(v)) => obj.next_definition(n, v.map_or(Want::Default, Want::Exact)),
+            _ => None,
+        };
+        Some(answer(found, obj.label(), name, version))
     }
 
     /// The address `dlsym` answers for `target` (an IFUNC's resolver called, a TLS variable's
