@@ -412,10 +412,13 @@ pub(crate) fn regular_file_len_and_block(fd: BorrowedFd<'_>) -> SysResult<(Optio
 /// base page costs the `fstatfs` that tells. The kernel maps and unmaps such a file in whole
 /// huge pages, whatever length is asked for.
 pub(crate) fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usize> {
-    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
     let size = usize::try_from(block).ok().filter(|s| s.is_power_of_two() && *s > page_size())?;
     let fs = rustix::fs::fstatfs(fd).ok()?;
-    (fs.f_type as u64 == HUGETLBFS_MAGIC).then_some(size)
+    // The magic numbers are 32-bit; `f_type` is a signed 32-bit field on 32-bit targets, where
+    // this one is negative (widening it sign-extends: no match, and on i686 a hugetlbfs file
+    // was taken for an ordinary one).
+    (fs.f_type as u32 == HUGETLBFS_MAGIC).then_some(size)
 }
 
 /// [`hugetlbfs_page_size`] of the file behind `fd`, asking `fstat` for its block size.

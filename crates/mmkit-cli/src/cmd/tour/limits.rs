@@ -103,7 +103,8 @@ pub fn check_disk(dir: &Path, needed: u64, what: &str) -> anyhow::Result<()> {
         .map_err(|e| mmkit::Error::os("statfs", e).with_path(dir))
         .context("tour: checking the file system of the directory for temporary files")?;
     // TMPFS_MAGIC and RAMFS_MAGIC from linux/magic.h: their files live in memory.
-    if matches!(fs.f_type as u64, 0x0102_1994 | 0x8584_58f6) {
+    // 32-bit magic numbers; `f_type` is signed 32-bit on 32-bit targets (RAMFS_MAGIC is negative there).
+    if matches!(fs.f_type as u32, 0x0102_1994 | 0x8584_58f6) {
         check_memory(needed, &format!("{what} (in {}, which lives in memory)", dir.display()))?;
     }
     Ok(())
