@@ -249,12 +249,13 @@ fn spans() -> MutexGuard<'static, Vec<Span>> {
 
 /// Libraries mapped and unmapped in the process so far (`dl_iterate_phdr`'s `dlpi_adds` and
 /// `dlpi_subs` for them).
-static LOAD_COUNTS: Mutex<(u64, u64)> = Mutex::new((0, 0));
+static LOADS: AtomicU64 = AtomicU64::new(0);
+static UNLOADS: AtomicU64 = AtomicU64::new(0);
 
 /// How many libraries were mapped and unmapped in the process so far.
 #[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
 pub(crate) fn load_counts() -> (u64, u64) {
-    *LOAD_COUNTS.lock().unwrap_or_else(|e| e.into_inner())
+    (LOADS.load(Ordering::Relaxed), UNLOADS.load(Ordering::Relaxed))
 }
 
 /// The libraries mapped now, in load order (held: they stay mapped while the caller keeps them).
@@ -266,14 +267,14 @@ pub(crate) fn mapped_objects() -> Vec<Arc<Object>> {
 /// Records a newly mapped library for questions by address, and announces it to debuggers.
 fn remember_span(obj: &Arc<Object>, registry: &Arc<Registry>) {
     let (start, len) = obj.span();
-    LOAD_COUNTS.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+    LOADS.fetch_add(1, Ordering::Relaxed);
     spans().push(Span { start, end: start + len, obj: Arc::downgrade(obj), registry: Arc::downgrade(registry) });
     let l_ld = obj.plan().dynamic.map_or(0, |(vaddr, _)| obj.bias().wrapping_add(vaddr));
     crate::executor::debugger::announce(obj.bias(), obj.source(), l_ld);
 }
 
 fn forget_span(obj: &Arc<Object>) {
-    LOAD_COUNTS.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+    UNLOADS.fetch_add(1, Ordering::Relaxed);
     crate::executor::debugger::retract(obj.bias());
     let start = obj.span().0;
     spans().retain(|s| s.start != start);
@@ -522,38 +523,22 @@ pub(crate) enum Opened {
 /// policy. With `no_load`, only a library already loaded is opened.
 #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 pub(crate) fn open_for(obj: &Object, ns: &Namespace, origin: &Source, name: &str, no_load: bool) -> Result<Opened> {
-    let expanded;
-    let name = if name.contains("$ORIGIN") || name.contains("${ORIGIN}") {
-        let dir = match origin {
-            Source::ZipEntry { archive, entry } => {
-                let inner = entry.rsplit_once('/').map_or("", |(d, _)| d);
-                format!("{}!/{inner}", archive.display())
-            }
-            other => match other.dir() {
-                Some(d) => d.display().to_string(),
-                None => {
-                    return Err(Error::new(
-                        format!("dlopen {name}"),
-                        ErrorKind::DependencyNotFound,
-                        "$ORIGIN of a library loaded from memory or a descriptor is unknown",
-                    )
-                    .with_path(obj.label()))
-                }
-            },
-        };
-        expanded = name.replace("${ORIGIN}", &dir).replace("$ORIGIN", &dir);
-        expanded.as_str()
+    let (source, rules) = if name.contains("$ORIGIN") || name.contains("${ORIGIN}") {
+        let source = crate::namespace::expand_origin_in_name(name, origin).ok_or_else(|| {
+            Error::new(
+                format!("dlopen {name}"),
+                ErrorKind::DependencyNotFound,
+                "$ORIGIN of a library loaded from memory or a descriptor is unknown",
+            )
+            .with_path(obj.label())
+        })?;
+        (source, ns)
+    } else if name.contains('/') {
+        (Source::parse(name), ns)
     } else {
-        name
-    };
-    if !name.contains('/') {
         if let Some(lib) = open_loaded_soname(ns, &Source::path(name)) {
             return Ok(Opened::Mapped(lib));
         }
-    }
-    let (source, rules) = if name.contains('/') {
-        (Source::parse(name), ns)
-    } else {
         match ns.resolve(name, origin, obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
             Resolved::Map { source, ns } => (source, ns),
             Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),

@@ -645,24 +645,7 @@ impl Object {
     pub(crate) fn set_root(&self, root: &Arc<Object>) {
         let _ = self.root.set(Arc::downgrade(root));
     }
-}
 
-/// The first definition of `name` (version `want`) in `list`, in order.
-fn find_in_list(list: &[Dependency], name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
-    let version = match want {
-        Want::Exact(v) => Some(v),
-        Want::Default => None,
-    };
-    list.iter().find_map(|d| match d {
-        Dependency::Mmkit(w) => {
-            let o = w.upgrade()?;
-            symbols::lookup(&o.dynamic, name, want).map(|(_, sym)| (o.own_target(&sym), Some(SymbolKind::of(&sym))))
-        }
-        Dependency::System(sys) => sys.symbol(name, version).map(|a| (Target::Addr(a), None)),
-    })
-}
-
-impl Object {
     /// The kind of the exported symbol `name` (default version): whether it is a function,
     /// data, thread-local, absolute. For a definition in a library glibc loaded, the kind
     /// glibc's symbol table gives (`dladdr1`), else [`SymbolKind::Function`] when the address
@@ -756,17 +739,10 @@ impl Object {
         if crate::relocate::atexit::INTERPOSED.contains(&key.text()) {
             return Ok(Target::Addr(crate::relocate::atexit::thread_atexit as *const () as usize as u64));
         }
-        if key.text() == crate::executor::dladdr::INTERPOSED {
-            return Ok(Target::Addr(crate::executor::dladdr::dladdr as *const () as usize as u64));
-        }
-        if let Some(entry) = crate::executor::dlsym::bound_to(key.text()) {
+        if let Some(entry) = crate::executor::interposed(key.text()) {
             if key.text() == b"dlopen" {
                 self.calls_dlopen.store(true, Ordering::Relaxed);
             }
-            return Ok(Target::Addr(entry));
-        }
-        #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
-        if let Some(entry) = crate::executor::phdrs::bound_to(key.text()) {
             return Ok(Target::Addr(entry));
         }
         let version = dy.version_of(index).map(|(v, _)| v);
@@ -1126,6 +1102,17 @@ pub struct Library {
     registry: Arc<crate::group::Registry>,
 }
 
+/// The first definition of `name` (version `want`) in `list`, in order.
+fn find_in_list(list: &[Dependency], name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
+    list.iter().find_map(|d| match d {
+        Dependency::Mmkit(w) => {
+            let o = w.upgrade()?;
+            symbols::lookup(&o.dynamic, name, want).map(|(_, sym)| (o.own_target(&sym), Some(SymbolKind::of(&sym))))
+        }
+        Dependency::System(sys) => sys.symbol(name, want.version()).map(|a| (Target::Addr(a), None)),
+    })
+}
+
 /// What a handle holds.
 enum Held<'a> {
     Mapped(&'a Object),
@@ -1303,13 +1290,7 @@ impl Library {
     pub(crate) fn find_wanted(&self, name: &str, want: Want<'_>) -> Option<Target> {
         match self.held() {
             Held::Mapped(o) => o.find(name, want),
-            Held::System(s) => {
-                let version = match want {
-                    Want::Exact(v) => Some(v),
-                    Want::Default => None,
-                };
-                s.lib.symbol(name, version).map(Target::Addr)
-            }
+            Held::System(s) => s.lib.symbol(name, want.version()).map(Target::Addr),
         }
     }
 

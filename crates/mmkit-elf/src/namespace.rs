@@ -429,6 +429,17 @@ fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -
     Some(SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into()))
 }
 
+/// A `dlopen` name holding `$ORIGIN` from the library loaded from `origin`, expanded as a
+/// `DT_RUNPATH` entry is (see [`expand_origin`]): a file, or an entry of the same APK. `None`
+/// when the library has no directory (loaded from memory or a descriptor).
+pub(crate) fn expand_origin_in_name(name: &str, origin: &Source) -> Option<Source> {
+    Some(match expand_origin(name, Some(origin), origin.dir())? {
+        // A path may name an APK entry (`$ORIGIN/../app.apk!/lib/x.so`), as a name with `/` does.
+        SearchDir::Dir(path) => path.to_str().map_or_else(|| Source::Path(path.clone()), Source::parse),
+        SearchDir::Archive { archive, dir } => Source::zip_entry(archive, dir),
+    })
+}
+
 /// `a/b/../c/./d` → `a/c/d` (zip entry names have no `..`).
 fn normalize(dir: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();

@@ -95,6 +95,16 @@ pub(crate) enum Want<'a> {
     Exact(&'a str),
 }
 
+impl<'a> Want<'a> {
+    /// The version name asked for, if any (`dlvsym`'s; none for `dlsym`'s default).
+    pub(crate) fn version(self) -> Option<&'a str> {
+        match self {
+            Want::Exact(v) => Some(v),
+            Want::Default => None,
+        }
+    }
+}
+
 /// Whether symbol `index` is a definition that a lookup may bind to.
 fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> bool {
     if !sym.is_defined() || sym.bind() == elf::STB_LOCAL {

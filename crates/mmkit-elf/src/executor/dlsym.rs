@@ -156,12 +156,13 @@ mod entries {
         }
         // SAFETY: `handle` came from `dlopen` (glibc's: a `struct link_map`, whose first word
         // is `l_addr`; or mmkit's: a `Handle`), as `dlsym`, `dlinfo` and `dlclose` require, so
-        // its first word is readable and aligned; a `Handle` with the magic is live (`dlclose`
-        // clears it before freeing).
-        unsafe {
-            let first = handle.cast::<AtomicUsize>();
-            ((*first).load(Ordering::Acquire) == HANDLE_MAGIC).then(|| &*handle.cast::<Handle>())
+        // its first word is readable and aligned.
+        let first = unsafe { &*handle.cast::<AtomicUsize>() };
+        if first.load(Ordering::Acquire) != HANDLE_MAGIC {
+            return None;
         }
+        // SAFETY: a `Handle` with the magic is live: `dlclose` clears it before freeing.
+        Some(unsafe { &*handle.cast::<Handle>() })
     }
 
     /// `dlsym`'s answer for `handle`, if it is a handle of mmkit's (`None` for another handle).

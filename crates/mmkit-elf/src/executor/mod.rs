@@ -15,6 +15,24 @@ pub(crate) mod dlsym;
 #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod phdrs;
 
+/// The function of mmkit's that `name` is bound to in the libraries it maps, instead of the
+/// system linker's, if it is one of the `dl*` functions above (which answer for the libraries
+/// mmkit maps as glibc answers for its own).
+pub(crate) fn interposed(name: &[u8]) -> Option<u64> {
+    // Every name here starts with `dl` or `_dl`: one comparison for all the others.
+    if !name.starts_with(b"dl") && !name.starts_with(b"_dl") {
+        return None;
+    }
+    if name == dladdr::INTERPOSED {
+        return Some(dladdr::dladdr as *const () as usize as u64);
+    }
+    #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    if let Some(entry) = phdrs::bound_to(name) {
+        return Some(entry);
+    }
+    dlsym::bound_to(name)
+}
+
 use crate::dynamic::Dynamic;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::LoadOptions;
