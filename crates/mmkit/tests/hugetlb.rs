@@ -6,8 +6,11 @@
 
 #[path = "support/fork.rs"]
 mod fork;
+#[path = "support/hugetlb.rs"]
+mod hugetlb_support;
 
 use fork::in_child;
+use hugetlb_support::hugetlb_memfd;
 use mmkit::anon::Purged;
 use mmkit::{page_size, Advice, ErrorKind, HugePages, MapOptions, Protection};
 
@@ -247,18 +250,6 @@ fn a_touch_window_on_hugetlbfs_is_unmapped_whole() {
 }
 
 /// An `MFD_HUGETLB` memfd, as `tests/soundness.rs` makes one: owned, `len` bytes long.
-fn hugetlb_memfd(name: &std::ffi::CStr, len: usize) -> mmkit::SharedMemory {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
-    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor nothing else owns.
-    let shm = mmkit::SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
-    shm.set_len(len as u64).unwrap();
-    shm
-}
-
 /// `Reservation::map_shared_memory_at` (safe) of one base page of a hugetlb memfd: the kernel
 /// would map the whole huge page with `MAP_FIXED`, replacing the rest of it, here a range a
 /// carved sub-reservation owns (in general whatever follows a short reservation). Refused.

@@ -9,6 +9,8 @@
 
 #[path = "support/fork.rs"]
 mod fork;
+#[path = "support/hugetlb.rs"]
+mod hugetlb_support;
 
 use mmkit::inspect::MapsEntry;
 use mmkit::{page_size, Error, ErrorKind, MapOptions, Protection};
@@ -306,22 +308,10 @@ mod reservation {
     /// such a range before the kernel is asked, whatever the pool holds.
     #[test]
     fn a_hugetlb_memfd_is_never_mapped_past_the_range_given() {
-        use std::os::fd::{FromRawFd, OwnedFd};
+        use crate::hugetlb_support::{huge_page_size, hugetlb_memfd};
         let page = page_size();
-        let huge = std::fs::read_to_string("/proc/meminfo")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("Hugepagesize:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
-            .expect("Hugepagesize in /proc/meminfo")
-            * 1024;
-        let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
-        // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
-        let fd = unsafe { libc::memfd_create(c"peer-hugetlb".as_ptr(), flags) };
-        assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
-        // SAFETY: a fresh descriptor nothing else owns.
-        let shm = mmkit::SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
-        shm.set_len(huge as u64).unwrap();
+        let huge = huge_page_size();
+        let shm = hugetlb_memfd(c"peer-hugetlb", huge);
         let r = ReserveOptions::new(page).align(huge).reserve().unwrap();
         let err = r.map_shared_memory_at(0, page, Protection::READ_WRITE, &shm, 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");

@@ -4,6 +4,9 @@
 //! must stay inside its mapping (checked against `/proc/self/maps`), never panic, and only hand
 //! out copies or raw windows; a safe `&[u8]` map needs seals the kernel enforces.
 
+#[path = "support/hugetlb.rs"]
+mod hugetlb_support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -274,21 +277,7 @@ fn a_plain_file_is_not_proven_immutable() {
 /// refused before anything is mapped or sealed, whatever the pool holds.
 #[test]
 fn a_hugetlb_memfd_gets_no_safe_view() {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let huge = std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Hugepagesize:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .expect("Hugepagesize in /proc/meminfo")
-        * 1024;
-    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
-    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
-    let fd = unsafe { libc::memfd_create(c"peer-hugetlb".as_ptr(), flags) };
-    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor nothing else owns.
-    let shm = SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
-    shm.set_len(huge).unwrap();
+    let shm = hugetlb_support::hugetlb_memfd(c"peer-hugetlb", hugetlb_support::huge_page_size());
     let err = shm.view().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotSafe, "{err}");
     assert!(err.to_string().contains("hugetlbfs"), "{err}");
