@@ -172,19 +172,20 @@ impl ReserveOptions {
         let len = check_page_len("reserve", self.len as u64, page as u64)?;
         let flags = sharing.map_flags();
         let fd = fd.as_fd();
-        // A file on hugetlbfs is mapped (and must be unmapped) in whole huge pages: own them all,
-        // or the unmap on drop fails and the mapping leaks.
-        let huge = sys::hugetlbfs_page_size_of(fd);
-        let len = match huge {
-            Some(huge) => check_page_len("reserve", len as u64, huge as u64)?,
-            None => len,
-        };
         // SAFETY: no MAP_FIXED: fresh address space the kernel picks; the reference contract
         // of the file is the caller's.
         let ptr = unsafe { sys::mmap(std::ptr::null_mut(), len, prot.prot_flags(), flags, Some(fd), file_offset) }
             .map_err(|e| {
                 Error::os("mmap", e).with_opt_path(sys::fd_path(fd).as_deref()).with_range(file_offset, len as u64)
             })?;
+        // A file on hugetlbfs is mapped (and must be unmapped) in whole huge pages: own them all,
+        // or the unmap on drop fails and the mapping leaks. The kernel placed such a mapping at
+        // a huge page boundary and rounded its length up (so the rounded length fits).
+        let huge = if sys::may_be_hugetlbfs_address(ptr as usize) { sys::hugetlbfs_page_size_of(fd) } else { None };
+        let len = match huge {
+            Some(huge) => len.next_multiple_of(huge),
+            None => len,
+        };
         Ok(Reservation {
             base: NonNull::new(ptr).expect("mmap returned NULL"),
             len,
@@ -438,18 +439,22 @@ impl Reservation {
         // A file on hugetlbfs (an `MFD_HUGETLB` memfd another process may send) is mapped in
         // whole huge pages whatever length is asked for: MAP_FIXED would replace the rest of the
         // last huge page, past `len` and possibly past the reservation (someone else's memory).
-        let huge = sys::hugetlbfs_page_size_of(fd);
+        // At an address no huge page can start at, the kernel refuses such a file itself.
+        let unaligned = |huge: usize| {
+            Error::new("map_file_at", ErrorKind::Unaligned)
+                .with_opt_path(sys::fd_path(fd).as_deref())
+                .with_addr(ptr as usize)
+                .with_range(file_offset, len as u64)
+                .with_detail(format!(
+                    "the file is on hugetlbfs, which maps whole huge pages ({huge:#x} bytes): the address, \
+                     length and file offset must be multiples of that, so the huge pages stay inside the \
+                     range given"
+                ))
+        };
+        let huge = if sys::may_be_hugetlbfs_address(ptr as usize) { sys::hugetlbfs_page_size_of(fd) } else { None };
         if let Some(huge) = huge {
             if ptr as usize % huge != 0 || len % huge != 0 || file_offset % huge as u64 != 0 {
-                return Err(Error::new("map_file_at", ErrorKind::Unaligned)
-                    .with_opt_path(sys::fd_path(fd).as_deref())
-                    .with_addr(ptr as usize)
-                    .with_range(file_offset, len as u64)
-                    .with_detail(format!(
-                        "the file is on hugetlbfs, which maps whole huge pages ({huge:#x} bytes): the address, \
-                         length and file offset must be multiples of that, so the huge pages stay inside the \
-                         range given"
-                    )));
+                return Err(unaligned(huge));
             }
         }
         let flags = MapFlags::FIXED
@@ -457,6 +462,11 @@ impl Reservation {
             | sharing.map_flags();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {
+            if let (rustix::io::Errno::INVAL, None) = (e, huge) {
+                if let Some(huge) = sys::hugetlbfs_page_size_of(fd) {
+                    return unaligned(huge);
+                }
+            }
             Error::os("mmap(MAP_FIXED)", e)
                 .with_opt_path(sys::fd_path(fd).as_deref())
                 .with_addr(ptr as usize)

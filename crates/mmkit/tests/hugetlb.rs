@@ -268,6 +268,18 @@ fn a_hugetlb_memfd_mapped_into_a_reservation_never_replaces_a_neighbour() {
     assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
     // SAFETY: as above: the neighbour's page is still its own committed page.
     assert_eq!(unsafe { neighbour.as_ptr().read_volatile() }, 42, "the neighbour's page was replaced");
+    // At an address no huge page starts at, mmkit skips its hugetlbfs probe and the kernel
+    // refuses the mapping before it replaces anything: the same error, and the pages around
+    // are untouched.
+    let off = mmkit::reserve::ReserveOptions::new(2 * huge).align(huge).reserve().unwrap();
+    off.commit(0, huge, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write above, owned by `off`; raw access only.
+    unsafe { off.as_mut_ptr().add(2 * page).write_volatile(7) };
+    let err = off.map_shared_memory_at(page, page, Protection::READ_WRITE, &shm, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+    assert!(err.to_string().contains("hugetlbfs"), "{err}");
+    // SAFETY: as above.
+    assert_eq!(unsafe { off.as_ptr().add(2 * page).read_volatile() }, 7, "a page beside the refused range was replaced");
     // Whole huge pages inside the range are fine.
     let whole = mmkit::reserve::ReserveOptions::new(huge).align(huge).reserve().unwrap();
     whole.map_shared_memory_at(0, huge, Protection::READ_WRITE, &shm, 0).unwrap();

@@ -421,6 +421,28 @@ pub(crate) fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usiz
     (fs.f_type as u32 == HUGETLBFS_MAGIC).then_some(size)
 }
 
+/// Whether a file mapping placed at `addr` could be of a file on hugetlbfs. The kernel places
+/// such a mapping only at a multiple of its huge page size, and refuses `MAP_FIXED` elsewhere
+/// (`EINVAL`, before it unmaps anything). No huge page size is below 16 base pages on the
+/// architectures listed (the smallest is arm64's contiguous-PTE size: 16 pages of 4 KiB), so an
+/// address off that alignment is certainly not one, and the probe (`fstat`, perhaps `fstatfs`)
+/// is skipped: the ELF loader maps four segments per library, almost never at such an address.
+/// Elsewhere every address may be one.
+pub(crate) fn may_be_hugetlbfs_address(addr: usize) -> bool {
+    const MIN_HUGE_PAGES: usize = if cfg!(any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )) {
+        16
+    } else {
+        1
+    };
+    addr % (MIN_HUGE_PAGES * page_size()) == 0
+}
+
 /// [`hugetlbfs_page_size`] of the file behind `fd`, asking `fstat` for its block size.
 pub(crate) fn hugetlbfs_page_size_of(fd: BorrowedFd<'_>) -> Option<usize> {
     let (_, block) = regular_file_len_and_block(fd).ok()?;
