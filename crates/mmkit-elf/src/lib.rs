@@ -114,6 +114,11 @@
 //! linker under the default [`SystemPolicy`], as a dependency would be; a position-independent
 //! executable is refused, as glibc refuses it.
 //!
+//! A library whose `PT_GNU_STACK` asks for an executable stack (GNU C nested-function
+//! trampolines, assembly without `.note.GNU-stack`) gets one as glibc's `dlopen` gives it: the
+//! system linker is asked to make every thread's stack executable (glibc before 2.41), or the
+//! library is refused with its message (2.41 and later, unless the stack is executable already).
+//!
 //! Loads and unloads are serialized by one process-wide lock, re-entrant like glibc's: an
 //! initializer that opens a library on the same thread goes ahead.
 //!

@@ -257,6 +257,10 @@ impl Object {
         let page = page_size();
         let plan = plan_source(&src, page)?;
         let label = src.label();
+        if plan.exec_stack {
+            // As glibc's dlopen: the stacks become executable, or the library is refused.
+            crate::executor::execstack::make_stacks_executable().map_err(|e| e.with_path(label))?;
+        }
         // The file name is the end of the label: after its last `/` (a file or an entry opened
         // as one has no trailing `/`), or after `memfd:`.
         let name_at = match source {

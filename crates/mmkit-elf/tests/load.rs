@@ -1019,3 +1019,69 @@ fn a_bare_soname_is_searched_for_whatever_the_current_directory_holds() {
     assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
     assert!(err.to_string().contains("./libfxbase.so names the file there"), "{err}");
 }
+
+/// Whether the main thread's stack (`[stack]` in `/proc/self/maps`) is executable.
+fn main_stack_is_executable() -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps.lines().find(|l| l.ends_with("[stack]")).expect("a [stack] line");
+    line.split_whitespace().nth(1).unwrap().contains('x')
+}
+
+#[test]
+fn a_library_that_needs_an_executable_stack_runs_as_glibc_runs_it() {
+    // A GNU C nested function called through its trampoline on the stack: the library is
+    // marked PT_GNU_STACK RWE. glibc's dlopen (before 2.41) makes the stacks of every thread
+    // executable (and of threads started later); glibc 2.41 refuses the library instead. mmkit
+    // mapped it and ignored the flag: the call faulted (SIGSEGV).
+    let fixture = build("execstack", "execstack.c", "fxexecstack", &["-Wl,-z,execstack"]);
+    let name = "a_library_that_needs_an_executable_stack_runs_as_glibc_runs_it";
+    let run = |by: &str| -> String {
+        let out = std::env::temp_dir().join(format!("mmkit-execstack-{by}-{}", std::process::id()));
+        if in_fresh_process_with(name, &[("MMKIT_EXECSTACK_BY", by), ("MMKIT_EXECSTACK_OUT", out.to_str().unwrap())]) {
+            return String::new();
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        text
+    };
+    let Ok(by) = std::env::var("MMKIT_EXECSTACK_BY") else {
+        let (glibc, mmkit) = (run("glibc"), run("mmkit"));
+        assert_eq!(mmkit, glibc, "mmkit's load of an execstack library (left) against glibc's (right)");
+        return;
+    };
+    // In a fresh process: load it one way, call it on this thread and on a new one.
+    assert!(!main_stack_is_executable(), "the test program itself asks for no executable stack");
+    let call: extern "C" fn(i64, i64) -> i64;
+    let mut _keep = None;
+    if by == "glibc" {
+        let c = std::ffi::CString::new(fixture.to_str().unwrap()).unwrap();
+        // SAFETY: a trusted test fixture.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if h.is_null() {
+            std::fs::write(std::env::var("MMKIT_EXECSTACK_OUT").unwrap(), "refused").unwrap();
+            return;
+        }
+        // SAFETY: `h` is a live handle, the name a C string.
+        let f = unsafe { libc::dlsym(h, c"fx_through_trampoline".as_ptr()) };
+        assert!(!f.is_null());
+        // SAFETY: the fixture's `int64_t fx_through_trampoline(int64_t, int64_t)`.
+        call = unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn(i64, i64) -> i64>(f) };
+    } else {
+        // SAFETY: a trusted test fixture.
+        let lib = match unsafe { Library::open(fixture.as_path()) } {
+            Ok(lib) => lib,
+            Err(e) => {
+                assert!(e.to_string().contains("executable stack"), "{e}");
+                std::fs::write(std::env::var("MMKIT_EXECSTACK_OUT").unwrap(), "refused").unwrap();
+                return;
+            }
+        };
+        // SAFETY: the fixture's `int64_t fx_through_trampoline(int64_t, int64_t)`.
+        call = *unsafe { lib.function::<extern "C" fn(i64, i64) -> i64>("fx_through_trampoline") }.unwrap();
+        _keep = Some(lib);
+    }
+    let here = call(10, 5);
+    let there = std::thread::spawn(move || call(20, 5)).join().unwrap();
+    let outcome = format!("loaded: {here} {there}, main stack executable: {}", main_stack_is_executable());
+    std::fs::write(std::env::var("MMKIT_EXECSTACK_OUT").unwrap(), outcome).unwrap();
+}

@@ -12,6 +12,7 @@
 pub(crate) mod debugger;
 pub(crate) mod dladdr;
 pub(crate) mod dlsym;
+pub(crate) mod execstack;
 #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod phdrs;
 
