@@ -289,8 +289,13 @@ impl Namespace {
     /// without `/` is never opened relative to the current directory, even when something
     /// there has that name (`./libfoo.so` names that).
     pub(crate) fn top_level(&self, source: Source) -> Result<Source> {
+        use std::os::unix::ffi::OsStrExt;
         let Source::Path(p) = &source else { return Ok(source) };
-        let Some(name) = p.to_str().filter(|n| !n.contains('/')) else { return Ok(source) };
+        // By its bytes: a name that is not UTF-8 is a bare name too.
+        if p.as_os_str().as_bytes().contains(&b'/') {
+            return Ok(source);
+        }
+        let name = p.as_os_str();
         let mut skipped = Vec::new();
         let dirs = self.dirs(None, false, &mut std::iter::empty());
         for dir in &dirs {
@@ -302,10 +307,11 @@ impl Namespace {
         if p.is_file() {
             detail.push_str(&format!(
                 "; a name without `/` is searched for, not opened in the current directory \
-                 (./{name} names the file there)"
+                 (./{} names the file there)",
+                p.display()
             ));
         }
-        Err(Error::new(format!("find library {name}"), ErrorKind::DependencyNotFound, detail))
+        Err(Error::new(format!("find library {}", p.display()), ErrorKind::DependencyNotFound, detail))
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with
@@ -355,7 +361,7 @@ impl Namespace {
         } else {
             let mut found = None;
             for dir in &dirs {
-                if let Some(s) = candidate(dir, name, &mut skipped)? {
+                if let Some(s) = candidate(dir, name.as_ref(), &mut skipped)? {
                     found = Some(s);
                     break;
                 }
@@ -460,8 +466,8 @@ fn normalize(dir: &str) -> String {
 /// use and bionic a zip it cannot open, with why in `skipped`; but an entry that is there and
 /// cannot be mapped (compressed, misaligned, ...) is an error, as a corrupt file found is.
 /// As bionic's `open_library_at_path`, `archive!/dir/name` that is no usable entry is tried as
-/// a file of that name.
-fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Result<Option<Source>> {
+/// a file of that name. A `name` that is not UTF-8 is no zip entry's.
+fn candidate(search: &SearchDir, name: &std::ffi::OsStr, skipped: &mut Vec<String>) -> Result<Option<Source>> {
     match search {
         SearchDir::Dir(d) => {
             let p = d.join(name);
@@ -475,6 +481,7 @@ fn candidate(search: &SearchDir, name: &str, skipped: &mut Vec<String>) -> Resul
             Ok(Some(Source::Path(p)))
         }
         SearchDir::Archive { archive, dir } => {
+            let Some(name) = name.to_str() else { return Ok(None) };
             let entry = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
             let failure = match crate::source::open_zip_entry(archive, &entry, page_size()) {
                 Ok(_) => return Ok(Some(Source::zip_entry(archive.clone(), entry))),

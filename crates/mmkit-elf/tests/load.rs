@@ -1085,3 +1085,40 @@ fn a_library_that_needs_an_executable_stack_runs_as_glibc_runs_it() {
     let outcome = format!("loaded: {here} {there}, main stack executable: {}", main_stack_is_executable());
     std::fs::write(std::env::var("MMKIT_EXECSTACK_OUT").unwrap(), outcome).unwrap();
 }
+
+#[test]
+fn a_bare_name_that_is_not_utf8_is_searched_for_not_opened_in_the_current_directory() {
+    // glibc's dlopen never opens a name without `/` in the current directory, whatever its
+    // bytes. mmkit checked for `/` only in names that are UTF-8: `lib\xff.so` was opened in
+    // the current directory.
+    use std::os::unix::ffi::OsStrExt;
+    if !in_fresh_process("a_bare_name_that_is_not_utf8_is_searched_for_not_opened_in_the_current_directory") {
+        return;
+    }
+    let name = std::ffi::OsStr::from_bytes(b"libfx\xffbasic.so");
+    let dir = tempfile::tempdir().unwrap();
+    let (cwd, libs) = (dir.path().join("cwd"), dir.path().join("libs"));
+    std::fs::create_dir(&cwd).unwrap();
+    std::fs::create_dir(&libs).unwrap();
+    std::fs::copy(lib("basic.c", "fxbasic"), cwd.join(name)).unwrap();
+    std::env::set_current_dir(&cwd).unwrap();
+    // The oracle: glibc does not find it.
+    let c = std::ffi::CString::new(name.as_bytes()).unwrap();
+    // SAFETY: a test fixture (not found anyway).
+    assert!(unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) }.is_null());
+    // SAFETY: as above.
+    assert!(unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW) }.is_null(), "glibc opened it in the cwd");
+    // SAFETY: test fixtures.
+    let err = unsafe { Library::open(std::path::Path::new(name)) }.map(|l| l.source().to_owned()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    let ns = mmkit_elf::Namespace::isolated("bare").search([libs.display().to_string()]);
+    // SAFETY: as above.
+    let err = unsafe { ns.open(std::path::Path::new(name)) }.map(|l| l.source().to_owned()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{err}");
+    // Searched for: found in a directory of the namespace.
+    std::fs::rename(cwd.join(name), libs.join(name)).unwrap();
+    // SAFETY: as above.
+    let found = unsafe { ns.open(std::path::Path::new(name)) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.source(), libs.join(name).to_string_lossy());
+    assert_eq!(call(&found, "fx_add", &[40, 2]), 42);
+}
