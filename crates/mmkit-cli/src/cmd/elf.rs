@@ -69,8 +69,8 @@ pub enum System {
     /// mmkit maps private copies of system libraries too (libc and libm load; a private libc
     /// or libstdc++ keeps state of its own, apart from the process's: malloc, stdio, locale).
     Map,
-    /// A system library SOURCE needs is refused, naming it (SOURCE itself, named by its path,
-    /// is mapped by mmkit).
+    /// A system library is refused, naming it: one SOURCE needs, and SOURCE itself when it is
+    /// one (a system library the process has loaded already is used as it is).
     Refuse,
 }
 
