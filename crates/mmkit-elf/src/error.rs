@@ -77,6 +77,10 @@ pub enum ErrorKind {
     /// ([`LoadOptions::reserved`](crate::LoadOptions::reserved)); the message says how many
     /// bytes it needs.
     ReservationTooSmall,
+    /// The range of the caller's reservation asked for ([`LoadOptions::reserved`](crate::LoadOptions::reserved))
+    /// still holds a library mmkit loaded there (kept by another handle, or pinned); the
+    /// message names it.
+    ReservationInUse,
     /// The library is built for initial-exec TLS (`DF_STATIC_TLS`) and glibc's static TLS area
     /// has no room left for its block (glibc's `dlopen` of it fails the same way), or the
     /// block could not be set up; or relocations write into its TLS initialization image.

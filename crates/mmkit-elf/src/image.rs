@@ -41,6 +41,9 @@ pub(crate) struct Image {
     /// The address space of the image: every segment is mapped, committed and protected
     /// through it (mmkit's core is the one owner of the pages), and dropping it unmaps them.
     space: mmkit::Reservation,
+    /// For a range lent by the caller's reservation: its entry in [`LENT`], removed once
+    /// `space` (declared above: dropped first) has returned the range.
+    lent: Option<LentRange>,
     /// Offset of the span in `space` (the head keeps segments aligned to their `p_align`).
     offset: usize,
     /// Run-time address of the span.
@@ -66,6 +69,26 @@ pub(crate) struct Image {
 
 /// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
 static NEXT_IMAGE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The ranges `[start, end)` of callers' reservations that images hold now
+/// ([`LoadOptions::reserved`]), with the library's name: a second library asked into a range
+/// still holding one (another handle keeps it, or it is pinned) is refused instead of being
+/// mapped over it.
+static LENT: std::sync::Mutex<Vec<(usize, usize, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn lent_ranges() -> std::sync::MutexGuard<'static, Vec<(usize, usize, String)>> {
+    LENT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An image's entry in [`LENT`] (by its start), removed on drop.
+#[derive(Debug)]
+struct LentRange(usize);
+
+impl Drop for LentRange {
+    fn drop(&mut self) {
+        lent_ranges().retain(|&(start, _, _)| start != self.0);
+    }
+}
 
 /// `len` consecutive plain-data values (ELF structures) at a place in one [`Image`], checked
 /// once, when made by [`Image::table`], to lie in its readable pages; read in place with
@@ -125,6 +148,20 @@ impl Image {
             let lent = place.check(plan).and_then(|()| {
                 let (r, offset) = place.range();
                 let op = "load into the reserved address space";
+                // In the reservation (checked above): no overflow.
+                let (start, end) =
+                    (r.as_ptr() as usize + offset, r.as_ptr() as usize + offset + plan.span_len as usize);
+                if let Some((s, e, held)) = lent_ranges().iter().find(|&&(s, e, _)| s < end && start < e) {
+                    return Err(Error::new(
+                        op,
+                        ErrorKind::ReservationInUse,
+                        format!(
+                            "[{start:#x}, {end:#x}) overlaps [{s:#x}, {e:#x}), where {held} is still loaded \
+                             (another handle keeps it, or it is pinned)"
+                        ),
+                    )
+                    .with_range(offset as u64, plan.span_len));
+                }
                 // SAFETY: the contract of the `unsafe` open that took the options: the
                 // reservation outlives the library and is not used on its range meanwhile.
                 let lent = unsafe { r.lend(offset, plan.span_len as usize) }.map_err(|e| Error::from_core(op, &e))?;
@@ -133,7 +170,13 @@ impl Image {
                 Ok(lent)
             });
             match lent {
-                Ok(lent) => return Image::load_into(plan, src, name, lent, 0, false),
+                Ok(lent) => {
+                    let (start, end) = (lent.as_ptr() as usize, lent.as_ptr() as usize + lent.len());
+                    let mut image = Image::load_into(plan, src, name, lent, 0, false)?;
+                    lent_ranges().push((start, end, name.to_owned()));
+                    image.lent = Some(LentRange(start));
+                    return Ok(image);
+                }
                 Err(_) if place.is_hint() => {}
                 Err(e) => return Err(e),
             }
@@ -202,6 +245,7 @@ impl Image {
             len: plan.span_len as usize,
             bias: (base as u64).wrapping_sub(plan.span_vaddr),
             space,
+            lent: None,
             // A file range and a `.bss` range per segment at most.
             ranges: Vec::with_capacity(2 * plan.segments.len()),
             last_range: AtomicUsize::new(0),

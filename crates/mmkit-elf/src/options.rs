@@ -70,7 +70,9 @@ impl<'r> LoadOptions<'r> {
     /// the library's range meanwhile: part of the contract of the `unsafe` open. A pinned
     /// library (`DF_1_NODELETE`, [`Library::pin`](crate::Library::pin)) is never unloaded, so
     /// its reservation must never be dropped. A library already loaded in the namespace is
-    /// returned as it is, where it is (as Android does).
+    /// returned as it is, where it is (as Android does). A range that still holds another
+    /// library mmkit loaded there (another handle keeps it, or it is pinned) is refused
+    /// ([`ErrorKind::ReservationInUse`], naming it), never mapped over.
     #[doc(alias = "ANDROID_DLEXT_RESERVED_ADDRESS")]
     pub fn reserved(mut self, reservation: &'r Reservation, offset: usize) -> LoadOptions<'r> {
         self.place = Some(Place { reservation, offset, hint: false });

@@ -114,6 +114,48 @@ fn reserved_address_hint_falls_back_to_a_fresh_reservation() {
     assert_eq!(lib2.span().0, big.as_ptr() as u64);
 }
 
+#[test]
+fn reserved_address_still_holding_a_library_is_refused_not_mapped_over() {
+    // A library stays where it was loaded while anything keeps it: another handle, a pin
+    // (`DF_1_NODELETE`, `Library::pin`, `seal`), a pending `thread_local` destructor; its
+    // caller cannot always tell. A second library asked into the same range was mapped over
+    // it with MAP_FIXED: the first one's code was replaced under it (SIGSEGV at unload).
+    let (first, second) = (build("dlext", "basic.c", "fxinuse1", &[]), build("dlext", "basic.c", "fxinuse2", &[]));
+    let page = mmkit::page_size();
+    let space = aligned_reservation(&first, 256 * page);
+    let lib = open_with(first.as_path(), &LoadOptions::new().reserved(&space, 0)).unwrap_or_else(|e| panic!("{e}"));
+    let (start, len) = lib.span();
+    let add = lib.address_of("fx_add").unwrap();
+    lib.pin();
+    drop(lib);
+    assert_eq!(call_addr(add, &[40, 2]), 42, "a pinned library stays loaded");
+    let ino = std::fs::metadata(&first).unwrap().ino();
+    let before = areas_of_inode(ino);
+    let err = open_with(second.as_path(), &LoadOptions::new().reserved(&space, 0)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ReservationInUse, "{err}");
+    assert!(err.to_string().contains("libfxinuse1.so"), "names the library there: {err}");
+    // Overlapping only its end is refused too.
+    let err = open_with(second.as_path(), &LoadOptions::new().reserved(&space, len as usize - page)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ReservationInUse, "{err}");
+    // The kernel's view: the first library's pages are as they were, and it still works.
+    assert_eq!(areas_of_inode(ino), before);
+    assert_eq!(call_addr(add, &[1, 2]), 3);
+    // With the hint, the second goes to a fresh reservation; past the first, it fits.
+    let hinted = open_with(second.as_path(), &LoadOptions::new().reserved_hint(&space, 0)).unwrap();
+    let (s2, l2) = hinted.span();
+    assert!(s2 + l2 <= space.as_ptr() as u64 || s2 >= space.as_ptr() as u64 + space.len() as u64, "{s2:#x}");
+    drop(hinted);
+    let after = (len as usize).next_multiple_of(128 * page);
+    let beside =
+        open_with(second.as_path(), &LoadOptions::new().reserved(&space, after)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(beside.span().0, start + after as u64);
+    assert_eq!(call(&beside, "fx_add", &[2, 3]), 5);
+    assert_eq!(call_addr(add, &[2, 3]), 5);
+    drop(beside);
+    // The pinned library is never unloaded: its reservation must outlive the process.
+    std::mem::forget(space);
+}
+
 /// `junk` bytes, padded to a page, then the library: an archive the caller parsed itself.
 fn library_at_offset(name: &str, pad_pages: usize) -> (std::fs::File, u64) {
     let lib = std::fs::read(build("dlext", "basic.c", name, &[])).unwrap();
