@@ -689,6 +689,10 @@ fn tour_arguments() {
         (&["tour", "--size", "-1"], Expect::Usage),
         (&["tour", "--size", "99999999999T"], Expect::Usage),
         (&["tour", "--size", "1Q"], Expect::Usage),
+        // u64::MAX bytes parse; the disk they need plus the elf section's overflowed (a
+        // panic in debug builds, a wrapped small sum that passed the free-space check in release).
+        (&["tour", "--size", "18446744073709551615"], Expect::Fail),
+        (&["tour", "--size", "18446744073709547520", "--only", "file,elf"], Expect::Fail),
         (&["tour", "--only", "bogus"], Expect::Fail),
         (&["tour", "--bogus"], Expect::Usage),
     ]
