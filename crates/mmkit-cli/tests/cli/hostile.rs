@@ -530,6 +530,27 @@ fn files_named_by_options_are_refused_unless_regular() {
     check_all(&cases);
 }
 
+/// `mmio --profile` read the whole file into memory before parsing it: a sparse 3 GiB file
+/// named by mistake took over a minute and 3 GiB of memory, a 1 TiB one failed with a bare
+/// "out of memory", and 2 MiB of comments were parsed. A profile is refused past 1 MiB, at once.
+#[test]
+fn mmio_profiles_longer_than_a_mebibyte_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let sparse = d.path().join("sparse profile");
+    std::fs::File::create(&sparse).unwrap().set_len(1 << 40).unwrap();
+    let comments = d.path().join("comment profile");
+    std::fs::write(&comments, "# a comment line of a device profile, repeated\n".repeat(48 << 10)).unwrap();
+    assert!(std::fs::metadata(&comments).unwrap().len() > 2 << 20);
+    for profile in [&sparse, &comments] {
+        let args =
+            [OsString::from("mmio"), "read".into(), "--uio".into(), "99".into(), "--profile".into(), profile.into()];
+        let o = run(&args);
+        assert!(o.problem(Expect::Fail).is_none(), "{o:?}");
+        let line = o.error_lines()[0];
+        assert!(line.contains("longer than 1048576 bytes") && line.contains(profile.to_str().unwrap()), "{line}");
+    }
+}
+
 /// Item 15 of issue 10: `--timeout nan` waited on, now every absurd number is a usage error.
 #[test]
 fn irq_timeouts_that_are_not_durations_are_usage_errors() {
