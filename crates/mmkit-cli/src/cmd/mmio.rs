@@ -159,18 +159,32 @@ fn parse_pci(s: &str) -> Result<PciSelector, String> {
     s.parse().map_err(|e: mmkit_mmio::Error| e.to_string())
 }
 
+/// Longest `--profile` file read (1 MiB): thousands of rules.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
 /// Maps the region the source arguments name and the offset to access in it, with the rules
 /// of `--profile` when given; warns when no width rules are known for the device.
 fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result<(MmioRegion, usize)> {
     let profile = match &args.profile {
         Some(path) => {
-            // Not `fs::read_to_string`: a FIFO would block its open forever.
+            // Not `fs::read_to_string`: a FIFO would block its open forever. At most
+            // MAX_PROFILE_BYTES are read: a profile is a few lines, and a huge or sparse file
+            // named by mistake was read whole into memory (3 GiB: a minute and 3 GiB).
             let text = mmkit::open::open_regular(path)
                 .map_err(anyhow::Error::new)
-                .and_then(|mut f| {
+                .and_then(|f| {
                     let mut text = String::new();
-                    std::io::Read::read_to_string(&mut f, &mut text)
+                    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_PROFILE_BYTES + 1), &mut text)
                         .map_err(|e| crate::cli::io::io_error("read", path, e))?;
+                    if text.len() as u64 > MAX_PROFILE_BYTES {
+                        return Err(mmkit::Error::new("read", mmkit::ErrorKind::InvalidArgument)
+                            .with_path(path)
+                            .with_detail(format!(
+                                "longer than {} bytes: a profile is a few lines of width rules",
+                                MAX_PROFILE_BYTES
+                            ))
+                            .into());
+                    }
                     Ok(text)
                 })
                 .with_context(|| format!("cannot read device profile {}", path.display()))?;

@@ -530,6 +530,27 @@ fn files_named_by_options_are_refused_unless_regular() {
     check_all(&cases);
 }
 
+/// `mmio --profile` read the whole file into memory before parsing it: a sparse 3 GiB file
+/// named by mistake took over a minute and 3 GiB of memory, a 1 TiB one failed with a bare
+/// "out of memory", and 2 MiB of comments were parsed. A profile is refused past 1 MiB, at once.
+#[test]
+fn mmio_profiles_longer_than_a_mebibyte_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let sparse = d.path().join("sparse profile");
+    std::fs::File::create(&sparse).unwrap().set_len(1 << 40).unwrap();
+    let comments = d.path().join("comment profile");
+    std::fs::write(&comments, "# a comment line of a device profile, repeated\n".repeat(48 << 10)).unwrap();
+    assert!(std::fs::metadata(&comments).unwrap().len() > 2 << 20);
+    for profile in [&sparse, &comments] {
+        let args =
+            [OsString::from("mmio"), "read".into(), "--uio".into(), "99".into(), "--profile".into(), profile.into()];
+        let o = run(&args);
+        assert!(o.problem(Expect::Fail).is_none(), "{o:?}");
+        let line = o.error_lines()[0];
+        assert!(line.contains("longer than 1048576 bytes") && line.contains(profile.to_str().unwrap()), "{line}");
+    }
+}
+
 /// Item 15 of issue 10: `--timeout nan` waited on, now every absurd number is a usage error.
 #[test]
 fn irq_timeouts_that_are_not_durations_are_usage_errors() {
@@ -689,6 +710,10 @@ fn tour_arguments() {
         (&["tour", "--size", "-1"], Expect::Usage),
         (&["tour", "--size", "99999999999T"], Expect::Usage),
         (&["tour", "--size", "1Q"], Expect::Usage),
+        // u64::MAX bytes parse; the disk they need plus the elf section's overflowed (a
+        // panic in debug builds, a wrapped small sum that passed the free-space check in release).
+        (&["tour", "--size", "18446744073709551615"], Expect::Fail),
+        (&["tour", "--size", "18446744073709547520", "--only", "file,elf"], Expect::Fail),
         (&["tour", "--only", "bogus"], Expect::Fail),
         (&["tour", "--bogus"], Expect::Usage),
     ]
@@ -847,6 +872,17 @@ fn residency_totals_of_files_larger_than_u64_together() {
         }
     }
     let dir = d.path().as_os_str().to_owned();
+    // Without cachestat(2) (before Linux 6.5) a file is counted with mincore, a bit per page:
+    // 2^50 pages of 4 KiB cannot be, and each file is refused saying so (exit 1).
+    let probe = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
+    std::fs::write(probe.path(), b"x").unwrap();
+    let cachestat = mmkit::inspect::cachestat(probe.path()).unwrap().source;
+    if cachestat != mmkit::inspect::CacheStatSource::Cachestat {
+        let o = run(&["residency".into(), dir.clone()]);
+        assert!(o.problem(Expect::Fail).is_none() && o.code == Some(1), "{o:?}");
+        assert_eq!(o.stderr.matches("no memory for a bitmap of").count(), 5, "{o:?}");
+        return eprintln!("SKIP: no cachestat(2) here (before Linux 6.5): checked the refusal, not the totals");
+    }
     for json in [false, true] {
         let mut args = vec!["residency".into(), dir.clone()];
         if json {

@@ -67,7 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let chosen = |id: &str| args.only.is_empty() || args.only.iter().any(|o| o == id);
     // Before anything is written: room for the files, memory for the anon section.
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let files = if chosen("file") { args.size } else { 0 } + if chosen("elf") { limits::ELF_DISK } else { 0 };
+    // Saturating: `--size` may be up to u64::MAX, and the check below must then refuse it.
+    let files =
+        if chosen("file") { args.size } else { 0 }.saturating_add(if chosen("elf") { limits::ELF_DISK } else { 0 });
     // The pager section runs after the others have removed their files.
     let pager = if chosen("pager") { pager::disk_needed(args.size) } else { 0 };
     let disk = files.max(pager);
