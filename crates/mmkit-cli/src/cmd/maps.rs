@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         groups.add(kind, &e.stats);
         let written = match &mut sink {
             Sink::Table(t) => {
-                t.add(e, &name);
+                t.add(e, &printable(&name));
                 Ok(())
             }
             Sink::Json(j) => j.mapping(e, kind),
@@ -139,6 +139,25 @@ fn display_name(b: &Backing) -> std::borrow::Cow<'_, str> {
         Backing::File { path, deleted: false } => path.to_string_lossy(),
         Backing::Pseudo(p) => Cow::Borrowed(p),
     }
+}
+
+/// `name` for a terminal: control characters (which the kernel leaves in a path, all but the
+/// newline it prints as `\012`) written as `\xNN`, so a file name another user chose cannot send
+/// escape sequences to the terminal of whoever lists the mappings. JSON escapes them itself.
+fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The counters summed by kind (in [`MapKind::ALL`]'s order) and over all mappings shown (the

@@ -971,3 +971,27 @@ int main(int argc, char **argv) {
     }
     eprintln!("{whole} whole lists, {exited} reads cut short by the exit");
 }
+
+/// A file name with a terminal escape in it (anyone may name a file so, and `maps` lists other
+/// users' processes): the table writes the control characters as `\xNN`, never raw; `--json`
+/// escapes them as JSON does and keeps the name exact.
+#[test]
+fn maps_writes_control_characters_of_file_names_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("evil\x1b[31mred\x07");
+    std::fs::write(&path, b"x").unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: the file is ours, read-only here, and nothing truncates it while mapped.
+    let map = unsafe { mmkit::Mmap::map(&file) }.unwrap();
+    let pid = std::process::id().to_string();
+    let o = run(&os(&["maps", &pid, "--filter", "evil"]));
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(!o.stdout.contains('\x1b') && !o.stdout.contains('\x07'), "raw control characters: {:?}", o.stdout);
+    assert!(o.stdout.contains("evil\\x1b[31mred\\x07"), "{:?}", o.stdout);
+    let o = run(&os(&["maps", &pid, "--filter", "evil", "--json"]));
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let listed = doc["mappings"].as_array().unwrap().iter().any(|m| m["path"] == path.to_str().unwrap());
+    assert!(listed, "{}", o.stdout);
+    drop(map);
+}
