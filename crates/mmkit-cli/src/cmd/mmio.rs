@@ -283,7 +283,18 @@ fn read(args: ReadArgs) -> anyhow::Result<()> {
 fn write(args: WriteArgs) -> anyhow::Result<()> {
     let width = Width::from_bits(args.access.width).context("bad width")?;
     if args.value > width.max_value() {
-        bail!("value {:#x} does not fit in a {width} register", args.value);
+        // A bad command line, found only once both arguments are known: exit 2 as clap's own
+        // refusals, before any device is opened.
+        use clap::CommandFactory;
+        let msg = format!("invalid value {:#x} for VALUE: does not fit in a {width} register (--width)", args.value);
+        let mut cli = crate::Cli::command();
+        cli.build();
+        let mut cmd = cli.find_subcommand_mut("mmio").and_then(|m| m.find_subcommand_mut("write")).cloned();
+        let err = match cmd.as_mut() {
+            Some(write) => write.error(clap::error::ErrorKind::ValueValidation, msg),
+            None => cli.error(clap::error::ErrorKind::ValueValidation, msg),
+        };
+        crate::cli::output::usage_error(err);
     }
     let (region, at) = open_region(&args.access, args.offset, width)?;
     region

@@ -495,7 +495,7 @@ fn mmio_with_garbage_sources() {
         (&["mmio", "read", "--uio", "99", "--width", "0", "0"], Expect::Usage),
         (&["mmio", "read", "--uio", "99", "0x1ffffffffffffffff"], Expect::Usage),
         (&["mmio", "write", "--uio", "99", "0", "0x1ffffffffffffffff"], Expect::Usage),
-        (&["mmio", "write", "--uio", "99", "-w", "16", "0", "0x10000"], Expect::Fail),
+        (&["mmio", "write", "--uio", "99", "-w", "16", "0", "0x10000"], Expect::Usage),
         (&["mmio", "write", "--phys", "0xffffffffffffffff", "1", "0"], Expect::Fail),
         (&["mmio", "write", "--pci", "ffff:ff:1f.7", "0", "0"], Expect::Fail),
         (&["mmio", "irq", "--uio", "99", "--timeout", "0.01"], Expect::Fail),

@@ -38,8 +38,10 @@ fn missing_devices_are_errors_with_context() {
 #[test]
 fn values_wider_than_the_access_are_refused_before_any_access() {
     let out = mmkit(&["mmio", "write", "--uio", "99", "--width", "8", "0", "0x100"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("value 0x100 does not fit in a 8-bit register"), "{}", stderr(&out));
+    // A bad command line (exit 2, as clap's own refusals), found before any device is opened.
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("value 0x100 for VALUE: does not fit in a 8-bit register"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Usage: mmkit mmio write"), "{}", stderr(&out));
 }
 
 #[test]
