@@ -130,16 +130,8 @@ impl Source {
             }
             Source::Memory { name, bytes } => {
                 let err = |op: &str, e| Error::os(op, e).with_path(&label);
-                let fd = rustix::fs::memfd_create(
-                    name.as_str(),
-                    rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-                )
-                .map_err(|e| err("memfd_create", e))?;
-                let mut done = 0;
-                while done < bytes.len() {
-                    let n = rustix::io::write(&fd, &bytes[done..]).map_err(|e| err("write", e))?;
-                    done += n;
-                }
+                let fd =
+                    memfd_holding(name, bytes, rustix::fs::MemfdFlags::ALLOW_SEALING).map_err(|(op, e)| err(op, e))?;
                 // Sealed, the contents cannot change under the mapping.
                 rustix::fs::fcntl_add_seals(
                     &fd,
@@ -301,6 +293,22 @@ fn open_regular_with_metadata(path: &Path, label: &str) -> Result<(File, std::fs
         };
         err.with_path(label)
     })
+}
+
+/// A memfd (close-on-exec, and `flags`) named `name` holding `bytes`; on failure the call that
+/// failed and its errno.
+pub(crate) fn memfd_holding(
+    name: &str,
+    bytes: &[u8],
+    flags: rustix::fs::MemfdFlags,
+) -> std::result::Result<OwnedFd, (&'static str, rustix::io::Errno)> {
+    let fd =
+        rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC | flags).map_err(|e| ("memfd_create", e))?;
+    let mut done = 0;
+    while done < bytes.len() {
+        done += rustix::io::write(&fd, &bytes[done..]).map_err(|e| ("write", e))?;
+    }
+    Ok(fd)
 }
 
 /// Device and inode.

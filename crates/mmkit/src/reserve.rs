@@ -181,7 +181,7 @@ impl ReserveOptions {
         // A file on hugetlbfs is mapped (and must be unmapped) in whole huge pages: own them all,
         // or the unmap on drop fails and the mapping leaks. The kernel placed such a mapping at
         // a huge page boundary and rounded its length up (so the rounded length fits).
-        let huge = if sys::may_be_hugetlbfs_address(ptr as usize) { sys::hugetlbfs_page_size_of(fd) } else { None };
+        let huge = sys::hugetlbfs_page_size_at(fd, ptr as usize);
         let len = match huge {
             Some(huge) => len.next_multiple_of(huge),
             None => len,
@@ -451,7 +451,7 @@ impl Reservation {
                      range given"
                 ))
         };
-        let huge = if sys::may_be_hugetlbfs_address(ptr as usize) { sys::hugetlbfs_page_size_of(fd) } else { None };
+        let huge = sys::hugetlbfs_page_size_at(fd, ptr as usize);
         if let Some(huge) = huge {
             if ptr as usize % huge != 0 || len % huge != 0 || file_offset % huge as u64 != 0 {
                 return Err(unaligned(huge));

@@ -27,14 +27,9 @@ pub(crate) fn make_stacks_executable() -> Result<()> {
     }
     let op = "make the stacks executable (the library's PT_GNU_STACK asks for an executable stack)";
     let machine = crate::Machine::host()?;
-    let err = |what: &str, e| Error::os(format!("{op}: {what}"), e);
-    let fd = rustix::fs::memfd_create("mmkit-execstack", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| err("memfd_create", e))?;
     let bytes = execstack_object(machine.e_machine(), crate::library::page_size());
-    let mut done = 0;
-    while done < bytes.len() {
-        done += rustix::io::write(&fd, &bytes[done..]).map_err(|e| err("write", e))?;
-    }
+    let fd = crate::source::memfd_holding("mmkit-execstack", &bytes, rustix::fs::MemfdFlags::empty())
+        .map_err(|(what, e)| Error::os(format!("{op}: {what}"), e))?;
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     // SAFETY: the object is ours (`execstack_object`): it has no code, no initializers and no
     // symbols; loading it runs nothing. It stays loaded (RTLD_NODELETE), a few hundred bytes,

@@ -428,7 +428,7 @@ pub(crate) fn hugetlbfs_page_size(fd: BorrowedFd<'_>, block: u64) -> Option<usiz
 /// address off that alignment is certainly not one, and the probe (`fstat`, perhaps `fstatfs`)
 /// is skipped: the ELF loader maps four segments per library, almost never at such an address.
 /// Elsewhere every address may be one.
-pub(crate) fn may_be_hugetlbfs_address(addr: usize) -> bool {
+fn may_be_hugetlbfs_address(addr: usize) -> bool {
     const MIN_HUGE_PAGES: usize = if cfg!(any(
         target_arch = "x86",
         target_arch = "x86_64",
@@ -441,6 +441,16 @@ pub(crate) fn may_be_hugetlbfs_address(addr: usize) -> bool {
         1
     };
     addr % (MIN_HUGE_PAGES * page_size()) == 0
+}
+
+/// [`hugetlbfs_page_size_of`] for a mapping of `fd` placed at `addr`, skipping the probe where
+/// [`may_be_hugetlbfs_address`] says no huge page can start.
+pub(crate) fn hugetlbfs_page_size_at(fd: BorrowedFd<'_>, addr: usize) -> Option<usize> {
+    if may_be_hugetlbfs_address(addr) {
+        hugetlbfs_page_size_of(fd)
+    } else {
+        None
+    }
 }
 
 /// [`hugetlbfs_page_size`] of the file behind `fd`, asking `fstat` for its block size.
