@@ -142,8 +142,9 @@ fn display_name(b: &Backing) -> std::borrow::Cow<'_, str> {
 }
 
 /// `name` for a terminal: control characters (which the kernel leaves in a path, all but the
-/// newline it prints as `\012`) written as `\xNN`, so a file name another user chose cannot send
-/// escape sequences to the terminal of whoever lists the mappings. JSON escapes them itself.
+/// newline it prints as `\012`, and in a command line) written as `\xNN`, so a file name or a
+/// command line another user chose cannot send escape sequences to the terminal of whoever
+/// lists the mappings. JSON escapes them itself.
 fn printable(name: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
     if !name.chars().any(char::is_control) {
@@ -407,16 +408,18 @@ fn device_id(buf: &mut [u8; 33], (major, minor): (u32, u32)) -> &[u8] {
     &buf[..a.len() + 1 + b.len()]
 }
 
-/// The process's command line (as `pmap` prints it), or its `comm` name.
+/// The process's command line (as `pmap` prints it), or its `comm` name, [`printable`]: the
+/// process chose both.
 fn process_name(pid: u32) -> String {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<String> =
         cmdline.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-    if words.is_empty() {
+    let name = if words.is_empty() {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
     } else {
         words.join(" ")
-    }
+    };
+    printable(&name).into_owned()
 }
 
 // ---- JSON ---------------------------------------------------------------------------------------

@@ -994,4 +994,13 @@ fn maps_writes_control_characters_of_file_names_escaped() {
     let listed = doc["mappings"].as_array().unwrap().iter().any(|m| m["path"] == path.to_str().unwrap());
     assert!(listed, "{}", o.stdout);
     drop(map);
+    // The header's command line is the process's choice too.
+    let mut child =
+        Command::new("sh").args(["-c", "read x", "sh", "arg\x1b]0;title\x07"]).stdin(Stdio::piped()).spawn().unwrap();
+    let o = run(&os(&["maps", &child.id().to_string()]));
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let header = o.stdout.lines().next().unwrap_or_default();
+    assert!(header.contains("arg\\x1b]0;title\\x07") && !header.contains('\x1b'), "{header:?}");
 }
