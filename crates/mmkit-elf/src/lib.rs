@@ -115,7 +115,8 @@
 //! executable is refused, as glibc refuses it.
 //!
 //! A library whose `PT_GNU_STACK` asks for an executable stack (GNU C nested-function
-//! trampolines, assembly without `.note.GNU-stack`) gets one as glibc's `dlopen` gives it: the
+//! trampolines, assembly without `.note.GNU-stack`), or that has no `PT_GNU_STACK` on x86_64
+//! (where glibc's default stack is executable), gets one as glibc's `dlopen` gives it: the
 //! system linker is asked to make every thread's stack executable (glibc before 2.41), or the
 //! library is refused with its message (2.41 and later, unless the stack is executable already).
 //!

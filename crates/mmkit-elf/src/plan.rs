@@ -125,7 +125,9 @@ pub struct Plan {
     pub dynamic: Option<(u64, u64)>,
     /// `PT_TLS`.
     pub tls: Option<TlsPlan>,
-    /// `PT_GNU_STACK` asks for an executable stack.
+    /// The library asks for an executable stack: its `PT_GNU_STACK` has `PF_X`, or it has no
+    /// `PT_GNU_STACK` and the machine's default stack is executable (x86_64; not aarch64), as
+    /// glibc reads a missing header (`DEFAULT_STACK_PERMS`).
     pub exec_stack: bool,
     /// `PT_GNU_EH_FRAME` (`.eh_frame_hdr`): `(vaddr, size)`. The loader registers the unwind
     /// tables it points to, so unwinders find the library's frames.
@@ -239,7 +241,9 @@ impl Plan {
             relro: None,
             dynamic: None,
             tls: None,
-            exec_stack: false,
+            // Until a PT_GNU_STACK says otherwise: glibc's default stack permissions for the
+            // machine, PF_X on x86_64, not on aarch64.
+            exec_stack: machine == Machine::X86_64,
             eh_frame_hdr: None,
             entry: hdr.e_entry.get(LE),
             phdrs: (hdr.e_phoff.get(LE), u64::from(hdr.e_phnum.get(LE))),
