@@ -103,8 +103,21 @@ struct Inner {
     op: String,
     path: Option<PathBuf>,
     range: Option<(u64, u64)>,
+    /// What `range` measures (how it is written: `offset`, `address` or `vaddr`).
+    range_kind: RangeKind,
     errno: Option<i32>,
     detail: String,
+}
+
+/// What an error's range measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeKind {
+    /// Bytes of the source file (or of a region, for mmkit's core errors).
+    Offset,
+    /// Run-time addresses in this process.
+    Address,
+    /// Link-time addresses of the library (`p_vaddr`, `r_offset`), before the load bias.
+    Vaddr,
 }
 
 impl fmt::Debug for Error {
@@ -115,6 +128,7 @@ impl fmt::Debug for Error {
             .field("op", &e.op)
             .field("path", &e.path)
             .field("range", &e.range)
+            .field("range_kind", &e.range_kind)
             .field("errno", &e.errno)
             .field("detail", &e.detail)
             .finish()
@@ -127,7 +141,15 @@ impl Error {
     #[cold]
     #[inline(never)]
     pub(crate) fn new(op: impl Into<String>, kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Error(Box::new(Inner { kind, op: op.into(), path: None, range: None, errno: None, detail: detail.into() }))
+        Error(Box::new(Inner {
+            kind,
+            op: op.into(),
+            path: None,
+            range: None,
+            range_kind: RangeKind::Offset,
+            errno: None,
+            detail: detail.into(),
+        }))
     }
 
     #[cold]
@@ -144,6 +166,7 @@ impl Error {
             op: op.into(),
             path: None,
             range: None,
+            range_kind: RangeKind::Offset,
             errno: Some(errno),
             detail: String::new(),
         }))
@@ -168,9 +191,28 @@ impl Error {
         err
     }
 
+    /// `self` about `len` bytes of the source file at `offset`.
     #[cold]
     pub(crate) fn with_range(mut self, offset: u64, len: u64) -> Self {
         self.0.range = Some((offset, len));
+        self.0.range_kind = RangeKind::Offset;
+        self
+    }
+
+    /// `self` about `len` bytes at run-time address `addr` (written `[address …]`).
+    #[cold]
+    pub(crate) fn with_addr_range(mut self, addr: u64, len: u64) -> Self {
+        self.0.range = Some((addr, len));
+        self.0.range_kind = RangeKind::Address;
+        self
+    }
+
+    /// `self` about `len` bytes at the library's link-time address `vaddr` (written
+    /// `[vaddr …]`).
+    #[cold]
+    pub(crate) fn with_vaddr_range(mut self, vaddr: u64, len: u64) -> Self {
+        self.0.range = Some((vaddr, len));
+        self.0.range_kind = RangeKind::Vaddr;
         self
     }
 
@@ -208,8 +250,10 @@ impl Error {
         self.0.path.as_deref()
     }
 
-    /// The byte range `(offset, len)` the operation was about: a file range for sources, an
-    /// address range for mappings.
+    /// The byte range `(start, len)` the operation was about: a file range for sources, a
+    /// run-time address range for mappings, a link-time address range (`p_vaddr`, `r_offset`)
+    /// for the library's own tables; the message names which (`[offset …]`, `[address …]`,
+    /// `[vaddr …]`).
     pub fn range(&self) -> Option<(u64, u64)> {
         self.0.range
     }
@@ -232,8 +276,13 @@ impl fmt::Display for Error {
         if let Some(path) = &e.path {
             write!(f, " of {}", path.display())?;
         }
-        if let Some((offset, len)) = e.range {
-            write!(f, " [offset {offset:#x}, len {len:#x}]")?;
+        if let Some((start, len)) = e.range {
+            let what = match e.range_kind {
+                RangeKind::Offset => "offset",
+                RangeKind::Address => "address",
+                RangeKind::Vaddr => "vaddr",
+            };
+            write!(f, " [{what} {start:#x}, len {len:#x}]")?;
         }
         write!(f, " failed")?;
         if !e.detail.is_empty() {
@@ -271,5 +320,11 @@ mod tests {
         assert_eq!(e.path(), Some(Path::new("/data/app.apk")));
         assert_eq!(e.detail(), None);
         assert_eq!(Error::new("plan", ErrorKind::Truncated, "short").detail(), Some("short"));
+        // An address range is not called an offset (mseal's error said `[offset 0x7f…]`).
+        let e = Error::new("mseal (code and RELRO)", ErrorKind::Io, "no").with_addr_range(0x7f00_0000_1000, 0x2000);
+        assert!(e.to_string().starts_with("mseal (code and RELRO) [address 0x7f0000001000, len 0x2000] failed"), "{e}");
+        assert_eq!(e.range(), Some((0x7f00_0000_1000, 0x2000)));
+        let e = Error::new("relocate", ErrorKind::BadDynamic, "no").with_vaddr_range(0x3ff8, 8);
+        assert!(e.to_string().starts_with("relocate [vaddr 0x3ff8, len 0x8] failed"), "{e}");
     }
 }

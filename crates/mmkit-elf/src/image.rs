@@ -300,7 +300,7 @@ impl Image {
                 let commit = if first_mapped { mmkit::Reservation::commit_zeroed } else { mmkit::Reservation::commit };
                 commit(&image.space, at, seg.bss_len as usize, seg.prot).map_err(|e| {
                     Error::from_core(format!("commit of .bss of segment {}", seg.phdr_index), &e)
-                        .with_range(image.addr(seg.bss_vaddr), seg.bss_len)
+                        .with_addr_range(image.addr(seg.bss_vaddr), seg.bss_len)
                 })?;
                 name_bss(image.addr(seg.bss_vaddr), seg.bss_len, name);
                 image.ranges.push((seg.bss_vaddr, seg.bss_vaddr + seg.bss_len, seg.prot));
@@ -313,7 +313,7 @@ impl Image {
     /// segments) to the reserved state.
     fn decommit_hole(&self, start: u64, end: u64) -> Result<()> {
         self.space.decommit(self.space_offset(start), (end - start) as usize).map_err(|e| {
-            Error::from_core("decommit of a hole between segments", &e).with_range(self.addr(start), end - start)
+            Error::from_core("decommit of a hole between segments", &e).with_addr_range(self.addr(start), end - start)
         })
     }
 
@@ -364,7 +364,8 @@ impl Image {
         if self.fits(vaddr, len, write) {
             Ok(())
         } else {
-            Err(Error::new(op.to_owned(), ErrorKind::BadDynamic, outside(vaddr, len, write)).with_range(vaddr, len))
+            Err(Error::new(op.to_owned(), ErrorKind::BadDynamic, outside(vaddr, len, write))
+                .with_vaddr_range(vaddr, len))
         }
     }
 
@@ -391,9 +392,9 @@ impl Image {
     /// tables [`Image::bytes`] lends out).
     pub(crate) fn table<T: object::pod::Pod>(&self, vaddr: u64, count: u64, immutable: bool) -> Result<Table<T>> {
         let size = std::mem::size_of::<T>() as u64;
-        let len = count
-            .checked_mul(size)
-            .ok_or_else(|| Error::new("read", ErrorKind::BadDynamic, "table too large").with_range(vaddr, count))?;
+        let len = count.checked_mul(size).ok_or_else(|| {
+            Error::new("read", ErrorKind::BadDynamic, "table too large").with_vaddr_range(vaddr, count)
+        })?;
         if len == 0 {
             return Ok(Table::empty());
         }
@@ -404,7 +405,7 @@ impl Image {
                 ErrorKind::BadDynamic,
                 format!("the table at {vaddr:#x} lies in a writable segment"),
             )
-            .with_range(vaddr, len));
+            .with_vaddr_range(vaddr, len));
         }
         Ok(Table {
             image: self.id,
@@ -459,7 +460,7 @@ impl Image {
     #[cold]
     fn write_error(&self, vaddr: u64) -> Error {
         let why = format!("{} (text relocations are not supported)", outside(vaddr, 8, true));
-        Error::new("relocate", ErrorKind::UnsupportedRelocation, why).with_range(vaddr, 8)
+        Error::new("relocate", ErrorKind::UnsupportedRelocation, why).with_vaddr_range(vaddr, 8)
     }
 
     /// Makes the RELRO pages read-only and forbids further writes.
@@ -471,7 +472,7 @@ impl Image {
         let addr = self.addr(start);
         if start < plan.span_vaddr || start + len > plan.span_vaddr + plan.span_len {
             return Err(
-                Error::new("mprotect (RELRO)", ErrorKind::BadDynamic, "outside the span").with_range(start, len)
+                Error::new("mprotect (RELRO)", ErrorKind::BadDynamic, "outside the span").with_vaddr_range(start, len)
             );
         }
         let relro_file = self.relro_file.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -483,7 +484,7 @@ impl Image {
         // into them.
         self.space
             .commit(self.space_offset(start), len as usize, mmkit::Protection::READ)
-            .map_err(|e| Error::from_core("mprotect (RELRO)", &e).with_range(addr, len))?;
+            .map_err(|e| Error::from_core("mprotect (RELRO)", &e).with_addr_range(addr, len))?;
         self.seal_code_and_relro(plan)
     }
 
@@ -546,11 +547,11 @@ impl Image {
         let code = self.ranges.iter().filter(|r| r.2.executable()).map(|&(s, e, _)| (s, e - s));
         for (start, len) in code.chain(plan.relro) {
             self.space.seal(self.space_offset(start), len as usize).map_err(|e| {
-                let mut err = Error::from_core("mseal (code and RELRO)", &e).with_range(self.addr(start), len);
+                let mut err = Error::from_core("mseal (code and RELRO)", &e).with_addr_range(self.addr(start), len);
                 if e.kind() == mmkit::ErrorKind::Unsupported {
                     err =
                         Error::new("mseal (code and RELRO)", ErrorKind::Io, "the kernel has no mseal(2) (Linux 6.10+)")
-                            .with_range(self.addr(start), len);
+                            .with_addr_range(self.addr(start), len);
                 }
                 err
             })?;
@@ -598,7 +599,7 @@ impl Image {
         self.space
             .resident_pages(at, len as usize)
             .map(|n| n as u64)
-            .map_err(|e| Error::from_core("mincore", &e).with_range(addr, len))
+            .map_err(|e| Error::from_core("mincore", &e).with_addr_range(addr, len))
     }
 
     /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc calls an

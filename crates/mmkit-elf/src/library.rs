@@ -420,7 +420,7 @@ impl Object {
                 "an IFUNC-bound relocation writes into the initialization image of the library's \
                  static TLS (DF_STATIC_TLS), which every thread was given before",
             )
-            .with_range(t.vaddr, t.file_size)
+            .with_vaddr_range(t.vaddr, t.file_size)
             .with_path(&self.label));
         }
         Ok(())
@@ -1074,7 +1074,7 @@ impl Object {
         } else {
             let (s, l) = self.span();
             Err(Error::new("verify against /proc/self/maps", ErrorKind::VerifyFailed, problems.join("; "))
-                .with_range(s, l)
+                .with_addr_range(s, l)
                 .with_path(&self.label))
         }
     }

@@ -64,7 +64,7 @@ fn unsupported(dy: &Dynamic, r: &Rela, why: &str) -> Error {
         ErrorKind::UnsupportedRelocation,
         format!("{} against {sym} at {:#x} is not supported{why}", reloc_name(r.r_type), r.offset),
     )
-    .with_range(r.offset, 8)
+    .with_vaddr_range(r.offset, 8)
 }
 
 /// Applies `DT_RELR`: packed relative relocations (`-z pack-relative-relocs`).
