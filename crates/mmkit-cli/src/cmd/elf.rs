@@ -140,9 +140,11 @@ fn parse_int(s: &str) -> Result<i64, String> {
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return Err(bad());
     }
-    // Through i128 so that -0x8000000000000000 (i64::MIN) parses and nothing wraps.
-    let v = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
-    i64::try_from(if neg { -v } else { v }).map_err(|_| bad())
+    // Through i128 so that -0x8000000000000000 (i64::MIN) parses and nothing wraps; more
+    // digits than an i128 holds are out of range too, not malformed.
+    let out_of_range = || format!("{s} is out of range: from -2^63 to 2^63-1 (0x7fffffffffffffff)");
+    let v = i128::from_str_radix(digits, radix).map_err(|_| out_of_range())?;
+    i64::try_from(if neg { -v } else { v }).map_err(|_| out_of_range())
 }
 
 /// Parses an offset: [`parse_int`]'s syntax, not negative.
@@ -481,6 +483,17 @@ mod tests {
         for bad in ["--5", "-+5", "+5", "9223372036854775808", "0x", "", "1e3", "nan", " 1"] {
             assert!(parse_int(bad).is_err(), "{bad}");
         }
+        // Too large is said so, not "not an integer" (it said that for any of them).
+        for big in [
+            "9223372036854775808",
+            "0x8000000000000000",
+            "-0x8000000000000001",
+            "99999999999999999999999999999999999999999",
+        ] {
+            let e = parse_int(big).unwrap_err();
+            assert!(e.contains("out of range") && !e.contains("not a 64-bit integer"), "{big}: {e}");
+        }
+        assert!(parse_int("12a").unwrap_err().contains("not a 64-bit integer"));
         assert_eq!(parse_offset("0x1000"), Ok(4096));
         assert!(parse_offset("-4096").is_err());
         assert_eq!(parse_page_size("16k"), Ok(16 << 10));

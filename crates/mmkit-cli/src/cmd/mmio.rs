@@ -266,8 +266,36 @@ fn print_access(report: &AccessReport, json: bool, read: bool) -> anyhow::Result
     Ok(())
 }
 
+/// A bad command line found only once several arguments are known: exits 2 with clap's
+/// message form and `mmio SUBCOMMAND`'s usage line, as clap's own refusals, before any device is
+/// opened.
+fn usage_error(subcommand: &str, msg: String) -> ! {
+    use clap::CommandFactory;
+    let mut cli = crate::Cli::command();
+    cli.build();
+    let mut cmd = cli.find_subcommand_mut("mmio").and_then(|m| m.find_subcommand_mut(subcommand)).cloned();
+    let err = match cmd.as_mut() {
+        Some(sub) => sub.error(clap::error::ErrorKind::ValueValidation, msg),
+        None => cli.error(clap::error::ErrorKind::ValueValidation, msg),
+    };
+    crate::cli::output::usage_error(err)
+}
+
+/// `--phys ADDR` plus OFFSET past 2^64 is a usage error (exit 2), not a device error.
+fn check_phys_offset(args: &AccessArgs, offset: usize, subcommand: &str) {
+    if let Some(addr) = args.source.phys {
+        if addr.checked_add(offset as u64).is_none() {
+            usage_error(
+                subcommand,
+                format!("invalid value {offset:#x} for OFFSET: --phys {addr:#x} + OFFSET passes 2^64"),
+            );
+        }
+    }
+}
+
 fn read(args: ReadArgs) -> anyhow::Result<()> {
     let width = Width::from_bits(args.access.width).context("bad width")?;
+    check_phys_offset(&args.access, args.offset, "read");
     let (region, at) = open_region(&args.access, args.offset, width)?;
     let value =
         region.read(at, width).with_context(|| format!("cannot read {width} register at {:#x}", args.offset))?;
@@ -283,19 +311,12 @@ fn read(args: ReadArgs) -> anyhow::Result<()> {
 fn write(args: WriteArgs) -> anyhow::Result<()> {
     let width = Width::from_bits(args.access.width).context("bad width")?;
     if args.value > width.max_value() {
-        // A bad command line, found only once both arguments are known: exit 2 as clap's own
-        // refusals, before any device is opened.
-        use clap::CommandFactory;
-        let msg = format!("invalid value {:#x} for VALUE: does not fit in a {width} register (--width)", args.value);
-        let mut cli = crate::Cli::command();
-        cli.build();
-        let mut cmd = cli.find_subcommand_mut("mmio").and_then(|m| m.find_subcommand_mut("write")).cloned();
-        let err = match cmd.as_mut() {
-            Some(write) => write.error(clap::error::ErrorKind::ValueValidation, msg),
-            None => cli.error(clap::error::ErrorKind::ValueValidation, msg),
-        };
-        crate::cli::output::usage_error(err);
+        usage_error(
+            "write",
+            format!("invalid value {:#x} for VALUE: does not fit in a {width} register (--width)", args.value),
+        );
     }
+    check_phys_offset(&args.access, args.offset, "write");
     let (region, at) = open_region(&args.access, args.offset, width)?;
     region
         .write(at, width, args.value)

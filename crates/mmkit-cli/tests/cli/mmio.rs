@@ -45,6 +45,20 @@ fn values_wider_than_the_access_are_refused_before_any_access() {
 }
 
 #[test]
+fn a_physical_address_past_2_64_is_a_usage_error() {
+    // --phys ADDR + OFFSET that passes 2^64: a bad command line (exit 2 with the usage line),
+    // found before /dev/mem is opened; it was exit 1.
+    for sub in
+        [&["read", "--phys", "0xfffffffffffffffc", "8"][..], &["write", "--phys", "0xffffffffffffffff", "1", "0"]]
+    {
+        let out = mmkit(&[&["mmio"][..], sub].concat());
+        assert_eq!(out.status.code(), Some(2), "{sub:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("passes 2^64"), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&format!("Usage: mmkit mmio {}", sub[0])), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn list_json_has_uio_and_pci_arrays() {
     let out = mmkit(&["mmio", "list", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
