@@ -330,8 +330,8 @@ impl Namespace {
         let (before, after) = if rpath { (runpath, Vec::new()) } else { (Vec::new(), runpath) };
         dirs.extend(before);
         if self.ld_library_path {
-            if let Ok(lp) = std::env::var("LD_LIBRARY_PATH") {
-                dirs.extend(lp.split(':').filter(|s| !s.is_empty()).map(|d| SearchDir::Dir(d.into())));
+            if let Some(lp) = std::env::var_os("LD_LIBRARY_PATH") {
+                dirs.extend(ld_library_path_dirs(&lp).map(SearchDir::Dir));
             }
         }
         dirs.extend(after);
@@ -405,6 +405,19 @@ impl Namespace {
             .with_path(label)),
         }
     }
+}
+
+/// The directories of an `LD_LIBRARY_PATH` value as glibc reads them: any bytes (not only
+/// UTF-8), split at `:` and at `;`, an empty element naming the current directory.
+fn ld_library_path_dirs(value: &std::ffi::OsStr) -> impl Iterator<Item = PathBuf> + '_ {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = value.as_bytes();
+    // An unset or empty variable names no directory; `:` alone names the current one twice.
+    let elements = if bytes.is_empty() { None } else { Some(bytes.split(|&b| b == b':' || b == b';')) };
+    elements
+        .into_iter()
+        .flatten()
+        .map(|d| Path::new(std::ffi::OsStr::from_bytes(if d.is_empty() { b"." } else { d })).to_path_buf())
 }
 
 /// Where a load starts (see [`Namespace::start`]).
@@ -598,6 +611,21 @@ mod tests {
             expand_origin("$ORIGIN/sub", Some(&file), Some(Path::new("/opt/x"))),
             Some(SearchDir::Dir("/opt/x/sub".into()))
         );
+    }
+
+    #[test]
+    fn ld_library_path_is_read_as_glibc_reads_it() {
+        use std::os::unix::ffi::OsStrExt;
+        let dirs = |v: &[u8]| ld_library_path_dirs(std::ffi::OsStr::from_bytes(v)).collect::<Vec<_>>();
+        let p = |s: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(s));
+        // `;` separates as `:` does (it was part of the name), an empty element is the current
+        // directory (it was dropped), and bytes that are not UTF-8 are kept (the whole variable
+        // was ignored).
+        assert_eq!(dirs(b"/a:/b;/c"), [p(b"/a"), p(b"/b"), p(b"/c")]);
+        assert_eq!(dirs(b"/a::/b"), [p(b"/a"), p(b"."), p(b"/b")]);
+        assert_eq!(dirs(b":"), [p(b"."), p(b".")]);
+        assert_eq!(dirs(b"/opt/\xff/lib:/x"), [p(b"/opt/\xff/lib"), p(b"/x")]);
+        assert!(dirs(b"").is_empty());
     }
 
     #[test]
