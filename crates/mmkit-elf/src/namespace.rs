@@ -88,9 +88,10 @@ struct Link {
 /// the namespace's search path, [`SYSTEM_DIRS`]; then the links; then, with
 /// [`SystemPolicy::SystemLinker`], the system linker's own search (`ld.so.cache`), and the
 /// system linker loads what it finds. A bare soname given to [`Namespace::open`] is searched
-/// for the same way (`LD_LIBRARY_PATH`, the search path, [`SYSTEM_DIRS`], the system linker),
-/// links aside. A file found in a system directory is a system library (see
-/// [`SystemPolicy`]).
+/// for the same way (`LD_LIBRARY_PATH`, the search path, [`SYSTEM_DIRS`]), then, if a link
+/// names it, opened in the linked namespace by its rules, else (with
+/// [`SystemPolicy::SystemLinker`]) given to the system linker. A file found in a system
+/// directory is a system library (see [`SystemPolicy`]).
 ///
 /// A directory that cannot be used is passed over, as glibc and bionic do: a missing or
 /// unreadable directory, and an APK directory whose archive is missing, unreadable, not a zip
@@ -237,11 +238,16 @@ impl Namespace {
     }
 
     /// Where `source` is loaded from: itself, or for a bare soname (`libz.so.1`: no `/`), the
-    /// file this namespace's search finds (what [`Namespace::open`] and
-    /// `mmkit elf plan|load|call` use). As with glibc's `dlopen`, a bare soname is never
-    /// opened in the current directory, whatever is there; `./libz.so.1` names that file.
+    /// file this namespace's search finds, or else the search of the namespace linked for it
+    /// (what [`Namespace::open`] and `mmkit elf plan|load|call` use). As with glibc's
+    /// `dlopen`, a bare soname is never opened in the current directory, whatever is there;
+    /// `./libz.so.1` names that file.
     pub fn locate(&self, source: Source) -> Result<Source> {
-        self.top_level(source)
+        match self.start(source)? {
+            Start::Source(found) => Ok(found),
+            Start::Linked(target, name) => target.locate(name),
+            Start::SystemLinker { not_found, .. } => Err(not_found),
+        }
     }
 
     /// The file `source` is when this namespace has the system linker load it: a system
@@ -267,19 +273,24 @@ impl Namespace {
         Ok(Some(p.as_path()))
     }
 
-    /// Where a load of `source` starts: [`Namespace::top_level`]'s answer, or for a bare
-    /// soname no directory has, under [`SystemPolicy::SystemLinker`], the system linker's own
-    /// search (`ld.so.cache`), as for a dependency.
-    pub(crate) fn start(&self, source: Source) -> Result<Start> {
+    /// Where a load of `source` starts: [`Namespace::top_level`]'s answer; for a bare soname
+    /// no directory has, the namespace linked for it (its rules find and load it, as bionic's
+    /// `dlopen` goes to a linked namespace), or else, under [`SystemPolicy::SystemLinker`], the
+    /// system linker's own search (`ld.so.cache`), as for a dependency.
+    pub(crate) fn start(&self, source: Source) -> Result<Start<'_>> {
         let bare = match &source {
-            Source::Path(p) if self.system == SystemPolicy::SystemLinker => {
-                p.to_str().filter(|n| !n.contains('/')).map(str::to_owned)
-            }
+            Source::Path(p) => p.to_str().filter(|n| !n.contains('/')).map(str::to_owned),
             _ => None,
         };
         match (self.top_level(source), bare) {
             (Err(e), Some(name)) if e.kind() == ErrorKind::DependencyNotFound => {
-                Ok(Start::SystemLinker { name, not_found: e })
+                if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| *s == name)) {
+                    return Ok(Start::Linked(&link.target, Source::path(name)));
+                }
+                if self.system == SystemPolicy::SystemLinker {
+                    return Ok(Start::SystemLinker { name, not_found: e });
+                }
+                Err(e)
             }
             (found, _) => found.map(Start::Source),
         }
@@ -421,11 +432,13 @@ fn ld_library_path_dirs(value: &std::ffi::OsStr) -> impl Iterator<Item = PathBuf
 }
 
 /// Where a load starts (see [`Namespace::start`]).
-pub(crate) enum Start {
+pub(crate) enum Start<'ns> {
     /// This file, entry, descriptor or memory.
     Source(Source),
     /// A bare soname for the system linker to find, and why the namespace's search did not.
     SystemLinker { name: String, not_found: Error },
+    /// A bare soname this namespace links to another for: opened there, by its rules.
+    Linked(&'ns Namespace, Source),
 }
 
 /// `dir` with `$ORIGIN`/`${ORIGIN}` replaced by the requesting library's directory (inside an

@@ -611,6 +611,38 @@ fn a_bare_soname_only_the_system_linker_finds_is_loaded_by_it() {
     assert!(msg.contains("nor by the system linker: libfxnowhere.so: cannot open shared object file"), "{msg}");
 }
 
+/// A bare soname given to `Namespace::open` is opened in the namespace linked for it when the
+/// namespace's own search does not find it, as bionic's `dlopen` goes to a linked namespace
+/// and as a dependency's name already went. Links were ignored at the top level: an isolated
+/// app namespace could not open a library it links to by soname ("not found").
+#[test]
+fn a_bare_soname_is_opened_through_the_namespace_linked_for_it() {
+    let two = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
+    let dir = two.parent().unwrap().display().to_string();
+    let libs = std::sync::Arc::new(Namespace::new("libs").ld_library_path(false).search([dir.as_str()]));
+    let app = Namespace::isolated("app").link(libs.clone(), ["libfxwhich.so"]);
+    assert_eq!(app.locate(Source::path("libfxwhich.so")).unwrap().display(), two.display().to_string());
+    // SAFETY: a test fixture.
+    let ours = unsafe { app.open("libfxwhich.so") }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "fx_which", &[]), 2);
+    assert_eq!(ours.source(), two.display().to_string());
+    // Loaded in the linked namespace (as bionic loads it there), one copy: its own open shares it.
+    assert_eq!((app.loaded_count(), libs.loaded_count()), (0, 1));
+    // SAFETY: as above.
+    let again = unsafe { libs.open(two.as_path()) }.unwrap();
+    assert_eq!(again.address_of("fx_which").unwrap(), ours.address_of("fx_which").unwrap());
+    // A name the link does not list stays unfound, the isolation kept.
+    let other = build("which-1", "which.c", "fxwhichone", &["-DWHICH=1"]);
+    let libs_all = std::sync::Arc::new(
+        Namespace::new("all").ld_library_path(false).search([other.parent().unwrap().to_str().unwrap()]),
+    );
+    let narrow = Namespace::isolated("narrow").link(libs_all, ["libfxwhich.so"]);
+    // SAFETY: as above (fails before loading anything).
+    let err = unsafe { narrow.open("libfxwhichone.so") }.map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), mmkit_elf::ErrorKind::DependencyNotFound, "{err}");
+    assert!(err.to_string().contains("namespace narrow"), "{err}");
+}
+
 /// A process that forks while another of its threads is inside a load (a zygote starting a
 /// worker while a library initializes): the child can load libraries, as it can after glibc's
 /// `dlopen` in the same race (glibc resets its load lock in the child), instead of waiting

@@ -207,6 +207,8 @@ impl crate::Namespace {
             crate::namespace::Start::SystemLinker { name, not_found } => {
                 crate::group::open_system(self, &name, not_found)
             }
+            // SAFETY: the caller's contract covers the library whatever namespace opens it.
+            crate::namespace::Start::Linked(target, source) => unsafe { target.open_with(source, options) },
         })
     }
 }
