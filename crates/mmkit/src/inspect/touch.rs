@@ -146,7 +146,8 @@ fn touch_range(file: &File, off: u64, len: u64) -> Result<()> {
         // EFAULT: the pages past the file's end (it was truncated since we looked).
         Err(Errno::FAULT) => Err(Error::os("madvise(MADV_POPULATE_READ)", Errno::FAULT)
             .with_kind(ErrorKind::Truncated)
-            .with_range(off, len)),
+            .with_range(off, len)
+            .with_detail("the range now lies past the file's end: it was truncated while being touched")),
         Err(e) => Err(Error::os("madvise(MADV_POPULATE_READ)", e).with_range(off, len)),
     }
 }
@@ -288,6 +289,21 @@ mod tests {
         let len = file.metadata().unwrap().len();
         touch_range_by_reading(&file, 0, len).unwrap();
         assert_eq!(residency(f.path()).unwrap().resident_pages(), 9);
+    }
+
+    #[test]
+    fn a_range_truncated_away_says_the_file_shrank() {
+        // The file shrank between the size check and the touch: the kernel answers EFAULT,
+        // and the message says why (it gave the errno alone).
+        let f = file_of(4);
+        let file = File::open(f.path()).unwrap();
+        let len = file.metadata().unwrap().len();
+        f.as_file().set_len(0).unwrap();
+        let Err(e) = touch_range(&file, 0, len) else {
+            return; // a kernel before 5.14 (no MADV_POPULATE_READ): the reading fallback ran
+        };
+        assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+        assert!(e.to_string().contains("truncated while being touched"), "{e}");
     }
 
     /// Descriptors this process has open now.
