@@ -70,6 +70,13 @@ fn this_thread() -> usize {
     ME.with(|me| std::ptr::from_ref(me) as usize)
 }
 
+/// Runs `f` holding the load lock (another level of it if this thread holds it): what `f`
+/// changes is never seen half done by a load, an unload or a `fork`.
+pub(crate) fn with_load_lock<T>(f: impl FnOnce() -> T) -> T {
+    let _held = load_lock();
+    f()
+}
+
 /// Takes the load lock, or another level of it if this thread holds it.
 fn load_lock() -> LoadGuard {
     static FORK_HANDLERS: std::sync::Once = std::sync::Once::new();

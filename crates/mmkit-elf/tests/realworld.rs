@@ -684,6 +684,12 @@ fn dlopen_from_a_mapped_library_searches_as_for_its_dependencies() {
                 assert_eq!(oracle.call("fx_open_call", &args), 1005, "glibc: {name:?}");
             }
         }
+        // Opened twice: one handle, as glibc's one link_map (it was two), counted: still
+        // open after one dlclose.
+        assert_eq!(call(&ours, "fx_open_twice", &[arg(&base_name), arg(&value)]), 3);
+        if from_file {
+            assert_eq!(oracle.call("fx_open_twice", &[arg(&base_name), arg(&value)]), 3, "glibc");
+        }
         // Closed again: not loaded. Kept open: mapped by mmkit, in the caller's namespace.
         assert_eq!(call(&ours, "fx_is_loaded", &[arg(&base_name)]), 0);
         assert_eq!(ns.loaded_count(), 1);

@@ -134,16 +134,51 @@ mod entries {
         core::arch::naked_asm!("hint #34", "mov x2, x30", "b {f}", f = sym dlopen_from)
     }
 
-    /// A handle mmkit's `dlopen` gives out: a `Box<Handle>` pointer.
+    /// A handle mmkit's `dlopen` gives out: a `Box<Handle>` pointer, one per library as glibc
+    /// gives one `link_map` per library (a second `dlopen` of it answers the same handle and
+    /// counts it; the last `dlclose` releases it).
     ///
     /// Told from glibc's handles (`struct link_map` pointers) by its first word, which is odd:
     /// a `link_map` starts with `l_addr`, a load bias, always a multiple of the page size. No
-    /// lock and no list: the check is a read of the handle's first word, so it stays safe
-    /// across `fork` and from any thread.
+    /// lock and no list for that: the check is a read of the handle's first word, so it stays
+    /// safe across `fork` and from any thread. Only opening and closing consult [`HANDLES`].
     #[repr(C)]
     struct Handle {
         magic: AtomicUsize,
+        /// `dlopen`s not yet closed (changed only under the load lock).
+        opens: AtomicUsize,
         lib: Library,
+    }
+
+    /// The live handles: (the library's object, as an address; the handle). Read and changed
+    /// only under the load lock, which is held across `fork`: the child's copy is whole.
+    static HANDLES: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+    /// The handle for `lib`: the live one of its library, counted once more (`lib`, a second
+    /// reference, is dropped), or a new one.
+    fn handle_for(lib: Library) -> *mut c_void {
+        let Some(key) = lib.mapped_object().map(|o| std::ptr::from_ref(o) as usize) else {
+            return new_handle(lib);
+        };
+        let (handle, extra) = crate::group::with_load_lock(|| {
+            let mut live = HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&(_, h)) = live.iter().find(|(k, _)| *k == key) {
+                // SAFETY: a handle in the table is live (removed before it is freed).
+                unsafe { &*(h as *const Handle) }.opens.fetch_add(1, Ordering::Relaxed);
+                return (h as *mut c_void, Some(lib));
+            }
+            let h = new_handle(lib);
+            live.push((key, h as usize));
+            (h, None)
+        });
+        // The second reference goes after the lock: dropping a `Library` may unload.
+        drop(extra);
+        handle
+    }
+
+    fn new_handle(lib: Library) -> *mut c_void {
+        let handle = Handle { magic: AtomicUsize::new(HANDLE_MAGIC), opens: AtomicUsize::new(1), lib };
+        Box::into_raw(Box::new(handle)).cast()
     }
 
     /// [`Handle::magic`] of a live handle (odd; "mmkitdl" and a 1).
@@ -218,7 +253,7 @@ mod entries {
                 if flags & libc::RTLD_NODELETE != 0 {
                     lib.pin();
                 }
-                Box::into_raw(Box::new(Handle { magic: AtomicUsize::new(HANDLE_MAGIC), lib })).cast()
+                handle_for(lib)
             }
             Ok(Opened::NotLoaded) => std::ptr::null_mut(),
             Ok(Opened::System(path)) => match CString::new(path) {
@@ -294,19 +329,27 @@ mod entries {
     /// `dlclose(handle)`: mmkit's handles are released here, the rest by the system linker.
     ///
     /// # Safety
-    /// As the system linker's: `handle` came from `dlopen` and is closed once.
+    /// As the system linker's: `handle` came from `dlopen` and is closed once per `dlopen`
+    /// that answered it.
     pub(super) unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
         let Some(mine) = ours(handle) else {
             // SAFETY: the caller's handle, as the system linker's `dlclose` takes it.
             return unsafe { libc::dlclose(handle) };
         };
-        // Only one of two racing `dlclose` calls on the same handle frees it.
-        if mine.magic.swap(0, Ordering::AcqRel) != HANDLE_MAGIC {
-            return 0;
+        let last = crate::group::with_load_lock(|| {
+            if mine.opens.fetch_sub(1, Ordering::Relaxed) > 1 {
+                return false;
+            }
+            HANDLES.lock().unwrap_or_else(|e| e.into_inner()).retain(|&(_, h)| h != handle as usize);
+            // Only one of two racing last `dlclose` calls on the same handle frees it.
+            mine.magic.swap(0, Ordering::AcqRel) == HANDLE_MAGIC
+        });
+        if last {
+            // SAFETY: the pointer was made by `Box::into_raw` in `new_handle`; this call took
+            // its last open and cleared its magic, so this is its one release. Outside the
+            // table's lock: unloading runs finalizers, which may `dlclose` too.
+            drop(unsafe { Box::from_raw(handle.cast::<Handle>()) });
         }
-        // SAFETY: the pointer was made by `Box::into_raw` in `dlopen_from`; this call cleared
-        // its magic, so this is its one release.
-        drop(unsafe { Box::from_raw(handle.cast::<Handle>()) });
         0
     }
 
