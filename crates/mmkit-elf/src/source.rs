@@ -58,6 +58,33 @@ impl Source {
         }
     }
 
+    /// [`Source::parse`] of any bytes, as a command line gives them: a path that is not UTF-8
+    /// is that path; in `archive!/entry` the archive's path may be any bytes, the entry name
+    /// must be UTF-8 (zip names are; else the whole is a path).
+    ///
+    /// ```
+    /// use std::os::unix::ffi::OsStrExt;
+    /// use mmkit_elf::Source;
+    /// let s = Source::parse_os(std::ffi::OsStr::from_bytes(b"/data/\xff.apk!/lib/arm64-v8a/libx.so"));
+    /// assert!(matches!(s, Source::ZipEntry { ref entry, .. } if entry == "lib/arm64-v8a/libx.so"));
+    /// let s = Source::parse_os(std::ffi::OsStr::from_bytes(b"/tmp/lib\xff.so"));
+    /// assert!(matches!(s, Source::Path(ref p) if p.as_os_str().as_bytes() == b"/tmp/lib\xff.so"));
+    /// ```
+    pub fn parse_os(s: &std::ffi::OsStr) -> Source {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(text) = s.to_str() {
+            return Source::parse(text);
+        }
+        let b = s.as_bytes();
+        if let Some(i) = b.windows(2).position(|w| w == b"!/").filter(|&i| i > 0) {
+            if let Ok(entry) = std::str::from_utf8(&b[i + 2..]) {
+                let archive = PathBuf::from(std::ffi::OsStr::from_bytes(&b[..i]));
+                return Source::ZipEntry { archive, entry: entry.to_owned() };
+            }
+        }
+        Source::Path(PathBuf::from(s))
+    }
+
     /// The directory `DT_NEEDED` libraries are searched in first: the file's or the archive's
     /// directory (none for memory).
     pub fn dir(&self) -> Option<&Path> {

@@ -7,6 +7,8 @@
 use anyhow::Context;
 use mmkit_elf::{Library, MappingKind, Plan, Source};
 use serde_json::json;
+use std::ffi::OsStr;
+use std::path::PathBuf;
 
 /// Subcommands of `mmkit elf`.
 #[derive(Debug, clap::Subcommand)]
@@ -18,8 +20,8 @@ pub enum Command {
     Plan {
         /// A path, or `archive.apk!/entry` (a stored, page-aligned zip entry); a name without
         /// `/` is searched for as `dlopen` does (`./libfoo.so` for a file here).
-        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
-        source: String,
+        #[arg(value_parser = clap::builder::PathBufValueParser::new())]
+        source: PathBuf,
         /// Plan for this page size (4k, 16k, 64k); default: this kernel's.
         #[arg(long, value_parser = parse_page_size)]
         page_size: Option<u64>,
@@ -31,8 +33,8 @@ pub enum Command {
     Load {
         /// A path, or `archive.apk!/entry`; a name without `/` is searched for as `dlopen`
         /// does (`./libfoo.so` for a file here).
-        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
-        source: String,
+        #[arg(value_parser = clap::builder::PathBufValueParser::new())]
+        source: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -43,8 +45,8 @@ pub enum Command {
     Call {
         /// A path, or `archive.apk!/entry`; a name without `/` is searched for as `dlopen`
         /// does (`./libfoo.so` for a file here).
-        #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
-        source: String,
+        #[arg(value_parser = clap::builder::PathBufValueParser::new())]
+        source: PathBuf,
         /// The function to call.
         symbol: String,
         /// Integer arguments (decimal or 0x hex), at most six.
@@ -155,15 +157,15 @@ fn parse_offset(s: &str) -> Result<u64, String> {
 /// Runs `mmkit elf`.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Plan { source, page_size, json } => plan(&source, page_size, json),
-        Command::Load { source, json, ext } => load(&source, json, &ext),
-        Command::Call { source, symbol, args, json, system } => call(&source, &symbol, &args, json, system),
+        Command::Plan { source, page_size, json } => plan(source.as_os_str(), page_size, json),
+        Command::Load { source, json, ext } => load(source.as_os_str(), json, &ext),
+        Command::Call { source, symbol, args, json, system } => call(source.as_os_str(), &symbol, &args, json, system),
     }
 }
 
-fn plan(source: &str, page_size: Option<u64>, json: bool) -> anyhow::Result<()> {
+fn plan(source: &OsStr, page_size: Option<u64>, json: bool) -> anyhow::Result<()> {
     let page = page_size.unwrap_or_else(mmkit_elf::page_size);
-    let src = mmkit_elf::Namespace::global_default().locate(Source::parse(source))?;
+    let src = mmkit_elf::Namespace::global_default().locate(Source::parse_os(source))?;
     let opened = src.open(page)?;
     let plan = mmkit_elf::plan_source_any_machine(&opened, page)?;
     if json {
@@ -270,10 +272,11 @@ fn flags(p: mmkit_elf::Protection) -> String {
     )
 }
 
-fn open(source: &str, system: System) -> anyhow::Result<Library> {
+fn open(source: &OsStr, system: System) -> anyhow::Result<Library> {
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); mmkit trusts what it is told to load.
-    unsafe { system.namespace().open(Source::parse(source)) }.with_context(|| format!("loading {source}"))
+    unsafe { system.namespace().open(Source::parse_os(source)) }
+        .with_context(|| format!("loading {}", source.to_string_lossy()))
 }
 
 fn kind_name(k: MappingKind) -> &'static str {
@@ -287,14 +290,14 @@ fn kind_name(k: MappingKind) -> &'static str {
 
 /// The source `mmkit elf load` was asked for: SOURCE, or the fd of the file SOURCE at
 /// `--fd-offset`.
-fn load_source(source: &str, ext: &LoadExt) -> anyhow::Result<Source> {
-    let Some(offset) = ext.fd_offset else { return Ok(Source::parse(source)) };
+fn load_source(source: &OsStr, ext: &LoadExt) -> anyhow::Result<Source> {
+    let Some(offset) = ext.fd_offset else { return Ok(Source::parse_os(source)) };
     // Not `File::open`: a FIFO would block it forever.
     let file = mmkit::open::open_regular(source)?;
-    Ok(Source::fd(&file, offset, source)?)
+    Ok(Source::fd(&file, offset, source.to_string_lossy())?)
 }
 
-fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
+fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     let src = load_source(source, ext)?;
     let reserve_at = match ext.reserve_at {
         Some(at) => Some(usize::try_from(at).map_err(|_| anyhow::anyhow!("--reserve-at {at:#x} is too large"))?),
@@ -349,7 +352,7 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     // would); `space` outlives `lib` (declared before it, dropped after).
     let lib = unsafe { ext.system.namespace().open_with(src.clone(), &options) }.map_err(|e| {
         remove_new_relro_file();
-        anyhow::Error::new(e).context(format!("loading {source}"))
+        anyhow::Error::new(e).context(format!("loading {}", source.to_string_lossy()))
     })?;
     let reservation = space.as_ref().map(|s| json!({"start": s.as_ptr() as u64, "len": s.len(), "offset": reserve_at}));
     let maps = lib.segments().map_err(|e| {
@@ -447,7 +450,7 @@ fn load(source: &str, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn call(source: &str, symbol: &str, args: &[i64], json: bool, system: System) -> anyhow::Result<()> {
+fn call(source: &OsStr, symbol: &str, args: &[i64], json: bool, system: System) -> anyhow::Result<()> {
     if args.len() > 6 {
         anyhow::bail!("at most six integer arguments (got {})", args.len());
     }

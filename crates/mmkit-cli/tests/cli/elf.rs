@@ -95,6 +95,35 @@ fn call_prints_the_result() {
 }
 
 #[test]
+fn a_source_whose_path_is_not_utf8_is_loaded() {
+    // A file name is any bytes. SOURCE was a String: a name that is not UTF-8 was refused as a
+    // usage error (exit 2) before anything was opened, from a file and as an APK's path.
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &[]);
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"lib\xff\xfe.so"));
+    std::fs::copy(&so, &odd).unwrap();
+    let o = Command::new(MMKIT).args(["elf", "call"]).arg(&odd).args(["fx_add", "2", "40"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "42");
+    for sub in ["plan", "load"] {
+        let o = Command::new(MMKIT).args(["elf", sub]).arg(&odd).output().unwrap();
+        assert!(o.status.success(), "elf {sub}: {}", stderr(&o));
+    }
+    let odd_dir = dir.path().join(std::ffi::OsStr::from_bytes(b"\xff"));
+    std::fs::create_dir(&odd_dir).unwrap();
+    let spec = apk(&odd_dir, &so);
+    let (_, entry) = spec.rsplit_once("!/").unwrap();
+    let mut arg = odd_dir.join("app.apk").into_os_string();
+    arg.push(format!("!/{entry}"));
+    let o = Command::new(MMKIT).args(["elf", "call"]).arg(&arg).args(["fx_mul", "6", "7"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "42");
+    // An empty SOURCE is still a usage error.
+    assert_eq!(mmkit(&["elf", "plan", ""]).status.code(), Some(2));
+}
+
+#[test]
 fn call_from_an_apk_entry() {
     let dir = tempfile::tempdir().unwrap();
     let so = fixture_so(dir.path(), &[]);
