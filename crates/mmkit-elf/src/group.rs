@@ -171,10 +171,20 @@ impl Registry {
 
     /// Drops a handle of `key`; unloads what is no longer needed.
     pub(crate) fn release(&self, key: Key) {
+        self.release_and_sweep(Some(key));
+    }
+
+    /// Unloads what is no longer needed now that a pin went (a pin is not a handle: no
+    /// handle is dropped).
+    fn unpinned(&self) {
+        self.release_and_sweep(None);
+    }
+
+    fn release_and_sweep(&self, handle: Option<Key>) {
         let load = load_lock();
         let doomed = {
             let mut map = self.lock();
-            if let Some(e) = map.get_mut(&key) {
+            if let Some(e) = handle.and_then(|key| map.get_mut(&key)) {
                 e.handles = e.handles.saturating_sub(1);
             }
             sweep(&mut map)
@@ -304,11 +314,12 @@ struct ObjectPin {
 impl Drop for ObjectPin {
     fn drop(&mut self) {
         if let Some(obj) = self.obj.take() {
-            let key = obj.key;
             obj.pins.fetch_sub(1, Ordering::AcqRel);
             drop(obj);
             if let Some(r) = self.registry.upgrade() {
-                r.release(key);
+                // Not `release`: the pin held no handle (taking one away unloaded a library
+                // under a handle still open).
+                r.unpinned();
             }
         }
     }

@@ -334,6 +334,30 @@ fn a_pending_thread_local_destructor_keeps_its_library_loaded() {
     assert_eq!(ns.loaded_count(), 1);
 }
 
+/// The pin a thread's pending `thread_local` destructor holds on its library is not a handle:
+/// when the thread exits and the destructor has run, the library stays loaded for the handle
+/// that is still open. The pin's release took a handle away: the library was unloaded under
+/// the live handle, and the next call into it crashed.
+#[test]
+fn a_thread_local_destructor_that_ran_leaves_the_open_handle_loaded() {
+    if !in_fresh_process("a_thread_local_destructor_that_ran_leaves_the_open_handle_loaded") {
+        return;
+    }
+    let so = build("default", "tlsdtor.cpp", "fxtlsdtor", &["-lstdc++"]);
+    let ns = fresh_ns("tls-dtor-kept");
+    take_log();
+    let lib = ns_open(&ns, &so);
+    // SAFETY: fx_tl_fill is int64_t(int64_t).
+    let f = *unsafe { lib.function::<extern "C" fn(i64) -> i64>("fx_tl_fill") }.unwrap();
+    for round in 0..3 {
+        std::thread::spawn(move || assert_eq!(f(100), 100)).join().unwrap();
+        assert_eq!(take_log(), "~N", "round {round}: the destructor ran at thread exit");
+        assert_eq!(ns.loaded_count(), 1, "round {round}: the open handle keeps the library loaded");
+        assert_eq!(call(&lib, "fx_tl_fill", &[9]), 9);
+    }
+    drop(lib);
+}
+
 #[test]
 fn eight_threads_load_one_copy_and_their_own_at_once() {
     // Every thread opens the shared counter library (one copy for all: the counter counts every
