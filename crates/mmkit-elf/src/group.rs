@@ -325,8 +325,9 @@ impl Drop for ObjectPin {
     }
 }
 
-/// A pin on the library holding `addr` (the `thread_local` destructor hook).
-fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
+/// A pin on the library holding `addr` (the `thread_local` destructor hook; a binding to a
+/// library of the `RTLD_GLOBAL` scope).
+pub(crate) fn pin_containing(addr: u64) -> Option<crate::relocate::atexit::Pin> {
     let (obj, registry) = containing(addr)?;
     obj.pins.fetch_add(1, Ordering::AcqRel);
     Some(Box::new(ObjectPin { obj: Some(obj), registry: Arc::downgrade(&registry) }))

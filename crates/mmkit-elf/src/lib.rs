@@ -103,9 +103,12 @@
 //! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,
 //!   `$ORIGIN` its directory, inside an APK too), in the namespace that loaded it, as bionic's
 //!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library
-//!   mmkit maps gets a handle of mmkit's (`dlsym`, `dlvsym`, `dlclose`, `dlinfo` and `dlerror` know it;
-//!   `RTLD_NODELETE` pins it; `RTLD_GLOBAL` does not add it to glibc's global scope); one the
-//!   namespace leaves to the system linker is glibc's `dlopen`, with the caller's flags.
+//!   mmkit maps gets a handle of mmkit's, one per library as glibc's `link_map` (`dlsym`,
+//!   `dlvsym`, `dlclose`, `dlinfo` and `dlerror` know it; `RTLD_NODELETE` pins it;
+//!   `RTLD_GLOBAL` makes it global for the libraries mmkit loads afterwards and for
+//!   `dlsym(RTLD_DEFAULT)` from them, after glibc's global scope: see
+//!   [`Library::make_global`]; glibc's own lookups do not see it); one the namespace leaves to
+//!   the system linker is glibc's `dlopen`, with the caller's flags.
 //!
 //! Code outside them that walks `dl_iterate_phdr` (the host program's own backtraces, some
 //! profilers, sanitizers) still sees glibc's objects only.

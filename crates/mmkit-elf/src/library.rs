@@ -227,6 +227,10 @@ pub(crate) struct Object {
     dynamic: Dynamic,
     tls: Option<ModuleTls>,
     pub(crate) deps: OnceLock<Vec<Dependency>>,
+    /// Pins on the libraries of the `RTLD_GLOBAL` scope (not dependencies) that this
+    /// library's references bound to: they stay loaded while it is, as glibc's `l_reldeps`
+    /// keep them, and are released after it is unmapped.
+    global_binds: std::sync::Mutex<Vec<crate::relocate::atexit::Pin>>,
     /// The dependencies breadth-first, each once, without this object (glibc's `l_searchlist`
     /// after the object itself): where `dlsym` on a handle looks.
     search: OnceLock<Vec<Dependency>>,
@@ -312,6 +316,7 @@ impl Object {
             dynamic,
             tls,
             deps: OnceLock::new(),
+            global_binds: std::sync::Mutex::new(Vec::new()),
             search: OnceLock::new(),
             c_source: OnceLock::new(),
             calls_dlopen: AtomicBool::new(false),
@@ -645,6 +650,20 @@ impl Object {
         }
     }
 
+    /// The definition of `name` in the libraries mmkit made global (`RTLD_GLOBAL`), if one
+    /// has it; the library holding it then stays loaded while this one is (glibc's
+    /// `l_reldeps`: a reference bound to it, or a `dlsym(RTLD_DEFAULT)` answer this library
+    /// asked for).
+    pub(crate) fn bind_in_global_scope(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        let (t, provider) = find_in_global_scope_from(name, want)?;
+        if !std::ptr::eq(Arc::as_ptr(&provider), self) {
+            if let Some(pin) = crate::group::pin_containing(provider.span().0) {
+                self.global_binds.lock().unwrap_or_else(|e| e.into_inner()).push(pin);
+            }
+        }
+        Some(t)
+    }
+
     /// Records the library whose load brought this one in (once: the first load decides).
     pub(crate) fn set_root(&self, root: &Arc<Object>) {
         let _ = self.root.set(Arc::downgrade(root));
@@ -758,6 +777,12 @@ impl Object {
         if sym.kind() != elf::STT_TLS {
             if let Some(a) = scope.global_symbol(index, key, version_key, &announce) {
                 return Ok(Target::Addr(a));
+            }
+        }
+        if HAS_GLOBAL_SCOPE.load(Ordering::Acquire) {
+            let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
+            if let Some(t) = self.bind_in_global_scope(dy.sym_name(index)?, want) {
+                return Ok(t);
             }
         }
         if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {
@@ -1107,6 +1132,48 @@ pub struct Library {
 }
 
 /// The first definition of `name` (version `want`) in `list`, in order.
+/// The libraries `dlopen(RTLD_GLOBAL)` (or [`Library::make_global`]) made global, in order:
+/// glibc appends such a library and its dependencies to its global scope. mmkit binds against
+/// each (the library, then its search list) after glibc's global scope (whose objects were
+/// loaded first), before a library's own dependencies; a mapped library's
+/// `dlsym(RTLD_DEFAULT)` finds them too. The system linker's own lookups cannot see them.
+/// Changed and read under the load lock (held across `fork`); weak, so a library leaves the
+/// scope when it is unloaded, its dependencies with it.
+static GLOBAL_SCOPE: std::sync::Mutex<Vec<Weak<Object>>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether [`GLOBAL_SCOPE`] was ever given a library: binding skips it until then.
+static HAS_GLOBAL_SCOPE: AtomicBool = AtomicBool::new(false);
+
+/// The definition of `name` in [`GLOBAL_SCOPE`], if a library mmkit made global (or one of
+/// its dependencies) defines it.
+pub(crate) fn find_in_global_scope(name: &str, want: Want<'_>) -> Option<Target> {
+    find_in_global_scope_from(name, want).map(|(t, _)| t)
+}
+
+/// [`find_in_global_scope`], with the library mmkit mapped that defines it (or, for a
+/// definition in a library glibc loaded, the global library whose dependency it is).
+fn find_in_global_scope_from(name: &str, want: Want<'_>) -> Option<(Target, Arc<Object>)> {
+    if !HAS_GLOBAL_SCOPE.load(Ordering::Acquire) {
+        return None;
+    }
+    crate::group::with_load_lock(|| {
+        let roots: Vec<Arc<Object>> =
+            GLOBAL_SCOPE.lock().unwrap_or_else(|e| e.into_inner()).iter().filter_map(Weak::upgrade).collect();
+        roots.into_iter().find_map(|o| {
+            if let Some((_, sym)) = symbols::lookup(&o.dynamic, name, want) {
+                return Some((o.own_target(&sym), o));
+            }
+            o.search_list().iter().find_map(|d| match d {
+                Dependency::Mmkit(w) => {
+                    let dep = w.upgrade()?;
+                    symbols::lookup(&dep.dynamic, name, want).map(|(_, sym)| (dep.own_target(&sym), dep.clone()))
+                }
+                Dependency::System(sys) => sys.symbol(name, want.version()).map(|a| (Target::Addr(a), o.clone())),
+            })
+        })
+    })
+}
+
 fn find_in_list(list: &[Dependency], name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
     list.iter().find_map(|d| match d {
         Dependency::Mmkit(w) => {
@@ -1231,6 +1298,34 @@ impl Library {
             Dependency::System(_) => None,
         })
         .collect()
+    }
+
+    /// Makes this library and its dependencies global, as `dlopen` with `RTLD_GLOBAL` does:
+    /// libraries mmkit loads afterwards bind their references to its definitions (after
+    /// those of the objects glibc already has in its global scope, before their own
+    /// dependencies), and their `dlsym(RTLD_DEFAULT)` finds them. It stays global until it is
+    /// unloaded. The system linker's own lookups (a library it loads, the program's
+    /// `dlsym`) do not see it. A library the system linker loaded is unchanged: open it with
+    /// `dlopen(RTLD_GLOBAL)` instead.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), mmkit_elf::Error> {
+    /// // A plug-in host: the runtime's symbols are what its plug-ins bind to.
+    /// let runtime = unsafe { mmkit_elf::Library::open("/opt/app/libruntime.so")? };
+    /// runtime.make_global();
+    /// let plugin = unsafe { mmkit_elf::Library::open("/opt/app/plugins/libpng-codec.so")? };
+    /// # Ok(()) }
+    /// ```
+    pub fn make_global(&self) {
+        let Some(obj) = &self.obj else { return };
+        crate::group::with_load_lock(|| {
+            let mut scope = GLOBAL_SCOPE.lock().unwrap_or_else(|e| e.into_inner());
+            scope.retain(|w| w.strong_count() > 0);
+            if !scope.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(obj))) {
+                scope.push(Arc::downgrade(obj));
+            }
+            HAS_GLOBAL_SCOPE.store(true, Ordering::Release);
+        });
     }
 
     /// Keeps this copy loaded for the life of the process, as `RTLD_NODELETE` does (a system

@@ -284,7 +284,7 @@ impl Namespace {
         };
         match (self.top_level(source), bare) {
             (Err(e), Some(name)) if e.kind() == ErrorKind::DependencyNotFound => {
-                if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| *s == name)) {
+                if let Some(link) = self.links.iter().find(|l| l.sonames.contains(&name)) {
                     return Ok(Start::Linked(&link.target, Source::path(name)));
                 }
                 if self.system == SystemPolicy::SystemLinker {

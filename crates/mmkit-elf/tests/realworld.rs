@@ -731,6 +731,64 @@ fn dlopen_from_a_mapped_library_searches_as_for_its_dependencies() {
     assert!(oracle.call("fx_last_error", &[arg(&nowhere)]) > 1000);
 }
 
+/// A library mmkit maps that opens a runtime `RTLD_GLOBAL`, then a plug-in that uses the
+/// runtime's symbols without naming it in `DT_NEEDED` (as Python extension modules use
+/// libpython's): the plug-in binds to the runtime and `dlsym(RTLD_DEFAULT)` finds it, as under
+/// glibc. That `dlsym` ties the runtime to the host (glibc adds the dependency): closed, it
+/// stays loaded and global until the host goes. mmkit ignored `RTLD_GLOBAL`: the plug-in
+/// failed with "undefined symbol `fx_provided`".
+#[test]
+fn rtld_global_from_a_mapped_library_makes_its_symbols_global() {
+    let opener = build("opener", "opener.c", "fxopener", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    let provider = build("opener", "provider.c", "fxprovider", &[]);
+    let consumer = build("opener", "consumer.c", "fxconsumer", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for f in [&opener, &provider, &consumer] {
+        std::fs::copy(f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let host = dir.path().join("libfxopener.so");
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (p, q) = (c("libfxprovider.so"), c("libfxconsumer.so"));
+    let args = [p.as_ptr() as i64, q.as_ptr() as i64];
+    // 5 * 10 + 1, + 1000 (RTLD_DEFAULT finds it, no dlerror); the runtime, tied to the host,
+    // is still there for the consumer opened again (else + 10000).
+    assert_eq!(Dl::open(&host).call("fx_global_chain", &args), 1051, "glibc");
+    let ns = Namespace::new("rtld-global");
+    // SAFETY: the test's own fixtures.
+    let ours = unsafe { ns.open(host.as_path()) }.unwrap();
+    assert_eq!(call(&ours, "fx_global_chain", &args), 1051);
+    assert_eq!(ns.loaded_count(), 2, "the host and the runtime it is tied to");
+    drop(ours);
+    assert_eq!(ns.loaded_count(), 0, "the runtime goes with the host");
+}
+
+/// `Library::make_global` (what `RTLD_GLOBAL` does) from the Rust API: a library loaded
+/// afterwards binds to it, and keeps it loaded while it lives (glibc's `l_reldeps`), though
+/// the provider's own handle is gone.
+#[test]
+fn make_global_lets_later_libraries_bind_to_it_and_keeps_it_for_them() {
+    let provider = build("opener", "provider.c", "fxprovider", &[]);
+    let consumer = build("opener", "consumer.c", "fxconsumer", &[]);
+    let ns = Namespace::new("make-global");
+    // SAFETY: the test's own fixtures.
+    let err = unsafe { ns.open(consumer.as_path()) }.map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("fx_provided"), "{err}");
+    // SAFETY: as above.
+    let runtime = unsafe { ns.open(provider.as_path()) }.unwrap();
+    runtime.make_global();
+    // SAFETY: as above.
+    let plugin = unsafe { ns.open(consumer.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&plugin, "fx_consume", &[4]), 41);
+    drop(runtime);
+    assert_eq!(ns.loaded_count(), 2, "the plug-in's binding keeps the runtime loaded");
+    assert_eq!(call(&plugin, "fx_consume", &[6]), 61);
+    drop(plugin);
+    assert_eq!(ns.loaded_count(), 0, "then both go");
+    // SAFETY: as above.
+    let err = unsafe { ns.open(consumer.as_path()) }.map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("fx_provided"), "the runtime left the global scope: {err}");
+}
+
 #[test]
 fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
     // Not for the rest of the last segment's page or the reservation's padding (it answered for

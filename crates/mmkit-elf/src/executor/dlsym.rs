@@ -15,10 +15,13 @@
 //!   `DT_RUNPATH` and expands `$ORIGIN` to the caller's directory; it used the main program's,
 //!   so a plug-in that opens a library beside it did not find it), in the namespace that
 //!   loaded the caller (as bionic's `dlopen` uses the caller's namespace): a library mmkit maps
-//!   gets a handle of mmkit's (`dlsym`, `dlvsym` and `dlclose` know it; `RTLD_NODELETE` pins
-//!   it, `RTLD_GLOBAL` does not add it to glibc's global scope), one the namespace leaves to the
-//!   system linker goes to glibc's `dlopen` with the caller's flags. Its errors are what
-//!   `dlerror` answers next on that thread.
+//!   gets a handle of mmkit's, one per library (`dlsym`, `dlvsym` and `dlclose` know it;
+//!   `RTLD_NODELETE` pins it, `RTLD_GLOBAL` adds it to mmkit's global scope, consulted after
+//!   glibc's), one the namespace leaves to the system linker goes to glibc's `dlopen` with the
+//!   caller's flags. Its errors are what `dlerror` answers next on that thread.
+//! - `dlsym(RTLD_DEFAULT)` and `dlvsym(RTLD_DEFAULT)`: glibc's global scope, then the
+//!   libraries mmkit made global (the one found then stays loaded while the caller is, as
+//!   glibc adds the dependency).
 //! - Every other call (another handle, a caller no library mmkit mapped holds) goes to the
 //!   system linker's function unchanged.
 //!
@@ -253,6 +256,9 @@ mod entries {
                 if flags & libc::RTLD_NODELETE != 0 {
                     lib.pin();
                 }
+                if flags & libc::RTLD_GLOBAL != 0 {
+                    lib.make_global();
+                }
                 handle_for(lib)
             }
             Ok(Opened::NotLoaded) => std::ptr::null_mut(),
@@ -384,6 +390,11 @@ mod entries {
                 return answer;
             }
         }
+        if handle == libc::RTLD_DEFAULT && !name.is_null() {
+            // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them; the
+            // name is a NUL-terminated string (the caller's contract).
+            return default_scope(unsafe { libc::dlsym(handle, name) }, unsafe { CStr::from_ptr(name) }, None, caller);
+        }
         if handle != libc::RTLD_NEXT || name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them.
             return unsafe { libc::dlsym(handle, name) };
@@ -415,6 +426,13 @@ mod entries {
                 return answer;
             }
         }
+        if handle == libc::RTLD_DEFAULT && !name.is_null() && !version.is_null() {
+            // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them; both
+            // are NUL-terminated strings (the caller's contract).
+            let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
+            // SAFETY: as above.
+            return default_scope(unsafe { libc::dlvsym(handle, name, version) }, n, Some(v), caller);
+        }
         if handle != libc::RTLD_NEXT || name.is_null() || version.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them.
             return unsafe { libc::dlvsym(handle, name, version) };
@@ -425,6 +443,36 @@ mod entries {
             // SAFETY: as above; the system linker answers for callers it loaded.
             unsafe { libc::dlvsym(handle, name.as_ptr(), version.as_ptr()) }
         })
+    }
+
+    /// `RTLD_DEFAULT`'s answer for a caller at `caller`: the system linker's (`found`, its
+    /// global scope), else a definition in the libraries mmkit made global (`RTLD_GLOBAL`),
+    /// which come after it; the library holding it then stays loaded while the caller's is, as
+    /// glibc adds the dependency. When those answer, the system linker's pending "undefined
+    /// symbol" message is read, so that `dlerror` does not report a failure for a lookup that
+    /// succeeded.
+    fn default_scope(found: *mut c_void, name: &CStr, version: Option<&CStr>, caller: usize) -> *mut c_void {
+        if !found.is_null() {
+            return found;
+        }
+        let ours = match (name.to_str(), version.map(CStr::to_str).transpose()) {
+            (Ok(n), Ok(v)) => {
+                let want = v.map_or(Want::Default, Want::Exact);
+                match crate::group::containing(caller as u64) {
+                    Some((obj, _registry)) => obj.bind_in_global_scope(n, want),
+                    None => crate::library::find_in_global_scope(n, want),
+                }
+            }
+            _ => None,
+        };
+        match address_of(ours) {
+            Some(address) => {
+                // SAFETY: no arguments; clears this thread's pending system-linker error.
+                unsafe { libc::dlerror() };
+                address
+            }
+            None => found,
+        }
     }
 
     /// `RTLD_NEXT`'s answer for a caller at `caller`: `None` when no library mmkit mapped holds
