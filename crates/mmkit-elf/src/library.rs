@@ -1146,6 +1146,7 @@ static HAS_GLOBAL_SCOPE: AtomicBool = AtomicBool::new(false);
 
 /// The definition of `name` in [`GLOBAL_SCOPE`], if a library mmkit made global (or one of
 /// its dependencies) defines it.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 pub(crate) fn find_in_global_scope(name: &str, want: Want<'_>) -> Option<Target> {
     find_in_global_scope_from(name, want).map(|(t, _)| t)
 }
