@@ -37,6 +37,9 @@
 //! The region is `MADV_DONTFORK`: a forked child does not inherit it (its address is unmapped
 //! there, so an access raises `SIGSEGV`), because the child would otherwise read missing pages as
 //! zeros — garbage — with nobody serving its faults.
+//! A child that drops its copy of the `PagedRegion` (one that goes on running the parent's code)
+//! only closes its copies of the descriptors: the parent's handler threads, registration and
+//! mapping are left alone.
 //!
 //! A child (or any process) that should see the pages uses a memfd region and its
 //! [`share`](PagedRegion::share) descriptor instead: it maps the memfd read-only and sees every
@@ -750,7 +753,11 @@ fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, 
 /// Anonymous memory whose missing pages a [`PageSource`] supplies. See the
 /// [module docs](self) for the failure semantics, fork and drop.
 pub struct PagedRegion {
-    map: MmapMut,
+    /// Unmapped by `drop`, in the process that created the region only.
+    map: std::mem::ManuallyDrop<MmapMut>,
+    /// The process that created the region: a forked child holding a copy must not stop the
+    /// handler threads, unregister the range or unmap (see `drop`).
+    owner: rustix::process::Pid,
     shared: Arc<Shared>,
     mode: FaultMode,
     stop: OwnedFd,
@@ -838,8 +845,16 @@ impl PagedRegion {
         let stop_r = Arc::new(stop_r);
         // Built before the threads start: if one fails to start, dropping the region stops the
         // ones already running.
-        let mut region =
-            PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new(), backing: b.backing, memfd };
+        let mut region = PagedRegion {
+            map: std::mem::ManuallyDrop::new(map),
+            owner: rustix::process::getpid(),
+            shared,
+            mode,
+            stop: stop_w,
+            threads: Vec::new(),
+            backing: b.backing,
+            memfd,
+        };
         for i in 0..b.threads {
             region.start_handler(i, &stop_r)?;
         }
@@ -1142,6 +1157,16 @@ impl PagedRegion {
 
 impl Drop for PagedRegion {
     fn drop(&mut self) {
+        if rustix::process::getpid() != self.owner {
+            // A forked child's copy. The stop pipe and the userfaultfd are the parent's too
+            // (`UFFDIO_UNREGISTER` acts on the address space the userfaultfd was created in:
+            // the parent's, whose missing pages would then read as zeros), the handler threads
+            // do not exist here (joining them would wait forever), and the range is not mapped
+            // here (`MADV_DONTFORK`: whatever the child mapped there since is not ours to
+            // unmap). Only this copy's descriptors are closed.
+            std::mem::forget(std::mem::take(&mut self.threads));
+            return;
+        }
         self.shared.stopping.store(true, Ordering::Relaxed);
         for _ in 0..self.threads.len() {
             let _ = sys::signal_stop(&self.stop);
@@ -1151,5 +1176,7 @@ impl Drop for PagedRegion {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // SAFETY: dropped once, here, and never used again (the region is being dropped).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.map) };
     }
 }

@@ -241,6 +241,54 @@ fn a_forked_child_does_not_inherit_the_region() {
     });
 }
 
+/// A forked child that drops its copy of the region (a child that goes on running the
+/// parent's code and returns normally does) must leave the parent's region alone: the stop pipe
+/// and the userfaultfd are shared with the parent (and `UFFDIO_UNREGISTER` acts on the
+/// parent's address space, the one the userfaultfd was created in), and the handler threads do
+/// not exist in the child.
+#[test]
+fn a_forked_child_dropping_its_copy_leaves_the_parent_served() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let region = PagedRegion::new(4 * page(), pattern_source(calls.clone())).unwrap();
+        assert_eq!(region.as_slice()[0], pattern(0, 0));
+        // SAFETY: the child only drops its bitwise copy of the region (the parent's is never
+        // read through it) and ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: in the child the original is never used or dropped again (`_exit`).
+            drop(unsafe { std::ptr::read(&region) });
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        let start = std::time::Instant::now();
+        let mut status = 0;
+        let exited = loop {
+            // SAFETY: waits for our own child.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                break true;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // The parent's pages are still served by the source (zeros would be garbage).
+        assert_eq!(region.as_slice()[2 * page() + 1], pattern(2, 1));
+        assert_eq!(region.as_slice()[3 * page() + 5], pattern(3, 5));
+        assert_eq!(calls.lock().unwrap().len(), 3);
+        assert!(region.handler_error().is_none(), "{:?}", region.handler_error());
+        assert!(exited, "the child hung dropping its copy of the region");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+    });
+}
+
 #[test]
 fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
     with_timeout(60, || {
