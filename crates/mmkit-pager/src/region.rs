@@ -509,11 +509,10 @@ impl Shared {
         Ok(())
     }
 
-    fn run_handler(&self, stop: &OwnedFd) {
-        let mut scratch = match self.take_scratch() {
-            Ok(s) => s,
-            Err(e) => return self.record_handler_error(e),
-        };
+    /// Serves faults with the buffer `scratch` until `stop` is readable (the buffer is taken
+    /// before the thread starts: a thread that cannot get one would serve nothing, and every
+    /// fault of the region would wait forever).
+    fn run_handler(&self, stop: &OwnedFd, mut scratch: MmapMut) {
         let mut msgs = [sys::UffdMsg::default(); 16];
         loop {
             match sys::wait(self.uffd.as_fd(), stop.as_fd()) {
@@ -865,9 +864,14 @@ impl PagedRegion {
     fn start_handler(&mut self, i: usize, stop: &Arc<OwnedFd>) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let stop = Arc::clone(stop);
+        let scratch = shared.take_scratch().map_err(|e| {
+            let detail = format!("the fill buffer of handler thread {i}");
+            let detail = e.detail().map_or(detail.clone(), |d| format!("{detail}: {d}"));
+            e.with_detail(detail)
+        })?;
         let t = std::thread::Builder::new()
             .name(format!("mmkit-pager-{i}"))
-            .spawn(move || shared.run_handler(&stop))
+            .spawn(move || shared.run_handler(&stop, scratch))
             .map_err(|e| Error::from_raw_errno("spawn of a handler thread", e.raw_os_error().unwrap_or(0)))?;
         self.threads.push(t);
         Ok(())

@@ -289,6 +289,53 @@ fn a_forked_child_dropping_its_copy_leaves_the_parent_served() {
     });
 }
 
+/// Fails `mmap(2)` of exactly `len` bytes with `ENOMEM`, on this thread and the threads it
+/// starts afterwards (a seccomp filter), as an exhausted `RLIMIT_AS` or `vm.max_map_count`
+/// would fail it.
+fn deny_mmap_of_len(len: usize) {
+    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_mmap as u32, 0, 3),
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 24, 0, 0), // args[1], low word (little-endian)
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, len as u32, 0, 1),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::ENOMEM as u32, 0, 0),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl with valid arguments; the filter outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _), 0);
+    }
+}
+
+/// A handler thread that cannot get its fill buffer (an `mmap` refused for lack of memory)
+/// must fail the build: a region whose only handler thread quit serves no fault, and the
+/// first touch would wait forever.
+#[test]
+fn a_handler_thread_without_memory_fails_the_build_instead_of_hanging_the_first_fault() {
+    const NAME: &str = "a_handler_thread_without_memory_fails_the_build_instead_of_hanging_the_first_fault";
+    if child_role().as_deref() == Some("no-scratch") {
+        let g = page();
+        // A fault-around window of 3 granules: the handler's buffer is the only 3-page mmap.
+        deny_mmap_of_len(3 * g);
+        let built = with_timeout(20, move || {
+            let region = PagedRegion::builder(8 * g).fault_around(3).build(ZeroSource).map_err(|e| e.to_string())?;
+            Ok::<u8, String>(region.as_slice()[0])
+        });
+        let msg = built.expect_err("the build succeeded although its handler thread had no buffer");
+        assert!(msg.contains("Cannot allocate memory") || msg.contains("ENOMEM"), "{msg}");
+        println!("NO-SCRATCH OK: {msg}");
+        return;
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "no-scratch", 60);
+    assert!(status.success() && out.contains("NO-SCRATCH OK"), "{status:?}\n{out}");
+}
+
 #[test]
 fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
     with_timeout(60, || {
