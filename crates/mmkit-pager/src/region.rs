@@ -39,7 +39,10 @@
 //! zeros — garbage — with nobody serving its faults.
 //! A child that drops its copy of the `PagedRegion` (one that goes on running the parent's code)
 //! only closes its copies of the descriptors: the parent's handler threads, registration and
-//! mapping are left alone.
+//! mapping are left alone. In a child, [`read`](PagedRegion::read),
+//! [`prefetch`](PagedRegion::prefetch), [`stage`](PagedRegion::stage) and
+//! [`collect_dirty`](PagedRegion::collect_dirty) are [`ErrorKind::InvalidArgument`] errors: the
+//! region's userfaultfd and pagemap descriptors act on the parent's address space.
 //!
 //! A child (or any process) that should see the pages uses a memfd region and its
 //! [`share`](PagedRegion::share) descriptor instead: it maps the memfd read-only and sees every
@@ -983,6 +986,7 @@ impl PagedRegion {
     /// ```
     pub fn stage(&self, offset: usize, bytes: &[u8]) -> Result<()> {
         const OP: &str = "PagedRegion::stage";
+        self.check_owner(OP)?;
         let s = &self.shared;
         let Install::Continue { staging, .. } = &s.install else {
             return Err(Error::new(OP, ErrorKind::InvalidArgument).with_detail(format!(
@@ -1064,6 +1068,7 @@ impl PagedRegion {
     /// Supplies every missing page of `range` now (from this thread), as a fault would; returns
     /// the first failure.
     pub fn prefetch(&self, offset: usize, len: usize) -> Result<()> {
+        self.check_owner("PagedRegion::prefetch")?;
         let (first, last) = self.pages_of("PagedRegion::prefetch", offset, len)?;
         let mut scratch = self.shared.take_scratch()?;
         let mut result = Ok(());
@@ -1074,6 +1079,23 @@ impl PagedRegion {
         }
         self.shared.give_scratch(scratch);
         result
+    }
+
+    /// Refuses a call that fills pages or resets dirty bits in a forked child: the child has
+    /// none of the region's pages, and its userfaultfd and pagemap descriptors act on the
+    /// parent's address space (a fill would install the child's bytes in the parent's pages, or
+    /// poison them; a collection would reset the parent's written bits).
+    fn check_owner(&self, op: &'static str) -> Result<()> {
+        if rustix::process::getpid() == self.owner {
+            return Ok(());
+        }
+        Err(Error::new(op, ErrorKind::InvalidArgument)
+            .with_addr(self.shared.base)
+            .with_range(0, self.len() as u64)
+            .with_detail(format!(
+                "the region belongs to process {}; a forked child has none of its pages (MADV_DONTFORK)",
+                self.owner.as_raw_nonzero()
+            )))
     }
 
     fn pages_of(&self, op: &'static str, offset: usize, len: usize) -> Result<(usize, usize)> {
@@ -1119,6 +1141,7 @@ impl PagedRegion {
     /// The pages written since the region was built or since the last call, and the start of a
     /// new interval. An [`ErrorKind::InvalidArgument`] error when the region does not track.
     pub fn collect_dirty(&self) -> Result<DirtyPages> {
+        self.check_owner("PagedRegion::collect_dirty")?;
         let s = &self.shared;
         let t = s.tracker.as_ref().ok_or_else(|| {
             Error::new("PagedRegion::collect_dirty", ErrorKind::InvalidArgument)
@@ -1130,6 +1153,7 @@ impl PagedRegion {
     /// The checked read: copies `buf.len()` bytes at `offset` into `buf`, supplying missing
     /// pages from this thread; a page whose source failed is an error, never a signal.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check_owner("PagedRegion::read")?;
         let (first, last) = self.pages_of("PagedRegion::read", offset, buf.len())?;
         let mut scratch = self.shared.take_scratch()?;
         let mut result = Ok(());

@@ -289,6 +289,56 @@ fn a_forked_child_dropping_its_copy_leaves_the_parent_served() {
     });
 }
 
+/// A forked child calling the region's filling faces on its copy must get an error, not act on
+/// the parent: the userfaultfd and the pagemap descriptor are the parent's, so a fill from the
+/// child installed the child's bytes in the parent's pages (and a failed one poisoned them),
+/// and a dirty collection there reset the parent's written bits.
+#[test]
+fn a_forked_child_cannot_fill_or_collect_the_parents_region() {
+    with_timeout(60, || {
+        let parent = std::process::id();
+        let g = page();
+        let mut region = PagedRegion::builder(4 * g)
+            .track_dirty()
+            .build(FnSource(move |offset, buf: &mut [u8]| {
+                // The child's copy of the source answers other bytes: whatever it installs is
+                // garbage to the parent.
+                let p = offset / mmkit::page_size() as u64;
+                for (j, b) in buf.iter_mut().enumerate() {
+                    *b = if std::process::id() == parent { pattern(p, j) } else { 0xee };
+                }
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        region.as_mut_slice()[0] = 1;
+        // SAFETY: the child only calls the region's methods and ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let refused = [
+                region.prefetch(g, g).is_err(),
+                region.read(2 * g, &mut [0u8; 8]).is_err(),
+                region.collect_dirty().is_err(),
+            ];
+            let code = refused.iter().enumerate().map(|(i, r)| if *r { 0 } else { 1 << i }).sum::<i32>();
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        // The parent's pages hold its source's bytes, and its write is still reported.
+        assert_eq!(region.as_slice()[g + 3], pattern(1, 3));
+        let mut b = [0u8; 8];
+        region.read(2 * g, &mut b).unwrap();
+        assert_eq!(b[5], pattern(2, 5));
+        let dirty = region.collect_dirty().unwrap();
+        assert!(dirty.pages.contains(&0), "{dirty:?}");
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the child's prefetch/read/collect_dirty (bits 1/2/4) succeeded");
+    });
+}
+
 /// Fails `mmap(2)` of exactly `len` bytes with `ENOMEM`, on this thread and the threads it
 /// starts afterwards (a seccomp filter), as an exhausted `RLIMIT_AS` or `vm.max_map_count`
 /// would fail it.
