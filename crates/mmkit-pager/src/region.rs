@@ -821,13 +821,22 @@ impl PagedRegion {
         };
         let (map, install, page, memfd) = map_backing(b, &mut reg_mode)?;
         let (base, span) = register_range(&map, &fd, reg_mode)?;
+        // One state byte per granule: for a huge region (a memfd's pages are only reserved) that
+        // is gigabytes, which may not be there; an error then, not an abort.
+        let mut states = Vec::new();
+        states.try_reserve_exact(span / page).map_err(|_| {
+            Error::from_raw_errno("PagedRegion::new", libc::ENOMEM)
+                .with_range(0, b.len as u64)
+                .with_detail(format!("no memory for the pager's state of {} granules (one byte each)", span / page))
+        })?;
+        states.extend((0..span / page).map(|_| AtomicU8::new(MISSING)));
         let shared = Arc::new(Shared {
             uffd: fd,
             base,
             len: span,
             page,
             source,
-            states: (0..span / page).map(|_| AtomicU8::new(MISSING)).collect(),
+            states: states.into_boxed_slice(),
             failures: Mutex::new(Vec::new()),
             fence,
             retry: b.retry,

@@ -386,6 +386,33 @@ fn a_handler_thread_without_memory_fails_the_build_instead_of_hanging_the_first_
     assert!(status.success() && out.contains("NO-SCRATCH OK"), "{status:?}\n{out}");
 }
 
+/// A region too large for the pager's own bookkeeping (one state byte per page) is an error,
+/// not an abort: a shared memory region of 8 TiB maps (its pages are only reserved), and its
+/// 2 GiB of page states are refused here by `RLIMIT_DATA` (as a small machine refuses them).
+#[test]
+fn a_region_whose_page_states_cannot_be_allocated_is_an_error_not_an_abort() {
+    const NAME: &str = "a_region_whose_page_states_cannot_be_allocated_is_an_error_not_an_abort";
+    if child_role().as_deref() == Some("no-states") {
+        let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) }, 0);
+        let len = 1usize << 43;
+        let err = PagedRegion::builder(len)
+            .backing(mmkit_pager::Backing::SharedMemory(mmkit_pager::ShmemFill::Copy))
+            .build(ZeroSource)
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ENOMEM), "{err}");
+        assert_eq!(err.range(), Some((0, len as u64)), "{err}");
+        println!("NO-STATES OK: {err}");
+        return;
+    }
+    if child_role().is_some() || usize::BITS < 64 {
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "no-states", 60);
+    assert!(status.success() && out.contains("NO-STATES OK"), "{status:?}\n{out}");
+}
+
 #[test]
 fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
     with_timeout(60, || {
