@@ -37,6 +37,12 @@
 //! The region is `MADV_DONTFORK`: a forked child does not inherit it (its address is unmapped
 //! there, so an access raises `SIGSEGV`), because the child would otherwise read missing pages as
 //! zeros — garbage — with nobody serving its faults.
+//! A child that drops its copy of the `PagedRegion` (one that goes on running the parent's code)
+//! only closes its copies of the descriptors: the parent's handler threads, registration and
+//! mapping are left alone. In a child, [`read`](PagedRegion::read),
+//! [`prefetch`](PagedRegion::prefetch), [`stage`](PagedRegion::stage) and
+//! [`collect_dirty`](PagedRegion::collect_dirty) are [`ErrorKind::InvalidArgument`] errors: the
+//! region's userfaultfd and pagemap descriptors act on the parent's address space.
 //!
 //! A child (or any process) that should see the pages uses a memfd region and its
 //! [`share`](PagedRegion::share) descriptor instead: it maps the memfd read-only and sees every
@@ -506,11 +512,10 @@ impl Shared {
         Ok(())
     }
 
-    fn run_handler(&self, stop: &OwnedFd) {
-        let mut scratch = match self.take_scratch() {
-            Ok(s) => s,
-            Err(e) => return self.record_handler_error(e),
-        };
+    /// Serves faults with the buffer `scratch` until `stop` is readable (the buffer is taken
+    /// before the thread starts: a thread that cannot get one would serve nothing, and every
+    /// fault of the region would wait forever).
+    fn run_handler(&self, stop: &OwnedFd, mut scratch: MmapMut) {
         let mut msgs = [sys::UffdMsg::default(); 16];
         loop {
             match sys::wait(self.uffd.as_fd(), stop.as_fd()) {
@@ -750,7 +755,11 @@ fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, 
 /// Anonymous memory whose missing pages a [`PageSource`] supplies. See the
 /// [module docs](self) for the failure semantics, fork and drop.
 pub struct PagedRegion {
-    map: MmapMut,
+    /// Unmapped by `drop`, in the process that created the region only.
+    map: std::mem::ManuallyDrop<MmapMut>,
+    /// The process that created the region: a forked child holding a copy must not stop the
+    /// handler threads, unregister the range or unmap (see `drop`).
+    owner: rustix::process::Pid,
     shared: Arc<Shared>,
     mode: FaultMode,
     stop: OwnedFd,
@@ -812,13 +821,22 @@ impl PagedRegion {
         };
         let (map, install, page, memfd) = map_backing(b, &mut reg_mode)?;
         let (base, span) = register_range(&map, &fd, reg_mode)?;
+        // One state byte per granule: for a huge region (a memfd's pages are only reserved) that
+        // is gigabytes, which may not be there; an error then, not an abort.
+        let mut states = Vec::new();
+        states.try_reserve_exact(span / page).map_err(|_| {
+            Error::from_raw_errno("PagedRegion::new", libc::ENOMEM)
+                .with_range(0, b.len as u64)
+                .with_detail(format!("no memory for the pager's state of {} granules (one byte each)", span / page))
+        })?;
+        states.extend((0..span / page).map(|_| AtomicU8::new(MISSING)));
         let shared = Arc::new(Shared {
             uffd: fd,
             base,
             len: span,
             page,
             source,
-            states: (0..span / page).map(|_| AtomicU8::new(MISSING)).collect(),
+            states: states.into_boxed_slice(),
             failures: Mutex::new(Vec::new()),
             fence,
             retry: b.retry,
@@ -838,8 +856,16 @@ impl PagedRegion {
         let stop_r = Arc::new(stop_r);
         // Built before the threads start: if one fails to start, dropping the region stops the
         // ones already running.
-        let mut region =
-            PagedRegion { map, shared, mode, stop: stop_w, threads: Vec::new(), backing: b.backing, memfd };
+        let mut region = PagedRegion {
+            map: std::mem::ManuallyDrop::new(map),
+            owner: rustix::process::getpid(),
+            shared,
+            mode,
+            stop: stop_w,
+            threads: Vec::new(),
+            backing: b.backing,
+            memfd,
+        };
         for i in 0..b.threads {
             region.start_handler(i, &stop_r)?;
         }
@@ -850,9 +876,14 @@ impl PagedRegion {
     fn start_handler(&mut self, i: usize, stop: &Arc<OwnedFd>) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let stop = Arc::clone(stop);
+        let scratch = shared.take_scratch().map_err(|e| {
+            let detail = format!("the fill buffer of handler thread {i}");
+            let detail = e.detail().map_or(detail.clone(), |d| format!("{detail}: {d}"));
+            e.with_detail(detail)
+        })?;
         let t = std::thread::Builder::new()
             .name(format!("mmkit-pager-{i}"))
-            .spawn(move || shared.run_handler(&stop))
+            .spawn(move || shared.run_handler(&stop, scratch))
             .map_err(|e| Error::from_raw_errno("spawn of a handler thread", e.raw_os_error().unwrap_or(0)))?;
         self.threads.push(t);
         Ok(())
@@ -964,6 +995,7 @@ impl PagedRegion {
     /// ```
     pub fn stage(&self, offset: usize, bytes: &[u8]) -> Result<()> {
         const OP: &str = "PagedRegion::stage";
+        self.check_owner(OP)?;
         let s = &self.shared;
         let Install::Continue { staging, .. } = &s.install else {
             return Err(Error::new(OP, ErrorKind::InvalidArgument).with_detail(format!(
@@ -1045,6 +1077,7 @@ impl PagedRegion {
     /// Supplies every missing page of `range` now (from this thread), as a fault would; returns
     /// the first failure.
     pub fn prefetch(&self, offset: usize, len: usize) -> Result<()> {
+        self.check_owner("PagedRegion::prefetch")?;
         let (first, last) = self.pages_of("PagedRegion::prefetch", offset, len)?;
         let mut scratch = self.shared.take_scratch()?;
         let mut result = Ok(());
@@ -1055,6 +1088,23 @@ impl PagedRegion {
         }
         self.shared.give_scratch(scratch);
         result
+    }
+
+    /// Refuses a call that fills pages or resets dirty bits in a forked child: the child has
+    /// none of the region's pages, and its userfaultfd and pagemap descriptors act on the
+    /// parent's address space (a fill would install the child's bytes in the parent's pages, or
+    /// poison them; a collection would reset the parent's written bits).
+    fn check_owner(&self, op: &'static str) -> Result<()> {
+        if rustix::process::getpid() == self.owner {
+            return Ok(());
+        }
+        Err(Error::new(op, ErrorKind::InvalidArgument)
+            .with_addr(self.shared.base)
+            .with_range(0, self.len() as u64)
+            .with_detail(format!(
+                "the region belongs to process {}; a forked child has none of its pages (MADV_DONTFORK)",
+                self.owner.as_raw_nonzero()
+            )))
     }
 
     fn pages_of(&self, op: &'static str, offset: usize, len: usize) -> Result<(usize, usize)> {
@@ -1100,6 +1150,7 @@ impl PagedRegion {
     /// The pages written since the region was built or since the last call, and the start of a
     /// new interval. An [`ErrorKind::InvalidArgument`] error when the region does not track.
     pub fn collect_dirty(&self) -> Result<DirtyPages> {
+        self.check_owner("PagedRegion::collect_dirty")?;
         let s = &self.shared;
         let t = s.tracker.as_ref().ok_or_else(|| {
             Error::new("PagedRegion::collect_dirty", ErrorKind::InvalidArgument)
@@ -1111,6 +1162,7 @@ impl PagedRegion {
     /// The checked read: copies `buf.len()` bytes at `offset` into `buf`, supplying missing
     /// pages from this thread; a page whose source failed is an error, never a signal.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check_owner("PagedRegion::read")?;
         let (first, last) = self.pages_of("PagedRegion::read", offset, buf.len())?;
         let mut scratch = self.shared.take_scratch()?;
         let mut result = Ok(());
@@ -1142,6 +1194,16 @@ impl PagedRegion {
 
 impl Drop for PagedRegion {
     fn drop(&mut self) {
+        if rustix::process::getpid() != self.owner {
+            // A forked child's copy. The stop pipe and the userfaultfd are the parent's too
+            // (`UFFDIO_UNREGISTER` acts on the address space the userfaultfd was created in:
+            // the parent's, whose missing pages would then read as zeros), the handler threads
+            // do not exist here (joining them would wait forever), and the range is not mapped
+            // here (`MADV_DONTFORK`: whatever the child mapped there since is not ours to
+            // unmap). Only this copy's descriptors are closed.
+            std::mem::forget(std::mem::take(&mut self.threads));
+            return;
+        }
         self.shared.stopping.store(true, Ordering::Relaxed);
         for _ in 0..self.threads.len() {
             let _ = sys::signal_stop(&self.stop);
@@ -1151,5 +1213,7 @@ impl Drop for PagedRegion {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // SAFETY: dropped once, here, and never used again (the region is being dropped).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.map) };
     }
 }

@@ -241,6 +241,178 @@ fn a_forked_child_does_not_inherit_the_region() {
     });
 }
 
+/// A forked child that drops its copy of the region (a child that goes on running the
+/// parent's code and returns normally does) must leave the parent's region alone: the stop pipe
+/// and the userfaultfd are shared with the parent (and `UFFDIO_UNREGISTER` acts on the
+/// parent's address space, the one the userfaultfd was created in), and the handler threads do
+/// not exist in the child.
+#[test]
+fn a_forked_child_dropping_its_copy_leaves_the_parent_served() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let region = PagedRegion::new(4 * page(), pattern_source(calls.clone())).unwrap();
+        assert_eq!(region.as_slice()[0], pattern(0, 0));
+        // SAFETY: the child only drops its bitwise copy of the region (the parent's is never
+        // read through it) and ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: in the child the original is never used or dropped again (`_exit`).
+            drop(unsafe { std::ptr::read(&region) });
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        let start = std::time::Instant::now();
+        let mut status = 0;
+        let exited = loop {
+            // SAFETY: waits for our own child.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                break true;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // The parent's pages are still served by the source (zeros would be garbage).
+        assert_eq!(region.as_slice()[2 * page() + 1], pattern(2, 1));
+        assert_eq!(region.as_slice()[3 * page() + 5], pattern(3, 5));
+        assert_eq!(calls.lock().unwrap().len(), 3);
+        assert!(region.handler_error().is_none(), "{:?}", region.handler_error());
+        assert!(exited, "the child hung dropping its copy of the region");
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+    });
+}
+
+/// A forked child calling the region's filling faces on its copy must get an error, not act on
+/// the parent: the userfaultfd and the pagemap descriptor are the parent's, so a fill from the
+/// child installed the child's bytes in the parent's pages (and a failed one poisoned them),
+/// and a dirty collection there reset the parent's written bits.
+#[test]
+fn a_forked_child_cannot_fill_or_collect_the_parents_region() {
+    with_timeout(60, || {
+        let parent = std::process::id();
+        let g = page();
+        let mut region = PagedRegion::builder(4 * g)
+            .track_dirty()
+            .build(FnSource(move |offset, buf: &mut [u8]| {
+                // The child's copy of the source answers other bytes: whatever it installs is
+                // garbage to the parent.
+                let p = offset / mmkit::page_size() as u64;
+                for (j, b) in buf.iter_mut().enumerate() {
+                    *b = if std::process::id() == parent { pattern(p, j) } else { 0xee };
+                }
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        region.as_mut_slice()[0] = 1;
+        // SAFETY: the child only calls the region's methods and ends with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let refused = [
+                region.prefetch(g, g).is_err(),
+                region.read(2 * g, &mut [0u8; 8]).is_err(),
+                region.collect_dirty().is_err(),
+            ];
+            let code = refused.iter().enumerate().map(|(i, r)| if *r { 0 } else { 1 << i }).sum::<i32>();
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        // The parent's pages hold its source's bytes, and its write is still reported.
+        assert_eq!(region.as_slice()[g + 3], pattern(1, 3));
+        let mut b = [0u8; 8];
+        region.read(2 * g, &mut b).unwrap();
+        assert_eq!(b[5], pattern(2, 5));
+        let dirty = region.collect_dirty().unwrap();
+        assert!(dirty.pages.contains(&0), "{dirty:?}");
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the child's prefetch/read/collect_dirty (bits 1/2/4) succeeded");
+    });
+}
+
+/// Fails `mmap(2)` of exactly `len` bytes with `ENOMEM`, on this thread and the threads it
+/// starts afterwards (a seccomp filter), as an exhausted `RLIMIT_AS` or `vm.max_map_count`
+/// would fail it.
+fn deny_mmap_of_len(len: usize) {
+    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_mmap as u32, 0, 3),
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 24, 0, 0), // args[1], low word (little-endian)
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, len as u32, 0, 1),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::ENOMEM as u32, 0, 0),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl with valid arguments; the filter outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _), 0);
+    }
+}
+
+/// A handler thread that cannot get its fill buffer (an `mmap` refused for lack of memory)
+/// must fail the build: a region whose only handler thread quit serves no fault, and the
+/// first touch would wait forever.
+#[test]
+fn a_handler_thread_without_memory_fails_the_build_instead_of_hanging_the_first_fault() {
+    const NAME: &str = "a_handler_thread_without_memory_fails_the_build_instead_of_hanging_the_first_fault";
+    if child_role().as_deref() == Some("no-scratch") {
+        let g = page();
+        // A fault-around window of 3 granules: the handler's buffer is the only 3-page mmap.
+        deny_mmap_of_len(3 * g);
+        let built = with_timeout(20, move || {
+            let region = PagedRegion::builder(8 * g).fault_around(3).build(ZeroSource).map_err(|e| e.to_string())?;
+            Ok::<u8, String>(region.as_slice()[0])
+        });
+        let msg = built.expect_err("the build succeeded although its handler thread had no buffer");
+        assert!(msg.contains("Cannot allocate memory") || msg.contains("ENOMEM"), "{msg}");
+        println!("NO-SCRATCH OK: {msg}");
+        return;
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "no-scratch", 60);
+    assert!(status.success() && out.contains("NO-SCRATCH OK"), "{status:?}\n{out}");
+}
+
+/// A region too large for the pager's own bookkeeping (one state byte per page) is an error,
+/// not an abort: a shared memory region of 8 TiB maps (its pages are only reserved), and its
+/// 2 GiB of page states are refused here by `RLIMIT_DATA` (as a small machine refuses them).
+#[test]
+fn a_region_whose_page_states_cannot_be_allocated_is_an_error_not_an_abort() {
+    const NAME: &str = "a_region_whose_page_states_cannot_be_allocated_is_an_error_not_an_abort";
+    if child_role().as_deref() == Some("no-states") {
+        let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) }, 0);
+        let len = 1usize << 43;
+        let err = PagedRegion::builder(len)
+            .backing(mmkit_pager::Backing::SharedMemory(mmkit_pager::ShmemFill::Copy))
+            .build(ZeroSource)
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(libc::ENOMEM), "{err}");
+        assert_eq!(err.range(), Some((0, len as u64)), "{err}");
+        println!("NO-STATES OK: {err}");
+        return;
+    }
+    if child_role().is_some() || usize::BITS < 64 {
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "no-states", 60);
+    assert!(status.success() && out.contains("NO-STATES OK"), "{status:?}\n{out}");
+}
+
 #[test]
 fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
     with_timeout(60, || {
