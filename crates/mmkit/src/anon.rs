@@ -7,7 +7,7 @@
 //! | memory a forked child shares | [`MapOptions::map_anon_shared`] | `MAP_SHARED \| MAP_ANONYMOUS` |
 //! | a name in `/proc/self/maps` | [`MapOptions::name`], [`Mapping::set_name`], [`inspect::region_name`](crate::inspect::region_name) | `PR_SET_VMA_ANON_NAME` (5.17+) |
 //! | guard pages around it | [`MapOptions::map_anon_guarded`] | `MADV_GUARD_INSTALL` (6.13+) or `PROT_NONE` |
-//! | a child sees zeros / nothing | [`MmapMut::wipe_on_fork`], `unsafe` [`MmapMut::dont_fork`] | `MADV_WIPEONFORK`, `MADV_DONTFORK` |
+//! | a child sees zeros / nothing | `unsafe` [`MmapMut::wipe_on_fork`], `unsafe` [`MmapMut::dont_fork`] | `MADV_WIPEONFORK`, `MADV_DONTFORK` |
 //! | give the memory back | [`MmapMut::purge`], [`MmapMut::purge_lazy`] | `MADV_DONTNEED`/`MADV_REMOVE`, `MADV_FREE` |
 //! | huge pages, and proof | [`HugePages`](crate::HugePages), [`MmapMut::collapse`], [`inspect::huge_page_bytes`](crate::inspect::huge_page_bytes) | `MADV_HUGEPAGE`, `MADV_COLLAPSE`, `smaps` |
 //!
@@ -313,20 +313,29 @@ impl MmapMut {
     /// A forked child sees zeros in `range` (`MADV_WIPEONFORK`, Linux 4.14+, private memory):
     /// for secrets and per-process state such as random-number-generator seeds.
     ///
+    /// # Safety
+    /// The child of a `fork` continues the parent's code with the parent's references, and in
+    /// the child the bytes behind them are now zeros: a `&[u8]` (or a `&NonZeroU8`, `&str`, ...
+    /// validated from it) that was alive across the fork would see its bytes change under it
+    /// (and a `&NonZeroU8` would read 0). Until [`keep_on_fork`](Self::keep_on_fork) undoes it,
+    /// no reference into `range` made before a fork may be used in the forked child (for
+    /// example in the closure of a [fork probe](crate::process)). The child may use the face
+    /// itself: references it makes after the fork see the zeros from the start. A child that
+    /// only calls `exec` or `_exit` is fine.
+    ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {
     /// let mut secret = mmkit::MapOptions::new().len(4096).map_anon()?;
-    /// secret.wipe_on_fork(..)?;
+    /// // SAFETY: no reference into `secret` is used by a forked child.
+    /// unsafe { secret.wipe_on_fork(..) }?;
     /// secret[0] = 42; // the parent keeps it; a child would read 0
     /// # Ok(()) }
     /// ```
-    pub fn wipe_on_fork(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
-        #[allow(unsafe_code)]
-        // SAFETY: this process's contents do not change; the child's copy starts zeroed,
-        // before any code in the child has read it.
-        unsafe {
-            self.mapping().advise_unchecked(range, UncheckedAdvice::WipeOnFork)
-        }
+    #[allow(unsafe_code)]
+    pub unsafe fn wipe_on_fork(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
+        // SAFETY: this process's contents do not change; in a child, the references made
+        // before the fork are the caller's (forwarded contract).
+        unsafe { self.mapping().advise_unchecked(range, UncheckedAdvice::WipeOnFork) }
     }
 
     /// Undoes [`wipe_on_fork`](Self::wipe_on_fork) (`MADV_KEEPONFORK`).

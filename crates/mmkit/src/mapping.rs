@@ -687,7 +687,9 @@ impl Mapping {
     ///
     /// # Safety
     /// No live reference (`&[u8]` from a face) may rely on the range's current contents, and
-    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later. For `DontFork`, no
+    /// for `WipeOnFork`/`Free` the caller accepts zeros appearing later (for `WipeOnFork`: in a
+    /// forked child, behind the references it inherits; see
+    /// [`MmapMut::wipe_on_fork`](crate::MmapMut::wipe_on_fork)). For `DontFork`, no
     /// forked child may touch the range or use (or drop) the face that owns it, and no child
     /// may map something else at its address while the face's copy exists there; see
     /// [`MmapMut::dont_fork`](crate::MmapMut::dont_fork).

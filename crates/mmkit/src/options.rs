@@ -247,9 +247,9 @@ pub enum UncheckedAdvice {
     Free,
     /// `MADV_REMOVE`: free the range and its backing store (punches a hole in shared memory).
     Remove,
-    /// `MADV_WIPEONFORK` (4.14+): a child sees zeros here. Zeros are valid bytes for every
-    /// face and typed view, so the safe [`MmapMut::wipe_on_fork`](crate::MmapMut::wipe_on_fork)
-    /// offers it too.
+    /// `MADV_WIPEONFORK` (4.14+): a child sees zeros here, also behind the references it
+    /// inherits from the parent (which is why [`MmapMut::wipe_on_fork`](crate::MmapMut::wipe_on_fork)
+    /// is `unsafe` too).
     WipeOnFork,
     /// `MADV_DONTFORK`: a forked child does not inherit the range; it is unmapped there,
     /// while the child's copy of the owning face still points at it. Unchecked because safe

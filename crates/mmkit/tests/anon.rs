@@ -76,7 +76,8 @@ fn shared_is_visible_across_fork_and_private_is_not() {
 fn wipe_on_fork_gives_the_child_zeros() {
     let mut secret = MapOptions::new().len(page_size()).map_anon().unwrap();
     secret[0] = 42;
-    secret.wipe_on_fork(..).unwrap();
+    // SAFETY: the child reads through a raw pointer only, no inherited reference.
+    unsafe { secret.wipe_on_fork(..) }.unwrap();
     let p = secret.as_ptr();
     // SAFETY: the child reads one byte of an inherited (wiped) map.
     assert_eq!(in_child(|| unsafe { p.read() }), Ok(0));

@@ -149,13 +149,15 @@ mod mmap_mut {
         }
     }
 
-    /// The child of a `dont_fork` map loses the memory, so the call is `unsafe`; a
-    /// `wipe_on_fork` child reads zeros, which is safe.
+    /// The child of a `dont_fork` map loses the memory, and a `wipe_on_fork` child reads zeros
+    /// (also behind references it inherits, hence `unsafe` too); through a raw pointer (or a
+    /// borrow the child makes) they are valid bytes.
     #[test]
     fn wipe_on_fork_leaves_the_child_valid_zeros() {
         let mut m = MapOptions::new().len(page_size()).map_anon().unwrap();
         m[0] = 9;
-        m.wipe_on_fork(..).unwrap();
+        // SAFETY: the child below reads through a raw pointer only, no inherited reference.
+        unsafe { m.wipe_on_fork(..) }.unwrap();
         let p = m.as_ptr();
         // SAFETY: the child only reads one byte of a mapping it inherits (zeroed).
         assert_eq!(fork::in_child(|| unsafe { p.read_volatile() }), Ok(0));
