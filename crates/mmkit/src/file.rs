@@ -497,6 +497,19 @@ fn check_immutable(fd: BorrowedFd<'_>) -> Result<()> {
             missing.join(" and ")
         )));
     }
+    // fs-verity protects regular files only; the probe's ioctl number must not reach whatever
+    // driver is behind another kind of file (one answering 0 would read as verity).
+    match sys::regular_file_len_and_block(fd) {
+        Ok((Some(_), _)) => {}
+        Ok((None, _)) => {
+            return Err(not_safe(
+                "not a regular file or a memfd: only a memfd sealed against WRITE and SHRINK or a regular \
+                 file with fs-verity is safe to map"
+                    .into(),
+            ))
+        }
+        Err(e) => return Err(Error::os("fstat", e).with_opt_path(sys::fd_path(fd).as_deref())),
+    }
     match sys::probe::has_fs_verity(fd) {
         Ok(true) => Ok(()),
         Ok(false) => Err(not_safe(

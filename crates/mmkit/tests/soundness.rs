@@ -46,6 +46,20 @@ mod mmap {
         f
     }
 
+    /// `map_if_safe` of something that is neither a memfd nor a regular file (a device, a
+    /// pipe) is refused before the fs-verity probe: that ioctl number must not reach an
+    /// arbitrary driver, one of which could answer 0 and pass for verity.
+    #[test]
+    fn map_if_safe_refuses_what_is_not_a_regular_file_before_probing_it() {
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        for fd in [std::os::fd::AsFd::as_fd(&zero), std::os::fd::AsFd::as_fd(&r)] {
+            let e = MapOptions::new().len(page_size()).map_if_safe(&fd).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotSafe, "{e}");
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+    }
+
     /// An `Mmap` only exists over readable memory.
     #[test]
     fn an_unreadable_protection_is_refused() {
