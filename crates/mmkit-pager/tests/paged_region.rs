@@ -340,24 +340,9 @@ fn a_forked_child_cannot_fill_or_collect_the_parents_region() {
 }
 
 /// Fails `mmap(2)` of exactly `len` bytes with `ENOMEM`, on this thread and the threads it
-/// starts afterwards (a seccomp filter), as an exhausted `RLIMIT_AS` or `vm.max_map_count`
-/// would fail it.
+/// starts afterwards, as an exhausted `RLIMIT_AS` or `vm.max_map_count` would fail it.
 fn deny_mmap_of_len(len: usize) {
-    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
-    let filter = [
-        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
-        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_mmap as u32, 0, 3),
-        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 24, 0, 0), // args[1], low word (little-endian)
-        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, len as u32, 0, 1),
-        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::ENOMEM as u32, 0, 0),
-        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
-    ];
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
-    // SAFETY: prctl with valid arguments; the filter outlives the call (the kernel copies it).
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _), 0);
-    }
+    support::deny_syscall(libc::SYS_mmap, Some(len as u32), libc::ENOMEM);
 }
 
 /// A handler thread that cannot get its fill buffer (an `mmap` refused for lack of memory)

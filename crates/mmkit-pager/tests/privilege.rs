@@ -105,22 +105,10 @@ fn an_unprivileged_user_is_detected_and_served() {
     assert!(status.success() && out.contains("UNPRIVILEGED OK"), "{status:?}\n{out}");
 }
 
-/// Installs a seccomp filter on this thread that fails `userfaultfd(2)` with `EPERM`, as a
-/// kernel with `vm.unprivileged_userfaultfd=0` and no `UFFD_USER_MODE_ONLY` would.
+/// Fails `userfaultfd(2)` with `EPERM` on this thread, as a kernel with
+/// `vm.unprivileged_userfaultfd=0` and no `UFFD_USER_MODE_ONLY` would.
 fn deny_userfaultfd_syscall() {
-    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
-    let filter = [
-        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
-        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_userfaultfd as u32, 0, 1),
-        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
-        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
-    ];
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
-    // SAFETY: prctl with valid arguments; the filter outlives the call (the kernel copies it).
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _), 0);
-    }
+    support::deny_syscall(libc::SYS_userfaultfd, None, libc::EPERM);
 }
 
 #[test]

@@ -59,3 +59,28 @@ pub fn child_role() -> Option<String> {
 pub fn pattern(page: u64, j: usize) -> u8 {
     (page as u8).wrapping_mul(31).wrapping_add(j as u8)
 }
+
+/// Installs a seccomp filter on this thread (and the threads it starts afterwards) that fails
+/// system call `nr` with `errno`; with `arg1`, only calls whose second argument's low 32 bits
+/// are that value (an `mmap` of one length). How a test makes the kernel refuse one call as a
+/// sysctl, a limit or an exhausted resource would, without the privileges to set them.
+pub fn deny_syscall(nr: libc::c_long, arg1: Option<u32>, errno: i32) {
+    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let mut filter = vec![
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr as u32, 0, if arg1.is_some() { 3 } else { 1 }),
+    ];
+    if let Some(value) = arg1 {
+        // seccomp_data.args[1], its low word (little-endian).
+        filter.push(f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 24, 0, 0));
+        filter.push(f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, value, 0, 1));
+    }
+    filter.push(f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | errno as u32, 0, 0));
+    filter.push(f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0));
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl with valid arguments; the filter outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _), 0);
+    }
+}
