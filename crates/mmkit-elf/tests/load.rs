@@ -1079,7 +1079,8 @@ fn without_pt_gnu_stack(path: &std::path::Path) -> std::path::PathBuf {
 /// main stack became executable, or the same refusal.
 fn stack_outcome_matches_glibc(name: &str, fixture: &std::path::Path) {
     let run = |by: &str| -> String {
-        let out = std::env::temp_dir().join(format!("mmkit-execstack-{by}-{}", std::process::id()));
+        // One file per test and peer: the tests sharing this helper run at once.
+        let out = std::env::temp_dir().join(format!("mmkit-execstack-{name}-{by}-{}", std::process::id()));
         if in_fresh_process_with(name, &[("MMKIT_EXECSTACK_BY", by), ("MMKIT_EXECSTACK_OUT", out.to_str().unwrap())]) {
             return String::new();
         }
