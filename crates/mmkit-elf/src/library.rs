@@ -229,8 +229,9 @@ pub(crate) struct Object {
     pub(crate) deps: OnceLock<Vec<Dependency>>,
     /// Pins on the libraries of the `RTLD_GLOBAL` scope (not dependencies) that this
     /// library's references bound to: they stay loaded while it is, as glibc's `l_reldeps`
-    /// keep them, and are released after it is unmapped.
-    global_binds: std::sync::Mutex<Vec<crate::relocate::atexit::Pin>>,
+    /// keep them, and are released after it is unmapped. One pin per library (by its
+    /// `Object`'s address), however many references or lookups bind to it.
+    global_binds: std::sync::Mutex<Vec<(usize, crate::relocate::atexit::Pin)>>,
     /// The dependencies breadth-first, each once, without this object (glibc's `l_searchlist`
     /// after the object itself): where `dlsym` on a handle looks.
     search: OnceLock<Vec<Dependency>>,
@@ -656,9 +657,11 @@ impl Object {
     /// asked for).
     pub(crate) fn bind_in_global_scope(&self, name: &str, want: Want<'_>) -> Option<Target> {
         let (t, provider) = find_in_global_scope_from(name, want)?;
-        if !std::ptr::eq(Arc::as_ptr(&provider), self) {
+        let at = Arc::as_ptr(&provider) as usize;
+        let mut binds = self.global_binds.lock().unwrap_or_else(|e| e.into_inner());
+        if at != self as *const Object as usize && !binds.iter().any(|&(p, _)| p == at) {
             if let Some(pin) = crate::group::pin_containing(provider.span().0) {
-                self.global_binds.lock().unwrap_or_else(|e| e.into_inner()).push(pin);
+                binds.push((at, pin));
             }
         }
         Some(t)
@@ -1143,6 +1146,12 @@ static GLOBAL_SCOPE: std::sync::Mutex<Vec<Weak<Object>>> = std::sync::Mutex::new
 
 /// Whether [`GLOBAL_SCOPE`] was ever given a library: binding skips it until then.
 static HAS_GLOBAL_SCOPE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a library was ever made global (else there is nothing to look up there).
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(crate) fn has_global_scope() -> bool {
+    HAS_GLOBAL_SCOPE.load(Ordering::Acquire)
+}
 
 /// The definition of `name` in [`GLOBAL_SCOPE`], if a library mmkit made global (or one of
 /// its dependencies) defines it.

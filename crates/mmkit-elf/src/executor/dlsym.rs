@@ -452,7 +452,7 @@ mod entries {
     /// symbol" message is read, so that `dlerror` does not report a failure for a lookup that
     /// succeeded.
     fn default_scope(found: *mut c_void, name: &CStr, version: Option<&CStr>, caller: usize) -> *mut c_void {
-        if !found.is_null() {
+        if !found.is_null() || !crate::library::has_global_scope() {
             return found;
         }
         let ours = match (name.to_str(), version.map(CStr::to_str).transpose()) {
