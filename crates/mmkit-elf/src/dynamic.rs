@@ -145,6 +145,12 @@ pub(crate) struct Dynamic {
     pub flags: u64,
     /// `DT_FLAGS_1` (`DF_1_NODELETE`, ...).
     pub flags_1: u64,
+    /// `DT_PLTGOT`: the link-time address of the GOT whose words 1 and 2 the PLT's first entry
+    /// reads (lazy binding: see `relocate/lazy.rs`).
+    pub pltgot: Option<u64>,
+    /// The library asks to be bound at load (`DT_BIND_NOW`, `DF_BIND_NOW` or `DF_1_NOW`), as
+    /// `-z now` links it: no lazy binding, even for a `dlopen(RTLD_LAZY)`.
+    pub bind_now: bool,
 }
 
 impl Dynamic {
@@ -247,6 +253,12 @@ impl Dynamic {
             .map(Rela::from)
     }
 
+    /// The number of `DT_RELA` relocations ([`Dynamic::relocations`] yields `DT_JMPREL`'s
+    /// after them).
+    pub fn rela_count(&self) -> usize {
+        self.rela.len()
+    }
+
     /// `DT_NEEDED` names, in order.
     pub fn needed(&self) -> impl Iterator<Item = Result<&str>> + '_ {
         self.needed.iter().map(|&off| self.str_at(off))
@@ -303,6 +315,10 @@ impl Dynamic {
             fini_array,
             flags: entries.flags,
             flags_1: entries.flags_1,
+            pltgot: tags.get(elf::DT_PLTGOT),
+            bind_now: tags.get(elf::DT_BIND_NOW).is_some()
+                || entries.flags & u64::from(elf::DF_BIND_NOW) != 0
+                || entries.flags_1 & u64::from(elf::DF_1_NOW) != 0,
             image,
         };
         for &off in &dy.needed {
@@ -605,7 +621,7 @@ fn set_version(dy: &mut Dynamic, idx: u16, v: Version) {
 /// The dynamic tags the loader reads (`DT_NEEDED` and `DT_FLAGS` are handled apart), each
 /// kept once: a later entry of the same tag replaces an earlier one.
 #[derive(Default)]
-struct Tags([Option<u64>; 30]);
+struct Tags([Option<u64>; 32]);
 
 impl Tags {
     /// Where `tag` is kept, if the loader reads it.
@@ -641,6 +657,8 @@ impl Tags {
             elf::DT_VERDEFNUM => 27,
             elf::DT_VERNEED => 28,
             elf::DT_VERNEEDNUM => 29,
+            elf::DT_PLTGOT => 30,
+            elf::DT_BIND_NOW => 31,
             _ => return None,
         })
     }

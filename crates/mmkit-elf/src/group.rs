@@ -509,8 +509,9 @@ fn load_group<'ns>(
     let order = init_order(&root, &group.new);
     let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
     scope.extend(root.search_list().iter().cloned());
+    let lazy = options.binds_lazily();
     for obj in &order {
-        obj.relocate(&scope)?;
+        obj.relocate(&scope, lazy)?;
     }
     // Before any initializer runs: it may call `dlopen` or `dlsym(RTLD_NEXT)`.
     for ((obj, rules), source) in group.new.iter().zip(&group.rules).zip(&sources) {
@@ -541,7 +542,13 @@ pub(crate) enum Opened {
 /// namespace's path and links); a system library goes to the system linker by the namespace's
 /// policy. With `no_load`, only a library already loaded is opened.
 #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
-pub(crate) fn open_for(obj: &Object, ns: &Namespace, origin: &Source, name: &str, no_load: bool) -> Result<Opened> {
+pub(crate) fn open_for(
+    obj: &Object,
+    ns: &Namespace,
+    origin: &Source,
+    name: &str,
+    (no_load, lazy): (bool, bool),
+) -> Result<Opened> {
     let (source, rules) = if name.contains("$ORIGIN") || name.contains("${ORIGIN}") {
         let source = crate::namespace::expand_origin_in_name(name, origin).ok_or_else(|| {
             Error::new(
@@ -575,7 +582,8 @@ pub(crate) fn open_for(obj: &Object, ns: &Namespace, origin: &Source, name: &str
         e.handles += 1;
         return Ok(Opened::Mapped(Library::new(e.obj.clone(), registry.clone())));
     }
-    crate::source::with_archive_cache(|| open(rules, &source, &crate::LoadOptions::new())).map(Opened::Mapped)
+    crate::source::with_archive_cache(|| open(rules, &source, &crate::LoadOptions::new().lazy_binding(lazy)))
+        .map(Opened::Mapped)
 }
 
 /// The new libraries in a depth-first post-order from `root`: every library after the

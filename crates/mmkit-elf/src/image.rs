@@ -359,6 +359,12 @@ impl Image {
         }
     }
 
+    /// Whether link-time address `vaddr` lies in an executable segment of this image (a lazy
+    /// PLT slot's first value must: the call jumps there).
+    pub(crate) fn is_code(&self, vaddr: u64) -> bool {
+        self.ranges.iter().any(|&(s, e, p)| vaddr >= s && vaddr < e && p.executable())
+    }
+
     /// [`Image::fits`], or an error naming `op` and the range.
     fn check(&self, op: &str, vaddr: u64, len: u64, write: bool) -> Result<()> {
         if self.fits(vaddr, len, write) {

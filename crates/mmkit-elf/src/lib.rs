@@ -126,8 +126,14 @@
 //! Loads and unloads are serialized by one process-wide lock, re-entrant like glibc's: an
 //! initializer that opens a library on the same thread goes ahead.
 //!
+//! A library opened with [`LoadOptions::lazy_binding`] (or by a mapped library's
+//! `dlopen(RTLD_LAZY)`) loads although a function it calls is defined nowhere, as glibc's
+//! `RTLD_LAZY` loads it; the call, if made, ends the process with glibc's `symbol lookup
+//! error` and status 127 ([`Library::unbound_functions`] lists them).
+//!
 //! # Not (yet) supported
-//! Lazy binding; initial-exec TLS of a variable in a dynamic TLS block (a library mmkit maps
+//! Lazy binding of defined functions (every reference that resolves is bound at load, and a
+//! function left unbound is not looked for again at its call); initial-exec TLS of a variable in a dynamic TLS block (a library mmkit maps
 //! without `DF_STATIC_TLS`, or a glibc-loaded one; on aarch64 any other module's), and x86_64
 //! `TLSDESC` of such a variable (system libraries that need them go to the system linker);
 //! copy relocations. Search: `DT_RPATH` of the loading

@@ -225,6 +225,9 @@ pub(crate) struct Object {
     // Drop order matters: the image (owned by `dynamic`) is unmapped before the dependencies
     // are released, the TLS module is unregistered after the image is gone.
     dynamic: Dynamic,
+    /// What the lazily bound PLT slots of the image name (see `relocate/lazy.rs`): GOT word 1
+    /// points to it, so it is dropped after the image is unmapped.
+    lazy_plt: OnceLock<Box<crate::relocate::lazy::LazyPlt>>,
     tls: Option<ModuleTls>,
     pub(crate) deps: OnceLock<Vec<Dependency>>,
     /// Pins on the libraries of the `RTLD_GLOBAL` scope (not dependencies) that this
@@ -318,6 +321,7 @@ impl Object {
             tls,
             deps: OnceLock::new(),
             global_binds: std::sync::Mutex::new(Vec::new()),
+            lazy_plt: OnceLock::new(),
             search: OnceLock::new(),
             c_source: OnceLock::new(),
             calls_dlopen: AtomicBool::new(false),
@@ -342,8 +346,9 @@ impl Object {
 
     /// Relocates the object, binding its references in glibc's order: the global scope, then
     /// `scope` (the search list of the library being opened), then its own definition.
-    /// Protects RELRO and registers the unwind tables.
-    pub(crate) fn relocate(&self, scope_list: &[Dependency]) -> Result<()> {
+    /// Protects RELRO and registers the unwind tables. `lazy`: `dlopen(RTLD_LAZY)`'s binding
+    /// (a call to a function nothing defines fails when made, not now; `relocate/lazy.rs`).
+    pub(crate) fn relocate(&self, scope_list: &[Dependency], lazy: bool) -> Result<()> {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass. The binding is kept as the address
         // (8 bytes a symbol, not a `Target`'s 24: fresh heap pages are page faults on a
@@ -364,13 +369,17 @@ impl Object {
             }
             Ok(t)
         };
-        crate::executor::relocate_image(
+        let plt = crate::executor::relocate_image(
             &self.dynamic,
             &mut resolve,
             self.tls.as_ref().map(ModuleTls::own),
             &mut || self.allocate_static_tls(),
+            Some(self.label.as_str()).filter(|_| lazy),
         )
         .map_err(|e| e.with_path(&self.label))?;
+        if let Some(plt) = plt {
+            let _ = self.lazy_plt.set(plt);
+        }
         self.check_static_tls_image()?;
         self.dynamic.image.protect_relro(&self.plan).map_err(|e| e.with_path(&self.label))?;
         // Before the initializers: a C++ constructor may throw and catch inside the library.
@@ -594,6 +603,11 @@ impl Object {
     /// the crate docs): C++ exceptions and backtraces then unwind through its frames.
     pub fn unwind_tables_registered(&self) -> bool {
         self.unwind.get().is_some()
+    }
+
+    /// The functions left unbound by lazy binding (see `relocate/lazy.rs`).
+    pub(crate) fn unbound_functions(&self) -> Vec<String> {
+        self.lazy_plt.get().map(|p| p.names().map(str::to_owned).collect()).unwrap_or_default()
     }
 
     /// What this library's own definition `sym` binds to.
@@ -1362,6 +1376,17 @@ impl Library {
         match self.held() {
             Held::Mapped(o) => o.unwind_tables_registered(),
             Held::System(_) => true,
+        }
+    }
+
+    /// The functions this library calls that nothing defined when it was loaded with
+    /// [`LoadOptions::lazy_binding`](crate::LoadOptions::lazy_binding) (`name` or
+    /// `name, version V`), in relocation order: calling one ends the process, as glibc's lazy
+    /// binding does. Empty for a library bound at load, and for one the system linker loaded.
+    pub fn unbound_functions(&self) -> Vec<String> {
+        match self.held() {
+            Held::Mapped(o) => o.unbound_functions(),
+            Held::System(_) => Vec::new(),
         }
     }
 

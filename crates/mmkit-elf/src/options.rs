@@ -10,6 +10,7 @@
 //! | `ANDROID_DLEXT_WRITE_RELRO` | [`LoadOptions::write_relro`] |
 //! | `ANDROID_DLEXT_USE_RELRO` | [`LoadOptions::use_relro`] |
 //! | (glibc 2.41's `glibc.rtld.seal`, Chrome) | [`LoadOptions::seal`] |
+//! | (`dlopen`'s `RTLD_LAZY`) | [`LoadOptions::lazy_binding`] |
 #![deny(unsafe_code)]
 
 use crate::error::{Error, ErrorKind, Result};
@@ -17,7 +18,8 @@ use crate::plan::Plan;
 use mmkit::Reservation;
 use rustix::fd::{AsFd, BorrowedFd};
 
-/// Options for loading one library (the one named; its dependencies load as usual).
+/// Options for loading one library (the one named; its dependencies load as usual, but for
+/// [`lazy_binding`](LoadOptions::lazy_binding), which applies to every library the open maps).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,6 +37,7 @@ pub struct LoadOptions<'r> {
     pub(crate) place: Option<Place<'r>>,
     pub(crate) seal: bool,
     pub(crate) relro: Option<(RelroMode, BorrowedFd<'r>)>,
+    pub(crate) lazy: bool,
 }
 
 /// What to do with a RELRO file ([`LoadOptions::write_relro`], [`LoadOptions::use_relro`]).
@@ -98,6 +101,46 @@ impl LoadOptions<'_> {
     pub fn seal(mut self, yes: bool) -> Self {
         self.seal = yes;
         self
+    }
+}
+
+impl LoadOptions<'_> {
+    /// Binds as `dlopen(RTLD_LAZY)` does where it shows: a call to a function that nothing
+    /// loaded defines fails when it is made, not at load. The library (and every library this
+    /// open maps for it) then loads; if the call is ever made, the process ends as glibc ends
+    /// it, with `<program>: symbol lookup error: <library>: undefined symbol: <name>` on
+    /// standard error and exit status 127. Plug-ins that name a function of an optional
+    /// library in code they never reach load this way.
+    ///
+    /// Every other reference is still bound at load (a call to a function that is defined
+    /// costs nothing more later), and an undefined data reference still fails the load, as
+    /// with glibc. As with glibc, a library linked with `-z now` is bound at load, and
+    /// `LD_BIND_NOW` set (not empty) in the environment turns lazy binding off. Unlike glibc,
+    /// a definition that appears after the load (a library opened `RTLD_GLOBAL` since) is not
+    /// looked for at the call. The default, as Android's linker (which has no lazy binding)
+    /// and `RTLD_NOW`: an undefined function fails the load
+    /// ([`ErrorKind::UndefinedSymbol`]). A `dlopen(name, RTLD_LAZY)` made by a library mmkit
+    /// mapped binds this way.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), mmkit_elf::Error> {
+    /// use mmkit_elf::{Library, LoadOptions};
+    /// // SAFETY: a trusted plug-in; its optional code (which names a missing function) is
+    /// // never called.
+    /// let plugin = unsafe { Library::open_with("./plugin.so", &LoadOptions::new().lazy_binding(true))? };
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "RTLD_LAZY")]
+    pub fn lazy_binding(mut self, yes: bool) -> Self {
+        self.lazy = yes;
+        self
+    }
+
+    /// [`lazy_binding`](Self::lazy_binding) as it applies now: off when `LD_BIND_NOW` is set
+    /// and not empty (read once, as glibc reads it at start-up).
+    pub(crate) fn binds_lazily(&self) -> bool {
+        static BIND_NOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        self.lazy && !*BIND_NOW.get_or_init(|| std::env::var_os("LD_BIND_NOW").is_some_and(|v| !v.is_empty()))
     }
 }
 

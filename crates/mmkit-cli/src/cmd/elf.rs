@@ -58,6 +58,10 @@ pub enum Command {
         /// Who loads a system library, SOURCE or a dependency.
         #[arg(long, value_enum, default_value_t = System::Linker)]
         system: System,
+        /// Bind as dlopen(RTLD_LAZY): a function nothing defines fails when called (glibc's
+        /// "symbol lookup error", exit 127), not at load.
+        #[arg(long)]
+        lazy: bool,
     },
 }
 
@@ -102,6 +106,10 @@ pub struct LoadExt {
     /// Seal the library's code and RELRO with mseal(2) after relocation (Linux 6.10+).
     #[arg(long)]
     seal: bool,
+    /// Bind as dlopen(RTLD_LAZY): a function nothing defines fails when called (glibc's
+    /// "symbol lookup error", exit 127), not at load.
+    #[arg(long)]
+    lazy: bool,
     /// After relocation, write the RELRO pages to FILE and map them from it
     /// (ANDROID_DLEXT_WRITE_RELRO). A FILE this creates is removed again if the load fails.
     #[arg(long, value_name = "FILE", conflicts_with = "use_relro")]
@@ -159,7 +167,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Plan { source, page_size, json } => plan(source.as_os_str(), page_size, json),
         Command::Load { source, json, ext } => load(source.as_os_str(), json, &ext),
-        Command::Call { source, symbol, args, json, system } => call(source.as_os_str(), &symbol, &args, json, system),
+        Command::Call { source, symbol, args, json, system, lazy } => {
+            call(source.as_os_str(), &symbol, &args, json, (system, lazy))
+        }
     }
 }
 
@@ -272,10 +282,11 @@ fn flags(p: mmkit_elf::Protection) -> String {
     )
 }
 
-fn open(source: &OsStr, system: System) -> anyhow::Result<Library> {
+fn open(source: &OsStr, system: System, lazy: bool) -> anyhow::Result<Library> {
+    let options = mmkit_elf::LoadOptions::new().lazy_binding(lazy);
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); mmkit trusts what it is told to load.
-    unsafe { system.namespace().open(Source::parse_os(source)) }
+    unsafe { system.namespace().open_with(Source::parse_os(source), &options) }
         .with_context(|| format!("loading {}", source.to_string_lossy()))
 }
 
@@ -339,7 +350,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         (None, Some(p)) => Some(mmkit::open::open_regular(p).context("opening the RELRO file")?),
         (None, None) => None,
     };
-    let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal);
+    let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal).lazy_binding(ext.lazy);
     options = match &relro_file {
         Some(f) if ext.write_relro.is_some() => options.write_relro(f),
         Some(f) => options.use_relro(f),
@@ -393,6 +404,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             "mappings": mappings, "dependencies": deps,
             "unwind_tables_registered": lib.unwind_tables_registered(),
             "reservation": reservation, "fd_offset": ext.fd_offset, "sealed": ext.seal,
+            "lazy": ext.lazy, "unbound_functions": lib.unbound_functions(),
             "relro_sharing": lib.relro_sharing().map(|(s, p)| json!({"shared_pages": s, "private_pages": p})),
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
@@ -412,6 +424,10 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
         if ext.seal {
             outln!("code and RELRO sealed (mseal)")?;
+        }
+        let unbound = lib.unbound_functions();
+        if !unbound.is_empty() {
+            outln!("left unbound (--lazy; calling one ends the process): {}", unbound.join("; "))?;
         }
         if let Some((shared, private)) = lib.relro_sharing() {
             outln!("RELRO: {shared} pages mapped from the RELRO file, {private} private (they differ)")?;
@@ -450,11 +466,11 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn call(source: &OsStr, symbol: &str, args: &[i64], json: bool, system: System) -> anyhow::Result<()> {
+fn call(source: &OsStr, symbol: &str, args: &[i64], json: bool, (system, lazy): (System, bool)) -> anyhow::Result<()> {
     if args.len() > 6 {
         anyhow::bail!("at most six integer arguments (got {})", args.len());
     }
-    let lib = open(source, system)?;
+    let lib = open(source, system, lazy)?;
     // SAFETY: the user asserts SYMBOL is `int64_t SYMBOL(int64_t...)`; we only read its
     // address here (data, thread-local and absolute symbols are refused: `function`) and
     // call it below with that signature.

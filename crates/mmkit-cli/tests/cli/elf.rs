@@ -493,3 +493,35 @@ fn empty_source_is_a_usage_error() {
         assert!(!err.contains("find library"), "{err}");
     }
 }
+
+#[test]
+fn lazy_loads_a_plugin_whose_unused_code_calls_a_missing_function_and_the_call_exits_127() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("lazy.c");
+    std::fs::write(
+        &src,
+        "extern long mmkit_cli_missing(long);\n\
+         long fx_ok(long x) { return x + 1; }\n\
+         long fx_call_missing(long x) { return mmkit_cli_missing(x); }\n",
+    )
+    .unwrap();
+    let so = gcc(dir.path(), "libfxlazy.so", &src, &["-shared", "-fPIC"]);
+    let so = so.to_str().unwrap();
+    // Bound at load by default (RTLD_NOW, Android): the missing function fails the load.
+    let o = mmkit(&["elf", "call", so, "fx_ok", "41"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("undefined symbol `mmkit_cli_missing`"), "{}", stderr(&o));
+    // --lazy (RTLD_LAZY): it loads, and what is defined works.
+    let o = mmkit(&["elf", "call", "--lazy", so, "fx_ok", "41"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "42");
+    let o = mmkit(&["elf", "load", "--lazy", so, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["unbound_functions"], serde_json::json!(["mmkit_cli_missing"]), "{v}");
+    // The call ends the process as glibc's lazy binding ends it.
+    let o = mmkit(&["elf", "call", "--lazy", so, "fx_call_missing", "1"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let want = format!("symbol lookup error: {so}: undefined symbol: mmkit_cli_missing");
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+}

@@ -246,7 +246,13 @@ mod entries {
         // SAFETY: the caller's contract: a NUL-terminated string.
         let c_name = unsafe { CStr::from_ptr(name) };
         let opened = match c_name.to_str() {
-            Ok(text) => crate::group::open_for(&obj, &ns, &origin, text, flags & libc::RTLD_NOLOAD != 0),
+            Ok(text) => crate::group::open_for(
+                &obj,
+                &ns,
+                &origin,
+                text,
+                (flags & libc::RTLD_NOLOAD != 0, flags & 3 == libc::RTLD_LAZY),
+            ),
             // SAFETY: as above; a name that is no UTF-8 is left to the system linker.
             Err(_) => return unsafe { libc::dlopen(name, flags) },
         };

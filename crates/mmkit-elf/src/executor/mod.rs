@@ -219,10 +219,11 @@ pub(crate) fn relocate_image(
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls: Option<crate::relocate::tls::OwnTls>,
     allocate_static: &mut dyn FnMut() -> Result<crate::relocate::tls::OwnTls>,
-) -> Result<()> {
+    lazy: Option<&str>,
+) -> Result<Option<Box<crate::relocate::lazy::LazyPlt>>> {
     // SAFETY: called by `Library::load` after every segment is mapped and every dependency is
     // loaded, relocated and initialized; `Library::open`'s caller vouched for the library.
-    unsafe { crate::relocate::relocate(dynamic, resolve, tls, allocate_static) }
+    unsafe { crate::relocate::relocate(dynamic, resolve, tls, allocate_static, lazy) }
 }
 
 /// Runs `DT_INIT`, then `DT_INIT_ARRAY` in order.

@@ -1,5 +1,6 @@
 //! Relocation of a shared object of the host machine (x86_64 or aarch64): `RELR`, `RELATIVE`,
-//! the absolute 64-bit type, `GLOB_DAT`, `JUMP_SLOT` (bound eagerly), `IRELATIVE`,
+//! the absolute 64-bit type, `GLOB_DAT`, `JUMP_SLOT` (bound eagerly; one whose function
+//! nothing defines may be left to the PLT under `RTLD_LAZY`, see `lazy.rs`), `IRELATIVE`,
 //! `DTPMOD64`/`DTPREL64` for general-dynamic TLS and, on aarch64, `TLSDESC` (the default TLS
 //! dialect there) with a resolver of mmkit's own; the TLS symbol may be defined by an
 //! mmkit-loaded library or by an object glibc loaded (glibc's module id and the symbol's
@@ -14,10 +15,11 @@
 //! that names the relocation and its symbol. Relocation numbers
 //! and names per machine are in [`crate::machine`]; what differs in how they apply is in
 //! `x86_64.rs` and `aarch64.rs`. This module and the executor are the only ones with
-//! `unsafe`: here, calling IFUNC resolvers, and the TLS resolvers.
+//! `unsafe`: here, calling IFUNC resolvers, the TLS resolvers and the lazy PLT's trampoline.
 
 pub(crate) mod aarch64;
 pub(crate) mod atexit;
+pub(crate) mod lazy;
 pub(crate) mod static_tls;
 pub(crate) mod tls;
 #[cfg(target_arch = "aarch64")]
@@ -120,6 +122,13 @@ pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
 /// are mapped from the file, relocations write only writable data and RELRO), so no
 /// instruction-cache maintenance is needed on any machine.
 ///
+///
+/// With `lazy` (the library's name, for `dlopen(RTLD_LAZY)`), a `JUMP_SLOT` of `DT_JMPREL`
+/// whose function nothing defines does not fail: it is left pointing into the PLT, whose
+/// resolver word is pointed at [`lazy`]'s trampoline, and the result names it (the caller
+/// keeps it while the library is mapped). Without `DT_PLTGOT`, or for a library linked
+/// `-z now`, every reference is bound at load.
+///
 /// # Safety
 /// IFUNC resolvers of the library (and resolved IFUNC symbols of its dependencies) are called:
 /// the image must be fully mapped and its dependencies relocated.
@@ -128,16 +137,28 @@ pub(crate) unsafe fn relocate(
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls: Option<tls::OwnTls>,
     allocate_static: &mut dyn FnMut() -> Result<tls::OwnTls>,
-) -> Result<()> {
+    lazy: Option<&str>,
+) -> Result<Option<Box<lazy::LazyPlt>>> {
     let machine = Machine::host()?;
     apply_relr(&dy.image, &dy.relr)?;
     // IRELATIVE and IFUNC-bound references run resolver code: do them last, when every other
     // relocation (the data a resolver may read) is in place.
     let mut deferred: Vec<Deferred> = Vec::new();
     let mut waiting: Vec<Rela> = Vec::new();
-    for r in dy.relocations() {
+    let pltgot = dy.pltgot.filter(|_| lazy.is_some() && !dy.bind_now);
+    let mut unbound: Vec<lazy::LazySlot> = Vec::new();
+    for (i, r) in dy.relocations().enumerate() {
+        if let Some(index) = i.checked_sub(dy.rela_count()).filter(|_| pltgot.is_some()) {
+            if leave_unbound(machine, dy, &r, index, resolve, &mut unbound)? {
+                continue;
+            }
+        }
         apply(machine, dy, &r, resolve, tls, &mut deferred, &mut waiting)?;
     }
+    let plt = match (pltgot, lazy) {
+        (Some(got), Some(label)) if !unbound.is_empty() => Some(lazy::install(&dy.image, got, label, unbound)?),
+        _ => None,
+    };
     if tls.is_some_and(|t| t.pending) {
         let tls = Some(allocate_static()?);
         for r in waiting {
@@ -145,7 +166,42 @@ pub(crate) unsafe fn relocate(
         }
     }
     // SAFETY: the caller's contract (the image is mapped, its dependencies relocated).
-    unsafe { run_ifunc_resolvers(&dy.image, deferred) }
+    unsafe { run_ifunc_resolvers(&dy.image, deferred)? };
+    Ok(plt)
+}
+
+/// Lazy binding of one `DT_JMPREL` relocation (`index`): `true` when it is a `JUMP_SLOT`
+/// whose function nothing defines and its slot now points back into the library's PLT (the
+/// link-time value plus the bias, as glibc's lazy set-up leaves it), recorded in `unbound`.
+/// `false` sends the relocation to [`apply`] (bound at load; an undefined function whose
+/// slot does not point into the library's code fails there, as without lazy binding).
+fn leave_unbound(
+    machine: Machine,
+    dy: &Dynamic,
+    r: &Rela,
+    index: usize,
+    resolve: &mut dyn FnMut(u32) -> Result<Target>,
+    unbound: &mut Vec<lazy::LazySlot>,
+) -> Result<bool> {
+    if r.sym == 0 || machine.relocation_kind(r.r_type) != RelocKind::JumpSlot {
+        return Ok(false);
+    }
+    match resolve(r.sym) {
+        Err(e) if e.kind() == ErrorKind::UndefinedSymbol => {}
+        _ => return Ok(false),
+    }
+    let image = &dy.image;
+    let first = image.read_u64(r.offset)?;
+    if !image.is_code(first) {
+        return Ok(false);
+    }
+    image.write_u64(r.offset, first.wrapping_add(image.bias()))?;
+    let mut name = dy.sym_name(r.sym).unwrap_or("?").to_owned();
+    if let Some((v, _)) = dy.version_of(r.sym) {
+        name = format!("{name}, version {}", dy.version_name(v));
+    }
+    unbound.push(lazy::LazySlot { index: index as u64, slot: image.addr(r.offset), name });
+    Ok(true)
 }
 
 /// A write that waits for an IFUNC resolver: `(offset, resolver's run-time address, addend)`.

@@ -1,0 +1,173 @@
+//! Lazy binding where it shows (`LoadOptions::lazy_binding`, a mapped library's
+//! `dlopen(RTLD_LAZY)`): a library whose unused code calls a function nothing defines loads,
+//! as glibc's `dlopen(RTLD_LAZY)` loads it, and the call, if made, ends the process as glibc
+//! ends it. glibc's `dlopen` of the same file is the oracle throughout.
+
+mod common;
+
+use common::{build, call, call_addr, self_command};
+use mmkit_elf::{ErrorKind, Library, LoadOptions};
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+
+const MISSING: &str = "mmkit_fx_missing_fn";
+
+/// The plug-in, one copy per test (`variant`): a file is loaded once per namespace, so tests
+/// running at once in this process must not share one (an eager open would get the copy a
+/// lazy open loaded).
+fn plugin(variant: &str) -> PathBuf {
+    build(&format!("lazy-{variant}"), "lazy.c", "fxlazy", &[])
+}
+
+fn open_lazy(path: &Path, lazy: bool) -> Result<Library, mmkit_elf::Error> {
+    // SAFETY: a trusted fixture.
+    unsafe { Library::open_with(path, &LoadOptions::new().lazy_binding(lazy)) }
+}
+
+/// glibc's `dlopen(path, flags)`: the handle, or its `dlerror` message.
+fn glibc_open(path: &Path, flags: i32) -> Result<*mut libc::c_void, String> {
+    let c = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a trusted fixture.
+    let h = unsafe { libc::dlopen(c.as_ptr(), flags) };
+    if h.is_null() {
+        // SAFETY: dlerror's message after a failed dlopen.
+        Err(unsafe { CStr::from_ptr(libc::dlerror()) }.to_string_lossy().into_owned())
+    } else {
+        Ok(h)
+    }
+}
+
+fn glibc_call(h: *mut libc::c_void, name: &str, args: &[i64]) -> i64 {
+    let c = CString::new(name).unwrap();
+    // SAFETY: a live handle.
+    let f = unsafe { libc::dlsym(h, c.as_ptr()) };
+    assert!(!f.is_null(), "dlsym {name}");
+    call_addr(f as u64, args)
+}
+
+#[test]
+fn an_undefined_function_fails_the_load_by_default_as_with_rtld_now() {
+    let lib = plugin("eager");
+    let e = open_lazy(&lib, false).expect_err("an undefined function must fail an eager load");
+    assert_eq!(e.kind(), ErrorKind::UndefinedSymbol, "{e}");
+    assert!(e.to_string().contains(MISSING), "{e}");
+    let glibc = glibc_open(&lib, libc::RTLD_NOW | libc::RTLD_LOCAL).expect_err("glibc's RTLD_NOW fails too");
+    assert!(glibc.contains(MISSING), "{glibc}");
+}
+
+#[test]
+fn lazy_binding_loads_a_library_whose_unused_code_calls_an_undefined_function() {
+    let lib = plugin("lazy");
+    let mapped = open_lazy(&lib, true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&mapped, "fx_lazy_ok", &[41]), 42);
+    assert_eq!(mapped.unbound_functions(), [MISSING]);
+    let h = glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).expect("glibc's RTLD_LAZY loads it");
+    assert_eq!(glibc_call(h, "fx_lazy_ok", &[41]), 42);
+    // SAFETY: glibc's handle, closed once.
+    unsafe { libc::dlclose(h) };
+}
+
+/// The environment variable that makes the test binary, run again, make the call.
+const CHILD: &str = "MMKIT_ELF_LAZY_CHILD";
+
+/// In the child: loads the fixture (mmkit or glibc) lazily and calls the undefined function.
+/// Never returns there (the process ends with 127); `false` in the parent.
+fn calls_missing_in_child() -> bool {
+    let Ok(who) = std::env::var(CHILD) else { return false };
+    let lib = plugin("child");
+    let r = if who == "mmkit" {
+        let mapped = open_lazy(&lib, true).unwrap_or_else(|e| panic!("{e}"));
+        let r = call(&mapped, "fx_lazy_call_missing", &[1]);
+        drop(mapped);
+        r
+    } else {
+        let h = glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).unwrap();
+        glibc_call(h, "fx_lazy_call_missing", &[1])
+    };
+    panic!("the undefined function returned {r}");
+}
+
+#[test]
+fn calling_the_undefined_function_ends_the_process_as_glibc_does() {
+    if calls_missing_in_child() {
+        return;
+    }
+    let run = |who: &str| {
+        let out = self_command()
+            .args(["calling_the_undefined_function_ends_the_process_as_glibc_does", "--exact", "--nocapture"])
+            .args(["--test-threads=1"])
+            .env(CHILD, who)
+            .output()
+            .expect("run the test binary again");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let lib = plugin("child");
+    let expected = format!(": symbol lookup error: {}: undefined symbol: {MISSING}", lib.display());
+    let (glibc_code, glibc_err) = run("glibc");
+    assert_eq!(glibc_code, Some(127), "glibc's lazy call: {glibc_err}");
+    assert!(glibc_err.contains(&expected), "glibc's message changed: {glibc_err}");
+    let (code, err) = run("mmkit");
+    assert_eq!(code, Some(127), "mmkit's lazy call must end the process with 127: {err}");
+    assert!(err.contains(&expected), "want `{expected}` on stderr, as glibc: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_library_linked_with_z_now_is_bound_at_load_even_when_lazy() {
+    let lib = build("lazy-now", "lazy.c", "fxlazynow", &["-Wl,-z,now"]);
+    let e = open_lazy(&lib, true).expect_err("-z now binds at load");
+    assert_eq!(e.kind(), ErrorKind::UndefinedSymbol, "{e}");
+    assert!(glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).is_err(), "glibc binds -z now at load too");
+}
+
+#[test]
+fn an_undefined_data_reference_fails_the_load_even_when_lazy() {
+    let lib = build("lazy-data", "lazy.c", "fxlazydata", &["-DFX_DATA"]);
+    let e = open_lazy(&lib, true).expect_err("an undefined variable fails the load");
+    assert_eq!(e.kind(), ErrorKind::UndefinedSymbol, "{e}");
+    assert!(e.to_string().contains("mmkit_fx_missing_var"), "{e}");
+    let glibc = glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).expect_err("glibc fails it too");
+    assert!(glibc.contains("mmkit_fx_missing_var"), "{glibc}");
+}
+
+/// `fx_lazy_open_call(plugin, flags, "fx_lazy_ok", 41)` through the host fixture loaded by
+/// `load`, and the host's `dlopen` error.
+fn host_opens(host_call: &dyn Fn(&str, &[i64]) -> i64, plugin: &CStr, flags: i32) -> (i64, String) {
+    let sym = c"fx_lazy_ok";
+    let r = host_call("fx_lazy_open_call", &[plugin.as_ptr() as i64, i64::from(flags), sym.as_ptr() as i64, 41]);
+    let err = host_call("fx_lazy_error", &[]);
+    // SAFETY: the fixture's NUL-terminated error buffer.
+    (r, unsafe { CStr::from_ptr(err as *const libc::c_char) }.to_string_lossy().into_owned())
+}
+
+#[test]
+fn a_mapped_librarys_dlopen_binds_lazily_when_it_asks_for_rtld_lazy() {
+    let host = build("lazy", "lazyopen.c", "fxlazyopen", &[]);
+    let plugin_path = plugin("dlopen");
+    let plugin = CString::new(plugin_path.to_str().unwrap()).unwrap();
+    let mapped = open_lazy(&host, false).unwrap_or_else(|e| panic!("{e}"));
+    let (now, now_err) = host_opens(&|f, a| call(&mapped, f, a), &plugin, libc::RTLD_NOW);
+    assert_eq!(now, -1, "RTLD_NOW must fail on the undefined function");
+    assert!(now_err.contains(MISSING), "{now_err}");
+    let (lazy, lazy_err) = host_opens(&|f, a| call(&mapped, f, a), &plugin, libc::RTLD_LAZY);
+    assert_eq!(lazy, 42, "RTLD_LAZY from a mapped library: {lazy_err}");
+    // The oracle: the same host loaded by glibc answers the same.
+    let h = glibc_open(&host, libc::RTLD_NOW | libc::RTLD_LOCAL).unwrap();
+    let (g_now, _) = host_opens(&|f, a| glibc_call(h, f, a), &plugin, libc::RTLD_NOW);
+    let (g_lazy, _) = host_opens(&|f, a| glibc_call(h, f, a), &plugin, libc::RTLD_LAZY);
+    assert_eq!((g_now, g_lazy), (now, lazy));
+}
+
+#[test]
+fn ld_bind_now_in_the_environment_turns_lazy_binding_off_as_with_glibc() {
+    if !common::in_fresh_process_with(
+        "ld_bind_now_in_the_environment_turns_lazy_binding_off_as_with_glibc",
+        &[("LD_BIND_NOW", "1")],
+    ) {
+        return;
+    }
+    let lib = plugin("bindnow");
+    let e = open_lazy(&lib, true).expect_err("LD_BIND_NOW binds at load");
+    assert_eq!(e.kind(), ErrorKind::UndefinedSymbol, "{e}");
+    assert!(glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).is_err(), "glibc honours LD_BIND_NOW too");
+}
