@@ -509,9 +509,9 @@ fn load_group<'ns>(
     let order = init_order(&root, &group.new);
     let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
     scope.extend(root.search_list().iter().cloned());
-    let lazy = options.binds_lazily();
+    let binding = options.binding();
     for obj in &order {
-        obj.relocate(&scope, lazy)?;
+        obj.relocate(&scope, binding)?;
     }
     // Before any initializer runs: it may call `dlopen` or `dlsym(RTLD_NEXT)`.
     for ((obj, rules), source) in group.new.iter().zip(&group.rules).zip(&sources) {
@@ -547,7 +547,8 @@ pub(crate) fn open_for(
     ns: &Namespace,
     origin: &Source,
     name: &str,
-    (no_load, lazy): (bool, bool),
+    no_load: bool,
+    binding: crate::options::Binding,
 ) -> Result<Opened> {
     let (source, rules) = if name.contains("$ORIGIN") || name.contains("${ORIGIN}") {
         let source = crate::namespace::expand_origin_in_name(name, origin).ok_or_else(|| {
@@ -582,8 +583,10 @@ pub(crate) fn open_for(
         e.handles += 1;
         return Ok(Opened::Mapped(Library::new(e.obj.clone(), registry.clone())));
     }
-    crate::source::with_archive_cache(|| open(rules, &source, &crate::LoadOptions::new().lazy_binding(lazy)))
-        .map(Opened::Mapped)
+    crate::source::with_archive_cache(|| {
+        open(rules, &source, &crate::LoadOptions::new().lazy_binding(binding.lazy).deep_bind(binding.deep))
+    })
+    .map(Opened::Mapped)
 }
 
 /// The new libraries in a depth-first post-order from `root`: every library after the

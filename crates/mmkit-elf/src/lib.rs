@@ -105,6 +105,8 @@
 //!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library
 //!   mmkit maps gets a handle of mmkit's, one per library as glibc's `link_map` (`dlsym`,
 //!   `dlvsym`, `dlclose`, `dlinfo` and `dlerror` know it; `RTLD_NODELETE` pins it;
+//!   `RTLD_LAZY` and `RTLD_DEEPBIND` bind as [`LoadOptions::lazy_binding`] and
+//!   [`LoadOptions::deep_bind`];
 //!   `RTLD_GLOBAL` makes it global for the libraries mmkit loads afterwards and for
 //!   `dlsym(RTLD_DEFAULT)` from them, after glibc's global scope: see
 //!   [`Library::make_global`]; glibc's own lookups do not see it); one the namespace leaves to

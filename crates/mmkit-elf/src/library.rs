@@ -346,9 +346,10 @@ impl Object {
 
     /// Relocates the object, binding its references in glibc's order: the global scope, then
     /// `scope` (the search list of the library being opened), then its own definition.
-    /// Protects RELRO and registers the unwind tables. `lazy`: `dlopen(RTLD_LAZY)`'s binding
-    /// (a call to a function nothing defines fails when made, not now; `relocate/lazy.rs`).
-    pub(crate) fn relocate(&self, scope_list: &[Dependency], lazy: bool) -> Result<()> {
+    /// Protects RELRO and registers the unwind tables. `binding`: `dlopen`'s `RTLD_LAZY` (a
+    /// call to a function nothing defines fails when made, not now; `relocate/lazy.rs`) and
+    /// `RTLD_DEEPBIND` (`scope_list` before the global scope).
+    pub(crate) fn relocate(&self, scope_list: &[Dependency], binding: crate::options::Binding) -> Result<()> {
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass. The binding is kept as the address
         // (8 bytes a symbol, not a `Target`'s 24: fresh heap pages are page faults on a
@@ -363,7 +364,7 @@ impl Object {
             if let Some(&a) = cache.get(index as usize).filter(|&&a| a != UNBOUND) {
                 return Ok(Target::Addr(a));
             }
-            let t = self.resolve(index, &scope, &wanted, scope_list)?;
+            let t = self.resolve(index, &scope, &wanted, (scope_list, binding.deep))?;
             if let (Target::Addr(a), Some(slot)) = (t, cache.get_mut(index as usize)) {
                 *slot = a;
             }
@@ -374,7 +375,7 @@ impl Object {
             &mut resolve,
             self.tls.as_ref().map(ModuleTls::own),
             &mut || self.allocate_static_tls(),
-            Some(self.label.as_str()).filter(|_| lazy),
+            Some(self.label.as_str()).filter(|_| binding.lazy),
         )
         .map_err(|e| e.with_path(&self.label))?;
         if let Some(plt) = plt {
@@ -744,13 +745,14 @@ impl Object {
     }
 
     /// Binds the reference of relocation symbol `index`, in glibc's order for a library opened
-    /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies.
+    /// `RTLD_LOCAL`: the global scope, then the library itself, then its dependencies (`list`);
+    /// with `deep` (`RTLD_DEEPBIND`), `list` before the global scope.
     fn resolve<'s>(
         &'s self,
         index: u32,
         scope: &process_scope::Scope,
         wanted: &OnceCell<WantedNames<'s>>,
-        list: &[Dependency],
+        (list, deep): (&[Dependency], bool),
     ) -> Result<Target> {
         let dy = &self.dynamic;
         let sym = dy.sym(index).ok_or_else(|| {
@@ -791,39 +793,51 @@ impl Object {
             None => version.map(|v| dy.version_key(v)),
         };
         let announce = || wanted.get_or_init(|| self.global_lookups());
+        let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
+        // The library's own search list: itself (when opened), then its dependencies.
+        let in_list = || -> Result<Option<Target>> {
+            if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {
+                return Ok(Some(self.own_target(&sym)));
+            }
+            let name = dy.sym_name(index)?;
+            Ok(list.iter().find_map(|d| match d {
+                Dependency::Mmkit(w) => {
+                    let o = w.upgrade()?;
+                    let (_, s) = symbols::lookup(&o.dynamic, name, want)?;
+                    if s.bind() == elf::STB_GNU_UNIQUE {
+                        o.pin();
+                    }
+                    Some(o.own_target(&s))
+                }
+                Dependency::System(sys) if sym.kind() == elf::STT_TLS => {
+                    // A thread-local variable of an object glibc loaded: its module and offset.
+                    scope.tls_symbol(Some(sys), key, version_key).map(|(module, offset)| Target::Tls { module, offset })
+                }
+                Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
+            }))
+        };
+        // `RTLD_DEEPBIND`: the search list comes before the global scope.
+        if deep {
+            if let Some(t) = in_list()? {
+                return Ok(t);
+            }
+        }
         if sym.kind() != elf::STT_TLS {
             if let Some(a) = scope.global_symbol(index, key, version_key, &announce) {
                 return Ok(Target::Addr(a));
             }
         }
         if HAS_GLOBAL_SCOPE.load(Ordering::Acquire) {
-            let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
             if let Some(t) = self.bind_in_global_scope(dy.sym_name(index)?, want) {
                 return Ok(t);
             }
         }
-        if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {
-            return Ok(self.own_target(&sym));
+        if !deep {
+            if let Some(t) = in_list()? {
+                return Ok(t);
+            }
         }
         let name = dy.sym_name(index)?;
-        let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
-        if let Some(t) = list.iter().find_map(|d| match d {
-            Dependency::Mmkit(w) => {
-                let o = w.upgrade()?;
-                let (_, s) = symbols::lookup(&o.dynamic, name, want)?;
-                if s.bind() == elf::STB_GNU_UNIQUE {
-                    o.pin();
-                }
-                Some(o.own_target(&s))
-            }
-            Dependency::System(sys) if sym.kind() == elf::STT_TLS => {
-                // A thread-local variable of an object glibc loaded: its module and offset.
-                scope.tls_symbol(Some(sys), key, version_key).map(|(module, offset)| Target::Tls { module, offset })
-            }
-            Dependency::System(sys) => scope.symbol_in(sys, index, key, version_key, &announce).map(Target::Addr),
-        }) {
-            return Ok(t);
-        }
         if sym.is_defined() {
             return Ok(self.own_target(&sym));
         }

@@ -19,7 +19,8 @@ use mmkit::Reservation;
 use rustix::fd::{AsFd, BorrowedFd};
 
 /// Options for loading one library (the one named; its dependencies load as usual, but for
-/// [`lazy_binding`](LoadOptions::lazy_binding), which applies to every library the open maps).
+/// [`lazy_binding`](LoadOptions::lazy_binding) and [`deep_bind`](LoadOptions::deep_bind),
+/// which apply to every library the open maps).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,6 +39,16 @@ pub struct LoadOptions<'r> {
     pub(crate) seal: bool,
     pub(crate) relro: Option<(RelroMode, BorrowedFd<'r>)>,
     pub(crate) lazy: bool,
+    pub(crate) deep: bool,
+}
+
+/// How the libraries of one open bind ([`LoadOptions::binding`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Binding {
+    /// [`LoadOptions::lazy_binding`], unless `LD_BIND_NOW` says otherwise.
+    pub lazy: bool,
+    /// [`LoadOptions::deep_bind`].
+    pub deep: bool,
 }
 
 /// What to do with a RELRO file ([`LoadOptions::write_relro`], [`LoadOptions::use_relro`]).
@@ -136,11 +147,33 @@ impl LoadOptions<'_> {
         self
     }
 
-    /// [`lazy_binding`](Self::lazy_binding) as it applies now: off when `LD_BIND_NOW` is set
-    /// and not empty (read once, as glibc reads it at start-up).
-    pub(crate) fn binds_lazily(&self) -> bool {
+    /// Binds as `dlopen(RTLD_DEEPBIND)` does: the references of the library (and of every
+    /// library this open maps for it) bind first to the library itself and its dependencies
+    /// (its search list, breadth-first), and only then to the global scope, which glibc
+    /// searches first otherwise. A plug-in that carries its own copy of a function the
+    /// program or a global library also defines (its own allocator, its own zlib) then calls
+    /// its own. A `dlopen(name, RTLD_DEEPBIND)` made by a library mmkit mapped binds this way.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), mmkit_elf::Error> {
+    /// use mmkit_elf::{Library, LoadOptions};
+    /// // SAFETY: a trusted plug-in, whose calls to its own `deflate` must reach its own.
+    /// let plugin = unsafe { Library::open_with("./plugin.so", &LoadOptions::new().deep_bind(true))? };
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "RTLD_DEEPBIND")]
+    pub fn deep_bind(mut self, yes: bool) -> Self {
+        self.deep = yes;
+        self
+    }
+
+    /// How the open binds: [`lazy_binding`](Self::lazy_binding) (off when `LD_BIND_NOW` is
+    /// set and not empty, read once, as glibc reads it at start-up) and
+    /// [`deep_bind`](Self::deep_bind).
+    pub(crate) fn binding(&self) -> Binding {
         static BIND_NOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        self.lazy && !*BIND_NOW.get_or_init(|| std::env::var_os("LD_BIND_NOW").is_some_and(|v| !v.is_empty()))
+        let bind_now = *BIND_NOW.get_or_init(|| std::env::var_os("LD_BIND_NOW").is_some_and(|v| !v.is_empty()));
+        Binding { lazy: self.lazy && !bind_now, deep: self.deep }
     }
 }
 

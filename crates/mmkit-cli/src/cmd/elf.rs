@@ -62,6 +62,10 @@ pub enum Command {
         /// "symbol lookup error", exit 127), not at load.
         #[arg(long)]
         lazy: bool,
+        /// Bind as dlopen(RTLD_DEEPBIND): the library's own definitions (and its
+        /// dependencies') before the global scope's.
+        #[arg(long)]
+        deep_bind: bool,
     },
 }
 
@@ -110,6 +114,10 @@ pub struct LoadExt {
     /// "symbol lookup error", exit 127), not at load.
     #[arg(long)]
     lazy: bool,
+    /// Bind as dlopen(RTLD_DEEPBIND): the library's own definitions (and its dependencies')
+    /// before the global scope's.
+    #[arg(long)]
+    deep_bind: bool,
     /// After relocation, write the RELRO pages to FILE and map them from it
     /// (ANDROID_DLEXT_WRITE_RELRO). A FILE this creates is removed again if the load fails.
     #[arg(long, value_name = "FILE", conflicts_with = "use_relro")]
@@ -167,8 +175,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Plan { source, page_size, json } => plan(source.as_os_str(), page_size, json),
         Command::Load { source, json, ext } => load(source.as_os_str(), json, &ext),
-        Command::Call { source, symbol, args, json, system, lazy } => {
-            call(source.as_os_str(), &symbol, &args, json, (system, lazy))
+        Command::Call { source, symbol, args, json, system, lazy, deep_bind } => {
+            let options = mmkit_elf::LoadOptions::new().lazy_binding(lazy).deep_bind(deep_bind);
+            call(source.as_os_str(), &symbol, &args, json, (system, &options))
         }
     }
 }
@@ -282,11 +291,10 @@ fn flags(p: mmkit_elf::Protection) -> String {
     )
 }
 
-fn open(source: &OsStr, system: System, lazy: bool) -> anyhow::Result<Library> {
-    let options = mmkit_elf::LoadOptions::new().lazy_binding(lazy);
+fn open(source: &OsStr, system: System, options: &mmkit_elf::LoadOptions<'_>) -> anyhow::Result<Library> {
     // SAFETY: the user asked to load this library, which runs its initializers (as `dlopen`
     // would); mmkit trusts what it is told to load.
-    unsafe { system.namespace().open_with(Source::parse_os(source), &options) }
+    unsafe { system.namespace().open_with(Source::parse_os(source), options) }
         .with_context(|| format!("loading {}", source.to_string_lossy()))
 }
 
@@ -350,7 +358,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         (None, Some(p)) => Some(mmkit::open::open_regular(p).context("opening the RELRO file")?),
         (None, None) => None,
     };
-    let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal).lazy_binding(ext.lazy);
+    let mut options = mmkit_elf::LoadOptions::new().seal(ext.seal).lazy_binding(ext.lazy).deep_bind(ext.deep_bind);
     options = match &relro_file {
         Some(f) if ext.write_relro.is_some() => options.write_relro(f),
         Some(f) => options.use_relro(f),
@@ -404,7 +412,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             "mappings": mappings, "dependencies": deps,
             "unwind_tables_registered": lib.unwind_tables_registered(),
             "reservation": reservation, "fd_offset": ext.fd_offset, "sealed": ext.seal,
-            "lazy": ext.lazy, "unbound_functions": lib.unbound_functions(),
+            "lazy": ext.lazy, "deep_bind": ext.deep_bind, "unbound_functions": lib.unbound_functions(),
             "relro_sharing": lib.relro_sharing().map(|(s, p)| json!({"shared_pages": s, "private_pages": p})),
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
@@ -466,11 +474,17 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn call(source: &OsStr, symbol: &str, args: &[i64], json: bool, (system, lazy): (System, bool)) -> anyhow::Result<()> {
+fn call(
+    source: &OsStr,
+    symbol: &str,
+    args: &[i64],
+    json: bool,
+    (system, options): (System, &mmkit_elf::LoadOptions<'_>),
+) -> anyhow::Result<()> {
     if args.len() > 6 {
         anyhow::bail!("at most six integer arguments (got {})", args.len());
     }
-    let lib = open(source, system, lazy)?;
+    let lib = open(source, system, options)?;
     // SAFETY: the user asserts SYMBOL is `int64_t SYMBOL(int64_t...)`; we only read its
     // address here (data, thread-local and absolute symbols are refused: `function`) and
     // call it below with that signature.

@@ -525,3 +525,19 @@ fn lazy_loads_a_plugin_whose_unused_code_calls_a_missing_function_and_the_call_e
     let want = format!("symbol lookup error: {so}: undefined symbol: mmkit_cli_missing");
     assert!(stderr(&o).contains(&want), "{}", stderr(&o));
 }
+
+#[test]
+fn deep_bind_calls_the_librarys_own_definition_before_the_global_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("deep.c");
+    // The library defines getpid too: glibc's global scope (libc) wins unless RTLD_DEEPBIND.
+    std::fs::write(&src, "int getpid(void) { return 4242; }\nlong fx_pid(void) { return getpid(); }\n").unwrap();
+    let so = gcc(dir.path(), "libfxdeep.so", &src, &["-shared", "-fPIC"]);
+    let so = so.to_str().unwrap();
+    let o = mmkit(&["elf", "call", so, "fx_pid"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(stdout(&o).trim(), "4242", "libc's getpid comes first");
+    let o = mmkit(&["elf", "call", "--deep-bind", so, "fx_pid"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "4242", "--deep-bind: the library's own getpid");
+}

@@ -251,7 +251,8 @@ mod entries {
                 &ns,
                 &origin,
                 text,
-                (flags & libc::RTLD_NOLOAD != 0, flags & 3 == libc::RTLD_LAZY),
+                flags & libc::RTLD_NOLOAD != 0,
+                crate::options::Binding { lazy: flags & 3 == libc::RTLD_LAZY, deep: flags & libc::RTLD_DEEPBIND != 0 },
             ),
             // SAFETY: as above; a name that is no UTF-8 is left to the system linker.
             Err(_) => return unsafe { libc::dlopen(name, flags) },

@@ -1,7 +1,9 @@
-//! Lazy binding where it shows (`LoadOptions::lazy_binding`, a mapped library's
-//! `dlopen(RTLD_LAZY)`): a library whose unused code calls a function nothing defines loads,
-//! as glibc's `dlopen(RTLD_LAZY)` loads it, and the call, if made, ends the process as glibc
-//! ends it. glibc's `dlopen` of the same file is the oracle throughout.
+//! `dlopen`'s binding flags. Lazy binding where it shows (`LoadOptions::lazy_binding`, a
+//! mapped library's `dlopen(RTLD_LAZY)`): a library whose unused code calls a function nothing
+//! defines loads, as glibc's `dlopen(RTLD_LAZY)` loads it, and the call, if made, ends the
+//! process as glibc ends it. `RTLD_DEEPBIND` (`LoadOptions::deep_bind`): the library's own
+//! definitions before the global scope's. glibc's `dlopen` of the same files is the oracle
+//! throughout.
 
 mod common;
 
@@ -170,4 +172,48 @@ fn ld_bind_now_in_the_environment_turns_lazy_binding_off_as_with_glibc() {
     let e = open_lazy(&lib, true).expect_err("LD_BIND_NOW binds at load");
     assert_eq!(e.kind(), ErrorKind::UndefinedSymbol, "{e}");
     assert!(glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).is_err(), "glibc honours LD_BIND_NOW too");
+}
+
+/// `fx_deep_call(0)` of a copy of `deep.c` (a fresh file per `copy`: each loader loads a file
+/// once) opened by glibc with `flags`.
+fn glibc_deep_call(copy: &str, flags: i32) -> i64 {
+    let lib = build(&format!("deep-{copy}"), "deep.c", "fxdeep", &[]);
+    let h = glibc_open(&lib, flags).unwrap();
+    glibc_call(h, "fx_deep_call", &[0])
+}
+
+#[test]
+fn deep_binding_prefers_the_librarys_own_definitions_to_the_global_scope_as_glibc_does() {
+    if !common::in_fresh_process("deep_binding_prefers_the_librarys_own_definitions_to_the_global_scope_as_glibc_does")
+    {
+        return;
+    }
+    // Another definition of fx_deep_name in glibc's global scope.
+    let global = build("deep-global", "deep.c", "fxdeepglobal", &["-DFX_GLOBAL"]);
+    let _global = glibc_open(&global, libc::RTLD_NOW | libc::RTLD_GLOBAL).unwrap();
+    // The oracle: the global definition wins, unless RTLD_DEEPBIND.
+    assert_eq!(glibc_deep_call("g-now", libc::RTLD_NOW), 20);
+    assert_eq!(glibc_deep_call("g-deep", libc::RTLD_NOW | libc::RTLD_DEEPBIND), 10);
+    let open = |copy: &str, deep: bool| {
+        let lib = build(&format!("deep-{copy}"), "deep.c", "fxdeep", &[]);
+        // SAFETY: a trusted fixture.
+        unsafe { Library::open_with(lib.as_path(), &LoadOptions::new().deep_bind(deep)) }
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (now, deep) = (open("m-now", false), open("m-deep", true));
+    assert_eq!(call(&now, "fx_deep_call", &[0]), 20, "without deep binding the global scope comes first");
+    assert_eq!(call(&deep, "fx_deep_call", &[0]), 10, "deep binding: the library's own definition first");
+    // A mapped library's own dlopen(RTLD_DEEPBIND).
+    let host = build("deep-host", "lazyopen.c", "fxlazyopen", &[]);
+    let host = open_lazy(&host, false).unwrap_or_else(|e| panic!("{e}"));
+    for (copy, flags, want) in [("h-now", libc::RTLD_NOW, 20), ("h-deep", libc::RTLD_NOW | libc::RTLD_DEEPBIND, 10)] {
+        let lib = build(&format!("deep-{copy}"), "deep.c", "fxdeep", &[]);
+        let lib = CString::new(lib.to_str().unwrap()).unwrap();
+        let r = call(
+            &host,
+            "fx_lazy_open_call",
+            &[lib.as_ptr() as i64, i64::from(flags), c"fx_deep_call".as_ptr() as i64, 0],
+        );
+        assert_eq!(r, want, "dlopen flags {flags:#x} from a mapped library");
+    }
 }
