@@ -20,6 +20,16 @@
 //!    `PROT_NONE` and an access raises `SIGSEGV`. The waiting threads are woken into that signal.
 //!    The error is recorded ([`PagedRegion::failures`]).
 //!
+//! A handler thread that stops serving on an unexpected error (its `poll` or `read` of the
+//! userfaultfd fails, it panics) records the error ([`PagedRegion::handler_error`]) and, before
+//! it exits, makes sure no fault waits for it: every page not supplied yet is fenced
+//! (`PROT_NONE`, or poisoned where that fails: an access raises `SIGSEGV`/`SIGBUS`, and
+//! [`read`](PagedRegion::read)/[`prefetch`](PagedRegion::prefetch) return an error naming the
+//! handler's), the fills in progress are finished, and the range is unregistered, which wakes
+//! every waiting thread: into the signal on a fenced page, on into the page on a supplied one.
+//! The supplied pages stay readable and writable as plain memory; dirty tracking ends
+//! ([`collect_dirty`](PagedRegion::collect_dirty) is an error from then on).
+//!
 //! A source that never returns keeps its faulting threads (and the region's drop, which waits for
 //! fills in progress) waiting: sources that do I/O bound it with their own timeouts.
 //!
@@ -147,6 +157,13 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     scratch: Mutex<Vec<MmapMut>>,
     handler_error: Mutex<Option<Error>>,
+    /// A handler thread stopped serving (see `abandon`).
+    abandoned: AtomicBool,
+    /// A failed page could not be fenced: the range must stay registered.
+    unfenced: AtomicBool,
+    /// `UFFDIO_WAKE` calls made.
+    #[cfg(test)]
+    wakes: AtomicU64,
     tracker: Option<Tracker>,
     install: Install,
     /// Granules served per fault (fault-around), at least 1, at most 64.
@@ -203,7 +220,7 @@ impl Shared {
         for i in first..end {
             self.state(i).store(MISSING, Ordering::Release);
         }
-        let _ = sys::wake(self.uffd.as_fd(), self.base + first * self.page, (end - first) * self.page);
+        let _ = self.wake(first, end);
     }
 
     fn give_scratch(&self, m: MmapMut) {
@@ -257,7 +274,7 @@ impl Shared {
                 }
                 // Filled or fenced already: this fault was queued before the fill woke the range,
                 // or it raced with it; a wake is harmless either way.
-                let _ = sys::wake(self.uffd.as_fd(), addr, self.page);
+                let _ = self.wake(index, index + 1);
                 return Err(done);
             }
         }
@@ -431,8 +448,9 @@ impl Shared {
         }
     }
 
+    /// Page `index` (held FILLING by this thread) failed with `e`: records the failure, fences
+    /// the page, marks it FAILED and wakes its waiters into the fence's signal.
     fn fail(&self, index: usize, e: io::Error) {
-        let addr = self.base + index * self.page;
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(PageFailure {
             offset: (index * self.page) as u64,
             kind: e.kind(),
@@ -440,20 +458,107 @@ impl Shared {
             message: e.to_string(),
         });
         self.counters.failed_pages.fetch_add(1, Ordering::Relaxed);
-        self.state(index).store(FAILED, Ordering::Release);
         self.drop_partial(index);
-        let fenced = match self.fence {
-            Fence::Poison => sys::poison(self.uffd.as_fd(), addr, self.page),
-            // SAFETY: the page is ours and missing; PROT_NONE makes every later access fault
+        // Fenced before it is marked FAILED: a handler that stops serving unregisters the range
+        // once no page is MISSING or FILLING (`abandon`), and an unfenced page of an
+        // unregistered range would read zeros.
+        self.fence_pages(index, index + 1, self.fence);
+        self.state(index).store(FAILED, Ordering::Release);
+        let _ = self.wake(index, index + 1);
+    }
+
+    /// Makes pages `first..end` (missing in the kernel, held by the caller) unreadable with
+    /// `primary`, else with the other fence; wakes their waiters. A range neither fence took is
+    /// recorded (the handler error, and `unfenced`: the range then stays registered).
+    fn fence_pages(&self, first: usize, end: usize, primary: Fence) {
+        let (addr, len) = (self.base + first * self.page, (end - first) * self.page);
+        let with = |fence: Fence| match fence {
+            // EEXIST: a page is mapped already (nothing waits on it).
+            Fence::Poison => match sys::poison(self.uffd.as_fd(), addr, len) {
+                Err(Errno::EXIST) if end - first == 1 => Ok(()),
+                r => r,
+            },
+            // SAFETY: the pages are ours and missing; PROT_NONE makes every later access fault
             // instead of reading a zero page the kernel would otherwise put there.
-            Fence::ProtNone => unsafe { sys::fence(addr, self.page) },
+            Fence::ProtNone => unsafe { sys::fence(addr, len) },
         };
-        if let Err(e) = fenced {
+        let other = if primary == Fence::Poison { Fence::ProtNone } else { Fence::Poison };
+        let result = with(primary).or_else(|e| {
+            // A range poison stops at a mapped page, and PROT_NONE may exceed
+            // vm.max_map_count: the other fence, then page by page.
+            if with(other).is_ok() {
+                return Ok(());
+            }
+            if end - first > 1 {
+                for i in first..end {
+                    self.fence_pages(i, i + 1, primary);
+                }
+                return Ok(());
+            }
+            Err(e)
+        });
+        if let Err(e) = result {
+            self.unfenced.store(true, Ordering::Release);
             self.record_handler_error(
-                Error::os("fence of a failed page", e).with_addr(addr).with_range(0, self.page as u64),
+                Error::os("fence of a failed page", e)
+                    .with_addr(addr)
+                    .with_range((first * self.page) as u64, len as u64),
             );
         }
-        let _ = sys::wake(self.uffd.as_fd(), addr, self.page);
+        let _ = self.wake(first, end);
+    }
+
+    /// `UFFDIO_WAKE` of pages `first..end`: wakes every thread waiting on a fault in them.
+    fn wake(&self, first: usize, end: usize) -> std::result::Result<(), Errno> {
+        #[cfg(test)]
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        sys::wake(self.uffd.as_fd(), self.base + first * self.page, (end - first) * self.page)
+    }
+
+    /// A handler thread stopped serving on an unexpected error: no fault may wait for it.
+    /// Every page not supplied yet is fenced (`PROT_NONE`, else poisoned: an access raises
+    /// the signal, a checked read returns the handler's error), the fills in progress are
+    /// waited for, and then the whole range is unregistered, which wakes every waiter:
+    /// threads on a fenced page get the signal, a write-protect fault (dirty tracking) or a
+    /// minor fault (`UFFDIO_CONTINUE` region) on a supplied page goes on without the handler.
+    fn abandon(&self) {
+        if self.abandoned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let n = self.states.len();
+        loop {
+            // A page leaves FILLING as PRESENT or FAILED, or (fault-around given back) MISSING,
+            // which the next pass fences; a pass that finds neither ends it.
+            let mut busy = false;
+            let mut i = 0;
+            while i < n {
+                let start = i;
+                while i < n
+                    && self.state(i).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                {
+                    i += 1;
+                }
+                if i > start {
+                    // Whole runs: PROT_NONE of a run is one vma, where poison writes a page
+                    // table entry per page (gigabytes of them for a huge region).
+                    self.fence_pages(start, i, Fence::ProtNone);
+                    for p in start..i {
+                        self.state(p).store(FAILED, Ordering::Release);
+                    }
+                    continue;
+                }
+                busy |= self.state(i).load(Ordering::Acquire) == FILLING;
+                i += 1;
+            }
+            if !busy {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !self.unfenced.load(Ordering::Acquire) {
+            let _ = sys::unregister(self.uffd.as_fd(), self.base, self.len);
+        }
+        let _ = self.wake(0, n);
     }
 
     fn record_handler_error(&self, e: Error) {
@@ -515,21 +620,28 @@ impl Shared {
     /// Serves faults with the buffer `scratch` until `stop` is readable (the buffer is taken
     /// before the thread starts: a thread that cannot get one would serve nothing, and every
     /// fault of the region would wait forever).
+    ///
+    /// On an unexpected error (a failed `poll` or `read` of the userfaultfd, a panic) the thread
+    /// records it and [abandons](Self::abandon) the region before it exits: a fault that nobody
+    /// serves would wait forever.
     fn run_handler(&self, stop: &OwnedFd, mut scratch: MmapMut) {
         let mut msgs = [sys::UffdMsg::default(); 16];
-        loop {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
             match sys::wait(self.uffd.as_fd(), stop.as_fd()) {
-                Ok(true) => break,
+                Ok(true) => return Ok(()),
                 Ok(false) => {}
-                Err(e) => {
-                    self.record_handler_error(Error::os("poll of the userfaultfd", e));
-                    break;
-                }
+                Err(e) => return Err(Error::os("poll of the userfaultfd", e)),
             }
-            if let Err(e) = self.spin_and_handle(&mut scratch, &mut msgs) {
-                self.record_handler_error(Error::os("read of the userfaultfd", e));
-                break;
-            }
+            self.spin_and_handle(&mut scratch, &mut msgs).map_err(|e| Error::os("read of the userfaultfd", e))?;
+        }));
+        let error = match served {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(Error::new("fault handler thread", ErrorKind::Os).with_detail("it panicked")),
+        };
+        if let Some(e) = error {
+            self.record_handler_error(e.with_addr(self.base).with_range(0, self.len as u64));
+            self.abandon();
         }
         self.give_scratch(scratch);
     }
@@ -844,6 +956,10 @@ impl PagedRegion {
             stopping: AtomicBool::new(false),
             scratch: Mutex::new(Vec::new()),
             handler_error: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+            unfenced: AtomicBool::new(false),
+            #[cfg(test)]
+            wakes: AtomicU64::new(0),
             tracker,
             install,
             around: b.around,
@@ -1064,6 +1180,8 @@ impl PagedRegion {
     }
 
     /// An error a handler thread met outside any page (reading the userfaultfd, fencing), if any.
+    /// Once a handler thread stopped serving, the pages not supplied then are fenced (see the
+    /// [failure semantics](self#failure-semantics)).
     pub fn handler_error(&self) -> Option<Error> {
         self.shared.handler_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -1132,13 +1250,23 @@ impl PagedRegion {
         let offset = (index * self.shared.page) as u64;
         let failures = self.shared.failures.lock().unwrap_or_else(|p| p.into_inner());
         let f = failures.iter().find(|f| f.offset == offset);
-        let e = match f.and_then(|f| f.errno) {
+        let addr = self.shared.base + index * self.shared.page;
+        let Some(f) = f else {
+            // Not the source's failure: the page was fenced when the handler stopped serving.
+            return match self.handler_error() {
+                Some(h) => Error::new("page fill", ErrorKind::Os).with_detail(format!(
+                    "the region's fault handler stopped before supplying the page, which is now fenced: {h}"
+                )),
+                None => Error::new("page fill", ErrorKind::Os).with_detail("the page was fenced"),
+            }
+            .with_addr(addr)
+            .with_range(offset, self.shared.page as u64);
+        };
+        let e = match f.errno {
             Some(errno) => Error::from_raw_errno("page source fill", errno),
             None => Error::new("page source fill", ErrorKind::Os),
         };
-        e.with_addr(self.shared.base + index * self.shared.page)
-            .with_range(offset, self.shared.page as u64)
-            .with_detail(f.map_or_else(|| "the page source failed".to_owned(), |f| f.message.clone()))
+        e.with_addr(addr).with_range(offset, self.shared.page as u64).with_detail(f.message.clone())
     }
 
     /// The dirty-tracking mechanism running, if the region was built with
@@ -1156,6 +1284,13 @@ impl PagedRegion {
             Error::new("PagedRegion::collect_dirty", ErrorKind::InvalidArgument)
                 .with_detail("the region was built without track_dirty()")
         })?;
+        if s.abandoned.load(Ordering::Acquire) {
+            let why = self.handler_error().map_or_else(String::new, |h| format!(": {h}"));
+            return Err(Error::new("PagedRegion::collect_dirty", ErrorKind::Os)
+                .with_addr(s.base)
+                .with_range(0, s.len as u64)
+                .with_detail(format!("dirty tracking ended when the region's fault handler stopped{why}")));
+        }
         t.collect(s.uffd.as_fd(), s.base, s.len, s.page)
     }
 

@@ -450,3 +450,88 @@ fn a_panicking_source_fails_the_page_instead_of_hanging_it() {
         assert_eq!(region.as_slice()[0], 5);
     });
 }
+
+/// The child of `a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_waiter`:
+/// every `read(2)` of 512 bytes fails with `EIO`, which is the handler threads' read of fault
+/// messages (16 of 32 bytes): each region's handler stops at its first fault.
+fn handler_stops_child() {
+    let g = page();
+    let caps = mmkit_pager::capabilities().unwrap();
+    support::deny_syscall_arg(libc::SYS_read, Some((2, 512)), libc::EIO);
+    with_timeout(30, move || {
+        let source = || pattern_source(Arc::new(Mutex::new(Vec::new())));
+        // A minor fault on a supplied page of a UFFDIO_CONTINUE region (its entry dropped, as
+        // reclaim does) needs the handler: the thread blocked on it must go on once it stops.
+        if caps.minor_shmem() && caps.missing_shmem() {
+            let region = PagedRegion::builder(4 * g)
+                .backing(mmkit_pager::Backing::SharedMemory(mmkit_pager::ShmemFill::Continue))
+                .build(source())
+                .unwrap();
+            region.prefetch(0, g).unwrap();
+            let addr = region.as_ptr() as usize;
+            // SAFETY: drops this process's page-table entry of one page of the shared mapping; the
+            // memfd keeps the page.
+            assert_eq!(unsafe { libc::madvise(addr as *mut libc::c_void, g, libc::MADV_DONTNEED) }, 0);
+            // SAFETY: page 0 of the live region, read on another thread (which blocks in the fault).
+            let v = std::thread::spawn(move || unsafe { (addr as *const u8).add(5).read_volatile() }).join().unwrap();
+            assert_eq!(v, pattern(0, 5));
+            let h = region.handler_error().expect("the handler recorded its error");
+            assert_eq!(h.errno(), Some(libc::EIO), "{h}");
+            // The pages it had not supplied are errors for the checked read, and refused to
+            // the kernel too (a process_vm_readv of them faults).
+            let mut b = [0u8; 4];
+            let err = region.read(g, &mut b).unwrap_err();
+            assert!(err.to_string().contains("handler stopped"), "{err}");
+            assert!(region.mapping().copy_from_mapping(2 * g, &mut b).is_err());
+            assert_eq!(region.stats().source_calls, 1);
+            println!("MINOR OK: {err}");
+        }
+        // A write-protect fault (dirty tracking) on a supplied page: the writer goes on, and
+        // the tracking ends with an error instead of missing writes silently.
+        if caps.write_protect() {
+            let mut region = PagedRegion::builder(4 * g)
+                .track_dirty_with(mmkit_pager::DirtyMechanism::WriteProtect)
+                .build(source())
+                .unwrap();
+            region.prefetch(0, g).unwrap();
+            let addr = region.as_mut_slice().as_mut_ptr() as usize;
+            // SAFETY: page 0 of the live region, written on another thread while nothing else
+            // borrows it (the thread is joined before the region is used again).
+            std::thread::spawn(move || unsafe { (addr as *mut u8).add(1).write_volatile(0xa5) }).join().unwrap();
+            let mut b = [0u8; 2];
+            region.read(0, &mut b).unwrap();
+            assert_eq!(b, [pattern(0, 0), 0xa5]);
+            let err = region.collect_dirty().unwrap_err();
+            assert!(err.to_string().contains("handler stopped"), "{err}");
+            println!("WP OK: {err}");
+        }
+    });
+    // A thread blocked on a missing page when the handler stops is woken into the fence's
+    // signal: never a hang, never zeros.
+    let region = PagedRegion::new(4 * g, pattern_source(Arc::new(Mutex::new(Vec::new())))).unwrap();
+    println!("TOUCHING");
+    let v = std::hint::black_box(region.as_slice()[2 * g + 1]);
+    println!("GARBAGE read {v}");
+    std::process::exit(0);
+}
+
+/// A handler thread whose `read` of the userfaultfd fails stops serving; the faults it would
+/// have served must not wait forever (a thread blocked in a page fault cannot be interrupted).
+/// Before it exits it fences every page not supplied and unregisters the range, which wakes
+/// every waiter: into the fence's signal on a missing page, on into the page on a supplied one.
+#[test]
+fn a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_waiter() {
+    const NAME: &str = "a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_waiter";
+    if child_role().as_deref() == Some("handler-stops") {
+        handler_stops_child();
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let caps = mmkit_pager::capabilities().unwrap();
+    let (status, out) = run_child(&[], NAME, "handler-stops", 60);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}, output:\n{out}");
+    assert!(out.contains("TOUCHING") && !out.contains("GARBAGE"), "{out}");
+    assert_eq!(out.contains("MINOR OK"), caps.minor_shmem() && caps.missing_shmem(), "{out}");
+    assert_eq!(out.contains("WP OK"), caps.write_protect(), "{out}");
+}
