@@ -449,7 +449,7 @@ impl Shared {
     }
 
     /// Page `index` (held FILLING by this thread) failed with `e`: records the failure, fences
-    /// the page, marks it FAILED and wakes its waiters into the fence's signal.
+    /// the page (which wakes its waiters into the fence's signal) and marks it FAILED.
     fn fail(&self, index: usize, e: io::Error) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(PageFailure {
             offset: (index * self.page) as u64,
@@ -464,7 +464,6 @@ impl Shared {
         // unregistered range would read zeros.
         self.fence_pages(index, index + 1, self.fence);
         self.state(index).store(FAILED, Ordering::Release);
-        let _ = self.wake(index, index + 1);
     }
 
     /// Makes pages `first..end` (missing in the kernel, held by the caller) unreadable with
@@ -1197,14 +1196,37 @@ impl PagedRegion {
     pub fn prefetch(&self, offset: usize, len: usize) -> Result<()> {
         self.check_owner("PagedRegion::prefetch")?;
         let (first, last) = self.pages_of("PagedRegion::prefetch", offset, len)?;
-        let mut scratch = self.shared.take_scratch()?;
+        self.ensure_range(first, last, true)
+    }
+
+    /// Makes pages `first..last` present (filling the missing ones from this thread); returns
+    /// the first failure, after the other pages (`all`) or at once. A run of pages present
+    /// already gets one `UFFDIO_WAKE` (a fault queued before its fill is woken), not one each:
+    /// a wake of a range wakes the waiters on every page in it.
+    fn ensure_range(&self, first: usize, last: usize, all: bool) -> Result<()> {
+        let s = &self.shared;
+        let mut scratch = s.take_scratch()?;
         let mut result = Ok(());
+        let mut run = first;
         for index in first..last {
+            if s.state(index).load(Ordering::Acquire) == PRESENT {
+                continue;
+            }
+            if run < index {
+                let _ = s.wake(run, index);
+            }
+            run = index + 1;
             if let Err(e) = self.ensure(index, &mut scratch) {
                 result = result.and(Err(e));
+                if !all {
+                    break;
+                }
             }
         }
-        self.shared.give_scratch(scratch);
+        if run < last && (all || result.is_ok()) {
+            let _ = s.wake(run, last);
+        }
+        s.give_scratch(scratch);
         result
     }
 
@@ -1299,16 +1321,7 @@ impl PagedRegion {
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_owner("PagedRegion::read")?;
         let (first, last) = self.pages_of("PagedRegion::read", offset, buf.len())?;
-        let mut scratch = self.shared.take_scratch()?;
-        let mut result = Ok(());
-        for index in first..last {
-            if let Err(e) = self.ensure(index, &mut scratch) {
-                result = Err(e.with_range(offset as u64, buf.len() as u64));
-                break;
-            }
-        }
-        self.shared.give_scratch(scratch);
-        result?;
+        self.ensure_range(first, last, false).map_err(|e| e.with_range(offset as u64, buf.len() as u64))?;
         buf.copy_from_slice(&self.map[offset..offset + buf.len()]);
         Ok(())
     }
@@ -1350,5 +1363,53 @@ impl Drop for PagedRegion {
         }
         // SAFETY: dropped once, here, and never used again (the region is being dropped).
         unsafe { std::mem::ManuallyDrop::drop(&mut self.map) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::FnSource;
+
+    /// A region of `pages` pages whose source fails page `bad`, or `None` (with the reason
+    /// printed) when this process may not open a userfaultfd.
+    fn region(pages: usize, bad: usize) -> Option<PagedRegion> {
+        let g = mmkit::page_size();
+        let source = FnSource(move |offset, buf: &mut [u8]| {
+            if offset == (bad * mmkit::page_size()) as u64 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            buf.fill(offset as u8 | 1);
+            Ok(Filled::Data)
+        });
+        match PagedRegion::new(pages * g, source) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                println!("skipped: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn read_and_prefetch_wake_each_run_of_present_pages_once() {
+        let g = mmkit::page_size();
+        let Some(region) = region(16, 8) else { return };
+        let wakes = || region.shared.wakes.swap(0, Ordering::Relaxed);
+        region.prefetch(0, 8 * g).unwrap();
+        region.prefetch(9 * g, 7 * g).unwrap();
+        wakes();
+        // Present 0..8, failed 8, present 9..16: a wake per run, and the failed page's.
+        assert_eq!(region.prefetch(0, 16 * g).unwrap_err().errno(), Some(libc::EIO));
+        assert_eq!(wakes(), 3);
+        let mut buf = vec![0u8; 8 * g];
+        region.read(0, &mut buf).unwrap();
+        assert_eq!(wakes(), 1);
+        assert_eq!(buf[5 * g], (5 * g) as u8 | 1);
+        // The read stops at the failed page: the run before it is woken, not the one after.
+        assert!(region.read(0, &mut vec![0u8; 16 * g]).is_err());
+        assert_eq!(wakes(), 2);
+        region.read(9 * g + 1, &mut buf[..g]).unwrap();
+        assert_eq!(wakes(), 1);
     }
 }

@@ -104,6 +104,66 @@ fn concurrent_faults_on_one_page_are_served_once() {
     });
 }
 
+/// Threads faulting on every page of a range while others `prefetch` and `read` it (which
+/// wake a run of present pages with one `UFFDIO_WAKE`): every waiter is woken with its page's
+/// bytes, and each page is asked of the source once.
+#[test]
+fn faults_racing_with_prefetch_and_read_of_whole_runs_all_complete() {
+    with_timeout(60, || {
+        let pages = 48;
+        for round in 0..3 {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let c = calls.clone();
+            let region = PagedRegion::builder(pages * page())
+                .handler_threads(2)
+                .build(FnSource(move |offset, buf: &mut [u8]| {
+                    c.lock().unwrap().push(offset);
+                    std::thread::sleep(Duration::from_micros(300)); // faults queue up meanwhile
+                    let p = offset / mmkit::page_size() as u64;
+                    for (j, b) in buf.iter_mut().enumerate() {
+                        *b = pattern(p, j);
+                    }
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for t in 0..6 {
+                    let (region, barrier) = (&region, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        // Every page, from a different start per thread.
+                        for k in 0..pages {
+                            let p = (k * 7 + t * 5) % pages;
+                            assert_eq!(region.as_slice()[p * page() + t], pattern(p as u64, t), "page {p}");
+                        }
+                    });
+                }
+                let (region, barrier) = (&region, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for start in (0..pages).step_by(5) {
+                        region.prefetch(start * page(), (pages - start) * page()).unwrap();
+                    }
+                });
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut buf = vec![0u8; pages * page()];
+                    for _ in 0..4 {
+                        region.read(0, &mut buf).unwrap();
+                        assert!((0..pages).all(|p| buf[p * page() + 3] == pattern(p as u64, 3)));
+                    }
+                });
+            });
+            let mut asked = calls.lock().unwrap().clone();
+            asked.sort();
+            asked.dedup();
+            assert_eq!(asked.len(), calls.lock().unwrap().len(), "round {round}: a page asked twice");
+            assert_eq!(asked.len(), pages);
+        }
+    });
+}
+
 #[test]
 fn zero_source_maps_zero_pages() {
     with_timeout(60, || {
