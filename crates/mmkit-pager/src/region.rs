@@ -205,6 +205,10 @@ impl Shared {
     fn call_source(&self, index: usize, buf: &mut [u8]) -> io::Result<Filled> {
         self.counters.source_calls.fetch_add(1, Ordering::Relaxed);
         let offset = (index * self.page) as u64;
+        // The source starts from zeros: bytes it does not write read as zeros, never as the
+        // bytes of the page the buffer held before (another page of the region, or a failed
+        // attempt at this one).
+        buf.fill(0);
         // A panicking source must not leave the page FILLING (its waiters would hang):
         // the panic is the page's error.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, buf)))

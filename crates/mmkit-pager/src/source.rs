@@ -25,8 +25,9 @@ pub enum Filled {
 
 /// Supplies the bytes of missing pages.
 pub trait PageSource: Send + Sync {
-    /// Fills `buf` (one page) with the bytes at `offset` (page-aligned) of the region, or
-    /// reports that the page is all zeros. An error becomes the region's
+    /// Fills `buf` (one page, zeroed before the call: bytes left unwritten read as zeros) with
+    /// the bytes at `offset` (page-aligned) of the region, or reports that the page is all
+    /// zeros. An error becomes the region's
     /// [failure outcome](crate::region#failure-semantics) for that page.
     fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled>;
 }

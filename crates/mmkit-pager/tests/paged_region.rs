@@ -164,6 +164,38 @@ fn faults_racing_with_prefetch_and_read_of_whole_runs_all_complete() {
     });
 }
 
+/// A source that writes part of its page leaves the rest zero: the fill buffer is reused from
+/// page to page, and its unwritten bytes were the previous page's (another page's data as this
+/// one's).
+#[test]
+fn a_source_that_writes_part_of_a_page_leaves_the_rest_zero() {
+    with_timeout(60, || {
+        let g = page();
+        for around in [1, 4] {
+            let region = PagedRegion::builder(16 * g)
+                .fault_around(around)
+                .build(FnSource(move |offset, buf: &mut [u8]| {
+                    if offset % (4 * mmkit::page_size() as u64) == 0 {
+                        buf.fill(0xff);
+                    } else {
+                        buf[..10].fill(1);
+                    }
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            let s = region.as_slice();
+            assert_eq!(s[g - 1], 0xff);
+            assert_eq!(&s[g..g + 11], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], "around {around}");
+            assert!(s[g + 10..2 * g].iter().all(|&b| b == 0), "around {around}: page 1 holds stale bytes");
+            // The checked read fills with a buffer of its own, after a page of 0xff.
+            let mut b = vec![0u8; 2 * g];
+            region.read(8 * g, &mut b).unwrap();
+            assert_eq!(b[g - 1], 0xff);
+            assert!(b[g + 10..].iter().all(|&b| b == 0), "around {around}: read page 9 holds stale bytes");
+        }
+    });
+}
+
 #[test]
 fn zero_source_maps_zero_pages() {
     with_timeout(60, || {
