@@ -853,6 +853,27 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
     })
 }
 
+/// `n` page states, all MISSING, or `None` when the memory is not there. The memory comes
+/// zeroed from the allocator, which takes a large array straight from `mmap`: its pages are
+/// committed as states are written, not at build (a 1 TiB memfd region has 256 MiB of states,
+/// which filling them one by one made resident, taking seconds).
+fn missing_states(n: usize) -> Option<Box<[AtomicU8]>> {
+    const _: () = assert!(MISSING == 0);
+    if n == 0 {
+        return Some(Box::new([]));
+    }
+    let layout = std::alloc::Layout::array::<AtomicU8>(n).ok()?;
+    // SAFETY: the layout is not zero-sized (`n > 0`).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<AtomicU8>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` is a fresh allocation of `n` zeroed `AtomicU8`s (zero is a valid one:
+    // MISSING) from the global allocator with the layout of `[AtomicU8; n]`, the layout `Box`
+    // frees it with.
+    Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) })
+}
+
 /// Keeps `map` out of forked children and registers it with the userfaultfd `fd` in
 /// `reg_mode`; returns the registered range (base and length, as the kernel sees the mapping).
 fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, usize)> {
@@ -938,20 +959,18 @@ impl PagedRegion {
         let (base, span) = register_range(&map, &fd, reg_mode)?;
         // One state byte per granule: for a huge region (a memfd's pages are only reserved) that
         // is gigabytes, which may not be there; an error then, not an abort.
-        let mut states = Vec::new();
-        states.try_reserve_exact(span / page).map_err(|_| {
+        let states = missing_states(span / page).ok_or_else(|| {
             Error::from_raw_errno("PagedRegion::new", libc::ENOMEM)
                 .with_range(0, b.len as u64)
                 .with_detail(format!("no memory for the pager's state of {} granules (one byte each)", span / page))
         })?;
-        states.extend((0..span / page).map(|_| AtomicU8::new(MISSING)));
         let shared = Arc::new(Shared {
             uffd: fd,
             base,
             len: span,
             page,
             source,
-            states: states.into_boxed_slice(),
+            states,
             failures: Mutex::new(Vec::new()),
             fence,
             retry: b.retry,
