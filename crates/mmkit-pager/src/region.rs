@@ -1209,7 +1209,10 @@ impl PagedRegion {
     }
 
     /// Whether page `index` has been supplied (filled or zero) — the pager's own record, which
-    /// matches `mincore` for pages the source supplied as data.
+    /// matches `mincore` for pages the source supplied as data. A page a handler thread
+    /// supplies is recorded a moment after the install wakes the faulting threads: right after
+    /// a touch it may still read `false` (after [`read`](Self::read),
+    /// [`prefetch`](Self::prefetch) or [`stage`](Self::stage) it is `true`).
     pub fn is_supplied(&self, index: usize) -> bool {
         self.shared.states.get(index).is_some_and(|s| s.load(Ordering::Acquire) == PRESENT)
     }
@@ -1277,7 +1280,8 @@ impl PagedRegion {
                 .with_detail(format!("the region is {:#x} bytes", self.len()))
         })?;
         let page = self.shared.page;
-        Ok((offset / page, end.div_ceil(page)))
+        // An empty range holds no page (not the one its offset falls in).
+        Ok((offset / page, if len == 0 { offset / page } else { end.div_ceil(page) }))
     }
 
     /// Makes page `index` present (filling it from this thread if needed) or returns its failure.

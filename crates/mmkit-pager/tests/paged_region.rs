@@ -512,6 +512,23 @@ fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
     });
 }
 
+/// An empty read or prefetch asks the source for nothing: it asked for the page its offset
+/// fell in (and failed with that page's error).
+#[test]
+fn empty_reads_and_prefetches_supply_no_page() {
+    with_timeout(60, || {
+        let region =
+            PagedRegion::new(2 * page() + 1, FnSource(|_, _: &mut [u8]| Err(io::Error::from_raw_os_error(libc::EIO))))
+                .unwrap();
+        for offset in [0, 5, page() + 1, 2 * page(), 2 * page() + 1] {
+            region.read(offset, &mut []).unwrap();
+            region.prefetch(offset, 0).unwrap();
+        }
+        assert_eq!(region.stats().source_calls, 0);
+        assert!(region.read(2 * page() + 1, &mut [0u8; 1]).is_err(), "past the end");
+    });
+}
+
 #[test]
 fn out_of_range_reads_are_errors_not_panics() {
     let region = PagedRegion::new(page(), ZeroSource).unwrap();
