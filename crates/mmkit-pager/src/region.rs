@@ -524,7 +524,11 @@ impl Shared {
     /// waited for, and then the whole range is unregistered, which wakes every waiter:
     /// threads on a fenced page get the signal, a write-protect fault (dirty tracking) or a
     /// minor fault (`UFFDIO_CONTINUE` region) on a supplied page goes on without the handler.
-    fn abandon(&self) {
+    ///
+    /// After a panic (`panicked`) the pages the thread held may stay FILLING for good: their
+    /// waiters cannot be helped, and the range must stay registered (unregistered, those pages
+    /// would read zeros); the pages not supplied are fenced and woken all the same.
+    fn abandon(&self, panicked: bool) {
         if self.abandoned.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -553,12 +557,12 @@ impl Shared {
                 busy |= self.state(i).load(Ordering::Acquire) == FILLING;
                 i += 1;
             }
-            if !busy {
+            if !busy || panicked {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        if !self.unfenced.load(Ordering::Acquire) {
+        if !panicked && !self.unfenced.load(Ordering::Acquire) {
             let _ = sys::unregister(self.uffd.as_fd(), self.base, self.len);
         }
         let _ = self.wake(0, n);
@@ -637,14 +641,14 @@ impl Shared {
             }
             self.spin_and_handle(&mut scratch, &mut msgs).map_err(|e| Error::os("read of the userfaultfd", e))?;
         }));
-        let error = match served {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(Error::new("fault handler thread", ErrorKind::Os).with_detail("it panicked")),
+        let (error, panicked) = match served {
+            Ok(Ok(())) => (None, false),
+            Ok(Err(e)) => (Some(e), false),
+            Err(_) => (Some(Error::new("fault handler thread", ErrorKind::Os).with_detail("it panicked")), true),
         };
         if let Some(e) = error {
             self.record_handler_error(e.with_addr(self.base).with_range(0, self.len as u64));
-            self.abandon();
+            self.abandon(panicked);
         }
         self.give_scratch(scratch);
     }
