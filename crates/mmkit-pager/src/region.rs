@@ -31,7 +31,11 @@
 //! ([`collect_dirty`](PagedRegion::collect_dirty) is an error from then on).
 //!
 //! A source that never returns keeps its faulting threads (and the region's drop, which waits for
-//! fills in progress) waiting: sources that do I/O bound it with their own timeouts.
+//! fills in progress) waiting: sources that do I/O bound it with their own timeouts. While a
+//! source call blocks, the handler thread making it serves no other fault: the other
+//! [handler threads](PagedRegionBuilder::handler_threads) do, and the checked
+//! [`read`](PagedRegion::read) fills from the calling thread, so it waits only for the page
+//! being filled.
 //!
 //! Under this choice the faces are:
 //! - [`PagedRegion::read`]: the **checked** face. It fills missing pages itself (no signal can

@@ -196,6 +196,42 @@ fn a_source_that_writes_part_of_a_page_leaves_the_rest_zero() {
     });
 }
 
+/// A source call that blocks holds its handler thread only: the other handler thread serves
+/// other faults, and the checked read fills other pages from its own thread meanwhile.
+#[test]
+fn a_blocked_source_call_holds_one_handler_thread_not_the_region() {
+    with_timeout(60, || {
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = release.clone();
+        let region = PagedRegion::builder(4 * page())
+            .handler_threads(2)
+            .build(FnSource(move |offset, buf: &mut [u8]| {
+                let start = std::time::Instant::now();
+                while offset == 0 && !r.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                buf.fill(offset as u8 | 1);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        std::thread::scope(|s| {
+            let blocked = s.spawn(|| region.as_slice()[7]);
+            while region.stats().source_calls == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let start = std::time::Instant::now();
+            assert_eq!(region.as_slice()[page()], page() as u8 | 1);
+            let mut b = [0u8; 1];
+            region.read(2 * page(), &mut b).unwrap();
+            assert_eq!(b[0], (2 * page()) as u8 | 1);
+            assert!(start.elapsed() < Duration::from_secs(10), "other pages waited for the blocked call");
+            assert!(!blocked.is_finished());
+            release.store(true, Ordering::SeqCst);
+            assert_eq!(blocked.join().unwrap(), 1);
+        });
+    });
+}
+
 #[test]
 fn zero_source_maps_zero_pages() {
     with_timeout(60, || {
