@@ -636,9 +636,18 @@ fn handler_stops_child() {
         if caps.write_protect() {
             let mut region = PagedRegion::builder(4 * g)
                 .track_dirty_with(mmkit_pager::DirtyMechanism::WriteProtect)
-                .build(source())
+                .build(FnSource(|offset, buf: &mut [u8]| {
+                    if offset == 3 * mmkit::page_size() as u64 {
+                        return Err(io::Error::from_raw_os_error(libc::EIO));
+                    }
+                    buf.iter_mut().enumerate().for_each(|(j, b)| *b = pattern(offset / mmkit::page_size() as u64, j));
+                    Ok(Filled::Data)
+                }))
                 .unwrap();
             region.prefetch(0, g).unwrap();
+            // Page 3 fails (and is fenced) while the handler serves: it stays fenced after the
+            // range is unregistered, not zeros.
+            assert_eq!(region.read(3 * g, &mut [0u8; 1]).unwrap_err().errno(), Some(libc::EIO));
             let addr = region.as_mut_slice().as_mut_ptr() as usize;
             // SAFETY: page 0 of the live region, written on another thread while nothing else
             // borrows it (the thread is joined before the region is used again).
@@ -648,6 +657,10 @@ fn handler_stops_child() {
             assert_eq!(b, [pattern(0, 0), 0xa5]);
             let err = region.collect_dirty().unwrap_err();
             assert!(err.to_string().contains("handler stopped"), "{err}");
+            let mut b = [0u8; 1];
+            for p in [2, 3] {
+                assert!(region.mapping().copy_from_mapping(p * g, &mut b).is_err(), "page {p} reads {b:?}");
+            }
             println!("WP OK: {err}");
         }
     });
