@@ -811,7 +811,18 @@ fn backing_features(backing: Backing, caps: &Capabilities) -> Result<u64> {
 fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, Install, usize, Option<SharedMemory>)> {
     let page = mmkit::page_size();
     Ok(match b.backing {
-        Backing::Anonymous => (MapOptions::new().len(b.len).map_anon()?, Install::Copy { zeropage: true }, page, None),
+        Backing::Anonymous => {
+            let map = MapOptions::new().len(b.len).map_anon().map_err(|e| {
+                if e.errno() != Some(libc::ENOMEM) {
+                    return e;
+                }
+                // The likely cause for a large region: what to do about it.
+                let hint = "a private anonymous region is charged in full against the commit limit                             (vm.overcommit_memory); a Backing::SharedMemory region reserves nothing";
+                let detail = e.detail().map_or_else(|| hint.to_owned(), |d| format!("{d}; {hint}"));
+                e.with_detail(detail)
+            })?;
+            (map, Install::Copy { zeropage: true }, page, None)
+        }
         Backing::HugeTlb => {
             let map = MapOptions::new().len(b.len).huge_pages(HugePages::Hugetlb(None)).map_anon()?;
             let outcome = map.mapping().page_outcome();

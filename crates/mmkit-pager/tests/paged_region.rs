@@ -565,6 +565,23 @@ fn empty_reads_and_prefetches_supply_no_page() {
     });
 }
 
+/// An anonymous region larger than the commit limit allows is refused with what to do: the
+/// bare ENOMEM of mmap did not say that a memfd region of that size is fine.
+#[test]
+fn an_anonymous_region_beyond_the_commit_limit_names_the_backing_that_fits() {
+    if usize::BITS < 64 {
+        return;
+    }
+    let len = 1usize << 46;
+    match PagedRegion::new(len, ZeroSource) {
+        Ok(_) => println!("skipped: a {len:#x}-byte anonymous region was allowed here"),
+        Err(e) => {
+            assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
+            assert!(e.to_string().contains("Backing::SharedMemory"), "{e}");
+        }
+    }
+}
+
 #[test]
 fn out_of_range_reads_are_errors_not_panics() {
     let region = PagedRegion::new(page(), ZeroSource).unwrap();
