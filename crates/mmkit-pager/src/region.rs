@@ -264,7 +264,8 @@ impl Shared {
     /// fenced: its waiters are woken).
     fn claim(&self, index: usize) -> std::result::Result<usize, u8> {
         let state = self.state(index);
-        match state.compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire) {
+        // SeqCst with `abandoned` (see `abandon`).
+        match state.compare_exchange(MISSING, FILLING, Ordering::SeqCst, Ordering::Acquire) {
             Ok(_) => {}
             Err(FILLING) => return Err(FILLING),
             Err(done) => {
@@ -290,9 +291,12 @@ impl Shared {
         let mut end = index + 1;
         let limit = (index + self.around).min(self.states.len());
         while end < limit
-            && self.state(end).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            && self.state(end).compare_exchange(MISSING, FILLING, Ordering::SeqCst, Ordering::Acquire).is_ok()
         {
             end += 1;
+        }
+        if self.backs_off(index, end) {
+            return Err(FAILED);
         }
         if let Install::Continue { staging, .. } = &self.install {
             if end - index > 1 {
@@ -303,6 +307,19 @@ impl Shared {
             }
         }
         Ok(end)
+    }
+
+    /// After claiming pages `first..end` (MISSING to FILLING, SeqCst): when the region was
+    /// abandoned meanwhile, gives them back and returns `true` (they are fenced, or about to be:
+    /// nobody fills them any more).
+    fn backs_off(&self, first: usize, end: usize) -> bool {
+        if !self.abandoned.load(Ordering::SeqCst) {
+            return false;
+        }
+        for i in first..end {
+            self.state(i).store(MISSING, Ordering::SeqCst);
+        }
+        true
     }
 
     /// Asks the source for the faulting page `index`, as often as the retry policy says.
@@ -468,7 +485,7 @@ impl Shared {
         self.counters.failed_pages.fetch_add(1, Ordering::Relaxed);
         self.drop_partial(index);
         // Fenced before it is marked FAILED: a handler that stops serving unregisters the range
-        // once no page is MISSING or FILLING (`abandon`), and an unfenced page of an
+        // once no page is FILLING (`abandon`), and an unfenced page of an
         // unregistered range would read zeros.
         self.fence_pages(index, index + 1, self.fence);
         self.state(index).store(FAILED, Ordering::Release);
@@ -529,42 +546,50 @@ impl Shared {
     /// threads on a fenced page get the signal, a write-protect fault (dirty tracking) or a
     /// minor fault (`UFFDIO_CONTINUE` region) on a supplied page goes on without the handler.
     ///
+    /// The states of the fenced pages stay MISSING (writing them would commit the whole state
+    /// array of a huge sparse region): from the moment `abandoned` is set nobody fills a page.
+    /// A claim sets FILLING, then reads `abandoned`, and gives the page back if it is set
+    /// (`backs_off`); this sets `abandoned`, then reads the states, all SeqCst: a claim that
+    /// missed the flag is seen here as FILLING (or done), and waited for.
+    ///
     /// After a panic (`panicked`) the pages the thread held may stay FILLING for good: their
     /// waiters cannot be helped, and the range must stay registered (unregistered, those pages
     /// would read zeros); the pages not supplied are fenced and woken all the same.
     fn abandon(&self, panicked: bool) {
-        if self.abandoned.swap(true, Ordering::AcqRel) {
+        if self.abandoned.swap(true, Ordering::SeqCst) {
             return;
         }
         let n = self.states.len();
-        loop {
-            // A page leaves FILLING as PRESENT or FAILED, or (fault-around given back) MISSING,
-            // which the next pass fences; a pass that finds neither ends it.
-            let mut busy = false;
-            let mut i = 0;
-            while i < n {
-                let start = i;
-                while i < n
-                    && self.state(i).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_ok()
-                {
-                    i += 1;
-                }
-                if i > start {
-                    // Whole runs: PROT_NONE of a run is one vma, where poison writes a page
-                    // table entry per page (gigabytes of them for a huge region).
-                    self.fence_pages(start, i, Fence::ProtNone);
-                    for p in start..i {
-                        self.state(p).store(FAILED, Ordering::Release);
-                    }
-                    continue;
-                }
-                busy |= self.state(i).load(Ordering::Acquire) == FILLING;
+        let mut busy = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let start = i;
+            while i < n && self.state(i).load(Ordering::SeqCst) == MISSING {
                 i += 1;
             }
-            if !busy || panicked {
-                break;
+            if i > start {
+                // Whole runs: PROT_NONE of a run is one vma, where poison writes a page table
+                // entry per page (gigabytes of them for a huge region).
+                self.fence_pages(start, i, Fence::ProtNone);
+                continue;
             }
+            if self.state(i).load(Ordering::SeqCst) == FILLING {
+                busy.push(i);
+            }
+            i += 1;
+        }
+        // A page being filled ends PRESENT or FAILED, or MISSING (a fault-around page given
+        // back, a claim backing off): fenced then.
+        while !busy.is_empty() && !panicked {
             std::thread::sleep(Duration::from_millis(1));
+            busy.retain(|&i| match self.state(i).load(Ordering::SeqCst) {
+                FILLING => true,
+                MISSING => {
+                    self.fence_pages(i, i + 1, Fence::ProtNone);
+                    false
+                }
+                _ => false,
+            });
         }
         if !panicked && !self.unfenced.load(Ordering::Acquire) {
             let _ = sys::unregister(self.uffd.as_fd(), self.base, self.len);
@@ -1177,11 +1202,14 @@ impl PagedRegion {
             bytes
         };
         for index in first..last {
-            if s.state(index).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if s.state(index).compare_exchange(MISSING, FILLING, Ordering::SeqCst, Ordering::Acquire).is_err() {
                 return Err(Error::new(OP, ErrorKind::InvalidArgument)
                     .with_addr(s.base + index * g)
                     .with_range((index * g) as u64, g as u64)
                     .with_detail("the page was supplied already (or its fill failed)"));
+            }
+            if s.backs_off(index, index + 1) {
+                return Err(self.failure_error(index));
             }
             let src = &bytes[(index - first) * g..(index - first + 1) * g];
             // SAFETY: page `index` of the staging mapping (which covers the region) is held
