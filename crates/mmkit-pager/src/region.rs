@@ -842,7 +842,8 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
                     return e;
                 }
                 // The likely cause for a large region: what to do about it.
-                let hint = "a private anonymous region is charged in full against the commit limit                             (vm.overcommit_memory); a Backing::SharedMemory region reserves nothing";
+                let hint = "a private anonymous region is charged in full against the commit limit \
+                            (vm.overcommit_memory); a Backing::SharedMemory region reserves nothing";
                 let detail = e.detail().map_or_else(|| hint.to_owned(), |d| format!("{d}; {hint}"));
                 e.with_detail(detail)
             })?;

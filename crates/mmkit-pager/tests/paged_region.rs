@@ -577,7 +577,7 @@ fn an_anonymous_region_beyond_the_commit_limit_names_the_backing_that_fits() {
         Ok(_) => println!("skipped: a {len:#x}-byte anonymous region was allowed here"),
         Err(e) => {
             assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
-            assert!(e.to_string().contains("Backing::SharedMemory"), "{e}");
+            assert!(e.to_string().contains("Backing::SharedMemory") && !e.to_string().contains("  "), "{e}");
         }
     }
 }
