@@ -5,6 +5,9 @@
 //! size, and writes the page into the buffer it is given (always exactly one page). It may be
 //! called from several handler threads at once (hence `Send + Sync`), and is never asked twice
 //! for the same page of one region (the region records which pages it filled).
+//!
+//! A source must not read its own region (through the slice or [`read`](crate::PagedRegion::read)):
+//! it runs on a handler thread, which would wait for a page that only it can supply.
 
 #![deny(unsafe_code)]
 
