@@ -20,8 +20,22 @@
 //!    `PROT_NONE` and an access raises `SIGSEGV`. The waiting threads are woken into that signal.
 //!    The error is recorded ([`PagedRegion::failures`]).
 //!
+//! A handler thread that stops serving on an unexpected error (its `poll` or `read` of the
+//! userfaultfd fails, it panics) records the error ([`PagedRegion::handler_error`]) and, before
+//! it exits, makes sure no fault waits for it: every page not supplied yet is fenced
+//! (`PROT_NONE`, or poisoned where that fails: an access raises `SIGSEGV`/`SIGBUS`, and
+//! [`read`](PagedRegion::read)/[`prefetch`](PagedRegion::prefetch) return an error naming the
+//! handler's), the fills in progress are finished, and the range is unregistered, which wakes
+//! every waiting thread: into the signal on a fenced page, on into the page on a supplied one.
+//! The supplied pages stay readable and writable as plain memory; dirty tracking ends
+//! ([`collect_dirty`](PagedRegion::collect_dirty) is an error from then on).
+//!
 //! A source that never returns keeps its faulting threads (and the region's drop, which waits for
-//! fills in progress) waiting: sources that do I/O bound it with their own timeouts.
+//! fills in progress) waiting: sources that do I/O bound it with their own timeouts. While a
+//! source call blocks, the handler thread making it serves no other fault: the other
+//! [handler threads](PagedRegionBuilder::handler_threads) do, and the checked
+//! [`read`](PagedRegion::read) fills from the calling thread, so it waits only for the page
+//! being filled.
 //!
 //! Under this choice the faces are:
 //! - [`PagedRegion::read`]: the **checked** face. It fills missing pages itself (no signal can
@@ -147,6 +161,13 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     scratch: Mutex<Vec<MmapMut>>,
     handler_error: Mutex<Option<Error>>,
+    /// A handler thread stopped serving (see `abandon`).
+    abandoned: AtomicBool,
+    /// A failed page could not be fenced: the range must stay registered.
+    unfenced: AtomicBool,
+    /// `UFFDIO_WAKE` calls made.
+    #[cfg(test)]
+    wakes: AtomicU64,
     tracker: Option<Tracker>,
     install: Install,
     /// Granules served per fault (fault-around), at least 1, at most 64.
@@ -188,6 +209,10 @@ impl Shared {
     fn call_source(&self, index: usize, buf: &mut [u8]) -> io::Result<Filled> {
         self.counters.source_calls.fetch_add(1, Ordering::Relaxed);
         let offset = (index * self.page) as u64;
+        // The source starts from zeros: bytes it does not write read as zeros, never as the
+        // bytes of the page the buffer held before (another page of the region, or a failed
+        // attempt at this one).
+        buf.fill(0);
         // A panicking source must not leave the page FILLING (its waiters would hang):
         // the panic is the page's error.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, buf)))
@@ -203,7 +228,7 @@ impl Shared {
         for i in first..end {
             self.state(i).store(MISSING, Ordering::Release);
         }
-        let _ = sys::wake(self.uffd.as_fd(), self.base + first * self.page, (end - first) * self.page);
+        let _ = self.wake(first, end);
     }
 
     fn give_scratch(&self, m: MmapMut) {
@@ -239,7 +264,8 @@ impl Shared {
     /// fenced: its waiters are woken).
     fn claim(&self, index: usize) -> std::result::Result<usize, u8> {
         let state = self.state(index);
-        match state.compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire) {
+        // SeqCst with `abandoned` (see `abandon`).
+        match state.compare_exchange(MISSING, FILLING, Ordering::SeqCst, Ordering::Acquire) {
             Ok(_) => {}
             Err(FILLING) => return Err(FILLING),
             Err(done) => {
@@ -257,7 +283,7 @@ impl Shared {
                 }
                 // Filled or fenced already: this fault was queued before the fill woke the range,
                 // or it raced with it; a wake is harmless either way.
-                let _ = sys::wake(self.uffd.as_fd(), addr, self.page);
+                let _ = self.wake(index, index + 1);
                 return Err(done);
             }
         }
@@ -265,9 +291,12 @@ impl Shared {
         let mut end = index + 1;
         let limit = (index + self.around).min(self.states.len());
         while end < limit
-            && self.state(end).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            && self.state(end).compare_exchange(MISSING, FILLING, Ordering::SeqCst, Ordering::Acquire).is_ok()
         {
             end += 1;
+        }
+        if self.backs_off(index, end) {
+            return Err(FAILED);
         }
         if let Install::Continue { staging, .. } = &self.install {
             if end - index > 1 {
@@ -278,6 +307,19 @@ impl Shared {
             }
         }
         Ok(end)
+    }
+
+    /// After claiming pages `first..end` (MISSING to FILLING, SeqCst): when the region was
+    /// abandoned meanwhile, gives them back and returns `true` (they are fenced, or about to be:
+    /// nobody fills them any more).
+    fn backs_off(&self, first: usize, end: usize) -> bool {
+        if !self.abandoned.load(Ordering::SeqCst) {
+            return false;
+        }
+        for i in first..end {
+            self.state(i).store(MISSING, Ordering::SeqCst);
+        }
+        true
     }
 
     /// Asks the source for the faulting page `index`, as often as the retry policy says.
@@ -431,8 +473,9 @@ impl Shared {
         }
     }
 
+    /// Page `index` (held FILLING by this thread) failed with `e`: records the failure, fences
+    /// the page (which wakes its waiters into the fence's signal) and marks it FAILED.
     fn fail(&self, index: usize, e: io::Error) {
-        let addr = self.base + index * self.page;
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(PageFailure {
             offset: (index * self.page) as u64,
             kind: e.kind(),
@@ -440,20 +483,118 @@ impl Shared {
             message: e.to_string(),
         });
         self.counters.failed_pages.fetch_add(1, Ordering::Relaxed);
-        self.state(index).store(FAILED, Ordering::Release);
         self.drop_partial(index);
-        let fenced = match self.fence {
-            Fence::Poison => sys::poison(self.uffd.as_fd(), addr, self.page),
-            // SAFETY: the page is ours and missing; PROT_NONE makes every later access fault
+        // Fenced before it is marked FAILED: a handler that stops serving unregisters the range
+        // once no page is FILLING (`abandon`), and an unfenced page of an
+        // unregistered range would read zeros.
+        self.fence_pages(index, index + 1, self.fence);
+        self.state(index).store(FAILED, Ordering::Release);
+    }
+
+    /// Makes pages `first..end` (missing in the kernel, held by the caller) unreadable with
+    /// `primary`, else with the other fence; wakes their waiters. A range neither fence took is
+    /// recorded (the handler error, and `unfenced`: the range then stays registered).
+    fn fence_pages(&self, first: usize, end: usize, primary: Fence) {
+        let (addr, len) = (self.base + first * self.page, (end - first) * self.page);
+        let with = |fence: Fence| match fence {
+            // EEXIST: a page is mapped already (nothing waits on it).
+            Fence::Poison => match sys::poison(self.uffd.as_fd(), addr, len) {
+                Err(Errno::EXIST) if end - first == 1 => Ok(()),
+                r => r,
+            },
+            // SAFETY: the pages are ours and missing; PROT_NONE makes every later access fault
             // instead of reading a zero page the kernel would otherwise put there.
-            Fence::ProtNone => unsafe { sys::fence(addr, self.page) },
+            Fence::ProtNone => unsafe { sys::fence(addr, len) },
         };
-        if let Err(e) = fenced {
+        let other = if primary == Fence::Poison { Fence::ProtNone } else { Fence::Poison };
+        let result = with(primary).or_else(|e| {
+            // A range poison stops at a mapped page, and PROT_NONE may exceed
+            // vm.max_map_count: the other fence, then page by page.
+            if with(other).is_ok() {
+                return Ok(());
+            }
+            if end - first > 1 {
+                for i in first..end {
+                    self.fence_pages(i, i + 1, primary);
+                }
+                return Ok(());
+            }
+            Err(e)
+        });
+        if let Err(e) = result {
+            self.unfenced.store(true, Ordering::Release);
             self.record_handler_error(
-                Error::os("fence of a failed page", e).with_addr(addr).with_range(0, self.page as u64),
+                Error::os("fence of a failed page", e)
+                    .with_addr(addr)
+                    .with_range((first * self.page) as u64, len as u64),
             );
         }
-        let _ = sys::wake(self.uffd.as_fd(), addr, self.page);
+        let _ = self.wake(first, end);
+    }
+
+    /// `UFFDIO_WAKE` of pages `first..end`: wakes every thread waiting on a fault in them.
+    fn wake(&self, first: usize, end: usize) -> std::result::Result<(), Errno> {
+        #[cfg(test)]
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        sys::wake(self.uffd.as_fd(), self.base + first * self.page, (end - first) * self.page)
+    }
+
+    /// A handler thread stopped serving on an unexpected error: no fault may wait for it.
+    /// Every page not supplied yet is fenced (`PROT_NONE`, else poisoned: an access raises
+    /// the signal, a checked read returns the handler's error), the fills in progress are
+    /// waited for, and then the whole range is unregistered, which wakes every waiter:
+    /// threads on a fenced page get the signal, a write-protect fault (dirty tracking) or a
+    /// minor fault (`UFFDIO_CONTINUE` region) on a supplied page goes on without the handler.
+    ///
+    /// The states of the fenced pages stay MISSING (writing them would commit the whole state
+    /// array of a huge sparse region): from the moment `abandoned` is set nobody fills a page.
+    /// A claim sets FILLING, then reads `abandoned`, and gives the page back if it is set
+    /// (`backs_off`); this sets `abandoned`, then reads the states, all SeqCst: a claim that
+    /// missed the flag is seen here as FILLING (or done), and waited for.
+    ///
+    /// After a panic (`panicked`) the pages the thread held may stay FILLING for good: their
+    /// waiters cannot be helped, and the range must stay registered (unregistered, those pages
+    /// would read zeros); the pages not supplied are fenced and woken all the same.
+    fn abandon(&self, panicked: bool) {
+        if self.abandoned.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let n = self.states.len();
+        let mut busy = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let start = i;
+            while i < n && self.state(i).load(Ordering::SeqCst) == MISSING {
+                i += 1;
+            }
+            if i > start {
+                // Whole runs: PROT_NONE of a run is one vma, where poison writes a page table
+                // entry per page (gigabytes of them for a huge region).
+                self.fence_pages(start, i, Fence::ProtNone);
+                continue;
+            }
+            if self.state(i).load(Ordering::SeqCst) == FILLING {
+                busy.push(i);
+            }
+            i += 1;
+        }
+        // A page being filled ends PRESENT or FAILED, or MISSING (a fault-around page given
+        // back, a claim backing off): fenced then.
+        while !busy.is_empty() && !panicked {
+            std::thread::sleep(Duration::from_millis(1));
+            busy.retain(|&i| match self.state(i).load(Ordering::SeqCst) {
+                FILLING => true,
+                MISSING => {
+                    self.fence_pages(i, i + 1, Fence::ProtNone);
+                    false
+                }
+                _ => false,
+            });
+        }
+        if !panicked && !self.unfenced.load(Ordering::Acquire) {
+            let _ = sys::unregister(self.uffd.as_fd(), self.base, self.len);
+        }
+        let _ = self.wake(0, n);
     }
 
     fn record_handler_error(&self, e: Error) {
@@ -515,21 +656,28 @@ impl Shared {
     /// Serves faults with the buffer `scratch` until `stop` is readable (the buffer is taken
     /// before the thread starts: a thread that cannot get one would serve nothing, and every
     /// fault of the region would wait forever).
+    ///
+    /// On an unexpected error (a failed `poll` or `read` of the userfaultfd, a panic) the thread
+    /// records it and [abandons](Self::abandon) the region before it exits: a fault that nobody
+    /// serves would wait forever.
     fn run_handler(&self, stop: &OwnedFd, mut scratch: MmapMut) {
         let mut msgs = [sys::UffdMsg::default(); 16];
-        loop {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
             match sys::wait(self.uffd.as_fd(), stop.as_fd()) {
-                Ok(true) => break,
+                Ok(true) => return Ok(()),
                 Ok(false) => {}
-                Err(e) => {
-                    self.record_handler_error(Error::os("poll of the userfaultfd", e));
-                    break;
-                }
+                Err(e) => return Err(Error::os("poll of the userfaultfd", e)),
             }
-            if let Err(e) = self.spin_and_handle(&mut scratch, &mut msgs) {
-                self.record_handler_error(Error::os("read of the userfaultfd", e));
-                break;
-            }
+            self.spin_and_handle(&mut scratch, &mut msgs).map_err(|e| Error::os("read of the userfaultfd", e))?;
+        }));
+        let (error, panicked) = match served {
+            Ok(Ok(())) => (None, false),
+            Ok(Err(e)) => (Some(e), false),
+            Err(_) => (Some(Error::new("fault handler thread", ErrorKind::Os).with_detail("it panicked")), true),
+        };
+        if let Some(e) = error {
+            self.record_handler_error(e.with_addr(self.base).with_range(0, self.len as u64));
+            self.abandon(panicked);
         }
         self.give_scratch(scratch);
     }
@@ -688,7 +836,19 @@ fn backing_features(backing: Backing, caps: &Capabilities) -> Result<u64> {
 fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, Install, usize, Option<SharedMemory>)> {
     let page = mmkit::page_size();
     Ok(match b.backing {
-        Backing::Anonymous => (MapOptions::new().len(b.len).map_anon()?, Install::Copy { zeropage: true }, page, None),
+        Backing::Anonymous => {
+            let map = MapOptions::new().len(b.len).map_anon().map_err(|e| {
+                if e.errno() != Some(libc::ENOMEM) {
+                    return e;
+                }
+                // The likely cause for a large region: what to do about it.
+                let hint = "a private anonymous region is charged in full against the commit limit \
+                            (vm.overcommit_memory); a Backing::SharedMemory region reserves nothing";
+                let detail = e.detail().map_or_else(|| hint.to_owned(), |d| format!("{d}; {hint}"));
+                e.with_detail(detail)
+            })?;
+            (map, Install::Copy { zeropage: true }, page, None)
+        }
         Backing::HugeTlb => {
             let map = MapOptions::new().len(b.len).huge_pages(HugePages::Hugetlb(None)).map_anon()?;
             let outcome = map.mapping().page_outcome();
@@ -736,6 +896,27 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
             (map, install, page, Some(memfd))
         }
     })
+}
+
+/// `n` page states, all MISSING, or `None` when the memory is not there. The memory comes
+/// zeroed from the allocator, which takes a large array straight from `mmap`: its pages are
+/// committed as states are written, not at build (a 1 TiB memfd region has 256 MiB of states,
+/// which filling them one by one made resident, taking seconds).
+fn missing_states(n: usize) -> Option<Box<[AtomicU8]>> {
+    const _: () = assert!(MISSING == 0);
+    if n == 0 {
+        return Some(Box::new([]));
+    }
+    let layout = std::alloc::Layout::array::<AtomicU8>(n).ok()?;
+    // SAFETY: the layout is not zero-sized (`n > 0`).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<AtomicU8>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` is a fresh allocation of `n` zeroed `AtomicU8`s (zero is a valid one:
+    // MISSING) from the global allocator with the layout of `[AtomicU8; n]`, the layout `Box`
+    // frees it with.
+    Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) })
 }
 
 /// Keeps `map` out of forked children and registers it with the userfaultfd `fd` in
@@ -823,20 +1004,18 @@ impl PagedRegion {
         let (base, span) = register_range(&map, &fd, reg_mode)?;
         // One state byte per granule: for a huge region (a memfd's pages are only reserved) that
         // is gigabytes, which may not be there; an error then, not an abort.
-        let mut states = Vec::new();
-        states.try_reserve_exact(span / page).map_err(|_| {
+        let states = missing_states(span / page).ok_or_else(|| {
             Error::from_raw_errno("PagedRegion::new", libc::ENOMEM)
                 .with_range(0, b.len as u64)
                 .with_detail(format!("no memory for the pager's state of {} granules (one byte each)", span / page))
         })?;
-        states.extend((0..span / page).map(|_| AtomicU8::new(MISSING)));
         let shared = Arc::new(Shared {
             uffd: fd,
             base,
             len: span,
             page,
             source,
-            states: states.into_boxed_slice(),
+            states,
             failures: Mutex::new(Vec::new()),
             fence,
             retry: b.retry,
@@ -844,6 +1023,10 @@ impl PagedRegion {
             stopping: AtomicBool::new(false),
             scratch: Mutex::new(Vec::new()),
             handler_error: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
+            unfenced: AtomicBool::new(false),
+            #[cfg(test)]
+            wakes: AtomicU64::new(0),
             tracker,
             install,
             around: b.around,
@@ -1020,11 +1203,14 @@ impl PagedRegion {
             bytes
         };
         for index in first..last {
-            if s.state(index).compare_exchange(MISSING, FILLING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if s.state(index).compare_exchange(MISSING, FILLING, Ordering::SeqCst, Ordering::Acquire).is_err() {
                 return Err(Error::new(OP, ErrorKind::InvalidArgument)
                     .with_addr(s.base + index * g)
                     .with_range((index * g) as u64, g as u64)
                     .with_detail("the page was supplied already (or its fill failed)"));
+            }
+            if s.backs_off(index, index + 1) {
+                return Err(self.failure_error(index));
             }
             let src = &bytes[(index - first) * g..(index - first + 1) * g];
             // SAFETY: page `index` of the staging mapping (which covers the region) is held
@@ -1064,12 +1250,17 @@ impl PagedRegion {
     }
 
     /// An error a handler thread met outside any page (reading the userfaultfd, fencing), if any.
+    /// Once a handler thread stopped serving, the pages not supplied then are fenced (see the
+    /// [failure semantics](self#failure-semantics)).
     pub fn handler_error(&self) -> Option<Error> {
         self.shared.handler_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether page `index` has been supplied (filled or zero) — the pager's own record, which
-    /// matches `mincore` for pages the source supplied as data.
+    /// matches `mincore` for pages the source supplied as data. A page a handler thread
+    /// supplies is recorded a moment after the install wakes the faulting threads: right after
+    /// a touch it may still read `false` (after [`read`](Self::read),
+    /// [`prefetch`](Self::prefetch) or [`stage`](Self::stage) it is `true`).
     pub fn is_supplied(&self, index: usize) -> bool {
         self.shared.states.get(index).is_some_and(|s| s.load(Ordering::Acquire) == PRESENT)
     }
@@ -1079,14 +1270,37 @@ impl PagedRegion {
     pub fn prefetch(&self, offset: usize, len: usize) -> Result<()> {
         self.check_owner("PagedRegion::prefetch")?;
         let (first, last) = self.pages_of("PagedRegion::prefetch", offset, len)?;
-        let mut scratch = self.shared.take_scratch()?;
+        self.ensure_range(first, last, true)
+    }
+
+    /// Makes pages `first..last` present (filling the missing ones from this thread); returns
+    /// the first failure, after the other pages (`all`) or at once. A run of pages present
+    /// already gets one `UFFDIO_WAKE` (a fault queued before its fill is woken), not one each:
+    /// a wake of a range wakes the waiters on every page in it.
+    fn ensure_range(&self, first: usize, last: usize, all: bool) -> Result<()> {
+        let s = &self.shared;
+        let mut scratch = s.take_scratch()?;
         let mut result = Ok(());
+        let mut run = first;
         for index in first..last {
+            if s.state(index).load(Ordering::Acquire) == PRESENT {
+                continue;
+            }
+            if run < index {
+                let _ = s.wake(run, index);
+            }
+            run = index + 1;
             if let Err(e) = self.ensure(index, &mut scratch) {
                 result = result.and(Err(e));
+                if !all {
+                    break;
+                }
             }
         }
-        self.shared.give_scratch(scratch);
+        if run < last && (all || result.is_ok()) {
+            let _ = s.wake(run, last);
+        }
+        s.give_scratch(scratch);
         result
     }
 
@@ -1114,7 +1328,8 @@ impl PagedRegion {
                 .with_detail(format!("the region is {:#x} bytes", self.len()))
         })?;
         let page = self.shared.page;
-        Ok((offset / page, end.div_ceil(page)))
+        // An empty range holds no page (not the one its offset falls in).
+        Ok((offset / page, if len == 0 { offset / page } else { end.div_ceil(page) }))
     }
 
     /// Makes page `index` present (filling it from this thread if needed) or returns its failure.
@@ -1132,13 +1347,23 @@ impl PagedRegion {
         let offset = (index * self.shared.page) as u64;
         let failures = self.shared.failures.lock().unwrap_or_else(|p| p.into_inner());
         let f = failures.iter().find(|f| f.offset == offset);
-        let e = match f.and_then(|f| f.errno) {
+        let addr = self.shared.base + index * self.shared.page;
+        let Some(f) = f else {
+            // Not the source's failure: the page was fenced when the handler stopped serving.
+            return match self.handler_error() {
+                Some(h) => Error::new("page fill", ErrorKind::Os).with_detail(format!(
+                    "the region's fault handler stopped before supplying the page, which is now fenced: {h}"
+                )),
+                None => Error::new("page fill", ErrorKind::Os).with_detail("the page was fenced"),
+            }
+            .with_addr(addr)
+            .with_range(offset, self.shared.page as u64);
+        };
+        let e = match f.errno {
             Some(errno) => Error::from_raw_errno("page source fill", errno),
             None => Error::new("page source fill", ErrorKind::Os),
         };
-        e.with_addr(self.shared.base + index * self.shared.page)
-            .with_range(offset, self.shared.page as u64)
-            .with_detail(f.map_or_else(|| "the page source failed".to_owned(), |f| f.message.clone()))
+        e.with_addr(addr).with_range(offset, self.shared.page as u64).with_detail(f.message.clone())
     }
 
     /// The dirty-tracking mechanism running, if the region was built with
@@ -1156,6 +1381,13 @@ impl PagedRegion {
             Error::new("PagedRegion::collect_dirty", ErrorKind::InvalidArgument)
                 .with_detail("the region was built without track_dirty()")
         })?;
+        if s.abandoned.load(Ordering::Acquire) {
+            let why = self.handler_error().map_or_else(String::new, |h| format!(": {h}"));
+            return Err(Error::new("PagedRegion::collect_dirty", ErrorKind::Os)
+                .with_addr(s.base)
+                .with_range(0, s.len as u64)
+                .with_detail(format!("dirty tracking ended when the region's fault handler stopped{why}")));
+        }
         t.collect(s.uffd.as_fd(), s.base, s.len, s.page)
     }
 
@@ -1164,16 +1396,7 @@ impl PagedRegion {
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_owner("PagedRegion::read")?;
         let (first, last) = self.pages_of("PagedRegion::read", offset, buf.len())?;
-        let mut scratch = self.shared.take_scratch()?;
-        let mut result = Ok(());
-        for index in first..last {
-            if let Err(e) = self.ensure(index, &mut scratch) {
-                result = Err(e.with_range(offset as u64, buf.len() as u64));
-                break;
-            }
-        }
-        self.shared.give_scratch(scratch);
-        result?;
+        self.ensure_range(first, last, false).map_err(|e| e.with_range(offset as u64, buf.len() as u64))?;
         buf.copy_from_slice(&self.map[offset..offset + buf.len()]);
         Ok(())
     }
@@ -1215,5 +1438,53 @@ impl Drop for PagedRegion {
         }
         // SAFETY: dropped once, here, and never used again (the region is being dropped).
         unsafe { std::mem::ManuallyDrop::drop(&mut self.map) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::FnSource;
+
+    /// A region of `pages` pages whose source fails page `bad`, or `None` (with the reason
+    /// printed) when this process may not open a userfaultfd.
+    fn region(pages: usize, bad: usize) -> Option<PagedRegion> {
+        let g = mmkit::page_size();
+        let source = FnSource(move |offset, buf: &mut [u8]| {
+            if offset == (bad * mmkit::page_size()) as u64 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            buf.fill(offset as u8 | 1);
+            Ok(Filled::Data)
+        });
+        match PagedRegion::new(pages * g, source) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                println!("skipped: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn read_and_prefetch_wake_each_run_of_present_pages_once() {
+        let g = mmkit::page_size();
+        let Some(region) = region(16, 8) else { return };
+        let wakes = || region.shared.wakes.swap(0, Ordering::Relaxed);
+        region.prefetch(0, 8 * g).unwrap();
+        region.prefetch(9 * g, 7 * g).unwrap();
+        wakes();
+        // Present 0..8, failed 8, present 9..16: a wake per run, and the failed page's.
+        assert_eq!(region.prefetch(0, 16 * g).unwrap_err().errno(), Some(libc::EIO));
+        assert_eq!(wakes(), 3);
+        let mut buf = vec![0u8; 8 * g];
+        region.read(0, &mut buf).unwrap();
+        assert_eq!(wakes(), 1);
+        assert_eq!(buf[5 * g], (5 * g) as u8 | 1);
+        // The read stops at the failed page: the run before it is woken, not the one after.
+        assert!(region.read(0, &mut vec![0u8; 16 * g]).is_err());
+        assert_eq!(wakes(), 2);
+        region.read(9 * g + 1, &mut buf[..g]).unwrap();
+        assert_eq!(wakes(), 1);
     }
 }

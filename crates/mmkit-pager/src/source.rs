@@ -5,6 +5,9 @@
 //! size, and writes the page into the buffer it is given (always exactly one page). It may be
 //! called from several handler threads at once (hence `Send + Sync`), and is never asked twice
 //! for the same page of one region (the region records which pages it filled).
+//!
+//! A source must not read its own region (through the slice or [`read`](crate::PagedRegion::read)):
+//! it runs on a handler thread, which would wait for a page that only it can supply.
 
 #![deny(unsafe_code)]
 
@@ -25,8 +28,9 @@ pub enum Filled {
 
 /// Supplies the bytes of missing pages.
 pub trait PageSource: Send + Sync {
-    /// Fills `buf` (one page) with the bytes at `offset` (page-aligned) of the region, or
-    /// reports that the page is all zeros. An error becomes the region's
+    /// Fills `buf` (one page, zeroed before the call: bytes left unwritten read as zeros) with
+    /// the bytes at `offset` (page-aligned) of the region, or reports that the page is all
+    /// zeros. An error becomes the region's
     /// [failure outcome](crate::region#failure-semantics) for that page.
     fn fill(&self, offset: u64, buf: &mut [u8]) -> io::Result<Filled>;
 }

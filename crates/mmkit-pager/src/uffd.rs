@@ -103,12 +103,19 @@ pub(crate) fn open() -> Result<(OwnedFd, FaultMode, OpenedVia)> {
             .with_kind(ErrorKind::Unsupported)
             .with_detail("the kernel has no userfaultfd (CONFIG_USERFAULTFD), or a seccomp filter blocks it"));
     }
+    if first != Errno::PERM {
+        // Not a refusal for lack of privilege (the only one the routes below get around):
+        // out of descriptors (EMFILE, ENFILE) or memory, said as it is (and so below).
+        return Err(Error::os("userfaultfd", first));
+    }
     let device = match sys::userfaultfd_from_device(0) {
         Ok(fd) => return Ok((fd, FaultMode::Full, OpenedVia::Device)),
         Err(e) => e,
     };
     match sys::userfaultfd(sys::UFFD_USER_MODE_ONLY) {
         Ok(fd) => Ok((fd, FaultMode::UserModeOnly, OpenedVia::Syscall)),
+        // The route open to everyone failed for want of a resource, not of privilege.
+        Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOMEM)) => Err(Error::os("userfaultfd", e)),
         Err(e) => Err(Error::os("userfaultfd", first).with_detail(format!(
             "set the sysctl vm.unprivileged_userfaultfd=1, or give this user read-write access to \
              /dev/userfaultfd (opening it failed with {}), or run with CAP_SYS_PTRACE; \

@@ -104,6 +104,134 @@ fn concurrent_faults_on_one_page_are_served_once() {
     });
 }
 
+/// Threads faulting on every page of a range while others `prefetch` and `read` it (which
+/// wake a run of present pages with one `UFFDIO_WAKE`): every waiter is woken with its page's
+/// bytes, and each page is asked of the source once.
+#[test]
+fn faults_racing_with_prefetch_and_read_of_whole_runs_all_complete() {
+    with_timeout(60, || {
+        let pages = 48;
+        for round in 0..3 {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let c = calls.clone();
+            let region = PagedRegion::builder(pages * page())
+                .handler_threads(2)
+                .build(FnSource(move |offset, buf: &mut [u8]| {
+                    c.lock().unwrap().push(offset);
+                    std::thread::sleep(Duration::from_micros(300)); // faults queue up meanwhile
+                    let p = offset / mmkit::page_size() as u64;
+                    for (j, b) in buf.iter_mut().enumerate() {
+                        *b = pattern(p, j);
+                    }
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                for t in 0..6 {
+                    let (region, barrier) = (&region, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        // Every page, from a different start per thread.
+                        for k in 0..pages {
+                            let p = (k * 7 + t * 5) % pages;
+                            assert_eq!(region.as_slice()[p * page() + t], pattern(p as u64, t), "page {p}");
+                        }
+                    });
+                }
+                let (region, barrier) = (&region, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for start in (0..pages).step_by(5) {
+                        region.prefetch(start * page(), (pages - start) * page()).unwrap();
+                    }
+                });
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut buf = vec![0u8; pages * page()];
+                    for _ in 0..4 {
+                        region.read(0, &mut buf).unwrap();
+                        assert!((0..pages).all(|p| buf[p * page() + 3] == pattern(p as u64, 3)));
+                    }
+                });
+            });
+            let mut asked = calls.lock().unwrap().clone();
+            asked.sort();
+            asked.dedup();
+            assert_eq!(asked.len(), calls.lock().unwrap().len(), "round {round}: a page asked twice");
+            assert_eq!(asked.len(), pages);
+        }
+    });
+}
+
+/// A source that writes part of its page leaves the rest zero: the fill buffer is reused from
+/// page to page, and its unwritten bytes were the previous page's (another page's data as this
+/// one's).
+#[test]
+fn a_source_that_writes_part_of_a_page_leaves_the_rest_zero() {
+    with_timeout(60, || {
+        let g = page();
+        for around in [1, 4] {
+            let region = PagedRegion::builder(16 * g)
+                .fault_around(around)
+                .build(FnSource(move |offset, buf: &mut [u8]| {
+                    if offset % (4 * mmkit::page_size() as u64) == 0 {
+                        buf.fill(0xff);
+                    } else {
+                        buf[..10].fill(1);
+                    }
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            let s = region.as_slice();
+            assert_eq!(s[g - 1], 0xff);
+            assert_eq!(&s[g..g + 11], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], "around {around}");
+            assert!(s[g + 10..2 * g].iter().all(|&b| b == 0), "around {around}: page 1 holds stale bytes");
+            // The checked read fills with a buffer of its own, after a page of 0xff.
+            let mut b = vec![0u8; 2 * g];
+            region.read(8 * g, &mut b).unwrap();
+            assert_eq!(b[g - 1], 0xff);
+            assert!(b[g + 10..].iter().all(|&b| b == 0), "around {around}: read page 9 holds stale bytes");
+        }
+    });
+}
+
+/// A source call that blocks holds its handler thread only: the other handler thread serves
+/// other faults, and the checked read fills other pages from its own thread meanwhile.
+#[test]
+fn a_blocked_source_call_holds_one_handler_thread_not_the_region() {
+    with_timeout(60, || {
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = release.clone();
+        let region = PagedRegion::builder(4 * page())
+            .handler_threads(2)
+            .build(FnSource(move |offset, buf: &mut [u8]| {
+                let start = std::time::Instant::now();
+                while offset == 0 && !r.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                buf.fill(offset as u8 | 1);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        std::thread::scope(|s| {
+            let blocked = s.spawn(|| region.as_slice()[7]);
+            while region.stats().source_calls == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let start = std::time::Instant::now();
+            assert_eq!(region.as_slice()[page()], page() as u8 | 1);
+            let mut b = [0u8; 1];
+            region.read(2 * page(), &mut b).unwrap();
+            assert_eq!(b[0], (2 * page()) as u8 | 1);
+            assert!(start.elapsed() < Duration::from_secs(10), "other pages waited for the blocked call");
+            assert!(!blocked.is_finished());
+            release.store(true, Ordering::SeqCst);
+            assert_eq!(blocked.join().unwrap(), 1);
+        });
+    });
+}
+
 #[test]
 fn zero_source_maps_zero_pages() {
     with_timeout(60, || {
@@ -420,6 +548,40 @@ fn file_source_reads_with_pread_and_zero_fills_past_the_end() {
     });
 }
 
+/// An empty read or prefetch asks the source for nothing: it asked for the page its offset
+/// fell in (and failed with that page's error).
+#[test]
+fn empty_reads_and_prefetches_supply_no_page() {
+    with_timeout(60, || {
+        let region =
+            PagedRegion::new(2 * page() + 1, FnSource(|_, _: &mut [u8]| Err(io::Error::from_raw_os_error(libc::EIO))))
+                .unwrap();
+        for offset in [0, 5, page() + 1, 2 * page(), 2 * page() + 1] {
+            region.read(offset, &mut []).unwrap();
+            region.prefetch(offset, 0).unwrap();
+        }
+        assert_eq!(region.stats().source_calls, 0);
+        assert!(region.read(2 * page() + 1, &mut [0u8; 1]).is_err(), "past the end");
+    });
+}
+
+/// An anonymous region larger than the commit limit allows is refused with what to do: the
+/// bare ENOMEM of mmap did not say that a memfd region of that size is fine.
+#[test]
+fn an_anonymous_region_beyond_the_commit_limit_names_the_backing_that_fits() {
+    if usize::BITS < 64 {
+        return;
+    }
+    let len = 1usize << 46;
+    match PagedRegion::new(len, ZeroSource) {
+        Ok(_) => println!("skipped: a {len:#x}-byte anonymous region was allowed here"),
+        Err(e) => {
+            assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
+            assert!(e.to_string().contains("Backing::SharedMemory") && !e.to_string().contains("  "), "{e}");
+        }
+    }
+}
+
 #[test]
 fn out_of_range_reads_are_errors_not_panics() {
     let region = PagedRegion::new(page(), ZeroSource).unwrap();
@@ -449,4 +611,126 @@ fn a_panicking_source_fails_the_page_instead_of_hanging_it() {
         // The reading thread survived the panic, and the handler thread serves faults.
         assert_eq!(region.as_slice()[0], 5);
     });
+}
+
+/// This process's resident set in bytes (`VmRSS`). (Read 8 KiB at a time: `read_to_string`'s
+/// reads may be 512 bytes long, which `handler_stops_child` refuses.)
+fn rss() -> u64 {
+    use std::io::Read;
+    let mut f = std::fs::File::open("/proc/self/status").unwrap();
+    let (mut bytes, mut chunk) = (Vec::new(), [0u8; 8192]);
+    loop {
+        match f.read(&mut chunk).unwrap() {
+            0 => break,
+            n => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let status = String::from_utf8(bytes).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// The child of `a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_waiter`:
+/// every `read(2)` of 512 bytes fails with `EIO`, which is the handler threads' read of fault
+/// messages (16 of 32 bytes): each region's handler stops at its first fault.
+fn handler_stops_child() {
+    let g = page();
+    let caps = mmkit_pager::capabilities().unwrap();
+    support::deny_syscall_arg(libc::SYS_read, Some((2, 512)), libc::EIO);
+    with_timeout(30, move || {
+        let source = || pattern_source(Arc::new(Mutex::new(Vec::new())));
+        // A minor fault on a supplied page of a UFFDIO_CONTINUE region (its entry dropped, as
+        // reclaim does) needs the handler: the thread blocked on it must go on once it stops.
+        if caps.minor_shmem() && caps.missing_shmem() {
+            // 64 GiB (a memfd reserves nothing): stopping must not make its 16 Mi page states
+            // resident, which fencing them one by one did.
+            let len = if usize::BITS == 64 { 1usize << 36 } else { 4 * g };
+            let before = rss();
+            let region = PagedRegion::builder(len)
+                .backing(mmkit_pager::Backing::SharedMemory(mmkit_pager::ShmemFill::Continue))
+                .build(source())
+                .unwrap();
+            region.prefetch(0, g).unwrap();
+            let addr = region.as_ptr() as usize;
+            // SAFETY: drops this process's page-table entry of one page of the shared mapping; the
+            // memfd keeps the page.
+            assert_eq!(unsafe { libc::madvise(addr as *mut libc::c_void, g, libc::MADV_DONTNEED) }, 0);
+            // SAFETY: page 0 of the live region, read on another thread (which blocks in the fault).
+            let v = std::thread::spawn(move || unsafe { (addr as *const u8).add(5).read_volatile() }).join().unwrap();
+            assert_eq!(v, pattern(0, 5));
+            let h = region.handler_error().expect("the handler recorded its error");
+            assert_eq!(h.errno(), Some(libc::EIO), "{h}");
+            // The pages it had not supplied are errors for the checked read, and refused to
+            // the kernel too (a process_vm_readv of them faults).
+            let mut b = [0u8; 4];
+            let err = region.read(g, &mut b).unwrap_err();
+            assert!(err.to_string().contains("handler stopped"), "{err}");
+            assert!(region.mapping().copy_from_mapping(2 * g, &mut b).is_err());
+            assert!(region.mapping().copy_from_mapping(len - 4, &mut b).is_err());
+            assert_eq!(region.stats().source_calls, 1);
+            let grown = rss().saturating_sub(before);
+            assert!(grown < (len / g / 4) as u64, "the resident set grew by {grown:#x} bytes");
+            println!("MINOR OK (resident set +{grown:#x}): {err}");
+        }
+        // A write-protect fault (dirty tracking) on a supplied page: the writer goes on, and
+        // the tracking ends with an error instead of missing writes silently.
+        if caps.write_protect() {
+            let mut region = PagedRegion::builder(4 * g)
+                .track_dirty_with(mmkit_pager::DirtyMechanism::WriteProtect)
+                .build(FnSource(|offset, buf: &mut [u8]| {
+                    if offset == 3 * mmkit::page_size() as u64 {
+                        return Err(io::Error::from_raw_os_error(libc::EIO));
+                    }
+                    buf.iter_mut().enumerate().for_each(|(j, b)| *b = pattern(offset / mmkit::page_size() as u64, j));
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            region.prefetch(0, g).unwrap();
+            // Page 3 fails (and is fenced) while the handler serves: it stays fenced after the
+            // range is unregistered, not zeros.
+            assert_eq!(region.read(3 * g, &mut [0u8; 1]).unwrap_err().errno(), Some(libc::EIO));
+            let addr = region.as_mut_slice().as_mut_ptr() as usize;
+            // SAFETY: page 0 of the live region, written on another thread while nothing else
+            // borrows it (the thread is joined before the region is used again).
+            std::thread::spawn(move || unsafe { (addr as *mut u8).add(1).write_volatile(0xa5) }).join().unwrap();
+            let mut b = [0u8; 2];
+            region.read(0, &mut b).unwrap();
+            assert_eq!(b, [pattern(0, 0), 0xa5]);
+            let err = region.collect_dirty().unwrap_err();
+            assert!(err.to_string().contains("handler stopped"), "{err}");
+            let mut b = [0u8; 1];
+            for p in [2, 3] {
+                assert!(region.mapping().copy_from_mapping(p * g, &mut b).is_err(), "page {p} reads {b:?}");
+            }
+            println!("WP OK: {err}");
+        }
+    });
+    // A thread blocked on a missing page when the handler stops is woken into the fence's
+    // signal: never a hang, never zeros.
+    let region = PagedRegion::new(4 * g, pattern_source(Arc::new(Mutex::new(Vec::new())))).unwrap();
+    println!("TOUCHING");
+    let v = std::hint::black_box(region.as_slice()[2 * g + 1]);
+    println!("GARBAGE read {v}");
+    std::process::exit(0);
+}
+
+/// A handler thread whose `read` of the userfaultfd fails stops serving; the faults it would
+/// have served must not wait forever (a thread blocked in a page fault cannot be interrupted).
+/// Before it exits it fences every page not supplied and unregisters the range, which wakes
+/// every waiter: into the fence's signal on a missing page, on into the page on a supplied one.
+#[test]
+fn a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_waiter() {
+    const NAME: &str = "a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_waiter";
+    if child_role().as_deref() == Some("handler-stops") {
+        handler_stops_child();
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let caps = mmkit_pager::capabilities().unwrap();
+    let (status, out) = run_child(&[], NAME, "handler-stops", 60);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}, output:\n{out}");
+    assert!(out.contains("TOUCHING") && !out.contains("GARBAGE"), "{out}");
+    assert_eq!(out.contains("MINOR OK"), caps.minor_shmem() && caps.missing_shmem(), "{out}");
+    assert_eq!(out.contains("WP OK"), caps.write_protect(), "{out}");
 }

@@ -130,3 +130,35 @@ fn no_route_to_userfaultfd_is_a_clear_error_naming_the_sysctl_and_the_device() {
         run_child(&[], "no_route_to_userfaultfd_is_a_clear_error_naming_the_sysctl_and_the_device", "denied", 60);
     assert!(status.success() && out.contains("DENIED OK"), "{status:?}\n{out}");
 }
+
+/// Out of descriptors (`RLIMIT_NOFILE`) is said as it is: the error named the sysctl and the
+/// device (the privilege routes it tried next), which would not help.
+#[test]
+fn running_out_of_descriptors_is_named_not_mistaken_for_a_privilege_refusal() {
+    const NAME: &str = "running_out_of_descriptors_is_named_not_mistaken_for_a_privilege_refusal";
+    if child_role().as_deref() == Some("emfile") {
+        let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let region = PagedRegion::new(mmkit::page_size(), mmkit_pager::ZeroSource).unwrap();
+        // Every descriptor taken: the next region's first need, its userfaultfd, is refused.
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        let err = PagedRegion::new(mmkit::page_size(), mmkit_pager::ZeroSource).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.errno(), Some(libc::EMFILE), "{msg}");
+        assert!(msg.starts_with("userfaultfd") && !msg.contains("sysctl"), "{msg}");
+        // The region built before still serves.
+        assert_eq!(region.as_slice()[1], 0);
+        drop(held);
+        println!("EMFILE OK: {msg}");
+        return;
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "emfile", 60);
+    assert!(status.success() && out.contains("EMFILE OK"), "{status:?}\n{out}");
+}

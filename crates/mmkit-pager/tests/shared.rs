@@ -531,3 +531,38 @@ fn absurd_lengths_are_errors_on_every_backing() {
         }
     }
 }
+
+/// A huge memfd region costs no memory for its page states until pages are touched: they
+/// were written one by one at build (256 MiB resident and seconds for a 1 TiB region).
+#[test]
+fn a_huge_shmem_region_builds_without_making_its_page_states_resident() {
+    const NAME: &str = "a_huge_shmem_region_builds_without_making_its_page_states_resident";
+    if support::child_role().as_deref() == Some("huge") {
+        let rss = || {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_owned();
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+        };
+        let len = 1usize << 40;
+        let before = rss();
+        let region = match PagedRegion::builder(len).backing(CONTINUE).build(ZeroSource) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("HUGE SKIPPED: {e}");
+                return;
+            }
+        };
+        let states = (len / page()) as u64;
+        let grown = rss().saturating_sub(before);
+        assert!(grown < states / 8, "building grew the resident set by {grown:#x} bytes ({states:#x} states)");
+        assert_eq!(region.as_slice()[len / 2], 0);
+        assert_eq!(region.stats().zero_pages, 1);
+        println!("HUGE OK: +{grown:#x} bytes");
+        return;
+    }
+    if support::child_role().is_some() || usize::BITS < 64 {
+        return;
+    }
+    let (status, out) = support::run_child(&[], NAME, "huge", 60);
+    assert!(status.success() && (out.contains("HUGE OK") || out.contains("HUGE SKIPPED")), "{status:?}\n{out}");
+}

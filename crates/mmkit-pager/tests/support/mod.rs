@@ -65,14 +65,22 @@ pub fn pattern(page: u64, j: usize) -> u8 {
 /// are that value (an `mmap` of one length). How a test makes the kernel refuse one call as a
 /// sysctl, a limit or an exhausted resource would, without the privileges to set them.
 pub fn deny_syscall(nr: libc::c_long, arg1: Option<u32>, errno: i32) {
+    deny_syscall_arg(nr, arg1.map(|v| (1, v)), errno);
+}
+
+/// [`deny_syscall`] matching argument `arg.0` (0 to 5) against `arg.1` (its low 32 bits): a
+/// `read(2)` of one length is `(2, len)`.
+pub fn deny_syscall_arg(nr: libc::c_long, arg: Option<(u32, u32)>, errno: i32) {
+    let arg1 = arg.map(|(_, v)| v);
     let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
     let mut filter = vec![
         f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
         f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr as u32, 0, if arg1.is_some() { 3 } else { 1 }),
     ];
     if let Some(value) = arg1 {
-        // seccomp_data.args[1], its low word (little-endian).
-        filter.push(f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 24, 0, 0));
+        // seccomp_data.args[i] (after nr, arch and ip: 16 bytes), its low word (little-endian).
+        let offset = 16 + 8 * arg.map_or(1, |(i, _)| i);
+        filter.push(f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset, 0, 0));
         filter.push(f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, value, 0, 1));
     }
     filter.push(f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | errno as u32, 0, 0));
