@@ -103,9 +103,9 @@ pub(crate) fn open() -> Result<(OwnedFd, FaultMode, OpenedVia)> {
             .with_kind(ErrorKind::Unsupported)
             .with_detail("the kernel has no userfaultfd (CONFIG_USERFAULTFD), or a seccomp filter blocks it"));
     }
-    if first != Errno::PERM {
-        // Not a refusal for lack of privilege (the only one the routes below get around):
-        // out of descriptors (EMFILE, ENFILE) or memory, said as it is (and so below).
+    if matches!(first, Errno::MFILE | Errno::NFILE | Errno::NOMEM) {
+        // Not a refusal (EPERM; EACCES from an LSM), which the routes below may get around:
+        // out of descriptors or memory, said as it is (and so below).
         return Err(Error::os("userfaultfd", first));
     }
     let device = match sys::userfaultfd_from_device(0) {
