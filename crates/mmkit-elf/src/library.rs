@@ -783,7 +783,7 @@ impl Object {
             }
         }
         if HAS_GLOBAL_SCOPE.load(Ordering::Acquire) {
-            let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
+            let want = version.map_or(Want::Unversioned, |v| Want::Exact(dy.version_name(v)));
             if let Some(t) = self.bind_in_global_scope(dy.sym_name(index)?, want) {
                 return Ok(t);
             }
@@ -792,7 +792,9 @@ impl Object {
             return Ok(self.own_target(&sym));
         }
         let name = dy.sym_name(index)?;
-        let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
+        // A reference without a version binds as glibc's relocation does (the oldest
+        // version of a name several versions define), not as `dlsym` (the default).
+        let want = version.map_or(Want::Unversioned, |v| Want::Exact(dy.version_name(v)));
         if let Some(t) = list.iter().find_map(|d| match d {
             Dependency::Mmkit(w) => {
                 let o = w.upgrade()?;

@@ -697,3 +697,38 @@ fn a_nodelete_library_outlives_its_namespace_as_under_glibc() {
     assert_eq!(call_addr(next, &[]), 2, "the same copy, its state kept");
     assert!(mmkit_elf::addr_info(next).is_some_and(|i| i.loaded_by_mmkit), "still known as mmkit's");
 }
+
+/// A reference without a version (a library linked against an unversioned build of its
+/// dependency) binds as glibc's relocation processing binds it: to the definition of the
+/// dependency's first version (index 2, the oldest; hidden or not), else to the only
+/// non-hidden one of a later version, never to a hidden later one. mmkit bound it as `dlsym`
+/// answers (the default `@@` version): `fx_multi` gave 3 where glibc's copy gives 1, and
+/// `fx_oldonly` (a hidden first version only) was an undefined symbol. `dlsym` still answers
+/// the default.
+#[test]
+fn references_without_a_version_bind_the_oldest_as_glibcs_relocations_do() {
+    let map = format!("-Wl,--version-script={}", fixture_src("vermany.map").display());
+    let real = build("vermany", "vermany.c", "fxvermany", &[&map]);
+    let stub = build("verstub", "verstub.c", "fxvermany", &[]);
+    let stub_dir = format!("-L{}", stub.parent().unwrap().display());
+    let consumer = build("verunv", "verunv.c", "fxverunv", &[&stub_dir, "-lfxvermany", "-Wl,-rpath,$ORIGIN"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (dep, user) = (dir.path().join("libfxvermany.so"), dir.path().join("libfxverunv.so"));
+    replace_with_copy(&real, &dep);
+    replace_with_copy(&consumer, &user);
+    let ours = open(user.as_path());
+    let oracle = Dl::open(&user);
+    let names = ["fx_unv_multi", "fx_unv_late", "fx_unv_oldonly", "fx_unv_gone"];
+    let theirs: Vec<i64> = names.iter().map(|f| oracle.call(f, &[])).collect();
+    assert_eq!(theirs, [1, 33, 11, 0], "glibc's answers");
+    let got: Vec<i64> = names.iter().map(|f| call(&ours, f, &[])).collect();
+    assert_eq!(got, theirs, "{names:?}");
+    // dlsym: the default version, or nothing for a name with hidden versions only.
+    let lib = open(dep.as_path());
+    let glibc_dep = Dl::open(&dep);
+    for f in ["fx_multi", "fx_late"] {
+        assert_eq!(call(&lib, f, &[]), glibc_dep.call(f, &[]), "{f}");
+    }
+    // SAFETY: only looked up.
+    assert!(unsafe { lib.symbol::<extern "C" fn()>("fx_oldonly") }.is_err());
+}
