@@ -732,3 +732,42 @@ fn references_without_a_version_bind_the_oldest_as_glibcs_relocations_do() {
     // SAFETY: only looked up.
     assert!(unsafe { lib.symbol::<extern "C" fn()>("fx_oldonly") }.is_err());
 }
+
+/// The fixture libgmodule opens in [`gmodule_opens_a_plugin_through_dlopen_like_glibcs_copy`].
+static PLUGIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// A library that loads plug-ins itself: libgmodule's `g_module_open` calls `dlopen` (mmkit's
+/// in its copies), `g_module_symbol` calls `dlsym`, and a missing symbol's message is
+/// `dlerror`'s.
+#[test]
+fn gmodule_opens_a_plugin_through_dlopen_like_glibcs_copy() {
+    if host_cc() {
+        PLUGIN.get_or_init(|| lib("basic.c", "fxbasic"));
+    }
+    same_answers_as_glibc("gmodule_opens_a_plugin_through_dlopen_like_glibcs_copy", "libgmodule-2.0.so.0", |l| {
+        type Open = extern "C" fn(*const c_char, c_int) -> *mut c_void;
+        type Sym = extern "C" fn(*mut c_void, *const c_char, *mut *mut c_void) -> c_int;
+        type Close = extern "C" fn(*mut c_void) -> c_int;
+        type Error = extern "C" fn() -> *const c_char;
+        // SAFETY: GModule's signatures.
+        let (open, symbol, close, error) = unsafe {
+            (
+                func::<Open>(l, "g_module_open"),
+                func::<Sym>(l, "g_module_symbol"),
+                func::<Close>(l, "g_module_close"),
+                func::<Error>(l, "g_module_error"),
+            )
+        };
+        let path = std::ffi::CString::new(PLUGIN.get().unwrap().to_str().unwrap()).unwrap();
+        let module = open(path.as_ptr(), 1 /* G_MODULE_BIND_LAZY */);
+        assert!(!module.is_null(), "g_module_open: {}", text(error()));
+        let mut f = std::ptr::null_mut();
+        assert_eq!(symbol(module, c"fx_apply".as_ptr(), &mut f), 1);
+        let got = call_addr(f as u64, &[2, 6, 7]);
+        let mut g = std::ptr::null_mut();
+        let missing = symbol(module, c"fx_nope".as_ptr(), &mut g);
+        let message = text(error());
+        assert_eq!(close(module), 1);
+        format!("{got} {missing} {message}")
+    });
+}
