@@ -771,3 +771,26 @@ fn gmodule_opens_a_plugin_through_dlopen_like_glibcs_copy() {
         format!("{got} {missing} {message}")
     });
 }
+
+/// The same rule for a definition in a library glibc loaded: a reference without a version to
+/// libc's `realpath` (a library linked against a libc stand-in without versions) binds
+/// `realpath@GLIBC_2.2.5`, libc's first version, as glibc's relocation does, not the default
+/// `realpath@@GLIBC_2.3` that `dlsym` answers (and mmkit bound): the old one refuses a NULL
+/// buffer. `memcpy` (an IFUNC at both versions) binds the same implementation as glibc's.
+#[test]
+fn references_without_a_version_to_libc_bind_its_first_version_as_glibc_does() {
+    if !cfg!(target_arch = "x86_64") || !host_cc() {
+        eprintln!("skipping: libc's first version is GLIBC_2.2.5 on x86_64 only");
+        return;
+    }
+    let stub = build("cstub", "cstub.c", "fxcstub", &["-nostdlib", "-Wl,-soname,libc.so.6"]);
+    let stub_dir = format!("-L{}", stub.parent().unwrap().display());
+    let user = build("unvlibc", "unvlibc.c", "fxunvlibc", &["-nostdlib", "-fno-builtin", &stub_dir, "-lfxcstub"]);
+    let ours = open(user.as_path());
+    assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n == "libc.so.6" && !by_mmkit));
+    let oracle = Dl::open(&user);
+    for f in ["fx_unv_realpath", "fx_unv_memcpy_addr", "fx_unv_realpath_addr"] {
+        assert_eq!(call(&ours, f, &[]), oracle.call(f, &[]), "{f}");
+    }
+    assert_eq!(oracle.call("fx_unv_realpath", &[]), -1, "glibc binds the old realpath");
+}
