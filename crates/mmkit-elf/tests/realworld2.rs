@@ -794,3 +794,87 @@ fn references_without_a_version_to_libc_bind_its_first_version_as_glibc_does() {
     }
     assert_eq!(oracle.call("fx_unv_realpath", &[]), -1, "glibc binds the old realpath");
 }
+
+/// Whether `so` has an `R_X86_64_TLSDESC` relocation (binutils' readelf says).
+fn has_tlsdesc(so: &Path) -> bool {
+    let out = std::process::Command::new("readelf").arg("-rW").arg(so).output().expect("run readelf (binutils)");
+    String::from_utf8_lossy(&out.stdout).contains("R_X86_64_TLSDESC")
+}
+
+/// x86_64 TLS descriptors (`-mtls-dialect=gnu2`, GCC's `R_X86_64_TLSDESC`) of variables in
+/// dynamic TLS blocks: the library's own (`tls.c`, and `tls_regs.c` with values live in
+/// integer and vector registers across the accesses, which the resolver must preserve: the
+/// compiler assumes it changes only `rax`), another mmkit-mapped library's, and one of a
+/// library glibc loaded (its module id). Each thread gets its own copy, the first access of a
+/// thread allocating it, and the answers are glibc's. mmkit refused them ("x86_64 TLS
+/// descriptors of a dynamic TLS block"), where glibc's `dlopen` loads them.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn tls_descriptors_of_dynamic_blocks_answer_like_glibc() {
+    if !host_cc() {
+        eprintln!("skipping: x86_64 fixtures");
+        return;
+    }
+    let gnu2 = "-mtls-dialect=gnu2";
+    // The library's own block.
+    let tls = build("gnu2", "tls.c", "fxtls", &[gnu2]);
+    assert!(has_tlsdesc(&tls), "gcc emitted no TLS descriptor");
+    let ours = open(tls.as_path());
+    let oracle = Dl::open(&tls);
+    assert_eq!(call(&ours, "fx_tls_bump", &[1]), oracle.call("fx_tls_bump", &[1]));
+    assert_eq!(call(&ours, "fx_tls_bump", &[10]), 16);
+    assert_eq!(call(&ours, "fx_tls_local_count", &[]), 2);
+    let here = call(&ours, "fx_tls_addr", &[]);
+    let (first, addr) = std::thread::scope(|s| {
+        s.spawn(|| (call(&ours, "fx_tls_bump", &[100]), call(&ours, "fx_tls_addr", &[]))).join().unwrap()
+    });
+    assert_eq!(first, 105, "a new thread starts from the template");
+    assert_ne!(addr, here, "threads share a TLS block");
+    assert_eq!(call(&ours, "fx_tls_bump", &[0]), 16);
+    // Registers live across the accesses, on each thread's first access and after.
+    let regs = build("gnu2", "tls_regs.c", "fxtlsregs", &[gnu2]);
+    assert!(has_tlsdesc(&regs));
+    let ours = open(regs.as_path());
+    let oracle = Dl::open(&regs);
+    let glibcs = oracle.addr("fx_tls_mix") as u64;
+    let args = [3i64, -7, 11, 5, 13, -2];
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for round in 0..3 {
+                    let a = args.map(|x| x + round);
+                    assert_eq!(call(&ours, "fx_tls_mix", &a), call_addr(glibcs, &a), "round {round}");
+                }
+            });
+        }
+    });
+    // Another library's variable: mapped by mmkit (found beside the user), then glibc's.
+    for (variant, glibc_first) in [("gnu2-mmkit", false), ("gnu2-glibc", true)] {
+        let def = build(variant, "tlsdef.c", "fxtlsdef", &["-Wl,-soname,libfxtlsdef.so", gnu2]);
+        let dir = format!("-L{}", def.parent().unwrap().display());
+        let user = build(variant, "tlsuse.c", "fxtlsuse", &[&dir, "-lfxtlsdef", "-Wl,-rpath,$ORIGIN", gnu2]);
+        assert!(has_tlsdesc(&user));
+        let theirs = glibc_first.then(|| Dl::open(&def));
+        let ours = open(user.as_path());
+        assert!(ours.dependencies().iter().any(|(n, by_mmkit)| n == "libfxtlsdef.so" && *by_mmkit != glibc_first));
+        assert_eq!(call(&ours, "fx_use_get", &[]), 7, "{variant}");
+        assert_eq!(call(&ours, "fx_use_set", &[11]), 11);
+        if let Some(theirs) = &theirs {
+            assert_eq!(call(&ours, "fx_use_addr", &[]), theirs.call("fx_def_addr", &[]), "{variant}");
+            assert_eq!(theirs.call("fx_def_get", &[]), 11);
+        }
+        let main_addr = call(&ours, "fx_use_addr", &[]);
+        let seen = std::thread::scope(|s| {
+            s.spawn(|| {
+                let initial = call(&ours, "fx_use_get", &[]);
+                call(&ours, "fx_use_set", &[100]);
+                (initial, call(&ours, "fx_use_get", &[]), call(&ours, "fx_use_addr", &[]))
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!((seen.0, seen.1), (7, 100), "{variant}");
+        assert_ne!(seen.2, main_addr, "{variant}: per-thread addresses");
+        assert_eq!(call(&ours, "fx_use_get", &[]), 11, "{variant}: other threads left this one's copy alone");
+    }
+}
