@@ -878,3 +878,34 @@ fn tls_descriptors_of_dynamic_blocks_answer_like_glibc() {
         assert_eq!(call(&ours, "fx_use_get", &[]), 11, "{variant}: other threads left this one's copy alone");
     }
 }
+
+#[test]
+fn libm_copy_with_its_ifuncs_answers_like_glibcs_copy() {
+    // libm's IFUNC resolvers pick FMA/AVX2 variants from glibc's CPU features: mmkit's copy
+    // must pick the same ones (bit-identical answers).
+    same_answers_as_glibc("libm_copy_with_its_ifuncs_answers_like_glibcs_copy", "libm.so.6", |l| {
+        type F1 = extern "C" fn(f64) -> f64;
+        type F2 = extern "C" fn(f64, f64) -> f64;
+        let mut out = String::new();
+        for name in ["sin", "cos", "tan", "exp", "log", "log2", "atan", "expm1", "cbrt", "lgamma", "erf", "sinf"] {
+            if name == "sinf" {
+                type Ff = extern "C" fn(f32) -> f32;
+                // SAFETY: sinf's signature.
+                let f = unsafe { func::<Ff>(l, name) };
+                out += &format!("{name} {:08x}; ", f(0.7f32).to_bits());
+                continue;
+            }
+            // SAFETY: libm's double -> double signatures.
+            let f = unsafe { func::<F1>(l, name) };
+            let bits: Vec<String> =
+                [0.3, 1.7, 12.5, -3.25].iter().map(|&x| format!("{:016x}", f(x).to_bits())).collect();
+            out += &format!("{name} {}; ", bits.join(","));
+        }
+        for name in ["pow", "atan2", "fmod", "hypot"] {
+            // SAFETY: libm's (double, double) -> double signatures.
+            let f = unsafe { func::<F2>(l, name) };
+            out += &format!("{name} {:016x}; ", f(2.5, 1.3).to_bits());
+        }
+        out
+    });
+}
