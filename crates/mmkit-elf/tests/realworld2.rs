@@ -909,3 +909,84 @@ fn libm_copy_with_its_ifuncs_answers_like_glibcs_copy() {
         out
     });
 }
+
+/// Mappings, file descriptors and threads of the process, from /proc/self.
+fn process_counts() -> (usize, usize, usize) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+    (maps, fds, threads)
+}
+
+/// Real libraries without `DF_1_NODELETE`, loaded, called and unloaded again and again (from
+/// a file and an APK entry): their finalizers run and they leave no mapping, file descriptor
+/// or thread behind (libuv's destructor joins the thread pool its work started).
+#[test]
+fn real_libraries_load_and_unload_without_leaving_anything() {
+    let test = "real_libraries_load_and_unload_without_leaving_anything";
+    if !cfg!(target_arch = "x86_64") || !host_cc() {
+        eprintln!("skipping {test}: it calls the x86_64 host's own system libraries");
+        return;
+    }
+    if !in_fresh_process(test) {
+        return;
+    }
+    let libs = [
+        ("libjansson.so.4", "jansson_version_str"),
+        ("libyaml-0.so.2", "yaml_get_version_string"),
+        ("libpcre2-8.so.0", "pcre2_maketables_8"),
+        ("libevent-2.1.so.7", "event_get_version"),
+        ("libuv.so.1", "uv_version_string"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut sources = Vec::new();
+    for (soname, f) in libs {
+        let Some(path) = system_lib(soname) else { return };
+        let copy = dir.path().join(soname);
+        std::fs::copy(&path, &copy).unwrap();
+        let apk = dir.path().join(format!("{soname}.apk"));
+        let entry = format!("lib/x86_64/{soname}");
+        write_zip(&apk, &[(&entry, &std::fs::read(&copy).unwrap(), page_u16())]);
+        sources.push((Source::path(&copy), f));
+        sources.push((Source::zip_entry(&apk, &entry), f));
+    }
+    type Work =
+        extern "C" fn(*mut c_void, *mut c_void, extern "C" fn(*mut c_void), extern "C" fn(*mut c_void, c_int)) -> c_int;
+    type Ptr = extern "C" fn(*mut c_void) -> *const c_void;
+    let round = || {
+        for (source, f) in &sources {
+            let lib = open(source.clone());
+            // SAFETY: each function takes at most one pointer (pcre2_maketables_8 a NULL general
+            // context: a table from malloc, freed below) and returns a pointer.
+            let p = unsafe { lib.function::<Ptr>(f) }.unwrap()(std::ptr::null_mut());
+            assert!(!p.is_null(), "{f}");
+            if *f == "pcre2_maketables_8" {
+                // SAFETY: pcre2 allocated it with malloc.
+                unsafe { libc::free(p as *mut c_void) };
+            }
+            if *f == "uv_version_string" {
+                // Start libuv's thread pool: work on the default loop.
+                // SAFETY: libuv's signatures; the request outlives the loop run.
+                unsafe {
+                    let default_loop = lib.function::<extern "C" fn() -> *mut c_void>("uv_default_loop").unwrap()();
+                    let size = lib.function::<extern "C" fn(c_int) -> usize>("uv_req_size").unwrap()(7);
+                    let sum = std::sync::atomic::AtomicU64::new(0);
+                    let mut req = vec![0u64; size.div_ceil(8)];
+                    req[0] = &sum as *const _ as u64;
+                    let queue = lib.function::<Work>("uv_queue_work").unwrap();
+                    assert_eq!(queue(default_loop, req.as_mut_ptr().cast(), uv_work, uv_after_work), 0);
+                    let run = lib.function::<extern "C" fn(*mut c_void, c_int) -> c_int>("uv_run").unwrap();
+                    assert_eq!(run(default_loop, 0), 0);
+                    assert_eq!(sum.load(std::sync::atomic::Ordering::SeqCst), 11);
+                    lib.function::<extern "C" fn(*mut c_void) -> c_int>("uv_loop_close").unwrap()(default_loop);
+                }
+            }
+        }
+    };
+    round();
+    let after_one = process_counts();
+    for _ in 0..20 {
+        round();
+    }
+    assert_eq!(process_counts(), after_one, "(maps, fds, threads) after 21 rounds vs after 1");
+}
