@@ -990,3 +990,72 @@ fn real_libraries_load_and_unload_without_leaving_anything() {
     }
     assert_eq!(process_counts(), after_one, "(maps, fds, threads) after 21 rounds vs after 1");
 }
+
+/// `DT_INIT` and `DT_FINI` beside `.init_array`/`.fini_array` with priorities run in glibc's
+/// order: `DT_INIT`, the init array; at unload the fini array backwards, then `DT_FINI`.
+#[test]
+fn dt_init_and_dt_fini_run_around_the_arrays_as_under_glibc() {
+    let test = "dt_init_and_dt_fini_run_around_the_arrays_as_under_glibc";
+    let log = std::env::temp_dir().join(format!("mmkit-initfini-{}", std::process::id()));
+    if std::env::var_os("FX_INITFINI_LOG").is_none() {
+        let _ = std::fs::remove_file(&log);
+        in_fresh_process_with(test, &[("FX_INITFINI_LOG", log.to_str().unwrap())]);
+        let _ = std::fs::remove_file(&log);
+        return;
+    }
+    if !in_fresh_process(test) {
+        return;
+    }
+    let log = PathBuf::from(std::env::var_os("FX_INITFINI_LOG").unwrap());
+    let so = build("initfini", "initfini.c", "fxinitfini", &["-Wl,-init,fx_init_fn", "-Wl,-fini,fx_fini_fn"]);
+    let take = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::write(&log, b"").unwrap();
+        text
+    };
+    take();
+    let ours = open(so.as_path());
+    assert_eq!(call(&ours, "fx_initfini_loaded", &[]), 1);
+    drop(ours);
+    let mmkit = take();
+    let oracle = Dl::open(&so);
+    drop(oracle);
+    let glibc = take();
+    assert_eq!(glibc, "IabxyF", "glibc's order");
+    assert_eq!(mmkit, glibc);
+}
+
+/// Link layouts the usual fixtures do not have, each called like glibc's copy: SysV hash only
+/// (no `DT_GNU_HASH`), no separate code segment, gold's layout, 2 MiB segment alignment,
+/// a stripped library, and a 1 GiB `.bss`.
+#[test]
+fn odd_link_layouts_answer_like_glibc() {
+    let mut variants: Vec<(&str, Vec<&str>)> = vec![
+        ("sysv-hash", vec!["-Wl,--hash-style=sysv"]),
+        ("noseparate", vec!["-Wl,-z,noseparate-code"]),
+        ("page2m", vec!["-Wl,-z,max-page-size=0x200000", "-Wl,-z,separate-code"]),
+        ("stripped", vec!["-s"]),
+    ];
+    if host_cc() && Path::new("/usr/bin/ld.gold").exists() {
+        variants.push(("gold64k", vec!["-fuse-ld=gold", "-Wl,-z,max-page-size=65536"]));
+    }
+    for (variant, flags) in &variants {
+        let so = build(variant, "basic.c", "fxbasic", flags);
+        let ours = open(so.as_path());
+        let oracle = Dl::open(&so);
+        for (f, args) in
+            [("fx_apply", &[2, 6, 7][..]), ("fx_format_len", &[12345]), ("fx_name_len", &[3]), ("fx_weak_is_null", &[])]
+        {
+            assert_eq!(call(&ours, f, args), oracle.call(f, args), "{variant}: {f}");
+        }
+        ours.verify().unwrap();
+    }
+    let big = build("bigbss", "bigbss.c", "fxbigbss", &[]);
+    let ours = open(big.as_path());
+    let oracle = Dl::open(&big);
+    assert_eq!(call(&ours, "fx_big_size", &[]), (1 << 30) + 12345);
+    for (i, v) in [(0, 3), (0, 4), ((1 << 30) + 12344, 5), (1 << 29, 7), ((1 << 30) + 12345, 1)] {
+        assert_eq!(call(&ours, "fx_big_add", &[i, v]), oracle.call("fx_big_add", &[i, v]), "1 GiB .bss at {i}");
+    }
+    ours.verify().unwrap();
+}
