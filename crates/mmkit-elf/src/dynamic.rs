@@ -341,6 +341,12 @@ impl Dynamic {
         self.versym.len() > 0
     }
 
+    /// Symbol `index`'s raw `DT_VERSYM` entry (version index and hidden bit), if the library
+    /// has versions.
+    pub fn versym(&self, index: u32) -> Option<u16> {
+        self.image.get(&self.versym, index as usize).map(u16::from_le)
+    }
+
     /// The version that symbol `index` has (defined) or asks for (undefined); `None` for
     /// unversioned (local/global) symbols.
     pub fn version_of(&self, index: u32) -> Option<(&Version, bool)> {

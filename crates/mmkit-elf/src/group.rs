@@ -204,6 +204,37 @@ impl Registry {
     }
 }
 
+/// The registries of namespaces that were dropped while they held pinned libraries: those
+/// libraries (and what they need) stay loaded for the life of the process, as glibc never
+/// unloads a `DF_1_NODELETE` library, so a pthread key destructor, an `atexit` handler or a
+/// thread they started still finds their code.
+static KEPT: Mutex<Vec<Arc<Registry>>> = Mutex::new(Vec::new());
+
+impl Drop for Registry {
+    /// The last handle to the namespace's libraries and the namespace itself are gone: what is
+    /// not pinned is unloaded (nothing should be left), the pinned libraries move to a
+    /// registry of their own that is never dropped. Dropping the map instead ran their
+    /// finalizers and unmapped them, and a destructor glib's copy had registered with
+    /// `pthread_key_create` crashed the next thread to exit.
+    fn drop(&mut self) {
+        let map = self.loaded.get_mut().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
+        let load = load_lock();
+        drop_in_reverse_init_order(sweep(map));
+        if !map.is_empty() {
+            let objs: Vec<*const Object> = map.values().map(|e| Arc::as_ptr(&e.obj)).collect();
+            let kept = Arc::new(Registry { loaded: Mutex::new(std::mem::take(map)) });
+            for s in spans().iter_mut().filter(|s| objs.contains(&s.obj.as_ptr())) {
+                s.registry = Arc::downgrade(&kept);
+            }
+            KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(kept);
+        }
+        drop(load);
+    }
+}
+
 /// Removes and returns the libraries no handle, pin or remaining library needs.
 fn sweep(map: &mut Loaded) -> Vec<Arc<Object>> {
     sweep_failed(map, &[])

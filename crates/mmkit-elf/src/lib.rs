@@ -16,8 +16,8 @@
 //!   the segments `MAP_FIXED | MAP_PRIVATE`, zeroes and maps `.bss`, loads missing
 //!   `DT_NEEDED` libraries, relocates (x86_64 and aarch64: `RELATIVE`, `RELR`, the absolute
 //!   64-bit type, `GLOB_DAT`, `JUMP_SLOT`, `IRELATIVE`, `DTPMOD64`/`DTPREL64` with mmkit's
-//!   own `__tls_get_addr`; on aarch64 also `TLSDESC` with mmkit's own resolver, and IFUNC
-//!   resolvers get glibc's `hwcap` arguments). A `__thread` variable may be defined by a
+//!   own `__tls_get_addr`; `TLSDESC` (aarch64's default, x86_64's `-mtls-dialect=gnu2`) with
+//!   mmkit's own resolver; on aarch64 IFUNC resolvers get glibc's `hwcap` arguments). A `__thread` variable may be defined by a
 //!   library mmkit maps or by one glibc loaded (libstdc++'s, reached by `std::call_once`):
 //!   for the latter the GOT holds glibc's module id and mmkit's `__tls_get_addr` forwards it to
 //!   glibc's; initial-exec `TPOFF64` on x86_64 binds a variable in glibc's static TLS (libc's
@@ -135,10 +135,12 @@
 //!
 //! # Not (yet) supported
 //! Lazy binding of defined functions (every reference that resolves is bound at load, and a
-//! function left unbound is not looked for again at its call); initial-exec TLS of a variable in a dynamic TLS block (a library mmkit maps
-//! without `DF_STATIC_TLS`, or a glibc-loaded one; on aarch64 any other module's), and x86_64
-//! `TLSDESC` of such a variable (system libraries that need them go to the system linker);
-//! copy relocations. Search: `DT_RPATH` of the loading
+//! function left unbound is not looked for again at its call); initial-exec TLS of a variable
+//! in a dynamic TLS block (a library mmkit maps without `DF_STATIC_TLS`, or a glibc-loaded one;
+//! on aarch64 any other module's); copy relocations; text relocations (`DT_TEXTREL`, which
+//! glibc applies on x86_64; Android refuses them too); `PT_LOAD` segments that share a page
+//! (glibc maps the later one over the shared page) or are writable and executable at once.
+//! Search: `DT_RPATH` of the loading
 //! library only (glibc also searches the `DT_RPATH` of the libraries that loaded it and of the
 //! executable); the requesting library's own directory is searched first (glibc does not).
 #![deny(missing_docs)]

@@ -793,7 +793,9 @@ impl Object {
             None => version.map(|v| dy.version_key(v)),
         };
         let announce = || wanted.get_or_init(|| self.global_lookups());
-        let want = version.map_or(Want::Default, |v| Want::Exact(dy.version_name(v)));
+        // A reference without a version binds as glibc's relocation does (the oldest
+        // version of a name several versions define), not as `dlsym` (the default).
+        let want = version.map_or(Want::Unversioned, |v| Want::Exact(dy.version_name(v)));
         // The library's own search list: itself (when opened), then its dependencies.
         let in_list = || -> Result<Option<Target>> {
             if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {

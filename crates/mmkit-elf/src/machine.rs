@@ -199,10 +199,10 @@ impl Machine {
     }
 
     /// Does the loader apply relocation type `r_type` of this machine in a library it maps?
-    /// (`false` for copy relocations and text relocations. Initial-exec TLS (`TPREL64`) and, on
-    /// x86_64, `TLSDESC` apply to a variable whose block is in static TLS: the library's own
-    /// when it is built for it (`DF_STATIC_TLS`), or, on x86_64, one of glibc's static blocks
-    /// (libc's `errno`); any other variable is an error at load.)
+    /// (`false` for copy relocations and text relocations. Initial-exec TLS (`TPREL64`) applies
+    /// to a variable whose block is in static TLS: the library's own when it is built for it
+    /// (`DF_STATIC_TLS`), or, on x86_64, one of glibc's static blocks (libc's `errno`); any
+    /// other variable is an error at load.)
     pub fn applies_relocation(self, r_type: u32) -> bool {
         !matches!(self.relocation_kind(r_type), RelocKind::Copy | RelocKind::Other)
     }

@@ -1658,6 +1658,7 @@ fn probe<'m>(
 }
 
 fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>>) -> Option<u64> {
+    let name_in = name;
     let name = name.cstr()?;
     let version = match version {
         Some(v) => Some(v.cstr()?),
@@ -1677,7 +1678,9 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
     };
     let versioned = (!p.is_null()).then_some(p as u64);
     if version.is_none() {
-        return versioned;
+        // A relocation without a version binds the defining object's first version (index
+        // 2) where it has one, not the default `dlsym` answers.
+        return versioned.map(|d| oldest_version(d, name_in).unwrap_or(d));
     }
     // A versioned reference also binds to an *unversioned* definition in an object that comes
     // first in the scope (an LD_PRELOADed interposer with a version table of its own, as
@@ -1693,6 +1696,57 @@ fn lookup_uncached(handle: *mut c_void, name: Name<'_>, version: Option<Name<'_>
     } else {
         versioned
     }
+}
+
+/// Android and 32-bit targets: `dlsym`'s answer is kept.
+#[cfg(any(target_os = "android", not(target_pointer_width = "64")))]
+fn oldest_version(_d: u64, _name: Name<'_>) -> Option<u64> {
+    None
+}
+
+/// What a relocation *without* a version binds to where `dlsym` answered `d` (the default
+/// version) for `name`: glibc's `check_match` without `DL_LOOKUP_RETURN_NEWEST` accepts at
+/// once a definition of the object's first version (index 2, hidden or not: the oldest, which
+/// a library linked before its dependency had versions, or against a stub without them, was
+/// built for), where `dlsym` takes the default. `Some` with that definition when the object
+/// holding `d` defines `name` at its first version and it is not `d`; `None` to keep `d`
+/// (no such definition, or tables this module does not read). An unversioned `realpath`
+/// reference binds libc's `realpath@GLIBC_2.2.5`, as under glibc, not `realpath@@GLIBC_2.3`.
+#[cfg(all(not(target_os = "android"), target_pointer_width = "64"))]
+fn oldest_version(d: u64, name: Name<'_>) -> Option<u64> {
+    struct Find<'n> {
+        d: usize,
+        name: Name<'n>,
+        found: Option<Def>,
+    }
+    unsafe extern "C" fn visit_holder(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid `info` for the call; `data` is the `Find` below.
+        let (info, f) = unsafe { (&*info, &mut *data.cast::<Find<'_>>()) };
+        // SAFETY: the callback's `info`, during the callback.
+        let Ok(Some(table)) = (unsafe { gnu_table(info) }) else { return 0 };
+        if !(table.lo <= f.d && f.d < table.hi) {
+            return 0;
+        }
+        let Some(defs) = table.defs.as_ref() else { return 1 };
+        // SAFETY: the object's segments are mapped (glibc holds its load lock during the call).
+        let versions = defs.versions.get_or_init(|| unsafe { defs.read_versions() });
+        let Some(Some((hash, at))) = versions.as_ref().and_then(|v| v.get(2)) else { return 1 };
+        let at = *at as usize;
+        // SAFETY: `[at, strsz)` lies in `.dynstr` (`at < strsz` checked when read).
+        let text = unsafe { std::slice::from_raw_parts((defs.strtab + at) as *const u8, defs.strsz - at) };
+        let Ok(v) = CStr::from_bytes_until_nul(text) else { return 1 };
+        // SAFETY: as above (the table lies in the object's mapped segments, checked).
+        if let Ok(Some(def)) = unsafe { table.definition(f.name, Name::new(v.to_bytes_with_nul(), *hash)) } {
+            f.found = Some(def);
+        }
+        1
+    }
+    let mut find = Find { d: d as usize, name, found: None };
+    // SAFETY: the callback reads only what glibc passes for the call and writes `find`.
+    unsafe { libc::dl_iterate_phdr(Some(visit_holder), (&mut find as *mut Find<'_>).cast()) };
+    // An IFUNC's resolver is called as glibc calls it (the object stays loaded: glibc never
+    // unloads an object whose symbol this lookup bound, before the caller's relocation ends).
+    find.found.map(Def::bind).filter(|&a| a != d)
 }
 
 /// Android: bionic has no `dladdr1`, so the versioned answer is kept (also on 32-bit targets,

@@ -93,6 +93,11 @@ pub(crate) enum Want<'a> {
     Default,
     /// Exactly this version name (what a versioned reference asks for), as `dlvsym` does.
     Exact(&'a str),
+    /// What a relocation without a version binds to, as glibc's `check_match` answers it
+    /// (without `DL_LOOKUP_RETURN_NEWEST`): an unversioned definition, or one of the library's
+    /// first version (index 2), hidden or not: the oldest, which a library linked before its
+    /// dependency had versions was built against; else the only non-hidden versioned one.
+    Unversioned,
 }
 
 impl<'a> Want<'a> {
@@ -100,38 +105,79 @@ impl<'a> Want<'a> {
     pub(crate) fn version(self) -> Option<&'a str> {
         match self {
             Want::Exact(v) => Some(v),
-            Want::Default => None,
+            Want::Default | Want::Unversioned => None,
         }
     }
 }
 
+/// Whether a lookup binds to a definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    No,
+    Yes,
+    /// A definition of a version other than the first, not hidden, met by an unversioned
+    /// reference: bound only if it is the library's only such one (glibc's `num_versions`).
+    IfOnly,
+}
+
 /// Whether symbol `index` is a definition that a lookup may bind to.
-fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> bool {
+fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> Verdict {
+    let yes = |b: bool| if b { Verdict::Yes } else { Verdict::No };
     if !sym.is_defined() || sym.bind() == elf::STB_LOCAL {
-        return false;
+        return Verdict::No;
     }
     if !matches!(
         sym.kind(),
         elf::STT_FUNC | elf::STT_OBJECT | elf::STT_GNU_IFUNC | elf::STT_NOTYPE | elf::STT_TLS | elf::STT_COMMON
     ) {
-        return false;
+        return Verdict::No;
     }
     if sym.visibility() == elf::STV_HIDDEN || sym.visibility() == elf::STV_INTERNAL {
-        return false;
+        return Verdict::No;
     }
     if dy.bytes_at(sym.name) != Some(name) {
-        return false;
+        return Verdict::No;
+    }
+    if let Want::Unversioned = want {
+        return match dy.versym(index) {
+            None => Verdict::Yes,
+            Some(v) if v & 0x7fff < 3 => Verdict::Yes,
+            Some(v) if v & 0x8000 == 0 => Verdict::IfOnly,
+            Some(_) => Verdict::No,
+        };
     }
     match (want, dy.version_of(index)) {
-        (_, None) => true,
-        (Want::Default, Some((_, hidden))) => !hidden,
-        (Want::Exact(v), Some((ver, _))) => dy.version_name(ver) == v,
+        (_, None) => Verdict::Yes,
+        (Want::Exact(v), Some((ver, _))) => yes(dy.version_name(ver) == v),
+        (_, Some((_, hidden))) => yes(!hidden),
     }
 }
 
 /// Finds the definition of `name` in the library's own table; returns the symbol index and
 /// the symbol.
 pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<(u32, Sym)> {
+    // The only non-hidden definition of a later version an unversioned reference met, and
+    // how many it met.
+    let mut only: (Option<(u32, Sym)>, u32) = (None, 0);
+    let found = lookup_in_chain(dy, name, want, &mut only);
+    found.or(if only.1 == 1 { only.0 } else { None })
+}
+
+fn lookup_in_chain(
+    dy: &Dynamic,
+    name: &str,
+    want: Want<'_>,
+    only: &mut (Option<(u32, Sym)>, u32),
+) -> Option<(u32, Sym)> {
+    let mut verdict = |i: u32, sym: Sym| match matches(dy, i, &sym, name.as_bytes(), want) {
+        Verdict::Yes => Some((i, sym)),
+        Verdict::IfOnly => {
+            only.1 += 1;
+            only.0.get_or_insert((i, sym));
+            None
+        }
+        Verdict::No => None,
+    };
     let bytes = name.as_bytes();
     let image = &dy.image;
     if let Some(gh) = &dy.gnu_hash {
@@ -151,8 +197,8 @@ pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<(u32, S
             let chain = u32::from_le(image.get(&gh.chains, (i - gh.symoffset) as usize)?);
             if chain | 1 == h | 1 {
                 let sym = dy.sym(i)?;
-                if matches(dy, i, &sym, bytes, want) {
-                    return Some((i, sym));
+                if let Some(found) = verdict(i, sym) {
+                    return Some(found);
                 }
             }
             if chain & 1 != 0 {
@@ -171,8 +217,8 @@ pub(crate) fn lookup(dy: &Dynamic, name: &str, want: Want<'_>) -> Option<(u32, S
         let mut steps = 0;
         while i != 0 && steps <= sh.chains.len() {
             let sym = dy.sym(i)?;
-            if matches(dy, i, &sym, bytes, want) {
-                return Some((i, sym));
+            if let Some(found) = verdict(i, sym) {
+                return Some(found);
             }
             i = u32::from_le(image.get(&sh.chains, i as usize)?);
             steps += 1;

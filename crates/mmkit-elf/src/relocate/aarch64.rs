@@ -45,13 +45,17 @@ pub(crate) fn tls_descriptor(module: u64, offset: u64) -> Result<[u64; 2], Strin
     let arg = field << TLSDESC_OFFSET_BITS | offset;
     #[cfg(target_arch = "aarch64")]
     return Ok([super::tlsdesc::resolver_address(), arg]);
-    #[cfg(not(target_arch = "aarch64"))]
-    return Err(format!("TLS descriptor (argument {arg:#x}) on a host that is not aarch64"));
+    // x86_64's descriptors of dynamic blocks take the same argument (see
+    // the resolver in x86_64.rs); its thread pointer is `%fs:0` (TLS variant II).
+    #[cfg(target_arch = "x86_64")]
+    return Ok([super::x86_64::tlsdesc_dynamic_address(), arg]);
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
+    return Err(format!("TLS descriptor (argument {arg:#x}) on a host that is not aarch64 or x86_64"));
 }
 
 /// Splits a descriptor argument made by [`tls_descriptor`] into module (tagged again if it is
 /// mmkit's) and offset.
-#[cfg(any(target_arch = "aarch64", test))]
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64", test))]
 pub(crate) fn unpack_tls_argument(arg: u64) -> (u64, u64) {
     let field = arg >> TLSDESC_OFFSET_BITS;
     let module =

@@ -1,17 +1,18 @@
 //! Relocation of a shared object of the host machine (x86_64 or aarch64): `RELR`, `RELATIVE`,
 //! the absolute 64-bit type, `GLOB_DAT`, `JUMP_SLOT` (bound eagerly; one whose function
 //! nothing defines may be left to the PLT under `RTLD_LAZY`, see `lazy.rs`), `IRELATIVE`,
-//! `DTPMOD64`/`DTPREL64` for general-dynamic TLS and, on aarch64, `TLSDESC` (the default TLS
-//! dialect there) with a resolver of mmkit's own; the TLS symbol may be defined by an
+//! `DTPMOD64`/`DTPREL64` for general-dynamic TLS and `TLSDESC` (the default TLS dialect on
+//! aarch64, `-mtls-dialect=gnu2` on x86_64) with a resolver of mmkit's own; the TLS symbol may be defined by an
 //! mmkit-loaded library or by an object glibc loaded (glibc's module id and the symbol's
 //! offset in its block, see `tls.rs`).
 //!
 //! Initial-exec `TPOFF64`/`TPREL64` binds a variable of the library's own TLS when the library
 //! was built for it (`DF_STATIC_TLS`: its block is then in glibc's static TLS area, see
 //! `static_tls.rs`), or a variable in the static TLS of an object glibc loaded at start-up
-//! (x86_64; see `tls::static_tls_offset`); x86_64's `TLSDESC` binds the same variables (a
-//! descriptor that returns their constant offset). Everything else (`COPY`, other initial-exec
-//! references, x86_64 descriptors of dynamic blocks, PC-relative text relocations) is an error
+//! (x86_64; see `tls::static_tls_offset`); x86_64's `TLSDESC` of those variables is a
+//! descriptor that returns their constant offset, of any other one mmkit's dynamic resolver
+//! (`x86_64.rs`). Everything else (`COPY`, other initial-exec references, PC-relative text
+//! relocations) is an error
 //! that names the relocation and its symbol. Relocation numbers
 //! and names per machine are in [`crate::machine`]; what differs in how they apply is in
 //! `x86_64.rs` and `aarch64.rs`. This module and the executor are the only ones with
@@ -284,11 +285,15 @@ fn apply(
                     image.write_u64(r.offset.wrapping_add(8), v)?;
                 }
                 _ => {
-                    return Err(unsupported(
-                        dy,
-                        r,
-                        " (x86_64 TLS descriptors of a dynamic TLS block; build with -mtls-dialect=gnu)",
-                    ))
+                    // A dynamic block (mmkit's, or of an object glibc loaded): a descriptor
+                    // whose resolver finds this thread's block, as glibc's
+                    // `_dl_tlsdesc_dynamic`.
+                    let module = tls_module_of(dy, r, resolve, tls_module)?;
+                    let offset = tls_offset_of(dy, r, resolve)?.wrapping_add(r.addend as u64);
+                    let [resolver, arg] = aarch64::tls_descriptor(module, offset)
+                        .map_err(|why| unsupported(dy, r, &format!(" ({why})")))?;
+                    image.write_u64(r.offset, resolver)?;
+                    image.write_u64(r.offset.wrapping_add(8), arg)?;
                 }
             }
         }
