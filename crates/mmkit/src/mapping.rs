@@ -902,10 +902,13 @@ impl Mapping {
     /// # Ok(()) }
     /// ```
     pub fn copy_from_mapping(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-        let (off, len) = self.check_range("copy_from_mapping", offset..offset.saturating_add(dst.len()))?;
-        if offset.checked_add(dst.len()).is_none() {
-            return Err(Error::new("copy_from_mapping", ErrorKind::OutOfBounds).with_detail("offset + len overflows"));
-        }
+        let Some(end) = offset.checked_add(dst.len()) else {
+            return Err(Error::new("copy_from_mapping", ErrorKind::OutOfBounds)
+                .with_opt_path(self.path.as_deref())
+                .with_range(offset as u64, dst.len() as u64)
+                .with_detail(format!("offset + len overflows (the mapping's len is {:#x})", self.len)));
+        };
+        let (off, len) = self.check_range("copy_from_mapping", offset..end)?;
         if len == 0 {
             return Ok(());
         }

@@ -108,6 +108,8 @@ fn every_range_operation_rejects_out_of_bounds_and_overflow() {
     for off in [len - 7, len + 1, usize::MAX, usize::MAX - 7] {
         let e = map.copy_from_mapping(off, &mut b).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{off:#x}: {e}");
+        // The range named is the one asked for (an overflowing end made it `len 0x0`).
+        assert_eq!(e.range(), Some((off as u64, b.len() as u64)), "{off:#x}: {e}");
     }
     // The message says what was wrong.
     let e = map.advise(0..len + 1, Advice::Normal).unwrap_err();
