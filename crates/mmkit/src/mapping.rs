@@ -401,8 +401,15 @@ impl Mapping {
         flags: MapFlags,
         align: usize,
     ) -> Result<*mut u8> {
-        let map_err =
-            |e| Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
+        let map_err = |e| {
+            let err = Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
+            // The address asked for is what a fixed placement's error is about (EEXIST: taken;
+            // ENOMEM: past the address space).
+            match opts.placement {
+                Placement::FixedNoReplace(a) => err.with_addr(a),
+                _ => err,
+            }
+        };
         let base = if align != 0 {
             sys::mmap_anon_aligned(req.map_len, align, req.prot.prot_flags(), flags).map_err(map_err)?
         } else {

@@ -307,6 +307,9 @@ fn fixed_no_replace_onto_an_occupied_address_is_eexist() {
     assert_eq!(err.kind(), ErrorKind::Os, "{err}");
     assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
     assert!(err.to_string().contains("EEXIST"), "{err}");
+    // The error says where: the address asked for (the kernel's EEXIST named none).
+    assert_eq!(err.addr(), Some(addr), "{err}");
+    assert!(err.to_string().contains(&format!("at {addr:#x}")), "{err}");
     // Unaligned fixed addresses are refused before the kernel is asked.
     let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(addr + 1)).map_anon().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
