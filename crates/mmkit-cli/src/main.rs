@@ -12,7 +12,15 @@ use clap::{Parser, Subcommand};
 
 /// The whole of mmap: file-backed, anonymous and device mappings, and the tools to see them.
 #[derive(Debug, Parser)]
-#[command(name = "mmkit", version, about, propagate_version = true)]
+#[command(
+    name = "mmkit",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Exit status: 0 success (also when the reader closes the pipe early, as `mmkit maps | head -1`), \
+                  1 failure (said on stderr as `mmkit: <error>`, naming the operation, path and errno), \
+                  2 usage error (a bad argument)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -401,8 +401,15 @@ impl Mapping {
         flags: MapFlags,
         align: usize,
     ) -> Result<*mut u8> {
-        let map_err =
-            |e| Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
+        let map_err = |e| {
+            let err = Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
+            // The address asked for is what a fixed placement's error is about (EEXIST: taken;
+            // ENOMEM: past the address space).
+            match opts.placement {
+                Placement::FixedNoReplace(a) => err.with_addr(a),
+                _ => err,
+            }
+        };
         let base = if align != 0 {
             sys::mmap_anon_aligned(req.map_len, align, req.prot.prot_flags(), flags).map_err(map_err)?
         } else {
@@ -902,10 +909,13 @@ impl Mapping {
     /// # Ok(()) }
     /// ```
     pub fn copy_from_mapping(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-        let (off, len) = self.check_range("copy_from_mapping", offset..offset.saturating_add(dst.len()))?;
-        if offset.checked_add(dst.len()).is_none() {
-            return Err(Error::new("copy_from_mapping", ErrorKind::OutOfBounds).with_detail("offset + len overflows"));
-        }
+        let Some(end) = offset.checked_add(dst.len()) else {
+            return Err(Error::new("copy_from_mapping", ErrorKind::OutOfBounds)
+                .with_opt_path(self.path.as_deref())
+                .with_range(offset as u64, dst.len() as u64)
+                .with_detail(format!("offset + len overflows (the mapping's len is {:#x})", self.len)));
+        };
+        let (off, len) = self.check_range("copy_from_mapping", offset..end)?;
         if len == 0 {
             return Ok(());
         }

@@ -108,6 +108,8 @@ fn every_range_operation_rejects_out_of_bounds_and_overflow() {
     for off in [len - 7, len + 1, usize::MAX, usize::MAX - 7] {
         let e = map.copy_from_mapping(off, &mut b).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfBounds, "{off:#x}: {e}");
+        // The range named is the one asked for (an overflowing end made it `len 0x0`).
+        assert_eq!(e.range(), Some((off as u64, b.len() as u64)), "{off:#x}: {e}");
     }
     // The message says what was wrong.
     let e = map.advise(0..len + 1, Advice::Normal).unwrap_err();
@@ -305,6 +307,9 @@ fn fixed_no_replace_onto_an_occupied_address_is_eexist() {
     assert_eq!(err.kind(), ErrorKind::Os, "{err}");
     assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
     assert!(err.to_string().contains("EEXIST"), "{err}");
+    // The error says where: the address asked for (the kernel's EEXIST named none).
+    assert_eq!(err.addr(), Some(addr), "{err}");
+    assert!(err.to_string().contains(&format!("at {addr:#x}")), "{err}");
     // Unaligned fixed addresses are refused before the kernel is asked.
     let err = MapOptions::new().len(page()).placement(Placement::FixedNoReplace(addr + 1)).map_anon().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");

@@ -1,24 +1,25 @@
 //! Sizes: parsed from the command line (`64K`, `1GiB`) and formatted for people (`1.5 MiB`).
 
-/// Parses sizes like `4096`, `64K`, `256M`, `1G` (binary units).
+/// Parses sizes like `4096`, `64K`, `256M`, `1G` (binary units; `K`, `KB` and `KiB` are the
+/// same, in any case): a whole number of bytes, then at most one unit.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (digits, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (s, 1u64),
-        Some((i, _)) => {
-            let unit = s[i..].trim_end_matches(['i', 'B', 'b']).to_ascii_uppercase();
-            let mult = match unit.as_str() {
-                "" => 1,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "T" => 1 << 40,
-                _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
-            };
-            (&s[..i], mult)
-        }
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    if digits.is_empty() {
+        return Err(format!("not a size: {s:?} (a whole number of bytes, optionally followed by K, M, G or T)"));
+    }
+    if unit.starts_with(['.', ',']) {
+        return Err(format!("not a whole number: {s:?} (use a smaller unit: 1536K, not 1.5M)"));
+    }
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("unknown size unit {unit:?} in {s:?} (use K, M, G or T)")),
     };
-    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("size {s:?} overflows"))?;
     n.checked_mul(mult).ok_or_else(|| format!("size {s:?} overflows"))
 }
 
@@ -62,6 +63,19 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_size("4k"), Ok(4 << 10));
+        assert_eq!(parse_size("2mb"), Ok(2 << 20));
+        assert_eq!(parse_size("7B"), Ok(7));
+        // Units are one unit: any run of `i`, `B` and `b` after it was taken for its suffix.
+        for bad in ["1KiBiB", "64bB", "1iiiiB", "1Bi", "1KK"] {
+            assert!(parse_size(bad).unwrap_err().contains("unknown size unit"), "{bad}");
+        }
+        // What was wrong is said: a fraction, hex or a sign is not an "unknown size unit".
+        assert!(parse_size("1.5M").unwrap_err().contains("not a whole number"));
+        for bad in ["-5", "K", "+1", ""] {
+            assert!(parse_size(bad).unwrap_err().starts_with("not a size"), "{bad}");
+        }
+        assert!(parse_size("99999999999999999999").unwrap_err().contains("overflows"));
     }
 
     #[test]

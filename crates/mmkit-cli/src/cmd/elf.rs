@@ -165,9 +165,15 @@ fn parse_int(s: &str) -> Result<i64, String> {
     i64::try_from(if neg { -v } else { v }).map_err(|_| out_of_range())
 }
 
-/// Parses an offset: [`parse_int`]'s syntax, not negative.
+/// Parses an offset: [`parse_int`]'s syntax, from 0 to `i64::MAX` (an `off_t`); the range in
+/// an error is the offset's, not the signed integer's.
 fn parse_offset(s: &str) -> Result<u64, String> {
-    u64::try_from(parse_int(s)?).map_err(|_| format!("{s} is negative: an offset is 0 or more"))
+    let range = "an offset is from 0 to 2^63-1 (0x7fffffffffffffff)";
+    match parse_int(s) {
+        Ok(v) => u64::try_from(v).map_err(|_| format!("{s} is negative: {range}")),
+        Err(e) if e.contains("out of range") => Err(format!("{s} is out of range: {range}")),
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs `mmkit elf`.
@@ -528,7 +534,11 @@ mod tests {
         }
         assert!(parse_int("12a").unwrap_err().contains("not a 64-bit integer"));
         assert_eq!(parse_offset("0x1000"), Ok(4096));
-        assert!(parse_offset("-4096").is_err());
+        assert!(parse_offset("-4096").unwrap_err().contains("negative"));
+        // An offset's range, not a signed integer's (it said "from -2^63 to 2^63-1").
+        let e = parse_offset("0xffffffffffffffff").unwrap_err();
+        assert!(e.contains("from 0 to 2^63-1") && !e.contains("-2^63"), "{e}");
+        assert!(parse_offset("0x").unwrap_err().contains("not a 64-bit integer"));
         assert_eq!(parse_page_size("16k"), Ok(16 << 10));
         for bad in ["0", "4095", "12k", "2M", "1T", "8388608T", "-4k"] {
             assert!(parse_page_size(bad).is_err(), "{bad}");

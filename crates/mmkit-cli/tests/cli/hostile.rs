@@ -752,6 +752,18 @@ fn arguments_checked_after_parsing_are_usage_errors() {
     assert!(!Path::new("out.zst").exists());
 }
 
+/// The exit codes are part of the CLI's API (README, "Versioning"); a user with only `--help`
+/// learns them there too.
+#[test]
+fn help_names_the_exit_codes() {
+    let out = Command::new(MMKIT).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for said in ["Exit status: 0 success", "1 failure", "2 usage error"] {
+        assert!(help.contains(said), "{said:?} not in: {help}");
+    }
+}
+
 /// `mmkit ... | head -1`: the reader goes away; the command ends quietly (exit 0, no message).
 #[test]
 fn a_closed_stdout_pipe_is_a_quiet_exit() {

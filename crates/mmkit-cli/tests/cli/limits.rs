@@ -212,6 +212,23 @@ fn maps_under_low_limits() {
     }
 }
 
+/// With one descriptor to spare (`RLIMIT_NOFILE` 4: stdin, stdout, stderr and one), `maps`
+/// reads `/proc/<pid>/smaps` and then `/proc/<pid>/stat` to check that the process did not
+/// exit meanwhile. The check ran while smaps was still open, so its open failed (`EMFILE`) and
+/// was taken for a process that had exited: `mmkit maps` of itself failed with ESRCH.
+#[test]
+fn maps_with_one_descriptor_to_spare_reads_the_whole_list() {
+    for args in [&["maps", "--summary"][..], &["maps", "--json"]] {
+        let out = run(Limit::Files(4), args);
+        assert_success(&out, &format!("{args:?} under RLIMIT_NOFILE=4"));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        if args.contains(&"--json") {
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            assert!(report["total"]["mappings"].as_u64().unwrap() > 5, "{report}");
+        }
+    }
+}
+
 #[test]
 fn tour_with_a_small_file_under_low_limits() {
     for limit in [Limit::AddressSpace(64 << 20), Limit::AddressSpace(512 << 20), Limit::Files(8), Limit::OneTask] {

@@ -98,7 +98,7 @@ fn read_and_parse<T>(pid: u32, file: &str, parse: impl FnOnce(&[u8]) -> Result<T
 fn read_checked(pid: u32, file: &str, mut lines: impl FnMut(&[u8])) -> Result<()> {
     const CHUNK: usize = 256 << 10;
     let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-    let before = Identity::of(pid);
+    let before = Identity::of(pid)?;
     let mut f = std::fs::File::open(&path).map_err(|e| Error::from_io("read", &e).with_path(&path))?;
     let mut buf = vec![0u8; CHUNK];
     let mut held = 0;
@@ -125,7 +125,9 @@ fn read_checked(pid: u32, file: &str, mut lines: impl FnMut(&[u8])) -> Result<()
     if held > 0 {
         lines(&buf[..held]);
     }
-    let after = Identity::of(pid);
+    // Closed first: with one descriptor left (`ulimit -n`), reading `stat` needs this one.
+    drop(f);
+    let after = Identity::of(pid)?;
     match (before, after) {
         (Some(b), Some(a)) if b == a && a.alive => Ok(()),
         _ => Err(Error::from_raw_errno("read", libc::ESRCH).with_path(&path).with_detail(format!(
@@ -145,9 +147,20 @@ struct Identity {
 }
 
 impl Identity {
-    /// From `/proc/<pid>/stat`; `None` when the process is gone or the text is unreadable.
-    fn of(pid: u32) -> Option<Identity> {
-        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    /// From `/proc/<pid>/stat`; `None` when the process is gone or the text does not parse.
+    /// A read that fails for another reason (`EMFILE` under `ulimit -n`, `ENOMEM`) is that
+    /// error, not a process that exited.
+    fn of(pid: u32) -> Result<Option<Identity>> {
+        let path = format!("/proc/{pid}/stat");
+        match std::fs::read(&path) {
+            Ok(stat) => Ok(Identity::parse(&stat)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Ok(None),
+            Err(e) => Err(Error::from_io("read", &e).with_path(Path::new(&path))),
+        }
+    }
+
+    /// From the text of `/proc/<pid>/stat`.
+    fn parse(stat: &[u8]) -> Option<Identity> {
         // `pid (comm) state ...`: the command may hold spaces and parentheses; the last `)` ends it.
         let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
         let fields: Vec<&[u8]> = rest.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()).collect();
@@ -206,7 +219,7 @@ mod tests {
         assert!(!smaps(pid).unwrap().is_empty(), "sleep has mappings while it runs");
         child.kill().unwrap();
         // Killed, not yet reaped: wait until the kernel has made it a zombie.
-        while Identity::of(pid).is_some_and(|i| i.alive) {
+        while Identity::of(pid).unwrap().is_some_and(|i| i.alive) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         for e in [smaps(pid).map(|_| ()).unwrap_err(), maps(pid).map(|_| ()).unwrap_err()] {
