@@ -1087,9 +1087,31 @@ impl PagedRegion {
         self.map.as_ptr()
     }
 
-    /// The underlying mapping (for residency and `/proc` inspection).
-    pub fn mapping(&self) -> &mmkit::Mapping {
-        self.map.mapping()
+    /// Which pages of `range` (bytes of the region) are in memory (`mincore`): the pages
+    /// supplied so far, as the kernel sees them.
+    ///
+    /// The region does not lend its [`mmkit::Mapping`]: that type's safe
+    /// [`advise`](mmkit::Mapping::advise) with [`Advice::DoFork`](mmkit::Advice::DoFork) would
+    /// undo the region's `MADV_DONTFORK`, and a forked child would then read the missing pages
+    /// as zeros that no source supplied.
+    ///
+    /// ```compile_fail
+    /// # fn f(region: &mmkit_pager::PagedRegion) {
+    /// region.mapping().advise(.., mmkit::Advice::DoFork).unwrap(); // not lent: no such method
+    /// # }
+    /// ```
+    pub fn residency(&self, range: impl std::ops::RangeBounds<usize>) -> Result<mmkit::Residency> {
+        self.map.mapping().residency(range)
+    }
+
+    /// Copies the region's bytes at `offset` into `dst` through the kernel
+    /// ([`mmkit::Mapping::copy_from_mapping`], `process_vm_readv`), without risking a signal:
+    /// a fenced page (its source failed) is an error. A missing page is supplied first under
+    /// [`FaultMode::Full`]; under [`FaultMode::UserModeOnly`] the kernel's access is refused,
+    /// so a page not supplied yet is an error too. [`read`](Self::read) supplies missing pages
+    /// in every mode and returns a failed page's own error.
+    pub fn copy_from_mapping(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.map.mapping().copy_from_mapping(offset, dst)
     }
 
     /// Which faults the region's userfaultfd handles.

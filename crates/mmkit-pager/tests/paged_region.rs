@@ -34,12 +34,12 @@ fn touched_pages_are_filled_once_and_untouched_pages_stay_missing() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let pages = 64;
         let region = PagedRegion::new(pages * page(), pattern_source(calls.clone())).unwrap();
-        assert_eq!(region.mapping().residency(..).unwrap().resident_pages(), 0);
+        assert_eq!(region.residency(..).unwrap().resident_pages(), 0);
         let s = region.as_slice();
         assert_eq!(s[3 * page() + 5], pattern(3, 5));
         assert_eq!(s[40 * page() + page() - 1], pattern(40, page() - 1));
         assert_eq!(s[3 * page() + 7], pattern(3, 7)); // present now: no second call
-        let res = region.mapping().residency(..).unwrap();
+        let res = region.residency(..).unwrap();
         let resident: Vec<u64> = (0..pages as u64).filter(|&p| res.is_resident(p)).collect();
         assert_eq!(resident, vec![3, 40], "mincore sees exactly the touched pages");
         let mut asked = calls.lock().unwrap().clone();
@@ -62,7 +62,7 @@ fn every_page_equals_the_source() {
             assert_eq!(*b, pattern((i / page()) as u64, i % page()), "byte {i:#x}");
         }
         assert_eq!(calls.lock().unwrap().len(), pages);
-        assert_eq!(region.mapping().residency(..).unwrap().resident_pages(), pages as u64);
+        assert_eq!(region.residency(..).unwrap().resident_pages(), pages as u64);
     });
 }
 
@@ -272,7 +272,7 @@ fn failing_source_gives_an_error_through_the_checked_read() {
         assert_eq!(f[0].offset, 2 * page() as u64);
         // The other pages are unaffected, and mincore never shows the failed page resident.
         region.read(3 * page(), &mut buf).unwrap();
-        assert!(!region.mapping().residency(..).unwrap().is_resident(2));
+        assert!(!region.residency(..).unwrap().is_resident(2));
     });
 }
 
@@ -346,7 +346,7 @@ fn the_prot_none_fence_works_where_poison_is_missing() {
         let mut b = [0u8; 4];
         assert_eq!(region.read(page(), &mut b).unwrap_err().errno(), Some(libc::ENODATA));
         // The kernel now refuses the page to everyone: a copy through process_vm_readv faults.
-        let err = region.mapping().copy_from_mapping(page(), &mut b).unwrap_err();
+        let err = region.copy_from_mapping(page(), &mut b).unwrap_err();
         assert_eq!(err.kind(), mmkit::ErrorKind::Truncated, "{err}");
     });
 }
@@ -665,8 +665,8 @@ fn handler_stops_child() {
             let mut b = [0u8; 4];
             let err = region.read(g, &mut b).unwrap_err();
             assert!(err.to_string().contains("handler stopped"), "{err}");
-            assert!(region.mapping().copy_from_mapping(2 * g, &mut b).is_err());
-            assert!(region.mapping().copy_from_mapping(len - 4, &mut b).is_err());
+            assert!(region.copy_from_mapping(2 * g, &mut b).is_err());
+            assert!(region.copy_from_mapping(len - 4, &mut b).is_err());
             assert_eq!(region.stats().source_calls, 1);
             let grown = rss().saturating_sub(before);
             assert!(grown < (len / g / 4) as u64, "the resident set grew by {grown:#x} bytes");
@@ -700,7 +700,7 @@ fn handler_stops_child() {
             assert!(err.to_string().contains("handler stopped"), "{err}");
             let mut b = [0u8; 1];
             for p in [2, 3] {
-                assert!(region.mapping().copy_from_mapping(p * g, &mut b).is_err(), "page {p} reads {b:?}");
+                assert!(region.copy_from_mapping(p * g, &mut b).is_err(), "page {p} reads {b:?}");
             }
             println!("WP OK: {err}");
         }

@@ -34,7 +34,7 @@ fn pattern_source(calls: Arc<Mutex<Vec<u64>>>, granule: usize) -> impl PageSourc
 }
 
 fn resident(region: &PagedRegion) -> Vec<u64> {
-    let res = region.mapping().residency(..).unwrap();
+    let res = region.residency(..).unwrap();
     (0..res.pages()).filter(|&p| res.is_resident(p)).collect()
 }
 

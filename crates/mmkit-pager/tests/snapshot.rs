@@ -46,13 +46,13 @@ fn lazy_restore_reads_only_touched_pages_and_equals_the_snapshot() {
         snapshot::write(&mem, &path).unwrap();
         let source = Arc::new(SnapshotSource::open(&path).unwrap());
         let region = PagedRegion::builder(mem.len()).handler_threads(2).build(source.clone()).unwrap();
-        assert_eq!(region.mapping().residency(..).unwrap().resident_pages(), 0);
+        assert_eq!(region.residency(..).unwrap().resident_pages(), 0);
         // Touch two data pages and one hole.
         assert_eq!(region.as_slice()[16 * page() + 3], mem[16 * page() + 3]);
         assert_eq!(region.as_slice()[200 * page() + 9], mem[200 * page() + 9]);
         assert_eq!(region.as_slice()[17 * page()], 0);
         assert_eq!(source.reads(), 2, "the hole is a zero page, not a read");
-        let res = region.mapping().residency(..).unwrap();
+        let res = region.residency(..).unwrap();
         for p in 0..256u64 {
             if ![16, 17, 200].contains(&p) {
                 assert!(!res.is_resident(p), "untouched page {p} is resident");
