@@ -12,8 +12,9 @@
 //!
 //! A list is only known to be whole once the read ends (the process may exit meanwhile, see
 //! `smaps_for_each`). The table is printed after that. The JSON of a long list has been partly
-//! printed by then: when the read then fails, the document is left unterminated (it never
-//! parses as JSON) and `mmkit: <error>` says the printed JSON is incomplete; exit 1.
+//! printed by then: when the read then fails, the document is closed after the mappings read
+//! so far with `"error"` (the message) and `"complete": false` instead of the groups and the
+//! totals, so it still parses; `mmkit: <error>` on stderr says so too; exit 1.
 
 use mmkit::inspect::{self, Backing, MapKind, MemStats, Perms, SmapsEntry};
 
@@ -111,11 +112,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ),
             _ => format!("reading the mappings of process {pid}"),
         };
-        return Err(anyhow::Error::new(e).context(if cut {
-            format!("{what} (the JSON printed before this error is incomplete)")
-        } else {
-            what
-        }));
+        let err = anyhow::Error::new(e).context(what);
+        if let (true, Sink::Json(j)) = (cut, sink) {
+            // Part of the document is out: it is closed with the error, so that it parses
+            // (`"complete": false`); the error goes to stderr as well, and the exit is 1.
+            j.abort(&format!("{err:#}"))?;
+            return Err(err.context("the JSON on stdout is cut there (\"complete\": false)"));
+        }
+        return Err(err);
     }
     groups.sum();
     match sink {
@@ -556,6 +560,24 @@ impl JsonOut {
         self.flush()
     }
 
+    /// Ends a document the read could not finish (part of it was written already): the
+    /// mappings so far, then `"error"` and `"complete": false` instead of the groups.
+    fn abort(mut self, message: &str) -> anyhow::Result<()> {
+        self.close_cut(message);
+        self.flush()
+    }
+
+    fn close_cut(&mut self, message: &str) {
+        let o = &mut self.out;
+        if !self.summary_only {
+            o.extend_from_slice(if self.count == 0 { b"]" } else { b"\n  ]" });
+        }
+        key(o, 2, "error", true);
+        json::push_str(o, message);
+        key(o, 2, "complete", true);
+        o.extend_from_slice(b"false\n}\n");
+    }
+
     /// Ends the document: the mappings' array, the groups and the totals.
     fn close(&mut self, groups: &Groups) {
         let o = &mut self.out;
@@ -747,6 +769,27 @@ mod tests {
         assert_eq!(parse_kind("named-anonymous"), Ok(MapKind::NamedAnonymous));
         assert_eq!(parse_kind("stack"), Ok(MapKind::Stack));
         assert!(parse_kind("nope").unwrap_err().contains("one of: file, anonymous"));
+    }
+
+    #[test]
+    fn a_document_cut_by_a_failed_read_still_parses() {
+        let text = b"7f00-8f00 rw-p 00001000 fe:01 42                         /a\nSize:                  4 kB\n";
+        for (summary_only, with_mapping) in [(false, false), (false, true), (true, false)] {
+            let mut j = JsonOut::start(7, summary_only);
+            if with_mapping {
+                mmkit::inspect::maps::parse_smaps_each(text, |e| {
+                    j.mapping(e, e.area.kind()).unwrap();
+                    std::ops::ControlFlow::Continue(())
+                })
+                .unwrap();
+            }
+            j.close_cut("reading the mappings of process 7: \"gone\"");
+            let doc = String::from_utf8(std::mem::take(&mut j.out)).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
+            assert_eq!(v["complete"], false);
+            assert_eq!(v["error"], "reading the mappings of process 7: \"gone\"");
+            assert_eq!(v["mappings"].as_array().map(Vec::len), (!summary_only).then_some(usize::from(with_mapping)));
+        }
     }
 
     #[test]
