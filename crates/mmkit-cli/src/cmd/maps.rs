@@ -777,11 +777,12 @@ mod tests {
         for (summary_only, with_mapping) in [(false, false), (false, true), (true, false)] {
             let mut j = JsonOut::start(7, summary_only);
             if with_mapping {
-                mmkit::inspect::maps::parse_smaps_each(text, |e| {
+                let flow = mmkit::inspect::maps::parse_smaps_each(text, |e| {
                     j.mapping(e, e.area.kind()).unwrap();
                     std::ops::ControlFlow::Continue(())
                 })
                 .unwrap();
+                assert!(flow.is_continue());
             }
             j.close_cut("reading the mappings of process 7: \"gone\"");
             let doc = String::from_utf8(std::mem::take(&mut j.out)).unwrap();
