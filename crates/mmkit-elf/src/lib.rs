@@ -129,13 +129,15 @@
 //! initializer that opens a library on the same thread goes ahead.
 //!
 //! A library opened with [`LoadOptions::lazy_binding`] (or by a mapped library's
-//! `dlopen(RTLD_LAZY)`) loads although a function it calls is defined nowhere, as glibc's
-//! `RTLD_LAZY` loads it; the call, if made, ends the process with glibc's `symbol lookup
-//! error` and status 127 ([`Library::unbound_functions`] lists them).
+//! `dlopen(RTLD_LAZY)`) loads although a function it calls is defined nowhere yet, as glibc's
+//! `RTLD_LAZY` loads it: the call binds to the definition the library's scope has then (a
+//! library opened `RTLD_GLOBAL` since), or ends the process with glibc's `symbol lookup
+//! error` and status 127 ([`Library::unbound_functions`] lists those functions).
 //!
 //! # Not (yet) supported
-//! Lazy binding of defined functions (every reference that resolves is bound at load, and a
-//! function left unbound is not looked for again at its call); initial-exec TLS of a variable
+//! Lazy binding of functions defined at load (every reference that resolves then is bound at
+//! load; a definition that appears later, after a function was bound, is not switched to, as
+//! glibc's first call would have chosen it); initial-exec TLS of a variable
 //! in a dynamic TLS block (a library mmkit maps without `DF_STATIC_TLS`, or a glibc-loaded one;
 //! on aarch64 any other module's); copy relocations; text relocations (`DT_TEXTREL`, which
 //! glibc applies on x86_64; Android refuses them too); `PT_LOAD` segments that share a page

@@ -370,15 +370,24 @@ impl Object {
             }
             Ok(t)
         };
-        let plt = crate::executor::relocate_image(
+        let unbound = crate::executor::relocate_image(
             &self.dynamic,
             &mut resolve,
             self.tls.as_ref().map(ModuleTls::own),
             &mut || self.allocate_static_tls(),
-            Some(self.label.as_str()).filter(|_| binding.lazy),
+            binding.lazy,
         )
         .map_err(|e| e.with_path(&self.label))?;
-        if let Some(plt) = plt {
+        if let (Some(pltgot), false) = (self.dynamic.pltgot, unbound.is_empty()) {
+            let owner: &(dyn crate::relocate::lazy::LateBind + 'static) = self;
+            let plt = crate::relocate::lazy::install(
+                &self.dynamic.image,
+                pltgot,
+                (&self.label, owner, binding.deep),
+                unbound,
+                self.plan.relro,
+            )
+            .map_err(|e| e.with_path(&self.label))?;
             let _ = self.lazy_plt.set(plt);
         }
         self.check_static_tls_image()?;
@@ -606,7 +615,7 @@ impl Object {
         self.unwind.get().is_some()
     }
 
-    /// The functions left unbound by lazy binding (see `relocate/lazy.rs`).
+    /// The functions left unbound at load by lazy binding (see `relocate/lazy.rs`).
     pub(crate) fn unbound_functions(&self) -> Vec<String> {
         self.lazy_plt.get().map(|p| p.names().map(str::to_owned).collect()).unwrap_or_default()
     }
@@ -1397,7 +1406,8 @@ impl Library {
 
     /// The functions this library calls that nothing defined when it was loaded with
     /// [`LoadOptions::lazy_binding`](crate::LoadOptions::lazy_binding) (`name` or
-    /// `name, version V`), in relocation order: calling one ends the process, as glibc's lazy
+    /// `name, version V`), in relocation order: calling one binds it then, or ends the process
+    /// when nothing defines it yet, as glibc's lazy
     /// binding does. Empty for a library bound at load, and for one the system linker loaded.
     pub fn unbound_functions(&self) -> Vec<String> {
         match self.held() {
@@ -1480,4 +1490,21 @@ fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u6
         return 0;
     }
     buf.chunks_exact(8).filter(|c| c[7] & 0x80 != 0).count() as u64
+}
+
+/// Lazy binding's lookup at a call (`relocate/lazy.rs`): the symbol in the library's scope as
+/// it is now, in glibc's order for the load that brought the library in (the global scope,
+/// then that load's search list, or that list first under `RTLD_DEEPBIND`).
+impl crate::relocate::lazy::LateBind for Object {
+    fn late_bind(&self, sym: u32, deep: bool) -> Option<Target> {
+        let list: Vec<Dependency> = match self.root.get().and_then(Weak::upgrade) {
+            Some(root) => std::iter::once(Dependency::Mmkit(Arc::downgrade(&root)))
+                .chain(root.search_list().iter().cloned())
+                .collect(),
+            None => self.search_list().to_vec(),
+        };
+        let scope = process_scope::Scope::now();
+        let wanted = OnceCell::new();
+        self.resolve(sym, &scope, &wanted, (&list, deep)).ok()
+    }
 }

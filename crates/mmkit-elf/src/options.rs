@@ -117,19 +117,22 @@ impl LoadOptions<'_> {
 
 impl LoadOptions<'_> {
     /// Binds as `dlopen(RTLD_LAZY)` does where it shows: a call to a function that nothing
-    /// loaded defines fails when it is made, not at load. The library (and every library this
-    /// open maps for it) then loads; if the call is ever made, the process ends as glibc ends
-    /// it, with `<program>: symbol lookup error: <library>: undefined symbol: <name>` on
+    /// loaded defines is bound when it is made, not at load. The library (and every library
+    /// this open maps for it) then loads. At the call, the function is looked up again in the
+    /// library's scope as it is then (a library opened `RTLD_GLOBAL`, by glibc or with
+    /// [`Library::make_global`](crate::Library::make_global), may define it by then) and the
+    /// call goes on to it with its arguments; if nothing defines it, the process ends as glibc
+    /// ends it, with `<program>: symbol lookup error: <library>: undefined symbol: <name>` on
     /// standard error and exit status 127. Plug-ins that name a function of an optional
-    /// library in code they never reach load this way.
+    /// library in code they never reach, or of a library the host loads after them, load this
+    /// way.
     ///
     /// Every other reference is still bound at load (a call to a function that is defined
     /// costs nothing more later), and an undefined data reference still fails the load, as
     /// with glibc. As with glibc, a library linked with `-z now` is bound at load, and
-    /// `LD_BIND_NOW` set (not empty) in the environment turns lazy binding off. Unlike glibc,
-    /// a definition that appears after the load (a library opened `RTLD_GLOBAL` since) is not
-    /// looked for at the call. The default, as Android's linker (which has no lazy binding)
-    /// and `RTLD_NOW`: an undefined function fails the load
+    /// `LD_BIND_NOW` set (not empty) in the environment turns lazy binding off. The default,
+    /// as Android's linker (which has no lazy binding) and `RTLD_NOW`: an undefined function
+    /// fails the load
     /// ([`ErrorKind::UndefinedSymbol`]). A `dlopen(name, RTLD_LAZY)` made by a library mmkit
     /// mapped binds this way.
     ///

@@ -217,3 +217,87 @@ fn deep_binding_prefers_the_librarys_own_definitions_to_the_global_scope_as_glib
         assert_eq!(r, want, "dlopen flags {flags:#x} from a mapped library");
     }
 }
+
+type LateCall = extern "C" fn(i64, i64, i64, i64, i64, i64, f64, f64, f64, f64, f64, f64, f64, f64) -> i64;
+
+/// `fx_late_call` at `addr` with fixed arguments (six integers and eight doubles, all in
+/// registers: a trampoline that lost one would change the answer).
+fn late_call(addr: u64) -> i64 {
+    // SAFETY: `fx_late_call`'s signature (fixture late.c).
+    let f = unsafe { std::mem::transmute::<u64, LateCall>(addr) };
+    f(1, 2, 3, 4, 5, 6, 0.5, 0.25, 0.125, 1.0, 2.0, 3.0, 4.0, 5.0)
+}
+
+/// `fx_late_vec(1, 2, 3, 4)` at `addr` (a 256-bit vector in ymm0 on to the late function).
+#[cfg(target_arch = "x86_64")]
+fn late_vec(addr: u64) -> i64 {
+    type F = extern "C" fn(f64, f64, f64, f64) -> i64;
+    // SAFETY: `fx_late_vec`'s signature (fixture late.c, built with -mavx).
+    let f = unsafe { std::mem::transmute::<u64, F>(addr) };
+    f(1.0, 2.0, 3.0, 4.0)
+}
+
+/// AVX is here and the fixtures are built by the host's gcc (the vector test's `-mavx`).
+fn avx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return common::host_cc() && std::arch::is_x86_feature_detected!("avx");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+fn late_flags() -> Vec<&'static str> {
+    if avx() {
+        vec!["-mavx"]
+    } else {
+        vec![]
+    }
+}
+
+#[test]
+fn a_function_defined_after_the_load_binds_at_its_first_call_as_with_glibc() {
+    if !common::in_fresh_process("a_function_defined_after_the_load_binds_at_its_first_call_as_with_glibc") {
+        return;
+    }
+    let flags = late_flags();
+    let late = |copy: &str| build(&format!("late-{copy}"), "late.c", "fxlate", &flags);
+    let mut provider_flags = flags.clone();
+    provider_flags.push("-DFX_PROVIDER");
+    // Loaded while nothing defines mmkit_fx_late_fn: by glibc and by mmkit, lazily.
+    let g = glibc_open(&late("glibc"), libc::RTLD_LAZY | libc::RTLD_LOCAL).unwrap();
+    let m = open_lazy(&late("mmkit"), true).unwrap_or_else(|e| panic!("{e}"));
+    assert!(m.unbound_functions().iter().any(|f| f == "mmkit_fx_late_fn"), "{:?}", m.unbound_functions());
+    // Then a library defining it joins glibc's global scope.
+    let provider = build("late-provider", "late.c", "fxlateprov", &provider_flags);
+    let _p = glibc_open(&provider, libc::RTLD_NOW | libc::RTLD_GLOBAL).unwrap();
+    // SAFETY: dlsym on glibc's live handle.
+    let g_call = unsafe { libc::dlsym(g, c"fx_late_call".as_ptr()) } as u64;
+    let want = late_call(g_call);
+    assert_eq!(want, 102_029_321, "glibc's answer (the fixture's arithmetic)");
+    let m_call = m.address_of("fx_late_call").unwrap();
+    assert_eq!(late_call(m_call), want, "the first call binds and passes every argument register");
+    assert_eq!(late_call(m_call), want, "the second call goes straight to it");
+    #[cfg(target_arch = "x86_64")]
+    if avx() {
+        // SAFETY: as above.
+        let g_vec = unsafe { libc::dlsym(g, c"fx_late_vec".as_ptr()) } as u64;
+        assert_eq!(late_vec(g_vec), 4321);
+        assert_eq!(late_vec(m.address_of("fx_late_vec").unwrap()), 4321, "ymm0's upper half kept");
+    }
+}
+
+#[test]
+fn a_function_a_library_made_global_later_defines_binds_at_its_call() {
+    if !common::in_fresh_process("a_function_a_library_made_global_later_defines_binds_at_its_call") {
+        return;
+    }
+    let late = build("late-mglobal", "late.c", "fxlate", &[]);
+    let m = open_lazy(&late, true).unwrap_or_else(|e| panic!("{e}"));
+    // The provider mapped by mmkit and made global (RTLD_GLOBAL of mmkit's scope).
+    let provider = build("late-mprovider", "late.c", "fxlateprov", &["-DFX_PROVIDER"]);
+    let p = open_lazy(&provider, false).unwrap_or_else(|e| panic!("{e}"));
+    p.make_global();
+    assert_eq!(late_call(m.address_of("fx_late_call").unwrap()), 102_029_321);
+    // The provider stays loaded while the library bound to it is (glibc's l_reldeps).
+    drop(p);
+    assert_eq!(late_call(m.address_of("fx_late_call").unwrap()), 102_029_321);
+}

@@ -58,8 +58,8 @@ pub enum Command {
         /// Who loads a system library, SOURCE or a dependency.
         #[arg(long, value_enum, default_value_t = System::Linker)]
         system: System,
-        /// Bind as dlopen(RTLD_LAZY): a function nothing defines fails when called (glibc's
-        /// "symbol lookup error", exit 127), not at load.
+        /// Bind as dlopen(RTLD_LAZY): a function nothing defines yet is bound at its first
+        /// call (glibc's "symbol lookup error", exit 127, if still undefined), not at load.
         #[arg(long)]
         lazy: bool,
         /// Bind as dlopen(RTLD_DEEPBIND): the library's own definitions (and its
@@ -110,8 +110,8 @@ pub struct LoadExt {
     /// Seal the library's code and RELRO with mseal(2) after relocation (Linux 6.10+).
     #[arg(long)]
     seal: bool,
-    /// Bind as dlopen(RTLD_LAZY): a function nothing defines fails when called (glibc's
-    /// "symbol lookup error", exit 127), not at load.
+    /// Bind as dlopen(RTLD_LAZY): a function nothing defines yet is bound at its first call
+    /// (glibc's "symbol lookup error", exit 127, if still undefined), not at load.
     #[arg(long)]
     lazy: bool,
     /// Bind as dlopen(RTLD_DEEPBIND): the library's own definitions (and its dependencies')
@@ -441,7 +441,10 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
         let unbound = lib.unbound_functions();
         if !unbound.is_empty() {
-            outln!("left unbound (--lazy; calling one ends the process): {}", unbound.join("; "))?;
+            outln!(
+                "left to bind at their first call (--lazy; undefined then, the process ends): {}",
+                unbound.join("; ")
+            )?;
         }
         if let Some((shared, private)) = lib.relro_sharing() {
             outln!("RELRO: {shared} pages mapped from the RELRO file, {private} private (they differ)")?;

@@ -232,6 +232,17 @@ mod entries {
         static ERRORS: RefCell<(Option<CString>, Option<CString>)> = const { RefCell::new((None, None)) };
     }
 
+    /// Whether `dlopen`'s `flags` ask for glibc's `RTLD_DEEPBIND` (bionic has none).
+    fn deep_bind(flags: c_int) -> bool {
+        #[cfg(target_env = "gnu")]
+        return flags & libc::RTLD_DEEPBIND != 0;
+        #[cfg(not(target_env = "gnu"))]
+        {
+            let _ = flags;
+            false
+        }
+    }
+
     /// `dlopen` as called from `caller`.
     ///
     /// # Safety
@@ -252,7 +263,7 @@ mod entries {
                 &origin,
                 text,
                 flags & libc::RTLD_NOLOAD != 0,
-                crate::options::Binding { lazy: flags & 3 == libc::RTLD_LAZY, deep: flags & libc::RTLD_DEEPBIND != 0 },
+                crate::options::Binding { lazy: flags & 3 == libc::RTLD_LAZY, deep: deep_bind(flags) },
             ),
             // SAFETY: as above; a name that is no UTF-8 is left to the system linker.
             Err(_) => return unsafe { libc::dlopen(name, flags) },

@@ -219,8 +219,8 @@ pub(crate) fn relocate_image(
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls: Option<crate::relocate::tls::OwnTls>,
     allocate_static: &mut dyn FnMut() -> Result<crate::relocate::tls::OwnTls>,
-    lazy: Option<&str>,
-) -> Result<Option<Box<crate::relocate::lazy::LazyPlt>>> {
+    lazy: bool,
+) -> Result<Vec<crate::relocate::lazy::LazySlot>> {
     // SAFETY: called by `Library::load` after every segment is mapped and every dependency is
     // loaded, relocated and initialized; `Library::open`'s caller vouched for the library.
     unsafe { crate::relocate::relocate(dynamic, resolve, tls, allocate_static, lazy) }

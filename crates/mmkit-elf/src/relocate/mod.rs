@@ -124,10 +124,9 @@ pub(crate) unsafe fn call_ifunc_resolver(resolver: u64) -> u64 {
 /// instruction-cache maintenance is needed on any machine.
 ///
 ///
-/// With `lazy` (the library's name, for `dlopen(RTLD_LAZY)`), a `JUMP_SLOT` of `DT_JMPREL`
-/// whose function nothing defines does not fail: it is left pointing into the PLT, whose
-/// resolver word is pointed at [`lazy`]'s trampoline, and the result names it (the caller
-/// keeps it while the library is mapped). Without `DT_PLTGOT`, or for a library linked
+/// With `lazy` (`dlopen(RTLD_LAZY)`), a `JUMP_SLOT` of `DT_JMPREL` whose function nothing
+/// defines does not fail: it is left pointing into the PLT, and returned, for the caller to
+/// [`lazy::install`] the PLT's resolver. Without `DT_PLTGOT`, or for a library linked
 /// `-z now`, every reference is bound at load.
 ///
 /// # Safety
@@ -138,15 +137,15 @@ pub(crate) unsafe fn relocate(
     resolve: &mut dyn FnMut(u32) -> Result<Target>,
     tls: Option<tls::OwnTls>,
     allocate_static: &mut dyn FnMut() -> Result<tls::OwnTls>,
-    lazy: Option<&str>,
-) -> Result<Option<Box<lazy::LazyPlt>>> {
+    lazy: bool,
+) -> Result<Vec<lazy::LazySlot>> {
     let machine = Machine::host()?;
     apply_relr(&dy.image, &dy.relr)?;
     // IRELATIVE and IFUNC-bound references run resolver code: do them last, when every other
     // relocation (the data a resolver may read) is in place.
     let mut deferred: Vec<Deferred> = Vec::new();
     let mut waiting: Vec<Rela> = Vec::new();
-    let pltgot = dy.pltgot.filter(|_| lazy.is_some() && !dy.bind_now);
+    let pltgot = dy.pltgot.filter(|_| lazy && !dy.bind_now);
     let mut unbound: Vec<lazy::LazySlot> = Vec::new();
     for (i, r) in dy.relocations().enumerate() {
         if let Some(index) = i.checked_sub(dy.rela_count()).filter(|_| pltgot.is_some()) {
@@ -156,10 +155,6 @@ pub(crate) unsafe fn relocate(
         }
         apply(machine, dy, &r, resolve, tls, &mut deferred, &mut waiting)?;
     }
-    let plt = match (pltgot, lazy) {
-        (Some(got), Some(label)) if !unbound.is_empty() => Some(lazy::install(&dy.image, got, label, unbound)?),
-        _ => None,
-    };
     if tls.is_some_and(|t| t.pending) {
         let tls = Some(allocate_static()?);
         for r in waiting {
@@ -168,7 +163,7 @@ pub(crate) unsafe fn relocate(
     }
     // SAFETY: the caller's contract (the image is mapped, its dependencies relocated).
     unsafe { run_ifunc_resolvers(&dy.image, deferred)? };
-    Ok(plt)
+    Ok(unbound)
 }
 
 /// Lazy binding of one `DT_JMPREL` relocation (`index`): `true` when it is a `JUMP_SLOT`
@@ -201,7 +196,7 @@ fn leave_unbound(
     if let Some((v, _)) = dy.version_of(r.sym) {
         name = format!("{name}, version {}", dy.version_name(v));
     }
-    unbound.push(lazy::LazySlot { index: index as u64, slot: image.addr(r.offset), name });
+    unbound.push(lazy::LazySlot { index: index as u64, slot: image.addr(r.offset), sym: r.sym, name });
     Ok(true)
 }
 

@@ -50,8 +50,19 @@ extern "C" fn tlsdesc_block(arg: u64) -> *mut u8 {
 /// Bytes the `xsave` area of this CPU's enabled state components takes (`CPUID.(EAX=0DH,
 /// ECX=0):EBX`), or 0 where the OS has not enabled `xsave` (then `fxsave`'s 512 bytes, x87 and
 /// SSE, are saved): read by the dynamic resolver below, set before a descriptor names it.
+/// Also read by the lazy PLT's resolver (`lazy.rs`); set by [`size_xsave_area`].
 #[cfg(target_arch = "x86_64")]
-static XSAVE_SIZE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub(crate) static XSAVE_SIZE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets [`XSAVE_SIZE`] for this CPU, before an address of a resolver that reads it is written.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn size_xsave_area() {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    // CPUID leaf 1, ECX bit 27: OSXSAVE (the OS enabled xsave, and XCR0 says what it saves).
+    // Leaf 0xD sub-leaf 0, EBX: the size of the xsave area for the components XCR0 enables.
+    let size = if __cpuid(1).ecx & (1 << 27) != 0 { u64::from(__cpuid_count(0xd, 0).ebx) } else { 0 };
+    XSAVE_SIZE.store(size.max(if size > 0 { 576 } else { 0 }), std::sync::atomic::Ordering::Relaxed);
+}
 
 // mmkit's resolver of x86_64 TLS descriptors (`R_X86_64_TLSDESC`, `-mtls-dialect=gnu2`) of
 // variables in dynamic TLS blocks: mmkit's blocks (allocated per thread on first use, see
@@ -149,10 +160,6 @@ extern "C" {
 /// area for this CPU first.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn tlsdesc_dynamic_address() -> u64 {
-    use core::arch::x86_64::{__cpuid, __cpuid_count};
-    // CPUID leaf 1, ECX bit 27: OSXSAVE (the OS enabled xsave, and XCR0 says what it saves).
-    // Leaf 0xD sub-leaf 0, EBX: the size of the xsave area for the components XCR0 enables.
-    let size = if __cpuid(1).ecx & (1 << 27) != 0 { u64::from(__cpuid_count(0xd, 0).ebx) } else { 0 };
-    XSAVE_SIZE.store(size.max(if size > 0 { 576 } else { 0 }), std::sync::atomic::Ordering::Relaxed);
+    size_xsave_area();
     __mmkit_elf_tlsdesc_dynamic_x86_64 as *const () as usize as u64
 }
