@@ -147,11 +147,11 @@ pub(crate) unsafe fn relocate(
     let mut waiting: Vec<Rela> = Vec::new();
     let pltgot = dy.pltgot.filter(|_| lazy && !dy.bind_now);
     let mut unbound: Vec<lazy::LazySlot> = Vec::new();
+    // The `DT_JMPREL` entries come after `DT_RELA`'s; without lazy binding, none is looked at.
+    let lazy_from = if pltgot.is_some() { dy.rela_count() } else { usize::MAX };
     for (i, r) in dy.relocations().enumerate() {
-        if let Some(index) = i.checked_sub(dy.rela_count()).filter(|_| pltgot.is_some()) {
-            if leave_unbound(machine, dy, &r, index, resolve, &mut unbound)? {
-                continue;
-            }
+        if i >= lazy_from && leave_unbound(machine, dy, &r, i - lazy_from, resolve, &mut unbound)? {
+            continue;
         }
         apply(machine, dy, &r, resolve, tls, &mut deferred, &mut waiting)?;
     }
