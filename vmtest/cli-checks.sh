@@ -66,6 +66,7 @@ expect_fail irq_timeout "interrupt 1 of 1 did not arrive" mmkit mmio irq --uio 0
 
 # the edu example and the tour section run on the device.
 expect_has edu_example "factorial  12! = 479001600 (interrupt #" edu
+expect_has tour_mmio_example "tour_mmio: ok (interrupt #" tour_mmio
 expect_has tour_ident "0x010000ed" mmkit tour --only mmio
 expect_has tour_json '"ident": 16777453' mmkit tour --only mmio --json
 

@@ -54,10 +54,33 @@
 //! - [`Error`]: one opaque error naming the operation, path, range and errno.
 //!
 //! # Example
-//! ```no_run
+//! ```
 //! use mmkit_elf::{Library, Source};
 //!
-//! # fn main() -> Result<(), mmkit_elf::Error> {
+//! # /// Builds a shared library from C in the current directory (`false`: no compiler here).
+//! # fn cc(out: &str, c: &str, flags: &[&str]) -> bool {
+//! #     std::fs::write("src.c", c).unwrap();
+//! #     std::fs::create_dir_all(std::path::Path::new(out).parent().unwrap()).unwrap();
+//! #     match std::process::Command::new("gcc").args(["-shared", "-fPIC", "-o", out, "src.c"]).args(flags).status() {
+//! #         Ok(s) => { assert!(s.success(), "gcc -o {out}: {s}"); true }
+//! #         Err(e) => { println!("skipped: no gcc ({e})"); false }
+//! #     }
+//! # }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # std::env::set_current_dir(dir.path())?;
+//! # // app.apk: libfoo.so (built for pages up to 16 KiB) stored and 16 KiB-aligned.
+//! # if !cc("libfoo.so", "long add(long a, long b) { return a + b; }", &["-Wl,-z,max-page-size=16384"]) {
+//! #     return Ok(());
+//! # }
+//! # use std::io::Write;
+//! # let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+//! # let mut apk = zip::ZipWriter::new(std::fs::File::create("app.apk")?);
+//! # apk.start_file("AndroidManifest.xml", stored)?;
+//! # apk.write_all(b"<manifest/>")?;
+//! # apk.start_file("lib/x86_64/libfoo.so", stored.with_alignment(16384))?;
+//! # apk.write_all(&std::fs::read("libfoo.so")?)?;
+//! # apk.finish()?;
 //! // Plan first (pure): what would be mapped where, for 16 KiB pages.
 //! let plan = mmkit_elf::plan(&Source::parse("app.apk!/lib/x86_64/libfoo.so"), 16384)?;
 //! println!("reserve {:#x} bytes for {} segments", plan.span_len, plan.segments.len());

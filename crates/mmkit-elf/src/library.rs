@@ -1355,12 +1355,33 @@ impl Library {
     /// `dlsym`) do not see it. A library the system linker loaded is unchanged: open it with
     /// `dlopen(RTLD_GLOBAL)` instead.
     ///
-    /// ```no_run
-    /// # fn main() -> Result<(), mmkit_elf::Error> {
+    /// ```
+    /// # /// Builds a shared library from C in the current directory (`false`: no compiler here).
+    /// # fn cc(out: &str, c: &str, flags: &[&str]) -> bool {
+    /// #     std::fs::write("src.c", c).unwrap();
+    /// #     std::fs::create_dir_all(std::path::Path::new(out).parent().unwrap()).unwrap();
+    /// #     match std::process::Command::new("gcc").args(["-shared", "-fPIC", "-o", out, "src.c"]).args(flags).status() {
+    /// #         Ok(s) => { assert!(s.success(), "gcc -o {out}: {s}"); true }
+    /// #         Err(e) => { println!("skipped: no gcc ({e})"); false }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::env::set_current_dir(dir.path())?;
+    /// # // The plug-in calls `runtime_version` without linking to the runtime.
+    /// # let codec_c = "int runtime_version(void); int codec_version(void) { return runtime_version(); }";
+    /// # if !cc("libruntime.so", "int runtime_version(void) { return 42; }", &[])
+    /// #     || !cc("plugins/libpng-codec.so", codec_c, &[])
+    /// # {
+    /// #     return Ok(());
+    /// # }
     /// // A plug-in host: the runtime's symbols are what its plug-ins bind to.
-    /// let runtime = unsafe { mmkit_elf::Library::open("/opt/app/libruntime.so")? };
+    /// // SAFETY: trusted libraries.
+    /// let runtime = unsafe { mmkit_elf::Library::open("./libruntime.so")? };
     /// runtime.make_global();
-    /// let plugin = unsafe { mmkit_elf::Library::open("/opt/app/plugins/libpng-codec.so")? };
+    /// // SAFETY: as above.
+    /// let plugin = unsafe { mmkit_elf::Library::open("./plugins/libpng-codec.so")? };
+    /// # assert_eq!(unsafe { plugin.symbol::<extern "C" fn() -> i32>("codec_version")? }(), 42);
     /// # Ok(()) }
     /// ```
     pub fn make_global(&self) {

@@ -22,15 +22,32 @@ use rustix::fd::{AsFd, BorrowedFd};
 /// [`lazy_binding`](LoadOptions::lazy_binding) and [`deep_bind`](LoadOptions::deep_bind),
 /// which apply to every library the open maps).
 ///
-/// ```no_run
+/// ```
+/// # /// Builds a shared library from C in the current directory (`false`: no compiler here).
+/// # fn cc(out: &str, c: &str, flags: &[&str]) -> bool {
+/// #     std::fs::write("src.c", c).unwrap();
+/// #     std::fs::create_dir_all(std::path::Path::new(out).parent().unwrap()).unwrap();
+/// #     match std::process::Command::new("gcc").args(["-shared", "-fPIC", "-o", out, "src.c"]).args(flags).status() {
+/// #         Ok(s) => { assert!(s.success(), "gcc -o {out}: {s}"); true }
+/// #         Err(e) => { println!("skipped: no gcc ({e})"); false }
+/// #     }
+/// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # std::env::set_current_dir(dir.path())?;
+/// # if !cc("libfoo.so", "int foo[4096] = { 1 }; int get(int i) { return foo[i]; }", &[]) {
+/// #     return Ok(());
+/// # }
 /// use mmkit::Reservation;
 /// use mmkit_elf::{Library, LoadOptions};
 /// let space = Reservation::new(64 << 20)?; // address space the caller keeps
 /// // SAFETY: a trusted library; `space` outlives it (it is dropped last).
-/// let lib = unsafe { Library::open_with("libfoo.so", &LoadOptions::new().reserved(&space, 0))? };
+/// let lib = unsafe { Library::open_with("./libfoo.so", &LoadOptions::new().reserved(&space, 0))? };
 /// assert_eq!(lib.span().0, space.as_ptr() as u64);
+/// # let span_len = lib.span().1 as usize;
+/// # assert!(space.resident_pages(0, span_len)? > 0);
 /// drop(lib); // the range is decommitted and stays reserved in `space`
+/// # assert_eq!(space.resident_pages(0, span_len)?, 0);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -136,12 +153,31 @@ impl LoadOptions<'_> {
     /// ([`ErrorKind::UndefinedSymbol`]). A `dlopen(name, RTLD_LAZY)` made by a library mmkit
     /// mapped binds this way.
     ///
-    /// ```no_run
-    /// # fn main() -> Result<(), mmkit_elf::Error> {
+    /// ```
+    /// # /// Builds a shared library from C in the current directory (`false`: no compiler here).
+    /// # fn cc(out: &str, c: &str, flags: &[&str]) -> bool {
+    /// #     std::fs::write("src.c", c).unwrap();
+    /// #     std::fs::create_dir_all(std::path::Path::new(out).parent().unwrap()).unwrap();
+    /// #     match std::process::Command::new("gcc").args(["-shared", "-fPIC", "-o", out, "src.c"]).args(flags).status() {
+    /// #         Ok(s) => { assert!(s.success(), "gcc -o {out}: {s}"); true }
+    /// #         Err(e) => { println!("skipped: no gcc ({e})"); false }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::env::set_current_dir(dir.path())?;
+    /// # let c = "int missing_function(void); int optional(void) { return missing_function(); } int entry(void) { return 7; }";
+    /// # if !cc("plugin.so", c, &[]) {
+    /// #     return Ok(());
+    /// # }
+    /// # // Bound eagerly, the missing function is an error.
+    /// # let eager = unsafe { mmkit_elf::Library::open("./plugin.so") }.unwrap_err();
+    /// # assert_eq!(eager.kind(), mmkit_elf::ErrorKind::UndefinedSymbol, "{eager}");
     /// use mmkit_elf::{Library, LoadOptions};
     /// // SAFETY: a trusted plug-in; its optional code (which names a missing function) is
     /// // never called.
     /// let plugin = unsafe { Library::open_with("./plugin.so", &LoadOptions::new().lazy_binding(true))? };
+    /// # assert_eq!(unsafe { plugin.symbol::<extern "C" fn() -> i32>("entry")? }(), 7);
     /// # Ok(()) }
     /// ```
     #[doc(alias = "RTLD_LAZY")]
@@ -157,11 +193,33 @@ impl LoadOptions<'_> {
     /// program or a global library also defines (its own allocator, its own zlib) then calls
     /// its own. A `dlopen(name, RTLD_DEEPBIND)` made by a library mmkit mapped binds this way.
     ///
-    /// ```no_run
-    /// # fn main() -> Result<(), mmkit_elf::Error> {
+    /// ```
+    /// # /// Builds a shared library from C in the current directory (`false`: no compiler here).
+    /// # fn cc(out: &str, c: &str, flags: &[&str]) -> bool {
+    /// #     std::fs::write("src.c", c).unwrap();
+    /// #     std::fs::create_dir_all(std::path::Path::new(out).parent().unwrap()).unwrap();
+    /// #     match std::process::Command::new("gcc").args(["-shared", "-fPIC", "-o", out, "src.c"]).args(flags).status() {
+    /// #         Ok(s) => { assert!(s.success(), "gcc -o {out}: {s}"); true }
+    /// #         Err(e) => { println!("skipped: no gcc ({e})"); false }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::env::set_current_dir(dir.path())?;
+    /// # // A global library defines `deflate` too; the plug-in calls its own from `compress`.
+    /// # let plugin_c = "int deflate(void) { return 2; } int compress(void) { return deflate(); }";
+    /// # if !cc("libglobal.so", "int deflate(void) { return 1; }", &[]) || !cc("plugin.so", plugin_c, &[]) {
+    /// #     return Ok(());
+    /// # }
+    /// # std::fs::copy("plugin.so", "plugin-plain.so")?;
+    /// # let global = unsafe { mmkit_elf::Library::open("./libglobal.so")? };
+    /// # global.make_global();
+    /// # let plain = unsafe { mmkit_elf::Library::open("./plugin-plain.so")? };
+    /// # assert_eq!(unsafe { plain.symbol::<extern "C" fn() -> i32>("compress")? }(), 1, "the global scope first");
     /// use mmkit_elf::{Library, LoadOptions};
     /// // SAFETY: a trusted plug-in, whose calls to its own `deflate` must reach its own.
     /// let plugin = unsafe { Library::open_with("./plugin.so", &LoadOptions::new().deep_bind(true))? };
+    /// # assert_eq!(unsafe { plugin.symbol::<extern "C" fn() -> i32>("compress")? }(), 2, "its own first");
     /// # Ok(()) }
     /// ```
     #[doc(alias = "RTLD_DEEPBIND")]

@@ -196,12 +196,27 @@ impl Plan {
     /// headers, plan each one in table order (a `PT_LOAD` segment, or the dynamic section, TLS,
     /// RELRO, stack and unwind-table headers), then check the layout and the tables.
     ///
-    /// ```no_run
+    /// ```
+    /// # /// Builds a shared library from C in the current directory (`false`: no compiler here).
+    /// # fn cc(out: &str, c: &str, flags: &[&str]) -> bool {
+    /// #     std::fs::write("src.c", c).unwrap();
+    /// #     std::fs::create_dir_all(std::path::Path::new(out).parent().unwrap()).unwrap();
+    /// #     match std::process::Command::new("aarch64-linux-gnu-gcc").args(["-shared", "-fPIC", "-o", out, "src.c"]).args(flags).status() {
+    /// #         Ok(s) => { assert!(s.success(), "aarch64-linux-gnu-gcc -o {out}: {s}"); true }
+    /// #         Err(e) => { println!("skipped: no aarch64-linux-gnu-gcc ({e})"); false }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::env::set_current_dir(dir.path())?;
+    /// # if !cc("lib/arm64-v8a/libfoo.so", "int foo(void) { return 1; }", &["-Wl,-z,max-page-size=16384"]) {
+    /// #     return Ok(());
+    /// # }
     /// use mmkit_elf::{Machine, Plan};
     /// let bytes = std::fs::read("lib/arm64-v8a/libfoo.so")?;
     /// let plan = Plan::for_machine(&bytes, bytes.len() as u64, 16384, Machine::Aarch64)?;
     /// assert_eq!(plan.machine, Machine::Aarch64);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok(()) }
     /// ```
     pub fn for_machine(bytes: &[u8], source_len: u64, page_size: u64, machine: Machine) -> Result<Plan> {
         check_page_size(page_size)?;

@@ -128,13 +128,21 @@ pub fn pack(input: impl AsRef<Path>, output: impl AsRef<Path>, opts: &PackOption
 /// to the compressor) so far and the input's size. Called after every MiB read and once at the
 /// end (`read == total`), on the calling thread; a progress bar's update is what it is for.
 ///
-/// ```no_run
+/// ```
 /// use mmkit_pager::seekable::{pack_with_progress, PackOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_current_dir(dir.path()).unwrap();
+/// # std::fs::write("disk.img", vec![1u8; (5 << 20) / 2]).unwrap(); // 2.5 MiB
+/// # let mut calls = Vec::new();
 ///
 /// let info = pack_with_progress("disk.img", "disk.img.zst", &PackOptions::default(), &mut |read, total| {
 ///     eprint!("\r{} / {} MiB", read >> 20, total >> 20);
+/// #   calls.push((read, total));
 /// })?;
 /// eprintln!("\n{} frames", info.frames);
+/// # assert_eq!(info.frames, 40); // 2.5 MiB in 64 KiB frames
+/// # let total = (5 << 20) / 2;
+/// # assert_eq!(calls, [(1 << 20, total), (2 << 20, total), (total, total)]);
 /// # Ok::<(), mmkit::Error>(())
 /// ```
 pub fn pack_with_progress(

@@ -161,12 +161,18 @@ macro_rules! typed_views {
 
 /// A read-only memory map (`Deref<Target = [u8]>`).
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # std::env::set_current_dir(dir.path())?;
+/// # let page = mmkit::page_size();
+/// # std::fs::write("large_data.bin", vec![7u8; 3 * page + 5])?;
 /// let file = std::fs::File::open("large_data.bin")?;
 /// // SAFETY: nobody truncates or rewrites large_data.bin while we read it.
 /// let map = unsafe { mmkit::Mmap::map(&file) }?;
 /// println!("{} bytes, first {:?}, {} pages resident", map.len(), map.first(), map.residency(..)?.resident_pages());
+/// # assert_eq!((map.len(), map.first()), (3 * page + 5, Some(&7)));
+/// # assert_eq!(map.residency(..)?.pages(), 4);
 /// # Ok(()) }
 /// ```
 ///

@@ -15,7 +15,7 @@
 //! [`collect_files`] expands directories the way `vmtouch` does (recursively, not following
 //! symbolic links inside directories, counting each inode once), so that counts compare.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> mmkit::Result<()> {
 //! let r = mmkit::inspect::residency("/usr/bin/ls")?;
 //! println!("{}/{} pages resident", r.resident_pages(), r.pages());
@@ -23,6 +23,9 @@
 //! println!("{} cached, {:?} dirty", stat.cached, stat.dirty);
 //! let rollup = mmkit::inspect::smaps_rollup(std::process::id())?;
 //! println!("Rss {} KiB, Pss {} KiB", rollup.stats.rss, rollup.stats.pss);
+//! # let len = std::fs::metadata("/usr/bin/ls").unwrap().len();
+//! # assert_eq!(r.pages(), len.div_ceil(mmkit::page_size() as u64));
+//! # assert!(rollup.stats.rss > 0 && rollup.stats.pss > 0);
 //! # Ok(()) }
 //! ```
 

@@ -37,7 +37,7 @@ pub fn smaps(pid: u32) -> Result<Vec<SmapsEntry>> {
 /// that print as they go must therefore be able to take back, or mark as incomplete, what
 /// they printed.
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> mmkit::Result<()> {
 /// let mut rss = 0;
 /// mmkit::inspect::smaps_for_each(std::process::id(), |e| {
@@ -45,6 +45,10 @@ pub fn smaps(pid: u32) -> Result<Vec<SmapsEntry>> {
 ///     std::ops::ControlFlow::Continue(())
 /// })?;
 /// println!("{rss} KiB resident");
+/// # // The sum of the mappings' Rss is smaps_rollup's Rss (the same walk of the same maps,
+/// # // give or take what this process touched in between).
+/// # let rollup = mmkit::inspect::smaps_rollup(std::process::id())?.stats.rss;
+/// # assert!(rss > 0 && rss.abs_diff(rollup) * 10 < rollup, "{rss} vs {rollup} KiB");
 /// # Ok(()) }
 /// ```
 pub fn smaps_for_each(pid: u32, mut f: impl FnMut(&SmapsEntry) -> ControlFlow<()>) -> Result<()> {
