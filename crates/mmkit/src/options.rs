@@ -402,7 +402,8 @@ impl MapOptions {
     }
 
     /// File offset of the first byte. Any value: an unaligned offset maps from the page below
-    /// and exposes only the requested bytes.
+    /// and exposes only the requested bytes. Anonymous maps (`map_anon*`) have no file and
+    /// ignore it, as memmap2's `MmapOptions::offset` is ignored by `map_anon`.
     pub fn offset(&mut self, offset: u64) -> &mut Self {
         self.offset = offset;
         self

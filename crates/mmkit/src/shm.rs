@@ -103,6 +103,9 @@ impl std::fmt::Debug for Seals {
     }
 }
 
+/// The longest memfd name the kernel takes: `NAME_MAX` (255) less the `memfd:` prefix.
+const MEMFD_NAME_MAX: usize = 249;
+
 /// A memfd: shared memory with a name and a size, sealable, passable to other processes.
 /// See the [module docs](self).
 #[derive(Debug)]
@@ -119,8 +122,19 @@ impl SharedMemory {
     pub fn create(name: &str, len: u64) -> Result<SharedMemory> {
         let c = CString::new(name)
             .map_err(|_| Error::new("memfd_create", ErrorKind::InvalidArgument).with_detail("name contains NUL"))?;
-        let fd = sys::shm::memfd_create(&c)
-            .map_err(|e| Error::os("memfd_create", e).with_detail(format!("name {name:?}")))?;
+        let fd = sys::shm::memfd_create(&c).map_err(|e| {
+            let err = Error::os("memfd_create", e);
+            // The kernel takes at most 249 bytes (NAME_MAX less the "memfd:" prefix).
+            if e == rustix::io::Errno::INVAL && name.len() > MEMFD_NAME_MAX {
+                let start: String = name.chars().take(32).collect();
+                err.with_detail(format!(
+                    "the name is {} bytes, more than the {MEMFD_NAME_MAX} a memfd name may have (it starts {start:?})",
+                    name.len()
+                ))
+            } else {
+                err.with_detail(format!("name {name:?}"))
+            }
+        })?;
         let shm = SharedMemory { fd, name: name.to_owned() };
         shm.set_len(len)?;
         Ok(shm)
@@ -228,7 +242,22 @@ impl SharedMemory {
         if !self.seals()?.contains(Seals::SHRINK) {
             self.add_seals(Seals::SHRINK)?;
         }
-        Ok(SharedView { raw: self.map_raw()? })
+        let raw = self.map_raw().map_err(|e| {
+            // A shared writable map of a memfd sealed against writes is refused with EPERM.
+            match self.seals() {
+                Ok(seals)
+                    if e.errno() == Some(libc::EPERM) && seals.0 & (Seals::WRITE | Seals::FUTURE_WRITE).0 != 0 =>
+                {
+                    e.with_detail(format!(
+                        "memfd {:?} is sealed against writes ({seals:?}): a view maps it writable; map it \
+                         read-only instead (map_read_only)",
+                        self.name
+                    ))
+                }
+                _ => e,
+            }
+        })?;
+        Ok(SharedView { raw })
     }
 
     /// Sends the descriptor over the Unix socket `sock` (`SCM_RIGHTS`), with the name as payload.

@@ -265,3 +265,22 @@ fn recv_without_descriptor_is_an_error() {
     let e = SharedMemory::recv(&b).unwrap_err();
     assert!(e.to_string().contains("closed"), "{e}");
 }
+
+#[test]
+fn errors_say_what_limit_or_seal_refused() {
+    // A name past the kernel's 249 bytes: the error says the limit, not the whole name.
+    let long = "n".repeat(300);
+    let e = SharedMemory::create(&long, 4096).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EINVAL));
+    let text = e.to_string();
+    assert!(text.contains("300 bytes") && text.contains("249"), "{text}");
+    assert!(!text.contains(&long), "the whole name is not repeated: {text}");
+    assert!(SharedMemory::create(&"n".repeat(249), 4096).is_ok(), "249 bytes is allowed");
+    // A view (shared, writable) of a memfd sealed against writes: EPERM, and why.
+    let shm = SharedMemory::create("sealed-view", 4096).unwrap();
+    shm.seal_read_only().unwrap();
+    let e = shm.view().unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EPERM));
+    assert!(e.to_string().contains("sealed against writes") && e.to_string().contains("map_read_only"), "{e}");
+    assert_eq!(&shm.map_read_only().unwrap()[..4], &[0; 4]);
+}
