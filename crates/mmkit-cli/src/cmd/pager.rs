@@ -97,17 +97,24 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 let frames = src.frames();
                 let table = src.seek_table();
                 let max_frame = (0..frames).filter_map(|i| table.frame_size_decomp(i).ok()).max().unwrap_or(0);
+                // The frames, and the whole file (the frames, the seek table and its frame), as
+                // `pack` reports its output.
+                let file_bytes = std::fs::metadata(&path).map(|m| m.len()).ok();
                 if json {
                     crate::cli::json::print(&json!({
                         "path": path.to_string_lossy(), "kind": "zstd-seekable", "frames": frames,
                         "decompressed_bytes": src.len(), "compressed_bytes": src.compressed_len(),
+                        "file_bytes": file_bytes,
                         "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
                         "pages": src.len().div_ceil(mmkit::page_size() as u64),
                     }))?;
                 } else {
                     outln!("{}: zstd seekable file", path.display())?;
                     outln!("  decompressed   {}", bytes(src.len()))?;
-                    outln!("  compressed     {}", bytes(src.compressed_len()))?;
+                    outln!("  compressed     {} in frames", bytes(src.compressed_len()))?;
+                    if let Some(n) = file_bytes {
+                        outln!("  file           {} (frames, seek table)", bytes(n))?;
+                    }
                     outln!("  frames         {frames} (largest {})", bytes(max_frame))?;
                     outln!("  pages          {}", src.len().div_ceil(mmkit::page_size() as u64))?;
                 }

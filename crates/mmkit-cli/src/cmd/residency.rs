@@ -40,6 +40,7 @@ pub struct Args {
     /// an evicted file touched with 2, 4 or 8 threads was no faster than with one
     /// (BENCHMARKS.md); more help only on devices that serve parallel reads faster than one
     /// stream. Threads the system refuses to start (ulimit -u, ulimit -v) mean fewer threads.
+    /// 0 is the default.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print JSON instead of a table.

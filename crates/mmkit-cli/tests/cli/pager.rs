@@ -28,6 +28,9 @@ fn pack_then_info_reports_frames_and_zstd_reads_it() {
     assert_eq!(i["frames"], 8);
     assert_eq!(i["decompressed_bytes"], 1_000_000);
     assert_eq!(i["max_frame_bytes"], 128 * 1024);
+    // The frames alone, and the whole file as pack counted its output (the seek table too).
+    assert_eq!(i["file_bytes"], p["output_bytes"]);
+    assert!(i["compressed_bytes"].as_u64() < i["file_bytes"].as_u64(), "{i}");
     let text = mmkit(&["pager", "info", packed.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("zstd seekable file"));
     if Command::new("zstd").arg("--version").output().is_ok() {
