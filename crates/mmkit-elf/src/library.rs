@@ -854,11 +854,14 @@ impl Object {
             ),
             None => String::new(),
         };
+        // glibc's words: the referencing object, the name, and its version if it has one.
+        let glibc_version = dy.version_of(index).map(|(v, _)| format!(", version {}", dy.version_name(v)));
         Err(Error::new(
             "relocate",
             ErrorKind::UndefinedSymbol,
             format!("undefined symbol `{name}`{ver}: not in the process, the library or its dependencies"),
-        ))
+        )
+        .with_dlerror(format!("{}: undefined symbol: {name}{}", self.label, glibc_version.unwrap_or_default())))
     }
 
     /// Whether the search list's lookup would find `sym` itself, the library's own definition

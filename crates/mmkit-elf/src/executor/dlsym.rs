@@ -275,7 +275,7 @@ mod entries {
                 Err(_) => std::ptr::null_mut(),
             },
             Err(e) => {
-                set_error(e.to_string());
+                set_error(e.dlerror_message());
                 std::ptr::null_mut()
             }
         }
@@ -397,7 +397,7 @@ mod entries {
                 return answer;
             }
         }
-        if handle == libc::RTLD_DEFAULT && !name.is_null() {
+        if (handle == libc::RTLD_DEFAULT || is_main_program(handle)) && !name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them; the
             // name is a NUL-terminated string (the caller's contract).
             return default_scope(unsafe { libc::dlsym(handle, name) }, unsafe { CStr::from_ptr(name) }, None, caller);
@@ -433,7 +433,7 @@ mod entries {
                 return answer;
             }
         }
-        if handle == libc::RTLD_DEFAULT && !name.is_null() && !version.is_null() {
+        if (handle == libc::RTLD_DEFAULT || is_main_program(handle)) && !name.is_null() && !version.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them; both
             // are NUL-terminated strings (the caller's contract).
             let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
@@ -450,6 +450,26 @@ mod entries {
             // SAFETY: as above; the system linker answers for callers it loaded.
             unsafe { libc::dlvsym(handle, name.as_ptr(), version.as_ptr()) }
         })
+    }
+
+    /// Whether `handle` is the main program's, the one `dlopen(NULL)` answers. glibc's `dlsym`
+    /// on it searches the main program's search list, which is the global scope (the program,
+    /// its dependencies, then every library opened `RTLD_GLOBAL`): so it answers as
+    /// `RTLD_DEFAULT` does, the libraries mmkit made global included (ctypes' `pythonapi`,
+    /// `dlsym(dlopen(NULL), "Py_GetVersion")` in an interpreter made global).
+    fn is_main_program(handle: *mut c_void) -> bool {
+        static MAIN: AtomicUsize = AtomicUsize::new(0);
+        if handle.is_null() || handle == libc::RTLD_NEXT {
+            return false;
+        }
+        let mut main = MAIN.load(Ordering::Relaxed);
+        if main == 0 {
+            // SAFETY: `dlopen(NULL)` opens nothing: it answers the main program's handle
+            // (the same one every time, never unloaded).
+            main = unsafe { libc::dlopen(std::ptr::null(), libc::RTLD_LAZY) } as usize;
+            MAIN.store(main, Ordering::Relaxed);
+        }
+        handle as usize == main
     }
 
     /// `RTLD_DEFAULT`'s answer for a caller at `caller`: the system linker's (`found`, its
