@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use mmkit_elf::{Namespace, SystemPolicy};
 use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
 
@@ -166,8 +167,7 @@ fn python_child() {
         }
         _ => {
             let lib = if how.starts_with("mmkit-private") {
-                let ns =
-                    mmkit_elf::Namespace::new("python-private").system_libraries(mmkit_elf::SystemPolicy::MapPrivately);
+                let ns = Namespace::new("python-private").system_libraries(SystemPolicy::MapPrivately);
                 // SAFETY: a system library's copy, trusted.
                 unsafe { ns.open(copy.as_path()) }.unwrap_or_else(|e| panic!("{e}"))
             } else {
@@ -187,18 +187,19 @@ fn python_child() {
 /// Runs the program in a child that loads libpython's copy `how`; its answer.
 fn python_answer(copy: &Path, dir: &Path, how: &str) -> String {
     let answer = dir.join(format!("answer-{how}"));
-    let out = dir.join(format!("out-{how}"));
-    let status = self_command()
+    let program_out = dir.join(format!("out-{how}"));
+    let out = self_command()
         .args(["python_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("MMKIT_PY_HOW", how)
         .env("MMKIT_PY_COPY", copy)
-        .env("MMKIT_PY_OUT", &out)
+        .env("MMKIT_PY_OUT", &program_out)
         .env("MMKIT_PY_ANSWER", &answer)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONNOUSERSITE", "1")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "{how}: {status:?}");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.contains("1 passed"), "{how}: {:?}\n{said}", out.status);
     std::fs::read_to_string(&answer).unwrap_or_else(|e| panic!("{how}: {e}"))
 }
 
@@ -220,4 +221,441 @@ fn embedded_python_imports_its_extension_modules_as_under_glibc() {
         let ours = python_answer(&copy, dir.path(), &format!("mmkit-private-{scope}"));
         assert_eq!(ours, theirs, "{scope}, system libraries mapped privately");
     }
+}
+
+/// `fx_heavy_report`'s text from the copy whose functions `lookup` finds.
+fn heavy_report(lookup: &dyn Fn(&str) -> u64) -> String {
+    let mut buf = vec![0u8; 8192];
+    let n = call_addr(lookup("fx_heavy_report"), &[buf.as_mut_ptr() as i64, buf.len() as i64]);
+    assert!(n > 0 && (n as usize) < buf.len(), "{n}");
+    String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+}
+
+#[test]
+fn libstdcxx_mapped_privately_throws_threads_and_formats_like_glibcs() {
+    let test = "libstdcxx_mapped_privately_throws_threads_and_formats_like_glibcs";
+    if !x86_64_host(test) || !in_fresh_process(test) {
+        return;
+    }
+    let so = build("default", "cxxheavy.cpp", "fxcxxheavy", &["-lstdc++"]);
+    // libstdc++, libgcc_s and libm mapped by mmkit, in a namespace of their own.
+    let private = Namespace::new("cxx-private").system_libraries(SystemPolicy::MapPrivately);
+    // SAFETY: a test fixture, trusted.
+    let mine = unsafe { private.open(so.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    let mapped: Vec<String> =
+        mine.dependencies().into_iter().filter(|(_, by_mmkit)| *by_mmkit).map(|(n, _)| n).collect();
+    assert!(mapped.iter().any(|n| n.starts_with("libstdc++")), "{mapped:?}");
+    let private_report = heavy_report(&|n| mine.address_of(n).unwrap());
+    drop(mine);
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD loads nothing.
+    let glibcs = unsafe { libc::dlopen(c"libstdc++.so.6".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    assert!(glibcs.is_null(), "the private run left glibc's libstdc++ unloaded");
+    let ours = open(so.as_path());
+    let default_report = heavy_report(&|n| ours.address_of(n).unwrap());
+    let oracle = Dl::open(&so);
+    let theirs = heavy_report(&|n| oracle.addr(n) as u64);
+    eprintln!("glibc: {theirs}");
+    assert!(theirs.contains("dtors=4") && theirs.contains("St11logic_error:from a thread"), "{theirs}");
+    assert_eq!(private_report, theirs, "libstdc++ mapped privately");
+    assert_eq!(default_report, theirs, "libstdc++ from the system linker");
+}
+
+/// Looks a symbol up by name (in mmkit's copy or glibc's) and returns its address.
+type Lookup<'a> = &'a dyn Fn(&str) -> u64;
+
+/// Runs `exercise` on mmkit's copies of `soname` (copied out of the system directory): from
+/// the file with its dependencies from the system linker, from a memfd, and from the file in a
+/// namespace that maps the system libraries it needs privately too; then on glibc's `dlopen`
+/// of the same file. All answers must agree. In a fresh process.
+fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> String) {
+    if !x86_64_host(test) || !in_fresh_process(test) {
+        return;
+    }
+    let Some(path) = system_lib(soname) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(soname);
+    std::fs::copy(&path, &copy).unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    let private = Namespace::new(format!("{test}-private")).system_libraries(SystemPolicy::MapPrivately);
+    let mut answers = Vec::new();
+    for (how, source) in [
+        ("private deps", mmkit_elf::Source::path(&copy)),
+        ("file", mmkit_elf::Source::path(&copy)),
+        ("memfd", mmkit_elf::Source::memory(soname, bytes.clone())),
+    ] {
+        let ours = if how == "private deps" {
+            // SAFETY: a system library, trusted.
+            unsafe { private.open(source) }
+        } else {
+            // SAFETY: a system library, trusted.
+            unsafe { mmkit_elf::Library::open(source) }
+        }
+        .unwrap_or_else(|e| panic!("{how}: {e}"));
+        let lookup = |name: &str| ours.address_of(name).unwrap_or_else(|e| panic!("{how}: {e}"));
+        answers.push((how, exercise(&lookup)));
+        ours.verify().unwrap_or_else(|e| panic!("{how}: {e}"));
+        if how != "private deps" {
+            // Kept mapped to the end of the (fresh) process. Its system dependencies stay
+            // loaded (the system linker's are never unloaded: SystemPolicy::SystemLinker),
+            // and they may keep objects this copy made: ICU's libicuuc caches collators
+            // whose vtables are libicui18n's, which the next copy or the exit's cleanup would
+            // call into after an unload. glibc crashes the same way once libicuuc is pinned;
+            // unpinned, it unloads libicuuc with its last user (see the report in this
+            // file's history).
+            std::mem::forget(ours);
+        }
+    }
+    let oracle = Dl::open(&copy);
+    let theirs = exercise(&|name: &str| oracle.addr(name) as u64);
+    assert!(!theirs.is_empty());
+    eprintln!("glibc: {theirs}");
+    for (how, ours) in answers {
+        assert_eq!(ours, theirs, "{soname} from {how}");
+    }
+}
+
+/// The symbol `name` as a value of type `F` (a function pointer).
+///
+/// # Safety
+/// `F` must be the function's true signature.
+unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
+    let addr = lookup(name);
+    assert_ne!(addr, 0, "{name}");
+    assert_eq!(std::mem::size_of::<F>(), 8);
+    // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
+    unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
+}
+
+const ICU_I18N: &str = "libicui18n.so.72";
+
+/// UTF-16 of `s`.
+fn utf16(s: &str) -> Vec<u16> {
+    s.encode_utf16().collect()
+}
+
+#[test]
+fn icu_cases_collates_normalizes_and_breaks_like_glibcs_copy() {
+    same_answers_as_glibc("icu_cases_collates_normalizes_and_breaks_like_glibcs_copy", ICU_I18N, |l| {
+        // ICU's C API names carry the major version (`u_strToUpper_72`).
+        let v = |name: &str| format!("{name}_72");
+        type Case = extern "C" fn(*mut u16, i32, *const u16, i32, *const c_char, *mut c_int) -> i32;
+        type CollOpen = extern "C" fn(*const c_char, *mut c_int) -> *mut std::ffi::c_void;
+        type Coll = extern "C" fn(*mut std::ffi::c_void, *const u16, i32, *const u16, i32) -> c_int;
+        type CollClose = extern "C" fn(*mut std::ffi::c_void);
+        type Nfc = extern "C" fn(*mut c_int) -> *const std::ffi::c_void;
+        type Norm = extern "C" fn(*const std::ffi::c_void, *const u16, i32, *mut u16, i32, *mut c_int) -> i32;
+        type BrkOpen = extern "C" fn(c_int, *const c_char, *const u16, i32, *mut c_int) -> *mut std::ffi::c_void;
+        type BrkNext = extern "C" fn(*mut std::ffi::c_void) -> i32;
+        type ErrName = extern "C" fn(c_int) -> *const c_char;
+        type Version = extern "C" fn(*mut u8);
+        // SAFETY: ICU 72's C signatures.
+        let (upper, lower, coll_open, coll, coll_close, nfc, norm, brk_open, brk_next, brk_close, err_name, version) = unsafe {
+            (
+                func::<Case>(l, &v("u_strToUpper")),
+                func::<Case>(l, &v("u_strToLower")),
+                func::<CollOpen>(l, &v("ucol_open")),
+                func::<Coll>(l, &v("ucol_strcoll")),
+                func::<CollClose>(l, &v("ucol_close")),
+                func::<Nfc>(l, &v("unorm2_getNFCInstance")),
+                func::<Norm>(l, &v("unorm2_normalize")),
+                func::<BrkOpen>(l, &v("ubrk_open")),
+                func::<BrkNext>(l, &v("ubrk_next")),
+                func::<CollClose>(l, &v("ubrk_close")),
+                func::<ErrName>(l, &v("u_errorName")),
+                func::<Version>(l, &v("u_getVersion")),
+            )
+        };
+        let mut out = String::new();
+        let mut ver = [0u8; 4];
+        version(ver.as_mut_ptr());
+        out += &format!("version {ver:?}; ");
+        let mut buf = [0u16; 256];
+        for (input, locale, f, what) in [
+            ("straße istanbul", c"de", upper, "upper"),
+            ("istanbul ılık", c"tr", upper, "upper"),
+            ("İSTANBUL ΟΔΟΣ", c"tr", lower, "lower"),
+            ("ΟΔΟΣ", c"el", lower, "lower"),
+        ] {
+            let src = utf16(input);
+            let mut err = 0;
+            let n = f(buf.as_mut_ptr(), buf.len() as i32, src.as_ptr(), src.len() as i32, locale.as_ptr(), &mut err);
+            out +=
+                &format!("{what} {:?} {}; ", String::from_utf16_lossy(&buf[..n.max(0) as usize]), text(err_name(err)));
+        }
+        // Collation: German and Swedish sort ä differently; the rules come from libicudata.
+        for locale in [c"de", c"sv", c"root"] {
+            let mut err = 0;
+            let c = coll_open(locale.as_ptr(), &mut err);
+            assert!(!c.is_null(), "{}", text(err_name(err)));
+            let (a, z) = (utf16("ä"), utf16("z"));
+            let (x, y) = (utf16("côte"), utf16("coté"));
+            out += &format!(
+                "coll {:?} {} {} {}; ",
+                locale,
+                coll(c, a.as_ptr(), a.len() as i32, z.as_ptr(), z.len() as i32),
+                coll(c, x.as_ptr(), x.len() as i32, y.as_ptr(), y.len() as i32),
+                text(err_name(err))
+            );
+            coll_close(c);
+        }
+        let mut err = 0;
+        let n2 = nfc(&mut err);
+        let decomposed = utf16("e\u{301}A\u{30a}");
+        let n = norm(n2, decomposed.as_ptr(), decomposed.len() as i32, buf.as_mut_ptr(), buf.len() as i32, &mut err);
+        out += &format!("nfc {:?} {}; ", String::from_utf16_lossy(&buf[..n.max(0) as usize]), text(err_name(err)));
+        // Word breaks (the dictionary-free rules) over mixed text.
+        let words = utf16("Hello, world! 42 × émigré. Ünïcode");
+        let mut err = 0;
+        let b = brk_open(1 /* UBRK_WORD */, c"en".as_ptr(), words.as_ptr(), words.len() as i32, &mut err);
+        assert!(!b.is_null(), "{}", text(err_name(err)));
+        let mut bounds = Vec::new();
+        loop {
+            let p = brk_next(b);
+            if p < 0 {
+                break;
+            }
+            bounds.push(p);
+        }
+        brk_close(b);
+        out += &format!("words {bounds:?}");
+        out
+    });
+}
+
+/// A C string returned by a library, as a Rust string.
+fn text(p: *const c_char) -> String {
+    assert!(!p.is_null());
+    // SAFETY: the libraries return NUL-terminated strings.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// libcurl's write callback: appends to the `Vec<u8>` behind `user`.
+extern "C" fn curl_write(data: *const u8, size: usize, n: usize, user: *mut std::ffi::c_void) -> usize {
+    // SAFETY: libcurl passes `size * n` bytes at `data` and the CURLOPT_WRITEDATA pointer, a
+    // live `Vec<u8>` of the exercise below.
+    unsafe {
+        (*user.cast::<Vec<u8>>()).extend_from_slice(std::slice::from_raw_parts(data, size * n));
+    }
+    size * n
+}
+
+#[test]
+fn libcurl_fetches_a_file_url_and_parses_urls_like_glibcs_copy() {
+    same_answers_as_glibc("libcurl_fetches_a_file_url_and_parses_urls_like_glibcs_copy", "libcurl.so.4", |l| {
+        use std::ffi::c_void;
+        type GlobalInit = extern "C" fn(std::ffi::c_long) -> c_int;
+        type VersionInfo = extern "C" fn(c_int) -> *const u8;
+        type Init = extern "C" fn() -> *mut c_void;
+        type Setopt = unsafe extern "C" fn(*mut c_void, c_int, ...) -> c_int;
+        type Perform = extern "C" fn(*mut c_void) -> c_int;
+        type Getinfo = unsafe extern "C" fn(*mut c_void, c_int, ...) -> c_int;
+        type Strerror = extern "C" fn(c_int) -> *const c_char;
+        type Cleanup = extern "C" fn(*mut c_void);
+        type UrlSet = extern "C" fn(*mut c_void, c_int, *const c_char, u32) -> c_int;
+        type UrlGet = extern "C" fn(*mut c_void, c_int, *mut *mut c_char, u32) -> c_int;
+        type Free = extern "C" fn(*mut c_void);
+        type Escape = extern "C" fn(*mut c_void, *const c_char, c_int) -> *mut c_char;
+        // SAFETY: libcurl 7.88's signatures.
+        let (global_init, version_info, init, setopt, perform, getinfo, strerror, cleanup) = unsafe {
+            (
+                func::<GlobalInit>(l, "curl_global_init"),
+                func::<VersionInfo>(l, "curl_version_info"),
+                func::<Init>(l, "curl_easy_init"),
+                func::<Setopt>(l, "curl_easy_setopt"),
+                func::<Perform>(l, "curl_easy_perform"),
+                func::<Getinfo>(l, "curl_easy_getinfo"),
+                func::<Strerror>(l, "curl_easy_strerror"),
+                func::<Cleanup>(l, "curl_easy_cleanup"),
+            )
+        };
+        // SAFETY: as above.
+        let (url_new, url_set, url_get, url_cleanup, free, escape) = unsafe {
+            (
+                func::<Init>(l, "curl_url"),
+                func::<UrlSet>(l, "curl_url_set"),
+                func::<UrlGet>(l, "curl_url_get"),
+                func::<Cleanup>(l, "curl_url_cleanup"),
+                func::<Free>(l, "curl_free"),
+                func::<Escape>(l, "curl_easy_escape"),
+            )
+        };
+        let mut out = format!("init {}; ", global_init(3 /* CURL_GLOBAL_ALL */));
+        // curl_version_info_data: age, version, version_num, host, features, ssl_version,
+        // ssl_version_num, libz_version, protocols.
+        let info = version_info(0);
+        // SAFETY: the struct's leading fields, as the header lays them out.
+        let (version, num, ssl, zlib, protocols) = unsafe {
+            (
+                *info.add(8).cast::<*const c_char>(),
+                *info.add(16).cast::<u32>(),
+                *info.add(40).cast::<*const c_char>(),
+                *info.add(56).cast::<*const c_char>(),
+                *info.add(64).cast::<*const *const c_char>(),
+            )
+        };
+        let mut protos = Vec::new();
+        for i in 0.. {
+            // SAFETY: a NULL-terminated array of protocol names.
+            let p = unsafe { *protocols.add(i) };
+            if p.is_null() {
+                break;
+            }
+            protos.push(text(p));
+        }
+        out += &format!("version {} {num:#x} {} {} {protos:?}; ", text(version), text(ssl), text(zlib));
+        // A file:// URL, through an easy handle and a write callback; then a missing file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("page.txt");
+        std::fs::write(&file, "mmkit fetched this through libcurl\n".repeat(100)).unwrap();
+        let handle = init();
+        assert!(!handle.is_null());
+        let h = handle;
+        for url in [format!("file://{}", file.display()), format!("file://{}/missing", dir.path().display())] {
+            let url = CString::new(url).unwrap();
+            let mut body: Vec<u8> = Vec::new();
+            let write: extern "C" fn(*const u8, usize, usize, *mut c_void) -> usize = curl_write;
+            // SAFETY: CURLOPT_URL takes a string, CURLOPT_WRITEFUNCTION a callback of
+            // curl_write's type, CURLOPT_WRITEDATA its user pointer (the live `body`).
+            let set = unsafe {
+                [
+                    setopt(h, 10002, url.as_ptr()),
+                    setopt(h, 20011, write),
+                    setopt(h, 10001, (&mut body as *mut Vec<u8>).cast::<c_void>()),
+                ]
+            };
+            let rc = perform(h);
+            let mut size: i64 = 0;
+            // SAFETY: CURLINFO_SIZE_DOWNLOAD_T writes a curl_off_t.
+            let info_rc = unsafe { getinfo(h, 0x600008, &mut size as *mut i64) };
+            let lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+            out += &format!("perform {set:?} {rc} {} {size} {info_rc} {} lines; ", text(strerror(rc)), lines);
+        }
+        // The URL API, with an IDN host (libidn2) and a relative path resolved.
+        let u = url_new();
+        let rc = url_set(
+            u,
+            0, /* CURLUPART_URL */
+            c"https://user@b\xc3\xbccher.example:8080/a/../b%20c?q=1#frag".as_ptr(),
+            0,
+        );
+        out += &format!("url set {rc}; ");
+        for (part, flags) in [(5 /* HOST */, 0u32), (5, 1 << 12 /* CURLU_PUNYCODE */), (6, 0), (7, 0), (8, 0), (0, 0)] {
+            let mut value = std::ptr::null_mut();
+            let rc = url_get(u, part, &mut value, flags);
+            let shown = if value.is_null() { "-".to_owned() } else { text(value) };
+            out += &format!("{part}/{flags:#x} {rc} {shown}; ");
+            if !value.is_null() {
+                free(value.cast());
+            }
+        }
+        url_cleanup(u);
+        let escaped = escape(h, c"a b/ü&=".as_ptr(), 0);
+        out += &format!("escape {}", text(escaped));
+        free(escaped.cast());
+        cleanup(h);
+        out
+    });
+}
+
+#[test]
+fn libllvm_builds_verifies_compiles_and_jits_like_glibcs_copy() {
+    same_answers_as_glibc("libllvm_builds_verifies_compiles_and_jits_like_glibcs_copy", "libLLVM-15.so.1", |l| {
+        use std::ffi::c_void;
+        type P = *mut c_void;
+        // SAFETY: LLVM 15's C API signatures, each named with its type below.
+        unsafe {
+            let ctx: P = func::<extern "C" fn() -> P>(l, "LLVMContextCreate")();
+            let module: P = func::<extern "C" fn(*const c_char, P) -> P>(l, "LLVMModuleCreateWithNameInContext")(
+                c"mmkit".as_ptr(),
+                ctx,
+            );
+            let i64t: P = func::<extern "C" fn(P) -> P>(l, "LLVMInt64TypeInContext")(ctx);
+            let mut params = [i64t, i64t];
+            let fn_type: P = func::<extern "C" fn(P, *mut P, u32, c_int) -> P>(l, "LLVMFunctionType")(
+                i64t,
+                params.as_mut_ptr(),
+                2,
+                0,
+            );
+            let f: P =
+                func::<extern "C" fn(P, *const c_char, P) -> P>(l, "LLVMAddFunction")(module, c"mix".as_ptr(), fn_type);
+            let entry: P = func::<extern "C" fn(P, P, *const c_char) -> P>(l, "LLVMAppendBasicBlockInContext")(
+                ctx,
+                f,
+                c"entry".as_ptr(),
+            );
+            let b: P = func::<extern "C" fn(P) -> P>(l, "LLVMCreateBuilderInContext")(ctx);
+            func::<extern "C" fn(P, P)>(l, "LLVMPositionBuilderAtEnd")(b, entry);
+            let param = func::<extern "C" fn(P, u32) -> P>(l, "LLVMGetParam");
+            let (x, y) = (param(f, 0), param(f, 1));
+            let binop = |name: &str, a: P, c: P, n: &std::ffi::CStr| {
+                func::<extern "C" fn(P, P, P, *const c_char) -> P>(l, name)(b, a, c, n.as_ptr())
+            };
+            let seven = func::<extern "C" fn(P, u64, c_int) -> P>(l, "LLVMConstInt")(i64t, 7, 0);
+            let m = binop("LLVMBuildMul", x, seven, c"m");
+            let s = binop("LLVMBuildAdd", m, y, c"s");
+            func::<extern "C" fn(P, P) -> P>(l, "LLVMBuildRet")(b, s);
+            let mut msg: *mut c_char = std::ptr::null_mut();
+            let bad =
+                func::<extern "C" fn(P, c_int, *mut *mut c_char) -> c_int>(l, "LLVMVerifyModule")(module, 2, &mut msg);
+            let dispose_msg = func::<extern "C" fn(*mut c_char)>(l, "LLVMDisposeMessage");
+            dispose_msg(msg);
+            let ir_ptr = func::<extern "C" fn(P) -> *mut c_char>(l, "LLVMPrintModuleToString")(module);
+            let ir = text(ir_ptr);
+            dispose_msg(ir_ptr);
+            let mut out = format!("verify {bad}; ir {ir:?}; ");
+            // The x86 back end: assembly to a memory buffer.
+            for init in [
+                "LLVMInitializeX86TargetInfo",
+                "LLVMInitializeX86Target",
+                "LLVMInitializeX86TargetMC",
+                "LLVMInitializeX86AsmPrinter",
+            ] {
+                func::<extern "C" fn()>(l, init)();
+            }
+            let mut target: P = std::ptr::null_mut();
+            let rc = func::<extern "C" fn(*const c_char, *mut P, *mut *mut c_char) -> c_int>(
+                l,
+                "LLVMGetTargetFromTriple",
+            )(c"x86_64-pc-linux-gnu".as_ptr(), &mut target, &mut msg);
+            assert_eq!(rc, 0);
+            let tm: P =
+                func::<extern "C" fn(P, *const c_char, *const c_char, *const c_char, c_int, c_int, c_int) -> P>(
+                    l,
+                    "LLVMCreateTargetMachine",
+                )(
+                    target, c"x86_64-pc-linux-gnu".as_ptr(), c"x86-64".as_ptr(), c"".as_ptr(), 2, 1 /* PIC */, 0
+                );
+            let mut buf: P = std::ptr::null_mut();
+            let rc = func::<extern "C" fn(P, P, c_int, *mut *mut c_char, *mut P) -> c_int>(
+                l,
+                "LLVMTargetMachineEmitToMemoryBuffer",
+            )(tm, module, 0 /* assembly */, &mut msg, &mut buf);
+            assert_eq!(rc, 0);
+            let start = func::<extern "C" fn(P) -> *const u8>(l, "LLVMGetBufferStart")(buf);
+            let size = func::<extern "C" fn(P) -> usize>(l, "LLVMGetBufferSize")(buf);
+            let asm = String::from_utf8_lossy(std::slice::from_raw_parts(start, size)).into_owned();
+            let body: Vec<&str> =
+                asm.lines().filter(|l| l.starts_with('\t') && !l.starts_with("\t.")).map(str::trim).collect();
+            out += &format!("asm {body:?}; ");
+            func::<extern "C" fn(P)>(l, "LLVMDisposeMemoryBuffer")(buf);
+            func::<extern "C" fn(P)>(l, "LLVMDisposeTargetMachine")(tm);
+            // MCJIT: code generated into memory and called.
+            func::<extern "C" fn()>(l, "LLVMLinkInMCJIT")();
+            let mut engine: P = std::ptr::null_mut();
+            let rc = func::<extern "C" fn(*mut P, P, *mut *mut c_char) -> c_int>(
+                l,
+                "LLVMCreateExecutionEngineForModule",
+            )(&mut engine, module, &mut msg);
+            assert_eq!(rc, 0, "{}", if msg.is_null() { String::new() } else { text(msg) });
+            let addr =
+                func::<extern "C" fn(P, *const c_char) -> u64>(l, "LLVMGetFunctionAddress")(engine, c"mix".as_ptr());
+            assert_ne!(addr, 0);
+            out += &format!("jit {}", call_addr(addr, &[6, 5]));
+            func::<extern "C" fn(P)>(l, "LLVMDisposeBuilder")(b);
+            func::<extern "C" fn(P)>(l, "LLVMDisposeExecutionEngine")(engine);
+            func::<extern "C" fn(P)>(l, "LLVMContextDispose")(ctx);
+            out
+        }
+    });
 }
