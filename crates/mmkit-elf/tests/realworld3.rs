@@ -96,6 +96,23 @@ def flags():
     return (_lzma.is_check_supported(_lzma.CHECK_SHA256), len(_bz2.BZ2Compressor().flush()),
             hasattr(main, "PyInit__queue"), hasattr(main, "PyInit__contextvars"))
 probe("dlopen flags", flags)
+def plugin():
+    # A plain C library through ctypes: mmkit's dlopen maps it when the interpreter is mmkit's.
+    import ctypes, _ctypes
+    path = os.environ["MMKIT_PY_PLUGIN"]
+    lib = ctypes.CDLL(path)
+    counter = ctypes.c_int64.in_dll(lib, "fx_counter")
+    answers = [lib.fx_sum6(1, 2, 3, 4, 5, 6), lib.fx_format_len(12345), counter.value, lib.fx_bump(5), counter.value]
+    try:
+        lib.fx_not_there
+    except AttributeError as e:
+        answers.append(str(e))
+    main = ctypes.CDLL(None)
+    answers.append(hasattr(main, "fx_apply"))
+    again = ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+    answers += [hasattr(main, "fx_apply"), again._handle == lib._handle, again.fx_apply(2, 6, 7)]
+    return answers
+probe("plugin", plugin)
 probe("find_library", lambda: __import__("ctypes.util").util.find_library("z"))
 def threads():
     import threading
@@ -140,15 +157,28 @@ fn run_python(lookup: &dyn Fn(&str) -> u64) -> String {
         )
     };
     let program = CString::new(PYTHON_PROGRAM).unwrap();
+    let threads_before = threads();
     // SAFETY: the embedding sequence CPython documents, on one thread.
     let (rc, fin) = unsafe {
         init(0);
         let rc = run(program.as_ptr());
         (rc, fin())
     };
+    // `Thread.join` returns once a Python thread has released its state, while the thread
+    // still runs libpython's code on its way out: closing the library then (glibc's dlclose
+    // or mmkit's drop) unmaps code it runs. Wait for the threads to be gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while threads() > threads_before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let out = std::env::var("MMKIT_PY_OUT").unwrap();
     let lines = std::fs::read_to_string(&out).unwrap_or_default();
     format!("{lines}run {rc} finalize {fin}")
+}
+
+/// The process's threads.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
 /// The child's half of the CPython tests: loads the copy named by `MMKIT_PY_COPY` the way
@@ -162,8 +192,8 @@ fn python_child() {
         "glibc-local" | "glibc-global" => {
             let dl = if how == "glibc-local" { Dl::open(&copy) } else { Dl::open_global(&copy) };
             let text = run_python(&|n| dl.addr(n) as u64);
-            std::mem::forget(dl);
-            text
+            drop(dl);
+            text + &still_mapped(&copy)
         }
         _ => {
             let lib = if how.starts_with("mmkit-private") {
@@ -177,15 +207,29 @@ fn python_child() {
                 lib.make_global();
             }
             let text = run_python(&|n| lib.address_of(n).unwrap());
-            std::mem::forget(lib);
-            text
+            drop(lib);
+            text + &still_mapped(&copy)
         }
     };
     std::fs::write(std::env::var("MMKIT_PY_ANSWER").unwrap(), text).unwrap();
 }
 
+/// After the interpreter's handle is closed: whether the copy of libpython is still mapped
+/// (glibc keeps it while an extension module bound to it is loaded) and how many extension
+/// modules are.
+fn still_mapped(copy: &Path) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let copy = copy.to_str().unwrap();
+    let python = maps.lines().any(|l| l.ends_with(copy));
+    let mut modules: Vec<&str> =
+        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.contains("/lib-dynload/")).collect();
+    modules.sort_unstable();
+    modules.dedup();
+    format!("\nclosed: libpython mapped {python}, {} extension modules", modules.len())
+}
+
 /// Runs the program in a child that loads libpython's copy `how`; its answer.
-fn python_answer(copy: &Path, dir: &Path, how: &str) -> String {
+fn python_answer(copy: &Path, plugin: &Path, dir: &Path, how: &str) -> String {
     let answer = dir.join(format!("answer-{how}"));
     let program_out = dir.join(format!("out-{how}"));
     let out = self_command()
@@ -194,6 +238,7 @@ fn python_answer(copy: &Path, dir: &Path, how: &str) -> String {
         .env("MMKIT_PY_COPY", copy)
         .env("MMKIT_PY_OUT", &program_out)
         .env("MMKIT_PY_ANSWER", &answer)
+        .env("MMKIT_PY_PLUGIN", plugin)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONNOUSERSITE", "1")
         .output()
@@ -213,12 +258,13 @@ fn embedded_python_imports_its_extension_modules_as_under_glibc() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(LIBPYTHON);
     std::fs::copy(&path, &copy).unwrap();
+    let plugin = build("default", "basic.c", "fxbasic", &[]);
     for scope in ["global", "local"] {
-        let theirs = python_answer(&copy, dir.path(), &format!("glibc-{scope}"));
+        let theirs = python_answer(&copy, &plugin, dir.path(), &format!("glibc-{scope}"));
         eprintln!("glibc {scope}:\n{theirs}");
-        let ours = python_answer(&copy, dir.path(), &format!("mmkit-{scope}"));
+        let ours = python_answer(&copy, &plugin, dir.path(), &format!("mmkit-{scope}"));
         assert_eq!(ours, theirs, "{scope}");
-        let ours = python_answer(&copy, dir.path(), &format!("mmkit-private-{scope}"));
+        let ours = python_answer(&copy, &plugin, dir.path(), &format!("mmkit-private-{scope}"));
         assert_eq!(ours, theirs, "{scope}, system libraries mapped privately");
     }
 }
@@ -296,12 +342,12 @@ fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> S
         ours.verify().unwrap_or_else(|e| panic!("{how}: {e}"));
         if how != "private deps" {
             // Kept mapped to the end of the (fresh) process. Its system dependencies stay
-            // loaded (the system linker's are never unloaded: SystemPolicy::SystemLinker),
-            // and they may keep objects this copy made: ICU's libicuuc caches collators
-            // whose vtables are libicui18n's, which the next copy or the exit's cleanup would
-            // call into after an unload. glibc crashes the same way once libicuuc is pinned;
-            // unpinned, it unloads libicuuc with its last user (see the report in this
-            // file's history).
+            // loaded (SystemPolicy::SystemLinker loads them RTLD_NODELETE), and they may keep
+            // objects this copy made: ICU's libicuuc caches collators whose vtables are in
+            // libicui18n, so after an unload the next copy's ucol_open (or the exit's
+            // cleanup) calls through a vtable in unmapped memory. glibc crashes the same way
+            // when libicuuc is pinned; with plain dlopen/dlclose it unloads libicuuc, and its
+            // cache, with its last user.
             std::mem::forget(ours);
         }
     }
