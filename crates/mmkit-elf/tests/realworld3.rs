@@ -1,8 +1,9 @@
 //! The heaviest real cases, with glibc's `dlopen` of the same copy as the oracle: an embedded
 //! CPython (libpython mapped by mmkit `dlopen`s its C extension modules through mmkit's
-//! interposed `dlopen`), C++ libraries (ICU, Boost, libstdc++ mapped privately), libcurl and
-//! libLLVM's C API. Each test runs in fresh processes and skips, saying why, when its library
-//! is absent (a failure under CI=true; scripts/test installs them).
+//! interposed `dlopen`, RTLD_LOCAL and RTLD_GLOBAL), C++ (libstdc++ mapped privately, ICU),
+//! libcurl, libarchive with every compression library, and libLLVM's C API down to MCJIT.
+//! Each test runs in fresh processes and skips, saying why, when its library is absent (a
+//! failure under CI=true; scripts/test installs them).
 
 mod common;
 
@@ -701,6 +702,100 @@ fn libllvm_builds_verifies_compiles_and_jits_like_glibcs_copy() {
             func::<extern "C" fn(P)>(l, "LLVMDisposeBuilder")(b);
             func::<extern "C" fn(P)>(l, "LLVMDisposeExecutionEngine")(engine);
             func::<extern "C" fn(P)>(l, "LLVMContextDispose")(ctx);
+            out
+        }
+    });
+}
+
+#[test]
+fn libarchive_writes_and_reads_back_every_filter_like_glibcs_copy() {
+    same_answers_as_glibc("libarchive_writes_and_reads_back_every_filter_like_glibcs_copy", "libarchive.so.13", |l| {
+        use std::ffi::c_void;
+        type P = *mut c_void;
+        type New = extern "C" fn() -> P;
+        type OnA = extern "C" fn(P) -> c_int;
+        type Str = extern "C" fn(P) -> *const c_char;
+        // SAFETY: libarchive 3.6's signatures, each named with its type.
+        unsafe {
+            let f_new = |n: &str| func::<New>(l, n);
+            let on = |n: &str| func::<OnA>(l, n);
+            let details = text(func::<extern "C" fn() -> *const c_char>(l, "archive_version_details")());
+            let mut out = format!("{details}; ");
+            let payloads: [(&str, Vec<u8>); 3] = [
+                ("docs/readme.txt", b"mmkit maps libarchive\n".repeat(50)),
+                ("bin/data.bin", (0..5000u32).map(|i| (i * 7 % 251) as u8).collect()),
+                ("empty", Vec::new()),
+            ];
+            for (format, filter) in [
+                ("archive_write_set_format_pax_restricted", "archive_write_add_filter_gzip"),
+                ("archive_write_set_format_pax_restricted", "archive_write_add_filter_xz"),
+                ("archive_write_set_format_ustar", "archive_write_add_filter_zstd"),
+                ("archive_write_set_format_cpio_newc", "archive_write_add_filter_bzip2"),
+                ("archive_write_set_format_ustar", "archive_write_add_filter_lz4"),
+                ("archive_write_set_format_zip", "archive_write_add_filter_none"),
+                ("archive_write_set_format_7zip", "archive_write_add_filter_none"),
+            ] {
+                let w = f_new("archive_write_new")();
+                let rc = (on(format)(w), on(filter)(w));
+                let mut buf = vec![0u8; 1 << 20];
+                let mut used = 0usize;
+                let open =
+                    func::<extern "C" fn(P, *mut u8, usize, *mut usize) -> c_int>(l, "archive_write_open_memory");
+                assert_eq!(open(w, buf.as_mut_ptr(), buf.len(), &mut used), 0, "{format} {filter}");
+                for (name, data) in &payloads {
+                    let e = f_new("archive_entry_new")();
+                    let name = CString::new(*name).unwrap();
+                    func::<extern "C" fn(P, *const c_char)>(l, "archive_entry_set_pathname")(e, name.as_ptr());
+                    func::<extern "C" fn(P, i64)>(l, "archive_entry_set_size")(e, data.len() as i64);
+                    func::<extern "C" fn(P, u32)>(l, "archive_entry_set_filetype")(e, 0o100000);
+                    func::<extern "C" fn(P, u32)>(l, "archive_entry_set_perm")(e, 0o644);
+                    func::<extern "C" fn(P, i64, i64)>(l, "archive_entry_set_mtime")(e, 1_700_000_000, 0);
+                    assert_eq!(func::<extern "C" fn(P, P) -> c_int>(l, "archive_write_header")(w, e), 0);
+                    let n = func::<extern "C" fn(P, *const u8, usize) -> isize>(l, "archive_write_data")(
+                        w,
+                        data.as_ptr(),
+                        data.len(),
+                    );
+                    assert_eq!(n, data.len() as isize);
+                    func::<extern "C" fn(P)>(l, "archive_entry_free")(e);
+                }
+                let closed = on("archive_write_close")(w);
+                on("archive_write_free")(w);
+                // Read back with every filter and format enabled (auto-detection).
+                let r = f_new("archive_read_new")();
+                on("archive_read_support_filter_all")(r);
+                on("archive_read_support_format_all")(r);
+                let open = func::<extern "C" fn(P, *const u8, usize) -> c_int>(l, "archive_read_open_memory");
+                assert_eq!(open(r, buf.as_ptr(), used), 0);
+                let mut entries = Vec::new();
+                let mut entry: P = std::ptr::null_mut();
+                let next = func::<extern "C" fn(P, *mut P) -> c_int>(l, "archive_read_next_header");
+                while next(r, &mut entry) == 0 {
+                    let name = text(func::<extern "C" fn(P) -> *const c_char>(l, "archive_entry_pathname")(entry));
+                    let mut data = vec![0u8; 8192];
+                    let n = func::<extern "C" fn(P, *mut u8, usize) -> isize>(l, "archive_read_data")(
+                        r,
+                        data.as_mut_ptr(),
+                        data.len(),
+                    );
+                    let sum: u64 = data[..n.max(0) as usize].iter().map(|&b| u64::from(b)).sum();
+                    entries.push(format!("{name}:{n}:{sum}"));
+                }
+                let filter_name =
+                    text(func::<extern "C" fn(P, c_int) -> *const c_char>(l, "archive_filter_name")(r, 0));
+                let format_name = text(func::<Str>(l, "archive_format_name")(r));
+                on("archive_read_free")(r);
+                out += &format!("{rc:?} {closed} {filter_name} {format_name} {entries:?}; ");
+            }
+            // Garbage: an error naming why.
+            let r = f_new("archive_read_new")();
+            on("archive_read_support_filter_all")(r);
+            on("archive_read_support_format_all")(r);
+            let junk = b"this is not an archive of any kind, just text".repeat(20);
+            let open = func::<extern "C" fn(P, *const u8, usize) -> c_int>(l, "archive_read_open_memory");
+            let rc = open(r, junk.as_ptr(), junk.len());
+            out += &format!("junk {rc} {}", text(func::<Str>(l, "archive_error_string")(r)));
+            on("archive_read_free")(r);
             out
         }
     });
