@@ -666,6 +666,19 @@ impl Object {
         }
     }
 
+    /// The definition of `name` in this library's own lookup scope, as glibc's `dlsym
+    /// (RTLD_DEFAULT)` searches it after the global scope: the search list of the library
+    /// whose load brought this one in (that library first, then its dependencies
+    /// breadth-first); this library's own search list when it is that library, or when that
+    /// library was unloaded since.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn find_in_own_scope(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        match self.root.get().and_then(Weak::upgrade) {
+            Some(root) => root.find(name, want),
+            None => self.find(name, want),
+        }
+    }
+
     /// The definition of `name` in the libraries mmkit made global (`RTLD_GLOBAL`), if one
     /// has it; the library holding it then stays loaded while this one is (glibc's
     /// `l_reldeps`: a reference bound to it, or a `dlsym(RTLD_DEFAULT)` answer this library

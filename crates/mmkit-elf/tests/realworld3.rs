@@ -800,3 +800,64 @@ fn libarchive_writes_and_reads_back_every_filter_like_glibcs_copy() {
         }
     });
 }
+
+/// `dlsym(RTLD_DEFAULT)` from a library mmkit mapped `RTLD_LOCAL` answered from the global
+/// scope only (glibc's, then mmkit's global libraries): NULL for the library's own functions
+/// and its dependencies'. glibc searches the caller's `l_scope`: the global scope, then the
+/// search list of the library whose `dlopen` brought it in. The main program's handle
+/// (`dlopen(NULL)`) stays the global scope alone. Answers compared with glibc's copy.
+#[test]
+fn rtld_default_from_a_local_library_searches_its_own_scope_as_glibc_does() {
+    let test = "rtld_default_from_a_local_library_searches_its_own_scope_as_glibc_does";
+    if !host_cc() || !in_fresh_process(test) {
+        return;
+    }
+    let base = build("next", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let so = build(
+        "next",
+        "next.c",
+        "fxnext",
+        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libfxnext.so");
+    std::fs::copy(&so, &copy).unwrap();
+    std::fs::copy(&base, dir.path().join("libfxbase.so")).unwrap();
+    let ours = open(copy.as_path());
+    let base_lib =
+        ours.loaded_dependencies().into_iter().find(|l| l.name().contains("fxbase")).expect("libfxbase mapped");
+    let oracle = Dl::open(&copy);
+    let c = |s: &str| CString::new(s).unwrap();
+    let ask = |f: &str, args: &[&CString]| {
+        let args: Vec<i64> = args.iter().map(|a| a.as_ptr() as i64).collect();
+        (call(&ours, f, &args), oracle.call(f, &args))
+    };
+    // Its own function and its dependency's: found, each copy's own, with no dlerror.
+    let (mine, theirs) = ask("fx_default", &[&c("fx_next_own")]);
+    assert_eq!(
+        (mine as u64, theirs as usize),
+        (ours.address_of("fx_next_own").unwrap(), oracle.addr("fx_next_own") as usize)
+    );
+    let (mine, theirs) = ask("fx_default", &[&c("fx_base_value")]);
+    assert_eq!(theirs as usize, oracle.addr("fx_base_value") as usize);
+    assert_eq!(mine as u64, base_lib.address_of("fx_base_value").unwrap());
+    for name in ["fx_next_own", "fx_base_value", "getpid"] {
+        assert_eq!(ask("fx_default_found", &[&c(name)]), (1, 1), "{name}");
+    }
+    assert_eq!(ask("fx_default_found", &[&c("fx_defined_nowhere")]), (2, 2));
+    // The C library's: glibc's answer.
+    let (mine, theirs) = ask("fx_default", &[&c("getpid")]);
+    assert_eq!(mine, theirs);
+    assert_eq!(mine as usize, libc::getpid as *const () as usize);
+    // dlvsym: its dependency has no versions, so a version finds nothing under glibc either.
+    let version = if cfg!(target_arch = "aarch64") { "GLIBC_2.17" } else { "GLIBC_2.2.5" };
+    let (mine, theirs) = ask("fx_default_versioned", &[&c("getpid"), &c(version)]);
+    assert_eq!(mine, theirs);
+    assert_ne!(mine, 0);
+    // The main program's handle: the global scope, where neither library is.
+    for name in ["fx_next_own", "fx_base_value"] {
+        assert_eq!(ask("fx_main_handle", &[&c(name)]), (0, 0), "{name}");
+    }
+    assert_eq!(ask("fx_main_handle", &[&c("getpid")]), ask("fx_default", &[&c("getpid")]));
+}

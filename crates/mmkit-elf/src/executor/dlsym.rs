@@ -21,7 +21,10 @@
 //!   caller's flags. Its errors are what `dlerror` answers next on that thread.
 //! - `dlsym(RTLD_DEFAULT)` and `dlvsym(RTLD_DEFAULT)`: glibc's global scope, then the
 //!   libraries mmkit made global (the one found then stays loaded while the caller is, as
-//!   glibc adds the dependency).
+//!   glibc adds the dependency), then the caller's own lookup scope (the search list of the
+//!   library whose load brought it in), as glibc searches the caller's `l_scope`. The main
+//!   program's handle (`dlopen(NULL)`): the two global scopes, as glibc's searches the global
+//!   scope.
 //! - Every other call (another handle, a caller no library mmkit mapped holds) goes to the
 //!   system linker's function unchanged.
 //!
@@ -400,7 +403,13 @@ mod entries {
         if (handle == libc::RTLD_DEFAULT || is_main_program(handle)) && !name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them; the
             // name is a NUL-terminated string (the caller's contract).
-            return default_scope(unsafe { libc::dlsym(handle, name) }, unsafe { CStr::from_ptr(name) }, None, caller);
+            return default_scope(
+                unsafe { libc::dlsym(handle, name) },
+                unsafe { CStr::from_ptr(name) },
+                None,
+                caller,
+                handle == libc::RTLD_DEFAULT,
+            );
         }
         if handle != libc::RTLD_NEXT || name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them.
@@ -438,7 +447,13 @@ mod entries {
             // are NUL-terminated strings (the caller's contract).
             let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
             // SAFETY: as above.
-            return default_scope(unsafe { libc::dlvsym(handle, name, version) }, n, Some(v), caller);
+            return default_scope(
+                unsafe { libc::dlvsym(handle, name, version) },
+                n,
+                Some(v),
+                caller,
+                handle == libc::RTLD_DEFAULT,
+            );
         }
         if handle != libc::RTLD_NEXT || name.is_null() || version.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them.
@@ -475,19 +490,34 @@ mod entries {
     /// `RTLD_DEFAULT`'s answer for a caller at `caller`: the system linker's (`found`, its
     /// global scope), else a definition in the libraries mmkit made global (`RTLD_GLOBAL`),
     /// which come after it; the library holding it then stays loaded while the caller's is, as
-    /// glibc adds the dependency. When those answer, the system linker's pending "undefined
-    /// symbol" message is read, so that `dlerror` does not report a failure for a lookup that
-    /// succeeded.
-    fn default_scope(found: *mut c_void, name: &CStr, version: Option<&CStr>, caller: usize) -> *mut c_void {
-        if !found.is_null() || !crate::library::has_global_scope() {
+    /// glibc adds the dependency. With `local` (`RTLD_DEFAULT`, not the main program's handle),
+    /// then the caller's own lookup scope, as glibc searches the caller's `l_scope`: the
+    /// global scope, then the search list of the library whose `dlopen` brought the caller in
+    /// (that library, then its dependencies breadth-first), so a library opened
+    /// `RTLD_LOCAL` finds its own definitions and its dependencies'. When those answer, the
+    /// system linker's pending "undefined symbol" message is read, so that `dlerror` does not
+    /// report a failure for a lookup that succeeded.
+    fn default_scope(
+        found: *mut c_void,
+        name: &CStr,
+        version: Option<&CStr>,
+        caller: usize,
+        local: bool,
+    ) -> *mut c_void {
+        if !found.is_null() {
             return found;
         }
         let ours = match (name.to_str(), version.map(CStr::to_str).transpose()) {
             (Ok(n), Ok(v)) => {
                 let want = v.map_or(Want::Default, Want::Exact);
                 match crate::group::containing(caller as u64) {
-                    Some((obj, _registry)) => obj.bind_in_global_scope(n, want),
-                    None => crate::library::find_in_global_scope(n, want),
+                    Some((obj, _registry)) => {
+                        let global =
+                            if crate::library::has_global_scope() { obj.bind_in_global_scope(n, want) } else { None };
+                        global.or_else(|| if local { obj.find_in_own_scope(n, want) } else { None })
+                    }
+                    None if crate::library::has_global_scope() => crate::library::find_in_global_scope(n, want),
+                    None => None,
                 }
             }
             _ => None,
