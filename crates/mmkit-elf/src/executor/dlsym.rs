@@ -487,8 +487,9 @@ mod entries {
         handle as usize == main
     }
 
-    /// `RTLD_DEFAULT`'s answer for a caller at `caller`: the system linker's (`found`, its
-    /// global scope), else a definition in the libraries mmkit made global (`RTLD_GLOBAL`),
+    /// `RTLD_DEFAULT`'s answer for a caller at `caller` (a caller relocated with
+    /// `RTLD_DEEPBIND` searches its own scope first, as glibc puts it first in its `l_scope`):
+    /// the system linker's (`found`, its global scope), else a definition in the libraries mmkit made global (`RTLD_GLOBAL`),
     /// which come after it; the library holding it then stays loaded while the caller's is, as
     /// glibc adds the dependency. With `local` (`RTLD_DEFAULT`, not the main program's handle),
     /// then the caller's own lookup scope, as glibc searches the caller's `l_scope`: the
@@ -504,10 +505,23 @@ mod entries {
         caller: usize,
         local: bool,
     ) -> *mut c_void {
+        let names = (name.to_str(), version.map(CStr::to_str).transpose());
+        if local {
+            // `RTLD_DEEPBIND`: the caller's own scope comes first.
+            if let (Some((obj, _registry)), (Ok(n), Ok(v))) = (crate::group::containing(caller as u64), names) {
+                if obj.deep_bound() {
+                    if let Some(address) = address_of(obj.find_in_own_scope(n, v.map_or(Want::Default, Want::Exact))) {
+                        // SAFETY: no arguments; clears this thread's pending system-linker error.
+                        unsafe { libc::dlerror() };
+                        return address;
+                    }
+                }
+            }
+        }
         if !found.is_null() {
             return found;
         }
-        let ours = match (name.to_str(), version.map(CStr::to_str).transpose()) {
+        let ours = match names {
             (Ok(n), Ok(v)) => {
                 let want = v.map_or(Want::Default, Want::Exact);
                 match crate::group::containing(caller as u64) {
