@@ -107,6 +107,10 @@ struct Inner {
     range_kind: RangeKind,
     errno: Option<i32>,
     detail: String,
+    /// What glibc's `dlerror` says for the same failure, where glibc has a message of its own
+    /// for it (an undefined symbol, a file it cannot open): mmkit's interposed `dlopen`
+    /// answers it, as programs show it or look for its words.
+    dlerror: Option<String>,
 }
 
 /// What an error's range measures.
@@ -149,6 +153,7 @@ impl Error {
             range_kind: RangeKind::Offset,
             errno: None,
             detail: detail.into(),
+            dlerror: None,
         }))
     }
 
@@ -169,6 +174,7 @@ impl Error {
             range_kind: RangeKind::Offset,
             errno: Some(errno),
             detail: String::new(),
+            dlerror: None,
         }))
     }
 
@@ -227,6 +233,30 @@ impl Error {
     }
 
     /// Sets the path unless one is already set (inner errors name the more precise file).
+    /// Sets glibc's `dlerror` message for this failure (see [`Error::dlerror_message`]).
+    #[cold]
+    pub(crate) fn with_dlerror(mut self, message: String) -> Self {
+        self.0.dlerror = Some(message);
+        self
+    }
+
+    /// Carries `inner`'s glibc message over to this error that wraps it.
+    #[cold]
+    pub(crate) fn with_dlerror_of(mut self, inner: &Error) -> Self {
+        if self.0.dlerror.is_none() {
+            self.0.dlerror.clone_from(&inner.0.dlerror);
+        }
+        self
+    }
+
+    /// What glibc's `dlerror` would say after a `dlopen` that failed this way: its own words
+    /// for an undefined symbol (`/p/libfoo.so: undefined symbol: bar`) and for a file it
+    /// cannot open (`/p/libfoo.so: cannot open shared object file: No such file or
+    /// directory`); otherwise this error's message.
+    pub(crate) fn dlerror_message(&self) -> String {
+        self.0.dlerror.clone().unwrap_or_else(|| self.to_string())
+    }
+
     #[cold]
     pub(crate) fn with_path(mut self, path: impl AsRef<Path>) -> Self {
         if self.0.path.is_none() {

@@ -506,6 +506,7 @@ fn load_group<'ns>(
                     let wrap = |e: Error| {
                         Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, e.to_string())
                             .with_path(obj.label())
+                            .with_dlerror_of(&e)
                     };
                     let src = dep_source.open(crate::library::page_size()).map_err(wrap)?;
                     let known = registry.lock().get(&key_of(&src)).map(|e| e.obj.clone());

@@ -121,8 +121,13 @@
 //!   know them): `RTLD_NEXT` from one of them answers the first definition after it in the
 //!   lookup scope of the library whose load brought it in (its own dependencies, breadth-first,
 //!   for the library opened), as glibc answers for the libraries it loads (a wrapper of
-//!   `getpid` or `open` finds libc's); other handles go to glibc's `dlsym` unchanged. A name
-//!   not found answers NULL, with glibc's `dlerror` message for it.
+//!   `getpid` or `open` finds libc's); `RTLD_DEFAULT` answers from glibc's global scope, then
+//!   the libraries mmkit made global, then the caller's own lookup scope (the library whose
+//!   load brought it in and that library's dependencies), as glibc searches a caller's
+//!   `l_scope`; the main program's handle (`dlopen(NULL)`) from the global scopes alone;
+//!   other handles go to glibc's `dlsym` unchanged. A name not found answers NULL, with
+//!   glibc's `dlerror` message for it, and a `dlopen` that fails leaves glibc's words for an
+//!   undefined symbol or a file it cannot open.
 //! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,
 //!   `$ORIGIN` its directory, inside an APK too), in the namespace that loaded it, as bionic's
 //!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library

@@ -247,6 +247,9 @@ pub(crate) struct Object {
     loaded_in: OnceLock<(crate::Namespace, Source)>,
     /// The library whose load brought this one in (itself for the library opened).
     root: OnceLock<Weak<Object>>,
+    /// Relocated with `RTLD_DEEPBIND`: its own lookup scope comes before the global scope,
+    /// for `dlsym(RTLD_DEFAULT)` too (glibc puts the search list first in its `l_scope`).
+    deep_bound: AtomicBool,
 }
 
 impl Object {
@@ -327,6 +330,7 @@ impl Object {
             calls_dlopen: AtomicBool::new(false),
             loaded_in: OnceLock::new(),
             root: OnceLock::new(),
+            deep_bound: AtomicBool::new(false),
         })
     }
 
@@ -350,6 +354,7 @@ impl Object {
     /// call to a function nothing defines fails when made, not now; `relocate/lazy.rs`) and
     /// `RTLD_DEEPBIND` (`scope_list` before the global scope).
     pub(crate) fn relocate(&self, scope_list: &[Dependency], binding: crate::options::Binding) -> Result<()> {
+        self.deep_bound.store(binding.deep, Ordering::Relaxed);
         // One binding per symbol index (many relocations name the same symbol), and one
         // snapshot of glibc's scope for the whole pass. The binding is kept as the address
         // (8 bytes a symbol, not a `Target`'s 24: fresh heap pages are page faults on a
@@ -675,6 +680,26 @@ impl Object {
         }
     }
 
+    /// Whether the library was relocated with `RTLD_DEEPBIND` (its own lookup scope before the
+    /// global scope).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn deep_bound(&self) -> bool {
+        self.deep_bound.load(Ordering::Relaxed)
+    }
+
+    /// The definition of `name` in this library's own lookup scope, as glibc's `dlsym
+    /// (RTLD_DEFAULT)` searches it after the global scope (before it, for a library relocated
+    /// with `RTLD_DEEPBIND`): the search list of the library whose load brought this one in
+    /// (that library first, then its dependencies breadth-first); this library's own search
+    /// list when it is that library, or when that library was unloaded since.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn find_in_own_scope(&self, name: &str, want: Want<'_>) -> Option<Target> {
+        match self.root.get().and_then(Weak::upgrade) {
+            Some(root) => root.find(name, want),
+            None => self.find(name, want),
+        }
+    }
+
     /// The definition of `name` in the libraries mmkit made global (`RTLD_GLOBAL`), if one
     /// has it; the library holding it then stays loaded while this one is (glibc's
     /// `l_reldeps`: a reference bound to it, or a `dlsym(RTLD_DEFAULT)` answer this library
@@ -861,11 +886,14 @@ impl Object {
             ),
             None => String::new(),
         };
+        // glibc's words: the referencing object, the name, and its version if it has one.
+        let glibc_version = dy.version_of(index).map(|(v, _)| format!(", version {}", dy.version_name(v)));
         Err(Error::new(
             "relocate",
             ErrorKind::UndefinedSymbol,
             format!("undefined symbol `{name}`{ver}: not in the process, the library or its dependencies"),
-        ))
+        )
+        .with_dlerror(format!("{}: undefined symbol: {name}{}", self.label, glibc_version.unwrap_or_default())))
     }
 
     /// Whether the search list's lookup would find `sym` itself, the library's own definition

@@ -322,7 +322,8 @@ impl Namespace {
                 p.display()
             ));
         }
-        Err(Error::new(format!("find library {}", p.display()), ErrorKind::DependencyNotFound, detail))
+        Err(Error::new(format!("find library {}", p.display()), ErrorKind::DependencyNotFound, detail)
+            .with_dlerror(format!("{}: cannot open shared object file: No such file or directory", p.display())))
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with
@@ -393,7 +394,8 @@ impl Namespace {
                 ErrorKind::DependencyNotFound,
                 not_found_detail("not loaded and not found in", &dirs, &skipped, &self.name),
             )
-            .with_path(label)),
+            .with_path(label)
+            .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))),
         }
     }
 

@@ -315,7 +315,9 @@ fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
 fn open_regular_with_metadata(path: &Path, label: &str) -> Result<(File, std::fs::Metadata)> {
     mmkit::open::open_regular_nonblocking_with_metadata(path).map_err(|e| {
         let err = match e.errno() {
-            Some(errno) => Error::from_raw_errno(e.operation(), errno),
+            // glibc's words for a file its `dlopen` cannot open.
+            Some(errno) => Error::from_raw_errno(e.operation(), errno)
+                .with_dlerror(format!("{label}: cannot open shared object file: {}", mmkit::error::strerror(errno))),
             None => Error::new(e.operation(), ErrorKind::Io, e.detail().unwrap_or_default()),
         };
         err.with_path(label)

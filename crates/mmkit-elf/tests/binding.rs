@@ -203,6 +203,16 @@ fn deep_binding_prefers_the_librarys_own_definitions_to_the_global_scope_as_glib
     let (now, deep) = (open("m-now", false), open("m-deep", true));
     assert_eq!(call(&now, "fx_deep_call", &[0]), 20, "without deep binding the global scope comes first");
     assert_eq!(call(&deep, "fx_deep_call", &[0]), 10, "deep binding: the library's own definition first");
+    // dlsym(RTLD_DEFAULT) from it: the same order (glibc puts the library's own scope first
+    // in its l_scope).
+    let glibc_default = |copy: &str, flags: i32| {
+        let lib = build(&format!("deep-{copy}"), "deep.c", "fxdeep", &[]);
+        glibc_call(glibc_open(&lib, flags).unwrap(), "fx_deep_default", &[])
+    };
+    assert_eq!(glibc_default("gd-now", libc::RTLD_NOW), 2);
+    assert_eq!(glibc_default("gd-deep", libc::RTLD_NOW | libc::RTLD_DEEPBIND), 1);
+    assert_eq!(call(&now, "fx_deep_default", &[]), 2, "RTLD_DEFAULT: the global scope first");
+    assert_eq!(call(&deep, "fx_deep_default", &[]), 1, "RTLD_DEFAULT with deep binding: its own first");
     // A mapped library's own dlopen(RTLD_DEEPBIND).
     let host = build("deep-host", "lazyopen.c", "fxlazyopen", &[]);
     let host = open_lazy(&host, false).unwrap_or_else(|e| panic!("{e}"));

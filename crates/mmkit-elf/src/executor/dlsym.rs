@@ -21,7 +21,10 @@
 //!   caller's flags. Its errors are what `dlerror` answers next on that thread.
 //! - `dlsym(RTLD_DEFAULT)` and `dlvsym(RTLD_DEFAULT)`: glibc's global scope, then the
 //!   libraries mmkit made global (the one found then stays loaded while the caller is, as
-//!   glibc adds the dependency).
+//!   glibc adds the dependency), then the caller's own lookup scope (the search list of the
+//!   library whose load brought it in), as glibc searches the caller's `l_scope`. The main
+//!   program's handle (`dlopen(NULL)`): the two global scopes, as glibc's searches the global
+//!   scope.
 //! - Every other call (another handle, a caller no library mmkit mapped holds) goes to the
 //!   system linker's function unchanged.
 //!
@@ -286,7 +289,7 @@ mod entries {
                 Err(_) => std::ptr::null_mut(),
             },
             Err(e) => {
-                set_error(e.to_string());
+                set_error(e.dlerror_message());
                 std::ptr::null_mut()
             }
         }
@@ -408,10 +411,16 @@ mod entries {
                 return answer;
             }
         }
-        if handle == libc::RTLD_DEFAULT && !name.is_null() {
+        if (handle == libc::RTLD_DEFAULT || is_main_program(handle)) && !name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them; the
             // name is a NUL-terminated string (the caller's contract).
-            return default_scope(unsafe { libc::dlsym(handle, name) }, unsafe { CStr::from_ptr(name) }, None, caller);
+            return default_scope(
+                unsafe { libc::dlsym(handle, name) },
+                unsafe { CStr::from_ptr(name) },
+                None,
+                caller,
+                handle == libc::RTLD_DEFAULT,
+            );
         }
         if handle != libc::RTLD_NEXT || name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them.
@@ -444,12 +453,18 @@ mod entries {
                 return answer;
             }
         }
-        if handle == libc::RTLD_DEFAULT && !name.is_null() && !version.is_null() {
+        if (handle == libc::RTLD_DEFAULT || is_main_program(handle)) && !name.is_null() && !version.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them; both
             // are NUL-terminated strings (the caller's contract).
             let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
             // SAFETY: as above.
-            return default_scope(unsafe { libc::dlvsym(handle, name, version) }, n, Some(v), caller);
+            return default_scope(
+                unsafe { libc::dlvsym(handle, name, version) },
+                n,
+                Some(v),
+                caller,
+                handle == libc::RTLD_DEFAULT,
+            );
         }
         if handle != libc::RTLD_NEXT || name.is_null() || version.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlvsym` takes them.
@@ -463,22 +478,71 @@ mod entries {
         })
     }
 
-    /// `RTLD_DEFAULT`'s answer for a caller at `caller`: the system linker's (`found`, its
-    /// global scope), else a definition in the libraries mmkit made global (`RTLD_GLOBAL`),
+    /// Whether `handle` is the main program's, the one `dlopen(NULL)` answers. glibc's `dlsym`
+    /// on it searches the main program's search list, which is the global scope (the program,
+    /// its dependencies, then every library opened `RTLD_GLOBAL`): so it answers as
+    /// `RTLD_DEFAULT` does, the libraries mmkit made global included (ctypes' `pythonapi`,
+    /// `dlsym(dlopen(NULL), "Py_GetVersion")` in an interpreter made global).
+    fn is_main_program(handle: *mut c_void) -> bool {
+        static MAIN: AtomicUsize = AtomicUsize::new(0);
+        if handle.is_null() || handle == libc::RTLD_NEXT {
+            return false;
+        }
+        let mut main = MAIN.load(Ordering::Relaxed);
+        if main == 0 {
+            // SAFETY: `dlopen(NULL)` opens nothing: it answers the main program's handle
+            // (the same one every time, never unloaded).
+            main = unsafe { libc::dlopen(std::ptr::null(), libc::RTLD_LAZY) } as usize;
+            MAIN.store(main, Ordering::Relaxed);
+        }
+        handle as usize == main
+    }
+
+    /// `RTLD_DEFAULT`'s answer for a caller at `caller` (a caller relocated with
+    /// `RTLD_DEEPBIND` searches its own scope first, as glibc puts it first in its `l_scope`):
+    /// the system linker's (`found`, its global scope), else a definition in the libraries mmkit made global (`RTLD_GLOBAL`),
     /// which come after it; the library holding it then stays loaded while the caller's is, as
-    /// glibc adds the dependency. When those answer, the system linker's pending "undefined
-    /// symbol" message is read, so that `dlerror` does not report a failure for a lookup that
-    /// succeeded.
-    fn default_scope(found: *mut c_void, name: &CStr, version: Option<&CStr>, caller: usize) -> *mut c_void {
-        if !found.is_null() || !crate::library::has_global_scope() {
+    /// glibc adds the dependency. With `local` (`RTLD_DEFAULT`, not the main program's handle),
+    /// then the caller's own lookup scope, as glibc searches the caller's `l_scope`: the
+    /// global scope, then the search list of the library whose `dlopen` brought the caller in
+    /// (that library, then its dependencies breadth-first), so a library opened
+    /// `RTLD_LOCAL` finds its own definitions and its dependencies'. When those answer, the
+    /// system linker's pending "undefined symbol" message is read, so that `dlerror` does not
+    /// report a failure for a lookup that succeeded.
+    fn default_scope(
+        found: *mut c_void,
+        name: &CStr,
+        version: Option<&CStr>,
+        caller: usize,
+        local: bool,
+    ) -> *mut c_void {
+        let names = (name.to_str(), version.map(CStr::to_str).transpose());
+        if local {
+            // `RTLD_DEEPBIND`: the caller's own scope comes first.
+            if let (Some((obj, _registry)), (Ok(n), Ok(v))) = (crate::group::containing(caller as u64), names) {
+                if obj.deep_bound() {
+                    if let Some(address) = address_of(obj.find_in_own_scope(n, v.map_or(Want::Default, Want::Exact))) {
+                        // SAFETY: no arguments; clears this thread's pending system-linker error.
+                        unsafe { libc::dlerror() };
+                        return address;
+                    }
+                }
+            }
+        }
+        if !found.is_null() {
             return found;
         }
-        let ours = match (name.to_str(), version.map(CStr::to_str).transpose()) {
+        let ours = match names {
             (Ok(n), Ok(v)) => {
                 let want = v.map_or(Want::Default, Want::Exact);
                 match crate::group::containing(caller as u64) {
-                    Some((obj, _registry)) => obj.bind_in_global_scope(n, want),
-                    None => crate::library::find_in_global_scope(n, want),
+                    Some((obj, _registry)) => {
+                        let global =
+                            if crate::library::has_global_scope() { obj.bind_in_global_scope(n, want) } else { None };
+                        global.or_else(|| if local { obj.find_in_own_scope(n, want) } else { None })
+                    }
+                    None if crate::library::has_global_scope() => crate::library::find_in_global_scope(n, want),
+                    None => None,
                 }
             }
             _ => None,
