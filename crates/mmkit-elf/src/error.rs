@@ -253,6 +253,7 @@ impl Error {
     /// for an undefined symbol (`/p/libfoo.so: undefined symbol: bar`) and for a file it
     /// cannot open (`/p/libfoo.so: cannot open shared object file: No such file or
     /// directory`); otherwise this error's message.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) fn dlerror_message(&self) -> String {
         self.0.dlerror.clone().unwrap_or_else(|| self.to_string())
     }
