@@ -19,7 +19,8 @@
 //! its trampoline into word 2 and the [`LazyPlt`] of the library into word 1.
 //!
 //! The trampoline saves the registers that carry arguments (x86_64: the integer ones, and the
-//! vector, x87 and mask state with `xsave` sized by CPUID, as the TLS descriptor resolver does;
+//! vector, x87 and mask state with `xsave` sized by CPUID, through the helper the TLS
+//! descriptor resolver uses (`x86_64.rs`);
 //! aarch64: `x0`–`x8` and `q0`–`q7`) and calls [`lazy_fixup`], which looks the function up
 //! again in the library's scope, as it is at the call ([`LateBind`]). Found, the address is
 //! written into the slot (the next call goes straight there) and the trampoline jumps to it
@@ -198,39 +199,9 @@ core::arch::global_asm!(
     "push r10",
     "mov rdi, qword ptr [rbp + 8]",
     "mov rsi, qword ptr [rbp + 16]",
-    "mov r11, qword ptr [rip + {size}]",
-    "test r11, r11",
-    "jz 2f",
-    "sub rsp, r11",
-    "and rsp, -64",
-    // The xsave header (64 bytes at 512) must start zeroed: xsave writes only XSTATE_BV, and
-    // xrstor faults on nonzero reserved bytes.
-    "xor eax, eax",
-    "mov qword ptr [rsp + 512], rax",
-    "mov qword ptr [rsp + 520], rax",
-    "mov qword ptr [rsp + 528], rax",
-    "mov qword ptr [rsp + 536], rax",
-    "mov qword ptr [rsp + 544], rax",
-    "mov qword ptr [rsp + 552], rax",
-    "mov qword ptr [rsp + 560], rax",
-    "mov qword ptr [rsp + 568], rax",
-    "mov eax, -1",
-    "mov edx, -1",
-    "xsave64 [rsp]",
-    "call {fixup}",
+    "lea rdx, [rip + {fixup}]",
+    "call __mmkit_elf_call_keeping_vectors",
     "mov r11, rax",
-    "mov eax, -1",
-    "mov edx, -1",
-    "xrstor64 [rsp]",
-    "jmp 3f",
-    "2:",
-    "sub rsp, 512",
-    "and rsp, -64",
-    "fxsave64 [rsp]",
-    "call {fixup}",
-    "mov r11, rax",
-    "fxrstor64 [rsp]",
-    "3:",
     "lea rsp, [rbp - 64]",
     "pop r10",
     "pop r9",
@@ -247,7 +218,6 @@ core::arch::global_asm!(
     "jmp r11",
     ".cfi_endproc",
     ".size __mmkit_elf_lazy_plt_x86_64, . - __mmkit_elf_lazy_plt_x86_64",
-    size = sym super::x86_64::XSAVE_SIZE,
     fixup = sym lazy_fixup,
 );
 

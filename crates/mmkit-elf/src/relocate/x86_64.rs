@@ -64,14 +64,80 @@ pub(crate) fn size_xsave_area() {
     XSAVE_SIZE.store(size.max(if size > 0 { 576 } else { 0 }), std::sync::atomic::Ordering::Relaxed);
 }
 
+// `__mmkit_elf_call_keeping_vectors(a, b, f)`: calls `f(a, b)` (`rdi`, `rsi`, the function in
+// `rdx`) with the vector, x87 and mask state saved around it by `xsave`/`xrstor` (sized by
+// [`XSAVE_SIZE`]; `fxsave` where the OS has no xsave), and returns `f`'s `rax`. For the
+// resolvers the library's code calls where the compiler assumes its vector registers survive:
+// the TLS descriptor resolver below and the lazy PLT's (`lazy.rs`), which save the integer
+// registers themselves. The Rust code and the `malloc`, `memcpy` and `__tls_get_addr` they call
+// may use any vector register (glibc's AVX string functions end with `vzeroupper`, which clears
+// the upper halves), as glibc 2.39's `_dl_tlsdesc_dynamic_xsavec` and `_dl_runtime_resolve_xsavec`
+// allow for.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".text",
+    ".balign 16",
+    ".globl __mmkit_elf_call_keeping_vectors",
+    ".hidden __mmkit_elf_call_keeping_vectors",
+    ".type __mmkit_elf_call_keeping_vectors, @function",
+    "__mmkit_elf_call_keeping_vectors:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "mov r10, rdx",
+    "mov r11, qword ptr [rip + {size}]",
+    "test r11, r11",
+    "jz 2f",
+    "sub rsp, r11",
+    "and rsp, -64",
+    // The xsave header (64 bytes at 512) must start zeroed: xsave writes only XSTATE_BV, and
+    // xrstor faults on nonzero reserved bytes.
+    "xor eax, eax",
+    "mov qword ptr [rsp + 512], rax",
+    "mov qword ptr [rsp + 520], rax",
+    "mov qword ptr [rsp + 528], rax",
+    "mov qword ptr [rsp + 536], rax",
+    "mov qword ptr [rsp + 544], rax",
+    "mov qword ptr [rsp + 552], rax",
+    "mov qword ptr [rsp + 560], rax",
+    "mov qword ptr [rsp + 568], rax",
+    "mov eax, -1",
+    "mov edx, -1",
+    "xsave64 [rsp]",
+    "call r10",
+    "mov r11, rax",
+    "mov eax, -1",
+    "mov edx, -1",
+    "xrstor64 [rsp]",
+    "jmp 3f",
+    "2:",
+    "sub rsp, 512",
+    "and rsp, -64",
+    "fxsave64 [rsp]",
+    "call r10",
+    "mov r11, rax",
+    "fxrstor64 [rsp]",
+    "3:",
+    "mov rax, r11",
+    "mov rsp, rbp",
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "ret",
+    ".cfi_endproc",
+    ".size __mmkit_elf_call_keeping_vectors, . - __mmkit_elf_call_keeping_vectors",
+    size = sym XSAVE_SIZE,
+);
+
 // mmkit's resolver of x86_64 TLS descriptors (`R_X86_64_TLSDESC`, `-mtls-dialect=gnu2`) of
 // variables in dynamic TLS blocks: mmkit's blocks (allocated per thread on first use, see
 // `relocate/tls.rs`) and those of objects glibc loaded (its `__tls_get_addr`). Called by the
 // library's code with `rax` = the descriptor's address; returns in `rax` the variable's offset
 // from the thread pointer (`%fs:0`). The compiler assumes the call changes only `rax` and the
 // flags, so every other register is preserved: the caller-saved integer registers on the
-// stack, and the vector, x87 and mask state with `xsave`/`xrstor` (the Rust code and the
-// `malloc`, `memcpy` and `__tls_get_addr` it calls may use any of them), as glibc 2.39's
+// stack, the vector, x87 and mask state by `__mmkit_elf_call_keeping_vectors`, as glibc 2.39's
 // `_dl_tlsdesc_dynamic_xsavec` does.
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
@@ -96,40 +162,8 @@ core::arch::global_asm!(
     "push r10",
     "push r11",
     "mov rdi, qword ptr [rax + 8]",
-    "mov r11, qword ptr [rip + {size}]",
-    "test r11, r11",
-    "jz 2f",
-    "sub rsp, r11",
-    "and rsp, -64",
-    // The xsave header (64 bytes at 512) must start zeroed: xsave writes only XSTATE_BV, and
-    // xrstor faults on nonzero reserved bytes.
-    "xor eax, eax",
-    "mov qword ptr [rsp + 512], rax",
-    "mov qword ptr [rsp + 520], rax",
-    "mov qword ptr [rsp + 528], rax",
-    "mov qword ptr [rsp + 536], rax",
-    "mov qword ptr [rsp + 544], rax",
-    "mov qword ptr [rsp + 552], rax",
-    "mov qword ptr [rsp + 560], rax",
-    "mov qword ptr [rsp + 568], rax",
-    "mov eax, -1",
-    "mov edx, -1",
-    "xsave64 [rsp]",
-    "call {block}",
-    "mov r11, rax",
-    "mov eax, -1",
-    "mov edx, -1",
-    "xrstor64 [rsp]",
-    "jmp 3f",
-    "2:",
-    "sub rsp, 512",
-    "and rsp, -64",
-    "fxsave64 [rsp]",
-    "call {block}",
-    "mov r11, rax",
-    "fxrstor64 [rsp]",
-    "3:",
-    "mov rax, r11",
+    "lea rdx, [rip + {block}]",
+    "call __mmkit_elf_call_keeping_vectors",
     "sub rax, qword ptr fs:[0]",
     "lea rsp, [rbp - 64]",
     "pop r11",
@@ -145,7 +179,6 @@ core::arch::global_asm!(
     "ret",
     ".cfi_endproc",
     ".size __mmkit_elf_tlsdesc_dynamic_x86_64, . - __mmkit_elf_tlsdesc_dynamic_x86_64",
-    size = sym XSAVE_SIZE,
     block = sym tlsdesc_block,
 );
 
