@@ -18,16 +18,6 @@ fn process_maps(prefix: &str) -> bool {
         .any(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
 }
 
-/// A system library's path, or a skip (a failure under CI=true).
-fn system_lib(soname: &str) -> Option<PathBuf> {
-    let found = mmkit_elf::SYSTEM_DIRS.iter().map(|d| Path::new(d).join(soname)).find(|p| p.exists());
-    if found.is_none() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{soname} is missing (scripts/test installs it)");
-        eprintln!("skipping: no {soname}");
-    }
-    found
-}
-
 /// `bytes` as a page-aligned stored APK entry `lib/x86_64/<name>`; returns the source.
 fn apk_with(dir: &Path, name: &str, so: &Path) -> Source {
     let apk = dir.join("app.apk");
@@ -825,21 +815,6 @@ fn addr_info_answers_for_the_addresses_dladdr_answers_for() {
         }
         assert!(answered > 0);
     }
-}
-
-/// Looks a function up by name (in mmkit's copy or glibc's) and returns its address.
-type Lookup<'a> = &'a dyn Fn(&str) -> u64;
-
-/// `addr` as a function pointer of type `F`.
-///
-/// # Safety
-/// `F` must be the function's true signature.
-unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
-    let addr = lookup(name);
-    assert_ne!(addr, 0, "{name}");
-    assert_eq!(std::mem::size_of::<F>(), 8);
-    // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
-    unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
 }
 
 /// Runs `exercise` on mmkit's copy from a copy of the file (outside the system directories:

@@ -12,16 +12,6 @@ use mmkit_elf::{Namespace, SystemPolicy};
 use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
 
-/// A system library's path, or a skip (a failure under CI=true).
-fn system_lib(soname: &str) -> Option<PathBuf> {
-    let found = mmkit_elf::SYSTEM_DIRS.iter().map(|d| Path::new(d).join(soname)).find(|p| p.exists());
-    if found.is_none() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{soname} is missing (scripts/test installs it)");
-        eprintln!("skipping: no {soname}");
-    }
-    found
-}
-
 /// The host's system libraries are x86_64's: the tests call them.
 fn x86_64_host(test: &str) -> bool {
     if !cfg!(target_arch = "x86_64") || !host_cc() {
@@ -307,9 +297,6 @@ fn libstdcxx_mapped_privately_throws_threads_and_formats_like_glibcs() {
     assert_eq!(default_report, theirs, "libstdc++ from the system linker");
 }
 
-/// Looks a symbol up by name (in mmkit's copy or glibc's) and returns its address.
-type Lookup<'a> = &'a dyn Fn(&str) -> u64;
-
 /// Runs `exercise` on mmkit's copies of `soname` (copied out of the system directory): from
 /// the file with its dependencies from the system linker, from a memfd, and from the file in a
 /// namespace that maps the system libraries it needs privately too; then on glibc's `dlopen`
@@ -359,18 +346,6 @@ fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> S
     for (how, ours) in answers {
         assert_eq!(ours, theirs, "{soname} from {how}");
     }
-}
-
-/// The symbol `name` as a value of type `F` (a function pointer).
-///
-/// # Safety
-/// `F` must be the function's true signature.
-unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
-    let addr = lookup(name);
-    assert_ne!(addr, 0, "{name}");
-    assert_eq!(std::mem::size_of::<F>(), 8);
-    // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
-    unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
 }
 
 const ICU_I18N: &str = "libicui18n.so.72";

@@ -326,3 +326,28 @@ pub fn synth_elf(phdrs: &[Ph], len: usize) -> Vec<u8> {
     }
     b
 }
+
+/// A system library's path, or a skip (a failure under CI=true: scripts/test installs it).
+pub fn system_lib(soname: &str) -> Option<PathBuf> {
+    let found = mmkit_elf::SYSTEM_DIRS.iter().map(|d| Path::new(d).join(soname)).find(|p| p.exists());
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{soname} is missing (scripts/test installs it)");
+        eprintln!("skipping: no {soname}");
+    }
+    found
+}
+
+/// Looks a symbol up by name (in mmkit's copy or glibc's) and returns its address.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> u64;
+
+/// The symbol `name` as a value of type `F` (a function pointer).
+///
+/// # Safety
+/// `F` must be the function's true signature.
+pub unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
+    let addr = lookup(name);
+    assert_ne!(addr, 0, "{name}");
+    assert_eq!(std::mem::size_of::<F>(), 8);
+    // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
+    unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
+}
