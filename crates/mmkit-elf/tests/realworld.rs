@@ -420,18 +420,8 @@ fn a_library_asking_dladdr_about_itself_is_answered_as_under_glibc() {
 /// compared with glibc's copy of the same files.
 #[test]
 fn rtld_next_from_a_mapped_library_finds_the_next_definition_as_under_glibc() {
-    let base = build("next", "base.c", "fxbase", &[]);
-    let base_dir = base.parent().unwrap().display().to_string();
-    let so = build(
-        "next",
-        "next.c",
-        "fxnext",
-        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("libfxnext.so");
-    std::fs::copy(&so, &copy).unwrap();
-    std::fs::copy(&base, dir.path().join("libfxbase.so")).unwrap();
+    let copy = next_fixture_in(dir.path());
     let ours = open(copy.as_path());
     let oracle = Dl::open(&copy);
     let c = |s: &str| std::ffi::CString::new(s).unwrap();

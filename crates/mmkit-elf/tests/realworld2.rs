@@ -42,8 +42,7 @@ fn mapping_name(addr: u64) -> String {
 /// system libraries it needs privately too; then on glibc's `dlopen` of the same file. All
 /// answers must agree. In a fresh process.
 fn same_answers_as_glibc(test: &str, soname: &str, exercise: fn(Lookup<'_>) -> String) {
-    if !cfg!(target_arch = "x86_64") || !host_cc() {
-        eprintln!("skipping {test}: it calls the x86_64 host's own system libraries");
+    if !x86_64_host(test) {
         return;
     }
     if !in_fresh_process(test) {
@@ -899,8 +898,7 @@ fn process_counts() -> (usize, usize, usize) {
 #[test]
 fn real_libraries_load_and_unload_without_leaving_anything() {
     let test = "real_libraries_load_and_unload_without_leaving_anything";
-    if !cfg!(target_arch = "x86_64") || !host_cc() {
-        eprintln!("skipping {test}: it calls the x86_64 host's own system libraries");
+    if !x86_64_host(test) {
         return;
     }
     if !in_fresh_process(test) {

@@ -12,15 +12,6 @@ use mmkit_elf::{Namespace, SystemPolicy};
 use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
 
-/// The host's system libraries are x86_64's: the tests call them.
-fn x86_64_host(test: &str) -> bool {
-    if !cfg!(target_arch = "x86_64") || !host_cc() {
-        eprintln!("skipping {test}: it calls the x86_64 host's own system libraries");
-        return false;
-    }
-    true
-}
-
 const LIBPYTHON: &str = "libpython3.11.so.1.0";
 
 /// The program the embedded interpreter runs: C extension modules (each `dlopen`ed by the
@@ -787,18 +778,8 @@ fn rtld_default_from_a_local_library_searches_its_own_scope_as_glibc_does() {
     if !host_cc() || !in_fresh_process(test) {
         return;
     }
-    let base = build("next", "base.c", "fxbase", &[]);
-    let base_dir = base.parent().unwrap().display().to_string();
-    let so = build(
-        "next",
-        "next.c",
-        "fxnext",
-        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("libfxnext.so");
-    std::fs::copy(&so, &copy).unwrap();
-    std::fs::copy(&base, dir.path().join("libfxbase.so")).unwrap();
+    let copy = next_fixture_in(dir.path());
     let ours = open(copy.as_path());
     let base_lib =
         ours.loaded_dependencies().into_iter().find(|l| l.name().contains("fxbase")).expect("libfxbase mapped");

@@ -351,3 +351,29 @@ pub unsafe fn func<F: Copy>(lookup: Lookup<'_>, name: &str) -> F {
     // SAFETY: F is a pointer-sized fn type (checked) matching the function (contract).
     unsafe { std::mem::transmute_copy::<u64, F>(&addr) }
 }
+
+/// The host's system libraries are x86_64's: the tests that call them skip elsewhere (saying so).
+pub fn x86_64_host(test: &str) -> bool {
+    if !cfg!(target_arch = "x86_64") || !host_cc() {
+        eprintln!("skipping {test}: it calls the x86_64 host's own system libraries");
+        return false;
+    }
+    true
+}
+
+/// Copies the `next.c` fixture (`libfxnext.so`, which needs `libfxbase.so` through
+/// `$ORIGIN`) and `libfxbase.so` into `dir`; returns the copy of `libfxnext.so`.
+pub fn next_fixture_in(dir: &Path) -> PathBuf {
+    let base = build("next", "base.c", "fxbase", &[]);
+    let base_dir = base.parent().unwrap().display().to_string();
+    let so = build(
+        "next",
+        "next.c",
+        "fxnext",
+        &[&format!("-L{base_dir}"), "-lfxbase", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
+    );
+    let copy = dir.join("libfxnext.so");
+    std::fs::copy(&so, &copy).unwrap();
+    std::fs::copy(&base, dir.join("libfxbase.so")).unwrap();
+    copy
+}
