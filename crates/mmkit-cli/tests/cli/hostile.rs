@@ -975,11 +975,16 @@ int main(int argc, char **argv) {
         } else {
             assert!(o.problem(Expect::Fail).is_none(), "{o:?}");
             assert!(o.stderr.contains("while its smaps was read"), "round {round}: {}", o.stderr);
-            // The JSON is printed as it is read: what came out before the error must not
-            // parse (the document is left open), and the error says so.
-            assert!(serde_json::from_str::<serde_json::Value>(&o.stdout).is_err(), "round {round}: {}", o.stdout);
+            // The JSON is printed as it is read: what came out before the error is closed
+            // with the error and `"complete": false` (it parses, and says it is cut), and the
+            // error on stderr says so.
             if !o.stdout.is_empty() {
-                assert!(o.stderr.contains("the JSON printed before this error is incomplete"), "{}", o.stderr);
+                let doc: serde_json::Value = serde_json::from_str(&o.stdout)
+                    .unwrap_or_else(|e| panic!("round {round}: a cut document must parse ({e}): {}", o.stdout));
+                assert_eq!(doc["complete"], false, "round {round}: {doc}");
+                assert!(doc["error"].as_str().is_some_and(|e| e.contains("while its smaps was read")), "{doc}");
+                assert!(doc.get("total").is_none(), "a cut list has no totals: {doc}");
+                assert!(o.stderr.contains("the JSON on stdout is cut there"), "{}", o.stderr);
             }
             exited += 1;
         }
