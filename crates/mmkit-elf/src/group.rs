@@ -471,6 +471,7 @@ fn load_group<'ns>(
     group: &mut Group<'ns>,
 ) -> Result<Arc<Object>> {
     let root = Arc::new(Object::map(source, src, options, ns.registers_all_unwind_tables())?);
+    root.set_rpath_inherited(options.inherit_rpath.clone());
     registry.lock().insert(root.key, Entry { obj: root.clone(), handles: 0, loading: true });
     remember_span(&root, registry);
     group.new.push(root.clone());
@@ -494,7 +495,8 @@ fn load_group<'ns>(
                 deps.push(Dependency::Mmkit(Arc::downgrade(&dep)));
                 continue;
             }
-            match rules.resolve(name, &sources[i], obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
+            let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
+            match rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), obj.label())? {
                 Resolved::SystemLinker(path, skipped) => {
                     let sys = crate::executor::load_system_library(&path).map_err(|msg| {
                         Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, msg + &skipped)
@@ -522,6 +524,7 @@ fn load_group<'ns>(
                                 )
                                 .map_err(wrap)?,
                             );
+                            dep.set_rpath_inherited(obj.rpath_for_children(&sources[i]));
                             registry.lock().insert(dep.key, Entry { obj: dep.clone(), handles: 0, loading: true });
                             remember_span(&dep, registry);
                             group.new.push(dep.clone());
@@ -598,7 +601,8 @@ pub(crate) fn open_for(
         if let Some(lib) = open_loaded_soname(ns, &Source::path(name)) {
             return Ok(Opened::Mapped(lib));
         }
-        match ns.resolve(name, origin, obj.runpath_is_rpath(), &mut obj.runpath(), obj.label())? {
+        let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
+        match ns.resolve(name, origin, runpath, obj.rpath_inherited(), obj.label())? {
             Resolved::Map { source, ns } => (source, ns),
             Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),
         }
@@ -616,7 +620,12 @@ pub(crate) fn open_for(
         return Ok(Opened::Mapped(Library::new(e.obj.clone(), registry.clone())));
     }
     crate::source::with_archive_cache(|| {
-        open(rules, &source, &crate::LoadOptions::new().lazy_binding(binding.lazy).deep_bind(binding.deep))
+        open(rules, &source, &{
+            let mut options = crate::LoadOptions::new().lazy_binding(binding.lazy).deep_bind(binding.deep);
+            // glibc: the library `dlopen` loads has the caller as its loader (`l_loader`).
+            options.inherit_rpath = obj.rpath_for_children(origin);
+            options
+        })
     })
     .map(Opened::Mapped)
 }

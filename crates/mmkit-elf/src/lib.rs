@@ -170,9 +170,9 @@
 //! on aarch64 any other module's); copy relocations; text relocations (`DT_TEXTREL`, which
 //! glibc applies on x86_64; Android refuses them too); `PT_LOAD` segments that share a page
 //! (glibc maps the later one over the shared page) or are writable and executable at once.
-//! Search: `DT_RPATH` of the loading
-//! library only (glibc also searches the `DT_RPATH` of the libraries that loaded it and of the
-//! executable); the requesting library's own directory is searched first (glibc does not).
+//! Search: the executable's `DT_RPATH` (glibc searches it after the loaders' `DT_RPATH`s,
+//! which mmkit-elf does search); the requesting library's own directory is searched first
+//! (glibc does not).
 #![deny(missing_docs)]
 
 mod addr;

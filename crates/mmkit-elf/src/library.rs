@@ -238,6 +238,8 @@ pub(crate) struct Object {
     /// The dependencies breadth-first, each once, without this object (glibc's `l_searchlist`
     /// after the object itself): where `dlsym` on a handle looks.
     search: OnceLock<Vec<Dependency>>,
+    /// See [`Object::rpath_inherited`].
+    rpath_inherited: OnceLock<Vec<crate::SearchDir>>,
     /// [`Object::source`] as a C string, made when `dladdr` first names the library.
     c_source: OnceLock<std::ffi::CString>,
     /// The library imports `dlopen` (bound to mmkit's): [`Object::loaded_in`] is kept for it.
@@ -326,6 +328,7 @@ impl Object {
             global_binds: std::sync::Mutex::new(Vec::new()),
             lazy_plt: OnceLock::new(),
             search: OnceLock::new(),
+            rpath_inherited: OnceLock::new(),
             c_source: OnceLock::new(),
             calls_dlopen: AtomicBool::new(false),
             loaded_in: OnceLock::new(),
@@ -488,6 +491,30 @@ impl Object {
     /// Whether [`Object::runpath`] is a `DT_RPATH`.
     pub(crate) fn runpath_is_rpath(&self) -> bool {
         self.dynamic.runpath_is_rpath()
+    }
+
+    /// The `DT_RPATH` directories of the libraries that loaded this one, up the chain (glibc's
+    /// `l_loader`s), searched for its dependencies when it has no `DT_RUNPATH`; set once, by
+    /// the load that maps it.
+    pub(crate) fn rpath_inherited(&self) -> &[crate::SearchDir] {
+        self.rpath_inherited.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Records [`Object::rpath_inherited`] (the first load decides).
+    pub(crate) fn set_rpath_inherited(&self, dirs: Vec<crate::SearchDir>) {
+        let _ = self.rpath_inherited.set(dirs);
+    }
+
+    /// What the libraries this one loads inherit: its own `DT_RPATH` (loaded from `source`),
+    /// then what it inherited.
+    pub(crate) fn rpath_for_children(&self, source: &Source) -> Vec<crate::SearchDir> {
+        let mut dirs = if self.runpath_is_rpath() {
+            crate::namespace::rpath_dirs(source, &mut self.runpath())
+        } else {
+            Vec::new()
+        };
+        dirs.extend(self.rpath_inherited().iter().cloned());
+        dirs
     }
 
     /// Whether `addr` (run-time) lies in the library as glibc's `dladdr` sees one

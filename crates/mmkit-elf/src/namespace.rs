@@ -83,8 +83,10 @@ struct Link {
 /// Search order for a `DT_NEEDED` name: a name with a `/` is a path (one holding `!/` a zip
 /// entry, as below); else (never the current directory, as with glibc) the requesting
 /// library's own directory (inside an APK: the entry's directory, then the archive's; glibc
-/// does not search it), then as glibc: its `DT_RPATH` if it has no `DT_RUNPATH`,
-/// `LD_LIBRARY_PATH` (unless turned off), its `DT_RUNPATH` (`$ORIGIN` expanded in both); then
+/// does not search it), then as glibc: its `DT_RPATH` and then those of the libraries that
+/// loaded it, up the chain (a mapped library's `dlopen` is the loader of what it opens), if it
+/// has no `DT_RUNPATH`; `LD_LIBRARY_PATH` (unless turned off), its `DT_RUNPATH` (`$ORIGIN`
+/// expanded in all, each library's own); then
 /// the namespace's search path, [`SYSTEM_DIRS`]; then the links; then, with
 /// [`SystemPolicy::SystemLinker`], the system linker's own search (`ld.so.cache`), and the
 /// system linker loads what it finds. A bare soname given to [`Namespace::open`] is searched
@@ -308,7 +310,7 @@ impl Namespace {
         }
         let name = p.as_os_str();
         let mut skipped = Vec::new();
-        let dirs = self.dirs(None, false, &mut std::iter::empty());
+        let dirs = self.dirs(None, false, &mut std::iter::empty(), &[]);
         for dir in &dirs {
             if let Some(found) = candidate(dir, name, &mut skipped)? {
                 return Ok(found);
@@ -327,8 +329,15 @@ impl Namespace {
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with
-    /// `runpath` (unexpanded `DT_RUNPATH` entries, or `DT_RPATH` ones when `rpath`).
-    fn dirs(&self, origin: Option<&Source>, rpath: bool, runpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
+    /// `runpath` (unexpanded `DT_RUNPATH` entries, or `DT_RPATH` ones when `rpath`), whose
+    /// loaders' `DT_RPATH`s are `inherited` (see [`rpath_dirs`]).
+    fn dirs(
+        &self,
+        origin: Option<&Source>,
+        rpath: bool,
+        runpath: &mut dyn Iterator<Item = &str>,
+        inherited: &[SearchDir],
+    ) -> Vec<SearchDir> {
         let mut dirs = Vec::new();
         if let Some(Source::ZipEntry { archive, entry }) = origin {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -338,9 +347,14 @@ impl Namespace {
         dirs.extend(origin_dir.clone().map(SearchDir::Dir));
         let runpath: Vec<SearchDir> =
             runpath.filter_map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
-        // glibc: DT_RPATH (only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
+        // glibc: DT_RPATH (only without DT_RUNPATH), then the DT_RPATHs of the libraries that
+        // loaded it, up the chain (also only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
+        let has_runpath = !rpath && !runpath.is_empty();
         let (before, after) = if rpath { (runpath, Vec::new()) } else { (Vec::new(), runpath) };
         dirs.extend(before);
+        if !has_runpath {
+            dirs.extend(inherited.iter().cloned());
+        }
         if self.ld_library_path {
             if let Some(lp) = std::env::var_os("LD_LIBRARY_PATH") {
                 dirs.extend(ld_library_path_dirs(&lp).map(SearchDir::Dir));
@@ -355,17 +369,18 @@ impl Namespace {
     }
 
     /// Finds `DT_NEEDED` `name` of the library `label` loaded from `origin` with `runpath`
-    /// (its `DT_RPATH` when `rpath`), and says who loads it.
+    /// (its `DT_RPATH` when `rpath`) and its loaders' `DT_RPATH`s `inherited`, and says who
+    /// loads it.
     pub(crate) fn resolve(
         &self,
         name: &str,
         origin: &Source,
-        rpath: bool,
-        runpath: &mut dyn Iterator<Item = &str>,
+        (rpath, runpath): (bool, &mut dyn Iterator<Item = &str>),
+        inherited: &[SearchDir],
         label: &str,
     ) -> Result<Resolved<'_>> {
         let mut skipped = Vec::new();
-        let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath) };
+        let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath, inherited) };
         let found = if name.contains('/') {
             // A name with `/` is that file, as with glibc; `x.apk!/lib/y.so` that zip entry (or
             // the file of that name), as bionic's open_library_at_path has it.
@@ -384,7 +399,7 @@ impl Namespace {
             return self.route(name, source, label);
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
-            return link.target.resolve(name, origin, false, &mut std::iter::empty(), label);
+            return link.target.resolve(name, origin, (false, &mut std::iter::empty()), &[], label);
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
@@ -461,6 +476,15 @@ fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -
     }
     let o = origin_dir?.display().to_string();
     Some(SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into()))
+}
+
+/// The `DT_RPATH` directories (`rpath`, unexpanded) of a library loaded from `origin`, which
+/// glibc also searches for the dependencies of the libraries it loaded, and theirs, when those
+/// have no `DT_RUNPATH` (`l_loader`'s chain in `_dl_map_object`); each `$ORIGIN` is the
+/// library's own.
+pub(crate) fn rpath_dirs(origin: &Source, rpath: &mut dyn Iterator<Item = &str>) -> Vec<SearchDir> {
+    let origin_dir = origin.dir().map(Path::to_path_buf);
+    rpath.filter_map(|rp| expand_origin(rp, Some(origin), origin_dir.as_deref())).collect()
 }
 
 /// A `dlopen` name holding `$ORIGIN` from the library loaded from `origin`, expanded as a

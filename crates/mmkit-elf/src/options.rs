@@ -57,6 +57,9 @@ pub struct LoadOptions<'r> {
     pub(crate) relro: Option<(RelroMode, BorrowedFd<'r>)>,
     pub(crate) lazy: bool,
     pub(crate) deep: bool,
+    /// The `DT_RPATH`s of the library that asked for this one (a mapped library's `dlopen`),
+    /// and of its loaders (see `Object::rpath_inherited`).
+    pub(crate) inherit_rpath: Vec<crate::SearchDir>,
 }
 
 /// How the libraries of one open bind ([`LoadOptions::binding`]).

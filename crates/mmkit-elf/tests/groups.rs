@@ -782,3 +782,52 @@ fn a_child_forked_during_another_threads_load_can_load() {
     assert_eq!(loader.join().unwrap(), 7);
     let _ = std::fs::remove_file(&mark);
 }
+
+/// libfxrpa (with `dtags`: its search path a `DT_RPATH` or a `DT_RUNPATH` of `$ORIGIN/b` and
+/// `$ORIGIN/c`) → libfxrpb in `b/` → libfxrpc in `c/`, copied under a fresh directory;
+/// returns the top library's path (the directory lives as long as the returned guard).
+fn rpath_chain(dtags: &str) -> (tempfile::TempDir, PathBuf) {
+    let c = build("rpchain", "rpchain.c", "fxrpc", &["-DFX_C"]);
+    let c_dir = c.parent().unwrap().display().to_string();
+    let b = build("rpchain", "rpchain.c", "fxrpb", &["-DFX_B", &format!("-L{c_dir}"), "-lfxrpc"]);
+    let a = build(
+        &format!("rpchain-{dtags}"),
+        "rpchain.c",
+        "fxrpa",
+        &[
+            &format!("-L{c_dir}"),
+            "-lfxrpb",
+            &format!("-Wl,-rpath-link,{c_dir}"),
+            &format!("-Wl,--{dtags}-new-dtags,-rpath,$ORIGIN/b:$ORIGIN/c"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (lib, sub) in [(&b, "b"), (&c, "c")] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(lib, dir.path().join(sub).join(lib.file_name().unwrap())).unwrap();
+    }
+    let top = dir.path().join("libfxrpa.so");
+    std::fs::copy(&a, &top).unwrap();
+    (dir, top)
+}
+
+/// glibc searches the `DT_RPATH` of the library that loaded a library, and of its loader, up
+/// the chain, for the dependencies of a library without `DT_RUNPATH`; a `DT_RUNPATH` is the
+/// library's own only. glibc's answers for the same files are the oracle.
+#[test]
+fn a_dependency_is_found_through_its_loaders_rpath_as_with_glibc() {
+    let (_dir, top) = rpath_chain("disable");
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    assert_eq!(call(&open(top.as_path()), "fx_rpa", &[]), 321, "libfxrpc found through libfxrpa's DT_RPATH");
+    let oracle = Dl::open(&top);
+    assert_eq!(oracle.call("fx_rpa", &[]), 321);
+    drop(oracle);
+    // A DT_RUNPATH is not inherited: libfxrpb's dependency is not found, by either loader.
+    let (_dir, top) = rpath_chain("enable");
+    let c = std::ffi::CString::new(top.to_str().unwrap()).unwrap();
+    // SAFETY: a trusted fixture; a failed dlopen returns NULL.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(h.is_null(), "glibc does not inherit a DT_RUNPATH");
+    let e = try_open(top.as_path()).expect_err("a DT_RUNPATH is not inherited");
+    assert!(e.to_string().contains("libfxrpc.so"), "{e}");
+}
