@@ -84,13 +84,14 @@ struct Link {
 /// entry, as below); else (never the current directory, as with glibc) the requesting
 /// library's own directory (inside an APK: the entry's directory, then the archive's; glibc
 /// does not search it), then as glibc: its `DT_RPATH` and then those of the libraries that
-/// loaded it, up the chain (a mapped library's `dlopen` is the loader of what it opens), if it
-/// has no `DT_RUNPATH`; `LD_LIBRARY_PATH` (unless turned off), its `DT_RUNPATH` (`$ORIGIN`
-/// expanded in all, each library's own); then
+/// loaded it, up the chain (a mapped library's `dlopen` is the loader of what it opens), and
+/// the program's, if it has no `DT_RUNPATH`; `LD_LIBRARY_PATH` (unless turned off), its
+/// `DT_RUNPATH` (`$ORIGIN` expanded in all, each object's own); then
 /// the namespace's search path, [`SYSTEM_DIRS`]; then the links; then, with
 /// [`SystemPolicy::SystemLinker`], the system linker's own search (`ld.so.cache`), and the
 /// system linker loads what it finds. A bare soname given to [`Namespace::open`] is searched
-/// for the same way (`LD_LIBRARY_PATH`, the search path, [`SYSTEM_DIRS`]), then, if a link
+/// for as glibc's `dlopen` from the program searches (the program's `DT_RPATH`,
+/// `LD_LIBRARY_PATH`, the program's `DT_RUNPATH`, the search path, [`SYSTEM_DIRS`]), then, if a link
 /// names it, opened in the linked namespace by its rules, else (with
 /// [`SystemPolicy::SystemLinker`]) given to the system linker. A file found in a system
 /// directory is a system library (see [`SystemPolicy`]).
@@ -310,7 +311,10 @@ impl Namespace {
         }
         let name = p.as_os_str();
         let mut skipped = Vec::new();
-        let dirs = self.dirs(None, false, &mut std::iter::empty(), &[]);
+        // As glibc's `dlopen` from the program: its `DT_RPATH` (without `DT_RUNPATH`) first,
+        // its `DT_RUNPATH` after `LD_LIBRARY_PATH`.
+        let (program_rpath, program_dirs) = program_search_dirs();
+        let dirs = self.dirs_expanded(None, *program_rpath, program_dirs.clone(), &[], false);
         for dir in &dirs {
             if let Some(found) = candidate(dir, name, &mut skipped)? {
                 return Ok(found);
@@ -338,15 +342,29 @@ impl Namespace {
         runpath: &mut dyn Iterator<Item = &str>,
         inherited: &[SearchDir],
     ) -> Vec<SearchDir> {
+        let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
+        let runpath: Vec<SearchDir> =
+            runpath.filter_map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
+        self.dirs_expanded(origin, rpath, runpath, inherited, true)
+    }
+
+    /// [`Namespace::dirs`] with the search path expanded; `program`: the program's
+    /// `DT_RPATH` ends the chain of loaders' (glibc's `_dl_map_object` searches the main
+    /// map's last, unless it was in the chain: not for the program's own `dlopen`).
+    fn dirs_expanded(
+        &self,
+        origin: Option<&Source>,
+        rpath: bool,
+        runpath: Vec<SearchDir>,
+        inherited: &[SearchDir],
+        program: bool,
+    ) -> Vec<SearchDir> {
         let mut dirs = Vec::new();
         if let Some(Source::ZipEntry { archive, entry }) = origin {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             dirs.push(SearchDir::Archive { archive: archive.clone(), dir: dir.to_owned() });
         }
-        let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
-        dirs.extend(origin_dir.clone().map(SearchDir::Dir));
-        let runpath: Vec<SearchDir> =
-            runpath.filter_map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
+        dirs.extend(origin.and_then(Source::dir).map(|d| SearchDir::Dir(d.to_path_buf())));
         // glibc: DT_RPATH (only without DT_RUNPATH), then the DT_RPATHs of the libraries that
         // loaded it, up the chain (also only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
         let has_runpath = !rpath && !runpath.is_empty();
@@ -354,6 +372,10 @@ impl Namespace {
         dirs.extend(before);
         if !has_runpath {
             dirs.extend(inherited.iter().cloned());
+            match program_search_dirs() {
+                (true, program_rpath) if program => dirs.extend(program_rpath.iter().cloned()),
+                _ => {}
+            }
         }
         if self.ld_library_path {
             if let Some(lp) = std::env::var_os("LD_LIBRARY_PATH") {
@@ -476,6 +498,21 @@ fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -
     }
     let o = origin_dir?.display().to_string();
     Some(SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into()))
+}
+
+/// The program's search path (see [`crate::process_scope::program_search_path`]), its
+/// `$ORIGIN` the executable's directory (as glibc's `_dl_get_origin` reads `/proc/self/exe`).
+fn program_search_dirs() -> &'static (bool, Vec<SearchDir>) {
+    static DIRS: std::sync::OnceLock<(bool, Vec<SearchDir>)> = std::sync::OnceLock::new();
+    DIRS.get_or_init(|| {
+        let (rpath, entries) = crate::process_scope::program_search_path();
+        if entries.is_empty() {
+            return (*rpath, Vec::new());
+        }
+        let exe = std::env::current_exe().ok();
+        let origin_dir = exe.as_deref().and_then(Path::parent);
+        (*rpath, entries.iter().filter_map(|rp| expand_origin(rp, None, origin_dir)).collect())
+    })
 }
 
 /// The `DT_RPATH` directories (`rpath`, unexpanded) of a library loaded from `origin`, which

@@ -1094,6 +1094,8 @@ const DT_GNU_HASH: u64 = object::elf::DT_GNU_HASH as u64;
 const DT_SYMTAB: u64 = object::elf::DT_SYMTAB as u64;
 const DT_STRTAB: u64 = object::elf::DT_STRTAB as u64;
 const DT_NEEDED: u64 = object::elf::DT_NEEDED as u64;
+const DT_RPATH: u64 = object::elf::DT_RPATH as u64;
+const DT_RUNPATH: u64 = object::elf::DT_RUNPATH as u64;
 const DT_SONAME: u64 = object::elf::DT_SONAME as u64;
 const DT_STRSZ: u64 = object::elf::DT_STRSZ as u64;
 const DT_SYMENT: u64 = object::elf::DT_SYMENT as u64;
@@ -1174,23 +1176,60 @@ fn program_needs(name: &str) -> bool {
     NEEDED.get_or_init(program_needed).iter().any(|n| n == name)
 }
 
-/// The program's `DT_NEEDED` names (none if its dynamic section cannot be read).
-fn program_needed() -> Vec<String> {
+/// The program's own search path, as glibc uses it: `(true, DT_RPATH entries)` when it has a
+/// `DT_RPATH` and no `DT_RUNPATH`, `(false, DT_RUNPATH entries)` when it has a `DT_RUNPATH`,
+/// `(false, [])` when neither (or its dynamic section cannot be read); unexpanded (`$ORIGIN`
+/// is the executable's directory). Read once per process.
+pub(crate) fn program_search_path() -> &'static (bool, Vec<String>) {
+    static PATH: std::sync::OnceLock<(bool, Vec<String>)> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let tag_strings = |tag: u64| {
+            let mut out: Vec<String> = Vec::new();
+            let _ = first_object(&mut |info| {
+                // SAFETY: `info` is what `dl_iterate_phdr` passed, during its callback.
+                unsafe {
+                    dynamic_strings(info, tag, &mut |s| {
+                        if let Some(s) = s.and_then(|s| s.to_str().ok()) {
+                            out.extend(s.split(':').filter(|d| !d.is_empty()).map(str::to_owned));
+                        }
+                        false
+                    })
+                }
+            });
+            out
+        };
+        let runpath = tag_strings(DT_RUNPATH);
+        if !runpath.is_empty() {
+            return (false, runpath);
+        }
+        (true, tag_strings(DT_RPATH))
+    })
+}
+
+/// Calls `f` with the program's `dl_iterate_phdr` record (the first object), during the walk.
+fn first_object(f: &mut dyn FnMut(&libc::dl_phdr_info) -> Option<()>) -> Option<()> {
+    struct Call<'a>(&'a mut dyn FnMut(&libc::dl_phdr_info) -> Option<()>, Option<()>);
     unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
-        // SAFETY: glibc passes a valid info for the duration of the call; `data` is the
-        // `Vec<String>` below.
+        // SAFETY: glibc passes a valid info for the duration of the call; `data` is the `Call`
+        // below.
         unsafe {
-            let out = &mut *data.cast::<Vec<String>>();
-            if let Some(names) = needed_names(&*info) {
-                *out = names;
-            }
+            let call = &mut *data.cast::<Call<'_>>();
+            call.1 = (call.0)(&*info);
         }
         1 // the program only
     }
-    let mut out: Vec<String> = Vec::new();
+    let mut call = Call(f, None);
     // SAFETY: the callback reads what glibc passes for the duration of the call and writes
-    // `out`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(first), (&mut out as *mut Vec<String>).cast()) };
+    // `call`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut call as *mut Call<'_>).cast()) };
+    call.1
+}
+
+/// The program's `DT_NEEDED` names (none if its dynamic section cannot be read).
+fn program_needed() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    // SAFETY: `info` is what `dl_iterate_phdr` passed, during its callback.
+    let _ = first_object(&mut |info| unsafe { needed_names(info) }.map(|names| out = names));
     out
 }
 

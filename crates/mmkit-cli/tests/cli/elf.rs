@@ -541,3 +541,61 @@ fn deep_bind_calls_the_librarys_own_definition_before_the_global_scopes() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "4242", "--deep-bind: the library's own getpid");
 }
+
+/// A copy of `mmkit` whose own search path is `dir` (`patchelf --set-rpath`, as a `DT_RPATH`
+/// with `rpath`, else a `DT_RUNPATH`), or `None` (skipped; a failure under CI=true) without
+/// patchelf.
+fn mmkit_with_search_path(tmp: &Path, dir: &Path, rpath: bool) -> Option<std::path::PathBuf> {
+    let copy = tmp.join(if rpath { "mmkit-rpath" } else { "mmkit-runpath" });
+    std::fs::copy(MMKIT, &copy).unwrap();
+    let mut patch = Command::new("patchelf");
+    if rpath {
+        patch.arg("--force-rpath");
+    }
+    match patch.arg("--set-rpath").arg(dir).arg(&copy).status() {
+        Ok(s) if s.success() => Some(copy),
+        other => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "patchelf: {other:?} (scripts/test installs it)");
+            eprintln!("skipping: patchelf is not here ({other:?})");
+            None
+        }
+    }
+}
+
+/// glibc searches the program's `DT_RPATH` for the dependencies of every library without
+/// `DT_RUNPATH` (after their loaders'), and the program's own search path for a bare name it
+/// `dlopen`s; mmkit-elf does too, mapping what it finds there (a library only the system
+/// linker's own search finds is loaded by glibc instead).
+#[test]
+fn the_programs_own_search_path_is_searched_as_glibc_searches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lib_dir, top_dir) = (tmp.path().join("dir"), tmp.path().join("top"));
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    std::fs::create_dir_all(&top_dir).unwrap();
+    let dep_src = tmp.path().join("dep.c");
+    std::fs::write(&dep_src, "long fx_dep(void) { return 41; }\n").unwrap();
+    let top_src = tmp.path().join("top.c");
+    std::fs::write(&top_src, "extern long fx_dep(void);\nlong fx_top(void) { return fx_dep() + 1; }\n").unwrap();
+    gcc(&lib_dir, "libfxdep.so", &dep_src, &["-shared", "-fPIC"]);
+    gcc(&lib_dir, "libfxbare.so", &dep_src, &["-shared", "-fPIC"]);
+    let dir_flag = format!("-L{}", lib_dir.display());
+    let top = gcc(&top_dir, "libfxtop.so", &top_src, &["-shared", "-fPIC", &dir_flag, "-Wl,--no-as-needed", "-lfxdep"]);
+    let top = top.to_str().unwrap();
+    let Some(with_rpath) = mmkit_with_search_path(tmp.path(), &lib_dir, true) else { return };
+    let run = |exe: &Path, args: &[&str]| Command::new(exe).args(args).output().unwrap();
+    // The program's DT_RPATH: the dependency is found there and mapped by mmkit.
+    let v = json(&run(&with_rpath, &["elf", "load", top, "--json"]));
+    assert_eq!(v["dependencies"][0], serde_json::json!({"name": "libfxdep.so", "loaded_by": "mmkit"}), "{v}");
+    assert_eq!(stdout(&run(&with_rpath, &["elf", "call", top, "fx_top"])).trim(), "42");
+    // A bare name: found in the program's DT_RPATH (and mapped), as glibc's dlopen finds it.
+    let bare = lib_dir.join("libfxbare.so");
+    let v = json(&run(&with_rpath, &["elf", "load", "libfxbare.so", "--json"]));
+    assert_eq!(v["source"], bare.to_str().unwrap(), "{v}");
+    // ... and in its DT_RUNPATH, which glibc uses for the program's own dlopen only.
+    let Some(with_runpath) = mmkit_with_search_path(tmp.path(), &lib_dir, false) else { return };
+    let v = json(&run(&with_runpath, &["elf", "load", "libfxbare.so", "--json"]));
+    assert_eq!(v["source"], bare.to_str().unwrap(), "{v}");
+    // Without either, the bare name is not found.
+    let o = mmkit(&["elf", "load", "libfxbare.so"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
