@@ -60,7 +60,16 @@ pub(crate) fn size_xsave_area() {
     use core::arch::x86_64::{__cpuid, __cpuid_count};
     // CPUID leaf 1, ECX bit 27: OSXSAVE (the OS enabled xsave, and XCR0 says what it saves).
     // Leaf 0xD sub-leaf 0, EBX: the size of the xsave area for the components XCR0 enables.
-    let size = if __cpuid(1).ecx & (1 << 27) != 0 { u64::from(__cpuid_count(0xd, 0).ebx) } else { 0 };
+    // SAFETY: CPUID exists on every x86_64 CPU (the intrinsics are `unsafe` before Rust 1.89,
+    // the crate's rust-version is older).
+    #[allow(unused_unsafe)]
+    let size = unsafe {
+        if __cpuid(1).ecx & (1 << 27) != 0 {
+            u64::from(__cpuid_count(0xd, 0).ebx)
+        } else {
+            0
+        }
+    };
     XSAVE_SIZE.store(size.max(if size > 0 { 576 } else { 0 }), std::sync::atomic::Ordering::Relaxed);
 }
 
