@@ -3,15 +3,17 @@
 //! their `#[cfg(test)]` tests), and every line of code in the block is in its example as
 //! written (comments and whitespace aside, so rustfmt's line breaks do not count).
 
-use std::path::Path;
+/// The README, compiled in: the test also runs where the source tree is not (the VMs).
+const README: &str = include_str!("../../../README.md");
 
-/// The tour's Rust blocks, in order, and the example that runs each.
-const EXAMPLES: [&str; 5] = [
-    "mmkit/examples/tour_file.rs",
-    "mmkit/examples/tour_anon.rs",
-    "mmkit-elf/examples/tour_apk.rs",
-    "mmkit-mmio/examples/tour_mmio.rs",
-    "mmkit-pager/examples/tour_pager.rs",
+/// The tour's Rust blocks, in order, and the example that runs each (its path and source,
+/// compiled in as the README is).
+const EXAMPLES: [(&str, &str); 5] = [
+    ("mmkit/examples/tour_file.rs", include_str!("../examples/tour_file.rs")),
+    ("mmkit/examples/tour_anon.rs", include_str!("../examples/tour_anon.rs")),
+    ("mmkit-elf/examples/tour_apk.rs", include_str!("../../mmkit-elf/examples/tour_apk.rs")),
+    ("mmkit-mmio/examples/tour_mmio.rs", include_str!("../../mmkit-mmio/examples/tour_mmio.rs")),
+    ("mmkit-pager/examples/tour_pager.rs", include_str!("../../mmkit-pager/examples/tour_pager.rs")),
 ];
 
 /// A line without its `//` comment and without whitespace.
@@ -40,12 +42,9 @@ fn tour_blocks(readme: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn every_line_of_the_readme_tour_is_in_the_example_that_runs_it() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let readme = std::fs::read_to_string(crates.join("../README.md")).unwrap();
-    let blocks = tour_blocks(&readme);
+    let blocks = tour_blocks(README);
     assert_eq!(blocks.len(), EXAMPLES.len(), "one example per Rust block of the tour: {blocks:#?}");
-    for (block, example) in blocks.iter().zip(EXAMPLES) {
-        let source = std::fs::read_to_string(crates.join(example)).unwrap();
+    for (block, (example, source)) in blocks.iter().zip(EXAMPLES) {
         let source: String = source.lines().map(code).collect();
         for line in block {
             let want = code(line);
