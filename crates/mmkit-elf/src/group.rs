@@ -542,8 +542,7 @@ fn load_group<'ns>(
     }
     // Relocate, then initialize, dependencies first.
     let order = init_order(&root, &group.new);
-    let mut scope = vec![Dependency::Mmkit(Arc::downgrade(&root))];
-    scope.extend(root.search_list().iter().cloned());
+    let scope = crate::library::load_scope(&root);
     let binding = options.binding();
     for obj in &order {
         obj.relocate(&scope, binding)?;

@@ -391,7 +391,7 @@ impl Object {
             let plt = crate::relocate::lazy::install(
                 &self.dynamic.image,
                 pltgot,
-                (&self.label, owner, binding.deep),
+                (&self.label, owner),
                 unbound,
                 self.plan.relro,
             )
@@ -709,7 +709,6 @@ impl Object {
 
     /// Whether the library was relocated with `RTLD_DEEPBIND` (its own lookup scope before the
     /// global scope).
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     pub(crate) fn deep_bound(&self) -> bool {
         self.deep_bound.load(Ordering::Relaxed)
     }
@@ -1570,15 +1569,19 @@ fn present_pages(pagemap: &std::fs::File, start: u64, len: u64, page: u64) -> u6
 /// it is now, in glibc's order for the load that brought the library in (the global scope,
 /// then that load's search list, or that list first under `RTLD_DEEPBIND`).
 impl crate::relocate::lazy::LateBind for Object {
-    fn late_bind(&self, sym: u32, deep: bool) -> Option<Target> {
-        let list: Vec<Dependency> = match self.root.get().and_then(Weak::upgrade) {
-            Some(root) => std::iter::once(Dependency::Mmkit(Arc::downgrade(&root)))
-                .chain(root.search_list().iter().cloned())
-                .collect(),
+    fn late_bind(&self, sym: u32) -> Option<Target> {
+        let list = match self.root.get().and_then(Weak::upgrade) {
+            Some(root) => load_scope(&root),
             None => self.search_list().to_vec(),
         };
         let scope = process_scope::Scope::now();
         let wanted = OnceCell::new();
-        self.resolve(sym, &scope, &wanted, (&list, deep)).ok()
+        self.resolve(sym, &scope, &wanted, (&list, self.deep_bound())).ok()
     }
+}
+
+/// The search list the libraries of one load bind in (after the global scope): the library
+/// opened, then its dependencies breadth-first (glibc's `l_searchlist` of the `dlopen`ed map).
+pub(crate) fn load_scope(root: &Arc<Object>) -> Vec<Dependency> {
+    std::iter::once(Dependency::Mmkit(Arc::downgrade(root))).chain(root.search_list().iter().cloned()).collect()
 }

@@ -1183,26 +1183,25 @@ fn program_needs(name: &str) -> bool {
 pub(crate) fn program_search_path() -> &'static (bool, Vec<String>) {
     static PATH: std::sync::OnceLock<(bool, Vec<String>)> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
-        let tag_strings = |tag: u64| {
-            let mut out: Vec<String> = Vec::new();
-            let _ = first_object(&mut |info| {
+        let (mut runpath, mut rpath) = (Vec::new(), Vec::new());
+        let _ = first_object(&mut |info| {
+            for (tag, out) in [(DT_RUNPATH, &mut runpath), (DT_RPATH, &mut rpath)] {
+                let mut add = |s: Option<&CStr>| {
+                    if let Some(s) = s.and_then(|s| s.to_str().ok()) {
+                        out.extend(s.split(':').filter(|d| !d.is_empty()).map(str::to_owned));
+                    }
+                    false
+                };
                 // SAFETY: `info` is what `dl_iterate_phdr` passed, during its callback.
-                unsafe {
-                    dynamic_strings(info, tag, &mut |s| {
-                        if let Some(s) = s.and_then(|s| s.to_str().ok()) {
-                            out.extend(s.split(':').filter(|d| !d.is_empty()).map(str::to_owned));
-                        }
-                        false
-                    })
-                }
-            });
-            out
-        };
-        let runpath = tag_strings(DT_RUNPATH);
-        if !runpath.is_empty() {
-            return (false, runpath);
+                unsafe { dynamic_strings(info, tag, &mut add) }?;
+            }
+            Some(())
+        });
+        if runpath.is_empty() {
+            (true, rpath)
+        } else {
+            (false, runpath)
         }
-        (true, tag_strings(DT_RPATH))
     })
 }
 

@@ -548,7 +548,6 @@ fn libuv_runs_timers_and_its_thread_pool_like_glibcs_copy() {
             extern "C" fn(*mut c_void),
             extern "C" fn(*mut c_void, c_int),
         ) -> c_int;
-        // SAFETY: libuv's signatures.
         let (
             version,
             handle_size,
@@ -561,6 +560,7 @@ fn libuv_runs_timers_and_its_thread_pool_like_glibcs_copy() {
             run,
             queue,
             loop_close,
+            // SAFETY: libuv's signatures.
         ) = unsafe {
             (
                 func::<Version>(l, "uv_version_string"),

@@ -412,15 +412,11 @@ mod entries {
             }
         }
         if (handle == libc::RTLD_DEFAULT || is_main_program(handle)) && !name.is_null() {
-            // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them; the
-            // name is a NUL-terminated string (the caller's contract).
-            return default_scope(
-                unsafe { libc::dlsym(handle, name) },
-                unsafe { CStr::from_ptr(name) },
-                None,
-                caller,
-                handle == libc::RTLD_DEFAULT,
-            );
+            // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them.
+            let found = unsafe { libc::dlsym(handle, name) };
+            // SAFETY: the name is a NUL-terminated string (the caller's contract).
+            let c_name = unsafe { CStr::from_ptr(name) };
+            return default_scope(found, c_name, None, caller, handle == libc::RTLD_DEFAULT);
         }
         if handle != libc::RTLD_NEXT || name.is_null() {
             // SAFETY: the caller's arguments, as the system linker's `dlsym` takes them.

@@ -40,9 +40,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a library whose PLT slots are bound late answers: the address a symbol binds to now.
 pub(crate) trait LateBind: Sync {
-    /// What symbol `sym` of the library binds to at this moment, in the library's scope
-    /// (`deep`: its own search list first, `RTLD_DEEPBIND`), or `None` if nothing defines it.
-    fn late_bind(&self, sym: u32, deep: bool) -> Option<Target>;
+    /// What symbol `sym` of the library binds to at this moment, in the library's scope (as
+    /// its relocation ordered it: `RTLD_DEEPBIND` or not), or `None` if nothing defines it.
+    fn late_bind(&self, sym: u32) -> Option<Target>;
 }
 
 /// A `JUMP_SLOT` left unbound at load.
@@ -68,7 +68,6 @@ pub(crate) struct LazyPlt {
     cache: Vec<bool>,
     /// The library, which looks the symbols up.
     owner: *const dyn LateBind,
-    deep: bool,
 }
 
 // SAFETY: `owner` points to the `Object` that owns this `LazyPlt` (`install`'s contract), which
@@ -100,7 +99,7 @@ impl LazyPlt {
 pub(crate) fn install(
     image: &Image,
     pltgot: u64,
-    (label, owner, deep): (&str, &(dyn LateBind + 'static), bool),
+    (label, owner): (&str, &(dyn LateBind + 'static)),
     slots: Vec<LazySlot>,
     relro: Option<(u64, u64)>,
 ) -> Result<Box<LazyPlt>> {
@@ -109,7 +108,7 @@ pub(crate) fn install(
         relro.is_some_and(|(start, len)| vaddr >= start && vaddr - start < len)
     };
     let cache = slots.iter().map(|s| s.slot % 8 == 0 && !in_relro(s.slot)).collect();
-    let plt = Box::new(LazyPlt { label: label.to_owned(), slots, cache, owner: owner as *const dyn LateBind, deep });
+    let plt = Box::new(LazyPlt { label: label.to_owned(), slots, cache, owner: owner as *const dyn LateBind });
     let word1 = pltgot.checked_add(8).ok_or_else(|| got_outside(pltgot))?;
     let word2 = pltgot.checked_add(16).ok_or_else(|| got_outside(pltgot))?;
     #[cfg(target_arch = "x86_64")]
@@ -140,7 +139,7 @@ extern "C" fn lazy_fixup(plt: *const LazyPlt, key: u64) -> u64 {
     let slot = &plt.slots[i];
     // SAFETY: `owner` is the `Object` that owns `plt` (`install`'s contract), alive as above.
     let owner = unsafe { &*plt.owner };
-    let address = match owner.late_bind(slot.sym, plt.deep) {
+    let address = match owner.late_bind(slot.sym) {
         Some(Target::Addr(a)) if a != 0 => a,
         // SAFETY: the resolver of an IFUNC a relocated library defines, called as a relocation
         // to it calls it.
@@ -148,10 +147,10 @@ extern "C" fn lazy_fixup(plt: *const LazyPlt, key: u64) -> u64 {
         _ => undefined_called(plt, &slot.name),
     };
     if plt.cache[i] {
-        // SAFETY: the slot is a GOT word of the mapped library (its `JUMP_SLOT` offset, checked
-        // at load), 8-byte aligned and outside RELRO, so writable for the library's life; the
-        // library's PLT reads it with one load, which sees the old or the new address, both
-        // leading to the function.
+        // The library's PLT reads the slot with one load: the old or the new address, both
+        // lead to the function.
+        // SAFETY: a GOT word of the mapped library (its `JUMP_SLOT` offset, checked at load),
+        // 8-byte aligned and outside RELRO (`cache`), so writable for the library's life.
         unsafe { AtomicU64::from_ptr(slot.slot as usize as *mut u64) }.store(address, Ordering::Release);
     }
     address
