@@ -4,7 +4,8 @@
 //! A path handed to a tool may name a FIFO (whose `open(2)` waits for a writer, or a reader,
 //! forever), a socket, a directory or a device (opening some devices acts on them: a tape
 //! rewinds, a terminal becomes the controlling one). Every function here refuses all of those
-//! the same way, before and after the open:
+//! the same way, before and after the open ([`open_then_verify_regular`] only after it, as
+//! glibc's `dlopen` does):
 //!
 //! 1. `stat(2)` the path: anything but a regular file is refused without opening it;
 //! 2. `open(2)` with `O_NONBLOCK | O_NOCTTY | O_CLOEXEC` (`O_NONBLOCK` in case a FIFO took the
@@ -41,6 +42,43 @@ pub fn open_regular_with_metadata(path: impl AsRef<Path>) -> Result<(File, Metad
 /// no more syscalls than glibc's `dlopen`.
 pub fn open_regular_nonblocking_with_metadata(path: impl AsRef<Path>) -> Result<(File, Metadata)> {
     checked_open(path.as_ref(), OpenOptions::new().read(true), true, false)
+}
+
+/// [`open_regular_nonblocking_with_metadata`] without step 1 of the [module docs](self): the
+/// path is opened first, as glibc's `dlopen` and most programs open a file, and refused after
+/// the `fstat` unless it is a regular file. One `stat(2)` fewer; the cost is that a device node
+/// named by the path is opened (and closed) before it is refused. `O_NONBLOCK` and `O_NOCTTY`
+/// still keep a FIFO from blocking and a terminal from becoming the controlling one. When the
+/// open fails, the path is `stat`ed for the error's words (a socket's `ENXIO` becomes "not a
+/// regular file: a socket"). For a loader whose every load should make no more system calls
+/// than glibc's.
+pub fn open_then_verify_regular(path: impl AsRef<Path>) -> Result<(File, Metadata)> {
+    let path = path.as_ref();
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            // These say nothing of what the path names (and a search meets them in every
+            // directory without the file: no second system call for them).
+            let plain = [libc::ENOENT, libc::ENOTDIR, libc::EACCES, libc::ELOOP, libc::ENAMETOOLONG, libc::EMFILE]
+                .into_iter()
+                .chain([libc::ENFILE, libc::ENOMEM])
+                .any(|n| e.raw_os_error() == Some(n));
+            let err = match (!plain).then(|| std::fs::metadata(path)) {
+                Some(Ok(meta)) if !meta.is_file() => not_regular("open", &meta),
+                _ => Error::from_io("open", &e),
+            };
+            return Err(err.with_path(path));
+        }
+    };
+    let meta = file.metadata().map_err(|e| Error::from_io("fstat", &e).with_path(path))?;
+    if !meta.is_file() {
+        return Err(not_regular("open", &meta).with_path(path));
+    }
+    Ok((file, meta))
 }
 
 /// Opens the regular file at `path` for reading and writing; it must exist (see the
@@ -150,6 +188,7 @@ mod tests {
                 [
                     open_regular(&q).map(drop),
                     open_regular_nonblocking_with_metadata(&q).map(drop),
+                    open_then_verify_regular(&q).map(drop),
                     open_regular_read_write(&q).map(drop),
                     create_regular(&q).map(drop),
                 ]

@@ -178,6 +178,8 @@ fn parse_offset(s: &str) -> Result<u64, String> {
 
 /// Runs `mmkit elf`.
 pub fn run(command: Command) -> anyhow::Result<()> {
+    let (Command::Plan { source, .. } | Command::Load { source, .. } | Command::Call { source, .. }) = &command;
+    refuse_special_file(source)?;
     match command {
         Command::Plan { source, page_size, json } => plan(source.as_os_str(), page_size, json),
         Command::Load { source, json, ext } => load(source.as_os_str(), json, &ext),
@@ -185,6 +187,24 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let options = mmkit_elf::LoadOptions::new().lazy_binding(lazy).deep_bind(deep_bind);
             call(source.as_os_str(), &symbol, &args, json, (system, &options))
         }
+    }
+}
+
+/// The loader opens a path first and refuses what is not a regular file after, as glibc's
+/// `dlopen` does; the CLI keeps [`mmkit::open`]'s rule for what it is handed: a path (with a
+/// `/`) naming a FIFO, a device, a socket or a directory is refused before it is opened.
+fn refuse_special_file(source: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if !source.as_os_str().as_bytes().contains(&b'/') {
+        return Ok(());
+    }
+    match std::fs::metadata(source) {
+        Ok(meta) if !meta.is_file() => anyhow::bail!(
+            "open of {} failed: not a regular file: {}",
+            source.display(),
+            mmkit::open::file_type_name(meta.file_type())
+        ),
+        _ => Ok(()),
     }
 }
 

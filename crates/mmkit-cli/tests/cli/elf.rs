@@ -599,3 +599,35 @@ fn the_programs_own_search_path_is_searched_as_glibc_searches_it() {
     let o = mmkit(&["elf", "load", "libfxbare.so"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
+
+/// The loader opens a path first and refuses a non-regular file after, as glibc's `dlopen`;
+/// the CLI refuses it before opening it (mmkit::open's rule for tools). The fact: a writer
+/// blocked in `open(2)` of a FIFO is released by any reader's open, and stays blocked when
+/// `mmkit elf load|plan|call` is handed the FIFO.
+#[test]
+fn elf_commands_refuse_a_fifo_without_opening_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("lib.so");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer_path = fifo.clone();
+    // Blocks until something opens the FIFO for reading.
+    std::thread::spawn(move || {
+        let w = std::fs::OpenOptions::new().write(true).open(&writer_path);
+        tx.send(w.is_ok()).unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let p = fifo.to_str().unwrap();
+    for args in [vec!["elf", "load", p], vec!["elf", "plan", p], vec!["elf", "call", p, "f"]] {
+        let o = mmkit(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(&format!("open of {p} failed: not a regular file: a FIFO")), "{err}");
+    }
+    assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "the CLI opened the FIFO");
+    // Release the writer (this open is the first reader).
+    let _r = std::os::unix::fs::OpenOptionsExt::custom_flags(std::fs::OpenOptions::new().read(true), libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap());
+}
