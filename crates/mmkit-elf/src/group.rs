@@ -504,13 +504,16 @@ fn load_group<'ns>(
                     })?;
                     deps.push(Dependency::System(Arc::new(sys)));
                 }
-                Resolved::Map { source: dep_source, ns: dep_ns } => {
+                Resolved::Map { source: dep_source, ns: dep_ns, opened } => {
                     let wrap = |e: Error| {
                         Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, e.to_string())
                             .with_path(obj.label())
                             .with_dlerror_of(&e)
                     };
-                    let src = dep_source.open(crate::library::page_size()).map_err(wrap)?;
+                    let src = match opened {
+                        Some(src) => src,
+                        None => dep_source.open(crate::library::page_size()).map_err(wrap)?,
+                    };
                     let known = registry.lock().get(&key_of(&src)).map(|e| e.obj.clone());
                     let dep = match known {
                         Some(obj) => obj,
@@ -584,12 +587,15 @@ pub(crate) fn open_for(
     no_load: bool,
     binding: crate::options::Binding,
 ) -> Result<Opened> {
-    let (source, rules) = if name.contains("$ORIGIN") || name.contains("${ORIGIN}") {
+    // As glibc's `_dl_map_object`: tokens are expanded in a name with `/` (a bare name is
+    // searched for as it is).
+    let (source, rules) = if name.contains('/') && crate::namespace::has_tokens(name) {
         let source = crate::namespace::expand_origin_in_name(name, origin).ok_or_else(|| {
             Error::new(
                 format!("dlopen {name}"),
                 ErrorKind::DependencyNotFound,
-                "$ORIGIN of a library loaded from memory or a descriptor is unknown",
+                "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
+                 descriptor, or $LIB or $PLATFORM outside glibc)",
             )
             .with_path(obj.label())
         })?;
@@ -602,7 +608,7 @@ pub(crate) fn open_for(
         }
         let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
         match ns.resolve(name, origin, runpath, obj.rpath_inherited(), obj.label())? {
-            Resolved::Map { source, ns } => (source, ns),
+            Resolved::Map { source, ns, .. } => (source, ns),
             Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),
         }
     };

@@ -129,7 +129,8 @@
 //!   glibc's `dlerror` message for it, and a `dlopen` that fails leaves glibc's words for an
 //!   undefined symbol or a file it cannot open.
 //! - `dlopen` searches as for a dependency of the calling library (its `DT_RUNPATH`,
-//!   `$ORIGIN` its directory, inside an APK too), in the namespace that loaded it, as bionic's
+//!   `$ORIGIN` its directory, inside an APK too; `$LIB` and `$PLATFORM` as glibc expands
+//!   them), in the namespace that loaded it, as bionic's
 //!   `dlopen` uses the caller's namespace: a plug-in opens the library beside it. A library
 //!   mmkit maps gets a handle of mmkit's, one per library as glibc's `link_map` (`dlsym`,
 //!   `dlvsym`, `dlclose`, `dlinfo` and `dlerror` know it; `RTLD_NODELETE` pins it;

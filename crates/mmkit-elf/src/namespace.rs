@@ -12,7 +12,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::{page_size, SYSTEM_DIRS};
-use crate::source::{Source, ZipFailure};
+use crate::source::{OpenSource, Source, ZipFailure};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -133,8 +133,9 @@ impl Default for Namespace {
 /// Where a dependency comes from.
 #[derive(Debug)]
 pub(crate) enum Resolved<'ns> {
-    /// Mapped by mmkit-elf, its own dependencies resolved in `ns`.
-    Map { source: Source, ns: &'ns Namespace },
+    /// Mapped by mmkit-elf, its own dependencies resolved in `ns`; `opened` when the search
+    /// opened the file to check it (the load uses that descriptor).
+    Map { source: Source, ns: &'ns Namespace, opened: Option<OpenSource> },
     /// Loaded by the system linker from this path (or bare name: its own search), and why
     /// archives on the search path were skipped (`; skipped ...`, for its error).
     SystemLinker(String, String),
@@ -316,7 +317,7 @@ impl Namespace {
         let (program_rpath, program_dirs) = program_search_dirs();
         let dirs = self.dirs_expanded(None, *program_rpath, program_dirs.clone(), &[], false);
         for dir in &dirs {
-            if let Some(found) = candidate(dir, name, &mut skipped)? {
+            if let Some((found, _)) = candidate(dir, name, &mut skipped)? {
                 return Ok(found);
             }
         }
@@ -379,7 +380,7 @@ impl Namespace {
         }
         if self.ld_library_path {
             if let Some(lp) = std::env::var_os("LD_LIBRARY_PATH") {
-                dirs.extend(ld_library_path_dirs(&lp).map(SearchDir::Dir));
+                dirs.extend(ld_library_path_dirs(&lp).filter_map(expand_in_ld_library_path));
             }
         }
         dirs.extend(after);
@@ -406,10 +407,14 @@ impl Namespace {
         let found = if name.contains('/') {
             // A name with `/` is that file, as with glibc; `x.apk!/lib/y.so` that zip entry (or
             // the file of that name), as bionic's open_library_at_path has it.
-            Some(Source::parse(name))
+            Some((Source::parse(name), None))
         } else {
             let mut found = None;
-            for dir in &dirs {
+            for (i, dir) in dirs.iter().enumerate() {
+                // A directory named twice (the library's own and a `$ORIGIN` entry) is tried once.
+                if dirs[..i].contains(dir) {
+                    continue;
+                }
                 if let Some(s) = candidate(dir, name.as_ref(), &mut skipped)? {
                     found = Some(s);
                     break;
@@ -417,8 +422,8 @@ impl Namespace {
             }
             found
         };
-        if let Some(source) = found {
-            return self.route(name, source, label);
+        if let Some((source, opened)) = found {
+            return self.route(name, source, opened, label);
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
             return link.target.resolve(name, origin, (false, &mut std::iter::empty()), &[], label);
@@ -437,16 +442,16 @@ impl Namespace {
     }
 
     /// Who loads the file `source` found for `name`: a system library goes by the policy.
-    fn route(&self, name: &str, source: Source, label: &str) -> Result<Resolved<'_>> {
-        let Source::Path(path) = &source else { return Ok(Resolved::Map { source, ns: self }) };
+    fn route(&self, name: &str, source: Source, opened: Option<OpenSource>, label: &str) -> Result<Resolved<'_>> {
+        let Source::Path(path) = &source else { return Ok(Resolved::Map { source, ns: self, opened }) };
         if !is_system_library(path) {
-            return Ok(Resolved::Map { source, ns: self });
+            return Ok(Resolved::Map { source, ns: self, opened });
         }
         match self.system {
             SystemPolicy::SystemLinker => {
                 Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned(), String::new()))
             }
-            SystemPolicy::MapPrivately => Ok(Resolved::Map { source, ns: self }),
+            SystemPolicy::MapPrivately => Ok(Resolved::Map { source, ns: self, opened }),
             SystemPolicy::Refuse => Err(Error::new(
                 format!("load dependency {name}"),
                 ErrorKind::DependencyNotFound,
@@ -470,6 +475,19 @@ fn ld_library_path_dirs(value: &std::ffi::OsStr) -> impl Iterator<Item = PathBuf
         .map(|d| Path::new(std::ffi::OsStr::from_bytes(if d.is_empty() { b"." } else { d })).to_path_buf())
 }
 
+/// A directory of `LD_LIBRARY_PATH` with its tokens expanded as glibc expands them there
+/// (`$ORIGIN` is the program's directory); dropped when a token has no value.
+fn expand_in_ld_library_path(dir: PathBuf) -> Option<SearchDir> {
+    match dir.to_str() {
+        Some(d) if has_tokens(d) => {
+            let exe = std::env::current_exe().ok();
+            let origin = exe.as_deref().and_then(Path::parent).and_then(Path::to_str);
+            expand_tokens(d, origin).map(|d| SearchDir::Dir(d.into()))
+        }
+        _ => Some(SearchDir::Dir(dir)),
+    }
+}
+
 /// Where a load starts (see [`Namespace::start`]).
 pub(crate) enum Start<'ns> {
     /// This file, entry, descriptor or memory.
@@ -480,24 +498,100 @@ pub(crate) enum Start<'ns> {
     Linked(&'ns Namespace, Source),
 }
 
-/// `dir` with `$ORIGIN`/`${ORIGIN}` replaced by the requesting library's directory (inside an
-/// APK: the entry's directory in the archive, so an APK's libraries find each other). A
-/// library without a directory (loaded from memory or a descriptor) has no `$ORIGIN`: an entry
-/// naming it is dropped, as glibc drops it (it became `""`, the current directory, or a
-/// directory under `/`).
+/// `dir` with glibc's dynamic string tokens replaced (see [`expand_tokens`]): `$ORIGIN` is
+/// the requesting library's directory (inside an APK: the entry's directory in the archive, so
+/// an APK's libraries find each other). A library without a directory (loaded from memory or a
+/// descriptor) has no `$ORIGIN`: an entry naming it is dropped, as glibc drops it (it became
+/// `""`, the current directory, or a directory under `/`); so is an entry naming a token this
+/// process has no value for.
 fn expand_origin(rp: &str, origin: Option<&Source>, origin_dir: Option<&Path>) -> Option<SearchDir> {
     if let Some(Source::ZipEntry { archive, entry }) = origin {
         if let Some(rest) = rp.strip_prefix("${ORIGIN}").or_else(|| rp.strip_prefix("$ORIGIN")) {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let joined = format!("{dir}{rest}");
+            let joined = format!("{dir}{}", expand_tokens(rest, None)?);
             return Some(SearchDir::Archive { archive: archive.clone(), dir: normalize(&joined) });
         }
     }
-    if !rp.contains("$ORIGIN") && !rp.contains("${ORIGIN}") {
+    if !rp.contains('$') {
         return Some(SearchDir::Dir(rp.into()));
     }
-    let o = origin_dir?.display().to_string();
-    Some(SearchDir::Dir(rp.replace("${ORIGIN}", &o).replace("$ORIGIN", &o).into()))
+    let origin = origin_dir.and_then(Path::to_str);
+    Some(SearchDir::Dir(expand_tokens(rp, origin)?.into()))
+}
+
+/// Whether `s` holds one of glibc's dynamic string tokens (see [`expand_tokens`]).
+pub(crate) fn has_tokens(s: &str) -> bool {
+    s.match_indices('$').any(|(i, _)| token_at(&s[i + 1..]).is_some())
+}
+
+/// `s` with glibc's dynamic string tokens replaced, as its `_dl_dst_substitute` does:
+/// `$ORIGIN` by `origin`, `$LIB` by the C library's directory under `/` (see [`lib_token`]),
+/// `$PLATFORM` by the kernel's `AT_PLATFORM` (`x86_64`, `aarch64`); each may be braced
+/// (`${LIB}`), and unbraced ends at `/` or the end (`$LIBX` is no token and stays). `None`
+/// when a token has no value here.
+pub(crate) fn expand_tokens(s: &str, origin: Option<&str>) -> Option<String> {
+    let mut out = String::with_capacity(s.len() + 32);
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some((token, len)) = token_at(after) else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        out.push_str(match token {
+            Token::Origin => origin?,
+            Token::Lib => lib_token()?,
+            Token::Platform => platform_token()?,
+        });
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// A dynamic string token.
+#[derive(Clone, Copy)]
+enum Token {
+    Origin,
+    Lib,
+    Platform,
+}
+
+/// The token `after` a `$` starts with, and its length (braces included).
+fn token_at(after: &str) -> Option<(Token, usize)> {
+    [("ORIGIN", Token::Origin), ("LIB", Token::Lib), ("PLATFORM", Token::Platform)].into_iter().find_map(
+        |(name, token)| {
+            let braced = after.strip_prefix('{').and_then(|r| r.strip_prefix(name)).is_some_and(|r| r.starts_with('}'));
+            if braced {
+                return Some((token, name.len() + 2));
+            }
+            let bare = after.strip_prefix(name).is_some_and(|r| r.is_empty() || r.starts_with('/'));
+            bare.then_some((token, name.len()))
+        },
+    )
+}
+
+/// glibc's `$LIB`: the directory the system linker loaded the C library from, under `/` and
+/// without a leading `usr/` (Debian's `lib/x86_64-linux-gnu`, Fedora's `lib64`, Arch's `lib`),
+/// which is where glibc's build puts it (`slibdir`). `None` when no C library is loaded by
+/// that name (not glibc).
+fn lib_token() -> Option<&'static str> {
+    static LIB: OnceLock<Option<String>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let libc = crate::process_scope::SystemLibrary::if_loaded("libc.so.6")?.path()?;
+        let dir = Path::new(&libc).parent()?.to_str()?;
+        let under_root = dir.strip_prefix("/usr/").or_else(|| dir.strip_prefix('/'))?;
+        (!under_root.is_empty()).then(|| under_root.to_owned())
+    })
+    .as_deref()
+}
+
+/// glibc's `$PLATFORM`: the kernel's `AT_PLATFORM` string.
+fn platform_token() -> Option<&'static str> {
+    static PLATFORM: OnceLock<Option<String>> = OnceLock::new();
+    PLATFORM.get_or_init(crate::process_scope::at_platform).as_deref()
 }
 
 /// The program's search path (see [`crate::process_scope::program_search_path`]), its
@@ -524,9 +618,10 @@ pub(crate) fn rpath_dirs(origin: &Source, rpath: &mut dyn Iterator<Item = &str>)
     rpath.filter_map(|rp| expand_origin(rp, Some(origin), origin_dir.as_deref())).collect()
 }
 
-/// A `dlopen` name holding `$ORIGIN` from the library loaded from `origin`, expanded as a
-/// `DT_RUNPATH` entry is (see [`expand_origin`]): a file, or an entry of the same APK. `None`
-/// when the library has no directory (loaded from memory or a descriptor).
+/// A `dlopen` name holding a dynamic string token (`$ORIGIN`, `$LIB`, `$PLATFORM`) from the
+/// library loaded from `origin`, expanded as a `DT_RUNPATH` entry is (see [`expand_origin`]):
+/// a file, or an entry of the same APK. `None` when a token has no value (`$ORIGIN` of a
+/// library loaded from memory or a descriptor).
 pub(crate) fn expand_origin_in_name(name: &str, origin: &Source) -> Option<Source> {
     Some(match expand_origin(name, Some(origin), origin.dir())? {
         // A path may name an APK entry (`$ORIGIN/../app.apk!/lib/x.so`), as a name with `/` does.
@@ -550,35 +645,57 @@ fn normalize(dir: &str) -> String {
     parts.join("/")
 }
 
-/// `name` in `search`, if it is there. An archive directory whose archive cannot be used
-/// (missing, unreadable, not a zip, truncated) is skipped, as glibc skips a directory it cannot
-/// use and bionic a zip it cannot open, with why in `skipped`; but an entry that is there and
-/// cannot be mapped (compressed, misaligned, ...) is an error, as a corrupt file found is.
+/// `name` in `search`, if it is there, with the file opened to check it when it is one (see
+/// [`Resolved::Map`]). An archive directory whose archive cannot be used (missing, unreadable,
+/// not a zip, truncated) is skipped, as glibc skips a directory it cannot use and bionic a zip
+/// it cannot open, with why in `skipped`; but an entry that is there and cannot be mapped
+/// (compressed, misaligned, ...) is an error, as a corrupt file found is.
 /// As bionic's `open_library_at_path`, `archive!/dir/name` that is no usable entry is tried as
 /// a file of that name. A `name` that is not UTF-8 is no zip entry's.
-fn candidate(search: &SearchDir, name: &std::ffi::OsStr, skipped: &mut Vec<String>) -> Result<Option<Source>> {
+fn candidate(
+    search: &SearchDir,
+    name: &std::ffi::OsStr,
+    skipped: &mut Vec<String>,
+) -> Result<Option<(Source, Option<OpenSource>)>> {
     match search {
         SearchDir::Dir(d) => {
             let p = d.join(name);
-            if !p.is_file() {
-                return Ok(None);
-            }
-            if let Some(why) = passed_over(&p) {
+            // As glibc's `open_path`: the `open` is the test (one system call for a directory
+            // that does not hold the name), and what it opened is kept.
+            let opened = match crate::source::open_found(&p) {
+                Ok(opened) => opened,
+                Err(e) if e.errno() == Some(libc::EACCES) => {
+                    skipped.push(format!("skipped {}: {}", p.display(), Error::from_raw_errno("open", libc::EACCES)));
+                    return Ok(None);
+                }
+                // Missing, unreachable, or not a regular file (a directory, a FIFO, ...): not here.
+                Err(e)
+                    if matches!(
+                        e.errno(),
+                        None | Some(libc::ENOENT | libc::ENOTDIR | libc::ENXIO | libc::ELOOP | libc::ENAMETOOLONG)
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                // Found, but not openable now (`EMFILE`, ...): the load reports it.
+                Err(_) => return Ok(Some((Source::Path(p), None))),
+            };
+            if let Some(why) = passed_over(&opened) {
                 skipped.push(format!("skipped {}: {why}", p.display()));
                 return Ok(None);
             }
-            Ok(Some(Source::Path(p)))
+            Ok(Some((Source::Path(p), Some(opened))))
         }
         SearchDir::Archive { archive, dir } => {
             let Some(name) = name.to_str() else { return Ok(None) };
             let entry = if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
             let failure = match crate::source::open_zip_entry(archive, &entry, page_size()) {
-                Ok(_) => return Ok(Some(Source::zip_entry(archive.clone(), entry))),
+                Ok(opened) => return Ok(Some((Source::zip_entry(archive.clone(), entry), Some(opened)))),
                 Err(failure) => failure,
             };
             let file = crate::source::bang_path(archive, &entry);
             if file.is_file() {
-                return Ok(Some(Source::Path(file)));
+                return Ok(Some((Source::Path(file), None)));
             }
             match failure {
                 ZipFailure::NoEntry(_) => Ok(None),
@@ -592,23 +709,15 @@ fn candidate(search: &SearchDir, name: &std::ffi::OsStr, skipped: &mut Vec<Strin
     }
 }
 
-/// Why the search passes over the file at `path`, as glibc's `open_path` and `open_verify`
-/// do: it may not be read (`EACCES`: a later directory's copy may be), or it is an ELF file of
-/// another class (a 32-bit library in a directory of `LD_LIBRARY_PATH`) or machine than the
-/// loader's host. Anything else, not an ELF file included, is found (and fails to load
-/// naming its fault, as with glibc).
-fn passed_over(path: &Path) -> Option<String> {
-    use std::os::unix::fs::FileExt;
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-            return Some(Error::from_raw_errno("open", libc::EACCES).to_string());
-        }
-        Err(_) => return None,
-    };
+/// Why the search passes over the file it opened, as glibc's `open_verify` does: it is an ELF
+/// file of another class (a 32-bit library in a directory of `LD_LIBRARY_PATH`) or machine
+/// than the loader's host (an unreadable file, `EACCES`, was passed over at its `open`).
+/// Anything else, not an ELF file included, is found (and fails to load naming its fault, as
+/// with glibc).
+fn passed_over(opened: &OpenSource) -> Option<String> {
     let host = crate::Machine::HOST?;
     let mut head = [0u8; 20];
-    file.read_exact_at(&mut head, 0).ok()?;
+    opened.read_exact_at(0, &mut head).ok()?;
     if head[..4] != *b"\x7fELF" {
         return None;
     }
@@ -674,6 +783,28 @@ pub(crate) fn is_system_library(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_string_tokens_are_read_as_glibc_reads_them() {
+        let lib = lib_token().expect("glibc's $LIB");
+        // What it names holds the C library this process runs with.
+        assert!(Path::new("/").join(lib).join("libc.so.6").exists(), "$LIB = {lib}");
+        let platform = platform_token().expect("AT_PLATFORM");
+        assert_eq!(platform, std::env::consts::ARCH, "AT_PLATFORM");
+        let x = |s: &str| expand_tokens(s, Some("/o"));
+        assert_eq!(x("$ORIGIN/../$LIB").unwrap(), format!("/o/../{lib}"));
+        assert_eq!(x("/a/${LIB}x/${PLATFORM}").unwrap(), format!("/a/{lib}x/{platform}"));
+        assert_eq!(x("/p/$PLATFORM").unwrap(), format!("/p/{platform}"));
+        // Unbraced, a token ends at `/` or the end; anything else stays as written.
+        assert_eq!(x("/a/$LIBX/$ORIGINAL/$HOME/$").unwrap(), "/a/$LIBX/$ORIGINAL/$HOME/$");
+        assert!(!has_tokens("/a/$LIBX/$HOME"));
+        assert!(has_tokens("/a/${LIB}x") && has_tokens("$ORIGIN") && has_tokens("x/$PLATFORM/y"));
+        // No `$ORIGIN` without a directory: the entry is dropped.
+        assert_eq!(expand_tokens("$ORIGIN/lib", None), None);
+        assert!(
+            matches!(expand_origin("/a/$LIB", None, None), Some(SearchDir::Dir(d)) if d == Path::new("/a").join(lib))
+        );
+    }
 
     #[test]
     fn origin_inside_an_apk_is_the_entry_directory() {

@@ -1176,6 +1176,17 @@ fn program_needs(name: &str) -> bool {
     NEEDED.get_or_init(program_needed).iter().any(|n| n == name)
 }
 
+/// The kernel's `AT_PLATFORM` string (`x86_64`, `aarch64`), glibc's `$PLATFORM`.
+pub(crate) fn at_platform() -> Option<String> {
+    // SAFETY: getauxval reads the process's auxiliary vector; AT_PLATFORM's value, when
+    // present, points at a NUL-terminated string the kernel put on the initial stack, which
+    // lives as long as the process; it is copied at once.
+    unsafe {
+        let p = libc::getauxval(libc::AT_PLATFORM) as *const std::ffi::c_char;
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
 /// The program's own search path, as glibc uses it: `(true, DT_RPATH entries)` when it has a
 /// `DT_RPATH` and no `DT_RUNPATH`, `(false, DT_RUNPATH entries)` when it has a `DT_RUNPATH`,
 /// `(false, [])` when neither (or its dynamic section cannot be read); unexpanded (`$ORIGIN`

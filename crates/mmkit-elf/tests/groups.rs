@@ -811,6 +811,83 @@ fn rpath_chain(dtags: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, top)
 }
 
+/// The directory search opens what it finds to check it (as glibc's `open_verify`) and the load
+/// maps from that descriptor: each library of the chain is opened once (inotify's `IN_OPEN`
+/// events, the kernel's count; `IN_CLOSE_NOWRITE` is watched too, as inotify merges identical
+/// events in a row). The search opened a found file, closed it, and the load opened it again.
+#[test]
+fn each_library_found_by_the_search_is_opened_once() {
+    use rustix::fs::inotify;
+    let (dir, top) = rpath_chain("disable");
+    let b = dir.path().join("b/libfxrpb.so");
+    let c = dir.path().join("c/libfxrpc.so");
+    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+    let watches: Vec<i32> = [&top, &b, &c]
+        .iter()
+        .map(|p| {
+            inotify::add_watch(&fd, p.as_path(), inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE_NOWRITE)
+                .unwrap()
+        })
+        .collect();
+    let lib = open(top.as_path());
+    assert_eq!(call(&lib, "fx_rpa", &[]), 321);
+    let mut opens = [0usize; 3];
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut reader = inotify::Reader::new(&fd, &mut buf);
+    while let Ok(event) = reader.next() {
+        if let Some(i) = watches.iter().position(|&w| w == event.wd()) {
+            opens[i] += usize::from(event.events().contains(inotify::ReadFlags::OPEN));
+        }
+    }
+    assert_eq!(opens, [1, 1, 1], "opens of a, b, c");
+}
+
+/// glibc expands `$LIB` and `$PLATFORM` (braced or not) in a `DT_RPATH`/`DT_RUNPATH` as it
+/// expands `$ORIGIN`. The fixture's chain a → b → c with a's `DT_RPATH`
+/// `$ORIGIN/$LIB:$ORIGIN/p/${PLATFORM}`: b lies in the first, c in the second (found through
+/// a's inherited `DT_RPATH`). Where they must lie is glibc's answer: its `dlopen` of the same
+/// files is the oracle (and fails if the directories were named wrongly).
+#[test]
+fn lib_and_platform_tokens_are_expanded_as_with_glibc() {
+    let c = build("rpchain", "rpchain.c", "fxrpc", &["-DFX_C"]);
+    let c_dir = c.parent().unwrap().display().to_string();
+    let b = build("rpchain", "rpchain.c", "fxrpb", &["-DFX_B", &format!("-L{c_dir}"), "-lfxrpc"]);
+    let a = build(
+        "rpchain-tokens",
+        "rpchain.c",
+        "fxrpa",
+        &[
+            &format!("-L{c_dir}"),
+            "-lfxrpb",
+            &format!("-Wl,-rpath-link,{c_dir}"),
+            "-Wl,--disable-new-dtags,-rpath,$ORIGIN/$LIB:$ORIGIN/p/${PLATFORM}",
+        ],
+    );
+    // glibc's $LIB: where its libc lies, under / without usr/ (checked by glibc below).
+    let libc_dir = ["/lib/x86_64-linux-gnu", "/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"]
+        .into_iter()
+        .find(|d| Path::new(d).join("libc.so.6").exists())
+        .unwrap();
+    let lib = libc_dir.trim_start_matches("/usr/").trim_start_matches('/');
+    let platform = std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    for (file, sub) in [(&b, lib.to_owned()), (&c, format!("p/{platform}"))] {
+        let to = dir.path().join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(file, to.join(file.file_name().unwrap())).unwrap();
+    }
+    let top = dir.path().join("libfxrpa.so");
+    std::fs::copy(&a, &top).unwrap();
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    let lib_open = open(top.as_path());
+    assert_eq!(call(&lib_open, "fx_rpa", &[]), 321, "b through $LIB, c through ${{PLATFORM}}");
+    let oracle = Dl::open(&top);
+    assert_eq!(oracle.call("fx_rpa", &[]), 321, "glibc finds them where they were put");
+}
+
 /// glibc searches the `DT_RPATH` of the library that loaded a library, and of its loader, up
 /// the chain, for the dependencies of a library without `DT_RUNPATH`; a `DT_RUNPATH` is the
 /// library's own only. glibc's answers for the same files are the oracle.
