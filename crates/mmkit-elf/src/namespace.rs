@@ -767,10 +767,20 @@ pub(crate) fn is_system_library(path: &Path) -> bool {
     }
     // An absolute path written plainly (no `.`, `..` or empty components) names another
     // directory: that settles it without a syscall.
-    let plain =
-        bytes.first() == Some(&b'/') && bytes[1..].split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b".."));
-    if plain {
+    let plain_parts = |b: &[u8]| b.split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b".."));
+    if bytes.first() == Some(&b'/') && plain_parts(&bytes[1..]) {
         return false;
+    }
+    // A plain relative path is the working directory's (a `getcwd`, where the identity test
+    // below is a `stat` of every system directory on first use).
+    if !bytes.is_empty() && bytes[0] != b'/' && plain_parts(bytes) {
+        if let Ok(cwd) = std::env::current_dir() {
+            let joined = cwd.join(parent);
+            let joined = joined.as_os_str().as_bytes();
+            if joined.first() == Some(&b'/') && plain_parts(&joined[1..]) {
+                return SYSTEM_DIRS.iter().any(|d| d.as_bytes() == joined);
+            }
+        }
     }
     static DIRS: OnceLock<Vec<(u64, u64)>> = OnceLock::new();
     let dirs = DIRS.get_or_init(|| {
@@ -860,6 +870,13 @@ mod tests {
         assert!(!is_system_library(Path::new(&format!("/usr/lib/{triple}/sub/libx.so"))));
         assert!(!is_system_library(Path::new(&format!("/usr/lib/{triple}x/libm.so.6"))));
         assert!(!is_system_library(Path::new("libm.so.6")));
+        // Relative: the working directory's (the tests run in the crate's directory).
+        assert!(!is_system_library(Path::new(&format!("usr/lib/{triple}/libm.so.6"))));
+        let up = std::env::current_dir().unwrap().components().count();
+        if Path::new(&format!("/usr/lib/{triple}")).is_dir() {
+            let rel = format!("{}usr/lib/{triple}/libm.so.6", "../".repeat(up));
+            assert!(is_system_library(Path::new(&rel)), "{rel}");
+        }
     }
 
     #[test]
