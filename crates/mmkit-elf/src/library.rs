@@ -130,6 +130,31 @@ fn wants_static_tls(dy: &Dynamic) -> bool {
 /// (the header's first 12 bytes, in the file pages of a segment); `None` without one.
 fn eh_frame_of(plan: &Plan, src: &OpenSource) -> Option<u64> {
     let (hdr, len) = plan.eh_frame_hdr?;
+    // The answers for the last files read, by their contents' identity (a library opened and
+    // closed in a loop is read once; any change to the file changes its `st_ctime`).
+    type Answers = Vec<((u64, u64, u64, u64, i64, i64), Option<u64>)>;
+    static ANSWERS: std::sync::Mutex<Answers> = std::sync::Mutex::new(Vec::new());
+    const KEPT: usize = 16;
+    let key = src.contents_key();
+    if let Some(key) = key {
+        let answers = ANSWERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&(_, answer)) = answers.iter().find(|(k, _)| *k == key) {
+            return answer;
+        }
+    }
+    let answer = eh_frame_from_file(plan, src, hdr, len);
+    if let Some(key) = key {
+        let mut answers = ANSWERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if answers.len() == KEPT {
+            answers.remove(0);
+        }
+        answers.push((key, answer));
+    }
+    answer
+}
+
+/// [`eh_frame_of`] read from the file.
+fn eh_frame_from_file(plan: &Plan, src: &OpenSource, hdr: u64, len: u64) -> Option<u64> {
     let seg = plan
         .segments
         .iter()
@@ -259,9 +284,9 @@ impl Object {
     /// TLS block. Nothing is relocated or run yet.
     ///
     /// With `unwind_all`, or when the library links the unwinder, the `.eh_frame` address is
-    /// read from the file's `.eh_frame_hdr` (one `pread`; reading it from the mapping is a page
-    /// fault per load, measured dearer: the loop bench read 1.08 against 1.03 with the `pread`),
-    /// for [`Object::relocate`] to register.
+    /// read from the file's `.eh_frame_hdr` (one `pread`, once while the file is unchanged;
+    /// reading it from the mapping is a page fault per load, measured dearer: the loop bench
+    /// read 1.08 against 1.03 with the `pread`), for [`Object::relocate`] to register.
     pub(crate) fn map(
         source: &Source,
         mut src: OpenSource,

@@ -143,8 +143,8 @@ impl Source {
         let label = self.display();
         match self {
             Source::Path(path) => {
-                let (file, len, dev_ino) = open_regular(path, &label)?;
-                Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label })
+                let (file, meta) = open_regular_with_metadata(path, &label)?;
+                Ok(OpenSource::whole_file(file, &meta, label))
             }
             Source::ZipEntry { archive, entry } => {
                 crate::plan::check_page_size(page_size).map_err(|e| e.with_path(&label))?;
@@ -169,7 +169,14 @@ impl Source {
                 )
                 .map_err(|e| err("fcntl(F_ADD_SEALS)", e))?;
                 let st = rustix::fs::fstat(&fd).map_err(|e| err("fstat", e))?;
-                Ok(OpenSource { fd, offset: 0, len: bytes.len() as u64, dev_ino: (st.st_dev, st.st_ino), label })
+                Ok(OpenSource {
+                    fd,
+                    offset: 0,
+                    len: bytes.len() as u64,
+                    dev_ino: (st.st_dev, st.st_ino),
+                    label,
+                    changed: None,
+                })
             }
         }
     }
@@ -228,6 +235,30 @@ pub struct OpenSource {
     /// `(st_dev, st_ino)`, from the one `fstat` made when opening.
     dev_ino: (u64, u64),
     label: String,
+    /// The file's `st_ctime` (seconds, nanoseconds) where known: the kernel sets it at every
+    /// change of the contents, and no call sets it to a chosen value.
+    changed: Option<(i64, i64)>,
+}
+
+impl OpenSource {
+    /// The regular file `file` whose `fstat` is `meta`, whole.
+    fn whole_file(file: File, meta: &std::fs::Metadata, label: String) -> OpenSource {
+        use std::os::unix::fs::MetadataExt;
+        let changed = Some((meta.ctime(), meta.ctime_nsec()));
+        OpenSource { fd: file.into(), offset: 0, len: meta.len(), dev_ino: dev_ino(meta), label, changed }
+    }
+
+    /// What identifies the image's bytes while the file is unchanged: device, inode, offset,
+    /// length and change time. `None` when the change time is unknown, or less than a second
+    /// old: file times come from a coarse clock (a few milliseconds), so two changes close
+    /// together may leave the same time; a change made after this one was read gets a time
+    /// at least a second later.
+    pub(crate) fn contents_key(&self) -> Option<(u64, u64, u64, u64, i64, i64)> {
+        let (sec, nsec) = self.changed?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        let settled = i64::try_from(now).is_ok_and(|now| sec < now - 1);
+        settled.then_some((self.dev_ino.0, self.dev_ino.1, self.offset, self.len, sec, nsec))
+    }
 }
 
 impl OpenSource {
@@ -302,26 +333,19 @@ impl OpenSource {
     }
 }
 
-/// Opens the regular file at `path` read-only, never blocking, and refuses anything else once
-/// opened, as glibc's `dlopen` (see [`mmkit::open::open_then_verify_regular`]: no `stat` before
-/// the `open`, a system call per load fewer): its length and `(st_dev, st_ino)` too, from the
-/// one `fstat`. The descriptor keeps `O_NONBLOCK` (no effect on reading and mapping a regular
-/// file; two `fcntl` calls fewer per load).
-fn open_regular(path: &Path, label: &str) -> Result<(File, u64, (u64, u64))> {
-    let (file, meta) = open_regular_with_metadata(path, label)?;
-    Ok((file, meta.len(), dev_ino(&meta)))
-}
-
 /// The file at `path` opened as [`Source::open`] opens a [`Source::Path`], for the directory
 /// search to keep what it found open for the load (a found library is not opened twice); the
 /// error is [`mmkit::open::open_then_verify_regular`]'s.
 pub(crate) fn open_found(path: &Path) -> std::result::Result<OpenSource, mmkit::Error> {
     let (file, meta) = mmkit::open::open_then_verify_regular(path)?;
-    let label = path.display().to_string();
-    Ok(OpenSource { fd: file.into(), offset: 0, len: meta.len(), dev_ino: dev_ino(&meta), label })
+    Ok(OpenSource::whole_file(file, &meta, path.display().to_string()))
 }
 
-/// [`open_regular`] with the file's metadata.
+/// Opens the regular file at `path` read-only, never blocking, and refuses anything else once
+/// opened, as glibc's `dlopen` (see [`mmkit::open::open_then_verify_regular`]: no `stat` before
+/// the `open`, a system call per load fewer): with the
+/// metadata of the one `fstat`. The descriptor keeps `O_NONBLOCK` (no effect on reading and mapping a regular
+/// file; two `fcntl` calls fewer per load).
 fn open_regular_with_metadata(path: &Path, label: &str) -> Result<(File, std::fs::Metadata)> {
     mmkit::open::open_then_verify_regular(path).map_err(|e| {
         let err = match e.errno() {
@@ -402,6 +426,7 @@ fn open_fd_offset(fd: &OwnedFd, offset: u64, label: &str, page_size: u64) -> Res
         len: file_size - offset,
         dev_ino: (std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta)),
         label: label.to_owned(),
+        changed: None,
     })
 }
 
@@ -418,8 +443,8 @@ pub(crate) fn bang_path(archive: &Path, entry: &str) -> PathBuf {
 /// that path, the error also says why it did not open as a file.
 fn open_as_file_instead(archive: &Path, entry: &str, label: String, zip_err: Error) -> Result<OpenSource> {
     let path = bang_path(archive, entry);
-    match open_regular(&path, &label) {
-        Ok((file, len, dev_ino)) => Ok(OpenSource { fd: file.into(), offset: 0, len, dev_ino, label }),
+    match open_regular_with_metadata(&path, &label) {
+        Ok((file, meta)) => Ok(OpenSource::whole_file(file, &meta, label)),
         Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ENOTDIR)) => Err(zip_err),
         Err(e) => Err(zip_err.and_detail(&format!(
             "{label} was read as entry {entry} of the zip archive {} (then as a file: {e})",
@@ -543,7 +568,7 @@ pub(crate) fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Res
     let file = std::sync::Arc::try_unwrap(file).or_else(|shared| shared.try_clone()).map_err(|e| {
         ZipFailure::Archive(Error::from_raw_errno("dup", e.raw_os_error().unwrap_or(libc::EIO)).with_path(&apath))
     })?;
-    Ok(OpenSource { fd: file.into(), offset: data_start, len: size, dev_ino, label })
+    Ok(OpenSource { fd: file.into(), offset: data_start, len: size, dev_ino, label, changed: None })
 }
 
 /// A parsed archive: the zip crate's index of its central directory, reading through its own

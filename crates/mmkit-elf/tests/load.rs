@@ -720,6 +720,44 @@ fn the_unwinder_walks_through_the_library_like_through_dlopens_copy() {
     assert!(!unsafe { spare.open(lib("basic.c", "fxbasic").as_path()) }.unwrap().unwind_tables_registered());
 }
 
+/// The loader keeps the `.eh_frame` address of the last files it read by their identity, length
+/// and `st_ctime`: a library rewritten in place (same inode and length, other layout) is read
+/// again, and the
+/// unwinder walks the new copy as glibc's does. A stale address would hand libgcc the wrong
+/// bytes (no frames past the library, or a crash).
+#[test]
+fn unwind_tables_of_a_library_rewritten_in_place_are_read_again() {
+    let first = build("unwind", "unwind.c", "fxunwind", &["-fno-optimize-sibling-calls"]);
+    // With read-only data before them, the unwind tables move.
+    let second = build("unwind-pad", "unwind.c", "fxunwind", &["-fno-optimize-sibling-calls", "-DFX_PAD"]);
+    let hdr = |p: &std::path::Path| {
+        mmkit_elf::plan(&mmkit_elf::Source::path(p), mmkit_elf::page_size()).unwrap().eh_frame_hdr
+    };
+    assert_ne!(hdr(&first), hdr(&second), "the two builds must place their unwind tables apart");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libfxunwind.so");
+    // Both the same length (zeros after the first's section headers), so that only the change
+    // time tells the two apart.
+    let (mut a, b) = (std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    assert!(a.len() <= b.len());
+    a.resize(b.len(), 0);
+    std::fs::write(&path, &a).unwrap();
+    // The loader keeps answers for files changed more than a second before (file times are
+    // coarse): let this one settle so that its answer is kept.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    let frames = call(&open(path.as_path()), "fx_unwind_frames", &[]);
+    assert!(frames > 3, "{frames} frames");
+    // Same inode, new contents (and so a new change time).
+    std::fs::write(&path, &b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()), ino);
+    assert_eq!(hdr(&path), hdr(&second));
+    let again = call(&open(path.as_path()), "fx_unwind_frames", &[]);
+    let theirs = Dl::open(&path).call("fx_unwind_frames", &[]);
+    assert!(again > 3 && again.abs_diff(theirs) <= 2, "mmkit's copy: {again} frames, glibc's: {theirs}");
+}
+
 #[test]
 fn symbol_versions_bind_like_glibc() {
     for (variant, flags) in VARIANTS {
