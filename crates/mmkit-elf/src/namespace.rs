@@ -797,8 +797,11 @@ mod tests {
     #[test]
     fn dynamic_string_tokens_are_read_as_glibc_reads_them() {
         let lib = lib_token().expect("glibc's $LIB");
-        // What it names holds the C library this process runs with.
-        assert!(Path::new("/").join(lib).join("libc.so.6").exists(), "$LIB = {lib}");
+        // What it names holds the C library this process runs with (not checked under a
+        // user-mode emulator, whose sysroot prefix the program's paths do not show).
+        if std::env::var_os("MMKIT_TEST_RUNNER").is_none_or(|r| r.is_empty()) {
+            assert!(Path::new("/").join(lib).join("libc.so.6").exists(), "$LIB = {lib}");
+        }
         let platform = platform_token().expect("AT_PLATFORM");
         assert_eq!(platform, std::env::consts::ARCH, "AT_PLATFORM");
         let x = |s: &str| expand_tokens(s, Some("/o"));

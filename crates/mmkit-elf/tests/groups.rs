@@ -849,6 +849,11 @@ fn each_library_found_by_the_search_is_opened_once() {
 /// files is the oracle (and fails if the directories were named wrongly).
 #[test]
 fn lib_and_platform_tokens_are_expanded_as_with_glibc() {
+    // Where glibc's `$LIB` points is the host's layout (under qemu-user the cross sysroot's
+    // differs from what the emulated program sees).
+    if !x86_64_host("lib_and_platform_tokens_are_expanded_as_with_glibc") {
+        return;
+    }
     let c = build("rpchain", "rpchain.c", "fxrpc", &["-DFX_C"]);
     let c_dir = c.parent().unwrap().display().to_string();
     let b = build("rpchain", "rpchain.c", "fxrpb", &["-DFX_B", &format!("-L{c_dir}"), "-lfxrpc"]);
