@@ -308,6 +308,15 @@ impl Namespace {
         let Source::Path(p) = &source else { return Ok(source) };
         // By its bytes: a name that is not UTF-8 is a bare name too.
         if p.as_os_str().as_bytes().contains(&b'/') {
+            // As glibc's `dlopen` from the program: tokens in a path are expanded (`$ORIGIN`
+            // is the program's directory); one without a value here leaves the path as it is
+            // (not found, as with glibc).
+            if let Some(expanded) = p.to_str().filter(|s| has_tokens(s)).and_then(|s| {
+                let exe = std::env::current_exe().ok();
+                expand_tokens(s, exe.as_deref().and_then(Path::parent).and_then(Path::to_str))
+            }) {
+                return Ok(Source::parse(&expanded));
+            }
             return Ok(source);
         }
         let name = p.as_os_str();

@@ -811,6 +811,32 @@ fn rpath_chain(dtags: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, top)
 }
 
+/// A path given to `Library::open` has its tokens expanded as glibc's `dlopen` from the program
+/// expands them: `/$LIB/libz.so.1` is the system's libz (both loaders), `$ORIGIN` the test
+/// program's directory.
+#[test]
+fn tokens_in_a_path_opened_by_the_program_are_expanded_as_with_glibc() {
+    if !x86_64_host("tokens_in_a_path_opened_by_the_program_are_expanded_as_with_glibc") {
+        return;
+    }
+    let oracle = Dl::open(Path::new("/$LIB/libz.so.1"));
+    let ours = open(Path::new("/$LIB/libz.so.1"));
+    assert_eq!(ours.address_of("zlibVersion").unwrap(), oracle.addr("zlibVersion") as u64, "the system's one copy");
+    // $ORIGIN: the directory of this test program, so `$ORIGIN/<its file name>` is this program
+    // (a position-independent executable, which both loaders refuse as such; not "not found").
+    let exe = std::env::current_exe().unwrap();
+    let name = format!("$ORIGIN/{}", exe.file_name().unwrap().to_str().unwrap());
+    let e = try_open(Path::new(&name)).expect_err("a PIE is no library");
+    assert_eq!(e.kind(), mmkit_elf::ErrorKind::NotSharedObject, "{e}");
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a failed dlopen returns NULL; dlerror's string is copied at once.
+    let glibc = unsafe {
+        assert!(libc::dlopen(c.as_ptr(), libc::RTLD_NOW).is_null());
+        std::ffi::CStr::from_ptr(libc::dlerror()).to_string_lossy().into_owned()
+    };
+    assert!(glibc.contains("position-independent executable"), "{glibc}");
+}
+
 /// The directory search opens what it finds to check it (as glibc's `open_verify`) and the load
 /// maps from that descriptor: each library of the chain is opened once (inotify's `IN_OPEN`
 /// events, the kernel's count; `IN_CLOSE_NOWRITE` is watched too, as inotify merges identical
