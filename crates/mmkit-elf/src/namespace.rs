@@ -812,7 +812,12 @@ mod tests {
             assert!(Path::new("/").join(lib).join("libc.so.6").exists(), "$LIB = {lib}");
         }
         let platform = platform_token().expect("AT_PLATFORM");
-        assert_eq!(platform, std::env::consts::ARCH, "AT_PLATFORM");
+        // The kernel's name for the process's machine: `x86_64`, `aarch64` (a 32-bit process
+        // has its own: `i686`, `v7l`).
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert_eq!(platform, std::env::consts::ARCH, "AT_PLATFORM");
+        }
+        assert!(!platform.is_empty() && !platform.contains('/'), "AT_PLATFORM {platform:?}");
         let x = |s: &str| expand_tokens(s, Some("/o"));
         assert_eq!(x("$ORIGIN/../$LIB").unwrap(), format!("/o/../{lib}"));
         assert_eq!(x("/a/${LIB}x/${PLATFORM}").unwrap(), format!("/a/{lib}x/{platform}"));
