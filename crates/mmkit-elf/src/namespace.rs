@@ -248,7 +248,7 @@ impl Namespace {
     /// `./libz.so.1` names that file.
     pub fn locate(&self, source: Source) -> Result<Source> {
         match self.start(source)? {
-            Start::Source(found) => Ok(found),
+            Start::Source(found, _) => Ok(found),
             Start::Linked(target, name) => target.locate(name),
             Start::SystemLinker { not_found, .. } => Err(not_found),
         }
@@ -296,28 +296,30 @@ impl Namespace {
                 }
                 Err(e)
             }
-            (found, _) => found.map(Start::Source),
+            (found, _) => found.map(|(found, opened)| Start::Source(found, opened)),
         }
     }
 
     /// A bare soname becomes the file the search finds. As with glibc's `dlopen`, a name
     /// without `/` is never opened relative to the current directory, even when something
-    /// there has that name (`./libfoo.so` names that).
-    pub(crate) fn top_level(&self, source: Source) -> Result<Source> {
+    /// there has that name (`./libfoo.so` names that). The file the search opened comes
+    /// with it, for the load to use (a found library is not opened twice).
+    pub(crate) fn top_level(&self, source: Source) -> Result<(Source, Option<OpenSource>)> {
         use std::os::unix::ffi::OsStrExt;
-        let Source::Path(p) = &source else { return Ok(source) };
+        let Source::Path(p) = &source else { return Ok((source, None)) };
         // By its bytes: a name that is not UTF-8 is a bare name too.
         if p.as_os_str().as_bytes().contains(&b'/') {
             // As glibc's `dlopen` from the program: tokens in a path are expanded (`$ORIGIN`
             // is the program's directory); one without a value here leaves the path as it is
             // (not found, as with glibc).
-            if let Some(expanded) = p.to_str().filter(|s| has_tokens(s)).and_then(|s| {
-                let exe = std::env::current_exe().ok();
-                expand_tokens(s, exe.as_deref().and_then(Path::parent).and_then(Path::to_str))
-            }) {
-                return Ok(Source::parse(&expanded));
+            if let Some(expanded) = p
+                .to_str()
+                .filter(|s| has_tokens(s))
+                .and_then(|s| expand_tokens(s, program_dir().and_then(Path::to_str)))
+            {
+                return Ok((Source::parse(&expanded), None));
             }
-            return Ok(source);
+            return Ok((source, None));
         }
         let name = p.as_os_str();
         let mut skipped = Vec::new();
@@ -326,7 +328,7 @@ impl Namespace {
         let (program_rpath, program_dirs) = program_search_dirs();
         let dirs = self.dirs_expanded(None, *program_rpath, program_dirs.clone(), &[], false);
         for dir in &dirs {
-            if let Some((found, _)) = candidate(dir, name, &mut skipped)? {
+            if let Some(found) = candidate(dir, name, &mut skipped)? {
                 return Ok(found);
             }
         }
@@ -489,9 +491,7 @@ fn ld_library_path_dirs(value: &std::ffi::OsStr) -> impl Iterator<Item = PathBuf
 fn expand_in_ld_library_path(dir: PathBuf) -> Option<SearchDir> {
     match dir.to_str() {
         Some(d) if has_tokens(d) => {
-            let exe = std::env::current_exe().ok();
-            let origin = exe.as_deref().and_then(Path::parent).and_then(Path::to_str);
-            expand_tokens(d, origin).map(|d| SearchDir::Dir(d.into()))
+            expand_tokens(d, program_dir().and_then(Path::to_str)).map(|d| SearchDir::Dir(d.into()))
         }
         _ => Some(SearchDir::Dir(dir)),
     }
@@ -499,8 +499,8 @@ fn expand_in_ld_library_path(dir: PathBuf) -> Option<SearchDir> {
 
 /// Where a load starts (see [`Namespace::start`]).
 pub(crate) enum Start<'ns> {
-    /// This file, entry, descriptor or memory.
-    Source(Source),
+    /// This file, entry, descriptor or memory, and the file when the search already opened it.
+    Source(Source, Option<OpenSource>),
     /// A bare soname for the system linker to find, and why the namespace's search did not.
     SystemLinker { name: String, not_found: Error },
     /// A bare soname this namespace links to another for: opened there, by its rules.
@@ -603,18 +603,20 @@ fn platform_token() -> Option<&'static str> {
     PLATFORM.get_or_init(crate::process_scope::at_platform).as_deref()
 }
 
+/// The program's directory, the `$ORIGIN` of the program and of what it opens, read once (as
+/// glibc's `_dl_get_origin` reads `/proc/self/exe` once, at start-up).
+fn program_dir() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf))).as_deref()
+}
+
 /// The program's search path (see [`crate::process_scope::program_search_path`]), its
-/// `$ORIGIN` the executable's directory (as glibc's `_dl_get_origin` reads `/proc/self/exe`).
+/// `$ORIGIN` the executable's directory.
 fn program_search_dirs() -> &'static (bool, Vec<SearchDir>) {
-    static DIRS: std::sync::OnceLock<(bool, Vec<SearchDir>)> = std::sync::OnceLock::new();
+    static DIRS: OnceLock<(bool, Vec<SearchDir>)> = OnceLock::new();
     DIRS.get_or_init(|| {
         let (rpath, entries) = crate::process_scope::program_search_path();
-        if entries.is_empty() {
-            return (*rpath, Vec::new());
-        }
-        let exe = std::env::current_exe().ok();
-        let origin_dir = exe.as_deref().and_then(Path::parent);
-        (*rpath, entries.iter().filter_map(|rp| expand_origin(rp, None, origin_dir)).collect())
+        (*rpath, entries.iter().filter_map(|rp| expand_origin(rp, None, program_dir())).collect())
     })
 }
 

@@ -54,31 +54,31 @@ pub fn open_regular_nonblocking_with_metadata(path: impl AsRef<Path>) -> Result<
 /// than glibc's.
 pub fn open_then_verify_regular(path: impl AsRef<Path>) -> Result<(File, Metadata)> {
     let path = path.as_ref();
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) => {
-            // These say nothing of what the path names (and a search meets them in every
-            // directory without the file: no second system call for them).
-            let plain = [libc::ENOENT, libc::ENOTDIR, libc::EACCES, libc::ELOOP, libc::ENAMETOOLONG, libc::EMFILE]
-                .into_iter()
-                .chain([libc::ENFILE, libc::ENOMEM])
-                .any(|n| e.raw_os_error() == Some(n));
-            let err = match (!plain).then(|| std::fs::metadata(path)) {
-                Some(Ok(meta)) if !meta.is_file() => not_regular("open", &meta),
-                _ => Error::from_io("open", &e),
-            };
-            return Err(err.with_path(path));
+    open_and_verify(path, OpenOptions::new().read(true)).map_err(|e| match e {
+        // These say nothing of what the path names (and a search meets them in every
+        // directory without the file: no second system call for them).
+        OpenFailure::Open(e)
+            if !matches!(
+                e.raw_os_error(),
+                Some(
+                    libc::ENOENT
+                        | libc::ENOTDIR
+                        | libc::EACCES
+                        | libc::ELOOP
+                        | libc::ENAMETOOLONG
+                        | libc::EMFILE
+                        | libc::ENFILE
+                        | libc::ENOMEM
+                )
+            ) =>
+        {
+            match std::fs::metadata(path) {
+                Ok(meta) if !meta.is_file() => not_regular("open", &meta).with_path(path),
+                _ => Error::from_io("open", &e).with_path(path),
+            }
         }
-    };
-    let meta = file.metadata().map_err(|e| Error::from_io("fstat", &e).with_path(path))?;
-    if !meta.is_file() {
-        return Err(not_regular("open", &meta).with_path(path));
-    }
-    Ok((file, meta))
+        other => other.into_error(path),
+    })
 }
 
 /// Opens the regular file at `path` for reading and writing; it must exist (see the
@@ -115,16 +115,40 @@ fn checked_open(
         }
         Err(_) => {}
     }
+    let (file, meta) = open_and_verify(path, options).map_err(|e| e.into_error(path))?;
+    if clear_nonblock {
+        crate::sys::clear_nonblock(file.as_fd()).map_err(|e| Error::os("fcntl(F_SETFL)", e).with_path(path))?;
+    }
+    Ok((file, meta))
+}
+
+/// How [`open_and_verify`] failed: the `open` itself (its error kept for the caller to
+/// explain), or what followed it.
+enum OpenFailure {
+    Open(std::io::Error),
+    After(Error),
+}
+
+impl OpenFailure {
+    fn into_error(self, path: &Path) -> Error {
+        match self {
+            OpenFailure::Open(e) => Error::from_io("open", &e).with_path(path),
+            OpenFailure::After(e) => e,
+        }
+    }
+}
+
+/// Steps 2 and 3 of the module docs: opens `path` as `options` says, with `O_NONBLOCK`
+/// (a FIFO cannot block the open), `O_NOCTTY` and `O_CLOEXEC`, then `fstat`s what was opened
+/// and refuses anything but a regular file.
+fn open_and_verify(path: &Path, options: &mut OpenOptions) -> std::result::Result<(File, Metadata), OpenFailure> {
     let file = options
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| Error::from_io("open", &e).with_path(path))?;
-    let meta = file.metadata().map_err(|e| Error::from_io("fstat", &e).with_path(path))?;
+        .map_err(OpenFailure::Open)?;
+    let meta = file.metadata().map_err(|e| OpenFailure::After(Error::from_io("fstat", &e).with_path(path)))?;
     if !meta.is_file() {
-        return Err(not_regular("open", &meta).with_path(path));
-    }
-    if clear_nonblock {
-        crate::sys::clear_nonblock(file.as_fd()).map_err(|e| Error::os("fcntl(F_SETFL)", e).with_path(path))?;
+        return Err(OpenFailure::After(not_regular("open", &meta).with_path(path)));
     }
     Ok((file, meta))
 }
