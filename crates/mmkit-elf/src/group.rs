@@ -401,11 +401,19 @@ fn loaded_by_soname(map: &Loaded, name: &str) -> Option<Arc<Object>> {
 }
 
 /// Loads `source` and what it needs in namespace `ns`, or hands out another reference to the
-/// copy already loaded there.
-pub(crate) fn open(ns: &Namespace, source: &Source, options: &crate::LoadOptions<'_>) -> Result<Library> {
+/// copy already loaded there; `opened`: the file when the search for it already opened it.
+pub(crate) fn open(
+    ns: &Namespace,
+    source: &Source,
+    opened: Option<OpenSource>,
+    options: &crate::LoadOptions<'_>,
+) -> Result<Library> {
     crate::relocate::atexit::set_pin_hook(pin_containing);
     let registry = ns.registry();
-    let src = source.open(crate::library::page_size())?;
+    let src = match opened {
+        Some(src) => src,
+        None => source.open(crate::library::page_size())?,
+    };
     let load = load_lock();
     // Identity first: an already loaded copy is shared (also one whose group this thread is
     // still initializing: a constructor that opens its own library, as glibc allows).
@@ -589,7 +597,7 @@ pub(crate) fn open_for(
 ) -> Result<Opened> {
     // As glibc's `_dl_map_object`: tokens are expanded in a name with `/` (a bare name is
     // searched for as it is).
-    let (source, rules) = if name.contains('/') && crate::namespace::has_tokens(name) {
+    let (source, rules, opened) = if name.contains('/') && crate::namespace::has_tokens(name) {
         let source = crate::namespace::expand_origin_in_name(name, origin).ok_or_else(|| {
             Error::new(
                 format!("dlopen {name}"),
@@ -599,16 +607,16 @@ pub(crate) fn open_for(
             )
             .with_path(obj.label())
         })?;
-        (source, ns)
+        (source, ns, None)
     } else if name.contains('/') {
-        (Source::parse(name), ns)
+        (Source::parse(name), ns, None)
     } else {
         if let Some(lib) = open_loaded_soname(ns, &Source::path(name)) {
             return Ok(Opened::Mapped(lib));
         }
         let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
         match ns.resolve(name, origin, runpath, obj.rpath_inherited(), obj.label())? {
-            Resolved::Map { source, ns, .. } => (source, ns),
+            Resolved::Map { source, ns, opened } => (source, ns, opened),
             Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),
         }
     };
@@ -617,7 +625,10 @@ pub(crate) fn open_for(
     }
     if no_load {
         let registry = rules.registry();
-        let src = source.open(crate::library::page_size())?;
+        let src = match opened {
+            Some(src) => src,
+            None => source.open(crate::library::page_size())?,
+        };
         let _load = load_lock();
         let mut map = registry.lock();
         let Some(e) = map.get_mut(&key_of(&src)) else { return Ok(Opened::NotLoaded) };
@@ -625,7 +636,7 @@ pub(crate) fn open_for(
         return Ok(Opened::Mapped(Library::new(e.obj.clone(), registry.clone())));
     }
     crate::source::with_archive_cache(|| {
-        open(rules, &source, &{
+        open(rules, &source, opened, &{
             let mut options = crate::LoadOptions::new().lazy_binding(binding.lazy).deep_bind(binding.deep);
             // glibc: the library `dlopen` loads has the caller as its loader (`l_loader`).
             options.inherit_rpath = obj.rpath_for_children(origin);

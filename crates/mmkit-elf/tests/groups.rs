@@ -855,17 +855,26 @@ fn each_library_found_by_the_search_is_opened_once() {
                 .unwrap()
         })
         .collect();
+    let opens = || {
+        let mut opens = [0usize; 3];
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&fd, &mut buf);
+        while let Ok(event) = reader.next() {
+            if let Some(i) = watches.iter().position(|&w| w == event.wd()) {
+                opens[i] += usize::from(event.events().contains(inotify::ReadFlags::OPEN));
+            }
+        }
+        opens
+    };
     let lib = open(top.as_path());
     assert_eq!(call(&lib, "fx_rpa", &[]), 321);
-    let mut opens = [0usize; 3];
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-    let mut reader = inotify::Reader::new(&fd, &mut buf);
-    while let Ok(event) = reader.next() {
-        if let Some(i) = watches.iter().position(|&w| w == event.wd()) {
-            opens[i] += usize::from(event.events().contains(inotify::ReadFlags::OPEN));
-        }
-    }
-    assert_eq!(opens, [1, 1, 1], "opens of a, b, c");
+    assert_eq!(opens(), [1, 1, 1], "opens of a, b, c");
+    drop(lib);
+    // A bare soname given to the namespace: the file its search found is the one loaded.
+    let ns = Namespace::new("opened-once").ld_library_path(false).search([dir.path().to_str().unwrap()]);
+    let lib = ns_open(&ns, Path::new("libfxrpa.so"));
+    assert_eq!(call(&lib, "fx_rpa", &[]), 321);
+    assert_eq!(opens(), [1, 1, 1], "opens of a (by soname), b, c");
 }
 
 /// glibc expands `$LIB` and `$PLATFORM` (braced or not) in a `DT_RPATH`/`DT_RUNPATH` as it

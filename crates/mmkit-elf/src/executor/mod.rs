@@ -203,7 +203,7 @@ impl crate::Namespace {
             return Ok(loaded);
         }
         crate::source::with_archive_cache(|| match self.start(source)? {
-            crate::namespace::Start::Source(source) => crate::group::open(self, &source, options),
+            crate::namespace::Start::Source(source, opened) => crate::group::open(self, &source, opened, options),
             crate::namespace::Start::SystemLinker { name, not_found } => {
                 crate::group::open_system(self, &name, not_found)
             }
