@@ -4,6 +4,10 @@
 //! Exit codes: 0 success (and a reader that closed the pipe early), 1 failure, 2 usage error;
 //! every failure is one `mmkit: <message>` line on stderr (see [`cli::output`]).
 
+// `unsafe` only in the modules that say `#![allow(unsafe_code)]`: those that call loaded
+// code or mmkit's `unsafe` constructors on the user's behalf.
+#![deny(unsafe_code)]
+
 #[macro_use]
 mod cli;
 mod cmd;

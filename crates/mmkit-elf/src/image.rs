@@ -19,6 +19,9 @@
 //! With the executor and the relocation modules, one of the modules of the crate that contain
 //! `unsafe`.
 
+// One of the modules with `unsafe`: the loaded image's bounds-checked accessors, under the executor.
+#![allow(unsafe_code)]
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{LoadOptions, Place, RelroMode};
 use crate::plan::{Plan, Protection};

@@ -175,6 +175,8 @@
 //! top-level open is searched for as glibc's `dlopen` called from the program, whatever
 //! library the call is made in.
 #![deny(missing_docs)]
+// `unsafe` only in the modules that say `#![allow(unsafe_code)]` (DESIGN.md, "Where `unsafe` lives").
+#![deny(unsafe_code)]
 
 mod addr;
 pub mod error;

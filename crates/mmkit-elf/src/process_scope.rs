@@ -2,6 +2,9 @@
 //! order (`dlopen(RTLD_NOLOAD)`, `dlsym`, `dlvsym`, `dladdr1`, `dlclose`). Not relocation: the
 //! relocation modules ask this one what a name binds to.
 
+// One of the modules with `unsafe`: glibc's `dl*` functions and the link maps they walk, for the executor.
+#![allow(unsafe_code)]
+
 pub(crate) use crate::image::Name;
 use crate::symbols::{self, SymbolKind};
 use std::cell::{Cell, OnceCell};

@@ -63,6 +63,8 @@
 //! # Ok::<(), mmkit_mmio::Error>(())
 //! ```
 #![deny(missing_docs)]
+// `unsafe` only in the modules that say `#![allow(unsafe_code)]` (DESIGN.md, "Where `unsafe` lives").
+#![deny(unsafe_code)]
 
 mod access;
 mod error;

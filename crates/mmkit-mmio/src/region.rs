@@ -10,6 +10,9 @@
 //!   reference to device memory is ever created, so the compiler may not invent, merge or
 //!   elide accesses.
 
+// One of the modules with `unsafe`: device memory: volatile register access (DESIGN.md).
+#![allow(unsafe_code)]
+
 use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};

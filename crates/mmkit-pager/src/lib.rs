@@ -41,6 +41,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// `unsafe` only in the modules that say `#![allow(unsafe_code)]` (DESIGN.md, "Where `unsafe` lives").
+#![deny(unsafe_code)]
 
 pub mod backing;
 pub mod dirty;

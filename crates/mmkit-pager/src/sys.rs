@@ -10,6 +10,9 @@
 //! crate lacks `UFFDIO_POISON`, `UFFD_USER_MODE_ONLY` through `/dev/userfaultfd` and the
 //! write-protect features the pager needs; one small ABI module serves them all.
 
+// One of the modules with `unsafe`: fault handling: the userfaultfd system calls (DESIGN.md).
+#![allow(unsafe_code)]
+
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use rustix::io::Errno;

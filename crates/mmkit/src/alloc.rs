@@ -47,6 +47,9 @@
 //! `System` cannot grow the table is a block left out (see
 //! [`MapAllocStats::untracked_blocks`]).
 
+// One of the modules with `unsafe`: owns raw address space (DESIGN.md: the faces and composites).
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};

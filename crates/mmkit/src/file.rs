@@ -18,6 +18,9 @@
 //! - a sealed memfd (`F_SEAL_SHRINK` and `F_SEAL_WRITE`), which the kernel guarantees cannot
 //!   shrink or change: see [`SharedMemory`](crate::SharedMemory).
 
+// One of the modules with `unsafe`: owns raw address space (DESIGN.md: the faces and composites).
+#![allow(unsafe_code)]
+
 use std::ops::{Deref, DerefMut, RangeBounds};
 use std::os::fd::{AsFd, BorrowedFd};
 

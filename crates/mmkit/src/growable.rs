@@ -4,6 +4,9 @@
 //! reserved once and the file's pages are mapped into it in place as it grows. The
 //! [file-mapping contract](crate::file#safety-the-file-mapping-contract) applies.
 
+// One of the modules with `unsafe`: owns raw address space, a composite over a reservation like `reserve`.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::ops::{Deref, DerefMut, RangeBounds};
 use std::os::fd::AsFd;

@@ -70,6 +70,8 @@
 // Within the composites `reserve` is the lowest (`growable` and `shm` build on it).
 
 #![deny(missing_docs)]
+// `unsafe` only in the modules that say `#![allow(unsafe_code)]` (DESIGN.md, "Where `unsafe` lives").
+#![deny(unsafe_code)]
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
 pub mod alloc;

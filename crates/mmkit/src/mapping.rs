@@ -9,6 +9,9 @@
 //! The typed faces ([`Mmap`](crate::Mmap), [`MmapMut`](crate::MmapMut),
 //! [`MmapRaw`](crate::MmapRaw)) wrap a `Mapping` and decide what is safe to hand out.
 
+// One of the modules with `unsafe`: turns an owned region into slices (DESIGN.md).
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::ops::{Bound, RangeBounds};
 use std::os::fd::BorrowedFd;

@@ -22,6 +22,9 @@
 //! drop unmaps only what it still owns, so each byte is unmapped exactly once, whichever is
 //! dropped first.
 
+// One of the modules with `unsafe`: owns raw address space (DESIGN.md: the faces and composites).
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;

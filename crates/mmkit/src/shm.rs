@@ -32,6 +32,9 @@
 //! # Ok(()) }
 //! ```
 
+// One of the modules with `unsafe`: owns raw address space (DESIGN.md: the faces and composites).
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::mem::size_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -2,6 +2,9 @@
 //! the path and the errno: `open of /x failed: No such file or directory (ENOENT)`, never std's
 //! bare `No such file or directory (os error 2)`.
 
+// One of the modules with `unsafe`: maps the file the user names through mmkit's `unsafe` constructor.
+#![allow(unsafe_code)]
+
 use std::path::Path;
 
 /// `e`, from `op` on `path`, as an [`mmkit::Error`] (`op of path failed: ... (EXXX)`); an error

@@ -4,6 +4,9 @@
 //! `load` and `call` map the library with `mmkit-elf`'s loader. Calling a function of a
 //! user-supplied library cannot be proven safe, so this is the one CLI module with `unsafe`.
 
+// One of the modules with `unsafe`: calls a function of a library the user names.
+#![allow(unsafe_code)]
+
 use anyhow::Context;
 use mmkit_elf::{Library, MappingKind, Plan, Source};
 use serde_json::json;

@@ -9,6 +9,9 @@
 //!
 //! One of the modules of the crate that contain `unsafe` (with `image` and `relocate`).
 
+// One of the modules with `unsafe`: calls into loaded code, answers `dl*` calls (DESIGN.md: the executor).
+#![allow(unsafe_code)]
+
 pub(crate) mod debugger;
 pub(crate) mod dladdr;
 pub(crate) mod dlsym;

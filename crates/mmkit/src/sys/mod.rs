@@ -5,6 +5,9 @@
 //! raw `madvise` values). Each wrapper returns the raw errno; callers add the context (path,
 //! range) to build an [`Error`](crate::Error). Submodules hold the calls of one theme.
 
+// One of the modules with `unsafe`: the system calls (DESIGN.md: `sys/`).
+#![allow(unsafe_code)]
+
 pub(crate) mod anon;
 pub(crate) mod inspect;
 pub(crate) mod kconst;

@@ -1,6 +1,9 @@
 //! The tour's anonymous-memory section: zero-filled memory and RSS, a 64 GiB reservation,
 //! shared vs private across `fork`, THP vs base-page first touch, and a named region.
 
+// One of the modules with `unsafe`: the tour shows mmkit's `unsafe` calls as a user writes them.
+#![allow(unsafe_code)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,9 @@
 //! load it from the APK without extracting it, call it, and count the pages that became
 //! resident; then shared RELRO between processes (see [`relro`]).
 
+// One of the modules with `unsafe`: the tour shows mmkit's `unsafe` calls as a user writes them.
+#![allow(unsafe_code)]
+
 use super::{check_interrupted, Args};
 use crate::cli::io::IoResultExt;
 use crate::cli::report::{duration, Section};

@@ -1,6 +1,9 @@
 //! The tour's file-backed section: demand paging, residency, mmap vs `read()`, and what
 //! `MAP_SHARED` and `MAP_PRIVATE` writes do across `fork` and in the file.
 
+// One of the modules with `unsafe`: the tour shows mmkit's `unsafe` calls as a user writes them.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Seek, SeekFrom, Write};

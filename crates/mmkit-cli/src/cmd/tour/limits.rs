@@ -6,6 +6,9 @@
 //! kill the tour: a thread waits for them and raises a flag that the long loops check, so the
 //! tour unwinds and removes its temporary files on its way out.
 
+// One of the modules with `unsafe`: the tour shows mmkit's `unsafe` calls as a user writes them.
+#![allow(unsafe_code)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
