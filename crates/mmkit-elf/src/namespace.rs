@@ -535,7 +535,7 @@ pub(crate) fn has_tokens(s: &str) -> bool {
 
 /// `s` with glibc's dynamic string tokens replaced, as its `_dl_dst_substitute` does:
 /// `$ORIGIN` by `origin`, `$LIB` by the C library's directory under `/` (see [`lib_token`]),
-/// `$PLATFORM` by the kernel's `AT_PLATFORM` (`x86_64`, `aarch64`); each may be braced
+/// `$PLATFORM` by glibc's platform name (see [`platform_token`]); each may be braced
 /// (`${LIB}`), and unbraced ends at `/` or the end (`$LIBX` is no token and stays). `None`
 /// when a token has no value here.
 pub(crate) fn expand_tokens(s: &str, origin: Option<&str>) -> Option<String> {
@@ -597,10 +597,11 @@ fn lib_token() -> Option<&'static str> {
     .as_deref()
 }
 
-/// glibc's `$PLATFORM`: the kernel's `AT_PLATFORM` string.
+/// glibc's `$PLATFORM`: the kernel's `AT_PLATFORM` string, or the name x86_64 glibc gives
+/// an Intel CPU instead (`haswell`; see [`crate::process_scope::glibc_platform`]).
 fn platform_token() -> Option<&'static str> {
     static PLATFORM: OnceLock<Option<String>> = OnceLock::new();
-    PLATFORM.get_or_init(crate::process_scope::at_platform).as_deref()
+    PLATFORM.get_or_init(crate::process_scope::glibc_platform).as_deref()
 }
 
 /// The program's directory, the `$ORIGIN` of the program and of what it opens, read once (as
@@ -813,13 +814,30 @@ mod tests {
         if std::env::var_os("MMKIT_TEST_RUNNER").is_none_or(|r| r.is_empty()) {
             assert!(Path::new("/").join(lib).join("libc.so.6").exists(), "$LIB = {lib}");
         }
-        let platform = platform_token().expect("AT_PLATFORM");
+        let platform = platform_token().expect("$PLATFORM");
         // The kernel's name for the process's machine: `x86_64`, `aarch64` (a 32-bit process
         // has its own: `i686`, `v7l`).
+        let kernel = crate::process_scope::at_platform().expect("AT_PLATFORM");
         if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-            assert_eq!(platform, std::env::consts::ARCH, "AT_PLATFORM");
+            assert_eq!(kernel, std::env::consts::ARCH, "AT_PLATFORM");
         }
-        assert!(!platform.is_empty() && !platform.contains('/'), "AT_PLATFORM {platform:?}");
+        // glibc's own value where its ld.so says it (`--list-diagnostics`, glibc 2.33 on; not
+        // under a user-mode emulator): on an Intel x86_64 CPU with AVX2 it is `haswell`.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let ld_so = maps
+            .lines()
+            .filter_map(|l| l.split_once('/').map(|(_, p)| format!("/{p}")))
+            .find(|p| p.contains("/ld-linux"));
+        let diagnostics = ld_so
+            .filter(|_| std::env::var_os("MMKIT_TEST_RUNNER").is_none_or(|r| r.is_empty()))
+            .and_then(|ld| std::process::Command::new(ld).arg("--list-diagnostics").output().ok())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+        let glibc = diagnostics.as_deref().and_then(|d| d.lines().find_map(|l| l.strip_prefix("dl_platform=\"")));
+        match glibc.and_then(|g| g.strip_suffix('"')) {
+            Some(glibc) => assert_eq!(platform, glibc, "glibc's dl_platform"),
+            None => assert!(platform == kernel || cfg!(target_arch = "x86_64"), "{platform} / {kernel}"),
+        }
+        assert!(!platform.is_empty() && !platform.contains('/'), "$PLATFORM {platform:?}");
         let x = |s: &str| expand_tokens(s, Some("/o"));
         assert_eq!(x("$ORIGIN/../$LIB").unwrap(), format!("/o/../{lib}"));
         assert_eq!(x("/a/${LIB}x/${PLATFORM}").unwrap(), format!("/a/{lib}x/{platform}"));

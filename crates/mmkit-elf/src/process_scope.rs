@@ -1190,6 +1190,61 @@ pub(crate) fn at_platform() -> Option<String> {
     }
 }
 
+/// glibc's `$PLATFORM` (`GLRO(dl_platform)`, which `ld.so --list-diagnostics` prints): the
+/// kernel's `AT_PLATFORM`, except that x86_64 glibc names an Intel CPU by what it can do
+/// (`sysdeps/x86/cpu-features.c`): `xeon_phi` with AVX-512 CD, ER and PF usable, else `haswell`
+/// with AVX2, FMA, BMI1, BMI2, LZCNT, MOVBE and POPCNT (most Intel CPUs since 2013). `None`
+/// without either.
+pub(crate) fn glibc_platform() -> Option<String> {
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    if let Some(named) = x86_64_glibc_platform() {
+        return Some(named.to_owned());
+    }
+    at_platform()
+}
+
+/// The name x86_64 glibc gives an Intel CPU as its platform, if it gives one (see
+/// [`glibc_platform`]). A feature is usable as glibc has it: the CPU has it and, for the
+/// vector ones, the OS saves the registers (`XCR0`).
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+fn x86_64_glibc_platform() -> Option<&'static str> {
+    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv, CpuidResult};
+    // SAFETY: CPUID exists on every x86_64 CPU, and no leaf above the maximum it reports is
+    // read (the intrinsics are `unsafe` before Rust 1.89, the crate's rust-version is older).
+    #[allow(unused_unsafe)]
+    let leaf = |leaf: u32, sub: u32| -> CpuidResult { unsafe { __cpuid_count(leaf, sub) } };
+    let vendor = leaf(0, 0);
+    // "GenuineIntel" in EBX, EDX, ECX.
+    if [vendor.ebx, vendor.edx, vendor.ecx] != [0x756e_6547, 0x4965_6e69, 0x6c65_746e] || vendor.eax < 7 {
+        return None;
+    }
+    let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
+    let (l1, l7) = (leaf(1, 0), leaf(7, 0));
+    // SAFETY: as above.
+    #[allow(unused_unsafe)]
+    let ext_max = unsafe { __cpuid(0x8000_0000) }.eax;
+    let lzcnt = ext_max >= 0x8000_0001 && bit(leaf(0x8000_0001, 0).ecx, 5);
+    // XCR0: bits 1-2 SSE and AVX state, 5-7 the AVX-512 state; readable once the OS set OSXSAVE.
+    // SAFETY: XGETBV exists when CPUID.1:ECX.OSXSAVE is set.
+    let xcr0 = if bit(l1.ecx, 27) { unsafe { _xgetbv(0) } } else { 0 };
+    let avx = xcr0 & 0b110 == 0b110 && bit(l1.ecx, 28);
+    let avx512f = avx && xcr0 & 0b1110_0000 == 0b1110_0000 && bit(l7.ebx, 16);
+    // AVX512CD (bit 28), AVX512ER (27), AVX512PF (26).
+    if avx512f && bit(l7.ebx, 28) && bit(l7.ebx, 27) && bit(l7.ebx, 26) {
+        return Some("xeon_phi");
+    }
+    // AVX2 (leaf 7 EBX 5), BMI1 (3), BMI2 (8); FMA (leaf 1 ECX 12), MOVBE (22), POPCNT (23).
+    let haswell = avx
+        && bit(l7.ebx, 5)
+        && bit(l1.ecx, 12)
+        && bit(l7.ebx, 3)
+        && bit(l7.ebx, 8)
+        && lzcnt
+        && bit(l1.ecx, 22)
+        && bit(l1.ecx, 23);
+    haswell.then_some("haswell")
+}
+
 /// The program's own search path, as glibc uses it: `(true, DT_RPATH entries)` when it has a
 /// `DT_RPATH` and no `DT_RUNPATH`, `(false, DT_RUNPATH entries)` when it has a `DT_RUNPATH`,
 /// `(false, [])` when neither (or its dynamic section cannot be read); unexpanded (`$ORIGIN`

@@ -909,10 +909,14 @@ fn lib_and_platform_tokens_are_expanded_as_with_glibc() {
         .find(|d| Path::new(d).join("libc.so.6").exists())
         .unwrap();
     let lib = libc_dir.trim_start_matches("/usr/").trim_start_matches('/');
-    let platform = std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
+    // glibc's `$PLATFORM`: the kernel's name for the machine, or the name x86_64 glibc gives an
+    // Intel CPU (`haswell` with AVX2), as its ld.so says (glibc 2.33 on).
+    let platform = glibc_dl_platform().unwrap_or_else(|| {
+        std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    });
     let dir = tempfile::tempdir().unwrap();
     for (file, sub) in [(&b, lib.to_owned()), (&c, format!("p/{platform}"))] {
         let to = dir.path().join(sub);

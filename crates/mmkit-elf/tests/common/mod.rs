@@ -361,6 +361,20 @@ pub fn x86_64_host(test: &str) -> bool {
     true
 }
 
+/// glibc's `dl_platform` (its `$PLATFORM`), as this process's ld.so prints it with
+/// `--list-diagnostics` (glibc 2.33 and later); `None` where it cannot say.
+pub fn glibc_dl_platform() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let ld_so = maps
+        .lines()
+        .filter_map(|l| l.split_once('/').map(|(_, p)| format!("/{p}")))
+        .find(|p| p.contains("/ld-linux"))?;
+    let out = Command::new(ld_so).arg("--list-diagnostics").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("dl_platform=\""))?;
+    Some(line.strip_suffix('"')?.to_owned())
+}
+
 /// Copies the `next.c` fixture (`libfxnext.so`, which needs `libfxbase.so` through
 /// `$ORIGIN`) and `libfxbase.so` into `dir`; returns the copy of `libfxnext.so`.
 pub fn next_fixture_in(dir: &Path) -> PathBuf {
