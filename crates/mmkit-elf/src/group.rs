@@ -17,7 +17,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::{Dependency, Key, Library, Object};
-use crate::namespace::{Namespace, Resolved};
+use crate::namespace::{Asker, Namespace, Resolved};
 use crate::process_scope::{FxHasher, SystemLibrary};
 use crate::source::{OpenSource, Source};
 use std::collections::HashMap;
@@ -504,7 +504,8 @@ fn load_group<'ns>(
                 continue;
             }
             let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
-            match rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), obj.label())? {
+            match rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), (obj.label(), Asker::Dependency))? {
+                Resolved::System(sys) => deps.push(Dependency::System(Arc::new(sys))),
                 Resolved::SystemLinker(path, skipped) => {
                     let sys = crate::executor::load_system_library(&path).map_err(|msg| {
                         Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, msg + &skipped)
@@ -615,9 +616,11 @@ pub(crate) fn open_for(
             return Ok(Opened::Mapped(lib));
         }
         let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
-        match ns.resolve(name, origin, runpath, obj.rpath_inherited(), obj.label())? {
+        match ns.resolve(name, origin, runpath, obj.rpath_inherited(), (obj.label(), Asker::Dlopen))? {
             Resolved::Map { source, ns, opened } => (source, ns, opened),
             Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),
+            // Not asked for by `dlopen` (which opens with its own flags); by name, as found.
+            Resolved::System(sys) => return Ok(Opened::System(sys.name().to_owned())),
         }
     };
     if let Some(path) = rules.system_linker_file(&source)? {

@@ -89,7 +89,12 @@ struct Link {
 /// `DT_RUNPATH` (`$ORIGIN` expanded in all, each object's own); then
 /// the namespace's search path, [`SYSTEM_DIRS`]; then the links; then, with
 /// [`SystemPolicy::SystemLinker`], the system linker's own search (`ld.so.cache`), and the
-/// system linker loads what it finds. A bare soname given to [`Namespace::open`] is searched
+/// system linker loads what it finds. Under that policy, with glibc, the system linker's own
+/// search stands for [`SYSTEM_DIRS`] (whatever is found there is its to load): `ld.so.cache` in
+/// `ld.so.conf`'s order, glibc-hwcaps variants, its default directories, as glibc searches
+/// for a dependency; unless the program has a `DT_RPATH`/`DT_RUNPATH`, the namespace ignores a
+/// set `LD_LIBRARY_PATH` or a link names the soname (those searches would differ), and with
+/// [`SYSTEM_DIRS`] still tried when it finds nothing. A bare soname given to [`Namespace::open`] is searched
 /// for as glibc's `dlopen` from the program searches (the program's `DT_RPATH`,
 /// `LD_LIBRARY_PATH`, the program's `DT_RUNPATH`, the search path, [`SYSTEM_DIRS`]), then, if a link
 /// names it, opened in the linked namespace by its rules, else (with
@@ -139,6 +144,18 @@ pub(crate) enum Resolved<'ns> {
     /// Loaded by the system linker from this path (or bare name: its own search), and why
     /// archives on the search path were skipped (`; skipped ...`, for its error).
     SystemLinker(String, String),
+    /// Already loaded by the system linker, found by its own search of the system's directories
+    /// (a dependency's search that reached them under [`SystemPolicy::SystemLinker`]).
+    System(crate::process_scope::SystemLibrary),
+}
+
+/// Who asks [`Namespace::resolve`]: the load of a `DT_NEEDED` dependency, which may have the
+/// system linker load what its search of the system's directories finds, or a mapped
+/// library's `dlopen`, which opens what is found with its own flags.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Asker {
+    Dependency,
+    Dlopen,
 }
 
 impl Namespace {
@@ -411,7 +428,7 @@ impl Namespace {
         origin: &Source,
         (rpath, runpath): (bool, &mut dyn Iterator<Item = &str>),
         inherited: &[SearchDir],
-        label: &str,
+        (label, asker): (&str, Asker),
     ) -> Result<Resolved<'_>> {
         let mut skipped = Vec::new();
         let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath, inherited) };
@@ -421,7 +438,18 @@ impl Namespace {
             Some((Source::parse(name), None))
         } else {
             let mut found = None;
+            // Where the system's directories start (the end of the list, when searched).
+            let system_from = if self.system_dirs { dirs.len() - SYSTEM_DIRS.len() } else { usize::MAX };
             for (i, dir) in dirs.iter().enumerate() {
+                if i == system_from && asker == Asker::Dependency && self.system_linker_searches_alike(name) {
+                    // What is found there goes to the system linker anyway: let its own search
+                    // (`ld.so.cache` in `ld.so.conf`'s order, glibc-hwcaps variants, its
+                    // default directories) find it, as glibc's would for this dependency; the
+                    // file is then opened once. Not found there, the directories are tried here.
+                    if let Ok(sys) = crate::executor::load_system_library(name) {
+                        return Ok(Resolved::System(sys));
+                    }
+                }
                 // A directory named twice (the library's own and a `$ORIGIN` entry) is tried once.
                 if dirs[..i].contains(dir) {
                     continue;
@@ -437,7 +465,7 @@ impl Namespace {
             return self.route(name, source, opened, label);
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
-            return link.target.resolve(name, origin, (false, &mut std::iter::empty()), &[], label);
+            return link.target.resolve(name, origin, (false, &mut std::iter::empty()), &[], (label, asker));
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
@@ -450,6 +478,20 @@ impl Namespace {
             .with_path(label)
             .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))),
         }
+    }
+
+    /// Whether the system linker, given a bare name by mmkit (its caller is then the program),
+    /// searches nothing this namespace's search has not already tried before the system's
+    /// directories: under [`SystemPolicy::SystemLinker`], with glibc, when the program has no
+    /// `DT_RPATH`/`DT_RUNPATH` and `LD_LIBRARY_PATH` is unset or searched here too; and no
+    /// link names `name` (a linked namespace comes before the system linker's configured
+    /// directories).
+    fn system_linker_searches_alike(&self, name: &str) -> bool {
+        cfg!(target_env = "gnu")
+            && self.system == SystemPolicy::SystemLinker
+            && !self.links.iter().any(|l| l.sonames.iter().any(|s| s == name))
+            && program_search_dirs().1.is_empty()
+            && (self.ld_library_path || std::env::var_os("LD_LIBRARY_PATH").is_none_or(|v| v.is_empty()))
     }
 
     /// Who loads the file `source` found for `name`: a system library goes by the policy.

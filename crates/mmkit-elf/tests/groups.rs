@@ -877,6 +877,48 @@ fn each_library_found_by_the_search_is_opened_once() {
     assert_eq!(opens(), [1, 1, 1], "opens of a (by soname), b, c");
 }
 
+/// A dependency that only the system's directories hold goes to the system linker, found by
+/// the system linker's own search (`ld.so.cache` in `ld.so.conf`'s order, its glibc-hwcaps
+/// variants), as glibc's `dlopen` of the library finds it: its file is opened once. (mmkit
+/// used to probe the directories itself, open the file to check it, close it, and hand the
+/// path to glibc, which opened it again: two opens, and the multiarch directory's copy even
+/// where glibc's configuration ranks another first.) Counted by inotify, in a fresh process
+/// that has not loaded libz.
+#[test]
+fn a_system_dependency_is_opened_once_by_the_system_linkers_own_search() {
+    use rustix::fs::inotify;
+    const NAME: &str = "a_system_dependency_is_opened_once_by_the_system_linkers_own_search";
+    if !x86_64_host(NAME) || !in_fresh_process(NAME) {
+        return;
+    }
+    let zuse = build("default", "zuse.c", "fxzuse", &["-lz"]);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.contains("libz.so"), "the test process has libz loaded already:\n{maps}");
+    // Where glibc's search finds libz (`ldconfig -p` reads the same cache).
+    let cache = std::process::Command::new("/sbin/ldconfig").arg("-p").output().unwrap();
+    let cache = String::from_utf8_lossy(&cache.stdout);
+    let libz = cache
+        .lines()
+        .filter(|l| l.trim_start().starts_with("libz.so.1 ") && l.contains("x86-64"))
+        .filter_map(|l| l.rsplit_once("=> ").map(|(_, p)| PathBuf::from(p.trim())))
+        .next()
+        .unwrap_or_else(|| panic!("libz.so.1 is not in ld.so.cache:\n{cache}"));
+    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+    // Closes watched too: the kernel merges an event identical to the last one unread.
+    inotify::add_watch(&fd, libz.as_path(), inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE_NOWRITE).unwrap();
+    let lib = open(zuse.as_path());
+    assert_eq!(call(&lib, "fx_zlib_major", &[]), 1);
+    let mut opens = 0;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut reader = inotify::Reader::new(&fd, &mut buf);
+    while let Ok(event) = reader.next() {
+        opens += usize::from(event.events().contains(inotify::ReadFlags::OPEN));
+    }
+    assert_eq!(opens, 1, "opens of {}", libz.display());
+    let deps = lib.dependencies();
+    assert!(deps.contains(&("libz.so.1".to_owned(), false)), "loaded by the system linker: {deps:?}");
+}
+
 /// glibc expands `$LIB` and `$PLATFORM` (braced or not) in a `DT_RPATH`/`DT_RUNPATH` as it
 /// expands `$ORIGIN`. The fixture's chain a → b → c with a's `DT_RPATH`
 /// `$ORIGIN/$LIB:$ORIGIN/p/${PLATFORM}`: b lies in the first, c in the second (found through
