@@ -101,6 +101,9 @@ struct Link {
 /// [`SystemPolicy::SystemLinker`]) given to the system linker. A file found in a system
 /// directory is a system library (see [`SystemPolicy`]).
 ///
+/// In each directory on disk, as glibc (2.33 on) searches, the `glibc-hwcaps/x86-64-vN`
+/// subdirectories of the levels this CPU supports come first, best first (x86_64 only).
+///
 /// A directory that cannot be used is passed over, as glibc and bionic do: a missing or
 /// unreadable directory, and an APK directory whose archive is missing, unreadable, not a zip
 /// or truncated; as glibc's `open_path`, a file the process may not read (`EACCES`); and, as
@@ -706,6 +709,64 @@ fn normalize(dir: &str) -> String {
 /// (compressed, misaligned, ...) is an error, as a corrupt file found is.
 /// As bionic's `open_library_at_path`, `archive!/dir/name` that is no usable entry is tried as
 /// a file of that name. A `name` that is not UTF-8 is no zip entry's.
+/// The file `p`, if it is a library to load (see [`candidate`]). As glibc's `open_path`: the
+/// `open` is the test (one system call where the name is not), and what it opened is kept.
+fn file_candidate(p: PathBuf, skipped: &mut Vec<String>) -> Option<(Source, Option<OpenSource>)> {
+    let opened = match crate::source::open_found(&p) {
+        Ok(opened) => opened,
+        Err(e) if e.errno() == Some(libc::EACCES) => {
+            skipped.push(format!("skipped {}: {}", p.display(), Error::from_raw_errno("open", libc::EACCES)));
+            return None;
+        }
+        // Missing, unreachable, or not a regular file (a directory, a FIFO, ...): not here.
+        Err(e)
+            if matches!(
+                e.errno(),
+                None | Some(libc::ENOENT | libc::ENOTDIR | libc::ENXIO | libc::ELOOP | libc::ENAMETOOLONG)
+            ) =>
+        {
+            return None
+        }
+        // Found, but not openable now (`EMFILE`, ...): the load reports it.
+        Err(_) => return Some((Source::Path(p), None)),
+    };
+    if let Some(why) = passed_over(&opened) {
+        skipped.push(format!("skipped {}: {why}", p.display()));
+        return None;
+    }
+    Some((Source::Path(p), Some(opened)))
+}
+
+/// The `glibc-hwcaps/<level>` subdirectories of `dir` that exist, for the levels glibc
+/// searches on this CPU ([`crate::process_scope::glibc_hwcaps_subdirs`]), best first. Asked of
+/// the file system once per directory and process (one `stat` of `dir/glibc-hwcaps`, most
+/// often missing), as glibc remembers a directory it found missing; past 4096 directories,
+/// asked each time.
+fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static KNOWN: OnceLock<Mutex<HashMap<PathBuf, Arc<[PathBuf]>>>> = OnceLock::new();
+    let levels = crate::process_scope::glibc_hwcaps_subdirs();
+    if levels.is_empty() {
+        return Arc::from([]);
+    }
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(found) = known.lock().unwrap_or_else(|e| e.into_inner()).get(dir) {
+        return found.clone();
+    }
+    let base = dir.join("glibc-hwcaps");
+    let found: Arc<[PathBuf]> = if base.is_dir() {
+        levels.iter().map(|level| base.join(level)).filter(|d| d.is_dir()).collect()
+    } else {
+        Arc::from([])
+    };
+    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+    if known.len() < 4096 {
+        known.insert(dir.to_path_buf(), found.clone());
+    }
+    found
+}
+
 fn candidate(
     search: &SearchDir,
     name: &std::ffi::OsStr,
@@ -713,32 +774,14 @@ fn candidate(
 ) -> Result<Option<(Source, Option<OpenSource>)>> {
     match search {
         SearchDir::Dir(d) => {
-            let p = d.join(name);
-            // As glibc's `open_path`: the `open` is the test (one system call for a directory
-            // that does not hold the name), and what it opened is kept.
-            let opened = match crate::source::open_found(&p) {
-                Ok(opened) => opened,
-                Err(e) if e.errno() == Some(libc::EACCES) => {
-                    skipped.push(format!("skipped {}: {}", p.display(), Error::from_raw_errno("open", libc::EACCES)));
-                    return Ok(None);
+            // As glibc: the directory's `glibc-hwcaps` subdirectories this CPU supports, best
+            // first, then the directory itself.
+            for sub in hwcaps_dirs(d).iter() {
+                if let Some(found) = file_candidate(sub.join(name), skipped) {
+                    return Ok(Some(found));
                 }
-                // Missing, unreachable, or not a regular file (a directory, a FIFO, ...): not here.
-                Err(e)
-                    if matches!(
-                        e.errno(),
-                        None | Some(libc::ENOENT | libc::ENOTDIR | libc::ENXIO | libc::ELOOP | libc::ENAMETOOLONG)
-                    ) =>
-                {
-                    return Ok(None)
-                }
-                // Found, but not openable now (`EMFILE`, ...): the load reports it.
-                Err(_) => return Ok(Some((Source::Path(p), None))),
-            };
-            if let Some(why) = passed_over(&opened) {
-                skipped.push(format!("skipped {}: {why}", p.display()));
-                return Ok(None);
             }
-            Ok(Some((Source::Path(p), Some(opened))))
+            Ok(file_candidate(d.join(name), skipped))
         }
         SearchDir::Archive { archive, dir } => {
             let Some(name) = name.to_str() else { return Ok(None) };
@@ -865,17 +908,8 @@ mod tests {
         }
         // glibc's own value where its ld.so says it (`--list-diagnostics`, glibc 2.33 on; not
         // under a user-mode emulator): on an Intel x86_64 CPU with AVX2 it is `haswell`.
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let ld_so = maps
-            .lines()
-            .filter_map(|l| l.split_once('/').map(|(_, p)| format!("/{p}")))
-            .find(|p| p.contains("/ld-linux"));
-        let diagnostics = ld_so
-            .filter(|_| std::env::var_os("MMKIT_TEST_RUNNER").is_none_or(|r| r.is_empty()))
-            .and_then(|ld| std::process::Command::new(ld).arg("--list-diagnostics").output().ok())
-            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
-        let glibc = diagnostics.as_deref().and_then(|d| d.lines().find_map(|l| l.strip_prefix("dl_platform=\"")));
-        match glibc.and_then(|g| g.strip_suffix('"')) {
+        let glibc = crate::process_scope::tests::ld_so_diagnostic("dl_platform");
+        match glibc {
             Some(glibc) => assert_eq!(platform, glibc, "glibc's dl_platform"),
             None => assert!(platform == kernel || cfg!(target_arch = "x86_64"), "{platform} / {kernel}"),
         }

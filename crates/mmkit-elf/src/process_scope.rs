@@ -1204,45 +1204,122 @@ pub(crate) fn glibc_platform() -> Option<String> {
 }
 
 /// The name x86_64 glibc gives an Intel CPU as its platform, if it gives one (see
-/// [`glibc_platform`]). A feature is usable as glibc has it: the CPU has it and, for the
-/// vector ones, the OS saves the registers (`XCR0`).
+/// [`glibc_platform`]).
 #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
 fn x86_64_glibc_platform() -> Option<&'static str> {
-    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv, CpuidResult};
-    // SAFETY: CPUID exists on every x86_64 CPU, and no leaf above the maximum it reports is
-    // read (the intrinsics are `unsafe` before Rust 1.89, the crate's rust-version is older).
-    #[allow(unused_unsafe)]
-    let leaf = |leaf: u32, sub: u32| -> CpuidResult { unsafe { __cpuid_count(leaf, sub) } };
-    let vendor = leaf(0, 0);
-    // "GenuineIntel" in EBX, EDX, ECX.
-    if [vendor.ebx, vendor.edx, vendor.ecx] != [0x756e_6547, 0x4965_6e69, 0x6c65_746e] || vendor.eax < 7 {
+    let cpu = X86Cpu::read();
+    if !cpu.intel {
         return None;
     }
-    let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
-    let (l1, l7) = (leaf(1, 0), leaf(7, 0));
-    // SAFETY: as above.
-    #[allow(unused_unsafe)]
-    let ext_max = unsafe { __cpuid(0x8000_0000) }.eax;
-    let lzcnt = ext_max >= 0x8000_0001 && bit(leaf(0x8000_0001, 0).ecx, 5);
-    // XCR0: bits 1-2 SSE and AVX state, 5-7 the AVX-512 state; readable once the OS set OSXSAVE.
-    // SAFETY: XGETBV exists when CPUID.1:ECX.OSXSAVE is set.
-    let xcr0 = if bit(l1.ecx, 27) { unsafe { _xgetbv(0) } } else { 0 };
-    let avx = xcr0 & 0b110 == 0b110 && bit(l1.ecx, 28);
-    let avx512f = avx && xcr0 & 0b1110_0000 == 0b1110_0000 && bit(l7.ebx, 16);
-    // AVX512CD (bit 28), AVX512ER (27), AVX512PF (26).
-    if avx512f && bit(l7.ebx, 28) && bit(l7.ebx, 27) && bit(l7.ebx, 26) {
+    if cpu.avx512f && cpu.avx512cd && cpu.avx512er && cpu.avx512pf {
         return Some("xeon_phi");
     }
-    // AVX2 (leaf 7 EBX 5), BMI1 (3), BMI2 (8); FMA (leaf 1 ECX 12), MOVBE (22), POPCNT (23).
-    let haswell = avx
-        && bit(l7.ebx, 5)
-        && bit(l1.ecx, 12)
-        && bit(l7.ebx, 3)
-        && bit(l7.ebx, 8)
-        && lzcnt
-        && bit(l1.ecx, 22)
-        && bit(l1.ecx, 23);
+    let haswell = cpu.avx2 && cpu.fma && cpu.bmi1 && cpu.bmi2 && cpu.lzcnt && cpu.movbe && cpu.popcnt;
     haswell.then_some("haswell")
+}
+
+/// The `glibc-hwcaps` subdirectories glibc searches in each directory of its search path
+/// before the directory itself, best first, for this CPU (`dl_hwcaps_subdirs` and
+/// `dl_hwcaps_subdirs_active` of `ld.so --list-diagnostics`): on x86_64 the micro-architecture
+/// levels it supports (`x86-64-v4`, `x86-64-v3`, `x86-64-v2`, as glibc's
+/// `sysdeps/x86_64/dl-hwcaps-subdirs.c` tests them); none elsewhere.
+pub(crate) fn glibc_hwcaps_subdirs() -> &'static [&'static str] {
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    {
+        static ACTIVE: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+        ACTIVE.get_or_init(|| {
+            static LEVELS: [&str; 3] = ["x86-64-v4", "x86-64-v3", "x86-64-v2"];
+            let c = X86Cpu::read();
+            let v2 = c.cmpxchg16b && c.lahf && c.popcnt && c.sse3 && c.sse4_1 && c.sse4_2 && c.ssse3;
+            let v3 = v2 && c.avx && c.avx2 && c.bmi1 && c.bmi2 && c.f16c && c.fma && c.lzcnt && c.movbe;
+            let v4 = v3 && c.avx512f && c.avx512bw && c.avx512cd && c.avx512dq && c.avx512vl;
+            let supported = [v4, v3, v2].iter().filter(|&&level| level).count();
+            &LEVELS[LEVELS.len() - supported..]
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+    {
+        &[]
+    }
+}
+
+/// What x86_64 glibc asks of the CPU (`sysdeps/x86/cpu-features.c`): each feature usable as
+/// glibc has it, the CPU has it and, for the vector ones, the OS saves their registers (`XCR0`).
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[derive(Clone, Copy, Default)]
+struct X86Cpu {
+    intel: bool,
+    cmpxchg16b: bool,
+    lahf: bool,
+    popcnt: bool,
+    sse3: bool,
+    ssse3: bool,
+    sse4_1: bool,
+    sse4_2: bool,
+    avx: bool,
+    avx2: bool,
+    bmi1: bool,
+    bmi2: bool,
+    f16c: bool,
+    fma: bool,
+    lzcnt: bool,
+    movbe: bool,
+    avx512f: bool,
+    avx512bw: bool,
+    avx512cd: bool,
+    avx512dq: bool,
+    avx512vl: bool,
+    avx512er: bool,
+    avx512pf: bool,
+}
+
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+impl X86Cpu {
+    fn read() -> X86Cpu {
+        use core::arch::x86_64::{__cpuid_count, _xgetbv, CpuidResult};
+        // SAFETY: CPUID exists on every x86_64 CPU, and no leaf above the maximum it reports
+        // is read (the intrinsics are `unsafe` before Rust 1.89, the crate's rust-version is
+        // older).
+        #[allow(unused_unsafe)]
+        let leaf = |leaf: u32| -> CpuidResult { unsafe { __cpuid_count(leaf, 0) } };
+        let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
+        let l0 = leaf(0);
+        let l1 = leaf(1);
+        let l7 = if l0.eax >= 7 { leaf(7) } else { CpuidResult { eax: 0, ebx: 0, ecx: 0, edx: 0 } };
+        let ext = if leaf(0x8000_0000).eax >= 0x8000_0001 { leaf(0x8000_0001).ecx } else { 0 };
+        // XCR0: bits 1-2 the SSE and AVX state, 5-7 the AVX-512 state; readable once the OS
+        // set CPUID.1:ECX.OSXSAVE.
+        // SAFETY: XGETBV exists when OSXSAVE is set.
+        let xcr0 = if bit(l1.ecx, 27) { unsafe { _xgetbv(0) } } else { 0 };
+        let avx = xcr0 & 0b110 == 0b110 && bit(l1.ecx, 28);
+        let avx512 = avx && xcr0 & 0b1110_0000 == 0b1110_0000 && bit(l7.ebx, 16);
+        X86Cpu {
+            // "GenuineIntel" in EBX, EDX, ECX.
+            intel: [l0.ebx, l0.edx, l0.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e],
+            cmpxchg16b: bit(l1.ecx, 13),
+            lahf: bit(ext, 0),
+            lzcnt: bit(ext, 5),
+            popcnt: bit(l1.ecx, 23),
+            sse3: bit(l1.ecx, 0),
+            ssse3: bit(l1.ecx, 9),
+            sse4_1: bit(l1.ecx, 19),
+            sse4_2: bit(l1.ecx, 20),
+            movbe: bit(l1.ecx, 22),
+            avx,
+            fma: avx && bit(l1.ecx, 12),
+            f16c: avx && bit(l1.ecx, 29),
+            avx2: avx && bit(l7.ebx, 5),
+            bmi1: bit(l7.ebx, 3),
+            bmi2: bit(l7.ebx, 8),
+            avx512f: avx512,
+            avx512dq: avx512 && bit(l7.ebx, 17),
+            avx512pf: avx512 && bit(l7.ebx, 26),
+            avx512er: avx512 && bit(l7.ebx, 27),
+            avx512cd: avx512 && bit(l7.ebx, 28),
+            avx512bw: avx512 && bit(l7.ebx, 30),
+            avx512vl: avx512 && bit(l7.ebx, 31),
+        }
+    }
 }
 
 /// The program's own search path, as glibc uses it: `(true, DT_RPATH entries)` when it has a
@@ -2093,8 +2170,48 @@ pub(crate) fn dladdr(addr: u64) -> Option<DlAddr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The value of `key` in what this process's ld.so says with `--list-diagnostics` (glibc
+    /// 2.33 and later), quotes taken off; `None` where it cannot say (or under a user-mode
+    /// emulator, whose ld.so is not the program's).
+    pub(crate) fn ld_so_diagnostic(key: &str) -> Option<String> {
+        if std::env::var_os("MMKIT_TEST_RUNNER").is_some_and(|r| !r.is_empty()) {
+            return None;
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        let ld_so = maps
+            .lines()
+            .filter_map(|l| l.split_once('/').map(|(_, p)| format!("/{p}")))
+            .find(|p| p.contains("/ld-linux"))?;
+        let out = std::process::Command::new(ld_so).arg("--list-diagnostics").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))?;
+        Some(value.trim_matches('"').to_owned())
+    }
+
+    /// The `glibc-hwcaps` levels are those glibc's ld.so finds active on this CPU.
+    #[test]
+    fn hwcaps_subdirs_are_glibcs() {
+        let ours = glibc_hwcaps_subdirs();
+        let (Some(all), Some(active)) =
+            (ld_so_diagnostic("dl_hwcaps_subdirs"), ld_so_diagnostic("dl_hwcaps_subdirs_active"))
+        else {
+            eprintln!("skipped: no ld.so --list-diagnostics here; ours: {ours:?}");
+            return;
+        };
+        let mask = u32::from_str_radix(active.trim_start_matches("0x"), 16).unwrap();
+        // Bit i marks the i-th subdirectory of the list as active.
+        let glibc: Vec<&str> = all
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(ours, glibc.as_slice(), "dl_hwcaps_subdirs={all} active={active}");
+    }
 
     fn name(text: &'static [u8]) -> Name<'static> {
         Name::new(text, symbols::gnu_hash(&text[..text.len() - 1]))

@@ -919,6 +919,43 @@ fn a_system_dependency_is_opened_once_by_the_system_linkers_own_search() {
     assert!(deps.contains(&("libz.so.1".to_owned(), false)), "loaded by the system linker: {deps:?}");
 }
 
+/// glibc searches a directory's `glibc-hwcaps/x86-64-vN` subdirectories (the levels this CPU
+/// supports, best first) before the directory: a library built for x86-64-v3 beside the
+/// baseline one is the one loaded where the CPU has AVX2. mmkit-elf searched the directory
+/// only. glibc's `dlopen` of the same files is the oracle.
+#[test]
+fn glibc_hwcaps_subdirectories_are_searched_as_with_glibc() {
+    if !x86_64_host("glibc_hwcaps_subdirectories_are_searched_as_with_glibc") {
+        return;
+    }
+    let levels: Vec<PathBuf> = [0, 2, 3]
+        .iter()
+        .map(|l| build(&format!("hwcaps-v{l}"), "hwcaps.c", "fxhw", &[&format!("-DFX_LEVEL={l}")]))
+        .collect();
+    let base_dir = levels[0].parent().unwrap().display().to_string();
+    let top = build(
+        "hwcaps-top",
+        "hwcaps.c",
+        "fxhwtop",
+        &["-DFX_TOP", &format!("-L{base_dir}"), "-lfxhw", "-Wl,--enable-new-dtags,-rpath,$ORIGIN/dep"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dep = dir.path().join("top/dep");
+    for (lib, sub) in levels.iter().zip(["", "glibc-hwcaps/x86-64-v2", "glibc-hwcaps/x86-64-v3"]) {
+        std::fs::create_dir_all(dep.join(sub)).unwrap();
+        std::fs::copy(lib, dep.join(sub).join("libfxhw.so")).unwrap();
+    }
+    let top_copy = dir.path().join("top/libfxhwtop.so");
+    std::fs::copy(&top, &top_copy).unwrap();
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    let ours = call(&open(top_copy.as_path()), "fx_hw_top", &[]);
+    let oracle = Dl::open(&top_copy);
+    let glibc = oracle.call("fx_hw_top", &[]);
+    assert_eq!(ours, glibc, "the level of the copy loaded (0: the directory's own)");
+    // Every x86_64 CPU of the last fifteen years has x86-64-v2 (SSE4.2, POPCNT).
+    assert_ne!(glibc, 0, "glibc loaded the baseline copy");
+}
+
 /// glibc expands `$LIB` and `$PLATFORM` (braced or not) in a `DT_RPATH`/`DT_RUNPATH` as it
 /// expands `$ORIGIN`. The fixture's chain a → b → c with a's `DT_RPATH`
 /// `$ORIGIN/$LIB:$ORIGIN/p/${PLATFORM}`: b lies in the first, c in the second (found through
