@@ -741,13 +741,13 @@ fn file_candidate(p: PathBuf, skipped: &mut Vec<String>) -> Option<(Source, Opti
 /// searches on this CPU ([`crate::process_scope::glibc_hwcaps_subdirs`]), best first. Asked of
 /// the file system once per directory and process (one `stat` of `dir/glibc-hwcaps`, most
 /// often missing), as glibc remembers a directory it found missing; past 4096 directories,
-/// asked each time.
+/// asked each time. The CPU is asked only when there is such a directory (`CPUID` is a trip
+/// to the hypervisor in a VM, a microsecond each).
 fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static KNOWN: OnceLock<Mutex<HashMap<PathBuf, Arc<[PathBuf]>>>> = OnceLock::new();
-    let levels = crate::process_scope::glibc_hwcaps_subdirs();
-    if levels.is_empty() {
+    if !cfg!(all(target_arch = "x86_64", target_env = "gnu")) {
         return Arc::from([]);
     }
     let known = KNOWN.get_or_init(Default::default);
@@ -756,6 +756,7 @@ fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
     }
     let base = dir.join("glibc-hwcaps");
     let found: Arc<[PathBuf]> = if base.is_dir() {
+        let levels = crate::process_scope::glibc_hwcaps_subdirs();
         levels.iter().map(|level| base.join(level)).filter(|d| d.is_dir()).collect()
     } else {
         Arc::from([])
