@@ -702,13 +702,6 @@ fn normalize(dir: &str) -> String {
     parts.join("/")
 }
 
-/// `name` in `search`, if it is there, with the file opened to check it when it is one (see
-/// [`Resolved::Map`]). An archive directory whose archive cannot be used (missing, unreadable,
-/// not a zip, truncated) is skipped, as glibc skips a directory it cannot use and bionic a zip
-/// it cannot open, with why in `skipped`; but an entry that is there and cannot be mapped
-/// (compressed, misaligned, ...) is an error, as a corrupt file found is.
-/// As bionic's `open_library_at_path`, `archive!/dir/name` that is no usable entry is tried as
-/// a file of that name. A `name` that is not UTF-8 is no zip entry's.
 /// The file `p`, if it is a library to load (see [`candidate`]). As glibc's `open_path`: the
 /// `open` is the test (one system call where the name is not), and what it opened is kept.
 fn file_candidate(p: PathBuf, skipped: &mut Vec<String>) -> Option<(Source, Option<OpenSource>)> {
@@ -768,6 +761,13 @@ fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
     found
 }
 
+/// `name` in `search`, if it is there, with the file opened to check it when it is one (see
+/// [`Resolved::Map`]). An archive directory whose archive cannot be used (missing, unreadable,
+/// not a zip, truncated) is skipped, as glibc skips a directory it cannot use and bionic a zip
+/// it cannot open, with why in `skipped`; but an entry that is there and cannot be mapped
+/// (compressed, misaligned, ...) is an error, as a corrupt file found is.
+/// As bionic's `open_library_at_path`, `archive!/dir/name` that is no usable entry is tried as
+/// a file of that name. A `name` that is not UTF-8 is no zip entry's.
 fn candidate(
     search: &SearchDir,
     name: &std::ffi::OsStr,
