@@ -1454,6 +1454,45 @@ unsafe fn dynamic_strings(
     Some(())
 }
 
+/// `DT_SONAME` and the `DT_NEEDED` names of the object glibc loaded at load bias `bias`, read
+/// from glibc's copy (no file is opened again); `None` when no loaded object has that bias or
+/// its dynamic section cannot be read.
+pub(crate) fn loaded_dynamic_names(bias: u64) -> Option<(Option<String>, Vec<String>)> {
+    struct Find {
+        bias: u64,
+        found: Option<(Option<String>, Vec<String>)>,
+    }
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Find` below.
+        let (info, find) = unsafe { (&*info, &mut *data.cast::<Find>()) };
+        if info.dlpi_addr as usize as u64 != find.bias {
+            return 0;
+        }
+        let mut soname = None;
+        // SAFETY: the callback's own `info`, during the callback.
+        let read = unsafe {
+            dynamic_strings(info, DT_SONAME, &mut |s| {
+                soname = s.map(|s| s.to_string_lossy().into_owned());
+                true
+            })
+        };
+        // SAFETY: as above.
+        let needed = unsafe { needed_names(info) };
+        if let (Some(()), Some(needed)) = (read, needed) {
+            find.found = Some((soname, needed));
+        }
+        1
+    }
+    if bias == 0 {
+        return None;
+    }
+    let mut find = Find { bias, found: None };
+    // SAFETY: the callback reads what glibc passes for the duration of the call and writes
+    // `find`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut find as *mut Find).cast()) };
+    find.found
+}
+
 /// Whether glibc has loaded an object it knows as `name` (a name without `/`): the file name
 /// of its path or its `DT_SONAME`, the names `dlopen(name, RTLD_NOLOAD)` finds without
 /// searching the file system. That search (`ld.so.cache`, opening the file to compare its

@@ -33,7 +33,7 @@ impl SystemOpened {
                 .with_path(&label)
         })?;
         let bias = lib.bias().unwrap_or(0);
-        let (soname, needed) = dynamic_names(path);
+        let (soname, needed) = names(bias, path);
         Ok(SystemOpened { lib, path: label, plan, bias, soname, needed })
     }
 
@@ -47,7 +47,7 @@ impl SystemOpened {
         let path = lib.path().unwrap_or_else(|| name.to_owned());
         let plan = crate::library::plan(&Source::Path(path.clone().into()), crate::library::page_size())?;
         let bias = lib.bias().unwrap_or(0);
-        let (soname, needed) = dynamic_names(Path::new(&path));
+        let (soname, needed) = names(bias, Path::new(&path));
         Ok(SystemOpened { lib, path, plan, bias, soname, needed })
     }
 
@@ -72,6 +72,12 @@ impl SystemOpened {
         )
         .with_path(&self.path)
     }
+}
+
+/// `DT_SONAME` and the `DT_NEEDED` names of the library glibc loaded at `bias` from `path`:
+/// from glibc's copy, else from the file.
+fn names(bias: u64, path: &Path) -> (Option<String>, Vec<String>) {
+    crate::process_scope::loaded_dynamic_names(bias).unwrap_or_else(|| dynamic_names(path))
 }
 
 /// `DT_SONAME` and the `DT_NEEDED` names, from the file's dynamic section (empty if it cannot
