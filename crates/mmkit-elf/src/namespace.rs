@@ -730,11 +730,14 @@ fn file_candidate(p: PathBuf, skipped: &mut Vec<String>) -> Option<(Source, Opti
     Some((Source::Path(p), Some(opened)))
 }
 
+/// How many directories' answers [`hwcaps_dirs`] keeps.
+const HWCAPS_DIRS_KEPT: usize = 1024;
+
 /// The `glibc-hwcaps/<level>` subdirectories of `dir` that exist, for the levels glibc
 /// searches on this CPU ([`crate::process_scope::glibc_hwcaps_subdirs`]), best first. Asked of
 /// the file system once per directory and process (one `stat` of `dir/glibc-hwcaps`, most
-/// often missing), as glibc remembers a directory it found missing; past 4096 directories,
-/// asked each time. The CPU is asked only when there is such a directory (`CPUID` is a trip
+/// often missing), as glibc remembers a directory it found missing; past [`HWCAPS_DIRS_KEPT`]
+/// directories, asked each time. The CPU is asked only when there is such a directory (`CPUID` is a trip
 /// to the hypervisor in a VM, a microsecond each).
 fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
     use std::collections::HashMap;
@@ -755,7 +758,7 @@ fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
         Arc::from([])
     };
     let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-    if known.len() < 4096 {
+    if known.len() < HWCAPS_DIRS_KEPT {
         known.insert(dir.to_path_buf(), found.clone());
     }
     found

@@ -1246,7 +1246,6 @@ pub(crate) fn glibc_hwcaps_subdirs() -> &'static [&'static str] {
 /// What x86_64 glibc asks of the CPU (`sysdeps/x86/cpu-features.c`): each feature usable as
 /// glibc has it, the CPU has it and, for the vector ones, the OS saves their registers (`XCR0`).
 #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-#[derive(Clone, Copy, Default)]
 struct X86Cpu {
     intel: bool,
     cmpxchg16b: bool,
@@ -1277,10 +1276,10 @@ struct X86Cpu {
 impl X86Cpu {
     fn read() -> X86Cpu {
         use core::arch::x86_64::{__cpuid_count, _xgetbv, CpuidResult};
+        #[allow(unused_unsafe)]
         // SAFETY: CPUID exists on every x86_64 CPU, and no leaf above the maximum it reports
         // is read (the intrinsics are `unsafe` before Rust 1.89, the crate's rust-version is
         // older).
-        #[allow(unused_unsafe)]
         let leaf = |leaf: u32| -> CpuidResult { unsafe { __cpuid_count(leaf, 0) } };
         let bit = |reg: u32, n: u32| reg & (1 << n) != 0;
         let l0 = leaf(0);
