@@ -32,7 +32,12 @@ fn out_root() -> PathBuf {
 }
 
 /// Compiles `src` (in tests/fixtures) into `lib<name>.so` with extra gcc `flags`, in a
-/// directory named after `variant`; cached per process, built atomically across processes.
+/// directory named after `variant`; cached per process, built atomically across processes, and
+/// built once across processes: a fixture whose stamp (`.lib<name>.so.built`) names the same
+/// build (compiler, flags, the fixture sources' bytes) is reused as it is. A child process
+/// (a test re-run in a fresh process) must not rename a new file over one its parent's other
+/// tests have open: the file's inode is the identity a loader shares copies by, and a test
+/// that opened it twice around the rename saw two libraries.
 ///
 /// For a machine without a compiler (the arm64 VM, vmtest/arm64/run): with
 /// `MMKIT_ELF_FIXTURES_SAVE=DIR` each fixture compiled is also stored in DIR, under its variant
@@ -56,11 +61,27 @@ pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]
     }
     let tmp = dir.join(format!(".lib{name}.so.{}", std::process::id()));
     let key = format!("{variant}/lib{name}-{:016x}.so", fixture_key(cc, src, name, flags));
+    // The directory's lock (flock) orders the processes that build in it: one builds, the
+    // others find its stamp.
+    let lock = std::fs::File::open(&dir).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let stamp = dir.join(format!(".lib{name}.so.built"));
+    let built = format!("{key} {:016x}\n", sources_hash());
+    if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == built) {
+        guard.insert(out.clone(), ());
+        return out;
+    }
+    let set_stamp = || {
+        let tmp = dir.join(format!(".lib{name}.so.built.{}", std::process::id()));
+        std::fs::write(&tmp, &built).unwrap();
+        std::fs::rename(&tmp, &stamp).unwrap();
+    };
     if let Some(store) = std::env::var_os("MMKIT_ELF_FIXTURES").filter(|d| !d.is_empty()) {
         let stored = Path::new(&store).join(&key);
         std::fs::copy(&stored, &tmp)
             .unwrap_or_else(|e| panic!("prebuilt fixture {} ({src} {flags:?}, compiler {cc}): {e}", stored.display()));
         std::fs::rename(&tmp, &out).unwrap();
+        set_stamp();
         guard.insert(out.clone(), ());
         return out;
     }
@@ -76,8 +97,28 @@ pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]
         std::fs::copy(&tmp, &stored).unwrap_or_else(|e| panic!("save the fixture as {}: {e}", stored.display()));
     }
     std::fs::rename(&tmp, &out).unwrap();
+    set_stamp();
     guard.insert(out.clone(), ());
     out
+}
+
+/// A hash of every fixture source's name and bytes (read once per process): a fixture built
+/// from an older source (or header) is built again.
+fn sources_hash() -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    static HASH: OnceLock<u64> = OnceLock::new();
+    *HASH.get_or_init(|| {
+        let dir = fixture_src("");
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+        files.sort();
+        let mut h = DefaultHasher::new();
+        for f in files {
+            f.file_name().hash(&mut h);
+            std::fs::read(&f).unwrap().hash(&mut h);
+        }
+        h.finish()
+    })
 }
 
 /// The key of a fixture in a store of prebuilt ones: a hash of how it is built (SipHash with
