@@ -125,7 +125,7 @@ pub(crate) struct Dynamic {
     runpath: Option<u32>,
     /// `runpath` is a `DT_RPATH` (the library has no `DT_RUNPATH`).
     rpath: bool,
-    strtab: Table<u8>,
+    strtab: StrTab,
     syms: Table<elf::Sym64<LE>>,
     pub gnu_hash: Option<GnuHash>,
     pub sysv_hash: Option<SysvHash>,
@@ -153,10 +153,34 @@ pub(crate) struct Dynamic {
     pub bind_now: bool,
 }
 
+/// `.dynstr`: borrowed from pages of the image the loader never writes, or, when the library
+/// keeps it in a writable segment, a copy read before relocation.
+///
+/// Linkers put `.dynstr` in a read-only segment; `patchelf` (which auditwheel, Nix and
+/// conda use to set a longer `DT_RUNPATH`, a new `DT_SONAME` or an added `DT_NEEDED`) writes
+/// the grown table into a new writable `PT_LOAD`, and glibc loads such libraries. No `&[u8]`
+/// may borrow pages relocation writes, so those strings are copied (they are the file's: a
+/// relocation aimed into the table would change glibc's view of a name, never mmkit's).
+#[derive(Debug)]
+enum StrTab {
+    Mapped(Table<u8>),
+    Copied(Box<[u8]>),
+}
+
+impl StrTab {
+    /// The bytes of the table of `image` (the image it was read from).
+    fn bytes<'a>(&'a self, image: &'a Image) -> &'a [u8] {
+        match self {
+            StrTab::Mapped(table) => image.bytes(table),
+            StrTab::Copied(bytes) => bytes,
+        }
+    }
+}
+
 impl Dynamic {
-    /// `.dynstr`, borrowed from the image.
+    /// `.dynstr`, borrowed from the image or the copy.
     fn strings(&self) -> &[u8] {
-        self.image.bytes(&self.strtab)
+        self.strtab.bytes(&self.image)
     }
 
     /// The NUL-terminated string at `off` in `.dynstr`.
@@ -206,7 +230,7 @@ impl Dynamic {
     /// Checks that `off` is a string offset of `.dynstr` (every one is terminated: the table
     /// ends with a NUL, checked when it was read).
     fn check_str(&self, off: u32) -> Result<()> {
-        if (off as usize) < self.strtab.len() {
+        if (off as usize) < self.strings().len() {
             Ok(())
         } else {
             Err(bad(format!("string offset {off:#x} outside .dynstr")))
@@ -417,7 +441,7 @@ fn refuse_unsupported_relocations(tags: &Tags, flags: u64) -> Result<()> {
 
 /// `.dynstr` and the offsets of the strings the loader names: `DT_SONAME` and the search path.
 struct Strings {
-    strtab: Table<u8>,
+    strtab: StrTab,
     soname: Option<u32>,
     runpath: Option<u32>,
     rpath: bool,
@@ -430,8 +454,12 @@ fn read_strings(image: &Image, tags: &Tags) -> Result<Strings> {
     if strsz > MAX_TABLE {
         return Err(bad(format!("DT_STRSZ {strsz:#x} is too large")));
     }
-    let strtab = image.table::<u8>(strtab, strsz, true)?;
-    if image.bytes(&strtab).last().is_some_and(|&b| b != 0) {
+    let strtab = if image.writable(strtab, strsz) {
+        StrTab::Copied(image.read(strtab, strsz)?.into_boxed_slice())
+    } else {
+        StrTab::Mapped(image.table::<u8>(strtab, strsz, true)?)
+    };
+    if strtab.bytes(image).last().is_some_and(|&b| b != 0) {
         return Err(bad("the last string of .dynstr is not terminated".into()));
     }
     let offset = |t: u32| -> Result<Option<u32>> {

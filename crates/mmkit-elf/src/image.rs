@@ -362,6 +362,12 @@ impl Image {
         }
     }
 
+    /// Whether `len` bytes at link-time address `vaddr` lie in a writable segment of this image
+    /// (while relocation may still write it).
+    pub(crate) fn writable(&self, vaddr: u64, len: u64) -> bool {
+        self.fits(vaddr, len, true)
+    }
+
     /// Whether link-time address `vaddr` lies in an executable segment of this image (a lazy
     /// PLT slot's first value must: the call jumps there).
     pub(crate) fn is_code(&self, vaddr: u64) -> bool {
