@@ -371,6 +371,17 @@ pub(crate) fn open_system(ns: &Namespace, name: &str, not_found: Error) -> Resul
     Ok(Library::new_system(crate::system::SystemOpened::find(name, not_found)?, ns.registry().clone()))
 }
 
+/// A handle in `ns` to the system library the system linker's search found and loaded for the
+/// bare soname `name`.
+pub(crate) fn open_system_loaded(
+    ns: &Namespace,
+    name: &str,
+    lib: crate::process_scope::SystemLibrary,
+) -> Result<Library> {
+    let _load = load_lock();
+    Ok(Library::new_system(crate::system::SystemOpened::loaded(lib, name)?, ns.registry().clone()))
+}
+
 /// Another handle to the library loaded in `ns` whose `DT_SONAME` is the bare name `source`
 /// (`libfoo.so`, no `/`), if there is one: `dlopen` of a soname finds it among the loaded
 /// libraries before searching, as glibc and bionic do (also one loaded from memory or a

@@ -267,10 +267,11 @@ impl Namespace {
     /// `dlopen`, a bare soname is never opened in the current directory, whatever is there;
     /// `./libz.so.1` names that file.
     pub fn locate(&self, source: Source) -> Result<Source> {
-        match self.start(source)? {
+        match self.start(source, false)? {
             Start::Source(found, _) => Ok(found),
             Start::Linked(target, name) => target.locate(name),
             Start::SystemLinker { not_found, .. } => Err(not_found),
+            Start::System(name, sys) => Ok(Source::path(sys.path().unwrap_or(name))),
         }
     }
 
@@ -300,13 +301,20 @@ impl Namespace {
     /// Where a load of `source` starts: [`Namespace::top_level`]'s answer; for a bare soname
     /// no directory has, the namespace linked for it (its rules find and load it, as bionic's
     /// `dlopen` goes to a linked namespace), or else, under [`SystemPolicy::SystemLinker`], the
-    /// system linker's own search (`ld.so.cache`), as for a dependency.
-    pub(crate) fn start(&self, source: Source) -> Result<Start<'_>> {
+    /// system linker's own search (`ld.so.cache`), as for a dependency. With `load`, a bare
+    /// soname the search would look for in the system's directories is loaded by the system
+    /// linker's own search there, as a dependency's is (see [`Namespace::resolve`]).
+    pub(crate) fn start(&self, source: Source, load: bool) -> Result<Start<'_>> {
         let bare = match &source {
             Source::Path(p) => p.to_str().filter(|n| !n.contains('/')).map(str::to_owned),
             _ => None,
         };
-        match (self.top_level(source), bare) {
+        let system_linker = load && bare.as_deref().is_some_and(|n| self.system_linker_searches_alike(n));
+        let mut asked = None;
+        match (self.top_level(source, system_linker.then_some(&mut asked)), bare) {
+            (Err(e), _) if asked.is_some() => {
+                Err(e.and_detail(&format!("nor by the system linker: {}", asked.unwrap_or_default())))
+            }
             (Err(e), Some(name)) if e.kind() == ErrorKind::DependencyNotFound => {
                 if let Some(link) = self.links.iter().find(|l| l.sonames.contains(&name)) {
                     return Ok(Start::Linked(&link.target, Source::path(name)));
@@ -316,17 +324,20 @@ impl Namespace {
                 }
                 Err(e)
             }
-            (found, _) => found.map(|(found, opened)| Start::Source(found, opened)),
+            (found, _) => found,
         }
     }
 
     /// A bare soname becomes the file the search finds. As with glibc's `dlopen`, a name
     /// without `/` is never opened relative to the current directory, even when something
     /// there has that name (`./libfoo.so` names that). The file the search opened comes
-    /// with it, for the load to use (a found library is not opened twice).
-    pub(crate) fn top_level(&self, source: Source) -> Result<(Source, Option<OpenSource>)> {
+    /// with it, for the load to use (a found library is not opened twice). With
+    /// `system_linker`, the search reaching the system's directories asks the system linker's
+    /// own search first, and what it finds is loaded ([`Start::System`]); if it finds nothing,
+    /// its message is left in `system_linker` and the directories are tried.
+    fn top_level(&self, source: Source, mut system_linker: Option<&mut Option<String>>) -> Result<Start<'_>> {
         use std::os::unix::ffi::OsStrExt;
-        let Source::Path(p) = &source else { return Ok((source, None)) };
+        let Source::Path(p) = &source else { return Ok(Start::Source(source, None)) };
         // By its bytes: a name that is not UTF-8 is a bare name too.
         if p.as_os_str().as_bytes().contains(&b'/') {
             // As glibc's `dlopen` from the program: tokens in a path are expanded (`$ORIGIN`
@@ -337,9 +348,9 @@ impl Namespace {
                 .filter(|s| has_tokens(s))
                 .and_then(|s| expand_tokens(s, program_dir().and_then(Path::to_str)))
             {
-                return Ok((Source::parse(&expanded), None));
+                return Ok(Start::Source(Source::parse(&expanded), None));
             }
-            return Ok((source, None));
+            return Ok(Start::Source(source, None));
         }
         let name = p.as_os_str();
         let mut skipped = Vec::new();
@@ -347,9 +358,16 @@ impl Namespace {
         // its `DT_RUNPATH` after `LD_LIBRARY_PATH`.
         let (program_rpath, program_dirs) = program_search_dirs();
         let dirs = self.dirs_expanded(None, *program_rpath, program_dirs.clone(), &[], false);
-        for dir in &dirs {
-            if let Some(found) = candidate(dir, name, &mut skipped)? {
-                return Ok(found);
+        let system_from = if self.system_dirs { dirs.len() - SYSTEM_DIRS.len() } else { usize::MAX };
+        for (i, dir) in dirs.iter().enumerate() {
+            if let (true, Some(asked), Some(name)) = (i == system_from, system_linker.as_deref_mut(), name.to_str()) {
+                match crate::executor::load_system_library(name) {
+                    Ok(sys) => return Ok(Start::System(name.to_owned(), sys)),
+                    Err(msg) => *asked = Some(msg),
+                }
+            }
+            if let Some((found, opened)) = candidate(dir, name, &mut skipped)? {
+                return Ok(Start::Source(found, opened));
             }
         }
         let mut detail = not_found_detail("not found in", &dirs, &skipped, &self.name);
@@ -550,6 +568,9 @@ pub(crate) enum Start<'ns> {
     SystemLinker { name: String, not_found: Error },
     /// A bare soname this namespace links to another for: opened there, by its rules.
     Linked(&'ns Namespace, Source),
+    /// A bare soname the system linker's own search found and loaded (the namespace's search
+    /// had reached the system's directories).
+    System(String, crate::process_scope::SystemLibrary),
 }
 
 /// `dir` with glibc's dynamic string tokens replaced (see [`expand_tokens`]): `$ORIGIN` is

@@ -44,6 +44,12 @@ impl SystemOpened {
     pub(crate) fn find(name: &str, not_found: Error) -> Result<SystemOpened> {
         let lib = crate::executor::load_system_library(name)
             .map_err(|msg| not_found.and_detail(&format!("nor by the system linker: {msg}")))?;
+        Self::loaded(lib, name)
+    }
+
+    /// The library the system linker loaded for the bare soname `name` (found by its own
+    /// search).
+    pub(crate) fn loaded(lib: SystemLibrary, name: &str) -> Result<SystemOpened> {
         let path = lib.path().unwrap_or_else(|| name.to_owned());
         let plan = crate::library::plan(&Source::Path(path.clone().into()), crate::library::page_size())?;
         let bias = lib.bias().unwrap_or(0);

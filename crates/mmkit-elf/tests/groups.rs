@@ -886,15 +886,51 @@ fn each_library_found_by_the_search_is_opened_once() {
 /// that has not loaded libz.
 #[test]
 fn a_system_dependency_is_opened_once_by_the_system_linkers_own_search() {
-    use rustix::fs::inotify;
     const NAME: &str = "a_system_dependency_is_opened_once_by_the_system_linkers_own_search";
     if !x86_64_host(NAME) || !in_fresh_process(NAME) {
         return;
     }
     let zuse = build("default", "zuse.c", "fxzuse", &["-lz"]);
+    let mut lib = None;
+    let (libz, opens) = opens_of_cached_libz(|| lib = Some(open(zuse.as_path())));
+    let lib = lib.unwrap();
+    assert_eq!(call(&lib, "fx_zlib_major", &[]), 1);
+    assert_eq!(opens, 1, "opens of {}", libz.display());
+    let deps = lib.dependencies();
+    assert!(deps.contains(&("libz.so.1".to_owned(), false)), "loaded by the system linker: {deps:?}");
+}
+
+/// A bare soname opened at top level (`Namespace::open("libz.so.1")`, `mmkit elf call
+/// libz.so.1`) that only the system's directories hold is found by the system linker's own
+/// search too, as a dependency is: glibc opens the file, and mmkit once more to read its plan
+/// (`Library::plan`). mmkit probed the directories in its own order (not `ld.so.conf`'s),
+/// opened the file to check it and handed the path to glibc: three opens. A name nobody finds
+/// says so, with glibc's message.
+#[test]
+fn a_bare_system_soname_is_found_by_the_system_linkers_own_search() {
+    const NAME: &str = "a_bare_system_soname_is_found_by_the_system_linkers_own_search";
+    if !x86_64_host(NAME) || !in_fresh_process(NAME) {
+        return;
+    }
+    let mut lib = None;
+    let (libz, opens) = opens_of_cached_libz(|| lib = Some(open(Path::new("libz.so.1"))));
+    let lib = lib.unwrap();
+    assert_eq!(opens, 2, "opens of {} (glibc's, the plan's)", libz.display());
+    assert_eq!(lib.source(), libz.display().to_string());
+    let oracle = Dl::open(Path::new("libz.so.1"));
+    assert_eq!(lib.address_of("zlibVersion").unwrap(), oracle.addr("zlibVersion") as u64, "glibc's one copy");
+    let e = try_open(Path::new("libfxnobodyhasthis.so.7")).expect_err("not found");
+    assert_eq!(e.kind(), mmkit_elf::ErrorKind::DependencyNotFound, "{e}");
+    assert!(e.to_string().contains("nor by the system linker: libfxnobodyhasthis.so.7: cannot open"), "{e}");
+}
+
+/// Runs `f` and counts the opens of the libz that `ld.so.cache` names (where glibc's search
+/// finds it; `ldconfig -p` reads the same cache), by inotify, in a process that has not loaded
+/// libz; returns that path and the count.
+fn opens_of_cached_libz(f: impl FnOnce()) -> (PathBuf, usize) {
+    use rustix::fs::inotify;
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     assert!(!maps.contains("libz.so"), "the test process has libz loaded already:\n{maps}");
-    // Where glibc's search finds libz (`ldconfig -p` reads the same cache).
     let cache = std::process::Command::new("/sbin/ldconfig").arg("-p").output().unwrap();
     let cache = String::from_utf8_lossy(&cache.stdout);
     let libz = cache
@@ -904,19 +940,18 @@ fn a_system_dependency_is_opened_once_by_the_system_linkers_own_search() {
         .next()
         .unwrap_or_else(|| panic!("libz.so.1 is not in ld.so.cache:\n{cache}"));
     let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
-    // Closes watched too: the kernel merges an event identical to the last one unread.
-    inotify::add_watch(&fd, libz.as_path(), inotify::WatchFlags::OPEN | inotify::WatchFlags::CLOSE_NOWRITE).unwrap();
-    let lib = open(zuse.as_path());
-    assert_eq!(call(&lib, "fx_zlib_major", &[]), 1);
+    // Reads and closes watched too: the kernel merges an event identical to the last one
+    // unread (and a mapped file's close is reported only when it is unmapped).
+    let watch = inotify::WatchFlags::OPEN | inotify::WatchFlags::ACCESS | inotify::WatchFlags::CLOSE_NOWRITE;
+    inotify::add_watch(&fd, libz.as_path(), watch).unwrap();
+    f();
     let mut opens = 0;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
     let mut reader = inotify::Reader::new(&fd, &mut buf);
     while let Ok(event) = reader.next() {
         opens += usize::from(event.events().contains(inotify::ReadFlags::OPEN));
     }
-    assert_eq!(opens, 1, "opens of {}", libz.display());
-    let deps = lib.dependencies();
-    assert!(deps.contains(&("libz.so.1".to_owned(), false)), "loaded by the system linker: {deps:?}");
+    (libz, opens)
 }
 
 /// glibc searches a directory's `glibc-hwcaps/x86-64-vN` subdirectories (the levels this CPU

@@ -179,9 +179,10 @@ impl crate::Namespace {
     /// namespace's rules. A bare soname (`libz.so.1`, no `/`) is the library loaded in this
     /// namespace with that `DT_SONAME` if there is one (as with `dlopen`); else it is searched
     /// for as a dependency would be (never in the current directory), and mapped by mmkit-elf;
-    /// one that no directory of the namespace has is, under [`SystemPolicy::SystemLinker`]
-    /// (the default), left to the system linker's own search (`ld.so.cache`, `/usr/local/lib`,
-    /// `LD_LIBRARY_PATH` as the process started), which loads it, as for a dependency.
+    /// one that no directory of the namespace has before the system's is, under
+    /// [`SystemPolicy::SystemLinker`] (the default), left to the system linker's own search
+    /// (`ld.so.cache` in `ld.so.conf`'s order, its glibc-hwcaps variants, `LD_LIBRARY_PATH` as
+    /// the process started), which loads it, as for a dependency.
     ///
     /// [`SystemPolicy::SystemLinker`]: crate::SystemPolicy::SystemLinker
     ///
@@ -205,11 +206,12 @@ impl crate::Namespace {
         if let Some(loaded) = crate::group::open_loaded_soname(self, &source) {
             return Ok(loaded);
         }
-        crate::source::with_archive_cache(|| match self.start(source)? {
+        crate::source::with_archive_cache(|| match self.start(source, true)? {
             crate::namespace::Start::Source(source, opened) => crate::group::open(self, &source, opened, options),
             crate::namespace::Start::SystemLinker { name, not_found } => {
                 crate::group::open_system(self, &name, not_found)
             }
+            crate::namespace::Start::System(name, sys) => crate::group::open_system_loaded(self, &name, sys),
             // SAFETY: the caller's contract covers the library whatever namespace opens it.
             crate::namespace::Start::Linked(target, source) => unsafe { target.open_with(source, options) },
         })
