@@ -770,6 +770,7 @@ fn references_without_a_version_to_libc_bind_its_first_version_as_glibc_does() {
 }
 
 /// Whether `so` has an `R_X86_64_TLSDESC` relocation (binutils' readelf says).
+#[cfg(target_arch = "x86_64")]
 fn has_tlsdesc(so: &Path) -> bool {
     let out = std::process::Command::new("readelf").arg("-rW").arg(so).output().expect("run readelf (binutils)");
     String::from_utf8_lossy(&out.stdout).contains("R_X86_64_TLSDESC")
