@@ -18,6 +18,10 @@ const MAX_TABLE: u64 = 64 << 20;
 const DT_RELR: u32 = 36;
 const DT_RELRSZ: u32 = 35;
 
+/// aarch64's `DT_AARCH64_VARIANT_PCS` and `STO_AARCH64_VARIANT_PCS` (not in object 0.36).
+const DT_AARCH64_VARIANT_PCS: u32 = 0x7000_0005;
+pub(crate) const STO_AARCH64_VARIANT_PCS: u8 = 0x80;
+
 #[cold]
 fn bad(detail: String) -> Error {
     Error::new("read dynamic section", ErrorKind::BadDynamic, detail)
@@ -151,6 +155,9 @@ pub(crate) struct Dynamic {
     /// The library asks to be bound at load (`DT_BIND_NOW`, `DF_BIND_NOW` or `DF_1_NOW`), as
     /// `-z now` links it: no lazy binding, even for a `dlopen(RTLD_LAZY)`.
     pub bind_now: bool,
+    /// `DT_AARCH64_VARIANT_PCS` (an aarch64 library's PLT calls a function of a variant PCS:
+    /// its symbol has `STO_AARCH64_VARIANT_PCS`); meaningless for other machines.
+    pub aarch64_variant_pcs: bool,
 }
 
 /// `.dynstr`: borrowed from pages of the image the loader never writes, or, when the library
@@ -343,6 +350,7 @@ impl Dynamic {
             bind_now: tags.get(elf::DT_BIND_NOW).is_some()
                 || entries.flags & u64::from(elf::DF_BIND_NOW) != 0
                 || entries.flags_1 & u64::from(elf::DF_1_NOW) != 0,
+            aarch64_variant_pcs: entries.variant_pcs,
             image,
         };
         for &off in &dy.needed {
@@ -385,12 +393,13 @@ impl Dynamic {
 }
 
 /// The entries of `PT_DYNAMIC` the loader reads: the tags it keeps, `DT_NEEDED` in order,
-/// `DT_FLAGS` and `DT_FLAGS_1`.
+/// `DT_FLAGS` and `DT_FLAGS_1`, and whether `DT_AARCH64_VARIANT_PCS` is there.
 struct Entries {
     tags: Tags,
     needed: Vec<u32>,
     flags: u64,
     flags_1: u64,
+    variant_pcs: bool,
 }
 
 /// Phase 1: the dynamic entries, up to `DT_NULL`.
@@ -401,7 +410,7 @@ fn read_entries(image: &Image, plan: &Plan) -> Result<Entries> {
     if dyn_size > MAX_TABLE {
         return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
     }
-    let mut out = Entries { tags: Tags::default(), needed: Vec::new(), flags: 0, flags_1: 0 };
+    let mut out = Entries { tags: Tags::default(), needed: Vec::new(), flags: 0, flags_1: 0, variant_pcs: false };
     let entries: Table<elf::Dyn64<LE>> = image.table(dyn_vaddr, dyn_size / 16, false)?;
     for i in 0..entries.len() {
         let Some(d) = image.get(&entries, i) else { break };
@@ -414,6 +423,7 @@ fn read_entries(image: &Image, plan: &Plan) -> Result<Entries> {
             }
             elf::DT_FLAGS => out.flags = val,
             elf::DT_FLAGS_1 => out.flags_1 = val,
+            DT_AARCH64_VARIANT_PCS => out.variant_pcs = true,
             _ => out.tags.insert(tag, val),
         }
     }

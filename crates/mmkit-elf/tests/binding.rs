@@ -311,3 +311,28 @@ fn a_function_a_library_made_global_later_defines_binds_at_its_call() {
     drop(p);
     assert_eq!(late_call(m.address_of("fx_late_call").unwrap()), 102_029_321);
 }
+
+/// aarch64: a PLT call to a function of a variant PCS (the AdvSIMD vector PCS here, SVE's
+/// likewise: the symbol has `STO_AARCH64_VARIANT_PCS`, the library `DT_AARCH64_VARIANT_PCS`)
+/// is bound at load even when lazy, as glibc's `elf_machine_lazy_rel` binds it: the lazy
+/// trampoline keeps the base PCS's argument registers, and such a function's caller counts on
+/// more (q8-q23 whole, or the z and p registers). mmkit-elf left an undefined one to the
+/// trampoline; it fails the load now, as glibc's `dlopen(RTLD_LAZY)` fails, and a defined one
+/// is bound and called as with glibc.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn variant_pcs_calls_are_bound_at_load_even_when_lazy() {
+    let lib = build("lazy-vpcs", "vpcs.c", "fxvpcs", &[]);
+    let e = open_lazy(&lib, true).map(|_| ()).expect_err("a variant PCS call is bound at load");
+    assert_eq!(e.kind(), ErrorKind::UndefinedSymbol, "{e}");
+    assert!(e.to_string().contains("fx_vpcs_far"), "{e}");
+    let glibc = glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).expect_err("glibc binds it at load too");
+    assert!(glibc.contains("fx_vpcs_far"), "{glibc}");
+    // Defined by a library in the global scope: both bind it and the call answers alike.
+    let provider = build("lazy-vpcs", "vpcs.c", "fxvpcsprovider", &["-DPROVIDER"]);
+    let _global = glibc_open(&provider, libc::RTLD_NOW | libc::RTLD_GLOBAL).unwrap();
+    let mapped = open_lazy(&lib, true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&mapped, "fx_vpcs_call", &[2]), 7);
+    let h = glibc_open(&lib, libc::RTLD_LAZY | libc::RTLD_LOCAL).unwrap();
+    assert_eq!(glibc_call(h, "fx_vpcs_call", &[2]), 7);
+}

@@ -31,7 +31,10 @@
 //! asks, as glibc binds it; so are references that are not calls through the PLT (`GLOB_DAT`:
 //! an undefined one fails the load, with glibc too). A slot in the RELRO range (never, from
 //! GNU ld or lld without `-z now`) is not written at the call: every call then looks again.
-//! SVE state beyond the low 128 bits of `z0`–`z7` is not saved (as with the TLS resolver).
+//! On aarch64, a call to a function of a variant PCS (`STO_AARCH64_VARIANT_PCS`, in a library
+//! with `DT_AARCH64_VARIANT_PCS`: the AdvSIMD vector PCS, SVE's) is bound at load, as glibc
+//! binds it: its callers count on registers the trampoline does not keep (`q8`–`q23` whole,
+//! the `z` and `p` registers), so the trampoline only ever serves base-PCS calls.
 
 use super::Target;
 use crate::error::{Error, Result};

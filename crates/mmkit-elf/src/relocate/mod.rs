@@ -30,7 +30,7 @@ pub(crate) mod tls;
 mod tlsdesc;
 pub(crate) mod x86_64;
 
-use crate::dynamic::{Dynamic, Rela};
+use crate::dynamic::{Dynamic, Rela, STO_AARCH64_VARIANT_PCS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Image, Table};
 use crate::machine::{Machine, RelocKind};
@@ -183,6 +183,15 @@ fn leave_unbound(
     unbound: &mut Vec<lazy::LazySlot>,
 ) -> Result<bool> {
     if r.sym == 0 || machine.relocation_kind(r.r_type) != RelocKind::JumpSlot {
+        return Ok(false);
+    }
+    // aarch64: a function of a variant PCS (AdvSIMD vector or SVE) is bound at load, as
+    // glibc's `elf_machine_lazy_rel` binds it: its callers count on registers the trampoline,
+    // which keeps the base PCS's argument registers only, does not keep (q8-q23 whole, z, p).
+    if machine == Machine::Aarch64
+        && dy.aarch64_variant_pcs
+        && dy.sym(r.sym).is_some_and(|s| s.other & STO_AARCH64_VARIANT_PCS != 0)
+    {
         return Ok(false);
     }
     match resolve(r.sym) {
