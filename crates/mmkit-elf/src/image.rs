@@ -823,10 +823,18 @@ pub(crate) fn eh_frame_from_header(hdr: u64, len: u64, head: &[u8; 12]) -> Optio
     }
 }
 
-/// The process's `argc` and `argv`, as glibc passes them to every initializer (a Rust
-/// `cdylib`'s std reads `std::env::args` from them): NUL-terminated copies of the arguments
-/// std captured at start-up, made once and never freed, the array ending in a null pointer.
+/// The process's `argc` and `argv`, as glibc passes them to every initializer: the ones on
+/// the process's initial stack, which `envp` and the auxiliary vector follow (Go's runtime in
+/// a `-buildmode=c-shared` library walks from `argv` past `envp` to the auxiliary vector for
+/// `AT_PAGESZ`, and stops with "failed to get system page size" without it; a Rust `cdylib`'s
+/// std reads `std::env::args` from them). glibc and bionic pass them to mmkit-elf's own
+/// initializer ([`CAPTURE_ARGS`]) as to every other; where that did not happen (another C
+/// library), NUL-terminated copies of the arguments std captured, made once and never freed.
 fn process_args() -> (i32, *const *const u8) {
+    let argv = STACK_ARGV.load(Ordering::Acquire);
+    if !argv.is_null() {
+        return (STACK_ARGC.load(Ordering::Acquire), argv.cast_const().cast());
+    }
     static ARGS: std::sync::OnceLock<(Vec<std::ffi::CString>, Vec<usize>)> = std::sync::OnceLock::new();
     let (_, pointers) = ARGS.get_or_init(|| {
         use std::os::unix::ffi::OsStringExt;
@@ -836,6 +844,27 @@ fn process_args() -> (i32, *const *const u8) {
         (strings, pointers)
     });
     (i32::try_from(pointers.len() - 1).unwrap_or(i32::MAX), pointers.as_ptr().cast())
+}
+
+/// `argc` and `argv` as the C library passed them to [`capture_args`] (null: not passed).
+static STACK_ARGC: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static STACK_ARGV: std::sync::atomic::AtomicPtr<*const u8> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// mmkit-elf's own initializer: glibc and bionic call every `.init_array` entry of the program
+/// and of the libraries they load with `(argc, argv, envp)`, as Rust's std relies on for its
+/// own arguments on glibc.
+#[cfg(any(all(target_os = "linux", target_env = "gnu"), target_os = "android"))]
+#[used]
+#[link_section = ".init_array"]
+static CAPTURE_ARGS: extern "C" fn(i32, *const *const u8, *const *const u8) = capture_args;
+
+/// Keeps the `argc` and `argv` the C library passes (see [`CAPTURE_ARGS`]).
+#[cfg_attr(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "android")), allow(dead_code))]
+extern "C" fn capture_args(argc: i32, argv: *const *const u8, _envp: *const *const u8) {
+    if argc >= 0 && !argv.is_null() {
+        STACK_ARGC.store(argc, Ordering::Release);
+        STACK_ARGV.store(argv.cast_mut(), Ordering::Release);
+    }
 }
 
 fn environ_ptr() -> *const *const u8 {

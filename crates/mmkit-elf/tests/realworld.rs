@@ -524,9 +524,14 @@ fn a_library_walking_the_loaded_objects_finds_itself_as_under_glibc() {
         for tls in [5, -9] {
             assert_eq!(call(&ours, "fx_walk_self", &[tls]), 127, "which of the bits of fx_walk_self are missing?");
         }
-        // Its initializer got the process's argc and argv, as glibc gives them (it got none).
+        // Its initializer got the process's argc and argv, as glibc gives them (it got none);
+        // the argv of the initial stack, which envp and the auxiliary vector follow, as Go's
+        // runtime in a c-shared library needs (it got a copy: AT_PAGESZ not found, 0).
         assert_eq!(call(&ours, "fx_walk_args", &[]), oracle.call("fx_walk_args", &[]));
         assert_eq!(call(&ours, "fx_walk_args", &[]), expected_args());
+        let page = rustix::param::page_size() as i64;
+        assert_eq!(oracle.call("fx_walk_auxv_pagesz", &[]), page, "glibc's");
+        assert_eq!(call(&ours, "fx_walk_auxv_pagesz", &[]), page, "AT_PAGESZ past argv and envp");
     }
 }
 
@@ -606,6 +611,90 @@ fn rust_plugin() -> PathBuf {
             out
         })
         .clone()
+}
+
+/// `tests/fixtures/goplug.go` built as a Go `-buildmode=c-shared` library with the machine's
+/// `go` (built once per run, as [`rust_plugin`]), or `None` without `go` (skipped; a failure
+/// under `CI=true`: scripts/test installs golang-go).
+fn go_plugin() -> Option<PathBuf> {
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures/go");
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("libfxgo.so");
+            let src = common::fixture_src("goplug.go");
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            if let (Some(built), Some(written)) = (modified(&out), modified(&src)) {
+                if built >= written {
+                    return Some(out);
+                }
+            }
+            let tmp = dir.join(format!(".libfxgo.so.{}", std::process::id()));
+            // The build cache and GOPATH in the fixture directory: the unprivileged run's HOME
+            // is not the one the root run had.
+            let status = std::process::Command::new("go")
+                .args(["build", "-buildmode=c-shared", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOPATH", dir.join("gopath"))
+                .env("GO111MODULE", "off")
+                .status();
+            match status {
+                Ok(s) if s.success() => {}
+                other => {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "go build: {other:?} (scripts/test installs golang-go)"
+                    );
+                    eprintln!("skipping: no Go toolchain here ({other:?})");
+                    return None;
+                }
+            }
+            let _ = std::fs::remove_file(tmp.with_extension("h"));
+            std::fs::rename(&tmp, &out).unwrap();
+            Some(out)
+        })
+        .clone()
+}
+
+/// A Go `c-shared` library (what gomobile and cgo plug-ins are) starts its runtime in its
+/// initializer: it reads `AT_PAGESZ` by walking from `argv` past `envp` into the auxiliary
+/// vector, starts threads, installs signal handlers. Its goroutines, collector and recovered
+/// panics (one from a SIGSEGV its handler turns into a panic) answer as under glibc, from a
+/// file and from an APK entry. It stopped with "fatal error: failed to get system page size":
+/// initializers were given a copy of `argv`, not the initial stack's. One Go runtime per
+/// process: each loader in a child of its own.
+#[test]
+fn a_go_c_shared_library_runs_its_runtime_as_under_glibc() {
+    const NAME: &str = "a_go_c_shared_library_runs_its_runtime_as_under_glibc";
+    if !host_cc() {
+        return;
+    }
+    let Some(so) = go_plugin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let loaders = ["glibc", "file", "apk"];
+    let Some(loader) = loaders.into_iter().find(|l| in_fresh_process_with(NAME, &[("MMKIT_FX_GO_LOADER", l)])) else {
+        return; // the parent: each child passed
+    };
+    // In the child: the loader its variable names (the first `in_fresh_process_with` answered).
+    let loader = std::env::var("MMKIT_FX_GO_LOADER").unwrap_or_else(|_| loader.to_owned());
+    let answers = |call: &dyn Fn(&str, &[i64]) -> i64| {
+        [call("FxGoAdd", &[40, 2]), call("FxGoWork", &[100]), call("FxGoPanics", &[]), call("FxGoWork", &[7])]
+    };
+    let got = match loader.as_str() {
+        "glibc" => {
+            let oracle = Dl::open(&so);
+            answers(&|f, a| oracle.call(f, a))
+        }
+        which => {
+            let source = if which == "apk" { apk_with(dir.path(), "libfxgo.so", &so) } else { Source::path(&so) };
+            let ours = open(source);
+            answers(&|f, a| call(&ours, f, a))
+        }
+    };
+    assert_eq!(got, [42, 570, 2, 21], "{loader}");
 }
 
 /// A Rust `cdylib` plug-in (its own std): `thread_local` destructors in threads it spawns, a
