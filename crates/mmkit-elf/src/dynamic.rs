@@ -18,6 +18,16 @@ const MAX_TABLE: u64 = 64 << 20;
 const DT_RELR: u32 = 36;
 const DT_RELRSZ: u32 = 35;
 
+/// Android's dynamic tags (bionic's `elf.h`; not in object 0.36): packed relocations
+/// (`DT_ANDROID_RELA`, "APS2": see `packed.rs`; `DT_ANDROID_REL` is its 32-bit `REL` form) and
+/// `DT_RELR` under the names Android 9-10 read (`ld.lld --use-android-relr-tags`).
+const DT_ANDROID_REL: u32 = 0x6000_000f;
+const DT_ANDROID_RELA: u32 = 0x6000_0011;
+const DT_ANDROID_RELASZ: u32 = 0x6000_0012;
+const DT_ANDROID_RELR: u32 = 0x6fff_e000;
+const DT_ANDROID_RELRSZ: u32 = 0x6fff_e001;
+const DT_ANDROID_RELRENT: u32 = 0x6fff_e003;
+
 /// aarch64's `DT_AARCH64_VARIANT_PCS` and `STO_AARCH64_VARIANT_PCS` (not in object 0.36).
 const DT_AARCH64_VARIANT_PCS: u32 = 0x7000_0005;
 pub(crate) const STO_AARCH64_VARIANT_PCS: u8 = 0x80;
@@ -136,6 +146,8 @@ pub(crate) struct Dynamic {
     versym: Table<u16>,
     /// Indexed by version index (`DT_VERSYM` values without the hidden bit).
     versions: Vec<Option<Version>>,
+    /// `DT_ANDROID_RELA`'s relocations, decoded (applied before `DT_RELA`'s, as bionic does).
+    packed: Vec<Rela>,
     rela: Table<elf::Rela64<LE>>,
     jmprel: Table<elf::Rela64<LE>>,
     pub relr: Table<u64>,
@@ -275,19 +287,22 @@ impl Dynamic {
         self.str_at(self.sym_or_err(index)?.name)
     }
 
-    /// The relocations with addends: `DT_RELA`, then `DT_JMPREL`.
+    /// The relocations with addends: `DT_ANDROID_RELA`'s (decoded), `DT_RELA`, then
+    /// `DT_JMPREL`.
     pub fn relocations(&self) -> impl Iterator<Item = Rela> + '_ {
         let (image, rela, jmprel) = (&self.image, &self.rela, &self.jmprel);
-        (0..rela.len())
-            .map_while(move |i| image.get(rela, i))
-            .chain((0..jmprel.len()).map_while(move |i| image.get(jmprel, i)))
-            .map(Rela::from)
+        self.packed.iter().copied().chain(
+            (0..rela.len())
+                .map_while(move |i| image.get(rela, i))
+                .chain((0..jmprel.len()).map_while(move |i| image.get(jmprel, i)))
+                .map(Rela::from),
+        )
     }
 
-    /// The number of `DT_RELA` relocations ([`Dynamic::relocations`] yields `DT_JMPREL`'s
-    /// after them).
+    /// The number of relocations [`Dynamic::relocations`] yields before `DT_JMPREL`'s (the
+    /// packed ones and `DT_RELA`'s).
     pub fn rela_count(&self) -> usize {
-        self.rela.len()
+        self.packed.len() + self.rela.len()
     }
 
     /// `DT_NEEDED` names, in order.
@@ -337,6 +352,7 @@ impl Dynamic {
             sysv_hash: symbols.sysv_hash,
             versym: symbols.versym,
             versions: Vec::new(),
+            packed: relocations.packed,
             rela: relocations.rela,
             jmprel: relocations.jmprel,
             relr: relocations.relr,
@@ -439,11 +455,11 @@ fn refuse_unsupported_relocations(tags: &Tags, flags: u64) -> Result<()> {
             "the library has text relocations (DT_TEXTREL); rebuild it with -fPIC",
         ));
     }
-    if tags.get(elf::DT_REL).is_some() {
+    if tags.get(elf::DT_REL).is_some() || tags.get(DT_ANDROID_REL).is_some() {
         return Err(Error::new(
             "relocate",
             ErrorKind::UnsupportedRelocation,
-            "DT_REL tables (without addends) are not used on x86_64 or aarch64",
+            "DT_REL tables (without addends; DT_ANDROID_REL packs one) are not used on x86_64 or aarch64",
         ));
     }
     Ok(())
@@ -520,8 +536,9 @@ fn read_symbols(image: &Image, tags: &Tags) -> Result<Symbols> {
     Ok(Symbols { syms, gnu_hash, sysv_hash, versym })
 }
 
-/// The relocation tables: `DT_RELA`, `DT_JMPREL` and `DT_RELR`.
+/// The relocation tables: `DT_ANDROID_RELA` (decoded), `DT_RELA`, `DT_JMPREL` and `DT_RELR`.
 struct Relocations {
+    packed: Vec<Rela>,
     rela: Table<elf::Rela64<LE>>,
     jmprel: Table<elf::Rela64<LE>>,
     relr: Table<u64>,
@@ -547,17 +564,37 @@ fn read_relocations(image: &Image, tags: &Tags) -> Result<Relocations> {
         }
         None => Table::empty(),
     };
-    let relr = match tags.get(DT_RELR) {
-        Some(addr) => {
-            let size = tags.get(DT_RELRSZ).unwrap_or(0);
+    // Android 9-10's names for DT_RELR, as bionic reads them (DT_RELR first if both are there).
+    let relr = match (tags.get(DT_RELR), tags.get(DT_ANDROID_RELR)) {
+        (Some(addr), _) => Some((addr, tags.get(DT_RELRSZ).unwrap_or(0), "DT_RELRSZ")),
+        (None, Some(addr)) => {
+            if tags.get(DT_ANDROID_RELRENT).is_some_and(|e| e != 8) {
+                return Err(bad("DT_ANDROID_RELRENT is not 8".into()));
+            }
+            Some((addr, tags.get(DT_ANDROID_RELRSZ).unwrap_or(0), "DT_ANDROID_RELRSZ"))
+        }
+        (None, None) => None,
+    };
+    let relr = match relr {
+        Some((addr, size, name)) => {
             if size > MAX_TABLE || !size.is_multiple_of(8) {
-                return Err(bad(format!("DT_RELRSZ {size:#x}")));
+                return Err(bad(format!("{name} {size:#x}")));
             }
             image.table(addr, size / 8, false)?
         }
         None => Table::empty(),
     };
-    Ok(Relocations { rela, jmprel, relr })
+    let packed = match tags.get(DT_ANDROID_RELA) {
+        Some(addr) => {
+            let size = tags.get(DT_ANDROID_RELASZ).unwrap_or(0);
+            if size > MAX_TABLE {
+                return Err(bad(format!("DT_ANDROID_RELASZ {size:#x}")));
+            }
+            crate::packed::decode_rela(&image.read(addr, size)?).map_err(bad)?
+        }
+        None => Vec::new(),
+    };
+    Ok(Relocations { packed, rela, jmprel, relr })
 }
 
 /// Phase 6: an initializer or finalizer array (`tag`, its byte size in `size_tag`).
@@ -664,8 +701,13 @@ fn set_version(dy: &mut Dynamic, idx: u16, v: Version) {
 
 /// The dynamic tags the loader reads (`DT_NEEDED` and `DT_FLAGS` are handled apart), each
 /// kept once: a later entry of the same tag replaces an earlier one.
-#[derive(Default)]
-struct Tags([Option<u64>; 32]);
+struct Tags([Option<u64>; 38]);
+
+impl Default for Tags {
+    fn default() -> Tags {
+        Tags([None; 38])
+    }
+}
 
 impl Tags {
     /// Where `tag` is kept, if the loader reads it.
@@ -703,6 +745,12 @@ impl Tags {
             elf::DT_VERNEEDNUM => 29,
             elf::DT_PLTGOT => 30,
             elf::DT_BIND_NOW => 31,
+            DT_ANDROID_REL => 32,
+            DT_ANDROID_RELA => 33,
+            DT_ANDROID_RELASZ => 34,
+            DT_ANDROID_RELR => 35,
+            DT_ANDROID_RELRSZ => 36,
+            DT_ANDROID_RELRENT => 37,
             _ => return None,
         })
     }

@@ -191,6 +191,7 @@ mod library;
 mod machine;
 mod namespace;
 mod options;
+mod packed;
 mod process_scope;
 mod relocate;
 mod symbols;

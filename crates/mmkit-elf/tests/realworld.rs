@@ -18,15 +18,6 @@ fn process_maps(prefix: &str) -> bool {
         .any(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
 }
 
-/// `bytes` as a page-aligned stored APK entry `lib/x86_64/<name>`; returns the source.
-fn apk_with(dir: &Path, name: &str, so: &Path) -> Source {
-    let apk = dir.join("app.apk");
-    let bytes = std::fs::read(so).unwrap();
-    let entry = format!("lib/x86_64/{name}");
-    write_zip(&apk, &[("AndroidManifest.xml", b"<manifest/>", 0), (&entry, &bytes, page_u16())]);
-    Source::zip_entry(apk, entry)
-}
-
 #[test]
 fn libm_dependency_is_loaded_by_the_system_linker() {
     if !in_fresh_process("libm_dependency_is_loaded_by_the_system_linker") {

@@ -176,6 +176,15 @@ pub fn write_zip(path: &Path, entries: &[(&str, &[u8], u16)]) {
     zip.finish().unwrap();
 }
 
+/// `bytes` as a page-aligned stored APK entry `lib/x86_64/<name>`; returns the source.
+pub fn apk_with(dir: &Path, name: &str, so: &Path) -> mmkit_elf::Source {
+    let apk = dir.join("app.apk");
+    let bytes = std::fs::read(so).unwrap();
+    let entry = format!("lib/x86_64/{name}");
+    write_zip(&apk, &[("AndroidManifest.xml", b"<manifest/>", 0), (&entry, &bytes, page_u16())]);
+    mmkit_elf::Source::zip_entry(apk, entry)
+}
+
 /// Page size as u16 for the zip writer's alignment.
 pub fn page_u16() -> u16 {
     u16::try_from(rustix::param::page_size()).expect("page size fits the zip alignment field")
