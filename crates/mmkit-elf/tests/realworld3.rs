@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 const LIBPYTHON: &str = "libpython3.11.so.1.0";
 
 /// The program the embedded interpreter runs: C extension modules (each `dlopen`ed by the
-/// interpreter), threads, exceptions, ctypes. It writes one line per probe to `OUT`.
+/// interpreter), threads, exceptions, ctypes, and numpy from a manylinux wheel (its modules
+/// and OpenBLAS edited by auditwheel's patchelf; `MMKIT_PY_NUMPY`). It writes one line per
+/// probe to `OUT`.
 const PYTHON_PROGRAM: &str = r#"
 import sys, os
 lines = []
@@ -114,6 +116,20 @@ def exceptions():
         return (repr(e), traceback.format_exc().splitlines()[-1])
 probe("exceptions", exceptions)
 probe("bad", lambda: __import__("no_such_module_mmkit"))
+def numpy():
+    # A manylinux wheel (MMKIT_PY_NUMPY: where scripts/test unpacked it): auditwheel's patchelf
+    # edits, OpenBLAS and libgfortran found through $ORIGIN/../numpy.libs, BLAS threads.
+    where = os.environ.get("MMKIT_PY_NUMPY")
+    if not where:
+        return "not installed"
+    sys.path.insert(0, where)
+    import numpy as np
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    m = np.random.default_rng(7).standard_normal((200, 200))
+    return (np.__version__, float((a @ a.T).sum()), round(float(np.linalg.det(np.array([[2.0, 1.0], [1.0, 3.0]]))), 9),
+            np.fft.fft(np.ones(4)).real.tolist(), round(float(np.linalg.norm(m @ m.T)), 6),
+            np.array(["b", "a"]).argsort().tolist())
+probe("numpy", numpy)
 with open(os.environ["MMKIT_PY_OUT"], "w") as f:
     f.write("\n".join(lines) + "\n")
 "#;
@@ -241,9 +257,14 @@ fn embedded_python_imports_its_extension_modules_as_under_glibc() {
     let copy = dir.path().join(LIBPYTHON);
     std::fs::copy(&path, &copy).unwrap();
     let plugin = build("default", "basic.c", "fxbasic", &[]);
+    let numpy = std::env::var_os("MMKIT_PY_NUMPY").is_some_and(|d| !d.is_empty());
+    assert!(numpy || std::env::var("CI").as_deref() != Ok("true"), "MMKIT_PY_NUMPY is unset (scripts/test sets it)");
     for scope in ["global", "local"] {
         let theirs = python_answer(&copy, &plugin, dir.path(), &format!("glibc-{scope}"));
         eprintln!("glibc {scope}:\n{theirs}");
+        if numpy && scope == "global" {
+            assert!(theirs.contains("numpy: ('1.26.4', 1134.0, 5.0"), "glibc's numpy: {theirs}");
+        }
         let ours = python_answer(&copy, &plugin, dir.path(), &format!("mmkit-{scope}"));
         assert_eq!(ours, theirs, "{scope}");
         let ours = python_answer(&copy, &plugin, dir.path(), &format!("mmkit-private-{scope}"));
