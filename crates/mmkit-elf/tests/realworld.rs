@@ -572,80 +572,84 @@ fn expected_args() -> i64 {
     std::env::args_os().count() as i64 * 1000 + first
 }
 
+/// `tests/fixtures/<src>` built by another toolchain (`build(tmp, dir)` writes it to `tmp`,
+/// `false` when the toolchain is absent) as `mmkit-elf-fixtures/<kind>/<file>`. Built already
+/// from this source (by this run as root, before the unprivileged run, which cannot run the
+/// toolchain under root's home): reused.
+fn built_by_toolchain(kind: &str, file: &str, src: &str, build: impl FnOnce(&Path, &Path) -> bool) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures").join(kind);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(file);
+    let src = common::fixture_src(src);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(written)) = (modified(&out), modified(&src)) {
+        if built >= written {
+            return Some(out);
+        }
+    }
+    let tmp = dir.join(format!(".{file}.{}", std::process::id()));
+    if !build(&tmp, &src) {
+        return None;
+    }
+    std::fs::rename(&tmp, &out).unwrap();
+    Some(out)
+}
+
 /// `tests/fixtures/rustplug.rs` built as a Rust `cdylib` with this toolchain's `rustc`.
 fn rust_plugin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures/rust");
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("libfxrustplug.so");
-            let src = common::fixture_src("rustplug.rs");
-            // Built already (by this run as root, before the unprivileged run, which cannot run
-            // the toolchain under root's home) from this source: reused.
-            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            if let (Some(built), Some(written)) = (modified(&out), modified(&src)) {
-                if built >= written {
-                    return out;
-                }
-            }
-            let tmp = dir.join(format!(".libfxrustplug.so.{}", std::process::id()));
-            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
-            let status = std::process::Command::new(&rustc)
-                .args(["--edition", "2021", "-C", "opt-level=1", "--crate-type", "cdylib", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .status()
-                .unwrap_or_else(|e| panic!("run {rustc}: {e}"));
-            assert!(status.success(), "{rustc} failed for rustplug.rs");
-            std::fs::rename(&tmp, &out).unwrap();
-            out
+            built_by_toolchain("rust", "libfxrustplug.so", "rustplug.rs", |tmp, src| {
+                let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+                let status = std::process::Command::new(&rustc)
+                    .args(["--edition", "2021", "-C", "opt-level=1", "--crate-type", "cdylib", "-o"])
+                    .arg(tmp)
+                    .arg(src)
+                    .status()
+                    .unwrap_or_else(|e| panic!("run {rustc}: {e}"));
+                assert!(status.success(), "{rustc} failed for rustplug.rs");
+                true
+            })
+            .unwrap()
         })
         .clone()
 }
 
 /// `tests/fixtures/goplug.go` built as a Go `-buildmode=c-shared` library with the machine's
-/// `go` (built once per run, as [`rust_plugin`]), or `None` without `go` (skipped; a failure
-/// under `CI=true`: scripts/test installs golang-go).
+/// `go`, or `None` without `go` (skipped; a failure under `CI=true`: scripts/test installs
+/// golang-go).
 fn go_plugin() -> Option<PathBuf> {
     static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-fixtures/go");
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("libfxgo.so");
-            let src = common::fixture_src("goplug.go");
-            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            if let (Some(built), Some(written)) = (modified(&out), modified(&src)) {
-                if built >= written {
-                    return Some(out);
+            built_by_toolchain("go", "libfxgo.so", "goplug.go", |tmp, src| {
+                // The build cache and GOPATH beside the fixture: the unprivileged run's HOME is
+                // not the one the root run had.
+                let dir = tmp.parent().unwrap();
+                let status = std::process::Command::new("go")
+                    .args(["build", "-buildmode=c-shared", "-o"])
+                    .arg(tmp)
+                    .arg(src)
+                    .env("GOCACHE", dir.join("cache"))
+                    .env("GOPATH", dir.join("gopath"))
+                    .env("GO111MODULE", "off")
+                    .status();
+                match status {
+                    Ok(s) if s.success() => {
+                        let _ = std::fs::remove_file(tmp.with_extension("h"));
+                        true
+                    }
+                    other => {
+                        assert!(
+                            std::env::var("CI").as_deref() != Ok("true"),
+                            "go build: {other:?} (scripts/test installs golang-go)"
+                        );
+                        eprintln!("skipping: no Go toolchain here ({other:?})");
+                        false
+                    }
                 }
-            }
-            let tmp = dir.join(format!(".libfxgo.so.{}", std::process::id()));
-            // The build cache and GOPATH in the fixture directory: the unprivileged run's HOME
-            // is not the one the root run had.
-            let status = std::process::Command::new("go")
-                .args(["build", "-buildmode=c-shared", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOPATH", dir.join("gopath"))
-                .env("GO111MODULE", "off")
-                .status();
-            match status {
-                Ok(s) if s.success() => {}
-                other => {
-                    assert!(
-                        std::env::var("CI").as_deref() != Ok("true"),
-                        "go build: {other:?} (scripts/test installs golang-go)"
-                    );
-                    eprintln!("skipping: no Go toolchain here ({other:?})");
-                    return None;
-                }
-            }
-            let _ = std::fs::remove_file(tmp.with_extension("h"));
-            std::fs::rename(&tmp, &out).unwrap();
-            Some(out)
+            })
         })
         .clone()
 }
