@@ -40,6 +40,31 @@ fn basic_fixture_matches_dlopen_in_every_link_variant() {
     }
 }
 
+/// The basic fixture linked by gold and by LLVM's lld (the NDK's linker: its read-only data
+/// before the code, its own PLT and GOT layout), not GNU ld, answers as glibc's copy, with the
+/// usual link options.
+#[test]
+fn basic_fixture_matches_dlopen_when_linked_by_gold_or_lld() {
+    let Some(lld) = lld_flags(&[]) else { return };
+    let lld: Vec<&str> = lld.iter().map(String::as_str).collect();
+    let linkers: [(&str, Vec<&str>); 4] = [
+        ("gold", vec!["-fuse-ld=gold"]),
+        ("gold-now", vec!["-fuse-ld=gold", "-Wl,-z,now"]),
+        ("lld", lld.clone()),
+        ("lld-now-16k", [&lld[..], &["-Wl,-z,now", "-Wl,-z,max-page-size=16384"]].concat()),
+    ];
+    for (variant, flags) in linkers {
+        let path = build(variant, "basic.c", "fxbasic", &flags);
+        let ours = open(path.as_path());
+        let oracle = Dl::open(&path);
+        for (name, args) in BASIC_CALLS {
+            assert_eq!(call(&ours, name, args), oracle.call(name, args), "{variant}: {name}{args:?}");
+        }
+        assert_eq!(call(&ours, "fx_strlen_addr", &[]), oracle.call("fx_strlen_addr", &[]), "{variant}");
+        ours.verify().unwrap_or_else(|e| panic!("{variant}: {e}"));
+    }
+}
+
 #[test]
 fn relr_variant_really_has_packed_relocations() {
     // Guards the test above: the RELR build must contain DT_RELR, the default one must not.
