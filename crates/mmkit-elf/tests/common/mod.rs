@@ -67,7 +67,17 @@ pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let stamp = dir.join(format!(".lib{name}.so.built"));
     let built = format!("{key} {:016x}\n", sources_hash());
+    // With MMKIT_ELF_FIXTURES_SAVE, every fixture a test asks for goes to the store, also one
+    // built before (by an earlier run in this target directory).
+    let save = |from: &Path| {
+        if let Some(store) = std::env::var_os("MMKIT_ELF_FIXTURES_SAVE").filter(|d| !d.is_empty()) {
+            let stored = Path::new(&store).join(&key);
+            std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
+            std::fs::copy(from, &stored).unwrap_or_else(|e| panic!("save the fixture as {}: {e}", stored.display()));
+        }
+    };
     if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == built) {
+        save(&out);
         guard.insert(out.clone(), ());
         return out;
     }
@@ -91,11 +101,7 @@ pub fn build_with(cc: &str, variant: &str, src: &str, name: &str, flags: &[&str]
     let output =
         cmd.output().unwrap_or_else(|e| panic!("cannot run {cc} ({e}): the ELF tests compile C fixtures; install it"));
     assert!(output.status.success(), "{cc} failed for {src} {flags:?}:\n{}", String::from_utf8_lossy(&output.stderr));
-    if let Some(store) = std::env::var_os("MMKIT_ELF_FIXTURES_SAVE").filter(|d| !d.is_empty()) {
-        let stored = Path::new(&store).join(&key);
-        std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
-        std::fs::copy(&tmp, &stored).unwrap_or_else(|e| panic!("save the fixture as {}: {e}", stored.display()));
-    }
+    save(&tmp);
     std::fs::rename(&tmp, &out).unwrap();
     set_stamp();
     guard.insert(out.clone(), ());
