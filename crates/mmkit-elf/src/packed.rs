@@ -39,7 +39,9 @@ pub(crate) fn decode_rela(bytes: &[u8]) -> Result<Vec<Rela>, String> {
     if count > MAX_RELOCATIONS {
         return Err(format!("DT_ANDROID_RELA claims {count} relocations (at most {MAX_RELOCATIONS})"));
     }
-    let mut out = Vec::with_capacity(count as usize);
+    // Room for what the stream's bytes can hold at one byte a relocation; a stream of groups
+    // that share everything grows it as it is read (up to the bound).
+    let mut out = Vec::with_capacity((count as usize).min(stream.len()));
     let (mut offset, mut info, mut addend) = (s.next("the first offset")? as u64, 0u64, 0i64);
     while (out.len() as u64) < count {
         let size = s.next("a group's size")? as u64;
