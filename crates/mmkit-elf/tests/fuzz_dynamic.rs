@@ -42,8 +42,31 @@ fn layout(bytes: &[u8]) -> ((usize, usize), (usize, usize)) {
 
 /// Tags whose values the loader follows (initializers are left alone: changing them only runs
 /// arbitrary code, which proves nothing about the loader).
-const TAGS: [u64; 19] =
-    [1, 4, 5, 6, 7, 8, 9, 10, 11, 23, 2, 20, 35, 36, 0x6fff_fef5, 0x6fff_fffc, 0x6fff_fffe, 0x6fff_fff0, 0];
+const TAGS: [u64; 23] = [
+    1,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    23,
+    2,
+    20,
+    35,
+    36,
+    0x6fff_fef5,
+    0x6fff_fffc,
+    0x6fff_fffe,
+    0x6fff_fff0,
+    0,
+    0x6000_0011, // DT_ANDROID_RELA
+    0x6000_0012, // DT_ANDROID_RELASZ
+    0x6fff_e000, // DT_ANDROID_RELR
+    0x6fff_e001, // DT_ANDROID_RELRSZ
+];
 
 /// Applies case `seed`'s mutation to a copy of `bytes`.
 fn mutate(bytes: &[u8], seed: u64) -> Vec<u8> {
@@ -115,10 +138,17 @@ fn worker() {
     }
 }
 
-/// The fixtures mutated: a plain one, and one with symbol versions and packed relocations.
+/// The fixtures mutated: a plain one, one with symbol versions and packed relocations, and
+/// (with lld) one with Android's packed relocations (`DT_ANDROID_RELA`'s stream and
+/// `DT_ANDROID_RELR` in the first segment's tables).
 fn fixtures() -> Vec<std::path::PathBuf> {
     let map = format!("-Wl,--version-script={}", fixture_src("ver.map").display());
-    vec![lib("basic.c", "fxbasic"), build("relr", "ver.c", "fxver", &["-Wl,-z,pack-relative-relocs", &map])]
+    let mut out =
+        vec![lib("basic.c", "fxbasic"), build("relr", "ver.c", "fxver", &["-Wl,-z,pack-relative-relocs", &map])];
+    if let Some(flags) = lld_flags(&["-Wl,--pack-dyn-relocs=android+relr", "-Wl,--use-android-relr-tags"]) {
+        out.push(build("lld-aps2-relr", "packed.c", "fxpacked", &flags.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    out
 }
 
 #[test]

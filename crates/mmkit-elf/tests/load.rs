@@ -1235,33 +1235,6 @@ fn a_bare_name_that_is_not_utf8_is_searched_for_not_opened_in_the_current_direct
     assert_eq!(call(&found, "fx_add", &[40, 2]), 42);
 }
 
-/// The flags that link a fixture with LLVM's `ld.lld`, packing its relocations as `how`
-/// (`--pack-dyn-relocs=android`, ...), or `None` without lld (skipped; a failure under
-/// `CI=true`: scripts/test installs it). The compiler finds `ld.lld` through `-B` and a
-/// directory of this run holding a link to it (a cross gcc looks for its own linker names).
-fn lld_flags(how: &[&str]) -> Option<Vec<String>> {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mmkit-elf-lld");
-    if !prebuilt_fixtures() {
-        let lld = ["/usr/bin/ld.lld", "/usr/local/bin/ld.lld"].into_iter().find(|p| std::path::Path::new(p).exists());
-        let Some(lld) = lld else {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "ld.lld is missing (scripts/test installs lld)");
-            eprintln!("skipping: ld.lld is not installed (apt-get install lld)");
-            return None;
-        };
-        std::fs::create_dir_all(&dir).unwrap();
-        let link = dir.join("ld.lld");
-        if std::fs::read_link(&link).ok().as_deref() != Some(std::path::Path::new(lld)) {
-            let tmp = dir.join(format!(".ld.lld.{}", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(lld, &tmp).unwrap();
-            std::fs::rename(&tmp, &link).unwrap();
-        }
-    }
-    let mut flags = vec!["-fuse-ld=lld".to_owned(), format!("-B{}/", dir.display())];
-    flags.extend(how.iter().map(|f| f.to_string()));
-    Some(flags)
-}
-
 /// The dynamic tags of the library at `path` (`d_tag` values), read with `object`.
 fn dynamic_tags(path: &std::path::Path) -> Vec<u64> {
     use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
