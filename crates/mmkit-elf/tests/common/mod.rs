@@ -136,14 +136,21 @@ pub fn lld_flags(how: &[&str]) -> Option<Vec<String>> {
 }
 
 /// A hash of every fixture source's name and bytes (read once per process): a fixture built
-/// from an older source (or header) is built again.
+/// from an older source (or header) is built again. Where the sources are not (the arm64 VM,
+/// which copies prebuilt fixtures), the hash of none.
 fn sources_hash() -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     static HASH: OnceLock<u64> = OnceLock::new();
     *HASH.get_or_init(|| {
         let dir = fixture_src("");
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                assert!(prebuilt_fixtures(), "read the fixture sources in {}: {e}", dir.display());
+                return 0;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
         files.sort();
         let mut h = DefaultHasher::new();
         for f in files {
