@@ -170,6 +170,9 @@ pub(crate) struct Dynamic {
     /// `DT_AARCH64_VARIANT_PCS` (an aarch64 library's PLT calls a function of a variant PCS:
     /// its symbol has `STO_AARCH64_VARIANT_PCS`); meaningless for other machines.
     pub aarch64_variant_pcs: bool,
+    /// `DT_SYMBOLIC` or `DF_SYMBOLIC` (`-Bsymbolic`): the library's references look in the
+    /// library itself first.
+    pub symbolic: bool,
 }
 
 /// `.dynstr`: borrowed from pages of the image the loader never writes, or, when the library
@@ -367,6 +370,7 @@ impl Dynamic {
                 || entries.flags & u64::from(elf::DF_BIND_NOW) != 0
                 || entries.flags_1 & u64::from(elf::DF_1_NOW) != 0,
             aarch64_variant_pcs: entries.variant_pcs,
+            symbolic: entries.symbolic || entries.flags & u64::from(elf::DF_SYMBOLIC) != 0,
             image,
         };
         for &off in &dy.needed {
@@ -409,13 +413,14 @@ impl Dynamic {
 }
 
 /// The entries of `PT_DYNAMIC` the loader reads: the tags it keeps, `DT_NEEDED` in order,
-/// `DT_FLAGS` and `DT_FLAGS_1`, and whether `DT_AARCH64_VARIANT_PCS` is there.
+/// `DT_FLAGS` and `DT_FLAGS_1`, and whether `DT_AARCH64_VARIANT_PCS` and `DT_SYMBOLIC` are there.
 struct Entries {
     tags: Tags,
     needed: Vec<u32>,
     flags: u64,
     flags_1: u64,
     variant_pcs: bool,
+    symbolic: bool,
 }
 
 /// Phase 1: the dynamic entries, up to `DT_NULL`.
@@ -426,7 +431,14 @@ fn read_entries(image: &Image, plan: &Plan) -> Result<Entries> {
     if dyn_size > MAX_TABLE {
         return Err(bad(format!("PT_DYNAMIC is {dyn_size:#x} bytes")));
     }
-    let mut out = Entries { tags: Tags::default(), needed: Vec::new(), flags: 0, flags_1: 0, variant_pcs: false };
+    let mut out = Entries {
+        tags: Tags::default(),
+        needed: Vec::new(),
+        flags: 0,
+        flags_1: 0,
+        variant_pcs: false,
+        symbolic: false,
+    };
     let entries: Table<elf::Dyn64<LE>> = image.table(dyn_vaddr, dyn_size / 16, false)?;
     for i in 0..entries.len() {
         let Some(d) = image.get(&entries, i) else { break };
@@ -440,6 +452,7 @@ fn read_entries(image: &Image, plan: &Plan) -> Result<Entries> {
             elf::DT_FLAGS => out.flags = val,
             elf::DT_FLAGS_1 => out.flags_1 = val,
             DT_AARCH64_VARIANT_PCS => out.variant_pcs = true,
+            elf::DT_SYMBOLIC => out.symbolic = true,
             _ => out.tags.insert(tag, val),
         }
     }

@@ -885,6 +885,13 @@ impl Object {
         // version of a name several versions define), not as `dlsym` (the default).
         // (Named only when needed: most references bind in the global scope by hash first.)
         let want = || version.map_or(Want::Unversioned, |v| Want::Exact(dy.version_name(v)));
+        // `DT_SYMBOLIC` (`-Bsymbolic`'s tag): the library itself first, as glibc's and bionic's
+        // lookups have it (`RTLD_DEEPBIND`, which searches it first anyway, takes precedence).
+        if dy.symbolic && !deep {
+            if let Some((_, s)) = symbols::lookup(dy, dy.sym_name(index)?, want()) {
+                return Ok(self.own_target(&s));
+            }
+        }
         // glibc's order: the global scope, then the library's own search list (itself when
         // opened, then its dependencies); `RTLD_DEEPBIND` the other way round.
         for global in [!deep, deep] {

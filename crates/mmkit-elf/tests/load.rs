@@ -464,6 +464,41 @@ fn a_library_promoted_to_the_global_scope_interposes_at_once() {
     drop((promoted, local));
 }
 
+/// `DT_SYMBOLIC` (`DF_SYMBOLIC` in `DT_FLAGS`, `-Bsymbolic`'s tag): the library's references
+/// look in the library itself first, then in glibc's usual order, so a library in the global
+/// scope that defines the same name does not interpose (glibc and bionic both). mmkit-elf did
+/// not read the tag and bound the interposer's. The fixture is linked without `-Bsymbolic` (GNU
+/// ld would bind the call at link time, leaving no relocation to decide) and the flag set in a
+/// copy, so the call goes through the PLT; glibc's copy of each file is the oracle.
+#[test]
+fn dt_symbolic_binds_the_library_itself_first_as_glibc_does() {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let names: &[&str] = &["-Dfx_ip_value=fx_sy_value", "-Dfx_ip_call=fx_sy_call", "-Wl,-z,now"];
+    let lib = build("symbolic", "interpose.c", "fxsy", names);
+    let interposer = build("symbolic-interposer", "interposer.c", "fxsyr", names);
+    let dir = tempfile::tempdir().unwrap();
+    let symbolic = dir.path().join("libfxsysym.so");
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let (at, n) = {
+        let file = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
+        let dynamic = file.elf_program_headers().iter().find(|p| p.p_type(file.endian()) == object::elf::PT_DYNAMIC);
+        let p = dynamic.expect("PT_DYNAMIC");
+        (p.p_offset(file.endian()) as usize, p.p_filesz(file.endian()) as usize / 16)
+    };
+    let flags =
+        (0..n).map(|i| at + 16 * i).find(|&e| bytes[e..e + 8] == u64::from(object::elf::DT_FLAGS).to_le_bytes());
+    let flags = flags.expect("-z now writes DT_FLAGS") + 8;
+    let value = u64::from_le_bytes(bytes[flags..flags + 8].try_into().unwrap()) | u64::from(object::elf::DF_SYMBOLIC);
+    bytes[flags..flags + 8].copy_from_slice(&value.to_le_bytes());
+    std::fs::write(&symbolic, &bytes).unwrap();
+    let _global = Dl::open_global(&interposer);
+    for (path, own) in [(&lib, false), (&symbolic, true)] {
+        let theirs = Dl::open(path).call("fx_sy_call", &[]);
+        assert_eq!(theirs, if own { 1 } else { 2 }, "glibc's copy of {}", path.display());
+        assert_eq!(call(&open(path.as_path()), "fx_sy_call", &[]), theirs, "{}", path.display());
+    }
+}
+
 #[test]
 fn dependencies_are_loaded_from_the_same_directory() {
     for (variant, flags) in VARIANTS {
