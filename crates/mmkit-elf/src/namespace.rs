@@ -755,11 +755,14 @@ fn file_candidate(p: PathBuf, skipped: &mut Vec<String>) -> Option<(Source, Opti
 const HWCAPS_DIRS_KEPT: usize = 1024;
 
 /// The `glibc-hwcaps/<level>` subdirectories of `dir` that exist, for the levels glibc
-/// searches on this CPU ([`crate::process_scope::glibc_hwcaps_subdirs`]), best first. Asked of
-/// the file system once per directory and process (one `stat` of `dir/glibc-hwcaps`, most
-/// often missing), as glibc remembers a directory it found missing; past [`HWCAPS_DIRS_KEPT`]
-/// directories, asked each time. The CPU is asked only when there is such a directory (`CPUID` is a trip
-/// to the hypervisor in a VM, a microsecond each).
+/// searches on this CPU ([`crate::process_scope::glibc_hwcaps_subdirs`]), best first, then
+/// with glibc 2.36 or older its legacy capability subdirectories that exist
+/// ([`crate::process_scope::glibc_legacy_hwcaps`]: `tls`, `x86_64`, ...). Asked of the file
+/// system once per directory and process (a `stat` of `dir/glibc-hwcaps`, and with an old
+/// glibc one per legacy first name; most often missing), as glibc remembers a directory it
+/// found missing; past [`HWCAPS_DIRS_KEPT`] directories, asked each time. The CPU is asked for
+/// the levels only when there is a `glibc-hwcaps` directory, and for the legacy names once per
+/// process with an old glibc (`CPUID` is a trip to the hypervisor in a VM, a microsecond each).
 fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -772,12 +775,33 @@ fn hwcaps_dirs(dir: &Path) -> Arc<[PathBuf]> {
         return found.clone();
     }
     let base = dir.join("glibc-hwcaps");
-    let found: Arc<[PathBuf]> = if base.is_dir() {
+    let mut found: Vec<PathBuf> = if base.is_dir() {
         let levels = crate::process_scope::glibc_hwcaps_subdirs();
         levels.iter().map(|level| base.join(level)).filter(|d| d.is_dir()).collect()
     } else {
-        Arc::from([])
+        Vec::new()
     };
+    // glibc 2.36 and older: the legacy subdirectories after them. A path can be there only if
+    // its first name is (one `stat` per first name: `tls`, the platform, `x86_64`).
+    let legacy = crate::process_scope::glibc_legacy_hwcaps();
+    if !legacy.is_empty() {
+        let mut firsts: Vec<(&str, bool)> = Vec::new();
+        for path in legacy {
+            let first = path.split('/').next().unwrap_or(path);
+            let there = match firsts.iter().find(|(f, _)| *f == first) {
+                Some(&(_, there)) => there,
+                None => {
+                    let there = dir.join(first).is_dir();
+                    firsts.push((first, there));
+                    there
+                }
+            };
+            if there && (!path.contains('/') || dir.join(path).is_dir()) {
+                found.push(dir.join(path));
+            }
+        }
+    }
+    let found: Arc<[PathBuf]> = found.into();
     let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
     if known.len() < HWCAPS_DIRS_KEPT {
         known.insert(dir.to_path_buf(), found.clone());

@@ -1197,7 +1197,7 @@ pub(crate) fn at_platform() -> Option<String> {
 /// without either.
 pub(crate) fn glibc_platform() -> Option<String> {
     #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-    if let Some(named) = x86_64_glibc_platform() {
+    if let Some(named) = x86_64_glibc_platform(&X86Cpu::read()) {
         return Some(named.to_owned());
     }
     at_platform()
@@ -1206,8 +1206,7 @@ pub(crate) fn glibc_platform() -> Option<String> {
 /// The name x86_64 glibc gives an Intel CPU as its platform, if it gives one (see
 /// [`glibc_platform`]).
 #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-fn x86_64_glibc_platform() -> Option<&'static str> {
-    let cpu = X86Cpu::read();
+fn x86_64_glibc_platform(cpu: &X86Cpu) -> Option<&'static str> {
     if !cpu.intel {
         return None;
     }
@@ -1235,6 +1234,51 @@ pub(crate) fn glibc_hwcaps_subdirs() -> &'static [&'static str] {
             let v4 = v3 && c.avx512f && c.avx512bw && c.avx512cd && c.avx512dq && c.avx512vl;
             let supported = [v4, v3, v2].iter().filter(|&&level| level).count();
             &LEVELS[LEVELS.len() - supported..]
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+    {
+        &[]
+    }
+}
+
+/// The legacy capability subdirectories glibc before 2.37 also searches in each directory of
+/// its search path, after the `glibc-hwcaps` ones and before the directory itself (the legacy
+/// part of `_dl_important_hwcaps`; glibc 2.37 removed it): every combination of `tls`, the
+/// platform ([`glibc_platform`]) and the hardware capability names it keeps (`x86_64`, and
+/// `avx512_1` on an Intel CPU with AVX-512 CD, BW, DQ and VL usable and not ER), most specific
+/// first (`tls/x86_64/x86_64`, `tls/x86_64`, `tls`, `x86_64/x86_64`, `x86_64` on an AMD CPU),
+/// as relative paths, each once. None with glibc 2.37 or later, or elsewhere than x86_64
+/// glibc. (`GLIBC_TUNABLES=glibc.cpu.hwcap_mask` is not applied.)
+pub(crate) fn glibc_legacy_hwcaps() -> &'static [String] {
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    {
+        static LEGACY: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        LEGACY.get_or_init(|| {
+            // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+            let version = unsafe { CStr::from_ptr(libc::gnu_get_libc_version()) }.to_string_lossy().into_owned();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 37) {
+                return Vec::new();
+            }
+            let cpu = X86Cpu::read();
+            let avx512_1 = cpu.intel && cpu.avx512cd && !cpu.avx512er && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl;
+            // glibc's order of the names: the capabilities by bit, the platform, `tls`; a path
+            // names the chosen ones from the last to the first.
+            let mut names = vec!["x86_64".to_owned()];
+            names.extend(avx512_1.then(|| "avx512_1".to_owned()));
+            names.extend(x86_64_glibc_platform(&cpu).map(str::to_owned).or_else(at_platform));
+            names.push("tls".to_owned());
+            let mut out: Vec<String> = Vec::new();
+            for mask in (1u32..1 << names.len()).rev() {
+                let path: Vec<&str> =
+                    (0..names.len()).rev().filter(|&i| mask & (1 << i) != 0).map(|i| names[i].as_str()).collect();
+                let path = path.join("/");
+                if !out.contains(&path) {
+                    out.push(path);
+                }
+            }
+            out
         })
     }
     #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]

@@ -991,6 +991,52 @@ fn glibc_hwcaps_subdirectories_are_searched_as_with_glibc() {
     assert_ne!(glibc, 0, "glibc loaded the baseline copy");
 }
 
+/// glibc 2.36 and older also search each directory's legacy capability subdirectories after
+/// its `glibc-hwcaps` ones (combinations of `tls`, the platform and `x86_64`, most specific
+/// first: `tls/` before `x86_64/` before the directory); glibc 2.37 removed them. mmkit-elf
+/// searched the directory only. glibc's `dlopen` of the same files is the oracle, whichever
+/// glibc this is: two arrangements (with and without `tls/`), each under names of its own (glibc
+/// finds a name it loaded before by that name).
+#[test]
+fn legacy_hwcaps_subdirectories_are_searched_as_with_this_glibc() {
+    if !x86_64_host("legacy_hwcaps_subdirectories_are_searched_as_with_this_glibc") {
+        return;
+    }
+    let platform = glibc_dl_platform().unwrap_or_else(|| "x86_64".to_owned());
+    for (round, subdirs) in
+        [("a", &["", "x86_64", "tls"][..]), ("b", &["", "x86_64", &format!("{platform}/x86_64")][..])]
+    {
+        let dep_name = format!("fxlhw{round}");
+        let levels: Vec<PathBuf> = (0..subdirs.len())
+            .map(|l| build(&format!("legacy-hwcaps-{round}{l}"), "hwcaps.c", &dep_name, &[&format!("-DFX_LEVEL={l}")]))
+            .collect();
+        let base_dir = levels[0].parent().unwrap().display().to_string();
+        let top = build(
+            &format!("legacy-hwcaps-{round}top"),
+            "hwcaps.c",
+            &format!("fxlhwtop{round}"),
+            &[
+                "-DFX_TOP",
+                &format!("-L{base_dir}"),
+                &format!("-l{dep_name}"),
+                "-Wl,--enable-new-dtags,-rpath,$ORIGIN/dep",
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let dep = dir.path().join("top/dep");
+        for (lib, sub) in levels.iter().zip(subdirs) {
+            std::fs::create_dir_all(dep.join(sub)).unwrap();
+            std::fs::copy(lib, dep.join(sub).join(format!("lib{dep_name}.so"))).unwrap();
+        }
+        let top_copy = dir.path().join(format!("top/libfxlhwtop{round}.so"));
+        std::fs::copy(&top, &top_copy).unwrap();
+        // mmkit first: a name glibc has loaded would be found by name through the system linker.
+        let ours = call(&open(top_copy.as_path()), "fx_hw_top", &[]);
+        let glibc = Dl::open(&top_copy).call("fx_hw_top", &[]);
+        assert_eq!(ours, glibc, "round {round}: the copy loaded ({subdirs:?}; glibc's platform {platform})");
+    }
+}
+
 /// glibc expands `$LIB` and `$PLATFORM` (braced or not) in a `DT_RPATH`/`DT_RUNPATH` as it
 /// expands `$ORIGIN`. The fixture's chain a → b → c with a's `DT_RPATH`
 /// `$ORIGIN/$LIB:$ORIGIN/p/${PLATFORM}`: b lies in the first, c in the second (found through
