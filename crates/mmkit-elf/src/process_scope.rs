@@ -1197,16 +1197,21 @@ pub(crate) fn at_platform() -> Option<String> {
 /// without either.
 pub(crate) fn glibc_platform() -> Option<String> {
     #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-    if let Some(named) = x86_64_glibc_platform(&X86Cpu::read()) {
-        return Some(named.to_owned());
-    }
+    return x86_64_glibc_platform(&X86Cpu::read());
+    #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
     at_platform()
+}
+
+/// [`glibc_platform`] on x86_64 glibc, for the CPU `cpu` describes.
+#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+fn x86_64_glibc_platform(cpu: &X86Cpu) -> Option<String> {
+    intel_platform(cpu).map(str::to_owned).or_else(at_platform)
 }
 
 /// The name x86_64 glibc gives an Intel CPU as its platform, if it gives one (see
 /// [`glibc_platform`]).
 #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
-fn x86_64_glibc_platform(cpu: &X86Cpu) -> Option<&'static str> {
+fn intel_platform(cpu: &X86Cpu) -> Option<&'static str> {
     if !cpu.intel {
         return None;
     }
@@ -1267,7 +1272,7 @@ pub(crate) fn glibc_legacy_hwcaps() -> &'static [String] {
             // names the chosen ones from the last to the first.
             let mut names = vec!["x86_64".to_owned()];
             names.extend(avx512_1.then(|| "avx512_1".to_owned()));
-            names.extend(x86_64_glibc_platform(&cpu).map(str::to_owned).or_else(at_platform));
+            names.extend(x86_64_glibc_platform(&cpu));
             names.push("tls".to_owned());
             let mut out: Vec<String> = Vec::new();
             for mask in (1u32..1 << names.len()).rev() {

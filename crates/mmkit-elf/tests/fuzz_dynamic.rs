@@ -197,17 +197,6 @@ fn mutated_dynamic_tables_are_errors_never_panics() {
     }
 }
 
-/// Sets the value of dynamic tag `tag` in a copy of the library.
-fn with_dynamic_value(bytes: &[u8], tag: u64, value: u64) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    let ((dyn_off, ndyn), _) = layout(bytes);
-    let i = (0..ndyn)
-        .find(|&i| out[dyn_off + 16 * i..dyn_off + 16 * i + 8] == tag.to_le_bytes())
-        .unwrap_or_else(|| panic!("no dynamic tag {tag:#x}"));
-    out[dyn_off + 16 * i + 8..dyn_off + 16 * i + 16].copy_from_slice(&value.to_le_bytes());
-    out
-}
-
 /// Regression (found by the test above): an absurd `DT_FINI_ARRAYSZ` made the finalizers walk
 /// 2^37 entries at unload. The arrays are now checked at load.
 #[test]

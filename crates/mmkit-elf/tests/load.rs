@@ -472,24 +472,15 @@ fn a_library_promoted_to_the_global_scope_interposes_at_once() {
 /// copy, so the call goes through the PLT; glibc's copy of each file is the oracle.
 #[test]
 fn dt_symbolic_binds_the_library_itself_first_as_glibc_does() {
-    use object::read::elf::{ElfFile64, ProgramHeader};
     let names: &[&str] = &["-Dfx_ip_value=fx_sy_value", "-Dfx_ip_call=fx_sy_call", "-Wl,-z,now"];
     let lib = build("symbolic", "interpose.c", "fxsy", names);
     let interposer = build("symbolic-interposer", "interposer.c", "fxsyr", names);
     let dir = tempfile::tempdir().unwrap();
     let symbolic = dir.path().join("libfxsysym.so");
-    let mut bytes = std::fs::read(&lib).unwrap();
-    let (at, n) = {
-        let file = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
-        let dynamic = file.elf_program_headers().iter().find(|p| p.p_type(file.endian()) == object::elf::PT_DYNAMIC);
-        let p = dynamic.expect("PT_DYNAMIC");
-        (p.p_offset(file.endian()) as usize, p.p_filesz(file.endian()) as usize / 16)
-    };
-    let flags =
-        (0..n).map(|i| at + 16 * i).find(|&e| bytes[e..e + 8] == u64::from(object::elf::DT_FLAGS).to_le_bytes());
-    let flags = flags.expect("-z now writes DT_FLAGS") + 8;
-    let value = u64::from_le_bytes(bytes[flags..flags + 8].try_into().unwrap()) | u64::from(object::elf::DF_SYMBOLIC);
-    bytes[flags..flags + 8].copy_from_slice(&value.to_le_bytes());
+    let bytes = std::fs::read(&lib).unwrap();
+    let dt_flags = u64::from(object::elf::DT_FLAGS);
+    let flags = dynamic_entries(&bytes).into_iter().find(|&(t, _, _)| t == dt_flags).expect("-z now writes DT_FLAGS").1;
+    let bytes = with_dynamic_value(&bytes, dt_flags, flags | u64::from(object::elf::DF_SYMBOLIC));
     std::fs::write(&symbolic, &bytes).unwrap();
     let _global = Dl::open_global(&interposer);
     for (path, own) in [(&lib, false), (&symbolic, true)] {
@@ -1270,16 +1261,6 @@ fn a_bare_name_that_is_not_utf8_is_searched_for_not_opened_in_the_current_direct
     assert_eq!(call(&found, "fx_add", &[40, 2]), 42);
 }
 
-/// The dynamic tags of the library at `path` (`d_tag` values), read with `object`.
-fn dynamic_tags(path: &std::path::Path) -> Vec<u64> {
-    use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
-    let bytes = std::fs::read(path).unwrap();
-    let file = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
-    let (e, phdrs) = (file.endian(), file.elf_program_headers());
-    let dynamic = phdrs.iter().find_map(|p| p.dynamic(e, &*bytes).ok().flatten()).expect("PT_DYNAMIC");
-    dynamic.iter().map(|d| d.d_tag(e)).take_while(|&t| t != 0).collect()
-}
-
 /// Android's packed relocations, as the NDK's clang links libraries by default: from API level
 /// 23 `--pack-dyn-relocs=android` ("APS2" in `DT_ANDROID_RELA`), for 28-29 `android+relr`
 /// with `--use-android-relr-tags` (`DT_ANDROID_RELR`). bionic applies them; mmkit-elf ignored
@@ -1305,7 +1286,8 @@ fn android_packed_relocations_are_applied_as_bionic_applies_them() {
     for (variant, how, tag) in kinds {
         let flags = lld_flags(how).unwrap();
         let packed = build(variant, "packed.c", "fxpacked", &flags.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(dynamic_tags(&packed).contains(&tag), "{variant}: ld.lld wrote no {tag:#x}");
+        let tags = dynamic_entries(&std::fs::read(&packed).unwrap());
+        assert!(tags.iter().any(|&(t, _, _)| t == tag), "{variant}: ld.lld wrote no {tag:#x}");
         for source in [Source::path(&packed), apk_with(dir.path(), "libfxpacked.so", &packed)] {
             let ours = open(source);
             let got: Vec<i64> = [0, 7].iter().map(|&k| call(&ours, "fx_packed_sum", &[k])).collect();

@@ -1042,7 +1042,7 @@ fn odd_link_layouts_answer_like_glibc() {
 /// new search path and binds the library's call, as glibc's copy of the same file does.
 #[test]
 fn a_library_edited_by_patchelf_loads_as_with_glibc() {
-    use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
+    use object::read::elf::{ElfFile64, ProgramHeader};
     let dep = build("which-2", "which.c", "fxwhich", &["-DWHICH=2"]);
     let user = build("which-user-unlinked", "which.c", "fxwhichuser", &["-DUSER"]);
     let dir = tempfile::tempdir().unwrap();
@@ -1068,8 +1068,8 @@ fn a_library_edited_by_patchelf_loads_as_with_glibc() {
     let bytes = std::fs::read(&edited).unwrap();
     let file = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
     let (e, phdrs) = (file.endian(), file.elf_program_headers());
-    let dynamic = phdrs.iter().find_map(|p| p.dynamic(e, &*bytes).ok().flatten()).expect("PT_DYNAMIC");
-    let strtab = dynamic.iter().find(|d| d.d_tag(e) == u64::from(object::elf::DT_STRTAB)).unwrap().d_val(e);
+    let strtab = dynamic_entries(&bytes).into_iter().find(|&(t, _, _)| t == u64::from(object::elf::DT_STRTAB));
+    let strtab = strtab.expect("DT_STRTAB").1;
     let holder = phdrs
         .iter()
         .find(|p| p.p_type(e) == object::elf::PT_LOAD && (p.p_vaddr(e)..p.p_vaddr(e) + p.p_memsz(e)).contains(&strtab))

@@ -135,6 +135,30 @@ pub fn lld_flags(how: &[&str]) -> Option<Vec<String>> {
     Some(flags)
 }
 
+/// The dynamic entries of the 64-bit little-endian ELF image `bytes` up to `DT_NULL`, each as
+/// `(tag, value, file offset of the entry)`.
+pub fn dynamic_entries(bytes: &[u8]) -> Vec<(u64, u64, usize)> {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let file = ElfFile64::<object::Endianness>::parse(bytes).expect("an ELF image");
+    let e = file.endian();
+    let dynamic = file.elf_program_headers().iter().find(|p| p.p_type(e) == object::elf::PT_DYNAMIC);
+    let p = dynamic.expect("PT_DYNAMIC");
+    let (at, n) = (p.p_offset(e) as usize, p.p_filesz(e) as usize / 16);
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    (0..n).map(|i| at + 16 * i).map(|at| (word(at), word(at + 8), at)).take_while(|&(tag, _, _)| tag != 0).collect()
+}
+
+/// `bytes` with the value of its dynamic entry `tag` replaced by `value` (it must have one).
+pub fn with_dynamic_value(bytes: &[u8], tag: u64, value: u64) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let (_, _, at) = dynamic_entries(bytes)
+        .into_iter()
+        .find(|&(t, _, _)| t == tag)
+        .unwrap_or_else(|| panic!("no dynamic tag {tag:#x}"));
+    out[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+    out
+}
+
 /// A hash of every fixture source's name and bytes (read once per process): a fixture built
 /// from an older source (or header) is built again. Where the sources are not (the arm64 VM,
 /// which copies prebuilt fixtures), the hash of none.
