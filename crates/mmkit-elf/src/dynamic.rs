@@ -339,8 +339,8 @@ impl Dynamic {
         let tags = &entries.tags;
         refuse_unsupported_relocations(tags, entries.flags)?;
         let strings = read_strings(&image, tags)?;
-        let symbols = read_symbols(&image, tags)?;
         let relocations = read_relocations(&image, tags)?;
+        let symbols = read_symbols(&image, tags, &relocations)?;
         // Checked here, once: a bad size is an error at load, not a walk of an absurd count later.
         let init_array = read_array(&image, tags, elf::DT_INIT_ARRAY, elf::DT_INIT_ARRAYSZ)?;
         let fini_array = read_array(&image, tags, elf::DT_FINI_ARRAY, elf::DT_FINI_ARRAYSZ)?;
@@ -521,12 +521,18 @@ struct Symbols {
     versym: Table<u16>,
 }
 
-/// Phase 4: the hash tables (which tell how many symbols there are), the symbol table and
+/// Phase 5: the hash tables (which tell how many symbols there are), the symbol table and
 /// `DT_VERSYM`.
-fn read_symbols(image: &Image, tags: &Tags) -> Result<Symbols> {
+///
+/// `DT_HASH` counts every symbol; `DT_GNU_HASH` only up to its last hashed one, and GNU ld
+/// writes a table that hashes nothing with `symoffset` 1 and the imports after it (a library
+/// that exports nothing: a plugin that registers itself from its constructor). Without
+/// `DT_HASH`, the table also reaches the highest symbol a relocation names, when the image
+/// holds it (glibc reads symbols by index without a count).
+fn read_symbols(image: &Image, tags: &Tags, relocations: &Relocations) -> Result<Symbols> {
     let gnu_hash = tags.get(elf::DT_GNU_HASH).map(|addr| read_gnu_hash(image, addr)).transpose()?;
     let sysv_hash = tags.get(elf::DT_HASH).map(|addr| read_sysv_hash(image, addr)).transpose()?;
-    let nsyms = match (&gnu_hash, &sysv_hash) {
+    let mut nsyms = match (&gnu_hash, &sysv_hash) {
         (_, Some(h)) => h.chains.len() as u64,
         (Some(g), None) => u64::from(g.symoffset) + g.chains.len() as u64,
         (None, None) => 0,
@@ -541,6 +547,15 @@ fn read_symbols(image: &Image, tags: &Tags) -> Result<Symbols> {
             return Err(bad("symbol table too large".into()));
         }
         syms = image.table(symtab, nsyms, false)?;
+        if sysv_hash.is_none() {
+            let referenced = relocations.symbols_named(image, tags.get(elf::DT_RELACOUNT).unwrap_or(0));
+            // An index past the image stays out of range: the relocation pass names it.
+            if referenced > nsyms && referenced.saturating_mul(24) <= MAX_TABLE {
+                if let Ok(t) = image.table(symtab, referenced, false) {
+                    (syms, nsyms) = (t, referenced);
+                }
+            }
+        }
     }
     let versym = match tags.get(elf::DT_VERSYM) {
         Some(addr) => image.table(addr, nsyms, false)?,
@@ -557,7 +572,19 @@ struct Relocations {
     relr: Table<u64>,
 }
 
-/// Phase 5: the relocation tables, their entry sizes and kinds checked.
+impl Relocations {
+    /// One more than the highest symbol index a relocation names (0 if none does), the first
+    /// `relative` entries of `DT_RELA` (`DT_RELACOUNT`: `R_*_RELATIVE`, no symbol) skipped.
+    fn symbols_named(&self, image: &Image, relative: u64) -> u64 {
+        let rela = (usize::try_from(relative).unwrap_or(usize::MAX).min(self.rela.len())..self.rela.len())
+            .map_while(|i| image.get(&self.rela, i));
+        let jmprel = (0..self.jmprel.len()).map_while(|i| image.get(&self.jmprel, i));
+        let named = rela.chain(jmprel).map(|r| r.r_info.get(LE) >> 32);
+        named.chain(self.packed.iter().map(|r| u64::from(r.sym))).max().map_or(0, |m| m + 1)
+    }
+}
+
+/// Phase 4: the relocation tables, their entry sizes and kinds checked.
 fn read_relocations(image: &Image, tags: &Tags) -> Result<Relocations> {
     let rela = match tags.get(elf::DT_RELA) {
         Some(addr) => {
@@ -714,11 +741,11 @@ fn set_version(dy: &mut Dynamic, idx: u16, v: Version) {
 
 /// The dynamic tags the loader reads (`DT_NEEDED` and `DT_FLAGS` are handled apart), each
 /// kept once: a later entry of the same tag replaces an earlier one.
-struct Tags([Option<u64>; 38]);
+struct Tags([Option<u64>; 39]);
 
 impl Default for Tags {
     fn default() -> Tags {
-        Tags([None; 38])
+        Tags([None; 39])
     }
 }
 
@@ -764,6 +791,7 @@ impl Tags {
             DT_ANDROID_RELR => 35,
             DT_ANDROID_RELRSZ => 36,
             DT_ANDROID_RELRENT => 37,
+            elf::DT_RELACOUNT => 38,
             _ => return None,
         })
     }

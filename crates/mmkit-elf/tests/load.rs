@@ -65,6 +65,44 @@ fn basic_fixture_matches_dlopen_when_linked_by_gold_or_lld() {
     }
 }
 
+/// A library that exports nothing (a plugin registering itself from its constructor) linked
+/// by GNU ld: its `DT_GNU_HASH` hashes nothing and says `symoffset` 1, and its imports lie past
+/// that, so the hash table does not count the symbols its relocations name. glibc reads
+/// symbols by index; mmkit-elf refused the library ("symbol index 1 out of range"), as it did
+/// Debian's `libgrpc++_error_details.so.1.51`.
+#[test]
+fn a_library_that_exports_nothing_loads_as_with_glibc() {
+    if !in_fresh_process("a_library_that_exports_nothing_loads_as_with_glibc") {
+        return;
+    }
+    let path = build("noexport", "noexport.c", "fxnoexport", &["-fvisibility=hidden"]);
+    // The fixture is what the test is about: no DT_HASH, a GNU hash table hashing nothing
+    // from index 1, and relocations naming imports past it.
+    let bytes = std::fs::read(&path).unwrap();
+    let entries = dynamic_entries(&bytes);
+    assert!(!entries.iter().any(|&(t, _, _)| t == u64::from(object::elf::DT_HASH)), "the fixture has DT_HASH");
+    let &(_, gnu_hash, _) = entries
+        .iter()
+        .find(|&&(t, _, _)| t == u64::from(object::elf::DT_GNU_HASH))
+        .expect("the fixture has DT_GNU_HASH");
+    // The first segment maps the file from offset 0 at address 0: the address is the offset.
+    let word = |at: u64| u32::from_le_bytes(bytes[at as usize..at as usize + 4].try_into().unwrap());
+    let (nbuckets, symoffset) = (word(gnu_hash), word(gnu_hash + 4));
+    let bucket0 = word(gnu_hash + 16 + 8 * u64::from(word(gnu_hash + 8)));
+    assert_eq!((nbuckets, symoffset, bucket0), (1, 1, 0), "the linker no longer writes the empty table this is about");
+    let relocs = std::process::Command::new("readelf").arg("-rW").arg(&path).output().expect("readelf");
+    let relocs = String::from_utf8_lossy(&relocs.stdout);
+    assert!(relocs.contains("getpid") && relocs.contains("snprintf"), "the fixture's imports:\n{relocs}");
+
+    take_log();
+    let ours = try_open(path.as_path()).unwrap_or_else(|e| panic!("{e}"));
+    let logged = take_log();
+    assert_eq!(logged, "+noexport:10:1;", "mmkit's copy's constructor");
+    ours.verify().unwrap();
+    let _oracle = Dl::open(&path);
+    assert_eq!(take_log(), logged, "glibc's copy's constructor");
+}
+
 #[test]
 fn relr_variant_really_has_packed_relocations() {
     // Guards the test above: the RELR build must contain DT_RELR, the default one must not.
