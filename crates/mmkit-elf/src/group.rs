@@ -515,50 +515,63 @@ fn load_group<'ns>(
                 continue;
             }
             let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
-            match rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), (obj.label(), Asker::Dependency))? {
-                Resolved::System(sys) => deps.push(Dependency::System(Arc::new(sys))),
-                Resolved::SystemLinker(path, skipped) => {
-                    let sys = crate::executor::load_system_library(&path).map_err(|msg| {
-                        Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, msg + &skipped)
-                            .with_path(obj.label())
-                    })?;
+            let resolved =
+                rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), (obj.label(), Asker::Dependency))?;
+            let (dep_source, dep_ns, opened) = match resolved {
+                Resolved::System(sys) => {
                     deps.push(Dependency::System(Arc::new(sys)));
+                    continue;
                 }
-                Resolved::Map { source: dep_source, ns: dep_ns, opened } => {
-                    let wrap = |e: Error| {
-                        Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, e.to_string())
-                            .with_path(obj.label())
-                            .with_dlerror_of(&e)
-                    };
-                    let src = match opened {
-                        Some(src) => src,
-                        None => dep_source.open(crate::library::page_size()).map_err(wrap)?,
-                    };
-                    let known = registry.lock().get(&key_of(&src)).map(|e| e.obj.clone());
-                    let dep = match known {
-                        Some(obj) => obj,
-                        None => {
-                            let dep = Arc::new(
-                                Object::map(
-                                    &dep_source,
-                                    src,
-                                    &crate::LoadOptions::new(),
-                                    dep_ns.registers_all_unwind_tables(),
-                                )
-                                .map_err(wrap)?,
-                            );
-                            dep.set_rpath_inherited(obj.rpath_for_children(&sources[i]));
-                            registry.lock().insert(dep.key, Entry { obj: dep.clone(), handles: 0, loading: true });
-                            remember_span(&dep, registry);
-                            group.new.push(dep.clone());
-                            group.rules.push(dep_ns);
-                            sources.push(dep_source);
-                            dep
-                        }
-                    };
-                    deps.push(Dependency::Mmkit(Arc::downgrade(&dep)));
+                Resolved::SystemLinker(path, skipped) => match crate::executor::load_system_library(&path) {
+                    Ok(sys) => {
+                        deps.push(Dependency::System(Arc::new(sys)));
+                        continue;
+                    }
+                    // An underlinked system library (libtheoraenc uses libtheoradec's symbols
+                    // without needing it): the system linker, loading it alone, cannot bind
+                    // what glibc's `dlopen` of the whole group binds in the group's scope. It is
+                    // mapped here then, in the group, as under `SystemPolicy::MapPrivately`.
+                    Err(msg) if path.contains('/') && is_undefined_symbol(&msg) => {
+                        (Source::path(path.as_str()), rules, None)
+                    }
+                    Err(msg) => {
+                        return Err(Error::new(
+                            format!("load dependency {name}"),
+                            ErrorKind::DependencyNotFound,
+                            msg + &skipped,
+                        )
+                        .with_path(obj.label()))
+                    }
+                },
+                Resolved::Map { source, ns, opened } => (source, ns, opened),
+            };
+            let wrap = |e: Error| {
+                Error::new(format!("load dependency {name}"), ErrorKind::DependencyNotFound, e.to_string())
+                    .with_path(obj.label())
+                    .with_dlerror_of(&e)
+            };
+            let src = match opened {
+                Some(src) => src,
+                None => dep_source.open(crate::library::page_size()).map_err(wrap)?,
+            };
+            let known = registry.lock().get(&key_of(&src)).map(|e| e.obj.clone());
+            let dep = match known {
+                Some(obj) => obj,
+                None => {
+                    let dep = Arc::new(
+                        Object::map(&dep_source, src, &crate::LoadOptions::new(), dep_ns.registers_all_unwind_tables())
+                            .map_err(wrap)?,
+                    );
+                    dep.set_rpath_inherited(obj.rpath_for_children(&sources[i]));
+                    registry.lock().insert(dep.key, Entry { obj: dep.clone(), handles: 0, loading: true });
+                    remember_span(&dep, registry);
+                    group.new.push(dep.clone());
+                    group.rules.push(dep_ns);
+                    sources.push(dep_source);
+                    dep
                 }
-            }
+            };
+            deps.push(Dependency::Mmkit(Arc::downgrade(&dep)));
         }
         let _ = obj.deps.set(deps);
         i += 1;
@@ -579,6 +592,12 @@ fn load_group<'ns>(
         obj.initialize(INIT_SEQ.fetch_add(1, Ordering::AcqRel))?;
     }
     Ok(root)
+}
+
+/// Whether the system linker's error `msg` says a symbol the library (or one of its
+/// dependencies) references is defined nowhere it looked (glibc's and bionic's wording).
+fn is_undefined_symbol(msg: &str) -> bool {
+    msg.contains(": undefined symbol: ") || msg.contains("cannot locate symbol \"")
 }
 
 /// What `dlopen(name)` called from a library mmkit mapped opens (see [`open_for`]).

@@ -1083,3 +1083,40 @@ fn a_library_edited_by_patchelf_loads_as_with_glibc() {
     assert_eq!(ours.soname(), Some(soname));
     assert_eq!(ours.needed(), ["libfxwhich.so"]);
 }
+
+/// An underlinked system library: Debian's libtheoraenc calls libtheoradec's `th_comment_*`
+/// without needing libtheoradec (ffmpeg's libavcodec needs both). glibc's `dlopen` of a library
+/// that needs both binds those calls in the load's scope, where libtheoradec is; the system
+/// linker given libtheoraenc alone cannot ("undefined symbol: th_comment_query_count"), and
+/// mmkit-elf, which hands system dependencies to it one by one, failed the whole load. Such a
+/// dependency is mapped by mmkit-elf in the load's group now, and binds as glibc binds it.
+#[test]
+fn an_underlinked_system_library_binds_in_the_loads_scope_as_with_glibc() {
+    let test = "an_underlinked_system_library_binds_in_the_loads_scope_as_with_glibc";
+    if !x86_64_host(test) {
+        return;
+    }
+    let (Some(enc), Some(dec)) = (system_lib("libtheoraenc.so.1"), system_lib("libtheoradec.so.1")) else { return };
+    if !in_fresh_process(test) {
+        return;
+    }
+    let user = build("theora", "theorause.c", "fxtheorause", &[enc.to_str().unwrap(), dec.to_str().unwrap()]);
+    // The system linker alone cannot load libtheoraenc (else this test proves nothing).
+    let c_enc = std::ffi::CString::new(enc.to_str().unwrap()).unwrap();
+    // SAFETY: dlopen of a system library; it fails before any of its code runs.
+    let alone = unsafe { libc::dlopen(c_enc.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(alone.is_null(), "glibc loads libtheoraenc alone now: the test needs another underlinked library");
+    // SAFETY: dlerror's message is copied at once.
+    let why = unsafe { CStr::from_ptr(libc::dlerror()) }.to_string_lossy().into_owned();
+    assert!(why.contains("undefined symbol: th_comment"), "{why}");
+
+    let ours = open(user.as_path());
+    let deps = ours.dependencies();
+    assert!(deps.contains(&("libtheoraenc.so.1".to_owned(), true)), "mapped by mmkit-elf: {deps:?}");
+    assert!(deps.contains(&("libtheoradec.so.1".to_owned(), false)), "loaded by glibc: {deps:?}");
+    let got = call(&ours, "fx_theora_comment", &[]);
+    ours.verify().unwrap();
+    let oracle = Dl::open(&user);
+    assert_eq!(got, oracle.call("fx_theora_comment", &[]));
+    assert!(got > 0, "{got}");
+}
