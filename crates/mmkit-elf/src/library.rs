@@ -902,8 +902,17 @@ impl Object {
                     }
                 }
                 if HAS_GLOBAL_SCOPE.load(Ordering::Acquire) {
-                    if let Some(t) = self.bind_in_global_scope(dy.sym_name(index)?, want()) {
-                        return Ok(t);
+                    match self.bind_in_global_scope(dy.sym_name(index)?, want()) {
+                        // A thread-local variable of an object glibc loaded, in the search
+                        // list of a library made global: `dlsym` answered this thread's copy;
+                        // the reference needs its module and offset, as in the list below.
+                        Some(Target::Addr(a)) if sym.kind() == elf::STT_TLS => {
+                            if let Some((module, offset)) = process_scope::tls_module_of_address(a) {
+                                return Ok(Target::Tls { module, offset });
+                            }
+                        }
+                        Some(t) => return Ok(t),
+                        None => {}
                     }
                 }
                 continue;

@@ -1078,6 +1078,37 @@ fn initial_exec_tls_against_libcs_errno_reaches_each_threads_errno() {
     assert_eq!(unsafe { *libc::__errno_location() }, 1235, "other threads left this one's errno alone");
 }
 
+/// The same references to libc's `errno` (initial-exec and general-dynamic) after a library
+/// mmkit mapped was made global (`RTLD_GLOBAL`: its search list, libc in it, joins the global
+/// scope): that lookup asked glibc's `dlvsym` in libc and took its answer, this thread's
+/// `errno`'s address, for a plain address. The load failed ("initial-exec TLS needs static TLS
+/// space"; an embedded CPython made global could not import `nis`, whose libresolv refers to
+/// `errno` so), and a general-dynamic one failed ("no TLS module ... defines it").
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn tls_references_to_libc_bind_as_tls_after_a_library_is_made_global() {
+    if !in_fresh_process("tls_references_to_libc_bind_as_tls_after_a_library_is_made_global") {
+        return;
+    }
+    let global = open(lib("basic.c", "fxbasic").as_path());
+    assert!(global.dependencies().contains(&("libc.so.6".to_owned(), false)));
+    global.make_global();
+    for (variant, flags) in [("ie", &[][..]), ("gd", &["-DTLS_MODEL=\"global-dynamic\""][..])] {
+        let path = build(variant, "tls_errno.c", "fxtlserrno", flags);
+        let ours = try_open(path.as_path()).unwrap_or_else(|e| panic!("{variant}: {e}"));
+        let answers = |v: i64| {
+            // SAFETY: __errno_location returns this thread's errno, valid for the thread's life.
+            let here = unsafe { libc::__errno_location() };
+            assert_eq!(call(&ours, "fx_errno_addr", &[]), here as i64, "{variant}: this thread's errno");
+            assert_eq!(call(&ours, "fx_errno_set", &[v]), v);
+            // SAFETY: as above.
+            assert_eq!(unsafe { *here }, v as i32, "{variant}");
+        };
+        answers(77);
+        std::thread::scope(|s| s.spawn(|| answers(88)).join().unwrap());
+    }
+}
+
 /// A library on a `noexec` mount: the kernel refuses its executable segment with `EPERM`, and
 /// the error says what that likely means. Mounts a small tmpfs, so root only.
 #[test]

@@ -42,6 +42,9 @@ def sqlite():
     return (sqlite3.sqlite_version, c.execute("select sum(x), count(*) from t").fetchone())
 probe("_sqlite3", sqlite)
 probe("zlib", lambda: __import__("zlib").crc32(__import__("zlib").compress(b"mmkit" * 100)))
+# libnsl, libtirpc, Kerberos and libresolv, which refers to libc's `errno` as initial-exec TLS
+# (with libpython global, through the global scope).
+probe("nis", lambda: __import__("nis").__name__)
 def ssl():
     import ssl
     ctx = ssl.create_default_context()
