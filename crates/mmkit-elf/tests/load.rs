@@ -1047,12 +1047,13 @@ fn tls_of_a_glibc_loaded_library_is_per_thread_and_shared_with_its_code() {
     ours.verify().unwrap();
 }
 
-/// Initial-exec TLS against libc's `errno` (`R_X86_64_TPOFF64 errno@GLIBC_PRIVATE`, as in
-/// glibc's own libnsl and libresolv): libc's TLS is in static TLS, so the GOT holds the
-/// variable's offset from the thread pointer, the same in every thread. Each thread's accesses
-/// reach its own `errno`, the one `__errno_location` answers. Before the fix the load failed:
-/// "initial-exec TLS needs static TLS space".
-#[cfg(target_arch = "x86_64")]
+/// Initial-exec TLS against libc's `errno` (`R_X86_64_TPOFF64` or `R_AARCH64_TLS_TPREL64`
+/// `errno@GLIBC_PRIVATE`, as in glibc's own libnsl and libresolv): libc's TLS is in static TLS,
+/// so the GOT holds the variable's offset from the thread pointer, the same in every thread.
+/// Each thread's accesses reach its own `errno`, the one `__errno_location` answers. Before the
+/// fix the load failed: "initial-exec TLS needs static TLS space" (on aarch64 until later:
+/// Debian's arm64 libresolv, libnsl and libc_malloc_debug were refused so).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn initial_exec_tls_against_libcs_errno_reaches_each_threads_errno() {
     let path = build("ie", "tls_errno.c", "fxtlserrno", &[]);
@@ -1084,7 +1085,7 @@ fn initial_exec_tls_against_libcs_errno_reaches_each_threads_errno() {
 /// `errno`'s address, for a plain address. The load failed ("initial-exec TLS needs static TLS
 /// space"; an embedded CPython made global could not import `nis`, whose libresolv refers to
 /// `errno` so), and a general-dynamic one failed ("no TLS module ... defines it").
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn tls_references_to_libc_bind_as_tls_after_a_library_is_made_global() {
     if !in_fresh_process("tls_references_to_libc_bind_as_tls_after_a_library_is_made_global") {

@@ -317,31 +317,40 @@ pub(crate) unsafe extern "C" fn tls_get_addr(index: *const TlsIndex) -> *mut u8 
 
 /// The offset from the thread pointer of `offset` in the block of the system linker's TLS
 /// `module`, when that block is in static TLS (objects glibc loaded at start-up, as libc whose
-/// `errno` glibc's own libraries reach through initial-exec `R_X86_64_TPOFF64`): the same in
-/// every thread. `None` when mmkit cannot tell for sure (an mmkit module, a block outside the
-/// static TLS area, no `_dl_get_tls_static_info`, a host other than x86_64).
+/// `errno` glibc's own libraries reach through initial-exec `R_X86_64_TPOFF64` and
+/// `R_AARCH64_TLS_TPREL64`): the same in every thread. `None` when mmkit cannot tell for sure
+/// (an mmkit module, a block outside the static TLS area, no `_dl_get_tls_static_info`, a host
+/// other than x86_64 and aarch64).
 ///
-/// x86_64 uses TLS variant II: the static blocks lie just below the thread pointer, inside the
-/// `dl_tls_static_size` bytes glibc allocates with the thread descriptor; a dynamic block
-/// (`malloc`ed on first use) is never there.
+/// The static area is the `dl_tls_static_size` bytes glibc allocates with each thread's
+/// descriptor; a dynamic block (`malloc`ed on first use) is never there. x86_64 uses TLS
+/// variant II: the static blocks lie just below the thread pointer. aarch64 uses variant I:
+/// the thread pointer points at the 16-byte thread control block, the static blocks follow it
+/// (glibc's offsets, which `R_AARCH64_TLS_TPREL64` adds to `tpidr_el0`, count from the
+/// thread pointer, the control block included).
 pub(crate) fn static_tls_offset(module: u64, offset: u64) -> Option<u64> {
-    if module & MMKIT_MODULE != 0 || module == 0 || !cfg!(target_arch = "x86_64") {
+    if module & MMKIT_MODULE != 0 || module == 0 || !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         return None;
     }
     system_tls_ready().ok()?;
     let size = static_tls_size()?;
     let addr = address(module, offset, "initial-exec TLS") as u64;
     let tp = thread_pointer()?;
-    // `size` counts the thread control block (above the thread pointer) too, so the lowest
-    // bytes of `[tp - size, tp)` may precede the static blocks' own allocation; they are then
-    // the thread's stack (threads of `pthread_create`) or ld.so's start-up allocations (the
-    // main thread), never a `malloc`ed dynamic block, so a match still means static TLS.
-    (addr < tp && tp - addr <= size).then(|| addr.wrapping_sub(tp))
+    if cfg!(target_arch = "x86_64") {
+        // `size` counts the thread control block (above the thread pointer) too, so the lowest
+        // bytes of `[tp - size, tp)` may precede the static blocks' own allocation; they are
+        // then the thread's stack (threads of `pthread_create`) or ld.so's start-up
+        // allocations (the main thread), never a `malloc`ed dynamic block, so a match still
+        // means static TLS.
+        (addr < tp && tp - addr <= size).then(|| addr.wrapping_sub(tp))
+    } else {
+        (addr >= tp && addr - tp < size).then(|| addr - tp)
+    }
 }
 
 /// glibc's `_dl_get_tls_static_info`: the size of the static TLS area (with the surplus and
 /// the thread control block).
-#[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu"))]
 fn static_tls_size() -> Option<u64> {
     // SAFETY: NUL-terminated strings; a GLIBC_PRIVATE symbol of ld.so that sanitizers use too.
     let f = unsafe { libc::dlvsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr(), c"GLIBC_PRIVATE".as_ptr()) };
@@ -355,7 +364,7 @@ fn static_tls_size() -> Option<u64> {
     (size != 0).then_some(size as u64)
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+#[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), target_env = "gnu")))]
 fn static_tls_size() -> Option<u64> {
     None
 }
@@ -370,7 +379,17 @@ fn thread_pointer() -> Option<u64> {
     Some(tp)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+/// The calling thread's thread pointer (`tpidr_el0`, the thread control block's address, on
+/// aarch64).
+#[cfg(target_arch = "aarch64")]
+fn thread_pointer() -> Option<u64> {
+    let tp: u64;
+    // SAFETY: reading `tpidr_el0` (EL0-readable on Linux) has no side effects.
+    unsafe { core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack, preserves_flags)) };
+    Some(tp)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn thread_pointer() -> Option<u64> {
     None
 }
