@@ -323,9 +323,9 @@ impl Object {
             Some(_) if wants_static_tls(&dynamic) => {
                 Some(ModuleTls::Static { placeholder: tls::placeholder_id(), block: OnceLock::new() })
             }
+            // The image is set once relocated (`Object::relocate`).
             Some(t) => {
-                let init = dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&label))?;
-                Some(ModuleTls::Dynamic(TlsModule::register(init, t.mem_size, t.align).ok_or_else(|| {
+                Some(ModuleTls::Dynamic(TlsModule::register(Vec::new(), t.mem_size, t.align).ok_or_else(|| {
                     Error::new("register TLS", ErrorKind::BadDynamic, "bad PT_TLS size or alignment").with_path(&label)
                 })?))
             }
@@ -412,6 +412,10 @@ impl Object {
             binding.lazy,
         )
         .map_err(|e| e.with_path(&self.label))?;
+        if let (Some(ModuleTls::Dynamic(module)), Some(t)) = (&self.tls, &self.plan.tls) {
+            // Each thread's block starts from the relocated image, as with glibc.
+            module.set_image(self.dynamic.image.read(t.vaddr, t.file_size).map_err(|e| e.with_path(&self.label))?);
+        }
         if let (Some(pltgot), false) = (self.dynamic.pltgot, unbound.is_empty()) {
             let owner: &(dyn crate::relocate::lazy::LateBind + 'static) = self;
             let plt = crate::relocate::lazy::install(

@@ -1055,6 +1055,28 @@ fn tls_of_a_glibc_loaded_library_is_per_thread_and_shared_with_its_code() {
     ours.verify().unwrap();
 }
 
+/// A `__thread` pointer initialized with an address (mimalloc's `_mi_heap_default =
+/// &_mi_heap_empty`): its initialization image holds a word relocation writes. Each thread's
+/// block started from the image as read before relocation, so the pointer held the link-time
+/// address; pyarrow's bundled mimalloc followed it at process exit (SIGSEGV, in an embedded
+/// CPython). Blocks start from the relocated image now, as glibc's do: in the loading thread,
+/// in another, and after one thread moved its own copy.
+#[test]
+fn thread_local_pointers_start_out_relocated_in_every_thread() {
+    let path = build("default", "tls_ptr.c", "fxtlsptr", &[]);
+    let ours = open(path.as_path());
+    let oracle = Dl::open(&path);
+    assert_eq!(oracle.call("fx_tls_ptr_read", &[]), 42, "glibc's copy");
+    assert_eq!(call(&ours, "fx_tls_ptr_read", &[]), 42, "this thread's block");
+    assert_eq!(call(&ours, "fx_tls_ptr_move", &[]), 7);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(call(&ours, "fx_tls_ptr_read", &[]), 42, "a new thread's block");
+        });
+    });
+    assert_eq!(call(&ours, "fx_tls_ptr_read", &[]), -1, "this thread's copy stays moved");
+}
+
 /// Initial-exec TLS against libc's `errno` (`R_X86_64_TPOFF64` or `R_AARCH64_TLS_TPREL64`
 /// `errno@GLIBC_PRIVATE`, as in glibc's own libnsl and libresolv): libc's TLS is in static TLS,
 /// so the GOT holds the variable's offset from the thread pointer, the same in every thread.

@@ -189,7 +189,8 @@ pub(crate) struct TlsModule {
 }
 
 impl TlsModule {
-    /// Registers a `PT_TLS` template: `init` is `.tdata`, `mem_size` the whole block.
+    /// Registers a `PT_TLS` template: `init` is `.tdata` (see [`TlsModule::set_image`]),
+    /// `mem_size` the whole block.
     pub(crate) fn register(init: Vec<u8>, mem_size: u64, align: u64) -> Option<TlsModule> {
         let size = usize::try_from(mem_size.max(1)).ok()?;
         let layout = Layout::from_size_align(size, usize::try_from(align.max(16)).ok()?).ok()?;
@@ -197,6 +198,18 @@ impl TlsModule {
         let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
         map.get_or_insert_with(HashMap::new).insert(id, Arc::new(Template { init, layout }));
         Some(TlsModule { id })
+    }
+
+    /// Sets the initialization image each thread's block starts from: the relocated `.tdata`
+    /// (glibc's `l_tls_initimage` points into the relocated segment, so a `__thread` pointer
+    /// initialized with an address, as mimalloc's `_mi_heap_default = &_mi_heap_empty`, starts
+    /// out relocated). Set when the library is relocated, before any of its code runs, so
+    /// before any thread has a block of it.
+    pub(crate) fn set_image(&self, init: Vec<u8>) {
+        let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.as_mut().and_then(|m| m.get_mut(&self.id)) {
+            *t = Arc::new(Template { init, layout: t.layout });
+        }
     }
 
     /// The module id stored by `R_X86_64_DTPMOD64` (tagged with [`MMKIT_MODULE`]).
