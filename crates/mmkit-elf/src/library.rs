@@ -1104,7 +1104,11 @@ impl Object {
         let mut out = self.expected_mappings();
         let pagemap = std::fs::File::open("/proc/self/pagemap").ok();
         for m in &mut out {
-            m.resident_pages = self.dynamic.image.resident_pages(m.start, m.len, page)?;
+            // A gap is reserved, inaccessible anonymous memory mmkit-elf mapped fresh: never
+            // resident, so not asked (qemu-user answers `mincore` there with ENOMEM).
+            if m.kind != MappingKind::Gap {
+                m.resident_pages = self.dynamic.image.resident_pages(m.start, m.len, page)?;
+            }
             m.present_pages = pagemap.as_ref().map_or(0, |f| present_pages(f, m.start, m.len, page));
         }
         Ok(out)
