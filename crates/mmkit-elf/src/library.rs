@@ -324,11 +324,9 @@ impl Object {
                 Some(ModuleTls::Static { placeholder: tls::placeholder_id(), block: OnceLock::new() })
             }
             // The image is set once relocated (`Object::relocate`).
-            Some(t) => {
-                Some(ModuleTls::Dynamic(TlsModule::register(Vec::new(), t.mem_size, t.align).ok_or_else(|| {
-                    Error::new("register TLS", ErrorKind::BadDynamic, "bad PT_TLS size or alignment").with_path(&label)
-                })?))
-            }
+            Some(t) => Some(ModuleTls::Dynamic(TlsModule::register(t.mem_size, t.align).ok_or_else(|| {
+                Error::new("register TLS", ErrorKind::BadDynamic, "bad PT_TLS size or alignment").with_path(&label)
+            })?)),
             None => None,
         };
         let eh_frame = if unwind_all || uses_the_unwinder(&dynamic) { eh_frame_of(&plan, &src) } else { None };

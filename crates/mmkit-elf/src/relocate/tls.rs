@@ -189,14 +189,14 @@ pub(crate) struct TlsModule {
 }
 
 impl TlsModule {
-    /// Registers a `PT_TLS` template: `init` is `.tdata` (see [`TlsModule::set_image`]),
-    /// `mem_size` the whole block.
-    pub(crate) fn register(init: Vec<u8>, mem_size: u64, align: u64) -> Option<TlsModule> {
+    /// Registers a `PT_TLS` template of `mem_size` bytes (the whole block), without its
+    /// initialization image until [`TlsModule::set_image`] gives it.
+    pub(crate) fn register(mem_size: u64, align: u64) -> Option<TlsModule> {
         let size = usize::try_from(mem_size.max(1)).ok()?;
         let layout = Layout::from_size_align(size, usize::try_from(align.max(16)).ok()?).ok()?;
         let id = MMKIT_MODULE | NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
-        map.get_or_insert_with(HashMap::new).insert(id, Arc::new(Template { init, layout }));
+        map.get_or_insert_with(HashMap::new).insert(id, Arc::new(Template { init: Vec::new(), layout }));
         Some(TlsModule { id })
     }
 
