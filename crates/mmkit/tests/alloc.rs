@@ -162,13 +162,25 @@ fn stats_count_every_live_block() {
     for b in blocks.iter_mut() {
         b[0] = 1; // one resident page each
     }
+    // With THP `always`, neighbouring blocks merge into one VMA and a touched page may bring
+    // in a whole huge page: resident then lies between one page and the block per block.
+    let always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|s| s.contains("[always]"));
+    let resident_ok = |resident: usize, n: usize| {
+        if always {
+            (n * page..=n * 128 * KIB).contains(&resident)
+        } else {
+            resident == n * page
+        }
+    };
     let s = arena.stats();
     assert_eq!(s.untracked_blocks, 0);
     assert_eq!(s.live_bytes, 1500 * 128 * KIB);
-    assert_eq!(s.resident_bytes, 1500 * page);
+    assert!(resident_ok(s.resident_bytes, 1500), "{s:?}");
     blocks.truncate(500);
     let s = arena.stats();
-    assert_eq!((s.live_bytes, s.resident_bytes, s.cached_bytes), (500 * 128 * KIB, 500 * page, 0));
+    assert_eq!((s.live_bytes, s.cached_bytes), (500 * 128 * KIB, 0));
+    assert!(resident_ok(s.resident_bytes, 500), "{s:?}");
     drop(blocks);
     assert_eq!(arena.stats().resident_bytes, 0);
 }
