@@ -933,16 +933,35 @@ impl Mapping {
                 Err(e) => return Err(self.range_error("process_vm_readv", e, off + done, len - done)),
             };
             if n == 0 {
-                return Err(Error::new("copy_from_mapping", ErrorKind::Truncated)
-                    .with_opt_path(self.path.as_deref())
-                    .with_range((off + done) as u64, (len - done) as u64)
-                    .with_detail(
-                        "the page cannot be read: the file was truncated under the mapping (this would have been SIGBUS)",
-                    ));
+                return Err(self.unreadable_error("copy_from_mapping", off + done, len - done));
             }
             done += n;
         }
         Ok(())
+    }
+
+    /// The error for a page at `off` the kernel would not read (`process_vm_readv` answered
+    /// `EFAULT` or nothing), named for its cause: a page without read access now (a protection
+    /// change; asked of `/proc/self/maps`, on this error path only), else a page of a file map
+    /// past the end of its file ([`ErrorKind::Truncated`]: what would have been `SIGBUS`), else
+    /// the kernel's `EFAULT` as it is (an anonymous page it cannot supply).
+    pub(crate) fn unreadable_error(&self, op: &'static str, off: usize, len: usize) -> Error {
+        let addr = self.as_ptr() as usize + off;
+        let readable = crate::inspect::maps(std::process::id())
+            .ok()
+            .and_then(|areas| areas.into_iter().find(|a| a.start <= addr as u64 && (addr as u64) < a.end))
+            .map(|a| a.perms.read);
+        let error = match readable {
+            Some(false) => Error::os(op, rustix::io::Errno::FAULT)
+                .with_detail("the page is not readable (its protection has no read access)"),
+            None => Error::os(op, rustix::io::Errno::FAULT).with_detail("the page is not mapped"),
+            Some(true) if self.file_offset.is_some() => Error::new(op, ErrorKind::Truncated).with_detail(
+                "the page cannot be read: the file was truncated under the mapping (this would have been SIGBUS)",
+            ),
+            Some(true) => Error::os(op, rustix::io::Errno::FAULT)
+                .with_detail("the kernel could not supply the page (an anonymous page it has no memory for)"),
+        };
+        error.with_opt_path(self.path.as_deref()).with_addr(addr).with_range(off as u64, len as u64)
     }
 
     /// Grows or shrinks the mapping with `mremap(2)`. With [`RemapOptions::may_move`] the

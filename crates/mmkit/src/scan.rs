@@ -249,7 +249,15 @@ impl<'a> Scan<'a> {
     /// Populates the batch `[from, to)` (or tells the helper where we are) and probes it.
     fn enter_batch(&self, from: usize, to: usize) -> Result<()> {
         let truncated = |e: Error| {
-            if e.kind() == ErrorKind::Truncated || e.errno() == Some(libc::EFAULT) {
+            // Populating reports any page it cannot read as EFAULT: named for its cause as the
+            // probe's are (past the end of the file, or not readable).
+            let e = match e.errno() {
+                Some(libc::EFAULT) if e.kind() != ErrorKind::Truncated => {
+                    self.map.mapping().unreadable_error("scan", from, to - from)
+                }
+                _ => e,
+            };
+            if e.kind() == ErrorKind::Truncated {
                 Error::new("scan", ErrorKind::Truncated)
                     .with_opt_path(self.map.mapping().path())
                     .with_range(from as u64, (to - from) as u64)

@@ -544,6 +544,32 @@ fn copy_from_a_truncated_file_is_an_error_not_sigbus() {
     // And the process is still alive.
 }
 
+/// Regression: every page `copy_from_mapping` could not read was reported as a file truncated
+/// under the map, also for an anonymous map (no file) and a page without read access.
+#[test]
+fn an_unreadable_page_is_named_for_its_cause_not_called_truncated() {
+    let p = page();
+    let mut b = [0u8; 8];
+    let anon = MapOptions::new().protection(Protection::NONE).len(p).map_anon_raw().unwrap();
+    let err = anon.copy_from_mapping(0, &mut b).unwrap_err();
+    assert_eq!((err.kind(), err.errno()), (ErrorKind::Os, Some(libc::EFAULT)), "{err}");
+    assert!(err.detail().is_some_and(|d| d.contains("not readable")), "{err}");
+    assert_eq!(err.addr(), Some(anon.as_ptr() as usize));
+    assert!(!err.to_string().contains("truncated"), "{err}");
+    // A file map without read access: not readable, although the file is whole.
+    let dir = tmpdir();
+    let path = file_with(dir.path(), "noread.bin", &pattern(2 * p));
+    let file = rw(&path);
+    let raw = MapOptions::new().protection(Protection::NONE).map_raw(&file).unwrap();
+    let err = raw.copy_from_mapping(p, &mut b).unwrap_err();
+    assert_eq!((err.kind(), err.errno()), (ErrorKind::Os, Some(libc::EFAULT)), "{err}");
+    assert_eq!((err.path(), err.addr()), (Some(path.as_path()), Some(raw.as_ptr() as usize + p)));
+    // The same file readable and shrunk: truncated, as before.
+    let raw = MapOptions::new().map_raw(&file).unwrap();
+    rw(&path).set_len(p as u64).unwrap();
+    assert_eq!(raw.copy_from_mapping(p, &mut b).unwrap_err().kind(), ErrorKind::Truncated);
+}
+
 // ---------------------------------------------------------------------------------------------
 // typed views
 
