@@ -1140,7 +1140,17 @@ pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, to
             Err(err(format!("range starts after it ends ({s:#x} > {e:#x})"), s as u64, s as u64))
         }
         (Some(s), Some(e)) => Err(err(format!("range ends past the mapping (len {total:#x})"), s as u64, e as u64)),
-        _ => Err(Error::new(op, ErrorKind::OutOfBounds).with_detail("range bound overflows")),
+        // A bound one past usize::MAX: the range ends (or starts) past any mapping.
+        (Some(s), None) => Err(err(
+            format!("range ends past usize::MAX, past the mapping (len {total:#x})"),
+            s as u64,
+            u64::MAX,
+        )),
+        (None, _) => Err(err(
+            format!("range starts past usize::MAX, past the mapping (len {total:#x})"),
+            u64::MAX,
+            u64::MAX,
+        )),
     }
 }
 
@@ -1158,7 +1168,12 @@ mod tests {
         let e = resolve_range("advise", 5..11, 10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfBounds);
         assert!(e.to_string().contains("ends past the mapping"), "{e}");
-        assert!(resolve_range("t", ..=usize::MAX, 10).is_err());
+        // Regression: a bound past usize::MAX said only "range bound overflows".
+        let e = resolve_range("residency", ..=usize::MAX, 10).unwrap_err();
+        assert_eq!((e.kind(), e.range()), (ErrorKind::OutOfBounds, Some((0, u64::MAX))));
+        assert!(e.to_string().contains("past the mapping (len 0xa)"), "{e}");
+        let e = resolve_range("t", (Bound::Excluded(usize::MAX), Bound::Unbounded), 10).unwrap_err();
+        assert!(e.to_string().contains("starts past usize::MAX") && e.range().is_some(), "{e}");
         #[allow(clippy::reversed_empty_ranges)]
         let r = resolve_range("t", 6..5, 10);
         assert!(r.is_err());
