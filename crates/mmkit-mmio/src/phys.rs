@@ -28,9 +28,11 @@ impl PhysicalMemory {
         Self::open_path(Path::new("/dev/mem"))
     }
 
-    /// Opens `path` as physical memory. A stand-in for `/dev/mem` (in tests) must be a memfd
-    /// sealed against shrinking (`/proc/self/fd/N`): a region refuses a plain file, which
-    /// could be truncated under it (every access would then raise `SIGBUS`).
+    /// Opens `path` as physical memory. Regions map only from `/dev/mem` (or a node of the
+    /// same device, 1:1) or from a memfd sealed against shrinking (`/proc/self/fd/N`), the
+    /// stand-in for tests: a plain file could be truncated under the region, and another
+    /// device (`/dev/zero`, a block device) may leave pages of the range unbacked; an access
+    /// there would raise `SIGBUS`, so [`map`](Self::map) refuses them.
     pub fn open_path(path: &Path) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)

@@ -192,25 +192,58 @@ macro_rules! forward_registers {
 
 forward_registers!(&R, Box<R>, std::sync::Arc<R>);
 
-/// Refuses a backing whose mapped pages could vanish under the region: a regular file that
-/// is neither a sysfs attribute (a PCI `resourceN`, which has no pages to lose) nor a memfd
-/// sealed against shrinking. Such a file (a stand-in for a device, as in tests) could be
-/// truncated by anyone holding it, and every later access, a checked volatile load or store,
-/// would raise `SIGBUS`. Device nodes (`/dev/mem`, `/dev/uioN`) keep their size; their driver
-/// checks the range.
+/// Refuses a backing whose mapped pages could be missing or vanish under the region, so that
+/// no checked access can raise `SIGBUS`. Accepted: the device nodes whose drivers map every
+/// page of the range at `mmap` time and keep it (`/dev/mem`, character device 1:1, and UIO's
+/// `/dev/uioN`, told by their sysfs class), a sysfs attribute (a PCI `resourceN`, which has no
+/// pages to lose) and a memfd sealed against shrinking (a stand-in for a device, as in tests).
+/// Refused: a plain regular file (anyone holding it could truncate it), any other character
+/// device (a shared map of `/dev/zero` at an offset lies past the object the kernel backs it
+/// with; another driver may fault pages in, or refuse them, on its own terms) and block devices
+/// (a map past a block device's end, as an unattached loop device's, is never backed).
 fn check_backing(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
     // linux/magic.h; `f_type` is i64, u64 or u32 by target (and libc's constant may not match it).
     const SYSFS_MAGIC: i128 = 0x6265_6572;
     let stat = rustix::fs::fstat(fd).map_err(|e| format!("fstat failed: {e}"))?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile
-        || rustix::fs::fstatfs(fd).is_ok_and(|fs| i128::from(fs.f_type) == SYSFS_MAGIC)
-        || rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK))
-    {
-        return Ok(());
+    match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+        rustix::fs::FileType::CharacterDevice => {
+            let (major, minor) = (rustix::fs::major(stat.st_rdev), rustix::fs::minor(stat.st_rdev));
+            let class = std::fs::read_link(format!("/sys/dev/char/{major}:{minor}/subsystem"))
+                .ok()
+                .and_then(|link| link.file_name().map(|n| n.to_string_lossy().into_owned()));
+            if (major, minor) == (1, 1) || class.as_deref() == Some("uio") {
+                return Ok(());
+            }
+            Err(format!(
+                "character device {major}:{minor} ({}) is neither /dev/mem nor a UIO device: its driver may leave \
+                 pages of the range unbacked (a shared map of /dev/zero at an offset does), and an access there \
+                 would raise SIGBUS",
+                class.map_or_else(|| "no sysfs class".to_owned(), |c| format!("class {c}"))
+            ))
+        }
+        rustix::fs::FileType::RegularFile => {
+            if rustix::fs::fstatfs(fd).is_ok_and(|fs| i128::from(fs.f_type) == SYSFS_MAGIC)
+                || rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK))
+            {
+                return Ok(());
+            }
+            Err("a regular file outside sysfs is not device memory: it could be truncated under the region, and \
+                 every access would then raise SIGBUS (a stand-in for a device must be a memfd sealed with \
+                 F_SEAL_SHRINK)"
+                .to_owned())
+        }
+        other => Err(format!(
+            "a {} is not device memory (only /dev/mem, /dev/uioN, a PCI resource file or a sealed memfd): pages of \
+             the range may be unbacked, and an access there would raise SIGBUS",
+            match other {
+                rustix::fs::FileType::BlockDevice => "block device",
+                rustix::fs::FileType::Directory => "directory",
+                rustix::fs::FileType::Fifo => "FIFO",
+                rustix::fs::FileType::Socket => "socket",
+                _ => "special file",
+            }
+        )),
     }
-    Err("a regular file outside sysfs is not device memory: it could be truncated under the region, and every \
-         access would then raise SIGBUS (a stand-in for a device must be a memfd sealed with F_SEAL_SHRINK)"
-        .to_owned())
 }
 
 /// Maps `req` from `fd` readable, writable and shared, and wraps it in a [`MmioRegion`].

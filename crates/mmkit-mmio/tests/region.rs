@@ -157,3 +157,26 @@ fn a_plain_file_that_could_be_truncated_is_refused() {
     assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     assert_eq!(region.read_u8(page + 1).unwrap(), (page + 1) as u8);
 }
+
+/// Regression: a character device other than `/dev/mem` and UIO was taken for device memory.
+/// A shared map of `/dev/zero` at an offset lies past the object the kernel backs it with, and
+/// a checked `read_u32` raised `SIGBUS` (also as an unprivileged user); an unattached loop
+/// device (size 0) did the same. Both are refused now, with the device named.
+#[test]
+fn devices_that_may_leave_pages_unbacked_are_refused() {
+    let page = mmkit_mmio::page_size();
+    let mem = PhysicalMemory::open_path(Path::new("/dev/zero")).unwrap();
+    let err = mem.map(page as u64, 4).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("/dev/zero") && text.contains("1:5") && text.contains("SIGBUS"), "{err}");
+    assert!(mem.map(0, 4).is_err(), "refused at offset 0 too (nothing is learnt by luck)");
+    // A block device, where one can be opened (root): refused whatever its size.
+    match (0..8).find_map(|n| PhysicalMemory::open_path(Path::new(&format!("/dev/loop{n}"))).ok()) {
+        Some(dev) => {
+            let err = dev.map(0, 4).unwrap_err();
+            assert!(err.to_string().contains("block device"), "{err}");
+        }
+        None => eprintln!("no /dev/loopN opens here (unprivileged): the block-device case is not run"),
+    }
+}
