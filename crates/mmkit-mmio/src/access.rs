@@ -278,6 +278,20 @@ impl AccessRules {
 /// The returned error names the operation (`op`) and the byte range; the caller adds the
 /// region's path.
 pub fn check_access(op: &'static str, len: usize, rules: &AccessRules, offset: usize, width: Width) -> Result<()> {
+    check_access_at(op, len, rules, offset, width, 0)
+}
+
+/// [`check_access`] for a region whose offset 0 lies at address `base`: alignment is the
+/// address's (`base + offset`), as the bus sees it, not the offset's. A region may start off
+/// alignment (a UIO map with an odd `offset`); its registers are still aligned.
+pub(crate) fn check_access_at(
+    op: &'static str,
+    len: usize,
+    rules: &AccessRules,
+    offset: usize,
+    width: Width,
+    base: usize,
+) -> Result<()> {
     let size = width.bytes();
     let err = |kind| Error::new(op, kind).with_range(offset as u64, size as u64);
     match offset.checked_add(size) {
@@ -286,10 +300,13 @@ pub fn check_access(op: &'static str, len: usize, rules: &AccessRules, offset: u
             return Err(err(ErrorKind::OutOfBounds).with_detail(format!("past the end of the {len:#x}-byte region")));
         }
     }
-    if offset & (size - 1) != 0 {
-        return Err(
-            err(ErrorKind::Misaligned).with_detail(format!("offset {offset:#x} is not aligned to {size} bytes"))
-        );
+    let addr = base.wrapping_add(offset);
+    if addr & (size - 1) != 0 {
+        let detail = match base {
+            0 => format!("offset {offset:#x} is not aligned to {size} bytes"),
+            _ => format!("offset {offset:#x} (address {addr:#x}) is not aligned to {size} bytes"),
+        };
+        return Err(err(ErrorKind::Misaligned).with_detail(detail));
     }
     let allowed = rules.widths_at(offset as u64);
     if !allowed.contains(width) {

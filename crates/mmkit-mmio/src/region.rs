@@ -6,7 +6,7 @@
 //! - A region is created only by [`map_shared`], which maps a device file with `MAP_SHARED`
 //!   and keeps the mapping until the region is dropped.
 //! - Device memory is only ever touched through raw pointers with `read_volatile` and
-//!   `write_volatile`, after [`check_access`] (bounds, alignment, width rules) passed. No Rust
+//!   `write_volatile`, after [`check_access`](crate::check_access) (bounds, alignment, width rules) passed. No Rust
 //!   reference to device memory is ever created, so the compiler may not invent, merge or
 //!   elide accesses.
 
@@ -20,7 +20,7 @@ use std::ptr::NonNull;
 
 use mmkit::{MapOptions, MmapRaw, Protection, Sharing};
 
-use crate::access::{check_access, AccessRules, Width};
+use crate::access::{check_access_at, AccessRules, Width};
 use crate::error::{Error, ErrorKind, Result};
 use crate::registers::{Primitive, Reg, RegisterSpec, RegisterValue};
 
@@ -353,17 +353,10 @@ impl MmioRegion {
     /// Checks an access of `width` at `offset` without performing it.
     pub fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
         let named = |e: Error| e.with_source_name(Some(&self.path), self.target.as_deref());
-        check_access(op, self.len, &self.rules, offset, width).map_err(named)?;
-        // The region start may itself be unaligned (a UIO map with an odd `offset`); a
-        // misaligned volatile access through a typed pointer would be undefined behaviour.
-        if (self.ptr.as_ptr() as usize).wrapping_add(offset) & (width.bytes() - 1) != 0 {
-            return Err(named(
-                Error::new(op, ErrorKind::Misaligned)
-                    .with_range(offset as u64, width.bytes() as u64)
-                    .with_detail("the address is not aligned to the access width"),
-            ));
-        }
-        Ok(())
+        // Alignment is the address's: the region start may itself be unaligned (a UIO map
+        // with an odd `offset`), and a misaligned volatile access through a typed pointer
+        // would be undefined behaviour.
+        check_access_at(op, self.len, &self.rules, offset, width, self.ptr.as_ptr() as usize).map_err(named)
     }
 
     /// Whether an access of `width` at `offset` is inside the region and aligned: the part of

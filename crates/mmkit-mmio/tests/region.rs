@@ -74,6 +74,13 @@ fn a_window_inside_a_page_starts_at_the_address() {
     let region = mem.map(page as u64 - 4, 8).unwrap();
     assert_eq!(region.read_u64(0).unwrap_err().kind(), ErrorKind::Misaligned);
     assert_eq!(region.read_u32(4).unwrap(), u32::from_le_bytes([0, 1, 2, 3]));
+    // Regression: a window starting off alignment (as a UIO map with an odd `offset`) could do
+    // no 32-bit access at all: alignment was checked on the offset too, not only the address.
+    let region = mem.map(1, 16).unwrap();
+    assert_eq!(region.read_u32(3).unwrap(), u32::from_le_bytes([4, 5, 6, 7]));
+    let err = region.read_u32(0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Misaligned);
+    assert!(err.to_string().contains("offset 0x0 (address 0x"), "{err}");
 }
 
 #[test]
