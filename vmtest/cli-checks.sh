@@ -43,6 +43,13 @@ if [ $? -eq 2 ] && grep -q "does not fit in a 32-bit register" $ERR; then ok val
 expect_fail no_such_uio "mmkit: cannot open UIO device 7" mmkit mmio read --uio 7 0
 expect_fail no_such_map "cannot map map3 of /dev/uio0" mmkit mmio read --uio 0:3 0
 expect_fail no_such_bar "BAR2" mmkit mmio read --pci 1234:11e8 --bar 2 0
+# --phys outside a BAR (the BIOS area, which /dev/mem allows): a --profile speaks of offsets
+# from ADDR. Regression: it was checked at offset 0 of the one-register window mapped at
+# ADDR + OFFSET, so a refused width passed and an allowed one was refused.
+printf '0x20..0x24 32\n0x0.. any\n' > /tmp/p32.txt
+printf '0x0..0x10 8\n' > /tmp/p8.txt
+expect_fail phys_profile_at_offset "8-bit access not allowed: profile accepts only 32-bit accesses at 0x20" mmkit mmio read --phys 0xf0000 0x20 --width 8 --profile /tmp/p32.txt
+expect_has phys_profile_elsewhere "0x" mmkit mmio read --phys 0xf0000 0x20 --width 32 --profile /tmp/p8.txt
 "$(command -v mmkit)" mmio read 0 >$OUT 2>$ERR
 if [ $? -eq 2 ]; then ok usage_error_exit_2; else bad usage_error_exit_2 "mmkit mmio read 0" "exit 2 without a source"; fi
 

@@ -196,7 +196,18 @@ fn open_region(args: &AccessArgs, offset: usize, width: Width) -> anyhow::Result
     };
     let (mut region, at) = map_source(args, offset, width)?;
     if let Some(rules) = profile {
-        region.set_rules(rules);
+        match args.source.phys {
+            // `--phys` outside a BAR maps the one register at ADDR + OFFSET (a window over
+            // the device could cross RAM `/dev/mem` refuses): the profile speaks of offsets
+            // from ADDR, so it is checked at OFFSET, and the region checks bounds only.
+            Some(_) if at != offset => {
+                mmkit_mmio::check_access("mmio", usize::MAX, &rules, offset, width)
+                    .context("refused by the device profile")?;
+                let name = rules.name().unwrap_or("profile").to_owned();
+                region.set_rules(mmkit_mmio::AccessRules::any().named(name));
+            }
+            _ => region.set_rules(rules),
+        }
     }
     if !region.rules().is_known() {
         warn_line!(
