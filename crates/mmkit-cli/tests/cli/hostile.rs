@@ -1017,6 +1017,14 @@ fn maps_writes_control_characters_of_file_names_escaped() {
     // The header's command line is the process's choice too.
     let mut child =
         Command::new("sh").args(["-c", "read x", "sh", "arg\x1b]0;title\x07"]).stdin(Stdio::piped()).spawn().unwrap();
+    // Until the child has run `sh`, its command line is still this test's (seen flaky under load).
+    let cmdline = format!("/proc/{}/cmdline", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read(&cmdline).unwrap_or_default().windows(3).any(|w| w == b"arg")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let o = run(&os(&["maps", &child.id().to_string()]));
     drop(child.stdin.take());
     child.wait().unwrap();
