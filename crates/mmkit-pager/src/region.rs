@@ -1164,7 +1164,7 @@ impl PagedRegion {
             (Some(m), Backing::SharedMemory(ShmemFill::Continue)) => m,
             _ => {
                 return Err(Error::new("PagedRegion::share", ErrorKind::InvalidArgument).with_detail(format!(
-                    "only a shared memory (UFFDIO_CONTINUE) region can be shared, not a {} one",
+                    "only a shared memory (UFFDIO_CONTINUE) region can be shared, not one with {} backing",
                     self.backing.name()
                 )))
             }
@@ -1207,7 +1207,7 @@ impl PagedRegion {
         let s = &self.shared;
         let Install::Continue { staging, .. } = &s.install else {
             return Err(Error::new(OP, ErrorKind::InvalidArgument).with_detail(format!(
-                "only a shared memory (UFFDIO_CONTINUE) region can stage pages, not a {} one",
+                "only a shared memory (UFFDIO_CONTINUE) region can stage pages, not one with {} backing",
                 self.backing.name()
             )));
         };

@@ -138,8 +138,10 @@ impl GrowableMmap {
 
     /// Writes dirty pages of `range` back to the file and waits.
     pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
-        let (off, len) = crate::mapping::resolve_range("msync", range, self.len)?;
-        self.res.flush(off, len)
+        let path = || sys::fd_path(self.file.as_fd());
+        let (off, len) =
+            crate::mapping::resolve_range("msync", range, self.len).map_err(|e| e.with_opt_path(path().as_deref()))?;
+        self.res.flush(off, len).map_err(|e| e.with_opt_path(path().as_deref()))
     }
 
     /// The file behind the map (to read its metadata, lock it or sync it). Resizing or writing

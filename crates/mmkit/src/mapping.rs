@@ -778,8 +778,21 @@ impl Mapping {
             return Ok(());
         }
         // SAFETY: the pages are inside our mapping; locking does not change contents.
-        unsafe { sys::mlock(ptr, span, on_fault) }
-            .map_err(|e| self.range_error(if on_fault { "mlock2(MLOCK_ONFAULT)" } else { "mlock" }, e, off, len))
+        unsafe { sys::mlock(ptr, span, on_fault) }.map_err(|e| {
+            let err = self.range_error(if on_fault { "mlock2(MLOCK_ONFAULT)" } else { "mlock" }, e, off, len);
+            match e {
+                // What an unprivileged process meets first: a few MiB of locked memory at most.
+                rustix::io::Errno::NOMEM | rustix::io::Errno::AGAIN | rustix::io::Errno::PERM => {
+                    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+                    err.with_detail(format!(
+                        "{span:#x} bytes to lock; the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) is {} \
+                         without CAP_IPC_LOCK",
+                        limit.map_or_else(|| "unlimited".to_owned(), |l| format!("{l:#x} bytes"))
+                    ))
+                }
+                _ => err,
+            }
+        })
     }
 
     /// Locks the pages of `range` in RAM, faulting them in now (`mlock`).

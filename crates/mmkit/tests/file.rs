@@ -479,7 +479,10 @@ fn growable_map_keeps_its_base_and_data_reaches_the_file() {
     let err = log.append(&vec![0u8; 64 << 20]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
     assert_eq!(log.len(), expect.len());
-    assert_eq!(log.flush(..usize::MAX).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    let err = log.flush(..usize::MAX).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfBounds);
+    // Regression: flush's errors named no file.
+    assert_eq!(err.path().map(|p| p.canonicalize().unwrap()), Some(path.canonicalize().unwrap()), "{err}");
     // Up to exactly the capacity.
     log.grow(64 << 20).unwrap();
     log[(64 << 20) - 1] = 9;

@@ -583,3 +583,19 @@ fn transparent_huge_pages_report_no_huge_page_for_an_unaligned_region() {
     }
     assert!(honoured, "the kernel never honoured a hint into a free hole");
 }
+
+/// Regression: an `mlock` refused for the locked-memory limit (what an unprivileged process
+/// meets first) said only ENOMEM; it names `RLIMIT_MEMLOCK` and the limit now. Where the lock
+/// succeeds (root, CAP_IPC_LOCK, a large limit) there is nothing to check.
+#[test]
+fn a_lock_refused_for_the_memlock_limit_says_so() {
+    let len = 64 << 20;
+    match MapOptions::new().len(len).lock(Lock::Full).map_anon() {
+        Ok(_) => eprintln!("skipped: 64 MiB locked here (privileged or a large RLIMIT_MEMLOCK)"),
+        Err(err) => {
+            assert!(matches!(err.errno(), Some(libc::ENOMEM | libc::EAGAIN | libc::EPERM)), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("RLIMIT_MEMLOCK") && text.contains("ulimit -l"), "{err}");
+        }
+    }
+}
