@@ -147,14 +147,31 @@ impl FakeRegisters {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The 32 bits at `offset`, bypassing the model, the rules and the log.
+    /// The 32 bits at `offset`, bypassing the model, the rules and the log (a test's look at
+    /// the fake, like indexing a slice).
+    ///
+    /// # Panics
+    /// When the 4 bytes at `offset` are not all inside the fake.
     pub fn peek(&self, offset: usize) -> u32 {
+        self.assert_inside("peek", offset);
         self.state().store.get(offset, Width::W32) as u32
     }
 
     /// Stores 32 bits at `offset`, bypassing the model, the rules and the log.
+    ///
+    /// # Panics
+    /// When the 4 bytes at `offset` are not all inside the fake.
     pub fn poke(&self, offset: usize, value: u32) {
+        self.assert_inside("poke", offset);
         self.state().store.set(offset, Width::W32, value.into());
+    }
+
+    fn assert_inside(&self, op: &str, offset: usize) {
+        assert!(
+            offset.checked_add(4).is_some_and(|end| end <= self.len),
+            "FakeRegisters::{op} at offset {offset:#x}: the 4 bytes are not inside the {:#x}-byte fake",
+            self.len
+        );
     }
 
     /// Every access so far, oldest first.

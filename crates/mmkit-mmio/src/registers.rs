@@ -194,10 +194,24 @@ pub fn check_layout<R: Registers + ?Sized>(regs: &R, block: &str, layout: &[Regi
 /// The width rules a register block's layout states: inside each register only its width is
 /// allowed; offsets between registers accept any width. Named `name`, so the rules are
 /// [known](crate::AccessRules::is_known). `register_block!` generates `access_rules()` with it.
+///
+/// Registers may overlap (a 32-bit register and its low byte as an 8-bit one): a byte where
+/// several lie allows each of their widths, so every register of the layout passes the rules.
 pub fn layout_rules(name: &str, layout: &[RegisterInfo]) -> crate::AccessRules {
-    layout.iter().fold(crate::AccessRules::any().named(name), |rules, r| {
-        let start = r.offset as u64;
-        rules.allow(start..start + r.width.bytes() as u64, crate::Widths::only(r.width))
+    let span = |r: &RegisterInfo| (r.offset as u64, (r.offset as u64).saturating_add(r.width.bytes() as u64));
+    let mut bounds: Vec<u64> = layout.iter().flat_map(|r| <[u64; 2]>::from(span(r))).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    bounds.windows(2).fold(crate::AccessRules::any().named(name), |rules, w| {
+        let widths = layout
+            .iter()
+            .filter(|r| (span(r).0..span(r).1).contains(&w[0]))
+            .fold(crate::Widths::NONE, |acc, r| acc.and(r.width));
+        if widths == crate::Widths::NONE {
+            rules
+        } else {
+            rules.allow(w[0]..w[1], widths)
+        }
     })
 }
 
@@ -413,8 +427,16 @@ impl<V> Field<V> {
     /// The field of bits `lo..=hi` (`hi` defaults to `lo`: one bit), given as `&[]` or
     /// `&[hi]`. Panics (at compile time in a `const`) when `hi < lo` or `hi > 63`.
     pub const fn from_spec(lo: u32, hi: &[u32]) -> Self {
+        Self::from_spec_in(lo, hi, 64)
+    }
+
+    /// [`Field::from_spec`] for a register of `register_bits` bits: also panics (at compile
+    /// time in a `const`) when the field reaches past the register's top bit, whose bits
+    /// [`bitfields!`](crate::bitfields) could not store.
+    pub const fn from_spec_in(lo: u32, hi: &[u32], register_bits: u32) -> Self {
         let hi = if hi.is_empty() { lo } else { hi[0] };
         assert!(hi >= lo && hi < 64, "a bit field needs lo <= hi <= 63");
+        assert!(hi < register_bits, "a bit field reaches past the register's top bit");
         Field { shift: lo, bits: hi - lo + 1, value: PhantomData }
     }
 
@@ -598,6 +620,19 @@ macro_rules! register_block {
 /// assert!(s.is_set(Status::BUSY));
 /// assert_eq!(s.get(Status::CODE), 0xa);
 /// ```
+///
+/// A field must fit its register: bits 28..=35 of a `u32` do not compile (their top bits
+/// could never be stored).
+///
+/// ```compile_fail
+/// mmkit_mmio::bitfields! {
+///     /// Too wide.
+///     pub struct Wide(u32) {
+///         /// Past bit 31.
+///         STRADDLE: 28..=35;
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! bitfields {
     (
@@ -616,7 +651,8 @@ macro_rules! bitfields {
         impl $name {
             $(
                 $(#[$fmeta])*
-                pub const $field: $crate::Field<$name> = $crate::Field::from_spec($lo, &[$($hi)?]);
+                pub const $field: $crate::Field<$name> =
+                    $crate::Field::from_spec_in($lo, &[$($hi)?], <$raw>::BITS);
             )*
 
             /// Every field with its name.
@@ -644,6 +680,10 @@ macro_rules! bitfields {
                 field.get(self.0 as u64) != 0
             }
         }
+
+        // Evaluates every field's constant, so a field past the register's width is a
+        // compile error even when nothing names it.
+        const _: () = { $( let _ = $name::$field; )* };
 
         impl $crate::RegisterValue for $name {
             type Raw = $raw;

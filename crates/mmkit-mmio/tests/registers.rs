@@ -146,3 +146,42 @@ fn a_block_layout_states_the_device_widths() {
     assert_eq!(fake.read_u8(0x1).unwrap_err().kind(), ErrorKind::WidthNotAllowed);
     assert!(Block::new(&fake).is_ok());
 }
+
+register_block! {
+    /// A 32-bit status register whose low byte is also a register of its own, and a register
+    /// at the top of the address space.
+    pub struct Overlapping {
+        /// The whole register.
+        0x0 => whole: ReadOnly<u32>,
+        /// Its low byte.
+        0x0 => low: ReadOnly<u8>,
+        /// Its high half.
+        0x2 => high: ReadOnly<u16>,
+    }
+}
+
+register_block! {
+    /// A register no region reaches.
+    pub struct AtTheTop {
+        /// Far away.
+        0xffff_ffff_ffff_fffc => far: ReadOnly<u32>,
+    }
+}
+
+/// Regression: a block's own `access_rules()` refused the block (the first register's rule won
+/// where two overlap: a byte-wide read of a 32-bit register's low byte), and a register at the
+/// top of the address space overflowed computing its rule (a panic in debug builds).
+#[test]
+fn a_blocks_own_rules_accept_overlapping_registers() {
+    let rules = Overlapping::<FakeRegisters>::access_rules();
+    assert!(rules.allows(0, Width::W32) && rules.allows(0, Width::W8));
+    assert!(rules.allows(2, Width::W16) && rules.allows(2, Width::W32) && !rules.allows(1, Width::W8));
+    let fake = FakeRegisters::new(4).rules(rules);
+    fake.poke(0, 0x1122_3344);
+    let block = Overlapping::new(&fake).unwrap();
+    assert_eq!((block.whole().read().unwrap(), block.low().read().unwrap()), (0x1122_3344, 0x44));
+    assert_eq!(block.high().read().unwrap(), 0x1122);
+    let top = AtTheTop::<FakeRegisters>::access_rules();
+    assert!(top.allows(0xffff_ffff_ffff_fffc, Width::W32) && !top.allows(0xffff_ffff_ffff_fffc, Width::W8));
+    assert_eq!(AtTheTop::new(FakeRegisters::new(16)).unwrap_err().kind(), ErrorKind::OutOfBounds);
+}

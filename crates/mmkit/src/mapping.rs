@@ -1154,16 +1154,12 @@ pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, to
         }
         (Some(s), Some(e)) => Err(err(format!("range ends past the mapping (len {total:#x})"), s as u64, e as u64)),
         // A bound one past usize::MAX: the range ends (or starts) past any mapping.
-        (Some(s), None) => Err(err(
-            format!("range ends past usize::MAX, past the mapping (len {total:#x})"),
-            s as u64,
-            u64::MAX,
-        )),
-        (None, _) => Err(err(
-            format!("range starts past usize::MAX, past the mapping (len {total:#x})"),
-            u64::MAX,
-            u64::MAX,
-        )),
+        (Some(s), None) => {
+            Err(err(format!("range ends past usize::MAX, past the mapping (len {total:#x})"), s as u64, u64::MAX))
+        }
+        (None, _) => {
+            Err(err(format!("range starts past usize::MAX, past the mapping (len {total:#x})"), u64::MAX, u64::MAX))
+        }
     }
 }
 

@@ -164,8 +164,8 @@ fn stats_count_every_live_block() {
     }
     // With THP `always`, neighbouring blocks merge into one VMA and a touched page may bring
     // in a whole huge page: resident then lies between one page and the block per block.
-    let always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-        .is_ok_and(|s| s.contains("[always]"));
+    let always =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").is_ok_and(|s| s.contains("[always]"));
     let resident_ok = |resident: usize, n: usize| {
         if always {
             (n * page..=n * 128 * KIB).contains(&resident)

@@ -508,11 +508,7 @@ fn transparent_huge_pages_give_an_aligned_region() {
     // Too small for one huge page: falls back and says why (THP switched off is said first).
     let small = MapOptions::new().len(pmd / 2).huge_pages(HugePages::Transparent).map_anon().unwrap();
     let why = if thp_mode().as_deref() == Some("never") { "disabled" } else { "smaller" };
-    assert!(
-        small.page_outcome().fallback.as_deref().is_some_and(|w| w.contains(why)),
-        "{:?}",
-        small.page_outcome()
-    );
+    assert!(small.page_outcome().fallback.as_deref().is_some_and(|w| w.contains(why)), "{:?}", small.page_outcome());
     assert_eq!(small.page_outcome().page_size, page());
 }
 
