@@ -16,10 +16,14 @@ use crate::cli::report::{duration, Section};
 use crate::cli::size::bytes;
 
 /// Text-like bytes that compress about as well as real data (not one repeated byte).
-fn realistic(len: usize) -> Vec<u8> {
+/// Fails rather than aborting when the memory cannot be had (a low `ulimit -v`).
+fn realistic(len: usize) -> anyhow::Result<Vec<u8>> {
     let words: &[&[u8]] = &[b"page ", b"fault ", b"kernel ", b"mapping ", b"0x7f3a ", b"snapshot ", b"\n"];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(len + 16);
+    let mut out = Vec::new();
+    out.try_reserve_exact(len + 16).map_err(|e| {
+        anyhow::anyhow!("cannot allocate the {len}-byte sample image ({e}): lower --size, or raise `ulimit -v`")
+    })?;
     while out.len() < len {
         x ^= x << 13;
         x ^= x >> 7;
@@ -30,7 +34,7 @@ fn realistic(len: usize) -> Vec<u8> {
         }
     }
     out.truncate(len);
-    out
+    Ok(out)
 }
 
 /// The length of the section's image and snapshot: `--size`, at most 64 MiB, at least 64 pages.
@@ -81,7 +85,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     // 1. A compressed file mapped lazily.
     let raw = dir.path().join("image.bin");
     let packed = dir.path().join("image.zst");
-    std::fs::write(&raw, realistic(len))
+    std::fs::write(&raw, realistic(len)?)
         .map_err(|e| crate::cli::io::io_error("write", &raw, e))
         .context("writing the pager section's image")?;
     let info = seekable::pack(&raw, &packed, &PackOptions::default())?;
