@@ -106,9 +106,16 @@ pub fn usage_error(err: clap::Error) -> ! {
     use clap::error::ErrorKind;
     match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            // A closed stdout loses the help, nothing more.
-            let _ = err.print();
-            std::process::exit(EXIT_SUCCESS)
+            // A reader that closed the pipe early is a success, as for every report; any other
+            // failed write (`--help > /dev/full`) is a failure, as for every report.
+            let text = err.render().to_string();
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    fail(EXIT_FAILURE, &format!("{:#}", crate::cli::io::io_error_no_path("write to stdout", e)), None)
+                }
+                _ => std::process::exit(EXIT_SUCCESS),
+            }
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let text = err.render().to_string();

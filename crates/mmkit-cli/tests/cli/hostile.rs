@@ -801,7 +801,9 @@ fn a_closed_stdout_pipe_is_a_quiet_exit() {
 /// `mmkit ... > /dev/full`: a failed write is an error (exit 1, one line), never a panic.
 #[test]
 fn a_full_stdout_is_an_error() {
-    for args in [&["maps"][..], &["maps", "--json"], &["mmio", "list"]] {
+    // Regression: --help and --version exited 0 with their text lost.
+    for args in [&["maps"][..], &["maps", "--json"], &["mmio", "list"], &["--help"], &["--version"], &["elf", "--help"]]
+    {
         let out = Command::new(MMKIT)
             .args(args)
             .stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
