@@ -245,7 +245,20 @@ impl PciDevice {
         let (file, path) = self.config_file(false)?;
         let mut buf = [0u8; 8];
         file.read_exact_at(&mut buf[..width.bytes()], offset).map_err(|e| {
-            Error::io("read config space of", &e).with_path(&path).with_range(offset, width.bytes() as u64)
+            let err = Error::io("read config space of", &e).with_path(&path).with_range(offset, width.bytes() as u64);
+            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                return err;
+            }
+            // A short read: past the end of configuration space, or past the 64 bytes of the
+            // standard header that the kernel gives a reader without CAP_SYS_ADMIN.
+            let size = file.metadata().map_or(0, |m| m.len());
+            Error::new("read config space of", ErrorKind::OutOfBounds)
+                .with_path(&path)
+                .with_range(offset, width.bytes() as u64)
+                .with_detail(format!(
+                    "configuration space is {size:#x} bytes; without CAP_SYS_ADMIN the kernel reads only its first \
+                     0x40"
+                ))
         })?;
         Ok(u64::from_le_bytes(buf))
     }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use mmkit_mmio::sysfs::PciAddress;
-use mmkit_mmio::{ErrorKind, PciDevice, Uio};
+use mmkit_mmio::{ErrorKind, PciDevice, Uio, Width};
 
 /// A UIO device `uio0` under `root/class` whose only map is `map{index}` with these
 /// attributes, and a regular file standing in for `/dev/uio0` under `root/dev`.
@@ -71,4 +71,25 @@ fn a_timeout_past_the_end_of_time_waits_without_panicking() {
     fs::write(root.path().join("dev/uio0"), 7u32.to_ne_bytes()).unwrap();
     let event = uio.wait_irq(Some(std::time::Duration::MAX)).unwrap();
     assert_eq!(event.count, 7);
+}
+
+/// Regression: a configuration-space read past its end (or past the 64 bytes an unprivileged
+/// reader gets) said only "failed to fill whole buffer". Against this machine's first PCI
+/// device, where it has one: OutOfBounds, with the size and the range.
+#[test]
+fn a_config_read_past_the_end_names_the_size() {
+    let Some(first) = std::fs::read_dir("/sys/bus/pci/devices")
+        .ok()
+        .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).min())
+    else {
+        eprintln!("skipped: no PCI devices on this machine");
+        return;
+    };
+    let pci = PciDevice::open(first.parse().unwrap()).unwrap();
+    let vendor = std::fs::read_to_string(pci.sys_path().join("vendor")).unwrap();
+    assert_eq!(format!("{:#06x}", pci.config_read_u16(0).unwrap()), vendor.trim());
+    let size = std::fs::metadata(pci.sys_path().join("config")).unwrap().len();
+    let err = pci.config_read(size - 2, Width::W32).unwrap_err();
+    assert_eq!((err.kind(), err.range()), (ErrorKind::OutOfBounds, Some((size - 2, 4))), "{err}");
+    assert!(err.to_string().contains(&format!("configuration space is {size:#x} bytes")), "{err}");
 }
