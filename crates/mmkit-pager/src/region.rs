@@ -1113,8 +1113,30 @@ impl PagedRegion {
     /// [`FaultMode::Full`]; under [`FaultMode::UserModeOnly`] the kernel's access is refused,
     /// so a page not supplied yet is an error too. [`read`](Self::read) supplies missing pages
     /// in every mode and returns a failed page's own error.
+    ///
+    /// Such a page is an [`ErrorKind::Os`] error with `EFAULT` that says which it is (mmkit's
+    /// own answer would call a page of a shared-memory backing "truncated", as for a file).
     pub fn copy_from_mapping(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-        self.map.mapping().copy_from_mapping(offset, dst)
+        self.map.mapping().copy_from_mapping(offset, dst).map_err(|e| {
+            if e.kind() != ErrorKind::Truncated && e.errno() != Some(libc::EFAULT) {
+                return e;
+            }
+            let why = match self.fault_mode() {
+                FaultMode::UserModeOnly => {
+                    "the page is fenced (its source failed), or not supplied yet (the kernel's own accesses are \
+                     not served under FaultMode::UserModeOnly: read() supplies it)"
+                }
+                FaultMode::Full => "the page is fenced: its source failed (read() returns that error)",
+            };
+            let mut err = Error::os("PagedRegion::copy_from_mapping", Errno::FAULT).with_detail(why);
+            if let Some(addr) = e.addr() {
+                err = err.with_addr(addr);
+            }
+            match e.range() {
+                Some((off, len)) => err.with_range(off, len),
+                None => err,
+            }
+        })
     }
 
     /// Which faults the region's userfaultfd handles.

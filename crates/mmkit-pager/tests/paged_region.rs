@@ -347,7 +347,9 @@ fn the_prot_none_fence_works_where_poison_is_missing() {
         assert_eq!(region.read(page(), &mut b).unwrap_err().errno(), Some(libc::ENODATA));
         // The kernel now refuses the page to everyone: a copy through process_vm_readv faults.
         let err = region.copy_from_mapping(page(), &mut b).unwrap_err();
-        assert_eq!(err.kind(), mmkit::ErrorKind::Truncated, "{err}");
+        assert_eq!((err.kind(), err.errno()), (mmkit::ErrorKind::Os, Some(libc::EFAULT)), "{err}");
+        assert!(err.to_string().contains("fenced"), "{err}");
+        assert_eq!(err.addr(), Some(region.as_ptr() as usize + page()));
     });
 }
 
