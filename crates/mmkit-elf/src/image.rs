@@ -165,9 +165,9 @@ impl Image {
                     )
                     .with_range(offset as u64, plan.span_len));
                 }
-                // SAFETY: the contract of the `unsafe` open that took the options: the
-                // reservation outlives the library and is not used on its range meanwhile.
-                let lent = unsafe { r.lend(offset, plan.span_len as usize) }.map_err(|e| Error::from_core(op, &e))?;
+                // The range stays mapped for the library if the caller drops the reservation
+                // first, and the reservation refuses to change it while the library holds it.
+                let lent = r.lend(offset, plan.span_len as usize).map_err(|e| Error::from_core(op, &e))?;
                 // No pages of an earlier use stay: `.bss` must be fresh zero pages.
                 lent.decommit(0, plan.span_len as usize).map_err(|e| Error::from_core(op, &e))?;
                 Ok(lent)

@@ -100,13 +100,15 @@ impl<'r> LoadOptions<'r> {
     /// needs, when it does not fit there. Unloading returns the range decommitted: reserved
     /// `PROT_NONE` in `reservation`, without memory.
     ///
-    /// The reservation must outlive the library (every handle to it), and must not be used on
-    /// the library's range meanwhile: part of the contract of the `unsafe` open. A pinned
-    /// library (`DF_1_NODELETE`, [`Library::pin`](crate::Library::pin)) is never unloaded, so
-    /// its reservation must never be dropped. A library already loaded in the namespace is
-    /// returned as it is, where it is (as Android does). A range that still holds another
-    /// library mmkit loaded there (another handle keeps it, or it is pinned) is refused
-    /// ([`ErrorKind::ReservationInUse`], naming it), never mapped over.
+    /// While the library is loaded its range is lent out of `reservation`
+    /// ([`Reservation::lend`]): the reservation refuses to commit, decommit, map or carve
+    /// there, and if it is dropped first, the library's range stays mapped until the library
+    /// is unloaded (a pinned library, `DF_1_NODELETE` or [`Library::pin`](crate::Library::pin),
+    /// or one another load shares as its dependency, keeps it as long as it stays). A library
+    /// already loaded in the namespace is returned as it is, where it is (as Android does). A
+    /// range that still holds another library mmkit loaded there (another handle keeps it, or
+    /// it is pinned) is refused ([`ErrorKind::ReservationInUse`], naming it), never mapped
+    /// over.
     #[doc(alias = "ANDROID_DLEXT_RESERVED_ADDRESS")]
     pub fn reserved(mut self, reservation: &'r Reservation, offset: usize) -> LoadOptions<'r> {
         self.place = Some(Place { reservation, offset, hint: false });

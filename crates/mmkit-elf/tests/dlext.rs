@@ -156,6 +156,44 @@ fn reserved_address_still_holding_a_library_is_refused_not_mapped_over() {
     std::mem::forget(space);
 }
 
+/// Regression: the reservation's contract ("outlives the library, every handle to it") could
+/// be broken by safe code: `Library::pin` after the load, or another load sharing the library
+/// as its dependency, kept the library loaded with no handle the caller knew of, and dropping
+/// the reservation unmapped its code (SIGSEGV in `addr_info` or the next call). The library's
+/// range is lent out of the reservation now: it stays mapped until the library is unloaded.
+#[test]
+fn a_library_outlives_its_reservation_when_something_else_keeps_it() {
+    let page = mmkit::page_size();
+    // Pinned, then every handle and the reservation dropped.
+    let path = build("dlext", "basic.c", "fxpinres", &[]);
+    let space = aligned_reservation(&path, 256 * page);
+    let lib = open_with(path.as_path(), &LoadOptions::new().reserved(&space, 0)).unwrap_or_else(|e| panic!("{e}"));
+    let add = lib.address_of("fx_add").unwrap();
+    lib.pin();
+    drop(lib);
+    drop(space);
+    assert!(mmkit_elf::addr_info(add).is_some_and(|i| i.library.ends_with("libfxpinres.so")));
+    assert_eq!(call_addr(add, &[40, 2]), 42);
+    // Kept as another library's dependency.
+    let provider = build("dlext-dep", "provider.c", "fxresprov", &[]);
+    let dir = provider.parent().unwrap().display().to_string();
+    let consumer =
+        build("dlext-dep", "consumer.c", "fxresuser", &[&format!("-L{dir}"), "-lfxresprov", "-Wl,-rpath,$ORIGIN"]);
+    let space = aligned_reservation(&provider, 256 * page);
+    let prov = open_with(provider.as_path(), &LoadOptions::new().reserved(&space, 0)).unwrap_or_else(|e| panic!("{e}"));
+    let (start, len) = prov.span();
+    let user = open(consumer.as_path());
+    assert_eq!(call(&user, "fx_consume", &[4]), 41);
+    let user_deps: Vec<_> = user.loaded_dependencies().iter().map(|d| d.span().0).collect();
+    assert!(user_deps.contains(&start), "the consumer shares the reserved copy: {user_deps:x?}");
+    drop(prov);
+    drop(space);
+    assert_eq!(call(&user, "fx_consume", &[5]), 51, "the shared copy is still mapped");
+    drop(user);
+    // Unloaded at last: its range is unmapped, not left behind.
+    assert!(areas_in(start, len).is_empty(), "{:?}", areas_in(start, len));
+}
+
 /// `junk` bytes, padded to a page, then the library: an archive the caller parsed itself.
 fn library_at_offset(name: &str, pad_pages: usize) -> (std::fs::File, u64) {
     let lib = std::fs::read(build("dlext", "basic.c", name, &[])).unwrap();

@@ -971,8 +971,9 @@ impl Mapping {
             Some(true) if self.file_offset.is_some() => Error::new(op, ErrorKind::Truncated).with_detail(
                 "the page cannot be read: the file was truncated under the mapping (this would have been SIGBUS)",
             ),
-            Some(true) => Error::os(op, rustix::io::Errno::FAULT)
-                .with_detail("the kernel could not supply the page (an anonymous page it has no memory for)"),
+            Some(true) => Error::os(op, rustix::io::Errno::FAULT).with_detail(
+                "the kernel could not supply the page (no memory or huge page for it: an access would raise SIGBUS)",
+            ),
         };
         error.with_opt_path(self.path.as_deref()).with_addr(addr).with_range(off as u64, len as u64)
     }

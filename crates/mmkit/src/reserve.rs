@@ -28,6 +28,7 @@
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -125,7 +126,8 @@ impl ReserveOptions {
             carved: Vec::new(),
             name: None,
             name_applied: false,
-            lent: false,
+            lent: None,
+            book: OnceLock::new(),
             sealed: Default::default(),
             huge_maps: Default::default(),
         };
@@ -195,7 +197,8 @@ impl ReserveOptions {
             carved: Vec::new(),
             name: None,
             name_applied: false,
-            lent: false,
+            lent: None,
+            book: OnceLock::new(),
             sealed: Default::default(),
             huge_maps: std::sync::Mutex::new(huge.map(|_| vec![(0, len)]).unwrap_or_default()),
         })
@@ -229,8 +232,12 @@ pub struct Reservation {
     carved: Vec<(usize, usize)>,
     name: Option<CString>,
     name_applied: bool,
-    /// Made by [`lend`](Reservation::lend): dropping it decommits instead of unmapping.
-    lent: bool,
+    /// Made by [`lend`](Reservation::lend): the lender's book and where in the lender the range
+    /// lies. Dropped while the lender lives, it decommits instead of unmapping.
+    lent: Option<(Arc<Mutex<LendBook>>, usize)>,
+    /// The ranges this reservation lent out (made at the first [`lend`](Reservation::lend):
+    /// a reservation that never lends allocates nothing).
+    book: OnceLock<Arc<Mutex<LendBook>>>,
     /// Ranges `(offset, len)` sealed by [`seal`](Reservation::seal): dropping the reservation
     /// unmaps around them (an unmap that touches a sealed page fails as a whole).
     sealed: std::sync::Mutex<Vec<(usize, usize)>>,
@@ -238,6 +245,16 @@ pub struct Reservation {
     /// only in whole huge pages, so no carve or lend may cut one (the drop of either side would
     /// fail to unmap its part, and the mapping would leak).
     huge_maps: std::sync::Mutex<Vec<(usize, usize)>>,
+}
+
+/// What a lender and the reservations it lent share: the ranges lent out (offsets in the
+/// lender), and whether the lender is still alive. A range lent out stays mapped when its
+/// lender is dropped first (the lender unmaps around it); the lent reservation then unmaps it
+/// when it goes, instead of decommitting it back.
+#[derive(Debug, Default)]
+struct LendBook {
+    lender_dropped: bool,
+    out: Vec<(usize, usize)>,
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges, which it
@@ -321,13 +338,32 @@ impl Reservation {
         Ok(unsafe { self.base.as_ptr().add(offset) })
     }
 
+    /// [`check`](Self::check) for an operation that changes what is mapped: also refuses a
+    /// range lent out (its borrower owns it until it is dropped).
+    fn check_mut(&self, op: &'static str, offset: usize, len: usize) -> Result<*mut u8> {
+        let ptr = self.check(op, offset, len)?;
+        if let Some(book) = self.book.get() {
+            let book = book.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&(o, l)) = book.out.iter().find(|&&(o, l)| len > 0 && offset < o + l && o < offset + len) {
+                return Err(Error::new(op, ErrorKind::InvalidArgument)
+                    .with_addr(self.base.as_ptr() as usize)
+                    .with_range(offset as u64, len as u64)
+                    .with_detail(format!(
+                        "range overlaps [{o:#x}, {:#x}), lent out (Reservation::lend) and not given back yet",
+                        o + l
+                    )));
+            }
+        }
+        Ok(ptr)
+    }
+
     /// Makes `[offset, offset + len)` accessible with `prot` (page multiples). Committed pages
     /// are zero-filled on first touch and count toward RSS only once touched.
     /// (That is what reserved pages give; a range that holds something else, such as the file
     /// pages of [`ReserveOptions::reserve_mapping_file`], keeps it: see
     /// [`commit_zeroed`](Self::commit_zeroed).)
     pub fn commit(&self, offset: usize, len: usize, prot: Protection) -> Result<()> {
-        let ptr = self.check("commit", offset, len)?;
+        let ptr = self.check_mut("commit", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -343,7 +379,7 @@ impl Reservation {
     /// [`commit`](Self::commit) make two. [`commit`](Self::commit) only changes the protection
     /// of what is there.
     pub fn commit_zeroed(&self, offset: usize, len: usize, prot: Protection) -> Result<()> {
-        let ptr = self.check("commit_zeroed", offset, len)?;
+        let ptr = self.check_mut("commit_zeroed", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -367,7 +403,7 @@ impl Reservation {
     /// its contents are lost, guard markers and file mappings in it are removed, and touching
     /// it faults.
     pub fn decommit(&self, offset: usize, len: usize) -> Result<()> {
-        let ptr = self.check("decommit", offset, len)?;
+        let ptr = self.check_mut("decommit", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -434,7 +470,7 @@ impl Reservation {
         file_offset: u64,
         populate: Populate,
     ) -> Result<()> {
-        let ptr = self.check("map_file_at", offset, len)?;
+        let ptr = self.check_mut("map_file_at", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -496,7 +532,7 @@ impl Reservation {
     /// [`ErrorKind::Unsupported`] (`ENOSYS`).
     #[doc(alias = "mseal")]
     pub fn seal(&self, offset: usize, len: usize) -> Result<()> {
-        let ptr = self.check("mseal", offset, len)?;
+        let ptr = self.check_mut("mseal", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -519,7 +555,7 @@ impl Reservation {
     /// keep their protection and no VMA is split), else `mprotect(PROT_NONE)`. The contents
     /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
     pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
-        let ptr = self.check("guard", offset, len)?;
+        let ptr = self.check_mut("guard", offset, len)?;
         // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
         // exist; the guard zaps its pages.
         let kind = unsafe { sys::anon::install_guard(ptr, len, true) }.map_err(|e| {
@@ -537,7 +573,7 @@ impl Reservation {
     /// then read back as zeros with the range's protection. For a
     /// [`GuardKind::ProtNone`] guard, [`commit`](Self::commit) the range instead.
     pub fn unguard(&self, offset: usize, len: usize) -> Result<()> {
-        let ptr = self.check("unguard", offset, len)?;
+        let ptr = self.check_mut("unguard", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -606,9 +642,9 @@ impl Reservation {
     /// ```
     pub fn carve(&mut self, offset: usize, len: usize) -> Result<Reservation> {
         let page = sys::page_size();
-        self.check("carve", offset, len)?;
+        self.check_mut("carve", offset, len)?;
         self.refuse_cutting_huge_maps("carve", offset, len)?;
-        if self.lent {
+        if self.lent.is_some() {
             return Err(Error::new("carve", ErrorKind::InvalidArgument)
                 .with_range(offset as u64, len as u64)
                 .with_detail("a lent reservation goes back whole to its lender; it cannot be carved"));
@@ -627,7 +663,8 @@ impl Reservation {
             carved: Vec::new(),
             name: self.name.clone(),
             name_applied: self.name_applied,
-            lent: false,
+            lent: None,
+            book: OnceLock::new(),
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
             huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
         })
@@ -639,17 +676,35 @@ impl Reservation {
     /// this reservation can use it again. This is how a loader places a library in address
     /// space its caller reserved (`ANDROID_DLEXT_RESERVED_ADDRESS`).
     ///
-    /// # Safety
-    /// This reservation must outlive the lent one, and must not be used on the range (commit,
-    /// decommit, map, guard, carve) while the lent one lives: both would own the same pages.
-    pub unsafe fn lend(&self, offset: usize, len: usize) -> Result<Reservation> {
-        self.check("lend", offset, len)?;
+    /// While the lent reservation lives, this one refuses to change the range (commit,
+    /// decommit, map, guard, seal, carve, lend it again: [`ErrorKind::InvalidArgument`]). If
+    /// this one is dropped first, the lent range stays mapped (the drop unmaps around it) until
+    /// the lent reservation is dropped, which then unmaps it: nothing in it disappears under
+    /// its borrower.
+    ///
+    /// ```
+    /// # fn main() -> mmkit::Result<()> {
+    /// use mmkit::{Protection, Reservation};
+    /// let page = mmkit::page_size();
+    /// let space = Reservation::new(16 * page)?;
+    /// let lent = space.lend(4 * page, 2 * page)?;
+    /// lent.commit(0, page, Protection::READ_WRITE)?;
+    /// assert!(space.decommit(4 * page, page).is_err()); // not the lender's to change now
+    /// drop(space); // unmaps all but the lent pages
+    /// // SAFETY: committed read-write above; still mapped because `lent` owns it.
+    /// unsafe { lent.as_mut_ptr().write(1) };
+    /// # Ok(()) }
+    /// ```
+    pub fn lend(&self, offset: usize, len: usize) -> Result<Reservation> {
+        self.check_mut("lend", offset, len)?;
         self.refuse_cutting_huge_maps("lend", offset, len)?;
         if len == 0 || len % sys::page_size() != 0 {
             return Err(Error::new("lend", ErrorKind::InvalidArgument)
                 .with_range(offset as u64, len as u64)
                 .with_detail("a lent range needs a non-zero page-multiple length"));
         }
+        let book = Arc::clone(self.book.get_or_init(Default::default));
+        book.lock().unwrap_or_else(|e| e.into_inner()).out.push((offset, len));
         Ok(Reservation {
             // SAFETY: `offset < self.len` (checked), so the pointer stays in our range.
             base: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(offset)) },
@@ -657,7 +712,8 @@ impl Reservation {
             carved: Vec::new(),
             name: self.name.clone(),
             name_applied: self.name_applied,
-            lent: true,
+            lent: Some((book, offset)),
+            book: OnceLock::new(),
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
             huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
         })
@@ -711,8 +767,8 @@ impl Reservation {
         }
     }
 
-    /// Gives `[off, off + len)` (whole pages this value owns) back: unmaps it, or for a lent
-    /// reservation returns it to the lender decommitted. The kernel refuses a call that touches
+    /// Gives `[off, off + len)` (whole pages this value owns) back: unmaps it, or with
+    /// `give_back` (lent, and the lender still alive) returns it to the lender decommitted. The kernel refuses a call that touches
     /// a sealed page as a whole (`EPERM`), and pages may be sealed that this value has not
     /// recorded (sealed by a reservation it lent them to, or with `mseal` directly): then the
     /// range is split in halves and each retried, so everything but the sealed pages is given
@@ -721,11 +777,11 @@ impl Reservation {
     /// # Safety
     /// Only from `drop`: `[off, off + len)` is whole pages this value owns (no carved range),
     /// and nothing uses them afterwards.
-    unsafe fn release(&self, off: usize, len: usize) {
+    unsafe fn release(&self, off: usize, len: usize, give_back: bool) {
         let page = sys::page_size();
         // SAFETY: `off + len <= self.len`, so the pointer stays in our range.
         let ptr = unsafe { self.base.as_ptr().add(off) };
-        let done = if self.lent {
+        let done = if give_back {
             // SAFETY: whole pages we own (the caller's contract); no reference into them exists
             // (we hand out raw pointers only, and the reservation is being dropped).
             unsafe { self.decommit_raw(ptr, len) }
@@ -738,8 +794,8 @@ impl Reservation {
             let half = len / page / 2 * page;
             // SAFETY: the two halves of our range, whole pages (the caller's contract).
             unsafe {
-                self.release(off, half);
-                self.release(off + half, len - half);
+                self.release(off, half, give_back);
+                self.release(off + half, len - half, give_back);
             }
         }
     }
@@ -776,7 +832,17 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut sealed = std::mem::take(self.sealed.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // Ranges lent out and not given back stay mapped for their borrowers, who unmap them.
+        if let Some(book) = self.book.get() {
+            let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
+            book.lender_dropped = true;
+            sealed.extend_from_slice(&book.out);
+        }
         sealed.sort_unstable();
+        // Lent: decommitted back to a living lender, whose book says so (held until the range is
+        // given back, so that the lender cannot be dropped in between and skip it), or unmapped.
+        let lender = self.lent.as_ref().map(|(book, at)| (book.lock().unwrap_or_else(|e| e.into_inner()), *at));
+        let give_back = lender.as_ref().is_some_and(|(book, _)| !book.lender_dropped);
         // Every segment we own (a lent reservation has no carved ranges, so it is one), around
         // the sealed ranges: the kernel refuses a call touching one as a whole. Unmapped, or
         // decommitted back to the lender when lent.
@@ -786,14 +852,17 @@ impl Drop for Reservation {
                 if s > at {
                     // SAFETY: whole pages of a segment we own, before a sealed range; the
                     // reservation is being dropped.
-                    unsafe { self.release(at, s - at) };
+                    unsafe { self.release(at, s - at, give_back) };
                 }
                 at = at.max(s + l);
             }
             if at < off + len {
                 // SAFETY: as above, the rest of the segment.
-                unsafe { self.release(at, off + len - at) };
+                unsafe { self.release(at, off + len - at, give_back) };
             }
+        }
+        if let Some((mut book, at)) = lender {
+            book.out.retain(|&(o, _)| o != at);
         }
     }
 }

@@ -362,8 +362,7 @@ fn a_lent_range_comes_back_decommitted_and_still_reserved() {
     let page = page_size();
     let heap = Reservation::new(8 * page).unwrap();
     let base = heap.as_ptr() as usize;
-    // SAFETY: `heap` outlives `lent` and is not used on pages 2..6 while `lent` lives.
-    let lent = unsafe { heap.lend(2 * page, 4 * page) }.unwrap();
+    let lent = heap.lend(2 * page, 4 * page).unwrap();
     assert_eq!(lent.as_ptr() as usize, base + 2 * page);
     lent.commit(0, 4 * page, Protection::READ_WRITE).unwrap();
     touch(&lent, 0, 4 * page, 7);
@@ -382,6 +381,45 @@ fn a_lent_range_comes_back_decommitted_and_still_reserved() {
     heap.commit(2 * page, 4 * page, Protection::READ_WRITE).unwrap();
     // SAFETY: committed read-write just above.
     assert_eq!(unsafe { heap.as_ptr().add(3 * page).read() }, 0);
+}
+
+/// Regression: `lend` was `unsafe` with the contract "the lender outlives the lent one",
+/// which safe code could break behind its caller's back (mmkit-elf: a library loaded in a
+/// caller's reservation and then pinned, or kept as another load's dependency, had its pages
+/// unmapped by the reservation's drop: SIGSEGV). Now the lender refuses to change a lent
+/// range, and its drop leaves the range mapped for the borrower, whose drop unmaps it.
+#[test]
+fn a_lent_range_outlives_its_lender_and_the_lender_keeps_off_it() {
+    let page = page_size();
+    let heap = Reservation::new(8 * page).unwrap();
+    let base = heap.as_ptr() as usize;
+    let lent = heap.lend(2 * page, 2 * page).unwrap();
+    lent.commit(0, 2 * page, Protection::READ_WRITE).unwrap();
+    touch(&lent, 0, 2 * page, 7);
+    for err in [
+        heap.decommit(2 * page, page).unwrap_err(),
+        heap.commit(page, 2 * page, Protection::READ).unwrap_err(),
+        heap.guard(3 * page, page).unwrap_err(),
+        heap.lend(3 * page, 4 * page).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("lent out"), "{err}");
+    }
+    heap.commit(4 * page, page, Protection::READ_WRITE).unwrap(); // beside it: fine
+    drop(heap);
+    // Only the lent pages are left, still read-write and holding their bytes.
+    let areas = areas_in(base, 8 * page);
+    let covered: u64 = areas.iter().map(|a| a.end.min((base + 8 * page) as u64) - a.start.max(base as u64)).sum();
+    assert_eq!(covered, 2 * page as u64, "{areas:?}");
+    assert!(areas.iter().all(|a| a.start >= (base + 2 * page) as u64 && a.end <= (base + 4 * page) as u64));
+    // SAFETY: committed read-write above and still mapped (the lent reservation owns it).
+    assert_eq!(unsafe { lent.as_ptr().add(page).read() }, 7);
+    drop(lent);
+    assert!(areas_in(base, 8 * page).is_empty(), "the borrower of a dropped lender unmaps its range");
+    // Given back while the lender lives, the range is the lender's again.
+    let heap = Reservation::new(4 * page).unwrap();
+    drop(heap.lend(0, 2 * page).unwrap());
+    heap.commit(0, 2 * page, Protection::READ_WRITE).unwrap();
 }
 
 #[test]
@@ -485,8 +523,7 @@ fn a_lent_range_holding_a_sealed_page_comes_back_decommitted_around_it() {
         if r.seal(page, page).is_err() {
             return NO_MSEAL;
         }
-        // SAFETY: `r` outlives `lent` and is not used on pages 0..2 while `lent` lives.
-        let lent = unsafe { r.lend(0, 2 * page) }.unwrap();
+        let lent = r.lend(0, 2 * page).unwrap();
         lent.commit(0, page, Protection::READ_WRITE).unwrap();
         touch(&lent, 0, page, 7);
         drop(lent);
@@ -509,8 +546,7 @@ fn pages_a_borrower_sealed_stay_and_the_lender_unmaps_the_rest() {
     let r = Reservation::new(4 * page).unwrap();
     let start = r.as_ptr() as usize;
     let got = in_child(move || {
-        // SAFETY: `r` outlives `lent` and is not used on pages 0..2 while `lent` lives.
-        let lent = unsafe { r.lend(0, 2 * page) }.unwrap();
+        let lent = r.lend(0, 2 * page).unwrap();
         lent.commit(0, 2 * page, Protection::READ).unwrap();
         if lent.seal(page, page).is_err() {
             return NO_MSEAL;
