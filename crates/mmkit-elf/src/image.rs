@@ -215,7 +215,8 @@ impl Image {
                 )
             }
             .map_err(|e| {
-                noexec_hint(Error::from_core(format!("mmap of segment {}", first.phdr_index), &e), first.prot)
+                let op = format!("mmap of segment {} over the whole {total:#x}-byte span", first.phdr_index);
+                noexec_hint(Error::from_core(op, &e), first.prot)
                     .with_range(offset, total as u64)
                     .with_path(src.label())
             })?;

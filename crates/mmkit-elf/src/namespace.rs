@@ -732,14 +732,17 @@ fn file_candidate(p: PathBuf, skipped: &mut Vec<String>) -> Option<(Source, Opti
             skipped.push(format!("skipped {}: {}", p.display(), Error::from_raw_errno("open", libc::EACCES)));
             return None;
         }
-        // Missing, unreachable, or not a regular file (a directory, a FIFO, ...): not here.
-        Err(e)
-            if matches!(
-                e.errno(),
-                None | Some(libc::ENOENT | libc::ENOTDIR | libc::ENXIO | libc::ELOOP | libc::ENAMETOOLONG)
-            ) =>
-        {
-            return None
+        // Missing or unreachable: not here.
+        Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG)) => return None,
+        // There, but not a library to load (a directory, a FIFO, a device, a loop of symbolic
+        // links): not here either, and the error of a search that finds nothing says so.
+        Err(e) if matches!(e.errno(), None | Some(libc::ENXIO | libc::ELOOP)) => {
+            let why = match e.errno() {
+                Some(errno) => Error::from_raw_errno("open", errno).to_string(),
+                None => e.detail().unwrap_or("not a regular file").to_owned(),
+            };
+            skipped.push(format!("skipped {}: {why}", p.display()));
+            return None;
         }
         // Found, but not openable now (`EMFILE`, ...): the load reports it.
         Err(_) => return Some((Source::Path(p), None)),

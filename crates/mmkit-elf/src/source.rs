@@ -537,7 +537,7 @@ pub(crate) fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Res
     if method != zip::CompressionMethod::Stored {
         return Err(broken(
             ErrorKind::EntryCompressed,
-            format!("the entry is compressed ({method}); only stored entries can be mapped"),
+            format!("the entry is compressed ({}); only stored entries can be mapped", method_name(method)),
         ));
     }
     if compressed != size {
@@ -819,4 +819,22 @@ fn duplicate_name(file: &File, start: u64) -> std::io::Result<Option<String>> {
             return Ok(Some(String::from_utf8_lossy(&twice).into_owned()));
         }
     }
+}
+
+/// A zip compression method as the format names it, with its number (the `zip` crate built
+/// without codecs prints most as `Unsupported(8)`).
+fn method_name(method: zip::CompressionMethod) -> String {
+    use zip::CompressionMethod as M;
+    let known = [
+        (M::DEFLATE, "deflated, method 8"),
+        (M::DEFLATE64, "deflate64, method 9"),
+        (M::BZIP2, "bzip2, method 12"),
+        (M::LZMA, "LZMA, method 14"),
+        (M::ZSTD, "zstd, method 93"),
+        (M::XZ, "xz, method 95"),
+        (M::AES, "AES-encrypted, method 99"),
+        (M::IMPLODE, "imploded, method 6"),
+        (M::SHRINK, "shrunk, method 1"),
+    ];
+    known.iter().find(|(m, _)| *m == method).map_or_else(|| format!("method {method}"), |(_, n)| (*n).to_owned())
 }

@@ -559,6 +559,34 @@ fn a_library_for_another_machine_in_the_search_path_is_skipped_as_glibc_does() {
     assert_eq!(Dl::open(&user).call("fx_user_which", &[]), 2, "glibc");
 }
 
+/// A name in a searched directory that is not a library file (a FIFO, a directory, a loop of
+/// symbolic links) is passed over, and when nothing is found the error says what was there.
+/// Regression: the error said only "No such file or directory".
+#[test]
+fn a_search_that_finds_only_special_files_says_what_it_found() {
+    let one = build("which-1", "which.c", "fxwhich", &["-DWHICH=1"]);
+    let one_dir = one.parent().unwrap().display().to_string();
+    let user = build("which-plain", "which.c", "fxwhichuser", &["-DUSER", &format!("-L{one_dir}"), "-lfxwhich"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (fifo, sub, lp) = (dir.path().join("f"), dir.path().join("d"), dir.path().join("l"));
+    for d in [&fifo, &sub, &lp] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    rustix::fs::mknodat(rustix::fs::CWD, fifo.join("libfxwhich.so"), rustix::fs::FileType::Fifo, 0o644.into(), 0)
+        .unwrap();
+    std::fs::create_dir(sub.join("libfxwhich.so")).unwrap();
+    std::os::unix::fs::symlink("libfxwhich.so", lp.join("libfxwhich.so")).unwrap();
+    let dirs = [&fifo, &sub, &lp].map(|d| d.display().to_string());
+    let ns = Namespace::isolated("special-files").ld_library_path(false).search(&dirs);
+    // SAFETY: test fixtures (the load fails before running any code; the FIFO is never opened
+    // for blocking).
+    let err = unsafe { ns.open(user.as_path()) }.map(|_| ()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("skipped {}/libfxwhich.so: not a regular file: a FIFO", dirs[0])), "{msg}");
+    assert!(msg.contains(&format!("skipped {}/libfxwhich.so: not a regular file: a directory", dirs[1])), "{msg}");
+    assert!(msg.contains(&format!("skipped {}/libfxwhich.so: open failed", dirs[2])) && msg.contains("ELOOP"), "{msg}");
+}
+
 /// A library in a searched directory that the user may not read (`EACCES`) is passed over, as
 /// glibc's `open_path` passes it over: the next directory's copy loads, in mmkit as in glibc,
 /// and when none does, the error says why it was skipped. It failed the load ("open ...

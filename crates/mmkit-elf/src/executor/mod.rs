@@ -47,8 +47,13 @@ use std::marker::PhantomData;
 
 /// A typed symbol of a [`Library`], valid while the library is loaded.
 ///
-/// It derefs to `T` (usually an `extern "C" fn` pointer type) and borrows the library, so it
-/// cannot outlive the mapping it points into.
+/// It derefs to `T` (usually an `extern "C" fn` pointer type) and borrows the library, so the
+/// `Symbol` itself cannot outlive the library handle it came from. The `T` it holds is a plain
+/// copyable pointer, though: a copy taken out of it (`let f = *sym;`) is not tied to the
+/// library, and using it after the library is unloaded (its last handle dropped, when nothing
+/// else keeps it) is undefined behavior. Keep the `Symbol`, not a copy of its pointer, or keep
+/// the library alive (or [`pin`](Library::pin) it) for as long as the pointer is used, as with
+/// `libloading`.
 #[derive(Debug, Clone, Copy)]
 pub struct Symbol<'lib, T> {
     value: T,
@@ -103,9 +108,9 @@ impl Library {
     /// into a range of the caller's reservation, and more.
     ///
     /// # Safety
-    /// As for [`Library::open`], and the contract of each option: a
-    /// [reserved](LoadOptions::reserved) range's reservation outlives the library and is not
-    /// used on the range meanwhile.
+    /// As for [`Library::open`], and the contract of each option (a
+    /// [reserved](LoadOptions::reserved) range needs none beyond it: the library's range stays
+    /// lent out of the reservation until the library is unloaded).
     #[doc(alias = "android_dlopen_ext")]
     pub unsafe fn open_with(source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<Library> {
         // SAFETY: the caller's contract is this function's.
@@ -118,7 +123,8 @@ impl Library {
     /// # Safety
     /// `T` must be the symbol's true type (as with `dlsym` + a cast): calling a function
     /// through a wrong signature, or reading data as the wrong type, is undefined behavior.
-    /// `T` must be pointer-sized.
+    /// `T` must be pointer-sized. A copy of the pointer taken out of the [`Symbol`] must not
+    /// be used after the library is unloaded (see [`Symbol`]).
     #[doc(alias = "dlsym")]
     pub unsafe fn symbol<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
         // SAFETY: the caller's contract is this function's.
@@ -131,7 +137,8 @@ impl Library {
     /// symbols. Calling one of those would jump into data or to a small number.
     ///
     /// # Safety
-    /// `T` must be the function's true signature, an `extern "C" fn` pointer type.
+    /// `T` must be the function's true signature, an `extern "C" fn` pointer type, and a copy
+    /// of it taken out of the [`Symbol`] must not be called after the library is unloaded.
     pub unsafe fn function<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
         // SAFETY: the caller's contract is this function's.
         unsafe { self.typed_symbol(name, true) }
@@ -158,7 +165,8 @@ impl Library {
                 format!("symbol {name}"),
                 ErrorKind::SymbolNotFound,
                 format!("the requested type is {} bytes; symbols are pointer-sized", std::mem::size_of::<T>()),
-            ));
+            )
+            .with_path(self.source()));
         }
         let address = match self.find(name) {
             Some(Target::Addr(a)) => a,
@@ -197,9 +205,7 @@ impl crate::Namespace {
     /// [`LoadOptions`]), which apply to `source` itself, not to its dependencies.
     ///
     /// # Safety
-    /// As for [`Library::open`](crate::Library::open), and the contract of each option: a
-    /// [reserved](LoadOptions::reserved) range's reservation outlives the library and is not
-    /// used on the range meanwhile.
+    /// As for [`Library::open_with`](crate::Library::open_with).
     #[doc(alias = "android_dlopen_ext")]
     pub unsafe fn open_with(&self, source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<crate::Library> {
         let source = source.into();
