@@ -146,6 +146,12 @@ impl MapOptions {
         opts.len = Some(total);
         let mut map = Mapping::new_anon(&opts, Protection::READ_WRITE)?;
         map.refuse_unreserved_hugetlb(&opts, "a GuardedMmap")?;
+        if map.is_hugetlb() {
+            return Err(Error::new("map_anon_guarded", ErrorKind::Unsupported).with_detail(
+                "guard pages are base pages, and a hugetlb mapping is changed only in whole huge pages: map the \
+                 guarded region without Hugetlb",
+            ));
+        }
         let guard_err = |e, off: usize| {
             Error::os("madvise(MADV_GUARD_INSTALL) / mprotect(PROT_NONE)", e).with_range(off as u64, guard as u64)
         };

@@ -119,7 +119,12 @@ pub(crate) fn thp_mode() -> Option<String> {
 }
 
 fn hugetlb_free_pages(size: usize) -> Option<u64> {
-    let p = format!("/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages", size / 1024);
+    hugetlb_pool_count(size, "free_hugepages")
+}
+
+/// A counter of the hugetlb pool of `size`-byte pages (`free_hugepages`, `resv_hugepages`).
+fn hugetlb_pool_count(size: usize, counter: &str) -> Option<u64> {
+    let p = format!("/sys/kernel/mm/hugepages/hugepages-{}kB/{counter}", size / 1024);
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
@@ -336,11 +341,17 @@ impl Mapping {
         // drop fails (`EINVAL`) and leaks the mapping.
         let mut req = req;
         let hugetlbfs = req.fd.and_then(|fd| hugetlbfs_page_size(fd, req.block));
+        if let Some(hsize) = hugetlbfs.filter(|&h| req.aligned_offset() % h as u64 != 0) {
+            return Err(Error::new("mmap", ErrorKind::Unaligned)
+                .with_opt_path(req.path.as_deref())
+                .with_range(req.aligned_offset(), req.map_len as u64)
+                .with_detail(format!("a file on hugetlbfs maps from multiples of its {} KiB pages", hsize / 1024)));
+        }
         if let Some(hsize) = hugetlbfs {
             req.map_len = align_up(req.map_len as u64, hsize as u64).ok_or_else(|| req.too_big())? as usize;
             pages.page_size = hsize;
         }
-        let (base, map_len) = match Self::map_hugetlb(&req, opts, addr, flags, &mut pages)? {
+        let (base, map_len) = match Self::map_hugetlb(&req, opts, addr, flags, hugetlbfs, &mut pages)? {
             Some(mapped) => mapped,
             None => {
                 let align = thp_alignment(&req, opts, &mut pages);
@@ -358,14 +369,42 @@ impl Mapping {
 
     /// Hugetlb pages, when asked for: `Some((base, len))` when the kernel gave them, `None`
     /// (with the reason in `pages.fallback`) when the plain path must map instead.
+    ///
+    /// A file backing gets its pages from its file system, never from `MAP_HUGETLB`: a file on
+    /// hugetlbfs (`hugetlbfs`: its page size) is mapped by the plain path in its own huge
+    /// pages, and a different size asked for is an error (the kernel would map, and grow the
+    /// file, in whole pages of the size asked, past an `F_SEAL_GROW` seal); another file falls
+    /// back and says why.
     fn map_hugetlb(
         req: &Request<'_>,
         opts: &MapOptions,
         addr: *mut libc::c_void,
         flags: MapFlags,
+        hugetlbfs: Option<usize>,
         pages: &mut PageOutcome,
     ) -> Result<Option<(*mut u8, usize)>> {
         let HugePages::Hugetlb(size) = opts.huge else { return Ok(None) };
+        match (req.fd.is_some(), hugetlbfs) {
+            (false, _) => {}
+            (true, Some(file_page)) if !matches!(size, Some(s) if s != file_page) => return Ok(None),
+            (true, Some(file_page)) => {
+                return Err(Error::new("mmap", ErrorKind::InvalidArgument)
+                    .with_opt_path(req.path.as_deref())
+                    .with_detail(format!(
+                        "the file is on hugetlbfs with {} KiB pages; Hugetlb(Some({:#x})) asks for other pages",
+                        file_page / 1024,
+                        size.unwrap_or_default()
+                    )))
+            }
+            (true, None) => {
+                pages.fallback = Some(
+                    "hugetlb pages back anonymous memory and files on hugetlbfs (an MFD_HUGETLB memfd); this file \
+                     is on another file system"
+                        .to_owned(),
+                );
+                return Ok(None);
+            }
+        }
         let page = sys::page_size();
         let Some(hsize) = size.or_else(default_hugetlb_size).filter(|h| h.is_power_of_two() && *h >= page) else {
             pages.fallback = Some("no hugetlb page size is configured on this system".to_owned());
@@ -382,7 +421,12 @@ impl Mapping {
                 Ok(Some((base, hlen)))
             }
             Err(e) => {
-                let free = hugetlb_free_pages(hsize).map_or("no pool of that size".to_owned(), |n| format!("{n} free"));
+                let free = match (hugetlb_free_pages(hsize), hugetlb_pool_count(hsize, "resv_hugepages")) {
+                    (None, _) => "no pool of that size".to_owned(),
+                    // Free pages may all be promised to other mappings already.
+                    (Some(n), Some(r)) if r > 0 => format!("{n} free, {r} of them reserved by other mappings"),
+                    (Some(n), _) => format!("{n} free"),
+                };
                 pages.fallback = Some(format!(
                     "hugetlb mmap of {} KiB pages failed: {} ({}); pool: {free}",
                     hsize / 1024,
@@ -781,6 +825,13 @@ impl Mapping {
         unsafe { sys::mlock(ptr, span, on_fault) }.map_err(|e| {
             let err = self.range_error(if on_fault { "mlock2(MLOCK_ONFAULT)" } else { "mlock" }, e, off, len);
             match e {
+                // Locking faults the pages in: a hugetlb mapping without a reservation may find
+                // no huge page in the pool.
+                rustix::io::Errno::NOMEM if self.is_hugetlb() => err.with_detail(format!(
+                    "{span:#x} bytes to lock in {} KiB huge pages; the pool may have none free for them \
+                     (HugePages_Free in /proc/meminfo), or the locked-memory limit (RLIMIT_MEMLOCK) is reached",
+                    self.pages.page_size / 1024
+                )),
                 // What an unprivileged process meets first: a few MiB of locked memory at most.
                 rustix::io::Errno::NOMEM | rustix::io::Errno::AGAIN | rustix::io::Errno::PERM => {
                     let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
@@ -968,6 +1019,10 @@ impl Mapping {
             Some(false) => Error::os(op, rustix::io::Errno::FAULT)
                 .with_detail("the page is not readable (its protection has no read access)"),
             None => Error::os(op, rustix::io::Errno::FAULT).with_detail("the page is not mapped"),
+            Some(true) if self.hugetlbfs => Error::new(op, ErrorKind::Truncated).with_detail(
+                "the page cannot be read: the file on hugetlbfs was truncated, or a hole punched there finds no free \
+                 huge page in the pool (this would have been SIGBUS)",
+            ),
             Some(true) if self.file_offset.is_some() => Error::new(op, ErrorKind::Truncated).with_detail(
                 "the page cannot be read: the file was truncated under the mapping (this would have been SIGBUS)",
             ),
@@ -1014,10 +1069,10 @@ impl Mapping {
         if self.map_len == 0 || new_len == 0 {
             return Err(fail(ErrorKind::InvalidArgument, "cannot resize from or to an empty mapping".into()));
         }
-        if self.pages.page_size != sys::page_size()
-            && self.pages.fallback.is_none()
-            && self.pages.requested != HugePages::Transparent
-        {
+        // Any hugetlb backing, however it was asked for (a hugetlbfs file mapped with
+        // `Transparent` or after a fallback too): the kernel resizes such a mapping only in
+        // whole huge pages, and a shrink it ignores would leave the tail to leak at drop.
+        if self.is_hugetlb() {
             return Err(fail(ErrorKind::Unsupported, "hugetlb mappings cannot be resized".into()));
         }
         if align_up((self.delta + self.len) as u64, page) != Some(self.map_len as u64) {

@@ -658,25 +658,38 @@ impl std::fmt::Debug for RingEnd {
 }
 
 impl RingEnd {
-    fn open(shm: SharedMemory) -> Result<RingEnd> {
+    /// Attaches one end (`op`: `RingProducer::attach` or `RingConsumer::attach`) to `shm`.
+    fn open(op: &'static str, shm: SharedMemory) -> Result<RingEnd> {
         let page = sys::page_size();
+        // The kernel's refusals, said as what they mean for a ring.
+        let why = |e: Error, what: &str| match e.errno() {
+            Some(errno @ (libc::EPERM | libc::EACCES)) => Error::from_raw_errno(op, errno).with_detail(what.to_owned()),
+            _ => e,
+        };
         // Seal first, then read the size: a peer cannot shrink it between the two.
         if !shm.seals()?.contains(Seals::SHRINK) {
-            shm.add_seals(Seals::SHRINK)?;
+            shm.add_seals(Seals::SHRINK).map_err(|e| {
+                why(
+                    e,
+                    "the memfd cannot be sealed against shrinking (made without MFD_ALLOW_SEALING, or F_SEAL_SEAL set)",
+                )
+            })?;
         }
         let len = shm.len()?;
         if len < 2 * page as u64 {
-            return Err(Error::new("RingBuffer", ErrorKind::InvalidArgument)
+            return Err(Error::new(op, ErrorKind::InvalidArgument)
                 .with_detail("the memfd is too small for a ring (header page + data)"));
         }
-        let header = MapOptions::new().len(page).map_raw(&shm)?;
+        let header = MapOptions::new().len(page).map_raw(&shm).map_err(|e| {
+            why(e, "the memfd cannot be mapped writable (sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE): both ends write")
+        })?;
         let cap = usize::try_from((len - page as u64) / page as u64 * page as u64).map_err(|_| {
-            Error::new("RingBuffer", ErrorKind::OutOfBounds).with_detail("the memfd is larger than the address space")
+            Error::new(op, ErrorKind::OutOfBounds).with_detail("the memfd is larger than the address space")
         })?;
         let end = RingEnd { header, data: MirroredBuffer::from_shared(shm, page as u64, cap)? };
         let stored = end.header().capacity.load(Ordering::Acquire);
         if stored != cap as u64 {
-            return Err(Error::new("RingBuffer", ErrorKind::InvalidArgument)
+            return Err(Error::new(op, ErrorKind::InvalidArgument)
                 .with_detail(format!("header says capacity {stored:#x}, the memfd holds {cap:#x}")));
         }
         Ok(end)
@@ -754,7 +767,7 @@ impl RingProducer {
     /// [`shared_memory`](Self::shared_memory)). Safe: the ring trusts nothing the other end
     /// writes (see [`RingBuffer`]); with two producers the stream is garbage, never unsound.
     pub fn attach(shm: SharedMemory) -> Result<RingProducer> {
-        let end = RingEnd::open(shm)?;
+        let end = RingEnd::open("RingProducer::attach", shm)?;
         let head = end.header().head.load(Ordering::Acquire);
         Ok(RingProducer { end, head })
     }
@@ -817,7 +830,7 @@ impl RingConsumer {
     /// Attaches to a ring made by [`RingBuffer::create`] in another process. Safe: the ring
     /// trusts nothing the other end writes (see [`RingBuffer`]).
     pub fn attach(shm: SharedMemory) -> Result<RingConsumer> {
-        let end = RingEnd::open(shm)?;
+        let end = RingEnd::open("RingConsumer::attach", shm)?;
         let tail = end.header().tail.load(Ordering::Acquire);
         Ok(RingConsumer { end, tail })
     }

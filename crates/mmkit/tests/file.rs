@@ -547,6 +547,19 @@ fn copy_from_a_truncated_file_is_an_error_not_sigbus() {
     // And the process is still alive.
 }
 
+/// Regression: `Hugetlb` asked for a map of a regular file fell back with the kernel's EINVAL
+/// and the pool's count, as if the pool were the reason; it says the file system is now.
+#[test]
+fn hugetlb_pages_for_a_regular_file_fall_back_saying_why() {
+    let dir = tmpdir();
+    let path = file_with(dir.path(), "plain.bin", &pattern(2 * page()));
+    let file = File::open(&path).unwrap();
+    let raw = MapOptions::new().huge_pages(mmkit::HugePages::Hugetlb(None)).map_raw_read_only(&file).unwrap();
+    let out = raw.page_outcome();
+    assert_eq!(out.page_size, page());
+    assert!(out.fallback.as_deref().is_some_and(|w| w.contains("another file system")), "{out:?}");
+}
+
 /// Regression: every page `copy_from_mapping` could not read was reported as a file truncated
 /// under the map, also for an anonymous map (no file) and a page without read access.
 #[test]

@@ -284,3 +284,26 @@ fn errors_say_what_limit_or_seal_refused() {
     assert!(e.to_string().contains("sealed against writes") && e.to_string().contains("map_read_only"), "{e}");
     assert_eq!(&shm.map_read_only().unwrap()[..4], &[0; 4]);
 }
+
+/// Regression: attaching to a memfd that cannot be sealed, or one sealed against writing, gave
+/// the kernel's bare EPERM under the operation "RingBuffer": now the end's own operation and
+/// what the memfd lacks.
+#[test]
+fn a_ring_end_refused_by_the_memfds_seals_says_why() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let page = mmkit::page_size();
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned below.
+    let fd = unsafe { libc::memfd_create(c"no-sealing".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm = SharedMemory::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+    shm.set_len(4 * page as u64).unwrap();
+    let err = mmkit::shm::RingProducer::attach(shm).unwrap_err();
+    assert_eq!((err.operation(), err.errno()), ("RingProducer::attach", Some(libc::EPERM)), "{err}");
+    assert!(err.to_string().contains("MFD_ALLOW_SEALING"), "{err}");
+    let shm = SharedMemory::create("write-sealed", 4 * page as u64).unwrap();
+    shm.add_seals(mmkit::shm::Seals::WRITE).unwrap();
+    let err = mmkit::shm::RingConsumer::attach(shm).unwrap_err();
+    assert_eq!(err.operation(), "RingConsumer::attach", "{err}");
+    assert!(err.to_string().contains("F_SEAL_WRITE"), "{err}");
+}

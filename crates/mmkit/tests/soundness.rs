@@ -335,6 +335,25 @@ mod reservation {
         assert_eq!(area_of(r.as_ptr() as usize).unwrap().perms.to_string(), "---p", "the reservation is as it was");
     }
 
+    /// Regression: a hugetlbfs memfd mapped at an offset that is not a whole number of its
+    /// huge pages got the kernel's bare EINVAL, and one mapped with `Hugetlb(Some(size))` of
+    /// another size was mapped (and grown, past `F_SEAL_GROW`) in pages of that size. Both are
+    /// refused before the kernel is asked, whatever the pool holds.
+    #[test]
+    fn a_hugetlb_memfd_maps_only_at_its_page_multiples_and_in_its_pages() {
+        use crate::hugetlb_support::{huge_page_size, hugetlb_memfd};
+        let huge = huge_page_size();
+        let shm = hugetlb_memfd(c"peer-hugetlb-offset", 2 * huge);
+        shm.add_seals(mmkit::shm::Seals::GROW).unwrap();
+        let err = MapOptions::new().offset(page_size() as u64).len(page_size()).map_raw(&shm).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unaligned, "{err}");
+        assert!(err.to_string().contains(&format!("multiples of its {} KiB pages", huge / 1024)), "{err}");
+        let other = if huge == 2 << 20 { 1 << 30 } else { 2 << 20 };
+        let err = MapOptions::new().huge_pages(mmkit::HugePages::Hugetlb(Some(other))).map_raw(&shm).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert_eq!(shm.len().unwrap(), 2 * huge as u64, "the file was not grown");
+    }
+
     #[test]
     fn ranges_outside_are_refused() {
         let page = page_size();

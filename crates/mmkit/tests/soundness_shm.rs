@@ -298,7 +298,13 @@ fn a_read_only_raw_map_cannot_become_a_writer_under_a_sealed_slice() {
     assert_eq!(err.errno(), Some(libc::EBUSY), "{err}");
     assert_eq!(shm.map_read_only().unwrap_err().kind(), ErrorKind::NotSafe);
     drop(early);
-    shm.seal_read_only().unwrap();
+    // A child another test forks meanwhile holds a copy of `early` until it exits (seen flaky):
+    // the kernel answers EBUSY until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = shm.seal_read_only() {
+        assert!(e.errno() == Some(libc::EBUSY) && std::time::Instant::now() < deadline, "{e}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let slice = shm.map_read_only().unwrap();
     let mut late = MapOptions::new().protection(mmkit::Protection::READ).map_raw(&shm).unwrap();
     let err = late.protect(.., mmkit::Protection::READ_WRITE).unwrap_err();
