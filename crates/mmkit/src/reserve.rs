@@ -28,7 +28,7 @@
 use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -127,7 +127,7 @@ impl ReserveOptions {
             name: None,
             name_applied: false,
             lent: None,
-            book: OnceLock::new(),
+            book: Mutex::new(None),
             sealed: Default::default(),
             huge_maps: Default::default(),
         };
@@ -198,7 +198,7 @@ impl ReserveOptions {
             name: None,
             name_applied: false,
             lent: None,
-            book: OnceLock::new(),
+            book: Mutex::new(None),
             sealed: Default::default(),
             huge_maps: std::sync::Mutex::new(huge.map(|_| vec![(0, len)]).unwrap_or_default()),
         })
@@ -236,8 +236,10 @@ pub struct Reservation {
     /// lies. Dropped while the lender lives, it decommits instead of unmapping.
     lent: Option<(Arc<Mutex<LendBook>>, usize)>,
     /// The ranges this reservation lent out (made at the first [`lend`](Reservation::lend):
-    /// a reservation that never lends allocates nothing).
-    book: OnceLock<Arc<Mutex<LendBook>>>,
+    /// a reservation that never lends allocates nothing). Held across every operation that
+    /// changes what is mapped ([`check_mut`](Reservation::check_mut)), so that no range is lent
+    /// between its check and the kernel call.
+    book: Mutex<Option<Arc<Mutex<LendBook>>>>,
     /// Ranges `(offset, len)` sealed by [`seal`](Reservation::seal): dropping the reservation
     /// unmaps around them (an unmap that touches a sealed page fails as a whole).
     sealed: std::sync::Mutex<Vec<(usize, usize)>>,
@@ -251,6 +253,9 @@ pub struct Reservation {
 /// lender), and whether the lender is still alive. A range lent out stays mapped when its
 /// lender is dropped first (the lender unmaps around it); the lent reservation then unmaps it
 /// when it goes, instead of decommitting it back.
+/// The lender's lock on its book (see [`Reservation::check_mut`]).
+type LendLock<'a> = MutexGuard<'a, Option<Arc<Mutex<LendBook>>>>;
+
 #[derive(Debug, Default)]
 struct LendBook {
     lender_dropped: bool,
@@ -340,9 +345,11 @@ impl Reservation {
 
     /// [`check`](Self::check) for an operation that changes what is mapped: also refuses a
     /// range lent out (its borrower owns it until it is dropped).
-    fn check_mut(&self, op: &'static str, offset: usize, len: usize) -> Result<*mut u8> {
+    /// The guard returned keeps any range from being lent until the operation is done.
+    fn check_mut(&self, op: &'static str, offset: usize, len: usize) -> Result<(*mut u8, LendLock<'_>)> {
         let ptr = self.check(op, offset, len)?;
-        if let Some(book) = self.book.get() {
+        let lock = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(book) = lock.as_ref() {
             let book = book.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(&(o, l)) = book.out.iter().find(|&&(o, l)| len > 0 && offset < o + l && o < offset + len) {
                 return Err(Error::new(op, ErrorKind::InvalidArgument)
@@ -354,7 +361,7 @@ impl Reservation {
                     )));
             }
         }
-        Ok(ptr)
+        Ok((ptr, lock))
     }
 
     /// Makes `[offset, offset + len)` accessible with `prot` (page multiples). Committed pages
@@ -363,7 +370,7 @@ impl Reservation {
     /// pages of [`ReserveOptions::reserve_mapping_file`], keeps it: see
     /// [`commit_zeroed`](Self::commit_zeroed).)
     pub fn commit(&self, offset: usize, len: usize, prot: Protection) -> Result<()> {
-        let ptr = self.check_mut("commit", offset, len)?;
+        let (ptr, _lend) = self.check_mut("commit", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -379,7 +386,7 @@ impl Reservation {
     /// [`commit`](Self::commit) make two. [`commit`](Self::commit) only changes the protection
     /// of what is there.
     pub fn commit_zeroed(&self, offset: usize, len: usize, prot: Protection) -> Result<()> {
-        let ptr = self.check_mut("commit_zeroed", offset, len)?;
+        let (ptr, _lend) = self.check_mut("commit_zeroed", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -403,7 +410,7 @@ impl Reservation {
     /// its contents are lost, guard markers and file mappings in it are removed, and touching
     /// it faults.
     pub fn decommit(&self, offset: usize, len: usize) -> Result<()> {
-        let ptr = self.check_mut("decommit", offset, len)?;
+        let (ptr, _lend) = self.check_mut("decommit", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -470,7 +477,7 @@ impl Reservation {
         file_offset: u64,
         populate: Populate,
     ) -> Result<()> {
-        let ptr = self.check_mut("map_file_at", offset, len)?;
+        let (ptr, _lend) = self.check_mut("map_file_at", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -532,7 +539,7 @@ impl Reservation {
     /// [`ErrorKind::Unsupported`] (`ENOSYS`).
     #[doc(alias = "mseal")]
     pub fn seal(&self, offset: usize, len: usize) -> Result<()> {
-        let ptr = self.check_mut("mseal", offset, len)?;
+        let (ptr, _lend) = self.check_mut("mseal", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -555,7 +562,7 @@ impl Reservation {
     /// keep their protection and no VMA is split), else `mprotect(PROT_NONE)`. The contents
     /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
     pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
-        let ptr = self.check_mut("guard", offset, len)?;
+        let (ptr, _lend) = self.check_mut("guard", offset, len)?;
         // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
         // exist; the guard zaps its pages.
         let kind = unsafe { sys::anon::install_guard(ptr, len, true) }.map_err(|e| {
@@ -564,7 +571,12 @@ impl Reservation {
         if kind == GuardKind::ProtNone && len > 0 {
             // Without markers (before 6.13) mprotect keeps the contents, but a guard loses them
             // as the markers' zap does: fresh PROT_NONE pages (found by the arm64 VM's 6.12).
-            self.decommit(offset, len)?;
+            // (Not `self.decommit`: this call holds the lend lock it takes.)
+            // SAFETY: as above: whole pages inside our reservation, only raw pointers into it.
+            unsafe { self.decommit_raw(ptr, len) }.map_err(|e| {
+                Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
+            })?;
+            self.replaced(offset, len, false);
         }
         Ok(kind)
     }
@@ -573,7 +585,7 @@ impl Reservation {
     /// then read back as zeros with the range's protection. For a
     /// [`GuardKind::ProtNone`] guard, [`commit`](Self::commit) the range instead.
     pub fn unguard(&self, offset: usize, len: usize) -> Result<()> {
-        let ptr = self.check_mut("unguard", offset, len)?;
+        let (ptr, _lend) = self.check_mut("unguard", offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -642,7 +654,8 @@ impl Reservation {
     /// ```
     pub fn carve(&mut self, offset: usize, len: usize) -> Result<Reservation> {
         let page = sys::page_size();
-        self.check_mut("carve", offset, len)?;
+        // `&mut self`: nothing lends meanwhile, the guard can go at once.
+        drop(self.check_mut("carve", offset, len)?);
         self.refuse_cutting_huge_maps("carve", offset, len)?;
         if self.lent.is_some() {
             return Err(Error::new("carve", ErrorKind::InvalidArgument)
@@ -664,7 +677,7 @@ impl Reservation {
             name: self.name.clone(),
             name_applied: self.name_applied,
             lent: None,
-            book: OnceLock::new(),
+            book: Mutex::new(None),
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
             huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
         })
@@ -696,14 +709,14 @@ impl Reservation {
     /// # Ok(()) }
     /// ```
     pub fn lend(&self, offset: usize, len: usize) -> Result<Reservation> {
-        self.check_mut("lend", offset, len)?;
+        let (_, mut lend) = self.check_mut("lend", offset, len)?;
         self.refuse_cutting_huge_maps("lend", offset, len)?;
         if len == 0 || len % sys::page_size() != 0 {
             return Err(Error::new("lend", ErrorKind::InvalidArgument)
                 .with_range(offset as u64, len as u64)
                 .with_detail("a lent range needs a non-zero page-multiple length"));
         }
-        let book = Arc::clone(self.book.get_or_init(Default::default));
+        let book = Arc::clone(lend.get_or_insert_with(Default::default));
         book.lock().unwrap_or_else(|e| e.into_inner()).out.push((offset, len));
         Ok(Reservation {
             // SAFETY: `offset < self.len` (checked), so the pointer stays in our range.
@@ -713,7 +726,7 @@ impl Reservation {
             name: self.name.clone(),
             name_applied: self.name_applied,
             lent: Some((book, offset)),
-            book: OnceLock::new(),
+            book: Mutex::new(None),
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
             huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
         })
@@ -833,7 +846,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         let mut sealed = std::mem::take(self.sealed.get_mut().unwrap_or_else(|e| e.into_inner()));
         // Ranges lent out and not given back stay mapped for their borrowers, who unmap them.
-        if let Some(book) = self.book.get() {
+        if let Some(book) = self.book.get_mut().unwrap_or_else(|e| e.into_inner()) {
             let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
             book.lender_dropped = true;
             sealed.extend_from_slice(&book.out);
