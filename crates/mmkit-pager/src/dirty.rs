@@ -13,8 +13,11 @@
 //!    thread records the page and lifts the protection; collecting protects the range again.
 //! 3. [`SoftDirty`](DirtyMechanism::SoftDirty): `/proc/self/clear_refs` (`4`) and the soft-dirty
 //!    bit of `/proc/self/pagemap`. Coarse: clearing works on the **whole process** (other users
-//!    of soft-dirty bits in this process are reset too), and a page supplied by the pager after
-//!    the start counts as written (the kernel marks new pages dirty).
+//!    of soft-dirty bits in this process are reset too), so only one region at a time may use it
+//!    (a second is refused: each would lose the other's writes), and a page supplied by the pager
+//!    after the start counts as written (the kernel marks new pages dirty). A write made by
+//!    another thread (through a raw pointer) between a collection's read of the bits and its
+//!    clear is lost: collect while writers are stopped, as CRIU freezes its target.
 //!
 //! With the write-protect mechanisms the pager installs every page it supplies write-protected,
 //! so a page that is only read is never reported.
@@ -140,8 +143,37 @@ fn clear_soft_dirty() -> Result<()> {
         .map_err(|e| proc_err("write of 4 (soft-dirty) to clear_refs", "/proc/self/clear_refs", e))
 }
 
+/// Whether a region of this process is tracked with soft-dirty bits: clearing them is the whole
+/// process's, so a second such region would lose the first one's writes at its every collection
+/// (and the first the second's). One at a time.
+static SOFT_DIRTY_IN_USE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if self.mechanism == DirtyMechanism::SoftDirty {
+            SOFT_DIRTY_IN_USE.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
 impl Tracker {
     pub(crate) fn new(mechanism: DirtyMechanism) -> Result<Tracker> {
+        if mechanism == DirtyMechanism::SoftDirty
+            && SOFT_DIRTY_IN_USE
+                .compare_exchange(
+                    false,
+                    true,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(
+                "another region of this process is tracked with SoftDirty, whose bits are cleared for the whole \
+                 process: each would lose the other's writes at every collection (drop it first, or track with \
+                 PagemapScan or WriteProtect)",
+            ));
+        }
         let pagemap = match mechanism {
             DirtyMechanism::WriteProtect => None,
             _ => Some(File::open("/proc/self/pagemap").map_err(|e| proc_err("open", "/proc/self/pagemap", e))?),

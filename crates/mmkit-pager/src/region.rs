@@ -48,9 +48,12 @@
 //!   source cannot fail (memory, zeros, a verified snapshot) or a crash is the wanted outcome.
 //!
 //! # Fork
-//! The region is `MADV_DONTFORK`: a forked child does not inherit it (its address is unmapped
-//! there, so an access raises `SIGSEGV`), because the child would otherwise read missing pages as
-//! zeros — garbage — with nobody serving its faults.
+//! The region is `MADV_DONTFORK`: a forked child does not inherit it, because the child would
+//! otherwise read missing pages as zeros — garbage — with nobody serving its faults. Its range is
+//! reserved inaccessible there (`PROT_NONE`, mapped by a `pthread_atfork` handler as the child
+//! starts), so an access raises `SIGSEGV` and no other mapping of the child is placed there for
+//! the child's copy of the region to hand out (a child made with a raw `clone` system call, which
+//! runs no fork handlers, finds a hole: only `exec` is safe there).
 //! A child that drops its copy of the `PagedRegion` (one that goes on running the parent's code)
 //! only closes its copies of the descriptors: the parent's handler threads, registration and
 //! mapping are left alone. In a child, [`read`](PagedRegion::read),
@@ -60,7 +63,9 @@
 //!
 //! A child (or any process) that should see the pages uses a memfd region and its
 //! [`share`](PagedRegion::share) descriptor instead: it maps the memfd read-only and sees every
-//! page the region was supplied (pages not supplied yet read as zeros there).
+//! page the region was supplied (pages not supplied yet read as zeros there; with
+//! [`ShmemFill::Continue`] the source writes into the memfd itself, so a page being filled may
+//! be seen part-written, and a fill that fails is seen until it is dropped, as zeros again).
 //!
 //! # Drop
 //! Dropping the region stops the handler threads (a fill in progress is finished), unregisters
@@ -462,7 +467,8 @@ impl Shared {
     }
 
     /// With `UFFDIO_CONTINUE` a failed fill may have written part of page `index` into the
-    /// memfd's page cache: drop it, so a process the memfd is shared with never sees it. Once
+    /// memfd's page cache: drop it, so that a process the memfd is shared with sees the page
+    /// missing (zeros) again, not the failed fill's bytes (it may have seen them meanwhile). Once
     /// [shared](PagedRegion::share) the memfd is sealed `FUTURE_WRITE`, which refuses a hole:
     /// the page is then zeroed through the staging mapping (made before the seal).
     fn drop_partial(&self, index: usize) {
@@ -845,8 +851,9 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
                     return e;
                 }
                 // The likely cause for a large region: what to do about it.
-                let hint = "a private anonymous region is charged in full against the commit limit \
-                            (vm.overcommit_memory); a Backing::SharedMemory region reserves nothing";
+                let hint = "a private anonymous region takes its whole length of address space (RLIMIT_AS, \
+                            `ulimit -v`) and is charged in full against the commit limit (vm.overcommit_memory); \
+                            a Backing::SharedMemory region reserves no commit charge";
                 let detail = e.detail().map_or_else(|| hint.to_owned(), |d| format!("{d}; {hint}"));
                 e.with_detail(detail)
             })?;
@@ -923,17 +930,109 @@ fn missing_states(n: usize) -> Option<Box<[AtomicU8]>> {
 }
 
 /// Keeps `map` out of forked children and registers it with the userfaultfd `fd` in
-/// `reg_mode`; returns the registered range (base and length, as the kernel sees the mapping).
-fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, usize)> {
+/// `reg_mode`; returns the registered range (base and length, as the kernel sees the mapping)
+/// and its entry in the fork guard (kept while the region lives).
+fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, usize, fork_guard::Entry)> {
+    let (base, span) = map.mapping().kernel_region();
+    // Before the range leaves children's address spaces: from here a child gets it as an
+    // inaccessible placeholder, never as a hole.
+    let entry = fork_guard::Entry::new(base, span);
     // SAFETY: `map` stays private to this region for its whole life, and the region's fork
     // contract (module docs) is that a forked child has no such pages: any access there ends
-    // the child with SIGSEGV, which is the documented outcome (never zeros as data).
+    // the child with SIGSEGV (the fork guard reserves the range there), which is the documented
+    // outcome (never zeros as data, never another mapping's bytes).
     unsafe { map.dont_fork(..) }?;
-    let (base, span) = map.mapping().kernel_region();
     // SAFETY: the range is the mapping we just created and own; its pages are missing.
     unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
         .map_err(|e| Error::os("ioctl(UFFDIO_REGISTER)", e).with_addr(base).with_range(0, span as u64))?;
-    Ok((base, span))
+    Ok((base, span, entry))
+}
+
+/// What a forked child finds where a region was. The region is `MADV_DONTFORK`, so in a child
+/// its range is a hole, and the child's next mapping (a large `Vec`) could land there: the
+/// child's copy of the `PagedRegion` would then hand out that memory as the region's bytes
+/// (`as_mut_slice` aliasing a live `Vec`). A `pthread_atfork` child handler maps every live
+/// region's range there `PROT_NONE` (reserved, no memory) before the child runs on, so an
+/// access raises `SIGSEGV` and nothing else is placed there.
+mod fork_guard {
+    use std::cell::UnsafeCell;
+    use std::sync::Once;
+
+    /// The ranges `(base, len)` of the live regions, under a `pthread_mutex_t`: the fork
+    /// handlers lock it before `fork` and unlock it after, in parent and child (a Rust mutex
+    /// cannot be held across the two callbacks).
+    struct Registry {
+        lock: UnsafeCell<libc::pthread_mutex_t>,
+        ranges: UnsafeCell<Vec<(usize, usize)>>,
+    }
+
+    // SAFETY: `ranges` is only touched with `lock` held (`with`, and the fork handlers between
+    // `prepare` and `parent`/`child`).
+    unsafe impl Sync for Registry {}
+
+    static REGISTRY: Registry =
+        Registry { lock: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER), ranges: UnsafeCell::new(Vec::new()) };
+    static HANDLERS: Once = Once::new();
+
+    fn with<R>(f: impl FnOnce(&mut Vec<(usize, usize)>) -> R) -> R {
+        // SAFETY: a statically initialized mutex, locked and unlocked by this thread.
+        unsafe { libc::pthread_mutex_lock(REGISTRY.lock.get()) };
+        // SAFETY: the lock is held, so nothing else touches `ranges`.
+        let r = f(unsafe { &mut *REGISTRY.ranges.get() });
+        // SAFETY: locked above by this thread.
+        unsafe { libc::pthread_mutex_unlock(REGISTRY.lock.get()) };
+        r
+    }
+
+    extern "C" fn prepare() {
+        // SAFETY: as in `with`; released by `parent` or `child`.
+        unsafe { libc::pthread_mutex_lock(REGISTRY.lock.get()) };
+    }
+
+    extern "C" fn parent() {
+        // SAFETY: locked by `prepare` in this thread.
+        unsafe { libc::pthread_mutex_unlock(REGISTRY.lock.get()) };
+    }
+
+    extern "C" fn child() {
+        // Only async-signal-safe calls (mmap, munmap): the child of a threaded process.
+        // SAFETY: `prepare` holds the lock (copied into the child locked by this thread).
+        let ranges = unsafe { &*REGISTRY.ranges.get() };
+        for &(base, len) in ranges {
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it fills the hole the
+            // region left (or fails, when something is there already).
+            let p = unsafe { libc::mmap(base as *mut libc::c_void, len, libc::PROT_NONE, flags, -1, 0) };
+            if p != libc::MAP_FAILED && p as usize != base {
+                // A kernel before 4.17 took the address as a hint and mapped elsewhere.
+                // SAFETY: the mapping just made, at `p`, which nothing refers to.
+                unsafe { libc::munmap(p, len) };
+            }
+        }
+        // SAFETY: locked by `prepare` in the parent's thread, which is this thread here.
+        unsafe { libc::pthread_mutex_unlock(REGISTRY.lock.get()) };
+    }
+
+    /// A region's range in the registry, removed when dropped.
+    #[derive(Debug)]
+    pub(super) struct Entry(usize);
+
+    impl Entry {
+        pub(super) fn new(base: usize, len: usize) -> Entry {
+            HANDLERS.call_once(|| {
+                // SAFETY: three `extern "C" fn()` handlers that live for the program.
+                unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+            });
+            with(|ranges| ranges.push((base, len)));
+            Entry(base)
+        }
+    }
+
+    impl Drop for Entry {
+        fn drop(&mut self) {
+            with(|ranges| ranges.retain(|&(base, _)| base != self.0));
+        }
+    }
 }
 
 /// Anonymous memory whose missing pages a [`PageSource`] supplies. See the
@@ -950,6 +1049,8 @@ pub struct PagedRegion {
     threads: Vec<JoinHandle<()>>,
     backing: Backing,
     memfd: Option<SharedMemory>,
+    /// The range's entry in the fork guard: a child finds it reserved, not a hole.
+    _fork_entry: fork_guard::Entry,
 }
 
 impl std::fmt::Debug for PagedRegion {
@@ -1004,7 +1105,7 @@ impl PagedRegion {
             sys::REGISTER_MODE_MISSING
         };
         let (map, install, page, memfd) = map_backing(b, &mut reg_mode)?;
-        let (base, span) = register_range(&map, &fd, reg_mode)?;
+        let (base, span, fork_entry) = register_range(&map, &fd, reg_mode)?;
         // One state byte per granule: for a huge region (a memfd's pages are only reserved) that
         // is gigabytes, which may not be there; an error then, not an abort.
         let states = missing_states(span / page).ok_or_else(|| {
@@ -1051,6 +1152,7 @@ impl PagedRegion {
             threads: Vec::new(),
             backing: b.backing,
             memfd,
+            _fork_entry: fork_entry,
         };
         for i in 0..b.threads {
             region.start_handler(i, &stop_r)?;
@@ -1469,8 +1571,9 @@ impl Drop for PagedRegion {
             // (`UFFDIO_UNREGISTER` acts on the address space the userfaultfd was created in:
             // the parent's, whose missing pages would then read as zeros), the handler threads
             // do not exist here (joining them would wait forever), and the range is not mapped
-            // here (`MADV_DONTFORK`: whatever the child mapped there since is not ours to
-            // unmap). Only this copy's descriptors are closed.
+            // here (`MADV_DONTFORK`; the fork guard's reservation stays, so that nothing is
+            // ever mapped where a copy of the region pointed). Only this copy's descriptors are
+            // closed.
             std::mem::forget(std::mem::take(&mut self.threads));
             return;
         }

@@ -127,3 +127,25 @@ proptest! {
         });
     }
 }
+
+/// Soft-dirty bits are cleared for the whole process: a second region tracked with them would
+/// lose the first one's writes at each of its collections (and the first the second's). A
+/// second is refused while the first lives. Where the kernel has no soft-dirty bits, the
+/// request is an error anyway (`an_unavailable_mechanism_is_a_clear_error`).
+#[test]
+fn only_one_region_at_a_time_tracks_with_soft_dirty_bits() {
+    if !DirtyMechanism::SoftDirty.is_available().unwrap() {
+        eprintln!("skipped: this kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY)");
+        return;
+    }
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let first = region(DirtyMechanism::SoftDirty);
+    let err = PagedRegion::builder(page())
+        .track_dirty_with(DirtyMechanism::SoftDirty)
+        .build(mmkit_pager::ZeroSource)
+        .unwrap_err();
+    assert_eq!(err.kind(), mmkit::ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("another region"), "{err}");
+    drop(first);
+    drop(region(DirtyMechanism::SoftDirty));
+}

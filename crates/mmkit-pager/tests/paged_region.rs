@@ -371,6 +371,37 @@ fn a_forked_child_does_not_inherit_the_region() {
     });
 }
 
+/// Regression: the region is `MADV_DONTFORK`, so in a forked child its range was a hole, and
+/// the child's next large allocation landed there: the child's copy of the region then handed
+/// out the child's own memory as the region's bytes (`as_mut_slice` aliasing a live `Vec`).
+/// A fork handler reserves the range in the child now: its mappings go elsewhere, and an
+/// access to the region still raises SIGSEGV.
+#[test]
+fn a_forked_childs_own_mappings_never_land_in_the_region() {
+    with_timeout(60, || {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let region = PagedRegion::new(64 * page(), pattern_source(calls)).unwrap();
+        assert_eq!(region.as_slice()[0], pattern(0, 0));
+        let (base, len) = (region.as_ptr() as usize, region.len());
+        // SAFETY: the child only makes system calls (mmap) and a volatile read (async-signal-safe).
+        let overlap = unsafe {
+            mmkit::process::in_forked_child(|| {
+                // What a large Vec's allocation does: the kernel's choice of a free range.
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0);
+                let p = p as usize;
+                u64::from(p < base + len && p + len > base)
+            })
+        };
+        assert_eq!(overlap.unwrap(), 0, "a mapping of the child was placed in the region's range");
+        // SAFETY: as above.
+        let r = unsafe { mmkit::process::in_forked_child(|| (base as *const u8).read_volatile() as u64) };
+        assert_eq!(r.unwrap_err().signal(), Some(libc::SIGSEGV));
+        // The child's reservation is its own: the parent is served as before.
+        assert_eq!(region.as_slice()[5 * page()], pattern(5, 0));
+    });
+}
+
 /// A forked child that drops its copy of the region (a child that goes on running the
 /// parent's code and returns normally does) must leave the parent's region alone: the stop pipe
 /// and the userfaultfd are shared with the parent (and `UFFDIO_UNREGISTER` acts on the
