@@ -158,6 +158,11 @@ impl Drop for Tracker {
 
 impl Tracker {
     pub(crate) fn new(mechanism: DirtyMechanism) -> Result<Tracker> {
+        // Opened first: a failure here must not leave the soft-dirty flag taken.
+        let pagemap = match mechanism {
+            DirtyMechanism::WriteProtect => None,
+            _ => Some(File::open("/proc/self/pagemap").map_err(|e| proc_err("open", "/proc/self/pagemap", e))?),
+        };
         if mechanism == DirtyMechanism::SoftDirty
             && SOFT_DIRTY_IN_USE
                 .compare_exchange(
@@ -174,10 +179,6 @@ impl Tracker {
                  PagemapScan or WriteProtect)",
             ));
         }
-        let pagemap = match mechanism {
-            DirtyMechanism::WriteProtect => None,
-            _ => Some(File::open("/proc/self/pagemap").map_err(|e| proc_err("open", "/proc/self/pagemap", e))?),
-        };
         Ok(Tracker { mechanism, pagemap, recorded: Mutex::new(Default::default()) })
     }
 

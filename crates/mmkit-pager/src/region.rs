@@ -963,7 +963,9 @@ mod fork_guard {
     /// cannot be held across the two callbacks).
     struct Registry {
         lock: UnsafeCell<libc::pthread_mutex_t>,
-        ranges: UnsafeCell<Vec<(usize, usize)>>,
+        /// `(entry id, base, len)`: by id, since a new region may get the base of one being
+        /// dropped before its entry goes.
+        ranges: UnsafeCell<Vec<(u64, usize, usize)>>,
     }
 
     // SAFETY: `ranges` is only touched with `lock` held (`with`, and the fork handlers between
@@ -974,7 +976,7 @@ mod fork_guard {
         Registry { lock: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER), ranges: UnsafeCell::new(Vec::new()) };
     static HANDLERS: Once = Once::new();
 
-    fn with<R>(f: impl FnOnce(&mut Vec<(usize, usize)>) -> R) -> R {
+    fn with<R>(f: impl FnOnce(&mut Vec<(u64, usize, usize)>) -> R) -> R {
         // SAFETY: a statically initialized mutex, locked and unlocked by this thread.
         unsafe { libc::pthread_mutex_lock(REGISTRY.lock.get()) };
         // SAFETY: the lock is held, so nothing else touches `ranges`.
@@ -998,7 +1000,7 @@ mod fork_guard {
         // Only async-signal-safe calls (mmap, munmap): the child of a threaded process.
         // SAFETY: `prepare` holds the lock (copied into the child locked by this thread).
         let ranges = unsafe { &*REGISTRY.ranges.get() };
-        for &(base, len) in ranges {
+        for &(_, base, len) in ranges {
             let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
             // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it fills the hole the
             // region left (or fails, when something is there already).
@@ -1015,22 +1017,44 @@ mod fork_guard {
 
     /// A region's range in the registry, removed when dropped.
     #[derive(Debug)]
-    pub(super) struct Entry(usize);
+    pub(super) struct Entry(u64);
 
     impl Entry {
         pub(super) fn new(base: usize, len: usize) -> Entry {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             HANDLERS.call_once(|| {
                 // SAFETY: three `extern "C" fn()` handlers that live for the program.
                 unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
             });
-            with(|ranges| ranges.push((base, len)));
-            Entry(base)
+            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Room made before the lock is taken: no allocation under it (another allocator's
+            // fork handler could be waiting for it).
+            let mut room = Vec::new();
+            loop {
+                let done = with(|ranges| {
+                    if ranges.len() < ranges.capacity() {
+                        ranges.push((id, base, len));
+                        return true;
+                    }
+                    if room.capacity() > ranges.len() {
+                        room.append(ranges);
+                        std::mem::swap(ranges, &mut room);
+                        ranges.push((id, base, len));
+                        return true;
+                    }
+                    false
+                });
+                if done {
+                    return Entry(id);
+                }
+                room = Vec::with_capacity(with(|ranges| ranges.len()) * 2 + 4);
+            }
         }
     }
 
     impl Drop for Entry {
         fn drop(&mut self) {
-            with(|ranges| ranges.retain(|&(base, _)| base != self.0));
+            with(|ranges| ranges.retain(|&(id, _, _)| id != self.0));
         }
     }
 }

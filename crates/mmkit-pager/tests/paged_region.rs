@@ -380,7 +380,11 @@ fn a_forked_child_does_not_inherit_the_region() {
 fn a_forked_childs_own_mappings_never_land_in_the_region() {
     with_timeout(60, || {
         let calls = Arc::new(Mutex::new(Vec::new()));
+        // Regions made and dropped around it (the guard's list grows, and an entry of a dropped
+        // region must not take a live one's with it).
+        let others: Vec<_> = (0..9).map(|_| PagedRegion::new(page(), ZeroSource).unwrap()).collect();
         let region = PagedRegion::new(64 * page(), pattern_source(calls)).unwrap();
+        drop(others);
         assert_eq!(region.as_slice()[0], pattern(0, 0));
         let (base, len) = (region.as_ptr() as usize, region.len());
         // SAFETY: the child only makes system calls (mmap) and a volatile read (async-signal-safe).

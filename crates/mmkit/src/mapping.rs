@@ -832,14 +832,16 @@ impl Mapping {
                      (HugePages_Free in /proc/meminfo), or the locked-memory limit (RLIMIT_MEMLOCK) is reached",
                     self.pages.page_size / 1024
                 )),
-                // What an unprivileged process meets first: a few MiB of locked memory at most.
-                rustix::io::Errno::NOMEM | rustix::io::Errno::AGAIN | rustix::io::Errno::PERM => {
-                    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
-                    err.with_detail(format!(
-                        "{span:#x} bytes to lock; the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) is {} \
-                         without CAP_IPC_LOCK",
-                        limit.map_or_else(|| "unlimited".to_owned(), |l| format!("{l:#x} bytes"))
-                    ))
+                // What an unprivileged process meets first: a few MiB of locked memory at most
+                // (root has CAP_IPC_LOCK, and an unlimited limit is no cause).
+                rustix::io::Errno::NOMEM | rustix::io::Errno::PERM if !rustix::process::geteuid().is_root() => {
+                    match rustix::process::getrlimit(rustix::process::Resource::Memlock).current {
+                        Some(limit) => err.with_detail(format!(
+                            "{span:#x} bytes to lock; the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) is \
+                             {limit:#x} bytes without CAP_IPC_LOCK"
+                        )),
+                        None => err,
+                    }
                 }
                 _ => err,
             }
@@ -1011,22 +1013,20 @@ impl Mapping {
     /// the kernel's `EFAULT` as it is (an anonymous page it cannot supply).
     pub(crate) fn unreadable_error(&self, op: &'static str, off: usize, len: usize) -> Error {
         let addr = self.as_ptr() as usize + off;
-        let readable = crate::inspect::maps(std::process::id())
-            .ok()
-            .and_then(|areas| areas.into_iter().find(|a| a.start <= addr as u64 && (addr as u64) < a.end))
-            .map(|a| a.perms.read);
-        let error = match readable {
-            Some(false) => Error::os(op, rustix::io::Errno::FAULT)
+        // When /proc cannot be read, the page is taken as readable: the cause is then the
+        // file's (or the kernel's), as before the question could be asked.
+        let error = match sys::area_readable(addr) {
+            Ok(Some(false)) => Error::os(op, rustix::io::Errno::FAULT)
                 .with_detail("the page is not readable (its protection has no read access)"),
-            None => Error::os(op, rustix::io::Errno::FAULT).with_detail("the page is not mapped"),
-            Some(true) if self.hugetlbfs => Error::new(op, ErrorKind::Truncated).with_detail(
+            Ok(None) => Error::os(op, rustix::io::Errno::FAULT).with_detail("the page is not mapped"),
+            Ok(Some(true)) | Err(_) if self.hugetlbfs => Error::new(op, ErrorKind::Truncated).with_detail(
                 "the page cannot be read: the file on hugetlbfs was truncated, or a hole punched there finds no free \
                  huge page in the pool (this would have been SIGBUS)",
             ),
-            Some(true) if self.file_offset.is_some() => Error::new(op, ErrorKind::Truncated).with_detail(
+            Ok(Some(true)) | Err(_) if self.file_offset.is_some() => Error::new(op, ErrorKind::Truncated).with_detail(
                 "the page cannot be read: the file was truncated under the mapping (this would have been SIGBUS)",
             ),
-            Some(true) => Error::os(op, rustix::io::Errno::FAULT).with_detail(
+            Ok(Some(true)) | Err(_) => Error::os(op, rustix::io::Errno::FAULT).with_detail(
                 "the kernel could not supply the page (no memory or huge page for it: an access would raise SIGBUS)",
             ),
         };

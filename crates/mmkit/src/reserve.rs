@@ -709,6 +709,13 @@ impl Reservation {
     /// # Ok(()) }
     /// ```
     pub fn lend(&self, offset: usize, len: usize) -> Result<Reservation> {
+        // A lent reservation goes back whole to its lender: lending part of it on would leave
+        // that part's owner unknown to the first lender when the middle one is dropped.
+        if self.lent.is_some() {
+            return Err(Error::new("lend", ErrorKind::InvalidArgument)
+                .with_range(offset as u64, len as u64)
+                .with_detail("a lent reservation goes back whole to its lender; it cannot lend in turn"));
+        }
         let (_, mut lend) = self.check_mut("lend", offset, len)?;
         self.refuse_cutting_huge_maps("lend", offset, len)?;
         if len == 0 || len % sys::page_size() != 0 {

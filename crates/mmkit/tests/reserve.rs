@@ -406,6 +406,9 @@ fn a_lent_range_outlives_its_lender_and_the_lender_keeps_off_it() {
         assert!(err.to_string().contains("lent out"), "{err}");
     }
     heap.commit(4 * page, page, Protection::READ_WRITE).unwrap(); // beside it: fine
+                                                                  // A lent reservation goes back whole: it lends nothing on (the first lender would not know
+                                                                  // the second borrower when the middle one goes).
+    assert_eq!(lent.lend(0, page).unwrap_err().kind(), ErrorKind::InvalidArgument);
     drop(heap);
     // Only the lent pages are left, still read-write and holding their bytes.
     let areas = areas_in(base, 8 * page);

@@ -384,6 +384,19 @@ pub(crate) unsafe fn read_self(src: *const u8, dst: &mut [u8]) -> SysResult<usiz
     }
 }
 
+/// Whether the area of `/proc/self/maps` holding `addr` is readable: `Some(true/false)`, or
+/// `None` when no area holds it; an error when the file cannot be read. For error paths only
+/// (it reads the whole file).
+pub(crate) fn area_readable(addr: usize) -> std::io::Result<Option<bool>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(maps.lines().find_map(|line| {
+        let (range, rest) = line.split_once(' ')?;
+        let (start, end) = range.split_once('-')?;
+        let (start, end) = (usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?);
+        (start <= addr && addr < end).then(|| rest.starts_with('r'))
+    }))
+}
+
 /// Page faults of this process so far, from `getrusage(RUSAGE_SELF)`: `(minor, major)`.
 /// See [getrusage(2)](https://man7.org/linux/man-pages/man2/getrusage.2.html).
 pub(crate) fn page_faults() -> (u64, u64) {
