@@ -391,8 +391,14 @@ fn a_lent_range_comes_back_decommitted_and_still_reserved() {
 #[test]
 fn a_lent_range_outlives_its_lender_and_the_lender_keeps_off_it() {
     let page = page_size();
-    let heap = Reservation::new(8 * page).unwrap();
+    // Named, so that its areas are told from whatever other tests map into freed address space.
+    let heap = mmkit::ReserveOptions::new(8 * page).name("mmkit-lend-outlives").reserve().unwrap();
     let base = heap.as_ptr() as usize;
+    let named = heap.name_applied();
+    let ours = || -> Vec<mmkit::inspect::MapsEntry> {
+        let name = mmkit::inspect::Backing::Pseudo("[anon:mmkit-lend-outlives]".into());
+        areas_in(base, 8 * page).into_iter().filter(|a| !named || a.backing == name).collect()
+    };
     let lent = heap.lend(2 * page, 2 * page).unwrap();
     lent.commit(0, 2 * page, Protection::READ_WRITE).unwrap();
     touch(&lent, 0, 2 * page, 7);
@@ -405,20 +411,21 @@ fn a_lent_range_outlives_its_lender_and_the_lender_keeps_off_it() {
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
         assert!(err.to_string().contains("lent out"), "{err}");
     }
-    heap.commit(4 * page, page, Protection::READ_WRITE).unwrap(); // beside it: fine
-                                                                  // A lent reservation goes back whole: it lends nothing on (the first lender would not know
-                                                                  // the second borrower when the middle one goes).
+    // Beside it: fine.
+    heap.commit(4 * page, page, Protection::READ_WRITE).unwrap();
+    // A lent reservation goes back whole: it lends nothing on (the first lender would not know
+    // the second borrower when the middle one goes).
     assert_eq!(lent.lend(0, page).unwrap_err().kind(), ErrorKind::InvalidArgument);
     drop(heap);
     // Only the lent pages are left, still read-write and holding their bytes.
-    let areas = areas_in(base, 8 * page);
+    let areas = ours();
     let covered: u64 = areas.iter().map(|a| a.end.min((base + 8 * page) as u64) - a.start.max(base as u64)).sum();
     assert_eq!(covered, 2 * page as u64, "{areas:?}");
     assert!(areas.iter().all(|a| a.start >= (base + 2 * page) as u64 && a.end <= (base + 4 * page) as u64));
     // SAFETY: committed read-write above and still mapped (the lent reservation owns it).
     assert_eq!(unsafe { lent.as_ptr().add(page).read() }, 7);
     drop(lent);
-    assert!(areas_in(base, 8 * page).is_empty(), "the borrower of a dropped lender unmaps its range");
+    assert!(ours().is_empty(), "the borrower of a dropped lender unmaps its range: {:?}", ours());
     // Given back while the lender lives, the range is the lender's again.
     let heap = Reservation::new(4 * page).unwrap();
     drop(heap.lend(0, 2 * page).unwrap());
