@@ -391,14 +391,8 @@ fn a_lent_range_comes_back_decommitted_and_still_reserved() {
 #[test]
 fn a_lent_range_outlives_its_lender_and_the_lender_keeps_off_it() {
     let page = page_size();
-    // Named, so that its areas are told from whatever other tests map into freed address space.
-    let heap = mmkit::ReserveOptions::new(8 * page).name("mmkit-lend-outlives").reserve().unwrap();
+    let heap = Reservation::new(8 * page).unwrap();
     let base = heap.as_ptr() as usize;
-    let named = heap.name_applied();
-    let ours = || -> Vec<mmkit::inspect::MapsEntry> {
-        let name = mmkit::inspect::Backing::Pseudo("[anon:mmkit-lend-outlives]".into());
-        areas_in(base, 8 * page).into_iter().filter(|a| !named || a.backing == name).collect()
-    };
     let lent = heap.lend(2 * page, 2 * page).unwrap();
     lent.commit(0, 2 * page, Protection::READ_WRITE).unwrap();
     touch(&lent, 0, 2 * page, 7);
@@ -416,16 +410,35 @@ fn a_lent_range_outlives_its_lender_and_the_lender_keeps_off_it() {
     // A lent reservation goes back whole: it lends nothing on (the first lender would not know
     // the second borrower when the middle one goes).
     assert_eq!(lent.lend(0, page).unwrap_err().kind(), ErrorKind::InvalidArgument);
-    drop(heap);
-    // Only the lent pages are left, still read-write and holding their bytes.
-    let areas = ours();
-    let covered: u64 = areas.iter().map(|a| a.end.min((base + 8 * page) as u64) - a.start.max(base as u64)).sum();
-    assert_eq!(covered, 2 * page as u64, "{areas:?}");
-    assert!(areas.iter().all(|a| a.start >= (base + 2 * page) as u64 && a.end <= (base + 4 * page) as u64));
-    // SAFETY: committed read-write above and still mapped (the lent reservation owns it).
-    assert_eq!(unsafe { lent.as_ptr().add(page).read() }, 7);
-    drop(lent);
-    assert!(ours().is_empty(), "the borrower of a dropped lender unmaps its range: {:?}", ours());
+    // The drops in a forked child: one thread, so no other test maps into the freed range
+    // while the areas are read (seen in CI). 0: as expected; else the check that failed.
+    let outcome = in_child(move || {
+        drop(heap);
+        // Only the lent pages are left, still read-write and holding their bytes.
+        let areas = areas_in(base, 8 * page);
+        let covered: u64 = areas.iter().map(|a| a.end.min((base + 8 * page) as u64) - a.start.max(base as u64)).sum();
+        if covered != 2 * page as u64 {
+            return 1;
+        }
+        if !areas.iter().all(|a| a.start >= (base + 2 * page) as u64 && a.end <= (base + 4 * page) as u64) {
+            return 2;
+        }
+        // SAFETY: committed read-write above and still mapped (the lent reservation owns it).
+        if unsafe { lent.as_ptr().add(page).read() } != 7 {
+            return 3;
+        }
+        drop(lent);
+        // The borrower of a dropped lender unmaps its range.
+        if !areas_in(base, 8 * page).is_empty() {
+            return 4;
+        }
+        0
+    });
+    assert_eq!(
+        outcome,
+        Ok(0),
+        "1-2: the lender's drop left other than the lent pages, 3: their bytes, 4: the borrower's drop left them"
+    );
     // Given back while the lender lives, the range is the lender's again.
     let heap = Reservation::new(4 * page).unwrap();
     drop(heap.lend(0, 2 * page).unwrap());
