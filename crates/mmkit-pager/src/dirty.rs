@@ -25,6 +25,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use mmkit::{Error, ErrorKind, Result};
@@ -146,12 +147,12 @@ fn clear_soft_dirty() -> Result<()> {
 /// Whether a region of this process is tracked with soft-dirty bits: clearing them is the whole
 /// process's, so a second such region would lose the first one's writes at its every collection
 /// (and the first the second's). One at a time.
-static SOFT_DIRTY_IN_USE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SOFT_DIRTY_IN_USE: AtomicBool = AtomicBool::new(false);
 
 impl Drop for Tracker {
     fn drop(&mut self) {
         if self.mechanism == DirtyMechanism::SoftDirty {
-            SOFT_DIRTY_IN_USE.store(false, std::sync::atomic::Ordering::Release);
+            SOFT_DIRTY_IN_USE.store(false, Ordering::Release);
         }
     }
 }
@@ -164,14 +165,7 @@ impl Tracker {
             _ => Some(File::open("/proc/self/pagemap").map_err(|e| proc_err("open", "/proc/self/pagemap", e))?),
         };
         if mechanism == DirtyMechanism::SoftDirty
-            && SOFT_DIRTY_IN_USE
-                .compare_exchange(
-                    false,
-                    true,
-                    std::sync::atomic::Ordering::AcqRel,
-                    std::sync::atomic::Ordering::Acquire,
-                )
-                .is_err()
+            && SOFT_DIRTY_IN_USE.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err()
         {
             return Err(Error::new("PagedRegion::new", ErrorKind::Unsupported).with_detail(
                 "another region of this process is tracked with SoftDirty, whose bits are cleared for the whole \

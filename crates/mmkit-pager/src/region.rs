@@ -937,10 +937,9 @@ fn register_range(map: &MmapMut, fd: &OwnedFd, reg_mode: u64) -> Result<(usize, 
     // Before the range leaves children's address spaces: from here a child gets it as an
     // inaccessible placeholder, never as a hole.
     let entry = fork_guard::Entry::new(base, span);
-    // SAFETY: `map` stays private to this region for its whole life, and the region's fork
-    // contract (module docs) is that a forked child has no such pages: any access there ends
-    // the child with SIGSEGV (the fork guard reserves the range there), which is the documented
-    // outcome (never zeros as data, never another mapping's bytes).
+    // The region's fork contract (module docs): a child has none of its pages, and an access
+    // there raises SIGSEGV (the fork guard reserves the range): never zeros, never others' bytes.
+    // SAFETY: `map` stays private to this region for its whole life; see the contract above.
     unsafe { map.dont_fork(..) }?;
     // SAFETY: the range is the mapping we just created and own; its pages are missing.
     unsafe { sys::register(fd.as_fd(), base, span, reg_mode) }
@@ -1031,20 +1030,18 @@ mod fork_guard {
             // fork handler could be waiting for it).
             let mut room = Vec::new();
             loop {
-                let done = with(|ranges| {
-                    if ranges.len() < ranges.capacity() {
-                        ranges.push((id, base, len));
-                        return true;
-                    }
-                    if room.capacity() > ranges.len() {
+                let pushed = with(|ranges| {
+                    if ranges.len() == ranges.capacity() {
+                        if room.capacity() <= ranges.len() {
+                            return false;
+                        }
                         room.append(ranges);
                         std::mem::swap(ranges, &mut room);
-                        ranges.push((id, base, len));
-                        return true;
                     }
-                    false
+                    ranges.push((id, base, len));
+                    true
                 });
-                if done {
+                if pushed {
                     return Entry(id);
                 }
                 room = Vec::with_capacity(with(|ranges| ranges.len()) * 2 + 4);

@@ -118,10 +118,6 @@ pub(crate) fn thp_mode() -> Option<String> {
     Some(s[start + 1..end].to_owned())
 }
 
-fn hugetlb_free_pages(size: usize) -> Option<u64> {
-    hugetlb_pool_count(size, "free_hugepages")
-}
-
 /// A counter of the hugetlb pool of `size`-byte pages (`free_hugepages`, `resv_hugepages`).
 fn hugetlb_pool_count(size: usize, counter: &str) -> Option<u64> {
     let p = format!("/sys/kernel/mm/hugepages/hugepages-{}kB/{counter}", size / 1024);
@@ -341,13 +337,16 @@ impl Mapping {
         // drop fails (`EINVAL`) and leaks the mapping.
         let mut req = req;
         let hugetlbfs = req.fd.and_then(|fd| hugetlbfs_page_size(fd, req.block));
-        if let Some(hsize) = hugetlbfs.filter(|&h| req.aligned_offset() % h as u64 != 0) {
-            return Err(Error::new("mmap", ErrorKind::Unaligned)
-                .with_opt_path(req.path.as_deref())
-                .with_range(req.aligned_offset(), req.map_len as u64)
-                .with_detail(format!("a file on hugetlbfs maps from multiples of its {} KiB pages", hsize / 1024)));
-        }
         if let Some(hsize) = hugetlbfs {
+            if req.aligned_offset() % hsize as u64 != 0 {
+                return Err(Error::new("mmap", ErrorKind::Unaligned)
+                    .with_opt_path(req.path.as_deref())
+                    .with_range(req.aligned_offset(), req.map_len as u64)
+                    .with_detail(format!(
+                        "a file on hugetlbfs maps from multiples of its {} KiB pages",
+                        hsize / 1024
+                    )));
+            }
             req.map_len = align_up(req.map_len as u64, hsize as u64).ok_or_else(|| req.too_big())? as usize;
             pages.page_size = hsize;
         }
@@ -421,12 +420,13 @@ impl Mapping {
                 Ok(Some((base, hlen)))
             }
             Err(e) => {
-                let free = match (hugetlb_free_pages(hsize), hugetlb_pool_count(hsize, "resv_hugepages")) {
-                    (None, _) => "no pool of that size".to_owned(),
-                    // Free pages may all be promised to other mappings already.
-                    (Some(n), Some(r)) if r > 0 => format!("{n} free, {r} of them reserved by other mappings"),
-                    (Some(n), _) => format!("{n} free"),
-                };
+                let free =
+                    match (hugetlb_pool_count(hsize, "free_hugepages"), hugetlb_pool_count(hsize, "resv_hugepages")) {
+                        (None, _) => "no pool of that size".to_owned(),
+                        // Free pages may all be promised to other mappings already.
+                        (Some(n), Some(r)) if r > 0 => format!("{n} free, {r} of them reserved by other mappings"),
+                        (Some(n), _) => format!("{n} free"),
+                    };
                 pages.fallback = Some(format!(
                     "hugetlb mmap of {} KiB pages failed: {} ({}); pool: {free}",
                     hsize / 1024,

@@ -249,13 +249,13 @@ pub struct Reservation {
     huge_maps: std::sync::Mutex<Vec<(usize, usize)>>,
 }
 
+/// The lender's lock on its book (see [`Reservation::check_mut`]).
+type LendLock<'a> = MutexGuard<'a, Option<Arc<Mutex<LendBook>>>>;
+
 /// What a lender and the reservations it lent share: the ranges lent out (offsets in the
 /// lender), and whether the lender is still alive. A range lent out stays mapped when its
 /// lender is dropped first (the lender unmaps around it); the lent reservation then unmaps it
 /// when it goes, instead of decommitting it back.
-/// The lender's lock on its book (see [`Reservation::check_mut`]).
-type LendLock<'a> = MutexGuard<'a, Option<Arc<Mutex<LendBook>>>>;
-
 #[derive(Debug, Default)]
 struct LendBook {
     lender_dropped: bool,
@@ -344,8 +344,8 @@ impl Reservation {
     }
 
     /// [`check`](Self::check) for an operation that changes what is mapped: also refuses a
-    /// range lent out (its borrower owns it until it is dropped).
-    /// The guard returned keeps any range from being lent until the operation is done.
+    /// range lent out (its borrower owns it until it is dropped). The guard returned keeps any
+    /// range from being lent until the operation is done.
     fn check_mut(&self, op: &'static str, offset: usize, len: usize) -> Result<(*mut u8, LendLock<'_>)> {
         let ptr = self.check(op, offset, len)?;
         let lock = self.book.lock().unwrap_or_else(|e| e.into_inner());
@@ -788,11 +788,12 @@ impl Reservation {
     }
 
     /// Gives `[off, off + len)` (whole pages this value owns) back: unmaps it, or with
-    /// `give_back` (lent, and the lender still alive) returns it to the lender decommitted. The kernel refuses a call that touches
-    /// a sealed page as a whole (`EPERM`), and pages may be sealed that this value has not
-    /// recorded (sealed by a reservation it lent them to, or with `mseal` directly): then the
-    /// range is split in halves and each retried, so everything but the sealed pages is given
-    /// back, in O(k log n) calls for k such sealed ranges.
+    /// `give_back` (lent, and the lender still alive) returns it to the lender decommitted.
+    /// The kernel refuses a call that touches a sealed page as a whole (`EPERM`), and pages may
+    /// be sealed that this value has not recorded (sealed by a reservation it lent them to, or
+    /// with `mseal` directly): then the range is split in halves and each retried, so
+    /// everything but the sealed pages is given back, in O(k log n) calls for k such sealed
+    /// ranges.
     ///
     /// # Safety
     /// Only from `drop`: `[off, off + len)` is whole pages this value owns (no carved range),

@@ -249,14 +249,6 @@ impl<'a> Scan<'a> {
     /// Populates the batch `[from, to)` (or tells the helper where we are) and probes it.
     fn enter_batch(&self, from: usize, to: usize) -> Result<()> {
         let truncated = |e: Error| {
-            // Populating reports any page it cannot read as EFAULT: named for its cause as the
-            // probe's are (past the end of the file, or not readable).
-            let e = match e.errno() {
-                Some(libc::EFAULT) if e.kind() != ErrorKind::Truncated => {
-                    self.map.mapping().unreadable_error("scan", from, to - from)
-                }
-                _ => e,
-            };
             if e.kind() == ErrorKind::Truncated {
                 Error::new("scan", ErrorKind::Truncated)
                     .with_opt_path(self.map.mapping().path())
@@ -276,8 +268,15 @@ impl<'a> Scan<'a> {
             }
             // Populated front to back first, so that the kernel's read-ahead sees a sequential
             // reader when the file is not cached (a probe of the batch's end first would start
-            // the reading there). A page past the end of the file fails it with EFAULT.
-            None => self.map.populate(from..to).map_err(truncated)?,
+            // the reading there). Any page it cannot read fails it with EFAULT: named for its
+            // cause here, as the probe's errors already are (past the end of the file, or not
+            // readable).
+            None => self.map.populate(from..to).map_err(|e| match e.errno() {
+                Some(libc::EFAULT) if e.kind() != ErrorKind::Truncated => {
+                    truncated(self.map.mapping().unreadable_error("scan", from, to - from))
+                }
+                _ => truncated(e),
+            })?,
         }
         // The probe: also when populating fell back to MADV_WILLNEED (kernels before 5.14),
         // which reports nothing, and when the helper has not reached this batch yet.

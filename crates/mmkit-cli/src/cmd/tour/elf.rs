@@ -42,10 +42,13 @@ fn build_library(dir: &Path, page: u64) -> anyhow::Result<PathBuf> {
         .arg(&out)
         .arg(&src)
         .output()
-        .map_err(|e| (e.kind() == std::io::ErrorKind::NotFound, crate::cli::io::io_error("exec", Path::new("gcc"), e)))
-        .map_err(|(missing, e)| match missing {
-            true => e.context("the elf section builds a small library with gcc, which is not installed (install gcc)"),
-            false => e.context("the elf section builds a small library with gcc, which could not be run"),
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "which is not installed (install gcc)",
+                _ => "which could not be run",
+            };
+            crate::cli::io::io_error("exec", Path::new("gcc"), e)
+                .context(format!("the elf section builds a small library with gcc, {why}"))
         })?;
     if !output.status.success() {
         // Ctrl-C at a terminal reaches gcc too: say that, not how gcc died.
