@@ -171,8 +171,7 @@
 //! on aarch64 any other module's); copy relocations; text relocations (`DT_TEXTREL`, which
 //! glibc applies on x86_64; Android refuses them too); `PT_LOAD` segments that share a page
 //! (glibc maps the later one over the shared page) or are writable and executable at once.
-//! Search: the requesting library's own directory is searched first (glibc does not); a
-//! top-level open is searched for as glibc's `dlopen` called from the program, whatever
+//! Search: a top-level open is searched for as glibc's `dlopen` called from the program, whatever
 //! library the call is made in.
 #![deny(missing_docs)]
 // `unsafe` only in the modules that say `#![allow(unsafe_code)]` (DESIGN.md, "Where `unsafe` lives").

@@ -81,9 +81,10 @@ struct Link {
 /// libraries, and links to other namespaces for named sonames.
 ///
 /// Search order for a `DT_NEEDED` name: a name with a `/` is a path (one holding `!/` a zip
-/// entry, as below); else (never the current directory, as with glibc) the requesting
-/// library's own directory (inside an APK: the entry's directory, then the archive's; glibc
-/// does not search it), then as glibc: its `DT_RPATH` and then those of the libraries that
+/// entry, as below); else (never the current directory, as with glibc) inside an APK the
+/// entry's directory in the archive (so an APK's libraries find each other: glibc has no
+/// APKs), and, only when [`Namespace::search_own_directory`] asks, the requesting library's
+/// own directory on disk (glibc does not search it); then as glibc: its `DT_RPATH` and then those of the libraries that
 /// loaded it, up the chain (a mapped library's `dlopen` is the loader of what it opens), and
 /// the program's, if it has no `DT_RUNPATH`; `LD_LIBRARY_PATH` (unless turned off), its
 /// `DT_RUNPATH` (`$ORIGIN` expanded in all, each object's own); then
@@ -126,6 +127,7 @@ pub struct Namespace {
     system_dirs: bool,
     links: Vec<Link>,
     unwind_all: bool,
+    own_dir: bool,
     /// The libraries loaded in this namespace (shared by its clones).
     registry: Arc<crate::group::Registry>,
 }
@@ -173,12 +175,13 @@ impl Namespace {
             system_dirs: true,
             links: Vec::new(),
             unwind_all: true,
+            own_dir: false,
             registry: Arc::default(),
         }
     }
 
-    /// An isolated namespace: only its search path (and the requesting library's own
-    /// directory and `RUNPATH`) is searched, not `LD_LIBRARY_PATH` nor the system
+    /// An isolated namespace: only its search path (and the requesting library's
+    /// `RUNPATH`, and inside an APK the entry's directory) is searched, not `LD_LIBRARY_PATH` nor the system
     /// directories, and system libraries are refused unless already loaded or reached
     /// through a link (Android's isolated app namespace).
     pub fn isolated(name: impl Into<String>) -> Namespace {
@@ -229,6 +232,20 @@ impl Namespace {
     /// without it a backtrace taken in a callback from a plain C library stops inside it.
     pub fn unwind_tables_for_every_library(mut self, on: bool) -> Namespace {
         self.unwind_all = on;
+        self
+    }
+
+    /// Whether a dependency is looked for first in the directory of the library that needs
+    /// it (default: no, as glibc and bionic: a library that wants that says
+    /// `DT_RUNPATH=$ORIGIN`). An APK entry's directory in its archive is searched either way.
+    ///
+    /// ```
+    /// use mmkit_elf::Namespace;
+    /// let ns = Namespace::new("plugins").search_own_directory(true);
+    /// # let _ = ns;
+    /// ```
+    pub fn search_own_directory(mut self, on: bool) -> Namespace {
+        self.own_dir = on;
         self
     }
 
@@ -414,7 +431,9 @@ impl Namespace {
             let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             dirs.push(SearchDir::Archive { archive: archive.clone(), dir: dir.to_owned() });
         }
-        dirs.extend(origin.and_then(Source::dir).map(|d| SearchDir::Dir(d.to_path_buf())));
+        if self.own_dir {
+            dirs.extend(origin.and_then(Source::dir).map(|d| SearchDir::Dir(d.to_path_buf())));
+        }
         // glibc: DT_RPATH (only without DT_RUNPATH), then the DT_RPATHs of the libraries that
         // loaded it, up the chain (also only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
         let has_runpath = !rpath && !runpath.is_empty();

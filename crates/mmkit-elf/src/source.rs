@@ -85,8 +85,10 @@ impl Source {
         Source::Path(PathBuf::from(s))
     }
 
-    /// The directory `DT_NEEDED` libraries are searched in first: the file's or the archive's
-    /// directory (none for memory).
+    /// The directory on disk the source is in: the file's or the archive's (none for a
+    /// descriptor or memory). `$ORIGIN` names it, and with
+    /// [`Namespace::search_own_directory`](crate::Namespace::search_own_directory) `DT_NEEDED`
+    /// libraries are searched there first.
     pub fn dir(&self) -> Option<&Path> {
         match self {
             Source::Path(p) => p.parent(),

@@ -537,7 +537,7 @@ fn dt_symbolic_binds_the_library_itself_first_as_glibc_does() {
 }
 
 #[test]
-fn dependencies_are_loaded_from_the_same_directory() {
+fn dependencies_are_loaded_from_the_same_directory_only_when_asked() {
     for (variant, flags) in VARIANTS {
         let base = build(variant, "base.c", "fxbase", flags);
         let dir = base.parent().unwrap();
@@ -546,11 +546,22 @@ fn dependencies_are_loaded_from_the_same_directory() {
         dep_flags.push("-lfxbase".into());
         let dep_flags: Vec<&str> = dep_flags.iter().map(String::as_str).collect();
         let dep = build(variant, "dep.c", "fxdep", &dep_flags);
-        let ours = open(dep.as_path());
+        assert_eq!(dep.parent(), base.parent());
+        // As glibc (without LD_LIBRARY_PATH or RUNPATH): the dependency beside the library is
+        // not found. Regression: mmkit used to look there first, where glibc never does.
+        let c = std::ffi::CString::new(dep.to_str().unwrap()).unwrap();
+        // SAFETY: a fixture path; glibc fails before running any of its code.
+        assert!(unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) }.is_null(), "{variant}");
+        let err = try_open(dep.as_path()).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{variant}: {err}");
+        assert!(err.to_string().contains("libfxbase.so"), "{err}");
+        // Asked to, the namespace looks beside the library.
+        let ns = mmkit_elf::Namespace::new("own-dir").search_own_directory(true);
+        // SAFETY: test fixtures are trusted.
+        let ours = unsafe { ns.open(dep.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ours.needed().iter().filter(|&&n| n == "libfxbase.so").count(), 1);
         assert_eq!(call(&ours, "fx_dep_twice", &[5]), 2010, "{variant}");
         assert_eq!(call(&ours, "fx_dep_counter", &[]), 1000);
-        // glibc needs LD_LIBRARY_PATH or RUNPATH for it; mmkit looks beside the library.
         // The base library's symbols are reachable from the dependent's handle, as with dlsym.
         assert_eq!(call(&ours, "fx_base_value", &[1]), 1001);
     }
