@@ -331,7 +331,21 @@ mod sealed {
 /// let flag = view.atomic::<std::sync::atomic::AtomicBool>(0)?; // not a SharedAtomic
 /// # Ok(()) }
 /// ```
+///
+/// The safe [`SharedView::atomic`] hands out the 8-byte ones ([`SharedWord`]); the others
+/// come from the `unsafe` [`SharedView::atomic_sized`].
 pub trait SharedAtomic: sealed::Sealed + Sync {}
+
+/// The [`SharedAtomic`] types of 8 bytes: the size the view's copies access memory in, so
+/// [`SharedView::atomic`] can hand them out safely. A 4-byte one would not be:
+///
+/// ```compile_fail
+/// # fn main() -> Result<(), mmkit::Error> {
+/// let view = mmkit::shm::SharedMemory::create("futex", 64)?.view()?;
+/// let word = view.atomic::<std::sync::atomic::AtomicU32>(0)?; // use `atomic_sized`
+/// # Ok(()) }
+/// ```
+pub trait SharedWord: SharedAtomic {}
 
 macro_rules! shared_atomics {
     ($($t:ty),*) => {$(
@@ -348,6 +362,8 @@ shared_atomics!(
     atomic::AtomicI32,
     atomic::AtomicI64
 );
+impl SharedWord for atomic::AtomicU64 {}
+impl SharedWord for atomic::AtomicI64 {}
 
 /// A safe view of shared memory that other processes write concurrently: references to
 /// atomics, and atomic byte copies in and out (defined under races, unlike plain or volatile
@@ -389,34 +405,69 @@ impl SharedView {
         Ok(addr as *mut u8)
     }
 
-    /// A reference to the atomic `A` at byte `offset` (bounds and alignment checked). Every
-    /// process must access these bytes atomically, with the same size.
+    /// A reference to the 8-byte atomic `A` at byte `offset` (bounds and alignment checked).
+    /// Every process must access these bytes atomically; in this process every access of the
+    /// view is one of 8 bytes (its copies load and store whole aligned words), so none races
+    /// with another of a different size, which Rust's memory model forbids.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mmkit::Error> {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let view = mmkit::shm::SharedMemory::create("flag", 64)?.view()?;
+    /// view.atomic::<AtomicU64>(8)?.store(1, Ordering::Release);
+    /// assert!(view.atomic::<AtomicU64>(4).is_err()); // misaligned
+    /// # Ok(()) }
+    /// ```
+    pub fn atomic<A: SharedWord>(&self, offset: usize) -> Result<&A> {
+        // SAFETY: an 8-byte atomic at an aligned offset is a whole word of the grid the view's
+        // copies use: no access of this process to its bytes has another size.
+        unsafe { self.atomic_sized(offset) }
+    }
+
+    /// A reference to the atomic `A` of any size at byte `offset` (bounds and alignment
+    /// checked): a 4-byte futex word, a 1-byte flag.
+    ///
+    /// # Safety
+    /// While the reference is used, no other access of this process to any of its bytes that
+    /// may race with it writes with another size, nor reads with another size while it writes:
+    /// no overlapping [`atomic`](Self::atomic) or `atomic_sized` of another type size, and no
+    /// [`read`](Self::read), [`write`](Self::write), [`read_bytes`](Self::read_bytes) or
+    /// [`write_bytes`](Self::write_bytes) over its 8-byte word (those access whole aligned
+    /// words) from another thread. Rust's memory model makes racing atomic accesses of
+    /// different sizes undefined behaviour when one writes. Other processes are outside it:
+    /// what they do can tear values, never cause undefined behaviour here.
     ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {
     /// use std::sync::atomic::{AtomicU32, Ordering};
-    /// let view = mmkit::shm::SharedMemory::create("flag", 64)?.view()?;
-    /// view.atomic::<AtomicU32>(8)?.store(1, Ordering::Release);
-    /// assert!(view.atomic::<AtomicU32>(2).is_err()); // misaligned
+    /// let view = mmkit::shm::SharedMemory::create("futex", 64)?.view()?;
+    /// // SAFETY: bytes 8..12 are accessed as this `AtomicU32` only, in this process.
+    /// let word = unsafe { view.atomic_sized::<AtomicU32>(8) }?;
+    /// word.store(1, Ordering::Release);
+    /// // SAFETY: as above.
+    /// assert!(unsafe { view.atomic_sized::<AtomicU32>(2) }.is_err()); // misaligned
     /// # Ok(()) }
     /// ```
-    pub fn atomic<A: SharedAtomic>(&self, offset: usize) -> Result<&A> {
+    pub unsafe fn atomic_sized<A: SharedAtomic>(&self, offset: usize) -> Result<&A> {
         let p = self.at("atomic", offset, size_of::<A>(), std::mem::align_of::<A>())?;
         // SAFETY: `p` is in bounds and aligned for `A` (checked); the memory lives as long as
         // `self` (the map is not unmapped or shrunk: SHRINK is sealed); atomics are valid for
-        // any bit pattern and tolerate concurrent atomic access from other processes.
+        // any bit pattern and tolerate concurrent atomic access from other processes; no
+        // racing access of this process has another size (caller).
         Ok(unsafe { &*p.cast::<A>() })
     }
 
-    /// Reads a `T` at byte `offset` with an atomic byte copy (no alignment needed). Another
-    /// process writing at the same time may leave the value torn, never invalid.
+    /// Reads a `T` at byte `offset` with an atomic copy (no alignment needed: it loads the
+    /// aligned 8-byte words holding the bytes). Another process or thread writing at the same
+    /// time may leave the value torn, never invalid.
     pub fn read<T: FromBytes>(&self, offset: usize) -> Result<T> {
         let p = self.at("read", offset, size_of::<T>(), 1)?;
         // SAFETY: in bounds (checked); `T: FromBytes` accepts any bytes; unaligned read.
         Ok(unsafe { shared_copy_in::<T>(p) })
     }
 
-    /// Writes `value` at byte `offset` with an atomic byte copy.
+    /// Writes `value` at byte `offset` with an atomic copy (whole aligned words: a partial one
+    /// by compare-and-swap, keeping its other bytes).
     pub fn write<T: IntoBytes + Immutable>(&self, offset: usize, value: &T) -> Result<()> {
         self.write_bytes(offset, value.as_bytes())
     }
@@ -438,68 +489,94 @@ impl SharedView {
     }
 }
 
-/// Copies `dst.len()` bytes from `src` with relaxed atomic loads (8 bytes at a time where `src`
-/// is aligned), then an acquire fence: the way to read memory another process or thread may
-/// write at the same time. Atomic accesses are defined under races, so a concurrent writer can
-/// tear the copy, never cause undefined behaviour; no reference to the shared bytes is formed.
+/// The 8-byte words every shared copy goes through: the aligned word holding each byte.
+///
+/// Rust's memory model makes racing atomic accesses of different sizes undefined behaviour
+/// when one of them writes. Copies that chose their width by their own offset and length (8
+/// bytes where aligned, single bytes elsewhere) could race with each other in different sizes
+/// over the same bytes (two threads of one process sharing a [`SharedView`]). Every copy
+/// accesses whole aligned words instead: a partial word at either end is loaded whole, or
+/// written by a compare-and-swap loop that changes only the copy's bytes. An aligned word never
+/// crosses a page, so it is mapped when one of its bytes is.
+const WORD: usize = size_of::<u64>();
+
+/// `(word address, first byte of the copy in the word, end in the word, position in the copy)`
+/// for each aligned word holding `start..start + len`.
+fn shared_words(start: usize, len: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let end = start + len;
+    let first = start & !(WORD - 1);
+    (first..if len == 0 { first } else { end }).step_by(WORD).map(move |word| {
+        let lo = start.max(word);
+        let hi = end.min(word + WORD);
+        (word, lo - word, hi - word, lo - start)
+    })
+}
+
+/// Copies `len` bytes from `src` to `dst` with relaxed atomic 8-byte loads of the aligned
+/// words holding them (see [`WORD`]), then an acquire fence: the way to read memory another
+/// process or thread may write at the same time. Atomic accesses are defined under races, so a
+/// concurrent writer can tear the copy, never cause undefined behaviour; no reference to the
+/// shared bytes is formed.
 ///
 /// # Safety
-/// `src..src + dst.len()` must be mapped readable and live for the call.
-unsafe fn shared_copy_from(src: *const u8, dst: &mut [u8]) {
-    let mut i = 0;
-    while i < dst.len() {
-        // SAFETY: `i < dst.len()`, in bounds of the source (caller).
-        let p = unsafe { src.add(i) };
-        if p as usize % 8 == 0 && dst.len() - i >= 8 {
-            // SAFETY: 8 bytes in bounds, aligned (checked); this process accesses shared bytes
-            // only atomically, and atomics are defined while another process writes them.
-            let w = unsafe { atomic::AtomicU64::from_ptr(p as *mut u64) }.load(Ordering::Relaxed);
-            dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
-            i += 8;
-        } else {
-            // SAFETY: as above, one byte.
-            dst[i] = unsafe { atomic::AtomicU8::from_ptr(p as *mut u8) }.load(Ordering::Relaxed);
-            i += 1;
-        }
+/// The pages holding `src..src + len` must be mapped readable and live for the call, and
+/// `dst..dst + len` writable and disjoint from them.
+unsafe fn shared_read(src: *const u8, len: usize, dst: *mut u8) {
+    for (word, lo, hi, at) in shared_words(src as usize, len) {
+        // SAFETY: `word` is 8-aligned and on a page holding one of the bytes (caller: mapped
+        // readable); this process accesses shared bytes only by whole aligned atomic words.
+        let bytes = unsafe { atomic::AtomicU64::from_ptr(word as *mut u64) }.load(Ordering::Relaxed).to_ne_bytes();
+        // SAFETY: `at + (hi - lo) <= len`: inside `dst` (caller).
+        unsafe { std::ptr::copy_nonoverlapping(bytes[lo..hi].as_ptr(), dst.add(at), hi - lo) };
     }
     atomic::fence(Ordering::Acquire);
 }
 
-/// Copies `src` to `dst` after a release fence, with relaxed atomic stores (8 bytes at a time
-/// where `dst` is aligned); see [`shared_copy_from`].
+/// [`shared_read`] into a slice.
 ///
 /// # Safety
-/// `dst..dst + src.len()` must be mapped writable and live for the call.
+/// The pages holding `src..src + dst.len()` must be mapped readable and live for the call.
+unsafe fn shared_copy_from(src: *const u8, dst: &mut [u8]) {
+    // SAFETY: the caller's promise; `dst` is a distinct, writable buffer of its length.
+    unsafe { shared_read(src, dst.len(), dst.as_mut_ptr()) }
+}
+
+/// Copies `src` to `dst` after a release fence, with relaxed atomic 8-byte stores of the
+/// aligned words holding `dst..dst + src.len()`: a word the copy fills whole is stored, a
+/// partial one (at either end) changed by a compare-and-swap loop that keeps its other bytes;
+/// see [`WORD`] and [`shared_read`].
+///
+/// # Safety
+/// The pages holding `dst..dst + src.len()` must be mapped writable and live for the call.
 unsafe fn shared_copy_to(dst: *mut u8, src: &[u8]) {
     atomic::fence(Ordering::Release);
-    let mut i = 0;
-    while i < src.len() {
-        // SAFETY: `i < src.len()`, in bounds of the destination (caller).
-        let p = unsafe { dst.add(i) };
-        if p as usize % 8 == 0 && src.len() - i >= 8 {
-            let w = u64::from_ne_bytes(src[i..i + 8].try_into().expect("8 bytes"));
-            // SAFETY: as in `shared_copy_from`, and the memory is writable.
-            unsafe { atomic::AtomicU64::from_ptr(p as *mut u64) }.store(w, Ordering::Relaxed);
-            i += 8;
+    for (word, lo, hi, at) in shared_words(dst as usize, src.len()) {
+        let part = &src[at..at + (hi - lo)];
+        // SAFETY: as in `shared_read`, and the page is mapped writable.
+        let cell = unsafe { atomic::AtomicU64::from_ptr(word as *mut u64) };
+        if hi - lo == WORD {
+            cell.store(u64::from_ne_bytes(part.try_into().expect("a whole word")), Ordering::Relaxed);
         } else {
-            // SAFETY: as above, one byte.
-            unsafe { atomic::AtomicU8::from_ptr(p) }.store(src[i], Ordering::Relaxed);
-            i += 1;
+            let merge = |old: u64| {
+                let mut bytes = old.to_ne_bytes();
+                bytes[lo..hi].copy_from_slice(part);
+                Some(u64::from_ne_bytes(bytes))
+            };
+            // Always `Ok`: the closure never gives up.
+            let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, merge);
         }
     }
 }
 
+/// A `T` read by [`shared_read`].
+///
 /// # Safety
-/// `p..p + size_of::<T>()` must be readable.
+/// The pages holding `p..p + size_of::<T>()` must be mapped readable.
 unsafe fn shared_copy_in<T: FromBytes>(p: *const u8) -> T {
     let mut out = T::new_zeroed();
-    let dst = (&mut out as *mut T).cast::<u8>();
-    for i in 0..size_of::<T>() {
-        // SAFETY: in bounds of the source (caller) and of `out`; `T: FromBytes` accepts any
-        // bytes; an atomic byte load is defined while another process writes the byte.
-        unsafe { dst.add(i).write(atomic::AtomicU8::from_ptr(p.add(i).cast_mut()).load(Ordering::Relaxed)) };
-    }
-    atomic::fence(Ordering::Acquire);
+    // SAFETY: the caller's promise; `out` is a distinct local of `size_of::<T>()` bytes, and
+    // `T: FromBytes` accepts any bytes written into it.
+    unsafe { shared_read(p, size_of::<T>(), (&mut out as *mut T).cast::<u8>()) };
     out
 }
 

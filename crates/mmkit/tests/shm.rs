@@ -307,3 +307,66 @@ fn a_ring_end_refused_by_the_memfds_seals_says_why() {
     assert_eq!(err.operation(), "RingConsumer::attach", "{err}");
     assert!(err.to_string().contains("F_SEAL_WRITE"), "{err}");
 }
+
+/// Copies access shared memory in whole aligned 8-byte words (so no two accesses of this
+/// process race with different sizes); a partial word is changed by compare-and-swap. Two
+/// threads writing neighbouring bytes of one word never undo each other's bytes (a plain
+/// load-merge-store of the word would put back a stale copy of the other thread's bytes).
+#[test]
+fn copies_into_one_word_from_two_threads_keep_each_others_bytes() {
+    let shm = SharedMemory::create("mmkit-test-words", 64).unwrap();
+    let view = std::sync::Arc::new(shm.view().unwrap());
+    let writer = |at: usize, len: usize| {
+        let view = view.clone();
+        std::thread::spawn(move || {
+            for i in 0..200_000u32 {
+                let mine = vec![(i % 251) as u8 + 1; len];
+                view.write_bytes(at, &mine).unwrap();
+                let mut back = vec![0; len];
+                view.read_bytes(at, &mut back).unwrap();
+                assert_eq!(back, mine, "bytes {at}..{} lost a write at round {i}", at + len);
+            }
+        })
+    };
+    let (a, b) = (writer(1, 3), writer(4, 9)); // bytes 1..4, and 4..13 across two words
+    a.join().unwrap();
+    b.join().unwrap();
+    let mut all = [0u8; 16];
+    view.read_bytes(0, &mut all).unwrap();
+    assert_eq!(all[0], 0, "a byte no copy named changed");
+    assert_eq!(&all[13..], &[0, 0, 0]);
+}
+
+/// A copy's partial last word reaches past the view's length (the memfd's end): it reads and
+/// rewrites those bytes unchanged, and the file keeps its length.
+#[test]
+fn copies_at_the_end_of_an_odd_length_view() {
+    let shm = SharedMemory::create("mmkit-test-tail", 61).unwrap();
+    let view = shm.view().unwrap();
+    view.write_bytes(57, &[1, 2, 3, 4]).unwrap();
+    view.write(60, &9u8).unwrap();
+    let mut back = [0u8; 4];
+    view.read_bytes(57, &mut back).unwrap();
+    assert_eq!(back, [1, 2, 3, 9]);
+    assert_eq!(view.read::<u8>(60).unwrap(), 9);
+    assert_eq!(shm.len().unwrap(), 61);
+    assert_eq!(view.write_bytes(58, &[0; 4]).unwrap_err().kind(), ErrorKind::OutOfBounds);
+    let mut file = [0u8; 5];
+    rustix::io::pread(&shm, &mut file, 56).unwrap();
+    assert_eq!(file, [0, 1, 2, 3, 9]);
+}
+
+/// The 4-byte atomics the safe `atomic` no longer hands out (they would race the view's
+/// 8-byte copies in another size) come from the `unsafe` `atomic_sized`.
+#[test]
+fn atomics_of_other_sizes_come_from_atomic_sized() {
+    use std::sync::atomic::AtomicU32;
+    let shm = SharedMemory::create("mmkit-test-sized", 64).unwrap();
+    let view = shm.view().unwrap();
+    // SAFETY: bytes 12..16 are accessed as this AtomicU32 only, in this process, one thread.
+    let word = unsafe { view.atomic_sized::<AtomicU32>(12) }.unwrap();
+    word.store(0xdead_beef, Ordering::SeqCst);
+    assert_eq!(view.read::<u32>(12).unwrap(), 0xdead_beef);
+    // SAFETY: a failed call hands out nothing.
+    assert_eq!(unsafe { view.atomic_sized::<AtomicU32>(62) }.unwrap_err().kind(), ErrorKind::OutOfBounds);
+}
