@@ -363,6 +363,9 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(relro) = &ext.write_relro {
+        refuse_relro_over_source(relro, source, &src, ext.system)?;
+    }
     // A --write-relro file this run creates is removed again if the load fails: no empty file
     // is left behind.
     let new_relro_file = ext.write_relro.as_ref().filter(|p| std::fs::symlink_metadata(p).is_err());
@@ -503,6 +506,40 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
     }
     verified.context("the mappings do not match /proc/self/maps")?;
+    Ok(())
+}
+
+/// `--write-relro FILE` is created (emptied) before the load: FILE naming the file the library
+/// is read from (SOURCE, its archive, the file a bare soname's search finds, through any link)
+/// would destroy it, and the load would then blame the library. Refused before anything is
+/// truncated, as `pager pack` refuses an output that is its input.
+fn refuse_relro_over_source(
+    relro: &std::path::Path,
+    source: &OsStr,
+    src: &Source,
+    system: System,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = std::fs::metadata(relro) else { return Ok(()) };
+    let mut read_from = vec![PathBuf::from(source)];
+    if let Source::ZipEntry { archive, .. } = src {
+        read_from.push(archive.clone());
+    }
+    match system.namespace().locate(src.clone()) {
+        Ok(Source::Path(p)) => read_from.push(p),
+        Ok(Source::ZipEntry { archive, .. }) => read_from.push(archive),
+        _ => {}
+    }
+    for file in read_from {
+        if std::fs::metadata(&file).is_ok_and(|m| (m.dev(), m.ino()) == (out.dev(), out.ino())) {
+            anyhow::bail!(
+                "creating the RELRO file {} failed: it is {}, the file the library is loaded from \
+                 (--write-relro would empty it); name another file",
+                relro.display(),
+                file.display()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -480,6 +480,41 @@ fn write_relro_file_is_not_left_when_the_load_fails() {
     assert!(relro.exists());
 }
 
+/// `--write-relro` naming the library itself (or its APK, or through a link) emptied it before
+/// the load read it: the library was lost and the error blamed it ("too short for an ELF
+/// header"). It is refused, and the file is left as it was.
+#[test]
+fn write_relro_over_the_library_is_refused_and_leaves_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &["-Wl,-z,relro,-z,now"]);
+    let bytes = std::fs::read(&so).unwrap();
+    let apk_source = apk(dir.path(), &so);
+    let apk_path = dir.path().join("app.apk");
+    let apk_bytes = std::fs::read(&apk_path).unwrap();
+    let link = dir.path().join("link.so");
+    std::os::unix::fs::symlink(&so, &link).unwrap();
+    let (so_s, link_s, apk_s) = (so.to_str().unwrap(), link.to_str().unwrap(), apk_path.to_str().unwrap());
+    for args in [
+        &["elf", "load", so_s, "--write-relro", so_s][..],
+        &["elf", "load", link_s, "--write-relro", so_s],
+        &["elf", "load", so_s, "--write-relro", link_s],
+        &["elf", "load", so_s, "--fd-offset", "0", "--write-relro", so_s],
+        &["elf", "load", &apk_source, "--write-relro", apk_s],
+    ] {
+        let o = mmkit(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("mmkit: ") && err.lines().count() == 1, "{args:?}: {err}");
+        assert!(err.contains("the file the library is loaded from"), "{args:?}: {err}");
+        assert_eq!(std::fs::read(&so).unwrap(), bytes, "{args:?} changed the library");
+        assert_eq!(std::fs::read(&apk_path).unwrap(), apk_bytes, "{args:?} changed the APK");
+    }
+    // Another file is still written.
+    let relro = dir.path().join("relro");
+    let o = mmkit(&["elf", "load", so_s, "--write-relro", relro.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// An empty SOURCE is a usage error that says so (exit 2), not a search for a library named ``
 /// that fails with `find library  failed`.
 #[test]
