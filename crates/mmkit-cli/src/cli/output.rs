@@ -96,7 +96,8 @@ pub fn finish(result: anyhow::Result<()>) -> ! {
     }
 }
 
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
+/// Whether `err` is a write to stdout that failed because the reader closed the pipe.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.downcast_ref::<StdoutError>().is_some_and(|s| s.0.kind() == std::io::ErrorKind::BrokenPipe))
 }
 

@@ -153,11 +153,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     process(&args, batch, &mut out);
 
     let report = ReportJson { files: out.rows.take(), total: std::mem::take(&mut out.total) };
-    if args.json {
-        crate::cli::json::print(&report)?;
-    } else {
-        print_table(&report, started)?;
-    }
+    let printed = if args.json { crate::cli::json::print(&report) } else { print_table(&report, started) };
+    // A reader that closed the pipe early (`| head -1`) ends the printing, not the run: the
+    // files stay locked until a signal and paths that failed still fail the run (exit 1); only
+    // then is the closed pipe the quiet exit it is for every report.
+    let closed_pipe = match printed {
+        Ok(()) => None,
+        Err(e) if crate::cli::output::is_broken_pipe(&e) => Some(e),
+        Err(e) => return Err(e),
+    };
     // Before the wait: the files that could be locked are held until a signal.
     if let Some(hint) = &out.memlock_hint {
         note_line!("{hint}");
@@ -172,7 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if out.failures > 0 {
         bail!("{} of the paths could not be processed", out.failures);
     }
-    Ok(())
+    closed_pipe.map_or(Ok(()), Err)
 }
 
 /// Evicts, touches, locks (as asked) and counts one batch of files.

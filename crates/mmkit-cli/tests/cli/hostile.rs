@@ -798,6 +798,50 @@ fn a_closed_stdout_pipe_is_a_quiet_exit() {
     }
 }
 
+/// `mmkit residency MISSING DIR | head -1`: the failure was known before the table was printed,
+/// but the closed pipe made the run a quiet exit 0 (a script with `pipefail` saw success), and
+/// with `--lock` the early return released the files at once instead of holding them until a
+/// signal. The closed pipe ends the printing only.
+#[test]
+fn a_closed_stdout_pipe_keeps_residency_failures_and_locks() {
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        std::fs::write(d.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let dir = d.path().to_str().unwrap();
+    let missing = d.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    for args in [&["residency", missing, dir][..], &["residency", "--json", missing, dir]] {
+        let (rd, wr) = rustix::pipe::pipe().unwrap();
+        drop(rd);
+        let out =
+            Command::new(MMKIT).args(args).stdout(std::fs::File::from(wr)).stderr(Stdio::piped()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "mmkit {args:?}: {stderr}");
+        assert!(stderr.contains("1 of the paths could not be processed"), "mmkit {args:?}: {stderr}");
+    }
+    // `--lock` holds the files until a signal, whoever reads the table.
+    let (rd, wr) = rustix::pipe::pipe().unwrap();
+    drop(rd);
+    let mut child = Command::new(MMKIT)
+        .args(["residency", "--lock", dir])
+        .stdout(std::fs::File::from(wr))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let exited = child.try_wait().unwrap();
+    if exited.is_none() {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+    }
+    let status = child.wait().unwrap();
+    assert!(exited.is_none(), "--lock with a closed stdout ended at once: {status:?}");
+}
+
 /// `mmkit ... > /dev/full`: a failed write is an error (exit 1, one line), never a panic.
 #[test]
 fn a_full_stdout_is_an_error() {
