@@ -270,6 +270,27 @@ pub fn render_columns(header: &[&str], rows: &Cells, right: &[usize]) -> String 
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// `name` for a terminal: control characters (which a file name may hold, and the kernel leaves
+/// in a mapping's path, all but the newline it prints as `\012`, and in a command line) written
+/// as `\xNN`, so a file name or a command line another user chose cannot send escape sequences
+/// to the terminal of whoever lists the mappings or counts the tree (`maps`, `residency`). JSON
+/// escapes them itself.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if !name.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Display width of a cell: its bytes when ASCII, else its characters.
 pub fn width(s: &str) -> usize {
     if s.is_ascii() {

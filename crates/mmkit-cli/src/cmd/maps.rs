@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         groups.add(kind, &e.stats);
         let written = match &mut sink {
             Sink::Table(t) => {
-                t.add(e, &printable(&name));
+                t.add(e, &table::printable(&name));
                 Ok(())
             }
             Sink::Json(j) => j.mapping(e, kind),
@@ -143,26 +143,6 @@ fn display_name(b: &Backing) -> std::borrow::Cow<'_, str> {
         Backing::File { path, deleted: false } => path.to_string_lossy(),
         Backing::Pseudo(p) => Cow::Borrowed(p),
     }
-}
-
-/// `name` for a terminal: control characters (which the kernel leaves in a path, all but the
-/// newline it prints as `\012`, and in a command line) written as `\xNN`, so a file name or a
-/// command line another user chose cannot send escape sequences to the terminal of whoever
-/// lists the mappings. JSON escapes them itself.
-fn printable(name: &str) -> std::borrow::Cow<'_, str> {
-    use std::fmt::Write as _;
-    if !name.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(name);
-    }
-    let mut out = String::with_capacity(name.len() + 8);
-    for c in name.chars() {
-        if c.is_control() {
-            let _ = write!(out, "\\x{:02x}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// The counters summed by kind (in [`MapKind::ALL`]'s order) and over all mappings shown (the
@@ -412,7 +392,7 @@ fn device_id(buf: &mut [u8; 33], (major, minor): (u32, u32)) -> &[u8] {
     &buf[..a.len() + 1 + b.len()]
 }
 
-/// The process's command line (as `pmap` prints it), or its `comm` name, [`printable`]: the
+/// The process's command line (as `pmap` prints it), or its `comm` name, [`table::printable`]: the
 /// process chose both.
 fn process_name(pid: u32) -> String {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -423,7 +403,7 @@ fn process_name(pid: u32) -> String {
     } else {
         words.join(" ")
     };
-    printable(&name).into_owned()
+    table::printable(&name).into_owned()
 }
 
 // ---- JSON ---------------------------------------------------------------------------------------

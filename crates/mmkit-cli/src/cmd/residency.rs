@@ -291,7 +291,8 @@ fn print_table(report: &ReportJson, started: Instant) -> anyhow::Result<()> {
                     human(f.size),
                     percent(f.resident_pages, f.pages),
                     f.dirty_pages.map_or_else(|| "-".to_owned(), |d| d.to_string()),
-                    f.path.clone(),
+                    // Names found in a walk are other users' choice: no raw control characters.
+                    crate::cli::table::printable(&f.path).into_owned(),
                 ]
             })
             .collect();

@@ -1078,3 +1078,22 @@ fn maps_writes_control_characters_of_file_names_escaped() {
     let header = o.stdout.lines().next().unwrap_or_default();
     assert!(header.contains("arg\\x1b]0;title\\x07") && !header.contains('\x1b'), "{header:?}");
 }
+
+/// `residency DIR` prints the names it finds, which other users chose: a name with a terminal
+/// escape reached the terminal raw (`maps` escaped it, `residency` did not). The table writes
+/// control characters as `\xNN`; `--json` keeps the name exact.
+#[test]
+fn residency_writes_control_characters_of_file_names_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("evil\x1b[31mred\x07");
+    std::fs::write(&path, b"x").unwrap();
+    let dir = d.path().to_str().unwrap();
+    let o = run(&os(&["residency", dir]));
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(!o.stdout.contains('\x1b') && !o.stdout.contains('\x07'), "raw control characters: {:?}", o.stdout);
+    assert!(o.stdout.contains("evil\\x1b[31mred\\x07"), "{:?}", o.stdout);
+    let o = run(&os(&["residency", dir, "--json"]));
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(doc["files"][0]["path"], path.to_str().unwrap(), "{}", o.stdout);
+}
