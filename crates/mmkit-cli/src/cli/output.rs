@@ -76,12 +76,18 @@ pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
 /// Writes `mmkit: warning: <message>` to stderr (what [`warn_line!`] calls); a failing stderr
 /// loses the warning, nothing more.
 pub fn warn(args: fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "mmkit: warning: {args}");
+    let _ = writeln!(std::io::stderr().lock(), "mmkit: warning: {}", printable(args));
+}
+
+/// A message for stderr without raw control characters: a path in it may be a name another
+/// user chose (found in a walk), as [`crate::cli::table::printable`] writes it on stdout.
+fn printable(args: fmt::Arguments<'_>) -> String {
+    crate::cli::table::printable(&args.to_string()).into_owned()
 }
 
 /// Writes `mmkit: <message>` to stderr (what [`note_line!`] calls).
 pub fn note(args: fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "mmkit: {args}");
+    let _ = writeln!(std::io::stderr().lock(), "mmkit: {}", printable(args));
 }
 
 /// Ends the process with the outcome of a command: flushes stdout, then exits 0, or prints
@@ -148,7 +154,7 @@ fn one_line(text: &str) -> (String, Option<String>) {
 fn fail(code: i32, message: &str, then: Option<&str>) -> ! {
     let mut err = std::io::stderr().lock();
     // Nothing is left to tell anyone when stderr itself fails.
-    let _ = writeln!(err, "mmkit: {message}");
+    let _ = writeln!(err, "mmkit: {}", printable(format_args!("{message}")));
     if let Some(line) = then {
         let _ = writeln!(err, "{line}");
     }

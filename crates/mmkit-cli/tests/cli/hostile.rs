@@ -1096,4 +1096,12 @@ fn residency_writes_control_characters_of_file_names_escaped() {
     assert_eq!(o.code, Some(0), "{o:?}");
     let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(doc["files"][0]["path"], path.to_str().unwrap(), "{}", o.stdout);
+    // Warnings and errors on stderr name it escaped too.
+    let missing = d.path().join("gone\x1b]0;title\x07");
+    let o = run(&[os(&["residency"]), vec![missing.into()]].concat());
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(!o.stderr.contains('\x1b') && o.stderr.contains("gone\\x1b]0;title\\x07"), "{:?}", o.stderr);
+    let o = run(&[os(&["pager", "info"]), vec![d.path().join("gone\x1b[2J").into()]].concat());
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(!o.stderr.contains('\x1b') && o.stderr.contains("gone\\x1b[2J"), "{:?}", o.stderr);
 }
