@@ -41,8 +41,9 @@ pub struct Args {
     #[arg(long, short = 's')]
     pub summary: bool,
     /// Print JSON instead of a table. The mappings are printed as they are read: if the process
-    /// exits during the read of a long list, the JSON printed so far is left unterminated and
-    /// mmkit exits 1 with an error.
+    /// exits during the read of a long list, the document is closed after the mappings read so
+    /// far with `"error"` and `"complete": false` (no `by_kind`, no `total`), and mmkit exits 1
+    /// with an error.
     #[arg(long)]
     pub json: bool,
 }
