@@ -351,6 +351,10 @@ fn percent(part: u64, whole: u64) -> String {
     };
     let s = format!("{p:.decimals$}");
     let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    // Some pages resident are never 0%: 1 page of an 8 GiB file is 0.00005%.
+    if s == "0" {
+        return "<0.001%".to_owned();
+    }
     format!("{s}%")
 }
 
@@ -373,5 +377,7 @@ mod tests {
         assert_eq!(percent(1, 7), "14.3%");
         assert_eq!(percent(0, 0), "0%");
         assert_eq!(percent(5, 5), "100%");
+        assert_eq!(percent(1, 2_097_152), "<0.001%");
+        assert_eq!(percent(1, 100_000), "0.001%");
     }
 }

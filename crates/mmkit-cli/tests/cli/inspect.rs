@@ -436,3 +436,22 @@ fn maps_rows_agree_with_pmap() {
         .collect();
     assert_eq!(ours, rows);
 }
+
+/// One page resident of an 8 GiB sparse file is 0.00005%: the table said `0%` beside
+/// `1/2097152` pages; a share too small to show is `<0.001%`, never 0.
+#[test]
+fn residency_of_a_few_pages_of_a_huge_file_is_not_zero_percent() {
+    let d = disk_dir();
+    let path = d.path().join("sparse");
+    let f = File::create(&path).unwrap();
+    f.set_len(8 << 30).unwrap();
+    f.write_all_at(b"x", 100).unwrap();
+    drop(f);
+    let out = mmkit(&["residency", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.ends_with("sparse")).unwrap_or_default();
+    if !row.trim_start().starts_with("0/") {
+        assert!(row.contains("<0.001%") && !row.contains(" 0% "), "{text}");
+    }
+}
