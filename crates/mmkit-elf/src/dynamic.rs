@@ -92,6 +92,13 @@ impl Sym {
     pub fn is_defined(&self) -> bool {
         self.shndx != elf::SHN_UNDEF
     }
+    /// Whether a lookup may bind to it, as glibc's `check_match` has it: defined, and with a
+    /// value unless absolute or TLS (whose value is an offset in its block). A "defined"
+    /// symbol of value 0 is none: a weak `__gmon_start__` given a reserved section index
+    /// bound to the library's base, and `_init` called its ELF header.
+    pub fn is_definition(&self) -> bool {
+        self.is_defined() && (self.value != 0 || self.shndx == elf::SHN_ABS || self.kind() == elf::STT_TLS)
+    }
     pub fn visibility(&self) -> u8 {
         self.other & 0x3
     }

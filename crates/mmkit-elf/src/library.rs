@@ -941,7 +941,7 @@ impl Object {
                 return Ok(t);
             }
         }
-        if sym.is_defined() {
+        if sym.is_definition() {
             return Ok(self.own_target(&sym));
         }
         if sym.bind() == elf::STB_WEAK {
@@ -980,7 +980,7 @@ impl Object {
     fn defines_first(&self, index: u32, sym: &Sym, hash: u32, versioned: bool, list: &[Dependency]) -> bool {
         let first_is_self = matches!(list.first(), Some(Dependency::Mmkit(w)) if std::ptr::eq(w.as_ptr(), self));
         first_is_self
-            && sym.is_defined()
+            && sym.is_definition()
             && sym.bind() != elf::STB_LOCAL
             && matches!(
                 sym.kind(),

@@ -123,7 +123,7 @@ enum Verdict {
 /// Whether symbol `index` is a definition that a lookup may bind to.
 fn matches(dy: &Dynamic, index: u32, sym: &Sym, name: &[u8], want: Want<'_>) -> Verdict {
     let yes = |b: bool| if b { Verdict::Yes } else { Verdict::No };
-    if !sym.is_defined() || sym.bind() == elf::STB_LOCAL {
+    if !sym.is_definition() || sym.bind() == elf::STB_LOCAL {
         return Verdict::No;
     }
     if !matches!(

@@ -40,6 +40,39 @@ fn basic_fixture_matches_dlopen_in_every_link_variant() {
     }
 }
 
+/// A symbol that says it is defined but has no value (`st_value` 0, not absolute, not TLS) is
+/// no definition to glibc's lookup. Regression: mmkit-elf bound the basic fixture's weak
+/// `__gmon_start__`, given a reserved section index (0xff00) in place of `SHN_UNDEF`, to the
+/// library's base, and `_init` called the ELF header (SIGSEGV) where glibc's copy loads.
+#[test]
+fn a_symbol_without_a_value_is_no_definition() {
+    use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
+    let bytes = std::fs::read(lib("basic.c", "fxbasic")).unwrap();
+    let file = ElfFile64::<object::Endianness>::parse(&bytes[..]).unwrap();
+    let e = file.endian();
+    let sections = file.elf_header().sections(e, &bytes[..]).unwrap();
+    let (_, dynsym) = sections.iter().enumerate().find(|(_, s)| s.sh_type(e) == object::elf::SHT_DYNSYM).unwrap();
+    let strtab = sections.strings(e, &bytes[..], object::SectionIndex(dynsym.sh_link(e) as usize)).unwrap();
+    let (at, n) = (dynsym.sh_offset(e) as usize, dynsym.sh_size(e) as usize / 24);
+    let entry = (0..n)
+        .map(|i| at + 24 * i)
+        .find(|&sym| {
+            let name = u32::from_le_bytes(bytes[sym..sym + 4].try_into().unwrap());
+            strtab.get(name).ok() == Some(&b"__gmon_start__"[..])
+        })
+        .expect("the fixture refers to __gmon_start__ (crti's weak reference)");
+    let mut patched = bytes.clone();
+    patched[entry + 6..entry + 8].copy_from_slice(&0xff00u16.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libfxnovalue.so");
+    std::fs::write(&path, &patched).unwrap();
+    let oracle = Dl::open(&path);
+    let ours = open(path.as_path());
+    for (name, args) in BASIC_CALLS {
+        assert_eq!(call(&ours, name, args), oracle.call(name, args), "{name}{args:?}");
+    }
+}
+
 /// The basic fixture linked by gold and by LLVM's lld (the NDK's linker: its read-only data
 /// before the code, its own PLT and GOT layout), not GNU ld, answers as glibc's copy, with the
 /// usual link options.
