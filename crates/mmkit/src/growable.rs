@@ -94,7 +94,9 @@ impl GrowableMmap {
         Ok(())
     }
 
-    /// Extends the file to `new_len` bytes (zero-filled) and maps the new pages in place.
+    /// Extends the file to `new_len` bytes (zero-filled) and maps the new pages in place. The
+    /// new bytes get storage now (`fallocate`), so a full file system is an error here
+    /// (`ENOSPC`) rather than a `SIGBUS` at the first write into them.
     pub fn grow(&mut self, new_len: usize) -> Result<()> {
         if new_len > self.res.len() {
             return Err(Error::new("GrowableMmap::grow", ErrorKind::OutOfBounds)
@@ -105,8 +107,10 @@ impl GrowableMmap {
         if new_len <= self.len {
             return Ok(());
         }
-        sys::set_file_len(self.file.as_fd(), new_len as u64).map_err(|e| {
-            Error::os("ftruncate", e)
+        // Allocated, not just a longer size: a write into a hole of a full file system would
+        // raise SIGBUS through the safe `&mut [u8]`; this way it is an error here.
+        sys::allocate_file_range(self.file.as_fd(), self.len as u64, new_len as u64).map_err(|e| {
+            Error::os("fallocate", e)
                 .with_opt_path(sys::fd_path(self.file.as_fd()).as_deref())
                 .with_range(0, new_len as u64)
         })?;

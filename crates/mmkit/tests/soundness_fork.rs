@@ -84,8 +84,57 @@ fn a_child_cannot_map_a_second_owner_over_a_face() {
     assert_eq!(mem[0], 5);
 }
 
+/// `GrowableMmap::grow` gives the new bytes storage, so on a full file system it fails with
+/// `ENOSPC` instead of leaving a hole whose first write through the safe `&mut [u8]` raises
+/// `SIGBUS` (review rev-core, F3). The child mounts a 64 KiB tmpfs in a mount namespace of its
+/// own (root only: elsewhere the check says it was skipped).
+fn a_grown_file_on_a_full_file_system_is_an_error_not_sigbus() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    let result = in_forked_child_single_threaded(|| {
+        // SAFETY: plain syscalls on valid NUL-terminated strings (or null where the kernel
+        // allows it); they change only this child's own (new) mount namespace.
+        let mounted = unsafe {
+            libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(c"tmpfs".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, c"size=64k".as_ptr().cast())
+                    == 0
+        };
+        if !mounted {
+            return 0;
+        }
+        let path = dir.path().join("log");
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+        // SAFETY: the file is ours alone.
+        let mut g = unsafe { mmkit::GrowableMmap::new(file, 1 << 20) }.unwrap();
+        match g.grow(1 << 20) {
+            Err(e) if e.errno() == Some(libc::ENOSPC) => 1,
+            Err(_) => 3,
+            Ok(()) => {
+                g.fill(7); // SIGBUS before the fix
+                2
+            }
+        }
+    });
+    match result {
+        Ok(1) => {}
+        Ok(0) => println!("(skipped: no mount namespace or tmpfs mount for this user)"),
+        other => panic!("growth on a full file system: {other:?}"),
+    }
+}
+
 fn main() {
-    let checks: [(&str, fn()); 5] = [
+    let checks: [(&str, fn()); 6] = [
+        (
+            "a_grown_file_on_a_full_file_system_is_an_error_not_sigbus",
+            a_grown_file_on_a_full_file_system_is_an_error_not_sigbus,
+        ),
         ("a_child_cannot_map_a_second_owner_over_a_face", a_child_cannot_map_a_second_owner_over_a_face),
         ("a_panic_in_the_child_never_unwinds_into_the_caller", a_panic_in_the_child_never_unwinds_into_the_caller),
         ("values_and_signals_are_reported", values_and_signals_are_reported),

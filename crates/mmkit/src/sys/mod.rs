@@ -481,6 +481,33 @@ pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: u64) -> SysResult<()> {
     rustix::fs::ftruncate(fd, len)
 }
 
+/// Grows the file behind `fd` to `len` bytes with storage allocated for `[from, len)`
+/// (`fallocate(2)`, mode 0), so that a shared map's first write to those pages cannot meet a
+/// full file system, which the kernel reports as `SIGBUS` (`ftruncate` alone leaves a hole).
+/// Where the file system has no `fallocate` (`EOPNOTSUPP`) it writes zeros there instead, as
+/// glibc's `posix_fallocate` does. `[from, len)` must lie at or past the file's end: the
+/// fallback overwrites it.
+#[doc(alias = "fallocate")]
+pub(crate) fn allocate_file_range(fd: BorrowedFd<'_>, from: u64, len: u64) -> SysResult<()> {
+    let Some(count) = len.checked_sub(from).filter(|&n| n > 0) else { return Ok(()) };
+    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), from, count) {
+        Err(Errno::OPNOTSUPP) => {}
+        other => return other,
+    }
+    let zeros = [0u8; 64 << 10];
+    let mut at = from;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        match rustix::io::pwrite(fd, &zeros[..n], at) {
+            Ok(0) => return Err(Errno::NOSPC),
+            Ok(w) => at += w as u64,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The path of an open descriptor, as `/proc/self/fd` shows it (used for error messages).
 pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
