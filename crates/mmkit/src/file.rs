@@ -522,7 +522,8 @@ fn check_immutable(fd: BorrowedFd<'_>) -> Result<()> {
     match sys::probe::has_fs_verity(fd) {
         Ok(true) => Ok(()),
         Ok(false) => Err(not_safe(
-            "the file is neither a memfd sealed against WRITE and SHRINK nor protected by fs-verity, so \
+            "the file is neither a memfd sealed against WRITE and SHRINK nor protected by fs-verity on a file \
+             system that enforces it in the kernel (ext4, f2fs, btrfs; FUSE forwards the question to its daemon), so \
              another process may change or truncate it"
                 .into(),
         )),
@@ -601,7 +602,8 @@ impl MapOptions {
 
     /// Maps `file` read-only as an [`Mmap`] without `unsafe`, after proving that nobody can
     /// change or shrink it: a memfd sealed with `F_SEAL_WRITE` and `F_SEAL_SHRINK`, or a file
-    /// with fs-verity enabled (memmap2's `map_if_safe`). [`offset`](Self::offset) and
+    /// with fs-verity enabled on a file system whose kernel driver enforces it (ext4, f2fs, btrfs;
+    /// not FUSE, whose daemon answers for itself) (memmap2's `map_if_safe`). [`offset`](Self::offset) and
     /// [`len`](Self::len) select a part; the range must lie inside the file. Anything else is
     /// refused with [`ErrorKind::NotSafe`].
     ///

@@ -129,8 +129,124 @@ fn a_grown_file_on_a_full_file_system_is_an_error_not_sigbus() {
     }
 }
 
+/// A FUSE file whose daemon says "fs-verity" (answering `FS_IOC_MEASURE_VERITY` with `EOVERFLOW`,
+/// which means "enabled, buffer too small") is not proven immutable: the daemon can change or
+/// shrink it at any time (review rev-core, F4: it did, and the safe slice raised `SIGBUS`). The
+/// child mounts a one-file FUSE file system in a mount namespace of its own and serves it from a
+/// thread (root only: elsewhere the check says it was skipped).
+fn map_if_safe_does_not_take_a_fuse_daemons_word_for_fs_verity() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+    let result = in_forked_child_single_threaded(|| {
+        use std::io::{Read, Write};
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscalls on valid NUL-terminated strings (or null where the kernel
+        // allows it); they change only this child's own (new) mount namespace.
+        let fuse = unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return 0;
+            }
+            libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+        };
+        if fuse < 0 {
+            return 0;
+        }
+        let opts = std::ffi::CString::new(format!("fd={fuse},rootmode=40000,user_id=0,group_id=0")).unwrap();
+        // SAFETY: as above.
+        if unsafe { libc::mount(c"liar".as_ptr(), target.as_ptr(), c"fuse".as_ptr(), 0, opts.as_ptr().cast()) } != 0 {
+            return 0;
+        }
+        // SAFETY: `fuse` is the descriptor just opened, owned by this File from here on.
+        let mut dev = unsafe { std::fs::File::from_raw_fd(fuse) };
+        std::thread::spawn(move || {
+            let attr = |ino: u64| {
+                let (mode, size, nlink) = if ino == 1 { (0o40755u32, 0u64, 2u32) } else { (0o100444, 8192, 1) };
+                let mut a = Vec::new();
+                for v in [ino, size, size / 512, 0, 0, 0] {
+                    a.extend_from_slice(&v.to_le_bytes());
+                }
+                for v in [0u32, 0, 0, mode, nlink, 0, 0, 0, 4096, 0] {
+                    a.extend_from_slice(&v.to_le_bytes());
+                }
+                a
+            };
+            let mut buf = vec![0u8; 4 << 20];
+            loop {
+                let Ok(n) = dev.read(&mut buf) else { return };
+                let u32_at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
+                let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().unwrap());
+                let (op, unique, node) = (u32_at(4), u64_at(8), u64_at(16));
+                let (err, data): (i32, Vec<u8>) = match op {
+                    // INIT: protocol 7.31, max_readahead as asked, max_write 128 KiB.
+                    26 => {
+                        let mut d = Vec::new();
+                        for v in [7u32, 31, u32_at(48), 0] {
+                            d.extend_from_slice(&v.to_le_bytes());
+                        }
+                        d.extend_from_slice(&16u16.to_le_bytes());
+                        d.extend_from_slice(&12u16.to_le_bytes());
+                        d.extend_from_slice(&(128u32 << 10).to_le_bytes());
+                        d.extend_from_slice(&1u32.to_le_bytes());
+                        d.extend_from_slice(&[0u8; 36]);
+                        (0, d)
+                    }
+                    // LOOKUP of "f" in the root.
+                    1 if node == 1 && buf[40..n].starts_with(b"f\0") => {
+                        let mut d = vec![0u8; 40];
+                        d[..8].copy_from_slice(&2u64.to_le_bytes());
+                        d.extend(attr(2));
+                        (0, d)
+                    }
+                    1 => (libc::ENOENT, Vec::new()),
+                    3 => {
+                        let mut d = vec![0u8; 16];
+                        d.extend(attr(node));
+                        (0, d)
+                    }
+                    14 | 27 => (0, vec![0u8; 16]),
+                    // The lie: "verity is enabled; your buffer is too small for the digest".
+                    39 => (libc::EOVERFLOW, Vec::new()),
+                    2 | 42 => continue,
+                    _ => (libc::ENOSYS, Vec::new()),
+                };
+                let mut out = Vec::new();
+                out.extend_from_slice(&(16 + data.len() as u32).to_le_bytes());
+                out.extend_from_slice(&(-err).to_le_bytes());
+                out.extend_from_slice(&unique.to_le_bytes());
+                out.extend(data);
+                if dev.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        });
+        let Ok(file) = std::fs::File::open(dir.path().join("f")) else { return 3 };
+        match MapOptions::new().map_if_safe(&file) {
+            Err(e) if e.kind() == mmkit::ErrorKind::NotSafe => 1,
+            Err(_) => 4,
+            Ok(_) => 2,
+        }
+    });
+    match result {
+        Ok(1) => {}
+        Ok(0) => println!("(skipped: no mount namespace or FUSE mount for this user)"),
+        other => panic!("map_if_safe of a FUSE file claiming fs-verity: {other:?} (2: mapped as safe)"),
+    }
+}
+
 fn main() {
-    let checks: [(&str, fn()); 6] = [
+    let checks: [(&str, fn()); 7] = [
+        (
+            "map_if_safe_does_not_take_a_fuse_daemons_word_for_fs_verity",
+            map_if_safe_does_not_take_a_fuse_daemons_word_for_fs_verity,
+        ),
         (
             "a_grown_file_on_a_full_file_system_is_an_error_not_sigbus",
             a_grown_file_on_a_full_file_system_is_an_error_not_sigbus,

@@ -13,11 +13,25 @@ pub(crate) fn madvise_supported(advice: i32) -> bool {
     unsafe { libc::madvise(std::ptr::null_mut(), 0, advice) == 0 }
 }
 
+/// The file systems whose fs-verity the kernel itself enforces (`fstatfs` magic numbers: ext4,
+/// f2fs, btrfs): on them a verity file's data and size can no longer change. Any other file
+/// system may answer `FS_IOC_MEASURE_VERITY` as it likes: FUSE forwards it to its daemon, which
+/// can say "verity" and then change or shrink the file.
+const KERNEL_VERITY_FS_MAGIC: [u32; 3] = [0xEF53, 0xF2F5_2010, 0x9123_683E];
+
 /// `ioctl(FS_IOC_MEASURE_VERITY)` with room for no digest: succeeds or fails with `EOVERFLOW`
 /// exactly when fs-verity is enabled on the file (`ENODATA` when not, `ENOTTY`/`EOPNOTSUPP`
-/// where the file system lacks it). Returns whether verity is enabled.
+/// where the file system lacks it). Returns whether verity is enabled, and `false` without
+/// asking on a file system that does not enforce verity in the kernel
+/// ([`KERNEL_VERITY_FS_MAGIC`]).
 #[doc(alias = "FS_IOC_MEASURE_VERITY")]
 pub(crate) fn has_fs_verity(fd: BorrowedFd<'_>) -> SysResult<bool> {
+    // The magic numbers are 32-bit; `f_type` is signed on some targets (see hugetlbfs_page_size).
+    // A file system that cannot say what it is proves nothing either.
+    match rustix::fs::fstatfs(fd) {
+        Ok(fs) if KERNEL_VERITY_FS_MAGIC.contains(&(fs.f_type as u32)) => {}
+        _ => return Ok(false),
+    }
     /// `struct fsverity_digest` without its flexible digest array.
     #[repr(C)]
     struct FsVerityDigest {
