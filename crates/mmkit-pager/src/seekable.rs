@@ -270,6 +270,22 @@ impl SeekableSource {
                 format!("not a zstd seekable file (no valid seek table at its end): {e}"),
             )
         })?;
+        // The frames come before the table: a table whose frames claim more compressed bytes
+        // than the file holds before it (the least table: a header, 8 bytes an entry, the
+        // footer) is corrupt, and its sizes are no facts to report.
+        let table_len = u64::from(table.num_frames()).saturating_mul(8).saturating_add(least);
+        if table.size_comp().saturating_add(table_len) > file_len {
+            return Err(zerr(
+                "read of the zstd seek table",
+                path,
+                format!(
+                    "corrupt seek table: its {} frames claim {} compressed bytes, but the file holds {file_len} \
+                     bytes with the table ({table_len} bytes or more)",
+                    table.num_frames(),
+                    table.size_comp()
+                ),
+            ));
+        }
         Ok(SeekableSource {
             file,
             path: path.to_owned(),
