@@ -19,7 +19,8 @@ pub struct FileEntry {
 }
 
 /// Expands `paths` into regular files: directories recursively (sorted by name), each inode
-/// once (hard links count once, like `vmtouch` without `-h`).
+/// once (hard links count once, like `vmtouch` without `-h`; so does a file or directory met
+/// twice: given twice, through a link, or given and also inside another given directory).
 ///
 /// A symbolic link given as an argument is followed; links met inside directories are not (so
 /// trees are walked as `vmtouch` walks them, without loops). Paths that cannot be read, and
@@ -38,14 +39,29 @@ pub fn collect_files<P: AsRef<Path>>(paths: &[P]) -> (Vec<FileEntry>, Vec<Error>
 
 /// Walks `paths` as [`collect_files`] does, calling `found` with each regular file (or error) in
 /// order as it is met. Memory stays bounded by the depth of the tree and the largest directory
-/// (plus the inodes of files with several hard links, to count each once), however many files
-/// there are.
+/// (plus the inodes of the arguments and of files with several hard links, to count each once),
+/// however many files there are.
 pub fn walk_files<P: AsRef<Path>>(paths: &[P], found: &mut dyn FnMut(Result<FileEntry, Error>)) {
-    let mut walk = Walk { found, seen: HashSet::new() };
-    for p in paths {
+    let stats: Vec<std::io::Result<Metadata>> = paths.iter().map(|p| std::fs::metadata(p.as_ref())).collect();
+    let mut walk = Walk { found, seen: HashSet::new(), given_files: HashSet::new(), given_dirs: Default::default() };
+    // The arguments' inodes: a file given is counted once however else it is met, and a
+    // directory given is walked once, whether given again or met inside another.
+    for meta in stats.iter().flatten() {
+        let key = (meta.dev(), meta.ino());
+        if meta.is_dir() {
+            walk.given_dirs.insert(key, false);
+        } else if meta.is_file() {
+            walk.given_files.insert(key);
+        }
+    }
+    for (p, meta) in paths.iter().zip(stats) {
         let p = p.as_ref();
-        match std::fs::metadata(p) {
-            Ok(meta) if meta.is_dir() => walk.dir(p),
+        match meta {
+            Ok(meta) if meta.is_dir() => {
+                if walk.first_walk_of(&meta) {
+                    walk.dir(p)
+                }
+            }
             Ok(meta) if meta.is_file() => walk.file(p.to_owned(), &meta),
             Ok(_) => (walk.found)(Err(not_regular(p))),
             Err(e) => (walk.found)(Err(Error::from_io("stat", &e).with_path(p))),
@@ -56,14 +72,28 @@ pub fn walk_files<P: AsRef<Path>>(paths: &[P], found: &mut dyn FnMut(Result<File
 struct Walk<'a> {
     found: &'a mut dyn FnMut(Result<FileEntry, Error>),
     seen: HashSet<(u64, u64)>,
+    /// The regular files among the arguments.
+    given_files: HashSet<(u64, u64)>,
+    /// The directories among the arguments, and whether each was walked yet.
+    given_dirs: std::collections::HashMap<(u64, u64), bool>,
 }
 
 impl Walk<'_> {
     fn file(&mut self, path: PathBuf, meta: &Metadata) {
-        if meta.nlink() > 1 && !self.seen.insert((meta.dev(), meta.ino())) {
+        let key = (meta.dev(), meta.ino());
+        if (meta.nlink() > 1 || self.given_files.contains(&key)) && !self.seen.insert(key) {
             return;
         }
         (self.found)(Ok(FileEntry { path, len: meta.len() }));
+    }
+
+    /// Whether the directory `meta` describes is to be walked now: any directory not given as
+    /// an argument, and a given one the first time it is met.
+    fn first_walk_of(&mut self, meta: &Metadata) -> bool {
+        match self.given_dirs.get_mut(&(meta.dev(), meta.ino())) {
+            Some(walked) => !std::mem::replace(walked, true),
+            None => true,
+        }
     }
 
     fn dir(&mut self, dir: &Path) {
@@ -86,7 +116,13 @@ impl Walk<'_> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, ft) in entries {
             if ft.is_dir() {
-                self.dir(&path);
+                // A directory also given as an argument is walked once (a stat each only when
+                // one was given besides the one being walked).
+                let walk = self.given_dirs.len() < 2
+                    || std::fs::symlink_metadata(&path).map_or(true, |meta| self.first_walk_of(&meta));
+                if walk {
+                    self.dir(&path);
+                }
             } else if ft.is_file() {
                 match std::fs::symlink_metadata(&path) {
                     Ok(meta) => self.file(path, &meta),
@@ -135,5 +171,34 @@ mod tests {
         let mut met = Vec::new();
         walk_files(&[root], &mut |f| met.push(f.unwrap().path));
         assert_eq!(met, collect_files(&[root]).0.into_iter().map(|f| f.path).collect::<Vec<_>>());
+    }
+
+    /// Regression (outside review): only files with several hard links were counted once; a
+    /// path given twice, a file and a link to it, or a directory and its subdirectory counted
+    /// their files twice, although the walk promised each inode once.
+    #[test]
+    fn an_inode_met_twice_through_the_arguments_counts_once() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("w/x")).unwrap();
+        std::fs::write(root.join("top"), b"1").unwrap();
+        std::fs::write(root.join("w/a"), b"22").unwrap();
+        std::fs::write(root.join("w/x/b"), b"333").unwrap();
+        std::os::unix::fs::symlink(root.join("top"), root.join("top-link")).unwrap();
+        let count = |paths: &[PathBuf]| {
+            let (files, errors) = collect_files(paths);
+            assert!(errors.is_empty(), "{errors:?}");
+            files.len()
+        };
+        assert_eq!(count(&[root.join("top"), root.join("top")]), 1);
+        assert_eq!(count(&[root.join("top"), root.join("top-link")]), 1);
+        assert_eq!(count(&[root.to_owned(), root.to_owned()]), 3);
+        assert_eq!(count(&[root.to_owned(), root.join("w")]), 3);
+        assert_eq!(count(&[root.join("w/x"), root.to_owned()]), 3);
+        assert_eq!(count(&[root.join("w/x/b"), root.join("w")]), 2);
+        // The order is the arguments': a subdirectory given first is walked first.
+        let (files, _) = collect_files(&[root.join("w/x"), root.join("w")]);
+        assert_eq!(files[0].path, root.join("w/x/b"));
+        assert_eq!(files[1].path, root.join("w/a"));
     }
 }
