@@ -52,7 +52,10 @@ pub struct GrowableMmap {
 
 impl GrowableMmap {
     /// Reserves `capacity` bytes of address space and maps the file's current contents
-    /// shared and writable at its start. The file must be open read-write.
+    /// shared and writable at its start. The file must be open read-write. Holes of a sparse
+    /// file get storage (`fallocate`, data kept), so a full file system is an error here
+    /// (`ENOSPC`), not a `SIGBUS` at the first write into one; where the file system has no
+    /// `fallocate`, holes stay.
     ///
     /// # Safety
     /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): the
@@ -69,6 +72,11 @@ impl GrowableMmap {
         })?;
         let mut g = GrowableMmap { res, file, mapped: 0, len: 0 };
         g.map_to(len)?;
+        // A sparse file's holes get storage now, as `grow` gives its new bytes: a write into
+        // one through the safe `&mut [u8]` on a full file system would raise SIGBUS.
+        sys::allocate_holes(g.file.as_fd(), len as u64).map_err(|e| {
+            Error::os("fallocate", e).with_opt_path(sys::fd_path(g.file.as_fd()).as_deref()).with_range(0, len as u64)
+        })?;
         g.len = len;
         Ok(g)
     }

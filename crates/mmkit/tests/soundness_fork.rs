@@ -86,7 +86,8 @@ fn a_child_cannot_map_a_second_owner_over_a_face() {
 
 /// `GrowableMmap::grow` gives the new bytes storage, so on a full file system it fails with
 /// `ENOSPC` instead of leaving a hole whose first write through the safe `&mut [u8]` raises
-/// `SIGBUS` (review rev-core, F3). The child mounts a 64 KiB tmpfs in a mount namespace of its
+/// `SIGBUS` (review rev-core, F3); `GrowableMmap::new` gives a sparse file's holes storage
+/// likewise. The child mounts a 64 KiB tmpfs in a mount namespace of its
 /// own (root only: elsewhere the check says it was skipped).
 fn a_grown_file_on_a_full_file_system_is_an_error_not_sigbus() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,6 +110,20 @@ fn a_grown_file_on_a_full_file_system_is_an_error_not_sigbus() {
         if !mounted {
             return 0;
         }
+        // A sparse file of 1 MiB: mapping it must give its holes storage (or fail).
+        let mut rw = std::fs::OpenOptions::new();
+        let sparse = rw.read(true).write(true).create(true).truncate(true).open(dir.path().join("sparse")).unwrap();
+        sparse.set_len(1 << 20).unwrap();
+        // SAFETY: the file is ours alone.
+        match unsafe { mmkit::GrowableMmap::new(sparse, 1 << 20) } {
+            Err(e) if e.errno() == Some(libc::ENOSPC) => {}
+            Err(_) => return 5,
+            Ok(mut g) => {
+                g.fill(7); // SIGBUS before the fix
+                return 4;
+            }
+        }
+        let _ = std::fs::remove_file(dir.path().join("sparse"));
         let path = dir.path().join("log");
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
         // SAFETY: the file is ours alone.

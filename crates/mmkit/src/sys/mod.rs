@@ -508,6 +508,21 @@ pub(crate) fn allocate_file_range(fd: BorrowedFd<'_>, from: u64, len: u64) -> Sy
     Ok(())
 }
 
+/// Gives the holes of the first `len` bytes of the file behind `fd` storage (`fallocate(2)`,
+/// mode 0: data already there is kept), so that a shared map's first write into a hole cannot
+/// meet a full file system (`SIGBUS`). `Ok(false)` where the file system has no `fallocate`
+/// (nothing is written then: zeros would overwrite the data).
+pub(crate) fn allocate_holes(fd: BorrowedFd<'_>, len: u64) -> SysResult<bool> {
+    if len == 0 {
+        return Ok(true);
+    }
+    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(true),
+        Err(Errno::OPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The path of an open descriptor, as `/proc/self/fd` shows it (used for error messages).
 pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
