@@ -62,6 +62,15 @@ const JSON_FLUSH: usize = 256 << 10;
 /// Room past [`JSON_FLUSH`] for the mapping being written when the buffer reaches it.
 const JSON_SLACK: usize = 4 << 10;
 
+/// The parent of process `pid` if it is a zombie (state `Z` in `/proc/PID/stat`), else `None`.
+fn zombie_parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; the name may hold spaces and parentheses: after the last `)`.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    (rest.next()? == "Z").then_some(())?;
+    rest.next()?.parse().ok()
+}
+
 /// Runs `mmkit maps`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = args.pid.unwrap_or_else(std::process::id);
@@ -72,7 +81,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut groups = Groups::default();
     let mut failed: Option<anyhow::Error> = None;
+    let mut read_any = false;
     let read = inspect::smaps_for_each(pid, |e| {
+        read_any = true;
         let kind = e.area.kind();
         if args.kind.is_some_and(|k| k != kind) {
             return std::ops::ControlFlow::Continue(());
@@ -102,18 +113,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Err(e) = read {
         let cut = matches!(&sink, Sink::Json(j) if j.flushed);
+        // A zombie whose first read failed (ESRCH) had exited before: the library's "exited
+        // while its smaps was read" would mislead (with part of the list read, it says true).
+        let zombie = if e.errno() == Some(libc::ESRCH) && !read_any { zombie_parent(pid) } else { None };
         let what = match e.errno() {
             // /proc/PID is gone: the process does not exist (or has exited meanwhile).
             Some(libc::ENOENT | libc::ESRCH) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
                 format!("reading the mappings of process {pid}: no such process")
             }
+            _ if zombie.is_some() => format!(
+                "reading the mappings of process {pid}: it has exited and has no mappings left (a zombie: its \
+                 parent, process {}, has not reaped it)",
+                zombie.unwrap_or_default()
+            ),
             Some(libc::EACCES | libc::EPERM) => format!(
                 "reading the mappings of process {pid}: not allowed (reading another process's mappings needs the right to ptrace it: the same user \
                  and /proc/sys/kernel/yama/ptrace_scope allowing it, or CAP_SYS_PTRACE)"
             ),
             _ => format!("reading the mappings of process {pid}"),
         };
-        let err = anyhow::Error::new(e).context(what);
+        let err = if zombie.is_some() { anyhow::anyhow!("{what}") } else { anyhow::Error::new(e).context(what) };
         if let (true, Sink::Json(j)) = (cut, sink) {
             // Part of the document is out: it is closed with the error, so that it parses
             // (`"complete": false`); the error goes to stderr as well, and the exit is 1.
