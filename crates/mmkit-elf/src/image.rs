@@ -911,8 +911,18 @@ impl<'a> Name<'a> {
 }
 
 /// An error of `op` on the RELRO file, over its `len` bytes.
-fn relro_file_err(op: &str, e: rustix::io::Errno, len: u64) -> Error {
-    Error::os(format!("{op} of the RELRO file"), e).with_range(0, len)
+fn relro_file_err(op: &str, fd: &rustix::fd::OwnedFd, e: rustix::io::Errno, len: u64) -> Error {
+    Error::os(format!("{op} of {}", relro_file_name(fd)), e).with_range(0, len)
+}
+
+/// "the RELRO file PATH" (the path `/proc/self/fd` gives), for errors that would otherwise
+/// name only the library.
+fn relro_file_name(fd: &rustix::fd::OwnedFd) -> String {
+    use std::os::fd::AsRawFd;
+    match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+        Ok(path) => format!("the RELRO file {}", path.display()),
+        Err(_) => "the RELRO file".to_owned(),
+    }
 }
 
 /// The RELRO file must be a regular file open for what `mode` does with it (written then
@@ -921,7 +931,7 @@ fn relro_file_err(op: &str, e: rustix::io::Errno, len: u64) -> Error {
 /// FIFO, `mmap ... EACCES` for a write-only file).
 fn check_relro_file(fd: &rustix::fd::OwnedFd, mode: RelroMode) -> Result<()> {
     use rustix::fs::OFlags;
-    let bad = |detail: String| Error::new("check the RELRO file", ErrorKind::Io, detail);
+    let bad = |detail: String| Error::new(format!("check {}", relro_file_name(fd)), ErrorKind::Io, detail);
     let meta = crate::source::fd_metadata(fd).map_err(|e| bad(format!("fstat: {e}")))?;
     if !meta.is_file() {
         return Err(bad(format!("not a regular file: {}", mmkit::open::file_type_name(meta.file_type()))));
@@ -942,20 +952,20 @@ fn check_relro_file(fd: &rustix::fd::OwnedFd, mode: RelroMode) -> Result<()> {
 /// Writes the relocated RELRO bytes `mine` to `fd`, replacing what it held.
 fn write_relro_file(fd: &rustix::fd::OwnedFd, mine: &[u8]) -> Result<()> {
     let len = mine.len() as u64;
-    rustix::fs::ftruncate(fd, 0).map_err(|e| relro_file_err("ftruncate", e, len))?;
+    rustix::fs::ftruncate(fd, 0).map_err(|e| relro_file_err("ftruncate", fd, e, len))?;
     let mut done = 0;
     while done < mine.len() {
-        done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| relro_file_err("pwrite", e, len))?;
+        done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| relro_file_err("pwrite", fd, e, len))?;
     }
     Ok(())
 }
 
 /// Reads the RELRO file `fd`, which must hold exactly this library's `len` RELRO bytes.
 fn read_relro_file(fd: &rustix::fd::OwnedFd, len: u64) -> Result<Vec<u8>> {
-    let size = rustix::fs::fstat(fd).map_err(|e| relro_file_err("fstat", e, len))?.st_size as u64;
+    let size = rustix::fs::fstat(fd).map_err(|e| relro_file_err("fstat", fd, e, len))?.st_size as u64;
     if size != len {
         return Err(Error::new(
-            "use the RELRO file",
+            format!("use {}", relro_file_name(fd)),
             ErrorKind::BadDynamic,
             format!("it holds {size:#x} bytes; this library's RELRO is {len:#x} (another library or build?)"),
         ));
@@ -963,8 +973,8 @@ fn read_relro_file(fd: &rustix::fd::OwnedFd, len: u64) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len as usize];
     let mut done = 0;
     while done < buf.len() {
-        match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| relro_file_err("pread", e, len))? {
-            0 => return Err(Error::new("read of the RELRO file", ErrorKind::Truncated, "it shrank")),
+        match rustix::io::pread(fd, &mut buf[done..], done as u64).map_err(|e| relro_file_err("pread", fd, e, len))? {
+            0 => return Err(Error::new(format!("read of {}", relro_file_name(fd)), ErrorKind::Truncated, "it shrank")),
             n => done += n,
         }
     }

@@ -104,11 +104,11 @@ impl System {
 pub struct LoadExt {
     /// Reserve address space first (the library's span plus OFFSET) and load the library at
     /// OFFSET in it (ANDROID_DLEXT_RESERVED_ADDRESS); OFFSET is a page multiple (decimal or 0x).
-    #[arg(long, value_name = "OFFSET", value_parser = parse_offset)]
+    #[arg(long, value_name = "OFFSET", value_parser = parse_page_offset)]
     reserve_at: Option<u64>,
     /// SOURCE is a plain file holding the library at this byte offset (a page multiple): it is
     /// opened and loaded from the fd (ANDROID_DLEXT_USE_LIBRARY_FD_OFFSET).
-    #[arg(long, value_name = "OFFSET", value_parser = parse_offset)]
+    #[arg(long, value_name = "OFFSET", value_parser = parse_page_offset)]
     fd_offset: Option<u64>,
     /// Seal the library's code and RELRO with mseal(2) after relocation (Linux 6.10+).
     #[arg(long)]
@@ -177,6 +177,17 @@ fn parse_offset(s: &str) -> Result<u64, String> {
         Err(e) if e.contains("out of range") => Err(format!("{s} is out of range: {range}")),
         Err(e) => Err(e),
     }
+}
+
+/// Parses an offset that must be a page multiple ([`parse_offset`], then this system's page
+/// size): a usage error, before anything is opened or reserved.
+fn parse_page_offset(s: &str) -> Result<u64, String> {
+    let v = parse_offset(s)?;
+    let page = mmkit::page_size() as u64;
+    if v % page != 0 {
+        return Err(format!("{s} is not a multiple of the page size ({page:#x})"));
+    }
+    Ok(v)
 }
 
 /// Runs `mmkit elf`.
@@ -403,7 +414,9 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
     // would); `space` outlives `lib` (declared before it, dropped after).
     let lib = unsafe { ext.system.namespace().open_with(src.clone(), &options) }.map_err(|e| {
         remove_new_relro_file();
-        anyhow::Error::new(e).context(format!("loading {}", source.to_string_lossy()))
+        // With --fd-offset, the error's ranges are the image's, which starts at that offset.
+        let at = ext.fd_offset.map(|o| format!(" (the image at offset {o:#x} of the file)")).unwrap_or_default();
+        anyhow::Error::new(e).context(format!("loading {}{at}", source.to_string_lossy()))
     })?;
     let reservation = space.as_ref().map(|s| json!({"start": s.as_ptr() as u64, "len": s.len(), "offset": reserve_at}));
     let maps = lib.segments().map_err(|e| {

@@ -362,11 +362,16 @@ fn load_into_a_reservation_sealed_and_from_an_fd_offset() {
     assert_eq!(offsets.iter().min(), Some(&65536), "{offsets:?}");
     let o = mmkit(&["elf", "load", b, "--fd-offset", "65536"]);
     assert!(stdout(&o).contains("from the file's fd at offset 0x10000"), "{}", stdout(&o));
-    // Misaligned: one `mmkit:` line, exit 1.
+    // Misaligned: a usage error (exit 2) before anything is opened, as the help's "a page
+    // multiple" says (it was exit 1 after the load had started).
     let o = mmkit(&["elf", "load", b, "--fd-offset", "100"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.starts_with("mmkit: ") && err.contains("not a multiple"), "{err}");
+    assert!(err.starts_with("mmkit: ") && err.contains("not a multiple of the page size"), "{err}");
+    // Not the library at that offset: the error says which offset, not only the image's range.
+    let o = mmkit(&["elf", "load", so, "--fd-offset", "65536"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the image at offset 0x10000 of the file"), "{}", stderr(&o));
 }
 
 #[test]
@@ -392,7 +397,8 @@ fn load_writes_and_uses_a_relro_file() {
     std::fs::write(&relro, b"short").unwrap();
     let o = mmkit(&["elf", "load", so, "--use-relro", r]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("mmkit: ") && stderr(&o).contains("RELRO"), "{}", stderr(&o));
+    // It names the RELRO file, not only the library (it said "the RELRO file of LIB").
+    assert!(stderr(&o).starts_with("mmkit: ") && stderr(&o).contains(&format!("the RELRO file {r}")), "{}", stderr(&o));
 }
 
 /// `--system`: who loads system libraries. By default the system linker loads a system

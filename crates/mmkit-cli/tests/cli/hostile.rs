@@ -746,6 +746,8 @@ fn arguments_checked_after_parsing_are_usage_errors() {
         (&["elf", "call", lib, "fx_add", "1", "2", "3", "4", "5", "6", "7"][..], "ARGS"),
         (&["elf", "load", lib, "--reserve-at=-4096"], "--reserve-at"),
         (&["elf", "load", lib, "--fd-offset=-4096"], "--fd-offset"),
+        (&["elf", "load", lib, "--reserve-at", "1"], "not a multiple of the page size"),
+        (&["elf", "load", lib, "--fd-offset", "100"], "not a multiple of the page size"),
         (&["pager", "pack", lib, "out.zst", "--frame-size", "0"], "--frame-size"),
         (&["pager", "pack", lib, "out.zst", "--frame-size", "2G"], "--frame-size"),
     ] {
