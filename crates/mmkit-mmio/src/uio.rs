@@ -20,9 +20,32 @@ use crate::sysfs::{parse_hex, parse_number, parse_pci_resources, PciAddress, Pci
 /// Where UIO devices are described.
 pub const SYS_CLASS_UIO: &str = "/sys/class/uio";
 
+/// The most bytes an attribute may hold: a sysfs text attribute is at most a page, and the
+/// largest read here (a PCI device's `resource` file) is about a kilobyte.
+const MAX_ATTR_BYTES: u64 = 64 * 1024;
+
 /// Reads a sysfs attribute as text.
+///
+/// Sources take the sysfs root from the caller (`open_in`, `open_at`, `list_in`), so an
+/// attribute may be anything: only a regular file is read (a FIFO would block the `open`
+/// forever, a device such as `/dev/zero` would never end), and at most [`MAX_ATTR_BYTES`].
 pub(crate) fn read_attr(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io("read", &e).with_path(path))
+    let file = mmkit::open::open_regular(path).map_err(|e| {
+        match e.errno() {
+            Some(n) => Error::from_raw_errno("read", n),
+            None => Error::new("read", ErrorKind::InvalidArgument)
+                .with_detail(e.detail().unwrap_or("not a sysfs attribute").to_owned()),
+        }
+        .with_path(path)
+    })?;
+    let mut text = String::new();
+    file.take(MAX_ATTR_BYTES + 1).read_to_string(&mut text).map_err(|e| Error::io("read", &e).with_path(path))?;
+    if text.len() as u64 > MAX_ATTR_BYTES {
+        return Err(Error::new("read", ErrorKind::InvalidArgument)
+            .with_path(path)
+            .with_detail(format!("more than {MAX_ATTR_BYTES} bytes: not a sysfs attribute")));
+    }
+    Ok(text)
 }
 
 /// What sysfs says about one UIO device, read without opening it.
@@ -370,10 +393,22 @@ impl Uio {
                 Err(e) => return Err(Error::os("wait for interrupt on", e).with_path(&self.dev_path)),
             }
         }
+        // One `read`: a UIO device answers all 4 bytes at once. Waiting for more of a short
+        // answer (`read_exact`) could block past the timeout, forever on a node that is no
+        // UIO device (a FIFO holding 1 byte).
         let mut buf = [0u8; 4];
-        (&self.file)
-            .read_exact(&mut buf)
-            .map_err(|e| Error::io("read interrupt count of", &e).with_path(&self.dev_path))?;
+        let n = loop {
+            match (&self.file).read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        }
+        .map_err(|e| Error::io("read interrupt count of", &e).with_path(&self.dev_path))?;
+        if n != buf.len() {
+            return Err(Error::new("read interrupt count of", ErrorKind::Io)
+                .with_path(&self.dev_path)
+                .with_detail(format!("short read ({n} of 4 bytes): not a UIO device?")));
+        }
         let count = u32::from_ne_bytes(buf);
         let missed = count.wrapping_sub(self.last_count).saturating_sub(1);
         self.last_count = count;

@@ -93,3 +93,67 @@ fn a_config_read_past_the_end_names_the_size() {
     assert_eq!((err.kind(), err.range()), (ErrorKind::OutOfBounds, Some((size - 2, 4))), "{err}");
     assert!(err.to_string().contains(&format!("configuration space is {size:#x} bytes")), "{err}");
 }
+
+/// Runs `f` on another thread and fails the test when it takes longer than 10 s (a hang).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// Regression: sysfs attributes were read with `read_to_string`: an attribute that is a FIFO
+/// blocked its `open` forever, one that is `/dev/zero` was read until memory ran out. Now
+/// anything but a regular file is refused without blocking, naming the path.
+#[test]
+fn attributes_that_are_fifos_or_devices_are_refused_without_blocking() {
+    let root = tempfile::tempdir().unwrap();
+    let fifo = root.path().join("fifo/0000:00:04.0");
+    let zero = root.path().join("zero/0000:00:04.0");
+    for dev in [&fifo, &zero] {
+        fs::create_dir_all(dev).unwrap();
+        fs::write(dev.join("device"), "0x11e8\n").unwrap();
+    }
+    mkfifo(&fifo.join("vendor"));
+    std::os::unix::fs::symlink("/dev/zero", zero.join("vendor")).unwrap();
+    for dev in [fifo, zero] {
+        let vendor = dev.join("vendor");
+        let err = within("PciDevice::open_in", move || {
+            PciDevice::open_in(dev.parent().unwrap(), "0000:00:04.0".parse::<PciAddress>().unwrap()).unwrap_err()
+        });
+        assert_eq!(err.path(), Some(vendor.as_path()), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    let uio = root.path().join("class/uio0");
+    fs::create_dir_all(&uio).unwrap();
+    mkfifo(&uio.join("name"));
+    let class = root.path().join("class");
+    let err = within("Uio::open_at", move || Uio::open_at(&class, Path::new("/dev"), 0).unwrap_err());
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
+/// Regression: `wait_irq` read the count with `read_exact`: on a node that answered fewer than
+/// 4 bytes (a FIFO holding one) it waited for the rest forever, whatever the timeout. A short
+/// count is an error now.
+#[test]
+fn a_short_interrupt_count_is_an_error_not_a_wait_past_the_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    drop(fake_uio(root.path(), "0", "0x1000\n", "0x10\n", "0x0\n"));
+    let node = root.path().join("dev/uio0");
+    fs::remove_file(&node).unwrap();
+    mkfifo(&node);
+    // Opened read-write, as `Uio` opens its node: no wait for the other end.
+    let mut uio = Uio::open_at(&root.path().join("class"), &root.path().join("dev"), 0).unwrap();
+    let writer = fs::OpenOptions::new().write(true).open(&node).unwrap();
+    std::io::Write::write_all(&mut &writer, &[1]).unwrap();
+    let err = within("wait_irq", move || uio.wait_irq(Some(std::time::Duration::from_millis(50))).unwrap_err());
+    assert!(err.to_string().contains("short read (1 of 4 bytes)"), "{err}");
+}
