@@ -247,6 +247,12 @@ pub fn restore_lazy(path: impl AsRef<Path>, handler_threads: usize) -> Result<Pa
     let source = SnapshotSource::open(path.as_ref())?;
     let len = usize::try_from(source.info.len)
         .map_err(|_| Error::new("restore of a snapshot", ErrorKind::OutOfBounds).with_path(path.as_ref()))?;
+    // As `restore_eager` says it: the region's own "length is zero" would not name the file.
+    if len == 0 {
+        return Err(Error::new("restore of a snapshot", ErrorKind::InvalidArgument)
+            .with_path(path.as_ref())
+            .with_detail("the snapshot is empty"));
+    }
     PagedRegion::builder(len).handler_threads(handler_threads).build(source)
 }
 
