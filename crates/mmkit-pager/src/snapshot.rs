@@ -71,6 +71,10 @@ pub fn write(memory: &[u8], path: impl AsRef<Path>) -> Result<SnapshotInfo> {
 
 /// Writes a [`PagedRegion`] to a snapshot through its checked [`read`](PagedRegion::read): a
 /// page its source failed to supply is an error, not a signal.
+///
+/// `path` may be the snapshot the region was [restored](restore_lazy) from: the file is not
+/// emptied first but rewritten page by page in order, each page after the region read it, so
+/// every page the region has still to read from it is the one it was restored with.
 pub fn write_region(region: &PagedRegion, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     write_with(path.as_ref(), region.len(), |off, buf| region.read(off, buf))
 }
@@ -84,16 +88,59 @@ fn write_with(
 ) -> Result<SnapshotInfo> {
     let page = mmkit::page_size();
     let mut buf = vec![0u8; page];
-    let file = mmkit::open::create_regular(path)?;
+    // An existing file is not emptied first: it may be the one a region being written reads
+    // its missing pages from (`write_region` onto the snapshot it was restored from), which
+    // would then fail them. Each page is read before its bytes in the file are replaced, and
+    // a page of the old file that is zero now becomes a hole (or zeros where punching fails).
+    let (file, old_len) = match mmkit::open::open_regular_read_write(path) {
+        Ok(file) => {
+            let old_len = file.metadata().map_err(|e| snap_err("fstat of a snapshot", path, e))?.len();
+            (file, old_len)
+        }
+        Err(e) if e.errno() == Some(libc::ENOENT) => (mmkit::open::create_regular(path)?, 0),
+        Err(e) => return Err(e),
+    };
+    // Zero pages inside the old file are punched a run at a time (one system call per run, not
+    // per page: a mostly-zero snapshot of gigabytes is millions of pages). A run is punched
+    // after its pages were read, so nothing reads its old bytes afterwards.
+    let punch = |from: usize, to: usize| -> Result<()> {
+        let to = to.min(usize::try_from(old_len).unwrap_or(usize::MAX));
+        if from >= to {
+            return Ok(());
+        }
+        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+        if rustix::fs::fallocate(&file, flags, from as u64, (to - from) as u64).is_ok() {
+            return Ok(());
+        }
+        // No holes on this file system: zeros, a page at a time.
+        let zeros = vec![0u8; page];
+        let mut at = from;
+        while at < to {
+            let n = page.min(to - at);
+            file.write_all_at(&zeros[..n], at as u64)
+                .map_err(|e| snap_err("write of a snapshot", path, e).with_range(at as u64, n as u64))?;
+            at += n;
+        }
+        Ok(())
+    };
+    let mut zero_run = None;
     let mut off = 0;
     while off < len {
         let n = page.min(len - off);
         page_at(off, &mut buf[..n])?;
-        if buf[..n].iter().any(|&b| b != 0) {
+        if buf[..n].iter().all(|&b| b == 0) {
+            zero_run.get_or_insert(off);
+        } else {
+            if let Some(from) = zero_run.take() {
+                punch(from, off)?;
+            }
             file.write_all_at(&buf[..n], off as u64)
                 .map_err(|e| snap_err("write of a snapshot", path, e).with_range(off as u64, n as u64))?;
         }
         off += n;
+    }
+    if let Some(from) = zero_run {
+        punch(from, len)?;
     }
     file.set_len(len as u64).map_err(|e| snap_err("ftruncate of a snapshot", path, e))?;
     file.sync_data().map_err(|e| snap_err("fdatasync of a snapshot", path, e))?;

@@ -163,3 +163,29 @@ fn incremental_snapshot_of_the_dirty_pages() {
         assert_eq!(std::fs::read(&path).unwrap(), region.as_slice());
     });
 }
+
+/// Regression: writing a lazily restored region back to the snapshot it was restored from
+/// emptied the file first, so every page the region had not read yet failed (the write was an
+/// error, the region's pages were fenced, and the snapshot was left truncated: data lost).
+#[test]
+fn a_region_writes_back_to_the_snapshot_it_was_restored_from() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mem.snap");
+        let mut mem = memory();
+        snapshot::write(&mem, &path).unwrap();
+        let mut region = snapshot::restore_lazy(&path, 1).unwrap();
+        // One page touched (and changed: a data page becomes zero), the rest still in the file.
+        region.as_mut_slice()[..page()].fill(0);
+        mem[..page()].fill(0);
+        let info = snapshot::write_region(&region, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), &mem[..]);
+        assert_eq!((info.pages, info.data_pages), (256, 31), "the zeroed page is a hole again: {info:?}");
+        assert!(region.failures().is_empty(), "{:?}", region.failures());
+        assert_eq!(region.as_slice(), &mem[..]);
+        // A shorter snapshot over a longer file: cut to its length.
+        let info = snapshot::write(&mem[..3 * page() + 1], &path).unwrap();
+        assert_eq!(info.len, 3 * page() as u64 + 1);
+        assert_eq!(std::fs::read(&path).unwrap(), &mem[..3 * page() + 1]);
+    });
+}
