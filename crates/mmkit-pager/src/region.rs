@@ -223,8 +223,17 @@ impl Shared {
         buf.fill(0);
         // A panicking source must not leave the page FILLING (its waiters would hang):
         // the panic is the page's error.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, buf)))
-            .unwrap_or_else(|_| Err(io::Error::other("the page source panicked")))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.source.fill(offset, buf))).unwrap_or_else(
+            |payload| {
+                let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+                    (Some(m), _) => format!("the page source panicked: {m}"),
+                    (_, Some(m)) => format!("the page source panicked: {m}"),
+                    _ => "the page source panicked".to_owned(),
+                };
+                drop_panic_payload(payload);
+                Err(io::Error::other(message))
+            },
+        )
     }
 
     /// Gives pages claimed for fault-around back (MISSING) and wakes anyone who faulted on them
@@ -682,13 +691,25 @@ impl Shared {
         let (error, panicked) = match served {
             Ok(Ok(())) => (None, false),
             Ok(Err(e)) => (Some(e), false),
-            Err(_) => (Some(Error::new("fault handler thread", ErrorKind::Os).with_detail("it panicked")), true),
+            Err(payload) => {
+                drop_panic_payload(payload);
+                (Some(Error::new("fault handler thread", ErrorKind::Os).with_detail("it panicked")), true)
+            }
         };
         if let Some(e) = error {
             self.record_handler_error(e.with_addr(self.base).with_range(0, self.len as u64));
             self.abandon(panicked);
         }
         self.give_scratch(scratch);
+    }
+}
+
+/// Drops the payload of a caught panic. A payload whose own drop panics (`panic_any` of a
+/// value with a panicking `Drop`) is leaked instead: that second panic would unwind out of the
+/// fill with its page held FILLING, and every access to the page would wait forever.
+fn drop_panic_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }
 

@@ -650,6 +650,65 @@ fn a_panicking_source_fails_the_page_instead_of_hanging_it() {
     });
 }
 
+/// A panic payload whose own drop panics.
+struct PanicsWhenDropped;
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("the payload's drop panicked too");
+    }
+}
+
+/// Regression: the pager dropped a panicking source's payload where it caught it; a payload
+/// whose drop panics unwound out of the fill with the page held FILLING: `read` panicked, and
+/// every later access to the page (a touch, another `read`) waited forever; in a handler
+/// thread it stopped serving the region. The page fails like any panicking source's, with the
+/// panic's message when it has one.
+#[test]
+fn a_source_panic_whose_payload_panics_when_dropped_fails_the_page() {
+    with_timeout(60, || {
+        let source = FnSource(|off, buf: &mut [u8]| {
+            if off == 0 {
+                std::panic::panic_any(PanicsWhenDropped);
+            }
+            if off == page() as u64 {
+                panic!("plain bug");
+            }
+            buf.fill(5);
+            Ok(Filled::Data)
+        });
+        // From the reading thread.
+        let region = PagedRegion::builder(3 * page()).handler_threads(1).build(source).unwrap();
+        let mut b = [0u8; 4];
+        for _ in 0..2 {
+            let err = region.read(0, &mut b).unwrap_err();
+            assert!(err.to_string().contains("the page source panicked"), "{err}");
+        }
+        let err = region.read(page(), &mut b).unwrap_err();
+        assert!(err.to_string().contains("the page source panicked: plain bug"), "{err}");
+        assert_eq!(region.as_slice()[2 * page()], 5);
+        assert!(region.handler_error().is_none());
+    });
+    with_timeout(60, || {
+        // From the handler thread: a touch of the next page is still served.
+        let region = PagedRegion::builder(2 * page())
+            .handler_threads(1)
+            .fault_around(2)
+            .build(FnSource(|off, buf: &mut [u8]| {
+                if off == page() as u64 {
+                    std::panic::panic_any(PanicsWhenDropped);
+                }
+                buf.fill(5);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        assert_eq!(region.as_slice()[0], 5);
+        let mut b = [0u8; 4];
+        assert!(region.read(page(), &mut b).is_err());
+        assert!(region.handler_error().is_none(), "{:?}", region.handler_error());
+    });
+}
+
 /// This process's resident set in bytes (`VmRSS`). (Read 8 KiB at a time: `read_to_string`'s
 /// reads may be 512 bytes long, which `handler_stops_child` refuses.)
 fn rss() -> u64 {
