@@ -113,7 +113,7 @@ fn mkfifo(path: &Path) {
 /// blocked its `open` forever, one that is `/dev/zero` was read until memory ran out. Now
 /// anything but a regular file is refused without blocking, naming the path.
 #[test]
-fn attributes_that_are_fifos_or_devices_are_refused_without_blocking() {
+fn attributes_and_config_spaces_that_are_fifos_or_devices_are_refused_without_blocking() {
     let root = tempfile::tempdir().unwrap();
     let fifo = root.path().join("fifo/0000:00:04.0");
     let zero = root.path().join("zero/0000:00:04.0");
@@ -131,6 +131,16 @@ fn attributes_that_are_fifos_or_devices_are_refused_without_blocking() {
         assert_eq!(err.path(), Some(vendor.as_path()), "{err}");
         assert!(err.to_string().contains("not a regular file"), "{err}");
     }
+
+    // A device whose configuration space is a FIFO (a read-only open waited for a writer).
+    let dev = root.path().join("config/0000:00:04.0");
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(dev.join("vendor"), "0x1234\n").unwrap();
+    fs::write(dev.join("device"), "0x11e8\n").unwrap();
+    mkfifo(&dev.join("config"));
+    let pci = PciDevice::open_in(dev.parent().unwrap(), "0000:00:04.0".parse::<PciAddress>().unwrap()).unwrap();
+    let err = within("PciDevice::config_read", move || pci.config_read_u16(0).unwrap_err());
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 
     let uio = root.path().join("class/uio0");
     fs::create_dir_all(&uio).unwrap();
