@@ -162,6 +162,17 @@ pub fn update(region: &PagedRegion, dirty: &crate::DirtyPages, path: impl AsRef<
             .with_detail(format!("the dirty pages count in {page}-byte pages, the region in {}", region.granule())));
     }
     let file = mmkit::open::open_regular_read_write(path)?;
+    // A snapshot of other memory (another length) would silently become a mix of both, and
+    // grow or keep its own length.
+    let file_len = file.metadata().map_err(|e| snap_err("fstat of a snapshot", path, e))?.len();
+    if file_len != region.len() as u64 {
+        return Err(Error::new("update of a snapshot", ErrorKind::InvalidArgument).with_path(path).with_detail(
+            format!(
+                "the snapshot is {file_len:#x} bytes, the region {:#x}: not a snapshot of this memory",
+                region.len()
+            ),
+        ));
+    }
     let mut buf = vec![0u8; page];
     for &p in &dirty.pages {
         // A page index past the region (or past the address space) has nothing to write.

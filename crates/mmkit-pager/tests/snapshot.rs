@@ -161,6 +161,14 @@ fn incremental_snapshot_of_the_dirty_pages() {
         let far = mmkit_pager::DirtyPages { pages: vec![1 << 40, u64::MAX], ..dirty.clone() };
         snapshot::update(&region, &far, &path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), region.as_slice());
+        // Regression: a snapshot of other memory (another length) was updated all the same,
+        // into a mix of both that grew to the region's length. Refused, the file untouched.
+        let other = dir.path().join("other.snap");
+        snapshot::write(&mem[..page()], &other).unwrap();
+        let err = snapshot::update(&region, &dirty, &other).unwrap_err();
+        assert_eq!(err.kind(), mmkit::ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("not a snapshot of this memory"), "{err}");
+        assert_eq!(std::fs::read(&other).unwrap(), &mem[..page()]);
     });
 }
 
