@@ -345,7 +345,13 @@ pub fn list_in(devices: &Path) -> Result<Vec<PciDevice>> {
         let Some(address) = entry.file_name().to_str().and_then(|n| n.parse::<PciAddress>().ok()) else {
             continue;
         };
-        found.push(PciDevice::open_in(devices, address)?);
+        match PciDevice::open_in(devices, address) {
+            Ok(device) => found.push(device),
+            // Removed since the directory was read (hot-unplug, a VF torn down): not listed, and
+            // no reason to fail the listing of the others.
+            Err(_) if !entry.path().exists() => {}
+            Err(e) => return Err(e),
+        }
     }
     found.sort_by_key(|d| d.address);
     Ok(found)

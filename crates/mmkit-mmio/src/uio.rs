@@ -138,7 +138,12 @@ pub fn list_in(dir: &Path) -> Result<Vec<UioInfo>> {
         let Some(number) = name.to_str().and_then(|n| n.strip_prefix("uio")).and_then(|n| n.parse().ok()) else {
             continue;
         };
-        devices.push(UioInfo::read(&entry.path(), number)?);
+        match UioInfo::read(&entry.path(), number) {
+            Ok(info) => devices.push(info),
+            // Unregistered since the directory was read (its driver unbound): not listed.
+            Err(_) if !entry.path().exists() => {}
+            Err(e) => return Err(e),
+        }
     }
     devices.sort_by_key(|d| d.number);
     Ok(devices)
@@ -458,6 +463,16 @@ mod tests {
         // a non-UIO entry is ignored
         fs::create_dir_all(root.path().join("class/uio/power")).unwrap();
         root
+    }
+
+    /// Regression: a device unregistered between the directory read and its attributes' (a
+    /// dangling link here, as sysfs's are) failed the whole listing, and `Uio::find` with it.
+    #[test]
+    fn a_device_that_vanished_meanwhile_is_left_out() {
+        let root = fake_sysfs();
+        std::os::unix::fs::symlink(root.path().join("gone"), root.path().join("class/uio/uio1")).unwrap();
+        let devices = list_in(&root.path().join("class/uio")).unwrap();
+        assert_eq!(devices.iter().map(|d| d.number).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

@@ -167,3 +167,18 @@ fn a_short_interrupt_count_is_an_error_not_a_wait_past_the_timeout() {
     let err = within("wait_irq", move || uio.wait_irq(Some(std::time::Duration::from_millis(50))).unwrap_err());
     assert!(err.to_string().contains("short read (1 of 4 bytes)"), "{err}");
 }
+
+/// Regression: a device that vanished between the directory read and its attributes' (a PCI
+/// device removed meanwhile; here a dangling link, as sysfs's links are) failed the whole
+/// listing with NotFound, and with it `find` of any other device.
+#[test]
+fn a_device_that_vanished_meanwhile_does_not_fail_finding_another() {
+    let root = tempfile::tempdir().unwrap();
+    let good = root.path().join("0000:00:04.0");
+    fs::create_dir_all(&good).unwrap();
+    fs::write(good.join("vendor"), "0x1234\n").unwrap();
+    fs::write(good.join("device"), "0x11e8\n").unwrap();
+    std::os::unix::fs::symlink(root.path().join("gone"), root.path().join("0000:00:05.0")).unwrap();
+    let found = PciDevice::find_in(root.path(), "1234:11e8".parse().unwrap()).unwrap();
+    assert_eq!(found.address().to_string(), "0000:00:04.0");
+}
