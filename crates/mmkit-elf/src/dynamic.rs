@@ -325,9 +325,12 @@ impl Dynamic {
         self.soname.and_then(|off| self.str_at(off).ok())
     }
 
-    /// `DT_RUNPATH` (or, without it, `DT_RPATH`) directories, unexpanded.
+    /// `DT_RUNPATH` (or, without it, `DT_RPATH`) directories, unexpanded. An empty element of
+    /// a list that is not empty (`/a::/b`, `/a:`) is the current directory, `.`, as glibc's
+    /// `fillin_rpath` reads it; an empty string names no directory.
     pub fn runpath(&self) -> impl Iterator<Item = &str> + '_ {
-        self.runpath.and_then(|off| self.str_at(off).ok()).unwrap_or("").split(':').filter(|s| !s.is_empty())
+        let list = self.runpath.and_then(|off| self.str_at(off).ok()).unwrap_or("");
+        list.split(':').filter(move |_| !list.is_empty()).map(|d| if d.is_empty() { "." } else { d })
     }
 
     /// Whether [`Dynamic::runpath`] is a `DT_RPATH` (searched before `LD_LIBRARY_PATH`), not a

@@ -1140,3 +1140,37 @@ fn a_dependency_is_found_through_its_loaders_rpath_as_with_glibc() {
     let e = try_open(top.as_path()).expect_err("a DT_RUNPATH is not inherited");
     assert!(e.to_string().contains("libfxrpc.so"), "{e}");
 }
+
+/// An empty element of a `DT_RUNPATH` or `DT_RPATH` list (`/nonexistent:`, `/a::/b`) is the
+/// current directory for glibc (its `fillin_rpath` keeps it as the directory ""); an empty
+/// string names none. mmkit-elf dropped the empty element, and the dependency glibc finds in
+/// the current directory was not found. glibc's answers for the same files are the oracle.
+#[test]
+fn an_empty_runpath_element_is_the_current_directory_as_with_glibc() {
+    let test = "an_empty_runpath_element_is_the_current_directory_as_with_glibc";
+    let c = build("rpchain", "rpchain.c", "fxrpc", &["-DFX_C"]);
+    let c_dir = c.parent().unwrap().display().to_string();
+    let lib = |variant: &str, rpath: &str| {
+        build(variant, "rpchain.c", "fxrpb", &["-DFX_B", &format!("-L{c_dir}"), "-lfxrpc", &format!("-Wl,{rpath}")])
+    };
+    let runpath_empty_element = lib("rpchain-empty-runpath", "--enable-new-dtags,-rpath,/nonexistent:");
+    let rpath_empty_element = lib("rpchain-empty-rpath", "--disable-new-dtags,-rpath,/nonexistent::/nonexistent2");
+    let runpath_empty = lib("rpchain-empty-all", "--enable-new-dtags,-rpath,");
+    // Changes the current directory: in a child process of its own.
+    if !in_fresh_process(test) {
+        return;
+    }
+    std::env::set_current_dir(&c_dir).unwrap();
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    for top in [&runpath_empty_element, &rpath_empty_element] {
+        let ns = fresh_ns("empty-runpath-element");
+        assert_eq!(call(&ns_open(&ns, top), "fx_rpb", &[]), 32, "{}: libfxrpc from the current directory", top.display());
+    }
+    let ns = fresh_ns("empty-runpath");
+    // SAFETY: a test fixture (the load fails before running any code).
+    let err = unsafe { ns.open(runpath_empty.as_path()) }.map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("libfxrpc.so"), "an empty DT_RUNPATH names no directory: {err}");
+    for top in [&runpath_empty_element, &rpath_empty_element] {
+        assert_eq!(Dl::open(top).call("fx_rpb", &[]), 32, "glibc finds libfxrpc in the current directory");
+    }
+}
