@@ -317,6 +317,17 @@ impl Object {
             )
             .with_path(&label));
         }
+        // `-z nodlopen`: glibc's dlopen refuses to map it, as the library opened or as one of
+        // its dependencies (`_dl_map_object_from_fd`, under `__RTLD_DLOPEN`); mmkit-elf loaded it.
+        if dynamic.flags_1 & u64::from(elf::DF_1_NOOPEN) != 0 {
+            return Err(Error::new(
+                "load",
+                ErrorKind::NotSharedObject,
+                "it is marked not to be opened at run time (DF_1_NOOPEN, `-z nodlopen`); glibc's dlopen refuses it too",
+            )
+            .with_path(&label)
+            .with_dlerror(format!("{label}: shared object cannot be dlopen()ed")));
+        }
         let tls = match &plan.tls {
             // Built for initial-exec access: a block in glibc's static TLS area, allocated
             // when the image is relocated (see `Object::relocate`).

@@ -1236,3 +1236,30 @@ fn call_once_reaches_libstdcxx_tls_from_file_and_apk_like_glibcs_copy() {
     assert_eq!(oracle.call("fx_once", &[21]), 42);
     assert_eq!(oracle.call("fx_once", &[5]), 42);
 }
+
+/// A library linked with `-z nodlopen` (`DF_1_NOOPEN`) is refused by glibc's `dlopen`, opened
+/// itself or needed by the library opened ("shared object cannot be dlopen()ed"); mmkit-elf
+/// loaded both and called into them.
+#[test]
+fn a_library_marked_nodlopen_is_refused_as_glibc_refuses_it() {
+    let top = build("nodlopen", "basic.c", "fxnoopen", &["-Wl,-z,nodlopen"]);
+    let c = build("rpchain-nodlopen", "rpchain.c", "fxrpc", &["-DFX_C", "-Wl,-z,nodlopen"]);
+    let c_dir = c.parent().unwrap().display().to_string();
+    let b = build(
+        "rpchain-nodlopen",
+        "rpchain.c",
+        "fxrpb",
+        &["-DFX_B", &format!("-L{c_dir}"), "-lfxrpc", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
+    );
+    for lib in [&top, &b] {
+        let err = try_open(lib.as_path()).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("DF_1_NOOPEN"), "{}: {err}", lib.display());
+        let path = std::ffi::CString::new(lib.to_str().unwrap()).unwrap();
+        // SAFETY: a test fixture; glibc refuses it before running any code.
+        let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(h.is_null(), "glibc refuses {}", lib.display());
+        // SAFETY: dlerror after the failed dlopen.
+        let msg = unsafe { CStr::from_ptr(libc::dlerror()) }.to_string_lossy().into_owned();
+        assert!(msg.contains("cannot be dlopen()ed"), "{msg}");
+    }
+}
