@@ -841,3 +841,29 @@ fn rtld_default_from_a_local_library_searches_its_own_scope_as_glibc_does() {
     }
     assert_eq!(ask("fx_main_handle", &[&c("getpid")]), ask("fx_default", &[&c("getpid")]));
 }
+
+/// `dlsym(RTLD_DEFAULT)` that finds nothing, from a library mmkit mapped: glibc's `dlerror`
+/// names the caller (`/p/libfxnext.so: undefined symbol: x`, its lookup's `undef_map`); mmkit
+/// left the message of the system linker's `dlsym` it had called, which named `libc.so.6`.
+/// Messages compared with glibc's copy's.
+#[test]
+fn rtld_default_not_found_names_the_caller_in_dlerror_as_glibc_does() {
+    if !host_cc() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = next_fixture_in(dir.path());
+    let ours = open(copy.as_path());
+    let oracle = Dl::open(&copy);
+    let name = CString::new("fx_defined_nowhere").unwrap();
+    let message = |f: &dyn Fn(&[i64]) -> i64| {
+        let mut buf = vec![0u8; 512];
+        let n = f(&[name.as_ptr() as i64, buf.as_mut_ptr() as i64, buf.len() as i64]);
+        assert!(n > 0, "no dlerror message ({n})");
+        String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+    };
+    let mine = message(&|args| call(&ours, "fx_default_error", args));
+    let theirs = message(&|args| oracle.call("fx_default_error", args));
+    assert_eq!(theirs, format!("{}: undefined symbol: fx_defined_nowhere", copy.display()));
+    assert_eq!(mine, theirs);
+}

@@ -549,6 +549,17 @@ mod entries {
                 unsafe { libc::dlerror() };
                 address
             }
+            // glibc's message for `RTLD_DEFAULT` names the caller (the `undef_map` of its
+            // lookup), not whatever object called the system linker's `dlsym` for mmkit
+            // (`libc.so.6: undefined symbol: x`).
+            None if local && found.is_null() => match crate::group::containing(caller as u64) {
+                Some((obj, _registry)) => {
+                    // SAFETY: no arguments; clears this thread's pending system-linker error.
+                    unsafe { libc::dlerror() };
+                    answer(None, obj.label(), name, version)
+                }
+                None => found,
+            },
             None => found,
         }
     }
