@@ -272,6 +272,9 @@ pub(crate) struct Object {
     /// The namespace whose rules found this library's dependencies and where it came from,
     /// for the `dlopen` calls it makes (kept only when it imports `dlopen`).
     loaded_in: OnceLock<(crate::Namespace, Source)>,
+    /// Where it came from, a relative path made absolute at load (see [`Source::absolute`]):
+    /// its `$ORIGIN` and `dlinfo(RTLD_DI_ORIGIN)`, as glibc's `l_origin`.
+    origin: OnceLock<Source>,
     /// The library whose load brought this one in (itself for the library opened).
     root: OnceLock<Weak<Object>>,
     /// Relocated with `RTLD_DEEPBIND`: its own lookup scope comes before the global scope,
@@ -367,6 +370,7 @@ impl Object {
             c_source: OnceLock::new(),
             calls_dlopen: AtomicBool::new(false),
             loaded_in: OnceLock::new(),
+            origin: OnceLock::new(),
             root: OnceLock::new(),
             deep_bound: AtomicBool::new(false),
         })
@@ -375,9 +379,17 @@ impl Object {
     /// Keeps the namespace `ns` and the source the library was loaded from, if its own
     /// `dlopen` calls will need them (it imports `dlopen`).
     pub(crate) fn remember_namespace(&self, ns: &crate::Namespace, source: &Source) {
+        let origin = self.origin.get_or_init(|| source.absolute());
         if self.calls_dlopen.load(Ordering::Relaxed) {
-            let _ = self.loaded_in.set((ns.clone(), source.clone()));
+            let _ = self.loaded_in.set((ns.clone(), origin.clone()));
         }
+    }
+
+    /// Where the library came from, a relative path made absolute when it was loaded (glibc's
+    /// `l_origin`); `None` before [`Object::remember_namespace`].
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    pub(crate) fn origin(&self) -> Option<&Source> {
+        self.origin.get()
     }
 
     /// The namespace and source kept by [`Object::remember_namespace`].

@@ -85,6 +85,19 @@ impl Source {
         Source::Path(PathBuf::from(s))
     }
 
+    /// The source with a relative file or archive path made absolute against the current
+    /// directory (as glibc fixes a library's `l_origin` when it loads it: a `chdir` later does
+    /// not move `$ORIGIN`); other sources as they are.
+    pub(crate) fn absolute(&self) -> Source {
+        let at_cwd = |p: &Path| std::env::current_dir().map(|cwd| cwd.join(p)).ok();
+        match self {
+            Source::Path(p) if p.is_relative() => at_cwd(p).map_or_else(|| self.clone(), Source::Path),
+            Source::ZipEntry { archive, entry } if archive.is_relative() => at_cwd(archive)
+                .map_or_else(|| self.clone(), |archive| Source::ZipEntry { archive, entry: entry.clone() }),
+            _ => self.clone(),
+        }
+    }
+
     /// The directory on disk the source is in: the file's or the archive's (none for a
     /// descriptor or memory). `$ORIGIN` names it, and with
     /// [`Namespace::search_own_directory`](crate::Namespace::search_own_directory) `DT_NEEDED`

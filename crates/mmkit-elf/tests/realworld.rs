@@ -1263,3 +1263,46 @@ fn a_library_marked_nodlopen_is_refused_as_glibc_refuses_it() {
         assert!(msg.contains("cannot be dlopen()ed"), "{msg}");
     }
 }
+
+/// A library opened by a relative path has its `$ORIGIN` fixed when it loads, as glibc fixes
+/// `l_origin` (the current directory joined with the path's directory): after a `chdir`, its
+/// `dlopen` still finds the library beside it (through its `DT_RUNPATH` `$ORIGIN`, or
+/// `$ORIGIN/...`), and `dlinfo(RTLD_DI_ORIGIN)` answers the absolute directory. mmkit-elf
+/// expanded `$ORIGIN` from the relative path at each `dlopen` (not found after the `chdir`) and
+/// answered `d` for the directory. glibc's copy of the same files is the oracle.
+#[test]
+fn origin_of_a_library_opened_by_a_relative_path_is_fixed_at_load_as_with_glibc() {
+    let test = "origin_of_a_library_opened_by_a_relative_path_is_fixed_at_load_as_with_glibc";
+    let base = build("opener", "base.c", "fxbase", &[]);
+    let opener = build("opener", "opener.c", "fxopener", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    // Changes the current directory: in a child process of its own.
+    if !in_fresh_process(test) {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let top_dir = top.path().canonicalize().unwrap();
+    let dir = top_dir.join("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&opener, dir.join("libfxopener.so")).unwrap();
+    std::fs::copy(&base, dir.join("libfxbase.so")).unwrap();
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (value, opener_name, dir_name) = (c("fx_base_value"), c("libfxopener.so"), c(dir.to_str().unwrap()));
+    let arg = |s: &std::ffi::CString| s.as_ptr() as i64;
+    let check = |who: &str, f: &dyn Fn(&str, &[i64]) -> i64| {
+        for name in [c("libfxbase.so"), c("$ORIGIN/libfxbase.so")] {
+            assert_eq!(f("fx_open_call", &[arg(&name), arg(&value), 5]), 1005, "{who}: {name:?} after chdir");
+        }
+        assert_eq!(f("fx_open_info", &[arg(&opener_name), arg(&dir_name)]) & 1, 1, "{who}: RTLD_DI_ORIGIN is {dir:?}");
+    };
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    std::env::set_current_dir(&top_dir).unwrap();
+    let ns = Namespace::new("relative-origin");
+    // SAFETY: the test's own fixtures.
+    let ours = unsafe { ns.open(Path::new("d/libfxopener.so")) }.unwrap();
+    std::env::set_current_dir("/").unwrap();
+    check("mmkit", &|f, args| call(&ours, f, args));
+    std::env::set_current_dir(&top_dir).unwrap();
+    let oracle = Dl::open(Path::new("d/libfxopener.so"));
+    std::env::set_current_dir("/").unwrap();
+    check("glibc", &|f, args| oracle.call(f, args));
+}

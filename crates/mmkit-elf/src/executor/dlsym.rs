@@ -331,7 +331,9 @@ mod entries {
                 None => return fail("no link_map record (the system linker has no debugger list to join)"),
             },
             libc::RTLD_DI_ORIGIN => {
-                let source = lib.source();
+                // glibc answers `l_origin`: the directory made absolute when the library loaded
+                // (an APK entry's: `app.apk!/lib/x86_64`).
+                let source = obj.origin().map_or_else(|| lib.source().to_owned(), ToString::to_string);
                 let dir = source.rsplit_once('/').map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
                 let Ok(dir) = CString::new(dir) else { return fail("its directory holds a NUL byte") };
                 let bytes = dir.as_bytes_with_nul();
