@@ -447,8 +447,8 @@ impl Namespace {
             }
         }
         if self.ld_library_path {
-            if let Some(lp) = std::env::var_os("LD_LIBRARY_PATH") {
-                dirs.extend(ld_library_path_dirs(&lp).filter_map(expand_in_ld_library_path));
+            if let Some(lp) = ld_library_path() {
+                dirs.extend(ld_library_path_dirs(lp).filter_map(expand_in_ld_library_path));
             }
         }
         dirs.extend(after);
@@ -531,7 +531,7 @@ impl Namespace {
             && self.system == SystemPolicy::SystemLinker
             && !self.links.iter().any(|l| l.sonames.iter().any(|s| s == name))
             && program_search_dirs().1.is_empty()
-            && (self.ld_library_path || std::env::var_os("LD_LIBRARY_PATH").is_none_or(|v| v.is_empty()))
+            && (self.ld_library_path || ld_library_path().is_none_or(|v| v.is_empty()))
     }
 
     /// Who loads the file `source` found for `name`: a system library goes by the policy.
@@ -553,6 +553,14 @@ impl Namespace {
             .with_path(label)),
         }
     }
+}
+
+/// `LD_LIBRARY_PATH` as glibc reads it: once (at the first search here; glibc, at process
+/// start), so a `setenv` later changes neither loader's search. It was read again for every
+/// search: a library's `setenv("LD_LIBRARY_PATH", ...)` then `dlopen` found what glibc does not.
+fn ld_library_path() -> Option<&'static std::ffi::OsStr> {
+    static VALUE: OnceLock<Option<std::ffi::OsString>> = OnceLock::new();
+    VALUE.get_or_init(|| std::env::var_os("LD_LIBRARY_PATH")).as_deref()
 }
 
 /// The directories of an `LD_LIBRARY_PATH` value as glibc reads them: any bytes (not only

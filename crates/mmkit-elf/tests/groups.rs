@@ -1174,3 +1174,29 @@ fn an_empty_runpath_element_is_the_current_directory_as_with_glibc() {
         assert_eq!(Dl::open(top).call("fx_rpb", &[]), 32, "glibc finds libfxrpc in the current directory");
     }
 }
+
+/// glibc reads `LD_LIBRARY_PATH` once, at process start: a `setenv` later (by the program or
+/// by a library it loaded) does not change where `dlopen` looks. mmkit-elf read the variable
+/// again at every search, and found a library in a directory only the new value named. glibc's
+/// `dlopen` of the same name is the oracle.
+#[test]
+fn ld_library_path_set_after_the_first_search_is_not_searched_as_with_glibc() {
+    let test = "ld_library_path_set_after_the_first_search_is_not_searched_as_with_glibc";
+    let c = build("rpchain", "rpchain.c", "fxrpc", &["-DFX_C"]);
+    // Changes the environment: in a child process of its own, started without the variable.
+    if !in_fresh_process_with(test, &[("LD_LIBRARY_PATH", "")]) {
+        return;
+    }
+    let ns = fresh_ns("ld-library-path-later");
+    // SAFETY: nothing is found, nothing runs.
+    assert!(unsafe { ns.open("libfxnowhere.so") }.is_err());
+    // SAFETY: the test's child process, one thread; nothing reads the environment meanwhile.
+    unsafe { std::env::set_var("LD_LIBRARY_PATH", c.parent().unwrap()) };
+    // SAFETY: a test fixture, if found.
+    let err = unsafe { ns.open("libfxrpc.so") }.map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("libfxrpc.so"), "{err}");
+    let name = std::ffi::CString::new("libfxrpc.so").unwrap();
+    // SAFETY: a test fixture, if found.
+    let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(h.is_null(), "glibc does not search the new LD_LIBRARY_PATH");
+}
