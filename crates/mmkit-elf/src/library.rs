@@ -556,11 +556,12 @@ impl Object {
         let _ = self.rpath_inherited.set(dirs);
     }
 
-    /// What the libraries this one loads inherit: its own `DT_RPATH` (loaded from `source`),
+    /// What the libraries this one loads inherit: its own `DT_RPATH` (loaded from `source`;
+    /// its `$ORIGIN` made absolute now, as glibc's `l_origin`, for their later `dlopen`s),
     /// then what it inherited.
     pub(crate) fn rpath_for_children(&self, source: &Source) -> Vec<crate::SearchDir> {
         let mut dirs = if self.runpath_is_rpath() {
-            crate::namespace::rpath_dirs(source, &mut self.runpath())
+            crate::namespace::rpath_dirs(&source.absolute(), &mut self.runpath())
         } else {
             Vec::new()
         };

@@ -1306,3 +1306,47 @@ fn origin_of_a_library_opened_by_a_relative_path_is_fixed_at_load_as_with_glibc(
     std::env::set_current_dir("/").unwrap();
     check("glibc", &|f, args| oracle.call(f, args));
 }
+
+/// The `DT_RPATH` a library inherits from the library that loaded it has that loader's
+/// `$ORIGIN` fixed at load too: glibc searches the loader's `l_rpath_dirs`, expanded with its
+/// `l_origin`. A library opened by a relative path (`d/libfxoptop.so`, `DT_RPATH` `$ORIGIN/sub`)
+/// needs libfxopener (in `sub`, no search path of its own), whose `dlopen("libfxbase.so")`
+/// after a `chdir` finds libfxbase through that `DT_RPATH`. glibc's copy is the oracle.
+#[test]
+fn an_inherited_rpath_keeps_its_loaders_origin_after_a_chdir_as_with_glibc() {
+    let test = "an_inherited_rpath_keeps_its_loaders_origin_after_a_chdir_as_with_glibc";
+    let base = build("opener", "base.c", "fxbase", &[]);
+    let opener = build("opener-no-runpath", "opener.c", "fxopener", &[]);
+    let opener_dir = opener.parent().unwrap().display().to_string();
+    let top = build(
+        "opener-top",
+        "basic.c",
+        "fxoptop",
+        &[&format!("-L{opener_dir}"), "-Wl,--no-as-needed", "-lfxopener", "-Wl,--disable-new-dtags,-rpath,$ORIGIN/sub"],
+    );
+    // Changes the current directory: in a child process of its own.
+    if !in_fresh_process(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let sub = root.join("d/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(&top, root.join("d/libfxoptop.so")).unwrap();
+    std::fs::copy(&opener, sub.join("libfxopener.so")).unwrap();
+    std::fs::copy(&base, sub.join("libfxbase.so")).unwrap();
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (name, value) = (c("libfxbase.so"), c("fx_base_value"));
+    let args = [name.as_ptr() as i64, value.as_ptr() as i64, 5];
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    std::env::set_current_dir(&root).unwrap();
+    let ns = Namespace::new("inherited-rpath-origin");
+    // SAFETY: the test's own fixtures.
+    let ours = unsafe { ns.open(Path::new("d/libfxoptop.so")) }.unwrap();
+    std::env::set_current_dir("/").unwrap();
+    assert_eq!(call(&ours, "fx_open_call", &args), 1005, "mmkit, after the chdir");
+    std::env::set_current_dir(&root).unwrap();
+    let oracle = Dl::open(Path::new("d/libfxoptop.so"));
+    std::env::set_current_dir("/").unwrap();
+    assert_eq!(oracle.call("fx_open_call", &args), 1005, "glibc, after the chdir");
+}
