@@ -1164,7 +1164,12 @@ fn an_empty_runpath_element_is_the_current_directory_as_with_glibc() {
     // mmkit first: a name glibc has loaded would be found by name through the system linker.
     for top in [&runpath_empty_element, &rpath_empty_element] {
         let ns = fresh_ns("empty-runpath-element");
-        assert_eq!(call(&ns_open(&ns, top), "fx_rpb", &[]), 32, "{}: libfxrpc from the current directory", top.display());
+        assert_eq!(
+            call(&ns_open(&ns, top), "fx_rpb", &[]),
+            32,
+            "{}: libfxrpc from the current directory",
+            top.display()
+        );
     }
     let ns = fresh_ns("empty-runpath");
     // SAFETY: a test fixture (the load fails before running any code).
