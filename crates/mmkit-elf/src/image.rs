@@ -859,12 +859,52 @@ static STACK_ARGV: std::sync::atomic::AtomicPtr<*const u8> = std::sync::atomic::
 #[link_section = ".init_array"]
 static CAPTURE_ARGS: extern "C" fn(i32, *const *const u8, *const *const u8) = capture_args;
 
-/// Keeps the `argc` and `argv` the C library passes (see [`CAPTURE_ARGS`]).
+/// Keeps the `argc` and `argv` the C library passes (see [`CAPTURE_ARGS`]), and
+/// `LD_LIBRARY_PATH` as the process started (see [`ld_library_path_at_start`]).
 #[cfg_attr(not(any(all(target_os = "linux", target_env = "gnu"), target_os = "android")), allow(dead_code))]
-extern "C" fn capture_args(argc: i32, argv: *const *const u8, _envp: *const *const u8) {
+extern "C" fn capture_args(argc: i32, argv: *const *const u8, envp: *const *const u8) {
     if argc >= 0 && !argv.is_null() {
         STACK_ARGC.store(argc, Ordering::Release);
         STACK_ARGV.store(argv.cast_mut(), Ordering::Release);
+    }
+    if !envp.is_null() {
+        // SAFETY: `envp` is the NULL-terminated array of NUL-terminated strings the C library
+        // passes to initializers, read before `main` runs (nothing changes it meanwhile).
+        let _ = START_LD_LIBRARY_PATH.set(unsafe { env_value(envp, b"LD_LIBRARY_PATH=") });
+    }
+}
+
+/// `LD_LIBRARY_PATH` in the environment [`capture_args`] was given (`None`: unset).
+static START_LD_LIBRARY_PATH: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+
+/// `LD_LIBRARY_PATH` as the process started, the value glibc's `ld.so` reads once (its last
+/// occurrence, as `process_envvars` takes it; a secure program's was removed before):
+/// `None` when mmkit-elf's initializer did not run (another C library), `Some(None)` when unset.
+pub(crate) fn ld_library_path_at_start() -> Option<Option<&'static std::ffi::OsStr>> {
+    START_LD_LIBRARY_PATH.get().map(Option::as_deref)
+}
+
+/// The value of the last `key` (`NAME=`) in `envp`.
+///
+/// # Safety
+/// `envp` is a NULL-terminated array of NUL-terminated strings.
+unsafe fn env_value(envp: *const *const u8, key: &[u8]) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found = None;
+    let mut at = envp;
+    loop {
+        // SAFETY: `at` is within the array, at or before its NULL (the caller's contract).
+        let entry = unsafe { *at };
+        if entry.is_null() {
+            return found;
+        }
+        // SAFETY: a NUL-terminated string of the array (the caller's contract).
+        let bytes = unsafe { std::ffi::CStr::from_ptr(entry.cast()) }.to_bytes();
+        if let Some(value) = bytes.strip_prefix(key) {
+            found = Some(std::ffi::OsStr::from_bytes(value).to_owned());
+        }
+        // SAFETY: `entry` was not the NULL, so the array goes on.
+        at = unsafe { at.add(1) };
     }
 }
 

@@ -555,12 +555,16 @@ impl Namespace {
     }
 }
 
-/// `LD_LIBRARY_PATH` as glibc reads it: once (at the first search here; glibc, at process
-/// start), so a `setenv` later changes neither loader's search. It was read again for every
-/// search: a library's `setenv("LD_LIBRARY_PATH", ...)` then `dlopen` found what glibc does not.
+/// `LD_LIBRARY_PATH` as glibc reads it, once, as the process started (kept by mmkit-elf's
+/// initializer; where that did not run, at the first search here), so a `setenv` later changes
+/// neither loader's search. It was read again for every search: a library's
+/// `setenv("LD_LIBRARY_PATH", ...)` then `dlopen` found what glibc does not.
 fn ld_library_path() -> Option<&'static std::ffi::OsStr> {
-    static VALUE: OnceLock<Option<std::ffi::OsString>> = OnceLock::new();
-    VALUE.get_or_init(|| std::env::var_os("LD_LIBRARY_PATH")).as_deref()
+    static VALUE: OnceLock<Option<&'static std::ffi::OsStr>> = OnceLock::new();
+    *VALUE.get_or_init(|| match crate::image::ld_library_path_at_start() {
+        Some(at_start) => at_start,
+        None => std::env::var_os("LD_LIBRARY_PATH").map(|v| &*Box::leak(v.into_boxed_os_str())),
+    })
 }
 
 /// The directories of an `LD_LIBRARY_PATH` value as glibc reads them: any bytes (not only
