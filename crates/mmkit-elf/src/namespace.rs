@@ -472,7 +472,20 @@ impl Namespace {
     ) -> Result<Resolved<'_>> {
         let mut skipped = Vec::new();
         let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath, inherited) };
-        let found = if name.contains('/') {
+        let found = if name.contains('/') && has_tokens(name) {
+            // `$ORIGIN/libx.so` in a `DT_NEEDED` entry: glibc expands its tokens (`expand_dst` in
+            // `_dl_map_object_deps`) as in a `DT_RUNPATH` entry; it was opened as it is.
+            let source = expand_origin_in_name(name, origin).ok_or_else(|| {
+                Error::new(
+                    format!("find library {name}"),
+                    ErrorKind::DependencyNotFound,
+                    "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
+                     descriptor, or $LIB or $PLATFORM outside glibc)",
+                )
+                .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))
+            })?;
+            Some((source, None))
+        } else if name.contains('/') {
             // A name with `/` is that file, as with glibc; `x.apk!/lib/y.so` that zip entry (or
             // the file of that name), as bionic's open_library_at_path has it.
             Some((Source::parse(name), None))

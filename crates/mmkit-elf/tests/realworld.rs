@@ -1350,3 +1350,20 @@ fn an_inherited_rpath_keeps_its_loaders_origin_after_a_chdir_as_with_glibc() {
     std::env::set_current_dir("/").unwrap();
     assert_eq!(oracle.call("fx_open_call", &args), 1005, "glibc, after the chdir");
 }
+
+/// A `DT_NEEDED` entry with a dynamic string token (`$ORIGIN/libfxrpc.so`, as a dependency
+/// whose soname has it records) names the library beside the one that needs it: glibc expands
+/// the tokens of a `DT_NEEDED` name (`expand_dst`). mmkit-elf opened `$ORIGIN/libfxrpc.so` as
+/// it is ("No such file or directory"). glibc's copy is the oracle.
+#[test]
+fn origin_in_a_needed_entry_is_expanded_as_glibc_expands_it() {
+    let c = build("needed-origin", "rpchain.c", "fxrpc", &["-DFX_C", "-Wl,-soname,$ORIGIN/libfxrpc.so"]);
+    let dir = c.parent().unwrap().display().to_string();
+    let b = build("needed-origin", "rpchain.c", "fxrpb", &["-DFX_B", &format!("-L{dir}"), "-lfxrpc"]);
+    let ns = Namespace::new("needed-origin");
+    // SAFETY: the test's own fixtures.
+    let ours = unsafe { ns.open(b.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "fx_rpb", &[]), 32);
+    assert!(ours.loaded_dependencies().iter().any(|d| d.source().ends_with("needed-origin/libfxrpc.so")));
+    assert_eq!(Dl::open(&b).call("fx_rpb", &[]), 32, "glibc");
+}
