@@ -171,6 +171,11 @@
 //! on aarch64 any other module's); copy relocations; text relocations (`DT_TEXTREL`, which
 //! glibc applies on x86_64; Android refuses them too); `PT_LOAD` segments that share a page
 //! (glibc maps the later one over the shared page) or are writable and executable at once.
+//! ELF filters (`DT_FILTER`, `DT_AUXILIARY`): their tags are ignored, so a lookup that reaches a
+//! filter binds its own definition where glibc binds the filtee's. Destructors at process exit:
+//! a library still loaded then (pinned: `DF_1_NODELETE`, [`Library::pin`], `STB_GNU_UNIQUE`,
+//! or never dropped) does not run its finalizers (`DT_FINI_ARRAY`), where glibc runs them from
+//! `exit` (a `-z nodelete` plug-in built for gcov writes no `.gcda` file).
 //! Search: a top-level open is searched for as glibc's `dlopen` called from the program, whatever
 //! library the call is made in.
 #![deny(missing_docs)]
