@@ -118,9 +118,10 @@ impl GrowableMmap {
         // Allocated, not just a longer size: a write into a hole of a full file system would
         // raise SIGBUS through the safe `&mut [u8]`; this way it is an error here.
         sys::allocate_file_range(self.file.as_fd(), self.len as u64, new_len as u64).map_err(|e| {
+            // The range allocated: the new bytes, not the whole file.
             Error::os("fallocate", e)
                 .with_opt_path(sys::fd_path(self.file.as_fd()).as_deref())
-                .with_range(0, new_len as u64)
+                .with_range(self.len as u64, (new_len - self.len) as u64)
         })?;
         self.map_to(new_len)?;
         self.len = new_len;

@@ -385,7 +385,11 @@ impl SharedView {
         self.raw.is_empty()
     }
 
-    /// First byte, for raw access.
+    /// First byte, for raw access. While another thread of this process may use the view, access
+    /// its bytes only in the view's own way: atomic loads and stores of whole aligned 8-byte
+    /// words (the view's copies access the whole aligned word holding any byte they touch),
+    /// never volatile or narrower atomic accesses, which would race them in another size
+    /// (undefined behaviour in Rust's memory model).
     pub fn as_ptr(&self) -> *mut u8 {
         self.raw.as_mut_ptr()
     }
@@ -871,8 +875,12 @@ impl RingProducer {
 
     /// The free space as a raw window: `(first byte, length)`, contiguous. Write into it (the
     /// consumer does not read it until [`commit`](Self::commit)), then commit what was written.
-    /// It is raw because another process may write the same memory: copy in with
-    /// atomic or volatile writes, never through a `&mut [u8]`.
+    /// It is raw because another process may write the same memory: never through a
+    /// `&mut [u8]`. While the consumer may run in another thread of this process, write only
+    /// with atomic accesses of whole aligned 8-byte words (a partial word by compare-and-swap,
+    /// as [`push`](Self::push) does): its [`pop`](RingConsumer::pop) loads the whole aligned word
+    /// holding the last byte it reads, which may hold the window's first bytes, and a volatile or
+    /// narrower atomic write racing that load is undefined behaviour in Rust's memory model.
     pub fn write_window(&mut self) -> (*mut u8, usize) {
         (self.end.at(self.head), self.free())
     }
@@ -924,9 +932,13 @@ impl RingConsumer {
         self.end.distance(self.tail, head).unwrap_or(0)
     }
 
-    /// The queued bytes as a raw window: `(first byte, length)`, contiguous. Read them (copy
-    /// out with atomic or volatile reads; another process may write the
-    /// same memory, so never through a `&[u8]`), then [`consume`](Self::consume).
+    /// The queued bytes as a raw window: `(first byte, length)`, contiguous. Read them (another
+    /// process may write the same memory, so never through a `&[u8]`), then
+    /// [`consume`](Self::consume). While the producer may run in another thread of this
+    /// process, read only with atomic loads of whole aligned 8-byte words: its
+    /// [`push`](RingProducer::push) rewrites the whole aligned word holding its first byte (by
+    /// compare-and-swap), which may hold the window's last bytes, and a volatile or narrower
+    /// read racing that write is undefined behaviour in Rust's memory model.
     pub fn read_window(&mut self) -> (*const u8, usize) {
         (self.end.at(self.tail), self.available())
     }

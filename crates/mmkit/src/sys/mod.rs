@@ -490,7 +490,7 @@ pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: u64) -> SysResult<()> {
 #[doc(alias = "fallocate")]
 pub(crate) fn allocate_file_range(fd: BorrowedFd<'_>, from: u64, len: u64) -> SysResult<()> {
     let Some(count) = len.checked_sub(from).filter(|&n| n > 0) else { return Ok(()) };
-    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), from, count) {
+    match fallocate_retrying(fd, from, count) {
         Err(Errno::OPNOTSUPP) => {}
         other => return other,
     }
@@ -508,6 +508,18 @@ pub(crate) fn allocate_file_range(fd: BorrowedFd<'_>, from: u64, len: u64) -> Sy
     Ok(())
 }
 
+/// `fallocate(2)` mode 0 of `[offset, offset + len)`, again when a signal interrupted it
+/// (`EINTR`: allocating a large range takes long enough to meet one, and `grow` should not fail
+/// for a signal the caller handles).
+fn fallocate_retrying(fd: BorrowedFd<'_>, offset: u64, len: u64) -> SysResult<()> {
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), offset, len) {
+            Err(Errno::INTR) => {}
+            other => return other,
+        }
+    }
+}
+
 /// Gives the holes of the first `len` bytes of the file behind `fd` storage (`fallocate(2)`,
 /// mode 0: data already there is kept), so that a shared map's first write into a hole cannot
 /// meet a full file system (`SIGBUS`). `Ok(false)` where the file system has no `fallocate`
@@ -516,7 +528,7 @@ pub(crate) fn allocate_holes(fd: BorrowedFd<'_>, len: u64) -> SysResult<bool> {
     if len == 0 {
         return Ok(true);
     }
-    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+    match fallocate_retrying(fd, 0, len) {
         Ok(()) => Ok(true),
         Err(Errno::OPNOTSUPP) => Ok(false),
         Err(e) => Err(e),
