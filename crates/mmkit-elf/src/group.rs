@@ -629,15 +629,8 @@ pub(crate) fn open_for(
     // As glibc's `_dl_map_object`: tokens are expanded in a name with `/` (a bare name is
     // searched for as it is).
     let (source, rules, opened) = if name.contains('/') && crate::namespace::has_tokens(name) {
-        let source = crate::namespace::expand_origin_in_name(name, origin).ok_or_else(|| {
-            Error::new(
-                format!("dlopen {name}"),
-                ErrorKind::DependencyNotFound,
-                "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
-                 descriptor, or $LIB or $PLATFORM outside glibc)",
-            )
-            .with_path(obj.label())
-        })?;
+        let source =
+            crate::namespace::expand_tokens_in_name(name, origin, "dlopen").map_err(|e| e.with_path(obj.label()))?;
         (source, ns, None)
     } else if name.contains('/') {
         (Source::parse(name), ns, None)

@@ -475,16 +475,7 @@ impl Namespace {
         let found = if name.contains('/') && has_tokens(name) {
             // `$ORIGIN/libx.so` in a `DT_NEEDED` entry: glibc expands its tokens (`expand_dst` in
             // `_dl_map_object_deps`) as in a `DT_RUNPATH` entry; it was opened as it is.
-            let source = expand_origin_in_name(name, origin).ok_or_else(|| {
-                Error::new(
-                    format!("find library {name}"),
-                    ErrorKind::DependencyNotFound,
-                    "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
-                     descriptor, or $LIB or $PLATFORM outside glibc)",
-                )
-                .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))
-            })?;
-            Some((source, None))
+            Some((expand_tokens_in_name(name, origin, "find library")?, None))
         } else if name.contains('/') {
             // A name with `/` is that file, as with glibc; `x.apk!/lib/y.so` that zip entry (or
             // the file of that name), as bionic's open_library_at_path has it.
@@ -749,6 +740,21 @@ pub(crate) fn expand_origin_in_name(name: &str, origin: &Source) -> Option<Sourc
         // A path may name an APK entry (`$ORIGIN/../app.apk!/lib/x.so`), as a name with `/` does.
         SearchDir::Dir(path) => path.to_str().map_or_else(|| Source::Path(path.clone()), Source::parse),
         SearchDir::Archive { archive, dir } => Source::zip_entry(archive, dir),
+    })
+}
+
+/// [`expand_origin_in_name`], or the error of `op` (`find library`, `dlopen`) when a token has
+/// no value here, with the `dlerror` words glibc's `dlopen` has for a file it cannot open. One
+/// place for a `DT_NEEDED` entry's name and a mapped library's `dlopen` name.
+pub(crate) fn expand_tokens_in_name(name: &str, origin: &Source, op: &str) -> Result<Source> {
+    expand_origin_in_name(name, origin).ok_or_else(|| {
+        Error::new(
+            format!("{op} {name}"),
+            ErrorKind::DependencyNotFound,
+            "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
+             descriptor, or $LIB or $PLATFORM outside glibc)",
+        )
+        .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))
     })
 }
 

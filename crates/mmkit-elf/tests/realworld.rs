@@ -1367,3 +1367,19 @@ fn origin_in_a_needed_entry_is_expanded_as_glibc_expands_it() {
     assert!(ours.loaded_dependencies().iter().any(|d| d.source().ends_with("needed-origin/libfxrpc.so")));
     assert_eq!(Dl::open(&b).call("fx_rpb", &[]), 32, "glibc");
 }
+
+/// A library loaded from memory has no `$ORIGIN`: its `dlopen("$ORIGIN/libfxbase.so")` fails,
+/// and `dlerror` has glibc's words for a file it cannot open (`$ORIGIN/libfxbase.so: cannot open
+/// shared object file: ...`), as a `DT_NEEDED` entry of that name has; it had mmkit's own message.
+#[test]
+fn dlopen_of_an_origin_name_without_an_origin_has_glibcs_dlerror_words() {
+    let opener = build("opener", "opener.c", "fxopener", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    let ns = Namespace::new("no-origin-dlopen");
+    // SAFETY: the test's own fixture.
+    let ours = unsafe { ns.open(Source::memory("libfxopener.so", std::fs::read(&opener).unwrap())) }.unwrap();
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (name, value) = (c("$ORIGIN/libfxbase.so"), c("fx_base_value"));
+    assert_eq!(call(&ours, "fx_open_call", &[name.as_ptr() as i64, value.as_ptr() as i64, 5]), -1);
+    let words = c("$ORIGIN/libfxbase.so: cannot open shared object file");
+    assert!(call(&ours, "fx_last_error", &[words.as_ptr() as i64]) >= 1000, "dlerror lacks glibc's words");
+}
