@@ -339,6 +339,16 @@ impl Dynamic {
         self.rpath
     }
 
+    /// Which tag [`Dynamic::runpath`] comes from: a `DT_RUNPATH` counts even when it names no
+    /// directory (`DT_RUNPATH=""`), as glibc tests the tag.
+    pub(crate) fn path_list(&self) -> PathList {
+        match (self.runpath, self.rpath) {
+            (None, _) => PathList::None,
+            (Some(_), true) => PathList::Rpath,
+            (Some(_), false) => PathList::Runpath,
+        }
+    }
+
     /// Reads the dynamic section of a loaded image; the result owns the image.
     ///
     /// In phases: read the entries, refuse relocation kinds the loader does not do, then read
@@ -494,6 +504,19 @@ struct Strings {
     soname: Option<u32>,
     runpath: Option<u32>,
     rpath: bool,
+}
+
+/// Which list a library's search entries come from: glibc searches a `DT_RPATH` before
+/// `LD_LIBRARY_PATH` (and the loaders' with it), a `DT_RUNPATH` after it (and not the
+/// loaders'), even when the `DT_RUNPATH` names no directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathList {
+    /// Neither tag.
+    None,
+    /// `DT_RPATH` (without `DT_RUNPATH`).
+    Rpath,
+    /// `DT_RUNPATH`, empty or not.
+    Runpath,
 }
 
 /// Phase 3: the string table (bounded, terminated) and the name and search-path offsets.

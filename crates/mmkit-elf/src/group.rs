@@ -514,7 +514,7 @@ fn load_group<'ns>(
                 deps.push(Dependency::Mmkit(Arc::downgrade(&dep)));
                 continue;
             }
-            let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
+            let runpath = (obj.path_list(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
             let resolved =
                 rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), (obj.label(), Asker::Dependency))?;
             let (dep_source, dep_ns, opened) = match resolved {
@@ -638,7 +638,7 @@ pub(crate) fn open_for(
         if let Some(lib) = open_loaded_soname(ns, &Source::path(name)) {
             return Ok(Opened::Mapped(lib));
         }
-        let runpath = (obj.runpath_is_rpath(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
+        let runpath = (obj.path_list(), &mut obj.runpath() as &mut dyn Iterator<Item = &str>);
         match ns.resolve(name, origin, runpath, obj.rpath_inherited(), (obj.label(), Asker::Dlopen))? {
             Resolved::Map { source, ns, opened } => (source, ns, opened),
             Resolved::SystemLinker(path, _) => return Ok(Opened::System(path)),

@@ -539,6 +539,11 @@ impl Object {
         self.dynamic.runpath()
     }
 
+    /// Which tag [`Object::runpath`] comes from (see [`Dynamic::path_list`](crate::dynamic::Dynamic::path_list)).
+    pub(crate) fn path_list(&self) -> crate::dynamic::PathList {
+        self.dynamic.path_list()
+    }
+
     /// Whether [`Object::runpath`] is a `DT_RPATH`.
     pub(crate) fn runpath_is_rpath(&self) -> bool {
         self.dynamic.runpath_is_rpath()

@@ -10,6 +10,7 @@
 //! which only the system linker has.
 #![deny(unsafe_code)]
 
+use crate::dynamic::PathList;
 use crate::error::{Error, ErrorKind, Result};
 use crate::library::{page_size, SYSTEM_DIRS};
 use crate::source::{OpenSource, Source, ZipFailure};
@@ -374,7 +375,8 @@ impl Namespace {
         // As glibc's `dlopen` from the program: its `DT_RPATH` (without `DT_RUNPATH`) first,
         // its `DT_RUNPATH` after `LD_LIBRARY_PATH`.
         let (program_rpath, program_dirs) = program_search_dirs();
-        let dirs = self.dirs_expanded(None, *program_rpath, program_dirs.clone(), &[], false);
+        let has_runpath = !*program_rpath && !program_dirs.is_empty();
+        let dirs = self.dirs_expanded(None, *program_rpath, has_runpath, program_dirs.clone(), &[], false);
         let system_from = if self.system_dirs { dirs.len() - SYSTEM_DIRS.len() } else { usize::MAX };
         for (i, dir) in dirs.iter().enumerate() {
             if let (true, Some(asked), Some(name)) = (i == system_from, system_linker.as_deref_mut(), name.to_str()) {
@@ -400,28 +402,32 @@ impl Namespace {
     }
 
     /// The directories searched for a dependency of a library loaded from `origin` with
-    /// `runpath` (unexpanded `DT_RUNPATH` entries, or `DT_RPATH` ones when `rpath`), whose
-    /// loaders' `DT_RPATH`s are `inherited` (see [`rpath_dirs`]).
+    /// `runpath` (unexpanded entries of its `list`), whose loaders' `DT_RPATH`s are
+    /// `inherited` (see [`rpath_dirs`]).
     fn dirs(
         &self,
         origin: Option<&Source>,
-        rpath: bool,
+        list: PathList,
         runpath: &mut dyn Iterator<Item = &str>,
         inherited: &[SearchDir],
     ) -> Vec<SearchDir> {
         let origin_dir = origin.and_then(Source::dir).map(Path::to_path_buf);
         let runpath: Vec<SearchDir> =
             runpath.filter_map(|rp| expand_origin(rp, origin, origin_dir.as_deref())).collect();
-        self.dirs_expanded(origin, rpath, runpath, inherited, true)
+        self.dirs_expanded(origin, list == PathList::Rpath, list == PathList::Runpath, runpath, inherited, true)
     }
 
-    /// [`Namespace::dirs`] with the search path expanded; `program`: the program's
-    /// `DT_RPATH` ends the chain of loaders' (glibc's `_dl_map_object` searches the main
-    /// map's last, unless it was in the chain: not for the program's own `dlopen`).
+    /// [`Namespace::dirs`] with the search path expanded; `has_runpath`: the library has a
+    /// `DT_RUNPATH` tag, whatever its directories (glibc's `_dl_map_object` tests the tag: an
+    /// empty one, or one whose `$ORIGIN` entries were all dropped, still stops the loaders'
+    /// `DT_RPATH`s); `program`: the program's `DT_RPATH` ends the chain of loaders' (glibc's
+    /// `_dl_map_object` searches the main map's last, unless it was in the chain: not for the
+    /// program's own `dlopen`).
     fn dirs_expanded(
         &self,
         origin: Option<&Source>,
         rpath: bool,
+        has_runpath: bool,
         runpath: Vec<SearchDir>,
         inherited: &[SearchDir],
         program: bool,
@@ -436,7 +442,6 @@ impl Namespace {
         }
         // glibc: DT_RPATH (only without DT_RUNPATH), then the DT_RPATHs of the libraries that
         // loaded it, up the chain (also only without DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH.
-        let has_runpath = !rpath && !runpath.is_empty();
         let (before, after) = if rpath { (runpath, Vec::new()) } else { (Vec::new(), runpath) };
         dirs.extend(before);
         if !has_runpath {
@@ -466,12 +471,12 @@ impl Namespace {
         &self,
         name: &str,
         origin: &Source,
-        (rpath, runpath): (bool, &mut dyn Iterator<Item = &str>),
+        (list, runpath): (PathList, &mut dyn Iterator<Item = &str>),
         inherited: &[SearchDir],
         (label, asker): (&str, Asker),
     ) -> Result<Resolved<'_>> {
         let mut skipped = Vec::new();
-        let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), rpath, runpath, inherited) };
+        let dirs = if name.contains('/') { Vec::new() } else { self.dirs(Some(origin), list, runpath, inherited) };
         let found = if name.contains('/') && has_tokens(name) {
             // `$ORIGIN/libx.so` in a `DT_NEEDED` entry: glibc expands its tokens (`expand_dst` in
             // `_dl_map_object_deps`) as in a `DT_RUNPATH` entry; it was opened as it is.
@@ -509,7 +514,7 @@ impl Namespace {
             return self.route(name, source, opened, label);
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
-            return link.target.resolve(name, origin, (false, &mut std::iter::empty()), &[], (label, asker));
+            return link.target.resolve(name, origin, (PathList::None, &mut std::iter::empty()), &[], (label, asker));
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.

@@ -1204,3 +1204,44 @@ fn ld_library_path_set_after_the_process_started_is_not_searched_as_with_glibc()
     let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
     assert!(h.is_null(), "glibc does not search the new LD_LIBRARY_PATH");
 }
+
+/// An empty `DT_RUNPATH` is still a `DT_RUNPATH` for glibc (`_dl_map_object` tests the tag, not
+/// its directories): the loaders' `DT_RPATH`s are not searched for the library's dependencies.
+/// mmkit-elf decided by the directories, and found libfxrpc through libfxrpa's `DT_RPATH` where
+/// glibc's `dlopen` fails. glibc's answer for the same files is the oracle.
+#[test]
+fn an_empty_runpath_still_stops_the_loaders_rpath_as_with_glibc() {
+    let c = build("rpchain", "rpchain.c", "fxrpc", &["-DFX_C"]);
+    let c_dir = c.parent().unwrap().display().to_string();
+    let b = build(
+        "rpchain-probe-empty",
+        "rpchain.c",
+        "fxrpb",
+        &["-DFX_B", &format!("-L{c_dir}"), "-lfxrpc", "-Wl,--enable-new-dtags,-rpath,"],
+    );
+    let a = build(
+        "rpchain-probe-top",
+        "rpchain.c",
+        "fxrpa",
+        &[
+            &format!("-L{}", b.parent().unwrap().display()),
+            "-lfxrpb",
+            &format!("-Wl,-rpath-link,{c_dir}"),
+            "-Wl,--disable-new-dtags,-rpath,$ORIGIN/b:$ORIGIN/c",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (lib, sub) in [(&b, "b"), (&c, "c")] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(lib, dir.path().join(sub).join(lib.file_name().unwrap())).unwrap();
+    }
+    let top = dir.path().join("libfxrpa.so");
+    std::fs::copy(&a, &top).unwrap();
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    let e = try_open(top.as_path()).map(|_| ()).expect_err("libfxrpb's empty DT_RUNPATH stops libfxrpa's DT_RPATH");
+    assert!(e.to_string().contains("libfxrpc.so"), "{e}");
+    let cs = std::ffi::CString::new(top.to_str().unwrap()).unwrap();
+    // SAFETY: a trusted fixture; a failed dlopen returns NULL.
+    let h = unsafe { libc::dlopen(cs.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(h.is_null(), "glibc does not search the loaders' DT_RPATH past an empty DT_RUNPATH");
+}
