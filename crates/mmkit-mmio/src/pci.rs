@@ -5,7 +5,7 @@
 #![deny(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::access::{AccessRules, Width};
@@ -232,20 +232,11 @@ impl PciDevice {
 
     fn config_file(&self, write: bool) -> Result<(File, PathBuf)> {
         let path = self.sys_path.join("config");
-        // `O_NONBLOCK`: the devices directory is the caller's (`open_in`), and a FIFO in place
-        // of `config` would block a read-only open forever. It has no effect on a regular file.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(&path)
-            .map_err(|e| Error::io("open", &e).with_path(&path))?;
-        let is_file = file.metadata().map_err(|e| Error::io("fstat", &e).with_path(&path))?.is_file();
-        if !is_file {
-            return Err(Error::new("open", ErrorKind::InvalidArgument)
-                .with_path(&path)
-                .with_detail("not a regular file: not a PCI configuration space"));
-        }
+        // The devices directory is the caller's (`open_in`): `config` may be a FIFO (a read-only
+        // open would block forever) or a device node (whose open alone can act: a watchdog, a
+        // tape). mmkit's checked open looks before it opens, and opens only a regular file.
+        let opened = if write { mmkit::open::open_regular_read_write(&path) } else { mmkit::open::open_regular(&path) };
+        let file = opened.map_err(|e| crate::uio::checked_open_error("open", &path, &e))?;
         Ok((file, path))
     }
 

@@ -30,14 +30,7 @@ const MAX_ATTR_BYTES: u64 = 64 * 1024;
 /// attribute may be anything: only a regular file is read (a FIFO would block the `open`
 /// forever, a device such as `/dev/zero` would never end), and at most [`MAX_ATTR_BYTES`].
 pub(crate) fn read_attr(path: &Path) -> Result<String> {
-    let file = mmkit::open::open_regular(path).map_err(|e| {
-        match e.errno() {
-            Some(n) => Error::from_raw_errno("read", n),
-            None => Error::new("read", ErrorKind::InvalidArgument)
-                .with_detail(e.detail().unwrap_or("not a sysfs attribute").to_owned()),
-        }
-        .with_path(path)
-    })?;
+    let file = mmkit::open::open_regular(path).map_err(|e| checked_open_error("read", path, &e))?;
     let mut text = String::new();
     file.take(MAX_ATTR_BYTES + 1).read_to_string(&mut text).map_err(|e| Error::io("read", &e).with_path(path))?;
     if text.len() as u64 > MAX_ATTR_BYTES {
@@ -46,6 +39,18 @@ pub(crate) fn read_attr(path: &Path) -> Result<String> {
             .with_detail(format!("more than {MAX_ATTR_BYTES} bytes: not a sysfs attribute")));
     }
     Ok(text)
+}
+
+/// This crate's error for a refused [`mmkit::open`] of `path` (a FIFO, device or socket in place
+/// of a sysfs file, or the `open`'s errno), as operation `op`.
+pub(crate) fn checked_open_error(op: &'static str, path: &Path, e: &mmkit::Error) -> Error {
+    match e.errno() {
+        Some(n) => Error::from_raw_errno(op, n),
+        None => {
+            Error::new(op, ErrorKind::InvalidArgument).with_detail(e.detail().unwrap_or("not a sysfs file").to_owned())
+        }
+    }
+    .with_path(path)
 }
 
 /// What sysfs says about one UIO device, read without opening it.
