@@ -55,7 +55,10 @@ impl GrowableMmap {
     /// shared and writable at its start. The file must be open read-write. Holes of a sparse
     /// file get storage (`fallocate`, data kept), so a full file system is an error here
     /// (`ENOSPC`), not a `SIGBUS` at the first write into one; where the file system has no
-    /// `fallocate`, holes stay.
+    /// `fallocate`, holes stay. A huge, deliberately sparse file is allocated whole. On a
+    /// copy-on-write file system (btrfs; files sharing extents) every overwrite needs new space,
+    /// so there a full file system can still fail a write through the map with `SIGBUS`: keep
+    /// such files off full disks (or `chattr +C` them).
     ///
     /// # Safety
     /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): the
@@ -104,7 +107,8 @@ impl GrowableMmap {
 
     /// Extends the file to `new_len` bytes (zero-filled) and maps the new pages in place. The
     /// new bytes get storage now (`fallocate`), so a full file system is an error here
-    /// (`ENOSPC`) rather than a `SIGBUS` at the first write into them.
+    /// (`ENOSPC`) rather than a `SIGBUS` at the first write into them (except on a
+    /// copy-on-write file system: see [`new`](GrowableMmap::new)).
     pub fn grow(&mut self, new_len: usize) -> Result<()> {
         if new_len > self.res.len() {
             return Err(Error::new("GrowableMmap::grow", ErrorKind::OutOfBounds)
