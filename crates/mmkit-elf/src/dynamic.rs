@@ -135,6 +135,19 @@ pub(crate) struct Version {
     file: Option<u32>,
 }
 
+/// A version a library needs (a `Vernaux` record of `DT_VERNEED`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NeededVersion {
+    /// The file it is needed from (`vn_file`, a `.dynstr` offset).
+    pub file: u32,
+    /// Its name (`vna_name`, a `.dynstr` offset checked when the table was read).
+    pub name: u32,
+    /// The ELF hash of its name (`vna_hash`).
+    pub hash: u32,
+    /// `VER_FLG_WEAK`: only references of weak symbols need it; its absence is no error.
+    pub weak: bool,
+}
+
 /// The parsed dynamic section of a loaded image, and the image.
 #[derive(Debug)]
 pub(crate) struct Dynamic {
@@ -153,6 +166,10 @@ pub(crate) struct Dynamic {
     versym: Table<u16>,
     /// Indexed by version index (`DT_VERSYM` values without the hidden bit).
     versions: Vec<Option<Version>>,
+    /// `DT_VERDEF` and `DT_VERDEFNUM` (the table was walked and checked when read).
+    verdef: Option<(u64, u64)>,
+    /// `DT_VERNEED` and `DT_VERNEEDNUM` (the table was walked and checked when read).
+    verneed: Option<(u64, u64)>,
     /// `DT_ANDROID_RELA`'s relocations, decoded (applied before `DT_RELA`'s, as bionic does).
     packed: Vec<Rela>,
     rela: Table<elf::Rela64<LE>>,
@@ -325,6 +342,75 @@ impl Dynamic {
         self.soname.and_then(|off| self.str_at(off).ok())
     }
 
+    /// The place among the `DT_NEEDED` entries of the one naming the file `file` (a `.dynstr`
+    /// offset, as a `DT_VERNEED` entry's `vn_file`): the same offset (linkers write the name
+    /// once) or, failing that, the same name.
+    pub fn needed_index(&self, file: u32) -> Option<usize> {
+        if let Some(i) = self.needed.iter().position(|&off| off == file) {
+            return Some(i);
+        }
+        let name = self.bytes_at(file)?;
+        self.needed.iter().position(|&off| self.bytes_at(off) == Some(name))
+    }
+
+    /// Whether the library defines the version `name` (ELF hash `hash`) that another library
+    /// needs from it, as glibc's `match_symbol` answers it: every `DT_VERDEF` entry (the base
+    /// one, the library's own name, too), by hash first, then by name. A library without
+    /// `DT_VERDEF` answers yes, as glibc does (the other was linked against a build with
+    /// versions). No allocation: called for every needed version of every library loaded.
+    pub fn defines_version(&self, hash: u32, name: &[u8]) -> bool {
+        let Some((mut at, num)) = self.verdef else { return true };
+        for _ in 0..num.min(65535) {
+            // Read without error when the library was loaded (`read_verdef`).
+            let Ok(vd) = self.image.read_pod::<elf::Verdef<LE>>(at) else { return true };
+            if vd.vd_hash.get(LE) == hash {
+                let aux = self.image.read_pod::<elf::Verdaux<LE>>(at + u64::from(vd.vd_aux.get(LE)));
+                if aux.is_ok_and(|a| self.bytes_at(a.vda_name.get(LE)) == Some(name)) {
+                    return true;
+                }
+            }
+            let next = vd.vd_next.get(LE);
+            if next == 0 {
+                break;
+            }
+            at += u64::from(next);
+        }
+        false
+    }
+
+    /// Calls `each` with every version the library needs (each `Vernaux` record of
+    /// `DT_VERNEED`, in order, with its entry's file); stops at the first error `each` returns.
+    /// The walk was bounded and its strings checked when the library was loaded
+    /// (`read_verneed`).
+    pub fn each_needed_version(&self, mut each: impl FnMut(NeededVersion) -> Result<()>) -> Result<()> {
+        let Some((mut at, num)) = self.verneed else { return Ok(()) };
+        for _ in 0..num.min(65535) {
+            let vn = self.image.read_pod::<elf::Verneed<LE>>(at)?;
+            let file = vn.vn_file.get(LE);
+            let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
+            for _ in 0..vn.vn_cnt.get(LE) {
+                let va = self.image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
+                each(NeededVersion {
+                    file,
+                    name: va.vna_name.get(LE),
+                    hash: va.vna_hash.get(LE),
+                    weak: va.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0,
+                })?;
+                let next = va.vna_next.get(LE);
+                if next == 0 {
+                    break;
+                }
+                aux_at += u64::from(next);
+            }
+            let next = vn.vn_next.get(LE);
+            if next == 0 {
+                break;
+            }
+            at += u64::from(next);
+        }
+        Ok(())
+    }
+
     /// `DT_RUNPATH` (or, without it, `DT_RPATH`) directories, unexpanded. An empty element of
     /// a list that is not empty (`/a::/b`, `/a:`) is the current directory, `.`, as glibc's
     /// `fillin_rpath` reads it; an empty string names no directory.
@@ -375,6 +461,8 @@ impl Dynamic {
             sysv_hash: symbols.sysv_hash,
             versym: symbols.versym,
             versions: Vec::new(),
+            verdef: None,
+            verneed: None,
             packed: relocations.packed,
             rela: relocations.rela,
             jmprel: relocations.jmprel,
@@ -401,9 +489,11 @@ impl Dynamic {
         }
         if let (Some(addr), Some(num)) = (tags.get(elf::DT_VERDEF), tags.get(elf::DT_VERDEFNUM)) {
             read_verdef(&mut dy, addr, num)?;
+            dy.verdef = Some((addr, num));
         }
         if let (Some(addr), Some(num)) = (tags.get(elf::DT_VERNEED), tags.get(elf::DT_VERNEEDNUM)) {
             read_verneed(&mut dy, addr, num)?;
+            dy.verneed = Some((addr, num));
         }
         Ok(dy)
     }

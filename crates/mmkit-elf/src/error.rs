@@ -65,6 +65,10 @@ pub enum ErrorKind {
     UnsupportedRelocation,
     /// A symbol that a relocation needs is defined nowhere.
     UndefinedSymbol,
+    /// A version a library needs from a dependency (`DT_VERNEED`) is not one the dependency
+    /// defines (`DT_VERDEF`): it was built against a newer build of the dependency. glibc's
+    /// `dlopen` refuses it the same way (`` version `V' not found (required by …) ``).
+    VersionNotFound,
     /// [`Library::symbol`](crate::Library::symbol) found no such symbol.
     SymbolNotFound,
     /// [`Library::function`](crate::Library::function) found a symbol that is not code.

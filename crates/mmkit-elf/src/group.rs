@@ -576,6 +576,11 @@ fn load_group<'ns>(
         let _ = obj.deps.set(deps);
         i += 1;
     }
+    // The versions each new library needs, checked in the order glibc's `dlopen` checks them
+    // (breadth-first), before anything is relocated.
+    for obj in &group.new {
+        obj.check_needed_versions()?;
+    }
     // Relocate, then initialize, dependencies first.
     let order = init_order(&root, &group.new);
     let scope = crate::library::load_scope(&root);

@@ -460,6 +460,67 @@ impl Object {
         Ok(())
     }
 
+    /// Checks that every version the library needs (`DT_VERNEED`) is defined by the library it
+    /// needs it from, as glibc's `_dl_check_map_versions` does for each library `dlopen`
+    /// loads, before any relocation: a library built against a newer build of a dependency is
+    /// refused at load, whatever the binding (with lazy binding, its first call to a missing
+    /// function would end the process). A version with `VER_FLG_WEAK` (only weak references
+    /// need it) may be missing; a file no `DT_NEEDED` entry names (glibc: "should never
+    /// happen") is not checked. Called once the dependencies are resolved ([`Object::deps`]).
+    ///
+    /// Cheap on the load path (libz needs four versions of libc): hashes are compared before
+    /// names, and nothing is allocated unless a version is missing.
+    pub(crate) fn check_needed_versions(&self) -> Result<()> {
+        let dy = &self.dynamic;
+        let Some(deps) = self.deps.get() else { return Ok(()) };
+        // The records of one `Verneed` entry share its file: its dependency is found once.
+        let mut last: Option<(u32, Option<&Dependency>)> = None;
+        dy.each_needed_version(|need| {
+            let dep = match last {
+                Some((file, dep)) if file == need.file => dep,
+                _ => {
+                    let dep = dy.needed_index(need.file).and_then(|i| deps.get(i));
+                    last = Some((need.file, dep));
+                    dep
+                }
+            };
+            let (Some(dep), Some(name)) = (dep, dy.bytes_at(need.name)) else { return Ok(()) };
+            let defined = match dep {
+                Dependency::Mmkit(w) => w.upgrade().is_none_or(|o| o.dynamic.defines_version(need.hash, name)),
+                Dependency::System(sys) => sys.defines_version(need.hash, name),
+            };
+            if defined || need.weak {
+                return Ok(());
+            }
+            Err(self.version_not_found(dep, need))
+        })
+    }
+
+    /// The error of [`Object::check_needed_versions`]: `need` is not defined by `dep`.
+    #[cold]
+    #[inline(never)]
+    fn version_not_found(&self, dep: &Dependency, need: crate::dynamic::NeededVersion) -> Error {
+        let dy = &self.dynamic;
+        let version = dy.str_at(need.name).unwrap_or_default();
+        let file = dy.str_at(need.file).unwrap_or_default();
+        // glibc names the object by its `l_name`: the file it was loaded from.
+        let provider = match dep {
+            Dependency::Mmkit(w) => w.upgrade().map(|o| o.label.clone()),
+            Dependency::System(sys) => sys.path(),
+        }
+        .unwrap_or_else(|| file.to_owned());
+        Error::new(
+            "check needed versions",
+            ErrorKind::VersionNotFound,
+            format!(
+                "version `{version}` needed from {file} (DT_VERNEED) is not defined by {provider} (not in its \
+                 DT_VERDEF): the library was built against another build of it"
+            ),
+        )
+        .with_path(&self.label)
+        .with_dlerror(format!("{provider}: version `{version}' not found (required by {})", self.label))
+    }
+
     /// Allocates the library's static TLS block (`DF_STATIC_TLS`) from its relocated
     /// initialization image, once; called by the relocation pass when every reference that
     /// does not need the block is applied.

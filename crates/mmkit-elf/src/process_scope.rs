@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct SystemLibrary {
     handle: usize,
     name: String,
+    /// Where its `DT_VERDEF` lies, read the first time a library needs one of its versions.
+    verdefs: std::sync::OnceLock<Option<VerdefTable>>,
 }
 
 impl SystemLibrary {
@@ -32,7 +34,7 @@ impl SystemLibrary {
         if handle.is_null() {
             None
         } else {
-            Some(SystemLibrary { handle: handle as usize, name: name.to_owned() })
+            Some(SystemLibrary { handle: handle as usize, name: name.to_owned(), verdefs: std::sync::OnceLock::new() })
         }
     }
 
@@ -81,7 +83,11 @@ impl SystemLibrary {
             };
             return Err(msg);
         }
-        Ok(SystemLibrary { handle: handle as usize, name: path.rsplit('/').next().unwrap_or(path).to_owned() })
+        Ok(SystemLibrary {
+            handle: handle as usize,
+            name: path.rsplit('/').next().unwrap_or(path).to_owned(),
+            verdefs: std::sync::OnceLock::new(),
+        })
     }
 
     /// The name it was found under.
@@ -115,6 +121,128 @@ impl SystemLibrary {
         // A library's own scope never changes: every answer holds.
         lookup(generation(), self.handle as *mut c_void, name, version, &|| true)
     }
+}
+
+impl SystemLibrary {
+    /// Whether the object defines the version `name` (ELF hash `hash`) a library mmkit maps
+    /// needs from it (`DT_VERNEED`), as glibc's `match_symbol` answers it: every entry of its
+    /// `DT_VERDEF` (the base one too), by hash first, then by name; yes without `DT_VERDEF`,
+    /// and yes when its tables cannot be read (glibc's own lookups then decide). The table's
+    /// place is found once per handle (a walk of glibc's objects); no allocation.
+    pub(crate) fn defines_version(&self, hash: u32, name: &[u8]) -> bool {
+        let Some(t) = *self.verdefs.get_or_init(|| verdef_table(self.handle as *mut c_void)) else { return true };
+        let Some(mut at) = t.at else { return true };
+        let inside = |a: usize, len: usize| a.checked_add(len).is_some_and(|e| e <= t.end);
+        // Each step moves forward (`vd_next` is not 0) and stays below `end`: the walk ends.
+        loop {
+            if !inside(at, 20) {
+                return true;
+            }
+            // `Elf64_Verdef`: vd_version u16, vd_flags u16, vd_ndx u16, vd_cnt u16, vd_hash u32,
+            // vd_aux u32, vd_next u32; `Elf64_Verdaux`: vda_name u32, vda_next u32.
+            // SAFETY: 20 bytes inside a mapped segment of the object (checked), which this
+            // handle keeps loaded; unaligned reads.
+            let (vd_hash, aux, next) = unsafe {
+                let p = at as *const u8;
+                (
+                    std::ptr::read_unaligned(p.add(8).cast::<u32>()),
+                    std::ptr::read_unaligned(p.add(12).cast::<u32>()),
+                    std::ptr::read_unaligned(p.add(16).cast::<u32>()),
+                )
+            };
+            if vd_hash == hash {
+                let Some(aux_at) = at.checked_add(aux as usize).filter(|&a| inside(a, 4)) else { return true };
+                // SAFETY: 4 bytes inside the same segment (checked).
+                let off = unsafe { std::ptr::read_unaligned(aux_at as *const u32) } as usize;
+                // The name and its NUL inside `.dynstr`.
+                if off < t.strsz && name.len() < t.strsz - off {
+                    // SAFETY: `[off, off + name.len()]` lies in `.dynstr` (checked above), which
+                    // lies in a mapped segment of the object (checked when found).
+                    let text = unsafe { std::slice::from_raw_parts((t.strtab + off) as *const u8, name.len() + 1) };
+                    if text[..name.len()] == *name && text[name.len()] == 0 {
+                        return true;
+                    }
+                }
+            }
+            if next == 0 {
+                return false;
+            }
+            let Some(n) = at.checked_add(next as usize) else { return true };
+            at = n;
+        }
+    }
+}
+
+/// Where an object glibc loaded keeps its version definitions, at run-time addresses.
+#[derive(Debug, Clone, Copy)]
+struct VerdefTable {
+    /// `DT_VERDEF` (`None`: the object has no version definitions).
+    at: Option<usize>,
+    /// The end of the mapped segment holding it: the entries read stay below it.
+    end: usize,
+    /// `DT_STRTAB` and `DT_STRSZ` (the whole table lies in one mapped segment).
+    strtab: usize,
+    strsz: usize,
+}
+
+/// The [`VerdefTable`] of the object glibc loaded that the live handle `handle` names: found
+/// among `dl_iterate_phdr`'s objects by its link map's load bias and dynamic section, its
+/// tables checked to lie in its segments; `None` when it cannot be found or read.
+fn verdef_table(handle: *mut c_void) -> Option<VerdefTable> {
+    struct Find {
+        bias: usize,
+        l_ld: usize,
+        found: Option<VerdefTable>,
+    }
+    unsafe extern "C" fn visit_verdef(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info; `data` is the `Find` below.
+        let (info, find) = unsafe { (&*info, &mut *data.cast::<Find>()) };
+        if info.dlpi_addr as usize != find.bias || info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: glibc's program header table of a loaded object, during the callback.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let base = find.bias;
+        let segment_of = |a: usize, len: usize| {
+            phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD).find_map(|p| {
+                let s = base.wrapping_add(p.p_vaddr as usize);
+                let e = s.wrapping_add(p.p_memsz as usize);
+                (a >= s && a.checked_add(len).is_some_and(|x| x <= e)).then_some((s, e))
+            })
+        };
+        let Some(dynamic) = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC) else { return 0 };
+        let dyn_at = base.wrapping_add(dynamic.p_vaddr as usize);
+        if dyn_at != find.l_ld {
+            return 0; // another object at the same bias (the program, not relocated)
+        }
+        let ndyn = dynamic.p_memsz as usize / 16;
+        if ndyn == 0 || segment_of(dyn_at, ndyn * 16).is_none() || !dyn_at.is_multiple_of(8) {
+            return 1;
+        }
+        // SAFETY: `ndyn` entries at `dyn_at` lie in a mapped segment of the object (checked),
+        // 8-byte aligned.
+        let tags = unsafe { Tags::read(dyn_at, ndyn) };
+        // glibc relocates the d_ptr entries of the dynamic sections it can write.
+        let fix = |v: usize| if segment_of(v, 1).is_some() { v } else { v.wrapping_add(base) };
+        let Some(verdef) = tags.verdef else {
+            find.found = Some(VerdefTable { at: None, end: 0, strtab: 0, strsz: 0 });
+            return 1;
+        };
+        let at = fix(verdef);
+        let (Some(strtab), Some(strsz)) = (tags.strtab.map(fix), tags.strsz) else { return 1 };
+        if let (Some((_, end)), Some(_)) = (segment_of(at, 20), segment_of(strtab, strsz)) {
+            find.found = Some(VerdefTable { at: Some(at), end, strtab, strsz });
+        }
+        1
+    }
+    let bias = link_map_word(handle, 0)?;
+    let l_ld = link_map_word(handle, 2)?;
+    let mut find = Find { bias, l_ld, found: None };
+    // SAFETY: the callback reads what glibc passes for the duration of the call (the program
+    // headers and dynamic section of a loaded object) and writes `find`, which outlives the
+    // call. The addresses it records stay mapped while `handle` is held.
+    unsafe { libc::dl_iterate_phdr(Some(visit_verdef), (&mut find as *mut Find).cast()) };
+    find.found
 }
 
 impl Drop for SystemLibrary {

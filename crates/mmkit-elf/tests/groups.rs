@@ -1245,3 +1245,127 @@ fn an_empty_runpath_still_stops_the_loaders_rpath_as_with_glibc() {
     let h = unsafe { libc::dlopen(cs.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
     assert!(h.is_null(), "glibc does not search the loaders' DT_RPATH past an empty DT_RUNPATH");
 }
+
+/// `bytes` with `VER_FLG_WEAK` set on every version its `DT_VERNEED` records need, as some
+/// linkers mark a version only weak references need (GNU ld 2.40 does not: patched here).
+fn with_weak_version_needs(bytes: &[u8]) -> Vec<u8> {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let file = ElfFile64::<object::Endianness>::parse(bytes).expect("an ELF image");
+    let e = file.endian();
+    let (_, vaddr, _) = dynamic_entries(bytes)
+        .into_iter()
+        .find(|&(t, _, _)| t == u64::from(object::elf::DT_VERNEED))
+        .expect("DT_VERNEED");
+    let p = file
+        .elf_program_headers()
+        .iter()
+        .find(|p| p.p_type(e) == object::elf::PT_LOAD && (p.p_vaddr(e)..p.p_vaddr(e) + p.p_filesz(e)).contains(&vaddr))
+        .expect("DT_VERNEED in a PT_LOAD segment");
+    let mut out = bytes.to_vec();
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap());
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    // `Elf64_Verneed`: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32;
+    // `Elf64_Vernaux`: vna_hash u32, vna_flags u16, vna_other u16, vna_name u32, vna_next u32.
+    let mut at = (vaddr - p.p_vaddr(e) + p.p_offset(e)) as usize;
+    loop {
+        let mut aux = at + u32_at(&out, at + 8);
+        for _ in 0..u16_at(&out, at + 2) {
+            let flags = u16_at(&out, aux + 4) | object::elf::VER_FLG_WEAK;
+            out[aux + 4..aux + 6].copy_from_slice(&flags.to_le_bytes());
+            aux += u32_at(&out, aux + 12);
+        }
+        match u32_at(&out, at + 12) {
+            0 => return out,
+            next => at += next,
+        }
+    }
+}
+
+/// A library built against a newer build of its dependency: it needs version `FXVN_3`
+/// (`DT_VERNEED`) of libfxvn.so, and the older build beside it defines `FXVN_1` only. glibc's
+/// `dlopen` refuses it at load, `RTLD_NOW` and `RTLD_LAZY` alike (`_dl_check_map_versions`),
+/// and so does mmkit-elf, with glibc's `dlerror` text, whether it mapped the dependency or
+/// glibc had loaded it; mmkit-elf loaded it lazily, and the call ended the process. A need
+/// marked `VER_FLG_WEAK` is no error for either (the weak reference is bound to nothing).
+#[test]
+fn a_version_the_dependency_does_not_define_fails_the_load_as_with_glibc() {
+    let script = |map: &str| format!("-Wl,--version-script={}", fixture_src(map).display());
+    let newer = build("vn-new", "vn.c", "fxvn", &[&script("vn3.map")]);
+    let older = build("vn-old", "vn.c", "fxvn", &[&script("vn1.map")]);
+    let search = format!("-L{}", newer.parent().unwrap().display());
+    let mut link = vec![search.as_str(), "-Wl,--no-as-needed", "-lfxvn", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"];
+    let built_user = build("vn-new", "vnuse.c", "fxvnuse", &link);
+    link.push("-DWEAK");
+    let built_weak = build("vn-new", "vnuse.c", "fxvnweak", &link);
+    // Against the build it was linked with: loaded, and the call binds.
+    assert_eq!(call(&open(built_user.as_path()), "fx_vn_use", &[]), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (user, weak, dep) =
+        (dir.path().join("libfxvnuse.so"), dir.path().join("libfxvnweak.so"), dir.path().join("libfxvn.so"));
+    replace_with_copy(&built_user, &user);
+    std::fs::write(&weak, with_weak_version_needs(&std::fs::read(&built_weak).unwrap())).unwrap();
+    replace_with_copy(&older, &dep);
+    let text = format!("{}: version `FXVN_3' not found (required by {})", dep.display(), user.display());
+    let glibc = |path: &Path, flags: i32| {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: trusted fixtures; dlerror's message after a failed dlopen, copied at once.
+        unsafe {
+            let h = libc::dlopen(c.as_ptr(), flags);
+            if h.is_null() {
+                return Err(std::ffi::CStr::from_ptr(libc::dlerror()).to_string_lossy().into_owned());
+            }
+            Ok(h)
+        }
+    };
+    let opener = build("opener", "opener.c", "fxopener", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    let ours_opener = open(opener.as_path());
+    let arg = |s: &std::ffi::CString| s.as_ptr() as i64;
+    let (c_user, c_sym, c_text) = (
+        std::ffi::CString::new(user.to_str().unwrap()).unwrap(),
+        std::ffi::CString::new("fx_vn_use").unwrap(),
+        std::ffi::CString::new(text.as_str()).unwrap(),
+    );
+    // mmkit-elf maps libfxvn.so first, then glibc has it loaded (by the weak user it loads).
+    let mut glibc_weak = None;
+    for by in ["mmkit", "glibc"] {
+        for lazy in [false, true] {
+            // SAFETY: a trusted fixture.
+            let e = unsafe { Library::open_with(user.as_path(), &mmkit_elf::LoadOptions::new().lazy_binding(lazy)) }
+                .expect_err("a missing version fails the load");
+            assert_eq!(e.kind(), mmkit_elf::ErrorKind::VersionNotFound, "{by}, lazy {lazy}: {e}");
+            let msg = e.to_string();
+            for part in ["FXVN_3", "libfxvn.so", &*dep.to_string_lossy(), &*user.to_string_lossy()] {
+                assert!(msg.contains(part), "{by}, lazy {lazy}: no {part:?} in {msg}");
+            }
+            let flags = if lazy { libc::RTLD_LAZY } else { libc::RTLD_NOW };
+            assert_eq!(glibc(&user, flags).expect_err("glibc refuses it"), text, "lazy {lazy}");
+        }
+        // The dlerror text of mmkit's `dlopen`, called from a library it mapped, is glibc's.
+        assert_eq!(call(&ours_opener, "fx_open_call", &[arg(&c_user), arg(&c_sym), 0]), -1, "{by}");
+        assert_eq!(call(&ours_opener, "fx_last_error", &[arg(&c_text)]), text.len() as i64 + 1000, "{by}");
+        // The weak need: loaded by both, the reference bound to nothing.
+        for lazy in [false, true] {
+            // SAFETY: a trusted fixture.
+            let ours = unsafe { Library::open_with(weak.as_path(), &mmkit_elf::LoadOptions::new().lazy_binding(lazy)) }
+                .unwrap_or_else(|e| panic!("{by}, lazy {lazy}: {e}"));
+            assert_eq!(call(&ours, "fx_vn_use", &[]), -1, "{by}, lazy {lazy}");
+            let flags = if lazy { libc::RTLD_LAZY } else { libc::RTLD_NOW };
+            let h = glibc(&weak, flags).unwrap_or_else(|e| panic!("glibc, lazy {lazy}: {e}"));
+            let f = std::ffi::CString::new("fx_vn_use").unwrap();
+            // SAFETY: a live handle; the fixture's function takes nothing and returns int64_t.
+            assert_eq!(call_addr(unsafe { libc::dlsym(h, f.as_ptr()) } as u64, &[]), -1);
+            // Kept open once: glibc keeps libfxvn.so loaded for the second round.
+            if glibc_weak.is_none() {
+                glibc_weak = Some(h);
+            } else {
+                // SAFETY: a handle of this test, closed once.
+                unsafe { libc::dlclose(h) };
+            }
+        }
+    }
+    let oracle = Dl::open(&opener);
+    assert_eq!(oracle.call("fx_open_call", &[arg(&c_user), arg(&c_sym), 0]), -1);
+    assert_eq!(oracle.call("fx_last_error", &[arg(&c_text)]), text.len() as i64 + 1000);
+    // SAFETY: the handle kept above, closed once.
+    unsafe { libc::dlclose(glibc_weak.expect("opened")) };
+}
