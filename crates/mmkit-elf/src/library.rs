@@ -387,7 +387,7 @@ impl Object {
 
     /// Where the library came from, a relative path made absolute when it was loaded (glibc's
     /// `l_origin`); `None` before [`Object::remember_namespace`].
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    #[cfg_attr(not(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))), allow(dead_code))]
     pub(crate) fn origin(&self) -> Option<&Source> {
         self.origin.get()
     }

@@ -28,9 +28,11 @@ const KERNEL_VERITY_FS_MAGIC: [u32; 3] = [0xEF53, 0xF2F5_2010, 0x9123_683E];
 pub(crate) fn has_fs_verity(fd: BorrowedFd<'_>) -> SysResult<bool> {
     // The magic numbers are 32-bit; `f_type` is signed on some targets (see hugetlbfs_page_size).
     // A file system that cannot say what it is proves nothing either.
-    match rustix::fs::fstatfs(fd) {
-        Ok(fs) if KERNEL_VERITY_FS_MAGIC.contains(&(fs.f_type as u32)) => {}
-        _ => return Ok(false),
+    let Ok(fs) = rustix::fs::fstatfs(fd) else { return Ok(false) };
+    #[allow(clippy::unnecessary_cast)] // already `u32` on some targets (armv7 Android)
+    let magic = fs.f_type as u32;
+    if !KERNEL_VERITY_FS_MAGIC.contains(&magic) {
+        return Ok(false);
     }
     /// `struct fsverity_digest` without its flexible digest array.
     #[repr(C)]
