@@ -33,7 +33,9 @@ use crate::registers::{Primitive, Reg, RegisterSpec, RegisterValue};
 ///
 /// Every access is volatile, goes through a raw pointer (never a Rust reference), and is
 /// checked first: outside the region, misaligned, or of a width the device does not accept
-/// (see [`AccessRules`]) is an [`Error`], not undefined behaviour.
+/// (see [`AccessRules`]) is an [`Error`], not undefined behaviour. The device must stay present
+/// while the region lives: a PCI device removed under it (hot-unplug, `remove` in sysfs) takes
+/// its `resourceN` mappings with it, and the next access raises `SIGBUS`.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), mmkit_mmio::Error> {
@@ -201,6 +203,8 @@ forward_registers!(&R, Box<R>, std::sync::Arc<R>);
 /// device (a shared map of `/dev/zero` at an offset lies past the object the kernel backs it
 /// with; another driver may fault pages in, or refuse them, on its own terms) and block devices
 /// (a map past a block device's end, as an unattached loop device's, is never backed).
+/// No check here closes one route: the device going away under a live region (see
+/// [`MmioRegion`]).
 fn check_backing(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
     // linux/magic.h; `f_type` is i64, u64 or u32 by target (and libc's constant may not match it).
     const SYSFS_MAGIC: i128 = 0x6265_6572;

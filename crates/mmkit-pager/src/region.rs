@@ -1554,7 +1554,13 @@ impl PagedRegion {
             Some(errno) => Error::from_raw_errno("page source fill", errno),
             None => Error::new("page source fill", ErrorKind::Os),
         };
-        e.with_addr(addr).with_range(offset, self.shared.page as u64).with_detail(f.message.clone())
+        let e = e.with_addr(addr).with_range(offset, self.shared.page as u64);
+        // A bare OS error's text is its errno's, which the error already says (it was printed
+        // twice: "Input/output error (EIO): Input/output error (os error 5)").
+        if f.errno.is_some_and(|n| f.message == io::Error::from_raw_os_error(n).to_string()) {
+            return e;
+        }
+        e.with_detail(f.message.clone())
     }
 
     /// The dirty-tracking mechanism running, if the region was built with

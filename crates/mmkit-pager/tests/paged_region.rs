@@ -264,6 +264,8 @@ fn failing_source_gives_an_error_through_the_checked_read() {
         let err = region.read(2 * page() + 8, &mut buf[..16]).unwrap_err();
         assert_eq!(err.errno(), Some(libc::EIO), "{err}");
         assert!(err.to_string().contains("page source fill"), "{err}");
+        // The errno is said once (it was: "Input/output error (EIO): Input/output error (os error 5)").
+        assert_eq!(err.to_string().matches("Input/output error").count(), 1, "{err}");
         // Asked again, the page stays failed and the source is not asked twice.
         assert!(region.read(2 * page(), &mut buf[..1]).is_err());
         assert_eq!(region.stats().source_calls, 2);
