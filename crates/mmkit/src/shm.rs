@@ -453,12 +453,12 @@ impl SharedView {
     /// # Ok(()) }
     /// ```
     pub unsafe fn atomic_sized<A: SharedAtomic>(&self, offset: usize) -> Result<&A> {
-        let p = self.at("atomic", offset, size_of::<A>(), std::mem::align_of::<A>())?;
-        // SAFETY: `p` is in bounds and aligned for `A` (checked); the memory lives as long as
-        // `self` (the map is not unmapped or shrunk: SHRINK is sealed); atomics are valid for
-        // any bit pattern and tolerate concurrent atomic access from other processes; no
-        // racing access of this process has another size (caller).
-        Ok(unsafe { &*p.cast::<A>() })
+        let p = self.at("atomic", offset, size_of::<A>(), std::mem::align_of::<A>())?.cast::<A>();
+        // SAFETY: `p` is in bounds and aligned for `A` (checked) and lives as long as `self`
+        // (SHRINK is sealed); any bit pattern is a valid `A`; no racing access of this process
+        // has another size (caller); other processes' accesses are outside Rust's model.
+        let atomic = unsafe { &*p };
+        Ok(atomic)
     }
 
     /// Reads a `T` at byte `offset` with an atomic copy (no alignment needed: it loads the
