@@ -383,30 +383,10 @@ impl Dynamic {
     /// The walk was bounded and its strings checked when the library was loaded
     /// (`read_verneed`).
     pub fn each_needed_version(&self, mut each: impl FnMut(NeededVersion) -> Result<()>) -> Result<()> {
-        let Some((mut at, num)) = self.verneed else { return Ok(()) };
-        for _ in 0..num.min(65535) {
-            let vn = self.image.read_pod::<elf::Verneed<LE>>(at)?;
-            let file = vn.vn_file.get(LE);
-            let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
-            for _ in 0..vn.vn_cnt.get(LE) {
-                let va = self.image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
-                each(NeededVersion {
-                    file,
-                    name: va.vna_name.get(LE),
-                    hash: va.vna_hash.get(LE),
-                    weak: va.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0,
-                })?;
-                let next = va.vna_next.get(LE);
-                if next == 0 {
-                    break;
-                }
-                aux_at += u64::from(next);
-            }
-            let next = vn.vn_next.get(LE);
-            if next == 0 {
-                break;
-            }
-            at += u64::from(next);
+        let Some((addr, num)) = self.verneed else { return Ok(()) };
+        let mut walk = VerneedWalk::new(addr, num);
+        while let Some((need, _)) = walk.next(&self.image)? {
+            each(need)?;
         }
         Ok(())
     }
@@ -933,41 +913,70 @@ impl Tags {
 }
 
 fn read_verneed(dy: &mut Dynamic, addr: u64, num: u64) -> Result<()> {
-    // Version indices have 15 bits: more records than that in all is a table made to make the
-    // walk long (65535 libraries of 65535 records each sharing one chain: 2^32 steps).
-    const MAX_RECORDS: u32 = 65535;
-    let mut records = 0u32;
-    let mut at = addr;
-    for _ in 0..num.min(65535) {
-        let vn = dy.image.read_pod::<elf::Verneed<LE>>(at)?;
-        let file = vn.vn_file.get(LE);
-        dy.check_str(file)?;
-        let mut aux_at = at + u64::from(vn.vn_aux.get(LE));
-        for _ in 0..vn.vn_cnt.get(LE) {
-            records += 1;
-            if records > MAX_RECORDS {
-                return Err(bad(format!("DT_VERNEED holds more than {MAX_RECORDS} version records")));
-            }
-            let va = dy.image.read_pod::<elf::Vernaux<LE>>(aux_at)?;
-            let name = va.vna_name.get(LE);
-            dy.check_str(name)?;
-            let hash = va.vna_hash.get(LE);
-            set_version(
-                dy,
-                va.vna_other.get(LE),
-                Version { name, hash, len: AtomicU32::new(u32::MAX), file: Some(file) },
-            );
-            let next = va.vna_next.get(LE);
-            if next == 0 {
-                break;
-            }
-            aux_at += u64::from(next);
-        }
-        let next = vn.vn_next.get(LE);
-        if next == 0 {
-            break;
-        }
-        at += u64::from(next);
+    let mut walk = VerneedWalk::new(addr, num);
+    while let Some((need, index)) = walk.next(&dy.image)? {
+        dy.check_str(need.file)?;
+        dy.check_str(need.name)?;
+        let version =
+            Version { name: need.name, hash: need.hash, len: AtomicU32::new(u32::MAX), file: Some(need.file) };
+        set_version(dy, index, version);
     }
     Ok(())
+}
+
+/// A walk over the `Vernaux` records of `DT_VERNEED` (at `at`, `DT_VERNEEDNUM` entries), in
+/// order, each with its entry's file. It borrows nothing between steps, so the parser may
+/// change the [`Dynamic`] whose image it reads.
+struct VerneedWalk {
+    /// The next `Verneed` entry, while `entries_left` is not 0.
+    at: u64,
+    entries_left: u64,
+    /// The current entry's file and its next `Vernaux` record, while `aux_left` is not 0.
+    file: u32,
+    aux_at: u64,
+    aux_left: u16,
+    records: u32,
+}
+
+impl VerneedWalk {
+    /// Version indices have 15 bits: more records than that in all is a table made to make
+    /// the walk long (65535 libraries of 65535 records each sharing one chain: 2^32 steps).
+    const MAX_RECORDS: u32 = 65535;
+
+    fn new(at: u64, num: u64) -> VerneedWalk {
+        VerneedWalk { at, entries_left: num.min(65535), file: 0, aux_at: 0, aux_left: 0, records: 0 }
+    }
+
+    /// The next record and its version index (`vna_other`), or `None` at the end.
+    fn next(&mut self, image: &Image) -> Result<Option<(NeededVersion, u16)>> {
+        while self.aux_left == 0 {
+            if self.entries_left == 0 {
+                return Ok(None);
+            }
+            let vn = image.read_pod::<elf::Verneed<LE>>(self.at)?;
+            self.file = vn.vn_file.get(LE);
+            self.aux_at = self.at + u64::from(vn.vn_aux.get(LE));
+            self.aux_left = vn.vn_cnt.get(LE);
+            match vn.vn_next.get(LE) {
+                0 => self.entries_left = 0,
+                next => (self.entries_left, self.at) = (self.entries_left - 1, self.at + u64::from(next)),
+            }
+        }
+        self.records += 1;
+        if self.records > Self::MAX_RECORDS {
+            return Err(bad(format!("DT_VERNEED holds more than {} version records", Self::MAX_RECORDS)));
+        }
+        let va = image.read_pod::<elf::Vernaux<LE>>(self.aux_at)?;
+        match va.vna_next.get(LE) {
+            0 => self.aux_left = 0,
+            next => (self.aux_left, self.aux_at) = (self.aux_left - 1, self.aux_at + u64::from(next)),
+        }
+        let need = NeededVersion {
+            file: self.file,
+            name: va.vna_name.get(LE),
+            hash: va.vna_hash.get(LE),
+            weak: va.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0,
+        };
+        Ok(Some((need, va.vna_other.get(LE))))
+    }
 }
