@@ -699,6 +699,9 @@ fn a_library_built_for_initial_exec_tls_gets_a_block_in_static_tls() {
                 here,
                 "{variant}: initial-exec and dynamic access differ"
             );
+            // SAFETY: `__thread int64_t`, this thread's copy (as `dlsym` answers).
+            let by_symbol = unsafe { *ours.symbol::<*const i64>("fx_static_value").unwrap() };
+            assert_eq!(by_symbol as i64, here, "{variant}: Library::symbol of the static block");
             // `.tdata` holds a pointer to a global: relocated before the block was made.
             assert_eq!(
                 call(&ours, "fx_static_ptr_target", &[]),
@@ -1009,6 +1012,42 @@ fn function_lookup_refuses_symbols_that_are_not_code() {
     // SAFETY: never called.
     let err = unsafe { ours.function::<extern "C" fn()>("no_such_symbol") }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SymbolNotFound);
+}
+
+#[test]
+fn a_thread_local_symbol_is_the_calling_threads_copy() {
+    let path = lib("symkinds.c", "fxkinds");
+    let ours = open(path.as_path());
+    // SAFETY: fx_kind_tls is `__thread int64_t`; the pointer is used on this thread only.
+    let mine = unsafe { ours.symbol::<*mut i64>("fx_kind_tls") }.unwrap();
+    let mine = *mine;
+    // SAFETY: this thread's copy, alive while the library is loaded and the thread runs.
+    unsafe {
+        assert_eq!(*mine, 3, "the initial value of .tdata");
+        *mine = 9;
+    }
+    // SAFETY: as above.
+    let again = unsafe { *ours.symbol::<*mut i64>("fx_kind_tls").unwrap() };
+    assert_eq!(again, mine, "one copy per thread");
+    // SAFETY: as above.
+    assert_eq!(unsafe { *again }, 9);
+    let (theirs, value) = std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: the spawned thread's own copy, read while it runs.
+            let p = unsafe { *ours.symbol::<*mut i64>("fx_kind_tls").unwrap() };
+            // SAFETY: as above.
+            (p as usize, unsafe { *p })
+        })
+        .join()
+        .unwrap()
+    });
+    assert_ne!(theirs, mine as usize, "another thread has its own copy");
+    assert_eq!(value, 3, "another thread's copy starts from .tdata");
+    // SAFETY: as above.
+    assert_eq!(unsafe { *mine }, 9);
+    // `address_of`, which has no thread to answer for, still refuses it.
+    let err = ours.address_of("fx_kind_tls").unwrap_err();
+    assert!(err.to_string().contains("thread-local"), "{err}");
 }
 
 #[test]

@@ -118,13 +118,16 @@ impl Library {
     }
 
     /// Looks up `name` (its default version) in the library, then its dependencies, and
-    /// returns it typed as `T`: an `extern "C" fn` pointer, or a raw pointer to data.
+    /// returns it typed as `T`: an `extern "C" fn` pointer, or a raw pointer to data. A
+    /// thread-local variable (`STT_TLS`) is, as `dlsym` answers, the address of the calling
+    /// thread's copy.
     ///
     /// # Safety
     /// `T` must be the symbol's true type (as with `dlsym` + a cast): calling a function
     /// through a wrong signature, or reading data as the wrong type, is undefined behavior.
     /// `T` must be pointer-sized. A copy of the pointer taken out of the [`Symbol`] must not
-    /// be used after the library is unloaded (see [`Symbol`]).
+    /// be used after the library is unloaded (see [`Symbol`]), nor, for a thread-local
+    /// variable, after the calling thread has exited.
     #[doc(alias = "dlsym")]
     pub unsafe fn symbol<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
         // SAFETY: the caller's contract is this function's.
@@ -172,7 +175,11 @@ impl Library {
             Some(Target::Addr(a)) => a,
             // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
             Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
-            Some(Target::Tls { .. }) => return Err(self.not_found(name, "it is a thread-local variable")),
+            // As glibc's `dlsym`: the calling thread's copy (allocated on first use).
+            Some(Target::Tls { module: 0, .. }) => {
+                return Err(self.not_found(name, "it is a thread-local variable of a library without a PT_TLS block"))
+            }
+            Some(Target::Tls { module, offset }) => crate::relocate::tls::address(module, offset, "symbol") as u64,
             None => return Err(self.not_found(name, "no such exported symbol")),
         };
         let raw = address as usize;
