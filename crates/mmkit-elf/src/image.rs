@@ -992,12 +992,35 @@ fn check_relro_file(fd: &rustix::fd::OwnedFd, mode: RelroMode) -> Result<()> {
 /// Writes the relocated RELRO bytes `mine` to `fd`, replacing what it held.
 fn write_relro_file(fd: &rustix::fd::OwnedFd, mine: &[u8]) -> Result<()> {
     let len = mine.len() as u64;
+    refuse_mapped_relro_file(fd, len)?;
     rustix::fs::ftruncate(fd, 0).map_err(|e| relro_file_err("ftruncate", fd, e, len))?;
     let mut done = 0;
     while done < mine.len() {
         done += rustix::io::pwrite(fd, &mine[done..], done as u64).map_err(|e| relro_file_err("pwrite", fd, e, len))?;
     }
     Ok(())
+}
+
+/// A file this process maps (a library loaded from it, by mmkit-elf or glibc, or the RELRO of
+/// a library still loaded that was written to it before) would have those pages emptied, then
+/// changed, by [`write_relro_file`]: the next access to them is a SIGBUS or other bytes. Refused
+/// by what `/proc/self/maps` shows (nothing is refused where it cannot be read).
+fn refuse_mapped_relro_file(fd: &rustix::fd::OwnedFd, len: u64) -> Result<()> {
+    let st = rustix::fs::fstat(fd).map_err(|e| relro_file_err("fstat", fd, e, len))?;
+    let device = mmkit::inspect::DeviceId { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) };
+    let Ok(maps) = mmkit::inspect::maps(std::process::id()) else { return Ok(()) };
+    let Some(m) = maps.iter().find(|m| m.device == device && m.inode == st.st_ino as u64) else { return Ok(()) };
+    Err(Error::new(
+        format!("write {}", relro_file_name(fd)),
+        ErrorKind::Io,
+        format!(
+            "this process maps it at {:#x}-{:#x} ({}): writing it would change those pages under their \
+             user; name another file",
+            m.start,
+            m.end,
+            m.backing.display()
+        ),
+    ))
 }
 
 /// Reads the RELRO file `fd`, which must hold exactly this library's `len` RELRO bytes.

@@ -252,7 +252,8 @@ impl<'r> LoadOptions<'r> {
     /// addresses.
     ///
     /// The file must not be modified while any library maps it (the contract of the `unsafe`
-    /// open): its pages are the library's RELRO.
+    /// open): its pages are the library's RELRO. A file this process maps (one of the
+    /// libraries loaded, or the RELRO of one still loaded) is refused before it is written.
     #[doc(alias = "ANDROID_DLEXT_WRITE_RELRO")]
     pub fn write_relro(mut self, file: &'r impl AsFd) -> Self {
         self.relro = Some((RelroMode::Write, file.as_fd()));

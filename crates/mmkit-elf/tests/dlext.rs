@@ -544,3 +544,30 @@ fn relro_files_of_the_wrong_kind_are_named() {
         assert!(err.to_string().contains(says), "{what}: {err}");
     }
 }
+
+/// Writing a RELRO file that this process maps (the RELRO of a library still loaded, written to
+/// it before) emptied the pages that library reads: its next access raised SIGBUS. Refused, and
+/// the first library keeps working.
+#[test]
+fn a_relro_file_the_process_maps_is_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = build("dlext", "basic.c", "fxrelrotwice", &["-Wl,-z,relro,-z,now"]);
+    let relro = dir.path().join("relro");
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&relro).unwrap();
+    let space = aligned_reservation(&path, 64 * mmkit::page_size());
+    let first = open_with(path.as_path(), &LoadOptions::new().reserved(&space, 0).write_relro(&file)).unwrap();
+    let (shared, _) = first.relro_sharing().unwrap();
+    assert!(shared > 0, "the first load maps its RELRO from the file");
+    let written = std::fs::read(&relro).unwrap();
+    let copy = dir.path().join("libfxrelrotwice-copy.so");
+    std::fs::copy(&path, &copy).unwrap();
+    let space2 = aligned_reservation(&copy, 64 * mmkit::page_size());
+    let err =
+        open_with(copy.as_path(), &LoadOptions::new().reserved(&space2, 0).write_relro(&file)).map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(err.to_string().contains("this process maps it"), "{err}");
+    assert_eq!(std::fs::read(&relro).unwrap(), written, "the file was changed");
+    // `ops` (function pointers) and `names` are RELRO data, read through the file's pages.
+    assert_eq!(call(&first, "fx_apply", &[2, 6, 7]), 42, "the first library's RELRO pages are intact");
+    assert_eq!(call(&first, "fx_name_len", &[3]), 5);
+}

@@ -386,9 +386,13 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         }
     };
     let relro_file = match (&ext.write_relro, &ext.use_relro) {
-        // Created (or emptied) only when it is a regular file: a FIFO, device or directory is
-        // refused by name before anything is truncated; then closed and reopened to be read and
-        // mapped.
+        // Created when missing, else opened as it is (a FIFO, device or directory is refused by
+        // name): the loader empties it only once the library and its dependencies are mapped,
+        // and refuses a file the process maps (one of those dependencies). Created files are
+        // closed and reopened to be read and mapped.
+        (Some(p), _) if std::fs::metadata(p).is_ok() => {
+            Some(mmkit::open::open_regular_read_write(p).context("opening the RELRO file")?)
+        }
         (Some(p), _) => Some(
             mmkit::open::create_regular(p)
                 .and_then(|created| {

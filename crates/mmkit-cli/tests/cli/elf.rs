@@ -521,6 +521,38 @@ fn write_relro_over_the_library_is_refused_and_leaves_it_whole() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `--write-relro` naming one of the library's dependencies emptied it before the load, which
+/// then failed on that dependency ("too short"): the user's file was lost. It is now opened as
+/// it is and refused by the loader once the dependency is mapped; the file is left whole.
+#[test]
+fn write_relro_over_a_dependency_is_refused_and_leaves_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let dep_c = dir.path().join("dep.c");
+    std::fs::write(&dep_c, "long fx_dep(long x) { return x + 1; }\n").unwrap();
+    let dep = gcc(dir.path(), "libfxrelrodep.so", &dep_c, &["-shared", "-fPIC", "-Wl,-soname,libfxrelrodep.so"]);
+    let user_c = dir.path().join("user.c");
+    std::fs::write(&user_c, "long fx_dep(long);\nlong fx_user(long x) { return fx_dep(x) * 2; }\n").unwrap();
+    let user = dir.path().join("libfxrelrouser.so");
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-Wl,-z,relro,-z,now", "-Wl,--enable-new-dtags,-rpath,$ORIGIN", "-o"])
+        .arg(&user)
+        .arg(&user_c)
+        .arg(format!("-L{}", dir.path().display()))
+        .arg("-lfxrelrodep")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&dep).unwrap();
+    let o = mmkit(&["elf", "load", user.to_str().unwrap(), "--write-relro", dep.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("this process maps it") && err.contains("libfxrelrodep.so"), "{err}");
+    assert_eq!(std::fs::read(&dep).unwrap(), bytes, "the dependency was changed");
+    // The library still loads and calls through its dependency.
+    let o = mmkit(&["elf", "call", user.to_str().unwrap(), "fx_user", "20"]);
+    assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
+}
+
 /// An empty SOURCE is a usage error that says so (exit 2), not a search for a library named ``
 /// that fails with `find library  failed`.
 #[test]
