@@ -504,6 +504,9 @@ fn load_group<'ns>(
         let mut deps = Vec::new();
         for name in obj.needed_names() {
             let name = name?;
+            let expanded = crate::namespace::expand_tokens_in_needed(name, &sources[i]).transpose();
+            let expanded = expanded.map_err(|e| e.with_path(obj.label()))?;
+            let name = expanded.as_deref().unwrap_or(name);
             if let Some(sys) = SystemLibrary::if_loaded_shared(name) {
                 deps.push(Dependency::System(sys));
                 continue;

@@ -752,15 +752,31 @@ pub(crate) fn expand_origin_in_name(name: &str, origin: &Source) -> Option<Sourc
 /// no value here, with the `dlerror` words glibc's `dlopen` has for a file it cannot open. One
 /// place for a `DT_NEEDED` entry's name and a mapped library's `dlopen` name.
 pub(crate) fn expand_tokens_in_name(name: &str, origin: &Source, op: &str) -> Result<Source> {
-    expand_origin_in_name(name, origin).ok_or_else(|| {
-        Error::new(
-            format!("{op} {name}"),
-            ErrorKind::DependencyNotFound,
-            "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
-             descriptor, or $LIB or $PLATFORM outside glibc)",
-        )
-        .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))
-    })
+    expand_origin_in_name(name, origin).ok_or_else(|| no_token_value(name, op))
+}
+
+/// A `DT_NEEDED` name without `/` holding a token (`lib${PLATFORM}x.so`), expanded as glibc's
+/// `_dl_map_object_deps` expands every `DT_NEEDED` name (`expand_dst`), for the dependency of
+/// the library loaded from `origin`; the result is then matched and searched for (or opened,
+/// when it has a `/` now) as the name. `None` for a name without a token.
+pub(crate) fn expand_tokens_in_needed(name: &str, origin: &Source) -> Option<Result<String>> {
+    if name.contains('/') || !has_tokens(name) {
+        return None;
+    }
+    let origin_dir = origin.dir().and_then(Path::to_str);
+    Some(expand_tokens(name, origin_dir).ok_or_else(|| no_token_value(name, "find library")))
+}
+
+/// The error of `op` for `name`, a token of which has no value here, with the `dlerror` words
+/// glibc's `dlopen` has for a file it cannot open.
+fn no_token_value(name: &str, op: &str) -> Error {
+    Error::new(
+        format!("{op} {name}"),
+        ErrorKind::DependencyNotFound,
+        "a token of the name has no value here ($ORIGIN of a library loaded from memory or a \
+         descriptor, or $LIB or $PLATFORM outside glibc)",
+    )
+    .with_dlerror(format!("{name}: cannot open shared object file: No such file or directory"))
 }
 
 /// `a/b/../c/./d` → `a/c/d` (zip entry names have no `..`).

@@ -1120,6 +1120,40 @@ fn lib_and_platform_tokens_are_expanded_as_with_glibc() {
     assert_eq!(oracle.call("fx_rpa", &[]), 321, "glibc finds them where they were put");
 }
 
+/// glibc expands the tokens of every `DT_NEEDED` name (`expand_dst` in `_dl_map_object_deps`),
+/// also of one without `/`, and searches for the result: `libfxtokc-${PLATFORM}.so` (a soname
+/// copied into the `DT_NEEDED` entry of the library linked against it) is
+/// `libfxtokc-<platform>.so`. mmkit-elf searched for the name as written and did not find it.
+/// glibc's `dlopen` of the same files is the oracle.
+#[test]
+fn tokens_in_a_needed_name_without_a_slash_are_expanded_as_with_glibc() {
+    if !x86_64_host("tokens_in_a_needed_name_without_a_slash_are_expanded_as_with_glibc") {
+        return;
+    }
+    let c = build("needed-token", "rpchain.c", "fxtokc", &["-DFX_C", "-Wl,-soname,libfxtokc-${PLATFORM}.so"]);
+    let c_dir = c.parent().unwrap().display().to_string();
+    let b = build(
+        "needed-token",
+        "rpchain.c",
+        "fxtokb",
+        &["-DFX_B", &format!("-L{c_dir}"), "-lfxtokc", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
+    );
+    let platform = glibc_dl_platform().unwrap_or_else(|| {
+        std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&c, dir.path().join(format!("libfxtokc-{platform}.so"))).unwrap();
+    let top = dir.path().join("libfxtokb.so");
+    std::fs::copy(&b, &top).unwrap();
+    // mmkit first: a name glibc has loaded would be found by name through the system linker.
+    assert_eq!(call(&open(top.as_path()), "fx_rpb", &[]), 32, "libfxtokc-{platform}.so found");
+    let oracle = Dl::open(&top);
+    assert_eq!(oracle.call("fx_rpb", &[]), 32, "glibc finds it under the expanded name");
+}
+
 /// glibc searches the `DT_RPATH` of the library that loaded a library, and of its loader, up
 /// the chain, for the dependencies of a library without `DT_RUNPATH`; a `DT_RUNPATH` is the
 /// library's own only. glibc's answers for the same files are the oracle.
