@@ -271,6 +271,48 @@ fn sweep_failed(map: &mut Loaded, failed: &[Key]) -> Vec<Arc<Object>> {
     dead.into_iter().filter_map(|k| map.remove(&k)).map(|e| e.obj).collect()
 }
 
+/// Runs the finalizers of every library still loaded (at process exit: see
+/// [`crate::executor::finalize_at_exit`]) in glibc's `_dl_fini` order; they stay mapped, as
+/// glibc leaves them.
+pub(crate) fn finalize_still_loaded() {
+    with_load_lock(|| {
+        for o in &fini_order(mapped_objects()) {
+            crate::executor::run_finalizers(o);
+        }
+    });
+}
+
+/// `objs` (in load order) as glibc's `_dl_fini` orders them (`_dl_sort_maps_dfs` for
+/// finalizers): a depth-first walk of the dependencies from each library, the last loaded
+/// first, gives a post-order whose reverse puts every library before what it needs and
+/// otherwise keeps the load order.
+fn fini_order(objs: Vec<Arc<Object>>) -> Vec<Arc<Object>> {
+    let mut visited: std::collections::HashSet<*const Object> = std::collections::HashSet::new();
+    let mut post = Vec::with_capacity(objs.len());
+    for top in objs.iter().rev() {
+        if !visited.insert(Arc::as_ptr(top)) {
+            continue;
+        }
+        // Iterative: a chain of thousands of libraries must not overflow the exiting stack.
+        let mut stack: Vec<(Arc<Object>, usize)> = vec![(top.clone(), 0)];
+        while let Some((obj, next)) = stack.last_mut() {
+            let deps = obj.deps.get().map_or(&[][..], Vec::as_slice);
+            let Some(dep) = deps.get(*next) else {
+                post.push(stack.pop().unwrap().0);
+                continue;
+            };
+            *next += 1;
+            if let Dependency::Mmkit(w) = dep {
+                if let Some(d) = w.upgrade().filter(|d| visited.insert(Arc::as_ptr(d))) {
+                    stack.push((d, 0));
+                }
+            }
+        }
+    }
+    post.reverse();
+    post
+}
+
 /// Finalizes and unmaps `objs`, the last initialized first.
 fn drop_in_reverse_init_order(mut objs: Vec<Arc<Object>>) {
     objs.sort_by_key(|o| std::cmp::Reverse(o.init_seq.load(Ordering::Acquire)));

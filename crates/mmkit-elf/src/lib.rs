@@ -155,6 +155,11 @@
 //! system linker is asked to make every thread's stack executable (glibc before 2.41), or the
 //! library is refused with its message (2.41 and later, unless the stack is executable already).
 //!
+//! A library still loaded when the process exits (pinned: `DF_1_NODELETE`, [`Library::pin`],
+//! `STB_GNU_UNIQUE`; or a handle never dropped) runs its finalizers (`DT_FINI_ARRAY`, `DT_FINI`)
+//! from `exit`, in glibc's `_dl_fini` order (each library before what it needs, else the load
+//! order), before the system linker's own libraries run theirs; `_exit` runs none.
+//!
 //! Loads and unloads are serialized by one process-wide lock, re-entrant like glibc's: an
 //! initializer that opens a library on the same thread goes ahead.
 //!
@@ -173,10 +178,7 @@
 //! glibc applies on x86_64; Android refuses them too); `PT_LOAD` segments that share a page
 //! (glibc maps the later one over the shared page) or are writable and executable at once.
 //! ELF filters (`DT_FILTER`, `DT_AUXILIARY`): their tags are ignored, so a lookup that reaches a
-//! filter binds its own definition where glibc binds the filtee's. Destructors at process exit:
-//! a library still loaded then (pinned: `DF_1_NODELETE`, [`Library::pin`], `STB_GNU_UNIQUE`,
-//! or never dropped) does not run its finalizers (`DT_FINI_ARRAY`), where glibc runs them from
-//! `exit` (a `-z nodelete` plug-in built for gcov writes no `.gcda` file).
+//! filter binds its own definition where glibc binds the filtee's.
 //! Search: a top-level open is searched for as glibc's `dlopen` called from the program, whatever
 //! library the call is made in.
 #![deny(missing_docs)]

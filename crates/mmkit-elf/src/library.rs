@@ -241,6 +241,8 @@ pub(crate) struct Object {
     /// Pending `thread_local` destructors registered from this library: it stays loaded.
     pub(crate) pins: AtomicUsize,
     initialized: AtomicBool,
+    /// Its finalizers have run (at unload, or at process exit: [`Object::take_finalizers`]).
+    finalized: AtomicBool,
     /// Position in the process's initialization order (unloading goes in reverse).
     pub(crate) init_seq: AtomicU64,
     /// Link-time `.eh_frame`, to register with the unwinder (see [`Object::map`]).
@@ -357,6 +359,7 @@ impl Object {
             name_at,
             plan,
             initialized: AtomicBool::new(false),
+            finalized: AtomicBool::new(false),
             init_seq: AtomicU64::new(0),
             eh_frame,
             unwind: OnceLock::new(),
@@ -577,6 +580,7 @@ impl Object {
             return Ok(());
         }
         self.init_seq.store(seq, Ordering::Release);
+        crate::executor::finalize_at_exit();
         crate::executor::run_initializers(self).map_err(|e| e.with_path(&self.label))
     }
 
@@ -1184,6 +1188,12 @@ impl Object {
 
     pub(crate) fn is_initialized(&self) -> bool {
         self.initialized.load(Ordering::Acquire)
+    }
+
+    /// Whether its finalizers are to run now: it was initialized and they have not run yet
+    /// (they run once, at unload or at process exit, whichever comes first).
+    pub(crate) fn take_finalizers(&self) -> bool {
+        self.is_initialized() && !self.finalized.swap(true, Ordering::AcqRel)
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.

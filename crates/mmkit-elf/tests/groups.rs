@@ -241,6 +241,57 @@ fn gnu_unique_definitions_pin_a_library_as_glibc_does() {
     assert!(maps.contains(&*copy.to_string_lossy()), "glibc pins it too");
 }
 
+/// glibc runs the finalizers of every library still loaded when the process exits (`_dl_fini`
+/// from `exit`): pinned ones (`-z nodelete`) and those whose handles were never closed, the last
+/// initialized first. mmkit-elf ran none (a `-z nodelete` plug-in built for gcov wrote no
+/// `.gcda` file). A child process loads a → b (both `-z nodelete`), then c (its handle
+/// leaked), and exits; glibc's `dlopen` in another child is the oracle of what the fixtures log.
+#[test]
+fn finalizers_of_libraries_still_loaded_run_at_exit_as_with_glibc() {
+    let test = "finalizers_of_libraries_still_loaded_run_at_exit_as_with_glibc";
+    // b: a's dependency, built before a.
+    graph_lib("atexit", 'b', &[], &["-Wl,-z,nodelete"]);
+    let a = graph_lib("atexit", 'a', &['b'], &["-Wl,-z,nodelete"]);
+    let c = graph_lib("atexit", 'c', &[], &[]);
+    if let Ok(how) = std::env::var("MMKIT_ELF_AT_EXIT") {
+        // The child: load (c first or last), then exit through `exit` (the test harness
+        // returns from `main`).
+        let (loader, order) = how.split_once(':').unwrap();
+        for lib in order.chars() {
+            let (path, f, want) = if lib == 'a' { (&a, "fx_a_next_all", 1) } else { (&c, "fx_c_next", 1) };
+            if loader == "mmkit" {
+                let l = open(path.as_path());
+                assert_eq!(call(&l, f, &[]), want);
+                std::mem::forget(l);
+            } else {
+                let l = Dl::open(path);
+                assert_eq!(l.call(f, &[]), want);
+                std::mem::forget(l);
+            }
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log_of = |how: &str| {
+        let log = dir.path().join(how.replace(':', "-"));
+        let out = self_command()
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env("MMKIT_ELF_AT_EXIT", how)
+            .env("MMKIT_FX_LOG", &log)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{how} child ({:?}):\n{text}", out.status);
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    // glibc's `_dl_fini` order: the load order, each library before what it needs (not the
+    // reverse of the initialization order, which `dlclose` follows).
+    for (order, glibc) in [("ac", "+b+a+c-a-b-c"), ("ca", "+c+b+a-c-a-b")] {
+        assert_eq!(log_of(&format!("glibc:{order}")), glibc, "glibc's order");
+        assert_eq!(log_of(&format!("mmkit:{order}")), glibc, "mmkit-elf's log against glibc's ({order})");
+    }
+}
+
 #[test]
 fn nodelete_libraries_stay_loaded() {
     let path = build("nodelete", "counter.c", "fxnodelete", &["-Wl,-z,nodelete"]);

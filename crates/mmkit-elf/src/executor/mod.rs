@@ -260,10 +260,10 @@ pub(crate) fn run_initializers(lib: &crate::library::Object) -> Result<()> {
     Ok(())
 }
 
-/// Runs `DT_FINI_ARRAY` in reverse order, then `DT_FINI`. Errors are ignored (nothing left to
-/// report them to during drop).
+/// Runs `DT_FINI_ARRAY` in reverse order, then `DT_FINI`, once (at unload or at process exit:
+/// see [`finalize_at_exit`]). Errors are ignored (nothing left to report them to during drop).
 pub(crate) fn run_finalizers(lib: &crate::library::Object) {
-    if !lib.is_initialized() {
+    if !lib.take_finalizers() {
         return;
     }
     let (image, dy) = (lib.image(), lib.dynamic());
@@ -277,6 +277,26 @@ pub(crate) fn run_finalizers(lib: &crate::library::Object) {
         // SAFETY: as above.
         let _ = unsafe { image.call_initializer(fini, false) };
     }
+}
+
+/// Has the finalizers of the libraries mmkit mapped that are still loaded when the process
+/// exits run then (pinned ones, and those whose handles were never dropped), the last
+/// initialized first, as glibc's `_dl_fini` runs from `exit`. Registered with `atexit` once,
+/// when the first library is initialized: it runs after the exit handlers registered later (a
+/// library's own `atexit` calls; `thread_local` destructors run before any), before those
+/// registered earlier. `_exit` and a fatal signal run none, as with glibc.
+pub(crate) fn finalize_at_exit() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: `finalize_loaded_libraries` is a function of this program, never unloaded,
+        // callable with no argument from the thread that exits.
+        unsafe { libc::atexit(finalize_loaded_libraries) };
+    });
+}
+
+/// The `atexit` handler of [`finalize_at_exit`].
+extern "C" fn finalize_loaded_libraries() {
+    crate::group::finalize_still_loaded();
 }
 
 /// Has the system linker load the system library at `path` (a dependency the namespace
