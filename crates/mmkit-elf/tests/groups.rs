@@ -1150,12 +1150,7 @@ fn lib_and_platform_tokens_are_expanded_as_with_glibc() {
     let lib = libc_dir.trim_start_matches("/usr/").trim_start_matches('/');
     // glibc's `$PLATFORM`: the kernel's name for the machine, or the name x86_64 glibc gives an
     // Intel CPU (`haswell` with AVX2), as its ld.so says (glibc 2.33 on).
-    let platform = glibc_dl_platform().unwrap_or_else(|| {
-        std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_owned()
-    });
+    let platform = platform_token_value();
     let dir = tempfile::tempdir().unwrap();
     for (file, sub) in [(&b, lib.to_owned()), (&c, format!("p/{platform}"))] {
         let to = dir.path().join(sub);
@@ -1169,6 +1164,17 @@ fn lib_and_platform_tokens_are_expanded_as_with_glibc() {
     assert_eq!(call(&lib_open, "fx_rpa", &[]), 321, "b through $LIB, c through ${{PLATFORM}}");
     let oracle = Dl::open(&top);
     assert_eq!(oracle.call("fx_rpa", &[]), 321, "glibc finds them where they were put");
+}
+
+/// What glibc's `$PLATFORM` is here: the name its ld.so gives (glibc 2.33 on), or the kernel's
+/// name for the machine.
+fn platform_token_value() -> String {
+    glibc_dl_platform().unwrap_or_else(|| {
+        std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    })
 }
 
 /// glibc expands the tokens of every `DT_NEEDED` name (`expand_dst` in `_dl_map_object_deps`),
@@ -1189,12 +1195,7 @@ fn tokens_in_a_needed_name_without_a_slash_are_expanded_as_with_glibc() {
         "fxtokb",
         &["-DFX_B", &format!("-L{c_dir}"), "-lfxtokc", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
     );
-    let platform = glibc_dl_platform().unwrap_or_else(|| {
-        std::str::from_utf8(&std::process::Command::new("uname").arg("-m").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_owned()
-    });
+    let platform = platform_token_value();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&c, dir.path().join(format!("libfxtokc-{platform}.so"))).unwrap();
     let top = dir.path().join("libfxtokb.so");
