@@ -38,11 +38,32 @@ use crate::source::{Filled, PageSource};
 /// The largest frame the format allows (1 GiB of uncompressed bytes).
 pub const MAX_FRAME_SIZE: u32 = zeekstd::SEEKABLE_MAX_FRAME_SIZE as u32;
 
+/// The smallest frame [`pack`] writes: 4 KiB of uncompressed bytes.
+///
+/// Every frame costs a zstd frame header and checksum plus a seek-table entry (about 20 bytes),
+/// so tiny frames make the output larger than the input (1-byte frames turned 4 MiB into
+/// 88 MiB). The bound is a constant, not the page size of the machine packing: a seekable file
+/// is read on others (4, 16 or 64 KiB pages), and whether `pack` accepts a size must not depend
+/// on where it runs. Frames need not align with pages (a fault decompresses every frame its
+/// page overlaps), and [`SeekableSource`] reads files with smaller frames written by other tools.
+///
+/// ```
+/// use mmkit_pager::seekable::{pack, PackOptions, MIN_FRAME_SIZE};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let (raw, out) = (dir.path().join("raw"), dir.path().join("raw.zst"));
+/// # std::fs::write(&raw, [1u8; 100]).unwrap();
+/// let e = pack(&raw, &out, &PackOptions { frame_size: MIN_FRAME_SIZE - 1, ..Default::default() }).unwrap_err();
+/// assert!(e.to_string().contains("frame size 4095 is not between 4096 and 1073741824"), "{e}");
+/// assert!(pack(&raw, &out, &PackOptions { frame_size: MIN_FRAME_SIZE, ..Default::default() }).is_ok());
+/// ```
+pub const MIN_FRAME_SIZE: u32 = 4 * 1024;
+
 /// How [`pack`] compresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackOptions {
-    /// Uncompressed bytes per frame: the unit a fault decompresses (default 64 KiB). Smaller
-    /// frames waste less work per random access, larger ones compress better.
+    /// Uncompressed bytes per frame: the unit a fault decompresses (default 64 KiB), from
+    /// [`MIN_FRAME_SIZE`] (4 KiB) to [`MAX_FRAME_SIZE`] (1 GiB). Smaller frames waste less work
+    /// per random access, larger ones compress better.
     pub frame_size: u32,
     /// zstd compression level (default 3).
     pub level: i32,
@@ -152,9 +173,11 @@ pub fn pack_with_progress(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PackInfo> {
     let (input, output) = (input.as_ref(), output.as_ref());
-    if opts.frame_size == 0 || opts.frame_size > MAX_FRAME_SIZE {
-        return Err(Error::new("pack", ErrorKind::InvalidArgument)
-            .with_detail(format!("frame size {} is not between 1 and {MAX_FRAME_SIZE}", opts.frame_size)));
+    if !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&opts.frame_size) {
+        return Err(Error::new("pack", ErrorKind::InvalidArgument).with_path(input).with_detail(format!(
+            "frame size {} is not between {MIN_FRAME_SIZE} and {MAX_FRAME_SIZE} bytes (4 KiB to 1 GiB)",
+            opts.frame_size
+        )));
     }
     let (src, meta) = mmkit::open::open_regular_with_metadata(input)?;
     if std::fs::metadata(output).is_ok_and(|out| (out.dev(), out.ino()) == (meta.dev(), meta.ino())) {

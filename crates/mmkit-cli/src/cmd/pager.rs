@@ -21,7 +21,7 @@ pub enum Command {
         input: PathBuf,
         /// The seekable file to write.
         output: PathBuf,
-        /// Uncompressed bytes per frame: what one fault decompresses (e.g. 64K, 1M).
+        /// Uncompressed bytes per frame: what one fault decompresses (4K to 1G, e.g. 64K, 1M).
         #[arg(long, default_value = "64K", value_parser = parse_frame_size)]
         frame_size: u32,
         /// zstd compression level (1-22).
@@ -41,13 +41,14 @@ pub enum Command {
     },
 }
 
-/// Parses `--frame-size`: a size from 1 byte to [`seekable::MAX_FRAME_SIZE`] (1 GiB).
+/// Parses `--frame-size`: a size from [`seekable::MIN_FRAME_SIZE`] (4 KiB) to
+/// [`seekable::MAX_FRAME_SIZE`] (1 GiB).
 fn parse_frame_size(s: &str) -> Result<u32, String> {
     let n = crate::cli::size::parse_size(s)?;
     u32::try_from(n)
         .ok()
-        .filter(|&f| f > 0 && f <= seekable::MAX_FRAME_SIZE)
-        .ok_or_else(|| format!("frame size {s} must be between 1 and 1 GiB"))
+        .filter(|f| (seekable::MIN_FRAME_SIZE..=seekable::MAX_FRAME_SIZE).contains(f))
+        .ok_or_else(|| format!("frame size {s} ({n} bytes) must be between 4K (4096) and 1G (1073741824)"))
 }
 
 /// Runs `mmkit pager`.

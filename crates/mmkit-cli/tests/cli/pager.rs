@@ -73,6 +73,14 @@ fn bad_input_is_one_mmkit_line_and_exit_1_or_2() {
     assert_eq!(o.status.code(), Some(2));
     let o = mmkit(&["pager", "pack", "a", "b", "--frame-size", "0"]);
     assert_eq!(o.status.code(), Some(2));
+    // Below 4 KiB a frame's header and seek-table entry outweigh it (1-byte frames made a
+    // 4 MiB input 88 MiB): a usage error naming the value and the range.
+    for bad in ["1", "4095", "1K"] {
+        let o = mmkit(&["pager", "pack", "a", "b", "--frame-size", bad]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(2) && err.contains(&format!("frame size {bad} ")), "{err}");
+        assert!(err.contains("between 4K (4096) and 1G (1073741824)"), "{err}");
+    }
     // A /proc file: its size (0) is not its content, as input to info or as pack's output.
     let o = mmkit(&["pager", "info", "/proc/self/status"]);
     let err = String::from_utf8_lossy(&o.stderr);
