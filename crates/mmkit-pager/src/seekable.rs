@@ -186,12 +186,7 @@ pub fn pack_with_progress(
             .with_detail("the output is the input file"));
     }
     // A /proc or /sys file's size is not its content (/proc/kcore claims terabytes).
-    let fs = rustix::fs::fstatfs(&src).map_err(|e| Error::os("fstatfs", e).with_path(input))?;
-    if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type) {
-        return Err(Error::new("pack", ErrorKind::InvalidArgument)
-            .with_path(input)
-            .with_detail("a /proc or /sys file: its size is not its content"));
-    }
+    crate::source::refuse_proc_and_sys(&src, input, "pack")?;
     let dst = mmkit::open::create_regular(output)?;
     let packed = pack_into(&src, &meta, input, dst, output, opts, progress);
     if packed.is_err() {
@@ -211,8 +206,7 @@ fn pack_into(
     opts: &PackOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PackInfo> {
-    let fs = rustix::fs::fstatfs(&dst).map_err(|e| Error::os("fstatfs", e).with_path(output))?;
-    if [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type) {
+    if crate::source::on_proc_or_sys(&dst, output)? {
         return Err(Error::new("pack", ErrorKind::InvalidArgument)
             .with_path(output)
             .with_detail("the output is a /proc or /sys file"));
@@ -275,6 +269,7 @@ impl SeekableSource {
     pub fn open(path: impl AsRef<Path>) -> Result<SeekableSource> {
         let path = path.as_ref();
         let mut file = mmkit::open::open_regular(path)?;
+        crate::source::refuse_proc_and_sys(&file, path, "open of a zstd seekable file")?;
         let file_len = file.metadata().map_err(|e| ioerr("fstat", path, e))?.len();
         // A skippable frame's header and the seek table's footer, with no entry: shorter, the
         // table's read would seek before the start (`Invalid argument (os error 22)`).

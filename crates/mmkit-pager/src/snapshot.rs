@@ -223,7 +223,9 @@ fn data_extents(file: &File, path: &Path, len: u64, page: u64) -> Result<Vec<(u6
     Ok(extents)
 }
 
+/// A snapshot's pages; a `/proc` or `/sys` file is refused (its size is not its content).
 fn info_of(file: &File, path: &Path) -> Result<SnapshotInfo> {
+    crate::source::refuse_proc_and_sys(file, path, "read of a snapshot")?;
     let st = rustix::fs::fstat(file).map_err(|e| snap_err("fstat of a snapshot", path, e))?;
     let len = st.st_size as u64;
     let page = mmkit::page_size() as u64;
@@ -241,7 +243,8 @@ fn info_of(file: &File, path: &Path) -> Result<SnapshotInfo> {
     })
 }
 
-/// Reports a snapshot file's pages: data, holes, disk use.
+/// Reports a snapshot file's pages: data, holes, disk use. A `/proc` or `/sys` file is
+/// refused ([`refuse_proc_and_sys`](crate::source::refuse_proc_and_sys)).
 pub fn info(path: impl AsRef<Path>) -> Result<SnapshotInfo> {
     let path = path.as_ref();
     let file = mmkit::open::open_regular(path)?;

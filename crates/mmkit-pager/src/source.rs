@@ -16,6 +16,42 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// Whether `file` lives on procfs or sysfs, whose files' sizes are not their content (a
+/// `/proc` file says 0 bytes, a `/sys` attribute one page, `/proc/kcore` terabytes).
+pub(crate) fn on_proc_or_sys(file: &File, path: &Path) -> mmkit::Result<bool> {
+    let fs = rustix::fs::fstatfs(file).map_err(|e| mmkit::Error::os("fstatfs", e).with_path(path))?;
+    Ok([libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type))
+}
+
+/// Refuses a `/proc` or `/sys` file as the content of pages: its size is not its content, so a
+/// snapshot of it, or a file packed from it, would be a fiction (a `/sys` attribute reads as one
+/// page of text and zeros, `/proc/self/status` as nothing, `/proc/kcore` as terabytes).
+/// [`seekable::pack`](crate::seekable::pack), [`SeekableSource::open`](crate::SeekableSource::open),
+/// [`snapshot::info`](crate::snapshot::info), [`SnapshotSource::open`](crate::SnapshotSource::open)
+/// and the restores call it; a tool that opens such a file itself can call it to refuse the
+/// same files with the same error. `op` names the operation in the error.
+///
+/// ```
+/// use mmkit_pager::source::refuse_proc_and_sys;
+/// let f = std::fs::File::open("/proc/self/status")?;
+/// let e = refuse_proc_and_sys(&f, "/proc/self/status".as_ref(), "info").unwrap_err();
+/// assert_eq!(e.kind(), mmkit::ErrorKind::InvalidArgument);
+/// assert!(e.to_string().contains("/proc/self/status") && e.to_string().contains("a /proc or /sys file"), "{e}");
+/// # let dir = tempfile::tempdir()?;
+/// # let p = dir.path().join("snapshot");
+/// # std::fs::write(&p, [1u8; 10])?;
+/// assert!(refuse_proc_and_sys(&std::fs::File::open(&p)?, &p, "info").is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn refuse_proc_and_sys(file: &File, path: &Path, op: &'static str) -> mmkit::Result<()> {
+    if on_proc_or_sys(file, path)? {
+        return Err(mmkit::Error::new(op, mmkit::ErrorKind::InvalidArgument)
+            .with_path(path)
+            .with_detail("a /proc or /sys file: its size is not its content"));
+    }
+    Ok(())
+}
+
 /// What a [`PageSource::fill`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filled {

@@ -132,6 +132,26 @@ fn missing_and_empty_snapshots_are_errors() {
     }
 }
 
+/// A /proc or /sys file's size is not its content: no snapshot (a /sys attribute was reported
+/// and restored as one page of text and zeros), refused by every reader as `pack` refuses it.
+#[test]
+fn proc_and_sys_files_are_not_snapshots() {
+    let paths = ["/proc/self/status", "/sys/devices/system/cpu/online", "/sys/kernel/mm/transparent_hugepage/enabled"];
+    for p in paths.into_iter().filter(|p| std::fs::metadata(p).is_ok()) {
+        let errs = [
+            snapshot::info(p).map(drop).unwrap_err(),
+            SnapshotSource::open(p).map(drop).unwrap_err(),
+            snapshot::restore_eager(p).map(drop).unwrap_err(),
+            snapshot::restore_lazy(p, 1).map(drop).unwrap_err(),
+            mmkit_pager::SeekableSource::open(p).map(drop).unwrap_err(),
+        ];
+        for err in errs {
+            assert_eq!(err.path(), Some(std::path::Path::new(p)), "{err}");
+            assert!(err.to_string().contains("a /proc or /sys file: its size is not its content"), "{err}");
+        }
+    }
+}
+
 #[test]
 fn incremental_snapshot_of_the_dirty_pages() {
     with_timeout(60, || {

@@ -165,14 +165,13 @@ fn starts_like_zstd(head: &[u8]) -> bool {
 /// A file that starts like zstd is a seekable file (and an error when its seek table is bad:
 /// truncated or corrupt, never reported as a snapshot); any other non-empty regular file is a
 /// snapshot (raw memory bytes). An empty file is neither: a snapshot of no memory restores to
-/// nothing. FIFOs, sockets, directories and devices are refused without blocking.
+/// nothing. FIFOs, sockets, directories and devices are refused without blocking, `/proc` and
+/// `/sys` files as `pack` refuses them.
 fn kind_of(path: &Path) -> anyhow::Result<Kind> {
     let (file, meta) = mmkit::open::open_regular_with_metadata(path)?;
-    if meta.len() == 0
-        && rustix::fs::fstatfs(&file).is_ok_and(|fs| [libc::PROC_SUPER_MAGIC, libc::SYSFS_MAGIC].contains(&fs.f_type))
-    {
-        anyhow::bail!("info of {} failed: a /proc or /sys file (its size is not its content)", path.display());
-    }
+    // As `pack` refuses them: a /sys attribute is no one-page snapshot, /proc/self/status no
+    // empty file.
+    mmkit_pager::source::refuse_proc_and_sys(&file, path, "info")?;
     if meta.len() == 0 {
         anyhow::bail!(
             "info of {} failed: the file is empty (neither a zstd seekable file nor a snapshot)",

@@ -82,9 +82,16 @@ fn bad_input_is_one_mmkit_line_and_exit_1_or_2() {
         assert!(err.contains("between 4K (4096) and 1G (1073741824)"), "{err}");
     }
     // A /proc file: its size (0) is not its content, as input to info or as pack's output.
-    let o = mmkit(&["pager", "info", "/proc/self/status"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.code() == Some(1) && err.contains("/proc or /sys file"), "{err}");
+    // A /sys attribute (one page by its size) as well: `info` reported a one-page snapshot.
+    for p in ["/proc/self/status", "/sys/devices/system/cpu/online", "/sys/kernel/mm/transparent_hugepage/enabled"] {
+        if std::fs::metadata(p).is_err() {
+            continue;
+        }
+        let o = mmkit(&["pager", "info", p]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(1) && err.contains(p), "{err}");
+        assert!(err.contains("a /proc or /sys file: its size is not its content"), "{err}");
+    }
     let raw = dir.path().join("raw");
     std::fs::write(&raw, vec![7u8; 10_000]).unwrap();
     let o = mmkit(&["pager", "pack", raw.to_str().unwrap(), "/proc/self/status"]);
