@@ -727,7 +727,26 @@ pub struct PagedRegionBuilder {
 }
 
 impl PagedRegionBuilder {
-    /// Number of handler threads (default 1; at least 1).
+    /// The most handler threads a region may have: 1024. More would only wait on the same
+    /// userfaultfd (a source that blocks, on a network say, is what more than a thread per
+    /// core is for), and each costs a stack, a kernel stack and a fill buffer; an unbounded
+    /// count started threads until the system refused one, or exhausted its memory.
+    pub const MAX_HANDLER_THREADS: usize = 1024;
+
+    /// Number of handler threads (default 1; at least 1, at most
+    /// [`MAX_HANDLER_THREADS`](Self::MAX_HANDLER_THREADS): more is an
+    /// [`ErrorKind::InvalidArgument`] error at [`build`](Self::build), before any thread starts).
+    ///
+    /// ```
+    /// use mmkit_pager::{PagedRegion, PagedRegionBuilder, ZeroSource};
+    /// let len = 4 * mmkit::page_size();
+    /// let region = PagedRegion::builder(len).handler_threads(4).build(ZeroSource)?;
+    /// # drop(region);
+    /// let e = PagedRegion::builder(len).handler_threads(usize::MAX).build(ZeroSource).unwrap_err();
+    /// assert_eq!(e.kind(), mmkit_pager::ErrorKind::InvalidArgument);
+    /// assert!(e.to_string().contains("handler threads: at most 1024"), "{e}");
+    /// # Ok::<(), mmkit_pager::Error>(())
+    /// ```
     pub fn handler_threads(&mut self, n: usize) -> &mut Self {
         self.threads = n.max(1);
         self
@@ -1132,6 +1151,13 @@ impl PagedRegion {
     fn create(b: &PagedRegionBuilder, source: Box<dyn PageSource>) -> Result<PagedRegion> {
         if b.len == 0 {
             return Err(Error::new("PagedRegion::new", ErrorKind::InvalidArgument).with_detail("length is zero"));
+        }
+        if b.threads > PagedRegionBuilder::MAX_HANDLER_THREADS {
+            return Err(Error::new("PagedRegion::new", ErrorKind::InvalidArgument).with_detail(format!(
+                "{} handler threads: at most {}",
+                b.threads,
+                PagedRegionBuilder::MAX_HANDLER_THREADS
+            )));
         }
         let caps = uffd::capabilities()?;
         let fence = choose_fence(b.fence, &caps)?;

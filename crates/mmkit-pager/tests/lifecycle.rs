@@ -70,3 +70,23 @@ fn drop_after_concurrent_faults_stops_every_handler_thread() {
         assert_eq!(wait_for_handler_threads(0), 0);
     });
 }
+
+/// `handler_threads(usize::MAX)` started threads until the system refused one (thousands, a
+/// kernel stack and a fill buffer each) before `build` failed, or the machine ran out of memory:
+/// past [`PagedRegionBuilder::MAX_HANDLER_THREADS`] it is an error at `build`, no thread started.
+#[test]
+fn handler_threads_past_the_maximum_are_an_error_at_build() {
+    with_timeout(60, || {
+        let page = mmkit::page_size();
+        for n in [mmkit_pager::PagedRegionBuilder::MAX_HANDLER_THREADS + 1, usize::MAX] {
+            let err = PagedRegion::builder(4 * page).handler_threads(n).build(mmkit_pager::ZeroSource).unwrap_err();
+            assert_eq!(err.kind(), mmkit_pager::ErrorKind::InvalidArgument, "{err}");
+            let want = format!("{n} handler threads: at most {}", mmkit_pager::PagedRegionBuilder::MAX_HANDLER_THREADS);
+            assert!(err.to_string().contains(&want), "{err}");
+            assert_eq!(wait_for_handler_threads(0), 0);
+        }
+        let region = PagedRegion::builder(4 * page).handler_threads(4).build(mmkit_pager::ZeroSource).unwrap();
+        assert_eq!(wait_for_handler_threads(4), 4);
+        assert_eq!(region.as_slice()[page], 0);
+    });
+}
