@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -195,6 +196,9 @@ pub struct Uio {
     dev_path: PathBuf,
     file: File,
     last_count: u32,
+    /// The node is a regular file standing in for the device's memory (a test's fake tree):
+    /// it has no interrupt, and interrupt calls refuse it.
+    stand_in: bool,
 }
 
 impl Uio {
@@ -204,6 +208,30 @@ impl Uio {
     }
 
     /// Opens device `number` described under `sys_class_uio` with its node in `dev`.
+    ///
+    /// The node must be the device sysfs describes: a character device whose number is the
+    /// one in `sys_class_uio/uioN/dev` (checked before the `open`, which for some drivers has
+    /// effects, and again on what was opened). Anything else is an
+    /// [`ErrorKind::InvalidArgument`] error naming the node and what it is: `/dev/zero`, a
+    /// FIFO, a socket, a directory (its interrupt count would be garbage, or a wait would
+    /// block). A regular file is accepted as a stand-in for the device's memory, as a fake
+    /// sysfs tree in tests has it: it maps, but it has no interrupt, and
+    /// [`wait_irq`](Self::wait_irq), [`enable_irq`](Self::enable_irq) and
+    /// [`disable_irq`](Self::disable_irq) refuse it.
+    ///
+    /// ```
+    /// # let root = tempfile::tempdir().unwrap();
+    /// # let uio0 = root.path().join("class/uio0");
+    /// # std::fs::create_dir_all(&uio0).unwrap();
+    /// # std::fs::write(uio0.join("name"), "fake\n").unwrap();
+    /// # std::fs::write(uio0.join("dev"), "240:0\n").unwrap();
+    /// # std::fs::create_dir(root.path().join("dev")).unwrap();
+    /// // /dev/zero (1:5) given as the node of uio0 (240:0): refused, not read as a count.
+    /// std::os::unix::fs::symlink("/dev/zero", root.path().join("dev/uio0")).unwrap();
+    /// let e = mmkit_mmio::Uio::open_at(&root.path().join("class"), &root.path().join("dev"), 0).unwrap_err();
+    /// assert_eq!(e.kind(), mmkit_mmio::ErrorKind::InvalidArgument);
+    /// assert!(e.to_string().contains("character device 1:5, not uio0 (240:0)"), "{e}");
+    /// ```
     pub fn open_at(sys_class_uio: &Path, dev: &Path, number: u32) -> Result<Self> {
         let sys_path = sys_class_uio.join(format!("uio{number}"));
         if !sys_path.exists() {
@@ -214,12 +242,37 @@ impl Uio {
         // Read the count before opening: interrupts after this point are seen by the wait.
         let info = UioInfo::read(&sys_path, number)?;
         let dev_path = dev.join(format!("uio{number}"));
+        // What the node is, before opening it (opening a device may act: a watchdog starts),
+        // then again on the open file (the path may have been replaced meanwhile).
+        let before = std::fs::metadata(&dev_path).map_err(|e| Error::io("open", &e).with_path(&dev_path))?;
+        let stand_in = check_node(&sys_path, &dev_path, number, &before)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(&dev_path)
             .map_err(|e| Error::io("open", &e).with_path(&dev_path))?;
-        Ok(Uio { last_count: info.event_count, info, sys_path, dev_path, file })
+        let after = file.metadata().map_err(|e| Error::io("fstat", &e).with_path(&dev_path))?;
+        if (after.dev(), after.ino(), after.rdev()) != (before.dev(), before.ino(), before.rdev()) {
+            return Err(Error::new("open", ErrorKind::InvalidArgument)
+                .with_path(&dev_path)
+                .with_detail("the node was replaced while it was opened"));
+        }
+        // Blocking again: `wait_irq` polls, then reads the count.
+        let mut flags = rustix::fs::fcntl_getfl(&file).map_err(|e| Error::os("fcntl", e).with_path(&dev_path))?;
+        flags.remove(rustix::fs::OFlags::NONBLOCK);
+        rustix::fs::fcntl_setfl(&file, flags).map_err(|e| Error::os("fcntl", e).with_path(&dev_path))?;
+        Ok(Uio { last_count: info.event_count, info, sys_path, dev_path, file, stand_in })
+    }
+
+    /// Refuses an interrupt call `op` on a regular file standing in for the device.
+    fn has_interrupt(&self, op: &'static str) -> Result<()> {
+        if self.stand_in {
+            return Err(Error::new(op, ErrorKind::InvalidArgument)
+                .with_path(&self.dev_path)
+                .with_detail("not a UIO device: a regular file stands in for its memory, and has no interrupt"));
+        }
+        Ok(())
     }
 
     /// Opens the first UIO device whose driver-given name is `name`.
@@ -356,6 +409,7 @@ impl Uio {
 
     fn irq_control(&self, enable: bool) -> Result<IrqEnable> {
         let op = if enable { "enable interrupt of" } else { "disable interrupt of" };
+        self.has_interrupt(op)?;
         let value = u32::from(enable).to_ne_bytes();
         match (&self.file).write(&value) {
             Ok(4) => Ok(IrqEnable::IrqControl),
@@ -384,6 +438,7 @@ impl Uio {
     /// [UIO HOWTO](https://www.kernel.org/doc/html/latest/driver-api/uio-howto.html)).
     #[doc(alias = "poll")]
     pub fn wait_irq(&mut self, timeout: Option<Duration>) -> Result<IrqEvent> {
+        self.has_interrupt("wait for interrupt on")?;
         // A timeout past what an `Instant` can hold (`Duration::MAX`) waits forever.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
@@ -423,6 +478,41 @@ impl Uio {
         let missed = count.wrapping_sub(self.last_count).saturating_sub(1);
         self.last_count = count;
         Ok(IrqEvent { count, missed })
+    }
+}
+
+/// Checks that `node` (its `stat`) is UIO device `number` described at `sys_path`: a
+/// character device with the number of the `dev` attribute. Returns whether it is a regular
+/// file standing in for the device's memory (accepted, without interrupts).
+fn check_node(sys_path: &Path, node: &Path, number: u32, st: &std::fs::Metadata) -> Result<bool> {
+    let ft = st.file_type();
+    if ft.is_file() {
+        return Ok(true);
+    }
+    let refuse = |what: String| Error::new("open", ErrorKind::InvalidArgument).with_path(node).with_detail(what);
+    if !ft.is_char_device() {
+        return Err(refuse(format!("not a UIO device: {}", mmkit::open::file_type_name(ft))));
+    }
+    let (major, minor) = (rustix::fs::major(st.rdev()), rustix::fs::minor(st.rdev()));
+    let attr = sys_path.join("dev");
+    let text = read_attr(&attr).map_err(|e| {
+        let why = e.to_string();
+        refuse(format!(
+            "cannot tell that character device {major}:{minor} is uio{number}: its sysfs number is unreadable ({why})"
+        ))
+    })?;
+    let expected =
+        text.trim().split_once(':').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    match expected {
+        Some(want) if want == (major, minor) => Ok(false),
+        Some((a, b)) => {
+            Err(refuse(format!("not a UIO device: character device {major}:{minor}, not uio{number} ({a}:{b})")))
+        }
+        None => Err(refuse(format!(
+            "cannot tell that character device {major}:{minor} is uio{number}: {} holds {:?}, not MAJOR:MINOR",
+            attr.display(),
+            text.trim()
+        ))),
     }
 }
 

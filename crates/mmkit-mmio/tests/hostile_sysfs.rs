@@ -62,15 +62,18 @@ fn a_bar_larger_than_the_address_space_is_refused() {
 }
 
 /// `wait_irq(Some(Duration::MAX))` panicked adding the timeout to `Instant::now()`; a timeout
-/// no clock can reach waits like no timeout. (A regular file standing in for `/dev/uio0` is
-/// always readable: its first 4 bytes are the count.)
+/// no clock can reach waits like no timeout. (`/dev/zero`, which this fake sysfs numbers as
+/// uio0, stands in for `/dev/uio0`: always readable, a count of 0.)
 #[test]
 fn a_timeout_past_the_end_of_time_waits_without_panicking() {
     let root = tempfile::tempdir().unwrap();
-    let mut uio = fake_uio(root.path(), "0", "0x1000\n", "0x10\n", "0x0\n");
-    fs::write(root.path().join("dev/uio0"), 7u32.to_ne_bytes()).unwrap();
+    drop(fake_uio(root.path(), "0", "0x1000\n", "0x10\n", "0x0\n"));
+    fs::write(root.path().join("class/uio0/dev"), "1:5\n").unwrap();
+    fs::remove_file(root.path().join("dev/uio0")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.path().join("dev/uio0")).unwrap();
+    let mut uio = Uio::open_at(&root.path().join("class"), &root.path().join("dev"), 0).unwrap();
     let event = uio.wait_irq(Some(std::time::Duration::MAX)).unwrap();
-    assert_eq!(event.count, 7);
+    assert_eq!(event.count, 0);
 }
 
 /// Regression: a configuration-space read past its end (or past the 64 bytes an unprivileged
@@ -151,21 +154,59 @@ fn attributes_and_config_spaces_that_are_fifos_or_devices_are_refused_without_bl
 }
 
 /// Regression: `wait_irq` read the count with `read_exact`: on a node that answered fewer than
-/// 4 bytes (a FIFO holding one) it waited for the rest forever, whatever the timeout. A short
-/// count is an error now.
+/// 4 bytes (a FIFO holding one) it waited for the rest forever, whatever the timeout. A FIFO
+/// is no UIO device: refused at open now, without blocking.
 #[test]
-fn a_short_interrupt_count_is_an_error_not_a_wait_past_the_timeout() {
+fn a_fifo_as_the_node_is_refused_at_open_not_waited_on() {
     let root = tempfile::tempdir().unwrap();
     drop(fake_uio(root.path(), "0", "0x1000\n", "0x10\n", "0x0\n"));
     let node = root.path().join("dev/uio0");
     fs::remove_file(&node).unwrap();
     mkfifo(&node);
-    // Opened read-write, as `Uio` opens its node: no wait for the other end.
-    let mut uio = Uio::open_at(&root.path().join("class"), &root.path().join("dev"), 0).unwrap();
-    let writer = fs::OpenOptions::new().write(true).open(&node).unwrap();
-    std::io::Write::write_all(&mut &writer, &[1]).unwrap();
-    let err = within("wait_irq", move || uio.wait_irq(Some(std::time::Duration::from_millis(50))).unwrap_err());
-    assert!(err.to_string().contains("short read (1 of 4 bytes)"), "{err}");
+    let (class, dev) = (root.path().join("class"), root.path().join("dev"));
+    let err = within("Uio::open_at", move || Uio::open_at(&class, &dev, 0).unwrap_err());
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("uio0") && err.to_string().contains("not a UIO device: a FIFO"), "{err}");
+}
+
+/// Regression: a node that is not the UIO device (`/dev/zero`, a regular file) was opened, and
+/// `wait_irq` returned what it read as an interrupt count (`Ok(count 0)` at once; `/proc/self/status`
+/// gave 1701667150, the ASCII of "Name"). A character device must be the one sysfs numbers
+/// (`uioN/dev`), else it is refused at open; a regular file (a fake tree's stand-in for the
+/// device's memory) maps, but has no interrupt: the interrupt calls refuse it, and never write
+/// into it.
+#[test]
+fn a_node_that_is_not_the_uio_device_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    drop(fake_uio(root.path(), "0", "0x1000\n", "0x10\n", "0x0\n"));
+    let (class, dev) = (root.path().join("class"), root.path().join("dev"));
+    let node = dev.join("uio0");
+    // A regular file: opens (a sealed memfd stands in for device memory; `map` has its own
+    // rules), but has no interrupt.
+    let mut uio = Uio::open_at(&class, &dev, 0).unwrap();
+    for err in [uio.wait_irq(Some(std::time::Duration::from_millis(50))).unwrap_err(), uio.enable_irq().unwrap_err()] {
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains(&node.display().to_string()), "{err}");
+        assert!(err.to_string().contains("not a UIO device: a regular file stands in for its memory"), "{err}");
+    }
+    assert_eq!(fs::read(&node).unwrap(), vec![0u8; mmkit_mmio::page_size()]);
+    // /dev/zero: a character device, but not the one sysfs numbers (or sysfs numbers none).
+    fs::remove_file(&node).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &node).unwrap();
+    let err = Uio::open_at(&class, &dev, 0).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("cannot tell that character device 1:5 is uio0"), "{err}");
+    fs::write(class.join("uio0/dev"), "240:0\n").unwrap();
+    let err = Uio::open_at(&class, &dev, 0).unwrap_err();
+    assert!(err.to_string().contains("not a UIO device: character device 1:5, not uio0 (240:0)"), "{err}");
+    fs::write(class.join("uio0/dev"), "garbage\n").unwrap();
+    let err = Uio::open_at(&class, &dev, 0).unwrap_err();
+    assert!(err.to_string().contains("holds \"garbage\", not MAJOR:MINOR"), "{err}");
+    // A directory or a socket: refused, saying what it is.
+    fs::remove_file(&node).unwrap();
+    fs::create_dir(&node).unwrap();
+    let err = Uio::open_at(&class, &dev, 0).unwrap_err();
+    assert!(err.to_string().contains("not a UIO device: a directory"), "{err}");
 }
 
 /// Regression: a device that vanished between the directory read and its attributes' (a PCI
