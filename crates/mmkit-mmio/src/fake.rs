@@ -3,9 +3,12 @@
 //! [`FakeRegisters`] implements [`Registers`] with the same bounds, alignment and width checks
 //! as a real [`MmioRegion`](crate::MmioRegion), over plain memory or a [`DeviceModel`] that
 //! behaves like the device. Each fake is its own instance (no global state), so tests run in
-//! parallel, and it records every access for assertions.
+//! parallel, and it records the last accesses for assertions (the last
+//! [`FakeRegisters::LOG_CAPACITY`], counting those it forgot: a driver polling a status
+//! register in a loop does not grow the log without bound).
 #![deny(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
@@ -111,7 +114,26 @@ pub struct Access {
 struct State {
     store: Store,
     model: Box<dyn DeviceModel>,
-    log: Vec<Access>,
+    log: AccessLog,
+}
+
+/// The last `capacity` accesses, and how many older ones were forgotten.
+struct AccessLog {
+    entries: VecDeque<Access>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl AccessLog {
+    fn push(&mut self, access: Access) {
+        if self.entries.len() >= self.capacity {
+            self.dropped += 1;
+            if self.entries.pop_front().is_none() {
+                return; // capacity 0: nothing is kept
+            }
+        }
+        self.entries.push_back(access);
+    }
 }
 
 /// A fake register block: checked like a real region, backed by memory or a [`DeviceModel`].
@@ -132,8 +154,44 @@ impl FakeRegisters {
         FakeRegisters {
             len,
             rules: AccessRules::any(),
-            state: Mutex::new(State { store: Store::new(len), model: Box::new(model), log: Vec::new() }),
+            state: Mutex::new(State {
+                store: Store::new(len),
+                model: Box::new(model),
+                log: AccessLog { entries: VecDeque::new(), capacity: Self::LOG_CAPACITY, dropped: 0 },
+            }),
         }
+    }
+
+    /// How many accesses a fake keeps by default: the last 65536 (about 2 MiB). Older ones are
+    /// forgotten and counted ([`dropped_accesses`](Self::dropped_accesses)); a test of a long
+    /// run sets its own bound with [`log_capacity`](Self::log_capacity).
+    pub const LOG_CAPACITY: usize = 65_536;
+
+    /// The same fake keeping the last `capacity` accesses (0: none, only counted) instead of
+    /// [`LOG_CAPACITY`](Self::LOG_CAPACITY).
+    ///
+    /// ```
+    /// use mmkit_mmio::{FakeRegisters, Registers};
+    /// let fake = FakeRegisters::new(0x10).log_capacity(2);
+    /// for v in 1..=5 {
+    ///     fake.write_u32(0, v)?;
+    /// }
+    /// let kept: Vec<u64> = fake.accesses().iter().map(|a| a.value).collect();
+    /// assert_eq!(kept, [4, 5]); // the last two, oldest first
+    /// assert_eq!(fake.dropped_accesses(), 3);
+    /// # Ok::<(), mmkit_mmio::Error>(())
+    /// ```
+    pub fn log_capacity(self, capacity: usize) -> Self {
+        {
+            let mut state = self.state();
+            let log = &mut state.log;
+            log.capacity = capacity;
+            while log.entries.len() > capacity {
+                log.entries.pop_front();
+                log.dropped += 1;
+            }
+        }
+        self
     }
 
     /// The same fake with width `rules` (e.g. [`AccessRules::edu`]).
@@ -174,14 +232,24 @@ impl FakeRegisters {
         );
     }
 
-    /// Every access so far, oldest first.
+    /// The accesses recorded, oldest first: every one since the fake was made (or
+    /// [cleared](Self::clear_accesses)), or the last [`LOG_CAPACITY`](Self::LOG_CAPACITY)
+    /// (see [`log_capacity`](Self::log_capacity)) when there were more.
     pub fn accesses(&self) -> Vec<Access> {
-        self.state().log.clone()
+        self.state().log.entries.iter().copied().collect()
     }
 
-    /// Forgets the recorded accesses.
+    /// How many accesses were forgotten to keep the log at its capacity (0 while
+    /// [`accesses`](Self::accesses) holds every one).
+    pub fn dropped_accesses(&self) -> u64 {
+        self.state().log.dropped
+    }
+
+    /// Forgets the recorded accesses, and the count of forgotten ones.
     pub fn clear_accesses(&self) {
-        self.state().log.clear();
+        let log = &mut self.state().log;
+        log.entries.clear();
+        log.dropped = 0;
     }
 }
 
@@ -289,5 +357,33 @@ mod tests {
         );
         fake.clear_accesses();
         assert!(fake.accesses().is_empty());
+    }
+
+    /// Regression: the log kept every access: a driver polling a status register for a long
+    /// test grew it without bound (32 bytes an access, gigabytes for a long poll). It keeps the
+    /// last `LOG_CAPACITY` and counts the others.
+    #[test]
+    fn the_log_keeps_the_last_accesses_and_counts_the_others() {
+        let fake = FakeRegisters::new(8);
+        let extra = 10;
+        for i in 0..FakeRegisters::LOG_CAPACITY + extra {
+            fake.write_u32(0, i as u64 as u32).unwrap();
+        }
+        let log = fake.accesses();
+        assert_eq!(log.len(), FakeRegisters::LOG_CAPACITY);
+        assert_eq!(fake.dropped_accesses(), extra as u64);
+        assert_eq!(log[0].value, extra as u64);
+        assert_eq!(log.last().unwrap().value, (FakeRegisters::LOG_CAPACITY + extra - 1) as u64);
+        fake.clear_accesses();
+        assert_eq!((fake.accesses().len(), fake.dropped_accesses()), (0, 0));
+        // A capacity of 0 keeps nothing and counts everything; shrinking forgets the oldest.
+        let none = FakeRegisters::new(8).log_capacity(0);
+        none.read_u32(0).unwrap();
+        assert_eq!((none.accesses().len(), none.dropped_accesses()), (0, 1));
+        let fake = FakeRegisters::new(8);
+        (0..5).for_each(|v| fake.write_u32(0, v).unwrap());
+        let fake = fake.log_capacity(3);
+        assert_eq!(fake.accesses().iter().map(|a| a.value).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(fake.dropped_accesses(), 2);
     }
 }
