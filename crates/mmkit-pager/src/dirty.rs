@@ -21,6 +21,36 @@
 //!
 //! With the write-protect mechanisms the pager installs every page it supplies write-protected,
 //! so a page that is only read is never reported.
+//!
+//! ## System calls writing into the region of an unprivileged user
+//!
+//! Under [`FaultMode::UserModeOnly`](crate::FaultMode::UserModeOnly) (an unprivileged user with
+//! `vm.unprivileged_userfaultfd` = 0 and no access to `/dev/userfaultfd`) the userfaultfd gets
+//! only the faults raised in user mode. A fault the kernel takes on the region's behalf is
+//! refused at once: the kernel's `handle_userfault` fails it (`UFFD_USER_MODE_ONLY` and no
+//! `FAULT_FLAG_USER`), and the system call returns `EFAULT`. That is so of a *missing* page
+//! with or without tracking. With [`WriteProtect`](DirtyMechanism::WriteProtect) it is also so
+//! of pages **already supplied**: each is installed write-protected, and protected again by
+//! every [`collect_dirty`](crate::PagedRegion::collect_dirty); only a fault delivered to a
+//! handler thread lifts the protection (and records the page). So a system call *writing* into
+//! such a page fails with `EFAULT`, having written nothing there: `read(2)`, `pread(2)`,
+//! `readv(2)`, `recv(2)`/`recvmsg(2)`, `getrandom(2)` into the region, an `O_DIRECT` or
+//! `io_uring` read into it, `process_vm_writev(2)` from another process. Reading the region
+//! in a system call (`write(2)` from it) works on supplied pages.
+//!
+//! [`PagemapScan`](DirtyMechanism::PagemapScan) does not have this (the kernel resolves the
+//! protection itself, `UFFD_FEATURE_WP_ASYNC`, and records the page), nor does
+//! [`SoftDirty`](DirtyMechanism::SoftDirty). Hence the ways out, best first:
+//! - [`track_dirty`](crate::PagedRegionBuilder::track_dirty) on Linux ≥ 6.7, which picks
+//!   `PagemapScan` (check [`dirty_mechanism`](crate::PagedRegion::dirty_mechanism));
+//! - the system call writes into a buffer of your own, copied into the region from user mode
+//!   (`as_mut_slice()[range].copy_from_slice(..)`: its faults reach the handler, the pages are
+//!   recorded);
+//! - each page of the range is written from user mode first (say, one byte rewritten with its
+//!   own value: the page is written anyway, so recording it costs nothing), with no
+//!   `collect_dirty` between that and the call;
+//! - full fault handling for the process: root (`CAP_SYS_PTRACE`), `vm.unprivileged_userfaultfd`
+//!   = 1, or read-write access to `/dev/userfaultfd` (Linux ≥ 6.1).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -38,7 +68,10 @@ use crate::uffd::Capabilities;
 pub enum DirtyMechanism {
     /// `PAGEMAP_SCAN` over asynchronous userfaultfd write protection (Linux ≥ 6.7).
     PagemapScan,
-    /// Synchronous `UFFDIO_WRITEPROTECT` faults served by the handler threads.
+    /// Synchronous `UFFDIO_WRITEPROTECT` faults served by the handler threads. Under
+    /// [`FaultMode::UserModeOnly`](crate::FaultMode::UserModeOnly) a system call writing into
+    /// a supplied page still protected fails with `EFAULT` (see
+    /// [the module docs](self#system-calls-writing-into-the-region-of-an-unprivileged-user)).
     WriteProtect,
     /// Soft-dirty bits (`/proc/self/clear_refs`, `/proc/self/pagemap`).
     SoftDirty,

@@ -769,6 +769,12 @@ impl PagedRegionBuilder {
 
     /// Tracks the pages written, with the best mechanism the kernel offers
     /// (see [`dirty`](crate::dirty)); collect them with [`PagedRegion::collect_dirty`].
+    ///
+    /// Under [`FaultMode::UserModeOnly`] with [`DirtyMechanism::WriteProtect`] (what this picks
+    /// before Linux 6.7), a system call writing into the region (`read(2)` into it) fails with
+    /// `EFAULT` even on supplied pages: see
+    /// [`dirty`](crate::dirty#system-calls-writing-into-the-region-of-an-unprivileged-user) for
+    /// why and the workarounds.
     pub fn track_dirty(&mut self) -> &mut Self {
         self.dirty = Some(None);
         self

@@ -7,7 +7,9 @@
 //! 3. `userfaultfd(2)` with `UFFD_USER_MODE_ONLY` (Linux ≥ 5.11), allowed to everyone: only
 //!    faults from user mode are handled. That suffices for code that touches the region itself;
 //!    a system call given a missing page of the region (`write(fd, region, ..)`) then fails with
-//!    `EFAULT` instead of waiting for the page.
+//!    `EFAULT` instead of waiting for the page, and so does one writing into a supplied page
+//!    that [`DirtyMechanism::WriteProtect`](crate::DirtyMechanism::WriteProtect) keeps
+//!    protected (see [`dirty`](crate::dirty#system-calls-writing-into-the-region-of-an-unprivileged-user)).
 //!
 //! When none works the error names the sysctl and the device.
 
@@ -28,7 +30,9 @@ pub enum FaultMode {
     /// the page like a thread does).
     Full,
     /// `UFFD_USER_MODE_ONLY`: faults from user mode only; the kernel touching a missing page
-    /// (a system call given the region) gets `EFAULT`.
+    /// (a system call given the region) gets `EFAULT`, as does a system call writing into a
+    /// supplied page under [`DirtyMechanism::WriteProtect`](crate::DirtyMechanism::WriteProtect)
+    /// tracking (see [`dirty`](crate::dirty#system-calls-writing-into-the-region-of-an-unprivileged-user)).
     UserModeOnly,
 }
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use mmkit_pager::{Backing, FaultMode, Filled, FnSource, OpenedVia, PagedRegion, ShmemFill};
+use mmkit_pager::{Backing, DirtyMechanism, FaultMode, Filled, FnSource, OpenedVia, PagedRegion, ShmemFill};
 use support::{child_role, run_child};
 
 fn expected_for_this_user() -> (FaultMode, Option<OpenedVia>) {
@@ -161,4 +161,73 @@ fn running_out_of_descriptors_is_named_not_mistaken_for_a_privilege_refusal() {
     }
     let (status, out) = run_child(&[], NAME, "emfile", 60);
     assert!(status.success() && out.contains("EMFILE OK"), "{status:?}\n{out}");
+}
+
+/// What the dirty module documents for an unprivileged user (`UFFD_USER_MODE_ONLY`): a system
+/// call writing into a *supplied* page works under `PagemapScan` (the kernel lifts the
+/// asynchronous protection itself), fails with `EFAULT` under `WriteProtect` (the protection
+/// is lifted only by a fault delivered to the handler, and kernel-mode faults are not), and
+/// works there once the page was written from user mode (the documented workaround), until a
+/// collection protects it again. A missing page is `EFAULT` under both.
+#[test]
+fn an_unprivileged_users_system_calls_writing_into_tracked_pages_behave_as_documented() {
+    const NAME: &str = "an_unprivileged_users_system_calls_writing_into_tracked_pages_behave_as_documented";
+    if child_role().as_deref() == Some("dirty-syscalls") {
+        become_nobody();
+        if mmkit_pager::capabilities().unwrap().mode != FaultMode::UserModeOnly {
+            println!("DIRTY SYSCALLS SKIPPED: this user gets full fault handling");
+            return;
+        }
+        let page = mmkit::page_size();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        // `read(2)` of 16 bytes from a pipe into the region at `at`.
+        let read_into = |region: &mut PagedRegion, at: usize| {
+            rustix::io::write(&w, &[9u8; 16]).unwrap();
+            let got = rustix::io::read(&r, &mut region.as_mut_slice()[at..at + 16]);
+            if got.is_err() {
+                rustix::io::read(&r, &mut [0u8; 16]).unwrap(); // empty the pipe
+            }
+            got
+        };
+        for mechanism in [DirtyMechanism::PagemapScan, DirtyMechanism::WriteProtect] {
+            if !mechanism.is_available().unwrap() {
+                println!("{mechanism:?} not offered: skipped");
+                continue;
+            }
+            let mut region = PagedRegion::builder(4 * page)
+                .track_dirty_with(mechanism)
+                .build(FnSource(|_, buf: &mut [u8]| {
+                    buf.fill(4);
+                    Ok(Filled::Data)
+                }))
+                .unwrap();
+            assert_eq!(std::hint::black_box(region.as_slice()[0]), 4); // supplied by a read
+            assert_eq!(read_into(&mut region, 3 * page), Err(rustix::io::Errno::FAULT), "{mechanism:?}: missing");
+            match mechanism {
+                DirtyMechanism::PagemapScan => {
+                    assert_eq!(read_into(&mut region, 0), Ok(16));
+                    assert_eq!(region.collect_dirty().unwrap().pages, vec![0]);
+                }
+                _ => {
+                    assert_eq!(read_into(&mut region, 0), Err(rustix::io::Errno::FAULT), "{mechanism:?}");
+                    assert_eq!(region.as_slice()[0], 4, "nothing was written");
+                    // The workaround: a user-mode write of the page first.
+                    region.as_mut_slice()[0] = region.as_slice()[0];
+                    assert_eq!(read_into(&mut region, 0), Ok(16));
+                    assert_eq!(region.collect_dirty().unwrap().pages, vec![0]);
+                    // Protected again by the collection.
+                    assert_eq!(read_into(&mut region, 0), Err(rustix::io::Errno::FAULT));
+                }
+            }
+            assert_eq!(region.as_slice()[..16], [9; 16]);
+        }
+        println!("DIRTY SYSCALLS OK");
+        return;
+    }
+    if child_role().is_some() || !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "dirty-syscalls", 60);
+    assert!(status.success() && out.contains("DIRTY SYSCALLS"), "{status:?}\n{out}");
+    println!("{out}");
 }
