@@ -281,6 +281,28 @@ impl SeekableSource {
                 format!("not a zstd seekable file: {file_len} bytes is too short for a seek table (at least {least})"),
             ));
         }
+        // The footer's frame count, checked against the file's size before the table is
+        // parsed: zeekstd reserves room for every entry the footer claims (16 bytes each, up to
+        // 2^27 of them) before it reads one, so a 17-byte file asked for 2 GiB (an abort where
+        // the address space is limited, not an error).
+        let mut footer = [0u8; zeekstd::SEEK_TABLE_INTEGRITY_SIZE];
+        let at = file_len - footer.len() as u64;
+        file.read_exact_at(&mut footer, at)
+            .map_err(|e| ioerr("pread", path, e).with_range(at, zeekstd::SEEK_TABLE_INTEGRITY_SIZE as u64))?;
+        let claimed = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
+        let magic = u32::from_le_bytes([footer[5], footer[6], footer[7], footer[8]]);
+        let per_frame: u64 = if footer[4] & 0x80 != 0 { 12 } else { 8 };
+        let claimed_len = u64::from(claimed) * per_frame + least;
+        if magic == zeekstd::SEEKABLE_MAGIC_NUMBER && claimed_len > file_len {
+            return Err(zerr(
+                "read of the zstd seek table",
+                path,
+                format!(
+                    "corrupt seek table: its footer claims {claimed} frames, a {claimed_len}-byte table, but the file \
+                     holds {file_len} bytes"
+                ),
+            ));
+        }
         let table = SeekTable::from_seekable(&mut file).map_err(|e| {
             zerr(
                 "read of the zstd seek table",

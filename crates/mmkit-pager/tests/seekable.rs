@@ -203,6 +203,40 @@ fn proc_and_sys_files_are_refused() {
     }
 }
 
+/// Regression: a seek table's footer claiming 2^27 frames in a 17-byte file made zeekstd
+/// reserve 2 GiB for the entries before reading one: with the address space limited (here 1 GiB,
+/// in a child process) `open` aborted the process ("memory allocation of 2147483664 bytes
+/// failed"). The count is checked against the file's size first: an error naming both.
+#[test]
+fn a_seek_table_claiming_more_frames_than_the_file_holds_is_refused_before_it_is_read() {
+    const NAME: &str = "a_seek_table_claiming_more_frames_than_the_file_holds_is_refused_before_it_is_read";
+    if support::child_role().as_deref() == Some("bounded") {
+        let limit = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+        let dir = tempfile::tempdir().unwrap();
+        for (frames, descriptor) in [(1u32 << 27, 0x80u8), (1 << 27, 0), (1000, 0)] {
+            let path = dir.path().join("claims.zst");
+            let mut file = 0x184D_2A5Eu32.to_le_bytes().to_vec(); // a skippable frame
+            file.extend(9u32.to_le_bytes()); // holding only the footer
+            file.extend(frames.to_le_bytes());
+            file.push(descriptor);
+            file.extend(0x8F92_EAB1u32.to_le_bytes());
+            std::fs::write(&path, &file).unwrap();
+            let err = SeekableSource::open(&path).map(drop).unwrap_err();
+            let want = format!("its footer claims {frames} frames");
+            assert!(err.to_string().contains(&want) && err.to_string().contains("holds 17 bytes"), "{err}");
+        }
+        println!("BOUNDED OK");
+        return;
+    }
+    if support::child_role().is_some() {
+        return;
+    }
+    let (status, out) = support::run_child(&[], NAME, "bounded", 60);
+    assert!(status.success() && out.contains("BOUNDED OK"), "{status:?}\n{out}");
+}
+
 /// A seek table may claim frames of up to 4 GiB, past the format's 1 GiB limit, and zstd's RLE
 /// blocks make such a frame a few kilobytes: a decompression bomb (eight cached frames would
 /// hold 32 GiB). A frame larger than the format allows is refused before it is decompressed.
