@@ -90,20 +90,36 @@ fn zerr(op: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::new(op, ErrorKind::InvalidArgument).with_path(path).with_detail(e.to_string())
 }
 
-/// The output file, remembering the errno of a failed write (the encoder's own error type
-/// keeps only the message).
+/// A failed write of the output: its errno, and the offset and length it was writing.
+type WriteFailure = std::rc::Rc<std::cell::Cell<Option<(i32, u64, u64)>>>;
+
+/// The output file, remembering the errno and range of a failed write (the encoder's own
+/// error type keeps only the message).
 struct Recorded {
     inner: File,
-    failed: std::rc::Rc<std::cell::Cell<Option<i32>>>,
+    /// Bytes written so far: the offset of the next write.
+    written: u64,
+    failed: WriteFailure,
 }
 
 impl io::Write for Recorded {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).inspect_err(|e| self.failed.set(Some(e.raw_os_error().unwrap_or(libc::EIO))))
+        match self.inner.write(buf) {
+            Ok(n) => {
+                self.written += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.failed.set(Some((e.raw_os_error().unwrap_or(libc::EIO), self.written, buf.len() as u64)));
+                Err(e)
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().inspect_err(|e| self.failed.set(Some(e.raw_os_error().unwrap_or(libc::EIO))))
+        self.inner
+            .flush()
+            .inspect_err(|e| self.failed.set(Some((e.raw_os_error().unwrap_or(libc::EIO), self.written, 0))))
     }
 }
 
@@ -211,17 +227,17 @@ fn pack_into(
             .with_path(output)
             .with_detail("the output is a /proc or /sys file"));
     }
-    let failed = std::rc::Rc::new(std::cell::Cell::new(None));
+    let failed: WriteFailure = std::rc::Rc::new(std::cell::Cell::new(None));
     let mut enc = EncodeOptions::new()
         .frame_size_policy(FrameSizePolicy::Uncompressed(opts.frame_size))
         .compression_level(opts.level)
         // A content checksum per frame: a corrupt frame is an error, never garbage as data.
         .checksum_flag(true)
-        .into_encoder(io::BufWriter::new(Recorded { inner: dst, failed: failed.clone() }))
+        .into_encoder(io::BufWriter::new(Recorded { inner: dst, written: 0, failed: failed.clone() }))
         .map_err(|e| zerr("zstd seekable encoder", output, e))?;
     // An error writing the output is the output's (with its errno), not the input's or zstd's.
     let out_err = |op: &'static str, e: &dyn std::fmt::Display| match failed.get() {
-        Some(errno) => Error::from_raw_errno("write", errno).with_path(output),
+        Some((errno, at, len)) => Error::from_raw_errno("write", errno).with_path(output).with_range(at, len),
         None => zerr(op, output, e),
     };
     // Exactly the bytes the file's size promises: a file whose size is not its content (a /proc

@@ -310,8 +310,9 @@ fn a_frame_claiming_more_compressed_bytes_than_the_file_holds_is_refused() {
 }
 
 /// A full filesystem under the output: the error is the output's, with its errno (ENOSPC), not
-/// the input's ("compression of INPUT") or a bare message of the encoder. Mounts a small tmpfs,
-/// so root only.
+/// the input's ("compression of INPUT") or a bare message of the encoder, with the range of the
+/// write refused. Mounts a small tmpfs, so root only (run it in a mount namespace of its own:
+/// `unshare -m`).
 #[test]
 fn a_full_output_is_named_with_its_errno() {
     if !rustix::process::geteuid().is_root() {
@@ -346,6 +347,8 @@ fn a_full_output_is_named_with_its_errno() {
     let _ = std::process::Command::new("umount").arg(&small).status();
     assert_eq!(err.errno(), Some(libc::ENOSPC), "{err}");
     assert_eq!(err.path(), Some(output.as_path()), "{err}");
+    // And where: the offset and length of the write refused (none was said).
+    assert!(err.range().is_some_and(|(at, len)| at <= 256 << 10 && len > 0), "{err}");
 }
 
 /// `pack_with_progress` reports every MiB and the end, with the input's size, increasing; an
