@@ -194,6 +194,14 @@ macro_rules! forward_registers {
 
 forward_registers!(&R, Box<R>, std::sync::Arc<R>);
 
+/// The sysfs class of character device `major:minor` on this machine (`uio`, `mem`, ...): the
+/// last component of `/sys/dev/char/MAJOR:MINOR/subsystem`.
+pub(crate) fn char_device_class(major: u32, minor: u32) -> Option<String> {
+    std::fs::read_link(format!("/sys/dev/char/{major}:{minor}/subsystem"))
+        .ok()
+        .and_then(|link| link.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
 /// Refuses a backing whose mapped pages could be missing or vanish under the region, so that
 /// no checked access can raise `SIGBUS`. Accepted: the device nodes whose drivers map every
 /// page of the range at `mmap` time and keep it (`/dev/mem`, character device 1:1, and UIO's
@@ -212,9 +220,7 @@ fn check_backing(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
     match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
         rustix::fs::FileType::CharacterDevice => {
             let (major, minor) = (rustix::fs::major(stat.st_rdev), rustix::fs::minor(stat.st_rdev));
-            let class = std::fs::read_link(format!("/sys/dev/char/{major}:{minor}/subsystem"))
-                .ok()
-                .and_then(|link| link.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let class = char_device_class(major, minor);
             if (major, minor) == (1, 1) || class.as_deref() == Some("uio") {
                 return Ok(());
             }

@@ -209,9 +209,10 @@ impl Uio {
 
     /// Opens device `number` described under `sys_class_uio` with its node in `dev`.
     ///
-    /// The node must be the device sysfs describes: a character device whose number is the
-    /// one in `sys_class_uio/uioN/dev` (checked before the `open`, which for some drivers has
-    /// effects, and again on what was opened). Anything else is an
+    /// The node must be the device sysfs describes: a character device of class `uio` (this
+    /// machine's `/sys/dev/char/MAJOR:MINOR/subsystem`) whose number is the one in
+    /// `sys_class_uio/uioN/dev` (checked before the `open`, which for some drivers has effects,
+    /// and again on what was opened). Anything else is an
     /// [`ErrorKind::InvalidArgument`] error naming the node and what it is: `/dev/zero`, a
     /// FIFO, a socket, a directory (its interrupt count would be garbage, or a wait would
     /// block). A regular file is accepted as a stand-in for the device's memory, as a fake
@@ -230,7 +231,7 @@ impl Uio {
     /// std::os::unix::fs::symlink("/dev/zero", root.path().join("dev/uio0")).unwrap();
     /// let e = mmkit_mmio::Uio::open_at(&root.path().join("class"), &root.path().join("dev"), 0).unwrap_err();
     /// assert_eq!(e.kind(), mmkit_mmio::ErrorKind::InvalidArgument);
-    /// assert!(e.to_string().contains("character device 1:5, not uio0 (240:0)"), "{e}");
+    /// assert!(e.to_string().contains("not a UIO device: character device 1:5 (class mem)"), "{e}");
     /// ```
     pub fn open_at(sys_class_uio: &Path, dev: &Path, number: u32) -> Result<Self> {
         let sys_path = sys_class_uio.join(format!("uio{number}"));
@@ -494,6 +495,13 @@ fn check_node(sys_path: &Path, node: &Path, number: u32, st: &std::fs::Metadata)
         return Err(refuse(format!("not a UIO device: {}", mmkit::open::file_type_name(ft))));
     }
     let (major, minor) = (rustix::fs::major(st.rdev()), rustix::fs::minor(st.rdev()));
+    // This machine's sysfs says what the device is (as `map` asks it): a UIO device is of class
+    // `uio`, whatever tree the caller gave.
+    let class = crate::region::char_device_class(major, minor);
+    if class.as_deref() != Some("uio") {
+        let class = class.map_or_else(|| "no sysfs class".to_owned(), |c| format!("class {c}"));
+        return Err(refuse(format!("not a UIO device: character device {major}:{minor} ({class})")));
+    }
     let attr = sys_path.join("dev");
     let text = read_attr(&attr).map_err(|e| {
         let why = e.to_string();
@@ -599,6 +607,20 @@ mod tests {
         let err = Uio::open_at(&root.path().join("class/uio"), root.path(), 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert_eq!(err.errno(), Some(libc::ENOENT));
+    }
+
+    /// `wait_irq(Some(Duration::MAX))` panicked adding the timeout to `Instant::now()`; a
+    /// timeout no clock can reach waits like no timeout. (`/dev/zero`, always readable, a count
+    /// of 0, stands in for `/dev/uio0`: `open_at` refuses it, so the `Uio` is built here.)
+    #[test]
+    fn a_timeout_past_the_end_of_time_waits_without_panicking() {
+        let root = fake_sysfs();
+        let sys_path = root.path().join("class/uio/uio0");
+        let info = UioInfo::read(&sys_path, 0).unwrap();
+        let file = OpenOptions::new().read(true).write(true).open("/dev/zero").unwrap();
+        let mut uio = Uio { info, sys_path, dev_path: "/dev/zero".into(), file, last_count: 0, stand_in: false };
+        let event = uio.wait_irq(Some(Duration::MAX)).unwrap();
+        assert_eq!(event.count, 0);
     }
 
     #[test]
