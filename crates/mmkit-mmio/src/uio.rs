@@ -327,10 +327,12 @@ impl Uio {
             ))
         })?;
         let bad = || {
-            Error::new("mmap", ErrorKind::InvalidArgument)
-                .with_path(&self.dev_path)
-                .with_target(&target)
-                .with_detail(format!("map attributes do not describe a mappable window: {info:?}"))
+            Error::new("mmap", ErrorKind::InvalidArgument).with_path(&self.dev_path).with_target(&target).with_detail(
+                format!(
+                    "map attributes do not describe a mappable window: addr {:#x}, size {:#x}, offset {:#x}",
+                    info.addr, info.size, info.offset
+                ),
+            )
         };
         let map_len = info.mmap_len(page).ok_or_else(bad)?;
         let (start, len) = info.window(page).ok_or_else(bad)?;

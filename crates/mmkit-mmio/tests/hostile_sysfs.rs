@@ -29,6 +29,9 @@ fn a_uio_map_at_the_top_of_the_address_space_is_refused() {
     let uio = fake_uio(root.path(), "0", "0xffffffffffffffff\n", "0x1\n", "0x1\n");
     let err = uio.map(0).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    // Said in the attributes' own hex, not as a Rust struct's Debug form.
+    let want = "map attributes do not describe a mappable window: addr 0xffffffffffffffff, size 0x1, offset 0x1";
+    assert!(err.to_string().contains(want), "{err}");
 }
 
 /// Map N is at mmap offset N pages. On 64-bit targets `usize::MAX` pages is past any offset
