@@ -617,10 +617,14 @@ impl MapOptions {
     /// # Ok(()) }
     /// ```
     pub fn map_if_safe(&self, file: &impl AsFd) -> Result<Mmap> {
-        check_immutable(file.as_fd())?;
-        // SAFETY: the kernel forbids every change to the file's bytes and size (seals or
-        // fs-verity, which cannot be removed), which is the whole file-mapping contract.
-        unsafe { self.map(file) }
+        // One descriptor for the check and the map: `AsFd` is a safe trait, and an
+        // implementation may answer another descriptor (an unsealed file) on its next call.
+        let fd = file.as_fd();
+        check_immutable(fd)?;
+        // SAFETY: the kernel forbids every change to the bytes and size of the file behind
+        // `fd` (seals or fs-verity, which cannot be removed), which is the whole file-mapping
+        // contract; `fd` is the descriptor just checked.
+        unsafe { self.map(&fd) }
     }
 
     /// Maps `file` as an [`MmapRaw`] (read-write unless a protection is set). Safe: no

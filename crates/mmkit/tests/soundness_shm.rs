@@ -270,6 +270,46 @@ fn a_plain_file_is_not_proven_immutable() {
     assert!(msg.contains("fs-verity") || msg.contains("SHRINK"), "{err}");
 }
 
+/// `AsFd` is a safe trait: an implementation may answer a sealed memfd when `map_if_safe` checks
+/// it and a plain file when it maps. The check and the map must use one descriptor, or the safe
+/// `Mmap` lies over a file anyone can truncate (its next touch past the new end raised `SIGBUS`).
+#[test]
+fn map_if_safe_maps_the_descriptor_it_checked() {
+    use std::cell::Cell;
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::os::unix::fs::FileExt;
+
+    /// The sealed memfd on the first call, the plain file on every later one.
+    struct Flip {
+        sealed: SharedMemory,
+        plain: std::fs::File,
+        calls: Cell<u32>,
+    }
+    impl AsFd for Flip {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            let n = self.calls.get();
+            self.calls.set(n + 1);
+            if n == 0 {
+                self.sealed.as_fd()
+            } else {
+                self.plain.as_fd()
+            }
+        }
+    }
+
+    let page = page_size();
+    let sealed = SharedMemory::create("mmkit-flip", page as u64).unwrap();
+    std::fs::File::from(std::os::fd::OwnedFd::from(sealed.try_clone().unwrap())).write_all_at(&[0xaa], 0).unwrap();
+    sealed.seal_read_only().unwrap();
+    let plain = tempfile::tempfile().unwrap();
+    plain.write_all_at(&vec![0x55; 3 * page], 0).unwrap();
+    let flip = Flip { sealed, plain, calls: Cell::new(0) };
+    match MapOptions::new().map_if_safe(&flip) {
+        Ok(map) => assert_eq!((map.len(), map[0]), (page, 0xaa), "the safe map is not of the memfd it checked"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::NotSafe, "{e}"),
+    }
+}
+
 /// A memfd on hugetlbfs (`MFD_HUGETLB`), as a peer may send one: its `SHRINK` seal does not make
 /// its pages last, since any holder can punch a hole, which frees the huge page and its pool
 /// reservation, and the view's next touch of it then raises `SIGBUS` when the pool is empty
