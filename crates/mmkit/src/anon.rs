@@ -248,6 +248,8 @@ impl MmapMut {
     /// Shared hugetlb memory is refused with [`ErrorKind::Unsupported`]: `MADV_REMOVE` frees
     /// its huge pages together with their reservation in the pool, so the map could no longer
     /// count on getting them back (a touch would raise `SIGBUS` once the pool is empty).
+    /// Private hugetlb memory is refused too: `MADV_DONTNEED` frees its pages without restoring
+    /// their reservation (see [`Mapping::discard`]).
     ///
     /// Anonymous memory only: a map of a file (a memfd included) is refused with
     /// [`ErrorKind::InvalidArgument`], since neither advice does what this promises there
@@ -274,6 +276,7 @@ impl MmapMut {
                      pages)",
                 ));
         }
+        self.mapping().refuse_private_hugetlb_drop("purge")?;
         let shared = self.mapping().sharing() != Sharing::Private;
         if shared && self.mapping().is_hugetlb() {
             return Err(Error::new("purge", ErrorKind::Unsupported).with_detail(

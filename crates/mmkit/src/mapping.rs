@@ -780,9 +780,32 @@ impl Mapping {
     /// Drops the pages of `range` (`MADV_DONTNEED`): anonymous and private pages read back as
     /// zeros (or the file's bytes), shared file pages re-read from the file. Needs `&mut self`,
     /// so no slice of the mapping is alive.
+    ///
+    /// Private hugetlb memory is refused with [`ErrorKind::Unsupported`]: the kernel frees such
+    /// a page without giving the mapping its pool reservation back (seen on Linux 6.1), so
+    /// another mapping may take the pool's last page and the next touch raises `SIGBUS`.
     pub fn discard(&mut self, range: impl RangeBounds<usize>) -> Result<()> {
+        self.refuse_private_hugetlb_drop("discard")?;
         // SAFETY: `&mut self` guarantees no reference into the mapping is alive.
         unsafe { self.advise_unchecked(range, UncheckedAdvice::DontNeed) }
+    }
+
+    /// Refuses dropping (`MADV_DONTNEED`) pages of a private hugetlb mapping for `op`: the
+    /// kernel frees a faulted private huge page without restoring the mapping's reservation,
+    /// so a touch after another mapping took the pool's page raises `SIGBUS`.
+    pub(crate) fn refuse_private_hugetlb_drop(&self, op: &'static str) -> Result<()> {
+        if self.sharing != Sharing::Private || !self.is_hugetlb() {
+            return Ok(());
+        }
+        Err(Error::new(op, ErrorKind::Unsupported)
+            .with_opt_path(self.path.as_deref())
+            .with_addr(self.as_ptr() as usize)
+            .with_range(0, self.len as u64)
+            .with_detail(
+                "MADV_DONTNEED frees a private huge page without giving its pool reservation back: another \
+                 mapping may then take the pool's page, and touching this one again raises SIGBUS (drop the map \
+                 to give its pages back)",
+            ))
     }
 
     /// `mprotect(2)` on `range`. Protection changes whole pages (huge pages on a hugetlb
