@@ -505,6 +505,25 @@ fn thread_locals_are_per_thread() {
     }
 }
 
+/// gold, at `-O0`, gives a local-dynamic access's `DTPMOD64` the section symbol of `.tbss`
+/// (a local symbol with no name) rather than no symbol: glibc binds a local symbol to the
+/// library itself (`RESOLVE_MAP`), so the module is the library's own.
+#[test]
+fn a_dtpmod_against_a_local_section_symbol_names_the_librarys_own_module_as_with_glibc() {
+    let path = build("gold-O0", "tls.c", "fxtlsgold", &["-fuse-ld=gold", "-O0"]);
+    let oracle = Dl::open(&path);
+    let ours = open(path.as_path());
+    for round in 0..2 {
+        assert_eq!(call(&ours, "fx_tls_bump", &[1]), oracle.call("fx_tls_bump", &[1]), "round {round}");
+        assert_eq!(call(&ours, "fx_tls_local_count", &[]), oracle.call("fx_tls_local_count", &[]), "round {round}");
+    }
+    std::thread::scope(|s| {
+        let ours = &ours;
+        let count = s.spawn(move || (call(ours, "fx_tls_bump", &[0]), call(ours, "fx_tls_local_count", &[])));
+        assert_eq!(count.join().unwrap(), (5, 1), "a new thread starts from the template");
+    });
+}
+
 #[test]
 fn global_scope_interposes_like_glibc() {
     // Binds its own definition while nothing else defines the name.

@@ -346,8 +346,8 @@ unsafe fn run_ifunc_resolvers(image: &Image, deferred: Vec<Deferred>) -> Result<
 }
 
 /// The TLS module a `DTPMOD64`/`TLSDESC` relocation names: this library's for a local
-/// reference (no symbol), else the defining library's (mmkit's or glibc's; for glibc's, its
-/// `__tls_get_addr`, which mmkit's forwards to, must be known).
+/// reference (no symbol, or a local symbol), else the defining library's (mmkit's or glibc's;
+/// for glibc's, its `__tls_get_addr`, which mmkit's forwards to, must be known).
 fn tls_module_of(
     dy: &Dynamic,
     r: &Rela,
@@ -359,6 +359,10 @@ fn tls_module_of(
     } else {
         match resolve(r.sym)? {
             Target::Tls { module, .. } => Some(module),
+            // A local symbol that is not `STT_TLS` (gold, at -O0, names the section symbol of
+            // `.tbss`/`.tdata` for a local-dynamic access): glibc's `RESOLVE_MAP` gives a local
+            // symbol its own object, whose module the relocation names.
+            _ if dy.sym(r.sym).is_some_and(|s| s.is_defined() && s.bind() == object::elf::STB_LOCAL) => tls_module,
             _ => None,
         }
     };
