@@ -53,6 +53,9 @@ pub fn addr_info(addr: u64) -> Option<AddrInfo> {
 pub(crate) struct CAnswer {
     pub(crate) fname: *const std::ffi::c_char,
     pub(crate) fbase: u64,
+    /// The load bias (glibc's `l_addr`): `backtrace_symbols` names an address without a symbol
+    /// by its offset from it.
+    pub(crate) bias: u64,
     /// Null when no exported symbol holds the address.
     pub(crate) sname: *const std::ffi::c_char,
     pub(crate) saddr: u64,
@@ -69,5 +72,5 @@ pub(crate) fn c_answer(addr: u64) -> Option<Option<CAnswer>> {
     let Some(fname) = obj.c_source() else { return Some(None) };
     let (sname, saddr) = obj.symbol_at_c(addr).map_or((std::ptr::null(), 0), |(n, a)| (n.as_ptr(), a));
     // The object outlives this `Arc`: the registry holds it while it is loaded.
-    Some(Some(CAnswer { fname: fname.as_ptr(), fbase: obj.span().0, sname, saddr }))
+    Some(Some(CAnswer { fname: fname.as_ptr(), fbase: obj.span().0, bias: obj.bias(), sname, saddr }))
 }

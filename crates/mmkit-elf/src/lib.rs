@@ -114,6 +114,8 @@
 //! Inside the libraries mmkit maps, these calls are bound to mmkit's own, which answer as
 //! glibc would for a library it loaded:
 //! - `dladdr` answers for them as [`addr_info`] does (a library finding the files beside it);
+//! - `backtrace_symbols` and `backtrace_symbols_fd` (glibc hosts) name frames in them as glibc's
+//!   name frames in its own libraries (glibc's would print bare addresses for them);
 //! - `dl_iterate_phdr` (glibc hosts) lists glibc's objects, then mmkit's (program headers,
 //!   name, TLS module and this thread's block), and `_dl_find_object` finds them and their `.eh_frame_hdr`: an
 //!   unwinder linked into the library (`-static-libgcc`, a statically linked libstdc++) catches

@@ -389,6 +389,26 @@ fn addr_info_answers_like_dladdr_for_mmkit_libraries() {
     assert!(mmkit_elf::addr_info(gone).is_none_or(|i| !i.loaded_by_mmkit));
 }
 
+/// `backtrace_symbols` and `backtrace_symbols_fd` called in a library mmkit mapped named its
+/// frames `[0x7f...]` only (glibc's go through glibc's own `dladdr`, which does not know the
+/// library); mmkit binds its own, which write glibc's lines: `libfx.so(fx_fn+0x9) [0x...]`, and
+/// `libfx.so(+0x1273)` (from the load bias) for a function that is not exported.
+#[test]
+fn backtrace_symbols_in_a_mapped_library_name_its_frames_as_under_glibc() {
+    let so = lib("backtrace.c", "fxbacktrace");
+    let ours = open(so.as_path());
+    let oracle = Dl::open(&so);
+    let text = |p: i64| {
+        // SAFETY: the fixture returns its static, NUL-terminated buffer.
+        unsafe { CStr::from_ptr(p as usize as *const c_char) }.to_str().unwrap().to_owned()
+    };
+    for (to_fd, how) in [(0, "backtrace_symbols"), (1, "backtrace_symbols_fd")] {
+        let theirs = text(oracle.call("fx_backtrace_names", &[to_fd]));
+        assert!(theirs.contains("libfxbacktrace.so(fx_backtrace_names+0x"), "{how}, glibc's copy: {theirs}");
+        assert_eq!(text(call(&ours, "fx_backtrace_names", &[to_fd])), theirs, "{how}");
+    }
+}
+
 /// A library calling `dladdr` about itself (to find its data files, or name itself) got "no
 /// object" from glibc's, which does not know libraries mmkit mapped; mmkit binds its own.
 #[test]

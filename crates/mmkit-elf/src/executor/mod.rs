@@ -21,9 +21,14 @@ pub(crate) mod phdrs;
 
 /// The function of mmkit's that `name` is bound to in the libraries it maps, instead of the
 /// system linker's, if it is one of the `dl*` functions above (which answer for the libraries
-/// mmkit maps as glibc answers for its own).
+/// mmkit maps as glibc answers for its own), or glibc's `backtrace_symbols`/`_fd` (which name
+/// frames through glibc's own `dladdr`).
 pub(crate) fn interposed(name: &[u8]) -> Option<u64> {
-    // Every name here starts with `dl` or `_dl`: one comparison for all the others.
+    #[cfg(target_env = "gnu")]
+    if name.starts_with(b"backtrace_symbols") {
+        return dladdr::backtrace_bound_to(name);
+    }
+    // Every other name here starts with `dl` or `_dl`: one comparison for all the others.
     if !name.starts_with(b"dl") && !name.starts_with(b"_dl") {
         return None;
     }
