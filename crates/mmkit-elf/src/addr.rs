@@ -59,6 +59,8 @@ pub(crate) struct CAnswer {
     /// Null when no exported symbol holds the address.
     pub(crate) sname: *const std::ffi::c_char,
     pub(crate) saddr: u64,
+    /// The address of that symbol's `.dynsym` entry (`dladdr1`'s `RTLD_DL_SYMENT`), 0 when none.
+    pub(crate) sym_entry: usize,
 }
 
 /// The answer of mmkit's `dladdr` (bound in the libraries it maps, see `executor::dladdr`):
@@ -70,7 +72,8 @@ pub(crate) fn c_answer(addr: u64) -> Option<Option<CAnswer>> {
         return Some(None);
     }
     let Some(fname) = obj.c_source() else { return Some(None) };
-    let (sname, saddr) = obj.symbol_at_c(addr).map_or((std::ptr::null(), 0), |(n, a)| (n.as_ptr(), a));
+    let (sname, saddr, sym_entry) =
+        obj.symbol_at_c(addr).map_or((std::ptr::null(), 0, 0), |(n, a, e)| (n.as_ptr(), a, e));
     // The object outlives this `Arc`: the registry holds it while it is loaded.
-    Some(Some(CAnswer { fname: fname.as_ptr(), fbase: obj.span().0, bias: obj.bias(), sname, saddr }))
+    Some(Some(CAnswer { fname: fname.as_ptr(), fbase: obj.span().0, bias: obj.bias(), sname, saddr, sym_entry }))
 }

@@ -304,6 +304,11 @@ impl Dynamic {
         self.image.get(&self.syms, index as usize).map(Sym::from)
     }
 
+    /// Run-time address of symbol `index`'s entry in `.dynsym`.
+    pub fn sym_address(&self, index: u32) -> Option<usize> {
+        self.syms.address_of(index as usize)
+    }
+
     /// Symbol `index`, or an error naming it.
     pub fn sym_or_err(&self, index: u32) -> Result<Sym> {
         self.sym(index).ok_or_else(|| bad(format!("symbol {index} out of range")))

@@ -118,6 +118,11 @@ impl<T> Table<T> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// Run-time address of value `i` (`dladdr1`'s `RTLD_DL_SYMENT` answer: the symbol's entry).
+    pub(crate) fn address_of(&self, i: usize) -> Option<usize> {
+        (i < self.len).then(|| self.at + i * std::mem::size_of::<T>())
+    }
 }
 
 impl<T> Default for Table<T> {

@@ -113,7 +113,9 @@
 //!
 //! Inside the libraries mmkit maps, these calls are bound to mmkit's own, which answer as
 //! glibc would for a library it loaded:
-//! - `dladdr` answers for them as [`addr_info`] does (a library finding the files beside it);
+//! - `dladdr` answers for them as [`addr_info`] does (a library finding the files beside it),
+//!   and `dladdr1` too, with the symbol's `.dynsym` entry (`RTLD_DL_SYMENT`) or the library's
+//!   `link_map` (`RTLD_DL_LINKMAP`, the record debuggers see);
 //! - `backtrace_symbols` and `backtrace_symbols_fd` (glibc hosts) name frames in them as glibc's
 //!   name frames in its own libraries (glibc's would print bare addresses for them);
 //! - `dl_iterate_phdr` (glibc hosts) lists glibc's objects, then mmkit's (program headers,

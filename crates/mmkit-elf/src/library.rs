@@ -659,11 +659,12 @@ impl Object {
     }
 
     /// [`Object::symbol_at`] with the name as the C string in the library's `.dynstr`, as
-    /// `dladdr` answers (valid while the library is loaded).
-    pub(crate) fn symbol_at_c(&self, addr: u64) -> Option<(&std::ffi::CStr, u64)> {
+    /// `dladdr` answers, and the address of the symbol's entry in `.dynsym`, as `dladdr1`'s
+    /// `RTLD_DL_SYMENT` answers (valid while the library is loaded).
+    pub(crate) fn symbol_at_c(&self, addr: u64) -> Option<(&std::ffi::CStr, u64, usize)> {
         let (i, at) = self.nearest_symbol(addr)?;
         let sym = self.dynamic.sym(i)?;
-        Some((self.dynamic.cstr_at(sym.name).ok()?, at))
+        Some((self.dynamic.cstr_at(sym.name).ok()?, at, self.dynamic.sym_address(i)?))
     }
 
     /// [`Object::source`] as a C string (`None` if it holds a NUL byte).

@@ -409,8 +409,9 @@ fn backtrace_symbols_in_a_mapped_library_name_its_frames_as_under_glibc() {
     }
 }
 
-/// A library calling `dladdr` about itself (to find its data files, or name itself) got "no
-/// object" from glibc's, which does not know libraries mmkit mapped; mmkit binds its own.
+/// A library calling `dladdr` (or `dladdr1`) about itself (to find its data files, or name
+/// itself) got "no object" from glibc's, which does not know libraries mmkit mapped; mmkit
+/// binds its own.
 #[test]
 fn a_library_asking_dladdr_about_itself_is_answered_as_under_glibc() {
     let so = lib("selfaddr.c", "fxselfaddr");
@@ -431,6 +432,9 @@ fn a_library_asking_dladdr_about_itself_is_answered_as_under_glibc() {
     let getpid = libc::getpid as *const () as i64;
     assert_eq!(call(&ours, "fx_base_of", &[getpid]), oracle.call("fx_base_of", &[getpid]));
     assert_ne!(call(&ours, "fx_base_of", &[getpid]), 0);
+    // dladdr1 too (glibc's answered 0 for an mmkit library): the symbol's entry and the link_map.
+    assert_eq!(oracle.call("fx_self_dladdr1", &[]), 111, "glibc's copy");
+    assert_eq!(call(&ours, "fx_self_dladdr1", &[]), 111, "dladdr1 in the mapped library");
 }
 
 /// A wrapper library finding the function it wraps with `dlsym(RTLD_NEXT)` got NULL: glibc's

@@ -37,6 +37,54 @@ pub(crate) unsafe extern "C" fn dladdr(addr: *const c_void, info: *mut libc::Dl_
     1
 }
 
+/// `dladdr1`'s flags (glibc's `<dlfcn.h>`; the `libc` crate does not have them).
+#[cfg(target_env = "gnu")]
+const RTLD_DL_SYMENT: c_int = 1;
+#[cfg(target_env = "gnu")]
+const RTLD_DL_LINKMAP: c_int = 2;
+
+/// mmkit's `dladdr1(addr, info, extra, flags)` for the libraries it maps: `dladdr`'s answer,
+/// and with `RTLD_DL_SYMENT` the symbol's `.dynsym` entry (null when no symbol holds `addr`),
+/// with `RTLD_DL_LINKMAP` the library's `link_map` (the record announced to debuggers, which
+/// `dlinfo(RTLD_DI_LINKMAP)` answers too; null when there is none). glibc's `dladdr1` does not
+/// know mmkit's libraries and answered 0.
+///
+/// # Safety
+/// As glibc's: `info` points to a writable `Dl_info`, `extra` to a writable pointer when
+/// `flags` asks for one.
+#[cfg(target_env = "gnu")]
+pub(crate) unsafe extern "C" fn dladdr1(
+    addr: *const c_void,
+    info: *mut libc::Dl_info,
+    extra: *mut *mut c_void,
+    flags: c_int,
+) -> c_int {
+    let Some(answer) = crate::addr::c_answer(addr as u64) else {
+        // SAFETY: the caller's arguments, as glibc's `dladdr1` takes them.
+        return unsafe { libc::dladdr1(addr, info, extra, flags) };
+    };
+    let Some(a) = answer else { return 0 };
+    let extra_value = match flags {
+        RTLD_DL_SYMENT => Some(a.sym_entry),
+        RTLD_DL_LINKMAP => Some(crate::executor::debugger::link_map_of(a.bias).unwrap_or(0)),
+        _ => None,
+    };
+    // SAFETY: the caller gives a writable `Dl_info`, and a writable pointer for the flags that
+    // fill one (glibc's contract); what is stored stays valid while the library is loaded.
+    unsafe {
+        info.write(libc::Dl_info {
+            dli_fname: a.fname,
+            dli_fbase: a.fbase as *mut c_void,
+            dli_sname: a.sname,
+            dli_saddr: a.saddr as *mut c_void,
+        });
+        if let Some(v) = extra_value {
+            extra.write(v as *mut c_void);
+        }
+    }
+    1
+}
+
 /// The function of mmkit's bound to `name` (`backtrace_symbols` or `backtrace_symbols_fd`) in
 /// the libraries mmkit maps.
 #[cfg(target_env = "gnu")]

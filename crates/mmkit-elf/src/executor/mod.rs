@@ -35,6 +35,10 @@ pub(crate) fn interposed(name: &[u8]) -> Option<u64> {
     if name == dladdr::INTERPOSED {
         return Some(dladdr::dladdr as *const () as usize as u64);
     }
+    #[cfg(target_env = "gnu")]
+    if name == b"dladdr1" {
+        return Some(dladdr::dladdr1 as *const () as usize as u64);
+    }
     #[cfg(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
     if let Some(entry) = phdrs::bound_to(name) {
         return Some(entry);
