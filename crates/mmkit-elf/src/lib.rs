@@ -48,7 +48,9 @@
 //!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
 //! - Debuggers see the libraries mmkit maps: each is announced through glibc's `r_debug`
 //!   protocol (a link-map namespace of mmkit's own, glibc 2.35+), so `gdb` lists them, sets
-//!   breakpoints in them by name and backtraces through them.
+//!   breakpoints in them by name and backtraces through them. A library loaded from an APK
+//!   entry is announced as `app.apk!/lib/x86_64/libfoo.so`, which `gdb` cannot open: it lists
+//!   it without symbols ("Could not load shared library symbols").
 //! - [`addr_info`]: `dladdr`'s answer (library, base, nearest symbol), also for libraries
 //!   mmkit mapped.
 //! - [`Library::function`] refuses symbols that are not code ([`SymbolKind`]).
