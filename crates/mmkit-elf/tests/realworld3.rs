@@ -842,6 +842,22 @@ fn rtld_default_from_a_local_library_searches_its_own_scope_as_glibc_does() {
     assert_eq!(ask("fx_main_handle", &[&c("getpid")]), ask("fx_default", &[&c("getpid")]));
 }
 
+/// A `dl*` call that succeeds drops the error an earlier one left unread, as glibc's
+/// `_dlerror_run` does: mmkit's `dlsym`, `dlopen` and `dlclose` left it, so code checking
+/// `dlerror()` after a successful `dlsym` (without clearing it first) saw a stale failure.
+#[test]
+fn a_successful_dl_call_drops_an_unread_error_as_glibc_does() {
+    if !host_cc() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = next_fixture_in(dir.path());
+    let ours = open(copy.as_path());
+    let oracle = Dl::open(&copy);
+    assert_eq!(oracle.call("fx_error_cleared_by_success", &[]), 0, "glibc's copy");
+    assert_eq!(call(&ours, "fx_error_cleared_by_success", &[]), 0);
+}
+
 /// `dlsym(RTLD_DEFAULT)` that finds nothing, from a library mmkit mapped: glibc's `dlerror`
 /// names the caller (`/p/libfxnext.so: undefined symbol: x`, its lookup's `undef_map`); mmkit
 /// left the message of the system linker's `dlsym` it had called, which named `libc.so.6`.

@@ -252,6 +252,7 @@ mod entries {
     /// As the system linker's `dlopen`: `name` is NULL or a NUL-terminated string; the library
     /// it opens is trusted as [`crate::Library::open`] requires.
     unsafe extern "C" fn dlopen_from(name: *const c_char, flags: c_int, caller: usize) -> *mut c_void {
+        start_call();
         let from = if name.is_null() { None } else { crate::group::containing(caller as u64) };
         let Some(((ns, origin), obj)) = from.and_then(|(o, _)| Some((o.loaded_in()?.clone(), o))) else {
             // SAFETY: the caller's arguments, as the system linker's `dlopen` takes them.
@@ -295,6 +296,16 @@ mod entries {
         }
     }
 
+    /// Starts a `dl*` call as glibc's `_dlerror_run` starts one: the error an earlier call left
+    /// and `dlerror` has not read (mmkit's, and the system linker's) is dropped, so a call that
+    /// succeeds leaves none (code that checks `dlerror()` after a `dlsym` that succeeded, without
+    /// clearing it first, saw an earlier call's failure).
+    fn start_call() {
+        let _ = ERRORS.try_with(|errors| errors.borrow_mut().0 = None);
+        // SAFETY: no arguments; clears this thread's pending system-linker error.
+        unsafe { libc::dlerror() };
+    }
+
     /// Makes `message` what this thread's next `dlerror` answers.
     fn set_error(message: String) {
         let message = CString::new(message.replace('\0', " ")).ok();
@@ -312,6 +323,7 @@ mod entries {
     /// buffer of `PATH_MAX` bytes).
     #[cfg(target_env = "gnu")]
     pub(super) unsafe extern "C" fn dlinfo(handle: *mut c_void, request: c_int, info: *mut c_void) -> c_int {
+        start_call();
         let Some(Handle { lib, .. }) = ours(handle) else {
             // SAFETY: the caller's arguments, as the system linker's `dlinfo` takes them.
             return unsafe { libc::dlinfo(handle, request, info) };
@@ -361,6 +373,7 @@ mod entries {
     /// As the system linker's: `handle` came from `dlopen` and is closed once per `dlopen`
     /// that answered it.
     pub(super) unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+        start_call();
         let Some(mine) = ours(handle) else {
             // SAFETY: the caller's handle, as the system linker's `dlclose` takes it.
             return unsafe { libc::dlclose(handle) };
@@ -407,6 +420,7 @@ mod entries {
     /// As the system linker's `dlsym`: `name` is a NUL-terminated string, `handle` a handle it
     /// gave, `RTLD_DEFAULT` or `RTLD_NEXT`.
     unsafe extern "C" fn dlsym_from(handle: *mut c_void, name: *const c_char, caller: usize) -> *mut c_void {
+        start_call();
         if !name.is_null() {
             // SAFETY: the caller's contract: a NUL-terminated string.
             if let Some(answer) = by_handle(handle, unsafe { CStr::from_ptr(name) }, None) {
@@ -444,6 +458,7 @@ mod entries {
         version: *const c_char,
         caller: usize,
     ) -> *mut c_void {
+        start_call();
         if !name.is_null() && !version.is_null() {
             // SAFETY: the caller's contract: NUL-terminated strings.
             let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
