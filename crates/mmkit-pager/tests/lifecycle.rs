@@ -10,6 +10,9 @@ use std::time::Duration;
 use mmkit_pager::{Filled, FnSource, PagedRegion};
 use support::with_timeout;
 
+/// Held by each test: they count the process's handler threads, so they run one at a time.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn handler_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
@@ -30,6 +33,7 @@ fn wait_for_handler_threads(n: usize) -> usize {
 
 #[test]
 fn drop_after_concurrent_faults_stops_every_handler_thread() {
+    let _one_at_a_time = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     with_timeout(120, || {
         let page = mmkit::page_size();
         for round in 0..20 {
@@ -76,6 +80,7 @@ fn drop_after_concurrent_faults_stops_every_handler_thread() {
 /// past [`PagedRegionBuilder::MAX_HANDLER_THREADS`] it is an error at `build`, no thread started.
 #[test]
 fn handler_threads_past_the_maximum_are_an_error_at_build() {
+    let _one_at_a_time = COUNTING.lock().unwrap_or_else(|e| e.into_inner());
     with_timeout(60, || {
         let page = mmkit::page_size();
         for n in [mmkit_pager::PagedRegionBuilder::MAX_HANDLER_THREADS + 1, usize::MAX] {
