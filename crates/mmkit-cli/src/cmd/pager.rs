@@ -55,13 +55,30 @@ fn parse_frame_size(s: &str) -> Result<u32, String> {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Pack { input, output, frame_size, level, json } => {
+            // Ctrl-C or SIGTERM ends the pack at its next MiB with the output removed, as a
+            // failed pack removes it: the default action left a half-written file, no seekable
+            // file at all.
+            crate::cmd::tour::catch_termination_signals()?;
             // A bar on a terminal for inputs worth one (not with --json).
-            let mut bar = None;
+            let mut bar: Option<indicatif::ProgressBar> = None;
             let info = seekable::pack_with_progress(
                 &input,
                 &output,
                 &PackOptions { frame_size, level },
                 &mut |read, total| {
+                    if let Some(sig) = crate::cmd::tour::termination_signal() {
+                        if let Some(bar) = &bar {
+                            bar.finish_and_clear();
+                        }
+                        let removed = std::fs::remove_file(&output).map_or_else(
+                            |e| format!("{} could not be removed: {e}", output.display()),
+                            |()| format!("{} removed", output.display()),
+                        );
+                        crate::cli::output::finish(Err(anyhow::anyhow!(
+                            "pack of {} interrupted by {sig} after {read} of {total} bytes; {removed}",
+                            input.display()
+                        )));
+                    }
                     bar.get_or_insert_with(|| {
                         let what = format!("packing {}", input.display());
                         progress::bar(total, &what, Unit::Bytes, !json && total >= 64 << 20)

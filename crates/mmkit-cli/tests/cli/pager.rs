@@ -157,3 +157,38 @@ fn info_of_a_file_too_short_for_a_seek_table_says_so() {
     let i = json(&mmkit(&["pager", "info", packed.to_str().unwrap(), "--json"]));
     assert_eq!((i["kind"].as_str(), i["decompressed_bytes"].as_u64()), (Some("zstd-seekable"), Some(0)), "{i}");
 }
+
+/// Regression: SIGINT (Ctrl-C) or SIGTERM during a pack killed mmkit with its output
+/// half-written, no seekable file (no seek table). The pack stops at its next MiB, removes the
+/// output as a failed pack does, and says so (exit 1).
+#[test]
+fn an_interrupted_pack_removes_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("sparse"), dir.path().join("out.zst"));
+    // 1 TiB of holes: minutes of packing.
+    std::fs::File::create(&input).unwrap().set_len(1 << 40).unwrap();
+    use rustix::process::Signal;
+    for (sig, name) in [(Signal::INT, "SIGINT"), (Signal::TERM, "SIGTERM")] {
+        let child = Command::new(MMKIT)
+            .args(["pager", "pack"])
+            .args([&input, &output])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Under way: the output has bytes.
+        let start = std::time::Instant::now();
+        while !std::fs::metadata(&output).is_ok_and(|m| m.len() > 0) {
+            assert!(start.elapsed().as_secs() < 30, "the pack wrote nothing in 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {:?} {err}", out.status);
+        assert!(err.starts_with("mmkit: pack of ") && err.contains(&format!("interrupted by {name}")), "{err}");
+        assert!(err.contains(&format!("{} removed", output.display())) && err.lines().count() == 1, "{err}");
+        assert!(!output.exists(), "{name}: the half-written output was left");
+    }
+}

@@ -62,6 +62,15 @@ pub fn check_interrupted() -> anyhow::Result<()> {
     }
 }
 
+/// The name of the termination signal received (`SIGINT`, `SIGTERM`), if one arrived since
+/// [`catch_termination_signals`].
+pub fn termination_signal() -> Option<String> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(signal_name(sig)),
+    }
+}
+
 fn signal_name(sig: i32) -> String {
     match sig {
         libc::SIGINT => "SIGINT".to_owned(),

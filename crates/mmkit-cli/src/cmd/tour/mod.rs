@@ -14,7 +14,7 @@ mod limits;
 mod mmio;
 mod pager;
 
-pub use limits::check_interrupted;
+pub use limits::{catch_termination_signals, check_interrupted, termination_signal};
 
 /// Arguments of `mmkit tour`.
 #[derive(Debug, clap::Args)]
