@@ -311,13 +311,28 @@ fn a_frame_claiming_more_compressed_bytes_than_the_file_holds_is_refused() {
 
 /// A full filesystem under the output: the error is the output's, with its errno (ENOSPC), not
 /// the input's ("compression of INPUT") or a bare message of the encoder, with the range of the
-/// write refused. Mounts a small tmpfs, so root only (run it in a mount namespace of its own:
-/// `unshare -m`).
+/// write refused. Mounts a small tmpfs, so root only, in a child process in a mount namespace
+/// of its own (`unshare -m`): the mount never shows outside the test.
 #[test]
 fn a_full_output_is_named_with_its_errno() {
+    const NAME: &str = "a_full_output_is_named_with_its_errno";
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;
+    }
+    match support::child_role().as_deref() {
+        Some("private-mounts") => {}
+        Some(_) => return,
+        None => {
+            if std::process::Command::new("unshare").arg("--version").output().is_err() {
+                eprintln!("skipped: no unshare(1) to mount the tmpfs in a namespace of its own");
+                return;
+            }
+            let (status, out) =
+                support::run_child(&["unshare", "-m", "--propagation", "private"], NAME, "private-mounts", 60);
+            assert!(status.success() && out.contains("FULL OUTPUT OK"), "{status:?}\n{out}");
+            return;
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input");
@@ -349,6 +364,7 @@ fn a_full_output_is_named_with_its_errno() {
     assert_eq!(err.path(), Some(output.as_path()), "{err}");
     // And where: the offset and length of the write refused (none was said).
     assert!(err.range().is_some_and(|(at, len)| at <= 256 << 10 && len > 0), "{err}");
+    println!("FULL OUTPUT OK");
 }
 
 /// `pack_with_progress` reports every MiB and the end, with the input's size, increasing; an
