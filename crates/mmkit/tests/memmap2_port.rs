@@ -356,7 +356,7 @@ impl VerityMount {
 
 impl Drop for VerityMount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.path()).status();
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.path()).status();
     }
 }
 
