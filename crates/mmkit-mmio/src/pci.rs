@@ -4,7 +4,7 @@
 //! uncached); `config` reads and writes configuration space (the command register, IDs).
 #![deny(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -208,9 +208,12 @@ impl PciDevice {
         };
         let len = usize::try_from(res.size()).map_err(|_| too_big())?;
         let map_len = len.checked_next_multiple_of(page).ok_or_else(too_big)?;
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| {
-            let err = Error::io("open", &e).with_path(&path);
-            if wc && e.kind() == std::io::ErrorKind::NotFound {
+        // The devices directory is the caller's (`open_in`): `resourceN` may be a device node
+        // (whose open alone can act: a watchdog) or a FIFO. sysfs's are regular files: mmkit's
+        // checked open looks before it opens, and opens only those.
+        let file = mmkit::open::open_regular_read_write(&path).map_err(|e| {
+            let err = crate::uio::checked_open_error("open", &path, &e);
+            if wc && e.errno() == Some(rustix::io::Errno::NOENT.raw_os_error()) {
                 return err.with_detail("this kernel offers no write-combining mapping of the BAR (PAT off?)");
             }
             err

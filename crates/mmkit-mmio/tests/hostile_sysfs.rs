@@ -141,6 +141,32 @@ fn attributes_and_config_spaces_that_are_fifos_or_devices_are_refused_without_bl
     assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
+/// Regression: `map_bar` opened `resourceN` of the caller's devices directory read-write
+/// whatever it was: a device node there was opened (an open alone can act: a watchdog arms),
+/// a FIFO too (then `mmap` said only ENODEV). Anything but a regular file is refused before it
+/// is opened, naming the path.
+#[test]
+fn a_bar_resource_that_is_a_fifo_or_a_device_is_refused_without_blocking() {
+    let root = tempfile::tempdir().unwrap();
+    for (name, make) in [("fifo", 0), ("null", 1)] {
+        let dev = root.path().join(name).join("0000:00:05.0");
+        fs::create_dir_all(&dev).unwrap();
+        fs::write(dev.join("vendor"), "0x1af4\n").unwrap();
+        fs::write(dev.join("device"), "0x1110\n").unwrap();
+        fs::write(dev.join("resource"), "0x00000000feb00000 0x00000000feb000ff 0x0000000000040200\n").unwrap();
+        let resource0 = dev.join("resource0");
+        if make == 0 {
+            mkfifo(&resource0);
+        } else {
+            std::os::unix::fs::symlink("/dev/null", &resource0).unwrap();
+        }
+        let pci = PciDevice::open_in(dev.parent().unwrap(), "0000:00:05.0".parse::<PciAddress>().unwrap()).unwrap();
+        let err = within("PciDevice::map_bar", move || pci.map_bar(0).map(|_| ()).unwrap_err());
+        assert_eq!(err.path(), Some(resource0.as_path()), "{name}: {err}");
+        assert!(err.to_string().contains("not a regular file"), "{name}: {err}");
+    }
+}
+
 /// Regression: `wait_irq` read the count with `read_exact`: on a node that answered fewer than
 /// 4 bytes (a FIFO holding one) it waited for the rest forever, whatever the timeout. A FIFO
 /// is no UIO device: refused at open now, without blocking.
