@@ -207,7 +207,8 @@ pub(crate) fn char_device_class(major: u32, minor: u32) -> Option<String> {
 /// page of the range at `mmap` time and keep it (`/dev/mem`, character device 1:1, and UIO's
 /// `/dev/uioN`, told by their sysfs class), a sysfs attribute (a PCI `resourceN`, which has no
 /// pages to lose) and a memfd sealed against shrinking (a stand-in for a device, as in tests).
-/// Refused: a plain regular file (anyone holding it could truncate it), any other character
+/// Refused: a file on hugetlbfs (a hole punched by any holder frees the huge page and its pool
+/// reservation, sealed or not), a plain regular file (anyone holding it could truncate it), any other character
 /// device (a shared map of `/dev/zero` at an offset lies past the object the kernel backs it
 /// with; another driver may fault pages in, or refuse them, on its own terms) and block devices
 /// (a map past a block device's end, as an unattached loop device's, is never backed).
@@ -232,6 +233,14 @@ fn check_backing(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
             ))
         }
         rustix::fs::FileType::RegularFile => {
+            // linux/magic.h: HUGETLBFS_MAGIC, compared as the 32-bit value it is.
+            #[allow(clippy::unnecessary_cast)] // already `u32` on some targets
+            if rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as u32 == 0x9584_58f6) {
+                return Err("a file on hugetlbfs (an MFD_HUGETLB memfd) is not device memory: anyone holding it can \
+                     punch a hole, which frees the huge page with its pool reservation, and the next access \
+                     would raise SIGBUS when the pool is empty"
+                    .to_owned());
+            }
             if rustix::fs::fstatfs(fd).is_ok_and(|fs| i128::from(fs.f_type) == SYSFS_MAGIC)
                 || rustix::fs::fcntl_get_seals(fd).is_ok_and(|seals| seals.contains(rustix::fs::SealFlags::SHRINK))
             {

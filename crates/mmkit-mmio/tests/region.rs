@@ -187,3 +187,33 @@ fn devices_that_may_leave_pages_unbacked_are_refused() {
         None => eprintln!("no /dev/loopN opens here (unprivileged): the block-device case is not run"),
     }
 }
+
+/// A memfd on hugetlbfs (`MFD_HUGETLB`) sealed against shrinking is no stand-in for device
+/// memory: anyone holding it can punch a hole (`fallocate`), which frees the huge page together
+/// with its pool reservation, so the region's next checked access raised `SIGBUS` once the pool
+/// was empty (mmkit's `SharedMemory::view` refuses such a memfd for the same reason). Refused
+/// before any access, naming hugetlbfs.
+#[test]
+#[ignore = "needs a hugetlb pool: vmtest/run reserves one in its VM"]
+fn a_hugetlb_memfd_is_no_stand_in() {
+    let huge = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugepagesize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap()
+        * 1024;
+    let flags = libc::MFD_HUGETLB | libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC;
+    // SAFETY: a NUL-terminated name; the descriptor returned is owned by the OwnedFd below.
+    let fd = unsafe { libc::memfd_create(c"mmio-hugetlb".as_ptr(), flags) };
+    assert!(fd >= 0, "memfd_create(MFD_HUGETLB): {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nothing else owns.
+    let shm =
+        mmkit::shm::SharedMemory::from_fd(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }).unwrap();
+    shm.set_len(huge as u64).unwrap();
+    shm.add_seals(mmkit::shm::Seals::SHRINK).unwrap();
+    let path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsFd::as_fd(&shm).as_raw_fd()));
+    let err = PhysicalMemory::open_path(&path).unwrap().map(0, 4).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("hugetlbfs"), "{err}");
+}
