@@ -246,6 +246,12 @@ typed_views!(Mmap);
 /// [`dont_fork`](MmapMut::dont_fork). Nobody else writes its bytes while a slice lives (the
 /// file-mapping contract for files; anonymous private memory has no other writer). `Deref`
 /// and `DerefMut` rely on this.
+///
+/// One exception the kernel makes: private hugetlb pages ([`HugePages::Hugetlb`](crate::HugePages::Hugetlb)
+/// with [`Sharing::Private`]) are reserved for the process that mapped them only. A forked
+/// child (a [fork probe](crate::process)) that touches one the parent has not faulted in, or
+/// writes one it has, needs a free page of the pool outside every reservation, and is killed
+/// with `SIGBUS` when there is none; the parent is not affected.
 #[derive(Debug)]
 pub struct MmapMut {
     map: Mapping,

@@ -195,7 +195,9 @@ pub enum HugePages {
     /// applied. Falls back (and says why) when THP is disabled.
     Transparent,
     /// hugetlbfs pages (`MAP_HUGETLB`) of the given size in bytes (`None`: the default size).
-    /// Falls back to base pages, with the reason, when the pool has no free pages.
+    /// Falls back to base pages, with the reason, when the pool has no free pages. Private
+    /// hugetlb pages are reserved for this process only: a forked child touching them may be
+    /// killed with `SIGBUS` (see [`MmapMut`](crate::MmapMut)).
     Hugetlb(Option<usize>),
 }
 
