@@ -19,6 +19,11 @@
 //! - [`RingBuffer`]: a byte queue whose ends copy in and out and treat everything the other
 //!   end writes (its index, the bytes) as untrusted input.
 //!
+//! One limit no seal lifts: a memfd's pages are charged to the commit limit when they are first
+//! allocated (`memfd_create` makes it `VM_NORESERVE`), at the page fault. Under strict
+//! overcommit (`vm.overcommit_memory=2`) with `Committed_AS` at `CommitLimit`, the first touch of
+//! a page never written (or of a hole a holder punched) raises `SIGBUS` through every map above.
+//!
 //! ```
 //! # fn main() -> Result<(), mmkit::Error> {
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,7 +229,8 @@ impl SharedMemory {
     }
 
     /// A safe view of the memfd for data shared with other processes: atomics and atomic
-    /// copies. Adds [`Seals::SHRINK`] first (so no access can ever raise `SIGBUS`).
+    /// copies. Adds [`Seals::SHRINK`] first (so no access can raise `SIGBUS` for a page past
+    /// the end; strict overcommit is another matter, see the [module docs](self)).
     ///
     /// A memfd on hugetlbfs (`MFD_HUGETLB`, received from another process) is refused with
     /// [`ErrorKind::NotSafe`]: the seal does not make its pages last. Anyone holding it can
