@@ -440,6 +440,30 @@ pub(crate) fn open_loaded_soname(ns: &Namespace, source: &Source) -> Option<Libr
     Some(Library::new(e.obj.clone(), registry.clone()))
 }
 
+/// Another handle to the library loaded in `ns` from the path (or `archive!/entry`) `name`,
+/// written as it was opened or as the search found it, if there is one: glibc's
+/// `_dl_map_object` matches a name with `/` against the loaded objects' names
+/// (`_dl_name_match_p`) before it opens a file, so a path opened again after its file was
+/// removed (a plug-in extracted to a temporary file and unlinked, the `/proc/self/fd/N` of a
+/// memfd since closed) or replaced is the library loaded from it.
+fn open_loaded_name(ns: &Namespace, name: &str) -> Option<Library> {
+    let registry = ns.registry();
+    let _load = load_lock();
+    let mut map = registry.lock();
+    let key = map
+        .values()
+        .filter(|e| e.obj.label() == name)
+        .min_by_key(|e| {
+            let seq = e.obj.init_seq.load(Ordering::Acquire);
+            (seq == 0, seq)
+        })?
+        .obj
+        .key;
+    let e = map.get_mut(&key)?;
+    e.handles += 1;
+    Some(Library::new(e.obj.clone(), registry.clone()))
+}
+
 /// The library of `map` whose `DT_SONAME` is `name` (the first initialized when several are),
 /// as glibc's `_dl_map_object` and bionic's `find_loaded_library_by_soname` match a
 /// `DT_NEEDED` or `dlopen` name against the libraries loaded before searching for a file.
@@ -698,6 +722,11 @@ pub(crate) fn open_for(
     };
     if let Some(path) = rules.system_linker_file(&source)? {
         return Ok(Opened::System(path.to_string_lossy().into_owned()));
+    }
+    if name.contains('/') {
+        if let Some(lib) = open_loaded_name(rules, &source.display()) {
+            return Ok(Opened::Mapped(lib));
+        }
     }
     if no_load {
         let registry = rules.registry();

@@ -40,9 +40,12 @@
 //!   unless a library loaded in the namespace has that `DT_SONAME` (as glibc and bionic match
 //!   a `DT_NEEDED` or `dlopen` name): then it is that library, wherever it was loaded from.
 //!   A file is loaded once per namespace (by device, inode and offset) and shared by
-//!   reference (a path whose file was replaced since is a new copy: glibc matches the path
-//!   as given first and answers its old copy): opening it again, or needing it from several libraries (diamonds, cycles),
-//!   reaches the same copy; the last handle unloads what nothing else needs, finalizers in the
+//!   reference: opening it again, or needing it from several libraries (diamonds, cycles),
+//!   reaches the same copy (a mapped library's `dlopen` of a path a loaded library was opened
+//!   from answers that library before any file is opened, as glibc matches names first: a
+//!   plug-in whose temporary file was removed, or replaced, is the copy loaded; a top-level
+//!   [`Library::open`] of a path whose file was replaced since is a new copy, where glibc's
+//!   `dlopen` answers its old one); the last handle unloads what nothing else needs, finalizers in the
 //!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
 //!   and a pending `thread_local` destructor keeps it until the destructor has run
 //!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).

@@ -129,6 +129,27 @@ fn origin_of_a_library_from_memory_or_a_descriptor_is_not_the_current_directory(
     assert!(handle.is_null(), "glibc found libfxgc.so in the current directory too");
 }
 
+/// A library's `dlopen` of a path whose file was removed since the same path was opened (an
+/// unlinked temporary plug-in) answers the loaded library, as glibc's matches the name before
+/// it opens a file; mmkit opened the file first and failed with ENOENT.
+#[test]
+fn dlopen_of_a_path_whose_file_was_removed_answers_the_loaded_library_as_with_glibc() {
+    let opener = lib("reopen.c", "fxreopen");
+    let plugin = lib("basic.c", "fxbasic");
+    let dir = tempfile::tempdir().unwrap();
+    let ours = open(opener.as_path());
+    let oracle = Dl::open(&opener);
+    let answer = |name: &str, f: &dyn Fn(i64) -> i64| {
+        let copy = dir.path().join(name);
+        std::fs::copy(&plugin, &copy).unwrap();
+        let c = std::ffi::CString::new(copy.to_str().unwrap()).unwrap();
+        f(c.as_ptr() as i64)
+    };
+    let theirs = answer("libfxglibcs.so", &|p| oracle.call("fx_reopen_unlinked", &[p]));
+    assert_eq!(theirs, 11, "glibc's copy");
+    assert_eq!(answer("libfxmmkits.so", &|p| call(&ours, "fx_reopen_unlinked", &[p])), theirs);
+}
+
 /// Runs the diamond (a needs `order`, b needs c) through mmkit and through glibc; returns both
 /// (counter answers, constructor/destructor log).
 fn diamond(variant: &str, order: &[char]) -> [(Vec<i64>, String); 2] {
