@@ -46,7 +46,9 @@
 //!   plug-in whose temporary file was removed, or replaced, is the copy loaded; a top-level
 //!   [`Library::open`] of a path whose file was replaced since is a new copy, where glibc's
 //!   `dlopen` answers its old one); the last handle unloads what nothing else needs, finalizers in the
-//!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library,
+//!   reverse of the initialization order; `DF_1_NODELETE` and `STB_GNU_UNIQUE` pin a library
+//!   (every reference to a unique name binds to its first definition found, as glibc's: C++
+//!   inline and template statics are one object across `RTLD_LOCAL` plug-ins),
 //!   and a pending `thread_local` destructor keeps it until the destructor has run
 //!   (`__cxa_thread_atexit` is interposed in the libraries mmkit maps, as bionic does).
 //! - Debuggers see the libraries mmkit maps: each is announced through glibc's `r_debug`

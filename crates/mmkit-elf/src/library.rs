@@ -173,6 +173,24 @@ pub(crate) enum Dependency {
     System(Arc<SystemLibrary>),
 }
 
+/// The `STB_GNU_UNIQUE` definitions bound in the libraries mmkit maps, by name: the first one
+/// a lookup found, which every later lookup of the name binds to, whichever library it finds
+/// defining it, as glibc's `do_lookup_unique` keeps one definition per name in the process.
+/// C++ gives inline and template static data members and the statics of inline functions this
+/// binding, so that two `RTLD_LOCAL` plug-ins built with the same header share one object;
+/// each plug-in bound its own copy. A library defining one is pinned when a lookup finds it
+/// there, so the addresses stay valid. One table for all of mmkit's namespaces (glibc keeps one
+/// per `dlmopen` namespace): they share the process's C++ runtime, which glibc loaded once.
+static UNIQUE: std::sync::Mutex<std::collections::BTreeMap<String, Target>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The definition of the unique symbol `name` the process binds to: the first one found
+/// (`found`, when it is the first).
+fn unique_definition(name: &str, found: Target) -> Target {
+    let mut table = UNIQUE.lock().unwrap_or_else(|e| e.into_inner());
+    *table.entry(name.to_owned()).or_insert(found)
+}
+
 /// Identity of a mapped library in a namespace: device, inode, offset of the image in the file.
 pub(crate) type Key = (u64, u64, u64);
 
@@ -776,6 +794,19 @@ impl Object {
     }
 
     /// What this library's own definition `sym` binds to.
+    /// [`Object::own_target`] for a definition a lookup found; for an `STB_GNU_UNIQUE` one, the
+    /// definition of that name bound first in the process (see [`unique_definition`]).
+    fn found_target(&self, name: &str, sym: &Sym) -> Target {
+        let target = self.own_target(sym);
+        if sym.bind() == elf::STB_GNU_UNIQUE && sym.is_defined() {
+            // As glibc marks the object it found one in: never unloaded (the table may hold
+            // this definition).
+            self.pin();
+            return unique_definition(name, target);
+        }
+        target
+    }
+
     fn own_target(&self, sym: &Sym) -> Target {
         match sym.kind() {
             elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, ModuleTls::id), offset: sym.value },
@@ -795,7 +826,7 @@ impl Object {
     /// (`None`: glibc's library defines it; [`process_scope::kind_at`] tells from its address).
     pub(crate) fn find_typed(&self, name: &str, want: Want<'_>) -> Option<(Target, Option<SymbolKind>)> {
         if let Some((_, sym)) = symbols::lookup(&self.dynamic, name, want) {
-            return Some((self.own_target(&sym), Some(SymbolKind::of(&sym))));
+            return Some((self.found_target(name, &sym), Some(SymbolKind::of(&sym))));
         }
         self.find_in_dependencies_typed(name, want)
     }
@@ -1015,7 +1046,7 @@ impl Object {
                 continue;
             }
             if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {
-                return Ok(self.own_target(&sym));
+                return Ok(self.found_target(dy.sym_name(index)?, &sym));
             }
             let (name, want) = (dy.sym_name(index)?, want());
             if let Some(t) = list.iter().find_map(|d| match d {
@@ -1025,7 +1056,7 @@ impl Object {
                     if s.bind() == elf::STB_GNU_UNIQUE {
                         o.pin();
                     }
-                    Some(o.own_target(&s))
+                    Some(o.found_target(name, &s))
                 }
                 Dependency::System(sys) if sym.kind() == elf::STT_TLS => {
                     // A thread-local variable of an object glibc loaded: its module and offset.
@@ -1037,7 +1068,7 @@ impl Object {
             }
         }
         if sym.is_definition() {
-            return Ok(self.own_target(&sym));
+            return Ok(self.found_target(dy.sym_name(index)?, &sym));
         }
         if sym.bind() == elf::STB_WEAK {
             return Ok(Target::Addr(0));

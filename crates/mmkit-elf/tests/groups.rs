@@ -313,6 +313,40 @@ fn finalizers_of_libraries_still_loaded_run_at_exit_as_with_glibc() {
     }
 }
 
+/// Two `RTLD_LOCAL` copies of a C++ library bind its `STB_GNU_UNIQUE` objects (inline and
+/// template static data members, an inline function's static) to one definition, the first
+/// bound, as glibc's `do_lookup_unique` does; each copy bound its own.
+#[test]
+fn gnu_unique_definitions_are_one_object_across_local_libraries_as_with_glibc() {
+    let path = build("unique", "unique.cpp", "fxunique", &["-std=c++17"]);
+    let dir = tempfile::tempdir().unwrap();
+    let copies: Vec<PathBuf> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| {
+            let copy = dir.path().join(format!("libfxunique{n}.so"));
+            std::fs::copy(&path, &copy).unwrap();
+            copy
+        })
+        .collect();
+    let ns = fresh_ns("unique-local");
+    let (a, b) = (ns_open(&ns, &copies[0]), ns_open(&ns, &copies[1]));
+    let ours = [
+        call(&a, "fx_unique_bump", &[]),
+        call(&b, "fx_unique_bump", &[]),
+        call(&a, "fx_unique_sum", &[]),
+        i64::from(call(&a, "fx_unique_addr", &[]) == call(&b, "fx_unique_addr", &[])),
+    ];
+    let (c, d) = (Dl::open(&copies[2]), Dl::open(&copies[3]));
+    let theirs = [
+        c.call("fx_unique_bump", &[]),
+        d.call("fx_unique_bump", &[]),
+        c.call("fx_unique_sum", &[]),
+        i64::from(c.call("fx_unique_addr", &[]) == d.call("fx_unique_addr", &[])),
+    ];
+    assert_eq!(theirs, [101, 102, 102 + 7 + 1002, 1], "glibc's copies");
+    assert_eq!(ours, theirs);
+}
+
 #[test]
 fn nodelete_libraries_stay_loaded() {
     let path = build("nodelete", "counter.c", "fxnodelete", &["-Wl,-z,nodelete"]);
