@@ -842,6 +842,27 @@ fn rtld_default_from_a_local_library_searches_its_own_scope_as_glibc_does() {
     assert_eq!(ask("fx_main_handle", &[&c("getpid")]), ask("fx_default", &[&c("getpid")]));
 }
 
+/// `dlsym(RTLD_DEFAULT | RTLD_NEXT, "dlopen")` (and `"dlsym"`, `"dlclose"`) from a library
+/// mmkit mapped answered glibc's functions: a `dlopen` through that pointer searched as the
+/// program's (the library's dependency beside it was not found) and a `dlsym` through it read
+/// mmkit's handle as a `link_map`. They answer the functions the library's own references are
+/// bound to, as glibc's answer is the function its own references reach.
+#[test]
+fn dl_functions_taken_with_dlsym_in_a_mapped_library_are_mmkits_as_its_references_are() {
+    if !host_cc() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = next_fixture_in(dir.path());
+    // Ours first: glibc's `dlopen` would find its own copy of libfxbase.so once it has one.
+    let ours = open(copy.as_path());
+    let mine: Vec<i64> = [0, 1].iter().map(|&how| call(&ours, "fx_dl_through_pointers", &[how, 5])).collect();
+    let oracle = Dl::open(&copy);
+    let theirs: Vec<i64> = [0, 1].iter().map(|&how| oracle.call("fx_dl_through_pointers", &[how, 5])).collect();
+    assert_eq!(theirs, [1005, 1005], "glibc's copy");
+    assert_eq!(mine, theirs);
+}
+
 /// A `dl*` call that succeeds drops the error an earlier one left unread, as glibc's
 /// `_dlerror_run` does: mmkit's `dlsym`, `dlopen` and `dlclose` left it, so code checking
 /// `dlerror()` after a successful `dlsym` (without clearing it first) saw a stale failure.

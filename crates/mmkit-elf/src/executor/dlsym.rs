@@ -25,6 +25,9 @@
 //!   library whose load brought it in), as glibc searches the caller's `l_scope`. The main
 //!   program's handle (`dlopen(NULL)`): the two global scopes, as glibc's searches the global
 //!   scope.
+//! - `dlsym` of one of these names (or `dladdr`, `dl_iterate_phdr`, ...) through `RTLD_DEFAULT`,
+//!   `RTLD_NEXT`, the main program's handle or one of mmkit's answers mmkit's function, the one
+//!   the caller's own references are bound to (glibc's would not know mmkit's handles).
 //! - Every other call (another handle, a caller no library mmkit mapped holds) goes to the
 //!   system linker's function unchanged.
 //!
@@ -421,6 +424,10 @@ mod entries {
     /// gave, `RTLD_DEFAULT` or `RTLD_NEXT`.
     unsafe extern "C" fn dlsym_from(handle: *mut c_void, name: *const c_char, caller: usize) -> *mut c_void {
         start_call();
+        // SAFETY: the caller's contract: a NUL-terminated string (when not NULL).
+        if let Some(entry) = (!name.is_null()).then(|| own_entry(handle, unsafe { CStr::from_ptr(name) })).flatten() {
+            return entry;
+        }
         if !name.is_null() {
             // SAFETY: the caller's contract: a NUL-terminated string.
             if let Some(answer) = by_handle(handle, unsafe { CStr::from_ptr(name) }, None) {
@@ -459,6 +466,10 @@ mod entries {
         caller: usize,
     ) -> *mut c_void {
         start_call();
+        // SAFETY: the caller's contract: a NUL-terminated string (when not NULL).
+        if let Some(entry) = (!name.is_null()).then(|| own_entry(handle, unsafe { CStr::from_ptr(name) })).flatten() {
+            return entry;
+        }
         if !name.is_null() && !version.is_null() {
             // SAFETY: the caller's contract: NUL-terminated strings.
             let (n, v) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(version)) };
@@ -489,6 +500,21 @@ mod entries {
             // SAFETY: as above; the system linker answers for callers it loaded.
             unsafe { libc::dlvsym(handle, name.as_ptr(), version.as_ptr()) }
         })
+    }
+
+    /// mmkit's own function for a name it binds in the libraries it maps (`dlopen`, `dlsym`,
+    /// `dlclose`, `dladdr`, ...) asked of `RTLD_DEFAULT`, `RTLD_NEXT`, the main program's handle
+    /// or one of mmkit's: the function the caller's own references to the name are bound to, as
+    /// glibc's answer is the one its references reach. glibc's did not know mmkit's handles
+    /// or callers: a `dlopen` through its pointer searched as the program's, a `dlsym` through
+    /// it read mmkit's handle as a `link_map` (hooking and lazy-binding code takes them so).
+    fn own_entry(handle: *mut c_void, name: &CStr) -> Option<*mut c_void> {
+        let entry = crate::executor::interposed(name.to_bytes())?;
+        let asked = handle == libc::RTLD_DEFAULT
+            || handle == libc::RTLD_NEXT
+            || is_main_program(handle)
+            || ours(handle).is_some();
+        asked.then_some(entry as usize as *mut c_void)
     }
 
     /// Whether `handle` is the main program's, the one `dlopen(NULL)` answers. glibc's `dlsym`
