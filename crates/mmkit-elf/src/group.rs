@@ -654,6 +654,9 @@ fn load_group<'ns>(
     let order = init_order(&root, &group.new);
     let scope = crate::library::load_scope(&root);
     let binding = options.binding();
+    for (obj, rules) in group.new.iter().zip(&group.rules) {
+        obj.set_unique_scope(rules);
+    }
     for obj in &order {
         obj.relocate(&scope, binding)?;
     }

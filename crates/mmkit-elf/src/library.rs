@@ -179,16 +179,18 @@ pub(crate) enum Dependency {
 /// C++ gives inline and template static data members and the statics of inline functions this
 /// binding, so that two `RTLD_LOCAL` plug-ins built with the same header share one object;
 /// each plug-in bound its own copy. A library defining one is pinned when a lookup finds it
-/// there, so the addresses stay valid. One table for all of mmkit's namespaces (glibc keeps one
-/// per `dlmopen` namespace): they share the process's C++ runtime, which glibc loaded once.
-static UNIQUE: std::sync::Mutex<std::collections::BTreeMap<String, Target>> =
+/// there, so the addresses stay valid. One table per namespace of mmkit's (by its registry's
+/// address), as glibc keeps one per `dlmopen` namespace: a namespace that maps a private C++
+/// runtime keeps its own objects. (A namespace dropped while its pinned libraries stay, and a
+/// new one whose registry gets the same address, share a table.)
+static UNIQUE: std::sync::Mutex<std::collections::BTreeMap<(usize, String), Target>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-/// The definition of the unique symbol `name` the process binds to: the first one found
-/// (`found`, when it is the first).
-fn unique_definition(name: &str, found: Target) -> Target {
+/// The definition of the unique symbol `name` the libraries of namespace `scope` (its
+/// registry's address) bind to: the first one found there (`found`, when it is the first).
+fn unique_definition(scope: usize, name: &str, found: Target) -> Target {
     let mut table = UNIQUE.lock().unwrap_or_else(|e| e.into_inner());
-    *table.entry(name.to_owned()).or_insert(found)
+    *table.entry((scope, name.to_owned())).or_insert(found)
 }
 
 /// Identity of a mapped library in a namespace: device, inode, offset of the image in the file.
@@ -295,6 +297,9 @@ pub(crate) struct Object {
     /// Where it came from, a relative path made absolute at load (see [`Source::absolute`]):
     /// its `$ORIGIN` and `dlinfo(RTLD_DI_ORIGIN)`, as glibc's `l_origin`.
     origin: OnceLock<Source>,
+    /// The namespace the library was loaded in, as the address of its registry: the key of its
+    /// `STB_GNU_UNIQUE` definitions' table (see [`unique_definition`]); set before relocation.
+    unique_scope: OnceLock<usize>,
     /// The library whose load brought this one in (itself for the library opened).
     root: OnceLock<Weak<Object>>,
     /// Relocated with `RTLD_DEEPBIND`: its own lookup scope comes before the global scope,
@@ -392,6 +397,7 @@ impl Object {
             calls_dlopen: AtomicBool::new(false),
             loaded_in: OnceLock::new(),
             origin: OnceLock::new(),
+            unique_scope: OnceLock::new(),
             root: OnceLock::new(),
             deep_bound: AtomicBool::new(false),
         })
@@ -399,6 +405,12 @@ impl Object {
 
     /// Keeps the namespace `ns` and the source the library was loaded from, if its own
     /// `dlopen` calls will need them (it imports `dlopen`).
+    /// Records the namespace whose `STB_GNU_UNIQUE` table the library's unique definitions
+    /// join (before relocation, which binds them).
+    pub(crate) fn set_unique_scope(&self, ns: &crate::Namespace) {
+        let _ = self.unique_scope.set(Arc::as_ptr(ns.registry()) as usize);
+    }
+
     pub(crate) fn remember_namespace(&self, ns: &crate::Namespace, source: &Source) {
         let origin = self.origin.get_or_init(|| source.absolute());
         if self.calls_dlopen.load(Ordering::Relaxed) {
@@ -802,7 +814,7 @@ impl Object {
             // As glibc marks the object it found one in: never unloaded (the table may hold
             // this definition).
             self.pin();
-            return unique_definition(name, target);
+            return unique_definition(self.unique_scope.get().copied().unwrap_or(0), name, target);
         }
         target
     }

@@ -345,6 +345,11 @@ fn gnu_unique_definitions_are_one_object_across_local_libraries_as_with_glibc() 
     ];
     assert_eq!(theirs, [101, 102, 102 + 7 + 1002, 1], "glibc's copies");
     assert_eq!(ours, theirs);
+    // Another namespace keeps its own objects, as a glibc `dlmopen` namespace has its own table.
+    let other_ns = fresh_ns("unique-other");
+    let e = ns_open(&other_ns, &copies[0]);
+    assert_eq!(call(&e, "fx_unique_bump", &[]), 101, "another namespace's copy");
+    assert_ne!(call(&e, "fx_unique_addr", &[]), call(&a, "fx_unique_addr", &[]));
 }
 
 #[test]
