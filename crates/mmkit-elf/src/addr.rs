@@ -54,12 +54,15 @@ pub(crate) struct CAnswer {
     pub(crate) fname: *const std::ffi::c_char,
     pub(crate) fbase: u64,
     /// The load bias (glibc's `l_addr`): `backtrace_symbols` names an address without a symbol
-    /// by its offset from it.
+    /// by its offset from it (bound on glibc hosts only).
+    #[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
     pub(crate) bias: u64,
     /// Null when no exported symbol holds the address.
     pub(crate) sname: *const std::ffi::c_char,
     pub(crate) saddr: u64,
-    /// The address of that symbol's `.dynsym` entry (`dladdr1`'s `RTLD_DL_SYMENT`), 0 when none.
+    /// The address of that symbol's `.dynsym` entry (`dladdr1`'s `RTLD_DL_SYMENT`, bound on
+    /// glibc hosts only), 0 when none.
+    #[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
     pub(crate) sym_entry: usize,
 }
 
