@@ -381,6 +381,24 @@ impl MapAlloc {
         p
     }
 
+    /// Frees the destination `dest..+len` of a failed `MREMAP_FIXED`. The kernel unmaps the
+    /// destination before the checks that can still fail the move (the commit charge under
+    /// `vm.overcommit_memory=2`, `RLIMIT_MEMLOCK`), so by now the range may be free and another
+    /// thread's `mmap` may have been placed in it: unmapping it blindly would unmap that owner's
+    /// memory. The range is claimed back first (`MAP_FIXED_NOREPLACE`, which never replaces) and
+    /// unmapped only then; when anything is there it is left alone: our own destination, if the
+    /// move failed before the kernel unmapped it (address space only: its pages were never
+    /// touched), or another owner's mapping.
+    fn give_back_after_failed_move(&self, dest: *mut u8, len: usize) {
+        let flags = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+        // SAFETY: no MAP_FIXED: MAP_FIXED_NOREPLACE fails rather than replace anything (a
+        // kernel before 4.17 takes it as a hint and may place the mapping elsewhere: wherever
+        // it is, what it returns is ours alone).
+        if let Ok(p) = unsafe { sys::mmap(dest.cast(), len, ProtFlags::empty(), flags, None, 0) } {
+            self.unmap(Block { ptr: p as usize, len, ..EMPTY });
+        }
+    }
+
     fn unmap(&self, b: Block) {
         // SAFETY: `b` is a mapping this allocator owns (cached or being freed); nobody refers to it.
         let _ = unsafe { sys::munmap(b.ptr as *mut u8, b.len) };
@@ -783,7 +801,7 @@ impl MapAlloc {
                         let _ = unsafe { sys::madvise(q, new_len, libc::MADV_HUGEPAGE) };
                         return q;
                     }
-                    Err(_) => self.unmap(Block { ptr: dest as usize, len: new_len, ..EMPTY }),
+                    Err(_) => self.give_back_after_failed_move(dest, new_len),
                 }
             }
         }
@@ -877,6 +895,39 @@ mod tests {
                 None => prop_assert!(size as u128 + page as u128 - 1 > isize::MAX as u128),
             }
         }
+    }
+
+    /// Regression (review G6): after a failed `MREMAP_FIXED` the destination was unmapped
+    /// blindly, although the kernel may have unmapped it already and another thread's `mmap`
+    /// taken its place. Now a free range is claimed back and unmapped; an occupied one is left.
+    #[test]
+    fn a_failed_moves_destination_is_unmapped_only_when_claimed_back() {
+        let arena = MapAlloc::new();
+        let len = 4 * sys::page_size();
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        // The kernel unmapped it and nobody took it: claimed back, then unmapped.
+        let free = sys::mmap_anon_aligned(len, 0, prot, MapFlags::PRIVATE).unwrap();
+        // SAFETY: our fresh mapping, nobody refers to it.
+        unsafe { sys::munmap(free, len) }.unwrap();
+        let before = arena.stats().unmaps;
+        arena.give_back_after_failed_move(free, len);
+        assert_eq!(arena.stats().unmaps, before + 1);
+        // SAFETY: the range is free again (claimed back, unmapped): NOREPLACE maps it.
+        let again = unsafe {
+            let flags = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+            sys::mmap(free.cast(), len, prot, flags, None, 0)
+        };
+        assert_eq!(again.map(|p| p as usize), Ok(free as usize), "the range was left mapped");
+        // Another owner's mapping in its place: left alone, its bytes intact.
+        let other = free;
+        // SAFETY: the mapping just made, ours to write.
+        unsafe { other.write(0x5a) };
+        arena.give_back_after_failed_move(other, len);
+        assert_eq!(arena.stats().unmaps, before + 1, "another owner's mapping was unmapped");
+        // SAFETY: still mapped (the call left it): reading it cannot fault.
+        assert_eq!(unsafe { other.read() }, 0x5a);
+        // SAFETY: our mapping, done with.
+        unsafe { sys::munmap(other, len) }.unwrap();
     }
 
     #[test]
