@@ -151,7 +151,34 @@ pub(crate) enum Install {
     Copy { zeropage: bool },
     /// The source writes the memfd's page cache through `staging` (a second, unregistered
     /// mapping of the memfd), then `UFFDIO_CONTINUE` maps the page.
-    Continue { staging: MmapRaw, memfd: SharedMemory },
+    Continue { staging: Staging, memfd: SharedMemory },
+}
+
+/// The staging mapping of a `UFFDIO_CONTINUE` region: `MADV_DONTFORK`, so unmapped only by the
+/// process that made it. In a forked child its range is a hole, where the child may have mapped
+/// memory of its own since; a child drops its copy of the region's `Shared` when no handler
+/// thread held one at the fork (they had stopped serving), and unmapping there took the child's
+/// memory away from under its references.
+pub(crate) struct Staging {
+    map: std::mem::ManuallyDrop<MmapRaw>,
+    owner: rustix::process::Pid,
+}
+
+impl std::ops::Deref for Staging {
+    type Target = MmapRaw;
+
+    fn deref(&self) -> &MmapRaw {
+        &self.map
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if rustix::process::getpid() == self.owner {
+            // SAFETY: dropped once, here, in the process whose mapping it is.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.map) };
+        }
+    }
 }
 
 /// What the handler threads share with the region.
@@ -944,8 +971,12 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
                     *reg_mode |= sys::REGISTER_MODE_MINOR;
                     let staging = memfd.map_raw()?;
                     // SAFETY: the staging mapping is the pager's private writer; a forked
-                    // child must not inherit a writable view of the region's pages.
+                    // child must not inherit a writable view of the region's pages. A child
+                    // never uses it (the faces that fill are refused there, and no handler
+                    // thread runs there) nor unmaps it (`Staging`'s drop).
                     unsafe { staging.mapping().advise_unchecked(.., UncheckedAdvice::DontFork) }?;
+                    let staging =
+                        Staging { map: std::mem::ManuallyDrop::new(staging), owner: rustix::process::getpid() };
                     Install::Continue { staging, memfd: memfd.try_clone()? }
                 }
             };

@@ -832,3 +832,112 @@ fn a_handler_that_stops_serving_fences_what_it_did_not_supply_and_wakes_every_wa
     assert_eq!(out.contains("MINOR OK"), caps.minor_shmem() && caps.missing_shmem(), "{out}");
     assert_eq!(out.contains("WP OK"), caps.write_protect(), "{out}");
 }
+
+/// A `/proc/self` file's text, read 8 KiB at a time (see `rss`).
+fn proc_text(path: &str) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let (mut bytes, mut chunk) = (Vec::new(), [0u8; 8192]);
+    loop {
+        match f.read(&mut chunk).unwrap() {
+            0 => break,
+            n => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The child of `a_forked_child_dropping_a_stopped_regions_copy_keeps_its_own_mappings`: the
+/// handler threads' `read` of fault messages fails (as in `handler_stops_child`), so they stop
+/// at the first fault and no thread holds the region's shared state any more.
+fn stopped_region_fork_child() {
+    let g = page();
+    support::deny_syscall_arg(libc::SYS_read, Some((2, 512)), libc::EIO);
+    let len = 64 * g;
+    let region = PagedRegion::builder(len)
+        .backing(mmkit_pager::Backing::SharedMemory(mmkit_pager::ShmemFill::Continue))
+        .build(pattern_source(Arc::new(Mutex::new(Vec::new()))))
+        .unwrap();
+    region.prefetch(0, g).unwrap();
+    let base = region.as_ptr() as usize;
+    // SAFETY: drops this process's page-table entry of one page of the shared mapping; the memfd
+    // keeps the page, and the minor fault below reaches the handler, whose read fails.
+    assert_eq!(unsafe { libc::madvise(base as *mut libc::c_void, g, libc::MADV_DONTNEED) }, 0);
+    // SAFETY: page 0 of the live region, read on another thread (which blocks in the fault).
+    let v = std::thread::spawn(move || unsafe { (base as *const u8).add(5).read_volatile() }).join().unwrap();
+    assert_eq!(v, pattern(0, 5));
+    assert!(region.handler_error().is_some());
+    // The handler thread has exited (and dropped its share of the region's state).
+    let start = std::time::Instant::now();
+    while std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .any(|t| proc_text(&format!("{}/comm", t.unwrap().path().display())).starts_with("mmkit-pager"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "the handler thread did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The region's second mapping of its memfd: the staging mapping, `MADV_DONTFORK`.
+    let staging = proc_text("/proc/self/maps")
+        .lines()
+        .filter(|l| l.contains("memfd:mmkit-pager"))
+        .map(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
+        .find(|&a| a != base)
+        .expect("the staging mapping");
+    // SAFETY: the child makes system calls, writes its own mapping, drops its bitwise copy of
+    // the region (the parent's is never used through it) and ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // The child's next mapping where the staging mapping was (a hole here), as a large
+        // allocation may be placed.
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: a new private mapping in a hole (FIXED_NOREPLACE replaces nothing).
+        let p = unsafe { libc::mmap(staging as *mut libc::c_void, len, prot, flags, -1, 0) };
+        if p as usize != staging {
+            // SAFETY: ends the child.
+            unsafe { libc::_exit(3) };
+        }
+        // SAFETY: the child's own mapping of `len` bytes, written and read by this thread only.
+        unsafe { (p as *mut u8).write_volatile(1) };
+        // SAFETY: in the child the original is never used or dropped again (`_exit`).
+        drop(unsafe { std::ptr::read(&region) });
+        // SAFETY: as above: the child's mapping, which dropping the region must leave alone.
+        let ok = unsafe {
+            (p as *mut u8).add(len - 1).write_volatile(2);
+            (p as *const u8).read_volatile() == 1
+        };
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 4 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    println!("CHILD STATUS {status:#x}");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+    println!("STAGING OK");
+    std::process::exit(0);
+}
+
+/// Regression: a `UFFDIO_CONTINUE` region's staging mapping is `MADV_DONTFORK` (a hole in a
+/// forked child), and a child that dropped its copy of a region whose handler threads had
+/// stopped unmapped it there: the child's own memory mapped at that address since was taken
+/// away (the child's next access raised SIGSEGV; a mapping placed there later would have had
+/// two owners). Only the process that made the staging mapping unmaps it now.
+#[test]
+fn a_forked_child_dropping_a_stopped_regions_copy_keeps_its_own_mappings() {
+    const NAME: &str = "a_forked_child_dropping_a_stopped_regions_copy_keeps_its_own_mappings";
+    if child_role().as_deref() == Some("stopped-region-fork") {
+        stopped_region_fork_child();
+    }
+    if child_role().is_some() {
+        return;
+    }
+    let caps = mmkit_pager::capabilities().unwrap();
+    if !(caps.minor_shmem() && caps.missing_shmem()) {
+        println!("skipped: the kernel lacks UFFDIO_CONTINUE for shmem");
+        return;
+    }
+    let (status, out) = run_child(&[], NAME, "stopped-region-fork", 60);
+    assert!(status.success() && out.contains("STAGING OK"), "{status:?}, output:\n{out}");
+}
