@@ -273,7 +273,7 @@ pub struct SeekableSource {
     table: SeekTable,
     /// The file's length when it was opened: no frame's compressed bytes lie past it.
     file_len: u64,
-    cache: Mutex<VecDeque<(u32, Arc<[u8]>)>>,
+    cache: Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>,
     frames_decompressed: AtomicU64,
     bytes_decompressed: AtomicU64,
 }
@@ -389,7 +389,7 @@ impl SeekableSource {
         self.bytes_decompressed.load(Ordering::Relaxed)
     }
 
-    fn frame(&self, index: u32) -> io::Result<Arc<[u8]>> {
+    fn frame(&self, index: u32) -> io::Result<Arc<Vec<u8>>> {
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((_, f)) = cache.iter().find(|(i, _)| *i == index) {
@@ -425,12 +425,23 @@ impl SeekableSource {
                 ),
             )
         })?;
-        let mut comp = vec![0u8; csize as usize];
+        // Both buffers may be large (a valid frame holds up to 1 GiB, which a few kilobytes of
+        // RLE blocks describe): a failed allocation is the page's error, not an abort.
+        let no_memory = |what: &str, n: u64| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("zstd frame {index} of {}: no memory for its {n} {what} bytes", self.path.display()),
+            )
+        };
+        let mut comp = zeroed(csize).ok_or_else(|| no_memory("compressed", csize))?;
         self.file
             .read_exact_at(&mut comp, cs)
             .map_err(|e| io::Error::new(e.kind(), format!("pread of {} at {cs:#x}: {e}", self.path.display())))?;
-        let mut out = vec![0u8; dsize];
-        let n = zstd::bulk::decompress_to_buffer(&comp, &mut out[..]).map_err(|e| {
+        // Decompressed into the reserved capacity (zstd writes it and sets the length).
+        let mut out = Vec::new();
+        out.try_reserve_exact(dsize).map_err(|_| no_memory("decompressed", dsize as u64))?;
+        let decompressed = zstd::bulk::Decompressor::new().and_then(|mut d| d.decompress_to_buffer(&comp, &mut out));
+        let n = decompressed.map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame {index} of {}: {e}", self.path.display()))
         })?;
         if n != dsize {
@@ -441,7 +452,8 @@ impl SeekableSource {
         }
         self.frames_decompressed.fetch_add(1, Ordering::Relaxed);
         self.bytes_decompressed.fetch_add(n as u64, Ordering::Relaxed);
-        let frame: Arc<[u8]> = out.into();
+        // Not `Arc<[u8]>`: converting the Vec copied the whole frame into a second allocation.
+        let frame = Arc::new(out);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() == CACHED_FRAMES {
             cache.pop_front();
@@ -449,6 +461,15 @@ impl SeekableSource {
         cache.push_back((index, frame.clone()));
         Ok(frame)
     }
+}
+
+/// `n` zero bytes, or `None` when the memory is not there (or `n` does not fit in `usize`).
+fn zeroed(n: u64) -> Option<Vec<u8>> {
+    let n = usize::try_from(n).ok()?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, 0);
+    Some(v)
 }
 
 impl PageSource for SeekableSource {

@@ -276,6 +276,71 @@ fn a_frame_larger_than_the_format_allows_is_refused_not_decompressed() {
     assert_eq!(source.bytes_decompressed(), 0);
 }
 
+/// A seekable file of one zstd frame of `dsize` zeros made of RLE blocks (a few bytes per
+/// 128 KiB), with its seek table (no checksums).
+fn rle_frame_file(path: &std::path::Path, dsize: u32) {
+    let mut file = vec![0x28, 0xB5, 0x2F, 0xFD, 0xA0];
+    file.extend_from_slice(&dsize.to_le_bytes());
+    let mut left = dsize;
+    while left > 0 {
+        let n = left.min(128 * 1024);
+        left -= n;
+        let header = u32::from(left == 0) | 1 << 1 | n << 3;
+        file.extend_from_slice(&header.to_le_bytes()[..3]);
+        file.push(0);
+    }
+    let mut table = Vec::new();
+    table.extend_from_slice(&(file.len() as u32).to_le_bytes());
+    table.extend_from_slice(&dsize.to_le_bytes());
+    table.extend_from_slice(&1u32.to_le_bytes());
+    table.push(0);
+    table.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    file.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+    file.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    file.extend_from_slice(&table);
+    std::fs::write(path, &file).unwrap();
+}
+
+/// Regression: a valid frame holds up to 1 GiB, which a 32 KiB file describes with RLE blocks,
+/// and its buffer was allocated with `vec!`: where the memory is not there (here the address
+/// space is limited in a child process) the checked `read` aborted the process ("memory
+/// allocation of 1073741824 bytes failed") instead of returning the page's error. The frame's
+/// buffers are reserved fallibly now (and the frame is no longer copied into a second one for
+/// the cache).
+#[test]
+fn a_frame_without_memory_for_it_is_the_pages_error_not_an_abort() {
+    const NAME: &str = "a_frame_without_memory_for_it_is_the_pages_error_not_an_abort";
+    if support::child_role().as_deref() == Some("no-memory") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big-frame.zst");
+        rle_frame_file(&path, seekable::MAX_FRAME_SIZE);
+        let source = SeekableSource::open(&path).unwrap();
+        assert_eq!(source.len(), u64::from(seekable::MAX_FRAME_SIZE));
+        let region = PagedRegion::new(16 * mmkit::page_size(), source).unwrap();
+        // Room for the test's own needs, not for the frame.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let vm_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        let limit = vm_kib * 1024 + (256 << 20);
+        let limit = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+        let err = region.read(0, &mut [0u8; 8]).unwrap_err();
+        let want = format!("no memory for its {} decompressed bytes", seekable::MAX_FRAME_SIZE);
+        assert!(err.to_string().contains(&want) && err.to_string().contains("big-frame.zst"), "{err}");
+        println!("NO MEMORY OK: {err}");
+        return;
+    }
+    if support::child_role().is_some() {
+        return;
+    }
+    let (status, out) = support::run_child(&[], NAME, "no-memory", 60);
+    assert!(status.success() && out.contains("NO MEMORY OK"), "{status:?}\n{out}");
+}
+
 /// The seek table's compressed sizes are untrusted too: a frame of a few bytes whose entry
 /// claims almost 4 GiB was allocated at that size before the read found the file shorter
 /// (`UnexpectedEof`). A frame that ends past the end of the file is refused before any of it
