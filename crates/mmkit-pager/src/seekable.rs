@@ -265,7 +265,8 @@ fn pack_into(
 }
 
 /// A zstd seekable file as a [`PageSource`]: a page's fill decompresses the frame(s) holding it
-/// (a small cache keeps the last frames, so neighbouring pages cost no second decompression).
+/// (a small cache keeps the last frames, so neighbouring pages cost no second decompression:
+/// at most 8 frames and 64 MiB, or the last frame alone when it is larger).
 #[derive(Debug)]
 pub struct SeekableSource {
     file: File,
@@ -279,6 +280,9 @@ pub struct SeekableSource {
 }
 
 const CACHED_FRAMES: usize = 8;
+/// The bytes the cache holds at most, beyond its newest frame: a valid file may have frames of
+/// 1 GiB, which a few kilobytes of RLE blocks describe (eight of them held 8 GiB).
+const CACHED_BYTES: usize = 64 << 20;
 
 impl SeekableSource {
     /// Opens a seekable file and reads its seek table.
@@ -455,10 +459,13 @@ impl SeekableSource {
         // Not `Arc<[u8]>`: converting the Vec copied the whole frame into a second allocation.
         let frame = Arc::new(out);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() == CACHED_FRAMES {
-            cache.pop_front();
-        }
         cache.push_back((index, frame.clone()));
+        let mut bytes: usize = cache.iter().map(|(_, f)| f.len()).sum();
+        while cache.len() > 1 && (cache.len() > CACHED_FRAMES || bytes > CACHED_BYTES) {
+            if let Some((_, old)) = cache.pop_front() {
+                bytes -= old.len();
+            }
+        }
         Ok(frame)
     }
 }

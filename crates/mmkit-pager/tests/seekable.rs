@@ -276,23 +276,26 @@ fn a_frame_larger_than_the_format_allows_is_refused_not_decompressed() {
     assert_eq!(source.bytes_decompressed(), 0);
 }
 
-/// A seekable file of one zstd frame of `dsize` zeros made of RLE blocks (a few bytes per
-/// 128 KiB), with its seek table (no checksums).
-fn rle_frame_file(path: &std::path::Path, dsize: u32) {
-    let mut file = vec![0x28, 0xB5, 0x2F, 0xFD, 0xA0];
-    file.extend_from_slice(&dsize.to_le_bytes());
+/// A seekable file of `frames` zstd frames of `dsize` zeros each, made of RLE blocks (a few
+/// bytes per 128 KiB), with its seek table (no checksums).
+fn rle_frame_file(path: &std::path::Path, dsize: u32, frames: u32) {
+    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0xA0];
+    frame.extend_from_slice(&dsize.to_le_bytes());
     let mut left = dsize;
     while left > 0 {
         let n = left.min(128 * 1024);
         left -= n;
         let header = u32::from(left == 0) | 1 << 1 | n << 3;
-        file.extend_from_slice(&header.to_le_bytes()[..3]);
-        file.push(0);
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.push(0);
     }
+    let mut file = frame.repeat(frames as usize);
     let mut table = Vec::new();
-    table.extend_from_slice(&(file.len() as u32).to_le_bytes());
-    table.extend_from_slice(&dsize.to_le_bytes());
-    table.extend_from_slice(&1u32.to_le_bytes());
+    for _ in 0..frames {
+        table.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        table.extend_from_slice(&dsize.to_le_bytes());
+    }
+    table.extend_from_slice(&frames.to_le_bytes());
     table.push(0);
     table.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
     file.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
@@ -313,7 +316,7 @@ fn a_frame_without_memory_for_it_is_the_pages_error_not_an_abort() {
     if support::child_role().as_deref() == Some("no-memory") {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big-frame.zst");
-        rle_frame_file(&path, seekable::MAX_FRAME_SIZE);
+        rle_frame_file(&path, seekable::MAX_FRAME_SIZE, 1);
         let source = SeekableSource::open(&path).unwrap();
         assert_eq!(source.len(), u64::from(seekable::MAX_FRAME_SIZE));
         let region = PagedRegion::new(16 * mmkit::page_size(), source).unwrap();
@@ -339,6 +342,34 @@ fn a_frame_without_memory_for_it_is_the_pages_error_not_an_abort() {
     }
     let (status, out) = support::run_child(&[], NAME, "no-memory", 60);
     assert!(status.success() && out.contains("NO MEMORY OK"), "{status:?}\n{out}");
+}
+
+/// Regression: the frame cache was bounded by count only (8 frames), and a valid file may have
+/// frames of 1 GiB that a few kilobytes of RLE blocks describe: touching a page in each of 8 of
+/// them kept 8 GiB of decompressed frames for as long as the source lived. The cache holds at
+/// most 64 MiB now (or its newest frame alone): here eight 16 MiB frames, so the first has left
+/// the cache when it is touched again.
+#[test]
+fn the_frame_cache_is_bounded_by_bytes_not_only_frames() {
+    with_timeout(120, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frames.zst");
+        let frame = 16u32 << 20;
+        rle_frame_file(&path, frame, 8);
+        let source = Arc::new(SeekableSource::open(&path).unwrap());
+        let region = PagedRegion::new(source.len() as usize, source.clone()).unwrap();
+        let mut b = [1u8; 4];
+        for i in 0..8 {
+            region.read(i * frame as usize, &mut b).unwrap();
+            assert_eq!(b, [0; 4]);
+        }
+        assert_eq!(source.frames_decompressed(), 8);
+        // The newest frames are cached (64 MiB of them), the first is not any more.
+        region.read(7 * frame as usize + mmkit::page_size(), &mut b).unwrap();
+        assert_eq!(source.frames_decompressed(), 8);
+        region.read(mmkit::page_size(), &mut b).unwrap();
+        assert_eq!(source.frames_decompressed(), 9, "the first 16 MiB frame was still cached");
+    });
 }
 
 /// The seek table's compressed sizes are untrusted too: a frame of a few bytes whose entry
