@@ -211,11 +211,19 @@ fn data_extents(file: &File, path: &Path, len: u64, page: u64) -> Result<Vec<(u6
             Err(rustix::io::Errno::NXIO) => break,
             Err(e) => return Err(snap_err("lseek(SEEK_DATA) of a snapshot", path, e).with_range(pos, len - pos)),
         };
+        // Data at or past the length `fstat` gave is not the snapshot's: the file grew since
+        // (a writer still at it). Its extent would start past its (clamped) end: a negative
+        // length, which panicked in debug builds and made garbage counts otherwise.
+        if start >= len {
+            break;
+        }
         let end = rustix::fs::seek(file, SeekFrom::Hole(start))
             .map_err(|e| snap_err("lseek(SEEK_HOLE) of a snapshot", path, e).with_range(start, len - start))?;
         let (s, e) = (start / page * page, end.div_ceil(page).saturating_mul(page).min(len.div_ceil(page) * page));
         match extents.last_mut() {
             Some(last) if last.1 >= s => last.1 = last.1.max(e),
+            // Empty when the data went meanwhile (the hole starts where the data did).
+            _ if e <= s => {}
             _ => extents.push((s, e)),
         }
         pos = end.max(start + 1);
