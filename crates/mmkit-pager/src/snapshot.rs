@@ -309,13 +309,21 @@ impl PageSource for SnapshotSource {
     }
 }
 
+/// A snapshot of `len` bytes, more than this process can address (a 32-bit one): it said only
+/// "OutOfBounds".
+fn too_long(path: &Path, len: u64) -> Error {
+    Error::new("restore of a snapshot", ErrorKind::OutOfBounds).with_path(path).with_range(0, len).with_detail(format!(
+        "the snapshot is {len:#x} bytes, more than this process's address space holds ({:#x})",
+        usize::MAX
+    ))
+}
+
 /// Restores a snapshot **lazily**: a [`PagedRegion`] of the snapshot's length whose pages are
 /// read from the file when first touched (holes become zero pages without a read), served by
 /// `handler_threads` threads. Returns at once: time to first access is one page's read.
 pub fn restore_lazy(path: impl AsRef<Path>, handler_threads: usize) -> Result<PagedRegion> {
     let source = SnapshotSource::open(path.as_ref())?;
-    let len = usize::try_from(source.info.len)
-        .map_err(|_| Error::new("restore of a snapshot", ErrorKind::OutOfBounds).with_path(path.as_ref()))?;
+    let len = usize::try_from(source.info.len).map_err(|_| too_long(path.as_ref(), source.info.len))?;
     // As `restore_eager` says it: the region's own "length is zero" would not name the file.
     if len == 0 {
         return Err(Error::new("restore of a snapshot", ErrorKind::InvalidArgument)
@@ -331,8 +339,7 @@ pub fn restore_eager(path: impl AsRef<Path>) -> Result<MmapMut> {
     let path = path.as_ref();
     let file = mmkit::open::open_regular(path)?;
     let info = info_of(&file, path)?;
-    let len = usize::try_from(info.len)
-        .map_err(|_| Error::new("restore of a snapshot", ErrorKind::OutOfBounds).with_path(path))?;
+    let len = usize::try_from(info.len).map_err(|_| too_long(path, info.len))?;
     if len == 0 {
         return Err(Error::new("restore of a snapshot", ErrorKind::InvalidArgument)
             .with_path(path)

@@ -261,3 +261,20 @@ fn a_snapshot_growing_while_it_is_examined_gives_consistent_extents() {
     writer.join().unwrap();
     checked.unwrap();
 }
+
+/// A snapshot longer than a 32-bit process can address is refused by both restores with its
+/// length and why (the error said only "OutOfBounds").
+#[cfg(target_pointer_width = "32")]
+#[test]
+fn a_snapshot_longer_than_the_address_space_is_refused_with_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("5gib.snap");
+    std::fs::File::create(&path).unwrap().set_len(5 << 30).unwrap();
+    for err in
+        [snapshot::restore_lazy(&path, 1).map(drop).unwrap_err(), snapshot::restore_eager(&path).map(drop).unwrap_err()]
+    {
+        assert_eq!(err.kind(), mmkit::ErrorKind::OutOfBounds, "{err}");
+        assert_eq!(err.range(), Some((0, 5 << 30)), "{err}");
+        assert!(err.to_string().contains("the snapshot is 0x140000000 bytes, more than"), "{err}");
+    }
+}
