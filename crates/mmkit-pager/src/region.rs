@@ -102,6 +102,17 @@ pub enum Fence {
     /// `UFFDIO_POISON`: an access raises `SIGBUS` (Linux ≥ 6.6).
     Poison,
     /// `mprotect(PROT_NONE)` of the page: an access raises `SIGSEGV` (older kernels).
+    ///
+    /// Each fenced run of pages becomes a mapping of its own (`PROT_NONE` splits the region's),
+    /// and the process's mappings are limited by `vm.max_map_count` (65530 by default): a source
+    /// failing some 33,000 scattered pages reaches it, and from then on **every** new mapping of
+    /// the process fails with `ENOMEM`: a thread's stack (`std::thread::spawn` panics), a file
+    /// map, another region. Where `UFFDIO_POISON` exists the pager poisons such pages instead;
+    /// on older kernels a page neither fence took stays unfenced
+    /// ([`handler_error`](PagedRegion::handler_error) names it): [`read`](PagedRegion::read)
+    /// returns its error, but a thread touching it faults again and again, never past it. A
+    /// source that may fail that many pages is better read through [`read`](PagedRegion::read)
+    /// only, with [`retry`](PagedRegionBuilder::retry) for errors that pass.
     ProtNone,
 }
 
