@@ -248,6 +248,9 @@ impl Tracker {
             }
             DirtyMechanism::PagemapScan => self.scan(base, len, page)?,
             DirtyMechanism::SoftDirty => {
+                // One collection at a time: another one's clearing between this one's reading
+                // and clearing would lose the pages written in between from both answers.
+                let _one_at_a_time = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
                 let pages = self.soft_dirty(base, len, page)?;
                 clear_soft_dirty()?;
                 pages
@@ -284,11 +287,13 @@ impl Tracker {
     }
 
     fn soft_dirty(&self, base: usize, len: usize, page: usize) -> Result<Vec<u64>> {
-        let mut f = self.pagemap.as_ref().expect("pagemap is open for soft-dirty");
+        use std::os::unix::fs::FileExt;
+        let f = self.pagemap.as_ref().expect("pagemap is open for soft-dirty");
         let n = len / page;
         let mut raw = vec![0u8; n * 8];
-        f.seek(SeekFrom::Start((base / page * 8) as u64))
-            .and_then(|_| f.read_exact(&mut raw))
+        // A positioned read: a seek then a read of the shared descriptor let two collections
+        // read each other's offsets.
+        f.read_exact_at(&mut raw, (base / page * 8) as u64)
             .map_err(|e| proc_err("read", "/proc/self/pagemap", e).with_addr(base).with_range(0, len as u64))?;
         Ok(raw
             .chunks_exact(8)
