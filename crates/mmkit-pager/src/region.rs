@@ -435,22 +435,22 @@ impl Shared {
             while j < n && (zeros >> j & 1 == 1) == zero {
                 j += 1;
             }
-            match self.install_run(scratch, index, k, j, zero) {
-                Ok(()) => {
-                    for i in index + k..index + j {
-                        self.state(i).store(PRESENT, Ordering::Release);
-                    }
-                }
-                Err(e) => {
-                    let c = if zero { &self.counters.zero_pages } else { &self.counters.data_pages };
-                    c.fetch_sub((j - k) as u64, Ordering::Relaxed);
-                    if k == 0 {
-                        self.fail(index, e);
-                        self.release(index + 1, index + j);
-                        result = FAILED;
-                    } else {
-                        self.release(index + k, index + j);
-                    }
+            // The pages installed: all of the run, or those before the one that failed (they
+            // are mapped, and may be read already: never given back or failed).
+            let failed = self.install_run(scratch, index, k, j, zero).err();
+            let installed = failed.as_ref().map_or(j, |(p, _)| *p);
+            for i in index + k..index + installed {
+                self.state(i).store(PRESENT, Ordering::Release);
+            }
+            if let Some((p, e)) = failed {
+                let c = if zero { &self.counters.zero_pages } else { &self.counters.data_pages };
+                c.fetch_sub((j - p) as u64, Ordering::Relaxed);
+                if p == 0 {
+                    self.fail(index, e);
+                    self.release(index + 1, index + j);
+                    result = FAILED;
+                } else {
+                    self.release(index + p, index + j);
                 }
             }
             k = j;
@@ -459,8 +459,16 @@ impl Shared {
     }
 
     /// Installs pages `k..j` of the window at `index` (all zero, or all data), with one ioctl,
-    /// or page by page when the range one is refused part way.
-    fn install_run(&self, scratch: &mut MmapMut, index: usize, k: usize, j: usize, zero: bool) -> io::Result<()> {
+    /// or page by page when the range one is refused part way. `Err((p, e))`: page `p` failed
+    /// with `e`, the pages `k..p` before it are installed (mapped, their waiters woken).
+    fn install_run(
+        &self,
+        scratch: &mut MmapMut,
+        index: usize,
+        k: usize,
+        j: usize,
+        zero: bool,
+    ) -> std::result::Result<(), (usize, io::Error)> {
         let g = self.page;
         // With write-protect dirty tracking every page goes in protected (zeros too, as a
         // copy: a shared zero page cannot carry the protection), so a read is never a write.
@@ -495,7 +503,7 @@ impl Shared {
         }
         // One granule at a time: `EEXIST` is a granule a partial range call installed already.
         for p in k..j {
-            self.install(|| one(p, p + 1))?;
+            self.install(|| one(p, p + 1)).map_err(|e| (p, e))?;
         }
         Ok(())
     }
