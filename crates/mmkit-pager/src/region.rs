@@ -945,7 +945,8 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
                 // The likely cause for a large region: what to do about it.
                 let hint = "a private anonymous region takes its whole length of address space (RLIMIT_AS, \
                             `ulimit -v`) and is charged in full against the commit limit (vm.overcommit_memory); \
-                            a Backing::SharedMemory region reserves no commit charge";
+                            a Backing::SharedMemory region reserves no commit charge (or the process has \
+                            reached vm.max_map_count mappings)";
                 let detail = e.detail().map_or_else(|| hint.to_owned(), |d| format!("{d}; {hint}"));
                 e.with_detail(detail)
             })?;
