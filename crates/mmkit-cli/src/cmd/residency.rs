@@ -3,13 +3,15 @@
 //! Counts with `cachestat(2)` (falling back to `mincore(2)`), and optionally first evicts
 //! (`--evict`), reads in (`--touch`) or locks (`--lock`, held until Ctrl-C / SIGTERM).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
 
+use crate::cli::memory;
 use crate::cli::progress::{self, Unit};
+use crate::cli::size;
 use crate::cli::table::{render_columns, Cells};
 use mmkit::inspect::{self, CacheStat, FileEntry, LockedFile, TouchOptions};
 use serde::Serialize;
@@ -21,7 +23,8 @@ pub struct Args {
     /// inode is counted once).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Read the files into the page cache first (MADV_POPULATE_READ, in parallel).
+    /// Read the files into the page cache first (MADV_POPULATE_READ, in parallel). A file on
+    /// tmpfs or ramfs whose holes would take more memory than is available is refused.
     #[arg(long, short = 't', conflicts_with_all = ["evict", "lock"])]
     pub touch: bool,
     /// Drop the files' clean pages from the page cache first (POSIX_FADV_DONTNEED).
@@ -184,7 +187,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     if batch.is_empty() {
         return;
     }
-    let total_bytes = batch.iter().fold(0u64, |sum, f| sum.saturating_add(f.len));
+    let lens: Vec<u64> = batch.iter().map(|f| f.len).collect();
     let paths: Vec<PathBuf> = batch.into_iter().map(|f| f.path).collect();
     let first = out.walked + 1;
     out.walked += paths.len();
@@ -198,6 +201,20 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     };
     // Failures of the steps before counting, by the index of their path.
     let mut failed = Vec::new();
+    // Files in memory whose holes would take more memory than there is are neither touched nor
+    // locked (they are still counted).
+    let mut refused = vec![false; paths.len()];
+    if args.touch || args.lock {
+        let op = if args.touch { "touch" } else { "lock" };
+        let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| memory::mem_available(&m));
+        for (i, p) in paths.iter().enumerate() {
+            if let Err(e) = check_room_for_holes(p, op, available) {
+                failed.push((i, e));
+                refused[i] = true;
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..paths.len()).filter(|&i| !refused[i]).collect();
     if args.evict {
         let bar = progress(paths.len() as u64, &label("evicting"), false);
         for (i, p) in paths.iter().enumerate() {
@@ -209,16 +226,18 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         bar.finish_and_clear();
     }
     if args.touch {
+        let total_bytes = todo.iter().fold(0u64, |sum, &i| sum.saturating_add(lens[i]));
         let bar = progress(total_bytes, &label("touching"), true);
         let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
-        let results = inspect::touch_files(&paths, &opts, &|n| bar.inc(n));
+        let touched: Vec<&PathBuf> = todo.iter().map(|&i| &paths[i]).collect();
+        let results = inspect::touch_files(&touched, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
-        failed.extend(results.into_iter().enumerate().filter_map(|(i, r)| Some((i, r.err()?))));
+        failed.extend(todo.iter().zip(results).filter_map(|(&i, r)| Some((i, r.err()?))));
     }
     if args.lock {
-        let bar = progress(paths.len() as u64, &label("locking"), false);
-        for (i, p) in paths.iter().enumerate() {
-            match inspect::lock(p) {
+        let bar = progress(todo.len() as u64, &label("locking"), false);
+        for &i in &todo {
+            match inspect::lock(&paths[i]) {
                 Ok(l) => out.locked.push(l),
                 Err(e) => {
                     if out.memlock_hint.is_none() {
@@ -254,6 +273,44 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
             }
         }
     }
+}
+
+/// Refuses to touch or lock (`op`) a file on tmpfs or ramfs whose holes need more memory than
+/// the kernel says is `available` (`MemAvailable`), or than its tmpfs has free: faulting a hole
+/// of such a file in allocates a page no one can reclaim without swap. A sparse 4 EiB file on
+/// /dev/shm filled the machine's memory until the OOM killer ended other processes; past a
+/// full tmpfs every page faults `SIGBUS`. A file whose file system or size cannot be read is
+/// left to the step itself, which reports why.
+fn check_room_for_holes(path: &Path, op: &'static str, available: Option<u64>) -> Result<(), mmkit::Error> {
+    let Ok(fs) = rustix::fs::statfs(path) else { return Ok(()) };
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets
+    let f_type = fs.f_type as u64;
+    if !memory::lives_in_memory(f_type) {
+        return Ok(());
+    }
+    let Ok(st) = rustix::fs::stat(path) else { return Ok(()) };
+    // `st_blocks` counts 512-byte units whatever the block size.
+    let holes = (st.st_size as u64).saturating_sub((st.st_blocks as u64).saturating_mul(512));
+    let refuse = |room: u64, what: &str, why: &str| {
+        mmkit::Error::new(op, mmkit::ErrorKind::InvalidArgument).with_path(path).with_detail(format!(
+            "the file lives in memory ({}) and its holes would take {} ({holes} bytes) more; {what} has {} ({room} bytes): \
+             not done ({why})",
+            if f_type as u32 == memory::TMPFS_MAGIC { "tmpfs" } else { "ramfs" },
+            size::bytes(holes),
+            size::bytes(room),
+        ))
+    };
+    if let Some(room) = available.filter(|&room| holes > room) {
+        return Err(refuse(room, "the machine (MemAvailable)", "the OOM killer would end processes first"));
+    }
+    // A tmpfs mounted without a size limit reports no blocks at all.
+    if let Ok(vfs) = rustix::fs::statvfs(path) {
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        if vfs.f_blocks > 0 && holes > free {
+            return Err(refuse(free, "its file system", "each page past that would fault SIGBUS"));
+        }
+    }
+    Ok(())
 }
 
 /// What to do when `mlock` failed with `e` because of `RLIMIT_MEMLOCK` (`ENOMEM` past the

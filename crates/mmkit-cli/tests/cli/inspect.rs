@@ -276,6 +276,45 @@ fn residency_failures_exit_1_with_context() {
     assert_eq!(mmkit(&["residency", "--touch", "--evict", "x"]).status.code(), Some(2));
 }
 
+#[test]
+fn touch_and_lock_refuse_tmpfs_holes_larger_than_memory() {
+    // `--touch` of a sparse 4 EiB file on /dev/shm allocated a page for every hole until the
+    // OOM killer ended other processes. Run in a private mount namespace on a 16 MiB tmpfs, so
+    // that a regression fills 16 MiB, not the machine (root only: it mounts).
+    if !is_root() || Command::new("unshare").args(["-m", "true"]).status().map_or(true, |s| !s.success()) {
+        eprintln!("SKIP: needs root and unshare -m (a private tmpfs)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let script = format!(
+        "mount -t tmpfs -o size=16M tmpfs {d} || exit 99
+         truncate -s 1E {d}/huge && truncate -s 20M {d}/big && printf x > {d}/small
+         timeout 30 {MMKIT} residency --json --touch {d}/huge {d}/big {d}/small; echo \"touch=$?\" >&2
+         timeout 30 {MMKIT} residency -q --lock {d}/huge >/dev/null; echo \"lock=$?\" >&2
+         stat -c '%n %b' {d}/huge {d}/big >&2"
+    );
+    let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("touch=1\n") && err.contains("lock=1\n"), "{err}");
+    // Nothing was allocated for the holes: the refusal came before any fault.
+    assert!(err.contains("/huge 0\n") && err.contains("/big 0\n"), "{err}");
+    for (op, file, room) in
+        [("touch", "huge", "MemAvailable"), ("touch", "big", "its file system"), ("lock", "huge", "MemAvailable")]
+    {
+        assert!(
+            err.lines().any(|l| l
+                .starts_with(&format!("mmkit: warning: {op} of {d}/{file} failed: the file lives in memory (tmpfs)"))
+                && l.contains(room)),
+            "{op} {file}: {err}"
+        );
+    }
+    // The others are touched, and every file is still counted.
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(total(&v, "files"), 3, "{v}");
+    assert_eq!(per_file(&v).iter().find(|f| f.0.ends_with("/small")).unwrap().2, 1, "{v}");
+}
+
 /// `/proc/<pid>/smaps_rollup` read by hand: `Name: N kB` → N.
 fn rollup(pid: u32) -> std::collections::HashMap<String, u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();

@@ -114,9 +114,8 @@ pub fn check_disk(dir: &Path, needed: u64, what: &str) -> anyhow::Result<()> {
     let fs = rustix::fs::statfs(dir)
         .map_err(|e| mmkit::Error::os("statfs", e).with_path(dir))
         .context("tour: checking the file system of the directory for temporary files")?;
-    // TMPFS_MAGIC and RAMFS_MAGIC from linux/magic.h: their files live in memory.
-    // 32-bit magic numbers; `f_type` is signed 32-bit on 32-bit targets (RAMFS_MAGIC is negative there).
-    if matches!(fs.f_type as u32, 0x0102_1994 | 0x8584_58f6) {
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets
+    if crate::cli::memory::lives_in_memory(fs.f_type as u64) {
         check_memory(needed, &format!("{what} (in {}, which lives in memory)", dir.display()))?;
     }
     Ok(())
@@ -128,7 +127,7 @@ pub fn check_memory(needed: u64, what: &str) -> anyhow::Result<()> {
     let meminfo = std::fs::read_to_string("/proc/meminfo")
         .map_err(|e| crate::cli::io::io_error("read", Path::new("/proc/meminfo"), e))
         .context("tour: checking the memory available")?;
-    let Some(available) = mem_available(&meminfo) else {
+    let Some(available) = crate::cli::memory::mem_available(&meminfo) else {
         // Kernels before 3.14 lack the line; go on without the check.
         return Ok(());
     };
@@ -141,23 +140,9 @@ pub fn check_memory(needed: u64, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
-fn mem_available(meminfo: &str) -> Option<u64> {
-    let kb = meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
-    kb.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?.checked_mul(1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mem_available_is_read_in_bytes() {
-        let m = "MemTotal:       24684544 kB\nMemFree:        20119528 kB\nMemAvailable:   23410964 kB\n";
-        assert_eq!(mem_available(m), Some(23_410_964 * 1024));
-        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
-        assert_eq!(mem_available("MemAvailable: lots\n"), None);
-    }
 
     #[test]
     fn too_little_disk_names_both_numbers() {
