@@ -13,7 +13,7 @@ use crate::cli::memory;
 use crate::cli::progress::{self, Unit};
 use crate::cli::size;
 use crate::cli::table::{render_columns, Cells};
-use mmkit::inspect::{self, CacheStat, FileEntry, LockedFile, TouchOptions};
+use mmkit::inspect::{self, CacheStat, CacheStatSource, FileEntry, LockedFile, TouchOptions};
 use serde::Serialize;
 
 /// Arguments of `mmkit residency`.
@@ -94,6 +94,9 @@ struct Outcome {
     memlock_hint: Option<String>,
     /// Files handed to [`process`] so far.
     walked: usize,
+    /// Files counted by `mincore` that the kernel does not show the page cache of (every page
+    /// reported resident): their counts are not measurements, and the run says so.
+    hidden: u64,
 }
 
 impl Outcome {
@@ -104,6 +107,9 @@ impl Outcome {
     }
 
     fn count(&mut self, path: PathBuf, s: &CacheStat) {
+        if s.source == CacheStatSource::Mincore && s.pages > 0 && !cache_is_visible(&path) {
+            self.hidden += 1;
+        }
         let t = &mut self.total;
         t.files += 1;
         // Saturating: sparse files can add up to more than 2^64 bytes (five of 4 EiB on tmpfs).
@@ -142,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         locked: Vec::new(),
         memlock_hint: None,
         walked: 0,
+        hidden: 0,
     };
     let mut batch = Vec::new();
     inspect::walk_files(&args.paths, &mut |found| match found {
@@ -165,6 +172,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Err(e) if crate::cli::output::is_broken_pipe(&e) => Some(e),
         Err(e) => return Err(e),
     };
+    if out.hidden > 0 {
+        note_line!(
+            "note: the Resident counts of {} file(s) are not measurements: the kernel hides the page cache of a file \
+             the caller neither owns nor may write, and its mincore(2) then reports every page resident \
+             (cachestat(2) refuses); run as the files' owner or root to count them",
+            out.hidden
+        );
+    }
     // Before the wait: the files that could be locked are held until a signal.
     if let Some(hint) = &out.memlock_hint {
         note_line!("{hint}");
@@ -311,6 +326,20 @@ fn check_room_for_holes(path: &Path, op: &'static str, available: Option<u64>) -
         }
     }
     Ok(())
+}
+
+/// Whether the kernel shows this process the page cache of `path` through `mincore(2)`: only
+/// for a file it owns or may write, or with `CAP_FOWNER` (mm/mincore.c, `can_do_mincore`, since
+/// Linux 5.0); for any other file every page reads as resident.
+fn cache_is_visible(path: &Path) -> bool {
+    let euid = rustix::process::geteuid();
+    if euid.is_root() {
+        return true;
+    }
+    let owned = rustix::fs::stat(path).is_ok_and(|st| st.st_uid == euid.as_raw());
+    owned
+        || rustix::fs::accessat(rustix::fs::CWD, path, rustix::fs::Access::WRITE_OK, rustix::fs::AtFlags::EACCESS)
+            .is_ok()
 }
 
 /// What to do when `mlock` failed with `e` because of `RLIMIT_MEMLOCK` (`ENOMEM` past the

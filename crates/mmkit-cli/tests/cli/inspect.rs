@@ -315,6 +315,39 @@ fn touch_and_lock_refuse_tmpfs_holes_larger_than_memory() {
     assert_eq!(per_file(&v).iter().find(|f| f.0.ends_with("/small")).unwrap().2, 1, "{v}");
 }
 
+#[test]
+fn counts_the_kernel_hides_are_said_to_be_no_measurement() {
+    // For a file the caller neither owns nor may write, cachestat(2) refuses and mincore(2)
+    // reports every page resident: 100% was printed, even right after --evict, with no word.
+    let own = tempfile::tempdir().unwrap();
+    write_file(&own.path().join("mine"), 3 * page());
+    let mine = own.path().join("mine");
+    // /etc/passwd: root's, readable by everyone, writable by root only.
+    let run = |args: &[&str]| {
+        let mut c = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", MMKIT]);
+            c
+        } else {
+            Command::new(MMKIT)
+        };
+        c.args(args).output().unwrap()
+    };
+    if is_root() && Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("SKIP: setpriv is missing (it runs the check as uid 65534)");
+        return;
+    }
+    let out = run(&["residency", "--json", "/etc/passwd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("mmkit: note: the Resident counts of 1 file(s) are not measurements"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A file of one's own (as root: every file) is measured, and nothing is said.
+    let out =
+        if is_root() { mmkit(&["residency", "/etc/passwd"]) } else { mmkit(&["residency", mine.to_str().unwrap()]) };
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", stderr(&out));
+}
+
 /// `/proc/<pid>/smaps_rollup` read by hand: `Name: N kB` → N.
 fn rollup(pid: u32) -> std::collections::HashMap<String, u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
