@@ -441,6 +441,10 @@ fn percent(part: u64, whole: u64) -> String {
     if s == "0" {
         return "<0.001%".to_owned();
     }
+    // Nor are some pages missing 100%: 4999 of 5000 pages is 99.98%.
+    if s == "100" && part < whole {
+        return ">99.9%".to_owned();
+    }
     format!("{s}%")
 }
 
@@ -465,5 +469,7 @@ mod tests {
         assert_eq!(percent(5, 5), "100%");
         assert_eq!(percent(1, 2_097_152), "<0.001%");
         assert_eq!(percent(1, 100_000), "0.001%");
+        assert_eq!(percent(4999, 5000), ">99.9%");
+        assert_eq!(percent(999, 1000), "99.9%");
     }
 }
