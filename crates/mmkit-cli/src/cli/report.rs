@@ -103,9 +103,29 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
+/// How `t` compares with the baseline `base`: `2.46x faster` or `2.46x slower` (never
+/// `0.41x faster`).
+pub fn speed_against(base: std::time::Duration, t: std::time::Duration) -> String {
+    let ratio = base.as_secs_f64() / t.as_secs_f64().max(1e-9);
+    if ratio >= 1.0 {
+        format!("{ratio:.2}x faster")
+    } else {
+        format!("{:.2}x slower", 1.0 / ratio.max(1e-9))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speeds_say_faster_or_slower() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        assert_eq!(speed_against(ms(505), ms(100)), "5.05x faster");
+        assert_eq!(speed_against(ms(505), ms(1246)), "2.47x slower");
+        assert_eq!(speed_against(ms(100), ms(100)), "1.00x faster");
+    }
 
     #[test]
     fn render_aligns_labels() {

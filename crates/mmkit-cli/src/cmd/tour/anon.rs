@@ -13,7 +13,7 @@ use mmkit::{inspect, page_size, HugePages, MapOptions, Protection};
 
 use super::{check_interrupted, Args};
 use crate::cli::io::IoResultExt;
-use crate::cli::report::{duration, Section};
+use crate::cli::report::{duration, speed_against, Section};
 use crate::cli::size::bytes;
 
 const MIB: usize = 1 << 20;
@@ -171,11 +171,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
         "first_touch_thp_ns",
         "  with transparent huge pages",
         t.as_nanos() as u64,
-        format!(
-            "{:>10}  {thp_faults} minor faults  ({:.2}x faster)",
-            duration(t),
-            b.as_secs_f64() / t.as_secs_f64().max(1e-9)
-        ),
+        format!("{:>10}  {thp_faults} minor faults  ({})", duration(t), speed_against(b, t)),
     );
     s.fact("thp_anon_huge_pages", "  AnonHugePages after the touch (smaps)", thp_huge, bytes(thp_huge));
     match fallback {

@@ -16,7 +16,7 @@ use mmkit::{MapOptions, Mmap, Populate};
 
 use super::{check_interrupted, Args};
 use crate::cli::io::IoResultExt;
-use crate::cli::report::{duration, Section};
+use crate::cli::report::{duration, speed_against, Section};
 use crate::cli::size::{bytes, throughput};
 
 const CHUNK: usize = 1 << 20;
@@ -204,11 +204,11 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         "  via mmap, demand-paged",
         m.as_nanos() as u64,
         format!(
-            "{:>10}  {:>12}  {} minor faults  ({:.2}x read)",
+            "{:>10}  {:>12}  {} minor faults  ({} than read)",
             duration(m),
             throughput(size, m),
             faults[1].0,
-            r.as_secs_f64() / m.as_secs_f64()
+            speed_against(r, m)
         ),
     );
     s.fact(
@@ -216,11 +216,11 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         "  via mmap, MAP_POPULATE",
         p.as_nanos() as u64,
         format!(
-            "{:>10}  {:>12}  {} minor faults  ({:.2}x read)",
+            "{:>10}  {:>12}  {} minor faults  ({} than read)",
             duration(p),
             throughput(size, p),
             faults[2].0,
-            r.as_secs_f64() / p.as_secs_f64()
+            speed_against(r, p)
         ),
     );
     s.fact(
