@@ -73,6 +73,8 @@ struct TotalJson {
 
 #[derive(Debug, Serialize)]
 struct ReportJson {
+    /// The size of the pages counted, in bytes (what the table's byte columns multiply by).
+    page_size: u64,
     /// The per-file rows; none with `--quiet`.
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<Vec<FileJson>>,
@@ -162,7 +164,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     process(&args, batch, &mut out);
 
-    let report = ReportJson { files: out.rows.take(), total: std::mem::take(&mut out.total) };
+    let report = ReportJson {
+        page_size: mmkit::page_size() as u64,
+        files: out.rows.take(),
+        total: std::mem::take(&mut out.total),
+    };
     let printed = if args.json { crate::cli::json::print(&report) } else { print_table(&report, started) };
     // A reader that closed the pipe early (`| head -1`) ends the printing, not the run: the
     // files stay locked until a signal and paths that failed still fail the run (exit 1); only
@@ -366,7 +372,7 @@ fn memlock_hint(e: &mmkit::Error) -> Option<String> {
 const TOUCH_THREADS: usize = 1;
 
 fn print_table(report: &ReportJson, started: Instant) -> anyhow::Result<()> {
-    let page = mmkit::page_size() as u64;
+    let page = report.page_size;
     if let Some(files) = report.files.as_ref().filter(|f| !f.is_empty()) {
         let rows: Vec<Vec<String>> = files
             .iter()
