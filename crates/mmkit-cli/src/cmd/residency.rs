@@ -237,7 +237,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     }
     let todo: Vec<usize> = (0..paths.len()).filter(|&i| !refused[i]).collect();
     if args.evict {
-        let bar = progress(paths.len() as u64, &label("evicting"), false);
+        let bar = progress(paths.len() as u64, &label("evicting"), false, args.json);
         for (i, p) in paths.iter().enumerate() {
             if let Err(e) = inspect::evict(p) {
                 failed.push((i, e));
@@ -248,7 +248,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     }
     if args.touch {
         let total_bytes = todo.iter().fold(0u64, |sum, &i| sum.saturating_add(lens[i]));
-        let bar = progress(total_bytes, &label("touching"), true);
+        let bar = progress(total_bytes, &label("touching"), true, args.json);
         let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
         let touched: Vec<&PathBuf> = todo.iter().map(|&i| &paths[i]).collect();
         let results = inspect::touch_files(&touched, &opts, &|n| bar.inc(n));
@@ -256,7 +256,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         failed.extend(todo.iter().zip(results).filter_map(|(&i, r)| Some((i, r.err()?))));
     }
     if args.lock {
-        let bar = progress(todo.len() as u64, &label("locking"), false);
+        let bar = progress(todo.len() as u64, &label("locking"), false, args.json);
         for &i in &todo {
             match inspect::lock(&paths[i]) {
                 Ok(l) => out.locked.push(l),
@@ -271,7 +271,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
         }
         bar.finish_and_clear();
     }
-    let bar = progress(paths.len() as u64, &label("counting"), false);
+    let bar = progress(paths.len() as u64, &label("counting"), false, args.json);
     // 0: one thread per CPU.
     let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(0), &|| bar.inc(1));
     bar.finish_and_clear();
@@ -408,10 +408,11 @@ fn print_table(report: &ReportJson, started: Instant) -> anyhow::Result<()> {
     outln!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64())
 }
 
-/// A progress bar on stderr when the work is long (256 MiB, or 2,000 files).
-fn progress(len: u64, what: &str, bytes: bool) -> ProgressBar {
+/// A progress bar on stderr when the work is long (256 MiB, or 2,000 files) and the output is
+/// not JSON (as every command's bars: see [`progress`]).
+fn progress(len: u64, what: &str, bytes: bool, json: bool) -> ProgressBar {
     let (unit, long) = if bytes { (Unit::Bytes, len >= 256 << 20) } else { (Unit::Files, len >= 2000) };
-    progress::bar(len, what, unit, long)
+    progress::bar(len, what, unit, long && !json)
 }
 
 /// Sizes as `vmtouch` prints them (truncated to a whole unit): 0, 4K, 150M, 1G.

@@ -244,6 +244,36 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
 }
 
 #[test]
+fn progress_bars_on_a_terminal_only_without_json() {
+    // `residency --json` drew its bars on a terminal's stderr while `pager pack --json` and the
+    // tour draw none: the progress module's rule is "a person is watching and the output is not
+    // JSON". `script` (util-linux) gives the run a terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP: script (util-linux) is missing: no terminal to draw on");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..2100 {
+        File::create(many.join(format!("f{i}"))).unwrap();
+    }
+    let drawn = |json: &str| {
+        let log = dir.path().join(format!("typescript{json}"));
+        let cmd = format!("{MMKIT} residency -q {json} {} >/dev/null", many.display());
+        let status = Command::new("script").args(["-qec", &cmd]).arg(&log).stdout(Stdio::null()).status().unwrap();
+        assert!(status.success(), "{cmd}");
+        std::fs::read_to_string(&log).unwrap().contains("counting [")
+    };
+    // The control: without --json a bar is drawn (unless the count ended before its first draw).
+    if !drawn("") {
+        eprintln!("SKIP: no bar was drawn even without --json (the count was too quick)");
+        return;
+    }
+    assert!(!drawn("--json"), "a bar with --json");
+}
+
+#[test]
 fn residency_quiet_json_is_the_totals_only() {
     // `--quiet --json` printed a row per file, as `--json` alone does (20,000 files: 20,000 rows).
     let dir = tempfile::tempdir().unwrap();
