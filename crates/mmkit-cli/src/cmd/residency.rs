@@ -42,7 +42,8 @@ pub struct Args {
     /// 2-vCPU AMD guest: 26 ms with one `cachestat(2)`, 13 ms with two). Touching uses 1 by default:
     /// an evicted file touched with 2, 4 or 8 threads was no faster than with one
     /// (BENCHMARKS.md); more help only on devices that serve parallel reads faster than one
-    /// stream. Threads the system refuses to start (ulimit -u, ulimit -v) mean fewer threads.
+    /// stream. Threads the system refuses to start (ulimit -u, ulimit -v), or cannot give a file descriptor
+    /// each (ulimit -n), mean fewer threads.
     /// 0 is the default.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -249,7 +250,8 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     if args.touch {
         let total_bytes = todo.iter().fold(0u64, |sum, &i| sum.saturating_add(lens[i]));
         let bar = progress(total_bytes, &label("touching"), true, args.json);
-        let opts = TouchOptions { threads: args.threads.unwrap_or(TOUCH_THREADS), ..TouchOptions::default() };
+        let threads = within_descriptors(args.threads.unwrap_or(TOUCH_THREADS));
+        let opts = TouchOptions { threads, ..TouchOptions::default() };
         let touched: Vec<&PathBuf> = todo.iter().map(|&i| &paths[i]).collect();
         let results = inspect::touch_files(&touched, &opts, &|n| bar.inc(n));
         bar.finish_and_clear();
@@ -273,7 +275,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     }
     let bar = progress(paths.len() as u64, &label("counting"), false, args.json);
     // 0: one thread per CPU.
-    let stats = inspect::cachestat_files(&paths, args.threads.unwrap_or(0), &|| bar.inc(1));
+    let stats = inspect::cachestat_files(&paths, within_descriptors(args.threads.unwrap_or(0)), &|| bar.inc(1));
     bar.finish_and_clear();
     // A path is one failure however many steps failed, and the count's error is not repeated
     // when the step before failed the same way (`--touch` of a file it cannot open).
@@ -346,6 +348,25 @@ fn cache_is_visible(path: &Path) -> bool {
     owned
         || rustix::fs::accessat(rustix::fs::CWD, path, rustix::fs::Access::WRITE_OK, rustix::fs::AtFlags::EACCESS)
             .is_ok()
+}
+
+/// `threads` (0: one per CPU), fewer when the descriptors left under `RLIMIT_NOFILE`
+/// (`ulimit -n`) cannot give each a file: every worker keeps one open, and past the limit each
+/// open failed (`--threads 4` under `ulimit -n 6`: 2,254 EMFILE warnings, where 2 threads
+/// counted every file). One descriptor is kept spare. 0 stays 0 when nothing is short.
+fn within_descriptors(threads: usize) -> usize {
+    let want = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current else { return threads };
+    // The descriptors open now (the walk's directories among them); the listing's own is not.
+    let Ok(open) = std::fs::read_dir("/proc/self/fd").map(|d| d.count().saturating_sub(1) as u64) else {
+        return threads;
+    };
+    let free = usize::try_from(limit.saturating_sub(open).saturating_sub(1)).unwrap_or(usize::MAX);
+    if free >= want {
+        threads
+    } else {
+        free.max(1)
+    }
 }
 
 /// What to do when `mlock` failed with `e` because of `RLIMIT_MEMLOCK` (`ENOMEM` past the

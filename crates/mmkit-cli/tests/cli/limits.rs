@@ -152,6 +152,21 @@ fn residency_touch_of_many_files_under_low_nofile() {
 }
 
 #[test]
+fn residency_threads_fit_the_descriptors_left() {
+    // Each worker keeps a file open: `--threads 16` under `ulimit -n 6` failed every open past
+    // the limit with EMFILE, a warning per file, where 1 or 2 threads handled them all.
+    let dir = many_files(2000);
+    let d = dir.path().to_str().unwrap();
+    for args in
+        [&["residency", "--threads", "16", "--json", d][..], &["residency", "--touch", "--threads", "16", "--json", d]]
+    {
+        let out = run(Limit::Files(6), args);
+        assert_success(&out, &format!("{args:?} with 6 descriptors"));
+        assert_eq!(totals(&out).0, 2000, "{args:?}");
+    }
+}
+
+#[test]
 fn residency_of_a_deep_tree_under_low_nofile() {
     // The walk kept each level's directory open while it walked the level below (its entries
     // held the descriptor), so a tree deeper than the free descriptors failed with EMFILE.
