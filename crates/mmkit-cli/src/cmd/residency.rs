@@ -228,9 +228,12 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     let mut refused = vec![false; paths.len()];
     if args.touch || args.lock {
         let op = if args.touch { "touch" } else { "lock" };
-        let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| memory::mem_available(&m));
+        let mut room = Room {
+            available: std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| memory::mem_available(&m)),
+            taken: Vec::new(),
+        };
         for (i, p) in paths.iter().enumerate() {
-            if let Err(e) = check_room_for_holes(p, op, available) {
+            if let Err(e) = check_room_for_holes(p, op, &mut room) {
                 failed.push((i, e));
                 refused[i] = true;
             }
@@ -298,13 +301,21 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
     }
 }
 
+/// The memory and tmpfs space the holes of the files accepted so far in a batch will take.
+struct Room {
+    /// `MemAvailable` less the holes accepted (None: the kernel does not say).
+    available: Option<u64>,
+    /// Holes accepted per memory-backed file system (`f_fsid`), in bytes.
+    taken: Vec<(u64, u64)>,
+}
+
 /// Refuses to touch or lock (`op`) a file on tmpfs or ramfs whose holes need more memory than
-/// the kernel says is `available` (`MemAvailable`), or than its tmpfs has free: faulting a hole
-/// of such a file in allocates a page no one can reclaim without swap. A sparse 4 EiB file on
-/// /dev/shm filled the machine's memory until the OOM killer ended other processes; past a
-/// full tmpfs every page faults `SIGBUS`. A file whose file system or size cannot be read is
-/// left to the step itself, which reports why.
-fn check_room_for_holes(path: &Path, op: &'static str, available: Option<u64>) -> Result<(), mmkit::Error> {
+/// `room` has left of `MemAvailable`, or than its tmpfs has free less the holes of the files
+/// accepted before it: faulting a hole of such a file in allocates a page no one can reclaim
+/// without swap. A sparse 4 EiB file on /dev/shm filled the machine's memory until the OOM
+/// killer ended other processes; past a full tmpfs every page faults `SIGBUS`. A file whose
+/// file system or size cannot be read is left to the step itself, which reports why.
+fn check_room_for_holes(path: &Path, op: &'static str, room: &mut Room) -> Result<(), mmkit::Error> {
     let Ok(fs) = rustix::fs::statfs(path) else { return Ok(()) };
     #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets
     let f_type = fs.f_type as u64;
@@ -314,23 +325,33 @@ fn check_room_for_holes(path: &Path, op: &'static str, available: Option<u64>) -
     let Ok(st) = rustix::fs::stat(path) else { return Ok(()) };
     // `st_blocks` counts 512-byte units whatever the block size.
     let holes = (st.st_size as u64).saturating_sub((st.st_blocks as u64).saturating_mul(512));
-    let refuse = |room: u64, what: &str, why: &str| {
+    let refuse = |left: u64, what: &str, why: &str| {
         mmkit::Error::new(op, mmkit::ErrorKind::InvalidArgument).with_path(path).with_detail(format!(
-            "the file lives in memory ({}) and its holes would take {} ({holes} bytes) more; {what} has {} ({room} bytes): \
-             not done ({why})",
+            "the file lives in memory ({}) and its holes would take {} ({holes} bytes) more; {what} has {} ({left} bytes) \
+             left: not done ({why})",
             if f_type as u32 == memory::TMPFS_MAGIC { "tmpfs" } else { "ramfs" },
             size::bytes(holes),
-            size::bytes(room),
+            size::bytes(left),
         ))
     };
-    if let Some(room) = available.filter(|&room| holes > room) {
-        return Err(refuse(room, "the machine (MemAvailable)", "the OOM killer would end processes first"));
+    if let Some(left) = room.available.filter(|&left| holes > left) {
+        return Err(refuse(left, "the machine (MemAvailable)", "the OOM killer would end processes first"));
     }
     // A tmpfs mounted without a size limit reports no blocks at all.
-    if let Ok(vfs) = rustix::fs::statvfs(path) {
-        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-        if vfs.f_blocks > 0 && holes > free {
-            return Err(refuse(free, "its file system", "each page past that would fault SIGBUS"));
+    let vfs = rustix::fs::statvfs(path).ok().filter(|v| v.f_blocks > 0);
+    if let Some(vfs) = &vfs {
+        let taken = room.taken.iter().find(|t| t.0 == vfs.f_fsid).map_or(0, |t| t.1);
+        let left = vfs.f_bavail.saturating_mul(vfs.f_frsize).saturating_sub(taken);
+        if holes > left {
+            return Err(refuse(left, "its file system", "each page past that would fault SIGBUS"));
+        }
+    }
+    // Accepted: what its holes take is no longer there for the next file.
+    room.available = room.available.map(|a| a.saturating_sub(holes));
+    if let Some(vfs) = vfs {
+        match room.taken.iter_mut().find(|t| t.0 == vfs.f_fsid) {
+            Some(t) => t.1 = t.1.saturating_add(holes),
+            None => room.taken.push((vfs.f_fsid, holes)),
         }
     }
     Ok(())

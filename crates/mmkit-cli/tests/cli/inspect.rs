@@ -327,16 +327,24 @@ fn touch_and_lock_refuse_tmpfs_holes_larger_than_memory() {
          truncate -s 1E {d}/huge && truncate -s 20M {d}/big && printf x > {d}/small
          timeout 30 {MMKIT} residency --json --touch {d}/huge {d}/big {d}/small; echo \"touch=$?\" >&2
          timeout 30 {MMKIT} residency -q --lock {d}/huge >/dev/null; echo \"lock=$?\" >&2
-         stat -c '%n %b' {d}/huge {d}/big >&2"
+         truncate -s 10M {d}/half1 {d}/half2
+         timeout 30 {MMKIT} residency -q --touch {d}/half1 {d}/half2 >/dev/null; echo \"halves=$?\" >&2
+         stat -c '%n %b' {d}/huge {d}/big {d}/half1 {d}/half2 >&2"
     );
     let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
     let err = stderr(&out);
     assert!(err.contains("touch=1\n") && err.contains("lock=1\n"), "{err}");
     // Nothing was allocated for the holes: the refusal came before any fault.
     assert!(err.contains("/huge 0\n") && err.contains("/big 0\n"), "{err}");
-    for (op, file, room) in
-        [("touch", "huge", "MemAvailable"), ("touch", "big", "its file system"), ("lock", "huge", "MemAvailable")]
-    {
+    // Two files of 10 MiB of holes fit the 16 MiB alone, not together: the first is touched
+    // (20480 blocks of 512 bytes), the second refused.
+    assert!(err.contains("halves=1\n") && err.contains("/half1 20480\n") && err.contains("/half2 0\n"), "{err}");
+    for (op, file, room) in [
+        ("touch", "huge", "MemAvailable"),
+        ("touch", "big", "its file system"),
+        ("lock", "huge", "MemAvailable"),
+        ("touch", "half2", "its file system has 6.0 MiB"),
+    ] {
         assert!(
             err.lines().any(|l| l
                 .starts_with(&format!("mmkit: warning: {op} of {d}/{file} failed: the file lives in memory (tmpfs)"))
