@@ -38,7 +38,7 @@ pub enum Command {
         /// does (`./libfoo.so` for a file here).
         #[arg(value_parser = clap::builder::PathBufValueParser::new())]
         source: PathBuf,
-        /// Print JSON.
+        /// Print JSON (what the library writes to stdout goes to stderr then).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -55,7 +55,8 @@ pub enum Command {
         /// Integer arguments (decimal or 0x hex), at most six.
         #[arg(allow_negative_numbers = true, value_parser = parse_int, num_args = 0..=6)]
         args: Vec<i64>,
-        /// Print `{"symbol": .., "args": [..], "result": N}`.
+        /// Print `{"symbol": .., "args": [..], "result": N}` (what the library writes to
+        /// stdout goes to stderr then).
         #[arg(long)]
         json: bool,
         /// Who loads a system library, SOURCE or a dependency.
@@ -194,6 +195,9 @@ fn parse_page_offset(s: &str) -> Result<u64, String> {
 pub fn run(command: Command) -> anyhow::Result<()> {
     let (Command::Plan { source, .. } | Command::Load { source, .. } | Command::Call { source, .. }) = &command;
     refuse_special_file(source)?;
+    if matches!(command, Command::Load { json: true, .. } | Command::Call { json: true, .. }) {
+        divert_stdout();
+    }
     match command {
         Command::Plan { source, page_size, json } => plan(source.as_os_str(), page_size, json),
         Command::Load { source, json, ext } => load(source.as_os_str(), json, &ext),
@@ -202,6 +206,47 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             call(source.as_os_str(), &symbol, &args, json, (system, &options))
         }
     }
+}
+
+/// mmkit's own stdout while the library's goes to stderr (`--json` of `load` and `call`).
+static JSON_STDOUT: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// With `--json`, points descriptor 1 at stderr before the library is loaded, so that what it
+/// writes to stdout (a constructor's `printf`, a called function's `puts`, the stdio buffer its
+/// finalizers flush at exit) goes there; the JSON document goes to the real stdout through
+/// [`print_json`]. The library's lines came after the document on stdout: `elf call --json`
+/// of a function that prints was not JSON. Without a stderr to point at, nothing changes.
+fn divert_stdout() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let stdout = std::io::stdout().as_raw_fd();
+    // SAFETY: F_DUPFD_CLOEXEC of fd 1 and dup2(2, 1) touch descriptors only; the copy of fd 1
+    // is a new descriptor this process owns from here on (kept for the life of the process).
+    unsafe {
+        let saved = libc::fcntl(stdout, libc::F_DUPFD_CLOEXEC, 3);
+        if saved < 0 {
+            return;
+        }
+        let saved = OwnedFd::from_raw_fd(saved);
+        if libc::dup2(libc::STDERR_FILENO, stdout) < 0 {
+            return;
+        }
+        let _ = JSON_STDOUT.set(saved);
+    }
+}
+
+/// Prints the JSON document `doc` (`compact`: on one line) on mmkit's stdout: with
+/// [`divert_stdout`] in effect, written straight to the saved descriptor (Rust's stdout, fd 1,
+/// now leads to stderr; a failed write left in its buffer would reach stderr at exit).
+fn print_json(doc: &serde_json::Value, compact: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Some(saved) = JSON_STDOUT.get() else {
+        return if compact { outln!("{doc}") } else { crate::cli::json::print(doc) };
+    };
+    let mut text = if compact { serde_json::to_vec(doc)? } else { serde_json::to_vec_pretty(doc)? };
+    text.push(b'\n');
+    (&std::fs::File::from(saved.try_clone().map_err(crate::cli::output::stdout_error)?))
+        .write_all(&text)
+        .map_err(crate::cli::output::stdout_error)
 }
 
 /// The loader opens a path first and refuses what is not a regular file after, as glibc's
@@ -466,7 +511,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
-        crate::cli::json::print(&doc)?;
+        print_json(&doc, false)?;
     } else {
         outln!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size)?;
         if let Some(offset) = ext.fd_offset {
@@ -582,7 +627,7 @@ fn call(
     // registers, so a function taking fewer simply ignores the extra (zero) ones.
     let result = unsafe { std::mem::transmute::<usize, F6>(addr)(a(0), a(1), a(2), a(3), a(4), a(5)) };
     if json {
-        outln!("{}", json!({"symbol": symbol, "args": args, "result": result}))?;
+        print_json(&json!({"symbol": symbol, "args": args, "result": result}), true)?;
     } else {
         outln!("{result}")?;
     }

@@ -704,3 +704,34 @@ fn elf_commands_refuse_a_fifo_without_opening_it() {
         .unwrap();
     assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap());
 }
+
+/// A library that prints (a constructor's `printf`, a called function's `puts`, a destructor's
+/// at exit): with `--json` its lines go to stderr and stdout is one JSON document. They were
+/// flushed after the document, so `elf call --json` of such a function was not JSON.
+#[test]
+fn json_stays_json_when_the_library_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("chatty.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n\
+         __attribute__((constructor)) static void hello(void) { printf(\"hello from the constructor\\n\"); }\n\
+         __attribute__((destructor)) static void bye(void) { printf(\"bye from the destructor\\n\"); }\n\
+         long fx_chatty(long x) { puts(\"in fx_chatty\"); return x + 1; }\n",
+    )
+    .unwrap();
+    let so = gcc(dir.path(), "libfxchatty.so", &src, &["-shared", "-fPIC"]);
+    let so = so.to_str().unwrap();
+    for args in [&["elf", "call", so, "fx_chatty", "41", "--json"][..], &["elf", "load", so, "--json"]] {
+        let o = mmkit(args);
+        let v = json(&o);
+        assert!(v.is_object(), "{args:?}: {v}");
+        assert!(stderr(&o).contains("hello from the constructor"), "{args:?}: {}", stderr(&o));
+    }
+    let o = mmkit(&["elf", "call", so, "fx_chatty", "41", "--json"]);
+    assert_eq!(json(&o)["result"], 42);
+    assert!(stderr(&o).contains("in fx_chatty"), "{}", stderr(&o));
+    // Without --json the library's lines stay on stdout, beside the result.
+    let o = mmkit(&["elf", "call", so, "fx_chatty", "41"]);
+    assert!(o.status.success() && stdout(&o).contains("42\n") && stdout(&o).contains("in fx_chatty"), "{}", stdout(&o));
+}
