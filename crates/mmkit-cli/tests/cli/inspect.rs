@@ -295,6 +295,26 @@ fn residency_quiet_json_is_the_totals_only() {
 }
 
 #[test]
+fn residency_names_what_a_special_path_is() {
+    // "not a regular file or directory" left the user to find out what it was; the other
+    // commands say "a FIFO", "a character device".
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = mmkit(&["residency", fifo.to_str().unwrap(), "/dev/null"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("residency of {} failed: not a regular file or directory: a FIFO", fifo.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("residency of /dev/null failed: not a regular file or directory: a character device"),
+        "{err}"
+    );
+}
+
+#[test]
 fn residency_failures_exit_1_with_context() {
     let d = disk_dir();
     write_file(&d.path().join("ok"), 10);

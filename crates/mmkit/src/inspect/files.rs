@@ -63,7 +63,7 @@ pub fn walk_files<P: AsRef<Path>>(paths: &[P], found: &mut dyn FnMut(Result<File
                 }
             }
             Ok(meta) if meta.is_file() => walk.file(p.to_owned(), &meta),
-            Ok(_) => (walk.found)(Err(not_regular(p))),
+            Ok(meta) => (walk.found)(Err(not_regular(p, meta.file_type()))),
             Err(e) => (walk.found)(Err(Error::from_io("stat", &e).with_path(p))),
         }
     }
@@ -134,8 +134,12 @@ impl Walk<'_> {
     }
 }
 
-fn not_regular(p: &Path) -> Error {
-    Error::new("residency", ErrorKind::InvalidArgument).with_path(p).with_detail("not a regular file or directory")
+/// A path given that is neither a file nor a directory, named for what it is, as
+/// [`crate::open`] names it (`not a regular file or directory: a FIFO`).
+fn not_regular(p: &Path, ft: std::fs::FileType) -> Error {
+    Error::new("residency", ErrorKind::InvalidArgument)
+        .with_path(p)
+        .with_detail(format!("not a regular file or directory: {}", crate::open::file_type_name(ft)))
 }
 
 #[cfg(test)]
