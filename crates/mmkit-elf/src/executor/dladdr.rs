@@ -26,15 +26,18 @@ pub(crate) unsafe extern "C" fn dladdr(addr: *const c_void, info: *mut libc::Dl_
     let Some(a) = answer else { return 0 };
     // SAFETY: the caller gives a writable `Dl_info`; the pointers stored into it stay valid
     // while the library is loaded (its `.dynstr` and its bookkeeping).
-    unsafe {
-        info.write(libc::Dl_info {
-            dli_fname: a.fname,
-            dli_fbase: a.fbase as *mut c_void,
-            dli_sname: a.sname,
-            dli_saddr: a.saddr as *mut c_void,
-        });
-    }
+    unsafe { info.write(dl_info(&a)) };
     1
+}
+
+/// `dladdr`'s answer for an address in a library mmkit mapped.
+fn dl_info(a: &crate::addr::CAnswer) -> libc::Dl_info {
+    libc::Dl_info {
+        dli_fname: a.fname,
+        dli_fbase: a.fbase as *mut c_void,
+        dli_sname: a.sname,
+        dli_saddr: a.saddr as *mut c_void,
+    }
 }
 
 /// `dladdr1`'s flags (glibc's `<dlfcn.h>`; the `libc` crate does not have them).
@@ -72,12 +75,7 @@ pub(crate) unsafe extern "C" fn dladdr1(
     // SAFETY: the caller gives a writable `Dl_info`, and a writable pointer for the flags that
     // fill one (glibc's contract); what is stored stays valid while the library is loaded.
     unsafe {
-        info.write(libc::Dl_info {
-            dli_fname: a.fname,
-            dli_fbase: a.fbase as *mut c_void,
-            dli_sname: a.sname,
-            dli_saddr: a.saddr as *mut c_void,
-        });
+        info.write(dl_info(&a));
         if let Some(v) = extra_value {
             extra.write(v as *mut c_void);
         }
