@@ -97,14 +97,21 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                     "level": level,
                 }))?;
             } else {
-                let ratio = info.input_bytes as f64 / info.output_bytes.max(1) as f64;
+                // No ratio for an empty input; frames are of at most the size asked for.
+                let ratio = match info.input_bytes {
+                    0 => String::new(),
+                    n => format!(" ({:.2}x)", n as f64 / info.output_bytes.max(1) as f64),
+                };
+                let frames = match info.frames {
+                    1 => "1 frame".to_owned(),
+                    n => format!("{n} frames"),
+                };
                 outln!(
-                    "{} -> {}: {} -> {} ({ratio:.2}x), {} frames of {}",
+                    "{} -> {}: {} -> {}{ratio}, {frames} of at most {}",
                     input.display(),
                     output.display(),
                     bytes(info.input_bytes),
                     bytes(info.output_bytes),
-                    info.frames,
                     bytes(frame_size as u64)
                 )?;
             }

@@ -41,6 +41,25 @@ fn pack_then_info_reports_frames_and_zstd_reads_it() {
     }
 }
 
+/// The text summary said "1 frames of 64.0 KiB" for one frame of 15 KiB (the size asked for is
+/// a maximum) and "(0.00x)" for an empty input.
+#[test]
+fn the_pack_summary_counts_frames_and_gives_no_ratio_for_an_empty_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for (content, want, not) in [
+        (vec![7u8; 15_000], "1 frame of at most 64.0 KiB", "frames"),
+        (Vec::new(), "0 B -> ", "x)"),
+        (vec![1u8; 200_000], "4 frames of at most 64.0 KiB", "1 frame "),
+    ] {
+        let (raw, packed) = (dir.path().join("in"), dir.path().join("in.zst"));
+        std::fs::write(&raw, &content).unwrap();
+        let o = mmkit(&["pager", "pack", raw.to_str().unwrap(), packed.to_str().unwrap()]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(out.contains(want) && !out.contains(not), "{out}");
+    }
+}
+
 #[test]
 fn info_reports_a_snapshots_data_and_holes() {
     let dir = tempfile::tempdir().unwrap();
