@@ -2,7 +2,8 @@
 //!
 //! The binary is thin: each subcommand lives in `cmd/<name>.rs` and calls the libraries.
 //! Exit codes: 0 success (and a reader that closed the pipe early), 1 failure, 2 usage error;
-//! every failure is one `mmkit: <message>` line on stderr (see [`cli::output`]).
+//! every failure is one `mmkit: <message>` line on stderr (see [`cli::output`]). A loaded
+//! library's code that crashes ends the process with its signal (128 + N), as in any program.
 
 // `unsafe` only in the modules that say `#![allow(unsafe_code)]`: those that call loaded
 // code or mmkit's `unsafe` constructors on the user's behalf.
