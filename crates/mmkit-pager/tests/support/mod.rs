@@ -34,7 +34,10 @@ pub fn run_child(prefix: &[&str], name: &str, role: &str, secs: u64) -> (ExitSta
     };
     cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ENV, role);
     let out = tempfile::NamedTempFile::new().unwrap();
-    let mut child = cmd.stdout(out.reopen().unwrap()).stderr(out.reopen().unwrap()).spawn().unwrap();
+    // One open file description for both (a shared offset): two opens of the file wrote over
+    // each other, and a child's panic message came back cut by the harness's lines.
+    let file = out.reopen().unwrap();
+    let mut child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
