@@ -170,9 +170,11 @@ fn dropping_private_huge_pages_is_refused_because_the_reservation_is_not_restore
         assert_eq!(hog.as_ref().unwrap().page_outcome().fallback, None, "the hog must hold the pool");
     }
     let mut b = [0u8];
+    // What the kernel does is its version's (the refusal above is mmkit's, on every kernel):
+    // Linux 6.1 loses the reservation (the touch fails once the hog holds the pool); 6.12 on
+    // arm64 gave the page back although a hog held the pool's free pages.
     match raw.copy_from_mapping(0, &mut b) {
-        // A kernel that restores the reservation on MADV_DONTNEED left no page for the hog.
-        Ok(()) => assert!(hog.is_none(), "the page came back although the hog holds the pool"),
+        Ok(()) => println!("this kernel gave the dropped private huge page back (hog: {})", hog.is_some()),
         Err(err) => assert_eq!((err.kind(), err.errno()), (ErrorKind::Os, Some(libc::EFAULT)), "{err}"),
     }
     drop(hog);
