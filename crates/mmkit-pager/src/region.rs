@@ -990,10 +990,10 @@ fn map_backing(b: &PagedRegionBuilder, reg_mode: &mut u64) -> Result<(MmapMut, I
                 ShmemFill::Continue => {
                     *reg_mode |= sys::REGISTER_MODE_MINOR;
                     let staging = memfd.map_raw()?;
-                    // SAFETY: the staging mapping is the pager's private writer; a forked
-                    // child must not inherit a writable view of the region's pages. A child
-                    // never uses it (the faces that fill are refused there, and no handler
-                    // thread runs there) nor unmaps it (`Staging`'s drop).
+                    // The staging mapping is the pager's private writer: a forked child must
+                    // not inherit a writable view of the region's pages, and never uses it (the
+                    // faces that fill are refused there) nor unmaps it (`Staging`'s drop).
+                    // SAFETY: DONTFORK changes no byte, and no child refers to the mapping.
                     unsafe { staging.mapping().advise_unchecked(.., UncheckedAdvice::DontFork) }?;
                     let staging =
                         Staging { map: std::mem::ManuallyDrop::new(staging), owner: rustix::process::getpid() };

@@ -45,10 +45,11 @@ pub enum Command {
 /// [`seekable::MAX_FRAME_SIZE`] (1 GiB).
 fn parse_frame_size(s: &str) -> Result<u32, String> {
     let n = crate::cli::size::parse_size(s)?;
+    let (min, max) = (seekable::MIN_FRAME_SIZE, seekable::MAX_FRAME_SIZE);
     u32::try_from(n)
         .ok()
-        .filter(|f| (seekable::MIN_FRAME_SIZE..=seekable::MAX_FRAME_SIZE).contains(f))
-        .ok_or_else(|| format!("frame size {s} ({n} bytes) must be between 4K (4096) and 1G (1073741824)"))
+        .filter(|f| (min..=max).contains(f))
+        .ok_or_else(|| format!("frame size {s} ({n} bytes) must be between 4K ({min}) and 1G ({max})"))
 }
 
 /// Runs `mmkit pager`.

@@ -305,7 +305,7 @@ fn process(args: &Args, batch: Vec<FileEntry>, out: &mut Outcome) {
 struct Room {
     /// `MemAvailable` less the holes accepted (None: the kernel does not say).
     available: Option<u64>,
-    /// Holes accepted per memory-backed file system (`f_fsid`), in bytes.
+    /// Holes accepted per memory-backed file system (its `st_dev`), in bytes.
     taken: Vec<(u64, u64)>,
 }
 
@@ -315,9 +315,9 @@ struct Room {
 /// without swap. A sparse 4 EiB file on /dev/shm filled the machine's memory until the OOM
 /// killer ended other processes; past a full tmpfs every page faults `SIGBUS`. A file whose
 /// file system or size cannot be read is left to the step itself, which reports why.
+#[allow(clippy::unnecessary_cast)] // `statfs` and `stat` field types differ between targets
 fn check_room_for_holes(path: &Path, op: &'static str, room: &mut Room) -> Result<(), mmkit::Error> {
     let Ok(fs) = rustix::fs::statfs(path) else { return Ok(()) };
-    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets
     let f_type = fs.f_type as u64;
     if !memory::lives_in_memory(f_type) {
         return Ok(());
@@ -337,21 +337,23 @@ fn check_room_for_holes(path: &Path, op: &'static str, room: &mut Room) -> Resul
     if let Some(left) = room.available.filter(|&left| holes > left) {
         return Err(refuse(left, "the machine (MemAvailable)", "the OOM killer would end processes first"));
     }
-    // A tmpfs mounted without a size limit reports no blocks at all.
-    let vfs = rustix::fs::statvfs(path).ok().filter(|v| v.f_blocks > 0);
-    if let Some(vfs) = &vfs {
-        let taken = room.taken.iter().find(|t| t.0 == vfs.f_fsid).map_or(0, |t| t.1);
-        let left = vfs.f_bavail.saturating_mul(vfs.f_frsize).saturating_sub(taken);
+    // A tmpfs mounted without a size limit reports no blocks at all. The file system is the
+    // file's device (`st_dev`), from the `stat` above.
+    let dev = st.st_dev as u64;
+    let limited = fs.f_blocks > 0;
+    if limited {
+        let taken = room.taken.iter().find(|t| t.0 == dev).map_or(0, |t| t.1);
+        let left = (fs.f_bavail as u64).saturating_mul(fs.f_frsize as u64).saturating_sub(taken);
         if holes > left {
             return Err(refuse(left, "its file system", "each page past that would fault SIGBUS"));
         }
     }
     // Accepted: what its holes take is no longer there for the next file.
     room.available = room.available.map(|a| a.saturating_sub(holes));
-    if let Some(vfs) = vfs {
-        match room.taken.iter_mut().find(|t| t.0 == vfs.f_fsid) {
+    if limited {
+        match room.taken.iter_mut().find(|t| t.0 == dev) {
             Some(t) => t.1 = t.1.saturating_add(holes),
-            None => room.taken.push((vfs.f_fsid, holes)),
+            None => room.taken.push((dev, holes)),
         }
     }
     Ok(())
