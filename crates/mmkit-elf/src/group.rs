@@ -431,13 +431,7 @@ pub(crate) fn open_system_loaded(
 pub(crate) fn open_loaded_soname(ns: &Namespace, source: &Source) -> Option<Library> {
     let Source::Path(p) = source else { return None };
     let name = p.to_str().filter(|n| !n.contains('/'))?;
-    let registry = ns.registry();
-    let _load = load_lock();
-    let mut map = registry.lock();
-    let key = loaded_by_soname(&map, name)?.key;
-    let e = map.get_mut(&key)?;
-    e.handles += 1;
-    Some(Library::new(e.obj.clone(), registry.clone()))
+    open_first_loaded(ns, |o| o.soname() == Some(name))
 }
 
 /// Another handle to the library loaded in `ns` from the path (or `archive!/entry`) `name`,
@@ -447,18 +441,15 @@ pub(crate) fn open_loaded_soname(ns: &Namespace, source: &Source) -> Option<Libr
 /// removed (a plug-in extracted to a temporary file and unlinked, the `/proc/self/fd/N` of a
 /// memfd since closed) or replaced is the library loaded from it.
 fn open_loaded_name(ns: &Namespace, name: &str) -> Option<Library> {
+    open_first_loaded(ns, |o| o.label() == name)
+}
+
+/// Another handle to [`first_loaded`] of `ns` that `is` accepts.
+fn open_first_loaded(ns: &Namespace, is: impl Fn(&Object) -> bool) -> Option<Library> {
     let registry = ns.registry();
     let _load = load_lock();
     let mut map = registry.lock();
-    let key = map
-        .values()
-        .filter(|e| e.obj.label() == name)
-        .min_by_key(|e| {
-            let seq = e.obj.init_seq.load(Ordering::Acquire);
-            (seq == 0, seq)
-        })?
-        .obj
-        .key;
+    let key = first_loaded(&map, is)?.key;
     let e = map.get_mut(&key)?;
     e.handles += 1;
     Some(Library::new(e.obj.clone(), registry.clone()))
@@ -468,8 +459,14 @@ fn open_loaded_name(ns: &Namespace, name: &str) -> Option<Library> {
 /// as glibc's `_dl_map_object` and bionic's `find_loaded_library_by_soname` match a
 /// `DT_NEEDED` or `dlopen` name against the libraries loaded before searching for a file.
 fn loaded_by_soname(map: &Loaded, name: &str) -> Option<Arc<Object>> {
+    first_loaded(map, |o| o.soname() == Some(name))
+}
+
+/// The library of `map` that `is` accepts, the first initialized when several are (one still
+/// being loaded, not initialized yet, last).
+fn first_loaded(map: &Loaded, is: impl Fn(&Object) -> bool) -> Option<Arc<Object>> {
     map.values()
-        .filter(|e| e.obj.soname() == Some(name))
+        .filter(|e| is(&e.obj))
         .min_by_key(|e| {
             let seq = e.obj.init_seq.load(Ordering::Acquire);
             (seq == 0, seq)
