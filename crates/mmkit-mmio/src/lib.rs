@@ -80,8 +80,8 @@ pub use access::{check_access, AccessRules, Width, Widths};
 pub use error::{Error, ErrorKind, Result};
 pub use fake::{Access, AccessKind, DeviceModel, FakeRegisters, PlainMemory, Store};
 pub use pci::{
-    list as list_pci_devices, PciDevice, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY,
-    SYS_BUS_PCI_DEVICES,
+    list as list_pci_devices, scan as scan_pci_devices, scan_in as scan_pci_devices_in, PciDevice, PCI_COMMAND,
+    PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, SYS_BUS_PCI_DEVICES,
 };
 pub use phys::PhysicalMemory;
 pub use region::{fence, MmioRegion};
@@ -89,7 +89,10 @@ pub use registers::{
     Field, Primitive, Pure, PureRead, ReadOnly, ReadWrite, Readable, Reg, RegisterInfo, RegisterSpec, RegisterValue,
     Registers, SideEffects, Writable, WriteOnly,
 };
-pub use uio::{list as list_uio_devices, IrqEnable, IrqEvent, Uio, UioInfo, SYS_CLASS_UIO};
+pub use uio::{
+    list as list_uio_devices, scan as scan_uio_devices, scan_in as scan_uio_devices_in, IrqEnable, IrqEvent, Uio,
+    UioInfo, SYS_CLASS_UIO,
+};
 
 /// The size of a page on this machine, in bytes (never assumed to be 4096); the same as
 /// [`mmkit::page_size`].

@@ -326,8 +326,17 @@ impl PciDevice {
     }
 }
 
-/// Lists the PCI devices under `devices` (normally [`SYS_BUS_PCI_DEVICES`]) in address order.
+/// Lists the PCI devices under `devices` (normally [`SYS_BUS_PCI_DEVICES`]) in address order;
+/// one device that cannot be read fails the listing (see [`scan_in`] to list the others).
 pub fn list_in(devices: &Path) -> Result<Vec<PciDevice>> {
+    scan_in(devices)?.into_iter().map(|(_, device)| device).collect()
+}
+
+/// Lists the PCI devices under `devices` (normally [`SYS_BUS_PCI_DEVICES`]) in address order,
+/// each with what reading its sysfs directory answered: a device whose `vendor` or `device`
+/// cannot be read (unreadable, not a file, garbled) is its own error, not the listing's. Only
+/// an unreadable `devices` directory fails the whole scan.
+pub fn scan_in(devices: &Path) -> Result<Vec<(PciAddress, Result<PciDevice>)>> {
     let entries = match std::fs::read_dir(devices) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -340,15 +349,20 @@ pub fn list_in(devices: &Path) -> Result<Vec<PciDevice>> {
             continue;
         };
         match PciDevice::open_in(devices, address) {
-            Ok(device) => found.push(device),
+            Ok(device) => found.push((address, Ok(device))),
             // Removed since the directory was read (hot-unplug, a VF torn down): not listed, and
             // no reason to fail the listing of the others.
             Err(_) if !entry.path().exists() => {}
-            Err(e) => return Err(e),
+            Err(e) => found.push((address, Err(e))),
         }
     }
-    found.sort_by_key(|d| d.address);
+    found.sort_by_key(|(address, _)| *address);
     Ok(found)
+}
+
+/// [`scan_in`] on this machine's devices.
+pub fn scan() -> Result<Vec<(PciAddress, Result<PciDevice>)>> {
+    scan_in(Path::new(SYS_BUS_PCI_DEVICES))
 }
 
 /// Lists the PCI devices of this machine.

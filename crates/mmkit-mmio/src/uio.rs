@@ -130,8 +130,16 @@ fn read_pci_link(device: &Path) -> Option<(PciAddress, PciId)> {
     Some((address, PciId { vendor: id("vendor")?, device: id("device")? }))
 }
 
-/// Lists the UIO devices under `dir` (normally [`SYS_CLASS_UIO`]), by number.
+/// Lists the UIO devices under `dir` (normally [`SYS_CLASS_UIO`]), by number; one device that
+/// cannot be read fails the listing (see [`scan_in`] to list the others).
 pub fn list_in(dir: &Path) -> Result<Vec<UioInfo>> {
+    scan_in(dir)?.into_iter().map(|(_, info)| info).collect()
+}
+
+/// The UIO devices under `dir` (normally [`SYS_CLASS_UIO`]) in number order, each with what
+/// reading its sysfs directory answered: a device whose attributes or maps cannot be read is
+/// its own error, not the listing's. Only an unreadable `dir` fails the whole scan.
+pub fn scan_in(dir: &Path) -> Result<Vec<(u32, Result<UioInfo>)>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -145,13 +153,13 @@ pub fn list_in(dir: &Path) -> Result<Vec<UioInfo>> {
             continue;
         };
         match UioInfo::read(&entry.path(), number) {
-            Ok(info) => devices.push(info),
+            Ok(info) => devices.push((number, Ok(info))),
             // Unregistered since the directory was read (its driver unbound): not listed.
             Err(_) if !entry.path().exists() => {}
-            Err(e) => return Err(e),
+            Err(e) => devices.push((number, Err(e))),
         }
     }
-    devices.sort_by_key(|d| d.number);
+    devices.sort_by_key(|(number, _)| *number);
     Ok(devices)
 }
 
@@ -536,6 +544,11 @@ fn names(devices: &[UioInfo]) -> String {
 /// Lists the UIO devices of this machine (an empty list when there are none).
 pub fn list() -> Result<Vec<UioInfo>> {
     list_in(Path::new(SYS_CLASS_UIO))
+}
+
+/// [`scan_in`] on this machine's UIO devices.
+pub fn scan() -> Result<Vec<(u32, Result<UioInfo>)>> {
+    scan_in(Path::new(SYS_CLASS_UIO))
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ pub enum Command {
     /// Write a register: `mmkit mmio write --uio 0 0x4 0x12345678`.
     Write(WriteArgs),
     /// List UIO devices with their maps, and PCI devices with their memory BARs.
+    #[command(after_help = "A device whose sysfs files cannot be read is listed with its error (text: \
+                            `unreadable: <error>`; JSON: an `error` field naming the operation, path and errno) \
+                            and the others as usual. Exit status: 0 when every device was read, 1 when one or \
+                            more could not be (after the listing, with `mmkit: N devices could not be read`), \
+                            2 usage error.")]
     List(ListArgs),
     /// Wait for interrupts of a UIO device: `mmkit mmio irq --uio 0 --count 3 --timeout 5`.
     Irq(IrqArgs),
@@ -362,6 +367,30 @@ struct UioReport {
     maps: Vec<UioMapReport>,
 }
 
+/// A listed entry, or the entry (its number or address) with why it could not be read.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<T, K> {
+    Read(T),
+    Unreadable {
+        #[serde(flatten)]
+        key: K,
+        /// The error, naming the operation, the path and the errno.
+        error: String,
+    },
+}
+
+#[derive(Serialize)]
+struct UioKey {
+    number: u32,
+    device: String,
+}
+
+#[derive(Serialize)]
+struct PciKey {
+    address: String,
+}
+
 #[derive(Serialize)]
 struct BarReport {
     index: usize,
@@ -379,70 +408,138 @@ struct PciReport {
     class: u32,
     driver: Option<String>,
     bars: Vec<BarReport>,
+    /// Why its BARs could not be read (its `resource` file); then `bars` is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
 struct ListReport {
-    uio: Vec<UioReport>,
-    pci: Vec<PciReport>,
+    uio: Vec<Entry<UioReport, UioKey>>,
+    pci: Vec<Entry<PciReport, PciKey>>,
 }
 
-fn list(args: ListArgs) -> anyhow::Result<()> {
-    let uio = mmkit_mmio::list_uio_devices()
+impl ListReport {
+    /// How many entries could not be read (whole or in part).
+    fn unreadable(&self) -> usize {
+        let uio = self.uio.iter().filter(|e| matches!(e, Entry::Unreadable { .. })).count();
+        let pci = self
+            .pci
+            .iter()
+            .filter(|e| match e {
+                Entry::Read(d) => d.error.is_some(),
+                Entry::Unreadable { .. } => true,
+            })
+            .count();
+        uio + pci
+    }
+}
+
+/// The UIO devices under `uio_dir` and the PCI devices with memory BARs under `pci_dir`: a
+/// device whose sysfs files cannot be read is listed with its error in place of what they say.
+fn collect_list(uio_dir: &std::path::Path, pci_dir: &std::path::Path) -> anyhow::Result<ListReport> {
+    let uio = mmkit_mmio::scan_uio_devices_in(uio_dir)
         .context("cannot list UIO devices")?
         .into_iter()
-        .map(|d| UioReport {
-            number: d.number,
-            device: format!("/dev/uio{}", d.number),
-            name: d.name,
-            version: d.version,
-            event_count: d.event_count,
-            pci: d.pci.map(|(a, _)| a.to_string()),
-            id: d.pci.map(|(_, id)| id.to_string()),
-            maps: d
-                .maps
-                .into_iter()
-                .map(|m| UioMapReport { index: m.index, name: m.name, addr: m.addr, size: m.size, offset: m.offset })
-                .collect(),
+        .map(|(number, d)| match d {
+            Err(e) => {
+                Entry::Unreadable { key: UioKey { number, device: format!("/dev/uio{number}") }, error: e.to_string() }
+            }
+            Ok(d) => Entry::Read(UioReport {
+                number: d.number,
+                device: format!("/dev/uio{}", d.number),
+                name: d.name,
+                version: d.version,
+                event_count: d.event_count,
+                pci: d.pci.map(|(a, _)| a.to_string()),
+                id: d.pci.map(|(_, id)| id.to_string()),
+                maps: d
+                    .maps
+                    .into_iter()
+                    .map(|m| UioMapReport {
+                        index: m.index,
+                        name: m.name,
+                        addr: m.addr,
+                        size: m.size,
+                        offset: m.offset,
+                    })
+                    .collect(),
+            }),
         })
         .collect();
     let mut pci = Vec::new();
-    for dev in mmkit_mmio::list_pci_devices().context("cannot list PCI devices")? {
-        let resources = dev.resources().with_context(|| format!("cannot read the resources of {}", dev.address()))?;
-        let bars: Vec<BarReport> = resources
-            .iter()
-            .take(6)
-            .enumerate()
-            .filter(|(_, r)| r.is_memory())
-            .map(|(index, r)| BarReport {
-                index,
-                start: r.start,
-                size: r.size(),
-                prefetchable: r.is_prefetchable(),
-                is_64bit: r.is_64bit(),
-            })
-            .collect();
-        if bars.is_empty() {
+    for (address, dev) in mmkit_mmio::scan_pci_devices_in(pci_dir).context("cannot list PCI devices")? {
+        let dev = match dev {
+            Ok(dev) => dev,
+            Err(e) => {
+                pci.push(Entry::Unreadable { key: PciKey { address: address.to_string() }, error: e.to_string() });
+                continue;
+            }
+        };
+        let (bars, error) = match dev.resources() {
+            Ok(resources) => (
+                resources
+                    .iter()
+                    .take(6)
+                    .enumerate()
+                    .filter(|(_, r)| r.is_memory())
+                    .map(|(index, r)| BarReport {
+                        index,
+                        start: r.start,
+                        size: r.size(),
+                        prefetchable: r.is_prefetchable(),
+                        is_64bit: r.is_64bit(),
+                    })
+                    .collect::<Vec<_>>(),
+                None,
+            ),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        if bars.is_empty() && error.is_none() {
             continue;
         }
-        pci.push(PciReport {
+        pci.push(Entry::Read(PciReport {
             address: dev.address().to_string(),
             id: dev.id().to_string(),
             class: dev.class(),
             driver: dev.driver(),
             bars,
-        });
+            error,
+        }));
     }
-    let report = ListReport { uio, pci };
+    Ok(ListReport { uio, pci })
+}
+
+fn list(args: ListArgs) -> anyhow::Result<()> {
+    let report = collect_list(
+        std::path::Path::new(mmkit_mmio::SYS_CLASS_UIO),
+        std::path::Path::new(mmkit_mmio::SYS_BUS_PCI_DEVICES),
+    )?;
     if args.json {
         crate::cli::json::print(&report)?;
-        return Ok(());
+    } else {
+        print_list(&report)?;
     }
+    match report.unreadable() {
+        0 => Ok(()),
+        1 => bail!("1 device could not be read (listed with its error)"),
+        n => bail!("{n} devices could not be read (listed with their errors)"),
+    }
+}
+
+fn print_list(report: &ListReport) -> anyhow::Result<()> {
     outln!("UIO devices:")?;
     if report.uio.is_empty() {
         outln!("  none (bind a device to a UIO driver, e.g. uio_pci_generic)")?;
     }
     for d in &report.uio {
+        let d = match d {
+            Entry::Read(d) => d,
+            Entry::Unreadable { key, error } => {
+                outln!("  {}  unreadable: {error}", key.device)?;
+                continue;
+            }
+        };
         let pci = match (&d.pci, &d.id) {
             (Some(a), Some(id)) => format!("  pci {a} [{id}]"),
             _ => String::new(),
@@ -465,7 +562,17 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         outln!("  none")?;
     }
     for d in &report.pci {
+        let d = match d {
+            Entry::Read(d) => d,
+            Entry::Unreadable { key, error } => {
+                outln!("  {}  unreadable: {error}", key.address)?;
+                continue;
+            }
+        };
         outln!("  {} [{}] class {:#08x} driver {}", d.address, d.id, d.class, d.driver.as_deref().unwrap_or("-"))?;
+        if let Some(error) = &d.error {
+            outln!("    BARs unreadable: {error}")?;
+        }
         for b in &d.bars {
             outln!(
                 "    BAR{}  {:#x}  size {:#x} ({})  {}{}",
@@ -530,6 +637,66 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake sysfs: PCI devices `00:04.0` (a memory BAR), `00:05.0` (its `resource` unreadable:
+    /// a symlink to itself, ELOOP as root and unprivileged alike), `00:06.0` (its `vendor`
+    /// unreadable); UIO devices `uio0` (readable) and `uio1` (its `name` unreadable).
+    fn fake_sysfs() -> tempfile::TempDir {
+        use std::fs;
+        let root = tempfile::tempdir().unwrap();
+        for addr in ["0000:00:04.0", "0000:00:05.0", "0000:00:06.0"] {
+            let d = root.path().join("pci").join(addr);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("vendor"), "0x1234\n").unwrap();
+            fs::write(d.join("device"), "0x11e8\n").unwrap();
+            fs::write(d.join("class"), "0x00ff00\n").unwrap();
+            fs::write(d.join("resource"), "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n").unwrap();
+        }
+        let bad_resource = root.path().join("pci/0000:00:05.0/resource");
+        fs::remove_file(&bad_resource).unwrap();
+        std::os::unix::fs::symlink(&bad_resource, &bad_resource).unwrap();
+        let bad_vendor = root.path().join("pci/0000:00:06.0/vendor");
+        fs::remove_file(&bad_vendor).unwrap();
+        std::os::unix::fs::symlink(&bad_vendor, &bad_vendor).unwrap();
+        for n in [0, 1] {
+            let d = root.path().join(format!("uio/uio{n}"));
+            fs::create_dir_all(d.join("maps")).unwrap();
+            fs::write(d.join("name"), "fake\n").unwrap();
+        }
+        let bad_name = root.path().join("uio/uio1/name");
+        fs::remove_file(&bad_name).unwrap();
+        std::os::unix::fs::symlink(&bad_name, &bad_name).unwrap();
+        root
+    }
+
+    /// Regression: one unreadable PCI `resource` (or device directory) failed the whole
+    /// `mmio list`; now every device is listed, the unreadable ones with their error.
+    #[test]
+    fn list_reports_unreadable_devices_in_place_and_lists_the_others() {
+        let root = fake_sysfs();
+        let report = collect_list(&root.path().join("uio"), &root.path().join("pci")).unwrap();
+        assert_eq!(report.unreadable(), 3);
+        let json = serde_json::to_value(&report).unwrap();
+        let pci = json["pci"].as_array().unwrap();
+        assert_eq!(pci.len(), 3, "{json:#}");
+        assert_eq!(pci[0]["address"], "0000:00:04.0");
+        assert_eq!(pci[0]["bars"][0]["start"], 0xfea0_0000u64);
+        assert!(pci[0].get("error").is_none(), "{json:#}");
+        assert_eq!(pci[1]["address"], "0000:00:05.0");
+        assert_eq!(pci[1]["id"], "1234:11e8");
+        assert_eq!(pci[1]["bars"].as_array().unwrap().len(), 0);
+        let err = pci[1]["error"].as_str().unwrap();
+        assert!(err.contains("0000:00:05.0/resource") && err.contains("ELOOP"), "{err}");
+        assert_eq!(pci[2]["address"], "0000:00:06.0");
+        let err = pci[2]["error"].as_str().unwrap();
+        assert!(err.contains("0000:00:06.0/vendor") && err.contains("ELOOP"), "{err}");
+        let uio = json["uio"].as_array().unwrap();
+        assert_eq!(uio.len(), 2, "{json:#}");
+        assert_eq!(uio[0]["name"], "fake");
+        assert_eq!(uio[1]["device"], "/dev/uio1");
+        let err = uio[1]["error"].as_str().unwrap();
+        assert!(err.contains("uio1/name") && err.contains("ELOOP"), "{err}");
+    }
 
     #[test]
     fn argument_parsers() {
