@@ -141,6 +141,7 @@ impl PciDevice {
             let kind = if res.is_io() { ErrorKind::Unsupported } else { ErrorKind::NotFound };
             return Err(Error::new("mmap", kind)
                 .with_path(&path)
+                .with_target(format!("(BAR{bar})"))
                 .with_detail(format!("BAR{bar} of {} is {what}", self.address)));
         }
         Ok(res)
@@ -212,11 +213,22 @@ impl PciDevice {
         // (whose open alone can act: a watchdog) or a FIFO. sysfs's are regular files: mmkit's
         // checked open looks before it opens, and opens only those.
         let file = mmkit::open::open_regular_read_write(&path).map_err(|e| {
-            let err = crate::uio::checked_open_error("open", &path, &e);
-            if wc && e.errno() == Some(rustix::io::Errno::NOENT.raw_os_error()) {
-                return err.with_detail("this kernel offers no write-combining mapping of the BAR (PAT off?)");
+            let err = crate::uio::checked_open_error("open", &path, &e).with_target(target.clone());
+            if e.errno() != Some(rustix::io::Errno::NOENT.raw_os_error()) {
+                err
+            } else if wc {
+                err.with_detail("this kernel offers no write-combining mapping of the BAR (PAT off?)")
+            } else {
+                // The `resource` file lists the BAR, but sysfs has no file to map it by (as for
+                // the virtio devices of some VMs): say so, not only "no such file".
+                err.with_detail(format!(
+                    "no resource{bar} file: {} lists BAR{bar} at {:#x} ({:#x} bytes), but the kernel \
+                     offers no sysfs mapping of it",
+                    self.sys_path.join("resource").display(),
+                    res.start,
+                    res.size()
+                ))
             }
-            err
         })?;
         map_shared(
             std::os::fd::AsFd::as_fd(&file),

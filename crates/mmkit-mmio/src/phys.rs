@@ -56,10 +56,17 @@ impl PhysicalMemory {
     pub fn map_pci_bar(&self, device: &PciDevice, bar: usize) -> Result<MmioRegion> {
         let res = device.memory_bar(bar)?;
         let len = usize::try_from(res.size()).map_err(|_| {
-            Error::new("mmap", ErrorKind::InvalidArgument).with_path(&self.path).with_range(res.start, res.size())
+            Error::new("mmap", ErrorKind::InvalidArgument)
+                .with_path(&self.path)
+                .with_target(format!("(BAR{bar} of {})", device.address()))
+                .with_range(res.start, res.size())
+                .with_detail("the BAR is larger than the address space")
         })?;
         let id = device.id();
+        // `/dev/mem`'s errors name the file and the physical range: add the device and BAR.
+        let target = format!("(BAR{bar} of {})", device.address());
         self.map_with_rules(res.start, len, AccessRules::for_pci_bar(id.vendor, id.device, bar))
+            .map_err(|e| e.with_source_name(None, Some(&target)))
     }
 
     /// Like [`PhysicalMemory::map`], with the device's width `rules`.

@@ -237,3 +237,30 @@ fn a_device_that_vanished_meanwhile_does_not_fail_finding_another() {
     let found = PciDevice::find_in(root.path(), "1234:11e8".parse().unwrap()).unwrap();
     assert_eq!(found.address().to_string(), "0000:00:04.0");
 }
+
+/// Regression: a memory BAR the `resource` file lists but that has no `resourceN` file (as the
+/// virtio devices of some VMs: the kernel made none), or a BAR that does not exist at all, was
+/// an error saying only `open of .../resource0 failed: ENOENT`, without the BAR; and through
+/// `/dev/mem` without the device or BAR. Each names the operation, the path, the BAR and errno.
+#[test]
+fn a_missing_bar_file_names_the_operation_path_bar_and_errno() {
+    let root = tempfile::tempdir().unwrap();
+    let dev = root.path().join("0000:00:01.0");
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(dev.join("vendor"), "0x1af4\n").unwrap();
+    fs::write(dev.join("device"), "0x1045\n").unwrap();
+    fs::write(dev.join("resource"), "0x0000004000000000 0x000000400007ffff 0x0000000000140204\n").unwrap();
+    let pci = PciDevice::open_in(root.path(), "0000:00:01.0".parse().unwrap()).unwrap();
+    let err = pci.map_bar(0).unwrap_err();
+    let said = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{said}");
+    assert_eq!(err.errno(), Some(libc::ENOENT), "{said}");
+    assert!(said.starts_with("open of ") && said.contains("0000:00:01.0/resource0"), "{said}");
+    assert!(said.contains("BAR0") && said.contains("(ENOENT)"), "{said}");
+    assert!(said.contains("no resource0 file"), "{said}");
+    // A BAR the device does not have: the path it would be and the BAR, as NotFound.
+    let err = pci.map_bar(3).unwrap_err();
+    let said = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{said}");
+    assert!(said.contains("0000:00:01.0/resource3") && said.contains("BAR3"), "{said}");
+}
