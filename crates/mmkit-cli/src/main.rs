@@ -13,7 +13,9 @@
 mod cli;
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// The whole of mmap: file-backed, anonymous and device mappings, and the tools to see them.
 #[derive(Debug, Parser)]
@@ -52,7 +54,8 @@ enum Command {
 
 fn main() {
     cli::io::ignore_file_size_signal();
-    let cli = Cli::try_parse().unwrap_or_else(|err| cli::output::usage_error(err));
+    let args = help_flag_after_help(std::env::args_os().collect());
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|err| cli::output::usage_error(err));
     let result = match cli.command {
         Command::Tour(args) => cmd::tour::run(args),
         Command::Residency(args) => cmd::residency::run(args),
@@ -62,4 +65,63 @@ fn main() {
         Command::Pager(command) => cmd::pager::run(command),
     };
     cli::output::finish(result)
+}
+
+/// clap's `help` subcommand takes every word after it as a command name, so `mmkit help --help`
+/// (or `mmkit mmio help -h`) was a usage error, "unrecognized subcommand '--help'". A `-h` or
+/// `--help` among those words asks for help, as everywhere else: of `help` itself when it names
+/// no command (`mmkit help help`), else of the command it names. Other command lines are
+/// returned as they are.
+fn help_flag_after_help(mut args: Vec<OsString>) -> Vec<OsString> {
+    let is_help_flag = |a: &OsString| a == "-h" || a == "--help";
+    let mut cmd = Cli::command();
+    // Only where `help` is a subcommand: every word before it names a subcommand.
+    let mut at = None;
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        let Some(word) = arg.to_str() else { break };
+        if word == "help" && cmd.has_subcommands() {
+            at = Some(i);
+            break;
+        }
+        match cmd.find_subcommand(word) {
+            Some(sub) => cmd = sub.clone(),
+            None => break,
+        }
+    }
+    let Some(at) = at else { return args };
+    if !args[at + 1..].iter().any(is_help_flag) {
+        return args;
+    }
+    let mut rest: Vec<OsString> = args.split_off(at + 1).into_iter().filter(|a| !is_help_flag(a)).collect();
+    if rest.is_empty() {
+        rest.push("help".into());
+    }
+    args.extend(rest);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::help_flag_after_help;
+
+    fn rewrite(line: &str) -> String {
+        let args = line.split(' ').map(std::ffi::OsString::from).collect();
+        help_flag_after_help(args).iter().map(|a| a.to_str().unwrap()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Regression: `mmkit help --help` was "unrecognized subcommand '--help'" (exit 2).
+    #[test]
+    fn a_help_flag_after_the_help_subcommand_asks_for_help() {
+        assert_eq!(rewrite("mmkit help --help"), "mmkit help help");
+        assert_eq!(rewrite("mmkit help -h"), "mmkit help help");
+        assert_eq!(rewrite("mmkit help mmio --help"), "mmkit help mmio");
+        assert_eq!(rewrite("mmkit mmio help -h"), "mmkit mmio help help");
+        assert_eq!(rewrite("mmkit mmio help read --help"), "mmkit mmio help read");
+        // Untouched: no help flag, or `help` where it is not the subcommand.
+        for line in
+            ["mmkit help", "mmkit help mmio", "mmkit residency help --help", "mmkit --help", "mmkit mmio read help"]
+        {
+            assert_eq!(rewrite(line), line);
+        }
+    }
 }

@@ -771,6 +771,24 @@ fn help_names_the_exit_codes() {
     }
 }
 
+/// Regression: `mmkit help --help` (and `mmkit mmio help -h`) was a usage error, "unrecognized
+/// subcommand '--help'", exit 2: clap's `help` took the flag for a command name. Now it is the
+/// help of `help`; `mmkit help mmio --help` is mmio's.
+#[test]
+fn help_flag_after_the_help_subcommand_prints_help() {
+    for (args, usage) in [
+        (&["help", "--help"][..], "Usage: mmkit help [COMMAND]"),
+        (&["help", "-h"], "Usage: mmkit help [COMMAND]"),
+        (&["mmio", "help", "-h"], "Usage: mmkit mmio help [COMMAND]"),
+        (&["help", "mmio", "--help"], "Usage: mmkit mmio <COMMAND>"),
+    ] {
+        let out = Command::new(MMKIT).args(args).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {help}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(help.contains(usage), "{args:?}: {usage:?} not in: {help}");
+    }
+}
+
 /// `mmkit ... | head -1`: the reader goes away; the command ends quietly (exit 0, no message).
 #[test]
 fn a_closed_stdout_pipe_is_a_quiet_exit() {
