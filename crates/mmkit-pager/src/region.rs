@@ -1264,7 +1264,12 @@ impl PagedRegion {
         if let Some(t) = &shared.tracker {
             t.start(shared.uffd.as_fd(), base, span)?;
         }
-        let (stop_r, stop_w) = sys::stop_pipe().map_err(|e| Error::os("pipe", e))?;
+        let (stop_r, stop_w) = sys::stop_pipe().map_err(|e| {
+            Error::os("pipe2(O_CLOEXEC)", e)
+                .with_addr(map.as_ptr() as usize)
+                .with_range(0, b.len as u64)
+                .with_detail("the stop pipe of the region's fault handler threads")
+        })?;
         let stop_r = Arc::new(stop_r);
         // Built before the threads start: if one fails to start, dropping the region stops the
         // ones already running.
@@ -1297,7 +1302,12 @@ impl PagedRegion {
         let t = std::thread::Builder::new()
             .name(format!("mmkit-pager-{i}"))
             .spawn(move || shared.run_handler(&stop, scratch))
-            .map_err(|e| Error::from_raw_errno("spawn of a handler thread", e.raw_os_error().unwrap_or(0)))?;
+            .map_err(|e| {
+                // `from_io`: `std` may fail without an errno (then its message, not "errno 0").
+                Error::from_io(format!("spawn of handler thread {i} (mmkit-pager-{i})"), &e)
+                    .with_addr(self.map.as_ptr() as usize)
+                    .with_range(0, self.map.len() as u64)
+            })?;
         self.threads.push(t);
         Ok(())
     }

@@ -944,3 +944,44 @@ fn a_forked_child_dropping_a_stopped_regions_copy_keeps_its_own_mappings() {
     let (status, out) = run_child(&[], NAME, "stopped-region-fork", 60);
     assert!(status.success() && out.contains("STAGING OK"), "{status:?}, output:\n{out}");
 }
+
+/// Regression: the handler threads' stop pipe refused (`EMFILE`) said only `pipe failed: ...`,
+/// and a handler thread the system refused to start said `spawn of a handler thread failed`
+/// (with errno 0 when `std` had none): neither named the region. Each now names the operation,
+/// what it was for, the region and the errno.
+#[test]
+fn a_refused_pipe_or_thread_names_the_operation_the_region_and_errno() {
+    const NAME: &str = "a_refused_pipe_or_thread_names_the_operation_the_region_and_errno";
+    match child_role().as_deref() {
+        Some("no-pipe") => {
+            let msg = with_timeout(20, || {
+                support::deny_syscall(libc::SYS_pipe2, None, libc::EMFILE);
+                let err = PagedRegion::new(4 * page(), ZeroSource).unwrap_err();
+                assert_eq!(err.errno(), Some(libc::EMFILE), "{err}");
+                assert!(err.addr().is_some() && err.range() == Some((0, 4 * page() as u64)), "{err}");
+                err.to_string()
+            });
+            assert!(msg.starts_with("pipe2") && msg.contains("stop pipe") && msg.contains("(EMFILE)"), "{msg}");
+            println!("NO-PIPE OK: {msg}");
+        }
+        Some("no-thread") => {
+            let msg = with_timeout(20, || {
+                support::deny_syscall(libc::SYS_clone3, None, libc::EAGAIN);
+                support::deny_syscall(libc::SYS_clone, None, libc::EAGAIN);
+                let err = PagedRegion::new(4 * page(), ZeroSource).unwrap_err();
+                assert_eq!(err.errno(), Some(libc::EAGAIN), "{err}");
+                assert!(err.addr().is_some() && err.range() == Some((0, 4 * page() as u64)), "{err}");
+                err.to_string()
+            });
+            assert!(msg.contains("handler thread 0") && msg.contains("(EAGAIN)"), "{msg}");
+            println!("NO-THREAD OK: {msg}");
+        }
+        Some(_) => {}
+        None => {
+            for (role, said) in [("no-pipe", "NO-PIPE OK"), ("no-thread", "NO-THREAD OK")] {
+                let (status, out) = run_child(&[], NAME, role, 60);
+                assert!(status.success() && out.contains(said), "{role}: {status:?}\n{out}");
+            }
+        }
+    }
+}
