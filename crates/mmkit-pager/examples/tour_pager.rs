@@ -36,7 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // decompresses only the 64 KiB frame holding the page.
     seekable::pack("image.bin", "image.zst", &Default::default())?;
     let src = SeekableSource::open("image.zst")?;
-    let image = PagedRegion::new(src.len() as usize, src)?;
+    let len = usize::try_from(src.len()).map_err(|_| "image.zst is larger than the address space")?;
+    let image = PagedRegion::new(len, src)?;
     let byte = image.as_slice()[123_456]; // blocks only this thread, once per page
 
     // Snapshots: raw sparse files (holes for zero pages), restored lazily (Firecracker-style).
@@ -68,7 +69,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // One fault decompresses one 64 KiB frame: counted on a source the example keeps a handle to.
     let counted = Arc::new(SeekableSource::open("image.zst")?);
-    let region = PagedRegion::new(counted.len() as usize, Arc::clone(&counted))?;
+    let len = usize::try_from(counted.len()).map_err(|_| "image.zst is larger than the address space")?;
+    let region = PagedRegion::new(len, Arc::clone(&counted))?;
     assert_eq!(region.as_slice()[123_456], image_bytes[123_456]);
     assert_eq!((counted.frames_decompressed(), counted.bytes_decompressed()), (1, 64 << 10));
     println!("one fault: {} frame, {} bytes decompressed", counted.frames_decompressed(), counted.bytes_decompressed());

@@ -14,7 +14,9 @@
 //! std::fs::write(&raw, vec![7u8; 1 << 20])?;
 //! mmkit_pager::seekable::pack(&raw, &packed, &Default::default())?;
 //! let source = std::sync::Arc::new(mmkit_pager::SeekableSource::open(&packed)?);
-//! let region = mmkit_pager::PagedRegion::new(source.len() as usize, source.clone())?;
+//! // A `u64` length: on a 32-bit target an image past 4 GiB does not fit (`as` would truncate).
+//! let len = usize::try_from(source.len()).map_err(|_| "image.zst is larger than the address space")?;
+//! let region = mmkit_pager::PagedRegion::new(len, source.clone())?;
 //! assert_eq!(region.as_slice()[123_456], 7);
 //! assert_eq!(source.frames_decompressed(), 1); // one frame of the file's 16
 //! # Ok(()) }
@@ -357,7 +359,8 @@ impl SeekableSource {
         })
     }
 
-    /// The decompressed length.
+    /// The decompressed length. A region's length is a `usize`: convert with `usize::try_from`,
+    /// which refuses an image past 4 GiB on a 32-bit target (`as usize` would truncate it).
     pub fn len(&self) -> u64 {
         self.table.size_decomp()
     }

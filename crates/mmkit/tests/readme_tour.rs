@@ -66,3 +66,24 @@ fn the_checker_sees_a_changed_line() {
     let source: String = "let a =\n    f(1);".lines().map(code).collect();
     assert!(source.contains(&code(&blocks[0][0])));
 }
+
+/// The docs users copy from: the README, the tour's examples and the pager's crate and module
+/// docs, compiled in.
+const COPIED_DOCS: [(&str, &str); 4] = [
+    ("README.md", README),
+    ("mmkit-pager/examples/tour_pager.rs", EXAMPLES[4].1),
+    ("mmkit-pager/src/lib.rs", include_str!("../../mmkit-pager/src/lib.rs")),
+    ("mmkit-pager/src/seekable.rs", include_str!("../../mmkit-pager/src/seekable.rs")),
+];
+
+/// Regression: the pager's docs sized a region with `source.len() as usize`, which on a 32-bit
+/// target silently truncates a `u64` length past 4 GiB (a region of the low bits, the rest of
+/// the file unmapped); copied code converts with `usize::try_from` and a clear error.
+#[test]
+fn copied_docs_convert_a_u64_length_with_a_check() {
+    for (name, text) in COPIED_DOCS {
+        for (n, line) in text.lines().enumerate() {
+            assert!(!line.contains("len() as usize"), "{name}:{}: {line}\nuse usize::try_from", n + 1);
+        }
+    }
+}
