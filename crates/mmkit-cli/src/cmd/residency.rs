@@ -24,7 +24,10 @@ pub struct Args {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Read the files into the page cache first (MADV_POPULATE_READ, in parallel). A file on
-    /// tmpfs or ramfs whose holes would take more memory than is available is refused.
+    /// tmpfs or ramfs whose holes would take more memory than is available is refused. A file
+    /// stops at its first chunk that fails, named in a warning with its byte range and errno
+    /// (EFAULT is a truncation only if the file shrank below the chunk; otherwise the chunk is
+    /// read with pread, whose errno is reported); the other files go on, and the run exits 1.
     #[arg(long, short = 't', conflicts_with_all = ["evict", "lock"])]
     pub touch: bool,
     /// Drop the files' clean pages from the page cache first (POSIX_FADV_DONTNEED).

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::io::Errno;
@@ -50,6 +51,13 @@ pub fn touch(path: impl AsRef<Path>) -> Result<u64> {
 /// Each chunk is mapped read-only and populated with `MADV_POPULATE_READ` (Linux 5.14+), which
 /// reads the pages in and waits for them without a page fault per page. Older kernels get
 /// `POSIX_FADV_WILLNEED` followed by `pread` of the chunk.
+///
+/// A file's first failed chunk is its result: the error names that chunk's range and errno, and
+/// the file's chunks not yet started are skipped (chunks other threads are already reading
+/// finish). The other files are touched as usual. `EFAULT` from `MADV_POPULATE_READ` (a page
+/// that would raise `SIGBUS`) is [`ErrorKind::Truncated`] only when the file now ends before the
+/// chunk does; otherwise the chunk is read with `pread`, whose errno (`EIO`, ...) and range are
+/// the error, and when that read succeeds, so has the touch.
 pub fn touch_files<P: AsRef<Path> + Sync>(
     paths: &[P],
     options: &TouchOptions,
@@ -60,6 +68,8 @@ pub fn touch_files<P: AsRef<Path> + Sync>(
     let chunk = options.chunk.max(page) / page * page;
     let results: Vec<Mutex<Option<Result<u64>>>> = paths.iter().map(|_| Mutex::new(None)).collect();
     let queue = Mutex::new(ChunkQueue { next_path: 0, current: None });
+    // Files with a failed chunk: their chunks not yet taken are skipped.
+    let failed: Vec<AtomicBool> = paths.iter().map(|_| AtomicBool::new(false)).collect();
     let record = |i: usize, r: Result<u64>| {
         let mut slot = results[i].lock().unwrap_or_else(PoisonError::into_inner);
         // The first error of a file wins over its page count.
@@ -68,12 +78,13 @@ pub fn touch_files<P: AsRef<Path> + Sync>(
         }
     };
     let work = || loop {
-        let Some((i, file, off, len)) = next_chunk(&queue, paths, chunk, &record) else { break };
+        let Some((i, file, off, len)) = next_chunk(&queue, paths, chunk, &record, &failed) else { break };
         let r = touch_range(&file, off, len).map_err(|e| e.with_path(paths[i].as_ref()));
-        progress(len);
         if let Err(e) = r {
+            failed[i].store(true, Ordering::Relaxed);
             record(i, Err(e));
         }
+        progress(len);
     };
     std::thread::scope(|s| {
         let handles = super::spawn_workers(s, threads.clamp(1, paths.len().max(1)) - 1, &work);
@@ -101,18 +112,20 @@ struct ChunkQueue {
 
 /// Takes the next chunk to touch: `(path index, file, offset, length)`. Opens files in order
 /// as needed (recording the page count of each, or its error, through `record`); `None` when
-/// every path is done. The queue holds at most one open file; each worker one more.
+/// every path is done. A file marked in `failed` gives no more chunks. The queue holds at most
+/// one open file; each worker one more.
 fn next_chunk<P: AsRef<Path>>(
     queue: &Mutex<ChunkQueue>,
     paths: &[P],
     chunk: u64,
     record: &dyn Fn(usize, Result<u64>),
+    failed: &[AtomicBool],
 ) -> Option<(usize, Arc<File>, u64, u64)> {
     let page = crate::page::page_size() as u64;
     let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         if let Some((i, file, len, off)) = &mut q.current {
-            if *off < *len {
+            if *off < *len && !failed[*i].load(Ordering::Relaxed) {
                 let this = (*len - *off).min(chunk);
                 let taken = (*i, Arc::clone(file), *off, this);
                 *off += this;
@@ -143,13 +156,33 @@ fn touch_range(file: &File, off: u64, len: u64) -> Result<()> {
             drop(w);
             touch_range_by_reading(file, off, len)
         }
-        // EFAULT: the pages past the file's end (it was truncated since we looked).
-        Err(Errno::FAULT) => Err(Error::os("madvise(MADV_POPULATE_READ)", Errno::FAULT)
-            .with_kind(ErrorKind::Truncated)
-            .with_range(off, len)
-            .with_detail("the range now lies past the file's end: it was truncated while being touched")),
+        Err(Errno::FAULT) => {
+            drop(w);
+            populate_faulted(file, off, len)
+        }
         Err(e) => Err(Error::os("madvise(MADV_POPULATE_READ)", e).with_range(off, len)),
     }
+}
+
+/// `MADV_POPULATE_READ` of `[off, off + len)` answered `EFAULT`: a page would have raised
+/// `SIGBUS`. That is a truncation only when the file now ends before the range does; else (a
+/// read error of the device, a file system's refusal) `pread` of the range finds the errno and
+/// the range it failed at, and when it reads the whole range the touch is done.
+fn populate_faulted(file: &File, off: u64, len: u64) -> Result<()> {
+    let now = file.metadata().map_err(|e| Error::from_io("fstat", &e))?.len();
+    if now < off.saturating_add(len) {
+        return Err(Error::os("madvise(MADV_POPULATE_READ)", Errno::FAULT)
+            .with_kind(ErrorKind::Truncated)
+            .with_range(off, len)
+            .with_detail(format!("the file is now {now} bytes: it was truncated while being touched")));
+    }
+    touch_range_by_reading(file, off, len).map_err(|e| {
+        let detail = match e.detail() {
+            Some(d) => format!("{d}; madvise(MADV_POPULATE_READ) of the chunk had answered EFAULT"),
+            None => "madvise(MADV_POPULATE_READ) of the chunk had answered EFAULT".to_owned(),
+        };
+        e.with_detail(detail)
+    })
 }
 
 fn touch_range_by_reading(file: &File, off: u64, len: u64) -> Result<()> {
@@ -304,6 +337,51 @@ mod tests {
         };
         assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
         assert!(e.to_string().contains("truncated while being touched"), "{e}");
+    }
+
+    /// Regression: once a chunk of a file failed (here the file was truncated to nothing after
+    /// its first chunk), each later chunk of it was still tried and failed again; now the file
+    /// stops at its first failed chunk, whose range the error names, and the next file is
+    /// touched in full.
+    #[test]
+    fn a_file_stops_at_its_first_failed_chunk_and_the_others_go_on() {
+        let page = crate::page::page_size() as u64;
+        let (a, b) = (file_of(8), file_of(3));
+        evict(b.path()).unwrap();
+        let chunks = std::sync::atomic::AtomicUsize::new(0);
+        let opts = TouchOptions { threads: 1, chunk: page };
+        let r = touch_files(&[a.path(), b.path()], &opts, &|_| {
+            if chunks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                a.as_file().set_len(0).unwrap();
+            }
+        });
+        let Err(e) = &r[0] else {
+            return; // a kernel before 5.14 (no MADV_POPULATE_READ): the reading fallback ran
+        };
+        assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+        assert_eq!(e.range(), Some((page, page)), "{e}");
+        assert_eq!(e.errno(), Some(libc::EFAULT), "{e}");
+        assert!(e.to_string().contains("the file is now 0 bytes"), "{e}");
+        // a: its first chunk and the failed second; b: its 3 chunks.
+        assert_eq!(chunks.into_inner(), 2 + 3);
+        assert_eq!(r[1].as_ref().ok(), Some(&3));
+        assert_eq!(residency(b.path()).unwrap().resident_pages(), 3);
+    }
+
+    /// `EFAULT` from `MADV_POPULATE_READ` is a truncation only when the file now ends before
+    /// the chunk: where it still covers it, the chunk is read (and an error would be `pread`'s).
+    #[test]
+    fn an_efault_where_the_file_still_covers_the_chunk_is_not_a_truncation() {
+        let page = crate::page::page_size() as u64;
+        let f = file_of(4);
+        evict(f.path()).unwrap();
+        let file = File::open(f.path()).unwrap();
+        populate_faulted(&file, page, 2 * page).unwrap();
+        assert!(residency(f.path()).unwrap().resident_pages() >= 2);
+        f.as_file().set_len(page + 1).unwrap();
+        let e = populate_faulted(&file, page, 2 * page).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+        assert!(e.to_string().contains(&format!("the file is now {} bytes", page + 1)), "{e}");
     }
 
     /// Descriptors this process has open now.
