@@ -35,12 +35,23 @@ pub struct Section {
     /// Why the section could not be completed (then it has no facts), if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Facts for programs that people read inside another fact's text (`written in 8 ms` after
+    /// a size): in the JSON's `facts` beside the others, no row of their own.
+    #[serde(skip)]
+    pub details: Vec<(String, Value)>,
 }
 
 impl Section {
     /// Starts an empty section.
     pub fn new(id: &str, title: &str) -> Self {
-        Section { id: id.to_owned(), title: title.to_owned(), facts: Vec::new(), notes: Vec::new(), error: None }
+        Section {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            facts: Vec::new(),
+            notes: Vec::new(),
+            error: None,
+            details: Vec::new(),
+        }
     }
 
     /// A section that failed with `error` (one line): reported in its place, without facts.
@@ -53,6 +64,12 @@ impl Section {
         self.facts.push(Fact { key: key.to_owned(), label: label.to_owned(), value: value.into(), text: text.into() });
     }
 
+    /// Adds a fact for programs whose human form is already in another fact's text (so that
+    /// the JSON carries every fact the report prints): a key of `facts`, no row.
+    pub fn detail(&mut self, key: &str, value: impl Into<Value>) {
+        self.details.push((key.to_owned(), value.into()));
+    }
+
     /// Adds a note.
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
@@ -63,6 +80,9 @@ impl Section {
         let mut facts = serde_json::Map::new();
         for f in &self.facts {
             facts.insert(f.key.clone(), f.value.clone());
+        }
+        for (key, value) in &self.details {
+            facts.insert(key.clone(), value.clone());
         }
         let mut doc = serde_json::json!({ "id": self.id, "title": self.title, "facts": facts, "notes": self.notes });
         if let Some(e) = &self.error {
@@ -136,6 +156,9 @@ mod tests {
         assert!(text.contains("  short           1\n"), "{text}");
         assert_eq!(s.to_json()["facts"]["b"], 2);
         assert!(s.to_json().get("error").is_none());
+        s.detail("b_ns", 7);
+        assert_eq!(s.render(), text, "a detail has no row");
+        assert_eq!(s.to_json()["facts"]["b_ns"], 7);
     }
 
     #[test]

@@ -196,6 +196,13 @@ fn elf_section_shows_shared_relro_saving_pss() {
         return;
     }
     let page = rustix::param::page_size() as u64;
+    // What the text prints inside other facts' rows is in the JSON too.
+    assert!(facts["load_segments"].as_u64().unwrap() >= 2, "{facts}");
+    assert!(facts["apk_size"].as_u64().unwrap() > facts["library"].as_u64().unwrap(), "{facts}");
+    assert_eq!(facts["mapping_0"]["prot"], "r--p", "{facts}");
+    assert_eq!(facts["mapping_0"]["kind"], "file", "{facts}");
+    assert_eq!((facts["relro_vtables"].as_u64(), facts["relro_processes"].as_u64()), (Some(512), Some(4)), "{facts}");
+    assert!(facts["relro_load_address"].as_u64().unwrap() > 0, "{facts}");
     let relro = facts["relro_size"].as_u64().unwrap();
     assert!(relro >= 16 * page, "RELRO of {relro} bytes: {facts}");
     let per_process = |key: &str| -> Vec<u64> {
@@ -217,6 +224,37 @@ fn elf_section_shows_shared_relro_saving_pss() {
     }
     // The RELRO file and the build files are gone.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Regression: `tour --json` left out what the text prints inside a fact's row (the file's
+/// write time and pages, the pager's route to userfaultfd, frame counts, the dirty-tracking
+/// mechanism): each is a field of `facts` now.
+#[test]
+fn json_carries_the_facts_the_text_prints_inside_rows() {
+    let dir = scratch_dir();
+    let out = mmkit()
+        .args(["tour", "--only", "file,pager", "--size", "1M", "--json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = &doc["sections"][0]["facts"];
+    let page = rustix::param::page_size() as u64;
+    assert_eq!(file["file_pages"].as_u64(), Some((1 << 20) / page), "{file}");
+    assert!(file["file_write_ns"].as_u64().unwrap() > 0, "{file}");
+    let pager = &doc["sections"][1]["facts"];
+    if pager["available"] == false {
+        eprintln!("pager section skipped: no userfaultfd");
+        return;
+    }
+    assert!(pager["fault_via"].is_string(), "{pager}");
+    assert_eq!(pager["uncompressed_file"].as_u64(), Some(1 << 20), "{pager}");
+    let frames = pager["compressed_frames"].as_u64().unwrap();
+    let decompressed = pager["frames_decompressed"].as_u64().unwrap();
+    assert!(frames > 0 && (1..=frames).contains(&decompressed), "{pager}");
+    assert!(pager["pages_touched"].as_u64().unwrap() > 0, "{pager}");
+    assert_eq!(pager["dirty_pages_found_by"], pager["dirty_mechanism"], "{pager}");
 }
 
 /// A failing section (here elf, with no gcc on PATH; on a noexec `--dir` its load fails) is

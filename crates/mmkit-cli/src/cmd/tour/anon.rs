@@ -102,6 +102,7 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
         heap.len() as u64,
         format!("{} (machine RAM {})", bytes(heap.len() as u64), bytes(total_ram)),
     );
+    s.detail("machine_ram", total_ram);
     s.fact("reservation_rss", "  RSS with 8 MiB committed and touched", heap_rss, bytes(heap_rss));
     heap.decommit(0, 8 * MIB)?;
     let (heap_rss_after, _) = smaps_of(heap.as_ptr() as usize, heap.len())?;
@@ -173,6 +174,8 @@ pub fn section(_args: &Args) -> anyhow::Result<Section> {
         t.as_nanos() as u64,
         format!("{:>10}  {thp_faults} minor faults  ({})", duration(t), speed_against(b, t)),
     );
+    s.detail("first_touch_base_minor_faults", base_faults);
+    s.detail("first_touch_thp_minor_faults", thp_faults);
     s.fact("thp_anon_huge_pages", "  AnonHugePages after the touch (smaps)", thp_huge, bytes(thp_huge));
     match fallback {
         Some(why) => s.note(format!("THP fell back: {why}")),

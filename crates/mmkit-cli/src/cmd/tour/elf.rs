@@ -146,12 +146,14 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
             plan.segments.len()
         ),
     );
+    s.detail("load_segments", plan.segments.len() as u64);
     s.fact(
         "entry_offset",
         "stored in the APK at",
         opened.offset(),
         format!("offset {:#x} of the {} APK (page-aligned, not compressed)", opened.offset(), bytes(apk_len)),
     );
+    s.detail("apk_size", apk_len);
     drop(opened);
 
     let t0 = Instant::now();
@@ -203,7 +205,8 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         s.fact(
             &format!("mapping_{:x}", m.start - lib.span().0),
             &format!("  {}p +{:#x}", m.prot.rwx(), m.start - lib.span().0),
-            serde_json::json!({"pages": m.pages, "present": m.present_pages, "cached": m.resident_pages, "offset": m.file_offset}),
+            serde_json::json!({"prot": format!("{}p", m.prot.rwx()), "kind": what, "pages": m.pages,
+                "present": m.present_pages, "cached": m.resident_pages, "offset": m.file_offset}),
             format!(
                 "{:>4} pages, {:>4} mapped in, {:>4} cached  ({what}{})",
                 m.pages,

@@ -112,13 +112,16 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     let mut file = tmp.reopen().on("open", &path)?;
     let t0 = Instant::now();
     let expected = fill(&mut file, &path, size, args.json)?;
+    let written = t0.elapsed();
     s.fact("page_size", "page size (from the kernel)", page, bytes(page as u64));
     s.fact(
         "file_size",
         "file size",
         size,
-        format!("{} ({} pages), written in {}", bytes(size), size / page as u64, duration(t0.elapsed())),
+        format!("{} ({} pages), written in {}", bytes(size), size / page as u64, duration(written)),
     );
+    s.detail("file_pages", size / page as u64);
+    s.detail("file_write_ns", written.as_nanos() as u64);
 
     // 1. A fresh map of a cold file: nothing is resident until touched.
     mmkit::inspect::evict(&path)?;

@@ -65,6 +65,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     };
     let page = page_size();
     s.fact("fault_mode", "fault mode", format!("{:?}", caps.mode), format!("{:?} (via {:?})", caps.mode, caps.via));
+    s.detail("fault_via", format!("{:?}", caps.via));
     s.fact(
         "poison",
         "UFFDIO_POISON for failed pages",
@@ -105,18 +106,22 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         info.output_bytes,
         format!("{} -> {} in {} frames", bytes(info.input_bytes), bytes(info.output_bytes), info.frames),
     );
+    s.detail("uncompressed_file", info.input_bytes);
+    s.detail("compressed_frames", info.frames);
     s.fact(
         "bytes_touched",
         "  pages touched at random",
         (touches * page) as u64,
         format!("{touches} pages = {}", bytes((touches * page) as u64)),
     );
+    s.detail("pages_touched", touches as u64);
     s.fact(
         "bytes_decompressed",
         "  bytes decompressed for them",
         source.bytes_decompressed(),
         format!("{} ({} frames of {})", bytes(source.bytes_decompressed()), source.frames_decompressed(), info.frames),
     );
+    s.detail("frames_decompressed", source.frames_decompressed());
     drop(region);
 
     // 2. A snapshot restored lazily vs eagerly.
@@ -174,6 +179,7 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
         dirty.pages.len() as u64,
         format!("{} by {}", dirty.pages.len(), dirty.mechanism.name()),
     );
+    s.detail("dirty_pages_found_by", dirty.mechanism.name());
     s.note("A fault on a missing page stops only the faulting thread while a handler thread supplies the page (UFFDIO_COPY).");
     s.note(
         "Time to first access of a lazy restore is one page's read; an eager restore reads the whole snapshot first.",

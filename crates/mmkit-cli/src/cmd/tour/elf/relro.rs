@@ -221,6 +221,9 @@ pub fn step(s: &mut Section, dir: &Path, page: u64) -> anyhow::Result<()> {
             relro_len.div_ceil(page)
         ),
     );
+    s.detail("relro_vtables", CLASSES);
+    s.detail("relro_load_address", start);
+    s.detail("relro_processes", PROCESSES as u64);
 
     let alone = measure(&Run { so: &so, space: &space, relro_file: None, range }, page as usize)?;
     super::check_interrupted()?;
