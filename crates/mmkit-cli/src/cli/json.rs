@@ -53,6 +53,32 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The bytes of `path` when it is not UTF-8, else `None`. A path's JSON string is lossy then
+/// (U+FFFD for each invalid sequence); every report puts these bytes beside it, as an array of
+/// numbers under the string's key + `_bytes` (`path_bytes`; `input_path_bytes` for `input`),
+/// so that the JSON names the path exactly. A UTF-8 path has no such field.
+pub fn path_bytes(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    match path.to_str() {
+        Some(_) => None,
+        None => Some(path.as_os_str().as_bytes().to_vec()),
+    }
+}
+
+/// For output built by hand: appends `,\n{indent}"{key}": [b, ...]` when `path` is not UTF-8
+/// (see [`path_bytes`]), nothing otherwise.
+pub fn push_path_bytes(out: &mut Vec<u8>, indent: &str, key: &str, path: &std::path::Path) {
+    let Some(bytes) = path_bytes(path) else { return };
+    out.extend_from_slice(format!(",\n{indent}\"{key}\": [").as_bytes());
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b.to_string().as_bytes());
+    }
+    out.push(b']');
+}
+
 /// A serializer's error is a stdout error when writing failed (so that a closed pipe stays a
 /// quiet exit), else itself.
 fn into_stdout_error(e: serde_json::Error) -> anyhow::Error {

@@ -494,7 +494,10 @@ impl JsonOut {
         o.extend_from_slice(b",\n      \"path\": ");
         match &a.backing {
             Backing::Anonymous => o.extend_from_slice(b"\"\""),
-            Backing::File { path, .. } => json::push_str(o, &path.to_string_lossy()),
+            Backing::File { path, .. } => {
+                json::push_str(o, &path.to_string_lossy());
+                json::push_path_bytes(o, "      ", "path_bytes", path);
+            }
             other => json::push_str(o, &display_name(other)),
         }
         if matches!(a.backing, Backing::File { deleted: true, .. }) {

@@ -92,11 +92,14 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             }
             let info = info?;
             if json {
-                crate::cli::json::print(&json!({
+                let mut doc = json!({
                     "input": input.to_string_lossy(), "output": output.to_string_lossy(), "input_bytes": info.input_bytes,
                     "output_bytes": info.output_bytes, "frames": info.frames, "frame_size": frame_size,
                     "level": level,
-                }))?;
+                });
+                with_path_bytes(&mut doc, "input_path_bytes", &input);
+                with_path_bytes(&mut doc, "output_path_bytes", &output);
+                crate::cli::json::print(&doc)?;
             } else {
                 // No ratio for an empty input; frames are of at most the size asked for.
                 let ratio = match info.input_bytes {
@@ -127,13 +130,15 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 // `pack` reports its output.
                 let file_bytes = std::fs::metadata(&path).map(|m| m.len()).ok();
                 if json {
-                    crate::cli::json::print(&json!({
+                    let mut doc = json!({
                         "path": path.to_string_lossy(), "kind": "zstd-seekable", "frames": frames,
                         "decompressed_bytes": src.len(), "compressed_bytes": src.compressed_len(),
                         "file_bytes": file_bytes,
                         "max_frame_bytes": max_frame, "page_size": mmkit::page_size(),
                         "pages": src.len().div_ceil(mmkit::page_size() as u64),
-                    }))?;
+                    });
+                    with_path_bytes(&mut doc, "path_bytes", &path);
+                    crate::cli::json::print(&doc)?;
                 } else {
                     outln!("{}: zstd seekable file", path.display())?;
                     outln!("  decompressed   {}", bytes(src.len()))?;
@@ -148,12 +153,14 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Kind::Snapshot => {
                 let info = snapshot::info(&path)?;
                 if json {
-                    crate::cli::json::print(&json!({
+                    let mut doc = json!({
                         "path": path.to_string_lossy(), "kind": "snapshot", "len": info.len, "page_size": info.page_size,
                         "pages": info.pages, "data_pages": info.data_pages, "hole_pages": info.hole_pages,
                         "disk_bytes": info.disk_bytes,
                         "data_extents": info.data_extents.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>(),
-                    }))?;
+                    });
+                    with_path_bytes(&mut doc, "path_bytes", &path);
+                    crate::cli::json::print(&doc)?;
                 } else {
                     outln!("{}: snapshot (raw memory, holes for zero pages)", path.display())?;
                     outln!("  length         {}", bytes(info.len))?;
@@ -206,4 +213,12 @@ fn kind_of(path: &Path) -> anyhow::Result<Kind> {
     let mut head = [0u8; 4];
     let n = file.read_at(&mut head, 0).map_err(|e| crate::cli::io::io_error("pread", path, e))?;
     Ok(if starts_like_zstd(&head[..n]) { Kind::Seekable } else { Kind::Snapshot })
+}
+
+/// Adds `key` with `path`'s bytes to a JSON object when the path is not UTF-8 (see
+/// [`crate::cli::json::path_bytes`]).
+fn with_path_bytes(doc: &mut serde_json::Value, key: &str, path: &std::path::Path) {
+    if let Some(bytes) = crate::cli::json::path_bytes(path) {
+        doc[key] = json!(bytes);
+    }
 }

@@ -57,7 +57,10 @@ pub struct Args {
 
 #[derive(Debug, Serialize)]
 struct FileJson {
+    /// The path, lossy when it is not UTF-8 (then `path_bytes` has it exactly).
     path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<Vec<u8>>,
     size: u64,
     pages: u64,
     resident_pages: u64,
@@ -128,6 +131,7 @@ impl Outcome {
         };
         if let Some(rows) = &mut self.rows {
             rows.push(FileJson {
+                path_bytes: crate::cli::json::path_bytes(&path),
                 path: path.into_os_string().into_string().unwrap_or_else(|p| p.to_string_lossy().into_owned()),
                 size: s.len,
                 pages: s.pages,

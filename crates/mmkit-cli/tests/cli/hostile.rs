@@ -1113,6 +1113,52 @@ fn maps_writes_control_characters_of_file_names_escaped() {
     assert!(header.contains("arg\\x1b]0;title\\x07") && !header.contains('\x1b'), "{header:?}");
 }
 
+/// Regression: a file name that is not UTF-8 was written lossily in `--json` (U+FFFD in place
+/// of its bytes), without saying so. The string is still the lossy form, and beside it
+/// `path_bytes` (`input_path_bytes`, `output_path_bytes`) holds the exact bytes; a UTF-8 path
+/// has no such field. In `residency`, `maps` and `pager`.
+#[test]
+fn json_names_a_non_utf8_path_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"bad\xff\xfename");
+    let path = d.path().join(name);
+    std::fs::write(&path, vec![5u8; 8192]).unwrap();
+    let exact: Vec<serde_json::Value> = path.as_os_str().as_bytes().iter().map(|&b| b.into()).collect();
+    let o = run(&[os(&["residency", "--json"]), vec![path.clone().into()]].concat());
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(doc["files"][0]["path"], path.to_string_lossy().as_ref(), "{}", o.stdout);
+    assert_eq!(doc["files"][0]["path_bytes"].as_array(), Some(&exact), "{}", o.stdout);
+    // A UTF-8 path: no path_bytes.
+    let plain = d.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let o = run(&[os(&["residency", "--json"]), vec![plain.into()]].concat());
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(doc["files"][0].get("path_bytes").is_none(), "{}", o.stdout);
+    // maps: a mapping of the file in this process.
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: the file is ours, read-only here, and nothing truncates it while mapped.
+    let map = unsafe { mmkit::Mmap::map(&file) }.unwrap();
+    let o = run(&os(&["maps", &std::process::id().to_string(), "--filter", "name", "--json"]));
+    drop(map);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let listed = doc["mappings"].as_array().unwrap().iter().any(|m| m["path_bytes"].as_array() == Some(&exact));
+    assert!(listed, "{}", o.stdout);
+    // pager: pack's input and output, and info's path.
+    let packed = d.path().join(std::ffi::OsStr::from_bytes(b"out\xff.zst"));
+    let o = run(&[os(&["pager", "pack", "--json"]), vec![path.clone().into(), packed.clone().into()]].concat());
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(doc["input_path_bytes"].as_array(), Some(&exact), "{}", o.stdout);
+    assert!(doc["output_path_bytes"].is_array(), "{}", o.stdout);
+    let o = run(&[os(&["pager", "info", "--json"]), vec![path.clone().into()]].concat());
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(doc["path_bytes"].as_array(), Some(&exact), "{}", o.stdout);
+}
+
 /// `residency DIR` prints the names it finds, which other users chose: a name with a terminal
 /// escape reached the terminal raw (`maps` escaped it, `residency` did not). The table writes
 /// control characters as `\xNN`; `--json` keeps the name exact.
