@@ -46,8 +46,7 @@ pub struct Args {
     /// an evicted file touched with 2, 4 or 8 threads was no faster than with one
     /// (BENCHMARKS.md); more help only on devices that serve parallel reads faster than one
     /// stream. Threads the system refuses to start (ulimit -u, ulimit -v), or cannot give a file descriptor
-    /// each (ulimit -n), mean fewer threads.
-    /// 0 is the default.
+    /// each (ulimit -n), mean fewer threads. 0 means one per CPU.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Print JSON instead of a table.
