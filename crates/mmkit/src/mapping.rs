@@ -1152,7 +1152,9 @@ impl Mapping {
     }
 
     /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`). Returns `false`
-    /// (a no-op) when the kernel lacks `CONFIG_ANON_VMA_NAME`.
+    /// (a no-op) when the kernel lacks `CONFIG_ANON_VMA_NAME`. A file mapping, or a name no
+    /// kernel accepts (more than 80 bytes, a byte outside printable ASCII, or one of
+    /// `[ ] \ $` and a backquote), is an error on every kernel.
     pub fn set_name(&self, name: &str) -> Result<bool> {
         if self.file_offset.is_some() {
             return Err(Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument)
@@ -1168,11 +1170,7 @@ impl Mapping {
         // SAFETY: the region is an anonymous mapping we own; naming changes no contents.
         match unsafe { sys::set_anon_name(self.base.as_ptr(), self.map_len, Some(&c)) } {
             Ok(()) => Ok(true),
-            Err(rustix::io::Errno::INVAL)
-                if name.len() <= 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b)) =>
-            {
-                Ok(false)
-            }
+            Err(rustix::io::Errno::INVAL) if anon_name_is_acceptable(name) => Ok(false),
             Err(e) => Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                 .with_addr(self.base.as_ptr() as usize)
                 .with_detail(format!("name {name:?} (at most 80 printable characters, none of [ ] \\ $ `)"))),
@@ -1240,6 +1238,13 @@ pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, to
             Err(err(format!("range starts past usize::MAX, past the mapping (len {total:#x})"), u64::MAX, u64::MAX))
         }
     }
+}
+
+/// Whether a kernel with `CONFIG_ANON_VMA_NAME` accepts `name` for `PR_SET_VMA_ANON_NAME`: at
+/// most 80 bytes of printable ASCII, none of `[ ] \ $` and a backquote. `EINVAL` for such a
+/// name means the kernel cannot name areas at all (a no-op to report, not an error).
+pub(crate) fn anon_name_is_acceptable(name: &str) -> bool {
+    name.len() <= 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b))
 }
 
 #[cfg(test)]

@@ -470,7 +470,9 @@ impl MapOptions {
         self
     }
 
-    /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`); ignored for files.
+    /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`); ignored for files. A
+    /// no-op where the kernel cannot name areas ([`Mapping::name_applied`](crate::Mapping::name_applied));
+    /// a name no kernel accepts makes the map fail (see [`Mapping::set_name`](crate::Mapping::set_name)).
     pub fn name(&mut self, name: &str) -> &mut Self {
         self.name = Some(name.to_owned());
         self

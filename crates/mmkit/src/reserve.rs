@@ -80,7 +80,8 @@ impl ReserveOptions {
     }
 
     /// Name the reserved range (`[anon:NAME]` in `/proc/self/maps`, Linux 5.17+; a no-op
-    /// elsewhere, see [`Reservation::name_applied`]).
+    /// elsewhere, see [`Reservation::name_applied`]). A name no kernel accepts makes
+    /// [`reserve`](Self::reserve) fail (see [`Mapping::set_name`](crate::Mapping::set_name)).
     pub fn name(&mut self, name: &str) -> &mut Self {
         self.name = Some(name.to_owned());
         self
@@ -610,7 +611,7 @@ impl Reservation {
 
     /// Names the ranges this reservation owns (`[anon:NAME]` in `/proc/self/maps`). Returns
     /// `false` (a no-op) when the kernel lacks `CONFIG_ANON_VMA_NAME`. File maps inside keep
-    /// their file's name.
+    /// their file's name. A name no kernel accepts is an error, as for [`Mapping::set_name`](crate::Mapping::set_name).
     pub fn set_name(&mut self, name: &str) -> Result<bool> {
         let c = CString::new(name).map_err(|_| {
             Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument).with_detail("name contains NUL")
@@ -622,7 +623,8 @@ impl Reservation {
                 Ok(()) => {}
                 // EBADF: a file map inside; names only apply to anonymous areas.
                 Err(rustix::io::Errno::BADF) => {}
-                Err(rustix::io::Errno::INVAL) => applied = false,
+                // EINVAL for a name the kernel would accept: it cannot name areas (a no-op).
+                Err(rustix::io::Errno::INVAL) if crate::mapping::anon_name_is_acceptable(name) => applied = false,
                 Err(e) => {
                     return Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                         .with_range(off as u64, len as u64)
