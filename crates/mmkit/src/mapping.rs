@@ -406,7 +406,12 @@ impl Mapping {
         }
         let page = sys::page_size();
         let Some(hsize) = size.or_else(default_hugetlb_size).filter(|h| h.is_power_of_two() && *h >= page) else {
-            pages.fallback = Some("no hugetlb page size is configured on this system".to_owned());
+            pages.fallback = Some(match size {
+                Some(s) => {
+                    format!("{s:#x} bytes is not a huge page size (a power of two of at least the {page:#x}-byte page)")
+                }
+                None => "no hugetlb page size is configured on this system".to_owned(),
+            });
             return Ok(None);
         };
         let hlen = align_up(req.map_len as u64, hsize as u64).ok_or_else(|| req.too_big())? as usize;

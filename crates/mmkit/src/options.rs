@@ -195,7 +195,8 @@ pub enum HugePages {
     /// applied. Falls back (and says why) when THP is disabled.
     Transparent,
     /// hugetlbfs pages (`MAP_HUGETLB`) of the given size in bytes (`None`: the default size).
-    /// Falls back to base pages, with the reason, when the pool has no free pages. Private
+    /// Falls back to base pages, with the reason, when the pool has no free pages or the size
+    /// is not a huge page size (a power of two of at least the base page). Private
     /// hugetlb pages are reserved for this process only: a forked child touching them may be
     /// killed with `SIGBUS` (see [`MmapMut`](crate::MmapMut)).
     Hugetlb(Option<usize>),

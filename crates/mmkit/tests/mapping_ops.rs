@@ -462,6 +462,12 @@ fn hugetlb_reports_the_page_size_it_got_or_why_it_fell_back() {
     let map = MapOptions::new().len(1 << 20).huge_pages(HugePages::Hugetlb(Some(ABSENT))).map_anon().unwrap();
     assert!(map.page_outcome().fallback.is_some());
     assert_eq!(map.page_outcome().page_size, page());
+    // A size no huge page has: the reason names it (it said "no hugetlb page size is configured
+    // on this system", also where one is).
+    let map = MapOptions::new().len(1 << 20).huge_pages(HugePages::Hugetlb(Some(3 * page()))).map_anon().unwrap();
+    let why = map.page_outcome().fallback.clone().unwrap();
+    assert!(why.contains("is not a huge page size"), "{why}");
+    assert_eq!(map.page_outcome().page_size, page());
 }
 
 fn thp_mode() -> Option<String> {
