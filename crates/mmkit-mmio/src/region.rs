@@ -417,10 +417,10 @@ impl MmioRegion {
         }
     }
 
-    /// Writes the low `width` bits of `value` at `offset` (volatile).
+    /// Writes `value` as a `width`-bit access at `offset` (volatile).
     ///
     /// A `value` wider than `width` is an [`ErrorKind::InvalidArgument`] error, not a
-    /// truncation.
+    /// truncation to its low bits.
     pub fn write(&self, offset: usize, width: Width, value: u64) -> Result<()> {
         self.check("write", offset, width)?;
         if value > width.max_value() {
