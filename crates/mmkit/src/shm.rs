@@ -207,8 +207,9 @@ impl SharedMemory {
         MapOptions::new().map_if_safe(&self.fd)
     }
 
-    /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for [`map_read_only`](Self::map_read_only)
-    /// (Self::map_read_only). Fails with `EBUSY` while writable shared mappings exist.
+    /// Seals the memfd as immutable (`SHRINK | GROW | WRITE`), for
+    /// [`map_read_only`](Self::map_read_only). Fails with `EBUSY` while writable shared mappings
+    /// exist.
     pub fn seal_read_only(&self) -> Result<()> {
         self.add_seals(Seals::SHRINK | Seals::GROW | Seals::WRITE)
     }
