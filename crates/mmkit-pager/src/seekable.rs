@@ -67,7 +67,9 @@ pub struct PackOptions {
     /// [`MIN_FRAME_SIZE`] (4 KiB) to [`MAX_FRAME_SIZE`] (1 GiB). Smaller frames waste less work
     /// per random access, larger ones compress better.
     pub frame_size: u32,
-    /// zstd compression level (default 3).
+    /// zstd compression level (default 3). Any value is taken: zstd clamps one outside its
+    /// range (above 22 packs as 22), 0 is its default (3), negative levels are its fast modes.
+    /// `mmkit pager pack --level` accepts 1 to 22.
     pub level: i32,
 }
 
