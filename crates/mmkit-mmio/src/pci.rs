@@ -278,7 +278,8 @@ impl PciDevice {
         Ok(u64::from_le_bytes(buf))
     }
 
-    /// Writes the low `width` bits of `value` to configuration space at `offset`.
+    /// Writes `value` as `width` bits to configuration space at `offset` (little-endian). A
+    /// `value` wider than `width` is an [`ErrorKind::InvalidArgument`] error, not a truncation.
     pub fn config_write(&self, offset: u64, width: Width, value: u64) -> Result<()> {
         let (file, path) = self.config_file(true)?;
         let err = |e: &std::io::Error| {

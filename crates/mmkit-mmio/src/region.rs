@@ -107,7 +107,8 @@ pub trait Registers {
     /// Reads `width` bits at `offset`, zero-extended.
     fn read(&self, offset: usize, width: Width) -> Result<u64>;
 
-    /// Writes the low `width` bits of `value` at `offset`; a wider `value` is an error.
+    /// Writes `value` as a `width`-bit access at `offset`; a wider `value` is an error (not cut
+    /// to its low bits).
     fn write(&self, offset: usize, width: Width, value: u64) -> Result<()>;
 
     /// Reads without checking; used by typed registers, whose layout was checked once when
