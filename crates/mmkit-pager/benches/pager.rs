@@ -47,7 +47,7 @@ fn realistic(len: usize) -> Vec<u8> {
     while out.len() < len {
         let r = rng(&mut x);
         out.extend_from_slice(words[(r % words.len() as u64) as usize]);
-        if r % 5 == 0 {
+        if r.is_multiple_of(5) {
             out.extend_from_slice(&r.to_le_bytes()[..4]);
         }
     }

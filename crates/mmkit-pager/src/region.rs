@@ -1471,7 +1471,7 @@ impl PagedRegion {
             )));
         };
         let g = s.page;
-        if offset % g != 0 || bytes.len() % g != 0 {
+        if !offset.is_multiple_of(g) || !bytes.len().is_multiple_of(g) {
             return Err(Error::new(OP, ErrorKind::Unaligned)
                 .with_range(offset as u64, bytes.len() as u64)
                 .with_detail(format!("offset and length must be multiples of the granule {g:#x}")));

@@ -290,7 +290,7 @@ impl SnapshotSource {
 
     fn is_hole(&self, offset: u64) -> bool {
         let i = self.info.data_extents.partition_point(|&(_, e)| e <= offset);
-        self.info.data_extents.get(i).map_or(true, |&(s, _)| s > offset)
+        self.info.data_extents.get(i).is_none_or(|&(s, _)| s > offset)
     }
 }
 

@@ -21,8 +21,8 @@ fn region(m: DirtyMechanism) -> PagedRegion {
     PagedRegion::builder(PAGES * page())
         .handler_threads(2)
         .track_dirty_with(m)
-        .build(FnSource(|off, buf: &mut [u8]| {
-            if (off / mmkit::page_size() as u64) % 3 == 0 {
+        .build(FnSource(|off: u64, buf: &mut [u8]| {
+            if (off / mmkit::page_size() as u64).is_multiple_of(3) {
                 return Ok(Filled::Zero);
             }
             buf.fill((off / mmkit::page_size() as u64) as u8);
