@@ -265,3 +265,46 @@ fn a_version_table_made_to_walk_long_is_refused_quickly() {
     assert_eq!(err.kind(), mmkit_elf::ErrorKind::BadDynamic, "{err}");
     assert!(err.to_string().contains("more than 65535 version records"), "{err}");
 }
+
+/// `bytes` with its `PT_TLS` header's `p_memsz` set to `size`.
+fn with_tls_size(bytes: &[u8], size: u64) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let plan = mmkit_elf::Plan::new(bytes, bytes.len() as u64, 4096).unwrap();
+    let (phoff, phnum) = plan.phdrs;
+    let at = (0..phnum)
+        .map(|i| (phoff + i * 56) as usize)
+        .find(|&at| bytes[at..at + 4] == 7u32.to_le_bytes())
+        .expect("a PT_TLS header");
+    out[at + 40..at + 48].copy_from_slice(&size.to_le_bytes());
+    out
+}
+
+#[test]
+#[ignore = "the child of a_tls_block_that_cannot_be_allocated_is_named (aborts)"]
+fn huge_tls_worker() {
+    let bytes = with_tls_size(&std::fs::read(lib("tls.c", "fxtls")).unwrap(), 1 << 46);
+    // SAFETY: a well-formed library but for the size of its TLS block.
+    let lib = unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("huge-tls", bytes)) }.unwrap();
+    println!("loaded");
+    call(&lib, "fx_tls_bump", &[1]);
+}
+
+/// A `PT_TLS` block of 64 TiB (`p_memsz` of a hostile library) loads, and the library's first
+/// access to its thread-local data cannot have its block: mmkit's `__tls_get_addr` aborted
+/// (as glibc's does) saying "unknown TLS module 1 of mmkit (library unloaded?)", which sent one
+/// looking for an unload. The message says what failed: the allocation, its size.
+#[test]
+fn a_tls_block_that_cannot_be_allocated_is_named() {
+    let out = common::self_command()
+        .args(["--ignored", "--exact", "huge_tls_worker", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("loaded"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("__tls_get_addr: cannot allocate memory for thread-local data: 0x400000000000 bytes"),
+        "{stderr}"
+    );
+}

@@ -232,28 +232,36 @@ impl Drop for TlsModule {
     }
 }
 
-fn block_for(module: u64) -> Option<*mut u8> {
-    let tb = thread_blocks(true)?;
+/// This thread's block of mmkit's TLS `module`, allocated on first use; `Err` says why there
+/// is none.
+fn block_for(module: u64) -> Result<*mut u8, String> {
+    let n = module & !MMKIT_MODULE;
+    let tb = thread_blocks(true).ok_or("no table of this thread's TLS blocks (pthread_setspecific failed)")?;
     // SAFETY: this thread's `ThreadBlocks`: only this thread reaches it, and not re-entrantly
     // (nothing below runs a library's code); the `&mut` ends before this returns.
     let blocks = unsafe { &mut (*tb).blocks };
     if let Some(b) = blocks.get(&module) {
-        return Some(b.ptr);
+        return Ok(b.ptr);
     }
     let template = {
         let map = TEMPLATES.lock().unwrap_or_else(|e| e.into_inner());
-        map.as_ref()?.get(&module)?.clone()
+        map.as_ref().and_then(|m| m.get(&module)).cloned()
     };
+    let template = template.ok_or_else(|| format!("unknown TLS module {n} of mmkit (library unloaded?)"))?;
     // SAFETY: the layout has a non-zero size (register uses at least 1 byte).
     let ptr = unsafe { std::alloc::alloc_zeroed(template.layout) };
     if ptr.is_null() {
-        return None;
+        let (size, align) = (template.layout.size(), template.layout.align());
+        return Err(format!(
+            "cannot allocate memory for thread-local data: {size:#x} bytes aligned to {align:#x} \
+             (the PT_TLS block of TLS module {n} of mmkit)"
+        ));
     }
     let n = template.init.len().min(template.layout.size());
     // SAFETY: ptr has layout.size() ≥ n bytes; the template is a separate allocation.
     unsafe { std::ptr::copy_nonoverlapping(template.init.as_ptr(), ptr, n) };
     blocks.insert(module, Block { ptr, layout: template.layout });
-    Some(ptr)
+    Ok(ptr)
 }
 
 /// This thread's block of mmkit's TLS `module`, if it has one (nothing is allocated).
@@ -264,13 +272,13 @@ pub(crate) fn existing_block(module: u64) -> Option<*mut u8> {
 }
 
 /// This thread's address of `offset` in the block of TLS `module` (allocated on first use);
-/// aborts with a message naming `who` when the module is unknown (its library was unloaded).
+/// aborts, as glibc's does, with a message naming `who` and why there is no block (the module
+/// is unknown: its library was unloaded; the block cannot be allocated).
 pub(crate) fn address_in_block(module: u64, offset: u64, who: &str) -> *mut u8 {
     match block_for(module) {
-        Some(ptr) => ptr.wrapping_add(offset as usize),
-        None => {
-            let n = module & !MMKIT_MODULE;
-            eprintln!("mmkit-elf: {who}: unknown TLS module {n} of mmkit (library unloaded?)");
+        Ok(ptr) => ptr.wrapping_add(offset as usize),
+        Err(why) => {
+            eprintln!("mmkit-elf: {who}: {why}");
             std::process::abort()
         }
     }
