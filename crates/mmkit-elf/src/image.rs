@@ -623,6 +623,39 @@ impl Image {
             .map_err(|e| Error::from_core("mincore", &e).with_addr_range(addr, len))
     }
 
+    /// Checks that run-time `addr`, which the loader is about to call (`op`), is code: in an
+    /// executable segment of this image, or, when it lies outside the image and `elsewhere`
+    /// allows it, in an executable mapping of the process (`/proc/self/maps`).
+    pub(crate) fn check_code(&self, addr: u64, op: &str, elsewhere: bool) -> Result<()> {
+        let link = addr.wrapping_sub(self.bias);
+        let inside = self.ranges.iter().any(|&(s, e, _)| link >= s && link < e);
+        if inside && !self.is_code(link) {
+            return Err(Error::new(
+                op.to_owned(),
+                ErrorKind::BadDynamic,
+                format!("{link:#x} is not in an executable segment"),
+            )
+            .with_vaddr_range(link, 1));
+        }
+        if !inside {
+            if !elsewhere {
+                return Err(Error::new(
+                    op.to_owned(),
+                    ErrorKind::BadDynamic,
+                    format!("{link:#x} is outside the library"),
+                )
+                .with_vaddr_range(link, 1));
+            }
+            check_executable(addr, op)?;
+        }
+        Ok(())
+    }
+
+    /// Whether run-time `addr` lies in this image's span.
+    pub(crate) fn contains(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.base as u64) < self.len as u64
+    }
+
     /// Calls an initializer or finalizer at link-time address `vaddr`, as glibc calls an
     /// initializer: `f(argc, argv, envp)`, the process's arguments and environment.
     ///
@@ -634,22 +667,11 @@ impl Image {
         if addr == 0 || addr == u64::MAX {
             return Ok(());
         }
-        let link = addr.wrapping_sub(self.bias);
-        let inside = self.ranges.iter().any(|&(s, e, _)| link >= s && link < e);
-        if inside && !self.ranges.iter().any(|&(s, e, p)| link >= s && link < e && p.executable()) {
-            return Err(Error::new(
-                "run initializer",
-                ErrorKind::BadDynamic,
-                format!("{link:#x} is not in an executable segment"),
-            ));
-        }
-        if !inside {
-            // An entry bound to a definition elsewhere (an `R_X86_64_64` against an exported
-            // function that an earlier library defines too, as a second libgcc_s's
-            // `__cpu_indicator_init`): glibc calls it; so does this, if the process maps that
-            // address executable.
-            executable_elsewhere(addr)?;
-        }
+        // An entry bound to a definition elsewhere (an `R_X86_64_64` against an exported
+        // function that an earlier library defines too, as a second libgcc_s's
+        // `__cpu_indicator_init`): glibc calls it; so does this, if the process maps that
+        // address executable.
+        self.check_code(addr, "run initializer", true)?;
         type Init = unsafe extern "C" fn(i32, *const *const u8, *const *const u8);
         let (argc, argv) = process_args();
         // SAFETY: an executable address of the library (checked above) called with the
@@ -689,18 +711,18 @@ fn outside(vaddr: u64, len: u64, write: bool) -> String {
 }
 
 /// Checks in `/proc/self/maps` that `addr`, outside the library, is in an executable mapping.
-fn executable_elsewhere(addr: u64) -> Result<()> {
+pub(crate) fn check_executable(addr: u64, op: &str) -> Result<()> {
     let maps = mmkit::inspect::maps(std::process::id())
         .map_err(|e| Error::from_core("read", &e).with_path("/proc/self/maps"))?;
     match maps.iter().find(|m| m.start <= addr && addr < m.end) {
         Some(m) if m.perms.exec => Ok(()),
         Some(m) => Err(Error::new(
-            "run initializer",
+            op.to_owned(),
             ErrorKind::BadDynamic,
             format!("{addr:#x}, outside the library, is in a mapping that is not executable ({})", m.perms),
         )),
         None => Err(Error::new(
-            "run initializer",
+            op.to_owned(),
             ErrorKind::BadDynamic,
             format!("{addr:#x}, outside the library, is not mapped"),
         )),

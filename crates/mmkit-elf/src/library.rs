@@ -1719,6 +1719,17 @@ impl Library {
         }
     }
 
+    /// Checks that run-time `addr`, which `op` is about to call or hand out as a function, is
+    /// code: in an executable segment when the library mmkit mapped holds it, else in an
+    /// executable mapping of the process (a dependency's, or glibc's copy of a library).
+    pub(crate) fn check_code(&self, addr: u64, op: &str) -> Result<()> {
+        match self.held() {
+            Held::Mapped(o) if o.dynamic.image.contains(addr) => o.dynamic.image.check_code(addr, op, false),
+            _ => crate::image::check_executable(addr, op),
+        }
+        .map_err(|e| e.with_path(self.source()))
+    }
+
     pub(crate) fn not_found(&self, name: &str, why: &str) -> Error {
         Error::new(format!("symbol lookup of `{name}`"), ErrorKind::SymbolNotFound, why).with_path(self.source())
     }

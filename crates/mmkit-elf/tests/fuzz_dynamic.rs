@@ -308,3 +308,77 @@ fn a_tls_block_that_cannot_be_allocated_is_named() {
         "{stderr}"
     );
 }
+
+/// File offset of `addr`, a link-time address in the file pages of a segment of `bytes`.
+fn file_offset_of(bytes: &[u8], addr: u64) -> usize {
+    let plan = mmkit_elf::Plan::new(bytes, bytes.len() as u64, 4096).unwrap();
+    let seg = plan.segments.iter().find(|s| addr >= s.vaddr && addr < s.vaddr + s.file_size).unwrap();
+    (seg.file_offset + addr - seg.vaddr) as usize
+}
+
+/// File offset of the `.dynsym` entry of `name`.
+fn dynsym_entry(bytes: &[u8], name: &str) -> usize {
+    let tag = |t: u64| dynamic_entries(bytes).into_iter().find(|e| e.0 == t).unwrap().1;
+    let (symtab, strtab) = (file_offset_of(bytes, tag(6)), file_offset_of(bytes, tag(5)));
+    (1..10_000)
+        .map(|i| symtab + 24 * i)
+        .find(|&at| {
+            let off = strtab + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            bytes[off..].split(|&b| b == 0).next() == Some(name.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no symbol {name}"))
+}
+
+/// A function symbol (`STT_FUNC`) whose `st_value` a hostile library points at its data, or
+/// outside it: `Library::function` handed it out, and `mmkit elf call` jumped there (SIGSEGV,
+/// no code of the library ran). Refused, naming the address.
+#[test]
+fn a_function_whose_address_is_not_code_is_refused() {
+    let bytes = std::fs::read(lib("basic.c", "fxbasic")).unwrap();
+    let data = u64::from_le_bytes(bytes[dynsym_entry(&bytes, "fx_counter") + 8..][..8].try_into().unwrap());
+    for (value, why) in [(data, "is not in an executable segment"), (1 << 40, "outside the library, is not mapped")] {
+        let mut bad = bytes.clone();
+        let at = dynsym_entry(&bad, "fx_add");
+        bad[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
+        // SAFETY: the library's code is well-formed; only a symbol's value changed.
+        let lib = unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("bad-function", bad)) }.unwrap();
+        // SAFETY: the signature is fx_add's; the lookup must refuse it.
+        let err = unsafe { lib.function::<extern "C" fn(i64, i64) -> i64>("fx_add") }.map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), mmkit_elf::ErrorKind::BadDynamic, "{value:#x}: {err}");
+        assert!(err.to_string().contains(why), "{value:#x}: {err}");
+        assert!(err.to_string().contains("function lookup of `fx_add`"), "{err}");
+    }
+}
+
+/// An `R_X86_64_IRELATIVE` whose addend (the resolver, in the library) a hostile library points
+/// at its data: the loader called it while relocating, before any code of the library ran
+/// (SIGSEGV). Refused, as an initializer outside code is.
+#[test]
+fn an_ifunc_resolver_that_is_not_code_is_refused() {
+    if !x86_64_host("an_ifunc_resolver_that_is_not_code_is_refused")
+        || !in_fresh_process("an_ifunc_resolver_that_is_not_code_is_refused")
+    {
+        return;
+    }
+    let bytes = std::fs::read(lib("ifunc.c", "fxifunc")).unwrap();
+    let tag = |t: u64| dynamic_entries(&bytes).into_iter().find(|e| e.0 == t).map(|e| e.1);
+    let data = u64::from_le_bytes(bytes[dynsym_entry(&bytes, "fx_local_ptr") + 8..][..8].try_into().unwrap());
+    let mut bad = bytes.clone();
+    let mut changed = 0;
+    for table in [(7, 8), (23, 2)] {
+        let (Some(addr), Some(size)) = (tag(table.0), tag(table.1)) else { continue };
+        let at = file_offset_of(&bytes, addr);
+        for r in (at..at + size as usize).step_by(24) {
+            if u64::from_le_bytes(bad[r + 8..r + 16].try_into().unwrap()) == 37 {
+                bad[r + 16..r + 24].copy_from_slice(&data.to_le_bytes());
+                changed += 1;
+            }
+        }
+    }
+    assert!(changed > 0, "no R_X86_64_IRELATIVE in the fixture");
+    // SAFETY: refused before any of its code runs.
+    let err = unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("bad-irelative", bad)) }.unwrap_err();
+    assert_eq!(err.kind(), mmkit_elf::ErrorKind::BadDynamic, "{err}");
+    assert!(err.to_string().contains("call IFUNC resolver"), "{err}");
+    assert!(err.to_string().contains("is not in an executable segment"), "{err}");
+}

@@ -181,9 +181,20 @@ impl Library {
             .with_path(self.source()));
         }
         let address = match self.find(name) {
-            Some(Target::Addr(a)) => a,
-            // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library.
-            Some(Target::Ifunc(resolver)) => unsafe { crate::relocate::call_ifunc_resolver(resolver) },
+            Some(Target::Addr(a)) => {
+                if function {
+                    // A function whose address is not code (a hostile st_value) would jump into
+                    // data or unmapped pages when called.
+                    self.check_code(a, &format!("function lookup of `{name}`"))?;
+                }
+                a
+            }
+            Some(Target::Ifunc(resolver)) => {
+                self.check_code(resolver, &format!("IFUNC resolver of `{name}`"))?;
+                // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library, in
+                // executable pages (checked above).
+                unsafe { crate::relocate::call_ifunc_resolver(resolver) }
+            }
             // As glibc's `dlsym`: the calling thread's copy (allocated on first use).
             Some(Target::Tls { module: 0, .. }) => {
                 return Err(self.not_found(name, "it is a thread-local variable of a library without a PT_TLS block"))

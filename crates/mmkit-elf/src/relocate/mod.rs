@@ -241,7 +241,10 @@ fn apply(
             image.write_u64(r.offset, bias.wrapping_add(r.addend as u64))?;
         }
         RelocKind::Irelative => {
-            deferred.push((r.offset, bias.wrapping_add(r.addend as u64), 0));
+            // The resolver is the library's own: code of it, or the loader would jump into data.
+            let resolver = bias.wrapping_add(r.addend as u64);
+            image.check_code(resolver, "call IFUNC resolver", false)?;
+            deferred.push((r.offset, resolver, 0));
         }
         RelocKind::Abs64 | RelocKind::GlobDat | RelocKind::JumpSlot => {
             let addend = match machine {
@@ -251,7 +254,15 @@ fn apply(
             let target = if r.sym == 0 { Target::Addr(0) } else { resolve(r.sym)? };
             match target {
                 Target::Addr(a) => image.write_u64(r.offset, a.wrapping_add(addend as u64))?,
-                Target::Ifunc(resolver) => deferred.push((r.offset, resolver, addend)),
+                Target::Ifunc(resolver) => {
+                    // A resolver in this library must be code of it: the loader calls it. One
+                    // another library defines is called as glibc calls it (a check would read
+                    // /proc/self/maps for every such relocation).
+                    if image.contains(resolver) {
+                        image.check_code(resolver, "call IFUNC resolver", false)?;
+                    }
+                    deferred.push((r.offset, resolver, addend))
+                }
                 Target::Tls { .. } => {
                     return Err(unsupported(dy, r, " (it names a TLS symbol)"));
                 }
