@@ -226,6 +226,14 @@ impl Error {
         self
     }
 
+    /// The error with `op` as its operation (a caller that names the operation better, built
+    /// only on the error path).
+    #[cold]
+    pub(crate) fn with_op(mut self, op: String) -> Self {
+        self.0.op = op;
+        self
+    }
+
     /// `self` with `more` added to its detail.
     #[cold]
     pub(crate) fn and_detail(mut self, more: &str) -> Self {

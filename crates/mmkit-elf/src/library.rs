@@ -1721,11 +1721,13 @@ impl Library {
 
     /// Checks that run-time `addr`, which `op` is about to call or hand out as a function, is
     /// code: in an executable segment when the library mmkit mapped holds it, else in an
-    /// executable mapping of the process (a dependency's, or glibc's copy of a library).
+    /// executable mapping of the process. A library glibc holds is glibc's to check (its
+    /// `dlsym` answered; reading `/proc/self/maps` per lookup would be dear).
     pub(crate) fn check_code(&self, addr: u64, op: &str) -> Result<()> {
         match self.held() {
             Held::Mapped(o) if o.dynamic.image.contains(addr) => o.dynamic.image.check_code(addr, op, false),
-            _ => crate::image::check_executable(addr, op),
+            Held::Mapped(_) => crate::image::check_executable(addr, op),
+            Held::System(_) => Ok(()),
         }
         .map_err(|e| e.with_path(self.source()))
     }

@@ -107,6 +107,10 @@ impl Library {
     /// Loading runs the library's initializers and IFUNC resolvers, and later calls run its
     /// code: the library must be trustworthy, as with `dlopen`. Its file must not be truncated
     /// or modified while loaded (the pages are mapped from it; memory sources are sealed).
+    /// Its unwind tables (`.eh_frame`) are registered with the process's unwinder as they are
+    /// (validating them would read their pages on every load): a corrupt one crashes the next
+    /// unwind anywhere in the process, where glibc's copy would crash only an unwind through
+    /// the library.
     #[doc(alias = "dlopen")]
     pub unsafe fn open(source: impl Into<Source>) -> Result<Library> {
         // SAFETY: the caller's contract is this function's.
@@ -185,12 +189,14 @@ impl Library {
                 if function {
                     // A function whose address is not code (a hostile st_value) would jump into
                     // data or unmapped pages when called.
-                    self.check_code(a, &format!("function lookup of `{name}`"))?;
+                    self.check_code(a, "function lookup")
+                        .map_err(|e| e.with_op(format!("function lookup of `{name}`")))?;
                 }
                 a
             }
             Some(Target::Ifunc(resolver)) => {
-                self.check_code(resolver, &format!("IFUNC resolver of `{name}`"))?;
+                self.check_code(resolver, "IFUNC resolver")
+                    .map_err(|e| e.with_op(format!("IFUNC resolver of `{name}`")))?;
                 // SAFETY: an STT_GNU_IFUNC definition of this loaded, relocated library, in
                 // executable pages (checked above).
                 unsafe { crate::relocate::call_ifunc_resolver(resolver) }
