@@ -710,6 +710,8 @@ impl ReadBudget {
     const MIN_CHARGE: u64 = 64;
     /// The bytes read ahead by one `pread`.
     const BLOCK: u64 = 64 << 10;
+    /// Where a block starts: a multiple of a storage block (reads, not pages: no page size).
+    const BLOCK_ALIGN: u64 = 4 << 10;
 
     fn new(file: std::sync::Arc<File>, file_size: u64) -> ReadBudget {
         ReadBudget {
@@ -748,7 +750,7 @@ impl std::io::Read for ReadBudget {
             None => {
                 // Start the block a little before the position: the parser steps back to
                 // reread a record's start at times (the end record's search reads backwards).
-                let at = self.pos.saturating_sub(Self::BLOCK / 4) & !4095;
+                let at = self.pos.saturating_sub(Self::BLOCK / 4) & !(Self::BLOCK_ALIGN - 1);
                 let want = Self::BLOCK.min(self.len - at) as usize;
                 self.block.resize(want, 0);
                 let mut got = 0;
