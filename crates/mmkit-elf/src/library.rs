@@ -1720,13 +1720,19 @@ impl Library {
     }
 
     /// Checks that run-time `addr`, which `op` is about to call or hand out as a function, is
-    /// code: in an executable segment when the library mmkit mapped holds it, else in an
-    /// executable mapping of the process. A library glibc holds is glibc's to check (its
-    /// `dlsym` answered; reading `/proc/self/maps` per lookup would be dear).
+    /// code: in an executable segment of the library mmkit mapped that holds it (this one or a
+    /// dependency), else of an object glibc loaded (its program headers), else in an executable
+    /// mapping of the process (`/proc/self/maps`, read only then: a lookup that a dependency
+    /// answers reads no file). A library glibc holds is glibc's to check (its `dlsym`
+    /// answered).
     pub(crate) fn check_code(&self, addr: u64, op: &str) -> Result<()> {
         match self.held() {
             Held::Mapped(o) if o.dynamic.image.contains(addr) => o.dynamic.image.check_code(addr, op, false),
-            Held::Mapped(_) => crate::image::check_executable(addr, op),
+            Held::Mapped(_) => match crate::group::containing(addr) {
+                Some((dep, _)) => dep.dynamic.image.check_code(addr, op, false),
+                None if process_scope::in_executable_segment(addr) => Ok(()),
+                None => crate::image::check_executable(addr, op),
+            },
             Held::System(_) => Ok(()),
         }
         .map_err(|e| e.with_path(self.source()))

@@ -2324,7 +2324,7 @@ pub(crate) fn kind_at(addr: u64) -> SymbolKind {
 }
 
 /// Whether `addr` lies in an executable `PT_LOAD` segment of an object glibc has loaded.
-fn in_executable_segment(addr: u64) -> bool {
+pub(crate) fn in_executable_segment(addr: u64) -> bool {
     struct Probe {
         addr: u64,
         found: bool,

@@ -382,3 +382,45 @@ fn an_ifunc_resolver_that_is_not_code_is_refused() {
     assert!(err.to_string().contains("call IFUNC resolver"), "{err}");
     assert!(err.to_string().contains("is not in an executable segment"), "{err}");
 }
+
+/// Refuses `openat` (`EPERM`) to the calling thread only: a seccomp filter without TSYNC.
+fn deny_openat_on_this_thread() {
+    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_openat as u32, 0, 1),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl with valid arguments; the kernel copies the filter.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog), 0);
+    }
+}
+
+/// Regression: `Library::function` of a function a dependency defines (libc's `getpid` through
+/// a library that calls it; `fx_base_value` through `fxdep`, whose `libfxbase` mmkit mapped)
+/// read `/proc/self/maps` on every lookup to check that the address is code. A dependency
+/// mmkit mapped is checked by its own segments, one glibc loaded by its program headers: no
+/// file is opened (here, none can be).
+#[test]
+fn a_function_a_dependency_defines_is_checked_without_reading_proc_maps() {
+    let callpid = lib("callpid.c", "fxcallpid");
+    let base = build("default", "base.c", "fxbase", &[]);
+    let dep = build("default", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
+    let ns = mmkit_elf::Namespace::new("function-check").search_own_directory(true);
+    // SAFETY: test fixtures are trusted.
+    let (a, b) = unsafe { (ns.open(callpid.as_path()).unwrap(), ns.open(dep.as_path()).unwrap()) };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            deny_openat_on_this_thread();
+            assert!(std::fs::File::open("/proc/self/maps").is_err(), "the filter is in place");
+            for (lib, name) in [(&a, "getpid"), (&b, "fx_base_value"), (&b, "fx_dep_twice")] {
+                // SAFETY: only looked up, never called.
+                unsafe { lib.function::<extern "C" fn() -> i64>(name) }.unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        });
+    });
+}
