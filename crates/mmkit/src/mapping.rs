@@ -1158,7 +1158,7 @@ impl Mapping {
 
     /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`). Returns `false`
     /// (a no-op) when the kernel lacks `CONFIG_ANON_VMA_NAME`. A file mapping, or a name no
-    /// kernel accepts (more than 80 bytes, a byte outside printable ASCII, or one of
+    /// kernel accepts (more than 79 bytes, a byte outside printable ASCII, or one of
     /// `[ ] \ $` and a backquote), is an error on every kernel.
     pub fn set_name(&self, name: &str) -> Result<bool> {
         if self.file_offset.is_some() {
@@ -1178,7 +1178,7 @@ impl Mapping {
             Err(rustix::io::Errno::INVAL) if anon_name_is_acceptable(name) => Ok(false),
             Err(e) => Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                 .with_addr(self.base.as_ptr() as usize)
-                .with_detail(format!("name {name:?} (at most 80 printable characters, none of [ ] \\ $ `)"))),
+                .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)"))),
         }
     }
 
@@ -1246,16 +1246,26 @@ pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, to
 }
 
 /// Whether a kernel with `CONFIG_ANON_VMA_NAME` accepts `name` for `PR_SET_VMA_ANON_NAME`: at
-/// most 80 bytes of printable ASCII, none of `[ ] \ $` and a backquote. `EINVAL` for such a
-/// name means the kernel cannot name areas at all (a no-op to report, not an error).
+/// most 79 bytes of printable ASCII (80 with the NUL: the kernel's `strndup_user(name, 80)`),
+/// none of `[ ] \ $` and a backquote. `EINVAL` for such a name means the kernel cannot name
+/// areas at all (a no-op to report, not an error).
 pub(crate) fn anon_name_is_acceptable(name: &str) -> bool {
-    name.len() <= 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b))
+    name.len() < 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Regression: the kernel takes at most 80 bytes with the NUL (`strndup_user(name, 80)`), so
+    /// an 80-character name is refused with `EINVAL` where areas can be named; it was taken for
+    /// "this kernel cannot name areas" (`Ok(false)`) instead of an error.
+    #[test]
+    fn an_anon_name_of_80_characters_is_not_acceptable() {
+        assert!(anon_name_is_acceptable(&"a".repeat(79)));
+        assert!(!anon_name_is_acceptable(&"a".repeat(80)));
+    }
 
     #[test]
     fn ranges_resolve() {

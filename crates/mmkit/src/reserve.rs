@@ -628,7 +628,7 @@ impl Reservation {
                 Err(e) => {
                     return Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                         .with_range(off as u64, len as u64)
-                        .with_detail(format!("name {name:?} (at most 80 printable characters, none of [ ] \\ $ `)")))
+                        .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)")))
                 }
             }
         }
