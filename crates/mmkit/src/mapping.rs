@@ -1169,16 +1169,20 @@ impl Mapping {
         let c = CString::new(name).map_err(|_| {
             Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument).with_detail("name contains NUL")
         })?;
+        if !anon_name_is_acceptable(name) {
+            return Err(bad_anon_name(name).with_addr(self.base.as_ptr() as usize));
+        }
         if self.map_len == 0 {
             return Ok(false);
         }
         // SAFETY: the region is an anonymous mapping we own; naming changes no contents.
         match unsafe { sys::set_anon_name(self.base.as_ptr(), self.map_len, Some(&c)) } {
             Ok(()) => Ok(true),
-            Err(rustix::io::Errno::INVAL) if anon_name_is_acceptable(name) => Ok(false),
+            // EINVAL for a name the kernel would accept: it cannot name areas (a no-op).
+            Err(rustix::io::Errno::INVAL) => Ok(false),
             Err(e) => Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                 .with_addr(self.base.as_ptr() as usize)
-                .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)"))),
+                .with_detail(format!("name {name:?}"))),
         }
     }
 
@@ -1251,6 +1255,13 @@ pub(crate) fn resolve_range(op: &'static str, range: impl RangeBounds<usize>, to
 /// areas at all (a no-op to report, not an error).
 pub(crate) fn anon_name_is_acceptable(name: &str) -> bool {
     name.len() < 80 && name.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"[]\\$`".contains(&b))
+}
+
+/// The error for a name no kernel accepts ([`anon_name_is_acceptable`]): `EINVAL`, as the
+/// kernel answers it, checked before any area is named (also where there is none to name).
+pub(crate) fn bad_anon_name(name: &str) -> Error {
+    Error::os("prctl(PR_SET_VMA_ANON_NAME)", rustix::io::Errno::INVAL)
+        .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)"))
 }
 
 #[cfg(test)]

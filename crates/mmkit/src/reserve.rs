@@ -616,6 +616,9 @@ impl Reservation {
         let c = CString::new(name).map_err(|_| {
             Error::new("prctl(PR_SET_VMA_ANON_NAME)", ErrorKind::InvalidArgument).with_detail("name contains NUL")
         })?;
+        if !crate::mapping::anon_name_is_acceptable(name) {
+            return Err(crate::mapping::bad_anon_name(name));
+        }
         let mut applied = true;
         for (off, len) in self.owned_segments() {
             // SAFETY: the segment is ours; naming changes no contents.
@@ -624,11 +627,11 @@ impl Reservation {
                 // EBADF: a file map inside; names only apply to anonymous areas.
                 Err(rustix::io::Errno::BADF) => {}
                 // EINVAL for a name the kernel would accept: it cannot name areas (a no-op).
-                Err(rustix::io::Errno::INVAL) if crate::mapping::anon_name_is_acceptable(name) => applied = false,
+                Err(rustix::io::Errno::INVAL) => applied = false,
                 Err(e) => {
                     return Err(Error::os("prctl(PR_SET_VMA_ANON_NAME)", e)
                         .with_range(off as u64, len as u64)
-                        .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)")))
+                        .with_detail(format!("name {name:?}")))
                 }
             }
         }

@@ -588,3 +588,15 @@ fn pages_a_borrower_sealed_stay_and_the_lender_unmaps_the_rest() {
     // and leaked them.
     assert_eq!(got, Ok(0b00_1010), "bits 0-1: readable after the lent drop, 2-5: mapped after the lender's");
 }
+
+/// Regression: a name no kernel accepts was refused only by the kernel's answer, so a
+/// reservation that owns no range (all of it carved out) took it: `Ok(true)`, "applied", and
+/// kept it for the ranges it gets back. It is refused before any range is named.
+#[test]
+fn a_name_no_kernel_accepts_is_refused_with_nothing_to_name() {
+    let mut r = Reservation::new(4 * MIB).unwrap();
+    let _all = r.carve(0, 4 * MIB).unwrap();
+    let e = r.set_name("bad[name]").unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
+    assert!(e.to_string().contains("at most 79 printable characters"), "{e}");
+}
