@@ -282,14 +282,15 @@ fn with_tls_size(bytes: &[u8], size: u64) -> Vec<u8> {
 #[test]
 #[ignore = "the child of a_tls_block_that_cannot_be_allocated_is_named (aborts)"]
 fn huge_tls_worker() {
-    let bytes = with_tls_size(&std::fs::read(lib("tls.c", "fxtls")).unwrap(), 1 << 46);
+    let bytes = with_tls_size(&std::fs::read(lib("tls.c", "fxtls")).unwrap(), 1 << 47);
     // SAFETY: a well-formed library but for the size of its TLS block.
     let lib = unsafe { mmkit_elf::Library::open(mmkit_elf::Source::memory("huge-tls", bytes)) }.unwrap();
     println!("loaded");
     call(&lib, "fx_tls_bump", &[1]);
 }
 
-/// A `PT_TLS` block of 64 TiB (`p_memsz` of a hostile library) loads, and the library's first
+/// A `PT_TLS` block of 128 TiB (`p_memsz` of a hostile library; more than a 4-level x86_64
+/// address space holds, so no overcommit setting lets it be allocated) loads, and the library's first
 /// access to its thread-local data cannot have its block: mmkit's `__tls_get_addr` aborted
 /// (as glibc's does) saying "unknown TLS module 1 of mmkit (library unloaded?)", which sent one
 /// looking for an unload. The message says what failed: the allocation, its size.
@@ -304,7 +305,7 @@ fn a_tls_block_that_cannot_be_allocated_is_named() {
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{}\n{stdout}\n{stderr}", out.status);
     assert!(stdout.contains("loaded"), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("__tls_get_addr: cannot allocate memory for thread-local data: 0x400000000000 bytes"),
+        stderr.contains("__tls_get_addr: cannot allocate memory for thread-local data: 0x800000000000 bytes"),
         "{stderr}"
     );
 }
