@@ -91,7 +91,36 @@ pub struct PackInfo {
 }
 
 fn zerr(op: &'static str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::new(op, ErrorKind::InvalidArgument).with_path(path).with_detail(e.to_string())
+    let msg = e.to_string();
+    if is_zstd_out_of_memory(&msg) {
+        return no_memory_for_zstd(op, path, &msg);
+    }
+    Error::new(op, ErrorKind::InvalidArgument).with_path(path).with_detail(msg)
+}
+
+/// Whether a zstd error's message (zeekstd keeps only `ZSTD_getErrorName`'s text, not the code)
+/// is zstd's failed allocation (`ZSTD_error_memory_allocation`).
+fn is_zstd_out_of_memory(msg: &str) -> bool {
+    use zstd::zstd_safe::{get_error_name, zstd_sys::ZSTD_ErrorCode};
+    let code = 0usize.wrapping_sub(ZSTD_ErrorCode::ZSTD_error_memory_allocation as usize);
+    msg == get_error_name(code)
+}
+
+/// zstd could not allocate its compression state or buffers (a low `RLIMIT_DATA` or
+/// `RLIMIT_AS`, a high level): `ENOMEM`, not an I/O error of the input.
+fn no_memory_for_zstd(op: &'static str, path: &Path, msg: &str) -> Error {
+    Error::from_raw_errno(op, libc::ENOMEM).with_path(path).with_detail(format!(
+        "zstd: {msg} (its state grows with the compression level and the frame size; `ulimit -d`/`-v` bound it)"
+    ))
+}
+
+/// An error of `io::copy` into the encoder that is no failed write of the output: the input's
+/// read (with its errno), or the compressor's own (no errno: zeekstd's `io::Error::other`).
+fn copy_err(op: &'static str, input: &Path, e: io::Error) -> Error {
+    if e.raw_os_error().is_none() && is_zstd_out_of_memory(&e.to_string()) {
+        return no_memory_for_zstd(op, input, &e.to_string());
+    }
+    ioerr(op, input, e)
 }
 
 /// A failed write of the output: its errno, and the offset and length it was writing.
@@ -249,7 +278,7 @@ fn pack_into(
     let mut counted = Counted { inner: src.take(meta.len()), read: 0, told: 0, total: meta.len(), progress };
     let input_bytes = io::copy(&mut counted, &mut enc).map_err(|e| match failed.get() {
         Some(_) => out_err("compression", &e),
-        None => ioerr("compression", input, e),
+        None => copy_err("compression", input, e),
     })?;
     let mut probe = [0u8; 1];
     let more = (&*src).read(&mut probe).map_err(|e| ioerr("read", input, e))?;

@@ -490,3 +490,48 @@ fn pack_reports_its_progress() {
     .unwrap();
     assert_eq!(calls, [(0, 0)]);
 }
+
+/// Regression: zstd failing to allocate its compression state (a high level under a low
+/// `RLIMIT_DATA`, in a child process) was reported as the input's I/O error: `compression of
+/// INPUT failed: Input/output error (EIO): Allocation error : not enough memory`. It is
+/// `ENOMEM`, said to be zstd's, and the half-written output is removed.
+#[test]
+fn zstd_without_memory_for_its_state_is_enomem_not_an_io_error() {
+    const NAME: &str = "zstd_without_memory_for_its_state_is_enomem_not_an_io_error";
+    if support::child_role().as_deref() == Some("bounded") {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("input"), dir.path().join("out.zst"));
+        std::fs::write(&input, data(4 << 20)).unwrap();
+        // What the process holds now, and 16 MiB more: zstd's level-19 state for 1 MiB frames
+        // needs several times that.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmData:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the valid struct given.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_DATA, &mut old) }, 0);
+        let limit = libc::rlimit { rlim_cur: (kib << 10) + (16 << 20), rlim_max: old.rlim_max };
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) }, 0);
+        let opts = PackOptions { frame_size: 1 << 20, level: 19 };
+        let packed = seekable::pack(&input, &output, &opts);
+        // The limit back before any assertion: a failing one's backtrace needs memory.
+        // SAFETY: setrlimit with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &old) }, 0);
+        let err = packed.unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.errno(), Some(libc::ENOMEM), "{text}");
+        assert!(text.contains("zstd: Allocation error") && !text.contains("EIO"), "{text}");
+        assert!(!output.exists(), "the failed pack left {}", output.display());
+        println!("BOUNDED OK");
+        return;
+    }
+    if support::child_role().is_some() {
+        return;
+    }
+    let (status, out) = support::run_child(&[], NAME, "bounded", 60);
+    assert!(status.success() && out.contains("BOUNDED OK"), "{status:?}\n{out}");
+}
