@@ -455,6 +455,8 @@ impl Mapping {
     ) -> Result<*mut u8> {
         let map_err = |e| {
             let err = Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
+            let private_writable = !flags.contains(MapFlags::SHARED) && req.prot.writable();
+            let err = with_memory_limits(err, e, req.map_len, private_writable);
             // The address asked for is what a fixed placement's error is about (EEXIST: taken;
             // ENOMEM: past the address space).
             match opts.placement {
@@ -1262,6 +1264,28 @@ pub(crate) fn anon_name_is_acceptable(name: &str) -> bool {
 pub(crate) fn bad_anon_name(name: &str) -> Error {
     Error::os("prctl(PR_SET_VMA_ANON_NAME)", rustix::io::Errno::INVAL)
         .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)"))
+}
+
+/// Adds the limits that can cause an `ENOMEM` of mapping or committing `len` bytes to `err`:
+/// `RLIMIT_AS` (`ulimit -v`) for any map, `RLIMIT_DATA` (`ulimit -d`) for private writable
+/// memory, where they are set. Without either, `err` as it is (the commit limit of
+/// `vm.overcommit_memory=2` and `vm.max_map_count` are the other causes).
+pub(crate) fn with_memory_limits(err: Error, e: rustix::io::Errno, len: usize, private_writable: bool) -> Error {
+    if e != rustix::io::Errno::NOMEM {
+        return err;
+    }
+    let (address_space, data) = sys::memory_limits();
+    let mut limits = Vec::new();
+    if let Some(l) = address_space {
+        limits.push(format!("RLIMIT_AS (`ulimit -v`) is {l:#x} bytes"));
+    }
+    if let Some(l) = data.filter(|_| private_writable) {
+        limits.push(format!("RLIMIT_DATA (`ulimit -d`, private writable memory) is {l:#x} bytes"));
+    }
+    if limits.is_empty() {
+        return err;
+    }
+    err.with_detail(format!("{len:#x} bytes asked; {}", limits.join(", ")))
 }
 
 #[cfg(test)]

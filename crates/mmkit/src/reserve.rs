@@ -119,8 +119,9 @@ impl ReserveOptions {
         }
         let op =
             if self.low_4gib { "mmap(PROT_NONE, MAP_NORESERVE | MAP_32BIT)" } else { "mmap(PROT_NONE, MAP_NORESERVE)" };
-        let aligned = sys::mmap_anon_aligned(len, align, ProtFlags::empty(), flags)
-            .map_err(|e| Error::os(op, e).with_range(0, want as u64))? as usize;
+        let aligned = sys::mmap_anon_aligned(len, align, ProtFlags::empty(), flags).map_err(|e| {
+            crate::mapping::with_memory_limits(Error::os(op, e).with_range(0, want as u64), e, want, false)
+        })? as usize;
         let mut r = Reservation {
             base: NonNull::new(aligned as *mut u8).expect("mmap returned NULL"),
             len,
@@ -377,8 +378,12 @@ impl Reservation {
         }
         // SAFETY: the range is inside our reservation; no references into it exist (we hand
         // out raw pointers only).
-        unsafe { sys::mprotect(ptr, len, prot.prot_flags()) }
-            .map_err(|e| Error::os("mprotect", e).with_addr(ptr as usize).with_range(offset as u64, len as u64))
+        unsafe { sys::mprotect(ptr, len, prot.prot_flags()) }.map_err(|e| {
+            let err = Error::os("mprotect (Reservation::commit)", e)
+                .with_addr(ptr as usize)
+                .with_range(offset as u64, len as u64);
+            crate::mapping::with_memory_limits(err, e, len, prot.writable())
+        })
     }
 
     /// Makes `[offset, offset + len)` accessible with `prot` as fresh zero pages, whatever it

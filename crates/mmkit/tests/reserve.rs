@@ -600,3 +600,70 @@ fn a_name_no_kernel_accepts_is_refused_with_nothing_to_name() {
     assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
     assert!(e.to_string().contains("at most 79 printable characters"), "{e}");
 }
+
+/// This process's `field` (`VmData`, `VmSize`) from /proc/self/status, in bytes.
+fn vm_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib << 10
+}
+
+/// Sets the soft `resource` limit to `cur` and returns the old limits.
+fn lower_soft_limit(resource: libc::__rlimit_resource_t, cur: u64) -> libc::rlimit {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the valid struct given; setrlimit reads a valid struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(resource, &mut old), 0);
+        assert_eq!(libc::setrlimit(resource, &libc::rlimit { rlim_cur: cur, rlim_max: old.rlim_max }), 0);
+    }
+    old
+}
+
+fn restore_limit(resource: libc::__rlimit_resource_t, old: &libc::rlimit) {
+    // SAFETY: setrlimit reads a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(resource, old) }, 0);
+}
+
+/// Regression: under a low `RLIMIT_DATA` or `RLIMIT_AS` (in a re-executed child of this test
+/// binary, the limits being per process) an anonymous map, a reservation or a commit failed
+/// with a bare `mprotect at ADDR [offset 0x0, len 0x2000000] failed: Cannot allocate memory
+/// (ENOMEM)`: neither that it was a reservation's commit nor the limit that refused it.
+#[test]
+fn enomem_under_a_memory_limit_names_the_limit() {
+    const NAME: &str = "enomem_under_a_memory_limit_names_the_limit";
+    const ROLE: &str = "MMKIT_TEST_LIMITED_CHILD";
+    if std::env::var_os(ROLE).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(ROLE, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("LIMITED OK"), "{:?}\n{text}", out.status);
+        return;
+    }
+    let mib = 1usize << 20;
+    // Private writable memory past RLIMIT_DATA: the commit of a reservation, an anonymous map.
+    let res = Reservation::new(64 * mib).unwrap();
+    let old = lower_soft_limit(libc::RLIMIT_DATA, vm_bytes("VmData") + (8 << 20));
+    let commit = res.commit(0, 32 * mib, Protection::READ_WRITE);
+    let anon = mmkit::MapOptions::new().len(32 * mib).map_anon().map(drop);
+    restore_limit(libc::RLIMIT_DATA, &old);
+    let err = commit.unwrap_err().to_string();
+    assert!(err.contains("Reservation::commit") && err.contains("ENOMEM"), "{err}");
+    assert!(err.contains("RLIMIT_DATA (`ulimit -d`"), "{err}");
+    let err = anon.unwrap_err().to_string();
+    assert!(err.contains("ENOMEM") && err.contains("RLIMIT_DATA (`ulimit -d`"), "{err}");
+    // Address space past RLIMIT_AS: a reservation.
+    let old = lower_soft_limit(libc::RLIMIT_AS, vm_bytes("VmSize") + (64 << 20));
+    let reserve = Reservation::new(1 << 30).map(drop);
+    restore_limit(libc::RLIMIT_AS, &old);
+    let err = reserve.unwrap_err().to_string();
+    assert!(err.contains("ENOMEM") && err.contains("RLIMIT_AS (`ulimit -v`)"), "{err}");
+    assert!(!err.contains("RLIMIT_DATA"), "a PROT_NONE reservation is no data: {err}");
+    println!("LIMITED OK");
+}

@@ -53,6 +53,15 @@ pub(crate) unsafe fn android_mremap(
     }
 }
 
+/// The soft limits on a process's mappings: `RLIMIT_AS` (all address space) and `RLIMIT_DATA`
+/// (private writable memory), `None` where unlimited.
+/// See [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html).
+#[doc(alias = "getrlimit")]
+pub(crate) fn memory_limits() -> (Option<u64>, Option<u64>) {
+    use rustix::process::{getrlimit, Resource};
+    (getrlimit(Resource::As).current, getrlimit(Resource::Data).current)
+}
+
 /// `sysconf(_SC_PAGESIZE)` (the C library's copy of the auxiliary vector's `AT_PAGESZ`), read
 /// once. Not rustix's `param::page_size`: on its raw-Linux backend its first call asks the
 /// kernel (`prctl(PR_GET_AUXV)`), a system call in a process's first library load.
