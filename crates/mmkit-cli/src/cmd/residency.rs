@@ -399,8 +399,13 @@ fn within_descriptors(threads: usize) -> usize {
 }
 
 /// What to do when `mlock` failed with `e` because of `RLIMIT_MEMLOCK` (`ENOMEM` past the
-/// limit, `EPERM` under a limit of 0 without `CAP_IPC_LOCK`); `None` for any other failure.
+/// limit, `EPERM` under a limit of 0 without `CAP_IPC_LOCK`); `None` for any other failure:
+/// the `mmap` before it (its `ENOMEM` is address space, `RLIMIT_AS`), or any failure of root,
+/// whom the limit does not bind.
 fn memlock_hint(e: &mmkit::Error) -> Option<String> {
+    if e.operation() != "mlock" || rustix::process::geteuid().is_root() {
+        return None;
+    }
     let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current?;
     match e.errno() {
         Some(libc::ENOMEM) => {}

@@ -288,6 +288,24 @@ fn residency_lock_past_rlimit_memlock_says_so() {
     }
 }
 
+/// Regression: `--lock` of a file larger than the address space left (`ulimit -v`) failed at
+/// its `mmap` (ENOMEM), and the run ended with the hint that locked memory is capped by
+/// RLIMIT_MEMLOCK, which was not the limit hit (and binds no root). The warning now names
+/// RLIMIT_AS and its value, and no RLIMIT_MEMLOCK hint follows.
+#[test]
+fn residency_lock_past_rlimit_as_blames_the_address_space_not_memlock() {
+    let dir = many_files(0);
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![7u8; 64 << 20]).unwrap();
+    let out = run(Limit::AddressSpace(48 << 20), &["residency", "--lock", "--quiet", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains(&format!("mmap of {}", file.display())) && err.contains("ENOMEM"), "{err}");
+    assert!(err.contains("RLIMIT_AS (`ulimit -v`) is 0x3000000 bytes"), "{err}");
+    assert!(!err.contains("RLIMIT_MEMLOCK"), "{err}");
+    assert!(err.lines().all(|l| l.starts_with("mmkit: ")), "{err}");
+}
+
 #[test]
 fn tour_past_rlimit_fsize_is_an_error_not_a_signal() {
     // A write past `ulimit -f` raised SIGXFSZ: the tour died of it (exit 153, no message) and

@@ -249,8 +249,11 @@ pub fn lock(path: impl AsRef<Path>) -> Result<LockedFile> {
     let mut off = 0;
     while off < len {
         let this = (len - off).min(window);
-        let w = Window::map(&file, off, this as usize)
-            .map_err(|e| Error::os("mmap", e).with_path(path).with_range(off, this))?;
+        let w = Window::map(&file, off, this as usize).map_err(|e| {
+            let err = Error::os("mmap", e).with_path(path).with_range(off, this);
+            // Every window stays mapped: a large file can take the address space left.
+            crate::mapping::with_memory_limits(err, e, this as usize, false)
+        })?;
         w.lock().map_err(|e| Error::os("mlock", e).with_path(path).with_range(off, this))?;
         windows.push(w);
         off += this;
