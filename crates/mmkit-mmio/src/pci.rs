@@ -355,17 +355,23 @@ pub fn scan_in(devices: &Path) -> Result<Vec<(PciAddress, Result<PciDevice>)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("list", &e).with_path(devices)),
     };
-    let mut found = Vec::new();
+    // The names first, with the directory closed after: reading a device takes descriptors of
+    // its own, and under a low `RLIMIT_NOFILE` the directory held open made every device's
+    // `vendor` unreadable (EMFILE). A `DirEntry` keeps the directory open too.
+    let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", &e).with_path(devices))?;
-        let Some(address) = entry.file_name().to_str().and_then(|n| n.parse::<PciAddress>().ok()) else {
+        names.push(entry.map_err(|e| Error::io("list", &e).with_path(devices))?.file_name());
+    }
+    let mut found = Vec::new();
+    for name in names {
+        let Some(address) = name.to_str().and_then(|n| n.parse::<PciAddress>().ok()) else {
             continue;
         };
         match PciDevice::open_in(devices, address) {
             Ok(device) => found.push((address, Ok(device))),
             // Removed since the directory was read (hot-unplug, a VF torn down): not listed, and
             // no reason to fail the listing of the others.
-            Err(_) if !entry.path().exists() => {}
+            Err(_) if !devices.join(&name).exists() => {}
             Err(e) => found.push((address, Err(e))),
         }
     }

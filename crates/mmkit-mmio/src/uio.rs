@@ -103,14 +103,17 @@ fn read_maps(dir: &Path) -> Result<Vec<UioMapInfo>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("list", &e).with_path(dir)),
     };
-    let mut maps = Vec::new();
+    // The names first, the directory closed after (see `pci::scan_in`: `ulimit -n`).
+    let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", &e).with_path(dir))?;
-        let file_name = entry.file_name();
+        names.push(entry.map_err(|e| Error::io("list", &e).with_path(dir))?.file_name());
+    }
+    let mut maps = Vec::new();
+    for file_name in names {
         let Some(index) = file_name.to_str().and_then(|n| n.strip_prefix("map")).and_then(|n| n.parse().ok()) else {
             continue;
         };
-        let map_dir = entry.path();
+        let map_dir = dir.join(&file_name);
         let attr = |name: &str| read_attr(&map_dir.join(name));
         let name = attr("name").unwrap_or_default();
         let offset = attr("offset").ok();
@@ -145,17 +148,21 @@ pub fn scan_in(dir: &Path) -> Result<Vec<(u32, Result<UioInfo>)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("list", &e).with_path(dir)),
     };
-    let mut devices = Vec::new();
+    // The names first, the directory closed after (see `pci::scan_in`: `ulimit -n`).
+    let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", &e).with_path(dir))?;
-        let name = entry.file_name();
+        names.push(entry.map_err(|e| Error::io("list", &e).with_path(dir))?.file_name());
+    }
+    let mut devices = Vec::new();
+    for name in names {
         let Some(number) = name.to_str().and_then(|n| n.strip_prefix("uio")).and_then(|n| n.parse().ok()) else {
             continue;
         };
-        match UioInfo::read(&entry.path(), number) {
+        let path = dir.join(&name);
+        match UioInfo::read(&path, number) {
             Ok(info) => devices.push((number, Ok(info))),
             // Unregistered since the directory was read (its driver unbound): not listed.
-            Err(_) if !entry.path().exists() => {}
+            Err(_) if !path.exists() => {}
             Err(e) => devices.push((number, Err(e))),
         }
     }

@@ -244,6 +244,19 @@ fn maps_with_one_descriptor_to_spare_reads_the_whole_list() {
     }
 }
 
+/// With one descriptor to spare (`RLIMIT_NOFILE` 4), `mmio list` held `/sys/bus/pci/devices`
+/// open while it read each device, so every device's `vendor` failed with EMFILE ("6 devices
+/// could not be read", exit 1). The names are read first and the directory closed.
+#[test]
+fn mmio_list_with_one_descriptor_to_spare_reads_every_device() {
+    for args in [&["mmio", "list"][..], &["mmio", "list", "--json"]] {
+        let out = run(Limit::Files(4), args);
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert_success(&out, &format!("{args:?} under RLIMIT_NOFILE=4"));
+        assert!(!all.contains("EMFILE"), "{args:?}: {all}");
+    }
+}
+
 #[test]
 fn tour_with_a_small_file_under_low_limits() {
     for limit in [Limit::AddressSpace(64 << 20), Limit::AddressSpace(512 << 20), Limit::Files(8), Limit::OneTask] {
