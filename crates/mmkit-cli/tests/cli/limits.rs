@@ -319,6 +319,26 @@ fn residency_lock_past_rlimit_as_blames_the_address_space_not_memlock() {
     assert!(err.lines().all(|l| l.starts_with("mmkit: ")), "{err}");
 }
 
+/// Regression: under a 1 MiB `RLIMIT_DATA` the file section's 1 MiB write buffer (taken even
+/// for a 64 KiB file) could not be allocated: the tour aborted ("memory allocation of 1048576
+/// bytes failed", SIGABRT) and left its temporary file behind. The buffer is no larger than
+/// the file and allocated fallibly: a small file is toured, a large one is an error, and
+/// nothing is left behind.
+#[test]
+fn tour_file_section_under_low_rlimit_data_fails_cleanly() {
+    for size in ["64K", "8M"] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = run(Limit::Data(1 << 20), &["tour", "--only", "file", "--size", size, "--dir", d]);
+        assert_clean(&out, true, &format!("tour --size {size} under RLIMIT_DATA=1M"));
+        if size == "8M" && !out.status.success() {
+            assert!(stderr(&out).contains("I/O buffer"), "{}", stderr(&out));
+        }
+        let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(left.is_empty(), "tour --size {size} under RLIMIT_DATA left {left:?}");
+    }
+}
+
 #[test]
 fn tour_past_rlimit_fsize_is_an_error_not_a_signal() {
     // A write past `ulimit -f` raised SIGXFSZ: the tour died of it (exit 153, no message) and

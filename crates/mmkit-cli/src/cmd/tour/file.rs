@@ -35,16 +35,29 @@ fn sum_words(bytes: &[u8]) -> u64 {
     sum
 }
 
+/// The write and read buffer: `CHUNK` bytes, fewer for a smaller file, allocated fallibly so that
+/// a low `RLIMIT_DATA`/`RLIMIT_AS` is an error (the temporary file removed), not an abort that
+/// leaves it behind.
+fn io_buffer(size: u64) -> anyhow::Result<Vec<u8>> {
+    let n = size.min(CHUNK as u64) as usize;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(n).map_err(|_| {
+        anyhow::anyhow!("no memory for the file section's {}-byte I/O buffer (is `ulimit -d` or `-v` low?)", n)
+    })?;
+    buf.resize(n, 0);
+    Ok(buf)
+}
+
 /// Writes `size` bytes whose `u64` words count up from 0, so every reader can check its sum.
 fn fill(file: &mut File, path: &Path, size: u64, json: bool) -> anyhow::Result<u64> {
+    let mut buf = io_buffer(size)?;
     let bar = crate::cli::progress::bar(size, "writing the tour's file", crate::cli::progress::Unit::Bytes, !json);
-    let mut buf = vec![0u8; CHUNK];
     let mut word = 0u64;
     let mut expected = 0u64;
     let mut left = size;
     while left > 0 {
         check_interrupted()?;
-        let n = left.min(CHUNK as u64) as usize;
+        let n = left.min(buf.len() as u64) as usize;
         for w in buf[..n].chunks_exact_mut(8) {
             w.copy_from_slice(&word.to_ne_bytes());
             expected = expected.wrapping_add(word);
@@ -64,7 +77,8 @@ fn fill(file: &mut File, path: &Path, size: u64, json: bool) -> anyhow::Result<u
 
 fn read_sum(file: &mut File, path: &Path) -> anyhow::Result<u64> {
     file.seek(SeekFrom::Start(0)).on("lseek", path)?;
-    let mut buf = vec![0u8; CHUNK];
+    let len = file.metadata().on("fstat", path)?.len();
+    let mut buf = io_buffer(len.max(1))?;
     let mut sum = 0u64;
     loop {
         check_interrupted()?;
