@@ -13,6 +13,13 @@ pub fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> anyhow::Err
     os_error(op, e).with_path(path).into()
 }
 
+/// `e`, from `op` on `[offset, offset + len)` of `path`, as an [`mmkit::Error`]
+/// (`op of path [offset 0x.., len 0x..] failed: ... (EXXX)`): where a write past `ulimit -f` or
+/// a full disk stopped.
+pub fn io_error_at(op: &'static str, path: &Path, offset: u64, len: u64, e: std::io::Error) -> anyhow::Error {
+    os_error(op, e).with_path(path).with_range(offset, len).into()
+}
+
 /// `e`, from `op`, as an [`mmkit::Error`] without a path (`op failed: ... (EXXX)`), for an
 /// operation whose path the caller's context names (a temporary file's random name).
 pub fn io_error_no_path(op: &'static str, e: std::io::Error) -> anyhow::Error {

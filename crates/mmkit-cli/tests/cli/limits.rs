@@ -349,6 +349,8 @@ fn tour_past_rlimit_fsize_is_an_error_not_a_signal() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_clean(&out, true, "tour under RLIMIT_FSIZE");
     assert!(stderr(&out).contains("EFBIG"), "{}", stderr(&out));
+    // The write refused starts at the limit (64 KiB), as `pager pack` says it.
+    assert!(stderr(&out).contains("[offset 0x10000, len "), "{}", stderr(&out));
     let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "tour under RLIMIT_FSIZE left {left:?}");
 }

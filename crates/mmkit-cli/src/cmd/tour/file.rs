@@ -66,7 +66,21 @@ fn fill(file: &mut File, path: &Path, size: u64, json: bool) -> anyhow::Result<u
         for &b in buf[..n].chunks_exact(8).remainder() {
             expected = expected.wrapping_add(b as u64);
         }
-        file.write_all(&buf[..n]).on("write", path)?;
+        // `write_all` by hand: the error names where the refused write started (`ulimit -f`, a
+        // full disk), as `pager pack` does.
+        let mut done = 0;
+        while done < n {
+            let at = size - left + done as u64;
+            match file.write(&buf[done..n]) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(crate::cli::io::io_error_at("write", path, at, (n - done) as u64, e));
+                }
+                Ok(k) => done += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(crate::cli::io::io_error_at("write", path, at, (n - done) as u64, e)),
+            }
+        }
         left -= n as u64;
         bar.inc(n as u64);
     }
