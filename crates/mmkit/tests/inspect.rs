@@ -254,3 +254,49 @@ fn residency_of_a_sparse_exabyte_file_is_an_error_not_an_abort() {
     let e = inspect::residency_of_file(&file).unwrap_err();
     assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
 }
+
+/// Regression: `residency` of a file maps it in windows of up to 1 GiB; with less address
+/// space left (`RLIMIT_AS`, here 16 MiB above what the process maps, in a re-executed child of
+/// this test binary) the window's `mmap` failed (ENOMEM) and so did the count (`mmkit
+/// residency` of a 1.5 GB file under `ulimit -v 262144`). Windows shrink to what fits.
+#[test]
+fn residency_under_a_low_address_space_limit_uses_smaller_windows() {
+    const NAME: &str = "residency_under_a_low_address_space_limit_uses_smaller_windows";
+    const ROLE: &str = "MMKIT_TEST_LIMITED_CHILD";
+    if std::env::var_os(ROLE).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(ROLE, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("LIMITED OK"), "{:?}\n{text}", out.status);
+        return;
+    }
+    let page = mmkit::page_size();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    let chunk = vec![5u8; 1 << 20];
+    for _ in 0..64 {
+        file.write_all(&chunk).unwrap();
+    }
+    file.as_file().sync_all().unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the valid struct given; setrlimit reads a valid struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut old), 0);
+        let low = libc::rlimit { rlim_cur: (kib << 10) + (16 << 20), rlim_max: old.rlim_max };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &low), 0);
+    }
+    let counted = mmkit::inspect::residency(file.path());
+    // SAFETY: setrlimit reads a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &old) }, 0);
+    let r = counted.unwrap();
+    assert_eq!(r.pages(), ((64usize << 20) / page) as u64);
+    println!("LIMITED OK");
+}

@@ -28,6 +28,10 @@ pub fn residency_of_file(file: &File) -> Result<Residency> {
     residency_of_len(file, regular_file_len(file)?)
 }
 
+/// The smallest window [`residency_of_len`] falls back to when the address space left
+/// (`RLIMIT_AS`) has no room for a whole [`WINDOW`](super::WINDOW).
+const MIN_WINDOW: u64 = 1 << 20;
+
 /// Residency of an open regular file of `len` bytes.
 pub(crate) fn residency_of_len(file: &File, len: u64) -> Result<Residency> {
     let page = crate::page::page_size() as u64;
@@ -37,7 +41,7 @@ pub(crate) fn residency_of_len(file: &File, len: u64) -> Result<Residency> {
             .with_range(0, len)
             .with_detail(format!("no memory for a bitmap of {pages} pages"))
     })?;
-    let window = super::WINDOW - super::WINDOW % page;
+    let mut window = super::WINDOW - super::WINDOW % page;
     let mut vec = vec![0u8; (window.min(pages * page) / page) as usize];
     // A sparse file of more than one window (a petabyte file on tmpfs with a few pages
     // written) would cost a mapping and a `mincore` of every window, holes included: ask
@@ -59,7 +63,18 @@ pub(crate) fn residency_of_len(file: &File, len: u64) -> Result<Residency> {
                 Err(_) => skip_empty = false,
             }
         }
-        let w = Window::map(file, offset, this as usize).map_err(|e| Error::os("mmap", e).with_range(offset, this))?;
+        let w = match Window::map(file, offset, this as usize) {
+            Ok(w) => w,
+            // Address space short of a window (`ulimit -v`): smaller windows, down to 1 MiB.
+            Err(rustix::io::Errno::NOMEM) if window > MIN_WINDOW.max(page) => {
+                window = (window / 2).max(page) / page * page;
+                continue;
+            }
+            Err(e) => {
+                let err = Error::os("mmap", e).with_range(offset, this);
+                return Err(crate::mapping::with_memory_limits(err, e, this as usize, false));
+            }
+        };
         w.mincore(&mut vec[..this_pages]).map_err(|e| Error::os("mincore", e).with_range(offset, this))?;
         bitmap.fill_from_mincore(offset / page, &vec[..this_pages]);
         offset += this;
