@@ -108,7 +108,9 @@ impl GrowableMmap {
     /// Extends the file to `new_len` bytes (zero-filled) and maps the new pages in place. The
     /// new bytes get storage now (`fallocate`), so a full file system is an error here
     /// (`ENOSPC`) rather than a `SIGBUS` at the first write into them (except on a
-    /// copy-on-write file system: see [`new`](GrowableMmap::new)).
+    /// copy-on-write file system: see [`new`](GrowableMmap::new)). Past the process's file-size
+    /// limit (`RLIMIT_FSIZE`, `ulimit -f`) the kernel sends `SIGXFSZ`, which ends the process
+    /// unless it ignores that signal; ignored, the error here is `EFBIG`.
     pub fn grow(&mut self, new_len: usize) -> Result<()> {
         if new_len > self.res.len() {
             return Err(Error::new("GrowableMmap::grow", ErrorKind::OutOfBounds)

@@ -175,6 +175,8 @@ impl SharedMemory {
     }
 
     /// Grows or shrinks to `len` bytes (`ftruncate`); fails with `EPERM` when a seal forbids it.
+    /// Growing past the process's file-size limit (`RLIMIT_FSIZE`, `ulimit -f`) sends `SIGXFSZ`,
+    /// which ends the process unless it ignores that signal; ignored, the error is `EFBIG`.
     pub fn set_len(&self, len: u64) -> Result<()> {
         sys::set_file_len(self.fd.as_fd(), len)
             .map_err(|e| Error::os("ftruncate", e).with_range(0, len).with_detail(format!("memfd {:?}", self.name)))
