@@ -1,6 +1,9 @@
 //! `mmkit::inspect` against the kernel: residency, cachestat, touch/evict/lock on files of a
 //! real file system, and the typed smaps of mappings this test creates.
 
+#[path = "support/limits.rs"]
+mod limits;
+
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -261,16 +264,7 @@ fn residency_of_a_sparse_exabyte_file_is_an_error_not_an_abort() {
 /// residency` of a 1.5 GB file under `ulimit -v 262144`). Windows shrink to what fits.
 #[test]
 fn residency_under_a_low_address_space_limit_uses_smaller_windows() {
-    const NAME: &str = "residency_under_a_low_address_space_limit_uses_smaller_windows";
-    const ROLE: &str = "MMKIT_TEST_LIMITED_CHILD";
-    if std::env::var_os(ROLE).is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env(ROLE, "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && text.contains("LIMITED OK"), "{:?}\n{text}", out.status);
+    if !limits::in_limited_child("residency_under_a_low_address_space_limit_uses_smaller_windows") {
         return;
     }
     let page = mmkit::page_size();
@@ -280,22 +274,9 @@ fn residency_under_a_low_address_space_limit_uses_smaller_windows() {
         file.write_all(&chunk).unwrap();
     }
     file.as_file().sync_all().unwrap();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes the valid struct given; setrlimit reads a valid struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut old), 0);
-        let low = libc::rlimit { rlim_cur: (kib << 10) + (16 << 20), rlim_max: old.rlim_max };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &low), 0);
-    }
+    let old = limits::lower_soft_limit(libc::RLIMIT_AS, limits::vm_bytes("VmSize") + (16 << 20));
     let counted = mmkit::inspect::residency(file.path());
-    // SAFETY: setrlimit reads a valid struct.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &old) }, 0);
+    limits::restore_limit(libc::RLIMIT_AS, &old);
     let r = counted.unwrap();
     assert_eq!(r.pages(), ((64usize << 20) / page) as u64);
     println!("LIMITED OK");

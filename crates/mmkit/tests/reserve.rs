@@ -3,10 +3,13 @@
 
 #[path = "support/fork.rs"]
 mod fork;
+#[path = "support/limits.rs"]
+mod limits;
 
 use std::io::Write;
 
 use fork::{in_child, rss_in};
+use limits::{in_limited_child, lower_soft_limit, restore_limit, vm_bytes};
 use mmkit::reserve::ReserveOptions;
 use mmkit::shm::SharedMemory;
 use mmkit::{page_size, ErrorKind, Populate, Protection, Reservation, Sharing};
@@ -601,49 +604,13 @@ fn a_name_no_kernel_accepts_is_refused_with_nothing_to_name() {
     assert!(e.to_string().contains("at most 79 printable characters"), "{e}");
 }
 
-/// This process's `field` (`VmData`, `VmSize`) from /proc/self/status, in bytes.
-fn vm_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib << 10
-}
-
-/// Sets the soft `resource` limit to `cur` and returns the old limits.
-fn lower_soft_limit(resource: libc::__rlimit_resource_t, cur: u64) -> libc::rlimit {
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes the valid struct given; setrlimit reads a valid struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(resource, &mut old), 0);
-        assert_eq!(libc::setrlimit(resource, &libc::rlimit { rlim_cur: cur, rlim_max: old.rlim_max }), 0);
-    }
-    old
-}
-
-fn restore_limit(resource: libc::__rlimit_resource_t, old: &libc::rlimit) {
-    // SAFETY: setrlimit reads a valid struct.
-    assert_eq!(unsafe { libc::setrlimit(resource, old) }, 0);
-}
-
 /// Regression: under a low `RLIMIT_DATA` or `RLIMIT_AS` (in a re-executed child of this test
 /// binary, the limits being per process) an anonymous map, a reservation or a commit failed
 /// with a bare `mprotect at ADDR [offset 0x0, len 0x2000000] failed: Cannot allocate memory
 /// (ENOMEM)`: neither that it was a reservation's commit nor the limit that refused it.
 #[test]
 fn enomem_under_a_memory_limit_names_the_limit() {
-    const NAME: &str = "enomem_under_a_memory_limit_names_the_limit";
-    const ROLE: &str = "MMKIT_TEST_LIMITED_CHILD";
-    if std::env::var_os(ROLE).is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-            .env(ROLE, "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && text.contains("LIMITED OK"), "{:?}\n{text}", out.status);
+    if !in_limited_child("enomem_under_a_memory_limit_names_the_limit") {
         return;
     }
     let mib = 1usize << 20;
