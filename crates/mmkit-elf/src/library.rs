@@ -805,7 +805,6 @@ impl Object {
         self.lazy_plt.get().map(|p| p.names().map(str::to_owned).collect()).unwrap_or_default()
     }
 
-    /// What this library's own definition `sym` binds to.
     /// [`Object::own_target`] for a definition a lookup found; for an `STB_GNU_UNIQUE` one, the
     /// definition of that name bound first in the process (see [`unique_definition`]).
     fn found_target(&self, name: &str, sym: &Sym) -> Target {
@@ -819,6 +818,17 @@ impl Object {
         target
     }
 
+    /// [`Object::found_target`] for this library's own symbol `index`, named (a string read
+    /// and checked) only when it is `STB_GNU_UNIQUE`: relocation binds most references of a
+    /// library to its own definitions this way, and the name is needed only for the table.
+    fn found_own_target(&self, index: u32, sym: &Sym) -> Result<Target> {
+        if sym.bind() == elf::STB_GNU_UNIQUE && sym.is_defined() {
+            return Ok(self.found_target(self.dynamic.sym_name(index)?, sym));
+        }
+        Ok(self.own_target(sym))
+    }
+
+    /// What this library's own definition `sym` binds to.
     fn own_target(&self, sym: &Sym) -> Target {
         match sym.kind() {
             elf::STT_TLS => Target::Tls { module: self.tls.as_ref().map_or(0, ModuleTls::id), offset: sym.value },
@@ -1058,7 +1068,7 @@ impl Object {
                 continue;
             }
             if self.defines_first(index, &sym, key.hash(), version.is_some(), list) {
-                return Ok(self.found_target(dy.sym_name(index)?, &sym));
+                return self.found_own_target(index, &sym);
             }
             let (name, want) = (dy.sym_name(index)?, want());
             if let Some(t) = list.iter().find_map(|d| match d {
@@ -1080,7 +1090,7 @@ impl Object {
             }
         }
         if sym.is_definition() {
-            return Ok(self.found_target(dy.sym_name(index)?, &sym));
+            return self.found_own_target(index, &sym);
         }
         if sym.bind() == elf::STB_WEAK {
             return Ok(Target::Addr(0));
