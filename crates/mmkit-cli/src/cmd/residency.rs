@@ -400,10 +400,13 @@ fn within_descriptors(threads: usize) -> usize {
 
 /// What to do when `mlock` failed with `e` because of `RLIMIT_MEMLOCK` (`ENOMEM` past the
 /// limit, `EPERM` under a limit of 0 without `CAP_IPC_LOCK`); `None` for any other failure:
-/// the `mmap` before it (its `ENOMEM` is address space, `RLIMIT_AS`), or any failure of root,
-/// whom the limit does not bind.
+/// the `mmap` before it (its `ENOMEM` is address space, `RLIMIT_AS`), or any failure of a
+/// process with `CAP_IPC_LOCK` in effect, whom the limit does not bind. That is a capability,
+/// not the uid: root in a container without `CAP_IPC_LOCK` (Docker's default set) is bound.
 fn memlock_hint(e: &mmkit::Error) -> Option<String> {
-    if e.operation() != "mlock" || rustix::process::geteuid().is_root() {
+    use rustix::thread::{capabilities, CapabilitySet};
+    let exempt = capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::IPC_LOCK));
+    if e.operation() != "mlock" || exempt {
         return None;
     }
     let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current?;

@@ -301,6 +301,40 @@ fn residency_lock_past_rlimit_memlock_says_so() {
     }
 }
 
+/// Regression: root without `CAP_IPC_LOCK` (a container's default capability set) is bound by
+/// `RLIMIT_MEMLOCK` like anyone else, but the hint was given only to a non-root process, so
+/// such a root got a bare `mlock ... (ENOMEM)`. The hint follows whenever `CAP_IPC_LOCK` is
+/// not in effect. (Not root: the test above covers it.)
+#[test]
+fn residency_lock_as_root_without_cap_ipc_lock_names_rlimit_memlock() {
+    if !is_root() {
+        return;
+    }
+    let dir = many_files(0);
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![7u8; 1 << 20]).unwrap();
+    // Dropped from the bounding set, root's exec of prlimit and mmkit gets no CAP_IPC_LOCK;
+    // a root that lacks it already (a container) runs prlimit as it is.
+    let has_ipc_lock =
+        rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::IPC_LOCK));
+    let mut cmd = if has_ipc_lock {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "prlimit"]);
+        c
+    } else {
+        Command::new("prlimit")
+    };
+    let out = cmd
+        .args(["--memlock=65536", "--", MMKIT, "residency", "--lock", "--quiet", file.to_str().unwrap()])
+        .output()
+        .expect("run setpriv and prlimit (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains(&format!("mlock of {}", file.display())) && err.contains("ENOMEM"), "{err}");
+    assert!(err.contains("RLIMIT_MEMLOCK") && err.contains("(`ulimit -l`: 64 KiB)"), "{err}");
+    assert!(err.lines().all(|l| l.starts_with("mmkit: ")), "{err}");
+}
+
 /// Regression: `--lock` of a file larger than the address space left (`ulimit -v`) failed at
 /// its `mmap` (ENOMEM), and the run ended with the hint that locked memory is capped by
 /// RLIMIT_MEMLOCK, which was not the limit hit (and binds no root). The warning now names
