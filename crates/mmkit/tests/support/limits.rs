@@ -39,6 +39,7 @@ pub fn lower_soft_limit(resource: libc::__rlimit_resource_t, cur: u64) -> libc::
     // SAFETY: getrlimit writes the valid struct given; setrlimit reads a valid struct.
     unsafe {
         assert_eq!(libc::getrlimit(resource, &mut old), 0);
+        let cur = libc::rlim_t::try_from(cur).expect("a limit the target's rlim_t holds");
         assert_eq!(libc::setrlimit(resource, &libc::rlimit { rlim_cur: cur, rlim_max: old.rlim_max }), 0);
     }
     old
