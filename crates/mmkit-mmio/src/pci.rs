@@ -350,20 +350,8 @@ pub fn list_in(devices: &Path) -> Result<Vec<PciDevice>> {
 /// cannot be read (unreadable, not a file, garbled) is its own error, not the listing's. Only
 /// an unreadable `devices` directory fails the whole scan.
 pub fn scan_in(devices: &Path) -> Result<Vec<(PciAddress, Result<PciDevice>)>> {
-    let entries = match std::fs::read_dir(devices) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", &e).with_path(devices)),
-    };
-    // The names first, with the directory closed after: reading a device takes descriptors of
-    // its own, and under a low `RLIMIT_NOFILE` the directory held open made every device's
-    // `vendor` unreadable (EMFILE). A `DirEntry` keeps the directory open too.
-    let mut names = Vec::new();
-    for entry in entries {
-        names.push(entry.map_err(|e| Error::io("list", &e).with_path(devices))?.file_name());
-    }
     let mut found = Vec::new();
-    for name in names {
+    for name in crate::uio::entry_names(devices)? {
         let Some(address) = name.to_str().and_then(|n| n.parse::<PciAddress>().ok()) else {
             continue;
         };

@@ -97,19 +97,22 @@ impl UioInfo {
     }
 }
 
-fn read_maps(dir: &Path) -> Result<Vec<UioMapInfo>> {
+/// The names in sysfs directory `dir` (none when it does not exist), read before anything
+/// else is opened: the directory is closed when this returns. Reading each entry takes
+/// descriptors of its own, and under a low `RLIMIT_NOFILE` a directory held open (a `ReadDir`,
+/// or a `DirEntry`) made every entry unreadable (EMFILE).
+pub(crate) fn entry_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("list", &e).with_path(dir)),
     };
-    // The names first, the directory closed after (see `pci::scan_in`: `ulimit -n`).
-    let mut names = Vec::new();
-    for entry in entries {
-        names.push(entry.map_err(|e| Error::io("list", &e).with_path(dir))?.file_name());
-    }
+    entries.map(|entry| entry.map(|e| e.file_name()).map_err(|e| Error::io("list", &e).with_path(dir))).collect()
+}
+
+fn read_maps(dir: &Path) -> Result<Vec<UioMapInfo>> {
     let mut maps = Vec::new();
-    for file_name in names {
+    for file_name in entry_names(dir)? {
         let Some(index) = file_name.to_str().and_then(|n| n.strip_prefix("map")).and_then(|n| n.parse().ok()) else {
             continue;
         };
@@ -143,18 +146,8 @@ pub fn list_in(dir: &Path) -> Result<Vec<UioInfo>> {
 /// reading its sysfs directory answered: a device whose attributes or maps cannot be read is
 /// its own error, not the listing's. Only an unreadable `dir` fails the whole scan.
 pub fn scan_in(dir: &Path) -> Result<Vec<(u32, Result<UioInfo>)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", &e).with_path(dir)),
-    };
-    // The names first, the directory closed after (see `pci::scan_in`: `ulimit -n`).
-    let mut names = Vec::new();
-    for entry in entries {
-        names.push(entry.map_err(|e| Error::io("list", &e).with_path(dir))?.file_name());
-    }
     let mut devices = Vec::new();
-    for name in names {
+    for name in entry_names(dir)? {
         let Some(number) = name.to_str().and_then(|n| n.strip_prefix("uio")).and_then(|n| n.parse().ok()) else {
             continue;
         };
