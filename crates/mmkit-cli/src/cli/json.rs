@@ -54,8 +54,8 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The bytes of `path` when it is not UTF-8, else `None`. A path's JSON string is lossy then
-/// (U+FFFD for each invalid sequence); `residency`, `maps` and `pager` put these bytes beside it
-/// (`elf`'s `source` stays lossy: mmkit-elf names it), as an array of
+/// (U+FFFD for each invalid sequence); `residency`, `maps`, `pager` and `elf` (`source_bytes`)
+/// put these bytes beside it, as an array of
 /// numbers under the string's key + `_bytes` (`path_bytes`; `input_path_bytes` for `input`),
 /// so that the JSON names the path exactly. A UTF-8 path has no such field.
 pub fn path_bytes(path: &std::path::Path) -> Option<Vec<u8>> {

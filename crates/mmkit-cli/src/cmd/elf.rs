@@ -273,17 +273,57 @@ fn plan(source: &OsStr, page_size: Option<u64>, json: bool) -> anyhow::Result<()
     let opened = src.open(page)?;
     let plan = mmkit_elf::plan_source_any_machine(&opened, page)?;
     if json {
-        let doc = json!({
+        let mut doc = json!({
             "source": src.display(),
             "image_offset": opened.offset(),
             "image_len": opened.len(),
             "plan": plan,
         });
+        with_source_bytes(&mut doc, source_bytes(&src));
         crate::cli::json::print(&doc)?;
         return Ok(());
     }
     out!("{}", render_plan(&src.display(), opened.offset(), opened.len(), &plan))?;
     Ok(())
+}
+
+/// The exact bytes of a source whose name [`Source::display`] writes lossily (a file or an
+/// archive whose path is not UTF-8, see [`crate::cli::json::path_bytes`]): the file's path, or
+/// the archive's + `!/` + the entry; `None` for a UTF-8 name, a descriptor or memory.
+fn source_bytes(src: &Source) -> Option<Vec<u8>> {
+    match src {
+        Source::Path(p) => crate::cli::json::path_bytes(p),
+        Source::ZipEntry { archive, entry } => crate::cli::json::path_bytes(archive).map(|mut b| {
+            b.extend_from_slice(b"!/");
+            b.extend_from_slice(entry.as_bytes());
+            b
+        }),
+        Source::Fd { .. } | Source::Memory { .. } => None,
+    }
+}
+
+/// The exact bytes of `shown`, the lossy name a loaded library reports ([`Library::source`]):
+/// `--fd-offset`'s file (SOURCE), the file or archive SOURCE names, or, for a bare name, the
+/// file the namespace's search finds (searched again here, only for a name with U+FFFD in it:
+/// the loader keeps no bytes). `None` when `shown` is no lossy form of them.
+fn loaded_source_bytes(shown: &str, source: &OsStr, src: &Source, system: System) -> Option<Vec<u8>> {
+    if !shown.contains(char::REPLACEMENT_CHARACTER) {
+        return None;
+    }
+    let names = |bytes: &Vec<u8>| String::from_utf8_lossy(bytes) == shown;
+    if let Source::Fd { .. } = src {
+        return crate::cli::json::path_bytes(std::path::Path::new(source)).filter(names);
+    }
+    source_bytes(src)
+        .filter(names)
+        .or_else(|| source_bytes(&system.namespace().locate(src.clone()).ok()?).filter(names))
+}
+
+/// Adds `source_bytes` (see [`source_bytes`]) to a report whose `source` is lossy.
+fn with_source_bytes(doc: &mut serde_json::Value, bytes: Option<Vec<u8>>) {
+    if let Some(bytes) = bytes {
+        doc["source_bytes"] = json!(bytes);
+    }
 }
 
 /// The plan as text: the program headers, then what the loader will do with each page.
@@ -477,7 +517,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
         anyhow::anyhow!("{e}{hint}")
     })?;
     let verified = lib.verify();
-    let path = match src {
+    let path = match &src {
         Source::ZipEntry { archive, .. } => archive.display().to_string(),
         // The file loaded: a bare soname's is the one the search found.
         Source::Path(_) => lib.source().to_owned(),
@@ -500,7 +540,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             .into_iter()
             .map(|(name, by_mmkit)| json!({"name": name, "loaded_by": if by_mmkit { "mmkit" } else { "glibc" }}))
             .collect();
-        let doc = json!({
+        let mut doc = json!({
             "source": lib.source(), "page_size": lib.plan().page_size, "bias": lib.bias(),
             "span": {"start": lib.span().0, "len": lib.span().1},
             "mappings": mappings, "dependencies": deps,
@@ -511,6 +551,7 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             "verified": verified.is_ok(),
             "verify_error": verified.as_ref().err().map(|e| e.to_string()),
         });
+        with_source_bytes(&mut doc, loaded_source_bytes(lib.source(), source, &src, ext.system));
         print_json(&doc, false)?;
     } else {
         outln!("{} loaded at {:#x} (page size {:#x})", lib.source(), lib.bias(), lib.plan().page_size)?;

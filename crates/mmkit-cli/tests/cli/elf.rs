@@ -123,6 +123,62 @@ fn a_source_whose_path_is_not_utf8_is_loaded() {
     assert_eq!(mmkit(&["elf", "plan", ""]).status.code(), Some(2));
 }
 
+/// Regression: `elf plan --json` and `elf load --json` wrote a `source` that is not UTF-8
+/// lossily (U+FFFD), without the exact bytes the other reports carry (`path_bytes`): beside
+/// the lossy string, `source_bytes` holds them (a file, an APK's archive path + `!/` + entry,
+/// `--fd-offset`'s file); a UTF-8 source has no such field.
+#[test]
+fn json_names_a_non_utf8_source_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &[]);
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"lib\xff\xfe.so"));
+    std::fs::copy(&so, &odd).unwrap();
+    let bytes = |b: &[u8]| serde_json::Value::from(b.iter().map(|&b| serde_json::Value::from(b)).collect::<Vec<_>>());
+    let check = |args: &[&std::ffi::OsStr], exact: &[u8]| {
+        let o = Command::new(MMKIT).args(args).arg("--json").output().unwrap();
+        let v = json(&o);
+        assert_eq!(v["source"], String::from_utf8_lossy(exact).as_ref(), "{args:?}: {v}");
+        assert_eq!(v["source_bytes"], bytes(exact), "{args:?}: {v}");
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let odd_bytes = odd.as_os_str().as_bytes();
+    check(&[os("elf"), os("plan"), odd.as_os_str()], odd_bytes);
+    check(&[os("elf"), os("load"), odd.as_os_str()], odd_bytes);
+    // An APK whose path is not UTF-8.
+    let odd_dir = dir.path().join(std::ffi::OsStr::from_bytes(b"\xff"));
+    std::fs::create_dir(&odd_dir).unwrap();
+    let spec = apk(&odd_dir, &so);
+    let (_, entry) = spec.rsplit_once("!/").unwrap();
+    let mut arg = odd_dir.join("app.apk").into_os_string();
+    arg.push(format!("!/{entry}"));
+    check(&[os("elf"), os("plan"), &arg], arg.as_bytes());
+    check(&[os("elf"), os("load"), &arg], arg.as_bytes());
+    // A bare name found in a directory of LD_LIBRARY_PATH that is not UTF-8: the file found.
+    let found = odd_dir.join("libfxodd.so");
+    std::fs::copy(&so, &found).unwrap();
+    for sub in ["plan", "load"] {
+        let o =
+            Command::new(MMKIT).args(["elf", sub, "libfxodd.so", "--json"]).env("LD_LIBRARY_PATH", &odd_dir).output();
+        let v = json(&o.unwrap());
+        assert_eq!(v["source_bytes"], bytes(found.as_os_str().as_bytes()), "elf {sub}: {v}");
+    }
+    // --fd-offset: the file's name.
+    let mut bundle = vec![0u8; 65536];
+    bundle.extend(std::fs::read(&so).unwrap());
+    let bundle_path = dir.path().join(std::ffi::OsStr::from_bytes(b"bundle\xff.bin"));
+    std::fs::write(&bundle_path, bundle).unwrap();
+    check(
+        &[os("elf"), os("load"), bundle_path.as_os_str(), os("--fd-offset"), os("65536")],
+        bundle_path.as_os_str().as_bytes(),
+    );
+    // A UTF-8 source: no source_bytes.
+    for sub in ["plan", "load"] {
+        let v = json(&Command::new(MMKIT).args(["elf", sub]).arg(&so).arg("--json").output().unwrap());
+        assert!(v.get("source_bytes").is_none(), "elf {sub}: {v}");
+    }
+}
+
 #[test]
 fn call_from_an_apk_entry() {
     let dir = tempfile::tempdir().unwrap();
