@@ -20,6 +20,25 @@ pub fn io_error_at(op: &'static str, path: &Path, offset: u64, len: u64, e: std:
     os_error(op, e).with_path(path).with_range(offset, len).into()
 }
 
+/// `write_all` of `buf` to `file` (the file `path`, now at offset `at`), whose error names where
+/// the refused write started and what was left of it (`ulimit -f`, a full disk), as
+/// [`io_error_at`] writes it.
+pub fn write_all_at(file: &mut std::fs::File, path: &Path, buf: &[u8], at: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut done = 0;
+    while done < buf.len() {
+        let offset = at + done as u64;
+        let left = (buf.len() - done) as u64;
+        match file.write(&buf[done..]) {
+            Ok(0) => return Err(io_error_at("write", path, offset, left, std::io::ErrorKind::WriteZero.into())),
+            Ok(k) => done += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error_at("write", path, offset, left, e)),
+        }
+    }
+    Ok(())
+}
+
 /// `e`, from `op`, as an [`mmkit::Error`] without a path (`op failed: ... (EXXX)`), for an
 /// operation whose path the caller's context names (a temporary file's random name).
 pub fn io_error_no_path(op: &'static str, e: std::io::Error) -> anyhow::Error {

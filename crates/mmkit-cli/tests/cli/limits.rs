@@ -389,6 +389,26 @@ fn tour_past_rlimit_fsize_is_an_error_not_a_signal() {
     assert!(left.is_empty(), "tour under RLIMIT_FSIZE left {left:?}");
 }
 
+/// Regression: the pager section's image write past `ulimit -f` said only `write of
+/// .../image.bin failed: File too large (EFBIG)`; the file section's names the range refused.
+/// Now both do. Where userfaultfd is unavailable the section writes nothing: skipped.
+#[test]
+fn tour_pager_section_past_rlimit_fsize_names_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = run(Limit::FileSize(64 << 10), &["tour", "--only", "pager", "--size", "1M", "--dir", d]);
+    if out.status.success() {
+        eprintln!("skipped: the pager section wrote nothing (no userfaultfd here)");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean(&out, true, "tour's pager section under RLIMIT_FSIZE");
+    let err = stderr(&out);
+    assert!(err.contains("EFBIG") && err.contains("image.bin [offset 0x10000, len "), "{err}");
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "tour's pager section under RLIMIT_FSIZE left {left:?}");
+}
+
 #[test]
 fn pager_pack_past_rlimit_fsize_leaves_no_output() {
     // A failed pack (here EFBIG; a full disk, too little memory for the level) left its

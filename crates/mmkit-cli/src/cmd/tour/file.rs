@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::hint::black_box;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -66,21 +66,9 @@ fn fill(file: &mut File, path: &Path, size: u64, json: bool) -> anyhow::Result<u
         for &b in buf[..n].chunks_exact(8).remainder() {
             expected = expected.wrapping_add(b as u64);
         }
-        // `write_all` by hand: the error names where the refused write started (`ulimit -f`, a
-        // full disk), as `pager pack` does.
-        let mut done = 0;
-        while done < n {
-            let at = size - left + done as u64;
-            match file.write(&buf[done..n]) {
-                Ok(0) => {
-                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                    return Err(crate::cli::io::io_error_at("write", path, at, (n - done) as u64, e));
-                }
-                Ok(k) => done += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(crate::cli::io::io_error_at("write", path, at, (n - done) as u64, e)),
-            }
-        }
+        // The error names where the refused write started (`ulimit -f`, a full disk), as
+        // `pager pack` does.
+        crate::cli::io::write_all_at(file, path, &buf[..n], size - left)?;
         left -= n as u64;
         bar.inc(n as u64);
     }

@@ -86,9 +86,14 @@ pub fn section(args: &Args) -> anyhow::Result<Section> {
     // 1. A compressed file mapped lazily.
     let raw = dir.path().join("image.bin");
     let packed = dir.path().join("image.zst");
-    std::fs::write(&raw, realistic(len)?)
-        .map_err(|e| crate::cli::io::io_error("write", &raw, e))
+    // The error names where a refused write started (`ulimit -f`, a full disk), as the file
+    // section's does.
+    let image = realistic(len)?;
+    std::fs::File::create(&raw)
+        .map_err(|e| crate::cli::io::io_error("open", &raw, e))
+        .and_then(|mut f| crate::cli::io::write_all_at(&mut f, &raw, &image, 0))
         .context("writing the pager section's image")?;
+    drop(image);
     let info = seekable::pack(&raw, &packed, &PackOptions::default())?;
     let source = Arc::new(SeekableSource::open(&packed)?);
     let region = PagedRegion::new(len, source.clone())?;
