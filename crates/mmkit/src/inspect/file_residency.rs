@@ -34,6 +34,15 @@ const MIN_WINDOW: u64 = 1 << 20;
 
 /// Residency of an open regular file of `len` bytes.
 pub(crate) fn residency_of_len(file: &File, len: u64) -> Result<Residency> {
+    residency_mapping_with(file, len, |file, offset, len| Window::map(file, offset, len))
+}
+
+/// [`residency_of_len`] with `map` for [`Window::map`] (a test counts its calls and fails them).
+fn residency_mapping_with(
+    file: &File,
+    len: u64,
+    mut map: impl FnMut(&File, u64, usize) -> std::result::Result<Window, rustix::io::Errno>,
+) -> Result<Residency> {
     let page = crate::page::page_size() as u64;
     let pages = len.div_ceil(page);
     let mut bitmap = PageBitmap::try_new(pages).ok_or_else(|| {
@@ -63,11 +72,13 @@ pub(crate) fn residency_of_len(file: &File, len: u64) -> Result<Residency> {
                 Err(_) => skip_empty = false,
             }
         }
-        let w = match Window::map(file, offset, this as usize) {
+        let w = match map(file, offset, this as usize) {
             Ok(w) => w,
-            // Address space short of a window (`ulimit -v`): smaller windows, down to 1 MiB.
-            Err(rustix::io::Errno::NOMEM) if window > MIN_WINDOW.max(page) => {
-                window = (window / 2).max(page) / page * page;
+            // Address space short of a window (`ulimit -v`): smaller windows, down to 1 MiB,
+            // halved from what this one mapped (a file smaller than the window would map the
+            // same length again), and only while they can be smaller than it.
+            Err(rustix::io::Errno::NOMEM) if this > MIN_WINDOW.max(page) => {
+                window = (this / 2).max(MIN_WINDOW.max(page)) / page * page;
                 continue;
             }
             Err(e) => {
@@ -199,5 +210,47 @@ mod tests {
                 assert!(e.contains(&p.display().to_string()), "{e}");
             }
         }
+    }
+
+    /// Regression: a window's `mmap` refused for address space (`ENOMEM`, `ulimit -v`) halved
+    /// the window and tried again down to 1 MiB, also when the file was smaller than the
+    /// window: the same mapping, refused ten times over. A file (or what is left of it) that
+    /// smaller windows cannot split is refused at once.
+    #[test]
+    fn a_small_file_is_not_mapped_again_after_enomem() {
+        let page = crate::page::page_size() as u64;
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(3 * page).unwrap();
+        let mut calls = 0;
+        let err = residency_mapping_with(&f, 3 * page, |_, _, _| {
+            calls += 1;
+            Err(rustix::io::Errno::NOMEM)
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1, "mapped {calls} times");
+        assert_eq!(err.errno(), Some(libc::ENOMEM), "{err}");
+        assert_eq!(err.operation(), "mmap", "{err}");
+    }
+
+    /// Windows still halve where that helps: a 4 MiB file whose windows of more than 1 MiB are
+    /// refused is read in 1 MiB windows, halved from the file's length (not from 1 GiB).
+    #[test]
+    fn enomem_halves_the_window_from_what_is_left() {
+        let page = crate::page::page_size() as u64;
+        let len = 4 << 20;
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(len).unwrap();
+        let mut tried = Vec::new();
+        let r = residency_mapping_with(&f, len, |file, offset, l| {
+            tried.push(l as u64);
+            if l as u64 > MIN_WINDOW.max(page) {
+                return Err(rustix::io::Errno::NOMEM);
+            }
+            Window::map(file, offset, l)
+        })
+        .unwrap();
+        assert_eq!(r.pages(), len / page);
+        let m = MIN_WINDOW.max(page);
+        assert_eq!(tried, [len, len / 2, m, m, m, m], "window lengths tried");
     }
 }
