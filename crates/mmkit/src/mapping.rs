@@ -118,6 +118,13 @@ pub(crate) fn thp_mode() -> Option<String> {
     Some(s[start + 1..end].to_owned())
 }
 
+/// Whether the calling thread has `CAP_IPC_LOCK` in effect, which exempts it from
+/// `RLIMIT_MEMLOCK` (`capget(2)`; a failure to ask counts as no). For error messages only.
+fn has_cap_ipc_lock() -> bool {
+    use rustix::thread::{capabilities, CapabilitySet};
+    capabilities(None).is_ok_and(|c| c.effective.contains(CapabilitySet::IPC_LOCK))
+}
+
 /// A counter of the hugetlb pool of `size`-byte pages (`free_hugepages`, `resv_hugepages`).
 fn hugetlb_pool_count(size: usize, counter: &str) -> Option<u64> {
     let p = format!("/sys/kernel/mm/hugepages/hugepages-{}kB/{counter}", size / 1024);
@@ -862,9 +869,11 @@ impl Mapping {
                      (HugePages_Free in /proc/meminfo), or the locked-memory limit (RLIMIT_MEMLOCK) is reached",
                     self.pages.page_size / 1024
                 )),
-                // What an unprivileged process meets first: a few MiB of locked memory at most
-                // (root has CAP_IPC_LOCK, and an unlimited limit is no cause).
-                rustix::io::Errno::NOMEM | rustix::io::Errno::PERM if !rustix::process::geteuid().is_root() => {
+                // What a process without CAP_IPC_LOCK meets first: a few MiB of locked memory at
+                // most. The capability, not the uid: root in a container without it (Docker's
+                // default set) is bound, a process with it is not; asked here, on the error
+                // path only. An unlimited limit is no cause.
+                rustix::io::Errno::NOMEM | rustix::io::Errno::PERM if !has_cap_ipc_lock() => {
                     match rustix::process::getrlimit(rustix::process::Resource::Memlock).current {
                         Some(limit) => err.with_detail(format!(
                             "{span:#x} bytes to lock; the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`) is \

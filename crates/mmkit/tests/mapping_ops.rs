@@ -586,6 +586,32 @@ fn transparent_huge_pages_report_no_huge_page_for_an_unaligned_region() {
     assert!(honoured, "the kernel never honoured a hint into a free hole");
 }
 
+/// Regression: the `RLIMIT_MEMLOCK` detail of a refused `mlock` went to non-root processes
+/// only, so root without `CAP_IPC_LOCK` (a container's default capability set), whom the limit
+/// binds, got a bare ENOMEM. It follows the capability now. Capabilities are per thread: this
+/// thread drops `CAP_IPC_LOCK` from its effective set, the rest of the test binary keeps it.
+#[test]
+fn a_lock_refused_without_cap_ipc_lock_names_the_limit_also_for_root() {
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+    let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Memlock).current else {
+        eprintln!("skipped: RLIMIT_MEMLOCK is unlimited here");
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut caps = capabilities(None).unwrap();
+        caps.effective.remove(CapabilitySet::IPC_LOCK);
+        set_capabilities(None, caps).unwrap();
+        let len = usize::try_from(limit).unwrap_or(usize::MAX / 2).saturating_add(16 << 20);
+        let map = MapOptions::new().len(len).map_anon().unwrap();
+        let err = map.lock(..).expect_err("a lock past RLIMIT_MEMLOCK without CAP_IPC_LOCK");
+        assert!(matches!(err.errno(), Some(libc::ENOMEM | libc::EPERM)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("RLIMIT_MEMLOCK") && text.contains("without CAP_IPC_LOCK"), "{err}");
+    })
+    .join()
+    .unwrap();
+}
+
 /// Regression: an `mlock` refused for the locked-memory limit (what an unprivileged process
 /// meets first) said only ENOMEM; it names `RLIMIT_MEMLOCK` and the limit now. Where the lock
 /// succeeds (root, CAP_IPC_LOCK, a large limit) there is nothing to check.
