@@ -52,7 +52,8 @@ pub struct GrowableMmap {
 
 impl GrowableMmap {
     /// Reserves `capacity` bytes of address space and maps the file's current contents
-    /// shared and writable at its start. The file must be open read-write. Holes of a sparse
+    /// shared and writable at its start. The file must be open read-write (else
+    /// [`ErrorKind::InvalidArgument`], whatever its size). Holes of a sparse
     /// file get storage (`fallocate`, data kept), so a full file system is an error here
     /// (`ENOSPC`), not a `SIGBUS` at the first write into one; where the file system has no
     /// `fallocate`, holes stay. A huge, deliberately sparse file is allocated whole. On a
@@ -64,6 +65,22 @@ impl GrowableMmap {
     /// See the [file-mapping contract](crate::file#safety-the-file-mapping-contract): the
     /// file must only change through this map.
     pub unsafe fn new(file: File, capacity: usize) -> Result<GrowableMmap> {
+        // Checked first: an empty file maps nothing here, so a read-only one would otherwise
+        // fail only at the first `grow` (`fallocate`: `EBADF`), and a non-empty one as an
+        // `EACCES` of `mmap(MAP_FIXED)` at an address that says nothing of the cause.
+        let path = || sys::fd_path(file.as_fd());
+        match sys::access_mode(file.as_fd()) {
+            Ok("read-write") => {}
+            Ok(mode) => {
+                return Err(Error::new("GrowableMmap::new", ErrorKind::InvalidArgument)
+                    .with_opt_path(path().as_deref())
+                    .with_detail(format!(
+                        "the file is open {mode}; it must be open read-write (GrowableMmap maps it shared and \
+                         writable, and extends it)"
+                    )))
+            }
+            Err(e) => return Err(Error::os("fcntl(F_GETFL)", e).with_opt_path(path().as_deref())),
+        }
         let res = Reservation::new(capacity)?;
         let len = sys::file_len(file.as_fd())
             .map_err(|e| Error::os("fstat", e).with_opt_path(sys::fd_path(file.as_fd()).as_deref()))?;

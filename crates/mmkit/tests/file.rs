@@ -497,6 +497,26 @@ fn growable_map_keeps_its_base_and_data_reaches_the_file() {
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
 }
 
+/// Regression: a file not open read-write was accepted when empty and failed only at the first
+/// append (`fallocate ... EBADF`), and when not empty failed as `mmap(MAP_FIXED) at 0x...
+/// (EACCES)`; both now fail in `new` with `InvalidArgument`, naming the file and the open mode.
+#[test]
+fn growable_map_refuses_a_file_not_open_read_write() {
+    let dir = tmpdir();
+    for content in [&b""[..], b"data"] {
+        let path = file_with(dir.path(), "ro.bin", content);
+        let read_only = std::fs::File::open(&path).unwrap();
+        let write_only = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for (what, file) in [("read-only", read_only), ("write-only", write_only)] {
+            // SAFETY: the temp file is only changed through this map.
+            let err = unsafe { GrowableMmap::new(file, 1 << 20) }.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{what}, {} bytes: {err}", content.len());
+            assert_eq!(err.path().map(|p| p.canonicalize().unwrap()), Some(path.canonicalize().unwrap()), "{err}");
+            assert!(err.to_string().contains(what) && err.to_string().contains("read-write"), "{err}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // truncation
 

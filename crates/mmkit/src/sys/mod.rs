@@ -649,6 +649,23 @@ pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<ChildEnd> 
     })
 }
 
+/// How `fd` was opened (`fcntl(F_GETFL)`'s access mode, or `O_PATH`), as a phrase for errors:
+/// `"read-only"`, `"write-only"`, `"read-write"` or `"path-only (O_PATH)"`.
+#[doc(alias = "fcntl")]
+pub(crate) fn access_mode(fd: BorrowedFd<'_>) -> SysResult<&'static str> {
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    Ok(if flags.contains(OFlags::PATH) {
+        "path-only (O_PATH)"
+    } else if flags & OFlags::ACCMODE == OFlags::RDWR {
+        "read-write"
+    } else if flags & OFlags::ACCMODE == OFlags::WRONLY {
+        "write-only"
+    } else {
+        "read-only"
+    })
+}
+
 /// `fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)`: makes reads through `fd` wait again (used after
 /// an `O_NONBLOCK` open that only guarded against FIFOs and devices).
 #[doc(alias = "fcntl")]
