@@ -110,10 +110,13 @@ macro_rules! remap_face {
             /// [`RemapOptions::may_move`] allows a move (then the address changes; `&mut self`
             /// guarantees no reference into the map is alive, raw pointers dangle).
             ///
-            /// Growth never exposes unbacked bytes: past the end of the file (or of a shared
-            /// memory object) it is refused with [`ErrorKind::OutOfBounds`] and the map keeps
-            /// its old size. Anonymous private memory grows with zeros; for it
-            /// [`MmapMut::remap_anon`] is the safe call.
+            /// Growth never exposes bytes that would raise `SIGBUS`: past the last page of the
+            /// file (or of a shared memory object) it is refused with [`ErrorKind::OutOfBounds`]
+            /// and the map keeps its old size. The check is per page, unlike the map's
+            /// constructors, which refuse any byte past the end of the file: growth into the
+            /// rest of the file's last page succeeds, and those bytes read as zeros and are
+            /// never written to the file (extend the file with `set_len` first). Anonymous
+            /// private memory grows with zeros; for it [`MmapMut::remap_anon`] is the safe call.
             ///
             /// # Safety
             /// For a file-backed map, the
