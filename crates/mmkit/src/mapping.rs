@@ -908,7 +908,10 @@ impl Mapping {
     }
 
     /// Which pages of `range` are resident in memory (`mincore`): one bit per page spanned by
-    /// the range, page 0 being the page of its first byte.
+    /// the range, page 0 being the page of its first byte. For a file map this is the
+    /// file's page cache, whether or not this process has touched the page (a page read ahead by
+    /// [`Advice::WillNeed`] or cached by another process counts; one dropped with `DontNeed`
+    /// still counts).
     ///
     /// ```
     /// # fn main() -> Result<(), mmkit::Error> {

@@ -228,6 +228,10 @@ pub enum Advice {
     /// `MADV_COLD` (5.4+): deactivate the pages; contents kept.
     Cold,
     /// `MADV_PAGEOUT` (5.4+): reclaim the pages now; contents kept (written back or swapped).
+    /// Only pages this process has mapped (faulted in, or populated) are reclaimed, and the
+    /// kernel skips pages that other mappings share: a file's page cache brought in by
+    /// [`WillNeed`](Advice::WillNeed) or by another process stays resident (drop that with
+    /// [`inspect::evict`](crate::inspect::evict), `posix_fadvise(POSIX_FADV_DONTNEED)`).
     PageOut,
     /// `MADV_POPULATE_READ` (5.14+).
     PopulateRead,
@@ -243,7 +247,9 @@ pub enum Advice {
 #[non_exhaustive]
 pub enum UncheckedAdvice {
     /// `MADV_DONTNEED`: drop the pages; private and anonymous pages read back as zeros (or
-    /// the file's contents), shared file pages re-read from the file.
+    /// the file's contents), shared file pages read back from the page cache (this process's
+    /// page-table entries go, the file's cached pages stay: it evicts nothing, and
+    /// [`residency`](crate::Mapping::residency) still counts them).
     DontNeed,
     /// `MADV_FREE` (4.5+, private anonymous): the kernel may free the pages lazily; until it does,
     /// they keep their old contents.
