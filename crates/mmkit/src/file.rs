@@ -131,8 +131,11 @@ macro_rules! remap_face {
     };
 }
 
-fn layout_error(op: &'static str, detail: String) -> Error {
-    Error::new(op, ErrorKind::Layout).with_detail(detail)
+/// A typed view that does not fit: names the mapping's file and the byte range asked for (`len`
+/// bytes at `off`), with zerocopy's explanation on one line (it spans several).
+fn layout_error(op: &'static str, path: Option<&std::path::Path>, off: usize, len: usize, detail: String) -> Error {
+    let detail = detail.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+    Error::new(op, ErrorKind::Layout).with_opt_path(path).with_range(off as u64, len as u64).with_detail(detail)
 }
 
 /// Typed zero-copy views over a face's bytes (`zerocopy` types: checked size and alignment).
@@ -145,6 +148,9 @@ macro_rules! typed_views {
                 <[T]>::ref_from_bytes(&self[..]).map_err(|e| {
                     layout_error(
                         "as_slice_of",
+                        self.map.path(),
+                        0,
+                        self.len(),
                         format!("{} bytes as [{}]: {e}", self.len(), std::any::type_name::<T>()),
                     )
                 })
@@ -154,11 +160,18 @@ macro_rules! typed_views {
             pub fn as_ref_of<T: FromBytes + Immutable + KnownLayout>(&self, offset: usize) -> Result<&T> {
                 let bytes = self.get(offset..).ok_or_else(|| {
                     Error::new("as_ref_of", ErrorKind::OutOfBounds)
+                        .with_opt_path(self.map.path())
                         .with_range(offset as u64, std::mem::size_of::<T>() as u64)
                         .with_detail(format!("offset is past the mapping (len {:#x})", self.len()))
                 })?;
                 T::ref_from_prefix(bytes).map(|(t, _)| t).map_err(|e| {
-                    layout_error("as_ref_of", format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>()))
+                    layout_error(
+                        "as_ref_of",
+                        self.map.path(),
+                        offset,
+                        std::mem::size_of::<T>(),
+                        format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>()),
+                    )
                 })
             }
         }
@@ -366,22 +379,32 @@ impl MmapMut {
     /// A typed mutable view of the whole map; see [`Mmap::as_slice_of`].
     pub fn as_mut_slice_of<T: FromBytes + IntoBytes + KnownLayout>(&mut self) -> Result<&mut [T]> {
         let len = self.len();
-        <[T]>::mut_from_bytes(&mut self[..]).map_err(|e| {
-            layout_error("as_mut_slice_of", format!("{len} bytes as [{}]: {e}", std::any::type_name::<T>()))
-        })
+        // Checked apart from the view returned: zerocopy's error holds the `&mut` borrow, and
+        // the error names the file, which needs `self` again.
+        if let Err(why) = <[T]>::mut_from_bytes(&mut self[..]).map(drop).map_err(|e| e.to_string()) {
+            let detail = format!("{len} bytes as [{}]: {why}", std::any::type_name::<T>());
+            return Err(layout_error("as_mut_slice_of", self.map.path(), 0, len, detail));
+        }
+        <[T]>::mut_from_bytes(&mut self[..]).map_err(|e| layout_error("as_mut_slice_of", None, 0, len, e.to_string()))
     }
 
     /// A typed `&mut T` at byte `offset`, checked for bounds and alignment.
     pub fn as_mut_of<T: FromBytes + IntoBytes + KnownLayout>(&mut self, offset: usize) -> Result<&mut T> {
-        let len = self.len();
-        let bytes = self.get_mut(offset..).ok_or_else(|| {
-            Error::new("as_mut_of", ErrorKind::OutOfBounds)
-                .with_range(offset as u64, std::mem::size_of::<T>() as u64)
-                .with_detail(format!("offset is past the mapping (len {len:#x})"))
-        })?;
-        T::mut_from_prefix(bytes).map(|(t, _)| t).map_err(|e| {
-            layout_error("as_mut_of", format!("{} at offset {offset:#x}: {e}", std::any::type_name::<T>()))
-        })
+        let (len, size) = (self.len(), std::mem::size_of::<T>());
+        if offset > len {
+            return Err(Error::new("as_mut_of", ErrorKind::OutOfBounds)
+                .with_opt_path(self.map.path())
+                .with_range(offset as u64, size as u64)
+                .with_detail(format!("offset is past the mapping (len {len:#x})")));
+        }
+        // Checked apart from the view returned, as in `as_mut_slice_of`.
+        if let Err(why) = T::mut_from_prefix(&mut self[offset..]).map(drop).map_err(|e| e.to_string()) {
+            let detail = format!("{} at offset {offset:#x}: {why}", std::any::type_name::<T>());
+            return Err(layout_error("as_mut_of", self.map.path(), offset, size, detail));
+        }
+        T::mut_from_prefix(&mut self[offset..])
+            .map(|(t, _)| t)
+            .map_err(|e| layout_error("as_mut_of", None, offset, size, e.to_string()))
     }
 }
 

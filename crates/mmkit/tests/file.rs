@@ -659,6 +659,16 @@ fn typed_views_check_size_and_alignment() {
         odd.as_slice_of::<u32>().unwrap(),
         &[(words[0] >> 32) as u32, words[1] as u32, (words[1] >> 32) as u32, words[2] as u32]
     );
+    // Regression: a layout error named neither the file nor the range, and carried zerocopy's
+    // multi-line text (a log line split in five).
+    let canon = |e: &mmkit::Error| e.path().map(|p| p.canonicalize().unwrap());
+    let e = map.as_ref_of::<u64>(bytes.len() - 4).unwrap_err();
+    assert_eq!(canon(&e), Some(path.canonicalize().unwrap()), "{e}");
+    assert_eq!(e.range(), Some(((bytes.len() - 4) as u64, 8)), "{e}");
+    assert!(!e.to_string().contains('\n'), "{e}");
+    let e = short.as_slice_of::<u64>().unwrap_err();
+    assert_eq!((canon(&e), e.range()), (Some(path.canonicalize().unwrap()), Some((0, bytes.len() as u64 - 1))), "{e}");
+    assert!(!e.to_string().contains('\n'), "{e}");
     // Mutable views write through to the file.
     // SAFETY: as above.
     let mut m = unsafe { MmapMut::map_mut(&file) }.unwrap();
@@ -668,6 +678,9 @@ fn typed_views_check_size_and_alignment() {
     assert_eq!(m.as_mut_of::<u64>(bytes.len()).unwrap_err().kind(), ErrorKind::Layout);
     assert_eq!(m.as_mut_of::<u64>(bytes.len() + 8).unwrap_err().kind(), ErrorKind::OutOfBounds);
     assert_eq!(*m.as_ref_of::<Header>(32).unwrap(), Header { magic: 1, count: 2, total: 3 });
+    let e = m.as_mut_of::<u64>(1).unwrap_err();
+    assert_eq!((canon(&e), e.range()), (Some(path.canonicalize().unwrap()), Some((1, 8))), "{e}");
+    assert!(!e.to_string().contains('\n'), "{e}");
     m.flush(..).unwrap();
     drop(m);
     let f = std::fs::read(&path).unwrap();
