@@ -221,7 +221,16 @@ impl Mmap {
     pub fn make_mut(mut self) -> Result<MmapMut> {
         // SAFETY: we give up the read-only face; the bytes stay readable, and no reference
         // relies on execute permission.
-        unsafe { self.map.protect(.., Protection::READ_WRITE) }?;
+        unsafe { self.map.protect(.., Protection::READ_WRITE) }.map_err(|e| {
+            if e.errno() == Some(libc::EACCES) && self.map.sharing() != Sharing::Private {
+                e.with_detail(
+                    "a shared map becomes writable only if its file was open read-write when it was mapped (or, for a \
+                     memfd, no seal forbids writes); map_copy_read_only maps a private copy that can",
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(MmapMut { map: self.map })
     }
 

@@ -464,6 +464,7 @@ impl Mapping {
             let err = Error::os("mmap", e).with_opt_path(req.path.as_deref()).with_range(req.offset, req.len as u64);
             let private_writable = !flags.contains(MapFlags::SHARED) && req.prot.writable();
             let err = with_memory_limits(err, e, req.map_len, private_writable);
+            let err = with_open_mode(err, e, req.fd, req.prot, flags.contains(MapFlags::SHARED));
             // The address asked for is what a fixed placement's error is about (EEXIST: taken;
             // ENOMEM: past the address space).
             match opts.placement {
@@ -1276,6 +1277,31 @@ pub(crate) fn anon_name_is_acceptable(name: &str) -> bool {
 pub(crate) fn bad_anon_name(name: &str) -> Error {
     Error::os("prctl(PR_SET_VMA_ANON_NAME)", rustix::io::Errno::INVAL)
         .with_detail(format!("name {name:?} (at most 79 printable characters, none of [ ] \\ $ `)"))
+}
+
+/// `err` for an `EACCES` of `mmap`/`mprotect` on a file opened without the access the map
+/// asks for, with how it is open and what would work (asked of the descriptor on this error
+/// path only). Any other error, or a descriptor whose mode fits (then the cause is elsewhere: a
+/// `noexec` mount, an append-only or sealed file), is returned as it is.
+pub(crate) fn with_open_mode(
+    err: Error,
+    e: rustix::io::Errno,
+    fd: Option<BorrowedFd<'_>>,
+    prot: Protection,
+    shared: bool,
+) -> Error {
+    let (rustix::io::Errno::ACCESS, Some(fd)) = (e, fd) else { return err };
+    let Ok(mode) = sys::access_mode(fd) else { return err };
+    if shared && prot.writable() && mode != "read-write" {
+        err.with_detail(format!(
+            "the file is open {mode}; a shared writable map needs it open read-write (a private copy-on-write \
+             map, map_copy, needs it open for reading only)"
+        ))
+    } else if mode == "write-only" {
+        err.with_detail("the file is open write-only; a map needs it open for reading (read-write to write through it)")
+    } else {
+        err
+    }
 }
 
 /// Adds the limits that can cause an `ENOMEM` of mapping or committing `len` bytes to `err`:

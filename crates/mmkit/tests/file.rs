@@ -342,7 +342,8 @@ fn writable_shared_map_of_a_read_only_fd_is_eacces() {
         page(),
         2 * page()
     );
-    assert_eq!(err.to_string(), want);
+    // And why (how the file is open: see writable_map_of_a_read_only_file_says_why).
+    assert!(err.to_string().starts_with(&format!("{want}: the file is open read-only")), "{err}");
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
     // map_raw defaults to read-write: the same error; read-only raw works.
@@ -495,6 +496,34 @@ fn growable_map_keeps_its_base_and_data_reaches_the_file() {
     // SAFETY: as above.
     let err = unsafe { GrowableMmap::new(rw(&path), 1 << 20) }.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+}
+
+/// Regression: a writable shared map of a file open read-only (the commonest storage-engine
+/// slip) failed with a bare `Permission denied (EACCES)`, and `make_mut` of a read-only shared
+/// map the same from `mprotect`; both now say how the file is open and what would work.
+#[test]
+fn writable_map_of_a_read_only_file_says_why() {
+    let dir = tmpdir();
+    let path = file_with(dir.path(), "ro.bin", &pattern(page()));
+    let file = std::fs::File::open(&path).unwrap();
+    // SAFETY: the temp file is not changed while mapped (here and below).
+    let shared = unsafe { MmapMut::map_mut(&file) }.unwrap_err();
+    // SAFETY: as above.
+    let read_only = unsafe { Mmap::map(&file) }.unwrap();
+    for err in [shared, MapOptions::new().map_raw(&file).unwrap_err(), read_only.make_mut().unwrap_err()] {
+        assert_eq!(err.errno(), Some(libc::EACCES), "{err}");
+        let detail = err.detail().unwrap_or_default();
+        assert!(detail.contains("read-write"), "{err}");
+        assert!(detail.contains("open read-only") || err.operation() == "mprotect", "{err}");
+    }
+    // The private routes still work on it.
+    // SAFETY: as above.
+    let mut copy = unsafe { MapOptions::new().map_copy(&file) }.unwrap();
+    copy[0] = 1;
+    let write_only = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    // SAFETY: as above.
+    let err = unsafe { Mmap::map(&write_only) }.unwrap_err();
+    assert!(err.detail().unwrap_or_default().contains("open write-only"), "{err}");
 }
 
 /// Regression: a file not open read-write was accepted when empty and failed only at the first
