@@ -947,7 +947,8 @@ impl Mapping {
     /// Faults in the pages of `range` for reading (`MADV_POPULATE_READ`), so later reads take
     /// no page faults. On kernels before 5.14 it falls back to `MADV_WILLNEED` (read-ahead).
     /// It never touches the pages itself: where the kernel refuses (`EINVAL`: a page without
-    /// the permission, or an incompatible mapping such as device memory) that is the error.
+    /// the permission, or an incompatible mapping such as device memory; `EFAULT`: a page that
+    /// would raise `SIGBUS`, as past the end of a file truncated under the map) that is the error.
     pub fn populate(&self, range: impl RangeBounds<usize>) -> Result<()> {
         self.populate_for(range, false)
     }
@@ -977,6 +978,19 @@ impl Mapping {
             Err((name, rustix::io::Errno::INVAL)) if name != "madvise(MADV_WILLNEED)" => {
                 let why = "the range holds pages without that permission, or memory that cannot be populated";
                 Err(self.range_error(name, rustix::io::Errno::INVAL, off, len).with_detail(why))
+            }
+            // The kernel's answer where touching a page would raise SIGBUS.
+            Err((name, rustix::io::Errno::FAULT)) => {
+                let why = if self.is_hugetlb() {
+                    "a page of the range would raise SIGBUS: no free huge page for it in the pool, or its hugetlbfs \
+                     file was truncated under the map"
+                } else if self.file_offset.is_some() {
+                    "a page of the range would raise SIGBUS: the file ends before it (truncated under the map), or \
+                     reading it failed (an I/O error; for a write, no space for it)"
+                } else {
+                    "a page of the range would raise SIGBUS: the kernel could not supply it (no memory for it)"
+                };
+                Err(self.range_error(name, rustix::io::Errno::FAULT, off, len).with_detail(why))
             }
             Err((name, e)) => Err(self.range_error(name, e, off, len)),
         }

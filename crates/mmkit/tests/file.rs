@@ -549,6 +549,26 @@ fn growable_map_refuses_a_file_not_open_read_write() {
 // ---------------------------------------------------------------------------------------------
 // truncation
 
+/// Regression: `populate` of a map whose file was truncated under it failed with a bare
+/// `madvise(MADV_POPULATE_READ) ... Bad address (EFAULT)`, which says nothing of the cause.
+#[test]
+fn populate_of_a_truncated_file_names_the_cause() {
+    if !mmkit::Advice::PopulateRead.is_supported() {
+        return; // before 5.14 populate falls back to MADV_WILLNEED, which reports nothing
+    }
+    let dir = tmpdir();
+    let path = file_with(dir.path(), "trunc-populate.bin", &pattern(4 * page()));
+    let file = rw(&path);
+    let raw = MapOptions::new().map_raw(&file).unwrap();
+    file.set_len(page() as u64).unwrap(); // another process shrinks the file
+    raw.populate(..page()).unwrap(); // still inside the file
+    for err in [raw.populate(..).unwrap_err(), raw.mapping().populate_write(..).unwrap_err()] {
+        assert_eq!(err.errno(), Some(libc::EFAULT), "{err}");
+        assert_eq!(err.range(), Some((0, 4 * page() as u64)), "{err}");
+        assert!(err.detail().unwrap_or_default().contains("truncated"), "{err}");
+    }
+}
+
 #[test]
 fn copy_from_a_truncated_file_is_an_error_not_sigbus() {
     let dir = tmpdir();
