@@ -152,6 +152,11 @@ impl GrowableMmap {
     }
 
     /// Appends `data` at the end, growing the file; returns the offset it was written at.
+    ///
+    /// The file is extended first and `data` copied after, and nothing is written back until
+    /// [`flush`](GrowableMmap::flush): after a crash the file may end in zeros or in part of
+    /// `data` (a torn record), so a log read back after a crash checks its last records (a
+    /// checksum) rather than trusting the file's length.
     pub fn append(&mut self, data: &[u8]) -> Result<usize> {
         let at = self.len;
         let end = at.checked_add(data.len()).ok_or_else(|| {
@@ -172,7 +177,8 @@ impl GrowableMmap {
         self.res.as_ptr()
     }
 
-    /// Writes dirty pages of `range` back to the file and waits.
+    /// Writes dirty pages of `range` back to the file and waits (`msync(MS_SYNC)`; the range
+    /// widens to whole pages).
     pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
         let path = || sys::fd_path(self.file.as_fd());
         let (off, len) =
