@@ -212,10 +212,14 @@ impl<'a> Request<'a> {
             // files have no meaningful size: the driver checks the range, so the caller must say
             // how much to map.
             (Some(_), None, Some(len)) => Ok(len as u64),
-            (Some(_), None, None) => Err(Error::new("mmap", ErrorKind::InvalidArgument)
+            (Some(fd), None, None) => Err(Error::new("mmap", ErrorKind::InvalidArgument)
                 .with_opt_path(path)
                 .with_range(offset, 0)
-                .with_detail("not a regular file: give the length to map (MapOptions::len)")),
+                .with_detail(if sys::is_directory(fd) {
+                    "a directory cannot be mapped"
+                } else {
+                    "not a regular file: give the length to map (MapOptions::len)"
+                })),
             (Some(_), Some(file_len), None) => file_len.checked_sub(offset).ok_or_else(|| {
                 Error::new("mmap", ErrorKind::OutOfBounds)
                     .with_opt_path(path)

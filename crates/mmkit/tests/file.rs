@@ -526,6 +526,18 @@ fn writable_map_of_a_read_only_file_says_why() {
     assert!(err.detail().unwrap_or_default().contains("open write-only"), "{err}");
 }
 
+/// Regression: mapping a directory (a path mix-up) said "not a regular file: give the length to
+/// map", advice that only leads to `ENODEV`.
+#[test]
+fn mapping_a_directory_says_so() {
+    let dir = tmpdir();
+    let d = File::open(dir.path()).unwrap();
+    // SAFETY: nothing is mapped.
+    let err = unsafe { Mmap::map(&d) }.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert_eq!(err.detail(), Some("a directory cannot be mapped"), "{err}");
+}
+
 /// Regression: a file not open read-write was accepted when empty and failed only at the first
 /// append (`fallocate ... EBADF`), and when not empty failed as `mmap(MAP_FIXED) at 0x...
 /// (EACCES)`; both now fail in `new` with `InvalidArgument`, naming the file and the open mode.

@@ -432,6 +432,12 @@ pub(crate) fn regular_file_len_and_block(fd: BorrowedFd<'_>) -> SysResult<(Optio
     Ok((regular.then_some(st.st_size as u64), st.st_blksize as u64))
 }
 
+/// Whether `fd` is a directory (`fstat`; false when that fails). For error messages.
+pub(crate) fn is_directory(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd)
+        .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+}
+
 /// The huge page size of a file on hugetlbfs, from its block size `block` (`st_blksize`, which
 /// hugetlbfs sets to the huge page size), `None` for any other file. Only a block size above the
 /// base page costs the `fstatfs` that tells. The kernel maps and unmaps such a file in whole
