@@ -105,6 +105,8 @@ impl System {
 pub struct LoadExt {
     /// Reserve address space first (the library's span plus OFFSET) and load the library at
     /// OFFSET in it (ANDROID_DLEXT_RESERVED_ADDRESS); OFFSET is a page multiple (decimal or 0x).
+    /// The reservation is aligned to the library's largest segment alignment (p_align), which
+    /// OFFSET must then be a multiple of too.
     #[arg(long, value_name = "OFFSET", value_parser = parse_page_offset)]
     reserve_at: Option<u64>,
     /// SOURCE is a plain file holding the library at this byte offset (a page multiple): it is
@@ -455,7 +457,16 @@ fn load(source: &OsStr, json: bool, ext: &LoadExt) -> anyhow::Result<()> {
             let len = (plan.span_len as usize)
                 .checked_add(at)
                 .ok_or_else(|| anyhow::anyhow!("--reserve-at {at:#x} is too large"))?;
-            Some(mmkit::Reservation::new(len).context("reserving address space for --reserve-at")?)
+            // Aligned to the segments' largest `p_align` (a library built for 16 KiB pages on a
+            // 4 KiB kernel, 2 MiB-aligned code): a page-aligned reservation put the library at
+            // an address the loader must refuse, most times.
+            let align = usize::try_from(plan.max_align).unwrap_or(usize::MAX);
+            Some(
+                mmkit::ReserveOptions::new(len)
+                    .align(align)
+                    .reserve()
+                    .context("reserving address space for --reserve-at")?,
+            )
         }
         None => None,
     };

@@ -373,6 +373,26 @@ fn tour_elf_section_loads_from_an_apk() {
 }
 
 #[test]
+fn load_into_a_reservation_keeps_a_large_segment_alignment() {
+    // 2 MiB-aligned segments (as 16 KiB-aligned Android libraries on a 4 KiB kernel): the
+    // reservation the CLI makes must be aligned for them. A page-aligned one was refused by the
+    // loader ("does not keep the segments aligned to their p_align") almost every time.
+    let dir = tempfile::tempdir().unwrap();
+    let so = fixture_so(dir.path(), &["-Wl,-z,max-page-size=0x200000"]);
+    let so = so.to_str().unwrap();
+    for (at, offset) in [("0", 0), ("0x200000", 0x200000)] {
+        for _ in 0..3 {
+            let o = mmkit(&["elf", "load", so, "--reserve-at", at, "--json"]);
+            assert!(o.status.success(), "--reserve-at {at}: {}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let start = v["span"]["start"].as_u64().unwrap();
+            assert_eq!(start % 0x200000, 0, "{v}");
+            assert_eq!(start, v["reservation"]["start"].as_u64().unwrap() + offset);
+        }
+    }
+}
+
+#[test]
 fn load_into_a_reservation_sealed_and_from_an_fd_offset() {
     let dir = tempfile::tempdir().unwrap();
     let so = fixture_so(dir.path(), &[]);
