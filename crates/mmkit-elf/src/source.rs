@@ -468,6 +468,27 @@ fn open_as_file_instead(archive: &Path, entry: &str, label: String, zip_err: Err
     }
 }
 
+/// `entry` with empty and `.` components dropped and `..` taking the previous one away, as
+/// bionic's `normalize_path` has it; borrowed when it is plain already. `None` when a `..`
+/// climbs out of the archive (no entry has such a name).
+fn normalized_entry(entry: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let plain = !entry.starts_with('/') && !entry.contains("//") && entry.split('/').all(|c| c != "." && c != "..");
+    if plain {
+        return Some(std::borrow::Cow::Borrowed(entry));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in entry.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(std::borrow::Cow::Owned(parts.join("/")))
+}
+
 /// Why a zip entry could not be opened. The namespace search goes on past an archive it
 /// cannot use or that lacks the entry, as bionic does, but an entry that is there and cannot
 /// be mapped fails the load.
@@ -513,7 +534,10 @@ pub(crate) fn open_zip_entry(archive: &Path, entry: &str, page_size: u64) -> Res
                 zip
             }
         };
-        let index = zip.index_for_name(entry).ok_or_else(|| {
+        // As bionic's `open_library_in_zipfile` normalizes the path first: `lib/x/../x/a.so`,
+        // `./lib/a.so` and `lib//a.so` name `lib/x/a.so` and `lib/a.so` (no allocation for a
+        // plain name).
+        let index = normalized_entry(entry).and_then(|e| zip.index_for_name(&e)).ok_or_else(|| {
             ZipFailure::NoEntry(bad(ErrorKind::EntryMissing, format!("the archive has no entry named {entry:?}")))
         })?;
         let raw = zip.by_index_raw(index).map_err(|e| {

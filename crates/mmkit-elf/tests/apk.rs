@@ -79,6 +79,29 @@ fn dependencies_load_from_the_same_apk_directory() {
     assert_eq!(deps, vec![format!("{}!/lib/x86_64/libfxbase.so", path.display())]);
 }
 
+#[test]
+fn an_entry_path_with_dot_components_is_normalized_as_bionic_normalizes_it() {
+    // bionic's `open_library_in_zipfile` normalizes the whole path before splitting at `!/`:
+    // `lib/x86_64/../x86_64/libfxdep.so` is `lib/x86_64/libfxdep.so` (a `dlopen` name built
+    // from a directory and `..`). mmkit looked up the literal name and found no entry.
+    let base = build("default", "base.c", "fxbase", &[]);
+    let dep = build("default", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
+    let dir = tmp();
+    let path = dir.path().join("dots.apk");
+    let (b, d) = (std::fs::read(&base).unwrap(), std::fs::read(&dep).unwrap());
+    write_zip(&path, &[("lib/x86_64/libfxdep.so", &d, page_u16()), ("lib/x86_64/libfxbase.so", &b, page_u16())]);
+    for entry in ["lib/x86_64/../x86_64/libfxdep.so", "./lib/x86_64/libfxdep.so", "lib//x86_64/libfxdep.so"] {
+        let spec = format!("{}!/{entry}", path.display());
+        // SAFETY: test fixtures.
+        let ours = unsafe { Namespace::new(entry).open(spec.as_str()) }.unwrap_or_else(|e| panic!("{spec}: {e}"));
+        // Its dependency is found in the same directory of the archive.
+        assert_eq!(call(&ours, "fx_dep_twice", &[1]), 2002, "{spec}");
+    }
+    // A `..` that climbs out of the archive names no entry.
+    let err = open_err(&format!("{}!/../lib/x86_64/libfxdep.so", path.display()));
+    assert_eq!(err.kind(), ErrorKind::EntryMissing, "{err}");
+}
+
 fn open_err(spec: &str) -> mmkit_elf::Error {
     try_open(spec).map(|_| ()).unwrap_err()
 }
