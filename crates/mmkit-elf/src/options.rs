@@ -97,8 +97,13 @@ impl<'r> LoadOptions<'r> {
 
     /// Loads the library at `offset` (a page multiple) in `reservation`
     /// (`ANDROID_DLEXT_RESERVED_ADDRESS`); loading fails, saying how many bytes the library
-    /// needs, when it does not fit there. Unloading returns the range decommitted: reserved
-    /// `PROT_NONE` in `reservation`, without memory.
+    /// needs, when it does not fit there. The address must keep the segments' alignment
+    /// ([`Plan::max_align`](crate::Plan::max_align), their largest `p_align`), else loading
+    /// fails the same way: for a library aligned past the page size (built for 16 KiB pages,
+    /// loaded on a 4 KiB kernel), reserve with
+    /// [`ReserveOptions::align`](mmkit::ReserveOptions::align) and pick an offset that is a
+    /// multiple of it. Unloading returns the range decommitted: reserved `PROT_NONE` in
+    /// `reservation`, without memory.
     ///
     /// While the library is loaded its range is lent out of `reservation`
     /// ([`Reservation::lend`]): the reservation refuses to commit, decommit, map or carve
