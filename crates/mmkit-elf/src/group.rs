@@ -492,6 +492,12 @@ pub(crate) fn open(
     // Identity first: an already loaded copy is shared (also one whose group this thread is
     // still initializing: a constructor that opens its own library, as glibc allows).
     if let Some(e) = registry.lock().get_mut(&key_of(&src)) {
+        // `seal` asks for sealed code and RELRO: a copy loaded without is sealed now (it was
+        // returned unsealed, without a word). Placement and RELRO files apply to a new load
+        // only, as Android's do.
+        if options.seal {
+            e.obj.seal()?;
+        }
         e.handles += 1;
         return Ok(Library::new(e.obj.clone(), registry.clone()));
     }

@@ -565,6 +565,13 @@ impl Image {
         if !self.seal {
             return Ok(());
         }
+        self.seal_now(plan)
+    }
+
+    /// `mseal`s the executable segments and the RELRO range of the relocated image, whatever
+    /// it was loaded with (a library loaded unsealed and opened again with
+    /// [`LoadOptions::seal`]). Sealing a range again is no error.
+    pub(crate) fn seal_now(&self, plan: &Plan) -> Result<()> {
         let code = self.ranges.iter().filter(|r| r.2.executable()).map(|&(s, e, _)| (s, e - s));
         for (start, len) in code.chain(plan.relro) {
             self.space.seal(self.space_offset(start), len as usize).map_err(|e| {

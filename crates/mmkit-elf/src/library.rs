@@ -619,6 +619,14 @@ impl Object {
         self.pinned.store(true, Ordering::Release);
     }
 
+    /// Seals the code and RELRO of the loaded library ([`LoadOptions::seal`](crate::LoadOptions::seal) asked of an open
+    /// that found it loaded) and pins it: sealed pages cannot be unmapped.
+    pub(crate) fn seal(&self) -> Result<()> {
+        self.dynamic.image.seal_now(&self.plan).map_err(|e| e.with_path(&self.label))?;
+        self.pin();
+        Ok(())
+    }
+
     /// Whether it stays loaded for the life of the process.
     pub(crate) fn is_pinned(&self) -> bool {
         self.pinned.load(Ordering::Acquire)
@@ -1657,6 +1665,15 @@ impl Library {
     pub fn pin(&self) {
         if let Held::Mapped(o) = self.held() {
             o.pin();
+        }
+    }
+
+    /// Seals the code and RELRO of this copy if mmkit mapped it (an open with
+    /// [`LoadOptions::seal`](crate::LoadOptions::seal) that found it loaded), and pins it.
+    pub(crate) fn seal_loaded(&self) -> Result<()> {
+        match self.held() {
+            Held::Mapped(o) => o.seal(),
+            Held::System(_) => Ok(()),
         }
     }
 

@@ -135,6 +135,8 @@ impl LoadOptions<'_> {
     /// fail with `EPERM`, so an attacker cannot make them writable again. A sealed library is
     /// pinned (never unloaded: its pages could not be unmapped), and loading fails with
     /// [`ErrorKind::Io`] naming `mseal` (detail: needs Linux 6.10) where the kernel lacks it.
+    /// A library the namespace has loaded already (unsealed) is sealed and pinned then, as it
+    /// is returned. A system library left to the system linker is glibc's to seal.
     #[doc(alias = "mseal")]
     pub fn seal(mut self, yes: bool) -> Self {
         self.seal = yes;
@@ -259,6 +261,10 @@ impl<'r> LoadOptions<'r> {
     /// The file must not be modified while any library maps it (the contract of the `unsafe`
     /// open): its pages are the library's RELRO. A file this process maps (one of the
     /// libraries loaded, or the RELRO of one still loaded) is refused before it is written.
+    ///
+    /// As with Android, the RELRO options apply to a new load only: a library the namespace has
+    /// loaded already is returned as it is, nothing written or compared
+    /// ([`Library::relro_sharing`](crate::Library::relro_sharing) is `None`).
     #[doc(alias = "ANDROID_DLEXT_WRITE_RELRO")]
     pub fn write_relro(mut self, file: &'r impl AsFd) -> Self {
         self.relro = Some((RelroMode::Write, file.as_fd()));

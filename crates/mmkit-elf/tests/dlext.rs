@@ -316,6 +316,39 @@ fn sealed_code_and_relro_refuse_mprotect_and_munmap_and_unloading_pins() {
     assert_eq!(call_addr(add, &[40, 2]), 42);
 }
 
+#[test]
+fn sealing_a_library_already_loaded_seals_it_then() {
+    // `seal(true)` on an open that finds the library loaded (unsealed) returned it unsealed,
+    // without a word: the caller who asked for sealed code got writable-again pages.
+    let path =
+        build("dlext", "basic.c", "fxsealedlate", &["-Wl,-z,relro", "-Wl,-z,now", "-Wl,-soname,libfxsealedlate.so"]);
+    let ns = mmkit_elf::Namespace::new("seal-late").search([path.parent().unwrap().to_str().unwrap()]);
+    // SAFETY: test fixture.
+    let plain = unsafe { ns.open(path.as_path()) }.unwrap();
+    let sealed = |lib: &Library| {
+        let maps = lib.segments().unwrap();
+        let code = maps.iter().find(|m| m.prot.executable()).expect("a code segment").start;
+        vm_flags(code).split_whitespace().any(|f| f == "sl")
+    };
+    assert!(!sealed(&plain), "loaded without seal");
+    // By path (the identity match) and by soname (the loaded-soname match).
+    for source in [Source::path(path.as_path()), Source::path("libfxsealedlate.so")] {
+        // SAFETY: as above.
+        match unsafe { ns.open_with(source, &LoadOptions::new().seal(true)) } {
+            Ok(again) => {
+                assert_eq!(again.span(), plain.span(), "the same copy");
+                assert!(sealed(&again), "seal(true) returned an unsealed library");
+                assert!(again.is_pinned(), "a sealed library is pinned");
+            }
+            Err(e) if e.errno().is_none() && e.to_string().contains("no mseal(2)") => {
+                assert!(std::env::var_os("CI").is_none(), "the CI kernel lacks mseal: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Sum of `Pss:` (KiB) of process `pid`'s areas inside `[start, end)`, and the inodes backing them.
 fn pss_in(pid: i32, start: u64, end: u64) -> (u64, Vec<u64>) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();

@@ -243,6 +243,9 @@ impl crate::Namespace {
     pub unsafe fn open_with(&self, source: impl Into<Source>, options: &LoadOptions<'_>) -> Result<crate::Library> {
         let source = source.into();
         if let Some(loaded) = crate::group::open_loaded_soname(self, &source) {
+            if options.seal {
+                loaded.seal_loaded()?;
+            }
             return Ok(loaded);
         }
         crate::source::with_archive_cache(|| match self.start(source, true)? {
