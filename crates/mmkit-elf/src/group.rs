@@ -594,7 +594,7 @@ fn load_group<'ns>(
                     deps.push(Dependency::System(Arc::new(sys)));
                     continue;
                 }
-                Resolved::SystemLinker(path, skipped) => match crate::executor::load_system_library(&path) {
+                Resolved::SystemLinker(path, unfound) => match crate::executor::load_system_library(&path) {
                     Ok(sys) => {
                         deps.push(Dependency::System(Arc::new(sys)));
                         continue;
@@ -606,13 +606,17 @@ fn load_group<'ns>(
                     Err(msg) if path.contains('/') && is_undefined_symbol(&msg) => {
                         (Source::path(path.as_str()), rules, None)
                     }
+                    // The system linker's words, then where mmkit's search looked (the
+                    // directories of the APK, `$ORIGIN`, the namespace's path): its message
+                    // names none of them. `dlerror` keeps glibc's words alone.
                     Err(msg) => {
                         return Err(Error::new(
                             format!("load dependency {name}"),
                             ErrorKind::DependencyNotFound,
-                            msg + &skipped,
+                            format!("{msg}{}", unfound.detail()),
                         )
-                        .with_path(obj.label()))
+                        .with_path(obj.label())
+                        .with_dlerror(msg))
                     }
                 },
                 Resolved::Map { source, ns, opened } => (source, ns, opened),

@@ -147,12 +147,33 @@ pub(crate) enum Resolved<'ns> {
     /// Mapped by mmkit-elf, its own dependencies resolved in `ns`; `opened` when the search
     /// opened the file to check it (the load uses that descriptor).
     Map { source: Source, ns: &'ns Namespace, opened: Option<OpenSource> },
-    /// Loaded by the system linker from this path (or bare name: its own search), and why
-    /// archives on the search path were skipped (`; skipped ...`, for its error).
-    SystemLinker(String, String),
+    /// Loaded by the system linker from this path (or bare name: its own search), and where
+    /// this namespace's search looked first (for the error, should the system linker not
+    /// find it either).
+    SystemLinker(String, Unfound<'ns>),
     /// Already loaded by the system linker, found by its own search of the system's directories
     /// (a dependency's search that reached them under [`SystemPolicy::SystemLinker`]).
     System(crate::process_scope::SystemLibrary),
+}
+
+/// Where a search that found nothing looked, and why directories were skipped, kept as they
+/// are: words are made of them only for an error ([`Unfound::detail`]).
+#[derive(Debug)]
+pub(crate) struct Unfound<'ns> {
+    dirs: Vec<SearchDir>,
+    skipped: Vec<String>,
+    ns: &'ns str,
+}
+
+impl Unfound<'_> {
+    /// `; not found in <dirs> (namespace <ns>); skipped ...`, or nothing when no search was made.
+    #[cold]
+    pub(crate) fn detail(&self) -> String {
+        if self.dirs.is_empty() && self.skipped.is_empty() {
+            return String::new();
+        }
+        format!("; {}", not_found_detail("not found in", &self.dirs, &self.skipped, self.ns))
+    }
 }
 
 /// Who asks [`Namespace::resolve`]: the load of a `DT_NEEDED` dependency, which may have the
@@ -518,7 +539,9 @@ impl Namespace {
         }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
-            SystemPolicy::SystemLinker => Ok(Resolved::SystemLinker(name.to_owned(), skipped_note(&skipped))),
+            SystemPolicy::SystemLinker => {
+                Ok(Resolved::SystemLinker(name.to_owned(), Unfound { dirs, skipped, ns: &self.name }))
+            }
             _ => Err(Error::new(
                 format!("find dependency {name}"),
                 ErrorKind::DependencyNotFound,
@@ -551,7 +574,8 @@ impl Namespace {
         }
         match self.system {
             SystemPolicy::SystemLinker => {
-                Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned(), String::new()))
+                let unfound = Unfound { dirs: Vec::new(), skipped: Vec::new(), ns: &self.name };
+                Ok(Resolved::SystemLinker(path.to_string_lossy().into_owned(), unfound))
             }
             SystemPolicy::MapPrivately => Ok(Resolved::Map { source, ns: self, opened }),
             SystemPolicy::Refuse => Err(Error::new(

@@ -102,6 +102,26 @@ fn an_entry_path_with_dot_components_is_normalized_as_bionic_normalizes_it() {
     assert_eq!(err.kind(), ErrorKind::EntryMissing, "{err}");
 }
 
+#[test]
+fn a_missing_dependency_names_where_the_search_looked_under_the_default_policy() {
+    // Under `SystemPolicy::SystemLinker` a dependency no directory has goes to the system linker
+    // last; its failure was the whole message ("libfxbase.so: cannot open shared object file"),
+    // naming neither the APK directory searched nor the namespace (the other policies name both).
+    let base = build("default", "base.c", "fxbase", &[]);
+    let dep = build("default", "dep.c", "fxdep", &[&format!("-L{}", base.parent().unwrap().display()), "-lfxbase"]);
+    let dir = tmp();
+    let path = dir.path().join("lonely.apk");
+    write_zip(&path, &[("lib/x86_64/libfxdep.so", &std::fs::read(&dep).unwrap(), page_u16())]);
+    let spec = format!("{}!/lib/x86_64/libfxdep.so", path.display());
+    // SAFETY: test fixture (fails before anything runs).
+    let err = unsafe { Namespace::new("lonely").open(spec.as_str()) }.map(|_| ()).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::DependencyNotFound, "{msg}");
+    assert!(msg.contains("libfxbase.so: cannot open shared object file"), "the system linker's words: {msg}");
+    assert!(msg.contains(&format!("not found in {}!/lib/x86_64:", path.display())), "the APK directory: {msg}");
+    assert!(msg.contains("(namespace lonely)"), "the namespace: {msg}");
+}
+
 fn open_err(spec: &str) -> mmkit_elf::Error {
     try_open(spec).map(|_| ()).unwrap_err()
 }
