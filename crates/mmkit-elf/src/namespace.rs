@@ -241,8 +241,11 @@ impl Namespace {
 
     /// Links this namespace to `target` for `sonames`: those names, when this namespace's own
     /// search does not find them, are resolved by `target`'s rules (Android's
-    /// `android_link_namespaces`). A library mmkit maps through a link is loaded into, and
-    /// shared within, the namespace that asked for it.
+    /// `android_link_namespaces`). A library mmkit maps for a `DT_NEEDED` through a link is
+    /// loaded into, and shared within, the namespace that asked for it; one opened by its
+    /// soname ([`Namespace::open`], or a mapped library's `dlopen`) is loaded in `target`, as
+    /// bionic loads it there. The two are separate copies (two sets of globals): open such a
+    /// library one way only.
     pub fn link<I: IntoIterator<Item = S>, S: Into<String>>(mut self, target: Arc<Namespace>, sonames: I) -> Namespace {
         self.links.push(Link { target, sonames: sonames.into_iter().map(Into::into).collect() });
         self
