@@ -91,12 +91,14 @@ pub enum System {
 impl System {
     /// The namespace that loads with this policy.
     fn namespace(self) -> mmkit_elf::Namespace {
-        let policy = match self {
-            System::Linker => mmkit_elf::SystemPolicy::SystemLinker,
-            System::Map => mmkit_elf::SystemPolicy::MapPrivately,
-            System::Refuse => mmkit_elf::SystemPolicy::Refuse,
+        // Named after the choice: errors say "namespace default (--system refuse) refuses
+        // system libraries", not "namespace default", which the user did not ask for.
+        let (policy, name) = match self {
+            System::Linker => (mmkit_elf::SystemPolicy::SystemLinker, "default"),
+            System::Map => (mmkit_elf::SystemPolicy::MapPrivately, "default (--system map)"),
+            System::Refuse => (mmkit_elf::SystemPolicy::Refuse, "default (--system refuse)"),
         };
-        mmkit_elf::Namespace::default().system_libraries(policy)
+        mmkit_elf::Namespace::new(name).system_libraries(policy)
     }
 }
 

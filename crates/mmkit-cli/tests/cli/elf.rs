@@ -516,6 +516,8 @@ fn system_policy_is_chosen_with_system() {
     let o = mmkit(&["elf", "call", "--system", "refuse", so.to_str().unwrap(), "fx_add", "1", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("libz.so.1") && stderr(&o).contains("refuses system libraries"), "{}", stderr(&o));
+    // The namespace is named after the option (it was "namespace default refuses ...").
+    assert!(stderr(&o).contains("namespace default (--system refuse) refuses"), "{}", stderr(&o));
     let o = mmkit(&["elf", "call", so.to_str().unwrap(), "fx_add", "1", "2"]);
     assert_eq!(stdout(&o).trim(), "3", "{}", stderr(&o));
     let o = mmkit(&["elf", "load", "--system", "sometimes", libz]);
