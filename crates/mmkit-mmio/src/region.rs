@@ -67,6 +67,12 @@ unsafe impl Send for MmioRegion {}
 // pointers, never references, so sharing it creates no aliasing `&`/`&mut` to device memory.
 unsafe impl Sync for MmioRegion {}
 
+/// Whether a `u64` volatile access is one 64-bit load or store on this target. On 32-bit
+/// targets it is two 32-bit accesses (i686: two `mov`s, the high half first for a store;
+/// armv7: `ldrd`/`strd`, two single-copy-atomic 32-bit accesses), so [`MmioRegion::check`]
+/// refuses 64-bit accesses there.
+const SINGLE_64_BIT_ACCESS: bool = cfg!(target_pointer_width = "64");
+
 /// Where in a device file to map, and which part of the mapping is the device's memory.
 #[derive(Debug, Clone)]
 pub(crate) struct MapRequest<'a> {
@@ -371,12 +377,25 @@ impl MmioRegion {
     }
 
     /// Checks an access of `width` at `offset` without performing it.
+    ///
+    /// On a target without 64-bit loads and stores (`target_pointer_width = "32"`: i686,
+    /// armv7), a [`Width::W64`] access is an [`ErrorKind::Unsupported`] error: the compiler
+    /// would split it into two 32-bit bus accesses, in an order of its choosing, so it would not
+    /// be the one 64-bit access the register needs (Linux has no `readq`/`writeq` there either).
+    /// Access such a register as two 32-bit halves, in the order the device asks for.
     pub fn check(&self, op: &'static str, offset: usize, width: Width) -> Result<()> {
         let named = |e: Error| e.with_source_name(Some(&self.path), self.target.as_deref());
         // Alignment is the address's: the region start may itself be unaligned (a UIO map
         // with an odd `offset`), and a misaligned volatile access through a typed pointer
         // would be undefined behaviour.
-        check_access_at(op, self.len, &self.rules, offset, width, self.ptr.as_ptr() as usize).map_err(named)
+        check_access_at(op, self.len, &self.rules, offset, width, self.ptr.as_ptr() as usize).map_err(named)?;
+        if width == Width::W64 && !SINGLE_64_BIT_ACCESS {
+            return Err(named(Error::new(op, ErrorKind::Unsupported).with_range(offset as u64, 8).with_detail(
+                "a 64-bit access is two 32-bit bus accesses on this 32-bit target (in an order the compiler \
+                 chooses): access the register as two 32-bit halves, in the order the device needs",
+            )));
+        }
+        Ok(())
     }
 
     /// Whether an access of `width` at `offset` is inside the region and aligned: the part of
@@ -470,7 +489,8 @@ impl MmioRegion {
         self.read(offset, Width::W32).map(|v| v as u32)
     }
 
-    /// Reads the 64-bit register at `offset`.
+    /// Reads the 64-bit register at `offset`. On a 32-bit target: an [`ErrorKind::Unsupported`]
+    /// error, never two 32-bit accesses (see [`MmioRegion::check`]).
     pub fn read_u64(&self, offset: usize) -> Result<u64> {
         self.read(offset, Width::W64)
     }
@@ -490,7 +510,8 @@ impl MmioRegion {
         self.write(offset, Width::W32, value.into())
     }
 
-    /// Writes the 64-bit register at `offset`.
+    /// Writes the 64-bit register at `offset`. On a 32-bit target: an [`ErrorKind::Unsupported`]
+    /// error, never two 32-bit accesses (see [`MmioRegion::check`]).
     pub fn write_u64(&self, offset: usize, value: u64) -> Result<()> {
         self.write(offset, Width::W64, value)
     }
