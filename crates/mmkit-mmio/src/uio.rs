@@ -405,6 +405,9 @@ impl Uio {
     /// Enables (unmasks) the interrupt: through the driver's `irqcontrol`, or, when the driver
     /// has none (`ENOSYS`, `uio_pci_generic`), by clearing the INTx-disable bit of the PCI
     /// command register. Call it before each wait: drivers mask the interrupt when it fires.
+    /// Acknowledge the interrupt at the device first (edu: write its status to `0x64`): a PCI
+    /// INTx line is level-triggered, so one the device still asserts fires again as soon as it
+    /// is unmasked, and the next [`wait_irq`](Self::wait_irq) returns at once for the same event.
     ///
     /// Wraps a 4-byte [write(2)](https://man7.org/linux/man-pages/man2/write.2.html) of 1 to
     /// `/dev/uioN`, or a `pwrite` of the command register to the device's sysfs `config` file.

@@ -32,6 +32,11 @@ pub enum Command {
                             2 usage error.")]
     List(ListArgs),
     /// Wait for interrupts of a UIO device: `mmkit mmio irq --uio 0 --count 3 --timeout 5`.
+    #[command(after_help = "The interrupt is unmasked before each wait, but nothing is acknowledged at the \
+                            device (that is device-specific): a level-triggered (PCI INTx) interrupt the device \
+                            still asserts fires again at once, so one event can count several times. Acknowledge \
+                            it between waits (e.g. edu: `mmkit mmio write --uio 0 0x64 VALUE`), or wait for one \
+                            interrupt per call.")]
     Irq(IrqArgs),
 }
 
