@@ -124,6 +124,11 @@ impl Error {
         self
     }
 
+    /// Overrides the kind the errno gave (an `ENOTDIR` that means "no such device").
+    pub(crate) fn set_kind(&mut self, kind: ErrorKind) {
+        self.inner.kind = kind;
+    }
+
     /// Explains the failure (used when there is no errno, or in addition to it).
     pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.inner.detail = Some(detail.into());

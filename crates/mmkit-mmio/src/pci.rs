@@ -44,10 +44,8 @@ impl PciDevice {
     /// The device at `address`, listed under `devices` (normally [`SYS_BUS_PCI_DEVICES`]).
     pub fn open_in(devices: &Path, address: PciAddress) -> Result<Self> {
         let sys_path = devices.join(address.to_string());
-        if !sys_path.exists() {
-            return Err(Error::new("open PCI device", ErrorKind::NotFound)
-                .with_path(&sys_path)
-                .with_detail("no such PCI device"));
+        if let Err(e) = std::fs::metadata(&sys_path) {
+            return Err(crate::uio::missing_sysfs_entry("open PCI device", &sys_path, &e, "no such PCI device"));
         }
         let hex = |name: &str| -> Result<u64> {
             let path = sys_path.join(name);
@@ -418,6 +416,10 @@ mod tests {
         assert!(r[0].is_memory() && r[1].is_io());
         let err = PciDevice::find_in(root.path(), PciId { vendor: 1, device: 2 }).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
+        // Regression: a missing device's error had no errno ("… failed: no such PCI device").
+        let err = PciDevice::open_in(root.path(), "0000:00:1f.7".parse().unwrap()).unwrap_err();
+        assert_eq!((err.kind(), err.errno()), (ErrorKind::NotFound, Some(libc::ENOENT)), "{err}");
+        assert!(err.to_string().ends_with("failed: No such file or directory (ENOENT); no such PCI device"), "{err}");
     }
 
     #[test]

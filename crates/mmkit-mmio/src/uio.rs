@@ -42,6 +42,20 @@ pub(crate) fn read_attr(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// The error for a sysfs entry `path` that `stat` refused with `e`, as operation `op`: its errno,
+/// and `missing` (what its absence means) when it does not exist (`ENOENT`, `ENOTDIR`), always
+/// [`ErrorKind::NotFound`] then.
+pub(crate) fn missing_sysfs_entry(op: &'static str, path: &Path, e: &std::io::Error, missing: &str) -> Error {
+    match e.raw_os_error() {
+        Some(n @ (libc::ENOENT | libc::ENOTDIR)) => {
+            let mut err = Error::from_raw_errno(op, n).with_path(path).with_detail(missing);
+            err.set_kind(ErrorKind::NotFound);
+            err
+        }
+        _ => Error::io(op, e).with_path(path),
+    }
+}
+
 /// This crate's error for a refused [`mmkit::open`] of `path` (a FIFO, device or socket in place
 /// of a sysfs file, or the `open`'s errno), as operation `op`.
 pub(crate) fn checked_open_error(op: &'static str, path: &Path, e: &mmkit::Error) -> Error {
@@ -243,10 +257,9 @@ impl Uio {
     /// ```
     pub fn open_at(sys_class_uio: &Path, dev: &Path, number: u32) -> Result<Self> {
         let sys_path = sys_class_uio.join(format!("uio{number}"));
-        if !sys_path.exists() {
-            return Err(Error::new("open", ErrorKind::NotFound)
-                .with_path(&sys_path)
-                .with_detail(format!("no UIO device uio{number} (is a UIO driver bound?)")));
+        if let Err(e) = std::fs::metadata(&sys_path) {
+            let why = format!("no UIO device uio{number} (is a UIO driver bound?)");
+            return Err(missing_sysfs_entry("open", &sys_path, &e, &why));
         }
         // Read the count before opening: interrupts after this point are seen by the wait.
         let info = UioInfo::read(&sys_path, number)?;
@@ -621,6 +634,11 @@ mod tests {
         let err = Uio::open_at(&root.path().join("class/uio"), root.path(), 7).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert!(err.to_string().contains("no UIO device uio7"), "{err}");
+        // Regression: the errno was missing ("open of … failed: no UIO device uio7").
+        assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+        // A class directory that is a file: ENOTDIR, still "not found".
+        let err = Uio::open_at(&root.path().join("class/uio/uio0/name"), root.path(), 0).unwrap_err();
+        assert_eq!((err.kind(), err.errno()), (ErrorKind::NotFound, Some(libc::ENOTDIR)), "{err}");
         // The sysfs entry exists but the device node does not.
         let err = Uio::open_at(&root.path().join("class/uio"), root.path(), 0).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);

@@ -23,7 +23,7 @@ fn missing_devices_are_errors_with_context() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out)
-            .starts_with("mmkit: cannot open UIO device 99: open of /sys/class/uio/uio99 failed: no UIO device uio99"),
+            .starts_with("mmkit: cannot open UIO device 99: open of /sys/class/uio/uio99 failed: No such file or directory (ENOENT); no UIO device uio99"),
         "{}",
         stderr(&out)
     );
