@@ -316,6 +316,39 @@ pub fn dump_layout<R: Registers + ?Sized>(regs: &R, layout: &[RegisterInfo]) -> 
 ///
 /// Only a [`Checked`] register space hands them out, for registers of its validated layout, so
 /// their accesses need no further checks.
+///
+/// A handle borrows its block, and a block over `&region` borrows the region, so neither can be
+/// dropped (unmapping the registers) while a handle is alive:
+///
+/// ```compile_fail,E0505
+/// use mmkit_mmio::{register_block, FakeRegisters, ReadOnly};
+/// register_block! {
+///     /// One register.
+///     pub struct One {
+///         /// The only register.
+///         0x0 => id: ReadOnly<u32>,
+///     }
+/// }
+/// let block = One::new(FakeRegisters::new(4)).unwrap();
+/// let id = block.id();
+/// drop(block); // the registers go away: does not compile
+/// let _ = id.read();
+/// ```
+///
+/// ```compile_fail,E0505
+/// use mmkit_mmio::{register_block, FakeRegisters, ReadOnly};
+/// register_block! {
+///     /// One register.
+///     pub struct One {
+///         /// The only register.
+///         0x0 => id: ReadOnly<u32>,
+///     }
+/// }
+/// let region = FakeRegisters::new(4);
+/// let block = One::new(&region).unwrap();
+/// drop(region); // unmapped under the block: does not compile
+/// let _ = block.id().read();
+/// ```
 pub struct Reg<'a, R: ?Sized, S> {
     pub(crate) regs: &'a R,
     pub(crate) offset: usize,
