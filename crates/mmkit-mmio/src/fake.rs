@@ -137,6 +137,12 @@ impl AccessLog {
 }
 
 /// A fake register block: checked like a real region, backed by memory or a [`DeviceModel`].
+///
+/// One difference: on a 32-bit target a real [`MmioRegion`](crate::MmioRegion) refuses 64-bit
+/// accesses (they would be two bus accesses there, see
+/// [`MmioRegion::check`](crate::MmioRegion::check)); a fake accepts them on every target, so a
+/// driver with 64-bit registers that passes its fake tests on such a target fails at its block's
+/// `new` on the device.
 pub struct FakeRegisters {
     len: usize,
     rules: AccessRules,
