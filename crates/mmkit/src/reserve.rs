@@ -132,6 +132,7 @@ impl ReserveOptions {
             book: Mutex::new(None),
             sealed: Default::default(),
             huge_maps: Default::default(),
+            lost: Default::default(),
         };
         if let Some(name) = &self.name {
             r.set_name(name)?;
@@ -203,6 +204,7 @@ impl ReserveOptions {
             book: Mutex::new(None),
             sealed: Default::default(),
             huge_maps: std::sync::Mutex::new(huge.map(|_| vec![(0, len)]).unwrap_or_default()),
+            lost: Default::default(),
         })
     }
 }
@@ -249,6 +251,10 @@ pub struct Reservation {
     /// only in whole huge pages, so no carve or lend may cut one (the drop of either side would
     /// fail to unmap its part, and the mapping would leak).
     huge_maps: std::sync::Mutex<Vec<(usize, usize)>>,
+    /// Ranges `(offset, len)` given up after a failed `MAP_FIXED` left them unmapped and another
+    /// owner's mapping took their place (see [`refill`](Reservation::refill)): every operation
+    /// refuses them and the drop leaves them alone.
+    lost: std::sync::Mutex<Vec<(usize, usize)>>,
 }
 
 /// The lender's lock on its book (see [`Reservation::check_mut`]).
@@ -341,6 +347,17 @@ impl Reservation {
                 .with_range(offset as u64, len as u64)
                 .with_detail(format!("range overlaps [{o:#x}, {:#x}), carved out to a sub-reservation", o + l)));
         }
+        let lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(o, l)) = lost.iter().find(|&&(o, l)| len > 0 && offset < o + l && o < offset + len) {
+            return Err(Error::new(op, ErrorKind::OutOfBounds)
+                .with_addr(self.base.as_ptr() as usize)
+                .with_range(offset as u64, len as u64)
+                .with_detail(format!(
+                    "range overlaps [{o:#x}, {:#x}), given up after a failed mmap(MAP_FIXED) left it unmapped and \
+                     another mapping took its place",
+                    o + l
+                )));
+        }
         // SAFETY: `offset <= len` of our reservation (checked above).
         Ok(unsafe { self.base.as_ptr().add(offset) })
     }
@@ -400,6 +417,7 @@ impl Reservation {
         // SAFETY: MAP_FIXED replaces pages inside our own reservation only; no references into
         // it exist (we hand out raw pointers only).
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, None, 0) }.map_err(|e| {
+            self.refill_after_failed_fixed(ptr, len);
             Error::os("mmap(MAP_FIXED | MAP_ANONYMOUS)", e)
                 .with_addr(ptr as usize)
                 .with_range(offset as u64, len as u64)
@@ -437,13 +455,67 @@ impl Reservation {
         let flags = MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED;
         // SAFETY: MAP_FIXED replaces pages inside our own reservation only (the caller's
         // contract); no references into it exist.
-        unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }?;
+        unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }
+            .inspect_err(|_| self.refill_after_failed_fixed(ptr, len))?;
         if let Some(name) = &self.name {
             // The fresh pages are a new area: name them like the rest.
             // SAFETY: an anonymous range inside our reservation; naming changes no contents.
             let _ = unsafe { sys::set_anon_name(ptr, len, Some(name)) };
         }
         Ok(())
+    }
+
+    /// After an `mmap(MAP_FIXED)` over `[ptr, ptr + len)` (whole pages this value owns) failed.
+    /// The kernel may have unmapped the range before failing: a file's mmap hook refusing after
+    /// the old pages were cleared (hugetlbfs with no free pool page for the reservation; before
+    /// Linux 6.12 also the commit charge of a private writable map under strict overcommit),
+    /// which leaves a hole that another `mmap` (any thread's: the allocator's, a `Mapping`) can
+    /// be placed in, and this reservation's next `MAP_FIXED` or its drop would then destroy that
+    /// owner's memory. The kernel leaves either the whole range mapped (put back) or the whole
+    /// range unmapped, so when any page is unmapped, every part of it that is mapped now is
+    /// another owner's: the free parts are taken back as reserved pages (`MAP_FIXED_NOREPLACE`,
+    /// which never replaces) and the rest is given up (`lost`). On the error path only.
+    fn refill_after_failed_fixed(&self, ptr: *mut u8, len: usize) {
+        if len > 0 && any_unmapped(ptr, len) {
+            self.refill(ptr, len);
+        }
+    }
+
+    /// Takes back the free parts of `[ptr, ptr + len)` as reserved pages and gives up the
+    /// mapped ones (see [`refill_after_failed_fixed`](Self::refill_after_failed_fixed)), halving
+    /// the range around what is mapped: O(k log n) calls for k foreign mappings.
+    fn refill(&self, ptr: *mut u8, len: usize) {
+        let page = sys::page_size();
+        let flags = MapFlags::PRIVATE
+            | MapFlags::NORESERVE
+            | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it maps the range only if it is
+        // free (a kernel before 4.17 takes it as a hint; a mapping placed elsewhere is ours alone
+        // and unmapped at once).
+        match unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) } {
+            Ok(p) if p == ptr => {
+                if let Some(name) = &self.name {
+                    // SAFETY: the anonymous range just mapped inside our reservation.
+                    let _ = unsafe { sys::set_anon_name(ptr, len, Some(name)) };
+                }
+                return;
+            }
+            Ok(p) => {
+                // SAFETY: the mapping just made elsewhere, nobody refers to it.
+                let _ = unsafe { sys::munmap(p, len) };
+            }
+            Err(_) => {}
+        }
+        if len > page && any_unmapped(ptr, len) {
+            let half = len / page / 2 * page;
+            self.refill(ptr, half);
+            // SAFETY: `half < len`: still inside the range.
+            self.refill(unsafe { ptr.add(half) }, len - half);
+        } else {
+            // Mapped by another owner now (or free but not mappable back): never touch it again.
+            let off = ptr as usize - self.base.as_ptr() as usize;
+            self.lost.lock().unwrap_or_else(|e| e.into_inner()).push((off, len));
+        }
     }
 
     /// Maps `len` bytes of `fd` from `file_offset` at `offset` inside the reservation
@@ -514,6 +586,7 @@ impl Reservation {
             | sharing.map_flags();
         // SAFETY: MAP_FIXED inside our own reservation; the reference contract is the caller's.
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, Some(fd), file_offset) }.map_err(|e| {
+            self.refill_after_failed_fixed(ptr, len);
             if let (rustix::io::Errno::INVAL, None) = (e, huge) {
                 if let Some(huge) = sys::hugetlbfs_page_size_of(fd) {
                     return unaligned(huge);
@@ -690,6 +763,7 @@ impl Reservation {
             book: Mutex::new(None),
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
             huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
+            lost: Default::default(),
         })
     }
 
@@ -746,6 +820,7 @@ impl Reservation {
             book: Mutex::new(None),
             sealed: std::sync::Mutex::new(self.sealed_within(offset, len)),
             huge_maps: std::sync::Mutex::new(self.huge_maps_within(offset, len)),
+            lost: Default::default(),
         })
     }
 
@@ -860,9 +935,19 @@ impl Reservation {
     }
 }
 
+/// Whether any page of `[ptr, ptr + len)` is unmapped (`mincore` answers `ENOMEM`); an error
+/// of another kind counts as unmapped too (the caller then gives up what it cannot take back:
+/// the safe side).
+fn any_unmapped(ptr: *mut u8, len: usize) -> bool {
+    let mut vec = [0u8; 64];
+    sys::mincore_windows(ptr as usize, len, &mut vec, |_, _| {}).is_err()
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut sealed = std::mem::take(self.sealed.get_mut().unwrap_or_else(|e| e.into_inner()));
+        // Given up after a failed MAP_FIXED: another owner's now.
+        sealed.extend_from_slice(self.lost.get_mut().unwrap_or_else(|e| e.into_inner()));
         // Ranges lent out and not given back stay mapped for their borrowers, who unmap them.
         if let Some(book) = self.book.get_mut().unwrap_or_else(|e| e.into_inner()) {
             let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
@@ -894,6 +979,48 @@ impl Drop for Reservation {
         }
         if let Some((mut book, at)) = lender {
             book.out.retain(|&(o, _)| o != at);
+            // What was given up (here or while giving the range back) stays out of the lender's
+            // hands for good: it is another owner's.
+            let lost = self.lost.get_mut().unwrap_or_else(|e| e.into_inner());
+            book.out.extend(lost.iter().map(|&(o, l)| (at + o, l)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hole a failed `MAP_FIXED` leaves (made here by hand), with another owner's page
+    /// placed in it meanwhile: the free pages are taken back, the other owner's page is given
+    /// up, refused by every operation and left mapped by the drop.
+    #[test]
+    fn a_hole_is_taken_back_and_another_owners_page_given_up() {
+        let page = sys::page_size();
+        let r = Reservation::new(8 * page).unwrap();
+        r.commit(0, 8 * page, Protection::READ_WRITE).unwrap();
+        let base = r.as_mut_ptr();
+        // SAFETY: pages 2 and 4 of our 8-page reservation.
+        let (hole, fourth) = unsafe { (base.add(2 * page), base.add(4 * page)) };
+        // SAFETY: pages 2..6 of our own reservation, nothing refers to them (the kernel's gap).
+        unsafe { sys::munmap(hole, 4 * page) }.unwrap();
+        let flags = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        // SAFETY: NOREPLACE into the hole: another owner's page 4.
+        let other = unsafe { sys::mmap(fourth.cast(), page, prot, flags, None, 0) }.unwrap();
+        assert_eq!(other, fourth);
+        // SAFETY: the other owner's fresh page.
+        unsafe { other.write(9) };
+        r.refill_after_failed_fixed(hole, 4 * page);
+        assert_eq!(*r.lost.lock().unwrap(), vec![(4 * page, page)]);
+        assert!(!any_unmapped(base, 8 * page), "the free pages were taken back");
+        assert!(r.decommit(4 * page, page).is_err() && r.commit(0, 8 * page, Protection::READ).is_err());
+        r.decommit(2 * page, 2 * page).unwrap();
+        r.decommit(5 * page, 3 * page).unwrap();
+        drop(r);
+        // SAFETY: the other owner's page, which the drop must have left mapped.
+        assert_eq!(unsafe { other.read() }, 9);
+        // SAFETY: the other owner's page, done with.
+        unsafe { sys::munmap(other, page) }.unwrap();
     }
 }

@@ -634,3 +634,41 @@ fn enomem_under_a_memory_limit_names_the_limit() {
     assert!(!err.contains("RLIMIT_DATA"), "a PROT_NONE reservation is no data: {err}");
     println!("LIMITED OK");
 }
+
+/// Regression (review core3): a `MAP_FIXED` that the kernel fails after clearing the old pages
+/// (here hugetlbfs, whose mmap hook cannot reserve a huge page from an empty pool) left a hole
+/// in the reservation. Another owner's mapping could be placed there, and the reservation's
+/// next safe `decommit` (or its drop) then replaced (unmapped) that owner's memory: a safe
+/// `MmapMut` read `SIGSEGV`ed. Now the hole is taken back at once, the reservation stays whole.
+#[test]
+fn a_failed_map_inside_leaves_no_hole_for_another_owner() {
+    use rustix::fs::MemfdFlags;
+    let Ok(fd) =
+        rustix::fs::memfd_create("no-pool", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::HUGETLB)
+    else {
+        eprintln!("skipped: no hugetlbfs");
+        return;
+    };
+    let shm = SharedMemory::from_fd(fd).unwrap();
+    // A file on hugetlbfs reports its huge page size as its block size.
+    let huge = rustix::fs::fstat(&shm).unwrap().st_blksize as usize;
+    shm.set_len(huge as u64).unwrap();
+    let r = ReserveOptions::new(2 * huge).align(huge).reserve().unwrap();
+    r.commit(0, 2 * huge, Protection::READ_WRITE).unwrap();
+    let page = page_size();
+    match r.map_shared_memory_at(0, huge, Protection::READ, &shm, 0) {
+        Ok(()) => {
+            eprintln!("skipped: the hugetlb pool had a page (the map worked)");
+            return;
+        }
+        Err(e) => eprintln!("the failure: {e}"),
+    }
+    let at = r.as_ptr() as usize;
+    assert!(!areas_in(at, huge).is_empty(), "the failed map left [{at:#x}, +{huge:#x}) unmapped");
+    // No other owner can be placed there now, and the reservation's own operations work.
+    let other = mmkit::MapOptions::new().len(page).placement(mmkit::Placement::FixedNoReplace(at)).map_anon();
+    assert!(other.is_err(), "another owner was placed inside the reservation");
+    r.commit(0, huge, Protection::READ_WRITE).unwrap();
+    touch(&r, 0, huge, 3);
+    r.decommit(0, 2 * huge).unwrap();
+}
