@@ -779,6 +779,13 @@ impl Reservation {
     /// the lent reservation is dropped, which then unmaps it: nothing in it disappears under
     /// its borrower.
     ///
+    /// The range is lent as it is: pages the lender committed, mapped or guarded there stay so,
+    /// and the borrower's [`commit`](Reservation::commit) only changes protections (a guard
+    /// page, `MADV_GUARD_INSTALL`, still faults after it: [`unguard`](Reservation::unguard)
+    /// removes it). A borrower that wants fresh pages starts with
+    /// [`decommit`](Reservation::decommit) or [`commit_zeroed`](Reservation::commit_zeroed) of
+    /// the range, as mmkit-elf does.
+    ///
     /// ```
     /// # fn main() -> mmkit::Result<()> {
     /// use mmkit::{Protection, Reservation};
