@@ -905,25 +905,41 @@ mod tests {
         let arena = MapAlloc::new();
         let len = 4 * sys::page_size();
         let prot = ProtFlags::READ | ProtFlags::WRITE;
-        // The kernel unmapped it and nobody took it: claimed back, then unmapped.
-        let free = sys::mmap_anon_aligned(len, 0, prot, MapFlags::PRIVATE).unwrap();
-        // SAFETY: our fresh mapping, nobody refers to it.
-        unsafe { sys::munmap(free, len) }.unwrap();
-        let before = arena.stats().unmaps;
-        arena.give_back_after_failed_move(free, len);
-        assert_eq!(arena.stats().unmaps, before + 1);
-        // SAFETY: the range is free again (claimed back, unmapped): NOREPLACE maps it.
-        let again = unsafe {
-            let flags = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
-            sys::mmap(free.cast(), len, prot, flags, None, 0)
+        // The kernel unmapped it and nobody took it: claimed back, then unmapped. Another test
+        // thread's mapping may land in the range between two of these steps (then the call
+        // rightly leaves it alone): tried again elsewhere, a few times.
+        let noreplace = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+        let mut attempts = 0;
+        let free = loop {
+            attempts += 1;
+            assert!(attempts <= 20, "the freed range was left mapped (or taken by other threads) {attempts} times");
+            let free = sys::mmap_anon_aligned(len, 0, prot, MapFlags::PRIVATE).unwrap();
+            // SAFETY: our fresh mapping, nobody refers to it.
+            unsafe { sys::munmap(free, len) }.unwrap();
+            let before = arena.stats().unmaps;
+            arena.give_back_after_failed_move(free, len);
+            if arena.stats().unmaps != before + 1 {
+                continue; // another thread's mapping was there: left alone, as it must be
+            }
+            // SAFETY: NOREPLACE never replaces: it maps the range only if it is free (claimed
+            // back and unmapped by the call).
+            match unsafe { sys::mmap(free.cast(), len, prot, noreplace, None, 0) } {
+                Ok(p) if p == free => break free,
+                // SAFETY: a mapping this call just made elsewhere (a kernel taking NOREPLACE
+                // as a hint), nobody refers to it.
+                Ok(p) => unsafe { sys::munmap(p, len) }.unwrap(),
+                // Left mapped by the call (the bug: every attempt fails, the assert above
+                // says so), or taken by another thread after the call unmapped it.
+                Err(_) => {}
+            }
         };
-        assert_eq!(again.map(|p| p as usize), Ok(free as usize), "the range was left mapped");
+        let before = arena.stats().unmaps;
         // Another owner's mapping in its place: left alone, its bytes intact.
         let other = free;
         // SAFETY: the mapping just made, ours to write.
         unsafe { other.write(0x5a) };
         arena.give_back_after_failed_move(other, len);
-        assert_eq!(arena.stats().unmaps, before + 1, "another owner's mapping was unmapped");
+        assert_eq!(arena.stats().unmaps, before, "another owner's mapping was unmapped");
         // SAFETY: still mapped (the call left it): reading it cannot fault.
         assert_eq!(unsafe { other.read() }, 0x5a);
         // SAFETY: our mapping, done with.
