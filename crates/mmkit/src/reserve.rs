@@ -1004,30 +1004,45 @@ mod tests {
     #[test]
     fn a_hole_is_taken_back_and_another_owners_page_given_up() {
         let page = sys::page_size();
-        let r = Reservation::new(8 * page).unwrap();
-        r.commit(0, 8 * page, Protection::READ_WRITE).unwrap();
-        let base = r.as_mut_ptr();
-        // SAFETY: pages 2 and 4 of our 8-page reservation.
-        let (hole, fourth) = unsafe { (base.add(2 * page), base.add(4 * page)) };
-        // SAFETY: pages 2..6 of our own reservation, nothing refers to them (the kernel's gap).
-        unsafe { sys::munmap(hole, 4 * page) }.unwrap();
-        let flags = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
-        let prot = ProtFlags::READ | ProtFlags::WRITE;
-        // SAFETY: NOREPLACE into the hole: another owner's page 4.
-        let other = unsafe { sys::mmap(fourth.cast(), page, prot, flags, None, 0) }.unwrap();
-        assert_eq!(other, fourth);
-        // SAFETY: the other owner's fresh page.
-        unsafe { other.write(9) };
-        r.refill_after_failed_fixed(hole, 4 * page);
-        assert_eq!(*r.lost.lock().unwrap(), vec![(4 * page, page)]);
-        assert!(!any_unmapped(base, 8 * page), "the free pages were taken back");
-        assert!(r.decommit(4 * page, page).is_err() && r.commit(0, 8 * page, Protection::READ).is_err());
-        r.decommit(2 * page, 2 * page).unwrap();
-        r.decommit(5 * page, 3 * page).unwrap();
-        drop(r);
-        // SAFETY: the other owner's page, which the drop must have left mapped.
-        assert_eq!(unsafe { other.read() }, 9);
-        // SAFETY: the other owner's page, done with.
-        unsafe { sys::munmap(other, page) }.unwrap();
+        // Another test thread's mapping may land in the hole before it is taken back (then it
+        // is given up too, rightly): tried again with a new reservation, a few times.
+        for attempt in 1..=20 {
+            let r = Reservation::new(8 * page).unwrap();
+            r.commit(0, 8 * page, Protection::READ_WRITE).unwrap();
+            let base = r.as_mut_ptr();
+            // SAFETY: pages 2 and 4 of our 8-page reservation.
+            let (hole, fourth) = unsafe { (base.add(2 * page), base.add(4 * page)) };
+            let prot = ProtFlags::READ | ProtFlags::WRITE;
+            // SAFETY: page 4 of our own reservation, nothing refers to it: replaced at once by
+            // "another owner's" page, which this test unmaps itself at the end.
+            let other = unsafe { sys::mmap(fourth.cast(), page, prot, MapFlags::PRIVATE | MapFlags::FIXED, None, 0) };
+            assert_eq!(other, Ok(fourth));
+            // SAFETY: pages 2, 3 and 5 of our own reservation, nothing refers to them (the
+            // kernel's gap around the other owner's page).
+            unsafe { sys::munmap(hole, 2 * page) }.unwrap();
+            // SAFETY: as above.
+            unsafe { sys::munmap(fourth.add(page), page) }.unwrap();
+            // SAFETY: the other owner's fresh page.
+            unsafe { fourth.write(9) };
+            r.refill_after_failed_fixed(hole, 4 * page);
+            if *r.lost.lock().unwrap() != vec![(4 * page, page)] {
+                // A mapping of another thread took part of the hole: given up as well.
+                drop(r);
+                // SAFETY: this test's page, done with (the drop left it).
+                unsafe { sys::munmap(fourth, page) }.unwrap();
+                assert!(attempt < 20, "other mappings took the hole {attempt} times");
+                continue;
+            }
+            assert!(!any_unmapped(base, 8 * page), "the free pages were taken back");
+            assert!(r.decommit(4 * page, page).is_err() && r.commit(0, 8 * page, Protection::READ).is_err());
+            r.decommit(2 * page, 2 * page).unwrap();
+            r.decommit(5 * page, 3 * page).unwrap();
+            drop(r);
+            // SAFETY: the other owner's page, which the drop must have left mapped.
+            assert_eq!(unsafe { fourth.read() }, 9);
+            // SAFETY: the other owner's page, done with.
+            unsafe { sys::munmap(fourth, page) }.unwrap();
+            return;
+        }
     }
 }
