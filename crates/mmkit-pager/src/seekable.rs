@@ -300,6 +300,11 @@ fn pack_into(
 /// A zstd seekable file as a [`PageSource`]: a page's fill decompresses the frame(s) holding it
 /// (a small cache keeps the last frames, so neighbouring pages cost no second decompression:
 /// at most 8 frames and 64 MiB, or the last frame alone when it is larger).
+///
+/// A frame is checked before its bytes are used: its size against the seek table, zstd's
+/// content checksum when the frame has one ([`pack`] writes them), and the seek table's own
+/// checksum of the frame when the table has them (the reference library's files). A frame that
+/// fails a check is the page's error ([`io::ErrorKind::InvalidData`]).
 #[derive(Debug)]
 pub struct SeekableSource {
     file: File,
@@ -307,6 +312,9 @@ pub struct SeekableSource {
     table: SeekTable,
     /// The file's length when it was opened: no frame's compressed bytes lie past it.
     file_len: u64,
+    /// The seek table's checksum of each frame (the low 32 bits of the XXH64 of its decompressed
+    /// bytes), when the table carries them (descriptor bit 7). zeekstd reads past them.
+    checksums: Option<Vec<u32>>,
     cache: Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>,
     frames_decompressed: AtomicU64,
     bytes_decompressed: AtomicU64,
@@ -379,11 +387,14 @@ impl SeekableSource {
                 ),
             ));
         }
+        let checksums =
+            if footer[4] & 0x80 != 0 { Some(read_checksums(&file, path, file_len, claimed)?) } else { None };
         Ok(SeekableSource {
             file,
             path: path.to_owned(),
             table,
             file_len,
+            checksums,
             cache: Mutex::new(VecDeque::new()),
             frames_decompressed: AtomicU64::new(0),
             bytes_decompressed: AtomicU64::new(0),
@@ -488,6 +499,22 @@ impl SeekableSource {
                 format!("zstd frame {index} of {}: {n} bytes, the seek table says {dsize}", self.path.display()),
             ));
         }
+        // The table's checksum, where it has one: the reference library writes frames without
+        // zstd's own content checksum and only this one, so a corrupt frame that still decodes
+        // (a flipped byte of a raw block or of literals) is caught here or not at all.
+        if let Some(&want) = self.checksums.as_ref().and_then(|c| c.get(index as usize)) {
+            let got = xxh64(&out) as u32;
+            if got != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "zstd frame {index} of {}: corrupt: its bytes' checksum is {got:#010x}, the seek table says \
+                         {want:#010x}",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
         self.frames_decompressed.fetch_add(1, Ordering::Relaxed);
         self.bytes_decompressed.fetch_add(n as u64, Ordering::Relaxed);
         // Not `Arc<[u8]>`: converting the Vec copied the whole frame into a second allocation.
@@ -502,6 +529,85 @@ impl SeekableSource {
         }
         Ok(frame)
     }
+}
+
+/// The per-frame checksums of a seek table with 12-byte entries (compressed size, decompressed
+/// size, checksum), read from the end of `file` (`frames` entries before the 9-byte footer; the
+/// caller checked that the file holds them). Read a chunk at a time, kept in a vector reserved
+/// fallibly.
+fn read_checksums(file: &File, path: &Path, file_len: u64, frames: u32) -> Result<Vec<u32>> {
+    const ENTRY: usize = 12;
+    let footer = zeekstd::SEEK_TABLE_INTEGRITY_SIZE as u64;
+    let start = file_len - footer - u64::from(frames) * ENTRY as u64;
+    let mut sums = Vec::new();
+    sums.try_reserve_exact(frames as usize).map_err(|_| {
+        Error::from_raw_errno("read of the zstd seek table", libc::ENOMEM)
+            .with_path(path)
+            .with_detail(format!("no memory for the checksums of {frames} frames"))
+    })?;
+    let mut chunk = vec![0u8; ENTRY * 4096];
+    let mut left = frames as usize;
+    while left > 0 {
+        let n = left.min(4096);
+        let at = start + (sums.len() * ENTRY) as u64;
+        let buf = &mut chunk[..n * ENTRY];
+        file.read_exact_at(buf, at).map_err(|e| ioerr("pread", path, e).with_range(at, buf.len() as u64))?;
+        sums.extend(buf.chunks_exact(ENTRY).map(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]])));
+        left -= n;
+    }
+    Ok(sums)
+}
+
+/// XXH64 with seed 0: the hash whose low 32 bits are a seekable frame's checksum (and zstd's
+/// content checksum). Pure arithmetic, from the xxHash specification.
+fn xxh64(data: &[u8]) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    let round = |acc: u64, v: u64| acc.wrapping_add(v.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
+    let merge = |acc: u64, v: u64| (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4);
+    let u64_at = |b: &[u8], i: usize| {
+        u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
+    };
+    let mut stripes = data.chunks_exact(32);
+    let mut h = if data.len() >= 32 {
+        let mut v = [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)];
+        for s in stripes.by_ref() {
+            for (i, v) in v.iter_mut().enumerate() {
+                *v = round(*v, u64_at(s, i * 8));
+            }
+        }
+        let h = v[0]
+            .rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18));
+        v.iter().fold(h, |h, &v| merge(h, v))
+    } else {
+        stripes.by_ref().for_each(drop);
+        P5
+    };
+    h = h.wrapping_add(data.len() as u64);
+    let mut rest = stripes.remainder();
+    while rest.len() >= 8 {
+        h = (h ^ round(0, u64_at(rest, 0))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        rest = &rest[8..];
+    }
+    if rest.len() >= 4 {
+        let w = u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        h = (h ^ w.wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h = (h ^ u64::from(b).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
 }
 
 /// `n` zero bytes, or `None` when the memory is not there (or `n` does not fit in `usize`).
@@ -539,5 +645,29 @@ impl PageSource for SeekableSource {
         }
         buf[(end - offset) as usize..].fill(0);
         Ok(Filled::Data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The oracle: zstd's content checksum of a frame is the low 32 bits of the XXH64 of its
+    /// bytes (the same as a seek table's frame checksum).
+    #[test]
+    fn xxh64_agrees_with_zstds_content_checksums() {
+        assert_eq!(super::xxh64(b""), 0xEF46_DB37_51D8_E999);
+        let mut x: u64 = 1;
+        for len in [0usize, 1, 3, 4, 5, 7, 8, 9, 12, 31, 32, 33, 40, 63, 64, 65, 100, 4096, 65_536 + 13] {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    (x >> 56) as u8
+                })
+                .collect();
+            let mut c = zstd::bulk::Compressor::new(3).unwrap();
+            c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true)).unwrap();
+            let frame = c.compress(&data).unwrap();
+            let sum = u32::from_le_bytes(frame[frame.len() - 4..].try_into().unwrap());
+            assert_eq!(super::xxh64(&data) as u32, sum, "{len} bytes");
+        }
     }
 }

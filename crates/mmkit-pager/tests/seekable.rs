@@ -535,3 +535,77 @@ fn zstd_without_memory_for_its_state_is_enomem_not_an_io_error() {
     let (status, out) = support::run_child(&[], NAME, "bounded", 60);
     assert!(status.success() && out.contains("BOUNDED OK"), "{status:?}\n{out}");
 }
+
+/// A seekable file as the reference library (`ZSTD_seekable_initCStream` with `checksumFlag`)
+/// writes it: frames **without** zstd's content checksum, and a seek table whose entries carry
+/// each frame's checksum (the low 32 bits of the XXH64 of its bytes: taken here from a frame
+/// compressed with zstd's content checksum). Returns the file and where each frame starts.
+fn reference_checksummed_file(content: &[u8], frame: usize) -> (Vec<u8>, Vec<usize>) {
+    let (mut file, mut table, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+    for chunk in content.chunks(frame) {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true)).unwrap();
+        let with_sum = c.compress(chunk).unwrap();
+        let sum = &with_sum[with_sum.len() - 4..];
+        let f = zstd::bulk::compress(chunk, 3).unwrap();
+        starts.push(file.len());
+        file.extend_from_slice(&f);
+        table.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        table.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+        table.extend_from_slice(sum);
+    }
+    table.extend_from_slice(&(starts.len() as u32).to_le_bytes());
+    table.push(0x80); // descriptor: checksums
+    table.extend_from_slice(&0x8F92_EAB1u32.to_le_bytes());
+    file.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
+    file.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    file.extend_from_slice(&table);
+    (file, starts)
+}
+
+/// Regression: the seek table's per-frame checksums were never checked (zeekstd reads past
+/// them), and the reference library's files carry no other: a frame with a flipped byte that
+/// still decoded (a raw block) was mapped as data. Now a frame whose bytes do not match its
+/// checksum is the page's error.
+#[test]
+fn a_frame_that_does_not_match_the_seek_tables_checksum_is_an_error_not_data() {
+    with_timeout(60, || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reference.zst");
+        // Random bytes: zstd stores them as raw blocks, where a flipped byte decodes fine.
+        let mut x: u64 = 7;
+        let content: Vec<u8> = (0..256 * 1024)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (x >> 56) as u8
+            })
+            .collect();
+        let (mut bytes, starts) = reference_checksummed_file(&content, 64 * 1024);
+        std::fs::write(&path, &bytes).unwrap();
+        let read_all = |path: &std::path::Path| {
+            let source = SeekableSource::open(path).unwrap();
+            let region = PagedRegion::new(content.len(), source).unwrap();
+            let mut all = vec![0u8; content.len()];
+            // `Ok(whether it equals the content)`: a failure message shows no 256 KiB vector.
+            let whole = region.read(0, &mut all).map(|()| all == content);
+            let mut first = vec![0u8; 64 * 1024];
+            region.read(0, &mut first).unwrap();
+            assert!(first == content[..64 * 1024], "frame 0 is intact");
+            whole
+        };
+        // Intact: every checksum matches.
+        assert!(read_all(&path).unwrap());
+        // A flipped byte in frame 1.
+        bytes[starts[1] + 1000] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_all(&path).unwrap_err();
+        assert!(e.to_string().contains("zstd frame 1") && e.to_string().contains("checksum"), "{e}");
+        // A checksum of the table that lies about an intact frame (frame 2's entry).
+        bytes[starts[1] + 1000] ^= 0x40;
+        let entry2 = bytes.len() - 9 - 2 * 12;
+        bytes[entry2 + 8] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_all(&path).unwrap_err();
+        assert!(e.to_string().contains("zstd frame 2") && e.to_string().contains("checksum"), "{e}");
+    });
+}
