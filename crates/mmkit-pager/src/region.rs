@@ -816,6 +816,10 @@ impl PagedRegionBuilder {
     /// Tracks the pages written, with the best mechanism the kernel offers
     /// (see [`dirty`](crate::dirty)); collect them with [`PagedRegion::collect_dirty`].
     ///
+    /// With [`DirtyMechanism::PagemapScan`] (what this picks from Linux 6.7) the kernel
+    /// allocates page tables for the region's whole length at build, 2 MiB per GiB, however
+    /// sparse it stays: see [the cost](crate::dirty#what-tracking-a-huge-sparse-region-costs).
+    ///
     /// Under [`FaultMode::UserModeOnly`] with [`DirtyMechanism::WriteProtect`] (what this picks
     /// before Linux 6.7), a system call writing into the region (`read(2)` into it) fails with
     /// `EFAULT` even on supplied pages: see
