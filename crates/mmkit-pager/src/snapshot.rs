@@ -321,6 +321,23 @@ fn too_long(path: &Path, len: u64) -> Error {
 /// Restores a snapshot **lazily**: a [`PagedRegion`] of the snapshot's length whose pages are
 /// read from the file when first touched (holes become zero pages without a read), served by
 /// `handler_threads` threads. Returns at once: time to first access is one page's read.
+///
+/// The region is private anonymous memory ([`Backing::Anonymous`](crate::Backing::Anonymous),
+/// which dirty tracking needs), charged in full against the commit limit however sparse the
+/// snapshot: under the default `vm.overcommit_memory` a snapshot larger than RAM and swap is an
+/// `ENOMEM` error. Such a snapshot restores into shared memory, which reserves nothing:
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?; let path = dir.path().join("guest.mem");
+/// # std::fs::File::create(&path)?.set_len(1 << 30)?;
+/// use mmkit_pager::{Backing, PagedRegion, ShmemFill, SnapshotSource};
+/// let source = SnapshotSource::open(&path)?;
+/// let len = usize::try_from(source.info().len)?;
+/// let region = PagedRegion::builder(len).backing(Backing::SharedMemory(ShmemFill::Copy)).build(source)?;
+/// # assert_eq!(region.as_slice()[len - 1], 0);
+/// # Ok(()) }
+/// ```
 pub fn restore_lazy(path: impl AsRef<Path>, handler_threads: usize) -> Result<PagedRegion> {
     let source = SnapshotSource::open(path.as_ref())?;
     let len = usize::try_from(source.info.len).map_err(|_| too_long(path.as_ref(), source.info.len))?;
@@ -330,7 +347,20 @@ pub fn restore_lazy(path: impl AsRef<Path>, handler_threads: usize) -> Result<Pa
             .with_path(path.as_ref())
             .with_detail("the snapshot is empty"));
     }
-    PagedRegion::builder(len).handler_threads(handler_threads).build(source)
+    PagedRegion::builder(len).handler_threads(handler_threads).build(source).map_err(|e| {
+        if e.errno() != Some(libc::ENOMEM) {
+            return e;
+        }
+        // A snapshot larger than RAM and swap (a guest's memory) is what lazy restores are for,
+        // and the region's own hint named a backing this function offers no way to ask for.
+        Error::from_raw_errno("restore of a snapshot", libc::ENOMEM).with_path(path.as_ref()).with_range(0, len as u64).with_detail(
+            format!(
+                "{e}; restore_lazy makes a private anonymous region, charged in full against the commit limit: a \
+                 larger snapshot restores into shared memory, which reserves nothing: \
+                 PagedRegion::builder(len).backing(Backing::SharedMemory(ShmemFill::Copy)).build(SnapshotSource::open(path)?)"
+            ),
+        )
+    })
 }
 
 /// Restores a snapshot **eagerly**: reads every data extent into a new anonymous mapping

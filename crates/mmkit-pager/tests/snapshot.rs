@@ -278,3 +278,44 @@ fn a_snapshot_longer_than_the_address_space_is_refused_with_its_length() {
         assert!(err.to_string().contains("the snapshot is 0x140000000 bytes, more than"), "{err}");
     }
 }
+
+/// Regression: a lazy restore of a snapshot larger than the commit limit (a sparse guest memory
+/// file larger than RAM and swap, what lazy restores are for) failed with the region's own
+/// `mmap` error, whose hint named `Backing::SharedMemory`, which `restore_lazy` offers no way to
+/// ask for, and which did not name the snapshot. The error names the file and the way that
+/// works; that way restores the same file.
+#[test]
+fn a_snapshot_larger_than_the_commit_limit_is_refused_with_the_way_that_fits() {
+    if usize::BITS < 64 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guest.mem");
+    let len: u64 = 4 << 40; // 4 TiB, sparse: a few data pages
+    let page = mmkit::page_size() as u64;
+    let file = std::fs::File::create(&path).unwrap();
+    if file.set_len(len).is_err() {
+        println!("skipped: this file system has no 4 TiB sparse files");
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[7u8; 16], len / 2).unwrap();
+    match snapshot::restore_lazy(&path, 1) {
+        Ok(_) => println!("skipped: a 4 TiB anonymous region was allowed here (vm.overcommit_memory=1)"),
+        Err(e) => {
+            let text = e.to_string();
+            assert_eq!(e.errno(), Some(libc::ENOMEM), "{e}");
+            assert_eq!(e.path(), Some(path.as_path()), "{e}");
+            assert!(text.contains("SnapshotSource::open") && text.contains("ShmemFill::Copy"), "{e}");
+        }
+    }
+    let source = SnapshotSource::open(&path).unwrap();
+    let region = PagedRegion::builder(len as usize)
+        .backing(mmkit_pager::Backing::SharedMemory(mmkit_pager::ShmemFill::Copy))
+        .build(source)
+        .unwrap();
+    let mut b = [0u8; 17];
+    region.read((len / 2) as usize, &mut b).unwrap();
+    assert_eq!(&b, &[7u8; 16].iter().copied().chain([0]).collect::<Vec<_>>()[..]);
+    assert_eq!(region.as_slice()[(len - page) as usize], 0);
+}
