@@ -219,6 +219,10 @@ pub(crate) struct Shared {
     /// Granules served per fault (fault-around), at least 1, at most 64.
     around: usize,
     spin: Duration,
+    /// Fault messages a handler thread reads at once: 16 when it is the only one, else 1 (a
+    /// thread serves what it read one after the other, so messages it took along would wait
+    /// behind a blocking source call while the other handler threads sat idle).
+    batch: usize,
 }
 
 impl Shared {
@@ -726,13 +730,14 @@ impl Shared {
     /// serves would wait forever.
     fn run_handler(&self, stop: &OwnedFd, mut scratch: MmapMut) {
         let mut msgs = [sys::UffdMsg::default(); 16];
+        let msgs = &mut msgs[..self.batch];
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
             match sys::wait(self.uffd.as_fd(), stop.as_fd()) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => return Err(Error::os("poll of the userfaultfd", e)),
             }
-            self.spin_and_handle(&mut scratch, &mut msgs).map_err(|e| Error::os("read of the userfaultfd", e))?;
+            self.spin_and_handle(&mut scratch, msgs).map_err(|e| Error::os("read of the userfaultfd", e))?;
         }));
         let (error, panicked) = match served {
             Ok(Ok(())) => (None, false),
@@ -1264,6 +1269,7 @@ impl PagedRegion {
             install,
             around: b.around,
             spin: b.spin,
+            batch: if b.threads > 1 { 1 } else { 16 },
         });
         if let Some(t) = &shared.tracker {
             t.start(shared.uffd.as_fd(), base, span)?;

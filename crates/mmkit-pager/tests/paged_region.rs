@@ -198,6 +198,71 @@ fn a_source_that_writes_part_of_a_page_leaves_the_rest_zero() {
 
 /// A source call that blocks holds its handler thread only: the other handler thread serves
 /// other faults, and the checked read fills other pages from its own thread meanwhile.
+/// Regression: a handler thread read up to 16 fault messages at once and served them one after
+/// the other, so a fault queued beside one whose source blocks waited for that call although
+/// the other handler threads were idle (7 of 20 runs of two simultaneous faults, 1.5 s each).
+/// Here both handler threads are held in source calls while two faults queue, one on a page
+/// whose source then takes 3 s: the other must not wait for it.
+#[test]
+fn a_fault_queued_beside_a_blocked_source_call_is_served_by_another_handler_thread() {
+    with_timeout(60, || {
+        let (gate, slow) = (3u64, 4u64);
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let o = open.clone();
+        let region = PagedRegion::builder(16 * page())
+            .handler_threads(2)
+            .build(FnSource(move |offset, buf: &mut [u8]| {
+                let p = offset / mmkit::page_size() as u64;
+                let start = std::time::Instant::now();
+                while p < 2 && !o.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if p == slow {
+                    std::thread::sleep(Duration::from_secs(gate));
+                }
+                buf.fill(p as u8 | 1);
+                Ok(Filled::Data)
+            }))
+            .unwrap();
+        std::thread::scope(|s| {
+            // Both handler threads held (pages 0 and 1), then two faults queued behind them.
+            let held: Vec<_> = (0..2)
+                .map(|p| {
+                    s.spawn({
+                        let r = &region;
+                        move || r.as_slice()[p * page()]
+                    })
+                })
+                .collect();
+            let start = std::time::Instant::now();
+            while region.stats().source_calls < 2 {
+                // Before the fix one thread read both faults and held the second behind the first.
+                assert!(start.elapsed() < Duration::from_secs(5), "page 1 waited behind page 0's source call");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let slow_fault = s.spawn(|| region.as_slice()[slow as usize * page()]);
+            let other = s.spawn(|| {
+                let v = region.as_slice()[9 * page()];
+                (v, std::time::Instant::now())
+            });
+            // Their fault messages wait in the userfaultfd (nobody reads while both handler
+            // threads are held: `stats().faults` counts messages read), queued by now.
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(region.stats().faults, 2);
+            let released = std::time::Instant::now();
+            open.store(true, Ordering::SeqCst);
+            let (v, served) = other.join().unwrap();
+            assert_eq!(v, 9 | 1);
+            let waited = served.duration_since(released);
+            assert!(waited < Duration::from_secs(gate) / 2, "page 9 waited {waited:?} for page {slow}'s source call");
+            assert_eq!(slow_fault.join().unwrap(), slow as u8 | 1);
+            for h in held {
+                h.join().unwrap();
+            }
+        });
+    });
+}
+
 #[test]
 fn a_blocked_source_call_holds_one_handler_thread_not_the_region() {
     with_timeout(60, || {
