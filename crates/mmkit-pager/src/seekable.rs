@@ -316,6 +316,9 @@ pub struct SeekableSource {
     /// bytes), when the table carries them (descriptor bit 7). zeekstd reads past them.
     checksums: Option<Vec<u32>>,
     cache: Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>,
+    /// Frames a thread is decompressing now, and their waiters' wake-up.
+    in_flight: Mutex<Vec<u32>>,
+    done: std::sync::Condvar,
     frames_decompressed: AtomicU64,
     bytes_decompressed: AtomicU64,
 }
@@ -396,6 +399,8 @@ impl SeekableSource {
             file_len,
             checksums,
             cache: Mutex::new(VecDeque::new()),
+            in_flight: Mutex::new(Vec::new()),
+            done: std::sync::Condvar::new(),
             frames_decompressed: AtomicU64::new(0),
             bytes_decompressed: AtomicU64::new(0),
         })
@@ -438,13 +443,45 @@ impl SeekableSource {
         self.bytes_decompressed.load(Ordering::Relaxed)
     }
 
+    fn cached(&self, index: u32) -> Option<Arc<Vec<u8>>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.iter().find(|(i, _)| *i == index).map(|(_, f)| f.clone())
+    }
+
+    /// Frame `index`, from the cache, or decompressed by this thread, or by another thread
+    /// that is at it already (waited for: handler threads faulting on pages of one frame at
+    /// once each decompressed it, eight 32 MiB copies for eight threads, up to a gigabyte each
+    /// with the largest frames).
     fn frame(&self, index: u32) -> io::Result<Arc<Vec<u8>>> {
-        {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((_, f)) = cache.iter().find(|(i, _)| *i == index) {
-                return Ok(f.clone());
+        loop {
+            if let Some(f) = self.cached(index) {
+                return Ok(f);
+            }
+            let mut busy = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            // Again under the lock: the thread that decompressed it caches it before it says so.
+            if let Some(f) = self.cached(index) {
+                return Ok(f);
+            }
+            if !busy.contains(&index) {
+                busy.push(index);
+                break;
+            }
+            // Woken when a frame is done (or failed: then this thread tries it itself).
+            drop(self.done.wait(busy).unwrap_or_else(|p| p.into_inner()));
+        }
+        /// Takes the frame out of the in-flight list and wakes the waiters, however it ends.
+        struct Done<'a>(&'a SeekableSource, u32);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner()).retain(|&i| i != self.1);
+                self.0.done.notify_all();
             }
         }
+        let _done = Done(self, index);
+        self.decompress(index)
+    }
+
+    fn decompress(&self, index: u32) -> io::Result<Arc<Vec<u8>>> {
         let bad = |e: zeekstd::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
         let (cs, ce) =
             (self.table.frame_start_comp(index).map_err(bad)?, self.table.frame_end_comp(index).map_err(bad)?);

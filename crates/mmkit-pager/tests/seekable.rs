@@ -609,3 +609,31 @@ fn a_frame_that_does_not_match_the_seek_tables_checksum_is_an_error_not_data() {
         assert!(e.to_string().contains("zstd frame 2") && e.to_string().contains("checksum"), "{e}");
     });
 }
+
+/// Regression: handler threads faulting on pages of one frame at once each decompressed it
+/// (eight 32 MiB decompressions and copies for eight threads: with 1 GiB frames, a gigabyte per
+/// handler thread). A thread finding the frame being decompressed waits for it.
+#[test]
+fn threads_faulting_on_one_frame_at_once_decompress_it_once() {
+    with_timeout(120, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (raw, packed) = (dir.path().join("img"), dir.path().join("img.zst"));
+        let content = data(32 << 20);
+        std::fs::write(&raw, &content).unwrap();
+        seekable::pack(&raw, &packed, &PackOptions { frame_size: 32 << 20, level: 1 }).unwrap();
+        let source = Arc::new(SeekableSource::open(&packed).unwrap());
+        let region = PagedRegion::builder(content.len()).handler_threads(8).build(source.clone()).unwrap();
+        let page = mmkit::page_size();
+        let start = Arc::new(std::sync::Barrier::new(8));
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (region, start, content) = (&region, start.clone(), &content);
+                s.spawn(move || {
+                    start.wait();
+                    assert_eq!(region.as_slice()[t * 1000 * page + t], content[t * 1000 * page + t]);
+                });
+            }
+        });
+        assert_eq!(source.frames_decompressed(), 1);
+    });
+}
