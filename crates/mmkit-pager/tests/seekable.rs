@@ -505,7 +505,7 @@ fn zstd_without_memory_for_its_state_is_enomem_not_an_io_error() {
         // What the process holds now, and 16 MiB more: zstd's level-19 state for 1 MiB frames
         // needs several times that.
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let kib: u64 = status
+        let kib: libc::rlim_t = status
             .lines()
             .find_map(|l| l.strip_prefix("VmData:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
