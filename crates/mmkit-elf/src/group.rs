@@ -576,9 +576,14 @@ fn load_group<'ns>(
             let expanded = crate::namespace::expand_tokens_in_needed(name, &sources[i]).transpose();
             let expanded = expanded.map_err(|e| e.with_path(obj.label()))?;
             let name = expanded.as_deref().unwrap_or(name);
-            if let Some(sys) = SystemLibrary::if_loaded_shared(name) {
-                deps.push(Dependency::System(sys));
-                continue;
+            // A library the process has loaded with that name is it (glibc's rule), except
+            // in an isolated namespace, whose own copy and own search come first (see
+            // `Namespace::own_copies_first`; `resolve` asks then, when its search finds nothing).
+            if !rules.own_copies_first(name) {
+                if let Some(sys) = SystemLibrary::if_loaded_shared(name) {
+                    deps.push(Dependency::System(sys));
+                    continue;
+                }
             }
             // A library loaded here with that soname is it, wherever it came from.
             let loaded = loaded_by_soname(&registry.lock(), name);
@@ -591,7 +596,7 @@ fn load_group<'ns>(
                 rules.resolve(name, &sources[i], runpath, obj.rpath_inherited(), (obj.label(), Asker::Dependency))?;
             let (dep_source, dep_ns, opened) = match resolved {
                 Resolved::System(sys) => {
-                    deps.push(Dependency::System(Arc::new(sys)));
+                    deps.push(Dependency::System(sys));
                     continue;
                 }
                 Resolved::SystemLinker(path, unfound) => match crate::executor::load_system_library(&path) {

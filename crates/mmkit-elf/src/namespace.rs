@@ -19,8 +19,12 @@ use std::sync::{Arc, OnceLock};
 
 /// What a namespace does with a system library (found in one of [`SYSTEM_DIRS`], or known
 /// only to the system linker's own search) that is not already loaded, as a dependency or
-/// opened directly by path. Libraries the process has already loaded are always used as
-/// they are.
+/// opened directly by path. A library the process has already loaded (glibc's libc, or the
+/// system's zlib something else loaded) is used as it is, whatever the policy: in the default
+/// namespace (and any made by [`Namespace::new`]) it answers a `DT_NEEDED` of its soname before
+/// any search, as with glibc; in an [isolated](Namespace::isolated) namespace only when the
+/// namespace's own search does not find the name (or finds that very file), or when a link lists
+/// the name (see [`Namespace::isolated`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SystemPolicy {
     /// `dlopen` it (`RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE`): the system linker loads it once
@@ -152,8 +156,10 @@ pub(crate) enum Resolved<'ns> {
     /// find it either).
     SystemLinker(String, Unfound<'ns>),
     /// Already loaded by the system linker, found by its own search of the system's directories
-    /// (a dependency's search that reached them under [`SystemPolicy::SystemLinker`]).
-    System(crate::process_scope::SystemLibrary),
+    /// (a dependency's search that reached them under [`SystemPolicy::SystemLinker`]), or (in
+    /// an isolated namespace) the library of that name the process has loaded, which its own
+    /// search did not find (see [`Namespace::own_copies_first`]).
+    System(Arc<crate::process_scope::SystemLibrary>),
 }
 
 /// Where a search that found nothing looked, and why directories were skipped, kept as they
@@ -206,6 +212,16 @@ impl Namespace {
     /// `RUNPATH`, and inside an APK the entry's directory) is searched, not `LD_LIBRARY_PATH` nor the system
     /// directories, and system libraries are refused unless already loaded or reached
     /// through a link (Android's isolated app namespace).
+    ///
+    /// Its own copies come first: a `DT_NEEDED` name is the library loaded in this namespace
+    /// with that soname, else what its search finds (an app's own `libz.so.1` in
+    /// `app.apk!/lib/x86_64`), and only when the search finds nothing a library of that name the
+    /// process has already loaded (libc), then the links. So an app's bundled copy of a library
+    /// is bound whatever the rest of the process loaded, as bionic keeps it, where the default
+    /// namespace, as glibc, binds a soname the process has loaded before searching. A name a
+    /// link lists is the exception: a library of that name the process has loaded is used
+    /// before the search, as bionic uses a library already loaded in the linked namespace
+    /// (a link to a namespace of system libraries exposes the process's copies).
     pub fn isolated(name: impl Into<String>) -> Namespace {
         Namespace { ld_library_path: false, system_dirs: false, system: SystemPolicy::Refuse, ..Namespace::new(name) }
     }
@@ -520,7 +536,7 @@ impl Namespace {
                     // default directories) find it, as glibc's would for this dependency; the
                     // file is then opened once. Not found there, the directories are tried here.
                     if let Ok(sys) = crate::executor::load_system_library(name) {
-                        return Ok(Resolved::System(sys));
+                        return Ok(Resolved::System(Arc::new(sys)));
                     }
                 }
                 // A directory named twice (the library's own and a `$ORIGIN` entry) is tried once.
@@ -535,7 +551,15 @@ impl Namespace {
             found
         };
         if let Some((source, opened)) = found {
-            return self.route(name, source, opened, label);
+            return self.route(name, source, opened, (label, asker));
+        }
+        // An isolated namespace's own search found nothing: a library of that name the process
+        // has loaded is used (libc, for one), as for every namespace, but only now (see
+        // `own_copies_first`: a name a link lists was answered so before the search).
+        if asker == Asker::Dependency && self.own_copies_first(name) {
+            if let Some(sys) = crate::process_scope::SystemLibrary::if_loaded_shared(name) {
+                return Ok(Resolved::System(sys));
+            }
         }
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
             return link.target.resolve(name, origin, (PathList::None, &mut std::iter::empty()), &[], (label, asker));
@@ -569,11 +593,39 @@ impl Namespace {
             && (self.ld_library_path || ld_library_path().is_none_or(|v| v.is_empty()))
     }
 
+    /// Whether a `DT_NEEDED` `name` of a library whose dependencies this namespace finds is
+    /// looked for by the namespace's own search before the libraries the process has loaded:
+    /// in an isolated namespace (no system directories searched), for a name no link lists.
+    /// Then its own loaded copy, then its search (the APK directory, `DT_RUNPATH`, its path)
+    /// win, and a library of that name the process has loaded (the system's zlib another part
+    /// of the process loaded) is used only when the search finds nothing, as bionic keeps an
+    /// isolated app namespace's own copy of a library no link exposes. Otherwise (the default
+    /// namespace, and a name a link lists, which bionic takes from the linked namespace when
+    /// it is loaded there) a loaded library of that name is used first, as glibc does. Only
+    /// a namespace without the system directories pays for the question (a look at its links).
+    pub(crate) fn own_copies_first(&self, name: &str) -> bool {
+        !self.system_dirs && !self.links.iter().any(|l| l.sonames.iter().any(|s| s == name))
+    }
+
     /// Who loads the file `source` found for `name`: a system library goes by the policy.
-    fn route(&self, name: &str, source: Source, opened: Option<OpenSource>, label: &str) -> Result<Resolved<'_>> {
+    fn route(
+        &self,
+        name: &str,
+        source: Source,
+        opened: Option<OpenSource>,
+        (label, asker): (&str, Asker),
+    ) -> Result<Resolved<'_>> {
         let Source::Path(path) = &source else { return Ok(Resolved::Map { source, ns: self, opened }) };
         if !is_system_library(path) {
             return Ok(Resolved::Map { source, ns: self, opened });
+        }
+        // An isolated namespace whose own search found a system file (a system directory on
+        // its search path or in a `DT_RUNPATH`) the process has loaded uses that copy, whatever
+        // its policy, as it did when a loaded library was looked for before the search.
+        if asker == Asker::Dependency && self.system != SystemPolicy::SystemLinker && !self.system_dirs {
+            if let Some(sys) = crate::process_scope::SystemLibrary::if_loaded_file(&path.to_string_lossy()) {
+                return Ok(Resolved::System(sys));
+            }
         }
         match self.system {
             SystemPolicy::SystemLinker => {

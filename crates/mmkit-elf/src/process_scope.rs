@@ -38,6 +38,15 @@ impl SystemLibrary {
         }
     }
 
+    /// [`SystemLibrary::if_loaded`] for the file `path` (glibc matches it by its name, then by
+    /// device and inode), named by its file name as [`SystemLibrary::load`] names what it
+    /// loads.
+    pub(crate) fn if_loaded_file(path: &str) -> Option<Arc<SystemLibrary>> {
+        let mut sys = SystemLibrary::if_loaded(path)?;
+        sys.name = path.rsplit('/').next().unwrap_or(path).to_owned();
+        Some(Arc::new(sys))
+    }
+
     /// [`SystemLibrary::if_loaded`] for a dependency. A name the program itself needs
     /// (`DT_NEEDED` of the executable: libc, libgcc_s, ...) names an object glibc loaded at
     /// start-up and never unloads, so its handle is taken once per process and shared by every

@@ -593,6 +593,79 @@ fn a_dependency_named_by_an_apk_path_loads_from_the_archive() {
     assert!(err.to_string().contains("libnone.so"), "{err}");
 }
 
+/// An isolated namespace's own copy of a library (the app's `libz.so.1`, bundled in its APK
+/// beside the library that needs it) is the one its libraries bind, also once something else in
+/// the process has loaded the system's zlib, as bionic keeps an isolated app namespace's copy
+/// of a library no link exposes. A library the process had loaded answered every `DT_NEEDED`
+/// before the namespace's own search (glibc's rule, still the default namespace's): the app got
+/// whatever zlib the host had loaded first. What the namespace's search does not find (libc)
+/// is still the process's; a soname a link lists is taken from what is loaded, as bionic takes
+/// it from the linked namespace. In a fresh process: it loads the system's zlib.
+#[test]
+fn an_isolated_namespace_keeps_its_own_copy_of_a_library_the_process_loaded_from_the_system() {
+    const NAME: &str = "an_isolated_namespace_keeps_its_own_copy_of_a_library_the_process_loaded_from_the_system";
+    if !x86_64_host(NAME) || system_lib("libz.so.1").is_none() || !in_fresh_process(NAME) {
+        return;
+    }
+    let Some(libc) = system_lib("libc.so.6") else { return };
+    let zuse = build("default", "zuse.c", "fxzuse", &["-lz"]);
+    // The app's zlib (zlibVersion "9.9.9-app"), needing libc (which its namespace does not have).
+    let appz = build("appz", "appz.c", "fxappz", &["-Wl,-soname,libz.so.1", "-Wl,--no-as-needed", "-lc"]);
+    let dir = tmp();
+    let archive = dir.path().join("zapp.apk");
+    let (u, z) = (std::fs::read(&zuse).unwrap(), std::fs::read(&appz).unwrap());
+    write_zip(
+        &archive,
+        &[
+            ("AndroidManifest.xml", b"<manifest/>", 0),
+            ("lib/x86_64/libfxzuse.so", &u, page_u16()),
+            ("lib/x86_64/libz.so.1", &z, page_u16()),
+        ],
+    );
+    let search = format!("{}!/lib/x86_64", archive.display());
+    let app_libz = format!("{search}/libz.so.1");
+    let zlib_major = |ns: &Namespace| {
+        // SAFETY: test fixtures (and the system's zlib).
+        let lib = unsafe { ns.open("libfxzuse.so") }.unwrap_or_else(|e| panic!("{}: {e}", ns.name()));
+        call(&lib, "fx_zlib_major", &[])
+    };
+    let own = |ns: &Namespace| {
+        // SAFETY: as above.
+        let lib = unsafe { ns.open("libfxzuse.so") }.unwrap_or_else(|e| panic!("{}: {e}", ns.name()));
+        assert_eq!(call(&lib, "fx_zlib_major", &[]), 9, "{}: the app's own zlib", ns.name());
+        let deps = lib.loaded_dependencies();
+        assert_eq!(
+            deps.iter().map(|l| l.source().to_owned()).collect::<Vec<_>>(),
+            std::slice::from_ref(&app_libz),
+            "{}",
+            ns.name()
+        );
+        // The app's zlib's libc is the process's (found nowhere in the namespace, or found in
+        // a system directory on its path: already loaded, not refused).
+        assert!(deps[0].dependencies().contains(&("libc.so.6".to_owned(), false)), "{:?}", deps[0].dependencies());
+        assert_eq!(ns.loaded_count(), 2, "{}", ns.name());
+    };
+    // Before anything loaded the system's zlib: the app's.
+    own(&Namespace::isolated("zapp-before").search([search.as_str()]));
+    // Something in the process loads the system's zlib (the system linker, for the default namespace).
+    // SAFETY: the system's zlib.
+    let system = unsafe { Namespace::default().open("libz.so.1") }.unwrap();
+    system.address_of("zlibVersion").unwrap();
+    // Still the app's; it was the system's.
+    own(&Namespace::isolated("zapp").search([search.as_str()]));
+    // A system directory on the isolated namespace's path: its libc is the loaded one (the
+    // namespace refuses system libraries it would have to load), and zlib still the app's.
+    let libc_dir = libc.parent().unwrap().display().to_string();
+    own(&Namespace::isolated("zapp-sysdir").search([search.as_str(), libc_dir.as_str()]));
+    // The default namespace keeps glibc's rule: a loaded soname answers a `DT_NEEDED`.
+    assert_eq!(zlib_major(&Namespace::new("zplain").search([search.as_str()])), 1);
+    // A soname a link lists is the loaded one (bionic: the linked namespace's loaded copy first).
+    let linked = Namespace::isolated("zlinked")
+        .search([search.as_str()])
+        .link(std::sync::Arc::new(Namespace::new("zsys")), ["libz.so.1"]);
+    assert_eq!(zlib_major(&linked), 1);
+}
+
 /// The read system calls this process has made (`syscr` of `/proc/self/io`), if the kernel
 /// counts them.
 fn read_syscalls() -> Option<u64> {
