@@ -555,8 +555,9 @@ impl Namespace {
         }
         // An isolated namespace's own search found nothing: a library of that name the process
         // has loaded is used (libc, for one), as for every namespace, but only now (see
-        // `own_copies_first`: a name a link lists was answered so before the search).
-        if asker == Asker::Dependency && self.own_copies_first(name) {
+        // `own_copies_first`: a name a link lists was answered so before the search). Also for
+        // a mapped library's `dlopen` of it (the system linker then opens it with its flags).
+        if self.own_copies_first(name) {
             if let Some(sys) = crate::process_scope::SystemLibrary::if_loaded_shared(name) {
                 return Ok(Resolved::System(sys));
             }

@@ -1515,3 +1515,22 @@ fn a_version_the_dependency_does_not_define_fails_the_load_as_with_glibc() {
     // SAFETY: the handle kept above, closed once.
     unsafe { libc::dlclose(glibc_weak.expect("opened")) };
 }
+
+/// Regression: a library mapped in an isolated namespace could not `dlopen` a library the
+/// process has loaded (libc), although its own `DT_NEEDED` of it bound the process's copy and
+/// `Namespace::isolated` says such libraries are refused only when not loaded: the search,
+/// which has no system directories, found nothing and the `dlopen` failed. A system library
+/// nobody loaded is still refused.
+#[test]
+fn an_isolated_namespaces_library_can_dlopen_a_library_the_process_has_loaded() {
+    let opener = build("opener", "opener.c", "fxopener", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    let ns = Namespace::isolated("iso-dl");
+    // SAFETY: a trusted fixture.
+    let lib = unsafe { ns.open(opener.as_path()) }.unwrap_or_else(|e| panic!("{e}"));
+    let arg = |s: &std::ffi::CString| s.as_ptr() as i64;
+    let (libc_name, labs) = (std::ffi::CString::new("libc.so.6").unwrap(), std::ffi::CString::new("labs").unwrap());
+    assert_eq!(call(&lib, "fx_open_call", &[arg(&libc_name), arg(&labs), -5]), 5, "dlopen(libc.so.6) + labs(-5)");
+    // No process loads this test library: the isolated namespace still refuses it.
+    let unloaded = std::ffi::CString::new("libfx-nobody-loaded.so.9").unwrap();
+    assert_eq!(call(&lib, "fx_open_call", &[arg(&unloaded), arg(&labs), -5]), -1);
+}
