@@ -178,7 +178,10 @@ impl GrowableMmap {
     }
 
     /// Writes dirty pages of `range` back to the file and waits (`msync(MS_SYNC)`; the range
-    /// widens to whole pages).
+    /// widens to whole pages). Linux syncs the range as `fdatasync` does, with the metadata
+    /// needed to read it back: a length [`grow`](GrowableMmap::grow) or
+    /// [`append`](GrowableMmap::append) extended the file to is durable with the data of the
+    /// flushed range, other metadata (times) is not.
     pub fn flush(&self, range: impl RangeBounds<usize>) -> Result<()> {
         let path = || sys::fd_path(self.file.as_fd());
         let (off, len) =
