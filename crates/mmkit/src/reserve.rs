@@ -366,8 +366,10 @@ impl Reservation {
     /// range lent out (its borrower owns it until it is dropped). The guard returned keeps any
     /// range from being lent until the operation is done.
     fn check_mut(&self, op: &'static str, offset: usize, len: usize) -> Result<(*mut u8, LendLock<'_>)> {
-        let ptr = self.check(op, offset, len)?;
+        // The lock first: a failed MAP_FIXED gives ranges up (`lost`) under it, so a range
+        // checked before it was taken could be given up before this operation's kernel call.
         let lock = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let ptr = self.check(op, offset, len)?;
         if let Some(book) = lock.as_ref() {
             let book = book.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(&(o, l)) = book.out.iter().find(|&&(o, l)| len > 0 && offset < o + l && o < offset + len) {
@@ -1044,5 +1046,38 @@ mod tests {
             unsafe { sys::munmap(fourth, page) }.unwrap();
             return;
         }
+    }
+
+    /// Regression (review diff3): `check_mut` looked at the given-up ranges before it took the
+    /// lock that orders the operations, so an operation whose check passed just before another
+    /// thread's failed `MAP_FIXED` gave a range up (under that lock) then mapped over it, over
+    /// another owner's mapping. The failed call is played here by hand, under the lock.
+    #[test]
+    fn an_operation_waiting_for_the_lock_sees_a_range_given_up_meanwhile() {
+        let page = sys::page_size();
+        let r = Reservation::new(4 * page).unwrap();
+        let base = r.as_mut_ptr();
+        std::thread::scope(|s| {
+            let held = r.book.lock().unwrap();
+            // Checks the range, then waits for the lock the failing call below holds.
+            let waiting = s.spawn(|| r.decommit(0, 4 * page));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            // SAFETY: pages 1 and 2 of our own reservation, nothing refers to them: the hole a
+            // failed MAP_FIXED leaves.
+            unsafe { sys::munmap(base.add(page), 2 * page) }.unwrap();
+            let flags = MapFlags::PRIVATE | MapFlags::from_bits_retain(sys::kconst::MAP_FIXED_NOREPLACE as u32);
+            // SAFETY: page 1, unmapped just above: "another owner's" mapping placed in the hole
+            // (NOREPLACE: another test thread's may be there already).
+            let other = unsafe { sys::mmap(base.add(page).cast(), page, ProtFlags::READ, flags, None, 0) };
+            // SAFETY: page 1 of our 4-page reservation.
+            r.refill_after_failed_fixed(unsafe { base.add(page) }, 2 * page);
+            drop(held);
+            let res = waiting.join().unwrap();
+            assert!(res.is_err(), "mapped over a range given up while it waited for the lock");
+            if let Ok(p) = other {
+                // SAFETY: the page this test mapped as another owner's, which the drop leaves.
+                unsafe { sys::munmap(p, page) }.unwrap();
+            }
+        });
     }
 }
