@@ -700,8 +700,26 @@ impl Reservation {
             return Err(crate::mapping::bad_anon_name(name));
         }
         let mut applied = true;
-        for (off, len) in self.owned_segments() {
-            // SAFETY: the segment is ours; naming changes no contents.
+        // Around the ranges given up after a failed MAP_FIXED: another owner's mappings.
+        let mut lost = self.lost.get_mut().unwrap_or_else(|e| e.into_inner()).clone();
+        lost.sort_unstable();
+        let pieces = self.owned_segments().flat_map(|(off, len)| {
+            let mut at = off;
+            let mut out = Vec::new();
+            for &(s, l) in lost.iter().filter(|&&(s, l)| s < off + len && s + l > off) {
+                if s > at {
+                    out.push((at, s - at));
+                }
+                at = at.max(s + l);
+            }
+            if at < off + len {
+                out.push((at, off + len - at));
+            }
+            out
+        });
+        for (off, len) in pieces.collect::<Vec<_>>() {
+            // SAFETY: the piece is ours (no carved or given-up range); naming changes no
+            // contents.
             match unsafe { sys::set_anon_name(self.base.as_ptr().add(off), len, Some(&c)) } {
                 Ok(()) => {}
                 // EBADF: a file map inside; names only apply to anonymous areas.
@@ -1079,5 +1097,39 @@ mod tests {
                 unsafe { sys::munmap(p, page) }.unwrap();
             }
         });
+    }
+
+    /// Regression (review diff3): `set_name` named every segment the reservation owns, the
+    /// ranges given up after a failed `MAP_FIXED` included: another owner's anonymous mapping
+    /// there took the reservation's name (`prctl(PR_SET_VMA_ANON_NAME)` over it).
+    #[test]
+    fn set_name_leaves_a_range_given_up_alone() {
+        let page = sys::page_size();
+        let mut r = Reservation::new(4 * page).unwrap();
+        // SAFETY: page 1 of our own reservation, nothing refers to it: replaced by "another
+        // owner's" page (as after a failed MAP_FIXED and another mmap in the hole), which this
+        // test unmaps itself at the end.
+        let other = unsafe {
+            let at = r.as_mut_ptr().add(page);
+            let prot = ProtFlags::READ | ProtFlags::WRITE;
+            sys::mmap(at.cast(), page, prot, MapFlags::PRIVATE | MapFlags::FIXED, None, 0).unwrap()
+        };
+        r.lost.lock().unwrap().push((page, page));
+        let other_name = c"other-owner";
+        // SAFETY: the other owner's anonymous page; naming changes no contents.
+        if unsafe { sys::set_anon_name(other, page, Some(other_name)) }.is_err() {
+            eprintln!("skipped: the kernel cannot name anonymous areas");
+        } else {
+            assert!(r.set_name("mmkit-mine").unwrap());
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let line = maps
+                .lines()
+                .find(|l| l.starts_with(&format!("{:x}-", other as usize)))
+                .expect("the other owner's page is mapped");
+            assert!(line.ends_with("[anon:other-owner]"), "another owner's mapping was renamed: {line}");
+        }
+        drop(r);
+        // SAFETY: the other owner's page, which the drop left mapped; done with.
+        unsafe { sys::munmap(other, page) }.unwrap();
     }
 }
