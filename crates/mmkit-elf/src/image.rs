@@ -68,6 +68,8 @@ pub(crate) struct Image {
     relro_file: std::sync::Mutex<Option<(RelroMode, rustix::fd::OwnedFd)>>,
     /// RELRO pages `(mapped from the RELRO file, private)`, once shared.
     relro_sharing: std::sync::OnceLock<(u64, u64)>,
+    /// The code and RELRO are sealed ([`Image::seal_now`] done, at load or on a later open).
+    sealed: std::sync::atomic::AtomicBool,
 }
 
 /// Source of [`Image`] ids (0 is never used: an empty [`Table`] belongs to no image).
@@ -262,6 +264,7 @@ impl Image {
             seal: false,
             relro_file: std::sync::Mutex::new(None),
             relro_sharing: std::sync::OnceLock::new(),
+            sealed: std::sync::atomic::AtomicBool::new(false),
         };
         // End of what the segments so far cover (with `first_mapped`, the file holds the rest).
         let mut covered = plan.span_vaddr;
@@ -570,8 +573,13 @@ impl Image {
 
     /// `mseal`s the executable segments and the RELRO range of the relocated image, whatever
     /// it was loaded with (a library loaded unsealed and opened again with
-    /// [`LoadOptions::seal`]). Sealing a range again is no error.
+    /// [`LoadOptions::seal`]). Once done, it is not done again: every open with `seal` of a
+    /// library loaded made `mseal` calls, and the reservation recorded the ranges again each
+    /// time (a list growing with the opens).
     pub(crate) fn seal_now(&self, plan: &Plan) -> Result<()> {
+        if self.sealed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let code = self.ranges.iter().filter(|r| r.2.executable()).map(|&(s, e, _)| (s, e - s));
         for (start, len) in code.chain(plan.relro) {
             self.space.seal(self.space_offset(start), len as usize).map_err(|e| {
@@ -584,6 +592,7 @@ impl Image {
                 err
             })?;
         }
+        self.sealed.store(true, Ordering::Release);
         Ok(())
     }
 

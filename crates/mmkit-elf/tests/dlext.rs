@@ -349,6 +349,68 @@ fn sealing_a_library_already_loaded_seals_it_then() {
     }
 }
 
+/// Regression (review diff3): every open with `seal(true)` of a library loaded already sealed
+/// its code and RELRO again: `mseal` calls on each open, and the reservation recorded the sealed
+/// ranges once more each time (a list growing with the opens). Once sealed, an open makes no
+/// `mseal` call: a thread whose `mseal` fails (a seccomp filter) still opens it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_library_sealed_once_is_not_sealed_again_on_each_open() {
+    let path = build("dlext", "basic.c", "fxsealonce", &["-Wl,-z,relro", "-Wl,-z,now"]);
+    let ns = mmkit_elf::Namespace::new("seal-once").search([path.parent().unwrap().to_str().unwrap()]);
+    // SAFETY: test fixture.
+    let plain = unsafe { ns.open(path.as_path()) }.unwrap();
+    // SAFETY: as above.
+    match unsafe { ns.open_with(path.as_path(), &LoadOptions::new().seal(true)) } {
+        Ok(_) => {}
+        Err(e) if e.errno().is_none() && e.to_string().contains("no mseal(2)") => {
+            assert!(std::env::var_os("CI").is_none(), "the CI kernel lacks mseal: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // This thread only: mseal (462 on every architecture) fails with EPERM.
+            const SYS_MSEAL: u32 = 462;
+            let filter = [
+                libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: SYS_MSEAL,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            // SAFETY: prctl with integer arguments and a filter that outlives the call; both
+            // apply to this thread only (no TSYNC), which ends with the scope.
+            unsafe {
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+                assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog), 0);
+            }
+            for source in [Source::path(path.as_path()), Source::path(path.as_path())] {
+                // SAFETY: as above.
+                let again = unsafe { ns.open_with(source, &LoadOptions::new().seal(true)) }
+                    .unwrap_or_else(|e| panic!("sealed again (mseal called) on a later open: {e}"));
+                assert_eq!(again.span(), plain.span(), "the same copy");
+            }
+        });
+    });
+}
+
 /// Sum of `Pss:` (KiB) of process `pid`'s areas inside `[start, end)`, and the inodes backing them.
 fn pss_in(pid: i32, start: u64, end: u64) -> (u64, Vec<u64>) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
