@@ -4,7 +4,8 @@
 //! (`PROT_NONE`, `MAP_NORESERVE`, so it costs no memory and no commit charge), and parts of it
 //! are made usable later. Because mmkit owns the whole range, it is the one place `MAP_FIXED`
 //! is used: replacing pages inside our own reservation cannot clobber anyone else's mapping.
-//! Dropping the reservation unmaps everything inside it.
+//! Dropping the reservation unmaps everything inside it (but sealed pages, and what a failed
+//! `MAP_FIXED` let another mapping take: see [`Reservation`]'s invariant).
 //!
 //! | want | call |
 //! |---|---|
@@ -225,7 +226,9 @@ impl ReserveOptions {
 ///
 /// # Invariant
 /// A reservation exclusively owns `[base, base + len)` minus its carved ranges (each owned by
-/// exactly one sub-reservation); `len` is a non-zero page multiple of at most `isize::MAX`.
+/// exactly one sub-reservation) and minus the ranges it gave up after a failed `MAP_FIXED` left
+/// them unmapped and another mapping took them (never touched again; see `refill`); `len` is
+/// a non-zero page multiple of at most `isize::MAX`.
 /// It hands out raw pointers only, never a reference, so the operations that change what is
 /// mapped there (commit, decommit, guard, mapping a memfd) are safe: they are the only place
 /// mmkit uses `MAP_FIXED`, and only on address space this value owns.
@@ -270,8 +273,8 @@ struct LendBook {
     out: Vec<(usize, usize)>,
 }
 
-// SAFETY: a Reservation exclusively owns its address range (minus carved ranges, which it
-// never touches); operations through `&self` are kernel calls on that range, which are
+// SAFETY: a Reservation exclusively owns its address range (minus carved ranges and ranges
+// given up after a failed MAP_FIXED, which it never touches); operations through `&self` are kernel calls on that range, which are
 // thread-safe.
 unsafe impl Send for Reservation {}
 // SAFETY: as above; no references into the range are handed out.
