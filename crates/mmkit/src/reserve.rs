@@ -271,6 +271,9 @@ type LendLock<'a> = MutexGuard<'a, Option<Arc<Mutex<LendBook>>>>;
 struct LendBook {
     lender_dropped: bool,
     out: Vec<(usize, usize)>,
+    /// Ranges a lent reservation gave up after a failed `MAP_FIXED` (another owner's now):
+    /// never the lender's again.
+    given_up: Vec<(usize, usize)>,
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges and ranges
@@ -381,6 +384,17 @@ impl Reservation {
                     .with_range(offset as u64, len as u64)
                     .with_detail(format!(
                         "range overlaps [{o:#x}, {:#x}), lent out (Reservation::lend) and not given back yet",
+                        o + l
+                    )));
+            }
+            let overlaps = |&&(o, l): &&(usize, usize)| len > 0 && offset < o + l && o < offset + len;
+            if let Some(&(o, l)) = book.given_up.iter().find(overlaps) {
+                return Err(Error::new(op, ErrorKind::OutOfBounds)
+                    .with_addr(self.base.as_ptr() as usize)
+                    .with_range(offset as u64, len as u64)
+                    .with_detail(format!(
+                        "range overlaps [{o:#x}, {:#x}), given up while lent (a failed mmap(MAP_FIXED) left it \
+                         unmapped and another mapping took its place)",
                         o + l
                     )));
             }
@@ -983,6 +997,7 @@ impl Drop for Reservation {
             let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
             book.lender_dropped = true;
             sealed.extend_from_slice(&book.out);
+            sealed.extend_from_slice(&book.given_up);
         }
         sealed.sort_unstable();
         // Lent: decommitted back to a living lender, whose book says so (held until the range is
@@ -1012,7 +1027,7 @@ impl Drop for Reservation {
             // What was given up (here or while giving the range back) stays out of the lender's
             // hands for good: it is another owner's.
             let lost = self.lost.get_mut().unwrap_or_else(|e| e.into_inner());
-            book.out.extend(lost.iter().map(|&(o, l)| (at + o, l)));
+            book.given_up.extend(lost.iter().map(|&(o, l)| (at + o, l)));
         }
     }
 }
@@ -1100,6 +1115,26 @@ mod tests {
                 unsafe { sys::munmap(p, page) }.unwrap();
             }
         });
+    }
+
+    /// Regression (review diff3): a range a lent reservation gave up came back to its lender
+    /// refused as "lent out ... and not given back yet", which it had been.
+    #[test]
+    fn a_range_given_up_while_lent_is_refused_as_such() {
+        let page = sys::page_size();
+        let lender = Reservation::new(4 * page).unwrap();
+        let lent = lender.lend(page, 2 * page).unwrap();
+        // As after a failed MAP_FIXED whose hole another mapping took (here the page stays a
+        // reserved page of ours, unmapped by hand below).
+        lent.lost.lock().unwrap().push((0, page));
+        drop(lent);
+        let err = lender.commit(page, page, Protection::READ).unwrap_err();
+        assert!(err.to_string().contains("given up"), "{err}");
+        lender.commit(2 * page, page, Protection::READ).unwrap();
+        let at = lender.as_mut_ptr();
+        drop(lender);
+        // SAFETY: the page the drops left mapped (given up), ours: nothing refers to it.
+        unsafe { sys::munmap(at.add(page), page) }.unwrap();
     }
 
     /// Regression (review diff3): `set_name` named every segment the reservation owns, the
