@@ -398,8 +398,11 @@ fn a_library_sealed_once_is_not_sealed_again_on_each_open() {
             // SAFETY: prctl with integer arguments and a filter that outlives the call; both
             // apply to this thread only (no TSYNC), which ends with the scope.
             unsafe {
-                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-                assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog), 0);
+                // (Variadic: every argument passed as the `unsigned long` prctl reads.)
+                let (one, zero) = (1 as libc::c_ulong, 0 as libc::c_ulong);
+                assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, one, zero, zero, zero), 0);
+                let mode = libc::SECCOMP_MODE_FILTER as libc::c_ulong;
+                assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, mode, &prog as *const libc::sock_fprog), 0);
             }
             for source in [Source::path(path.as_path()), Source::path(path.as_path())] {
                 // SAFETY: as above.
