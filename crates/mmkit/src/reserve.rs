@@ -277,8 +277,8 @@ struct LendBook {
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges and ranges
-// given up after a failed MAP_FIXED, which it never touches); operations through `&self` are kernel calls on that range, which are
-// thread-safe.
+// given up after a failed MAP_FIXED, which it never touches); operations through `&self` are
+// kernel calls on that range, which are thread-safe.
 unsafe impl Send for Reservation {}
 // SAFETY: as above; no references into the range are handed out.
 unsafe impl Sync for Reservation {}
