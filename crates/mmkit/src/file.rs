@@ -11,7 +11,13 @@
 //! - **modifying** it: the bytes behind a `&[u8]` change, which Rust's aliasing rules forbid.
 //!
 //! The caller promises neither happens while the map lives (e.g. the file is private to the
-//! program, or locked by convention). The safe routes are:
+//! program, or locked by convention). Appending is not modifying: a reader of a log that another
+//! process only appends to (never truncates, never rewrites) keeps the promise if its map covers
+//! only bytes the writer has finished with, up to a length the writer publishes after writing
+//! them, not up to the file's current length (an appender such as
+//! [`GrowableMmap::append`](crate::GrowableMmap::append) extends the file before it copies the
+//! record in). To see later records, map again (or [`remap`](Mmap::remap)) up to the new length.
+//! The safe routes are:
 //! - [`MmapRaw`], which hands out raw pointers only, with
 //!   [`copy_from_mapping`](MmapRaw::copy_from_mapping), which turns a would-be `SIGBUS` into an
 //!   [`ErrorKind::Truncated`] error;
