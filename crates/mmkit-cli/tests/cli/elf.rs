@@ -94,15 +94,34 @@ fn call_prints_the_result() {
     assert_eq!(stdout(&o).trim(), "12");
 }
 
+/// A copy of the library `so` in `dir` under a file name that is not UTF-8.
+fn non_utf8_copy(dir: &Path, so: &Path) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"lib\xff\xfe.so"));
+    std::fs::copy(so, &odd).unwrap();
+    odd
+}
+
+/// An APK holding `so`, in a directory of `dir` whose name is not UTF-8: the directory and the
+/// `archive!/entry` argument naming the library in it.
+fn non_utf8_apk(dir: &Path, so: &Path) -> (std::path::PathBuf, std::ffi::OsString) {
+    use std::os::unix::ffi::OsStrExt;
+    let odd_dir = dir.join(std::ffi::OsStr::from_bytes(b"\xff"));
+    std::fs::create_dir(&odd_dir).unwrap();
+    let spec = apk(&odd_dir, so);
+    let (_, entry) = spec.rsplit_once("!/").unwrap();
+    let mut arg = odd_dir.join("app.apk").into_os_string();
+    arg.push(format!("!/{entry}"));
+    (odd_dir, arg)
+}
+
 #[test]
 fn a_source_whose_path_is_not_utf8_is_loaded() {
     // A file name is any bytes. SOURCE was a String: a name that is not UTF-8 was refused as a
     // usage error (exit 2) before anything was opened, from a file and as an APK's path.
-    use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
     let so = fixture_so(dir.path(), &[]);
-    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"lib\xff\xfe.so"));
-    std::fs::copy(&so, &odd).unwrap();
+    let odd = non_utf8_copy(dir.path(), &so);
     let o = Command::new(MMKIT).args(["elf", "call"]).arg(&odd).args(["fx_add", "2", "40"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "42");
@@ -110,12 +129,7 @@ fn a_source_whose_path_is_not_utf8_is_loaded() {
         let o = Command::new(MMKIT).args(["elf", sub]).arg(&odd).output().unwrap();
         assert!(o.status.success(), "elf {sub}: {}", stderr(&o));
     }
-    let odd_dir = dir.path().join(std::ffi::OsStr::from_bytes(b"\xff"));
-    std::fs::create_dir(&odd_dir).unwrap();
-    let spec = apk(&odd_dir, &so);
-    let (_, entry) = spec.rsplit_once("!/").unwrap();
-    let mut arg = odd_dir.join("app.apk").into_os_string();
-    arg.push(format!("!/{entry}"));
+    let (_, arg) = non_utf8_apk(dir.path(), &so);
     let o = Command::new(MMKIT).args(["elf", "call"]).arg(&arg).args(["fx_mul", "6", "7"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "42");
@@ -132,8 +146,7 @@ fn json_names_a_non_utf8_source_exactly() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
     let so = fixture_so(dir.path(), &[]);
-    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"lib\xff\xfe.so"));
-    std::fs::copy(&so, &odd).unwrap();
+    let odd = non_utf8_copy(dir.path(), &so);
     let bytes = |b: &[u8]| serde_json::Value::from(b.iter().map(|&b| serde_json::Value::from(b)).collect::<Vec<_>>());
     let check = |args: &[&std::ffi::OsStr], exact: &[u8]| {
         let o = Command::new(MMKIT).args(args).arg("--json").output().unwrap();
@@ -146,12 +159,7 @@ fn json_names_a_non_utf8_source_exactly() {
     check(&[os("elf"), os("plan"), odd.as_os_str()], odd_bytes);
     check(&[os("elf"), os("load"), odd.as_os_str()], odd_bytes);
     // An APK whose path is not UTF-8.
-    let odd_dir = dir.path().join(std::ffi::OsStr::from_bytes(b"\xff"));
-    std::fs::create_dir(&odd_dir).unwrap();
-    let spec = apk(&odd_dir, &so);
-    let (_, entry) = spec.rsplit_once("!/").unwrap();
-    let mut arg = odd_dir.join("app.apk").into_os_string();
-    arg.push(format!("!/{entry}"));
+    let (odd_dir, arg) = non_utf8_apk(dir.path(), &so);
     check(&[os("elf"), os("plan"), &arg], arg.as_bytes());
     check(&[os("elf"), os("load"), &arg], arg.as_bytes());
     // A bare name found in a directory of LD_LIBRARY_PATH that is not UTF-8: the file found.
