@@ -788,6 +788,13 @@ impl PagedRegionBuilder {
     /// [`MAX_HANDLER_THREADS`](Self::MAX_HANDLER_THREADS): more is an
     /// [`ErrorKind::InvalidArgument`] error at [`build`](Self::build), before any thread starts).
     ///
+    /// One thread reads up to 16 fault messages at a time and serves them in turn; with more
+    /// than one, each thread reads one at a time, so a fault never waits behind another
+    /// fault's slow source call while a handler is free. More threads than cores help when the
+    /// source blocks (a disk or a network), or where waking a sleeping thread is dear (a VM
+    /// whose idle vCPUs halt: a second thread roughly doubled throughput there, see
+    /// BENCHMARKS.md).
+    ///
     /// ```
     /// use mmkit_pager::{PagedRegion, PagedRegionBuilder, ZeroSource};
     /// let len = 4 * mmkit::page_size();
@@ -872,7 +879,10 @@ impl PagedRegionBuilder {
 
     /// Handler threads poll the userfaultfd without sleeping for `spin` after their last fault
     /// before they block in `poll(2)` again: lower latency for bursts of faults, at the price
-    /// of a busy core while spinning. Default: zero (block at once).
+    /// of a busy core while spinning. Default: zero (block at once). It pays where waking a
+    /// blocked thread is dear: in a VM whose idle vCPUs halt, a fault's round trip measured
+    /// 70–80 µs blocking and 18–20 µs with `spin(200µs)`; on two busy cores it did not help
+    /// (BENCHMARKS.md, mmkit-pager).
     pub fn spin(&mut self, spin: Duration) -> &mut Self {
         self.spin = spin;
         self
