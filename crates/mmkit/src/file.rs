@@ -100,7 +100,8 @@ macro_rules! forward_flush {
                 self.map.flush(range)
             }
 
-            /// Starts writing back the dirty pages of `range` (`msync(MS_ASYNC)`).
+            /// `msync(MS_ASYNC)` over `range`: on Linux it starts no write-back (see
+            /// [`Mapping::flush_async`]); [`flush`](Self::flush) writes and waits.
             pub fn flush_async(&self, range: impl RangeBounds<usize>) -> Result<()> {
                 self.map.flush_async(range)
             }
