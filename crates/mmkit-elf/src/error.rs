@@ -69,7 +69,8 @@ pub enum ErrorKind {
     /// defines (`DT_VERDEF`): it was built against a newer build of the dependency. glibc's
     /// `dlopen` refuses it the same way (`` version `V' not found (required by …) ``).
     VersionNotFound,
-    /// [`Library::symbol`](crate::Library::symbol) found no such symbol.
+    /// [`Library::symbol`](crate::Library::symbol) found no such symbol, or was asked for a
+    /// type that is not pointer-sized (`symbol::<u32>`: the message says so).
     SymbolNotFound,
     /// [`Library::function`](crate::Library::function) found a symbol that is not code.
     NotAFunction,

@@ -138,9 +138,10 @@ impl Library {
     /// # Safety
     /// `T` must be the symbol's true type (as with `dlsym` + a cast): calling a function
     /// through a wrong signature, or reading data as the wrong type, is undefined behavior.
-    /// `T` must be pointer-sized. A copy of the pointer taken out of the [`Symbol`] must not
-    /// be used after the library is unloaded (see [`Symbol`]), nor, for a thread-local
-    /// variable, after the calling thread has exited.
+    /// A copy of the pointer taken out of the [`Symbol`] must not be used after the library is
+    /// unloaded (see [`Symbol`]), nor, for a thread-local variable, after the calling thread
+    /// has exited. (`T` must be pointer-sized: another size is refused with
+    /// [`ErrorKind::SymbolNotFound`](crate::ErrorKind::SymbolNotFound), naming the size.)
     #[doc(alias = "dlsym")]
     pub unsafe fn symbol<T: Copy>(&self, name: &str) -> Result<Symbol<'_, T>> {
         // SAFETY: the caller's contract is this function's.
