@@ -120,16 +120,23 @@ macro_rules! remap_face {
             /// Growth never exposes bytes that would raise `SIGBUS`: past the last page of the
             /// file (or of a shared memory object) it is refused with [`ErrorKind::OutOfBounds`]
             /// and the map keeps its old size. The check is per page, unlike the map's
-            /// constructors, which refuse any byte past the end of the file: growth into the
-            /// rest of the file's last page succeeds, and those bytes read as zeros and are
-            /// never written to the file (extend the file with `set_len` first). Anonymous
-            /// private memory grows with zeros; for it [`MmapMut::remap_anon`] is the safe call.
+            /// constructors, which refuse any byte past the end of the file (the map keeps no
+            /// descriptor to ask the file's length): growth into the rest of the file's last
+            /// page succeeds, and those bytes are not the file's. They read as zeros at first,
+            /// but what is written there is the page cache's, not the file's: a disk file
+            /// system (ext4) zeroes them again when it writes the page back (`flush`, or its
+            /// flusher threads at any time) or when the file is extended, and on tmpfs (and a
+            /// memfd) a later `set_len` makes them the file's bytes. Extend the file with
+            /// `set_len` first. Anonymous private memory grows with zeros; for it
+            /// [`MmapMut::remap_anon`] is the safe call.
             ///
             /// # Safety
             /// For a file-backed map, the
             /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) now covers
             /// the new length: nobody may truncate the file below it or modify it while the map
-            /// lives.
+            /// lives, and the new length must not pass the file's end (the bytes after it, up
+            /// to the end of its last page, change under the map as said above: nothing here
+            /// checks them).
             pub unsafe fn remap(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
                 // SAFETY: forwarded contract.
                 unsafe { self.map.resize(new_len, options) }

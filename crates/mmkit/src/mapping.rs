@@ -1109,13 +1109,16 @@ impl Mapping {
     /// `process_vm_readv`, which reports a page that would raise `SIGBUS` as an error. When the
     /// file does not reach that page, the mapping is shrunk back and the call fails with
     /// [`ErrorKind::OutOfBounds`]. (Like `mmap`, the check is per page: bytes between the end of
-    /// the file and the end of its last page read as zeros and never reach the file.)
+    /// the file and the end of its last page are not the file's; they read as zeros at first,
+    /// a write there is zeroed again by a disk file system's write-back or by extending the
+    /// file, and on tmpfs a later `ftruncate` makes it the file's: see the faces' `remap`.)
     /// Hugetlb mappings and mappings with guard pages after the window cannot be resized.
     ///
     /// # Safety
     /// For a file-backed mapping the caller extends the
     /// [file-mapping contract](crate::file#safety-the-file-mapping-contract) to the new length:
-    /// nobody truncates the file below it (or modifies it) while slices of the mapping are alive.
+    /// nobody truncates the file below it (or modifies it) while slices of the mapping are alive,
+    /// and the new length does not pass the file's end (see above: only whole pages are checked).
     pub unsafe fn resize(&mut self, new_len: usize, options: RemapOptions) -> Result<()> {
         let page = sys::page_size() as u64;
         let (path, addr) = (self.path.clone(), self.base.as_ptr() as usize);

@@ -230,3 +230,25 @@ fn typed_faces_become_raw() {
     let raw = MmapRaw::from(ro);
     assert_eq!(raw.len(), page());
 }
+
+#[test]
+fn bytes_grown_into_past_the_end_of_the_file_are_not_the_files() {
+    // Why `remap`'s contract forbids growing past the file's end even inside its last page
+    // (the docs said those bytes "read as zeros and never reach the file"): on shmem (a memfd,
+    // tmpfs) a write there becomes the file's when the file is extended later; on a disk file
+    // system the write-back zeroes it again under the map.
+    let p = page();
+    let shm = mmkit::SharedMemory::create("remap-tail", 100).unwrap();
+    // SAFETY: the memfd is this test's alone; only the map writes it (the growth past its end
+    // breaks `remap`'s contract on purpose, to show what that contract guards against).
+    let mut map = unsafe { shm.map_mut() }.unwrap();
+    // SAFETY: as above.
+    unsafe { map.remap(p, RemapOptions::new()) }.unwrap();
+    assert_eq!(map[200], 0, "the bytes past the end read as zeros at first");
+    map[200] = b'X';
+    shm.set_len(p as u64).unwrap();
+    let mut byte = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&File::from(std::os::fd::OwnedFd::from(shm)), &mut byte, 200)
+        .unwrap();
+    assert_eq!(byte[0], b'X', "on shmem the write past the old end became the file's byte");
+}
