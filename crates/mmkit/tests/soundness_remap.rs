@@ -248,7 +248,6 @@ fn bytes_grown_into_past_the_end_of_the_file_are_not_the_files() {
     map[200] = b'X';
     shm.set_len(p as u64).unwrap();
     let mut byte = [0u8; 1];
-    std::os::unix::fs::FileExt::read_exact_at(&File::from(std::os::fd::OwnedFd::from(shm)), &mut byte, 200)
-        .unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&File::from(std::os::fd::OwnedFd::from(shm)), &mut byte, 200).unwrap();
     assert_eq!(byte[0], b'X', "on shmem the write past the old end became the file's byte");
 }
