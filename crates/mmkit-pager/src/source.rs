@@ -3,8 +3,11 @@
 //!
 //! A source is asked for one page at a time, at a byte offset that is a multiple of the page
 //! size, and writes the page into the buffer it is given (always exactly one page). It may be
-//! called from several handler threads at once (hence `Send + Sync`), and is never asked twice
-//! for the same page of one region (the region records which pages it filled).
+//! called from several handler threads at once (hence `Send + Sync`), and once it has supplied
+//! a page of a region it is never asked for that page again (the region records which pages it
+//! filled). A page it failed may be asked again: by the
+//! [retry policy](crate::PagedRegionBuilder::retry), and when a page after the faulting one in a
+//! [fault-around](crate::PagedRegionBuilder::fault_around) window failed, when it is touched.
 //!
 //! A source must not read its own region (through the slice or [`read`](crate::PagedRegion::read)):
 //! it runs on a handler thread, which would wait for a page that only it can supply.
