@@ -23,6 +23,45 @@
 //!   [`ErrorKind::Truncated`] error;
 //! - a sealed memfd (`F_SEAL_SHRINK` and `F_SEAL_WRITE`), which the kernel guarantees cannot
 //!   shrink or change: see [`SharedMemory`](crate::SharedMemory).
+//!
+//! # Typed views: a file of fixed-size records
+//! [`Mmap::as_slice_of`] and [`Mmap::as_ref_of`] (and their `MmapMut` forms) take
+//! [zerocopy](https://docs.rs/zerocopy/0.8) **0.8** types: derive `FromBytes`, `Immutable` and
+//! `KnownLayout` with `zerocopy = { version = "0.8", features = ["derive"] }` in your
+//! `Cargo.toml` (mmkit does not re-export it; another major version's traits do not match).
+//! `as_slice_of` views the whole map, so records after a header are mapped on their own, at
+//! the header's offset (any offset works; the records' address is then the offset's):
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+//!
+//! #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+//! #[repr(C)]
+//! struct Header { magic: [u8; 8], count: u64 }
+//!
+//! #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+//! #[repr(C)]
+//! struct Record { key: u64, value: [u8; 24] }
+//!
+//! # let dir = tempfile::tempdir()?; let path = dir.path().join("table.bin");
+//! # let mut bytes = Header { magic: *b"RECORDS1", count: 1000 }.as_bytes().to_vec();
+//! # for key in 0..1000u64 { bytes.extend_from_slice(Record { key, value: [key as u8; 24] }.as_bytes()); }
+//! # std::fs::write(&path, &bytes)?;
+//! let file = std::fs::File::open(&path)?;
+//! // SAFETY: nobody truncates or rewrites table.bin while it is mapped.
+//! let map = unsafe { mmkit::Mmap::map(&file) }?;
+//! let header: &Header = map.as_ref_of(0)?;
+//! let len = usize::try_from(header.count)? * size_of::<Record>();
+//! // SAFETY: as above.
+//! let records = unsafe { mmkit::MapOptions::new().offset(size_of::<Header>() as u64).len(len).map(&file) }?;
+//! let records: &[Record] = records.as_slice_of()?;
+//! assert_eq!((records.len(), records[999].key, records[999].value[0]), (1000, 999, 999u64 as u8));
+//! // A record at an offset that is not a multiple of its alignment, or a length that is not a
+//! // multiple of its size, is an `ErrorKind::Layout` error, not a panic.
+//! assert!(matches!(map.as_ref_of::<Record>(1), Err(e) if e.kind() == mmkit::ErrorKind::Layout));
+//! # Ok(()) }
+//! ```
 
 // One of the modules with `unsafe`: owns raw address space (DESIGN.md: the faces and composites).
 #![allow(unsafe_code)]
@@ -157,7 +196,8 @@ macro_rules! typed_views {
     ($face:ty) => {
         impl $face {
             /// The whole mapping as a slice of `T`: its length must be a multiple of
-            /// `size_of::<T>()` and its address aligned for `T`.
+            /// `size_of::<T>()` and its address aligned for `T`. `T` derives zerocopy 0.8's
+            /// traits: see [records after a header](crate::file#typed-views-a-file-of-fixed-size-records).
             pub fn as_slice_of<T: FromBytes + Immutable + KnownLayout>(&self) -> Result<&[T]> {
                 <[T]>::ref_from_bytes(&self[..]).map_err(|e| {
                     layout_error(
