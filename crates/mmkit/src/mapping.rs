@@ -1030,6 +1030,9 @@ impl Mapping {
     /// `SIGBUS` (the file was truncated under the map) into an [`ErrorKind::Truncated`] error.
     /// This is the safe way to read a file map when another process may shrink the file.
     ///
+    /// It reads with `process_vm_readv(2)` on this process: where a seccomp sandbox denies that
+    /// call, every copy fails with its errno (`EPERM`, or `ENOSYS` under gVisor).
+    ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::io::Write;
@@ -1162,7 +1165,8 @@ impl Mapping {
         self.base = base;
         self.map_len = new_map_len;
         let private_anon = self.file_offset.is_none() && self.sharing == Sharing::Private;
-        if new_map_len > old.1 && !private_anon && !self.last_page_backed() {
+        let probe = if new_map_len > old.1 && !private_anon { self.last_page_backed() } else { Ok(true) };
+        if probe != Ok(true) {
             // Shrinking in place always succeeds; the old bytes stay where they are now.
             // SAFETY: the region is ours and no reference into it is alive.
             let back = unsafe { sys::mremap(base.as_ptr(), new_map_len, old.1, false) };
@@ -1172,6 +1176,19 @@ impl Mapping {
             } else {
                 // Keep owning the whole region, but expose only the old bytes.
                 self.len = self.len.min(new_len);
+            }
+            if let Err(e) = probe {
+                // The probe itself was refused (a seccomp filter: EPERM; gVisor: ENOSYS): the
+                // growth cannot be checked, which says nothing about the file's length.
+                return Err(Error::os("mremap", e)
+                    .with_opt_path(path.as_deref())
+                    .with_addr(addr)
+                    .with_range(0, new_len as u64)
+                    .with_detail(format!(
+                        "the new bytes cannot be checked: process_vm_readv, which reads the last new page \
+                         without risking SIGBUS, was refused ({e}; a seccomp sandbox denies it), so the growth \
+                         was undone"
+                    )));
             }
             return Err(fail(
                 ErrorKind::OutOfBounds,
@@ -1188,13 +1205,18 @@ impl Mapping {
     }
 
     /// Whether the last page of the kernel region can be read without a fault (`SIGBUS` past
-    /// the end of a file, `PROT_NONE`): `process_vm_readv` reports such a page as an error.
-    fn last_page_backed(&self) -> bool {
+    /// the end of a file, `PROT_NONE`): `process_vm_readv` reports such a page as `EFAULT`.
+    /// Another error (`EPERM` from a seccomp filter, `ENOSYS`) means it could not be asked.
+    fn last_page_backed(&self) -> std::result::Result<bool, rustix::io::Errno> {
         let mut byte = [0u8; 1];
         // SAFETY: the byte lies inside our mapping; `read_self` tolerates unreadable pages.
         let src = unsafe { self.base.as_ptr().add(self.map_len - 1) };
         // SAFETY: as above.
-        matches!(unsafe { sys::read_self(src, &mut byte) }, Ok(1))
+        match unsafe { sys::read_self(src, &mut byte) } {
+            Ok(n) => Ok(n == 1),
+            Err(rustix::io::Errno::FAULT) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Names an anonymous mapping (`[anon:NAME]` in `/proc/self/maps`). Returns `false`

@@ -14,6 +14,9 @@
 //!    file as an error instead of raising `SIGBUS` (file truncation only removes a tail, so
 //!    when the last byte is backed, so is the rest of the batch). A truncated file ends the scan
 //!    with an [`ErrorKind::Truncated`] error (so does a populate that meets such a page).
+//!    Where `process_vm_readv` is denied (a container's seccomp profile: `EPERM`; gVisor:
+//!    `ENOSYS`), the probe, and so the scan, fails at its first batch with that errno: read
+//!    the map as a slice there (the contract alone then guards against truncation).
 //!
 //! The probe narrows the `SIGBUS` window to a truncation that lands, between the probe and the
 //! read, inside the batch being read; it does not lift the

@@ -251,3 +251,40 @@ fn bytes_grown_into_past_the_end_of_the_file_are_not_the_files() {
     std::os::unix::fs::FileExt::read_exact_at(&File::from(std::os::fd::OwnedFd::from(shm)), &mut byte, 200).unwrap();
     assert_eq!(byte[0], b'X', "on shmem the write past the old end became the file's byte");
 }
+
+/// Fails `process_vm_readv` with `errno` on this thread (a test's own thread, and the threads it
+/// starts), as a container's seccomp profile that denies it does (gVisor: `ENOSYS`).
+fn deny_process_vm_readv(errno: i32) {
+    let f = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        f(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0), // seccomp_data.nr
+        f(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_process_vm_readv as u32, 0, 1),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | errno as u32, 0, 0),
+        f(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl with valid arguments; the kernel copies the filter.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog), 0);
+    }
+}
+
+#[test]
+fn growth_that_cannot_be_checked_says_why_not_that_the_file_is_short() {
+    // Regression: where `process_vm_readv` is denied (a seccomp sandbox), growing a map of a
+    // file long enough was refused as "the file ends before byte …" (OutOfBounds): the probe's
+    // refusal was taken for a page past the end.
+    let p = page();
+    let file = file_of(4 * p);
+    // SAFETY: the file is ours and stays four pages long.
+    let mut map = unsafe { MapOptions::new().len(p).map(&file) }.unwrap();
+    deny_process_vm_readv(libc::EPERM);
+    // SAFETY: as above.
+    let err = unsafe { map.remap(2 * p, moving()) }.unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EPERM), "{err}");
+    assert_ne!(err.kind(), ErrorKind::OutOfBounds, "{err}");
+    assert!(err.to_string().contains("process_vm_readv"), "{err}");
+    assert_eq!(map.len(), p, "the map keeps its old size");
+    touch_all(&map);
+}
