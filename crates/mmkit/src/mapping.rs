@@ -1007,9 +1007,9 @@ impl Mapping {
     }
 
     /// `msync(MS_ASYNC)` over `range` (memmap2's `flush_async`): checks the range and returns
-    /// without waiting. On Linux it starts no write-back: the kernel ignores `MS_ASYNC` since
-    /// 2.6.19 (it already tracks the dirty pages, which its flusher threads write back after
-    /// `vm.dirty_expire_centisecs`, 30 s by default). To start write-back early, call
+    /// without waiting. On Linux it starts no write-back: the kernel ignores `MS_ASYNC` (see
+    /// mm/msync.c: the dirty pages are already tracked, and its flusher threads write them back
+    /// after `vm.dirty_expire_centisecs`, 30 s by default). To start write-back early, call
     /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` on the file; to make the pages durable,
     /// [`flush`](Self::flush).
     pub fn flush_async(&self, range: impl RangeBounds<usize>) -> Result<()> {
