@@ -74,7 +74,10 @@ pub enum ErrorKind {
     SymbolNotFound,
     /// [`Library::function`](crate::Library::function) found a symbol that is not code.
     NotAFunction,
-    /// A `DT_NEEDED` library could not be found or loaded.
+    /// A `DT_NEEDED` library could not be found or loaded; also what
+    /// [`Library::segments`](crate::Library::segments) and
+    /// [`Library::verify`](crate::Library::verify) answer for a system library the system
+    /// linker loaded (it has no mappings of mmkit's).
     DependencyNotFound,
     /// The mappings do not match `/proc/self/maps`.
     VerifyFailed,

@@ -1770,13 +1770,20 @@ impl Library {
     }
 
     /// The mappings, in address order, with resident pages counted by `mincore`.
+    ///
+    /// A system library the system linker loaded (what the default
+    /// [`SystemPolicy`](crate::SystemPolicy) does with `Library::open("libm.so.6")`) has no
+    /// mappings of mmkit's: the answer is an error (of kind
+    /// [`DependencyNotFound`](crate::ErrorKind::DependencyNotFound)) saying so, as for
+    /// [`verify`](Self::verify).
     pub fn segments(&self) -> Result<Vec<LibraryMapping>> {
         self.mapped("list the mappings")?.segments()
     }
 
     /// Checks the mappings against `/proc/self/maps`: every page of the reservation is mapped
     /// with the planned access rights, file pages from this library's file at the planned
-    /// offsets, `.bss` and gaps anonymous.
+    /// offsets, `.bss` and gaps anonymous. For a system library the system linker loaded it is
+    /// an error (see [`segments`](Self::segments)).
     pub fn verify(&self) -> Result<()> {
         self.mapped("verify against /proc/self/maps")?.verify()
     }
