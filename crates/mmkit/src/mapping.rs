@@ -73,6 +73,9 @@ pub struct Mapping {
     name_applied: bool,
     /// Maps a file on hugetlbfs: `map_len` and range operations count in its huge pages.
     hugetlbfs: bool,
+    /// `MADV_HUGEPAGE` was applied (a [`HugePages::Transparent`] request): `pages` is worked out
+    /// from the region's place and length, so again after a resize.
+    thp_advised: bool,
 }
 
 // SAFETY: a Mapping exclusively owns its address range (like Box<[u8]>); the raw pointer is not
@@ -517,6 +520,7 @@ impl Mapping {
             pages,
             name_applied: false,
             hugetlbfs: false,
+            thp_advised: false,
         }
     }
 
@@ -545,14 +549,23 @@ impl Mapping {
         Ok(())
     }
 
-    /// `MADV_HUGEPAGE` on the whole region, and the page outcome it earns: the kernel maps a
-    /// huge page only where a PMD-aligned, PMD-sized piece of the region lies (for a file, at
-    /// a PMD-aligned file offset too); say so when there is none rather than claim huge pages.
+    /// `MADV_HUGEPAGE` on the whole region, and the page outcome it earns (see
+    /// [`thp_outcome`](Self::thp_outcome)).
     fn advise_thp(&mut self) {
         if let Err(e) = self.advise(.., Advice::HugePage) {
             self.pages.fallback = Some(format!("MADV_HUGEPAGE refused: {e}"));
             return;
         }
+        self.thp_advised = true;
+        self.thp_outcome();
+    }
+
+    /// The page outcome of a region advised `MADV_HUGEPAGE`: the kernel maps a huge page only
+    /// where a PMD-aligned, PMD-sized piece of the region lies (for a file, at a PMD-aligned
+    /// file offset too); say so when there is none rather than claim huge pages. Asked again
+    /// after [`resize`](Self::resize), which may move or shrink the region (the advice goes
+    /// with it).
+    fn thp_outcome(&mut self) {
         let pmd = sys::thp_size() as u64;
         let base = self.base.as_ptr() as u64;
         let end = base + self.map_len as u64;
@@ -561,7 +574,9 @@ impl Mapping {
         let congruent = file_base.map_or(true, |fb| base.wrapping_sub(fb) % pmd == 0);
         if fits && congruent {
             self.pages.page_size = pmd as usize;
+            self.pages.fallback = None;
         } else {
+            self.pages.page_size = sys::page_size();
             self.pages.fallback = Some(if fits {
                 format!(
                     "MADV_HUGEPAGE applied, but the address {base:#x} and the file offset differ modulo the huge \
@@ -1177,6 +1192,9 @@ impl Mapping {
                 // Keep owning the whole region, but expose only the old bytes.
                 self.len = self.len.min(new_len);
             }
+            if self.thp_advised {
+                self.thp_outcome();
+            }
             if let Err(e) = probe {
                 // The probe itself was refused (a seccomp filter: EPERM; gVisor: ENOSYS): the
                 // growth cannot be checked, which says nothing about the file's length.
@@ -1201,6 +1219,11 @@ impl Mapping {
             ));
         }
         self.len = new_len;
+        // The region may have moved or shrunk: whether it still holds a huge page is asked
+        // again (no system call: the advice goes with the area).
+        if self.thp_advised {
+            self.thp_outcome();
+        }
         Ok(())
     }
 

@@ -318,3 +318,25 @@ fn guarded_map_rejects_missing_length() {
     assert!(MapOptions::new().map_anon_guarded(1).is_err());
     assert!(MapOptions::new().len(usize::MAX - 4096).map_anon_guarded(1).is_err());
 }
+
+/// Regression (review B): `page_outcome` kept claiming huge pages after `remap_anon` moved the
+/// map to an address no huge page fits at, or shrank it below one huge page.
+#[test]
+fn the_page_outcome_follows_a_remap() {
+    if !matches!(thp_mode().as_deref(), Some("always") | Some("madvise")) {
+        eprintln!("skipped: THP is off");
+        return;
+    }
+    let pmd = pmd();
+    let mut mem = MapOptions::new().len(2 * pmd).huge_pages(HugePages::Transparent).map_anon().unwrap();
+    assert_eq!(mem.page_outcome().page_size, pmd);
+    mem.remap_anon(2 * page_size(), mmkit::RemapOptions::new()).unwrap();
+    let outcome = mem.page_outcome().clone();
+    assert_eq!(outcome.page_size, page_size(), "a two-page map holds no huge page: {outcome:?}");
+    assert!(outcome.fallback.as_deref().is_some_and(|f| f.contains("holds no")), "{outcome:?}");
+    // Grown back in place (or moved) to where a huge page fits again: claimed again.
+    mem.remap_anon(4 * pmd, mmkit::RemapOptions::new().may_move(true)).unwrap();
+    let (base, len) = mem.mapping().kernel_region();
+    let fits = base.next_multiple_of(pmd) + pmd <= base + len;
+    assert_eq!(mem.page_outcome().page_size == pmd, fits, "{:?} at {base:#x}", mem.page_outcome());
+}
