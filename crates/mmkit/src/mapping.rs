@@ -1377,8 +1377,9 @@ pub(crate) fn with_open_mode(
 
 /// Adds the limits that can cause an `ENOMEM` of mapping or committing `len` bytes to `err`:
 /// `RLIMIT_AS` (`ulimit -v`) for any map, `RLIMIT_DATA` (`ulimit -d`) for private writable
-/// memory, where they are set. Without either, `err` as it is (the commit limit of
-/// `vm.overcommit_memory=2` and `vm.max_map_count` are the other causes).
+/// memory, where they are set, and `vm.max_map_count` when the process is at it (a call that
+/// adds or splits an area then fails, however little it asks). Without any, `err` as it is (the
+/// commit limit of `vm.overcommit_memory=2` is the other cause).
 pub(crate) fn with_memory_limits(err: Error, e: rustix::io::Errno, len: usize, private_writable: bool) -> Error {
     if e != rustix::io::Errno::NOMEM {
         return err;
@@ -1390,6 +1391,13 @@ pub(crate) fn with_memory_limits(err: Error, e: rustix::io::Errno, len: usize, p
     }
     if let Some(l) = data.filter(|_| private_writable) {
         limits.push(format!("RLIMIT_DATA (`ulimit -d`, private writable memory) is {l:#x} bytes"));
+    }
+    // A call in the middle of an area splits it in three: two more areas than there were.
+    if let Some((areas, max)) = sys::map_count_and_limit().filter(|&(areas, max)| areas + 2 >= max) {
+        limits.push(format!(
+            "the process maps about {areas} areas and vm.max_map_count is {max} (a call that adds or splits an \
+             area fails at that limit)"
+        ));
     }
     if limits.is_empty() {
         return err;

@@ -459,7 +459,10 @@ impl Reservation {
         }
         // SAFETY: the range is inside our reservation (checked) and no references into it exist.
         unsafe { self.decommit_raw(ptr, len) }.map_err(|e| {
-            Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
+            let err = Error::os("mmap(MAP_FIXED, PROT_NONE)", e)
+                .with_addr(ptr as usize)
+                .with_range(offset as u64, len as u64);
+            crate::mapping::with_memory_limits(err, e, len, false)
         })?;
         self.replaced(offset, len, false);
         Ok(())

@@ -680,3 +680,33 @@ fn a_failed_map_inside_leaves_no_hole_for_another_owner() {
         return;
     }
 }
+
+/// Regression (review B): at `vm.max_map_count` a commit in the middle of an area (which splits
+/// it) failed with a bare "Cannot allocate memory (ENOMEM)", although memory and
+/// every rlimit were plentiful; the error now names the map count and its limit. Run in a child
+/// process of its own (it fills the process's areas).
+#[test]
+fn enomem_at_the_map_count_limit_names_it() {
+    if !in_limited_child("enomem_at_the_map_count_limit_names_it") {
+        return;
+    }
+    let page = page_size();
+    let max: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap().trim().parse().unwrap();
+    if max > 1 << 20 {
+        println!("skipped: vm.max_map_count is {max}\nLIMITED OK");
+        return;
+    }
+    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    // Every other page committed: two areas per page pair, until the kernel refuses.
+    let n = (max - areas.min(max)) / 2 + 16;
+    let heap = Reservation::new(2 * n * page).unwrap();
+    let filled =
+        (0..n).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err()).expect("reached the limit");
+    // A reserved page past the last commit, inside one reserved area: committing it splits
+    // that area in three.
+    let commit = heap.commit(2 * (filled + 2) * page + page, page, Protection::READ).unwrap_err();
+    drop(heap);
+    let err = commit.to_string();
+    assert!(err.contains("ENOMEM") && err.contains("vm.max_map_count is"), "{err}");
+    println!("LIMITED OK");
+}

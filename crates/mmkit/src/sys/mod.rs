@@ -97,6 +97,27 @@ pub(crate) fn thp_size() -> usize {
     size
 }
 
+/// The lines of `/proc/self/maps` (about the areas this process maps: one line per area, and
+/// `[vsyscall]` where there is one) and `vm.max_map_count`, when both can be read. Read through
+/// a stack buffer, no allocation: asked on an `ENOMEM` path, where the allocator itself may be
+/// unable to map more.
+#[doc(alias = "max_map_count")]
+pub(crate) fn map_count_and_limit() -> Option<(usize, usize)> {
+    use rustix::fs::{Mode, OFlags};
+    let max = read_number(c"/proc/sys/vm/max_map_count")?;
+    let fd = rustix::fs::open(c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut buf = [0u8; 4096];
+    let mut lines = 0;
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => return Some((lines, max)),
+            Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count(),
+            Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 /// A decimal number from a small sysfs file, read into a stack buffer (no allocation).
 fn read_number(path: &CStr) -> Option<usize> {
     use rustix::fs::{Mode, OFlags};
