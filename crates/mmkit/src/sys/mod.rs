@@ -609,7 +609,10 @@ const CHILD_PANICKED: i32 = 101;
 /// a lock on.
 #[doc(alias = "fork")]
 pub(crate) unsafe fn fork_with<F: FnOnce() -> u64>(f: F) -> SysResult<ChildEnd> {
-    let (rd, wr) = rustix::pipe::pipe()?;
+    // Close-on-exec: a process started meanwhile (by `f` in the child, or by another thread)
+    // must not hold the write end, or a child that dies before writing is seen only when that
+    // process exits.
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     // SAFETY: fork has no memory-safety preconditions of its own; the child's obligations are
     // forwarded to the caller.
     let pid = unsafe { libc::fork() };
