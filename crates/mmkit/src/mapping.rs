@@ -1299,7 +1299,13 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         if self.map_len > 0 {
             // SAFETY: we own `base..base+map_len` and no borrow of it outlives `self`.
-            let _ = unsafe { sys::munmap(self.base.as_ptr(), self.map_len) };
+            if unsafe { sys::munmap(self.base.as_ptr(), self.map_len) }.is_err() {
+                // At `vm.max_map_count` the kernel cannot unmap the middle of an area (the
+                // region merged with equal neighbours): the address space leaks, but its memory
+                // need not. MADV_DONTNEED frees the pages and splits nothing.
+                // SAFETY: as above; nothing reads the region again.
+                let _ = unsafe { sys::madvise(self.base.as_ptr(), self.map_len, libc::MADV_DONTNEED) };
+            }
         }
     }
 }

@@ -950,6 +950,11 @@ impl Reservation {
                 self.release(off, half, give_back);
                 self.release(off + half, len - half, give_back);
             }
+        } else if done == Err(rustix::io::Errno::NOMEM) {
+            // At `vm.max_map_count` the kernel cannot cut the middle out of an area: the address
+            // space leaks, but its memory need not (MADV_DONTNEED splits nothing).
+            // SAFETY: whole pages we own; nothing reads them again.
+            let _ = unsafe { sys::madvise(ptr, len, libc::MADV_DONTNEED) };
         }
     }
 
