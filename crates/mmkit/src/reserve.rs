@@ -662,6 +662,11 @@ impl Reservation {
     /// `MADV_GUARD_INSTALL` markers where the kernel has them (Linux 6.13+; committed pages
     /// keep their protection and no VMA is split), else `mprotect(PROT_NONE)`. The contents
     /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
+    ///
+    /// A range [sealed](Self::seal) keeps no contents from a guard either: the kernel takes
+    /// markers on sealed read-write pages (their bytes are lost, touching them faults) and
+    /// refuses them on sealed read-only ones (`EPERM`); without markers (`mprotect`) every
+    /// sealed page refuses (`EPERM`).
     pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
         let (ptr, _lend) = self.check_mut("guard", offset, len)?;
         // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
