@@ -955,10 +955,13 @@ impl Reservation {
                 self.release(off, half, give_back);
                 self.release(off + half, len - half, give_back);
             }
-        } else if done == Err(rustix::io::Errno::NOMEM) {
+        } else if done == Err(rustix::io::Errno::NOMEM) && !give_back {
             // At `vm.max_map_count` the kernel cannot cut the middle out of an area: the address
-            // space leaks, but its memory need not (MADV_DONTNEED splits nothing).
-            // SAFETY: whole pages we own; nothing reads them again.
+            // space leaks, but its memory need not (MADV_DONTNEED splits nothing). Only after a
+            // failed `munmap`, which changes nothing when it fails: a failed `MAP_FIXED` (giving
+            // back) may have left a hole that another owner's mapping now holds.
+            // SAFETY: whole pages we own, all still mapped (munmap failed as a whole); nothing
+            // reads them again.
             let _ = unsafe { sys::madvise(ptr, len, libc::MADV_DONTNEED) };
         }
     }
