@@ -287,29 +287,21 @@ fn skip_unless_root_under_ci(what: &str) {
 /// died before writing, the parent waited for that process to exit instead of seeing the end of
 /// the pipe (with `sleep infinity`: for ever). Safe code throughout.
 fn a_child_dying_after_starting_a_process_is_reported_at_once() {
+    // The child writes the sleeper's pid here; this process reads only its own file (no stale
+    // file of another run names a pid to kill).
+    let note = tempfile::NamedTempFile::new().unwrap();
+    let note_path = note.path().to_path_buf();
     let started = std::time::Instant::now();
     let result = in_forked_child_single_threaded(|| {
         // A process that outlives the child; it is killed below.
         let sleeper = std::process::Command::new("sleep").arg("20").spawn().expect("sleep starts");
-        std::fs::write(
-            std::env::temp_dir().join(format!("mmkit-sleeper-{}", std::process::id())),
-            sleeper.id().to_string(),
-        )
-        .unwrap();
+        std::fs::write(&note_path, sleeper.id().to_string()).unwrap();
         std::process::abort()
     });
     let waited = started.elapsed();
-    // The child wrote the sleeper's pid under its own pid; find and end it whatever happened.
-    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("mmkit-sleeper-").and_then(|_| std::fs::read_to_string(entry.path()).ok())
-        {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: a plain signal to the sleeper the child started.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            let _ = std::fs::remove_file(entry.path());
-        }
+    if let Some(pid) = std::fs::read_to_string(note.path()).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+        // SAFETY: a plain signal to the sleeper the child started (still running: `sleep 20`).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     assert_eq!(result.unwrap_err().signal(), Some(libc::SIGABRT));
     assert!(waited < std::time::Duration::from_secs(10), "the probe waited {waited:?} for an unrelated process");

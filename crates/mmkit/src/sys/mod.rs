@@ -106,7 +106,9 @@ pub(crate) fn map_count_and_limit() -> Option<(usize, usize)> {
     use rustix::fs::{Mode, OFlags};
     let max = read_number(c"/proc/sys/vm/max_map_count")?;
     let fd = rustix::fs::open(c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    let mut buf = [0u8; 4096];
+    /// Bytes per `read` of `/proc/self/maps` (any size works: lines are only counted).
+    const CHUNK: usize = 4 << 10;
+    let mut buf = [0u8; CHUNK];
     let mut lines = 0;
     loop {
         match rustix::io::read(&fd, &mut buf) {
