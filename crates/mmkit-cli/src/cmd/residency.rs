@@ -33,7 +33,9 @@ pub struct Args {
     /// Drop the files' clean pages from the page cache first (POSIX_FADV_DONTNEED).
     #[arg(long, short = 'e', conflicts_with = "lock")]
     pub evict: bool,
-    /// Lock the files in memory (mlock) and hold them until SIGINT or SIGTERM.
+    /// Lock the files in memory (mlock) and hold them until SIGINT or SIGTERM. Locked pages
+    /// cannot be reclaimed: a file whose pages (on tmpfs or ramfs: whose holes) need more memory
+    /// than is available (MemAvailable, less the files locked before it) is refused.
     #[arg(long, short = 'l')]
     pub lock: bool,
     /// Print only the totals, not a row per file (with --json: `total`, no `files`).
@@ -326,7 +328,7 @@ fn check_room_for_holes(path: &Path, op: &'static str, room: &mut Room) -> Resul
     let Ok(fs) = rustix::fs::statfs(path) else { return Ok(()) };
     let f_type = fs.f_type as u64;
     if !memory::lives_in_memory(f_type) {
-        return Ok(());
+        return if op == "lock" { check_room_to_lock(path, room) } else { Ok(()) };
     }
     let Ok(st) = rustix::fs::stat(path) else { return Ok(()) };
     // `st_blocks` counts 512-byte units whatever the block size.
@@ -362,6 +364,29 @@ fn check_room_for_holes(path: &Path, op: &'static str, room: &mut Room) -> Resul
             None => room.taken.push((dev, holes)),
         }
     }
+    Ok(())
+}
+
+/// Refuses to lock a file on a disk-backed file system whose pages need more memory than
+/// `room` has left of `MemAvailable`: a locked page-cache page cannot be reclaimed, so locking
+/// more than is available (a file larger than the machine's memory, or a sparse one whose
+/// holes read in as zero pages) ends in the OOM killer, as [`check_room_for_holes`] says of
+/// tmpfs. Every page counts, cached or not: a cached page is available memory until it is
+/// locked. A file whose size cannot be read is left to `lock`, which reports why.
+#[allow(clippy::unnecessary_cast)] // `stat` field types differ between targets
+fn check_room_to_lock(path: &Path, room: &mut Room) -> Result<(), mmkit::Error> {
+    let Ok(st) = rustix::fs::stat(path) else { return Ok(()) };
+    let page = mmkit::page_size() as u64;
+    let need = (st.st_size as u64).div_ceil(page).saturating_mul(page);
+    if let Some(left) = room.available.filter(|&left| need > left) {
+        return Err(mmkit::Error::new("lock", mmkit::ErrorKind::InvalidArgument).with_path(path).with_detail(format!(
+            "locking it would pin {} ({need} bytes) of page cache that cannot be reclaimed; the machine \
+             (MemAvailable) has {} ({left} bytes) left: not done (the OOM killer would end processes first)",
+            size::bytes(need),
+            size::bytes(left),
+        )));
+    }
+    room.available = room.available.map(|a| a.saturating_sub(need));
     Ok(())
 }
 

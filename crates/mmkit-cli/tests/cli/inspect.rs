@@ -379,6 +379,44 @@ fn touch_and_lock_refuse_tmpfs_holes_larger_than_memory() {
 }
 
 #[test]
+fn lock_refuses_a_disk_file_larger_than_memory() {
+    // Locked page-cache pages cannot be reclaimed: `--lock` of a file on disk larger than
+    // MemAvailable (here a sparse file twice its size, whose holes read in as zero pages) locked
+    // window after window, for root without limit, until the OOM killer. `ulimit -v` bounds a
+    // regression to ~1 GiB of address space (mmap then fails with ENOMEM instead).
+    let d = disk_dir();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let available: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("MemAvailable in /proc/meminfo")
+        * 1024;
+    let huge = d.path().join("huge");
+    let small = d.path().join("small");
+    File::create(&huge).unwrap().set_len(2 * available).unwrap();
+    write_file(&small, 3 * page());
+    let (h, s) = (huge.display(), small.display());
+    let script = format!(
+        "ulimit -v 1048576 || exit 99; exec {MMKIT} residency --json --lock {h} {s} & pid=$!
+         sleep 3; kill -TERM $pid; wait $pid"
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with(&format!("mmkit: warning: lock of {h} failed: locking it would pin"))
+            && l.contains("MemAvailable")),
+        "{err}"
+    );
+    // The file that fits is still locked, and both are counted.
+    assert!(err.contains("locked 3 pages of 1 file(s)"), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(total(&v, "files"), 2, "{v}");
+}
+
+#[test]
 fn counts_the_kernel_hides_are_said_to_be_no_measurement() {
     // For a file the caller neither owns nor may write, cachestat(2) refuses and mincore(2)
     // reports every page resident: 100% was printed, even right after --evict, with no word.
