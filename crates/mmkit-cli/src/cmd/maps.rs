@@ -75,7 +75,7 @@ fn zombie_parent(pid: u32) -> Option<u32> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = args.pid.unwrap_or_else(std::process::id);
     let mut sink = if args.json {
-        Sink::Json(JsonOut::start(pid, args.summary))
+        Sink::Json(JsonOut::start(pid, &command_line(pid), args.summary))
     } else {
         Sink::Table(TableOut::new(args.summary))
     };
@@ -415,15 +415,20 @@ fn device_id(buf: &mut [u8; 33], (major, minor): (u32, u32)) -> &[u8] {
 /// The process's command line (as `pmap` prints it), or its `comm` name, [`table::printable`]: the
 /// process chose both.
 fn process_name(pid: u32) -> String {
+    table::printable(&command_line(pid)).into_owned()
+}
+
+/// The process's command line, its words joined by spaces (lossy where not UTF-8), or its
+/// `comm` name when it has none (a kernel thread, a zombie); empty when neither can be read.
+fn command_line(pid: u32) -> String {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<String> =
         cmdline.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect();
-    let name = if words.is_empty() {
+    if words.is_empty() {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
     } else {
         words.join(" ")
-    };
-    table::printable(&name).into_owned()
+    }
 }
 
 // ---- JSON ---------------------------------------------------------------------------------------
@@ -432,7 +437,7 @@ fn process_name(pid: u32) -> String {
 /// serializer per mapping costs more than reading the mapping does.
 ///
 /// ```text
-/// { "pid": N, "mappings": [ {start, end, perms, offset, device, inode, path, deleted, kind,
+/// { "pid": N, "command": "...", "mappings": [ {start, end, perms, offset, device, inode, path, deleted, kind,
 ///   <counters>_kib, thp_eligible, vm_flags}, ... ], "by_kind": { kind: {mappings,
 ///   <counters>_kib} }, "total": {mappings, <counters>_kib} }
 /// ```
@@ -452,10 +457,14 @@ struct JsonOut {
 }
 
 impl JsonOut {
-    fn start(pid: u32, summary_only: bool) -> JsonOut {
+    /// Starts the document of process `pid`, whose command line is `command` (as the table's
+    /// first line names it).
+    fn start(pid: u32, command: &str, summary_only: bool) -> JsonOut {
         let mut out = Vec::with_capacity(JSON_FLUSH + JSON_SLACK);
         out.extend_from_slice(b"{\n  \"pid\": ");
         push_dec(&mut out, pid.into());
+        key(&mut out, 2, "command", true);
+        json::push_str(&mut out, command);
         if !summary_only {
             out.extend_from_slice(b",\n  \"mappings\": [");
         }
@@ -778,7 +787,7 @@ mod tests {
     fn a_document_cut_by_a_failed_read_still_parses() {
         let text = b"7f00-8f00 rw-p 00001000 fe:01 42                         /a\nSize:                  4 kB\n";
         for (summary_only, with_mapping) in [(false, false), (false, true), (true, false)] {
-            let mut j = JsonOut::start(7, summary_only);
+            let mut j = JsonOut::start(7, "x", summary_only);
             if with_mapping {
                 let flow = mmkit::inspect::maps::parse_smaps_each(text, |e| {
                     j.mapping(e, e.area.kind()).unwrap();
@@ -803,9 +812,9 @@ Size:                  4 kB\nRss:                   4 kB\nTHPeligible:    0\nVmF
 9f00-af00 r--p 00000000 00:00 0 \nSize:                  8 kB\n\
 af00-bf00 r--p 00000000 00:00 0 \nVmFlags: rd wr \nbf00-cf00 r--p 00000000 00:00 0 \nVmFlags: rd \n\
 cf00-df00 r--p 00000000 00:00 0 \nVmFlags: rd \ndf00-ef00 r--p 00000000 00:00 0 \nSize:                  8 kB\n";
-        let mut j = JsonOut::start(7, false);
+        let mut j = JsonOut::start(7, "mmkit maps \"7\"", false);
         for summary_only in [false, true] {
-            let mut e = JsonOut::start(7, summary_only);
+            let mut e = JsonOut::start(7, "x", summary_only);
             e.close(&Groups::default());
             let empty = String::from_utf8(e.out).unwrap();
             let v: serde_json::Value = serde_json::from_str(&empty).unwrap();

@@ -552,6 +552,25 @@ fn maps_summary_json_is_the_summary_only() {
     let summary = mmkit_json(&["maps", "--summary"]);
     assert!(summary.get("mappings").is_none(), "{summary}");
     assert!(summary["pid"].as_u64().is_some(), "{summary}");
+    // The command line the table's first line names (`PID:   COMMAND`) is in the JSON too.
+    // A second command keeps the shell from exec'ing `sleep`; `$0` is a word with a tab.
+    let mut sleep = Command::new("sh").args(["-c", "sleep 60; :", "a\tb"]).spawn().unwrap();
+    let pid = sleep.id().to_string();
+    let started = std::time::Instant::now();
+    let text = loop {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(b"sh\0-c\0") {
+            break stdout(&mmkit(&["maps", "--summary", &pid]));
+        }
+        assert!(started.elapsed().as_secs() < 30, "sh never ran: {cmdline:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let doc = mmkit_json(&["maps", "--summary", &pid]);
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+    assert!(text.starts_with(&format!("{pid}:   sh -c sleep 60; : a\\x09b\n")), "{text}");
+    assert_eq!(doc["command"], "sh -c sleep 60; : a\tb", "{doc}");
+    assert_eq!(mmkit_json(&["maps"])["command"].as_str().map(|c| c.contains("maps")), Some(true));
     let kinds = |v: &Value| v["by_kind"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(kinds(&summary), kinds(&full));
     assert!(summary["total"]["mappings"].as_u64().unwrap() > 0, "{summary}");
