@@ -87,6 +87,8 @@ struct ReportJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<Vec<FileJson>>,
     total: TotalJson,
+    /// The time the run took until the report (the table's `Elapsed:`), in nanoseconds.
+    elapsed_ns: u64,
 }
 
 /// Files handled together: each batch is evicted, touched, locked and counted before the walk
@@ -177,8 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         page_size: mmkit::page_size() as u64,
         files: out.rows.take(),
         total: std::mem::take(&mut out.total),
+        elapsed_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
     };
-    let printed = if args.json { crate::cli::json::print(&report) } else { print_table(&report, started) };
+    let printed = if args.json { crate::cli::json::print(&report) } else { print_table(&report) };
     // A reader that closed the pipe early (`| head -1`) ends the printing, not the run: the
     // files stay locked until a signal and paths that failed still fail the run (exit 1); only
     // then is the closed pipe the quiet exit it is for every report.
@@ -454,7 +457,7 @@ fn memlock_hint(e: &mmkit::Error) -> Option<String> {
 /// earlier report had 2 threads 1.5x slower than 1; one thread is the cheapest.
 const TOUCH_THREADS: usize = 1;
 
-fn print_table(report: &ReportJson, started: Instant) -> anyhow::Result<()> {
+fn print_table(report: &ReportJson) -> anyhow::Result<()> {
     let page = report.page_size;
     if let Some(files) = report.files.as_ref().filter(|f| !f.is_empty()) {
         let rows: Vec<Vec<String>> = files
@@ -488,7 +491,7 @@ fn print_table(report: &ReportJson, started: Instant) -> anyhow::Result<()> {
     if let Some(d) = t.dirty_pages {
         outln!("    Dirty Pages: {d}  {}", human(d.saturating_mul(page)))?;
     }
-    outln!("        Elapsed: {:.3} s", started.elapsed().as_secs_f64())
+    outln!("        Elapsed: {:.3} s", report.elapsed_ns as f64 / 1e9)
 }
 
 /// A progress bar on stderr when the work is long (256 MiB, or 2,000 files) and the output is

@@ -291,6 +291,8 @@ fn residency_quiet_json_is_the_totals_only() {
     // 4 KiB everywhere (arm64's 16 KiB kernels).
     for v in [&full, &quiet] {
         assert_eq!(v["page_size"], page(), "{v}");
+        // The table's `Elapsed:` line, in the JSON too.
+        assert!(v["elapsed_ns"].as_u64().is_some_and(|ns| ns > 0), "{v}");
     }
 }
 
