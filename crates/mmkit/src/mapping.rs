@@ -1302,9 +1302,10 @@ impl Drop for Mapping {
             if unsafe { sys::munmap(self.base.as_ptr(), self.map_len) }.is_err() {
                 // At `vm.max_map_count` the kernel cannot unmap the middle of an area (the
                 // region merged with equal neighbours): the address space leaks, but its memory
-                // need not. MADV_DONTNEED frees the pages and splits nothing.
-                // SAFETY: as above; nothing reads the region again.
-                let _ = unsafe { sys::madvise(self.base.as_ptr(), self.map_len, libc::MADV_DONTNEED) };
+                // need not (unless a page is sealed: see `discard_after_failed_unmap`).
+                // SAFETY: as above, all still mapped (a failed munmap changes nothing); nothing
+                // reads the region again.
+                unsafe { sys::discard_after_failed_unmap(self.base.as_ptr(), self.map_len) };
             }
         }
     }

@@ -959,10 +959,12 @@ impl Reservation {
             // At `vm.max_map_count` the kernel cannot cut the middle out of an area: the address
             // space leaks, but its memory need not (MADV_DONTNEED splits nothing). Only after a
             // failed `munmap`, which changes nothing when it fails: a failed `MAP_FIXED` (giving
-            // back) may have left a hole that another owner's mapping now holds.
+            // back) may have left a hole that another owner's mapping now holds. Pages sealed
+            // here that this value has not recorded (by a reservation it lent them to, which
+            // gave them back) keep their contents: `discard_after_failed_unmap` leaves them.
             // SAFETY: whole pages we own, all still mapped (munmap failed as a whole); nothing
             // reads them again.
-            let _ = unsafe { sys::madvise(ptr, len, libc::MADV_DONTNEED) };
+            unsafe { sys::discard_after_failed_unmap(ptr, len) };
         }
     }
 

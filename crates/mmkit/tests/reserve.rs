@@ -772,3 +772,43 @@ fn a_drop_at_the_map_count_limit_gives_the_memory_back() {
     assert_eq!((b_left, c_left), (0, 0), "memory left resident after the drops (map, carved range)");
     println!("LIMITED OK");
 }
+
+/// Regression (review G): pages a lent reservation sealed stay mapped in its lender when it is
+/// given back, unrecorded there; at `vm.max_map_count` (Linux 6.12+, whose `munmap` checks the
+/// map count before the seal) the lender's drop met `ENOMEM` inside the sealed area and
+/// dropped the sealed pages with `MADV_DONTNEED`, which the kernel allows on writable ones:
+/// sealed memory lost its contents. Run in a child process of its own.
+#[test]
+fn a_drop_at_the_map_count_limit_keeps_pages_a_borrower_sealed() {
+    if !in_limited_child("a_drop_at_the_map_count_limit_keeps_pages_a_borrower_sealed") {
+        return;
+    }
+    let page = page_size();
+    let Some(max) = reachable_map_count_limit() else { return };
+    // Lent at offset 0: the lender's drop then frees no area of its own (which would bring the
+    // process below the limit) before it meets the sealed pages.
+    let lender = Reservation::new(16 * page).unwrap();
+    let lent = lender.lend(0, 4 * page).unwrap();
+    lent.commit(0, 4 * page, Protection::READ_WRITE).unwrap();
+    // SAFETY: committed read-write above; raw writes.
+    unsafe { lent.as_mut_ptr().write_bytes(7, 4 * page) };
+    match lent.seal(0, 4 * page) {
+        Err(e) if e.kind() == mmkit::ErrorKind::Unsupported => {
+            println!("skipped: {e}\nLIMITED OK");
+            return;
+        }
+        r => r.unwrap(),
+    }
+    let sealed = lent.as_ptr() as usize;
+    drop(lent);
+    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let m = (max - areas.min(max)) / 2 + 16;
+    let heap = Reservation::new(2 * m * page).unwrap();
+    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    drop(lender);
+    // SAFETY: sealed pages, which no drop can unmap; read-write, read here only.
+    let bytes: Vec<u8> = (0..4).map(|i| unsafe { *((sealed + i * page + 1) as *const u8) }).collect();
+    drop(heap);
+    assert_eq!(bytes, [7; 4], "sealed pages lost their contents in the lender's drop");
+    println!("LIMITED OK");
+}

@@ -200,6 +200,27 @@ pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
     unsafe { rustix::mm::munmap(addr.cast(), len) }
 }
 
+/// After a `munmap` of `[addr, addr + len)` failed (at `vm.max_map_count` the kernel cannot cut
+/// the middle out of an area), frees its memory with `MADV_DONTNEED`, which splits nothing:
+/// the address space leaks, the memory does not. Not when a page of the range is sealed
+/// (`mseal`): the kernel lets `MADV_DONTNEED` zero sealed writable anonymous pages and (Linux
+/// 6.16+) drop the private copies of sealed file pages (a relocated RELRO reverts to the file's
+/// bytes), and from Linux 6.12 a `munmap` inside a sealed area at the limit fails with `ENOMEM`
+/// before the seal is looked at. A same-size `mremap` without `MREMAP_MAYMOVE` moves and splits
+/// nothing and answers `EPERM` on a sealed page (Linux 6.10+): only when it succeeds are the
+/// pages dropped. Error path only.
+///
+/// # Safety
+/// `addr..addr+len` is whole pages the caller owns, all still mapped (the failed `munmap`
+/// changed nothing), and nothing reads them again.
+pub(crate) unsafe fn discard_after_failed_unmap(addr: *mut u8, len: usize) {
+    // SAFETY: forwarded contract; a same-size mremap in place changes nothing.
+    if unsafe { mremap(addr, len, len, false) }.is_ok() {
+        // SAFETY: forwarded contract: the caller's pages, read by no one again.
+        let _ = unsafe { madvise(addr, len, libc::MADV_DONTNEED) };
+    }
+}
+
 /// `mprotect(2)`.
 ///
 /// # Safety
