@@ -663,10 +663,13 @@ impl Reservation {
     /// keep their protection and no VMA is split), else `mprotect(PROT_NONE)`. The contents
     /// are lost. [`unguard`](Self::unguard) or [`decommit`](Self::decommit) remove it.
     ///
-    /// A range [sealed](Self::seal) keeps no contents from a guard either: the kernel takes
-    /// markers on sealed read-write pages (their bytes are lost, touching them faults) and
-    /// refuses them on sealed read-only ones (`EPERM`); without markers (`mprotect`) every
-    /// sealed page refuses (`EPERM`).
+    /// A range [sealed](Self::seal) is not kept from a guard either. Where the kernel has
+    /// markers it takes them on sealed read-write pages and on sealed file or shared-memory
+    /// pages whatever their protection (kernels that put markers on file pages, 6.15+):
+    /// touching them faults, and the private bytes are lost (a written private file page reads
+    /// the file's bytes again after [`unguard`](Self::unguard); a shared page's bytes stay in
+    /// its file). It refuses them (`EPERM`) only on sealed read-only anonymous pages. Without
+    /// markers (`mprotect`) every sealed page refuses (`EPERM`).
     pub fn guard(&self, offset: usize, len: usize) -> Result<GuardKind> {
         let (ptr, _lend) = self.check_mut("guard", offset, len)?;
         // SAFETY: whole pages inside our reservation (checked), and only raw pointers into it
