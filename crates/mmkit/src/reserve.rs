@@ -437,9 +437,10 @@ impl Reservation {
         // it exist (we hand out raw pointers only).
         unsafe { sys::mmap(ptr.cast(), len, prot.prot_flags(), flags, None, 0) }.map_err(|e| {
             self.refill_after_failed_fixed(ptr, len);
-            Error::os("mmap(MAP_FIXED | MAP_ANONYMOUS)", e)
+            let err = Error::os("mmap(MAP_FIXED | MAP_ANONYMOUS)", e)
                 .with_addr(ptr as usize)
-                .with_range(offset as u64, len as u64)
+                .with_range(offset as u64, len as u64);
+            crate::mapping::with_memory_limits(err, e, len, prot.writable())
         })?;
         self.replaced(offset, len, false);
         if let Some(name) = &self.name {
@@ -614,10 +615,11 @@ impl Reservation {
                     return unaligned(huge);
                 }
             }
-            Error::os("mmap(MAP_FIXED)", e)
+            let err = Error::os("mmap(MAP_FIXED)", e)
                 .with_opt_path(sys::fd_path(fd).as_deref())
                 .with_addr(ptr as usize)
-                .with_range(file_offset, len as u64)
+                .with_range(file_offset, len as u64);
+            crate::mapping::with_memory_limits(err, e, len, prot.writable() && sharing == Sharing::Private)
         })?;
         self.replaced(offset, len, huge.is_some());
         if let Populate::Read | Populate::Write = populate {
@@ -683,7 +685,10 @@ impl Reservation {
             // (Not `self.decommit`: this call holds the lend lock it takes.)
             // SAFETY: as above: whole pages inside our reservation, only raw pointers into it.
             unsafe { self.decommit_raw(ptr, len) }.map_err(|e| {
-                Error::os("mmap(MAP_FIXED, PROT_NONE)", e).with_addr(ptr as usize).with_range(offset as u64, len as u64)
+                let err = Error::os("mmap(MAP_FIXED, PROT_NONE)", e)
+                    .with_addr(ptr as usize)
+                    .with_range(offset as u64, len as u64);
+                crate::mapping::with_memory_limits(err, e, len, false)
             })?;
             self.replaced(offset, len, false);
         }

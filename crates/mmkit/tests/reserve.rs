@@ -712,9 +712,18 @@ fn enomem_at_the_map_count_limit_names_it() {
     // A reserved page past the last commit, inside one reserved area: committing it splits
     // that area in three.
     let commit = heap.commit(2 * (filled + 2) * page + page, page, Protection::READ).unwrap_err();
+    // The same for the calls that map over a range (review G: they said a bare ENOMEM).
+    let zeroed = heap.commit_zeroed(2 * (filled + 2) * page + page, page, Protection::READ).unwrap_err();
+    let file = tempfile::tempfile().unwrap();
+    file.set_len(page as u64).unwrap();
+    // SAFETY: nobody refers to the range; the file is this test's alone.
+    let file_at =
+        unsafe { heap.map_file_at(2 * (filled + 2) * page + page, page, Protection::READ, Sharing::Private, &file, 0) }
+            .unwrap_err();
     drop(heap);
-    let err = commit.to_string();
-    assert!(err.contains("ENOMEM") && err.contains("vm.max_map_count is"), "{err}");
+    for err in [commit, zeroed, file_at].map(|e| e.to_string()) {
+        assert!(err.contains("ENOMEM") && err.contains("vm.max_map_count is"), "{err}");
+    }
     println!("LIMITED OK");
 }
 
