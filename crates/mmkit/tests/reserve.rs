@@ -821,3 +821,44 @@ fn a_drop_at_the_map_count_limit_keeps_pages_a_borrower_sealed() {
     assert_eq!(bytes, [7; 4], "sealed pages lost their contents in the lender's drop");
     println!("LIMITED OK");
 }
+
+/// Regression (review G): the drop's `MADV_DONTNEED` fallback at `vm.max_map_count` is refused
+/// (`EINVAL`) on a locked area (`lock`, or every area under `mlockall(MCL_FUTURE)`, where they
+/// all merge), so a locked map dropped there stayed resident and locked. Run in a child process
+/// of its own.
+#[test]
+fn a_locked_drop_at_the_map_count_limit_gives_the_memory_back() {
+    if !in_limited_child("a_locked_drop_at_the_map_count_limit_gives_the_memory_back") {
+        return;
+    }
+    let page = page_size();
+    let Some(max) = reachable_map_count_limit() else { return };
+    let n = 16;
+    let probe = mmkit::MapOptions::new().len(3 * n * page).map_anon().unwrap();
+    let at = probe.as_ptr() as usize;
+    drop(probe);
+    let place = |i: usize| {
+        let mut o = mmkit::MapOptions::new();
+        o.len(n * page).placement(mmkit::Placement::FixedNoReplace(at + i * n * page));
+        o.map_anon().unwrap()
+    };
+    let (a, mut b, c) = (place(0), place(1), place(2));
+    b.fill(1);
+    // Locked alike, the three merge into one area.
+    if let Err(e) = [&a, &b, &c].iter().try_for_each(|m| m.lock(..)) {
+        println!("skipped: {e}\nLIMITED OK");
+        return;
+    }
+    let b_at = b.as_ptr() as usize;
+    assert_eq!(resident_at(b_at, n * page), n);
+    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let m = (max - areas.min(max)) / 2 + 16;
+    let heap = Reservation::new(2 * m * page).unwrap();
+    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    drop(b);
+    let left = resident_at(b_at, n * page);
+    drop(heap);
+    drop((a, c));
+    assert_eq!(left, 0, "a locked map's memory left resident after its drop");
+    println!("LIMITED OK");
+}

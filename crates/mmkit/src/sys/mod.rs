@@ -208,7 +208,7 @@ pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
 /// bytes), and from Linux 6.12 a `munmap` inside a sealed area at the limit fails with `ENOMEM`
 /// before the seal is looked at. A same-size `mremap` without `MREMAP_MAYMOVE` moves and splits
 /// nothing and answers `EPERM` on a sealed page (Linux 6.10+): only when it succeeds are the
-/// pages dropped. Error path only.
+/// pages dropped (with `MADV_DONTNEED_LOCKED` where the area is locked). Error path only.
 ///
 /// # Safety
 /// `addr..addr+len` is whole pages the caller owns, all still mapped (the failed `munmap`
@@ -217,7 +217,13 @@ pub(crate) unsafe fn discard_after_failed_unmap(addr: *mut u8, len: usize) {
     // SAFETY: forwarded contract; a same-size mremap in place changes nothing.
     if unsafe { mremap(addr, len, len, false) }.is_ok() {
         // SAFETY: forwarded contract: the caller's pages, read by no one again.
-        let _ = unsafe { madvise(addr, len, libc::MADV_DONTNEED) };
+        if unsafe { madvise(addr, len, libc::MADV_DONTNEED) } == Err(Errno::INVAL) {
+            // A locked area refuses MADV_DONTNEED (a locked map, or every area of a process
+            // under mlockall(MCL_FUTURE), where they all merge): MADV_DONTNEED_LOCKED (Linux
+            // 5.18+) drops those pages too.
+            // SAFETY: as above.
+            let _ = unsafe { madvise(addr, len, libc::MADV_DONTNEED_LOCKED) };
+        }
     }
 }
 
