@@ -1299,10 +1299,13 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         if self.map_len > 0 {
             // SAFETY: we own `base..base+map_len` and no borrow of it outlives `self`.
-            if unsafe { sys::munmap(self.base.as_ptr(), self.map_len) }.is_err() {
+            if unsafe { sys::munmap(self.base.as_ptr(), self.map_len) } == Err(rustix::io::Errno::NOMEM) {
                 // At `vm.max_map_count` the kernel cannot unmap the middle of an area (the
                 // region merged with equal neighbours): the address space leaks, but its memory
-                // need not (unless a page is sealed: see `discard_after_failed_unmap`).
+                // need not (unless a page is sealed: see `discard_after_failed_unmap`). Only
+                // then: that ENOMEM comes for a range inside one area, which the seal probe
+                // answers for; another failure (EPERM: part of the region sealed with `mseal`)
+                // may span areas it does not look at.
                 // SAFETY: as above, all still mapped (a failed munmap changes nothing); nothing
                 // reads the region again.
                 unsafe { sys::discard_after_failed_unmap(self.base.as_ptr(), self.map_len) };

@@ -208,11 +208,14 @@ pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
 /// bytes), and from Linux 6.12 a `munmap` inside a sealed area at the limit fails with `ENOMEM`
 /// before the seal is looked at. A same-size `mremap` without `MREMAP_MAYMOVE` moves and splits
 /// nothing and answers `EPERM` on a sealed page (Linux 6.10+): only when it succeeds are the
-/// pages dropped (with `MADV_DONTNEED_LOCKED` where the area is locked). Error path only.
+/// pages dropped (with `MADV_DONTNEED_LOCKED` where the area is locked). The probe looks at
+/// the area at `addr` only (a same-size `mremap` over an unsealed area then a sealed one
+/// succeeds): call this only after the `ENOMEM` of the map-count limit, which `munmap` raises
+/// for a range inside one area. Error path only.
 ///
 /// # Safety
 /// `addr..addr+len` is whole pages the caller owns, all still mapped (the failed `munmap`
-/// changed nothing), and nothing reads them again.
+/// changed nothing), and nothing reads them again; the `munmap` failed with `ENOMEM`.
 pub(crate) unsafe fn discard_after_failed_unmap(addr: *mut u8, len: usize) {
     // SAFETY: forwarded contract; a same-size mremap in place changes nothing.
     if unsafe { mremap(addr, len, len, false) }.is_ok() {
