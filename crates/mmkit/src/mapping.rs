@@ -1198,7 +1198,8 @@ impl Mapping {
             if let Err(e) = probe {
                 // The probe itself was refused (a seccomp filter: EPERM; gVisor: ENOSYS): the
                 // growth cannot be checked, which says nothing about the file's length.
-                return Err(Error::os("mremap", e)
+                // Named for the call that failed: an EPERM of mremap itself would mean a seal.
+                return Err(Error::os("mremap (growth check: process_vm_readv)", e)
                     .with_opt_path(path.as_deref())
                     .with_addr(addr)
                     .with_range(0, new_len as u64)
