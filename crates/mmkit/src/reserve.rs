@@ -667,7 +667,7 @@ impl Reservation {
     ///
     /// A range [sealed](Self::seal) is not kept from a guard either. Where the kernel has
     /// markers it takes them on sealed read-write pages and on sealed file or shared-memory
-    /// pages whatever their protection (kernels that put markers on file pages, 6.15+):
+    /// pages whatever their protection (kernels that put markers on file pages: 6.18 does):
     /// touching them faults, and the private bytes are lost (a written private file page reads
     /// the file's bytes again after [`unguard`](Self::unguard); a shared page's bytes stay in
     /// its file). It refuses them (`EPERM`) only on sealed read-only anonymous pages. Without

@@ -783,7 +783,7 @@ fn a_drop_at_the_map_count_limit_gives_the_memory_back() {
 }
 
 /// Regression (review G): pages a lent reservation sealed stay mapped in its lender when it is
-/// given back, unrecorded there; at `vm.max_map_count` (Linux 6.12+, whose `munmap` checks the
+/// given back, unrecorded there; at `vm.max_map_count` (6.18 here, whose `munmap` checks the
 /// map count before the seal) the lender's drop met `ENOMEM` inside the sealed area and
 /// dropped the sealed pages with `MADV_DONTNEED`, which the kernel allows on writable ones:
 /// sealed memory lost its contents. Run in a child process of its own.

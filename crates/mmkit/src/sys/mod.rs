@@ -203,10 +203,10 @@ pub(crate) unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult<()> {
 /// After a `munmap` of `[addr, addr + len)` failed (at `vm.max_map_count` the kernel cannot cut
 /// the middle out of an area), frees its memory with `MADV_DONTNEED`, which splits nothing:
 /// the address space leaks, the memory does not. Not when a page of the range is sealed
-/// (`mseal`): the kernel lets `MADV_DONTNEED` zero sealed writable anonymous pages and (Linux
-/// 6.16+) drop the private copies of sealed file pages (a relocated RELRO reverts to the file's
-/// bytes), and from Linux 6.12 a `munmap` inside a sealed area at the limit fails with `ENOMEM`
-/// before the seal is looked at. A same-size `mremap` without `MREMAP_MAYMOVE` moves and splits
+/// (`mseal`): the kernel lets `MADV_DONTNEED` zero sealed writable anonymous pages and (seen on
+/// 6.18) drop the private copies of sealed file pages (a relocated RELRO reverts to the file's
+/// bytes), and (seen on 6.18) a `munmap` inside a sealed area at the limit fails with `ENOMEM`,
+/// the map count being checked before the seal. A same-size `mremap` without `MREMAP_MAYMOVE` moves and splits
 /// nothing and answers `EPERM` on a sealed page (Linux 6.10+): only when it succeeds are the
 /// pages dropped (with `MADV_DONTNEED_LOCKED` where the area is locked). The probe looks at
 /// the area at `addr` only (a same-size `mremap` over an unsealed area then a sealed one
