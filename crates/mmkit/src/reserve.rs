@@ -938,7 +938,8 @@ impl Reservation {
     /// be sealed that this value has not recorded (sealed by a reservation it lent them to, or
     /// with `mseal` directly): then the range is split in halves and each retried, so
     /// everything but the sealed pages is given back, in O(k log n) calls for k such sealed
-    /// ranges.
+    /// ranges. At `vm.max_map_count` a range inside one area answers `ENOMEM` instead, sealed
+    /// or not: its memory is then dropped unless it is sealed (`discard_after_failed_unmap`).
     ///
     /// # Safety
     /// Only from `drop`: `[off, off + len)` is whole pages this value owns (no carved range),
