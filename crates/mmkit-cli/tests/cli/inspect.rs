@@ -400,9 +400,14 @@ fn lock_refuses_a_disk_file_larger_than_memory() {
     File::create(&huge).unwrap().set_len(2 * available).unwrap();
     write_file(&small, 3 * page());
     let (h, s) = (huge.display(), small.display());
+    // The run holds its locks until a signal: it is ended once it says what it locked (polled:
+    // a fixed sleep ended it too early on a loaded machine), and its stderr then copied out.
+    let log = d.path().join("stderr");
+    let l = log.display();
     let script = format!(
-        "ulimit -v 1048576 || exit 99; exec {MMKIT} residency --json --lock {h} {s} & pid=$!
-         sleep 3; kill -TERM $pid; wait $pid"
+        "ulimit -v 1048576 || exit 99; {MMKIT} residency --json --lock {h} {s} 2>{l} & pid=$!
+         i=0; while [ $i -lt 1200 ] && ! grep -q 'to release' {l}; do sleep 0.05; i=$((i+1)); done
+         kill -TERM $pid; wait $pid; rc=$?; cat {l} >&2; exit $rc"
     );
     let out = Command::new("sh").args(["-c", &script]).output().unwrap();
     let err = stderr(&out);
