@@ -274,6 +274,10 @@ struct LendBook {
     /// Ranges a lent reservation gave up after a failed `MAP_FIXED` (another owner's now):
     /// never the lender's again.
     given_up: Vec<(usize, usize)>,
+    /// Ranges a lent reservation could not decommit when it gave them back (`ENOMEM` at
+    /// `vm.max_map_count`): they still hold its pages, bytes and protections, so the lender's
+    /// operations refuse them; the lender's drop unmaps them (they are its address space).
+    stale: Vec<(usize, usize)>,
 }
 
 // SAFETY: a Reservation exclusively owns its address range (minus carved ranges and ranges
@@ -398,6 +402,15 @@ impl Reservation {
                         o + l
                     )));
             }
+            if let Some(&(o, l)) = book.stale.iter().find(overlaps) {
+                return Err(Error::new(op, ErrorKind::InvalidArgument)
+                    .with_addr(self.base.as_ptr() as usize)
+                    .with_range(offset as u64, len as u64)
+                    .with_detail(format!(
+                        "range overlaps [{o:#x}, {:#x}), which its borrower could not decommit when it gave it                          back (ENOMEM: the process is at vm.max_map_count): it still holds the borrower's pages                          until this reservation is dropped",
+                        o + l
+                    )));
+            }
         }
         Ok((ptr, lock))
     }
@@ -475,11 +488,27 @@ impl Reservation {
     /// # Safety
     /// The range must be whole pages this reservation owns, with no reference into it.
     unsafe fn decommit_raw(&self, ptr: *mut u8, len: usize) -> sys::SysResult<()> {
+        // SAFETY: forwarded contract.
+        unsafe { self.decommit_or_refill(ptr, len) }.map_err(|(e, _)| e)
+    }
+
+    /// [`decommit_raw`](Self::decommit_raw), whose error also says whether the failed
+    /// `MAP_FIXED` had left a hole (then refilled or given up, see
+    /// [`refill_after_failed_fixed`](Self::refill_after_failed_fixed)): without one, the range
+    /// still holds what it held.
+    ///
+    /// # Safety
+    /// As [`decommit_raw`](Self::decommit_raw).
+    unsafe fn decommit_or_refill(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+    ) -> std::result::Result<(), (rustix::io::Errno, bool)> {
         let flags = MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED;
         // SAFETY: MAP_FIXED replaces pages inside our own reservation only (the caller's
         // contract); no references into it exist.
         unsafe { sys::mmap(ptr.cast(), len, ProtFlags::empty(), flags, None, 0) }
-            .inspect_err(|_| self.refill_after_failed_fixed(ptr, len))?;
+            .map_err(|e| (e, self.refill_after_failed_fixed(ptr, len)))?;
         if let Some(name) = &self.name {
             // The fresh pages are a new area: name them like the rest.
             // SAFETY: an anonymous range inside our reservation; naming changes no contents.
@@ -498,10 +527,13 @@ impl Reservation {
     /// range unmapped, so when any page is unmapped, every part of it that is mapped now is
     /// another owner's: the free parts are taken back as reserved pages (`MAP_FIXED_NOREPLACE`,
     /// which never replaces) and the rest is given up (`lost`). On the error path only.
-    fn refill_after_failed_fixed(&self, ptr: *mut u8, len: usize) {
-        if len > 0 && any_unmapped(ptr, len) {
+    /// Returns whether there was a hole.
+    fn refill_after_failed_fixed(&self, ptr: *mut u8, len: usize) -> bool {
+        let hole = len > 0 && any_unmapped(ptr, len);
+        if hole {
             self.refill(ptr, len);
         }
+        hole
     }
 
     /// Takes back the free parts of `[ptr, ptr + len)` as reserved pages and gives up the
@@ -830,7 +862,10 @@ impl Reservation {
     /// decommit, map, guard, seal, carve, lend it again: [`ErrorKind::InvalidArgument`]). If
     /// this one is dropped first, the lent range stays mapped (the drop unmaps around it) until
     /// the lent reservation is dropped, which then unmaps it: nothing in it disappears under
-    /// its borrower.
+    /// its borrower. Where the range cannot be decommitted when it is given back (`ENOMEM`: the
+    /// process is at `vm.max_map_count` and the range lies inside one of its areas), it still
+    /// holds the borrower's pages: this one then refuses it the same way until it is dropped,
+    /// which unmaps it.
     ///
     /// The range is lent as it is: pages the lender committed, mapped or guarded there stay so,
     /// and the borrower's [`commit`](Reservation::commit) only changes protections (a guard
@@ -944,14 +979,29 @@ impl Reservation {
     /// # Safety
     /// Only from `drop`: `[off, off + len)` is whole pages this value owns (no carved range),
     /// and nothing uses them afterwards.
-    unsafe fn release(&self, off: usize, len: usize, give_back: bool) {
+    unsafe fn release(&self, off: usize, len: usize, give_back: bool, stale: &mut Vec<(usize, usize)>) {
         let page = sys::page_size();
         // SAFETY: `off + len <= self.len`, so the pointer stays in our range.
         let ptr = unsafe { self.base.as_ptr().add(off) };
         let done = if give_back {
             // SAFETY: whole pages we own (the caller's contract); no reference into them exists
             // (we hand out raw pointers only, and the reservation is being dropped).
-            unsafe { self.decommit_raw(ptr, len) }
+            match unsafe { self.decommit_or_refill(ptr, len) } {
+                Ok(()) => Ok(()),
+                Err((e, hole)) => {
+                    if e != rustix::io::Errno::PERM && !hole {
+                        // Not decommitted (`ENOMEM` at `vm.max_map_count`: the lender's area
+                        // cannot be split) and no hole: the range still holds this value's
+                        // pages, bytes and protections. Handed back as reserved, the lender's
+                        // next `commit` (an `mprotect`) would show them instead of zeros, or
+                        // write through to a file mapped here: the lender refuses it instead,
+                        // and unmaps it when dropped. `EPERM` (a sealed page) is halved
+                        // around below.
+                        stale.push((off, len));
+                    }
+                    Err(e)
+                }
+            }
         } else {
             // SAFETY: as above; carved ranges are never passed here (their sub-reservations
             // unmap them).
@@ -961,8 +1011,8 @@ impl Reservation {
             let half = len / page / 2 * page;
             // SAFETY: the two halves of our range, whole pages (the caller's contract).
             unsafe {
-                self.release(off, half, give_back);
-                self.release(off + half, len - half, give_back);
+                self.release(off, half, give_back, stale);
+                self.release(off + half, len - half, give_back, stale);
             }
         } else if done == Err(rustix::io::Errno::NOMEM) && !give_back {
             // At `vm.max_map_count` the kernel cannot cut the middle out of an area: the address
@@ -1031,6 +1081,9 @@ impl Drop for Reservation {
         // given back, so that the lender cannot be dropped in between and skip it), or unmapped.
         let lender = self.lent.as_ref().map(|(book, at)| (book.lock().unwrap_or_else(|e| e.into_inner()), *at));
         let give_back = lender.as_ref().is_some_and(|(book, _)| !book.lender_dropped);
+        // Ranges not decommitted back to the lender (see `release`); stays empty otherwise
+        // (no allocation: a dropped reservation is on every library unload's path).
+        let mut stale = Vec::new();
         // Every segment we own (a lent reservation has no carved ranges, so it is one), around
         // the sealed ranges: the kernel refuses a call touching one as a whole. Unmapped, or
         // decommitted back to the lender when lent.
@@ -1040,13 +1093,13 @@ impl Drop for Reservation {
                 if s > at {
                     // SAFETY: whole pages of a segment we own, before a sealed range; the
                     // reservation is being dropped.
-                    unsafe { self.release(at, s - at, give_back) };
+                    unsafe { self.release(at, s - at, give_back, &mut stale) };
                 }
                 at = at.max(s + l);
             }
             if at < off + len {
                 // SAFETY: as above, the rest of the segment.
-                unsafe { self.release(at, off + len - at, give_back) };
+                unsafe { self.release(at, off + len - at, give_back, &mut stale) };
             }
         }
         if let Some((mut book, at)) = lender {
@@ -1055,6 +1108,7 @@ impl Drop for Reservation {
             // hands for good: it is another owner's.
             let lost = self.lost.get_mut().unwrap_or_else(|e| e.into_inner());
             book.given_up.extend(lost.iter().map(|&(o, l)| (at + o, l)));
+            book.stale.extend(stale.iter().map(|&(o, l)| (at + o, l)));
         }
     }
 }

@@ -862,3 +862,46 @@ fn a_locked_drop_at_the_map_count_limit_gives_the_memory_back() {
     assert_eq!(left, 0, "a locked map's memory left resident after its drop");
     println!("LIMITED OK");
 }
+
+/// Regression (review G): a lent range whose give-back fails at `vm.max_map_count` (the
+/// lender's area cannot be split) went back to the lender as reserved while it still held the
+/// borrower's committed pages: the lender's next `commit` showed the borrower's bytes instead
+/// of the zero pages `commit` promises. The lender now refuses the range until it is dropped,
+/// and its drop unmaps it. Run in a child process of its own.
+#[test]
+fn a_lent_range_not_decommitted_at_the_map_count_limit_is_refused_by_the_lender() {
+    if !in_limited_child("a_lent_range_not_decommitted_at_the_map_count_limit_is_refused_by_the_lender") {
+        return;
+    }
+    let page = page_size();
+    let Some(max) = reachable_map_count_limit() else { return };
+    let lender = Reservation::new(16 * page).unwrap();
+    // Committed as a whole, then lent from the middle as it is (committed): decommitting it
+    // back cuts the middle out of one area, which the kernel refuses at the limit.
+    lender.commit(0, 16 * page, Protection::READ_WRITE).unwrap();
+    let lent = lender.lend(4 * page, 4 * page).unwrap();
+    // SAFETY: committed read-write (lent as it is); raw writes.
+    unsafe { lent.as_mut_ptr().add(page).write_bytes(7, 2 * page) };
+    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let m = (max - areas.min(max)) / 2 + 16;
+    let heap = Reservation::new(2 * m * page).unwrap();
+    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    drop(lent);
+    drop(heap);
+    // Below the limit again: a commit would succeed, and (before the fix) show the 7s.
+    match lender.commit(4 * page, 4 * page, Protection::READ_WRITE) {
+        Err(e) => assert!(e.to_string().contains("could not decommit"), "{e}"),
+        Ok(()) => {
+            // SAFETY: committed read-write just now; a raw read.
+            let byte = unsafe { *lender.as_ptr().add(5 * page) };
+            panic!("the lender committed the range back and reads {byte} at a page the borrower wrote 7 to");
+        }
+    }
+    let lent_at = lender.as_ptr() as usize + 4 * page;
+    drop(lender);
+    let mut vec = [0u8; 4];
+    // SAFETY: mincore only reads page tables: an unmapped range answers ENOMEM.
+    let rc = unsafe { libc::mincore(lent_at as *mut libc::c_void, 4 * page, vec.as_mut_ptr()) };
+    assert_eq!(rc, -1, "the range is still mapped after its lender's drop");
+    println!("LIMITED OK");
+}
