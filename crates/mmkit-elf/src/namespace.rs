@@ -29,6 +29,14 @@ use std::sync::{Arc, OnceLock};
 pub enum SystemPolicy {
     /// `dlopen` it (`RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE`): the system linker loads it once
     /// for the process and never unloads it. The default.
+    ///
+    /// Calls the system library makes are the system linker's: a library mmkit maps that loads
+    /// its plug-ins through a system library's `dlopen` (GStreamer and others through GModule's
+    /// `g_module_open`, libltdl users) gets plug-ins whose `DT_NEEDED` on it is resolved by
+    /// glibc, which does not know mmkit's copy: to a second copy of it from the system
+    /// directories (GStreamer's plug-ins then register their types with that copy and it hangs
+    /// on a type name taken), or to nothing. Use [`MapPrivately`](Self::MapPrivately) for such
+    /// a library, so that the helper is mapped too and its `dlopen` is mmkit's.
     #[default]
     SystemLinker,
     /// Map a private copy with mmkit-elf, as for the caller's own libraries. A library with
