@@ -103,7 +103,10 @@ struct Link {
 /// `DT_RUNPATH` (`$ORIGIN` expanded in all, each object's own); then
 /// the namespace's search path, [`SYSTEM_DIRS`]; then the links; then, with
 /// [`SystemPolicy::SystemLinker`], the system linker's own search (`ld.so.cache`), and the
-/// system linker loads what it finds. Under that policy, with glibc, the system linker's own
+/// system linker loads what it finds; with [`SystemPolicy::MapPrivately`] or
+/// [`SystemPolicy::Refuse`] (in a namespace that searches [`SYSTEM_DIRS`]), the file
+/// `ld.so.cache` names (in a directory `ld.so.conf` adds), a system library mapped or refused
+/// as one found in a system directory is. Under that policy, with glibc, the system linker's own
 /// search stands for [`SYSTEM_DIRS`] (whatever is found there is its to load): `ld.so.cache` in
 /// `ld.so.conf`'s order, glibc-hwcaps variants, its default directories, as glibc searches
 /// for a dependency; unless the program has a `DT_RPATH`/`DT_RUNPATH`, the namespace ignores a
@@ -573,6 +576,16 @@ impl Namespace {
         if let Some(link) = self.links.iter().find(|l| l.sonames.iter().any(|s| s == name)) {
             return link.target.resolve(name, origin, (PathList::None, &mut std::iter::empty()), &[], (label, asker));
         }
+        // glibc would find it through `ld.so.cache` (a directory `ld.so.conf` adds): a system
+        // library, mapped privately or refused as one found in a system directory is.
+        let configured = match self.system {
+            SystemPolicy::SystemLinker => None,
+            _ if self.system_dirs => ld_so_cache_entry(name),
+            _ => None,
+        };
+        if let Some(path) = configured {
+            return self.route_configured(name, path, label);
+        }
         match self.system {
             // glibc's own search (ld.so.cache, its configured directories) may know it.
             SystemPolicy::SystemLinker => {
@@ -650,6 +663,75 @@ impl Namespace {
             .with_path(label)),
         }
     }
+}
+
+impl Namespace {
+    /// A system library only `ld.so.cache` knows (found after this namespace's search failed),
+    /// under [`SystemPolicy::MapPrivately`] or [`SystemPolicy::Refuse`].
+    fn route_configured(&self, name: &str, path: PathBuf, label: &str) -> Result<Resolved<'_>> {
+        match self.system {
+            SystemPolicy::Refuse => Err(Error::new(
+                format!("load dependency {name}"),
+                ErrorKind::DependencyNotFound,
+                format!(
+                    "{} (from ld.so.cache) is a system library and namespace {} refuses system libraries",
+                    path.display(),
+                    self.name
+                ),
+            )
+            .with_path(label)),
+            _ => Ok(Resolved::Map { source: Source::Path(path), ns: self, opened: None }),
+        }
+    }
+}
+
+/// The file glibc's `ld.so.cache` (`/etc/ld.so.cache`, built by `ldconfig` from `ld.so.conf`)
+/// names for the soname `name` on this machine, as glibc's search for a dependency finds it
+/// after `LD_LIBRARY_PATH` and `DT_RUNPATH`: the directories `ld.so.conf` adds (Debian's
+/// `/usr/local/lib/x86_64-linux-gnu`, CUDA's, libfakeroot's) are not in [`SYSTEM_DIRS`]. Read
+/// only when a search has found nothing (the error path). The glibc 2.32+ format, alone or after
+/// the old one; `None` for anything else, a missing file or a damaged one.
+fn ld_so_cache_entry(name: &str) -> Option<PathBuf> {
+    if !cfg!(all(target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64"))) {
+        return None;
+    }
+    let data = std::fs::read("/etc/ld.so.cache").ok()?;
+    ld_so_cache_lookup(&data, name)
+}
+
+/// [`ld_so_cache_entry`]'s reading of a cache's bytes.
+fn ld_so_cache_lookup(data: &[u8], name: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    // glibc's `_DL_CACHE_DEFAULT_ID`: FLAG_ELF_LIBC6 with the 64-bit library kind.
+    const FLAGS: i32 = if cfg!(target_arch = "aarch64") { 0x0a03 } else { 0x0303 };
+    let u32_at = |d: &[u8], at: usize| Some(u32::from_le_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?));
+    let mut start = 0;
+    if data.starts_with(b"ld.so-1.7.0") {
+        // The old format first (12-byte entries after a 16-byte header), then the new one at
+        // the next 8-byte boundary.
+        let n = u32_at(data, 12)? as usize;
+        start = n.checked_mul(12)?.checked_add(16 + 7)? & !7;
+    }
+    let cache = data.get(start..)?;
+    if !cache.starts_with(b"glibc-ld.so.cache1.1") {
+        return None;
+    }
+    let string = |at: u32| {
+        let rest = cache.get(at as usize..)?;
+        Some(&rest[..rest.iter().position(|&b| b == 0)?])
+    };
+    let count = u32_at(cache, 20)? as usize;
+    for i in 0..count {
+        let entry = cache.get(48 + i.checked_mul(24)?..)?.get(..24)?;
+        let flags = u32_at(entry, 0)? as i32;
+        let hwcap = u64::from_le_bytes(entry[16..24].try_into().ok()?);
+        // Entries with a hwcap are glibc-hwcaps variants; the plain one is listed too.
+        if flags == FLAGS && hwcap == 0 && string(u32_at(entry, 4)?)? == name.as_bytes() {
+            let path = Path::new(std::ffi::OsStr::from_bytes(string(u32_at(entry, 8)?)?));
+            return path.is_absolute().then(|| path.to_path_buf());
+        }
+    }
+    None
 }
 
 /// `LD_LIBRARY_PATH` as glibc reads it, once, as the process started (kept by mmkit-elf's

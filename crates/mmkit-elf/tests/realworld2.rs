@@ -1120,3 +1120,45 @@ fn an_underlinked_system_library_binds_in_the_loads_scope_as_with_glibc() {
     assert_eq!(got, oracle.call("fx_theora_comment", &[]));
     assert!(got > 0, "{got}");
 }
+
+/// A dependency only `ld.so.cache` knows (in a directory `/etc/ld.so.conf.d` adds: here
+/// libfakeroot's; Debian's `/usr/local/lib/x86_64-linux-gnu`, CUDA's) is found under
+/// `MapPrivately` as glibc's `dlopen` finds it, and refused as a system library under `Refuse`.
+/// Both said "not found" (only `SystemLinker` asked glibc's search).
+#[test]
+fn a_dependency_only_ld_so_cache_knows_is_found_as_glibc_finds_it() {
+    const TEST: &str = "a_dependency_only_ld_so_cache_knows_is_found_as_glibc_finds_it";
+    let dir = "/usr/lib/x86_64-linux-gnu/libfakeroot";
+    let listed = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{dir}/libfakeroot-0.so")));
+    if !x86_64_host(TEST) || !listed {
+        eprintln!("skipping {TEST}: no libfakeroot-0.so in ld.so.cache (package fakeroot)");
+        return;
+    }
+    if !in_fresh_process(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("needcfg.c");
+    std::fs::write(&src, "long nf(void) { return 5; }\n").unwrap();
+    let out = tmp.path().join("libneedcfg.so");
+    let built = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(["-Wl,--no-as-needed", &format!("-L{dir}"), "-lfakeroot-0"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let private = Namespace::new("ld-so-cache-private").system_libraries(SystemPolicy::MapPrivately);
+    // SAFETY: a fixture and libfakeroot (nothing of it is called).
+    let ours = unsafe { private.open(Source::path(&out)) }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(call(&ours, "nf", &[]), 5);
+    let refusing = Namespace::new("ld-so-cache-refuse").system_libraries(SystemPolicy::Refuse);
+    // SAFETY: as above.
+    let refused = unsafe { refusing.open(Source::path(&out)) }.map(|_| ()).unwrap_err().to_string();
+    assert!(refused.contains(&format!("{dir}/libfakeroot-0.so (from ld.so.cache) is a system library")), "{refused}");
+    assert_eq!(Dl::open(&out).call("nf", &[]), 5);
+}
