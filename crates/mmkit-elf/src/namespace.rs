@@ -391,6 +391,13 @@ impl Namespace {
                 if self.system == SystemPolicy::SystemLinker {
                     return Ok(Start::SystemLinker { name, not_found: e });
                 }
+                // A name glibc's `dlopen` finds through `ld.so.cache` (see `resolve`).
+                if let Some(path) = self.system_dirs.then(|| ld_so_cache_entry(&name)).flatten() {
+                    return match self.route_configured(&name, path, &name)? {
+                        Resolved::Map { source, .. } => Ok(Start::Source(source, None)),
+                        _ => Err(e),
+                    };
+                }
                 Err(e)
             }
             (found, _) => found,

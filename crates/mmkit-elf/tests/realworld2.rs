@@ -1160,5 +1160,12 @@ fn a_dependency_only_ld_so_cache_knows_is_found_as_glibc_finds_it() {
     // SAFETY: as above.
     let refused = unsafe { refusing.open(Source::path(&out)) }.map(|_| ()).unwrap_err().to_string();
     assert!(refused.contains(&format!("{dir}/libfakeroot-0.so (from ld.so.cache) is a system library")), "{refused}");
+    // Opened by its bare soname, as glibc's `dlopen("libfakeroot-0.so")` finds it.
+    // SAFETY: libfakeroot; nothing of it is called.
+    let bare = unsafe { private.open("libfakeroot-0.so") }.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bare.source(), format!("{dir}/libfakeroot-0.so"));
+    // SAFETY: as above.
+    let refused = unsafe { refusing.open("libfakeroot-0.so") }.map(|_| ()).unwrap_err().to_string();
+    assert!(refused.contains("(from ld.so.cache) is a system library"), "{refused}");
     assert_eq!(Dl::open(&out).call("nf", &[]), 5);
 }
