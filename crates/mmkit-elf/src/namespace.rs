@@ -729,7 +729,7 @@ fn ld_so_cache_lookup(data: &[u8], name: &str) -> Option<PathBuf> {
     };
     let count = u32_at(cache, 20)? as usize;
     for i in 0..count {
-        let entry = cache.get(48 + i.checked_mul(24)?..)?.get(..24)?;
+        let entry = cache.get(i.checked_mul(24)?.checked_add(48)?..)?.get(..24)?;
         let flags = u32_at(entry, 0)? as i32;
         let hwcap = u64::from_le_bytes(entry[16..24].try_into().ok()?);
         // Entries with a hwcap are glibc-hwcaps variants; the plain one is listed too.
@@ -1190,6 +1190,27 @@ pub(crate) fn is_system_library(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ld_so_cache_is_read_as_glibc_reads_it_and_damage_is_none() {
+        let Ok(data) = std::fs::read("/etc/ld.so.cache") else { return };
+        if cfg!(all(target_env = "gnu", target_arch = "x86_64")) && std::env::var_os("MMKIT_TEST_RUNNER").is_none() {
+            // glibc's own answer for its C library (ldconfig -p lists it the same way).
+            let libc = ld_so_cache_lookup(&data, "libc.so.6").expect("libc.so.6 in ld.so.cache");
+            assert!(libc.is_absolute() && libc.ends_with("libc.so.6") && libc.exists(), "{}", libc.display());
+        }
+        assert_eq!(ld_so_cache_lookup(&data, "libno-such-library.so.9"), None);
+        // Cut anywhere or with a byte changed: an answer or None, never a panic.
+        let step = (data.len() / 509).max(1);
+        for cut in (0..data.len()).step_by(step) {
+            let _ = ld_so_cache_lookup(&data[..cut], "libc.so.6");
+            let mut bad = data.clone();
+            bad[cut] ^= 0xff;
+            let _ = ld_so_cache_lookup(&bad, "libc.so.6");
+        }
+        assert_eq!(ld_so_cache_lookup(b"", "libc.so.6"), None);
+        assert_eq!(ld_so_cache_lookup(b"glibc-ld.so.cache1.1\xff\xff\xff\xff", "libc.so.6"), None);
+    }
 
     #[test]
     fn dynamic_string_tokens_are_read_as_glibc_reads_them() {
