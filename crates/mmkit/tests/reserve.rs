@@ -692,6 +692,32 @@ fn reachable_map_count_limit() -> Option<usize> {
     Some(max)
 }
 
+/// Commits every other page of a new reservation (two areas per pair of pages) until the
+/// kernel refuses: the process is then at `vm.max_map_count` (`max`) until the reservation,
+/// returned with the index of the first refused commit, is dropped.
+fn fill_to_map_count_limit(max: usize) -> (Reservation, Option<usize>) {
+    let page = page_size();
+    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+    let n = (max - areas.min(max)) / 2 + 16;
+    let heap = Reservation::new(2 * n * page).unwrap();
+    let filled = (0..n).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    (heap, filled)
+}
+
+/// Three anonymous maps of `n` pages each, back to back (the kernel merges them into one area).
+fn three_adjacent_maps(n: usize) -> (mmkit::MmapMut, mmkit::MmapMut, mmkit::MmapMut) {
+    let page = page_size();
+    let probe = mmkit::MapOptions::new().len(3 * n * page).map_anon().unwrap();
+    let at = probe.as_ptr() as usize;
+    drop(probe);
+    let place = |i: usize| {
+        let mut o = mmkit::MapOptions::new();
+        o.len(n * page).placement(mmkit::Placement::FixedNoReplace(at + i * n * page));
+        o.map_anon().unwrap()
+    };
+    (place(0), place(1), place(2))
+}
+
 /// Regression (review B): at `vm.max_map_count` a commit in the middle of an area (which splits
 /// it) failed with a bare "Cannot allocate memory (ENOMEM)", although memory and
 /// every rlimit were plentiful; the error now names the map count and its limit. Run in a child
@@ -703,12 +729,8 @@ fn enomem_at_the_map_count_limit_names_it() {
     }
     let page = page_size();
     let Some(max) = reachable_map_count_limit() else { return };
-    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
-    // Every other page committed: two areas per page pair, until the kernel refuses.
-    let n = (max - areas.min(max)) / 2 + 16;
-    let heap = Reservation::new(2 * n * page).unwrap();
-    let filled =
-        (0..n).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err()).expect("reached the limit");
+    let (heap, filled) = fill_to_map_count_limit(max);
+    let filled = filled.expect("reached the limit");
     // A reserved page past the last commit, inside one reserved area: committing it splits
     // that area in three.
     let commit = heap.commit(2 * (filled + 2) * page + page, page, Protection::READ).unwrap_err();
@@ -750,15 +772,7 @@ fn a_drop_at_the_map_count_limit_gives_the_memory_back() {
     let page = page_size();
     let Some(max) = reachable_map_count_limit() else { return };
     let n = 16;
-    let probe = mmkit::MapOptions::new().len(3 * n * page).map_anon().unwrap();
-    let at = probe.as_ptr() as usize;
-    drop(probe);
-    let place = |i: usize| {
-        let mut o = mmkit::MapOptions::new();
-        o.len(n * page).placement(mmkit::Placement::FixedNoReplace(at + i * n * page));
-        o.map_anon().unwrap()
-    };
-    let (a, mut b, c) = (place(0), place(1), place(2));
+    let (a, mut b, c) = three_adjacent_maps(n);
     b.fill(1);
     // A carved range committed like its parent's pages around it: one area with them.
     let mut parent = Reservation::new(3 * n * page).unwrap();
@@ -769,10 +783,7 @@ fn a_drop_at_the_map_count_limit_gives_the_memory_back() {
     let (b_at, c_at) = (b.as_ptr() as usize, carved.as_ptr() as usize);
     assert_eq!((resident_at(b_at, n * page), resident_at(c_at, n * page)), (n, n));
     // Fill the areas up to the limit.
-    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
-    let m = (max - areas.min(max)) / 2 + 16;
-    let heap = Reservation::new(2 * m * page).unwrap();
-    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    let (heap, _) = fill_to_map_count_limit(max);
     drop(b);
     drop(carved);
     let (b_left, c_left) = (resident_at(b_at, n * page), resident_at(c_at, n * page));
@@ -810,10 +821,7 @@ fn a_drop_at_the_map_count_limit_keeps_pages_a_borrower_sealed() {
     }
     let sealed = lent.as_ptr() as usize;
     drop(lent);
-    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
-    let m = (max - areas.min(max)) / 2 + 16;
-    let heap = Reservation::new(2 * m * page).unwrap();
-    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    let (heap, _) = fill_to_map_count_limit(max);
     drop(lender);
     // SAFETY: sealed pages, which no drop can unmap; read-write, read here only.
     let bytes: Vec<u8> = (0..4).map(|i| unsafe { *((sealed + i * page + 1) as *const u8) }).collect();
@@ -834,15 +842,7 @@ fn a_locked_drop_at_the_map_count_limit_gives_the_memory_back() {
     let page = page_size();
     let Some(max) = reachable_map_count_limit() else { return };
     let n = 16;
-    let probe = mmkit::MapOptions::new().len(3 * n * page).map_anon().unwrap();
-    let at = probe.as_ptr() as usize;
-    drop(probe);
-    let place = |i: usize| {
-        let mut o = mmkit::MapOptions::new();
-        o.len(n * page).placement(mmkit::Placement::FixedNoReplace(at + i * n * page));
-        o.map_anon().unwrap()
-    };
-    let (a, mut b, c) = (place(0), place(1), place(2));
+    let (a, mut b, c) = three_adjacent_maps(n);
     b.fill(1);
     // Locked alike, the three merge into one area.
     if let Err(e) = [&a, &b, &c].iter().try_for_each(|m| m.lock(..)) {
@@ -851,10 +851,7 @@ fn a_locked_drop_at_the_map_count_limit_gives_the_memory_back() {
     }
     let b_at = b.as_ptr() as usize;
     assert_eq!(resident_at(b_at, n * page), n);
-    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
-    let m = (max - areas.min(max)) / 2 + 16;
-    let heap = Reservation::new(2 * m * page).unwrap();
-    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    let (heap, _) = fill_to_map_count_limit(max);
     drop(b);
     let left = resident_at(b_at, n * page);
     drop(heap);
@@ -882,10 +879,7 @@ fn a_lent_range_not_decommitted_at_the_map_count_limit_is_refused_by_the_lender(
     let lent = lender.lend(4 * page, 4 * page).unwrap();
     // SAFETY: committed read-write (lent as it is); raw writes.
     unsafe { lent.as_mut_ptr().add(page).write_bytes(7, 2 * page) };
-    let areas = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
-    let m = (max - areas.min(max)) / 2 + 16;
-    let heap = Reservation::new(2 * m * page).unwrap();
-    let _ = (0..m).find(|i| heap.commit(2 * i * page, page, Protection::READ).is_err());
+    let (heap, _) = fill_to_map_count_limit(max);
     drop(lent);
     drop(heap);
     // Below the limit again: a commit would succeed, and (before the fix) show the 7s.
