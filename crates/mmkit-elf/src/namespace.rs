@@ -392,7 +392,7 @@ impl Namespace {
                     return Ok(Start::SystemLinker { name, not_found: e });
                 }
                 // A name glibc's `dlopen` finds through `ld.so.cache` (see `resolve`).
-                if let Some(path) = self.system_dirs.then(|| ld_so_cache_entry(&name)).flatten() {
+                if let Some(path) = self.configured_path(&name) {
                     return match self.route_configured(&name, path, &name)? {
                         Resolved::Map { source, .. } => Ok(Start::Source(source, None)),
                         _ => Err(e),
@@ -585,12 +585,7 @@ impl Namespace {
         }
         // glibc would find it through `ld.so.cache` (a directory `ld.so.conf` adds): a system
         // library, mapped privately or refused as one found in a system directory is.
-        let configured = match self.system {
-            SystemPolicy::SystemLinker => None,
-            _ if self.system_dirs => ld_so_cache_entry(name),
-            _ => None,
-        };
-        if let Some(path) = configured {
+        if let Some(path) = self.configured_path(name) {
             return self.route_configured(name, path, label);
         }
         match self.system {
@@ -673,6 +668,13 @@ impl Namespace {
 }
 
 impl Namespace {
+    /// The file `ld.so.cache` names for `name`, where this namespace maps or refuses system
+    /// libraries itself (not under [`SystemPolicy::SystemLinker`], whose own search asks the
+    /// cache) and searches [`SYSTEM_DIRS`].
+    fn configured_path(&self, name: &str) -> Option<PathBuf> {
+        (self.system != SystemPolicy::SystemLinker && self.system_dirs).then(|| ld_so_cache_entry(name)).flatten()
+    }
+
     /// A system library only `ld.so.cache` knows (found after this namespace's search failed),
     /// under [`SystemPolicy::MapPrivately`] or [`SystemPolicy::Refuse`].
     fn route_configured(&self, name: &str, path: PathBuf, label: &str) -> Result<Resolved<'_>> {
